@@ -1,0 +1,2 @@
+"""xmc-actors: cross-market pair execution on Ray."""
+__version__ = "0.1.0"

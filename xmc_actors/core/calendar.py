@@ -1,0 +1,106 @@
+"""Session calendars: is a venue open at an instant, and for which trading day.
+
+Pure functions over :class:`~xmc_actors.model.market.Venue`; time zones through ``zoneinfo``
+so daylight-saving switches (New York, London) are exact while Shanghai has none.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ..model.market import Instrument, TradingSession, Venue
+
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    open: bool
+    trading_day: dt.date | None
+    session: str | None
+    reason: str
+
+
+def is_business_day(venue: Venue, day: dt.date) -> bool:
+    return day.weekday() in venue.weekdays and day not in _holidays(venue)
+
+
+@lru_cache(maxsize=256)
+def _holidays(venue: Venue) -> frozenset[dt.date]:
+    return frozenset(venue.holidays)
+
+
+def previous_business_day(venue: Venue, day: dt.date) -> dt.date:
+    d = day - dt.timedelta(days=1)
+    for _ in range(30):
+        if is_business_day(venue, d):
+            return d
+        d -= dt.timedelta(days=1)
+    raise ValueError(f"{venue.code}: no business day in the 30 days before {day}")
+
+
+def next_business_day(venue: Venue, day: dt.date) -> dt.date:
+    d = day + dt.timedelta(days=1)
+    for _ in range(30):
+        if is_business_day(venue, d):
+            return d
+        d += dt.timedelta(days=1)
+    raise ValueError(f"{venue.code}: no business day in the 30 days after {day}")
+
+
+def _previous_weekday(venue: Venue, day: dt.date) -> dt.date:
+    d = day - dt.timedelta(days=1)
+    while d.weekday() not in venue.weekdays:
+        d -= dt.timedelta(days=1)
+    return d
+
+
+def session_window(venue: Venue, trading_day: dt.date, s: TradingSession) -> tuple[dt.datetime, dt.datetime] | None:
+    """The absolute [start, end) of session ``s`` of ``trading_day``, or None if it does not run."""
+    tz = venue.tz
+    if s.night:
+        if venue.night_anchor == "previous_business_day":
+            anchor = previous_business_day(venue, trading_day)
+            if not venue.night_before_holiday and anchor != _previous_weekday(venue, trading_day):
+                return None  # a holiday lies between: no night session (Chinese rule)
+        else:
+            anchor = trading_day - dt.timedelta(days=1)
+        start = dt.datetime.combine(anchor, s.start_time, tz)
+        end_day = anchor if s.end_time > s.start_time else anchor + dt.timedelta(days=1)
+        end = dt.datetime.combine(end_day, s.end_time, tz)
+    else:
+        start = dt.datetime.combine(trading_day, s.start_time, tz)
+        end = dt.datetime.combine(trading_day, s.end_time, tz)
+    return start, end
+
+
+def session_state(venue: Venue, ts_ns: int, sessions: tuple[TradingSession, ...] | None = None) -> SessionState:
+    """Whether ``venue`` trades at ``ts_ns`` (UTC), in which session and for which trading day.
+
+    ``sessions`` overrides the venue's (an instrument's own hours, e.g. SHFE cu's night ends at
+    01:00 while au's runs to 02:30).
+    """
+    when = dt.datetime.fromtimestamp(ts_ns / _NS, tz=venue.tz)
+    local = when.date()
+    candidates = {local, local + dt.timedelta(days=1), local + dt.timedelta(days=2),
+                  local + dt.timedelta(days=3), local + dt.timedelta(days=4)}
+    for td in sorted(candidates):
+        if not is_business_day(venue, td):
+            continue
+        for s in (sessions or venue.sessions):
+            win = session_window(venue, td, s)
+            if win and win[0] <= when < win[1]:
+                return SessionState(True, td, s.name, "open")
+    if not is_business_day(venue, local):
+        why = "holiday" if local in _holidays(venue) else "weekend"
+        return SessionState(False, None, None, f"{venue.code} closed: {why} ({local.isoformat()})")
+    return SessionState(False, None, None, f"{venue.code} closed: outside sessions or in a break at {when.strftime('%H:%M')} local")
+
+
+def is_open(venue: Venue, ts_ns: int, sessions: tuple[TradingSession, ...] | None = None) -> bool:
+    return session_state(venue, ts_ns, sessions).open
+
+
+def instrument_session_state(venue: Venue, instrument: Instrument, ts_ns: int) -> SessionState:
+    return session_state(venue, ts_ns, instrument.sessions)

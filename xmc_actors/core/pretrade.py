@@ -1,0 +1,50 @@
+"""The pre-trade hook the pair coordinator calls before it sends anything.
+
+The coordinator runs these checks in-process against a :class:`RiskGrant` the RiskGuard pushed
+to it (no remote call per order). ``xmc_actors.core.risk_rules`` provides the real checker;
+:class:`AllowAll` exists for tests of the coordinator in isolation and is never the default of
+a deployment.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..model.pairs import PairIntent
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """One failed check: a reason code from one enum and the numbers behind it."""
+
+    code: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class PreTradeResult:
+    allowed: bool
+    denials: tuple[Denial, ...] = ()
+    reservation_id: str = ""
+    facts: dict[str, str] = field(default_factory=dict)
+
+
+class PreTradeCheck(Protocol):
+    def check_pair(self, intent: PairIntent, now_ns: int) -> PreTradeResult:  # pragma: no cover
+        """Check both legs together; on success reserve margin under ``reservation_id``."""
+
+    def on_order_done(self, intent: PairIntent, leg: str, filled_qty: int, price: object | None) -> None:  # pragma: no cover
+        """Release what an order no longer needs; commit what it filled."""
+
+
+class AllowAll:
+    """Accepts every pair. For isolated coordinator tests only."""
+
+    def check_pair(self, intent: PairIntent, now_ns: int) -> PreTradeResult:
+        return PreTradeResult(True)
+
+    def on_order_done(self, intent: PairIntent, leg: str, filled_qty: int, price: object | None) -> None:
+        pass

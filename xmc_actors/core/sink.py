@@ -1,0 +1,108 @@
+"""The ledger interface every actor writes through, and an event maker.
+
+:class:`EventSink` is what core logic and actors are handed. ``emit`` is fire-and-forget
+(hot path); ``emit_durable`` returns once the event is durable (for the few events a sender
+must not go on without). :class:`MemorySink` keeps events in memory (tests, replays); the
+ledger client (``xmc_actors.ledger``) batches them to DuckDB ledger actors.
+"""
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from typing import Any, Iterable, Protocol, runtime_checkable
+
+from ..model.events import Event, EventKind
+from .clock import Clock, EventIdGenerator
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    def emit(self, event: Event) -> None:  # pragma: no cover - protocol
+        ...
+
+    def emit_many(self, events: Iterable[Event]) -> None:  # pragma: no cover - protocol
+        ...
+
+
+class MemorySink:
+    """Keeps every event in order; de-duplicates on ``event_id`` like the ledger does."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._ids: set[str] = set()
+        self._lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        with self._lock:
+            if event.event_id in self._ids:
+                return
+            self._ids.add(event.event_id)
+            self.events.append(event)
+
+    def emit_many(self, events: Iterable[Event]) -> None:
+        for e in events:
+            self.emit(e)
+
+    def by_decision(self, decision_id: str) -> list[Event]:
+        return [e for e in self.events if e.decision_id == decision_id]
+
+    def kinds(self) -> dict[EventKind, int]:
+        out: dict[EventKind, int] = defaultdict(int)
+        for e in self.events:
+            out[e.kind] += 1
+        return dict(out)
+
+
+class NullSink:
+    """Drops everything. Only for benchmarks that measure a floor without a trail."""
+
+    def emit(self, event: Event) -> None:
+        pass
+
+    def emit_many(self, events: Iterable[Event]) -> None:
+        pass
+
+
+class EventMaker:
+    """Builds envelopes with time-ordered ids and the calibrated clock of one actor."""
+
+    __slots__ = ("clock", "actor", "_ids")
+
+    def __init__(self, clock: Clock, actor: str, node: int | None = None) -> None:
+        self.clock = clock
+        self.actor = actor
+        self._ids = EventIdGenerator(clock, node)
+
+    def new_id(self) -> str:
+        return self._ids.next()
+
+    def make(
+        self,
+        kind: EventKind,
+        *,
+        decision_id: str = "",
+        parent_id: str = "",
+        strategy: str = "",
+        account: str = "",
+        venue: str = "",
+        instrument: str = "",
+        reason: str = "",
+        latency_us: float | None = None,
+        ts_ns: int | None = None,
+        **payload: Any,
+    ) -> Event:
+        return Event(
+            event_id=self._ids.next(),
+            ts_ns=self.clock.now_ns() if ts_ns is None else ts_ns,
+            decision_id=decision_id,
+            parent_id=parent_id,
+            kind=kind,
+            strategy=strategy,
+            account=account,
+            venue=venue,
+            instrument=instrument,
+            actor=self.actor,
+            reason=reason,
+            latency_us=latency_us,
+            payload=payload,
+        )

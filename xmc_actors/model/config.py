@@ -1,0 +1,125 @@
+"""The deployment configuration: one YAML file describes a whole deployment.
+
+Load it with :func:`xmc_actors.runtime.config.load_config`, which also resolves ``include``
+files, expands ``${ENV}`` references, and checks cross-references (unknown instrument,
+account, venue, strategy class, parameter) with the path of each problem.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+from .market import Account, FxPair, Instrument, Venue
+from .pairs import ExecutionMode, LegSpec, ReplenishBudget, RollbackPolicy
+from .risk import RiskConfig
+
+FROZEN = ConfigDict(frozen=True, extra="forbid")
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")]
+
+
+class FeedConfig(BaseModel):
+    model_config = FROZEN
+    kind: str = "none"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class GatewayConfig(BaseModel):
+    """A venue gateway actor: which venue, which adapter, which market-data feed."""
+
+    model_config = FROZEN
+    venue: str
+    name: Name | None = None
+    adapter: str = "sim"
+    params: dict[str, Any] = Field(default_factory=dict)
+    feed: FeedConfig = FeedConfig()
+    node_label: str | None = None  # defaults to venue=<venue>; see docs/operations.md
+
+    @property
+    def actor_name(self) -> str:
+        return self.name or f"gateway-{self.venue}"
+
+
+class ExecutionConfig(BaseModel):
+    model_config = FROZEN
+    mode: ExecutionMode = ExecutionMode.PRICE
+    replenish: ReplenishBudget = ReplenishBudget()
+    rollback: RollbackPolicy = RollbackPolicy()
+    max_slippage_bps: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] = Decimal("30")
+    deadline_ms: PositiveInt = 10_000
+
+
+class StrategyConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    name: Name
+    class_: str = Field(alias="class")
+    legs: tuple[LegSpec, LegSpec]
+    hedge_ratio: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] | Literal["auto"] = "auto"
+    params: dict[str, Any] = Field(default_factory=dict)
+    execution: ExecutionConfig = ExecutionConfig()
+    enabled: bool = True
+
+
+class LedgerConfig(BaseModel):
+    model_config = FROZEN
+    path: str = "var/ledger"
+    shards: PositiveInt = 1
+    shard_by: Literal["strategy", "venue", "none"] = "strategy"
+    flush_ms: Annotated[float, Field(gt=0, le=1000)] = 5.0
+    batch_size: PositiveInt = 5_000
+
+
+class RayConfig(BaseModel):
+    model_config = FROZEN
+    address: str | None = None  # None: embedded single-machine Ray
+    namespace: Name = "xmc"
+    num_cpus: PositiveInt | None = None
+    dashboard: bool = False
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0  # 0: no /metrics endpoint
+    ready_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    detached: bool = False
+    strategy_cpus: Annotated[float, Field(ge=0)] = 0.0
+    gateway_cpus: Annotated[float, Field(ge=0)] = 0.0
+
+
+class DeploymentConfig(BaseModel):
+    model_config = FROZEN
+    name: Name = "xmc"
+    description: str = ""
+    base_currency: str = "USD"
+    venues: tuple[Venue, ...] = ()
+    instruments: tuple[Instrument, ...] = ()
+    fx: tuple[FxPair, ...] = ()
+    accounts: tuple[Account, ...] = ()
+    gateways: tuple[GatewayConfig, ...] = ()
+    strategies: tuple[StrategyConfig, ...] = ()
+    risk: RiskConfig = RiskConfig()
+    ledger: LedgerConfig = LedgerConfig()
+    ray: RayConfig = RayConfig()
+    run: dict[str, Any] = Field(default_factory=dict)
+
+    # -- look-ups --------------------------------------------------------------------------
+    def instrument(self, inst_id: str) -> Instrument:
+        for i in self.instruments:
+            if i.id == inst_id:
+                return i
+        raise KeyError(f"unknown instrument {inst_id!r}")
+
+    def venue(self, code: str) -> Venue:
+        for v in self.venues:
+            if v.code == code:
+                return v
+        raise KeyError(f"unknown venue {code!r}")
+
+    def account(self, acc_id: str) -> Account:
+        for a in self.accounts:
+            if a.id == acc_id:
+                return a
+        raise KeyError(f"unknown account {acc_id!r}")
+
+    def fx_pair(self, base: str, quote: str) -> FxPair | None:
+        for p in self.fx:
+            if (p.base, p.quote) in ((base, quote), (quote, base)):
+                return p
+        return None

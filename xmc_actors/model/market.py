@@ -1,0 +1,301 @@
+"""Venues, trading sessions, instruments, FX pairs and accounts.
+
+All of these are configuration-grade data: frozen, strict, and validated on construction.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from enum import Enum
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+
+from .errors import PriceError
+from .units import Dimension, dimension, normalise_currency, normalise_unit
+
+FROZEN = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+NonNegDecimal = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+Rate = Annotated[Decimal, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+def _hhmm(value: str) -> dt.time:
+    try:
+        return dt.time.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a time of day (HH:MM)") from None
+
+
+class TradingSession(BaseModel):
+    """One continuous trading window, in the venue's local time.
+
+    ``night=True`` marks a session that belongs to the *next* trading day (Chinese night
+    sessions, CME Globex from 18:00 ET): it opens on the evening before its trading day
+    (see :attr:`Venue.night_anchor`) and may run past midnight. A gap between two sessions
+    is a break (the 10:15-10:30 break, the lunch break).
+    """
+
+    model_config = FROZEN
+    name: str = "day"
+    start: str
+    end: str
+    night: bool = False
+
+    @field_validator("start", "end")
+    @classmethod
+    def _check_time(cls, v: str) -> str:
+        _hhmm(v)
+        return v
+
+    @property
+    def start_time(self) -> dt.time:
+        return _hhmm(self.start)
+
+    @property
+    def end_time(self) -> dt.time:
+        return _hhmm(self.end)
+
+    @model_validator(mode="after")
+    def _check_order(self) -> "TradingSession":
+        if self.start == self.end:
+            raise ValueError(f"session {self.name!r}: start and end are both {self.start}")
+        if not self.night and self.end_time < self.start_time:
+            raise ValueError(
+                f"session {self.name!r}: ends ({self.end}) before it starts ({self.start}); "
+                "a session that crosses midnight must be marked night: true"
+            )
+        return self
+
+
+class Venue(BaseModel):
+    """An exchange (or an OTC venue) with its calendar.
+
+    Attributes
+    ----------
+    night_anchor
+        Which evening a night session of trading day T opens on: ``previous_business_day``
+        (Chinese exchanges: Friday night trades for Monday) or ``previous_calendar_day``
+        (CME Globex: Sunday evening opens Monday).
+    night_before_holiday
+        Whether a night session runs when a holiday lies between it and its trading day.
+        Chinese exchanges hold none then (no Friday night session before a Monday holiday).
+    """
+
+    model_config = FROZEN
+    code: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{1,15}$")]
+    name: str = ""
+    timezone: str
+    sessions: tuple[TradingSession, ...] = Field(min_length=1)
+    weekdays: tuple[Annotated[int, Field(ge=0, le=6)], ...] = (0, 1, 2, 3, 4)
+    holidays: tuple[dt.date, ...] = ()
+    night_anchor: Literal["previous_business_day", "previous_calendar_day"] = "previous_business_day"
+    night_before_holiday: bool = False
+    source: str = ""
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as 'Asia/Shanghai')") from None
+        return v
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class PriceLimitRule(BaseModel):
+    """Daily price limit: a band of ``pct`` around the previous settlement, or none."""
+
+    model_config = FROZEN
+    kind: Literal["none", "percent"] = "none"
+    pct: Rate | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "PriceLimitRule":
+        if self.kind == "percent" and (self.pct is None or self.pct <= 0):
+            raise ValueError("a percent price-limit rule needs pct > 0")
+        return self
+
+    def band(self, reference: Decimal) -> tuple[Decimal, Decimal] | None:
+        if self.kind == "none" or self.pct is None:
+            return None
+        return reference * (1 - self.pct), reference * (1 + self.pct)
+
+
+class Instrument(BaseModel):
+    """A tradeable contract.
+
+    Prices are quoted in ``currency`` per ``price_unit``; one lot (``multiplier``) is
+    ``multiplier`` price units (COMEX GC: 100 troy_oz; SHFE au: 1000 g; CFFEX IF: 300 pt at
+    CNY per pt). Quantities in orders are in lots, a whole multiple of ``lot_size``.
+    """
+
+    model_config = FROZEN
+    venue: str
+    symbol: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,32}$")]
+    name: str = ""
+    currency: str
+    price_unit: str
+    multiplier: PositiveDecimal
+    tick_size: PositiveDecimal
+    lot_size: PositiveInt = 1
+    min_qty: PositiveInt = 1
+    max_qty: PositiveInt = 1000
+    price_limit: PriceLimitRule = PriceLimitRule()
+    margin_rate: Rate = Decimal("0.10")
+    fee_per_lot: NonNegDecimal = Decimal("0")
+    fee_rate: Rate = Decimal("0")
+    sessions: tuple[TradingSession, ...] | None = None  # overrides the venue's (night hours differ by product)
+    source: str = ""
+
+    @field_validator("currency")
+    @classmethod
+    def _ccy(cls, v: str) -> str:
+        return normalise_currency(v)
+
+    @field_validator("price_unit")
+    @classmethod
+    def _unit(cls, v: str) -> str:
+        return normalise_unit(v)
+
+    @model_validator(mode="after")
+    def _check_qty(self) -> "Instrument":
+        if self.min_qty > self.max_qty:
+            raise ValueError(f"min_qty ({self.min_qty}) is above max_qty ({self.max_qty})")
+        return self
+
+    @property
+    def id(self) -> str:
+        return f"{self.venue}.{self.symbol}"
+
+    @property
+    def dimension(self) -> Dimension:
+        return dimension(self.price_unit)
+
+    # -- tick grid ------------------------------------------------------------------------
+    def round_price(self, price: Decimal | float | str, mode: Literal["nearest", "down", "up"] = "nearest") -> Decimal:
+        """Snap ``price`` to the tick grid. ``down``/``up`` are toward -inf/+inf."""
+        p = price if isinstance(price, Decimal) else Decimal(str(price))
+        if not p.is_finite():
+            raise PriceError(f"{self.id}: price {price!r} is not finite")
+        rounding = {"nearest": ROUND_HALF_EVEN, "down": ROUND_FLOOR, "up": ROUND_CEILING}[mode]
+        ticks = (p / self.tick_size).to_integral_value(rounding=rounding)
+        return (ticks * self.tick_size).quantize(self.tick_size)
+
+    def on_grid(self, price: Decimal) -> bool:
+        return price.is_finite() and (price / self.tick_size) == (price / self.tick_size).to_integral_value()
+
+    def to_ticks(self, price: Decimal) -> int:
+        if not self.on_grid(price):
+            raise PriceError(f"{self.id}: price {price} is not a multiple of the tick {self.tick_size}")
+        return int(price / self.tick_size)
+
+    def from_ticks(self, ticks: int) -> Decimal:
+        return (self.tick_size * ticks).quantize(self.tick_size)
+
+    def notional(self, price: Decimal, qty: int) -> Decimal:
+        """Contract value in ``currency``: price x multiplier x lots."""
+        return price * self.multiplier * qty
+
+    def round_qty_down(self, qty: float | int) -> int:
+        """Largest whole multiple of ``lot_size`` not above ``qty`` (never negative)."""
+        q = int(qty // self.lot_size) * self.lot_size
+        return max(q, 0)
+
+
+class FxPair(BaseModel):
+    """An FX rate source: ``quote`` currency units per one ``base`` (USDCNY: CNY per USD)."""
+
+    model_config = FROZEN
+    base: str
+    quote: str
+    source: str = "static"
+    rate: PositiveDecimal | None = None
+    file: str | None = None
+
+    @field_validator("base", "quote")
+    @classmethod
+    def _ccy(cls, v: str) -> str:
+        return normalise_currency(v)
+
+    @model_validator(mode="after")
+    def _check(self) -> "FxPair":
+        if self.base == self.quote:
+            raise ValueError(f"FX pair {self.base}{self.quote}: base and quote are the same currency")
+        if self.source == "static" and self.rate is None:
+            raise ValueError(f"FX pair {self.id}: a static source needs a rate")
+        if self.source == "file" and not self.file:
+            raise ValueError(f"FX pair {self.id}: a file source needs file")
+        return self
+
+    @property
+    def id(self) -> str:
+        return f"{self.base}{self.quote}"
+
+
+class SecretRef(BaseModel):
+    """A credential held in an environment variable. Its value is never printed or stored."""
+
+    model_config = FROZEN
+    env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+
+    def resolve(self) -> str:
+        import os
+
+        try:
+            return os.environ[self.env]
+        except KeyError:
+            raise KeyError(f"environment variable {self.env} (a credential) is not set") from None
+
+    def __repr__(self) -> str:
+        return f"SecretRef(env={self.env!r})"
+
+    __str__ = __repr__
+
+
+class Account(BaseModel):
+    """A trading account at a broker or venue, in one currency."""
+
+    model_config = FROZEN
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,40}$")]
+    broker: str
+    venues: tuple[str, ...] = Field(min_length=1)
+    currency: str
+    capital: PositiveDecimal
+    credentials: dict[str, SecretRef] = Field(default_factory=dict)
+
+    @field_validator("currency")
+    @classmethod
+    def _ccy(cls, v: str) -> str:
+        return normalise_currency(v)
+
+    @field_validator("credentials", mode="before")
+    @classmethod
+    def _only_env(cls, v: object) -> object:
+        if isinstance(v, dict):
+            for k, item in v.items():
+                if not isinstance(item, (dict, SecretRef)):
+                    raise ValueError(
+                        f"credential {k!r} must reference an environment variable ({{env: NAME}}), "
+                        "never a literal value"
+                    )
+        return v
+
+
+class Side(str, Enum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+    @property
+    def opposite(self) -> "Side":
+        return Side.SELL if self is Side.BUY else Side.BUY

@@ -1,0 +1,126 @@
+"""Risk configuration: limits, throttles, capital occupancy levels, monitors and alert actions."""
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+
+FROZEN = ConfigDict(frozen=True, extra="forbid")
+Pct = Annotated[Decimal, Field(ge=0, le=1, allow_inf_nan=False)]
+PosDec = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+
+
+class TradingState(str, Enum):
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"  # only risk-reducing orders
+    HALTED = "HALTED"      # no new orders; cancels always allowed
+
+
+class AlertLevel(str, Enum):
+    INFO = "info"
+    YELLOW = "yellow"
+    ORANGE = "orange"
+    RED = "red"
+
+    @property
+    def rank(self) -> int:
+        return ("info", "yellow", "orange", "red").index(self.value)
+
+
+class AlertAction(str, Enum):
+    NONE = "none"
+    THROTTLE = "throttle"
+    REDUCE = "reduce"
+    HALT = "halt"
+
+
+class InstrumentLimits(BaseModel):
+    model_config = FROZEN
+    max_order_qty: PositiveInt | None = None
+    max_order_notional: PosDec | None = None   # in the instrument's currency
+    collar_pct: Pct | None = Decimal("0.05")    # fat-finger band around the reference price
+    max_position: PositiveInt | None = None     # lots, absolute
+
+
+class StrategyBudget(BaseModel):
+    model_config = FROZEN
+    max_margin: PosDec | None = None           # in the base currency
+    max_position: PositiveInt | None = None    # lots per instrument for this strategy
+    max_pair_net_exposure: PosDec | None = None  # base currency, |long notional - short notional|
+
+
+class Throttle(BaseModel):
+    model_config = FROZEN
+    max_orders_per_s: PositiveInt = 50
+    max_cancels_per_s: PositiveInt = 50
+
+
+class DailyCounts(BaseModel):
+    """Per-contract daily order and cancel counts (Chinese futures abnormal-trading thresholds)."""
+
+    model_config = FROZEN
+    max_orders_per_contract: PositiveInt | None = None
+    max_cancels_per_contract: PositiveInt | None = None
+
+
+class OccupancyLevels(BaseModel):
+    """Capital occupancy (资金占用) = used margin / equity; red refuses new entries."""
+
+    model_config = FROZEN
+    yellow: Pct = Decimal("0.70")
+    orange: Pct = Decimal("0.85")
+    red: Pct = Decimal("0.90")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "OccupancyLevels":
+        if not (self.yellow < self.orange < self.red):
+            raise ValueError(
+                f"levels must rise: yellow ({self.yellow}) < orange ({self.orange}) < red ({self.red})"
+            )
+        return self
+
+
+class Monitors(BaseModel):
+    model_config = FROZEN
+    slippage_pct: Pct = Decimal("0.005")
+    ack_latency_p99_ms: PosDec = Decimal("100")
+    reject_ratio: Pct = Decimal("0.03")
+    reject_window: PositiveInt = 100
+    reject_min_orders: PositiveInt = 20
+    unhedged_exposure_ms: PositiveInt = 2_000
+    escalate_after_s: PositiveInt = 30     # a condition that persists this long goes up one level
+
+
+class AlertSink(BaseModel):
+    model_config = FROZEN
+    kind: str = "webhook"
+    url: str
+    min_level: AlertLevel = AlertLevel.ORANGE
+    timeout_ms: PositiveInt = 2_000
+
+
+class RiskConfig(BaseModel):
+    model_config = FROZEN
+    default_limits: InstrumentLimits = InstrumentLimits()
+    instruments: dict[str, InstrumentLimits] = Field(default_factory=dict)
+    strategies: dict[str, StrategyBudget] = Field(default_factory=dict)
+    max_account_position: dict[str, PositiveInt] = Field(default_factory=dict)
+    throttle: Throttle = Throttle()
+    daily_counts: dict[str, DailyCounts] = Field(default_factory=dict)  # by venue
+    occupancy: OccupancyLevels = OccupancyLevels()
+    monitors: Monitors = Monitors()
+    actions: dict[AlertLevel, AlertAction] = Field(
+        default_factory=lambda: {
+            AlertLevel.INFO: AlertAction.NONE,
+            AlertLevel.YELLOW: AlertAction.THROTTLE,
+            AlertLevel.ORANGE: AlertAction.REDUCE,
+            AlertLevel.RED: AlertAction.HALT,
+        }
+    )
+    sinks: tuple[AlertSink, ...] = ()
+    grant_ttl_ms: PositiveInt = 5_000
+    require_both_sessions_open: bool = True
+    check_sessions: bool = True
+    max_reference_age_ms: NonNegativeInt = 0  # 0: no age check on the collar's reference price

@@ -1,0 +1,55 @@
+"""The ``xmc`` command.
+
+Subcommands live in modules ``xmc_actors/ops/cmd_*.py``; each defines
+``register(subparsers) -> None`` and sets ``func`` on its parser. A subcommand returns an exit
+code. Errors meant for the user are :class:`CliError` (printed without a traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from typing import Sequence
+
+
+class CliError(Exception):
+    """An error for the user: printed as ``xmc: <message>``, exit code ``code``."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xmc",
+        description="xmc-actors: cross-market pair execution on Ray.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from . import __path__ as ops_path
+
+    for mod in sorted(pkgutil.iter_modules(ops_path), key=lambda m: m.name):
+        if mod.name.startswith("cmd_"):
+            importlib.import_module(f"{__package__}.{mod.name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CliError as e:
+        print(f"xmc: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        print("xmc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # python -m xmc_actors.ops.cli
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Parameter models of the built-in strategies (validated by ``xmc validate``)."""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+
+STRICT = ConfigDict(frozen=True, extra="forbid")
+Fin = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Costs(BaseModel):
+    """Costs folded into the signal: fees, an import/VAT factor, financing."""
+
+    model_config = STRICT
+    fee_bps: Annotated[float, Field(ge=0, le=1000)] = 0.0
+    vat_factor: Annotated[float, Field(ge=1, le=2)] = 1.0   # e.g. 1.13 for 13% VAT on the domestic leg
+    vat_leg: Literal["A", "B"] = "A"
+    financing_bps_per_day: Annotated[float, Field(ge=0, le=100)] = 0.0
+    holding_days: Annotated[float, Field(ge=0)] = 0.0
+
+
+class Guards(BaseModel):
+    model_config = STRICT
+    stale_ms: PositiveInt = 5_000
+    max_skew_ms: PositiveInt = 2_000          # calibrated-time distance allowed between the two legs' quotes
+    require_sessions_open: bool = True
+
+
+class BandParams(BaseModel):
+    """Band arbitrage: enter when the signal leaves [exit, entry] bands, with hysteresis."""
+
+    model_config = STRICT
+    signal: Literal["spread", "ratio"] = "ratio"
+    price: Literal["mid", "executable"] = "executable"
+    entry: Fin
+    exit: Fin
+    center: Fin = 0.0
+    clip: PositiveInt = 1                     # leg-A lots per entry
+    max_position: PositiveInt = 5             # leg-A lots
+    cooldown_ms: NonNegativeInt = 1_000
+    costs: Costs = Costs()
+    guards: Guards = Guards()
+
+    @model_validator(mode="after")
+    def _bands(self) -> "BandParams":
+        if self.entry <= self.exit:
+            raise ValueError(f"entry ({self.entry}) must be above exit ({self.exit}): bands are distances from center")
+        return self
+
+
+class ZScoreParams(BaseModel):
+    model_config = STRICT
+    signal: Literal["spread", "ratio"] = "ratio"
+    price: Literal["mid", "executable"] = "mid"
+    window: Annotated[int, Field(ge=5, le=100_000)] = 100
+    entry_z: Annotated[float, Field(gt=0)] = 2.0
+    exit_z: Annotated[float, Field(ge=0)] = 0.5
+    clip: PositiveInt = 1
+    max_position: PositiveInt = 5
+    cooldown_ms: NonNegativeInt = 1_000
+    costs: Costs = Costs()
+    guards: Guards = Guards()
+
+    @model_validator(mode="after")
+    def _bands(self) -> "ZScoreParams":
+        if self.entry_z <= self.exit_z:
+            raise ValueError(f"entry_z ({self.entry_z}) must be above exit_z ({self.exit_z})")
+        return self
+
+
+class BasisMonitorParams(BaseModel):
+    model_config = STRICT
+    signal: Literal["spread", "ratio"] = "spread"
+    alert_above: Fin | None = None
+    alert_below: Fin | None = None
+    guards: Guards = Guards()
+
+
+class CalendarRollParams(BaseModel):
+    """Move a position from the near to the far contract (移仓换月) on a schedule."""
+
+    model_config = STRICT
+    roll_at: list[str] = Field(default_factory=list, description="ISO date-times (UTC) at which to roll")
+    qty: PositiveInt = 1
+    max_spread_ticks: NonNegativeInt = 10
+    guards: Guards = Guards()
+
+
+BUILTIN_PARAMS: dict[str, type[BaseModel]] = {
+    "band": BandParams,
+    "zscore": ZScoreParams,
+    "basis_monitor": BasisMonitorParams,
+    "calendar_roll": CalendarRollParams,
+}

@@ -1,0 +1,50 @@
+"""Parameters of the simulated venue: its matching rules and its seeded fault injection."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+
+from ..model.orders import RejectReason
+
+STRICT = ConfigDict(frozen=True, extra="forbid")
+Prob = Annotated[float, Field(ge=0, le=1)]
+NonNegF = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class LatencyModel(BaseModel):
+    """Ack latency: ``const`` (mean_ms), ``uniform`` (mean_ms +/- jitter_ms) or ``lognormal``."""
+
+    model_config = STRICT
+    kind: Literal["const", "uniform", "lognormal"] = "const"
+    mean_ms: NonNegF = 0.0
+    jitter_ms: NonNegF = 0.0
+
+
+class Disconnect(BaseModel):
+    model_config = STRICT
+    at_s: NonNegF
+    duration_s: Annotated[float, Field(gt=0)]
+
+
+class FaultConfig(BaseModel):
+    model_config = STRICT
+    reject_prob: dict[RejectReason, Prob] = Field(default_factory=dict)
+    partial_fill_prob: Prob = 0.0
+    no_ack_prob: Prob = 0.0
+    disconnects: tuple[Disconnect, ...] = ()
+    clock_skew_ms: Annotated[float, Field(ge=-60_000, le=60_000)] = 0.0
+    clock_drift_ppm: Annotated[float, Field(ge=-1000, le=1000)] = 0.0
+    clock_jitter_ms: NonNegF = 0.0
+    md_drop_prob: Prob = 0.0
+    md_reorder_prob: Prob = 0.0
+
+
+class SimVenueParams(BaseModel):
+    model_config = STRICT
+    seed: int = 0
+    ack_latency: LatencyModel = LatencyModel()
+    faults: FaultConfig = FaultConfig()
+    default_depth: NonNegativeInt = 50  # lots shown at top of book when a feed gives no size
+    enforce_sessions: bool = True
+    enforce_price_limits: bool = True
