@@ -36,8 +36,14 @@ class PreTradeCheck(Protocol):
     def check_pair(self, intent: PairIntent, now_ns: int) -> PreTradeResult:  # pragma: no cover
         """Check both legs together; on success reserve margin under ``reservation_id``."""
 
+    def allows_order(self, strategy: str, venue: str, instrument: str, reduce_only: bool, now_ns: int) -> Denial | None:  # pragma: no cover
+        """Checked before *every* order (replenish and rollback too): trading state, throttles."""
+
     def on_order_done(self, intent: PairIntent, leg: str, filled_qty: int, price: object | None) -> None:  # pragma: no cover
         """Release what an order no longer needs; commit what it filled."""
+
+    def update_grant(self, grant: object) -> None:  # pragma: no cover
+        """Replace the grant (limits, capital, positions, trading states) the RiskGuard pushed."""
 
 
 class AllowAll:
@@ -46,5 +52,11 @@ class AllowAll:
     def check_pair(self, intent: PairIntent, now_ns: int) -> PreTradeResult:
         return PreTradeResult(True)
 
+    def allows_order(self, strategy: str, venue: str, instrument: str, reduce_only: bool, now_ns: int) -> Denial | None:
+        return None
+
     def on_order_done(self, intent: PairIntent, leg: str, filled_qty: int, price: object | None) -> None:
+        pass
+
+    def update_grant(self, grant: object) -> None:
         pass
