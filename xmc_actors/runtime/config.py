@@ -239,12 +239,16 @@ def _pyd_issues(e: ValidationError, prefix: list[Any], origins: _Origins | None)
         loc = [p for p in err["loc"] if not (isinstance(p, str) and ("function-" in p or p.startswith("constrained")))]
         # union branches (e.g. Decimal | "auto") add type names to the location: drop them
         loc = [p for p in loc if not (isinstance(p, str) and (p.startswith("literal[") or p in ("decimal",)))]
+        message = _pyd_message(err)
+        if "[key]" in loc:  # a mapping key that is not valid (e.g. an unknown enum member)
+            loc = [p for p in loc if p != "[key]"]
+            message = f"not a valid key: {message}"
         parts = prefix + loc
         if origins is not None:
             path, file, line = origins.locate(parts)
         else:
             path, file, line = format_path(parts), "", None
-        out.append(ConfigIssue(path, _pyd_message(err), file, line))
+        out.append(ConfigIssue(path, message, file, line))
     return out
 
 
