@@ -42,3 +42,19 @@ class SyntheticParams(BaseModel):
     ticks_per_s: Annotated[float, Field(gt=0, le=100_000)] = 10.0
     count: PositiveInt | None = None
     jump_prob: Annotated[float, Field(ge=0, le=1)] = 0.0
+    jump_bps: Annotated[float, Field(ge=0, le=10_000)] = 50.0
+    factor_seed: int = 0
+    """Seed of the common factor: feeds with the same factor_seed (on any gateway) are cointegrated."""
+    hedge_betas: tuple[Annotated[float, Field(gt=0, le=10)], ...] = ()
+    """Loading of each instrument on the common factor (default 1.0)."""
+    spread_mean_reversion: Annotated[float, Field(gt=0, le=1)] = 0.05
+    """Per-tick pull of each instrument's idiosyncratic part back to zero (an OU process)."""
+    spread_ticks: tuple[PositiveInt, PositiveInt] = (1, 3)
+    """Bid-ask spread drawn uniformly in this range of ticks."""
+    max_size: PositiveInt = 50
+    depth: Annotated[int, Field(ge=1, le=10)] = 1
+    respect_sessions: bool = False
+    """Only emit while the venue is in session (skips closed hours)."""
+    start_ns: int | None = None
+    speed: Literal["max", "recorded"] | Annotated[float, Field(gt=0)] = "recorded"
+    """Pace in a background run: ``recorded`` (ticks_per_s of real time), N x that, or ``max``."""

@@ -48,3 +48,9 @@ class SimVenueParams(BaseModel):
     default_depth: NonNegativeInt = 50  # lots shown at top of book when a feed gives no size
     enforce_sessions: bool = True
     enforce_price_limits: bool = True
+    network_latency: LatencyModel = LatencyModel(kind="uniform", mean_ms=0.3, jitter_ms=0.2)
+    """One-way gateway <-> venue network latency (market data and clock probes)."""
+    ack_timeout_ms: Annotated[float, Field(gt=0)] = 1000.0
+    """How long the gateway waits for an answer before it reports the outcome as UNKNOWN."""
+    probe_interval_ms: Annotated[float, Field(gt=0)] = 100.0
+    """Clock-calibration round trips (NTP-style) every this many milliseconds."""

@@ -1,0 +1,164 @@
+"""VenueGateway on Ray: order entry, pushes, conflated subscriptions, faults, bad input."""
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from decimal import Decimal
+
+import pytest
+import ray
+
+from testkit import instrument, order, quote, venue
+from xmc_actors.actors.gateway import VenueGateway
+from xmc_actors.model import ExecReportKind, OrderStatus, OrderType, RejectReason, TimeInForce
+from xmc_actors.model.config import DeploymentConfig, FeedConfig, GatewayConfig
+
+pytestmark = pytest.mark.ray
+T0 = 1_735_808_400_000_000_000  # 2025-01-02 09:00 UTC
+
+
+def _deployment(**params: object) -> DeploymentConfig:
+    return DeploymentConfig(
+        name="gwtest", venues=(venue("SHFE"),), instruments=(instrument("SHFE.cu"),),
+        gateways=(GatewayConfig(venue="SHFE", params={"seed": 1, "enforce_sessions": False, **params},
+                                feed=FeedConfig()),),
+    )
+
+
+@ray.remote(num_cpus=0)
+class Collector:
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.reports: list = []
+        self.batches: list = []
+        self.delay_s = delay_s
+
+    def on_reports(self, reports: list) -> None:
+        self.reports.extend(reports)
+
+    def on_quotes(self, batch: list) -> None:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        self.batches.append(batch)
+
+    def get(self) -> tuple[list, list]:
+        return self.reports, self.batches
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_instance():
+    ray.init(num_cpus=2, include_dashboard=False, namespace="gw-test", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _gateway(**params: object):
+    gw = VenueGateway.options(num_cpus=0).remote(_deployment(**params), "SHFE", clock_mode="sim")
+    ray.get(gw.ready.remote(), timeout=30)
+    return gw
+
+
+def _wait_for(fn, timeout: float = 5.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.02)
+    return fn()
+
+
+def test_place_marketable_limit_fills_and_repeat_client_order_id_returns_existing_order():
+    gw = _gateway()
+    ray.get(gw.push_market.remote([quote("SHFE.cu", 72000, 72010, ask_size=5, ts_ns=T0)]))
+    req = order("SHFE.cu", "BUY", 3, "72010")
+
+    first = ray.get(gw.place.remote(req))
+    again = ray.get(gw.place.remote(req))
+
+    assert [r.kind for r in first] == [ExecReportKind.ACK, ExecReportKind.FILL]
+    assert first[-1].status is OrderStatus.FILLED and first[-1].fill.price == Decimal("72010")
+    assert len(again) == 1 and again[0].kind is ExecReportKind.STATUS and again[0].filled_qty == 3
+    assert len([d for d in ray.get(gw.drop_copy.remote()) if d["kind"] == "ACK"]) == 1
+
+
+def test_resting_order_fill_is_pushed_to_its_registered_owner():
+    gw = _gateway()
+    owner = Collector.remote()
+    ray.get(gw.register_owner.remote("coord", owner))
+    ray.get(gw.push_market.remote([quote("SHFE.cu", 72000, 72010, ts_ns=T0)]))
+    placed = ray.get(gw.place.remote(order("SHFE.cu", "BUY", 2, "71990", owner="coord")))
+
+    ray.get(gw.push_market.remote([quote("SHFE.cu", 71970, 71980, ts_ns=T0 + 1_000_000)]))
+
+    assert placed[0].kind is ExecReportKind.ACK and placed[0].status is OrderStatus.ACCEPTED
+    reports = _wait_for(lambda: ray.get(owner.get.remote())[0])
+    assert [r.kind for r in reports] == [ExecReportKind.FILL]
+    assert reports[0].fill.price == Decimal("71990") and reports[0].status is OrderStatus.FILLED
+
+
+def test_cancel_then_query_and_unknown_ids():
+    gw = _gateway()
+    ray.get(gw.push_market.remote([quote("SHFE.cu", 72000, 72010, ts_ns=T0)]))
+    req = order("SHFE.cu", "SELL", 1, "72100")
+    ray.get(gw.place.remote(req))
+
+    canceled = ray.get(gw.cancel.remote(req.client_order_id))
+    too_late = ray.get(gw.cancel.remote(req.client_order_id))
+    unknown = ray.get(gw.cancel.remote("nope:A:0"))
+
+    assert canceled.kind is ExecReportKind.CANCELED
+    assert too_late.reason is RejectReason.TOO_LATE_TO_CANCEL
+    assert unknown.reason is RejectReason.UNKNOWN_ORDER
+    assert ray.get(gw.query.remote(req.client_order_id)).status is OrderStatus.CANCELED
+    assert ray.get(gw.query.remote("never:A:0")) is None
+
+
+def test_injected_reject_and_no_ack_are_definitive_and_unknown_respectively():
+    gw = _gateway()
+    ray.get(gw.push_market.remote([quote("SHFE.cu", 72000, 72010, ts_ns=T0)]))
+    ray.get(gw.inject.remote({"kind": "reject_next", "instrument": "SHFE.cu", "reason": "LIMIT_LOCKED"}))
+    rejected = ray.get(gw.place.remote(order("SHFE.cu", "BUY", 1, "72010", leg="A")))
+    ray.get(gw.inject.remote({"kind": "no_ack_next"}))
+    silent = ray.get(gw.place.remote(order("SHFE.cu", "BUY", 1, "72010", leg="B")))
+
+    assert rejected[0].kind is ExecReportKind.REJECTED and rejected[0].reason is RejectReason.LIMIT_LOCKED
+    assert silent[0].status is OrderStatus.UNKNOWN
+    # the venue did process it: a status query resolves the unknown outcome
+    assert ray.get(gw.query.remote(silent[0].client_order_id)).status is OrderStatus.FILLED
+
+
+def test_slow_subscriber_gets_conflated_batches_not_a_backlog():
+    gw = _gateway()
+    slow = Collector.remote(delay_s=0.2)
+    ray.get(gw.subscribe.remote(slow))
+    quotes = [quote("SHFE.cu", 72000 + 10 * k, 72010 + 10 * k, ts_ns=T0 + k * 1_000_000) for k in range(200)]
+
+    for k in range(0, 200, 20):
+        ray.get(gw.push_market.remote(quotes[k:k + 20]))
+
+    batches = _wait_for(lambda: (b := ray.get(slow.get.remote())[1]) and b[-1][-1].bid == Decimal("73990") and b)
+    assert batches[-1][-1].bid == Decimal("73990")
+    assert len(batches) < 20                       # far fewer pushes than quotes
+    assert all(len(b) == 1 for b in batches)       # one instrument: latest only
+
+
+def test_bad_venue_messages_are_counted_and_the_gateway_keeps_serving():
+    gw = _gateway()
+    ray.get(gw.push_market.remote([quote("SHFE.cu", 72000, 72010, ts_ns=T0)]))
+    garbage = []
+    for k in range(300):
+        garbage.append([None, "x", 3.5, {"type": "quote"}, {"type": "quote", "instrument": "SHFE.cu", "seq": k,
+                        "ts": T0, "bid": math.nan, "ask": 72010, "bid_size": 1, "ask_size": 1},
+                        {"type": "quote", "instrument": "SHFE.cu", "seq": 10_000 + k, "ts": T0, "bid": 72020,
+                         "ask": 72010, "bid_size": 1, "ask_size": 1}][k % 6])
+
+    accepted = ray.get(gw.push_wire.remote(garbage))
+    status = ray.get(gw.status.remote())
+    after = ray.get(gw.place.remote(order("SHFE.cu", "BUY", 1, "72010")))
+
+    assert accepted == 0
+    assert status["counters"]["bad_input"] == 300
+    assert status["bad_input"]["CROSSED_BOOK"] == 50 and status["bad_input"]["NON_FINITE_PRICE"] == 50
+    assert len(ray.get(gw.events.remote("BAD_INPUT"))) == 300
+    assert after[-1].status is OrderStatus.FILLED

@@ -1,0 +1,339 @@
+"""The VenueGateway Ray actor: a thin async shell around :class:`~xmc_actors.core.gateway_core.GatewayCore`.
+
+Construct it from a deployment and a gateway name::
+
+    gw = VenueGateway.options(name=cfg.actor_name, namespace="xmc", max_restarts=3).remote(
+        deployment, "SHFE", sink=ledger_client)
+
+The contract (docs/architecture.md, "VenueGateway") in short: ``place`` returns the ACK or
+REJECTED report then any immediate fills / IOC remainder; ``cancel``; ``query`` (None if the
+venue never saw the order); ``register_owner`` for pushed reports (``on_reports``);
+``subscribe`` for conflated quote batches; ``snapshot``, ``status``, ``drop_copy``.
+Order methods are declared with ``max_task_retries=0``.
+
+Driving the market data: ``start_feed()`` / ``stop_feed()`` run the configured feed in the
+background (paced or as fast as possible); ``step(n)`` / ``run_until(ts_ns)`` drive a replay
+deterministically; ``push_market(quotes)`` feeds quotes directly (scenario tests) and
+``push_wire(messages)`` raw venue messages (bad-input tests). ``inject(fault)`` adds a
+deterministic fault to the simulated venue (docs/architecture.md, "Simulated venue").
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import ray
+
+from ..core.clock import Clock, SimClock, SystemClock
+from ..core.gateway_core import GatewayCore
+from ..core.sink import EventSink, MemorySink
+from ..model.config import DeploymentConfig, GatewayConfig
+from ..model.events import Event
+from ..model.orders import ExecutionReport, OrderRequest
+from ..model.quotes import Quote
+
+_MS = 1_000_000
+
+
+def find_gateway(deployment: DeploymentConfig, gateway: str) -> GatewayConfig:
+    """The gateway of ``deployment`` named ``gateway`` (its actor name, name or venue code)."""
+    for g in deployment.gateways:
+        if gateway in (g.actor_name, g.name, g.venue):
+            return g
+    known = ", ".join(g.actor_name for g in deployment.gateways) or "none"
+    raise KeyError(f"gateway {gateway!r} is not in deployment {deployment.name!r} (known: {known})")
+
+
+def build_core(deployment: DeploymentConfig | dict[str, Any], gateway: str, sink: EventSink,
+               clock_mode: str | None = None) -> tuple[GatewayCore, Any, Clock]:
+    """Build the core, its feed and its clock from configuration (no Ray).
+
+    ``clock_mode``: ``"sim"`` (a SimClock the feed drives; the default for replay feeds) or
+    ``"system"`` (wall clock; the default otherwise).
+    """
+    from ..feeds import build_feed
+    from ..venues import build_adapter
+
+    dep = deployment if isinstance(deployment, DeploymentConfig) else DeploymentConfig.model_validate(deployment)
+    gcfg = find_gateway(dep, gateway)
+    venue = dep.venue(gcfg.venue)
+    insts = [i for i in dep.instruments if i.venue == gcfg.venue]
+    mode = clock_mode or ("sim" if gcfg.feed.kind == "replay" else "system")
+    if mode not in ("sim", "system"):
+        raise ValueError(f"clock_mode must be 'sim' or 'system', got {clock_mode!r}")
+    feed = build_feed(gcfg.feed, venue, insts)
+    if mode == "sim":
+        first = feed.peek_ts() if feed is not None else None
+        clock: Clock = SimClock(first if first is not None else 1_700_000_000_000_000_000)
+    else:
+        clock = SystemClock()
+        if feed is not None:
+            feed.rebase(clock.now_ns())
+    adapter, params = build_adapter(gcfg.adapter, gcfg.params, venue, insts, clock)
+    core = GatewayCore(venue, insts, adapter, clock, sink, name=gcfg.actor_name,
+                       ack_timeout_ns=int(params.ack_timeout_ms * _MS),
+                       probe_interval_ns=int(params.probe_interval_ms * _MS),
+                       max_past_ns=(10 ** 20 if mode == "sim" else 600_000 * _MS))
+    return core, feed, clock
+
+
+@ray.remote(num_cpus=0, max_concurrency=1000)
+class VenueGateway:
+    """One venue (or venue account): normalised quotes out, orders in, drop copy to the ledger."""
+
+    def __init__(self, deployment: DeploymentConfig | dict[str, Any], gateway: str,
+                 sink: EventSink | None = None, clock_mode: str | None = None) -> None:
+        self._memory = MemorySink() if sink is None else None
+        self.core, self.feed, self.clock = build_core(deployment, gateway, sink or self._memory, clock_mode)
+        self.sim_clock = isinstance(self.clock, SimClock)
+        self.owners: dict[str, Any] = {}
+        self._unclaimed: dict[str, list[ExecutionReport]] = {}
+        self._subs: dict[str, tuple[Any, str]] = {}
+        self._feed_task: asyncio.Task[None] | None = None
+        self._timer_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.reconstructed = False
+        try:
+            self.reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
+        except Exception:  # noqa: BLE001
+            pass
+        self.push_errors = 0
+
+    # ------------------------------------------------------------------ plumbing
+    def _ensure_timer(self) -> None:
+        if self._timer_task is None and not self.sim_clock:
+            self._timer_task = asyncio.get_running_loop().create_task(self._timer())
+
+    async def _timer(self) -> None:
+        while True:
+            try:
+                self.core.tick()
+                self._flush()
+            except Exception:  # noqa: BLE001 - the timer must survive anything
+                self.core.counters["timer_errors"] += 1
+            await asyncio.sleep(0.002)
+
+    def _flush(self) -> None:
+        for owner, reps in self.core.drain_pushes().items():
+            h = self.owners.get(owner)
+            if h is None:
+                self._unclaimed.setdefault(owner, []).extend(reps)
+                continue
+            try:
+                h.on_reports.remote(reps)
+            except Exception:  # noqa: BLE001
+                self.push_errors += 1
+        for sid in list(self._subs):
+            self._pump(sid)
+
+    def _pump(self, sid: str) -> None:
+        batch = self.core.conflator.take(sid)
+        if not batch:
+            return
+        handle, method = self._subs[sid]
+        try:
+            ref = getattr(handle, method).remote(batch)
+        except Exception:  # noqa: BLE001
+            self._drop_sub(sid)
+            return
+        t = asyncio.get_running_loop().create_task(self._await_batch(sid, ref))
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    async def _await_batch(self, sid: str, ref: Any) -> None:
+        try:
+            await ref
+        except Exception:  # noqa: BLE001 - a dead or failing subscriber is dropped, not retried
+            self.push_errors += 1
+            self._drop_sub(sid)
+            return
+        if self.core.conflator.done(sid) and sid in self._subs:
+            self._pump(sid)
+
+    def _drop_sub(self, sid: str) -> None:
+        self._subs.pop(sid, None)
+        self.core.conflator.remove(sid)
+        self.core.counters["subscribers_dropped"] += 1
+
+    async def _wait(self, latency_ns: int) -> None:
+        if latency_ns > 0 and not self.sim_clock:
+            await asyncio.sleep(latency_ns / 1e9)
+
+    # ------------------------------------------------------------------ order entry
+    @ray.method(max_task_retries=0)
+    async def place(self, req: OrderRequest) -> list[ExecutionReport]:
+        """Send an order; returns ACK/REJECTED first, then immediate fills and the IOC remainder."""
+        self._ensure_timer()
+        reps, latency = self.core.place(req)
+        self._flush()
+        await self._wait(latency)
+        return reps
+
+    @ray.method(max_task_retries=0)
+    async def cancel(self, client_order_id: str) -> ExecutionReport:
+        """CANCELED, or CANCEL_REJECTED with UNKNOWN_ORDER / TOO_LATE_TO_CANCEL / VENUE_ERROR."""
+        self._ensure_timer()
+        rep, latency = self.core.cancel(client_order_id)
+        self._flush()
+        await self._wait(latency)
+        return rep
+
+    async def query(self, client_order_id: str) -> ExecutionReport | None:
+        """STATUS report of the order as the venue knows it; None if the venue never saw it."""
+        return self.core.query(client_order_id)
+
+    async def open_orders(self) -> list[ExecutionReport]:
+        return [self.core._stamp(r) for r in self.core.adapter.open_orders()]
+
+    async def register_owner(self, owner: str, handle: Any) -> None:
+        """Push later reports of ``owner``'s orders to ``handle.on_reports``; held ones are sent now."""
+        self._ensure_timer()
+        self.owners[owner] = handle
+        held = self._unclaimed.pop(owner, None)
+        if held:
+            handle.on_reports.remote(held)
+
+    async def subscribe(self, handle: Any, instruments: list[str] | None = None, method: str = "on_quotes") -> None:
+        """Push conflated quote batches to ``handle.<method>`` (one batch in flight at a time)."""
+        self._ensure_timer()
+        sid = f"{handle._actor_id.hex()}:{method}"
+        self._subs[sid] = (handle, method)
+        self.core.conflator.add(sid, instruments)
+        for q in self.core.latest.values():  # start with the current picture
+            if instruments is None or q.instrument in instruments:
+                self.core.conflator.subs[sid].pending[q.instrument] = q
+        self._pump(sid)
+
+    async def unsubscribe(self, handle: Any, method: str = "on_quotes") -> None:
+        sid = f"{handle._actor_id.hex()}:{method}"
+        self._subs.pop(sid, None)
+        self.core.conflator.remove(sid)
+
+    # ------------------------------------------------------------------ views
+    async def snapshot(self, instrument: str) -> Quote | None:
+        return self.core.snapshot(instrument)
+
+    async def status(self) -> dict[str, Any]:
+        s = self.core.status()
+        s.update(push_errors=self.push_errors, feed_running=self._feed_task is not None and not self._feed_task.done(),
+                 feed_remaining=self.feed.remaining() if self.feed is not None else 0,
+                 clock_mode="sim" if self.sim_clock else "system", now_ns=self.clock.now_ns(),
+                 reconstructed=self.reconstructed)
+        return s
+
+    async def drop_copy(self, since_ns: int = 0) -> list[dict[str, Any]]:
+        """The venue's authoritative record of every order event and fill (for reconciliation)."""
+        return self.core.adapter.drop_copy(since_ns)
+
+    async def events(self, kind: str | None = None) -> list[Event]:
+        """Events recorded when no sink was given (tests)."""
+        if self._memory is None:
+            return []
+        return [e for e in self._memory.events if kind is None or e.kind.value == kind]
+
+    async def ready(self) -> bool:
+        return True
+
+    # ------------------------------------------------------------------ faults and market data
+    async def inject(self, fault: dict[str, Any]) -> None:
+        """Add a deterministic fault to the simulated venue (see docs/architecture.md)."""
+        self.core.adapter.inject(fault)
+        self.core.tick()
+        self._flush()
+
+    async def push_market(self, quotes: list[Quote]) -> int:
+        """Feed market quotes (true time) to the venue as if they came from the feed; returns quotes published."""
+        self._ensure_timer()
+        n = 0
+        for q in quotes:
+            if self.sim_clock and q.ts_ns > self.clock.now_ns():
+                self.clock.set(q.ts_ns)  # type: ignore[attr-defined]
+            n += len(self.core.on_market(q))
+            self.core.tick()
+        self._flush()
+        return n
+
+    async def push_wire(self, messages: list[Any]) -> int:
+        """Feed raw venue messages to the normaliser; returns how many were accepted."""
+        n = sum(1 for m in messages if self.core.on_wire(m) is not None)
+        self._flush()
+        return n
+
+    async def advance(self, ns: int) -> int:
+        """Move a sim clock forward (delayed fills, disconnect ends); returns the new time."""
+        if not self.sim_clock:
+            raise RuntimeError("advance() needs clock_mode='sim'")
+        self.clock.advance(ns)  # type: ignore[attr-defined]
+        self.core.tick()
+        self._flush()
+        return self.clock.now_ns()
+
+    # ------------------------------------------------------------------ feed driving
+    def _one(self) -> bool:
+        q = self.feed.next() if self.feed is not None else None
+        if q is None:
+            return False
+        if self.sim_clock and q.ts_ns > self.clock.now_ns():
+            self.clock.set(q.ts_ns)  # type: ignore[attr-defined]
+        self.core.on_market(q)
+        self.core.tick()
+        return True
+
+    async def step(self, n: int = 1) -> int:
+        """Process the next ``n`` feed events; returns how many were processed."""
+        done = 0
+        while done < n and self._one():
+            done += 1
+        self._flush()
+        return done
+
+    async def run_until(self, ts_ns: int) -> int:
+        """Process feed events stamped at or before ``ts_ns``; returns how many."""
+        done = 0
+        while self.feed is not None:
+            t = self.feed.peek_ts()
+            if t is None or t > ts_ns or not self._one():
+                break
+            done += 1
+        if self.sim_clock and ts_ns > self.clock.now_ns():
+            self.clock.set(ts_ns)  # type: ignore[attr-defined]
+            self.core.tick()
+        self._flush()
+        return done
+
+    async def start_feed(self) -> bool:
+        """Run the configured feed in the background (at its speed); False if there is none."""
+        if self.feed is None:
+            return False
+        self._ensure_timer()
+        if self._feed_task is None or self._feed_task.done():
+            self._feed_task = asyncio.get_running_loop().create_task(self._run_feed())
+        return True
+
+    async def stop_feed(self) -> None:
+        if self._feed_task is not None:
+            self._feed_task.cancel()
+            self._feed_task = None
+
+    async def _run_feed(self) -> None:
+        speed = self.feed.speed  # None: as fast as possible
+        wall0, ts0 = time.monotonic(), self.feed.peek_ts()
+        k = 0
+        while True:
+            t = self.feed.peek_ts()
+            if t is None:
+                break
+            if speed is not None and ts0 is not None:
+                delay = wall0 + (t - ts0) / 1e9 / speed - time.monotonic()
+                if delay > 0:
+                    self._flush()
+                    await asyncio.sleep(delay)
+            if not self.sim_clock and speed is None:
+                self.feed.restamp(self.clock.now_ns())
+            self._one()
+            k += 1
+            if speed is None and k % 64 == 0:
+                self._flush()
+                await asyncio.sleep(0)
+        self._flush()

@@ -1,0 +1,356 @@
+"""The venue gateway's core: order entry, drop copy, market-data normalisation, calibration,
+gap repair and conflation, without Ray.
+
+The actor (:mod:`xmc_actors.actors.gateway`) owns one :class:`GatewayCore`, feeds it calls and
+market data, and sends what it returns: the replies, the reports to push to order owners
+(:meth:`GatewayCore.drain_pushes`) and the quote batches to push to subscribers
+(:attr:`GatewayCore.conflator`).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterable
+
+from ..model.events import EventKind
+from ..model.market import Instrument, Venue
+from ..model.orders import (
+    ExecReportKind, ExecutionReport, OrderRequest, OrderState, OrderStatus, RejectReason,
+)
+from ..model.quotes import Quote, QuoteStatus
+from .calibration import ClockCalibrator, OffsetEstimate
+from .clock import Clock
+from .conflation import Conflator
+from .gaps import GapTracker, SeqVerdict
+from .normalise import BadInput, BadInputReason, Normaliser
+from .sink import EventMaker, EventSink
+
+_MS = 1_000_000
+
+
+class GatewayCore:
+    """One venue's gateway logic.
+
+    Parameters
+    ----------
+    venue, instruments
+        What the venue is and lists.
+    adapter
+        The venue connection (:class:`~xmc_actors.venues.sim.SimExchange` or another adapter
+        with the same methods).
+    clock
+        Our clock (``now_ns``).
+    sink
+        Where drop-copy, BAD_INPUT and GAP events go.
+    ack_timeout_ns
+        How long a place waits for an answer before reporting UNKNOWN.
+    stale_after_ns
+        An instrument with no message for this long is marked STALE (0: never).
+    probe_interval_ns
+        Clock round trips are taken this often (from :meth:`tick`).
+    """
+
+    def __init__(self, venue: Venue, instruments: Iterable[Instrument], adapter: Any, clock: Clock,
+                 sink: EventSink, *, name: str = "", ack_timeout_ns: int = 1_000 * _MS,
+                 stale_after_ns: int = 0, probe_interval_ns: int = 100 * _MS,
+                 max_future_ns: int = 2_000 * _MS, max_past_ns: int = 600_000 * _MS) -> None:
+        self.venue = venue
+        self.instruments = {i.id: i for i in instruments}
+        self.adapter = adapter
+        self.clock = clock
+        self.sink = sink
+        self.name = name or f"gateway-{venue.code}"
+        self.events = EventMaker(clock, self.name)
+        self.ack_timeout_ns = ack_timeout_ns
+        self.stale_after_ns = stale_after_ns
+        self.probe_interval_ns = probe_interval_ns
+        self.normaliser = Normaliser(self.instruments, max_future_ns=max_future_ns, max_past_ns=max_past_ns)
+        self.calibrator = ClockCalibrator()
+        self.gaps = GapTracker()
+        self.conflator = Conflator()
+        self.orders: dict[str, OrderState] = {}
+        self._pushes: dict[str, list[ExecutionReport]] = defaultdict(list)
+        self.latest: dict[str, Quote] = {}
+        self._last_msg_ns: dict[str, int] = {}
+        self._last_probe_ns: int | None = None
+        self.up = True
+        self.counters: dict[str, int] = defaultdict(int)
+        self.bad_input: dict[str, int] = defaultdict(int)
+
+    # ------------------------------------------------------------------ helpers
+    def offset(self) -> OffsetEstimate:
+        return self.calibrator.estimate(self.clock.now_ns())
+
+    def _stamp(self, rep: ExecutionReport) -> ExecutionReport:
+        """Calibrated timestamp, decision id and leg filled in from our order."""
+        st = self.orders.get(rep.client_order_id)
+        upd: dict[str, Any] = {}
+        if rep.venue_ts_ns:
+            upd["ts_ns"] = int(rep.venue_ts_ns - self.offset().offset_ns)
+        else:
+            upd["ts_ns"] = self.clock.now_ns()
+        if st is not None:
+            upd.setdefault("decision_id", st.request.decision_id)
+            upd.setdefault("leg", st.request.leg)
+        return rep.model_copy(update=upd)
+
+    def _record(self, rep: ExecutionReport) -> None:
+        """Apply to our view of the order and write the drop copy (VENUE_DROP_COPY)."""
+        st = self.orders.get(rep.client_order_id)
+        if st is not None and rep.kind is not ExecReportKind.STATUS:
+            try:
+                st.apply(rep)
+            except Exception as e:  # noqa: BLE001 - the venue's word is recorded even if it surprises us
+                self.counters["unexpected_reports"] += 1
+                self.sink.emit(self.events.make(
+                    EventKind.BAD_INPUT, venue=self.venue.code, instrument=rep.instrument,
+                    decision_id=rep.decision_id, reason="UNEXPECTED_REPORT", detail=str(e)))
+        self.counters[f"reports_{rep.kind.value.lower()}"] += 1
+        if rep.kind is ExecReportKind.STATUS:
+            return
+        acct = st.request.account if st is not None else ""
+        self.sink.emit(self.events.make(
+            EventKind.VENUE_DROP_COPY, ts_ns=rep.ts_ns or None, decision_id=rep.decision_id,
+            venue=self.venue.code, instrument=rep.instrument, account=acct,
+            reason=rep.reason.value if rep.reason else rep.kind.value,
+            report=rep.model_dump(mode="json")))
+
+    def _from_venue(self, reps: Iterable[ExecutionReport]) -> list[ExecutionReport]:
+        out = []
+        for r in reps:
+            r = self._stamp(r)
+            self._record(r)
+            out.append(r)
+        return out
+
+    def _local(self, st: OrderState, kind: ExecReportKind, status: OrderStatus, *,
+               reason: RejectReason | None = None, text: str = "") -> ExecutionReport:
+        req = st.request
+        return ExecutionReport(kind=kind, client_order_id=req.client_order_id, venue_order_id=st.venue_order_id,
+                               venue=self.venue.code, instrument=req.instrument, status=status,
+                               filled_qty=st.filled_qty, leaves_qty=st.leaves_qty if status.is_live else 0,
+                               avg_price=st.avg_price, reason=reason, text=text, ts_ns=self.clock.now_ns(),
+                               decision_id=req.decision_id, leg=req.leg)
+
+    def _queue_push(self, reps: Iterable[ExecutionReport]) -> None:
+        for r in reps:
+            st = self.orders.get(r.client_order_id)
+            owner = st.request.owner if st is not None else ""
+            self._pushes[owner].append(r)
+
+    def drain_pushes(self) -> dict[str, list[ExecutionReport]]:
+        """Reports to push, by owner (``""``: orders without an owner), in venue order."""
+        out = {k: v for k, v in self._pushes.items() if v}
+        self._pushes = defaultdict(list)
+        return out
+
+    # ------------------------------------------------------------------ order entry
+    def place(self, req: OrderRequest) -> tuple[list[ExecutionReport], int]:
+        """Send a new order. Returns the reports for the sender and how long the answer took (ns).
+
+        A repeated client order id returns one STATUS report of the existing order.
+        """
+        from ..venues.sim import VenueDisconnected
+
+        existing = self.orders.get(req.client_order_id)
+        if existing is not None:
+            self.counters["duplicate_places"] += 1
+            return [self._status_of(existing, "duplicate client order id: existing order")], 0
+        st = OrderState(request=req)
+        st.transition(OrderStatus.SUBMITTED)
+        self.orders[req.client_order_id] = st
+        self.counters["orders"] += 1
+        try:
+            reply = self.adapter.place(req)
+        except VenueDisconnected as e:
+            rep = self._local(st, ExecReportKind.REJECTED, OrderStatus.REJECTED, reason=RejectReason.VENUE_ERROR,
+                              text=f"{e}: order not sent")
+            self._record(rep)
+            return [rep], 0
+        if reply.lost:
+            st.transition(OrderStatus.UNKNOWN)
+            self.counters["no_ack"] += 1
+            rep = self._local(st, ExecReportKind.STATUS, OrderStatus.UNKNOWN,
+                              text=f"no answer from {self.venue.code} within {self.ack_timeout_ns / _MS:.0f} ms: "
+                                   "outcome unknown, query to resolve")
+            return [rep], self.ack_timeout_ns
+        return self._from_venue(reply.reports), reply.latency_ns
+
+    def cancel(self, client_order_id: str) -> tuple[ExecutionReport, int]:
+        """Cancel an order: CANCELED, or CANCEL_REJECTED (UNKNOWN_ORDER / TOO_LATE_TO_CANCEL / VENUE_ERROR)."""
+        from ..venues.sim import VenueDisconnected
+
+        st = self.orders.get(client_order_id)
+        try:
+            rep, latency = self.adapter.cancel(client_order_id)
+        except VenueDisconnected as e:
+            rep = ExecutionReport(kind=ExecReportKind.CANCEL_REJECTED, client_order_id=client_order_id,
+                                  venue=self.venue.code, instrument=st.request.instrument if st else "",
+                                  status=st.status if st else OrderStatus.UNKNOWN, reason=RejectReason.VENUE_ERROR,
+                                  text=f"{e}: cancel not sent", ts_ns=self.clock.now_ns(),
+                                  decision_id=st.request.decision_id if st else "", leg=st.request.leg if st else "")
+            return rep, 0
+        if rep is None:
+            rep = ExecutionReport(kind=ExecReportKind.CANCEL_REJECTED, client_order_id=client_order_id,
+                                  venue=self.venue.code, instrument=st.request.instrument if st else "",
+                                  status=OrderStatus.REJECTED if st else OrderStatus.UNKNOWN,
+                                  reason=RejectReason.UNKNOWN_ORDER, text="the venue has no such order",
+                                  ts_ns=self.clock.now_ns())
+            return rep, latency
+        return self._from_venue([rep])[0], latency
+
+    def _status_of(self, st: OrderState, text: str = "") -> ExecutionReport:
+        venue_rep = None
+        if self.adapter.connected():
+            venue_rep = self.adapter.query(st.request.client_order_id)
+        if venue_rep is not None:
+            return self._stamp(venue_rep.model_copy(update={"text": text or venue_rep.text}))
+        return self._local(st, ExecReportKind.STATUS, st.status, text=text or "gateway's last known state")
+
+    def query(self, client_order_id: str) -> ExecutionReport | None:
+        """STATUS of an order as the venue knows it; None if the venue never saw it."""
+        if self.adapter.connected():
+            rep = self.adapter.query(client_order_id)
+            if rep is None:
+                return None
+            rep = self._stamp(rep)
+            st = self.orders.get(client_order_id)
+            if st is not None and st.status is OrderStatus.UNKNOWN:
+                try:
+                    st.transition(rep.status)
+                except Exception:  # noqa: BLE001
+                    pass
+            return rep
+        st = self.orders.get(client_order_id)
+        if st is None:
+            return None
+        return self._local(st, ExecReportKind.STATUS, st.status,
+                           text=f"{self.venue.code} disconnected: gateway's last known state")
+
+    # ------------------------------------------------------------------ market data
+    def on_market(self, quote: Quote) -> list[Quote]:
+        """Feed one true market quote to the venue; handle what it publishes. Returns published quotes."""
+        reps, msgs = self.adapter.on_market(quote)
+        if reps:
+            self._queue_push(self._from_venue(reps))
+        out = []
+        for m in msgs:
+            q = self.on_wire(m)
+            if q is not None:
+                out.append(q)
+        return out
+
+    def on_wire(self, msg: Any, recv_ns: int | None = None) -> Quote | None:
+        """Normalise one venue message; publish it (conflated) or refuse it (BAD_INPUT)."""
+        now = self.clock.now_ns() if recv_ns is None else recv_ns
+        self.counters["messages"] += 1
+        est = self.calibrator.estimate(now)
+        parsed = self.normaliser.parse(msg, now, est.offset_ns if est.source != "none" else 0.0)
+        if isinstance(parsed, BadInput):
+            self._bad(parsed, msg)
+            return None
+        q = parsed
+        is_snapshot = isinstance(msg, dict) and msg.get("type") == "snapshot"
+        if is_snapshot:
+            gap = self.gaps.on_snapshot(q.instrument, q.seq, now)
+            if gap is not None:
+                self._gap_closed(gap)
+        else:
+            verdict = self.gaps.on_message(q.instrument, q.seq, now)
+            if verdict in (SeqVerdict.DUPLICATE, SeqVerdict.OUT_OF_ORDER):
+                reason = BadInputReason.DUPLICATE_SEQ if verdict is SeqVerdict.DUPLICATE else BadInputReason.OUT_OF_ORDER_SEQ
+                self._bad(BadInput(reason, "seq", f"{q.seq} not after the last accepted", q.instrument), msg)
+                return None
+            if verdict is SeqVerdict.GAP:
+                self.counters["gaps"] += 1
+        self.calibrator.add_feed(q.venue_ts_ns, now)
+        self._last_msg_ns[q.instrument] = now
+        if self.gaps.is_stale(q.instrument):
+            q = q.model_copy(update={"status": QuoteStatus.STALE})
+            self._publish(q)
+            if self._try_snapshot(q.instrument) and not self.gaps.is_stale(q.instrument):
+                return self.latest[q.instrument]
+            return q
+        self._publish(q)
+        return q
+
+    def _publish(self, q: Quote) -> None:
+        self.latest[q.instrument] = q
+        self.counters["quotes"] += 1
+        self.conflator.offer(q)
+
+    def _bad(self, bad: BadInput, msg: Any) -> None:
+        self.bad_input[bad.reason.value] += 1
+        self.counters["bad_input"] += 1
+        self.sink.emit(self.events.make(
+            EventKind.BAD_INPUT, venue=self.venue.code, instrument=bad.instrument, reason=bad.reason.value,
+            field=bad.field, detail=bad.detail, message=repr(msg)[:200]))
+
+    def _gap_closed(self, gap: Any) -> None:
+        self.sink.emit(self.events.make(
+            EventKind.GAP, venue=self.venue.code, instrument=gap.instrument, reason="sequence gap repaired",
+            latency_us=gap.duration_ns / 1_000, from_seq=gap.from_seq, to_seq=gap.to_seq, missing=gap.missing,
+            duration_ns=gap.duration_ns, resumed_at_seq=gap.resumed_at_seq))
+
+    def _try_snapshot(self, instrument: str) -> bool:
+        snap = self.adapter.snapshot(instrument)
+        if snap is None:
+            return False
+        self.counters["snapshots"] += 1
+        self.on_wire(snap)
+        return True
+
+    def mark_stale(self, instrument: str, reason: str) -> None:
+        if self.gaps.mark_stale(instrument, reason, self.clock.now_ns()):
+            last = self.latest.get(instrument)
+            if last is not None:
+                self._publish(last.model_copy(update={"status": QuoteStatus.STALE}))
+
+    # ------------------------------------------------------------------ timers
+    def tick(self) -> None:
+        """Housekeeping, called often: delayed reports, clock probes, link state, stale feeds."""
+        now = self.clock.now_ns()
+        connected = self.adapter.connected()
+        if connected != self.up:
+            self.up = connected
+            self.counters["disconnects" if not connected else "reconnects"] += 1
+            self.sink.emit(self.events.make(EventKind.LIFECYCLE, venue=self.venue.code,
+                                            reason="venue disconnected" if not connected else "venue reconnected"))
+            if not connected:
+                for inst in self.instruments:
+                    self.mark_stale(inst, "venue disconnected")
+        if not connected:
+            return
+        due = self.adapter.poll(now)
+        if due:
+            self._queue_push(self._from_venue(due))
+        if self._last_probe_ns is None or now - self._last_probe_ns >= self.probe_interval_ns:
+            self.probe()
+        if self.stale_after_ns:
+            for inst, t in self._last_msg_ns.items():
+                if now - t > self.stale_after_ns:
+                    self.mark_stale(inst, f"no message for {(now - t) / _MS:.0f} ms")
+        for inst in self.gaps.needs_snapshot():
+            if inst in self.latest and self.adapter.snapshot(inst) is not None:
+                self._try_snapshot(inst)
+
+    def probe(self) -> None:
+        """One NTP-style round trip to the venue."""
+        self._last_probe_ns = self.clock.now_ns()
+        if self.adapter.connected():
+            self.calibrator.add_round_trip(*self.adapter.clock_probe())
+
+    # ------------------------------------------------------------------ views
+    def snapshot(self, instrument: str) -> Quote | None:
+        return self.latest.get(instrument)
+
+    def status(self) -> dict[str, Any]:
+        est = self.offset()
+        return {
+            "venue": self.venue.code, "name": self.name, "state": "UP" if self.up else "DOWN",
+            "clock_offset_ns": est.offset_ns, "clock_uncertainty_ns": est.uncertainty_ns,
+            "clock_drift_ppm": est.drift_ppm, "clock_source": est.source,
+            "counters": dict(self.counters), "bad_input": dict(self.bad_input),
+            "gaps": len(self.gaps.gaps), "stale": sorted(self.gaps.needs_snapshot()),
+            "open_orders": sum(1 for s in self.orders.values() if s.status.is_live),
+            "subscribers": self.conflator.stats(),
+        }

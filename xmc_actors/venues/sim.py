@@ -1,0 +1,585 @@
+"""The simulated exchange (模拟交易所): matching, exchange rules, seeded fault injection.
+
+A pure, deterministic core (no Ray): it is handed a clock and a seed, so the same inputs give
+the same fills, rejects and timestamps. The gateway actor drives it.
+
+Market model
+------------
+The *feed* (replay or synthetic) is the rest of the market: each market quote replaces the
+visible liquidity of the instrument (top of book, or depth when given; a level with no size
+shows ``default_depth`` lots). Our orders trade against that liquidity:
+
+* an incoming order takes visible levels at or better than its limit, best price first, at the
+  level's price, until its quantity or the liquidity is used up; what it takes stays taken until
+  the next market quote replaces the book;
+* the remainder rests (LIMIT with DAY/GTC), is cancelled (IOC / FAK / MARKET) or, for FOK, the
+  whole order is rejected (``FOK_UNFILLABLE``) when the liquidity at its limit is short;
+* resting orders fill at their own limit when a later market quote trades through them (a buy
+  at P fills against asks at or below P, or fully when the last trade printed below P);
+  when several resting orders compete, the best price fills first, then the oldest
+  (price-time priority). Simulated orders never trade with each other.
+* DAY orders expire when the instrument's trading day changes (only with ``enforce_sessions``).
+
+Exchange rules, checked in this order: unknown instrument, quantity (positive, a multiple of
+``lot_size``, at least ``min_qty``), ``max_qty``, tick grid, session open, halted, the daily
+price-limit band around the previous settlement, limit-locked (one side of the book is empty
+at the limit), then seeded random rejects (``FaultConfig.reject_prob``).
+
+Faults (seeded, see :class:`~xmc_actors.venues.sim_config.FaultConfig`) and deterministic
+one-shot injections (:meth:`SimExchange.inject`, documented in ``docs/architecture.md``,
+"Simulated venue").
+"""
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Iterable
+
+from ..core.calendar import instrument_session_state
+from ..core.clock import Clock
+from ..model.market import Instrument, Side, Venue
+from ..model.orders import (
+    ExecReportKind, ExecutionReport, Fill, OrderRequest, OrderState, OrderStatus, OrderType,
+    RejectReason, TimeInForce,
+)
+from ..model.quotes import Quote
+from .sim_config import LatencyModel, SimVenueParams
+
+_MS = 1_000_000
+
+
+class VenueDisconnected(Exception):
+    """The venue cannot be reached: nothing was sent (a definitive, local outcome)."""
+
+
+class VenueClock:
+    """The venue's own clock: true time plus skew, drift (ppm) and seeded jitter.
+
+    ``venue = t + skew + drift_ppm * 1e-6 * (t - t0) + N(0, jitter)``.
+    """
+
+    def __init__(self, clock: Clock, skew_ms: float, drift_ppm: float, jitter_ms: float, seed: int | str) -> None:
+        self.clock = clock
+        self.skew_ns = skew_ms * _MS
+        self.drift = drift_ppm * 1e-6
+        self.jitter_ns = jitter_ms * _MS
+        self.t0 = clock.now_ns()
+        self._rng = random.Random(f"{seed}:venue-clock")
+
+    def true_offset_ns(self, t_ns: int) -> float:
+        """The venue's offset (venue - true) at true time ``t_ns``, without jitter."""
+        return self.skew_ns + self.drift * (t_ns - self.t0)
+
+    def at(self, t_ns: int) -> int:
+        j = self._rng.gauss(0.0, self.jitter_ns) if self.jitter_ns else 0.0
+        return int(t_ns + self.true_offset_ns(t_ns) + j)
+
+    def now_ns(self) -> int:
+        return self.at(self.clock.now_ns())
+
+
+def sample_latency_ns(model: LatencyModel, rng: random.Random) -> int:
+    """One draw of a latency model, in nanoseconds (never negative)."""
+    if model.kind == "const":
+        ms = model.mean_ms
+    elif model.kind == "uniform":
+        ms = rng.uniform(model.mean_ms - model.jitter_ms, model.mean_ms + model.jitter_ms)
+    else:  # lognormal with the given mean and a spread of jitter_ms
+        if model.mean_ms <= 0:
+            ms = 0.0
+        else:
+            sigma = math.sqrt(math.log(1 + (model.jitter_ms / model.mean_ms) ** 2)) if model.jitter_ms else 0.0
+            mu = math.log(model.mean_ms) - sigma * sigma / 2
+            ms = rng.lognormvariate(mu, sigma)
+    return max(int(ms * _MS), 0)
+
+
+@dataclass
+class SimOrder:
+    state: OrderState
+    venue_order_id: str
+    priority: int
+    trading_day: Any = None
+
+    @property
+    def req(self) -> OrderRequest:
+        return self.state.request
+
+
+@dataclass
+class Book:
+    inst: Instrument
+    bids: list[list[Any]] = field(default_factory=list)  # [price, size], best first
+    asks: list[list[Any]] = field(default_factory=list)
+    last: Decimal | None = None
+    settlement: Decimal | None = None
+    seq: int = 0
+    quote: Quote | None = None
+    resting: list[SimOrder] = field(default_factory=list)
+
+
+@dataclass
+class PlaceReply:
+    """What the venue answered to a new order.
+
+    ``reports`` is what goes back to the sender, ``latency_ns`` how long the answer took;
+    ``lost`` means the venue processed the order but the answer never arrived (no ack);
+    ``unseen`` means the order never reached the venue at all.
+    """
+
+    reports: list[ExecutionReport]
+    latency_ns: int = 0
+    lost: bool = False
+    unseen: bool = False
+
+
+class SimExchange:
+    """A simulated venue with an order book per instrument and seeded fault injection.
+
+    Parameters
+    ----------
+    venue
+        The venue (calendar) it simulates.
+    instruments
+        The instruments it lists.
+    params
+        Matching rules and faults (:class:`SimVenueParams`).
+    clock
+        True time (the gateway's clock); the venue stamps with its own skewed :class:`VenueClock`.
+    """
+
+    def __init__(self, venue: Venue, instruments: Iterable[Instrument], params: SimVenueParams, clock: Clock) -> None:
+        self.venue = venue
+        self.params = params
+        self.clock = clock
+        self.books: dict[str, Book] = {i.id: Book(i) for i in instruments}
+        f = params.faults
+        self.venue_clock = VenueClock(clock, f.clock_skew_ms, f.clock_drift_ppm, f.clock_jitter_ms, params.seed)
+        self._rng_orders = random.Random(f"{params.seed}:orders")
+        self._rng_latency = random.Random(f"{params.seed}:latency")
+        self._rng_md = random.Random(f"{params.seed}:md")
+        self.orders: dict[str, SimOrder] = {}
+        self._order_seq = 0
+        self._trade_seq = 0
+        self._prio = 0
+        self.drop_copy_log: list[dict[str, Any]] = []
+        self._scheduled: list[tuple[int, int, ExecutionReport]] = []
+        self._sched_seq = 0
+        self._held_md: dict[str, dict[str, Any]] = {}
+        self._injections: list[dict[str, Any]] = []
+        self.halted: set[str] = set()
+        self._start_ns = clock.now_ns()
+        self._disconnects: list[tuple[int, int]] = [
+            (self._start_ns + int(d.at_s * 1e9), self._start_ns + int((d.at_s + d.duration_s) * 1e9))
+            for d in f.disconnects
+        ]
+
+    # ------------------------------------------------------------------ injections / state
+    def inject(self, fault: dict[str, Any]) -> None:
+        """Add a deterministic fault. See docs/architecture.md, "Simulated venue"."""
+        kind = fault.get("kind")
+        now = self.clock.now_ns()
+        if kind == "disconnect":
+            ms = float(fault.get("ms", 0))
+            if ms <= 0:
+                raise ValueError("inject disconnect: ms must be > 0")
+            self._disconnects.append((now, now + int(ms * _MS)))
+            return
+        if kind == "reconnect":
+            self._disconnects = [(a, min(b, now)) for a, b in self._disconnects]
+            return
+        if kind == "halt":
+            self.halted.add(self._need_inst(fault))
+            return
+        if kind == "resume":
+            self.halted.discard(self._need_inst(fault))
+            return
+        if kind == "clear":
+            self._injections.clear()
+            return
+        if kind == "reject_next":
+            RejectReason(fault.get("reason", "VENUE_ERROR"))
+        if kind not in ("reject_next", "no_ack_next", "drop_next", "delay_fills", "partial_fill_next",
+                        "late_fill_after_cancel", "reject_cancel_next", "drop_md_next", "reorder_md_next"):
+            raise ValueError(f"inject: unknown fault kind {kind!r}")
+        if fault.get("instrument") is not None:
+            self._need_inst(fault)
+        self._injections.append({"count": 1, **fault})
+
+    def _need_inst(self, fault: dict[str, Any]) -> str:
+        inst = fault.get("instrument")
+        if inst not in self.books:
+            raise ValueError(f"inject {fault.get('kind')}: unknown instrument {inst!r}")
+        return str(inst)
+
+    def _take_injection(self, kind: str, instrument: str) -> dict[str, Any] | None:
+        for inj in self._injections:
+            if inj["kind"] == kind and inj.get("instrument") in (None, instrument):
+                inj["count"] -= 1
+                if inj["count"] <= 0:
+                    self._injections.remove(inj)
+                return inj
+        return None
+
+    def connected(self, now_ns: int | None = None) -> bool:
+        t = self.clock.now_ns() if now_ns is None else now_ns
+        return not any(a <= t < b for a, b in self._disconnects)
+
+    # ------------------------------------------------------------------ reports
+    def _report(self, o: SimOrder, kind: ExecReportKind, *, fill: Fill | None = None,
+                reason: RejectReason | None = None, text: str = "", venue_ts: int | None = None,
+                status: OrderStatus | None = None) -> ExecutionReport:
+        st = o.state
+        rep = ExecutionReport(
+            kind=kind, client_order_id=st.request.client_order_id, venue_order_id=o.venue_order_id,
+            venue=self.venue.code, instrument=st.request.instrument, status=status or st.status,
+            filled_qty=st.filled_qty, leaves_qty=st.leaves_qty, avg_price=st.avg_price, fill=fill,
+            reason=reason, text=text, venue_ts_ns=self.venue_clock.now_ns() if venue_ts is None else venue_ts,
+            decision_id=st.request.decision_id, leg=st.request.leg,
+        )
+        if kind is not ExecReportKind.STATUS:
+            self.drop_copy_log.append({
+                "ts_ns": self.clock.now_ns(), "venue_ts_ns": rep.venue_ts_ns, "kind": kind.value,
+                "client_order_id": rep.client_order_id, "venue_order_id": rep.venue_order_id,
+                "instrument": rep.instrument, "side": st.request.side.value, "account": st.request.account,
+                "order_qty": st.request.qty, "status": rep.status.value, "filled_qty": rep.filled_qty,
+                "leaves_qty": rep.leaves_qty, "trade_id": fill.trade_id if fill else "",
+                "fill_qty": fill.qty if fill else 0, "fill_price": str(fill.price) if fill else "",
+                "reason": reason.value if reason else "", "decision_id": st.request.decision_id,
+                "leg": st.request.leg,
+            })
+        return rep
+
+    def _fill(self, o: SimOrder, qty: int, price: Decimal) -> ExecutionReport:
+        self._trade_seq += 1
+        inst = self.books[o.req.instrument].inst
+        fee = inst.fee_per_lot * qty + inst.fee_rate * inst.notional(price, qty)
+        f = Fill(trade_id=f"{self.venue.code}-T{self._trade_seq}", client_order_id=o.req.client_order_id,
+                 venue_order_id=o.venue_order_id, instrument=o.req.instrument, side=o.req.side, qty=qty,
+                 price=price, ts_ns=self.venue_clock.now_ns(), fee=fee)
+        o.state.apply_fill(f)
+        return self._report(o, ExecReportKind.FILL, fill=f, venue_ts=f.ts_ns)
+
+    def _schedule(self, due_ns: int, rep: ExecutionReport) -> None:
+        self._sched_seq += 1
+        self._scheduled.append((due_ns, self._sched_seq, rep))
+        self._scheduled.sort(key=lambda x: (x[0], x[1]))
+
+    def poll(self, now_ns: int | None = None) -> list[ExecutionReport]:
+        """Reports whose (delayed) delivery time has come; held while disconnected."""
+        t = self.clock.now_ns() if now_ns is None else now_ns
+        if not self._scheduled or not self.connected(t):
+            return []
+        out = [r for due, _, r in self._scheduled if due <= t]
+        self._scheduled = [x for x in self._scheduled if x[0] > t]
+        return out
+
+    def next_due_ns(self) -> int | None:
+        return self._scheduled[0][0] if self._scheduled else None
+
+    # ------------------------------------------------------------------ rules
+    def limit_band(self, book: Book) -> tuple[Decimal, Decimal] | None:
+        if not self.params.enforce_price_limits or book.settlement is None:
+            return None
+        band = book.inst.price_limit.band(book.settlement)
+        if band is None:
+            return None
+        return book.inst.round_price(band[0], "up"), book.inst.round_price(band[1], "down")
+
+    def _check(self, req: OrderRequest, book: Book | None) -> tuple[RejectReason, str] | None:
+        if book is None:
+            return RejectReason.UNKNOWN_INSTRUMENT, f"instrument {req.instrument!r} is not listed on {self.venue.code}"
+        inst = book.inst
+        if req.qty % inst.lot_size or req.qty < inst.min_qty:
+            return RejectReason.BAD_QUANTITY, f"qty {req.qty}: must be a multiple of lot {inst.lot_size} and >= {inst.min_qty}"
+        if req.qty > inst.max_qty:
+            return RejectReason.QTY_ABOVE_MAX, f"qty {req.qty} above max {inst.max_qty}"
+        if req.price is not None and not inst.on_grid(req.price):
+            return RejectReason.OFF_TICK, f"price {req.price} is not a multiple of tick {inst.tick_size}"
+        if self.params.enforce_sessions:
+            ss = instrument_session_state(self.venue, inst, self.clock.now_ns())
+            if not ss.open:
+                return RejectReason.MARKET_CLOSED, ss.reason
+        if req.instrument in self.halted:
+            return RejectReason.HALTED, f"{req.instrument} is halted"
+        band = self.limit_band(book)
+        if band is not None:
+            lo, hi = band
+            if req.price is not None and not (lo <= req.price <= hi):
+                return RejectReason.PRICE_OUT_OF_LIMIT, f"price {req.price} outside daily limits [{lo}, {hi}]"
+            if req.side is Side.BUY and not book.asks and book.bids and book.bids[0][0] >= hi:
+                return RejectReason.LIMIT_LOCKED, f"limit-up at {hi}: no sellers"
+            if req.side is Side.SELL and not book.bids and book.asks and book.asks[0][0] <= lo:
+                return RejectReason.LIMIT_LOCKED, f"limit-down at {lo}: no buyers"
+        for reason, p in self.params.faults.reject_prob.items():
+            if p and self._rng_orders.random() < p:
+                return reason, f"injected {reason.value} (p={p})"
+        return None
+
+    @staticmethod
+    def _crosses(side: Side, limit: Decimal | None, level_px: Decimal) -> bool:
+        if limit is None:
+            return True
+        return level_px <= limit if side is Side.BUY else level_px >= limit
+
+    def _available(self, book: Book, side: Side, limit: Decimal | None) -> int:
+        levels = book.asks if side is Side.BUY else book.bids
+        return sum(sz for px, sz in levels if self._crosses(side, limit, px))
+
+    def _take(self, book: Book, side: Side, limit: Decimal | None, qty: int) -> list[tuple[int, Decimal]]:
+        """Take up to ``qty`` from visible levels crossing ``limit``; returns (qty, price) pieces."""
+        levels = book.asks if side is Side.BUY else book.bids
+        out: list[tuple[int, Decimal]] = []
+        for lvl in levels:
+            if qty <= 0 or not self._crosses(side, limit, lvl[0]):
+                break
+            n = min(qty, lvl[1])
+            if n > 0:
+                out.append((n, lvl[0]))
+                lvl[1] -= n
+                qty -= n
+        levels[:] = [lvl for lvl in levels if lvl[1] > 0]
+        return out
+
+    def _trading_day(self, inst: Instrument) -> Any:
+        if not self.params.enforce_sessions:
+            return None
+        return instrument_session_state(self.venue, inst, self.clock.now_ns()).trading_day
+
+    # ------------------------------------------------------------------ order entry
+    def place(self, req: OrderRequest) -> PlaceReply:
+        """Process a new order; see the module docstring for the rules."""
+        now = self.clock.now_ns()
+        if not self.connected(now):
+            raise VenueDisconnected(f"{self.venue.code} disconnected")
+        latency = sample_latency_ns(self.params.ack_latency, self._rng_latency)
+        if self._take_injection("drop_next", req.instrument):
+            return PlaceReply([], latency, lost=True, unseen=True)
+        if req.client_order_id in self.orders:  # the venue de-duplicates too
+            o = self.orders[req.client_order_id]
+            return PlaceReply([self._report(o, ExecReportKind.STATUS, text="duplicate client order id")], latency)
+        book = self.books.get(req.instrument)
+        self._order_seq += 1
+        self._prio += 1
+        o = SimOrder(OrderState(request=req), f"{self.venue.code}-O{self._order_seq}", self._prio)
+        o.state.transition(OrderStatus.SUBMITTED)
+        self.orders[req.client_order_id] = o
+        lost = self._take_injection("no_ack_next", req.instrument) is not None
+        inj = self._take_injection("reject_next", req.instrument) if book else None
+        bad = (RejectReason(inj.get("reason", "VENUE_ERROR")), "injected reject") if inj else self._check(req, book)
+        if bad is not None:
+            o.state.reject_reason = bad[0]
+            o.state.transition(OrderStatus.REJECTED)
+            return PlaceReply([self._report(o, ExecReportKind.REJECTED, reason=bad[0], text=bad[1])], latency, lost)
+        assert book is not None
+        o.trading_day = self._trading_day(book.inst)
+        immediate = req.order_type in (OrderType.IOC, OrderType.FOK, OrderType.MARKET) or req.tif in (
+            TimeInForce.IOC, TimeInForce.FOK)
+        fok = req.order_type is OrderType.FOK or req.tif is TimeInForce.FOK
+        if fok and self._available(book, req.side, req.price) < req.qty:
+            o.state.reject_reason = RejectReason.FOK_UNFILLABLE
+            o.state.transition(OrderStatus.REJECTED)
+            avail = self._available(book, req.side, req.price)
+            return PlaceReply([self._report(o, ExecReportKind.REJECTED, reason=RejectReason.FOK_UNFILLABLE,
+                                            text=f"only {avail} of {req.qty} available at {req.price}")], latency, lost)
+        o.state.transition(OrderStatus.ACCEPTED)
+        reports = [self._report(o, ExecReportKind.ACK)]
+        after: list[ExecutionReport] = []
+        want = req.qty
+        part = self._take_injection("partial_fill_next", req.instrument)
+        if part is not None:
+            want = min(want, int(part.get("qty", 1)))
+        elif not fok and self.params.faults.partial_fill_prob and req.qty > 1 and \
+                self._rng_orders.random() < self.params.faults.partial_fill_prob:
+            want = self._rng_orders.randint(1, req.qty - 1)
+        for n, px in self._take(book, req.side, req.price, want):
+            after.append(self._fill(o, n, px))
+        if o.state.leaves_qty > 0:
+            if immediate:
+                o.state.transition(OrderStatus.CANCELED)
+                after.append(self._report(o, ExecReportKind.CANCELED, text="IOC remainder"))
+            else:
+                book.resting.append(o)
+        delay = self._take_injection("delay_fills", req.instrument)
+        if delay is not None and after:
+            due = now + latency + int(float(delay.get("ms", 0)) * _MS)
+            for r in after:
+                self._schedule(due, r)
+            after = []
+        return PlaceReply(reports + after, latency, lost)
+
+    def cancel(self, client_order_id: str) -> tuple[ExecutionReport | None, int]:
+        """Cancel a live order. Returns the report (None if the venue never saw the order) and the latency."""
+        now = self.clock.now_ns()
+        if not self.connected(now):
+            raise VenueDisconnected(f"{self.venue.code} disconnected")
+        latency = sample_latency_ns(self.params.ack_latency, self._rng_latency)
+        o = self.orders.get(client_order_id)
+        if o is None:
+            return None, latency
+        if o.state.status.is_terminal:
+            return self._report(o, ExecReportKind.CANCEL_REJECTED, reason=RejectReason.TOO_LATE_TO_CANCEL,
+                                text=f"order is {o.state.status.value}", status=o.state.status), latency
+        inj = self._take_injection("reject_cancel_next", o.req.instrument)
+        if inj is not None:
+            return self._report(o, ExecReportKind.CANCEL_REJECTED,
+                                reason=RejectReason(inj.get("reason", "TOO_LATE_TO_CANCEL")),
+                                text="injected cancel reject"), latency
+        book = self.books[o.req.instrument]
+        leaves = o.state.leaves_qty
+        o.state.transition(OrderStatus.CANCELED)
+        if o in book.resting:
+            book.resting.remove(o)
+        rep = self._report(o, ExecReportKind.CANCELED)
+        late = self._take_injection("late_fill_after_cancel", o.req.instrument)
+        if late is not None and leaves > 0:
+            qty = min(int(late.get("qty", leaves)), leaves)
+            px = o.req.price if o.req.price is not None else (book.last or Decimal(1))
+            fill_rep = self._fill(o, qty, px)
+            self._schedule(now + latency + int(float(late.get("delay_ms", 1)) * _MS), fill_rep)
+        return rep, latency
+
+    def query(self, client_order_id: str) -> ExecutionReport | None:
+        o = self.orders.get(client_order_id)
+        return None if o is None else self._report(o, ExecReportKind.STATUS)
+
+    def open_orders(self) -> list[ExecutionReport]:
+        return [self._report(o, ExecReportKind.STATUS) for o in self.orders.values() if o.state.status.is_live]
+
+    def drop_copy(self, since_ns: int = 0) -> list[dict[str, Any]]:
+        """The venue's authoritative record of every order event and fill since ``since_ns`` (true time)."""
+        return [d for d in self.drop_copy_log if d["ts_ns"] >= since_ns]
+
+    # ------------------------------------------------------------------ market data
+    def on_market(self, q: Quote) -> tuple[list[ExecutionReport], list[dict[str, Any]]]:
+        """Apply one market quote (true time). Returns resting-order reports and wire messages.
+
+        The wire messages are what the venue publishes (dicts, see :func:`wire_quote`): none
+        when dropped or disconnected, two when a held-back (reordered) message is released.
+        """
+        book = self.books.get(q.instrument)
+        if book is None:
+            return [], []
+        d = self.params.default_depth
+        if q.bids:
+            book.bids = [[lv.price, lv.size or d] for lv in q.bids]
+        else:
+            book.bids = [[q.bid, q.bid_size or d]] if q.bid is not None else []
+        if q.asks:
+            book.asks = [[lv.price, lv.size or d] for lv in q.asks]
+        else:
+            book.asks = [[q.ask, q.ask_size or d]] if q.ask is not None else []
+        if q.last is not None:
+            book.last = q.last
+        if q.settlement is not None:
+            book.settlement = q.settlement
+        book.quote = q
+        reports = self._expire(book) + self._match_resting(book)
+        book.seq += 1
+        # the venue published this a network latency ago: the gateway receives it "now"
+        sent = self.clock.now_ns() - sample_latency_ns(self.params.network_latency, self._rng_md)
+        msg = wire_quote(book, self.venue_clock.at(sent))
+        if not self.connected():
+            return self._deliver(reports), []
+        f = self.params.faults
+        if self._take_injection("drop_md_next", q.instrument) or (f.md_drop_prob and self._rng_md.random() < f.md_drop_prob):
+            return self._deliver(reports), []
+        held = self._held_md.pop(q.instrument, None)
+        if held is not None:
+            return self._deliver(reports), [msg, held]
+        if self._take_injection("reorder_md_next", q.instrument) or (
+                f.md_reorder_prob and self._rng_md.random() < f.md_reorder_prob):
+            self._held_md[q.instrument] = msg
+            return self._deliver(reports), []
+        return self._deliver(reports), [msg]
+
+    def _deliver(self, reports: list[ExecutionReport]) -> list[ExecutionReport]:
+        if self.connected():
+            return reports
+        for r in reports:
+            self._schedule(self.clock.now_ns(), r)
+        return []
+
+    def clock_probe(self) -> tuple[int, int, int, int]:
+        """One NTP-style round trip: (t1 local send, t2 venue receive, t3 venue send, t4 local receive).
+
+        Network delays are drawn from ``network_latency`` (seeded); nothing waits.
+        """
+        t1 = self.clock.now_ns()
+        d1 = sample_latency_ns(self.params.network_latency, self._rng_md)
+        d2 = sample_latency_ns(self.params.network_latency, self._rng_md)
+        t2 = self.venue_clock.at(t1 + d1)
+        t3 = t2 + 1_000  # 1 us of venue processing
+        return t1, t2, t3, t1 + d1 + 1_000 + d2
+
+    def snapshot(self, instrument: str) -> dict[str, Any] | None:
+        """The current book of ``instrument`` as a wire snapshot (for gap recovery)."""
+        book = self.books.get(instrument)
+        if book is None or book.quote is None or not self.connected():
+            return None
+        msg = wire_quote(book, self.venue_clock.now_ns())
+        msg["type"] = "snapshot"
+        return msg
+
+    def _expire(self, book: Book) -> list[ExecutionReport]:
+        if not self.params.enforce_sessions or not book.resting:
+            return []
+        td = instrument_session_state(self.venue, book.inst, self.clock.now_ns()).trading_day
+        if td is None:
+            return []
+        out = []
+        for o in list(book.resting):
+            if o.req.tif is TimeInForce.DAY and o.trading_day is not None and td != o.trading_day:
+                o.state.transition(OrderStatus.EXPIRED)
+                book.resting.remove(o)
+                out.append(self._report(o, ExecReportKind.EXPIRED, text=f"day order of {o.trading_day} expired"))
+        return out
+
+    def _match_resting(self, book: Book) -> list[ExecutionReport]:
+        if not book.resting:
+            return []
+        out: list[ExecutionReport] = []
+        for side in (Side.BUY, Side.SELL):
+            mine = [o for o in book.resting if o.req.side is side]
+            if not mine:
+                continue
+            # price-time priority: best limit first, then the oldest
+            mine.sort(key=lambda o: ((-o.req.price if side is Side.BUY else o.req.price)
+                                     if o.req.price is not None else Decimal(0), o.priority))
+            for o in mine:
+                px = o.req.price
+                if px is None:
+                    continue
+                last = book.quote.last if book.quote is not None else None
+                through = last is not None and (last < px if side is Side.BUY else last > px)
+                avail = self._available(book, side, px)
+                if through:
+                    qty = o.state.leaves_qty
+                else:
+                    qty = min(o.state.leaves_qty, avail)
+                if qty <= 0:
+                    continue
+                if self.params.faults.partial_fill_prob and qty > 1 and \
+                        self._rng_orders.random() < self.params.faults.partial_fill_prob:
+                    qty = self._rng_orders.randint(1, qty - 1)
+                self._take(book, side, px, qty)
+                out.append(self._fill(o, qty, px))
+                if o.state.status is OrderStatus.FILLED:
+                    book.resting.remove(o)
+        return out
+
+
+def wire_quote(book: Book, venue_ts_ns: int) -> dict[str, Any]:
+    """The venue's wire format for a quote (what the gateway's normaliser parses)."""
+    q = book.quote
+    return {
+        "type": "quote", "instrument": book.inst.id, "seq": book.seq, "ts": venue_ts_ns,
+        "bid": book.bids[0][0] if book.bids else None, "bid_size": book.bids[0][1] if book.bids else 0,
+        "ask": book.asks[0][0] if book.asks else None, "ask_size": book.asks[0][1] if book.asks else 0,
+        "last": book.last, "settlement": book.settlement,
+        "bids": [(p, s) for p, s in book.bids], "asks": [(p, s) for p, s in book.asks],
+        "src_ts": q.ts_ns if q is not None else 0,
+    }
