@@ -1,0 +1,520 @@
+"""Operational metrics: cheap to record on the hot path, visible in the Ray dashboard and on
+a Prometheus ``/metrics`` endpoint.
+
+How a number gets from an actor to a graph
+--------------------------------------------
+Every actor owns one :class:`Metrics` (``Metrics("strategy", {"strategy": "cu_spread"}, hub=hub)``)
+and records with ``.count("quotes", 1, instrument="SHFE.cu")``,
+``.observe("leg_latency_ms", 1.8, venue="LME")``, ``.set("occupancy", 0.42, account="A1")``.
+A record is a dictionary update in the actor's own process: no remote call, no lock, about a
+microsecond. Every ``flush_interval_s`` (checked on the next record, or when the actor calls
+:meth:`Metrics.flush` from its timer/stop path) the aggregate goes two ways:
+
+1. **Ray's metrics agent** (``ray.util.metrics`` Counter/Gauge/Histogram with the same tags),
+   which the Ray dashboard and a Prometheus scraping the Ray nodes read. That is the path
+   on a cluster.
+2. **The MetricsHub actor** (:class:`MetricsHub`), as one fire-and-forget
+   ``hub.push.remote(source, snapshot)`` carrying *cumulative* values. In embedded mode the
+   runtime starts :func:`start_metrics_endpoint` (``ray.metrics_port > 0``): a
+   ``prometheus_client`` HTTP server on 127.0.0.1 in the driver whose collector reads the
+   hub at scrape time.
+
+Why a hub with cumulative pushes rather than a ``metrics()`` method on every actor that a
+collector would call: a scrape then costs one remote call, not one per actor (hundreds of
+strategies); a slow or dead actor cannot stall a scrape; and cumulative snapshots are
+idempotent, so a lost or repeated push never corrupts a counter (the next one corrects it).
+A restarted actor is a new source: its counters restart at zero while the old source's
+totals stay in the hub, so sums stay right; gauges of a source silent for
+``stale_after_s`` are dropped.
+
+Metric catalogue (:data:`SPECS`): quotes, triggers, pairs (by outcome), orders (by outcome),
+leg_latency_ms, slippage_bps, reject_ratio, occupancy, alerts (by level), bad_input (by
+reason). Every series carries the tags ``actor_kind, strategy, venue, instrument, account``
+plus the metric's own (``outcome``, ``level``, ``leg``, ``reason``); unset tags are ``""``.
+"""
+from __future__ import annotations
+
+import bisect
+import os
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Literal, Mapping
+
+from ..core.clock import Clock, SystemClock
+
+__all__ = [
+    "MetricSpec",
+    "SPECS",
+    "BASE_TAGS",
+    "Metrics",
+    "MetricsHubCore",
+    "MetricsHub",
+    "HubCollector",
+    "MetricsEndpoint",
+    "start_metrics_endpoint",
+    "PREFIX",
+]
+
+PREFIX = "xmc_"
+BASE_TAGS: tuple[str, ...] = ("actor_kind", "strategy", "venue", "instrument", "account")
+Kind = Literal["counter", "gauge", "histogram"]
+
+LATENCY_MS_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 20, 50, 100, 250, 1000, 5000)
+SLIPPAGE_BPS_BUCKETS = (-20, -10, -5, -2, -1, 0, 1, 2, 5, 10, 20, 50, 100)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: its kind, help text, its own tag keys and (histograms) bucket bounds."""
+
+    kind: Kind
+    help: str
+    tags: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()
+
+    @property
+    def tag_keys(self) -> tuple[str, ...]:
+        return BASE_TAGS + self.tags
+
+
+SPECS: dict[str, MetricSpec] = {
+    "quotes": MetricSpec("counter", "Quotes received (after conflation)."),
+    "triggers": MetricSpec("counter", "Strategy triggers that produced a pair intent."),
+    "pairs": MetricSpec("counter", "Pairs reaching a terminal state, by outcome (HEDGED, ROLLED_BACK, ESCALATED, REFUSED).", ("outcome",)),
+    "orders": MetricSpec("counter", "Orders sent, by outcome (ACK, REJECTED, FILLED, CANCELED, UNKNOWN).", ("outcome", "leg")),
+    "leg_latency_ms": MetricSpec("histogram", "Order send to first venue report, per leg, in milliseconds.", ("leg",), LATENCY_MS_BUCKETS),
+    "slippage_bps": MetricSpec("histogram", "Fill price versus trigger price, in basis points (positive: worse).", ("leg",), SLIPPAGE_BPS_BUCKETS),
+    "reject_ratio": MetricSpec("gauge", "Rejected orders / orders sent over the risk guard's window."),
+    "occupancy": MetricSpec("gauge", "Capital occupancy: margin used / capital (0..1)."),
+    "alerts": MetricSpec("counter", "Alerts raised, by level (info, yellow, orange, red).", ("level",)),
+    "bad_input": MetricSpec("counter", "Inputs refused as bad (BAD_INPUT events), by reason.", ("reason",)),
+}
+
+#: Raw histogram observations kept per series between flushes for Ray's histogram (beyond
+#: this many, Ray sees a sample; the hub and /metrics always see every observation).
+RAY_HISTOGRAM_REPLAY_CAP = 2_000
+
+
+class _Hist:
+    __slots__ = ("counts", "sum", "count", "pending")
+
+    def __init__(self, n_buckets: int) -> None:
+        self.counts = [0] * (n_buckets + 1)  # last slot: above the highest bound (+Inf)
+        self.sum = 0.0
+        self.count = 0
+        self.pending: list[float] = []
+
+
+def _spec(name: str) -> MetricSpec:
+    try:
+        return SPECS[name]
+    except KeyError:
+        raise ValueError(f"metrics: unknown metric {name!r} (known: {', '.join(sorted(SPECS))})") from None
+
+
+class Metrics:
+    """Per-actor metric recorder: aggregates locally, flushes periodically.
+
+    Parameters
+    ----------
+    actor_kind
+        ``gateway``, ``strategy``, ``coordinator``, ``risk_guard``, ``ledger``...
+    tags
+        Tags on every series of this recorder (``{"strategy": "cu_spread"}``); any of
+        :data:`BASE_TAGS` or a metric's own tags.
+    hub
+        Where snapshots go: a :class:`MetricsHub` actor handle (``push.remote``), a
+        :class:`MetricsHubCore` (direct call), or ``None`` (Ray metrics only).
+    flush_interval_s
+        Minimum time between automatic flushes.
+    clock
+        Injected clock (only decides when to flush).
+    to_ray
+        Also record through ``ray.util.metrics`` (needs a Ray worker or driver).
+
+    Examples
+    --------
+    >>> m = Metrics("strategy", {"strategy": "cu_spread"}, to_ray=False)
+    >>> m.count("quotes", 3, instrument="SHFE.cu"); m.value("quotes", instrument="SHFE.cu")
+    3.0
+    """
+
+    def __init__(
+        self,
+        actor_kind: str,
+        tags: Mapping[str, str] | None = None,
+        *,
+        hub: Any = None,
+        flush_interval_s: float = 1.0,
+        clock: Clock | None = None,
+        to_ray: bool = True,
+        source: str | None = None,
+    ) -> None:
+        self.actor_kind = actor_kind
+        self.base = {k: str(v) for k, v in (tags or {}).items()}
+        self.base["actor_kind"] = actor_kind
+        self.source = source or f"{actor_kind}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._hub = hub
+        self._clock = clock or SystemClock()
+        self._interval_ns = int(flush_interval_s * 1e9)
+        self._next_flush_ns = self._clock.now_ns() + self._interval_ns
+        self._to_ray = to_ray
+        self._values: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._hists: dict[tuple[str, tuple[str, ...]], _Hist] = {}
+        self._sent_to_ray: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._dirty_gauges: set[tuple[str, tuple[str, ...]]] = set()
+        self._lock = threading.Lock()  # actors with max_concurrency > 1 record from threads
+        self.flushes = 0
+        self.flush_errors = 0
+
+    # -- hot path ------------------------------------------------------------------------
+    def _key(self, name: str, spec: MetricSpec, tags: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
+        base = self.base
+        return name, tuple(str(tags[k]) if k in tags else base.get(k, "") for k in spec.tag_keys)
+
+    def count(self, name: str, n: float = 1, **tags: Any) -> None:
+        """Add ``n`` (>= 0) to counter ``name``."""
+        spec = _spec(name)
+        if spec.kind != "counter":
+            raise ValueError(f"metrics: {name!r} is a {spec.kind}, not a counter")
+        if n < 0:
+            raise ValueError(f"metrics: counter {name!r} cannot go down (n={n})")
+        key = self._key(name, spec, tags)
+        with self._lock:
+            self._values[key] = self._values.get(key, 0.0) + n
+        self._maybe_flush()
+
+    def set(self, name: str, value: float, **tags: Any) -> None:
+        """Set gauge ``name`` to ``value``."""
+        spec = _spec(name)
+        if spec.kind != "gauge":
+            raise ValueError(f"metrics: {name!r} is a {spec.kind}, not a gauge")
+        key = self._key(name, spec, tags)
+        with self._lock:
+            self._values[key] = float(value)
+            self._dirty_gauges.add(key)
+        self._maybe_flush()
+
+    def observe(self, name: str, value: float, **tags: Any) -> None:
+        """Record one observation of histogram ``name``."""
+        spec = _spec(name)
+        if spec.kind != "histogram":
+            raise ValueError(f"metrics: {name!r} is a {spec.kind}, not a histogram")
+        key = self._key(name, spec, tags)
+        v = float(value)
+        with self._lock:
+            h = self._hists.get(key)
+            if h is None:
+                h = self._hists[key] = _Hist(len(spec.buckets))
+            h.counts[bisect.bisect_left(spec.buckets, v)] += 1
+            h.sum += v
+            h.count += 1
+            if self._to_ray and len(h.pending) < RAY_HISTOGRAM_REPLAY_CAP:
+                h.pending.append(v)
+        self._maybe_flush()
+
+    def _maybe_flush(self) -> None:
+        if self._clock.now_ns() >= self._next_flush_ns:
+            self.flush()
+
+    # -- reading -------------------------------------------------------------------------
+    def value(self, name: str, **tags: Any) -> float:
+        """Current local value of a counter or gauge series (0 if never recorded)."""
+        spec = _spec(name)
+        return self._values.get(self._key(name, spec, tags), 0.0)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Cumulative state: ``{"source", "series": [[name, kind, tags, value], ...]}``.
+
+        A histogram's value is ``{"counts": [...], "sum": s, "count": n}`` with per-bucket
+        (non-cumulative) counts, the last one above the highest bound.
+        """
+        with self._lock:
+            series: list[list[Any]] = []
+            for (name, tv), v in self._values.items():
+                series.append([name, SPECS[name].kind, list(tv), v])
+            for (name, tv), h in self._hists.items():
+                series.append([name, "histogram", list(tv), {"counts": list(h.counts), "sum": h.sum, "count": h.count}])
+        return {"source": self.source, "series": series}
+
+    # -- flushing ------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Send the aggregate to Ray's metrics and the hub now. Never raises."""
+        self._next_flush_ns = self._clock.now_ns() + self._interval_ns
+        self.flushes += 1
+        if self._to_ray:
+            try:
+                self._flush_to_ray()
+            except Exception:  # noqa: BLE001 - metrics must never take an actor down
+                self.flush_errors += 1
+        if self._hub is not None:
+            try:
+                snap = self.snapshot()
+                push = getattr(self._hub, "push")
+                if hasattr(push, "remote"):
+                    push.remote(self.source, snap)  # fire-and-forget
+                else:
+                    push(self.source, snap)
+            except Exception:  # noqa: BLE001
+                self.flush_errors += 1
+
+    def _flush_to_ray(self) -> None:
+        with self._lock:
+            counters = [(k, v) for k, v in self._values.items() if SPECS[k[0]].kind == "counter"]
+            gauges = [(k, self._values[k]) for k in self._dirty_gauges]
+            self._dirty_gauges.clear()
+            hists = []
+            for k, h in self._hists.items():
+                if h.pending:
+                    hists.append((k, h.pending))
+                    h.pending = []
+        for key, total in counters:
+            delta = total - self._sent_to_ray.get(key, 0.0)
+            if delta > 0:
+                _ray_metric(key[0]).inc(delta, tags=_tags(key))
+                self._sent_to_ray[key] = total
+        for key, v in gauges:
+            _ray_metric(key[0]).set(v, tags=_tags(key))
+        for key, values in hists:
+            m = _ray_metric(key[0])
+            t = _tags(key)
+            for v in values:
+                m.observe(v, tags=t)
+
+
+_RAY_METRICS: dict[str, Any] = {}
+_RAY_LOCK = threading.Lock()
+
+
+def _tags(key: tuple[str, tuple[str, ...]]) -> dict[str, str]:
+    return dict(zip(SPECS[key[0]].tag_keys, key[1]))
+
+
+def _ray_metric(name: str) -> Any:
+    """One ``ray.util.metrics`` object per metric per process (created on first use)."""
+    m = _RAY_METRICS.get(name)
+    if m is not None:
+        return m
+    from ray.util import metrics as rm
+
+    spec = SPECS[name]
+    with _RAY_LOCK:
+        m = _RAY_METRICS.get(name)
+        if m is None:
+            full = PREFIX + name
+            if spec.kind == "counter":
+                m = rm.Counter(full, description=spec.help, tag_keys=spec.tag_keys)
+            elif spec.kind == "gauge":
+                m = rm.Gauge(full, description=spec.help, tag_keys=spec.tag_keys)
+            else:
+                m = rm.Histogram(full, description=spec.help, boundaries=list(spec.buckets), tag_keys=spec.tag_keys)
+            _RAY_METRICS[name] = m
+    return m
+
+
+# -- the hub -------------------------------------------------------------------------------
+class MetricsHubCore:
+    """Keeps the latest cumulative snapshot of every source and merges them on demand.
+
+    Counters and histograms are summed over sources (including sources gone quiet: what
+    they counted happened). Gauges come from sources heard from within ``stale_after_s``;
+    if several sources set the same series, the most recently pushed wins.
+    """
+
+    def __init__(self, clock: Clock | None = None, stale_after_s: float = 30.0) -> None:
+        self._clock = clock or SystemClock()
+        self._stale_ns = int(stale_after_s * 1e9)
+        self._sources: dict[str, tuple[int, list[list[Any]]]] = {}
+        self.pushes = 0
+        self.bad_pushes = 0
+
+    def push(self, source: str, snapshot: Mapping[str, Any]) -> None:
+        series = snapshot.get("series") if isinstance(snapshot, Mapping) else None
+        if not isinstance(source, str) or not isinstance(series, list):
+            self.bad_pushes += 1
+            return
+        self.pushes += 1
+        self._sources[source] = (self._clock.now_ns(), series)
+
+    def forget(self, source: str) -> None:
+        self._sources.pop(source, None)
+
+    def sources(self) -> list[str]:
+        return sorted(self._sources)
+
+    def collect(self) -> dict[str, dict[tuple[str, ...], Any]]:
+        """Merged view: metric name → tag values → value (float or histogram dict)."""
+        now = self._clock.now_ns()
+        out: dict[str, dict[tuple[str, ...], Any]] = {}
+        gauge_seen: dict[tuple[str, tuple[str, ...]], int] = {}
+        for seen_ns, series in self._sources.values():
+            fresh = now - seen_ns <= self._stale_ns
+            for name, kind, tags, value in series:
+                spec = SPECS.get(name)
+                if spec is None or spec.kind != kind:
+                    continue
+                tv = tuple(tags)
+                bucket = out.setdefault(name, {})
+                if kind == "counter":
+                    bucket[tv] = bucket.get(tv, 0.0) + float(value)
+                elif kind == "gauge":
+                    if fresh and seen_ns >= gauge_seen.get((name, tv), -1):
+                        bucket[tv] = float(value)
+                        gauge_seen[(name, tv)] = seen_ns
+                else:
+                    prev = bucket.get(tv)
+                    if prev is None:
+                        bucket[tv] = {"counts": list(value["counts"]), "sum": float(value["sum"]), "count": int(value["count"])}
+                    else:
+                        prev["counts"] = [a + b for a, b in zip(prev["counts"], value["counts"])]
+                        prev["sum"] += float(value["sum"])
+                        prev["count"] += int(value["count"])
+        return {k: v for k, v in out.items() if v}
+
+
+def _make_hub_actor() -> Any:
+    import ray
+
+    @ray.remote(num_cpus=0, max_restarts=-1)
+    class MetricsHub:
+        """Ray actor shell around :class:`MetricsHubCore` (named ``metrics-hub``)."""
+
+        def __init__(self, stale_after_s: float = 30.0) -> None:
+            self.core = MetricsHubCore(stale_after_s=stale_after_s)
+
+        def ready(self) -> dict:
+            return {"actor": "metrics-hub", "sources": len(self.core.sources())}
+
+        def push(self, source: str, snapshot: dict) -> None:
+            self.core.push(source, snapshot)
+
+        def forget(self, source: str) -> None:
+            self.core.forget(source)
+
+        def collect(self) -> dict:
+            return self.core.collect()
+
+    return MetricsHub
+
+
+class _LazyActorClass:
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._cls: Any = None
+
+    def __getattr__(self, item: str) -> Any:
+        if self._cls is None:
+            self._cls = self._factory()
+        return getattr(self._cls, item)
+
+
+MetricsHub: Any = _LazyActorClass(_make_hub_actor)
+"""The hub actor class: ``MetricsHub.options(name="metrics-hub").remote()``."""
+
+
+# -- prometheus ----------------------------------------------------------------------------
+class HubCollector:
+    """A ``prometheus_client`` collector that turns a hub's merged view into families.
+
+    ``fetch`` returns :meth:`MetricsHubCore.collect` output: for the driver,
+    ``lambda: ray.get(hub.collect.remote(), timeout=5)``; in tests, ``core.collect``.
+    """
+
+    def __init__(self, fetch: Callable[[], Mapping[str, Mapping[tuple[str, ...], Any]]]) -> None:
+        self._fetch = fetch
+        self.scrape_errors = 0
+
+    def collect(self) -> Iterable[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        ok = True
+        try:
+            merged = self._fetch()
+        except Exception:  # noqa: BLE001 - a scrape must answer even if the hub is away
+            self.scrape_errors += 1
+            merged, ok = {}, False
+        up = GaugeMetricFamily(PREFIX + "metrics_hub_up", "1 if the metrics hub answered this scrape.")
+        up.add_metric([], 1.0 if ok else 0.0)
+        yield up
+        for name, series in sorted(merged.items()):
+            spec = SPECS.get(name)
+            if spec is None:
+                continue
+            keys = list(spec.tag_keys)
+            full = PREFIX + name
+            if spec.kind == "counter":
+                fam: Any = CounterMetricFamily(full, spec.help, labels=keys)
+                for tv, v in series.items():
+                    fam.add_metric(list(tv), v)
+            elif spec.kind == "gauge":
+                fam = GaugeMetricFamily(full, spec.help, labels=keys)
+                for tv, v in series.items():
+                    fam.add_metric(list(tv), v)
+            else:
+                fam = HistogramMetricFamily(full, spec.help, labels=keys)
+                for tv, h in series.items():
+                    cum, buckets = 0, []
+                    for bound, c in zip(list(spec.buckets) + [float("inf")], h["counts"]):
+                        cum += c
+                        buckets.append(("+Inf" if bound == float("inf") else _fmt_bound(bound), cum))
+                    fam.add_metric(list(tv), buckets, sum_value=h["sum"])
+            yield fam
+
+
+def _fmt_bound(b: float) -> str:
+    return repr(float(b))
+
+
+class MetricsEndpoint:
+    """A running ``/metrics`` HTTP server; :meth:`close` stops it."""
+
+    def __init__(self, server: Any, thread: threading.Thread, host: str, port: int) -> None:
+        self._server = server
+        self._thread = thread
+        self.host = host
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/metrics"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def start_metrics_endpoint(
+    port: int,
+    fetch: Callable[[], Mapping[str, Mapping[tuple[str, ...], Any]]],
+    host: str = "127.0.0.1",
+) -> MetricsEndpoint:
+    """Serve ``/metrics`` (Prometheus text format) on ``host:port`` from the hub's view.
+
+    Parameters
+    ----------
+    port
+        TCP port (``ray.metrics_port``); 0 picks a free one (see ``.port``).
+    fetch
+        Returns the merged view (see :class:`HubCollector`).
+    host
+        Loopback by default: the embedded endpoint is not meant to face a network.
+    """
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HubCollector(fetch))
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    return MetricsEndpoint(server, thread, host, server.server_address[1])
+
+
+def hub_fetcher(hub_handle: Any, timeout_s: float = 5.0) -> Callable[[], Mapping[str, Any]]:
+    """A ``fetch`` for :func:`start_metrics_endpoint` that reads a hub actor (driver side)."""
+
+    def fetch() -> Mapping[str, Any]:
+        import ray
+
+        return ray.get(hub_handle.collect.remote(), timeout=timeout_s)
+
+    return fetch

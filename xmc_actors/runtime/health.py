@@ -1,0 +1,85 @@
+"""Probing venue gateways on a Ray cluster and feeding :class:`~xmc_actors.core.venue_health.VenueHealth`.
+
+The runtime calls :func:`probe_gateways` periodically (every second or so) from the driver,
+or :func:`probe_gateways_async` from an async supervisor actor. One probe is one
+``status()`` call per gateway, all concurrent, bounded by ``timeout_s``.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Mapping
+
+from ..core.venue_health import VenueChange, VenueHealth
+
+__all__ = ["probe_gateways", "probe_gateways_async"]
+
+
+def _lost_reason(exc: BaseException) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}"[:300]
+
+
+def probe_gateways(
+    health: VenueHealth,
+    gateways_by_venue: Mapping[str, Any],
+    timeout_s: float = 2.0,
+    method: str = "status",
+) -> list[VenueChange]:
+    """Probe every gateway once (sync; for the driver) and return the venue changes.
+
+    A gateway whose call fails with ``RayActorError`` (died, or unavailable because its
+    node is gone) is *lost*: its venue goes DOWN at once. One that does not answer in
+    ``timeout_s`` counts a time-out.
+    """
+    import ray
+    from ray.exceptions import GetTimeoutError, RayActorError
+
+    refs = {}
+    changes: list[VenueChange] = []
+    for venue, handle in gateways_by_venue.items():
+        try:
+            refs[venue] = getattr(handle, method).remote()
+        except RayActorError as exc:
+            c = health.on_gateway_lost(venue, _lost_reason(exc))
+            if c:
+                changes.append(c)
+    if refs:
+        ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
+    for venue, ref in refs.items():
+        try:
+            status = ray.get(ref, timeout=0)
+        except GetTimeoutError:
+            c = health.on_probe_timeout(venue, timeout_s)
+        except RayActorError as exc:
+            c = health.on_gateway_lost(venue, _lost_reason(exc))
+        except Exception as exc:  # noqa: BLE001 - status() raising means the gateway is not healthy
+            c = health.on_gateway_lost(venue, f"status() raised {_lost_reason(exc)}")
+        else:
+            c = health.on_probe_ok(venue, status if isinstance(status, dict) else None)
+        if c:
+            changes.append(c)
+    return changes
+
+
+async def probe_gateways_async(
+    health: VenueHealth,
+    gateways_by_venue: Mapping[str, Any],
+    timeout_s: float = 2.0,
+    method: str = "status",
+) -> list[VenueChange]:
+    """Same as :func:`probe_gateways`, awaiting object refs (for async actors: no ``ray.get``)."""
+    from ray.exceptions import RayActorError
+
+    async def one(venue: str, handle: Any) -> VenueChange | None:
+        try:
+            status = await asyncio.wait_for(getattr(handle, method).remote(), timeout_s)
+        except asyncio.TimeoutError:
+            return health.on_probe_timeout(venue, timeout_s)
+        except RayActorError as exc:
+            return health.on_gateway_lost(venue, _lost_reason(exc))
+        except Exception as exc:  # noqa: BLE001
+            return health.on_gateway_lost(venue, f"status() raised {_lost_reason(exc)}")
+        return health.on_probe_ok(venue, status if isinstance(status, dict) else None)
+
+    results = await asyncio.gather(*(one(v, h) for v, h in gateways_by_venue.items()))
+    return [c for c in results if c is not None]
