@@ -1,0 +1,191 @@
+"""The ledger shard actor (a thin shell over :class:`~xmc_actors.ledger.store.LedgerStore`).
+
+Group commit: ``append`` calls queue their batch and wait; a writer task commits everything
+queued as one transaction when the queue reaches ``batch_size`` rows, when a caller asked for
+an urgent (durable) write, or ``flush_ms`` after the oldest queued batch arrived. Each call
+returns (its *acknowledgement*) only after the transaction holding its rows has committed, i.e.
+after DuckDB synced its write-ahead log. A call that fails (the actor died, the commit failed)
+is not acknowledged; the client keeps the batch and sends it again, and ``event_id`` makes that
+harmless.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import ray
+
+from ..model.config import LedgerConfig
+from .store import LedgerStore
+
+
+def shard_path(cfg: LedgerConfig, shard: int) -> Path:
+    """The file of shard ``shard``: ``<cfg.path>/shard-<n>.duckdb`` (absolute)."""
+    return Path(cfg.path).expanduser().resolve() / f"shard-{shard}.duckdb"
+
+
+class LedgerShard:
+    """One shard: owns one DuckDB file and commits batches in groups.
+
+    Parameters
+    ----------
+    path
+        The shard's DuckDB file.
+    shard
+        Shard number (used in names and stats).
+    flush_ms
+        Longest wait before queued batches are committed.
+    batch_size
+        Queued rows that trigger a commit at once.
+    """
+
+    def __init__(self, path: str, shard: int, flush_ms: float = 5.0, batch_size: int = 5_000) -> None:
+        self.shard = shard
+        self.flush_s = flush_ms / 1000.0
+        self.batch_size = batch_size
+        try:
+            self.reconstructed = bool(ray.get_runtime_context().was_current_actor_reconstructed)
+        except Exception:  # noqa: BLE001 - not inside Ray (plain construction in a test)
+            self.reconstructed = False
+        # A restarted shard reopens its file: DuckDB replays the WAL, so every acknowledged row is there.
+        self.store = LedgerStore(path, actor=f"ledger-{shard}")
+        self._exec = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ledger-{shard}")
+        self._queue: list[tuple[pa.Table, asyncio.Future]] = []
+        self._rows = 0
+        self._urgent = False
+        self._oldest = 0.0
+        self._wake: asyncio.Event | None = None
+        self._writer: asyncio.Task | None = None
+        self.commits = 0
+        self.commit_errors = 0
+
+    # ------------------------------------------------------------------------------- remote
+    async def ready(self) -> dict[str, Any]:
+        """Readiness probe: the file is open. Returns pid, path and whether this is a restart."""
+        return {"shard": self.shard, "pid": os.getpid(), "path": str(self.store.path),
+                "reconstructed": self.reconstructed, "rows": self.store.count()}
+
+    async def append(self, table: pa.Table, urgent: bool = False) -> int:
+        """Queue a batch for the next group commit; returns its row count once committed."""
+        loop = asyncio.get_running_loop()
+        self._start(loop)
+        fut: asyncio.Future = loop.create_future()
+        if not self._queue:
+            self._oldest = time.monotonic()
+        self._queue.append((table, fut))
+        self._rows += table.num_rows
+        if urgent:
+            self._urgent = True
+        if urgent or self._rows >= self.batch_size:
+            self._wake.set()  # type: ignore[union-attr]
+        elif len(self._queue) == 1:
+            self._wake.set()  # type: ignore[union-attr]  # start the flush_ms timer
+        await fut
+        return table.num_rows
+
+    async def append_events(self, events: list, urgent: bool = False) -> dict[str, Any]:
+        """Encode and store events sent as objects or mappings (slow path; bad input refused)."""
+        loop = asyncio.get_running_loop()
+        await self.flush()
+        res = await loop.run_in_executor(self._exec, lambda: self.store.append_events(events, stored_ns=time.time_ns()))
+        return {"stored": res.stored, "duplicates": res.duplicates, "refused": [str(r) for r in res.refused]}
+
+    async def flush(self) -> None:
+        """Commit whatever is queued now and return when it is committed."""
+        if self._queue:
+            await self.append(pa.Table.from_batches([], schema=self._queue[0][0].schema), urgent=True)
+
+    async def stats(self) -> dict[str, Any]:
+        s = asdict(self.store.stats)
+        s.update(shard=self.shard, pid=os.getpid(), queued_rows=self._rows, commits=self.commits,
+                 commit_errors=self.commit_errors, reconstructed=self.reconstructed,
+                 wal_bytes=self.store.wal_bytes(), path=str(self.store.path))
+        return s
+
+    async def checkpoint(self) -> bool:
+        """Checkpoint now (waits up to 5 s for readers holding the snapshot lock)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._exec, lambda: self.store.checkpoint(wait_s=5.0))
+
+    # ------------------------------------------------------------------------------- writer
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._writer is None:
+            self._wake = asyncio.Event()
+            self._writer = loop.create_task(self._write_loop())
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._queue:
+                continue
+            if not self._urgent and self._rows < self.batch_size:
+                remaining = self.flush_s - (time.monotonic() - self._oldest)
+                if remaining > 0:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), remaining)
+                    except asyncio.TimeoutError:
+                        pass
+                    self._wake.clear()
+            batch, self._queue, self._rows, self._urgent = self._queue, [], 0, False
+            tables = [t for t, _ in batch if t.num_rows]
+            try:
+                if tables:
+                    await loop.run_in_executor(self._exec, self._commit, tables)
+            except Exception as e:  # noqa: BLE001 - the callers get the error and re-send
+                self.commit_errors += 1
+                for _, f in batch:
+                    if not f.done():
+                        f.set_exception(e)
+                continue
+            self.commits += 1
+            for _, f in batch:
+                if not f.done():
+                    f.set_result(None)
+
+    def _commit(self, tables: list[pa.Table]) -> None:
+        self.store.append(tables, stored_ns=time.time_ns())
+        self.store.maybe_checkpoint()
+
+
+LedgerShardActor = ray.remote(LedgerShard)
+
+
+def start_ledger(cfg: LedgerConfig, namespace: str | None = None, *, max_restarts: int = -1,
+                 detached: bool = False, ready_timeout_s: float = 60.0) -> list[ray.actor.ActorHandle]:
+    """Create (or find) the shard actors ``ledger-0 .. ledger-<n-1>`` and wait until they are ready.
+
+    Parameters
+    ----------
+    cfg
+        Ledger configuration: directory, shard count, flush interval and batch size.
+    namespace
+        Ray namespace for the named actors (default: the job's).
+    max_restarts
+        Restarts Ray makes after a shard process dies (-1: unlimited).
+    detached
+        Outlive the driver (deployments launched onto a cluster).
+    """
+    handles = []
+    for i in range(cfg.shards):
+        opts: dict[str, Any] = dict(name=f"ledger-{i}", get_if_exists=True, max_restarts=max_restarts,
+                                    max_task_retries=0, num_cpus=0, max_concurrency=1000)
+        if namespace:
+            opts["namespace"] = namespace
+        if detached:
+            opts["lifetime"] = "detached"
+        handles.append(LedgerShardActor.options(**opts).remote(str(shard_path(cfg, i)), i, cfg.flush_ms, cfg.batch_size))
+    refs = [h.ready.remote() for h in handles]
+    ready, pending = ray.wait(refs, num_returns=len(refs), timeout=ready_timeout_s)
+    if pending:
+        raise TimeoutError(f"ledger: {len(pending)} of {len(refs)} shards not ready after {ready_timeout_s:.0f} s")
+    ray.get(ready)  # raise a shard's start-up error (e.g. a corrupt file) here, by name
+    return handles

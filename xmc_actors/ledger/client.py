@@ -1,0 +1,285 @@
+"""The ledger client: an :class:`~xmc_actors.core.sink.EventSink` that batches to shard actors.
+
+``emit`` / ``emit_many`` only append to an in-memory buffer (hot path: a lock and a list
+append). A pump thread cuts the buffer of each shard into batches (``batch_size`` events, or
+whatever is buffered after ``flush_ms``), encodes them to Arrow and sends them with
+``shard.append.remote`` — at most ``max_in_flight`` batches per shard at a time. A batch stays in
+the client until its call returns (the shard committed it: *acknowledged*); if the call fails
+(the shard died, is restarting, or its commit failed), the batch is sent again with back-off
+until it is acknowledged. Nothing is dropped: ``stats()["unacked"]`` says what is still held.
+
+``emit_durable(event)`` returns an :class:`Ack` that completes when the event — and everything
+this client emitted to the same shard before it — is committed. It works from sync code
+(``ack.result(timeout)``) and from async actors (``await ack``; no ``ray.get`` anywhere on the
+caller's side).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import zlib
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import pyarrow as pa
+
+from ..model.config import LedgerConfig
+from ..model.events import Event
+from .schema import EncodedBatch, bad_input_event, encode_events
+from .store import LedgerError
+
+log = logging.getLogger(__name__)
+
+
+class Ack:
+    """Completion of a durable write: ``await ack`` (async) or ``ack.result(timeout)`` (sync)."""
+
+    __slots__ = ("_f",)
+
+    def __init__(self, f: Future) -> None:
+        self._f = f
+
+    def result(self, timeout: float | None = None) -> None:
+        self._f.result(timeout)
+
+    def done(self) -> bool:
+        return self._f.done()
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        return asyncio.wrap_future(self._f).__await__()
+
+
+@dataclass
+class _Batch:
+    events: list[Event]
+    acks: list[Future] = field(default_factory=list)
+    urgent: bool = False
+    encoded: EncodedBatch | None = None
+    attempts: int = 0
+    retry_at: float = 0.0
+
+
+@dataclass
+class _Shard:
+    handle: Any
+    buffer: list[Event] = field(default_factory=list)
+    buffer_acks: list[Future] = field(default_factory=list)
+    urgent: bool = False
+    since: float = 0.0
+    retry: deque = field(default_factory=deque)
+    in_flight: int = 0
+
+
+def shard_index(event: Event, shard_by: str, shards: int) -> int:
+    """Shard of an event: a stable hash of its strategy or venue; no key (or one shard): shard 0."""
+    if shards == 1 or shard_by == "none":
+        return 0
+    key = event.strategy if shard_by == "strategy" else event.venue
+    if not key:
+        return 0
+    return zlib.crc32(key.encode()) % shards
+
+
+class LedgerClient:
+    """Batching, re-sending writer to the ledger shards.
+
+    Parameters
+    ----------
+    handles
+        The shard actors, in shard order (from :func:`~xmc_actors.ledger.actor.start_ledger` or
+        ``ray.get_actor("ledger-<n>")``).
+    cfg
+        Ledger configuration (``shard_by``, ``flush_ms``, ``batch_size``).
+    max_in_flight
+        Batches per shard sent and not yet acknowledged.
+    actor
+        Name recorded on ``BAD_INPUT`` events for inputs this client refuses.
+    """
+
+    def __init__(self, handles: Sequence[Any], cfg: LedgerConfig, *, max_in_flight: int = 4,
+                 actor: str = "ledger-client") -> None:
+        if len(handles) != cfg.shards:
+            raise LedgerError(f"ledger client: {len(handles)} shard handles for {cfg.shards} configured shards")
+        self.cfg = cfg
+        self.actor = actor
+        self.max_in_flight = max_in_flight
+        self._flush_s = cfg.flush_ms / 1000.0
+        self._shards = [_Shard(h) for h in handles]
+        self._cond = threading.Condition()
+        self._closed = False
+        self._outstanding = 0  # events sent and not yet acknowledged
+        self.counters = {"emitted": 0, "sent_batches": 0, "acked_events": 0, "resent_batches": 0,
+                         "refused": 0, "send_errors": 0}
+        self._pump = threading.Thread(target=self._run, name="ledger-client", daemon=True)
+        self._pump.start()
+
+    # ------------------------------------------------------------------------- EventSink
+    def emit(self, event: Event) -> None:
+        """Queue one event (fire-and-forget)."""
+        i = shard_index(event, self.cfg.shard_by, len(self._shards)) if isinstance(event, Event) else 0
+        with self._cond:
+            s = self._shards[i]
+            if not s.buffer:
+                s.since = time.monotonic()
+            s.buffer.append(event)
+            self.counters["emitted"] += 1
+            if len(s.buffer) >= self.cfg.batch_size:
+                self._cond.notify()
+
+    def emit_many(self, events: Iterable[Event]) -> None:
+        """Queue several events (fire-and-forget)."""
+        n = len(self._shards)
+        by, now = self.cfg.shard_by, time.monotonic()
+        with self._cond:
+            full = False
+            for e in events:
+                s = self._shards[shard_index(e, by, n) if isinstance(e, Event) else 0]
+                if not s.buffer:
+                    s.since = now
+                s.buffer.append(e)
+                self.counters["emitted"] += 1
+                full = full or len(s.buffer) >= self.cfg.batch_size
+            if full:
+                self._cond.notify()
+
+    def emit_durable(self, event: Event) -> Ack:
+        """Queue an event and send it at once; the returned :class:`Ack` completes on commit."""
+        f: Future = Future()
+        i = shard_index(event, self.cfg.shard_by, len(self._shards)) if isinstance(event, Event) else 0
+        with self._cond:
+            s = self._shards[i]
+            if not s.buffer:
+                s.since = time.monotonic()
+            s.buffer.append(event)
+            s.buffer_acks.append(f)
+            s.urgent = True
+            self.counters["emitted"] += 1
+            self._cond.notify()
+        return Ack(f)
+
+    def flush(self, timeout: float | None = 30.0) -> None:
+        """Send everything buffered and block until all of it is acknowledged (sync code only)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            for s in self._shards:
+                s.urgent = s.urgent or bool(s.buffer)
+            self._cond.notify()
+            while self._unacked_locked():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise LedgerError(f"ledger client: {self._unacked_locked()} events not acknowledged "
+                                      f"after {timeout:.1f} s (shards down?)")
+                self._cond.wait(0.05 if left is None else min(0.05, left))
+
+    async def aflush(self, timeout: float | None = 30.0) -> None:
+        """:meth:`flush` for async actors (runs the wait in a thread; never blocks the loop)."""
+        await asyncio.get_running_loop().run_in_executor(None, self.flush, timeout)
+
+    def stats(self) -> dict[str, int]:
+        with self._cond:
+            out = dict(self.counters)
+            out["unacked"] = self._unacked_locked()
+            out["in_flight_batches"] = sum(s.in_flight for s in self._shards)
+            return out
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Flush, then stop the pump thread."""
+        try:
+            self.flush(timeout)
+        finally:
+            with self._cond:
+                self._closed = True
+                self._cond.notify()
+            self._pump.join(2.0)
+
+    # ------------------------------------------------------------------------------ pump
+    def _unacked_locked(self) -> int:
+        n = 0
+        for s in self._shards:
+            n += len(s.buffer) + sum(len(b.events) for b in s.retry)
+        return n + self._outstanding
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._closed:
+                    return
+                sends = self._take_ready_locked()
+                if not sends:
+                    self._cond.wait(self._next_wait_locked())
+                    sends = self._take_ready_locked()
+            for shard, batch in sends:
+                self._send(shard, batch)
+
+    def _next_wait_locked(self) -> float:
+        now, wait = time.monotonic(), 0.5
+        for s in self._shards:
+            if s.buffer:
+                wait = min(wait, max(0.0, s.since + self._flush_s - now))
+            if s.retry and s.in_flight < self.max_in_flight:
+                wait = min(wait, max(0.0, s.retry[0].retry_at - now))
+        return max(wait, 0.0005)
+
+    def _take_ready_locked(self) -> list[tuple[int, _Batch]]:
+        now, out = time.monotonic(), []
+        bs = self.cfg.batch_size
+        for i, s in enumerate(self._shards):
+            while s.retry and s.in_flight < self.max_in_flight and s.retry[0].retry_at <= now:
+                b = s.retry.popleft()
+                s.in_flight += 1
+                self._outstanding += len(b.events)
+                out.append((i, b))
+            while s.buffer and s.in_flight < self.max_in_flight and (
+                    len(s.buffer) >= bs or s.urgent or now - s.since >= self._flush_s):
+                events, s.buffer = s.buffer[:bs], s.buffer[bs:]
+                b = _Batch(events, urgent=s.urgent)
+                if not s.buffer:
+                    b.acks, s.buffer_acks, s.urgent = s.buffer_acks, [], False
+                s.since = now
+                s.in_flight += 1
+                self._outstanding += len(events)
+                out.append((i, b))
+        return out
+
+    def _send(self, i: int, b: _Batch) -> None:
+        if b.encoded is None:
+            b.encoded = encode_events(b.events)
+            if b.encoded.refused:
+                now_ns = time.time_ns()
+                bad = encode_events(bad_input_event(r, ts_ns=now_ns, actor=self.actor) for r in b.encoded.refused)
+                b.encoded = EncodedBatch(pa.concat_tables([b.encoded.table, bad.table]), b.encoded.refused)
+                with self._cond:
+                    self.counters["refused"] += len(b.encoded.refused)
+                for r in b.encoded.refused:
+                    log.warning("ledger client refused an event: %s", r)
+        b.attempts += 1
+        try:
+            ref = self._shards[i].handle.append.remote(b.encoded.table, b.urgent or bool(b.acks))
+        except Exception as e:  # noqa: BLE001 - submission itself failed; keep the batch
+            self._done(i, b, e)
+            return
+        with self._cond:
+            self.counters["sent_batches"] += 1
+            if b.attempts > 1:
+                self.counters["resent_batches"] += 1
+        ref.future().add_done_callback(lambda f, i=i, b=b: self._done(i, b, f.exception()))
+
+    def _done(self, i: int, b: _Batch, err: BaseException | None) -> None:
+        with self._cond:
+            s = self._shards[i]
+            s.in_flight -= 1
+            self._outstanding -= len(b.events)
+            if err is None:
+                self.counters["acked_events"] += len(b.events)
+                for f in b.acks:
+                    if not f.done():
+                        f.set_result(None)
+            else:
+                self.counters["send_errors"] += 1
+                b.retry_at = time.monotonic() + min(0.05 * 2 ** min(b.attempts - 1, 5), 1.0)
+                s.retry.appendleft(b)
+            self._cond.notify_all()

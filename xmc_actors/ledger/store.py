@@ -1,0 +1,358 @@
+"""One ledger shard's DuckDB file: open, append batches idempotently, checkpoint, snapshot.
+
+This is the functional core of the ledger shard (no Ray). :class:`LedgerStore` is the only
+writer of its file. An append is one transaction; when :meth:`LedgerStore.append` returns, the
+transaction is committed and DuckDB has synced its write-ahead log, so the rows survive the
+process being killed (SIGKILL, ``os._exit``) at any later moment.
+
+Readers in other processes (the ``xmc audit`` CLI while a deployment runs) cannot open a file
+a writer holds. :func:`snapshot_copy` makes a consistent copy for them: the writer only
+checkpoints (the one operation that rewrites blocks already referenced) while holding an
+exclusive ``flock`` on ``<file>.ckpt-lock``; the reader holds a shared lock while it copies the
+write-ahead log and then the database file, so the copy is the database as of some commit.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..model.errors import XmcError
+from .schema import (
+    ARROW_SCHEMA, COLUMN_NAMES, DDL, KINDS, META_DDL, SCHEMA_VERSION, TABLE, Refusal, bad_input_event,
+    encode_events,
+)
+
+DUCKDB_MAGIC = b"DUCK"
+CHECKPOINT_WAL_BYTES = 64 * 1024 * 1024
+
+
+class LedgerError(XmcError):
+    """A ledger operation that cannot be done (the message says which and why)."""
+
+
+class LedgerFileError(LedgerError):
+    """A ledger file that is missing, corrupt, locked or not an xmc ledger."""
+
+
+def lock_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".ckpt-lock")
+
+
+def wal_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".wal")
+
+
+def check_header(path: Path) -> None:
+    """Raise :class:`LedgerFileError` unless ``path`` looks like a DuckDB database file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise LedgerFileError(f"{path}: cannot read ledger file: {e.strerror or e}") from None
+    if len(head) < 12 or head[8:12] != DUCKDB_MAGIC:
+        raise LedgerFileError(f"{path}: not a DuckDB database (bad header); is this really a ledger shard?")
+
+
+def check_ledger_tables(con: duckdb.DuckDBPyConnection, path: Path, catalog: str | None = None) -> None:
+    """Raise :class:`LedgerFileError` if an opened DuckDB database is not an xmc ledger."""
+    where = f"table_catalog = '{catalog}'" if catalog else "table_catalog = current_database()"
+    tables = {r[0] for r in con.execute(
+        f"SELECT table_name FROM information_schema.tables WHERE {where} AND table_schema = 'main'").fetchall()}
+    if TABLE not in tables or "xmc_meta" not in tables:
+        shown = ", ".join(sorted(tables)[:8]) or "no tables"
+        raise LedgerFileError(f"{path}: a DuckDB database but not an xmc ledger ({shown})")
+    prefix = f"{catalog}." if catalog else ""
+    row = con.execute(f"SELECT value FROM {prefix}xmc_meta WHERE key = 'schema_version'").fetchone()
+    if row is None or row[0] != str(SCHEMA_VERSION):
+        raise LedgerFileError(
+            f"{path}: ledger schema version {row[0] if row else 'missing'}, this program reads {SCHEMA_VERSION}")
+
+
+def connect_error(path: Path, e: Exception) -> LedgerFileError:
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if "lock" in msg.lower():
+        return LedgerFileError(f"{path}: held by another process ({msg})")
+    return LedgerFileError(f"{path}: cannot open ledger file: {msg}")
+
+
+@dataclass
+class AppendResult:
+    """What one append did: rows stored, rows already present, inputs refused."""
+
+    stored: int = 0
+    duplicates: int = 0
+    refused: list[Refusal] = field(default_factory=list)
+
+
+@dataclass
+class StoreStats:
+    batches: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    refused: int = 0
+    refused_by_field: dict[str, int] = field(default_factory=dict)
+    checkpoints: int = 0
+    checkpoints_skipped: int = 0
+
+
+class LedgerStore:
+    """The writer of one shard file.
+
+    Parameters
+    ----------
+    path
+        The shard's DuckDB file (created with its directory if missing).
+    actor
+        Name recorded on ``BAD_INPUT`` events this store writes.
+    threads
+        DuckDB worker threads (2 suits a 2-core machine shared with the runtime).
+    """
+
+    def __init__(self, path: str | Path, *, actor: str = "ledger", threads: int = 2) -> None:
+        self.path = Path(path)
+        self.actor = actor
+        self.stats = StoreStats()
+        self._last_ckpt = time.monotonic()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and self.path.stat().st_size > 0:
+            check_header(self.path)
+        try:
+            self.con = duckdb.connect(str(self.path), config={"threads": threads})
+        except duckdb.Error as e:
+            raise connect_error(self.path, e) from None
+        try:
+            # Checkpoints happen only in checkpoint() (under the snapshot lock), never implicitly.
+            self.con.execute("SET checkpoint_threshold = '1TB'")
+            tables = {r[0] for r in self.con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+                "AND table_catalog = current_database()").fetchall()}
+            if not tables:
+                self.con.execute(META_DDL)
+                self.con.execute(DDL)
+                self.con.execute("INSERT INTO xmc_meta VALUES ('schema_version', ?), ('created_ns', ?)",
+                                 [str(SCHEMA_VERSION), str(time.time_ns())])
+            else:
+                check_ledger_tables(self.con, self.path)
+        except LedgerFileError:
+            self.con.close()
+            raise
+        except duckdb.Error as e:
+            self.con.close()
+            raise LedgerFileError(f"{self.path}: cannot use ledger file: {str(e).splitlines()[0]}") from None
+
+    # ------------------------------------------------------------------------------ writing
+    def append(self, table: pa.Table | list[pa.Table], *, stored_ns: int) -> AppendResult:
+        """Store a batch (or several, as one transaction). Idempotent on ``event_id``.
+
+        Rows that fail validation are refused, counted and stored as ``BAD_INPUT`` events in
+        the same transaction. Returns once the transaction is committed.
+        """
+        tables = table if isinstance(table, list) else [table]
+        res = AppendResult()
+        good: list[pa.Table] = []
+        for t in tables:
+            ok, refused = self._validate(t)
+            res.refused.extend(refused)
+            if ok.num_rows:
+                good.append(ok)
+        if res.refused:
+            bad = encode_events(bad_input_event(r, ts_ns=stored_ns, actor=self.actor) for r in res.refused)
+            good.append(bad.table)
+        if not good:
+            self._count(res)
+            return res
+        batch = good[0] if len(good) == 1 else pa.concat_tables(good)
+        batch = _dedupe_in_batch(batch)
+        dup_in_batch = sum(t.num_rows for t in good) - batch.num_rows
+        ids = batch.column("event_id")
+        lo, hi = pc.min(ids).as_py(), pc.max(ids).as_py()
+        stamp = pa.array([stored_ns] * batch.num_rows, pa.int64())
+        batch = batch.append_column("stored_ns", stamp)
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.register("_batch", batch)
+            n = con.execute(
+                f"INSERT INTO {TABLE} SELECT * FROM _batch b WHERE NOT EXISTS ("
+                f"SELECT 1 FROM {TABLE} e WHERE e.event_id BETWEEN ? AND ? AND e.event_id = b.event_id)",
+                [lo, hi]).fetchone()[0]
+            con.unregister("_batch")
+            con.execute("COMMIT")
+        except BaseException:
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            raise
+        res.stored = int(n)
+        res.duplicates = batch.num_rows - res.stored + dup_in_batch
+        self._count(res)
+        return res
+
+    def append_events(self, events: list, *, stored_ns: int) -> AppendResult:
+        """Encode and store events (``Event`` objects or mappings); see :meth:`append`."""
+        enc = encode_events(events)
+        bad = encode_events(bad_input_event(r, ts_ns=stored_ns, actor=self.actor) for r in enc.refused)
+        res = self.append([enc.table, bad.table], stored_ns=stored_ns)
+        res.refused = enc.refused + res.refused
+        self.stats.refused += len(enc.refused)
+        for r in enc.refused:
+            self.stats.refused_by_field[r.field] = self.stats.refused_by_field.get(r.field, 0) + 1
+        return res
+
+    def _count(self, res: AppendResult) -> None:
+        s = self.stats
+        s.batches += 1
+        s.stored += res.stored
+        s.duplicates += res.duplicates
+        s.refused += len(res.refused)
+        for r in res.refused:
+            s.refused_by_field[r.field] = s.refused_by_field.get(r.field, 0) + 1
+
+    def _validate(self, t: pa.Table) -> tuple[pa.Table, list[Refusal]]:
+        if t.schema != ARROW_SCHEMA:
+            try:
+                t = t.select(list(COLUMN_NAMES)).cast(ARROW_SCHEMA)
+            except (KeyError, ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                raw = str(t.schema)[:2000]
+                return ARROW_SCHEMA.empty_table(), [
+                    Refusal("", "batch", f"schema does not match the ledger's ({str(e).splitlines()[0]}); "
+                                         f"{t.num_rows} rows refused", raw)]
+        if t.num_rows == 0:
+            return t, []
+        ids, ts, kind = t.column("event_id"), t.column("ts_ns"), t.column("kind")
+        bad_id = pc.or_(pc.is_null(ids), pc.or_(pc.equal(pc.utf8_length(ids), 0), pc.greater(pc.utf8_length(ids), 64)))
+        bad_ts = pc.or_(pc.is_null(ts), pc.less(ts, 0))
+        bad_kind = pc.invert(pc.is_in(kind, value_set=pa.array(sorted(KINDS))))
+        bad = pc.or_(pc.fill_null(bad_id, True), pc.or_(pc.fill_null(bad_ts, True), pc.fill_null(bad_kind, True)))
+        if not pc.any(bad).as_py():
+            return t, []
+        refused = []
+        rows = t.filter(bad).to_pylist()
+        for row in rows:
+            eid = row["event_id"] or ""
+            if not eid or len(eid) > 64:
+                field_, reason = "event_id", "missing or empty" if not eid else f"longer than 64 characters ({len(eid)})"
+            elif row["ts_ns"] is None or row["ts_ns"] < 0:
+                field_, reason = "ts_ns", f"must be >= 0, got {row['ts_ns']}"
+            else:
+                field_, reason = "kind", f"unknown event kind {row['kind']!r}"
+            row["payload"] = (row["payload"] or b"").hex()[:400]
+            refused.append(Refusal(eid[:64], field_, reason, repr(row)[:2000]))
+        return t.filter(pc.invert(bad)), refused
+
+    # --------------------------------------------------------------------------- checkpoints
+    def wal_bytes(self) -> int:
+        try:
+            return wal_path(self.path).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def checkpoint(self, *, wait_s: float = 0.0) -> bool:
+        """Checkpoint under the exclusive snapshot lock; ``False`` if readers held it for ``wait_s``."""
+        fd = os.open(lock_path(self.path), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        self.stats.checkpoints_skipped += 1
+                        return False
+                    time.sleep(0.01)
+            try:
+                self.con.execute("CHECKPOINT")
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+        self.stats.checkpoints += 1
+        self._last_ckpt = time.monotonic()
+        return True
+
+    def maybe_checkpoint(self, *, wal_limit: int = CHECKPOINT_WAL_BYTES, every_s: float = 30.0) -> bool:
+        """Checkpoint if the WAL is large or the last checkpoint is old (never waits for readers)."""
+        wal = self.wal_bytes()
+        if wal and (wal >= wal_limit or time.monotonic() - self._last_ckpt >= every_s):
+            return self.checkpoint()
+        return False
+
+    def count(self) -> int:
+        return int(self.con.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0])
+
+    def close(self) -> None:
+        """Checkpoint (waiting up to 5 s for readers) and close the file."""
+        if getattr(self, "con", None) is None:
+            return
+        try:
+            self.checkpoint(wait_s=5.0)
+        except duckdb.Error:
+            pass
+        self.con.close()
+        self.con = None  # type: ignore[assignment]
+
+
+def _dedupe_in_batch(t: pa.Table) -> pa.Table:
+    ids = t.column("event_id").to_pylist()
+    if len(set(ids)) == len(ids):
+        return t
+    seen: set[str] = set()
+    keep = []
+    for i in ids:
+        keep.append(i not in seen)
+        seen.add(i)
+    return t.filter(pa.array(keep))
+
+
+# ------------------------------------------------------------------------------------ readers
+@contextmanager
+def snapshot_lock(db_path: Path, timeout_s: float = 10.0) -> Iterator[None]:
+    """Hold the shared snapshot lock of a shard (the writer does not checkpoint meanwhile)."""
+    fd = os.open(lock_path(db_path), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LedgerFileError(f"{db_path}: the writer kept the checkpoint lock for {timeout_s:.0f} s") from None
+                time.sleep(0.01)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def snapshot_copy(db_path: Path, into: Path | None = None) -> Path:
+    """A consistent copy of a shard that a live writer holds; returns the copy's path.
+
+    Copies the write-ahead log first, then the database file, under the shared snapshot lock.
+    The WAL may end in a partly written record; DuckDB ignores it on open, so the copy is the
+    database as of the last commit whose record was complete.
+    """
+    into = Path(into or tempfile.mkdtemp(prefix="xmc-ledger-snap-"))
+    into.mkdir(parents=True, exist_ok=True)
+    dst = into / db_path.name
+    with snapshot_lock(db_path):
+        wal = wal_path(db_path)
+        if wal.exists():
+            shutil.copyfile(wal, wal_path(dst))
+        shutil.copyfile(db_path, dst)
+    return dst
