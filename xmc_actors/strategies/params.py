@@ -1,10 +1,11 @@
 """Parameter models of the built-in strategies (validated by ``xmc validate``)."""
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
 STRICT = ConfigDict(frozen=True, extra="forbid")
 Fin = Annotated[float, Field(allow_inf_nan=False)]
@@ -40,6 +41,7 @@ class BandParams(BaseModel):
     clip: PositiveInt = 1                     # leg-A lots per entry
     max_position: PositiveInt = 5             # leg-A lots
     cooldown_ms: NonNegativeInt = 1_000
+    scale_step: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None  # one more clip per step beyond entry
     costs: Costs = Costs()
     guards: Guards = Guards()
 
@@ -60,6 +62,7 @@ class ZScoreParams(BaseModel):
     clip: PositiveInt = 1
     max_position: PositiveInt = 5
     cooldown_ms: NonNegativeInt = 1_000
+    scale_step: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None  # in z units
     costs: Costs = Costs()
     guards: Guards = Guards()
 
@@ -75,6 +78,9 @@ class BasisMonitorParams(BaseModel):
     signal: Literal["spread", "ratio"] = "spread"
     alert_above: Fin | None = None
     alert_below: Fin | None = None
+    rearm: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0  # distance back inside before re-alerting
+    level: Literal["info", "yellow", "orange", "red"] = "yellow"
+    costs: Costs = Costs()                    # only vat_factor/vat_leg matter: the monitor reads mids
     guards: Guards = Guards()
 
 
@@ -84,8 +90,29 @@ class CalendarRollParams(BaseModel):
     model_config = STRICT
     roll_at: list[str] = Field(default_factory=list, description="ISO date-times (UTC) at which to roll")
     qty: PositiveInt = 1
-    max_spread_ticks: NonNegativeInt = 10
+    holding: Literal["long", "short"] = "long"  # long: sell near / buy far; short: buy near / sell far
+    max_spread_ticks: NonNegativeInt = 10       # each leg's bid-ask spread, in its ticks, at most this to roll
     guards: Guards = Guards()
+
+    @field_validator("roll_at")
+    @classmethod
+    def _times(cls, v: list[str]) -> list[str]:
+        for i, s in enumerate(v):
+            try:
+                dt.datetime.fromisoformat(s)
+            except ValueError:
+                raise ValueError(f"roll_at[{i}]: {s!r} is not an ISO date-time (2026-01-15T06:00:00Z)") from None
+        return v
+
+    def roll_times_ns(self) -> list[int]:
+        """The roll times as UTC nanoseconds, sorted (a time without a zone is UTC)."""
+        out = []
+        for s in self.roll_at:
+            t = dt.datetime.fromisoformat(s)
+            if t.tzinfo is None:
+                t = t.replace(tzinfo=dt.timezone.utc)
+            out.append(int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1_000)
+        return sorted(out)
 
 
 BUILTIN_PARAMS: dict[str, type[BaseModel]] = {

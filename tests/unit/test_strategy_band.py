@@ -1,0 +1,272 @@
+"""Band strategy and the base class: triggers with hysteresis, target transitions, cool-down, guards, intents."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from strategy_kit import MS, T0, A, B, ctx, done, events, intents, pair_quotes
+from testkit import quote
+from xmc_actors.model import ExecutionMode, QuoteStatus, Side
+from xmc_actors.model.config import ExecutionConfig
+from xmc_actors.strategies import BandStrategy
+from xmc_actors.strategies.base import StrategyState, Transition, band_target, classify
+
+BASE = dict(signal="ratio", price="mid", center=1.0, entry=0.01, exit=0.003, clip=1, max_position=3, cooldown_ms=0)
+
+
+def band(**kw):
+    return BandStrategy(ctx(execution=kw.pop("execution", None)), {**BASE, **kw})
+
+
+def step(s, ratio, t, **kw):
+    return s.on_quotes(pair_quotes(ratio, t=t, **kw), t)
+
+
+# ------------------------------------------------------------------ triggers and hysteresis
+def test_a_rich_beyond_entry_opens_short_a_long_b_with_whole_lots_at_the_hedge_ratio():
+    s = band()
+    acts = step(s, 1.011, T0)
+    [it] = intents(acts)
+    assert it.decision_id == "cu-00000001"
+    assert (it.legs[0].instrument, it.legs[0].side, it.legs[0].qty) == (A, Side.SELL, 1)
+    assert (it.legs[1].instrument, it.legs[1].side, it.legs[1].qty) == (B, Side.BUY, 5)  # 25 t = 5 x 5 t
+    assert it.legs[0].account == "us-main" and it.legs[1].account == "cn-main"
+    [sig] = [e for e in events(acts, "SIGNAL") if e.decision_id == it.decision_id]
+    assert sig.payload["transition"] == "open"
+    assert sig.payload["signal"]["signal_sell_a"] == pytest.approx(1.011)
+    assert sig.payload["signal"]["entry"] == 0.01 and sig.payload["parity"]["fx"] == pytest.approx(1 / 7)
+
+
+def test_inside_the_entry_band_nothing_is_sent():
+    s = band()
+    assert intents(step(s, 1.0099, T0)) == []
+    assert intents(step(s, 0.9901, T0 + MS)) == []
+
+
+def test_a_short_is_held_between_exit_and_entry_and_closed_inside_exit():
+    s = band()
+    [opened] = intents(step(s, 1.02, T0))
+    s.on_pair_done(done(opened), T0 + MS)
+    assert s.position == -1
+    assert intents(step(s, 1.005, T0 + 2 * MS)) == []       # hysteresis: still beyond exit
+    [close] = intents(step(s, 1.002, T0 + 3 * MS))
+    assert close.legs[0].side is Side.BUY and close.legs[0].qty == 1 and close.reduce_only
+    s.on_pair_done(done(close), T0 + 4 * MS)
+    assert s.position == 0 and s.position_b == 0
+
+
+def test_a_cheap_opens_long_and_closes_when_the_sell_value_recovers_within_exit():
+    s = band()
+    [o] = intents(step(s, 0.985, T0))
+    assert o.legs[0].side is Side.BUY and o.legs[1].side is Side.SELL
+    s.on_pair_done(done(o), T0 + MS)
+    assert intents(step(s, 0.995, T0 + 2 * MS)) == []
+    [c] = intents(step(s, 0.998, T0 + 3 * MS))
+    assert c.legs[0].side is Side.SELL
+
+
+def test_executable_prices_must_clear_the_band_not_the_mid():
+    s = band(price="executable")
+    # mid ratio 1.0105 is beyond entry, but A can only be sold at its bid 10095: ratio 1.0095 is not
+    acts = step(s, 1.0105, T0, half_spread=10)
+    assert intents(acts) == []
+    assert s.last_signal["signal_sell_a"] == pytest.approx(1.0095)
+    assert s.last_signal["signal_mid"] == pytest.approx(1.0105)
+
+
+def test_fees_widen_what_the_signal_needs():
+    s = band(costs={"fee_bps": 5})
+    assert intents(step(s, 1.0105, T0)) == []   # 1.0105 x 0.9995 / 1.0005 = 1.00848
+    assert len(intents(step(s, 1.0125, T0 + MS))) == 1
+
+
+# ------------------------------------------------------------------ target position transitions
+def test_add_up_to_max_position_then_stop():
+    s = band(max_position=2)
+    for n in (1, 2):
+        [it] = intents(step(s, 1.02, T0 + n * 10 * MS))
+        s.on_pair_done(done(it), T0 + n * 10 * MS + 1)
+    assert s.position == -2
+    assert intents(step(s, 1.03, T0 + 100 * MS)) == []
+
+
+def test_reverse_from_long_to_short_is_one_pair_of_the_whole_move():
+    s = band(clip=2)
+    [o] = intents(step(s, 0.98, T0))
+    s.on_pair_done(done(o), T0 + 1)
+    assert s.position == 2
+    acts = step(s, 1.02, T0 + 10 * MS)
+    [r] = intents(acts)
+    assert r.legs[0].side is Side.SELL and r.legs[0].qty == 4 and r.legs[1].qty == 20 and not r.reduce_only
+    assert events(acts, "SIGNAL")[-1].payload["transition"] == "reverse"
+    s.on_pair_done(done(r), T0 + 11 * MS)
+    assert s.position == -2 and s.position_b == 10
+
+
+def test_scaled_band_reduces_as_the_deviation_shrinks_but_stays_beyond_entry():
+    s = band(scale_step=0.01, max_position=5)
+    [o] = intents(step(s, 1.031, T0))          # 1 + floor(0.021/0.01) = 3 clips
+    assert o.legs[0].qty == 3
+    s.on_pair_done(done(o), T0 + 1)
+    [r] = intents(step(s, 1.012, T0 + 10 * MS))  # 1 clip
+    assert r.legs[0].side is Side.BUY and r.legs[0].qty == 2 and r.reduce_only
+    assert classify(-3, -1) is Transition.REDUCE
+
+
+@pytest.mark.parametrize("pos,target,move", [(0, 1, "open"), (1, 3, "add"), (3, 1, "reduce"), (2, 0, "close"),
+                                             (2, -1, "reverse"), (-2, 1, "reverse"), (1, 1, None)])
+def test_classify_names_each_transition(pos, target, move):
+    got = classify(pos, target)
+    assert (got.value if got else None) == move
+
+
+def test_band_target_hysteresis_table():
+    kw = dict(entry=1.0, exit=0.3, clip=1, max_position=3)
+    assert band_target(0, 0.9, 0.95, **kw) is None
+    assert band_target(0, 1.0, 1.1, **kw)[0] == -1
+    assert band_target(-1, 0.5, 0.5, **kw) is None
+    assert band_target(-1, 0.2, 0.3, **kw)[0] == 0
+    assert band_target(1, -0.3, -0.2, **kw)[0] == 0
+    assert band_target(1, -0.5, -0.4, **kw) is None
+
+
+def test_partial_fill_and_rollback_update_the_position_by_what_really_filled():
+    s = band(clip=2)
+    [o] = intents(step(s, 1.02, T0))
+    s.on_pair_done({"decision_id": o.decision_id, "state": "ROLLED_BACK",
+                    "legs": {"A": {"side": "SELL", "filled_qty": 2, "rolled_back_qty": 2}, "B": {"net_qty": 0}}}, T0 + 1)
+    assert (s.position, s.position_b) == (0, 0)
+    [o2] = intents(step(s, 1.02, T0 + 10 * MS))
+    s.on_pair_done(done(o2, fill_a=1, fill_b=5), T0 + 11 * MS)
+    assert (s.position, s.position_b) == (-1, 5)
+
+
+# ------------------------------------------------------------------ one pair in flight, cool-down
+def test_no_second_intent_while_a_pair_is_in_flight():
+    s = band()
+    assert len(intents(step(s, 1.02, T0))) == 1
+    assert intents(step(s, 1.03, T0 + 100 * MS)) == []
+    assert s.pending_decision == "cu-00000001"
+
+
+def test_cooldown_blocks_a_new_decision_until_it_has_passed_since_the_last_outcome():
+    s = band(cooldown_ms=500)
+    [o] = intents(step(s, 1.02, T0))
+    s.on_pair_done(done(o), T0 + 100 * MS)
+    assert intents(step(s, 1.02, T0 + 599 * MS)) == []
+    assert s.last_signal.get("cooldown") is True
+    [it] = intents(step(s, 1.02, T0 + 600 * MS))
+    assert it.decision_id == "cu-00000002"
+
+
+def test_decision_ids_continue_from_the_restored_counter_and_position():
+    s = BandStrategy(ctx(), {**BASE, "max_position": 5}, position=-2, position_b=10, decision_seq=41)
+    [it] = intents(step(s, 1.02, T0))
+    assert it.decision_id == "cu-00000042" and it.legs[0].qty == 1
+    assert s.status()["position"] == -2
+
+
+# ------------------------------------------------------------------ guards
+def test_stale_flagged_quote_blocks_and_the_block_is_recorded_once():
+    s = band()
+    qa, qb = pair_quotes(1.02)
+    acts = s.on_quotes([qa.model_copy(update={"status": QuoteStatus.STALE}), qb], T0)
+    assert intents(acts) == []
+    [ev] = events(acts, "SIGNAL")
+    assert ev.payload["blocked"] == "STALE"
+    assert events(s.on_quotes([qb.model_copy(update={"seq": 1})], T0 + 1), "SIGNAL") == []  # same block: no new event
+
+
+def test_quote_older_than_stale_ms_blocks():
+    s = band(guards={"stale_ms": 1000, "max_skew_ms": 60_000})
+    acts = step(s, 1.02, T0, )
+    assert len(intents(acts)) == 1
+    s2 = band(guards={"stale_ms": 1000, "max_skew_ms": 60_000})
+    acts = s2.on_quotes(pair_quotes(1.02, t=T0), T0 + 1001 * MS)
+    assert intents(acts) == [] and s2.blocked[0] == "STALE"
+
+
+def test_legs_too_far_apart_in_calibrated_time_block():
+    s = band(guards={"max_skew_ms": 500})
+    qa, qb = pair_quotes(1.02)
+    acts = s.on_quotes([qa, qb.model_copy(update={"ts_ns": T0 - 501 * MS})], T0)
+    assert intents(acts) == [] and s.blocked[0] == "SKEW"
+    acts = s.on_quotes([qb.model_copy(update={"ts_ns": T0 - 400 * MS, "seq": 2})], T0)
+    assert len(intents(acts)) == 1
+
+
+def test_closed_session_blocks_unless_sessions_are_not_required():
+    sat = T0 + 5 * 86_400_000 * MS  # Saturday
+    s = band()
+    assert intents(step(s, 1.02, sat)) == [] and s.blocked[0] == "SESSION"
+    assert "weekend" in s.blocked[1]
+    s2 = band(guards={"require_sessions_open": False})
+    assert len(intents(step(s2, 1.02, sat))) == 1
+
+
+def test_no_fx_means_no_signal():
+    from xmc_actors.core.pricing import FxBook
+
+    s = BandStrategy(ctx().__class__(**{**ctx().__dict__, "fx": FxBook()}), BASE)
+    assert intents(step(s, 1.02, T0)) == [] and s.blocked[0] == "NO_PARITY"
+
+
+# ------------------------------------------------------------------ intent building
+def test_intent_limits_are_on_the_tick_grid_at_the_executable_prices_with_execution_settings():
+    exe = ExecutionConfig(mode=ExecutionMode.SPEED, max_slippage_bps=Decimal("12"), deadline_ms=3000)
+    s = band(price="executable", execution=exe)
+    qa = quote(A, "10150.5", "10151", ts_ns=T0)
+    qb = quote(B, "70000", "70010", ts_ns=T0)
+    [it] = intents(s.on_quotes([qa, qb], T0))
+    la, lb = it.legs
+    assert la.side is Side.SELL and la.limit_price == Decimal("10150.5") == la.trigger_price  # A's bid
+    assert lb.side is Side.BUY and lb.limit_price == Decimal("70010")                       # B's ask
+    assert it.mode is ExecutionMode.SPEED and it.max_slippage_bps == Decimal("12")
+    assert it.deadline_ns == T0 + 3000 * MS and it.created_ns == T0
+    assert it.hedge_ratio == Decimal(5)
+
+
+def test_a_clip_that_hedges_zero_lots_of_leg_b_is_a_clear_error_naming_clip():
+    with pytest.raises(ValueError, match=r"params.clip: .*rounds to 0"):
+        BandStrategy(ctx(a=B, b=A), BASE)  # 1 SHFE lot = 0.2 LME lots
+
+
+def test_bad_params_name_the_field():
+    with pytest.raises(ValueError, match=r"params.entry"):
+        BandStrategy(ctx(), {**BASE, "entry": "wide"})
+
+
+# ------------------------------------------------------------------ outcomes and halts
+def test_escalated_pair_updates_the_position_and_halts_the_strategy():
+    s = band()
+    [o] = intents(step(s, 1.02, T0))
+    acts = s.on_pair_done(done(o, state="ESCALATED", fill_a=1, fill_b=0), T0 + 1)
+    assert s.state is StrategyState.HALTED and (s.position, s.position_b) == (-1, 0)
+    assert events(acts, "LIFECYCLE")
+    assert intents(step(s, 0.9, T0 + 10 * MS)) == []
+
+
+def test_malformed_pair_summary_is_bad_input_and_halts_with_position_unknown():
+    s = band()
+    [o] = intents(step(s, 1.02, T0))
+    acts = s.on_pair_done({"decision_id": o.decision_id, "state": "HEDGED", "legs": {"A": {"filled_qty": -3}}}, T0 + 1)
+    assert [e.kind.value for e in events(acts)][:1] == ["BAD_INPUT"]
+    assert s.state is StrategyState.HALTED and "position unknown" in s.state_reason
+    assert s.pending_decision == o.decision_id and s.counters["bad_input"] == 1
+
+
+def test_a_repeated_pair_summary_is_applied_once():
+    s = band()
+    [o] = intents(step(s, 1.02, T0))
+    s.on_pair_done(done(o), T0 + 1)
+    assert s.on_pair_done(done(o), T0 + 2) == []
+    assert s.position == -1
+
+
+def test_halt_and_resume():
+    s = band()
+    s.halt("operator", T0)
+    assert intents(step(s, 1.02, T0 + 1)) == []
+    s.resume("operator", T0 + 2)
+    assert len(intents(step(s, 1.02, T0 + 3))) == 1

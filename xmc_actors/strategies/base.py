@@ -1,0 +1,611 @@
+"""The strategy base class: a pure, deterministic core that turns quotes into pair intents.
+
+A strategy sees the latest quote of each of its two legs, asks the parity engine
+(:mod:`xmc_actors.core.pricing`) for both legs in common terms, and decides a **target
+position** in signed leg-A lots (+ is long A / short B). The base class does everything else:
+
+- guards: a quote flagged STALE or older than ``stale_ms``; the two legs' calibrated
+  timestamps more than ``max_skew_ms`` apart; a closed session on either venue (unless
+  ``require_sessions_open`` is false); a one-sided book or no FX rate (no parity);
+- one pair in flight at a time; a cool-down after each decision;
+- the transition from the position to the target (open, add, reduce, close, reverse) as one
+  :class:`~xmc_actors.model.pairs.PairIntent`: whole lots on each leg as close as possible to the
+  hedge ratio, limit and trigger prices on the tick grid at the executable prices (对价),
+  execution mode and budgets from the strategy's ``execution`` config, accounts from its legs;
+- deterministic decision ids ``{strategy}-{seq:08d}`` (``decision_seq`` restored at start);
+- position tracking from the coordinator's pair summaries (:meth:`Strategy.on_pair_done`);
+- events: a SIGNAL (with the numbers: signal value, bands, prices, FX used) for each decision
+  and each change of guard state, ALERTs, LIFECYCLE on halt/resume.
+
+A new strategy is one subclass that implements :meth:`Strategy.decide`::
+
+    class MyStrat(Strategy, name="my_strat", params=MyParams):
+        def decide(self, snap: Snapshot) -> Decision | None:
+            ...
+
+The class keyword arguments register it in :data:`xmc_actors.runtime.registry.STRATEGIES`
+(parameters checked by ``xmc validate``; the class is the entry's factory).
+"""
+from __future__ import annotations
+
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import Enum
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from ..core.calendar import instrument_session_state
+from ..core.clock import Clock, SystemClock
+from ..core.pricing import (
+    CostModel, FxBook, Parity, ParityEngine, ParityUnavailable, PairSizing, quote_is_stale, resolve_hedge_ratio,
+    size_pair,
+)
+from ..core.sink import EventMaker
+from ..model.config import DeploymentConfig, ExecutionConfig, StrategyConfig
+from ..model.events import Event, EventKind
+from ..model.market import Instrument, Side, Venue
+from ..model.pairs import LegIntent, LegSpec, PairIntent, PairState
+from ..model.quotes import Quote
+from ..runtime.registry import STRATEGIES
+from .params import Guards
+
+_MS = 1_000_000
+
+
+# =========================================================================== value types
+class StrategyState(str, Enum):
+    ACTIVE = "ACTIVE"
+    HALTED = "HALTED"  # by an operator, or after an ESCALATED pair or a malformed pair summary
+    ERROR = "ERROR"    # the strategy's own code raised; halted until resumed
+
+
+class Transition(str, Enum):
+    OPEN = "open"
+    ADD = "add"
+    REDUCE = "reduce"
+    CLOSE = "close"
+    REVERSE = "reverse"
+
+
+def classify(position: int, target: int) -> Transition | None:
+    """Name the move from ``position`` to ``target`` (signed leg-A lots); None if no move."""
+    if target == position:
+        return None
+    if position == 0:
+        return Transition.OPEN
+    if target == 0:
+        return Transition.CLOSE
+    if (position > 0) != (target > 0):
+        return Transition.REVERSE
+    return Transition.ADD if abs(target) > abs(position) else Transition.REDUCE
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    """Action: send this intent to the pair coordinator."""
+
+    intent: PairIntent
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Action: write this event to the ledger."""
+
+    event: Event
+
+
+Action = Submit | Emit
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What :meth:`Strategy.decide` returns: a target position and why.
+
+    ``target`` is signed leg-A lots (+: long A / short B). ``signal`` holds the numbers that
+    justified it (signal value, bands, ...); they go into the SIGNAL event.
+    """
+
+    target: int
+    reason: str
+    signal: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a strategy sees: both legs' latest quotes and their parity at ``now_ns``."""
+
+    now_ns: int
+    quote_a: Quote
+    quote_b: Quote
+    parity: Parity | None
+    position: int
+
+
+@dataclass(slots=True)
+class _Pending:
+    intent: PairIntent
+    submitted_ns: int
+    overdue_alerted: bool = False
+
+
+# =========================================================================== context
+@dataclass(frozen=True)
+class StrategyContext:
+    """Everything a strategy instance needs from the deployment (picklable)."""
+
+    name: str
+    legs: tuple[LegSpec, LegSpec]
+    instruments: tuple[Instrument, Instrument]
+    venues: tuple[Venue, Venue]
+    fx: FxBook
+    hedge_ratio: Decimal
+    execution: ExecutionConfig = ExecutionConfig()
+    clock: Clock = field(default_factory=SystemClock)
+    actor: str = "strategy"
+
+    @classmethod
+    def from_config(cls, cfg: StrategyConfig, deployment: DeploymentConfig, fx: FxBook,
+                    clock: Clock | None = None, actor: str = "strategy") -> "StrategyContext":
+        a, b = (deployment.instrument(leg.instrument) for leg in cfg.legs)
+        return cls(
+            name=cfg.name, legs=cfg.legs, instruments=(a, b),
+            venues=(deployment.venue(a.venue), deployment.venue(b.venue)), fx=fx,
+            hedge_ratio=resolve_hedge_ratio(cfg.hedge_ratio, a, b), execution=cfg.execution,
+            clock=clock or SystemClock(), actor=actor,
+        )
+
+
+# =========================================================================== the base class
+class Strategy:
+    """Base class of every strategy (pure core; hosted by :class:`xmc_actors.actors.strategy.StrategyHost`).
+
+    Subclasses implement :meth:`decide` and may override :meth:`on_result`. Register with
+    class keywords: ``class MyStrat(Strategy, name="my_strat", params=MyParams)``.
+
+    Parameters
+    ----------
+    ctx
+        Legs, instruments, venues, FX, hedge ratio, execution settings, clock.
+    params
+        The parameter model instance, or a dict validated against the registered model.
+    position, position_b, decision_seq
+        State restored at start (signed leg-A and leg-B lots; the last decision counter).
+    """
+
+    registry_name: ClassVar[str] = ""
+    params_model: ClassVar[type[BaseModel]]
+    #: False for strategies that never trade (basis monitor): no sizing check, no intents.
+    trades: ClassVar[bool] = True
+
+    def __init_subclass__(cls, *, name: str | None = None, params: type[BaseModel] | None = None,
+                          **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if params is not None:
+            cls.params_model = params
+        if name is not None:
+            register_strategy(name, getattr(cls, "params_model", None))(cls)
+
+    def __init__(self, ctx: StrategyContext, params: BaseModel | dict[str, Any] | None = None, *,
+                 position: int = 0, position_b: int = 0, decision_seq: int = 0) -> None:
+        model = getattr(type(self), "params_model", None)
+        if model is None:
+            raise TypeError(f"{type(self).__name__} has no parameter model: declare params=... on the class")
+        if params is None or isinstance(params, dict):
+            try:
+                params = model.model_validate(params or {})
+            except ValidationError as e:
+                first = e.errors(include_url=False)[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise ValueError(f"strategy {ctx.name!r}: params.{where}: {first['msg']}") from None
+        elif not isinstance(params, model):
+            raise TypeError(f"strategy {ctx.name!r}: params must be {model.__name__}, got {type(params).__name__}")
+        self.ctx = ctx
+        self.params: Any = params
+        self.name = ctx.name
+        self.a, self.b = ctx.instruments
+        self.guards: Guards = getattr(params, "guards", None) or Guards()
+        self.cooldown_ns = int(getattr(params, "cooldown_ms", 0)) * _MS
+        self.clip: int = int(getattr(params, "clip", 1))
+        self.max_position: int | None = getattr(params, "max_position", None)
+        self.engine = ParityEngine(
+            self.a, self.b, ctx.fx, CostModel.from_params(getattr(params, "costs", None)),
+            price=getattr(params, "price", "executable"),
+        )
+        self.events = EventMaker(ctx.clock, f"{ctx.actor}/{ctx.name}")
+        # state
+        self.state = StrategyState.ACTIVE
+        self.state_reason = ""
+        self.position = int(position)
+        self.position_b = int(position_b)
+        self.decision_seq = int(decision_seq)
+        self.quotes: dict[str, Quote] = {}
+        self.last_signal: dict[str, Any] = {}
+        self.last_decision_ns: int | None = None
+        self.blocked: tuple[str, str] | None = None  # (code, detail)
+        self.errors: deque[str] = deque(maxlen=10)
+        self.counters: dict[str, int] = {"evaluations": 0, "intents": 0, "blocked": 0, "pairs_done": 0,
+                                         "bad_input": 0}
+        self._pending: _Pending | None = None
+        self._done: deque[str] = deque(maxlen=1024)
+        self._outbox: list[Action] = []
+        if self.trades:
+            self._check_clip_hedges()
+
+    # ------------------------------------------------------------------ hooks for subclasses
+    def decide(self, snap: Snapshot) -> Decision | None:
+        """Return the target position for this snapshot, or None to hold. Must be deterministic."""
+        raise NotImplementedError
+
+    def on_result(self, summary: dict[str, Any]) -> None:
+        """Called after the position was updated from a pair summary (optional)."""
+
+    # ------------------------------------------------------------------ helpers for subclasses
+    def alert(self, level: Literal["info", "yellow", "orange", "red"], message: str, now_ns: int,
+              **numbers: Any) -> None:
+        """Queue an ALERT event (written with this call's other actions)."""
+        self._outbox.append(Emit(self.events.make(
+            EventKind.ALERT, ts_ns=now_ns, strategy=self.name, reason=message, level=level, **numbers)))
+
+    def record(self, kind: EventKind, reason: str, now_ns: int, **payload: Any) -> None:
+        """Queue any other event (SIGNAL, TIMER, ...)."""
+        self._outbox.append(Emit(self.events.make(kind, ts_ns=now_ns, strategy=self.name, reason=reason, **payload)))
+
+    # ------------------------------------------------------------------ the pure core API
+    @property
+    def instrument_ids(self) -> tuple[str, str]:
+        return self.a.id, self.b.id
+
+    @property
+    def pending_decision(self) -> str | None:
+        return self._pending.intent.decision_id if self._pending else None
+
+    def on_quotes(self, quotes: list[Quote], now_ns: int) -> list[Action]:
+        """Take a (conflated) quote batch; return the intents to submit and events to write."""
+        changed = False
+        for q in quotes:
+            if q.instrument == self.a.id or q.instrument == self.b.id:
+                old = self.quotes.get(q.instrument)
+                if old is None or q.ts_ns >= old.ts_ns:
+                    self.quotes[q.instrument] = q
+                    changed = True
+        if not changed:
+            return []
+        self._check_overdue(now_ns)
+        if self.state is not StrategyState.ACTIVE:
+            return self._flush()
+        self._evaluate(now_ns)
+        return self._flush()
+
+    def on_pair_done(self, summary: dict[str, Any], now_ns: int) -> list[Action]:
+        """Apply the coordinator's outcome of a pair to the position.
+
+        ``summary`` keys: ``decision_id``; ``state`` (a :class:`PairState` name; ``outcome``
+        is accepted too); ``legs``: ``{"A": {...}, "B": {...}}`` (or a list of dicts with
+        ``leg``), each with either a signed ``net_qty`` or ``filled_qty`` (in the intent's side)
+        minus an optional ``rolled_back_qty``; ``avg_price`` is optional. A summary this
+        strategy cannot read is recorded as BAD_INPUT and halts the strategy: its position is
+        then unknown and it must not trade on a guess.
+        """
+        did = str(summary.get("decision_id", ""))
+        if did in self._done:
+            return []  # a repeated push: already applied
+        pend = self._pending
+        if pend is None or pend.intent.decision_id != did:
+            self.counters["bad_input"] += 1
+            self._outbox.append(Emit(self.events.make(
+                EventKind.BAD_INPUT, ts_ns=now_ns, strategy=self.name, decision_id=did,
+                reason=f"pair summary for a decision this strategy has not pending ({did!r}; pending: {self.pending_decision!r})")))
+            return self._flush()
+        try:
+            state_s = str(summary.get("state", summary.get("outcome", "")))
+            state = PairState(state_s)
+            if not state.is_terminal:
+                raise ValueError(f"state: {state_s!r} is not a terminal pair state")
+            net_a, net_b = self._net_fills(summary, pend.intent)
+        except (ValueError, TypeError, KeyError) as e:
+            self.counters["bad_input"] += 1
+            self._halt(f"position unknown: malformed pair summary for {did}: {e}", now_ns, StrategyState.HALTED)
+            self._outbox.insert(0, Emit(self.events.make(
+                EventKind.BAD_INPUT, ts_ns=now_ns, strategy=self.name, decision_id=did,
+                reason=f"malformed pair summary: {e}")))
+            return self._flush()
+        self.position += net_a
+        self.position_b += net_b
+        self._pending = None
+        self._done.append(did)
+        self.last_decision_ns = max(self.last_decision_ns or 0, now_ns)
+        self.counters["pairs_done"] += 1
+        if state is PairState.ESCALATED:
+            self._halt(f"pair {did} ESCALATED: residual recorded by the coordinator", now_ns, StrategyState.HALTED)
+        self.on_result(summary)
+        return self._flush()
+
+    def on_submit_failed(self, decision_id: str, error: str, now_ns: int, *, final: bool) -> list[Action]:
+        """The coordinator call failed. Its outcome is unknown: the pair stays pending.
+
+        The host re-submits the same intent (``submit`` is idempotent on ``decision_id``);
+        ``final`` says it gave up, which raises an orange alert for an operator.
+        """
+        self.errors.append(f"submit {decision_id}: {error}")
+        if final:
+            self.alert("orange", f"submit of {decision_id} failed ({error}); outcome unknown, strategy waits", now_ns,
+                       decision_id=decision_id)
+        return self._flush()
+
+    def fail(self, exc: BaseException, where: str, now_ns: int) -> list[Action]:
+        """Record an exception raised by this strategy and halt it (state ERROR)."""
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:])
+        msg = f"{where}: {type(exc).__name__}: {exc}"
+        self.errors.append(msg)
+        self._outbox.clear()
+        self.state = StrategyState.ERROR
+        self.state_reason = msg
+        return [Emit(self.events.make(EventKind.STRATEGY_ERROR, ts_ns=now_ns, strategy=self.name, reason=msg,
+                                      traceback=tb[-2000:], position=self.position))]
+
+    def halt(self, reason: str, now_ns: int) -> list[Action]:
+        """Stop sending new intents (a pair already in flight completes and is accounted)."""
+        self._halt(reason, now_ns, StrategyState.HALTED)
+        return self._flush()
+
+    def resume(self, reason: str, now_ns: int) -> list[Action]:
+        """Back to ACTIVE (from HALTED or ERROR: an operator's decision)."""
+        if self.state is not StrategyState.ACTIVE:
+            self.state, self.state_reason = StrategyState.ACTIVE, ""
+            self.record(EventKind.LIFECYCLE, f"resumed: {reason}", now_ns, state="ACTIVE", position=self.position)
+        return self._flush()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "class": self.registry_name or type(self).__name__, "state": self.state.value,
+            "reason": self.state_reason, "position": self.position, "position_b": self.position_b,
+            "hedge_ratio": float(self.ctx.hedge_ratio), "pending": self.pending_decision,
+            "decision_seq": self.decision_seq, "blocked": None if self.blocked is None else f"{self.blocked[0]}: {self.blocked[1]}",
+            "last_signal": dict(self.last_signal), "errors": list(self.errors), "counters": dict(self.counters),
+        }
+
+    # ------------------------------------------------------------------ internals
+    def _flush(self) -> list[Action]:
+        out, self._outbox = self._outbox, []
+        return out
+
+    def _halt(self, reason: str, now_ns: int, state: StrategyState) -> None:
+        self.state, self.state_reason = state, reason
+        self.record(EventKind.LIFECYCLE, f"halted: {reason}", now_ns, state=state.value, position=self.position)
+
+    def _check_clip_hedges(self) -> None:
+        try:
+            size_pair(self.clip, self.ctx.hedge_ratio, self.a, self.b)
+        except ValueError as e:
+            raise ValueError(f"strategy {self.name!r}: params.clip: {e}") from None
+
+    def _check_overdue(self, now_ns: int) -> None:
+        p = self._pending
+        if p is None or p.overdue_alerted:
+            return
+        deadline = p.intent.deadline_ns or (p.submitted_ns + self.ctx.execution.deadline_ms * _MS)
+        if now_ns > deadline + 30_000 * _MS:
+            p.overdue_alerted = True
+            self.alert("yellow", f"no outcome for {p.intent.decision_id} 30 s after its deadline; strategy waits",
+                       now_ns, decision_id=p.intent.decision_id)
+
+    def _guard(self, qa: Quote, qb: Quote, now_ns: int) -> tuple[str, str] | None:
+        g = self.guards
+        for q in (qa, qb):
+            if quote_is_stale(q, now_ns, g.stale_ms):
+                age = (now_ns - q.ts_ns) / _MS
+                return "STALE", f"{q.instrument} quote is {q.status.value}, {age:.0f} ms old (stale_ms={g.stale_ms})"
+        skew = abs(qa.ts_ns - qb.ts_ns) / _MS
+        if skew > g.max_skew_ms:
+            return "SKEW", f"legs' calibrated times are {skew:.0f} ms apart (max_skew_ms={g.max_skew_ms})"
+        if g.require_sessions_open:
+            for inst, venue in zip(self.ctx.instruments, self.ctx.venues):
+                st = instrument_session_state(venue, inst, now_ns)
+                if not st.open:
+                    return "SESSION", f"{inst.id}: {st.reason}"
+        return None
+
+    def _set_blocked(self, code: str, detail: str, now_ns: int) -> None:
+        self.counters["blocked"] += 1
+        if self.blocked is None or self.blocked[0] != code:
+            self.record(EventKind.SIGNAL, f"blocked: {code}", now_ns, blocked=code, detail=detail)
+        self.blocked = (code, detail)
+
+    def _evaluate(self, now_ns: int) -> None:
+        qa, qb = self.quotes.get(self.a.id), self.quotes.get(self.b.id)
+        if qa is None or qb is None:
+            missing = self.a.id if qa is None else self.b.id
+            self._set_blocked("NO_QUOTE", f"no quote yet for {missing}", now_ns)
+            return
+        g = self._guard(qa, qb, now_ns)
+        if g is not None:
+            self._set_blocked(*g, now_ns)
+            return
+        try:
+            parity = self.engine.compute(qa, qb)
+        except ParityUnavailable as e:
+            self._set_blocked("NO_PARITY", e.reason, now_ns)
+            return
+        if self.blocked is not None:
+            self.record(EventKind.SIGNAL, "unblocked", now_ns, was=self.blocked[0])
+            self.blocked = None
+        self.counters["evaluations"] += 1
+        snap = Snapshot(now_ns, qa, qb, parity, self.position)
+        decision = self.decide(snap)
+        if decision is None:
+            return
+        self.last_signal = {"reason": decision.reason, "target": decision.target, **decision.signal}
+        if not self.trades:
+            return
+        target = decision.target
+        if self.max_position is not None:
+            target = max(-self.max_position, min(self.max_position, target))
+        if target == self.position or self._pending is not None:
+            return
+        if self.last_decision_ns is not None and now_ns - self.last_decision_ns < self.cooldown_ns:
+            self.last_signal["cooldown"] = True
+            return
+        self._submit(target, decision, snap, parity)
+
+    def _submit(self, target: int, decision: Decision, snap: Snapshot, parity: Parity) -> None:
+        move = classify(self.position, target)
+        assert move is not None
+        delta = target - self.position
+        side_a = Side.BUY if delta > 0 else Side.SELL
+        qty_a = abs(delta)
+        sizing = size_pair(qty_a, self.ctx.hedge_ratio, self.a, self.b)
+        self.decision_seq += 1
+        did = f"{self.name}-{self.decision_seq:08d}"
+        intent = self._build_intent(did, side_a, sizing, snap, move, target)
+        self._pending = _Pending(intent, snap.now_ns)
+        self.last_decision_ns = snap.now_ns
+        self.counters["intents"] += 1
+        legs = [{"leg": leg.leg, "instrument": leg.instrument, "side": leg.side.value, "qty": leg.qty,
+                 "limit": str(leg.limit_price)} for leg in intent.legs]
+        self._outbox.append(Emit(self.events.make(
+            EventKind.SIGNAL, ts_ns=snap.now_ns, decision_id=did, strategy=self.name, reason=decision.reason,
+            transition=move.value, position=self.position, target=target, legs=legs,
+            hedge_ratio=float(self.ctx.hedge_ratio), residual_b_lots=sizing.residual_b_lots,
+            residual_pct=sizing.residual_pct, signal=dict(decision.signal), parity=parity.payload())))
+        self._outbox.append(Submit(intent))
+
+    def _build_intent(self, did: str, side_a: Side, sizing: PairSizing, snap: Snapshot, move: Transition,
+                      target: int) -> PairIntent:
+        ex = self.ctx.execution
+        legs = []
+        for name, spec, inst, q, side, qty in (
+            ("A", self.ctx.legs[0], self.a, snap.quote_a, side_a, sizing.qty_a),
+            ("B", self.ctx.legs[1], self.b, snap.quote_b, side_a.opposite, sizing.qty_b),
+        ):
+            px = q.ask if side is Side.BUY else q.bid  # 对价: buy at the ask, sell at the bid
+            assert px is not None  # the parity engine refused one-sided books
+            # never a worse limit than the price seen: buys round down, sells round up
+            limit = inst.round_price(px, "down" if side is Side.BUY else "up")
+            legs.append(LegIntent(leg=name, instrument=inst.id, account=spec.account, side=side, qty=qty,
+                                  limit_price=limit, trigger_price=limit))
+        reduce_only = move in (Transition.CLOSE, Transition.REDUCE)
+        return PairIntent(
+            decision_id=did, strategy=self.name, legs=(legs[0], legs[1]), hedge_ratio=self.ctx.hedge_ratio,
+            mode=ex.mode, deadline_ns=snap.now_ns + ex.deadline_ms * _MS, replenish=ex.replenish,
+            rollback=ex.rollback, max_slippage_bps=ex.max_slippage_bps, reduce_only=reduce_only,
+            created_ns=snap.now_ns,
+        )
+
+    @staticmethod
+    def _net_fills(summary: dict[str, Any], intent: PairIntent) -> tuple[int, int]:
+        legs = summary.get("legs")
+        if legs is None and str(summary.get("state", summary.get("outcome"))) == PairState.REFUSED.value:
+            return 0, 0  # refused before any order: nothing filled
+        if isinstance(legs, dict):
+            by_name = {str(k): v for k, v in legs.items()}
+        elif isinstance(legs, (list, tuple)):
+            by_name = {str(d["leg"]): d for d in legs}
+        else:
+            raise ValueError("legs: missing (expected {'A': {...}, 'B': {...}})")
+        out = []
+        for li in intent.legs:
+            d = by_name.get(li.leg)
+            if not isinstance(d, dict):
+                raise ValueError(f"legs.{li.leg}: missing")
+            if "net_qty" in d:
+                net = int(d["net_qty"])
+            else:
+                filled = int(d.get("filled_qty", 0))
+                back = int(d.get("rolled_back_qty", 0))
+                side = Side(d.get("side", li.side.value))
+                if filled < 0 or back < 0:
+                    raise ValueError(f"legs.{li.leg}: negative quantity (filled_qty={filled}, rolled_back_qty={back})")
+                net = side.sign * (filled - back)
+            out.append(net)
+        return out[0], out[1]
+
+
+# =========================================================================== band logic
+def band_target(position: int, dev_sell: float, dev_buy: float, *, entry: float, exit: float, clip: int,
+                max_position: int, scale_step: float | None = None) -> tuple[int, str] | None:
+    """Target position of a band strategy with hysteresis (entry > exit > ... distances).
+
+    ``dev_sell`` is the value at which A can be *sold* (SELL_A) minus the centre: A is rich
+    when it reaches ``+entry``. ``dev_buy`` is the value at which A can be *bought* (BUY_A)
+    minus the centre: A is cheap at ``-entry``. A short closes when ``dev_buy <= exit``, a long
+    when ``dev_sell >= -exit``; between exit and entry the position is held (hysteresis).
+
+    Without ``scale_step`` each trigger adds one ``clip`` up to ``max_position``; with it, the
+    target is one clip at ``entry`` plus one per further ``scale_step`` (so the position is
+    reduced as the deviation shrinks back towards entry).
+    """
+    def level(dev: float) -> int:
+        if scale_step is None:
+            return 0
+        return min(max_position, clip * (1 + int((dev - entry) // scale_step)))
+
+    if dev_sell >= entry:  # A rich: sell A / buy B
+        if scale_step is not None:
+            return -level(dev_sell), f"A rich by {dev_sell:.6g} >= entry {entry:g} (scaled)"
+        tgt = -clip if position > 0 else max(-max_position, position - clip)
+        return tgt, f"A rich by {dev_sell:.6g} >= entry {entry:g}"
+    if dev_buy <= -entry:  # A cheap: buy A / sell B
+        if scale_step is not None:
+            return level(-dev_buy), f"A cheap by {-dev_buy:.6g} >= entry {entry:g} (scaled)"
+        tgt = clip if position < 0 else min(max_position, position + clip)
+        return tgt, f"A cheap by {-dev_buy:.6g} >= entry {entry:g}"
+    if position < 0 and dev_buy <= exit:
+        return 0, f"short closes: buy-back deviation {dev_buy:.6g} <= exit {exit:g}"
+    if position > 0 and dev_sell >= -exit:
+        return 0, f"long closes: sell deviation {dev_sell:.6g} >= -exit {-exit:g}"
+    return None
+
+
+# =========================================================================== registration
+def register_strategy(name: str, params: type[BaseModel] | None = None, *, doc: str = ""):
+    """Class decorator registering a :class:`Strategy` subclass under ``name``.
+
+    ``params`` defaults to the class's ``params_model``. Registering a *different* class under
+    a name already taken raises a clear error (re-registering the same class is a no-op).
+    """
+    def deco(cls: type[Strategy]) -> type[Strategy]:
+        if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+            raise TypeError(f"register_strategy({name!r}): {cls!r} is not a Strategy subclass")
+        model = params or getattr(cls, "params_model", None)
+        if model is None or not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise TypeError(f"register_strategy({name!r}): params must be a pydantic model class, got {model!r}")
+        old = STRATEGIES.entries.get(name)
+        if old is not None and old.factory is not None and _qualname(old.factory) != _qualname(cls):
+            raise ValueError(f"strategy class name {name!r} is already registered by {_qualname(old.factory)}")
+        cls.params_model = model
+        cls.registry_name = name
+        STRATEGIES.register(name, model, cls, doc or (cls.__doc__ or "").strip().split("\n")[0])
+        return cls
+
+    return deco
+
+
+def _qualname(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def build_strategy(cfg: StrategyConfig, deployment: DeploymentConfig, fx: FxBook, *, clock: Clock | None = None,
+                   actor: str = "strategy", position: int = 0, position_b: int = 0, decision_seq: int = 0) -> Strategy:
+    """Instantiate the registered class of ``cfg`` with its validated parameters.
+
+    Raises
+    ------
+    KeyError
+        Unknown strategy class (the message lists the known ones).
+    ValueError
+        Parameters that do not validate, or a clip that hedges zero lots of leg B.
+    """
+    entry = STRATEGIES.get(cfg.class_)
+    if entry.factory is None:
+        raise KeyError(f"strategies[{cfg.name}].class: {cfg.class_!r} has parameters registered but no class")
+    ctx = StrategyContext.from_config(cfg, deployment, fx, clock, actor)
+    return entry.factory(ctx, cfg.params, position=position, position_b=position_b, decision_seq=decision_seq)
+
+
+__all__ = [
+    "Strategy", "StrategyState", "StrategyContext", "Snapshot", "Decision", "Submit", "Emit", "Action",
+    "Transition", "classify", "band_target", "register_strategy", "build_strategy",
+]

@@ -1,0 +1,125 @@
+"""The core of a strategy host: several strategy instances sharing quote batches, each isolated.
+
+:class:`StrategyHostCore` is pure (no Ray): it routes each quote batch to the instances that
+trade those instruments, routes pair summaries by decision id, and wraps every call into an
+instance so that an exception halts *that* instance only (state ERROR, a STRATEGY_ERROR
+event) while the others keep running. The Ray actor (:mod:`xmc_actors.actors.strategy`) owns
+one and sends what it returns.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Callable, Iterable
+
+from ..core.sink import EventMaker
+from ..model.events import Event, EventKind
+from ..model.pairs import PairIntent
+from ..model.quotes import Quote
+from .base import Action, Emit, Strategy, Submit
+
+
+class StrategyHostCore:
+    """Hosts strategy instances; returns ``(intents, events)`` from every entry point.
+
+    Parameters
+    ----------
+    strategies
+        The instances (unique names).
+    events
+        Event maker for the host's own events (BAD_INPUT on an unroutable message).
+    """
+
+    def __init__(self, strategies: Iterable[Strategy], events: EventMaker) -> None:
+        self.strategies: dict[str, Strategy] = {}
+        for s in strategies:
+            if s.name in self.strategies:
+                raise ValueError(f"strategy name {s.name!r} is hosted twice")
+            self.strategies[s.name] = s
+        self.events = events
+        self.by_instrument: dict[str, list[Strategy]] = defaultdict(list)
+        for s in self.strategies.values():
+            for inst in set(s.instrument_ids):
+                self.by_instrument[inst].append(s)
+        self.decisions: dict[str, str] = {}  # decision id -> strategy name
+        self.bad_input = 0
+
+    def instruments(self) -> list[str]:
+        """Instrument ids to subscribe to (one subscription per gateway covers every instance)."""
+        return sorted(self.by_instrument)
+
+    # ------------------------------------------------------------------ entry points
+    def on_quotes(self, quotes: list[Quote], now_ns: int) -> tuple[list[PairIntent], list[Event]]:
+        touched: dict[str, Strategy] = {}
+        events: list[Event] = []
+        if not isinstance(quotes, (list, tuple)):
+            quotes = [quotes]  # type: ignore[list-item]
+        good = [q for q in quotes if isinstance(q, Quote)]
+        if len(good) != len(quotes):
+            bad = next(q for q in quotes if not isinstance(q, Quote))
+            self.bad_input += len(quotes) - len(good)
+            events.append(self.events.make(
+                EventKind.BAD_INPUT, ts_ns=now_ns,
+                reason=f"quotes: {len(quotes) - len(good)} item(s) are not Quote objects (first: {type(bad).__name__}); skipped"))
+            quotes = good
+        for q in quotes:
+            for s in self.by_instrument.get(q.instrument, ()):
+                touched[s.name] = s
+        intents: list[PairIntent] = []
+        for s in touched.values():
+            self._run(s, "on_quotes", lambda s=s: s.on_quotes(quotes, now_ns), now_ns, intents, events)
+        return intents, events
+
+    def on_pair_done(self, summary: dict[str, Any], now_ns: int) -> tuple[list[PairIntent], list[Event]]:
+        did = str(summary.get("decision_id", "")) if isinstance(summary, dict) else ""
+        name = self.decisions.get(did) or (summary.get("strategy") if isinstance(summary, dict) else None)
+        s = self.strategies.get(str(name)) if name else None
+        if s is None:
+            self.bad_input += 1
+            return [], [self.events.make(EventKind.BAD_INPUT, ts_ns=now_ns, decision_id=did,
+                                         reason=f"pair summary for no hosted strategy (decision_id={did!r}, strategy={name!r})")]
+        intents: list[PairIntent] = []
+        events: list[Event] = []
+        self._run(s, "on_pair_done", lambda: s.on_pair_done(summary, now_ns), now_ns, intents, events)
+        return intents, events
+
+    def on_submit_failed(self, decision_id: str, error: str, now_ns: int, *, final: bool) -> list[Event]:
+        s = self.strategies.get(self.decisions.get(decision_id, ""))
+        if s is None:
+            return []
+        intents: list[PairIntent] = []
+        events: list[Event] = []
+        self._run(s, "on_submit_failed", lambda: s.on_submit_failed(decision_id, error, now_ns, final=final),
+                  now_ns, intents, events)
+        return events
+
+    def halt(self, name: str, reason: str, now_ns: int) -> list[Event]:
+        return self._control(name, lambda s: s.halt(reason, now_ns), now_ns)
+
+    def resume(self, name: str, reason: str, now_ns: int) -> list[Event]:
+        return self._control(name, lambda s: s.resume(reason, now_ns), now_ns)
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {n: s.status() for n, s in self.strategies.items()}
+
+    # ------------------------------------------------------------------ internals
+    def _control(self, name: str, fn: Callable[[Strategy], list[Action]], now_ns: int) -> list[Event]:
+        s = self.strategies.get(name)
+        if s is None:
+            raise KeyError(f"no strategy named {name!r} in this host (hosted: {', '.join(sorted(self.strategies))})")
+        intents: list[PairIntent] = []
+        events: list[Event] = []
+        self._run(s, "control", lambda: fn(s), now_ns, intents, events)
+        return events
+
+    def _run(self, s: Strategy, where: str, call: Callable[[], list[Action]], now_ns: int,
+             intents: list[PairIntent], events: list[Event]) -> None:
+        try:
+            actions = call()
+        except Exception as exc:  # noqa: BLE001 - isolation is the point: one strategy's bug halts it alone
+            actions = s.fail(exc, where, now_ns)
+        for a in actions:
+            if isinstance(a, Submit):
+                self.decisions[a.intent.decision_id] = s.name
+                intents.append(a.intent)
+            elif isinstance(a, Emit):
+                events.append(a.event)
