@@ -52,9 +52,13 @@ class StrategyBudget(BaseModel):
 
 
 class Throttle(BaseModel):
+    """Order and cancel rates for the whole deployment; the RiskGuard splits them among coordinators."""
+
     model_config = FROZEN
     max_orders_per_s: PositiveInt = 50
     max_cancels_per_s: PositiveInt = 50
+    throttled_fraction: Annotated[Decimal, Field(gt=0, le=1, allow_inf_nan=False)] = Decimal("0.2")
+    """Share of the rate left to a scope (strategy, venue, global) a THROTTLE action applies to."""
 
 
 class DailyCounts(BaseModel):
@@ -91,6 +95,25 @@ class Monitors(BaseModel):
     reject_min_orders: PositiveInt = 20
     unhedged_exposure_ms: PositiveInt = 2_000
     escalate_after_s: PositiveInt = 30     # a condition that persists this long goes up one level
+    latency_window: PositiveInt = 200      # acks per venue in the rolling p99
+    latency_min_samples: PositiveInt = 20
+    level_multipliers: tuple[PosDec, PosDec, PosDec] = (Decimal("1"), Decimal("2"), Decimal("4"))
+    """A value at or above threshold x m[0] is yellow, x m[1] orange, x m[2] red."""
+    occupancy_actions: dict[AlertLevel, AlertAction] = Field(
+        default_factory=lambda: {
+            AlertLevel.INFO: AlertAction.NONE,
+            AlertLevel.YELLOW: AlertAction.NONE,
+            AlertLevel.ORANGE: AlertAction.THROTTLE,
+            AlertLevel.RED: AlertAction.REDUCE,  # red: new entries refused, reducing still allowed
+        }
+    )
+
+    @model_validator(mode="after")
+    def _rising(self) -> "Monitors":
+        m = self.level_multipliers
+        if not (m[0] < m[1] < m[2]):
+            raise ValueError(f"level_multipliers must rise, got {tuple(str(x) for x in m)}")
+        return self
 
 
 class AlertSink(BaseModel):
@@ -120,7 +143,8 @@ class RiskConfig(BaseModel):
         }
     )
     sinks: tuple[AlertSink, ...] = ()
-    grant_ttl_ms: PositiveInt = 5_000
+    grant_ttl_ms: PositiveInt = 5_000        # a grant not renewed within this lets only reducing orders through
+    grant_refresh_ms: PositiveInt = 1_000    # how often the RiskGuard renews grants and re-checks monitors
     require_both_sessions_open: bool = True
     check_sessions: bool = True
     max_reference_age_ms: NonNegativeInt = 0  # 0: no age check on the collar's reference price

@@ -1,0 +1,240 @@
+"""Positions, capital occupancy (资金占用) and margin leases, as the RiskGuard keeps them.
+
+* :class:`PositionBook`: net lots per account x instrument and per strategy x instrument,
+  with the last mark per instrument; fed by booked pair summaries and rebuilt on restart.
+* :class:`CapitalPool`: accounts at several brokers in several currencies; used margin,
+  equity and occupancy per account and overall (in the base currency); occupancy levels.
+* :class:`LeaseBook`: splits each pool's free margin into disjoint slices (leases), one per
+  coordinator, so two coordinators never spend the same margin twice. A slice is counted at
+  the larger of what was granted and what the coordinator says it uses, and a shrink is only
+  counted once the coordinator has acknowledged it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Callable, Iterable, Mapping
+
+from ..model.market import Account, Instrument
+from ..model.risk import AlertLevel, OccupancyLevels, RiskConfig
+from .risk_rules import ZERO, account_pool, strategy_pool
+
+FxRate = Callable[[str, str], "Decimal | None"]
+
+
+class PositionBook:
+    """Net positions in lots, and the last mark per instrument (for margin)."""
+
+    def __init__(self) -> None:
+        self.account: dict[str, dict[str, int]] = {}
+        self.strategy: dict[str, dict[str, int]] = {}
+        self.marks: dict[str, tuple[Decimal, int]] = {}
+
+    def apply_fill(self, account: str, strategy: str, instrument: str, signed_lots: int, price: Decimal | None, ts_ns: int = 0) -> None:
+        if signed_lots:
+            a = self.account.setdefault(account, {})
+            a[instrument] = a.get(instrument, 0) + signed_lots
+            s = self.strategy.setdefault(strategy, {})
+            s[instrument] = s.get(instrument, 0) + signed_lots
+        if price is not None and price > 0:
+            self.mark(instrument, price, ts_ns)
+
+    def mark(self, instrument: str, price: Decimal, ts_ns: int) -> None:
+        prev = self.marks.get(instrument)
+        if prev is None or ts_ns >= prev[1]:
+            self.marks[instrument] = (price, ts_ns)
+
+    def instrument_net(self, instrument: str) -> int:
+        return sum(p.get(instrument, 0) for p in self.account.values())
+
+    def snapshot(self) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+        def clean(d: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+            return {k: {i: q for i, q in v.items() if q} for k, v in d.items() if any(v.values())}
+        return clean(self.account), clean(self.strategy)
+
+
+@dataclass(frozen=True, slots=True)
+class Occupancy:
+    """Used margin over equity for one account (its currency) or overall (base currency)."""
+
+    used: Decimal
+    equity: Decimal
+    ratio: Decimal
+    level: AlertLevel | None  # None below yellow
+    currency: str
+
+
+def occupancy_level(ratio: Decimal, levels: OccupancyLevels) -> AlertLevel | None:
+    if ratio >= levels.red:
+        return AlertLevel.RED
+    if ratio >= levels.orange:
+        return AlertLevel.ORANGE
+    if ratio >= levels.yellow:
+        return AlertLevel.YELLOW
+    return None
+
+
+class CapitalPool:
+    """Accounts, their equity and the margin their positions use.
+
+    Parameters
+    ----------
+    accounts
+        The deployment's accounts (currency, starting capital = equity until told otherwise).
+    instruments
+        For multipliers, currencies and margin rates.
+    fx
+        ``fx(from, to)``: units of ``to`` per one ``from``.
+    base_currency
+        The currency overall occupancy and strategy budgets are expressed in.
+    """
+
+    def __init__(self, accounts: Iterable[Account], instruments: Mapping[str, Instrument], fx: FxRate, base_currency: str = "USD") -> None:
+        self.accounts = {a.id: a for a in accounts}
+        self.equity: dict[str, Decimal] = {a.id: a.capital for a in self.accounts.values()}
+        self.instruments = dict(instruments)
+        self.fx = fx
+        self.base = base_currency
+
+    def rate(self, a: str, b: str) -> Decimal | None:
+        if a == b:
+            return Decimal(1)
+        try:
+            r = self.fx(a, b)
+        except Exception:
+            return None
+        return r if r is not None and r > 0 else None
+
+    def set_equity(self, account: str, amount: Decimal) -> None:
+        if account not in self.accounts:
+            raise KeyError(f"account: unknown account {account!r}")
+        if amount <= 0:
+            raise ValueError(f"equity of {account}: must be positive, got {amount}")
+        self.equity[account] = amount
+
+    def margin_of(self, instrument: str, lots: int, marks: Mapping[str, tuple[Decimal, int]], currency: str) -> Decimal | None:
+        """Margin ``lots`` (absolute) of ``instrument`` use at its mark, in ``currency``."""
+        inst = self.instruments.get(instrument)
+        m = marks.get(instrument)
+        if inst is None or m is None or not lots:
+            return ZERO if not lots else None
+        r = self.rate(inst.currency, currency)
+        if r is None:
+            return None
+        return inst.notional(m[0], abs(lots)) * inst.margin_rate * r
+
+    def used_by_account(self, book: PositionBook) -> dict[str, Decimal]:
+        out: dict[str, Decimal] = {}
+        for acc_id, acc in self.accounts.items():
+            total = ZERO
+            for inst, lots in book.account.get(acc_id, {}).items():
+                m = self.margin_of(inst, lots, book.marks, acc.currency)
+                if m is None:  # unknown mark or rate: count the position at a conservative zero? no: at its notional
+                    continue
+                total += m
+            out[acc_id] = total
+        return out
+
+    def used_by_strategy(self, book: PositionBook) -> dict[str, Decimal]:
+        out: dict[str, Decimal] = {}
+        for strat, pos in book.strategy.items():
+            total = ZERO
+            for inst, lots in pos.items():
+                m = self.margin_of(inst, lots, book.marks, self.base)
+                if m is not None:
+                    total += m
+            out[strat] = total
+        return out
+
+    def occupancy(self, book: PositionBook, levels: OccupancyLevels, in_flight: Mapping[str, Decimal] | None = None) -> tuple[dict[str, Occupancy], Occupancy]:
+        """Occupancy per account and overall; ``in_flight`` adds coordinators' unbooked usage per pool."""
+        used = self.used_by_account(book)
+        per: dict[str, Occupancy] = {}
+        tot_used = tot_eq = ZERO
+        for acc_id, acc in self.accounts.items():
+            u = used.get(acc_id, ZERO) + (in_flight or {}).get(account_pool(acc_id), ZERO)
+            eq = self.equity[acc_id]
+            ratio = u / eq
+            per[acc_id] = Occupancy(u, eq, ratio, occupancy_level(ratio, levels), acc.currency)
+            r = self.rate(acc.currency, self.base)
+            if r is not None:
+                tot_used += u * r
+                tot_eq += eq * r
+        ratio = tot_used / tot_eq if tot_eq else ZERO
+        return per, Occupancy(tot_used, tot_eq, ratio, occupancy_level(ratio, levels), self.base)
+
+    def capacities(self, book: PositionBook, cfg: RiskConfig) -> dict[str, tuple[Decimal, Decimal]]:
+        """Per pool: (capacity, used by booked positions). An account may be used up to its red level."""
+        used = self.used_by_account(book)
+        out = {account_pool(a): (self.equity[a] * cfg.occupancy.red, used.get(a, ZERO)) for a in self.accounts}
+        s_used = self.used_by_strategy(book)
+        for name, budget in cfg.strategies.items():
+            if budget.max_margin is not None:
+                out[strategy_pool(name)] = (budget.max_margin, s_used.get(name, ZERO))
+        return out
+
+
+class LeaseBook:
+    """Disjoint margin leases per coordinator and pool.
+
+    ``counted[c][pool]`` is what coordinator ``c`` may be using of ``pool`` at worst: the
+    larger of its last acknowledged lease and the usage it reported, or, while a new lease
+    is on its way, the larger of the old and the new. A new lease for ``c`` never exceeds
+    ``capacity - booked - sum(counted of the others)``, so the coordinators' slices plus the
+    booked margin never exceed the pool, whatever order grants and acks arrive in.
+    """
+
+    def __init__(self) -> None:
+        self.weights: dict[str, Decimal] = {}
+        self.counted: dict[str, dict[str, Decimal]] = {}
+        self.granted: dict[str, dict[str, Decimal]] = {}
+        self.reported: dict[str, dict[str, Decimal]] = {}
+
+    def register(self, coordinator: str, weight: Decimal = Decimal(1)) -> None:
+        if weight <= 0:
+            raise ValueError(f"weight of {coordinator}: must be positive, got {weight}")
+        self.weights[coordinator] = weight
+        self.counted.setdefault(coordinator, {})
+        self.granted.setdefault(coordinator, {})
+
+    def drop(self, coordinator: str) -> None:
+        """Forget a coordinator (its grant expired and it holds nothing: operator decision)."""
+        for d in (self.weights, self.counted, self.granted, self.reported):
+            d.pop(coordinator, None)
+
+    def plan(self, coordinator: str, pools: Mapping[str, tuple[Decimal, Decimal]]) -> dict[str, Decimal]:
+        """The leases to grant ``coordinator`` now, counted at once (pessimistically)."""
+        if coordinator not in self.weights:
+            raise KeyError(f"coordinator {coordinator!r} is not registered")
+        total_w = sum(self.weights.values())
+        share = self.weights[coordinator] / total_w
+        out: dict[str, Decimal] = {}
+        mine = self.counted[coordinator]
+        for pool, (cap, booked) in pools.items():
+            free = max(cap - booked, ZERO)
+            others = sum(self.counted[d].get(pool, ZERO) for d in self.counted if d != coordinator)
+            headroom = max(cap - booked - others, ZERO)
+            lease = min(free * share, headroom)
+            out[pool] = lease
+            mine[pool] = max(mine.get(pool, ZERO), lease)
+        self.granted[coordinator] = out
+        return out
+
+    def on_ack(self, coordinator: str, leases: Mapping[str, Decimal], usage: Mapping[str, Decimal]) -> None:
+        """The coordinator holds ``leases`` now and uses ``usage``: count the larger of the two."""
+        if coordinator not in self.counted:
+            return
+        self.reported[coordinator] = dict(usage)
+        pools = set(leases) | set(usage)
+        self.counted[coordinator] = {p: max(leases.get(p, ZERO), usage.get(p, ZERO)) for p in pools}
+
+    def in_flight(self) -> dict[str, Decimal]:
+        """What the coordinators last said they use, per pool (for occupancy)."""
+        out: dict[str, Decimal] = {}
+        for rep in self.reported.values():
+            for p, v in rep.items():
+                out[p] = out.get(p, ZERO) + v
+        return out
+
+    def total_counted(self, pool: str) -> Decimal:
+        return sum((c.get(pool, ZERO) for c in self.counted.values()), ZERO)

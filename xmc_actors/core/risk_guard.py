@@ -1,0 +1,472 @@
+"""The RiskGuard's core: positions, capital, leases, trading states, monitors, alerts, rebuild.
+
+The actor (``xmc_actors.actors.risk_guard``) is a thin shell around :class:`RiskGuardCore`:
+it feeds it pair summaries, gateway statuses and operator commands, pushes the grants and
+trading-state changes it returns to every coordinator, and sends alerts to remote sinks.
+
+Ledger records written here (all through the EventSink):
+
+* ``OPERATOR`` – every trading-state change and limit change, with the operator's name
+  (automatic actions carry ``operator="auto:<monitor>"`` and ``auto=True``);
+* ``ALERT`` – every alert sent (new, escalated, resolved);
+* ``RISK_DECISION`` with reason ``BOOKED`` – a finished pair booked into positions;
+* ``RECONCILE`` – a difference between the ledger and a venue found by :meth:`RiskGuardCore.rebuild`;
+* ``BAD_INPUT`` – a summary or status that could not be read (counted, never raised).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Callable, Iterable, Mapping
+
+from pydantic import ValidationError
+
+from ..model.events import Event, EventKind
+from ..model.market import Account, Instrument, Venue
+from ..model.quotes import Quote
+from ..model.risk import AlertAction, AlertLevel, RiskConfig, TradingState
+from .alerts import Alert, AlertDispatcher, AlertManager, AlertSinkProtocol, LedgerAlertSink, LogAlertSink, _Open
+from .capital import CapitalPool, LeaseBook, PositionBook
+from .clock import Clock
+from .monitors import Condition, MonitorSet, PairSummary
+from .risk_rules import GLOBAL, ZERO, GrantAck, RiskGrant, account_pool, scope_key, worst_state
+from .sink import EventMaker, EventSink
+
+log = logging.getLogger("xmc.risk")
+UNATTRIBUTED = "__unattributed__"
+LIMIT_SECTIONS = ("default_limits", "instruments", "strategies", "max_account_position", "throttle",
+                  "daily_counts", "occupancy", "monitors", "risk")
+
+
+@dataclass(slots=True)
+class GuardOutput:
+    """What the actor must do after feeding the core: send alerts, push states, re-grant."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    state_changes: list[tuple[str, str | None, TradingState]] = field(default_factory=list)
+    regrant: bool = False
+
+    def extend(self, other: "GuardOutput") -> None:
+        self.alerts += other.alerts
+        self.state_changes += other.state_changes
+        self.regrant = self.regrant or other.regrant
+
+
+@dataclass(slots=True)
+class RebuildReport:
+    events_read: int = 0
+    booked_pairs: int = 0
+    open_reservations: dict[str, dict[str, Decimal]] = field(default_factory=dict)  # coordinator -> pool -> amount
+    mismatches: list[dict[str, Any]] = field(default_factory=list)
+    states: dict[str, TradingState] = field(default_factory=dict)
+    limit_changes: int = 0
+
+
+def check_operator(operator: object) -> str:
+    if not isinstance(operator, str) or not operator.strip():
+        raise ValueError("operator: an operator name is required for every operator action (--operator NAME)")
+    return operator.strip()
+
+
+class RiskGuardCore:
+    """Authoritative risk state of one deployment. Deterministic; the clock is injected."""
+
+    def __init__(
+        self,
+        config: RiskConfig,
+        instruments: Mapping[str, Instrument],
+        venues: Mapping[str, Venue],
+        accounts: Iterable[Account],
+        fx: Callable[[str, str], Decimal | None],
+        *,
+        clock: Clock,
+        sink: EventSink,
+        base_currency: str = "USD",
+        name: str = "risk-guard",
+        sinks: Iterable[AlertSinkProtocol] = (),
+    ) -> None:
+        self.cfg = config
+        self.instruments = dict(instruments)
+        self.venues = dict(venues)
+        self.clock = clock
+        self.sink = sink
+        self.maker = EventMaker(clock, name)
+        self.base = base_currency
+        self.book = PositionBook()
+        self.capital = CapitalPool(accounts, self.instruments, fx, base_currency)
+        self.leases = LeaseBook()
+        self.states: dict[str, TradingState] = {}
+        self.throttled: dict[str, str] = {}        # scope key -> monitor that throttled it
+        self.monitors = MonitorSet(config.monitors)
+        self.alerts = AlertManager(config, self.maker.new_id)
+        self.dispatcher = AlertDispatcher([LedgerAlertSink(sink, self.maker), LogAlertSink(), *sinks])
+        self.seq = 0
+        self.acked: dict[str, int] = {}
+        self.booked_pending: dict[str, list[str]] = {}
+        self.booked: set[str] = set()
+        self.counters: dict[str, int] = {}
+
+    # -- coordinators and grants -----------------------------------------------------------
+    def register_coordinator(self, name: str, weight: Decimal = Decimal(1)) -> None:
+        self.leases.register(name, Decimal(weight))
+        self.booked_pending.setdefault(name, [])
+
+    def coordinators(self) -> list[str]:
+        return list(self.leases.weights)
+
+    def make_grant(self, coordinator: str) -> RiskGrant:
+        """A fresh grant for ``coordinator``: its lease is counted against the pools at once."""
+        now = self.clock.now_ns()
+        pools = self.capital.capacities(self.book, self.cfg)
+        leases = self.leases.plan(coordinator, pools)
+        acct_pos, strat_pos = self.book.snapshot()
+        total_w = sum(self.leases.weights.values())
+        share = self.leases.weights[coordinator] / total_w
+        per, _ = self.capital.occupancy(self.book, self.cfg.occupancy, self.leases.in_flight())
+        blocked = {a: f"occupancy={o.ratio * 100:.1f}% at or above red {self.cfg.occupancy.red * 100:.0f}%"
+                   for a, o in per.items() if o.level is AlertLevel.RED}
+        self.seq += 1
+        return RiskGrant(
+            coordinator=coordinator, seq=self.seq, issued_ns=now, expires_ns=now + self.cfg.grant_ttl_ms * 1_000_000,
+            config=self.cfg, base_currency=self.base, accounts={a.id: a.currency for a in self.capital.accounts.values()},
+            leases=leases, account_positions=acct_pos, strategy_positions=strat_pos, trading_states=dict(self.states),
+            throttled=tuple(sorted(self.throttled)), blocked_accounts=blocked,
+            order_rate_per_s=max(1, int(self.cfg.throttle.max_orders_per_s * share)),
+            cancel_rate_per_s=max(1, int(self.cfg.throttle.max_cancels_per_s * share)),
+            reference_prices=dict(self.book.marks), booked=tuple(self.booked_pending.get(coordinator, ())),
+        )
+
+    def on_grant_ack(self, grant: RiskGrant, ack: GrantAck | None) -> None:
+        """The coordinator answered ``grant``; ``None`` means it did not (its slice stays counted at the max)."""
+        if ack is None:
+            return
+        c = grant.coordinator
+        if ack.seq != grant.seq:
+            return  # it holds another grant (a newer one whose ack will come, or an older one): keep the max counted
+        self.leases.on_ack(c, grant.leases, ack.usage)
+        self.acked[c] = max(self.acked.get(c, -1), ack.seq)
+        if grant.booked:
+            done = set(grant.booked)
+            self.booked_pending[c] = [d for d in self.booked_pending.get(c, []) if d not in done]
+
+    # -- pair summaries ----------------------------------------------------------------------
+    def on_pair_done(self, summary: dict[str, Any] | PairSummary) -> GuardOutput:
+        """Book a finished pair and feed the monitors. Bad input is recorded, never raised."""
+        out = GuardOutput()
+        try:
+            s = summary if isinstance(summary, PairSummary) else PairSummary.model_validate(summary)
+        except (ValidationError, TypeError) as e:
+            self._bad_input("on_pair_done", e, summary)
+            return out
+        now = self.clock.now_ns()
+        if s.decision_id in self.booked:
+            self._count("duplicate_summary")
+            return out
+        self.booked.add(s.decision_id)
+        legs = []
+        for leg in s.legs:
+            net = leg.net_lots
+            price = leg.avg_price or leg.rollback_avg_price
+            self.book.apply_fill(leg.account, s.strategy, leg.instrument, net, price, s.ts_ns or now)
+            legs.append({"account": leg.account, "instrument": leg.instrument, "lots": net,
+                         "price": None if price is None else str(price)})
+        self.sink.emit(self.maker.make(EventKind.RISK_DECISION, decision_id=s.decision_id, strategy=s.strategy,
+                                       reason="BOOKED", coordinator=s.coordinator, state=s.state, legs=legs))
+        targets = [s.coordinator] if s.coordinator in self.booked_pending else list(self.booked_pending)
+        for c in targets:
+            self.booked_pending[c].append(s.decision_id)
+        out.regrant = True
+        for cond in self.monitors.on_pair_done(s):
+            out.extend(self._observe(cond, now))
+        return out
+
+    def on_gateway_status(self, venue: str, status: dict[str, Any]) -> GuardOutput:
+        out = GuardOutput()
+        if not isinstance(status, dict):
+            self._bad_input("on_gateway_status", TypeError(f"status of {venue}: expected a dict, got {type(status).__name__}"), status)
+            return out
+        now = self.clock.now_ns()
+        for cond in self.monitors.on_gateway_status(venue, status):
+            out.extend(self._observe(cond, now))
+        return out
+
+    def on_quotes(self, quotes: Iterable[Quote]) -> None:
+        """Latest mids become the marks (margin) and the reference prices (collar) grants carry."""
+        for q in quotes:
+            m = q.mid
+            if m is not None and m > 0:
+                self.book.mark(q.instrument, m, q.ts_ns)
+
+    def tick(self) -> GuardOutput:
+        """Periodic: occupancy per account and overall."""
+        out = GuardOutput()
+        now = self.clock.now_ns()
+        per, overall = self.capital.occupancy(self.book, self.cfg.occupancy, self.leases.in_flight())
+        lv = self.cfg.occupancy
+        for acc, o in per.items():
+            out.extend(self._observe(Condition("occupancy", "account", acc, o.level, float(o.ratio), float(lv.yellow),
+                                               f"account {acc} occupancy {o.ratio * 100:.1f}% (used {o.used:.0f} / "
+                                               f"equity {o.equity:.0f} {o.currency})"), now))
+        out.extend(self._observe(Condition("occupancy", "global", GLOBAL, overall.level, float(overall.ratio), float(lv.yellow),
+                                           f"overall occupancy {overall.ratio * 100:.1f}% (used {overall.used:.0f} / "
+                                           f"equity {overall.equity:.0f} {overall.currency})"), now))
+        return out
+
+    # -- alerts and automatic actions -------------------------------------------------------
+    def _observe(self, c: Condition, now: int) -> GuardOutput:
+        out = GuardOutput()
+        a = self.alerts.observe(c, now)
+        if a is None:
+            return out
+        self.dispatcher.dispatch(a)
+        out.alerts.append(a)
+        self._count(f"alert_{a.level.value}")
+        for sk in self._targets(a.scope, a.key):
+            if a.resolved:
+                if self.throttled.get(sk) == f"{a.monitor}:{a.scope}:{a.key}":
+                    del self.throttled[sk]
+                    out.regrant = True
+                continue
+            if a.action is AlertAction.THROTTLE and sk not in self.throttled:
+                self.throttled[sk] = f"{a.monitor}:{a.scope}:{a.key}"
+                out.regrant = True
+            elif a.action in (AlertAction.REDUCE, AlertAction.HALT):
+                want = TradingState.REDUCING if a.action is AlertAction.REDUCE else TradingState.HALTED
+                cur = self.states.get(sk, TradingState.ACTIVE)
+                if worst_state(cur, want) is not cur:
+                    scope, _, key = sk.partition(":")
+                    self._set_state(scope, key or None, want, f"auto:{a.monitor}", f"alert {a.alert_id}: {a.message}", auto=True)
+                    out.state_changes.append((scope, key or None, want))
+                    out.regrant = True
+        return out
+
+    def _targets(self, scope: str, key: str) -> list[str]:
+        if scope == "account":
+            acc = self.capital.accounts.get(key)
+            return [scope_key("venue", v) for v in acc.venues] if acc else []
+        if scope == GLOBAL:
+            return [GLOBAL]
+        return [scope_key(scope, key)]
+
+    # -- operator actions ----------------------------------------------------------------------
+    def set_trading_state(self, scope: str, key: str | None, state: TradingState | str, operator: str, reason: str = "") -> Event:
+        """Halt / reduce / resume a strategy, a venue or everything; recorded as an OPERATOR event."""
+        op = check_operator(operator)
+        st = TradingState(state)
+        return self._set_state(scope, key, st, op, reason)
+
+    def _set_state(self, scope: str, key: str | None, st: TradingState, op: str, reason: str, auto: bool = False) -> Event:
+        sk = scope_key(scope, key)
+        prev = self.states.get(sk, TradingState.ACTIVE)
+        if st is TradingState.ACTIVE:
+            self.states.pop(sk, None)
+            # resuming lifts automatic throttles on the scope too
+            self.throttled.pop(sk, None)
+        else:
+            self.states[sk] = st
+        ev = self.maker.make(EventKind.OPERATOR, reason=f"{st.value} {sk}", strategy=(key or "") if scope == "strategy" else "",
+                             venue=(key or "") if scope == "venue" else "", action="trading_state", scope=scope,
+                             key=key, state=st.value, previous=prev.value, operator=op, note=reason, auto=auto)
+        self.sink.emit(ev)
+        log.warning("trading state %s: %s -> %s by %s %s", sk, prev.value, st.value, op, reason)
+        return ev
+
+    def set_limit(self, section: str, key: str | None, field_name: str | None, value: Any, operator: str) -> RiskConfig:
+        """Change one limit (``section`` / ``key`` / ``field``); validated, recorded as OPERATOR."""
+        op = check_operator(operator)
+        new, old_value = _apply_limit(self.cfg, section, key, field_name, value)
+        self._install(new)
+        self.sink.emit(self.maker.make(EventKind.OPERATOR, reason=f"set_limit {section}{'.' + key if key else ''}"
+                                       f"{'.' + field_name if field_name else ''}", action="set_limit", section=section,
+                                       key=key, field=field_name, value=_jsonable(value), previous=_jsonable(old_value),
+                                       operator=op))
+        return new
+
+    def _install(self, cfg: RiskConfig) -> None:
+        self.cfg = cfg
+        self.monitors.reconfigure(cfg.monitors)
+        self.alerts.reconfigure(cfg)
+
+    # -- status ---------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        per, overall = self.capital.occupancy(self.book, self.cfg.occupancy, self.leases.in_flight())
+
+        def occ(o: Any) -> dict[str, Any]:
+            return {"used": str(o.used.quantize(Decimal("0.01"))), "equity": str(o.equity), "ratio": float(o.ratio),
+                    "level": o.level.value if o.level else None, "currency": o.currency}
+
+        acct_pos, strat_pos = self.book.snapshot()
+        return {
+            "trading_states": {k: v.value for k, v in self.states.items()},
+            "throttled": sorted(self.throttled),
+            "occupancy": {a: occ(o) for a, o in per.items()},
+            "overall": occ(overall),
+            "open_alerts": [a.model_dump(mode="json") for a in self.alerts.open_alerts()],
+            "coordinators": {c: {"acked_seq": self.acked.get(c, -1),
+                                 "leases": {p: str(v) for p, v in self.leases.granted.get(c, {}).items()},
+                                 "usage": {p: str(v) for p, v in self.leases.reported.get(c, {}).items()}}
+                             for c in self.leases.weights},
+            "positions": {"accounts": acct_pos, "strategies": strat_pos},
+            "limits": self.cfg.model_dump(mode="json"),
+            "counters": dict(self.counters),
+        }
+
+    # -- restart ----------------------------------------------------------------------------------
+    def rebuild(self, events: Iterable[Event], venue_positions: Mapping[str, Mapping[str, int]]) -> RebuildReport:
+        """Rebuild positions, reservations, trading states, limits and open alerts after a restart.
+
+        Parameters
+        ----------
+        events
+            The ledger's events (any order; sorted here by time and id). Works with
+            ``MemorySink.events`` and with the ledger's query results alike.
+        venue_positions
+            account -> instrument -> net lots, as the venues report them now. They are the
+            truth: a difference from the ledger is recorded (RECONCILE) and the position set
+            to the venue's, the difference booked to strategy ``__unattributed__``.
+        """
+        rep = RebuildReport()
+        accepted: dict[str, tuple[str, dict[str, Decimal]]] = {}
+        for ev in sorted(events, key=lambda e: (e.ts_ns, e.event_id)):
+            rep.events_read += 1
+            p = ev.payload
+            if ev.kind is EventKind.OPERATOR:
+                if p.get("action") == "trading_state":
+                    sk = scope_key(p["scope"], p.get("key"))
+                    st = TradingState(p["state"])
+                    if st is TradingState.ACTIVE:
+                        self.states.pop(sk, None)
+                    else:
+                        self.states[sk] = st
+                elif p.get("action") == "set_limit":
+                    try:
+                        new, _ = _apply_limit(self.cfg, p["section"], p.get("key"), p.get("field"), p.get("value"))
+                        self._install(new)
+                        rep.limit_changes += 1
+                    except (ValueError, KeyError) as e:
+                        log.error("rebuild: limit change %s not re-applied: %s", ev.event_id, e)
+            elif ev.kind is EventKind.RISK_DECISION and ev.reason == "BOOKED":
+                if ev.decision_id in self.booked:
+                    continue
+                self.booked.add(ev.decision_id)
+                rep.booked_pairs += 1
+                for leg in p.get("legs", []):
+                    price = Decimal(leg["price"]) if leg.get("price") else None
+                    self.book.apply_fill(leg["account"], ev.strategy, leg["instrument"], int(leg["lots"]), price, ev.ts_ns)
+                accepted.pop(ev.decision_id, None)
+            elif ev.kind is EventKind.RISK_DECISION and ev.reason == "ACCEPTED":
+                if ev.decision_id not in self.booked:
+                    accepted[ev.decision_id] = (str(p.get("coordinator", "")),
+                                                {k: Decimal(v) for k, v in p.get("reservation", {}).items()})
+            elif ev.kind is EventKind.ALERT:
+                k = (p.get("monitor", ""), p.get("scope", ""), p.get("key", ""))
+                if p.get("resolved"):
+                    self.alerts.open.pop(k, None)
+                    for sk, who in list(self.throttled.items()):
+                        if who == ":".join(k):
+                            del self.throttled[sk]
+                else:
+                    lvl = AlertLevel(p["level"])
+                    self.alerts.open[k] = _Open(p["alert_id"], lvl, int(p.get("opened_ns", ev.ts_ns)), ev.ts_ns,
+                                                int(p.get("repeats", 0)), Alert.model_validate(p))
+                    if p.get("action") == AlertAction.THROTTLE.value:
+                        for sk in self._targets(k[1], k[2]):
+                            self.throttled.setdefault(sk, ":".join(k))
+        # reservations of pairs in flight at the crash: counted against their coordinator's slice
+        for did, (coord, res) in accepted.items():
+            slot = rep.open_reservations.setdefault(coord, {})
+            for pool, amt in res.items():
+                slot[pool] = slot.get(pool, ZERO) + amt
+        for coord, res in rep.open_reservations.items():
+            if coord:
+                self.register_coordinator(coord)
+                self.leases.counted[coord] = dict(res)
+        # the venues are the truth for account positions
+        for acc in set(venue_positions) | set(self.book.account):
+            ours = self.book.account.get(acc, {})
+            theirs = venue_positions.get(acc, {})
+            for inst in set(ours) | set(theirs):
+                a, b = ours.get(inst, 0), int(theirs.get(inst, 0))
+                if a != b:
+                    diff = b - a
+                    rep.mismatches.append({"account": acc, "instrument": inst, "ledger": a, "venue": b})
+                    self.book.apply_fill(acc, UNATTRIBUTED, inst, diff, None)
+                    self.sink.emit(self.maker.make(EventKind.RECONCILE, account=acc, instrument=inst,
+                                                   reason="POSITION_MISMATCH", ledger=a, venue=b, difference=diff))
+        rep.states = dict(self.states)
+        self.sink.emit(self.maker.make(EventKind.LIFECYCLE, reason="RISK_GUARD_REBUILT", events=rep.events_read,
+                                       booked=rep.booked_pairs, mismatches=len(rep.mismatches),
+                                       states={k: v.value for k, v in self.states.items()}))
+        return rep
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def _bad_input(self, where: str, e: Exception, raw: object) -> None:
+        self._count("bad_input")
+        msg = str(e).replace("\n", "; ")
+        log.error("%s: bad input: %s", where, msg)
+        self.sink.emit(self.maker.make(EventKind.BAD_INPUT, reason=f"{where}: {msg}"[:500], raw=repr(raw)[:2000]))
+
+    def _count(self, k: str) -> None:
+        self.counters[k] = self.counters.get(k, 0) + 1
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return str(v)
+
+
+def _apply_limit(cfg: RiskConfig, section: str, key: str | None, field_name: str | None, value: Any) -> tuple[RiskConfig, Any]:
+    """A new RiskConfig with one value changed, validated; raises ValueError naming the field."""
+    if section not in LIMIT_SECTIONS:
+        raise ValueError(f"section: {section!r} is not one of {', '.join(LIMIT_SECTIONS)}")
+    if isinstance(value, str) and value.strip().lower() in ("none", "null", ""):
+        value = None
+    d = cfg.model_dump()
+    path: list[str] = []
+    if section == "risk":
+        if not field_name or field_name not in RiskConfig.model_fields:
+            raise ValueError(f"field: {field_name!r} is not a top-level risk setting")
+        old = d.get(field_name)
+        d[field_name] = value
+        path = [field_name]
+    elif section in ("instruments", "strategies", "daily_counts"):
+        if not key:
+            raise ValueError(f"key: section {section} needs a key (the instrument, strategy or venue)")
+        if not field_name:
+            raise ValueError(f"field: section {section} needs a field")
+        entry = d[section].setdefault(key, {})
+        old = entry.get(field_name)
+        entry[field_name] = value
+        path = [section, key, field_name]
+    elif section == "max_account_position":
+        if not key:
+            raise ValueError("key: max_account_position needs the account")
+        old = d[section].get(key)
+        if value is None:
+            d[section].pop(key, None)
+        else:
+            d[section][key] = value
+        path = [section, key]
+    else:
+        if not field_name:
+            raise ValueError(f"field: section {section} needs a field")
+        old = d[section].get(field_name)
+        d[section][field_name] = value
+        path = [section, field_name]
+    # entries given as dicts for instruments keep only the fields set explicitly
+    if section == "instruments" and key:
+        d["instruments"][key] = {k: v for k, v in d["instruments"][key].items()
+                                 if k in (cfg.instruments[key].model_fields_set if key in cfg.instruments else set()) or k == field_name}
+    try:
+        return RiskConfig.model_validate(d), old
+    except ValidationError as e:
+        errs = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
+        raise ValueError(f"limit {'.'.join(path)}={value!r} refused: {errs}") from None

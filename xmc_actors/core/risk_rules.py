@@ -1,0 +1,918 @@
+"""Pre-trade risk checks the pair coordinator runs in-process (事前风控).
+
+The RiskGuard is the authority; it pushes each coordinator a :class:`RiskGrant`: the limits,
+the trading states, a snapshot of positions, and a *lease* of margin per account and per
+strategy budget that no other coordinator holds (so two coordinators never spend the same
+margin twice). :class:`PreTradeChecker` checks every pair and every order against the grant
+without any remote call:
+
+* :meth:`PreTradeChecker.check_pair` runs an ordered list of pure check functions over both
+  legs together and collects **every** failed check as a :class:`~xmc_actors.core.pretrade.Denial`
+  with a code from :class:`DenialCode` and its numbers; on success it reserves margin under
+  the pair's ``decision_id``.
+* :meth:`PreTradeChecker.allows_order` is called before every order (first sends, replenish
+  and rollback orders): trading state, grant expiry, order-rate throttle, per-contract daily
+  counts. :meth:`PreTradeChecker.allows_cancel` does the same for cancels (never blocked by a
+  trading state, only by the cancel-rate throttle and the daily cancel count).
+* :meth:`PreTradeChecker.on_order_done` commits what an order filled (保证金占用);
+  :meth:`PreTradeChecker.close_pair` releases what the pair no longer needs.
+
+A grant expires (``expires_ns``); an expired grant (RiskGuard down or unreachable) lets only
+risk-reducing orders through, and nothing extends it but a newer grant.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Callable, Iterable, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..model.events import EventKind
+from ..model.market import Instrument, Venue
+from ..model.pairs import LegIntent, PairIntent
+from ..model.risk import InstrumentLimits, RiskConfig, TradingState
+from .calendar import instrument_session_state, session_window
+from .clock import Clock, SystemClock
+from .pretrade import Denial, PreTradeResult
+from .sink import EventMaker, EventSink
+
+NS_PER_S = 1_000_000_000
+NS_PER_MS = 1_000_000
+ZERO = Decimal(0)
+
+#: ``fx(from_ccy, to_ccy)`` -> units of ``to_ccy`` for one ``from_ccy`` (None if unknown).
+FxProvider = Callable[[str, str], "Decimal | None"]
+#: ``reference(instrument_id)`` -> (price, ts_ns) of an independent reference price, or None.
+ReferenceProvider = Callable[[str], "tuple[Decimal, int] | None"]
+
+
+class DenialCode(str, Enum):
+    """Every reason a pair or an order is refused locally. One enum for the whole product."""
+
+    NO_GRANT = "NO_GRANT"
+    GRANT_EXPIRED = "GRANT_EXPIRED"
+    TRADING_HALTED = "TRADING_HALTED"
+    TRADING_REDUCING = "TRADING_REDUCING"
+    NOT_REDUCING = "NOT_REDUCING"
+    UNKNOWN_INSTRUMENT = "UNKNOWN_INSTRUMENT"
+    UNKNOWN_ACCOUNT = "UNKNOWN_ACCOUNT"
+    QTY_EXCEEDS_MAX = "QTY_EXCEEDS_MAX"
+    NOTIONAL_EXCEEDS_MAX = "NOTIONAL_EXCEEDS_MAX"
+    PRICE_OUTSIDE_COLLAR = "PRICE_OUTSIDE_COLLAR"
+    NO_PRICE = "NO_PRICE"
+    REFERENCE_STALE = "REFERENCE_STALE"
+    POSITION_EXCEEDS_INSTRUMENT_MAX = "POSITION_EXCEEDS_INSTRUMENT_MAX"
+    POSITION_EXCEEDS_STRATEGY_MAX = "POSITION_EXCEEDS_STRATEGY_MAX"
+    POSITION_EXCEEDS_ACCOUNT_MAX = "POSITION_EXCEEDS_ACCOUNT_MAX"
+    PAIR_NET_EXPOSURE_EXCEEDS_MAX = "PAIR_NET_EXPOSURE_EXCEEDS_MAX"
+    MARGIN_EXCEEDS_AVAILABLE = "MARGIN_EXCEEDS_AVAILABLE"
+    STRATEGY_MARGIN_EXCEEDS_BUDGET = "STRATEGY_MARGIN_EXCEEDS_BUDGET"
+    OCCUPANCY_RED = "OCCUPANCY_RED"
+    FX_UNAVAILABLE = "FX_UNAVAILABLE"
+    MARKET_CLOSED = "MARKET_CLOSED"
+    ORDER_RATE_EXCEEDED = "ORDER_RATE_EXCEEDED"
+    CANCEL_RATE_EXCEEDED = "CANCEL_RATE_EXCEEDED"
+    DAILY_ORDER_COUNT_EXCEEDED = "DAILY_ORDER_COUNT_EXCEEDED"
+    DAILY_CANCEL_COUNT_EXCEEDED = "DAILY_CANCEL_COUNT_EXCEEDED"
+
+
+def deny(code: DenialCode, detail: str) -> Denial:
+    return Denial(code.value, detail)
+
+
+# -- scope keys ------------------------------------------------------------------------------
+GLOBAL = "global"
+
+
+def scope_key(scope: str, key: str | None = None) -> str:
+    """``global``, ``strategy:<name>`` or ``venue:<code>``: the key of a trading state or throttle."""
+    if scope == GLOBAL:
+        return GLOBAL
+    if scope not in ("strategy", "venue"):
+        raise ValueError(f"scope: {scope!r} is not one of global, strategy, venue")
+    if not key:
+        raise ValueError(f"scope {scope!r} needs a key (the {scope} name)")
+    return f"{scope}:{key}"
+
+
+def account_pool(account: str) -> str:
+    return f"account:{account}"
+
+
+def strategy_pool(strategy: str) -> str:
+    return f"strategy:{strategy}"
+
+
+_STATE_RANK = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+
+
+def worst_state(*states: TradingState | None) -> TradingState:
+    out = TradingState.ACTIVE
+    for s in states:
+        if s is not None and _STATE_RANK[s] > _STATE_RANK[out]:
+            out = s
+    return out
+
+
+class RiskGrant(BaseModel):
+    """What the RiskGuard grants one coordinator. Replaced whole; a higher ``seq`` wins.
+
+    Attributes
+    ----------
+    leases
+        Margin this coordinator may hold at once (reserved for pairs in flight plus committed
+        by fills the guard has not booked yet), per pool: ``account:<id>`` in the account's
+        currency, ``strategy:<name>`` in the base currency. Leases of different coordinators
+        are disjoint slices of the free margin.
+    positions
+        Net lots per ``account`` -> ``instrument`` and per ``strategy`` -> ``instrument`` as
+        the guard has booked them; the checker adds its own unbooked fills.
+    booked
+        Decision ids of this coordinator that the guard has booked into ``positions``; the
+        checker drops its local copy of them.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    coordinator: str
+    seq: int = Field(ge=0)
+    issued_ns: int = Field(ge=0)
+    expires_ns: int = Field(ge=0)
+    config: RiskConfig = RiskConfig()
+    base_currency: str = "USD"
+    accounts: dict[str, str] = Field(default_factory=dict)  # account -> currency
+    leases: dict[str, Decimal] = Field(default_factory=dict)
+    account_positions: dict[str, dict[str, int]] = Field(default_factory=dict)
+    strategy_positions: dict[str, dict[str, int]] = Field(default_factory=dict)
+    trading_states: dict[str, TradingState] = Field(default_factory=dict)
+    throttled: tuple[str, ...] = ()
+    blocked_accounts: dict[str, str] = Field(default_factory=dict)  # account -> why (occupancy red)
+    order_rate_per_s: int = Field(default=50, ge=1)
+    cancel_rate_per_s: int = Field(default=50, ge=1)
+    reference_prices: dict[str, tuple[Decimal, int]] = Field(default_factory=dict)
+    booked: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GrantAck:
+    """A coordinator's answer to a grant: which grant it now holds and what it uses of it."""
+
+    coordinator: str
+    seq: int
+    usage: dict[str, Decimal]  # pool -> margin held (reserved + committed, not yet booked)
+    open_reservations: int
+
+
+# -- per-check context -----------------------------------------------------------------------
+@dataclass(slots=True)
+class LegView:
+    """One leg with everything the checks need, computed once per pair."""
+
+    leg: LegIntent
+    inst: Instrument | None
+    limits: InstrumentLimits
+    price: Decimal | None
+    reference: Decimal | None
+    reference_ts: int
+    sign: int
+    notional: Decimal = ZERO          # instrument currency
+    notional_base: Decimal | None = ZERO
+    margin_per_lot_acct: Decimal | None = ZERO   # account currency
+    margin_per_lot_base: Decimal | None = ZERO
+    acct_currency: str | None = None
+    acct_pos: int = 0                 # account x instrument, incl. unbooked fills
+    strat_pos: int = 0                # strategy x instrument
+    inst_pos: int = 0                 # all accounts
+    pending_buy: int = 0              # lots reserved in flight (worst case for the limit)
+    pending_sell: int = 0
+    reducing: bool = False
+
+
+@dataclass(slots=True)
+class CheckContext:
+    intent: PairIntent
+    now_ns: int
+    grant: RiskGrant
+    legs: tuple[LegView, LegView]
+    states: dict[str, TradingState]
+    session: Callable[[Instrument], tuple[bool, str]]
+    usage: dict[str, Decimal]
+    acct_gross: dict[str, int]
+    reducing: bool
+
+
+Check = Callable[[CheckContext], "Iterable[Denial] | None"]
+
+
+def _fmt(x: Decimal | None) -> str:
+    if x is None:
+        return "?"
+    return f"{x.quantize(Decimal('0.01')):f}" if x.as_tuple().exponent < -2 else f"{x:f}"
+
+
+# -- the checks: pure functions of the context, in the order they run ----------------------
+def check_trading_state(c: CheckContext) -> list[Denial] | None:
+    out = []
+    g = c.grant
+    if c.now_ns >= g.expires_ns and not c.reducing:
+        out.append(deny(DenialCode.GRANT_EXPIRED, f"grant seq={g.seq} expired_at_ns={g.expires_ns} now_ns={c.now_ns}"))
+    venues = [lv.leg.instrument.split(".", 1)[0] for lv in c.legs]
+    scopes = [GLOBAL, f"strategy:{c.intent.strategy}"] + [f"venue:{v}" for v in venues]
+    for sk in scopes:
+        st = c.states.get(sk)
+        if st is TradingState.HALTED:
+            out.append(deny(DenialCode.TRADING_HALTED, f"scope={sk} state=HALTED"))
+        elif st is TradingState.REDUCING and not c.reducing:
+            out.append(deny(DenialCode.TRADING_REDUCING, f"scope={sk} state=REDUCING reduce_only={c.intent.reduce_only}"))
+    if c.intent.reduce_only and not c.reducing:
+        for lv in c.legs:
+            if not lv.reducing:
+                out.append(deny(DenialCode.NOT_REDUCING, f"leg={lv.leg.leg} {lv.leg.side.value} qty={lv.leg.qty} "
+                                f"strategy_position={lv.strat_pos}"))
+    return out
+
+
+def check_sessions(c: CheckContext) -> list[Denial] | None:
+    cfg = c.grant.config
+    if not cfg.check_sessions:
+        return None
+    out = []
+    for lv in c.legs:
+        if lv.inst is None:
+            continue
+        ok, why = c.session(lv.inst)
+        if not ok:
+            out.append(deny(DenialCode.MARKET_CLOSED, f"leg={lv.leg.leg} instrument={lv.inst.id} {why}"))
+    return out
+
+
+def check_order_size(c: CheckContext) -> list[Denial] | None:
+    out = []
+    for lv in c.legs:
+        if lv.inst is None:
+            continue
+        q = lv.leg.qty
+        cap = lv.limits.max_order_qty
+        if cap is not None and q > cap:
+            out.append(deny(DenialCode.QTY_EXCEEDS_MAX, f"leg={lv.leg.leg} instrument={lv.inst.id} qty={q} max={cap}"))
+        elif q > lv.inst.max_qty:
+            out.append(deny(DenialCode.QTY_EXCEEDS_MAX, f"leg={lv.leg.leg} instrument={lv.inst.id} qty={q} "
+                            f"max={lv.inst.max_qty} (venue)"))
+        mx = lv.limits.max_order_notional
+        if mx is not None and lv.price is not None and lv.notional > mx:
+            out.append(deny(DenialCode.NOTIONAL_EXCEEDS_MAX, f"leg={lv.leg.leg} instrument={lv.inst.id} "
+                            f"notional={_fmt(lv.notional)} max={_fmt(mx)} {lv.inst.currency}"))
+    return out
+
+
+def check_price_collar(c: CheckContext) -> list[Denial] | None:
+    out = []
+    max_age = c.grant.config.max_reference_age_ms * NS_PER_MS
+    for lv in c.legs:
+        if lv.inst is None:
+            continue
+        if lv.price is None:
+            out.append(deny(DenialCode.NO_PRICE, f"leg={lv.leg.leg} instrument={lv.inst.id}: no limit price and no reference price"))
+            continue
+        pct = lv.limits.collar_pct
+        if pct is None or lv.reference is None:
+            continue
+        if max_age and lv.reference_ts and c.now_ns - lv.reference_ts > max_age:
+            out.append(deny(DenialCode.REFERENCE_STALE, f"leg={lv.leg.leg} instrument={lv.inst.id} "
+                            f"reference_age_ms={(c.now_ns - lv.reference_ts) // NS_PER_MS} max={c.grant.config.max_reference_age_ms}"))
+            continue
+        dev = abs(lv.price - lv.reference) / lv.reference
+        if dev > pct:
+            out.append(deny(DenialCode.PRICE_OUTSIDE_COLLAR, f"leg={lv.leg.leg} instrument={lv.inst.id} price={lv.price} "
+                            f"reference={lv.reference} deviation={_fmt(dev * 100)}% max={_fmt(pct * 100)}%"))
+    return out
+
+
+def check_positions(c: CheckContext) -> list[Denial] | None:
+    out = []
+    cfg = c.grant.config
+    budget = cfg.strategies.get(c.intent.strategy)
+    gross_delta: dict[str, int] = {}
+    for lv in c.legs:
+        if lv.inst is None or lv.reducing:
+            continue
+        q = lv.leg.qty
+        name = f"leg={lv.leg.leg} instrument={lv.inst.id}"
+        if lv.sign > 0:
+            inst_after = lv.inst_pos + lv.pending_buy + q
+            strat_after = lv.strat_pos + lv.pending_buy + q
+        else:
+            inst_after = lv.inst_pos - lv.pending_sell - q
+            strat_after = lv.strat_pos - lv.pending_sell - q
+        mp = lv.limits.max_position
+        if mp is not None and abs(inst_after) > mp:
+            out.append(deny(DenialCode.POSITION_EXCEEDS_INSTRUMENT_MAX, f"{name} position={lv.inst_pos} "
+                            f"in_flight={lv.pending_buy if lv.sign > 0 else -lv.pending_sell} order={lv.sign * q} "
+                            f"after={inst_after} max={mp}"))
+        if budget is not None and budget.max_position is not None and abs(strat_after) > budget.max_position:
+            out.append(deny(DenialCode.POSITION_EXCEEDS_STRATEGY_MAX, f"{name} strategy={c.intent.strategy} "
+                            f"position={lv.strat_pos} after={strat_after} max={budget.max_position}"))
+        acc = lv.leg.account
+        if abs(lv.acct_pos + lv.sign * q) > abs(lv.acct_pos):
+            gross_delta[acc] = gross_delta.get(acc, 0) + q
+    for acc, add in gross_delta.items():
+        mx = cfg.max_account_position.get(acc)
+        if mx is not None:
+            after = c.acct_gross.get(acc, 0) + add
+            if after > mx:
+                out.append(deny(DenialCode.POSITION_EXCEEDS_ACCOUNT_MAX, f"account={acc} gross_lots={c.acct_gross.get(acc, 0)} "
+                                f"order={add} after={after} max={mx}"))
+    if budget is not None and budget.max_pair_net_exposure is not None and not c.reducing:
+        net = ZERO
+        ok = True
+        for lv in c.legs:
+            if lv.inst is None or lv.price is None or lv.notional_base is None:
+                ok = False
+                break
+            per_lot = lv.notional_base / lv.leg.qty
+            net += per_lot * (lv.strat_pos + lv.sign * lv.leg.qty)
+        if ok and abs(net) > budget.max_pair_net_exposure:
+            out.append(deny(DenialCode.PAIR_NET_EXPOSURE_EXCEEDS_MAX, f"strategy={c.intent.strategy} net_exposure={_fmt(abs(net))} "
+                            f"max={_fmt(budget.max_pair_net_exposure)} {c.grant.base_currency}"))
+    return out
+
+
+def check_margin(c: CheckContext) -> list[Denial] | None:
+    out = []
+    g = c.grant
+    need: dict[str, Decimal] = {}
+    for lv in c.legs:
+        if lv.inst is None or lv.reducing:
+            continue
+        acc = lv.leg.account
+        if acc in g.blocked_accounts:
+            out.append(deny(DenialCode.OCCUPANCY_RED, f"account={acc} {g.blocked_accounts[acc]}"))
+        if lv.acct_currency is None:
+            out.append(deny(DenialCode.UNKNOWN_ACCOUNT, f"leg={lv.leg.leg} account={acc} is not in the grant"))
+            continue
+        if lv.margin_per_lot_acct is None or lv.margin_per_lot_base is None:
+            out.append(deny(DenialCode.FX_UNAVAILABLE, f"leg={lv.leg.leg} {lv.inst.currency}->{lv.acct_currency}/"
+                            f"{g.base_currency}: no rate"))
+            continue
+        pool = account_pool(acc)
+        need[pool] = need.get(pool, ZERO) + lv.margin_per_lot_acct * lv.leg.qty
+        sp = strategy_pool(c.intent.strategy)
+        if sp in g.leases:
+            need[sp] = need.get(sp, ZERO) + lv.margin_per_lot_base * lv.leg.qty
+    for pool, amount in need.items():
+        lease = g.leases.get(pool, ZERO)
+        used = c.usage.get(pool, ZERO)
+        if used + amount > lease:
+            kind, name = pool.split(":", 1)
+            if kind == "account":
+                out.append(deny(DenialCode.MARGIN_EXCEEDS_AVAILABLE, f"account={name} required={_fmt(amount)} "
+                                f"available={_fmt(max(lease - used, ZERO))} {g.accounts.get(name, '')} (lease={_fmt(lease)} in_use={_fmt(used)})"))
+            else:
+                out.append(deny(DenialCode.STRATEGY_MARGIN_EXCEEDS_BUDGET, f"strategy={name} required={_fmt(amount)} "
+                                f"available={_fmt(max(lease - used, ZERO))} {g.base_currency}"))
+    return out
+
+
+#: The checks ``check_pair`` runs, in order. Every failing check is reported, not just the first.
+DEFAULT_CHECKS: tuple[Check, ...] = (
+    check_trading_state, check_sessions, check_order_size, check_price_collar, check_positions, check_margin,
+)
+
+
+# -- the checker ------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Reservation:
+    intent: PairIntent
+    margin: dict[str, Decimal]                  # pool -> still reserved
+    per_lot: dict[str, tuple[str, Decimal, str, Decimal]]  # leg -> (acct pool, per lot, strat pool, per lot base)
+    pending: dict[str, int]                     # leg -> lots still reserved (not filled)
+    committed: dict[str, Decimal] = field(default_factory=dict)  # pool -> committed by fills, unbooked
+    fills: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (account, strategy, inst) -> net lots
+    reducing: dict[str, bool] = field(default_factory=dict)
+    closed: bool = False
+    result: PreTradeResult | None = None
+
+
+class _Window:
+    """Events in the last second (a sliding window): deny rather than queue."""
+
+    __slots__ = ("ts",)
+
+    def __init__(self) -> None:
+        self.ts: deque[int] = deque()
+
+    def count(self, now_ns: int) -> int:
+        ts = self.ts
+        edge = now_ns - NS_PER_S
+        while ts and ts[0] <= edge:
+            ts.popleft()
+        return len(ts)
+
+
+class PreTradeChecker:
+    """The real :class:`~xmc_actors.core.pretrade.PreTradeCheck`: checks against a RiskGrant.
+
+    Parameters
+    ----------
+    instruments
+        Instrument id -> :class:`Instrument` (multipliers, currencies, sessions, margin rates).
+    venues
+        Venue code -> :class:`Venue` (calendars).
+    fx
+        ``fx(from_ccy, to_ccy)``: units of ``to_ccy`` per one ``from_ccy``, or None if unknown.
+    name
+        The coordinator this checker belongs to (events and acks carry it).
+    sink, clock
+        Where RISK_DECISION events go (one per pair, accepted or refused), and the clock of
+        their ids. Without a sink nothing is recorded (benchmarks of the bare checks).
+    reference
+        An independent reference price per instrument for the fat-finger collar (latest mid).
+        Without it, the grant's ``reference_prices``, then the leg's trigger price, are used.
+    checks
+        The ordered check list (default :data:`DEFAULT_CHECKS`).
+    """
+
+    def __init__(
+        self,
+        instruments: Mapping[str, Instrument],
+        venues: Mapping[str, Venue],
+        fx: FxProvider,
+        *,
+        name: str = "coordinator",
+        sink: EventSink | None = None,
+        clock: Clock | None = None,
+        reference: ReferenceProvider | None = None,
+        checks: tuple[Check, ...] = DEFAULT_CHECKS,
+    ) -> None:
+        self.instruments = dict(instruments)
+        self.venues = dict(venues)
+        self.fx = fx
+        self.name = name
+        self.sink = sink
+        self._events = EventMaker(clock or SystemClock(), f"risk-check:{name}") if sink is not None else None
+        self.reference = reference
+        self.checks = checks
+        self.grant: RiskGrant | None = None
+        self._limits: dict[str, InstrumentLimits] = {}
+        self._res: dict[str, _Reservation] = {}
+        self._usage: dict[str, Decimal] = {}
+        self._acct_delta: dict[tuple[str, str], int] = {}
+        self._strat_delta: dict[tuple[str, str], int] = {}
+        self._pending: dict[tuple[str, str], list[int]] = {}   # (strategy|account key) -> [buy, sell]
+        self._orders: dict[str, _Window] = {}
+        self._cancels: dict[str, _Window] = {}
+        self._daily: dict[tuple[str, str], list[int]] = {}      # (instrument, trading day) -> [orders, cancels]
+        self._sessions: dict[str, tuple[int, bool, str, dt.date | None]] = {}
+        self._last_day: dict[str, dt.date] = {}
+        self._pushed: dict[str, TradingState] = {}   # states pushed between grants, sticky until a grant agrees
+        self._states: dict[str, TradingState] = {}   # effective trading states
+        self.counters: dict[str, int] = {}
+
+    # -- grant -------------------------------------------------------------------------------
+    def update_grant(self, grant: RiskGrant) -> GrantAck:
+        """Take a newer grant (an older or equal ``seq`` is ignored) and say what is in use."""
+        if not isinstance(grant, RiskGrant):
+            raise TypeError(f"grant: expected RiskGrant, got {type(grant).__name__}")
+        if self.grant is None or grant.seq > self.grant.seq:
+            self.grant = grant
+            cfg = grant.config
+            self._limits = {i: _merge_limits(cfg.default_limits, cfg.instruments.get(i)) for i in self.instruments}
+            for d in grant.booked:
+                self._forget(d)
+            for sk in [k for k, v in self._pushed.items() if grant.trading_states.get(k, TradingState.ACTIVE) is v]:
+                del self._pushed[sk]  # the guard's grants have caught up with the push
+            self._merge_states()
+        return self.ack()
+
+    def _merge_states(self) -> None:
+        g = self.grant
+        states = dict(g.trading_states) if g is not None else {}
+        for sk, st in self._pushed.items():
+            # a grant planned before a push may arrive after it: the more severe of the two holds
+            merged = worst_state(st, states.get(sk))
+            if merged is TradingState.ACTIVE:
+                states.pop(sk, None)
+            else:
+                states[sk] = merged
+        self._states = states
+
+    @property
+    def trading_states(self) -> dict[str, TradingState]:
+        return dict(self._states)
+
+    def ack(self) -> GrantAck:
+        return GrantAck(self.name, self.grant.seq if self.grant else -1,
+                        {k: v for k, v in self._usage.items() if v}, sum(1 for r in self._res.values() if not r.closed))
+
+    def usage(self) -> dict[str, Decimal]:
+        return {k: v for k, v in self._usage.items() if v}
+
+    # -- trading state pushed between grants (kill switch) ----------------------------------------
+    def set_trading_state(self, scope: str, key: str | None, state: TradingState) -> None:
+        """Apply a state change the RiskGuard pushed, at once (a HALT is honoured before the next order).
+
+        It holds over any grant until a grant carries the same state for the key.
+        """
+        self._pushed[scope_key(scope, key)] = TradingState(state)
+        self._merge_states()
+
+    # -- pairs ---------------------------------------------------------------------------------
+    def check_pair(self, intent: PairIntent, now_ns: int) -> PreTradeResult:
+        """Check both legs together; on success reserve margin under ``decision_id``.
+
+        Idempotent: checking the same ``decision_id`` again returns the first answer.
+        """
+        prior = self._res.get(intent.decision_id)
+        if prior is not None and prior.result is not None:
+            return prior.result
+        g = self.grant
+        if g is None:
+            d = deny(DenialCode.NO_GRANT, f"coordinator={self.name} holds no grant from the RiskGuard")
+            return self._decide(intent, now_ns, (d,), None)
+        a, b = intent.legs
+        legs = (self._leg_view(intent, a, g), self._leg_view(intent, b, g))
+        unknown = [deny(DenialCode.UNKNOWN_INSTRUMENT, f"leg={lv.leg.leg} instrument={lv.leg.instrument}")
+                   for lv in legs if lv.inst is None]
+        reducing = intent.reduce_only and legs[0].reducing and legs[1].reducing
+        ctx = CheckContext(intent, now_ns, g, legs, self._states, lambda i: self._session(i, now_ns),
+                           self._usage, self._acct_gross(g), reducing)
+        denials: list[Denial] = list(unknown)
+        for chk in self.checks:
+            r = chk(ctx)
+            if r:
+                denials.extend(r)
+        return self._decide(intent, now_ns, tuple(denials), legs)
+
+    def _leg_view(self, intent: PairIntent, leg: LegIntent, g: RiskGrant) -> LegView:
+        inst = self.instruments.get(leg.instrument)
+        limits = self._limits.get(leg.instrument) or g.config.default_limits
+        ref, ref_ts = self._reference(leg)
+        price = leg.limit_price if leg.limit_price is not None else ref
+        sign = leg.side.sign
+        strat = intent.strategy
+        acct_pos = g.account_positions.get(leg.account, {}).get(leg.instrument, 0) + self._acct_delta.get((leg.account, leg.instrument), 0)
+        strat_pos = g.strategy_positions.get(strat, {}).get(leg.instrument, 0) + self._strat_delta.get((strat, leg.instrument), 0)
+        inst_pos = sum(p.get(leg.instrument, 0) for p in g.account_positions.values())
+        inst_pos += sum(v for (acc, i), v in self._acct_delta.items() if i == leg.instrument)
+        pend = self._pending.get(("inst", leg.instrument)) or (0, 0)
+        lv = LegView(leg, inst, limits, price, ref, ref_ts, sign, inst_pos=inst_pos, acct_pos=acct_pos,
+                     strat_pos=strat_pos, pending_buy=pend[0], pending_sell=pend[1])
+        lv.reducing = strat_pos * sign < 0 and leg.qty <= abs(strat_pos)
+        lv.acct_currency = g.accounts.get(leg.account)
+        if inst is None or price is None:
+            return lv
+        lv.notional = inst.notional(price, leg.qty)
+        per_lot = inst.notional(price, 1) * inst.margin_rate
+        to_base = self._rate(inst.currency, g.base_currency)
+        lv.notional_base = None if to_base is None else lv.notional * to_base
+        lv.margin_per_lot_base = None if to_base is None else per_lot * to_base
+        if lv.acct_currency is not None:
+            to_acct = self._rate(inst.currency, lv.acct_currency)
+            lv.margin_per_lot_acct = None if to_acct is None else per_lot * to_acct
+        return lv
+
+    def _rate(self, a: str, b: str) -> Decimal | None:
+        if a == b:
+            return Decimal(1)
+        try:
+            r = self.fx(a, b)
+        except Exception:  # a provider failure is an unavailable rate, never a crash
+            return None
+        return r if r is not None and r > 0 else None
+
+    def _reference(self, leg: LegIntent) -> tuple[Decimal | None, int]:
+        if self.reference is not None:
+            r = self.reference(leg.instrument)
+            if r is not None:
+                return r
+        g = self.grant
+        if g is not None:
+            r = g.reference_prices.get(leg.instrument)
+            if r is not None:
+                return r
+        return leg.trigger_price, 0
+
+    def _acct_gross(self, g: RiskGrant) -> dict[str, int]:
+        if not g.config.max_account_position:
+            return {}
+        out: dict[str, int] = {}
+        for acc in g.config.max_account_position:
+            pos = dict(g.account_positions.get(acc, {}))
+            for (a, i), v in self._acct_delta.items():
+                if a == acc:
+                    pos[i] = pos.get(i, 0) + v
+            out[acc] = sum(abs(v) for v in pos.values())
+        return out
+
+    def _session(self, inst: Instrument, now_ns: int) -> tuple[bool, str]:
+        st = self._session_state(inst, now_ns)
+        return st[1], st[2]
+
+    def _session_state(self, inst: Instrument, now_ns: int) -> tuple[int, bool, str, dt.date | None]:
+        """(valid_until_ns, open, why, trading_day), cached until the session ends (or 1 s if closed)."""
+        c = self._sessions.get(inst.id)
+        if c is not None and now_ns < c[0]:
+            return c
+        venue = self.venues.get(inst.venue)
+        if venue is None:
+            out = (now_ns + NS_PER_S, False, f"venue {inst.venue} has no calendar", None)
+        else:
+            st = instrument_session_state(venue, inst, now_ns)
+            until = (now_ns // NS_PER_S + 1) * NS_PER_S
+            if st.open and st.trading_day is not None:
+                for s in inst.sessions or venue.sessions:
+                    if s.name == st.session:
+                        win = session_window(venue, st.trading_day, s)
+                        if win is not None:
+                            until = int(win[1].timestamp()) * NS_PER_S
+                        break
+            out = (until, st.open, st.reason, st.trading_day)
+        self._sessions[inst.id] = out
+        return out
+
+    def _decide(self, intent: PairIntent, now_ns: int, denials: tuple[Denial, ...], legs: tuple[LegView, LegView] | None) -> PreTradeResult:
+        facts: dict[str, str] = {}
+        if legs is not None:
+            for lv in legs:
+                p = lv.leg.leg
+                facts[f"{p}.price"] = str(lv.price)
+                facts[f"{p}.notional"] = _fmt(lv.notional)
+                facts[f"{p}.margin"] = _fmt(lv.margin_per_lot_acct * lv.leg.qty) if lv.margin_per_lot_acct is not None and not lv.reducing else "0"
+                facts[f"{p}.position"] = str(lv.strat_pos)
+        if denials:
+            result = PreTradeResult(False, denials, "", facts)
+            self.counters["refused"] = self.counters.get("refused", 0) + 1
+            for d in denials:
+                self.counters[d.code] = self.counters.get(d.code, 0) + 1
+        else:
+            assert legs is not None
+            res = self._reserve(intent, legs)
+            result = PreTradeResult(True, (), intent.decision_id, facts)
+            res.result = result
+            self.counters["accepted"] = self.counters.get("accepted", 0) + 1
+        if self.sink is not None and self._events is not None:
+            self.sink.emit(self._events.make(
+                EventKind.RISK_DECISION, decision_id=intent.decision_id, strategy=intent.strategy,
+                reason="ACCEPTED" if result.allowed else "REFUSED", ts_ns=now_ns,
+                coordinator=self.name, denials=[str(d) for d in denials],
+                codes=[d.code for d in denials], facts=facts,
+                reservation={k: str(v) for k, v in self._res[intent.decision_id].margin.items()} if result.allowed else {},
+                legs=[{"leg": l.leg, "instrument": l.instrument, "account": l.account, "side": l.side.value,
+                       "qty": l.qty, "price": None if l.limit_price is None else str(l.limit_price)} for l in intent.legs],
+            ))
+        return result
+
+    def _reserve(self, intent: PairIntent, legs: tuple[LegView, LegView]) -> _Reservation:
+        res = _Reservation(intent, {}, {}, {})
+        sp = strategy_pool(intent.strategy)
+        has_sp = self.grant is not None and sp in self.grant.leases
+        for lv in legs:
+            name = lv.leg.leg
+            res.reducing[name] = lv.reducing
+            res.pending[name] = lv.leg.qty
+            side = 0 if lv.sign > 0 else 1
+            self._pending.setdefault(("inst", lv.leg.instrument), [0, 0])[side] += lv.leg.qty
+            if lv.reducing or lv.margin_per_lot_acct is None:
+                continue
+            ap = account_pool(lv.leg.account)
+            base = lv.margin_per_lot_base or ZERO
+            res.per_lot[name] = (ap, lv.margin_per_lot_acct, sp if has_sp else "", base)
+            self._add(res.margin, ap, lv.margin_per_lot_acct * lv.leg.qty)
+            if has_sp:
+                self._add(res.margin, sp, base * lv.leg.qty)
+        for k, v in res.margin.items():
+            self._add(self._usage, k, v)
+        self._res[intent.decision_id] = res
+        return res
+
+    @staticmethod
+    def _add(d: dict[str, Decimal], k: str, v: Decimal) -> None:
+        d[k] = d.get(k, ZERO) + v
+
+    # -- orders ----------------------------------------------------------------------------------
+    def allows_order(self, strategy: str, venue: str, instrument: str, reduce_only: bool, now_ns: int) -> Denial | None:
+        """Before every order: grant expiry, trading states, order-rate throttle, daily counts.
+
+        An allowed order is counted (rate window and the contract's daily count).
+        """
+        g = self.grant
+        if g is None:
+            if not reduce_only:
+                return self._count_denial(deny(DenialCode.NO_GRANT, f"coordinator={self.name} holds no grant"))
+            return self._count_order(None, strategy, venue, instrument, reduce_only, now_ns)
+        if now_ns >= g.expires_ns and not reduce_only:
+            return self._count_denial(deny(DenialCode.GRANT_EXPIRED, f"grant seq={g.seq} expired_at_ns={g.expires_ns} now_ns={now_ns}"))
+        st = self._states
+        for sk in (GLOBAL, f"strategy:{strategy}", f"venue:{venue}"):
+            s = st.get(sk)
+            if s is TradingState.HALTED:
+                return self._count_denial(deny(DenialCode.TRADING_HALTED, f"scope={sk} state=HALTED"))
+            if s is TradingState.REDUCING and not reduce_only:
+                return self._count_denial(deny(DenialCode.TRADING_REDUCING, f"scope={sk} state=REDUCING"))
+        return self._count_order(g, strategy, venue, instrument, reduce_only, now_ns)
+
+    def _count_denial(self, d: Denial) -> Denial:
+        self.counters[d.code] = self.counters.get(d.code, 0) + 1
+        return d
+
+    def _count_order(self, g: RiskGrant | None, strategy: str, venue: str, instrument: str, reduce_only: bool, now_ns: int) -> Denial | None:
+        rate = g.order_rate_per_s if g is not None else 1
+        windows = [(GLOBAL, rate)]
+        if g is not None and g.throttled and not reduce_only:
+            frac = g.config.throttle.throttled_fraction
+            for sk in (GLOBAL, f"strategy:{strategy}", f"venue:{venue}"):
+                if sk in g.throttled:
+                    windows.append((f"throttle:{sk}", max(1, int(rate * frac))))
+        for key, limit in windows:
+            w = self._orders.get(key)
+            if w is None:
+                w = self._orders[key] = _Window()
+            n = w.count(now_ns)
+            if n >= limit:
+                what = "throttled " + key.split(":", 1)[1] if key != GLOBAL else "coordinator"
+                return self._count_denial(deny(DenialCode.ORDER_RATE_EXCEEDED, f"{what} orders_last_1s={n} max={limit}"))
+        daily = self._daily_slot(instrument, now_ns)
+        dc = g.config.daily_counts.get(venue) if g is not None else None
+        if dc is not None and dc.max_orders_per_contract is not None and daily[0] >= dc.max_orders_per_contract:
+            return self._count_denial(deny(DenialCode.DAILY_ORDER_COUNT_EXCEEDED, f"instrument={instrument} orders_today={daily[0]} "
+                                           f"max={dc.max_orders_per_contract}"))
+        for key, _ in windows:
+            self._orders[key].ts.append(now_ns)
+        daily[0] += 1
+        return None
+
+    def allows_cancel(self, strategy: str, venue: str, instrument: str, now_ns: int) -> Denial | None:
+        """Before a cancel: never blocked by a trading state; the cancel rate and daily count apply.
+
+        A cancel that makes the book safer (rollback, halt) may be sent despite a denial; it is
+        still counted through :meth:`count_cancel`.
+        """
+        g = self.grant
+        limit = g.cancel_rate_per_s if g is not None else 1
+        w = self._cancels.get(GLOBAL)
+        if w is None:
+            w = self._cancels[GLOBAL] = _Window()
+        n = w.count(now_ns)
+        if n >= limit:
+            return self._count_denial(deny(DenialCode.CANCEL_RATE_EXCEEDED, f"cancels_last_1s={n} max={limit}"))
+        daily = self._daily_slot(instrument, now_ns)
+        dc = g.config.daily_counts.get(venue) if g is not None else None
+        if dc is not None and dc.max_cancels_per_contract is not None and daily[1] >= dc.max_cancels_per_contract:
+            return self._count_denial(deny(DenialCode.DAILY_CANCEL_COUNT_EXCEEDED, f"instrument={instrument} cancels_today={daily[1]} "
+                                           f"max={dc.max_cancels_per_contract}"))
+        self.count_cancel(instrument, now_ns)
+        return None
+
+    def count_cancel(self, instrument: str, now_ns: int) -> None:
+        w = self._cancels.get(GLOBAL)
+        if w is None:
+            w = self._cancels[GLOBAL] = _Window()
+        w.ts.append(now_ns)
+        self._daily_slot(instrument, now_ns)[1] += 1
+
+    def daily_counts(self, instrument: str, now_ns: int) -> tuple[int, int]:
+        d = self._daily_slot(instrument, now_ns)
+        return d[0], d[1]
+
+    def _daily_slot(self, instrument: str, now_ns: int) -> list[int]:
+        inst = self.instruments.get(instrument)
+        day: dt.date | None = None
+        if inst is not None and inst.venue in self.venues:
+            day = self._session_state(inst, now_ns)[3]
+        if day is None:  # closed: count against the last trading day seen, else the UTC date
+            day = self._last_day.get(instrument)
+            if day is None:
+                day = dt.datetime.fromtimestamp(now_ns / NS_PER_S, tz=dt.timezone.utc).date()
+        else:
+            self._last_day[instrument] = day
+        key = (instrument, day.isoformat())
+        slot = self._daily.get(key)
+        if slot is None:
+            # a new trading day: drop the counts of the old ones
+            for k in [k for k in self._daily if k[0] == instrument]:
+                del self._daily[k]
+            slot = self._daily[key] = [0, 0]
+        return slot
+
+    # -- fills and releases ------------------------------------------------------------------
+    def on_order_done(self, intent: PairIntent, leg: str, filled_qty: int, price: object | None) -> None:
+        """An order of ``leg`` reached a terminal state having filled ``filled_qty`` lots.
+
+        ``filled_qty`` is signed relative to the leg's side: positive for the leg's own orders
+        (first send, replenish), negative for rollback orders that unwind it. Filled lots move
+        from reserved to committed margin and into the local positions; unfilled lots stay
+        reserved until :meth:`close_pair` (a replenish order may still need them).
+        """
+        if filled_qty == 0:
+            return
+        li = next((l for l in intent.legs if l.leg == leg), None)
+        if li is None:
+            raise ValueError(f"leg: {leg!r} is not a leg of pair {intent.decision_id}")
+        res = self._res.get(intent.decision_id)
+        if res is None:  # no reservation (checked elsewhere or before a restart): track the position
+            res = _Reservation(intent, {}, {}, {l.leg: 0 for l in intent.legs})
+            self._res[intent.decision_id] = res
+        signed = filled_qty * li.side.sign
+        for k, d in (((li.account, intent.strategy, li.instrument), signed),):
+            res.fills[k] = res.fills.get(k, 0) + d
+        self._acct_delta[(li.account, li.instrument)] = self._acct_delta.get((li.account, li.instrument), 0) + signed
+        self._strat_delta[(intent.strategy, li.instrument)] = self._strat_delta.get((intent.strategy, li.instrument), 0) + signed
+        if filled_qty > 0:
+            take = min(filled_qty, res.pending.get(leg, 0))
+            if take:
+                res.pending[leg] -= take
+                p = self._pending.get(("inst", li.instrument))
+                if p is not None:
+                    p[0 if li.side.sign > 0 else 1] -= take
+        per = res.per_lot.get(leg)
+        if per is None or res.reducing.get(leg):
+            return
+        ap, per_acct, sp, per_base = per
+        px = _dec(price)
+        inst = self.instruments.get(li.instrument)
+        scale = Decimal(1)
+        if px is not None and inst is not None and li.limit_price:
+            scale = px / li.limit_price  # commit at the fill price, not the reserved one
+        if filled_qty > 0:
+            take_pools = [(ap, per_acct)] + ([(sp, per_base)] if sp else [])
+            for pool, per_lot in take_pools:
+                reserved_part = min(per_lot * filled_qty, res.margin.get(pool, ZERO))
+                res.margin[pool] = res.margin.get(pool, ZERO) - reserved_part
+                commit = per_lot * filled_qty * scale
+                res.committed[pool] = res.committed.get(pool, ZERO) + commit
+                self._usage[pool] = self._usage.get(pool, ZERO) - reserved_part + commit
+        else:
+            for pool, per_lot in [(ap, per_acct)] + ([(sp, per_base)] if sp else []):
+                back = min(per_lot * -filled_qty, res.committed.get(pool, ZERO))
+                res.committed[pool] = res.committed.get(pool, ZERO) - back
+                self._usage[pool] = self._usage.get(pool, ZERO) - back
+
+    def close_pair(self, decision_id: str) -> None:
+        """The pair reached a terminal state: release what is still reserved (committed stays until booked)."""
+        res = self._res.get(decision_id)
+        if res is None or res.closed:
+            return
+        res.closed = True
+        for pool, amt in res.margin.items():
+            self._usage[pool] = self._usage.get(pool, ZERO) - amt
+        res.margin = {}
+        for li in res.intent.legs:
+            left = res.pending.get(li.leg, 0)
+            if left:
+                p = self._pending.get(("inst", li.instrument))
+                if p is not None:
+                    p[0 if li.side.sign > 0 else 1] -= left
+                res.pending[li.leg] = 0
+
+    def _forget(self, decision_id: str) -> None:
+        """The guard booked this pair: its fills are in the grant's positions now."""
+        self.close_pair(decision_id)
+        res = self._res.pop(decision_id, None)
+        if res is None:
+            return
+        for pool, amt in res.committed.items():
+            self._usage[pool] = self._usage.get(pool, ZERO) - amt
+        for (acc, strat, inst), lots in res.fills.items():
+            self._acct_delta[(acc, inst)] = self._acct_delta.get((acc, inst), 0) - lots
+            self._strat_delta[(strat, inst)] = self._strat_delta.get((strat, inst), 0) - lots
+
+    def reservation(self, decision_id: str) -> dict[str, Decimal]:
+        res = self._res.get(decision_id)
+        return dict(res.margin) if res is not None else {}
+
+    def position(self, strategy: str, instrument: str) -> int:
+        g = self.grant
+        base = g.strategy_positions.get(strategy, {}).get(instrument, 0) if g is not None else 0
+        return base + self._strat_delta.get((strategy, instrument), 0)
+
+
+def _merge_limits(default: InstrumentLimits, specific: InstrumentLimits | None) -> InstrumentLimits:
+    """Instrument limits over the defaults: a field the instrument leaves unset takes the default."""
+    if specific is None:
+        return default
+    given = specific.model_fields_set
+    return InstrumentLimits(**{f: getattr(specific if f in given else default, f) for f in InstrumentLimits.model_fields})
+
+
+def _dec(x: Any) -> Decimal | None:
+    if x is None:
+        return None
+    if isinstance(x, Decimal):
+        return x
+    try:
+        return Decimal(str(x))
+    except Exception:
+        return None
+
+
+def fx_from_book(book: Any, clock: Clock) -> FxProvider:
+    """An :data:`FxProvider` over ``core.pricing.FxBook`` at the clock's time (None if no usable rate)."""
+
+    def fx(a: str, b: str) -> Decimal | None:
+        o = book.rate(a, b, clock.now_ns())
+        return None if o is None else Decimal(repr(o.rate))
+
+    return fx
