@@ -10,8 +10,14 @@ import asyncio
 from typing import Any, Mapping
 
 from ..core.venue_health import VenueChange, VenueHealth
+from .placement import _actor_state
 
 __all__ = ["probe_gateways", "probe_gateways_async"]
+
+
+# A restartable gateway whose node died is RESTARTING (or pending creation on no node):
+# calls to it queue silently, so a time-out alone would take several probes to notice.
+_LOST_STATES = ("RESTARTING", "DEAD", "PENDING_CREATION", "DEPENDENCIES_UNREADY")
 
 
 def _lost_reason(exc: BaseException) -> str:
@@ -49,7 +55,11 @@ def probe_gateways(
         try:
             status = ray.get(ref, timeout=0)
         except GetTimeoutError:
-            c = health.on_probe_timeout(venue, timeout_s)
+            state, cause = _actor_state(gateways_by_venue[venue])
+            if state in _LOST_STATES:
+                c = health.on_gateway_lost(venue, f"gateway actor {state}" + (f": {cause}" if cause else ""))
+            else:
+                c = health.on_probe_timeout(venue, timeout_s)
         except RayActorError as exc:
             c = health.on_gateway_lost(venue, _lost_reason(exc))
         except Exception as exc:  # noqa: BLE001 - status() raising means the gateway is not healthy

@@ -364,7 +364,11 @@ def wait_ready(
         for ref in done:
             name = refs[ref]
             try:
-                ready[name] = ray.get(ref) or {}
+                answer = ray.get(ref)
+                if answer is False:
+                    failed[name] = "ready() answered False (the actor says it is not ready)"
+                else:
+                    ready[name] = answer if isinstance(answer, dict) else {"ready": answer}
             except RayActorError as exc:
                 failed[name] = f"died while starting: {str(exc).splitlines()[0]}"
             except Exception as exc:  # noqa: BLE001 - a raising ready() is a not-ready actor
