@@ -111,4 +111,4 @@ class ClockCalibrator:
 
     def calibrate(self, venue_ts: int, at_ns: int | None = None) -> int:
         """A venue timestamp moved onto our clock: ``venue_ts - offset``."""
-        return int(venue_ts - self.estimate(at_ns).offset_ns)
+        return venue_ts - round(self.estimate(at_ns).offset_ns)

@@ -85,7 +85,7 @@ class GatewayCore:
         st = self.orders.get(rep.client_order_id)
         upd: dict[str, Any] = {}
         if rep.venue_ts_ns:
-            upd["ts_ns"] = int(rep.venue_ts_ns - self.offset().offset_ns)
+            upd["ts_ns"] = rep.venue_ts_ns - round(self.offset().offset_ns)
         else:
             upd["ts_ns"] = self.clock.now_ns()
         if st is not None:

@@ -175,7 +175,7 @@ class Normaliser:
         settlement = _price(msg.get("settlement"), "settlement", inst, optional=True)
         bids = _levels(msg.get("bids"), "bids", inst)
         asks = _levels(msg.get("asks"), "asks", inst)
-        cal = int(ts - offset_ns)
+        cal = ts - round(offset_ns)
         if cal > recv_ns + self.max_future_ns:
             raise _Bad(BadInput(BadInputReason.FUTURE_TS, "ts", f"{(cal - recv_ns) / 1e6:.1f} ms in the future", inst_id))
         if cal < recv_ns - self.max_past_ns:

@@ -47,6 +47,8 @@ class SyntheticParams(BaseModel):
     """Seed of the common factor: feeds with the same factor_seed (on any gateway) are cointegrated."""
     hedge_betas: tuple[Annotated[float, Field(gt=0, le=10)], ...] = ()
     """Loading of each instrument on the common factor (default 1.0)."""
+    spread_vol_bps: Annotated[float, Field(ge=0, le=10_000)] = 5.0
+    """Standard deviation of each instrument's stationary idiosyncratic part (the pair's spread noise)."""
     spread_mean_reversion: Annotated[float, Field(gt=0, le=1)] = 0.05
     """Per-tick pull of each instrument's idiosyncratic part back to zero (an OU process)."""
     spread_ticks: tuple[PositiveInt, PositiveInt] = (1, 3)

@@ -215,12 +215,21 @@ def close_stamp_ns(venue: Venue | None, day: dt.date) -> int:
 
 
 def bars_to_quotes(bars: Iterable[Bar], inst: Instrument, venue: Venue | None, *, spread_ticks: int = 2,
-                   size: int = 50) -> list[Quote]:
-    """Apply the bar -> quote rule of this module's docstring."""
+                   size: int = 50, report: LoadReport | None = None) -> list[Quote]:
+    """Apply the bar -> quote rule of this module's docstring.
+
+    A bar dated on one of the venue's holidays (COMEX prints on US holidays it trades
+    abbreviated hours on) is kept and noted in ``report.adjusted``: a session-enforcing
+    simulated venue will refuse orders at that instant (MARKET_CLOSED).
+    """
     out = []
     settle: Decimal | None = None
     below = spread_ticks // 2
+    holidays = set(venue.holidays) if venue is not None else set()
     for b in bars:
+        if report is not None and b.date in holidays:
+            report.adjusted.append((0, f"bar on a {venue.code if venue else ''} holiday: {b.date} "
+                                       "(kept; the venue is closed then by its calendar)"))
         ts = close_stamp_ns(venue, b.date)
         c = inst.round_price(b.close)
         bid = inst.round_price(c - below * inst.tick_size)
@@ -303,7 +312,7 @@ def load_replay_file(path: str | Path, fmt: str, inst: Instrument, venue: Venue 
     """Load one replay file of any supported format as quotes for ``inst``."""
     if fmt in ("sge_daily", "comex_daily", "ohlc_csv"):
         bars, rep = load_bars(path, fmt)
-        return bars_to_quotes(bars, inst, venue, spread_ticks=spread_ticks, size=size), rep
+        return bars_to_quotes(bars, inst, venue, spread_ticks=spread_ticks, size=size, report=rep), rep
     if fmt == "fred_fx":
         series, rep = load_fred_fx(path)
         bars = [Bar(d, r, r, r, r) for d, r in series]

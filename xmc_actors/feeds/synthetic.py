@@ -7,7 +7,8 @@ Model (all draws from seeded ``random.Random``, so a seed gives the same stream 
   ``factor_seed`` and ``start_ns`` sees the same factor, so instruments on different gateways
   are cointegrated;
 * per instrument an **idiosyncratic** part ``s``, mean-reverting (an Ornstein-Uhlenbeck step
-  per tick with pull ``spread_mean_reversion``), with **jumps** of ``jump_bps`` (either sign)
+  per tick with pull ``spread_mean_reversion`` and a stationary standard deviation of
+  ``spread_vol_bps``), with **jumps** of ``jump_bps`` (either sign)
   with probability ``jump_prob`` per tick;
 * ``price = start_price * exp(beta * x + s)`` snapped to the tick grid; the bid-ask spread is
   ``spread_ticks`` (uniform in the range); sizes are uniform in ``1..max_size``; ``last`` is a
@@ -66,7 +67,8 @@ def synthetic_quotes(params: SyntheticParams, instruments: dict[str, Instrument]
     p0 = [float(params.start_prices[k]) if k < len(params.start_prices) else 100.0 for k in range(len(insts))]
     beta = [params.hedge_betas[k] if k < len(params.hedge_betas) else 1.0 for k in range(len(insts))]
     idio = [0.0] * len(insts)
-    idio_step = params.vol_bps * 1e-4 / math.sqrt(params.ticks_per_s)
+    pull = params.spread_mean_reversion
+    idio_step = params.spread_vol_bps * 1e-4 * math.sqrt(1 - (1 - pull) ** 2)  # stationary std = spread_vol_bps
     settle: list[Decimal] = [insts[k].round_price(p0[k]) for k in range(len(insts))]
     last_px: list[Decimal] = list(settle)
     day = [start // (86_400 * _NS)] * len(insts)

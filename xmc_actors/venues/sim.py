@@ -75,7 +75,7 @@ class VenueClock:
 
     def at(self, t_ns: int) -> int:
         j = self._rng.gauss(0.0, self.jitter_ns) if self.jitter_ns else 0.0
-        return int(t_ns + self.true_offset_ns(t_ns) + j)
+        return t_ns + round(self.true_offset_ns(t_ns) + j)  # int + int: no float rounding at 1e18
 
     def now_ns(self) -> int:
         return self.at(self.clock.now_ns())
@@ -367,7 +367,8 @@ class SimExchange:
         o = SimOrder(OrderState(request=req), f"{self.venue.code}-O{self._order_seq}", self._prio)
         o.state.transition(OrderStatus.SUBMITTED)
         self.orders[req.client_order_id] = o
-        lost = self._take_injection("no_ack_next", req.instrument) is not None
+        lost = self._take_injection("no_ack_next", req.instrument) is not None or bool(
+            self.params.faults.no_ack_prob and self._rng_orders.random() < self.params.faults.no_ack_prob)
         inj = self._take_injection("reject_next", req.instrument) if book else None
         bad = (RejectReason(inj.get("reason", "VENUE_ERROR")), "injected reject") if inj else self._check(req, book)
         if bad is not None:
