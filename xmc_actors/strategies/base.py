@@ -234,6 +234,16 @@ class Strategy:
         if self.trades:
             self._check_clip_hedges()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the event maker holds a lock: rebuilt on unpickling (strategies are shipped to host actors)
+        state = dict(self.__dict__)
+        state.pop("events", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.events = EventMaker(self.ctx.clock, f"{self.ctx.actor}/{self.ctx.name}")
+
     # ------------------------------------------------------------------ hooks for subclasses
     def decide(self, snap: Snapshot) -> Decision | None:
         """Return the target position for this snapshot, or None to hold. Must be deterministic."""

@@ -1,0 +1,135 @@
+"""The strategy host actor on Ray with a stand-in coordinator that records intents."""
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from strategy_kit import T0, ctx, pair_quotes  # noqa: E402
+
+from xmc_actors.actors.strategy import StrategyHost  # noqa: E402
+from xmc_actors.strategies import BandStrategy, Strategy  # noqa: E402
+from xmc_actors.strategies.params import BandParams  # noqa: E402
+
+pytestmark = pytest.mark.ray
+PARAMS = {"signal": "ratio", "price": "mid", "center": 1.0, "entry": 0.01, "exit": 0.003, "cooldown_ms": 0,
+          "guards": {"require_sessions_open": False, "stale_ms": 60_000}}
+
+
+@ray.remote(num_cpus=0)
+class RecordingCoordinator:
+    """Records intents; refuses decision ids listed in ``refuse``; fails the first ``fail_first`` calls."""
+
+    def __init__(self, refuse: tuple[str, ...] = (), fail_first: int = 0) -> None:
+        self.intents: list = []
+        self.refuse = set(refuse)
+        self.fail_left = fail_first
+
+    async def submit(self, intent):
+        if self.fail_left > 0:
+            self.fail_left -= 1
+            raise RuntimeError("coordinator busy")
+        self.intents.append(intent)
+        if intent.decision_id in self.refuse:
+            return {"decision_id": intent.decision_id, "state": "REFUSED", "reason": "MAX_POSITION"}
+        return {"decision_id": intent.decision_id, "state": "WORKING"}
+
+    async def recorded(self):
+        return self.intents
+
+
+class Flaky(Strategy, name="test_actor_flaky", params=BandParams):
+    def decide(self, snap):
+        raise RuntimeError("flaky user code")
+
+
+# classes defined here travel to the workers by value (the workers cannot import this test module)
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_instance():
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="test-strategy-actor", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _wait(fn, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_host_submits_intents_to_the_coordinator_and_applies_the_pushed_outcome():
+    coord = RecordingCoordinator.remote()
+    host = StrategyHost.remote([BandStrategy(ctx("g1"), PARAMS), Flaky(ctx("flaky"), PARAMS)], coord,
+                               time_source="quotes")
+    # Act: one quote batch shared by both instances
+    ray.get(host.on_quotes.remote(pair_quotes(1.02, t=T0)))
+    recorded = _wait(lambda: ray.get(coord.recorded.remote()))
+    # Assert: the good strategy's intent reached the coordinator; the flaky one is halted alone
+    [intent] = recorded
+    assert intent.decision_id == "g1-00000001" and intent.legs[0].qty == 1 and intent.legs[1].qty == 5
+    st = ray.get(host.status.remote())["strategies"]
+    assert st["flaky"]["state"] == "ERROR" and st["g1"]["pending"] == "g1-00000001"
+    kinds = [e.kind.value for e in ray.get(host.events.remote())]
+    assert "STRATEGY_ERROR" in kinds and "SIGNAL" in kinds
+    # the coordinator pushes the outcome
+    ray.get(host.on_pair_done.remote({"decision_id": intent.decision_id, "state": "HEDGED",
+                                      "legs": {"A": {"filled_qty": 1}, "B": {"filled_qty": 5}}}))
+    st = ray.get(host.status.remote())["strategies"]["g1"]
+    assert (st["position"], st["position_b"], st["pending"]) == (-1, 5, None)
+
+
+def test_refused_submit_frees_the_strategy_and_a_failing_submit_is_retried_with_the_same_decision_id():
+    coord = RecordingCoordinator.remote(refuse=("r1-00000001",), fail_first=0)
+    host = StrategyHost.remote([BandStrategy(ctx("r1"), PARAMS)], coord, time_source="quotes", retry_delay_s=0.01)
+    ray.get(host.on_quotes.remote(pair_quotes(1.02, t=T0)))
+    ray.get(host.drain.remote())
+    st = ray.get(host.status.remote())["strategies"]["r1"]
+    assert st["pending"] is None and st["position"] == 0 and st["counters"]["pairs_done"] == 1
+
+    flaky_coord = RecordingCoordinator.remote(fail_first=2)
+    host2 = StrategyHost.remote([BandStrategy(ctx("r2"), PARAMS)], flaky_coord, time_source="quotes",
+                                retry_delay_s=0.01)
+    ray.get(host2.on_quotes.remote(pair_quotes(1.02, t=T0)))
+    ray.get(host2.drain.remote())
+    [intent] = ray.get(flaky_coord.recorded.remote())
+    assert intent.decision_id == "r2-00000001"
+    status = ray.get(host2.status.remote())
+    assert status["submit_failures"] == 2 and status["strategies"]["r2"]["pending"] == "r2-00000001"
+
+
+def test_halt_and_resume_through_the_actor_and_bad_input_does_not_kill_it():
+    coord = RecordingCoordinator.remote()
+    host = StrategyHost.remote([BandStrategy(ctx("h1"), PARAMS)], coord, time_source="quotes")
+    assert ray.get(host.halt.remote("h1", "desk says stop"))["state"] == "HALTED"
+    ray.get(host.on_quotes.remote(pair_quotes(1.02, t=T0)))
+    ray.get(host.on_quotes.remote([{"instrument": "LME.CA3M"}]))  # not a Quote
+    ray.get(host.on_pair_done.remote({"decision_id": "nope"}))
+    assert ray.get(coord.recorded.remote()) == []
+    assert ray.get(host.resume.remote("h1"))["state"] == "ACTIVE"
+    ray.get(host.on_quotes.remote(pair_quotes(1.02, t=T0 + 1_000_000)))
+    assert _wait(lambda: ray.get(coord.recorded.remote()))
+    assert ray.get(host.status.remote())["bad_input"] == 2
+    with pytest.raises(ray.exceptions.RayTaskError, match="no strategy named 'zz'"):
+        ray.get(host.halt.remote("zz"))
+
+
+def test_fifty_instances_in_one_host_share_a_batch():
+    coord = RecordingCoordinator.remote()
+    strategies = [BandStrategy(ctx(f"s{i:02d}"), PARAMS) for i in range(50)]
+    host = StrategyHost.remote(strategies, coord, time_source="quotes")
+    assert ray.get(host.instruments.remote()) == ["LME.CA3M", "SHFE.cu"]
+    ray.get(host.on_quotes.remote(pair_quotes(1.02, t=T0)))
+    ray.get(host.drain.remote())
+    assert len(ray.get(coord.recorded.remote())) == 50

@@ -1,0 +1,190 @@
+"""The strategy host actor: a thin Ray shell around :class:`~xmc_actors.strategies.host.StrategyHostCore`.
+
+One actor hosts one or more strategy instances (50 instances on a 2-core machine share one or
+a few hosts: one quote subscription, one batch evaluated by every instance that trades it).
+Gateways push conflated quote batches to :meth:`StrategyHostActor.on_quotes`; intents go to
+the coordinator with ``coordinator.submit.remote(intent)`` without waiting on the hot path
+(each call is watched by a task that logs a failure and re-submits: ``submit`` is idempotent on
+``decision_id``); the coordinator pushes outcomes to :meth:`StrategyHostActor.on_pair_done`.
+Events go through an :class:`~xmc_actors.core.sink.EventSink` (fire-and-forget).
+
+The actor is async: nothing blocks its event loop (object refs are awaited, never ``ray.get``).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Iterable, Literal
+
+import ray
+
+from ..core.clock import Clock, SystemClock
+from ..core.sink import EventMaker, EventSink, MemorySink
+from ..model.events import Event, EventKind
+from ..model.pairs import PairIntent
+from ..model.quotes import Quote
+from ..strategies.base import Strategy
+from ..strategies.host import StrategyHostCore
+
+log = logging.getLogger(__name__)
+
+
+class StrategyHostActor:
+    """Hosts strategy instances on Ray (use :data:`StrategyHost`, the remote class).
+
+    Parameters
+    ----------
+    strategies
+        Built instances (:func:`xmc_actors.strategies.base.build_strategy`), unique names.
+    coordinator
+        The PairCoordinator handle (``submit.remote(intent)``); may be set later with
+        :meth:`set_coordinator`. Without one, a submission fails (logged, retried, then an orange alert).
+    sink
+        Where events go. Default: an in-actor :class:`MemorySink` readable with :meth:`events`.
+    name
+        Actor name used in events.
+    clock
+        Time source; ``time_source="quotes"`` instead follows the latest calibrated quote time
+        (replays at full speed, where the wall clock would make every quote stale).
+    submit_retries
+        Re-submissions of an intent whose ``submit`` call failed (its outcome is unknown).
+    """
+
+    def __init__(self, strategies: list[Strategy], coordinator: Any = None, sink: EventSink | None = None, *,
+                 name: str = "strategy-host", clock: Clock | None = None,
+                 time_source: Literal["clock", "quotes"] = "clock", submit_retries: int = 3,
+                 retry_delay_s: float = 0.2) -> None:
+        self.name = name
+        self.clock = clock or SystemClock()
+        self.time_source = time_source
+        self.maker = EventMaker(self.clock, name)
+        self.core = StrategyHostCore(strategies, self.maker)
+        self.coordinator = coordinator
+        self.sink: EventSink = sink if sink is not None else MemorySink()
+        self.submit_retries = submit_retries
+        self.retry_delay_s = retry_delay_s
+        self._quote_now = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.submit_failures = 0
+        try:
+            restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        except Exception:  # noqa: BLE001 - not running inside an actor (direct use in a test)
+            restarted = False
+        now = self._now()
+        if restarted:
+            # positions and decision counters in the constructor arguments are those of the first
+            # start: trading on them could double a position. Halt until an operator resumes.
+            for n in list(self.core.strategies):
+                self._emit(self.core.halt(n, "host restarted: restore positions from the ledger, then resume", now))
+        self._emit([self.maker.make(EventKind.LIFECYCLE, ts_ns=now, reason="strategy host started",
+                                    strategies=sorted(self.core.strategies), restarted=restarted)])
+
+    # ------------------------------------------------------------------ remote API
+    async def on_quotes(self, quotes: list[Quote]) -> None:
+        """A conflated quote batch from a gateway (fire-and-forget)."""
+        if self.time_source == "quotes":
+            for q in quotes if isinstance(quotes, (list, tuple)) else ():
+                if isinstance(q, Quote) and q.ts_ns > self._quote_now:
+                    self._quote_now = q.ts_ns
+        intents, events = self.core.on_quotes(quotes, self._now())
+        self._emit(events)
+        for intent in intents:
+            self._spawn(self._submit(intent))
+
+    async def on_pair_done(self, summary: dict[str, Any]) -> None:
+        """A pair's outcome pushed by the coordinator."""
+        intents, events = self.core.on_pair_done(summary, self._now())
+        self._emit(events)
+        for intent in intents:
+            self._spawn(self._submit(intent))
+
+    async def status(self) -> dict[str, Any]:
+        """Per strategy: state, position, pending decision, last signal, errors, counters."""
+        return {"host": self.name, "strategies": self.core.status(), "submit_failures": self.submit_failures,
+                "bad_input": self.core.bad_input, "in_flight_submits": len(self._tasks)}
+
+    async def halt(self, name: str, reason: str = "operator") -> dict[str, Any]:
+        self._emit(self.core.halt(name, reason, self._now()))
+        return self.core.strategies[name].status()
+
+    async def resume(self, name: str, reason: str = "operator") -> dict[str, Any]:
+        self._emit(self.core.resume(name, reason, self._now()))
+        return self.core.strategies[name].status()
+
+    async def instruments(self) -> list[str]:
+        return self.core.instruments()
+
+    async def set_coordinator(self, coordinator: Any) -> None:
+        self.coordinator = coordinator
+
+    async def events(self, kind: str | None = None) -> list[Event]:
+        """Events kept by the default in-actor sink (tests, the demo); [] with another sink."""
+        if not isinstance(self.sink, MemorySink):
+            return []
+        return [e for e in self.sink.events if kind is None or e.kind.value == kind]
+
+    async def drain(self, timeout_s: float = 5.0) -> int:
+        """Wait for in-flight submissions to settle; returns how many are still running."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout_s)
+        return len(self._tasks)
+
+    # ------------------------------------------------------------------ internals
+    def _now(self) -> int:
+        return self._quote_now if self.time_source == "quotes" and self._quote_now else self.clock.now_ns()
+
+    def _emit(self, events: Iterable[Event]) -> None:
+        events = list(events)
+        if events:
+            try:
+                self.sink.emit_many(events)
+            except Exception:  # noqa: BLE001 - the ledger client's failure must not stop trading logic
+                log.exception("%s: could not write %d event(s)", self.name, len(events))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _submit(self, intent: PairIntent) -> None:
+        did = intent.decision_id
+        for attempt in range(self.submit_retries + 1):
+            if self.coordinator is None:
+                err = "no coordinator handle set"
+            else:
+                try:
+                    result = await self.coordinator.submit.remote(intent)
+                except Exception as exc:  # noqa: BLE001 - unknown outcome: re-submit (idempotent on decision_id)
+                    err = f"{type(exc).__name__}: {exc}"
+                else:
+                    self._on_submit_result(intent, result)
+                    return
+            self.submit_failures += 1
+            final = attempt == self.submit_retries
+            log.warning("%s: submit %s failed (attempt %d): %s", self.name, did, attempt + 1, err)
+            self._emit(self.core.on_submit_failed(did, err, self._now(), final=final))
+            if final:
+                return
+            await asyncio.sleep(self.retry_delay_s * (attempt + 1))
+
+    def _on_submit_result(self, intent: PairIntent, result: Any) -> None:
+        # The outcome is pushed through on_pair_done; a refusal returned here is applied at once
+        # too (applying a summary twice is a no-op), so a strategy never waits on a refused pair.
+        state = None
+        if isinstance(result, dict):
+            state = result.get("state") or result.get("outcome")
+        else:
+            state = getattr(result, "state", None)
+        state = getattr(state, "value", state)
+        if state == "REFUSED":
+            summary = dict(result) if isinstance(result, dict) else {"state": "REFUSED"}
+            summary.setdefault("decision_id", intent.decision_id)
+            summary["state"] = "REFUSED"
+            _, events = self.core.on_pair_done(summary, self._now())
+            self._emit(events)
+
+
+#: The Ray actor class. ``num_cpus=0``: hosts are I/O-light; place many on a small machine.
+StrategyHost = ray.remote(num_cpus=0, max_restarts=0)(StrategyHostActor)
+
+__all__ = ["StrategyHost", "StrategyHostActor"]
