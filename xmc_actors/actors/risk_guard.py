@@ -162,7 +162,7 @@ class RiskGuard:
             self._send_remote(a)
         for scope, key, state in out.state_changes:
             await self._broadcast(scope, key, state, "auto")
-        if out.regrant:
+        if out.regrant or out.state_changes:
             await self.regrant_all()
 
     def _send_remote(self, a: Alert) -> None:
@@ -196,8 +196,10 @@ class RiskGuard:
         except ValueError as e:
             return {"ok": False, "error": str(e)}
         acks = await self._broadcast(scope, key, TradingState(state), operator)
+        elapsed = (time.perf_counter() - t0) * 1000
+        await self.regrant_all()  # a pushed state holds with the more severe grant state until a grant agrees
         return {"ok": all(v == "ok" for v in acks.values()), "event_id": ev.event_id, "scope": scope, "key": key,
-                "state": state, "acks": acks, "elapsed_ms": (time.perf_counter() - t0) * 1000}
+                "state": state, "acks": acks, "elapsed_ms": elapsed}
 
     async def halt(self, scope: str = "global", key: str | None = None, operator: str = "", reason: str = "") -> dict[str, Any]:
         return await self.set_trading_state(scope, key, TradingState.HALTED.value, operator, reason)

@@ -140,8 +140,10 @@ class LedgerAlertSink:
     def send(self, alert: Alert) -> None:
         scope_field = {"strategy": "strategy", "venue": "venue", "account": "account"}.get(alert.scope)
         kw = {scope_field: alert.key} if scope_field else {}
-        self.sink.emit(self.maker.make(EventKind.ALERT, reason=f"{alert.level.value}:{alert.monitor}", ts_ns=alert.ts_ns,
-                                       **kw, **alert.model_dump(mode="json")))
+        body = alert.model_dump(mode="json")
+        ts = body.pop("ts_ns")
+        self.sink.emit(self.maker.make(EventKind.ALERT, reason=f"{alert.level.value}:{alert.monitor}", ts_ns=ts,
+                                       **kw, **body))
 
 
 class LogAlertSink:

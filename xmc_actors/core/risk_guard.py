@@ -369,7 +369,7 @@ class RiskGuardCore:
                 else:
                     lvl = AlertLevel(p["level"])
                     self.alerts.open[k] = _Open(p["alert_id"], lvl, int(p.get("opened_ns", ev.ts_ns)), ev.ts_ns,
-                                                int(p.get("repeats", 0)), Alert.model_validate(p))
+                                                int(p.get("repeats", 0)), Alert.model_validate({**p, "ts_ns": ev.ts_ns}))
                     if p.get("action") == AlertAction.THROTTLE.value:
                         for sk in self._targets(k[1], k[2]):
                             self.throttled.setdefault(sk, ":".join(k))
@@ -393,7 +393,7 @@ class RiskGuardCore:
                     rep.mismatches.append({"account": acc, "instrument": inst, "ledger": a, "venue": b})
                     self.book.apply_fill(acc, UNATTRIBUTED, inst, diff, None)
                     self.sink.emit(self.maker.make(EventKind.RECONCILE, account=acc, instrument=inst,
-                                                   reason="POSITION_MISMATCH", ledger=a, venue=b, difference=diff))
+                                                   reason="POSITION_MISMATCH", ledger_lots=a, venue_lots=b, difference=diff))
         rep.states = dict(self.states)
         self.sink.emit(self.maker.make(EventKind.LIFECYCLE, reason="RISK_GUARD_REBUILT", events=rep.events_read,
                                        booked=rep.booked_pairs, mismatches=len(rep.mismatches),

@@ -287,7 +287,7 @@ def check_price_collar(c: CheckContext) -> list[Denial] | None:
         dev = abs(lv.price - lv.reference) / lv.reference
         if dev > pct:
             out.append(deny(DenialCode.PRICE_OUTSIDE_COLLAR, f"leg={lv.leg.leg} instrument={lv.inst.id} price={lv.price} "
-                            f"reference={lv.reference} deviation={_fmt(dev * 100)}% max={_fmt(pct * 100)}%"))
+                            f"reference={lv.reference} deviation={dev * 100:.2f}% max={pct * 100:.2f}%"))
     return out
 
 
