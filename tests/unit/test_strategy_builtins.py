@@ -206,3 +206,21 @@ def test_a_second_class_under_a_taken_name_is_refused():
 def test_unknown_strategy_class_lists_the_known_ones():
     with pytest.raises(KeyError, match=r"unknown strategy class 'bandd' \(known: .*band"):
         STRATEGIES.get("bandd")
+
+
+def test_live_fx_quotes_feed_the_hosts_fx_book_and_a_bad_one_is_bad_input():
+    from xmc_actors.core.pricing import FxBook, LiveRate
+    from xmc_actors.strategies import BandStrategy
+
+    c = ctx("live")
+    c = c.__class__(**{**c.__dict__, "fx": FxBook({("USD", "CNY"): LiveRate(max_age_ms=60_000)})})
+    s = BandStrategy(c, {"center": 1.0, "entry": 0.01, "exit": 0.003, "cooldown_ms": 0, "price": "mid"})
+    host = StrategyHostCore([s], EventMaker(SimClock(T0), "host"))
+    its, _ = host.on_quotes(pair_quotes(1.02), T0)
+    assert its == [] and s.blocked[0] == "NO_PARITY"
+    # USDCNY 7.07: SHFE 70000 CNY/t is 9900.99 USD/t, so LME at 10200 is rich by 3 %
+    its, evs = host.on_quotes([quote("FX.USDCNY", "7.0699", "7.0701", ts_ns=T0 + 1), *pair_quotes(1.02, t=T0 + 1)], T0 + 1)
+    assert len(its) == 1
+    assert s.last_signal["signal_mid"] == pytest.approx(10200 / (70000 / 7.07), rel=1e-9)
+    _, evs = host.on_quotes([quote("FX.USDCNY", "-1", "-1", ts_ns=T0 + 2)], T0 + 2)
+    assert [e.kind.value for e in evs] == ["BAD_INPUT"] and "positive" in evs[0].reason

@@ -62,6 +62,9 @@ class StrategyHostCore:
                 reason=f"quotes: {len(quotes) - len(good)} item(s) are not Quote objects (first: {type(bad).__name__}); skipped"))
             quotes = good
         for q in quotes:
+            if q.instrument.startswith("FX."):
+                self._update_fx(q, events, now_ns)
+                continue
             for s in self.by_instrument.get(q.instrument, ()):
                 touched[s.name] = s
         intents: list[PairIntent] = []
@@ -102,6 +105,19 @@ class StrategyHostCore:
         return {n: s.status() for n, s in self.strategies.items()}
 
     # ------------------------------------------------------------------ internals
+    def _update_fx(self, q: Quote, events: list[Event], now_ns: int) -> None:
+        """A live FX quote ``FX.USDCNY`` (quote currency per base): its mid feeds every FX book."""
+        sym = q.instrument[3:]
+        try:
+            if len(sym) != 6 or q.mid is None:
+                raise ValueError(f"{q.instrument}: expected FX.<BASE><QUOTE> with a bid and an ask")
+            books = {id(s.ctx.fx): s.ctx.fx for s in self.strategies.values()}
+            for book in books.values():
+                book.update(sym[:3], sym[3:], float(q.mid), q.ts_ns)
+        except ValueError as e:
+            self.bad_input += 1
+            events.append(self.events.make(EventKind.BAD_INPUT, ts_ns=now_ns, instrument=q.instrument, reason=str(e)))
+
     def _control(self, name: str, fn: Callable[[Strategy], list[Action]], now_ns: int) -> list[Event]:
         s = self.strategies.get(name)
         if s is None:
