@@ -1,0 +1,403 @@
+"""Start, wire, drive and stop a whole deployment (``xmc run`` and the demo).
+
+A :class:`Deployment` turns a :class:`~xmc_actors.model.config.DeploymentConfig` into named
+actors in one namespace:
+
+``deployment`` (registry) · ``ledger-<n>`` · ``risk-guard`` · ``gateway-<VENUE>`` ·
+``coordinator`` · ``strategy-host-<n>`` · ``metrics-hub`` (when ``ray.metrics_port`` is set)
+
+and wires them: the gateways push reports to the coordinator and quotes to the strategy hosts
+that trade their instruments; the coordinator pushes pair outcomes to the hosts and the risk
+guard; the risk guard grants limits to the coordinator; everything writes to the ledger.
+
+Feeds run in two ways. *Live-like* feeds (synthetic, or replay at a speed) run inside their
+gateways on the wall clock. *Replay as fast as possible* of several gateways is driven here
+in lock step (:class:`ReplayDriver`): all replay gateways advance to the same replayed time,
+then the run settles (quotes delivered, pairs finished) before the next step, so that two
+venues' histories never drift apart and a hedge lands at the time of the data that caused it.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+import ray
+
+from ..model.config import DeploymentConfig, LedgerConfig
+from .session import REGISTRY_NAME, DeploymentRegistry, start_ray
+
+COORDINATOR_NAME = "coordinator"
+RISK_GUARD_NAME = "risk-guard"
+HOST_PREFIX = "strategy-host-"
+DAY_NS = 86_400 * 1_000_000_000
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """What a run did, for the console and for tests."""
+
+    name: str
+    wall_s: float
+    pairs_by_outcome: dict[str, int]
+    quotes: int
+    intents: int
+    alerts_by_level: dict[str, int]
+    slippage_bps: dict[str, float]
+    exposure_ms: dict[str, float]
+    replenished: int
+    rolled_back: int
+    escalated: int
+    strategy_errors: int
+    ledger_path: str
+    report_path: str = ""
+    examples: dict[str, str] = dataclasses.field(default_factory=dict)
+    per_strategy: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        out = [f"run {self.name!r} finished in {self.wall_s:.1f} s"]
+        out.append(f"  quotes delivered to strategies  {self.quotes:,}")
+        out.append(f"  pair intents                    {self.intents:,}")
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(self.pairs_by_outcome.items())) or "none"
+        out.append(f"  pairs by outcome                {outcomes}")
+        out.append(f"  pairs that replenished (补单)   {self.replenished}")
+        out.append(f"  pairs rolled back (回滚)        {self.rolled_back}")
+        out.append(f"  pairs escalated                 {self.escalated}")
+        if self.slippage_bps:
+            s = self.slippage_bps
+            out.append(f"  slippage vs trigger (bps)       p50 {s.get('p50', 0):.2f}  p95 {s.get('p95', 0):.2f}  max {s.get('max', 0):.2f}")
+        if self.exposure_ms:
+            e = self.exposure_ms
+            out.append(f"  unhedged exposure (ms)          p50 {e.get('p50', 0):.1f}  p95 {e.get('p95', 0):.1f}  max {e.get('max', 0):.1f}")
+        alerts = ", ".join(f"{k} {v}" for k, v in sorted(self.alerts_by_level.items())) or "none"
+        out.append(f"  alerts                          {alerts}")
+        if self.strategy_errors:
+            out.append(f"  strategy errors (isolated)      {self.strategy_errors}")
+        for label, did in self.examples.items():
+            out.append(f"  e.g. {label:<27} xmc audit trace {did} --ledger {self.ledger_path}")
+        out.append(f"  ledger                          {self.ledger_path}")
+        if self.report_path:
+            out.append(f"  HTML report                     {self.report_path}")
+        return out
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))]
+
+
+def _dist(values: list[float]) -> dict[str, float]:
+    return {"p50": _pct(values, 0.5), "p95": _pct(values, 0.95), "max": max(values) if values else 0.0} if values else {}
+
+
+class ReplayDriver:
+    """Advances every replay gateway to the same replayed time, then lets the run settle."""
+
+    def __init__(self, gateways: dict[str, Any], settle: Callable[[], None], step_ns: int) -> None:
+        self.gateways = gateways
+        self.settle = settle
+        self.step_ns = step_ns
+        self.now_ns: int | None = None
+        self.done = not gateways
+
+    def start(self) -> None:
+        firsts = [t for t in ray.get([g.next_ts.remote() for g in self.gateways.values()]) if t is not None]
+        if not firsts:
+            self.done = True
+            return
+        self.now_ns = min(firsts)
+
+    def step(self) -> int:
+        """One step; returns how many feed events the gateways processed."""
+        if self.done or self.now_ns is None:
+            return 0
+        target = self.now_ns
+        counts = ray.get([g.run_until.remote(target) for g in self.gateways.values()])
+        self.settle()
+        nexts = [t for t in ray.get([g.next_ts.remote() for g in self.gateways.values()]) if t is not None]
+        if not nexts:
+            self.done = True
+        else:
+            self.now_ns = max(target + self.step_ns, min(nexts)) if min(nexts) > target + self.step_ns else target + self.step_ns
+        return int(sum(counts))
+
+
+class Deployment:
+    """A running deployment (driver side).
+
+    Parameters
+    ----------
+    cfg
+        The validated deployment configuration.
+    address
+        Ray address to join; ``None`` starts an embedded single-machine Ray.
+    ledger_path
+        Overrides ``cfg.ledger.path``.
+    strategies_per_host
+        How many strategy instances one host actor runs (they share one quote stream).
+    """
+
+    def __init__(self, cfg: DeploymentConfig, *, address: str | None = None, ledger_path: str | None = None,
+                 strategies_per_host: int = 25, replay_step_ns: int = DAY_NS, quiet: bool = True) -> None:
+        self.cfg = cfg
+        self.address = address if address is not None else cfg.ray.address
+        self.namespace = cfg.ray.namespace
+        ledger = cfg.ledger if ledger_path is None else cfg.ledger.model_copy(update={"path": ledger_path})
+        self.ledger_cfg: LedgerConfig = ledger
+        self.strategies_per_host = max(1, strategies_per_host)
+        self.replay_step_ns = replay_step_ns
+        self.quiet = quiet
+        self.handles: dict[str, Any] = {}
+        self.gateways: dict[str, Any] = {}
+        self.replay_gateways: dict[str, Any] = {}
+        self.live_gateways: dict[str, Any] = {}
+        self.hosts: dict[str, Any] = {}
+        self.host_strategies: dict[str, list[str]] = {}
+        self.sink: Any = None
+        self.metrics_endpoint: Any = None
+        self.started_at = 0.0
+        self._stopped = False
+
+    # ------------------------------------------------------------------ start
+    def start(self) -> dict[str, dict]:
+        """Create every actor, wire them, and wait until all are ready (or say which is not)."""
+        from ..actors.coordinator import PairCoordinator
+        from ..actors.gateway import VenueGateway
+        from ..actors.risk_guard import RiskGuard
+        from ..actors.strategy import StrategyHost
+        from ..core.pricing import fx_book_from_config
+        from ..ledger.actor import start_ledger
+        from ..ledger.client import LedgerClient
+        from ..strategies.base import build_strategy
+        from .placement import cluster_nodes, coordinator_placement, gateway_placement, strategy_placement, wait_ready
+
+        cfg, ns = self.cfg, self.namespace
+        self.started_at = time.monotonic()
+        start_ray(self.address, ns, num_cpus=cfg.ray.num_cpus, dashboard=cfg.ray.dashboard, quiet=self.quiet)
+        embedded = self.address is None
+        info = {"name": cfg.name, "namespace": ns, "ledger": str(Path(self.ledger_cfg.path).resolve()),
+                "gateways": [g.actor_name for g in cfg.gateways], "strategies": [s.name for s in cfg.strategies],
+                "coordinator": COORDINATOR_NAME, "risk_guard": RISK_GUARD_NAME}
+        registry = DeploymentRegistry.options(name=REGISTRY_NAME, namespace=ns, lifetime="detached" if cfg.ray.detached else None).remote(info)
+        self.handles[REGISTRY_NAME] = registry
+
+        Path(self.ledger_cfg.path).mkdir(parents=True, exist_ok=True)
+        shards = start_ledger(self.ledger_cfg, ns, detached=cfg.ray.detached, ready_timeout_s=cfg.ray.ready_timeout_s)
+        for i, h in enumerate(shards):
+            self.handles[f"ledger-{i}"] = h
+        self.sink = LedgerClient(shards, self.ledger_cfg, actor="driver")
+        dep = cfg.model_dump(mode="json", by_alias=True)
+        lifetime = {"lifetime": "detached"} if cfg.ray.detached else {}
+
+        placements: dict[str, Any] = {}
+        risk = RiskGuard.options(name=RISK_GUARD_NAME, namespace=ns, max_restarts=-1, **lifetime).remote(dep, self.sink)
+        self.handles[RISK_GUARD_NAME] = risk
+
+        nodes = [] if embedded else cluster_nodes()
+        for g in cfg.gateways:
+            pl = gateway_placement(g, mode="none" if embedded else "auto", nodes=nodes, num_cpus=cfg.ray.gateway_cpus)
+            placements[g.actor_name] = pl
+            h = VenueGateway.options(name=g.actor_name, namespace=ns, max_restarts=-1, **pl.options, **lifetime).remote(
+                dep, g.actor_name, self.sink)
+            self.handles[g.actor_name] = self.gateways[g.venue] = h
+            is_replay_max = g.feed.kind == "replay" and g.feed.params.get("speed", "max") == "max"
+            (self.replay_gateways if is_replay_max else self.live_gateways)[g.venue] = h
+
+        cpl = coordinator_placement()
+        coord = PairCoordinator.options(name=COORDINATOR_NAME, namespace=ns, max_restarts=0, **cpl.options, **lifetime).remote(
+            dep, sink=self.sink, gateways=self.gateways, name=COORDINATOR_NAME)
+        self.handles[COORDINATOR_NAME] = coord
+
+        fx = fx_book_from_config(cfg.fx, max_lag_days=7)
+        instances = []
+        for s in cfg.strategies:
+            if s.enabled:
+                instances.append(build_strategy(s, cfg, fx, actor=s.name))
+        spl = strategy_placement(spread=not embedded, num_cpus=cfg.ray.strategy_cpus)
+        time_source = "quotes" if self.replay_gateways else "clock"
+        for n in range(0, len(instances), self.strategies_per_host):
+            name = f"{HOST_PREFIX}{n // self.strategies_per_host}"
+            chunk = instances[n:n + self.strategies_per_host]
+            h = StrategyHost.options(name=name, namespace=ns, **spl.options, **lifetime).remote(
+                chunk, coord, self.sink, name=name, time_source=time_source)
+            self.hosts[name] = self.handles[name] = h
+            self.host_strategies[name] = [i.name for i in chunk]
+
+        ready = wait_ready(self.handles, cfg.ray.ready_timeout_s, placements=placements)
+
+        # wiring (after readiness, so a pending actor is reported by wait_ready, not hung on here)
+        calls = []
+        for venue, gw in self.gateways.items():
+            calls.append(gw.register_owner.remote(COORDINATOR_NAME, coord))
+        for hname, h in self.hosts.items():
+            insts = ray.get(h.instruments.remote())
+            for venue, gw in self.gateways.items():
+                mine = [i for i in insts if i.split(".", 1)[0] == venue]
+                if mine:
+                    calls.append(gw.subscribe.remote(h, mine))
+            for sname in self.host_strategies[hname]:
+                calls.append(coord.register_strategy.remote(sname, h))
+        calls.append(coord.register_risk_guard.remote(risk))
+        calls.append(risk.register_coordinator.remote(COORDINATOR_NAME, coord))
+        for venue, gw in self.gateways.items():
+            calls.append(gw.subscribe.remote(risk, None))
+        ray.get(calls)
+
+        if cfg.ray.metrics_port:
+            self._start_metrics()
+        ray.get(registry.update.remote(actors=sorted(self.handles), hosts=self.host_strategies))
+        ray.get(registry.set_state.remote("RUNNING"))
+        return ready
+
+    def _start_metrics(self) -> None:
+        from ..ops.metrics import hub_fetcher, start_metrics_endpoint
+        from ..ops import metrics as m
+
+        hub = m.MetricsHub.options(name="metrics-hub", namespace=self.namespace, get_if_exists=True).remote()
+        self.handles["metrics-hub"] = hub
+        self.metrics_endpoint = start_metrics_endpoint(self.cfg.ray.metrics_port, hub_fetcher(hub))
+
+    # ------------------------------------------------------------------ run
+    def settle(self, timeout_s: float = 10.0) -> None:
+        """Wait until quotes pushed so far are processed and no pair is in flight."""
+        deadline = time.monotonic() + timeout_s
+        ray.get([g.quiesce.remote() for g in self.gateways.values()])
+        ray.get([h.drain.remote(max(0.1, deadline - time.monotonic())) for h in self.hosts.values()])
+        coord = self.handles[COORDINATOR_NAME]
+        while time.monotonic() < deadline:
+            st = ray.get(coord.status.remote())
+            if not st.get("in_flight"):
+                return
+            time.sleep(0.002)
+
+    def run(self, *, duration_s: float | None = None, progress: Callable[[dict[str, Any]], None] | None = None,
+            stop_event: threading.Event | None = None) -> RunSummary:
+        """Run the feeds until replays end and ``duration_s`` (wall time) has passed, then stop."""
+        stop_event = stop_event or threading.Event()
+        for gw in self.live_gateways.values():
+            ray.get(gw.start_feed.remote())
+        driver = ReplayDriver(self.replay_gateways, self.settle, self.replay_step_ns)
+        driver.start()
+        t0 = time.monotonic()
+        last_progress = 0.0
+        while not stop_event.is_set():
+            if not driver.done:
+                driver.step()
+            else:
+                if duration_s is None or time.monotonic() - t0 >= duration_s:
+                    break
+                time.sleep(0.05)
+            if progress is not None and time.monotonic() - last_progress > 0.5:
+                last_progress = time.monotonic()
+                progress(self.progress(replay_ns=driver.now_ns))
+            if driver.done and duration_s is None:
+                break
+        return self.stop()
+
+    def progress(self, replay_ns: int | None = None) -> dict[str, Any]:
+        st = ray.get(self.handles[COORDINATOR_NAME].status.remote())
+        return {"elapsed_s": time.monotonic() - self.started_at, "replay_ns": replay_ns,
+                "by_outcome": st.get("by_outcome", {}), "in_flight": st.get("in_flight", 0)}
+
+    def status(self) -> dict[str, Any]:
+        return collect_status(self.handles)
+
+    # ------------------------------------------------------------------ stop
+    def stop(self, timeout_s: float = 30.0) -> RunSummary:
+        """Stop feeds, resolve every open pair (finished or escalated), flush the ledger."""
+        if self._stopped:
+            raise RuntimeError("deployment already stopped")
+        self._stopped = True
+        for gw in self.live_gateways.values():
+            ray.get(gw.stop_feed.remote())
+        coord = self.handles[COORDINATOR_NAME]
+        ray.get(coord.shutdown.remote(timeout_s=min(timeout_s, 20.0)))
+        for h in self.hosts.values():
+            ray.get(h.drain.remote(2.0))
+        summary = self._summary()
+        ray.get(self.handles[REGISTRY_NAME].set_state.remote("STOPPED"))
+        # every actor's sink flushes what it holds before the shards go away
+        flushes = []
+        for name, h in self.handles.items():
+            if hasattr(h, "flush_sink"):
+                flushes.append(h.flush_sink.remote())
+        ray.get(flushes)
+        self.sink.close()
+        ray.get([self.handles[n].flush.remote() for n in self.handles if n.startswith("ledger-")])
+        return summary
+
+    def _summary(self) -> RunSummary:
+        coord = self.handles[COORDINATOR_NAME]
+        cs = ray.get(coord.status.remote())
+        done = ray.get(coord.summaries.remote())
+        slip = [abs(float(l["slippage_bps"])) for s in done for l in s.get("legs", []) if l.get("slippage_bps") is not None]
+        expo = [float(s["unhedged_ms"]) for s in done if s.get("unhedged_ms") is not None]
+        examples: dict[str, str] = {}
+        for s in done:
+            for label, cond in (("a hedged pair", s.get("state") == "HEDGED" and not s.get("replenished")),
+                                ("a replenished pair", bool(s.get("replenished")) and s.get("state") == "HEDGED"),
+                                ("a rolled-back pair", s.get("state") == "ROLLED_BACK"),
+                                ("an escalated pair", s.get("state") == "ESCALATED")):
+                if cond and label not in examples:
+                    examples[label] = s["decision_id"]
+        rs = ray.get(self.handles[RISK_GUARD_NAME].status.remote())
+        alerts = Counter(a.get("level", "?") for a in rs.get("alerts_history", rs.get("open_alerts", [])))
+        host_status = ray.get([h.status.remote() for h in self.hosts.values()])
+        per_strategy: dict[str, dict[str, Any]] = {}
+        quotes = intents = errors = 0
+        for hs in host_status:
+            quotes += int(hs.get("quotes", 0))
+            for name, st in hs.get("strategies", {}).items():
+                per_strategy[name] = st
+                intents += int(st.get("intents", 0))
+                errors += int(st.get("errors", 0))
+        return RunSummary(
+            name=self.cfg.name, wall_s=time.monotonic() - self.started_at,
+            pairs_by_outcome=dict(cs.get("by_outcome", {})), quotes=quotes, intents=intents,
+            alerts_by_level=dict(alerts), slippage_bps=_dist(slip), exposure_ms=_dist(expo),
+            replenished=sum(1 for s in done if s.get("replenished")),
+            rolled_back=sum(1 for s in done if s.get("state") == "ROLLED_BACK" or s.get("rolled_back")),
+            escalated=sum(1 for s in done if s.get("state") == "ESCALATED"),
+            strategy_errors=errors, ledger_path=str(Path(self.ledger_cfg.path)), examples=examples,
+            per_strategy=per_strategy,
+        )
+
+    def shutdown_ray(self) -> None:
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.close()
+        if self.address is None and ray.is_initialized():
+            ray.shutdown()
+
+
+def collect_status(handles: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:
+    """Ask every actor of a deployment for its status; an actor that does not answer says so."""
+    names = [n for n in handles if n != REGISTRY_NAME]
+    refs = {n: handles[n].status.remote() if not n.startswith("ledger-") else handles[n].stats.remote() for n in names}
+    out: dict[str, Any] = {}
+    for n, ref in refs.items():
+        try:
+            out[n] = ray.get(ref, timeout=timeout_s)
+        except Exception as e:  # noqa: BLE001 - status must report a dead actor, not die of it
+            out[n] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+    return out
+
+
+def install_sigint(stop_event: threading.Event) -> None:
+    """First Ctrl-C: stop cleanly (resolve open pairs); second: let Python interrupt."""
+
+    def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
+        if stop_event.is_set():
+            signal.default_int_handler(signum, frame)
+        stop_event.set()
+
+    signal.signal(signal.SIGINT, handler)
+
+
+__all__ = ["Deployment", "ReplayDriver", "RunSummary", "collect_status", "install_sigint", "asyncio"]
