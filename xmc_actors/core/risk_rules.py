@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..model.events import EventKind
+from ..model.events import Event, EventKind
 from ..model.market import Instrument, Venue
 from ..model.pairs import LegIntent, PairIntent
 from ..model.risk import InstrumentLimits, RiskConfig, TradingState
@@ -460,6 +460,8 @@ class PreTradeChecker:
         self._res: dict[str, _Reservation] = {}
         self._usage: dict[str, Decimal] = {}
         self._acct_delta: dict[tuple[str, str], int] = {}
+        self._inst_grant: dict[str, int] = {}     # net lots per instrument over all accounts, from the grant
+        self._inst_delta: dict[str, int] = {}     # ... and from local unbooked fills
         self._strat_delta: dict[tuple[str, str], int] = {}
         self._pending: dict[tuple[str, str], list[int]] = {}   # (strategy|account key) -> [buy, sell]
         self._orders: dict[str, _Window] = {}
@@ -480,6 +482,11 @@ class PreTradeChecker:
             self.grant = grant
             cfg = grant.config
             self._limits = {i: _merge_limits(cfg.default_limits, cfg.instruments.get(i)) for i in self.instruments}
+            inst_pos: dict[str, int] = {}
+            for pos in grant.account_positions.values():
+                for i, q in pos.items():
+                    inst_pos[i] = inst_pos.get(i, 0) + q
+            self._inst_grant = inst_pos
             for d in grant.booked:
                 self._forget(d)
             for sk in [k for k, v in self._pushed.items() if grant.trading_states.get(k, TradingState.ACTIVE) is v]:
@@ -555,8 +562,7 @@ class PreTradeChecker:
         strat = intent.strategy
         acct_pos = g.account_positions.get(leg.account, {}).get(leg.instrument, 0) + self._acct_delta.get((leg.account, leg.instrument), 0)
         strat_pos = g.strategy_positions.get(strat, {}).get(leg.instrument, 0) + self._strat_delta.get((strat, leg.instrument), 0)
-        inst_pos = sum(p.get(leg.instrument, 0) for p in g.account_positions.values())
-        inst_pos += sum(v for (acc, i), v in self._acct_delta.items() if i == leg.instrument)
+        inst_pos = self._inst_grant.get(leg.instrument, 0) + self._inst_delta.get(leg.instrument, 0)
         pend = self._pending.get(("inst", leg.instrument)) or (0, 0)
         lv = LegView(leg, inst, limits, price, ref, ref_ts, sign, inst_pos=inst_pos, acct_pos=acct_pos,
                      strat_pos=strat_pos, pending_buy=pend[0], pending_sell=pend[1])
@@ -638,10 +644,10 @@ class PreTradeChecker:
         if legs is not None:
             for lv in legs:
                 p = lv.leg.leg
-                facts[f"{p}.price"] = str(lv.price)
-                facts[f"{p}.notional"] = _fmt(lv.notional)
-                facts[f"{p}.margin"] = _fmt(lv.margin_per_lot_acct * lv.leg.qty) if lv.margin_per_lot_acct is not None and not lv.reducing else "0"
-                facts[f"{p}.position"] = str(lv.strat_pos)
+                facts[p + ".price"] = str(lv.price)
+                facts[p + ".notional"] = str(lv.notional)
+                facts[p + ".margin"] = str(lv.margin_per_lot_acct * lv.leg.qty) if lv.margin_per_lot_acct is not None and not lv.reducing else "0"
+                facts[p + ".position"] = str(lv.strat_pos)
         if denials:
             result = PreTradeResult(False, denials, "", facts)
             self.counters["refused"] = self.counters.get("refused", 0) + 1
@@ -654,14 +660,15 @@ class PreTradeChecker:
             res.result = result
             self.counters["accepted"] = self.counters.get("accepted", 0) + 1
         if self.sink is not None and self._events is not None:
-            self.sink.emit(self._events.make(
-                EventKind.RISK_DECISION, decision_id=intent.decision_id, strategy=intent.strategy,
-                reason="ACCEPTED" if result.allowed else "REFUSED", ts_ns=now_ns,
-                coordinator=self.name, denials=[str(d) for d in denials],
+            self.sink.emit(Event.model_construct(
+                event_id=self._events.new_id(), ts_ns=now_ns, decision_id=intent.decision_id, parent_id="",
+                kind=EventKind.RISK_DECISION, strategy=intent.strategy, account="", venue="", instrument="",
+                actor=self._events.actor, reason="ACCEPTED" if result.allowed else "REFUSED", latency_us=None,
+                payload=dict(coordinator=self.name, denials=[str(d) for d in denials],
                 codes=[d.code for d in denials], facts=facts,
                 reservation={k: str(v) for k, v in self._res[intent.decision_id].margin.items()} if result.allowed else {},
                 legs=[{"leg": l.leg, "instrument": l.instrument, "account": l.account, "side": l.side.value,
-                       "qty": l.qty, "price": None if l.limit_price is None else str(l.limit_price)} for l in intent.legs],
+                       "qty": l.qty, "price": None if l.limit_price is None else str(l.limit_price)} for l in intent.legs]),
             ))
         return result
 
@@ -819,6 +826,7 @@ class PreTradeChecker:
         for k, d in (((li.account, intent.strategy, li.instrument), signed),):
             res.fills[k] = res.fills.get(k, 0) + d
         self._acct_delta[(li.account, li.instrument)] = self._acct_delta.get((li.account, li.instrument), 0) + signed
+        self._inst_delta[li.instrument] = self._inst_delta.get(li.instrument, 0) + signed
         self._strat_delta[(intent.strategy, li.instrument)] = self._strat_delta.get((intent.strategy, li.instrument), 0) + signed
         if filled_qty > 0:
             take = min(filled_qty, res.pending.get(leg, 0))
@@ -877,6 +885,7 @@ class PreTradeChecker:
             self._usage[pool] = self._usage.get(pool, ZERO) - amt
         for (acc, strat, inst), lots in res.fills.items():
             self._acct_delta[(acc, inst)] = self._acct_delta.get((acc, inst), 0) - lots
+            self._inst_delta[inst] = self._inst_delta.get(inst, 0) - lots
             self._strat_delta[(strat, inst)] = self._strat_delta.get((strat, inst), 0) - lots
 
     def reservation(self, decision_id: str) -> dict[str, Decimal]:
