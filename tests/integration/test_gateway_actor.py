@@ -162,3 +162,66 @@ def test_bad_venue_messages_are_counted_and_the_gateway_keeps_serving():
     assert status["bad_input"]["CROSSED_BOOK"] == 50 and status["bad_input"]["NON_FINITE_PRICE"] == 50
     assert len(ray.get(gw.events.remote("BAD_INPUT"))) == 300
     assert after[-1].status is OrderStatus.FILLED
+
+
+def test_replay_of_the_real_sge_file_steps_deterministically_on_a_sim_clock():
+    from testkit import data_dir
+    dep = DeploymentConfig(
+        name="replay", venues=(venue("SGE"),), instruments=(instrument("SGE.AU9999"),),
+        gateways=(GatewayConfig(venue="SGE", params={"seed": 1}, feed=FeedConfig(kind="replay", params={
+            "files": [{"instrument": "SGE.AU9999", "path": str(data_dir() / "real" / "sge_au9999_daily.csv"),
+                       "format": "sge_daily"}]})),),
+    )
+    gw = VenueGateway.options(num_cpus=0).remote(dep, "gateway-SGE")
+
+    stepped = ray.get(gw.step.remote(3))
+    third = ray.get(gw.snapshot.remote("SGE.AU9999"))
+    status = ray.get(gw.status.remote())
+    placed = ray.get(gw.place.remote(order("SGE.AU9999", "BUY", 1, str(third.ask))))
+    upto = ray.get(gw.run_until.remote(status["now_ns"] + 2 * 86_400 * 10**9))
+
+    assert stepped == 3 and status["clock_mode"] == "sim"
+    assert third.last == Decimal("260.97") and third.status.value == "OK"   # 2016-12-21 close (column 3)
+    assert placed[-1].status is OrderStatus.FILLED                          # inside SGE's afternoon session
+    assert upto == 2
+
+
+def test_delayed_fill_and_fill_after_cancel_are_pushed_to_the_owner():
+    gw = _gateway()
+    owner = Collector.remote()
+    ray.get(gw.register_owner.remote("coord", owner))
+    ray.get(gw.push_market.remote([quote("SHFE.cu", 72000, 72010, ts_ns=T0)]))
+    ray.get(gw.inject.remote({"kind": "delay_fills", "ms": 20}))
+    acked = ray.get(gw.place.remote(order("SHFE.cu", "BUY", 1, "72010", leg="A", owner="coord")))
+    ray.get(gw.place.remote(order("SHFE.cu", "BUY", 2, "71900", leg="B", owner="coord")))
+    ray.get(gw.inject.remote({"kind": "late_fill_after_cancel", "qty": 1, "delay_ms": 5}))
+    canceled = ray.get(gw.cancel.remote("d1:B:0"))
+
+    ray.get(gw.advance.remote(30_000_000))
+
+    assert [r.kind for r in acked] == [ExecReportKind.ACK] and canceled.kind is ExecReportKind.CANCELED
+    pushed = _wait_for(lambda: len(r := ray.get(owner.get.remote())[0]) >= 2 and r)
+    assert sorted((r.client_order_id, r.kind.value, r.fill.qty) for r in pushed) == [
+        ("d1:A:0", "FILL", 1), ("d1:B:0", "FILL", 1)]
+
+
+def test_synthetic_feed_runs_in_the_background_and_reaches_subscribers_stale_free():
+    dep = DeploymentConfig(
+        name="synth", venues=(venue("SHFE"),), instruments=(instrument("SHFE.cu"),),
+        gateways=(GatewayConfig(venue="SHFE", params={"seed": 1, "enforce_sessions": False},
+                                feed=FeedConfig(kind="synthetic", params={
+                                    "seed": 4, "instruments": ["SHFE.cu"], "start_prices": [72000],
+                                    "count": 500, "speed": "max"})),),
+    )
+    gw = VenueGateway.options(num_cpus=0).remote(dep, "SHFE")
+    sub = Collector.remote()
+    ray.get(gw.subscribe.remote(sub, ["SHFE.cu"]))
+
+    assert ray.get(gw.start_feed.remote())
+    done = _wait_for(lambda: not ray.get(gw.status.remote())["feed_running"], timeout=20)
+    status = ray.get(gw.status.remote())
+    batches = _wait_for(lambda: ray.get(sub.get.remote())[1])
+
+    assert done and status["counters"]["quotes"] == 500 and status["state"] == "UP"
+    assert status["clock_source"] == "round_trip"
+    assert batches and all(q.status.value == "OK" for b in batches for q in b)

@@ -50,7 +50,11 @@ class ClockCalibrator:
             raise ValueError(f"ClockCalibrator: need window >= bucket >= 1 (window={window}, bucket={bucket})")
         self.bucket = bucket
         self._rt: deque[tuple[int, float, int]] = deque(maxlen=window)  # (t_local_mid, offset, delay)
-        self._feed: deque[tuple[int, int]] = deque(maxlen=feed_window)   # (recv_ts, venue_ts - recv_ts)
+        self._feed_window = feed_window
+        self._feed_n = 0
+        # sliding max / min of (venue_ts - recv_ts) over the last feed_window samples (monotonic deques)
+        self._fmax: deque[tuple[int, int]] = deque()
+        self._fmin: deque[tuple[int, int]] = deque()
         self._fit: tuple[float, float, int, float, float] | None = None  # (a, b, t_ref, resid, min_delay)
         self.round_trips = 0
         self.rejected = 0
@@ -70,7 +74,19 @@ class ClockCalibrator:
 
     def add_feed(self, venue_ts: int, recv_ts: int) -> None:
         """Add one feed observation (a lower bound on the offset)."""
-        self._feed.append((recv_ts, venue_ts - recv_ts))
+        d, n = venue_ts - recv_ts, self._feed_n
+        self._feed_n += 1
+        while self._fmax and self._fmax[-1][1] <= d:
+            self._fmax.pop()
+        self._fmax.append((n, d))
+        while self._fmin and self._fmin[-1][1] >= d:
+            self._fmin.pop()
+        self._fmin.append((n, d))
+        oldest = self._feed_n - self._feed_window
+        while self._fmax[0][0] < oldest:
+            self._fmax.popleft()
+        while self._fmin[0][0] < oldest:
+            self._fmin.popleft()
 
     # ------------------------------------------------------------------ estimate
     def _refit(self) -> tuple[float, float, int, float, float]:
@@ -103,10 +119,9 @@ class ClockCalibrator:
             t = t_ref if at_ns is None else at_ns
             return OffsetEstimate(a + b * (t - t_ref), min_delay / 2 + 2 * resid, b * 1e6,
                                   len(self._rt), "round_trip")
-        if self._feed:
-            bounds = [d for _, d in self._feed]
-            hi = max(bounds)
-            return OffsetEstimate(float(hi), float(hi - min(bounds)), 0.0, len(bounds), "feed")
+        if self._fmax:
+            hi, lo = self._fmax[0][1], self._fmin[0][1]
+            return OffsetEstimate(float(hi), float(hi - lo), 0.0, min(self._feed_n, self._feed_window), "feed")
         return OffsetEstimate(0.0, float("inf"), 0.0, 0, "none")
 
     def calibrate(self, venue_ts: int, at_ns: int | None = None) -> int:

@@ -83,9 +83,9 @@ def _price(value: Any, field: str, inst: Instrument, *, optional: bool) -> Decim
         raise _Bad(BadInput(BadInputReason.NON_FINITE_PRICE, field, f"{value!r} is not finite", inst.id))
     if d <= 0:
         raise _Bad(BadInput(BadInputReason.NON_POSITIVE_PRICE, field, f"{d} is not > 0", inst.id))
-    if not inst.on_grid(d):
+    if d % inst.tick_size:
         raise _Bad(BadInput(BadInputReason.OFF_TICK, field, f"{d} is not a multiple of tick {inst.tick_size}", inst.id))
-    return inst.round_price(d)
+    return d
 
 
 def _size(value: Any, field: str, inst: Instrument) -> int:

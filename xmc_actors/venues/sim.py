@@ -581,6 +581,8 @@ def wire_quote(book: Book, venue_ts_ns: int) -> dict[str, Any]:
         "bid": book.bids[0][0] if book.bids else None, "bid_size": book.bids[0][1] if book.bids else 0,
         "ask": book.asks[0][0] if book.asks else None, "ask_size": book.asks[0][1] if book.asks else 0,
         "last": book.last, "settlement": book.settlement,
-        "bids": [(p, s) for p, s in book.bids], "asks": [(p, s) for p, s in book.asks],
+        # depth only when there is more than the top level
+        "bids": [(p, s) for p, s in book.bids] if len(book.bids) > 1 else None,
+        "asks": [(p, s) for p, s in book.asks] if len(book.asks) > 1 else None,
         "src_ts": q.ts_ns if q is not None else 0,
     }
