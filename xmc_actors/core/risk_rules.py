@@ -215,8 +215,10 @@ def _fmt(x: Decimal | None) -> str:
 
 # -- the checks: pure functions of the context, in the order they run ----------------------
 def check_trading_state(c: CheckContext) -> list[Denial] | None:
-    out = []
     g = c.grant
+    if not c.states and not c.intent.reduce_only and c.now_ns < g.expires_ns:
+        return None
+    out = []
     if c.now_ns >= g.expires_ns and not c.reducing:
         out.append(deny(DenialCode.GRANT_EXPIRED, f"grant seq={g.seq} expired_at_ns={g.expires_ns} now_ns={c.now_ns}"))
     venues = [lv.leg.instrument.split(".", 1)[0] for lv in c.legs]
@@ -666,9 +668,7 @@ class PreTradeChecker:
                 actor=self._events.actor, reason="ACCEPTED" if result.allowed else "REFUSED", latency_us=None,
                 payload=dict(coordinator=self.name, denials=[str(d) for d in denials],
                 codes=[d.code for d in denials], facts=facts,
-                reservation={k: str(v) for k, v in self._res[intent.decision_id].margin.items()} if result.allowed else {},
-                legs=[{"leg": l.leg, "instrument": l.instrument, "account": l.account, "side": l.side.value,
-                       "qty": l.qty, "price": None if l.limit_price is None else str(l.limit_price)} for l in intent.legs]),
+                reservation={k: str(v) for k, v in self._res[intent.decision_id].margin.items()} if result.allowed else {}),
             ))
         return result
 
