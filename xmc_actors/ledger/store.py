@@ -73,7 +73,8 @@ def check_ledger_tables(con: duckdb.DuckDBPyConnection, path: Path, catalog: str
         shown = ", ".join(sorted(tables)[:8]) or "no tables"
         raise LedgerFileError(f"{path}: a DuckDB database but not an xmc ledger ({shown})")
     prefix = f"{catalog}." if catalog else ""
-    row = con.execute(f"SELECT value FROM {prefix}xmc_meta WHERE key = 'schema_version'").fetchone()
+    rows = con.execute(f"SELECT value FROM {prefix}xmc_meta WHERE key = 'schema_version'").fetchall()
+    row = rows[0] if rows else None
     if row is None or row[0] != str(SCHEMA_VERSION):
         raise LedgerFileError(
             f"{path}: ledger schema version {row[0] if row else 'missing'}, this program reads {SCHEMA_VERSION}")
@@ -186,7 +187,7 @@ class LedgerStore:
             n = con.execute(
                 f"INSERT INTO {TABLE} SELECT * FROM _batch b WHERE NOT EXISTS ("
                 f"SELECT 1 FROM {TABLE} e WHERE e.event_id BETWEEN ? AND ? AND e.event_id = b.event_id)",
-                [lo, hi]).fetchone()[0]
+                [lo, hi]).fetchall()[0][0]
             con.unregister("_batch")
             con.execute("COMMIT")
         except BaseException:
@@ -291,7 +292,7 @@ class LedgerStore:
         return False
 
     def count(self) -> int:
-        return int(self.con.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0])
+        return int(self.con.execute(f"SELECT count(*) FROM {TABLE}").fetchall()[0][0])
 
     def close(self) -> None:
         """Checkpoint (waiting up to 5 s for readers) and close the file."""

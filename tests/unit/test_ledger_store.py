@@ -1,0 +1,195 @@
+"""The ledger store, codec, reconciliation and audit reader, without Ray."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from xmc_actors.core.clock import SimClock
+from xmc_actors.core.sink import EventMaker
+from xmc_actors.ledger.audit import AuditReader, Filters
+from xmc_actors.ledger.reconcile import drop_copy_rows, reconcile
+from xmc_actors.ledger.report import build_report
+from xmc_actors.ledger.schema import encode_events, rows_to_events
+from xmc_actors.ledger.store import LedgerFileError, LedgerStore
+from xmc_actors.ledger.synthetic import synthetic_session
+from xmc_actors.model.events import EventKind
+
+
+@pytest.fixture
+def mk() -> EventMaker:
+    return EventMaker(SimClock(), "test", node=1)
+
+
+def _write(path: Path, events) -> LedgerStore:
+    s = LedgerStore(path)
+    s.append(encode_events(events).table, stored_ns=1)
+    return s
+
+
+def test_a_resent_batch_is_not_stored_twice(tmp_path, mk):
+    # Arrange
+    events = [mk.make(EventKind.ORDER_SENT, decision_id="d1", client_order_id=f"d1:A:{i}") for i in range(100)]
+    store = _write(tmp_path / "s.duckdb", events)
+    # Act
+    again = store.append(encode_events(events[50:] + events[50:]).table, stored_ns=2)
+    # Assert
+    assert (again.stored, again.duplicates) == (0, 100)
+    assert store.count() == 100
+    store.close()
+
+
+def test_payload_with_decimals_round_trips_and_lifts_order_id_and_outcome(tmp_path, mk):
+    # Arrange
+    e = mk.make(EventKind.ORDER_REPORT, decision_id="d1", venue="SHFE", client_order_id="d1:A:0",
+                status="FILLED", price=Decimal("72150.5"), qty=3)
+    store = _write(tmp_path / "s.duckdb", [e])
+    # Act
+    t = store.con.sql("SELECT * EXCLUDE (stored_ns) FROM events").to_arrow_table()
+    back = rows_to_events(t)[0]
+    oid, outcome = store.con.execute("SELECT order_id, outcome FROM events").fetchone()
+    store.close()
+    # Assert
+    assert (oid, outcome) == ("d1:A:0", "FILLED")
+    assert back.payload == {"client_order_id": "d1:A:0", "status": "FILLED", "price": "72150.5", "qty": 3}
+    assert back.model_copy(update={"payload": {}}) == e.model_copy(update={"payload": {}})
+
+
+def test_rows_with_bad_fields_in_an_arrow_batch_are_refused_counted_and_recorded(tmp_path, mk):
+    # Arrange: a batch from a foreign writer with an empty id, a negative time and an unknown kind
+    good = encode_events([mk.make(EventKind.ALERT, decision_id="d1")]).table
+    rows = good.to_pylist() * 4
+    rows[1] = {**rows[1], "event_id": ""}
+    rows[2] = {**rows[2], "event_id": "x2", "ts_ns": -5}
+    rows[3] = {**rows[3], "event_id": "x3", "kind": "TELEPORT"}
+    store = LedgerStore(tmp_path / "s.duckdb")
+    # Act
+    res = store.append(pa.Table.from_pylist(rows, schema=good.schema), stored_ns=7)
+    bad = store.con.execute("SELECT reason FROM events WHERE kind = 'BAD_INPUT' ORDER BY reason").fetchall()
+    store.close()
+    # Assert
+    assert [r.field for r in res.refused] == ["event_id", "ts_ns", "kind"]
+    assert store.stats.refused == 3 and store.stats.refused_by_field == {"event_id": 1, "ts_ns": 1, "kind": 1}
+    assert [b[0].split(":")[0] for b in bad] == ["event_id", "kind", "ts_ns"]
+    assert res.stored == 1 + 3  # the good row and three BAD_INPUT records
+
+
+def test_a_batch_with_a_foreign_schema_is_refused_as_a_whole_with_the_reason(tmp_path):
+    store = LedgerStore(tmp_path / "s.duckdb")
+    res = store.append(pa.table({"foo": [1, 2, 3]}), stored_ns=1)
+    store.close()
+    assert len(res.refused) == 1 and res.refused[0].field == "batch"
+    assert "3 rows refused" in res.refused[0].reason
+
+
+def test_a_file_that_is_not_duckdb_gets_a_clear_error(tmp_path):
+    p = tmp_path / "shard-0.duckdb"
+    p.write_bytes(b"this is a spreadsheet, honest" * 10)
+    with pytest.raises(LedgerFileError, match="not a DuckDB database"):
+        LedgerStore(p)
+    with pytest.raises(LedgerFileError, match="not a DuckDB database"):
+        AuditReader(tmp_path)
+
+
+def test_a_foreign_duckdb_file_gets_a_clear_error(tmp_path):
+    import duckdb
+    p = tmp_path / "shard-0.duckdb"
+    con = duckdb.connect(str(p))
+    con.execute("CREATE TABLE prices (x INT)")
+    con.close()
+    with pytest.raises(LedgerFileError, match="not an xmc ledger"):
+        LedgerStore(p)
+    with pytest.raises(LedgerFileError, match="not an xmc ledger"):
+        AuditReader(tmp_path)
+
+
+def test_trace_returns_the_chain_in_time_order_with_hops_and_outcome(tmp_path):
+    # Arrange: a synthetic session written to two shards
+    events = list(synthetic_session(60, seed=11))
+    _write(tmp_path / "shard-0.duckdb", [e for e in events if e.strategy != "au_sge_comex"]).close()
+    _write(tmp_path / "shard-1.duckdb", [e for e in events if e.strategy == "au_sge_comex"]).close()
+    escalated = next(e.decision_id for e in events if e.kind is EventKind.PAIR_STATE and e.payload["state"] == "ESCALATED")
+    # Act
+    with AuditReader(tmp_path) as r:
+        tr = r.trace(escalated)
+        outcomes = r.pair_outcomes()
+        alerts = r.query(Filters(kind=("ALERT",), outcome="ESCALATED"), limit=None)
+    # Assert
+    expected = [e for e in events if e.decision_id == escalated]
+    assert [h.event_id for h in tr.hops] == [e.event_id for e in sorted(expected, key=lambda e: (e.ts_ns, e.event_id))]
+    assert tr.outcome == "ESCALATED"
+    assert tr.hops[0].kind == "SIGNAL" and tr.hops[0].hop_us is None
+    assert all(h.hop_us is not None and h.hop_us >= 0 for h in tr.hops[1:])
+    n_pairs = len({e.decision_id for e in events})
+    assert sum(outcomes.values()) == n_pairs
+    assert set(alerts.column("decision_id").to_pylist()) <= {
+        e.decision_id for e in events if e.kind is EventKind.PAIR_STATE and e.payload["state"] == "ESCALATED"}
+    assert alerts.num_rows == outcomes["ESCALATED"]
+
+
+def test_report_is_self_contained_html_with_the_five_charts(tmp_path):
+    _write(tmp_path / "shard-0.duckdb", list(synthetic_session(300, seed=5))).close()
+    with AuditReader(tmp_path) as r:
+        page = build_report(r)
+    assert page.startswith("<!DOCTYPE html>")
+    for title in ("Pair outcomes", "Slippage of fills", "latency per venue", "Unhedged exposure time", "Alert timeline"):
+        assert title in page
+    assert page.count("<svg") >= 5
+    assert "<script" not in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+def test_export_parquet_and_json_carry_every_matching_event(tmp_path):
+    import pyarrow.parquet as pq
+    events = list(synthetic_session(100, seed=2))
+    _write(tmp_path / "l" / "shard-0.duckdb", events).close()
+    with AuditReader(tmp_path / "l") as r:
+        n_all = r.export(tmp_path / "all.parquet", "parquet")
+        n_lme = r.export(tmp_path / "lme.json", "json", Filters(venue="LME"))
+    assert n_all == len(events) == pq.read_table(tmp_path / "all.parquet").num_rows
+    assert n_lme == sum(1 for e in events if e.venue == "LME") == len((tmp_path / "lme.json").read_text().splitlines())
+
+
+def test_reader_in_another_process_reads_a_snapshot_while_a_writer_holds_the_file(tmp_path, mk):
+    # Arrange: this process is the writer and keeps the file open (and the lock)
+    store = _write(tmp_path / "shard-0.duckdb", [mk.make(EventKind.ORDER_SENT, decision_id="live") for _ in range(500)])
+    store.checkpoint()
+    store.append(encode_events([mk.make(EventKind.ALERT, decision_id="live") for _ in range(7)]).table, stored_ns=2)
+    code = textwrap.dedent(f"""
+        from xmc_actors.ledger.audit import AuditReader
+        with AuditReader({str(tmp_path)!r}) as r:
+            print(r.count(), len(r.snapshots))
+    """)
+    # Act
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    store.close()
+    # Assert: both the checkpointed rows and the ones only in the WAL are seen
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["507", "1"]
+
+
+def test_reconcile_backfills_missing_orders_and_fills_once_with_deterministic_ids(mk):
+    # Arrange: the trail lost leg B's ORDER_SENT and its fill; the drop copy has both legs
+    sent_a = mk.make(EventKind.ORDER_SENT, decision_id="d9", client_order_id="d9:A:0")
+    fill_a = mk.make(EventKind.ORDER_REPORT, decision_id="d9", client_order_id="d9:A:0", status="FILLED", trade_id="T1")
+    drop = [
+        mk.make(EventKind.VENUE_DROP_COPY, venue="SHFE", client_order_id="d9:A:0", trade_id="T1", status="FILLED", qty=1),
+        mk.make(EventKind.VENUE_DROP_COPY, venue="LME", client_order_id="d9:B:0", trade_id="T2", status="FILLED", qty=1),
+    ]
+    trail = [sent_a, fill_a, *drop]
+    # Act
+    first = reconcile(drop_copy_rows(trail), trail, now_ns=5)
+    second = reconcile(drop_copy_rows(trail + first), trail + first, now_ns=6)
+    again = reconcile(drop_copy_rows(trail), trail, now_ns=7)
+    # Assert
+    kinds = sorted(e.kind.value for e in first)
+    assert kinds == ["ORDER_REPORT", "ORDER_REPORT", "ORDER_SENT", "RECONCILE"]  # sent B, fill T2, status B, summary
+    assert all(e.decision_id in ("d9", "") for e in first)
+    assert all(e.reason.startswith("RECONCILED") for e in first)
+    assert all(e.payload.get("reconciled") for e in first)
+    assert second == []
+    assert [e.event_id for e in again] == [e.event_id for e in first]

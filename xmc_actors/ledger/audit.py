@@ -1,0 +1,275 @@
+"""Read-only audit access to a ledger directory: trace a decision, query, export.
+
+:class:`AuditReader` attaches every ``shard-*.duckdb`` of a ledger directory read-only to an
+in-memory DuckDB and exposes them as one view ``events``. A shard held by a running writer
+cannot be attached by another process; the reader then takes a consistent snapshot copy
+(:func:`~xmc_actors.ledger.store.snapshot_copy`: shared checkpoint lock, WAL then file) and
+reads that, so the commands work while a deployment runs and show it as of a recent commit.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from .schema import TERMINAL_OUTCOMES, payload_json, unpack_payload
+from .store import LedgerFileError, check_header, check_ledger_tables, snapshot_copy
+
+PAIR_OUTCOME_SQL = f"""
+SELECT decision_id, arg_max(outcome, ts_ns) AS outcome, max(ts_ns) AS done_ns
+FROM events
+WHERE kind IN ('PAIR_STATE', 'RISK_DECISION') AND outcome IN {TERMINAL_OUTCOMES!r}
+GROUP BY decision_id
+"""
+
+
+def parse_time(text: str | int | None) -> int | None:
+    """Nanoseconds since the epoch from an int (ns), or an ISO date/time (UTC unless it says)."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, int):
+        return text
+    s = str(text).strip()
+    if s.lstrip("-").isdigit():
+        return int(s)
+    try:
+        t = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"time {s!r}: expected nanoseconds or an ISO date/time like 2025-03-01T09:30:00") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return int(t.timestamp() * 1_000_000) * 1000
+
+
+def fmt_ns(ns: int | None) -> str:
+    if ns is None:
+        return ""
+    t = dt.datetime.fromtimestamp(ns / 1e9, tz=dt.timezone.utc)
+    return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{(ns // 1000) % 1_000_000:06d}"
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Row filters of ``xmc audit query`` / ``export`` (empty = no filter)."""
+
+    account: str = ""
+    strategy: str = ""
+    venue: str = ""
+    instrument: str = ""
+    kind: tuple[str, ...] = ()
+    decision: str = ""
+    since_ns: int | None = None
+    until_ns: int | None = None
+    outcome: str = ""  # the pair's terminal outcome (HEDGED, ROLLED_BACK, ESCALATED, REFUSED, OPEN)
+
+    def where(self) -> tuple[str, list[Any]]:
+        conds, params = [], []
+        for col in ("account", "strategy", "venue", "instrument"):
+            v = getattr(self, col)
+            if v:
+                conds.append(f"{col} = ?")
+                params.append(v)
+        if self.decision:
+            conds.append("decision_id = ?")
+            params.append(self.decision)
+        if self.kind:
+            conds.append(f"kind IN ({', '.join('?' for _ in self.kind)})")
+            params += list(self.kind)
+        if self.since_ns is not None:
+            conds.append("ts_ns >= ?")
+            params.append(self.since_ns)
+        if self.until_ns is not None:
+            conds.append("ts_ns < ?")
+            params.append(self.until_ns)
+        if self.outcome:
+            if self.outcome.upper() == "OPEN":
+                conds.append(f"decision_id != '' AND decision_id NOT IN (SELECT decision_id FROM ({PAIR_OUTCOME_SQL}))")
+            else:
+                conds.append(f"decision_id IN (SELECT decision_id FROM ({PAIR_OUTCOME_SQL}) WHERE outcome = ?)")
+                params.append(self.outcome.upper())
+        return (" WHERE " + " AND ".join(conds)) if conds else "", params
+
+
+@dataclass
+class Hop:
+    ts_ns: int
+    kind: str
+    actor: str
+    venue: str
+    instrument: str
+    order_id: str
+    outcome: str
+    reason: str
+    hop_us: float | None
+    latency_us: float | None
+    event_id: str
+    parent_id: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class Trace:
+    """The chain of one decision in time order, with the latency of each hop and the outcome."""
+
+    decision_id: str
+    hops: list[Hop] = field(default_factory=list)
+    outcome: str = "OPEN"
+
+    @property
+    def total_us(self) -> float:
+        return (self.hops[-1].ts_ns - self.hops[0].ts_ns) / 1000 if self.hops else 0.0
+
+
+class AuditReader:
+    """All shards of a ledger directory as one read-only ``events`` view.
+
+    Parameters
+    ----------
+    ledger_dir
+        Directory of ``shard-<n>.duckdb`` files (or one ``.duckdb`` file).
+    """
+
+    def __init__(self, ledger_dir: str | Path) -> None:
+        root = Path(ledger_dir)
+        if root.is_file():
+            files = [root]
+        elif root.is_dir():
+            files = sorted(p for p in root.glob("*.duckdb"))
+        else:
+            raise LedgerFileError(f"{root}: no ledger here (directory does not exist)")
+        if not files:
+            raise LedgerFileError(f"{root}: no ledger shard files (*.duckdb) in this directory")
+        self.files = files
+        self.snapshots: list[Path] = []
+        self._tmp: Path | None = None
+        self.con = duckdb.connect(":memory:", config={"threads": 2})
+        self.con.execute("SET enable_progress_bar = false")
+        try:
+            for i, f in enumerate(files):
+                self._attach(i, f)
+        except BaseException:
+            self.close()
+            raise
+        union = " UNION ALL ".join(f"SELECT * FROM s{i}.events" for i in range(len(files)))
+        self.con.execute(f"CREATE TEMP VIEW events AS {union}").fetchall()
+
+    def _attach(self, i: int, f: Path) -> None:
+        check_header(f)
+        try:
+            self.con.execute(f"ATTACH '{_q(f)}' AS s{i} (READ_ONLY)")
+        except duckdb.Error as e:
+            msg = str(e)
+            if "lock" not in msg.lower():
+                raise LedgerFileError(f"{f}: cannot open ledger file: {msg.splitlines()[0]}") from None
+            # A live writer holds it: read a consistent snapshot copy instead.
+            if self._tmp is None:
+                self._tmp = Path(tempfile.mkdtemp(prefix="xmc-audit-"))
+            snap = snapshot_copy(f, self._tmp / f"s{i}")
+            self.snapshots.append(f)
+            try:
+                self.con.execute(f"ATTACH '{_q(snap)}' AS s{i} (READ_ONLY)")
+            except duckdb.Error as e2:
+                raise LedgerFileError(f"{f}: snapshot copy unreadable: {str(e2).splitlines()[0]}") from None
+        check_ledger_tables(self.con, f, catalog=f"s{i}")
+
+    def close(self) -> None:
+        try:
+            self.con.close()
+        finally:
+            if self._tmp is not None:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> "AuditReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --------------------------------------------------------------------------- queries
+    def count(self) -> int:
+        return int(self.con.execute("SELECT count(*) FROM events").fetchall()[0][0])
+
+    def trace(self, decision_id: str) -> Trace:
+        """Every event of ``decision_id`` in time order; hop latency from the parent (or previous) event."""
+        rows = self.con.execute(
+            "SELECT ts_ns, kind, actor, venue, instrument, order_id, outcome, reason, latency_us, event_id, "
+            "parent_id, payload FROM events WHERE decision_id = ? ORDER BY ts_ns, event_id", [decision_id]).fetchall()
+        tr = Trace(decision_id)
+        by_id: dict[str, int] = {}
+        prev: int | None = None
+        for r in rows:
+            ts, kind, actor, venue, inst, oid, outcome, reason, lat, eid, parent, blob = r
+            base = by_id.get(parent, prev) if parent else prev
+            hop = None if base is None else (ts - base) / 1000
+            tr.hops.append(Hop(ts, kind, actor or "", venue or "", inst or "", oid or "", outcome or "",
+                               reason or "", hop, lat, eid, parent or "", unpack_payload(blob)))
+            by_id[eid] = ts
+            prev = ts
+            if kind in ("PAIR_STATE", "RISK_DECISION") and outcome in TERMINAL_OUTCOMES:
+                tr.outcome = outcome
+        return tr
+
+    def query(self, filters: Filters = Filters(), limit: int | None = 1000, decode: bool = True) -> pa.Table:
+        """Matching events, oldest first, with ``time`` (UTC) and ``payload`` as JSON text when ``decode``."""
+        where, params = filters.where()
+        lim = f" LIMIT {int(limit)}" if limit else ""
+        t = self.con.sql(f"SELECT * FROM events{where} ORDER BY ts_ns, event_id{lim}", params=params).to_arrow_table()
+        if decode:
+            t = _decode_payload(t)
+        return t
+
+    def export(self, out: Path, fmt: str, filters: Filters = Filters(), payload: str = "auto") -> int:
+        """Write matching events to ``out`` as csv, parquet or json (lines); returns the row count.
+
+        Parquet keeps the payload as msgpack bytes unless ``payload="json"`` (JSON text, slower);
+        CSV and JSON always carry it as JSON text.
+        """
+        where, params = filters.where()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "parquet" and payload != "json":
+            sql = f"SELECT * FROM events{where} ORDER BY ts_ns, event_id"
+            self.con.execute(f"COPY ({sql}) TO '{_q(out)}' (FORMAT parquet, COMPRESSION zstd)", params).fetchall()
+            return int(self.con.execute(f"SELECT count(*) FROM events{where}", params).fetchall()[0][0])
+        t = self.query(filters, limit=None, decode=True)
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+            pq.write_table(t, out)
+        elif fmt == "csv":
+            import pyarrow.csv as pcsv
+            pcsv.write_csv(t, out)
+        elif fmt == "json":
+            with open(out, "w", encoding="utf-8") as fh:
+                for row in t.to_pylist():
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            raise ValueError(f"format {fmt!r}: expected csv, parquet or json")
+        return t.num_rows
+
+    def pair_outcomes(self, since_ns: int | None = None, until_ns: int | None = None) -> dict[str, int]:
+        """Count of pairs per terminal outcome (pairs with a decision but no terminal state: OPEN)."""
+        where, params = Filters(since_ns=since_ns, until_ns=until_ns).where()
+        sql = (f"WITH d AS (SELECT DISTINCT decision_id FROM events{where}{' AND' if where else ' WHERE'} "
+               f"kind IN ('INTENT', 'PAIR_STATE', 'RISK_DECISION') AND decision_id != ''), "
+               f"o AS ({PAIR_OUTCOME_SQL}) "
+               "SELECT coalesce(o.outcome, 'OPEN') AS outcome, count(*) FROM d LEFT JOIN o USING (decision_id) "
+               "GROUP BY 1 ORDER BY 2 DESC")
+        return {k: int(v) for k, v in self.con.execute(sql, params).fetchall()}
+
+
+def _decode_payload(t: pa.Table) -> pa.Table:
+    i = t.schema.get_field_index("payload")
+    blobs = t.column("payload").to_pylist()
+    t = t.set_column(i, "payload", pa.array([payload_json(b) for b in blobs], pa.string()))
+    times = pa.array([fmt_ns(x) for x in t.column("ts_ns").to_pylist()], pa.string())
+    return t.add_column(1, "time_utc", times)
+
+
+def _q(p: Path) -> str:
+    return str(p).replace("'", "''")

@@ -1,0 +1,181 @@
+"""``xmc audit trace|query|export|report``: read the ledger (also while a deployment writes it)."""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from .cli import CliError
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("audit", help="trace, query, export and report on the audit ledger")
+    asub = p.add_subparsers(dest="audit_command", metavar="AUDIT_COMMAND")
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--ledger", help="ledger directory of shard files (default: from --config, else var/ledger)")
+        q.add_argument("--config", help="deployment YAML whose ledger.path to read")
+
+    def filters(q: argparse.ArgumentParser) -> None:
+        for name in ("account", "strategy", "venue", "instrument"):
+            q.add_argument(f"--{name}", default="")
+        q.add_argument("--kind", action="append", default=[], help="event kind (repeatable)")
+        q.add_argument("--decision", default="", help="decision id")
+        q.add_argument("--since", help="from (ns or ISO time, UTC)")
+        q.add_argument("--until", help="until, exclusive (ns or ISO time, UTC)")
+        q.add_argument("--outcome", default="", help="pair outcome: HEDGED, ROLLED_BACK, ESCALATED, REFUSED, OPEN")
+
+    t = asub.add_parser("trace", help="the whole chain of one decision, with per-hop latency")
+    t.add_argument("decision_id")
+    t.add_argument("--json", action="store_true", help="machine-readable output")
+    t.add_argument("--payload", action="store_true", help="show each event's payload")
+    common(t)
+    t.set_defaults(func=cmd_trace)
+
+    q = asub.add_parser("query", help="events matching filters, as a table, CSV or JSON")
+    common(q)
+    filters(q)
+    q.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    q.add_argument("--limit", type=int, default=200, help="rows (0: all)")
+    q.set_defaults(func=cmd_query)
+
+    e = asub.add_parser("export", help="export events to csv, parquet or json (lines)")
+    common(e)
+    filters(e)
+    e.add_argument("--format", choices=("csv", "parquet", "json"), required=True)
+    e.add_argument("--out", "-o", required=True, help="output file")
+    e.add_argument("--payload-json", action="store_true", help="parquet: payload as JSON text (default: msgpack bytes)")
+    e.set_defaults(func=cmd_export)
+
+    r = asub.add_parser("report", help="one self-contained HTML report for a time range")
+    common(r)
+    r.add_argument("--since")
+    r.add_argument("--until")
+    r.add_argument("--out", "-o", default="audit-report.html")
+    r.add_argument("--title", default="xmc-actors audit report")
+    r.set_defaults(func=cmd_report)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def _ledger_dir(args: argparse.Namespace) -> Path:
+    if args.ledger:
+        return Path(args.ledger)
+    if args.config:
+        from ..runtime.config import ConfigError, load_config
+        try:
+            cfg = load_config(args.config)
+        except ConfigError as e:
+            raise CliError(f"{args.config}: configuration not valid:\n{e}", code=1) from None
+        return Path(cfg.ledger.path)
+    return Path("var/ledger")
+
+
+def _open(args: argparse.Namespace):  # noqa: ANN202
+    from ..ledger.audit import AuditReader
+    from ..ledger.store import LedgerError
+    try:
+        reader = AuditReader(_ledger_dir(args))
+    except LedgerError as e:
+        raise CliError(str(e), code=1) from None
+    for f in reader.snapshots:
+        print(f"note: {f} is held by a running writer; reading a snapshot copy", file=sys.stderr)
+    return reader
+
+
+def _filters(args: argparse.Namespace):  # noqa: ANN202
+    from ..ledger.audit import Filters, parse_time
+    from ..model.events import EventKind
+    kinds = tuple(k.upper() for k in args.kind)
+    bad = [k for k in kinds if k not in EventKind.__members__]
+    if bad:
+        raise CliError(f"--kind {bad[0]}: unknown event kind (one of {', '.join(EventKind.__members__)})")
+    try:
+        since, until = parse_time(args.since), parse_time(args.until)
+    except ValueError as e:
+        raise CliError(f"--since/--until: {e}") from None
+    return Filters(account=args.account, strategy=args.strategy, venue=args.venue, instrument=args.instrument,
+                   kind=kinds, decision=args.decision, since_ns=since, until_ns=until, outcome=args.outcome)
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from ..ledger.audit import fmt_ns
+    with _open(args) as reader:
+        tr = reader.trace(args.decision_id)
+    if not tr.hops:
+        raise CliError(f"decision {args.decision_id!r}: no events in the ledger", code=1)
+    if args.json:
+        json.dump({"decision_id": tr.decision_id, "outcome": tr.outcome, "total_us": tr.total_us,
+                   "events": [h.__dict__ for h in tr.hops]}, sys.stdout, default=str, indent=1)
+        print()
+        return 0
+    print(f"decision {tr.decision_id}: {len(tr.hops)} events, outcome {tr.outcome}, "
+          f"{tr.total_us / 1000:.3f} ms first to last")
+    head = ("time (UTC)", "+ms", "hop µs", "lat µs", "kind", "actor", "venue", "instrument", "order", "outcome", "reason")
+    t0 = tr.hops[0].ts_ns
+    rows = [(fmt_ns(h.ts_ns), f"{(h.ts_ns - t0) / 1e6:.3f}", "" if h.hop_us is None else f"{h.hop_us:.0f}",
+             "" if h.latency_us is None else f"{h.latency_us:.0f}", h.kind, h.actor, h.venue, h.instrument,
+             h.order_id, h.outcome, h.reason) for h in tr.hops]
+    _print_table(head, rows)
+    if args.payload:
+        for h in tr.hops:
+            print(f"{h.event_id} {h.kind}: {json.dumps(h.payload, default=str)}")
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    f = _filters(args)
+    with _open(args) as reader:
+        t = reader.query(f, limit=args.limit or None)
+    rows = t.to_pylist()
+    if args.format == "json":
+        for r in rows:
+            r["payload"] = json.loads(r["payload"])
+            print(json.dumps(r, ensure_ascii=False, default=str))
+    elif args.format == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=t.column_names)
+        w.writeheader()
+        w.writerows(rows)
+        sys.stdout.write(buf.getvalue())
+    else:
+        cols = ("time_utc", "kind", "decision_id", "strategy", "account", "venue", "instrument", "order_id",
+                "outcome", "latency_us", "reason")
+        _print_table(cols, [tuple("" if r[c] is None else (f"{r[c]:.0f}" if c == "latency_us" else r[c])
+                                  for c in cols) for r in rows])
+        print(f"({len(rows)} rows{'; --limit reached' if args.limit and len(rows) == args.limit else ''})")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    f = _filters(args)
+    with _open(args) as reader:
+        n = reader.export(Path(args.out), args.format, f, payload="json" if args.payload_json else "auto")
+    print(f"{args.out}: {n} events ({args.format})")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..ledger.audit import parse_time
+    from ..ledger.report import build_report
+    try:
+        since, until = parse_time(args.since), parse_time(args.until)
+    except ValueError as e:
+        raise CliError(f"--since/--until: {e}") from None
+    with _open(args) as reader:
+        page = build_report(reader, since, until, title=args.title)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    print(f"{out}: report written ({len(page) / 1024:.0f} KiB)")
+    return 0
+
+
+def _print_table(head: tuple[str, ...], rows: list[tuple]) -> None:
+    widths = [max([len(str(h))] + [len(str(r[i])) for r in rows]) for i, h in enumerate(head)]
+    widths = [min(w, 48) for w in widths]
+    print("  ".join(str(h).ljust(w) for h, w in zip(head, widths)))
+    for r in rows:
+        print("  ".join(str(v)[:w].ljust(w) for v, w in zip(r, widths)))
