@@ -85,6 +85,7 @@ class LegIntent(BaseModel):
     qty: PositiveInt
     limit_price: Price | None = None
     trigger_price: Price | None = None
+    visible_qty: NonNegativeInt | None = None  # lots visible at the executable price when the signal fired
 
 
 class PairIntent(BaseModel):

@@ -1,0 +1,379 @@
+"""The pair state machine, scenario by scenario, without Ray (pure core + fake venues on a SimClock)."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import testkit
+from pair_harness import Behaviour, Harness
+from xmc_actors.core.clock import SimClock
+from xmc_actors.core.pair_fsm import Cancel, Emit, NotifyDone, PairBook, Place, Query
+from xmc_actors.core.pretrade import Denial, PreTradeResult
+from xmc_actors.model import (
+    EventKind, ExecReportKind, ExecutionMode, ExecutionReport, Fill, OrderStatus, OrderType, PairState,
+    RejectReason, ReplenishBudget, Side,
+)
+
+INSTRUMENTS = {"SHFE.cu": testkit.instrument("SHFE.cu"), "LME.CA3M": testkit.instrument("LME.CA3M")}
+FILLS = Behaviour()  # ack and fill everything at once
+A = ("SHFE.cu", "BUY", 2, "72000")
+B = ("LME.CA3M", "SELL", 2, "9800")
+
+
+def intent(did: str = "d1", **kw):  # noqa: ANN201
+    return testkit.pair_intent(did, a=kw.pop("a", A), b=kw.pop("b", B), **kw)
+
+
+def kinds(h: Harness, did: str = "d1") -> list[str]:
+    return [e.kind.value for e in h.sink.by_decision(did)]
+
+
+def states(h: Harness, did: str = "d1") -> list[str]:
+    return [e.payload["to"] for e in h.sink.by_decision(did) if e.kind is EventKind.PAIR_STATE]
+
+
+# -- direct-feed helpers (for races the fake venue cannot script) -----------------------------
+def rep(coid: str, kind: ExecReportKind, status: OrderStatus, venue: str = "SHFE", inst: str = "SHFE.cu",
+        filled: int = 0, **kw) -> ExecutionReport:
+    return ExecutionReport(kind=kind, client_order_id=coid, venue=venue, instrument=inst, status=status,
+                           filled_qty=filled, **kw)
+
+
+def fill(coid: str, qty: int, cum: int, tid: str, venue: str = "SHFE", inst: str = "SHFE.cu",
+         status: OrderStatus = OrderStatus.FILLED, price: str = "72000") -> ExecutionReport:
+    f = Fill(trade_id=tid, client_order_id=coid, venue_order_id="v", instrument=inst, side=Side.BUY, qty=qty,
+             price=Decimal(price), ts_ns=1)
+    return rep(coid, ExecReportKind.FILL, status, venue, inst, filled=cum, fill=f)
+
+
+def only(cmds: list, kind: type) -> list:
+    return [c for c in cmds if isinstance(c, kind)]
+
+
+# -- scenarios ----------------------------------------------------------------------------------
+def test_both_legs_filled_hedges_and_sends_both_legs_in_one_batch() -> None:
+    # Arrange
+    book = PairBook(INSTRUMENTS, SimClock())
+    # Act
+    res, cmds = book.submit(intent())
+    # Assert: both places come out of one input, so the actor sends them concurrently
+    assert res["accepted"] and [c.req.leg for c in only(cmds, Place)] == ["A", "B"]
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS})
+    h.submit(intent())
+    h.drain()
+    assert h.book.pairs["d1"].state is PairState.HEDGED
+    assert states(h) == ["NEW", "WORKING", "HEDGED"]
+    assert h.done[-1]["complete"] is True and h.done[-1]["legs"]["B"]["filled"] == 2
+
+
+def test_same_intent_sent_twice_executes_once() -> None:
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS})
+    first = h.submit(intent())
+    second = h.submit(intent())
+    h.drain()
+    assert first["duplicate"] is False and second["duplicate"] is True
+    assert len(h.placed) == 2
+
+
+def test_reject_on_leg_b_then_replenished_at_a_chased_price_hedges() -> None:
+    # Arrange: B's first order is refused (curable), the re-send fills
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS})
+    v = h.venues["LME"]
+    real = v._place
+    calls = {"n": 0}
+
+    def first_rejected(req):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] == 1:
+            v.b = Behaviour(reject=1.0)
+            out = real(req)
+            v.b = FILLS
+            return out
+        return real(req)
+    v._place = first_rejected  # type: ignore[method-assign]
+    # Act
+    h.submit(intent(mode=ExecutionMode.SPEED))
+    h.drain()
+    # Assert
+    assert h.book.pairs["d1"].state is PairState.HEDGED
+    assert "REPLENISHING" in states(h)
+    b_orders = [r for _, r in h.placed if r.leg == "B"]
+    assert [r.client_order_id for r in b_orders] == ["d1:B:0", "d1:B:1"]
+    assert b_orders[1].price < b_orders[0].price  # a sell chases down
+    assert EventKind.REPLENISH.value in kinds(h)
+
+
+def test_final_reject_on_leg_b_after_leg_a_filled_rolls_back_leg_a() -> None:
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": Behaviour(reject=1.0, reject_reasons=(RejectReason.MARKET_CLOSED,))})
+    h.submit(intent(mode=ExecutionMode.SPEED))
+    h.drain()
+    m = h.book.pairs["d1"]
+    assert m.state is PairState.ROLLED_BACK
+    unwind = [r for _, r in h.placed if r.leg == "A" and r.reduce_only]
+    assert len(unwind) == 1 and unwind[0].side is Side.SELL and unwind[0].qty == 2
+    assert unwind[0].order_type is OrderType.IOC
+    assert h.venues["SHFE"].net("d1", "A", Side.BUY) == 0
+    assert states(h) == ["NEW", "WORKING", "ROLLING_BACK", "ROLLED_BACK"]
+    assert not [r for _, r in h.placed if r.leg == "B" and r.attempt > 0]  # final: no replenish
+
+
+def test_partial_fills_on_both_legs_are_replenished_to_the_full_size() -> None:
+    h = Harness(INSTRUMENTS, {"SHFE": Behaviour(partial=1.0), "LME": Behaviour(partial=1.0)}, seed=3)
+    h.submit(intent(a=("SHFE.cu", "BUY", 5, "72000"), b=("LME.CA3M", "SELL", 5, "9800"), mode=ExecutionMode.SPEED,
+                    replenish=ReplenishBudget(max_attempts=10, max_chase_ticks=10)))
+    h.drain()
+    m = h.book.pairs["d1"]
+    assert m.state is PairState.HEDGED
+    assert m.legs[0].net == 5 and m.legs[1].net == 5
+    assert m.legs[0].replenishes + m.legs[1].replenishes >= 2
+
+
+def test_partial_fills_left_short_by_the_budget_unwind_the_excess_only() -> None:
+    # A fills 2 of 3; B is always refused after its first partial 1: the pair rolls A back to 1
+    book = PairBook(INSTRUMENTS, SimClock())
+    _, cmds = book.submit(intent(a=("SHFE.cu", "BUY", 3, "72000"), b=("LME.CA3M", "SELL", 3, "9800"),
+                                 mode=ExecutionMode.SPEED, replenish=ReplenishBudget(max_attempts=0)))
+    cmds = book.on_place_result("d1:A:0", [rep("d1:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED),
+                                           fill("d1:A:0", 2, 2, "t1", status=OrderStatus.PARTIALLY_FILLED),
+                                           rep("d1:A:0", ExecReportKind.CANCELED, OrderStatus.CANCELED, filled=2)])
+    cmds += book.on_place_result("d1:B:0", [
+        rep("d1:B:0", ExecReportKind.ACK, OrderStatus.ACCEPTED, "LME", "LME.CA3M"),
+        fill("d1:B:0", 1, 1, "t2", "LME", "LME.CA3M", OrderStatus.PARTIALLY_FILLED, "9800"),
+        rep("d1:B:0", ExecReportKind.CANCELED, OrderStatus.CANCELED, "LME", "LME.CA3M", filled=1)])
+    unwind = only(cmds, Place)
+    assert len(unwind) == 1 and unwind[0].req.leg == "A" and unwind[0].req.qty == 1 and unwind[0].req.side is Side.SELL
+    cmds = book.on_place_result(unwind[0].req.client_order_id, [
+        rep(unwind[0].req.client_order_id, ExecReportKind.ACK, OrderStatus.ACCEPTED),
+        fill(unwind[0].req.client_order_id, 1, 1, "t3")])
+    assert book.pairs["d1"].state is PairState.HEDGED
+    assert book.pair("d1")["complete"] is False and book.pair("d1")["legs"]["A"]["net"] == 1
+
+
+def test_cancel_racing_a_fill_is_reconciled_by_query_and_hedges() -> None:
+    # Arrange: price priority; A fills at once, B rests, goes stale and is cancelled to replenish
+    book = PairBook(INSTRUMENTS, clock := SimClock())
+    book.submit(intent())
+    book.on_place_result("d1:A:0", [rep("d1:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED), fill("d1:A:0", 2, 2, "t1")])
+    book.on_place_result("d1:B:0", [rep("d1:B:0", ExecReportKind.ACK, OrderStatus.ACCEPTED, "LME", "LME.CA3M")])
+    clock.advance(600_000_000)
+    cmds = book.on_timer("d1", "stale:d1:B:0")
+    assert [c.client_order_id for c in only(cmds, Cancel)] == ["d1:B:0"]
+    # Act: the fill wins the race; the venue refuses the cancel as too late
+    cmds = book.on_cancel_result("d1:B:0", rep("d1:B:0", ExecReportKind.CANCEL_REJECTED, OrderStatus.FILLED, "LME",
+                                               "LME.CA3M", reason=RejectReason.TOO_LATE_TO_CANCEL))
+    # Assert: no re-send before the order's real state is known
+    assert not only(cmds, Place) and [c.client_order_id for c in only(cmds, Query)] == ["d1:B:0"]
+    cmds = book.on_reports([fill("d1:B:0", 2, 2, "t2", "LME", "LME.CA3M", price="9800")])
+    cmds += book.on_query_result("d1:B:0", rep("d1:B:0", ExecReportKind.STATUS, OrderStatus.FILLED, "LME", "LME.CA3M",
+                                               filled=2))
+    assert book.pairs["d1"].state is PairState.HEDGED
+    assert not only(cmds, Place)
+
+
+def test_replenish_waits_for_the_cancel_confirmation_before_resending() -> None:
+    book = PairBook(INSTRUMENTS, clock := SimClock())
+    book.submit(intent())
+    book.on_place_result("d1:A:0", [rep("d1:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED), fill("d1:A:0", 2, 2, "t1")])
+    book.on_place_result("d1:B:0", [rep("d1:B:0", ExecReportKind.ACK, OrderStatus.ACCEPTED, "LME", "LME.CA3M")])
+    clock.advance(600_000_000)
+    cmds = book.on_timer("d1", "stale:d1:B:0")
+    assert not only(cmds, Place)
+    cmds = book.on_cancel_result("d1:B:0", rep("d1:B:0", ExecReportKind.CANCELED, OrderStatus.CANCELED, "LME", "LME.CA3M"))
+    places = only(cmds, Place)
+    assert [p.req.client_order_id for p in places] == ["d1:B:1"]
+
+
+def test_fill_after_a_confirmed_cancel_on_a_hedged_pair_is_rolled_back() -> None:
+    # Arrange: A overfills through a late fill once the pair is hedged
+    book = PairBook(INSTRUMENTS, clock := SimClock())
+    book.submit(intent())
+    book.on_place_result("d1:A:0", [rep("d1:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED),
+                                    fill("d1:A:0", 1, 1, "t1", status=OrderStatus.PARTIALLY_FILLED)])
+    book.on_place_result("d1:B:0", [rep("d1:B:0", ExecReportKind.ACK, OrderStatus.ACCEPTED, "LME", "LME.CA3M"),
+                                    fill("d1:B:0", 2, 2, "t2", "LME", "LME.CA3M", price="9800")])
+    clock.advance(600_000_000)
+    book.on_timer("d1", "stale:d1:A:0")
+    cmds = book.on_cancel_result("d1:A:0", rep("d1:A:0", ExecReportKind.CANCELED, OrderStatus.CANCELED, filled=1))
+    a1 = only(cmds, Place)[0].req
+    book.on_place_result(a1.client_order_id, [rep(a1.client_order_id, ExecReportKind.ACK, OrderStatus.ACCEPTED),
+                                              fill(a1.client_order_id, 1, 1, "t3")])
+    assert book.pairs["d1"].state is PairState.HEDGED
+    # Act: the venue reports one more lot on the cancelled order
+    cmds = book.on_reports([fill("d1:A:0", 1, 2, "t4")])
+    # Assert
+    assert book.pairs["d1"].state is PairState.ROLLING_BACK
+    unwind = only(cmds, Place)
+    assert len(unwind) == 1 and unwind[0].req.side is Side.SELL and unwind[0].req.qty == 1
+    book.on_place_result(unwind[0].req.client_order_id, [
+        rep(unwind[0].req.client_order_id, ExecReportKind.ACK, OrderStatus.ACCEPTED),
+        fill(unwind[0].req.client_order_id, 1, 1, "t5")])
+    assert book.pairs["d1"].state is PairState.HEDGED and book.pair("d1")["complete"]
+
+
+def test_failed_place_call_is_resolved_by_query_before_anything_is_resent() -> None:
+    book = PairBook(INSTRUMENTS, SimClock())
+    book.submit(intent())
+    cmds = book.on_call_failed("d1:A:0", "place", "ActorDiedError")
+    assert not only(cmds, Place) and [q.client_order_id for q in only(cmds, Query)] == ["d1:A:0"]
+    assert book.pair("d1")["orders"][0]["status"] == "UNKNOWN"
+    cmds = book.on_query_result("d1:A:0", rep("d1:A:0", ExecReportKind.STATUS, OrderStatus.FILLED, filled=2,
+                                              avg_price=Decimal("72000")))
+    assert book.pair("d1")["legs"]["A"]["net"] == 2
+
+
+def test_query_saying_the_venue_never_saw_the_order_resends_it_under_the_same_id() -> None:
+    book = PairBook(INSTRUMENTS, SimClock())
+    book.submit(intent())
+    book.on_call_failed("d1:A:0", "place", "ActorUnavailableError")
+    cmds = book.on_query_result("d1:A:0", None)
+    assert [p.req.client_order_id for p in only(cmds, Place)] == ["d1:A:0"]
+
+
+def test_silent_venue_escalates_with_the_unknown_order_in_the_residual() -> None:
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": Behaviour(silent_after_ms=0.0)})
+    h.submit(intent(mode=ExecutionMode.SPEED))
+    h.drain()
+    m = h.book.pairs["d1"]
+    assert m.state is PairState.ESCALATED
+    esc = [e for e in h.sink.by_decision("d1") if e.kind is EventKind.ESCALATION][-1]
+    assert esc.payload["residual"]["legs"]["B"]["unknown_orders"] == ["d1:B:0"]
+    assert esc.payload["residual"]["legs"]["A"]["net"] == 2
+    assert any(e.kind is EventKind.ALERT and e.payload["level"] == "red" for e in h.sink.by_decision("d1"))
+    assert h.halts and h.halts[0].strategy == "s1"
+    # the strategy is halted in the coordinator too: its next pair is refused
+    res = h.submit(intent("d2"))
+    assert res["accepted"] is False and "HALTED" in res["reason"]
+
+
+def test_halt_mid_pair_cancels_working_orders_and_escalates_the_residual() -> None:
+    book = PairBook(INSTRUMENTS, SimClock())
+    book.submit(intent())
+    book.on_place_result("d1:A:0", [rep("d1:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED), fill("d1:A:0", 2, 2, "t1")])
+    book.on_place_result("d1:B:0", [rep("d1:B:0", ExecReportKind.ACK, OrderStatus.ACCEPTED, "LME", "LME.CA3M")])
+    cmds = book.set_trading_state("global", "", "HALTED", operator="ops")
+    assert [c.client_order_id for c in only(cmds, Cancel)] == ["d1:B:0"]
+    cmds = book.on_cancel_result("d1:B:0", rep("d1:B:0", ExecReportKind.CANCELED, OrderStatus.CANCELED, "LME", "LME.CA3M"))
+    assert not only(cmds, Place)  # no unwind under HALTED
+    assert book.pairs["d1"].state is PairState.ESCALATED
+    assert book.pairs["d1"].residual["legs"]["A"]["residual"] == 2
+
+
+def test_reducing_state_refuses_new_pairs_but_lets_the_rollback_through() -> None:
+    book = PairBook(INSTRUMENTS, SimClock())
+    book.submit(intent())
+    book.on_place_result("d1:A:0", [rep("d1:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED), fill("d1:A:0", 2, 2, "t1")])
+    book.on_place_result("d1:B:0", [rep("d1:B:0", ExecReportKind.ACK, OrderStatus.ACCEPTED, "LME", "LME.CA3M")])
+    book.set_trading_state("strategy", "s1", "REDUCING")
+    cmds = book.on_cancel_result("d1:B:0", rep("d1:B:0", ExecReportKind.CANCELED, OrderStatus.CANCELED, "LME", "LME.CA3M"))
+    unwind = only(cmds, Place)
+    assert len(unwind) == 1 and unwind[0].req.reduce_only and unwind[0].req.leg == "A"
+    res, _ = book.submit(intent("d2"))
+    assert res["accepted"] is False and "REDUCING" in res["reason"]
+
+
+def test_quantity_priority_sizes_to_the_smaller_visible_liquidity() -> None:
+    book = PairBook(INSTRUMENTS, SimClock())
+    it = intent(a=("SHFE.cu", "BUY", 5, "72000"), b=("LME.CA3M", "SELL", 5, "9800"), mode=ExecutionMode.QUANTITY)
+    res, cmds = book.submit(it, liquidity={"A": 7, "B": 3})
+    assert res["accepted"]
+    assert [(p.req.leg, p.req.qty, p.req.order_type) for p in only(cmds, Place)] == [
+        ("A", 3, OrderType.IOC), ("B", 3, OrderType.IOC)]
+
+
+def test_quantity_priority_without_liquidity_is_refused() -> None:
+    book = PairBook(INSTRUMENTS, SimClock())
+    res, cmds = book.submit(intent(mode=ExecutionMode.QUANTITY))
+    assert res["accepted"] is False and "NO_LIQUIDITY" in res["reason"] and not only(cmds, Place)
+
+
+def test_lead_lag_sends_the_less_liquid_leg_first_and_hedges_each_fill() -> None:
+    book = PairBook(INSTRUMENTS, SimClock())
+    it = testkit.pair_intent("d1", a=A, b=B, mode=ExecutionMode.LEAD_LAG)
+    it = it.model_copy(update={"legs": (it.legs[0].model_copy(update={"visible_qty": 50}),
+                                        it.legs[1].model_copy(update={"visible_qty": 4}))})
+    _, cmds = book.submit(it)
+    assert [p.req.leg for p in only(cmds, Place)] == ["B"]  # LME thinner: it leads
+    cmds = book.on_place_result("d1:B:0", [
+        rep("d1:B:0", ExecReportKind.ACK, OrderStatus.ACCEPTED, "LME", "LME.CA3M"),
+        fill("d1:B:0", 1, 1, "t1", "LME", "LME.CA3M", OrderStatus.PARTIALLY_FILLED, "9800")])
+    hedge = only(cmds, Place)
+    assert [(p.req.leg, p.req.qty, p.req.order_type) for p in hedge] == [("A", 1, OrderType.IOC)]
+    cmds = book.on_place_result(hedge[0].req.client_order_id, [
+        rep(hedge[0].req.client_order_id, ExecReportKind.ACK, OrderStatus.ACCEPTED), fill(hedge[0].req.client_order_id, 1, 1, "t2")])
+    cmds = book.on_reports([fill("d1:B:0", 1, 2, "t3", "LME", "LME.CA3M", OrderStatus.FILLED, "9800")])
+    hedge = only(cmds, Place)
+    assert [(p.req.leg, p.req.qty) for p in hedge] == [("A", 1)]
+    book.on_place_result(hedge[0].req.client_order_id, [
+        rep(hedge[0].req.client_order_id, ExecReportKind.ACK, OrderStatus.ACCEPTED), fill(hedge[0].req.client_order_id, 1, 1, "t4")])
+    assert book.pairs["d1"].state is PairState.HEDGED
+
+
+def test_bad_intent_is_refused_recorded_and_sends_nothing() -> None:
+    book = PairBook(INSTRUMENTS, SimClock())
+    res, cmds = book.submit(intent(a=("SHFE.cu", "BUY", 2, "72005")))  # off the 10-yuan tick
+    assert res["accepted"] is False and "legs[0].limit_price" in res["reason"]
+    assert not only(cmds, Place)
+    bad = [c.event for c in only(cmds, Emit) if c.event.kind is EventKind.BAD_INPUT]
+    assert bad and "tick" in bad[0].reason
+    res, cmds = book.submit({"decision_id": "x", "strategy": "s", "legs": []})
+    assert res["accepted"] is False and res["reason"].startswith("BAD_INPUT legs")
+    assert book.status()["bad_input"]["intent"] == 2
+
+
+def test_risk_denial_refuses_the_pair_and_tells_the_strategy() -> None:
+    class DenyAll:
+        def check_pair(self, intent, now_ns):  # noqa: ANN001, ANN201
+            return PreTradeResult(False, (Denial("NOTIONAL_EXCEEDS_MAX", "notional=1 max=0"),))
+
+        def allows_order(self, *a):  # noqa: ANN002, ANN201
+            return None
+
+        def on_order_done(self, *a):  # noqa: ANN002, ANN201
+            pass
+
+        def update_grant(self, grant):  # noqa: ANN001, ANN201
+            pass
+    book = PairBook(INSTRUMENTS, SimClock(), checker=DenyAll())
+    res, cmds = book.submit(intent())
+    assert res["state"] == "REFUSED" and "NOTIONAL_EXCEEDS_MAX" in res["reason"]
+    assert not only(cmds, Place)
+    done = only(cmds, NotifyDone)
+    assert done and done[0].summary["state"] == "REFUSED"
+
+
+def test_every_order_is_checked_including_replenish_and_rollback() -> None:
+    seen: list[tuple[str, bool]] = []
+
+    class Recorder:
+        def check_pair(self, intent, now_ns):  # noqa: ANN001, ANN201
+            return PreTradeResult(True)
+
+        def allows_order(self, strategy, venue, instrument, reduce_only, now_ns):  # noqa: ANN001, ANN201
+            seen.append((instrument, reduce_only))
+            return None
+
+        def on_order_done(self, *a):  # noqa: ANN002, ANN201
+            pass
+
+        def update_grant(self, grant):  # noqa: ANN001, ANN201
+            pass
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": Behaviour(reject=1.0)}, checker=Recorder())
+    h.submit(intent(mode=ExecutionMode.SPEED))
+    h.drain()
+    assert len(seen) == len(h.placed)
+    assert ("SHFE.cu", True) in seen
+
+
+def test_report_for_an_unknown_order_is_bad_input_and_changes_nothing() -> None:
+    book = PairBook(INSTRUMENTS, SimClock())
+    cmds = book.on_reports([rep("nope:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED)])
+    assert [c.event.kind for c in only(cmds, Emit)] == [EventKind.BAD_INPUT]
+    assert book.status()["bad_input"] == {"report": 1}
+
+
+def test_trail_holds_every_state_change_order_and_report_under_the_decision_id() -> None:
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS})
+    h.submit(intent())
+    h.drain()
+    k = kinds(h)
+    assert k.count("ORDER_SENT") == 2 and k.count("ORDER_REPORT") == 4 and k.count("PAIR_STATE") == 3
+    assert all(e.decision_id == "d1" for e in h.sink.events)

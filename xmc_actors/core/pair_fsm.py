@@ -1,0 +1,1109 @@
+"""The pair transaction as a pure core: inputs in, commands out (配对交易状态机).
+
+:class:`PairMachine` is one pair; :class:`PairBook` holds many pairs in flight, the trading
+states, the pre-trade checker and the client-order-id index. Neither knows Ray or asyncio: the
+:class:`~xmc_actors.actors.coordinator.PairCoordinator` actor feeds them inputs (an intent, the
+result or failure of a gateway call, a pushed report, a timer that fired, a trading-state change)
+and executes the commands they return (:class:`Place`, :class:`Cancel`, :class:`Query`,
+:class:`StartTimer`, :class:`Emit`, :class:`NotifyDone`, :class:`HaltStrategy`).
+
+Lifecycle (``PairState``)::
+
+    NEW ─risk ok─▶ WORKING ─both legs at target─▶ HEDGED
+     │               │ a leg short with no live order
+     │               ▼
+     │          REPLENISHING (cancel confirmed, re-send remainder at a chased price, within budget)
+     │               │ final reject / budget spent / deadline / halt: cancel what works, then
+     │               ▼
+     │          ROLLING_BACK (unwind the excess on the over-filled leg, IOC within the rollback policy)
+     │               ├─▶ ROLLED_BACK (flat) or HEDGED (balanced at a smaller size)
+     │               └─▶ ESCALATED (red alert, strategy halted, exact residual recorded)
+     └─refused─▶ REFUSED
+
+A late fill (reported after a confirmed cancel) on a finished pair re-opens it to
+ROLLING_BACK; on an ESCALATED pair it re-states the residual.
+
+Three kinds of outcome are never mixed: a local denial (pre-trade check or trading state)
+blocks a leg; a definitive venue reject is replenished (curable reasons) or blocks the leg
+(:attr:`RejectReason.is_final`); an unknown outcome (call failed, no ack) moves the order to
+UNKNOWN and is resolved by :class:`Query` before anything else is sent for that leg.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any, Final, Iterable, Mapping, Union
+
+from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt, ValidationError
+
+from ..model.errors import IllegalTransition
+from ..model.events import Event, EventKind
+from ..model.market import Instrument, Side
+from ..model.orders import (
+    ExecReportKind, ExecutionReport, OrderRequest, OrderState, OrderStatus, OrderType, RejectReason,
+    TimeInForce, client_order_id,
+)
+from ..model.pairs import ExecutionMode, LegIntent, PairIntent, PairState
+from ..model.risk import TradingState
+from .clock import Clock
+from .pretrade import AllowAll, Denial, PreTradeCheck
+from .sink import EventMaker
+from .sizing import balanced_size, is_balanced, round_to_lot
+
+P = PairState
+PAIR_TRANSITIONS: Final[dict[PairState, frozenset[PairState]]] = {
+    P.NEW: frozenset({P.WORKING, P.REFUSED}),
+    P.WORKING: frozenset({P.REPLENISHING, P.ROLLING_BACK, P.HEDGED, P.ROLLED_BACK, P.ESCALATED}),
+    P.REPLENISHING: frozenset({P.ROLLING_BACK, P.HEDGED, P.ROLLED_BACK, P.ESCALATED}),
+    P.ROLLING_BACK: frozenset({P.HEDGED, P.ROLLED_BACK, P.ESCALATED}),
+    # a fill reported after a confirmed cancel re-opens a finished pair
+    P.HEDGED: frozenset({P.ROLLING_BACK, P.ESCALATED}),
+    P.ROLLED_BACK: frozenset({P.ROLLING_BACK, P.ESCALATED}),
+    P.ESCALATED: frozenset(),
+    P.REFUSED: frozenset(),
+}
+BPS = Decimal(10_000)
+
+
+class CoordinatorConfig(BaseModel):
+    """Timers and retry bounds of the pair coordinator.
+
+    Attributes
+    ----------
+    ack_timeout_ms
+        A place that returned no ACK/REJECT: query the venue after this long.
+    cancel_timeout_ms
+        A cancel not confirmed after this long: query the venue.
+    call_timeout_ms
+        The actor gives up waiting on a gateway call after this long (outcome unknown).
+    query_retries
+        Status queries that may fail in a row before the pair is escalated.
+    query_backoff_ms
+        Delay before re-trying a failed query (doubles each time).
+    replace_retries
+        When a query says the venue never saw an order, re-send it under the *same* client
+        order id (so a late original is de-duplicated) this many times before calling it lost.
+    default_deadline_ms
+        Deadline of a pair whose intent has none.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    ack_timeout_ms: PositiveInt = 500
+    cancel_timeout_ms: PositiveInt = 500
+    call_timeout_ms: PositiveInt = 2_000
+    query_retries: PositiveInt = 3
+    query_backoff_ms: PositiveInt = 20
+    replace_retries: NonNegativeInt = 1
+    default_deadline_ms: PositiveInt = 5_000
+
+
+# ------------------------------------------------------------------------------------ commands
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Send ``req`` to the gateway of ``venue`` (``place``)."""
+
+    decision_id: str
+    venue: str
+    req: OrderRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    decision_id: str
+    venue: str
+    client_order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    decision_id: str
+    venue: str
+    client_order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    """Call :meth:`PairBook.on_timer` with ``(decision_id, key)`` at ``at_ns`` (clock time)."""
+
+    decision_id: str
+    key: str
+    at_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyDone:
+    """Push ``summary`` to the strategy (and the risk guard): ``on_pair_done(summary)``."""
+
+    strategy: str
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class HaltStrategy:
+    strategy: str
+    decision_id: str
+    reason: str
+
+
+Command = Union[Place, Cancel, Query, StartTimer, Emit, NotifyDone, HaltStrategy]
+
+
+# ------------------------------------------------------------------------------------ state
+@dataclass(slots=True)
+class LegOrder:
+    """One order of a leg, as the coordinator knows it (wraps the shared :class:`OrderState`)."""
+
+    state: OrderState
+    unwind: bool = False
+    reported_filled: int = 0        # cumulative filled from a STATUS answer (query), lower bound
+    reported_avg: Decimal | None = None
+    late_filled: int = 0            # quantity filled after the venue confirmed the cancel
+    query_failures: int = 0
+    replaces: int = 0
+    querying: bool = False
+    done_reported: bool = False
+    cancel_wanted: bool = False
+    cancels: int = 0
+
+    @property
+    def coid(self) -> str:
+        return self.state.request.client_order_id
+
+    @property
+    def filled(self) -> int:
+        return max(self.state.filled_qty, self.reported_filled)
+
+    @property
+    def live(self) -> bool:
+        return self.state.status.is_live
+
+    @property
+    def avg_price(self) -> Decimal | None:
+        if self.state.filled_qty >= self.reported_filled:
+            return self.state.avg_price
+        return self.reported_avg
+
+
+@dataclass(slots=True)
+class Leg:
+    spec: LegIntent
+    inst: Instrument
+    target: int
+    orders: list[LegOrder] = field(default_factory=list)
+    next_attempt: int = 0
+    replenishes: int = 0
+    unwinds: int = 0
+    blocked: str = ""
+    last_entry_short: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.leg
+
+    @property
+    def entry_filled(self) -> int:
+        return sum(o.filled for o in self.orders if not o.unwind)
+
+    @property
+    def net(self) -> int:
+        """Lots held on this leg in the leg's own direction (entry fills minus unwind fills)."""
+        n = 0
+        for o in self.orders:
+            if o.unwind:
+                n -= o.filled * (1 if o.state.request.side is not self.spec.side else -1)
+            else:
+                n += o.filled
+        return n
+
+    def live_order(self) -> LegOrder | None:
+        for o in self.orders:
+            if o.live:
+                return o
+        return None
+
+    @property
+    def ref_price(self) -> Decimal:
+        return self.spec.trigger_price or self.spec.limit_price  # type: ignore[return-value]
+
+    def avg_entry_price(self) -> Decimal | None:
+        q, notional = 0, Decimal(0)
+        for o in self.orders:
+            if not o.unwind and o.filled and o.avg_price is not None:
+                q += o.filled
+                notional += o.avg_price * o.filled
+        return (notional / q) if q else None
+
+
+# ------------------------------------------------------------------------------------ machine
+class PairMachine:
+    """One pair transaction. Created by :class:`PairBook`; every input returns commands."""
+
+    def __init__(self, book: "PairBook", intent: PairIntent, legs: tuple[Leg, Leg], now_ns: int) -> None:
+        self.book = book
+        self.intent = intent
+        self.legs = legs
+        self.by_name = {leg.name: leg for leg in legs}
+        self.state = PairState.NEW
+        self.started_ns = now_ns
+        self.ended_ns = 0
+        self.deadline_ns = intent.deadline_ns or (now_ns + book.config.default_deadline_ms * 1_000_000)
+        self.winding_down = ""          # reason the pair stopped trying to complete
+        self.rollback_started_ns = 0
+        self.reason = ""
+        self.residual: dict[str, Any] | None = None
+        self.lead: Leg | None = None
+        self.out: list[Command] = []
+        self.timer_seq = 0
+        self.acked_ns: dict[str, int] = {}
+
+    # -- helpers ---------------------------------------------------------------------------
+    @property
+    def did(self) -> str:
+        return self.intent.decision_id
+
+    def _emit(self, kind: EventKind, *, leg: Leg | None = None, reason: str = "", latency_us: float | None = None,
+              **payload: Any) -> None:
+        ev = self.book.events.make(
+            kind, decision_id=self.did, strategy=self.intent.strategy,
+            account=leg.spec.account if leg else "", venue=leg.inst.venue if leg else "",
+            instrument=leg.spec.instrument if leg else "", reason=reason, latency_us=latency_us, **payload,
+        )
+        self.out.append(Emit(ev))
+
+    def _to(self, target: PairState, reason: str) -> None:
+        if target not in PAIR_TRANSITIONS[self.state]:
+            raise IllegalTransition(f"pair {self.did}", self.state.value, target.value, reason)
+        before = self.state
+        self.state = target
+        self._emit(EventKind.PAIR_STATE, reason=reason, **{"from": before.value, "to": target.value,
+                                                          "nets": {lg.name: lg.net for lg in self.legs}})
+
+    def _timer(self, key: str, delay_ns: int) -> None:
+        self.out.append(StartTimer(self.did, key, self.book.clock.now_ns() + max(delay_ns, 0)))
+
+    def _find(self, coid: str) -> tuple[Leg, LegOrder] | None:
+        for leg in self.legs:
+            for o in leg.orders:
+                if o.coid == coid:
+                    return leg, o
+        return None
+
+    def flush(self) -> list[Command]:
+        out, self.out = self.out, []
+        return out
+
+    # -- start -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._to(PairState.WORKING, "risk ok")
+        self._timer("deadline", self.deadline_ns - self.book.clock.now_ns())
+        if self.intent.mode is ExecutionMode.LEAD_LAG:
+            a, b = self.legs
+            va = a.spec.visible_qty if a.spec.visible_qty is not None else 0
+            vb = b.spec.visible_qty if b.spec.visible_qty is not None else 0
+            self.lead = b if vb < va else a
+            self._send_entry(self.lead, self.lead.target, chase=0)
+        else:
+            for leg in self.legs:  # both legs in one batch: the actor sends them concurrently
+                self._send_entry(leg, leg.target, chase=0)
+        self._settle()
+
+    # -- pricing ---------------------------------------------------------------------------
+    def _aggressive(self, leg: Leg) -> Decimal:
+        """The trigger price moved against us by the intent's max slippage, on the tick grid."""
+        ref = leg.ref_price
+        d = leg.spec.side.sign
+        raw = ref * (1 + d * self.intent.max_slippage_bps / BPS)
+        px = leg.inst.round_price(raw, "down" if d > 0 else "up")
+        if leg.spec.limit_price is not None and (px - leg.spec.limit_price) * d < 0:
+            px = leg.spec.limit_price
+        return px
+
+    def _bps_ticks(self, leg: Leg, bps: Decimal) -> int:
+        return int((leg.ref_price * bps / BPS / leg.inst.tick_size).to_integral_value(rounding=ROUND_FLOOR))
+
+    def _entry_price(self, leg: Leg, chase: int) -> tuple[Decimal, int]:
+        lag = self.lead is not None and leg is not self.lead
+        speed = self.intent.mode is ExecutionMode.SPEED or lag
+        base = self._aggressive(leg) if speed else (leg.spec.limit_price or leg.ref_price)
+        budget = self.intent.replenish
+        ticks = 0
+        if chase and budget.max_attempts:
+            ticks = math.ceil(chase * budget.max_chase_ticks / budget.max_attempts)
+            ticks = min(ticks, budget.max_chase_ticks, self._bps_ticks(leg, budget.max_chase_bps))
+        px = base + leg.spec.side.sign * ticks * leg.inst.tick_size
+        return max(px, leg.inst.tick_size), ticks
+
+    def _order_kind(self, leg: Leg) -> tuple[OrderType, TimeInForce]:
+        lag = self.lead is not None and leg is not self.lead
+        if self.intent.mode in (ExecutionMode.SPEED, ExecutionMode.QUANTITY) or lag:
+            return OrderType.IOC, TimeInForce.IOC
+        return OrderType.LIMIT, TimeInForce.DAY
+
+    # -- sending ---------------------------------------------------------------------------
+    def _new_request(self, leg: Leg, side: Side, qty: int, price: Decimal, otype: OrderType, tif: TimeInForce,
+                     reduce_only: bool) -> OrderRequest:
+        attempt = leg.next_attempt
+        leg.next_attempt += 1
+        return OrderRequest(
+            client_order_id=client_order_id(self.did, leg.name, attempt), decision_id=self.did, leg=leg.name,
+            attempt=attempt, account=leg.spec.account, instrument=leg.spec.instrument, side=side, qty=qty,
+            order_type=otype, price=price, tif=tif, reduce_only=reduce_only, owner=self.book.owner,
+            sent_ns=self.book.clock.now_ns(),
+        )
+
+    def _send(self, leg: Leg, req: OrderRequest, unwind: bool) -> bool:
+        denial = self.book.gate(self.intent.strategy, leg, req.reduce_only)
+        if denial is not None:
+            self._emit(EventKind.RISK_DECISION, leg=leg, reason=str(denial), allowed=False,
+                       client_order_id=req.client_order_id, unwind=unwind)
+            return False
+        order = LegOrder(OrderState(request=req), unwind=unwind)
+        order.state.transition(OrderStatus.SUBMITTED)
+        leg.orders.append(order)
+        self.book.index[req.client_order_id] = self.did
+        self._emit(EventKind.ORDER_SENT, leg=leg, client_order_id=req.client_order_id, leg_name=leg.name,
+                   attempt=req.attempt, side=req.side.value, qty=req.qty, price=str(req.price),
+                   order_type=req.order_type.value, tif=req.tif.value, reduce_only=req.reduce_only, unwind=unwind)
+        self.out.append(Place(self.did, leg.inst.venue, req))
+        self._timer(f"ack:{req.client_order_id}", self.book.config.ack_timeout_ms * 1_000_000)
+        if req.tif is TimeInForce.DAY and not unwind:
+            self._timer(f"stale:{req.client_order_id}", self._stale_wait_ns())
+        return True
+
+    def _stale_wait_ns(self) -> int:
+        b = self.intent.replenish
+        return max(b.max_time_ms * 1_000_000 // (b.max_attempts + 1), 1_000_000)
+
+    def _send_entry(self, leg: Leg, qty: int, chase: int) -> bool:
+        price, ticks = self._entry_price(leg, chase)
+        otype, tif = self._order_kind(leg)
+        req = self._new_request(leg, leg.spec.side, qty, price, otype, tif, self.intent.reduce_only)
+        if chase:
+            self._emit(EventKind.REPLENISH, leg=leg, client_order_id=req.client_order_id, attempt=chase,
+                       qty=qty, price=str(price), chase_ticks=ticks)
+        ok = self._send(leg, req, unwind=False)
+        if not ok:
+            leg.blocked = "DENIED"
+        return ok
+
+    def _cancel(self, leg: Leg, order: LegOrder, why: str) -> None:
+        st = order.state.status
+        if st in (OrderStatus.PENDING_CANCEL, OrderStatus.UNKNOWN) or not order.live:
+            return
+        if order.cancels >= self.book.config.query_retries:
+            if self.state is PairState.ESCALATED:
+                return
+            self._escalate(f"order {order.coid}: {order.cancels} cancels not confirmed")
+            return
+        order.cancels += 1
+        order.cancel_wanted = True
+        order.state.transition(OrderStatus.PENDING_CANCEL)
+        self._emit(EventKind.CANCEL_SENT, leg=leg, reason=why, client_order_id=order.coid)
+        self.out.append(Cancel(self.did, leg.inst.venue, order.coid))
+        self._timer(f"cancel:{order.coid}", self.book.config.cancel_timeout_ms * 1_000_000)
+
+    def _query(self, leg: Leg, order: LegOrder, why: str) -> None:
+        if order.querying:
+            return
+        order.querying = True
+        self._emit(EventKind.RECONCILE, leg=leg, reason=why, client_order_id=order.coid, action="query")
+        self.out.append(Query(self.did, leg.inst.venue, order.coid))
+
+    # -- inputs ----------------------------------------------------------------------------
+    def on_reports(self, reports: Iterable[ExecutionReport], source: str) -> None:
+        for rep in reports:
+            self._apply(rep, source)
+        self._settle()
+
+    def _apply(self, rep: ExecutionReport, source: str) -> None:
+        found = self._find(rep.client_order_id)
+        if found is None:
+            self.book._bad_input("report", f"report for unknown order {rep.client_order_id}", self.did)
+            return
+        leg, order = found
+        before_status, before_filled = order.state.status, order.filled
+        latency = None
+        if rep.kind in (ExecReportKind.ACK, ExecReportKind.REJECTED) and order.coid not in self.acked_ns:
+            self.acked_ns[order.coid] = self.book.clock.now_ns()
+            latency = (self.book.clock.now_ns() - order.state.request.sent_ns) / 1_000
+        if rep.kind is not ExecReportKind.STATUS and rep.filled_qty > order.reported_filled:
+            # every report carries the venue's cumulative filled quantity: a lower bound of the truth
+            # that reveals fills whose own report was lost (a place answer that never came back)
+            order.reported_filled = rep.filled_qty
+            order.reported_avg = rep.avg_price if rep.avg_price is not None else order.reported_avg
+        try:
+            if rep.kind is ExecReportKind.STATUS:
+                self._apply_status(order, rep)
+            elif rep.kind is ExecReportKind.FILL and rep.fill is not None:
+                late = order.state.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED)
+                if order.state.apply(rep) and late:
+                    order.late_filled += rep.fill.qty
+            else:
+                order.state.apply(rep)
+            if order.live and order.filled >= order.state.request.qty:
+                order.state.transition(OrderStatus.FILLED)  # the cumulative quantity says it is done
+        except IllegalTransition as e:
+            self.book._bad_input("report", f"{rep.kind.value} for {rep.client_order_id}: {e}", self.did)
+        self._emit(EventKind.ORDER_REPORT, leg=leg, latency_us=latency, reason=rep.reason.value if rep.reason else "",
+                   source=source, client_order_id=rep.client_order_id, report_kind=rep.kind.value,
+                   status=order.state.status.value, prior=before_status.value, filled=order.filled,
+                   late_fill=order.late_filled > 0 and order.filled > before_filled and
+                   before_status in (OrderStatus.CANCELED, OrderStatus.EXPIRED),
+                   trade_id=rep.fill.trade_id if rep.fill else "", fill_qty=rep.fill.qty if rep.fill else 0,
+                   fill_price=str(rep.fill.price) if rep.fill else "", text=rep.text)
+        if order.state.status is OrderStatus.REJECTED and rep.kind in (ExecReportKind.REJECTED, ExecReportKind.STATUS):
+            reason = rep.reason or RejectReason.OTHER
+            if not order.unwind and reason.is_final:
+                leg.blocked = f"FINAL_REJECT:{reason.value}"
+        if rep.kind is ExecReportKind.CANCEL_REJECTED and order.live:
+            # too late (filled or done) or unknown to the venue: learn the order's real state first
+            self._query(leg, order, f"cancel rejected: {rep.reason.value if rep.reason else 'no reason'}")
+        self._order_done_check(leg, order)
+
+    def _apply_status(self, order: LegOrder, rep: ExecutionReport) -> None:
+        order.querying = False
+        order.query_failures = 0
+        if rep.filled_qty > order.reported_filled:
+            order.reported_filled = rep.filled_qty
+            order.reported_avg = rep.avg_price
+        st = order.state
+        target = rep.status
+        if target is OrderStatus.PARTIALLY_FILLED and st.filled_qty == 0:
+            target = OrderStatus.ACCEPTED if st.status in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN) else st.status
+        if rep.filled_qty >= st.request.qty and rep.filled_qty > 0:
+            target = OrderStatus.FILLED
+        if target is st.status or st.status is OrderStatus.FILLED:
+            return
+        if st.status is OrderStatus.PENDING_CANCEL and target in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED):
+            # the cancel's outcome was unknown and the order still works: cancel again
+            st.transition(target)
+            return
+        if target in (OrderStatus.CANCELED, OrderStatus.EXPIRED) and st.status not in (
+                OrderStatus.PENDING_CANCEL, OrderStatus.UNKNOWN, OrderStatus.SUBMITTED,
+                OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED):
+            return
+        st.transition(target)
+
+    def _order_done_check(self, leg: Leg, order: LegOrder) -> None:
+        if not order.live and not order.done_reported:
+            order.done_reported = True
+            self.book.checker.on_order_done(self.intent, leg.name, order.filled, order.avg_price)
+            if not order.unwind and order.filled < order.state.request.qty:
+                leg.last_entry_short = True
+
+    def on_place_result(self, coid: str, reports: list[ExecutionReport]) -> None:
+        found = self._find(coid)
+        if found is None:
+            return
+        if not reports:
+            self._emit(EventKind.ORDER_REPORT, leg=found[0], client_order_id=coid, report_kind="NONE",
+                       status=found[1].state.status.value, source="place", reason="no ack in the place answer")
+        self.on_reports(reports, "place")
+
+    def on_call_failed(self, coid: str, call: str, error: str) -> None:
+        """A gateway call failed (actor died or unavailable, timeout): the outcome is unknown."""
+        found = self._find(coid)
+        if found is None:
+            return
+        leg, order = found
+        self._emit(EventKind.RECONCILE, leg=leg, reason=f"{call} outcome unknown: {error}", client_order_id=coid,
+                   action="unknown")
+        if call == "query":
+            order.querying = False
+            order.query_failures += 1
+            if order.query_failures >= self.book.config.query_retries:
+                self._escalate(f"order {coid}: outcome unknown after {order.query_failures} failed queries")
+            else:
+                backoff = self.book.config.query_backoff_ms * (2 ** (order.query_failures - 1))
+                self._timer(f"query:{coid}:{order.query_failures}", backoff * 1_000_000)
+            self._settle()
+            return
+        if order.live and order.state.status is not OrderStatus.UNKNOWN:
+            order.state.transition(OrderStatus.UNKNOWN)
+        if order.live:
+            self._query(leg, order, f"{call} failed")
+        self._settle()
+
+    def on_query_result(self, coid: str, report: ExecutionReport | None) -> None:
+        found = self._find(coid)
+        if found is None:
+            return
+        leg, order = found
+        if report is not None:
+            self.on_reports([report], "query")
+            if order.state.status in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED) and (
+                    self.winding_down or self.state is PairState.ROLLING_BACK):
+                self._cancel(leg, order, "query: order still working")
+            elif order.cancel_wanted and order.state.status in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED):
+                self._cancel(leg, order, "query: cancel did not take")
+            self._settle()
+            return
+        order.querying = False
+        order.query_failures = 0
+        self._emit(EventKind.RECONCILE, leg=leg, reason="venue never saw the order", client_order_id=coid,
+                   action="not_found")
+        if order.state.status is OrderStatus.PENDING_CANCEL and order.state.prev_status in (
+                OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED):
+            self.book._bad_input("query", f"venue lost acknowledged order {coid}", self.did)
+        if order.replaces < self.book.config.replace_retries and not self.winding_down and \
+                self.state in (PairState.WORKING, PairState.REPLENISHING) and not order.unwind:
+            order.replaces += 1
+            if order.state.status is not OrderStatus.UNKNOWN:
+                order.state.transition(OrderStatus.UNKNOWN)
+            self._emit(EventKind.ORDER_SENT, leg=leg, client_order_id=coid, reason="re-send under the same id",
+                       attempt=order.state.request.attempt, replace=order.replaces)
+            self.out.append(Place(self.did, leg.inst.venue, order.state.request))
+            self._timer(f"ack:{coid}", self.book.config.ack_timeout_ms * 1_000_000)
+        else:
+            # definitively not at the venue: a curable loss (the remainder may be re-sent)
+            if order.state.status is not OrderStatus.UNKNOWN and order.state.status.is_live:
+                order.state.transition(OrderStatus.UNKNOWN)
+            order.state.reject_reason = RejectReason.VENUE_ERROR
+            order.state.transition(OrderStatus.REJECTED)
+            self._order_done_check(leg, order)
+        self._settle()
+
+    def on_timer(self, key: str) -> None:
+        kind, _, arg = key.partition(":")
+        acted = ""
+        if kind == "deadline":
+            if self.state in (PairState.WORKING, PairState.REPLENISHING) and not self.winding_down:
+                acted = "wind down"
+                self._wind_down("DEADLINE")
+        elif kind == "rollback":
+            if self.state is PairState.ROLLING_BACK:
+                acted = "escalate"
+                self._escalate("rollback time budget spent")
+        elif kind in ("ack", "cancel", "query", "stale"):
+            coid = arg.rsplit(":", 1)[0] if kind == "query" else arg
+            found = self._find(coid)
+            if found is not None:
+                leg, order = found
+                st = order.state.status
+                if kind == "ack" and st in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN) and not order.querying:
+                    acted = "query (no ack)"
+                    if st is OrderStatus.SUBMITTED:
+                        order.state.transition(OrderStatus.UNKNOWN)
+                    self._query(leg, order, "no ack")
+                elif kind == "cancel" and st is OrderStatus.PENDING_CANCEL:
+                    acted = "query (cancel not confirmed)"
+                    self._query(leg, order, "cancel not confirmed")
+                elif kind == "query" and order.live and not order.querying:
+                    acted = "query retry"
+                    self._query(leg, order, "retry")
+                elif kind == "stale" and order.live and st in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED) \
+                        and self.state in (PairState.WORKING, PairState.REPLENISHING) and not self.winding_down:
+                    if self._lagging(leg):
+                        acted = "cancel stale remainder to replenish"
+                        self._cancel(leg, order, "stale: replenish")
+                    else:
+                        acted = "re-arm"
+                        self._timer(key, self._stale_wait_ns())
+        self._emit(EventKind.TIMER, reason=acted or "ignored", key=key, state=self.state.value)
+        self._settle()
+
+    def on_trading_state(self, state: TradingState, scope: str) -> None:
+        if state is TradingState.ACTIVE:
+            return
+        if self.state in (PairState.WORKING, PairState.REPLENISHING) and not self.winding_down:
+            self._wind_down(f"{state.value}:{scope}")
+        elif self.state is PairState.ROLLING_BACK and state is TradingState.HALTED:
+            for leg in self.legs:
+                o = leg.live_order()
+                if o is not None:
+                    self._cancel(leg, o, "halted")
+        self._settle()
+
+    # -- the decision procedure ------------------------------------------------------------
+    def _lagging(self, leg: Leg) -> bool:
+        a, b = self.legs
+        ratio = self.intent.hedge_ratio
+        if leg is a:
+            return Decimal(b.entry_filled) - Decimal(a.entry_filled) * ratio >= b.inst.lot_size
+        return Decimal(a.entry_filled) * ratio - Decimal(b.entry_filled) >= b.inst.lot_size
+
+    def _lag_goal(self, leg: Leg) -> int:
+        assert self.lead is not None
+        lead, ratio = self.lead, self.intent.hedge_ratio
+        if leg is self.legs[1]:
+            goal = round_to_lot(Decimal(lead.entry_filled) * ratio, leg.inst.lot_size, "nearest")
+        else:
+            goal = round_to_lot(Decimal(lead.entry_filled) / ratio, leg.inst.lot_size, "nearest")
+        return min(goal, leg.target)
+
+    def _wind_down(self, reason: str) -> None:
+        self.winding_down = reason
+        self.reason = self.reason or reason
+        for leg in self.legs:
+            o = leg.live_order()
+            if o is not None and not o.unwind:
+                self._cancel(leg, o, reason)
+
+    def _settle(self) -> None:
+        if self.state is PairState.REFUSED:
+            return
+        if self.state is PairState.ESCALATED:
+            self._restate_residual()
+            return
+        if self.state in (PairState.HEDGED, PairState.ROLLED_BACK):
+            if any(lg.live_order() for lg in self.legs) or self._needs_unwind():
+                self._to(PairState.ROLLING_BACK, "LATE_FILL")
+                self._begin_rollback()
+            else:
+                return
+        if self.state in (PairState.WORKING, PairState.REPLENISHING) and not self.winding_down:
+            self._drive_entries()
+        if self.state in (PairState.WORKING, PairState.REPLENISHING) and self.winding_down:
+            if any(lg.live_order() for lg in self.legs):
+                return
+            if self._needs_unwind():
+                self._to(PairState.ROLLING_BACK, self.winding_down)
+                self._begin_rollback()
+            else:
+                self._finish(self.winding_down)
+                return
+        if self.state is PairState.ROLLING_BACK:
+            self._drive_rollback()
+
+    def _drive_entries(self) -> None:
+        now = self.book.clock.now_ns()
+        budget = self.intent.replenish
+        for leg in self.legs:
+            if leg.live_order() is not None or leg.blocked:
+                continue
+            goal = leg.target if (self.lead is None or leg is self.lead) else self._lag_goal(leg)
+            short = goal - leg.entry_filled
+            if short <= 0:
+                continue
+            first_lag = self.lead is not None and leg is not self.lead and not leg.orders
+            if first_lag:
+                self._send_entry(leg, short, chase=0)
+                continue
+            if self.lead is not None and leg is not self.lead and not leg.last_entry_short:
+                self._send_entry(leg, short, chase=leg.replenishes)  # hedge the next lead fill
+                continue
+            if leg.replenishes >= budget.max_attempts:
+                leg.blocked = "REPLENISH_ATTEMPTS_SPENT"
+            elif now >= self.started_ns + budget.max_time_ms * 1_000_000 or now >= self.deadline_ns:
+                leg.blocked = "REPLENISH_TIME_SPENT"
+            else:
+                leg.replenishes += 1
+                leg.last_entry_short = False
+                if self.state is PairState.WORKING:
+                    self._to(PairState.REPLENISHING, f"leg {leg.name} short by {short}")
+                self._send_entry(leg, short, chase=leg.replenishes)
+        if any(leg.blocked for leg in self.legs):
+            self._wind_down(next(f"{lg.name}:{lg.blocked}" for lg in self.legs if lg.blocked))
+            return
+        done = all(lg.live_order() is None and lg.entry_filled >= lg.target for lg in self.legs)
+        if done:
+            if self._needs_unwind():
+                self.winding_down = "OVERFILL"
+            else:
+                self._finish("both legs filled")
+
+    def _rollback_targets(self) -> tuple[int, int]:
+        a, b = self.legs
+        return balanced_size(min(a.net, a.target), min(b.net, b.target), self.intent.hedge_ratio,
+                             a.inst.lot_size, b.inst.lot_size)
+
+    def _needs_unwind(self) -> bool:
+        ta, tb = self._rollback_targets()
+        return self.legs[0].net != ta or self.legs[1].net != tb
+
+    def _begin_rollback(self) -> None:
+        self.rollback_started_ns = self.book.clock.now_ns()
+        for leg in self.legs:
+            leg.unwinds = 0
+        self._timer("rollback", self.intent.rollback.max_time_ms * 1_000_000)
+
+    def _drive_rollback(self) -> None:
+        if any(lg.live_order() for lg in self.legs):
+            return
+        targets = self._rollback_targets()
+        if not self._needs_unwind():
+            self._finish(self.reason or "rolled back")
+            return
+        policy = self.intent.rollback
+        for leg, target in zip(self.legs, targets):
+            delta = leg.net - target
+            if delta == 0:
+                continue
+            if leg.unwinds >= policy.max_attempts:
+                self._escalate(f"leg {leg.name}: rollback attempts spent, {delta} lots left to unwind")
+                return
+            leg.unwinds += 1
+            side = leg.spec.side.opposite if delta > 0 else leg.spec.side
+            ticks = math.ceil(leg.unwinds * policy.max_slippage_ticks / policy.max_attempts)
+            ticks = min(ticks, self._bps_ticks(leg, policy.max_slippage_bps))
+            px = leg.ref_price + side.sign * ticks * leg.inst.tick_size
+            px = max(leg.inst.round_price(px, "down" if side is Side.BUY else "up"), leg.inst.tick_size)
+            req = self._new_request(leg, side, abs(delta), px, OrderType.IOC, TimeInForce.IOC, True)
+            self._emit(EventKind.ROLLBACK, leg=leg, client_order_id=req.client_order_id, qty=abs(delta),
+                       side=side.value, price=str(px), attempt=leg.unwinds, slippage_ticks=ticks,
+                       latency_us=None)
+            if not self._send(leg, req, unwind=True):
+                self._escalate(f"leg {leg.name}: unwind order denied")
+                return
+
+    # -- endings ---------------------------------------------------------------------------
+    def _finish(self, reason: str) -> None:
+        flat = all(lg.net == 0 for lg in self.legs)
+        target = PairState.ROLLED_BACK if flat else PairState.HEDGED
+        self._to(target, reason)
+        self.ended_ns = self.book.clock.now_ns()
+        self.out.append(NotifyDone(self.intent.strategy, self.summary()))
+
+    def _residual(self) -> dict[str, Any]:
+        ta, tb = self._rollback_targets()
+        legs = {}
+        for leg, t in zip(self.legs, (ta, tb)):
+            legs[leg.name] = {
+                "instrument": leg.spec.instrument, "account": leg.spec.account, "side": leg.spec.side.value,
+                "net": leg.net, "balanced_target": t, "residual": leg.net - t,
+                "unknown_orders": [o.coid for o in leg.orders if o.state.status is OrderStatus.UNKNOWN],
+                "live_orders": [o.coid for o in leg.orders if o.live],
+            }
+        a, b = self.legs
+        return {"legs": legs, "imbalance_b_lots": str(Decimal(b.net) - Decimal(a.net) * self.intent.hedge_ratio)}
+
+    def _escalate(self, reason: str) -> None:
+        if self.state is PairState.ESCALATED:
+            return
+        self._to(PairState.ESCALATED, reason)
+        for leg in self.legs:  # best effort: stop what still works
+            o = leg.live_order()
+            if o is not None and o.state.status in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED,
+                                                    OrderStatus.SUBMITTED):
+                self._cancel(leg, o, "escalation")
+        self.reason = reason
+        self.ended_ns = self.book.clock.now_ns()
+        self.residual = self._residual()
+        self._emit(EventKind.ALERT, reason=reason, level="red", residual=self.residual)
+        self._emit(EventKind.ESCALATION, reason=reason, residual=self.residual)
+        self.book.halt_scope("strategy", self.intent.strategy)
+        self.out.append(HaltStrategy(self.intent.strategy, self.did, reason))
+        self.out.append(NotifyDone(self.intent.strategy, self.summary()))
+
+    def _restate_residual(self) -> None:
+        now = self._residual()
+        if now != self.residual:
+            self.residual = now
+            self._emit(EventKind.ESCALATION, reason="residual changed", residual=now)
+
+    # -- views -----------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        legs = {}
+        for leg in self.legs:
+            avg = leg.avg_entry_price()
+            slip = None
+            if avg is not None and leg.spec.trigger_price:
+                slip = float((avg - leg.spec.trigger_price) * leg.spec.side.sign / leg.spec.trigger_price * BPS)
+            legs[leg.name] = {
+                "instrument": leg.spec.instrument, "account": leg.spec.account, "side": leg.spec.side.value,
+                "intended": leg.spec.qty, "target": leg.target, "filled": leg.entry_filled, "net": leg.net,
+                "avg_price": str(avg) if avg is not None else None, "slippage_bps": slip,
+                "orders": len(leg.orders), "replenishes": leg.replenishes,
+                "unwind_orders": sum(1 for o in leg.orders if o.unwind),
+            }
+        return {
+            "decision_id": self.did, "strategy": self.intent.strategy, "mode": self.intent.mode.value,
+            "state": self.state.value, "reason": self.reason,
+            "complete": all(lg.net == lg.target for lg in self.legs) and self.state is PairState.HEDGED,
+            "legs": legs, "residual": self.residual, "started_ns": self.started_ns, "ended_ns": self.ended_ns,
+        }
+
+
+# ------------------------------------------------------------------------------------ book
+SCOPES: Final = ("global", "strategy", "venue", "instrument", "account")
+_RANK = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+
+
+class PairBook:
+    """Every pair in flight, the trading states and the pre-trade checker (pure; no Ray).
+
+    Parameters
+    ----------
+    instruments
+        Instruments by id (``VENUE.SYMBOL``); legs on other instruments are refused.
+    clock
+        The injected clock.
+    checker
+        The :class:`~xmc_actors.core.pretrade.PreTradeCheck`; :class:`AllowAll` if None (tests).
+    config
+        Timers and retry bounds.
+    owner
+        Name the coordinator registers with the gateways (``OrderRequest.owner``).
+    """
+
+    def __init__(self, instruments: Mapping[str, Instrument], clock: Clock, *, checker: PreTradeCheck | None = None,
+                 config: CoordinatorConfig | None = None, owner: str = "coordinator",
+                 event_node: int | None = None) -> None:
+        self.instruments = dict(instruments)
+        self.clock = clock
+        self.checker: PreTradeCheck = checker if checker is not None else AllowAll()
+        self.config = config or CoordinatorConfig()
+        self.owner = owner
+        self.events = EventMaker(clock, owner, event_node)
+        self.pairs: dict[str, PairMachine] = {}
+        self.index: dict[str, str] = {}  # client order id -> decision id
+        self.trading: dict[tuple[str, str], TradingState] = {}
+        self.bad_inputs: dict[str, int] = {}
+        self.out: list[Command] = []
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _bad_input(self, where: str, detail: str, decision_id: str = "") -> None:
+        self.bad_inputs[where] = self.bad_inputs.get(where, 0) + 1
+        self.out.append(Emit(self.events.make(EventKind.BAD_INPUT, decision_id=decision_id, reason=f"{where}: {detail}")))
+
+    def _flush(self, m: PairMachine | None = None) -> list[Command]:
+        out, self.out = self.out, []
+        if m is not None:
+            out.extend(m.flush())
+        return out
+
+    def state_for(self, strategy: str, leg: Leg) -> TradingState:
+        keys = (("global", ""), ("global", "*"), ("strategy", strategy), ("venue", leg.inst.venue),
+                ("instrument", leg.spec.instrument), ("account", leg.spec.account))
+        worst = TradingState.ACTIVE
+        for k in keys:
+            s = self.trading.get(k)
+            if s is not None and _RANK[s] > _RANK[worst]:
+                worst = s
+        return worst
+
+    def gate(self, strategy: str, leg: Leg, reduce_only: bool) -> Denial | None:
+        """Checked before every order: the coordinator's trading state, then the checker."""
+        st = self.state_for(strategy, leg)
+        if st is TradingState.HALTED:
+            return Denial("TRADING_HALTED", f"{leg.spec.instrument} for {strategy}: trading state HALTED")
+        if st is TradingState.REDUCING and not reduce_only:
+            return Denial("TRADING_REDUCING", f"{leg.spec.instrument} for {strategy}: only risk-reducing orders")
+        return self.checker.allows_order(strategy, leg.inst.venue, leg.spec.instrument, reduce_only,
+                                         self.clock.now_ns())
+
+    def halt_scope(self, scope: str, key: str) -> None:
+        self.trading[(scope, key)] = TradingState.HALTED
+
+    # -- inputs ----------------------------------------------------------------------------
+    def submit(self, intent: PairIntent | Mapping[str, Any], liquidity: Mapping[str, int] | None = None
+               ) -> tuple[dict[str, Any], list[Command]]:
+        """Accept or refuse a pair; idempotent on ``decision_id``.
+
+        Returns ``({"decision_id", "accepted", "state", "reason", "duplicate"}, commands)``.
+        """
+        if not isinstance(intent, PairIntent):
+            try:
+                intent = PairIntent.model_validate(intent)
+            except ValidationError as e:
+                first = e.errors()[0]
+                loc = ".".join(str(x) for x in first["loc"])
+                self._bad_input("intent", f"{loc}: {first['msg']}")
+                return {"decision_id": "", "accepted": False, "state": None, "reason": f"BAD_INPUT {loc}: {first['msg']}",
+                        "duplicate": False}, self._flush()
+        existing = self.pairs.get(intent.decision_id)
+        if existing is not None:
+            if existing.intent != intent:
+                self._bad_input("intent", f"decision_id {intent.decision_id} re-used with a different intent",
+                                intent.decision_id)
+            return {"decision_id": intent.decision_id, "accepted": existing.state is not PairState.REFUSED,
+                    "state": existing.state.value, "reason": existing.reason, "duplicate": True}, self._flush()
+        problem = self._validate(intent, liquidity)
+        legs: tuple[Leg, Leg] | None = None
+        if not problem:
+            legs, problem = self._size(intent, liquidity)
+        if legs is None:
+            legs = tuple(Leg(spec=lg, inst=self.instruments.get(lg.instrument) or _placeholder(lg), target=lg.qty)
+                         for lg in intent.legs)  # type: ignore[assignment]
+        m = PairMachine(self, intent, legs, self.clock.now_ns())  # type: ignore[arg-type]
+        self.pairs[intent.decision_id] = m
+        m._emit(EventKind.INTENT, mode=intent.mode.value, intent=intent.model_dump(mode="json"))
+        m._emit(EventKind.PAIR_STATE, reason="received", **{"from": "", "to": PairState.NEW.value})
+        if not problem:
+            for leg in legs:
+                st = self.state_for(intent.strategy, leg)
+                if st is TradingState.HALTED or (st is TradingState.REDUCING and not intent.reduce_only):
+                    problem = f"TRADING_{st.value}: {leg.spec.instrument} for {intent.strategy}"
+                    break
+        if not problem:
+            res = self.checker.check_pair(intent, self.clock.now_ns())
+            m._emit(EventKind.RISK_DECISION, reason="; ".join(str(d) for d in res.denials), allowed=res.allowed,
+                    reservation_id=res.reservation_id, facts=dict(res.facts))
+            if not res.allowed:
+                problem = "; ".join(str(d) for d in res.denials) or "RISK: refused"
+        if problem:
+            m.reason = problem
+            m._to(PairState.REFUSED, problem)
+            m.ended_ns = self.clock.now_ns()
+            m.out.append(NotifyDone(intent.strategy, m.summary()))
+        else:
+            m.start()
+        return {"decision_id": intent.decision_id, "accepted": m.state is not PairState.REFUSED,
+                "state": m.state.value, "reason": m.reason, "duplicate": False}, self._flush(m)
+
+    def _validate(self, intent: PairIntent, liquidity: Mapping[str, int] | None) -> str:
+        problems = []
+        for i, lg in enumerate(intent.legs):
+            inst = self.instruments.get(lg.instrument)
+            where = f"legs[{i}]"
+            if inst is None:
+                problems.append(f"{where}.instrument: unknown instrument {lg.instrument!r}")
+                continue
+            if lg.qty % inst.lot_size:
+                problems.append(f"{where}.qty: {lg.qty} is not a multiple of the lot size {inst.lot_size}")
+            for name in ("limit_price", "trigger_price"):
+                px = getattr(lg, name)
+                if px is not None and not inst.on_grid(px):
+                    problems.append(f"{where}.{name}: {px} is off the tick grid {inst.tick_size}")
+            if lg.limit_price is None and lg.trigger_price is None:
+                problems.append(f"{where}: needs a limit_price or a trigger_price (no unpriced orders)")
+        if not problems and intent.legs[0].instrument == intent.legs[1].instrument \
+                and intent.legs[0].account == intent.legs[1].account:
+            problems.append("legs: both legs trade the same instrument in the same account")
+        if not problems:
+            a, b = intent.legs
+            lot_b = self.instruments[b.instrument].lot_size
+            if not is_balanced(a.qty, b.qty, intent.hedge_ratio, lot_b):
+                problems.append(f"legs.qty: {a.qty} x {intent.hedge_ratio} does not match leg B's {b.qty} within a lot")
+        if problems:
+            self._bad_input("intent", "; ".join(problems), intent.decision_id)
+            return "BAD_INPUT " + "; ".join(problems)
+        return ""
+
+    def _size(self, intent: PairIntent, liquidity: Mapping[str, int] | None) -> tuple[tuple[Leg, Leg] | None, str]:
+        a, b = intent.legs
+        ia, ib = self.instruments[a.instrument], self.instruments[b.instrument]
+        ta, tb = a.qty, b.qty
+        if intent.mode is ExecutionMode.QUANTITY:
+            liq = dict(liquidity or {})
+            va = a.visible_qty if a.visible_qty is not None else liq.get(a.leg)
+            vb = b.visible_qty if b.visible_qty is not None else liq.get(b.leg)
+            if va is None or vb is None:
+                return None, "NO_LIQUIDITY: quantity priority needs the visible quantity of both legs"
+            ta, tb = balanced_size(min(a.qty, va), min(b.qty, vb), intent.hedge_ratio, ia.lot_size, ib.lot_size)
+            if ta == 0:
+                return None, f"NO_LIQUIDITY: visible {va}/{vb} lots cannot carry one balanced pair"
+        return (Leg(spec=a, inst=ia, target=ta), Leg(spec=b, inst=ib, target=tb)), ""
+
+    def _machine_for(self, coid: str, where: str) -> PairMachine | None:
+        did = self.index.get(coid)
+        m = self.pairs.get(did) if did else None
+        if m is None:
+            self._bad_input(where, f"unknown client order id {coid!r}")
+        return m
+
+    def on_reports(self, reports: Iterable[ExecutionReport]) -> list[Command]:
+        """Reports pushed by a gateway (resting fills, expiries, late fills)."""
+        touched: dict[str, PairMachine] = {}
+        for rep in reports:
+            if not isinstance(rep, ExecutionReport):
+                self._bad_input("report", f"expected ExecutionReport, got {type(rep).__name__}")
+                continue
+            m = self._machine_for(rep.client_order_id, "report")
+            if m is None:
+                continue
+            m.on_reports([rep], "push")
+            touched[m.did] = m
+        out = self._flush()
+        for m in touched.values():
+            out.extend(m.flush())
+        return out
+
+    def on_place_result(self, coid: str, reports: list[ExecutionReport]) -> list[Command]:
+        m = self._machine_for(coid, "place")
+        if m is not None:
+            m.on_place_result(coid, [r for r in reports if isinstance(r, ExecutionReport)])
+        return self._flush(m)
+
+    def on_cancel_result(self, coid: str, report: ExecutionReport | None) -> list[Command]:
+        m = self._machine_for(coid, "cancel")
+        if m is not None and report is not None:
+            m.on_reports([report], "cancel")
+        return self._flush(m)
+
+    def on_query_result(self, coid: str, report: ExecutionReport | None) -> list[Command]:
+        m = self._machine_for(coid, "query")
+        if m is not None:
+            m.on_query_result(coid, report)
+        return self._flush(m)
+
+    def on_call_failed(self, coid: str, call: str, error: str) -> list[Command]:
+        m = self._machine_for(coid, call)
+        if m is not None:
+            m.on_call_failed(coid, call, error)
+        return self._flush(m)
+
+    def on_timer(self, decision_id: str, key: str) -> list[Command]:
+        m = self.pairs.get(decision_id)
+        if m is not None:
+            m.on_timer(key)
+        return self._flush(m)
+
+    def set_trading_state(self, scope: str, key: str, state: TradingState | str, operator: str = ""
+                          ) -> list[Command]:
+        """Set the trading state of a scope (global / strategy / venue / instrument / account)."""
+        if scope not in SCOPES:
+            self._bad_input("trading_state", f"scope: {scope!r} is not one of {', '.join(SCOPES)}")
+            return self._flush()
+        try:
+            st = TradingState(state)
+        except ValueError:
+            self._bad_input("trading_state", f"state: {state!r} is not one of ACTIVE, REDUCING, HALTED")
+            return self._flush()
+        self.trading[(scope, key)] = st
+        self.out.append(Emit(self.events.make(EventKind.OPERATOR, reason=f"trading state {scope}:{key} -> {st.value}",
+                                              scope=scope, key=key, state=st.value, operator=operator)))
+        out = self._flush()
+        if st is TradingState.ACTIVE:
+            return out
+        for m in list(self.pairs.values()):
+            if m.state.is_terminal:
+                continue
+            if any(self.state_for(m.intent.strategy, lg) is not TradingState.ACTIVE for lg in m.legs):
+                m.on_trading_state(st, f"{scope}:{key}")
+                out.extend(m.flush())
+        return out
+
+    def on_risk_grant(self, grant: object) -> list[Command]:
+        self.checker.update_grant(grant)
+        return self._flush()
+
+    # -- views -----------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        in_flight: dict[str, int] = {}
+        outcomes: dict[str, int] = {}
+        for m in self.pairs.values():
+            if m.state.is_terminal:
+                outcomes[m.state.value] = outcomes.get(m.state.value, 0) + 1
+            else:
+                in_flight[m.state.value] = in_flight.get(m.state.value, 0) + 1
+        return {"in_flight": in_flight, "outcomes": outcomes, "pairs": len(self.pairs),
+                "bad_input": dict(self.bad_inputs),
+                "trading_states": {f"{s}:{k}": v.value for (s, k), v in self.trading.items()}}
+
+    def pair(self, decision_id: str) -> dict[str, Any] | None:
+        m = self.pairs.get(decision_id)
+        if m is None:
+            return None
+        out = m.summary()
+        out["orders"] = [
+            {"client_order_id": o.coid, "leg": lg.name, "unwind": o.unwind, "side": o.state.request.side.value,
+             "qty": o.state.request.qty, "price": str(o.state.request.price), "status": o.state.status.value,
+             "filled": o.filled, "late_filled": o.late_filled,
+             "trade_ids": sorted(o.state.trade_ids)}
+            for lg in m.legs for o in lg.orders
+        ]
+        return out
+
+
+def _placeholder(lg: LegIntent) -> Instrument:
+    sym = re.sub(r"[^A-Za-z0-9_.\-]", "_", lg.instrument)[:32] or "x"
+    return Instrument(venue="UNKNOWN", symbol=sym, currency="USD",
+                      price_unit="t", multiplier=Decimal(1), tick_size=Decimal(1))
