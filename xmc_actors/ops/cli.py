@@ -52,4 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # python -m xmc_actors.ops.cli
-    sys.exit(main())
+    # Run through the package module, not this __main__ copy, so that CliError raised by the
+    # subcommands (imported from xmc_actors.ops.cli) is the class caught here.
+    from xmc_actors.ops.cli import main as _main
+
+    sys.exit(_main())
