@@ -32,6 +32,7 @@ class Probe:
 @pytest.fixture(scope="module")
 def cluster():
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    ray._common.utils.reset_ray_address()  # Cluster advertises itself to every plain ray.init() on the machine
     nodes = {
         "SHFE": c.add_node(num_cpus=1, labels={"venue": "SHFE"}, resources={"venue:SHFE": 1}),
         "LME": c.add_node(num_cpus=1, labels={"venue": "LME"}, resources={"venue:LME": 1}),
