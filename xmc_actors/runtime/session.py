@@ -28,7 +28,9 @@ def start_ray(address: str | None, namespace: str, *, num_cpus: int | None = Non
     kwargs: dict[str, Any] = dict(namespace=namespace, ignore_reinit_error=True, log_to_driver=not quiet,
                                   logging_level=logging.WARNING if quiet else logging.INFO)
     if address is None:
-        kwargs.update(num_cpus=num_cpus, include_dashboard=dashboard)
+        # "local" always starts a new instance; a bare ray.init() would join any cluster
+        # another process on this machine recorded in /tmp/ray/ray_current_cluster.
+        kwargs.update(address="local", num_cpus=num_cpus, include_dashboard=dashboard)
     else:
         kwargs["address"] = address
     ctx = ray.init(**kwargs)
