@@ -45,6 +45,10 @@ def fill(coid: str, qty: int, cum: int, tid: str, venue: str = "SHFE", inst: str
     return rep(coid, ExecReportKind.FILL, status, venue, inst, filled=cum, fill=f)
 
 
+def leg(summary: dict, name: str) -> dict:
+    return next(d for d in summary["legs"] if d["leg"] == name)
+
+
 def only(cmds: list, kind: type) -> list:
     return [c for c in cmds if isinstance(c, kind)]
 
@@ -62,7 +66,7 @@ def test_both_legs_filled_hedges_and_sends_both_legs_in_one_batch() -> None:
     h.drain()
     assert h.book.pairs["d1"].state is PairState.HEDGED
     assert states(h) == ["NEW", "WORKING", "HEDGED"]
-    assert h.done[-1]["complete"] is True and h.done[-1]["legs"]["B"]["filled"] == 2
+    assert h.done[-1]["complete"] is True and leg(h.done[-1], "B")["filled_qty"] == 2
 
 
 def test_same_intent_sent_twice_executes_once() -> None:
@@ -145,7 +149,7 @@ def test_partial_fills_left_short_by_the_budget_unwind_the_excess_only() -> None
         rep(unwind[0].req.client_order_id, ExecReportKind.ACK, OrderStatus.ACCEPTED),
         fill(unwind[0].req.client_order_id, 1, 1, "t3")])
     assert book.pairs["d1"].state is PairState.HEDGED
-    assert book.pair("d1")["complete"] is False and book.pair("d1")["legs"]["A"]["net"] == 1
+    assert book.pair("d1")["complete"] is False and leg(book.pair("d1"), "A")["net_qty"] == 1
 
 
 def test_cancel_racing_a_fill_is_reconciled_by_query_and_hedges() -> None:
@@ -217,7 +221,7 @@ def test_failed_place_call_is_resolved_by_query_before_anything_is_resent() -> N
     assert book.pair("d1")["orders"][0]["status"] == "UNKNOWN"
     cmds = book.on_query_result("d1:A:0", rep("d1:A:0", ExecReportKind.STATUS, OrderStatus.FILLED, filled=2,
                                               avg_price=Decimal("72000")))
-    assert book.pair("d1")["legs"]["A"]["net"] == 2
+    assert leg(book.pair("d1"), "A")["net_qty"] == 2
 
 
 def test_query_saying_the_venue_never_saw_the_order_resends_it_under_the_same_id() -> None:

@@ -171,6 +171,7 @@ class LegOrder:
     done_reported: bool = False
     cancel_wanted: bool = False
     cancels: int = 0
+    stale_armed: bool = False
 
     @property
     def coid(self) -> str:
@@ -262,6 +263,8 @@ class PairMachine:
         self.out: list[Command] = []
         self.timer_seq = 0
         self.acked_ns: dict[str, int] = {}
+        self.unhedged_since = 0
+        self.unhedged_total = 0
 
     # -- helpers ---------------------------------------------------------------------------
     @property
@@ -373,8 +376,6 @@ class PairMachine:
                    order_type=req.order_type.value, tif=req.tif.value, reduce_only=req.reduce_only, unwind=unwind)
         self.out.append(Place(self.did, leg.inst.venue, req))
         self._timer(f"ack:{req.client_order_id}", self.book.config.ack_timeout_ms * 1_000_000)
-        if req.tif is TimeInForce.DAY and not unwind:
-            self._timer(f"stale:{req.client_order_id}", self._stale_wait_ns())
         return True
 
     def _stale_wait_ns(self) -> int:
@@ -462,6 +463,8 @@ class PairMachine:
             reason = rep.reason or RejectReason.OTHER
             if not order.unwind and reason.is_final:
                 leg.blocked = f"FINAL_REJECT:{reason.value}"
+        if order.state.status is OrderStatus.UNKNOWN and source != "query":
+            self._query(leg, order, "the gateway reports the outcome as unknown")
         if rep.kind is ExecReportKind.CANCEL_REJECTED and order.live:
             # too late (filled or done) or unknown to the venue: learn the order's real state first
             self._query(leg, order, f"cancel rejected: {rep.reason.value if rep.reason else 'no reason'}")
@@ -494,7 +497,8 @@ class PairMachine:
     def _order_done_check(self, leg: Leg, order: LegOrder) -> None:
         if not order.live and not order.done_reported:
             order.done_reported = True
-            self.book.checker.on_order_done(self.intent, leg.name, order.filled, order.avg_price)
+            signed = order.filled if order.state.request.side is leg.spec.side else -order.filled
+            self.book.checker.on_order_done(self.intent, leg.name, signed, order.avg_price)
             if not order.unwind and order.filled < order.state.request.qty:
                 leg.last_entry_short = True
 
@@ -536,6 +540,9 @@ class PairMachine:
         if found is None:
             return
         leg, order = found
+        if report is not None and report.status is OrderStatus.UNKNOWN:
+            self.on_call_failed(coid, "query", "the venue's answer is still UNKNOWN")
+            return
         if report is not None:
             self.on_reports([report], "query")
             if order.state.status in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED) and (
@@ -552,7 +559,7 @@ class PairMachine:
         if order.state.status is OrderStatus.PENDING_CANCEL and order.state.prev_status in (
                 OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED):
             self.book._bad_input("query", f"venue lost acknowledged order {coid}", self.did)
-        if order.replaces < self.book.config.replace_retries and not self.winding_down and \
+        if order.replaces < self.book.config.replace_retries and not self.winding_down and not order.cancel_wanted and \
                 self.state in (PairState.WORKING, PairState.REPLENISHING) and not order.unwind:
             order.replaces += 1
             if order.state.status is not OrderStatus.UNKNOWN:
@@ -600,12 +607,17 @@ class PairMachine:
                     self._query(leg, order, "retry")
                 elif kind == "stale" and order.live and st in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED) \
                         and self.state in (PairState.WORKING, PairState.REPLENISHING) and not self.winding_down:
-                    if self._lagging(leg):
+                    order.stale_armed = False
+                    denial = self.book.cancel_denied(self.intent.strategy, leg) if self._lagging(leg) else None
+                    if denial is not None:
+                        acted = f"chase cancel denied: {denial}"
+                    elif self._lagging(leg):
                         acted = "cancel stale remainder to replenish"
                         self._cancel(leg, order, "stale: replenish")
                     else:
-                        acted = "re-arm"
-                        self._timer(key, self._stale_wait_ns())
+                        acted = "not lagging"
+                elif kind == "stale":
+                    order.stale_armed = False
         self._emit(EventKind.TIMER, reason=acted or "ignored", key=key, state=self.state.value)
         self._settle()
 
@@ -649,6 +661,7 @@ class PairMachine:
     def _settle(self) -> None:
         if self.state is PairState.REFUSED:
             return
+        self._track_unhedged()
         if self.state is PairState.ESCALATED:
             self._restate_residual()
             return
@@ -676,7 +689,13 @@ class PairMachine:
         now = self.book.clock.now_ns()
         budget = self.intent.replenish
         for leg in self.legs:
-            if leg.live_order() is not None or leg.blocked:
+            live = leg.live_order()
+            if live is not None and not live.stale_armed and live.state.request.tif is TimeInForce.DAY \
+                    and self._lagging(leg):
+                # a resting order behind the other leg: give it a while, then chase (replenish)
+                live.stale_armed = True
+                self._timer(f"stale:{live.coid}", self._stale_wait_ns())
+            if live is not None or leg.blocked:
                 continue
             goal = leg.target if (self.lead is None or leg is self.lead) else self._lag_goal(leg)
             short = goal - leg.entry_filled
@@ -759,6 +778,8 @@ class PairMachine:
         target = PairState.ROLLED_BACK if flat else PairState.HEDGED
         self._to(target, reason)
         self.ended_ns = self.book.clock.now_ns()
+        self._track_unhedged()
+        self.book.close_pair(self.did)
         self.out.append(NotifyDone(self.intent.strategy, self.summary()))
 
     def _residual(self) -> dict[str, Any]:
@@ -789,6 +810,7 @@ class PairMachine:
         self._emit(EventKind.ALERT, reason=reason, level="red", residual=self.residual)
         self._emit(EventKind.ESCALATION, reason=reason, residual=self.residual)
         self.book.halt_scope("strategy", self.intent.strategy)
+        self.book.close_pair(self.did)
         self.out.append(HaltStrategy(self.intent.strategy, self.did, reason))
         self.out.append(NotifyDone(self.intent.strategy, self.summary()))
 
@@ -800,25 +822,52 @@ class PairMachine:
 
     # -- views -----------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
-        legs = {}
+        """The pair's outcome, in the shape the strategy and the RiskGuard read (``PairSummary``)."""
+        legs = []
         for leg in self.legs:
             avg = leg.avg_entry_price()
             slip = None
-            if avg is not None and leg.spec.trigger_price:
-                slip = float((avg - leg.spec.trigger_price) * leg.spec.side.sign / leg.spec.trigger_price * BPS)
-            legs[leg.name] = {
-                "instrument": leg.spec.instrument, "account": leg.spec.account, "side": leg.spec.side.value,
-                "intended": leg.spec.qty, "target": leg.target, "filled": leg.entry_filled, "net": leg.net,
-                "avg_price": str(avg) if avg is not None else None, "slippage_bps": slip,
-                "orders": len(leg.orders), "replenishes": leg.replenishes,
-                "unwind_orders": sum(1 for o in leg.orders if o.unwind),
-            }
+            trig = leg.spec.trigger_price
+            if avg is not None and trig:
+                slip = float((avg - trig) * leg.spec.side.sign / trig)
+            unwinds = [o for o in leg.orders if o.unwind]
+            rb_q = sum(o.filled for o in unwinds)
+            rb_n = sum((o.avg_price or 0) * o.filled for o in unwinds if o.filled)
+            lat = [(self.acked_ns[o.coid] - o.state.request.sent_ns) / 1e6 for o in leg.orders if o.coid in self.acked_ns]
+            legs.append({
+                "leg": leg.name, "instrument": leg.spec.instrument, "account": leg.spec.account,
+                "side": leg.spec.side.value, "intended_qty": leg.spec.qty, "target_qty": leg.target,
+                "filled_qty": leg.entry_filled, "avg_price": str(avg) if avg is not None else None,
+                "rollback_qty": max(leg.entry_filled - leg.net, 0),
+                "rollback_avg_price": str(rb_n / rb_q) if rb_q else None,
+                "net_qty": leg.spec.side.sign * leg.net, "trigger_price": str(trig) if trig else None,
+                "slippage_pct": slip, "orders": len(leg.orders), "replenishes": leg.replenishes,
+                "rejects": sum(1 for o in leg.orders if o.state.status is OrderStatus.REJECTED
+                               and o.state.reject_reason is not RejectReason.VENUE_ERROR),
+                "ack_latencies_ms": lat,
+            })
         return {
-            "decision_id": self.did, "strategy": self.intent.strategy, "mode": self.intent.mode.value,
-            "state": self.state.value, "reason": self.reason,
+            "decision_id": self.did, "strategy": self.intent.strategy, "coordinator": self.book.owner,
+            "mode": self.intent.mode.value, "state": self.state.value, "outcome": self.state.value,
+            "reason": self.reason, "ts_ns": self.book.clock.now_ns(),
             "complete": all(lg.net == lg.target for lg in self.legs) and self.state is PairState.HEDGED,
-            "legs": legs, "residual": self.residual, "started_ns": self.started_ns, "ended_ns": self.ended_ns,
+            "unhedged_ms": self.unhedged_ns() / 1e6, "legs": legs, "residual": self.residual,
+            "started_ns": self.started_ns, "ended_ns": self.ended_ns,
         }
+
+    def unhedged_ns(self) -> int:
+        extra = (self.book.clock.now_ns() - self.unhedged_since) if self.unhedged_since else 0
+        return self.unhedged_total + extra
+
+    def _track_unhedged(self) -> None:
+        a, b = self.legs
+        now = self.book.clock.now_ns()
+        if not is_balanced(a.net, b.net, self.intent.hedge_ratio, b.inst.lot_size):
+            if not self.unhedged_since:
+                self.unhedged_since = now
+        elif self.unhedged_since:
+            self.unhedged_total += now - self.unhedged_since
+            self.unhedged_since = 0
 
 
 # ------------------------------------------------------------------------------------ book
@@ -891,6 +940,21 @@ class PairBook:
 
     def halt_scope(self, scope: str, key: str) -> None:
         self.trading[(scope, key)] = TradingState.HALTED
+        setter = getattr(self.checker, "set_trading_state", None)
+        if setter is not None:
+            setter(scope, key, TradingState.HALTED)
+
+    def close_pair(self, decision_id: str) -> None:
+        closer = getattr(self.checker, "close_pair", None)
+        if closer is not None:
+            closer(decision_id)
+
+    def cancel_denied(self, strategy: str, leg: Leg) -> Denial | None:
+        """A discretionary cancel (chasing a price) asks the checker; safety cancels never do."""
+        ask = getattr(self.checker, "allows_cancel", None)
+        if ask is None:
+            return None
+        return ask(strategy, leg.inst.venue, leg.spec.instrument, self.clock.now_ns())
 
     # -- inputs ----------------------------------------------------------------------------
     def submit(self, intent: PairIntent | Mapping[str, Any], liquidity: Mapping[str, int] | None = None
@@ -934,8 +998,9 @@ class PairBook:
                     break
         if not problem:
             res = self.checker.check_pair(intent, self.clock.now_ns())
-            m._emit(EventKind.RISK_DECISION, reason="; ".join(str(d) for d in res.denials), allowed=res.allowed,
-                    reservation_id=res.reservation_id, facts=dict(res.facts))
+            if isinstance(self.checker, AllowAll):  # the real checker records its own decision
+                m._emit(EventKind.RISK_DECISION, reason="; ".join(str(d) for d in res.denials), allowed=res.allowed,
+                        reservation_id=res.reservation_id, facts=dict(res.facts))
             if not res.allowed:
                 problem = "; ".join(str(d) for d in res.denials) or "RISK: refused"
         if problem:
@@ -1058,6 +1123,9 @@ class PairBook:
             self._bad_input("trading_state", f"state: {state!r} is not one of ACTIVE, REDUCING, HALTED")
             return self._flush()
         self.trading[(scope, key)] = st
+        setter = getattr(self.checker, "set_trading_state", None)
+        if setter is not None and scope in ("global", "strategy", "venue"):
+            setter(scope, key or None, st)
         self.out.append(Emit(self.events.make(EventKind.OPERATOR, reason=f"trading state {scope}:{key} -> {st.value}",
                                               scope=scope, key=key, state=st.value, operator=operator)))
         out = self._flush()
@@ -1071,9 +1139,9 @@ class PairBook:
                 out.extend(m.flush())
         return out
 
-    def on_risk_grant(self, grant: object) -> list[Command]:
-        self.checker.update_grant(grant)
-        return self._flush()
+    def on_risk_grant(self, grant: object) -> Any:
+        """Hand the RiskGuard's grant to the checker; returns what the checker returns (its ack)."""
+        return self.checker.update_grant(grant)
 
     # -- views -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -1,0 +1,189 @@
+"""PairCoordinator on Ray against two simulated venues (VenueGateway actors), scenario by scenario."""
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+import pytest
+import ray
+
+import testkit
+from xmc_actors.actors.coordinator import PairCoordinator
+from xmc_actors.actors.gateway import VenueGateway
+from xmc_actors.model import EventKind, ExecutionMode, ReplenishBudget, RollbackPolicy, Side
+from xmc_actors.model.config import DeploymentConfig, FeedConfig, GatewayConfig
+
+pytestmark = pytest.mark.ray
+T0 = 1_735_808_400_000_000_000
+INSTS = [testkit.instrument("SHFE.cu"), testkit.instrument("LME.CA3M")]
+CFG = {"ack_timeout_ms": 300, "cancel_timeout_ms": 300, "call_timeout_ms": 800, "query_backoff_ms": 20}
+
+
+def _deployment() -> DeploymentConfig:
+    params = {"seed": 1, "enforce_sessions": False, "enforce_price_limits": False, "ack_timeout_ms": 200,
+              "network_latency": {"kind": "const", "mean_ms": 0.0}}
+    return DeploymentConfig(
+        name="pairtest", venues=(testkit.venue("SHFE"), testkit.venue("LME")), instruments=tuple(INSTS),
+        gateways=(GatewayConfig(venue="SHFE", params=params, feed=FeedConfig()),
+                  GatewayConfig(venue="LME", params=params, feed=FeedConfig())),
+    )
+
+
+@ray.remote(num_cpus=0)
+class StrategyStub:
+    def __init__(self) -> None:
+        self.done: list = []
+        self.halted: list = []
+
+    def on_pair_done(self, summary: dict) -> None:
+        self.done.append(summary)
+
+    def halt(self, name: str, reason: str = "") -> None:
+        self.halted.append((name, reason))
+
+    def get(self) -> tuple[list, list]:
+        return self.done, self.halted
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_instance():
+    ray.init(num_cpus=2, include_dashboard=False, namespace="pair-test", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _setup(name: str):
+    dep = _deployment()
+    gws = {v: VenueGateway.options(num_cpus=0).remote(dep, v, clock_mode="system") for v in ("SHFE", "LME")}
+    ray.get([g.ready.remote() for g in gws.values()], timeout=30)
+    ray.get(gws["SHFE"].push_market.remote([testkit.quote("SHFE.cu", 72000, 72010, bid_size=20, ask_size=20)]))
+    ray.get(gws["LME"].push_market.remote([testkit.quote("LME.CA3M", 9800, 9800.5, bid_size=20, ask_size=20)]))
+    coord = PairCoordinator.options(num_cpus=0).remote(INSTS, gws, config=CFG, name=name)
+    strat = StrategyStub.remote()
+    ray.get(coord.register_strategy.remote("s1", strat))
+    ray.get(coord.ready.remote(), timeout=30)
+    return coord, gws, strat
+
+
+def _intent(did: str, mode: ExecutionMode = ExecutionMode.SPEED, qty: int = 2, **kw):  # noqa: ANN201
+    kw.setdefault("replenish", ReplenishBudget(max_attempts=2, max_chase_ticks=4, max_time_ms=600))
+    kw.setdefault("rollback", RollbackPolicy(max_attempts=2, max_time_ms=2000))
+    return testkit.pair_intent(did, a=("SHFE.cu", "BUY", qty, "72010"), b=("LME.CA3M", "SELL", qty, "9800"),
+                               mode=mode, **kw)
+
+
+def _wait_done(strat, did: str, timeout: float = 10.0) -> dict:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        done, _ = ray.get(strat.get.remote())
+        for s in done:
+            if s["decision_id"] == did:
+                return s
+        time.sleep(0.02)
+    raise AssertionError(f"pair {did} not finished in {timeout}s")
+
+
+def _net(gw, did: str, leg: str, side: Side) -> int:
+    """What the venue says the pair holds on one leg (its drop copy of fills)."""
+    n = 0
+    for d in ray.get(gw.drop_copy.remote()):
+        if d.get("kind") == "FILL" and str(d.get("client_order_id", "")).startswith(f"{did}:{leg}:"):
+            n += int(d["fill_qty"]) * (1 if d["side"] == side.value else -1)
+    return n
+
+
+def _leg(summary: dict, name: str) -> dict:
+    return next(d for d in summary["legs"] if d["leg"] == name)
+
+
+def test_both_legs_filled_hedges_and_the_trail_holds_every_step():
+    coord, gws, strat = _setup("c-both")
+    res = ray.get(coord.submit.remote(_intent("both")))
+    s = _wait_done(strat, "both")
+    assert res["accepted"] and s["state"] == "HEDGED" and s["complete"]
+    assert _net(gws["SHFE"], "both", "A", Side.BUY) == 2 and _net(gws["LME"], "both", "B", Side.SELL) == 2
+    kinds = [e.kind for e in ray.get(coord.events.remote("both"))]
+    assert kinds.count(EventKind.ORDER_SENT) == 2 and EventKind.PAIR_STATE in kinds
+    again = ray.get(coord.submit.remote(_intent("both")))
+    assert again["duplicate"] is True
+
+
+def test_reject_on_leg_b_then_replenished_hedges():
+    coord, gws, strat = _setup("c-repl")
+    ray.get(gws["LME"].inject.remote({"kind": "reject_next", "reason": "PRICE_OUT_OF_LIMIT"}))
+    ray.get(coord.submit.remote(_intent("repl")))
+    s = _wait_done(strat, "repl")
+    assert s["state"] == "HEDGED" and _leg(s, "B")["replenishes"] == 1
+    assert _net(gws["LME"], "repl", "B", Side.SELL) == 2
+
+
+def test_final_reject_on_leg_b_rolls_back_leg_a():
+    coord, gws, strat = _setup("c-roll")
+    ray.get(gws["LME"].inject.remote({"kind": "reject_next", "reason": "MARKET_CLOSED"}))
+    ray.get(coord.submit.remote(_intent("roll")))
+    s = _wait_done(strat, "roll")
+    assert s["state"] == "ROLLED_BACK"
+    assert _net(gws["SHFE"], "roll", "A", Side.BUY) == 0 and _leg(s, "A")["rollback_qty"] == 2
+
+
+def test_partial_fills_on_both_legs_are_completed():
+    coord, gws, strat = _setup("c-part")
+    ray.get(gws["SHFE"].inject.remote({"kind": "partial_fill_next", "qty": 1}))
+    ray.get(gws["LME"].inject.remote({"kind": "partial_fill_next", "qty": 2}))
+    ray.get(coord.submit.remote(_intent("part", qty=4)))
+    s = _wait_done(strat, "part")
+    net_a, net_b = _net(gws["SHFE"], "part", "A", Side.BUY), _net(gws["LME"], "part", "B", Side.SELL)
+    assert s["state"] == "HEDGED" and net_a == net_b == 4
+
+
+def test_a_fill_racing_the_cancel_is_absorbed_and_the_pair_ends_balanced():
+    coord, gws, strat = _setup("c-race")
+    # B rests (sell 9801 above the 9800 bid); A fills; B goes stale, the cancel is confirmed and a fill
+    # of the whole order is still reported afterwards
+    ray.get(gws["LME"].inject.remote({"kind": "late_fill_after_cancel", "delay_ms": 1}))
+    it = _intent("race", mode=ExecutionMode.PRICE,
+                 replenish=ReplenishBudget(max_attempts=1, max_chase_ticks=0, max_time_ms=300))
+    it = it.model_copy(update={"legs": (it.legs[0], it.legs[1].model_copy(update={"limit_price": Decimal("9801")}))})
+    ray.get(coord.submit.remote(it))
+    s = _wait_done(strat, "race")
+    net_a, net_b = _net(gws["SHFE"], "race", "A", Side.BUY), _net(gws["LME"], "race", "B", Side.SELL)
+    time.sleep(0.3)
+    final = ray.get(coord.pairs.remote("race"))
+    assert final["state"] in ("HEDGED", "ROLLED_BACK") and net_a == net_b, (s, final, net_a, net_b)
+
+
+def test_silent_venue_orders_never_arrive_and_leg_a_is_rolled_back():
+    coord, gws, strat = _setup("c-silent")
+    ray.get(gws["LME"].inject.remote({"kind": "drop_next", "count": 20}))
+    ray.get(coord.submit.remote(_intent("silent")))
+    s = _wait_done(strat, "silent", timeout=15)
+    assert s["state"] == "ROLLED_BACK"
+    assert _net(gws["SHFE"], "silent", "A", Side.BUY) == 0
+    kinds = [e.kind for e in ray.get(coord.events.remote("silent"))]
+    assert EventKind.RECONCILE in kinds
+
+
+def test_gateway_killed_mid_pair_escalates_with_the_exact_residual():
+    coord, gws, strat = _setup("c-kill")
+    it = _intent("kill", mode=ExecutionMode.PRICE, replenish=ReplenishBudget(max_attempts=1, max_time_ms=600))
+    it = it.model_copy(update={"legs": (it.legs[0], it.legs[1].model_copy(update={"limit_price": Decimal("9805")}))})
+    ray.get(coord.submit.remote(it))
+    time.sleep(0.1)  # A filled, B resting
+    ray.kill(gws["LME"], no_restart=True)
+    s = _wait_done(strat, "kill", timeout=15)
+    assert s["state"] == "ESCALATED"
+    residual = s["residual"]["legs"]
+    assert residual["A"]["net"] == 2 and residual["B"]["net"] == 0
+    assert residual["B"]["unknown_orders"] or residual["B"]["live_orders"]
+    _, halted = ray.get(strat.get.remote())
+    assert halted and halted[0][0] == "s1"
+    kinds = [e.kind for e in ray.get(coord.events.remote("kill"))]
+    assert EventKind.ALERT in kinds and EventKind.ESCALATION in kinds
+
+
+def test_halt_from_the_risk_guard_stops_the_next_pair():
+    coord, gws, strat = _setup("c-halt")
+    ray.get(coord.set_trading_state.remote("strategy", "s1", "HALTED", "ops"))
+    res = ray.get(coord.submit.remote(_intent("halted")))
+    assert res["accepted"] is False and "HALTED" in res["reason"]
+    assert not [d for d in ray.get(gws["SHFE"].drop_copy.remote()) if str(d.get("client_order_id", "")).startswith("halted")]

@@ -1,0 +1,257 @@
+"""The PairCoordinator Ray actor: a thin async shell around :class:`~xmc_actors.core.pair_fsm.PairBook`.
+
+Every input (an intent, a gateway answer or failure, a pushed report, a timer, a trading-state
+change) goes to the pure core; the commands it returns are executed here: gateway calls are
+issued back to back without an ``await`` in between (both legs leave together) and awaited
+concurrently, with a timeout; timers run on the event loop; events go to the
+:class:`~xmc_actors.core.sink.EventSink` (``MemorySink`` by default, the ledger client in a
+deployment).
+
+Construct::
+
+    coord = PairCoordinator.options(name="coordinator", namespace="xmc").remote(
+        instruments, gateways={"SHFE": gw_shfe, "LME": gw_lme}, checker=checker_or_factory,
+        sink=ledger_client)
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable, Iterable, Mapping
+
+import ray
+from ray.exceptions import GetTimeoutError, RayError
+
+from ..core.clock import Clock, SystemClock
+from ..core.pair_fsm import (
+    Cancel, Command, CoordinatorConfig, Emit, HaltStrategy, NotifyDone, PairBook, Place, Query, StartTimer,
+)
+from ..core.pretrade import PreTradeCheck
+from ..core.sink import EventSink, MemorySink
+from ..model.events import Event
+from ..model.market import Instrument
+from ..model.orders import ExecutionReport
+from ..model.pairs import ExecutionMode, PairIntent
+
+CheckerArg = PreTradeCheck | Callable[..., PreTradeCheck] | None
+
+
+def _instruments(arg: Mapping[str, Instrument] | Iterable[Instrument]) -> dict[str, Instrument]:
+    if isinstance(arg, Mapping):
+        return {k: (v if isinstance(v, Instrument) else Instrument.model_validate(v)) for k, v in arg.items()}
+    out = {}
+    for v in arg:
+        inst = v if isinstance(v, Instrument) else Instrument.model_validate(v)
+        out[inst.id] = inst
+    return out
+
+
+@ray.remote(num_cpus=0, max_concurrency=1000)
+class PairCoordinator:
+    """Executes pair intents across two venue gateways; never leaves a desk one-legged unknowingly.
+
+    Parameters
+    ----------
+    instruments
+        Instruments by id (or a list); legs on other instruments are refused (BAD_INPUT).
+    gateways
+        Gateway handles by venue code; more with :meth:`register_gateway`.
+    checker
+        A :class:`~xmc_actors.core.pretrade.PreTradeCheck`, or a factory called as
+        ``factory(instruments=..., sink=..., clock=..., name=...)``; ``AllowAll`` if None (tests).
+    sink
+        Where events go (``MemorySink`` if None; :meth:`events` reads it).
+    config
+        Timers and retry bounds (:class:`~xmc_actors.core.pair_fsm.CoordinatorConfig`).
+    name
+        The owner name registered with the gateways and written on every event.
+    """
+
+    def __init__(self, instruments: Mapping[str, Instrument] | Iterable[Instrument],
+                 gateways: Mapping[str, Any] | None = None, *, checker: CheckerArg = None,
+                 sink: EventSink | None = None, config: CoordinatorConfig | dict | None = None,
+                 name: str = "coordinator", clock: Clock | None = None) -> None:
+        self.name = name
+        self.clock = clock or SystemClock()
+        self.sink: EventSink = sink if sink is not None else MemorySink()
+        insts = _instruments(instruments)
+        if checker is not None and not hasattr(checker, "check_pair") and callable(checker):
+            checker = checker(instruments=insts, sink=self.sink, clock=self.clock, name=name)
+        cfg = config if isinstance(config, CoordinatorConfig) or config is None else CoordinatorConfig(**config)
+        self.config = cfg or CoordinatorConfig()
+        self.book = PairBook(insts, self.clock, checker=checker, config=self.config, owner=name)
+        self.gateways: dict[str, Any] = {}
+        self.strategies: dict[str, Any] = {}
+        self.risk_guard: Any = None
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.timings: dict[str, dict[str, int]] = {}  # decision id -> received / legs acked (perf ns)
+        self._pending_gateways = dict(gateways or {})
+
+    # -- wiring ----------------------------------------------------------------------------
+    async def _ensure_registered(self) -> None:
+        if self._pending_gateways:
+            pending, self._pending_gateways = self._pending_gateways, {}
+            for venue, handle in pending.items():
+                await self.register_gateway(venue, handle)
+
+    async def register_gateway(self, venue: str, handle: Any) -> None:
+        """Use ``handle`` for orders on ``venue`` and receive its pushed reports."""
+        self.gateways[venue] = handle
+        me = ray.get_runtime_context().current_actor
+        await handle.register_owner.remote(self.name, me)
+
+    async def register_strategy(self, strategy: str, handle: Any) -> None:
+        """Pair outcomes of ``strategy`` go to ``handle.on_pair_done(summary)``."""
+        self.strategies[strategy] = handle
+
+    async def register_risk_guard(self, handle: Any) -> None:
+        self.risk_guard = handle
+
+    async def ready(self) -> bool:
+        await self._ensure_registered()
+        return True
+
+    # -- inputs ----------------------------------------------------------------------------
+    async def submit(self, intent: PairIntent | dict) -> dict[str, Any]:
+        """Accept or refuse a pair (idempotent on ``decision_id``); the outcome is pushed later."""
+        t0 = time.perf_counter_ns()
+        await self._ensure_registered()
+        liquidity = None
+        if isinstance(intent, PairIntent) and intent.mode is ExecutionMode.QUANTITY:
+            liquidity = await self._liquidity(intent)
+        res, cmds = self.book.submit(intent, liquidity)
+        if res.get("decision_id") and not res.get("duplicate"):
+            self.timings[res["decision_id"]] = {"received": t0}
+        self._execute(cmds)
+        return res
+
+    async def _liquidity(self, intent: PairIntent) -> dict[str, int] | None:
+        """Visible lots per leg: from the intent, else from the gateways' latest quotes."""
+        out: dict[str, int] = {}
+        for leg in intent.legs:
+            if leg.visible_qty is not None:
+                out[leg.leg] = leg.visible_qty
+                continue
+            inst = self.book.instruments.get(leg.instrument)
+            gw = self.gateways.get(inst.venue) if inst else None
+            if gw is None:
+                continue
+            try:
+                q = await asyncio.wait_for(asyncio.wrap_future(gw.snapshot.remote(leg.instrument).future()),
+                                           self.config.call_timeout_ms / 1000)
+            except (RayError, asyncio.TimeoutError):
+                continue
+            if q is not None:
+                out[leg.leg] = q.ask_size if leg.side.value == "BUY" else q.bid_size
+        return out
+
+    async def on_reports(self, reports: list[ExecutionReport]) -> None:
+        """Reports pushed by a gateway (resting fills, expiries, late fills)."""
+        self._execute(self.book.on_reports(reports))
+
+    async def on_risk_grant(self, grant: Any) -> Any:
+        """From the RiskGuard: hand the grant to the checker; returns the checker's ack."""
+        return self.book.on_risk_grant(grant)
+
+    async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str = "") -> dict[str, Any]:
+        """From the RiskGuard / operator: applied before any further order is sent."""
+        self._execute(self.book.set_trading_state(scope, key or "", state, operator))
+        return {"coordinator": self.name, "scope": scope, "key": key, "state": str(state)}
+
+    # -- views -----------------------------------------------------------------------------
+    async def status(self) -> dict[str, Any]:
+        out = self.book.status()
+        out["name"] = self.name
+        out["gateways"] = sorted(self.gateways)
+        return out
+
+    async def pairs(self, decision_id: str) -> dict[str, Any] | None:
+        return self.book.pair(decision_id)
+
+    async def events(self, decision_id: str | None = None) -> list[Event]:
+        if not isinstance(self.sink, MemorySink):
+            return []
+        return self.sink.by_decision(decision_id) if decision_id else list(self.sink.events)
+
+    async def get_timings(self) -> dict[str, dict[str, int]]:
+        return self.timings
+
+    async def drain(self, timeout_s: float = 5.0) -> int:
+        """Wait for the gateway calls in flight (tests, benchmarks); returns how many remain."""
+        end = time.monotonic() + timeout_s
+        while self.tasks and time.monotonic() < end:
+            await asyncio.wait(list(self.tasks), timeout=max(end - time.monotonic(), 0))
+        return len(self.tasks)
+
+    # -- the command executor --------------------------------------------------------------
+    def _spawn(self, coro: Any) -> None:
+        t = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
+
+    def _execute(self, cmds: list[Command]) -> None:
+        events: list[Event] = []
+        calls: list[tuple[str, str, Any]] = []
+        for c in cmds:
+            if isinstance(c, Emit):
+                events.append(c.event)
+            elif isinstance(c, Place):
+                gw = self.gateways.get(c.venue)
+                if gw is None:
+                    calls.append(("place", c.req.client_order_id, None))
+                    continue
+                # issued now, awaited later: both legs leave before either is awaited
+                calls.append(("place", c.req.client_order_id, gw.place.remote(c.req)))
+            elif isinstance(c, Cancel):
+                gw = self.gateways.get(c.venue)
+                calls.append(("cancel", c.client_order_id, gw.cancel.remote(c.client_order_id) if gw else None))
+            elif isinstance(c, Query):
+                gw = self.gateways.get(c.venue)
+                calls.append(("query", c.client_order_id, gw.query.remote(c.client_order_id) if gw else None))
+            elif isinstance(c, StartTimer):
+                delay = max(c.at_ns - self.clock.now_ns(), 0) / 1e9
+                asyncio.get_running_loop().call_later(delay, self._fire, c.decision_id, c.key)
+            elif isinstance(c, NotifyDone):
+                h = self.strategies.get(c.strategy)
+                if h is not None:
+                    h.on_pair_done.remote(c.summary)
+                if self.risk_guard is not None:
+                    self.risk_guard.on_pair_done.remote(c.summary)
+            elif isinstance(c, HaltStrategy):
+                h = self.strategies.get(c.strategy)
+                if h is not None and hasattr(h, "halt"):
+                    h.halt.remote(c.strategy, f"pair {c.decision_id} escalated: {c.reason}")
+        if events:
+            self.sink.emit_many(events)
+        for call, coid, ref in calls:
+            self._spawn(self._await_call(call, coid, ref))
+
+    def _fire(self, decision_id: str, key: str) -> None:
+        self._execute(self.book.on_timer(decision_id, key))
+
+    async def _await_call(self, call: str, coid: str, ref: Any) -> None:
+        if ref is None:
+            self._execute(self.book.on_call_failed(coid, call, "no gateway registered for the venue"))
+            return
+        try:
+            result = await asyncio.wait_for(asyncio.wrap_future(ref.future()), self.config.call_timeout_ms / 1000)
+        except (asyncio.TimeoutError, GetTimeoutError):
+            self._execute(self.book.on_call_failed(coid, call, "timeout"))
+            return
+        except RayError as e:  # ActorDiedError, ActorUnavailableError, RayTaskError: outcome unknown
+            self._execute(self.book.on_call_failed(coid, call, type(e).__name__))
+            return
+        if call == "place":
+            self._mark_ack(coid)
+            self._execute(self.book.on_place_result(coid, list(result or [])))
+        elif call == "cancel":
+            self._execute(self.book.on_cancel_result(coid, result))
+        else:
+            self._execute(self.book.on_query_result(coid, result))
+
+    def _mark_ack(self, coid: str) -> None:
+        did, _, rest = coid.rpartition(":")
+        did, _, leg = did.rpartition(":")
+        t = self.timings.get(did)
+        if t is not None and rest == "0":
+            t.setdefault(f"ack_{leg}", time.perf_counter_ns())
