@@ -302,6 +302,21 @@ class VenueGateway:
         self._flush()
         return done
 
+    async def next_ts(self) -> int | None:
+        """Timestamp of the next feed event (None when the feed is exhausted or absent)."""
+        return self.feed.peek_ts() if self.feed is not None else None
+
+    async def quiesce(self, timeout_s: float = 5.0) -> int:
+        """Flush, then wait until every batch pushed so far was taken by its subscriber.
+
+        Used by the replay driver's settle step; returns how many pushes were awaited.
+        """
+        self._flush()
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s)
+        return len(pending)
+
     async def start_feed(self) -> bool:
         """Run the configured feed in the background (at its speed); False if there is none."""
         if self.feed is None:

@@ -35,7 +35,6 @@ from .session import REGISTRY_NAME, DeploymentRegistry, start_ray
 COORDINATOR_NAME = "coordinator"
 RISK_GUARD_NAME = "risk-guard"
 HOST_PREFIX = "strategy-host-"
-DAY_NS = 86_400 * 1_000_000_000
 
 
 @dataclasses.dataclass
@@ -98,35 +97,38 @@ def _dist(values: list[float]) -> dict[str, float]:
 
 
 class ReplayDriver:
-    """Advances every replay gateway to the same replayed time, then lets the run settle."""
+    """Steps every replay gateway through one merged timeline, settling after each step.
 
-    def __init__(self, gateways: dict[str, Any], settle: Callable[[], None], step_ns: int) -> None:
+    Each step advances all replay gateways to the earliest next event among them (so events
+    of different venues interleave in true time order), then waits until what that event
+    caused has happened (quotes delivered, pairs finished) before the next one: the settle
+    loop of a deterministic replay.
+    """
+
+    def __init__(self, gateways: dict[str, Any], settle: Callable[[], None]) -> None:
         self.gateways = gateways
         self.settle = settle
-        self.step_ns = step_ns
         self.now_ns: int | None = None
         self.done = not gateways
+        self.events = 0
 
-    def start(self) -> None:
-        firsts = [t for t in ray.get([g.next_ts.remote() for g in self.gateways.values()]) if t is not None]
-        if not firsts:
-            self.done = True
-            return
-        self.now_ns = min(firsts)
+    def _next(self) -> int | None:
+        nexts = [t for t in ray.get([g.next_ts.remote() for g in self.gateways.values()]) if t is not None]
+        return min(nexts) if nexts else None
 
     def step(self) -> int:
         """One step; returns how many feed events the gateways processed."""
-        if self.done or self.now_ns is None:
+        if self.done:
             return 0
-        target = self.now_ns
-        counts = ray.get([g.run_until.remote(target) for g in self.gateways.values()])
-        self.settle()
-        nexts = [t for t in ray.get([g.next_ts.remote() for g in self.gateways.values()]) if t is not None]
-        if not nexts:
+        target = self._next()
+        if target is None:
             self.done = True
-        else:
-            self.now_ns = max(target + self.step_ns, min(nexts)) if min(nexts) > target + self.step_ns else target + self.step_ns
-        return int(sum(counts))
+            return 0
+        self.now_ns = target
+        n = int(sum(ray.get([g.run_until.remote(target) for g in self.gateways.values()])))
+        self.events += n
+        self.settle()
+        return n
 
 
 class Deployment:
@@ -145,14 +147,13 @@ class Deployment:
     """
 
     def __init__(self, cfg: DeploymentConfig, *, address: str | None = None, ledger_path: str | None = None,
-                 strategies_per_host: int = 25, replay_step_ns: int = DAY_NS, quiet: bool = True) -> None:
+                 strategies_per_host: int = 25, quiet: bool = True) -> None:
         self.cfg = cfg
         self.address = address if address is not None else cfg.ray.address
         self.namespace = cfg.ray.namespace
         ledger = cfg.ledger if ledger_path is None else cfg.ledger.model_copy(update={"path": ledger_path})
         self.ledger_cfg: LedgerConfig = ledger
         self.strategies_per_host = max(1, strategies_per_host)
-        self.replay_step_ns = replay_step_ns
         self.quiet = quiet
         self.handles: dict[str, Any] = {}
         self.gateways: dict[str, Any] = {}
@@ -283,8 +284,7 @@ class Deployment:
         stop_event = stop_event or threading.Event()
         for gw in self.live_gateways.values():
             ray.get(gw.start_feed.remote())
-        driver = ReplayDriver(self.replay_gateways, self.settle, self.replay_step_ns)
-        driver.start()
+        driver = ReplayDriver(self.replay_gateways, self.settle)
         t0 = time.monotonic()
         last_progress = 0.0
         while not stop_event.is_set():
