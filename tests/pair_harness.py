@@ -282,7 +282,7 @@ class Harness:
         b = self.book
         for c in commands:
             if isinstance(c, Emit):
-                self.sink.emit(c.event)
+                self.sink.emit(c.resolve(self.book.events))
             elif isinstance(c, Place):
                 v, req = self.venues[c.venue], c.req
                 self.call(v, lambda v=v, req=req: v.place(req),

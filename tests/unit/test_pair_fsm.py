@@ -316,7 +316,7 @@ def test_bad_intent_is_refused_recorded_and_sends_nothing() -> None:
     res, cmds = book.submit(intent(a=("SHFE.cu", "BUY", 2, "72005")))  # off the 10-yuan tick
     assert res["accepted"] is False and "legs[0].limit_price" in res["reason"]
     assert not only(cmds, Place)
-    bad = [c.event for c in only(cmds, Emit) if c.event.kind is EventKind.BAD_INPUT]
+    bad = [c.event for c in only(cmds, Emit) if c.event is not None and c.event.kind is EventKind.BAD_INPUT]
     assert bad and "tick" in bad[0].reason
     res, cmds = book.submit({"decision_id": "x", "strategy": "s", "legs": []})
     assert res["accepted"] is False and res["reason"].startswith("BAD_INPUT legs")

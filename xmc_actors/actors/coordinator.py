@@ -86,6 +86,8 @@ class PairCoordinator:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.timings: dict[str, dict[str, int]] = {}  # decision id -> received / legs acked (perf ns)
         self._pending_gateways = dict(gateways or {})
+        self._done: dict[str, asyncio.Event] = {}
+        self._summaries: dict[str, dict[str, Any]] = {}
 
     # -- wiring ----------------------------------------------------------------------------
     async def _ensure_registered(self) -> None:
@@ -174,7 +176,18 @@ class PairCoordinator:
         return self.sink.by_decision(decision_id) if decision_id else list(self.sink.events)
 
     async def get_timings(self) -> dict[str, dict[str, int]]:
+        """Per pair: ``received``, ``ack_A`` / ``ack_B`` (perf ns), gateway arrival stamps, compensation."""
         return self.timings
+
+    async def await_pair(self, decision_id: str, timeout_s: float = 10.0) -> dict[str, Any] | None:
+        """The pair's summary once it is finished (None on timeout)."""
+        if decision_id not in self._summaries:
+            ev = self._done.setdefault(decision_id, asyncio.Event())
+            try:
+                await asyncio.wait_for(ev.wait(), timeout_s)
+            except asyncio.TimeoutError:
+                return None
+        return self._summaries.get(decision_id)
 
     async def drain(self, timeout_s: float = 5.0) -> int:
         """Wait for the gateway calls in flight (tests, benchmarks); returns how many remain."""
@@ -190,12 +203,14 @@ class PairCoordinator:
         t.add_done_callback(self.tasks.discard)
 
     def _execute(self, cmds: list[Command]) -> None:
-        events: list[Event] = []
+        emits: list[Emit] = []
         calls: list[tuple[str, str, Any]] = []
         for c in cmds:
             if isinstance(c, Emit):
-                events.append(c.event)
+                emits.append(c)  # built after the orders have left
             elif isinstance(c, Place):
+                if c.req.reduce_only and c.decision_id in self.timings:
+                    self.timings[c.decision_id].setdefault("unwind_sent", time.perf_counter_ns())
                 gw = self.gateways.get(c.venue)
                 if gw is None:
                     calls.append(("place", c.req.client_order_id, None))
@@ -212,6 +227,10 @@ class PairCoordinator:
                 delay = max(c.at_ns - self.clock.now_ns(), 0) / 1e9
                 asyncio.get_running_loop().call_later(delay, self._fire, c.decision_id, c.key)
             elif isinstance(c, NotifyDone):
+                did = c.summary.get("decision_id", "")
+                self._summaries[did] = c.summary
+                if did in self._done:
+                    self._done[did].set()
                 h = self.strategies.get(c.strategy)
                 if h is not None:
                     h.on_pair_done.remote(c.summary)
@@ -221,8 +240,14 @@ class PairCoordinator:
                 h = self.strategies.get(c.strategy)
                 if h is not None and hasattr(h, "halt"):
                     h.halt.remote(c.strategy, f"pair {c.decision_id} escalated: {c.reason}")
-        if events:
-            self.sink.emit_many(events)
+        if emits:
+            maker = self.book.events
+            self.sink.emit_many([e.resolve(maker) for e in emits])
+        if calls and calls[0][0] == "place":
+            did = calls[0][1].rsplit(":", 2)[0]
+            t = self.timings.get(did)
+            if t is not None:
+                t.setdefault("sent", time.perf_counter_ns())
         for call, coid, ref in calls:
             self._spawn(self._await_call(call, coid, ref))
 
@@ -242,16 +267,23 @@ class PairCoordinator:
             self._execute(self.book.on_call_failed(coid, call, type(e).__name__))
             return
         if call == "place":
-            self._mark_ack(coid)
+            self._mark_ack(coid, result)
             self._execute(self.book.on_place_result(coid, list(result or [])))
         elif call == "cancel":
             self._execute(self.book.on_cancel_result(coid, result))
         else:
             self._execute(self.book.on_query_result(coid, result))
 
-    def _mark_ack(self, coid: str) -> None:
+    def _mark_ack(self, coid: str, reports: Any) -> None:
         did, _, rest = coid.rpartition(":")
         did, _, leg = did.rpartition(":")
         t = self.timings.get(did)
-        if t is not None and rest == "0":
-            t.setdefault(f"ack_{leg}", time.perf_counter_ns())
+        if t is None:
+            return
+        now = time.perf_counter_ns()
+        if rest == "0":
+            t.setdefault(f"ack_{leg}", now)
+            if reports:
+                t.setdefault(f"gw_ts_{leg}", int(reports[0].ts_ns))  # the gateway's clock on arrival
+        if reports and any(r.reason is not None and r.reason.is_final for r in reports):
+            t.setdefault("final_reject_recv", now)

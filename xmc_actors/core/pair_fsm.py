@@ -134,7 +134,16 @@ class StartTimer:
 
 @dataclass(frozen=True, slots=True)
 class Emit:
-    event: Event
+    """Write an event. ``spec`` defers building it (ids, pydantic) until the orders are on their way."""
+
+    event: Event | None = None
+    spec: dict[str, Any] | None = None
+
+    def resolve(self, maker: EventMaker) -> Event:
+        if self.event is not None:
+            return self.event
+        spec = dict(self.spec or {})
+        return maker.make(spec.pop("kind"), **spec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,12 +282,12 @@ class PairMachine:
 
     def _emit(self, kind: EventKind, *, leg: Leg | None = None, reason: str = "", latency_us: float | None = None,
               **payload: Any) -> None:
-        ev = self.book.events.make(
-            kind, decision_id=self.did, strategy=self.intent.strategy,
-            account=leg.spec.account if leg else "", venue=leg.inst.venue if leg else "",
-            instrument=leg.spec.instrument if leg else "", reason=reason, latency_us=latency_us, **payload,
-        )
-        self.out.append(Emit(ev))
+        spec = dict(payload)
+        spec.update(kind=kind, decision_id=self.did, strategy=self.intent.strategy,
+                    account=leg.spec.account if leg else "", venue=leg.inst.venue if leg else "",
+                    instrument=leg.spec.instrument if leg else "", reason=reason, latency_us=latency_us,
+                    ts_ns=self.book.clock.now_ns())
+        self.out.append(Emit(spec=spec))
 
     def _to(self, target: PairState, reason: str) -> None:
         if target not in PAIR_TRANSITIONS[self.state]:

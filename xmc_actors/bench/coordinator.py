@@ -1,0 +1,214 @@
+"""Pair coordinator benchmark: pair latency against the Ray floor, leg skew, compensation, throughput.
+
+All figures come from one run on one Ray instance:
+
+* ``floor_gather2_*``: an async actor gathering two concurrent calls to two trivial actors;
+* ``pair_latency_*``: intent received by the coordinator to both legs acknowledged, against
+  zero-latency simulated venues (VenueGateway actors);
+* ``leg_skew_*``: difference of the two legs' arrival stamps at their gateways;
+* ``compensation_*``: final reject received to the unwind order sent;
+* ``pairs_per_s_inflight_{1,10,50}``: finished pairs per second with that many in flight;
+* ``sequential_pair_latency_*``: leg B sent after leg A's ack, straight to the same gateways.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+from typing import Any
+
+import ray
+
+from ..model.config import DeploymentConfig, FeedConfig, GatewayConfig
+from ..model.market import Instrument, Side, TradingSession, Venue
+from ..model.orders import OrderRequest, OrderType, TimeInForce, client_order_id
+from ..model.pairs import ExecutionMode, LegIntent, PairIntent, ReplenishBudget, RollbackPolicy
+from ..model.quotes import Quote
+
+
+def _pct(xs: list[float], p: float) -> float:
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, int(round(p * (len(s) - 1)))))]
+
+
+@ray.remote(num_cpus=0)
+class _Trivial:
+    async def f(self, x: int = 0) -> int:
+        return x
+
+
+@ray.remote(num_cpus=0)
+class _Driver:
+    """Floors, sequential baseline and the in-flight load generator, measured inside an async actor."""
+
+    async def floor(self, a: Any, b: Any, n: int) -> list[float]:
+        out = []
+        for i in range(n):
+            t = time.perf_counter_ns()
+            await asyncio.gather(a.f.remote(i), b.f.remote(i))
+            out.append((time.perf_counter_ns() - t) / 1e3)
+        return out
+
+    async def gateways_gather(self, ga: Any, gb: Any, n: int) -> list[float]:
+        out = []
+        for i in range(n):
+            ra, rb = _reqs(f"gat{i}")
+            t = time.perf_counter_ns()
+            await asyncio.gather(ga.place.remote(ra), gb.place.remote(rb))
+            out.append((time.perf_counter_ns() - t) / 1e3)
+        return out
+
+    async def sequential(self, ga: Any, gb: Any, n: int) -> list[float]:
+        out = []
+        for i in range(n):
+            ra, rb = _reqs(f"seq{i}")
+            t = time.perf_counter_ns()
+            await ga.place.remote(ra)
+            await gb.place.remote(rb)
+            out.append((time.perf_counter_ns() - t) / 1e3)
+        return out
+
+    async def load(self, coord: Any, prefix: str, total: int, inflight: int) -> float:
+        seq = iter(range(total))
+
+        async def worker() -> None:
+            for i in seq:
+                did = f"{prefix}{i}"
+                await coord.submit.remote(_intent(did))
+                await coord.await_pair.remote(did, 10.0)
+
+        t = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(inflight)))
+        return total / (time.perf_counter() - t)
+
+
+def _instruments() -> list[Instrument]:
+    return [
+        Instrument(venue="BA", symbol="x", currency="CNY", price_unit="t", multiplier=Decimal(1),
+                   tick_size=Decimal(1), max_qty=1_000_000),
+        Instrument(venue="BB", symbol="y", currency="USD", price_unit="t", multiplier=Decimal(1),
+                   tick_size=Decimal(1), max_qty=1_000_000),
+    ]
+
+
+def _deployment() -> DeploymentConfig:
+    sess = (TradingSession(start="00:00", end="23:59"),)
+    params = {"seed": 1, "enforce_sessions": False, "enforce_price_limits": False,
+              "network_latency": {"kind": "const", "mean_ms": 0.0}, "ack_latency": {"kind": "const", "mean_ms": 0.0}}
+    return DeploymentConfig(
+        name="bench-coord",
+        venues=(Venue(code="BA", timezone="UTC", sessions=sess, weekdays=(0, 1, 2, 3, 4, 5, 6)),
+                Venue(code="BB", timezone="UTC", sessions=sess, weekdays=(0, 1, 2, 3, 4, 5, 6))),
+        instruments=tuple(_instruments()),
+        gateways=(GatewayConfig(venue="BA", params=params, feed=FeedConfig()),
+                  GatewayConfig(venue="BB", params=params, feed=FeedConfig())),
+    )
+
+
+def _intent(did: str) -> PairIntent:
+    legs = (LegIntent(leg="A", instrument="BA.x", account="a", side=Side.BUY, qty=1, limit_price=Decimal(10001),
+                      trigger_price=Decimal(10001)),
+            LegIntent(leg="B", instrument="BB.y", account="b", side=Side.SELL, qty=1, limit_price=Decimal(9999),
+                      trigger_price=Decimal(9999)))
+    return PairIntent(decision_id=did, strategy="bench", legs=legs, mode=ExecutionMode.SPEED,
+                      replenish=ReplenishBudget(max_attempts=0), rollback=RollbackPolicy(max_attempts=3))
+
+
+def _reqs(did: str) -> tuple[OrderRequest, OrderRequest]:
+    mk = lambda leg, inst, side, px: OrderRequest(  # noqa: E731
+        client_order_id=client_order_id(did, leg, 0), decision_id=did, leg=leg, account="x", instrument=inst,
+        side=side, qty=1, order_type=OrderType.IOC, tif=TimeInForce.IOC, price=Decimal(px), owner="bench")
+    return mk("A", "BA.x", Side.BUY, 10001), mk("B", "BB.y", Side.SELL, 9999)
+
+
+def _book(inst: str) -> Quote:
+    big = 100_000_000
+    return Quote(instrument=inst, bid=Decimal(9999), ask=Decimal(10001), bid_size=big, ask_size=big,
+                 venue_ts_ns=time.time_ns(), ts_ns=time.time_ns(), recv_ts_ns=time.time_ns())
+
+
+def run(quick: bool) -> dict[str, float]:
+    """Run the coordinator benchmark; returns metric name -> number (units in the names)."""
+    from ..actors.coordinator import PairCoordinator
+    from ..actors.gateway import VenueGateway
+
+    n = 150 if quick else 1000
+    own = not ray.is_initialized()
+    if own:
+        ray.init(num_cpus=2, include_dashboard=False, namespace="bench-coordinator", log_to_driver=False)
+    try:
+        dep = _deployment()
+        gws = {v: VenueGateway.options(num_cpus=0).remote(dep, v, clock_mode="system") for v in ("BA", "BB")}
+        ray.get([g.ready.remote() for g in gws.values()], timeout=60)
+        ray.get([gws["BA"].push_market.remote([_book("BA.x")]), gws["BB"].push_market.remote([_book("BB.y")])])
+        coord = PairCoordinator.options(num_cpus=0).remote(_instruments(), gws, name="bench-coord")
+        ray.get(coord.ready.remote(), timeout=60)
+        a, b, drv = _Trivial.remote(), _Trivial.remote(), _Driver.remote()
+
+        # (a) the floor, warm
+        ray.get(drv.floor.remote(a, b, 30))
+        floor = ray.get(drv.floor.remote(a, b, n))
+
+        # (b, c) pair latency and leg skew, one pair at a time
+        for i in range(20):  # warm-up
+            ray.get(coord.submit.remote(_intent(f"w{i}")))
+            ray.get(coord.await_pair.remote(f"w{i}"))
+        for i in range(n):
+            ray.get(coord.submit.remote(_intent(f"p{i}")))
+            ray.get(coord.await_pair.remote(f"p{i}"))
+        timings = timings_pairs = ray.get(coord.get_timings.remote())
+        lat, skew = [], []
+        for i in range(n):
+            t = timings.get(f"p{i}", {})
+            if "ack_A" in t and "ack_B" in t:
+                lat.append((max(t["ack_A"], t["ack_B"]) - t["received"]) / 1e3)
+            if "gw_ts_A" in t and "gw_ts_B" in t:
+                skew.append(abs(t["gw_ts_A"] - t["gw_ts_B"]) / 1e3)
+
+        # (d) compensation: leg B finally rejected, leg A filled and unwound
+        m = max(n // 3, 30)
+        ray.get(gws["BB"].inject.remote({"kind": "reject_next", "reason": "MARKET_CLOSED", "count": m}))
+        for i in range(m):
+            ray.get(coord.submit.remote(_intent(f"c{i}")))
+            ray.get(coord.await_pair.remote(f"c{i}"))
+        timings = ray.get(coord.get_timings.remote())
+        comp = [(t["unwind_sent"] - t["final_reject_recv"]) / 1e3 for i in range(m)
+                if "unwind_sent" in (t := timings.get(f"c{i}", {})) and "final_reject_recv" in t]
+        ray.get(gws["BB"].inject.remote({"kind": "clear"}))
+
+        # (e) throughput with 1, 10, 50 pairs in flight
+        tput = {}
+        for k in (1, 10, 50):
+            total = max(k * 4, n // 2)
+            tput[k] = ray.get(drv.load.remote(coord, f"l{k}-", total, k))
+
+        # (f) sequential baseline: leg B after leg A's ack
+        seq = ray.get(drv.sequential.remote(gws["BA"], gws["BB"], n))
+        gat = ray.get(drv.gateways_gather.remote(gws["BA"], gws["BB"], n))
+        core_us = [(t["sent"] - t["received"]) / 1e3 for i in range(n) if "sent" in (t := timings_pairs.get(f"p{i}", {}))]
+
+        out: dict[str, float] = {
+            "floor_gather2_p50_us": _pct(floor, 0.5), "floor_gather2_p99_us": _pct(floor, 0.99),
+            "pair_latency_p50_us": _pct(lat, 0.5), "pair_latency_p99_us": _pct(lat, 0.99),
+            "leg_skew_p50_us": _pct(skew, 0.5), "leg_skew_p99_us": _pct(skew, 0.99),
+            "compensation_p50_us": _pct(comp, 0.5), "compensation_p99_us": _pct(comp, 0.99),
+            "pairs_per_s_inflight_1": tput[1], "pairs_per_s_inflight_10": tput[10],
+            "pairs_per_s_inflight_50": tput[50],
+            "sequential_pair_latency_p50_us": _pct(seq, 0.5), "sequential_pair_latency_p99_us": _pct(seq, 0.99),
+            "floor_gateways_gather2_p50_us": _pct(gat, 0.5),
+            "coordinator_intent_to_legs_sent_p50_us": _pct(core_us, 0.5),
+            "samples_pairs": float(len(lat)), "samples_compensation": float(len(comp)),
+        }
+        out["pair_latency_ratio"] = out["pair_latency_p50_us"] / out["floor_gather2_p50_us"]
+        out["sequential_vs_pair_latency_ratio"] = out["sequential_pair_latency_p50_us"] / out["pair_latency_p50_us"]
+        out["pair_latency_target_ratio"] = 1.5
+        out["leg_skew_p99_target_us"] = 1000.0
+        out["compensation_p99_target_us"] = 5000.0
+        st = ray.get(coord.status.remote())
+        out["pairs_escalated"] = float(st["outcomes"].get("ESCALATED", 0))
+        return out
+    finally:
+        if own:
+            ray.shutdown()
