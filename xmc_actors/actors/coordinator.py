@@ -88,6 +88,7 @@ class PairCoordinator:
         self._pending_gateways = dict(gateways or {})
         self._done: dict[str, asyncio.Event] = {}
         self._summaries: dict[str, dict[str, Any]] = {}
+        self.closing = False  # set by shutdown(): new intents are refused
 
     # -- wiring ----------------------------------------------------------------------------
     async def _ensure_registered(self) -> None:
@@ -117,6 +118,9 @@ class PairCoordinator:
     async def submit(self, intent: PairIntent | dict) -> dict[str, Any]:
         """Accept or refuse a pair (idempotent on ``decision_id``); the outcome is pushed later."""
         t0 = time.perf_counter_ns()
+        if self.closing:
+            did = intent.decision_id if isinstance(intent, PairIntent) else str(dict(intent).get("decision_id", ""))
+            return {"decision_id": did, "accepted": False, "state": "REFUSED", "reason": "coordinator is shutting down"}
         await self._ensure_registered()
         liquidity = None
         if isinstance(intent, PairIntent) and intent.mode is ExecutionMode.QUANTITY:
@@ -195,6 +199,34 @@ class PairCoordinator:
         while self.tasks and time.monotonic() < end:
             await asyncio.wait(list(self.tasks), timeout=max(end - time.monotonic(), 0))
         return len(self.tasks)
+
+    async def summaries(self) -> list[dict[str, Any]]:
+        """The latest summary of every finished pair (run reports)."""
+        return list(self._summaries.values())
+
+    async def shutdown(self, timeout_s: float = 20.0) -> dict[str, Any]:
+        """Stop cleanly: refuse new intents, let open pairs finish; what is still open after
+        half the time is wound down by a global HALT (working orders cancelled, any residual
+        rolled back or escalated with its exact size). Returns the final status."""
+        self.closing = True
+        end = time.monotonic() + timeout_s
+        halted = False
+        while time.monotonic() < end:
+            if not self.book.status()["in_flight"]:
+                break
+            if not halted and time.monotonic() > end - timeout_s / 2:
+                self._execute(self.book.set_trading_state("global", "", "HALTED", "shutdown"))
+                halted = True
+            await asyncio.sleep(0.01)
+        await self.drain(max(0.1, end - time.monotonic()))
+        await self.flush_sink()
+        return await self.status()
+
+    async def flush_sink(self) -> None:
+        """Wait until the events this actor emitted are acknowledged by the ledger (shutdown)."""
+        aflush = getattr(self.sink, "aflush", None)
+        if aflush is not None:
+            await aflush()
 
     # -- the command executor --------------------------------------------------------------
     def _spawn(self, coro: Any) -> None:

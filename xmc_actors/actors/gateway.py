@@ -302,6 +302,12 @@ class VenueGateway:
         self._flush()
         return done
 
+    async def flush_sink(self) -> None:
+        """Wait until the events this actor emitted are acknowledged by the ledger (shutdown)."""
+        aflush = getattr(self.core.sink, "aflush", None)
+        if aflush is not None:
+            await aflush()
+
     async def next_ts(self) -> int | None:
         """Timestamp of the next feed event (None when the feed is exhausted or absent)."""
         return self.feed.peek_ts() if self.feed is not None else None

@@ -236,5 +236,11 @@ class RiskGuard:
                 "states": {k: v.value for k, v in rep.states.items()},
                 "open_reservations": {c: {p: str(v) for p, v in r.items()} for c, r in rep.open_reservations.items()}}
 
+    async def flush_sink(self) -> None:
+        """Wait until the events this actor emitted are acknowledged by the ledger (shutdown)."""
+        aflush = getattr(self.sink, "aflush", None)
+        if aflush is not None:
+            await aflush()
+
     async def ready(self) -> bool:
         return True

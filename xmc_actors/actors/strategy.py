@@ -111,6 +111,10 @@ class StrategyHostActor:
         self._emit(self.core.resume(name, reason, self._now()))
         return self.core.strategies[name].status()
 
+    async def ready(self) -> dict[str, Any]:
+        """Cheap readiness probe (runtime.placement.wait_ready)."""
+        return {"actor": self.name, "strategies": sorted(self.core.strategies)}
+
     async def instruments(self) -> list[str]:
         return self.core.instruments()
 
@@ -122,6 +126,12 @@ class StrategyHostActor:
         if not isinstance(self.sink, MemorySink):
             return []
         return [e for e in self.sink.events if kind is None or e.kind.value == kind]
+
+    async def flush_sink(self) -> None:
+        """Wait until the events this actor emitted are acknowledged by the ledger (shutdown)."""
+        aflush = getattr(self.sink, "aflush", None)
+        if aflush is not None:
+            await aflush()
 
     async def drain(self, timeout_s: float = 5.0) -> int:
         """Wait for in-flight submissions to settle; returns how many are still running."""

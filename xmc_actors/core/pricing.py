@@ -255,7 +255,7 @@ def fx_book_from_config(pairs: Sequence[FxPair], *, pivot: str = "USD", tz: str 
         elif fp.source == "file":
             assert fp.file is not None
             rows, _ = load_daily_fx_csv(fp.file)
-            book.add(fp.base, fp.quote, DailySeries(rows, tz=tz, max_lag_days=max_lag_days, source=f"{fp.id}@{Path(fp.file).name}"))
+            book.add(fp.base, fp.quote, DailySeries(rows, tz=tz, max_lag_days=max_lag_days if fp.max_lag_days is None else fp.max_lag_days, source=f"{fp.id}@{Path(fp.file).name}"))
         else:
             book.add(fp.base, fp.quote, LiveRate(max_age_ms=live_max_age_ms, source=f"{fp.source}:{fp.id}"))
     return book

@@ -107,6 +107,7 @@ class LedgerClient:
         self.cfg = cfg
         self.actor = actor
         self.max_in_flight = max_in_flight
+        self._handles = list(handles)
         self._flush_s = cfg.flush_ms / 1000.0
         self._shards = [_Shard(h) for h in handles]
         self._cond = threading.Condition()
@@ -116,6 +117,15 @@ class LedgerClient:
                          "refused": 0, "send_errors": 0}
         self._pump = threading.Thread(target=self._run, name="ledger-client", daemon=True)
         self._pump.start()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Sent to another actor, a client arrives as a new client of the same shards
+        (its own buffer and pump thread): events are never shared between processes."""
+        return (LedgerClient, (self._handles, self.cfg), {"max_in_flight": self.max_in_flight, "actor": self.actor})
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.max_in_flight = state["max_in_flight"]
+        self.actor = state["actor"]
 
     # ------------------------------------------------------------------------- EventSink
     def emit(self, event: Event) -> None:

@@ -218,6 +218,9 @@ class FxPair(BaseModel):
     source: str = "static"
     rate: PositiveDecimal | None = None
     file: str | None = None
+    max_lag_days: Annotated[int, Field(ge=0, le=3660)] | None = None
+    """A file source: how many days after its last row a rate is still used (None: the
+    deployment's default). Dates a series has no row for never produce a spread beyond it."""
 
     @field_validator("base", "quote")
     @classmethod

@@ -57,6 +57,8 @@ def run_deployment(cfg: Any, *, address: str | None, duration: float | None, led
             dep.start()
         except ActorsNotReady as e:
             raise CliError(f"deployment {cfg.name!r} did not start:\n{e}", code=3) from None
+        except (KeyError, ValueError) as e:  # a strategy that cannot be built: say which, no traceback
+            raise CliError(f"deployment {cfg.name!r} did not start: {e.args[0] if e.args else e}", code=3) from None
         print(f"all actors ready in {time.monotonic() - dep.started_at:.1f} s; namespace {dep.namespace!r} "
               f"(`xmc status --namespace {dep.namespace}` from another shell); Ctrl-C stops cleanly", flush=True)
         summary = dep.run(duration_s=duration, progress=_progress if show_progress else None, stop_event=stop)
@@ -140,7 +142,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if occ:
         print("  capital occupancy (资金占用)")
         for acc, v in sorted(occ.items()):
-            print(f"    {acc:<28} {float(v) * 100 if isinstance(v, (int, float, str)) and not isinstance(v, dict) else v}")
+            print(f"    {acc:<28} {v['ratio'] * 100:6.2f}%  used {v['used']} of {v['equity']} {v['currency']}"
+                  f"{'  [' + v['level'] + ']' if v.get('level') else ''}")
     states = risk.get("trading_states", {})
     if states:
         print("  trading states " + ", ".join(f"{k}={v}" for k, v in sorted(states.items())))

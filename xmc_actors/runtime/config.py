@@ -320,6 +320,7 @@ def _check_references(cfg: DeploymentConfig, add: Any) -> None:
                     f"legs are priced in incompatible units: {a.id} per {a.price_unit}, {b.id} per {b.price_unit}")
             if a.currency != b.currency and not _fx_path(a.currency, b.currency, ccy_pairs, cfg.base_currency):
                 add(["strategies", n, "legs"], f"no FX pair converts {a.currency} to {b.currency}; add one under fx")
+    _check_strategies_build(cfg, add)
     for inst_id in cfg.risk.instruments:
         if inst_id not in instruments:
             add(["risk", "instruments", inst_id], f"unknown instrument {inst_id!r}")
@@ -333,6 +334,35 @@ def _check_references(cfg: DeploymentConfig, add: Any) -> None:
     for a in cfg.risk.max_account_position:
         if a not in accounts:
             add(["risk", "max_account_position", a], f"unknown account {a!r}")
+
+
+def _check_strategies_build(cfg: DeploymentConfig, add: Any) -> None:
+    """Build every strategy as the runtime will (sizes, hedge ratio, FX): what cannot trade is
+    reported here, at its path, not when the deployment starts."""
+    from ..core.pricing import fx_book_from_config
+    from ..strategies.base import build_strategy
+
+    try:
+        fx = fx_book_from_config(cfg.fx, max_lag_days=7)
+    except (OSError, ValueError) as e:
+        add(["fx"], f"cannot load FX rates: {e}")
+        return
+    known = {i.id for i in cfg.instruments}
+    for n, s in enumerate(cfg.strategies):
+        if any(leg.instrument not in known for leg in s.legs):
+            continue  # already reported
+        try:
+            build_strategy(s, cfg, fx, actor=s.name)
+        except (KeyError, ValueError) as e:
+            msg = str(e.args[0]) if e.args else str(e)
+            if "unknown strategy class" in msg or "params" in msg and "unknown field" in msg:
+                continue  # reported by the parameter check
+            msg = msg.split(": ", 1)[1] if msg.startswith(f"strategy {s.name!r}: ") else msg
+            field, sep, rest = msg.partition(": ")
+            if sep and re.fullmatch(r"params(\.[A-Za-z_][A-Za-z0-9_]*)+", field):
+                add(["strategies", n, *field.split(".")], rest)
+            else:
+                add(["strategies", n], msg)
 
 
 def _fx_path(a: str, b: str, pairs: set[tuple[str, str]], base: str) -> bool:

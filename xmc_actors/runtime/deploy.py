@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import json
 import signal
 import threading
 import time
@@ -60,7 +62,7 @@ class RunSummary:
 
     def lines(self) -> list[str]:
         out = [f"run {self.name!r} finished in {self.wall_s:.1f} s"]
-        out.append(f"  quotes delivered to strategies  {self.quotes:,}")
+        out.append(f"  strategy evaluations (quotes)   {self.quotes:,}")
         out.append(f"  pair intents                    {self.intents:,}")
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(self.pairs_by_outcome.items())) or "none"
         out.append(f"  pairs by outcome                {outcomes}")
@@ -85,6 +87,10 @@ class RunSummary:
         return out
 
 
+def _replenished(summary: dict[str, Any]) -> bool:
+    return any(lg.get("replenishes") for lg in summary.get("legs", []))
+
+
 def _pct(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -94,6 +100,16 @@ def _pct(values: list[float], q: float) -> float:
 
 def _dist(values: list[float]) -> dict[str, float]:
     return {"p50": _pct(values, 0.5), "p95": _pct(values, 0.95), "max": max(values) if values else 0.0} if values else {}
+
+
+def build_checker(deployment: dict[str, Any], *, instruments: Any, sink: Any, clock: Any, name: str) -> Any:
+    """The coordinator's in-process pre-trade checker (built inside the coordinator's process)."""
+    from ..core.pricing import fx_book_from_config
+    from ..core.risk_rules import PreTradeChecker, fx_from_book
+
+    dep = DeploymentConfig.model_validate(deployment)
+    fx = fx_from_book(fx_book_from_config(dep.fx, max_lag_days=7), clock)
+    return PreTradeChecker(instruments, {v.code: v for v in dep.venues}, fx, name=name, sink=sink, clock=clock)
 
 
 class ReplayDriver:
@@ -213,7 +229,8 @@ class Deployment:
 
         cpl = coordinator_placement()
         coord = PairCoordinator.options(name=COORDINATOR_NAME, namespace=ns, max_restarts=0, **cpl.options, **lifetime).remote(
-            dep, sink=self.sink, gateways=self.gateways, name=COORDINATOR_NAME)
+            list(cfg.instruments), self.gateways, checker=functools.partial(build_checker, dep), sink=self.sink,
+            name=COORDINATOR_NAME)
         self.handles[COORDINATOR_NAME] = coord
 
         fx = fx_book_from_config(cfg.fx, max_lag_days=7)
@@ -222,14 +239,21 @@ class Deployment:
             if s.enabled:
                 instances.append(build_strategy(s, cfg, fx, actor=s.name))
         spl = strategy_placement(spread=not embedded, num_cpus=cfg.ray.strategy_cpus)
-        time_source = "quotes" if self.replay_gateways else "clock"
-        for n in range(0, len(instances), self.strategies_per_host):
-            name = f"{HOST_PREFIX}{n // self.strategies_per_host}"
-            chunk = instances[n:n + self.strategies_per_host]
-            h = StrategyHost.options(name=name, namespace=ns, **spl.options, **lifetime).remote(
-                chunk, coord, self.sink, name=name, time_source=time_source)
-            self.hosts[name] = self.handles[name] = h
-            self.host_strategies[name] = [i.name for i in chunk]
+        # A strategy whose legs are both on replayed venues lives on replayed time (the quotes'
+        # own stamps); the others on the wall clock. The two never share a host.
+        replayed = set(self.replay_gateways)
+        on_replay = [i for i in instances if {cfg.instrument(x).venue for x in i.instrument_ids} <= replayed]
+        on_clock = [i for i in instances if i not in on_replay]
+        n_host = 0
+        for group, time_source in ((on_replay, "quotes"), (on_clock, "clock")):
+            for n in range(0, len(group), self.strategies_per_host):
+                name = f"{HOST_PREFIX}{n_host}"
+                n_host += 1
+                chunk = group[n:n + self.strategies_per_host]
+                h = StrategyHost.options(name=name, namespace=ns, **spl.options, **lifetime).remote(
+                    chunk, coord, self.sink, name=name, time_source=time_source)
+                self.hosts[name] = self.handles[name] = h
+                self.host_strategies[name] = [i.name for i in chunk]
 
         ready = wait_ready(self.handles, cfg.ray.ready_timeout_s, placements=placements)
 
@@ -267,14 +291,18 @@ class Deployment:
 
     # ------------------------------------------------------------------ run
     def settle(self, timeout_s: float = 10.0) -> None:
-        """Wait until quotes pushed so far are processed and no pair is in flight."""
+        """Wait until quotes pushed so far are processed, the risk guard re-granted, and no pair
+        is in flight (the settle loop of a replay)."""
         deadline = time.monotonic() + timeout_s
         ray.get([g.quiesce.remote() for g in self.gateways.values()])
+        # the risk guard's reaction to the data is part of what a step caused: fresh reference
+        # prices (the collar) and limits reach the coordinator before the next step
+        ray.get(self.handles[RISK_GUARD_NAME].regrant_all.remote())
         ray.get([h.drain.remote(max(0.1, deadline - time.monotonic())) for h in self.hosts.values()])
         coord = self.handles[COORDINATOR_NAME]
         while time.monotonic() < deadline:
             st = ray.get(coord.status.remote())
-            if not st.get("in_flight"):
+            if not sum(st.get("in_flight", {}).values()):
                 return
             time.sleep(0.002)
 
@@ -304,7 +332,7 @@ class Deployment:
     def progress(self, replay_ns: int | None = None) -> dict[str, Any]:
         st = ray.get(self.handles[COORDINATOR_NAME].status.remote())
         return {"elapsed_s": time.monotonic() - self.started_at, "replay_ns": replay_ns,
-                "by_outcome": st.get("by_outcome", {}), "in_flight": st.get("in_flight", 0)}
+                "by_outcome": st.get("outcomes", {}), "in_flight": sum(st.get("in_flight", {}).values())}
 
     def status(self) -> dict[str, Any]:
         return collect_status(self.handles)
@@ -331,39 +359,40 @@ class Deployment:
         ray.get(flushes)
         self.sink.close()
         ray.get([self.handles[n].flush.remote() for n in self.handles if n.startswith("ledger-")])
+        ray.get([self.handles[n].checkpoint.remote() for n in self.handles if n.startswith("ledger-")])
+        summary.alerts_by_level = alerts_by_level(self.ledger_cfg.path)
         return summary
 
     def _summary(self) -> RunSummary:
         coord = self.handles[COORDINATOR_NAME]
         cs = ray.get(coord.status.remote())
         done = ray.get(coord.summaries.remote())
-        slip = [abs(float(l["slippage_bps"])) for s in done for l in s.get("legs", []) if l.get("slippage_bps") is not None]
+        slip = [float(l["slippage_pct"]) * 1e4 for s in done for l in s.get("legs", []) if l.get("slippage_pct") is not None]
         expo = [float(s["unhedged_ms"]) for s in done if s.get("unhedged_ms") is not None]
         examples: dict[str, str] = {}
         for s in done:
             for label, cond in (("a hedged pair", s.get("state") == "HEDGED" and not s.get("replenished")),
-                                ("a replenished pair", bool(s.get("replenished")) and s.get("state") == "HEDGED"),
+                                ("a replenished pair", _replenished(s) and s.get("state") == "HEDGED"),
                                 ("a rolled-back pair", s.get("state") == "ROLLED_BACK"),
                                 ("an escalated pair", s.get("state") == "ESCALATED")):
-                if cond and label not in examples:
+                if cond and label not in examples:  # the first of each kind, to trace
                     examples[label] = s["decision_id"]
-        rs = ray.get(self.handles[RISK_GUARD_NAME].status.remote())
-        alerts = Counter(a.get("level", "?") for a in rs.get("alerts_history", rs.get("open_alerts", [])))
         host_status = ray.get([h.status.remote() for h in self.hosts.values()])
         per_strategy: dict[str, dict[str, Any]] = {}
         quotes = intents = errors = 0
         for hs in host_status:
-            quotes += int(hs.get("quotes", 0))
             for name, st in hs.get("strategies", {}).items():
                 per_strategy[name] = st
-                intents += int(st.get("intents", 0))
-                errors += int(st.get("errors", 0))
+                quotes += int(st.get("counters", {}).get("evaluations", 0))
+                intents += int(st.get("counters", {}).get("intents", 0))
+                errors += len(st.get("errors", []))
         return RunSummary(
             name=self.cfg.name, wall_s=time.monotonic() - self.started_at,
-            pairs_by_outcome=dict(cs.get("by_outcome", {})), quotes=quotes, intents=intents,
-            alerts_by_level=dict(alerts), slippage_bps=_dist(slip), exposure_ms=_dist(expo),
-            replenished=sum(1 for s in done if s.get("replenished")),
-            rolled_back=sum(1 for s in done if s.get("state") == "ROLLED_BACK" or s.get("rolled_back")),
+            pairs_by_outcome=dict(cs.get("outcomes", {})), quotes=quotes, intents=intents,
+            alerts_by_level={}, slippage_bps=_dist(slip), exposure_ms=_dist(expo),
+            replenished=sum(1 for s in done if _replenished(s)),
+            rolled_back=sum(1 for s in done if s.get("state") == "ROLLED_BACK"
+                            or any(lg.get("rollback_qty") for lg in s.get("legs", []))),
             escalated=sum(1 for s in done if s.get("state") == "ESCALATED"),
             strategy_errors=errors, ledger_path=str(Path(self.ledger_cfg.path)), examples=examples,
             per_strategy=per_strategy,
@@ -374,6 +403,18 @@ class Deployment:
             self.metrics_endpoint.close()
         if self.address is None and ray.is_initialized():
             ray.shutdown()
+
+
+def alerts_by_level(ledger_dir: str) -> dict[str, int]:
+    """Every alert the run raised, by level, as the ledger recorded them."""
+    from ..ledger.audit import AuditReader, Filters
+
+    reader = AuditReader(ledger_dir)
+    try:
+        t = reader.query(Filters(kind=("ALERT",)), limit=None, decode=True)
+    finally:
+        reader.close()
+    return dict(Counter(str(json.loads(p or "{}").get("level", "?")) for p in t.column("payload").to_pylist()))
 
 
 def collect_status(handles: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:
