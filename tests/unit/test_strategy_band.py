@@ -270,3 +270,37 @@ def test_halt_and_resume():
     assert intents(step(s, 1.02, T0 + 1)) == []
     s.resume("operator", T0 + 2)
     assert len(intents(step(s, 1.02, T0 + 3))) == 1
+
+
+# ------------------------------------------------------------------ sizing after partial fills
+def _shfe_lme(**kw):
+    """SHFE cu (5 t) as leg A against LME (25 t): 0.2 LME lots per SHFE lot."""
+    return BandStrategy(ctx(a="SHFE.cu", b="LME.CA3M"), {**BASE, **kw})
+
+
+def _cu_quotes(ratio: float, t: int) -> list:
+    # LME 10000 USD/t = 70000 CNY/t at 7.0; SHFE at 70000 x ratio
+    return [quote("SHFE.cu", round(70000 * ratio, -1), round(70000 * ratio, -1), ts_ns=t),
+            quote("LME.CA3M", 10000, 10000, ts_ns=t)]
+
+
+def test_an_add_clamped_to_a_lot_that_hedges_nothing_is_skipped_not_raised():
+    s = _shfe_lme(clip=5, max_position=6)
+    [o] = intents(s.on_quotes(_cu_quotes(1.02, T0), T0))
+    assert [(l.instrument, l.qty) for l in o.legs] == [("SHFE.cu", 5), ("LME.CA3M", 1)]
+    s.on_pair_done(done(o), T0 + 1)
+    acts = s.on_quotes(_cu_quotes(1.021, T0 + 10 * MS), T0 + 10 * MS)  # add: clamped from 5 to 1 lot
+    assert intents(acts) == [] and s.state is StrategyState.ACTIVE
+    [sig] = events(acts, "SIGNAL")
+    assert sig.payload["blocked"] == "TOO_SMALL_TO_HEDGE"
+    assert "1 lot(s) of SHFE.cu hedges less than one lot of LME.CA3M" in sig.payload["detail"]
+
+
+def test_a_close_after_a_partial_fill_flattens_both_legs_as_held():
+    s = _shfe_lme(clip=5, max_position=5)
+    [o] = intents(s.on_quotes(_cu_quotes(1.02, T0), T0))
+    s.on_pair_done(done(o, fill_a=4, fill_b=1), T0 + 1)  # A short 4 (one lot short of 5), B long 1
+    assert (s.position, s.position_b) == (-4, 1)
+    [c] = intents(s.on_quotes(_cu_quotes(1.0, T0 + 10 * MS), T0 + 10 * MS))
+    assert [(l.instrument, l.side, l.qty) for l in c.legs] == [("SHFE.cu", Side.BUY, 4), ("LME.CA3M", Side.SELL, 1)]
+    assert c.reduce_only

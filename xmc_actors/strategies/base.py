@@ -460,13 +460,34 @@ class Strategy:
             return
         self._submit(target, decision, snap, parity)
 
+    def _sizing(self, move: Transition, qty_a: int) -> PairSizing | None:
+        """Whole-lot quantities of this move, or None when it is too small to hedge.
+
+        A close flattens both legs as they are actually held (after partial fills and
+        rollbacks the position need not sit on the hedge ratio); any other move goes
+        through the hedge ratio.
+        """
+        if move is Transition.CLOSE and self.position_b:
+            qty_b = abs(self.position_b)
+            ideal = float(qty_a * self.ctx.hedge_ratio)
+            return PairSizing(qty_a, qty_b, ideal, qty_b - ideal, 100.0 * (qty_b - ideal) / ideal if ideal else 0.0)
+        try:
+            return size_pair(qty_a, self.ctx.hedge_ratio, self.a, self.b)
+        except ValueError:
+            return None
+
     def _submit(self, target: int, decision: Decision, snap: Snapshot, parity: Parity) -> None:
         move = classify(self.position, target)
         assert move is not None
         delta = target - self.position
         side_a = Side.BUY if delta > 0 else Side.SELL
         qty_a = abs(delta)
-        sizing = size_pair(qty_a, self.ctx.hedge_ratio, self.a, self.b)
+        sizing = self._sizing(move, qty_a)
+        if sizing is None:
+            # e.g. an add clamped by max_position to 1 lot of a leg whose hedge rounds to 0
+            self._set_blocked("TOO_SMALL_TO_HEDGE", f"{move.value} of {qty_a} lot(s) of {self.a.id} hedges less than "
+                        f"one lot of {self.b.id} (hedge ratio {float(self.ctx.hedge_ratio):.4f})", snap.now_ns)
+            return
         self.decision_seq += 1
         did = f"{self.name}-{self.decision_seq:08d}"
         intent = self._build_intent(did, side_a, sizing, snap, move, target)
