@@ -145,3 +145,19 @@ def test_two_checkers_reserving_concurrently_against_one_guard_never_exceed_the_
     assert held <= cap
     assert len(accepted["c1"]) + len(accepted["c2"]) == held / Decimal(36_000)
     assert accepted["c1"] and accepted["c2"]  # both got a slice
+
+
+def test_a_fill_stamped_on_another_clock_never_freezes_the_quote_marks():
+    # replay: quotes stamped in 2017, a pair summary booked at wall-clock time (2026)
+    from decimal import Decimal as D
+
+    from xmc_actors.core.capital import PositionBook
+
+    book = PositionBook()
+    book.mark("COMEX.GC", D("1133.3"), 1_480_000_000_000_000_000)
+    book.apply_fill("us", "s", "COMEX.GC", 1, D("1140.0"), 1_795_000_000_000_000_000)
+    book.mark("COMEX.GC", D("1238.2"), 1_487_800_000_000_000_000)
+    assert book.marks["COMEX.GC"][0] == D("1238.2")
+    # an instrument never quoted takes its mark from the fill
+    book.apply_fill("cn", "s", "SGE.AU9999", -3, D("262.05"), 1_795_000_000_000_000_000)
+    assert book.marks["SGE.AU9999"][0] == D("262.05")

@@ -29,6 +29,7 @@ class PositionBook:
         self.account: dict[str, dict[str, int]] = {}
         self.strategy: dict[str, dict[str, int]] = {}
         self.marks: dict[str, tuple[Decimal, int]] = {}
+        self._quote_ts: dict[str, int] = {}  # instrument -> stamp of the latest market quote marked
 
     def apply_fill(self, account: str, strategy: str, instrument: str, signed_lots: int, price: Decimal | None, ts_ns: int = 0) -> None:
         if signed_lots:
@@ -36,12 +37,17 @@ class PositionBook:
             a[instrument] = a.get(instrument, 0) + signed_lots
             s = self.strategy.setdefault(strategy, {})
             s[instrument] = s.get(instrument, 0) + signed_lots
-        if price is not None and price > 0:
-            self.mark(instrument, price, ts_ns)
+        if price is not None and price > 0 and instrument not in self._quote_ts:
+            # no market quote yet: the fill price is the best mark there is. Once quotes flow
+            # they are the mark; a fill's stamp may come from another clock (a replay's
+            # quotes are stamped in replayed time, a pair summary on the wall clock).
+            self.marks[instrument] = (price, ts_ns)
 
     def mark(self, instrument: str, price: Decimal, ts_ns: int) -> None:
-        prev = self.marks.get(instrument)
-        if prev is None or ts_ns >= prev[1]:
+        """Mark from a market quote; quotes are ordered by their own stamps."""
+        last = self._quote_ts.get(instrument)
+        if last is None or ts_ns >= last:
+            self._quote_ts[instrument] = ts_ns
             self.marks[instrument] = (price, ts_ns)
 
     def instrument_net(self, instrument: str) -> int:
