@@ -175,3 +175,23 @@ def test_order_price_must_be_positive_and_finite():
     for px in ("0", "-1", "NaN", "Infinity"):
         with pytest.raises(ValidationError, match="price"):
             order("SHFE.cu", "BUY", 1, px)
+
+
+def test_a_cancel_sent_before_the_ack_can_cross_the_venues_reject_of_the_order():
+    # seen in the demo: replenish order sent, cancel sent, the venue had rejected the order
+    st = OrderState(request=order("SHFE.cu", "BUY", 5, "72000"))
+    st.transition(S.SUBMITTED)
+    st.transition(S.PENDING_CANCEL)
+    st.apply(_report(ExecReportKind.REJECTED, S.REJECTED, reason=RejectReason.PRICE_OUT_OF_LIMIT))
+    assert st.status is S.REJECTED and st.leaves_qty == 0
+    assert st.reject_reason is RejectReason.PRICE_OUT_OF_LIMIT
+
+
+def test_a_cancel_rejected_before_the_ack_returns_to_submitted_not_a_guessed_accepted():
+    st = OrderState(request=order("SHFE.cu", "BUY", 5, "72000"))
+    st.transition(S.SUBMITTED)
+    st.transition(S.PENDING_CANCEL)
+    st.apply(_report(ExecReportKind.CANCEL_REJECTED, S.PENDING_CANCEL, reason=RejectReason.TOO_LATE_TO_CANCEL))
+    assert st.status is S.SUBMITTED
+    st.apply(_report(ExecReportKind.STATUS, S.REJECTED, reason=RejectReason.PRICE_OUT_OF_LIMIT))
+    assert st.status is S.REJECTED

@@ -200,6 +200,15 @@ class PairCoordinator:
             await asyncio.wait(list(self.tasks), timeout=max(end - time.monotonic(), 0))
         return len(self.tasks)
 
+    async def await_idle(self, timeout_s: float = 10.0) -> int:
+        """Return once no pair is in flight (replay settle); returns how many still are."""
+        end = time.monotonic() + timeout_s
+        while True:
+            n = sum(self.book.status()["in_flight"].values())
+            if n == 0 or time.monotonic() >= end:
+                return n
+            await asyncio.sleep(0.0005)
+
     async def summaries(self) -> list[dict[str, Any]]:
         """The latest summary of every finished pair (run reports)."""
         return list(self._summaries.values())

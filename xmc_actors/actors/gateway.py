@@ -308,6 +308,11 @@ class VenueGateway:
         if aflush is not None:
             await aflush()
 
+    async def advance_to(self, ts_ns: int) -> tuple[int, int | None]:
+        """``run_until(ts_ns)`` and the next feed stamp in one call (the replay driver's step)."""
+        n = await self.run_until(ts_ns)
+        return n, await self.next_ts()
+
     async def next_ts(self) -> int | None:
         """Timestamp of the next feed event (None when the feed is exhausted or absent)."""
         return self.feed.peek_ts() if self.feed is not None else None

@@ -67,8 +67,10 @@ ORDER_TRANSITIONS: Final[dict[OrderStatus, frozenset[OrderStatus]]] = {
     S.ACCEPTED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED, S.UNKNOWN}),
     S.PARTIALLY_FILLED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELED,
                                    S.EXPIRED, S.UNKNOWN}),
-    # cancel rejected -> back to ACCEPTED / PARTIALLY_FILLED; fills may race the cancel
-    S.PENDING_CANCEL: frozenset({S.CANCELED, S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.EXPIRED, S.UNKNOWN}),
+    # cancel rejected -> back to SUBMITTED (never acked) / ACCEPTED / PARTIALLY_FILLED; fills may
+    # race the cancel; a cancel sent before the ack may cross the venue's reject of the order
+    S.PENDING_CANCEL: frozenset({S.CANCELED, S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.EXPIRED,
+                                 S.REJECTED, S.UNKNOWN}),
     # late fills reported after the venue confirmed a cancel (it happens)
     S.CANCELED: frozenset({S.PARTIALLY_FILLED, S.FILLED}),
     S.EXPIRED: frozenset({S.PARTIALLY_FILLED, S.FILLED}),
@@ -251,10 +253,12 @@ class OrderState(BaseModel):
             return self.apply_fill(report.fill)
         if report.kind is ExecReportKind.CANCEL_REJECTED:
             if self.status is OrderStatus.PENDING_CANCEL:
-                back = self.prev_status or OrderStatus.ACCEPTED
-                if back in (OrderStatus.SUBMITTED, OrderStatus.UNKNOWN):
-                    back = OrderStatus.ACCEPTED
-                if self.filled_qty and back is OrderStatus.ACCEPTED:
+                # back to what we knew before the cancel: an order never acknowledged stays
+                # SUBMITTED (it may still be rejected or filled), never a guessed ACCEPTED
+                back = self.prev_status or OrderStatus.SUBMITTED
+                if back is OrderStatus.UNKNOWN:
+                    back = OrderStatus.SUBMITTED
+                if self.filled_qty and back in (OrderStatus.ACCEPTED, OrderStatus.SUBMITTED):
                     back = OrderStatus.PARTIALLY_FILLED
                 self.transition(back)
                 return True

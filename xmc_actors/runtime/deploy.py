@@ -127,24 +127,27 @@ class ReplayDriver:
         self.now_ns: int | None = None
         self.done = not gateways
         self.events = 0
-
-    def _next(self) -> int | None:
-        nexts = [t for t in ray.get([g.next_ts.remote() for g in self.gateways.values()]) if t is not None]
-        return min(nexts) if nexts else None
+        self._next: dict[str, int | None] | None = None
 
     def step(self) -> int:
         """One step; returns how many feed events the gateways processed."""
         if self.done:
             return 0
-        target = self._next()
-        if target is None:
+        if self._next is None:
+            names = list(self.gateways)
+            self._next = dict(zip(names, ray.get([self.gateways[n].next_ts.remote() for n in names])))
+        pending = [t for t in self._next.values() if t is not None]
+        if not pending:
             self.done = True
             return 0
-        self.now_ns = target
-        n = int(sum(ray.get([g.run_until.remote(target) for g in self.gateways.values()])))
-        self.events += n
+        target = self.now_ns = min(pending)
+        names = list(self.gateways)
+        results = ray.get([self.gateways[n].advance_to.remote(target) for n in names])
+        self._next = {n: nxt for n, (_, nxt) in zip(names, results)}
+        count = sum(c for c, _ in results)
+        self.events += count
         self.settle()
-        return n
+        return count
 
 
 class Deployment:
@@ -299,12 +302,7 @@ class Deployment:
         # prices (the collar) and limits reach the coordinator before the next step
         ray.get(self.handles[RISK_GUARD_NAME].regrant_all.remote())
         ray.get([h.drain.remote(max(0.1, deadline - time.monotonic())) for h in self.hosts.values()])
-        coord = self.handles[COORDINATOR_NAME]
-        while time.monotonic() < deadline:
-            st = ray.get(coord.status.remote())
-            if not sum(st.get("in_flight", {}).values()):
-                return
-            time.sleep(0.002)
+        ray.get(self.handles[COORDINATOR_NAME].await_idle.remote(max(0.1, deadline - time.monotonic())))
 
     def run(self, *, duration_s: float | None = None, progress: Callable[[dict[str, Any]], None] | None = None,
             stop_event: threading.Event | None = None) -> RunSummary:
