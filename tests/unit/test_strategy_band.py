@@ -304,3 +304,13 @@ def test_a_close_after_a_partial_fill_flattens_both_legs_as_held():
     [c] = intents(s.on_quotes(_cu_quotes(1.0, T0 + 10 * MS), T0 + 10 * MS))
     assert [(l.instrument, l.side, l.qty) for l in c.legs] == [("SHFE.cu", Side.BUY, 4), ("LME.CA3M", Side.SELL, 1)]
     assert c.reduce_only
+
+
+def test_a_refusal_by_trading_state_pauses_entries_instead_of_resubmitting_every_cooldown():
+    s = band()
+    [o] = intents(step(s, 1.02, T0))
+    s.on_pair_done({"decision_id": o.decision_id, "state": "REFUSED",
+                    "reason": "TRADING_HALTED: LME.CA3M for cu: trading state HALTED"}, T0 + 1)
+    assert intents(step(s, 1.02, T0 + 1_000 * MS)) == []          # within the back-off
+    assert s.status()["blocked"].startswith("TRADING_STATE")
+    assert len(intents(step(s, 1.02, T0 + 6_000 * MS))) == 1       # after it: tries again

@@ -208,6 +208,7 @@ class Strategy:
         self.a, self.b = ctx.instruments
         self.guards: Guards = getattr(params, "guards", None) or Guards()
         self.cooldown_ns = int(getattr(params, "cooldown_ms", 0)) * _MS
+        self.backoff_until_ns = 0  # a refusal by trading state (HALTED/REDUCING) pauses new entries
         self.clip: int = int(getattr(params, "clip", 1))
         self.max_position: int | None = getattr(params, "max_position", None)
         self.engine = ParityEngine(
@@ -330,6 +331,11 @@ class Strategy:
         self.counters["pairs_done"] += 1
         if state is PairState.ESCALATED:
             self._halt(f"pair {did} ESCALATED: residual recorded by the coordinator", now_ns, StrategyState.HALTED)
+        elif state is PairState.REFUSED and "TRADING_" in str(summary.get("reason", "")):
+            # halted or reducing by the risk guard or an operator: do not re-submit every
+            # cool-down; try again after TRADING_STATE_BACKOFF (a resume then takes effect)
+            self.backoff_until_ns = now_ns + TRADING_STATE_BACKOFF_NS
+            self._set_blocked("TRADING_STATE", f"pair {did} refused: {summary.get('reason')}", now_ns)
         self.on_result(summary)
         return self._flush()
 
@@ -454,6 +460,10 @@ class Strategy:
         if self.max_position is not None:
             target = max(-self.max_position, min(self.max_position, target))
         if target == self.position or self._pending is not None:
+            return
+        if now_ns < self.backoff_until_ns:
+            self._set_blocked("TRADING_STATE", "a pair was refused by trading state; entries paused until "
+                              f"{self.backoff_until_ns}", now_ns)
             return
         if self.last_decision_ns is not None and now_ns - self.last_decision_ns < self.cooldown_ns:
             self.last_signal["cooldown"] = True
@@ -588,6 +598,9 @@ def band_target(position: int, dev_sell: float, dev_buy: float, *, entry: float,
     if position > 0 and dev_sell >= -exit:
         return 0, f"long closes: sell deviation {dev_sell:.6g} >= -exit {-exit:g}"
     return None
+
+
+TRADING_STATE_BACKOFF_NS = 5_000 * _MS
 
 
 # =========================================================================== registration
