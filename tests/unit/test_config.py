@@ -234,3 +234,11 @@ def test_cli_validate_fails_with_the_path_and_no_traceback(tmp_path, demo):
     assert "Traceback" not in r.stderr
     assert f"{path}:" in r.stderr and "strategies[1].legs[0].instrument: unknown instrument 'SHFE.cu2501'" in r.stderr
     assert "1 problem found" in r.stderr
+
+
+def test_a_clip_that_cannot_hedge_one_lot_is_reported_by_validate(tmp_path, demo):
+    demo["strategies"][0]["params"]["clip"] = 1  # 1 kg of Au99.99 = 0.32 COMEX GC lots
+    assert messages(tmp_path, demo) == [
+        "strategies[0].params.clip: 1 lot(s) of SGE.AU9999 hedge 0.3215 lot(s) of COMEX.GC, which rounds to 0; "
+        "trade at least 2 lot(s) of SGE.AU9999 (hedge ratio 0.3215)"
+    ]

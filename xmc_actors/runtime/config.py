@@ -253,7 +253,7 @@ def _pyd_issues(e: ValidationError, prefix: list[Any], origins: _Origins | None)
 
 
 # --------------------------------------------------------------------------- cross-references
-def _check_references(cfg: DeploymentConfig, add: Any) -> None:
+def _check_references(cfg: DeploymentConfig, add: Any, reported: list[str]) -> None:
     from ..model.units import normalise_currency
 
     try:
@@ -320,7 +320,7 @@ def _check_references(cfg: DeploymentConfig, add: Any) -> None:
                     f"legs are priced in incompatible units: {a.id} per {a.price_unit}, {b.id} per {b.price_unit}")
             if a.currency != b.currency and not _fx_path(a.currency, b.currency, ccy_pairs, cfg.base_currency):
                 add(["strategies", n, "legs"], f"no FX pair converts {a.currency} to {b.currency}; add one under fx")
-    _check_strategies_build(cfg, add)
+    _check_strategies_build(cfg, add, reported)
     for inst_id in cfg.risk.instruments:
         if inst_id not in instruments:
             add(["risk", "instruments", inst_id], f"unknown instrument {inst_id!r}")
@@ -336,7 +336,7 @@ def _check_references(cfg: DeploymentConfig, add: Any) -> None:
             add(["risk", "max_account_position", a], f"unknown account {a!r}")
 
 
-def _check_strategies_build(cfg: DeploymentConfig, add: Any) -> None:
+def _check_strategies_build(cfg: DeploymentConfig, add: Any, reported: list[str]) -> None:
     """Build every strategy as the runtime will (sizes, hedge ratio, FX): what cannot trade is
     reported here, at its path, not when the deployment starts."""
     from ..core.pricing import fx_book_from_config
@@ -347,16 +347,14 @@ def _check_strategies_build(cfg: DeploymentConfig, add: Any) -> None:
     except (OSError, ValueError) as e:
         add(["fx"], f"cannot load FX rates: {e}")
         return
-    known = {i.id for i in cfg.instruments}
     for n, s in enumerate(cfg.strategies):
-        if any(leg.instrument not in known for leg in s.legs):
-            continue  # already reported
+        prefix = f"strategies[{n}]"
+        if any(p == prefix or p.startswith(prefix + ".") or p.startswith(prefix + "[") for p in reported):
+            continue  # its problems are already reported: building it would only repeat them
         try:
             build_strategy(s, cfg, fx, actor=s.name)
         except (KeyError, ValueError) as e:
             msg = str(e.args[0]) if e.args else str(e)
-            if "unknown strategy class" in msg or "params" in msg and "unknown field" in msg:
-                continue  # reported by the parameter check
             msg = msg.split(": ", 1)[1] if msg.startswith(f"strategy {s.name!r}: ") else msg
             field, sep, rest = msg.partition(": ")
             if sep and re.fullmatch(r"params(\.[A-Za-z_][A-Za-z0-9_]*)+", field):
@@ -407,11 +405,14 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
         issues.extend(_pyd_issues(e, [], origins))
         raise ConfigError(issues) from None
 
+    reported: list[str] = []
+
     def add(parts: list[Any], message: str) -> None:
         path_s, file, line = origins.locate(parts)
+        reported.append(format_path(parts))
         issues.append(ConfigIssue(path_s, message, file, line))
 
-    _check_references(cfg, add)
+    _check_references(cfg, add, reported)
     if issues:
         raise ConfigError(issues)
     return cfg
