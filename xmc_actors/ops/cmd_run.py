@@ -135,8 +135,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name, st in sorted(status.items()):
         if name.startswith("strategy-host-") and "strategies" in st:
             for sname, s in sorted(st["strategies"].items()):
+                counters = s.get("counters", {})
                 print(f"  strategy {sname:<24} {s.get('state', '?'):<8} position {s.get('position', 0):>4}  "
-                      f"intents {s.get('intents', 0)}  errors {s.get('errors', 0)}")
+                      f"evaluations {counters.get('evaluations', 0)}  intents {counters.get('intents', 0)}  "
+                      f"errors {len(s.get('errors', []))}")
     risk = status.get("risk-guard", {})
     occ = risk.get("occupancy", {})
     if occ:
@@ -152,7 +154,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for a in alerts[:20]:
         print(f"    [{a.get('level', '?')}] {a.get('key', '')} {a.get('message', '')}")
     coord = status.get("coordinator", {})
-    if coord:
-        print(f"  pairs in flight {coord.get('in_flight', 0)}; by outcome "
-              + ", ".join(f"{k} {v}" for k, v in sorted(coord.get("by_outcome", {}).items())))
+    if coord and "error" not in coord:
+        in_flight = coord.get("in_flight", {})
+        print(f"  pairs in flight {sum(in_flight.values())}; by outcome "
+              + (", ".join(f"{k} {v}" for k, v in sorted(coord.get("outcomes", {}).items())) or "none yet"))
     return 0

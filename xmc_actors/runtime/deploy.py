@@ -306,7 +306,11 @@ class Deployment:
 
     def run(self, *, duration_s: float | None = None, progress: Callable[[dict[str, Any]], None] | None = None,
             stop_event: threading.Event | None = None) -> RunSummary:
-        """Run the feeds until replays end and ``duration_s`` (wall time) has passed, then stop."""
+        """Run the feeds until replays end and ``duration_s`` (wall time) has passed, then stop.
+
+        Without ``duration_s``: until the replays end or, with live feeds only, until
+        ``stop_event`` is set (Ctrl-C). ``stop_event`` ends the run early in every case.
+        """
         stop_event = stop_event or threading.Event()
         for gw in self.live_gateways.values():
             ray.get(gw.start_feed.remote())
@@ -317,14 +321,16 @@ class Deployment:
             if not driver.done:
                 driver.step()
             else:
-                if duration_s is None or time.monotonic() - t0 >= duration_s:
+                # replays ended: stop, unless live feeds run for a duration or (no replay at
+                # all, no duration) until Ctrl-C / stop_event
+                if duration_s is None and self.replay_gateways:
+                    break
+                if duration_s is not None and time.monotonic() - t0 >= duration_s:
                     break
                 time.sleep(0.05)
             if progress is not None and time.monotonic() - last_progress > 0.5:
                 last_progress = time.monotonic()
                 progress(self.progress(replay_ns=driver.now_ns))
-            if driver.done and duration_s is None:
-                break
         return self.stop()
 
     def progress(self, replay_ns: int | None = None) -> dict[str, Any]:

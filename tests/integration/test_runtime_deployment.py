@@ -1,0 +1,165 @@
+"""The runtime on Ray, end to end: one deployment (embedded Ray) started once for this module.
+
+SHFE vs LME copper on synthetic feeds; LME acks take 250 ms so that pairs are in flight most
+of the time. Two strategies share a host: ``cu`` (the built-in band) and ``boom`` (a user
+strategy whose ``decide`` raises). The tests run in file order on the same deployment:
+started → looked at from another process → a raising strategy isolated → stopped with pairs
+in flight, every pair terminal and the summary equal to the ledger.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import ray
+
+from runtime_kit import (TERMINAL, XMC, band, copper_config, events, last_pair_states, ledger_pair_outcomes,
+                         outcome_counts, subprocess_env)
+from xmc_actors.runtime.config import load_config
+from xmc_actors.strategies import Strategy
+from xmc_actors.strategies.params import BandParams
+
+pytestmark = pytest.mark.ray
+NS = "test-runtime-deployment"
+
+
+class RaisesOnQuotes(Strategy, name="test_runtime_raises", params=BandParams):
+    """A user strategy with a bug: every evaluation raises."""
+
+    def decide(self, snap):  # noqa: ANN001, ANN201
+        raise ZeroDivisionError("user code divided by zero")
+
+
+# classes defined here travel to the workers by value (the workers cannot import this test module)
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def _wait(cond, timeout_s: float, what: str, every: float = 0.1):
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout_s} s: {what}")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A started deployment running its live feeds in a background thread (``Deployment.run``)."""
+    from xmc_actors.runtime.deploy import Deployment
+
+    tmp = tmp_path_factory.mktemp("deploy")
+    path = copper_config(tmp, "runtime-it", NS, lme={"ack_ms": 250},
+                         strategies=[band("cu"), band("boom", cls="test_runtime_raises")])
+    cfg = load_config(path)
+    dep = Deployment(cfg)
+    t0 = time.monotonic()
+    ready = dep.start()
+    start_s = time.monotonic() - t0
+    stop = threading.Event()
+    box: dict = {}
+
+    def go():
+        try:
+            box["summary"] = dep.run(duration_s=None, stop_event=stop)
+        except BaseException as e:  # noqa: BLE001 - surfaced by the test that stops the run
+            box["error"] = e
+
+    th = threading.Thread(target=go, daemon=True)
+    th.start()
+    yield {"dep": dep, "ready": ready, "start_s": start_s, "stop": stop, "thread": th, "box": box,
+           "ledger": str(tmp / "ledger")}
+    stop.set()
+    th.join(60)
+    dep.shutdown_ray()
+
+
+def test_start_creates_every_named_actor_in_the_namespace_and_each_answers_ready(run):
+    # Arrange
+    expected = {"deployment", "ledger-0", "risk-guard", "gateway-SHFE", "gateway-LME", "coordinator",
+                "strategy-host-0"}
+    # Act
+    named = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == NS}
+    # Assert
+    assert named == expected
+    assert set(run["ready"]) == expected  # wait_ready heard every one of them
+    assert run["ready"]["strategy-host-0"]["strategies"] == ["boom", "cu"]
+
+
+def test_xmc_status_from_another_process_lists_actors_strategies_and_occupancy(run):
+    # Arrange: the deployment is trading
+    dep = run["dep"]
+    _wait(lambda: ray.get(dep.handles["coordinator"].status.remote())["outcomes"].get("HEDGED"), 30, "a hedged pair")
+    host = dep.hosts["strategy-host-0"]
+    _wait(lambda: ray.get(host.status.remote())["strategies"]["boom"]["state"] == "ERROR", 30, "boom in ERROR")
+    address = ray.get_runtime_context().gcs_address
+    # Act
+    out = subprocess.run([XMC, "status", "--namespace", NS, "--address", address], capture_output=True,
+                         text=True, timeout=60, env=subprocess_env())
+    # Assert
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert f"deployment 'runtime-it' in namespace '{NS}': RUNNING" in text
+    for actor in ("coordinator", "gateway-LME", "gateway-SHFE", "ledger-0", "risk-guard", "strategy-host-0"):
+        assert f"    {actor}" in text, actor
+    assert "DEAD/UNREACHABLE" not in text
+    lines = {ln.split()[1]: ln for ln in text.splitlines() if ln.startswith("  strategy ")}
+    assert set(lines) == {"cu", "boom"}
+    assert "ACTIVE" in lines["cu"] and " intents 0 " not in lines["cu"] + " "  # it has traded
+    assert "ERROR" in lines["boom"] and lines["boom"].endswith("errors 1")
+    assert re.search(r"pairs in flight \d+; by outcome .*HEDGED \d+", text), text
+    assert "capital occupancy" in text and "cn-main" in text and "us-main" in text
+    assert "Traceback" not in out.stderr
+
+
+def test_a_strategy_that_raises_is_halted_alone_and_the_other_keeps_trading(run):
+    # Arrange
+    dep = run["dep"]
+    host = dep.hosts["strategy-host-0"]
+
+    def strategies():
+        return ray.get(host.status.remote())["strategies"]
+
+    # Act: the buggy strategy meets its first quotes
+    st = _wait(lambda: (s := strategies())["boom"]["state"] == "ERROR" and s, 30, "boom halted in ERROR")
+    intents_then = st["cu"]["counters"]["intents"]
+    # Assert: the other one keeps deciding and trading afterwards
+    later = _wait(lambda: (s := strategies())["cu"]["counters"]["intents"] > intents_then + 1 and s, 30,
+                  "cu trading after boom failed")
+    assert later["cu"]["state"] == "ACTIVE"
+    assert later["boom"]["state"] == "ERROR"
+    assert "ZeroDivisionError: user code divided by zero" in later["boom"]["errors"][0]
+    assert later["boom"]["counters"]["intents"] == 0
+
+
+def test_stop_with_pairs_in_flight_resolves_every_pair_and_the_summary_matches_the_ledger(run):
+    # Arrange: wait for a moment with pairs in flight (LME acks take 250 ms)
+    dep = run["dep"]
+    coord = dep.handles["coordinator"]
+    in_flight = _wait(lambda: sum(ray.get(coord.status.remote())["in_flight"].values()), 30, "a pair in flight",
+                      every=0.02)
+    # Act: what Ctrl-C does in `xmc run`
+    run["stop"].set()
+    run["thread"].join(90)
+    # Assert
+    assert not run["thread"].is_alive(), "stop did not return"
+    assert "error" not in run["box"], run["box"].get("error")
+    summary = run["box"]["summary"]
+    assert in_flight >= 1
+    states = last_pair_states(run["ledger"])
+    assert states, "no pair reached the ledger"
+    open_pairs = {d: s for d, s in states.items() if s not in TERMINAL}
+    assert open_pairs == {}
+    assert outcome_counts(states) == summary.pairs_by_outcome
+    assert "OPEN" not in ledger_pair_outcomes(run["ledger"])  # no decision without an end either
+    assert sum(ray.get(coord.status.remote())["in_flight"].values()) == 0
+    # the buggy strategy is in the ledger and counted, isolated
+    errors = events(run["ledger"], "STRATEGY_ERROR")
+    assert {e["strategy"] for e in errors} == {"boom"}
+    assert summary.strategy_errors >= 1
+    assert summary.per_strategy["cu"]["counters"]["intents"] > 0
