@@ -11,7 +11,7 @@ import threading
 from collections import defaultdict
 from typing import Any, Iterable, Protocol, runtime_checkable
 
-from ..model.events import Event, EventKind
+from ..model.events import Event, EventKind, trusted_event
 from .clock import Clock, EventIdGenerator
 
 
@@ -91,9 +91,20 @@ class EventMaker:
         ts_ns: int | None = None,
         **payload: Any,
     ) -> Event:
+        if ts_ns is None:
+            ts_ns = self.clock.now_ns()
+        # Fast path: every field already has its exact type (the normal case for internal
+        # callers), so the validated constructor would only copy them; anything else goes
+        # through validation, which coerces or raises exactly as before.
+        if (type(kind) is EventKind and type(ts_ns) is int and ts_ns >= 0 and type(decision_id) is str
+                and type(parent_id) is str and type(strategy) is str and type(account) is str
+                and type(venue) is str and type(instrument) is str and type(reason) is str
+                and (latency_us is None or type(latency_us) is float) and type(self.actor) is str):
+            return trusted_event(self._ids.next(), ts_ns, decision_id, parent_id, kind, strategy, account, venue,
+                                 instrument, self.actor, reason, latency_us, payload)
         return Event(
             event_id=self._ids.next(),
-            ts_ns=self.clock.now_ns() if ts_ns is None else ts_ns,
+            ts_ns=ts_ns,
             decision_id=decision_id,
             parent_id=parent_id,
             kind=kind,
