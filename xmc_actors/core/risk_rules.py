@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Mapping
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..model.events import Event, EventKind
-from ..model.market import Instrument, Venue
+from ..model.market import Instrument, Side, Venue
 from ..model.pairs import LegIntent, PairIntent
 from ..model.risk import InstrumentLimits, RiskConfig, TradingState
 from .calendar import instrument_session_state, session_window
@@ -43,6 +43,7 @@ from .sink import EventMaker, EventSink
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
 ZERO = Decimal(0)
+ONE = Decimal(1)
 
 #: ``fx(from_ccy, to_ccy)`` -> units of ``to_ccy`` for one ``from_ccy`` (None if unknown).
 FxProvider = Callable[[str, str], "Decimal | None"]
@@ -100,7 +101,24 @@ def scope_key(scope: str, key: str | None = None) -> str:
 
 
 def account_pool(account: str) -> str:
-    return f"account:{account}"
+    pool = _ACCOUNT_POOLS.get(account)
+    if pool is None:
+        pool = f"account:{account}"
+        if len(_ACCOUNT_POOLS) < 10_000:
+            _ACCOUNT_POOLS[account] = pool
+    return pool
+
+
+_ACCOUNT_POOLS: dict[str, str] = {}
+_FACT_KEYS: dict[str, tuple[str, str, str, str]] = {}
+
+
+def _fact_keys(leg: str) -> tuple[str, str, str, str]:
+    """The ``facts`` keys of one leg of a RISK_DECISION (``A.price`` ...), made once per leg name."""
+    keys = (leg + ".price", leg + ".notional", leg + ".margin", leg + ".position")
+    if len(_FACT_KEYS) < 1_000:
+        _FACT_KEYS[leg] = keys
+    return keys
 
 
 def strategy_pool(strategy: str) -> str:
@@ -302,7 +320,6 @@ def check_positions(c: CheckContext) -> list[Denial] | None:
         if lv.inst is None or lv.reducing:
             continue
         q = lv.leg.qty
-        name = f"leg={lv.leg.leg} instrument={lv.inst.id}"
         if lv.sign > 0:
             inst_after = lv.inst_pos + lv.pending_buy + q
             strat_after = lv.strat_pos + lv.pending_buy + q
@@ -311,10 +328,12 @@ def check_positions(c: CheckContext) -> list[Denial] | None:
             strat_after = lv.strat_pos - lv.pending_sell - q
         mp = lv.limits.max_position
         if mp is not None and abs(inst_after) > mp:
+            name = f"leg={lv.leg.leg} instrument={lv.inst.id}"
             out.append(deny(DenialCode.POSITION_EXCEEDS_INSTRUMENT_MAX, f"{name} position={lv.inst_pos} "
                             f"in_flight={lv.pending_buy if lv.sign > 0 else -lv.pending_sell} order={lv.sign * q} "
                             f"after={inst_after} max={mp}"))
         if budget is not None and budget.max_position is not None and abs(strat_after) > budget.max_position:
+            name = f"leg={lv.leg.leg} instrument={lv.inst.id}"
             out.append(deny(DenialCode.POSITION_EXCEEDS_STRATEGY_MAX, f"{name} strategy={c.intent.strategy} "
                             f"position={lv.strat_pos} after={strat_after} max={budget.max_position}"))
         acc = lv.leg.account
@@ -346,6 +365,8 @@ def check_margin(c: CheckContext) -> list[Denial] | None:
     out = []
     g = c.grant
     need: dict[str, Decimal] = {}
+    sp = strategy_pool(c.intent.strategy)
+    with_sp = sp in g.leases
     for lv in c.legs:
         if lv.inst is None or lv.reducing:
             continue
@@ -361,8 +382,7 @@ def check_margin(c: CheckContext) -> list[Denial] | None:
             continue
         pool = account_pool(acc)
         need[pool] = need.get(pool, ZERO) + lv.margin_per_lot_acct * lv.leg.qty
-        sp = strategy_pool(c.intent.strategy)
-        if sp in g.leases:
+        if with_sp:
             need[sp] = need.get(sp, ZERO) + lv.margin_per_lot_base * lv.leg.qty
     for pool, amount in need.items():
         lease = g.leases.get(pool, ZERO)
@@ -474,6 +494,8 @@ class PreTradeChecker:
         self._pushed: dict[str, TradingState] = {}   # states pushed between grants, sticky until a grant agrees
         self._states: dict[str, TradingState] = {}   # effective trading states
         self.counters: dict[str, int] = {}
+        self._gross: dict[str, int] | None = None    # gross lots per limited account; None: recompute
+        self._inst_keys: dict[int, str] = {id(i): k for k, i in self.instruments.items()}  # session cache keys
 
     # -- grant -------------------------------------------------------------------------------
     def update_grant(self, grant: RiskGrant) -> GrantAck:
@@ -489,6 +511,7 @@ class PreTradeChecker:
                 for i, q in pos.items():
                     inst_pos[i] = inst_pos.get(i, 0) + q
             self._inst_grant = inst_pos
+            self._gross = None
             for d in grant.booked:
                 self._forget(d)
             for sk in [k for k, v in self._pushed.items() if grant.trading_states.get(k, TradingState.ACTIVE) is v]:
@@ -542,13 +565,18 @@ class PreTradeChecker:
             d = deny(DenialCode.NO_GRANT, f"coordinator={self.name} holds no grant from the RiskGuard")
             return self._decide(intent, now_ns, (d,), None)
         a, b = intent.legs
-        legs = (self._leg_view(intent, a, g), self._leg_view(intent, b, g))
-        unknown = [deny(DenialCode.UNKNOWN_INSTRUMENT, f"leg={lv.leg.leg} instrument={lv.leg.instrument}")
-                   for lv in legs if lv.inst is None]
-        reducing = intent.reduce_only and legs[0].reducing and legs[1].reducing
+        la, lb = self._leg_view(intent, a, g), self._leg_view(intent, b, g)
+        legs = (la, lb)
+        denials: list[Denial] = []
+        if la.inst is None or lb.inst is None:
+            denials = [deny(DenialCode.UNKNOWN_INSTRUMENT, f"leg={lv.leg.leg} instrument={lv.leg.instrument}")
+                       for lv in legs if lv.inst is None]
+        reducing = intent.reduce_only and la.reducing and lb.reducing
+        gross = self._gross
+        if gross is None:
+            gross = self._gross = self._acct_gross(g)
         ctx = CheckContext(intent, now_ns, g, legs, self._states, lambda i: self._session(i, now_ns),
-                           self._usage, self._acct_gross(g), reducing)
-        denials: list[Denial] = list(unknown)
+                           self._usage, gross, reducing)
         for chk in self.checks:
             r = chk(ctx)
             if r:
@@ -556,35 +584,43 @@ class PreTradeChecker:
         return self._decide(intent, now_ns, tuple(denials), legs)
 
     def _leg_view(self, intent: PairIntent, leg: LegIntent, g: RiskGrant) -> LegView:
-        inst = self.instruments.get(leg.instrument)
-        limits = self._limits.get(leg.instrument) or g.config.default_limits
+        instrument = leg.instrument
+        account = leg.account
+        strat = intent.strategy
+        inst = self.instruments.get(instrument)
+        limits = self._limits.get(instrument) or g.config.default_limits
         ref, ref_ts = self._reference(leg)
         price = leg.limit_price if leg.limit_price is not None else ref
-        sign = leg.side.sign
-        strat = intent.strategy
-        acct_pos = g.account_positions.get(leg.account, {}).get(leg.instrument, 0) + self._acct_delta.get((leg.account, leg.instrument), 0)
-        strat_pos = g.strategy_positions.get(strat, {}).get(leg.instrument, 0) + self._strat_delta.get((strat, leg.instrument), 0)
-        inst_pos = self._inst_grant.get(leg.instrument, 0) + self._inst_delta.get(leg.instrument, 0)
-        pend = self._pending.get(("inst", leg.instrument)) or (0, 0)
-        lv = LegView(leg, inst, limits, price, ref, ref_ts, sign, inst_pos=inst_pos, acct_pos=acct_pos,
-                     strat_pos=strat_pos, pending_buy=pend[0], pending_sell=pend[1])
-        lv.reducing = strat_pos * sign < 0 and leg.qty <= abs(strat_pos)
-        lv.acct_currency = g.accounts.get(leg.account)
+        sign = 1 if leg.side is Side.BUY else -1
+        pos = g.account_positions.get(account)
+        acct_pos = (pos.get(instrument, 0) if pos else 0) + self._acct_delta.get((account, instrument), 0)
+        pos = g.strategy_positions.get(strat)
+        strat_pos = (pos.get(instrument, 0) if pos else 0) + self._strat_delta.get((strat, instrument), 0)
+        inst_pos = self._inst_grant.get(instrument, 0) + self._inst_delta.get(instrument, 0)
+        pend = self._pending.get(("inst", instrument)) or (0, 0)
+        acct_ccy = g.accounts.get(account)
+        lv = LegView(leg, inst, limits, price, ref, ref_ts, sign, ZERO, ZERO, ZERO, ZERO, acct_ccy, acct_pos, strat_pos,
+                     inst_pos, pend[0], pend[1], strat_pos * sign < 0 and leg.qty <= abs(strat_pos))
         if inst is None or price is None:
             return lv
-        lv.notional = inst.notional(price, leg.qty)
-        per_lot = inst.notional(price, 1) * inst.margin_rate
-        to_base = self._rate(inst.currency, g.base_currency)
-        lv.notional_base = None if to_base is None else lv.notional * to_base
-        lv.margin_per_lot_base = None if to_base is None else per_lot * to_base
-        if lv.acct_currency is not None:
-            to_acct = self._rate(inst.currency, lv.acct_currency)
+        contract = price * inst.multiplier        # == inst.notional(price, 1)
+        lv.notional = contract * leg.qty          # == inst.notional(price, qty)
+        per_lot = contract * inst.margin_rate
+        ccy = inst.currency
+        to_base = self._rate(ccy, g.base_currency)
+        if to_base is None:
+            lv.notional_base = lv.margin_per_lot_base = None
+        else:
+            lv.notional_base = lv.notional * to_base
+            lv.margin_per_lot_base = per_lot * to_base
+        if acct_ccy is not None:
+            to_acct = to_base if acct_ccy == g.base_currency else self._rate(ccy, acct_ccy)
             lv.margin_per_lot_acct = None if to_acct is None else per_lot * to_acct
         return lv
 
     def _rate(self, a: str, b: str) -> Decimal | None:
         if a == b:
-            return Decimal(1)
+            return ONE
         try:
             r = self.fx(a, b)
         except Exception:  # a provider failure is an unavailable rate, never a crash
@@ -621,7 +657,10 @@ class PreTradeChecker:
 
     def _session_state(self, inst: Instrument, now_ns: int) -> tuple[int, bool, str, dt.date | None]:
         """(valid_until_ns, open, why, trading_day), cached until the session ends (or 1 s if closed)."""
-        c = self._sessions.get(inst.id)
+        key = self._inst_keys.get(id(inst))
+        if key is None or self.instruments.get(key) is not inst:
+            key = inst.id
+        c = self._sessions.get(key)
         if c is not None and now_ns < c[0]:
             return c
         venue = self.venues.get(inst.venue)
@@ -638,60 +677,70 @@ class PreTradeChecker:
                             until = int(win[1].timestamp()) * NS_PER_S
                         break
             out = (until, st.open, st.reason, st.trading_day)
-        self._sessions[inst.id] = out
+        self._sessions[key] = out
         return out
 
     def _decide(self, intent: PairIntent, now_ns: int, denials: tuple[Denial, ...], legs: tuple[LegView, LegView] | None) -> PreTradeResult:
         facts: dict[str, str] = {}
         if legs is not None:
             for lv in legs:
-                p = lv.leg.leg
-                facts[p + ".price"] = str(lv.price)
-                facts[p + ".notional"] = str(lv.notional)
-                facts[p + ".margin"] = str(lv.margin_per_lot_acct * lv.leg.qty) if lv.margin_per_lot_acct is not None and not lv.reducing else "0"
-                facts[p + ".position"] = str(lv.strat_pos)
+                keys = _FACT_KEYS.get(lv.leg.leg) or _fact_keys(lv.leg.leg)
+                per = lv.margin_per_lot_acct
+                facts[keys[0]] = str(lv.price)
+                facts[keys[1]] = str(lv.notional)
+                facts[keys[2]] = str(per * lv.leg.qty) if per is not None and not lv.reducing else "0"
+                facts[keys[3]] = str(lv.strat_pos)
+        counters = self.counters
+        reservation: dict[str, str] = {}
         if denials:
             result = PreTradeResult(False, denials, "", facts)
-            self.counters["refused"] = self.counters.get("refused", 0) + 1
+            counters["refused"] = counters.get("refused", 0) + 1
             for d in denials:
-                self.counters[d.code] = self.counters.get(d.code, 0) + 1
+                counters[d.code] = counters.get(d.code, 0) + 1
         else:
             assert legs is not None
             res = self._reserve(intent, legs)
             result = PreTradeResult(True, (), intent.decision_id, facts)
             res.result = result
-            self.counters["accepted"] = self.counters.get("accepted", 0) + 1
+            counters["accepted"] = counters.get("accepted", 0) + 1
+            if self._events is not None:
+                reservation = {k: str(v) for k, v in res.margin.items()}
         if self.sink is not None and self._events is not None:
-            self.sink.emit(Event.model_construct(
-                event_id=self._events.new_id(), ts_ns=now_ns, decision_id=intent.decision_id, parent_id="",
-                kind=EventKind.RISK_DECISION, strategy=intent.strategy, account="", venue="", instrument="",
-                actor=self._events.actor, reason="ACCEPTED" if result.allowed else "REFUSED", latency_us=None,
-                payload=dict(coordinator=self.name, denials=[str(d) for d in denials],
-                codes=[d.code for d in denials], facts=facts,
-                reservation={k: str(v) for k, v in self._res[intent.decision_id].margin.items()} if result.allowed else {}),
-            ))
+            self.sink.emit(self._events.make(
+                EventKind.RISK_DECISION, ts_ns=now_ns, decision_id=intent.decision_id, strategy=intent.strategy,
+                reason="ACCEPTED" if result.allowed else "REFUSED",
+                coordinator=self.name, denials=[str(d) for d in denials] if denials else [],
+                codes=[d.code for d in denials] if denials else [],
+                facts=facts, reservation=reservation))
         return result
 
     def _reserve(self, intent: PairIntent, legs: tuple[LegView, LegView]) -> _Reservation:
         res = _Reservation(intent, {}, {}, {})
         sp = strategy_pool(intent.strategy)
         has_sp = self.grant is not None and sp in self.grant.leases
+        margin = res.margin
         for lv in legs:
-            name = lv.leg.leg
+            leg = lv.leg
+            name = leg.leg
+            qty = leg.qty
             res.reducing[name] = lv.reducing
-            res.pending[name] = lv.leg.qty
-            side = 0 if lv.sign > 0 else 1
-            self._pending.setdefault(("inst", lv.leg.instrument), [0, 0])[side] += lv.leg.qty
-            if lv.reducing or lv.margin_per_lot_acct is None:
+            res.pending[name] = qty
+            p = self._pending.get(("inst", leg.instrument))
+            if p is None:
+                p = self._pending[("inst", leg.instrument)] = [0, 0]
+            p[0 if lv.sign > 0 else 1] += qty
+            per_acct = lv.margin_per_lot_acct
+            if lv.reducing or per_acct is None:
                 continue
-            ap = account_pool(lv.leg.account)
+            ap = _ACCOUNT_POOLS.get(leg.account) or account_pool(leg.account)
             base = lv.margin_per_lot_base or ZERO
-            res.per_lot[name] = (ap, lv.margin_per_lot_acct, sp if has_sp else "", base)
-            self._add(res.margin, ap, lv.margin_per_lot_acct * lv.leg.qty)
+            res.per_lot[name] = (ap, per_acct, sp if has_sp else "", base)
+            margin[ap] = margin.get(ap, ZERO) + per_acct * qty
             if has_sp:
-                self._add(res.margin, sp, base * lv.leg.qty)
-        for k, v in res.margin.items():
-            self._add(self._usage, k, v)
+                margin[sp] = margin.get(sp, ZERO) + base * qty
+        usage = self._usage
+        for k, v in margin.items():
+            usage[k] = usage.get(k, ZERO) + v
         self._res[intent.decision_id] = res
         return res
 
@@ -826,6 +875,7 @@ class PreTradeChecker:
         for k, d in (((li.account, intent.strategy, li.instrument), signed),):
             res.fills[k] = res.fills.get(k, 0) + d
         self._acct_delta[(li.account, li.instrument)] = self._acct_delta.get((li.account, li.instrument), 0) + signed
+        self._gross = None
         self._inst_delta[li.instrument] = self._inst_delta.get(li.instrument, 0) + signed
         self._strat_delta[(intent.strategy, li.instrument)] = self._strat_delta.get((intent.strategy, li.instrument), 0) + signed
         if filled_qty > 0:
@@ -883,6 +933,8 @@ class PreTradeChecker:
             return
         for pool, amt in res.committed.items():
             self._usage[pool] = self._usage.get(pool, ZERO) - amt
+        if res.fills:
+            self._gross = None
         for (acc, strat, inst), lots in res.fills.items():
             self._acct_delta[(acc, inst)] = self._acct_delta.get((acc, inst), 0) - lots
             self._inst_delta[inst] = self._inst_delta.get(inst, 0) - lots
