@@ -11,17 +11,35 @@ Metrics (all measured in the same run):
   with no validation and no de-duplication (what DuckDB alone does here).
 - ``ledger_actor_ingest_events_per_s``: end to end from a remote writer (a Ray actor holding a
   ``LedgerClient``) through the shard actor, until every event is acknowledged.
-- ``ledger_trace_ms_10m`` (``_1m`` in quick mode): median of 20 traces of random decisions on a
-  ledger of that size built from the synthetic session (about 11 events per decision);
-  full mode caches the 10M file under ``bench-results/cache/``.
-- ``ledger_export_parquet_s_1m`` (``_200k`` in quick mode): ``xmc audit export --format
-  parquet`` of that many events (payload kept as msgpack bytes).
+- ``ledger_trace_ms_10m`` (``_1m`` in quick mode): median of 20 ``AuditReader.trace`` calls (the
+  code path of ``xmc audit trace``) of random decisions on an open reader of a ledger of that
+  size; ``ledger_trace_cold_ms_*``: open the reader on the directory and trace one decision (the
+  CLI's whole cost when no writer holds the file); ``ledger_trace_snapshot_ms_*``: the same while
+  a writer process holds the shard, so the reader takes its snapshot copy first (WAL then file:
+  ``ledger_snapshot_copy_ms_*`` of that alone); ``ledger_trace_ms_*_art_index``: the open-reader
+  trace on a copy of the same file with a DuckDB ART index on ``decision_id`` (the proposed
+  fix; ``ledger_art_index_build_s_*`` to add it to an existing file), and
+  ``ledger_ingest_events_per_s_art_index`` / ``ledger_ingest_art_index_ratio``: what the index
+  costs the store's write path (same batches as ``ledger_ingest_events_per_s``).
+- ``ledger_export_parquet_s_1m`` (``_200k`` in quick mode): ``AuditReader.export(..., "parquet")``,
+  the path of ``xmc audit export --format parquet`` (payload kept as msgpack bytes).
+
+The large ledgers are built by :mod:`xmc_actors.bench.ledger_data`: the seeded synthetic
+session's decisions encoded once by the real codec, replicated column-wise in Arrow with fresh
+event ids (time-ordered, unique), decision ids (``{strategy}-{seq:08d}``, about 11 events each),
+parent and order ids, the templates' pre-encoded msgpack payloads, and loaded through
+``LedgerStore.append`` (the shard store's own validation, de-duplication and commit) in chunks
+of 1M rows. Full mode caches the 10M file under
+``bench-results/cache/ledger-10m-schema<version>-gen<version>/`` (``ledger_build_s_10m`` is
+reported on the run that builds it, about a minute); quick mode builds its 1M file in seconds.
 """
 from __future__ import annotations
 
 import random
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,9 +48,12 @@ import duckdb
 
 from ..ledger.audit import AuditReader
 from ..ledger.schema import DDL, encode_events
-from ..ledger.store import LedgerStore
+from ..ledger.store import LedgerStore, snapshot_copy
 from ..ledger.synthetic import synthetic_session
 from ..runtime.config import PROJECT_ROOT
+from .ledger_data import build_ledger, cached_ledger
+
+ART_INDEX_DDL = "CREATE INDEX IF NOT EXISTS events_decision ON events(decision_id)"
 
 
 def _events(n: int, seed: int = 1) -> list:
@@ -42,23 +63,6 @@ def _events(n: int, seed: int = 1) -> list:
         if len(out) >= n:
             break
     return out
-
-
-def _build(path: Path, n: int, batch: int = 50_000) -> None:
-    """A ledger file of ``n`` synthetic events (ids unique across chunks)."""
-    store = LedgerStore(path)
-    made, seed = 0, 0
-    while made < n:
-        seed += 1
-        chunk = []
-        for e in synthetic_session(batch // 11 + 1, seed=seed, start_ns=1_767_000_000_000_000_000 + seed * 10**13,
-                                   gap_ms=0.02):
-            chunk.append(e.model_copy(update={"decision_id": f"{e.decision_id}-{seed}"}))
-            if len(chunk) >= min(batch, n - made):
-                break
-        store.append(encode_events(chunk).table, stored_ns=0)
-        made += len(chunk)
-    store.close()
 
 
 def _ingest(tmp: Path, events: list, batch_size: int) -> dict[str, float]:
@@ -140,19 +144,92 @@ def _actor_ingest(tmp: Path, n: int) -> float:
             ray.shutdown()
 
 
-def _trace_ms(path: Path, n_decisions_hint: int) -> float:
-    with AuditReader(path) as r:
-        decs = [d for (d,) in r.con.execute(
-            "SELECT decision_id FROM (SELECT decision_id FROM events WHERE decision_id != '') USING SAMPLE 200 ROWS").fetchall()]
-        random.Random(3).shuffle(decs)
-        r.trace(decs[0])  # warm
+def _sample_decisions(r: AuditReader, n: int) -> list[str]:
+    decs = [d for (d,) in r.con.execute(
+        "SELECT decision_id FROM (SELECT decision_id FROM events WHERE decision_id != '') "
+        "USING SAMPLE reservoir(200 ROWS) REPEATABLE (7)").fetchall()]
+    random.Random(3).shuffle(decs)
+    return decs[:n]
+
+
+def _trace_ms(ledger_dir: Path, n: int = 20) -> tuple[float, list[str]]:
+    """Median trace time on an open reader, and the decisions traced."""
+    with AuditReader(ledger_dir) as r:
+        decs = _sample_decisions(r, n + 1)
+        r.trace(decs[-1])  # warm
         times = []
-        for d in decs[:20]:
+        for d in decs[:n]:
             t0 = time.perf_counter()
             tr = r.trace(d)
             times.append((time.perf_counter() - t0) * 1000)
-            assert tr.hops
-    return statistics.median(times)
+            assert len(tr.hops) >= 3, f"trace of {d}: {len(tr.hops)} events"
+    return statistics.median(times), decs[:n]
+
+
+def _cold_trace_ms(ledger_dir: Path, decision: str) -> float:
+    """Open a reader on the directory and trace one decision (what one ``xmc audit trace`` does)."""
+    t0 = time.perf_counter()
+    with AuditReader(ledger_dir) as r:
+        tr = r.trace(decision)
+        ms = (time.perf_counter() - t0) * 1000
+        assert tr.hops
+    return ms
+
+
+def _snapshot_trace_ms(ledger_dir: Path, decisions: list[str]) -> tuple[float, float]:
+    """Cold trace while another process holds the shard as its writer: (trace incl. snapshot, copy alone)."""
+    shard = ledger_dir / "shard-0.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from xmc_actors.ledger.store import LedgerStore; "
+         f"s = LedgerStore({str(shard)!r}); print('held', flush=True); sys.stdin.read(); s.con.close()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(PROJECT_ROOT))
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        totals, copies = [], []
+        for d in decisions[:3]:
+            t0 = time.perf_counter()
+            with AuditReader(ledger_dir) as r:
+                assert r.snapshots, "the writer holds the file: the reader must have copied it"
+                assert r.trace(d).hops
+                totals.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            snap = snapshot_copy(shard)
+            copies.append((time.perf_counter() - t0) * 1000)
+            shutil.rmtree(snap.parent, ignore_errors=True)
+    finally:
+        if holder.stdin is not None:
+            holder.stdin.close()
+        holder.wait(timeout=60)
+    return statistics.median(totals), statistics.median(copies)
+
+
+def _indexed_copy(src_dir: Path, dst_dir: Path) -> float:
+    """A copy of a ledger with an ART index on ``decision_id``; returns the index build time (s)."""
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src_dir / "shard-0.duckdb", dst_dir / "shard-0.duckdb")
+    con = duckdb.connect(str(dst_dir / "shard-0.duckdb"), config={"threads": 2})
+    try:
+        con.execute("SET enable_progress_bar = false")
+        t0 = time.perf_counter()
+        con.execute(ART_INDEX_DDL)
+        secs = time.perf_counter() - t0
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    return secs
+
+
+def _ingest_with_index(tmp: Path, events: list, batch_size: int) -> float:
+    """The store path of ``ledger_ingest_events_per_s`` into a table that has the ART index."""
+    encoded = [encode_events(events[i:i + batch_size]).table for i in range(0, len(events), batch_size)]
+    store = LedgerStore(tmp / "ingest-idx.duckdb")
+    store.con.execute(ART_INDEX_DDL)
+    t0 = time.perf_counter()
+    for t in encoded:
+        store.append(t, stored_ns=1)
+    secs = time.perf_counter() - t0
+    store.close()
+    return len(events) / secs
 
 
 def run(quick: bool) -> dict[str, float]:
@@ -161,30 +238,40 @@ def run(quick: bool) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="xmc-bench-ledger-"))
     try:
         n_ingest = 200_000 if quick else 1_000_000
-        out.update(_ingest(tmp, _events(n_ingest), 5_000))
+        events = _events(n_ingest)
+        out.update(_ingest(tmp, events, 5_000))
         out["ledger_ingest_ratio"] = out["ledger_ingest_events_per_s"] / out["floor_duckdb_append_events_per_s"]
+        out["ledger_ingest_events_per_s_art_index"] = _ingest_with_index(tmp, events, 5_000)
+        out["ledger_ingest_art_index_ratio"] = out["ledger_ingest_events_per_s_art_index"] / out["ledger_ingest_events_per_s"]
         out["ledger_actor_ingest_events_per_s"] = _actor_ingest(tmp, 100_000 if quick else 500_000)
 
         size, tag = (1_000_000, "1m") if quick else (10_000_000, "10m")
         if quick:
-            big = tmp / "big" / "shard-0.duckdb"
+            big = tmp / "big"
+            build = build_ledger(big / "shard-0.duckdb", size)
         else:
-            big = PROJECT_ROOT / "bench-results" / "cache" / "ledger-10m" / "shard-0.duckdb"
-        if not big.exists():
-            big.parent.mkdir(parents=True, exist_ok=True)
-            t0 = time.perf_counter()
-            _build(big, size)
-            out[f"ledger_build_s_{tag}"] = time.perf_counter() - t0
-        out[f"ledger_trace_ms_{tag}"] = _trace_ms(big, size // 11)
+            big, build = cached_ledger(PROJECT_ROOT / "bench-results" / "cache", size)
+        if build:
+            out[f"ledger_build_s_{tag}"] = build["total_s"]
+        out[f"ledger_trace_ms_{tag}"], decs = _trace_ms(big)
+        out[f"ledger_trace_cold_ms_{tag}"] = _cold_trace_ms(big, decs[0])
+        out[f"ledger_trace_snapshot_ms_{tag}"], out[f"ledger_snapshot_copy_ms_{tag}"] = _snapshot_trace_ms(big, decs)
+        idx_dir = tmp / "big-indexed"
+        out[f"ledger_art_index_build_s_{tag}"] = _indexed_copy(big, idx_dir)
+        out[f"ledger_trace_ms_{tag}_art_index"], _ = _trace_ms(idx_dir)
+        out[f"ledger_trace_cold_ms_{tag}_art_index"] = _cold_trace_ms(idx_dir, decs[1])
+        shutil.rmtree(idx_dir, ignore_errors=True)
+        out["ledger_trace_target_ms"] = 50.0
 
         n_exp, etag = (200_000, "200k") if quick else (1_000_000, "1m")
-        exp_src = tmp / "exp" / "shard-0.duckdb"
-        _build(exp_src, n_exp)
-        with AuditReader(exp_src.parent) as r:
+        exp_src = tmp / "exp"
+        build_ledger(exp_src / "shard-0.duckdb", n_exp)
+        with AuditReader(exp_src) as r:
             t0 = time.perf_counter()
             n = r.export(tmp / "out.parquet", "parquet")
             out[f"ledger_export_parquet_s_{etag}"] = time.perf_counter() - t0
             assert n == n_exp
+        out["ledger_export_parquet_target_s_1m"] = 3.0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
