@@ -20,6 +20,7 @@ deterministic fault to the simulated venue (docs/architecture.md, "Simulated ven
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from typing import Any
 
@@ -99,6 +100,8 @@ class VenueGateway:
         except Exception:  # noqa: BLE001
             pass
         self.push_errors = 0
+        # (kind, key, perf_counter_ns) on arrival of push_market / place: benchmarks only (bench/runtime.py)
+        self._arrivals: collections.deque[tuple[str, str, int]] = collections.deque(maxlen=100_000)
 
     # ------------------------------------------------------------------ plumbing
     def _ensure_timer(self) -> None:
@@ -164,6 +167,7 @@ class VenueGateway:
     @ray.method(max_task_retries=0)
     async def place(self, req: OrderRequest) -> list[ExecutionReport]:
         """Send an order; returns ACK/REJECTED first, then immediate fills and the IOC remainder."""
+        self._arrivals.append(("place", req.client_order_id, time.perf_counter_ns()))
         self._ensure_timer()
         reps, latency = self.core.place(req)
         self._flush()
@@ -244,6 +248,7 @@ class VenueGateway:
 
     async def push_market(self, quotes: list[Quote]) -> int:
         """Feed market quotes (true time) to the venue as if they came from the feed; returns quotes published."""
+        self._arrivals.append(("quotes", "", time.perf_counter_ns()))
         self._ensure_timer()
         n = 0
         for q in quotes:
@@ -253,6 +258,15 @@ class VenueGateway:
             self.core.tick()
         self._flush()
         return n
+
+    async def arrival_stamps(self, clear: bool = False) -> list[tuple[str, str, int]]:
+        """``(kind, key, time.perf_counter_ns())`` stamped on entry of ``push_market`` ("quotes", "")
+        and ``place`` ("place", client order id); the last 100k. For benchmarks: the
+        monotonic clock is shared by the processes of one host."""
+        out = list(self._arrivals)
+        if clear:
+            self._arrivals.clear()
+        return out
 
     async def push_wire(self, messages: list[Any]) -> int:
         """Feed raw venue messages to the normaliser; returns how many were accepted."""
