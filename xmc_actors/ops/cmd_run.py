@@ -110,12 +110,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_reachable(address: str | None, timeout_s: float = 3.0) -> None:
+    """Fail fast on a ``host:port`` nobody listens on (``ray.init`` would retry for minutes)."""
+    import socket
+
+    if not address or address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as e:
+        raise CliError(f"no Ray cluster answers at {address}: {e}", code=3) from None
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     import ray
 
     from ..runtime.deploy import collect_status
     from ..runtime.session import find_registry, get_actor
 
+    _check_reachable(args.address)
     try:
         registry = find_registry(args.address, args.namespace)
         info = ray.get(registry.describe.remote(), timeout=10)
