@@ -90,7 +90,8 @@ def _config(tmp: Path, name: str, n_strategies: int, *, trigger: bool) -> Any:
 
 def _quote(inst: str, book: tuple[Decimal, Decimal]) -> Quote:
     now = time.time_ns()
-    return Quote(instrument=inst, bid=book[0], ask=book[1], bid_size=100, ask_size=100,
+    # deep books: what orders take stays taken until the next quote, and leg B is quoted once
+    return Quote(instrument=inst, bid=book[0], ask=book[1], bid_size=100_000_000, ask_size=100_000_000,
                  venue_ts_ns=now, ts_ns=now, recv_ts_ns=now)
 
 
