@@ -119,6 +119,16 @@ def test_selector_that_matches_no_node_fails_within_the_timeout_naming_actor_and
         ray.kill(h)
 
 
+def _until(cond, timeout_s, what):
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout_s} s: {what}")
+
+
 def _probe_until(health, gws, venue, state, deadline_s):
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
@@ -153,8 +163,153 @@ def test_losing_a_venues_node_marks_that_venue_down_and_its_return_brings_the_ga
     assert node_of(gws["LME"]) == nodes["LME"].node_id
 
 
-@pytest.mark.xfail(reason="needs actors/coordinator.py and actors/strategy.py committed with the pair "
-                          "flow wired to VenueHealth: in-flight pairs resolve, strategies stop "
-                          "triggering, and the returning gateway reconciles", strict=False, run=False)
-def test_in_flight_pairs_resolve_and_strategies_stop_when_a_venue_node_is_lost(cluster):
-    raise NotImplementedError
+# -- the runtime on the cluster ----------------------------------------------------------------
+def test_deployment_with_a_gateway_pinned_to_a_label_no_node_has_fails_naming_the_actor(cluster, tmp_path):
+    from runtime_kit import copper_config
+
+    from xmc_actors.runtime.deploy import Deployment
+
+    # Arrange: SHFE's gateway asks for nodes labelled venue=NOWHERE; the cluster has SHFE and LME
+    c, _ = cluster
+    path = copper_config(tmp_path, "nowhere", "test-cluster-nowhere", shfe={}, ray_extra={"ready_timeout_s": 20})
+    cfg = load_config(path)
+    gws = tuple(g.model_copy(update={"node_label": "venue=NOWHERE"}) if g.venue == "SHFE" else g for g in cfg.gateways)
+    cfg = cfg.model_copy(update={"gateways": gws})
+    dep = Deployment(cfg, address=c.address)
+    t0 = time.monotonic()
+    # Act
+    try:
+        with pytest.raises(ActorsNotReady) as err:
+            dep.start()
+        elapsed = time.monotonic() - t0
+    finally:
+        for h in dep.handles.values():
+            ray.kill(h)
+    # Assert: only that gateway, with the reason, near the deadline (never a hang)
+    assert set(err.value.reasons) == {"gateway-SHFE"}, err.value.reasons
+    assert err.value.reasons["gateway-SHFE"].startswith("pending: no alive node matches label selector venue=NOWHERE")
+    assert "gateway-LME" in err.value.ready and "coordinator" in err.value.ready
+    assert "gateway-SHFE: pending: no alive node matches" in str(err.value)
+    assert elapsed < 45
+
+
+LOSS: dict = {}
+
+
+def _on_node(node_id: str) -> dict:
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)}
+
+
+def test_in_flight_pairs_resolve_and_strategies_stop_when_a_venue_node_is_lost(cluster, tmp_path):
+    from decimal import Decimal
+
+    from runtime_kit import band, copper_config
+
+    from xmc_actors.actors.coordinator import PairCoordinator
+    from xmc_actors.actors.gateway import VenueGateway
+    from xmc_actors.actors.strategy import StrategyHost
+    from xmc_actors.core.pricing import fx_book_from_config
+    from xmc_actors.model import Quote
+    from xmc_actors.strategies.base import build_strategy
+
+    # Arrange: SHFE and LME gateways on their nodes (LME answers orders after 4 s), the
+    # coordinator and a strategy host on the head. Two strategies: `cu` trades at once,
+    # `cu-watch` only on a 1 % deviation.
+    c, nodes = cluster
+    ns = "test-cluster-node-loss"
+    path = copper_config(tmp_path, "loss", ns, lme={"ack_ms": 4000},
+                         strategies=[band("cu", stale_ms=1000), band("cu-watch", entry=0.01, stale_ms=1000)])
+    cfg = load_config(path)
+    dep = cfg.model_dump(mode="json", by_alias=True)
+    head = ray.get_runtime_context().get_node_id()
+    gws = {}
+    for g in cfg.gateways:
+        pl = gateway_placement(g, mode="label")
+        gws[g.venue] = VenueGateway.options(name=g.actor_name, namespace=ns, max_restarts=-1, **pl.options).remote(
+            dep, g.actor_name)
+    coord = PairCoordinator.options(name="coordinator", namespace=ns, max_restarts=0, **_on_node(head)).remote(
+        list(cfg.instruments), gws, config={"ack_timeout_ms": 8000, "call_timeout_ms": 1500, "query_retries": 2},
+        name="coordinator")
+    fx = fx_book_from_config(cfg.fx)
+    host = StrategyHost.options(name="strategy-host-0", namespace=ns, **_on_node(head)).remote(
+        [build_strategy(s, cfg, fx, actor=s.name) for s in cfg.strategies], coord, name="strategy-host-0")
+    wait_ready({"coordinator": coord, "strategy-host-0": host, **{f"gateway-{v}": h for v, h in gws.items()}}, 60)
+    ray.get([coord.register_strategy.remote(s.name, host) for s in cfg.strategies])
+    ray.get([gws["SHFE"].subscribe.remote(host, ["SHFE.cu"]), gws["LME"].subscribe.remote(host, ["LME.CA3M"])])
+    health = VenueHealth(["SHFE", "LME"], SystemClock())
+    changes = []
+    health.subscribe(changes.append)
+    assert node_of(gws["LME"]) == nodes["LME"].node_id
+
+    def q(inst, bid, ask):
+        t = time.time_ns()
+        return Quote(instrument=inst, bid=Decimal(bid), ask=Decimal(ask), bid_size=50, ask_size=50,
+                     venue_ts_ns=t, recv_ts_ns=t, ts_ns=t)
+
+    def strategies():
+        return ray.get(host.status.remote())["strategies"]
+
+    # SHFE 0.12 % rich against LME: `cu` sells SHFE / buys LME; the LME leg waits for its ack
+    ray.get(gws["LME"].push_market.remote([q("LME.CA3M", "10140", "10141")]))
+    ray.get(gws["SHFE"].push_market.remote([q("SHFE.cu", "72100", "72110")]))
+    did = _until(lambda: strategies()["cu"]["pending"], 20, "cu submits a pair")
+    _until(lambda: ray.get(coord.status.remote())["in_flight"], 10, "the pair in flight")
+
+    # Act 1: the LME node goes away with the LME leg unanswered
+    c.remove_node(nodes["LME"])
+
+    # Assert 1: LME is DOWN, SHFE is not
+    assert _probe_until(health, gws, "LME", VenueState.DOWN, 30), health.snapshot()
+    assert health.state("SHFE") is VenueState.UP
+    # the pair ends: the LME leg's outcome cannot be known (its gateway is gone), so it is
+    # escalated with the exact residual (SHFE sold 5, LME unknown), not left open
+    summary = ray.get(coord.await_pair.remote(did, 40))
+    assert summary is not None, ray.get(coord.pairs.remote(did))
+    assert summary["state"] in ("ESCALATED", "ROLLED_BACK"), summary
+    if summary["state"] == "ESCALATED":
+        res = summary["residual"]["legs"]
+        assert res["A"]["instrument"] == "SHFE.cu" and res["A"]["side"] == "SELL"
+        assert res["A"]["net"] == 5 and res["A"]["residual"] == 5 - res["A"]["balanced_target"]
+        assert res["B"]["unknown_orders"] == [f"{did}:B:0"]
+        # the strategy is halted and books what is known to have filled (SHFE sold 5)
+        st = _until(lambda: (s := strategies())["cu"]["pending"] is None and s, 10, "cu hears the outcome")
+        assert st["cu"]["state"] == "HALTED" and st["cu"]["position"] == -5
+    # strategies stop triggering on LME: a 1.4 % deviation on SHFE meets a stale LME quote
+    time.sleep(1.2)
+    watch_before = strategies()["cu-watch"]["counters"]
+    ray.get(gws["SHFE"].push_market.remote([q("SHFE.cu", "73100", "73110")]))
+    st = _until(lambda: (s := strategies())["cu-watch"]["blocked"] and s, 10, "cu-watch blocked")
+    assert st["cu-watch"]["blocked"].startswith("STALE: LME.CA3M"), st["cu-watch"]
+    assert st["cu-watch"]["counters"]["intents"] == watch_before["intents"] == 0
+    assert ray.get(coord.status.remote())["in_flight"] == {}
+
+    # Act 2: the node comes back
+    nodes["LME"] = c.add_node(num_cpus=1, labels={"venue": "LME"}, resources={"venue:LME": 1})
+
+    # Assert 2: the gateway is restarted on it (max_restarts) as a fresh instance, LME is UP
+    assert _probe_until(health, gws, "LME", VenueState.UP, 40), health.snapshot()
+    status = ray.get(gws["LME"].status.remote(), timeout=10)
+    assert status["reconstructed"] is True
+    assert node_of(gws["LME"]) == nodes["LME"].node_id
+    assert [ch.new for ch in changes if ch.venue == "LME"][-2:] == [VenueState.DOWN, VenueState.UP]
+    LOSS.update(gateway=gws["LME"], coid=f"{did}:B:0", handles=[coord, host, *gws.values()])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "no reconciliation on gateway restart: a reconstructed VenueGateway builds a fresh SimExchange "
+    "(the simulated venue's own memory dies with the node, unlike a real venue) and nothing queries "
+    "the venue's drop copy for the orders of its previous life, so the escalated LME order is not "
+    "found or booked (needs: venue state that survives the gateway, and a reconcile step on "
+    "was_current_actor_reconstructed)"))
+def test_the_returning_gateway_reconciles_the_order_that_was_in_flight(cluster):
+    if not LOSS:
+        pytest.skip("the node-loss scenario did not run")
+    try:
+        rows = ray.get(LOSS["gateway"].drop_copy.remote(0), timeout=10)
+        seen = {r.get("client_order_id") for r in rows}
+        assert LOSS["coid"] in seen
+    finally:
+        for h in LOSS.pop("handles", []):
+            ray.kill(h)

@@ -231,8 +231,11 @@ class Deployment:
             (self.replay_gateways if is_replay_max else self.live_gateways)[g.venue] = h
 
         cpl = coordinator_placement()
+        # the gateways are registered after readiness (below): the coordinator's ready() awaits
+        # the registration of gateways given here, so a gateway pending placement would show up
+        # as a blocked coordinator instead of as itself
         coord = PairCoordinator.options(name=COORDINATOR_NAME, namespace=ns, max_restarts=0, **cpl.options, **lifetime).remote(
-            list(cfg.instruments), self.gateways, checker=functools.partial(build_checker, dep), sink=self.sink,
+            list(cfg.instruments), {}, checker=functools.partial(build_checker, dep), sink=self.sink,
             name=COORDINATOR_NAME)
         self.handles[COORDINATOR_NAME] = coord
 
@@ -263,7 +266,7 @@ class Deployment:
         # wiring (after readiness, so a pending actor is reported by wait_ready, not hung on here)
         calls = []
         for venue, gw in self.gateways.items():
-            calls.append(gw.register_owner.remote(COORDINATOR_NAME, coord))
+            calls.append(coord.register_gateway.remote(venue, gw))  # orders go there; it pushes reports back
         for hname, h in self.hosts.items():
             insts = ray.get(h.instruments.remote())
             for venue, gw in self.gateways.items():
