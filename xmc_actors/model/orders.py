@@ -277,3 +277,9 @@ class OrderState(BaseModel):
             self.reject_reason = report.reason
         self.transition(target)
         return self.status is not before
+
+
+# Compact pickling across Ray calls (order path): see model/fastpickle.py.
+from .fastpickle import fast_pickle as _fast_pickle  # noqa: E402
+
+_fast_pickle(OrderRequest, Fill, ExecutionReport)

@@ -109,3 +109,9 @@ class PairIntent(BaseModel):
         if self.legs[0].leg == self.legs[1].leg:
             raise ValueError(f"legs: both legs are named {self.legs[0].leg!r}")
         return self
+
+
+# Compact pickling across Ray calls (strategy -> coordinator): see model/fastpickle.py.
+from .fastpickle import fast_pickle as _fast_pickle  # noqa: E402
+
+_fast_pickle(ReplenishBudget, RollbackPolicy, LegIntent, PairIntent)

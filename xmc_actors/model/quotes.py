@@ -49,3 +49,9 @@ class Quote(BaseModel):
         if self.bid is None or self.ask is None:
             return None
         return (self.bid + self.ask) / 2
+
+
+# Compact pickling across Ray calls (quote fan-out): see model/fastpickle.py.
+from .fastpickle import fast_pickle as _fast_pickle  # noqa: E402
+
+_fast_pickle(Level, Quote)
