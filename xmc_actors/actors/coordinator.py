@@ -88,6 +88,8 @@ class PairCoordinator:
         self._pending_gateways = dict(gateways or {})
         self._done: dict[str, asyncio.Event] = {}
         self._summaries: dict[str, dict[str, Any]] = {}
+        self._emits: list[Emit] = []   # events to build once the orders of a batch have left
+        self._emit_scheduled = False
         self.closing = False  # set by shutdown(): new intents are refused
 
     # -- wiring ----------------------------------------------------------------------------
@@ -175,6 +177,7 @@ class PairCoordinator:
         return self.book.pair(decision_id)
 
     async def events(self, decision_id: str | None = None) -> list[Event]:
+        self._flush_emits()
         if not isinstance(self.sink, MemorySink):
             return []
         return self.sink.by_decision(decision_id) if decision_id else list(self.sink.events)
@@ -233,6 +236,7 @@ class PairCoordinator:
 
     async def flush_sink(self) -> None:
         """Wait until the events this actor emitted are acknowledged by the ledger (shutdown)."""
+        self._flush_emits()
         aflush = getattr(self.sink, "aflush", None)
         if aflush is not None:
             await aflush()
@@ -244,26 +248,32 @@ class PairCoordinator:
         t.add_done_callback(self.tasks.discard)
 
     def _execute(self, cmds: list[Command]) -> None:
-        emits: list[Emit] = []
+        # 1. every gateway call of the batch leaves first, back to back, nothing in between
+        #    (leg skew is the gap between the two legs' .remote() calls)
         calls: list[tuple[str, str, Any]] = []
         for c in cmds:
-            if isinstance(c, Emit):
-                emits.append(c)  # built after the orders have left
-            elif isinstance(c, Place):
+            if isinstance(c, Place):
                 if c.req.reduce_only and c.decision_id in self.timings:
                     self.timings[c.decision_id].setdefault("unwind_sent", time.perf_counter_ns())
                 gw = self.gateways.get(c.venue)
-                if gw is None:
-                    calls.append(("place", c.req.client_order_id, None))
-                    continue
                 # issued now, awaited later: both legs leave before either is awaited
-                calls.append(("place", c.req.client_order_id, gw.place.remote(c.req)))
+                calls.append(("place", c.req.client_order_id, gw.place.remote(c.req) if gw is not None else None))
             elif isinstance(c, Cancel):
                 gw = self.gateways.get(c.venue)
                 calls.append(("cancel", c.client_order_id, gw.cancel.remote(c.client_order_id) if gw else None))
             elif isinstance(c, Query):
                 gw = self.gateways.get(c.venue)
                 calls.append(("query", c.client_order_id, gw.query.remote(c.client_order_id) if gw else None))
+        if calls and calls[0][0] == "place":
+            did = calls[0][1].rsplit(":", 2)[0]
+            t = self.timings.get(did)
+            if t is not None:
+                t.setdefault("sent", time.perf_counter_ns())
+        # 2. then the rest, in order; events are built on the next loop turn (after this
+        #    call's answer, and after answers already waiting), in the order they were made
+        for c in cmds:
+            if isinstance(c, Emit):
+                self._emits.append(c)
             elif isinstance(c, StartTimer):
                 delay = max(c.at_ns - self.clock.now_ns(), 0) / 1e9
                 asyncio.get_running_loop().call_later(delay, self._fire, c.decision_id, c.key)
@@ -281,16 +291,20 @@ class PairCoordinator:
                 h = self.strategies.get(c.strategy)
                 if h is not None and hasattr(h, "halt"):
                     h.halt.remote(c.strategy, f"pair {c.decision_id} escalated: {c.reason}")
-        if emits:
-            maker = self.book.events
-            self.sink.emit_many([e.resolve(maker) for e in emits])
-        if calls and calls[0][0] == "place":
-            did = calls[0][1].rsplit(":", 2)[0]
-            t = self.timings.get(did)
-            if t is not None:
-                t.setdefault("sent", time.perf_counter_ns())
         for call, coid, ref in calls:
             self._spawn(self._await_call(call, coid, ref))
+        if self._emits and not self._emit_scheduled:
+            self._emit_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_emits)
+
+    def _flush_emits(self) -> None:
+        """Build and write the queued events (in order); called on the loop turn after ``_execute``."""
+        self._emit_scheduled = False
+        if not self._emits:
+            return
+        emits, self._emits = self._emits, []
+        maker = self.book.events
+        self.sink.emit_many([e.resolve(maker) for e in emits])
 
     def _fire(self, decision_id: str, key: str) -> None:
         self._execute(self.book.on_timer(decision_id, key))

@@ -34,7 +34,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
-from typing import Any, Final, Iterable, Mapping, Union
+from typing import Any, Callable, Final, Iterable, Mapping, Union
 
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt, ValidationError
 
@@ -132,9 +132,22 @@ class StartTimer:
     at_ns: int
 
 
+class Deferred:
+    """A payload value computed only when its event is built (after the orders have left)."""
+
+    __slots__ = ("fn", "args", "kwargs")
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+
+    def __call__(self) -> Any:
+        return self.fn(*self.args, **self.kwargs)
+
+
 @dataclass(frozen=True, slots=True)
 class Emit:
-    """Write an event. ``spec`` defers building it (ids, pydantic) until the orders are on their way."""
+    """Write an event. ``spec`` defers building it (ids, pydantic) until the orders are on their way;
+    a :class:`Deferred` value in it is computed then too."""
 
     event: Event | None = None
     spec: dict[str, Any] | None = None
@@ -143,6 +156,9 @@ class Emit:
         if self.event is not None:
             return self.event
         spec = dict(self.spec or {})
+        for k, v in spec.items():
+            if type(v) is Deferred:
+                spec[k] = v()
         return maker.make(spec.pop("kind"), **spec)
 
 
@@ -997,7 +1013,7 @@ class PairBook:
                          for lg in intent.legs)  # type: ignore[assignment]
         m = PairMachine(self, intent, legs, self.clock.now_ns())  # type: ignore[arg-type]
         self.pairs[intent.decision_id] = m
-        m._emit(EventKind.INTENT, mode=intent.mode.value, intent=intent.model_dump(mode="json"))
+        m._emit(EventKind.INTENT, mode=intent.mode.value, intent=Deferred(intent.model_dump, mode="json"))
         m._emit(EventKind.PAIR_STATE, reason="received", **{"from": "", "to": PairState.NEW.value})
         if not problem:
             for leg in legs:
