@@ -88,6 +88,8 @@ class VenueGateway:
         self._memory = MemorySink() if sink is None else None
         self.core, self.feed, self.clock = build_core(deployment, gateway, sink or self._memory, clock_mode)
         self.sim_clock = isinstance(self.clock, SimClock)
+        # live: reply to place/cancel first, write their drop copies just after (timer / next call)
+        self.core.defer_drop_copy = not self.sim_clock
         self.owners: dict[str, Any] = {}
         self._unclaimed: dict[str, list[ExecutionReport]] = {}
         self._subs: dict[str, tuple[Any, str]] = {}
@@ -111,6 +113,7 @@ class VenueGateway:
     async def _timer(self) -> None:
         while True:
             try:
+                self.core.flush_drop_copy()
                 self.core.tick()
                 self._flush()
             except Exception:  # noqa: BLE001 - the timer must survive anything
@@ -159,6 +162,11 @@ class VenueGateway:
         self.core.conflator.remove(sid)
         self.core.counters["subscribers_dropped"] += 1
 
+    def _after_reply(self) -> None:
+        """Drop copies of this call are written once its answer is on its way (next loop turn)."""
+        if self.core._drop_pending:
+            asyncio.get_running_loop().call_later(0.0002, self.core.flush_drop_copy)
+
     async def _wait(self, latency_ns: int) -> None:
         if latency_ns > 0 and not self.sim_clock:
             await asyncio.sleep(latency_ns / 1e9)
@@ -172,6 +180,7 @@ class VenueGateway:
         reps, latency = self.core.place(req)
         self._flush()
         await self._wait(latency)
+        self._after_reply()
         return reps
 
     @ray.method(max_task_retries=0)
@@ -181,6 +190,7 @@ class VenueGateway:
         rep, latency = self.core.cancel(client_order_id)
         self._flush()
         await self._wait(latency)
+        self._after_reply()
         return rep
 
     async def query(self, client_order_id: str) -> ExecutionReport | None:
@@ -232,6 +242,7 @@ class VenueGateway:
 
     async def events(self, kind: str | None = None) -> list[Event]:
         """Events recorded when no sink was given (tests)."""
+        self.core.flush_drop_copy()
         if self._memory is None:
             return []
         return [e for e in self._memory.events if kind is None or e.kind.value == kind]
@@ -318,6 +329,7 @@ class VenueGateway:
 
     async def flush_sink(self) -> None:
         """Wait until the events this actor emitted are acknowledged by the ledger (shutdown)."""
+        self.core.flush_drop_copy()
         aflush = getattr(self.core.sink, "aflush", None)
         if aflush is not None:
             await aflush()

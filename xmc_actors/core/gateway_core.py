@@ -75,6 +75,10 @@ class GatewayCore:
         self.up = True
         self.counters: dict[str, int] = defaultdict(int)
         self.bad_input: dict[str, int] = defaultdict(int)
+        #: when True, drop copies are queued and written by :meth:`flush_drop_copy` (the actor
+        #: does it after replying, so the JSON dump and the event are off the order's path)
+        self.defer_drop_copy = False
+        self._drop_pending: list[tuple[ExecutionReport, str, int]] = []
 
     # ------------------------------------------------------------------ helpers
     def offset(self) -> OffsetEstimate:
@@ -108,11 +112,26 @@ class GatewayCore:
         if rep.kind is ExecReportKind.STATUS:
             return
         acct = st.request.account if st is not None else ""
+        if self.defer_drop_copy:
+            self._drop_pending.append((rep, acct, rep.ts_ns or self.clock.now_ns()))
+        else:
+            self._drop_copy(rep, acct, rep.ts_ns or None)
+
+    def _drop_copy(self, rep: ExecutionReport, acct: str, ts_ns: int | None) -> None:
         self.sink.emit(self.events.make(
-            EventKind.VENUE_DROP_COPY, ts_ns=rep.ts_ns or None, decision_id=rep.decision_id,
+            EventKind.VENUE_DROP_COPY, ts_ns=ts_ns, decision_id=rep.decision_id,
             venue=self.venue.code, instrument=rep.instrument, account=acct,
             reason=rep.reason.value if rep.reason else rep.kind.value,
             report=rep.model_dump(mode="json")))
+
+    def flush_drop_copy(self) -> int:
+        """Write the drop copies queued while ``defer_drop_copy`` is set, in venue order."""
+        if not self._drop_pending:
+            return 0
+        pending, self._drop_pending = self._drop_pending, []
+        for rep, acct, ts in pending:
+            self._drop_copy(rep, acct, ts)
+        return len(pending)
 
     def _from_venue(self, reps: Iterable[ExecutionReport]) -> list[ExecutionReport]:
         out = []
