@@ -381,3 +381,15 @@ def test_trail_holds_every_state_change_order_and_report_under_the_decision_id()
     k = kinds(h)
     assert k.count("ORDER_SENT") == 2 and k.count("ORDER_REPORT") == 4 and k.count("PAIR_STATE") == 3
     assert all(e.decision_id == "d1" for e in h.sink.events)
+
+
+def test_pair_state_events_carry_the_state_the_ledger_lifts_into_its_outcome_column() -> None:
+    # a real run's PAIR_STATE events must fill the ledger's outcome column (xmc audit query
+    # --outcome, the report's outcome chart): the convention is payload["state"]
+    from xmc_actors.ledger.schema import lift
+
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS})
+    h.submit(intent())
+    h.drain()
+    outcomes = [lift(e.kind.value, e.payload)[1] for e in h.sink.by_decision("d1") if e.kind is EventKind.PAIR_STATE]
+    assert outcomes == ["NEW", "WORKING", "HEDGED"]

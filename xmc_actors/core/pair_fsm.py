@@ -310,7 +310,9 @@ class PairMachine:
             raise IllegalTransition(f"pair {self.did}", self.state.value, target.value, reason)
         before = self.state
         self.state = target
+        # "state" is the ledger's convention (lifted into its outcome column); from/to for readers
         self._emit(EventKind.PAIR_STATE, reason=reason, **{"from": before.value, "to": target.value,
+                                                          "state": target.value,
                                                           "nets": {lg.name: lg.net for lg in self.legs}})
 
     def _timer(self, key: str, delay_ns: int) -> None:
@@ -1014,7 +1016,7 @@ class PairBook:
         m = PairMachine(self, intent, legs, self.clock.now_ns())  # type: ignore[arg-type]
         self.pairs[intent.decision_id] = m
         m._emit(EventKind.INTENT, mode=intent.mode.value, intent=Deferred(intent.model_dump, mode="json"))
-        m._emit(EventKind.PAIR_STATE, reason="received", **{"from": "", "to": PairState.NEW.value})
+        m._emit(EventKind.PAIR_STATE, reason="received", **{"from": "", "to": PairState.NEW.value, "state": PairState.NEW.value})
         if not problem:
             for leg in legs:
                 st = self.state_for(intent.strategy, leg)
