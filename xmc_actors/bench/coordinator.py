@@ -8,11 +8,15 @@ All figures come from one run on one Ray instance:
 * ``leg_skew_*``: difference of the two legs' arrival stamps at their gateways;
 * ``compensation_*``: final reject received to the unwind order sent;
 * ``pairs_per_s_inflight_{1,10,50}``: finished pairs per second with that many in flight;
-* ``sequential_pair_latency_*``: leg B sent after leg A's ack, straight to the same gateways.
+* ``sequential_pair_latency_*``: leg B sent after leg A's ack, straight to the same gateways;
+* ``*_cpu_us_per_pair``: CPU time (user + system) the coordinator and the two gateway processes
+  spend per pair during (b), read from the OS: unlike latencies on a shared, loaded machine,
+  it moves only when the code does (it includes the gateways' 2 ms housekeeping timer).
 """
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from decimal import Decimal
 from typing import Any
@@ -24,6 +28,35 @@ from ..model.market import Instrument, Side, TradingSession, Venue
 from ..model.orders import OrderRequest, OrderType, TimeInForce, client_order_id
 from ..model.pairs import ExecutionMode, LegIntent, PairIntent, ReplenishBudget, RollbackPolicy
 from ..model.quotes import Quote
+
+
+def _actor_cpu_s(class_name: str) -> float:
+    """CPU seconds used so far by this driver's Ray worker processes running ``class_name`` actors
+    (Linux ``/proc``: descendants of this process whose title starts with ``ray::<class_name>``)."""
+    try:
+        procs = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as f:
+                        st = f.read().rsplit(")", 1)[1].split()
+                    with open(f"/proc/{d}/cmdline", "rb") as f:
+                        cmd = f.read().split(b"\0", 1)[0].decode(errors="replace")
+                except OSError:
+                    continue
+                procs[int(d)] = (int(st[1]), cmd, int(st[11]) + int(st[12]))  # ppid, title, utime + stime
+    except OSError:  # pragma: no cover - not Linux
+        return float("nan")
+    me, total = os.getpid(), 0
+    for pid, (_, cmd, ticks) in procs.items():
+        if not cmd.startswith(f"ray::{class_name}"):
+            continue
+        p = pid
+        while p in procs and p != me:
+            p = procs[p][0]
+        if p == me:
+            total += ticks
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _pct(xs: list[float], p: float) -> float:
@@ -155,9 +188,12 @@ def run(quick: bool) -> dict[str, float]:
         for i in range(20):  # warm-up
             ray.get(coord.submit.remote(_intent(f"w{i}")))
             ray.get(coord.await_pair.remote(f"w{i}"))
+        cpu0 = (_actor_cpu_s("PairCoordinator"), _actor_cpu_s("VenueGateway"))
         for i in range(n):
             ray.get(coord.submit.remote(_intent(f"p{i}")))
             ray.get(coord.await_pair.remote(f"p{i}"))
+        cpu_coord = (_actor_cpu_s("PairCoordinator") - cpu0[0]) / n * 1e6
+        cpu_gw = (_actor_cpu_s("VenueGateway") - cpu0[1]) / n * 1e6
         timings = timings_pairs = ray.get(coord.get_timings.remote())
         lat, skew = [], []
         for i in range(n):
@@ -199,6 +235,7 @@ def run(quick: bool) -> dict[str, float]:
             "sequential_pair_latency_p50_us": _pct(seq, 0.5), "sequential_pair_latency_p99_us": _pct(seq, 0.99),
             "floor_gateways_gather2_p50_us": _pct(gat, 0.5),
             "coordinator_intent_to_legs_sent_p50_us": _pct(core_us, 0.5),
+            "coordinator_cpu_us_per_pair": cpu_coord, "gateways_cpu_us_per_pair": cpu_gw,
             "samples_pairs": float(len(lat)), "samples_compensation": float(len(comp)),
         }
         out["pair_latency_ratio"] = out["pair_latency_p50_us"] / out["floor_gather2_p50_us"]
