@@ -202,38 +202,18 @@ def load_daily_fx_csv(path: str | Path) -> tuple[dict[dt.date, float], list[str]
     """Read a ``date,rate`` CSV (FRED layout: header row, ``.`` or blank for no fixing).
 
     Returns the rows and a list of what was skipped and why (line number and reason); a file
-    without a single usable row is an error naming the file.
+    without a single usable row is an error naming the file. The parsing is the replay
+    loader's (:func:`xmc_actors.feeds.replay.load_fred_fx`): one reader of the FRED layout.
     """
+    from ..feeds.replay import load_fred_fx
+
     p = Path(path)
-    rows: dict[dt.date, float] = {}
-    skipped: list[str] = []
-    with p.open(newline="") as fh:
-        for n, rec in enumerate(csv.reader(fh), start=1):
-            if not rec or not "".join(rec).strip():
-                continue
-            if n == 1 and not rec[0][:1].isdigit():
-                continue  # header
-            if len(rec) < 2:
-                skipped.append(f"{p.name}:{n}: expected date,rate, got {rec!r}")
-                continue
-            try:
-                d = dt.date.fromisoformat(rec[0].strip())
-            except ValueError:
-                skipped.append(f"{p.name}:{n}: date {rec[0]!r} is not YYYY-MM-DD")
-                continue
-            v = rec[1].strip()
-            if v in ("", "."):
-                skipped.append(f"{p.name}:{n}: {d} has no fixing ({v!r})")
-                continue
-            try:
-                r = float(v)
-            except ValueError:
-                skipped.append(f"{p.name}:{n}: rate {v!r} is not a number")
-                continue
-            if not (math.isfinite(r) and r > 0):
-                skipped.append(f"{p.name}:{n}: rate {v!r} is not positive and finite")
-                continue
-            rows[d] = r
+    try:
+        series, report = load_fred_fx(p)
+    except (OSError, ValueError) as e:
+        raise CurrencyError(f"{p}: cannot read FX rates: {e}") from None
+    rows = {day: float(rate) for day, rate in series}
+    skipped = [f"{p.name}:{line}: {why}" for line, why in report.skipped]
     if not rows:
         raise CurrencyError(f"{p}: no usable FX row (skipped {len(skipped)})")
     return rows, skipped
