@@ -30,7 +30,6 @@ with :func:`xmc_actors.runtime.config.auto_hedge_ratio` (COMEX GC 100 oz vs SHFE
 """
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import math
 from dataclasses import dataclass
