@@ -377,6 +377,10 @@ class Deployment:
         slip = [float(l["slippage_pct"]) * 1e4 for s in done for l in s.get("legs", []) if l.get("slippage_pct") is not None]
         expo = [float(s["unhedged_ms"]) for s in done if s.get("unhedged_ms") is not None]
         examples: dict[str, str] = {}
+        # a rollback that really unwound a filled leg is the one worth tracing
+        unwound = [s for s in done if any(lg.get("rollback_qty") for lg in s.get("legs", []))]
+        if unwound:
+            examples["a rolled-back pair"] = unwound[0]["decision_id"]
         for s in done:
             for label, cond in (("a hedged pair", s.get("state") == "HEDGED" and not s.get("replenished")),
                                 ("a replenished pair", _replenished(s) and s.get("state") == "HEDGED"),
