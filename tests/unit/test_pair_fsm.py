@@ -393,3 +393,14 @@ def test_pair_state_events_carry_the_state_the_ledger_lifts_into_its_outcome_col
     h.drain()
     outcomes = [lift(e.kind.value, e.payload)[1] for e in h.sink.by_decision("d1") if e.kind is EventKind.PAIR_STATE]
     assert outcomes == ["NEW", "WORKING", "HEDGED"]
+
+
+def test_filled_order_reports_carry_price_and_trigger_for_the_ledgers_slippage() -> None:
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS})
+    h.submit(intent())
+    h.drain()
+    filled = [e.payload for e in h.sink.by_decision("d1")
+              if e.kind is EventKind.ORDER_REPORT and e.payload["status"] == "FILLED"]
+    assert {p["client_order_id"].split(":")[1] for p in filled} == {"A", "B"}
+    for p in filled:
+        assert p["price"] is not None and p["ref_price"] is not None and p["side"] in ("BUY", "SELL")

@@ -485,7 +485,12 @@ class PairMachine:
                    late_fill=order.late_filled > 0 and order.filled > before_filled and
                    before_status in (OrderStatus.CANCELED, OrderStatus.EXPIRED),
                    trade_id=rep.fill.trade_id if rep.fill else "", fill_qty=rep.fill.qty if rep.fill else 0,
-                   fill_price=str(rep.fill.price) if rep.fill else "", text=rep.text)
+                   fill_price=str(rep.fill.price) if rep.fill else "", text=rep.text,
+                   # the ledger's slippage convention: price (average fill) against ref_price
+                   # (the trigger), by side; an unwind has no trigger to be measured against
+                   side=order.state.request.side.value,
+                   price=str(order.avg_price) if order.filled and order.avg_price is not None else None,
+                   ref_price=str(leg.spec.trigger_price) if leg.spec.trigger_price and not order.unwind else None)
         if order.state.status is OrderStatus.REJECTED and rep.kind in (ExecReportKind.REJECTED, ExecReportKind.STATUS):
             reason = rep.reason or RejectReason.OTHER
             if not order.unwind and reason.is_final:
