@@ -18,7 +18,6 @@ venues' histories never drift apart and a hedge lands at the time of the data th
 """
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import json
@@ -452,4 +451,4 @@ def install_sigint(stop_event: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-__all__ = ["Deployment", "ReplayDriver", "RunSummary", "collect_status", "install_sigint", "asyncio"]
+__all__ = ["Deployment", "ReplayDriver", "RunSummary", "build_checker", "collect_status", "install_sigint"]
