@@ -30,7 +30,7 @@ from .alerts import Alert, AlertDispatcher, AlertManager, AlertSinkProtocol, Led
 from .capital import CapitalPool, LeaseBook, PositionBook
 from .clock import Clock
 from .monitors import Condition, MonitorSet, PairSummary
-from .risk_rules import GLOBAL, ZERO, GrantAck, RiskGrant, account_pool, scope_key, worst_state
+from .risk_rules import GLOBAL, ZERO, GrantAck, RiskGrant, scope_key, worst_state
 from .sink import EventMaker, EventSink
 
 log = logging.getLogger("xmc.risk")

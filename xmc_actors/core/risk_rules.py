@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..model.events import Event, EventKind
+from ..model.events import EventKind
 from ..model.market import Instrument, Side, Venue
 from ..model.pairs import LegIntent, PairIntent
 from ..model.risk import InstrumentLimits, RiskConfig, TradingState

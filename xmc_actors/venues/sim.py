@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Iterable
