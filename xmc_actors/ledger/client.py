@@ -128,46 +128,39 @@ class LedgerClient:
         self.actor = state["actor"]
 
     # ------------------------------------------------------------------------- EventSink
+    def _queue_locked(self, event: Event, now: float) -> _Shard:
+        """Append ``event`` to its shard's buffer (caller holds the lock); returns the shard."""
+        i = shard_index(event, self.cfg.shard_by, len(self._shards)) if isinstance(event, Event) else 0
+        s = self._shards[i]
+        if not s.buffer:
+            s.since = now
+        s.buffer.append(event)
+        self.counters["emitted"] += 1
+        return s
+
     def emit(self, event: Event) -> None:
         """Queue one event (fire-and-forget)."""
-        i = shard_index(event, self.cfg.shard_by, len(self._shards)) if isinstance(event, Event) else 0
         with self._cond:
-            s = self._shards[i]
-            if not s.buffer:
-                s.since = time.monotonic()
-            s.buffer.append(event)
-            self.counters["emitted"] += 1
-            if len(s.buffer) >= self.cfg.batch_size:
+            if len(self._queue_locked(event, time.monotonic()).buffer) >= self.cfg.batch_size:
                 self._cond.notify()
 
     def emit_many(self, events: Iterable[Event]) -> None:
         """Queue several events (fire-and-forget)."""
-        n = len(self._shards)
-        by, now = self.cfg.shard_by, time.monotonic()
+        now = time.monotonic()
         with self._cond:
             full = False
             for e in events:
-                s = self._shards[shard_index(e, by, n) if isinstance(e, Event) else 0]
-                if not s.buffer:
-                    s.since = now
-                s.buffer.append(e)
-                self.counters["emitted"] += 1
-                full = full or len(s.buffer) >= self.cfg.batch_size
+                full = len(self._queue_locked(e, now).buffer) >= self.cfg.batch_size or full
             if full:
                 self._cond.notify()
 
     def emit_durable(self, event: Event) -> Ack:
         """Queue an event and send it at once; the returned :class:`Ack` completes on commit."""
         f: Future = Future()
-        i = shard_index(event, self.cfg.shard_by, len(self._shards)) if isinstance(event, Event) else 0
         with self._cond:
-            s = self._shards[i]
-            if not s.buffer:
-                s.since = time.monotonic()
-            s.buffer.append(event)
+            s = self._queue_locked(event, time.monotonic())
             s.buffer_acks.append(f)
             s.urgent = True
-            self.counters["emitted"] += 1
             self._cond.notify()
         return Ack(f)
 
