@@ -28,6 +28,7 @@ from ..model.market import Instrument, Side, TradingSession, Venue
 from ..model.orders import OrderRequest, OrderType, TimeInForce, client_order_id
 from ..model.pairs import ExecutionMode, LegIntent, PairIntent, ReplenishBudget, RollbackPolicy
 from ..model.quotes import Quote
+from .stats import percentile as _pct
 
 
 def _actor_cpu_s(class_name: str) -> float:
@@ -59,11 +60,6 @@ def _actor_cpu_s(class_name: str) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def _pct(xs: list[float], p: float) -> float:
-    if not xs:
-        return float("nan")
-    s = sorted(xs)
-    return s[min(len(s) - 1, max(0, int(round(p * (len(s) - 1)))))]
 
 
 @ray.remote(num_cpus=0)

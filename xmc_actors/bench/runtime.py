@@ -41,6 +41,7 @@ import yaml
 
 from ..model.quotes import Quote
 from ..runtime.config import PROJECT_ROOT, load_config
+from .stats import percentile as _pct
 
 #: normal book: executable ratios within the band; wide book: SHFE 0.4 % rich (the band sells A).
 NORMAL_A = (Decimal(71990), Decimal(72000))
@@ -48,11 +49,6 @@ WIDE_A = (Decimal(72290), Decimal(72300))
 BOOK_B = (Decimal("9999.5"), Decimal(10000))
 
 
-def _pct(xs: list[float], p: float) -> float:
-    if not xs:
-        return float("nan")
-    s = sorted(xs)
-    return s[min(len(s) - 1, max(0, int(round(p * (len(s) - 1)))))]
 
 
 def _config(tmp: Path, name: str, n_strategies: int, *, trigger: bool) -> Any:
