@@ -22,6 +22,8 @@ import pyarrow as pa
 import ray
 
 from ..model.config import LedgerConfig
+from ..model.events import Event
+from .reader import check_filters, query_events
 from .store import LedgerStore
 
 
@@ -100,6 +102,37 @@ class LedgerShard:
         """Commit whatever is queued now and return when it is committed."""
         if self._queue:
             await self.append(pa.Table.from_batches([], schema=self._queue[0][0].schema), urgent=True)
+
+    async def read_events(self, kinds: list[str] | None = None, since_ns: int | None = None,
+                          decision_ids: list[str] | None = None, limit: int | None = None) -> list[Event]:
+        """This shard's events matching the filters, in time order (``ts_ns``, then ``event_id``).
+
+        Whatever is queued is committed first, so an event acknowledged before this call (and
+        any batch whose ``append`` arrived before it) is returned. The query runs on the
+        shard's writer thread, between commits. Readers on other actors merge all shards with
+        :func:`xmc_actors.ledger.reader.read_trail`.
+
+        Parameters
+        ----------
+        kinds
+            ``EventKind`` values to return; ``None``: all.
+        since_ns
+            Only events with ``ts_ns >= since_ns``.
+        decision_ids
+            Only events of these decision ids; ``None``: all.
+        limit
+            At most this many, the oldest.
+
+        Raises
+        ------
+        ValueError
+            A bad filter, naming the field and the reason.
+        """
+        check_filters(kinds, since_ns, decision_ids, limit)
+        await self.flush()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._exec, lambda: query_events(self.store.con, kinds, since_ns, decision_ids, limit))
 
     async def stats(self) -> dict[str, Any]:
         s = asdict(self.store.stats)
