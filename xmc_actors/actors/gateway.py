@@ -240,6 +240,11 @@ class VenueGateway:
         """The venue's authoritative record of every order event and fill (for reconciliation)."""
         return self.core.adapter.drop_copy(since_ns)
 
+    async def positions(self) -> dict[str, dict[str, int]]:
+        """The venue's net position per account and instrument (lots, BUY +), as the venue reports it:
+        what a restarted RiskGuard reconciles the ledger's positions against."""
+        return self.core.adapter.positions()
+
     async def events(self, kind: str | None = None) -> list[Event]:
         """Events recorded when no sink was given (tests)."""
         self.core.flush_drop_copy()

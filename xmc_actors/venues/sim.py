@@ -449,6 +449,20 @@ class SimExchange:
     def open_orders(self) -> list[ExecutionReport]:
         return [self._report(o, ExecReportKind.STATUS) for o in self.orders.values() if o.state.status.is_live]
 
+    def positions(self) -> dict[str, dict[str, int]]:
+        """Net filled lots per account and instrument, as the venue's books hold them (BUY +, SELL -).
+
+        Counts every fill the venue made, including one whose report is still on its way (a
+        fill after a confirmed cancel): it is the venue's word, not the gateway's view.
+        """
+        out: dict[str, dict[str, int]] = {}
+        for o in self.orders.values():
+            q = o.state.filled_qty
+            if q:
+                acc = out.setdefault(o.req.account, {})
+                acc[o.req.instrument] = acc.get(o.req.instrument, 0) + q * o.req.side.sign
+        return {a: {i: q for i, q in p.items() if q} for a, p in out.items() if any(p.values())}
+
     def drop_copy(self, since_ns: int = 0) -> list[dict[str, Any]]:
         """The venue's authoritative record of every order event and fill since ``since_ns`` (true time)."""
         return [d for d in self.drop_copy_log if d["ts_ns"] >= since_ns]
