@@ -86,8 +86,11 @@ def test_rebuild_restores_positions_states_limits_alerts_and_open_reservations_f
     assert rep.booked_pairs == 1
     assert g2.book.strategy["s1"] == {"SHFE.cu": 1, "LME.CA3M": -1}
     assert g2.book.account["cn"]["SHFE.cu"] == 2 and g2.book.strategy["__unattributed__"] == {"SHFE.cu": 1}
-    assert rep.mismatches == [{"account": "cn", "instrument": "SHFE.cu", "ledger": 1, "venue": 2}]
-    assert g2.states == {"strategy:s9": TradingState.REDUCING}
+    assert rep.mismatches == [{"account": "cn", "instrument": "SHFE.cu", "ledger": 1, "venue": 2, "difference": 1}]
+    # the mismatch is an orange alert on the account, whose action (REDUCING) applies to its venue
+    assert g2.states == {"strategy:s9": TradingState.REDUCING, "venue:SHFE": TradingState.REDUCING}
+    assert [(a.monitor, a.key, a.level.value) for a in g2.alerts.open_alerts() if a.monitor == "position_mismatch"] == [
+        ("position_mismatch", "cn", "orange")]
     assert g2.cfg.default_limits.max_order_qty == 7
     assert g2.throttled == {"strategy:s1": "slippage:strategy:s1"}
     assert rep.open_reservations == {"c1": {"account:cn": Decimal("36000.0"), "account:us": Decimal("24500.0")}}
@@ -96,3 +99,136 @@ def test_rebuild_restores_positions_states_limits_alerts_and_open_reservations_f
     # booking the same pair again after the rebuild changes nothing
     g2.on_pair_done(summary("d1"))
     assert g2.book.strategy["s1"] == {"SHFE.cu": 1, "LME.CA3M": -1}
+
+
+# -- a pair summarised twice (a fill after a confirmed cancel re-opens a finished pair) ---------------
+def _late_fill_summary(did: str = "d1", *, a_filled: int = 2, state: str = "ESCALATED", ts_ns: int = 2) -> dict:
+    s = summary(did, state=state, ts_ns=ts_ns)
+    s["legs"][0] = {**s["legs"][0], "intended_qty": 1, "filled_qty": a_filled}
+    return s
+
+
+def _used(g, account: str) -> Decimal:
+    return Decimal(g.status()["occupancy"][account]["used"])
+
+
+def test_a_late_fill_summary_books_only_the_difference_in_positions_and_margin() -> None:
+    # Arrange: the pair was booked HEDGED (1 lot each leg); one lot of leg A filled after its cancel
+    g, sink, _ = core()
+    g.on_pair_done(summary("d1", ts_ns=1))
+    used_one_lot = _used(g, "cn")
+    # Act: the coordinator re-opened the pair and summarises it again (leg A now 2 lots filled)
+    out = g.on_pair_done(_late_fill_summary("d1", a_filled=2, ts_ns=2))
+    # Assert
+    assert g.book.account == {"cn": {"SHFE.cu": 2}, "us": {"LME.CA3M": -1}}
+    assert g.book.strategy["s1"] == {"SHFE.cu": 2, "LME.CA3M": -1}
+    assert _used(g, "cn") == 2 * used_one_lot and _used(g, "us") > 0
+    booked = [e for e in sink.events if e.kind is EventKind.RISK_DECISION and e.reason == "BOOKED"]
+    assert [leg["lots"] for leg in booked[-1].payload["legs"]] == [1]          # only the difference
+    assert booked[-1].payload["legs"][0]["total"] == 2 and booked[-1].payload["revision"] is True
+    assert out.regrant and g.make_grant("c1").booked == ("d1",)
+    # the ESCALATED state of the revision is red on the strategy (its orders are not counted twice)
+    assert any(a.monitor == "unhedged" and a.level.value == "red" for a in out.alerts)
+    assert g.counters["revised_summary"] == 1
+
+
+def test_the_same_summary_twice_changes_nothing() -> None:
+    # Arrange
+    g, sink, _ = core()
+    g.on_pair_done(summary("d1", ts_ns=5))
+    before = (g.book.snapshot(), _used(g, "cn"), len(sink.events))
+    # Act
+    out = g.on_pair_done(summary("d1", ts_ns=5))
+    # Assert
+    assert (g.book.snapshot(), _used(g, "cn"), len(sink.events)) == before
+    assert not out.regrant and g.counters["duplicate_summary"] == 1
+
+
+def test_an_older_summary_arriving_after_a_revision_is_ignored() -> None:
+    # Arrange
+    g, _, _ = core()
+    g.on_pair_done(summary("d1", ts_ns=1))
+    g.on_pair_done(_late_fill_summary("d1", a_filled=2, ts_ns=3))
+    # Act: the first summary again, delivered late
+    g.on_pair_done(summary("d1", ts_ns=1))
+    # Assert
+    assert g.book.account["cn"] == {"SHFE.cu": 2} and g.counters["stale_summary"] == 1
+
+
+def test_rebuild_after_a_revised_summary_restores_the_revised_positions_and_keeps_booking_differences() -> None:
+    # Arrange: first guard books d1 then its revision, then "crashes"
+    g1, sink, _ = core()
+    g1.on_pair_done(summary("d1", ts_ns=1))
+    g1.on_pair_done(_late_fill_summary("d1", a_filled=2, ts_ns=2))
+    # Act
+    g2, sink2, _ = core()
+    rep = g2.rebuild(sink.events, {"cn": {"SHFE.cu": 2}, "us": {"LME.CA3M": -1}})
+    g2.on_pair_done(_late_fill_summary("d1", a_filled=2, ts_ns=2))            # duplicate of the revision
+    g2.on_pair_done(_late_fill_summary("d1", a_filled=3, ts_ns=4))            # yet another late lot
+    # Assert
+    assert (rep.booked_pairs, rep.bookings, rep.mismatches) == (1, 2, [])
+    assert g2.book.account == {"cn": {"SHFE.cu": 3}, "us": {"LME.CA3M": -1}}
+    assert g2.counters["duplicate_summary"] == 1 and g2.counters["revised_summary"] == 1
+    rebuilt = [e for e in sink2.events if e.kind is EventKind.RISK_DECISION and e.reason == "REBUILT"]
+    assert rebuilt[0].payload["events_read"] == rep.events_read and rebuilt[0].payload["bookings"] == 2
+
+
+# -- restart: coordinators, grant seq, venues that did not answer, failed reads ----------------------
+def test_a_restarted_guard_grants_past_the_seq_its_previous_life_reached() -> None:
+    # Arrange: the checker holds grant seq 3 from the first guard
+    g1, _, _ = core()
+    chk = PreTradeChecker(tk.instruments(), {}, g1.capital.fx, name="c1")
+    for _ in range(3):
+        g1.on_grant_ack(gr := g1.make_grant("c1"), chk.update_grant(gr))
+    g2, _, _ = core()
+    # Act: the new guard's first grant (seq 1) is ignored by the checker; the ack says so
+    first = g2.make_grant("c1")
+    again = g2.on_grant_ack(first, chk.update_grant(first))
+    second = g2.make_grant("c1")
+    g2.on_grant_ack(second, ack := chk.update_grant(second))
+    # Assert
+    assert again is True and first.seq == 1
+    assert second.seq == 4 and ack.seq == 4 and chk.grant is second
+
+
+def test_rebuild_registers_the_coordinators_of_the_previous_life_with_their_weights() -> None:
+    # Arrange
+    g1, sink, _ = core()
+    g1.register_coordinator("c2", Decimal("3"))
+    # Act
+    g2, _, _ = core()
+    rep = g2.rebuild(sink.events, {})
+    # Assert
+    assert rep.coordinators == {"c1": Decimal(1), "c2": Decimal(3)}
+    assert g2.leases.weights == {"c1": Decimal(1), "c2": Decimal(3)}
+
+
+def test_rebuild_keeps_the_ledger_positions_of_a_venue_that_did_not_answer_and_names_it() -> None:
+    # Arrange
+    g1, sink, _ = core()
+    g1.on_pair_done(summary("d1"))
+    # Act: only SHFE answered (and agrees); LME's gateway was down
+    g2, sink2, _ = core()
+    rep = g2.rebuild(sink.events, {"cn": {"SHFE.cu": 1}}, venues=["SHFE"])
+    # Assert
+    assert rep.mismatches == [] and rep.unverified_venues == ["LME"]
+    assert g2.book.account == {"cn": {"SHFE.cu": 1}, "us": {"LME.CA3M": -1}}
+    assert not [e for e in sink2.events if e.kind is EventKind.RECONCILE]
+
+
+def test_a_failed_rebuild_refuses_new_entries_but_lets_rollbacks_through_with_a_red_alert() -> None:
+    # Arrange
+    g, sink, clock = core()
+    chk = PreTradeChecker(tk.instruments(), {c: tk.venue(c) for c in ("SHFE", "LME")}, g.capital.fx, name="c1")
+    # Act
+    out = g.rebuild_failed("read_trail: shard ledger-0 did not answer: ActorDiedError")
+    g.on_grant_ack(gr := g.make_grant("c1"), chk.update_grant(gr))
+    # Assert
+    assert g.states == {"global": TradingState.REDUCING} and out.state_changes == [("global", None, TradingState.REDUCING)]
+    assert [(a.monitor, a.level.value, a.action.value) for a in out.alerts] == [("rebuild", "red", "reduce")]
+    assert "ledger-0" in out.alerts[0].message
+    r = chk.check_pair(tk.pair_intent("d9"), clock.now_ns())
+    assert not r.allowed and "TRADING_REDUCING" in [d.code for d in r.denials]
+    assert chk.allows_order("s1", "SHFE", "SHFE.cu", True, clock.now_ns()) is None      # a rollback order
+    failed = [e for e in sink.events if e.kind is EventKind.RISK_DECISION and e.reason == "REBUILD_FAILED"]
+    assert failed and "ledger-0" in failed[0].payload["error"]

@@ -9,8 +9,13 @@ Ledger records written here (all through the EventSink):
 * ``OPERATOR`` – every trading-state change and limit change, with the operator's name
   (automatic actions carry ``operator="auto:<monitor>"`` and ``auto=True``);
 * ``ALERT`` – every alert sent (new, escalated, resolved);
-* ``RISK_DECISION`` with reason ``BOOKED`` – a finished pair booked into positions;
+* ``RISK_DECISION`` with reason ``BOOKED`` – a finished pair booked into positions: ``legs[].lots``
+  is what this booking added (the whole pair the first time; the difference when a revised
+  summary of the same decision arrives, e.g. after a fill that came after a confirmed cancel),
+  ``legs[].total`` what is booked for the decision in that account and instrument since;
 * ``RECONCILE`` – a difference between the ledger and a venue found by :meth:`RiskGuardCore.rebuild`;
+* ``RISK_DECISION`` with reason ``REBUILT`` / ``REBUILD_FAILED`` – what a restart rebuilt (events
+  read, pairs booked, reservations in flight, each mismatch with the venues), or why it could not;
 * ``BAD_INPUT`` – a summary or status that could not be read (counted, never raised).
 """
 from __future__ import annotations
@@ -55,12 +60,26 @@ class GuardOutput:
 
 @dataclass(slots=True)
 class RebuildReport:
+    """What :meth:`RiskGuardCore.rebuild` restored, and what the venues disagreed with."""
+
     events_read: int = 0
-    booked_pairs: int = 0
+    booked_pairs: int = 0                       # decision ids with at least one BOOKED record
+    bookings: int = 0                           # BOOKED records applied (revisions included)
     open_reservations: dict[str, dict[str, Decimal]] = field(default_factory=dict)  # coordinator -> pool -> amount
-    mismatches: list[dict[str, Any]] = field(default_factory=list)
+    mismatches: list[dict[str, Any]] = field(default_factory=list)   # account, instrument, ledger, venue, difference
+    unverified_venues: list[str] = field(default_factory=list)       # venues holding positions that did not report
     states: dict[str, TradingState] = field(default_factory=dict)
     limit_changes: int = 0
+    coordinators: dict[str, Decimal] = field(default_factory=dict)   # registered before the restart -> weight
+    output: GuardOutput = field(default_factory=GuardOutput)        # alerts / state changes to send on
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly (the payload of the ``REBUILT`` record and the actor's answer)."""
+        return {"events_read": self.events_read, "booked_pairs": self.booked_pairs, "bookings": self.bookings,
+                "mismatches": list(self.mismatches), "unverified_venues": list(self.unverified_venues),
+                "states": {k: v.value for k, v in self.states.items()}, "limit_changes": self.limit_changes,
+                "open_reservations": {c: {p: str(v) for p, v in r.items()} for c, r in self.open_reservations.items()},
+                "coordinators": {c: str(w) for c, w in self.coordinators.items()}}
 
 
 def check_operator(operator: object) -> str:
@@ -105,12 +124,23 @@ class RiskGuardCore:
         self.acked: dict[str, int] = {}
         self.booked_pending: dict[str, list[str]] = {}
         self.booked: set[str] = set()
+        # decision id -> (account, instrument) -> signed lots booked so far, and the stamp of the
+        # summary they came from: a revised summary books only its difference
+        self.booked_lots: dict[str, dict[tuple[str, str], int]] = {}
+        self.booked_ts: dict[str, int] = {}
+        self.booked_state: dict[str, str] = {}
         self.counters: dict[str, int] = {}
 
     # -- coordinators and grants -----------------------------------------------------------
     def register_coordinator(self, name: str, weight: Decimal = Decimal(1)) -> None:
+        """Register a coordinator (recorded as ``LIFECYCLE`` ``COORDINATOR_REGISTERED``, so that a
+        restarted guard finds it again: :meth:`rebuild`)."""
+        new = name not in self.leases.weights or self.leases.weights[name] != Decimal(weight)
         self.leases.register(name, Decimal(weight))
         self.booked_pending.setdefault(name, [])
+        if new:
+            self.sink.emit(self.maker.make(EventKind.LIFECYCLE, reason="COORDINATOR_REGISTERED", coordinator=name,
+                                           weight=str(Decimal(weight))))
 
     def coordinators(self) -> list[str]:
         return list(self.leases.weights)
@@ -137,18 +167,29 @@ class RiskGuardCore:
             reference_prices=dict(self.book.marks), booked=tuple(self.booked_pending.get(coordinator, ())),
         )
 
-    def on_grant_ack(self, grant: RiskGrant, ack: GrantAck | None) -> None:
-        """The coordinator answered ``grant``; ``None`` means it did not (its slice stays counted at the max)."""
+    def on_grant_ack(self, grant: RiskGrant, ack: GrantAck | None) -> bool:
+        """The coordinator answered ``grant``; ``None`` means it did not (its slice stays counted at the max).
+
+        Returns True when the coordinator holds a grant with a *higher* seq than this one: a
+        grant of this guard's previous life (a restarted guard starts counting again). The
+        guard's seq then jumps past it, and the caller must grant again (the checker ignores
+        grants older than the one it holds).
+        """
         if ack is None:
-            return
+            return False
         c = grant.coordinator
+        if ack.seq > grant.seq:
+            self.seq = max(self.seq, ack.seq)
+            self._count("grant_seq_recovered")
+            return True
         if ack.seq != grant.seq:
-            return  # it holds another grant (a newer one whose ack will come, or an older one): keep the max counted
+            return False  # it holds another grant (a newer one whose ack will come, or an older one): keep the max counted
         self.leases.on_ack(c, grant.leases, ack.usage)
         self.acked[c] = max(self.acked.get(c, -1), ack.seq)
         if grant.booked:
             done = set(grant.booked)
             self.booked_pending[c] = [d for d in self.booked_pending.get(c, []) if d not in done]
+        return False
 
     # -- pair summaries ----------------------------------------------------------------------
     def on_pair_done(self, summary: dict[str, Any] | PairSummary) -> GuardOutput:
@@ -160,25 +201,62 @@ class RiskGuardCore:
             self._bad_input("on_pair_done", e, summary)
             return out
         now = self.clock.now_ns()
-        if s.decision_id in self.booked:
-            self._count("duplicate_summary")
-            return out
-        self.booked.add(s.decision_id)
-        legs = []
+        did = s.decision_id
+        # what this summary says the pair left in the book, per account and instrument
+        total: dict[tuple[str, str], int] = {}
+        price: dict[tuple[str, str], Decimal | None] = {}
         for leg in s.legs:
-            net = leg.net_lots
-            price = leg.avg_price or leg.rollback_avg_price
-            self.book.apply_fill(leg.account, s.strategy, leg.instrument, net, price, s.ts_ns or now)
-            legs.append({"account": leg.account, "instrument": leg.instrument, "lots": net,
-                         "price": None if price is None else str(price)})
-        self.sink.emit(self.maker.make(EventKind.RISK_DECISION, decision_id=s.decision_id, strategy=s.strategy,
-                                       reason="BOOKED", coordinator=s.coordinator, state=s.state, legs=legs))
+            k = (leg.account, leg.instrument)
+            total[k] = total.get(k, 0) + leg.net_lots
+            if price.get(k) is None:
+                price[k] = leg.avg_price or leg.rollback_avg_price
+        prev = self.booked_lots.get(did)
+        if prev is not None:
+            # a pair re-opened by a late fill (a fill after a confirmed cancel) is summarised again:
+            # book the difference from what is booked for it; the same summary twice changes nothing
+            if s.ts_ns and s.ts_ns < self.booked_ts.get(did, 0):
+                self._count("stale_summary")
+                return out
+            delta = {k: total.get(k, 0) - prev.get(k, 0) for k in set(total) | set(prev)}
+            if not any(delta.values()):
+                self._count("duplicate_summary")
+                if s.state != self.booked_state.get(did) and s.state != "REFUSED":
+                    self.booked_state[did] = s.state
+                    out.extend(self._observe(self.monitors.unhedged(s), now))
+                return out
+            self._count("revised_summary")
+        else:
+            delta = dict(total)
+        self.booked.add(did)
+        self.booked_ts[did] = max(self.booked_ts.get(did, 0), s.ts_ns)
+        self.booked_state[did] = s.state
+        booked = self.booked_lots.setdefault(did, {})
+        legs = []
+        for k in sorted(delta):
+            acc, inst = k
+            lots = delta[k]
+            if not lots and prev is not None:
+                continue  # a revision records only what changed
+            px = price.get(k)
+            self.book.apply_fill(acc, s.strategy, inst, lots, px, s.ts_ns or now)
+            booked[k] = booked.get(k, 0) + lots
+            legs.append({"account": acc, "instrument": inst, "lots": lots, "total": booked[k],
+                         "price": None if px is None else str(px)})
+        self.sink.emit(self.maker.make(EventKind.RISK_DECISION, decision_id=did, strategy=s.strategy,
+                                       reason="BOOKED", coordinator=s.coordinator, state=s.state, legs=legs,
+                                       revision=prev is not None, summary_ts_ns=s.ts_ns))
         targets = [s.coordinator] if s.coordinator in self.booked_pending else list(self.booked_pending)
         for c in targets:
-            self.booked_pending[c].append(s.decision_id)
+            if did not in self.booked_pending[c]:
+                self.booked_pending[c].append(did)
         out.regrant = True
-        for cond in self.monitors.on_pair_done(s):
-            out.extend(self._observe(cond, now))
+        if prev is None:
+            for cond in self.monitors.on_pair_done(s):
+                out.extend(self._observe(cond, now))
+        elif s.state != "REFUSED":
+            # its orders, rejects and latencies were counted with the first summary: only the
+            # exposure (and an escalation) is new
+            out.extend(self._observe(self.monitors.unhedged(s), now))
         return out
 
     def on_gateway_status(self, venue: str, status: dict[str, Any]) -> GuardOutput:
@@ -313,18 +391,35 @@ class RiskGuardCore:
         }
 
     # -- restart ----------------------------------------------------------------------------------
-    def rebuild(self, events: Iterable[Event], venue_positions: Mapping[str, Mapping[str, int]]) -> RebuildReport:
+    def rebuild(self, events: Iterable[Event], venue_positions: Mapping[str, Mapping[str, int]],
+                venues: Iterable[str] | None = None) -> RebuildReport:
         """Rebuild positions, reservations, trading states, limits and open alerts after a restart.
+
+        Call it on a fresh core (nothing booked yet): it adds what the ledger says to what the
+        core holds.
 
         Parameters
         ----------
         events
             The ledger's events (any order; sorted here by time and id). Works with
-            ``MemorySink.events`` and with the ledger's query results alike.
+            ``MemorySink.events`` and with the ledger's query results alike
+            (:func:`xmc_actors.ledger.reader.read_trail`). Kinds used: ``OPERATOR``,
+            ``RISK_DECISION``, ``ALERT``, ``LIFECYCLE``; others are ignored.
         venue_positions
             account -> instrument -> net lots, as the venues report them now. They are the
-            truth: a difference from the ledger is recorded (RECONCILE) and the position set
-            to the venue's, the difference booked to strategy ``__unattributed__``.
+            truth: a difference from the ledger is recorded (RECONCILE, with the numbers), the
+            position set to the venue's and the difference booked to strategy
+            ``__unattributed__``; an orange ``position_mismatch`` alert is raised per account
+            (its configured action applies to the account's venues).
+        venues
+            The venues whose positions are in ``venue_positions`` (their gateways answered).
+            Instruments of other venues keep the ledger's positions and their venues are
+            listed in ``unverified_venues``. ``None``: every venue reported.
+
+        Returns
+        -------
+        RebuildReport
+            Also recorded as a ``RISK_DECISION`` with reason ``REBUILT`` (payload: the report).
         """
         rep = RebuildReport()
         accepted: dict[str, tuple[str, dict[str, Decimal]]] = {}
@@ -337,6 +432,7 @@ class RiskGuardCore:
                     st = TradingState(p["state"])
                     if st is TradingState.ACTIVE:
                         self.states.pop(sk, None)
+                        self.throttled.pop(sk, None)
                     else:
                         self.states[sk] = st
                 elif p.get("action") == "set_limit":
@@ -347,18 +443,28 @@ class RiskGuardCore:
                     except (ValueError, KeyError) as e:
                         log.error("rebuild: limit change %s not re-applied: %s", ev.event_id, e)
             elif ev.kind is EventKind.RISK_DECISION and ev.reason == "BOOKED":
-                if ev.decision_id in self.booked:
-                    continue
-                self.booked.add(ev.decision_id)
-                rep.booked_pairs += 1
+                # each BOOKED record carries the lots it added (the whole pair, or a revision's difference)
+                did = ev.decision_id
+                if did not in self.booked:
+                    rep.booked_pairs += 1
+                self.booked.add(did)
+                rep.bookings += 1
+                booked = self.booked_lots.setdefault(did, {})
                 for leg in p.get("legs", []):
                     price = Decimal(leg["price"]) if leg.get("price") else None
-                    self.book.apply_fill(leg["account"], ev.strategy, leg["instrument"], int(leg["lots"]), price, ev.ts_ns)
-                accepted.pop(ev.decision_id, None)
+                    lots = int(leg["lots"])
+                    self.book.apply_fill(leg["account"], ev.strategy, leg["instrument"], lots, price, ev.ts_ns)
+                    k = (leg["account"], leg["instrument"])
+                    booked[k] = booked.get(k, 0) + lots
+                self.booked_ts[did] = max(self.booked_ts.get(did, 0), int(p.get("summary_ts_ns") or 0))
+                self.booked_state[did] = str(p.get("state", ""))
+                accepted.pop(did, None)
             elif ev.kind is EventKind.RISK_DECISION and ev.reason == "ACCEPTED":
                 if ev.decision_id not in self.booked:
                     accepted[ev.decision_id] = (str(p.get("coordinator", "")),
                                                 {k: Decimal(v) for k, v in p.get("reservation", {}).items()})
+            elif ev.kind is EventKind.LIFECYCLE and ev.reason == "COORDINATOR_REGISTERED" and p.get("coordinator"):
+                rep.coordinators[str(p["coordinator"])] = Decimal(str(p.get("weight", "1")))
             elif ev.kind is EventKind.ALERT:
                 k = (p.get("monitor", ""), p.get("scope", ""), p.get("key", ""))
                 if p.get("resolved"):
@@ -373,6 +479,10 @@ class RiskGuardCore:
                     if p.get("action") == AlertAction.THROTTLE.value:
                         for sk in self._targets(k[1], k[2]):
                             self.throttled.setdefault(sk, ":".join(k))
+        # the coordinators of the previous life, all registered before any grant is planned, so
+        # that no slice is planned as if the others did not exist
+        for coord, w in rep.coordinators.items():
+            self.register_coordinator(coord, w)
         # reservations of pairs in flight at the crash: counted against their coordinator's slice
         for did, (coord, res) in accepted.items():
             slot = rep.open_reservations.setdefault(coord, {})
@@ -380,25 +490,83 @@ class RiskGuardCore:
                 slot[pool] = slot.get(pool, ZERO) + amt
         for coord, res in rep.open_reservations.items():
             if coord:
-                self.register_coordinator(coord)
+                if coord not in self.leases.weights:
+                    self.register_coordinator(coord)
                 self.leases.counted[coord] = dict(res)
-        # the venues are the truth for account positions
-        for acc in set(venue_positions) | set(self.book.account):
+        # the venues are the truth for account positions (of the venues that answered)
+        verified = None if venues is None else set(venues)
+
+        def venue_of(inst: str) -> str:
+            i = self.instruments.get(inst)
+            return i.venue if i is not None else inst.split(".", 1)[0]
+
+        unverified: set[str] = set()
+        by_account: dict[str, list[dict[str, Any]]] = {}
+        for acc in sorted(set(venue_positions) | set(self.book.account)):
             ours = self.book.account.get(acc, {})
             theirs = venue_positions.get(acc, {})
-            for inst in set(ours) | set(theirs):
+            for inst in sorted(set(ours) | set(theirs)):
                 a, b = ours.get(inst, 0), int(theirs.get(inst, 0))
+                if verified is not None and venue_of(inst) not in verified:
+                    if a:
+                        unverified.add(venue_of(inst))
+                    continue
                 if a != b:
                     diff = b - a
-                    rep.mismatches.append({"account": acc, "instrument": inst, "ledger": a, "venue": b})
+                    m = {"account": acc, "instrument": inst, "ledger": a, "venue": b, "difference": diff}
+                    rep.mismatches.append(m)
+                    by_account.setdefault(acc, []).append(m)
                     self.book.apply_fill(acc, UNATTRIBUTED, inst, diff, None)
                     self.sink.emit(self.maker.make(EventKind.RECONCILE, account=acc, instrument=inst,
                                                    reason="POSITION_MISMATCH", ledger_lots=a, venue_lots=b, difference=diff))
+        rep.unverified_venues = sorted(unverified)
+        now = self.clock.now_ns()
+        for acc, ms in by_account.items():
+            text = "; ".join(f"{m['instrument']} ledger {m['ledger']} venue {m['venue']}" for m in ms)
+            rep.output.extend(self._observe(Condition("position_mismatch", "account", acc, AlertLevel.ORANGE, float(len(ms)), 1.0,
+                                    f"after a restart, account {acc} positions differ from the venue: {text} "
+                                    f"(set to the venue's, difference booked to {UNATTRIBUTED})"), now))
         rep.states = dict(self.states)
-        self.sink.emit(self.maker.make(EventKind.LIFECYCLE, reason="RISK_GUARD_REBUILT", events=rep.events_read,
-                                       booked=rep.booked_pairs, mismatches=len(rep.mismatches),
-                                       states={k: v.value for k, v in self.states.items()}))
+        self.sink.emit(self.maker.make(EventKind.RISK_DECISION, reason="REBUILT", **rep.as_dict()))
         return rep
+
+    def rebuild_failed(self, reason: str) -> GuardOutput:
+        """The restart could not read the ledger or the venues: enter global REDUCING, raise a red alert.
+
+        REDUCING, not HALTED: the guard does not know the positions, so no new entry may be
+        made against them; but coordinators with a pair in flight must still be able to roll a
+        filled leg back (reduce-only orders pass REDUCING, not HALTED), or a one-legged position
+        would be left open. The state holds until an operator resumes (after a rebuild that
+        succeeds: ``rebuild_from_ledger``). Recorded as ``RISK_DECISION`` ``REBUILD_FAILED``.
+        """
+        out = GuardOutput()
+        now = self.clock.now_ns()
+        self.sink.emit(self.maker.make(EventKind.RISK_DECISION, reason="REBUILD_FAILED", error=reason[:2000]))
+        cur = self.states.get(GLOBAL, TradingState.ACTIVE)
+        if worst_state(cur, TradingState.REDUCING) is not cur:
+            self._set_state(GLOBAL, None, TradingState.REDUCING, "auto:rebuild", f"rebuild failed: {reason}"[:500], auto=True)
+            out.state_changes.append((GLOBAL, None, TradingState.REDUCING))
+        a = self.alerts.observe(Condition("rebuild", GLOBAL, GLOBAL, AlertLevel.RED, 1.0, 1.0,
+                                          f"risk guard restart could not rebuild its positions: {reason}; "
+                                          f"global REDUCING (new entries refused) until an operator resumes"), now)
+        if a is not None:
+            a = a.model_copy(update={"action": AlertAction.REDUCE})
+            self.alerts.open[("rebuild", GLOBAL, GLOBAL)].last = a
+            self.dispatcher.dispatch(a)
+            out.alerts.append(a)
+            self._count(f"alert_{a.level.value}")
+        out.regrant = True
+        return out
+
+    def rebuild_succeeded(self) -> GuardOutput:
+        """Close an open ``rebuild`` alert (the state it set stays until an operator resumes)."""
+        out = GuardOutput()
+        now = self.clock.now_ns()
+        a = self.alerts.observe(Condition("rebuild", GLOBAL, GLOBAL, None, 0.0, 1.0, "risk guard rebuilt"), now)
+        if a is not None:
+            self.dispatcher.dispatch(a)
+            out.alerts.append(a)
+        return out
 
     # -- helpers ------------------------------------------------------------------------------------
     def _bad_input(self, where: str, e: Exception, raw: object) -> None:
