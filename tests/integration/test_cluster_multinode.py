@@ -193,9 +193,6 @@ def test_deployment_with_a_gateway_pinned_to_a_label_no_node_has_fails_naming_th
     assert elapsed < 45
 
 
-LOSS: dict = {}
-
-
 def _on_node(node_id: str) -> dict:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -219,7 +216,8 @@ def test_in_flight_pairs_resolve_and_strategies_stop_when_a_venue_node_is_lost(c
     # `cu-watch` only on a 1 % deviation.
     c, nodes = cluster
     ns = "test-cluster-node-loss"
-    path = copper_config(tmp_path, "loss", ns, lme={"ack_ms": 4000},
+    # the simulated LME keeps its memory on disk, as a real venue would keep ours
+    path = copper_config(tmp_path, "loss", ns, lme={"ack_ms": 4000, "state_dir": str(tmp_path / "venues")},
                          strategies=[band("cu", stale_ms=1000), band("cu-watch", entry=0.01, stale_ms=1000)])
     cfg = load_config(path)
     dep = cfg.model_dump(mode="json", by_alias=True)
@@ -276,40 +274,48 @@ def test_in_flight_pairs_resolve_and_strategies_stop_when_a_venue_node_is_lost(c
         # the strategy is halted and books what is known to have filled (SHFE sold 5)
         st = _until(lambda: (s := strategies())["cu"]["pending"] is None and s, 10, "cu hears the outcome")
         assert st["cu"]["state"] == "HALTED" and st["cu"]["position"] == -5
-    # strategies stop triggering on LME: a 1.4 % deviation on SHFE meets a stale LME quote
-    time.sleep(1.2)
+    # the coordinator's own probes saw LME go DOWN and pushed it to the strategies: a 1.4 %
+    # deviation on SHFE does not trigger `cu-watch`, and a new pair on LME is refused
+    _until(lambda: ray.get(coord.venue_health.remote())["LME"]["state"] == "DOWN", 20, "coordinator sees LME DOWN")
     watch_before = strategies()["cu-watch"]["counters"]
     ray.get(gws["SHFE"].push_market.remote([q("SHFE.cu", "73100", "73110")]))
     st = _until(lambda: (s := strategies())["cu-watch"]["blocked"] and s, 10, "cu-watch blocked")
-    assert st["cu-watch"]["blocked"].startswith("STALE: LME.CA3M"), st["cu-watch"]
+    assert st["cu-watch"]["blocked"].startswith("VENUE_DOWN: LME"), st["cu-watch"]
     assert st["cu-watch"]["counters"]["intents"] == watch_before["intents"] == 0
     assert ray.get(coord.status.remote())["in_flight"] == {}
+    from xmc_actors.model import LegIntent, PairIntent, Side
+    probe = PairIntent(decision_id="probe-1", strategy="ops", legs=(
+        LegIntent(leg="A", instrument="SHFE.cu", account="cn-main", side=Side.SELL, qty=5, limit_price=Decimal(73100)),
+        LegIntent(leg="B", instrument="LME.CA3M", account="us-main", side=Side.BUY, qty=1, limit_price=Decimal(10141))),
+        hedge_ratio=Decimal("0.2"))
+    res = ray.get(coord.submit.remote(probe))
+    assert res["accepted"] is False and res["reason"].startswith("VENUE_DOWN: LME"), res
 
     # Act 2: the node comes back
     nodes["LME"] = c.add_node(num_cpus=1, labels={"venue": "LME"}, resources={"venue:LME": 1})
 
-    # Assert 2: the gateway is restarted on it (max_restarts) as a fresh instance, LME is UP
-    assert _probe_until(health, gws, "LME", VenueState.UP, 40), health.snapshot()
-    status = ray.get(gws["LME"].status.remote(), timeout=10)
-    assert status["reconstructed"] is True
-    assert node_of(gws["LME"]) == nodes["LME"].node_id
-    assert [ch.new for ch in changes if ch.venue == "LME"][-2:] == [VenueState.DOWN, VenueState.UP]
-    LOSS.update(gateway=gws["LME"], coid=f"{did}:B:0", handles=[coord, host, *gws.values()])
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "no reconciliation on gateway restart: a reconstructed VenueGateway builds a fresh SimExchange "
-    "(the simulated venue's own memory dies with the node, unlike a real venue) and nothing queries "
-    "the venue's drop copy for the orders of its previous life, so the escalated LME order is not "
-    "found or booked (needs: venue state that survives the gateway, and a reconcile step on "
-    "was_current_actor_reconstructed)"))
-def test_the_returning_gateway_reconciles_the_order_that_was_in_flight(cluster):
-    if not LOSS:
-        pytest.skip("the node-loss scenario did not run")
+    # Assert 2: the gateway is restarted on it (max_restarts), LME is UP
     try:
-        rows = ray.get(LOSS["gateway"].drop_copy.remote(0), timeout=10)
-        seen = {r.get("client_order_id") for r in rows}
-        assert LOSS["coid"] in seen
+        assert _probe_until(health, gws, "LME", VenueState.UP, 40), health.snapshot()
+        status = ray.get(gws["LME"].status.remote(), timeout=10)
+        assert status["reconstructed"] is True
+        assert node_of(gws["LME"]) == nodes["LME"].node_id
+        assert [ch.new for ch in changes if ch.venue == "LME"][-2:] == [VenueState.DOWN, VenueState.UP]
+        # ... and it reconciled: the venue still had the order that was in flight (it was
+        # processed before the node died; only its answer was lost), with its fill
+        assert status["reconciled"] == {"orders": 1, "live": 0, "with_fills": 1}, status["reconciled"]
+        rows = ray.get(gws["LME"].drop_copy.remote(0), timeout=10)
+        mine = [r for r in rows if r["client_order_id"] == f"{did}:B:0"]
+        assert [r["kind"] for r in mine] == ["ACK", "FILL"] and mine[-1]["filled_qty"] == 1
+        # the coordinator learnt the outcome it could not know: nothing unknown is left
+        if summary["state"] == "ESCALATED":
+            pair = _until(lambda: (p := ray.get(coord.pairs.remote(did)))["residual"]["legs"]["B"]["unknown_orders"] == []
+                          and p, 20, "the escalated pair restated with the reconciled LME order")
+            res = pair["residual"]["legs"]
+            assert res["B"]["net"] == 1 and res["A"]["net"] == 5 and res["A"]["residual"] == 0
+        # the coordinator saw LME come back and lifted the block: a new pair is accepted again
+        _until(lambda: ray.get(coord.venue_health.remote())["LME"]["state"] == "UP", 20, "coordinator sees LME UP")
+        assert ray.get(coord.status.remote())["venues_down"] == {}
     finally:
-        for h in LOSS.pop("handles", []):
+        for h in (coord, host, *gws.values()):
             ray.kill(h)

@@ -6,7 +6,7 @@ from decimal import Decimal
 import testkit
 from pair_harness import Behaviour, Harness
 from xmc_actors.core.clock import SimClock
-from xmc_actors.core.pair_fsm import Cancel, Emit, NotifyDone, PairBook, Place, Query
+from xmc_actors.core.pair_fsm import Cancel, CoordinatorConfig, Emit, NotifyDone, PairBook, Place, Query
 from xmc_actors.core.pretrade import Denial, PreTradeResult
 from xmc_actors.model import (
     EventKind, ExecReportKind, ExecutionMode, ExecutionReport, Fill, OrderStatus, OrderType, PairState,
@@ -246,6 +246,64 @@ def test_silent_venue_escalates_with_the_unknown_order_in_the_residual() -> None
     # the strategy is halted in the coordinator too: its next pair is refused
     res = h.submit(intent("d2"))
     assert res["accepted"] is False and "HALTED" in res["reason"]
+
+
+def test_escalated_pair_learns_the_unknown_orders_outcome_from_a_reconciled_status() -> None:
+    # Arrange: leg B's venue went silent, the pair is escalated with d1:B:0 unknown
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": Behaviour(silent_after_ms=0.0)})
+    h.submit(intent(mode=ExecutionMode.SPEED))
+    h.drain()
+    assert h.book.pairs["d1"].residual["legs"]["B"]["unknown_orders"] == ["d1:B:0"]
+    # Act: the restarted gateway pushes the venue's word: B was filled (2 lots)
+    cmds = h.book.on_reports([rep("d1:B:0", ExecReportKind.STATUS, OrderStatus.FILLED, "LME", "LME.CA3M",
+                                  filled=2, avg_price=Decimal("9800"))])
+    # Assert: still ESCALATED (an operator closes it), residual restated, exposure re-published
+    m = h.book.pairs["d1"]
+    assert m.state is PairState.ESCALATED
+    legs = m.residual["legs"]
+    assert legs["B"]["unknown_orders"] == [] and legs["B"]["net"] == 2 and legs["A"]["residual"] == 0
+    [done] = only(cmds, NotifyDone)
+    assert leg(done.summary, "B")["filled_qty"] == 2 and done.summary["state"] == "ESCALATED"
+    [restated] = [e for e in (c.resolve(h.book.events) for c in only(cmds, Emit)) if e.kind is EventKind.ESCALATION]
+    assert restated.reason == "residual changed" and restated.payload["residual"] == m.residual
+    assert not only(cmds, Place)  # nothing is sent on an escalated pair
+
+
+def test_only_the_newest_finished_pairs_stay_in_memory_but_every_decision_id_stays_a_duplicate() -> None:
+    # Arrange: keep 3 finished pairs; d0 escalates (silent LME), d1..d5 hedge
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": Behaviour(silent_after_ms=0.0)},
+                config=CoordinatorConfig(call_timeout_ms=50, ack_timeout_ms=20, cancel_timeout_ms=20,
+                                         keep_finished_pairs=3))
+    h.submit(intent("d0", mode=ExecutionMode.SPEED, strategy="s0"))
+    h.drain()
+    assert h.book.pairs["d0"].state is PairState.ESCALATED
+    h.venues["LME"].b = FILLS
+    # Act
+    for i in range(1, 6):
+        h.submit(intent(f"d{i}"))
+        h.drain()
+    # Assert: d1, d2 forgotten (ids kept), the newest three and the escalated d0 held whole
+    assert sorted(h.book.pairs) == ["d0", "d3", "d4", "d5"]
+    assert {h.book.pairs[d].state for d in ("d3", "d4", "d5")} == {PairState.HEDGED}
+    assert h.book.forgotten == {"d1", "d2"}
+    assert not any(c.startswith(("d1:", "d2:")) for c in h.book.index)
+    res = h.submit(intent("d1"))  # the same intent again: still executes once
+    assert res["duplicate"] is True and "no longer held" in res["reason"]
+    assert sorted(h.book.pairs) == ["d0", "d3", "d4", "d5"]
+
+
+def test_new_pairs_on_a_venue_that_is_down_are_refused_and_accepted_once_it_is_up() -> None:
+    book = PairBook(INSTRUMENTS, SimClock())
+    book.set_venue_state("LME", False, "gateway lost: node gone")
+
+    res, cmds = book.submit(intent("d1"))
+
+    assert res["accepted"] is False and res["reason"] == "VENUE_DOWN: LME (gateway lost: node gone)"
+    assert not only(cmds, Place)
+    assert book.status()["venues_down"] == {"LME": "gateway lost: node gone"}
+    book.set_venue_state("LME", True)
+    res, cmds = book.submit(intent("d2"))
+    assert res["accepted"] is True and len(only(cmds, Place)) == 2
 
 
 def test_halt_mid_pair_cancels_working_orders_and_escalates_the_residual() -> None:

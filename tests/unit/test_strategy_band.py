@@ -187,6 +187,23 @@ def test_quote_older_than_stale_ms_blocks():
     assert intents(acts) == [] and s2.blocked[0] == "STALE"
 
 
+def test_a_venue_pushed_down_blocks_triggers_until_it_is_up_again():
+    # Arrange: LME (leg A) is reported DOWN by the coordinator's venue health
+    s = band()
+    acts = s.on_venue_state("LME", False, "gateway lost: node gone", T0)
+    [ev] = events(acts, "SIGNAL")
+    assert ev.payload["blocked"] == "VENUE_DOWN" and "LME: gateway lost" in ev.payload["detail"]
+
+    # Act / Assert: fresh quotes far beyond the band do not trigger while it is DOWN
+    assert intents(step(s, 1.05, T0 + 1)) == [] and s.blocked[0] == "VENUE_DOWN"
+    # a venue this strategy does not trade changes nothing
+    assert s.on_venue_state("CME", True, "", T0 + 2) == []
+    assert intents(step(s, 1.05, T0 + 3)) == []
+    # UP again: the next quote triggers
+    s.on_venue_state("LME", True, "gateway answered", T0 + 4)
+    assert len(intents(step(s, 1.05, T0 + 5))) == 1
+
+
 def test_legs_too_far_apart_in_calibrated_time_block():
     s = band(guards={"max_skew_ms": 500})
     qa, qb = pair_quotes(1.02)

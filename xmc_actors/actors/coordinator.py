@@ -16,7 +16,9 @@ Construct::
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections import OrderedDict
 from typing import Any, Callable, Iterable, Mapping
 
 import ray
@@ -28,12 +30,15 @@ from ..core.pair_fsm import (
 )
 from ..core.pretrade import PreTradeCheck
 from ..core.sink import EventSink, MemorySink
+from ..core.venue_health import VenueChange, VenueHealth, VenueState
 from ..model.events import Event
 from ..model.market import Instrument
 from ..model.orders import ExecutionReport
 from ..model.pairs import ExecutionMode, PairIntent
+from ..runtime.health import probe_gateways_async
 
 CheckerArg = PreTradeCheck | Callable[..., PreTradeCheck] | None
+log = logging.getLogger("xmc.coordinator")
 
 
 def _instruments(arg: Mapping[str, Instrument] | Iterable[Instrument]) -> dict[str, Instrument]:
@@ -84,13 +89,18 @@ class PairCoordinator:
         self.strategies: dict[str, Any] = {}
         self.risk_guard: Any = None
         self.tasks: set[asyncio.Task[Any]] = set()
-        self.timings: dict[str, dict[str, int]] = {}  # decision id -> received / legs acked (perf ns)
+        # decision id -> received / legs acked (perf ns), and the latest summary of each finished
+        # pair: both keep the newest ``keep_finished_pairs`` (insertion order, oldest dropped)
+        self.timings: OrderedDict[str, dict[str, int]] = OrderedDict()
         self._pending_gateways = dict(gateways or {})
         self._done: dict[str, asyncio.Event] = {}
-        self._summaries: dict[str, dict[str, Any]] = {}
+        self._summaries: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._emits: list[Emit] = []   # events to build once the orders of a batch have left
         self._emit_scheduled = False
         self.closing = False  # set by shutdown(): new intents are refused
+        self.health = VenueHealth([], self.clock, sink=self.sink)
+        self.health.subscribe(self._on_venue_change)
+        self._health_task: asyncio.Task[None] | None = None
 
     # -- wiring ----------------------------------------------------------------------------
     async def _ensure_registered(self) -> None:
@@ -102,8 +112,55 @@ class PairCoordinator:
     async def register_gateway(self, venue: str, handle: Any) -> None:
         """Use ``handle`` for orders on ``venue`` and receive its pushed reports."""
         self.gateways[venue] = handle
+        self.health.track(venue)
         me = ray.get_runtime_context().current_actor
         await handle.register_owner.remote(self.name, me)
+        if self._health_task is None and self.config.health_interval_ms:
+            self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
+
+    # -- venue health ------------------------------------------------------------------------
+    async def _health_loop(self) -> None:
+        """Probe every gateway each ``health_interval_ms``: a lost gateway (its node gone) or one
+        silent for two probes makes its venue DOWN; an answer makes it UP again."""
+        while True:
+            await asyncio.sleep(self.config.health_interval_ms / 1000)
+            try:
+                await probe_gateways_async(self.health, dict(self.gateways), self.config.health_timeout_ms / 1000)
+            except Exception:  # noqa: BLE001 - the probe loop must outlive any one failure
+                log.exception("%s: venue health probe failed", self.name)
+
+    def _on_venue_change(self, change: VenueChange) -> None:
+        """A venue changed state: refuse new pairs on a DOWN venue, and tell the strategies (they
+        stop triggering on it) and the risk guard (alert, configured action)."""
+        up = change.new is VenueState.UP
+        self.book.set_venue_state(change.venue, up, change.reason)
+        if change.old is VenueState.UNKNOWN and up:
+            return  # the first answer: nothing changed for anyone
+        gw = self.gateways.get(change.venue)
+        if up and gw is not None:
+            # a gateway that came back may be a restarted instance: register again so that it
+            # knows where our orders' reports go and hands over what it reconciled
+            me = ray.get_runtime_context().current_actor
+            gw.register_owner.remote(self.name, me)
+        sent: set[Any] = set()
+        for h in self.strategies.values():
+            key = getattr(h, "_actor_id", id(h))
+            if key in sent:
+                continue
+            sent.add(key)
+            try:
+                h.on_venue_state.remote(change.venue, change.new.value, change.reason)
+            except Exception:  # noqa: BLE001 - a host without the method or gone: the others still hear
+                log.warning("%s: could not tell a strategy host that %s is %s", self.name, change.venue, change.new.value)
+        if self.risk_guard is not None:
+            try:
+                self.risk_guard.on_gateway_status.remote(change.venue, {"state": change.new.value, "reason": change.reason})
+            except Exception:  # noqa: BLE001
+                log.warning("%s: could not tell the risk guard that %s is %s", self.name, change.venue, change.new.value)
+
+    async def venue_health(self) -> dict[str, dict[str, str]]:
+        """Each venue's state as this coordinator sees it (UNKNOWN / UP / DOWN, with the reason)."""
+        return self.health.snapshot()
 
     async def register_strategy(self, strategy: str, handle: Any) -> None:
         """Pair outcomes of ``strategy`` go to ``handle.on_pair_done(summary)``."""
@@ -130,6 +187,8 @@ class PairCoordinator:
         res, cmds = self.book.submit(intent, liquidity)
         if res.get("decision_id") and not res.get("duplicate"):
             self.timings[res["decision_id"]] = {"received": t0}
+            if len(self.timings) > self.config.keep_finished_pairs:
+                self.timings.popitem(last=False)
         self._execute(cmds)
         return res
 
@@ -193,7 +252,9 @@ class PairCoordinator:
             try:
                 await asyncio.wait_for(ev.wait(), timeout_s)
             except asyncio.TimeoutError:
-                return None
+                if decision_id not in self.book.pairs:  # never submitted (or forgotten): no waiter left behind
+                    self._done.pop(decision_id, None)
+                return self._summaries.get(decision_id)
         return self._summaries.get(decision_id)
 
     async def drain(self, timeout_s: float = 5.0) -> int:
@@ -280,8 +341,12 @@ class PairCoordinator:
             elif isinstance(c, NotifyDone):
                 did = c.summary.get("decision_id", "")
                 self._summaries[did] = c.summary
-                if did in self._done:
-                    self._done[did].set()
+                self._summaries.move_to_end(did)
+                if len(self._summaries) > self.config.keep_finished_pairs:
+                    self._summaries.popitem(last=False)
+                ev = self._done.pop(did, None)
+                if ev is not None:
+                    ev.set()
                 h = self.strategies.get(c.strategy)
                 if h is not None:
                     h.on_pair_done.remote(c.summary)

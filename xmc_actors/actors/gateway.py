@@ -47,11 +47,12 @@ def find_gateway(deployment: DeploymentConfig, gateway: str) -> GatewayConfig:
 
 
 def build_core(deployment: DeploymentConfig | dict[str, Any], gateway: str, sink: EventSink,
-               clock_mode: str | None = None) -> tuple[GatewayCore, Any, Clock]:
+               clock_mode: str | None = None, *, restart: bool = False) -> tuple[GatewayCore, Any, Clock]:
     """Build the core, its feed and its clock from configuration (no Ray).
 
     ``clock_mode``: ``"sim"`` (a SimClock the feed drives; the default for replay feeds) or
-    ``"system"`` (wall clock; the default otherwise).
+    ``"system"`` (wall clock; the default otherwise). ``restart``: this is a restarted gateway;
+    the adapter reconnects to the venue's existing state (see :meth:`GatewayCore.reconcile`).
     """
     from ..feeds import build_feed
     from ..venues import build_adapter
@@ -71,7 +72,8 @@ def build_core(deployment: DeploymentConfig | dict[str, Any], gateway: str, sink
         clock = SystemClock()
         if feed is not None:
             feed.rebase(clock.now_ns())
-    adapter, params = build_adapter(gcfg.adapter, gcfg.params, venue, insts, clock)
+    adapter, params = build_adapter(gcfg.adapter, gcfg.params, venue, insts, clock, gateway=gcfg.actor_name,
+                                    restart=restart)
     core = GatewayCore(venue, insts, adapter, clock, sink, name=gcfg.actor_name,
                        ack_timeout_ns=int(params.ack_timeout_ms * _MS),
                        probe_interval_ns=int(params.probe_interval_ms * _MS),
@@ -86,7 +88,13 @@ class VenueGateway:
     def __init__(self, deployment: DeploymentConfig | dict[str, Any], gateway: str,
                  sink: EventSink | None = None, clock_mode: str | None = None) -> None:
         self._memory = MemorySink() if sink is None else None
-        self.core, self.feed, self.clock = build_core(deployment, gateway, sink or self._memory, clock_mode)
+        self.reconstructed = False
+        try:
+            self.reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
+        except Exception:  # noqa: BLE001
+            pass
+        self.core, self.feed, self.clock = build_core(deployment, gateway, sink or self._memory, clock_mode,
+                                                      restart=self.reconstructed)
         self.sim_clock = isinstance(self.clock, SimClock)
         # live: reply to place/cancel first, write their drop copies just after (timer / next call)
         self.core.defer_drop_copy = not self.sim_clock
@@ -96,11 +104,10 @@ class VenueGateway:
         self._feed_task: asyncio.Task[None] | None = None
         self._timer_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.reconstructed = False
-        try:
-            self.reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
-        except Exception:  # noqa: BLE001
-            pass
+        # a restarted gateway takes back what the venue still holds (the orders of its previous
+        # life) before anything else; their owners hear the outcome when they register again
+        # (the coordinator does when its health probe sees the venue UP; see GatewayCore.reconcile)
+        self.reconciled: dict[str, int] | None = self.core.reconcile() if self.reconstructed else None
         self.push_errors = 0
         # (kind, key, perf_counter_ns) on arrival of push_market / place: benchmarks only (bench/runtime.py)
         self._arrivals: collections.deque[tuple[str, str, int]] = collections.deque(maxlen=100_000)
@@ -229,11 +236,14 @@ class VenueGateway:
         return self.core.snapshot(instrument)
 
     async def status(self) -> dict[str, Any]:
+        if self.reconstructed:  # health probes reach a restarted gateway first: hand over what it recovered
+            self._ensure_timer()
+            self._flush()
         s = self.core.status()
         s.update(push_errors=self.push_errors, feed_running=self._feed_task is not None and not self._feed_task.done(),
                  feed_remaining=self.feed.remaining() if self.feed is not None else 0,
                  clock_mode="sim" if self.sim_clock else "system", now_ns=self.clock.now_ns(),
-                 reconstructed=self.reconstructed)
+                 reconstructed=self.reconstructed, reconciled=self.reconciled)
         return s
 
     async def drop_copy(self, since_ns: int = 0) -> list[dict[str, Any]]:

@@ -111,6 +111,10 @@ class StrategyHostActor:
         self._emit(self.core.resume(name, reason, self._now()))
         return self.core.strategies[name].status()
 
+    async def on_venue_state(self, venue: str, state: str, reason: str = "") -> None:
+        """Pushed by the coordinator's venue health: strategies on a DOWN venue stop triggering."""
+        self._emit(self.core.on_venue_state(venue, state, reason, self._now()))
+
     async def ready(self) -> dict[str, Any]:
         """Cheap readiness probe (runtime.placement.wait_ready)."""
         return {"actor": self.name, "strategies": sorted(self.core.strategies)}

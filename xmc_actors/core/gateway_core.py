@@ -225,6 +225,39 @@ class GatewayCore:
             return self._stamp(venue_rep.model_copy(update={"text": text or venue_rep.text}))
         return self._local(st, ExecReportKind.STATUS, st.status, text=text or "gateway's last known state")
 
+    def reconcile(self) -> dict[str, Any]:
+        """After a restart: take back what the venue still holds from the previous life.
+
+        Every order the adapter recovers (``recovered_orders()``: the venue's own memory, e.g.
+        the simulated venue's journal) becomes known again, so that later cancels, queries and
+        pushed fills find their owner; its STATUS is queued for its owner (the coordinator
+        then learns the outcome of an order it could not know) and recorded as a RECONCILE
+        event. Returns counts for :meth:`status`.
+        """
+        recover = getattr(self.adapter, "recovered_orders", None)
+        recovered = recover() if recover is not None else []
+        live = filled = 0
+        for req, rep in recovered:
+            st = OrderState(request=req, status=rep.status, venue_order_id=rep.venue_order_id,
+                            filled_qty=rep.filled_qty,
+                            notional_filled=(rep.avg_price or 0) * rep.filled_qty)
+            self.orders[req.client_order_id] = st
+            rep = self._stamp(rep)
+            self._pushes[req.owner].append(rep)
+            live += rep.status.is_live
+            filled += rep.filled_qty > 0
+            self.sink.emit(self.events.make(
+                EventKind.RECONCILE, decision_id=req.decision_id, venue=self.venue.code, instrument=req.instrument,
+                account=req.account, reason="order recovered from the venue after a gateway restart",
+                client_order_id=req.client_order_id, leg=req.leg, owner=req.owner, status=rep.status.value,
+                filled_qty=rep.filled_qty, leaves_qty=rep.leaves_qty,
+                avg_price=str(rep.avg_price) if rep.avg_price is not None else None))
+        out = {"orders": len(recovered), "live": live, "with_fills": filled}
+        self.counters["reconciled_orders"] += len(recovered)
+        self.sink.emit(self.events.make(EventKind.RECONCILE, venue=self.venue.code,
+                                        reason="gateway restarted: venue state reconciled", **out))
+        return out
+
     def query(self, client_order_id: str) -> ExecutionReport | None:
         """STATUS of an order as the venue knows it; None if the venue never saw it."""
         if self.adapter.connected():

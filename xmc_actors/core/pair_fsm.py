@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Callable, Final, Iterable, Mapping, Union
@@ -87,6 +88,15 @@ class CoordinatorConfig(BaseModel):
         order id (so a late original is de-duplicated) this many times before calling it lost.
     default_deadline_ms
         Deadline of a pair whose intent has none.
+    health_interval_ms
+        The coordinator probes its gateways this often (venue health: a lost or silent gateway
+        makes its venue DOWN, pushed to the strategies and the risk guard); 0 turns it off.
+    health_timeout_ms
+        A probe not answered within this long counts a time-out (two in a row: DOWN).
+    keep_finished_pairs
+        Finished pairs kept whole in memory (summaries, orders, late-fill handling); older
+        ones are forgotten except their decision id, which still makes a re-sent intent a
+        duplicate. ESCALATED pairs are never forgotten (an operator closes them).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -97,6 +107,9 @@ class CoordinatorConfig(BaseModel):
     query_backoff_ms: PositiveInt = 20
     replace_retries: NonNegativeInt = 1
     default_deadline_ms: PositiveInt = 5_000
+    health_interval_ms: NonNegativeInt = 1_000
+    health_timeout_ms: PositiveInt = 1_000
+    keep_finished_pairs: PositiveInt = 50_000
 
 
 # ------------------------------------------------------------------------------------ commands
@@ -310,6 +323,8 @@ class PairMachine:
             raise IllegalTransition(f"pair {self.did}", self.state.value, target.value, reason)
         before = self.state
         self.state = target
+        if target.is_terminal and not before.is_terminal:
+            self.book._finished(self.did)
         # "state" is the ledger's convention (lifted into its outcome column); from/to for readers
         self._emit(EventKind.PAIR_STATE, reason=reason, **{"from": before.value, "to": target.value,
                                                           "state": target.value,
@@ -851,6 +866,9 @@ class PairMachine:
         if now != self.residual:
             self.residual = now
             self._emit(EventKind.ESCALATION, reason="residual changed", residual=now)
+            # what became known (an unknown order's outcome, a late fill) changes the exposure the
+            # risk guard books; the strategy stays halted and ignores a repeated decision id
+            self.out.append(NotifyDone(self.intent.strategy, self.summary()))
 
     # -- views -----------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
@@ -936,6 +954,9 @@ class PairBook:
         self.pairs: dict[str, PairMachine] = {}
         self.index: dict[str, str] = {}  # client order id -> decision id
         self.trading: dict[tuple[str, str], TradingState] = {}
+        self.venues_down: dict[str, str] = {}  # venue -> why (from the venue health probes)
+        self._finish_order: deque[str] = deque()  # decision ids in the order their pairs finished
+        self.forgotten: set[str] = set()  # finished pairs evicted from memory (their ids only)
         self.bad_inputs: dict[str, int] = {}
         self.out: list[Command] = []
 
@@ -943,6 +964,22 @@ class PairBook:
     def _bad_input(self, where: str, detail: str, decision_id: str = "") -> None:
         self.bad_inputs[where] = self.bad_inputs.get(where, 0) + 1
         self.out.append(Emit(self.events.make(EventKind.BAD_INPUT, decision_id=decision_id, reason=f"{where}: {detail}")))
+
+    def _finished(self, decision_id: str) -> None:
+        """A pair reached a terminal state: keep the newest ``keep_finished_pairs`` whole."""
+        self._finish_order.append(decision_id)
+        while len(self._finish_order) > self.config.keep_finished_pairs:
+            old = self._finish_order.popleft()
+            m = self.pairs.get(old)
+            if m is None or not m.state.is_terminal:
+                continue  # reopened by a late fill: it is counted again when it finishes again
+            if m.state is PairState.ESCALATED:
+                continue  # stays until an operator closes it
+            del self.pairs[old]
+            for leg in m.legs:
+                for o in leg.orders:
+                    self.index.pop(o.coid, None)
+            self.forgotten.add(old)
 
     def _flush(self, m: PairMachine | None = None) -> list[Command]:
         out, self.out = self.out, []
@@ -1004,6 +1041,10 @@ class PairBook:
                 self._bad_input("intent", f"{loc}: {first['msg']}")
                 return {"decision_id": "", "accepted": False, "state": None, "reason": f"BAD_INPUT {loc}: {first['msg']}",
                         "duplicate": False}, self._flush()
+        if intent.decision_id in self.forgotten:
+            return {"decision_id": intent.decision_id, "accepted": True, "state": None,
+                    "reason": "finished long ago (no longer held in memory; see the ledger)", "duplicate": True}, \
+                self._flush()
         existing = self.pairs.get(intent.decision_id)
         if existing is not None:
             if existing.intent != intent:
@@ -1022,6 +1063,11 @@ class PairBook:
         self.pairs[intent.decision_id] = m
         m._emit(EventKind.INTENT, mode=intent.mode.value, intent=Deferred(intent.model_dump, mode="json"))
         m._emit(EventKind.PAIR_STATE, reason="received", **{"from": "", "to": PairState.NEW.value, "state": PairState.NEW.value})
+        if not problem:
+            down = [f"{lg.inst.venue} ({self.venues_down[lg.inst.venue]})" for lg in legs
+                    if lg.inst.venue in self.venues_down]
+            if down:
+                problem = f"VENUE_DOWN: {', '.join(down)}"
         if not problem:
             for leg in legs:
                 st = self.state_for(intent.strategy, leg)
@@ -1171,6 +1217,15 @@ class PairBook:
                 out.extend(m.flush())
         return out
 
+    def set_venue_state(self, venue: str, up: bool, reason: str = "") -> None:
+        """A venue went DOWN (new pairs with a leg on it are refused ``VENUE_DOWN``, nothing new is
+        sent to it) or came back UP. Pairs in flight are not touched here: a call to a lost gateway
+        fails and its outcome is resolved (query, then escalation) by the pair itself."""
+        if up:
+            self.venues_down.pop(venue, None)
+        else:
+            self.venues_down[venue] = reason or "down"
+
     def on_risk_grant(self, grant: object) -> Any:
         """Hand the RiskGuard's grant to the checker; returns what the checker returns (its ack)."""
         return self.checker.update_grant(grant)
@@ -1185,7 +1240,7 @@ class PairBook:
             else:
                 in_flight[m.state.value] = in_flight.get(m.state.value, 0) + 1
         return {"in_flight": in_flight, "outcomes": outcomes, "pairs": len(self.pairs),
-                "bad_input": dict(self.bad_inputs),
+                "bad_input": dict(self.bad_inputs), "venues_down": dict(self.venues_down),
                 "trading_states": {f"{s}:{k}": v.value for (s, k), v in self.trading.items()}}
 
     def pair(self, decision_id: str) -> dict[str, Any] | None:

@@ -85,6 +85,13 @@ class VenueHealth:
         self._events = EventMaker(clock, "venue-health") if sink is not None else None
         self.subscriber_errors = 0
 
+    def track(self, venue: str) -> None:
+        """Start tracking ``venue`` (UNKNOWN until its first probe); no-op if tracked."""
+        if venue not in self._states:
+            self._states[venue] = VenueState.UNKNOWN
+            self._reasons[venue] = ""
+            self._timeouts[venue] = 0
+
     # -- queries -------------------------------------------------------------------------
     def state(self, venue: str) -> VenueState:
         try:

@@ -84,6 +84,10 @@ async def probe_gateways_async(
         try:
             status = await asyncio.wait_for(getattr(handle, method).remote(), timeout_s)
         except asyncio.TimeoutError:
+            # calls to a gateway Ray is restarting (its node gone) queue silently: ask the GCS
+            state, cause = await asyncio.to_thread(_actor_state, handle)
+            if state in _LOST_STATES:
+                return health.on_gateway_lost(venue, f"gateway actor {state}" + (f": {cause}" if cause else ""))
             return health.on_probe_timeout(venue, timeout_s)
         except RayActorError as exc:
             return health.on_gateway_lost(venue, _lost_reason(exc))

@@ -226,6 +226,7 @@ class Strategy:
         self.last_signal: dict[str, Any] = {}
         self.last_decision_ns: int | None = None
         self.blocked: tuple[str, str] | None = None  # (code, detail)
+        self.venues_down: dict[str, str] = {}  # venue code -> why (pushed by the coordinator)
         self.errors: deque[str] = deque(maxlen=10)
         self.counters: dict[str, int] = {"evaluations": 0, "intents": 0, "blocked": 0, "pairs_done": 0,
                                          "bad_input": 0}
@@ -367,6 +368,19 @@ class Strategy:
         self._halt(reason, now_ns, StrategyState.HALTED)
         return self._flush()
 
+    def on_venue_state(self, venue: str, up: bool, reason: str, now_ns: int) -> list[Action]:
+        """A venue this strategy trades went DOWN (no trigger until it is UP again: its quotes
+        cannot be trusted and its leg cannot be sent) or came back UP."""
+        if venue not in {v.code for v in self.ctx.venues}:
+            return []
+        if up:
+            if self.venues_down.pop(venue, None) is not None:
+                self.record(EventKind.SIGNAL, f"venue {venue} UP", now_ns, venue=venue)
+        elif venue not in self.venues_down:
+            self.venues_down[venue] = reason or "down"
+            self._set_blocked("VENUE_DOWN", f"{venue}: {reason or 'down'}", now_ns)
+        return self._flush()
+
     def resume(self, reason: str, now_ns: int) -> list[Action]:
         """Back to ACTIVE (from HALTED or ERROR: an operator's decision)."""
         if self.state is not StrategyState.ACTIVE:
@@ -410,6 +424,9 @@ class Strategy:
 
     def _guard(self, qa: Quote, qb: Quote, now_ns: int) -> tuple[str, str] | None:
         g = self.guards
+        if self.venues_down:
+            venue, why = next(iter(self.venues_down.items()))
+            return "VENUE_DOWN", f"{venue}: {why}"
         for q in (qa, qb):
             if quote_is_stale(q, now_ns, g.stale_ms):
                 age = (now_ns - q.ts_ns) / _MS

@@ -101,6 +101,16 @@ class StrategyHostCore:
     def resume(self, name: str, reason: str, now_ns: int) -> list[Event]:
         return self._control(name, lambda s: s.resume(reason, now_ns), now_ns)
 
+    def on_venue_state(self, venue: str, state: str, reason: str, now_ns: int) -> list[Event]:
+        """A venue went DOWN or came back UP: every hosted strategy trading on it hears it."""
+        up = str(state).upper() == "UP"
+        events: list[Event] = []
+        intents: list[PairIntent] = []
+        for s in self.strategies.values():
+            self._run(s, "on_venue_state", lambda s=s: s.on_venue_state(venue, up, reason, now_ns), now_ns,
+                      intents, events)
+        return events
+
     def status(self) -> dict[str, dict[str, Any]]:
         return {n: s.status() for n, s in self.strategies.items()}
 

@@ -10,22 +10,34 @@ from typing import Any, Sequence
 from ..core.clock import Clock
 from ..model.market import Instrument, Venue
 from ..runtime.registry import ADAPTERS
+from .journal import VenueJournal, journal_path
 from .sim import SimExchange, VenueDisconnected
 from .sim_config import SimVenueParams
 
 
-def build_sim(params: SimVenueParams, venue: Venue, instruments: Sequence[Instrument], clock: Clock) -> SimExchange:
-    return SimExchange(venue, instruments, params, clock)
+def build_sim(params: SimVenueParams, venue: Venue, instruments: Sequence[Instrument], clock: Clock, *,
+              gateway: str = "", restart: bool = False) -> SimExchange:
+    """The simulated venue of gateway ``gateway``. With ``params.state_dir`` its memory is kept
+    in a journal there: a fresh start (``restart=False``) begins a new one, a restarted gateway
+    reopens it and gets the venue's orders and fills back."""
+    journal = None
+    if params.state_dir:
+        journal = VenueJournal(journal_path(params.state_dir, gateway or venue.code), fresh=not restart)
+    return SimExchange(venue, instruments, params, clock, journal=journal)
 
 
 def build_adapter(name: str, params: dict[str, Any], venue: Venue, instruments: Sequence[Instrument],
-                  clock: Clock) -> tuple[Any, Any]:
-    """The adapter ``name`` with validated ``params``; returns (adapter, params model)."""
+                  clock: Clock, *, gateway: str = "", restart: bool = False) -> tuple[Any, Any]:
+    """The adapter ``name`` with validated ``params``; returns (adapter, params model).
+
+    ``gateway`` names the gateway it serves; ``restart`` says the gateway is a restarted
+    instance (Ray reconstructed it), so an adapter that can should reconnect to the venue's
+    existing state rather than start afresh."""
     entry = ADAPTERS.get(name)
     p = entry.params.model_validate(params)
     if entry.factory is None:
         raise KeyError(f"venue adapter {name!r} has no implementation")
-    return entry.factory(p, venue, instruments, clock), p
+    return entry.factory(p, venue, instruments, clock, gateway=gateway, restart=restart), p
 
 
 ADAPTERS.register("sim", SimVenueParams, build_sim, doc="simulated exchange with seeded fault injection")

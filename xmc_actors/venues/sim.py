@@ -45,6 +45,7 @@ from ..model.orders import (
     RejectReason, TimeInForce,
 )
 from ..model.quotes import Quote
+from .journal import VenueJournal
 from .sim_config import LatencyModel, SimVenueParams
 
 _MS = 1_000_000
@@ -148,9 +149,14 @@ class SimExchange:
         Matching rules and faults (:class:`SimVenueParams`).
     clock
         True time (the gateway's clock); the venue stamps with its own skewed :class:`VenueClock`.
+    journal
+        Where the venue keeps its memory so that it outlives the gateway process
+        (:class:`~xmc_actors.venues.journal.VenueJournal`); its records, if any, are restored
+        first (:meth:`restore`). None: the memory lives in this object only.
     """
 
-    def __init__(self, venue: Venue, instruments: Iterable[Instrument], params: SimVenueParams, clock: Clock) -> None:
+    def __init__(self, venue: Venue, instruments: Iterable[Instrument], params: SimVenueParams, clock: Clock,
+                 journal: VenueJournal | None = None) -> None:
         self.venue = venue
         self.params = params
         self.clock = clock
@@ -175,6 +181,10 @@ class SimExchange:
             (self._start_ns + int(d.at_s * 1e9), self._start_ns + int((d.at_s + d.duration_s) * 1e9))
             for d in f.disconnects
         ]
+        self.journal = journal
+        self.restored: dict[str, int] = {}
+        if journal is not None and journal.records:
+            self.restored = self.restore(journal.records)
 
     # ------------------------------------------------------------------ injections / state
     def inject(self, fault: dict[str, Any]) -> None:
@@ -240,7 +250,7 @@ class SimExchange:
             decision_id=st.request.decision_id, leg=st.request.leg,
         )
         if kind is not ExecReportKind.STATUS:
-            self.drop_copy_log.append({
+            row = {
                 "ts_ns": self.clock.now_ns(), "venue_ts_ns": rep.venue_ts_ns, "kind": kind.value,
                 "client_order_id": rep.client_order_id, "venue_order_id": rep.venue_order_id,
                 "instrument": rep.instrument, "side": st.request.side.value, "account": st.request.account,
@@ -249,7 +259,10 @@ class SimExchange:
                 "fill_qty": fill.qty if fill else 0, "fill_price": str(fill.price) if fill else "",
                 "reason": reason.value if reason else "", "decision_id": st.request.decision_id,
                 "leg": st.request.leg,
-            })
+            }
+            self.drop_copy_log.append(row)
+            if self.journal is not None:
+                self.journal.append(["R", row])
         return rep
 
     def _fill(self, o: SimOrder, qty: int, price: Decimal) -> ExecutionReport:
@@ -366,6 +379,8 @@ class SimExchange:
         o = SimOrder(OrderState(request=req), f"{self.venue.code}-O{self._order_seq}", self._prio)
         o.state.transition(OrderStatus.SUBMITTED)
         self.orders[req.client_order_id] = o
+        if self.journal is not None:
+            self.journal.append(["O", req.model_dump_json(), o.venue_order_id, o.priority])
         lost = self._take_injection("no_ack_next", req.instrument) is not None or bool(
             self.params.faults.no_ack_prob and self._rng_orders.random() < self.params.faults.no_ack_prob)
         inj = self._take_injection("reject_next", req.instrument) if book else None
@@ -376,6 +391,8 @@ class SimExchange:
             return PlaceReply([self._report(o, ExecReportKind.REJECTED, reason=bad[0], text=bad[1])], latency, lost)
         assert book is not None
         o.trading_day = self._trading_day(book.inst)
+        if self.journal is not None and o.trading_day is not None:
+            self.journal.append(["D", req.client_order_id, o.trading_day.isoformat()])
         immediate = req.order_type in (OrderType.IOC, OrderType.FOK, OrderType.MARKET) or req.tif in (
             TimeInForce.IOC, TimeInForce.FOK)
         fok = req.order_type is OrderType.FOK or req.tif is TimeInForce.FOK
@@ -442,9 +459,67 @@ class SimExchange:
             self._schedule(now + latency + int(float(late.get("delay_ms", 1)) * _MS), fill_rep)
         return rep, latency
 
+    def restore(self, records: Iterable[list[Any]]) -> dict[str, int]:
+        """Rebuild the venue's memory from its journal: orders with their fills and states, the
+        drop copy, resting orders and sequence numbers. Returns counts (orders, fills, live,
+        unreadable records). The books' market liquidity is not restored: the feed brings it."""
+        import datetime as _dt
+
+        counts = {"orders": 0, "fills": 0, "live": 0, "unreadable": 0}
+        for rec in records:
+            try:
+                tag = rec[0]
+                if tag == "O":
+                    req = OrderRequest.model_validate_json(rec[1])
+                    o = SimOrder(OrderState(request=req, status=OrderStatus.SUBMITTED), rec[2], int(rec[3]))
+                    self.orders[req.client_order_id] = o
+                    self._order_seq += 1
+                    self._prio = max(self._prio, o.priority)
+                    counts["orders"] += 1
+                elif tag == "D":
+                    self.orders[rec[1]].trading_day = _dt.date.fromisoformat(rec[2])
+                elif tag == "R":
+                    row = rec[1]
+                    self.drop_copy_log.append(row)
+                    o = self.orders[row["client_order_id"]]
+                    st = o.state
+                    if row["trade_id"] and row["trade_id"] not in st.trade_ids:
+                        px = Decimal(row["fill_price"])
+                        st.trade_ids.add(row["trade_id"])
+                        st.filled_qty += int(row["fill_qty"])
+                        st.notional_filled += px * int(row["fill_qty"])
+                        counts["fills"] += 1
+                        n = row["trade_id"].rsplit("-T", 1)[-1]
+                        if n.isdigit():
+                            self._trade_seq = max(self._trade_seq, int(n))
+                    st.status = OrderStatus(row["status"])  # the venue's word, as recorded
+                    if row.get("reason"):
+                        st.reject_reason = RejectReason(row["reason"])
+                else:
+                    counts["unreadable"] += 1
+            except (KeyError, IndexError, TypeError, ValueError):
+                counts["unreadable"] += 1
+        for o in sorted(self.orders.values(), key=lambda o: o.priority):
+            immediate = o.req.order_type in (OrderType.IOC, OrderType.FOK, OrderType.MARKET) or o.req.tif in (
+                TimeInForce.IOC, TimeInForce.FOK)
+            if o.state.status.is_live and o.state.leaves_qty > 0:
+                counts["live"] += 1
+                book = self.books.get(o.req.instrument)
+                if book is not None and not immediate:
+                    book.resting.append(o)
+        return counts
+
     def query(self, client_order_id: str) -> ExecutionReport | None:
         o = self.orders.get(client_order_id)
         return None if o is None else self._report(o, ExecReportKind.STATUS)
+
+    def recovered_orders(self) -> list[tuple[OrderRequest, ExecutionReport]]:
+        """Every order the venue holds from before a restart (:meth:`restore`), with its STATUS,
+        in the order the venue received them."""
+        if not self.restored:
+            return []
+        return [(o.req, self._report(o, ExecReportKind.STATUS, text="venue state after gateway restart"))
+                for o in sorted(self.orders.values(), key=lambda o: o.priority)]
 
     def open_orders(self) -> list[ExecutionReport]:
         return [self._report(o, ExecReportKind.STATUS) for o in self.orders.values() if o.state.status.is_live]

@@ -54,3 +54,8 @@ class SimVenueParams(BaseModel):
     """How long the gateway waits for an answer before it reports the outcome as UNKNOWN."""
     probe_interval_ms: Annotated[float, Field(gt=0)] = 100.0
     """Clock-calibration round trips (NTP-style) every this many milliseconds."""
+    state_dir: str | None = None
+    """Where the simulated venue keeps its memory (orders, fills, drop copy) so that it outlives
+    the gateway process, as a real venue does: a journal ``<state_dir>/<gateway>.venue``. A
+    gateway that Ray restarts (its node came back) reopens it and reconciles; a fresh start
+    begins a new journal. None (the default): the venue's memory dies with the gateway."""

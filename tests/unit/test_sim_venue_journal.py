@@ -1,0 +1,124 @@
+"""The simulated venue keeps its memory in a journal, so a restarted gateway can reconcile."""
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from testkit import instrument, order, quote, venue
+from xmc_actors.core.clock import SimClock
+from xmc_actors.core.gateway_core import GatewayCore
+from xmc_actors.core.sink import MemorySink
+from xmc_actors.model import EventKind, ExecReportKind, OrderStatus, OrderType, TimeInForce
+from xmc_actors.venues import build_sim
+from xmc_actors.venues.journal import VenueJournal, journal_path
+from xmc_actors.venues.sim_config import SimVenueParams
+
+T0 = int(dt.datetime(2025, 1, 2, 2, 0, tzinfo=dt.timezone.utc).timestamp()) * 10**9
+
+
+def _sim(tmp_path, *, restart: bool, clock: SimClock | None = None):
+    clock = clock or SimClock(T0)
+    p = SimVenueParams.model_validate({"seed": 3, "enforce_sessions": False, "state_dir": str(tmp_path)})
+    return build_sim(p, venue("SHFE"), [instrument("SHFE.cu")], clock, gateway="gateway-SHFE", restart=restart), clock
+
+
+def _market(sim, clock, bid, ask, size=10):
+    clock.advance(1_000_000)
+    return sim.on_market(quote("SHFE.cu", bid, ask, bid_size=size, ask_size=size, ts_ns=clock.now_ns()))
+
+
+def _trade(sim, clock):
+    """Three orders: one filled IOC, one resting partly filled, one rejected (off tick)."""
+    _market(sim, clock, 72000, 72010, size=4)
+    sim.place(order("SHFE.cu", "BUY", 2, "72010", decision_id="d1", order_type=OrderType.IOC,
+                    tif=TimeInForce.IOC, owner="coordinator"))
+    sim.place(order("SHFE.cu", "BUY", 5, "72010", decision_id="d2", owner="coordinator"))  # 2 left, 3 rest
+    sim.place(order("SHFE.cu", "SELL", 1, "72000.5", decision_id="d3", owner="coordinator"))
+
+
+def test_a_restarted_venue_has_the_orders_fills_and_drop_copy_of_its_previous_life(tmp_path):
+    # Arrange: trade, then "lose the process" (a new SimExchange over the same journal)
+    first, clock = _sim(tmp_path, restart=False)
+    _trade(first, clock)
+    before = {c: (o.state.status, o.state.filled_qty, o.state.avg_price) for c, o in first.orders.items()}
+
+    # Act
+    again, _ = _sim(tmp_path, restart=True, clock=clock)
+
+    # Assert
+    assert {c: (o.state.status, o.state.filled_qty, o.state.avg_price) for c, o in again.orders.items()} == before
+    assert again.drop_copy() == first.drop_copy()
+    assert again.restored == {"orders": 3, "fills": 2, "live": 1, "unreadable": 0}
+    assert [o.req.client_order_id for o in again.books["SHFE.cu"].resting] == ["d2:A:0"]
+    # the restored resting order still trades, and sequence numbers continue (no reused trade id)
+    reps, _ = _market(again, clock, 71990, 72000, size=10)
+    fill = next(r for r in reps if r.kind is ExecReportKind.FILL)
+    assert fill.client_order_id == "d2:A:0" and fill.status is OrderStatus.FILLED
+    assert fill.fill.trade_id not in {d["trade_id"] for d in first.drop_copy()}
+    # and the venue still de-duplicates a client order id of its previous life
+    dup = again.place(order("SHFE.cu", "BUY", 2, "72010", decision_id="d1", order_type=OrderType.IOC,
+                            tif=TimeInForce.IOC))
+    assert [r.kind for r in dup.reports] == [ExecReportKind.STATUS]
+
+
+def test_a_fresh_start_begins_a_new_journal(tmp_path):
+    first, clock = _sim(tmp_path, restart=False)
+    _trade(first, clock)
+
+    fresh, _ = _sim(tmp_path, restart=False, clock=clock)
+
+    assert fresh.orders == {} and fresh.drop_copy() == [] and fresh.restored == {}
+
+
+def test_a_record_torn_by_a_crash_is_dropped_and_the_journal_goes_on_after_the_last_whole_one(tmp_path):
+    first, clock = _sim(tmp_path, restart=False)
+    _trade(first, clock)
+    path = journal_path(tmp_path, "gateway-SHFE")
+    whole = len(VenueJournal.read(path)[0])
+    with open(path, "ab") as f:
+        f.write(b"\x92\xa1R")  # a two-element array cut after its first element
+
+    again, _ = _sim(tmp_path, restart=True, clock=clock)
+    again.place(order("SHFE.cu", "SELL", 1, "72000", decision_id="d4"))
+
+    records, torn = VenueJournal.read(path)
+    assert again.journal.truncated_bytes == 3
+    assert torn == 0 and len(records) > whole  # the new records follow the last whole one
+
+
+def test_restarted_gateway_reconciles_recovered_orders_to_their_owner_and_the_ledger(tmp_path):
+    # Arrange: an order whose answer never came back (the gateway died while it waited)
+    clock = SimClock(T0)
+    sim, _ = _sim(tmp_path, restart=False, clock=clock)
+    _market(sim, clock, 72000, 72010, size=4)
+    sim.place(order("SHFE.cu", "BUY", 3, "72010", decision_id="d9", leg="B", order_type=OrderType.IOC,
+                    tif=TimeInForce.IOC, owner="coordinator", account="us"))
+
+    # Act: a restarted gateway over the same venue memory
+    again, _ = _sim(tmp_path, restart=True, clock=clock)
+    sink = MemorySink()
+    core = GatewayCore(venue("SHFE"), [instrument("SHFE.cu")], again, clock, sink, name="gateway-SHFE")
+    counts = core.reconcile()
+
+    # Assert: the owner gets the venue's word, the ledger a RECONCILE event, and the gateway knows
+    # the order again (a later query or cancel finds it)
+    assert counts == {"orders": 1, "live": 0, "with_fills": 1}
+    pushes = core.drain_pushes()
+    (rep,) = pushes["coordinator"]
+    assert rep.kind is ExecReportKind.STATUS and rep.status is OrderStatus.FILLED and rep.filled_qty == 3
+    assert rep.avg_price == Decimal("72010") and rep.decision_id == "d9" and rep.leg == "B"
+    rec = [e for e in sink.events if e.kind is EventKind.RECONCILE]
+    assert rec[0].decision_id == "d9" and rec[0].payload["status"] == "FILLED" and rec[0].account == "us"
+    assert rec[-1].payload == {"orders": 1, "live": 0, "with_fills": 1}
+    assert core.orders["d9:B:0"].filled_qty == 3
+    assert core.cancel("d9:B:0")[0].kind is ExecReportKind.CANCEL_REJECTED
+
+
+def test_a_gateway_without_venue_memory_reconciles_nothing(tmp_path):
+    clock = SimClock(T0)
+    p = SimVenueParams.model_validate({"seed": 3, "enforce_sessions": False})
+    sim = build_sim(p, venue("SHFE"), [instrument("SHFE.cu")], clock, restart=True)
+    core = GatewayCore(venue("SHFE"), [instrument("SHFE.cu")], sim, clock, MemorySink())
+
+    assert core.reconcile() == {"orders": 0, "live": 0, "with_fills": 0}
+    assert sim.journal is None
