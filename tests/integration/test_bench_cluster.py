@@ -43,10 +43,11 @@ def test_two_instances_on_two_hosts_each_evaluate_every_quote_round_and_report_c
                 if a["namespace"] == "bench-cluster-n2"]
 
 
-def test_floors_on_the_same_ray_measure_a_call_a_push_quiesce_and_a_bare_actor_rss(tmp_path, ray_address):
+def test_floors_on_the_same_ray_measure_a_call_a_push_quiesce_its_cpu_and_a_bare_actor_rss(tmp_path, ray_address):
     # Act
     floors = bench.measure_floors(5)
     # Assert
     assert floors["floor_actor_call_us"] > 0
     assert floors["floor_push_quiesce_us"] > floors["floor_actor_call_us"] * 0.5
+    assert floors["floor_async_actor_cpu_us_per_call"] > 0
     assert 30 < floors["floor_actor_rss_mb"] < 2000

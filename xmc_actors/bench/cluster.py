@@ -23,6 +23,13 @@ subscribed host), then calls the gateway's ``quiesce`` (which returns once every
 ``on_quotes`` call for that batch has returned). After the rounds, the hosts' ``status()``
 counters must show exactly N evaluations per round (a quote evaluated by everyone, once).
 
+All deployments are up at once (about 50 Ray worker processes): the 100-instance one is started
+first on an empty cluster and timed, the others together; every window is filled, then the
+rounds run in blocks, the deployments and the floor probe taking turns in a rotating order, so
+that every size sees the same machine load (this 2-core machine is shared; sequential runs
+minutes apart would compare loads, not sizes). The idle deployments' background (their
+gateways' 2 ms timers, Ray's threads) is part of that load for all of them.
+
 Metrics, for each N (``_n{N}``):
 
 - ``round_us_p50_n{N}`` / ``round_us_p99_n{N}``: wall time of one round (quote in → all N
@@ -33,15 +40,26 @@ Metrics, for each N (``_n{N}``):
 - ``host_cpu_us_per_quote_n{N}``: CPU all host processes spent per quote, from the processes'
   own CPU clocks (the kernel's per-thread ``schedstat`` run time, all threads, read from
   ``/proc``: the simulated nodes are processes of this machine); ``host_cpu_us_per_strategy_quote_n{N}``
-  the same / N; ``gateway_cpu_us_per_quote_n{N}``: the SHFE gateway process (the fan-out sender);
+  the same / N and ``host_cpu_us_per_host_quote_n{N}`` per host actor;
+  ``gateway_cpu_us_per_quote_n{N}``: the SHFE gateway process (the fan-out sender). The CPU
+  the same processes burn idle (Ray's threads, the gateway's 2 ms timer) over as long is
+  measured after the rounds and subtracted (``host_cpu_gross_us_per_quote_n{N}`` keeps it,
+  ``host_idle_cpu_ms_per_s_n{N}`` is the idle burn);
 - ``host_rss_mb_per_host_n{N}`` (resident memory per host actor process) and
   ``host_rss_mb_per_strategy_n{N}`` (all hosts' RSS / N); ``hosts_n{N}``, ``nodes_used_n{N}``
   (distinct nodes running hosts);
+- the same metrics for the 100 instances grouped ``FEW_PER_HOST`` (10) to a host
+  (``..._n100_10_per_host``: 10 host actors), to weigh fewer big hosts against more small ones;
+- ``core_eval_us_per_strategy_quote``: the same 100 instances in one ``StrategyHostCore`` in the
+  driver's process (no Ray): what the strategy code costs; ``host_cpu_vs_core_ratio``: host
+  CPU per instance per quote at N=100 over that;
 - ``start_deployment_100_strategies_s``: ``Deployment.start()`` (every actor created, wired
   and ready) for the 100-instance deployment;
-- floors on the same cluster: ``floor_actor_call_us`` (one plain actor round trip),
-  ``floor_push_quiesce_us`` (the two driver calls of a round to a trivial async actor),
-  ``floor_actor_rss_mb`` (a bare Ray actor process); ratios ``round_n1_vs_floor_ratio``
+- floors on the same cluster, measured in the same rotation: ``floor_actor_call_us`` (one
+  plain actor round trip), ``floor_push_quiesce_us`` (the two driver calls of a round to a
+  trivial async actor), ``floor_async_actor_cpu_us_per_call`` (that actor's CPU per call, idle
+  burn subtracted: what Ray alone costs a host per quote), ``floor_actor_rss_mb`` (a bare Ray
+  actor process); ratios ``round_n1_vs_floor_ratio``
   (round p50 at N=1 / ``floor_push_quiesce_us``) and ``round_n100_vs_n1_ratio``.
 """
 from __future__ import annotations
@@ -51,6 +69,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -66,6 +85,8 @@ from .stats import percentile
 SIZES = (1, 10, 50, 100)
 STRATEGIES_PER_HOST = 25
 """Instances per host actor (the runtime's default grouping)."""
+FEW_PER_HOST = 10
+"""The alternative grouping measured at N=100 (``..._n100_10_per_host``)."""
 HOST_CPUS = 0.01
 """CPU a host reserves: only the worker nodes have any, so hosts never land on the head."""
 UNREACHABLE_Z = 1000.0
@@ -181,69 +202,135 @@ def _stop(dep: Any) -> None:
                 pass
 
 
+class BenchDeployment:
+    """One started deployment of ``n`` instances, driven in blocks of quote rounds.
+
+    :meth:`start` starts it and fills every z-score window; :meth:`rounds` times ``k`` rounds
+    and adds the host and gateway processes' CPU over those rounds; :meth:`idle_start` /
+    :meth:`idle_end` bracket an idle period; :meth:`finish` checks the evaluation counters,
+    reads RSS, stops the deployment and returns the raw figures. Several can be alive at once,
+    so that the sizes are measured interleaved under the same machine load.
+    """
+
+    def __init__(self, tmp: Path, n: int, *, address: str, strategies_per_host: int = STRATEGIES_PER_HOST) -> None:
+        from ..runtime.deploy import Deployment
+
+        self.n = n
+        suffix = f"-{strategies_per_host}-per-host" if strategies_per_host != STRATEGIES_PER_HOST else ""
+        self.cfg = build_config(tmp, n, namespace=f"bench-cluster-n{n}{suffix}")
+        self.dep = Deployment(self.cfg, address=address, strategies_per_host=strategies_per_host)
+        self.samples: list[float] = []
+        self.busy_s = 0.0
+        self.host_cpu_ns = 0
+        self.gateway_cpu_ns = 0
+        self.start_s = float("nan")
+        self.host_procs: dict[str, tuple[int, str]] = {}
+        self._ev0 = 0
+        self._idle: tuple[float, int, int] | None = None
+        self.idle_rates = (0.0, 0.0)
+
+    def start(self) -> "BenchDeployment":
+        """Start the deployment (timed: ``start_s``) and give the hosts the LME quote."""
+        t0 = time.perf_counter()
+        try:
+            self.dep.start()
+            self.start_s = time.perf_counter() - t0
+            self.gw_a, gw_b = self.dep.gateways["SHFE"], self.dep.gateways["LME"]
+            ray.get(gw_b.push_market.remote([quote("LME.CA3M", BOOK_B)]))
+            ray.get(gw_b.quiesce.remote())
+            self.host_procs = {name: actor_process(h) for name, h in self.dep.hosts.items()}
+            self.gw_pid, _ = actor_process(self.gw_a)
+        except BaseException:
+            _stop(self.dep)
+            raise
+        return self
+
+    @staticmethod
+    def warm_up(deployments: list["BenchDeployment"], k: int = MAX_WINDOW + 10) -> None:
+        """``k`` rounds in every deployment at once (not timed): fills every z-score window, so
+        that the steady state is what is measured; the evaluation counters start after it."""
+        for i in range(k):
+            q = [quote("SHFE.cu", BOOKS_A[i % 2])]
+            ray.get([b.gw_a.push_market.remote(q) for b in deployments])
+            ray.get([b.gw_a.quiesce.remote() for b in deployments])
+        for b in deployments:
+            b._ev0, _ = _evaluations(b.dep.hosts)
+
+    def _cpu(self) -> tuple[int, int]:
+        return sum(process_cpu_ns(pid) for pid, _ in self.host_procs.values()), process_cpu_ns(self.gw_pid)
+
+    def rounds(self, k: int) -> None:
+        """``k`` rounds: one SHFE quote in (``push_market``), ``quiesce`` until every host took it."""
+        h0, g0 = self._cpu()
+        w0 = time.perf_counter()
+        for i in range(k):
+            q = quote("SHFE.cu", BOOKS_A[(len(self.samples) + i) % 2])
+            t = time.perf_counter()
+            ray.get(self.gw_a.push_market.remote([q]))
+            ray.get(self.gw_a.quiesce.remote())
+            self.samples.append((time.perf_counter() - t) * 1e6)
+        self.busy_s += time.perf_counter() - w0
+        h1, g1 = self._cpu()
+        self.host_cpu_ns += h1 - h0
+        self.gateway_cpu_ns += g1 - g0
+
+    def idle_start(self) -> None:
+        self._idle = (time.perf_counter(), *self._cpu())
+
+    def idle_end(self) -> None:
+        """What the same processes burn with no quotes (Ray's threads, the gateway's 2 ms timer),
+        in ns per s: subtracted pro rata so that the CPU per quote is what the quotes cost."""
+        assert self._idle is not None, "idle_start() first"
+        w, h, g = self._idle
+        h1, g1 = self._cpu()
+        wall = time.perf_counter() - w
+        self.idle_rates = ((h1 - h) / wall, (g1 - g) / wall)
+
+    def finish(self) -> dict[str, Any]:
+        """Check every instance evaluated every quote once and nothing triggered; stop; the figures.
+
+        Raises
+        ------
+        RuntimeError
+            If the hosts did not evaluate exactly ``n`` × rounds quotes, or a strategy triggered.
+        """
+        try:
+            ev1, intents = _evaluations(self.dep.hosts)
+            rss = [process_rss_mb(pid) for pid, _ in self.host_procs.values()]
+        finally:
+            _stop(self.dep)
+        n, rounds = self.n, len(self.samples)
+        if ev1 - self._ev0 != n * rounds:
+            raise RuntimeError(f"n={n}: {ev1 - self._ev0} evaluations for {rounds} quotes x {n} instances "
+                               "(a quote was not evaluated by every instance, or twice)")
+        if intents:
+            raise RuntimeError(f"n={n}: {intents} intents; entry_z was meant to be out of reach")
+        return {"round_us": list(self.samples), "start_s": self.start_s, "hosts": len(self.host_procs),
+                "host_nodes": sorted({node for _, node in self.host_procs.values()}),
+                "host_cpu_ns": self.host_cpu_ns, "gateway_cpu_ns": self.gateway_cpu_ns, "busy_s": self.busy_s,
+                "host_idle_cpu_ns_per_s": self.idle_rates[0], "gateway_idle_cpu_ns_per_s": self.idle_rates[1],
+                "host_rss_mb": rss, "evaluations": ev1 - self._ev0}
+
+
 def measure_deployment(tmp: Path, n: int, rounds: int, *, address: str, warmup: int = MAX_WINDOW + 10,
                        strategies_per_host: int = STRATEGIES_PER_HOST, idle_s: float = 1.0) -> dict[str, Any]:
     """Start a deployment of ``n`` instances on the running Ray, time ``rounds`` quote rounds, stop it.
 
-    Returns the raw figures: ``round_us`` (list), ``start_s``, ``hosts``, ``host_nodes``,
-    ``host_cpu_ns``, ``gateway_cpu_ns``, ``host_rss_mb`` (list per host), ``evaluations``.
-
-    Raises
-    ------
-    RuntimeError
-        If the hosts did not evaluate exactly ``n`` × rounds quotes, or a strategy triggered.
+    Returns the raw figures (:meth:`BenchDeployment.finish`): ``round_us`` (list), ``start_s``,
+    ``hosts``, ``host_nodes``, ``host_cpu_ns``, ``gateway_cpu_ns``, ``host_rss_mb`` (list per
+    host), ``evaluations``, the idle burn rates.
     """
-    from ..runtime.deploy import Deployment
-
-    cfg = build_config(tmp, n, namespace=f"bench-cluster-n{n}")
-    dep = Deployment(cfg, address=address, strategies_per_host=strategies_per_host)
-    t0 = time.perf_counter()
+    b = BenchDeployment(tmp, n, address=address, strategies_per_host=strategies_per_host).start()
     try:
-        dep.start()
-        start_s = time.perf_counter() - t0
-        gw_a, gw_b = dep.gateways["SHFE"], dep.gateways["LME"]
-        ray.get([gw_b.push_market.remote([quote("LME.CA3M", BOOK_B)])])
-        ray.get(gw_b.quiesce.remote())
-        for i in range(warmup):  # fill every z-score window (the steady state is what is measured)
-            ray.get(gw_a.push_market.remote([quote("SHFE.cu", BOOKS_A[i % 2])]))
-            ray.get(gw_a.quiesce.remote())
-        host_procs = {name: actor_process(h) for name, h in dep.hosts.items()}
-        gw_pid, _ = actor_process(gw_a)
-        ev0, _ = _evaluations(dep.hosts)
-        cpu0 = {name: process_cpu_ns(pid) for name, (pid, _) in host_procs.items()}
-        gcpu0 = process_cpu_ns(gw_pid)
-        samples = []
-        w0 = time.perf_counter()
-        for i in range(rounds):
-            q = quote("SHFE.cu", BOOKS_A[i % 2])
-            t = time.perf_counter()
-            ray.get(gw_a.push_market.remote([q]))
-            ray.get(gw_a.quiesce.remote())
-            samples.append((time.perf_counter() - t) * 1e6)
-        busy_s = time.perf_counter() - w0
-        cpu1 = {name: process_cpu_ns(pid) for name, (pid, _) in host_procs.items()}
-        gcpu1 = process_cpu_ns(gw_pid)
-        # what the same processes burn with no quotes (Ray's threads, the gateway's 2 ms timer):
-        # subtracted pro rata so that the CPU per quote is what the quotes cost
-        w1 = time.perf_counter()
+        BenchDeployment.warm_up([b], warmup)
+        b.rounds(rounds)
+        b.idle_start()
         time.sleep(idle_s)
-        idle_wall = time.perf_counter() - w1
-        idle_host = sum(process_cpu_ns(pid) for pid, _ in host_procs.values()) - sum(cpu1.values())
-        idle_gw = process_cpu_ns(gw_pid) - gcpu1
-        ev1, intents = _evaluations(dep.hosts)
-        rss = [process_rss_mb(pid) for pid, _ in host_procs.values()]
-    finally:
-        _stop(dep)
-    if ev1 - ev0 != n * rounds:
-        raise RuntimeError(f"n={n}: {ev1 - ev0} evaluations for {rounds} quotes x {n} instances "
-                           "(a quote was not evaluated by every instance, or twice)")
-    if intents:
-        raise RuntimeError(f"n={n}: {intents} intents; entry_z was meant to be out of reach")
-    return {"round_us": samples, "start_s": start_s, "hosts": len(host_procs),
-            "host_nodes": sorted({node for _, node in host_procs.values()}),
-            "host_cpu_ns": sum(cpu1[k] - cpu0[k] for k in cpu0), "gateway_cpu_ns": gcpu1 - gcpu0, "busy_s": busy_s,
-            "host_idle_cpu_ns_per_s": idle_host / idle_wall, "gateway_idle_cpu_ns_per_s": idle_gw / idle_wall,
-            "host_rss_mb": rss, "evaluations": ev1 - ev0}
+        b.idle_end()
+    except BaseException:
+        _stop(b.dep)
+        raise
+    return b.finish()
 
 
 def measure_core(cfg: DeploymentConfig, quotes: int, warmup: int = MAX_WINDOW + 10) -> float:
@@ -288,79 +375,165 @@ class AsyncEcho:
         return 0
 
 
+class FloorProbe:
+    """The floors, driven in blocks like a :class:`BenchDeployment`: one plain actor call, and a
+    round's two calls (``push_market`` + ``quiesce``) to a trivial async actor, with that
+    actor's CPU per call."""
+
+    def __init__(self) -> None:
+        self.echo, self.aecho = Echo.remote(), AsyncEcho.remote()
+        ray.get([self.echo.ping.remote(), self.aecho.quiesce.remote()])
+        self.pid, _ = actor_process(self.aecho)
+        self.call_us: list[float] = []
+        self.pq_us: list[float] = []
+        self.cpu_ns = 0
+        self.busy_s = 0.0
+        self.idle_rate = 0.0
+        self._idle: tuple[float, int] | None = None
+        self._q = quote("SHFE.cu", BOOKS_A[0])
+
+    def reset(self) -> None:
+        """Forget what was measured so far (after a warm-up)."""
+        self.call_us.clear()
+        self.pq_us.clear()
+        self.cpu_ns, self.busy_s = 0, 0.0
+
+    def rounds(self, k: int) -> None:
+        c0, w0 = process_cpu_ns(self.pid), time.perf_counter()
+        for _ in range(k):
+            t = time.perf_counter()
+            ray.get(self.echo.ping.remote())
+            self.call_us.append((time.perf_counter() - t) * 1e6)
+            t = time.perf_counter()
+            ray.get(self.aecho.push_market.remote([self._q]))
+            ray.get(self.aecho.quiesce.remote())
+            self.pq_us.append((time.perf_counter() - t) * 1e6)
+        self.busy_s += time.perf_counter() - w0
+        self.cpu_ns += process_cpu_ns(self.pid) - c0
+
+    def idle_start(self) -> None:
+        self._idle = (time.perf_counter(), process_cpu_ns(self.pid))
+
+    def idle_end(self) -> None:
+        assert self._idle is not None, "idle_start() first"
+        w, c = self._idle
+        self.idle_rate = (process_cpu_ns(self.pid) - c) / (time.perf_counter() - w)
+
+    def finish(self) -> dict[str, float]:
+        try:
+            rss = process_rss_mb(actor_process(self.echo)[0])
+        finally:
+            ray.kill(self.echo)
+            ray.kill(self.aecho)
+        calls = 2 * len(self.pq_us)
+        return {"floor_actor_call_us": statistics.median(self.call_us),
+                "floor_push_quiesce_us": statistics.median(self.pq_us),
+                "floor_async_actor_cpu_us_per_call": (self.cpu_ns - self.idle_rate * self.busy_s) / 1e3 / calls,
+                "floor_actor_rss_mb": rss}
+
+
 def measure_floors(samples: int) -> dict[str, float]:
-    """One plain actor round trip, a round's two calls to a trivial async actor, a bare actor's RSS."""
-    echo, aecho = Echo.remote(), AsyncEcho.remote()
-    try:
-        ray.get([echo.ping.remote(), aecho.quiesce.remote()])
-        call, pq = [], []
-        q = quote("SHFE.cu", BOOKS_A[0])
-        for _ in range(samples + 10):
-            t = time.perf_counter()
-            ray.get(echo.ping.remote())
-            call.append((time.perf_counter() - t) * 1e6)
-            t = time.perf_counter()
-            ray.get(aecho.push_market.remote([q]))
-            ray.get(aecho.quiesce.remote())
-            pq.append((time.perf_counter() - t) * 1e6)
-        pid, _ = actor_process(echo)
-        rss = process_rss_mb(pid)
-    finally:
-        ray.kill(echo)
-        ray.kill(aecho)
-    return {"floor_actor_call_us": statistics.median(call[10:]), "floor_push_quiesce_us": statistics.median(pq[10:]),
-            "floor_actor_rss_mb": rss}
+    """One plain actor round trip, a round's two calls to a trivial async actor (and that actor's
+    CPU per call), a bare actor's RSS."""
+    probe = FloorProbe()
+    probe.rounds(10)  # warm-up
+    probe.reset()
+    probe.rounds(samples)
+    probe.idle_start()
+    time.sleep(0.2)
+    probe.idle_end()
+    return probe.finish()
 
 
-def summarise(n: int, m: dict[str, Any], rounds: int) -> dict[str, float]:
-    """The per-N metrics of one :func:`measure_deployment` result."""
+def summarise(n: int, m: dict[str, Any], rounds: int, label: str = "") -> dict[str, float]:
+    """The metrics of one :func:`measure_deployment` result, named ``..._n{n}{label}``."""
+    x = f"n{n}{label}"
     p50 = percentile(m["round_us"], 0.5)
     host_gross = m["host_cpu_ns"] / 1e3 / rounds
     host_net = (m["host_cpu_ns"] - m["host_idle_cpu_ns_per_s"] * m["busy_s"]) / 1e3 / rounds
     return {
-        f"round_us_p50_n{n}": p50,
-        f"round_us_p99_n{n}": percentile(m["round_us"], 0.99),
-        f"cost_per_strategy_quote_us_n{n}": p50 / n,
-        f"host_cpu_gross_us_per_quote_n{n}": host_gross,
-        f"host_cpu_us_per_quote_n{n}": host_net,
-        f"host_cpu_us_per_strategy_quote_n{n}": host_net / n,
-        f"host_idle_cpu_ms_per_s_n{n}": m["host_idle_cpu_ns_per_s"] / 1e6,
-        f"gateway_cpu_us_per_quote_n{n}": (m["gateway_cpu_ns"] - m["gateway_idle_cpu_ns_per_s"] * m["busy_s"]) / 1e3 / rounds,
-        f"host_rss_mb_per_host_n{n}": statistics.fmean(m["host_rss_mb"]),
-        f"host_rss_mb_per_strategy_n{n}": sum(m["host_rss_mb"]) / n,
-        f"hosts_n{n}": float(m["hosts"]),
-        f"nodes_used_n{n}": float(len(m["host_nodes"])),
+        f"round_us_p50_{x}": p50,
+        f"round_us_p99_{x}": percentile(m["round_us"], 0.99),
+        f"cost_per_strategy_quote_us_{x}": p50 / n,
+        f"host_cpu_gross_us_per_quote_{x}": host_gross,
+        f"host_cpu_us_per_quote_{x}": host_net,
+        f"host_cpu_us_per_strategy_quote_{x}": host_net / n,
+        f"host_idle_cpu_ms_per_s_{x}": m["host_idle_cpu_ns_per_s"] / 1e6,
+        f"gateway_cpu_us_per_quote_{x}": (m["gateway_cpu_ns"] - m["gateway_idle_cpu_ns_per_s"] * m["busy_s"]) / 1e3 / rounds,
+        f"host_rss_mb_per_host_{x}": statistics.fmean(m["host_rss_mb"]),
+        f"host_cpu_us_per_host_quote_{x}": host_net / m["hosts"],
+        f"host_rss_mb_per_strategy_{x}": sum(m["host_rss_mb"]) / n,
+        f"hosts_{x}": float(m["hosts"]),
+        f"nodes_used_{x}": float(len(m["host_nodes"])),
     }
 
 
 # ------------------------------------------------------------------------------------- the run
 def run(quick: bool) -> dict[str, float]:
-    """Run the scale-out benchmark; returns metric name -> number (units in the names)."""
-    rounds = 60 if quick else 300
+    """Run the scale-out benchmark; returns metric name -> number (units in the names).
+
+    Every deployment (the four sizes and the 10-per-host variant) is started first, the
+    100-instance one on an empty cluster (``start_deployment_100_strategies_s``); the rounds
+    then run in blocks, the deployments and the floor probe taking turns in a rotating order,
+    so that all of them see the same machine load (this machine is shared).
+    """
+    rounds, blocks = (60, 6) if quick else (300, 10)
+    lo, hi = SIZES[0], SIZES[-1]
+    plan = [(hi, STRATEGIES_PER_HOST, "")] + [(n, STRATEGIES_PER_HOST, "") for n in SIZES if n != hi]
+    plan.append((hi, FEW_PER_HOST, f"_{FEW_PER_HOST}_per_host"))
     out: dict[str, float] = {}
     tmp = Path(tempfile.mkdtemp(prefix="xmc-bench-cluster-"))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     ray._common.utils.reset_ray_address()  # keep other processes' ray.init() off this cluster
+    running: dict[tuple[int, str], BenchDeployment] = {}
     try:
         workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
         ray.init(address=cluster.address, namespace="bench-cluster", log_to_driver=False)
         worker_ids = {w.node_id for w in workers}
-        out.update(measure_floors(50 if quick else 200))
-        results = {}
-        for n in SIZES:
-            results[n] = m = measure_deployment(tmp, n, rounds, address=cluster.address)
+        # the 100-instance deployment starts alone (its start time is reported), the others together
+        for i, (n, per_host, label) in enumerate(plan):
+            running[(n, label)] = BenchDeployment(tmp, n, address=cluster.address, strategies_per_host=per_host)
+            if i == 0:
+                running[(n, label)].start()
+        with ThreadPoolExecutor(len(plan) - 1) as pool:
+            list(pool.map(BenchDeployment.start, list(running.values())[1:]))
+        BenchDeployment.warm_up(list(running.values()))
+        floor = FloorProbe()
+        floor.rounds(10)  # warm-up, not counted below
+        floor.reset()
+        takers: list[Any] = [*running.values(), floor]
+        for k in range(blocks):
+            for t in takers[k % len(takers):] + takers[:k % len(takers)]:
+                t.rounds(rounds // blocks)
+        for t in takers:
+            t.idle_start()
+        time.sleep(1.0 if quick else 2.0)
+        for t in takers:
+            t.idle_end()
+        out.update(floor.finish())
+        with ThreadPoolExecutor(len(running)) as pool:  # stopping is slow (ledger flush): together
+            results = dict(zip(running, pool.map(BenchDeployment.finish, running.values())))
+        running.clear()
+        for key, m in results.items():
             if not set(m["host_nodes"]) <= worker_ids:
-                raise RuntimeError(f"n={n}: a strategy host ran outside the two worker nodes: {m['host_nodes']}")
-            out.update(summarise(n, m, rounds))
-        lo, hi = SIZES[0], SIZES[-1]
+                raise RuntimeError(f"n={key[0]}{key[1]}: a strategy host ran outside the two worker nodes: "
+                                   f"{m['host_nodes']}")
+        per = blocks * (rounds // blocks)
+        for n, _, label in plan:
+            out.update(summarise(n, results[(n, label)], per, label))
         out["core_eval_us_per_strategy_quote"] = measure_core(build_config(tmp, hi, namespace="core"), rounds)
         out["host_cpu_vs_core_ratio"] = out[f"host_cpu_us_per_strategy_quote_n{hi}"] / out["core_eval_us_per_strategy_quote"]
-        out[f"start_deployment_{hi}_strategies_s"] = results[hi]["start_s"]
+        out[f"start_deployment_{hi}_strategies_s"] = results[(hi, "")]["start_s"]
         out["marginal_us_per_strategy"] = (out[f"round_us_p50_n{hi}"] - out[f"round_us_p50_n{lo}"]) / (hi - lo)
         out[f"round_n{lo}_vs_floor_ratio"] = out[f"round_us_p50_n{lo}"] / out["floor_push_quiesce_us"]
         out[f"round_n{hi}_vs_n{lo}_ratio"] = out[f"round_us_p50_n{hi}"] / out[f"round_us_p50_n{lo}"]
-        out["rounds_per_n"] = float(rounds)
+        out["rounds_per_n"] = float(per)
     finally:
+        for b in running.values():  # only after a failure
+            try:
+                _stop(b.dep)
+            except Exception:  # noqa: BLE001 - the cluster goes away next anyway
+                pass
         ray.shutdown()
         cluster.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
