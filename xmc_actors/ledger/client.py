@@ -139,19 +139,23 @@ class LedgerClient:
         return s
 
     def emit(self, event: Event) -> None:
-        """Queue one event (fire-and-forget)."""
+        """Queue one event (fire-and-forget); sent within ``flush_ms`` (or at once when a batch is full)."""
         with self._cond:
-            if len(self._queue_locked(event, time.monotonic()).buffer) >= self.cfg.batch_size:
+            n = len(self._queue_locked(event, time.monotonic()).buffer)
+            if n == 1 or n >= self.cfg.batch_size:
+                # the first event of a batch starts its flush_ms timer: the pump may be sleeping
+                # on a longer wait computed while every buffer was empty
                 self._cond.notify()
 
     def emit_many(self, events: Iterable[Event]) -> None:
         """Queue several events (fire-and-forget)."""
         now = time.monotonic()
         with self._cond:
-            full = False
+            wake = False
             for e in events:
-                full = len(self._queue_locked(e, now).buffer) >= self.cfg.batch_size or full
-            if full:
+                n = len(self._queue_locked(e, now).buffer)
+                wake = wake or n == 1 or n >= self.cfg.batch_size
+            if wake:
                 self._cond.notify()
 
     def emit_durable(self, event: Event) -> Ack:
