@@ -100,3 +100,147 @@ def test_read_trail_with_a_shard_down_raises_naming_it_instead_of_returning_part
     with pytest.raises(ValueError, match="^kinds:"):
         asyncio.run(read_trail(shards, kinds=["NOPE"]))
     _stop(shards[:1])
+
+
+# -- a RiskGuard killed and reconstructed by Ray, in a hand-built deployment ---------------------
+T0 = 1_735_808_400_000_000_000
+CFG = {"ack_timeout_ms": 300, "cancel_timeout_ms": 300, "call_timeout_ms": 800, "query_backoff_ms": 20}
+
+
+@ray.remote(num_cpus=0)
+class StrategyStub:
+    def __init__(self) -> None:
+        self.done: list = []
+
+    def on_pair_done(self, summary: dict) -> None:
+        self.done.append(summary)
+
+    def halt(self, name: str, reason: str = "") -> None:
+        pass
+
+    def finished(self) -> list[str]:
+        return [s["decision_id"] for s in self.done]
+
+
+def _held_grant(coord) -> tuple[int, int, int] | None:
+    """(seq, issued_ns, expires_ns) of the grant the coordinator's checker holds."""
+    return ray.get(coord.__ray_call__.remote(
+        lambda self: None if self.book.checker.grant is None else
+        (self.book.checker.grant.seq, self.book.checker.grant.issued_ns, self.book.checker.grant.expires_ns)))
+
+
+def _wait(pred, timeout: float, what: str):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def test_a_killed_risk_guard_is_rebuilt_from_the_ledger_and_the_venues_and_grants_nothing_meanwhile(ray_ns, tmp_path):
+    import functools
+    from decimal import Decimal
+
+    import testkit
+
+    from xmc_actors.actors.coordinator import PairCoordinator
+    from xmc_actors.actors.gateway import VenueGateway
+    from xmc_actors.actors.risk_guard import ACTOR_NAME, RiskGuard
+    from xmc_actors.model import Account, FxPair, OrderType, TimeInForce
+    from xmc_actors.model.config import DeploymentConfig, FeedConfig, GatewayConfig
+    from xmc_actors.runtime.deploy import COORDINATOR_NAME, build_checker
+
+    # Arrange: ledger shard, two sim gateways, risk guard (restartable), coordinator, all named
+    ns = _ns(tmp_path)
+    lcfg = LedgerConfig(path=str(tmp_path / "ledger"), shards=1, flush_ms=2)
+    params = {"seed": 1, "enforce_sessions": False, "enforce_price_limits": False, "ack_timeout_ms": 200,
+              "network_latency": {"kind": "const", "mean_ms": 0.0}}
+    insts = [testkit.instrument("SHFE.cu"), testkit.instrument("LME.CA3M")]
+    dep = DeploymentConfig(
+        name="restart", venues=(testkit.venue("SHFE"), testkit.venue("LME")), instruments=tuple(insts),
+        fx=(FxPair(base="USD", quote="CNY", rate=Decimal("7.1")),), ledger=lcfg,
+        accounts=(Account(id="cn", broker="sim", venues=("SHFE",), currency="CNY", capital=Decimal(10_000_000)),
+                  Account(id="cn2", broker="sim", venues=("SHFE",), currency="CNY", capital=Decimal(5_000_000)),
+                  Account(id="us", broker="sim", venues=("LME",), currency="USD", capital=Decimal(2_000_000))),
+        gateways=(GatewayConfig(venue="SHFE", params=params, feed=FeedConfig()),
+                  GatewayConfig(venue="LME", params=params, feed=FeedConfig())),
+        risk={"check_sessions": False, "grant_refresh_ms": 100, "grant_ttl_ms": 1_000}, ray={"namespace": ns},
+    ).model_dump(mode="json", by_alias=True)
+    shards = start_ledger(lcfg, ns)
+    sink = LedgerClient(shards, lcfg)
+    gws = {v: VenueGateway.options(name=f"gateway-{v}", namespace=ns, num_cpus=0).remote(dep, f"gateway-{v}", sink,
+                                                                                           clock_mode="system")
+           for v in ("SHFE", "LME")}
+    ray.get([g.ready.remote() for g in gws.values()], timeout=30)
+    ray.get(gws["SHFE"].push_market.remote([testkit.quote("SHFE.cu", 72000, 72010, bid_size=50, ask_size=50)]))
+    ray.get(gws["LME"].push_market.remote([testkit.quote("LME.CA3M", 9800, 9800.5, bid_size=50, ask_size=50)]))
+    guard = RiskGuard.options(name=ACTOR_NAME, namespace=ns, max_restarts=-1, num_cpus=0).remote(dep, sink)
+    coord = PairCoordinator.options(name=COORDINATOR_NAME, namespace=ns, num_cpus=0).remote(
+        insts, gws, checker=functools.partial(build_checker, dep), sink=sink, config=CFG, name=COORDINATOR_NAME)
+    strat = StrategyStub.remote()
+    ray.get([coord.register_strategy.remote("s1", strat), coord.register_risk_guard.remote(guard)])
+    ray.get(coord.ready.remote(), timeout=30)
+    ray.get(guard.register_coordinator.remote(COORDINATOR_NAME, coord))
+    ray.get([g.subscribe.remote(guard, None) for g in gws.values()])
+    # three filled pairs (1, 2 and 1 lots)
+    for did, qty in (("p1", 1), ("p2", 2), ("p3", 1)):
+        intent = testkit.pair_intent(did, a=("SHFE.cu", "BUY", qty, "72010"), b=("LME.CA3M", "SELL", qty, "9800"),
+                                     accounts=("cn", "us"))
+        assert ray.get(coord.submit.remote(intent))["accepted"]
+    _wait(lambda: len(ray.get(strat.finished.remote())) == 3, 15, "three pairs finished")
+    _wait(lambda: ray.get(guard.status.remote())["positions"]["accounts"] == {"cn": {"SHFE.cu": 4}, "us": {"LME.CA3M": -4}},
+          10, "the guard booked the three pairs")
+    # a lot the guard never heard of: bought at the venue outside any pair (account cn2)
+    manual = testkit.order("SHFE.cu", "BUY", 1, "72010", decision_id="manual", account="cn2",
+                           order_type=OrderType.IOC, tif=TimeInForce.IOC)
+    ray.get(gws["SHFE"].place.remote(manual))
+    ray.get(guard.regrant_all.remote())
+    before = ray.get(guard.status.remote())
+    seq_before = _held_grant(coord)
+    sink.flush(10)
+
+    # Act: kill the guard's process; Ray reconstructs it, and it rebuilds on its own
+    ray.kill(guard, no_restart=False)
+    seen: list[tuple[int, int, int]] = []
+
+    def rebuilt():
+        g = _held_grant(coord)
+        if g is not None and (not seen or seen[-1] != g):
+            seen.append(g)
+        try:
+            st = ray.get(guard.status.remote(), timeout=2)
+        except Exception:  # noqa: BLE001 - still restarting
+            return None
+        return st if st["reconstructed"] and st["last_rebuild"] and not st["rebuilding"] else None
+
+    after = _wait(rebuilt, 30, "the reconstructed guard rebuilt")
+    _wait(lambda: (_held_grant(coord) or (0,))[0] > seq_before[0], 5, "a grant after the rebuild reached the coordinator")
+    seen.append(_held_grant(coord))
+    trail = asyncio.run(read_trail(shards, kinds=["RISK_DECISION", "RECONCILE", "ALERT"]))
+
+    # Assert: same positions and occupancy for the accounts the pairs used; the venue-only lot found
+    rep = after["last_rebuild"]
+    assert rep["ok"] and rep["booked_pairs"] == 3 and rep["unverified_venues"] == []
+    assert rep["mismatches"] == [{"account": "cn2", "instrument": "SHFE.cu", "ledger": 0, "venue": 1, "difference": 1}]
+    assert after["positions"]["strategies"]["s1"] == before["positions"]["strategies"]["s1"]
+    assert after["positions"]["accounts"] == {**before["positions"]["accounts"], "cn2": {"SHFE.cu": 1}}
+    # margin is valued at the marks: the fills' prices until the re-subscribed quotes arrive again
+    same = _wait(lambda: (lambda st: st if all(st["occupancy"][a] == before["occupancy"][a] for a in ("cn", "us"))
+                          else None)(ray.get(guard.status.remote())), 5, "occupancy as before the kill")
+    assert same["overall"]["used"] > before["overall"]["used"]  # plus the venue-only lot of cn2
+    rebuilt_ev = [e for e in trail if e.reason == "REBUILT"]
+    assert len(rebuilt_ev) == 1 and rebuilt_ev[0].payload["mismatches"] == rep["mismatches"]
+    assert [e.payload["difference"] for e in trail if e.reason == "POSITION_MISMATCH"] == [1]
+    assert any(e.payload.get("monitor") == "position_mismatch" and e.payload.get("level") == "orange" for e in trail)
+    # no grant was extended while the guard was down or rebuilding: the coordinator held its
+    # pre-kill grant until one issued after the rebuild, whose seq is past the old ones
+    rebuilt_ns = rebuilt_ev[0].ts_ns
+    assert all(g == seq_before or g[1] >= rebuilt_ns for g in seen), (seq_before, seen, rebuilt_ns)
+    assert seen[-1][0] > seq_before[0]
+    client_stats = sink.stats()
+    sink.close(5)
+    _stop([coord, strat, *gws.values(), *shards])
+    ray.kill(guard, no_restart=True)
+    assert client_stats["refused"] == 0

@@ -232,3 +232,16 @@ def test_a_failed_rebuild_refuses_new_entries_but_lets_rollbacks_through_with_a_
     assert chk.allows_order("s1", "SHFE", "SHFE.cu", True, clock.now_ns()) is None      # a rollback order
     failed = [e for e in sink.events if e.kind is EventKind.RISK_DECISION and e.reason == "REBUILD_FAILED"]
     assert failed and "ledger-0" in failed[0].payload["error"]
+
+
+def test_rebuild_books_the_summaries_pushed_while_the_guard_was_down_before_comparing_with_the_venues() -> None:
+    # Arrange: d1 booked before the crash; d2 finished while the guard was down (its push was lost)
+    g1, sink, _ = core()
+    g1.on_pair_done(summary("d1"))
+    d2 = summary("d2")
+    # Act: the coordinator still holds both summaries; the venues hold both pairs
+    g2, _, _ = core()
+    rep = g2.rebuild(sink.events, {"cn": {"SHFE.cu": 2}, "us": {"LME.CA3M": -2}}, summaries=[summary("d1"), d2])
+    # Assert
+    assert rep.caught_up == 1 and rep.mismatches == []
+    assert g2.book.strategy["s1"] == {"SHFE.cu": 2, "LME.CA3M": -2}

@@ -12,6 +12,12 @@ commands find it by that name). Contract (docs/architecture.md, "Risk guard"):
   call returns once they have all acknowledged (or the timeout passed), with per-coordinator
   results and the elapsed time.
 * ``set_limit(section, key, field, value, operator)``, ``status()``, ``rebuild(events, venue_positions)``.
+* Restart: when Ray reconstructs the actor (``max_restarts``), it rebuilds before granting
+  anything: the ledger trail read through the shard actors (``ledger-<n>``), the coordinators'
+  latest pair summaries, and each gateway's ``positions()``; ``rebuild_from_ledger()`` does the
+  same on demand. While it rebuilds it grants nothing: coordinators keep enforcing their last
+  grant until it expires (``grant_ttl_ms``), after which only reduce-only orders pass. A rebuild
+  that cannot read the ledger leaves the guard in global REDUCING with a red alert.
 """
 from __future__ import annotations
 
@@ -19,21 +25,25 @@ import asyncio
 import logging
 import time
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import ray
 
 from ..core.alerts import Alert, CallbackAlertSink, sinks_from_config
 from ..core.clock import Clock, SystemClock
 from ..core.risk_guard import GuardOutput, RiskGuardCore
-from ..core.risk_rules import FxProvider, GrantAck, fx_from_book
+from ..core.risk_rules import FxProvider, GrantAck, fx_from_book, scope_key
 from ..core.sink import EventSink, MemorySink
+from ..ledger.reader import read_trail
 from ..model.config import DeploymentConfig
 from ..model.events import Event
 from ..model.quotes import Quote
 from ..model.risk import TradingState
 
 ACTOR_NAME = "risk-guard"
+COORDINATOR_NAME = "coordinator"  # runtime.deploy.COORDINATOR_NAME (not imported: deploy imports this module)
+#: what a rebuild reads from the ledger (the rest of the trail is not the guard's business)
+REBUILD_KINDS = ["OPERATOR", "RISK_DECISION", "ALERT", "LIFECYCLE"]
 log = logging.getLogger("xmc.risk")
 
 
@@ -56,8 +66,33 @@ class RiskGuard:
 
     def __init__(self, deployment: DeploymentConfig | dict[str, Any], sink: EventSink | None = None, *,
                  fx: FxProvider | None = None, clock: Clock | None = None, push_timeout_s: float = 2.0,
-                 refresh: bool = True) -> None:
+                 refresh: bool = True, ledger_shards: Sequence[Any] | None = None,
+                 gateways: Mapping[str, Any] | None = None, rebuild_on_start: bool | None = None,
+                 rebuild_timeout_s: float = 20.0, namespace: str | None = None) -> None:
+        """
+        Parameters
+        ----------
+        deployment
+            The deployment (limits, instruments, venues, accounts, FX, ledger and gateways).
+        sink
+            Where events go (the ledger client); ``None``: kept in memory (tests).
+        ledger_shards, gateways
+            Handles of the ledger shards (in shard order) and of the gateways (venue -> handle)
+            a rebuild reads. ``None``: found by their actor names (``ledger-<n>``,
+            ``gateway-<VENUE>``, and the coordinators the ledger names) in ``namespace``.
+            Handles survive the actor's restarts (Ray keeps the constructor's arguments).
+        namespace
+            Where the deployment's named actors are; ``None``: ``deployment.ray.namespace``
+            (what ``runtime.deploy`` uses).
+        rebuild_on_start
+            Rebuild from the ledger and the venues before granting anything. ``None``: when
+            Ray reconstructed this actor (``was_current_actor_reconstructed``).
+        rebuild_timeout_s
+            How long a rebuild retries reading the ledger (shards restarting too) before it
+            gives up into global REDUCING.
+        """
         dep = deployment if isinstance(deployment, DeploymentConfig) else DeploymentConfig.model_validate(deployment)
+        self.dep = dep
         self.clock = clock or SystemClock()
         self.memory = MemorySink() if sink is None else None
         self.sink = sink or self.memory
@@ -65,11 +100,20 @@ class RiskGuard:
             from ..core.pricing import fx_book_from_config
 
             fx = fx_from_book(fx_book_from_config(dep.fx, max_lag_days=7), self.clock)
+        self.fx = fx
         self._counter = _metrics()
-        self.core = RiskGuardCore(dep.risk, {i.id: i for i in dep.instruments}, {v.code: v for v in dep.venues},
-                                  dep.accounts, fx, clock=self.clock, sink=self.sink, base_currency=dep.base_currency,
-                                  sinks=[CallbackAlertSink(self._metric)])
+        self.core = self._new_core()
         self.remote_sinks = sinks_from_config(dep.risk.sinks)
+        self._ledger_shards = list(ledger_shards) if ledger_shards is not None else None
+        self._gateways = dict(gateways) if gateways is not None else None
+        self.rebuild_timeout_s = rebuild_timeout_s
+        self.namespace = namespace or dep.ray.namespace
+        self.rebuilding = False
+        self.last_rebuild: dict[str, Any] | None = None
+        self._rebuild_task: asyncio.Task[Any] | None = None
+        self._held_summaries: list[dict[str, Any]] = []
+        self._held_states: list[tuple[str, str | None, TradingState]] = []
+        self.grants_skipped = 0
         self.handles: dict[str, Any] = {}
         self.push_timeout_s = push_timeout_s
         self._locks: dict[str, asyncio.Lock] = {}
@@ -81,6 +125,18 @@ class RiskGuard:
             self.reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
         except Exception:  # noqa: BLE001
             pass
+        if self.reconstructed if rebuild_on_start is None else rebuild_on_start:
+            self.rebuilding = True  # nothing is granted until the rebuild is done
+            try:  # Ray runs an async actor's constructor on its event loop
+                self._rebuild_task = asyncio.get_running_loop().create_task(self._rebuild_on_start())
+            except RuntimeError:
+                pass  # no loop (constructed outside Ray): ready() starts it
+
+    def _new_core(self) -> RiskGuardCore:
+        dep = self.dep
+        return RiskGuardCore(dep.risk, {i.id: i for i in dep.instruments}, {v.code: v for v in dep.venues},
+                             dep.accounts, self.fx, clock=self.clock, sink=self.sink, base_currency=dep.base_currency,
+                             sinks=[CallbackAlertSink(self._metric)])
 
     def _metric(self, a: Alert) -> None:
         if self._counter is not None:
@@ -95,6 +151,8 @@ class RiskGuard:
         self.core.register_coordinator(name, Decimal(str(weight)))
         self.handles[name] = handle
         self._ensure_loop()
+        if self.rebuilding:
+            return {"coordinator": name, "acked_seq": None, "rebuilding": True}
         ack = await self._grant(name)
         return {"coordinator": name, "acked_seq": ack.seq if ack else None}
 
@@ -104,17 +162,23 @@ class RiskGuard:
     async def _grant(self, name: str) -> GrantAck | None:
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:  # one grant in flight per coordinator: acks match their grants
-            h = self.handles.get(name)
-            if h is None:
-                return None
-            grant = self.core.make_grant(name)
-            try:
-                ack = await asyncio.wait_for(_await(h.on_risk_grant.remote(grant)), self.push_timeout_s)
-            except Exception as e:  # noqa: BLE001 - unreachable: its slice stays counted, its grant expires
-                log.warning("grant to %s not acknowledged: %s", name, e)
-                return None
-            ack = ack if isinstance(ack, GrantAck) else None
-            self.core.on_grant_ack(grant, ack)
+            for _ in range(2):
+                h = self.handles.get(name)
+                if h is None:
+                    return None
+                if self.rebuilding:  # positions unknown: grant nothing, the last grant runs out
+                    self.grants_skipped += 1
+                    return None
+                grant = self.core.make_grant(name)
+                try:
+                    ack = await asyncio.wait_for(_await(h.on_risk_grant.remote(grant)), self.push_timeout_s)
+                except Exception as e:  # noqa: BLE001 - unreachable: its slice stays counted, its grant expires
+                    log.warning("grant to %s not acknowledged: %s", name, e)
+                    return None
+                ack = ack if isinstance(ack, GrantAck) else None
+                if not self.core.on_grant_ack(grant, ack):
+                    return ack
+                # it holds a grant of this guard's previous life (higher seq): grant again past it
             return ack
 
     async def regrant_all(self) -> dict[str, int | None]:
@@ -131,6 +195,8 @@ class RiskGuard:
     async def _refresh_loop(self) -> None:
         while True:
             await asyncio.sleep(self.core.cfg.grant_refresh_ms / 1000)
+            if self.rebuilding:
+                continue
             try:
                 await self._handle(self.core.tick())
                 await self.regrant_all()
@@ -140,6 +206,9 @@ class RiskGuard:
     # -- inputs -----------------------------------------------------------------------------------
     async def on_pair_done(self, summary: dict[str, Any]) -> int:
         """A coordinator finished a pair. Returns the number of alerts it raised."""
+        if self.rebuilding:  # booked into the rebuilt core once it is there
+            self._held_summaries.append(summary)
+            return 0
         out = self.core.on_pair_done(summary)
         await self._handle(out)
         return len(out.alerts)
@@ -153,6 +222,8 @@ class RiskGuard:
         self.core.on_quotes(quotes)
 
     async def tick(self) -> int:
+        if self.rebuilding:
+            return 0
         out = self.core.tick()
         await self._handle(out)
         return len(out.alerts)
@@ -195,6 +266,8 @@ class RiskGuard:
             ev = self.core.set_trading_state(scope, key, TradingState(state), operator, reason)
         except ValueError as e:
             return {"ok": False, "error": str(e)}
+        if self.rebuilding:  # pushed now, and applied again to the rebuilt core
+            self._held_states.append((scope, key, TradingState(state)))
         acks = await self._broadcast(scope, key, TradingState(state), operator)
         elapsed = (time.perf_counter() - t0) * 1000
         await self.regrant_all()  # a pushed state holds with the more severe grant state until a grant agrees
@@ -211,6 +284,8 @@ class RiskGuard:
         return await self.set_trading_state(scope, key, TradingState.ACTIVE.value, operator, reason)
 
     async def set_limit(self, section: str, key: str | None, field: str | None, value: Any, operator: str) -> dict[str, Any]:
+        if self.rebuilding:
+            return {"ok": False, "error": "risk guard is rebuilding after a restart: retry in a few seconds"}
         try:
             self.core.set_limit(section, key, field, value, operator)
         except ValueError as e:
@@ -223,6 +298,9 @@ class RiskGuard:
         st = self.core.status()
         st["registered"] = list(self.handles)
         st["reconstructed"] = self.reconstructed
+        st["rebuilding"] = self.rebuilding
+        st["last_rebuild"] = self.last_rebuild
+        st["grants_skipped"] = self.grants_skipped
         return st
 
     async def events(self, kind: str | None = None) -> list[Event]:
@@ -230,11 +308,204 @@ class RiskGuard:
         return [e for e in evs if kind is None or e.kind.value == kind]
 
     async def rebuild(self, events: list[Event], venue_positions: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
+        """Rebuild the current core from given events and venue positions (tools and tests; a
+        restart uses :meth:`rebuild_from_ledger`, which reads them itself)."""
         rep = self.core.rebuild(events, venue_positions)
+        await self._handle(rep.output)
         await self.regrant_all()
-        return {"events_read": rep.events_read, "booked_pairs": rep.booked_pairs, "mismatches": rep.mismatches,
-                "states": {k: v.value for k, v in rep.states.items()},
-                "open_reservations": {c: {p: str(v) for p, v in r.items()} for c, r in rep.open_reservations.items()}}
+        return rep.as_dict()
+
+    async def rebuild_from_ledger(self) -> dict[str, Any]:
+        """Rebuild positions, reservations, states, limits and alerts from the ledger and the venues, now.
+
+        What a restarted guard does on start (the ops CLI or a test may call it on a running
+        guard too): this guard's own events are flushed to the ledger first, then a fresh core
+        is rebuilt from the trail (:func:`~xmc_actors.ledger.reader.read_trail`), the
+        coordinators' latest summaries and the gateways' ``positions()``, and replaces the
+        current one. Nothing is granted meanwhile; operator state changes made meanwhile are
+        pushed at once and kept; summaries that arrive meanwhile are booked after.
+
+        Returns
+        -------
+        dict
+            ``ok``; on success the report (``events_read``, ``booked_pairs``, ``mismatches``
+            with account / instrument / ledger / venue / difference, ``unverified_venues``,
+            ``open_reservations``, ``caught_up``, ``states``), ``venue_errors`` and ``elapsed_ms``;
+            on failure ``error`` (the guard is then in global REDUCING).
+        """
+        if self._rebuild_task is not None and not self._rebuild_task.done():
+            return await asyncio.shield(self._rebuild_task)
+        self.rebuilding = True
+        self._rebuild_task = asyncio.get_running_loop().create_task(self._run_rebuild(live=True))
+        return await asyncio.shield(self._rebuild_task)
+
+    async def _rebuild_on_start(self) -> dict[str, Any]:
+        return await self._run_rebuild(live=False)
+
+    def _namespace(self) -> str | None:
+        return self.namespace
+
+    def _find_ledger(self) -> list[Any]:
+        if self._ledger_shards is not None:
+            return self._ledger_shards
+        ns = self._namespace()
+        return [ray.get_actor(f"ledger-{i}", namespace=ns) for i in range(self.dep.ledger.shards)]
+
+    def _find_gateways(self) -> tuple[dict[str, list[Any]], dict[str, str]]:
+        """venue -> gateway handles, and venue -> why a gateway could not be found."""
+        found: dict[str, list[Any]] = {}
+        errors: dict[str, str] = {}
+        if self._gateways is not None:
+            return {v: [h] for v, h in self._gateways.items()}, errors
+        ns = self._namespace()
+        for g in self.dep.gateways:
+            try:
+                found.setdefault(g.venue, []).append(ray.get_actor(g.actor_name, namespace=ns))
+            except Exception as e:  # noqa: BLE001 - not found: its venue is not verified
+                errors[g.venue] = f"{g.actor_name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        return found, errors
+
+    def _find_coordinator(self, name: str) -> Any:
+        try:
+            return ray.get_actor(name, namespace=self._namespace())
+        except Exception:  # noqa: BLE001 - gone, or not a named actor
+            return None
+
+    async def _venue_positions(self, gws: dict[str, list[Any]], errors: dict[str, str]) -> tuple[dict[str, dict[str, int]], list[str]]:
+        calls = [(v, h.positions.remote()) for v, hs in gws.items() for h in hs]
+        res = await asyncio.gather(*(asyncio.wait_for(_await(r), self.push_timeout_s * 2) for _, r in calls),
+                                   return_exceptions=True)
+        out: dict[str, dict[str, int]] = {}
+        failed: set[str] = set(errors)
+        for (venue, _), r in zip(calls, res):
+            if isinstance(r, BaseException) or not isinstance(r, dict):
+                failed.add(venue)
+                errors.setdefault(venue, f"positions(): {type(r).__name__}: {r}"[:300])
+                continue
+            for acc, pos in r.items():
+                slot = out.setdefault(str(acc), {})
+                for inst, q in pos.items():
+                    slot[str(inst)] = slot.get(str(inst), 0) + int(q)
+        return out, sorted(set(gws) - failed)
+
+    async def _coordinator_summaries(self) -> list[dict[str, Any]]:
+        names = list(self.handles)
+        refs = [self.handles[n].summaries.remote() for n in names]
+        res = await asyncio.gather(*(asyncio.wait_for(_await(r), self.push_timeout_s * 2) for r in refs),
+                                   return_exceptions=True)
+        out: list[dict[str, Any]] = []
+        for n, r in zip(names, res):
+            if isinstance(r, BaseException):
+                log.warning("rebuild: summaries of coordinator %s not read: %s", n, r)
+            elif isinstance(r, list):
+                out += [x for x in r if isinstance(x, dict)]
+        return sorted(out, key=lambda x: int(x.get("ts_ns") or 0))
+
+    async def _run_rebuild(self, live: bool) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        try:
+            if live:
+                try:
+                    await self.flush_sink()  # our own BOOKED / OPERATOR events must be in what we read
+                except Exception as e:  # noqa: BLE001 - read what is there; the venues correct the rest
+                    log.warning("rebuild: own events not flushed: %s", e)
+            deadline = time.monotonic() + self.rebuild_timeout_s
+            attempt = 0
+            while True:  # the shards may be restarting too (a lost node): retry until the deadline
+                attempt += 1
+                try:
+                    shards = self._find_ledger()
+                    events = await read_trail(shards, kinds=REBUILD_KINDS,
+                                              timeout_s=max(1.0, deadline - time.monotonic()))
+                    break
+                except Exception as e:  # noqa: BLE001 - LedgerError, ValueError (no such actor), Ray errors
+                    err = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                    if time.monotonic() >= deadline:
+                        return await self._fail_rebuild(f"ledger not readable after {attempt} attempt(s): {err}", t0)
+                    await asyncio.sleep(min(0.25 * attempt, 2.0))
+            names = {str(e.payload.get("coordinator")) for e in events
+                     if e.kind.value == "LIFECYCLE" and e.reason == "COORDINATOR_REGISTERED" and e.payload.get("coordinator")}
+            names.add(COORDINATOR_NAME)  # the deployment's, in case its registration record was lost
+            for n in sorted(names - set(self.handles)):
+                h = self._find_coordinator(n)
+                if h is not None:
+                    self.handles[n] = h
+            summaries = await self._coordinator_summaries()
+            gws, venue_errors = self._find_gateways()
+            positions, venues_ok = await self._venue_positions(gws, venue_errors)
+            old, new = self.core, self._new_core()
+            rep = new.rebuild(events, positions, venues=venues_ok, summaries=summaries)
+            self._install_rebuilt(old, new, live)
+            out = rep.output
+            for sm in self._held_summaries:
+                out.extend(new.on_pair_done(sm))
+            self._held_summaries = []
+            out.extend(new.rebuild_succeeded())
+            self.rebuilding = False
+            self.last_rebuild = {"ok": True, **rep.as_dict(), "venue_errors": venue_errors,
+                                 "elapsed_ms": (time.perf_counter() - t0) * 1000}
+            log.warning("risk guard rebuilt: %d events, %d pairs, %d mismatches, unverified venues %s",
+                        rep.events_read, rep.booked_pairs, len(rep.mismatches), rep.unverified_venues)
+            self._resubscribe(gws)
+            self._ensure_loop()
+            out.regrant = True
+            await self._handle(out)
+            return self.last_rebuild
+        except Exception as e:  # noqa: BLE001 - never trade on a half-built picture
+            log.exception("risk guard rebuild failed")
+            return await self._fail_rebuild(f"{type(e).__name__}: {e}", t0)
+
+    def _install_rebuilt(self, old: RiskGuardCore, new: RiskGuardCore, live: bool) -> None:
+        """Swap in the rebuilt core, keeping what the running guard knows better than the ledger."""
+        if live:  # the running guard's leases and acks are exact; the ledger has none
+            new.leases, new.acked = old.leases, dict(old.acked)
+            for c, pending in old.booked_pending.items():
+                mine = new.booked_pending.setdefault(c, [])
+                mine += [d for d in pending if d not in mine]
+        new.seq = max(new.seq, old.seq)
+        for name in self.handles:
+            if name not in new.leases.weights:
+                new.register_coordinator(name, old.leases.weights.get(name, Decimal(1)))
+        for scope, key, st in self._held_states:  # pushed while rebuilding: newer than what was read
+            sk = scope_key(scope, key)
+            if st is TradingState.ACTIVE:
+                new.states.pop(sk, None)
+            else:
+                new.states[sk] = st
+        self._held_states = []
+        self.core = new
+
+    async def _fail_rebuild(self, reason: str, t0: float) -> dict[str, Any]:
+        out = self.core.rebuild_failed(reason)
+        for sm in self._held_summaries:
+            out.extend(self.core.on_pair_done(sm))
+        self._held_summaries = []
+        if not self.handles:  # the trail named nobody: try the deployment's coordinator by name
+            h = self._find_coordinator(COORDINATOR_NAME)
+            if h is not None:
+                self.handles[COORDINATOR_NAME] = h
+        for name in self.handles:
+            if name not in self.core.leases.weights:
+                self.core.register_coordinator(name)
+        self.rebuilding = False
+        self.last_rebuild = {"ok": False, "error": reason, "elapsed_ms": (time.perf_counter() - t0) * 1000}
+        self._ensure_loop()
+        out.regrant = True
+        await self._handle(out)
+        return self.last_rebuild
+
+    def _resubscribe(self, gws: dict[str, list[Any]]) -> None:
+        """Quotes (marks) again: a gateway drops a subscriber whose push failed (this actor, while down)."""
+        try:
+            me = ray.get_runtime_context().current_actor
+        except Exception:  # noqa: BLE001 - not inside an actor
+            return
+        for hs in gws.values():
+            for h in hs:
+                try:
+                    h.subscribe.remote(me, None)
+                except Exception as e:  # noqa: BLE001
+                    log.warning("rebuild: re-subscribing to a gateway failed: %s", e)
 
     async def flush_sink(self) -> None:
         """Wait until the events this actor emitted are acknowledged by the ledger (shutdown)."""
@@ -243,4 +514,6 @@ class RiskGuard:
             await aflush()
 
     async def ready(self) -> bool:
+        if self.rebuilding and self._rebuild_task is None:
+            self._rebuild_task = asyncio.get_running_loop().create_task(self._rebuild_on_start())
         return True

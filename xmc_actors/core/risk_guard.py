@@ -71,6 +71,7 @@ class RebuildReport:
     states: dict[str, TradingState] = field(default_factory=dict)
     limit_changes: int = 0
     coordinators: dict[str, Decimal] = field(default_factory=dict)   # registered before the restart -> weight
+    caught_up: int = 0                                               # summaries booked from the coordinators
     output: GuardOutput = field(default_factory=GuardOutput)        # alerts / state changes to send on
 
     def as_dict(self) -> dict[str, Any]:
@@ -79,7 +80,7 @@ class RebuildReport:
                 "mismatches": list(self.mismatches), "unverified_venues": list(self.unverified_venues),
                 "states": {k: v.value for k, v in self.states.items()}, "limit_changes": self.limit_changes,
                 "open_reservations": {c: {p: str(v) for p, v in r.items()} for c, r in self.open_reservations.items()},
-                "coordinators": {c: str(w) for c, w in self.coordinators.items()}}
+                "coordinators": {c: str(w) for c, w in self.coordinators.items()}, "caught_up": self.caught_up}
 
 
 def check_operator(operator: object) -> str:
@@ -392,7 +393,7 @@ class RiskGuardCore:
 
     # -- restart ----------------------------------------------------------------------------------
     def rebuild(self, events: Iterable[Event], venue_positions: Mapping[str, Mapping[str, int]],
-                venues: Iterable[str] | None = None) -> RebuildReport:
+                venues: Iterable[str] | None = None, summaries: Iterable[dict[str, Any]] = ()) -> RebuildReport:
         """Rebuild positions, reservations, trading states, limits and open alerts after a restart.
 
         Call it on a fresh core (nothing booked yet): it adds what the ledger says to what the
@@ -415,6 +416,11 @@ class RiskGuardCore:
             The venues whose positions are in ``venue_positions`` (their gateways answered).
             Instruments of other venues keep the ledger's positions and their venues are
             listed in ``unverified_venues``. ``None``: every venue reported.
+        summaries
+            The coordinators' latest pair summaries (``coordinator.summaries()``), booked after
+            the ledger is replayed and before the venues are compared: a summary pushed while
+            the guard was down is booked now; one already booked changes nothing (only a
+            difference is booked). Counted in ``caught_up``.
 
         Returns
         -------
@@ -493,6 +499,13 @@ class RiskGuardCore:
                 if coord not in self.leases.weights:
                     self.register_coordinator(coord)
                 self.leases.counted[coord] = dict(res)
+        # summaries the coordinators pushed while the guard was down (or not yet in the ledger)
+        for sm in summaries:
+            n = len(self.booked_lots)
+            revised = self.counters.get("revised_summary", 0)
+            rep.output.extend(self.on_pair_done(sm))
+            if len(self.booked_lots) > n or self.counters.get("revised_summary", 0) > revised:
+                rep.caught_up += 1
         # the venues are the truth for account positions (of the venues that answered)
         verified = None if venues is None else set(venues)
 
