@@ -244,3 +244,28 @@ def test_a_killed_risk_guard_is_rebuilt_from_the_ledger_and_the_venues_and_grant
     _stop([coord, strat, *gws.values(), *shards])
     ray.kill(guard, no_restart=True)
     assert client_stats["refused"] == 0
+
+
+def test_a_guard_that_cannot_read_the_ledger_on_start_reduces_globally_with_a_red_alert_instead_of_trading_blind(ray_ns, tmp_path):
+    import testkit
+
+    from xmc_actors.actors.risk_guard import RiskGuard
+    from xmc_actors.model.config import DeploymentConfig
+
+    # Arrange: the only ledger shard is dead (no restart)
+    lcfg = LedgerConfig(path=str(tmp_path / "ledger"), shards=1, flush_ms=2)
+    (shard,) = start_ledger(lcfg, _ns(tmp_path), max_restarts=0)
+    ray.kill(shard, no_restart=True)
+    dep = DeploymentConfig(name="blind", venues=(testkit.venue("SHFE"),), instruments=(testkit.instrument("SHFE.cu"),),
+                           ledger=lcfg, ray={"namespace": _ns(tmp_path)})
+    # Act: a guard told to rebuild on start (as a reconstructed one does)
+    guard = RiskGuard.options(num_cpus=0).remote(dep, ledger_shards=[shard], gateways={}, rebuild_on_start=True,
+                                                 rebuild_timeout_s=1.0)
+    st = _wait(lambda: (lambda s: s if s["last_rebuild"] else None)(ray.get(guard.status.remote())), 15, "rebuild gave up")
+    # Assert
+    assert st["last_rebuild"]["ok"] is False and "ledger-0" in st["last_rebuild"]["error"]
+    assert st["trading_states"] == {"global": "REDUCING"} and not st["rebuilding"]
+    assert [(a["monitor"], a["level"], a["action"]) for a in st["open_alerts"]] == [("rebuild", "red", "reduce")]
+    failed = ray.get(guard.events.remote("RISK_DECISION"))
+    assert [e.reason for e in failed] == ["REBUILD_FAILED"]
+    ray.kill(guard, no_restart=True)
