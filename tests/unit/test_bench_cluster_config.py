@@ -23,6 +23,13 @@ def test_bench_config_has_n_zscore_instances_on_one_pair_with_fifty_yaml_variant
     assert cfg.ray.strategy_cpus == bench.HOST_CPUS > 0
 
 
+def test_quick_mode_config_divides_the_windows_and_keeps_them_valid(tmp_path):
+    # Act
+    cfg = bench.build_config(tmp_path, 5, namespace="bench-quick", window_div=5)
+    # Assert
+    assert [s.params["window"] for s in cfg.strategies] == [v[0] // 5 for v in bench.VARIANTS]
+
+
 def test_bench_quotes_after_warmup_run_full_zscore_in_every_instance_and_never_trigger(tmp_path):
     # Arrange: the instances the runtime would build from the bench's configuration
     cfg = bench.build_config(tmp_path, 5, namespace="bench-core")

@@ -49,7 +49,8 @@ Metrics, for each N (``_n{N}``):
   ``host_rss_mb_per_strategy_n{N}`` (all hosts' RSS / N); ``hosts_n{N}``, ``nodes_used_n{N}``
   (distinct nodes running hosts);
 - the same metrics for the 100 instances grouped ``FEW_PER_HOST`` (10) to a host
-  (``..._n100_10_per_host``: 10 host actors), to weigh fewer big hosts against more small ones;
+  (``..._n100_10_per_host``: 10 host actors), to weigh fewer big hosts against more small ones
+  (full mode only; quick mode also divides the windows by 5 to shorten the warm-up);
 - ``core_eval_us_per_strategy_quote``: the same 100 instances in one ``StrategyHostCore`` in the
   driver's process (no Ray): what the strategy code costs; ``host_cpu_vs_core_ratio``: host
   CPU per instance per quote at N=100 over that;
@@ -102,8 +103,11 @@ VARIANTS = ((60, 0.5, "price"), (100, 0.5, "speed"), (150, 1.0, "quantity"), (80
 
 
 # ------------------------------------------------------------------------------ building blocks
-def build_config(tmp: Path, n: int, *, namespace: str) -> DeploymentConfig:
+def build_config(tmp: Path, n: int, *, namespace: str, window_div: int = 1) -> DeploymentConfig:
     """A deployment of ``n`` z-score instances on SHFE.cu / LME.CA3M (two simulated venues, no feeds).
+
+    ``window_div`` divides fifty.yaml's windows (quick mode: 5, so the warm-up is shorter; an
+    evaluation costs the same whatever the window, the rolling statistics being O(1)).
 
     Written as YAML and loaded with :func:`~xmc_actors.runtime.config.load_config`, so it is
     validated like any configuration file.
@@ -113,6 +117,7 @@ def build_config(tmp: Path, n: int, *, namespace: str) -> DeploymentConfig:
     strategies = []
     for i in range(n):
         window, exit_z, mode = VARIANTS[i % len(VARIANTS)]
+        window = max(5, window // window_div)
         strategies.append({
             "name": f"cu-ca3m-z{i:03d}", "class": "zscore",
             "legs": [{"instrument": "SHFE.cu", "account": "cn-main"}, {"instrument": "LME.CA3M", "account": "us-main"}],
@@ -212,12 +217,13 @@ class BenchDeployment:
     so that the sizes are measured interleaved under the same machine load.
     """
 
-    def __init__(self, tmp: Path, n: int, *, address: str, strategies_per_host: int = STRATEGIES_PER_HOST) -> None:
+    def __init__(self, tmp: Path, n: int, *, address: str, strategies_per_host: int = STRATEGIES_PER_HOST,
+                 window_div: int = 1) -> None:
         from ..runtime.deploy import Deployment
 
         self.n = n
         suffix = f"-{strategies_per_host}-per-host" if strategies_per_host != STRATEGIES_PER_HOST else ""
-        self.cfg = build_config(tmp, n, namespace=f"bench-cluster-n{n}{suffix}")
+        self.cfg = build_config(tmp, n, namespace=f"bench-cluster-n{n}{suffix}", window_div=window_div)
         self.dep = Deployment(self.cfg, address=address, strategies_per_host=strategies_per_host)
         self.samples: list[float] = []
         self.busy_s = 0.0
@@ -477,10 +483,11 @@ def run(quick: bool) -> dict[str, float]:
     then run in blocks, the deployments and the floor probe taking turns in a rotating order,
     so that all of them see the same machine load (this machine is shared).
     """
-    rounds, blocks = (60, 6) if quick else (300, 10)
+    rounds, blocks, window_div = (60, 6, 5) if quick else (300, 10, 1)
     lo, hi = SIZES[0], SIZES[-1]
     plan = [(hi, STRATEGIES_PER_HOST, "")] + [(n, STRATEGIES_PER_HOST, "") for n in SIZES if n != hi]
-    plan.append((hi, FEW_PER_HOST, f"_{FEW_PER_HOST}_per_host"))
+    if not quick:
+        plan.append((hi, FEW_PER_HOST, f"_{FEW_PER_HOST}_per_host"))
     out: dict[str, float] = {}
     tmp = Path(tempfile.mkdtemp(prefix="xmc-bench-cluster-"))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
@@ -492,12 +499,13 @@ def run(quick: bool) -> dict[str, float]:
         worker_ids = {w.node_id for w in workers}
         # the 100-instance deployment starts alone (its start time is reported), the others together
         for i, (n, per_host, label) in enumerate(plan):
-            running[(n, label)] = BenchDeployment(tmp, n, address=cluster.address, strategies_per_host=per_host)
+            running[(n, label)] = BenchDeployment(tmp, n, address=cluster.address, strategies_per_host=per_host,
+                                                  window_div=window_div)
             if i == 0:
                 running[(n, label)].start()
         with ThreadPoolExecutor(len(plan) - 1) as pool:
             list(pool.map(BenchDeployment.start, list(running.values())[1:]))
-        BenchDeployment.warm_up(list(running.values()))
+        BenchDeployment.warm_up(list(running.values()), MAX_WINDOW // window_div + 10)
         floor = FloorProbe()
         floor.rounds(10)  # warm-up, not counted below
         floor.reset()
@@ -521,7 +529,8 @@ def run(quick: bool) -> dict[str, float]:
         per = blocks * (rounds // blocks)
         for n, _, label in plan:
             out.update(summarise(n, results[(n, label)], per, label))
-        out["core_eval_us_per_strategy_quote"] = measure_core(build_config(tmp, hi, namespace="core"), rounds)
+        out["core_eval_us_per_strategy_quote"] = measure_core(build_config(tmp, hi, namespace="core", window_div=window_div), rounds,
+                                                               MAX_WINDOW // window_div + 10)
         out["host_cpu_vs_core_ratio"] = out[f"host_cpu_us_per_strategy_quote_n{hi}"] / out["core_eval_us_per_strategy_quote"]
         out[f"start_deployment_{hi}_strategies_s"] = results[(hi, "")]["start_s"]
         out["marginal_us_per_strategy"] = (out[f"round_us_p50_n{hi}"] - out[f"round_us_p50_n{lo}"]) / (hi - lo)
