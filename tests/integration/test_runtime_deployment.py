@@ -137,6 +137,39 @@ def test_a_strategy_that_raises_is_halted_alone_and_the_other_keeps_trading(run)
     assert later["boom"]["counters"]["intents"] == 0
 
 
+def test_a_coordinator_killed_mid_run_recovers_its_pairs_from_the_ledger_and_trading_resumes(run):
+    # Arrange: a pair in flight, held open: LME's next fills come 3 s after its ack
+    coord = run["dep"].handles["coordinator"]
+    ray.get(run["dep"].handles["gateway-LME"].inject.remote({"kind": "delay_fills", "ms": 3000}))
+    _wait(lambda: sum(ray.get(coord.status.remote())["in_flight"].values()), 30, "a pair in flight", every=0.02)
+    time.sleep(0.3)  # its intent and orders are in the ledger (the client flushes every few ms)
+    # Act: the process dies; Ray restarts the actor (max_restarts=-1), which recovers on its first call
+    ray.kill(coord, no_restart=False)
+    st = _wait(lambda: _restarted(coord), 60, "the coordinator restarted and recovered")
+    # Assert: it knew it was restarted, found its deployment and read its trail
+    assert st["reconstructed"] is True
+    rec = st["recovered"]
+    assert rec["decisions"] >= 1 and rec["reopened"] >= 1 and rec["unreadable"] == 0, rec
+    assert rec["gateways"] == ["LME", "SHFE"] and rec["strategies"] == 2
+    # what was open is wound down from the venues' state; nothing stays in flight
+    _wait(lambda: not ray.get(coord.status.remote())["in_flight"] or None, 30, "recovered pairs resolved")
+    # and trading goes on: new pairs are executed after the restart
+    hedged0 = ray.get(coord.status.remote())["outcomes"].get("HEDGED", 0)
+    _wait(lambda: ray.get(coord.status.remote())["outcomes"].get("HEDGED", 0) > hedged0, 60,
+          "a new pair hedged after the restart")
+
+
+def _restarted(h) -> dict | None:
+    """The restarted instance's status once it has recovered (``ready()`` triggers recovery);
+    None while the old instance is still dying or the new one is starting (ray.kill is async)."""
+    try:
+        ray.get(h.ready.remote(), timeout=5)
+        st = ray.get(h.status.remote(), timeout=5)
+    except Exception:  # noqa: BLE001 - restarting
+        return None
+    return st if st["reconstructed"] and st["recovered"] is not None else None
+
+
 def test_stop_with_pairs_in_flight_resolves_every_pair_and_the_summary_matches_the_ledger(run):
     # Arrange: wait for a moment with pairs in flight (LME acks take 250 ms)
     dep = run["dep"]

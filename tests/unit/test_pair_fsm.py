@@ -1,6 +1,7 @@
 """The pair state machine, scenario by scenario, without Ray (pure core + fake venues on a SimClock)."""
 from __future__ import annotations
 
+import heapq
 from decimal import Decimal
 
 import testkit
@@ -462,3 +463,70 @@ def test_filled_order_reports_carry_price_and_trigger_for_the_ledgers_slippage()
     assert {p["client_order_id"].split(":")[1] for p in filled} == {"A", "B"}
     for p in filled:
         assert p["price"] is not None and p["ref_price"] is not None and p["side"] in ("BUY", "SELL")
+
+
+# -- coordinator restart: recover from the trail -----------------------------------------------
+def crash_and_recover(h: Harness, at_ms: float) -> tuple[PairBook, dict]:
+    """Run ``h`` until ``at_ms``, then lose the coordinator: what it had in flight is dropped,
+    the venues keep their orders, and a new book recovers from the events written so far."""
+    while h.queue and h.queue[0][0] <= h.t0 + int(at_ms * 1_000_000):
+        t, _, fn = heapq.heappop(h.queue)
+        h.clock.set(max(t, h.clock.now_ns()))
+        fn()
+    h.queue.clear()  # the old actor's calls and timers die with it
+    trail = list(h.sink.events)
+    h.book = PairBook(INSTRUMENTS, h.clock, config=h.config, owner="coord", event_node=2)
+    counts, cmds = h.book.recover(trail)
+    h.run(cmds)
+    h.drain()
+    return h.book, counts
+
+
+def test_a_pair_open_when_the_coordinator_died_is_wound_down_from_the_venues_state() -> None:
+    # Arrange: SHFE fills at once; LME is 10 ms away each way, and the coordinator dies at 15 ms,
+    # after LME filled the order (10 ms) but before its answer came back (20 ms)
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": Behaviour(latency_ms=(10.0, 10.0))})
+    h.submit(intent("d1", mode=ExecutionMode.SPEED))
+    # Act
+    book, counts = crash_and_recover(h, at_ms=15)
+    # Assert: recovered, queried, both legs filled at the venues -> HEDGED, strategy told
+    assert counts == {"decisions": 1, "finished": 0, "reopened": 1, "orders": 2, "unreadable": 0}
+    m = book.pairs["d1"]
+    assert m.state is PairState.HEDGED and [lg.net for lg in m.legs] == [2, 2]
+    assert [d["decision_id"] for d in h.done] == ["d1"] and h.done[-1]["state"] == "HEDGED"
+    rec = [e for e in h.sink.by_decision("d1") if e.kind is EventKind.RECONCILE and e.payload.get("action") == "recover"]
+    assert rec and rec[0].payload["orders"] == ["d1:A:0", "d1:B:0"]
+    # the same intent again is a duplicate: nothing more is sent
+    placed = len(h.placed)
+    assert h.submit(intent("d1", mode=ExecutionMode.SPEED))["duplicate"] is True
+    h.drain()
+    assert len(h.placed) == placed
+
+
+def test_a_recovered_pair_with_one_leg_missing_at_its_venue_unwinds_the_other() -> None:
+    # Arrange: the coordinator dies before the LME order reached LME (5 ms network)
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": Behaviour(latency_ms=(5.0, 5.0))})
+    h.submit(intent("d1", mode=ExecutionMode.SPEED))
+    book, _ = crash_and_recover(h, at_ms=1)
+    # Assert: LME never saw d1:B:0 (not re-sent: we wind down), SHFE's 2 lots are unwound
+    m = book.pairs["d1"]
+    assert m.state is PairState.ROLLED_BACK, m.reason
+    assert [lg.net for lg in m.legs] == [0, 0]
+    unwinds = [req for _, req in h.placed if req.reduce_only]
+    assert [(u.instrument, u.side.value, u.qty) for u in unwinds] == [("SHFE.cu", "SELL", 2)]
+    assert not any(req.client_order_id == "d1:B:0" for _, req in h.placed)
+
+
+def test_finished_pairs_stay_finished_and_a_garbled_trail_is_reported_not_guessed() -> None:
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS})
+    h.submit(intent("d1"))
+    h.drain()
+    trail = list(h.sink.events)
+    bad = trail[0].model_copy(update={"decision_id": "d9", "payload": {"intent": {"legs": "nonsense"}}})
+    book = PairBook(INSTRUMENTS, SimClock(), owner="coord")
+
+    counts, cmds = book.recover([*trail, bad])
+
+    assert counts["finished"] == 1 and counts["reopened"] == 0 and counts["unreadable"] == 1
+    assert book.pairs["d1"].state is PairState.HEDGED and not only(cmds, Query)
+    assert "d9" not in book.pairs and book.bad_inputs == {"recover": 1}

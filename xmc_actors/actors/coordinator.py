@@ -98,12 +98,21 @@ class PairCoordinator:
         self._emits: list[Emit] = []   # events to build once the orders of a batch have left
         self._emit_scheduled = False
         self.closing = False  # set by shutdown(): new intents are refused
+        self.reconstructed = False
+        try:
+            self.reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
+        except Exception:  # noqa: BLE001 - not inside an actor
+            pass
+        self.recovered: dict[str, Any] | None = None  # what a restart recovered (status())
+        self._recover_lock = asyncio.Lock()
         self.health = VenueHealth([], self.clock, sink=self.sink)
         self.health.subscribe(self._on_venue_change)
         self._health_task: asyncio.Task[None] | None = None
 
     # -- wiring ----------------------------------------------------------------------------
     async def _ensure_registered(self) -> None:
+        if self.reconstructed and self.recovered is None:
+            await self._recover()
         if self._pending_gateways:
             pending, self._pending_gateways = self._pending_gateways, {}
             for venue, handle in pending.items():
@@ -169,6 +178,62 @@ class PairCoordinator:
     async def register_risk_guard(self, handle: Any) -> None:
         self.risk_guard = handle
 
+    # -- restart --------------------------------------------------------------------------
+    async def _recover(self) -> None:
+        """Ray restarted this actor: everything it knew is gone. Before it accepts anything,
+        it finds its deployment again (gateways, strategy hosts, risk guard: by their names in
+        the deployment registry) and rebuilds its pairs from its own trail in the ledger
+        (:meth:`PairBook.recover`: finished pairs stay finished and known, open ones are wound
+        down from the venues' state). If the ledger cannot be read, new intents are refused
+        (``RECOVERING``) and the next call tries again: trading on an empty memory could
+        execute a decision twice."""
+        async with self._recover_lock:
+            if self.recovered is not None:
+                return
+            from ..ledger.reader import read_trail
+
+            me = ray.get_runtime_context().current_actor
+            ns = ray.get_runtime_context().namespace
+            info: dict[str, Any] = {}
+            try:
+                info = await ray.get_actor("deployment", namespace=ns).describe.remote()
+            except Exception as e:  # noqa: BLE001 - a bare coordinator (tests) has no registry
+                log.warning("%s restarted without a deployment registry: %s", self.name, e)
+            for gname in info.get("gateways", []):
+                try:
+                    h = ray.get_actor(gname, namespace=ns)
+                    venue = (await h.status.remote())["venue"]
+                    self._pending_gateways.setdefault(venue, h)
+                except Exception as e:  # noqa: BLE001 - its venue will show DOWN in the health probes
+                    log.warning("%s: gateway %s not found after restart: %s", self.name, gname, e)
+            for hname, strategies in (info.get("hosts") or {}).items():
+                try:
+                    h = ray.get_actor(hname, namespace=ns)
+                except Exception:  # noqa: BLE001
+                    continue
+                for sname in strategies:
+                    self.strategies.setdefault(sname, h)
+            shards = getattr(self.sink, "_handles", None)
+            try:
+                trail = await read_trail(list(shards), kinds=["INTENT", "PAIR_STATE", "ORDER_SENT"]) if shards else []
+            except Exception as e:  # noqa: BLE001
+                log.error("%s: cannot read the ledger to recover: %s", self.name, e)
+                return
+            pending, self._pending_gateways = self._pending_gateways, {}
+            for venue, h in pending.items():
+                await self.register_gateway(venue, h)
+            counts, cmds = self.book.recover(trail)
+            self.recovered = {**counts, "events_read": len(trail), "gateways": sorted(self.gateways),
+                              "strategies": len(self.strategies)}
+            self._execute(cmds)
+            if info.get("risk_guard"):
+                try:
+                    risk = ray.get_actor(info["risk_guard"], namespace=ns)
+                    self.risk_guard = risk
+                    risk.register_coordinator.remote(self.name, me)  # a fresh grant; refused until it lands
+                except Exception as e:  # noqa: BLE001 - without a grant the checker refuses: safe
+                    log.warning("%s: risk guard not found after restart: %s", self.name, e)
+
     async def ready(self) -> bool:
         await self._ensure_registered()
         return True
@@ -181,6 +246,10 @@ class PairCoordinator:
             did = intent.decision_id if isinstance(intent, PairIntent) else str(dict(intent).get("decision_id", ""))
             return {"decision_id": did, "accepted": False, "state": "REFUSED", "reason": "coordinator is shutting down"}
         await self._ensure_registered()
+        if self.reconstructed and self.recovered is None:
+            did = intent.decision_id if isinstance(intent, PairIntent) else str(dict(intent).get("decision_id", ""))
+            return {"decision_id": did, "accepted": False, "state": "REFUSED",
+                    "reason": "RECOVERING: the restarted coordinator cannot read its trail yet"}
         liquidity = None
         if isinstance(intent, PairIntent) and intent.mode is ExecutionMode.QUANTITY:
             liquidity = await self._liquidity(intent)
@@ -214,6 +283,8 @@ class PairCoordinator:
 
     async def on_reports(self, reports: list[ExecutionReport]) -> None:
         """Reports pushed by a gateway (resting fills, expiries, late fills)."""
+        if self.reconstructed and self.recovered is None:
+            await self._ensure_registered()  # a restarted coordinator knows its orders only after recovery
         self._execute(self.book.on_reports(reports))
 
     async def on_risk_grant(self, grant: Any) -> Any:
@@ -230,6 +301,7 @@ class PairCoordinator:
         out = self.book.status()
         out["name"] = self.name
         out["gateways"] = sorted(self.gateways)
+        out["reconstructed"], out["recovered"] = self.reconstructed, self.recovered
         return out
 
     async def pairs(self, decision_id: str) -> dict[str, Any] | None:

@@ -1217,6 +1217,101 @@ class PairBook:
                 out.extend(m.flush())
         return out
 
+    def recover(self, events: Iterable[Event]) -> tuple[dict[str, int], list[Command]]:
+        """After a restart: rebuild this coordinator's pairs from its own trail (the ledger).
+
+        ``events`` are this coordinator's events (``actor == owner``; others are skipped), in
+        time order; only ``INTENT``, ``PAIR_STATE`` and ``ORDER_SENT`` are read. Every decision
+        id becomes known again (a re-sent intent is a duplicate). A pair that had finished
+        stays finished. A pair that was still open is **wound down, not resumed**: its orders
+        are rebuilt as UNKNOWN and queried at their venues (the venue's word, not our memory,
+        says what filled), live ones are cancelled, and the pair ends HEDGED if its legs are
+        balanced, ROLLED_BACK after unwinding the excess, or ESCALATED with the exact residual
+        if that fails: the same unknown-outcome path as a failed gateway call. Returns counts
+        and the commands (queries) to execute.
+        """
+        by_did: dict[str, list[Event]] = {}
+        for e in events:
+            if e.decision_id and e.kind in (EventKind.INTENT, EventKind.PAIR_STATE, EventKind.ORDER_SENT) \
+                    and e.actor in ("", self.owner):
+                by_did.setdefault(e.decision_id, []).append(e)
+        counts = {"decisions": 0, "finished": 0, "reopened": 0, "orders": 0, "unreadable": 0}
+        out: list[Command] = []
+        for did, evs in by_did.items():
+            if did in self.pairs or did in self.forgotten:
+                continue
+            intent_ev = next((e for e in evs if e.kind is EventKind.INTENT), None)
+            try:
+                if intent_ev is None:
+                    raise ValueError("no INTENT event")
+                intent = PairIntent.model_validate(intent_ev.payload["intent"])
+                last = [str(e.payload.get("to") or e.payload.get("state")) for e in evs if e.kind is EventKind.PAIR_STATE]
+                state = PairState(last[-1]) if last else PairState.NEW
+            except (KeyError, TypeError, ValueError, ValidationError) as exc:
+                counts["unreadable"] += 1
+                self._bad_input("recover", f"decision {did}: trail unreadable ({exc})", did)
+                continue
+            counts["decisions"] += 1
+            legs = tuple(Leg(spec=lg, inst=self.instruments.get(lg.instrument) or _placeholder(lg), target=lg.qty)
+                         for lg in intent.legs)
+            m = PairMachine(self, intent, legs, intent_ev.ts_ns)  # type: ignore[arg-type]
+            m.state = state
+            self.pairs[did] = m
+            if state.is_terminal:
+                m.reason = "finished before the coordinator restarted"
+                counts["finished"] += 1
+                self._finished(did)
+                continue
+            for e in evs:
+                p = e.payload
+                if e.kind is not EventKind.ORDER_SENT or "qty" not in p:
+                    continue  # a re-send under the same id adds no order
+                leg = m.by_name.get(str(p.get("leg_name")))
+                if leg is None or any(o.coid == p.get("client_order_id") for o in leg.orders):
+                    continue
+                try:
+                    req = OrderRequest(
+                        client_order_id=p["client_order_id"], decision_id=did, leg=leg.name, attempt=int(p["attempt"]),
+                        account=leg.spec.account, instrument=leg.spec.instrument, side=Side(p["side"]),
+                        qty=int(p["qty"]), order_type=OrderType(p["order_type"]),
+                        price=None if p.get("price") in (None, "None") else Decimal(str(p["price"])),
+                        tif=TimeInForce(p["tif"]), reduce_only=bool(p.get("reduce_only")), owner=self.owner,
+                        sent_ns=e.ts_ns)
+                except (KeyError, TypeError, ValueError, ArithmeticError, ValidationError) as exc:
+                    counts["unreadable"] += 1
+                    self._bad_input("recover", f"order in {did}: trail unreadable ({exc})", did)
+                    continue
+                order = LegOrder(OrderState(request=req, status=OrderStatus.UNKNOWN), unwind=bool(p.get("unwind")))
+                leg.orders.append(order)
+                leg.next_attempt = max(leg.next_attempt, req.attempt + 1)
+                leg.unwinds += order.unwind
+                self.index[req.client_order_id] = did
+                counts["orders"] += 1
+            if intent.mode is ExecutionMode.QUANTITY:  # sized at submit: the first entry order carries it
+                for leg in legs:
+                    first = next((o for o in leg.orders if not o.unwind), None)
+                    if first is not None:
+                        leg.target = first.state.request.qty
+            counts["reopened"] += 1
+            why = "RECOVERED: the coordinator restarted mid-pair; winding down from the venues' state"
+            if m.state is PairState.NEW:
+                m._to(PairState.WORKING, "recovered")
+            m.winding_down = why
+            m.reason = m.reason or why
+            m._emit(EventKind.RECONCILE, reason=why, action="recover", state=m.state.value,
+                    orders=[o.coid for lg in legs for o in lg.orders])
+            if m.state is PairState.ROLLING_BACK:
+                m.rollback_started_ns = self.clock.now_ns()
+                m._timer("rollback", intent.rollback.max_time_ms * 1_000_000)
+            for leg in legs:
+                for o in leg.orders:
+                    m._query(leg, o, "coordinator restarted: the venue says what happened")
+            m._settle()
+            out.extend(m.flush())
+        self.out.append(Emit(self.events.make(EventKind.RECONCILE, reason="coordinator restarted: pairs recovered "
+                                              "from the ledger", **counts)))
+        return counts, self._flush() + out
+
     def set_venue_state(self, venue: str, up: bool, reason: str = "") -> None:
         """A venue went DOWN (new pairs with a leg on it are refused ``VENUE_DOWN``, nothing new is
         sent to it) or came back UP. Pairs in flight are not touched here: a call to a lost gateway

@@ -233,7 +233,7 @@ class Deployment:
         # the gateways are registered after readiness (below): the coordinator's ready() awaits
         # the registration of gateways given here, so a gateway pending placement would show up
         # as a blocked coordinator instead of as itself
-        coord = PairCoordinator.options(name=COORDINATOR_NAME, namespace=ns, max_restarts=0, **cpl.options, **lifetime).remote(
+        coord = PairCoordinator.options(name=COORDINATOR_NAME, namespace=ns, max_restarts=-1, **cpl.options, **lifetime).remote(
             list(cfg.instruments), {}, checker=functools.partial(build_checker, dep), sink=self.sink,
             name=COORDINATOR_NAME)
         self.handles[COORDINATOR_NAME] = coord
