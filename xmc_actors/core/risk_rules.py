@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..model.events import EventKind
+from ..model.events import EventKind, trusted_event
 from ..model.market import Instrument, Side, Venue
 from ..model.pairs import LegIntent, PairIntent
 from ..model.risk import InstrumentLimits, RiskConfig, TradingState
@@ -40,6 +40,7 @@ from .clock import Clock, SystemClock
 from .pretrade import Denial, PreTradeResult
 from .sink import EventMaker, EventSink
 
+_BUY = Side.BUY
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
 ZERO = Decimal(0)
@@ -434,6 +435,46 @@ class _Window:
         return len(ts)
 
 
+@dataclass(frozen=True, slots=True)
+class _InstPlan:
+    """What the accept path needs of one instrument under one grant, resolved once per grant."""
+
+    inst: Instrument
+    venue_scope: str                 # ``venue:<code>`` as check_trading_state derives it from the id
+    session_key: str                 # the key of the checker's session cache
+    pending_key: tuple[str, str]     # the key of its lots in flight
+    max_qty: int                     # the smaller of the grant's max_order_qty and the venue's max lots
+    max_notional: Decimal | None
+    collar_pct: Decimal | None
+    max_position: int | None
+    multiplier: Decimal
+    margin_rate: Decimal
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class _StratPlan:
+    """One strategy under one grant: its scope and pool keys, booked positions and budget."""
+
+    scope: str                        # ``strategy:<name>`` (trading state)
+    pool: str                         # ``strategy:<name>`` (margin lease)
+    with_pool: bool                   # the grant leases this strategy a margin budget
+    positions: dict[str, int] | None  # booked net lots per instrument
+    max_position: int | None
+    max_net: Decimal | None           # max pair net exposure, base currency
+
+
+@dataclass(frozen=True, slots=True)
+class _AcctPlan:
+    """One account under one grant: currency (None: not in the grant), pool, red flag, positions, gross cap."""
+
+    currency: str | None
+    pool: str
+    blocked: bool
+    positions: dict[str, int] | None
+    max_gross: int | None
+
+
 class PreTradeChecker:
     """The real :class:`~xmc_actors.core.pretrade.PreTradeCheck`: checks against a RiskGrant.
 
@@ -455,6 +496,12 @@ class PreTradeChecker:
         Without it, the grant's ``reference_prices``, then the leg's trigger price, are used.
     checks
         The ordered check list (default :data:`DEFAULT_CHECKS`).
+    fast_path
+        With the default checks, first try the accept path (:meth:`_fast_accept`): the same
+        checks fused over limits resolved once per grant, that answers only when every check
+        passes and otherwise leaves the pair to the check list, which reports every failed
+        check. ``False`` runs the check list on every pair (the reference the accept path is
+        tested against).
     """
 
     def __init__(
@@ -468,6 +515,7 @@ class PreTradeChecker:
         clock: Clock | None = None,
         reference: ReferenceProvider | None = None,
         checks: tuple[Check, ...] = DEFAULT_CHECKS,
+        fast_path: bool = True,
     ) -> None:
         self.instruments = dict(instruments)
         self.venues = dict(venues)
@@ -477,6 +525,7 @@ class PreTradeChecker:
         self._events = EventMaker(clock or SystemClock(), f"risk-check:{name}") if sink is not None else None
         self.reference = reference
         self.checks = checks
+        self._fast = fast_path and checks is DEFAULT_CHECKS
         self.grant: RiskGrant | None = None
         self._limits: dict[str, InstrumentLimits] = {}
         self._res: dict[str, _Reservation] = {}
@@ -496,6 +545,11 @@ class PreTradeChecker:
         self.counters: dict[str, int] = {}
         self._gross: dict[str, int] | None = None    # gross lots per limited account; None: recompute
         self._inst_keys: dict[int, str] = {id(i): k for k, i in self.instruments.items()}  # session cache keys
+        self._plans: dict[str, _InstPlan] = {}       # instrument -> limits under the current grant
+        self._max_age_ns = 0                         # the grant's max reference age
+        self._check_sessions = True
+        self._strat_plans: dict[str, _StratPlan] = {}  # strategy -> its keys and budget under the grant
+        self._acct_plans: dict[str, _AcctPlan] = {}    # account -> its currency, pool, caps under the grant
 
     # -- grant -------------------------------------------------------------------------------
     def update_grant(self, grant: RiskGrant) -> GrantAck:
@@ -506,6 +560,11 @@ class PreTradeChecker:
             self.grant = grant
             cfg = grant.config
             self._limits = {i: _merge_limits(cfg.default_limits, cfg.instruments.get(i)) for i in self.instruments}
+            self._plans = {i: self._plan(i, lim) for i, lim in self._limits.items()}
+            self._max_age_ns = cfg.max_reference_age_ms * NS_PER_MS
+            self._check_sessions = cfg.check_sessions
+            self._strat_plans = {}
+            self._acct_plans = {}
             inst_pos: dict[str, int] = {}
             for pos in grant.account_positions.values():
                 for i, q in pos.items():
@@ -518,6 +577,16 @@ class PreTradeChecker:
                 del self._pushed[sk]  # the guard's grants have caught up with the push
             self._merge_states()
         return self.ack()
+
+    def _plan(self, instrument: str, limits: InstrumentLimits) -> _InstPlan:
+        inst = self.instruments[instrument]
+        key = self._inst_keys.get(id(inst))
+        if key is None or self.instruments.get(key) is not inst:
+            key = inst.id
+        cap = limits.max_order_qty
+        return _InstPlan(inst, "venue:" + instrument.split(".", 1)[0], key, ("inst", instrument),
+                         inst.max_qty if cap is None else min(cap, inst.max_qty), limits.max_order_notional, limits.collar_pct, limits.max_position, inst.multiplier,
+                         inst.margin_rate, inst.currency)
 
     def _merge_states(self) -> None:
         g = self.grant
@@ -564,6 +633,10 @@ class PreTradeChecker:
         if g is None:
             d = deny(DenialCode.NO_GRANT, f"coordinator={self.name} holds no grant from the RiskGuard")
             return self._decide(intent, now_ns, (d,), None)
+        if self._fast:
+            accepted = self._fast_accept(intent, now_ns, g)
+            if accepted is not None:
+                return accepted
         a, b = intent.legs
         la, lb = self._leg_view(intent, a, g), self._leg_view(intent, b, g)
         legs = (la, lb)
@@ -582,6 +655,194 @@ class PreTradeChecker:
             if r:
                 denials.extend(r)
         return self._decide(intent, now_ns, tuple(denials), legs)
+
+    def _fast_accept(self, intent: PairIntent, now_ns: int, g: RiskGrant) -> PreTradeResult | None:
+        """The accept path: the :data:`DEFAULT_CHECKS` fused over both legs, against per-grant plans.
+
+        Returns the accepted result (margin reserved, RISK_DECISION recorded exactly as the
+        check list records it) when every check passes, and None, having changed nothing, as
+        soon as one might not: the check list then decides and records every failed check with
+        its numbers. The arithmetic is the checks' own (Decimal, the same operations on the same
+        operands; ``x * 1`` is skipped where the rate is 1, which is exact), so exactly the same
+        pairs pass; unusual pairs (reduce-only, expired grant, unknown instrument or account, no
+        price) go to the check list directly.
+        """
+        if intent.reduce_only or now_ns >= g.expires_ns:
+            return None
+        strat = intent.strategy
+        sp = self._strat_plans.get(strat) or self._strat_plan(strat, g)
+        states = self._states
+        if states:
+            for sk in (GLOBAL, sp.scope):
+                st = states.get(sk)
+                if st is TradingState.HALTED or st is TradingState.REDUCING:
+                    return None
+        plans = self._plans
+        acct_plans = self._acct_plans
+        sessions = self._sessions if self._check_sessions else None
+        reference = self.reference
+        base_ccy = g.base_currency
+        pool_sp = sp.pool if sp.with_pool else None
+        gross: dict[str, int] | None = None
+        gross_acct = ""          # the previous leg's account and the lots it added to its gross (two legs)
+        gross_add = 0
+        margin: dict[str, Decimal] = {}
+        legs = []
+        for leg in intent.legs:
+            iid = leg.instrument
+            acct = leg.account
+            p = plans.get(iid)
+            ap = acct_plans.get(acct) or self._acct_plan(acct, g)
+            if p is None or ap.currency is None:
+                return None
+            if states:
+                st = states.get(p.venue_scope)
+                if st is TradingState.HALTED or st is TradingState.REDUCING:
+                    return None
+            if sessions is not None:
+                sc = sessions.get(p.session_key)
+                if sc is None or now_ns >= sc[0]:
+                    sc = self._session_state(p.inst, now_ns)
+                if not sc[1]:
+                    return None
+            r = None if reference is None else reference(iid)
+            if r is None:
+                r = g.reference_prices.get(iid)
+            ref, ref_ts = (leg.trigger_price, 0) if r is None else r
+            price = leg.limit_price
+            if price is None:
+                price = ref
+                if price is None:
+                    return None
+            qty = leg.qty
+            contract = price * p.multiplier
+            notional = contract * qty
+            if qty > p.max_qty or (p.max_notional is not None and notional > p.max_notional):
+                return None
+            if p.collar_pct is not None and ref is not None and (
+                    (self._max_age_ns and ref_ts and now_ns - ref_ts > self._max_age_ns)
+                    or abs(price - ref) / ref > p.collar_pct):
+                return None
+            sign = 1 if leg.side is _BUY else -1
+            strat_pos = (sp.positions.get(iid, 0) if sp.positions else 0) + self._strat_delta.get((strat, iid), 0)
+            reducing = strat_pos * sign < 0 and qty <= abs(strat_pos)
+            per_lot = contract * p.margin_rate
+            ccy = p.currency
+            if ccy == base_ccy:
+                to_base: Decimal | None = ONE
+                per_base: Decimal | None = per_lot
+            else:
+                to_base = self._rate(ccy, base_ccy)
+                per_base = None if to_base is None else per_lot * to_base
+            acct_ccy = ap.currency
+            if acct_ccy == base_ccy:
+                per_acct = per_base
+            elif acct_ccy == ccy:
+                per_acct = per_lot
+            else:
+                to_acct = self._rate(ccy, acct_ccy)
+                per_acct = None if to_acct is None else per_lot * to_acct
+            if not reducing:
+                if ap.blocked or per_acct is None or per_base is None:
+                    return None
+                pend = self._pending.get(p.pending_key)
+                step = sign * ((pend[0] if sign > 0 else pend[1]) + qty if pend else qty)  # in flight + this leg
+                mp = p.max_position
+                if mp is not None and abs(self._inst_grant.get(iid, 0) + self._inst_delta.get(iid, 0) + step) > mp:
+                    return None
+                if sp.max_position is not None and abs(strat_pos + step) > sp.max_position:
+                    return None
+                if ap.max_gross is not None:
+                    acct_pos = (ap.positions.get(iid, 0) if ap.positions else 0) + self._acct_delta.get((acct, iid), 0)
+                    if abs(acct_pos + sign * qty) > abs(acct_pos):  # the leg adds to the account's gross lots
+                        if gross is None:
+                            gross = self._gross
+                            if gross is None:
+                                gross = self._gross = self._acct_gross(g)
+                        add = qty + gross_add if acct == gross_acct else qty
+                        if gross.get(acct, 0) + add > ap.max_gross:
+                            return None
+                        gross_acct, gross_add = acct, add
+                # what the check needs is what it reserves: the same sums, pool by pool
+                pool = ap.pool
+                margin[pool] = margin.get(pool, ZERO) + per_acct * qty
+                if pool_sp is not None:
+                    margin[pool_sp] = margin.get(pool_sp, ZERO) + (per_base or ZERO) * qty
+            legs.append((leg, sign, reducing, per_acct, per_base, price, notional, to_base, strat_pos, ap.pool))
+        if sp.max_net is not None:
+            net = ZERO
+            for leg, sign, _, _, _, _, notional, to_base, strat_pos, _ in legs:
+                if to_base is None:
+                    break
+                net += notional * to_base / leg.qty * (strat_pos + sign * leg.qty)
+            else:
+                if abs(net) > sp.max_net:
+                    return None
+        usage = self._usage
+        leases = g.leases
+        for pool, amount in margin.items():
+            if usage.get(pool, ZERO) + amount > leases.get(pool, ZERO):
+                return None
+        # every check passed: reserve, count, record (as _decide and _reserve do for the check list)
+        facts: dict[str, str] = {}
+        per_lot_map: dict[str, tuple[str, Decimal, str, Decimal]] = {}
+        pending_map: dict[str, int] = {}
+        reducing_map: dict[str, bool] = {}
+        pending = self._pending
+        for leg, sign, reducing, per_acct, per_base, price, notional, _, strat_pos, pool in legs:
+            name = leg.leg
+            qty = leg.qty
+            keys = _FACT_KEYS.get(name) or _fact_keys(name)
+            facts[keys[0]] = str(price)
+            facts[keys[1]] = str(notional)
+            facts[keys[2]] = "0" if reducing else str(per_acct * qty)  # type: ignore[operator]
+            facts[keys[3]] = str(strat_pos)
+            reducing_map[name] = reducing
+            pending_map[name] = qty
+            key = ("inst", leg.instrument)
+            pend = pending.get(key)
+            if pend is None:
+                pend = pending[key] = [0, 0]
+            pend[0 if sign > 0 else 1] += qty
+            if not reducing:
+                per_lot_map[name] = (pool, per_acct, pool_sp or "", per_base or ZERO)  # type: ignore[assignment]
+        for pool, amount in margin.items():
+            usage[pool] = usage.get(pool, ZERO) + amount
+        did = intent.decision_id
+        result = PreTradeResult(True, (), did, facts)
+        self._res[did] = _Reservation(intent, margin, per_lot_map, pending_map, {}, {}, reducing_map, False, result)
+        counters = self.counters
+        counters["accepted"] = counters.get("accepted", 0) + 1
+        ev = self._events
+        if ev is not None:
+            reservation = {k: str(v) for k, v in margin.items()}
+            sink = self.sink
+            if sink is not None:
+                if type(now_ns) is int and now_ns >= 0 and type(did) is str and type(strat) is str:
+                    sink.emit(trusted_event(ev.new_id(), now_ns, did, "", EventKind.RISK_DECISION, strat, "", "", "",
+                                            ev.actor, "ACCEPTED", None, {
+                                                "coordinator": self.name, "denials": [], "codes": [], "facts": facts,
+                                                "reservation": reservation}))
+                else:
+                    self._record(intent, now_ns, "ACCEPTED", [], [], facts, reservation)
+        return result
+
+    def _strat_plan(self, strategy: str, g: RiskGrant) -> _StratPlan:
+        budget = g.config.strategies.get(strategy)
+        pool = strategy_pool(strategy)
+        plan = _StratPlan("strategy:" + strategy, pool, pool in g.leases, g.strategy_positions.get(strategy),
+                          budget.max_position if budget is not None else None,
+                          budget.max_pair_net_exposure if budget is not None else None)
+        if len(self._strat_plans) < 10_000:
+            self._strat_plans[strategy] = plan
+        return plan
+
+    def _acct_plan(self, account: str, g: RiskGrant) -> _AcctPlan:
+        plan = _AcctPlan(g.accounts.get(account), account_pool(account), account in g.blocked_accounts,
+                         g.account_positions.get(account), g.config.max_account_position.get(account))
+        if len(self._acct_plans) < 10_000:
+            self._acct_plans[account] = plan
+        return plan
 
     def _leg_view(self, intent: PairIntent, leg: LegIntent, g: RiskGrant) -> LegView:
         instrument = leg.instrument
@@ -690,50 +951,61 @@ class PreTradeChecker:
                 facts[keys[1]] = str(lv.notional)
                 facts[keys[2]] = str(per * lv.leg.qty) if per is not None and not lv.reducing else "0"
                 facts[keys[3]] = str(lv.strat_pos)
-        counters = self.counters
-        reservation: dict[str, str] = {}
-        if denials:
-            result = PreTradeResult(False, denials, "", facts)
-            counters["refused"] = counters.get("refused", 0) + 1
-            for d in denials:
-                counters[d.code] = counters.get(d.code, 0) + 1
-        else:
+        if not denials:
             assert legs is not None
-            res = self._reserve(intent, legs)
-            result = PreTradeResult(True, (), intent.decision_id, facts)
-            res.result = result
-            counters["accepted"] = counters.get("accepted", 0) + 1
-            if self._events is not None:
-                reservation = {k: str(v) for k, v in res.margin.items()}
+            return self._accept(intent, now_ns, facts, [(lv.leg, lv.sign, lv.reducing, lv.margin_per_lot_acct,
+                                                         lv.margin_per_lot_base) for lv in legs])
+        counters = self.counters
+        result = PreTradeResult(False, denials, "", facts)
+        counters["refused"] = counters.get("refused", 0) + 1
+        for d in denials:
+            counters[d.code] = counters.get(d.code, 0) + 1
+        self._record(intent, now_ns, "REFUSED", [str(d) for d in denials], [d.code for d in denials], facts, {})
+        return result
+
+    def _accept(self, intent: PairIntent, now_ns: int, facts: dict[str, str],
+                rows: list[tuple[LegIntent, int, bool, Decimal | None, Decimal | None]]) -> PreTradeResult:
+        """Reserve the pair's margin, count and record the acceptance (both paths end here)."""
+        res = self._reserve(intent, rows)
+        result = PreTradeResult(True, (), intent.decision_id, facts)
+        res.result = result
+        counters = self.counters
+        counters["accepted"] = counters.get("accepted", 0) + 1
+        if self._events is not None:
+            self._record(intent, now_ns, "ACCEPTED", [], [], facts, {k: str(v) for k, v in res.margin.items()})
+        return result
+
+    def _record(self, intent: PairIntent, now_ns: int, reason: str, denials: list[str], codes: list[str],
+                facts: dict[str, str], reservation: dict[str, str]) -> None:
+        """The pair's RISK_DECISION event, to the sink (one per pair, accepted or refused)."""
         if self.sink is not None and self._events is not None:
             self.sink.emit(self._events.make(
                 EventKind.RISK_DECISION, ts_ns=now_ns, decision_id=intent.decision_id, strategy=intent.strategy,
-                reason="ACCEPTED" if result.allowed else "REFUSED",
-                coordinator=self.name, denials=[str(d) for d in denials] if denials else [],
-                codes=[d.code for d in denials] if denials else [],
-                facts=facts, reservation=reservation))
-        return result
+                reason=reason, coordinator=self.name, denials=denials, codes=codes, facts=facts,
+                reservation=reservation))
 
-    def _reserve(self, intent: PairIntent, legs: tuple[LegView, LegView]) -> _Reservation:
+    def _reserve(self, intent: PairIntent, rows: list[tuple[LegIntent, int, bool, Decimal | None, Decimal | None]]) -> _Reservation:
+        """Reserve margin per pool and the legs' lots in flight; rows are (leg, sign, reducing, per lot in the
+        account's currency, per lot in the base currency)."""
         res = _Reservation(intent, {}, {}, {})
         sp = strategy_pool(intent.strategy)
         has_sp = self.grant is not None and sp in self.grant.leases
         margin = res.margin
-        for lv in legs:
-            leg = lv.leg
+        pending = self._pending
+        for leg, sign, reducing, per_acct, per_base in rows:
             name = leg.leg
             qty = leg.qty
-            res.reducing[name] = lv.reducing
+            res.reducing[name] = reducing
             res.pending[name] = qty
-            p = self._pending.get(("inst", leg.instrument))
+            key = ("inst", leg.instrument)
+            p = pending.get(key)
             if p is None:
-                p = self._pending[("inst", leg.instrument)] = [0, 0]
-            p[0 if lv.sign > 0 else 1] += qty
-            per_acct = lv.margin_per_lot_acct
-            if lv.reducing or per_acct is None:
+                p = pending[key] = [0, 0]
+            p[0 if sign > 0 else 1] += qty
+            if reducing or per_acct is None:
                 continue
             ap = _ACCOUNT_POOLS.get(leg.account) or account_pool(leg.account)
-            base = lv.margin_per_lot_base or ZERO
+            base = per_base or ZERO
             res.per_lot[name] = (ap, per_acct, sp if has_sp else "", base)
             margin[ap] = margin.get(ap, ZERO) + per_acct * qty
             if has_sp:
