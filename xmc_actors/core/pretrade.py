@@ -24,12 +24,29 @@ class Denial:
         return f"{self.code}: {self.detail}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class PreTradeResult:
+    """A pair's pre-trade answer: allowed or not, every failed check, the reservation and the facts."""
+
     allowed: bool
     denials: tuple[Denial, ...] = ()
     reservation_id: str = ""
     facts: dict[str, str] = field(default_factory=dict)
+
+    def __init__(self, allowed: bool, denials: tuple[Denial, ...] = (), reservation_id: str = "",
+                 facts: dict[str, str] | None = None) -> None:
+        # the generated __init__ of a frozen dataclass goes through object.__setattr__ by name;
+        # the slots' own setters do the same at half the cost (one result per pair: hot path)
+        _set_allowed(self, allowed)
+        _set_denials(self, denials)
+        _set_reservation_id(self, reservation_id)
+        _set_facts(self, {} if facts is None else facts)
+
+
+_set_allowed = PreTradeResult.allowed.__set__  # type: ignore[attr-defined]
+_set_denials = PreTradeResult.denials.__set__  # type: ignore[attr-defined]
+_set_reservation_id = PreTradeResult.reservation_id.__set__  # type: ignore[attr-defined]
+_set_facts = PreTradeResult.facts.__set__  # type: ignore[attr-defined]
 
 
 class PreTradeCheck(Protocol):

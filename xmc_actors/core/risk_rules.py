@@ -677,22 +677,24 @@ class PreTradeChecker:
                 st = states.get(sk)
                 if st is TradingState.HALTED or st is TradingState.REDUCING:
                     return None
-        plans = self._plans
-        acct_plans = self._acct_plans
         sessions = self._sessions if self._check_sessions else None
-        reference = self.reference
         base_ccy = g.base_currency
         pool_sp = sp.pool if sp.with_pool else None
+        net = ZERO if sp.max_net is not None else None     # the pair's net exposure, when a budget caps it
         gross: dict[str, int] | None = None
         gross_acct = ""          # the previous leg's account and the lots it added to its gross (two legs)
         gross_add = 0
-        margin: dict[str, Decimal] = {}
-        legs = []
+        margin: dict[str, Decimal] = {}                   # pool -> needed, which is what is reserved
+        facts: dict[str, str] = {}
+        per_lot_map: dict[str, tuple[str, Decimal, str, Decimal]] = {}
+        pending_map: dict[str, int] = {}
+        reducing_map: dict[str, bool] = {}
+        in_flight = []                                     # (pending key, buy 0 / sell 1, lots)
         for leg in intent.legs:
             iid = leg.instrument
             acct = leg.account
-            p = plans.get(iid)
-            ap = acct_plans.get(acct) or self._acct_plan(acct, g)
+            p = self._plans.get(iid)
+            ap = self._acct_plans.get(acct) or self._acct_plan(acct, g)
             if p is None or ap.currency is None:
                 return None
             if states:
@@ -705,7 +707,7 @@ class PreTradeChecker:
                     sc = self._session_state(p.inst, now_ns)
                 if not sc[1]:
                     return None
-            r = None if reference is None else reference(iid)
+            r = None if self.reference is None else self.reference(iid)
             if r is None:
                 r = g.reference_prices.get(iid)
             ref, ref_ts = (leg.trigger_price, 0) if r is None else r
@@ -742,7 +744,13 @@ class PreTradeChecker:
             else:
                 to_acct = self._rate(ccy, acct_ccy)
                 per_acct = None if to_acct is None else per_lot * to_acct
-            if not reducing:
+            name = leg.leg
+            keys = _FACT_KEYS.get(name) or _fact_keys(name)
+            facts[keys[0]] = str(price)
+            facts[keys[1]] = str(notional)
+            if reducing:
+                facts[keys[2]] = "0"
+            else:
                 if ap.blocked or per_acct is None or per_base is None:
                     return None
                 pend = self._pending.get(p.pending_key)
@@ -763,68 +771,56 @@ class PreTradeChecker:
                         if gross.get(acct, 0) + add > ap.max_gross:
                             return None
                         gross_acct, gross_add = acct, add
-                # what the check needs is what it reserves: the same sums, pool by pool
+                need = per_acct * qty
+                facts[keys[2]] = str(need)
                 pool = ap.pool
-                margin[pool] = margin.get(pool, ZERO) + per_acct * qty
+                margin[pool] = margin.get(pool, ZERO) + need
+                base = per_base or ZERO
                 if pool_sp is not None:
-                    margin[pool_sp] = margin.get(pool_sp, ZERO) + (per_base or ZERO) * qty
-            legs.append((leg, sign, reducing, per_acct, per_base, price, notional, to_base, strat_pos, ap.pool))
-        if sp.max_net is not None:
-            net = ZERO
-            for leg, sign, _, _, _, _, notional, to_base, strat_pos, _ in legs:
+                    margin[pool_sp] = margin.get(pool_sp, ZERO) + base * qty
+                per_lot_map[name] = (pool, per_acct, pool_sp or "", base)
+            facts[keys[3]] = str(strat_pos)
+            if net is not None:
                 if to_base is None:
-                    break
-                net += notional * to_base / leg.qty * (strat_pos + sign * leg.qty)
-            else:
-                if abs(net) > sp.max_net:
-                    return None
+                    net = None  # no rate: the check list cannot weigh the pair either, and does not
+                else:
+                    net += notional * to_base / qty * (strat_pos + sign * qty)
+            reducing_map[name] = reducing
+            pending_map[name] = qty
+            in_flight.append((p.pending_key, 0 if sign > 0 else 1, qty))
+        if net is not None and abs(net) > sp.max_net:  # type: ignore[operator]
+            return None
         usage = self._usage
         leases = g.leases
         for pool, amount in margin.items():
             if usage.get(pool, ZERO) + amount > leases.get(pool, ZERO):
                 return None
         # every check passed: reserve, count, record (as _decide and _reserve do for the check list)
-        facts: dict[str, str] = {}
-        per_lot_map: dict[str, tuple[str, Decimal, str, Decimal]] = {}
-        pending_map: dict[str, int] = {}
-        reducing_map: dict[str, bool] = {}
         pending = self._pending
-        for leg, sign, reducing, per_acct, per_base, price, notional, _, strat_pos, pool in legs:
-            name = leg.leg
-            qty = leg.qty
-            keys = _FACT_KEYS.get(name) or _fact_keys(name)
-            facts[keys[0]] = str(price)
-            facts[keys[1]] = str(notional)
-            facts[keys[2]] = "0" if reducing else str(per_acct * qty)  # type: ignore[operator]
-            facts[keys[3]] = str(strat_pos)
-            reducing_map[name] = reducing
-            pending_map[name] = qty
-            key = ("inst", leg.instrument)
+        for key, side, qty in in_flight:
             pend = pending.get(key)
             if pend is None:
                 pend = pending[key] = [0, 0]
-            pend[0 if sign > 0 else 1] += qty
-            if not reducing:
-                per_lot_map[name] = (pool, per_acct, pool_sp or "", per_base or ZERO)  # type: ignore[assignment]
+            pend[side] += qty
+        reservation: dict[str, str] = {}
         for pool, amount in margin.items():
             usage[pool] = usage.get(pool, ZERO) + amount
+            reservation[pool] = str(amount)
         did = intent.decision_id
         result = PreTradeResult(True, (), did, facts)
         self._res[did] = _Reservation(intent, margin, per_lot_map, pending_map, {}, {}, reducing_map, False, result)
         counters = self.counters
         counters["accepted"] = counters.get("accepted", 0) + 1
         ev = self._events
-        if ev is not None:
-            reservation = {k: str(v) for k, v in margin.items()}
-            sink = self.sink
-            if sink is not None:
-                if type(now_ns) is int and now_ns >= 0 and type(did) is str and type(strat) is str:
-                    sink.emit(trusted_event(ev.new_id(), now_ns, did, "", EventKind.RISK_DECISION, strat, "", "", "",
-                                            ev.actor, "ACCEPTED", None, {
-                                                "coordinator": self.name, "denials": [], "codes": [], "facts": facts,
-                                                "reservation": reservation}))
-                else:
-                    self._record(intent, now_ns, "ACCEPTED", [], [], facts, reservation)
+        if ev is not None and self.sink is not None:
+            if type(now_ns) is int and now_ns >= 0 and type(did) is str and type(strat) is str:
+                # what EventMaker.make builds for these exact types, without re-checking them
+                self.sink.emit(trusted_event(ev.new_id(), now_ns, did, "", EventKind.RISK_DECISION, strat, "", "", "",
+                                             ev.actor, "ACCEPTED", None, {
+                                                 "coordinator": self.name, "denials": [], "codes": [], "facts": facts,
+                                                 "reservation": reservation}))
+            else:
+                self._record(intent, now_ns, "ACCEPTED", [], [], facts, reservation)
         return result
 
     def _strat_plan(self, strategy: str, g: RiskGrant) -> _StratPlan:
