@@ -4,11 +4,17 @@ All figures come from one run on one Ray instance:
 
 * ``floor_gather2_*``: an async actor gathering two concurrent calls to two trivial actors;
 * ``pair_latency_*``: intent received by the coordinator to both legs acknowledged, against
-  zero-latency simulated venues (VenueGateway actors);
+  zero-latency simulated venues (VenueGateway actors); one pair at a time, the driver acting as
+  the pair's strategy (it waits for the ``on_pair_done`` push, so no benchmark call reaches the
+  coordinator while a pair is measured);
 * ``leg_skew_*``: difference of the two legs' arrival stamps at their gateways;
 * ``compensation_*``: final reject received to the unwind order sent;
 * ``pairs_per_s_inflight_{1,10,50}``: finished pairs per second with that many in flight;
 * ``sequential_pair_latency_*``: leg B sent after leg A's ack, straight to the same gateways;
+* decomposition of the gap to the floor, same run: ``floor_gather2_payload_*`` (trivial actors
+  echoing a real place answer for a real OrderRequest: serialisation alone),
+  ``floor_gateways_gather2_*`` (the two real gateways gathered straight from the driver, no
+  coordinator), with their ratios to the floor;
 * ``*_cpu_us_per_pair``: CPU time (user + system) the coordinator and the two gateway processes
   spend per pair during (b), read from the OS: unlike latencies on a shared, loaded machine,
   it moves only when the code does (it includes the gateways' 2 ms housekeeping timer).
@@ -64,19 +70,61 @@ def _actor_cpu_s(class_name: str) -> float:
 
 @ray.remote(num_cpus=0)
 class _Trivial:
-    async def f(self, x: int = 0) -> int:
-        return x
+    def __init__(self, reply: Any = None) -> None:
+        self.reply = reply
+
+    async def f(self, x: Any = 0) -> Any:
+        return x if self.reply is None else self.reply
 
 
 @ray.remote(num_cpus=0)
 class _Driver:
-    """Floors, sequential baseline and the in-flight load generator, measured inside an async actor."""
+    """Floors, sequential baseline and the in-flight load generator, measured inside an async actor.
+
+    For the pair latency it is also the pair's strategy: it submits one intent and waits for
+    the coordinator's ``on_pair_done`` push, as a strategy host does, so that nothing but the
+    product's own traffic reaches the coordinator while a pair is measured (polling with
+    ``await_pair`` would put a second incoming call into every measured window)."""
+
+    def __init__(self) -> None:
+        self._done: dict[str, asyncio.Event] = {}
+
+    async def on_pair_done(self, summary: dict) -> None:
+        ev = self._done.get(summary.get("decision_id", ""))
+        if ev is not None:
+            ev.set()
+
+    async def pairs(self, coord: Any, prefix: str, n: int) -> int:
+        """One pair at a time; returns how many finished within their 10 s."""
+        ok = 0
+        for i in range(n):
+            did = f"{prefix}{i}"
+            ev = self._done[did] = asyncio.Event()
+            await coord.submit.remote(_intent(did))
+            try:
+                await asyncio.wait_for(ev.wait(), 10.0)
+                ok += 1
+            except asyncio.TimeoutError:
+                pass
+            self._done.pop(did, None)
+        return ok
 
     async def floor(self, a: Any, b: Any, n: int) -> list[float]:
         out = []
         for i in range(n):
             t = time.perf_counter_ns()
             await asyncio.gather(a.f.remote(i), b.f.remote(i))
+            out.append((time.perf_counter_ns() - t) / 1e3)
+        return out
+
+    async def payload_floor(self, a: Any, b: Any, n: int) -> list[float]:
+        """The floor with the order path's real payloads: an OrderRequest in, a gateway's
+        three-report answer out, no work in between."""
+        out = []
+        for i in range(n):
+            ra, rb = _reqs(f"pf{i}")
+            t = time.perf_counter_ns()
+            await asyncio.gather(a.f.remote(ra), b.f.remote(rb))
             out.append((time.perf_counter_ns() - t) / 1e3)
         return out
 
@@ -175,19 +223,21 @@ def run(quick: bool) -> dict[str, float]:
         coord = PairCoordinator.options(num_cpus=0).remote(_instruments(), gws, name="bench-coord")
         ray.get(coord.ready.remote(), timeout=60)
         a, b, drv = _Trivial.remote(), _Trivial.remote(), _Driver.remote()
+        # a real place answer (ACK, FILL, ... as the gateway returns them), echoed by trivial actors
+        answer = ray.get(gws["BA"].place.remote(_reqs("answer")[0]))
+        pa, pb = _Trivial.remote(answer), _Trivial.remote(answer)
 
-        # (a) the floor, warm
+        # (a) the floor, warm; and the floor carrying the order path's payloads
         ray.get(drv.floor.remote(a, b, 30))
         floor = ray.get(drv.floor.remote(a, b, n))
+        ray.get(drv.payload_floor.remote(pa, pb, 30))
+        payload_floor = ray.get(drv.payload_floor.remote(pa, pb, n))
 
-        # (b, c) pair latency and leg skew, one pair at a time
-        for i in range(20):  # warm-up
-            ray.get(coord.submit.remote(_intent(f"w{i}")))
-            ray.get(coord.await_pair.remote(f"w{i}"))
+        # (b, c) pair latency and leg skew, one pair at a time; the driver is the pair's strategy
+        ray.get(coord.register_strategy.remote("bench", drv))
+        ray.get(drv.pairs.remote(coord, "w", 20))  # warm-up
         cpu0 = (_actor_cpu_s("PairCoordinator"), _actor_cpu_s("VenueGateway"))
-        for i in range(n):
-            ray.get(coord.submit.remote(_intent(f"p{i}")))
-            ray.get(coord.await_pair.remote(f"p{i}"))
+        ray.get(drv.pairs.remote(coord, "p", n))
         cpu_coord = (_actor_cpu_s("PairCoordinator") - cpu0[0]) / n * 1e6
         cpu_gw = (_actor_cpu_s("VenueGateway") - cpu0[1]) / n * 1e6
         timings = timings_pairs = ray.get(coord.get_timings.remote())
@@ -230,11 +280,16 @@ def run(quick: bool) -> dict[str, float]:
             "pairs_per_s_inflight_50": tput[50],
             "sequential_pair_latency_p50_us": _pct(seq, 0.5), "sequential_pair_latency_p99_us": _pct(seq, 0.99),
             "floor_gateways_gather2_p50_us": _pct(gat, 0.5),
+            "floor_gather2_payload_p50_us": _pct(payload_floor, 0.5),
+            "place_answer_reports": float(len(answer)),
             "coordinator_intent_to_legs_sent_p50_us": _pct(core_us, 0.5),
             "coordinator_cpu_us_per_pair": cpu_coord, "gateways_cpu_us_per_pair": cpu_gw,
             "samples_pairs": float(len(lat)), "samples_compensation": float(len(comp)),
         }
         out["pair_latency_ratio"] = out["pair_latency_p50_us"] / out["floor_gather2_p50_us"]
+        # where the gap to the floor is: payloads alone, then the real gateways, then the coordinator
+        out["payload_floor_ratio"] = out["floor_gather2_payload_p50_us"] / out["floor_gather2_p50_us"]
+        out["gateways_gather_ratio"] = out["floor_gateways_gather2_p50_us"] / out["floor_gather2_p50_us"]
         out["sequential_vs_pair_latency_ratio"] = out["sequential_pair_latency_p50_us"] / out["pair_latency_p50_us"]
         out["pair_latency_target_ratio"] = 1.5
         out["leg_skew_p99_target_us"] = 1000.0
