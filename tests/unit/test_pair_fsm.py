@@ -530,3 +530,13 @@ def test_finished_pairs_stay_finished_and_a_garbled_trail_is_reported_not_guesse
     assert counts["finished"] == 1 and counts["reopened"] == 0 and counts["unreadable"] == 1
     assert book.pairs["d1"].state is PairState.HEDGED and not only(cmds, Query)
     assert "d9" not in book.pairs and book.bad_inputs == {"recover": 1}
+
+
+def test_timers_that_fire_after_the_pair_finished_leave_no_trace() -> None:
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS})
+    h.submit(intent("d1"))
+    h.drain()  # the deadline and ack timers fire after HEDGED
+    assert h.book.pairs["d1"].state is PairState.HEDGED
+    timers = [e for e in h.sink.by_decision("d1") if e.kind is EventKind.TIMER]
+    assert all(e.payload["state"] not in ("HEDGED", "ROLLED_BACK") or e.reason != "ignored" for e in timers)
+    assert max(e.ts_ns for e in h.sink.by_decision("d1")) < h.t0 + 1_000_000_000  # not stretched to the deadline

@@ -665,7 +665,10 @@ class PairMachine:
                         acted = "not lagging"
                 elif kind == "stale":
                     order.stale_armed = False
-        self._emit(EventKind.TIMER, reason=acted or "ignored", key=key, state=self.state.value)
+        if acted or not self.state.is_terminal:
+            # a timer outliving its finished pair (an ack or deadline timer armed earlier) did
+            # nothing: not worth a ledger row, and it would stretch the pair's trace by seconds
+            self._emit(EventKind.TIMER, reason=acted or "ignored", key=key, state=self.state.value)
         self._settle()
 
     def on_trading_state(self, state: TradingState, scope: str) -> None:
