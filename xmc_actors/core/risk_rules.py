@@ -733,9 +733,15 @@ class PreTradeChecker:
             if ccy == base_ccy:
                 to_base: Decimal | None = ONE
                 per_base: Decimal | None = per_lot
-            else:
-                to_base = self._rate(ccy, base_ccy)
-                per_base = None if to_base is None else per_lot * to_base
+            else:  # _rate, inline: a provider failure or a rate not above 0 is an unavailable rate
+                try:
+                    to_base = self.fx(ccy, base_ccy)
+                except Exception:
+                    to_base = None
+                if to_base is None or not to_base > 0:
+                    to_base = per_base = None
+                else:
+                    per_base = per_lot * to_base
             acct_ccy = ap.currency
             if acct_ccy == base_ccy:
                 per_acct = per_base
