@@ -138,11 +138,21 @@ def test_a_strategy_that_raises_is_halted_alone_and_the_other_keeps_trading(run)
 
 
 def test_a_coordinator_killed_mid_run_recovers_its_pairs_from_the_ledger_and_trading_resumes(run):
-    # Arrange: a pair in flight, held open: LME's next fills come 3 s after its ack
+    # Arrange: a pair in flight, held open: LME's next fills come 5 s after its ack. Wait until a
+    # pair has stayed in flight for a whole second with no pair finishing meanwhile: that is
+    # the held one (not a pair that was already finishing), and its events are in the ledger
     coord = run["dep"].handles["coordinator"]
-    ray.get(run["dep"].handles["gateway-LME"].inject.remote({"kind": "delay_fills", "ms": 3000}))
-    _wait(lambda: sum(ray.get(coord.status.remote())["in_flight"].values()), 30, "a pair in flight", every=0.02)
-    time.sleep(0.3)  # its intent and orders are in the ledger (the client flushes every few ms)
+    ray.get(run["dep"].handles["gateway-LME"].inject.remote({"kind": "delay_fills", "ms": 5000}))
+
+    def held_open() -> bool:
+        s1 = ray.get(coord.status.remote())
+        if not sum(s1["in_flight"].values()):
+            return False
+        time.sleep(1.0)
+        s2 = ray.get(coord.status.remote())
+        return bool(sum(s2["in_flight"].values())) and s2["outcomes"] == s1["outcomes"]
+
+    _wait(held_open, 60, "a pair held open for a second", every=0.05)
     # Act: the process dies; Ray restarts the actor (max_restarts=-1), which recovers on its first call
     ray.kill(coord, no_restart=False)
     st = _wait(lambda: _restarted(coord), 60, "the coordinator restarted and recovered")
