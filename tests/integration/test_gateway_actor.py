@@ -82,6 +82,26 @@ def test_place_marketable_limit_fills_and_repeat_client_order_id_returns_existin
     assert len([d for d in ray.get(gw.drop_copy.remote()) if d["kind"] == "ACK"]) == 1
 
 
+def test_place_over_the_wire_answers_the_same_and_garbled_bytes_are_refused_and_recorded():
+    from xmc_actors.model.fastpickle import from_wire, to_wire
+
+    gw = _gateway()
+    ray.get(gw.push_market.remote([quote("SHFE.cu", 72000, 72010, ask_size=5, ts_ns=T0)]))
+    # Act: one order as wire bytes; then bytes that are not an order, and a non-order model
+    answer = from_wire(ray.get(gw.place_wire.remote(to_wire(order("SHFE.cu", "BUY", 2, "72010")))))
+    with pytest.raises(ray.exceptions.RayTaskError, match="place_wire: from_wire: undecodable"):
+        ray.get(gw.place_wire.remote(b"\x92\xa1"))
+    with pytest.raises(ray.exceptions.RayTaskError, match="place_wire: expected an OrderRequest, got tuple"):
+        ray.get(gw.place_wire.remote(to_wire([1, 2])))
+    # Assert: the same answer as place(); the refusals counted and recorded, nothing sent
+    assert [r.kind for r in answer] == [ExecReportKind.ACK, ExecReportKind.FILL]
+    assert answer[-1].status is OrderStatus.FILLED and answer[-1].fill.price == Decimal("72010")
+    st = ray.get(gw.status.remote())
+    assert st["bad_input"]["place_wire"] == 2 and st["counters"]["orders"] == 1
+    bad = ray.get(gw.events.remote("BAD_INPUT"))
+    assert [e.reason.split(":")[0] for e in bad] == ["place_wire", "place_wire"]
+
+
 def test_resting_order_fill_is_pushed_to_its_registered_owner():
     gw = _gateway()
     owner = Collector.remote()

@@ -58,3 +58,42 @@ def test_a_value_that_is_not_an_enum_member_is_kept_as_it_was() -> None:
     back = pickle.loads(cloudpickle.dumps(odd))
     # Assert
     assert back.side == "SIDEWAYS" and back.model_fields_set == odd.model_fields_set
+
+
+def test_wire_bytes_round_trip_every_model_exactly_including_nested_and_sequences() -> None:
+    from xmc_actors.model.fastpickle import from_wire, to_wire
+
+    objs = _objects()
+    back = from_wire(to_wire(objs))  # a list of models, one with a nested Fill, one with legs and levels
+    assert isinstance(back, tuple) and len(back) == len(objs)
+    for a, b in zip(objs, back):
+        assert type(b) is type(a) and b == a
+        assert b.model_fields_set == a.model_fields_set
+    rep, fill = back[2], back[1]
+    assert str(rep.fill.fee) == str(objs[2].fill.fee) and str(fill.price) == "72010.50"  # exponents kept
+    assert isinstance(back[4].legs, tuple) and hash(back[5]) == hash(objs[5])
+
+
+@pytest.mark.parametrize("data, why", [
+    (b"\xc1", "undecodable"),
+    (b"\x92\xa1", "undecodable"),
+    ("not bytes", "expected bytes"),
+])
+def test_wire_bytes_that_are_not_an_encoding_are_refused_with_the_reason(data, why) -> None:
+    from xmc_actors.model.fastpickle import from_wire
+
+    with pytest.raises(ValueError, match=why):
+        from_wire(data)
+
+
+def test_wire_refuses_unknown_models_and_wrong_field_counts() -> None:
+    import msgpack
+
+    from xmc_actors.model.fastpickle import from_wire
+
+    unknown = msgpack.packb(msgpack.ExtType(42, msgpack.packb(("Nope", (1,), 0))))
+    short = msgpack.packb(msgpack.ExtType(42, msgpack.packb(("OrderRequest", ("d1:A:0",), 1))))
+    with pytest.raises(ValueError, match="'Nope' is not a wire model"):
+        from_wire(unknown)
+    with pytest.raises(ValueError, match="OrderRequest: expected 14 field values"):
+        from_wire(short)

@@ -32,6 +32,7 @@ from ..core.pretrade import PreTradeCheck
 from ..core.sink import EventSink, MemorySink
 from ..core.venue_health import VenueChange, VenueHealth, VenueState
 from ..model.events import Event
+from ..model.fastpickle import from_wire, to_wire
 from ..model.market import Instrument
 from ..model.orders import ExecutionReport
 from ..model.pairs import ExecutionMode, PairIntent
@@ -390,7 +391,8 @@ class PairCoordinator:
                     self.timings[c.decision_id].setdefault("unwind_sent", time.perf_counter_ns())
                 gw = self.gateways.get(c.venue)
                 # issued now, awaited later: both legs leave before either is awaited
-                calls.append(("place", c.req.client_order_id, gw.place.remote(c.req) if gw is not None else None))
+                calls.append(("place", c.req.client_order_id,
+                              gw.place_wire.remote(to_wire(c.req)) if gw is not None else None))
             elif isinstance(c, Cancel):
                 gw = self.gateways.get(c.venue)
                 calls.append(("cancel", c.client_order_id, gw.cancel.remote(c.client_order_id) if gw else None))
@@ -459,6 +461,11 @@ class PairCoordinator:
             self._execute(self.book.on_call_failed(coid, call, type(e).__name__))
             return
         if call == "place":
+            try:
+                result = from_wire(result) if isinstance(result, bytes) else result
+            except ValueError as e:  # a garbled answer: the outcome is unknown, the venue decides
+                self._execute(self.book.on_call_failed(coid, call, f"unreadable answer: {e}"))
+                return
             self._mark_ack(coid, result)
             self._execute(self.book.on_place_result(coid, list(result or [])))
         elif call == "cancel":

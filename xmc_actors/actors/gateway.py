@@ -30,7 +30,8 @@ from ..core.clock import Clock, SimClock, SystemClock
 from ..core.gateway_core import GatewayCore
 from ..core.sink import EventSink, MemorySink
 from ..model.config import DeploymentConfig, GatewayConfig
-from ..model.events import Event
+from ..model.events import Event, EventKind
+from ..model.fastpickle import from_wire, to_wire
 from ..model.orders import ExecutionReport, OrderRequest
 from ..model.quotes import Quote
 
@@ -200,6 +201,23 @@ class VenueGateway:
         await self._wait(latency)
         self._after_reply()
         return reps
+
+    @ray.method(max_task_retries=0)
+    async def place_wire(self, data: bytes) -> bytes:
+        """:meth:`place` with the order and the answer as wire bytes (``model.fastpickle.to_wire``):
+        what the coordinator uses, since Ray passes bytes without pickling. Bytes that are not
+        one encoded :class:`OrderRequest` are refused (``ValueError`` naming why), counted and
+        recorded as BAD_INPUT; nothing is sent."""
+        try:
+            req = from_wire(data)
+            if not isinstance(req, OrderRequest):
+                raise ValueError(f"expected an OrderRequest, got {type(req).__name__}")
+        except ValueError as e:
+            self.core.bad_input["place_wire"] += 1
+            self.core.sink.emit(self.core.events.make(EventKind.BAD_INPUT, venue=self.core.venue.code,
+                                                      reason=f"place_wire: {e}"))
+            raise ValueError(f"place_wire: {e}") from None
+        return to_wire(await self.place(req))
 
     @ray.method(max_task_retries=0)
     async def cancel(self, client_order_id: str) -> ExecutionReport:

@@ -30,6 +30,7 @@ from typing import Any
 import ray
 
 from ..model.config import DeploymentConfig, FeedConfig, GatewayConfig
+from ..model.fastpickle import from_wire, to_wire
 from ..model.market import Instrument, Side, TradingSession, Venue
 from ..model.orders import OrderRequest, OrderType, TimeInForce, client_order_id
 from ..model.pairs import ExecutionMode, LegIntent, PairIntent, ReplenishBudget, RollbackPolicy
@@ -118,13 +119,15 @@ class _Driver:
         return out
 
     async def payload_floor(self, a: Any, b: Any, n: int) -> list[float]:
-        """The floor with the order path's real payloads: an OrderRequest in, a gateway's
-        three-report answer out, no work in between."""
+        """The floor with the order path's real payloads as the coordinator sends them: an
+        OrderRequest in and a gateway's answer out (wire bytes, encoded and decoded on this
+        side as the coordinator does), no work in between."""
         out = []
         for i in range(n):
             ra, rb = _reqs(f"pf{i}")
             t = time.perf_counter_ns()
-            await asyncio.gather(a.f.remote(ra), b.f.remote(rb))
+            res = await asyncio.gather(a.f.remote(to_wire(ra)), b.f.remote(to_wire(rb)))
+            [from_wire(x) for x in res]
             out.append((time.perf_counter_ns() - t) / 1e3)
         return out
 
@@ -133,7 +136,8 @@ class _Driver:
         for i in range(n):
             ra, rb = _reqs(f"gat{i}")
             t = time.perf_counter_ns()
-            await asyncio.gather(ga.place.remote(ra), gb.place.remote(rb))
+            res = await asyncio.gather(ga.place_wire.remote(to_wire(ra)), gb.place_wire.remote(to_wire(rb)))
+            [from_wire(x) for x in res]
             out.append((time.perf_counter_ns() - t) / 1e3)
         return out
 
@@ -142,8 +146,8 @@ class _Driver:
         for i in range(n):
             ra, rb = _reqs(f"seq{i}")
             t = time.perf_counter_ns()
-            await ga.place.remote(ra)
-            await gb.place.remote(rb)
+            from_wire(await ga.place_wire.remote(to_wire(ra)))
+            from_wire(await gb.place_wire.remote(to_wire(rb)))
             out.append((time.perf_counter_ns() - t) / 1e3)
         return out
 
@@ -224,7 +228,7 @@ def run(quick: bool) -> dict[str, float]:
         ray.get(coord.ready.remote(), timeout=60)
         a, b, drv = _Trivial.remote(), _Trivial.remote(), _Driver.remote()
         # a real place answer (ACK, FILL, ... as the gateway returns them), echoed by trivial actors
-        answer = ray.get(gws["BA"].place.remote(_reqs("answer")[0]))
+        answer = ray.get(gws["BA"].place_wire.remote(to_wire(_reqs("answer")[0])))
         pa, pb = _Trivial.remote(answer), _Trivial.remote(answer)
 
         # (a) the floor, warm; and the floor carrying the order path's payloads
@@ -281,7 +285,7 @@ def run(quick: bool) -> dict[str, float]:
             "sequential_pair_latency_p50_us": _pct(seq, 0.5), "sequential_pair_latency_p99_us": _pct(seq, 0.99),
             "floor_gateways_gather2_p50_us": _pct(gat, 0.5),
             "floor_gather2_payload_p50_us": _pct(payload_floor, 0.5),
-            "place_answer_reports": float(len(answer)),
+            "place_answer_reports": float(len(from_wire(answer))),
             "coordinator_intent_to_legs_sent_p50_us": _pct(core_us, 0.5),
             "coordinator_cpu_us_per_pair": cpu_coord, "gateways_cpu_us_per_pair": cpu_gw,
             "samples_pairs": float(len(lat)), "samples_compensation": float(len(comp)),
