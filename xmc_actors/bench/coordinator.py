@@ -1,6 +1,7 @@
 """Pair coordinator benchmark: pair latency against the Ray floor, leg skew, compensation, throughput.
 
-All figures come from one run on one Ray instance:
+All figures come from one run on one Ray instance; the floors and the pair latency are
+measured in alternating blocks of 50 so that their ratio compares the same minutes:
 
 * ``floor_gather2_*``: an async actor gathering two concurrent calls to two trivial actors;
 * ``pair_latency_*``: intent received by the coordinator to both legs acknowledged, against
@@ -231,23 +232,30 @@ def run(quick: bool) -> dict[str, float]:
         answer = ray.get(gws["BA"].place_wire.remote(to_wire(_reqs("answer")[0])))
         pa, pb = _Trivial.remote(answer), _Trivial.remote(answer)
 
-        # (a) the floor, warm; and the floor carrying the order path's payloads
-        ray.get(drv.floor.remote(a, b, 30))
-        floor = ray.get(drv.floor.remote(a, b, n))
-        ray.get(drv.payload_floor.remote(pa, pb, 30))
-        payload_floor = ray.get(drv.payload_floor.remote(pa, pb, n))
-
-        # (b, c) pair latency and leg skew, one pair at a time; the driver is the pair's strategy
+        # (a) the floor, the floor carrying the order path's payloads, and (b, c) pair latency
+        # and leg skew (one pair at a time; the driver is the pair's strategy), measured in
+        # alternating blocks so that the ratios compare the same minutes of a shared machine
         ray.get(coord.register_strategy.remote("bench", drv))
+        ray.get(drv.floor.remote(a, b, 30))
+        ray.get(drv.payload_floor.remote(pa, pb, 30))
         ray.get(drv.pairs.remote(coord, "w", 20))  # warm-up
-        cpu0 = (_actor_cpu_s("PairCoordinator"), _actor_cpu_s("VenueGateway"))
-        ray.get(drv.pairs.remote(coord, "p", n))
-        cpu_coord = (_actor_cpu_s("PairCoordinator") - cpu0[0]) / n * 1e6
-        cpu_gw = (_actor_cpu_s("VenueGateway") - cpu0[1]) / n * 1e6
+        floor: list[float] = []
+        payload_floor: list[float] = []
+        cpu_coord_s = cpu_gw_s = 0.0
+        block = 50
+        for k in range(0, n, block):
+            floor += ray.get(drv.floor.remote(a, b, min(block, n - k)))
+            payload_floor += ray.get(drv.payload_floor.remote(pa, pb, min(block, n - k)))
+            cpu0 = (_actor_cpu_s("PairCoordinator"), _actor_cpu_s("VenueGateway"))
+            ray.get(drv.pairs.remote(coord, f"p{k}-", min(block, n - k)))
+            cpu_coord_s += _actor_cpu_s("PairCoordinator") - cpu0[0]
+            cpu_gw_s += _actor_cpu_s("VenueGateway") - cpu0[1]
+        cpu_coord, cpu_gw = cpu_coord_s / n * 1e6, cpu_gw_s / n * 1e6
+        pair_ids = [f"p{k}-{i}" for k in range(0, n, block) for i in range(min(block, n - k))]
         timings = timings_pairs = ray.get(coord.get_timings.remote())
         lat, skew = [], []
-        for i in range(n):
-            t = timings.get(f"p{i}", {})
+        for did in pair_ids:
+            t = timings.get(did, {})
             if "ack_A" in t and "ack_B" in t:
                 lat.append((max(t["ack_A"], t["ack_B"]) - t["received"]) / 1e3)
             if "gw_ts_A" in t and "gw_ts_B" in t:
@@ -273,7 +281,7 @@ def run(quick: bool) -> dict[str, float]:
         # (f) sequential baseline: leg B after leg A's ack
         seq = ray.get(drv.sequential.remote(gws["BA"], gws["BB"], n))
         gat = ray.get(drv.gateways_gather.remote(gws["BA"], gws["BB"], n))
-        core_us = [(t["sent"] - t["received"]) / 1e3 for i in range(n) if "sent" in (t := timings_pairs.get(f"p{i}", {}))]
+        core_us = [(t["sent"] - t["received"]) / 1e3 for did in pair_ids if "sent" in (t := timings_pairs.get(did, {}))]
 
         out: dict[str, float] = {
             "floor_gather2_p50_us": _pct(floor, 0.5), "floor_gather2_p99_us": _pct(floor, 0.99),
