@@ -214,7 +214,7 @@ class PairCoordinator:
                     continue
                 for sname in strategies:
                     self.strategies.setdefault(sname, h)
-            shards = getattr(self.sink, "_handles", None)
+            shards = getattr(self.sink, "shard_handles", None)  # the ledger client's shards
             try:
                 trail = await read_trail(list(shards), kinds=["INTENT", "PAIR_STATE", "ORDER_SENT"]) if shards else []
             except Exception as e:  # noqa: BLE001

@@ -118,6 +118,12 @@ class LedgerClient:
         self._pump = threading.Thread(target=self._run, name="ledger-client", daemon=True)
         self._pump.start()
 
+    @property
+    def shard_handles(self) -> list[Any]:
+        """The shard actors this client writes to, in shard order (readers of the trail use
+        them: :func:`xmc_actors.ledger.reader.read_trail`)."""
+        return list(self._handles)
+
     def __reduce__(self) -> tuple[Any, ...]:
         """Sent to another actor, a client arrives as a new client of the same shards
         (its own buffer and pump thread): events are never shared between processes."""
