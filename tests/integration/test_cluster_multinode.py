@@ -191,6 +191,18 @@ def test_deployment_with_a_gateway_pinned_to_a_label_no_node_has_fails_naming_th
     assert "gateway-LME" in err.value.ready and "coordinator" in err.value.ready
     assert "gateway-SHFE: pending: no alive node matches" in str(err.value)
     assert elapsed < 45
+    # and nothing of the half-started deployment is left running on the cluster
+    assert dep.handles == {}
+    for name in ("coordinator", "gateway-LME", "gateway-SHFE", "risk-guard", "ledger-0", "deployment"):
+        _until(lambda n=name: _gone(n, "test-cluster-nowhere"), 20, f"{name} killed")
+
+
+def _gone(name: str, namespace: str) -> bool:
+    try:
+        ray.get_actor(name, namespace=namespace)
+    except ValueError:
+        return True
+    return False
 
 
 def _on_node(node_id: str) -> dict:

@@ -186,7 +186,34 @@ class Deployment:
 
     # ------------------------------------------------------------------ start
     def start(self) -> dict[str, dict]:
-        """Create every actor, wire them, and wait until all are ready (or say which is not)."""
+        """Create every actor, wire them, and wait until all are ready (or say which is not).
+
+        A start that fails (an actor not ready in time, a placement no node can satisfy, an
+        error while wiring) leaves nothing running: every actor it created is killed before the
+        error is raised, so a half-started deployment (detached, on a cluster) does not linger.
+        """
+        try:
+            return self._start()
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        sink = getattr(self, "sink", None)
+        if sink is not None and hasattr(sink, "close"):
+            try:
+                sink.close(timeout=2.0)
+            except Exception:  # noqa: BLE001 - the shards may be the actors that never started
+                pass
+        for name, h in list(self.handles.items()):
+            try:
+                ray.kill(h, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        self.handles.clear()
+        self.hosts.clear()
+
+    def _start(self) -> dict[str, dict]:
         from ..actors.coordinator import PairCoordinator
         from ..actors.gateway import VenueGateway
         from ..actors.risk_guard import RiskGuard
