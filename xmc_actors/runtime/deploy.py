@@ -31,7 +31,7 @@ from typing import Any, Callable
 import ray
 
 from ..model.config import DeploymentConfig, LedgerConfig
-from .session import REGISTRY_NAME, DeploymentRegistry, start_ray
+from .session import REGISTRY_NAME, DeploymentRegistry, forget_embedded, start_ray
 
 COORDINATOR_NAME = "coordinator"
 RISK_GUARD_NAME = "risk-guard"
@@ -440,6 +440,7 @@ class Deployment:
             self.metrics_endpoint.close()
         if self.address is None and ray.is_initialized():
             ray.shutdown()
+            forget_embedded(self.namespace)
 
 
 def alerts_by_level(ledger_dir: str) -> dict[str, int]:

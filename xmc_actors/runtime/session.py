@@ -8,9 +8,11 @@ find everything without knowing the configuration.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -34,18 +36,62 @@ def start_ray(address: str | None, namespace: str, *, num_cpus: int | None = Non
     else:
         kwargs["address"] = address
     ctx = ray.init(**kwargs)
-    return {"address": ctx.address_info.get("gcs_address", ""), "embedded": address is None,
-            "dashboard_url": ctx.dashboard_url or ""}
+    gcs = ctx.address_info.get("gcs_address", "")
+    if address is None and gcs:
+        record_embedded(namespace, gcs)
+    return {"address": gcs, "embedded": address is None, "dashboard_url": ctx.dashboard_url or ""}
+
+
+def _address_file(namespace: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in namespace) or "xmc"
+    return Path(os.environ.get("XMC_RUN_DIR", "/tmp/xmc-run")) / f"{safe}.address"
+
+
+def record_embedded(namespace: str, gcs_address: str) -> None:
+    """Remember which Ray instance the embedded deployment of ``namespace`` runs on, so that
+    ``xmc status`` / ``halt`` / ... from another shell join that one, not whichever Ray another
+    process on this machine started last (what ``auto`` would pick)."""
+    try:
+        f = _address_file(namespace)
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps({"address": gcs_address, "pid": os.getpid()}))
+    except OSError as e:  # the CLI falls back to ``auto``
+        log.warning("could not record the embedded Ray address of %r: %s", namespace, e)
+
+
+def forget_embedded(namespace: str) -> None:
+    """The embedded deployment of ``namespace`` stopped (only its own record is removed)."""
+    f = _address_file(namespace)
+    try:
+        if json.loads(f.read_text()).get("pid") == os.getpid():
+            f.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def resolve_address(address: str | None, namespace: str) -> str:
+    """The Ray address the CLI joins: ``address`` if given, else the embedded deployment of
+    ``namespace`` running on this machine (its driver still alive), else ``auto``."""
+    if address:
+        return address
+    try:
+        rec = json.loads(_address_file(namespace).read_text())
+        pid, addr = int(rec["pid"]), str(rec["address"])
+        os.kill(pid, 0)  # still running? (signal 0 only checks)
+        return addr
+    except (OSError, ValueError, KeyError, TypeError):
+        return "auto"
 
 
 def connect(address: str | None, namespace: str) -> None:
-    """Join a running Ray (``auto`` finds the one on this machine) for CLI look-ups."""
+    """Join a running Ray for CLI look-ups: ``address``, else the embedded deployment of
+    ``namespace`` on this machine (:func:`resolve_address`), else ``auto``."""
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
-        ray.init(address=address or "auto", namespace=namespace, log_to_driver=False,
-                 logging_level=logging.ERROR)
+        target = resolve_address(address, namespace)
+        ray.init(address=target, namespace=namespace, log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, RuntimeError) as e:
         raise LookupError(f"no running Ray cluster found at {address or 'this machine (auto)'}: {e}") from None
 
