@@ -95,6 +95,10 @@ _WIRE_EXT = 42
 _BY_NAME: dict[str, type] = {}
 
 
+class _WireError(ValueError):
+    """Bytes that are not what :func:`to_wire` writes (raised with the reason)."""
+
+
 def _wire_default(obj: Any) -> Any:
     cls = type(obj)
     if cls in _LAYOUTS:
@@ -108,13 +112,13 @@ def _wire_default(obj: Any) -> Any:
 
 def _wire_ext(code: int, data: bytes) -> Any:
     if code != _WIRE_EXT:
-        raise ValueError(f"from_wire: unknown extension type {code}")
+        raise _WireError(f"from_wire: unknown extension type {code}")
     name, values, mask = msgpack.unpackb(data, ext_hook=_wire_ext, raw=False, use_list=False)
     cls = _BY_NAME.get(name)
     if cls is None:
-        raise ValueError(f"from_wire: {name!r} is not a wire model")
+        raise _WireError(f"from_wire: {name!r} is not a wire model")
     if not isinstance(values, tuple) or len(values) != len(_LAYOUTS[cls][0]) or not isinstance(mask, int):
-        raise ValueError(f"from_wire: {name}: expected {len(_LAYOUTS[cls][0])} field values")
+        raise _WireError(f"from_wire: {name}: expected {len(_LAYOUTS[cls][0])} field values")
     return _rebuild(cls, values, mask)
 
 
@@ -129,13 +133,13 @@ def to_wire(obj: Any) -> bytes:
 def from_wire(data: bytes) -> Any:
     """The value :func:`to_wire` encoded; ``ValueError`` naming what is wrong otherwise."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ValueError(f"from_wire: expected bytes, got {type(data).__name__}")
+        raise _WireError(f"from_wire: expected bytes, got {type(data).__name__}")
     try:
         return msgpack.unpackb(data, ext_hook=_wire_ext, raw=False, use_list=False)
-    except Exception as e:  # noqa: BLE001 - msgpack's own errors (truncated, garbage) and ours
-        if isinstance(e, ValueError) and str(e).startswith("from_wire:"):
-            raise
-        raise ValueError(f"from_wire: undecodable ({type(e).__name__}: {e})") from None
+    except _WireError:
+        raise
+    except Exception as e:  # noqa: BLE001 - msgpack's own errors: truncated, garbage
+        raise _WireError(f"from_wire: undecodable ({type(e).__name__}: {e})") from None
 
 
 def fast_pickle(*classes: type[BaseModel]) -> None:

@@ -25,6 +25,15 @@ def _lost_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}"[:300]
 
 
+def _on_timeout(health: VenueHealth, venue: str, state: str | None, cause: str,
+                timeout_s: float) -> VenueChange | None:
+    """A probe that did not answer: the gateway is lost if the GCS says Ray is restarting it
+    (its node gone: calls to it queue silently), otherwise it counts one time-out."""
+    if state in _LOST_STATES:
+        return health.on_gateway_lost(venue, f"gateway actor {state}" + (f": {cause}" if cause else ""))
+    return health.on_probe_timeout(venue, timeout_s)
+
+
 def probe_gateways(
     health: VenueHealth,
     gateways_by_venue: Mapping[str, Any],
@@ -55,11 +64,7 @@ def probe_gateways(
         try:
             status = ray.get(ref, timeout=0)
         except GetTimeoutError:
-            state, cause = _actor_state(gateways_by_venue[venue])
-            if state in _LOST_STATES:
-                c = health.on_gateway_lost(venue, f"gateway actor {state}" + (f": {cause}" if cause else ""))
-            else:
-                c = health.on_probe_timeout(venue, timeout_s)
+            c = _on_timeout(health, venue, *_actor_state(gateways_by_venue[venue]), timeout_s)
         except RayActorError as exc:
             c = health.on_gateway_lost(venue, _lost_reason(exc))
         except Exception as exc:  # noqa: BLE001 - status() raising means the gateway is not healthy
@@ -84,11 +89,7 @@ async def probe_gateways_async(
         try:
             status = await asyncio.wait_for(getattr(handle, method).remote(), timeout_s)
         except asyncio.TimeoutError:
-            # calls to a gateway Ray is restarting (its node gone) queue silently: ask the GCS
-            state, cause = await asyncio.to_thread(_actor_state, handle)
-            if state in _LOST_STATES:
-                return health.on_gateway_lost(venue, f"gateway actor {state}" + (f": {cause}" if cause else ""))
-            return health.on_probe_timeout(venue, timeout_s)
+            return _on_timeout(health, venue, *await asyncio.to_thread(_actor_state, handle), timeout_s)
         except RayActorError as exc:
             return health.on_gateway_lost(venue, _lost_reason(exc))
         except Exception as exc:  # noqa: BLE001

@@ -393,8 +393,7 @@ class SimExchange:
         o.trading_day = self._trading_day(book.inst)
         if self.journal is not None and o.trading_day is not None:
             self.journal.append(["D", req.client_order_id, o.trading_day.isoformat()])
-        immediate = req.order_type in (OrderType.IOC, OrderType.FOK, OrderType.MARKET) or req.tif in (
-            TimeInForce.IOC, TimeInForce.FOK)
+        immediate = _immediate(req)
         fok = req.order_type is OrderType.FOK or req.tif is TimeInForce.FOK
         if fok and self._available(book, req.side, req.price) < req.qty:
             o.state.reject_reason = RejectReason.FOK_UNFILLABLE
@@ -500,12 +499,10 @@ class SimExchange:
             except (KeyError, IndexError, TypeError, ValueError):
                 counts["unreadable"] += 1
         for o in sorted(self.orders.values(), key=lambda o: o.priority):
-            immediate = o.req.order_type in (OrderType.IOC, OrderType.FOK, OrderType.MARKET) or o.req.tif in (
-                TimeInForce.IOC, TimeInForce.FOK)
             if o.state.status.is_live and o.state.leaves_qty > 0:
                 counts["live"] += 1
                 book = self.books.get(o.req.instrument)
-                if book is not None and not immediate:
+                if book is not None and not _immediate(o.req):
                     book.resting.append(o)
         return counts
 
@@ -659,6 +656,12 @@ class SimExchange:
                 if o.state.status is OrderStatus.FILLED:
                     book.resting.remove(o)
         return out
+
+
+def _immediate(req: OrderRequest) -> bool:
+    """Fills what it can at once and never rests (IOC, FOK, MARKET)."""
+    return req.order_type in (OrderType.IOC, OrderType.FOK, OrderType.MARKET) or req.tif in (
+        TimeInForce.IOC, TimeInForce.FOK)
 
 
 def wire_quote(book: Book, venue_ts_ns: int) -> dict[str, Any]:
