@@ -97,9 +97,10 @@ def test_place_over_the_wire_answers_the_same_and_garbled_bytes_are_refused_and_
     assert [r.kind for r in answer] == [ExecReportKind.ACK, ExecReportKind.FILL]
     assert answer[-1].status is OrderStatus.FILLED and answer[-1].fill.price == Decimal("72010")
     st = ray.get(gw.status.remote())
-    assert st["bad_input"]["place_wire"] == 2 and st["counters"]["orders"] == 1
+    assert st["bad_input"]["GARBAGE"] == 2 and st["counters"]["bad_input"] == 2 and st["counters"]["orders"] == 1
     bad = ray.get(gw.events.remote("BAD_INPUT"))
-    assert [e.reason.split(":")[0] for e in bad] == ["place_wire", "place_wire"]
+    assert [(e.reason, e.payload["field"]) for e in bad] == [("GARBAGE", "place_wire")] * 2
+    assert "undecodable" in bad[0].payload["detail"] and "expected an OrderRequest" in bad[1].payload["detail"]
 
 
 def test_resting_order_fill_is_pushed_to_its_registered_owner():

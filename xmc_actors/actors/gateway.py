@@ -28,9 +28,10 @@ import ray
 
 from ..core.clock import Clock, SimClock, SystemClock
 from ..core.gateway_core import GatewayCore
+from ..core.normalise import BadInput, BadInputReason
 from ..core.sink import EventSink, MemorySink
 from ..model.config import DeploymentConfig, GatewayConfig
-from ..model.events import Event, EventKind
+from ..model.events import Event
 from ..model.fastpickle import from_wire, to_wire
 from ..model.orders import ExecutionReport, OrderRequest
 from ..model.quotes import Quote
@@ -207,15 +208,14 @@ class VenueGateway:
         """:meth:`place` with the order and the answer as wire bytes (``model.fastpickle.to_wire``):
         what the coordinator uses, since Ray passes bytes without pickling. Bytes that are not
         one encoded :class:`OrderRequest` are refused (``ValueError`` naming why), counted and
-        recorded as BAD_INPUT; nothing is sent."""
+        recorded as BAD_INPUT like any garbage the venue sends (reason GARBAGE, field
+        ``place_wire``); nothing is sent."""
         try:
             req = from_wire(data)
             if not isinstance(req, OrderRequest):
                 raise ValueError(f"expected an OrderRequest, got {type(req).__name__}")
         except ValueError as e:
-            self.core.bad_input["place_wire"] += 1
-            self.core.sink.emit(self.core.events.make(EventKind.BAD_INPUT, venue=self.core.venue.code,
-                                                      reason=f"place_wire: {e}"))
+            self.core._bad(BadInput(BadInputReason.GARBAGE, "place_wire", str(e)), data)
             raise ValueError(f"place_wire: {e}") from None
         return to_wire(await self.place(req))
 
