@@ -81,6 +81,7 @@ from ray.cluster_utils import Cluster
 
 from ..model.config import DeploymentConfig
 from ..runtime.config import PROJECT_ROOT, load_config
+from .runtime import stamped_quote
 from .stats import percentile
 
 SIZES = (1, 10, 50, 100)
@@ -149,12 +150,8 @@ def build_config(tmp: Path, n: int, *, namespace: str, window_div: int = 1) -> D
 
 
 def quote(inst: str, book: tuple[Decimal, Decimal]) -> Any:
-    """A market quote stamped now (deep book)."""
-    from ..model.quotes import Quote
-
-    now = time.time_ns()
-    return Quote(instrument=inst, bid=book[0], ask=book[1], bid_size=1_000, ask_size=1_000,
-                 venue_ts_ns=now, ts_ns=now, recv_ts_ns=now)
+    """A market quote stamped now (1,000 lots a side)."""
+    return stamped_quote(inst, book, size=1_000)
 
 
 def actor_process(handle: Any) -> tuple[int, str]:

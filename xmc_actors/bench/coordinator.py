@@ -119,25 +119,16 @@ class _Driver:
             out.append((time.perf_counter_ns() - t) / 1e3)
         return out
 
-    async def payload_floor(self, a: Any, b: Any, n: int) -> list[float]:
-        """The floor with the order path's real payloads as the coordinator sends them: an
-        OrderRequest in and a gateway's answer out (wire bytes, encoded and decoded on this
-        side as the coordinator does), no work in between."""
+    async def gather_orders(self, a: Any, b: Any, method: str, prefix: str, n: int) -> list[float]:
+        """Two orders sent at once as the coordinator sends them (wire bytes, encoded and the
+        answers decoded here) to ``a.<method>`` and ``b.<method>``: to trivial actors echoing a
+        real place answer (``f``: the floor with the order path's payloads, no work in
+        between) or to the real gateways (``place_wire``: no coordinator)."""
         out = []
         for i in range(n):
-            ra, rb = _reqs(f"pf{i}")
+            ra, rb = _reqs(f"{prefix}{i}")
             t = time.perf_counter_ns()
-            res = await asyncio.gather(a.f.remote(to_wire(ra)), b.f.remote(to_wire(rb)))
-            [from_wire(x) for x in res]
-            out.append((time.perf_counter_ns() - t) / 1e3)
-        return out
-
-    async def gateways_gather(self, ga: Any, gb: Any, n: int) -> list[float]:
-        out = []
-        for i in range(n):
-            ra, rb = _reqs(f"gat{i}")
-            t = time.perf_counter_ns()
-            res = await asyncio.gather(ga.place_wire.remote(to_wire(ra)), gb.place_wire.remote(to_wire(rb)))
+            res = await asyncio.gather(getattr(a, method).remote(to_wire(ra)), getattr(b, method).remote(to_wire(rb)))
             [from_wire(x) for x in res]
             out.append((time.perf_counter_ns() - t) / 1e3)
         return out
@@ -237,7 +228,7 @@ def run(quick: bool) -> dict[str, float]:
         # alternating blocks so that the ratios compare the same minutes of a shared machine
         ray.get(coord.register_strategy.remote("bench", drv))
         ray.get(drv.floor.remote(a, b, 30))
-        ray.get(drv.payload_floor.remote(pa, pb, 30))
+        ray.get(drv.gather_orders.remote(pa, pb, "f", "pfw", 30))
         ray.get(drv.pairs.remote(coord, "w", 20))  # warm-up
         floor: list[float] = []
         payload_floor: list[float] = []
@@ -245,7 +236,7 @@ def run(quick: bool) -> dict[str, float]:
         block = 50
         for k in range(0, n, block):
             floor += ray.get(drv.floor.remote(a, b, min(block, n - k)))
-            payload_floor += ray.get(drv.payload_floor.remote(pa, pb, min(block, n - k)))
+            payload_floor += ray.get(drv.gather_orders.remote(pa, pb, "f", f"pf{k}-", min(block, n - k)))
             cpu0 = (_actor_cpu_s("PairCoordinator"), _actor_cpu_s("VenueGateway"))
             ray.get(drv.pairs.remote(coord, f"p{k}-", min(block, n - k)))
             cpu_coord_s += _actor_cpu_s("PairCoordinator") - cpu0[0]
@@ -280,7 +271,7 @@ def run(quick: bool) -> dict[str, float]:
 
         # (f) sequential baseline: leg B after leg A's ack
         seq = ray.get(drv.sequential.remote(gws["BA"], gws["BB"], n))
-        gat = ray.get(drv.gateways_gather.remote(gws["BA"], gws["BB"], n))
+        gat = ray.get(drv.gather_orders.remote(gws["BA"], gws["BB"], "place_wire", "gat", n))
         core_us = [(t["sent"] - t["received"]) / 1e3 for did in pair_ids if "sent" in (t := timings_pairs.get(did, {}))]
 
         out: dict[str, float] = {

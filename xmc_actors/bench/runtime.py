@@ -84,10 +84,11 @@ def _config(tmp: Path, name: str, n_strategies: int, *, trigger: bool) -> Any:
     return load_config(path)
 
 
-def _quote(inst: str, book: tuple[Decimal, Decimal]) -> Quote:
+def stamped_quote(inst: str, book: tuple[Decimal, Decimal], size: int = 100_000_000) -> Quote:
+    """A market quote ``(bid, ask)`` stamped now, ``size`` lots on each side. The default is a
+    deep book: what orders take stays taken until the next quote, and leg B is quoted once."""
     now = time.time_ns()
-    # deep books: what orders take stays taken until the next quote, and leg B is quoted once
-    return Quote(instrument=inst, bid=book[0], ask=book[1], bid_size=100_000_000, ask_size=100_000_000,
+    return Quote(instrument=inst, bid=book[0], ask=book[1], bid_size=size, ask_size=size,
                  venue_ts_ns=now, ts_ns=now, recv_ts_ns=now)
 
 
@@ -97,8 +98,8 @@ def _start(cfg: Any) -> Any:
     dep = Deployment(cfg)
     dep.start()
     gw_a, gw_b = dep.gateways["SHFE"], dep.gateways["LME"]
-    ray.get([gw_b.push_market.remote([_quote("LME.CA3M", BOOK_B)]),
-             gw_a.push_market.remote([_quote("SHFE.cu", NORMAL_A)])])
+    ray.get([gw_b.push_market.remote([stamped_quote("LME.CA3M", BOOK_B)]),
+             gw_a.push_market.remote([stamped_quote("SHFE.cu", NORMAL_A)])])
     dep.settle()
     return dep
 
@@ -197,7 +198,7 @@ def _floor_push_quiesce(n: int) -> list[float]:
             return 0
 
     g = _G.remote()
-    q = _quote("SHFE.cu", NORMAL_A)
+    q = stamped_quote("SHFE.cu", NORMAL_A)
     out = []
     try:
         for i in range(n + 20):
@@ -220,7 +221,7 @@ def _tick_to_order(tmp: Path, n: int) -> dict[str, Any]:
         for i in range(n + 10):
             if i == 10:  # warm-up done
                 ray.get([gw_a.arrival_stamps.remote(True), gw_b.arrival_stamps.remote(True)])
-            ray.get(gw_a.push_market.remote([_quote("SHFE.cu", WIDE_A if i % 2 == 0 else NORMAL_A)]))
+            ray.get(gw_a.push_market.remote([stamped_quote("SHFE.cu", WIDE_A if i % 2 == 0 else NORMAL_A)]))
             dep.settle()
         sa, sb = ray.get([gw_a.arrival_stamps.remote(), gw_b.arrival_stamps.remote()])
         coord_t = ray.get(coord.get_timings.remote())
@@ -263,13 +264,13 @@ def _fanout(tmp: Path, n_strategies: int, n_quotes: int) -> list[float]:
             return sum(int(st["counters"].get("evaluations", 0)) for hs in sts for st in hs["strategies"].values())
 
         for i in range(10):  # warm-up
-            ray.get(gw_a.push_market.remote([_quote("SHFE.cu", NORMAL_A)]))
+            ray.get(gw_a.push_market.remote([stamped_quote("SHFE.cu", NORMAL_A)]))
             ray.get(gw_a.quiesce.remote())
         before = evaluations()
         out = []
         books = (NORMAL_A, (Decimal(72000), Decimal(72010)))
         for i in range(n_quotes):
-            q = _quote("SHFE.cu", books[i % 2])
+            q = stamped_quote("SHFE.cu", books[i % 2])
             t = time.perf_counter()
             ray.get(gw_a.push_market.remote([q]))
             ray.get(gw_a.quiesce.remote())
