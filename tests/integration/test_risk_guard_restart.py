@@ -215,7 +215,8 @@ def test_a_killed_risk_guard_is_rebuilt_from_the_ledger_and_the_venues_and_grant
         return st if st["reconstructed"] and st["last_rebuild"] and not st["rebuilding"] else None
 
     after = _wait(rebuilt, 30, "the reconstructed guard rebuilt")
-    _wait(lambda: (_held_grant(coord) or (0,))[0] > seq_before[0], 5, "a grant after the rebuild reached the coordinator")
+    _wait(lambda: (_held_grant(coord) or (0, 0))[1] >= after["started_ns"], 5,
+          "a grant of the new life reached the coordinator")
     seen.append(_held_grant(coord))
     trail = asyncio.run(read_trail(shards, kinds=["RISK_DECISION", "RECONCILE", "ALERT"]))
 
@@ -233,11 +234,14 @@ def test_a_killed_risk_guard_is_rebuilt_from_the_ledger_and_the_venues_and_grant
     assert len(rebuilt_ev) == 1 and rebuilt_ev[0].payload["mismatches"] == rep["mismatches"]
     assert [e.payload["difference"] for e in trail if e.reason == "POSITION_MISMATCH"] == [1]
     assert any(e.payload.get("monitor") == "position_mismatch" and e.payload.get("level") == "orange" for e in trail)
-    # no grant was extended while the guard was down or rebuilding: the coordinator held its
-    # pre-kill grant until one issued after the rebuild, whose seq is past the old ones
-    rebuilt_ns = rebuilt_ev[0].ts_ns
-    assert all(g == seq_before or g[1] >= rebuilt_ns for g in seen), (seq_before, seen, rebuilt_ns)
-    assert seen[-1][0] > seq_before[0]
+    # no grant was extended while the guard was down or rebuilding: every grant the coordinator
+    # held was issued by the previous life (its refresh may still run between our snapshot and
+    # the kill) or after the rebuild, and the first new one has a seq past the old ones
+    rebuilt_ns, reborn_ns = rebuilt_ev[0].ts_ns, after["started_ns"]
+    assert reborn_ns < rebuilt_ns
+    assert all(g[1] < reborn_ns or g[1] >= rebuilt_ns for g in seen), (seq_before, seen, reborn_ns, rebuilt_ns)
+    old_life = [g for g in [seq_before, *seen] if g[1] < reborn_ns]
+    assert seen[-1][1] >= rebuilt_ns and seen[-1][0] > max(g[0] for g in old_life), (old_life, seen)
     client_stats = sink.stats()
     sink.close(5)
     _stop([coord, strat, *gws.values(), *shards])

@@ -120,6 +120,7 @@ class RiskGuard:
         self._refresh = refresh
         self._loop_task: asyncio.Task[None] | None = None
         self._bg: set[asyncio.Task[Any]] = set()
+        self.started_ns = self.clock.now_ns()  # this process life's start: grants before it are a previous life's
         self.reconstructed = False
         try:
             self.reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
@@ -298,6 +299,7 @@ class RiskGuard:
         st = self.core.status()
         st["registered"] = list(self.handles)
         st["reconstructed"] = self.reconstructed
+        st["started_ns"] = self.started_ns
         st["rebuilding"] = self.rebuilding
         st["last_rebuild"] = self.last_rebuild
         st["grants_skipped"] = self.grants_skipped
