@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from xmc_actors.core.clock import SimClock
 from xmc_actors.core.pair_fsm import (
-    Cancel, CoordinatorConfig, Emit, HaltStrategy, NotifyDone, PairBook, Place, Query, StartTimer,
+    Cancel, CancelTimers, CoordinatorConfig, Emit, HaltStrategy, NotifyDone, PairBook, Place, Query, StartTimer,
 )
 from xmc_actors.core.sink import MemorySink
 from xmc_actors.model import (
@@ -213,6 +213,21 @@ class FakeVenue:
         return n
 
 
+class _TimerFire:
+    """A timer armed by :class:`StartTimer` in the harness queue (dropped if its pair cancels it)."""
+
+    __slots__ = ("h", "decision_id", "key", "tok")
+
+    def __init__(self, h: "Harness", decision_id: str, key: str, tok: int) -> None:
+        self.h, self.decision_id, self.key, self.tok = h, decision_id, key, tok
+
+    def cancelled(self) -> bool:
+        return self.tok not in self.h.armed.get(self.decision_id, ())
+
+    def __call__(self) -> None:
+        self.h._fire(self.decision_id, self.key, self.tok)
+
+
 class Harness:
     """Drives a :class:`PairBook` with two fake venues; executes its commands like the actor does."""
 
@@ -234,6 +249,8 @@ class Harness:
         self.trades: dict[str, str] = {}
         self.late_fills = 0
         self.steps = 0
+        self.armed: dict[str, dict[int, str]] = {}  # per pair: token -> key of each timer armed, until it fires
+        self.timers_cancelled: list[str] = []  # keys of the timers CancelTimers dropped
 
     # -- scheduling ------------------------------------------------------------------------
     def at(self, t: int, fn: Callable[[], None]) -> None:
@@ -299,13 +316,21 @@ class Harness:
                           lambda r, coid=c.client_order_id: b.on_query_result(coid, r),
                           lambda e, coid=c.client_order_id: b.on_call_failed(coid, "query", e))
             elif isinstance(c, StartTimer):
-                self.at(max(c.at_ns, self.clock.now_ns()), lambda d=c.decision_id, k=c.key: self.run(b.on_timer(d, k)))
+                tok = next(self.seq)
+                self.armed.setdefault(c.decision_id, {})[tok] = c.key
+                self.at(max(c.at_ns, self.clock.now_ns()), _TimerFire(self, c.decision_id, c.key, tok))
+            elif isinstance(c, CancelTimers):
+                self.timers_cancelled += sorted(self.armed.pop(c.decision_id, {}).values())
             elif isinstance(c, NotifyDone):
                 self.done.append(c.summary)
             elif isinstance(c, HaltStrategy):
                 self.halts.append(c)
             else:  # pragma: no cover
                 raise TypeError(c)
+
+    def _fire(self, decision_id: str, key: str, tok: int) -> None:
+        del self.armed[decision_id][tok]
+        self.run(self.book.on_timer(decision_id, key))
 
     def submit(self, intent: Any, liquidity: dict | None = None) -> dict:
         res, cmds = self.book.submit(intent, liquidity)
@@ -315,6 +340,8 @@ class Harness:
     def drain(self, max_steps: int = 20_000) -> None:
         while self.queue:
             t, _, fn = heapq.heappop(self.queue)
+            if type(fn) is _TimerFire and fn.cancelled():
+                continue  # gone, as a cancelled asyncio timer is: it does not move the clock either
             if t > self.clock.now_ns():
                 self.clock.set(t)
             fn()

@@ -106,6 +106,8 @@ def test_both_legs_filled_hedges_and_the_trail_holds_every_step():
     assert kinds.count(EventKind.ORDER_SENT) == 2 and EventKind.PAIR_STATE in kinds
     again = ray.get(coord.submit.remote(_intent("both")))
     assert again["duplicate"] is True
+    # its ack, deadline and stale timers were cancelled when it hedged, not left to fire
+    assert ray.get(coord.__ray_call__.remote(lambda self: self._timers.get("both"))) is None
 
 
 def test_reject_on_leg_b_then_replenished_hedges():
@@ -123,6 +125,7 @@ def test_final_reject_on_leg_b_rolls_back_leg_a():
     ray.get(coord.submit.remote(_intent("roll")))
     s = _wait_done(strat, "roll")
     assert s["state"] == "ROLLED_BACK"
+    assert ray.get(coord.__ray_call__.remote(lambda self: self._timers.get("roll"))) is None
     assert _net(gws["SHFE"], "roll", "A", Side.BUY) == 0 and _leg(s, "A")["rollback_qty"] == 2
 
 

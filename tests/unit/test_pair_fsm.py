@@ -5,13 +5,13 @@ import heapq
 from decimal import Decimal
 
 import testkit
-from pair_harness import Behaviour, Harness
+from pair_harness import MS, Behaviour, Harness
 from xmc_actors.core.clock import SimClock
 from xmc_actors.core.pair_fsm import Cancel, CoordinatorConfig, Emit, NotifyDone, PairBook, Place, Query
 from xmc_actors.core.pretrade import Denial, PreTradeResult
 from xmc_actors.model import (
     EventKind, ExecReportKind, ExecutionMode, ExecutionReport, Fill, OrderStatus, OrderType, PairState,
-    RejectReason, ReplenishBudget, Side,
+    RejectReason, ReplenishBudget, RollbackPolicy, Side,
 )
 
 INSTRUMENTS = {"SHFE.cu": testkit.instrument("SHFE.cu"), "LME.CA3M": testkit.instrument("LME.CA3M")}
@@ -532,11 +532,52 @@ def test_finished_pairs_stay_finished_and_a_garbled_trail_is_reported_not_guesse
     assert "d9" not in book.pairs and book.bad_inputs == {"recover": 1}
 
 
-def test_timers_that_fire_after_the_pair_finished_leave_no_trace() -> None:
+def test_a_finished_pair_cancels_its_timers_and_one_that_races_the_cancel_leaves_no_trace() -> None:
+    # Arrange / Act: both legs fill at once; two ack timers, the deadline and, as leg A's fill
+    # is seen before leg B's, B's stale-remainder timer are armed
     h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS})
     h.submit(intent("d1"))
-    h.drain()  # the deadline and ack timers fire after HEDGED
+    h.drain()
+    # Assert: HEDGED cancels all four, so none fires; the trail ends at HEDGED
     assert h.book.pairs["d1"].state is PairState.HEDGED
-    timers = [e for e in h.sink.by_decision("d1") if e.kind is EventKind.TIMER]
-    assert all(e.payload["state"] not in ("HEDGED", "ROLLED_BACK") or e.reason != "ignored" for e in timers)
+    assert h.timers_cancelled == ["ack:d1:A:0", "ack:d1:B:0", "deadline", "stale:d1:B:0"], h.timers_cancelled
+    assert "d1" not in h.armed
+    assert not [e for e in h.sink.by_decision("d1") if e.kind is EventKind.TIMER]
     assert max(e.ts_ns for e in h.sink.by_decision("d1")) < h.t0 + 1_000_000_000  # not stretched to the deadline
+    # a timer already on its way when the cancel came (an actor's loop) does nothing either
+    n = len(h.sink.events)
+    assert h.book.on_timer("d1", "deadline") == [] and h.book.on_timer("d1", "ack:d1:A:0") == []
+    assert len(h.sink.events) == n
+
+
+def test_an_escalated_pair_keeps_its_timers() -> None:
+    # Arrange / Act: LME silent, so the pair escalates with d1:B:0 unknown
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": Behaviour(silent_after_ms=0.0)})
+    h.submit(intent(mode=ExecutionMode.SPEED))
+    h.drain()
+    # Assert: nothing was cancelled for it; its timers ran out on their own
+    assert h.book.pairs["d1"].state is PairState.ESCALATED
+    assert h.timers_cancelled == [] and h.armed["d1"] == {}
+
+
+def test_a_rollback_timer_of_a_pairs_first_life_does_not_fire_into_a_life_reopened_by_a_late_fill() -> None:
+    # Arrange: leg A fills 1 of 2 (IOC remainder cancelled), leg B is finally rejected, so A's
+    # lot is rolled back within a 1 s rollback budget and the pair ends ROLLED_BACK
+    h = Harness(INSTRUMENTS, {"SHFE": Behaviour(partial=1.0),
+                              "LME": Behaviour(reject=1.0, reject_reasons=(RejectReason.MARKET_CLOSED,))})
+    h.submit(intent("d1", mode=ExecutionMode.SPEED, rollback=RollbackPolicy(max_attempts=3, max_time_ms=1_000)))
+    h.drain()
+    m = h.book.pairs["d1"]
+    assert m.state is PairState.ROLLED_BACK and "rollback" in h.timers_cancelled
+    # Act: 990 ms in (10 ms before the first rollback budget ran out), a late fill of the
+    # cancelled entry remainder re-opens the pair; SHFE now answers nothing, so it stays open
+    h.clock.set(h.t0 + 990 * MS)
+    shfe = h.venues["SHFE"]
+    shfe.b = Behaviour(silent_after_ms=0.0)
+    h.run(h.book.on_reports(shfe._late(shfe.orders["d1:A:0"])))
+    assert m.state is PairState.ROLLING_BACK
+    h.drain()
+    # Assert: no rollback timer acted before the new life's own budget (990 + 1000 ms)
+    acted = [e for e in h.sink.by_decision("d1") if e.kind is EventKind.TIMER and e.payload["key"] == "rollback"]
+    assert all(e.ts_ns >= h.t0 + 1_990 * MS for e in acted), [(e.reason, (e.ts_ns - h.t0) / MS) for e in acted]
+    assert m.state is PairState.ESCALATED  # the unwind's outcome never became known

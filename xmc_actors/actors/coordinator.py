@@ -16,6 +16,7 @@ Construct::
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import OrderedDict
@@ -26,7 +27,7 @@ from ray.exceptions import GetTimeoutError, RayError
 
 from ..core.clock import Clock, SystemClock
 from ..core.pair_fsm import (
-    Cancel, Command, CoordinatorConfig, Emit, HaltStrategy, NotifyDone, PairBook, Place, Query, StartTimer,
+    Cancel, CancelTimers, Command, CoordinatorConfig, Emit, HaltStrategy, NotifyDone, PairBook, Place, Query, StartTimer,
 )
 from ..core.pretrade import PreTradeCheck
 from ..core.sink import EventSink, MemorySink
@@ -97,6 +98,8 @@ class PairCoordinator:
         self._done: dict[str, asyncio.Event] = {}
         self._summaries: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._emits: list[Emit] = []   # events to build once the orders of a batch have left
+        self._timers: dict[str, dict[int, asyncio.TimerHandle]] = {}  # armed per pair, until fired or cancelled
+        self._timer_seq = itertools.count()
         self._emit_scheduled = False
         self.closing = False  # set by shutdown(): new intents are refused
         self.reconstructed = False
@@ -411,7 +414,12 @@ class PairCoordinator:
                 self._emits.append(c)
             elif isinstance(c, StartTimer):
                 delay = max(c.at_ns - self.clock.now_ns(), 0) / 1e9
-                asyncio.get_running_loop().call_later(delay, self._fire, c.decision_id, c.key)
+                tok = next(self._timer_seq)
+                self._timers.setdefault(c.decision_id, {})[tok] = asyncio.get_running_loop().call_later(
+                    delay, self._fire, c.decision_id, c.key, tok)
+            elif isinstance(c, CancelTimers):
+                for h in self._timers.pop(c.decision_id, {}).values():
+                    h.cancel()
             elif isinstance(c, NotifyDone):
                 did = c.summary.get("decision_id", "")
                 self._summaries[did] = c.summary
@@ -445,7 +453,12 @@ class PairCoordinator:
         maker = self.book.events
         self.sink.emit_many([e.resolve(maker) for e in emits])
 
-    def _fire(self, decision_id: str, key: str) -> None:
+    def _fire(self, decision_id: str, key: str, tok: int) -> None:
+        armed = self._timers.get(decision_id)
+        if armed is not None:
+            armed.pop(tok, None)
+            if not armed:
+                del self._timers[decision_id]
         self._execute(self.book.on_timer(decision_id, key))
 
     async def _await_call(self, call: str, coid: str, ref: Any) -> None:

@@ -5,7 +5,7 @@ states, the pre-trade checker and the client-order-id index. Neither knows Ray o
 :class:`~xmc_actors.actors.coordinator.PairCoordinator` actor feeds them inputs (an intent, the
 result or failure of a gateway call, a pushed report, a timer that fired, a trading-state change)
 and executes the commands they return (:class:`Place`, :class:`Cancel`, :class:`Query`,
-:class:`StartTimer`, :class:`Emit`, :class:`NotifyDone`, :class:`HaltStrategy`).
+:class:`StartTimer`, :class:`CancelTimers`, :class:`Emit`, :class:`NotifyDone`, :class:`HaltStrategy`).
 
 Lifecycle (``PairState``)::
 
@@ -145,6 +145,16 @@ class StartTimer:
     at_ns: int
 
 
+@dataclass(frozen=True, slots=True)
+class CancelTimers:
+    """Drop every timer still armed for ``decision_id``: the pair finished HEDGED or ROLLED_BACK
+    with no order live, so none of them could act. Saves a wake-up per timer on a busy
+    coordinator, and a timer of a pair's first life cannot fire into a life re-opened by a late
+    fill (which arms its own). An ESCALATED pair keeps its timers."""
+
+    decision_id: str
+
+
 class Deferred:
     """A payload value computed only when its event is built (after the orders have left)."""
 
@@ -190,7 +200,7 @@ class HaltStrategy:
     reason: str
 
 
-Command = Union[Place, Cancel, Query, StartTimer, Emit, NotifyDone, HaltStrategy]
+Command = Union[Place, Cancel, Query, StartTimer, CancelTimers, Emit, NotifyDone, HaltStrategy]
 
 
 # ------------------------------------------------------------------------------------ state
@@ -830,6 +840,7 @@ class PairMachine:
         self.ended_ns = self.book.clock.now_ns()
         self._track_unhedged()
         self.book.close_pair(self.did)
+        self.out.append(CancelTimers(self.did))
         self.out.append(NotifyDone(self.intent.strategy, self.summary()))
 
     def _residual(self) -> dict[str, Any]:
