@@ -15,7 +15,12 @@ measured in alternating blocks of 50 so that their ratio compares the same minut
 * decomposition of the gap to the floor, same run: ``floor_gather2_payload_*`` (trivial actors
   echoing a real place answer for a real OrderRequest: serialisation alone),
   ``floor_gateways_gather2_*`` (the two real gateways gathered straight from the driver, no
-  coordinator), with their ratios to the floor;
+  coordinator), and ``floor_pair_hops_*``: the coordinator's Ray traffic with none of its code
+  (an actor that takes the same ``submit`` from the same driver, sends the two encoded orders to
+  the echoing actors, replies, decodes the answers and pushes ``on_pair_done``), measured like
+  the pair and interleaved with it; with their ratios to the floor. ``floor_pair_hops_ratio``
+  is what this machine's Ray makes of the pair's message pattern alone, so
+  ``pair_latency_ratio`` cannot go below it; ``pair_vs_hops_ratio`` is the coordinator's own cost;
 * ``*_cpu_us_per_pair``: CPU time (user + system) the coordinator and the two gateway processes
   spend per pair during (b), read from the OS: unlike latencies on a shared, loaded machine,
   it moves only when the code does (it includes the gateways' 2 ms housekeeping timer).
@@ -77,6 +82,42 @@ class _Trivial:
 
     async def f(self, x: Any = 0) -> Any:
         return x if self.reply is None else self.reply
+
+
+@ray.remote(num_cpus=0)
+class _PairHops:
+    """The coordinator's message pattern without the coordinator: ``submit`` sends two encoded
+    orders at once, replies, and when both answers are in and decoded pushes ``on_pair_done``."""
+
+    def __init__(self, a: Any, b: Any) -> None:
+        self.a, self.b = a, b
+        self.strategy: Any = None
+        self.timings: dict[str, int] = {}
+        self._bg: set[asyncio.Task[Any]] = set()
+
+    async def register_strategy(self, name: str, handle: Any) -> None:
+        self.strategy = handle
+
+    async def submit(self, intent: PairIntent) -> dict[str, Any]:
+        t0 = time.perf_counter_ns()
+        did = intent.decision_id
+        ra, rb = _reqs(did)
+        refs = (self.a.f.remote(to_wire(ra)), self.b.f.remote(to_wire(rb)))
+
+        async def answers() -> None:
+            for x in await asyncio.gather(*refs):
+                from_wire(x)
+            self.timings[did] = time.perf_counter_ns() - t0
+            self.strategy.on_pair_done.remote({"decision_id": did})
+
+        t = asyncio.get_running_loop().create_task(answers())
+        self._bg.add(t)
+        t.add_done_callback(self._bg.discard)
+        return {"decision_id": did, "accepted": True}
+
+    async def take_timings(self) -> dict[str, int]:
+        out, self.timings = self.timings, {}
+        return out
 
 
 @ray.remote(num_cpus=0)
@@ -229,14 +270,21 @@ def run(quick: bool) -> dict[str, float]:
         ray.get(coord.register_strategy.remote("bench", drv))
         ray.get(drv.floor.remote(a, b, 30))
         ray.get(drv.gather_orders.remote(pa, pb, "f", "pfw", 30))
+        hops = _PairHops.remote(pa, pb)
+        ray.get(hops.register_strategy.remote("bench", drv))
         ray.get(drv.pairs.remote(coord, "w", 20))  # warm-up
+        ray.get(drv.pairs.remote(hops, "hw", 20))
+        ray.get(hops.take_timings.remote())
         floor: list[float] = []
         payload_floor: list[float] = []
+        hops_lat: list[float] = []
         cpu_coord_s = cpu_gw_s = 0.0
         block = 50
         for k in range(0, n, block):
             floor += ray.get(drv.floor.remote(a, b, min(block, n - k)))
             payload_floor += ray.get(drv.gather_orders.remote(pa, pb, "f", f"pf{k}-", min(block, n - k)))
+            ray.get(drv.pairs.remote(hops, f"h{k}-", min(block, n - k)))
+            hops_lat += [ns / 1e3 for ns in ray.get(hops.take_timings.remote()).values()]
             cpu0 = (_actor_cpu_s("PairCoordinator"), _actor_cpu_s("VenueGateway"))
             ray.get(drv.pairs.remote(coord, f"p{k}-", min(block, n - k)))
             cpu_coord_s += _actor_cpu_s("PairCoordinator") - cpu0[0]
@@ -284,6 +332,7 @@ def run(quick: bool) -> dict[str, float]:
             "sequential_pair_latency_p50_us": _pct(seq, 0.5), "sequential_pair_latency_p99_us": _pct(seq, 0.99),
             "floor_gateways_gather2_p50_us": _pct(gat, 0.5),
             "floor_gather2_payload_p50_us": _pct(payload_floor, 0.5),
+            "floor_pair_hops_p50_us": _pct(hops_lat, 0.5),
             "place_answer_reports": float(len(from_wire(answer))),
             "coordinator_intent_to_legs_sent_p50_us": _pct(core_us, 0.5),
             "coordinator_cpu_us_per_pair": cpu_coord, "gateways_cpu_us_per_pair": cpu_gw,
@@ -293,6 +342,8 @@ def run(quick: bool) -> dict[str, float]:
         # where the gap to the floor is: payloads alone, then the real gateways, then the coordinator
         out["payload_floor_ratio"] = out["floor_gather2_payload_p50_us"] / out["floor_gather2_p50_us"]
         out["gateways_gather_ratio"] = out["floor_gateways_gather2_p50_us"] / out["floor_gather2_p50_us"]
+        out["floor_pair_hops_ratio"] = out["floor_pair_hops_p50_us"] / out["floor_gather2_p50_us"]
+        out["pair_vs_hops_ratio"] = out["pair_latency_p50_us"] / out["floor_pair_hops_p50_us"]
         out["sequential_vs_pair_latency_ratio"] = out["sequential_pair_latency_p50_us"] / out["pair_latency_p50_us"]
         out["pair_latency_target_ratio"] = 1.5
         out["leg_skew_p99_target_us"] = 1000.0
