@@ -82,7 +82,7 @@ from ray.cluster_utils import Cluster
 from ..model.config import DeploymentConfig
 from ..runtime.config import PROJECT_ROOT, load_config
 from .runtime import stamped_quote
-from .stats import percentile
+from ..core.stats import percentile
 
 SIZES = (1, 10, 50, 100)
 STRATEGIES_PER_HOST = 25

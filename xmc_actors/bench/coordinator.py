@@ -41,7 +41,7 @@ from ..model.market import Instrument, Side, TradingSession, Venue
 from ..model.orders import OrderRequest, OrderType, TimeInForce, client_order_id
 from ..model.pairs import ExecutionMode, LegIntent, PairIntent, ReplenishBudget, RollbackPolicy
 from ..model.quotes import Quote
-from .stats import percentile as _pct
+from ..core.stats import percentile as _pct
 
 
 def _actor_cpu_s(class_name: str) -> float:

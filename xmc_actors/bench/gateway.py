@@ -22,6 +22,8 @@ import time
 from decimal import Decimal
 from typing import Any
 
+from ..core.stats import percentile
+
 MS = 1_000_000
 
 
@@ -37,9 +39,7 @@ def _deployment(count: int, feed: bool = True) -> Any:
                                                     feed=fc),))
 
 
-def _pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(int(q * (len(s) - 1)), len(s) - 1)]
+_pct = percentile
 
 
 def bench_core(n: int) -> float:

@@ -19,6 +19,7 @@ from ..core.clock import SimClock
 from ..core.pretrade import AllowAll
 from ..core.risk_rules import PreTradeChecker, RiskGrant
 from ..core.sink import NullSink
+from ..core.stats import percentile
 from ..model import Instrument, LegIntent, PairIntent, Side, Venue
 from ..model.risk import RiskConfig
 
@@ -42,8 +43,7 @@ def _intent(i: int) -> PairIntent:
 
 
 def _pcts(xs: list[float]) -> tuple[float, float]:
-    xs = sorted(xs)
-    return xs[len(xs) // 2], xs[min(len(xs) - 1, int(len(xs) * 0.99))]
+    return percentile(xs, 0.5), percentile(xs, 0.99)
 
 
 def _time_each(fn: Callable[[int], Any], n: int, after: Callable[[int], Any] | None = None) -> list[float]:

@@ -41,7 +41,7 @@ import yaml
 
 from ..model.quotes import Quote
 from ..runtime.config import PROJECT_ROOT, load_config
-from .stats import percentile as _pct
+from ..core.stats import percentile as _pct
 
 #: normal book: executable ratios within the band; wide book: SHFE 0.4 % rich (the band sells A).
 NORMAL_A = (Decimal(71990), Decimal(72000))

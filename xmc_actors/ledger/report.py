@@ -10,6 +10,7 @@ import math
 from collections import Counter
 from typing import Sequence
 
+from ..core.stats import percentile
 from .audit import PAIR_OUTCOME_SQL, AuditReader, Filters, fmt_ns
 from .schema import unpack_payload
 
@@ -123,11 +124,7 @@ def _empty(title: str, width: int) -> str:
             f'font-weight="bold">{_e(title)}</text><text x="0" y="34" font-size="12">no data in this range</text></svg>')
 
 
-def _pct(vals: list[float], q: float) -> float:
-    if not vals:
-        return math.nan
-    s = sorted(vals)
-    return s[min(int(q * len(s)), len(s) - 1)]
+_pct = percentile
 
 
 def build_report(reader: AuditReader, since_ns: int | None = None, until_ns: int | None = None,

@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import ray
 
+from ..core.stats import percentile
 from ..model.config import DeploymentConfig, LedgerConfig
 from .session import REGISTRY_NAME, DeploymentRegistry, forget_embedded, start_ray
 
@@ -91,10 +92,7 @@ def _replenished(summary: dict[str, Any]) -> bool:
 
 
 def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    v = sorted(values)
-    return v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))]
+    return percentile(values, q, empty=0.0)
 
 
 def _dist(values: list[float]) -> dict[str, float]:
