@@ -1,11 +1,13 @@
-"""Builders shared by all tests: catalogue instruments and venues, quotes, orders, intents."""
+"""Builders shared by all tests: catalogue instruments and venues, quotes, orders, intents; and
+the one wait-until loop the Ray tests poll with."""
 from __future__ import annotations
 
 import os
+import time
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import yaml
 
@@ -68,3 +70,18 @@ def pair_intent(decision_id: str = "d1", *, a: tuple[str, str, int, str] = ("SHF
         legs.append(LegIntent(leg=name, instrument=inst, account=acc, side=Side(side), qty=qty,
                               limit_price=Decimal(px), trigger_price=Decimal(px)))
     return PairIntent(decision_id=decision_id, strategy=strategy, legs=(legs[0], legs[1]), **kw)
+
+
+T = TypeVar("T")
+
+
+def wait_until(cond: Callable[[], T], timeout: float = 10.0, what: str = "condition", every: float = 0.05) -> T:
+    """Call ``cond`` every ``every`` seconds until it returns something truthy, and return that;
+    fail the test with ``what`` if ``timeout`` seconds pass first."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout} s: {what}")

@@ -10,6 +10,7 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
+from testkit import wait_until
 from xmc_actors.core.clock import SystemClock
 from xmc_actors.core.venue_health import VenueHealth, VenueState
 from xmc_actors.model.config import GatewayConfig
@@ -119,16 +120,6 @@ def test_selector_that_matches_no_node_fails_within_the_timeout_naming_actor_and
         ray.kill(h)
 
 
-def _until(cond, timeout_s, what):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout_s} s: {what}")
-
-
 def _probe_until(health, gws, venue, state, deadline_s):
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
@@ -194,7 +185,7 @@ def test_deployment_with_a_gateway_pinned_to_a_label_no_node_has_fails_naming_th
     # and nothing of the half-started deployment is left running on the cluster
     assert dep.handles == {}
     for name in ("coordinator", "gateway-LME", "gateway-SHFE", "risk-guard", "ledger-0", "deployment"):
-        _until(lambda n=name: _gone(n, "test-cluster-nowhere"), 20, f"{name} killed")
+        wait_until(lambda n=name: _gone(n, "test-cluster-nowhere"), 20, f"{name} killed")
 
 
 def _gone(name: str, namespace: str) -> bool:
@@ -264,8 +255,8 @@ def test_in_flight_pairs_resolve_and_strategies_stop_when_a_venue_node_is_lost(c
     # SHFE 0.12 % rich against LME: `cu` sells SHFE / buys LME; the LME leg waits for its ack
     ray.get(gws["LME"].push_market.remote([q("LME.CA3M", "10140", "10141")]))
     ray.get(gws["SHFE"].push_market.remote([q("SHFE.cu", "72100", "72110")]))
-    did = _until(lambda: strategies()["cu"]["pending"], 20, "cu submits a pair")
-    _until(lambda: ray.get(coord.status.remote())["in_flight"], 10, "the pair in flight")
+    did = wait_until(lambda: strategies()["cu"]["pending"], 20, "cu submits a pair")
+    wait_until(lambda: ray.get(coord.status.remote())["in_flight"], 10, "the pair in flight")
 
     # Act 1: the LME node goes away with the LME leg unanswered
     c.remove_node(nodes["LME"])
@@ -284,14 +275,14 @@ def test_in_flight_pairs_resolve_and_strategies_stop_when_a_venue_node_is_lost(c
         assert res["A"]["net"] == 5 and res["A"]["residual"] == 5 - res["A"]["balanced_target"]
         assert res["B"]["unknown_orders"] == [f"{did}:B:0"]
         # the strategy is halted and books what is known to have filled (SHFE sold 5)
-        st = _until(lambda: (s := strategies())["cu"]["pending"] is None and s, 10, "cu hears the outcome")
+        st = wait_until(lambda: (s := strategies())["cu"]["pending"] is None and s, 10, "cu hears the outcome")
         assert st["cu"]["state"] == "HALTED" and st["cu"]["position"] == -5
     # the coordinator's own probes saw LME go DOWN and pushed it to the strategies: a 1.4 %
     # deviation on SHFE does not trigger `cu-watch`, and a new pair on LME is refused
-    _until(lambda: ray.get(coord.venue_health.remote())["LME"]["state"] == "DOWN", 20, "coordinator sees LME DOWN")
+    wait_until(lambda: ray.get(coord.venue_health.remote())["LME"]["state"] == "DOWN", 20, "coordinator sees LME DOWN")
     watch_before = strategies()["cu-watch"]["counters"]
     ray.get(gws["SHFE"].push_market.remote([q("SHFE.cu", "73100", "73110")]))
-    st = _until(lambda: (s := strategies())["cu-watch"]["blocked"] and s, 10, "cu-watch blocked")
+    st = wait_until(lambda: (s := strategies())["cu-watch"]["blocked"] and s, 10, "cu-watch blocked")
     assert st["cu-watch"]["blocked"].startswith("VENUE_DOWN: LME"), st["cu-watch"]
     assert st["cu-watch"]["counters"]["intents"] == watch_before["intents"] == 0
     assert ray.get(coord.status.remote())["in_flight"] == {}
@@ -321,12 +312,12 @@ def test_in_flight_pairs_resolve_and_strategies_stop_when_a_venue_node_is_lost(c
         assert [r["kind"] for r in mine] == ["ACK", "FILL"] and mine[-1]["filled_qty"] == 1
         # the coordinator learnt the outcome it could not know: nothing unknown is left
         if summary["state"] == "ESCALATED":
-            pair = _until(lambda: (p := ray.get(coord.pairs.remote(did)))["residual"]["legs"]["B"]["unknown_orders"] == []
+            pair = wait_until(lambda: (p := ray.get(coord.pairs.remote(did)))["residual"]["legs"]["B"]["unknown_orders"] == []
                           and p, 20, "the escalated pair restated with the reconciled LME order")
             res = pair["residual"]["legs"]
             assert res["B"]["net"] == 1 and res["A"]["net"] == 5 and res["A"]["residual"] == 0
         # the coordinator saw LME come back and lifted the block: a new pair is accepted again
-        _until(lambda: ray.get(coord.venue_health.remote())["LME"]["state"] == "UP", 20, "coordinator sees LME UP")
+        wait_until(lambda: ray.get(coord.venue_health.remote())["LME"]["state"] == "UP", 20, "coordinator sees LME UP")
         assert ray.get(coord.status.remote())["venues_down"] == {}
     finally:
         for h in (coord, host, *gws.values()):

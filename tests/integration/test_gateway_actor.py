@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 import ray
 
-from testkit import instrument, order, quote, venue
+from testkit import instrument, order, quote, venue, wait_until
 from xmc_actors.actors.gateway import VenueGateway
 from xmc_actors.model import ExecReportKind, OrderStatus, OrderType, RejectReason, TimeInForce
 from xmc_actors.model.config import DeploymentConfig, FeedConfig, GatewayConfig
@@ -58,16 +58,6 @@ def _gateway(**params: object):
     return gw
 
 
-def _wait_for(fn, timeout: float = 5.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.02)
-    return fn()
-
-
 def test_place_marketable_limit_fills_and_repeat_client_order_id_returns_existing_order():
     gw = _gateway()
     ray.get(gw.push_market.remote([quote("SHFE.cu", 72000, 72010, ask_size=5, ts_ns=T0)]))
@@ -113,7 +103,7 @@ def test_resting_order_fill_is_pushed_to_its_registered_owner():
     ray.get(gw.push_market.remote([quote("SHFE.cu", 71970, 71980, ts_ns=T0 + 1_000_000)]))
 
     assert placed[0].kind is ExecReportKind.ACK and placed[0].status is OrderStatus.ACCEPTED
-    reports = _wait_for(lambda: ray.get(owner.get.remote())[0])
+    reports = wait_until(lambda: ray.get(owner.get.remote())[0])
     assert [r.kind for r in reports] == [ExecReportKind.FILL]
     assert reports[0].fill.price == Decimal("71990") and reports[0].status is OrderStatus.FILLED
 
@@ -158,7 +148,7 @@ def test_slow_subscriber_gets_conflated_batches_not_a_backlog():
     for k in range(0, 200, 20):
         ray.get(gw.push_market.remote(quotes[k:k + 20]))
 
-    batches = _wait_for(lambda: (b := ray.get(slow.get.remote())[1]) and b[-1][-1].bid == Decimal("73990") and b)
+    batches = wait_until(lambda: (b := ray.get(slow.get.remote())[1]) and b[-1][-1].bid == Decimal("73990") and b)
     assert batches[-1][-1].bid == Decimal("73990")
     assert len(batches) < 20                       # far fewer pushes than quotes
     assert all(len(b) == 1 for b in batches)       # one instrument: latest only
@@ -221,7 +211,7 @@ def test_delayed_fill_and_fill_after_cancel_are_pushed_to_the_owner():
     ray.get(gw.advance.remote(30_000_000))
 
     assert [r.kind for r in acked] == [ExecReportKind.ACK] and canceled.kind is ExecReportKind.CANCELED
-    pushed = _wait_for(lambda: len(r := ray.get(owner.get.remote())[0]) >= 2 and r)
+    pushed = wait_until(lambda: len(r := ray.get(owner.get.remote())[0]) >= 2 and r)
     assert sorted((r.client_order_id, r.kind.value, r.fill.qty) for r in pushed) == [
         ("d1:A:0", "FILL", 1), ("d1:B:0", "FILL", 1)]
 
@@ -239,9 +229,9 @@ def test_synthetic_feed_runs_in_the_background_and_reaches_subscribers_stale_fre
     ray.get(gw.subscribe.remote(sub, ["SHFE.cu"]))
 
     assert ray.get(gw.start_feed.remote())
-    done = _wait_for(lambda: not ray.get(gw.status.remote())["feed_running"], timeout=20)
+    done = wait_until(lambda: not ray.get(gw.status.remote())["feed_running"], timeout=20)
     status = ray.get(gw.status.remote())
-    batches = _wait_for(lambda: ray.get(sub.get.remote())[1])
+    batches = wait_until(lambda: ray.get(sub.get.remote())[1])
 
     assert done and status["counters"]["quotes"] == 500 and status["state"] == "UP"
     assert status["clock_source"] == "round_trip"

@@ -11,6 +11,7 @@ import time
 import pytest
 import ray
 
+from testkit import wait_until
 from xmc_actors.core.clock import SystemClock
 from xmc_actors.core.sink import EventMaker
 from xmc_actors.ledger.actor import start_ledger
@@ -128,16 +129,6 @@ def _held_grant(coord) -> tuple[int, int, int] | None:
         (self.book.checker.grant.seq, self.book.checker.grant.issued_ns, self.book.checker.grant.expires_ns)))
 
 
-def _wait(pred, timeout: float, what: str):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"{what}: not within {timeout} s")
-
-
 def test_a_killed_risk_guard_is_rebuilt_from_the_ledger_and_the_venues_and_grants_nothing_meanwhile(ray_ns, tmp_path):
     import functools
     from decimal import Decimal
@@ -188,8 +179,8 @@ def test_a_killed_risk_guard_is_rebuilt_from_the_ledger_and_the_venues_and_grant
         intent = testkit.pair_intent(did, a=("SHFE.cu", "BUY", qty, "72010"), b=("LME.CA3M", "SELL", qty, "9800"),
                                      accounts=("cn", "us"))
         assert ray.get(coord.submit.remote(intent))["accepted"]
-    _wait(lambda: len(ray.get(strat.finished.remote())) == 3, 15, "three pairs finished")
-    _wait(lambda: ray.get(guard.status.remote())["positions"]["accounts"] == {"cn": {"SHFE.cu": 4}, "us": {"LME.CA3M": -4}},
+    wait_until(lambda: len(ray.get(strat.finished.remote())) == 3, 15, "three pairs finished")
+    wait_until(lambda: ray.get(guard.status.remote())["positions"]["accounts"] == {"cn": {"SHFE.cu": 4}, "us": {"LME.CA3M": -4}},
           10, "the guard booked the three pairs")
     # a lot the guard never heard of: bought at the venue outside any pair (account cn2)
     manual = testkit.order("SHFE.cu", "BUY", 1, "72010", decision_id="manual", account="cn2",
@@ -214,8 +205,8 @@ def test_a_killed_risk_guard_is_rebuilt_from_the_ledger_and_the_venues_and_grant
             return None
         return st if st["reconstructed"] and st["last_rebuild"] and not st["rebuilding"] else None
 
-    after = _wait(rebuilt, 30, "the reconstructed guard rebuilt")
-    _wait(lambda: (_held_grant(coord) or (0, 0))[1] >= after["started_ns"], 5,
+    after = wait_until(rebuilt, 30, "the reconstructed guard rebuilt")
+    wait_until(lambda: (_held_grant(coord) or (0, 0))[1] >= after["started_ns"], 5,
           "a grant of the new life reached the coordinator")
     seen.append(_held_grant(coord))
     trail = asyncio.run(read_trail(shards, kinds=["RISK_DECISION", "RECONCILE", "ALERT"]))
@@ -227,7 +218,7 @@ def test_a_killed_risk_guard_is_rebuilt_from_the_ledger_and_the_venues_and_grant
     assert after["positions"]["strategies"]["s1"] == before["positions"]["strategies"]["s1"]
     assert after["positions"]["accounts"] == {**before["positions"]["accounts"], "cn2": {"SHFE.cu": 1}}
     # margin is valued at the marks: the fills' prices until the re-subscribed quotes arrive again
-    same = _wait(lambda: (lambda st: st if all(st["occupancy"][a] == before["occupancy"][a] for a in ("cn", "us"))
+    same = wait_until(lambda: (lambda st: st if all(st["occupancy"][a] == before["occupancy"][a] for a in ("cn", "us"))
                           else None)(ray.get(guard.status.remote())), 5, "occupancy as before the kill")
     assert same["overall"]["used"] > before["overall"]["used"]  # plus the venue-only lot of cn2
     rebuilt_ev = [e for e in trail if e.reason == "REBUILT"]
@@ -264,7 +255,7 @@ def test_a_guard_that_cannot_read_the_ledger_on_start_reduces_globally_with_a_re
     # Act: a guard told to rebuild on start (as a reconstructed one does)
     guard = RiskGuard.options(num_cpus=0).remote(dep, ledger_shards=[shard], gateways={}, rebuild_on_start=True,
                                                  rebuild_timeout_s=1.0)
-    st = _wait(lambda: (lambda s: s if s["last_rebuild"] else None)(ray.get(guard.status.remote())), 15, "rebuild gave up")
+    st = wait_until(lambda: (lambda s: s if s["last_rebuild"] else None)(ray.get(guard.status.remote())), 15, "rebuild gave up")
     # Assert
     assert st["last_rebuild"]["ok"] is False and "ledger-0" in st["last_rebuild"]["error"]
     assert st["trading_states"] == {"global": "REDUCING"} and not st["rebuilding"]

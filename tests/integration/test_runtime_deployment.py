@@ -19,6 +19,7 @@ import ray
 
 from runtime_kit import (TERMINAL, XMC, band, copper_config, events, last_pair_states, ledger_pair_outcomes,
                          outcome_counts, subprocess_env)
+from testkit import wait_until
 from xmc_actors.runtime.config import load_config
 from xmc_actors.strategies import Strategy
 from xmc_actors.strategies.params import BandParams
@@ -36,16 +37,6 @@ class RaisesOnQuotes(Strategy, name="test_runtime_raises", params=BandParams):
 
 # classes defined here travel to the workers by value (the workers cannot import this test module)
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-
-def _wait(cond, timeout_s: float, what: str, every: float = 0.1):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(every)
-    raise AssertionError(f"not within {timeout_s} s: {what}")
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +85,9 @@ def test_start_creates_every_named_actor_in_the_namespace_and_each_answers_ready
 def test_xmc_status_from_another_process_lists_actors_strategies_and_occupancy(run):
     # Arrange: the deployment is trading
     dep = run["dep"]
-    _wait(lambda: ray.get(dep.handles["coordinator"].status.remote())["outcomes"].get("HEDGED"), 30, "a hedged pair")
+    wait_until(lambda: ray.get(dep.handles["coordinator"].status.remote())["outcomes"].get("HEDGED"), 30, "a hedged pair")
     host = dep.hosts["strategy-host-0"]
-    _wait(lambda: ray.get(host.status.remote())["strategies"]["boom"]["state"] == "ERROR", 30, "boom in ERROR")
+    wait_until(lambda: ray.get(host.status.remote())["strategies"]["boom"]["state"] == "ERROR", 30, "boom in ERROR")
     address = ray.get_runtime_context().gcs_address
     # Act
     out = subprocess.run([XMC, "status", "--namespace", NS, "--address", address], capture_output=True,
@@ -126,10 +117,10 @@ def test_a_strategy_that_raises_is_halted_alone_and_the_other_keeps_trading(run)
         return ray.get(host.status.remote())["strategies"]
 
     # Act: the buggy strategy meets its first quotes
-    st = _wait(lambda: (s := strategies())["boom"]["state"] == "ERROR" and s, 30, "boom halted in ERROR")
+    st = wait_until(lambda: (s := strategies())["boom"]["state"] == "ERROR" and s, 30, "boom halted in ERROR")
     intents_then = st["cu"]["counters"]["intents"]
     # Assert: the other one keeps deciding and trading afterwards
-    later = _wait(lambda: (s := strategies())["cu"]["counters"]["intents"] > intents_then + 1 and s, 30,
+    later = wait_until(lambda: (s := strategies())["cu"]["counters"]["intents"] > intents_then + 1 and s, 30,
                   "cu trading after boom failed")
     assert later["cu"]["state"] == "ACTIVE"
     assert later["boom"]["state"] == "ERROR"
@@ -152,20 +143,20 @@ def test_a_coordinator_killed_mid_run_recovers_its_pairs_from_the_ledger_and_tra
         s2 = ray.get(coord.status.remote())
         return bool(sum(s2["in_flight"].values())) and s2["outcomes"] == s1["outcomes"]
 
-    _wait(held_open, 60, "a pair held open for a second", every=0.05)
+    wait_until(held_open, 60, "a pair held open for a second", every=0.05)
     # Act: the process dies; Ray restarts the actor (max_restarts=-1), which recovers on its first call
     ray.kill(coord, no_restart=False)
-    st = _wait(lambda: _restarted(coord), 60, "the coordinator restarted and recovered")
+    st = wait_until(lambda: _restarted(coord), 60, "the coordinator restarted and recovered")
     # Assert: it knew it was restarted, found its deployment and read its trail
     assert st["reconstructed"] is True
     rec = st["recovered"]
     assert rec["decisions"] >= 1 and rec["reopened"] >= 1 and rec["unreadable"] == 0, rec
     assert rec["gateways"] == ["LME", "SHFE"] and rec["strategies"] == 2
     # what was open is wound down from the venues' state; nothing stays in flight
-    _wait(lambda: not ray.get(coord.status.remote())["in_flight"] or None, 30, "recovered pairs resolved")
+    wait_until(lambda: not ray.get(coord.status.remote())["in_flight"] or None, 30, "recovered pairs resolved")
     # and trading goes on: new pairs are executed after the restart
     hedged0 = ray.get(coord.status.remote())["outcomes"].get("HEDGED", 0)
-    _wait(lambda: ray.get(coord.status.remote())["outcomes"].get("HEDGED", 0) > hedged0, 60,
+    wait_until(lambda: ray.get(coord.status.remote())["outcomes"].get("HEDGED", 0) > hedged0, 60,
           "a new pair hedged after the restart")
 
 
@@ -184,7 +175,7 @@ def test_stop_with_pairs_in_flight_resolves_every_pair_and_the_summary_matches_t
     # Arrange: wait for a moment with pairs in flight (LME acks take 250 ms)
     dep = run["dep"]
     coord = dep.handles["coordinator"]
-    in_flight = _wait(lambda: sum(ray.get(coord.status.remote())["in_flight"].values()), 30, "a pair in flight",
+    in_flight = wait_until(lambda: sum(ray.get(coord.status.remote())["in_flight"].values()), 30, "a pair in flight",
                       every=0.02)
     # Act: what Ctrl-C does in `xmc run`
     run["stop"].set()

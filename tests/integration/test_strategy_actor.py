@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import ray
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from testkit import wait_until  # noqa: E402
 from strategy_kit import T0, ctx, pair_quotes  # noqa: E402
 
 from xmc_actors.actors.strategy import StrategyHost  # noqa: E402
@@ -59,23 +59,13 @@ def ray_instance():
     ray.shutdown()
 
 
-def _wait(fn, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def test_host_submits_intents_to_the_coordinator_and_applies_the_pushed_outcome():
     coord = RecordingCoordinator.remote()
     host = StrategyHost.remote([BandStrategy(ctx("g1"), PARAMS), Flaky(ctx("flaky"), PARAMS)], coord,
                                time_source="quotes")
     # Act: one quote batch shared by both instances
     ray.get(host.on_quotes.remote(pair_quotes(1.02, t=T0)))
-    recorded = _wait(lambda: ray.get(coord.recorded.remote()))
+    recorded = wait_until(lambda: ray.get(coord.recorded.remote()))
     # Assert: the good strategy's intent reached the coordinator; the flaky one is halted alone
     [intent] = recorded
     assert intent.decision_id == "g1-00000001" and intent.legs[0].qty == 1 and intent.legs[1].qty == 5
@@ -119,7 +109,7 @@ def test_halt_and_resume_through_the_actor_and_bad_input_does_not_kill_it():
     assert ray.get(coord.recorded.remote()) == []
     assert ray.get(host.resume.remote("h1"))["state"] == "ACTIVE"
     ray.get(host.on_quotes.remote(pair_quotes(1.02, t=T0 + 1_000_000)))
-    assert _wait(lambda: ray.get(coord.recorded.remote()))
+    assert wait_until(lambda: ray.get(coord.recorded.remote()))
     assert ray.get(host.status.remote())["bad_input"] == 2
     with pytest.raises(ray.exceptions.RayTaskError, match="no strategy named 'zz'"):
         ray.get(host.halt.remote("zz"))
