@@ -8,7 +8,9 @@ deterministic ids, so running it twice writes nothing new.
 
 A drop-copy row is a mapping with ``client_order_id`` and, for a fill, ``trade_id``; other keys
 used when present: ``venue``, ``instrument``, ``status``, ``side``, ``qty``, ``price``,
-``filled_qty``, ``ts_ns``, ``decision_id``, ``leg``, ``account``, ``strategy``.
+``filled_qty``, ``ts_ns``, ``decision_id``, ``leg``, ``account``, ``strategy``. A gateway records
+the venue's report whole (payload ``{"report": <ExecutionReport as JSON>}``);
+:func:`drop_copy_rows` flattens it into such a row.
 """
 from __future__ import annotations
 
@@ -28,12 +30,26 @@ def drop_copy_rows(events: Iterable[Event]) -> list[dict[str, Any]]:
     out = []
     for e in events:
         if e.kind is EventKind.VENUE_DROP_COPY:
-            row = dict(e.payload)
+            rep = e.payload.get("report")
+            row = _flatten_report(rep) if isinstance(rep, Mapping) else dict(e.payload)
             row.setdefault("venue", e.venue)
             row.setdefault("instrument", e.instrument)
+            row.setdefault("account", e.account)
+            row.setdefault("decision_id", e.decision_id)
             row.setdefault("ts_ns", e.ts_ns)
             out.append(row)
     return out
+
+
+def _flatten_report(rep: Mapping[str, Any]) -> dict[str, Any]:
+    """A drop-copy row from a venue report as the gateway records it (``ExecutionReport`` JSON):
+    the order's id, status and cumulative fill, and for a fill its trade id, side, size and price."""
+    row = {k: rep[k] for k in ("client_order_id", "venue_order_id", "venue", "instrument", "status", "filled_qty",
+                               "decision_id", "leg", "ts_ns", "kind", "reason") if rep.get(k) is not None}
+    fill = rep.get("fill")
+    if isinstance(fill, Mapping):
+        row.update(trade_id=fill.get("trade_id"), side=fill.get("side"), qty=fill.get("qty"), price=fill.get("price"))
+    return row
 
 
 def reconcile(drop_copy: Iterable[Mapping[str, Any]], trail: Iterable[Event], *, now_ns: int,

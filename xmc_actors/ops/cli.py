@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from typing import Sequence
@@ -49,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("xmc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (xmc audit query | head): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that flushing stdout at exit does not fail again
+        return 141  # 128 + SIGPIPE, as a tool killed by the signal reports
 
 
 if __name__ == "__main__":  # python -m xmc_actors.ops.cli

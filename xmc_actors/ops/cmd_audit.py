@@ -1,4 +1,5 @@
-"""``xmc audit trace|query|export|report``: read the ledger (also while a deployment writes it)."""
+"""``xmc audit trace|query|export|report|reconcile``: read the ledger (also while a deployment writes
+it); ``reconcile --write`` also backfills it, offline."""
 from __future__ import annotations
 
 import argparse
@@ -57,6 +58,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     r.add_argument("--out", "-o", default="audit-report.html")
     r.add_argument("--title", default="xmc-actors audit report")
     r.set_defaults(func=cmd_report)
+    rc = asub.add_parser("reconcile", help="check the trail against the venues' drop copies; --write backfills "
+                                           "what it lacks (deployment stopped)")
+    common(rc)
+    rc.add_argument("--since", help="drop-copy rows from (ns or ISO time, UTC); the trail is always read whole")
+    rc.add_argument("--until", help="drop-copy rows until, exclusive")
+    rc.add_argument("--write", action="store_true",
+                    help="store the missing events in the ledger (needs the deployment stopped; idempotent)")
+    rc.add_argument("--json", action="store_true", help="machine-readable output")
+    rc.set_defaults(func=cmd_reconcile)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
@@ -171,6 +181,79 @@ def cmd_report(args: argparse.Namespace) -> int:
     out.write_text(page, encoding="utf-8")
     print(f"{out}: report written ({len(page) / 1024:.0f} KiB)")
     return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Exit 0: the trail holds everything the venues' drop copies report (or ``--write`` stored
+    what it lacked); 1: events are missing (listed), or the ledger cannot be read or written."""
+    import time
+
+    from ..ledger.audit import fmt_ns, parse_time
+    from ..ledger.reader import query_events
+    from ..ledger.reconcile import drop_copy_rows, reconcile
+    try:
+        since, until = parse_time(args.since), parse_time(args.until)
+    except ValueError as e:
+        raise CliError(f"--since/--until: {e}") from None
+    with _open(args) as reader:
+        files = list(reader.files)
+        trail = query_events(reader.con, kinds=["ORDER_SENT", "ORDER_REPORT", "RECONCILE"])
+        venue_rows = query_events(reader.con, kinds=["VENUE_DROP_COPY"], since_ns=since)
+    drop = [r for r in drop_copy_rows(venue_rows) if until is None or int(r.get("ts_ns") or 0) < until]
+    missing = reconcile(drop, trail, now_ns=time.time_ns(), actor="xmc audit reconcile")
+    stored = 0
+    if missing and args.write:
+        stored = _backfill(args, files, missing)
+    if args.json:
+        json.dump({"drop_copy_rows": len(drop), "trail_orders_events": len(trail), "missing": len(missing),
+                   "stored": stored, "events": [e.model_dump(mode="json") for e in missing]},
+                  sys.stdout, indent=1, ensure_ascii=False)
+        print()
+    else:
+        print(f"{len(drop)} drop-copy rows checked against {len(trail)} order events of the trail: "
+              f"{len(missing)} missing" + (f", {stored} stored" if args.write else ""))
+        if missing:
+            _print_table(("time (UTC)", "kind", "decision", "venue", "order", "reason"),
+                         [(fmt_ns(e.ts_ns), e.kind.value, e.decision_id, e.venue,
+                           str(e.payload.get("client_order_id", "")), e.reason) for e in missing])
+            if not args.write:
+                print("run again with --write, with the deployment stopped, to store them")
+    return 0 if not missing or args.write else 1
+
+
+def _backfill(args: argparse.Namespace, files: list[Path], missing: list) -> int:  # noqa: ANN001
+    """Append reconciled events to the shard the ledger client would have sent them to."""
+    import re
+    import time
+
+    from ..ledger.client import shard_index
+    from ..ledger.store import LedgerError, LedgerStore
+    shard_by = "strategy"
+    if args.config:
+        from ..runtime.config import load_config
+        shard_by = load_config(args.config).ledger.shard_by
+    by_index = {int(m.group(1)): f for f in files if (m := re.fullmatch(r"shard-(\d+)\.duckdb", f.name))}
+    if sorted(by_index) != list(range(len(by_index))) or not by_index:
+        raise CliError(f"{files[0].parent}: --write needs the shard-<n>.duckdb files of one ledger "
+                       f"(found {', '.join(f.name for f in files)})", code=1)
+    groups: dict[int, list] = {}
+    for e in missing:
+        groups.setdefault(shard_index(e, shard_by, len(by_index)), []).append(e)
+    stored = 0
+    for i, evs in sorted(groups.items()):
+        try:
+            store = LedgerStore(by_index[i], actor="xmc audit reconcile")
+        except LedgerError as e:
+            raise CliError(f"{by_index[i]}: cannot write ({e}); is the deployment still running? "
+                           "Stop it first: reconcile --write works on a stopped ledger", code=1) from None
+        try:
+            res = store.append_events(evs, stored_ns=time.time_ns())
+        finally:
+            store.close()
+        if res.refused:
+            raise CliError(f"{by_index[i]}: {len(res.refused)} reconciled events refused: {res.refused[0]}", code=1)
+        stored += res.stored
+    return stored
 
 
 def _print_table(head: tuple[str, ...], rows: list[tuple]) -> None:
