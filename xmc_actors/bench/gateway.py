@@ -39,8 +39,6 @@ def _deployment(count: int, feed: bool = True) -> Any:
                                                     feed=fc),))
 
 
-_pct = percentile
-
 
 def bench_core(n: int) -> float:
     from ..actors.gateway import build_core
@@ -99,8 +97,8 @@ def run(quick: bool = True) -> dict[str, float]:
     n_core = 5_000 if quick else 50_000
     out["core_quotes_per_s"] = bench_core(n_core)
     errs = bench_calibration(400 if quick else 3_000)
-    out["calibration_error_p50_us"] = _pct(errs, 0.50) / 1e3
-    out["calibration_error_p99_us"] = _pct(errs, 0.99) / 1e3
+    out["calibration_error_p50_us"] = percentile(errs, 0.50) / 1e3
+    out["calibration_error_p99_us"] = percentile(errs, 0.99) / 1e3
     out["calibration_error_max_us"] = max(errs) / 1e3
     out["calibration_error_p99_target_ratio"] = out["calibration_error_p99_us"] / 1000.0  # target: 1 ms
 
@@ -180,7 +178,7 @@ def run(quick: bool = True) -> dict[str, float]:
             ray.get(gw.place.remote(req))
             rtt.append(time.perf_counter() - t)
         out["place_rtt_p50_us"] = statistics.median(rtt) * 1e6
-        out["place_rtt_p99_us"] = _pct(rtt, 0.99) * 1e6
+        out["place_rtt_p99_us"] = percentile(rtt, 0.99) * 1e6
         out["place_rtt_vs_actor_call_ratio"] = out["place_rtt_p50_us"] / out["floor_actor_call_p50_us"]
         ray.kill(gw)
     finally:

@@ -124,9 +124,6 @@ def _empty(title: str, width: int) -> str:
             f'font-weight="bold">{_e(title)}</text><text x="0" y="34" font-size="12">no data in this range</text></svg>')
 
 
-_pct = percentile
-
-
 def build_report(reader: AuditReader, since_ns: int | None = None, until_ns: int | None = None,
                  title: str = "xmc-actors audit report") -> str:
     """The HTML report of the events in ``[since_ns, until_ns)``."""
@@ -184,9 +181,9 @@ def build_report(reader: AuditReader, since_ns: int | None = None, until_ns: int
         f"ledger: {_e(', '.join(str(p) for p in reader.files))}</p>",
         "<div class='grid'>",
         f"<section>{bar_chart(oc_items, title='Pair outcomes', colours=OUTCOME_COLOURS)}</section>",
-        f"<section>{histogram(slippage, title=f'Slippage of fills (n={len(slippage)}, p50={_pct(slippage, .5):.2f} bps, p95={_pct(slippage, .95):.2f} bps)', xlabel='slippage (bps, positive = worse than reference)')}</section>",
+        f"<section>{histogram(slippage, title=f'Slippage of fills (n={len(slippage)}, p50={percentile(slippage, .5):.2f} bps, p95={percentile(slippage, .95):.2f} bps)', xlabel='slippage (bps, positive = worse than reference)')}</section>",
         f"<section>{latency_chart(lat, title='Order round-trip latency per venue')}</section>",
-        f"<section>{histogram(exposure, title=f'Unhedged exposure time per pair (n={len(exposure)}, p50={_pct(exposure, .5):.1f} ms, max={max(exposure) if exposure else math.nan:.1f} ms)', xlabel='first fill to terminal state (ms)')}</section>",
+        f"<section>{histogram(exposure, title=f'Unhedged exposure time per pair (n={len(exposure)}, p50={percentile(exposure, .5):.1f} ms, max={max(exposure) if exposure else math.nan:.1f} ms)', xlabel='first fill to terminal state (ms)')}</section>",
         "</div>",
         f"<section>{alert_timeline(alerts, t0 or 0, t1 or 0, title='Alert timeline')}</section>",
         "<section><h2>Escalated pairs</h2>",
