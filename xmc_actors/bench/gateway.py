@@ -39,7 +39,6 @@ def _deployment(count: int, feed: bool = True) -> Any:
                                                     feed=fc),))
 
 
-
 def bench_core(n: int) -> float:
     from ..actors.gateway import build_core
     from ..core.sink import NullSink
