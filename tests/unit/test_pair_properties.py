@@ -153,3 +153,32 @@ def test_pair_invariants_hold_under_random_venue_behaviour(case: tuple) -> None:
     h.drain()
     # Assert
     check_invariants(h, intent)
+
+
+def test_venues_that_late_fill_every_cancelled_order_cannot_reopen_a_pair_forever() -> None:
+    # Arrange (a case a random search found livelocking): both venues fill every cancelled IOC
+    # remainder later anyway (late fill); LME fills nothing at once. Each late fill re-opens the
+    # finished pair, whose IOC unwinds are cancelled and late filled in turn, and so on
+    legs = (LegIntent(leg="A", instrument="SHFE.cu", account="cn", side=Side.SELL, qty=3, limit_price=Decimal("72000"),
+                      trigger_price=Decimal("72000"), visible_qty=10),
+            LegIntent(leg="B", instrument="LME.CA2", account="us", side=Side.BUY, qty=6, limit_price=Decimal("9800"),
+                      trigger_price=Decimal("9800"), visible_qty=10))
+    intent = PairIntent(decision_id="p1", strategy="s1", legs=legs, hedge_ratio=Decimal(2), mode=ExecutionMode.SPEED,
+                        deadline_ns=SimClock().now_ns() + 20_000_000,
+                        replenish=ReplenishBudget(max_attempts=0, max_chase_ticks=5, max_time_ms=500),
+                        rollback=RollbackPolicy(max_attempts=3, max_time_ms=1000))
+    shfe = Behaviour(reject_reasons=(RejectReason.THROTTLED, RejectReason.HALTED), fill_now=0.9, partial=0.05,
+                     fail=0.05, hang=0.05, late_fill=1.0, latency_ms=(0.0, 0.0))
+    lme = Behaviour(reject_reasons=(RejectReason.RISK, RejectReason.DUPLICATE_ORDER), fill_now=0.0, partial=0.05,
+                    rest_fill=0.05, late_fill=1.0, latency_ms=(0.1, 0.1))
+    h = Harness(INSTRUMENTS, {"SHFE": shfe, "LME": lme}, seed=94499925)
+    # Act
+    h.submit(intent)
+    h.drain()
+    # Assert: it was re-opened, and still ends within the rollback policy's three unwinds per
+    # leg, counted over all its lives (they used to start again with each re-opening)
+    reopened = [e for e in h.sink.by_decision("p1") if e.kind is EventKind.PAIR_STATE and e.reason == "LATE_FILL"]
+    assert reopened
+    check_invariants(h, intent)
+    for leg in h.book.pairs["p1"].legs:
+        assert len([o for o in leg.orders if o.unwind]) <= 3, (leg.name, [o.coid for o in leg.orders])

@@ -798,9 +798,11 @@ class PairMachine:
         return self.legs[0].net != ta or self.legs[1].net != tb
 
     def _begin_rollback(self) -> None:
+        # The time budget starts again with each rollback, but the unwind orders per leg
+        # (rollback.max_attempts) are counted over the pair's whole life: a late fill that
+        # re-opens a finished pair unwinds with what is left, then escalates. Resetting them
+        # let a venue that late-fills every cancelled unwind re-open the pair forever.
         self.rollback_started_ns = self.book.clock.now_ns()
-        for leg in self.legs:
-            leg.unwinds = 0
         self._timer("rollback", self.intent.rollback.max_time_ms * 1_000_000)
 
     def _drive_rollback(self) -> None:
