@@ -1,6 +1,8 @@
 """Property test: the pair invariants hold under any venue behaviour (DESIGN.md "The pair transaction").
 
-10,000 generated cases in the default run (seeded: the ``xmc`` hypothesis profile derandomises),
+10,000 generated cases in the default run (seeded: the ``xmc`` hypothesis profile derandomises;
+Hypothesis also mixes in integer constants it finds in the project modules loaded so far, so
+the cases are the same for the same code and test selection, and may change with either),
 each a pair driven through the pure core against two fake venues on a SimClock. Venue behaviour
 is drawn per case: fills, partials, every reject reason, no-acks, failed and silent calls,
 latencies, cancels racing resting fills, and fills reported after a confirmed cancel.
