@@ -132,6 +132,32 @@ def test_trace_returns_the_chain_in_time_order_with_hops_and_outcome(tmp_path):
     assert alerts.num_rows == outcomes["ESCALATED"]
 
 
+def test_trace_of_a_replayed_pair_measures_hops_within_each_clock(tmp_path, capsys):
+    # Arrange: a replayed pair; the gateway and the strategy stamp market time (2020), the
+    # coordinator wall time; all stored now
+    from xmc_actors.ops.cli import main
+    market, wall = SimClock(1_578_036_540_000_000_000), SimClock(1_795_000_000_000_000_000)
+    m_mk, w_mk = EventMaker(market, "gateway-SGE", node=2), EventMaker(wall, "coordinator", node=3)
+    evs = [m_mk.make(EventKind.SIGNAL, decision_id="g1"), m_mk.make(EventKind.VENUE_DROP_COPY, decision_id="g1",
+                                                                   ts_ns=market.now_ns() + 150_000)]
+    for step_us in (0, 40, 1_000):
+        wall.advance(step_us * 1_000)
+        evs.append(w_mk.make(EventKind.PAIR_STATE, decision_id="g1", state="WORKING"))
+    store = LedgerStore(tmp_path / "shard-0.duckdb")
+    store.append(encode_events(evs).table, stored_ns=wall.now_ns() + 5_000_000)
+    store.close()
+    # Act
+    with AuditReader(tmp_path) as r:
+        tr = r.trace("g1")
+    rc = main(["audit", "trace", "g1", "--ledger", str(tmp_path)])
+    out = capsys.readouterr().out
+    # Assert: two clocks; no hop across them; the span is the wall-clock part (1.04 ms), not years
+    assert tr.mixed_clocks and [h.clock for h in tr.hops] == ["market", "market", "wall", "wall", "wall"]
+    assert [h.hop_us for h in tr.hops] == [None, 150.0, None, 40.0, 1000.0]
+    assert tr.total_us == 1040.0
+    assert rc == 0 and "1.040 ms first to last on the wall clock" in out and "2 events (clock 'market')" in out
+
+
 def test_report_is_self_contained_html_with_the_five_charts(tmp_path):
     _write(tmp_path / "shard-0.duckdb", list(synthetic_session(300, seed=5))).close()
     with AuditReader(tmp_path) as r:

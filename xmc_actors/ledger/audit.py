@@ -97,6 +97,12 @@ class Filters:
         return (" WHERE " + " AND ".join(conds)) if conds else "", params
 
 
+# An event stored within this of its own timestamp was stamped on the deployment's wall clock;
+# one further off carries a venue's or a replay's market time (a replayed gateway's drop
+# copies, a strategy following quote time, a backfilled reconciliation).
+WALL_CLOCK_SLACK_NS = 3_600 * 1_000_000_000
+
+
 @dataclass
 class Hop:
     ts_ns: int
@@ -112,19 +118,29 @@ class Hop:
     event_id: str
     parent_id: str
     payload: dict[str, Any]
+    clock: str = "wall"  # "wall", or "market": stamped with a venue's / a replay's time
 
 
 @dataclass
 class Trace:
-    """The chain of one decision in time order, with the latency of each hop and the outcome."""
+    """The chain of one decision in time order, with the latency of each hop and the outcome.
+
+    When some events carry market time (a replay) and others wall time, hops are measured only
+    between events of the same clock, and ``total_us`` spans the wall-clock events: a gap
+    between the two clocks is years of replay, not a latency."""
 
     decision_id: str
     hops: list[Hop] = field(default_factory=list)
     outcome: str = "OPEN"
 
     @property
+    def mixed_clocks(self) -> bool:
+        return len({h.clock for h in self.hops}) > 1
+
+    @property
     def total_us(self) -> float:
-        return (self.hops[-1].ts_ns - self.hops[0].ts_ns) / 1000 if self.hops else 0.0
+        hops = [h for h in self.hops if h.clock == "wall"] if self.mixed_clocks else self.hops
+        return (hops[-1].ts_ns - hops[0].ts_ns) / 1000 if hops else 0.0
 
 
 class AuditReader:
@@ -200,18 +216,21 @@ class AuditReader:
         """Every event of ``decision_id`` in time order; hop latency from the parent (or previous) event."""
         rows = self.con.execute(
             "SELECT ts_ns, kind, actor, venue, instrument, order_id, outcome, reason, latency_us, event_id, "
-            "parent_id, payload FROM events WHERE decision_id = ? ORDER BY ts_ns, event_id", [decision_id]).fetchall()
+            "parent_id, payload, stored_ns FROM events WHERE decision_id = ? ORDER BY ts_ns, event_id",
+            [decision_id]).fetchall()
         tr = Trace(decision_id)
-        by_id: dict[str, int] = {}
-        prev: int | None = None
+        by_id: dict[str, tuple[int, str]] = {}
+        prev: dict[str, int] = {}  # the previous event's time, per clock
         for r in rows:
-            ts, kind, actor, venue, inst, oid, outcome, reason, lat, eid, parent, blob = r
-            base = by_id.get(parent, prev) if parent else prev
+            ts, kind, actor, venue, inst, oid, outcome, reason, lat, eid, parent, blob, stored = r
+            clock = "wall" if abs(stored - ts) <= WALL_CLOCK_SLACK_NS else "market"
+            pa = by_id.get(parent) if parent else None
+            base = pa[0] if pa is not None and pa[1] == clock else prev.get(clock)
             hop = None if base is None else (ts - base) / 1000
             tr.hops.append(Hop(ts, kind, actor or "", venue or "", inst or "", oid or "", outcome or "",
-                               reason or "", hop, lat, eid, parent or "", unpack_payload(blob)))
-            by_id[eid] = ts
-            prev = ts
+                               reason or "", hop, lat, eid, parent or "", unpack_payload(blob), clock))
+            by_id[eid] = (ts, clock)
+            prev[clock] = ts
             if kind in ("PAIR_STATE", "RISK_DECISION") and outcome in TERMINAL_OUTCOMES:
                 tr.outcome = outcome
         return tr

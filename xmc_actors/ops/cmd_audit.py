@@ -118,16 +118,26 @@ def cmd_trace(args: argparse.Namespace) -> int:
         raise CliError(f"decision {args.decision_id!r}: no events in the ledger", code=1)
     if args.json:
         json.dump({"decision_id": tr.decision_id, "outcome": tr.outcome, "total_us": tr.total_us,
-                   "events": [h.__dict__ for h in tr.hops]}, sys.stdout, default=str, indent=1)
+                   "mixed_clocks": tr.mixed_clocks, "events": [h.__dict__ for h in tr.hops]},
+                  sys.stdout, default=str, indent=1)
         print()
         return 0
-    print(f"decision {tr.decision_id}: {len(tr.hops)} events, outcome {tr.outcome}, "
-          f"{tr.total_us / 1000:.3f} ms first to last")
+    if tr.mixed_clocks:
+        market = sum(h.clock == "market" for h in tr.hops)
+        print(f"decision {tr.decision_id}: {len(tr.hops)} events, outcome {tr.outcome}, "
+              f"{tr.total_us / 1000:.3f} ms first to last on the wall clock; {market} events (clock 'market') "
+              "carry a venue's or a replay's time, so hops are measured within each clock only")
+    else:
+        print(f"decision {tr.decision_id}: {len(tr.hops)} events, outcome {tr.outcome}, "
+              f"{tr.total_us / 1000:.3f} ms first to last")
     head = ("time (UTC)", "+ms", "hop µs", "lat µs", "kind", "actor", "venue", "instrument", "order", "outcome", "reason")
-    t0 = tr.hops[0].ts_ns
-    rows = [(fmt_ns(h.ts_ns), f"{(h.ts_ns - t0) / 1e6:.3f}", "" if h.hop_us is None else f"{h.hop_us:.0f}",
+    t0 = {c: min(h.ts_ns for h in tr.hops if h.clock == c) for c in {h.clock for h in tr.hops}}
+    rows = [(fmt_ns(h.ts_ns), f"{(h.ts_ns - t0[h.clock]) / 1e6:.3f}", "" if h.hop_us is None else f"{h.hop_us:.0f}",
              "" if h.latency_us is None else f"{h.latency_us:.0f}", h.kind, h.actor, h.venue, h.instrument,
              h.order_id, h.outcome, h.reason) for h in tr.hops]
+    if tr.mixed_clocks:
+        head = (*head, "clock")
+        rows = [(*r, h.clock) for r, h in zip(rows, tr.hops)]
     _print_table(head, rows)
     if args.payload:
         for h in tr.hops:
