@@ -70,6 +70,17 @@ def test_ack_latency_p99_per_venue_needs_min_samples_then_levels() -> None:
     assert c.level is AlertLevel.RED and c.value == 450.0 and c.scope == "venue"
 
 
+def test_one_slow_ack_is_not_a_p99_by_default_but_a_second_one_is() -> None:
+    # Arrange: default monitors; a cold start's 172 ms ack among 2 ms ones
+    m = MonitorSet(Monitors())
+    # Act / Assert: nothing is judged on fewer than 100 acks, where the p99 is the maximum
+    assert m.ack_latency("SGE", [172.0] + [2.0] * 98) is None
+    c = m.ack_latency("SGE", [2.0] * 50)
+    assert c.level is None and c.value == 2.0
+    c = m.ack_latency("SGE", [172.0])
+    assert c.level is AlertLevel.YELLOW and c.value == 172.0
+
+
 def test_reject_ratio_over_a_rolling_window_per_venue() -> None:
     m = MonitorSet(Monitors(reject_window=100, reject_min_orders=20))
     assert m.reject_ratio("venue", "LME", 19, 1) is None

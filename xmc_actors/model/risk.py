@@ -96,7 +96,9 @@ class Monitors(BaseModel):
     unhedged_exposure_ms: PositiveInt = 2_000
     escalate_after_s: PositiveInt = 30     # a condition that persists this long goes up one level
     latency_window: PositiveInt = 200      # acks per venue in the rolling p99
-    latency_min_samples: PositiveInt = 20
+    # Below 100 acks the p99 of the window is its maximum: one slow ack (a cold start, a GC
+    # pause) would raise the alert, persist with the window and, escalated, reduce the venue.
+    latency_min_samples: PositiveInt = 100
     level_multipliers: tuple[PosDec, PosDec, PosDec] = (Decimal("1"), Decimal("2"), Decimal("4"))
     """A value at or above threshold x m[0] is yellow, x m[1] orange, x m[2] red."""
     occupancy_actions: dict[AlertLevel, AlertAction] = Field(
