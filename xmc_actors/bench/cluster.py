@@ -79,10 +79,10 @@ import ray
 import yaml
 from ray.cluster_utils import Cluster
 
+from ..core.stats import percentile
 from ..model.config import DeploymentConfig
 from ..runtime.config import PROJECT_ROOT, load_config
 from .runtime import stamped_quote
-from ..core.stats import percentile
 
 SIZES = (1, 10, 50, 100)
 STRATEGIES_PER_HOST = 25

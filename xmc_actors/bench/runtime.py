@@ -39,9 +39,9 @@ from typing import Any
 import ray
 import yaml
 
+from ..core.stats import percentile as _pct
 from ..model.quotes import Quote
 from ..runtime.config import PROJECT_ROOT, load_config
-from ..core.stats import percentile as _pct
 
 #: normal book: executable ratios within the band; wide book: SHFE 0.4 % rich (the band sells A).
 NORMAL_A = (Decimal(71990), Decimal(72000))

@@ -585,8 +585,8 @@ class PreTradeChecker:
             key = inst.id
         cap = limits.max_order_qty
         return _InstPlan(inst, "venue:" + instrument.split(".", 1)[0], key, ("inst", instrument),
-                         inst.max_qty if cap is None else min(cap, inst.max_qty), limits.max_order_notional, limits.collar_pct, limits.max_position, inst.multiplier,
-                         inst.margin_rate, inst.currency)
+                         inst.max_qty if cap is None else min(cap, inst.max_qty), limits.max_order_notional,
+                         limits.collar_pct, limits.max_position, inst.multiplier, inst.margin_rate, inst.currency)
 
     def _merge_states(self) -> None:
         g = self.grant
@@ -967,7 +967,8 @@ class PreTradeChecker:
 
     def _accept(self, intent: PairIntent, now_ns: int, facts: dict[str, str],
                 rows: list[tuple[LegIntent, int, bool, Decimal | None, Decimal | None]]) -> PreTradeResult:
-        """Reserve the pair's margin, count and record the acceptance (both paths end here)."""
+        """Reserve the pair's margin, count and record the acceptance of the check list
+        (:meth:`_fast_accept` does the same inline, with the margin it has already summed)."""
         res = self._reserve(intent, rows)
         result = PreTradeResult(True, (), intent.decision_id, facts)
         res.result = result

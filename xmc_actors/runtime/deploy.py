@@ -203,7 +203,7 @@ class Deployment:
                 sink.close(timeout=2.0)
             except Exception:  # noqa: BLE001 - the shards may be the actors that never started
                 pass
-        for name, h in list(self.handles.items()):
+        for h in list(self.handles.values()):
             try:
                 ray.kill(h, no_restart=True)
             except Exception:  # noqa: BLE001 - already gone
