@@ -8,7 +8,10 @@ measured in alternating blocks of 50 so that their ratio compares the same minut
   zero-latency simulated venues (VenueGateway actors); one pair at a time, the driver acting as
   the pair's strategy (it waits for the ``on_pair_done`` push, so no benchmark call reaches the
   coordinator while a pair is measured);
-* ``leg_skew_*``: difference of the two legs' arrival stamps at their gateways;
+* ``leg_skew_*``: difference of the two legs' arrival stamps at their gateways, beside
+  ``floor_leg_skew_*``: the same difference for the floor's two trivial calls (what Ray and the
+  OS scheduler alone make of two concurrent calls here: the skew no coordinator can go below)
+  and ``leg_skew_p99_vs_floor_ratio``;
 * ``compensation_*``: final reject received to the unwind order sent;
 * ``pairs_per_s_inflight_{1,10,50}``: finished pairs per second with that many in flight;
 * ``sequential_pair_latency_*``: leg B sent after leg A's ack, straight to the same gateways;
@@ -84,6 +87,10 @@ class _Trivial:
     async def f(self, x: Any = 0) -> Any:
         return x if self.reply is None else self.reply
 
+    async def stamp(self, x: Any = 0) -> int:
+        """Arrival time (``perf_counter_ns``: CLOCK_MONOTONIC, one clock for all processes of the host)."""
+        return time.perf_counter_ns()
+
 
 @ray.remote(num_cpus=0)
 class _PairHops:
@@ -153,13 +160,15 @@ class _Driver:
             self._done.pop(did, None)
         return ok
 
-    async def floor(self, a: Any, b: Any, n: int) -> list[float]:
-        out = []
-        for i in range(n):
+    async def floor(self, a: Any, b: Any, n: int) -> tuple[list[float], list[float]]:
+        """Latency of gathering two trivial calls, and the skew of their arrivals (µs)."""
+        lat, skew = [], []
+        for _ in range(n):
             t = time.perf_counter_ns()
-            await asyncio.gather(a.f.remote(i), b.f.remote(i))
-            out.append((time.perf_counter_ns() - t) / 1e3)
-        return out
+            sa, sb = await asyncio.gather(a.stamp.remote(), b.stamp.remote())
+            lat.append((time.perf_counter_ns() - t) / 1e3)
+            skew.append(abs(sa - sb) / 1e3)
+        return lat, skew
 
     async def gather_orders(self, a: Any, b: Any, method: str, prefix: str, n: int) -> list[float]:
         """Two orders sent at once as the coordinator sends them (wire bytes, encoded and the
@@ -277,12 +286,15 @@ def run(quick: bool) -> dict[str, float]:
         ray.get(drv.pairs.remote(hops, "hw", 20))
         ray.get(hops.take_timings.remote())
         floor: list[float] = []
+        floor_skew: list[float] = []
         payload_floor: list[float] = []
         hops_lat: list[float] = []
         cpu_coord_s = cpu_gw_s = 0.0
         block = 50
         for k in range(0, n, block):
-            floor += ray.get(drv.floor.remote(a, b, min(block, n - k)))
+            fl, fs = ray.get(drv.floor.remote(a, b, min(block, n - k)))
+            floor += fl
+            floor_skew += fs
             payload_floor += ray.get(drv.gather_orders.remote(pa, pb, "f", f"pf{k}-", min(block, n - k)))
             ray.get(drv.pairs.remote(hops, f"h{k}-", min(block, n - k)))
             hops_lat += [ns / 1e3 for ns in ray.get(hops.take_timings.remote()).values()]
@@ -327,6 +339,7 @@ def run(quick: bool) -> dict[str, float]:
             "floor_gather2_p50_us": _pct(floor, 0.5), "floor_gather2_p99_us": _pct(floor, 0.99),
             "pair_latency_p50_us": _pct(lat, 0.5), "pair_latency_p99_us": _pct(lat, 0.99),
             "leg_skew_p50_us": _pct(skew, 0.5), "leg_skew_p99_us": _pct(skew, 0.99),
+            "floor_leg_skew_p50_us": _pct(floor_skew, 0.5), "floor_leg_skew_p99_us": _pct(floor_skew, 0.99),
             "compensation_p50_us": _pct(comp, 0.5), "compensation_p99_us": _pct(comp, 0.99),
             "pairs_per_s_inflight_1": tput[1], "pairs_per_s_inflight_10": tput[10],
             "pairs_per_s_inflight_50": tput[50],
@@ -345,6 +358,7 @@ def run(quick: bool) -> dict[str, float]:
         out["gateways_gather_ratio"] = out["floor_gateways_gather2_p50_us"] / out["floor_gather2_p50_us"]
         out["floor_pair_hops_ratio"] = out["floor_pair_hops_p50_us"] / out["floor_gather2_p50_us"]
         out["pair_vs_hops_ratio"] = out["pair_latency_p50_us"] / out["floor_pair_hops_p50_us"]
+        out["leg_skew_p99_vs_floor_ratio"] = out["leg_skew_p99_us"] / out["floor_leg_skew_p99_us"]
         out["sequential_vs_pair_latency_ratio"] = out["sequential_pair_latency_p50_us"] / out["pair_latency_p50_us"]
         out["pair_latency_target_ratio"] = 1.5
         out["leg_skew_p99_target_us"] = 1000.0
