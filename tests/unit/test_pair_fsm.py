@@ -7,7 +7,9 @@ from decimal import Decimal
 import testkit
 from pair_harness import MS, Behaviour, Harness
 from xmc_actors.core.clock import SimClock
-from xmc_actors.core.pair_fsm import Cancel, CoordinatorConfig, Emit, NotifyDone, PairBook, Place, Query
+from xmc_actors.core.pair_fsm import (
+    Cancel, CoordinatorConfig, Emit, HaltStrategy, NotifyDone, PairBook, Place, Query,
+)
 from xmc_actors.core.pretrade import Denial, PreTradeResult
 from xmc_actors.model import (
     EventKind, ExecReportKind, ExecutionMode, ExecutionReport, Fill, OrderStatus, OrderType, PairState,
@@ -286,11 +288,62 @@ def test_only_the_newest_finished_pairs_stay_in_memory_but_every_decision_id_sta
     # Assert: d1, d2 forgotten (ids kept), the newest three and the escalated d0 held whole
     assert sorted(h.book.pairs) == ["d0", "d3", "d4", "d5"]
     assert {h.book.pairs[d].state for d in ("d3", "d4", "d5")} == {PairState.HEDGED}
-    assert h.book.forgotten == {"d1", "d2"}
+    assert set(h.book.forgotten) == {"d1", "d2"}
     assert not any(c.startswith(("d1:", "d2:")) for c in h.book.index)
     res = h.submit(intent("d1"))  # the same intent again: still executes once
     assert res["duplicate"] is True and "no longer held" in res["reason"]
     assert sorted(h.book.pairs) == ["d0", "d3", "d4", "d5"]
+
+
+def test_a_fill_for_a_forgotten_pair_escalates_it_and_pushes_its_lots_once() -> None:
+    # Arrange: keep 1 finished pair; d1 hedges, then d2 hedges and d1 leaves memory
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS},
+                config=CoordinatorConfig(call_timeout_ms=50, ack_timeout_ms=20, cancel_timeout_ms=20,
+                                         keep_finished_pairs=1))
+    for did in ("d1", "d2"):
+        h.submit(intent(did, strategy="s1"))
+        h.drain()
+    assert "d1" not in h.book.pairs and h.book.forgotten["d1"].state is PairState.HEDGED
+    done_before = len(h.done)
+    # Act: the venue still fills 1 lot of d1's leg A (BUY SHFE.cu), pushes it twice, then a cancel
+    late = fill("d1:A:0", 1, 3, "T-late")
+    cmds = h.book.on_reports([late])
+    again = h.book.on_reports([late])
+    other = h.book.on_reports([rep("d1:A:0", ExecReportKind.CANCELED, OrderStatus.CANCELED)])
+    h.run(cmds + again + other)
+    # Assert: escalated as a live pair would be, the strategy halted, its lots pushed once
+    evs = h.sink.by_decision("d1")
+    alert = next(e for e in evs if e.kind is EventKind.ALERT)
+    assert alert.payload["level"] == "red" and alert.payload["residual"] == {"A": 1}
+    assert "late fill: BUY 1 SHFE.cu @ 72000 on d1:A:0" in alert.reason
+    assert [e.payload["to"] for e in evs if e.kind is EventKind.PAIR_STATE][-1] == "ESCALATED"
+    assert h.book.forgotten["d1"].state is PairState.ESCALATED
+    assert [x.strategy for x in only(cmds, HaltStrategy)] == ["s1"] and not only(again + other, HaltStrategy)
+    assert h.book.trading[("strategy", "s1")].value == "HALTED"
+    pushed = h.done[done_before:]
+    assert len(pushed) == 1 and pushed[0]["incremental"] is True and pushed[0]["state"] == "ESCALATED"
+    assert pushed[0]["legs"] == [{"leg": "A", "instrument": "SHFE.cu", "account": pushed[0]["legs"][0]["account"],
+                                  "side": "BUY", "filled_qty": 1, "rollback_qty": 0, "avg_price": "72000",
+                                  "rollback_avg_price": None, "net_qty": 1}]
+    # every report is on the pair's trail, none of them is bad input
+    reports = [e for e in evs if e.kind is EventKind.ORDER_REPORT and e.payload.get("forgotten")]
+    assert [(e.payload["report_kind"], e.payload["late_fill"]) for e in reports] == [
+        ("FILL", True), ("FILL", False), ("CANCELED", False)]
+    assert not [e for e in h.sink.events if e.kind is EventKind.BAD_INPUT]
+
+
+def test_a_fill_for_a_forgotten_pair_on_a_leg_it_never_had_is_bad_input_and_changes_nothing() -> None:
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS},
+                config=CoordinatorConfig(keep_finished_pairs=1))
+    for did in ("d1", "d2"):
+        h.submit(intent(did))
+        h.drain()
+    cmds = h.book.on_reports([fill("d1:A:0", 1, 3, "T9", venue="LME", inst="LME.CA3M")])
+    assert not only(cmds, NotifyDone) and not only(cmds, HaltStrategy)
+    h.run(cmds)
+    bad = [e for e in h.sink.events if e.kind is EventKind.BAD_INPUT]
+    assert len(bad) == 1 and "not a leg of forgotten pair d1" in bad[0].reason
+    assert h.book.forgotten["d1"].state is PairState.HEDGED
 
 
 def test_new_pairs_on_a_venue_that_is_down_are_refused_and_accepted_once_it_is_up() -> None:

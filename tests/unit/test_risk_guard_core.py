@@ -155,6 +155,37 @@ def test_an_older_summary_arriving_after_a_revision_is_ignored() -> None:
     assert g.book.account["cn"] == {"SHFE.cu": 2} and g.counters["stale_summary"] == 1
 
 
+def _incremental(did: str = "d1", *, qty: int = 1, ts_ns: int = 9) -> dict:
+    """What a coordinator pushes for a late fill on a pair it no longer holds (leg A, BUY SHFE.cu)."""
+    return {"decision_id": did, "strategy": "s1", "coordinator": "c1", "outcome": "ESCALATED", "ts_ns": ts_ns,
+            "incremental": True, "legs": [{"leg": "A", "instrument": "SHFE.cu", "account": "cn", "side": "BUY",
+                                           "filled_qty": qty, "avg_price": "72000"}]}
+
+
+def test_an_incremental_summary_adds_its_lots_to_what_is_booked_and_survives_a_rebuild() -> None:
+    # Arrange: d1 booked HEDGED (1 lot each leg)
+    g, sink, _ = core()
+    g.on_pair_done(summary("d1", ts_ns=1))
+    # Act: one late lot on leg A, reported as an increment (not the pair's totals)
+    out = g.on_pair_done(_incremental("d1", qty=1))
+    # Assert: added, leg B untouched, the revision is red on the strategy
+    assert g.book.account == {"cn": {"SHFE.cu": 2}, "us": {"LME.CA3M": -1}}
+    booked = [e for e in sink.events if e.kind is EventKind.RISK_DECISION and e.reason == "BOOKED"][-1]
+    assert booked.payload["incremental"] is True and [leg["lots"] for leg in booked.payload["legs"]] == [1]
+    assert any(a.monitor == "unhedged" and a.level.value == "red" for a in out.alerts)
+    assert g.counters["incremental_summary"] == 1
+    # a rebuild from the trail gives the same book
+    g2, _, _ = core()
+    g2.rebuild(sink.events, {"cn": {"SHFE.cu": 2}, "us": {"LME.CA3M": -1}})
+    assert g2.book.account == g.book.account
+
+
+def test_an_incremental_summary_for_a_pair_never_booked_books_its_lots() -> None:
+    g, _, _ = core()
+    g.on_pair_done(_incremental("d7", qty=2))
+    assert g.book.account == {"cn": {"SHFE.cu": 2}}
+
+
 def test_rebuild_after_a_revised_summary_restores_the_revised_positions_and_keeps_booking_differences() -> None:
     # Arrange: first guard books d1 then its revision, then "crashes"
     g1, sink, _ = core()

@@ -264,6 +264,26 @@ def test_escalated_pair_updates_the_position_and_halts_the_strategy():
     assert intents(step(s, 0.9, T0 + 10 * MS)) == []
 
 
+def test_a_late_fill_on_a_forgotten_pair_adds_its_lots_to_the_position_and_halts():
+    # Arrange: the pair hedged (A -1, B +1) and is long done
+    s = band()
+    [o] = intents(step(s, 1.02, T0))
+    s.on_pair_done(done(o), T0 + 1)
+    before = (s.position, s.position_b)
+    # Act: the coordinator pushes an incremental summary: one more lot sold on leg A
+    late = {"decision_id": o.decision_id, "state": "ESCALATED", "incremental": True,
+            "legs": [{"leg": "A", "side": "SELL", "filled_qty": 1, "net_qty": -1}]}
+    acts = s.on_pair_done(late, T0 + 2)
+    # Assert: the position holds what the venue holds, and the strategy stops
+    assert (s.position, s.position_b) == (before[0] - 1, before[1])
+    assert s.state is StrategyState.HALTED and "late fill" in s.state_reason
+    assert events(acts, "LIFECYCLE") and not events(acts, "BAD_INPUT")
+    assert intents(step(s, 0.9, T0 + 10 * MS)) == []
+    # unreadable: position unknown, recorded
+    bad = s.on_pair_done({**late, "legs": [{"leg": "C", "net_qty": 1}]}, T0 + 3)
+    assert events(bad, "BAD_INPUT") and "position unknown" in s.state_reason
+
+
 def test_malformed_pair_summary_is_bad_input_and_halts_with_position_unknown():
     s = band()
     [o] = intents(step(s, 1.02, T0))

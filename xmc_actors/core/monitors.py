@@ -71,6 +71,9 @@ class PairSummary(BaseModel):
     ts_ns: int = 0
     unhedged_ms: float = Field(default=0.0, ge=0)  # time with a net unhedged position
     legs: list[LegSummary] = Field(default_factory=list)
+    # the legs are what to add to what is booked for the pair (a late fill on a pair the
+    # coordinator no longer holds), not the pair's totals
+    incremental: bool = False
 
 
 @dataclass(frozen=True, slots=True)

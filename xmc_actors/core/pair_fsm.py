@@ -95,8 +95,11 @@ class CoordinatorConfig(BaseModel):
         A probe not answered within this long counts a time-out (two in a row: DOWN).
     keep_finished_pairs
         Finished pairs kept whole in memory (summaries, orders, late-fill handling); older
-        ones are forgotten except their decision id, which still makes a re-sent intent a
-        duplicate. ESCALATED pairs are never forgotten (an operator closes them).
+        ones are forgotten except a tombstone (:class:`Forgotten`: decision id, strategy,
+        final state, each leg's instrument, account and side, about 200 bytes): the id still
+        makes a re-sent intent a duplicate, and a fill that still arrives for a forgotten pair
+        escalates it (red alert, strategy halted, the fill's exposure pushed to the risk guard)
+        instead of being lost. ESCALATED pairs are never forgotten (an operator closes them).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -288,6 +291,18 @@ class Leg:
                 q += o.filled
                 notional += o.avg_price * o.filled
         return (notional / q) if q else None
+
+
+@dataclass(slots=True)
+class Forgotten:
+    """What is left of a finished pair evicted from memory (``keep_finished_pairs``): enough to
+    refuse its intent again and to escalate a fill that still arrives for one of its orders."""
+
+    strategy: str
+    state: PairState
+    legs: tuple[tuple[str, str, str, Side], ...]  # (leg, instrument, account, side) per leg
+    residual: dict[str, int] | None = None        # signed lots of late fills since, per leg
+    trades: set[str] | None = None                # trade ids already applied (a repeated push is a no-op)
 
 
 # ------------------------------------------------------------------------------------ machine
@@ -972,7 +987,7 @@ class PairBook:
         self.trading: dict[tuple[str, str], TradingState] = {}
         self.venues_down: dict[str, str] = {}  # venue -> why (from the venue health probes)
         self._finish_order: deque[str] = deque()  # decision ids in the order their pairs finished
-        self.forgotten: set[str] = set()  # finished pairs evicted from memory (their ids only)
+        self.forgotten: dict[str, Forgotten] = {}  # finished pairs evicted from memory: tombstones
         self.bad_inputs: dict[str, int] = {}
         self.out: list[Command] = []
 
@@ -995,7 +1010,8 @@ class PairBook:
             for leg in m.legs:
                 for o in leg.orders:
                     self.index.pop(o.coid, None)
-            self.forgotten.add(old)
+            self.forgotten[old] = Forgotten(m.intent.strategy, m.state, tuple(
+                (lg.name, lg.spec.instrument, lg.spec.account, lg.spec.side) for lg in m.legs))
 
     def _flush(self, m: PairMachine | None = None) -> list[Command]:
         out, self.out = self.out, []
@@ -1165,6 +1181,11 @@ class PairBook:
             if not isinstance(rep, ExecutionReport):
                 self._bad_input("report", f"expected ExecutionReport, got {type(rep).__name__}")
                 continue
+            if rep.client_order_id not in self.index:
+                did = rep.client_order_id.rsplit(":", 2)[0]
+                if did in self.forgotten:
+                    self._forgotten_report(did, rep)
+                    continue
             m = self._machine_for(rep.client_order_id, "report")
             if m is None:
                 continue
@@ -1174,6 +1195,66 @@ class PairBook:
         for m in touched.values():
             out.extend(m.flush())
         return out
+
+    def _forgotten_report(self, did: str, rep: ExecutionReport) -> None:
+        """A report for an order of a pair evicted from memory. Recorded under its decision id; a
+        fill (the venue filled after the pair had finished, long enough ago to be forgotten) is
+        exposure no pair hedges any more: the pair is escalated as a live one would be (red
+        alert, ESCALATION with the residual, strategy halted) and the fill is pushed to the
+        strategy and the risk guard as an *incremental* summary (``incremental: True``: its
+        legs are what to add to what is booked for the pair, not the pair's totals)."""
+        t = self.forgotten[did]
+        coid = rep.client_order_id
+        fill = rep.fill if rep.kind is ExecReportKind.FILL else None
+        parts = coid.rsplit(":", 2)  # {decision_id}:{leg}:{attempt}
+        leg_name = parts[1] if len(parts) == 3 else rep.leg
+        leg = next((lg for lg in t.legs if lg[0] == leg_name and lg[1] == rep.instrument), None)
+        fresh = fill is not None and leg is not None and fill.trade_id not in (t.trades or ())
+        self.out.append(Emit(spec=dict(
+            kind=EventKind.ORDER_REPORT, decision_id=did, strategy=t.strategy, account=leg[2] if leg else "",
+            venue=rep.venue, instrument=rep.instrument, ts_ns=self.clock.now_ns(),
+            reason="report for a pair no longer held in memory", source="push", client_order_id=coid,
+            report_kind=rep.kind.value, status=rep.status.value, forgotten=True, late_fill=fresh,
+            trade_id=fill.trade_id if fill else "", fill_qty=fill.qty if fill else 0,
+            fill_price=str(fill.price) if fill else "")))
+        if fill is None:
+            return
+        if leg is None:
+            self._bad_input("report", f"fill on {coid}: leg {leg_name!r} on {rep.instrument!r} is not a leg "
+                                      f"of forgotten pair {did}", did)
+            return
+        if not fresh:
+            return  # the same trade pushed again: applied once
+        if t.trades is None:
+            t.trades, t.residual = set(), {}
+        t.trades.add(fill.trade_id)
+        name, inst, account, side = leg
+        signed = fill.qty * fill.side.sign
+        assert t.residual is not None
+        t.residual[name] = t.residual.get(name, 0) + signed
+        reason = (f"late fill: {fill.side.value} {fill.qty} {inst} @ {fill.price} on {coid} after pair {did} "
+                  f"finished {t.state.value} and left memory (keep_finished_pairs); nothing hedges it")
+        residual = dict(t.residual)
+        now = self.clock.now_ns()
+        common = dict(decision_id=did, strategy=t.strategy, account=account, venue=rep.venue, instrument=inst,
+                      ts_ns=now, reason=reason)
+        if t.state is not PairState.ESCALATED:
+            self.out.append(Emit(spec=dict(common, kind=EventKind.PAIR_STATE, state=PairState.ESCALATED.value,
+                                           to=PairState.ESCALATED.value, **{"from": t.state.value})))
+            t.state = PairState.ESCALATED
+        self.out.append(Emit(spec=dict(common, kind=EventKind.ALERT, level="red", residual=residual)))
+        self.out.append(Emit(spec=dict(common, kind=EventKind.ESCALATION, residual=residual)))
+        self.halt_scope("strategy", t.strategy)
+        self.out.append(HaltStrategy(t.strategy, did, reason))
+        entry = fill.side is side
+        self.out.append(NotifyDone(t.strategy, {
+            "decision_id": did, "strategy": t.strategy, "coordinator": self.owner, "state": "ESCALATED",
+            "outcome": "ESCALATED", "reason": reason, "ts_ns": now, "complete": False, "incremental": True,
+            "unhedged_ms": 0.0, "residual": residual,
+            "legs": [{"leg": name, "instrument": inst, "account": account, "side": side.value,
+                      "filled_qty": fill.qty if entry else 0, "rollback_qty": 0 if entry else fill.qty,
+                      "avg_price": str(fill.price) if entry else None,
+                      "rollback_avg_price": None if entry else str(fill.price), "net_qty": signed}]}))
 
     def on_place_result(self, coid: str, reports: list[ExecutionReport]) -> list[Command]:
         m = self._machine_for(coid, "place")

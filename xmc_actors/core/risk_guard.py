@@ -212,7 +212,15 @@ class RiskGuardCore:
             if price.get(k) is None:
                 price[k] = leg.avg_price or leg.rollback_avg_price
         prev = self.booked_lots.get(did)
-        if prev is not None:
+        if s.incremental:
+            # a late fill on a pair its coordinator no longer holds: add it to what is booked
+            # (the coordinator applies each trade once)
+            delta = dict(total)
+            if not any(delta.values()):
+                self._count("duplicate_summary")
+                return out
+            self._count("incremental_summary")
+        elif prev is not None:
             # a pair re-opened by a late fill (a fill after a confirmed cancel) is summarised again:
             # book the difference from what is booked for it; the same summary twice changes nothing
             if s.ts_ns and s.ts_ns < self.booked_ts.get(did, 0):
@@ -245,13 +253,13 @@ class RiskGuardCore:
                          "price": None if px is None else str(px)})
         self.sink.emit(self.maker.make(EventKind.RISK_DECISION, decision_id=did, strategy=s.strategy,
                                        reason="BOOKED", coordinator=s.coordinator, state=s.state, legs=legs,
-                                       revision=prev is not None, summary_ts_ns=s.ts_ns))
+                                       revision=prev is not None, incremental=s.incremental, summary_ts_ns=s.ts_ns))
         targets = [s.coordinator] if s.coordinator in self.booked_pending else list(self.booked_pending)
         for c in targets:
             if did not in self.booked_pending[c]:
                 self.booked_pending[c].append(did)
         out.regrant = True
-        if prev is None:
+        if prev is None and not s.incremental:
             for cond in self.monitors.on_pair_done(s):
                 out.extend(self._observe(cond, now))
         elif s.state != "REFUSED":

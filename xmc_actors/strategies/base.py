@@ -302,6 +302,8 @@ class Strategy:
         then unknown and it must not trade on a guess.
         """
         did = str(summary.get("decision_id", ""))
+        if summary.get("incremental") is True:
+            return self._on_late_fill(did, summary, now_ns)
         if did in self._done:
             return []  # a repeated push: already applied
         pend = self._pending
@@ -551,6 +553,35 @@ class Strategy:
             rollback=ex.rollback, max_slippage_bps=ex.max_slippage_bps, reduce_only=reduce_only,
             created_ns=snap.now_ns,
         )
+
+    def _on_late_fill(self, did: str, summary: dict[str, Any], now_ns: int) -> list[Action]:
+        """An incremental summary: a fill that arrived after the coordinator forgot pair ``did``
+        (``legs`` lists only what to add, each with its signed ``net_qty``). The lots go into the
+        position (it is what the venue holds) and the strategy halts: the coordinator escalated
+        the pair and an operator decides what to do with the unhedged lots."""
+        try:
+            legs = summary.get("legs")
+            if not isinstance(legs, (list, tuple)) or not legs:
+                raise ValueError("legs: missing")
+            add = {"A": 0, "B": 0}
+            for d in legs:
+                name = str(d["leg"])
+                if name not in add:
+                    raise ValueError(f"legs: unknown leg {name!r}")
+                add[name] += int(d["net_qty"])
+        except (ValueError, TypeError, KeyError) as e:
+            self.counters["bad_input"] += 1
+            self._halt(f"position unknown: malformed late-fill summary for {did}: {e}", now_ns, StrategyState.HALTED)
+            self._outbox.insert(0, Emit(self.events.make(
+                EventKind.BAD_INPUT, ts_ns=now_ns, strategy=self.name, decision_id=did,
+                reason=f"malformed late-fill summary: {e}")))
+            return self._flush()
+        self.position += add["A"]
+        self.position_b += add["B"]
+        self.counters["late_fills"] = self.counters.get("late_fills", 0) + 1
+        self._halt(f"late fill on pair {did} after it finished: ESCALATED, {add['A']:+d}/{add['B']:+d} lots "
+                   "added to the position", now_ns, StrategyState.HALTED)
+        return self._flush()
 
     @staticmethod
     def _net_fills(summary: dict[str, Any], intent: PairIntent) -> tuple[int, int]:
