@@ -64,6 +64,7 @@ class FakeVenue:
     def __init__(self, name: str, rng: random.Random, behaviour: Behaviour, harness: "Harness") -> None:
         self.name, self.rng, self.b, self.h = name, rng, behaviour, harness
         self.orders: dict[str, VOrder] = {}
+        self.by_leg: dict[tuple[str, str], list[VOrder]] = {}  # (decision id, leg) -> its orders, in arrival order
         self.trade_seq = itertools.count(1)
         self.violations: list[str] = []
         self.last_in_ns = 0
@@ -104,8 +105,8 @@ class FakeVenue:
         return left if (left <= 1 or self.rng.random() >= self.b.partial) else self.rng.randint(1, left - 1)
 
     def live_for_leg(self, req: OrderRequest) -> list[str]:
-        return [c for c, o in self.orders.items() if o.req.decision_id == req.decision_id and o.req.leg == req.leg
-                and o.status in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)]
+        return [o.req.client_order_id for o in self.by_leg.get((req.decision_id, req.leg), ())
+                if o.status in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)]
 
     # -- the contract ----------------------------------------------------------------------
     def place(self, req: OrderRequest) -> Any:
@@ -133,6 +134,7 @@ class FakeVenue:
             self.violations.append(f"{coid} placed while {live} still live on the same leg")
         o = VOrder(req, OrderStatus.SUBMITTED, arrived_ns=self.h.clock.now_ns())
         self.orders[coid] = o
+        self.by_leg.setdefault((req.decision_id, req.leg), []).append(o)
         self.h.placed.append((self.h.clock.now_ns(), req))
         if self.rng.random() < self.b.reject:
             o.status = OrderStatus.REJECTED
@@ -207,9 +209,8 @@ class FakeVenue:
     # -- truth -----------------------------------------------------------------------------
     def net(self, decision_id: str, leg: str, side_of_leg: Any) -> int:
         n = 0
-        for o in self.orders.values():
-            if o.req.decision_id == decision_id and o.req.leg == leg:
-                n += o.filled if o.req.side is side_of_leg else -o.filled
+        for o in self.by_leg.get((decision_id, leg), ()):
+            n += o.filled if o.req.side is side_of_leg else -o.filled
         return n
 
 

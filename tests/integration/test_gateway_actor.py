@@ -183,6 +183,7 @@ def test_replay_of_the_real_sge_file_steps_deterministically_on_a_sim_clock():
             "files": [{"instrument": "SGE.AU9999", "path": str(data_dir() / "real" / "sge_au9999_daily.csv"),
                        "format": "sge_daily"}]})),),
     )
+    wall0 = time.time_ns()
     gw = VenueGateway.options(num_cpus=0).remote(dep, "gateway-SGE")
 
     stepped = ray.get(gw.step.remote(3))
@@ -195,6 +196,12 @@ def test_replay_of_the_real_sge_file_steps_deterministically_on_a_sim_clock():
     assert third.last == Decimal("260.97") and third.status.value == "OK"   # 2016-12-21 close (column 3)
     assert placed[-1].status is OrderStatus.FILLED                          # inside SGE's afternoon session
     assert upto == 2
+    # the venue trades in 2016, the trail records when that happened here: wall time, with the
+    # market time alongside (one time axis with the coordinator's and risk guard's events)
+    copies = ray.get(gw.events.remote("VENUE_DROP_COPY"))
+    assert copies and all(wall0 <= e.ts_ns <= time.time_ns() for e in copies)
+    assert {e.payload["market_ts_ns"] for e in copies} == {r.ts_ns for r in placed}
+    assert all(r.ts_ns < wall0 - 5 * 365 * 86_400 * 10**9 for r in placed)
 
 
 def test_delayed_fill_and_fill_after_cancel_are_pushed_to_the_owner():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,7 @@ def ray_instance():
 
 
 def test_host_submits_intents_to_the_coordinator_and_applies_the_pushed_outcome():
+    wall0 = time.time_ns()
     coord = RecordingCoordinator.remote()
     host = StrategyHost.remote([BandStrategy(ctx("g1"), PARAMS), Flaky(ctx("flaky"), PARAMS)], coord,
                                time_source="quotes")
@@ -71,8 +73,13 @@ def test_host_submits_intents_to_the_coordinator_and_applies_the_pushed_outcome(
     assert intent.decision_id == "g1-00000001" and intent.legs[0].qty == 1 and intent.legs[1].qty == 5
     st = ray.get(host.status.remote())["strategies"]
     assert st["flaky"]["state"] == "ERROR" and st["g1"]["pending"] == "g1-00000001"
-    kinds = [e.kind.value for e in ray.get(host.events.remote())]
+    evs = ray.get(host.events.remote())
+    kinds = [e.kind.value for e in evs]
     assert "STRATEGY_ERROR" in kinds and "SIGNAL" in kinds
+    # following quote time, the trail is still in wall time; the quote time rides along
+    signal = next(e for e in evs if e.kind.value == "SIGNAL")
+    assert wall0 <= signal.ts_ns <= time.time_ns() and signal.payload["market_ts_ns"] == T0
+    assert all(wall0 <= e.ts_ns for e in evs)
     # the coordinator pushes the outcome
     ray.get(host.on_pair_done.remote({"decision_id": intent.decision_id, "state": "HEDGED",
                                       "legs": {"A": {"filled_qty": 1}, "B": {"filled_qty": 5}}}))

@@ -124,3 +124,22 @@ def test_event_maker_still_coerces_and_refuses_what_validation_would() -> None:
         maker.make(EventKind.TIMER, ts_ns=-1)
     with pytest.raises(ValidationError, match="kind"):
         maker.make("NOT_A_KIND")  # type: ignore[arg-type]
+
+
+def test_event_maker_on_market_time_stamps_the_trail_with_the_wall_clock_and_keeps_market_time() -> None:
+    # Arrange: market time in 2016 (a replay's SimClock), wall time now
+    market, wall = SimClock(1_482_300_000 * 10**9), SimClock(1_795_000_000 * 10**9)
+    maker = EventMaker(market, "gateway-SGE", node=7, wall=wall)
+    # Act
+    given_ts = maker.make(EventKind.SIGNAL, ts_ns=market.now_ns() - 5, ratio=1.01)
+    market.advance(1_000)
+    wall.advance(3_000_000)
+    default_ts = maker.make(EventKind.VENUE_DROP_COPY)
+    # Assert: ts_ns and the id's time are the wall clock's; the market time is in the payload
+    assert (given_ts.ts_ns, given_ts.payload) == (1_795_000_000 * 10**9,
+                                                 {"ratio": 1.01, "market_ts_ns": 1_482_300_000 * 10**9 - 5})
+    assert default_ts.ts_ns == wall.now_ns() and default_ts.payload == {"market_ts_ns": market.now_ns()}
+    assert _decode(given_ts.event_id)[0] == 1_795_000_000_000 and given_ts.event_id < default_ts.event_id
+    # without a wall clock nothing changes
+    plain = EventMaker(market, "x", node=1).make(EventKind.TIMER)
+    assert plain.ts_ns == market.now_ns() and "market_ts_ns" not in plain.payload

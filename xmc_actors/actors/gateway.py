@@ -80,7 +80,9 @@ def build_core(deployment: DeploymentConfig | dict[str, Any], gateway: str, sink
     core = GatewayCore(venue, insts, adapter, clock, sink, name=gcfg.actor_name,
                        ack_timeout_ns=int(params.ack_timeout_ms * _MS),
                        probe_interval_ns=int(params.probe_interval_ms * _MS),
-                       max_past_ns=(10 ** 20 if mode == "sim" else 600_000 * _MS))
+                       max_past_ns=(10 ** 20 if mode == "sim" else 600_000 * _MS),
+                       # a replay's events go on the trail in wall time, beside every other actor's
+                       wall_clock=SystemClock() if mode == "sim" else None)
     return core, feed, clock
 
 

@@ -57,7 +57,15 @@ class StrategyHostActor:
         self.name = name
         self.clock = clock or SystemClock()
         self.time_source = time_source
-        self.maker = EventMaker(self.clock, name)
+        # following quote time (a replay), the trail is still stamped in wall time, beside every
+        # other actor's; the quote time each event was decided at goes in as market_ts_ns
+        wall = SystemClock() if time_source == "quotes" else None
+        self.maker = EventMaker(self.clock, name, wall=wall)
+        if wall is not None:
+            for s in strategies:
+                ev = getattr(s, "events", None)
+                if isinstance(ev, EventMaker):
+                    s.events = EventMaker(ev.clock, ev.actor, wall=wall)
         self.core = StrategyHostCore(strategies, self.maker)
         self.coordinator = coordinator
         self.sink: EventSink = sink if sink is not None else MemorySink()

@@ -47,19 +47,23 @@ class GatewayCore:
         An instrument with no message for this long is marked STALE (0: never).
     probe_interval_ns
         Clock round trips are taken this often (from :meth:`tick`).
+    wall_clock
+        When ``clock`` is market time (a replay's SimClock): the trail is stamped with this
+        clock instead, market time kept as ``market_ts_ns`` (see :class:`EventMaker`).
     """
 
     def __init__(self, venue: Venue, instruments: Iterable[Instrument], adapter: Any, clock: Clock,
                  sink: EventSink, *, name: str = "", ack_timeout_ns: int = 1_000 * _MS,
                  stale_after_ns: int = 0, probe_interval_ns: int = 100 * _MS,
-                 max_future_ns: int = 2_000 * _MS, max_past_ns: int = 600_000 * _MS) -> None:
+                 max_future_ns: int = 2_000 * _MS, max_past_ns: int = 600_000 * _MS,
+                 wall_clock: Clock | None = None) -> None:
         self.venue = venue
         self.instruments = {i.id: i for i in instruments}
         self.adapter = adapter
         self.clock = clock
         self.sink = sink
         self.name = name or f"gateway-{venue.code}"
-        self.events = EventMaker(clock, self.name)
+        self.events = EventMaker(clock, self.name, wall=wall_clock)
         self.ack_timeout_ns = ack_timeout_ns
         self.stale_after_ns = stale_after_ns
         self.probe_interval_ns = probe_interval_ns

@@ -64,14 +64,22 @@ class NullSink:
 
 
 class EventMaker:
-    """Builds envelopes with time-ordered ids and the calibrated clock of one actor."""
+    """Builds envelopes with time-ordered ids and the calibrated clock of one actor.
 
-    __slots__ = ("clock", "actor", "_ids")
+    ``wall``: an actor whose own clock is market time (a replay's SimClock, a strategy host
+    following quote time) still stamps the trail in the time every other actor uses: each
+    event's ``ts_ns`` and id come from ``wall``, and the market time (the ``ts_ns`` the caller
+    gave, else ``clock``'s) goes into the payload as ``market_ts_ns``. So one pair's events are
+    on one time axis, and time-range queries and reports see a replay where it ran.
+    """
 
-    def __init__(self, clock: Clock, actor: str, node: int | None = None) -> None:
+    __slots__ = ("clock", "actor", "wall", "_ids")
+
+    def __init__(self, clock: Clock, actor: str, node: int | None = None, *, wall: Clock | None = None) -> None:
         self.clock = clock
         self.actor = actor
-        self._ids = EventIdGenerator(clock, node)
+        self.wall = wall
+        self._ids = EventIdGenerator(wall or clock, node)
 
     def new_id(self) -> str:
         return self._ids.next()
@@ -91,7 +99,10 @@ class EventMaker:
         ts_ns: int | None = None,
         **payload: Any,
     ) -> Event:
-        if ts_ns is None:
+        if self.wall is not None:
+            payload["market_ts_ns"] = self.clock.now_ns() if ts_ns is None else ts_ns
+            ts_ns = self.wall.now_ns()
+        elif ts_ns is None:
             ts_ns = self.clock.now_ns()
         # Fast path: every field already has its exact type (the normal case for internal
         # callers), so the validated constructor would only copy them; anything else goes

@@ -36,7 +36,8 @@ def drop_copy_rows(events: Iterable[Event]) -> list[dict[str, Any]]:
             row.setdefault("instrument", e.instrument)
             row.setdefault("account", e.account)
             row.setdefault("decision_id", e.decision_id)
-            row.setdefault("ts_ns", e.ts_ns)
+            # the trail's time axis (a replay's report carries market time; the event is in wall time)
+            row["ts_ns"] = e.ts_ns
             out.append(row)
     return out
 
