@@ -295,6 +295,17 @@ def test_only_the_newest_finished_pairs_stay_in_memory_but_every_decision_id_sta
     assert sorted(h.book.pairs) == ["d0", "d3", "d4", "d5"]
 
 
+def test_an_intent_whose_deadline_has_passed_is_refused_before_any_order() -> None:
+    clock = SimClock()
+    book = PairBook(INSTRUMENTS, clock)
+    res, cmds = book.submit(intent("late", deadline_ns=clock.now_ns() - 3_000_000))
+    assert res["accepted"] is False and res["state"] == "REFUSED"
+    assert res["reason"].startswith("DEADLINE_PASSED: the intent's deadline was 3.0 ms before")
+    assert not only(cmds, Place) and only(cmds, NotifyDone)[0].summary["state"] == "REFUSED"
+    res, cmds = book.submit(intent("fresh", deadline_ns=clock.now_ns() + 1))
+    assert res["accepted"] is True and len(only(cmds, Place)) == 2
+
+
 def test_a_fill_for_a_forgotten_pair_escalates_it_and_pushes_its_lots_once() -> None:
     # Arrange: keep 1 finished pair; d1 hedges, then d2 hedges and d1 leaves memory
     h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS},

@@ -97,14 +97,14 @@ class StrategyHostActor:
         intents, events = self.core.on_quotes(quotes, self._now())
         self._emit(events)
         for intent in intents:
-            self._spawn(self._submit(intent))
+            self._spawn(self._submit(self._wall_deadline(intent)))
 
     async def on_pair_done(self, summary: dict[str, Any]) -> None:
         """A pair's outcome pushed by the coordinator."""
         intents, events = self.core.on_pair_done(summary, self._now())
         self._emit(events)
         for intent in intents:
-            self._spawn(self._submit(intent))
+            self._spawn(self._submit(self._wall_deadline(intent)))
 
     async def status(self) -> dict[str, Any]:
         """Per strategy: state, position, pending decision, last signal, errors, counters."""
@@ -152,6 +152,15 @@ class StrategyHostActor:
         return len(self._tasks)
 
     # ------------------------------------------------------------------ internals
+    def _wall_deadline(self, intent: PairIntent) -> PairIntent:
+        """Following quote time, a strategy sets its intent's deadline in market time; the
+        coordinator enforces deadlines on the wall clock (and refuses one already past). The
+        deadline leaves here as the same distance from now, on the wall clock."""
+        if self.time_source != "quotes" or intent.deadline_ns is None or not self._quote_now:
+            return intent
+        left = intent.deadline_ns - self._quote_now
+        return intent.model_copy(update={"deadline_ns": self.clock.now_ns() + left})
+
     def _now(self) -> int:
         return self._quote_now if self.time_source == "quotes" and self._quote_now else self.clock.now_ns()
 

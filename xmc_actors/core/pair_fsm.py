@@ -1095,6 +1095,11 @@ class PairBook:
         self.pairs[intent.decision_id] = m
         m._emit(EventKind.INTENT, mode=intent.mode.value, intent=Deferred(intent.model_dump, mode="json"))
         m._emit(EventKind.PAIR_STATE, reason="received", **{"from": "", "to": PairState.NEW.value, "state": PairState.NEW.value})
+        now = self.clock.now_ns()
+        if not problem and intent.deadline_ns is not None and intent.deadline_ns <= now:
+            # stale: the opportunity it was decided on is gone (or its deadline is on another clock)
+            problem = (f"DEADLINE_PASSED: the intent's deadline was {(now - intent.deadline_ns) / 1e6:.1f} ms "
+                       "before it reached the coordinator")
         if not problem:
             down = [f"{lg.inst.venue} ({self.venues_down[lg.inst.venue]})" for lg in legs
                     if lg.inst.venue in self.venues_down]
