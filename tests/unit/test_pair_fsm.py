@@ -554,7 +554,7 @@ def test_a_pair_open_when_the_coordinator_died_is_wound_down_from_the_venues_sta
     # Act
     book, counts = crash_and_recover(h, at_ms=15)
     # Assert: recovered, queried, both legs filled at the venues -> HEDGED, strategy told
-    assert counts == {"decisions": 1, "finished": 0, "reopened": 1, "orders": 2, "unreadable": 0}
+    assert counts == {"decisions": 1, "finished": 0, "reopened": 1, "orders": 2, "unreadable": 0, "summaries": 0}
     m = book.pairs["d1"]
     assert m.state is PairState.HEDGED and [lg.net for lg in m.legs] == [2, 2]
     assert [d["decision_id"] for d in h.done] == ["d1"] and h.done[-1]["state"] == "HEDGED"
@@ -579,6 +579,37 @@ def test_a_recovered_pair_with_one_leg_missing_at_its_venue_unwinds_the_other() 
     unwinds = [req for _, req in h.placed if req.reduce_only]
     assert [(u.instrument, u.side.value, u.qty) for u in unwinds] == [("SHFE.cu", "SELL", 2)]
     assert not any(req.client_order_id == "d1:B:0" for _, req in h.placed)
+
+
+def test_a_restart_pushes_each_strategys_latest_finished_pair_again_from_the_trail() -> None:
+    from test_monitor_alerts import core as risk_core
+
+    # Arrange: s1 hedges d1 then d2, s2 hedges d3; the risk guard booked all three
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS})
+    for did, strat in (("d1", "s1"), ("d2", "s1"), ("d3", "s2")):
+        h.submit(intent(did, strategy=strat))
+        h.drain()
+    guard, _, _ = risk_core()
+    for summary in h.done:
+        guard.on_pair_done(summary)
+    booked = guard.book.snapshot()
+    # Act: a new coordinator recovers from the trail
+    book = PairBook(INSTRUMENTS, h.clock, config=h.config, owner="coord", event_node=2)
+    counts, cmds = book.recover(list(h.sink.events))
+    pushed = only(cmds, NotifyDone)
+    # Assert: one push per strategy, its latest pair, with the lots its legs ended with
+    assert counts["summaries"] == 2 and sorted((p.strategy, p.summary["decision_id"]) for p in pushed) == [
+        ("s1", "d2"), ("s2", "d3")]
+    s = next(p.summary for p in pushed if p.strategy == "s1")
+    assert s["recovered"] is True and s["state"] == "HEDGED"
+    assert [(lg["leg"], lg["net_qty"]) for lg in s["legs"]] == [("A", 2), ("B", -2)]
+    # the risk guard, which had them, changes nothing; one that never had d3 books it
+    for p in pushed:
+        guard.on_pair_done(p.summary)
+    assert guard.book.snapshot() == booked
+    fresh, _, _ = risk_core()
+    fresh.on_pair_done(next(p.summary for p in pushed if p.strategy == "s2"))
+    assert fresh.book.account == {"cn": {"SHFE.cu": 2}, "us": {"LME.CA3M": -2}}
 
 
 def test_finished_pairs_stay_finished_and_a_garbled_trail_is_reported_not_guessed() -> None:

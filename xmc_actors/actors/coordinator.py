@@ -226,17 +226,17 @@ class PairCoordinator:
             pending, self._pending_gateways = self._pending_gateways, {}
             for venue, h in pending.items():
                 await self.register_gateway(venue, h)
-            counts, cmds = self.book.recover(trail)
-            self.recovered = {**counts, "events_read": len(trail), "gateways": sorted(self.gateways),
-                              "strategies": len(self.strategies)}
-            self._execute(cmds)
-            if info.get("risk_guard"):
+            if info.get("risk_guard"):  # before the recovered summaries are pushed: it books them too
                 try:
                     risk = ray.get_actor(info["risk_guard"], namespace=ns)
                     self.risk_guard = risk
                     risk.register_coordinator.remote(self.name, me)  # a fresh grant; refused until it lands
                 except Exception as e:  # noqa: BLE001 - without a grant the checker refuses: safe
                     log.warning("%s: risk guard not found after restart: %s", self.name, e)
+            counts, cmds = self.book.recover(trail)
+            self.recovered = {**counts, "events_read": len(trail), "gateways": sorted(self.gateways),
+                              "strategies": len(self.strategies)}
+            self._execute(cmds)
 
     async def ready(self) -> bool:
         await self._ensure_registered()

@@ -1331,14 +1331,21 @@ class PairBook:
         balanced, ROLLED_BACK after unwinding the excess, or ESCALATED with the exact residual
         if that fails: the same unknown-outcome path as a failed gateway call. Returns counts
         and the commands (queries) to execute.
+
+        The summary of each strategy's latest finished pair is pushed again (``recovered:
+        True``), built from the legs' net lots its last ``PAIR_STATE`` recorded: the push the
+        crash may have cut off is the one a strategy could still be waiting for. A strategy
+        that had it ignores a repeated decision id; the risk guard ignores a summary older
+        than the one it booked, and books it if it never had it.
         """
         by_did: dict[str, list[Event]] = {}
         for e in events:
             if e.decision_id and e.kind in (EventKind.INTENT, EventKind.PAIR_STATE, EventKind.ORDER_SENT) \
                     and e.actor in ("", self.owner):
                 by_did.setdefault(e.decision_id, []).append(e)
-        counts = {"decisions": 0, "finished": 0, "reopened": 0, "orders": 0, "unreadable": 0}
+        counts = {"decisions": 0, "finished": 0, "reopened": 0, "orders": 0, "unreadable": 0, "summaries": 0}
         out: list[Command] = []
+        latest: dict[str, tuple[int, PairMachine, Event]] = {}  # strategy -> its latest finished pair
         for did, evs in by_did.items():
             if did in self.pairs or did in self.forgotten:
                 continue
@@ -1362,6 +1369,9 @@ class PairBook:
             if state.is_terminal:
                 m.reason = "finished before the coordinator restarted"
                 counts["finished"] += 1
+                end = [e for e in evs if e.kind is EventKind.PAIR_STATE][-1]
+                if isinstance(end.payload.get("nets"), Mapping) and end.ts_ns >= latest.get(intent.strategy, (-1,))[0]:
+                    latest[intent.strategy] = (end.ts_ns, m, end)
                 self._finished(did)
                 continue
             for e in evs:
@@ -1410,6 +1420,11 @@ class PairBook:
                     m._query(leg, o, "coordinator restarted: the venue says what happened")
             m._settle()
             out.extend(m.flush())
+        for _, m, end in latest.values():
+            summary = _trail_summary(m, end)
+            if summary is not None:
+                counts["summaries"] += 1
+                out.append(NotifyDone(m.intent.strategy, summary))
         self.out.append(Emit(self.events.make(EventKind.RECONCILE, reason="coordinator restarted: pairs recovered "
                                               "from the ledger", **counts)))
         return counts, self._flush() + out
@@ -1453,6 +1468,28 @@ class PairBook:
             for lg in m.legs for o in lg.orders
         ]
         return out
+
+
+def _trail_summary(m: PairMachine, end: Event) -> dict[str, Any] | None:
+    """The summary of a pair that finished before a restart, from its last ``PAIR_STATE``: each
+    leg's net lots (in the leg's own direction) at the end, stamped with that event's time."""
+    nets = end.payload.get("nets") or {}
+    legs = []
+    for leg in m.legs:
+        try:
+            net = int(nets[leg.name])
+        except (KeyError, TypeError, ValueError):
+            return None
+        legs.append({"leg": leg.name, "instrument": leg.spec.instrument, "account": leg.spec.account,
+                     "side": leg.spec.side.value, "intended_qty": leg.spec.qty, "target_qty": leg.target,
+                     "filled_qty": max(net, 0), "rollback_qty": max(-net, 0), "avg_price": None,
+                     "rollback_avg_price": None, "net_qty": leg.spec.side.sign * net, "trigger_price": None,
+                     "orders": 0, "rejects": 0, "ack_latencies_ms": []})
+    return {"decision_id": m.did, "strategy": m.intent.strategy, "coordinator": m.book.owner,
+            "mode": m.intent.mode.value, "state": m.state.value, "outcome": m.state.value,
+            "reason": str(end.reason or ""), "ts_ns": end.ts_ns, "recovered": True,
+            "complete": m.state is PairState.HEDGED, "unhedged_ms": 0.0, "legs": legs, "residual": None,
+            "started_ns": m.started_ns, "ended_ns": end.ts_ns}
 
 
 def _placeholder(lg: LegIntent) -> Instrument:
