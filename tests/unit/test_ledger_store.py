@@ -158,6 +158,31 @@ def test_trace_of_a_replayed_pair_measures_hops_within_each_clock(tmp_path, caps
     assert rc == 0 and "1.040 ms first to last on the wall clock" in out and "2 events (clock 'market')" in out
 
 
+def test_trace_of_a_pair_replayed_on_one_time_axis_names_its_market_time(tmp_path, capsys):
+    # Arrange: today's trail of a replayed pair: everything in wall time, the gateway and the
+    # strategy with the market time they decided at in market_ts_ns
+    from xmc_actors.ops.cli import main
+    market, wall = SimClock(1_578_036_540_000_000_000), SimClock(1_795_000_000_000_000_000)
+    m_mk, w_mk = EventMaker(market, "gateway-SGE", node=2, wall=wall), EventMaker(wall, "coordinator", node=3)
+    evs = [m_mk.make(EventKind.SIGNAL, decision_id="g1")]
+    wall.advance(40_000)
+    evs.append(w_mk.make(EventKind.PAIR_STATE, decision_id="g1", state="WORKING"))
+    market.advance(60_000_000_000)
+    evs.append(m_mk.make(EventKind.VENUE_DROP_COPY, decision_id="g1"))
+    store = LedgerStore(tmp_path / "shard-0.duckdb")
+    store.append(encode_events(evs).table, stored_ns=wall.now_ns() + 5_000_000)
+    store.close()
+    # Act
+    with AuditReader(tmp_path) as r:
+        tr = r.trace("g1")
+    rc = main(["audit", "trace", "g1", "--ledger", str(tmp_path)])
+    out = capsys.readouterr().out
+    # Assert: one clock, hops measured across actors, and the replayed dates said once
+    assert not tr.mixed_clocks and [h.hop_us for h in tr.hops] == [None, 40.0, 0.0]
+    assert rc == 0 and "0.040 ms first to last" in out
+    assert "market time (replayed): 2020-01-03 07:29:00.000000 to 2020-01-03 07:30:00.000000 UTC, on 2 of the events" in out
+
+
 def test_report_is_self_contained_html_with_the_five_charts(tmp_path):
     _write(tmp_path / "shard-0.duckdb", list(synthetic_session(300, seed=5))).close()
     with AuditReader(tmp_path) as r:

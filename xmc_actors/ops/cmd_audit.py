@@ -130,6 +130,10 @@ def cmd_trace(args: argparse.Namespace) -> int:
     else:
         print(f"decision {tr.decision_id}: {len(tr.hops)} events, outcome {tr.outcome}, "
               f"{tr.total_us / 1000:.3f} ms first to last")
+    market = [int(m) for h in tr.hops if isinstance(m := (h.payload or {}).get("market_ts_ns"), int)]
+    if market:  # a replay: its gateways and strategy decided in the market's time (payload market_ts_ns)
+        span = fmt_ns(min(market)) + (f" to {fmt_ns(max(market))}" if max(market) != min(market) else "")
+        print(f"market time (replayed): {span} UTC, on {len(market)} of the events")
     head = ("time (UTC)", "+ms", "hop µs", "lat µs", "kind", "actor", "venue", "instrument", "order", "outcome", "reason")
     t0 = {c: min(h.ts_ns for h in tr.hops if h.clock == c) for c in {h.clock for h in tr.hops}}
     rows = [(fmt_ns(h.ts_ns), f"{(h.ts_ns - t0[h.clock]) / 1e6:.3f}", "" if h.hop_us is None else f"{h.hop_us:.0f}",
