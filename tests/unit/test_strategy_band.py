@@ -301,6 +301,23 @@ def test_a_repeated_pair_summary_is_applied_once():
     assert s.position == -1
 
 
+def test_a_revised_pair_summary_moves_the_position_by_the_difference():
+    # Arrange: the pair hedged (A -1, B +5); a late fill on leg A, the pair still balanced
+    s = band()
+    [o] = intents(step(s, 1.02, T0))
+    first = {"decision_id": o.decision_id, "state": "HEDGED",
+             "legs": [{"leg": "A", "net_qty": -1}, {"leg": "B", "net_qty": 5}]}
+    s.on_pair_done(first, T0 + 1)
+    before = (s.position, s.position_b)
+    # Act: the coordinator pushes the summary again with A at -2, then the same again
+    revised = {**first, "legs": [{"leg": "A", "net_qty": -2}, {"leg": "B", "net_qty": 5}]}
+    acts = s.on_pair_done(revised, T0 + 2)
+    again = s.on_pair_done(revised, T0 + 3)
+    # Assert: moved once, by the difference, recorded; the strategy keeps trading
+    assert (s.position, s.position_b) == (before[0] - 1, before[1]) and again == []
+    assert events(acts, "LIFECYCLE") and s.counters["revisions"] == 1 and s.state is StrategyState.ACTIVE
+
+
 def test_halt_and_resume():
     s = band()
     s.halt("operator", T0)

@@ -322,6 +322,7 @@ class PairMachine:
         self.rollback_started_ns = 0
         self.reason = ""
         self.residual: dict[str, Any] | None = None
+        self.pushed_nets: tuple[int, ...] | None = None  # the legs' nets in the last summary pushed
         self.lead: Leg | None = None
         self.out: list[Command] = []
         self.timer_seq = 0
@@ -745,6 +746,7 @@ class PairMachine:
                 self._to(PairState.ROLLING_BACK, "LATE_FILL")
                 self._begin_rollback()
             else:
+                self._restate_finished()
                 return
         if self.state in (PairState.WORKING, PairState.REPLENISHING) and not self.winding_down:
             self._drive_entries()
@@ -858,7 +860,7 @@ class PairMachine:
         self._track_unhedged()
         self.book.close_pair(self.did)
         self.out.append(CancelTimers(self.did))
-        self.out.append(NotifyDone(self.intent.strategy, self.summary()))
+        self._notify_done()
 
     def _residual(self) -> dict[str, Any]:
         ta, tb = self._rollback_targets()
@@ -890,7 +892,23 @@ class PairMachine:
         self.book.halt_scope("strategy", self.intent.strategy)
         self.book.close_pair(self.did)
         self.out.append(HaltStrategy(self.intent.strategy, self.did, reason))
+        self._notify_done()
+
+    def _notify_done(self) -> None:
+        self.pushed_nets = tuple(lg.net for lg in self.legs)
         self.out.append(NotifyDone(self.intent.strategy, self.summary()))
+
+    def _restate_finished(self) -> None:
+        """A late fill that leaves a finished pair balanced (nothing to unwind) still changes what
+        it holds: the summary is pushed again, so the risk guard books the difference and the
+        strategy's position follows the venues."""
+        nets = tuple(lg.net for lg in self.legs)
+        if self.pushed_nets is None or nets == self.pushed_nets:
+            return
+        self._emit(EventKind.RECONCILE, reason=f"late fill: {self.state.value} pair still balanced, summary revised",
+                   action="restate", nets={lg.name: lg.net for lg in self.legs},
+                   before=dict(zip((lg.name for lg in self.legs), self.pushed_nets)))
+        self._notify_done()
 
     def _restate_residual(self) -> None:
         now = self._residual()
@@ -898,8 +916,8 @@ class PairMachine:
             self.residual = now
             self._emit(EventKind.ESCALATION, reason="residual changed", residual=now)
             # what became known (an unknown order's outcome, a late fill) changes the exposure the
-            # risk guard books; the strategy stays halted and ignores a repeated decision id
-            self.out.append(NotifyDone(self.intent.strategy, self.summary()))
+            # risk guard books and the strategy's position follows; the strategy stays halted
+            self._notify_done()
 
     # -- views -----------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
@@ -987,7 +1005,9 @@ class PairBook:
         self.trading: dict[tuple[str, str], TradingState] = {}
         self.venues_down: dict[str, str] = {}  # venue -> why (from the venue health probes)
         self._finish_order: deque[str] = deque()  # decision ids in the order their pairs finished
-        self.forgotten: dict[str, Forgotten] = {}  # finished pairs evicted from memory: tombstones
+        # tombstones: finished pairs evicted from memory, and those a restart recovered as finished
+        # (their orders are not rebuilt); a fill for one of their orders escalates
+        self.forgotten: dict[str, Forgotten] = {}
         self.bad_inputs: dict[str, int] = {}
         self.out: list[Command] = []
 
@@ -1073,7 +1093,7 @@ class PairBook:
                 self._bad_input("intent", f"{loc}: {first['msg']}")
                 return {"decision_id": "", "accepted": False, "state": None, "reason": f"BAD_INPUT {loc}: {first['msg']}",
                         "duplicate": False}, self._flush()
-        if intent.decision_id in self.forgotten:
+        if intent.decision_id in self.forgotten and intent.decision_id not in self.pairs:
             return {"decision_id": intent.decision_id, "accepted": True, "state": None,
                     "reason": "finished long ago (no longer held in memory; see the ledger)", "duplicate": True}, \
                 self._flush()
@@ -1238,7 +1258,8 @@ class PairBook:
         assert t.residual is not None
         t.residual[name] = t.residual.get(name, 0) + signed
         reason = (f"late fill: {fill.side.value} {fill.qty} {inst} @ {fill.price} on {coid} after pair {did} "
-                  f"finished {t.state.value} and left memory (keep_finished_pairs); nothing hedges it")
+                  f"finished {t.state.value} and is no longer held whole (keep_finished_pairs, or a coordinator "
+                  "restart); nothing hedges it")
         residual = dict(t.residual)
         now = self.clock.now_ns()
         common = dict(decision_id=did, strategy=t.strategy, account=account, venue=rep.venue, instrument=inst,
@@ -1369,6 +1390,9 @@ class PairBook:
             if state.is_terminal:
                 m.reason = "finished before the coordinator restarted"
                 counts["finished"] += 1
+                # its orders are not rebuilt: a fill still arriving for one goes the forgotten way
+                self.forgotten[did] = Forgotten(intent.strategy, state, tuple(
+                    (lg.leg, lg.instrument, lg.account, lg.side) for lg in intent.legs))
                 end = [e for e in evs if e.kind is EventKind.PAIR_STATE][-1]
                 if isinstance(end.payload.get("nets"), Mapping) and end.ts_ns >= latest.get(intent.strategy, (-1,))[0]:
                     latest[intent.strategy] = (end.ts_ns, m, end)

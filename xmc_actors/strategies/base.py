@@ -29,7 +29,7 @@ The class keyword arguments register it in :data:`xmc_actors.runtime.registry.ST
 from __future__ import annotations
 
 import traceback
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
@@ -231,7 +231,9 @@ class Strategy:
         self.counters: dict[str, int] = {"evaluations": 0, "intents": 0, "blocked": 0, "pairs_done": 0,
                                          "bad_input": 0}
         self._pending: _Pending | None = None
-        self._done: deque[str] = deque(maxlen=1024)
+        # decisions applied (newest 1024), with the net lots per leg applied for each: a revised
+        # summary of the same decision applies only the difference
+        self._done: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._outbox: list[Action] = []
         if self.trades:
             self._check_clip_hedges()
@@ -305,7 +307,7 @@ class Strategy:
         if summary.get("incremental") is True:
             return self._on_late_fill(did, summary, now_ns)
         if did in self._done:
-            return []  # a repeated push: already applied
+            return self._on_revision(did, summary, now_ns)
         pend = self._pending
         if pend is None or pend.intent.decision_id != did:
             self.counters["bad_input"] += 1
@@ -329,7 +331,9 @@ class Strategy:
         self.position += net_a
         self.position_b += net_b
         self._pending = None
-        self._done.append(did)
+        self._done[did] = (net_a, net_b)
+        while len(self._done) > 1024:
+            self._done.popitem(last=False)
         self.last_decision_ns = max(self.last_decision_ns or 0, now_ns)
         self.counters["pairs_done"] += 1
         if state is PairState.ESCALATED:
@@ -554,6 +558,31 @@ class Strategy:
             created_ns=snap.now_ns,
         )
 
+    def _on_revision(self, did: str, summary: dict[str, Any], now_ns: int) -> list[Action]:
+        """A decision already applied, summarised again: the same push twice changes nothing; a
+        revision (a late fill on a finished pair, an escalated pair's residual restated) moves
+        the position by the difference, so it stays what the venues hold."""
+        applied = self._done[did]
+        legs = summary.get("legs")
+        try:
+            by_name = ({str(k): v for k, v in legs.items()} if isinstance(legs, dict)
+                       else {str(d["leg"]): d for d in legs} if isinstance(legs, (list, tuple)) else None)
+            if by_name is None or not all("net_qty" in (by_name.get(n) or {}) for n in ("A", "B")):
+                return []  # no signed nets to compare: a plain repeat
+            now = (int(by_name["A"]["net_qty"]), int(by_name["B"]["net_qty"]))
+        except (ValueError, TypeError, KeyError):
+            return []
+        if now == applied:
+            return []  # a repeated push: already applied
+        da, db = now[0] - applied[0], now[1] - applied[1]
+        self.position += da
+        self.position_b += db
+        self._done[did] = now
+        self.counters["revisions"] = self.counters.get("revisions", 0) + 1
+        self.record(EventKind.LIFECYCLE, f"pair {did} revised: {da:+d}/{db:+d} lots (late fill)", now_ns,
+                    decision_id=did, position=self.position, position_b=self.position_b)
+        return self._flush()
+
     def _on_late_fill(self, did: str, summary: dict[str, Any], now_ns: int) -> list[Action]:
         """An incremental summary: a fill that arrived after the coordinator forgot pair ``did``
         (``legs`` lists only what to add, each with its signed ``net_qty``). The lots go into the
@@ -578,6 +607,9 @@ class Strategy:
             return self._flush()
         self.position += add["A"]
         self.position_b += add["B"]
+        if did in self._done:
+            a, b = self._done[did]
+            self._done[did] = (a + add["A"], b + add["B"])
         self.counters["late_fills"] = self.counters.get("late_fills", 0) + 1
         self._halt(f"late fill on pair {did} after it finished: ESCALATED, {add['A']:+d}/{add['B']:+d} lots "
                    "added to the position", now_ns, StrategyState.HALTED)
