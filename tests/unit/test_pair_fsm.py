@@ -610,6 +610,12 @@ def test_a_restart_pushes_each_strategys_latest_finished_pair_again_from_the_tra
     fresh, _, _ = risk_core()
     fresh.on_pair_done(next(p.summary for p in pushed if p.strategy == "s2"))
     assert fresh.book.account == {"cn": {"SHFE.cu": 2}, "us": {"LME.CA3M": -2}}
+    # a fill that still arrives for a pair recovered as finished (its orders are not rebuilt)
+    # escalates it, as for a forgotten pair, instead of being bad input
+    late = book.on_reports([fill("d1:A:0", 1, 3, "T-late")])
+    assert [x.strategy for x in only(late, HaltStrategy)] == ["s1"]
+    assert only(late, NotifyDone)[0].summary["incremental"] is True and book.bad_inputs == {}
+    assert book.submit(intent("d1", strategy="s1"))[0]["duplicate"] is True
 
 
 def test_finished_pairs_stay_finished_and_a_garbled_trail_is_reported_not_guessed() -> None:
