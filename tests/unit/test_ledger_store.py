@@ -244,3 +244,17 @@ def test_reconcile_backfills_missing_orders_and_fills_once_with_deterministic_id
     assert all(e.payload.get("reconciled") for e in first)
     assert second == []
     assert [e.event_id for e in again] == [e.event_id for e in first]
+
+
+def test_a_deployment_started_on_a_ledger_goes_on_from_each_strategys_last_decision(tmp_path, mk):
+    # Arrange: an earlier run's ledger in two shards; other kinds carry other ids
+    from xmc_actors.runtime.deploy import last_decision_seqs
+    intents = [mk.make(EventKind.INTENT, decision_id=d, strategy=s) for d, s in (
+        ("gold-00000007", "gold"), ("gold-00000012", "gold"), ("gold-x-00000003", "gold-x"))]
+    others = [mk.make(EventKind.SIGNAL, decision_id="gold-00000099", strategy="gold"),
+              mk.make(EventKind.INTENT, decision_id="manual-x7", strategy="manual")]
+    _write(tmp_path / "l" / "shard-0.duckdb", intents[:2] + others).close()
+    _write(tmp_path / "l" / "shard-1.duckdb", intents[2:]).close()
+    # Act / Assert: the last INTENT per strategy; an id not in the strategy's format is not guessed
+    assert last_decision_seqs(tmp_path / "l") == {"gold": 12, "gold-x": 3}
+    assert last_decision_seqs(tmp_path / "none") == {} and last_decision_seqs(tmp_path) == {}

@@ -61,6 +61,10 @@ def run_deployment(cfg: Any, *, address: str | None, duration: float | None, led
             raise CliError(f"deployment {cfg.name!r} did not start: {e.args[0] if e.args else e}", code=3) from None
         print(f"all actors ready in {time.monotonic() - dep.started_at:.1f} s; namespace {dep.namespace!r} "
               f"(`xmc status --namespace {dep.namespace}` from another shell); Ctrl-C stops cleanly", flush=True)
+        if dep.decision_seqs:
+            went_on = ", ".join(f"{k} after {v}" for k, v in sorted(dep.decision_seqs.items()))
+            print(f"the ledger holds earlier decisions: decision ids go on ({went_on}); positions start flat",
+                  flush=True)
         summary = dep.run(duration_s=duration, progress=_progress if show_progress else None, stop_event=stop)
         if show_progress:
             sys.stdout.write("\n")

@@ -99,6 +99,25 @@ def _dist(values: list[float]) -> dict[str, float]:
     return {"p50": _pct(values, 0.5), "p95": _pct(values, 0.95), "max": max(values) if values else 0.0} if values else {}
 
 
+def last_decision_seqs(ledger_path: str | Path) -> dict[str, int]:
+    """Per strategy, the sequence number of its last decision in the ledger at ``ledger_path``
+    (decision ids are ``{strategy}-{seq:08d}``); empty when there is no ledger there yet."""
+    from ..ledger.audit import AuditReader
+
+    root = Path(ledger_path)
+    if not root.is_dir() or not any(root.glob("*.duckdb")):
+        return {}
+    with AuditReader(root) as r:
+        rows = r.con.execute("SELECT strategy, max(decision_id) FROM events WHERE kind = 'INTENT' "
+                             "AND strategy != '' GROUP BY strategy").fetchall()
+    out: dict[str, int] = {}
+    for strategy, did in rows:
+        tail = str(did)[len(strategy) + 1:] if str(did).startswith(f"{strategy}-") else ""
+        if tail.isdigit():
+            out[str(strategy)] = int(tail)
+    return out
+
+
 def build_checker(deployment: dict[str, Any], *, instruments: Any, sink: Any, clock: Any, name: str) -> Any:
     """The coordinator's in-process pre-trade checker (built inside the coordinator's process)."""
     from ..core.pricing import fx_book_from_config
@@ -178,6 +197,7 @@ class Deployment:
         self.hosts: dict[str, Any] = {}
         self.host_strategies: dict[str, list[str]] = {}
         self.sink: Any = None
+        self.decision_seqs: dict[str, int] = {}  # strategy -> last decision seq found in the ledger at start
         self.metrics_endpoint: Any = None
         self.started_at = 0.0
         self._stopped = False
@@ -232,6 +252,9 @@ class Deployment:
         registry = DeploymentRegistry.options(name=REGISTRY_NAME, namespace=ns, lifetime="detached" if cfg.ray.detached else None).remote(info)
         self.handles[REGISTRY_NAME] = registry
 
+        # a ledger that already holds decisions (an earlier run): each strategy's decision ids go
+        # on from its last, so no decision id (nor client order id) is ever used twice
+        self.decision_seqs = last_decision_seqs(self.ledger_cfg.path)
         Path(self.ledger_cfg.path).mkdir(parents=True, exist_ok=True)
         shards = start_ledger(self.ledger_cfg, ns, detached=cfg.ray.detached, ready_timeout_s=cfg.ray.ready_timeout_s)
         for i, h in enumerate(shards):
@@ -267,7 +290,7 @@ class Deployment:
         instances = []
         for s in cfg.strategies:
             if s.enabled:
-                instances.append(build_strategy(s, cfg, fx, actor=s.name))
+                instances.append(build_strategy(s, cfg, fx, actor=s.name, decision_seq=self.decision_seqs.get(s.name, 0)))
         spl = strategy_placement(spread=not embedded, num_cpus=cfg.ray.strategy_cpus)
         # A strategy whose legs are both on replayed venues lives on replayed time (the quotes'
         # own stamps); the others on the wall clock. The two never share a host.
