@@ -8,6 +8,7 @@ import pytest
 import ray
 
 import testkit
+from testkit import wait_until
 from xmc_actors.actors.coordinator import PairCoordinator
 from xmc_actors.actors.gateway import VenueGateway
 from xmc_actors.model import EventKind, ExecutionMode, ReplenishBudget, RollbackPolicy, Side
@@ -40,6 +41,9 @@ class StrategyStub:
 
     def halt(self, name: str, reason: str = "") -> None:
         self.halted.append((name, reason))
+
+    def resume(self, name: str, reason: str = "") -> None:
+        self.halted.append((name, f"resume: {reason}"))
 
     def get(self) -> tuple[list, list]:
         return self.done, self.halted
@@ -190,3 +194,9 @@ def test_halt_from_the_risk_guard_stops_the_next_pair():
     res = ray.get(coord.submit.remote(_intent("halted")))
     assert res["accepted"] is False and "HALTED" in res["reason"]
     assert not [d for d in ray.get(gws["SHFE"].drop_copy.remote()) if str(d.get("client_order_id", "")).startswith("halted")]
+    # the strategy itself is halted in its host, and only an operator's ACTIVE resumes it there
+    ray.get(coord.set_trading_state.remote("strategy", "s1", "ACTIVE", "auto"))
+    ray.get(coord.set_trading_state.remote("strategy", "s1", "ACTIVE", "alice"))
+    ray.get(coord.set_trading_state.remote("strategy", "other", "ACTIVE", "alice"))  # not hosted here: nothing
+    _, calls = wait_until(lambda: (r := ray.get(strat.get.remote()))[1][1:] and r)
+    assert calls == [("s1", "trading state HALTED by ops"), ("s1", "resume: trading state ACTIVE by alice")]

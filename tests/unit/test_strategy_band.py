@@ -318,6 +318,18 @@ def test_a_revised_pair_summary_moves_the_position_by_the_difference():
     assert events(acts, "LIFECYCLE") and s.counters["revisions"] == 1 and s.state is StrategyState.ACTIVE
 
 
+def test_a_strategy_whose_position_is_unknown_cannot_be_resumed():
+    s = band()
+    s.restore_needed = "host restarted: position not restored"
+    s.halt("host restarted", T0)
+    acts = s.resume("operator alice", T0 + 1)
+    assert s.state is StrategyState.HALTED
+    assert any("resume refused (operator alice): host restarted" in e.reason for e in events(acts, "LIFECYCLE"))
+    s.restore_needed = ""
+    s.resume("operator alice", T0 + 2)
+    assert s.state is StrategyState.ACTIVE
+
+
 def test_halt_and_resume():
     s = band()
     s.halt("operator", T0)

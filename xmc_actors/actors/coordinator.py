@@ -296,8 +296,20 @@ class PairCoordinator:
         return self.book.on_risk_grant(grant)
 
     async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str = "") -> dict[str, Any]:
-        """From the RiskGuard / operator: applied before any further order is sent."""
+        """From the RiskGuard / operator: applied before any further order is sent.
+
+        A strategy's state also reaches the strategy itself in its host: HALTED halts it (it
+        stops deciding), and ACTIVE set by an operator resumes it, which is how a strategy halted
+        by an escalated pair trades again (``xmc resume --strategy S``). An automatic change
+        never resumes a strategy."""
         self._execute(self.book.set_trading_state(scope, key or "", state, operator))
+        host = self.strategies.get(key or "") if scope == "strategy" else None
+        if host is not None:
+            why = f"trading state {state} by {operator or 'unknown'}"
+            if str(state) == "HALTED":
+                host.halt.remote(key, why)
+            elif str(state) == "ACTIVE" and operator not in ("", "auto"):
+                host.resume.remote(key, why)
         return {"coordinator": self.name, "scope": scope, "key": key, "state": str(state)}
 
     # -- views -----------------------------------------------------------------------------

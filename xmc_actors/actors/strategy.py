@@ -79,17 +79,22 @@ class StrategyHostActor:
         except Exception:  # noqa: BLE001 - not running inside an actor (direct use in a test)
             restarted = False
         now = self._now()
+        self.restarted = restarted
+        self._restore_task: asyncio.Task[None] | None = None
         if restarted:
             # positions and decision counters in the constructor arguments are those of the first
-            # start: trading on them could double a position. Halt until an operator resumes.
-            for n in list(self.core.strategies):
-                self._emit(self.core.halt(n, "host restarted: restore positions from the ledger, then resume", now))
+            # start: trading on them could double a position or reuse a decision id. Halted, not
+            # resumable until restored (see _restore), then halted until an operator resumes.
+            for n, st in self.core.strategies.items():
+                st.restore_needed = "host restarted: position and decision counter not restored yet"
+                self._emit(self.core.halt(n, "host restarted: restoring position and decision counter", now))
         self._emit([self.maker.make(EventKind.LIFECYCLE, ts_ns=now, reason="strategy host started",
                                     strategies=sorted(self.core.strategies), restarted=restarted)])
 
     # ------------------------------------------------------------------ remote API
     async def on_quotes(self, quotes: list[Quote]) -> None:
         """A conflated quote batch from a gateway (fire-and-forget)."""
+        self._kick_restore()
         if self.time_source == "quotes":
             for q in quotes if isinstance(quotes, (list, tuple)) else ():
                 if isinstance(q, Quote) and q.ts_ns > self._quote_now:
@@ -108,6 +113,7 @@ class StrategyHostActor:
 
     async def status(self) -> dict[str, Any]:
         """Per strategy: state, position, pending decision, last signal, errors, counters."""
+        self._kick_restore()
         return {"host": self.name, "strategies": self.core.status(), "submit_failures": self.submit_failures,
                 "bad_input": self.core.bad_input, "in_flight_submits": len(self._tasks)}
 
@@ -125,6 +131,7 @@ class StrategyHostActor:
 
     async def ready(self) -> dict[str, Any]:
         """Cheap readiness probe (runtime.placement.wait_ready)."""
+        self._kick_restore()
         return {"actor": self.name, "strategies": sorted(self.core.strategies)}
 
     async def instruments(self) -> list[str]:
@@ -150,6 +157,88 @@ class StrategyHostActor:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout_s)
         return len(self._tasks)
+
+    # ------------------------------------------------------------------ restart
+    def _kick_restore(self) -> None:
+        if self.restarted and self._restore_task is None:
+            self._restore_task = asyncio.get_running_loop().create_task(self._restore_loop())
+
+    async def _restore_loop(self, attempts: int = 30, pause_s: float = 2.0) -> None:
+        """A restarted host takes each strategy's position from the risk guard (what it booked
+        for the strategy, per instrument) and its decision counter from the ledger (its last
+        INTENT), once the risk guard has booked that last decision (a pair in flight when the
+        host died is waited for). Tried until it works or ``attempts`` run out; the strategies
+        then stay HALTED until an operator resumes them (``xmc resume --strategy S``)."""
+        subscribed = False
+        for attempt in range(attempts):
+            pending = [n for n, st in self.core.strategies.items() if st.restore_needed]
+            if not pending and subscribed:
+                return
+            try:
+                if not subscribed:
+                    # the gateways dropped this host's quote subscription when pushes to it failed
+                    await self._resubscribe()
+                    subscribed = True
+                if pending:
+                    await self._restore(pending)
+            except Exception as e:  # noqa: BLE001 - recorded; the strategies stay halted and unresumable
+                why = f"restore attempt {attempt + 1}/{attempts} failed: {type(e).__name__}: {e}"
+                log.warning("%s: %s", self.name, why)
+                for n in pending:
+                    st = self.core.strategies[n]
+                    st.restore_needed = f"host restarted: position not restored ({why})"
+                self._emit([self.maker.make(EventKind.LIFECYCLE, ts_ns=self._now(), reason=why, strategies=pending)])
+            await asyncio.sleep(pause_s)
+
+    async def _resubscribe(self) -> None:
+        """Subscribe again to every gateway of the deployment (found by name through its
+        registry) for the instruments this host's strategies trade."""
+        from ..runtime.session import REGISTRY_NAME
+
+        ns = ray.get_runtime_context().namespace
+        info = await ray.get_actor(REGISTRY_NAME, namespace=ns).describe.remote()
+        me = ray.get_runtime_context().current_actor
+        wanted = sorted(self.core.instruments())
+        for gname in info.get("gateways", []):
+            await ray.get_actor(gname, namespace=ns).subscribe.remote(me, wanted)
+
+    async def _restore(self, names: list[str]) -> None:
+        from ..ledger.reader import read_trail
+        from ..runtime.deploy import RISK_GUARD_NAME
+
+        shards = getattr(self.sink, "shard_handles", None)
+        if not shards:
+            raise RuntimeError("no ledger to read the decision counters from")
+        ns = ray.get_runtime_context().namespace
+        risk = ray.get_actor(RISK_GUARD_NAME, namespace=ns)
+        intents = await read_trail(list(shards), kinds=["INTENT"])
+        for name in names:
+            st = self.core.strategies[name]
+            seqs = [int(e.decision_id[len(name) + 1:]) for e in intents if e.strategy == name
+                    and e.decision_id.startswith(f"{name}-") and e.decision_id[len(name) + 1:].isdigit()]
+            seq = max(seqs, default=0)
+            last = f"{name}-{seq:08d}" if seq else ""
+            applied: tuple[int, int] | None = None
+            if last:  # the position must include the last decision's outcome: is it booked yet?
+                booked = [e for e in await read_trail(list(shards), kinds=["RISK_DECISION"], decision_ids=[last])
+                          if e.reason == "BOOKED"]
+                if not booked:
+                    raise RuntimeError(f"{last}: no outcome booked by the risk guard yet")
+                totals = {str(leg.get("instrument")): int(leg.get("total", 0)) for e in booked
+                          for leg in e.payload.get("legs") or []}
+                applied = (totals.get(st.a.id, 0), totals.get(st.b.id, 0))
+            lots = ((await risk.status.remote()).get("positions", {}).get("strategies", {}) or {}).get(name, {})
+            st.position, st.position_b = int(lots.get(st.a.id, 0)), int(lots.get(st.b.id, 0))
+            st.decision_seq = max(st.decision_seq, seq)
+            if applied is not None:
+                st._done[last] = applied  # its summary, if it still comes, is then a repeat
+            st.restore_needed = ""
+            st.state_reason = "host restarted: position and decision counter restored; an operator resumes"
+            self._emit([self.maker.make(
+                EventKind.LIFECYCLE, ts_ns=self._now(), strategy=name,
+                reason=f"restored after a restart: position {st.position:+d}/{st.position_b:+d} from the risk guard, "
+                       f"decision ids go on after {last or 'none'}; halted until an operator resumes",
+                position=st.position, position_b=st.position_b, decision_seq=st.decision_seq)])
 
     # ------------------------------------------------------------------ internals
     def _wall_deadline(self, intent: PairIntent) -> PairIntent:

@@ -303,7 +303,9 @@ class Deployment:
                 name = f"{HOST_PREFIX}{n_host}"
                 n_host += 1
                 chunk = group[n:n + self.strategies_per_host]
-                h = StrategyHost.options(name=name, namespace=ns, **spl.options, **lifetime).remote(
+                # restarted by Ray if its process dies: it re-subscribes, restores its strategies'
+                # positions and decision counters, and holds them HALTED until an operator resumes
+                h = StrategyHost.options(name=name, namespace=ns, max_restarts=-1, **spl.options, **lifetime).remote(
                     chunk, coord, self.sink, name=name, time_source=time_source)
                 self.hosts[name] = self.handles[name] = h
                 self.host_strategies[name] = [i.name for i in chunk]

@@ -219,6 +219,7 @@ class Strategy:
         # state
         self.state = StrategyState.ACTIVE
         self.state_reason = ""
+        self.restore_needed = ""  # why its position is unknown (it cannot be resumed until restored)
         self.position = int(position)
         self.position_b = int(position_b)
         self.decision_seq = int(decision_seq)
@@ -388,7 +389,12 @@ class Strategy:
         return self._flush()
 
     def resume(self, reason: str, now_ns: int) -> list[Action]:
-        """Back to ACTIVE (from HALTED or ERROR: an operator's decision)."""
+        """Back to ACTIVE (from HALTED or ERROR: an operator's decision), unless its position is
+        not known (``restore_needed``: its host restarted without restoring it)."""
+        if self.restore_needed:
+            self.record(EventKind.LIFECYCLE, f"resume refused ({reason}): {self.restore_needed}", now_ns,
+                        state=self.state.value, position=self.position)
+            return self._flush()
         if self.state is not StrategyState.ACTIVE:
             self.state, self.state_reason = StrategyState.ACTIVE, ""
             self.record(EventKind.LIFECYCLE, f"resumed: {reason}", now_ns, state="ACTIVE", position=self.position)

@@ -1,0 +1,77 @@
+"""A strategy host whose process dies mid-run (embedded Ray, one deployment for this module).
+
+Ray restarts it (``max_restarts=-1``); the new instance subscribes to the gateways again, takes
+each strategy's position from the risk guard and its decision counter from the ledger, and
+holds the strategy HALTED until an operator resumes it.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import ray
+
+from runtime_kit import band, copper_config, events
+from testkit import wait_until
+from xmc_actors.runtime.config import load_config
+
+pytestmark = pytest.mark.ray
+NS = "test-runtime-host-restart"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from xmc_actors.runtime.deploy import Deployment
+
+    tmp = tmp_path_factory.mktemp("host-restart")
+    dep = Deployment(load_config(copper_config(tmp, "host-restart", NS, strategies=[band("cu")])))
+    dep.start()
+    stop = threading.Event()
+    th = threading.Thread(target=lambda: dep.run(duration_s=None, stop_event=stop), daemon=True)
+    th.start()
+    yield {"dep": dep, "ledger": str(tmp / "ledger")}
+    stop.set()
+    th.join(60)
+    dep.shutdown_ray()
+
+
+def _restored(h) -> dict | None:
+    try:
+        st = ray.get(h.status.remote(), timeout=5)
+    except Exception:  # noqa: BLE001 - restarting
+        return None
+    cu = st["strategies"]["cu"]
+    return cu if cu["counters"]["pairs_done"] == 0 and "counter restored" in cu["reason"] else None
+
+
+def test_a_killed_host_restores_its_positions_and_resumes_only_when_an_operator_says(run):
+    # Arrange: cu has traded
+    dep = run["dep"]
+    host, risk = dep.hosts["strategy-host-0"], dep.handles["risk-guard"]
+    wait_until(lambda: ray.get(host.status.remote())["strategies"]["cu"]["counters"]["pairs_done"] >= 2, 60,
+               "cu finished two pairs")
+    # Act: the host process dies
+    ray.kill(host, no_restart=False)
+    cu = wait_until(lambda: _restored(host), 120, "the strategy host restarted and restored cu")
+    # Assert: halted, with the position the risk guard booked for it, decision ids after the ledger's
+    assert cu["state"] == "HALTED"
+    lots = ray.get(risk.status.remote())["positions"]["strategies"].get("cu", {})
+    assert (cu["position"], cu["position_b"]) == (lots.get("SHFE.cu", 0), lots.get("LME.CA3M", 0))
+    last = max(int(e["decision_id"].rsplit("-", 1)[1]) for e in events(run["ledger"], "INTENT") if e["strategy"] == "cu")
+    assert cu["decision_seq"] == last >= 2
+    # an automatic change does not resume it; an operator's resume (risk guard -> coordinator -> host)
+    # does, and with its quotes coming in again it decides under new decision ids
+    ray.get(dep.handles["coordinator"].set_trading_state.remote("strategy", "cu", "ACTIVE", "auto"))
+    time.sleep(0.5)  # what the coordinator would have forwarded has reached the host by now
+    assert ray.get(host.status.remote())["strategies"]["cu"]["state"] == "HALTED"
+    ray.get(risk.resume.remote("strategy", "cu", "alice"))
+    later = wait_until(lambda: (s := ray.get(host.status.remote())["strategies"]["cu"])["counters"]["intents"] > 0
+                       and s, 60, "cu deciding again after the resume")
+    assert later["state"] == "ACTIVE"
+
+    def new_ids() -> list[str]:
+        return [e["decision_id"] for e in events(run["ledger"], "INTENT")
+                if e["strategy"] == "cu" and int(e["decision_id"].rsplit("-", 1)[1]) > last]
+
+    assert wait_until(new_ids, 30, "a decision after the restart in the ledger")[0] == f"cu-{last + 1:08d}"
