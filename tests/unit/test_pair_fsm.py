@@ -615,6 +615,7 @@ def test_a_restart_pushes_each_strategys_latest_finished_pair_again_from_the_tra
     late = book.on_reports([fill("d1:A:0", 1, 3, "T-late")])
     assert [x.strategy for x in only(late, HaltStrategy)] == ["s1"]
     assert only(late, NotifyDone)[0].summary["incremental"] is True and book.bad_inputs == {}
+    assert book.pairs["d1"].state is PairState.ESCALATED
     assert book.submit(intent("d1", strategy="s1"))[0]["duplicate"] is True
 
 

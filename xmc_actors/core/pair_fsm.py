@@ -1268,6 +1268,9 @@ class PairBook:
             self.out.append(Emit(spec=dict(common, kind=EventKind.PAIR_STATE, state=PairState.ESCALATED.value,
                                            to=PairState.ESCALATED.value, **{"from": t.state.value})))
             t.state = PairState.ESCALATED
+        shell = self.pairs.get(did)  # a pair recovered as finished keeps an order-less machine: it says so too
+        if shell is not None:
+            shell.state, shell.reason = PairState.ESCALATED, reason
         self.out.append(Emit(spec=dict(common, kind=EventKind.ALERT, level="red", residual=residual)))
         self.out.append(Emit(spec=dict(common, kind=EventKind.ESCALATION, residual=residual)))
         self.halt_scope("strategy", t.strategy)
