@@ -132,10 +132,21 @@ def test_trace_returns_the_chain_in_time_order_with_hops_and_outcome(tmp_path):
     assert alerts.num_rows == outcomes["ESCALATED"]
 
 
+def _trace_cli(tmp_path: Path, evs, stored_ns: int, capsys):  # noqa: ANN001, ANN202
+    """Store ``evs`` (committed at ``stored_ns``), then trace ``g1`` with the reader and the CLI."""
+    from xmc_actors.ops.cli import main
+    store = LedgerStore(tmp_path / "shard-0.duckdb")
+    store.append(encode_events(evs).table, stored_ns=stored_ns)
+    store.close()
+    with AuditReader(tmp_path) as r:
+        tr = r.trace("g1")
+    rc = main(["audit", "trace", "g1", "--ledger", str(tmp_path)])
+    return tr, rc, capsys.readouterr().out
+
+
 def test_trace_of_a_replayed_pair_measures_hops_within_each_clock(tmp_path, capsys):
     # Arrange: a replayed pair; the gateway and the strategy stamp market time (2020), the
     # coordinator wall time; all stored now
-    from xmc_actors.ops.cli import main
     market, wall = SimClock(1_578_036_540_000_000_000), SimClock(1_795_000_000_000_000_000)
     m_mk, w_mk = EventMaker(market, "gateway-SGE", node=2), EventMaker(wall, "coordinator", node=3)
     evs = [m_mk.make(EventKind.SIGNAL, decision_id="g1"), m_mk.make(EventKind.VENUE_DROP_COPY, decision_id="g1",
@@ -143,14 +154,8 @@ def test_trace_of_a_replayed_pair_measures_hops_within_each_clock(tmp_path, caps
     for step_us in (0, 40, 1_000):
         wall.advance(step_us * 1_000)
         evs.append(w_mk.make(EventKind.PAIR_STATE, decision_id="g1", state="WORKING"))
-    store = LedgerStore(tmp_path / "shard-0.duckdb")
-    store.append(encode_events(evs).table, stored_ns=wall.now_ns() + 5_000_000)
-    store.close()
     # Act
-    with AuditReader(tmp_path) as r:
-        tr = r.trace("g1")
-    rc = main(["audit", "trace", "g1", "--ledger", str(tmp_path)])
-    out = capsys.readouterr().out
+    tr, rc, out = _trace_cli(tmp_path, evs, wall.now_ns() + 5_000_000, capsys)
     # Assert: two clocks; no hop across them; the span is the wall-clock part (1.04 ms), not years
     assert tr.mixed_clocks and [h.clock for h in tr.hops] == ["market", "market", "wall", "wall", "wall"]
     assert [h.hop_us for h in tr.hops] == [None, 150.0, None, 40.0, 1000.0]
@@ -161,7 +166,6 @@ def test_trace_of_a_replayed_pair_measures_hops_within_each_clock(tmp_path, caps
 def test_trace_of_a_pair_replayed_on_one_time_axis_names_its_market_time(tmp_path, capsys):
     # Arrange: today's trail of a replayed pair: everything in wall time, the gateway and the
     # strategy with the market time they decided at in market_ts_ns
-    from xmc_actors.ops.cli import main
     market, wall = SimClock(1_578_036_540_000_000_000), SimClock(1_795_000_000_000_000_000)
     m_mk, w_mk = EventMaker(market, "gateway-SGE", node=2, wall=wall), EventMaker(wall, "coordinator", node=3)
     evs = [m_mk.make(EventKind.SIGNAL, decision_id="g1")]
@@ -169,14 +173,8 @@ def test_trace_of_a_pair_replayed_on_one_time_axis_names_its_market_time(tmp_pat
     evs.append(w_mk.make(EventKind.PAIR_STATE, decision_id="g1", state="WORKING"))
     market.advance(60_000_000_000)
     evs.append(m_mk.make(EventKind.VENUE_DROP_COPY, decision_id="g1"))
-    store = LedgerStore(tmp_path / "shard-0.duckdb")
-    store.append(encode_events(evs).table, stored_ns=wall.now_ns() + 5_000_000)
-    store.close()
     # Act
-    with AuditReader(tmp_path) as r:
-        tr = r.trace("g1")
-    rc = main(["audit", "trace", "g1", "--ledger", str(tmp_path)])
-    out = capsys.readouterr().out
+    tr, rc, out = _trace_cli(tmp_path, evs, wall.now_ns() + 5_000_000, capsys)
     # Assert: one clock, hops measured across actors, and the replayed dates said once
     assert not tr.mixed_clocks and [h.hop_us for h in tr.hops] == [None, 40.0, 0.0]
     assert rc == 0 and "0.040 ms first to last" in out

@@ -323,12 +323,7 @@ class Strategy:
                 raise ValueError(f"state: {state_s!r} is not a terminal pair state")
             net_a, net_b = self._net_fills(summary, pend.intent)
         except (ValueError, TypeError, KeyError) as e:
-            self.counters["bad_input"] += 1
-            self._halt(f"position unknown: malformed pair summary for {did}: {e}", now_ns, StrategyState.HALTED)
-            self._outbox.insert(0, Emit(self.events.make(
-                EventKind.BAD_INPUT, ts_ns=now_ns, strategy=self.name, decision_id=did,
-                reason=f"malformed pair summary: {e}")))
-            return self._flush()
+            return self._unreadable_summary("pair summary", did, e, now_ns)
         self.position += net_a
         self.position_b += net_b
         self._pending = None
@@ -564,6 +559,14 @@ class Strategy:
             created_ns=snap.now_ns,
         )
 
+    def _unreadable_summary(self, what: str, did: str, e: Exception, now_ns: int) -> list[Action]:
+        """A summary this strategy cannot read: BAD_INPUT, and halted (its position is unknown)."""
+        self.counters["bad_input"] += 1
+        self._halt(f"position unknown: malformed {what} for {did}: {e}", now_ns, StrategyState.HALTED)
+        self._outbox.insert(0, Emit(self.events.make(
+            EventKind.BAD_INPUT, ts_ns=now_ns, strategy=self.name, decision_id=did, reason=f"malformed {what}: {e}")))
+        return self._flush()
+
     def _on_revision(self, did: str, summary: dict[str, Any], now_ns: int) -> list[Action]:
         """A decision already applied, summarised again: the same push twice changes nothing; a
         revision (a late fill on a finished pair, an escalated pair's residual restated) moves
@@ -605,12 +608,7 @@ class Strategy:
                     raise ValueError(f"legs: unknown leg {name!r}")
                 add[name] += int(d["net_qty"])
         except (ValueError, TypeError, KeyError) as e:
-            self.counters["bad_input"] += 1
-            self._halt(f"position unknown: malformed late-fill summary for {did}: {e}", now_ns, StrategyState.HALTED)
-            self._outbox.insert(0, Emit(self.events.make(
-                EventKind.BAD_INPUT, ts_ns=now_ns, strategy=self.name, decision_id=did,
-                reason=f"malformed late-fill summary: {e}")))
-            return self._flush()
+            return self._unreadable_summary("late-fill summary", did, e, now_ns)
         self.position += add["A"]
         self.position_b += add["B"]
         if did in self._done:
