@@ -333,6 +333,7 @@ def test_a_fill_for_a_forgotten_pair_escalates_it_and_pushes_its_lots_once() -> 
     assert h.book.trading[("strategy", "s1")].value == "HALTED"
     pushed = h.done[done_before:]
     assert len(pushed) == 1 and pushed[0]["incremental"] is True and pushed[0]["state"] == "ESCALATED"
+    assert pushed[0]["trade_id"] == "T-late"
     assert pushed[0]["legs"] == [{"leg": "A", "instrument": "SHFE.cu", "account": pushed[0]["legs"][0]["account"],
                                   "side": "BUY", "filled_qty": 1, "rollback_qty": 0, "avg_price": "72000",
                                   "rollback_avg_price": None, "net_qty": 1}]

@@ -155,11 +155,12 @@ def test_an_older_summary_arriving_after_a_revision_is_ignored() -> None:
     assert g.book.account["cn"] == {"SHFE.cu": 2} and g.counters["stale_summary"] == 1
 
 
-def _incremental(did: str = "d1", *, qty: int = 1, ts_ns: int = 9) -> dict:
+def _incremental(did: str = "d1", *, qty: int = 1, ts_ns: int = 9, trade: str = "T1") -> dict:
     """What a coordinator pushes for a late fill on a pair it no longer holds (leg A, BUY SHFE.cu)."""
     return {"decision_id": did, "strategy": "s1", "coordinator": "c1", "outcome": "ESCALATED", "ts_ns": ts_ns,
-            "incremental": True, "legs": [{"leg": "A", "instrument": "SHFE.cu", "account": "cn", "side": "BUY",
-                                           "filled_qty": qty, "avg_price": "72000"}]}
+            "incremental": True, "trade_id": trade,
+            "legs": [{"leg": "A", "instrument": "SHFE.cu", "account": "cn", "side": "BUY", "filled_qty": qty,
+                      "avg_price": "72000"}]}
 
 
 def test_an_incremental_summary_adds_its_lots_to_what_is_booked_and_survives_a_rebuild() -> None:
@@ -174,9 +175,16 @@ def test_an_incremental_summary_adds_its_lots_to_what_is_booked_and_survives_a_r
     assert booked.payload["incremental"] is True and [leg["lots"] for leg in booked.payload["legs"]] == [1]
     assert any(a.monitor == "unhedged" and a.level.value == "red" for a in out.alerts)
     assert g.counters["incremental_summary"] == 1
-    # a rebuild from the trail gives the same book
+    # the same trade again (a repeated push) changes nothing; another trade adds
+    g.on_pair_done(_incremental("d1", qty=1))
+    assert g.book.account["cn"] == {"SHFE.cu": 2} and g.counters["duplicate_summary"] == 1
+    g.on_pair_done(_incremental("d1", qty=1, trade="T2"))
+    assert g.book.account["cn"] == {"SHFE.cu": 3}
+    # a rebuild from the trail gives the same book, and the coordinators' stored increments,
+    # fed to it again, are not booked twice
     g2, _, _ = core()
-    g2.rebuild(sink.events, {"cn": {"SHFE.cu": 2}, "us": {"LME.CA3M": -1}})
+    g2.rebuild(sink.events, {"cn": {"SHFE.cu": 3}, "us": {"LME.CA3M": -1}},
+               summaries=[_incremental("d1", qty=1), _incremental("d1", qty=1, trade="T2")])
     assert g2.book.account == g.book.account
 
 

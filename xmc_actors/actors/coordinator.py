@@ -434,8 +434,11 @@ class PairCoordinator:
                     h.cancel()
             elif isinstance(c, NotifyDone):
                 did = c.summary.get("decision_id", "")
-                self._summaries[did] = c.summary
-                self._summaries.move_to_end(did)
+                # an increment (a late fill on a pair no longer held) is kept beside the pair's
+                # summary, not over it (summaries() feeds a rebuilding risk guard)
+                key = f"{did}#{c.summary['trade_id']}" if c.summary.get("incremental") else did
+                self._summaries[key] = c.summary
+                self._summaries.move_to_end(key)
                 if len(self._summaries) > self.config.keep_finished_pairs:
                     self._summaries.popitem(last=False)
                 ev = self._done.pop(did, None)

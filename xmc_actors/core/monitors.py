@@ -74,6 +74,7 @@ class PairSummary(BaseModel):
     # the legs are what to add to what is booked for the pair (a late fill on a pair the
     # coordinator no longer holds), not the pair's totals
     incremental: bool = False
+    trade_id: str = ""  # of an incremental summary: the late fill it books (booked once)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1279,6 +1279,7 @@ class PairBook:
         self.out.append(NotifyDone(t.strategy, {
             "decision_id": did, "strategy": t.strategy, "coordinator": self.owner, "state": "ESCALATED",
             "outcome": "ESCALATED", "reason": reason, "ts_ns": now, "complete": False, "incremental": True,
+            "trade_id": fill.trade_id,
             "unhedged_ms": 0.0, "residual": residual,
             "legs": [{"leg": name, "instrument": inst, "account": account, "side": side.value,
                       "filled_qty": fill.qty if entry else 0, "rollback_qty": 0 if entry else fill.qty,

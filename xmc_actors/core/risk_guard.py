@@ -130,6 +130,7 @@ class RiskGuardCore:
         self.booked_lots: dict[str, dict[tuple[str, str], int]] = {}
         self.booked_ts: dict[str, int] = {}
         self.booked_state: dict[str, str] = {}
+        self.booked_trades: set[tuple[str, str]] = set()  # (decision id, trade id) of incremental bookings
         self.counters: dict[str, int] = {}
 
     # -- coordinators and grants -----------------------------------------------------------
@@ -213,12 +214,14 @@ class RiskGuardCore:
                 price[k] = leg.avg_price or leg.rollback_avg_price
         prev = self.booked_lots.get(did)
         if s.incremental:
-            # a late fill on a pair its coordinator no longer holds: add it to what is booked
-            # (the coordinator applies each trade once)
+            # a late fill on a pair its coordinator no longer holds: add it to what is booked,
+            # once per trade (a rebuild feeds the coordinators' stored summaries again)
             delta = dict(total)
-            if not any(delta.values()):
+            if not any(delta.values()) or (did, s.trade_id) in self.booked_trades:
                 self._count("duplicate_summary")
                 return out
+            if s.trade_id:
+                self.booked_trades.add((did, s.trade_id))
             self._count("incremental_summary")
         elif prev is not None:
             # a pair re-opened by a late fill (a fill after a confirmed cancel) is summarised again:
@@ -253,7 +256,8 @@ class RiskGuardCore:
                          "price": None if px is None else str(px)})
         self.sink.emit(self.maker.make(EventKind.RISK_DECISION, decision_id=did, strategy=s.strategy,
                                        reason="BOOKED", coordinator=s.coordinator, state=s.state, legs=legs,
-                                       revision=prev is not None, incremental=s.incremental, summary_ts_ns=s.ts_ns))
+                                       revision=prev is not None, incremental=s.incremental, trade_id=s.trade_id,
+                                       summary_ts_ns=s.ts_ns))
         targets = [s.coordinator] if s.coordinator in self.booked_pending else list(self.booked_pending)
         for c in targets:
             if did not in self.booked_pending[c]:
@@ -472,6 +476,8 @@ class RiskGuardCore:
                     booked[k] = booked.get(k, 0) + lots
                 self.booked_ts[did] = max(self.booked_ts.get(did, 0), int(p.get("summary_ts_ns") or 0))
                 self.booked_state[did] = str(p.get("state", ""))
+                if p.get("incremental") and p.get("trade_id"):
+                    self.booked_trades.add((did, str(p["trade_id"])))
                 accepted.pop(did, None)
             elif ev.kind is EventKind.RISK_DECISION and ev.reason == "ACCEPTED":
                 if ev.decision_id not in self.booked:
