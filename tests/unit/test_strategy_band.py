@@ -318,6 +318,19 @@ def test_a_revised_pair_summary_moves_the_position_by_the_difference():
     assert events(acts, "LIFECYCLE") and s.counters["revisions"] == 1 and s.state is StrategyState.ACTIVE
 
 
+def test_a_pair_summary_older_than_the_one_applied_is_ignored():
+    # Arrange: applied at ts 5, revised at ts 9 (A -1 -> -2)
+    s = band()
+    [o] = intents(step(s, 1.02, T0))
+    legs = lambda a: [{"leg": "A", "net_qty": a}, {"leg": "B", "net_qty": 5}]  # noqa: E731
+    s.on_pair_done({"decision_id": o.decision_id, "state": "HEDGED", "ts_ns": 5, "legs": legs(-1)}, T0 + 1)
+    s.on_pair_done({"decision_id": o.decision_id, "state": "HEDGED", "ts_ns": 9, "legs": legs(-2)}, T0 + 2)
+    # Act: a restarted coordinator pushes what the trail said at ts 7
+    stale = s.on_pair_done({"decision_id": o.decision_id, "state": "HEDGED", "ts_ns": 7, "legs": legs(-1)}, T0 + 3)
+    # Assert
+    assert stale == [] and s.position == -2
+
+
 def test_a_strategy_whose_position_is_unknown_cannot_be_resumed():
     s = band()
     s.restore_needed = "host restarted: position not restored"

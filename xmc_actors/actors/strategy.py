@@ -218,7 +218,7 @@ class StrategyHostActor:
                     and e.decision_id.startswith(f"{name}-") and e.decision_id[len(name) + 1:].isdigit()]
             seq = max(seqs, default=0)
             last = f"{name}-{seq:08d}" if seq else ""
-            applied: tuple[int, int] | None = None
+            applied: tuple[int, int, int] | None = None
             if last:  # the position must include the last decision's outcome: is it booked yet?
                 booked = [e for e in await read_trail(list(shards), kinds=["RISK_DECISION"], decision_ids=[last])
                           if e.reason == "BOOKED"]
@@ -226,7 +226,8 @@ class StrategyHostActor:
                     raise RuntimeError(f"{last}: no outcome booked by the risk guard yet")
                 totals = {str(leg.get("instrument")): int(leg.get("total", 0)) for e in booked
                           for leg in e.payload.get("legs") or []}
-                applied = (totals.get(st.a.id, 0), totals.get(st.b.id, 0))
+                applied = (totals.get(st.a.id, 0), totals.get(st.b.id, 0),
+                           max(int(e.payload.get("summary_ts_ns") or 0) for e in booked))
             lots = ((await risk.status.remote()).get("positions", {}).get("strategies", {}) or {}).get(name, {})
             st.position, st.position_b = int(lots.get(st.a.id, 0)), int(lots.get(st.b.id, 0))
             st.decision_seq = max(st.decision_seq, seq)

@@ -232,9 +232,9 @@ class Strategy:
         self.counters: dict[str, int] = {"evaluations": 0, "intents": 0, "blocked": 0, "pairs_done": 0,
                                          "bad_input": 0}
         self._pending: _Pending | None = None
-        # decisions applied (newest 1024), with the net lots per leg applied for each: a revised
-        # summary of the same decision applies only the difference
-        self._done: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        # decisions applied (newest 1024): the net lots per leg applied for each and the applied
+        # summary's ts_ns; a newer revised summary of the same decision applies the difference
+        self._done: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
         self._outbox: list[Action] = []
         if self.trades:
             self._check_clip_hedges()
@@ -327,7 +327,7 @@ class Strategy:
         self.position += net_a
         self.position_b += net_b
         self._pending = None
-        self._done[did] = (net_a, net_b)
+        self._done[did] = (net_a, net_b, _ts(summary))
         while len(self._done) > 1024:
             self._done.popitem(last=False)
         self.last_decision_ns = max(self.last_decision_ns or 0, now_ns)
@@ -570,8 +570,12 @@ class Strategy:
     def _on_revision(self, did: str, summary: dict[str, Any], now_ns: int) -> list[Action]:
         """A decision already applied, summarised again: the same push twice changes nothing; a
         revision (a late fill on a finished pair, an escalated pair's residual restated) moves
-        the position by the difference, so it stays what the venues hold."""
-        applied = self._done[did]
+        the position by the difference, so it stays what the venues hold. One older (``ts_ns``)
+        than the summary applied is stale (a restarted coordinator's push) and ignored."""
+        a0, b0, ts0 = self._done[did]
+        ts = _ts(summary)
+        if ts and ts < ts0:
+            return []
         legs = summary.get("legs")
         try:
             by_name = ({str(k): v for k, v in legs.items()} if isinstance(legs, dict)
@@ -581,12 +585,12 @@ class Strategy:
             now = (int(by_name["A"]["net_qty"]), int(by_name["B"]["net_qty"]))
         except (ValueError, TypeError, KeyError):
             return []
-        if now == applied:
+        if now == (a0, b0):
             return []  # a repeated push: already applied
-        da, db = now[0] - applied[0], now[1] - applied[1]
+        da, db = now[0] - a0, now[1] - b0
         self.position += da
         self.position_b += db
-        self._done[did] = now
+        self._done[did] = (*now, max(ts, ts0))
         self.counters["revisions"] = self.counters.get("revisions", 0) + 1
         self.record(EventKind.LIFECYCLE, f"pair {did} revised: {da:+d}/{db:+d} lots (late fill)", now_ns,
                     decision_id=did, position=self.position, position_b=self.position_b)
@@ -612,8 +616,8 @@ class Strategy:
         self.position += add["A"]
         self.position_b += add["B"]
         if did in self._done:
-            a, b = self._done[did]
-            self._done[did] = (a + add["A"], b + add["B"])
+            a, b, ts = self._done[did]
+            self._done[did] = (a + add["A"], b + add["B"], ts)
         self.counters["late_fills"] = self.counters.get("late_fills", 0) + 1
         self._halt(f"late fill on pair {did} after it finished: ESCALATED, {add['A']:+d}/{add['B']:+d} lots "
                    "added to the position", now_ns, StrategyState.HALTED)
@@ -646,6 +650,14 @@ class Strategy:
                 net = side.sign * (filled - back)
             out.append(net)
         return out[0], out[1]
+
+
+def _ts(summary: dict[str, Any]) -> int:
+    """A summary's ``ts_ns`` (0 if it has none or it is unreadable)."""
+    try:
+        return int(summary.get("ts_ns") or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 # =========================================================================== band logic
