@@ -238,6 +238,30 @@ def test_a_late_fill_that_leaves_a_hedged_pair_balanced_revises_its_summary() ->
     check_invariants(h, intent)
 
 
+def test_an_order_acked_after_the_wind_down_began_is_cancelled_not_left_resting() -> None:
+    # Arrange (a case a 60,000-case run found; the pair stayed REPLENISHING for good): B's place
+    # fails, the venue never saw it, it is re-sent under the same id; meanwhile A is rejected
+    # twice, its replenish budget is spent and the pair winds down; then B's re-send is acked
+    # and rests (PRICE mode: LIMIT DAY), working, with nothing left to cancel it
+    legs = (LegIntent(leg="A", instrument="SHFE.cu", account="cn", side=Side.BUY, qty=1, limit_price=Decimal("72000"),
+                      trigger_price=Decimal("72000")),
+            LegIntent(leg="B", instrument="LME.CA3M", account="us", side=Side.SELL, qty=1, limit_price=Decimal("9800"),
+                      trigger_price=Decimal("9800")))
+    intent = PairIntent(decision_id="p1", strategy="s1", legs=legs, mode=ExecutionMode.PRICE,
+                        deadline_ns=SimClock().now_ns() + 20_000_000,
+                        replenish=ReplenishBudget(max_attempts=1, max_chase_ticks=0, max_time_ms=5),
+                        rollback=RollbackPolicy(max_attempts=1, max_time_ms=20))
+    h = Harness(INSTRUMENTS, {"SHFE": behaviour_from(133453), "LME": behaviour_from(133454)}, seed=7032)
+    # Act
+    h.submit(intent)
+    h.drain()
+    # Assert: the late-acked order is cancelled, and the pair ends flat
+    cancels = [e for e in h.sink.by_decision("p1") if e.kind is EventKind.CANCEL_SENT]
+    assert [e.payload["client_order_id"] for e in cancels] == ["p1:B:0"]
+    assert h.book.pairs["p1"].state is PairState.ROLLED_BACK
+    check_invariants(h, intent)
+
+
 def test_venues_that_late_fill_every_cancelled_order_cannot_reopen_a_pair_forever() -> None:
     # Arrange (a case a random search found livelocking): both venues fill every cancelled IOC
     # remainder later anyway (late fill); LME fills nothing at once. Each late fill re-opens the

@@ -751,7 +751,13 @@ class PairMachine:
         if self.state in (PairState.WORKING, PairState.REPLENISHING) and not self.winding_down:
             self._drive_entries()
         if self.state in (PairState.WORKING, PairState.REPLENISHING) and self.winding_down:
-            if any(lg.live_order() for lg in self.legs):
+            live = [(lg, o) for lg in self.legs if (o := lg.live_order()) is not None]
+            for lg, o in live:
+                # working now but not when the wind-down began (its outcome was unknown, or its
+                # ack had not come back): nothing else would cancel it, and it could rest forever
+                if not o.unwind and o.state.status in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED):
+                    self._cancel(lg, o, self.winding_down)
+            if live:
                 return
             if self._needs_unwind():
                 self._to(PairState.ROLLING_BACK, self.winding_down)
