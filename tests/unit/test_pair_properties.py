@@ -213,22 +213,31 @@ def test_a_pair_forgotten_while_its_venues_still_fill_is_escalated_with_the_exac
             assert any(e.kind is EventKind.ALERT and e.payload.get("level") == "red" for e in h.sink.by_decision(did))
 
 
+def found_case(mode: ExecutionMode, qty: int, b_instrument: str, *, venues: tuple[int, int],
+               seed: int) -> tuple[Harness, PairIntent]:
+    """Replay a case the random search found: buy ``qty`` SHFE.cu against selling ``qty`` of
+    ``b_instrument``, one replenish without chase in 5 ms, one unwind in 20 ms, a 20 ms deadline,
+    the venues drawn from ``behaviour_from(venues[i])``; returns the drained harness."""
+    legs = (LegIntent(leg="A", instrument="SHFE.cu", account="cn", side=Side.BUY, qty=qty,
+                      limit_price=Decimal("72000"), trigger_price=Decimal("72000")),
+            LegIntent(leg="B", instrument=b_instrument, account="us", side=Side.SELL, qty=qty,
+                      limit_price=Decimal("9800"), trigger_price=Decimal("9800")))
+    intent = PairIntent(decision_id="p1", strategy="s1", legs=legs, mode=mode,
+                        deadline_ns=SimClock().now_ns() + 20_000_000,
+                        replenish=ReplenishBudget(max_attempts=1, max_chase_ticks=0, max_time_ms=5),
+                        rollback=RollbackPolicy(max_attempts=1, max_time_ms=20))
+    h = Harness(INSTRUMENTS, {"SHFE": behaviour_from(venues[0]), "LME": behaviour_from(venues[1])}, seed=seed)
+    h.submit(intent)
+    h.drain()
+    return h, intent
+
+
 def test_a_late_fill_that_leaves_a_hedged_pair_balanced_revises_its_summary() -> None:
     # Arrange (a case the summaries invariant found): A's first IOC is cancelled and late-filled
     # 1 of 2, B fills 2; with LME.CA2's 2-lot grid, A 1 / B 2 is balanced: HEDGED once A's
     # replenish budget is spent. Then A's replenish order is late-filled 1 more
-    legs = (LegIntent(leg="A", instrument="SHFE.cu", account="cn", side=Side.BUY, qty=2, limit_price=Decimal("72000"),
-                      trigger_price=Decimal("72000")),
-            LegIntent(leg="B", instrument="LME.CA2", account="us", side=Side.SELL, qty=2, limit_price=Decimal("9800"),
-                      trigger_price=Decimal("9800")))
-    intent = PairIntent(decision_id="p1", strategy="s1", legs=legs, mode=ExecutionMode.SPEED,
-                        deadline_ns=SimClock().now_ns() + 20_000_000,
-                        replenish=ReplenishBudget(max_attempts=1, max_chase_ticks=0, max_time_ms=5),
-                        rollback=RollbackPolicy(max_attempts=1, max_time_ms=20))
-    h = Harness(INSTRUMENTS, {"SHFE": behaviour_from(200), "LME": behaviour_from(200)}, seed=15485092)
     # Act
-    h.submit(intent)
-    h.drain()
+    h, intent = found_case(ExecutionMode.SPEED, 2, "LME.CA2", venues=(200, 200), seed=15485092)
     # Assert: still HEDGED, and the summary was pushed again with what A now holds
     assert h.book.pairs["p1"].state is PairState.HEDGED
     assert [[(lg["leg"], lg["net_qty"]) for lg in d["legs"]] for d in h.done] == [[("A", 1), ("B", -2)],
@@ -243,18 +252,8 @@ def test_an_order_acked_after_the_wind_down_began_is_cancelled_not_left_resting(
     # fails, the venue never saw it, it is re-sent under the same id; meanwhile A is rejected
     # twice, its replenish budget is spent and the pair winds down; then B's re-send is acked
     # and rests (PRICE mode: LIMIT DAY), working, with nothing left to cancel it
-    legs = (LegIntent(leg="A", instrument="SHFE.cu", account="cn", side=Side.BUY, qty=1, limit_price=Decimal("72000"),
-                      trigger_price=Decimal("72000")),
-            LegIntent(leg="B", instrument="LME.CA3M", account="us", side=Side.SELL, qty=1, limit_price=Decimal("9800"),
-                      trigger_price=Decimal("9800")))
-    intent = PairIntent(decision_id="p1", strategy="s1", legs=legs, mode=ExecutionMode.PRICE,
-                        deadline_ns=SimClock().now_ns() + 20_000_000,
-                        replenish=ReplenishBudget(max_attempts=1, max_chase_ticks=0, max_time_ms=5),
-                        rollback=RollbackPolicy(max_attempts=1, max_time_ms=20))
-    h = Harness(INSTRUMENTS, {"SHFE": behaviour_from(133453), "LME": behaviour_from(133454)}, seed=7032)
     # Act
-    h.submit(intent)
-    h.drain()
+    h, intent = found_case(ExecutionMode.PRICE, 1, "LME.CA3M", venues=(133453, 133454), seed=7032)
     # Assert: the late-acked order is cancelled, and the pair ends flat
     cancels = [e for e in h.sink.by_decision("p1") if e.kind is EventKind.CANCEL_SENT]
     assert [e.payload["client_order_id"] for e in cancels] == ["p1:B:0"]

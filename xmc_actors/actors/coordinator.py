@@ -35,7 +35,7 @@ from ..core.venue_health import VenueChange, VenueHealth, VenueState
 from ..model.events import Event
 from ..model.fastpickle import from_wire, to_wire
 from ..model.market import Instrument
-from ..model.orders import ExecutionReport
+from ..model.orders import ExecutionReport, split_client_order_id
 from ..model.pairs import ExecutionMode, PairIntent
 from ..runtime.health import probe_gateways_async
 
@@ -415,7 +415,7 @@ class PairCoordinator:
                 gw = self.gateways.get(c.venue)
                 calls.append(("query", c.client_order_id, gw.query.remote(c.client_order_id) if gw else None))
         if calls and calls[0][0] == "place":
-            did = calls[0][1].rsplit(":", 2)[0]
+            did = split_client_order_id(calls[0][1])[0]
             t = self.timings.get(did)
             if t is not None:
                 t.setdefault("sent", time.perf_counter_ns())
@@ -502,8 +502,7 @@ class PairCoordinator:
             self._execute(self.book.on_query_result(coid, result))
 
     def _mark_ack(self, coid: str, reports: Any) -> None:
-        did, _, rest = coid.rpartition(":")
-        did, _, leg = did.rpartition(":")
+        did, leg, rest = split_client_order_id(coid)
         t = self.timings.get(did)
         if t is None:
             return

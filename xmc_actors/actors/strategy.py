@@ -184,10 +184,10 @@ class StrategyHostActor:
             except Exception as e:  # noqa: BLE001 - recorded; the strategies stay halted and unresumable
                 why = f"restore attempt {attempt + 1}/{attempts} failed: {type(e).__name__}: {e}"
                 log.warning("%s: %s", self.name, why)
-                for n in pending:
-                    st = self.core.strategies[n]
-                    st.restore_needed = f"host restarted: position not restored ({why})"
-                self._emit([self.maker.make(EventKind.LIFECYCLE, ts_ns=self._now(), reason=why, strategies=pending)])
+                still = [n for n in pending if self.core.strategies[n].restore_needed]  # others were restored
+                for n in still:
+                    self.core.strategies[n].restore_needed = f"host restarted: position not restored ({why})"
+                self._emit([self.maker.make(EventKind.LIFECYCLE, ts_ns=self._now(), reason=why, strategies=still)])
             await asyncio.sleep(pause_s)
 
     async def _resubscribe(self) -> None:
@@ -205,41 +205,47 @@ class StrategyHostActor:
     async def _restore(self, names: list[str]) -> None:
         from ..ledger.reader import read_trail
         from ..runtime.deploy import RISK_GUARD_NAME
+        from ..strategies.base import decision_id, decision_seq_of
 
         shards = getattr(self.sink, "shard_handles", None)
         if not shards:
             raise RuntimeError("no ledger to read the decision counters from")
         ns = ray.get_runtime_context().namespace
         risk = ray.get_actor(RISK_GUARD_NAME, namespace=ns)
-        intents = await read_trail(list(shards), kinds=["INTENT"])
-        for name in names:
+        seqs = dict.fromkeys(names, 0)
+        for e in await read_trail(list(shards), kinds=["INTENT"]):
+            if e.strategy in seqs and (seq := decision_seq_of(e.strategy, e.decision_id)) is not None:
+                seqs[e.strategy] = max(seqs[e.strategy], seq)
+        last = {n: decision_id(n, seq) for n, seq in seqs.items() if seq}
+        # a position must include its last decision's outcome: restore only the booked ones
+        booked: dict[str, list[Event]] = {}
+        if last:
+            for e in await read_trail(list(shards), kinds=["RISK_DECISION"], decision_ids=sorted(last.values())):
+                if e.reason == "BOOKED":
+                    booked.setdefault(e.decision_id, []).append(e)
+        ready = [n for n in names if n not in last or last[n] in booked]
+        positions = ((await risk.status.remote()).get("positions", {}).get("strategies", {}) or {}) if ready else {}
+        for name in ready:
             st = self.core.strategies[name]
-            seqs = [int(e.decision_id[len(name) + 1:]) for e in intents if e.strategy == name
-                    and e.decision_id.startswith(f"{name}-") and e.decision_id[len(name) + 1:].isdigit()]
-            seq = max(seqs, default=0)
-            last = f"{name}-{seq:08d}" if seq else ""
-            applied: tuple[int, int, int] | None = None
-            if last:  # the position must include the last decision's outcome: is it booked yet?
-                booked = [e for e in await read_trail(list(shards), kinds=["RISK_DECISION"], decision_ids=[last])
-                          if e.reason == "BOOKED"]
-                if not booked:
-                    raise RuntimeError(f"{last}: no outcome booked by the risk guard yet")
-                totals = {str(leg.get("instrument")): int(leg.get("total", 0)) for e in booked
-                          for leg in e.payload.get("legs") or []}
-                applied = (totals.get(st.a.id, 0), totals.get(st.b.id, 0),
-                           max(int(e.payload.get("summary_ts_ns") or 0) for e in booked))
-            lots = ((await risk.status.remote()).get("positions", {}).get("strategies", {}) or {}).get(name, {})
+            lots = positions.get(name, {})
             st.position, st.position_b = int(lots.get(st.a.id, 0)), int(lots.get(st.b.id, 0))
-            st.decision_seq = max(st.decision_seq, seq)
-            if applied is not None:
-                st._done[last] = applied  # its summary, if it still comes, is then a repeat
+            st.decision_seq = max(st.decision_seq, seqs[name])
+            if name in last:  # its summary, if it still comes, is then a repeat
+                evs = booked[last[name]]
+                totals = {str(leg.get("instrument")): int(leg.get("total", 0)) for e in evs
+                          for leg in e.payload.get("legs") or []}
+                st._done[last[name]] = (totals.get(st.a.id, 0), totals.get(st.b.id, 0),
+                                        max(int(e.payload.get("summary_ts_ns") or 0) for e in evs))
             st.restore_needed = ""
             st.state_reason = "host restarted: position and decision counter restored; an operator resumes"
             self._emit([self.maker.make(
                 EventKind.LIFECYCLE, ts_ns=self._now(), strategy=name,
                 reason=f"restored after a restart: position {st.position:+d}/{st.position_b:+d} from the risk guard, "
-                       f"decision ids go on after {last or 'none'}; halted until an operator resumes",
+                       f"decision ids go on after {last.get(name, 'none')}; halted until an operator resumes",
                 position=st.position, position_b=st.position_b, decision_seq=st.decision_seq)])
+        waiting = [last[n] for n in names if n not in ready]
+        if waiting:
+            raise RuntimeError(f"no outcome booked by the risk guard yet for {', '.join(waiting)}")
 
     # ------------------------------------------------------------------ internals
     def _wall_deadline(self, intent: PairIntent) -> PairIntent:

@@ -44,7 +44,7 @@ from ..model.events import Event, EventKind
 from ..model.market import Instrument, Side
 from ..model.orders import (
     ExecReportKind, ExecutionReport, OrderRequest, OrderState, OrderStatus, OrderType, RejectReason,
-    TimeInForce, client_order_id,
+    TimeInForce, client_order_id, split_client_order_id,
 )
 from ..model.pairs import ExecutionMode, LegIntent, PairIntent, PairState
 from ..model.risk import TradingState
@@ -1213,9 +1213,9 @@ class PairBook:
                 self._bad_input("report", f"expected ExecutionReport, got {type(rep).__name__}")
                 continue
             if rep.client_order_id not in self.index:
-                did = rep.client_order_id.rsplit(":", 2)[0]
+                did, leg_name, _ = split_client_order_id(rep.client_order_id)
                 if did in self.forgotten:
-                    self._forgotten_report(did, rep)
+                    self._forgotten_report(did, leg_name or rep.leg, rep)
                     continue
             m = self._machine_for(rep.client_order_id, "report")
             if m is None:
@@ -1227,7 +1227,7 @@ class PairBook:
             out.extend(m.flush())
         return out
 
-    def _forgotten_report(self, did: str, rep: ExecutionReport) -> None:
+    def _forgotten_report(self, did: str, leg_name: str, rep: ExecutionReport) -> None:
         """A report for an order of a pair evicted from memory. Recorded under its decision id; a
         fill (the venue filled after the pair had finished, long enough ago to be forgotten) is
         exposure no pair hedges any more: the pair is escalated as a live one would be (red
@@ -1237,8 +1237,6 @@ class PairBook:
         t = self.forgotten[did]
         coid = rep.client_order_id
         fill = rep.fill if rep.kind is ExecReportKind.FILL else None
-        parts = coid.rsplit(":", 2)  # {decision_id}:{leg}:{attempt}
-        leg_name = parts[1] if len(parts) == 3 else rep.leg
         leg = next((lg for lg in t.legs if lg[0] == leg_name and lg[1] == rep.instrument), None)
         fresh = fill is not None and leg is not None and fill.trade_id not in (t.trades or ())
         self.out.append(Emit(spec=dict(

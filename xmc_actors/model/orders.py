@@ -92,6 +92,13 @@ def client_order_id(decision_id: str, leg: str, attempt: int) -> str:
     return f"{decision_id}:{leg}:{attempt}"
 
 
+def split_client_order_id(coid: str) -> tuple[str, str, str]:
+    """``(decision_id, leg, attempt)`` of an id made by :func:`client_order_id`; ``(coid, "", "")``
+    for one not in that form."""
+    parts = coid.rsplit(":", 2)
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else (coid, "", "")
+
+
 class RejectReason(str, Enum):
     """Why an order was refused: by the venue (definitive) or by us (a local denial)."""
 

@@ -103,6 +103,7 @@ def last_decision_seqs(ledger_path: str | Path) -> dict[str, int]:
     """Per strategy, the sequence number of its last decision in the ledger at ``ledger_path``
     (decision ids are ``{strategy}-{seq:08d}``); empty when there is no ledger there yet."""
     from ..ledger.audit import AuditReader
+    from ..strategies.base import decision_seq_of
 
     root = Path(ledger_path)
     if not root.is_dir() or not any(root.glob("*.duckdb")):
@@ -112,9 +113,9 @@ def last_decision_seqs(ledger_path: str | Path) -> dict[str, int]:
                              "AND strategy != '' GROUP BY strategy").fetchall()
     out: dict[str, int] = {}
     for strategy, did in rows:
-        tail = str(did)[len(strategy) + 1:] if str(did).startswith(f"{strategy}-") else ""
-        if tail.isdigit():
-            out[str(strategy)] = int(tail)
+        seq = decision_seq_of(str(strategy), str(did))
+        if seq is not None:
+            out[str(strategy)] = seq
     return out
 
 

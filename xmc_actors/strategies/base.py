@@ -523,7 +523,7 @@ class Strategy:
                         f"one lot of {self.b.id} (hedge ratio {float(self.ctx.hedge_ratio):.4f})", snap.now_ns)
             return
         self.decision_seq += 1
-        did = f"{self.name}-{self.decision_seq:08d}"
+        did = decision_id(self.name, self.decision_seq)
         intent = self._build_intent(did, side_a, sizing, snap, move, target)
         self._pending = _Pending(intent, snap.now_ns)
         self.last_decision_ns = snap.now_ns
@@ -650,6 +650,17 @@ class Strategy:
                 net = side.sign * (filled - back)
             out.append(net)
         return out[0], out[1]
+
+
+def decision_id(strategy: str, seq: int) -> str:
+    """The id of a strategy's ``seq``-th decision: ``{strategy}-{seq:08d}``."""
+    return f"{strategy}-{seq:08d}"
+
+
+def decision_seq_of(strategy: str, did: str) -> int | None:
+    """The sequence number in ``did`` if it is one of ``strategy``'s decision ids, else None."""
+    tail = did[len(strategy) + 1:] if did.startswith(f"{strategy}-") else ""
+    return int(tail) if tail.isdigit() else None
 
 
 def _ts(summary: dict[str, Any]) -> int:
