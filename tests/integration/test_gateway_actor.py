@@ -243,3 +243,59 @@ def test_synthetic_feed_runs_in_the_background_and_reaches_subscribers_stale_fre
     assert done and status["counters"]["quotes"] == 500 and status["state"] == "UP"
     assert status["clock_source"] == "round_trip"
     assert batches and all(q.status.value == "OK" for b in batches for q in b)
+
+
+def _group():
+    """Two venues' sessions in one gateway process (a gateway group)."""
+    dep = DeploymentConfig(
+        name="gwgroup", venues=(venue("SHFE"), venue("LME")), instruments=(instrument("SHFE.cu"), instrument("LME.CA3M")),
+        gateways=(GatewayConfig(venue="SHFE", params={"seed": 1, "enforce_sessions": False}, feed=FeedConfig(), group="g"),
+                  GatewayConfig(venue="LME", params={"seed": 2, "enforce_sessions": False}, feed=FeedConfig(), group="g")))
+    gw = VenueGateway.options(num_cpus=0).remote(dep, ["gateway-SHFE", "gateway-LME"], clock_mode="sim")
+    ray.get(gw.push_market.remote([quote("SHFE.cu", 72000, 72010, ask_size=5, ts_ns=T0)], gateway="SHFE"))
+    ray.get(gw.push_market.remote([quote("LME.CA3M", 9800, 9800.5, bid_size=5, ts_ns=T0)], gateway="LME"))
+    return gw
+
+
+def test_a_gateway_group_places_both_legs_in_one_call_each_on_its_own_venue():
+    from xmc_actors.actors.gateway import GatewayView
+    from xmc_actors.model.fastpickle import from_wire, to_wire
+
+    gw = _group()
+    a, b = order("SHFE.cu", "BUY", 2, "72010", decision_id="p", leg="A"), order("LME.CA3M", "SELL", 2, "9800", decision_id="p", leg="B")
+    # Act: both orders in one call, through the views a deployment hands out
+    answers = ray.get(gw.place_many_wire.remote([("gateway-SHFE", to_wire(a)), ("gateway-LME", to_wire(b))]))
+    views = {v: GatewayView(gw, f"gateway-{v}") for v in ("SHFE", "LME")}
+    # Assert: each order reached its own venue, and each venue knows only its own
+    ra, rb = (from_wire(x) for x in answers)
+    assert [r.kind for r in ra] == [ExecReportKind.ACK, ExecReportKind.FILL] and ra[-1].venue == "SHFE"
+    assert [r.kind for r in rb] == [ExecReportKind.ACK, ExecReportKind.FILL] and rb[-1].venue == "LME"
+    assert [d["client_order_id"] for d in ray.get(views["SHFE"].drop_copy.remote()) if d["kind"] == "FILL"] == ["p:A:0"]
+    assert [d["client_order_id"] for d in ray.get(views["LME"].drop_copy.remote()) if d["kind"] == "FILL"] == ["p:B:0"]
+    assert ray.get(views["LME"].query.remote("p:A:0")) is None and ray.get(views["SHFE"].query.remote("p:A:0"))
+    # a group's status without a gateway lists its sessions; a call that needs one says which
+    st = ray.get(gw.status.remote())
+    assert sorted(st["sessions"]) == ["gateway-LME", "gateway-SHFE"]
+    with pytest.raises(ray.exceptions.RayTaskError, match="gateway: this process hosts 2 venue sessions"):
+        ray.get(gw.query.remote("p:A:0"))
+    with pytest.raises(ray.exceptions.RayTaskError, match="gateway: 'gateway-CME' is not hosted here"):
+        ray.get(gw.query.remote("p:A:0", gateway="gateway-CME"))
+
+
+def test_a_bad_order_in_a_group_call_is_refused_and_recorded_and_the_others_still_go():
+    from xmc_actors.model.fastpickle import from_wire, to_wire
+
+    gw = _group()
+    good = order("LME.CA3M", "SELL", 1, "9800", decision_id="q", leg="B")
+    # Act: garbage for SHFE, an order for a session this process does not host, a good LME order
+    answers = ray.get(gw.place_many_wire.remote([("gateway-SHFE", b"\x92\xa1"), ("gateway-CME", to_wire(good)),
+                                                 ("gateway-LME", to_wire(good))]))
+    # Assert: each refusal says why; the good order was placed; both refusals counted and recorded
+    assert isinstance(answers[0], str) and "place_many_wire: from_wire: undecodable" in answers[0]
+    assert isinstance(answers[1], str) and "'gateway-CME' is not hosted here" in answers[1]
+    assert [r.kind for r in from_wire(answers[2])] == [ExecReportKind.ACK, ExecReportKind.FILL]
+    shfe = ray.get(gw.status.remote(gateway="SHFE"))
+    assert shfe["bad_input"]["GARBAGE"] == 2 and shfe["counters"].get("orders", 0) == 0
+    bad = ray.get(gw.events.remote("BAD_INPUT", gateway="SHFE"))
+    assert sorted(e.payload["field"] for e in bad) == ["place_many_wire", "place_many_wire.gateway"]
+    assert ray.get(gw.status.remote(gateway="LME"))["counters"]["orders"] == 1

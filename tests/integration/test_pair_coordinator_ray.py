@@ -10,7 +10,7 @@ import ray
 import testkit
 from testkit import wait_until
 from xmc_actors.actors.coordinator import PairCoordinator
-from xmc_actors.actors.gateway import VenueGateway
+from xmc_actors.actors.gateway import GatewayView, VenueGateway, actor_of
 from xmc_actors.model import EventKind, ExecutionMode, ReplenishBudget, RollbackPolicy, Side
 from xmc_actors.model.config import DeploymentConfig, FeedConfig, GatewayConfig
 
@@ -56,9 +56,20 @@ def ray_instance():
     ray.shutdown()
 
 
-def _setup(name: str):
+@pytest.fixture(params=["split", "group"])
+def topology(request) -> str:
+    """Every scenario runs with one gateway actor per venue, and with both venues' sessions in
+    one gateway process (a gateway group: both legs leave in one call)."""
+    return request.param
+
+
+def _setup(name: str, topology: str = "split"):
     dep = _deployment()
-    gws = {v: VenueGateway.options(num_cpus=0).remote(dep, v, clock_mode="system") for v in ("SHFE", "LME")}
+    if topology == "group":
+        group = VenueGateway.options(num_cpus=0).remote(dep, ["gateway-SHFE", "gateway-LME"], clock_mode="system")
+        gws = {v: GatewayView(group, f"gateway-{v}") for v in ("SHFE", "LME")}
+    else:
+        gws = {v: VenueGateway.options(num_cpus=0).remote(dep, v, clock_mode="system") for v in ("SHFE", "LME")}
     ray.get([g.ready.remote() for g in gws.values()], timeout=30)
     ray.get(gws["SHFE"].push_market.remote([testkit.quote("SHFE.cu", 72000, 72010, bid_size=20, ask_size=20)]))
     ray.get(gws["LME"].push_market.remote([testkit.quote("LME.CA3M", 9800, 9800.5, bid_size=20, ask_size=20)]))
@@ -100,22 +111,25 @@ def _leg(summary: dict, name: str) -> dict:
     return next(d for d in summary["legs"] if d["leg"] == name)
 
 
-def test_both_legs_filled_hedges_and_the_trail_holds_every_step():
-    coord, gws, strat = _setup("c-both")
+def test_both_legs_filled_hedges_and_the_trail_holds_every_step(topology):
+    coord, gws, strat = _setup("c-both", topology)
     res = ray.get(coord.submit.remote(_intent("both")))
     s = _wait_done(strat, "both")
     assert res["accepted"] and s["state"] == "HEDGED" and s["complete"]
     assert _net(gws["SHFE"], "both", "A", Side.BUY) == 2 and _net(gws["LME"], "both", "B", Side.SELL) == 2
     kinds = [e.kind for e in ray.get(coord.events.remote("both"))]
     assert kinds.count(EventKind.ORDER_SENT) == 2 and EventKind.PAIR_STATE in kinds
+    # co-hosted venues get both legs in one call; separate gateways one call each
+    together = [ray.get(g.status.remote())["counters"].get("placed_in_one_call", 0) for g in gws.values()]
+    assert together == ([1, 1] if topology == "group" else [0, 0])
     again = ray.get(coord.submit.remote(_intent("both")))
     assert again["duplicate"] is True
     # its ack, deadline and stale timers were cancelled when it hedged, not left to fire
     assert ray.get(coord.__ray_call__.remote(lambda self: self._timers.get("both"))) is None
 
 
-def test_reject_on_leg_b_then_replenished_hedges():
-    coord, gws, strat = _setup("c-repl")
+def test_reject_on_leg_b_then_replenished_hedges(topology):
+    coord, gws, strat = _setup("c-repl", topology)
     ray.get(gws["LME"].inject.remote({"kind": "reject_next", "reason": "PRICE_OUT_OF_LIMIT"}))
     ray.get(coord.submit.remote(_intent("repl")))
     s = _wait_done(strat, "repl")
@@ -123,8 +137,8 @@ def test_reject_on_leg_b_then_replenished_hedges():
     assert _net(gws["LME"], "repl", "B", Side.SELL) == 2
 
 
-def test_final_reject_on_leg_b_rolls_back_leg_a():
-    coord, gws, strat = _setup("c-roll")
+def test_final_reject_on_leg_b_rolls_back_leg_a(topology):
+    coord, gws, strat = _setup("c-roll", topology)
     ray.get(gws["LME"].inject.remote({"kind": "reject_next", "reason": "MARKET_CLOSED"}))
     ray.get(coord.submit.remote(_intent("roll")))
     s = _wait_done(strat, "roll")
@@ -133,8 +147,8 @@ def test_final_reject_on_leg_b_rolls_back_leg_a():
     assert _net(gws["SHFE"], "roll", "A", Side.BUY) == 0 and _leg(s, "A")["rollback_qty"] == 2
 
 
-def test_partial_fills_on_both_legs_are_completed():
-    coord, gws, strat = _setup("c-part")
+def test_partial_fills_on_both_legs_are_completed(topology):
+    coord, gws, strat = _setup("c-part", topology)
     ray.get(gws["SHFE"].inject.remote({"kind": "partial_fill_next", "qty": 1}))
     ray.get(gws["LME"].inject.remote({"kind": "partial_fill_next", "qty": 2}))
     ray.get(coord.submit.remote(_intent("part", qty=4)))
@@ -143,8 +157,8 @@ def test_partial_fills_on_both_legs_are_completed():
     assert s["state"] == "HEDGED" and net_a == net_b == 4
 
 
-def test_a_fill_racing_the_cancel_is_absorbed_and_the_pair_ends_balanced():
-    coord, gws, strat = _setup("c-race")
+def test_a_fill_racing_the_cancel_is_absorbed_and_the_pair_ends_balanced(topology):
+    coord, gws, strat = _setup("c-race", topology)
     # B rests (sell 9801 above the 9800 bid); A fills; B goes stale, the cancel is confirmed and a fill
     # of the whole order is still reported afterwards
     ray.get(gws["LME"].inject.remote({"kind": "late_fill_after_cancel", "delay_ms": 1}))
@@ -159,8 +173,8 @@ def test_a_fill_racing_the_cancel_is_absorbed_and_the_pair_ends_balanced():
     assert final["state"] in ("HEDGED", "ROLLED_BACK") and net_a == net_b, (s, final, net_a, net_b)
 
 
-def test_silent_venue_orders_never_arrive_and_leg_a_is_rolled_back():
-    coord, gws, strat = _setup("c-silent")
+def test_silent_venue_orders_never_arrive_and_leg_a_is_rolled_back(topology):
+    coord, gws, strat = _setup("c-silent", topology)
     ray.get(gws["LME"].inject.remote({"kind": "drop_next", "count": 20}))
     ray.get(coord.submit.remote(_intent("silent")))
     s = _wait_done(strat, "silent", timeout=15)
@@ -170,13 +184,13 @@ def test_silent_venue_orders_never_arrive_and_leg_a_is_rolled_back():
     assert EventKind.RECONCILE in kinds
 
 
-def test_gateway_killed_mid_pair_escalates_with_the_exact_residual():
-    coord, gws, strat = _setup("c-kill")
+def test_gateway_killed_mid_pair_escalates_with_the_exact_residual(topology):
+    coord, gws, strat = _setup("c-kill", topology)
     it = _intent("kill", mode=ExecutionMode.PRICE, replenish=ReplenishBudget(max_attempts=1, max_time_ms=600))
     it = it.model_copy(update={"legs": (it.legs[0], it.legs[1].model_copy(update={"limit_price": Decimal("9805")}))})
     ray.get(coord.submit.remote(it))
     time.sleep(0.1)  # A filled, B resting
-    ray.kill(gws["LME"], no_restart=True)
+    ray.kill(actor_of(gws["LME"])[0], no_restart=True)  # in a group: both venues' process
     s = _wait_done(strat, "kill", timeout=15)
     assert s["state"] == "ESCALATED"
     residual = s["residual"]["legs"]
@@ -188,8 +202,8 @@ def test_gateway_killed_mid_pair_escalates_with_the_exact_residual():
     assert EventKind.ALERT in kinds and EventKind.ESCALATION in kinds
 
 
-def test_halt_from_the_risk_guard_stops_the_next_pair():
-    coord, gws, strat = _setup("c-halt")
+def test_halt_from_the_risk_guard_stops_the_next_pair(topology):
+    coord, gws, strat = _setup("c-halt", topology)
     ray.get(coord.set_trading_state.remote("strategy", "s1", "HALTED", "ops"))
     res = ray.get(coord.submit.remote(_intent("halted")))
     assert res["accepted"] is False and "HALTED" in res["reason"]

@@ -85,6 +85,26 @@ def test_unknown_venue_in_a_gateway(tmp_path, demo):
     assert "strategies[0].legs[0].instrument: no gateway is configured for venue 'SGE'" in msgs
 
 
+def test_gateway_groups_become_one_process_each(tmp_path, demo):
+    cfg = load_config(write(tmp_path, demo))
+    procs = {name: [g.venue for g in gs] for name, gs in cfg.gateway_processes().items()}
+    assert procs == {"gateways-gold": ["SGE", "COMEX"], "gateways-copper": ["SHFE", "LME"]}
+    demo["gateways"][3].pop("group")
+    cfg = load_config(write(tmp_path, demo))
+    assert list(cfg.gateway_processes()) == ["gateways-gold", "gateways-copper", "gateway-LME"]
+
+
+def test_a_gateway_group_must_sit_on_one_node_and_not_take_a_gateways_name(tmp_path, demo):
+    demo["gateways"][1]["node_label"] = "venue=COMEX"
+    demo["gateways"][2]["name"] = "gateways-gold"
+    demo["gateways"][2].pop("group")
+    msgs = messages(tmp_path, demo)
+    assert "gateways[1].node_label: 'venue=COMEX' differs from None of gateways[0] in group 'gold': " \
+           "a group runs in one process, on one node" in msgs
+    assert "gateways[0].group: group 'gold' would start actor 'gateways-gold', which is the name of gateways[2]; " \
+           "rename one" in msgs
+
+
 def test_non_positive_capital(tmp_path, demo):
     demo["accounts"][1]["capital"] = -5
     assert messages(tmp_path, demo) == ["accounts[1].capital: input should be greater than 0 (got -5)"]

@@ -38,6 +38,7 @@ from ..model.market import Instrument
 from ..model.orders import ExecutionReport, split_client_order_id
 from ..model.pairs import ExecutionMode, PairIntent
 from ..runtime.health import probe_gateways_async
+from .gateway import actor_of, find_gateway_view
 
 CheckerArg = PreTradeCheck | Callable[..., PreTradeCheck] | None
 log = logging.getLogger("xmc.coordinator")
@@ -205,7 +206,7 @@ class PairCoordinator:
                 log.warning("%s restarted without a deployment registry: %s", self.name, e)
             for gname in info.get("gateways", []):
                 try:
-                    h = ray.get_actor(gname, namespace=ns)
+                    h = find_gateway_view(gname, ns, info.get("gateway_processes"))
                     venue = (await h.status.remote())["venue"]
                     self._pending_gateways.setdefault(venue, h)
                 except Exception as e:  # noqa: BLE001 - its venue will show DOWN in the health probes
@@ -400,23 +401,33 @@ class PairCoordinator:
         # 1. every gateway call of the batch leaves first, back to back, nothing in between
         #    (leg skew is the gap between the two legs' .remote() calls)
         calls: list[tuple[str, str, Any]] = []
+        batches: list[tuple[list[str], Any]] = []
+        places = [c for c in cmds if isinstance(c, Place)]
+        # orders bound for one gateway process (a gateway group) leave in one call, at the
+        # first one's turn: id(first) -> the group's orders; id(others) -> None
+        grouped = self._place_groups(places) if len(places) > 1 else {}
         for c in cmds:
             if isinstance(c, Place):
                 if c.req.reduce_only and c.decision_id in self.timings:
                     self.timings[c.decision_id].setdefault("unwind_sent", time.perf_counter_ns())
                 gw = self.gateways.get(c.venue)
-                # issued now, awaited later: both legs leave before either is awaited
-                calls.append(("place", c.req.client_order_id,
-                              gw.place_wire.remote(to_wire(c.req)) if gw is not None else None))
+                if id(c) in grouped:
+                    group = grouped[id(c)]
+                    if group is not None:
+                        batches.append(([p.req.client_order_id for p, _ in group], actor_of(gw)[0].place_many_wire.remote(
+                            [(gname, to_wire(p.req)) for p, gname in group])))
+                else:
+                    # issued now, awaited later: both legs leave before either is awaited
+                    calls.append(("place", c.req.client_order_id,
+                                  gw.place_wire.remote(to_wire(c.req)) if gw is not None else None))
             elif isinstance(c, Cancel):
                 gw = self.gateways.get(c.venue)
                 calls.append(("cancel", c.client_order_id, gw.cancel.remote(c.client_order_id) if gw else None))
             elif isinstance(c, Query):
                 gw = self.gateways.get(c.venue)
                 calls.append(("query", c.client_order_id, gw.query.remote(c.client_order_id) if gw else None))
-        if calls and calls[0][0] == "place":
-            did = split_client_order_id(calls[0][1])[0]
-            t = self.timings.get(did)
+        if places:
+            t = self.timings.get(places[0].decision_id)
             if t is not None:
                 t.setdefault("sent", time.perf_counter_ns())
         # 2. then the rest, in order; events are built on the next loop turn (after this
@@ -455,9 +466,29 @@ class PairCoordinator:
                     h.halt.remote(c.strategy, f"pair {c.decision_id} escalated: {c.reason}")
         for call, coid, ref in calls:
             self._spawn(self._await_call(call, coid, ref))
+        for coids, ref in batches:
+            self._spawn(self._await_places(coids, ref))
         if self._emits and not self._emit_scheduled:
             self._emit_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_emits)
+
+    def _place_groups(self, places: list[Place]) -> dict[int, list[tuple[Place, str | None]] | None]:
+        """Orders of one batch that go to the same gateway process, two or more of them: placed
+        there back to back by one ``place_many_wire`` call, so both legs of a pair whose venues
+        share a gateway group arrive together. Returns ``id(first order) -> [(order, gateway
+        name)]`` and ``id(each other order of the group) -> None``; lone orders are absent."""
+        by_actor: dict[Any, list[tuple[Place, str | None]]] = {}
+        for c in places:
+            gw = self.gateways.get(c.venue)
+            if gw is not None:
+                actor, gname = actor_of(gw)
+                by_actor.setdefault(getattr(actor, "_actor_id", id(actor)), []).append((c, gname))
+        out: dict[int, list[tuple[Place, str | None]] | None] = {}
+        for group in by_actor.values():
+            if len(group) > 1:
+                out[id(group[0][0])] = group
+                out.update((id(p), None) for p, _ in group[1:])
+        return out
 
     def _flush_emits(self) -> None:
         """Build and write the queued events (in order); called on the loop turn after ``_execute``."""
@@ -489,17 +520,47 @@ class PairCoordinator:
             self._execute(self.book.on_call_failed(coid, call, type(e).__name__))
             return
         if call == "place":
-            try:
-                result = from_wire(result) if isinstance(result, bytes) else result
-            except ValueError as e:  # a garbled answer: the outcome is unknown, the venue decides
-                self._execute(self.book.on_call_failed(coid, call, f"unreadable answer: {e}"))
-                return
-            self._mark_ack(coid, result)
-            self._execute(self.book.on_place_result(coid, list(result or [])))
+            self._place_answer(coid, result)
         elif call == "cancel":
             self._execute(self.book.on_cancel_result(coid, result))
         else:
             self._execute(self.book.on_query_result(coid, result))
+
+    async def _await_places(self, coids: list[str], ref: Any) -> None:
+        """The answer to one ``place_many_wire`` call: one answer per order, in order. A call that
+        failed or timed out leaves every one of its orders' outcomes unknown (each is queried)."""
+        try:
+            results = await asyncio.wait_for(asyncio.wrap_future(ref.future()), self.config.call_timeout_ms / 1000)
+        except (asyncio.TimeoutError, GetTimeoutError):
+            results = "timeout"
+        except RayError as e:  # ActorDiedError, ActorUnavailableError, RayTaskError: outcome unknown
+            results = type(e).__name__
+        if not isinstance(results, list) or len(results) != len(coids):
+            why = results if isinstance(results, str) else f"unreadable answer: {type(results).__name__}"
+            for coid in coids:
+                self._execute(self.book.on_call_failed(coid, "place", why))
+            return
+        # every answer is read (and its ack timed) before the first is acted on
+        read = [self._read_answer(coid, r) if not isinstance(r, str) else (coid, None, f"gateway: {r}")
+                for coid, r in zip(coids, results)]
+        for coid, reports, why in read:
+            self._execute(self.book.on_call_failed(coid, "place", why) if why is not None
+                          else self.book.on_place_result(coid, reports))
+
+    def _read_answer(self, coid: str, result: Any) -> tuple[str, list[ExecutionReport], str | None]:
+        """``(coid, reports, None)``, or ``(coid, [], why)`` for an answer that cannot be read
+        (a garbled answer: the outcome is unknown, the venue decides)."""
+        try:
+            reports = list((from_wire(result) if isinstance(result, bytes) else result) or [])
+        except ValueError as e:
+            return coid, [], f"unreadable answer: {e}"
+        self._mark_ack(coid, reports)
+        return coid, reports, None
+
+    def _place_answer(self, coid: str, result: Any) -> None:
+        _, reports, why = self._read_answer(coid, result)
+        self._execute(self.book.on_call_failed(coid, "place", why) if why is not None
+                      else self.book.on_place_result(coid, reports))
 
     def _mark_ack(self, coid: str, reports: Any) -> None:
         did, leg, rest = split_client_order_id(coid)

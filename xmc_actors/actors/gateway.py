@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from typing import Any
+from typing import Any, Mapping
 
 import ray
 
@@ -86,20 +86,19 @@ def build_core(deployment: DeploymentConfig | dict[str, Any], gateway: str, sink
     return core, feed, clock
 
 
-@ray.remote(num_cpus=0, max_concurrency=1000)
-class VenueGateway:
-    """One venue (or venue account): normalised quotes out, orders in, drop copy to the ledger."""
+class _Session:
+    """One venue session inside a gateway process: the core, its feed and clock, who its
+    reports and quotes go to, and the housekeeping timer. Plain Python on the actor's event
+    loop; :class:`VenueGateway` holds one per gateway it hosts."""
 
-    def __init__(self, deployment: DeploymentConfig | dict[str, Any], gateway: str,
-                 sink: EventSink | None = None, clock_mode: str | None = None) -> None:
+    def __init__(self, deployment: DeploymentConfig, gateway: str, sink: EventSink | None, clock_mode: str | None,
+                 reconstructed: bool, arrivals: collections.deque[tuple[str, str, int]]) -> None:
         self._memory = MemorySink() if sink is None else None
-        self.reconstructed = False
-        try:
-            self.reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
-        except Exception:  # noqa: BLE001
-            pass
+        self.reconstructed = reconstructed
         self.core, self.feed, self.clock = build_core(deployment, gateway, sink or self._memory, clock_mode,
-                                                      restart=self.reconstructed)
+                                                      restart=reconstructed)
+        self.name = self.core.name
+        self.venue = self.core.venue.code
         self.sim_clock = isinstance(self.clock, SimClock)
         # live: reply to place/cancel first, write their drop copies just after (timer / next call)
         self.core.defer_drop_copy = not self.sim_clock
@@ -112,10 +111,9 @@ class VenueGateway:
         # a restarted gateway takes back what the venue still holds (the orders of its previous
         # life) before anything else; their owners hear the outcome when they register again
         # (the coordinator does when its health probe sees the venue UP; see GatewayCore.reconcile)
-        self.reconciled: dict[str, int] | None = self.core.reconcile() if self.reconstructed else None
+        self.reconciled: dict[str, int] | None = self.core.reconcile() if reconstructed else None
         self.push_errors = 0
-        # (kind, key, perf_counter_ns) on arrival of push_market / place: benchmarks only (bench/runtime.py)
-        self._arrivals: collections.deque[tuple[str, str, int]] = collections.deque(maxlen=100_000)
+        self._arrivals = arrivals
 
     # ------------------------------------------------------------------ plumbing
     def _ensure_timer(self) -> None:
@@ -184,70 +182,62 @@ class VenueGateway:
         self.core.conflator.remove(sid)
         self.core.counters["subscribers_dropped"] += 1
 
-    def _after_reply(self) -> None:
+    def after_reply(self) -> None:
         """Drop copies of this call are written once its answer is on its way (next loop turn)."""
         if self.core._drop_pending:
             asyncio.get_running_loop().call_later(0.0002, self.core.flush_drop_copy)
 
-    async def _wait(self, latency_ns: int) -> None:
+    async def wait(self, latency_ns: int) -> None:
         if latency_ns > 0 and not self.sim_clock:
             await asyncio.sleep(latency_ns / 1e9)
 
     # ------------------------------------------------------------------ order entry
-    @ray.method(max_task_retries=0)
-    async def place(self, req: OrderRequest) -> list[ExecutionReport]:
-        """Send an order; returns ACK/REJECTED first, then immediate fills and the IOC remainder."""
-        self._arrivals.append(("place", req.client_order_id, time.perf_counter_ns()))
-        self._ensure_timer()
-        reps, latency = self.core.place(req)
-        self._flush()
-        await self._wait(latency)
-        self._after_reply()
-        return reps
-
-    @ray.method(max_task_retries=0)
-    async def place_wire(self, data: bytes) -> bytes:
-        """:meth:`place` with the order and the answer as wire bytes (``model.fastpickle.to_wire``):
-        what the coordinator uses, since Ray passes bytes without pickling. Bytes that are not
-        one encoded :class:`OrderRequest` are refused (``ValueError`` naming why), counted and
-        recorded as BAD_INPUT like any garbage the venue sends (reason GARBAGE, field
-        ``place_wire``); nothing is sent."""
+    def decode_order(self, data: bytes, what: str) -> OrderRequest:
+        """One encoded :class:`OrderRequest`; anything else is recorded as BAD_INPUT (GARBAGE,
+        field ``what``) and raises ``ValueError`` naming why."""
         try:
             req = from_wire(data)
             if not isinstance(req, OrderRequest):
                 raise ValueError(f"expected an OrderRequest, got {type(req).__name__}")
         except ValueError as e:
-            self.core._bad(BadInput(BadInputReason.GARBAGE, "place_wire", str(e)), data)
-            raise ValueError(f"place_wire: {e}") from None
-        return to_wire(await self.place(req))
+            self.core._bad(BadInput(BadInputReason.GARBAGE, what, str(e)), data)
+            raise ValueError(f"{what}: {e}") from None
+        return req
 
-    @ray.method(max_task_retries=0)
+    def send(self, req: OrderRequest) -> tuple[Any, ...]:
+        """The order reaches the venue now (:meth:`GatewayCore.place_send`); :meth:`answer` reads it."""
+        self._arrivals.append(("place", req.client_order_id, time.perf_counter_ns()))
+        self._ensure_timer()
+        return self.core.place_send(req)
+
+    def answer(self, sent: tuple[Any, ...]) -> tuple[list[ExecutionReport], int]:
+        """The reports of a :meth:`send` and the venue's answer latency; pushes what is due."""
+        reps, latency = self.core.place_done(sent)
+        self._flush()
+        return reps, latency
+
+    async def place(self, req: OrderRequest) -> list[ExecutionReport]:
+        reps, latency = self.answer(self.send(req))
+        await self.wait(latency)
+        self.after_reply()
+        return reps
+
     async def cancel(self, client_order_id: str) -> ExecutionReport:
-        """CANCELED, or CANCEL_REJECTED with UNKNOWN_ORDER / TOO_LATE_TO_CANCEL / VENUE_ERROR."""
         self._ensure_timer()
         rep, latency = self.core.cancel(client_order_id)
         self._flush()
-        await self._wait(latency)
-        self._after_reply()
+        await self.wait(latency)
+        self.after_reply()
         return rep
 
-    async def query(self, client_order_id: str) -> ExecutionReport | None:
-        """STATUS report of the order as the venue knows it; None if the venue never saw it."""
-        return self.core.query(client_order_id)
-
-    async def open_orders(self) -> list[ExecutionReport]:
-        return [self.core._stamp(r) for r in self.core.adapter.open_orders()]
-
-    async def register_owner(self, owner: str, handle: Any) -> None:
-        """Push later reports of ``owner``'s orders to ``handle.on_reports``; held ones are sent now."""
+    def register_owner(self, owner: str, handle: Any) -> None:
         self._ensure_timer()
         self.owners[owner] = handle
         held = self._unclaimed.pop(owner, None)
         if held:
             handle.on_reports.remote(held)
 
-    async def subscribe(self, handle: Any, instruments: list[str] | None = None, method: str = "on_quotes") -> None:
-        """Push conflated quote batches to ``handle.<method>`` (one batch in flight at a time)."""
+    def subscribe(self, handle: Any, instruments: list[str] | None, method: str) -> None:
         self._ensure_timer()
         sid = f"{handle._actor_id.hex()}:{method}"
         self._subs[sid] = (handle, method)
@@ -257,16 +247,13 @@ class VenueGateway:
                 self.core.conflator.subs[sid].pending[q.instrument] = q
         self._pump(sid)
 
-    async def unsubscribe(self, handle: Any, method: str = "on_quotes") -> None:
+    def unsubscribe(self, handle: Any, method: str) -> None:
         sid = f"{handle._actor_id.hex()}:{method}"
         self._subs.pop(sid, None)
         self.core.conflator.remove(sid)
 
     # ------------------------------------------------------------------ views
-    async def snapshot(self, instrument: str) -> Quote | None:
-        return self.core.snapshot(instrument)
-
-    async def status(self) -> dict[str, Any]:
+    def status(self) -> dict[str, Any]:
         if self.reconstructed:  # health probes reach a restarted gateway first: hand over what it recovered
             self._ensure_timer()
             self._flush()
@@ -277,35 +264,19 @@ class VenueGateway:
                  reconstructed=self.reconstructed, reconciled=self.reconciled)
         return s
 
-    async def drop_copy(self, since_ns: int = 0) -> list[dict[str, Any]]:
-        """The venue's authoritative record of every order event and fill (for reconciliation)."""
-        return self.core.adapter.drop_copy(since_ns)
-
-    async def positions(self) -> dict[str, dict[str, int]]:
-        """The venue's net position per account and instrument (lots, BUY +), as the venue reports it:
-        what a restarted RiskGuard reconciles the ledger's positions against."""
-        return self.core.adapter.positions()
-
-    async def events(self, kind: str | None = None) -> list[Event]:
-        """Events recorded when no sink was given (tests)."""
+    def events(self, kind: str | None) -> list[Event]:
         self.core.flush_drop_copy()
         if self._memory is None:
             return []
         return [e for e in self._memory.events if kind is None or e.kind.value == kind]
 
-    async def ready(self) -> bool:
-        return True
-
     # ------------------------------------------------------------------ faults and market data
-    async def inject(self, fault: dict[str, Any]) -> None:
-        """Add a deterministic fault to the simulated venue (see docs/architecture.md)."""
+    def inject(self, fault: dict[str, Any]) -> None:
         self.core.adapter.inject(fault)
         self.core.tick()
         self._flush()
 
-    async def push_market(self, quotes: list[Quote]) -> int:
-        """Feed market quotes (true time) to the venue as if they came from the feed; returns quotes published."""
-        self._arrivals.append(("quotes", "", time.perf_counter_ns()))
+    def push_market(self, quotes: list[Quote]) -> int:
         self._ensure_timer()
         n = 0
         for q in quotes:
@@ -316,23 +287,12 @@ class VenueGateway:
         self._flush()
         return n
 
-    async def arrival_stamps(self, clear: bool = False) -> list[tuple[str, str, int]]:
-        """``(kind, key, time.perf_counter_ns())`` stamped on entry of ``push_market`` ("quotes", "")
-        and ``place`` ("place", client order id); the last 100k. For benchmarks: the
-        monotonic clock is shared by the processes of one host."""
-        out = list(self._arrivals)
-        if clear:
-            self._arrivals.clear()
-        return out
-
-    async def push_wire(self, messages: list[Any]) -> int:
-        """Feed raw venue messages to the normaliser; returns how many were accepted."""
+    def push_wire(self, messages: list[Any]) -> int:
         n = sum(1 for m in messages if self.core.on_wire(m) is not None)
         self._flush()
         return n
 
-    async def advance(self, ns: int) -> int:
-        """Move a sim clock forward (delayed fills, disconnect ends); returns the new time."""
+    def advance(self, ns: int) -> int:
         if not self.sim_clock:
             raise RuntimeError("advance() needs clock_mode='sim'")
         self.clock.advance(ns)  # type: ignore[attr-defined]
@@ -351,16 +311,14 @@ class VenueGateway:
         self.core.tick()
         return True
 
-    async def step(self, n: int = 1) -> int:
-        """Process the next ``n`` feed events; returns how many were processed."""
+    def step(self, n: int) -> int:
         done = 0
         while done < n and self._one():
             done += 1
         self._flush()
         return done
 
-    async def run_until(self, ts_ns: int) -> int:
-        """Process feed events stamped at or before ``ts_ns``; returns how many."""
+    def run_until(self, ts_ns: int) -> int:
         done = 0
         while self.feed is not None:
             t = self.feed.peek_ts()
@@ -373,35 +331,23 @@ class VenueGateway:
         self._flush()
         return done
 
+    def next_ts(self) -> int | None:
+        return self.feed.peek_ts() if self.feed is not None else None
+
     async def flush_sink(self) -> None:
-        """Wait until the events this actor emitted are acknowledged by the ledger (shutdown)."""
         self.core.flush_drop_copy()
         aflush = getattr(self.core.sink, "aflush", None)
         if aflush is not None:
             await aflush()
 
-    async def advance_to(self, ts_ns: int) -> tuple[int, int | None]:
-        """``run_until(ts_ns)`` and the next feed stamp in one call (the replay driver's step)."""
-        n = await self.run_until(ts_ns)
-        return n, await self.next_ts()
-
-    async def next_ts(self) -> int | None:
-        """Timestamp of the next feed event (None when the feed is exhausted or absent)."""
-        return self.feed.peek_ts() if self.feed is not None else None
-
-    async def quiesce(self, timeout_s: float = 5.0) -> int:
-        """Flush, then wait until every batch pushed so far was taken by its subscriber.
-
-        Used by the replay driver's settle step; returns how many pushes were awaited.
-        """
+    async def quiesce(self, timeout_s: float) -> int:
         self._flush()
         pending = [t for t in self._tasks if not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=timeout_s)
         return len(pending)
 
-    async def start_feed(self) -> bool:
-        """Run the configured feed in the background (at its speed); False if there is none."""
+    def start_feed(self) -> bool:
         if self.feed is None:
             return False
         self._ensure_timer()
@@ -409,7 +355,7 @@ class VenueGateway:
             self._feed_task = asyncio.get_running_loop().create_task(self._run_feed())
         return True
 
-    async def stop_feed(self) -> None:
+    def stop_feed(self) -> None:
         if self._feed_task is not None:
             self._feed_task.cancel()
             self._feed_task = None
@@ -435,3 +381,326 @@ class VenueGateway:
                 self._flush()
                 await asyncio.sleep(0)
         self._flush()
+
+
+@ray.remote(num_cpus=0, max_concurrency=1000)
+class VenueGateway:
+    """One venue (or venue account), or a group of them sharing one process: normalised quotes
+    out, orders in, drop copy to the ledger.
+
+    ``gateway`` names one gateway of the deployment, or several (a *gateway group*,
+    ``gateways[].group`` in the configuration): each is a venue session of its own (core, feed,
+    clock, subscribers, owners) on this actor's event loop. Every method takes ``gateway=``,
+    which selects the session (its actor name, name or venue); it may be left out when the
+    actor hosts one session. Callers normally hold a :class:`GatewayView`, which fills it in.
+    ``place_many_wire`` places the orders of several sessions in one call: how the
+    coordinator sends both legs of a pair whose venues share a group.
+    """
+
+    def __init__(self, deployment: DeploymentConfig | dict[str, Any], gateway: str | list[str] | tuple[str, ...],
+                 sink: EventSink | None = None, clock_mode: str | None = None) -> None:
+        self.reconstructed = False
+        try:
+            self.reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
+        except Exception:  # noqa: BLE001
+            pass
+        dep = deployment if isinstance(deployment, DeploymentConfig) else DeploymentConfig.model_validate(deployment)
+        self.deployment = dep
+        names = [gateway] if isinstance(gateway, str) else list(gateway)
+        if not names:
+            raise ValueError("gateway: name at least one gateway of the deployment")
+        # (kind, key, perf_counter_ns) on arrival of push_market / place: benchmarks only (bench/runtime.py)
+        self._arrivals: collections.deque[tuple[str, str, int]] = collections.deque(maxlen=100_000)
+        self.sessions: dict[str, _Session] = {}
+        for n in names:
+            s = _Session(dep, n, sink, clock_mode, self.reconstructed, self._arrivals)
+            if s.name in self.sessions:
+                raise ValueError(f"gateway: {n!r} given twice")
+            self.sessions[s.name] = s
+        self._only = next(iter(self.sessions.values())) if len(self.sessions) == 1 else None
+
+    def _s(self, gateway: str | None) -> _Session:
+        """The session ``gateway`` names (actor name, name or venue); the only one if None."""
+        if gateway is None:
+            if self._only is not None:
+                return self._only
+            raise ValueError(f"gateway: this process hosts {len(self.sessions)} venue sessions "
+                             f"({', '.join(self.sessions)}); name one with gateway=")
+        s = self.sessions.get(gateway)
+        if s is not None:
+            return s
+        for s in self.sessions.values():
+            if gateway in (s.name, s.venue):
+                return s
+        raise ValueError(f"gateway: {gateway!r} is not hosted here (hosted: {', '.join(self.sessions)})")
+
+    def _all(self, gateway: str | None) -> list[_Session]:
+        return list(self.sessions.values()) if gateway is None else [self._s(gateway)]
+
+    # ------------------------------------------------------------------ order entry
+    @ray.method(max_task_retries=0)
+    async def place(self, req: OrderRequest, gateway: str | None = None) -> list[ExecutionReport]:
+        """Send an order; returns ACK/REJECTED first, then immediate fills and the IOC remainder."""
+        return await self._s(gateway).place(req)
+
+    @ray.method(max_task_retries=0)
+    async def place_wire(self, data: bytes, gateway: str | None = None) -> bytes:
+        """:meth:`place` with the order and the answer as wire bytes (``model.fastpickle.to_wire``):
+        what the coordinator uses, since Ray passes bytes without pickling. Bytes that are not
+        one encoded :class:`OrderRequest` are refused (``ValueError`` naming why), counted and
+        recorded as BAD_INPUT like any garbage the venue sends (reason GARBAGE, field
+        ``place_wire``); nothing is sent."""
+        s = self._s(gateway)
+        return to_wire(await s.place(s.decode_order(data, "place_wire")))
+
+    @ray.method(max_task_retries=0)
+    async def place_many_wire(self, orders: list[tuple[str | None, bytes]]) -> list[bytes | str]:
+        """Place several encoded orders, each on its session (``(gateway, bytes)``), back to back
+        in this order, and answer for all of them at once: the two legs of a pair whose venues
+        share this process reach them one placement apart, in one Ray call.
+
+        Returns, per order, its answer as wire bytes (as :meth:`place_wire`), or a string saying
+        why it could not be placed (bytes that are not one order: BAD_INPUT on the session, field
+        ``place_many_wire``; a session not hosted here: BAD_INPUT on the first session, field
+        ``place_many_wire.gateway``); one bad order does not stop the others."""
+        reqs: list[tuple[_Session, OrderRequest] | str] = []
+        for gateway, data in orders:
+            try:
+                s = self._s(gateway)
+            except ValueError as e:  # recorded on the process's first session: it has a sink
+                next(iter(self.sessions.values())).core._bad(
+                    BadInput(BadInputReason.GARBAGE, "place_many_wire.gateway", str(e)), gateway)
+                reqs.append(f"ValueError: {e}")
+                continue
+            try:
+                reqs.append((s, s.decode_order(data, "place_many_wire")))
+            except ValueError as e:  # the answer says why; the other orders still go
+                reqs.append(str(e))
+        # every order reaches its venue before any answer is read: they leave back to back
+        sent: list[tuple[_Session, tuple[Any, ...]] | str] = []
+        for r in reqs:
+            if isinstance(r, str):
+                sent.append(r)
+                continue
+            r[0].core.counters["placed_in_one_call"] += 1
+            try:
+                sent.append((r[0], r[0].send(r[1])))
+            except Exception as e:  # noqa: BLE001 - not sent (a bug): the coordinator queries it
+                sent.append(f"{type(e).__name__}: {e}")
+        results: list[tuple[_Session, list[ExecutionReport], int] | str] = []
+        for x in sent:
+            if isinstance(x, str):
+                results.append(x)
+                continue
+            s, token = x
+            try:
+                reps, latency = s.answer(token)
+            except Exception as e:  # noqa: BLE001 - sent, answer unread: the coordinator queries it
+                results.append(f"{type(e).__name__}: {e}")
+                continue
+            results.append((s, reps, latency))
+        # each venue answers after its own latency; the one reply carries all the answers
+        await _wait_max([r for r in results if not isinstance(r, str)])
+        out: list[bytes | str] = []
+        for r in results:
+            if isinstance(r, str):
+                out.append(r)
+            else:
+                out.append(to_wire(r[1]))
+                r[0].after_reply()
+        return out
+
+    @ray.method(max_task_retries=0)
+    async def cancel(self, client_order_id: str, gateway: str | None = None) -> ExecutionReport:
+        """CANCELED, or CANCEL_REJECTED with UNKNOWN_ORDER / TOO_LATE_TO_CANCEL / VENUE_ERROR."""
+        return await self._s(gateway).cancel(client_order_id)
+
+    async def query(self, client_order_id: str, gateway: str | None = None) -> ExecutionReport | None:
+        """STATUS report of the order as the venue knows it; None if the venue never saw it."""
+        return self._s(gateway).core.query(client_order_id)
+
+    async def open_orders(self, gateway: str | None = None) -> list[ExecutionReport]:
+        core = self._s(gateway).core
+        return [core._stamp(r) for r in core.adapter.open_orders()]
+
+    async def register_owner(self, owner: str, handle: Any, gateway: str | None = None) -> None:
+        """Push later reports of ``owner``'s orders to ``handle.on_reports``; held ones are sent now
+        (every session of this process when ``gateway`` is None)."""
+        for s in self._all(gateway):
+            s.register_owner(owner, handle)
+
+    async def subscribe(self, handle: Any, instruments: list[str] | None = None, method: str = "on_quotes",
+                        gateway: str | None = None) -> None:
+        """Push conflated quote batches to ``handle.<method>`` (one batch in flight at a time)."""
+        self._s(gateway).subscribe(handle, instruments, method)
+
+    async def unsubscribe(self, handle: Any, method: str = "on_quotes", gateway: str | None = None) -> None:
+        self._s(gateway).unsubscribe(handle, method)
+
+    # ------------------------------------------------------------------ views
+    async def snapshot(self, instrument: str, gateway: str | None = None) -> Quote | None:
+        return self._s(gateway).core.snapshot(instrument)
+
+    async def status(self, gateway: str | None = None) -> dict[str, Any]:
+        """The session's status; for a group asked without ``gateway``, every session's under
+        ``sessions`` (what ``xmc status`` shows for the process)."""
+        if gateway is None and self._only is None:
+            return {"state": "UP", "sessions": {n: s.status() for n, s in self.sessions.items()}}
+        return self._s(gateway).status()
+
+    async def drop_copy(self, since_ns: int = 0, gateway: str | None = None) -> list[dict[str, Any]]:
+        """The venue's authoritative record of every order event and fill (for reconciliation)."""
+        return self._s(gateway).core.adapter.drop_copy(since_ns)
+
+    async def positions(self, gateway: str | None = None) -> dict[str, dict[str, int]]:
+        """The venue's net position per account and instrument (lots, BUY +), as the venue reports it:
+        what a restarted RiskGuard reconciles the ledger's positions against."""
+        return self._s(gateway).core.adapter.positions()
+
+    async def events(self, kind: str | None = None, gateway: str | None = None) -> list[Event]:
+        """Events recorded when no sink was given (tests)."""
+        return [e for s in self._all(gateway) for e in s.events(kind)]
+
+    async def ready(self, gateway: str | None = None) -> bool:
+        return True
+
+    async def hosted(self) -> list[str]:
+        """The gateways (venue sessions) this process hosts."""
+        return list(self.sessions)
+
+    # ------------------------------------------------------------------ faults and market data
+    async def inject(self, fault: dict[str, Any], gateway: str | None = None) -> None:
+        """Add a deterministic fault to the simulated venue (see docs/architecture.md)."""
+        self._s(gateway).inject(fault)
+
+    async def push_market(self, quotes: list[Quote], gateway: str | None = None) -> int:
+        """Feed market quotes (true time) to the venue as if they came from the feed; returns quotes published."""
+        self._arrivals.append(("quotes", "", time.perf_counter_ns()))
+        return self._s(gateway).push_market(quotes)
+
+    async def arrival_stamps(self, clear: bool = False, gateway: str | None = None) -> list[tuple[str, str, int]]:
+        """``(kind, key, time.perf_counter_ns())`` stamped on entry of ``push_market`` ("quotes", "")
+        and when an order reaches its session ("place", client order id); the last 100k, for
+        every session of the process. For benchmarks: the monotonic clock is shared by the
+        processes of one host."""
+        out = list(self._arrivals)
+        if clear:
+            self._arrivals.clear()
+        return out
+
+    async def push_wire(self, messages: list[Any], gateway: str | None = None) -> int:
+        """Feed raw venue messages to the normaliser; returns how many were accepted."""
+        return self._s(gateway).push_wire(messages)
+
+    async def advance(self, ns: int, gateway: str | None = None) -> int:
+        """Move a sim clock forward (delayed fills, disconnect ends); returns the new time."""
+        return self._s(gateway).advance(ns)
+
+    # ------------------------------------------------------------------ feed driving
+    async def step(self, n: int = 1, gateway: str | None = None) -> int:
+        """Process the next ``n`` feed events; returns how many were processed."""
+        return self._s(gateway).step(n)
+
+    async def run_until(self, ts_ns: int, gateway: str | None = None) -> int:
+        """Process feed events stamped at or before ``ts_ns``; returns how many."""
+        return self._s(gateway).run_until(ts_ns)
+
+    async def flush_sink(self, gateway: str | None = None) -> None:
+        """Wait until the events this actor emitted are acknowledged by the ledger (shutdown)."""
+        for s in self._all(gateway):
+            await s.flush_sink()
+
+    async def advance_to(self, ts_ns: int, gateway: str | None = None) -> tuple[int, int | None]:
+        """``run_until(ts_ns)`` and the next feed stamp in one call (the replay driver's step)."""
+        s = self._s(gateway)
+        n = s.run_until(ts_ns)
+        return n, s.next_ts()
+
+    async def next_ts(self, gateway: str | None = None) -> int | None:
+        """Timestamp of the next feed event (None when the feed is exhausted or absent)."""
+        return self._s(gateway).next_ts()
+
+    async def quiesce(self, timeout_s: float = 5.0, gateway: str | None = None) -> int:
+        """Flush, then wait until every batch pushed so far was taken by its subscriber.
+
+        Used by the replay driver's settle step; returns how many pushes were awaited.
+        """
+        n = 0
+        for s in self._all(gateway):
+            n += await s.quiesce(timeout_s)
+        return n
+
+    async def start_feed(self, gateway: str | None = None) -> bool:
+        """Run the configured feed in the background (at its speed); False if there is none."""
+        started = [s.start_feed() for s in self._all(gateway)]
+        return any(started)
+
+    async def stop_feed(self, gateway: str | None = None) -> None:
+        for s in self._all(gateway):
+            s.stop_feed()
+
+
+async def _wait_max(placed: list[tuple[_Session, list[ExecutionReport], int]]) -> None:
+    """Wait the longest of the venues' answer latencies (live clocks only)."""
+    live = [lat for s, _, lat in placed if lat > 0 and not s.sim_clock]
+    if live:
+        await asyncio.sleep(max(live) / 1e9)
+
+
+class _BoundCall:
+    __slots__ = ("method", "gateway")
+
+    def __init__(self, method: Any, gateway: str) -> None:
+        self.method, self.gateway = method, gateway
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("gateway", self.gateway)
+        return self.method.remote(*args, **kwargs)
+
+    def options(self, **options: Any) -> "_BoundCall":
+        return _BoundCall(self.method.options(**options), self.gateway)
+
+
+class GatewayView:
+    """One gateway of a gateway process, used like an actor handle: ``view.place_wire.remote(b)``
+    calls ``handle.place_wire.remote(b, gateway=<name>)``. Picklable (it travels to actors like a
+    handle); ``view.handle`` is the process's actor handle, ``view.gateway`` the gateway's name,
+    and ``_actor_id`` is the process's (two views of one group share it)."""
+
+    __slots__ = ("handle", "gateway")
+
+    def __init__(self, handle: Any, gateway: str) -> None:
+        self.handle, self.gateway = handle, gateway
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if name.startswith("_"):  # _actor_id and the like: the process's
+            return getattr(self.handle, name)
+        return _BoundCall(getattr(self.handle, name), self.gateway)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (GatewayView, (self.handle, self.gateway))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GatewayView) and other.gateway == self.gateway and other.handle == self.handle
+
+    def __hash__(self) -> int:
+        return hash((self.gateway, self.handle._actor_id))
+
+    def __repr__(self) -> str:
+        return f"GatewayView({self.gateway!r} in actor {self.handle._actor_id.hex()[:12]})"
+
+
+def actor_of(handle: Any) -> tuple[Any, str | None]:
+    """``(actor handle, gateway name or None)`` for a handle or a :class:`GatewayView`."""
+    if isinstance(handle, GatewayView):
+        return handle.handle, handle.gateway
+    return handle, None
+
+
+def find_gateway_view(gateway: str, namespace: str, processes: Mapping[str, str] | None = None) -> GatewayView:
+    """A view of the running gateway ``gateway`` (its actor name), found by the name of the
+    process that hosts it: ``processes[gateway]`` (the deployment registry's
+    ``gateway_processes``), else the gateway's own name. Raises ``ValueError`` if no such actor."""
+    return GatewayView(ray.get_actor((processes or {}).get(gateway, gateway), namespace=namespace), gateway)

@@ -39,6 +39,7 @@ from ..model.config import DeploymentConfig
 from ..model.events import Event
 from ..model.quotes import Quote
 from ..model.risk import TradingState
+from .gateway import GatewayView
 
 ACTOR_NAME = "risk-guard"
 COORDINATOR_NAME = "coordinator"  # runtime.deploy.COORDINATOR_NAME (not imported: deploy imports this module)
@@ -78,8 +79,9 @@ class RiskGuard:
             Where events go (the ledger client); ``None``: kept in memory (tests).
         ledger_shards, gateways
             Handles of the ledger shards (in shard order) and of the gateways (venue -> handle)
-            a rebuild reads. ``None``: found by their actor names (``ledger-<n>``,
-            ``gateway-<VENUE>``, and the coordinators the ledger names) in ``namespace``.
+            a rebuild reads. ``None``: found by their actor names (``ledger-<n>``, each
+            gateway's process (``gateway-<VENUE>`` or its group's ``gateways-<group>``), and the
+            coordinators the ledger names) in ``namespace``.
             Handles survive the actor's restarts (Ray keeps the constructor's arguments).
         namespace
             Where the deployment's named actors are; ``None``: ``deployment.ray.namespace``
@@ -362,7 +364,7 @@ class RiskGuard:
         ns = self._namespace()
         for g in self.dep.gateways:
             try:
-                found.setdefault(g.venue, []).append(ray.get_actor(g.actor_name, namespace=ns))
+                found.setdefault(g.venue, []).append(GatewayView(ray.get_actor(g.process_name, namespace=ns), g.actor_name))
             except Exception as e:  # noqa: BLE001 - not found: its venue is not verified
                 errors[g.venue] = f"{g.actor_name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         return found, errors

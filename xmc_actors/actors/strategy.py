@@ -194,13 +194,14 @@ class StrategyHostActor:
         """Subscribe again to every gateway of the deployment (found by name through its
         registry) for the instruments this host's strategies trade."""
         from ..runtime.session import REGISTRY_NAME
+        from .gateway import find_gateway_view
 
         ns = ray.get_runtime_context().namespace
         info = await ray.get_actor(REGISTRY_NAME, namespace=ns).describe.remote()
         me = ray.get_runtime_context().current_actor
         wanted = sorted(self.core.instruments())
         for gname in info.get("gateways", []):
-            await ray.get_actor(gname, namespace=ns).subscribe.remote(me, wanted)
+            await find_gateway_view(gname, ns, info.get("gateway_processes")).subscribe.remote(me, wanted)
 
     async def _restore(self, names: list[str]) -> None:
         from ..ledger.reader import read_trail

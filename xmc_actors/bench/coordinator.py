@@ -8,7 +8,7 @@ measured in alternating blocks of 50 so that their ratio compares the same minut
   zero-latency simulated venues (VenueGateway actors); one pair at a time, the driver acting as
   the pair's strategy (it waits for the ``on_pair_done`` push, so no benchmark call reaches the
   coordinator while a pair is measured);
-* ``leg_skew_*``: difference of the two legs' arrival stamps at their gateways, beside
+* ``leg_skew_*``: difference of the two legs' arrival times at their gateways, beside
   ``floor_leg_skew_*``: the same difference for the floor's two trivial calls (what Ray and the
   OS scheduler alone make of two concurrent calls here: the skew no coordinator can go below)
   and ``leg_skew_p99_vs_floor_ratio``;
@@ -24,6 +24,14 @@ measured in alternating blocks of 50 so that their ratio compares the same minut
   the pair and interleaved with it; with their ratios to the floor. ``floor_pair_hops_ratio``
   is what this machine's Ray makes of the pair's message pattern alone, so
   ``pair_latency_ratio`` cannot go below it; ``pair_vs_hops_ratio`` is the coordinator's own cost;
+* ``cohosted_*``: the pair latency, leg skew and compensation again with both venues' sessions
+  in one gateway process (a gateway group: the coordinator sends both legs in one
+  ``place_many_wire`` call), interleaved with the rest, beside ``floor_cohosted_hops_*``: that
+  message pattern with none of our code (``_PairHops`` with both orders in one call to an
+  echoing actor) and ``cohosted_vs_hops_ratio``, our own share;
+* leg skew, in both topologies, is the time between the two orders reaching their venue
+  sessions (``VenueGateway.arrival_stamps``: ``perf_counter_ns``, one clock for the host's
+  processes);
 * ``*_cpu_us_per_pair``: CPU time (user + system) the coordinator and the two gateway processes
   spend per pair during (b), read from the OS: unlike latencies on a shared, loaded machine,
   it moves only when the code does (it includes the gateways' housekeeping timer, every 10 ms
@@ -87,6 +95,10 @@ class _Trivial:
     async def f(self, x: Any = 0) -> Any:
         return x if self.reply is None else self.reply
 
+    async def f_many(self, xs: list[Any]) -> list[Any]:
+        """One answer per item (a gateway group's ``place_many_wire`` without the venues)."""
+        return [x if self.reply is None else self.reply for x in xs]
+
     async def stamp(self, x: Any = 0) -> int:
         """Arrival time (``perf_counter_ns``: CLOCK_MONOTONIC, one clock for all processes of the host)."""
         return time.perf_counter_ns()
@@ -95,9 +107,11 @@ class _Trivial:
 @ray.remote(num_cpus=0)
 class _PairHops:
     """The coordinator's message pattern without the coordinator: ``submit`` sends two encoded
-    orders at once, replies, and when both answers are in and decoded pushes ``on_pair_done``."""
+    orders at once, replies, and when both answers are in and decoded pushes ``on_pair_done``.
+    With ``b=None`` both orders go to ``a`` in one call (``f_many``): the pattern of a pair
+    whose venues share a gateway group."""
 
-    def __init__(self, a: Any, b: Any) -> None:
+    def __init__(self, a: Any, b: Any = None) -> None:
         self.a, self.b = a, b
         self.strategy: Any = None
         self.timings: dict[str, int] = {}
@@ -110,11 +124,15 @@ class _PairHops:
         t0 = time.perf_counter_ns()
         did = intent.decision_id
         ra, rb = _reqs(did)
-        refs = (self.a.f.remote(to_wire(ra)), self.b.f.remote(to_wire(rb)))
+        if self.b is None:
+            refs = (self.a.f_many.remote([to_wire(ra), to_wire(rb)]),)
+        else:
+            refs = (self.a.f.remote(to_wire(ra)), self.b.f.remote(to_wire(rb)))
 
         async def answers() -> None:
             for x in await asyncio.gather(*refs):
-                from_wire(x)
+                for y in (x if isinstance(x, list) else [x]):
+                    from_wire(y)
             self.timings[did] = time.perf_counter_ns() - t0
             self.strategy.on_pair_done.remote({"decision_id": did})
 
@@ -256,7 +274,7 @@ def _book(inst: str) -> Quote:
 def run(quick: bool) -> dict[str, float]:
     """Run the coordinator benchmark; returns metric name -> number (units in the names)."""
     from ..actors.coordinator import PairCoordinator
-    from ..actors.gateway import VenueGateway
+    from ..actors.gateway import GatewayView, VenueGateway
 
     n = 150 if quick else 1000
     own = not ray.is_initialized()
@@ -269,6 +287,13 @@ def run(quick: bool) -> dict[str, float]:
         ray.get([gws["BA"].push_market.remote([_book("BA.x")]), gws["BB"].push_market.remote([_book("BB.y")])])
         coord = PairCoordinator.options(num_cpus=0).remote(_instruments(), gws, name="bench-coord")
         ray.get(coord.ready.remote(), timeout=60)
+        # the same venues co-hosted in one gateway process (a gateway group), with its own coordinator
+        group = VenueGateway.options(num_cpus=0).remote(dep, ["BA", "BB"], clock_mode="system")
+        ray.get([group.push_market.remote([_book("BA.x")], gateway="BA"),
+                 group.push_market.remote([_book("BB.y")], gateway="BB")])
+        views = {v: GatewayView(group, f"gateway-{v}") for v in ("BA", "BB")}
+        coord_g = PairCoordinator.options(num_cpus=0).remote(_instruments(), views, name="bench-coord-group")
+        ray.get(coord_g.ready.remote(), timeout=60)
         a, b, drv = _Trivial.remote(), _Trivial.remote(), _Driver.remote()
         # a real place answer (ACK, FILL, ... as the gateway returns them), echoed by trivial actors
         answer = ray.get(gws["BA"].place_wire.remote(to_wire(_reqs("answer")[0])))
@@ -281,14 +306,19 @@ def run(quick: bool) -> dict[str, float]:
         ray.get(drv.floor.remote(a, b, 30))
         ray.get(drv.gather_orders.remote(pa, pb, "f", "pfw", 30))
         hops = _PairHops.remote(pa, pb)
-        ray.get(hops.register_strategy.remote("bench", drv))
+        hops1 = _PairHops.remote(pa)  # both orders in one call: a gateway group's pattern
+        ray.get([hops.register_strategy.remote("bench", drv), hops1.register_strategy.remote("bench", drv)])
         ray.get(drv.pairs.remote(coord, "w", 20))  # warm-up
+        ray.get(coord_g.register_strategy.remote("bench", drv))
+        ray.get(drv.pairs.remote(coord_g, "gw", 20))
         ray.get(drv.pairs.remote(hops, "hw", 20))
-        ray.get(hops.take_timings.remote())
+        ray.get(drv.pairs.remote(hops1, "h1w", 20))
+        ray.get([hops.take_timings.remote(), hops1.take_timings.remote()])
         floor: list[float] = []
         floor_skew: list[float] = []
         payload_floor: list[float] = []
         hops_lat: list[float] = []
+        hops1_lat: list[float] = []
         cpu_coord_s = cpu_gw_s = 0.0
         block = 50
         for k in range(0, n, block):
@@ -302,16 +332,35 @@ def run(quick: bool) -> dict[str, float]:
             ray.get(drv.pairs.remote(coord, f"p{k}-", min(block, n - k)))
             cpu_coord_s += _actor_cpu_s("PairCoordinator") - cpu0[0]
             cpu_gw_s += _actor_cpu_s("VenueGateway") - cpu0[1]
+            ray.get(drv.pairs.remote(hops1, f"h1{k}-", min(block, n - k)))
+            hops1_lat += [ns / 1e3 for ns in ray.get(hops1.take_timings.remote()).values()]
+            ray.get(drv.pairs.remote(coord_g, f"g{k}-", min(block, n - k)))
         cpu_coord, cpu_gw = cpu_coord_s / n * 1e6, cpu_gw_s / n * 1e6
         pair_ids = [f"p{k}-{i}" for k in range(0, n, block) for i in range(min(block, n - k))]
         timings = timings_pairs = ray.get(coord.get_timings.remote())
+        # when each order reached its venue session (perf_counter_ns: one clock for the host)
+        reached = {key: ts for g in (*gws.values(), group) for kind, key, ts in ray.get(g.arrival_stamps.remote())
+                   if kind == "place"}
+
+        def skew_of(did: str) -> float | None:
+            ta, tb = reached.get(client_order_id(did, "A", 0)), reached.get(client_order_id(did, "B", 0))
+            return None if ta is None or tb is None else abs(ta - tb) / 1e3
+
         lat, skew = [], []
         for did in pair_ids:
             t = timings.get(did, {})
             if "ack_A" in t and "ack_B" in t:
                 lat.append((max(t["ack_A"], t["ack_B"]) - t["received"]) / 1e3)
-            if "gw_ts_A" in t and "gw_ts_B" in t:
-                skew.append(abs(t["gw_ts_A"] - t["gw_ts_B"]) / 1e3)
+            if (sk := skew_of(did)) is not None:
+                skew.append(sk)
+        timings_g = ray.get(coord_g.get_timings.remote())
+        lat_g, skew_g = [], []
+        for did in (f"g{k}-{i}" for k in range(0, n, block) for i in range(min(block, n - k))):
+            t = timings_g.get(did, {})
+            if "ack_A" in t and "ack_B" in t:
+                lat_g.append((max(t["ack_A"], t["ack_B"]) - t["received"]) / 1e3)
+            if (sk := skew_of(did)) is not None:
+                skew_g.append(sk)
 
         # (d) compensation: leg B finally rejected, leg A filled and unwound
         m = max(n // 3, 30)
@@ -323,6 +372,14 @@ def run(quick: bool) -> dict[str, float]:
         comp = [(t["unwind_sent"] - t["final_reject_recv"]) / 1e3 for i in range(m)
                 if "unwind_sent" in (t := timings.get(f"c{i}", {})) and "final_reject_recv" in t]
         ray.get(gws["BB"].inject.remote({"kind": "clear"}))
+        ray.get(views["BB"].inject.remote({"kind": "reject_next", "reason": "MARKET_CLOSED", "count": m}))
+        for i in range(m):
+            ray.get(coord_g.submit.remote(_intent(f"c{i}")))
+            ray.get(coord_g.await_pair.remote(f"c{i}"))
+        timings = ray.get(coord_g.get_timings.remote())
+        comp_g = [(t["unwind_sent"] - t["final_reject_recv"]) / 1e3 for i in range(m)
+                  if "unwind_sent" in (t := timings.get(f"c{i}", {})) and "final_reject_recv" in t]
+        ray.get(views["BB"].inject.remote({"kind": "clear"}))
 
         # (e) throughput with 1, 10, 50 pairs in flight
         tput = {}
@@ -351,7 +408,15 @@ def run(quick: bool) -> dict[str, float]:
             "coordinator_intent_to_legs_sent_p50_us": _pct(core_us, 0.5),
             "coordinator_cpu_us_per_pair": cpu_coord, "gateways_cpu_us_per_pair": cpu_gw,
             "samples_pairs": float(len(lat)), "samples_compensation": float(len(comp)),
+            "cohosted_pair_latency_p50_us": _pct(lat_g, 0.5), "cohosted_pair_latency_p99_us": _pct(lat_g, 0.99),
+            "cohosted_leg_skew_p50_us": _pct(skew_g, 0.5), "cohosted_leg_skew_p99_us": _pct(skew_g, 0.99),
+            "cohosted_compensation_p50_us": _pct(comp_g, 0.5), "cohosted_compensation_p99_us": _pct(comp_g, 0.99),
         }
+        out["floor_cohosted_hops_p50_us"] = _pct(hops1_lat, 0.5)
+        out["cohosted_pair_latency_ratio"] = out["cohosted_pair_latency_p50_us"] / out["floor_gather2_p50_us"]
+        out["floor_cohosted_hops_ratio"] = out["floor_cohosted_hops_p50_us"] / out["floor_gather2_p50_us"]
+        out["cohosted_vs_hops_ratio"] = out["cohosted_pair_latency_p50_us"] / out["floor_cohosted_hops_p50_us"]
+        out["cohosted_leg_skew_p99_vs_floor_ratio"] = out["cohosted_leg_skew_p99_us"] / out["floor_leg_skew_p99_us"]
         out["pair_latency_ratio"] = out["pair_latency_p50_us"] / out["floor_gather2_p50_us"]
         # where the gap to the floor is: payloads alone, then the real gateways, then the coordinator
         out["payload_floor_ratio"] = out["floor_gather2_payload_p50_us"] / out["floor_gather2_p50_us"]

@@ -172,23 +172,35 @@ class GatewayCore:
 
         A repeated client order id returns one STATUS report of the existing order.
         """
+        return self.place_done(self.place_send(req))
+
+    def place_send(self, req: OrderRequest) -> tuple[Any, ...]:
+        """The first half of :meth:`place`: the order reaches the venue (nothing else is done).
+        A gateway process placing several orders at once sends them all before it reads any
+        answer (:meth:`place_done`), so they reach their venues back to back."""
         from ..venues.sim import VenueDisconnected
 
         existing = self.orders.get(req.client_order_id)
         if existing is not None:
             self.counters["duplicate_places"] += 1
-            return [self._status_of(existing, "duplicate client order id: existing order")], 0
+            return ("answered", [self._status_of(existing, "duplicate client order id: existing order")], 0)
         st = OrderState(request=req)
         st.transition(OrderStatus.SUBMITTED)
         self.orders[req.client_order_id] = st
         self.counters["orders"] += 1
         try:
-            reply = self.adapter.place(req)
+            return ("sent", st, self.adapter.place(req))
         except VenueDisconnected as e:
             rep = self._local(st, ExecReportKind.REJECTED, OrderStatus.REJECTED, reason=RejectReason.VENUE_ERROR,
                               text=f"{e}: order not sent")
             self._record(rep)
-            return [rep], 0
+            return ("answered", [rep], 0)
+
+    def place_done(self, sent: tuple[Any, ...]) -> tuple[list[ExecutionReport], int]:
+        """The second half of :meth:`place`: the venue's answer to :meth:`place_send`, read."""
+        if sent[0] == "answered":
+            return sent[1], sent[2]
+        _, st, reply = sent
         if reply.lost:
             st.transition(OrderStatus.UNKNOWN)
             self.counters["no_ack"] += 1

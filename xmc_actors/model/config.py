@@ -35,10 +35,18 @@ class GatewayConfig(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     feed: FeedConfig = FeedConfig()
     node_label: str | None = None  # defaults to venue=<venue>; see docs/operations.md
+    # gateways of one group share one process (actor ``gateways-<group>``): both legs of a pair
+    # on two of its venues leave in one call, placed back to back (docs/architecture.md)
+    group: Name | None = None
 
     @property
     def actor_name(self) -> str:
         return self.name or f"gateway-{self.venue}"
+
+    @property
+    def process_name(self) -> str:
+        """The Ray actor that hosts this gateway: its group's, or its own."""
+        return f"gateways-{self.group}" if self.group else self.actor_name
 
 
 class ExecutionConfig(BaseModel):
@@ -105,6 +113,13 @@ class DeploymentConfig(BaseModel):
             if i.id == inst_id:
                 return i
         raise KeyError(f"unknown instrument {inst_id!r}")
+
+    def gateway_processes(self) -> dict[str, list[GatewayConfig]]:
+        """Gateway actors to start: process name -> the gateways it hosts, in configuration order."""
+        out: dict[str, list[GatewayConfig]] = {}
+        for g in self.gateways:
+            out.setdefault(g.process_name, []).append(g)
+        return out
 
     def venue(self, code: str) -> Venue:
         for v in self.venues:

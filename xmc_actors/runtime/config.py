@@ -292,6 +292,19 @@ def _check_references(cfg: DeploymentConfig, add: Any, reported: list[str]) -> N
             add(["gateways", n, "venue"], f"unknown venue {g.venue!r}")
         _check_params(ADAPTERS, g.adapter, g.params, ["gateways", n], "adapter", add)
         _check_params(FEEDS, g.feed.kind, g.feed.params, ["gateways", n, "feed"], "kind", add)
+    # a gateway group is one process: one name, one placement
+    names = {g.actor_name: n for n, g in enumerate(cfg.gateways)}
+    first_of_group: dict[str, int] = {}
+    for n, g in enumerate(cfg.gateways):
+        if g.group is None:
+            continue
+        if g.process_name in names:
+            add(["gateways", n, "group"], f"group {g.group!r} would start actor {g.process_name!r}, which is the name "
+                                          f"of gateways[{names[g.process_name]}]; rename one")
+        k = first_of_group.setdefault(g.group, n)
+        if k != n and cfg.gateways[k].node_label != g.node_label:
+            add(["gateways", n, "node_label"], f"{g.node_label!r} differs from {cfg.gateways[k].node_label!r} of "
+                                               f"gateways[{k}] in group {g.group!r}: a group runs in one process, on one node")
 
     ccy_pairs = {(f.base, f.quote) for f in cfg.fx} | {(f.quote, f.base) for f in cfg.fx}
     for n, s in enumerate(cfg.strategies):
@@ -432,6 +445,9 @@ def describe(cfg: DeploymentConfig) -> list[str]:
     lines.append(f"  instruments {len(cfg.instruments):>3}")
     lines.append(f"  accounts    {len(cfg.accounts):>3}  " + ", ".join(f"{a.id} ({a.currency} {a.capital:,})" for a in cfg.accounts))
     lines.append(f"  gateways    {len(cfg.gateways):>3}  " + ", ".join(f"{g.venue}/{g.adapter}/{g.feed.kind}" for g in cfg.gateways))
+    for proc, members in cfg.gateway_processes().items():
+        if len(members) > 1:
+            lines.append(f"    - {proc}: one process for {', '.join(g.venue for g in members)}")
     lines.append(f"  strategies  {len(cfg.strategies):>3}")
     for s in cfg.strategies[:12]:
         lines.append(f"    - {s.name}: {s.class_} {s.legs[0].instrument} / {s.legs[1].instrument} ({s.execution.mode.value} priority)")

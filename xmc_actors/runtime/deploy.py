@@ -3,7 +3,7 @@
 A :class:`Deployment` turns a :class:`~xmc_actors.model.config.DeploymentConfig` into named
 actors in one namespace:
 
-``deployment`` (registry) · ``ledger-<n>`` · ``risk-guard`` · ``gateway-<VENUE>`` ·
+``deployment`` (registry) · ``ledger-<n>`` · ``risk-guard`` · ``gateway-<VENUE>`` (or ``gateways-<group>``) ·
 ``coordinator`` · ``strategy-host-<n>`` · ``metrics-hub`` (when ``ray.metrics_port`` is set)
 
 and wires them: the gateways push reports to the coordinator and quotes to the strategy hosts
@@ -234,7 +234,7 @@ class Deployment:
 
     def _start(self) -> dict[str, dict]:
         from ..actors.coordinator import PairCoordinator
-        from ..actors.gateway import VenueGateway
+        from ..actors.gateway import GatewayView, VenueGateway
         from ..actors.risk_guard import RiskGuard
         from ..actors.strategy import StrategyHost
         from ..core.pricing import fx_book_from_config
@@ -248,7 +248,8 @@ class Deployment:
         start_ray(self.address, ns, num_cpus=cfg.ray.num_cpus, dashboard=cfg.ray.dashboard, quiet=self.quiet)
         embedded = self.address is None
         info = {"name": cfg.name, "namespace": ns, "ledger": str(Path(self.ledger_cfg.path).resolve()),
-                "gateways": [g.actor_name for g in cfg.gateways], "strategies": [s.name for s in cfg.strategies],
+                "gateways": [g.actor_name for g in cfg.gateways],
+                "gateway_processes": {g.actor_name: g.process_name for g in cfg.gateways}, "strategies": [s.name for s in cfg.strategies],
                 "coordinator": COORDINATOR_NAME, "risk_guard": RISK_GUARD_NAME}
         registry = DeploymentRegistry.options(name=REGISTRY_NAME, namespace=ns, lifetime="detached" if cfg.ray.detached else None).remote(info)
         self.handles[REGISTRY_NAME] = registry
@@ -269,14 +270,19 @@ class Deployment:
         self.handles[RISK_GUARD_NAME] = risk
 
         nodes = [] if embedded else cluster_nodes()
-        for g in cfg.gateways:
-            pl = gateway_placement(g, mode="none" if embedded else "auto", nodes=nodes, num_cpus=cfg.ray.gateway_cpus)
-            placements[g.actor_name] = pl
-            h = VenueGateway.options(name=g.actor_name, namespace=ns, max_restarts=-1, **pl.options, **lifetime).remote(
-                dep, g.actor_name, self.sink)
-            self.handles[g.actor_name] = self.gateways[g.venue] = h
-            is_replay_max = g.feed.kind == "replay" and g.feed.params.get("speed", "max") == "max"
-            (self.replay_gateways if is_replay_max else self.live_gateways)[g.venue] = h
+        # one actor per gateway, or per gateway group (several venue sessions in one process);
+        # everything else holds a view of its gateway in that process
+        for proc, members in cfg.gateway_processes().items():
+            pl = gateway_placement(members[0], mode="none" if embedded else "auto", nodes=nodes,
+                                   num_cpus=cfg.ray.gateway_cpus)
+            placements[proc] = pl
+            h = VenueGateway.options(name=proc, namespace=ns, max_restarts=-1, **pl.options, **lifetime).remote(
+                dep, [g.actor_name for g in members], self.sink)
+            self.handles[proc] = h
+            for g in members:
+                view = self.gateways[g.venue] = GatewayView(h, g.actor_name)
+                is_replay_max = g.feed.kind == "replay" and g.feed.params.get("speed", "max") == "max"
+                (self.replay_gateways if is_replay_max else self.live_gateways)[g.venue] = view
 
         cpl = coordinator_placement()
         # the gateways are registered after readiness (below): the coordinator's ready() awaits
