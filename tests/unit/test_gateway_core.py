@@ -105,3 +105,30 @@ def test_reports_carry_calibrated_timestamps_not_the_venue_clock():
     assert abs(reps[0].venue_ts_ns - clock.now_ns() - 250_000_000) < 5_000_000
     assert abs(reps[0].ts_ns - clock.now_ns()) < 5_000_000
     assert core.status()["clock_source"] == "round_trip"
+
+
+def test_orders_placed_in_steps_reach_the_venue_only_when_sent_and_answer_as_one_place_would():
+    core, clock, sink = _core()
+    a, b = order("SHFE.cu", "BUY", 2, "72010", leg="A"), order("SHFE.cu", "BUY", 1, "72010", leg="B")
+    # Act: both prepared, then both sent, then both answers read (a gateway group's way)
+    pa, pb = core.place_prepare(a), core.place_prepare(b)
+    seen_after_prepare = dict(core.adapter.orders)
+    sa, sb = core.place_send(pa), core.place_send(pb)
+    (ra, _), (rb, _) = core.place_done(sa), core.place_done(sb)
+    again, _ = core.place_done(core.place_send(core.place_prepare(a)))
+    # Assert: nothing reached the venue before it was sent; each answer is what place() gives
+    assert seen_after_prepare == {}
+    assert [r.kind for r in ra] == [ExecReportKind.ACK, ExecReportKind.FILL] and ra[-1].filled_qty == 2
+    assert [r.kind for r in rb] == [ExecReportKind.ACK, ExecReportKind.FILL] and rb[-1].filled_qty == 1
+    assert [r.kind for r in again] == [ExecReportKind.STATUS] and core.counters["duplicate_places"] == 1
+
+
+def test_a_venue_that_drops_between_send_and_answer_never_got_the_order():
+    core, clock, sink = _core()
+    sent = core.place_send(core.place_prepare(order("SHFE.cu", "BUY", 1, "72010")))
+    core.adapter.inject({"kind": "disconnect", "ms": 50})
+
+    reps, _ = core.place_done(sent)
+
+    assert reps[0].kind is ExecReportKind.REJECTED and reps[0].reason is RejectReason.VENUE_ERROR
+    assert "order not sent" in reps[0].text and core.adapter.orders == {}

@@ -204,11 +204,16 @@ class _Session:
             raise ValueError(f"{what}: {e}") from None
         return req
 
-    def send(self, req: OrderRequest) -> tuple[Any, ...]:
-        """The order reaches the venue now (:meth:`GatewayCore.place_send`); :meth:`answer` reads it."""
-        self._arrivals.append(("place", req.client_order_id, time.perf_counter_ns()))
+    def prepare(self, req: OrderRequest) -> tuple[Any, ...]:
+        """Our side of a new order (:meth:`GatewayCore.place_prepare`); :meth:`send` sends it."""
         self._ensure_timer()
-        return self.core.place_send(req)
+        return self.core.place_prepare(req)
+
+    def send(self, prepared: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The order is handed to its venue now (:meth:`GatewayCore.place_send`); :meth:`answer` reads it."""
+        if prepared[0] == "ready":
+            self._arrivals.append(("place", prepared[1].request.client_order_id, time.perf_counter_ns()))
+        return self.core.place_send(prepared)
 
     def answer(self, sent: tuple[Any, ...]) -> tuple[list[ExecutionReport], int]:
         """The reports of a :meth:`send` and the venue's answer latency; pushes what is due."""
@@ -217,7 +222,7 @@ class _Session:
         return reps, latency
 
     async def place(self, req: OrderRequest) -> list[ExecutionReport]:
-        reps, latency = self.answer(self.send(req))
+        reps, latency = self.answer(self.send(self.prepare(req)))
         await self.wait(latency)
         self.after_reply()
         return reps
@@ -455,9 +460,10 @@ class VenueGateway:
 
     @ray.method(max_task_retries=0)
     async def place_many_wire(self, orders: list[tuple[str | None, bytes]]) -> list[bytes | str]:
-        """Place several encoded orders, each on its session (``(gateway, bytes)``), back to back
-        in this order, and answer for all of them at once: the two legs of a pair whose venues
-        share this process reach them one placement apart, in one Ray call.
+        """Place several encoded orders, each on its session (``(gateway, bytes)``), and answer
+        for all of them at once: all are decoded and prepared, then handed to their venues back
+        to back, in this order, then the answers are read. The two legs of a pair whose venues
+        share this process reach them microseconds apart, in one Ray call.
 
         Returns, per order, its answer as wire bytes (as :meth:`place_wire`), or a string saying
         why it could not be placed (bytes that are not one order: BAD_INPUT on the session, field
@@ -476,15 +482,24 @@ class VenueGateway:
                 reqs.append((s, s.decode_order(data, "place_many_wire")))
             except ValueError as e:  # the answer says why; the other orders still go
                 reqs.append(str(e))
-        # every order reaches its venue before any answer is read: they leave back to back
-        sent: list[tuple[_Session, tuple[Any, ...]] | str] = []
+        # all prepared, then all handed to their venues back to back, then the answers read
+        prepared: list[tuple[_Session, tuple[Any, ...]] | str] = []
         for r in reqs:
             if isinstance(r, str):
-                sent.append(r)
+                prepared.append(r)
                 continue
             r[0].core.counters["placed_in_one_call"] += 1
             try:
-                sent.append((r[0], r[0].send(r[1])))
+                prepared.append((r[0], r[0].prepare(r[1])))
+            except Exception as e:  # noqa: BLE001 - not sent (a bug): the coordinator queries it
+                prepared.append(f"{type(e).__name__}: {e}")
+        sent: list[tuple[_Session, tuple[Any, ...]] | str] = []
+        for x in prepared:
+            if isinstance(x, str):
+                sent.append(x)
+                continue
+            try:
+                sent.append((x[0], x[0].send(x[1])))
             except Exception as e:  # noqa: BLE001 - not sent (a bug): the coordinator queries it
                 sent.append(f"{type(e).__name__}: {e}")
         results: list[tuple[_Session, list[ExecutionReport], int] | str] = []
@@ -580,9 +595,9 @@ class VenueGateway:
 
     async def arrival_stamps(self, clear: bool = False, gateway: str | None = None) -> list[tuple[str, str, int]]:
         """``(kind, key, time.perf_counter_ns())`` stamped on entry of ``push_market`` ("quotes", "")
-        and when an order reaches its session ("place", client order id); the last 100k, for
-        every session of the process. For benchmarks: the monotonic clock is shared by the
-        processes of one host."""
+        and just before an order is handed to its venue ("place", client order id); the last
+        100k, for every session of the process (``gateway`` is accepted for views and ignored).
+        For benchmarks: the monotonic clock is shared by the processes of one host."""
         out = list(self._arrivals)
         if clear:
             self._arrivals.clear()

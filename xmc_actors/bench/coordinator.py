@@ -29,9 +29,10 @@ measured in alternating blocks of 50 so that their ratio compares the same minut
   ``place_many_wire`` call), interleaved with the rest, beside ``floor_cohosted_hops_*``: that
   message pattern with none of our code (``_PairHops`` with both orders in one call to an
   echoing actor) and ``cohosted_vs_hops_ratio``, our own share;
-* leg skew, in both topologies, is the time between the two orders reaching their venue
-  sessions (``VenueGateway.arrival_stamps``: ``perf_counter_ns``, one clock for the host's
-  processes);
+* leg skew, in both topologies, is the time between the two orders being handed to their
+  venues (``VenueGateway.arrival_stamps``, stamped just before the adapter's ``send``:
+  ``perf_counter_ns``, one clock for the host's processes). In a group both orders are handed
+  over before either simulated venue runs its matching, as two real venues would in parallel;
 * ``*_cpu_us_per_pair``: CPU time (user + system) the coordinator and the two gateway processes
   spend per pair during (b), read from the OS: unlike latencies on a shared, loaded machine,
   it moves only when the code does (it includes the gateways' housekeeping timer, every 10 ms

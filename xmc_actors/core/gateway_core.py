@@ -172,14 +172,14 @@ class GatewayCore:
 
         A repeated client order id returns one STATUS report of the existing order.
         """
-        return self.place_done(self.place_send(req))
+        return self.place_done(self.place_send(self.place_prepare(req)))
 
-    def place_send(self, req: OrderRequest) -> tuple[Any, ...]:
-        """The first half of :meth:`place`: the order reaches the venue (nothing else is done).
-        A gateway process placing several orders at once sends them all before it reads any
-        answer (:meth:`place_done`), so they reach their venues back to back."""
-        from ..venues.sim import VenueDisconnected
-
+    # A gateway process placing several orders at once (a gateway group) runs each step for
+    # all of them before the next: prepared, then handed to their venues back to back, then
+    # the answers read. One order runs the three in a row (place).
+    def place_prepare(self, req: OrderRequest) -> tuple[Any, ...]:
+        """Our side of a new order, before the venue sees it: a repeated client order id is
+        answered here (one STATUS report of the existing order), a new one is recorded."""
         existing = self.orders.get(req.client_order_id)
         if existing is not None:
             self.counters["duplicate_places"] += 1
@@ -188,8 +188,19 @@ class GatewayCore:
         st.transition(OrderStatus.SUBMITTED)
         self.orders[req.client_order_id] = st
         self.counters["orders"] += 1
+        return ("ready", st)
+
+    def place_send(self, prepared: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The order is handed to its venue (the adapter's ``send``; an adapter without one
+        answers at once with ``place``), and nothing else is done."""
+        from ..venues.sim import VenueDisconnected
+
+        if prepared[0] == "answered":
+            return prepared
+        st = prepared[1]
+        send = getattr(self.adapter, "send", None)
         try:
-            return ("sent", st, self.adapter.place(req))
+            return ("sent", st, send(st.request)) if send is not None else ("replied", st, self.adapter.place(st.request))
         except VenueDisconnected as e:
             rep = self._local(st, ExecReportKind.REJECTED, OrderStatus.REJECTED, reason=RejectReason.VENUE_ERROR,
                               text=f"{e}: order not sent")
@@ -197,10 +208,21 @@ class GatewayCore:
             return ("answered", [rep], 0)
 
     def place_done(self, sent: tuple[Any, ...]) -> tuple[list[ExecutionReport], int]:
-        """The second half of :meth:`place`: the venue's answer to :meth:`place_send`, read."""
+        """The venue's answer to :meth:`place_send`, read: the reports for the sender and how
+        long the answer took (ns)."""
+        from ..venues.sim import VenueDisconnected
+
         if sent[0] == "answered":
             return sent[1], sent[2]
-        _, st, reply = sent
+        kind, st, reply = sent
+        if kind == "sent":
+            try:
+                reply = self.adapter.answer(reply)
+            except VenueDisconnected as e:  # gone between the two halves: it never got the order
+                rep = self._local(st, ExecReportKind.REJECTED, OrderStatus.REJECTED, reason=RejectReason.VENUE_ERROR,
+                                  text=f"{e}: order not sent")
+                self._record(rep)
+                return [rep], 0
         if reply.lost:
             st.transition(OrderStatus.UNKNOWN)
             self.counters["no_ack"] += 1

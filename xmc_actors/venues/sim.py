@@ -362,6 +362,20 @@ class SimExchange:
         return instrument_session_state(self.venue, inst, self.clock.now_ns()).trading_day
 
     # ------------------------------------------------------------------ order entry
+    def send(self, req: OrderRequest) -> OrderRequest:
+        """Hand a new order to the venue; :meth:`answer` gives its reply. The two halves of
+        :meth:`place`, as a networked venue has them (the write, then the answer): a gateway
+        process placing several orders at once hands them all over before it reads any answer,
+        so they reach their venues back to back whatever each venue then does with its order.
+        Raises :class:`VenueDisconnected` (nothing sent) while disconnected."""
+        if not self.connected():
+            raise VenueDisconnected(f"{self.venue.code} disconnected")
+        return req
+
+    def answer(self, sent: OrderRequest) -> PlaceReply:
+        """The venue's reply to an order handed over by :meth:`send`."""
+        return self.place(sent)
+
     def place(self, req: OrderRequest) -> PlaceReply:
         """Process a new order; see the module docstring for the rules."""
         now = self.clock.now_ns()
