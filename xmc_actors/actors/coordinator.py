@@ -399,7 +399,8 @@ class PairCoordinator:
 
     def _execute(self, cmds: list[Command]) -> None:
         # 1. every gateway call of the batch leaves first, back to back, nothing in between
-        #    (leg skew is the gap between the two legs' .remote() calls)
+        #    (leg skew is the gap between the two legs' .remote() calls, or, in a gateway
+        #    group, between their hand-overs inside the one call)
         calls: list[tuple[str, str, Any]] = []
         batches: list[tuple[list[str], Any]] = []
         places = [c for c in cmds if isinstance(c, Place)]

@@ -11,6 +11,11 @@ venue never saw the order); ``register_owner`` for pushed reports (``on_reports`
 ``subscribe`` for conflated quote batches; ``snapshot``, ``status``, ``drop_copy``.
 Order methods are declared with ``max_task_retries=0``.
 
+One actor may host several gateways (a *gateway group*: ``VenueGateway.remote(deployment,
+["gateway-SHFE", "gateway-LME"])``), one venue session each; every method then takes
+``gateway=`` to name the session, which a :class:`GatewayView` fills in, and
+``place_many_wire`` places orders of several sessions in one call.
+
 Driving the market data: ``start_feed()`` / ``stop_feed()`` run the configured feed in the
 background (paced or as fast as possible); ``step(n)`` / ``run_until(ts_ns)`` drive a replay
 deterministically; ``push_market(quotes)`` feeds quotes directly (scenario tests) and

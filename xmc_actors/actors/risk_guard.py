@@ -364,7 +364,8 @@ class RiskGuard:
         ns = self._namespace()
         for g in self.dep.gateways:
             try:
-                found.setdefault(g.venue, []).append(GatewayView(ray.get_actor(g.process_name, namespace=ns), g.actor_name))
+                proc = ray.get_actor(g.process_name, namespace=ns)  # its own, or its group's
+                found.setdefault(g.venue, []).append(GatewayView(proc, g.actor_name))
             except Exception as e:  # noqa: BLE001 - not found: its venue is not verified
                 errors[g.venue] = f"{g.actor_name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         return found, errors

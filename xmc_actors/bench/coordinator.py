@@ -272,6 +272,31 @@ def _book(inst: str) -> Quote:
                  venue_ts_ns=time.time_ns(), ts_ns=time.time_ns(), recv_ts_ns=time.time_ns())
 
 
+def _latency_and_skew(timings: dict[str, dict[str, int]], pair_ids: list[str],
+                      skew_of: Any) -> tuple[list[float], list[float]]:
+    """Per pair (µs): intent received to both legs acknowledged, and the legs' skew."""
+    lat, skew = [], []
+    for did in pair_ids:
+        t = timings.get(did, {})
+        if "ack_A" in t and "ack_B" in t:
+            lat.append((max(t["ack_A"], t["ack_B"]) - t["received"]) / 1e3)
+        if (sk := skew_of(did)) is not None:
+            skew.append(sk)
+    return lat, skew
+
+
+def _compensation(coord: Any, gw_b: Any, m: int) -> list[float]:
+    """``m`` pairs whose leg B is finally rejected: final reject received to unwind sent (µs)."""
+    ray.get(gw_b.inject.remote({"kind": "reject_next", "reason": "MARKET_CLOSED", "count": m}))
+    for i in range(m):
+        ray.get(coord.submit.remote(_intent(f"c{i}")))
+        ray.get(coord.await_pair.remote(f"c{i}"))
+    timings = ray.get(coord.get_timings.remote())
+    ray.get(gw_b.inject.remote({"kind": "clear"}))
+    return [(t["unwind_sent"] - t["final_reject_recv"]) / 1e3 for i in range(m)
+            if "unwind_sent" in (t := timings.get(f"c{i}", {})) and "final_reject_recv" in t]
+
+
 def run(quick: bool) -> dict[str, float]:
     """Run the coordinator benchmark; returns metric name -> number (units in the names)."""
     from ..actors.coordinator import PairCoordinator
@@ -338,8 +363,8 @@ def run(quick: bool) -> dict[str, float]:
             ray.get(drv.pairs.remote(coord_g, f"g{k}-", min(block, n - k)))
         cpu_coord, cpu_gw = cpu_coord_s / n * 1e6, cpu_gw_s / n * 1e6
         pair_ids = [f"p{k}-{i}" for k in range(0, n, block) for i in range(min(block, n - k))]
-        timings = timings_pairs = ray.get(coord.get_timings.remote())
-        # when each order reached its venue session (perf_counter_ns: one clock for the host)
+        timings = ray.get(coord.get_timings.remote())
+        # when each order was handed to its venue (perf_counter_ns: one clock for the host)
         reached = {key: ts for g in (*gws.values(), group) for kind, key, ts in ray.get(g.arrival_stamps.remote())
                    if kind == "place"}
 
@@ -347,40 +372,15 @@ def run(quick: bool) -> dict[str, float]:
             ta, tb = reached.get(client_order_id(did, "A", 0)), reached.get(client_order_id(did, "B", 0))
             return None if ta is None or tb is None else abs(ta - tb) / 1e3
 
-        lat, skew = [], []
-        for did in pair_ids:
-            t = timings.get(did, {})
-            if "ack_A" in t and "ack_B" in t:
-                lat.append((max(t["ack_A"], t["ack_B"]) - t["received"]) / 1e3)
-            if (sk := skew_of(did)) is not None:
-                skew.append(sk)
-        timings_g = ray.get(coord_g.get_timings.remote())
-        lat_g, skew_g = [], []
-        for did in (f"g{k}-{i}" for k in range(0, n, block) for i in range(min(block, n - k))):
-            t = timings_g.get(did, {})
-            if "ack_A" in t and "ack_B" in t:
-                lat_g.append((max(t["ack_A"], t["ack_B"]) - t["received"]) / 1e3)
-            if (sk := skew_of(did)) is not None:
-                skew_g.append(sk)
+        lat, skew = _latency_and_skew(timings, pair_ids, skew_of)
+        lat_g, skew_g = _latency_and_skew(ray.get(coord_g.get_timings.remote()),
+                                          [f"g{k}-{i}" for k in range(0, n, block) for i in range(min(block, n - k))],
+                                          skew_of)
 
         # (d) compensation: leg B finally rejected, leg A filled and unwound
         m = max(n // 3, 30)
-        ray.get(gws["BB"].inject.remote({"kind": "reject_next", "reason": "MARKET_CLOSED", "count": m}))
-        for i in range(m):
-            ray.get(coord.submit.remote(_intent(f"c{i}")))
-            ray.get(coord.await_pair.remote(f"c{i}"))
-        timings = ray.get(coord.get_timings.remote())
-        comp = [(t["unwind_sent"] - t["final_reject_recv"]) / 1e3 for i in range(m)
-                if "unwind_sent" in (t := timings.get(f"c{i}", {})) and "final_reject_recv" in t]
-        ray.get(gws["BB"].inject.remote({"kind": "clear"}))
-        ray.get(views["BB"].inject.remote({"kind": "reject_next", "reason": "MARKET_CLOSED", "count": m}))
-        for i in range(m):
-            ray.get(coord_g.submit.remote(_intent(f"c{i}")))
-            ray.get(coord_g.await_pair.remote(f"c{i}"))
-        timings = ray.get(coord_g.get_timings.remote())
-        comp_g = [(t["unwind_sent"] - t["final_reject_recv"]) / 1e3 for i in range(m)
-                  if "unwind_sent" in (t := timings.get(f"c{i}", {})) and "final_reject_recv" in t]
-        ray.get(views["BB"].inject.remote({"kind": "clear"}))
+        comp = _compensation(coord, gws["BB"], m)
+        comp_g = _compensation(coord_g, views["BB"], m)
 
         # (e) throughput with 1, 10, 50 pairs in flight
         tput = {}
@@ -391,7 +391,7 @@ def run(quick: bool) -> dict[str, float]:
         # (f) sequential baseline: leg B after leg A's ack
         seq = ray.get(drv.sequential.remote(gws["BA"], gws["BB"], n))
         gat = ray.get(drv.gather_orders.remote(gws["BA"], gws["BB"], "place_wire", "gat", n))
-        core_us = [(t["sent"] - t["received"]) / 1e3 for did in pair_ids if "sent" in (t := timings_pairs.get(did, {}))]
+        core_us = [(t["sent"] - t["received"]) / 1e3 for did in pair_ids if "sent" in (t := timings.get(did, {}))]
 
         out: dict[str, float] = {
             "floor_gather2_p50_us": _pct(floor, 0.5), "floor_gather2_p99_us": _pct(floor, 0.99),

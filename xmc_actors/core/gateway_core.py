@@ -12,6 +12,7 @@ from collections import defaultdict
 from typing import Any, Iterable
 
 from ..model.events import EventKind
+from ..model.fastpickle import replace
 from ..model.market import Instrument, Venue
 from ..model.orders import (
     ExecReportKind, ExecutionReport, OrderRequest, OrderState, OrderStatus, RejectReason,
@@ -88,18 +89,19 @@ class GatewayCore:
     def offset(self) -> OffsetEstimate:
         return self.calibrator.estimate(self.clock.now_ns())
 
-    def _stamp(self, rep: ExecutionReport) -> ExecutionReport:
-        """Calibrated timestamp, decision id and leg filled in from our order."""
+    def _stamp(self, rep: ExecutionReport, offset_ns: int | None = None) -> ExecutionReport:
+        """Calibrated timestamp, decision id and leg filled in from our order (``offset_ns``:
+        the clock offset, when the caller already has it)."""
         st = self.orders.get(rep.client_order_id)
         upd: dict[str, Any] = {}
         if rep.venue_ts_ns:
-            upd["ts_ns"] = rep.venue_ts_ns - round(self.offset().offset_ns)
+            upd["ts_ns"] = rep.venue_ts_ns - (round(self.offset().offset_ns) if offset_ns is None else offset_ns)
         else:
             upd["ts_ns"] = self.clock.now_ns()
         if st is not None:
-            upd.setdefault("decision_id", st.request.decision_id)
-            upd.setdefault("leg", st.request.leg)
-        return rep.model_copy(update=upd)
+            upd["decision_id"] = st.request.decision_id
+            upd["leg"] = st.request.leg
+        return replace(rep, **upd)
 
     def _record(self, rep: ExecutionReport) -> None:
         """Apply to our view of the order and write the drop copy (VENUE_DROP_COPY)."""
@@ -139,8 +141,11 @@ class GatewayCore:
 
     def _from_venue(self, reps: Iterable[ExecutionReport]) -> list[ExecutionReport]:
         out = []
+        offset_ns = None  # one estimate for the reports of one answer
         for r in reps:
-            r = self._stamp(r)
+            if offset_ns is None and r.venue_ts_ns:
+                offset_ns = round(self.offset().offset_ns)
+            r = self._stamp(r, offset_ns)
             self._record(r)
             out.append(r)
         return out
@@ -202,10 +207,14 @@ class GatewayCore:
         try:
             return ("sent", st, send(st.request)) if send is not None else ("replied", st, self.adapter.place(st.request))
         except VenueDisconnected as e:
-            rep = self._local(st, ExecReportKind.REJECTED, OrderStatus.REJECTED, reason=RejectReason.VENUE_ERROR,
-                              text=f"{e}: order not sent")
-            self._record(rep)
-            return ("answered", [rep], 0)
+            return ("answered", [self._not_sent(st, e)], 0)
+
+    def _not_sent(self, st: OrderState, why: Exception) -> ExecutionReport:
+        """A definitive local reject: the venue could not be reached, nothing was sent."""
+        rep = self._local(st, ExecReportKind.REJECTED, OrderStatus.REJECTED, reason=RejectReason.VENUE_ERROR,
+                          text=f"{why}: order not sent")
+        self._record(rep)
+        return rep
 
     def place_done(self, sent: tuple[Any, ...]) -> tuple[list[ExecutionReport], int]:
         """The venue's answer to :meth:`place_send`, read: the reports for the sender and how
@@ -219,10 +228,7 @@ class GatewayCore:
             try:
                 reply = self.adapter.answer(reply)
             except VenueDisconnected as e:  # gone between the two halves: it never got the order
-                rep = self._local(st, ExecReportKind.REJECTED, OrderStatus.REJECTED, reason=RejectReason.VENUE_ERROR,
-                                  text=f"{e}: order not sent")
-                self._record(rep)
-                return [rep], 0
+                return [self._not_sent(st, e)], 0
         if reply.lost:
             st.transition(OrderStatus.UNKNOWN)
             self.counters["no_ack"] += 1

@@ -10,6 +10,7 @@ plain pickling of a pydantic model already does. Round trips are exact (``==``, 
 """
 from __future__ import annotations
 
+import operator
 import types
 import typing
 from decimal import Decimal, InvalidOperation
@@ -25,6 +26,11 @@ _set = object.__setattr__
 _ENUM, _DEC = 1, 2
 #: class -> (field names, per-field codec (None | (_ENUM, enum class) | (_DEC, None)))
 _LAYOUTS: dict[type, tuple[tuple[str, ...], tuple[Any, ...]]] = {}
+#: class -> what the hot paths need, worked out once: the field values in order
+#: (``itemgetter``), the enum fields ``(index, name, value -> member)``, the decimal fields
+#: ``(index, name)``, each field's bit in the fields-set mask, and the masks already seen
+_PLANS: dict[type, tuple[Any, tuple[tuple[int, str, Any], ...], tuple[tuple[int, str], ...], dict[str, int],
+                         dict[int, frozenset[str]]]] = {}
 
 
 def _codec(annotation: Any) -> Any:
@@ -45,25 +51,37 @@ def _codec(annotation: Any) -> Any:
     return kinds.pop() if len(kinds) == 1 else None
 
 
-def _rebuild(cls: type, values: tuple[Any, ...], fields_set: int) -> Any:
+def _plan(cls: type) -> None:
     names, codecs = _LAYOUTS[cls]
-    d = {}
-    for name, codec, v in zip(names, codecs, values):
-        if codec is not None and type(v) is str:
-            if codec[0] == _ENUM:
-                try:
-                    v = codec[1](v)
-                except ValueError:
-                    pass  # written as it was (not a member): keep it
-            else:
-                try:
-                    v = Decimal(v)
-                except InvalidOperation:
-                    pass
-        d[name] = v
+    getter = operator.itemgetter(*names) if len(names) > 1 else (lambda d, _n=names[0]: (d[_n],))
+    enums = tuple((i, n, c[1]) for i, (n, c) in enumerate(zip(names, codecs)) if c is not None and c[0] == _ENUM)
+    decs = tuple((i, n) for i, (n, c) in enumerate(zip(names, codecs)) if c is not None and c[0] == _DEC)
+    _PLANS[cls] = (getter, enums, decs, {n: 1 << i for i, n in enumerate(names)}, {})
+
+
+def _rebuild(cls: type, values: tuple[Any, ...], fields_set: int) -> Any:
+    names = _LAYOUTS[cls][0]
+    _, enums, decs, _, sets = _PLANS[cls]
+    d = dict(zip(names, values))
+    for i, name, enum_cls in enums:
+        v = values[i]
+        if type(v) is str:
+            member = enum_cls._value2member_map_.get(v)
+            if member is not None:
+                d[name] = member  # not a member: written as it was, kept
+    for i, name in decs:
+        v = values[i]
+        if type(v) is str:
+            try:
+                d[name] = Decimal(v)
+            except InvalidOperation:
+                pass
+    fs = sets.get(fields_set)
+    if fs is None:
+        fs = sets[fields_set] = frozenset(n for i, n in enumerate(names) if fields_set >> i & 1)
     obj = _new(cls)
     _set(obj, "__dict__", d)
-    _set(obj, "__pydantic_fields_set__", {n for i, n in enumerate(names) if fields_set >> i & 1})
+    _set(obj, "__pydantic_fields_set__", set(fs))
     _set(obj, "__pydantic_extra__", None)
     _set(obj, "__pydantic_private__", None)
     return obj
@@ -71,27 +89,39 @@ def _rebuild(cls: type, values: tuple[Any, ...], fields_set: int) -> Any:
 
 def _reduce(self: BaseModel) -> tuple[Any, ...]:
     cls = type(self)
-    names, codecs = _LAYOUTS[cls]
-    d = self.__dict__
-    values = []
-    for name, codec in zip(names, codecs):
-        v = d[name]
-        if codec is not None:
-            if codec[0] == _ENUM:
-                if isinstance(v, codec[1]):
-                    v = v.value
-            elif type(v) is Decimal:
-                v = str(v)
-        values.append(v)
-    fs = self.__pydantic_fields_set__
+    getter, enums, decs, bits, _ = _PLANS[cls]
+    values = list(getter(self.__dict__))
+    for i, _, enum_cls in enums:
+        v = values[i]
+        if isinstance(v, enum_cls):
+            values[i] = v._value_
+    for i, _ in decs:
+        v = values[i]
+        if type(v) is Decimal:
+            values[i] = str(v)
     mask = 0
-    for i, n in enumerate(names):
-        if n in fs:
-            mask |= 1 << i
+    for n in self.__pydantic_fields_set__:
+        mask |= bits.get(n, 0)
     return _rebuild, (cls, tuple(values), mask)
 
 
+def replace(model: Any, **changes: Any) -> Any:
+    """A copy of a frozen fast-pickled model with ``changes`` (trusted values, not validated),
+    as ``model.model_copy(update=changes)`` makes it, in a fraction of the time (hot paths)."""
+    obj = _new(type(model))
+    d = dict(model.__dict__)
+    d.update(changes)
+    _set(obj, "__dict__", d)
+    _set(obj, "__pydantic_fields_set__", model.__pydantic_fields_set__ | changes.keys())
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
+
+
 _WIRE_EXT = 42
+# msgpack's packer starts with a 256 KiB buffer, and every model nests one packer: allocating
+# them cost 4x the encoding itself (a two-report place answer: 65 -> 18 us); it grows as needed
+_BUF = 1024
 _BY_NAME: dict[str, type] = {}
 
 
@@ -104,7 +134,7 @@ def _wire_default(obj: Any) -> Any:
     if cls in _LAYOUTS:
         _, (_, values, mask) = _reduce(obj)
         return msgpack.ExtType(_WIRE_EXT, msgpack.packb((cls.__name__, values, mask), default=_wire_default,
-                                                        use_bin_type=True))
+                                                        use_bin_type=True, buf_size=_BUF))
     if cls is Decimal:
         return str(obj)
     raise TypeError(f"to_wire: cannot encode a {cls.__name__}")
@@ -127,7 +157,7 @@ def to_wire(obj: Any) -> bytes:
     msgpack bytes. Ray passes ``bytes`` on its msgpack path, without pickling; on the order path
     (an :class:`OrderRequest` in, the reports out) that halves the serialisation cost of a call.
     Exact round trip through :func:`from_wire`; tuples come back as tuples, lists as tuples."""
-    return msgpack.packb(obj, default=_wire_default, use_bin_type=True)
+    return msgpack.packb(obj, default=_wire_default, use_bin_type=True, buf_size=_BUF)
 
 
 def from_wire(data: bytes) -> Any:
@@ -156,4 +186,5 @@ def fast_pickle(*classes: type[BaseModel]) -> None:
         for codec in _LAYOUTS[cls][1]:
             if codec is not None and codec[0] == _ENUM and not all(isinstance(m.value, str) for m in codec[1]):
                 raise TypeError(f"fast_pickle: {cls.__name__}: enum {codec[1].__name__} has non-str values")
+        _plan(cls)
         cls.__reduce__ = _reduce  # type: ignore[method-assign,assignment]

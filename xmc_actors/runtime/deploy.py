@@ -249,8 +249,8 @@ class Deployment:
         embedded = self.address is None
         info = {"name": cfg.name, "namespace": ns, "ledger": str(Path(self.ledger_cfg.path).resolve()),
                 "gateways": [g.actor_name for g in cfg.gateways],
-                "gateway_processes": {g.actor_name: g.process_name for g in cfg.gateways}, "strategies": [s.name for s in cfg.strategies],
-                "coordinator": COORDINATOR_NAME, "risk_guard": RISK_GUARD_NAME}
+                "gateway_processes": {g.actor_name: g.process_name for g in cfg.gateways},
+                "strategies": [s.name for s in cfg.strategies], "coordinator": COORDINATOR_NAME, "risk_guard": RISK_GUARD_NAME}
         registry = DeploymentRegistry.options(name=REGISTRY_NAME, namespace=ns, lifetime="detached" if cfg.ray.detached else None).remote(info)
         self.handles[REGISTRY_NAME] = registry
 
