@@ -12,7 +12,10 @@ measured in alternating blocks of 50 so that their ratio compares the same minut
   ``floor_leg_skew_*``: the same difference for the floor's two trivial calls (what Ray and the
   OS scheduler alone make of two concurrent calls here: the skew no coordinator can go below)
   and ``leg_skew_p99_vs_floor_ratio``;
-* ``compensation_*``: final reject received to the unwind order sent;
+* ``compensation_*``: final reject received to the unwind order sent; beside it
+  ``compensation_reaction_p99_us``, from the moment the coordinator knew both the reject and
+  the other leg's fill (it cannot unwind a fill it has not heard of yet), and
+  ``compensation_waited_for_fill_share``, the share of pairs whose reject came first;
 * ``pairs_per_s_inflight_{1,10,50}``: finished pairs per second with that many in flight;
 * ``sequential_pair_latency_*``: leg B sent after leg A's ack, straight to the same gateways;
 * decomposition of the gap to the floor, same run: ``floor_gather2_payload_*`` (trivial actors
@@ -285,16 +288,23 @@ def _latency_and_skew(timings: dict[str, dict[str, int]], pair_ids: list[str],
     return lat, skew
 
 
-def _compensation(coord: Any, gw_b: Any, m: int) -> list[float]:
-    """``m`` pairs whose leg B is finally rejected: final reject received to unwind sent (µs)."""
+def _compensation(coord: Any, gw_b: Any, m: int) -> tuple[list[float], list[float], float]:
+    """``m`` pairs whose leg B is finally rejected while leg A fills. Returns (µs) final reject
+    received to unwind sent; the coordinator's own reaction, from the moment it knew both (the
+    reject, and leg A's fill: it cannot unwind a fill it has not heard of); and the share of
+    pairs whose reject came before leg A's answer."""
     ray.get(gw_b.inject.remote({"kind": "reject_next", "reason": "MARKET_CLOSED", "count": m}))
     for i in range(m):
         ray.get(coord.submit.remote(_intent(f"c{i}")))
         ray.get(coord.await_pair.remote(f"c{i}"))
     timings = ray.get(coord.get_timings.remote())
     ray.get(gw_b.inject.remote({"kind": "clear"}))
-    return [(t["unwind_sent"] - t["final_reject_recv"]) / 1e3 for i in range(m)
-            if "unwind_sent" in (t := timings.get(f"c{i}", {})) and "final_reject_recv" in t]
+    done = [t for i in range(m) if "unwind_sent" in (t := timings.get(f"c{i}", {})) and "final_reject_recv" in t
+            and "ack_A" in t]
+    comp = [(t["unwind_sent"] - t["final_reject_recv"]) / 1e3 for t in done]
+    reaction = [(t["unwind_sent"] - max(t["final_reject_recv"], t["ack_A"])) / 1e3 for t in done]
+    waited = sum(1 for t in done if t["ack_A"] > t["final_reject_recv"]) / max(len(done), 1)
+    return comp, reaction, waited
 
 
 def run(quick: bool) -> dict[str, float]:
@@ -379,8 +389,8 @@ def run(quick: bool) -> dict[str, float]:
 
         # (d) compensation: leg B finally rejected, leg A filled and unwound
         m = max(n // 3, 30)
-        comp = _compensation(coord, gws["BB"], m)
-        comp_g = _compensation(coord_g, views["BB"], m)
+        comp, react, waited = _compensation(coord, gws["BB"], m)
+        comp_g, react_g, waited_g = _compensation(coord_g, views["BB"], m)
 
         # (e) throughput with 1, 10, 50 pairs in flight
         tput = {}
@@ -399,6 +409,7 @@ def run(quick: bool) -> dict[str, float]:
             "leg_skew_p50_us": _pct(skew, 0.5), "leg_skew_p99_us": _pct(skew, 0.99),
             "floor_leg_skew_p50_us": _pct(floor_skew, 0.5), "floor_leg_skew_p99_us": _pct(floor_skew, 0.99),
             "compensation_p50_us": _pct(comp, 0.5), "compensation_p99_us": _pct(comp, 0.99),
+            "compensation_reaction_p99_us": _pct(react, 0.99), "compensation_waited_for_fill_share": waited,
             "pairs_per_s_inflight_1": tput[1], "pairs_per_s_inflight_10": tput[10],
             "pairs_per_s_inflight_50": tput[50],
             "sequential_pair_latency_p50_us": _pct(seq, 0.5), "sequential_pair_latency_p99_us": _pct(seq, 0.99),
@@ -412,6 +423,8 @@ def run(quick: bool) -> dict[str, float]:
             "cohosted_pair_latency_p50_us": _pct(lat_g, 0.5), "cohosted_pair_latency_p99_us": _pct(lat_g, 0.99),
             "cohosted_leg_skew_p50_us": _pct(skew_g, 0.5), "cohosted_leg_skew_p99_us": _pct(skew_g, 0.99),
             "cohosted_compensation_p50_us": _pct(comp_g, 0.5), "cohosted_compensation_p99_us": _pct(comp_g, 0.99),
+            "cohosted_compensation_reaction_p99_us": _pct(react_g, 0.99),
+            "cohosted_compensation_waited_for_fill_share": waited_g,
         }
         out["floor_cohosted_hops_p50_us"] = _pct(hops1_lat, 0.5)
         out["cohosted_pair_latency_ratio"] = out["cohosted_pair_latency_p50_us"] / out["floor_gather2_p50_us"]
