@@ -45,8 +45,10 @@ def gateway(venue: str, *, seed: int, start: float, inst: str, ticks_per_s: int 
 
 def copper_config(tmp: Path, name: str, namespace: str, *, strategies: list[dict[str, Any]] | None = None,
                   lme: dict[str, Any] | None = None, shfe: dict[str, Any] | None = None,
-                  ray_extra: dict[str, Any] | None = None, gateways_extra: list[dict[str, Any]] = ()) -> Path:
-    """Write ``<tmp>/<name>.yaml`` (includes the catalogue) and return its path; ledger in ``<tmp>/ledger``."""
+                  ray_extra: dict[str, Any] | None = None, gateways_extra: list[dict[str, Any]] = (),
+                  group: str | None = None) -> Path:
+    """Write ``<tmp>/<name>.yaml`` (includes the catalogue) and return its path; ledger in ``<tmp>/ledger``.
+    ``group``: the SHFE and LME gateways share one process (a gateway group of that name)."""
     doc = {
         "name": name,
         "include": [str(CATALOGUE)],
@@ -56,8 +58,9 @@ def copper_config(tmp: Path, name: str, namespace: str, *, strategies: list[dict
             {"id": "cn-main", "broker": "sim", "venues": ["SHFE"], "currency": "CNY", "capital": 200_000_000},
             {"id": "us-main", "broker": "sim", "venues": ["LME"], "currency": "USD", "capital": 30_000_000},
         ],
-        "gateways": [gateway("SHFE", seed=21, start=72000, inst="SHFE.cu", **(shfe or {})),
-                     gateway("LME", seed=22, start=10140, inst="LME.CA3M", **(lme or {})), *gateways_extra],
+        "gateways": [*({**g, "group": group} if group else g for g in (
+                         gateway("SHFE", seed=21, start=72000, inst="SHFE.cu", **(shfe or {})),
+                         gateway("LME", seed=22, start=10140, inst="LME.CA3M", **(lme or {})))), *gateways_extra],
         "strategies": strategies if strategies is not None else [band("cu")],
         "risk": {"default_limits": {"max_order_qty": 50, "collar_pct": 0.05}, "check_sessions": False},
         "ledger": {"path": str(tmp / "ledger"), "shards": 1},

@@ -2,17 +2,21 @@
 
 Ray restarts it (``max_restarts=-1``); the new instance subscribes to the gateways again, takes
 each strategy's position from the risk guard and its decision counter from the ledger, and
-holds the strategy HALTED until an operator resumes it.
+holds the strategy HALTED until an operator resumes it. The deployment's two venues share one
+gateway process (a gateway group), so the host finds them again through the registry's
+``gateway_processes``.
 """
 from __future__ import annotations
 
+import re
+import subprocess
 import threading
 import time
 
 import pytest
 import ray
 
-from runtime_kit import band, copper_config, events
+from runtime_kit import XMC, band, copper_config, events, subprocess_env
 from testkit import wait_until
 from xmc_actors.runtime.config import load_config
 
@@ -25,7 +29,7 @@ def run(tmp_path_factory):
     from xmc_actors.runtime.deploy import Deployment
 
     tmp = tmp_path_factory.mktemp("host-restart")
-    dep = Deployment(load_config(copper_config(tmp, "host-restart", NS, strategies=[band("cu")])))
+    dep = Deployment(load_config(copper_config(tmp, "host-restart", NS, strategies=[band("cu")], group="copper")))
     dep.start()
     stop = threading.Event()
     th = threading.Thread(target=lambda: dep.run(duration_s=None, stop_event=stop), daemon=True)
@@ -46,8 +50,13 @@ def _restored(h) -> dict | None:
 
 
 def test_a_killed_host_restores_its_positions_and_resumes_only_when_an_operator_says(run):
-    # Arrange: cu has traded
+    # Arrange: cu has traded, its two venues in one gateway process
     dep = run["dep"]
+    named = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == NS}
+    assert "gateways-copper" in named and not named & {"gateway-SHFE", "gateway-LME"}
+    status = subprocess.run([XMC, "status", "--namespace", NS, "--address", ray.get_runtime_context().gcs_address],
+                            capture_output=True, text=True, timeout=60, env=subprocess_env())
+    assert re.search(r"gateways-copper +UP \(SHFE UP, LME UP\)", status.stdout), status.stdout + status.stderr
     host, risk = dep.hosts["strategy-host-0"], dep.handles["risk-guard"]
     wait_until(lambda: ray.get(host.status.remote())["strategies"]["cu"]["counters"]["pairs_done"] >= 2, 60,
                "cu finished two pairs")

@@ -149,6 +149,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("  actors")
     for name, st in sorted(status.items()):
         state = "DEAD/UNREACHABLE: " + st["error"] if "error" in st else st.get("state", "UP")
+        if "sessions" in st:  # a gateway group: each venue session's own state
+            state += " (" + ", ".join(f"{s.get('venue', n)} {s.get('state', '?')}" for n, s in st["sessions"].items()) + ")"
         print(f"    {name:<28} {state}")
     for name, st in sorted(status.items()):
         if name.startswith("strategy-host-") and "strategies" in st:
