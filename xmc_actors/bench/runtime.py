@@ -8,11 +8,13 @@ the DuckDB ledger (one shard).
 
 * ``tick_to_order_p50_us`` / ``_p99_us``: a market quote arrives at the SHFE gateway
   (``push_market``) → both legs' orders arrive at their gateways (``place`` on SHFE and on
-  LME). Stamps are ``time.perf_counter_ns()`` taken on entry of those methods in the gateway
-  actors (``VenueGateway.arrival_stamps``; the monotonic clock is shared by the processes of
-  one host). The quotes alternate between a wide book (the band strategy opens a short-A pair)
+  LME). Stamps are ``time.perf_counter_ns()`` taken on entry of ``push_market`` and as each
+  order is handed to its venue in the gateway actors (``VenueGateway.arrival_stamps``; the
+  monotonic clock is shared by the processes of one host). The quotes alternate between a wide book (the band strategy opens a short-A pair)
   and the normal book (it closes it), so every quote is a trigger; the run settles between
   quotes (one pair at a time, as in a replay).
+* ``cohosted_tick_to_order_*``: the same with both venues' gateways in one process (a
+  gateway group: the coordinator sends both legs in one call), and its ratio to the same floor.
 * ``floor_three_hop_p50_us``: the same shape with trivial async actors — a gateway-like actor
   stamps a call and pushes to a strategy-like actor (fire-and-forget), which pushes to a
   coordinator-like actor, which gathers one call to each of two trivial "venue" actors that
@@ -51,8 +53,9 @@ BOOK_B = (Decimal("9999.5"), Decimal(10000))
 
 
 
-def _config(tmp: Path, name: str, n_strategies: int, *, trigger: bool) -> Any:
-    """A two-venue deployment (SHFE copper vs LME copper, no feeds, zero-latency simulated venues)."""
+def _config(tmp: Path, name: str, n_strategies: int, *, trigger: bool, group: str | None = None) -> Any:
+    """A two-venue deployment (SHFE copper vs LME copper, no feeds, zero-latency simulated venues);
+    with ``group``, both gateways in one process (a gateway group)."""
     venue = {"enforce_sessions": False, "enforce_price_limits": False, "seed": 1,
              "ack_latency": {"kind": "const", "mean_ms": 0.0}, "network_latency": {"kind": "const", "mean_ms": 0.0}}
     params = ({"signal": "ratio", "price": "executable", "center": 1.0, "entry": 0.0015, "exit": 0.0005,
@@ -69,8 +72,8 @@ def _config(tmp: Path, name: str, n_strategies: int, *, trigger: bool) -> Any:
             {"id": "cn-main", "broker": "sim", "venues": ["SHFE"], "currency": "CNY", "capital": 500_000_000},
             {"id": "us-main", "broker": "sim", "venues": ["LME"], "currency": "USD", "capital": 80_000_000},
         ],
-        "gateways": [{"venue": "SHFE", "adapter": "sim", "params": venue},
-                     {"venue": "LME", "adapter": "sim", "params": venue}],
+        "gateways": [{"venue": v, "adapter": "sim", "params": venue, **({"group": group} if group else {})}
+                     for v in ("SHFE", "LME")],
         "strategies": [{"name": f"band-{i:02d}", "class": "band",
                         "legs": [{"instrument": "SHFE.cu", "account": "cn-main"},
                                  {"instrument": "LME.CA3M", "account": "us-main"}],
@@ -213,8 +216,8 @@ def _floor_push_quiesce(n: int) -> list[float]:
 
 
 # ---------------------------------------------------------------------------- tick to order
-def _tick_to_order(tmp: Path, n: int) -> dict[str, Any]:
-    dep = _start(_config(tmp, "t2o", 1, trigger=True))
+def _tick_to_order(tmp: Path, n: int, group: str | None = None) -> dict[str, Any]:
+    dep = _start(_config(tmp, f"t2o-{group}" if group else "t2o", 1, trigger=True, group=group))
     try:
         gw_a, gw_b = dep.gateways["SHFE"], dep.gateways["LME"]
         coord = dep.handles["coordinator"]
@@ -224,6 +227,8 @@ def _tick_to_order(tmp: Path, n: int) -> dict[str, Any]:
             ray.get(gw_a.push_market.remote([stamped_quote("SHFE.cu", WIDE_A if i % 2 == 0 else NORMAL_A)]))
             dep.settle()
         sa, sb = ray.get([gw_a.arrival_stamps.remote(), gw_b.arrival_stamps.remote()])
+        if group:  # one process: its stamps cover both venues
+            sb = []
         coord_t = ray.get(coord.get_timings.remote())
         outcomes = dict(ray.get(coord.status.remote()).get("outcomes", {}))
     finally:
@@ -310,6 +315,12 @@ def run(quick: bool) -> dict[str, float]:
         out["samples_ticks"] = float(t2o["ticks"])
         for k, v in sorted(t2o["outcomes"].items()):
             out[f"tick_to_order_pairs_{k.lower()}"] = float(v)
+        # the same with both venues in one gateway process (a gateway group)
+        t2o_g = _tick_to_order(tmp, n_t2o, group="copper")
+        out["cohosted_tick_to_order_p50_us"] = _pct(t2o_g["total"], 0.5)
+        out["cohosted_tick_to_order_p99_us"] = _pct(t2o_g["total"], 0.99)
+        out["cohosted_tick_to_order_ratio"] = out["cohosted_tick_to_order_p50_us"] / out["floor_three_hop_p50_us"]
+        out["cohosted_coordinator_sent_to_legs_arrived_p50_us"] = _pct(t2o_g["to_legs"], 0.5)
         fan = {k: _fanout(tmp, k, n_fan) for k in (1, 10, 50)}
         pq = _floor_push_quiesce(n_fan)
         for k, xs in fan.items():
