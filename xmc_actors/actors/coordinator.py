@@ -508,20 +508,25 @@ class PairCoordinator:
                 del self._timers[decision_id]
         self._execute(self.book.on_timer(decision_id, key))
 
+    async def _outcome(self, ref: Any) -> tuple[Any, str | None]:
+        """A gateway call's result, or why there is none: a timeout, the actor died or is
+        unavailable, the method raised. Without a result the call's outcome is unknown."""
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(ref.future()), self.config.call_timeout_ms / 1000), None
+        except (asyncio.TimeoutError, GetTimeoutError):
+            return None, "timeout"
+        except RayError as e:  # ActorDiedError, ActorUnavailableError, RayTaskError
+            return None, type(e).__name__
+
     async def _await_call(self, call: str, coid: str, ref: Any) -> None:
         if ref is None:
             self._execute(self.book.on_call_failed(coid, call, "no gateway registered for the venue"))
             return
-        try:
-            result = await asyncio.wait_for(asyncio.wrap_future(ref.future()), self.config.call_timeout_ms / 1000)
-        except (asyncio.TimeoutError, GetTimeoutError):
-            self._execute(self.book.on_call_failed(coid, call, "timeout"))
-            return
-        except RayError as e:  # ActorDiedError, ActorUnavailableError, RayTaskError: outcome unknown
-            self._execute(self.book.on_call_failed(coid, call, type(e).__name__))
-            return
-        if call == "place":
-            self._place_answer(coid, result)
+        result, why = await self._outcome(ref)
+        if why is not None:
+            self._execute(self.book.on_call_failed(coid, call, why))
+        elif call == "place":
+            self._act_on_answer(*self._read_answer(coid, result))
         elif call == "cancel":
             self._execute(self.book.on_cancel_result(coid, result))
         else:
@@ -530,23 +535,18 @@ class PairCoordinator:
     async def _await_places(self, coids: list[str], ref: Any) -> None:
         """The answer to one ``place_many_wire`` call: one answer per order, in order. A call that
         failed or timed out leaves every one of its orders' outcomes unknown (each is queried)."""
-        try:
-            results = await asyncio.wait_for(asyncio.wrap_future(ref.future()), self.config.call_timeout_ms / 1000)
-        except (asyncio.TimeoutError, GetTimeoutError):
-            results = "timeout"
-        except RayError as e:  # ActorDiedError, ActorUnavailableError, RayTaskError: outcome unknown
-            results = type(e).__name__
-        if not isinstance(results, list) or len(results) != len(coids):
-            why = results if isinstance(results, str) else f"unreadable answer: {type(results).__name__}"
+        results, why = await self._outcome(ref)
+        if why is None and (not isinstance(results, list) or len(results) != len(coids)):
+            why = f"unreadable answer: {type(results).__name__}"
+        if why is not None:
             for coid in coids:
                 self._execute(self.book.on_call_failed(coid, "place", why))
             return
         # every answer is read (and its ack timed) before the first is acted on
-        read = [self._read_answer(coid, r) if not isinstance(r, str) else (coid, None, f"gateway: {r}")
+        read = [self._read_answer(coid, r) if not isinstance(r, str) else (coid, [], f"gateway: {r}")
                 for coid, r in zip(coids, results)]
-        for coid, reports, why in read:
-            self._execute(self.book.on_call_failed(coid, "place", why) if why is not None
-                          else self.book.on_place_result(coid, reports))
+        for answer in read:
+            self._act_on_answer(*answer)
 
     def _read_answer(self, coid: str, result: Any) -> tuple[str, list[ExecutionReport], str | None]:
         """``(coid, reports, None)``, or ``(coid, [], why)`` for an answer that cannot be read
@@ -558,8 +558,7 @@ class PairCoordinator:
         self._mark_ack(coid, reports)
         return coid, reports, None
 
-    def _place_answer(self, coid: str, result: Any) -> None:
-        _, reports, why = self._read_answer(coid, result)
+    def _act_on_answer(self, coid: str, reports: list[ExecutionReport], why: str | None) -> None:
         self._execute(self.book.on_call_failed(coid, "place", why) if why is not None
                       else self.book.on_place_result(coid, reports))
 

@@ -42,6 +42,7 @@ import ray
 import yaml
 
 from ..core.stats import percentile as _pct
+from ..model.orders import split_client_order_id
 from ..model.quotes import Quote
 from ..runtime.config import PROJECT_ROOT, load_config
 
@@ -237,8 +238,8 @@ def _tick_to_order(tmp: Path, n: int, group: str | None = None) -> dict[str, Any
     legs: dict[str, dict[str, int]] = {}
     for stamps in (sa, sb):
         for kind, coid, ns in stamps:
-            if kind == "place" and coid.endswith(":0"):
-                did, leg, _ = coid.rsplit(":", 2)
+            did, leg, attempt = split_client_order_id(coid)
+            if kind == "place" and attempt == "0":
                 legs.setdefault(did, {})[leg] = ns
     total, to_coord, in_coord, to_legs = [], [], [], []
     for did, t in legs.items():

@@ -576,10 +576,8 @@ class Strategy:
         ts = _ts(summary)
         if ts and ts < ts0:
             return []
-        legs = summary.get("legs")
         try:
-            by_name = ({str(k): v for k, v in legs.items()} if isinstance(legs, dict)
-                       else {str(d["leg"]): d for d in legs} if isinstance(legs, (list, tuple)) else None)
+            by_name = _legs_by_name(summary.get("legs"))
             if by_name is None or not all("net_qty" in (by_name.get(n) or {}) for n in ("A", "B")):
                 return []  # no signed nets to compare: a plain repeat
             now = (int(by_name["A"]["net_qty"]), int(by_name["B"]["net_qty"]))
@@ -628,11 +626,8 @@ class Strategy:
         legs = summary.get("legs")
         if legs is None and str(summary.get("state", summary.get("outcome"))) == PairState.REFUSED.value:
             return 0, 0  # refused before any order: nothing filled
-        if isinstance(legs, dict):
-            by_name = {str(k): v for k, v in legs.items()}
-        elif isinstance(legs, (list, tuple)):
-            by_name = {str(d["leg"]): d for d in legs}
-        else:
+        by_name = _legs_by_name(legs)
+        if by_name is None:
             raise ValueError("legs: missing (expected {'A': {...}, 'B': {...}})")
         out = []
         for li in intent.legs:
@@ -661,6 +656,16 @@ def decision_seq_of(strategy: str, did: str) -> int | None:
     """The sequence number in ``did`` if it is one of ``strategy``'s decision ids, else None."""
     tail = did[len(strategy) + 1:] if did.startswith(f"{strategy}-") else ""
     return int(tail) if tail.isdigit() else None
+
+
+def _legs_by_name(legs: Any) -> dict[str, Any] | None:
+    """A summary's ``legs`` by leg name, whether given as ``{"A": {...}}`` or as a list of dicts
+    with ``"leg"``; None if it is neither (``KeyError`` for a list item without ``"leg"``)."""
+    if isinstance(legs, dict):
+        return {str(k): v for k, v in legs.items()}
+    if isinstance(legs, (list, tuple)):
+        return {str(d["leg"]): d for d in legs}
+    return None
 
 
 def _ts(summary: dict[str, Any]) -> int:
