@@ -163,29 +163,32 @@ class _Session:
         if not batch:
             return
         handle, method = self._subs[sid]
+        gen = self.core.conflator.generation(sid)
         try:
             ref = getattr(handle, method).remote(batch)
         except Exception:  # noqa: BLE001
-            self._drop_sub(sid)
+            self._drop_sub(sid, gen)
             return
-        t = asyncio.get_running_loop().create_task(self._await_batch(sid, ref))
+        t = asyncio.get_running_loop().create_task(self._await_batch(sid, gen, ref))
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
 
-    async def _await_batch(self, sid: str, ref: Any) -> None:
+    async def _await_batch(self, sid: str, gen: int | None, ref: Any) -> None:
+        # a subscriber that restarts keeps its actor id, so its new subscription has this sid
+        # too: the answer to a batch of its previous life (``gen``) must not touch the new one
         try:
             await ref
         except Exception:  # noqa: BLE001 - a dead or failing subscriber is dropped, not retried
             self.push_errors += 1
-            self._drop_sub(sid)
+            self._drop_sub(sid, gen)
             return
-        if self.core.conflator.done(sid) and sid in self._subs:
+        if self.core.conflator.done(sid, gen) and sid in self._subs:
             self._pump(sid)
 
-    def _drop_sub(self, sid: str) -> None:
-        self._subs.pop(sid, None)
-        self.core.conflator.remove(sid)
-        self.core.counters["subscribers_dropped"] += 1
+    def _drop_sub(self, sid: str, gen: int | None) -> None:
+        if self.core.conflator.remove(sid, gen):
+            self._subs.pop(sid, None)
+            self.core.counters["subscribers_dropped"] += 1
 
     def after_reply(self) -> None:
         """Drop copies of this call are written once its answer is on its way (next loop turn)."""

@@ -2,6 +2,11 @@
 
 A slow subscriber never builds a backlog: while its previous batch is being processed, newer
 quotes overwrite older ones of the same instrument, and the next batch carries only the latest.
+
+A subscription has a *generation*: subscribing again under the same id (a restarted actor keeps
+its actor id) starts a new one. The answer to a batch sent to an earlier generation (it failed
+because that life died, or came back late) is passed with that generation and then changes
+nothing: it neither drops the new subscription nor frees its in-flight slot.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from ..model.quotes import Quote
 @dataclass
 class _Sub:
     instruments: frozenset[str] | None
+    gen: int
     pending: dict[str, Quote] = field(default_factory=dict)
     in_flight: bool = False
     sent_batches: int = 0
@@ -26,12 +32,27 @@ class Conflator:
 
     def __init__(self) -> None:
         self.subs: dict[str, _Sub] = {}
+        self._gens = 0
 
-    def add(self, sub_id: str, instruments: Iterable[str] | None = None) -> None:
-        self.subs[sub_id] = _Sub(frozenset(instruments) if instruments is not None else None)
+    def add(self, sub_id: str, instruments: Iterable[str] | None = None) -> int:
+        """(Re)subscribe ``sub_id``; returns the new subscription's generation."""
+        self._gens += 1
+        self.subs[sub_id] = _Sub(frozenset(instruments) if instruments is not None else None, self._gens)
+        return self._gens
 
-    def remove(self, sub_id: str) -> None:
-        self.subs.pop(sub_id, None)
+    def generation(self, sub_id: str) -> int | None:
+        """The current generation of ``sub_id`` (None when it is not subscribed)."""
+        s = self.subs.get(sub_id)
+        return None if s is None else s.gen
+
+    def remove(self, sub_id: str, gen: int | None = None) -> bool:
+        """Unsubscribe ``sub_id`` (only if its generation is still ``gen``, when given);
+        returns whether a subscription was removed."""
+        s = self.subs.get(sub_id)
+        if s is None or (gen is not None and s.gen != gen):
+            return False
+        del self.subs[sub_id]
+        return True
 
     def offer(self, quote: Quote) -> list[str]:
         """Queue ``quote`` for every interested subscriber; returns those ready to send now."""
@@ -58,10 +79,11 @@ class Conflator:
         s.sent_quotes += len(batch)
         return batch
 
-    def done(self, sub_id: str) -> bool:
-        """The in-flight batch was processed; returns True if more is pending."""
+    def done(self, sub_id: str, gen: int | None = None) -> bool:
+        """The in-flight batch (of generation ``gen``, when given) was processed; returns True
+        if more is pending. The answer to an earlier generation's batch changes nothing."""
         s = self.subs.get(sub_id)
-        if s is None:
+        if s is None or (gen is not None and s.gen != gen):
             return False
         s.in_flight = False
         return bool(s.pending)
