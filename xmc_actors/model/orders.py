@@ -8,6 +8,7 @@ whose outcome is not known (actor died, timeout) until a status query resolves i
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
 from typing import Annotated, Final
@@ -205,16 +206,21 @@ class ExecutionReport(BaseModel):
     leg: str = ""
 
 
-class OrderState(BaseModel):
-    """The order as one side (gateway or coordinator) knows it. Updated only through :meth:`apply`."""
+@dataclass(slots=True, eq=False)
+class OrderState:
+    """The order as one side (gateway, coordinator or simulated venue) knows it. Updated only
+    through :meth:`transition`, :meth:`apply_fill` and :meth:`apply`.
 
-    model_config = ConfigDict(extra="forbid")
+    Plain mutable state, never sent anywhere: a slotted dataclass, not a pydantic model, since
+    each order's three copies are updated several times on the order path. What goes into it
+    is already validated (the :class:`OrderRequest`, the reports and fills)."""
+
     request: OrderRequest
     status: OrderStatus = OrderStatus.NEW
     venue_order_id: str = ""
-    filled_qty: NonNegativeInt = 0
+    filled_qty: int = 0
     notional_filled: Decimal = Decimal("0")
-    trade_ids: set[str] = Field(default_factory=set)
+    trade_ids: set[str] = field(default_factory=set)
     reject_reason: RejectReason | None = None
     prev_status: OrderStatus | None = None  # the state a PENDING_CANCEL came from
 
