@@ -63,7 +63,7 @@ def topology(request) -> str:
     return request.param
 
 
-def _setup(name: str, topology: str = "split"):
+def _setup(name: str, topology: str = "split", **config: object):
     dep = _deployment()
     if topology == "group":
         group = VenueGateway.options(num_cpus=0).remote(dep, ["gateway-SHFE", "gateway-LME"], clock_mode="system")
@@ -73,7 +73,7 @@ def _setup(name: str, topology: str = "split"):
     ray.get([g.ready.remote() for g in gws.values()], timeout=30)
     ray.get(gws["SHFE"].push_market.remote([testkit.quote("SHFE.cu", 72000, 72010, bid_size=20, ask_size=20)]))
     ray.get(gws["LME"].push_market.remote([testkit.quote("LME.CA3M", 9800, 9800.5, bid_size=20, ask_size=20)]))
-    coord = PairCoordinator.options(num_cpus=0).remote(INSTS, gws, config=CFG, name=name)
+    coord = PairCoordinator.options(num_cpus=0).remote(INSTS, gws, config={**CFG, **config}, name=name)
     strat = StrategyStub.remote()
     ray.get(coord.register_strategy.remote("s1", strat))
     ray.get(coord.ready.remote(), timeout=30)
@@ -126,6 +126,26 @@ def test_both_legs_filled_hedges_and_the_trail_holds_every_step(topology):
     assert again["duplicate"] is True
     # its ack, deadline and stale timers were cancelled when it hedged, not left to fire
     assert ray.get(coord.__ray_call__.remote(lambda self: self._timers.get("both"))) is None
+
+
+def test_an_accepted_pair_is_answered_once_its_legs_are_and_never_waits_on_a_silent_venue(topology):
+    # Arrange: venues that answer at once, and a hold far longer than they take
+    coord, _, _ = _setup("c-reply", topology, submit_reply_hold_ms=2_000)
+    # Act
+    res = ray.get(coord.submit.remote(_intent("answered")))
+    # Assert: the answer left after both legs' answers were read and acted on (it is held, not
+    # to slow them on their way): the pair stands HEDGED in it
+    assert res["accepted"] and res["legs_answered"] and res["state"] == "HEDGED"
+    # Arrange: the default hold (5 ms), and LME loses the next order, so its gateway answers
+    # only after its 200 ms ack timeout
+    coord, gws, strat = _setup("c-reply-silent", topology)
+    ray.get(gws["LME"].inject.remote({"kind": "no_ack_next"}))
+    # Act
+    res = ray.get(coord.submit.remote(_intent("unanswered")))
+    # Assert: accepted and answered after the hold, long before the LME answer
+    assert res["accepted"] and not res["legs_answered"] and res["state"] == "WORKING"
+    assert "ack_B" not in ray.get(coord.get_timings.remote())["unanswered"]
+    assert _wait_done(strat, "unanswered")["state"] in ("HEDGED", "ROLLED_BACK")
 
 
 def test_reject_on_leg_b_then_replenished_hedges(topology):

@@ -16,6 +16,7 @@ Construct::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -97,6 +98,9 @@ class PairCoordinator:
         self.timings: OrderedDict[str, dict[str, int]] = OrderedDict()
         self._pending_gateways = dict(gateways or {})
         self._done: dict[str, asyncio.Event] = {}
+        # decision id -> (orders of its submit not answered yet, set when none is left): what a
+        # held submit answer waits for (CoordinatorConfig.submit_reply_hold_ms)
+        self._unanswered: dict[str, tuple[set[str], asyncio.Event]] = {}
         self._summaries: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._emits: list[Emit] = []   # events to build once the orders of a batch have left
         self._timers: dict[str, dict[int, asyncio.TimerHandle]] = {}  # armed per pair, until fired or cancelled
@@ -245,7 +249,12 @@ class PairCoordinator:
 
     # -- inputs ----------------------------------------------------------------------------
     async def submit(self, intent: PairIntent | dict) -> dict[str, Any]:
-        """Accept or refuse a pair (idempotent on ``decision_id``); the outcome is pushed later."""
+        """Accept or refuse a pair (idempotent on ``decision_id``); the outcome is pushed later.
+
+        Returns ``{decision_id, accepted, state, reason, duplicate}``. A refusal or a duplicate
+        is answered at once; an accepted pair once the venues have answered its orders, or
+        after ``submit_reply_hold_ms``, with ``state`` as the pair stands then and
+        ``legs_answered`` (whether they had)."""
         t0 = time.perf_counter_ns()
         if self.closing:
             did = intent.decision_id if isinstance(intent, PairIntent) else str(dict(intent).get("decision_id", ""))
@@ -259,12 +268,30 @@ class PairCoordinator:
         if isinstance(intent, PairIntent) and intent.mode is ExecutionMode.QUANTITY:
             liquidity = await self._liquidity(intent)
         res, cmds = self.book.submit(intent, liquidity)
-        if res.get("decision_id") and not res.get("duplicate"):
-            self.timings[res["decision_id"]] = {"received": t0}
+        did = res.get("decision_id")
+        fresh = did and not res.get("duplicate")
+        if fresh:
+            self.timings[did] = {"received": t0}
             if len(self.timings) > self.config.keep_finished_pairs:
                 self.timings.popitem(last=False)
-        self._execute(cmds)
-        return res
+        sent = {c.req.client_order_id for c in cmds if isinstance(c, Place)}
+        if not (fresh and sent and self.config.submit_reply_hold_ms > 0):
+            self._execute(cmds)
+            return res
+        # answer once the venues have answered these orders, or after the hold: an answer sent
+        # while the legs are in flight delays them (CoordinatorConfig.submit_reply_hold_ms).
+        # Registered before they leave; their answers are read on later loop turns.
+        answered = asyncio.Event()
+        self._unanswered[did] = (sent, answered)
+        try:
+            self._execute(cmds)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(answered.wait(), self.config.submit_reply_hold_ms / 1000)
+        finally:
+            self._unanswered.pop(did, None)
+        # the pair as it stands now (HEDGED already, when both venues filled at once)
+        m = self.book.pairs.get(did)
+        return {**res, "state": m.state.value if m is not None else res["state"], "legs_answered": answered.is_set()}
 
     async def _liquidity(self, intent: PairIntent) -> dict[str, int] | None:
         """Visible lots per leg: from the intent, else from the gateways' latest quotes."""
@@ -523,6 +550,8 @@ class PairCoordinator:
             self._execute(self.book.on_call_failed(coid, call, "no gateway registered for the venue"))
             return
         result, why = await self._outcome(ref)
+        if call == "place":
+            self._answered(coid)
         if why is not None:
             self._execute(self.book.on_call_failed(coid, call, why))
         elif call == "place":
@@ -538,6 +567,8 @@ class PairCoordinator:
         results, why = await self._outcome(ref)
         if why is None and (not isinstance(results, list) or len(results) != len(coids)):
             why = f"unreadable answer: {type(results).__name__}"
+        for coid in coids:
+            self._answered(coid)
         if why is not None:
             for coid in coids:
                 self._execute(self.book.on_call_failed(coid, "place", why))
@@ -547,6 +578,16 @@ class PairCoordinator:
                 for coid, r in zip(coids, results)]
         for answer in read:
             self._act_on_answer(*answer)
+
+    def _answered(self, coid: str) -> None:
+        """A place call came back (answer or failure): a submit held for it may answer."""
+        if not self._unanswered:
+            return
+        held = self._unanswered.get(split_client_order_id(coid)[0])
+        if held is not None:
+            held[0].discard(coid)
+            if not held[0]:
+                held[1].set()
 
     def _read_answer(self, coid: str, result: Any) -> tuple[str, list[ExecutionReport], str | None]:
         """``(coid, reports, None)``, or ``(coid, [], why)`` for an answer that cannot be read

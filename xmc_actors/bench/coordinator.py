@@ -23,8 +23,9 @@ measured in alternating blocks of 50 so that their ratio compares the same minut
   ``floor_gateways_gather2_*`` (the two real gateways gathered straight from the driver, no
   coordinator), and ``floor_pair_hops_*``: the coordinator's Ray traffic with none of its code
   (an actor that takes the same ``submit`` from the same driver, sends the two encoded orders to
-  the echoing actors, replies, decodes the answers and pushes ``on_pair_done``), measured like
-  the pair and interleaved with it; with their ratios to the floor. ``floor_pair_hops_ratio``
+  the echoing actors, decodes the answers, replies and pushes ``on_pair_done``; its reply
+  waits for the answers, as the coordinator's does: ``CoordinatorConfig.submit_reply_hold_ms``),
+  measured like the pair and interleaved with it; with their ratios to the floor. ``floor_pair_hops_ratio``
   is what this machine's Ray makes of the pair's message pattern alone, so
   ``pair_latency_ratio`` cannot go below it; ``pair_vs_hops_ratio`` is the coordinator's own cost;
 * ``cohosted_*``: the pair latency, leg skew and compensation again with both venues' sessions
@@ -133,16 +134,24 @@ class _PairHops:
         else:
             refs = (self.a.f.remote(to_wire(ra)), self.b.f.remote(to_wire(rb)))
 
+        answered = asyncio.Event()
+
         async def answers() -> None:
             for x in await asyncio.gather(*refs):
                 for y in (x if isinstance(x, list) else [x]):
                     from_wire(y)
             self.timings[did] = time.perf_counter_ns() - t0
+            answered.set()
             self.strategy.on_pair_done.remote({"decision_id": did})
 
         t = asyncio.get_running_loop().create_task(answers())
         self._bg.add(t)
         t.add_done_callback(self._bg.discard)
+        # like the coordinator, answer once the orders are answered (submit_reply_hold_ms)
+        try:
+            await asyncio.wait_for(answered.wait(), 0.005)
+        except asyncio.TimeoutError:
+            pass
         return {"decision_id": did, "accepted": True}
 
     async def take_timings(self) -> dict[str, int]:
