@@ -174,3 +174,27 @@ def test_client_refuses_a_malformed_event_and_records_bad_input(ray_ns, tmp_path
     reasons = sorted(r for k, r in rows if k == "BAD_INPUT")
     assert len(reasons) == 2
     assert reasons[0].startswith("event_id:") and reasons[1].startswith("payload: cannot encode")
+
+
+def test_a_shard_given_bytes_that_are_no_batch_records_them_and_goes_on(ray_ns, tmp_path):
+    # Arrange
+    cfg = LedgerConfig(path=str(tmp_path / "ledger"), shards=1, flush_ms=2)
+    (shard,) = start_ledger(cfg, _ns(tmp_path))
+    client = LedgerClient([shard], cfg)
+    mk = EventMaker(SystemClock(), "t")
+    client.emit(mk.make(EventKind.ORDER_SENT, decision_id="before"))
+    client.flush(timeout=30)
+    # Act: garbage where a batch belongs, then more events through the client
+    assert ray.get(shard.append.remote(b"not an arrow stream", False), timeout=30) == 0
+    client.emit(mk.make(EventKind.ORDER_SENT, decision_id="after"))
+    client.flush(timeout=30)
+    stats = ray.get(shard.stats.remote())
+    _stop([shard])
+    s = LedgerStore(shard_path(cfg, 0))
+    rows = s.con.execute("SELECT kind, decision_id, reason FROM events ORDER BY ts_ns").fetchall()
+    s.close()
+    # Assert: refused with the field and the reason, counted, and nothing accepted lost
+    assert stats["refused_by_field"] == {"batch": 1}
+    assert [(k, d) for k, d, _ in rows if k == "ORDER_SENT"] == [("ORDER_SENT", "before"), ("ORDER_SENT", "after")]
+    (reason,) = [r for k, _, r in rows if k == "BAD_INPUT"]
+    assert reason.startswith("batch: not an Arrow IPC stream")

@@ -8,6 +8,7 @@ from concurrent.futures import Future
 from xmc_actors.core.clock import SystemClock
 from xmc_actors.core.sink import EventMaker
 from xmc_actors.ledger.client import LedgerClient
+from xmc_actors.ledger.schema import batch_from_wire
 from xmc_actors.model.config import LedgerConfig
 from xmc_actors.model.events import EventKind
 
@@ -25,8 +26,8 @@ class _Method:
     def __init__(self, shard: "_FakeShard") -> None:
         self.shard = shard
 
-    def remote(self, table, urgent=False) -> _Ref:  # noqa: ANN001
-        self.shard.calls.append((time.monotonic(), table.num_rows))
+    def remote(self, data, urgent=False) -> _Ref:  # noqa: ANN001
+        self.shard.calls.append((time.monotonic(), batch_from_wire(data).num_rows))
         self.shard.sent.set()
         return _Ref()
 

@@ -15,7 +15,7 @@ from xmc_actors.core.sink import EventMaker
 from xmc_actors.ledger.audit import AuditReader, Filters
 from xmc_actors.ledger.reconcile import drop_copy_rows, reconcile
 from xmc_actors.ledger.report import build_report
-from xmc_actors.ledger.schema import encode_events, rows_to_events
+from xmc_actors.ledger.schema import batch_from_wire, batch_to_wire, encode_events, rows_to_events
 from xmc_actors.ledger.store import LedgerFileError, LedgerStore
 from xmc_actors.ledger.synthetic import synthetic_session
 from xmc_actors.model.events import EventKind
@@ -85,6 +85,26 @@ def test_a_batch_with_a_foreign_schema_is_refused_as_a_whole_with_the_reason(tmp
     store.close()
     assert len(res.refused) == 1 and res.refused[0].field == "batch"
     assert "3 rows refused" in res.refused[0].reason
+
+
+def test_a_batch_sent_as_arrow_ipc_bytes_is_stored_and_bytes_that_are_no_batch_are_refused(tmp_path, mk):
+    # Arrange: what the ledger client sends, and bytes that are no batch
+    events = [mk.make(EventKind.ORDER_SENT, decision_id="d1", client_order_id=f"d1:A:{i}") for i in range(3)]
+    wire = batch_to_wire(encode_events(events).table)
+    store = LedgerStore(tmp_path / "s.duckdb")
+    # Act
+    good = store.append(wire, stored_ns=1)
+    bad = store.append(b"\x00garbage" + wire[:20], stored_ns=2)
+    # Assert: the batch is stored as sent; the garbage is refused naming the field, counted and recorded
+    assert good.stored == 3 and not good.refused
+    assert [r.field for r in bad.refused] == ["batch"] and "not an Arrow IPC stream" in bad.refused[0].reason
+    assert store.stats.refused_by_field == {"batch": 1}
+    kinds = sorted(k for (k,) in store.con.execute("SELECT kind FROM events").fetchall())
+    store.close()
+    assert kinds == ["BAD_INPUT"] + ["ORDER_SENT"] * 3
+    assert batch_from_wire(wire).num_rows == 3
+    with pytest.raises(ValueError, match="expected the bytes of an Arrow IPC stream, got str"):
+        batch_from_wire("not bytes")  # type: ignore[arg-type]
 
 
 def test_a_file_that_is_not_duckdb_gets_a_clear_error(tmp_path):

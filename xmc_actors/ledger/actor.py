@@ -24,6 +24,7 @@ import ray
 from ..model.config import LedgerConfig
 from ..model.events import Event
 from .reader import check_filters, query_events
+from .schema import ARROW_SCHEMA, batch_from_wire
 from .store import LedgerStore
 
 
@@ -58,7 +59,9 @@ class LedgerShard:
         # A restarted shard reopens its file: DuckDB replays the WAL, so every acknowledged row is there.
         self.store = LedgerStore(path, actor=f"ledger-{shard}")
         self._exec = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ledger-{shard}")
-        self._queue: list[tuple[pa.Table, asyncio.Future]] = []
+        # (batch, its caller's acknowledgement); a batch is a table, or bytes that were no batch
+        # (kept as sent: the store refuses them, with the reason, as a BAD_INPUT event)
+        self._queue: list[tuple[pa.Table | bytes, asyncio.Future]] = []
         self._rows = 0
         self._urgent = False
         self._oldest = 0.0
@@ -73,15 +76,29 @@ class LedgerShard:
         return {"shard": self.shard, "pid": os.getpid(), "path": str(self.store.path),
                 "reconstructed": self.reconstructed, "rows": self.store.count()}
 
-    async def append(self, table: pa.Table, urgent: bool = False) -> int:
-        """Queue a batch for the next group commit; returns its row count once committed."""
+    async def append(self, table: pa.Table | bytes, urgent: bool = False) -> int:
+        """Queue a batch for the next group commit; returns its row count once committed.
+
+        ``table``: the batch as a table, or as the bytes of one Arrow IPC stream (what the
+        ledger client sends: :func:`~xmc_actors.ledger.schema.batch_to_wire`). Bytes that are
+        no batch are refused (field ``batch``, with the reason), recorded as a BAD_INPUT event
+        and counted; the call returns 0 and the shard goes on."""
         loop = asyncio.get_running_loop()
         self._start(loop)
+        rows = 0
+        if isinstance(table, pa.Table):
+            rows = table.num_rows
+        else:
+            try:
+                table = batch_from_wire(table)
+                rows = table.num_rows
+            except ValueError:
+                urgent = True  # the store refuses it at the next commit: record that now
         fut: asyncio.Future = loop.create_future()
         if not self._queue:
             self._oldest = time.monotonic()
         self._queue.append((table, fut))
-        self._rows += table.num_rows
+        self._rows += rows
         if urgent:
             self._urgent = True
         if urgent or self._rows >= self.batch_size:
@@ -89,7 +106,7 @@ class LedgerShard:
         elif len(self._queue) == 1:
             self._wake.set()  # type: ignore[union-attr]  # start the flush_ms timer
         await fut
-        return table.num_rows
+        return rows
 
     async def append_events(self, events: list, urgent: bool = False) -> dict[str, Any]:
         """Encode and store events sent as objects or mappings (slow path; bad input refused)."""
@@ -101,7 +118,7 @@ class LedgerShard:
     async def flush(self) -> None:
         """Commit whatever is queued now and return when it is committed."""
         if self._queue:
-            await self.append(pa.Table.from_batches([], schema=self._queue[0][0].schema), urgent=True)
+            await self.append(ARROW_SCHEMA.empty_table(), urgent=True)
 
     async def read_events(self, kinds: list[str] | None = None, since_ns: int | None = None,
                           decision_ids: list[str] | None = None, limit: int | None = None) -> list[Event]:
@@ -169,7 +186,7 @@ class LedgerShard:
                         pass
                     self._wake.clear()
             batch, self._queue, self._rows, self._urgent = self._queue, [], 0, False
-            tables = [t for t, _ in batch if t.num_rows]
+            tables = [t for t, _ in batch if not isinstance(t, pa.Table) or t.num_rows]
             try:
                 if tables:
                     await loop.run_in_executor(self._exec, self._commit, tables)
@@ -184,7 +201,7 @@ class LedgerShard:
                 if not f.done():
                     f.set_result(None)
 
-    def _commit(self, tables: list[pa.Table]) -> None:
+    def _commit(self, tables: list[pa.Table | bytes]) -> None:
         self.store.append(tables, stored_ns=time.time_ns())
         self.store.maybe_checkpoint()
 

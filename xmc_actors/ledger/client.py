@@ -2,8 +2,8 @@
 
 ``emit`` / ``emit_many`` only append to an in-memory buffer (hot path: a lock and a list
 append). A pump thread cuts the buffer of each shard into batches (``batch_size`` events, or
-whatever is buffered after ``flush_ms``), encodes them to Arrow and sends them with
-``shard.append.remote`` — at most ``max_in_flight`` batches per shard at a time. A batch stays in
+whatever is buffered after ``flush_ms``), encodes them to Arrow and sends them, as the bytes of
+an Arrow IPC stream, with ``shard.append.remote`` — at most ``max_in_flight`` batches per shard at a time. A batch stays in
 the client until its call returns (the shard committed it: *acknowledged*); if the call fails
 (the shard died, is restarting, or its commit failed), the batch is sent again with back-off
 until it is acknowledged. Nothing is dropped: ``stats()["unacked"]`` says what is still held.
@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from ..model.config import LedgerConfig
 from ..model.events import Event
-from .schema import EncodedBatch, bad_input_event, encode_events
+from .schema import EncodedBatch, bad_input_event, batch_to_wire, encode_events
 from .store import LedgerError
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class _Batch:
     acks: list[Future] = field(default_factory=list)
     urgent: bool = False
     encoded: EncodedBatch | None = None
+    wire: bytes | None = None  # encoded.table as Arrow IPC bytes: what is sent
     attempts: int = 0
     retry_at: float = 0.0
 
@@ -269,9 +270,10 @@ class LedgerClient:
                     self.counters["refused"] += len(b.encoded.refused)
                 for r in b.encoded.refused:
                     log.warning("ledger client refused an event: %s", r)
+            b.wire = batch_to_wire(b.encoded.table)
         b.attempts += 1
         try:
-            ref = self._shards[i].handle.append.remote(b.encoded.table, b.urgent or bool(b.acks))
+            ref = self._shards[i].handle.append.remote(b.wire, b.urgent or bool(b.acks))
         except Exception as e:  # noqa: BLE001 - submission itself failed; keep the batch
             self._done(i, b, e)
             return

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from ..model.errors import XmcError
 from .schema import (
     ARROW_SCHEMA, COLUMN_NAMES, DDL, KINDS, META_DDL, SCHEMA_VERSION, TABLE, Refusal, bad_input_event,
-    encode_events,
+    batch_from_wire, encode_events,
 )
 
 DUCKDB_MAGIC = b"DUCK"
@@ -153,11 +153,13 @@ class LedgerStore:
             raise LedgerFileError(f"{self.path}: cannot use ledger file: {str(e).splitlines()[0]}") from None
 
     # ------------------------------------------------------------------------------ writing
-    def append(self, table: pa.Table | list[pa.Table], *, stored_ns: int) -> AppendResult:
-        """Store a batch (or several, as one transaction). Idempotent on ``event_id``.
+    def append(self, table: pa.Table | bytes | list[pa.Table | bytes], *, stored_ns: int) -> AppendResult:
+        """Store a batch (or several, as one transaction): a table, or its wire bytes
+        (:func:`~xmc_actors.ledger.schema.batch_to_wire`). Idempotent on ``event_id``.
 
         Rows that fail validation are refused, counted and stored as ``BAD_INPUT`` events in
-        the same transaction. Returns once the transaction is committed.
+        the same transaction; so are bytes that are no batch (field ``batch``). Returns once
+        the transaction is committed.
         """
         tables = table if isinstance(table, list) else [table]
         res = AppendResult()
@@ -221,7 +223,13 @@ class LedgerStore:
         for r in res.refused:
             s.refused_by_field[r.field] = s.refused_by_field.get(r.field, 0) + 1
 
-    def _validate(self, t: pa.Table) -> tuple[pa.Table, list[Refusal]]:
+    def _validate(self, t: pa.Table | bytes) -> tuple[pa.Table, list[Refusal]]:
+        if not isinstance(t, pa.Table):
+            try:
+                t = batch_from_wire(t)
+            except ValueError as e:
+                raw = bytes(t[:64]).hex() if isinstance(t, (bytes, bytearray, memoryview)) else repr(t)[:200]
+                return ARROW_SCHEMA.empty_table(), [Refusal("", "batch", f"{e}; refused", raw)]
         if t.schema != ARROW_SCHEMA:
             try:
                 t = t.select(list(COLUMN_NAMES)).cast(ARROW_SCHEMA)
