@@ -5,8 +5,12 @@ from decimal import Decimal
 
 import pytest
 
+import testkit
 from strategy_kit import MS, T0, A, B, ctx, done, events, intents, pair_quotes
 from testkit import quote
+from xmc_actors.core.clock import SimClock
+from xmc_actors.core.pair_fsm import PairBook
+from xmc_actors.core.sizing import is_balanced
 from xmc_actors.model import ExecutionMode, QuoteStatus, Side
 from xmc_actors.model.config import ExecutionConfig
 from xmc_actors.strategies import BandStrategy
@@ -383,6 +387,50 @@ def test_a_close_after_a_partial_fill_flattens_both_legs_as_held():
     [c] = intents(s.on_quotes(_cu_quotes(1.0, T0 + 10 * MS), T0 + 10 * MS))
     assert [(l.instrument, l.side, l.qty) for l in c.legs] == [("SHFE.cu", Side.BUY, 4), ("LME.CA3M", Side.SELL, 1)]
     assert c.reduce_only
+
+
+def test_a_close_of_a_position_off_the_hedge_ratio_is_a_pair_the_coordinator_accepts():
+    # Arrange: what the demo's copper pair came to hold: 5 SHFE lots against 2 LME lots (the
+    # hedge of 5 is 1), after pairs that each ended balanced within a lot
+    s = BandStrategy(ctx(a="SHFE.cu", b="LME.CA3M"), {**BASE, "clip": 5, "max_position": 10},
+                     position=-5, position_b=2)
+    book = PairBook({i: testkit.instrument(i) for i in ("SHFE.cu", "LME.CA3M")}, SimClock(T0))
+    # Act
+    [c] = intents(s.on_quotes(_cu_quotes(1.0, T0), T0))
+    res, _ = book.submit(c)
+    # Assert: both legs flattened as held, in the pair's own proportion. At the strategy's 0.2
+    # the coordinator refused it (BAD_INPUT legs.qty), again at every cool-down, and a close
+    # of 6 against 2 could end HEDGED with 1 LME lot of the 2, leaving the other alone
+    assert [(l.instrument, l.side, l.qty) for l in c.legs] == [("SHFE.cu", Side.BUY, 5), ("LME.CA3M", Side.SELL, 2)]
+    assert c.hedge_ratio == Decimal("0.4") and c.reduce_only
+    assert res["accepted"] and res["state"] == "WORKING"
+    assert not is_balanced(5, 1, c.hedge_ratio, 1) and is_balanced(5, 1, Decimal("0.2"), 1)
+
+
+def test_a_reduce_takes_back_the_residual_earlier_pairs_left_on_leg_b():
+    # Arrange: short 10 SHFE lots against 3 LME lots (the hedge of 10 is 2)
+    s = BandStrategy(ctx(a="SHFE.cu", b="LME.CA3M"), {**BASE, "clip": 5, "max_position": 10, "scale_step": 0.01},
+                     position=-10, position_b=3)
+    # Act: the ratio comes back to one clip's worth (1 + floor(0.002 / 0.01) = 1 clip)
+    [r] = intents(s.on_quotes(_cu_quotes(1.012, T0), T0))
+    s.on_pair_done(done(r), T0 + 1)
+    # Assert: leg B moves to the hedge of the new position, not by the hedge of the move
+    assert [(l.side, l.qty) for l in r.legs] == [(Side.BUY, 5), (Side.SELL, 2)]
+    assert r.hedge_ratio == Decimal("0.4") and r.reduce_only
+    assert (s.position, s.position_b) == (-5, 1)
+
+
+def test_a_residual_no_pair_can_take_back_blocks_the_move_with_the_reason():
+    # Arrange: short 5 SHFE lots with nothing against them on LME
+    s = BandStrategy(ctx(a="SHFE.cu", b="LME.CA3M"), {**BASE, "clip": 5, "max_position": 10}, position=-5)
+    # Act: the ratio says close
+    acts = s.on_quotes(_cu_quotes(1.0, T0), T0)
+    # Assert: no pair (it would leave the LME leg short instead); the block says why
+    assert intents(acts) == []
+    [sig] = events(acts, "SIGNAL")
+    assert sig.payload["blocked"] == "TOO_SMALL_TO_HEDGE"
+    assert "holding -5 SHFE.cu / +0 LME.CA3M: the hedge of +0 is +0 LME.CA3M" in sig.payload["detail"]
+    assert "the residual needs an operator" in sig.payload["detail"]
 
 
 def test_a_refusal_by_trading_state_pauses_entries_instead_of_resubmitting_every_cooldown():

@@ -31,7 +31,7 @@ from __future__ import annotations
 import traceback
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from enum import Enum
 from typing import Any, ClassVar, Literal
 
@@ -494,21 +494,39 @@ class Strategy:
             return
         self._submit(target, decision, snap, parity)
 
-    def _sizing(self, move: Transition, qty_a: int) -> PairSizing | None:
-        """Whole-lot quantities of this move, or None when it is too small to hedge.
+    def _hedge_b(self, a_lots: int) -> int:
+        """Signed leg-B lots that hedge ``a_lots`` signed leg-A lots: the whole B lots nearest
+        to ``|a_lots| x hedge ratio``, on the other side."""
+        lots = (Decimal(abs(a_lots)) * self.ctx.hedge_ratio / self.b.lot_size).to_integral_value(rounding=ROUND_HALF_EVEN)
+        qty = int(lots) * self.b.lot_size
+        return -qty if a_lots > 0 else qty
 
-        A close flattens both legs as they are actually held (after partial fills and
-        rollbacks the position need not sit on the hedge ratio); any other move goes
-        through the hedge ratio.
+    def _sizing(self, qty_a: int, target: int) -> tuple[PairSizing | None, str]:
+        """Whole-lot quantities of the move to ``target``, or ``(None, why)`` when no pair can
+        make it without adding to the imbalance.
+
+        Leg B is sized against what the strategy holds, not against the move alone: after the
+        pair, B holds the whole B lots nearest to the hedge of ``target`` (a close flattens both
+        legs as held). A pair ends balanced within one lot, not exactly, so the residuals of
+        pairs in a row would otherwise add up to whole lots of one leg with nothing against
+        them; each move takes back what the ones before it left.
         """
-        if move is Transition.CLOSE and self.position_b:
-            qty_b = abs(self.position_b)
-            ideal = float(qty_a * self.ctx.hedge_ratio)
-            return PairSizing(qty_a, qty_b, ideal, qty_b - ideal, 100.0 * (qty_b - ideal) / ideal if ideal else 0.0)
-        try:
-            return size_pair(qty_a, self.ctx.hedge_ratio, self.a, self.b)
-        except ValueError:
-            return None
+        delta_a = target - self.position
+        want_b = self._hedge_b(target)
+        move_b = want_b - self.position_b
+        if move_b == 0 or (move_b > 0) == (delta_a > 0):
+            if move_b == 0 and want_b == self._hedge_b(self.position):
+                why = (f"{qty_a} lot(s) of {self.a.id} hedges less than one lot of {self.b.id} "
+                       f"(hedge ratio {float(self.ctx.hedge_ratio):.4f})")
+            else:  # what earlier pairs left on leg B is in the way
+                why = (f"holding {self.position:+d} {self.a.id} / {self.position_b:+d} {self.b.id}: the hedge of "
+                       f"{target:+d} is {want_b:+d} {self.b.id}, which a pair that {'buys' if delta_a > 0 else 'sells'} "
+                       f"{self.a.id} cannot reach (its leg B trades the other way); the residual needs an operator")
+            return None, why
+        qty_b = abs(move_b)
+        ideal = float(qty_a * self.ctx.hedge_ratio)
+        res = qty_b - ideal
+        return PairSizing(qty_a, qty_b, ideal, res, 100.0 * res / ideal), ""
 
     def _submit(self, target: int, decision: Decision, snap: Snapshot, parity: Parity) -> None:
         move = classify(self.position, target)
@@ -516,11 +534,10 @@ class Strategy:
         delta = target - self.position
         side_a = Side.BUY if delta > 0 else Side.SELL
         qty_a = abs(delta)
-        sizing = self._sizing(move, qty_a)
+        sizing, why = self._sizing(qty_a, target)
         if sizing is None:
             # e.g. an add clamped by max_position to 1 lot of a leg whose hedge rounds to 0
-            self._set_blocked("TOO_SMALL_TO_HEDGE", f"{move.value} of {qty_a} lot(s) of {self.a.id} hedges less than "
-                        f"one lot of {self.b.id} (hedge ratio {float(self.ctx.hedge_ratio):.4f})", snap.now_ns)
+            self._set_blocked("TOO_SMALL_TO_HEDGE", f"{move.value}: {why}", snap.now_ns)
             return
         self.decision_seq += 1
         did = decision_id(self.name, self.decision_seq)
@@ -533,12 +550,19 @@ class Strategy:
         self._outbox.append(Emit(self.events.make(
             EventKind.SIGNAL, ts_ns=snap.now_ns, decision_id=did, strategy=self.name, reason=decision.reason,
             transition=move.value, position=self.position, target=target, legs=legs,
-            hedge_ratio=float(self.ctx.hedge_ratio), residual_b_lots=sizing.residual_b_lots,
+            hedge_ratio=float(self.ctx.hedge_ratio), pair_hedge_ratio=str(intent.hedge_ratio),
+            residual_b_lots=sizing.residual_b_lots,
             residual_pct=sizing.residual_pct, signal=dict(decision.signal), parity=parity.payload())))
         self._outbox.append(Submit(intent))
 
     def _build_intent(self, did: str, side_a: Side, sizing: PairSizing, snap: Snapshot, move: Transition,
                       target: int) -> PairIntent:
+        """The pair of ``sizing``. Its hedge ratio is the strategy's, unless leg B is not the
+        hedge of the move alone (it takes back an earlier residual, or flattens what is held):
+        then it is the pair's own ``qty_b / qty_a``, the proportion the coordinator keeps the
+        legs in while it works the pair (replenishing, rolling back), so that a close which
+        fills short on one leg does not end "balanced within a lot" with a lot of the other
+        left over. ``reduce_only`` when both legs shrink."""
         ex = self.ctx.execution
         legs = []
         for name, spec, inst, q, side, qty in (
@@ -551,9 +575,14 @@ class Strategy:
             limit = inst.round_price(px, "down" if side is Side.BUY else "up")
             legs.append(LegIntent(leg=name, instrument=inst.id, account=spec.account, side=side, qty=qty,
                                   limit_price=limit, trigger_price=limit))
-        reduce_only = move in (Transition.CLOSE, Transition.REDUCE)
+        ratio = self.ctx.hedge_ratio
+        if sizing.qty_b != abs(self._hedge_b(sizing.qty_a)):  # not the hedge of the move alone
+            ratio = Decimal(sizing.qty_b) / Decimal(sizing.qty_a)
+        b_after = self.position_b + (sizing.qty_b if side_a.opposite is Side.BUY else -sizing.qty_b)
+        b_shrinks = abs(b_after) < abs(self.position_b) and b_after * self.position_b >= 0
+        reduce_only = move in (Transition.CLOSE, Transition.REDUCE) and b_shrinks
         return PairIntent(
-            decision_id=did, strategy=self.name, legs=(legs[0], legs[1]), hedge_ratio=self.ctx.hedge_ratio,
+            decision_id=did, strategy=self.name, legs=(legs[0], legs[1]), hedge_ratio=ratio,
             mode=ex.mode, deadline_ns=snap.now_ns + ex.deadline_ms * _MS, replenish=ex.replenish,
             rollback=ex.rollback, max_slippage_bps=ex.max_slippage_bps, reduce_only=reduce_only,
             created_ns=snap.now_ns,
