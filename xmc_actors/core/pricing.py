@@ -430,6 +430,13 @@ def resolve_hedge_ratio(spec: Decimal | str, a: Instrument, b: Instrument) -> De
     return spec
 
 
+def hedge_lots(qty_a: int, hedge_ratio: Decimal, b: Instrument) -> int:
+    """The whole leg-B lots (a multiple of B's lot size) nearest to ``|qty_a| * hedge_ratio``
+    (half to even); 0 when that rounds to nothing."""
+    lots = (Decimal(abs(qty_a)) * hedge_ratio / b.lot_size).to_integral_value(rounding=ROUND_HALF_EVEN)
+    return int(lots) * b.lot_size
+
+
 def size_pair(qty_a: int, hedge_ratio: Decimal | float, a: Instrument, b: Instrument) -> PairSizing:
     """Leg-A lots -> whole leg-B lots nearest to ``qty_a * hedge_ratio`` (multiples of lot sizes).
 
@@ -443,8 +450,7 @@ def size_pair(qty_a: int, hedge_ratio: Decimal | float, a: Instrument, b: Instru
         raise ValueError(f"qty_a: {qty_a} is not a positive multiple of {a.id}'s lot size {a.lot_size}")
     hr = Decimal(str(hedge_ratio)) if not isinstance(hedge_ratio, Decimal) else hedge_ratio
     ideal = Decimal(qty_a) * hr
-    lots = (ideal / b.lot_size).to_integral_value(rounding=ROUND_HALF_EVEN)
-    qty_b = int(lots) * b.lot_size
+    qty_b = hedge_lots(qty_a, hr, b)
     if qty_b <= 0:
         need = math.ceil(float(Decimal(b.lot_size) / 2 / hr) + 1e-12)
         need = ((need + a.lot_size - 1) // a.lot_size) * a.lot_size
@@ -458,5 +464,5 @@ def size_pair(qty_a: int, hedge_ratio: Decimal | float, a: Instrument, b: Instru
 __all__ = [
     "FxObservation", "RateProvider", "StaticRate", "DailySeries", "LiveRate", "FxBook", "load_daily_fx_csv",
     "fx_book_from_config", "Direction", "ParityUnavailable", "CostModel", "Parity", "ParityEngine",
-    "quote_is_stale", "PairSizing", "resolve_hedge_ratio", "size_pair",
+    "quote_is_stale", "PairSizing", "resolve_hedge_ratio", "hedge_lots", "size_pair",
 ]

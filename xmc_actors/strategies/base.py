@@ -31,7 +31,7 @@ from __future__ import annotations
 import traceback
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from enum import Enum
 from typing import Any, ClassVar, Literal
 
@@ -40,8 +40,8 @@ from pydantic import BaseModel, ValidationError
 from ..core.calendar import instrument_session_state
 from ..core.clock import Clock, SystemClock
 from ..core.pricing import (
-    CostModel, FxBook, Parity, ParityEngine, ParityUnavailable, PairSizing, quote_is_stale, resolve_hedge_ratio,
-    size_pair,
+    CostModel, FxBook, PairSizing, Parity, ParityEngine, ParityUnavailable, hedge_lots, quote_is_stale,
+    resolve_hedge_ratio, size_pair,
 )
 from ..core.sink import EventMaker
 from ..model.config import DeploymentConfig, ExecutionConfig, StrategyConfig
@@ -497,8 +497,7 @@ class Strategy:
     def _hedge_b(self, a_lots: int) -> int:
         """Signed leg-B lots that hedge ``a_lots`` signed leg-A lots: the whole B lots nearest
         to ``|a_lots| x hedge ratio``, on the other side."""
-        lots = (Decimal(abs(a_lots)) * self.ctx.hedge_ratio / self.b.lot_size).to_integral_value(rounding=ROUND_HALF_EVEN)
-        qty = int(lots) * self.b.lot_size
+        qty = hedge_lots(a_lots, self.ctx.hedge_ratio, self.b)
         return -qty if a_lots > 0 else qty
 
     def _sizing(self, qty_a: int, target: int) -> tuple[PairSizing | None, str]:
