@@ -577,7 +577,7 @@ class Strategy:
         ratio = self.ctx.hedge_ratio
         if sizing.qty_b != abs(self._hedge_b(sizing.qty_a)):  # not the hedge of the move alone
             ratio = Decimal(sizing.qty_b) / Decimal(sizing.qty_a)
-        b_after = self.position_b + (sizing.qty_b if side_a.opposite is Side.BUY else -sizing.qty_b)
+        b_after = self._hedge_b(target)  # what _sizing brings leg B to
         b_shrinks = abs(b_after) < abs(self.position_b) and b_after * self.position_b >= 0
         reduce_only = move in (Transition.CLOSE, Transition.REDUCE) and b_shrinks
         return PairIntent(
