@@ -60,6 +60,23 @@ class ConfigError(Exception):
 
 
 # --------------------------------------------------------------------------- YAML with origins
+# Limits on what a deployment file may be. Real deployments are far inside them (configs/fifty.yaml,
+# fifty strategies, is 24 KB, about 3,000 nodes, 7 levels deep); they stop a hostile or broken
+# file (a YAML "billion laughs", 20,000 nested brackets, a binary file) before it costs time,
+# memory or a RecursionError anywhere after (expansion of ${ENV}, pydantic).
+MAX_FILE_BYTES = 2 * 1024 * 1024
+"""Largest deployment (or included) file read, in bytes."""
+MAX_NODES = 500_000
+"""Most values (mappings, lists, scalars) the whole deployment may hold once aliases are expanded."""
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists, aliases expanded."""
+MAX_INCLUDE_DEPTH = 8
+MAX_FILES = 64
+"""Most files read for one deployment, includes counted."""
+MAX_INT = 2**63 - 1
+"""Largest integer magnitude anywhere in the file (a signed 64-bit integer, as the ledger stores)."""
+
+
 @dataclass
 class _Doc:
     file: str
@@ -67,30 +84,246 @@ class _Doc:
     node: yaml.Node | None
 
 
-def _read_yaml(path: Path, issues: list[ConfigIssue]) -> _Doc | None:
+class _LimitError(yaml.MarkedYAMLError):
+    """A file beyond one of the limits above (raised while composing, reported with its line)."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, composing with a depth limit; values that cannot be built (a
+    timestamp 2025-13-45, a 5,000-digit integer) become a YAML error with their line."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _LimitError(None, None, f"nested more than {MAX_DEPTH} levels deep",
+                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError, TypeError) as e:
+            shown = node.value if isinstance(node, yaml.ScalarNode) else node.tag
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {_short(shown)!r}: {e}", node.start_mark) from None
+
+
+def _short(x: Any, n: int = 60) -> str:
+    s = str(x)
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+
+@dataclass
+class _Budget:
+    """What the files read so far for one deployment used of :data:`MAX_NODES` and :data:`MAX_FILES`."""
+
+    nodes: int = 0
+    files: int = 0
+
+
+def _check_graph(root: yaml.Node, file: str, budget: _Budget, issues: list[ConfigIssue]) -> bool:
+    """Walk the composed document once per node (aliases share their node): refuse recursive
+    aliases, expansion beyond :data:`MAX_NODES` or :data:`MAX_DEPTH`, duplicate keys, and numbers
+    that are not finite or beyond :data:`MAX_INT`. Returns whether the document can be built."""
+    size: dict[int, int] = {}     # id(node) -> nodes it expands to
+    height: dict[int, int] = {}   # id(node) -> levels it expands to
+    active: set[int] = set()
+    ok = True
+
+    def fail(message: str, node: yaml.Node, path: list[Any]) -> None:
+        issues.append(ConfigIssue(format_path(path), message, file, node.start_mark.line + 1))
+
+    class Stop(Exception):
+        pass
+
+    def visit(node: yaml.Node, depth: int, path: list[Any]) -> tuple[int, int]:
+        nonlocal ok
+        key = id(node)
+        if key in active:
+            fail("an alias refers to a mapping or list that contains it (a recursive structure)", node, path)
+            raise Stop
+        if key in size:  # an alias: its expansion is known
+            s, h = size[key], height[key]
+        else:
+            active.add(key)
+            s, h = 1, 1
+            if isinstance(node, yaml.ScalarNode):
+                ok = _check_scalar(node, path, fail) and ok
+            elif isinstance(node, yaml.SequenceNode):
+                for i, child in enumerate(node.value):
+                    cs, ch = visit(child, depth + 1, path + [i])
+                    s, h = s + cs, max(h, ch + 1)
+                    _check_size(budget.nodes + s, node, path)
+            elif isinstance(node, yaml.MappingNode):
+                seen: dict[tuple[str, str], int] = {}
+                for k, v in node.value:
+                    name = k.value if isinstance(k, yaml.ScalarNode) else None
+                    if name is not None and k.tag != "tag:yaml.org,2002:merge":
+                        line = k.start_mark.line + 1
+                        if (k.tag, name) in seen:
+                            fail(f"duplicate key {_short(name)!r} (first at line {seen[(k.tag, name)]}, again at "
+                                 f"line {line}): a key may appear only once in a mapping", k, path + [name])
+                            ok = False
+                        else:
+                            seen[(k.tag, name)] = line
+                    ks, kh = visit(k, depth + 1, path)
+                    vs, vh = visit(v, depth + 1, path + [name if name is not None else "?"])
+                    s, h = s + ks + vs, max(h, kh + 1, vh + 1)
+                    _check_size(budget.nodes + s, node, path)
+            active.discard(key)
+            size[key], height[key] = s, h
+        if depth + h - 1 > MAX_DEPTH:
+            fail(f"nested more than {MAX_DEPTH} levels deep once its aliases are expanded", node, path)
+            raise Stop
+        return s, h
+
+    def _check_size(total: int, node: yaml.Node, path: list[Any]) -> None:
+        if total > MAX_NODES:
+            fail(f"expands to more than {MAX_NODES:,} values (through aliases, or with its included files): "
+                 "refused as a likely YAML bomb", node, path)
+            raise Stop
+
     try:
-        text = path.read_text(encoding="utf-8")
+        s, _ = visit(root, 1, [])
+    except Stop:
+        return False
+    budget.nodes += s
+    return ok
+
+
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_INT_PARSER = yaml.constructor.SafeConstructor()
+
+
+def _check_scalar(node: yaml.ScalarNode, path: list[Any], fail: Any) -> bool:
+    """Numbers: finite, and integers within :data:`MAX_INT` (before PyYAML builds them)."""
+    if node.tag == _FLOAT_TAG:
+        v = node.value.lower().lstrip("+-")
+        if v in (".inf", ".nan"):
+            fail(f"{node.value} is not a finite number", node, path)
+            return False
+        try:
+            f = float(node.value.replace("_", ""))
+        except ValueError:
+            return True  # the constructor reports it
+        if f != f or f in (float("inf"), float("-inf")):
+            fail(f"{_short(node.value)} is not a finite number (too large for a float)", node, path)
+            return False
+    elif node.tag == _INT_TAG:
+        digits = sum(c.isdigit() for c in node.value)
+        if digits > 40:
+            fail(f"an integer of {digits} digits is beyond any real quantity (at most {MAX_INT:,})", node, path)
+            return False
+        if digits <= 18:
+            return True
+        try:
+            n = yaml.constructor.SafeConstructor.construct_yaml_int(_INT_PARSER, node)
+        except (ValueError, yaml.YAMLError):
+            return True  # the constructor reports it
+        if abs(n) > MAX_INT:
+            fail(f"{_short(node.value)} is beyond any real quantity (at most {MAX_INT:,})", node, path)
+            return False
+    return True
+
+
+def _read_text(path: Path, issues: list[ConfigIssue], what: str = "configuration file") -> str | None:
+    """The file's text, or None with the reason: missing, not a regular file, too large, binary,
+    not UTF-8."""
+    import stat
+
+    try:
+        st = path.stat()
     except FileNotFoundError:
-        issues.append(ConfigIssue("", f"configuration file not found: {path}"))
+        issues.append(ConfigIssue("", f"{what} not found: {path}"))
         return None
-    except (OSError, UnicodeDecodeError) as e:
-        issues.append(ConfigIssue("", f"cannot read {path}: {e}"))
+    except OSError as e:
+        issues.append(ConfigIssue("", f"cannot read {path}: {e.strerror or e}"))
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        issues.append(ConfigIssue("", f"cannot read {path}: {kind}"))
+        return None
+    if st.st_size > MAX_FILE_BYTES:
+        issues.append(ConfigIssue("", f"{path} is {st.st_size:,} bytes: a deployment file may be at most "
+                                      f"{MAX_FILE_BYTES:,} bytes ({MAX_FILE_BYTES // (1024 * 1024)} MiB)"))
         return None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        issues.append(ConfigIssue("", f"cannot read {path}: {e.strerror or e}"))
+        return None
+    if len(raw) > MAX_FILE_BYTES:
+        issues.append(ConfigIssue("", f"{path}: a deployment file may be at most {MAX_FILE_BYTES:,} bytes"))
+        return None
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        line = raw.count(b"\n", 0, nul) + 1
+        issues.append(ConfigIssue("", f"{path} is a binary file, not YAML text (a NUL byte at offset {nul})",
+                                  str(path), line))
+        return None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        issues.append(ConfigIssue("", f"{path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}): "
+                                      "save it as UTF-8", str(path), line))
+        return None
+
+
+def _read_yaml(path: Path, issues: list[ConfigIssue], budget: _Budget | None = None) -> _Doc | None:
+    budget = budget if budget is not None else _Budget()
+    budget.files += 1
+    if budget.files > MAX_FILES:
+        issues.append(ConfigIssue("", f"more than {MAX_FILES} files read through include: refused"))
+        return None
+    text = _read_text(path, issues)
+    if text is None:
+        return None
+    loader = _Loader(text)
+    try:
+        try:
+            node = loader.get_single_node()  # composed once: aliases share their node
+            if node is None:
+                data: Any = None
+            elif not _check_graph(node, str(path), budget, issues):
+                return None
+            else:
+                data = loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(e, "problem", None) or str(e)
-        issues.append(ConfigIssue("", f"not valid YAML: {problem}", str(path), line))
+        if isinstance(e, _LimitError):
+            issues.append(ConfigIssue("", f"refused: {problem}", str(path), line))
+        else:
+            issues.append(ConfigIssue("", f"not valid YAML: {problem}", str(path), line))
+        return None
+    except RecursionError:  # a safety net: the depth limit should make this unreachable
+        issues.append(ConfigIssue("", f"refused: nested too deeply (at most {MAX_DEPTH} levels)", str(path)))
         return None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        issues.append(ConfigIssue("", f"the top level must be a mapping, not {type(data).__name__}", str(path), 1))
+        issues.append(ConfigIssue("", "the top level must be a mapping of sections (name, venues, instruments, "
+                                      f"accounts, gateways, strategies, ...), not {_kind(data)}", str(path), 1))
         return None
     return _Doc(str(path), data, node)
+
+
+def _kind(x: Any) -> str:
+    return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true/false"}.get(
+        type(x), type(x).__name__)
 
 
 def _node_at(node: yaml.Node | None, parts: list[str | int]) -> yaml.Node | None:
@@ -136,8 +369,10 @@ class _Origins:
         return format_path(local), file, line
 
 
-def _load_merged(path: Path, issues: list[ConfigIssue], seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any], _Origins] | None:
-    doc = _read_yaml(path, issues)
+def _load_merged(path: Path, issues: list[ConfigIssue], seen: tuple[Path, ...] = (),
+                 budget: _Budget | None = None) -> tuple[dict[str, Any], _Origins] | None:
+    budget = budget if budget is not None else _Budget()
+    doc = _read_yaml(path, issues, budget)
     if doc is None:
         return None
     origins = _Origins(doc)
@@ -150,11 +385,19 @@ def _load_merged(path: Path, issues: list[ConfigIssue], seen: tuple[Path, ...] =
         includes = []
     pre: dict[str, list[Any]] = {k: [] for k in LIST_KEYS}
     for n, inc in enumerate(includes):
-        inc_path = (path.parent / _expand_str(str(inc), f"include[{n}]", issues)).resolve()
+        if not isinstance(inc, str) or not inc.strip():
+            issues.append(ConfigIssue(f"include[{n}]", f"must be a file name, not {_kind(inc)}", "",
+                                      _line(doc, ["include", n])))
+            continue
+        if len(seen) >= MAX_INCLUDE_DEPTH:
+            issues.append(ConfigIssue(f"include[{n}]", f"includes nested more than {MAX_INCLUDE_DEPTH} files deep",
+                                      "", _line(doc, ["include", n])))
+            continue
+        inc_path = (path.parent / _expand_str(inc, f"include[{n}]", issues)).resolve()
         if inc_path in seen or inc_path == path.resolve():
             issues.append(ConfigIssue(f"include[{n}]", f"include cycle through {inc_path.name}"))
             continue
-        sub = _load_merged(inc_path, issues, seen + (path.resolve(),))
+        sub = _load_merged(inc_path, issues, seen + (path.resolve(),), budget)
         if sub is None:
             continue
         sub_data, sub_origins = sub
@@ -193,12 +436,20 @@ def default_env() -> dict[str, str]:
     return env
 
 
-def _expand_str(s: str, path: str, issues: list[ConfigIssue], env: dict[str, str] | None = None) -> str:
+NOT_SECRET = frozenset({"XMC_DATA_DIR", "XMC_PROJECT_DIR"})
+"""Environment variables whose values may be shown in messages (directories); any other
+``${NAME}`` may hold a secret: a message about its field shows the reference, not the value."""
+
+
+def _expand_str(s: str, path: str, issues: list[ConfigIssue], env: dict[str, str] | None = None,
+                used: list[str] | None = None) -> str:
     env = env if env is not None else default_env()
 
     def sub(m: re.Match[str]) -> str:
         name, default = m.group(1), m.group(2)
         if name in env:
+            if used is not None:
+                used.append(name)
             return env[name]
         if default is not None:
             return default
@@ -208,14 +459,42 @@ def _expand_str(s: str, path: str, issues: list[ConfigIssue], env: dict[str, str
     return _ENV.sub(sub, s)
 
 
-def _expand(obj: Any, parts: list[Any], issues: list[ConfigIssue], env: dict[str, str]) -> Any:
+def _expand(obj: Any, parts: list[Any], issues: list[ConfigIssue], env: dict[str, str],
+            expanded: dict[str, tuple[str, str]] | None = None) -> Any:
+    """Replace ``${NAME}`` in every string; ``expanded`` collects path -> (as written, value) of
+    each string that took a value from the environment (other than :data:`NOT_SECRET`)."""
     if isinstance(obj, str):
-        return _expand_str(obj, format_path(parts), issues, env) if "${" in obj else obj
+        if "${" not in obj:
+            return obj
+        used: list[str] = []
+        value = _expand_str(obj, format_path(parts), issues, env, used)
+        if expanded is not None and any(n not in NOT_SECRET for n in used):
+            expanded[format_path(parts)] = (obj, value)
+        return value
     if isinstance(obj, dict):
-        return {k: _expand(v, parts + [k], issues, env) for k, v in obj.items()}
+        return {k: _expand(v, parts + [k], issues, env, expanded) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_expand(v, parts + [i], issues, env) for i, v in enumerate(obj)]
+        return [_expand(v, parts + [i], issues, env, expanded) for i, v in enumerate(obj)]
     return obj
+
+
+def _related(a: str, b: str) -> bool:
+    """Whether path ``a`` is ``b``, inside it, or contains it."""
+    def under(x: str, y: str) -> bool:
+        return x == y or not y or x.startswith(y + ".") or x.startswith(y + "[")
+    return under(a, b) or under(b, a)
+
+
+def _hide_expanded(issue: ConfigIssue, expanded: dict[str, tuple[str, str]], merged_path: str) -> ConfigIssue:
+    """An issue about a field (or its parent or child) whose value came from the environment
+    shows the ``${NAME}`` reference instead of the value."""
+    msg = issue.message
+    for path, (written, value) in expanded.items():
+        if len(value) < 3 or value == written or not _related(merged_path, path):
+            continue
+        msg = msg.replace(repr(value), repr(written)).replace(value, written)
+        msg = msg.replace(repr(_short(value)), repr(written)).replace(_short(value), written)
+    return issue if msg == issue.message else ConfigIssue(issue.path, msg, issue.file, issue.line)
 
 
 # --------------------------------------------------------------------------- pydantic messages
@@ -229,13 +508,19 @@ def _pyd_message(err: dict[str, Any]) -> str:
         return msg[len("Value error, "):]
     if t == "assertion_error" and msg.startswith("Assertion failed, "):
         return msg[len("Assertion failed, "):]
-    shown = repr(inp) if not isinstance(inp, (dict, list)) else type(inp).__name__
+    shown = _short(repr(inp)) if not isinstance(inp, (dict, list)) else type(inp).__name__
     return f"{msg[:1].lower()}{msg[1:]} (got {shown})"
 
 
-def _pyd_issues(e: ValidationError, prefix: list[Any], origins: _Origins | None) -> list[ConfigIssue]:
+def _pyd_issues(e: ValidationError, prefix: list[Any], origins: _Origins | None,
+                expanded: dict[str, tuple[str, str]] | None = None) -> list[ConfigIssue]:
     out = []
     for err in e.errors(include_url=False):
+        if expanded:
+            where = format_path(prefix + [p for p in err["loc"] if isinstance(p, (int, str))])
+            for path, (written, value) in expanded.items():
+                if err.get("input") == value and _related(where, path):
+                    err = {**err, "input": written}
         loc = [p for p in err["loc"] if not (isinstance(p, str) and ("function-" in p or p.startswith("constrained")))]
         # union branches (e.g. Decimal | "auto") add type names to the location: drop them
         loc = [p for p in loc if not (isinstance(p, str) and (p.startswith("literal[") or p in ("decimal",)))]
@@ -248,7 +533,8 @@ def _pyd_issues(e: ValidationError, prefix: list[Any], origins: _Origins | None)
             path, file, line = origins.locate(parts)
         else:
             path, file, line = format_path(parts), "", None
-        out.append(ConfigIssue(path, message, file, line))
+        issue = ConfigIssue(path, message, file, line)
+        out.append(_hide_expanded(issue, expanded, format_path(parts)) if expanded else issue)
     return out
 
 
@@ -333,7 +619,8 @@ def _check_references(cfg: DeploymentConfig, add: Any, reported: list[str]) -> N
                     f"legs are priced in incompatible units: {a.id} per {a.price_unit}, {b.id} per {b.price_unit}")
             if a.currency != b.currency and not _fx_path(a.currency, b.currency, ccy_pairs, cfg.base_currency):
                 add(["strategies", n, "legs"], f"no FX pair converts {a.currency} to {b.currency}; add one under fx")
-    _check_strategies_build(cfg, add, reported)
+    files_ok = _check_data_files(cfg, add)
+    _check_strategies_build(cfg, add, reported, load_fx=files_ok)
     for inst_id in cfg.risk.instruments:
         if inst_id not in instruments:
             add(["risk", "instruments", inst_id], f"unknown instrument {inst_id!r}")
@@ -349,15 +636,52 @@ def _check_references(cfg: DeploymentConfig, add: Any, reported: list[str]) -> N
             add(["risk", "max_account_position", a], f"unknown account {a!r}")
 
 
-def _check_strategies_build(cfg: DeploymentConfig, add: Any, reported: list[str]) -> None:
+def _check_data_files(cfg: DeploymentConfig, add: Any) -> bool:
+    """Every data file the deployment reads (replay feeds, FX series) exists and its header and
+    first rows fit its format. Returns whether all FX files did."""
+    from ..feeds.config import ReplayParams, probe_data_file
+
+    probed: dict[tuple[str, str], str | None] = {}
+
+    def probe(path: str, fmt: str) -> str | None:
+        if _ENV.search(path):
+            return None  # an unset ${NAME}: reported at this path already
+        if (path, fmt) not in probed:
+            probed[(path, fmt)] = probe_data_file(path, fmt)
+        return probed[(path, fmt)]
+
+    fx_ok = True
+    for n, fp in enumerate(cfg.fx):
+        if fp.source == "file" and fp.file:
+            why = probe(fp.file, "fred_fx")
+            if why is not None:
+                add(["fx", n, "file"], f"FX rates file: {why}")
+                fx_ok = False
+    for n, g in enumerate(cfg.gateways):
+        if g.feed.kind != "replay":
+            continue
+        try:
+            params = ReplayParams.model_validate(g.feed.params)
+        except ValidationError:
+            continue  # reported by the feed's parameter check
+        for k, f in enumerate(params.files):
+            why = probe(f.path, f.format)
+            if why is not None:
+                add(["gateways", n, "feed", "params", "files", k, "path"], f"replay file: {why}")
+    return fx_ok
+
+
+def _check_strategies_build(cfg: DeploymentConfig, add: Any, reported: list[str], load_fx: bool = True) -> None:
     """Build every strategy as the runtime will (sizes, hedge ratio, FX): what cannot trade is
     reported here, at its path, not when the deployment starts."""
     from ..core.pricing import fx_book_from_config
     from ..strategies.base import build_strategy
 
+    if not load_fx:
+        return  # the FX files are reported at their paths; the strategies need their rates
     try:
         fx = fx_book_from_config(cfg.fx, max_lag_days=7)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, ArithmeticError) as e:
         add(["fx"], f"cannot load FX rates: {e}")
         return
     for n, s in enumerate(cfg.strategies):
@@ -366,6 +690,8 @@ def _check_strategies_build(cfg: DeploymentConfig, add: Any, reported: list[str]
             continue  # its problems are already reported: building it would only repeat them
         try:
             build_strategy(s, cfg, fx, actor=s.name)
+        except (ArithmeticError, TypeError) as e:  # numbers the parameter models let through
+            add(["strategies", n], f"cannot be built with these numbers: {type(e).__name__}: {_short(e, 200)}")
         except (KeyError, ValueError) as e:
             msg = str(e.args[0]) if e.args else str(e)
             msg = msg.split(": ", 1)[1] if msg.startswith(f"strategy {s.name!r}: ") else msg
@@ -404,18 +730,30 @@ def _split(path: str) -> list[Any]:
 
 # --------------------------------------------------------------------------- public API
 def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> DeploymentConfig:
-    """Load, expand and check a deployment file; raise :class:`ConfigError` with every problem."""
+    """Load, expand and check a deployment file; raise :class:`ConfigError` with every problem.
+
+    A deployment needs at least one enabled strategy. A file that only lists venues and
+    instruments (no ``include``, no accounts, gateways or strategies) is a *catalogue* and is
+    returned as it is (its ``strategies`` empty): see :func:`is_catalogue`.
+    """
     issues: list[ConfigIssue] = []
     p = Path(path)
     merged = _load_merged(p, issues)
     if merged is None:
         raise ConfigError(issues)
     data, origins = merged
-    data = _expand(data, [], issues, env if env is not None else default_env())
+    if not origins.main.data:
+        issues.append(ConfigIssue("", "the file is empty: " + _NEEDS))
+        raise ConfigError(issues)
+    expanded: dict[str, tuple[str, str]] = {}
+    data = _expand(data, [], issues, env if env is not None else default_env(), expanded)
     try:
         cfg = DeploymentConfig.model_validate(data)
     except ValidationError as e:
-        issues.extend(_pyd_issues(e, [], origins))
+        issues.extend(_pyd_issues(e, [], origins, expanded))
+        raise ConfigError(issues) from None
+    except RecursionError:  # a safety net: the depth limit should make this unreachable
+        issues.append(ConfigIssue("", f"refused: nested too deeply (at most {MAX_DEPTH} levels)"))
         raise ConfigError(issues) from None
 
     reported: list[str] = []
@@ -423,12 +761,41 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
     def add(parts: list[Any], message: str) -> None:
         path_s, file, line = origins.locate(parts)
         reported.append(format_path(parts))
-        issues.append(ConfigIssue(path_s, message, file, line))
+        issue = ConfigIssue(path_s, message, file, line)
+        issues.append(_hide_expanded(issue, expanded, format_path(parts)) if expanded else issue)
 
     _check_references(cfg, add, reported)
+    if not _is_catalogue_doc(origins.main.data):
+        _check_minimum(cfg, add)
     if issues:
         raise ConfigError(issues)
     return cfg
+
+
+_NEEDS = ("a deployment needs at least one strategy (strategies[]), the accounts its legs trade through "
+          "(accounts[]) and a gateway for each of its venues (gateways[]); see configs/demo.yaml")
+
+
+def _is_catalogue_doc(data: dict[str, Any]) -> bool:
+    return ("include" not in data and not any(k in data for k in ("accounts", "gateways", "strategies"))
+            and any(data.get(k) for k in ("venues", "instruments")))
+
+
+def is_catalogue(cfg: DeploymentConfig) -> bool:
+    """Whether a loaded file is a catalogue (venues, instruments, FX) for deployments to include,
+    not a deployment: :func:`load_config` refuses a deployment without strategies."""
+    return not cfg.strategies and not cfg.gateways and not cfg.accounts
+
+
+def _check_minimum(cfg: DeploymentConfig, add: Any) -> None:
+    """The least a deployment must hold to do anything: an enabled strategy (whose legs the
+    cross-reference checks tie to accounts and gateways)."""
+    if not cfg.strategies:
+        missing = [k for k in ("accounts", "gateways") if not getattr(cfg, k)]
+        also = f" (it has no {' and no '.join(missing)} either)" if missing else ""
+        add(["strategies"], f"no strategy is configured{also}: {_NEEDS}")
+    elif not any(s.enabled for s in cfg.strategies):
+        add(["strategies"], f"all {len(cfg.strategies)} strategies are disabled (enabled: false): nothing would trade")
 
 
 def iter_secret_refs(cfg: DeploymentConfig) -> Iterator[tuple[str, str]]:
@@ -436,6 +803,30 @@ def iter_secret_refs(cfg: DeploymentConfig) -> Iterator[tuple[str, str]]:
     for n, a in enumerate(cfg.accounts):
         for k, ref in a.credentials.items():
             yield f"accounts[{n}].credentials.{k}", ref.env
+
+
+SIMULATED_ADAPTERS = frozenset({"sim"})
+"""Venue adapters that never read credentials."""
+
+
+def missing_credentials(cfg: DeploymentConfig, env: dict[str, str] | None = None
+                        ) -> list[tuple[str, str, bool]]:
+    """(path, env var, needed) of every credential whose environment variable is not set.
+
+    ``needed``: a gateway of one of the account's venues has an adapter that is not simulated,
+    so it will read the credential when it connects. The simulated adapter reads none.
+    """
+    env = env if env is not None else dict(os.environ)
+    adapters: dict[str, set[str]] = {}
+    for g in cfg.gateways:
+        adapters.setdefault(g.venue, set()).add(g.adapter)
+    out = []
+    for n, a in enumerate(cfg.accounts):
+        live = any(ad not in SIMULATED_ADAPTERS for v in a.venues for ad in adapters.get(v, ()))
+        for k, ref in a.credentials.items():
+            if not env.get(ref.env):
+                out.append((f"accounts[{n}].credentials.{k}", ref.env, live))
+    return out
 
 
 def describe(cfg: DeploymentConfig) -> list[str]:
@@ -467,4 +858,5 @@ def auto_hedge_ratio(a_mult: Decimal, a_unit: str, b_mult: Decimal, b_unit: str)
     return a_in_b_units / b_mult
 
 
-__all__ = ["ConfigError", "ConfigIssue", "load_config", "describe", "format_path", "auto_hedge_ratio"]
+__all__ = ["ConfigError", "ConfigIssue", "load_config", "describe", "format_path", "auto_hedge_ratio",
+           "is_catalogue", "missing_credentials", "iter_secret_refs"]
