@@ -189,6 +189,11 @@ def test_a_killed_risk_guard_is_rebuilt_from_the_ledger_and_the_venues_and_grant
     ray.get(guard.regrant_all.remote())
     before = ray.get(guard.status.remote())
     seq_before = _held_grant(coord)
+    # a coordinator's escalation ALERT as written before it carried an alert_id (it made every
+    # rebuild fail on KeyError: the guard came back with no positions and everything REDUCING)
+    sink.emit(EventMaker(SystemClock(), COORDINATOR_NAME).make(
+        EventKind.ALERT, decision_id="old", strategy="s0", reason="rollback attempts spent", level="red",
+        residual={"legs": {"A": {"net": 1, "residual": 1}}}))
     sink.flush(10)
 
     # Act: kill the guard's process; Ray reconstructs it, and it rebuilds on its own
@@ -214,6 +219,7 @@ def test_a_killed_risk_guard_is_rebuilt_from_the_ledger_and_the_venues_and_grant
     # Assert: same positions and occupancy for the accounts the pairs used; the venue-only lot found
     rep = after["last_rebuild"]
     assert rep["ok"] and rep["booked_pairs"] == 3 and rep["unverified_venues"] == []
+    assert rep["coordinator_alerts"] == 1 and rep["skipped"] == 0
     assert rep["mismatches"] == [{"account": "cn2", "instrument": "SHFE.cu", "ledger": 0, "venue": 1, "difference": 1}]
     assert after["positions"]["strategies"]["s1"] == before["positions"]["strategies"]["s1"]
     assert after["positions"]["accounts"] == {**before["positions"]["accounts"], "cn2": {"SHFE.cu": 1}}

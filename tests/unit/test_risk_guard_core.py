@@ -284,3 +284,109 @@ def test_rebuild_books_the_summaries_pushed_while_the_guard_was_down_before_comp
     # Assert
     assert rep.caught_up == 1 and rep.mismatches == []
     assert g2.book.strategy["s1"] == {"SHFE.cu": 2, "LME.CA3M": -2}
+
+
+# -- a rebuild never dies on one event it cannot read --------------------------------------------------
+def _escalated_pair_trail():
+    """A coordinator (pure core, fake venues) escalates d1: leg A filled, leg B's venue silent.
+    Returns its trail (with its red ALERT) and the summaries it pushed."""
+    from pair_harness import Behaviour, Harness
+
+    from xmc_actors.model import ExecutionMode
+
+    h = Harness({i: tk.instrument(i) for i in ("SHFE.cu", "LME.CA3M")},
+                {"SHFE": Behaviour(), "LME": Behaviour(silent_after_ms=0.0)})
+    h.submit(tk.pair_intent("d1", a=("SHFE.cu", "BUY", 2, "72000"), b=("LME.CA3M", "SELL", 2, "9800"),
+                            mode=ExecutionMode.SPEED))
+    h.drain()
+    return h.sink.events, h.done
+
+
+def test_rebuild_from_a_trail_with_a_coordinators_escalation_alert_restores_positions_and_states() -> None:
+    # Arrange: the guard books d0 (hedged) and the escalated d1 (its red unhedged alert halts s1);
+    # the ledger also holds the coordinator's own red ALERT for d1, in today's shape and in the
+    # shape written before it carried an alert_id (level and residual only: what broke rebuilds)
+    from xmc_actors.core.clock import SimClock
+    from xmc_actors.core.sink import EventMaker
+
+    coord_trail, pushed = _escalated_pair_trail()
+    coord_alerts = [e for e in coord_trail if e.kind is EventKind.ALERT]
+    assert len(coord_alerts) == 1 and coord_alerts[0].payload["alert_id"] == "d1:escalated"
+    assert coord_alerts[0].payload["source"] == "coordinator" and coord_alerts[0].payload["key"] == "s1"
+    legacy = EventMaker(SimClock(coord_alerts[0].ts_ns), "coordinator").make(
+        EventKind.ALERT, decision_id="d1", strategy="s1", reason="rollback attempts spent", level="red",
+        residual={"legs": {"A": {"net": 2, "residual": 2}}})
+    g1, sink, _ = core()
+    g1.on_pair_done(summary("d0"))
+    g1.on_pair_done(pushed[-1])
+    assert g1.states == {"strategy:s1": TradingState.HALTED}
+    trail = sink.events + coord_trail + [legacy]
+    # Act
+    g2, sink2, _ = core()
+    rep = g2.rebuild(trail, g1.book.account)
+    # Assert: positions, states and the guard's own open alerts as before the crash
+    assert g2.book.snapshot() == g1.book.snapshot() == ({"cn": {"SHFE.cu": 3}, "us": {"LME.CA3M": -1}},
+                                                        {"s1": {"SHFE.cu": 3, "LME.CA3M": -1}})
+    assert g2.states == g1.states
+    assert {(a.monitor, a.key, a.level) for a in g2.alerts.open_alerts()} == \
+        {(a.monitor, a.key, a.level) for a in g1.alerts.open_alerts()}
+    assert (rep.booked_pairs, rep.coordinator_alerts, rep.skipped, rep.mismatches) == (2, 2, 0, [])
+    assert not [e for e in sink2.events if e.kind is EventKind.BAD_INPUT]
+
+
+def test_a_rebuild_skips_each_event_it_cannot_read_records_it_and_restores_everything_else() -> None:
+    # Arrange: a first guard's trail, then garbage of every kind the rebuild reads
+    from xmc_actors.core.sink import EventMaker
+
+    g1, sink, clock = core()
+    g1.on_pair_done(summary("d1", a_avg="72400"))           # booked + yellow slippage (throttle)
+    g1.set_trading_state("strategy", "s9", "REDUCING", "alice")
+    g1.set_limit("default_limits", None, "max_order_qty", "7", "alice")
+    g1.register_coordinator("c2", Decimal(2))
+    mk = EventMaker(clock, "risk-guard")
+    leg_ok = {"account": "cn", "instrument": "SHFE.cu", "lots": 5, "price": "72000"}
+    garbage = [
+        # the second leg is unreadable: the first must not be booked either (all or nothing)
+        mk.make(EventKind.RISK_DECISION, decision_id="g1", strategy="s1", reason="BOOKED",
+                legs=[leg_ok, {"account": "us", "instrument": "LME.CA3M", "lots": "1.5"}]),
+        mk.make(EventKind.RISK_DECISION, decision_id="g2", strategy="s1", reason="BOOKED", legs=[{"lots": 1}]),
+        mk.make(EventKind.RISK_DECISION, decision_id="g3", strategy="s1", reason="BOOKED", legs="nonsense"),
+        mk.make(EventKind.RISK_DECISION, decision_id="g4", strategy="s1", reason="BOOKED",
+                legs=[{**leg_ok, "price": "not-a-price"}]),
+        mk.make(EventKind.RISK_DECISION, decision_id="g5", reason="ACCEPTED", coordinator="c1", reservation={"x": "?"}),
+        mk.make(EventKind.OPERATOR, action="trading_state", scope="strategy", key="s1", state="BOGUS"),
+        mk.make(EventKind.OPERATOR, action="trading_state", state="HALTED"),
+        mk.make(EventKind.OPERATOR, action="set_limit", section="default_limits", field="max_order_qty", value="-3"),
+        mk.make(EventKind.ALERT, monitor="slippage", scope="strategy", key="s1", level="purple"),
+        mk.make(EventKind.ALERT, monitor="slippage", scope="strategy", key="s2", level="red"),   # no alert_id
+        mk.make(EventKind.LIFECYCLE, reason="COORDINATOR_REGISTERED", coordinator="c3", weight="heavy"),
+    ]
+    # Act
+    g2, sink2, _ = core()
+    rep = g2.rebuild(sink.events + garbage + [{"kind": "NOT_A_KIND"}], {"cn": {"SHFE.cu": 1}, "us": {"LME.CA3M": -1}})
+    # Assert: everything readable is restored as before
+    assert g2.book.snapshot() == g1.book.snapshot()
+    assert g2.states == g1.states == {"strategy:s9": TradingState.REDUCING}
+    assert g2.throttled == g1.throttled == {"strategy:s1": "slippage:strategy:s1"}
+    assert g2.cfg.default_limits.max_order_qty == 7
+    assert g2.leases.weights == {"c1": Decimal(1), "c2": Decimal(2)}
+    assert {a.key for a in g2.alerts.open_alerts()} == {"s1"} and rep.open_reservations == {}
+    assert (rep.booked_pairs, rep.mismatches) == (1, [])
+    # each unreadable event is skipped, counted and recorded
+    assert rep.skipped == len(garbage) + 1 == len(rep.skipped_events)
+    assert {s["event_id"] for s in rep.skipped_events} >= {e.event_id for e in garbage}
+    bad = [e for e in sink2.events if e.kind is EventKind.BAD_INPUT]
+    assert len(bad) == rep.skipped and all(e.reason.startswith("rebuild: ") for e in bad)
+    assert any("legs[1].lots: '1.5'" in e.reason for e in bad)
+    rebuilt = [e for e in sink2.events if e.kind is EventKind.RISK_DECISION and e.reason == "REBUILT"]
+    assert rebuilt[0].payload["skipped"] == rep.skipped
+
+
+def test_a_venue_position_that_is_not_a_number_leaves_that_venue_unverified_instead_of_failing_the_rebuild() -> None:
+    g1, sink, _ = core()
+    g1.on_pair_done(summary("d1"))
+    g2, sink2, _ = core()
+    rep = g2.rebuild(sink.events, {"cn": {"SHFE.cu": "lots"}, "us": {"LME.CA3M": -1}})
+    assert g2.book.account == {"cn": {"SHFE.cu": 1}, "us": {"LME.CA3M": -1}}
+    assert rep.unverified_venues == ["SHFE"] and rep.mismatches == []
+    assert len([e for e in sink2.events if e.kind is EventKind.BAD_INPUT]) == 1

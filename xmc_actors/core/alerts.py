@@ -131,6 +131,37 @@ class AlertSinkProtocol(Protocol):
         ...
 
 
+#: the monitor of the ALERT a pair coordinator raises itself when it escalates a pair (the risk
+#: guard's own reaction to the same pair is its ``unhedged`` monitor, on the pair summary)
+PAIR_ESCALATION = "pair_escalation"
+
+
+def coordinator_alert(*, alert_id: str, monitor: str, strategy: str, level: str, action: str, message: str,
+                      value: float, threshold: float, opened_ns: int, **extra: object) -> dict[str, object]:
+    """The payload of an ALERT a coordinator (or a strategy's residual book) writes: the shape of
+    the guard's alerts (``alert_id``, ``monitor``, ``scope``, ``key``, ``level``, ``action``, ...)
+    so every reader of the trail can read it, plus ``source: "coordinator"`` and what is
+    specific to it (``extra``, e.g. the residual). The risk guard's rebuild recognises it by
+    ``source`` and does not adopt it as one of its own open alerts (:func:`alert_origin`)."""
+    return {"alert_id": alert_id, "monitor": monitor, "scope": "strategy", "key": strategy, "level": level,
+            "action": action, "value": float(value), "threshold": float(threshold), "message": message,
+            "opened_ns": int(opened_ns), "source": "coordinator", **extra}
+
+
+def alert_origin(payload: object) -> str:
+    """Who raised an ALERT read back from the ledger: ``"guard"`` (the risk guard's own, of the
+    :class:`Alert` shape: what a rebuild restores), ``"coordinator"`` (a pair coordinator's
+    escalation or residual alert, also the ones written before they carried ``source``: a
+    ``residual`` and no ``monitor``) or ``"other"`` (a strategy's or a gateway's free-form alert,
+    or a payload that is not a mapping)."""
+    if not isinstance(payload, dict):
+        return "other"
+    if payload.get("source") == "coordinator" or payload.get("monitor") == PAIR_ESCALATION or (
+            "residual" in payload and "monitor" not in payload):
+        return "coordinator"
+    return "guard" if "monitor" in payload else "other"
+
+
 class LedgerAlertSink:
     """Alerts into the ledger as events of kind ALERT."""
 

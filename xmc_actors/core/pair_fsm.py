@@ -48,6 +48,7 @@ from ..model.orders import (
 )
 from ..model.pairs import ExecutionMode, LegIntent, PairIntent, PairState
 from ..model.risk import TradingState
+from .alerts import PAIR_ESCALATION, coordinator_alert
 from .clock import Clock
 from .pretrade import AllowAll, Denial, PreTradeCheck
 from .sink import EventMaker
@@ -901,7 +902,9 @@ class PairMachine:
         self.reason = reason
         self.ended_ns = self.book.clock.now_ns()
         self.residual = self._residual()
-        self._emit(EventKind.ALERT, reason=reason, level="red", residual=self.residual)
+        self._emit(EventKind.ALERT, reason=reason, **escalation_alert(
+            self.did, self.intent.strategy, reason, self.ended_ns,
+            max((abs(v["residual"]) for v in self.residual["legs"].values()), default=0), residual=self.residual))
         self._emit(EventKind.ESCALATION, reason=reason, residual=self.residual)
         self.book.halt_scope("strategy", self.intent.strategy)
         self.book.close_pair(self.did)
@@ -1283,7 +1286,8 @@ class PairBook:
         shell = self.pairs.get(did)  # a pair recovered as finished keeps an order-less machine: it says so too
         if shell is not None:
             shell.state, shell.reason = PairState.ESCALATED, reason
-        self.out.append(Emit(spec=dict(common, kind=EventKind.ALERT, level="red", residual=residual)))
+        self.out.append(Emit(spec=dict(common, kind=EventKind.ALERT, **escalation_alert(
+            did, t.strategy, reason, now, sum(abs(v) for v in residual.values()), residual=residual))))
         self.out.append(Emit(spec=dict(common, kind=EventKind.ESCALATION, residual=residual)))
         self.halt_scope("strategy", t.strategy)
         self.out.append(HaltStrategy(t.strategy, did, reason))
@@ -1508,6 +1512,17 @@ class PairBook:
             for lg in m.legs for o in lg.orders
         ]
         return out
+
+
+def escalation_alert(decision_id: str, strategy: str, reason: str, now_ns: int, residual_lots: int,
+                     **extra: Any) -> dict[str, Any]:
+    """The payload of the red ALERT of an escalated pair: the shape of the risk guard's alerts
+    (``alert_id`` ``<decision id>:escalated``, monitor ``pair_escalation``, scope ``strategy``,
+    action ``halt``), marked ``source: "coordinator"``, with the residual; ``value`` is the
+    largest residual of a leg, in its lots."""
+    return coordinator_alert(alert_id=f"{decision_id}:escalated", monitor=PAIR_ESCALATION, strategy=strategy,
+                             level="red", action="halt", message=reason, value=residual_lots, threshold=0.0,
+                             opened_ns=now_ns, **extra)
 
 
 def _trail_summary(m: PairMachine, end: Event) -> dict[str, Any] | None:

@@ -16,7 +16,8 @@ Ledger records written here (all through the EventSink):
 * ``RECONCILE`` – a difference between the ledger and a venue found by :meth:`RiskGuardCore.rebuild`;
 * ``RISK_DECISION`` with reason ``REBUILT`` / ``REBUILD_FAILED`` – what a restart rebuilt (events
   read, pairs booked, reservations in flight, each mismatch with the venues), or why it could not;
-* ``BAD_INPUT`` – a summary or status that could not be read (counted, never raised).
+* ``BAD_INPUT`` – a summary or status that could not be read, or a ledger event a rebuild
+  skipped because it could not be read (counted, never raised).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from ..model.events import Event, EventKind
 from ..model.market import Account, Instrument, Venue
 from ..model.quotes import Quote
 from ..model.risk import AlertAction, AlertLevel, RiskConfig, TradingState
-from .alerts import Alert, AlertDispatcher, AlertManager, AlertSinkProtocol, LedgerAlertSink, LogAlertSink, _Open
+from .alerts import Alert, AlertDispatcher, alert_origin, AlertManager, AlertSinkProtocol, LedgerAlertSink, LogAlertSink, _Open
 from .capital import CapitalPool, LeaseBook, PositionBook
 from .clock import Clock
 from .monitors import Condition, MonitorSet, PairSummary
@@ -39,6 +40,9 @@ from .risk_rules import GLOBAL, ZERO, GrantAck, RiskGrant, scope_key, worst_stat
 from .sink import EventMaker, EventSink
 
 log = logging.getLogger("xmc.risk")
+#: what reading one ledger event can raise; the rebuild skips such an event and goes on
+_UNREADABLE = (KeyError, TypeError, ValueError, ArithmeticError, AttributeError, ValidationError)
+_SKIPPED_KEPT = 50   # skipped events recorded one by one (BAD_INPUT, in the report); the rest counted
 UNATTRIBUTED = "__unattributed__"
 LIMIT_SECTIONS = ("default_limits", "instruments", "strategies", "max_account_position", "throttle",
                   "daily_counts", "occupancy", "monitors", "risk")
@@ -72,6 +76,10 @@ class RebuildReport:
     limit_changes: int = 0
     coordinators: dict[str, Decimal] = field(default_factory=dict)   # registered before the restart -> weight
     caught_up: int = 0                                               # summaries booked from the coordinators
+    skipped: int = 0                                                 # events that could not be read (BAD_INPUT each)
+    skipped_events: list[dict[str, str]] = field(default_factory=list)  # the first of them: event_id, kind, error
+    coordinator_alerts: int = 0                                      # coordinators' alerts (escalations): not the guard's
+    other_alerts: int = 0                                            # strategies' / gateways' free-form alerts
     output: GuardOutput = field(default_factory=GuardOutput)        # alerts / state changes to send on
 
     def as_dict(self) -> dict[str, Any]:
@@ -80,7 +88,9 @@ class RebuildReport:
                 "mismatches": list(self.mismatches), "unverified_venues": list(self.unverified_venues),
                 "states": {k: v.value for k, v in self.states.items()}, "limit_changes": self.limit_changes,
                 "open_reservations": {c: {p: str(v) for p, v in r.items()} for c, r in self.open_reservations.items()},
-                "coordinators": {c: str(w) for c, w in self.coordinators.items()}, "caught_up": self.caught_up}
+                "coordinators": {c: str(w) for c, w in self.coordinators.items()}, "caught_up": self.caught_up,
+                "skipped": self.skipped, "skipped_events": list(self.skipped_events),
+                "coordinator_alerts": self.coordinator_alerts, "other_alerts": self.other_alerts}
 
 
 def check_operator(operator: object) -> str:
@@ -441,64 +451,24 @@ class RiskGuardCore:
         """
         rep = RebuildReport()
         accepted: dict[str, tuple[str, dict[str, Decimal]]] = {}
-        for ev in sorted(events, key=lambda e: (e.ts_ns, e.event_id)):
+        readable: list[Event] = []
+        for ev in events:
+            if isinstance(ev, Event):
+                readable.append(ev)
+                continue
+            try:
+                readable.append(Event.model_validate(ev))
+            except (ValidationError, TypeError, ValueError) as e:
+                rep.events_read += 1
+                self._skip(rep, None, e, ev)
+        for ev in sorted(readable, key=lambda e: (e.ts_ns, e.event_id)):
             rep.events_read += 1
-            p = ev.payload
-            if ev.kind is EventKind.OPERATOR:
-                if p.get("action") == "trading_state":
-                    sk = scope_key(p["scope"], p.get("key"))
-                    st = TradingState(p["state"])
-                    if st is TradingState.ACTIVE:
-                        self.states.pop(sk, None)
-                        self.throttled.pop(sk, None)
-                    else:
-                        self.states[sk] = st
-                elif p.get("action") == "set_limit":
-                    try:
-                        new, _ = _apply_limit(self.cfg, p["section"], p.get("key"), p.get("field"), p.get("value"))
-                        self._install(new)
-                        rep.limit_changes += 1
-                    except (ValueError, KeyError) as e:
-                        log.error("rebuild: limit change %s not re-applied: %s", ev.event_id, e)
-            elif ev.kind is EventKind.RISK_DECISION and ev.reason == "BOOKED":
-                # each BOOKED record carries the lots it added (the whole pair, or a revision's difference)
-                did = ev.decision_id
-                if did not in self.booked:
-                    rep.booked_pairs += 1
-                self.booked.add(did)
-                rep.bookings += 1
-                booked = self.booked_lots.setdefault(did, {})
-                for leg in p.get("legs", []):
-                    price = Decimal(leg["price"]) if leg.get("price") else None
-                    lots = int(leg["lots"])
-                    self.book.apply_fill(leg["account"], ev.strategy, leg["instrument"], lots, price, ev.ts_ns)
-                    k = (leg["account"], leg["instrument"])
-                    booked[k] = booked.get(k, 0) + lots
-                self.booked_ts[did] = max(self.booked_ts.get(did, 0), int(p.get("summary_ts_ns") or 0))
-                self.booked_state[did] = str(p.get("state", ""))
-                if p.get("incremental") and p.get("trade_id"):
-                    self.booked_trades.add((did, str(p["trade_id"])))
-                accepted.pop(did, None)
-            elif ev.kind is EventKind.RISK_DECISION and ev.reason == "ACCEPTED":
-                if ev.decision_id not in self.booked:
-                    accepted[ev.decision_id] = (str(p.get("coordinator", "")),
-                                                {k: Decimal(v) for k, v in p.get("reservation", {}).items()})
-            elif ev.kind is EventKind.LIFECYCLE and ev.reason == "COORDINATOR_REGISTERED" and p.get("coordinator"):
-                rep.coordinators[str(p["coordinator"])] = Decimal(str(p.get("weight", "1")))
-            elif ev.kind is EventKind.ALERT:
-                k = (p.get("monitor", ""), p.get("scope", ""), p.get("key", ""))
-                if p.get("resolved"):
-                    self.alerts.open.pop(k, None)
-                    for sk, who in list(self.throttled.items()):
-                        if who == ":".join(k):
-                            del self.throttled[sk]
-                else:
-                    lvl = AlertLevel(p["level"])
-                    self.alerts.open[k] = _Open(p["alert_id"], lvl, int(p.get("opened_ns", ev.ts_ns)), ev.ts_ns,
-                                                int(p.get("repeats", 0)), Alert.model_validate({**p, "ts_ns": ev.ts_ns}))
-                    if p.get("action") == AlertAction.THROTTLE.value:
-                        for sk in self._targets(k[1], k[2]):
-                            self.throttled.setdefault(sk, ":".join(k))
+            try:
+                self._replay(ev, rep, accepted)
+            except _UNREADABLE as e:
+                # one event the rebuild cannot read must not cost every other one: it is skipped,
+                # counted and recorded (BAD_INPUT), and the rest of the trail is replayed
+                self._skip(rep, ev, e, ev.payload)
         # the coordinators of the previous life, all registered before any grant is planned, so
         # that no slice is planned as if the others did not exist
         for coord, w in rep.coordinators.items():
@@ -532,9 +502,22 @@ class RiskGuardCore:
         for acc in sorted(set(venue_positions) | set(self.book.account)):
             ours = self.book.account.get(acc, {})
             theirs = venue_positions.get(acc, {})
+            if not isinstance(theirs, Mapping):
+                self._bad_input("rebuild: venue positions", TypeError(
+                    f"account {acc}: expected instrument -> lots, got {type(theirs).__name__}"), theirs)
+                theirs = {}
+                unread = {venue_of(i) for i in ours}
+            else:
+                unread = set()
             for inst in sorted(set(ours) | set(theirs)):
-                a, b = ours.get(inst, 0), int(theirs.get(inst, 0))
-                if verified is not None and venue_of(inst) not in verified:
+                a = ours.get(inst, 0)
+                try:
+                    b = _whole_lots(theirs.get(inst, 0), f"{acc}.{inst}")
+                except (ValueError, ArithmeticError) as e:
+                    self._bad_input("rebuild: venue positions", e, theirs.get(inst))
+                    unread.add(venue_of(inst))
+                    b = a
+                if (verified is not None and venue_of(inst) not in verified) or venue_of(inst) in unread:
                     if a:
                         unverified.add(venue_of(inst))
                     continue
@@ -556,6 +539,113 @@ class RiskGuardCore:
         rep.states = dict(self.states)
         self.sink.emit(self.maker.make(EventKind.RISK_DECISION, reason="REBUILT", **rep.as_dict()))
         return rep
+
+    def _replay(self, ev: Event, rep: RebuildReport, accepted: dict[str, tuple[str, dict[str, Decimal]]]) -> None:
+        """Apply one ledger event to the rebuilding core. Everything is read and checked before
+        anything is changed, so an event that raises (:data:`_UNREADABLE`) leaves no trace."""
+        p = ev.payload
+        if not isinstance(p, Mapping):
+            raise TypeError(f"payload: expected a mapping, got {type(p).__name__}")
+        if ev.kind is EventKind.OPERATOR:
+            if p.get("action") == "trading_state":
+                sk = scope_key(str(p["scope"]), p.get("key"))
+                st = TradingState(p["state"])
+                if st is TradingState.ACTIVE:
+                    self.states.pop(sk, None)
+                    self.throttled.pop(sk, None)
+                else:
+                    self.states[sk] = st
+            elif p.get("action") == "set_limit":
+                new, _ = _apply_limit(self.cfg, p["section"], p.get("key"), p.get("field"), p.get("value"))
+                self._install(new)
+                rep.limit_changes += 1
+        elif ev.kind is EventKind.RISK_DECISION and ev.reason == "BOOKED":
+            # each BOOKED record carries the lots it added (the whole pair, or a revision's difference)
+            did = ev.decision_id
+            if not did:
+                raise ValueError("decision_id: a BOOKED record needs one")
+            raw_legs = p.get("legs", [])
+            if not isinstance(raw_legs, (list, tuple)):
+                raise TypeError(f"legs: expected a list, got {type(raw_legs).__name__}")
+            legs: list[tuple[str, str, int, Decimal | None]] = []
+            for i, leg in enumerate(raw_legs):
+                if not isinstance(leg, Mapping):
+                    raise TypeError(f"legs[{i}]: expected a mapping, got {type(leg).__name__}")
+                price = Decimal(str(leg["price"])) if leg.get("price") not in (None, "", "None") else None
+                if price is not None and not price.is_finite():
+                    raise ValueError(f"legs[{i}].price: {leg['price']!r} is not a price")
+                acc, inst = leg["account"], leg["instrument"]
+                if not isinstance(acc, str) or not isinstance(inst, str) or not acc or not inst:
+                    raise ValueError(f"legs[{i}]: account {acc!r} / instrument {inst!r}")
+                legs.append((acc, inst, _whole_lots(leg["lots"], f"legs[{i}].lots"), price))
+            summary_ts = int(p.get("summary_ts_ns") or 0)
+            trade_id = str(p["trade_id"]) if p.get("incremental") and p.get("trade_id") else ""
+            # read: now apply
+            if did not in self.booked:
+                rep.booked_pairs += 1
+            self.booked.add(did)
+            rep.bookings += 1
+            booked = self.booked_lots.setdefault(did, {})
+            for acc, inst, lots, price in legs:
+                self.book.apply_fill(acc, ev.strategy, inst, lots, price, ev.ts_ns)
+                booked[(acc, inst)] = booked.get((acc, inst), 0) + lots
+            self.booked_ts[did] = max(self.booked_ts.get(did, 0), summary_ts)
+            self.booked_state[did] = str(p.get("state", ""))
+            if trade_id:
+                self.booked_trades.add((did, trade_id))
+            accepted.pop(did, None)
+        elif ev.kind is EventKind.RISK_DECISION and ev.reason == "ACCEPTED":
+            if ev.decision_id not in self.booked:
+                res = p.get("reservation") or {}
+                if not isinstance(res, Mapping):
+                    raise TypeError(f"reservation: expected a mapping, got {type(res).__name__}")
+                amounts = {str(k): Decimal(str(v)) for k, v in res.items()}
+                if not all(a.is_finite() for a in amounts.values()):
+                    raise ValueError(f"reservation: {dict(res)!r} holds a non-finite amount")
+                accepted[ev.decision_id] = (str(p.get("coordinator", "")), amounts)
+        elif ev.kind is EventKind.LIFECYCLE and ev.reason == "COORDINATOR_REGISTERED" and p.get("coordinator"):
+            w = Decimal(str(p.get("weight", "1")))
+            if not w.is_finite() or w <= 0:
+                raise ValueError(f"weight: {p.get('weight')!r} is not a positive weight")
+            rep.coordinators[str(p["coordinator"])] = w
+        elif ev.kind is EventKind.ALERT:
+            origin = alert_origin(p)
+            if origin == "coordinator":
+                # a coordinator's own alert about a pair (an escalation): what the guard did about
+                # that pair is in its own records (the summary's BOOKED, its ``unhedged`` alert and
+                # the state that alert set), replayed for themselves; this one is not the guard's
+                rep.coordinator_alerts += 1
+                return
+            if origin == "other":
+                rep.other_alerts += 1   # a strategy's or a gateway's free-form alert
+                return
+            k = (str(p["monitor"]), str(p.get("scope", "")), str(p.get("key", "")))
+            if p.get("resolved"):
+                self.alerts.open.pop(k, None)
+                for sk, who in list(self.throttled.items()):
+                    if who == ":".join(k):
+                        del self.throttled[sk]
+                return
+            lvl = AlertLevel(p["level"])
+            alert = Alert.model_validate({**{f: v for f, v in p.items() if f in Alert.model_fields}, "ts_ns": ev.ts_ns})
+            targets = self._targets(k[1], k[2]) if p.get("action") == AlertAction.THROTTLE.value else []
+            self.alerts.open[k] = _Open(str(p["alert_id"]), lvl, int(p.get("opened_ns", ev.ts_ns)), ev.ts_ns,
+                                        int(p.get("repeats", 0)), alert)
+            for sk in targets:
+                self.throttled.setdefault(sk, ":".join(k))
+
+    def _skip(self, rep: RebuildReport, ev: Event | None, e: Exception, raw: object) -> None:
+        rep.skipped += 1
+        what = f"{ev.kind.value} {ev.event_id}" if ev is not None else "event"
+        if len(rep.skipped_events) < _SKIPPED_KEPT:
+            rep.skipped_events.append({"event_id": ev.event_id if ev is not None else "",
+                                       "kind": ev.kind.value if ev is not None else "",
+                                       "error": f"{type(e).__name__}: {e}"[:300]})
+        if rep.skipped <= _SKIPPED_KEPT:
+            self._bad_input(f"rebuild: {what} skipped", e, raw)
+        else:
+            self._count("bad_input")
+            log.error("rebuild: %s skipped: %s", what, e)
 
     def rebuild_failed(self, reason: str) -> GuardOutput:
         """The restart could not read the ledger or the venues: enter global REDUCING, raise a red alert.
@@ -604,6 +694,16 @@ class RiskGuardCore:
 
     def _count(self, k: str) -> None:
         self.counters[k] = self.counters.get(k, 0) + 1
+
+
+def _whole_lots(v: Any, where: str) -> int:
+    """``v`` as a whole number of lots (an int, or a string or number holding one); ValueError otherwise."""
+    if isinstance(v, bool):
+        raise ValueError(f"{where}: {v!r} is not a number of lots")
+    d = Decimal(str(v).strip()) if isinstance(v, (int, str, float, Decimal)) else None
+    if d is None or not d.is_finite() or d != d.to_integral_value():
+        raise ValueError(f"{where}: {v!r} is not a whole number of lots")
+    return int(d)
 
 
 def _jsonable(v: Any) -> Any:
