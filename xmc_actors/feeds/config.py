@@ -24,7 +24,7 @@ class ReplayParams(BaseModel):
 
     model_config = STRICT
     files: tuple[ReplayFile, ...] = Field(min_length=1)
-    speed: Literal["max"] | Annotated[float, Field(gt=0)] = "max"
+    speed: Literal["max"] | Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)] = "max"
     start: str | None = None
     end: str | None = None
     spread_ticks: PositiveInt = 2       # bars -> quotes: bid/ask this many ticks apart around the price
@@ -37,7 +37,7 @@ class SyntheticParams(BaseModel):
     model_config = STRICT
     seed: int = 0
     instruments: tuple[str, ...] = Field(min_length=1)
-    start_prices: tuple[Annotated[float, Field(gt=0)], ...] = ()
+    start_prices: tuple[Annotated[float, Field(gt=0, le=1e15, allow_inf_nan=False)], ...] = ()
     vol_bps: Annotated[float, Field(ge=0, le=10_000)] = 2.0
     ticks_per_s: Annotated[float, Field(gt=0, le=100_000)] = 10.0
     count: PositiveInt | None = None
@@ -58,7 +58,7 @@ class SyntheticParams(BaseModel):
     respect_sessions: bool = False
     """Only emit while the venue is in session (skips closed hours)."""
     start_ns: int | None = None
-    speed: Literal["max", "recorded"] | Annotated[float, Field(gt=0)] = "recorded"
+    speed: Literal["max", "recorded"] | Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)] = "recorded"
     """Pace in a background run: ``recorded`` (ticks_per_s of real time), N x that, or ``max``."""
 
 
@@ -136,8 +136,8 @@ def probe_data_file(path: str, fmt: str) -> str | None:
         if header[:5] != ["date", "open", "close", "low", "high"]:
             return f"{path}: format sge_daily expects columns date,open,close,low,high; found {_cols(header)}"
     elif fmt == "fred_fx":
-        if len(header) < 2 or header[0] != "date":
-            return f"{path}: format fred_fx expects columns date,<SERIES>; found {_cols(header)}"
+        if len(header) != 2 or header[0] != "date":
+            return f"{path}: format fred_fx (a FRED series) expects two columns date,<SERIES>; found {_cols(header)}"
     elif not set(need) <= set(header):
         missing = [c for c in need if c not in header]
         return f"{path}: format {fmt} needs columns {','.join(need)}; missing {','.join(missing)} (found {_cols(header)})"

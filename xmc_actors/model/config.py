@@ -9,11 +9,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field
 
 from .market import Account, FxPair, Instrument, Venue
 from .pairs import ExecutionMode, LegSpec, ReplenishBudget, RollbackPolicy
 from .risk import RiskConfig
+from .units import Count, Factor
 
 FROZEN = ConfigDict(frozen=True, extra="forbid")
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")]
@@ -54,8 +55,8 @@ class ExecutionConfig(BaseModel):
     mode: ExecutionMode = ExecutionMode.PRICE
     replenish: ReplenishBudget = ReplenishBudget()
     rollback: RollbackPolicy = RollbackPolicy()
-    max_slippage_bps: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] = Decimal("30")
-    deadline_ms: PositiveInt = 10_000
+    max_slippage_bps: Annotated[Decimal, Field(ge=0, le=10_000, allow_inf_nan=False)] = Decimal("30")
+    deadline_ms: Count = 10_000
 
 
 class StrategyConfig(BaseModel):
@@ -63,7 +64,7 @@ class StrategyConfig(BaseModel):
     name: Name
     class_: str = Field(alias="class")
     legs: tuple[LegSpec, LegSpec]
-    hedge_ratio: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] | Literal["auto"] = "auto"
+    hedge_ratio: Factor | Literal["auto"] = "auto"
     params: dict[str, Any] = Field(default_factory=dict)
     execution: ExecutionConfig = ExecutionConfig()
     enabled: bool = True
@@ -72,23 +73,23 @@ class StrategyConfig(BaseModel):
 class LedgerConfig(BaseModel):
     model_config = FROZEN
     path: str = "var/ledger"
-    shards: PositiveInt = 1
+    shards: Annotated[int, Field(gt=0, le=1024)] = 1
     shard_by: Literal["strategy", "venue", "none"] = "strategy"
-    flush_ms: Annotated[float, Field(gt=0, le=1000)] = 5.0
-    batch_size: PositiveInt = 5_000
+    flush_ms: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)] = 5.0
+    batch_size: Annotated[int, Field(gt=0, le=10_000_000)] = 5_000
 
 
 class RayConfig(BaseModel):
     model_config = FROZEN
     address: str | None = None  # None: embedded single-machine Ray
     namespace: Name = "xmc"
-    num_cpus: PositiveInt | None = None
+    num_cpus: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
     dashboard: bool = False
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0  # 0: no /metrics endpoint
-    ready_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    ready_timeout_s: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = 60.0
     detached: bool = False
-    strategy_cpus: Annotated[float, Field(ge=0)] = 0.0
-    gateway_cpus: Annotated[float, Field(ge=0)] = 0.0
+    strategy_cpus: Annotated[float, Field(ge=0, le=1024, allow_inf_nan=False)] = 0.0
+    gateway_cpus: Annotated[float, Field(ge=0, le=1024, allow_inf_nan=False)] = 0.0
 
 
 class DeploymentConfig(BaseModel):

@@ -10,15 +10,15 @@ from enum import Enum
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import PriceError
-from .units import Dimension, dimension, normalise_currency, normalise_unit
+from .units import Amount, Count, Dimension, Factor, NonNegAmount, dimension, normalise_currency, normalise_unit
 
 FROZEN = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
-PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
-NonNegDecimal = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+PositiveDecimal = Factor      # multipliers, ticks, FX rates: finite, within units.MAX_FACTOR
+NonNegDecimal = NonNegAmount  # fees per lot: finite, within units.MAX_AMOUNT
 Rate = Annotated[Decimal, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
@@ -144,9 +144,9 @@ class Instrument(BaseModel):
     price_unit: str
     multiplier: PositiveDecimal
     tick_size: PositiveDecimal
-    lot_size: PositiveInt = 1
-    min_qty: PositiveInt = 1
-    max_qty: PositiveInt = 1000
+    lot_size: Count = 1
+    min_qty: Count = 1
+    max_qty: Count = 1000
     price_limit: PriceLimitRule = PriceLimitRule()
     margin_rate: Rate = Decimal("0.10")
     fee_per_lot: NonNegDecimal = Decimal("0")
@@ -270,7 +270,7 @@ class Account(BaseModel):
     broker: str
     venues: tuple[str, ...] = Field(min_length=1)
     currency: str
-    capital: PositiveDecimal
+    capital: Amount
     credentials: dict[str, SecretRef] = Field(default_factory=dict)
 
     @field_validator("currency")

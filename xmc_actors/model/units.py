@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import Enum
-from typing import Final
+from typing import Annotated, Final
+
+from pydantic import AfterValidator, Field
 
 from .errors import CurrencyError, UnitError
 
@@ -123,3 +125,36 @@ def convert_price(
             raise CurrencyError(f"FX rate {fc}->{tc} must be positive and finite, got {fx!r}")
         out = out * rate
     return out
+
+
+# --------------------------------------------------------------------------- configured numbers
+# Bounds of the numbers a configuration gives: finite, and far beyond anything real at the top
+# (no account, notional or margin reaches 10^15 in any currency; no contract multiplier, tick,
+# FX rate or hedge ratio reaches 10^9), so that a typo of exponent (capital 1e400) is refused
+# with its path instead of overflowing arithmetic later.
+MAX_AMOUNT: Final = Decimal("1e15")
+"""Largest money amount configured: capital, notionals, margins, exposures, fees per lot."""
+MAX_FACTOR: Final = Decimal("1e9")
+"""Largest multiplier, tick size, FX rate, hedge or leg ratio, latency (ms) configured."""
+MIN_FACTOR: Final = Decimal("1e-12")
+"""Smallest positive factor: a tick or multiplier below this cannot be a real contract's."""
+MAX_COUNT: Final = 10**12
+"""Largest count configured: lots, orders, milliseconds, window sizes."""
+
+
+def _not_tiny(v: Decimal) -> Decimal:
+    if v < MIN_FACTOR:
+        raise ValueError(f"{v} is below {MIN_FACTOR}: too small for any real contract or rate")
+    return v
+
+
+Amount = Annotated[Decimal, Field(gt=0, le=MAX_AMOUNT, allow_inf_nan=False)]
+"""A positive money amount, at most :data:`MAX_AMOUNT`."""
+NonNegAmount = Annotated[Decimal, Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]
+"""A money amount that may be zero (a fee), at most :data:`MAX_AMOUNT`."""
+Factor = Annotated[Decimal, Field(gt=0, le=MAX_FACTOR, allow_inf_nan=False), AfterValidator(_not_tiny)]
+"""A positive multiplier, tick size, rate or ratio in [:data:`MIN_FACTOR`, :data:`MAX_FACTOR`]."""
+Count = Annotated[int, Field(gt=0, le=MAX_COUNT)]
+"""A positive whole count (lots, orders, milliseconds), at most :data:`MAX_COUNT`."""
+NonNegCount = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+"""A whole count that may be zero, at most :data:`MAX_COUNT`."""

@@ -739,7 +739,7 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
     issues: list[ConfigIssue] = []
     p = Path(path)
     merged = _load_merged(p, issues)
-    if merged is None:
+    if merged is None or issues:  # a file that could not be read: what follows would only cascade from it
         raise ConfigError(issues)
     data, origins = merged
     if not origins.main.data:
