@@ -197,6 +197,12 @@ def test_a_file_not_in_utf8_says_so(tmp_path):
     assert "is not UTF-8 text (byte 0xe9 at offset 9): save it as UTF-8" in msg
 
 
+def test_several_yaml_documents_in_one_file_are_refused(tmp_path):
+    (msg,) = refused(write_text(tmp_path, "name: a\n---\nname: b\n"))
+
+    assert msg == "not valid YAML: expected a single document in the stream, but found another document"
+
+
 @pytest.mark.parametrize("text, kind", [("- a\n- b\n", "a list"), ("just words\n", "a string"), ("42\n", "a number")])
 def test_a_top_level_that_is_not_a_mapping_is_refused(tmp_path, text, kind):
     (msg,) = refused(write_text(tmp_path, text))
@@ -304,6 +310,17 @@ def test_a_secret_expanded_into_a_cross_reference_is_not_echoed(tmp_path, demo):
     msgs = refused(write_yaml(tmp_path, demo), env=env)
 
     assert msgs == ["strategies[0].legs[0].account: unknown account '${XMC_TEST_BROKER_KEY}'"]
+
+
+def test_a_long_secret_expanded_into_a_strategy_parameter_is_not_echoed_even_in_part(tmp_path, demo):
+    long_secret = "sk-live-" + "9" * 90
+    demo["strategies"][0]["params"]["signal"] = "${XMC_TEST_BROKER_KEY}"
+    env = {**os.environ, "XMC_TEST_BROKER_KEY": long_secret}
+
+    (msg,) = refused(write_yaml(tmp_path, demo), env=env)
+
+    assert msg.startswith("strategies[0].params.signal: ") and msg.endswith("(got '${XMC_TEST_BROKER_KEY}')")
+    assert "sk-live-99" not in msg
 
 
 # --------------------------------------------------------------------------- 7. credentials

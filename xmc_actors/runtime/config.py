@@ -304,6 +304,9 @@ def _read_yaml(path: Path, issues: list[ConfigIssue], budget: _Budget | None = N
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(e, "problem", None) or str(e)
+        context = getattr(e, "context", None)
+        if context and getattr(e, "problem", None):
+            problem = f"{context}, {problem}"  # "expected a single document in the stream, but found another document"
         if isinstance(e, _LimitError):
             issues.append(ConfigIssue("", f"refused: {problem}", str(path), line))
         else:
@@ -492,8 +495,9 @@ def _hide_expanded(issue: ConfigIssue, expanded: dict[str, tuple[str, str]], mer
     for path, (written, value) in expanded.items():
         if len(value) < 3 or value == written or not _related(merged_path, path):
             continue
-        msg = msg.replace(repr(value), repr(written)).replace(value, written)
-        msg = msg.replace(repr(_short(value)), repr(written)).replace(_short(value), written)
+        for shown in (_short(repr(value)), repr(value), repr(_short(value))):  # as _pyd_message shows it
+            msg = msg.replace(shown, repr(written))
+        msg = msg.replace(value, written).replace(_short(value), written)
     return issue if msg == issue.message else ConfigIssue(issue.path, msg, issue.file, issue.line)
 
 
