@@ -331,6 +331,47 @@ class _Session:
         self._flush()
         return done
 
+    def skip_to(self, ts_ns: int) -> int:
+        """Pass over feed events stamped at or before ``ts_ns``; only the latest of each
+        instrument reaches the venue (the market as it stands at ``ts_ns``)."""
+        latest: dict[str, Quote] = {}
+        n = 0
+        while self.feed is not None:
+            t = self.feed.peek_ts()
+            if t is None or t > ts_ns:
+                break
+            q = self.feed.next()
+            if q is None:
+                break
+            latest[q.instrument] = q
+            n += 1
+        for q in sorted(latest.values(), key=lambda q: q.ts_ns):
+            if self.sim_clock and q.ts_ns > self.clock.now_ns():
+                self.clock.set(q.ts_ns)  # type: ignore[attr-defined]
+            self.core.on_market(q)
+            self.core.tick()
+        if self.sim_clock and ts_ns > self.clock.now_ns():
+            self.clock.set(ts_ns)  # type: ignore[attr-defined]
+            self.core.tick()
+        self._flush()
+        return n
+
+    def lifecycle(self, reason: str, level: str | None = None, **payload: Any) -> None:
+        """A LIFECYCLE event of this venue session, and an ALERT at ``level`` if given."""
+        from ..model.events import EventKind
+
+        sink = self.core.sink
+        ev = self.core.events.make(EventKind.LIFECYCLE, venue=self.venue, reason=reason, **payload)
+        sink.emit(ev)
+        if level is not None:
+            # an alert of the shape the risk guard's alerts have, already resolved: it reports
+            # what happened (the restart), it is not a condition that stays open
+            sink.emit(self.core.events.make(
+                EventKind.ALERT, venue=self.venue, reason=reason, parent_id=ev.event_id,
+                alert_id=f"gateway_restart:{self.name}:{ev.event_id}", monitor="gateway_restart",
+                scope="venue", key=self.venue, level=level, action="none", value=1.0, threshold=0.0,
+                message=f"{self.name}: {reason}", opened_ns=ev.ts_ns, resolved=True))
+
     def run_until(self, ts_ns: int) -> int:
         done = 0
         while self.feed is not None:
@@ -431,6 +472,60 @@ class VenueGateway:
                 raise ValueError(f"gateway: {n!r} given twice")
             self.sessions[s.name] = s
         self._only = next(iter(self.sessions.values())) if len(self.sessions) == 1 else None
+        self._rewire_task: asyncio.Task[None] | None = None
+        self.rewired: dict[str, Any] | None = None  # what a restarted process took back (status())
+
+    # ------------------------------------------------------------------ restart
+    def _kick_rewire(self) -> None:
+        """A restarted process wires itself back into its deployment on its first call."""
+        if self.reconstructed and self._rewire_task is None:
+            self._rewire_task = asyncio.get_running_loop().create_task(self._rewire_loop())
+
+    async def _rewire_loop(self, attempts: int = 30, pause_s: float = 1.0) -> None:
+        for attempt in range(attempts):
+            try:
+                self.rewired = await self._rewire()
+                return
+            except Exception as e:  # noqa: BLE001 - recorded and tried again; the gateway still answers
+                why = f"rewire attempt {attempt + 1}/{attempts} failed: {type(e).__name__}: {e}"
+                for sess in self.sessions.values():
+                    sess.lifecycle(why, level="orange" if attempt + 1 == attempts else None)
+            await asyncio.sleep(pause_s)
+
+    async def _rewire(self) -> dict[str, Any]:
+        """Ray restarted this gateway process: everything it knew of its deployment is gone.
+
+        It finds the deployment again by name (the ``deployment`` registry) and takes back its
+        place in it without anyone's help: every strategy host subscribes again for the
+        instruments it trades on these venues, the risk guard for all of them (its marks), the
+        coordinator is the owner of its orders' reports again (the coordinator also registers
+        when its health probe sees the venue UP), and a live feed starts again if the deployment
+        is running (a replayed feed is driven by the replay driver, which re-synchronises it).
+        Each venue session records a LIFECYCLE event and a yellow ALERT saying so.
+        """
+        from ..runtime.session import REGISTRY_NAME
+
+        ns = ray.get_runtime_context().namespace
+        info = await ray.get_actor(REGISTRY_NAME, namespace=ns).describe.remote()
+        coord_name, risk_name = info.get("coordinator", "coordinator"), info.get("risk_guard", "risk-guard")
+        coord = ray.get_actor(coord_name, namespace=ns)
+        risk = ray.get_actor(risk_name, namespace=ns)
+        hosts = {n: ray.get_actor(n, namespace=ns) for n in info.get("hosts", {})}
+        wanted = dict(zip(hosts, await asyncio.gather(*(h.instruments.remote() for h in hosts.values()))))
+        done: dict[str, Any] = {"subscribed": 0, "feeds_started": []}
+        for sess in self.sessions.values():
+            sess.register_owner(coord_name, coord)
+            sess.subscribe(risk, None, "on_quotes")
+            for hname, h in hosts.items():
+                mine = [i for i in wanted[hname] if i.split(".", 1)[0] == sess.venue]
+                if mine:
+                    sess.subscribe(h, mine, "on_quotes")
+                    done["subscribed"] += 1
+            if info.get("state") == "RUNNING" and not sess.sim_clock and sess.start_feed():
+                done["feeds_started"].append(sess.name)
+            sess.lifecycle("gateway restarted: subscribers, report owner and feed restored", level="yellow",
+                           hosts=sorted(hosts), feed_started=sess.name in done["feeds_started"])
+        return done
 
     def _s(self, gateway: str | None) -> _Session:
         """The session ``gateway`` names (actor name, name or venue); the only one if None."""
@@ -567,6 +662,7 @@ class VenueGateway:
     async def status(self, gateway: str | None = None) -> dict[str, Any]:
         """The session's status; for a group asked without ``gateway``, every session's under
         ``sessions`` (what ``xmc status`` shows for the process)."""
+        self._kick_rewire()
         if gateway is None and self._only is None:
             return {"state": "UP", "sessions": {n: s.status() for n, s in self.sessions.items()}}
         return self._s(gateway).status()
@@ -585,7 +681,16 @@ class VenueGateway:
         return [e for s in self._all(gateway) for e in s.events(kind)]
 
     async def ready(self, gateway: str | None = None) -> bool:
+        self._kick_rewire()
         return True
+
+    async def rewire_done(self, timeout_s: float = 10.0) -> dict[str, Any] | None:
+        """Wait (at most ``timeout_s``) until a restarted process has wired itself back in; what
+        it restored, or None (not restarted, or not done yet)."""
+        self._kick_rewire()
+        if self._rewire_task is not None:
+            await asyncio.wait([self._rewire_task], timeout=timeout_s)
+        return self.rewired
 
     async def hosted(self) -> list[str]:
         """The gateways (venue sessions) this process hosts."""
@@ -641,7 +746,16 @@ class VenueGateway:
 
     async def next_ts(self, gateway: str | None = None) -> int | None:
         """Timestamp of the next feed event (None when the feed is exhausted or absent)."""
+        self._kick_rewire()
         return self._s(gateway).next_ts()
+
+    async def skip_to(self, ts_ns: int, gateway: str | None = None) -> tuple[int, int | None]:
+        """Pass over the feed events stamped at or before ``ts_ns`` without publishing them, and
+        move a sim clock there; returns (events skipped, next stamp). A restarted replay gateway
+        starts its file from the beginning: the replay driver brings it back to the replayed
+        time the others are at this way, instead of replaying history into live strategies."""
+        s = self._s(gateway)
+        return s.skip_to(ts_ns), s.next_ts()
 
     async def quiesce(self, timeout_s: float = 5.0, gateway: str | None = None) -> int:
         """Flush, then wait until every batch pushed so far was taken by its subscriber.

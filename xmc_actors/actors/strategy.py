@@ -24,7 +24,7 @@ from ..model.events import Event, EventKind
 from ..model.pairs import PairIntent
 from ..model.quotes import Quote
 from ..strategies.base import Strategy
-from ..strategies.host import StrategyHostCore
+from ..strategies.host import HostSpec, StrategyHostCore
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,13 @@ class StrategyHostActor:
     Parameters
     ----------
     strategies
-        Built instances (:func:`xmc_actors.strategies.base.build_strategy`), unique names.
+        Built instances (:func:`xmc_actors.strategies.base.build_strategy`), unique names; or a
+        :class:`~xmc_actors.strategies.host.HostSpec` the host builds them from in its own
+        process (what the runtime passes: small, so a restart needs nothing its creator holds).
     coordinator
-        The PairCoordinator handle (``submit.remote(intent)``); may be set later with
-        :meth:`set_coordinator`. Without one, a submission fails (logged, retried, then an orange alert).
+        The PairCoordinator handle (``submit.remote(intent)``), or its actor name in this
+        actor's namespace (found on first use); may be set later with :meth:`set_coordinator`.
+        Without one, a submission fails (logged, retried, then an orange alert).
     sink
         Where events go. Default: an in-actor :class:`MemorySink` readable with :meth:`events`.
     name
@@ -50,13 +53,15 @@ class StrategyHostActor:
         Re-submissions of an intent whose ``submit`` call failed (its outcome is unknown).
     """
 
-    def __init__(self, strategies: list[Strategy], coordinator: Any = None, sink: EventSink | None = None, *,
+    def __init__(self, strategies: list[Strategy] | HostSpec, coordinator: Any = None, sink: EventSink | None = None, *,
                  name: str = "strategy-host", clock: Clock | None = None,
                  time_source: Literal["clock", "quotes"] = "clock", submit_retries: int = 3,
                  retry_delay_s: float = 0.2) -> None:
         self.name = name
         self.clock = clock or SystemClock()
         self.time_source = time_source
+        if isinstance(strategies, HostSpec):
+            strategies = strategies.build()
         # following quote time (a replay), the trail is still stamped in wall time, beside every
         # other actor's; the quote time each event was decided at goes in as market_ts_ns
         wall = SystemClock() if time_source == "quotes" else None
@@ -81,6 +86,7 @@ class StrategyHostActor:
         now = self._now()
         self.restarted = restarted
         self._restore_task: asyncio.Task[None] | None = None
+        self.restored: dict[str, str] = {}  # strategy -> how a restart restored it (status())
         if restarted:
             # positions and decision counters in the constructor arguments are those of the first
             # start: trading on them could double a position or reuse a decision id. Halted, not
@@ -115,7 +121,8 @@ class StrategyHostActor:
         """Per strategy: state, position, pending decision, last signal, errors, counters."""
         self._kick_restore()
         return {"host": self.name, "strategies": self.core.status(), "submit_failures": self.submit_failures,
-                "bad_input": self.core.bad_input, "in_flight_submits": len(self._tasks)}
+                "bad_input": self.core.bad_input, "in_flight_submits": len(self._tasks),
+                "restarted": self.restarted, "restored": dict(self.restored)}
 
     async def halt(self, name: str, reason: str = "operator") -> dict[str, Any]:
         self._emit(self.core.halt(name, reason, self._now()))
@@ -225,7 +232,24 @@ class StrategyHostActor:
                 if e.reason == "BOOKED":
                     booked.setdefault(e.decision_id, []).append(e)
         ready = [n for n in names if n not in last or last[n] in booked]
-        positions = ((await risk.status.remote()).get("positions", {}).get("strategies", {}) or {}) if ready else {}
+        rstat = (await risk.status.remote()) if ready else {}
+        positions = rstat.get("positions", {}).get("strategies", {}) or {}
+        # who says a strategy must stay stopped: the risk guard's and the coordinator's trading
+        # states (an escalation, an operator's halt, an automatic action) survive this host
+        stopped: dict[str, str] = {}
+        if ready:
+            from ..runtime.deploy import COORDINATOR_NAME
+
+            cstat: dict[str, Any] = {}
+            try:
+                cstat = await ray.get_actor(COORDINATOR_NAME, namespace=ns).status.remote()
+            except Exception as e:  # noqa: BLE001 - not knowing is a reason to stay halted
+                stopped["*"] = f"coordinator status unknown ({type(e).__name__})"
+            for who, states in (("risk guard", rstat.get("trading_states") or {}),
+                                ("coordinator", cstat.get("trading_states") or {})):
+                for k, v in states.items():
+                    if v != "ACTIVE":
+                        stopped[str(k).rstrip(":")] = f"{who}: {str(k).rstrip(':')} {v}"
         for name in ready:
             st = self.core.strategies[name]
             lots = positions.get(name, {})
@@ -238,12 +262,21 @@ class StrategyHostActor:
                 st._done[last[name]] = (totals.get(st.a.id, 0), totals.get(st.b.id, 0),
                                         max(int(e.payload.get("summary_ts_ns") or 0) for e in evs))
             st.restore_needed = ""
-            st.state_reason = "host restarted: position and decision counter restored; an operator resumes"
+            held = [why for k, why in stopped.items() if k in ("*", "global", f"strategy:{name}")]
+            st.state_reason = ("host restarted: position and decision counter restored; halted: " + "; ".join(held)
+                               if held else "host restarted: position and decision counter restored")
             self._emit([self.maker.make(
                 EventKind.LIFECYCLE, ts_ns=self._now(), strategy=name,
                 reason=f"restored after a restart: position {st.position:+d}/{st.position_b:+d} from the risk guard, "
-                       f"decision ids go on after {last.get(name, 'none')}; halted until an operator resumes",
+                       f"decision ids go on after {last.get(name, 'none')}; "
+                       + (f"stays halted ({'; '.join(held)})" if held else "resumes: nothing holds it stopped"),
                 position=st.position, position_b=st.position_b, decision_seq=st.decision_seq)])
+            self.restored[name] = "halted: " + "; ".join(held) if held else "resumed"
+            if not held:
+                # the ledger, the risk guard and the coordinator agree on where it stands and
+                # nobody halted it: it goes on by itself (an escalated strategy does not: its
+                # HALTED scope is held until an operator resolves the residual)
+                self._emit(self.core.resume(name, "restored after a host restart", self._now()))
         waiting = [last[n] for n in names if n not in ready]
         if waiting:
             raise RuntimeError(f"no outcome booked by the risk guard yet for {', '.join(waiting)}")
@@ -281,6 +314,8 @@ class StrategyHostActor:
                 err = "no coordinator handle set"
             else:
                 try:
+                    if isinstance(self.coordinator, str):  # a name: found in this actor's namespace
+                        self.coordinator = ray.get_actor(self.coordinator, namespace=ray.get_runtime_context().namespace)
                     result = await self.coordinator.submit.remote(intent)
                 except Exception as exc:  # noqa: BLE001 - unknown outcome: re-submit (idempotent on decision_id)
                     err = f"{type(exc).__name__}: {exc}"

@@ -99,14 +99,22 @@ class LedgerClient:
         Batches per shard sent and not yet acknowledged.
     actor
         Name recorded on ``BAD_INPUT`` events for inputs this client refuses.
+    namespace
+        The shards are the named actors ``ledger-<n>`` of this namespace
+        (:func:`~xmc_actors.ledger.actor.start_ledger`). A client sent to another actor then
+        travels as that name, not as the handles, and finds the shards again by name where it
+        arrives: an actor given such a client as a constructor argument restarts without
+        depending on anything its creator holds (handles in constructor arguments keep the
+        arguments in the creator's object store, and a restart after they were released fails).
     """
 
     def __init__(self, handles: Sequence[Any], cfg: LedgerConfig, *, max_in_flight: int = 4,
-                 actor: str = "ledger-client") -> None:
+                 actor: str = "ledger-client", namespace: str | None = None) -> None:
         if len(handles) != cfg.shards:
             raise LedgerError(f"ledger client: {len(handles)} shard handles for {cfg.shards} configured shards")
         self.cfg = cfg
         self.actor = actor
+        self.namespace = namespace
         self.max_in_flight = max_in_flight
         self._handles = list(handles)
         self._flush_s = cfg.flush_ms / 1000.0
@@ -125,10 +133,23 @@ class LedgerClient:
         them: :func:`xmc_actors.ledger.reader.read_trail`)."""
         return list(self._handles)
 
+    @classmethod
+    def named(cls, cfg: LedgerConfig, namespace: str, *, max_in_flight: int = 4,
+              actor: str = "ledger-client") -> "LedgerClient":
+        """A client of the running shards ``ledger-0 .. ledger-<n-1>`` of ``namespace``, found by name."""
+        import ray
+
+        handles = [ray.get_actor(f"ledger-{i}", namespace=namespace) for i in range(cfg.shards)]
+        return cls(handles, cfg, max_in_flight=max_in_flight, actor=actor, namespace=namespace)
+
     def __reduce__(self) -> tuple[Any, ...]:
         """Sent to another actor, a client arrives as a new client of the same shards
-        (its own buffer and pump thread): events are never shared between processes."""
-        return (LedgerClient, (self._handles, self.cfg), {"max_in_flight": self.max_in_flight, "actor": self.actor})
+        (its own buffer and pump thread): events are never shared between processes. A client
+        of named shards travels as their namespace and finds them by name on arrival."""
+        state = {"max_in_flight": self.max_in_flight, "actor": self.actor}
+        if self.namespace is not None:
+            return (_named_client, (self.cfg.model_dump(mode="json"), self.namespace, self.max_in_flight, self.actor))
+        return (LedgerClient, (self._handles, self.cfg), state)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.max_in_flight = state["max_in_flight"]
@@ -298,3 +319,8 @@ class LedgerClient:
                 b.retry_at = time.monotonic() + min(0.05 * 2 ** min(b.attempts - 1, 5), 1.0)
                 s.retry.appendleft(b)
             self._cond.notify_all()
+
+
+def _named_client(cfg: dict[str, Any], namespace: str, max_in_flight: int, actor: str) -> LedgerClient:
+    """Unpickle a client of named shards (:meth:`LedgerClient.__reduce__`)."""
+    return LedgerClient.named(LedgerConfig.model_validate(cfg), namespace, max_in_flight=max_in_flight, actor=actor)

@@ -28,12 +28,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
+import logging
+
 import ray
 
 from ..core.stats import percentile
 from ..model.config import DeploymentConfig, LedgerConfig
 from .session import REGISTRY_NAME, DeploymentRegistry, forget_embedded, start_ray
 
+log = logging.getLogger(__name__)
 COORDINATOR_NAME = "coordinator"
 RISK_GUARD_NAME = "risk-guard"
 HOST_PREFIX = "strategy-host-"
@@ -59,9 +62,13 @@ class RunSummary:
     report_path: str = ""
     examples: dict[str, str] = dataclasses.field(default_factory=dict)
     per_strategy: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    faults: list[str] = dataclasses.field(default_factory=list)  # actors that died or stayed away, and what came of it
+    interrupted: bool = False  # stopped early (Ctrl-C, stop_event) rather than at its end
+    halted: dict[str, str] = dataclasses.field(default_factory=dict)  # strategy -> why, for those not ACTIVE at the end
 
     def lines(self) -> list[str]:
-        out = [f"run {self.name!r} finished in {self.wall_s:.1f} s"]
+        how = "was interrupted after" if self.interrupted else "finished in"
+        out = [f"run {self.name!r} {how} {self.wall_s:.1f} s"]
         out.append(f"  strategy evaluations (quotes)   {self.quotes:,}")
         out.append(f"  pair intents                    {self.intents:,}")
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(self.pairs_by_outcome.items())) or "none"
@@ -79,16 +86,18 @@ class RunSummary:
         out.append(f"  alerts                          {alerts}")
         if self.strategy_errors:
             out.append(f"  strategy errors (isolated)      {self.strategy_errors}")
+        for name, why in sorted(self.halted.items()):
+            out.append(f"  strategy {name} ended {why}")
+        if self.faults:
+            out.append(f"  actor faults                    {len(self.faults)}")
+            for f in self.faults[:20]:
+                out.append(f"    {f}")
         for label, did in self.examples.items():
             out.append(f"  e.g. {label:<27} xmc audit trace {did} --ledger {self.ledger_path}")
         out.append(f"  ledger                          {self.ledger_path}")
         if self.report_path:
             out.append(f"  HTML report                     {self.report_path}")
         return out
-
-
-def _replenished(summary: dict[str, Any]) -> bool:
-    return any(lg.get("replenishes") for lg in summary.get("legs", []))
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -119,6 +128,24 @@ def last_decision_seqs(ledger_path: str | Path) -> dict[str, int]:
     return out
 
 
+# Ray keeps an actor's constructor arguments inline in its creation task up to 100 kB (its
+# max_direct_call_object_size); larger ones go to the object store, owned by the driver, and a
+# restart after the driver released them fails. Every actor of a deployment gets the
+# deployment as plain data, so it must stay under that with room to spare.
+INLINE_ARGS_LIMIT = 80_000
+
+
+def check_inline_size(deployment: dict[str, Any], limit: int = INLINE_ARGS_LIMIT) -> None:
+    """Refuse a deployment too large to travel inline in its actors' creation tasks."""
+    import pickle
+
+    n = len(pickle.dumps(deployment, protocol=5))
+    if n > limit:
+        raise ValueError(f"deployment: the resolved configuration is {n:,} bytes, more than the {limit:,} that an "
+                         f"actor's constructor arguments may take for Ray to restart it without its driver; "
+                         f"split it into several deployments")
+
+
 def build_checker(deployment: dict[str, Any], *, instruments: Any, sink: Any, clock: Any, name: str) -> Any:
     """The coordinator's in-process pre-trade checker (built inside the coordinator's process)."""
     from ..core.pricing import fx_book_from_config
@@ -129,6 +156,14 @@ def build_checker(deployment: dict[str, Any], *, instruments: Any, sink: Any, cl
     return PreTradeChecker(instruments, {v.code: v for v in dep.venues}, fx, name=name, sink=sink, clock=clock)
 
 
+class DeploymentFault(RuntimeError):
+    """An actor of the deployment stayed unavailable past the time allowed for its restart."""
+
+
+# what a call to an actor that died or is restarting raises (its outcome is unknown)
+ACTOR_FAULTS: tuple[type[BaseException], ...] = (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError)
+
+
 class ReplayDriver:
     """Steps every replay gateway through one merged timeline, settling after each step.
 
@@ -136,30 +171,59 @@ class ReplayDriver:
     of different venues interleave in true time order), then waits until what that event
     caused has happened (quotes delivered, pairs finished) before the next one: the settle
     loop of a deterministic replay.
+
+    An actor that dies during a step is a fault to recover from, not the end of the run
+    (``recover``): the driver waits for Ray to restart it, brings every replay gateway back to
+    the replayed time the step had reached (a restarted one starts its file again and passes
+    over what was already replayed: :meth:`VenueGateway.skip_to`), and goes on.
     """
 
-    def __init__(self, gateways: dict[str, Any], settle: Callable[[], None]) -> None:
+    def __init__(self, gateways: dict[str, Any], settle: Callable[[], None],
+                 recover: Callable[[str, BaseException], None] | None = None) -> None:
         self.gateways = gateways
         self.settle = settle
+        self.recover = recover
         self.now_ns: int | None = None
         self.done = not gateways
         self.events = 0
+        self.resyncs = 0
         self._next: dict[str, int | None] | None = None
 
     def step(self) -> int:
         """One step; returns how many feed events the gateways processed."""
         if self.done:
             return 0
+        try:
+            return self._step()
+        except ACTOR_FAULTS as e:
+            if self.recover is None:
+                raise
+            self.recover("replay step", e)  # waits until the deployment answers again, or raises
+            self.resync()
+            return 0
+
+    def resync(self) -> None:
+        """Bring every replay gateway to the replayed time reached so far (after a restart)."""
+        self.resyncs += 1
+        self._next = None
+        if self.now_ns is None:
+            return
+        names = list(self.gateways)
+        results = ray.get([self.gateways[n].skip_to.remote(self.now_ns) for n in names], timeout=60)
+        self._next = {n: nxt for n, (_, nxt) in zip(names, results)}
+        self.settle()
+
+    def _step(self) -> int:
         if self._next is None:
             names = list(self.gateways)
-            self._next = dict(zip(names, ray.get([self.gateways[n].next_ts.remote() for n in names])))
+            self._next = dict(zip(names, ray.get([self.gateways[n].next_ts.remote() for n in names], timeout=60)))
         pending = [t for t in self._next.values() if t is not None]
         if not pending:
             self.done = True
             return 0
         target = self.now_ns = min(pending)
         names = list(self.gateways)
-        results = ray.get([self.gateways[n].advance_to.remote(target) for n in names])
+        results = ray.get([self.gateways[n].advance_to.remote(target) for n in names], timeout=60)
         self._next = {n: nxt for n, (_, nxt) in zip(names, results)}
         count = sum(c for c, _ in results)
         self.events += count
@@ -202,6 +266,8 @@ class Deployment:
         self.metrics_endpoint: Any = None
         self.started_at = 0.0
         self._stopped = False
+        self.faults: list[str] = []  # actor faults met while running or stopping, and what came of them
+        self.interrupted = False
 
     # ------------------------------------------------------------------ start
     def start(self) -> dict[str, dict]:
@@ -241,6 +307,7 @@ class Deployment:
         from ..ledger.actor import start_ledger
         from ..ledger.client import LedgerClient
         from ..strategies.base import build_strategy
+        from ..strategies.host import HostSpec
         from .placement import cluster_nodes, coordinator_placement, gateway_placement, strategy_placement, wait_ready
 
         cfg, ns = self.cfg, self.namespace
@@ -261,8 +328,12 @@ class Deployment:
         shards = start_ledger(self.ledger_cfg, ns, detached=cfg.ray.detached, ready_timeout_s=cfg.ray.ready_timeout_s)
         for i, h in enumerate(shards):
             self.handles[f"ledger-{i}"] = h
-        self.sink = LedgerClient(shards, self.ledger_cfg, actor="driver")
+        # a client of the named shards: handed to every actor, it travels as the shards' names, so
+        # no actor's constructor arguments hold a handle (they would live in the driver's object
+        # store, and an actor restarted after the driver released them could not be built)
+        self.sink = LedgerClient(shards, self.ledger_cfg, actor="driver", namespace=ns)
         dep = cfg.model_dump(mode="json", by_alias=True)
+        check_inline_size(dep)
         lifetime = {"lifetime": "detached"} if cfg.ray.detached else {}
 
         placements: dict[str, Any] = {}
@@ -293,6 +364,8 @@ class Deployment:
             name=COORDINATOR_NAME)
         self.handles[COORDINATOR_NAME] = coord
 
+        # built here to fail early (a strategy that cannot be built stops the start, by name); the
+        # hosts build their own instances from a HostSpec, which restarts need nothing else for
         fx = fx_book_from_config(cfg.fx, max_lag_days=7)
         instances = []
         for s in cfg.strategies:
@@ -312,8 +385,10 @@ class Deployment:
                 chunk = group[n:n + self.strategies_per_host]
                 # restarted by Ray if its process dies: it re-subscribes, restores its strategies'
                 # positions and decision counters, and holds them HALTED until an operator resumes
+                spec = HostSpec(dep, tuple(i.name for i in chunk),
+                                {i.name: self.decision_seqs[i.name] for i in chunk if i.name in self.decision_seqs})
                 h = StrategyHost.options(name=name, namespace=ns, max_restarts=-1, **spl.options, **lifetime).remote(
-                    chunk, coord, self.sink, name=name, time_source=time_source)
+                    spec, COORDINATOR_NAME, self.sink, name=name, time_source=time_source)
                 self.hosts[name] = self.handles[name] = h
                 self.host_strategies[name] = [i.name for i in chunk]
 
@@ -369,100 +444,205 @@ class Deployment:
 
         Without ``duration_s``: until the replays end or, with live feeds only, until
         ``stop_event`` is set (Ctrl-C). ``stop_event`` ends the run early in every case.
+        An actor that dies is waited for while Ray restarts it (:meth:`recover`); one that
+        does not come back within ``ray.ready_timeout_s`` ends the run through :meth:`stop`,
+        with the fault in the summary.
         """
         stop_event = stop_event or threading.Event()
         for gw in self.live_gateways.values():
-            ray.get(gw.start_feed.remote())
-        driver = ReplayDriver(self.replay_gateways, self.settle)
+            self._attempt("start feed", lambda gw=gw: ray.get(gw.start_feed.remote(), timeout=30), retry=True)
+        driver = ReplayDriver(self.replay_gateways, self.settle, recover=self.recover)
         t0 = time.monotonic()
         last_progress = 0.0
-        while not stop_event.is_set():
-            if not driver.done:
-                driver.step()
-            else:
-                # replays ended: stop, unless live feeds run for a duration or (no replay at
-                # all, no duration) until Ctrl-C / stop_event
-                if duration_s is None and self.replay_gateways:
-                    break
-                if duration_s is not None and time.monotonic() - t0 >= duration_s:
-                    break
-                time.sleep(0.05)
-            if progress is not None and time.monotonic() - last_progress > 0.5:
-                last_progress = time.monotonic()
-                progress(self.progress(replay_ns=driver.now_ns))
+        try:
+            while not stop_event.is_set():
+                if not driver.done:
+                    driver.step()
+                else:
+                    # replays ended: stop, unless live feeds run for a duration or (no replay at
+                    # all, no duration) until Ctrl-C / stop_event
+                    if duration_s is None and self.replay_gateways:
+                        break
+                    if duration_s is not None and time.monotonic() - t0 >= duration_s:
+                        break
+                    time.sleep(0.05)
+                if progress is not None and time.monotonic() - last_progress > 0.5:
+                    last_progress = time.monotonic()
+                    progress(self.progress(replay_ns=driver.now_ns))
+        except DeploymentFault as e:
+            self.faults.append(f"run ended: {e}")
+        self.interrupted = stop_event.is_set() or any(f.startswith("run ended") for f in self.faults)
         return self.stop()
 
+    def recover(self, what: str, error: BaseException) -> None:
+        """An actor call failed because an actor died or is restarting: record it (a LIFECYCLE
+        event and a yellow alert in the ledger), wait until every actor of the deployment answers
+        again and every restarted gateway has wired itself back in, and return. An actor still
+        away after ``ray.ready_timeout_s`` raises :class:`DeploymentFault` (a red alert)."""
+        t0 = time.monotonic()
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        why = f"{what}: {type(error).__name__}: {first[:200]}"
+        self._record_fault(why, "yellow")
+        deadline = t0 + self.cfg.ray.ready_timeout_s
+        missing: list[str] = []
+        while time.monotonic() < deadline:
+            missing = self._unanswered(min(5.0, max(0.5, deadline - time.monotonic())))
+            if not missing:
+                gws = {v.handle._actor_id: v.handle for v in self.gateways.values()}
+                try:
+                    ray.get([h.rewire_done.remote(max(1.0, deadline - time.monotonic())) for h in gws.values()],
+                            timeout=max(1.0, deadline - time.monotonic()))
+                except ACTOR_FAULTS:
+                    continue
+                took = time.monotonic() - t0
+                self.faults.append(f"{why} -> recovered in {took:.1f} s")
+                self._record_fault(f"recovered from {why} in {took:.1f} s", None)
+                return
+            time.sleep(0.5)
+        msg = f"{why}; still not answering after {self.cfg.ray.ready_timeout_s:.0f} s: {', '.join(missing)}"
+        self._record_fault(msg, "red")
+        raise DeploymentFault(msg)
+
+    def _unanswered(self, timeout_s: float) -> list[str]:
+        """Actors of the deployment that do not answer ``ready()`` within ``timeout_s``."""
+        names = [n for n in self.handles if n != "metrics-hub"]
+        refs = {}
+        for n in names:
+            try:
+                refs[n] = self.handles[n].ready.remote()
+            except Exception:  # noqa: BLE001 - a handle that cannot even send: not answering
+                refs[n] = None
+        out = []
+        for n, ref in refs.items():
+            try:
+                if ref is None:
+                    raise RuntimeError(n)
+                ray.get(ref, timeout=timeout_s)
+            except Exception:  # noqa: BLE001 - dead, restarting, or slow: all mean "not yet"
+                out.append(n)
+        return out
+
+    def _record_fault(self, reason: str, level: str | None) -> None:
+        """A LIFECYCLE event for the deployment's trail, and an alert at ``level`` if given."""
+        from ..core.clock import SystemClock
+        from ..core.sink import EventMaker
+        from ..model.events import EventKind
+
+        if self.sink is None:
+            return
+        maker = getattr(self, "_maker", None) or EventMaker(SystemClock(), "driver")
+        self._maker = maker
+        ev = maker.make(EventKind.LIFECYCLE, reason=reason, deployment=self.cfg.name)
+        try:
+            self.sink.emit(ev)
+            if level is not None:
+                self.sink.emit(maker.make(
+                    EventKind.ALERT, reason=reason, parent_id=ev.event_id, alert_id=f"actor_fault:{ev.event_id}",
+                    monitor="actor_fault", scope="global", key="", level=level, action="none", value=1.0,
+                    threshold=0.0, message=reason, opened_ns=ev.ts_ns, resolved=True))
+        except Exception:  # noqa: BLE001 - the ledger client holds events until the shards answer
+            log.warning("could not record: %s", reason)
+
+    def _attempt(self, what: str, fn: Callable[[], Any], *, retry: bool = False) -> Any:
+        """``fn()``; an actor fault is recorded (and, with ``retry``, recovered from and ``fn``
+        tried once more) instead of ending the caller."""
+        try:
+            return fn()
+        except ACTOR_FAULTS as e:
+            if not retry:
+                self.faults.append(f"{what}: {type(e).__name__} (skipped)")
+                return None
+            try:
+                self.recover(what, e)
+                return fn()
+            except (DeploymentFault, *ACTOR_FAULTS) as e2:
+                self.faults.append(f"{what}: {type(e2).__name__} (gave up)")
+                return None
+
     def progress(self, replay_ns: int | None = None) -> dict[str, Any]:
-        st = ray.get(self.handles[COORDINATOR_NAME].status.remote())
+        try:
+            st = ray.get(self.handles[COORDINATOR_NAME].status.remote(), timeout=5)
+        except ACTOR_FAULTS:
+            st = {}
         return {"elapsed_s": time.monotonic() - self.started_at, "replay_ns": replay_ns,
-                "by_outcome": st.get("outcomes", {}), "in_flight": sum(st.get("in_flight", {}).values())}
+                "by_outcome": st.get("outcomes", {}), "in_flight": sum(st.get("in_flight", {}).values()),
+                "faults": len(self.faults), "halted": sorted(k for k, v in st.get("trading_states", {}).items()
+                                                             if v != "ACTIVE")}
 
     def status(self) -> dict[str, Any]:
         return collect_status(self.handles)
 
     # ------------------------------------------------------------------ stop
     def stop(self, timeout_s: float = 30.0) -> RunSummary:
-        """Stop feeds, resolve every open pair (finished or escalated), flush the ledger."""
+        """Stop feeds, resolve every open pair (finished or escalated), flush the ledger.
+
+        Every step survives an actor that died: the coordinator's shutdown and the ledger's
+        flush wait for a restart and try again (what they guard must not be skipped); the
+        others are skipped and recorded in the summary's ``faults``.
+        """
         if self._stopped:
             raise RuntimeError("deployment already stopped")
         self._stopped = True
         for gw in self.live_gateways.values():
-            ray.get(gw.stop_feed.remote())
+            self._attempt("stop feed", lambda gw=gw: ray.get(gw.stop_feed.remote(), timeout=10))
         coord = self.handles[COORDINATOR_NAME]
-        ray.get(coord.shutdown.remote(timeout_s=min(timeout_s, 20.0)))
+        self._attempt("coordinator shutdown", lambda: ray.get(coord.shutdown.remote(timeout_s=min(timeout_s, 20.0)),
+                                                               timeout=timeout_s + 30), retry=True)
         for h in self.hosts.values():
-            ray.get(h.drain.remote(2.0))
+            self._attempt("strategy host drain", lambda h=h: ray.get(h.drain.remote(2.0), timeout=30))
         summary = self._summary()
-        ray.get(self.handles[REGISTRY_NAME].set_state.remote("STOPPED"))
+        self._attempt("registry", lambda: ray.get(self.handles[REGISTRY_NAME].set_state.remote("STOPPED"), timeout=10))
         # every actor's sink flushes what it holds before the shards go away
-        flushes = []
         for name, h in self.handles.items():
             if hasattr(h, "flush_sink"):
-                flushes.append(h.flush_sink.remote())
-        ray.get(flushes)
+                self._attempt(f"{name} flush", lambda h=h: ray.get(h.flush_sink.remote(), timeout=60), retry=True)
         self.sink.close()
-        ray.get([self.handles[n].flush.remote() for n in self.handles if n.startswith("ledger-")])
-        ray.get([self.handles[n].checkpoint.remote() for n in self.handles if n.startswith("ledger-")])
+        shards = [n for n in self.handles if n.startswith("ledger-")]
+        for n in shards:
+            self._attempt(f"{n} flush", lambda n=n: ray.get(self.handles[n].flush.remote(), timeout=60), retry=True)
+            self._attempt(f"{n} checkpoint", lambda n=n: ray.get(self.handles[n].checkpoint.remote(), timeout=60),
+                          retry=True)
         summary.alerts_by_level = alerts_by_level(self.ledger_cfg.path)
+        # the trail, not the coordinator's memory (a restart empties it), says what the pairs came to
+        counts = ledger_pair_counts(self.ledger_cfg.path)
+        summary.pairs_by_outcome = counts["pairs_by_outcome"]
+        summary.replenished, summary.rolled_back = counts["replenished"], counts["rolled_back"]
+        summary.escalated = counts["escalated"]
+        summary.examples = counts["examples"]
+        summary.faults = list(self.faults)
+        summary.interrupted = self.interrupted
         return summary
 
     def _summary(self) -> RunSummary:
+        """What the actors still remember: slippage, exposure and per-strategy counters (the
+        pair counts are replaced by the ledger's in :meth:`stop`)."""
         coord = self.handles[COORDINATOR_NAME]
-        cs = ray.get(coord.status.remote())
-        done = ray.get(coord.summaries.remote())
+        done = self._attempt("coordinator summaries", lambda: ray.get(coord.summaries.remote(), timeout=30)) or []
+        cstat = self._attempt("coordinator status", lambda: ray.get(coord.status.remote(), timeout=30)) or {}
         slip = [float(l["slippage_pct"]) * 1e4 for s in done for l in s.get("legs", []) if l.get("slippage_pct") is not None]
         expo = [float(s["unhedged_ms"]) for s in done if s.get("unhedged_ms") is not None]
-        examples: dict[str, str] = {}
-        # a rollback that really unwound a filled leg is the one worth tracing
-        unwound = [s for s in done if any(lg.get("rollback_qty") for lg in s.get("legs", []))]
-        if unwound:
-            examples["a rolled-back pair"] = unwound[0]["decision_id"]
-        for s in done:
-            for label, cond in (("a hedged pair", s.get("state") == "HEDGED" and not s.get("replenished")),
-                                ("a replenished pair", _replenished(s) and s.get("state") == "HEDGED"),
-                                ("a rolled-back pair", s.get("state") == "ROLLED_BACK"),
-                                ("an escalated pair", s.get("state") == "ESCALATED")):
-                if cond and label not in examples:  # the first of each kind, to trace
-                    examples[label] = s["decision_id"]
-        host_status = ray.get([h.status.remote() for h in self.hosts.values()])
         per_strategy: dict[str, dict[str, Any]] = {}
         quotes = intents = errors = 0
-        for hs in host_status:
+        for hname, h in self.hosts.items():
+            hs = self._attempt(f"{hname} status", lambda h=h: ray.get(h.status.remote(), timeout=30)) or {}
             for name, st in hs.get("strategies", {}).items():
                 per_strategy[name] = st
                 quotes += int(st.get("counters", {}).get("evaluations", 0))
                 intents += int(st.get("counters", {}).get("intents", 0))
                 errors += len(st.get("errors", []))
+        halted = {n: f"{st.get('state')}: {st.get('reason', '')}".rstrip(": ")
+                  for n, st in per_strategy.items() if st.get("state") not in (None, "ACTIVE")}
+        for key, state in (cstat.get("trading_states") or {}).items():
+            scope, _, name = str(key).partition(":")
+            if scope == "strategy" and state != "ACTIVE" and name not in halted:
+                halted[name] = str(state)
         return RunSummary(
             name=self.cfg.name, wall_s=time.monotonic() - self.started_at,
-            pairs_by_outcome=dict(cs.get("outcomes", {})), quotes=quotes, intents=intents,
+            pairs_by_outcome={}, quotes=quotes, intents=intents,
             alerts_by_level={}, slippage_bps=_dist(slip), exposure_ms=_dist(expo),
-            replenished=sum(1 for s in done if _replenished(s)),
-            rolled_back=sum(1 for s in done if s.get("state") == "ROLLED_BACK"
-                            or any(lg.get("rollback_qty") for lg in s.get("legs", []))),
-            escalated=sum(1 for s in done if s.get("state") == "ESCALATED"),
-            strategy_errors=errors, ledger_path=str(Path(self.ledger_cfg.path)), examples=examples,
-            per_strategy=per_strategy,
+            replenished=0, rolled_back=0, escalated=0,
+            strategy_errors=errors, ledger_path=str(Path(self.ledger_cfg.path)), examples={},
+            per_strategy=per_strategy, halted=halted,
         )
 
     def shutdown_ray(self) -> None:
@@ -471,6 +651,46 @@ class Deployment:
         if self.address is None and ray.is_initialized():
             ray.shutdown()
             forget_embedded(self.namespace)
+
+
+TERMINAL_STATES = ("HEDGED", "ROLLED_BACK", "ESCALATED", "REFUSED")
+
+
+def ledger_pair_counts(ledger_dir: str | Path) -> dict[str, Any]:
+    """What the run's pairs came to, as the ledger recorded it (not any actor's memory, which a
+    restart empties): pairs by their last state, how many replenished (补单), unwound a leg
+    (回滚) or were escalated, and the first decision id of each kind, to trace."""
+    from ..ledger.audit import AuditReader
+
+    with AuditReader(ledger_dir) as r:
+        last = r.con.execute(
+            "SELECT decision_id, arg_max(outcome, event_id) FROM events WHERE kind = 'PAIR_STATE' "
+            "AND decision_id != '' GROUP BY decision_id").fetchall()
+        kinds = r.con.execute(
+            "SELECT kind, decision_id FROM events WHERE kind IN ('REPLENISH', 'ROLLBACK', 'ESCALATION') "
+            "AND decision_id != '' GROUP BY kind, decision_id ORDER BY min(event_id)").fetchall()
+    state = {str(d): str(o) for d, o in last}
+    by_kind: dict[str, list[str]] = {}
+    for kind, did in kinds:
+        by_kind.setdefault(str(kind), []).append(str(did))
+    escalated = {d for d, o in state.items() if o == "ESCALATED"}
+    examples: dict[str, str] = {}
+    rolled = by_kind.get("ROLLBACK", [])
+    if rolled:
+        examples["a rolled-back pair"] = rolled[0]
+    replenished = [d for d in by_kind.get("REPLENISH", []) if state.get(d) == "HEDGED"]
+    if replenished:
+        examples["a replenished pair"] = replenished[0]
+    for d, o in sorted(state.items()):
+        for label, cond in (("a hedged pair", o == "HEDGED" and d not in set(by_kind.get("REPLENISH", []))),
+                            ("a rolled-back pair", o == "ROLLED_BACK"), ("an escalated pair", o == "ESCALATED")):
+            if cond and label not in examples:
+                examples[label] = d
+    return {"pairs_by_outcome": dict(Counter(state.values())), "replenished": len(by_kind.get("REPLENISH", [])),
+            "rolled_back": len(set(rolled) | {d for d, o in state.items() if o == "ROLLED_BACK"}),
+            "escalated": len(escalated | set(by_kind.get("ESCALATION", []))),
+            "non_terminal": sorted(d for d, o in state.items() if o not in TERMINAL_STATES),
+            "examples": examples}
 
 
 def alerts_by_level(ledger_dir: str) -> dict[str, int]:
@@ -509,4 +729,4 @@ def install_sigint(stop_event: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-__all__ = ["Deployment", "ReplayDriver", "RunSummary", "build_checker", "collect_status", "install_sigint"]
+__all__ = ["ACTOR_FAULTS", "Deployment", "DeploymentFault", "ReplayDriver", "RunSummary", "ledger_pair_counts", "build_checker", "collect_status", "install_sigint"]

@@ -9,6 +9,7 @@ one and sends what it returns.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from ..core.sink import EventMaker
@@ -16,6 +17,40 @@ from ..model.events import Event, EventKind
 from ..model.pairs import PairIntent
 from ..model.quotes import Quote
 from .base import Action, Emit, Strategy, Submit
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """What a strategy host builds its instances from, inside its own process.
+
+    The runtime starts hosts with this instead of built instances: it is small (the deployment
+    as plain data and the strategies' names), so Ray keeps it inline in the actor's creation
+    task. Built instances can hold large data (an FX history of ten years is about 150 kB per
+    instance), which Ray moves to its object store, owned by the driver; a host restarted after
+    the driver released it failed in its constructor (``ReferenceCountingAssertionError``) and its
+    strategies were gone for the rest of the run.
+
+    ``deployment`` is :meth:`DeploymentConfig.model_dump` (``mode="json", by_alias=True``);
+    ``decision_seqs`` each strategy's last decision sequence number in the ledger at start.
+    """
+
+    deployment: dict[str, Any]
+    strategies: tuple[str, ...]
+    decision_seqs: dict[str, int] = field(default_factory=dict)
+
+    def build(self) -> list[Strategy]:
+        from ..core.pricing import fx_book_from_config
+        from ..model.config import DeploymentConfig
+        from .base import build_strategy
+
+        dep = DeploymentConfig.model_validate(self.deployment)
+        fx = fx_book_from_config(dep.fx, max_lag_days=7)
+        by_name = {s.name: s for s in dep.strategies}
+        missing = [n for n in self.strategies if n not in by_name]
+        if missing:
+            raise ValueError(f"strategy host: {', '.join(missing)} not in the deployment")
+        return [build_strategy(by_name[n], dep, fx, actor=n, decision_seq=self.decision_seqs.get(n, 0))
+                for n in self.strategies]
 
 
 class StrategyHostCore:
