@@ -10,6 +10,13 @@ Features:
 - ``${NAME}`` and ``${NAME:-default}`` in strings are replaced from the environment;
   ``${XMC_DATA_DIR}`` defaults to ``../shared/data`` beside the project.
 - Credentials are ``{env: NAME}`` references; their values are never read here or printed.
+
+Refused, each with its reason (docs/configuration.md): files beyond :data:`MAX_FILE_BYTES`,
+binary or not UTF-8; nesting beyond :data:`MAX_DEPTH` and expansion through aliases beyond
+:data:`MAX_NODES` (checked on the composed document, before anything is built from it);
+duplicate keys; non-finite numbers and integers beyond :data:`MAX_INT`; a deployment without an
+enabled strategy; data files (replay feeds, FX series) that are missing or not of their format.
+A problem in a value expanded from ``${NAME}`` shows the reference, not the value.
 """
 from __future__ import annotations
 
@@ -71,6 +78,7 @@ MAX_NODES = 500_000
 MAX_DEPTH = 64
 """Deepest nesting of mappings and lists, aliases expanded."""
 MAX_INCLUDE_DEPTH = 8
+"""Deepest chain of includes (a file including a file including ...)."""
 MAX_FILES = 64
 """Most files read for one deployment, includes counted."""
 MAX_INT = 2**63 - 1
