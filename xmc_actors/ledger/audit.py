@@ -9,18 +9,37 @@ reads that, so the commands work while a deployment runs and show it as of a rec
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, TypeVar
 
 import duckdb
 import pyarrow as pa
 
-from .schema import TERMINAL_OUTCOMES, payload_json, unpack_payload
-from .store import LedgerFileError, check_header, check_ledger_tables, snapshot_copy
+from .schema import COLUMN_NAMES, TERMINAL_OUTCOMES, payload_json, unpack_payload
+from .store import (
+    LedgerError, LedgerFileError, check_header, check_ledger_tables, check_size, check_wal, is_lock_error, open_error,
+    snapshot_copy,
+)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _translating(fn: _F) -> _F:
+    """A query method whose DuckDB failure caused by a damaged shard becomes a
+    :class:`LedgerFileError` naming that shard (see :meth:`AuditReader.explain`)."""
+    @functools.wraps(fn)
+    def run(self: "AuditReader", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except duckdb.Error as e:
+            raise self.explain(e) from None
+    return run  # type: ignore[return-value]
 
 PAIR_OUTCOME_SQL = f"""
 SELECT decision_id, arg_max(outcome, ts_ns) AS outcome, max(ts_ns) AS done_ns
@@ -146,6 +165,13 @@ class Trace:
 class AuditReader:
     """All shards of a ledger directory as one read-only ``events`` view.
 
+    Nothing in the ledger directory is written (a shard a writer holds is copied elsewhere).
+    A shard that cannot be read — not DuckDB, truncated, a corrupt block, a write-ahead log
+    that is not its own or cannot be replayed, not an xmc ledger, another schema version —
+    raises :class:`~xmc_actors.ledger.store.LedgerFileError` naming the file and the reason:
+    on opening when it shows there, else from the query that meets it (the query methods,
+    and any DuckDB error raised inside ``with AuditReader(...) as r:``, e.g. from ``r.con``).
+
     Parameters
     ----------
     ledger_dir
@@ -164,6 +190,7 @@ class AuditReader:
             raise LedgerFileError(f"{root}: no ledger shard files (*.duckdb) in this directory")
         self.files = files
         self.snapshots: list[Path] = []
+        self.attached: dict[int, tuple[Path, Path]] = {}  # shard -> (its file, the file attached: it or a copy)
         self._tmp: Path | None = None
         self.con = duckdb.connect(":memory:", config={"threads": 2})
         self.con.execute("SET enable_progress_bar = false")
@@ -178,22 +205,64 @@ class AuditReader:
 
     def _attach(self, i: int, f: Path) -> None:
         check_header(f)
+        check_wal(f)
+        actual = f
         try:
             self.con.execute(f"ATTACH '{_q(f)}' AS s{i} (READ_ONLY)")
         except duckdb.Error as e:
-            msg = str(e)
-            if "lock" not in msg.lower():
-                raise LedgerFileError(f"{f}: cannot open ledger file: {msg.splitlines()[0]}") from None
+            if not is_lock_error(str(e)):
+                raise open_error(f, e) from None
             # A live writer holds it: read a consistent snapshot copy instead.
             if self._tmp is None:
                 self._tmp = Path(tempfile.mkdtemp(prefix="xmc-audit-"))
-            snap = snapshot_copy(f, self._tmp / f"s{i}")
+            actual = snapshot_copy(f, self._tmp / f"s{i}")
             self.snapshots.append(f)
             try:
-                self.con.execute(f"ATTACH '{_q(snap)}' AS s{i} (READ_ONLY)")
+                self.con.execute(f"ATTACH '{_q(actual)}' AS s{i} (READ_ONLY)")
             except duckdb.Error as e2:
-                raise LedgerFileError(f"{f}: snapshot copy unreadable: {str(e2).splitlines()[0]}") from None
-        check_ledger_tables(self.con, f, catalog=f"s{i}")
+                raise open_error(f, e2, actual) from None
+        self.attached[i] = (f, actual)
+        try:
+            check_ledger_tables(self.con, f, catalog=f"s{i}")
+            check_size(self.con, f, f"s{i}", actual)
+        except duckdb.Error as e:
+            raise open_error(f, e, actual) from None
+
+    # ------------------------------------------------------------------------- damaged shards
+    def verify(self) -> list[LedgerFileError]:
+        """Read every block of every shard (all columns of ``events`` and ``xmc_meta``), each
+        shard on its own read-only connection; returns one error per shard that fails.
+        Slow on a large ledger (a full read): for diagnosis, not for every query."""
+        cols = ", ".join([*COLUMN_NAMES, "stored_ns"])
+        bad = []
+        for i, (f, actual) in sorted(self.attached.items()):
+            con = duckdb.connect(":memory:", config={"threads": 2})
+            try:
+                con.execute(f"ATTACH '{_q(actual)}' AS s (READ_ONLY)")
+                con.execute(f"SELECT count(*), sum(hash({cols})) FROM s.events").fetchall()
+                con.execute("SELECT count(*), sum(hash(key, value)) FROM s.xmc_meta").fetchall()
+            except duckdb.Error as e:
+                bad.append(open_error(f, e, actual))
+            finally:
+                con.close()
+        return bad
+
+    def explain(self, e: BaseException) -> BaseException:
+        """The :class:`LedgerFileError` behind a DuckDB error met while reading: the shard the
+        message names, else the shards :meth:`verify` finds damaged; ``e`` itself if none is
+        (a failure that has nothing to do with the files)."""
+        if isinstance(e, LedgerError) or not isinstance(e, duckdb.Error):
+            return e
+        msg = str(e)
+        for f, actual in self.attached.values():
+            if str(actual) in msg or str(f) in msg:
+                return open_error(f, e, actual)
+        bad = self.verify()
+        if len(bad) == 1:
+            return bad[0]
+        if bad:
+            return LedgerFileError(f"{len(bad)} ledger files cannot be read:\n" + "\n".join(f"  {b}" for b in bad))
+        return e
 
     def close(self) -> None:
         try:
@@ -205,13 +274,29 @@ class AuditReader:
     def __enter__(self) -> "AuditReader":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        try:
+            if isinstance(exc, duckdb.Error):
+                err = self.explain(exc)
+                if err is not exc:
+                    raise err from None
+        finally:
+            self.close()
 
     # --------------------------------------------------------------------------- queries
+    @_translating
+    def events(self, kinds: Iterable[str] | None = None, since_ns: int | None = None,
+               decision_ids: Iterable[str] | None = None, limit: int | None = None) -> list:
+        """Events of every shard as :class:`~xmc_actors.model.events.Event` objects, oldest first
+        (:func:`~xmc_actors.ledger.reader.query_events` on the ``events`` view)."""
+        from .reader import query_events
+        return query_events(self.con, kinds=kinds, since_ns=since_ns, decision_ids=decision_ids, limit=limit)
+
+    @_translating
     def count(self) -> int:
         return int(self.con.execute("SELECT count(*) FROM events").fetchall()[0][0])
 
+    @_translating
     def trace(self, decision_id: str) -> Trace:
         """Every event of ``decision_id`` in time order; hop latency from the parent (or previous) event."""
         rows = self.con.execute(
@@ -235,6 +320,7 @@ class AuditReader:
                 tr.outcome = outcome
         return tr
 
+    @_translating
     def query(self, filters: Filters = Filters(), limit: int | None = 1000, decode: bool = True) -> pa.Table:
         """Matching events, oldest first, with ``time`` (UTC) and ``payload`` as JSON text when ``decode``."""
         where, params = filters.where()
@@ -244,33 +330,43 @@ class AuditReader:
             t = _decode_payload(t)
         return t
 
+    @_translating
     def export(self, out: Path, fmt: str, filters: Filters = Filters(), payload: str = "auto") -> int:
         """Write matching events to ``out`` as csv, parquet or json (lines); returns the row count.
 
         Parquet keeps the payload as msgpack bytes unless ``payload="json"`` (JSON text, slower);
         CSV and JSON always carry it as JSON text.
         """
+        if fmt not in ("csv", "parquet", "json"):
+            raise ValueError(f"format {fmt!r}: expected csv, parquet or json")
         where, params = filters.where()
         out.parent.mkdir(parents=True, exist_ok=True)
-        if fmt == "parquet" and payload != "json":
-            sql = f"SELECT * FROM events{where} ORDER BY ts_ns, event_id"
-            self.con.execute(f"COPY ({sql}) TO '{_q(out)}' (FORMAT parquet, COMPRESSION zstd)", params).fetchall()
-            return int(self.con.execute(f"SELECT count(*) FROM events{where}", params).fetchall()[0][0])
-        t = self.query(filters, limit=None, decode=True)
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-            pq.write_table(t, out)
-        elif fmt == "csv":
-            import pyarrow.csv as pcsv
-            pcsv.write_csv(t, out)
-        elif fmt == "json":
-            with open(out, "w", encoding="utf-8") as fh:
-                for row in t.to_pylist():
-                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        else:
-            raise ValueError(f"format {fmt!r}: expected csv, parquet or json")
-        return t.num_rows
+        # written beside, then renamed: a failed export (a damaged shard) leaves no partial file
+        part = out.with_name(f".{out.name}.partial-{os.getpid()}")
+        try:
+            if fmt == "parquet" and payload != "json":
+                sql = f"SELECT * FROM events{where} ORDER BY ts_ns, event_id"
+                self.con.execute(f"COPY ({sql}) TO '{_q(part)}' (FORMAT parquet, COMPRESSION zstd)", params).fetchall()
+                n = int(self.con.execute(f"SELECT count(*) FROM events{where}", params).fetchall()[0][0])
+            else:
+                t = self.query(filters, limit=None, decode=True)
+                n = t.num_rows
+                if fmt == "parquet":
+                    import pyarrow.parquet as pq
+                    pq.write_table(t, part)
+                elif fmt == "csv":
+                    import pyarrow.csv as pcsv
+                    pcsv.write_csv(t, part)
+                else:
+                    with open(part, "w", encoding="utf-8") as fh:
+                        for row in t.to_pylist():
+                            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            os.replace(part, out)
+        finally:
+            part.unlink(missing_ok=True)
+        return n
 
+    @_translating
     def pair_outcomes(self, since_ns: int | None = None, until_ns: int | None = None) -> dict[str, int]:
         """Count of pairs per terminal outcome (pairs with a decision but no terminal state: OPEN)."""
         where, params = Filters(since_ns=since_ns, until_ns=until_ns).where()

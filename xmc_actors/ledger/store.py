@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -46,8 +47,10 @@ class LedgerError(XmcError):
     """A ledger operation that cannot be done (the message says which and why)."""
 
 
-class LedgerFileError(LedgerError):
-    """A ledger file that is missing, corrupt, locked or not an xmc ledger."""
+class LedgerFileError(LedgerError, ValueError):
+    """A ledger file that is missing, truncated, corrupt, locked, of another schema version or
+    not an xmc ledger. The message names the file and the reason. (Also a ``ValueError``: a
+    bad input to whatever opens it, so ``xmc run`` reports it as the reason it did not start.)"""
 
 
 def lock_path(db_path: Path) -> Path:
@@ -66,7 +69,164 @@ def check_header(path: Path) -> None:
     except OSError as e:
         raise LedgerFileError(f"{path}: cannot read ledger file: {e.strerror or e}") from None
     if len(head) < 12 or head[8:12] != DUCKDB_MAGIC:
-        raise LedgerFileError(f"{path}: not a DuckDB database (bad header); is this really a ledger shard?")
+        what = "an empty file" if not head else f"{len(head)} bytes" if len(head) < 12 else "bad header"
+        raise LedgerFileError(f"{path}: not a DuckDB database ({what}); is this really a ledger shard?")
+
+
+# A DuckDB write-ahead log begins with its WAL_VERSION entry: field 100 (wal_type) = 98.
+WAL_MAGIC = b"\x64\x00\x62"
+_LOCK_RE = re.compile(r"could not set lock|conflicting lock", re.IGNORECASE)
+
+
+def is_lock_error(message: str) -> bool:
+    """True when DuckDB refused a file because another process holds it (not, say, a corrupt
+    "block at location ..."): the one failure a reader works around with a snapshot copy."""
+    return bool(_LOCK_RE.search(message))
+
+
+def check_wal(path: Path) -> None:
+    """Raise :class:`LedgerFileError` if a write-ahead log beside ``path`` is not one.
+
+    DuckDB silently ignores a WAL that does not start with a WAL header (and a writer then
+    replaces it), which would drop whatever commits it held without a word; a WAL of another
+    database or with a corrupt entry makes DuckDB fail on open (reported by the caller)."""
+    wal = wal_path(path)
+    try:
+        with open(wal, "rb") as f:
+            head = f.read(len(WAL_MAGIC))
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise LedgerFileError(f"{wal}: cannot read the shard's write-ahead log: {e.strerror or e}") from None
+    if head and head != WAL_MAGIC[:len(head)]:
+        raise LedgerFileError(
+            f"{wal}: not a DuckDB write-ahead log (no WAL header); DuckDB would ignore it and lose whatever it "
+            f"held. If it does not belong to {path.name}, move it aside (docs/operations.md, section 6)")
+    brk = wal_break(path)
+    if brk is not None:
+        raise LedgerFileError(
+            f"{wal}: corrupt write-ahead log: the entry at byte {brk[0]} has a damaged size; DuckDB would stop "
+            f"replaying there and drop the {brk[1]} bytes of commits after it")
+
+
+# A WAL entry longer than this is no entry: its size field was damaged (a torn last write has
+# a real size; random bytes in a size field read as a huge number)
+_WAL_ENTRY_MAX = 1 << 30
+
+
+def _varint(b: bytes, i: int) -> tuple[int, int]:
+    v = shift = 0
+    while True:
+        c = b[i]
+        i += 1
+        v |= (c & 0x7F) << shift
+        shift += 7
+        if not c & 0x80:
+            return v, i
+
+
+def wal_entries(path: Path) -> tuple[list[tuple[int, int]], tuple[int, int] | None] | None:
+    """The entries of a shard's write-ahead log as ``(offset, payload size)``, and where it
+    stops being one: ``(offset, bytes after it)`` when an entry's size field is damaged, else
+    ``None``. ``None`` altogether: no WAL, or not DuckDB's WAL format 2 (header object, then
+    entries ``[u64 size][u64 checksum][payload]``), which is not judged."""
+    try:
+        data = wal_path(path).read_bytes()
+    except OSError:
+        return None
+    entries: list[tuple[int, int]] = []
+    try:
+        i, version = 0, None
+        while True:  # the WAL_VERSION header object: (u16 field id, value)* then 0xffff
+            fid = int.from_bytes(data[i:i + 2], "little")
+            i += 2
+            if fid == 0xFFFF:
+                break
+            if fid in (100, 101, 103):
+                v, i = _varint(data, i)
+                version = v if fid == 101 else version
+            elif fid == 102:
+                n, i = _varint(data, i)
+                for _ in range(n):
+                    _, i = _varint(data, i)
+            else:
+                return None
+        if version != 2:
+            return None
+        while i + 16 <= len(data):
+            size = int.from_bytes(data[i:i + 8], "little")
+            if i + 16 + size > len(data):
+                return entries, ((i, len(data) - i) if size > _WAL_ENTRY_MAX else None)
+            entries.append((i, size))
+            i += 16 + size
+    except IndexError:
+        return None
+    return entries, None
+
+
+def wal_break(path: Path) -> tuple[int, int] | None:
+    """Where a write-ahead log stops being one (see :func:`wal_entries`), or ``None``.
+
+    DuckDB stops replaying at an entry that runs past the end of the file and drops the rest
+    without a word, as it must for a write torn by a crash; but a *damaged* size field in the
+    middle drops every later commit. Checksums DuckDB verifies itself (it fails on open)."""
+    walked = wal_entries(path)
+    return None if walked is None else walked[1]
+
+
+def check_size(con: duckdb.DuckDBPyConnection, path: Path, catalog: str, actual: Path | None = None) -> None:
+    """Raise :class:`LedgerFileError` if the attached database ``catalog`` is shorter than the
+    blocks its header counts (a truncated file: DuckDB would fail only when a query reaches
+    the missing blocks). ``actual``: the file attached, when it is a copy of ``path``."""
+    rows = con.execute("SELECT block_size, total_blocks FROM pragma_database_size() WHERE database_name = ?",
+                       [catalog]).fetchall()
+    if not rows:
+        return
+    block, blocks = int(rows[0][0] or 0), int(rows[0][1] or 0)
+    size = (actual or path).stat().st_size
+    if block * blocks > size:
+        raise LedgerFileError(f"{path}: truncated: {size} bytes, but its header counts {blocks} blocks of "
+                              f"{block} bytes ({block * blocks} bytes); the file was cut short")
+
+
+def open_error(path: Path, e: BaseException, actual: Path | None = None) -> LedgerFileError:
+    """A DuckDB failure on a ledger file, as a :class:`LedgerFileError` naming the file (the
+    original, when DuckDB read a snapshot ``actual`` of it) and the reason."""
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if actual is not None and actual != path:
+        msg = msg.replace(str(wal_path(actual)), str(wal_path(path))).replace(str(actual), str(path))
+    if "WAL" in msg:
+        return LedgerFileError(f"{path}: its write-ahead log {wal_path(path).name} cannot be replayed: {msg}")
+    if is_lock_error(msg):
+        return LedgerFileError(f"{path}: held by another process ({msg})")
+    if "corrupt" in msg.lower() or "checksum" in msg.lower():
+        return LedgerFileError(f"{path}: corrupt ledger file: {msg}")
+    if "could not read" in msg.lower():
+        return LedgerFileError(f"{path}: unreadable ledger file (truncated?): {msg}")
+    return LedgerFileError(f"{path}: cannot open ledger file: {msg}")
+
+
+def inspect_shard(path: Path) -> None:
+    """Check a shard file without writing to it: header, write-ahead log, size, and (if it has
+    tables) that it is an xmc ledger of this schema version. Raises :class:`LedgerFileError`.
+
+    The writer calls this before opening the file for writing: DuckDB replays and checkpoints a
+    WAL when it opens a file read-write, which would write into a damaged file."""
+    check_header(path)
+    check_wal(path)
+    con = duckdb.connect(":memory:", config={"threads": 1})
+    try:
+        try:
+            con.execute(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS shard (READ_ONLY)")
+            tables = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_catalog = 'shard'"
+                                 ).fetchall()[0][0]
+            if tables:
+                check_ledger_tables(con, path, catalog="shard")
+            check_size(con, path, "shard")
+        except duckdb.Error as e:
+            raise open_error(path, e) from None
+    finally:
+        con.close()
 
 
 def check_ledger_tables(con: duckdb.DuckDBPyConnection, path: Path, catalog: str | None = None) -> None:
@@ -86,10 +246,7 @@ def check_ledger_tables(con: duckdb.DuckDBPyConnection, path: Path, catalog: str
 
 
 def connect_error(path: Path, e: Exception) -> LedgerFileError:
-    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-    if "lock" in msg.lower():
-        return LedgerFileError(f"{path}: held by another process ({msg})")
-    return LedgerFileError(f"{path}: cannot open ledger file: {msg}")
+    return open_error(path, e)
 
 
 @dataclass
@@ -131,8 +288,11 @@ class LedgerStore:
         self.stats = StoreStats()
         self._last_ckpt = time.monotonic()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists() and self.path.stat().st_size > 0:
-            check_header(self.path)
+        if self.path.exists():
+            inspect_shard(self.path)  # before DuckDB may write to it (WAL replay, checkpoint)
+        elif wal_path(self.path).exists():
+            raise LedgerFileError(f"{wal_path(self.path)}: a write-ahead log without its database file "
+                                  f"{self.path.name}; move it aside (docs/operations.md, section 6)")
         try:
             self.con = duckdb.connect(str(self.path), config={"threads": threads})
         except duckdb.Error as e:

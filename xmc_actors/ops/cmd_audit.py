@@ -7,7 +7,9 @@ import csv
 import io
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 from .cli import CliError
 
@@ -83,16 +85,19 @@ def _ledger_dir(args: argparse.Namespace) -> Path:
     return Path("var/ledger")
 
 
-def _open(args: argparse.Namespace):  # noqa: ANN202
+@contextmanager
+def _open(args: argparse.Namespace) -> Iterator[Any]:
+    """The ledger, read-only, for the ``with`` block. A shard that cannot be read — on opening,
+    or met by a query in the block — ends the command with ``xmc: <file>: <reason>``, exit 1."""
     from ..ledger.audit import AuditReader
     from ..ledger.store import LedgerError
     try:
-        reader = AuditReader(_ledger_dir(args))
+        with AuditReader(_ledger_dir(args)) as reader:
+            for f in reader.snapshots:
+                print(f"note: {f} is held by a running writer; reading a snapshot copy", file=sys.stderr)
+            yield reader
     except LedgerError as e:
-        raise CliError(str(e), code=1) from None
-    for f in reader.snapshots:
-        print(f"note: {f} is held by a running writer; reading a snapshot copy", file=sys.stderr)
-    return reader
+        raise CliError(f"{e}\n(see docs/operations.md, section 6: a damaged ledger file)", code=1) from None
 
 
 def _filters(args: argparse.Namespace):  # noqa: ANN202
@@ -258,6 +263,8 @@ def _backfill(args: argparse.Namespace, files: list[Path], missing: list) -> int
         try:
             store = LedgerStore(by_index[i], actor="xmc audit reconcile")
         except LedgerError as e:
+            if "held by another process" not in str(e):
+                raise CliError(f"cannot write: {e}", code=1) from None
             raise CliError(f"{by_index[i]}: cannot write ({e}); is the deployment still running? "
                            "Stop it first: reconcile --write works on a stopped ledger", code=1) from None
         try:
