@@ -19,6 +19,7 @@ from xmc_actors.ledger.schema import encode_events
 from xmc_actors.ledger.store import LedgerFileError, LedgerStore, snapshot_copy, wal_entries, wal_path
 from xmc_actors.model.events import EventKind
 from xmc_actors.ops.cli import main
+from xmc_actors.venues.journal import VenueJournal, journal_path
 
 SHARD = "shard-0.duckdb"
 
@@ -123,7 +124,19 @@ COMMANDS = {
     "report": lambda led, out: ["audit", "report", "--ledger", str(led), "-o", str(out)],
     "reconcile": lambda led, out: ["audit", "reconcile", "--ledger", str(led)],
     "reconcile --write": lambda led, out: ["audit", "reconcile", "--ledger", str(led), "--write"],
+    "reconcile --venue-state": lambda led, out: ["audit", "reconcile", "--ledger", str(led), "--venue-state",
+                                                 str(_venue_state(out.parent.parent / "state")), "--write"],
 }
+
+
+def _venue_state(d: Path) -> Path:
+    """A simulated LME venue's journal holding one filled order."""
+    j = VenueJournal(journal_path(d, "gateway-LME"), fresh=True)
+    j.append(["R", {"ts_ns": 1, "kind": "FILL", "client_order_id": "d7:B:0", "venue_order_id": "LME-O1",
+                    "instrument": "LME.CA3M", "side": "SELL", "order_qty": 3, "status": "FILLED", "filled_qty": 3,
+                    "trade_id": "LME-T1", "fill_qty": 3, "fill_price": "9800", "decision_id": "d7", "leg": "B"}])
+    j.close()
+    return d
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

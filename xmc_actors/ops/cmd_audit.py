@@ -60,11 +60,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     r.add_argument("--out", "-o", default="audit-report.html")
     r.add_argument("--title", default="xmc-actors audit report")
     r.set_defaults(func=cmd_report)
-    rc = asub.add_parser("reconcile", help="check the trail against the venues' drop copies; --write backfills "
+    rc = asub.add_parser("reconcile", help="check the trail against the venues' own records; --write backfills "
                                            "what it lacks (deployment stopped)")
     common(rc)
-    rc.add_argument("--since", help="drop-copy rows from (ns or ISO time, UTC); the trail is always read whole")
-    rc.add_argument("--until", help="drop-copy rows until, exclusive")
+    rc.add_argument("--venue-state", action="append", default=[], metavar="DIR",
+                    help="a simulated venue's state_dir: its journals (*.venue) are the venue's record (repeatable; "
+                         "default: the state_dirs of --config's gateways)")
+    rc.add_argument("--trail-only", action="store_true",
+                    help="only check the trail against the VENUE_DROP_COPY events it holds itself (blind to a fill "
+                         "whose drop copy was lost with it)")
+    rc.add_argument("--since", help="venue records: trail fills before this are of an earlier run, not expected at "
+                                    "the venue; --trail-only: drop-copy rows from (ns or ISO time, UTC)")
+    rc.add_argument("--until", help="--trail-only: drop-copy rows until, exclusive")
     rc.add_argument("--write", action="store_true",
                     help="store the missing events in the ledger (needs the deployment stopped; idempotent)")
     rc.add_argument("--json", action="store_true", help="machine-readable output")
@@ -72,16 +79,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
+def _config(args: argparse.Namespace):  # noqa: ANN202
+    from ..runtime.config import ConfigError, load_config
+    try:
+        return load_config(args.config)
+    except ConfigError as e:
+        raise CliError(f"{args.config}: configuration not valid:\n{e}", code=1) from None
+
+
 def _ledger_dir(args: argparse.Namespace) -> Path:
     if args.ledger:
         return Path(args.ledger)
     if args.config:
-        from ..runtime.config import ConfigError, load_config
-        try:
-            cfg = load_config(args.config)
-        except ConfigError as e:
-            raise CliError(f"{args.config}: configuration not valid:\n{e}", code=1) from None
-        return Path(cfg.ledger.path)
+        return Path(_config(args).ledger.path)
     return Path("var/ledger")
 
 
@@ -203,33 +213,120 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    """Exit 0: the trail holds everything the venues' drop copies report (or ``--write`` stored
-    what it lacked); 1: events are missing (listed), or the ledger cannot be read or written."""
-    import time
-
-    from ..ledger.audit import fmt_ns, parse_time
-    from ..ledger.reader import query_events
-    from ..ledger.reconcile import drop_copy_rows, reconcile
+    """Exit 0: the trail agrees with the venues' own records (or ``--write`` stored what it lacked
+    and nothing else is wrong); 1: mismatches (listed), or the ledger or a venue record cannot be
+    read or written. Without a venue record (no ``--venue-state``, no journals in ``--config``)
+    or with ``--trail-only``: the trail against the ``VENUE_DROP_COPY`` events it holds."""
+    from ..ledger.audit import parse_time
+    from ..ledger.venue_records import VenueRecordError, journal_sources, sources_from_config
     try:
         since, until = parse_time(args.since), parse_time(args.until)
     except ValueError as e:
         raise CliError(f"--since/--until: {e}") from None
+    sources: list = []
+    without: list[str] = []
+    if not args.trail_only:
+        try:
+            for d in args.venue_state:
+                sources += journal_sources(d)
+            if args.config and not args.venue_state:
+                sources, without = sources_from_config(_config(args))
+        except VenueRecordError as e:
+            raise CliError(str(e), code=1) from None
+    if not sources:
+        if not args.trail_only:
+            why = "".join(f"\n  {w}" for w in without)
+            print("xmc: warning: no venue record to reconcile against (give --venue-state DIR, or --config with "
+                  "gateways that have params.state_dir)" + why + "\nchecking the trail against the VENUE_DROP_COPY "
+                  "events it holds itself: blind to a fill whose drop copy was lost along with it", file=sys.stderr)
+        return _reconcile_trail_only(args, since, until)
+    if until is not None:
+        raise CliError("--until: only with --trail-only (venue records are compared whole)")
+    return _reconcile_venues(args, sources, without, since)
+
+
+def _reconcile_venues(args: argparse.Namespace, sources: list, without: list[str], since: int | None) -> int:
+    import time
+
+    from ..ledger.audit import fmt_ns
+    from ..ledger.reconcile import compare_with_venues
+    from ..ledger.venue_records import VenueRecordError
+    try:
+        records = [s.load() for s in sources]
+    except VenueRecordError as e:
+        raise CliError(str(e), code=1) from None
     with _open(args) as reader:
         files = list(reader.files)
-        trail = query_events(reader.con, kinds=["ORDER_SENT", "ORDER_REPORT", "RECONCILE"])
-        venue_rows = query_events(reader.con, kinds=["VENUE_DROP_COPY"], since_ns=since)
+        trail = reader.events(kinds=["ORDER_SENT", "ORDER_REPORT"])
+    rep = compare_with_venues(trail, records, since_ns=since, now_ns=time.time_ns(), actor="xmc audit reconcile")
+    stored = _backfill(args, files, rep.backfill) if rep.backfill and args.write else 0
+    left = rep.unrepairable() if args.write else {k: n for k, n in rep.counts().items() if n}
+    for w in without:
+        print(f"xmc: warning: not checked: {w}", file=sys.stderr)
+    if args.json:
+        json.dump({**rep.to_dict(), "stored": stored, "not_checked": without}, sys.stdout, indent=1,
+                  ensure_ascii=False, default=str)
+        print()
+        return 1 if left else 0
+    print(f"{len(records)} venue records checked against {rep.trail_events} order events of the trail:")
+    head = ("venue", "orders", "fills", "trail fills", "missing fills", "unknown fills", "stored twice",
+            "no ORDER_SENT", "dup order ids", "status differs", "source")
+    _print_table(head, [(v.venue, v.orders, v.fills, v.trail_fills, *v.counts().values(), "; ".join(v.sources))
+                        for v in rep.venues.values()])
+    rows = []
+    for v in rep.venues.values():
+        rows += [(v.venue, "fill at the venue, not in the trail", f.client_order_id, f.trade_id, f.qty, f.price,
+                  fmt_ns(f.ts_ns)) for f in v.missing_fills]
+        rows += [(v.venue, "fill in the trail, unknown to the venue", f.client_order_id, f.trade_id, f.qty, "",
+                  fmt_ns(f.ts_ns)) for f in v.unknown_fills]
+        rows += [(v.venue, f"fill stored {n} times in the trail", o, t, "", "", "") for o, t, n in v.duplicate_fills]
+        rows += [(v.venue, "order at the venue, no ORDER_SENT", o.client_order_id, "", o.qty, o.price or "",
+                  fmt_ns(o.ts_ns)) for o in v.orders_without_sent]
+        rows += [(v.venue, "client order id held twice at the venue", o, "", "", "", "") for o in v.duplicate_order_ids]
+        rows += [(v.venue, f"venue status {a}, trail {b or 'none'}", o, "", "", "", "") for o, a, b in v.status_differs]
+        if v.out_of_scope_fills:
+            print(f"{v.venue}: {v.out_of_scope_fills} trail fills of orders the venue's record does not hold, from "
+                  "before it begins (an earlier run), not compared")
+        if v.unreadable or v.torn_bytes:
+            print(f"{v.venue}: {v.unreadable} unreadable records, {v.torn_bytes} bytes of a torn last record "
+                  "in the venue's record (skipped)")
+    if rows:
+        print()
+        _print_table(("venue", "what", "order", "trade", "qty", "price", "time (UTC)"), rows)
+    if args.write:
+        print(f"{len(rep.backfill)} events to backfill, {stored} stored")
+    elif rep.backfill:
+        print(f"{len(rep.backfill)} events would complete the trail: run again with --write, with the deployment "
+              "stopped, to store them")
+    if left:
+        print("not repairable by a backfill: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in left.items())
+              if args.write else "mismatches: " + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in left.items()))
+    else:
+        print("the trail agrees with the venues" + (" (after the backfill)" if stored else ""))
+    return 1 if left else 0
+
+
+def _reconcile_trail_only(args: argparse.Namespace, since: int | None, until: int | None) -> int:
+    import time
+
+    from ..ledger.audit import fmt_ns
+    from ..ledger.reconcile import drop_copy_rows, reconcile
+    with _open(args) as reader:
+        files = list(reader.files)
+        trail = reader.events(kinds=["ORDER_SENT", "ORDER_REPORT", "RECONCILE"])
+        venue_rows = reader.events(kinds=["VENUE_DROP_COPY"], since_ns=since)
     drop = [r for r in drop_copy_rows(venue_rows) if until is None or int(r.get("ts_ns") or 0) < until]
     missing = reconcile(drop, trail, now_ns=time.time_ns(), actor="xmc audit reconcile")
     stored = 0
     if missing and args.write:
         stored = _backfill(args, files, missing)
     if args.json:
-        json.dump({"drop_copy_rows": len(drop), "trail_orders_events": len(trail), "missing": len(missing),
-                   "stored": stored, "events": [e.model_dump(mode="json") for e in missing]},
+        json.dump({"mode": "trail-only", "drop_copy_rows": len(drop), "trail_orders_events": len(trail),
+                   "missing": len(missing), "stored": stored, "events": [e.model_dump(mode="json") for e in missing]},
                   sys.stdout, indent=1, ensure_ascii=False)
         print()
     else:
-        print(f"{len(drop)} drop-copy rows checked against {len(trail)} order events of the trail: "
+        print(f"trail only: {len(drop)} drop-copy rows checked against {len(trail)} order events of the trail: "
               f"{len(missing)} missing" + (f", {stored} stored" if args.write else ""))
         if missing:
             _print_table(("time (UTC)", "kind", "decision", "venue", "order", "reason"),
@@ -247,10 +344,7 @@ def _backfill(args: argparse.Namespace, files: list[Path], missing: list) -> int
 
     from ..ledger.client import shard_index
     from ..ledger.store import LedgerError, LedgerStore
-    shard_by = "strategy"
-    if args.config:
-        from ..runtime.config import load_config
-        shard_by = load_config(args.config).ledger.shard_by
+    shard_by = _config(args).ledger.shard_by if args.config else "strategy"
     by_index = {int(m.group(1)): f for f in files if (m := re.fullmatch(r"shard-(\d+)\.duckdb", f.name))}
     if sorted(by_index) != list(range(len(by_index))) or not by_index:
         raise CliError(f"{files[0].parent}: --write needs the shard-<n>.duckdb files of one ledger "
