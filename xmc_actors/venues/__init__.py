@@ -41,5 +41,7 @@ def build_adapter(name: str, params: dict[str, Any], venue: Venue, instruments: 
 
 
 ADAPTERS.register("sim", SimVenueParams, build_sim, doc="simulated exchange with seeded fault injection")
+from .fix import FixVenueParams, build_fix  # noqa: E402
+ADAPTERS.register("fix", FixVenueParams, build_fix, doc="FIX 4.4 session (QuickFIX initiator); docs/fix.md")
 
 __all__ = ["SimExchange", "SimVenueParams", "VenueDisconnected", "build_adapter"]

@@ -1,0 +1,705 @@
+"""The FIX 4.4 venue adapter: a QuickFIX initiator session driven by a venue gateway.
+
+It has the simulated venue's interface (``send``/``answer``/``place``, ``cancel``, ``query``,
+``open_orders``, ``positions``, ``drop_copy``, ``poll``, ``connected``, ``clock_probe``...), so
+:class:`~xmc_actors.core.gateway_core.GatewayCore` drives it as it drives ``sim``.
+
+Threads: QuickFIX reads the socket on its own thread and calls :class:`_App`; every report is
+parsed there and routed, under one condition variable, to whoever waits for it (a place's
+answer, a cancel, a status request) or to the push queue that :meth:`FixAdapter.poll` drains
+(fills of resting orders, reports recovered after a reconnect). The gateway's calls wait on
+that condition for at most ``ack_timeout_ms``.
+
+Outcomes:
+
+* not logged on when an order is handed over: :class:`VenueDisconnected` (nothing sent, a
+  definitive local reject);
+* no answer within ``ack_timeout_ms``, or the session drops while waiting: the place is
+  ``lost`` (the gateway reports UNKNOWN); later reports still arrive (pushed), a status
+  request resolves the rest;
+* an order the engine would *re-send* after a reconnect (PossDup NewOrderSingle, answering
+  the venue's ResendRequest) is never re-sent: it is replaced by a gap fill, so a stale order
+  never reaches the venue late; the venue never saw it, and a status request says so.
+* reports are de-duplicated by ExecID (a PossDup resend, a PossResend copy).
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import quickfix as fix
+
+from ...core.clock import Clock
+from ...model.market import Instrument, Venue
+from ...model.orders import (
+    ExecReportKind, ExecutionReport, OrderRequest, OrderState, OrderStatus, OrderType, RejectReason, TimeInForce,
+)
+from ..sim import PlaceReply, VenueDisconnected
+from . import codec as C
+from .params import FixVenueParams
+
+_MS = 1_000_000
+
+
+def data_dictionary_path() -> str:
+    """The FIX 4.4 data dictionary the QuickFIX wheel installs (``<prefix>/share/quickfix``)."""
+    import sys
+
+    for base in (sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(fix.__file__))):
+        p = os.path.join(base, "share", "quickfix", "FIX44.xml")
+        if os.path.exists(p):
+            return p
+    raise FileNotFoundError("FIX44.xml not found: is the quickfix-ssl wheel installed?")
+
+
+def default_store_root() -> Path:
+    env = os.environ.get("XMC_VAR_DIR")
+    if env:
+        return Path(env) / "fix"
+    return Path(tempfile.gettempdir()) / "xmc-fix"
+
+
+def session_settings(p: FixVenueParams, store_dir: Path) -> str:
+    """The QuickFIX settings of one initiator session (the text of its .cfg file)."""
+    lines = [
+        "[DEFAULT]", "ConnectionType=initiator", f"FileStorePath={store_dir / 'store'}",
+        f"FileLogPath={store_dir / 'log'}", "StartTime=00:00:00", "EndTime=00:00:00",
+        f"HeartBtInt={p.heartbeat_s}", f"ReconnectInterval={p.reconnect_interval_s}",
+        f"ResetOnLogon={'Y' if p.reset_on_logon else 'N'}", "ResetOnLogout=N", "ResetOnDisconnect=N",
+        "PersistMessages=Y", "TimestampPrecision=6", "SocketNodelay=Y", "LogonTimeout=5", "LogoutTimeout=2",
+        f"UseDataDictionary={'Y' if p.validate_messages else 'N'}",
+        "ValidateUserDefinedFields=N", "ValidateFieldsOutOfOrder=N", "AllowUnknownMsgFields=Y",
+        f"SocketConnectHost={p.host}", f"SocketConnectPort={p.port}",
+    ]
+    if p.validate_messages:
+        lines.append(f"DataDictionary={data_dictionary_path()}")
+    lines += ["", "[SESSION]", "BeginString=FIX.4.4", f"SenderCompID={p.sender_comp_id}",
+              f"TargetCompID={p.target_comp_id}", ""]
+    return "\n".join(lines)
+
+
+def _immediate(req: OrderRequest) -> bool:
+    return req.order_type in (OrderType.IOC, OrderType.FOK, OrderType.MARKET) or req.tif in (
+        TimeInForce.IOC, TimeInForce.FOK)
+
+
+@dataclass
+class _Wait:
+    """One call waiting for the venue: its reports so far."""
+
+    reports: list[ExecutionReport] = field(default_factory=list)
+    done: bool = False
+    unknown: bool = False
+    dropped: bool = False  # the session went down while waiting
+
+
+class _App(fix.Application):
+    """QuickFIX callbacks, handed to the adapter; nothing here may raise into the engine
+    except the engine's own exceptions (they make it answer with a Reject / DoNotSend)."""
+
+    def __init__(self, adapter: "FixAdapter") -> None:
+        super().__init__()
+        self.a = adapter
+
+    def onCreate(self, sid: Any) -> None:  # noqa: N802 - QuickFIX names
+        pass
+
+    def onLogon(self, sid: Any) -> None:  # noqa: N802
+        self.a._on_logon()
+
+    def onLogout(self, sid: Any) -> None:  # noqa: N802
+        self.a._on_logout()
+
+    def toAdmin(self, msg: Any, sid: Any) -> None:  # noqa: N802
+        try:
+            self.a._to_admin(msg)
+        except Exception:  # noqa: BLE001
+            self.a._count("callback_errors")
+
+    def fromAdmin(self, msg: Any, sid: Any) -> None:  # noqa: N802
+        try:
+            self.a._from_admin(msg)
+        except Exception:  # noqa: BLE001
+            self.a._count("callback_errors")
+
+    def toApp(self, msg: Any, sid: Any) -> None:  # noqa: N802
+        if C.get_header(msg, C.POSS_DUP) == "Y" and C.msg_type(msg) in ("D", "H"):
+            self.a._count("stale_resends_suppressed")
+            raise fix.DoNotSend()
+
+    def fromApp(self, msg: Any, sid: Any) -> None:  # noqa: N802
+        self.a._from_app(msg)
+
+
+class FixAdapter:
+    """A venue reached over one FIX 4.4 session. See the module docstring."""
+
+    def __init__(self, params: FixVenueParams, venue: Venue, instruments: Sequence[Instrument], clock: Clock, *,
+                 gateway: str = "", restart: bool = False) -> None:
+        self.p = params
+        self.venue = venue
+        self.clock = clock
+        self.name = gateway or f"gateway-{venue.code}"
+        self.smap = C.SymbolMap.build(venue.code, instruments, params.symbols, params.price_factor,
+                                      params.security_exchange)
+        self.cv = threading.Condition(threading.RLock())
+        self.orders: dict[str, OrderRequest] = {}
+        self.views: dict[str, OrderState] = {}     # the venue's word on each order, from its reports
+        self._places: dict[str, _Wait] = {}
+        self._cancels: dict[str, _Wait] = {}       # by cancel ClOrdID
+        self._cancel_of: dict[str, str] = {}       # cancel ClOrdID -> order
+        self._queries: dict[str, _Wait] = {}
+        self._pushed: list[ExecutionReport] = []
+        self._exec_ids: set[str] = set()
+        self._n_cancel = 0
+        self.drop_copy_log: list[dict[str, Any]] = []
+        self.counters: dict[str, int] = {}
+        self.bad_input: list[dict[str, Any]] = []
+        self.logged_on = False
+        self.last_logout_text = ""
+        self.last_heartbeat_ns = 0
+        self._probe_out: dict[str, int] = {}
+        self._probe_done: list[tuple[int, int, int, int]] = []
+        self._probe_n = 0
+        self._ctl: Any = None
+        base = Path(params.store_path) if params.store_path else default_store_root()
+        self.store_dir = base / self.name
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self._journal_path = self.store_dir / "orders.jsonl"
+        self.restored = self._load_journal() if restart else 0
+        if not restart and self._journal_path.exists():
+            self._journal_path.unlink()
+        cfg = self.store_dir / "session.cfg"
+        cfg.write_text(session_settings(params, self.store_dir))
+        self.session_id = fix.SessionID("FIX.4.4", params.sender_comp_id, params.target_comp_id)
+        self._settings = fix.SessionSettings(str(cfg))
+        self._app = _App(self)
+        self._store = fix.FileStoreFactory(self._settings)
+        self._log = fix.FileLogFactory(self._settings)
+        if fix.Session.doesSessionExist(self.session_id):
+            raise RuntimeError(f"FIX session {self.session_id.toString()} is already open in this process")
+        self.initiator = fix.SocketInitiator(self._app, self._store, self._settings, self._log)
+        self._sess = self.initiator.getSession(self.session_id)
+        self._closed = False
+        self.initiator.start()
+        atexit.register(self.close)
+        self.wait_logon(params.logon_timeout_s)
+
+    # ------------------------------------------------------------------ lifecycle
+    def wait_logon(self, timeout_s: float) -> bool:
+        with self.cv:
+            return self.cv.wait_for(lambda: self.logged_on, timeout=timeout_s)
+
+    def close(self) -> None:
+        """Stop the session (no Logout wait); the store keeps the sequence numbers."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.initiator.stop(True)
+        except Exception:  # noqa: BLE001
+            pass
+        # the engine keeps a session registered until its initiator is destroyed: drop ours so
+        # that a new adapter (a restart in this process) can open the same session
+        self._sess = None
+        self.initiator = None
+        with self.cv:
+            self.logged_on = False
+            self.cv.notify_all()
+        if self._ctl is not None:
+            try:
+                self._ctl[0].close()
+            except OSError:
+                pass
+
+    def seq_nums(self) -> tuple[int, int]:
+        """(next sequence number we send, next we expect), from the engine's store."""
+        s = self._sess
+        return (s.getExpectedSenderNum(), s.getExpectedTargetNum()) if s is not None else (0, 0)
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self.counters[key] = self.counters.get(key, 0) + n
+
+    def _bad(self, reason: str, detail: str, tag: int = 0) -> None:
+        self._count("bad_input")
+        self.bad_input.append({"reason": reason, "detail": detail, "tag": tag, "ts_ns": self.clock.now_ns()})
+
+    # ------------------------------------------------------------------ journal (our orders, for a restart)
+    def _journal(self, rec: list[Any]) -> None:
+        with open(self._journal_path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+    def _load_journal(self) -> int:
+        if not self._journal_path.exists():
+            return 0
+        n = 0
+        for line in self._journal_path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                if rec[0] == "O":
+                    req = OrderRequest.model_validate_json(rec[1])
+                    self.orders[req.client_order_id] = req
+                    self.views[req.client_order_id] = OrderState(request=req, status=OrderStatus.UNKNOWN)
+                    n += 1
+            except (ValueError, IndexError, TypeError):
+                self._count("journal_unreadable")
+        return n
+
+    def recovered_orders(self) -> list[tuple[OrderRequest, ExecutionReport]]:
+        """After a gateway restart: every order of the journal with the venue's STATUS of it
+        (a status request each; orders the venue never saw are left out)."""
+        out = []
+        for coid, req in list(self.orders.items()):
+            rep = self.query(coid)
+            if rep is not None:
+                out.append((req, rep))
+        return out
+
+    # ------------------------------------------------------------------ engine callbacks
+    def _on_logon(self) -> None:
+        with self.cv:
+            self.logged_on = True
+            self._count("logons")
+            self.cv.notify_all()
+            unknown = [c for c, st in self.views.items() if st.status is OrderStatus.UNKNOWN]
+        # orders whose outcome a drop made unknown: ask (answers are pushed as STATUS reports)
+        for coid in unknown:
+            self._send_status_request(coid)
+
+    def _on_logout(self) -> None:
+        with self.cv:
+            was = self.logged_on
+            self.logged_on = False
+            if was:
+                self._count("logouts")
+            for w in list(self._places.values()) + list(self._cancels.values()) + list(self._queries.values()):
+                w.dropped = True
+            self.cv.notify_all()
+
+    def _to_admin(self, msg: Any) -> None:
+        mt = C.msg_type(msg)
+        if mt == "A":
+            if self.p.username is not None:
+                msg.setField(553, self.p.username.resolve())
+            if self.p.password is not None:
+                msg.setField(554, self.p.password.resolve())
+        elif mt == "3":  # we refuse a malformed message from the venue (the engine's session Reject)
+            self._bad("SESSION_REJECT_SENT", C.get(msg, C.TEXT) or "", int(C.get(msg, C.REF_TAG_ID) or 0))
+        elif mt == "5":
+            self._count("logouts_sent")
+
+    def _from_admin(self, msg: Any) -> None:
+        mt = C.msg_type(msg)
+        now = self.clock.now_ns()
+        if mt == "0":
+            self.last_heartbeat_ns = now
+            tid = C.get(msg, 112)
+            with self.cv:
+                t1 = self._probe_out.pop(tid, None) if tid else None
+                if t1 is not None:
+                    sent = C.get_header(msg, C.SENDING_TIME)
+                    if sent:
+                        t2 = C.parse_utc_timestamp(sent)
+                        self._probe_done.append((t1, t2, t2, now))
+                        del self._probe_done[:-16]
+        elif mt == "5":
+            self.last_logout_text = C.get(msg, C.TEXT) or ""
+            self._count("logouts_received")
+        elif mt == "3":
+            self._count("session_rejects_received")
+            self._bad("SESSION_REJECT_RECEIVED", C.get(msg, C.TEXT) or "", int(C.get(msg, C.REF_TAG_ID) or 0))
+        elif mt == "4":
+            self._count("gap_fills_received" if C.get(msg, 123) == "Y" else "seq_resets_received")
+        elif mt == "2":
+            self._count("resend_requests_received")
+
+    def _from_app(self, msg: Any) -> None:
+        mt = C.msg_type(msg)
+        if mt == "8":
+            try:
+                with self.cv:
+                    parsed = C.parse_execution_report(msg, self.smap, self._cancel_of)
+            except C.FixDecodeError as e:
+                self._bad("MALFORMED_REPORT", str(e), e.tag)
+                if e.tag:
+                    raise fix.IncorrectTagValue(e.tag)
+                return
+            self._on_report(parsed)
+        elif mt == "9":
+            try:
+                orig = C.need(msg, C.ORIG_CL_ORD_ID)
+                req = self.orders.get(orig)
+                parsed = C.parse_cancel_reject(msg, self.smap, req.instrument if req else "")
+            except C.FixDecodeError as e:
+                self._bad("MALFORMED_REPORT", str(e), e.tag)
+                if e.tag:
+                    raise fix.IncorrectTagValue(e.tag)
+                return
+            self._on_report(parsed)
+        elif mt == "j":
+            self._on_business_reject(msg)
+        else:
+            self._bad("UNSUPPORTED_MESSAGE", f"message type {mt!r}")
+            raise fix.UnsupportedMessageType()
+
+    # ------------------------------------------------------------------ routing
+    def _on_report(self, pr: C.ParsedReport) -> None:
+        rep = pr.report
+        with self.cv:
+            if pr.exec_id and pr.exec_id in self._exec_ids:
+                self._count("duplicate_reports")
+                return
+            if pr.exec_id:
+                self._exec_ids.add(pr.exec_id)
+            coid = rep.client_order_id
+            req = self.orders.get(coid)
+            if req is None:
+                self._bad("UNKNOWN_ORDER", f"report {rep.kind.value} for ClOrdID {coid!r} we never sent")
+                return
+            rep = rep.model_copy(update={"decision_id": req.decision_id, "leg": req.leg})
+            if pr.poss_dup:
+                self._count("recovered_reports")
+            if rep.kind is ExecReportKind.STATUS:
+                w = self._queries.get(coid)
+                if w is not None and not w.done:
+                    w.unknown = pr.unknown_order
+                    w.reports.append(rep)
+                    w.done = True
+                    self.cv.notify_all()
+                elif not pr.unknown_order:
+                    self._pushed.append(rep)
+                self._note_status(rep)
+                return
+            if rep.kind is ExecReportKind.REJECTED and rep.reason is RejectReason.DUPLICATE_ORDER:
+                # the venue refused a second order with this id: the first one stands
+                self._count("duplicate_order_refused")
+                w = self._places.get(coid)
+                if w is not None and not w.done:
+                    w.reports.append(rep)
+                    self.cv.notify_all()
+                return
+            self._apply(rep, pr.exec_id)
+            cw = self._cancels.get(pr.cl_ord_id)
+            if cw is not None and not cw.done and rep.kind in (ExecReportKind.CANCELED, ExecReportKind.CANCEL_REJECTED):
+                cw.reports.append(rep)
+                cw.done = True
+                cw.unknown = pr.unknown_order
+                self.cv.notify_all()
+                return
+            w = self._places.get(coid)
+            if w is not None and not w.done:
+                w.reports.append(rep)
+                self.cv.notify_all()
+                return
+            self._pushed.append(rep)
+
+    def _on_business_reject(self, msg: Any) -> None:
+        ref = C.get(msg, C.BUSINESS_REJECT_REF_ID) or ""
+        text = C.get(msg, C.TEXT) or "business message reject"
+        self._bad("BUSINESS_REJECT", f"{C.get(msg, C.REF_MSG_TYPE)}: {text}")
+        with self.cv:
+            req = self.orders.get(ref)
+            w = self._places.get(ref)
+            if req is None or w is None or w.done:
+                return
+            st = self.views[ref]
+            rep = ExecutionReport(kind=ExecReportKind.REJECTED, client_order_id=ref, venue=self.venue.code,
+                                  instrument=req.instrument, status=OrderStatus.REJECTED, reason=RejectReason.OTHER,
+                                  text=f"BusinessMessageReject: {text}", decision_id=req.decision_id, leg=req.leg,
+                                  venue_ts_ns=self.clock.now_ns(), filled_qty=st.filled_qty)
+            self._apply(rep, "")
+            w.reports.append(rep)
+            self.cv.notify_all()
+
+    def _note_status(self, rep: ExecutionReport) -> None:
+        st = self.views.get(rep.client_order_id)
+        if st is not None and st.status is OrderStatus.UNKNOWN and rep.status is not OrderStatus.UNKNOWN:
+            st.status = rep.status
+            st.filled_qty = max(st.filled_qty, rep.filled_qty)
+            if rep.avg_price is not None:
+                st.notional_filled = rep.avg_price * st.filled_qty
+
+    def _apply(self, rep: ExecutionReport, exec_id: str) -> None:
+        st = self.views.get(rep.client_order_id)
+        if st is not None:
+            try:
+                st.apply(rep)
+            except Exception:  # noqa: BLE001 - the venue's word is recorded even if it surprises us
+                self._count("unexpected_reports")
+        req = self.orders[rep.client_order_id]
+        f = rep.fill
+        self.drop_copy_log.append({
+            "ts_ns": self.clock.now_ns(), "venue_ts_ns": rep.venue_ts_ns, "kind": rep.kind.value,
+            "client_order_id": rep.client_order_id, "venue_order_id": rep.venue_order_id,
+            "instrument": rep.instrument, "side": req.side.value, "account": req.account, "order_qty": req.qty,
+            "status": rep.status.value, "filled_qty": rep.filled_qty, "leaves_qty": rep.leaves_qty,
+            "trade_id": f.trade_id if f else "", "fill_qty": f.qty if f else 0,
+            "fill_price": str(f.price) if f else "", "reason": rep.reason.value if rep.reason else "",
+            "decision_id": req.decision_id, "leg": req.leg, "exec_id": exec_id,
+        })
+
+    # ------------------------------------------------------------------ order entry
+    def connected(self, now_ns: int | None = None) -> bool:
+        return self.logged_on
+
+    def _send_app(self, msg: Any) -> None:
+        s = self._sess
+        if not self.logged_on or s is None:
+            raise VenueDisconnected(f"{self.venue.code}: FIX session not logged on")
+        if not s.send(msg):
+            raise VenueDisconnected(f"{self.venue.code}: the FIX engine did not send the message")
+
+    def send(self, req: OrderRequest) -> tuple[str, int]:
+        """Write a NewOrderSingle; :meth:`answer` reads its answer. Raises
+        :class:`VenueDisconnected` (nothing sent) when not logged on."""
+        if not self.logged_on:
+            raise VenueDisconnected(f"{self.venue.code}: FIX session not logged on")
+        msg = C.new_order_single(req, self.smap, self.p.account, self.clock.now_ns())
+        coid = req.client_order_id
+        with self.cv:
+            first = coid not in self.orders
+            self.orders[coid] = req
+            if first:
+                self.views[coid] = OrderState(request=req, status=OrderStatus.SUBMITTED)
+                self._journal(["O", req.model_dump_json()])
+            self._places[coid] = _Wait()
+        t0 = time.monotonic_ns()
+        try:
+            self._send_app(msg)
+        except VenueDisconnected:
+            with self.cv:
+                self._places.pop(coid, None)
+                if first:
+                    self.orders.pop(coid, None)
+                    self.views.pop(coid, None)
+            raise
+        self._count("orders_sent")
+        return coid, t0
+
+    def answer(self, ticket: tuple[str, int]) -> PlaceReply:
+        """The venue's answer to :meth:`send`: the first report, and for IOC/FOK/market orders
+        every report up to the order's end; ``lost`` if none came within ``ack_timeout_ms``."""
+        coid, t0 = ticket
+        req = self.orders[coid]
+        immediate = _immediate(req)
+        deadline = t0 + int(self.p.ack_timeout_ms * _MS)
+
+        def ready() -> bool:
+            w = self._places[coid]
+            if w.dropped:
+                return True
+            if not w.reports:
+                return False
+            return not immediate or w.reports[-1].status.is_terminal or \
+                w.reports[-1].reason is RejectReason.DUPLICATE_ORDER
+
+        with self.cv:
+            self.cv.wait_for(ready, timeout=max(0.0, (deadline - time.monotonic_ns()) / 1e9))
+            w = self._places.pop(coid)
+            w.done = True
+            reps = list(w.reports)
+        latency = time.monotonic_ns() - t0
+        if reps and reps[0].reason is RejectReason.DUPLICATE_ORDER:
+            st = self.query(coid)
+            return PlaceReply([st.model_copy(update={"text": "duplicate client order id: existing order"})]
+                              if st is not None else [], latency, lost=st is None)
+        if not reps:
+            with self.cv:
+                self.views[coid].status = OrderStatus.UNKNOWN
+            self._count("no_answer")
+            return PlaceReply([], latency, lost=True)
+        return PlaceReply(reps, latency)
+
+    def place(self, req: OrderRequest) -> PlaceReply:
+        return self.answer(self.send(req))
+
+    def cancel(self, client_order_id: str) -> tuple[ExecutionReport | None, int]:
+        """OrderCancelRequest: the CANCELED report, a CANCEL_REJECTED one, or None when the
+        venue has no such order. Raises :class:`VenueDisconnected` when not logged on or
+        without an answer within ``ack_timeout_ms``."""
+        req = self.orders.get(client_order_id)
+        if req is None:
+            return None, 0
+        with self.cv:
+            self._n_cancel += 1
+            cid = f"{client_order_id}:X{self._n_cancel}"
+            self._cancel_of[cid] = client_order_id
+            w = self._cancels[cid] = _Wait()
+        t0 = time.monotonic_ns()
+        try:
+            self._send_app(C.cancel_request(req, cid, self.smap, self.p.account, self.clock.now_ns()))
+            with self.cv:
+                self.cv.wait_for(lambda: w.done or w.dropped, timeout=self.p.ack_timeout_ms / 1000)
+        finally:
+            with self.cv:
+                self._cancels.pop(cid, None)
+                w.done = True
+        latency = time.monotonic_ns() - t0
+        if not w.reports:
+            raise VenueDisconnected(f"{self.venue.code}: no answer to the cancel within {self.p.ack_timeout_ms:.0f} ms")
+        if w.unknown:
+            return None, latency
+        return w.reports[0], latency
+
+    def _send_status_request(self, coid: str) -> bool:
+        try:
+            self._send_app(C.status_request(coid, self.orders.get(coid), self.smap))
+            return True
+        except VenueDisconnected:
+            return False
+
+    def query(self, client_order_id: str) -> ExecutionReport | None:
+        """OrderStatusRequest: the venue's STATUS of the order; None when it has no such order.
+        Without an answer in time: our last view of it, status UNKNOWN kept."""
+        with self.cv:
+            w = self._queries[client_order_id] = _Wait()
+        try:
+            if not self._send_status_request(client_order_id):
+                return self._last_known(client_order_id, "FIX session not logged on")
+            with self.cv:
+                self.cv.wait_for(lambda: w.done or w.dropped, timeout=self.p.ack_timeout_ms / 1000)
+        finally:
+            with self.cv:
+                if self._queries.get(client_order_id) is w:
+                    del self._queries[client_order_id]
+                w.done = True
+        if w.reports:
+            return None if w.unknown else w.reports[0]
+        self._count("status_timeouts")
+        return self._last_known(client_order_id, "no answer to the status request")
+
+    def _last_known(self, coid: str, why: str) -> ExecutionReport | None:
+        st = self.views.get(coid)
+        if st is None:
+            return None
+        return self._status_report(st, f"{why}: last known state")
+
+    def _status_report(self, st: OrderState, text: str = "") -> ExecutionReport:
+        r = st.request
+        return ExecutionReport(kind=ExecReportKind.STATUS, client_order_id=r.client_order_id,
+                               venue_order_id=st.venue_order_id, venue=self.venue.code, instrument=r.instrument,
+                               status=st.status, filled_qty=st.filled_qty,
+                               leaves_qty=st.leaves_qty if st.status.is_live else 0, avg_price=st.avg_price,
+                               text=text, decision_id=r.decision_id, leg=r.leg)
+
+    # ------------------------------------------------------------------ views
+    def open_orders(self) -> list[ExecutionReport]:
+        """Live orders as the venue's reports left them (FIX 4.4 has no portable open-orders
+        call the adapter relies on; OrderMassStatusRequest is broker-specific)."""
+        with self.cv:
+            return [self._status_report(st) for st in self.views.values() if st.status.is_live]
+
+    def positions(self) -> dict[str, dict[str, int]]:
+        """Net filled lots per account and instrument from the fills reported on this session
+        (not the broker's position keeping: RequestForPositions is not used)."""
+        out: dict[str, dict[str, int]] = {}
+        with self.cv:
+            for st in self.views.values():
+                if st.filled_qty:
+                    acc = out.setdefault(st.request.account, {})
+                    acc[st.request.instrument] = acc.get(st.request.instrument, 0) + st.filled_qty * st.request.side.sign
+        return {a: {i: q for i, q in p.items() if q} for a, p in out.items() if any(p.values())}
+
+    def drop_copy(self, since_ns: int = 0) -> list[dict[str, Any]]:
+        with self.cv:
+            return [d for d in self.drop_copy_log if d["ts_ns"] >= since_ns]
+
+    def poll(self, now_ns: int | None = None) -> list[ExecutionReport]:
+        """Reports that arrived with nobody waiting (fills of resting orders, recovered reports)."""
+        with self.cv:
+            out, self._pushed = self._pushed, []
+        return out
+
+    def next_due_ns(self) -> int | None:
+        return self.clock.now_ns() if self._pushed else None
+
+    def status(self) -> dict[str, Any]:
+        out, exp = self.seq_nums()
+        return {"logged_on": self.logged_on, "next_sender_seq": out, "next_target_seq": exp,
+                "last_heartbeat_ns": self.last_heartbeat_ns, "last_logout_text": self.last_logout_text,
+                "counters": dict(self.counters), "bad_input": list(self.bad_input[-20:])}
+
+    # ------------------------------------------------------------------ clock and market data
+    def clock_probe(self) -> tuple[int, int, int, int]:
+        """A TestRequest goes out now; the round trip returned is the latest one answered (the
+        Heartbeat's SendingTime is the venue's t2 = t3). Before any answer, an impossible
+        round trip, which the calibrator refuses and counts."""
+        now = self.clock.now_ns()
+        s = self._sess
+        if self.logged_on and s is not None:
+            self._probe_n += 1
+            tid = f"P{self._probe_n}"
+            m = C.new_message("1")
+            m.setField(112, tid)
+            with self.cv:
+                self._probe_out[tid] = now
+                if len(self._probe_out) > 64:
+                    self._probe_out.pop(next(iter(self._probe_out)))
+            s.send(m)
+        with self.cv:
+            if self._probe_done:
+                return self._probe_done.pop()
+        return now, now, now, now - 1
+
+    def snapshot(self, instrument: str) -> dict[str, Any] | None:
+        return None  # market data over FIX (V/W/X) is not implemented yet
+
+    def on_market(self, quote: Any) -> tuple[list[ExecutionReport], list[dict[str, Any]]]:
+        """A feed quote: forwarded to a loopback exchange's control channel when configured
+        (so it trades against the same market); a real venue has its own market."""
+        if self.p.exchange_control:
+            try:
+                self._control({"cmd": "market", "quotes": [quote.model_dump(mode="json")]})
+            except (OSError, RuntimeError, ValueError):
+                self._count("control_errors")
+        return [], []
+
+    def inject(self, fault: dict[str, Any]) -> None:
+        """Faults reach a loopback exchange (``exchange_control``): its session faults
+        (``drop``, ``stall``, ``restart``, ``skip_seq``, ``malformed``, ``duplicate_next``) by
+        name, anything else as a simulated-venue fault."""
+        if not self.p.exchange_control:
+            raise ValueError("inject: this FIX session has no exchange_control (a real venue takes no faults)")
+        kind = fault.get("kind")
+        if kind in ("drop", "stall", "restart", "skip_seq", "malformed", "duplicate_next"):
+            self._control({"cmd": kind, **{k: v for k, v in fault.items() if k != "kind"}})
+        else:
+            self._control({"cmd": "inject", "fault": fault})
+
+    def _control(self, cmd: dict[str, Any]) -> Any:
+        assert self.p.exchange_control
+        for attempt in (0, 1):
+            if self._ctl is None:
+                host, _, port = self.p.exchange_control.rpartition(":")
+                s = socket.create_connection((host or "127.0.0.1", int(port)), timeout=5)
+                self._ctl = (s, s.makefile("rwb"))
+            s, f = self._ctl
+            try:
+                f.write((json.dumps(cmd, default=str) + "\n").encode())
+                f.flush()
+                line = f.readline()
+                if not line:
+                    raise OSError("control channel closed")
+                reply = json.loads(line)
+                if not reply.get("ok"):
+                    raise RuntimeError(reply.get("error"))
+                return reply.get("result")
+            except OSError:
+                self._ctl = None
+                if attempt:
+                    raise
+        return None
+
+
+def build_fix(params: FixVenueParams, venue: Venue, instruments: Sequence[Instrument], clock: Clock, *,
+              gateway: str = "", restart: bool = False) -> FixAdapter:
+    """The ``fix`` adapter of gateway ``gateway`` (registered in :mod:`xmc_actors.venues`)."""
+    return FixAdapter(params, venue, instruments, clock, gateway=gateway, restart=restart)

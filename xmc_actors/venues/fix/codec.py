@@ -1,0 +1,419 @@
+"""FIX 4.4 <-> model mapping, both ways: orders, execution reports, cancel rejects.
+
+Used by the adapter (our orders out, the venue's reports in) and by the loopback exchange
+(orders in, reports out), so the two sides read one table. Prices travel as decimal strings
+(never floats), scaled by the instrument's ``price_factor`` and checked against its tick grid
+on the way in; quantities are lots.
+"""
+from __future__ import annotations
+
+import calendar
+import time
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Mapping
+
+import quickfix as fix
+
+from ...model.market import Instrument, Side
+from ...model.orders import (
+    ExecReportKind, ExecutionReport, Fill, OrderRequest, OrderStatus, OrderType, RejectReason, TimeInForce,
+    split_client_order_id,
+)
+
+# --------------------------------------------------------------------------- tags
+ACCOUNT, AVG_PX, CL_ORD_ID, CUM_QTY, EXEC_ID, LAST_PX, LAST_QTY, MSG_TYPE = 1, 6, 11, 14, 17, 31, 32, 35
+ORDER_ID, ORDER_QTY, ORD_STATUS, ORD_TYPE, ORIG_CL_ORD_ID, PRICE, SENDING_TIME = 37, 38, 39, 40, 41, 44, 52
+SIDE, SYMBOL, TEXT, TIF, TRANSACT_TIME, CXL_REJ_REASON, ORD_REJ_REASON = 54, 55, 58, 59, 60, 102, 103
+EXEC_TYPE, LEAVES_QTY, SECURITY_EXCHANGE, CXL_REJ_RESPONSE_TO, DK_REASON = 150, 151, 207, 434, 127
+POSS_DUP, REF_SEQ_NUM, REF_TAG_ID, REF_MSG_TYPE, SESSION_REJECT_REASON = 43, 45, 371, 372, 373
+BUSINESS_REJECT_REASON, BUSINESS_REJECT_REF_ID = 380, 379
+
+_SIDE = {Side.BUY: "1", Side.SELL: "2"}
+_SIDE_BACK = {v: k for k, v in _SIDE.items()}
+_TIF = {TimeInForce.DAY: "0", TimeInForce.GTC: "1", TimeInForce.IOC: "3", TimeInForce.FOK: "4"}
+_TIF_BACK = {v: k for k, v in _TIF.items()}
+
+#: our order status -> OrdStatus (39)
+ORD_STATUS_OUT = {
+    OrderStatus.NEW: "A", OrderStatus.SUBMITTED: "A", OrderStatus.UNKNOWN: "A", OrderStatus.ACCEPTED: "0",
+    OrderStatus.PARTIALLY_FILLED: "1", OrderStatus.FILLED: "2", OrderStatus.PENDING_CANCEL: "6",
+    OrderStatus.CANCELED: "4", OrderStatus.REJECTED: "8", OrderStatus.EXPIRED: "C",
+}
+#: OrdStatus (39) -> our order status (DONE_FOR_DAY: no more fills today, as EXPIRED)
+ORD_STATUS_IN = {
+    "0": OrderStatus.ACCEPTED, "1": OrderStatus.PARTIALLY_FILLED, "2": OrderStatus.FILLED,
+    "3": OrderStatus.EXPIRED, "4": OrderStatus.CANCELED, "6": OrderStatus.PENDING_CANCEL,
+    "8": OrderStatus.REJECTED, "9": OrderStatus.ACCEPTED, "A": OrderStatus.SUBMITTED,
+    "C": OrderStatus.EXPIRED, "E": OrderStatus.ACCEPTED,
+}
+#: our report kind -> ExecType (150); CANCEL_REJECTED travels as OrderCancelReject (9)
+EXEC_TYPE_OUT = {
+    ExecReportKind.ACK: "0", ExecReportKind.FILL: "F", ExecReportKind.CANCELED: "4",
+    ExecReportKind.REJECTED: "8", ExecReportKind.EXPIRED: "C", ExecReportKind.STATUS: "I",
+}
+#: ExecType (150) -> our report kind (DONE_FOR_DAY as EXPIRED; RESTATED as STATUS)
+EXEC_TYPE_IN = {
+    "0": ExecReportKind.ACK, "F": ExecReportKind.FILL, "4": ExecReportKind.CANCELED,
+    "8": ExecReportKind.REJECTED, "C": ExecReportKind.EXPIRED, "3": ExecReportKind.EXPIRED,
+    "I": ExecReportKind.STATUS, "D": ExecReportKind.STATUS,
+}
+#: our reject reasons that FIX 4.4 has an OrdRejReason (103) for; the others go as 99 (Other)
+#: with the reason's name leading Text (58), "HALTED: ...", which the adapter reads back
+ORD_REJ_OUT = {
+    RejectReason.UNKNOWN_INSTRUMENT: "1", RejectReason.MARKET_CLOSED: "2", RejectReason.QTY_ABOVE_MAX: "3",
+    RejectReason.UNKNOWN_ORDER: "5", RejectReason.DUPLICATE_ORDER: "6", RejectReason.BAD_QUANTITY: "13",
+}
+ORD_REJ_IN = {v: k for k, v in ORD_REJ_OUT.items()} | {"4": RejectReason.MARKET_CLOSED, "8": RejectReason.OTHER,
+                                                        "15": RejectReason.OTHER, "0": RejectReason.OTHER}
+
+
+class FixDecodeError(ValueError):
+    """A message we cannot map: ``tag`` names the field at fault (0: none in particular)."""
+
+    def __init__(self, msg: str, tag: int = 0) -> None:
+        super().__init__(msg)
+        self.tag = tag
+
+
+# --------------------------------------------------------------------------- fields
+def get(msg: Any, tag: int) -> str | None:
+    """The value of ``tag`` in a message body, or None."""
+    return msg.getField(tag) if msg.isSetField(tag) else None
+
+
+def get_header(msg: Any, tag: int) -> str | None:
+    h = msg.getHeader()
+    return h.getField(tag) if h.isSetField(tag) else None
+
+
+def need(msg: Any, tag: int) -> str:
+    v = get(msg, tag)
+    if v is None or v == "":
+        raise FixDecodeError(f"required tag {tag} missing", tag)
+    return v
+
+
+def msg_type(msg: Any) -> str:
+    return get_header(msg, MSG_TYPE) or ""
+
+
+def new_message(mtype: str) -> Any:
+    m = fix.Message()
+    m.getHeader().setField(8, "FIX.4.4")
+    m.getHeader().setField(MSG_TYPE, mtype)
+    return m
+
+
+def utc_timestamp(ns: int) -> str:
+    """FIX UTCTimestamp with microseconds: ``YYYYMMDD-HH:MM:SS.ffffff``."""
+    s, rem = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(s)) + f".{rem // 1000:06d}"
+
+
+def parse_utc_timestamp(v: str) -> int:
+    """Nanoseconds since the epoch of a FIX UTCTimestamp (seconds, milli, micro or nano)."""
+    try:
+        main, _, frac = v.partition(".")
+        t = calendar.timegm(time.strptime(main, "%Y%m%d-%H:%M:%S"))
+    except ValueError as e:
+        raise FixDecodeError(f"bad UTCTimestamp {v!r}") from e
+    if frac and not frac.isdigit():
+        raise FixDecodeError(f"bad UTCTimestamp {v!r}")
+    return t * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
+
+
+def _dec(v: str, tag: int) -> Decimal:
+    try:
+        d = Decimal(v)
+    except InvalidOperation as e:
+        raise FixDecodeError(f"tag {tag}: {v!r} is not a number", tag) from e
+    if not d.is_finite():
+        raise FixDecodeError(f"tag {tag}: {v!r} is not finite", tag)
+    return d
+
+
+def _qty(v: str, tag: int) -> int:
+    d = _dec(v, tag)
+    if d != d.to_integral_value() or d < 0:
+        raise FixDecodeError(f"tag {tag}: {v!r} is not a whole number of lots", tag)
+    return int(d)
+
+
+def _price_str(p: Decimal) -> str:
+    s = format(p.normalize(), "f")
+    return s
+
+
+# --------------------------------------------------------------------------- instrument map
+@dataclass(frozen=True)
+class SymbolMap:
+    """Our instruments and their FIX names (Symbol 55) and price factors."""
+
+    venue: str
+    instruments: Mapping[str, Instrument]
+    symbols: Mapping[str, str]
+    factors: Mapping[str, Decimal]
+    security_exchange: str
+
+    @classmethod
+    def build(cls, venue: str, instruments: Any, symbols: Mapping[str, str] | None = None,
+              factors: Mapping[str, Decimal] | None = None, security_exchange: str | None = None) -> "SymbolMap":
+        insts = {i.id: i for i in instruments}
+        sym = {iid: (symbols or {}).get(iid, i.symbol) for iid, i in insts.items()}
+        return cls(venue, insts, sym, {iid: Decimal((factors or {}).get(iid, 1)) for iid in insts},
+                   security_exchange or venue)
+
+    def symbol(self, instrument: str) -> str:
+        try:
+            return self.symbols[instrument]
+        except KeyError:
+            raise FixDecodeError(f"instrument {instrument!r} is not mapped on {self.venue}") from None
+
+    def instrument(self, symbol: str) -> str:
+        for iid, s in self.symbols.items():
+            if s == symbol:
+                return iid
+        return f"{self.venue}.{symbol}"  # unknown: the venue's rules (or ours) refuse it by name
+
+    def price_out(self, instrument: str, p: Decimal) -> str:
+        return _price_str(p * self.factors.get(instrument, Decimal(1)))
+
+    def price_in(self, instrument: str, v: str, tag: int) -> Decimal:
+        d = _dec(v, tag) / self.factors.get(instrument, Decimal(1))
+        inst = self.instruments.get(instrument)
+        if inst is not None and d != 0:
+            # on the grid a venue price is exact; quantize so 70000.50 and 70000.5 compare equal
+            if inst.on_grid(d):
+                return d.quantize(inst.tick_size)
+        return d
+
+
+# --------------------------------------------------------------------------- adapter side
+def new_order_single(req: OrderRequest, smap: SymbolMap, account: str = "", now_ns: int | None = None) -> Any:
+    m = new_message("D")
+    m.setField(CL_ORD_ID, req.client_order_id)
+    if account or req.account:
+        m.setField(ACCOUNT, account or req.account)
+    m.setField(SYMBOL, smap.symbol(req.instrument))
+    m.setField(SECURITY_EXCHANGE, smap.security_exchange)
+    m.setField(SIDE, _SIDE[req.side])
+    m.setField(TRANSACT_TIME, utc_timestamp(now_ns if now_ns is not None else time.time_ns()))
+    m.setField(ORDER_QTY, str(req.qty))
+    if req.order_type is OrderType.MARKET:
+        m.setField(ORD_TYPE, "1")
+        tif = req.tif if req.tif in (TimeInForce.IOC, TimeInForce.FOK) else TimeInForce.IOC
+    else:
+        m.setField(ORD_TYPE, "2")
+        assert req.price is not None
+        m.setField(PRICE, smap.price_out(req.instrument, req.price))
+        tif = {OrderType.IOC: TimeInForce.IOC, OrderType.FOK: TimeInForce.FOK}.get(req.order_type, req.tif)
+    m.setField(TIF, _TIF[tif])
+    return m
+
+
+def cancel_request(req: OrderRequest, cancel_id: str, smap: SymbolMap, account: str = "",
+                   now_ns: int | None = None) -> Any:
+    m = new_message("F")
+    m.setField(ORIG_CL_ORD_ID, req.client_order_id)
+    m.setField(CL_ORD_ID, cancel_id)
+    if account or req.account:
+        m.setField(ACCOUNT, account or req.account)
+    m.setField(SYMBOL, smap.symbol(req.instrument))
+    m.setField(SECURITY_EXCHANGE, smap.security_exchange)
+    m.setField(SIDE, _SIDE[req.side])
+    m.setField(TRANSACT_TIME, utc_timestamp(now_ns if now_ns is not None else time.time_ns()))
+    m.setField(ORDER_QTY, str(req.qty))
+    return m
+
+
+def status_request(client_order_id: str, req: OrderRequest | None, smap: SymbolMap) -> Any:
+    """OrderStatusRequest (H). Without the request (an order we never recorded) Symbol and Side
+    are still required by FIX 4.4: the first instrument and BUY stand in; venues look the
+    order up by ClOrdID."""
+    m = new_message("H")
+    m.setField(CL_ORD_ID, client_order_id)
+    inst = req.instrument if req is not None else next(iter(smap.symbols))
+    m.setField(SYMBOL, smap.symbol(inst))
+    m.setField(SECURITY_EXCHANGE, smap.security_exchange)
+    m.setField(SIDE, _SIDE[req.side if req is not None else Side.BUY])
+    return m
+
+
+def reject_reason_in(code: str | None, text: str) -> RejectReason:
+    """Our reject reason from OrdRejReason/CxlRejReason and Text: a reason name leading the
+    Text (``HALTED: ...``) wins, then the code's meaning, then OTHER."""
+    head = text.split(":", 1)[0].strip()
+    if head in RejectReason.__members__:
+        return RejectReason(head)
+    if code is not None and code in ORD_REJ_IN:
+        return ORD_REJ_IN[code]
+    return RejectReason.OTHER
+
+
+@dataclass
+class ParsedReport:
+    """An ExecutionReport (8) or OrderCancelReject (9) as the adapter reads it."""
+
+    report: ExecutionReport
+    exec_id: str
+    cl_ord_id: str            # 11 as sent on the wire (a cancel's own id for cancel answers)
+    orig_cl_ord_id: str       # the order it is about (41 for cancel answers, else 11)
+    poss_dup: bool
+    unknown_order: bool = False  # a status answer or cancel reject saying the venue has no such order
+
+
+def parse_execution_report(msg: Any, smap: SymbolMap, cancel_ids: Mapping[str, str] | None = None) -> ParsedReport:
+    """Map an ExecutionReport (8) to our :class:`ExecutionReport`. ``cancel_ids``: our cancel
+    ClOrdIDs -> the order each cancels (for venues that omit OrigClOrdID)."""
+    cl = need(msg, CL_ORD_ID)
+    orig = get(msg, ORIG_CL_ORD_ID) or (cancel_ids or {}).get(cl) or cl
+    et = need(msg, EXEC_TYPE)
+    kind = EXEC_TYPE_IN.get(et)
+    if kind is None:
+        raise FixDecodeError(f"ExecType {et!r} is not handled", EXEC_TYPE)
+    os_ = need(msg, ORD_STATUS)
+    status = ORD_STATUS_IN.get(os_)
+    if status is None:
+        raise FixDecodeError(f"OrdStatus {os_!r} is not handled", ORD_STATUS)
+    instrument = smap.instrument(need(msg, SYMBOL))
+    side = _SIDE_BACK.get(need(msg, SIDE))
+    if side is None:
+        raise FixDecodeError("bad Side", SIDE)
+    exec_id = need(msg, EXEC_ID)
+    cum = _qty(need(msg, CUM_QTY), CUM_QTY)
+    leaves = _qty(need(msg, LEAVES_QTY), LEAVES_QTY)
+    avg_s = get(msg, AVG_PX)
+    avg = smap.price_in(instrument, avg_s, AVG_PX) if avg_s is not None and cum > 0 else None
+    text = get(msg, TEXT) or ""
+    ts_s = get(msg, TRANSACT_TIME) or get_header(msg, SENDING_TIME)
+    venue_ts = parse_utc_timestamp(ts_s) if ts_s else 0
+    order_id = get(msg, ORDER_ID) or ""
+    fill = None
+    reason = None
+    unknown = False
+    if kind is ExecReportKind.FILL:
+        lq = _qty(need(msg, LAST_QTY), LAST_QTY)
+        lp = smap.price_in(instrument, need(msg, LAST_PX), LAST_PX)
+        if lq <= 0 or lp <= 0:
+            raise FixDecodeError("a trade needs LastQty > 0 and LastPx > 0", LAST_QTY)
+        fill = Fill(trade_id=exec_id, client_order_id=orig, venue_order_id=order_id, instrument=instrument,
+                    side=side, qty=lq, price=lp, ts_ns=venue_ts)
+    elif kind is ExecReportKind.REJECTED or (kind is ExecReportKind.STATUS and status is OrderStatus.REJECTED):
+        code = get(msg, ORD_REJ_REASON)
+        reason = reject_reason_in(code, text)
+        unknown = kind is ExecReportKind.STATUS and (code == "5" or reason is RejectReason.UNKNOWN_ORDER)
+    rep = ExecutionReport(kind=kind, client_order_id=orig, venue_order_id=order_id, venue=smap.venue,
+                          instrument=instrument, status=status, filled_qty=cum, leaves_qty=leaves, avg_price=avg,
+                          fill=fill, reason=reason, text=text, venue_ts_ns=venue_ts)
+    return ParsedReport(rep, exec_id, cl, orig, get_header(msg, POSS_DUP) == "Y", unknown)
+
+
+def parse_cancel_reject(msg: Any, smap: SymbolMap, instrument: str) -> ParsedReport:
+    """OrderCancelReject (9) as a CANCEL_REJECTED report (``instrument``: the order's, which 9 does not carry)."""
+    cl = need(msg, CL_ORD_ID)
+    orig = need(msg, ORIG_CL_ORD_ID)
+    code = get(msg, CXL_REJ_REASON)
+    text = get(msg, TEXT) or ""
+    head = text.split(":", 1)[0].strip()
+    if head in RejectReason.__members__:
+        reason = RejectReason(head)
+    else:
+        reason = {"0": RejectReason.TOO_LATE_TO_CANCEL, "1": RejectReason.UNKNOWN_ORDER,
+                  "6": RejectReason.DUPLICATE_ORDER}.get(code or "", RejectReason.OTHER)
+    status = ORD_STATUS_IN.get(need(msg, ORD_STATUS), OrderStatus.UNKNOWN)
+    ts_s = get(msg, TRANSACT_TIME) or get_header(msg, SENDING_TIME)
+    rep = ExecutionReport(kind=ExecReportKind.CANCEL_REJECTED, client_order_id=orig,
+                          venue_order_id="" if get(msg, ORDER_ID) in (None, "NONE") else get(msg, ORDER_ID) or "",
+                          venue=smap.venue, instrument=instrument, status=status, reason=reason, text=text,
+                          venue_ts_ns=parse_utc_timestamp(ts_s) if ts_s else 0)
+    return ParsedReport(rep, "", cl, orig, get_header(msg, POSS_DUP) == "Y", reason is RejectReason.UNKNOWN_ORDER)
+
+
+# --------------------------------------------------------------------------- exchange side
+def parse_new_order(msg: Any, smap: SymbolMap) -> OrderRequest:
+    """NewOrderSingle (D) -> OrderRequest, as the loopback exchange reads it."""
+    cl = need(msg, CL_ORD_ID)
+    instrument = smap.instrument(need(msg, SYMBOL))
+    side = _SIDE_BACK.get(need(msg, SIDE))
+    if side is None:
+        raise FixDecodeError("Side must be 1 (buy) or 2 (sell)", SIDE)
+    qty = _qty(need(msg, ORDER_QTY), ORDER_QTY)
+    if qty <= 0:
+        raise FixDecodeError("OrderQty must be > 0", ORDER_QTY)
+    ot = need(msg, ORD_TYPE)
+    tif = _TIF_BACK.get(get(msg, TIF) or "0")
+    if tif is None:
+        raise FixDecodeError(f"TimeInForce {get(msg, TIF)!r} is not supported", TIF)
+    price = None
+    if ot == "1":
+        order_type = OrderType.MARKET
+    elif ot == "2":
+        order_type = {TimeInForce.IOC: OrderType.IOC, TimeInForce.FOK: OrderType.FOK}.get(tif, OrderType.LIMIT)
+        price = smap.price_in(instrument, need(msg, PRICE), PRICE)
+        if price <= 0:
+            raise FixDecodeError("Price must be > 0", PRICE)
+    else:
+        raise FixDecodeError(f"OrdType {ot!r} is not supported", ORD_TYPE)
+    decision, leg, attempt = split_client_order_id(cl)
+    return OrderRequest(client_order_id=cl, decision_id=decision, leg=leg,
+                        attempt=int(attempt) if attempt.isdigit() else 0, account=get(msg, ACCOUNT) or "",
+                        instrument=instrument, side=side, qty=qty, order_type=order_type, price=price, tif=tif)
+
+
+def execution_report(rep: ExecutionReport, req: OrderRequest, smap: SymbolMap, exec_id: str, *,
+                     cl_ord_id: str | None = None, orig_cl_ord_id: str | None = None,
+                     unknown_order: bool = False) -> Any:
+    """Our report -> ExecutionReport (8), as the loopback exchange sends it."""
+    m = new_message("8")
+    m.setField(ORDER_ID, rep.venue_order_id or "NONE")
+    m.setField(EXEC_ID, exec_id)
+    m.setField(CL_ORD_ID, cl_ord_id or rep.client_order_id)
+    if orig_cl_ord_id:
+        m.setField(ORIG_CL_ORD_ID, orig_cl_ord_id)
+    if req.account:
+        m.setField(ACCOUNT, req.account)
+    m.setField(EXEC_TYPE, EXEC_TYPE_OUT[rep.kind])
+    m.setField(ORD_STATUS, "8" if unknown_order else ORD_STATUS_OUT[rep.status])
+    m.setField(SYMBOL, smap.symbols.get(req.instrument, req.instrument.split(".", 1)[-1]))
+    m.setField(SECURITY_EXCHANGE, smap.security_exchange)
+    m.setField(SIDE, _SIDE[req.side])
+    m.setField(ORDER_QTY, str(req.qty))
+    if req.price is not None:
+        m.setField(PRICE, smap.price_out(req.instrument, req.price))
+    m.setField(LEAVES_QTY, str(rep.leaves_qty))
+    m.setField(CUM_QTY, str(rep.filled_qty))
+    m.setField(AVG_PX, smap.price_out(req.instrument, rep.avg_price) if rep.avg_price is not None else "0")
+    if rep.fill is not None:
+        m.setField(LAST_QTY, str(rep.fill.qty))
+        m.setField(LAST_PX, smap.price_out(req.instrument, rep.fill.price))
+    if unknown_order:
+        m.setField(ORD_REJ_REASON, "5")
+    elif rep.reason is not None and rep.kind is ExecReportKind.REJECTED:
+        m.setField(ORD_REJ_REASON, ORD_REJ_OUT.get(rep.reason, "99"))
+    text = f"{rep.reason.value}: {rep.text}" if rep.reason is not None else rep.text
+    if unknown_order:
+        text = "UNKNOWN_ORDER: the venue has no such order"
+    if text:
+        m.setField(TEXT, text)
+    m.setField(TRANSACT_TIME, utc_timestamp(rep.venue_ts_ns or time.time_ns()))
+    return m
+
+
+def cancel_reject(cl_ord_id: str, orig_cl_ord_id: str, rep: ExecutionReport | None, now_ns: int) -> Any:
+    """OrderCancelReject (9); ``rep`` None: the venue has no such order."""
+    m = new_message("9")
+    m.setField(ORDER_ID, (rep.venue_order_id if rep is not None else "") or "NONE")
+    m.setField(CL_ORD_ID, cl_ord_id)
+    m.setField(ORIG_CL_ORD_ID, orig_cl_ord_id)
+    m.setField(ORD_STATUS, ORD_STATUS_OUT[rep.status] if rep is not None else "8")
+    m.setField(CXL_REJ_RESPONSE_TO, "1")
+    if rep is None:
+        m.setField(CXL_REJ_REASON, "1")
+        m.setField(TEXT, "UNKNOWN_ORDER: the venue has no such order")
+    else:
+        code = {RejectReason.TOO_LATE_TO_CANCEL: "0", RejectReason.UNKNOWN_ORDER: "1"}.get(rep.reason or RejectReason.OTHER, "99")
+        m.setField(CXL_REJ_REASON, code)
+        m.setField(TEXT, f"{(rep.reason or RejectReason.OTHER).value}: {rep.text}")
+    m.setField(TRANSACT_TIME, utc_timestamp(now_ns))
+    return m

@@ -1,0 +1,694 @@
+"""A FIX 4.4 exchange on loopback: the simulated venue's matching behind a FIX acceptor.
+
+Tests and the demo start it (``python -m xmc_actors.venues.fix.exchange --config D --gateway G
+--port 0`` prints ``{"port": ..., "control_port": ...}``, or :class:`FixExchange` in-process) and
+stop it. Orders are matched by :class:`~xmc_actors.venues.sim.SimExchange` (its rules, faults
+and drop copy); a control channel (JSON lines on a second loopback port, or the methods of
+:class:`FixExchange`) feeds it the market and injects session faults.
+
+Why the acceptor's session layer is written here and not QuickFIX's: QuickFIX 1.15's acceptor
+binds every interface (it has no accept-address setting), and an exchange for tests must
+listen on 127.0.0.1 only; it must also misbehave on command (skip sequence numbers, send bad
+checksums and body lengths, drop required tags), which an engine is built never to do. So the
+product's side of the session (the adapter) runs on QuickFIX, and is tested against this
+independent, deliberately small acceptor: Logon (with or without ResetSeqNumFlag), Heartbeat
+and TestRequest, ResendRequest answered with PossDup resends and SequenceReset-GapFill,
+incoming gaps answered with a ResendRequest, session Reject (3) for malformed input,
+BusinessMessageReject (j) for unsupported messages, Logout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import threading
+import time
+from decimal import Decimal
+from typing import Any, Iterable
+
+import quickfix as fix
+
+from ...core.clock import Clock, SystemClock
+from ...model.market import Instrument, Venue
+from ...model.orders import ExecReportKind, ExecutionReport, RejectReason
+from ...model.quotes import Quote
+from ..sim import SimExchange
+from ..sim_config import SimVenueParams
+from . import codec as C
+
+SOH = "\x01"
+
+
+def frame_messages(buf: bytes) -> tuple[list[bytes], bytes, int]:
+    """Cut complete FIX messages off ``buf``: (messages, rest, garbled count). A message whose
+    BodyLength does not lead to its CheckSum, or whose CheckSum is wrong, is garbled: dropped
+    and counted (FIX: ignore it, do not advance the sequence number)."""
+    out: list[bytes] = []
+    garbled = 0
+    while True:
+        start = buf.find(b"8=FIX")
+        if start < 0:
+            return out, b"" if len(buf) < 16 else buf[-16:], garbled + (1 if len(buf) >= 16 else 0)
+        if start > 0:
+            garbled += 1
+            buf = buf[start:]
+        i = buf.find(b"\x019=")
+        if i < 0:
+            return out, buf, garbled
+        j = buf.find(b"\x01", i + 3)
+        if j < 0:
+            return out, buf, garbled
+        try:
+            body_len = int(buf[i + 3:j])
+        except ValueError:
+            garbled += 1
+            buf = buf[1:]
+            continue
+        body_end = j + 1 + body_len
+        if len(buf) < body_end + 7:
+            # a wrong BodyLength can claim more than ever comes: resync if a new message starts
+            nxt = buf.find(b"\x018=FIX", j)
+            if nxt >= 0:
+                garbled += 1
+                buf = buf[nxt + 1:]
+                continue
+            return out, buf, garbled
+        tail = buf[body_end:body_end + 7]
+        if not tail.startswith(b"10=") or tail[6:7] != b"\x01":
+            garbled += 1
+            nxt = buf.find(b"\x018=FIX", 1)
+            buf = buf[nxt + 1:] if nxt >= 0 else b""
+            continue
+        msg, buf = buf[:body_end + 7], buf[body_end + 7:]
+        if sum(msg[:body_end]) % 256 != int(tail[3:6]):
+            garbled += 1
+            continue
+        out.append(msg)
+
+
+class FixExchange:
+    """The loopback FIX exchange: one acceptor session (``comp_id`` <-> any peer CompID).
+
+    Parameters
+    ----------
+    venue, instruments
+        What it lists; matching by :class:`SimExchange` with ``sim_params``.
+    host, port
+        Where it listens (127.0.0.1; port 0: a free one, see :attr:`port` after :meth:`start`).
+    comp_id
+        Its SenderCompID; the peer's is learnt from the Logon.
+    control_port
+        A JSON-lines control channel on loopback (None: none; 0: a free port).
+    """
+
+    def __init__(self, venue: Venue, instruments: Iterable[Instrument], sim_params: SimVenueParams | dict[str, Any] | None = None,
+                 *, host: str = "127.0.0.1", port: int = 0, comp_id: str = "EXCH", control_port: int | None = None,
+                 clock: Clock | None = None, symbols: dict[str, str] | None = None,
+                 price_factor: dict[str, Decimal] | None = None) -> None:
+        insts = list(instruments)
+        p = sim_params if isinstance(sim_params, SimVenueParams) else SimVenueParams.model_validate(
+            {"enforce_sessions": False, "enforce_price_limits": False, **(sim_params or {})})
+        self.clock = clock or SystemClock()
+        self.sim = SimExchange(venue, insts, p, self.clock)
+        self.smap = C.SymbolMap.build(venue.code, insts, symbols, price_factor)
+        self.host, self.port, self.comp_id = host, port, comp_id
+        self._control_port = control_port
+        self.control_port: int | None = None
+        self.lock = threading.RLock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._listener: socket.socket | None = None
+        self._control: socket.socket | None = None
+        self._conn: socket.socket | None = None
+        # session state (what a restart with state loss forgets)
+        self.peer = ""
+        self.next_out = 1
+        self.next_in = 1
+        self.store: dict[int, str] = {}
+        self.heartbeat_s = 30.0
+        self.logged_on = False
+        self._last_sent = self._last_recv = 0.0
+        self._test_req_out = False
+        self._resend_asked = 0
+        # faults
+        self._stall_until = 0.0
+        self._duplicate_next = 0
+        self._exec_seq = 0
+        # what it saw: counters and every NewOrderSingle ClOrdID received (duplicates included)
+        self.counters: dict[str, int] = {}
+        self.received_orders: list[str] = []
+        self.logons = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> int:
+        """Listen; returns the bound port."""
+        self._listener = self._listen(self.port)
+        self.port = self._listener.getsockname()[1]
+        self._spawn(self._accept_loop, "fix-exchange-accept")
+        self._spawn(self._timer_loop, "fix-exchange-timer")
+        if self._control_port is not None:
+            self._control = self._listen(self._control_port)
+            self.control_port = self._control.getsockname()[1]
+            self._spawn(self._control_loop, "fix-exchange-control")
+        return self.port
+
+    def _listen(self, port: int) -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((self.host, port))
+        s.listen(4)
+        s.settimeout(0.1)
+        return s
+
+    def _spawn(self, fn: Any, name: str) -> None:
+        t = threading.Thread(target=fn, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.drop()
+        for s in (self._listener, self._control):
+            if s is not None:
+                s.close()
+        for t in self._threads:
+            t.join(timeout=2)
+
+    def __enter__(self) -> "FixExchange":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self.counters[key] = self.counters.get(key, 0) + n
+
+    # ------------------------------------------------------------------ faults (also on the control channel)
+    def drop(self) -> None:
+        """Close the TCP connection now, without a Logout."""
+        with self.lock:
+            c, self._conn = self._conn, None
+            self.logged_on = False
+        if c is not None:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
+    def stall(self, ms: float) -> None:
+        """Read nothing and send nothing (not even heartbeats) for ``ms``."""
+        self._stall_until = time.monotonic() + ms / 1000
+
+    def restart(self) -> None:
+        """Drop the connection and forget the session: sequence numbers back to 1, sent
+        messages gone (the order book, its orders and fills are kept, as a venue's are)."""
+        self.drop()
+        with self.lock:
+            self.next_out = self.next_in = 1
+            self.store.clear()
+            self._resend_asked = 0
+        self._count("restarts")
+
+    def skip_seq(self, n: int) -> None:
+        """The next message goes out ``n`` sequence numbers ahead (the peer sees a gap)."""
+        with self.lock:
+            self.next_out += int(n)
+
+    def malformed(self, kind: str) -> None:
+        """Send one malformed message: ``bad_checksum``, ``bad_body_length``, ``missing_tag``
+        (an ExecutionReport without OrdStatus), ``unknown_order`` (a report for a ClOrdID
+        never sent), ``garbage`` (bytes that are no FIX)."""
+        if kind not in ("bad_checksum", "bad_body_length", "missing_tag", "unknown_order", "garbage"):
+            raise ValueError(f"malformed: unknown kind {kind!r}")
+        with self.lock:
+            self._send_malformed(kind)
+
+    def duplicate_next(self, n: int = 1) -> None:
+        """The next ``n`` execution reports are each sent twice, the copy under a new sequence
+        number with PossResend (97=Y): the peer must de-duplicate by ExecID."""
+        self._duplicate_next += n
+
+    def inject(self, fault: dict[str, Any]) -> None:
+        """A fault of the simulated venue (``reject_next``, ``no_ack_next``, ...)."""
+        with self.lock:
+            self.sim.inject(fault)
+
+    def market(self, quotes: Iterable[Quote]) -> int:
+        """Feed market quotes to the book; resting orders that trade are reported. Returns reports sent."""
+        n = 0
+        with self.lock:
+            for q in quotes:
+                reps, _ = self.sim.on_market(q)
+                for r in reps:
+                    self._send_report(r)
+                    n += 1
+        return n
+
+    def order_count(self, client_order_id: str | None = None) -> int:
+        """Orders the venue holds (with that ClOrdID)."""
+        with self.lock:
+            if client_order_id is None:
+                return len(self.sim.orders)
+            return sum(1 for o in self.sim.orders.values() if o.req.client_order_id == client_order_id)
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            return {"logged_on": self.logged_on, "peer": self.peer, "next_out": self.next_out, "next_in": self.next_in,
+                    "orders": len(self.sim.orders), "received_orders": len(self.received_orders),
+                    "logons": self.logons, "counters": dict(self.counters)}
+
+    # ------------------------------------------------------------------ wire out
+    def _header(self, m: Any, seq: int) -> None:
+        h = m.getHeader()
+        h.setField(49, self.comp_id)
+        h.setField(56, self.peer or "PEER")
+        h.setField(34, str(seq))
+        h.setField(52, C.utc_timestamp(time.time_ns()))
+
+    def _write(self, raw: str) -> None:
+        c = self._conn
+        if c is None or time.monotonic() < self._stall_until:
+            return
+        try:
+            c.sendall(raw.encode("latin-1"))
+            self._last_sent = time.monotonic()
+        except OSError:
+            self._count("send_errors")
+
+    def _send(self, m: Any, *, app: bool) -> int:
+        """Stamp, store (application messages, for resends) and write one message; it is stored
+        and numbered even while nobody is connected, so a returning peer recovers it."""
+        seq = self.next_out
+        self.next_out += 1
+        self._header(m, seq)
+        raw = m.toString()
+        if app:
+            self.store[seq] = raw
+        if self.logged_on or not app:
+            self._write(raw)
+        return seq
+
+    def _exec_id(self) -> str:
+        self._exec_seq += 1
+        return f"{self.sim.venue.code}-X{self._exec_seq}"
+
+    def _send_report(self, rep: ExecutionReport, cl_ord_id: str | None = None, orig: str | None = None) -> None:
+        o = self.sim.orders.get(rep.client_order_id)
+        if o is None:
+            return
+        exec_id = rep.fill.trade_id if rep.fill is not None else self._exec_id()
+        m = C.execution_report(rep, o.req, self.smap, exec_id, cl_ord_id=cl_ord_id, orig_cl_ord_id=orig)
+        self._send(m, app=True)
+        if self._duplicate_next > 0 and rep.kind is not ExecReportKind.STATUS:
+            self._duplicate_next -= 1
+            m.getHeader().setField(97, "Y")
+            self._send(m, app=True)
+
+    def _send_malformed(self, kind: str) -> None:
+        if kind == "missing_tag":
+            # an ExecutionReport without OrdStatus (39), a required tag
+            m = C.new_message("8")
+            for tag, v in ((37, "NONE"), (17, self._exec_id()), (11, "no-such-order:Z:0"), (150, "0"),
+                           (55, next(iter(self.smap.symbols.values()))), (54, "1"), (151, "0"), (14, "0"), (6, "0")):
+                m.setField(tag, v)
+            self._send(m, app=True)
+            return
+        if kind == "unknown_order":
+            m = C.new_message("8")
+            for tag, v in ((37, "NONE"), (17, self._exec_id()), (11, "no-such-order:Z:0"), (150, "0"), (39, "0"),
+                           (55, next(iter(self.smap.symbols.values()))), (54, "1"), (151, "1"), (14, "0"), (6, "0")):
+                m.setField(tag, v)
+            self._send(m, app=True)
+            return
+        if kind == "garbage":
+            self._write("this is not FIX\x01\x01\x01" * 2)
+            return
+        # a Heartbeat whose checksum or body length is wrong: it must be ignored, and since it
+        # does not consume a sequence number, the next good message follows without a gap
+        m = C.new_message("0")
+        self._header(m, self.next_out)
+        raw = m.toString()
+        if kind == "bad_checksum":
+            cs = int(raw[-4:-1])
+            raw = raw[:-4] + f"{(cs + 1) % 256:03d}" + SOH
+        else:
+            i = raw.index("\x019=") + 3
+            j = raw.index(SOH, i)
+            raw = raw[:i] + str(int(raw[i:j]) + 5) + raw[j:]
+        self._write(raw)
+
+    # ------------------------------------------------------------------ wire in
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except (socket.timeout, OSError):
+                continue
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.drop()  # one session: a new connection replaces the old one
+            with self.lock:
+                self._conn = conn
+                self._last_recv = self._last_sent = time.monotonic()
+            self._spawn(lambda c=conn: self._read_loop(c), "fix-exchange-read")
+
+    def _read_loop(self, conn: socket.socket) -> None:
+        conn.settimeout(0.1)
+        buf = b""
+        while not self._stop.is_set() and self._conn is conn:
+            if time.monotonic() < self._stall_until:
+                time.sleep(0.01)
+                continue
+            try:
+                data = conn.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            buf += data
+            msgs, buf, garbled = frame_messages(buf)
+            if garbled:
+                self._count("garbled_in", garbled)
+            for raw in msgs:
+                with self.lock:
+                    if self._conn is not conn:
+                        break
+                    self._last_recv = time.monotonic()
+                    self._test_req_out = False
+                    try:
+                        self._on_message(fix.Message(raw.decode("latin-1"), False))
+                    except Exception:  # noqa: BLE001 - a bad message never kills the session thread
+                        self._count("handler_errors")
+        with self.lock:
+            if self._conn is conn:
+                self._conn = None
+                self.logged_on = False
+
+    def _on_message(self, m: Any) -> None:
+        mt = C.msg_type(m)
+        seq = int(C.get_header(m, 34) or 0)
+        poss_dup = C.get_header(m, 43) == "Y"
+        if mt == "A":
+            self._on_logon(m, seq)
+            return
+        if not self.logged_on:
+            self._count("before_logon")
+            self.drop()
+            return
+        if mt == "4" and C.get(m, 123) != "Y":  # SequenceReset-Reset: takes effect whatever its number
+            self.next_in = int(C.get(m, 36) or self.next_in)
+            return
+        if seq > self.next_in:
+            if self._resend_asked < seq:
+                self._resend_request()
+                self._resend_asked = seq
+            if mt == "2":  # answer a resend request even while our own is pending
+                self._on_resend_request(m)
+            return
+        if seq < self.next_in:
+            if not poss_dup:
+                self._logout(f"MsgSeqNum too low, expecting {self.next_in} but received {seq}")
+                self.drop()
+            return
+        self.next_in += 1
+        if mt == "0":
+            return
+        if mt == "1":
+            hb = C.new_message("0")
+            hb.setField(112, C.get(m, 112) or "")
+            self._send(hb, app=False)
+        elif mt == "2":
+            self._on_resend_request(m)
+        elif mt == "4":
+            new = int(C.get(m, 36) or 0)
+            if new > self.next_in:
+                self.next_in = new
+        elif mt == "5":
+            self._logout("bye")
+            self.drop()
+        elif mt == "3":
+            self._count("rejects_in")
+        elif mt in ("D", "F", "H"):
+            try:
+                {"D": self._on_new_order, "F": self._on_cancel, "H": self._on_status}[mt](m)
+            except C.FixDecodeError as e:
+                self._session_reject(seq, mt, e.tag, str(e))
+        else:
+            r = C.new_message("j")
+            r.setField(45, str(seq))
+            r.setField(372, mt)
+            r.setField(380, "3")
+            r.setField(58, f"message type {mt!r} is not supported")
+            self._send(r, app=True)
+
+    def _on_logon(self, m: Any, seq: int) -> None:
+        self.peer = C.get_header(m, 49) or "PEER"
+        self.heartbeat_s = float(C.get(m, 108) or 30)
+        reset = C.get(m, 141) == "Y"
+        self.logons += 1
+        if reset:
+            self.next_out = 1
+            self.store.clear()
+            self.next_in = seq + 1
+        elif seq < self.next_in:
+            self.logged_on = True  # so the Logout goes out
+            self._logout(f"MsgSeqNum too low, expecting {self.next_in} but received {seq}")
+            self.drop()
+            return
+        a = C.new_message("A")
+        a.setField(98, "0")
+        a.setField(108, str(int(self.heartbeat_s)))
+        if reset:
+            a.setField(141, "Y")
+        self.logged_on = True
+        self._send(a, app=False)
+        if seq > self.next_in:
+            self._resend_request()
+            self._resend_asked = seq
+        elif seq == self.next_in:
+            self.next_in += 1
+
+    def _resend_request(self) -> None:
+        r = C.new_message("2")
+        r.setField(7, str(self.next_in))
+        r.setField(16, "0")
+        self._send(r, app=False)
+        self._count("resend_requests_out")
+
+    def _on_resend_request(self, m: Any) -> None:
+        begin = int(C.get(m, 7) or 1)
+        end = int(C.get(m, 16) or 0)
+        last = self.next_out - 1 if end == 0 else min(end, self.next_out - 1)
+        self._count("resend_requests_in")
+        gap_from = None
+        for s in range(begin, last + 1):
+            raw = self.store.get(s)
+            if raw is None:
+                gap_from = s if gap_from is None else gap_from
+                continue
+            if gap_from is not None:
+                self._gap_fill(gap_from, s)
+                gap_from = None
+            old = fix.Message(raw, False)
+            h = old.getHeader()
+            h.setField(122, h.getField(52))
+            h.setField(43, "Y")
+            h.setField(52, C.utc_timestamp(time.time_ns()))
+            self._write(old.toString())
+            self._count("resent")
+        if gap_from is not None:
+            self._gap_fill(gap_from, last + 1)
+
+    def _gap_fill(self, at: int, new_seq: int) -> None:
+        g = C.new_message("4")
+        g.setField(123, "Y")
+        g.setField(36, str(new_seq))
+        self._header(g, at)
+        g.getHeader().setField(43, "Y")
+        self._write(g.toString())
+        self._count("gap_fills")
+
+    def _logout(self, text: str) -> None:
+        lo = C.new_message("5")
+        lo.setField(58, text)
+        self._send(lo, app=False)
+
+    def _session_reject(self, ref_seq: int, mt: str, tag: int, text: str) -> None:
+        r = C.new_message("3")
+        r.setField(45, str(ref_seq))
+        if tag:
+            r.setField(371, str(tag))
+        r.setField(372, mt)
+        r.setField(373, "1" if "missing" in text else "5")
+        r.setField(58, text)
+        self._send(r, app=False)
+        self._count("rejects_out")
+
+    # ------------------------------------------------------------------ application
+    def _on_new_order(self, m: Any) -> None:
+        cl = C.need(m, C.CL_ORD_ID)
+        self.received_orders.append(cl)
+        if C.get_header(m, 43) == "Y" and cl in self.sim.orders:
+            return  # a possible duplicate of an order we hold: nothing to do
+        req = C.parse_new_order(m, self.smap)
+        if cl in self.sim.orders:
+            self._count("duplicate_orders")
+            o = self.sim.orders[cl]
+            rep = self.sim.query(cl)
+            assert rep is not None
+            dup = rep.model_copy(update={"kind": ExecReportKind.REJECTED, "reason": RejectReason.DUPLICATE_ORDER,
+                                         "text": "duplicate ClOrdID: the existing order stands"})
+            msg = C.execution_report(dup, o.req, self.smap, self._exec_id())
+            msg.setField(C.ORD_STATUS, "8")
+            self._send(msg, app=True)
+            return
+        reply = self.sim.place(req)
+        if reply.lost or reply.unseen:
+            return  # the fault says the answer never comes
+        for r in reply.reports:
+            self._send_report(r)
+
+    def _on_cancel(self, m: Any) -> None:
+        cl = C.need(m, C.CL_ORD_ID)
+        orig = C.need(m, C.ORIG_CL_ORD_ID)
+        C.need(m, C.SIDE)
+        rep, _ = self.sim.cancel(orig)
+        if rep is None or rep.kind is ExecReportKind.CANCEL_REJECTED:
+            self._send(C.cancel_reject(cl, orig, rep, time.time_ns()), app=True)
+            return
+        self._send_report(rep, cl_ord_id=cl, orig=orig)
+
+    def _on_status(self, m: Any) -> None:
+        cl = C.need(m, C.CL_ORD_ID)
+        C.need(m, C.SYMBOL)
+        side = C.need(m, C.SIDE)
+        rep = self.sim.query(cl)
+        if rep is None:
+            r = C.new_message("8")
+            for tag, v in ((37, "NONE"), (17, self._exec_id()), (11, cl), (150, "I"), (39, "8"), (103, "5"),
+                           (55, C.need(m, C.SYMBOL)), (54, side), (151, "0"), (14, "0"), (6, "0"),
+                           (58, "UNKNOWN_ORDER: the venue has no such order")):
+                r.setField(tag, v)
+            self._send(r, app=True)
+            return
+        self._send_report(rep)
+
+    # ------------------------------------------------------------------ timers and control
+    def _timer_loop(self) -> None:
+        while not self._stop.wait(0.05):
+            now = time.monotonic()
+            with self.lock:
+                for r in self.sim.poll():  # delayed fills, late fills after a cancel
+                    self._send_report(r)
+                if not self.logged_on or self._conn is None or now < self._stall_until:
+                    continue
+                if now - self._last_sent >= self.heartbeat_s:
+                    self._send(C.new_message("0"), app=False)
+                if now - self._last_recv >= 2.5 * self.heartbeat_s:
+                    self._count("peer_timeouts")
+                    self.drop()
+                elif now - self._last_recv >= 1.2 * self.heartbeat_s and not self._test_req_out:
+                    t = C.new_message("1")
+                    t.setField(112, f"TEST{int(time.time())}")
+                    self._send(t, app=False)
+                    self._test_req_out = True
+
+    def _control_loop(self) -> None:
+        assert self._control is not None
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._control.accept()
+            except (socket.timeout, OSError):
+                continue
+            self._spawn(lambda c=conn: self._control_conn(c), "fix-exchange-control-conn")
+
+    def _control_conn(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rwb") as f:
+            for line in f:
+                try:
+                    reply = {"ok": True, "result": self.command(json.loads(line))}
+                except Exception as e:  # noqa: BLE001 - the caller hears why
+                    reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+                f.write((json.dumps(reply, default=str) + "\n").encode())
+                f.flush()
+
+    def command(self, cmd: dict[str, Any]) -> Any:
+        """One control command: ``{"cmd": "drop" | "stall" (ms) | "restart" | "skip_seq" (n) |
+        "malformed" (kind) | "duplicate_next" (n) | "inject" (fault) | "market" (quotes) |
+        "status" | "order_count" (client_order_id) | "stop"}``."""
+        c = cmd.get("cmd")
+        if c == "drop":
+            return self.drop()
+        if c == "stall":
+            return self.stall(float(cmd["ms"]))
+        if c == "restart":
+            return self.restart()
+        if c == "skip_seq":
+            return self.skip_seq(int(cmd.get("n", 1)))
+        if c == "malformed":
+            return self.malformed(str(cmd["kind"]))
+        if c == "duplicate_next":
+            return self.duplicate_next(int(cmd.get("n", 1)))
+        if c == "inject":
+            return self.inject(dict(cmd["fault"]))
+        if c == "market":
+            return self.market(Quote.model_validate(q) for q in cmd["quotes"])
+        if c == "status":
+            return self.status()
+        if c == "order_count":
+            return self.order_count(cmd.get("client_order_id"))
+        if c == "stop":
+            threading.Thread(target=self.stop, daemon=True).start()
+            return None
+        raise ValueError(f"unknown control command {c!r}")
+
+
+def control(address: str, cmd: dict[str, Any], timeout_s: float = 5.0) -> Any:
+    """Send one command to an exchange's control channel (``host:port``); returns its result."""
+    host, _, port = address.rpartition(":")
+    with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s) as s, s.makefile("rwb") as f:
+        f.write((json.dumps(cmd, default=str) + "\n").encode())
+        f.flush()
+        reply = json.loads(f.readline())
+    if not reply.get("ok"):
+        raise RuntimeError(reply.get("error"))
+    return reply.get("result")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m xmc_actors.venues.fix.exchange",
+                                 description="A FIX 4.4 exchange on loopback around the simulated venue.")
+    ap.add_argument("--config", required=True, help="deployment file (venue and instruments are read from it)")
+    ap.add_argument("--gateway", required=True, help="the gateway (name, actor name or venue) it serves")
+    ap.add_argument("--port", type=int, default=None, help="FIX port (0: a free one; default: the gateway's params.port)")
+    ap.add_argument("--control-port", type=int, default=0, help="control channel port (0: a free one)")
+    ap.add_argument("--sim-params", default="{}", help="SimVenueParams as JSON (matching rules, faults)")
+    a = ap.parse_args(argv)
+    from ...actors.gateway import find_gateway
+    from ...runtime.config import load_config
+    from .params import FixVenueParams
+
+    dep = load_config(a.config)
+    g = find_gateway(dep, a.gateway)
+    fp = FixVenueParams.model_validate(g.params)
+    ex = FixExchange(dep.venue(g.venue), [i for i in dep.instruments if i.venue == g.venue], json.loads(a.sim_params),
+                     port=fp.port if a.port is None else a.port, comp_id=fp.target_comp_id,
+                     control_port=a.control_port, symbols=fp.symbols, price_factor=fp.price_factor)
+    ex.start()
+    print(json.dumps({"port": ex.port, "control_port": ex.control_port}), flush=True)
+    try:
+        while not ex._stop.is_set():
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    ex.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Parameters of the FIX 4.4 venue adapter (``adapter: fix`` in a deployment's gateway).
+
+No engine import here: ``xmc validate`` checks these without loading QuickFIX.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ...model.market import SecretRef
+
+STRICT = ConfigDict(frozen=True, extra="forbid")
+CompId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
+PosF = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class FixVenueParams(BaseModel):
+    """One FIX 4.4 initiator session to a venue or broker.
+
+    ``host``/``port``: the broker's FIX endpoint. ``sender_comp_id``/``target_comp_id``: the
+    session's CompIDs, as the broker assigned them. ``account``: Account (1) on every order
+    when set; otherwise the order's own account. ``username``/``password``: environment
+    references only (``{env: NAME}``), sent in the Logon (553/554). ``store_path``: where the
+    engine keeps sequence numbers and sent messages (one directory per session; the gateway's
+    name is appended); unset: ``$XMC_VAR_DIR/fix`` or the system temp directory.
+    """
+
+    model_config = STRICT
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)]
+    sender_comp_id: CompId
+    target_comp_id: CompId
+    account: str = ""
+    username: SecretRef | None = None
+    password: SecretRef | None = None
+    heartbeat_s: Annotated[int, Field(ge=1, le=300)] = 10
+    store_path: str | None = None
+    reset_on_logon: bool = False
+    """Send ResetSeqNumFlag (141=Y) on every logon: both sides start again at 1 (what many
+    brokers ask for at the start of a trading day). False: sequence numbers continue from the
+    store, and what was missed is recovered by ResendRequest."""
+    reconnect_interval_s: Annotated[int, Field(ge=1, le=3600)] = 2
+    """The engine reconnects at this fixed interval after a drop (QuickFIX has no backoff)."""
+    logon_timeout_s: PosF = 5.0
+    """How long the adapter waits for the first logon when it starts (orders before it are refused)."""
+    ack_timeout_ms: PosF = 1000.0
+    """How long a place / cancel / status request waits for the venue's answer before it is UNKNOWN."""
+    probe_interval_ms: PosF = 1000.0
+    """Clock-calibration round trips (TestRequest/Heartbeat) at most this often."""
+    symbols: dict[str, str] = Field(default_factory=dict)
+    """Instrument id -> FIX Symbol (55) where the venue's symbol differs from ours."""
+    price_factor: dict[str, Annotated[Decimal, Field(gt=0)]] = Field(default_factory=dict)
+    """Instrument id -> FIX price = our price x factor (a broker quoting in cents where we
+    quote in dollars: 100)."""
+    security_exchange: str | None = None
+    """SecurityExchange (207) on every order; unset: the venue code."""
+    validate_messages: bool = True
+    """Check incoming messages against the FIX 4.4 data dictionary (required tags, values):
+    a malformed message is answered with a session Reject (3) and counted."""
+    exchange_control: str | None = None
+    """``host:port`` of a loopback FIX exchange's control channel
+    (:mod:`xmc_actors.venues.fix.exchange`): the gateway's feed quotes are forwarded there so
+    the simulated exchange trades against the same market, and ``inject`` reaches it. Never
+    set for a real venue."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "FixVenueParams":
+        if self.sender_comp_id == self.target_comp_id:
+            raise ValueError("sender_comp_id and target_comp_id must differ")
+        return self
