@@ -164,6 +164,8 @@ class FixAdapter:
         self.counters: dict[str, int] = {}
         self.bad_input: list[dict[str, Any]] = []
         self.logged_on = False
+        self.last_answer_ns = 0
+        self._bad_drained = 0
         self.last_logout_text = ""
         self.last_heartbeat_ns = 0
         self._probe_out: dict[str, int] = {}
@@ -506,7 +508,8 @@ class FixAdapter:
             w = self._places.pop(coid)
             w.done = True
             reps = list(w.reports)
-        latency = time.monotonic_ns() - t0
+        self.last_answer_ns = time.monotonic_ns() - t0
+        latency = 0  # already waited for real: the gateway must not sleep it again (it does for sim)
         if reps and reps[0].reason is RejectReason.DUPLICATE_ORDER:
             st = self.query(coid)
             return PlaceReply([st.model_copy(update={"text": "duplicate client order id: existing order"})]
@@ -542,7 +545,8 @@ class FixAdapter:
             with self.cv:
                 self._cancels.pop(cid, None)
                 w.done = True
-        latency = time.monotonic_ns() - t0
+        self.last_answer_ns = time.monotonic_ns() - t0
+        latency = 0  # already waited for real
         if not w.reports:
             raise VenueDisconnected(f"{self.venue.code}: no answer to the cancel within {self.p.ack_timeout_ms:.0f} ms")
         if w.unknown:
@@ -621,9 +625,17 @@ class FixAdapter:
     def next_due_ns(self) -> int | None:
         return self.clock.now_ns() if self._pushed else None
 
+    def drain_bad_input(self) -> list[dict[str, Any]]:
+        """Malformed input seen since the last call (for the gateway to record as BAD_INPUT)."""
+        with self.cv:
+            out = self.bad_input[self._bad_drained:]
+            self._bad_drained = len(self.bad_input)
+        return out
+
     def status(self) -> dict[str, Any]:
         out, exp = self.seq_nums()
         return {"logged_on": self.logged_on, "next_sender_seq": out, "next_target_seq": exp,
+                "last_answer_us": self.last_answer_ns / 1000,
                 "last_heartbeat_ns": self.last_heartbeat_ns, "last_logout_text": self.last_logout_text,
                 "counters": dict(self.counters), "bad_input": list(self.bad_input[-20:])}
 
