@@ -684,3 +684,134 @@ def test_a_rollback_timer_of_a_pairs_first_life_does_not_fire_into_a_life_reopen
     acted = [e for e in h.sink.by_decision("d1") if e.kind is EventKind.TIMER and e.payload["key"] == "rollback"]
     assert all(e.ts_ns >= h.t0 + 1_990 * MS for e in acted), [(e.reason, (e.ts_ns - h.t0) / MS) for e in acted]
     assert m.state is PairState.ESCALATED  # the unwind's outcome never became known
+
+
+# -- a residual smaller than one lot of leg B: carried in the strategy's residual book -------------
+# copper: 5 SHFE lots (5 t each) hedge 1 LME lot (25 t): one SHFE lot is 0.2 of an LME lot
+CU_A, CU_B = ("SHFE.cu", "BUY", 5, "72000"), ("LME.CA3M", "SELL", 1, "9800")
+
+
+def _copper(did: str, book: PairBook, *, a_fill: int, b_fill: int = 0, unwind: str = "reject",
+            strategy: str = "s1") -> list:
+    """Submit a copper pair (SPEED, one unwind attempt) and feed the venues' answers: leg B fills
+    ``b_fill`` of 1, else is rejected MARKET_CLOSED (final); then leg A fills ``a_fill`` of 5 (IOC
+    remainder cancelled); the unwind of A is rejected (limit-locked market) or filled."""
+    cmds = book.submit(intent(did, a=CU_A, b=CU_B, hedge_ratio=Decimal("0.2"), mode=ExecutionMode.SPEED,
+                              strategy=strategy, rollback=RollbackPolicy(max_attempts=1)))[1]
+    a_reps = [rep(f"{did}:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED)]
+    if a_fill:
+        a_reps.append(fill(f"{did}:A:0", a_fill, a_fill, f"{did}-tA",
+                           status=OrderStatus.FILLED if a_fill == 5 else OrderStatus.PARTIALLY_FILLED))
+    if a_fill < 5:
+        a_reps.append(rep(f"{did}:A:0", ExecReportKind.CANCELED, OrderStatus.CANCELED, filled=a_fill))
+    if b_fill:
+        b = fill(f"{did}:B:0", 1, 1, f"{did}-tB", venue="LME", inst="LME.CA3M", price="9800")
+        cmds += book.on_place_result(f"{did}:B:0", [rep(f"{did}:B:0", ExecReportKind.ACK, OrderStatus.ACCEPTED,
+                                                        "LME", "LME.CA3M"), b])
+    else:
+        cmds += book.on_place_result(f"{did}:B:0", [rep(f"{did}:B:0", ExecReportKind.REJECTED, OrderStatus.REJECTED,
+                                                        "LME", "LME.CA3M", reason=RejectReason.MARKET_CLOSED)])
+    cmds += book.on_place_result(f"{did}:A:0", a_reps)
+    unwinds = [p for p in only(cmds, Place) if p.req.reduce_only]
+    for p in unwinds:
+        coid = p.req.client_order_id
+        if unwind == "reject":
+            cmds += book.on_place_result(coid, [rep(coid, ExecReportKind.REJECTED, OrderStatus.REJECTED,
+                                                    reason=RejectReason.LIMIT_LOCKED)])
+        else:
+            cmds += book.on_place_result(coid, [rep(coid, ExecReportKind.ACK, OrderStatus.ACCEPTED),
+                                                fill(coid, p.req.qty, p.req.qty, f"{coid}-t")])
+    return cmds
+
+
+def _events(book: PairBook, cmds: list, did: str) -> list:
+    return [e for e in (c.resolve(book.events) for c in only(cmds, Emit)) if e.decision_id == did]
+
+
+def test_sub_lot_residual_after_leg_b_final_reject_is_booked_yellow_not_escalated() -> None:
+    # Arrange: leg A fills 3 of 5 SHFE lots (0.6 of an LME lot), leg B is rejected MARKET_CLOSED,
+    # and the unwind of A is rejected (limit-locked): before the book this escalated the pair
+    book = PairBook(INSTRUMENTS, SimClock())
+    # Act
+    cmds = _copper("d1", book, a_fill=3)
+    # Assert: HEDGED within tolerance (3 A / 0 B is 0.6 of a B lot off the hedge), not ESCALATED
+    m = book.pairs["d1"]
+    assert m.state is PairState.HEDGED and [lg.net for lg in m.legs] == [3, 0]
+    assert m.reason.startswith("SUB_LOT_RESIDUAL: leg A: rollback attempts spent")
+    assert book.residual_book == {"s1": {"d1": Decimal("-0.6")}}
+    evs = _events(book, cmds, "d1")
+    kinds_ = [e.kind for e in evs]
+    assert EventKind.ESCALATION not in kinds_ and not only(cmds, HaltStrategy)
+    [alert] = [e for e in evs if e.kind is EventKind.ALERT]
+    assert alert.payload["level"] == "yellow" and alert.payload["monitor"] == "residual_book"
+    assert alert.payload["book_b_lots"] == "-0.6" and alert.payload["source"] == "coordinator"
+    [done] = only(cmds, NotifyDone)
+    s = done.summary
+    assert s["state"] == "HEDGED" and s["complete"] is False
+    assert s["residual_booked"]["imbalance_b_lots"] == "-0.6" and s["residual_booked"]["book_b_lots"] == "-0.6"
+    assert (leg(s, "A")["net_qty"], leg(s, "B")["net_qty"]) == (3, 0)
+    assert ("strategy", "s1") not in book.trading      # the strategy trades on
+    res, _ = book.submit(intent("d2", a=CU_A, b=CU_B, hedge_ratio=Decimal("0.2")))
+    assert res["accepted"] is True
+
+
+def test_a_sub_lot_residual_that_unwinds_ends_rolled_back_with_nothing_booked() -> None:
+    book = PairBook(INSTRUMENTS, SimClock())
+    cmds = _copper("d1", book, a_fill=2, unwind="fill")
+    assert book.pairs["d1"].state is PairState.ROLLED_BACK and book.residual_book == {}
+    assert not [e for e in _events(book, cmds, "d1") if e.kind is EventKind.ALERT]
+
+
+def test_residual_book_past_limit_goes_red_and_halts() -> None:
+    # Arrange: a book limit of 1 LME lot; two pairs each leave 0.6 of an LME lot unhedged
+    book = PairBook(INSTRUMENTS, SimClock(), config=CoordinatorConfig(max_residual_lots_b=Decimal(1)))
+    first = _copper("d1", book, a_fill=3)
+    assert not only(first, HaltStrategy)
+    # Act
+    cmds = _copper("d2", book, a_fill=3)
+    # Assert: the pair itself is HEDGED within tolerance; the book (1.2 LME lots) is red, the strategy halted
+    assert book.pairs["d2"].state is PairState.HEDGED
+    assert book.residual_total("s1") == Decimal("-1.2")
+    [alert] = [e for e in _events(book, cmds, "d2") if e.kind is EventKind.ALERT]
+    assert (alert.payload["level"], alert.payload["action"], alert.payload["pairs"]) == ("red", "halt", ["d1", "d2"])
+    assert "past its limit of 1" in alert.payload["message"]
+    assert [(h.strategy, h.decision_id) for h in only(cmds, HaltStrategy)] == [("s1", "d2")]
+    assert book.trading[("strategy", "s1")].value == "HALTED"
+    res, _ = book.submit(intent("d3", a=CU_A, b=CU_B, hedge_ratio=Decimal("0.2")))
+    assert res["accepted"] is False and "HALTED" in res["reason"]
+
+
+def test_a_pair_that_fills_both_legs_in_full_takes_the_residual_book_back() -> None:
+    # Arrange: d1 leaves 0.6 of an LME lot in the book
+    book = PairBook(INSTRUMENTS, SimClock())
+    _copper("d1", book, a_fill=3)
+    # Act: the strategy's next move, sized against its holding, fills both legs in full
+    cmds = _copper("d2", book, a_fill=5, b_fill=1)
+    # Assert: the book is empty and its alert closed
+    assert book.pairs["d2"].state is PairState.HEDGED and book.residual_book == {}
+    [closed] = [e for e in _events(book, cmds, "d2") if e.kind is EventKind.ALERT]
+    assert closed.payload["resolved"] is True and closed.payload["pairs"] == ["d1"]
+
+
+def test_a_residual_of_a_whole_leg_b_lot_is_still_escalated() -> None:
+    # Arrange: 1:1 copper (one LME lot per SHFE lot): a lone SHFE lot is a whole LME lot unhedged
+    book = PairBook(INSTRUMENTS, SimClock())
+    book.submit(intent("d1", mode=ExecutionMode.SPEED, rollback=RollbackPolicy(max_attempts=1)))
+    book.on_place_result("d1:B:0", [rep("d1:B:0", ExecReportKind.REJECTED, OrderStatus.REJECTED, "LME",
+                                        "LME.CA3M", reason=RejectReason.MARKET_CLOSED)])
+    cmds = book.on_place_result("d1:A:0", [rep("d1:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED),
+                                           fill("d1:A:0", 1, 1, "t1", status=OrderStatus.PARTIALLY_FILLED),
+                                           rep("d1:A:0", ExecReportKind.CANCELED, OrderStatus.CANCELED, filled=1)])
+    [unwind] = [p for p in only(cmds, Place) if p.req.reduce_only]
+    # Act
+    cmds = book.on_place_result(unwind.req.client_order_id, [rep(
+        unwind.req.client_order_id, ExecReportKind.REJECTED, OrderStatus.REJECTED, reason=RejectReason.LIMIT_LOCKED)])
+    # Assert
+    assert book.pairs["d1"].state is PairState.ESCALATED and book.residual_book == {}
+    assert only(cmds, HaltStrategy)
+
+
+def test_with_the_residual_book_off_a_sub_lot_residual_escalates_as_before() -> None:
+    book = PairBook(INSTRUMENTS, SimClock(), config=CoordinatorConfig(book_sub_lot_residuals=False))
+    cmds = _copper("d1", book, a_fill=3)
+    assert book.pairs["d1"].state is PairState.ESCALATED and only(cmds, HaltStrategy)

@@ -61,6 +61,8 @@ behaviours = st.integers(0, 2**32 - 1).map(behaviour_from)
 shapes = st.sampled_from([
     ("LME.CA3M", 1, 1, Decimal(1)), ("LME.CA3M", 3, 3, Decimal(1)), ("LME.CA3M", 2, 5, Decimal("2.5")),
     ("LME.CA2", 3, 6, Decimal(2)), ("LME.CA2", 2, 2, Decimal(1)),
+    # copper SHFE (5 t) vs LME (25 t): one A lot is 0.2 of a B lot, a partial A is a sub-lot residual
+    ("LME.CA3M", 5, 1, Decimal("0.2")),
 ])
 
 
@@ -146,6 +148,24 @@ def check_invariants(h: Harness, intent: PairIntent) -> None:
                         o.status.value in ("ACCEPTED", "PARTIALLY_FILLED")], "live order left at a finished pair"
         mine = [d for d in h.done if d["decision_id"] == did]
         assert mine and mine[-1]["state"] == m.state.value
+        # 6b. a pair that stopped off its balanced target carried its residual (less than one
+        #     B lot, the venues' truth) in its strategy's residual book, with an alert, and said so
+        booked = h.book.residual_book.get(intent.strategy, {})
+        if m.residual_booked is not None:
+            imbalance = Decimal(true_net["B"]) - Decimal(true_net["A"]) * intent.hedge_ratio
+            assert m.state is PairState.HEDGED and abs(imbalance) < lot_b
+            assert booked.get(did) == imbalance == Decimal(m.residual_booked["imbalance_b_lots"])
+            assert mine[-1]["residual_booked"] == m.residual_booked
+            alerts = [e for e in h.sink.by_decision(did) if e.kind is EventKind.ALERT
+                      and e.payload.get("monitor") == "residual_book"]
+            assert alerts and alerts[-1].payload["level"] in ("yellow", "red")
+            if alerts[-1].payload["level"] == "red":
+                assert abs(h.book.residual_total(intent.strategy)) > h.config.max_residual_lots_b
+                assert any(x.strategy == intent.strategy and x.decision_id == did for x in h.halts)
+        else:
+            assert did not in booked
+            if m.state is PairState.HEDGED and m.legs[0].net == a.qty and m.legs[1].net == b.qty:
+                assert not booked  # a pair filled in full takes its strategy's book back
     # 7. what the pushed summaries tell the risk guard the pair holds is what the venues hold
     #    (orders whose outcome stayed unknown aside): the last full summary, plus any increments
     if m.state is not PairState.REFUSED and not any(o.state.status.value == "UNKNOWN" for lg in m.legs for o in lg.orders):

@@ -134,6 +134,10 @@ class AlertSinkProtocol(Protocol):
 #: the monitor of the ALERT a pair coordinator raises itself when it escalates a pair (the risk
 #: guard's own reaction to the same pair is its ``unhedged`` monitor, on the pair summary)
 PAIR_ESCALATION = "pair_escalation"
+#: the monitor of a coordinator's alerts on a strategy's residual book (sub-lot residuals carried
+#: instead of escalating their pairs): yellow for each one booked, red (strategy halted) past
+#: ``CoordinatorConfig.max_residual_lots_b``, info when a full pair takes the book back
+RESIDUAL_BOOK = "residual_book"
 
 
 def coordinator_alert(*, alert_id: str, monitor: str, strategy: str, level: str, action: str, message: str,

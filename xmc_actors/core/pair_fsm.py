@@ -17,6 +17,8 @@ Lifecycle (``PairState``)::
      │               ▼
      │          ROLLING_BACK (unwind the excess on the over-filled leg, IOC within the rollback policy)
      │               ├─▶ ROLLED_BACK (flat) or HEDGED (balanced at a smaller size)
+     │               ├─▶ HEDGED, residual booked (unwind impossible, what is left is smaller than one
+     │               │   leg-B lot: carried in the strategy's residual book, yellow; red past its limit)
      │               └─▶ ESCALATED (red alert, strategy halted, exact residual recorded)
      └─refused─▶ REFUSED
 
@@ -37,7 +39,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Callable, Final, Iterable, Mapping, Union
 
-from pydantic import BaseModel, ConfigDict, NonNegativeFloat, NonNegativeInt, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt, ValidationError
 
 from ..model.errors import IllegalTransition
 from ..model.events import Event, EventKind
@@ -48,7 +50,7 @@ from ..model.orders import (
 )
 from ..model.pairs import ExecutionMode, LegIntent, PairIntent, PairState
 from ..model.risk import TradingState
-from .alerts import PAIR_ESCALATION, coordinator_alert
+from .alerts import PAIR_ESCALATION, RESIDUAL_BOOK, coordinator_alert
 from .clock import Clock
 from .pretrade import AllowAll, Denial, PreTradeCheck
 from .sink import EventMaker
@@ -108,9 +110,23 @@ class CoordinatorConfig(BaseModel):
         their way to the gateways (measured: a quarter of the Ray floor on a two-core host).
         A strategy loses nothing: it learns the outcome from ``on_pair_done``, and a refusal
         or a duplicate is answered at once.
+    book_sub_lot_residuals
+        A pair whose unwind budget is spent (attempts or time) or whose unwind is denied, with
+        no order live or unknown and legs balanced within one leg-B lot (``sizing.is_balanced``,
+        each leg within 0..its target), ends HEDGED with that residual carried in its
+        strategy's **residual book** (a yellow ``residual_book`` ALERT) instead of ESCALATED:
+        a residual smaller than one lot of leg B cannot be hedged on leg B, and the strategy,
+        which sizes leg B against what it holds, takes it back with its next move. False: such
+        a pair is escalated (the behaviour before the book).
+    max_residual_lots_b
+        A strategy's residual book past this many leg-B lots (absolute, summed over its pairs
+        with a booked residual since its last pair that filled both legs in full) is red: the
+        strategy is halted, as for an escalated pair.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    book_sub_lot_residuals: bool = True
+    max_residual_lots_b: Decimal = Field(Decimal(2), gt=0)
     ack_timeout_ms: PositiveInt = 500
     cancel_timeout_ms: PositiveInt = 500
     call_timeout_ms: PositiveInt = 2_000
@@ -331,6 +347,7 @@ class PairMachine:
         self.rollback_started_ns = 0
         self.reason = ""
         self.residual: dict[str, Any] | None = None
+        self.residual_booked: dict[str, Any] | None = None  # a sub-lot residual carried in the strategy's book
         self.pushed_nets: tuple[int, ...] | None = None  # the legs' nets in the last summary pushed
         self.lead: Leg | None = None
         self.out: list[Command] = []
@@ -668,8 +685,12 @@ class PairMachine:
                 self._wind_down("DEADLINE")
         elif kind == "rollback":
             if self.state is PairState.ROLLING_BACK:
-                acted = "escalate"
-                self._escalate("rollback time budget spent")
+                if self._sub_lot_residual():
+                    acted = "book the sub-lot residual"
+                    self._book_residual("rollback time budget spent")
+                else:
+                    acted = "escalate"
+                    self._escalate("rollback time budget spent")
         elif kind in ("ack", "cancel", "query", "stale"):
             coid = arg.rsplit(":", 1)[0] if kind == "query" else arg
             found = self._find(coid)
@@ -751,10 +772,19 @@ class PairMachine:
             self._restate_residual()
             return
         if self.state in (PairState.HEDGED, PairState.ROLLED_BACK):
-            if any(lg.live_order() for lg in self.legs) or self._needs_unwind():
+            # a pair that ended with a sub-lot residual booked is off its balanced target on
+            # purpose: only a change of what it holds (a late fill) re-opens it
+            as_booked = self.residual_booked is not None and all(
+                self.residual_booked["legs"][lg.name]["net"] == lg.net for lg in self.legs)
+            if any(lg.live_order() for lg in self.legs) or (self._needs_unwind() and not as_booked):
                 self._to(PairState.ROLLING_BACK, "LATE_FILL")
+                self.residual_booked = None  # booked again (or taken out) when it ends again
                 self._begin_rollback()
             else:
+                if self.residual_booked is not None and not as_booked:
+                    # a late fill brought it to its balanced target: nothing of it stays in the book
+                    self.residual_booked = None
+                    self.book._residual_set(self, None)
                 self._restate_finished()
                 return
         if self.state in (PairState.WORKING, PairState.REPLENISHING) and not self.winding_down:
@@ -845,6 +875,12 @@ class PairMachine:
             self._finish(self.reason or "rolled back")
             return
         policy = self.intent.rollback
+        spent = [(leg, leg.net - t) for leg, t in zip(self.legs, targets)
+                 if leg.net != t and leg.unwinds >= policy.max_attempts]
+        if spent and self._sub_lot_residual():
+            leg, delta = spent[0]
+            self._book_residual(f"leg {leg.name}: rollback attempts spent, {delta} lots left to unwind")
+            return
         for leg, target in zip(self.legs, targets):
             delta = leg.net - target
             if delta == 0:
@@ -863,7 +899,10 @@ class PairMachine:
                        side=side.value, price=str(px), attempt=leg.unwinds, slippage_ticks=ticks,
                        latency_us=None)
             if not self._send(leg, req, unwind=True):
-                self._escalate(f"leg {leg.name}: unwind order denied")
+                if self._sub_lot_residual():
+                    self._book_residual(f"leg {leg.name}: unwind order denied")
+                else:
+                    self._escalate(f"leg {leg.name}: unwind order denied")
                 return
 
     # -- endings ---------------------------------------------------------------------------
@@ -875,7 +914,49 @@ class PairMachine:
         self._track_unhedged()
         self.book.close_pair(self.did)
         self.out.append(CancelTimers(self.did))
+        if self.residual_booked is None:
+            # finished at its balanced target: nothing of it stays in the book (a pair re-opened
+            # by a late fill and unwound to its target takes back what it had booked)
+            self.book._residual_set(self, None)
+        if target is PairState.HEDGED and all(lg.net == lg.spec.qty for lg in self.legs):
+            # both legs filled in full: the strategy sized leg B against its holding, so this move
+            # took back what the book held for it (whole lots: within half a B lot of its ratio)
+            self.book._residual_clear(self)
         self._notify_done()
+
+    def _sub_lot_residual(self) -> bool:
+        """The pair can stop here with what it holds carried in its strategy's residual book: no
+        order is live or unknown, each leg holds between 0 and its target, and the legs are
+        balanced within one leg-B lot (the residual, in leg-B terms, is smaller than a B lot:
+        no B order can hedge it)."""
+        if not self.book.config.book_sub_lot_residuals:
+            return False
+        if any(o.live for lg in self.legs for o in lg.orders):
+            return False
+        a, b = self.legs
+        if any(lg.net < 0 or lg.net > lg.target for lg in self.legs):
+            return False
+        return is_balanced(a.net, b.net, self.intent.hedge_ratio, b.inst.lot_size)
+
+    def _book_residual(self, why: str) -> None:
+        """End the pair HEDGED within tolerance, its sub-lot residual carried in the strategy's book."""
+        a, b = self.legs
+        ta, tb = self._rollback_targets()
+        imbalance = Decimal(b.net) - Decimal(a.net) * self.intent.hedge_ratio
+        total = self.book._residual_set(self, imbalance)
+        self.residual_booked = {
+            "imbalance_b_lots": str(imbalance), "book_b_lots": str(total), "lot_b": b.inst.lot_size,
+            "legs": {lg.name: {"instrument": lg.spec.instrument, "net": lg.net, "balanced_target": t,
+                               "residual": lg.net - t} for lg, t in ((a, ta), (b, tb))},
+        }
+        reason = (f"SUB_LOT_RESIDUAL: {why}; {self.residual_booked['legs']['A']['net']} A / "
+                  f"{self.residual_booked['legs']['B']['net']} B lots held, {imbalance} B lots off the hedge "
+                  f"(less than one B lot of {b.inst.lot_size}): carried in {self.intent.strategy}'s residual book "
+                  f"({total} B lots)")
+        self.reason = reason
+        self._emit(EventKind.RECONCILE, reason=reason, action="residual_booked", residual=self.residual_booked)
+        self.book._residual_alert(self, reason, total, b.inst.lot_size)
+        self._finish(reason)
 
     def _residual(self) -> dict[str, Any]:
         ta, tb = self._rollback_targets()
@@ -902,6 +983,9 @@ class PairMachine:
         self.reason = reason
         self.ended_ns = self.book.clock.now_ns()
         self.residual = self._residual()
+        if self.residual_booked is not None:  # re-opened, then escalated: the escalation holds it now
+            self.residual_booked = None
+            self.book._residual_set(self, None)
         self._emit(EventKind.ALERT, reason=reason, **escalation_alert(
             self.did, self.intent.strategy, reason, self.ended_ns,
             max((abs(v["residual"]) for v in self.residual["legs"].values()), default=0), residual=self.residual))
@@ -968,6 +1052,7 @@ class PairMachine:
             "reason": self.reason, "ts_ns": self.book.clock.now_ns(),
             "complete": all(lg.net == lg.target for lg in self.legs) and self.state is PairState.HEDGED,
             "unhedged_ms": self.unhedged_ns() / 1e6, "legs": legs, "residual": self.residual,
+            "residual_booked": self.residual_booked,
             "started_ns": self.started_ns, "ended_ns": self.ended_ns,
         }
 
@@ -1026,7 +1111,68 @@ class PairBook:
         # (their orders are not rebuilt); a fill for one of their orders escalates
         self.forgotten: dict[str, Forgotten] = {}
         self.bad_inputs: dict[str, int] = {}
+        # per strategy: decision id -> the sub-lot residual (leg-B lots off the hedge) its pair
+        # ended with and carried in the book (see CoordinatorConfig.book_sub_lot_residuals)
+        self.residual_book: dict[str, dict[str, Decimal]] = {}
+        self.residual_level: dict[str, str] = {}  # per strategy: level of the book's last alert
         self.out: list[Command] = []
+
+    # -- the residual book -----------------------------------------------------------------
+    def residual_total(self, strategy: str) -> Decimal:
+        """Leg-B lots the strategy holds off its hedge through booked residuals (signed: + is B over-hedged)."""
+        return sum(self.residual_book.get(strategy, {}).values(), Decimal(0))
+
+    def _residual_set(self, m: PairMachine, imbalance: Decimal | None) -> Decimal:
+        s = m.intent.strategy
+        entries = self.residual_book.get(s)
+        if imbalance is None:
+            if entries is None or m.did not in entries:
+                return self.residual_total(s)
+            del entries[m.did]
+            if not entries:
+                del self.residual_book[s]
+        else:
+            self.residual_book.setdefault(s, {})[m.did] = imbalance
+        return self.residual_total(s)
+
+    def _residual_clear(self, m: PairMachine) -> None:
+        """A pair of the strategy filled both legs in full: its holding is back on the hedge (the
+        strategy sized leg B against it), the book is emptied (an info alert closes it)."""
+        s = m.intent.strategy
+        entries = self.residual_book.pop(s, None)
+        if not entries:
+            return
+        was = self.residual_level.pop(s, "")
+        if was:
+            m._emit(EventKind.ALERT, reason=f"{s}: residual book emptied by pair {m.did}", **coordinator_alert(
+                alert_id=f"{s}:residual_book", monitor=RESIDUAL_BOOK, strategy=s, level="info", action="none",
+                message=f"pair {m.did} filled both legs in full, sized against the strategy's holding: the "
+                        f"residual book ({', '.join(sorted(entries))}) is taken back", value=0.0,
+                threshold=float(self.config.max_residual_lots_b), opened_ns=self.clock.now_ns(), resolved=True,
+                book_b_lots="0", pairs=sorted(entries)))
+
+    def _residual_alert(self, m: PairMachine, reason: str, total: Decimal, lot_b: int) -> None:
+        """Yellow for every residual booked (and for a book of one whole B lot or more: the
+        strategy's next move hedges it); red past ``max_residual_lots_b``: the strategy is
+        halted as for an escalated pair."""
+        s = m.intent.strategy
+        cap = self.config.max_residual_lots_b
+        red = abs(total) > cap
+        level = "red" if red else "yellow"
+        whole = abs(total) >= lot_b
+        msg = (f"{reason}; book {total} B lots"
+               + (f" is past its limit of {cap}: strategy halted" if red else
+                  (" (a whole B lot or more: the strategy's next move hedges it)" if whole else "")))
+        m._emit(EventKind.ALERT, reason=msg, **coordinator_alert(
+            alert_id=f"{s}:residual_book", monitor=RESIDUAL_BOOK, strategy=s, level=level,
+            action="halt" if red else "none", message=msg, value=float(abs(total)), threshold=float(cap),
+            opened_ns=self.clock.now_ns(), escalated=red and self.residual_level.get(s) != "red",
+            book_b_lots=str(total), pairs=sorted(self.residual_book.get(s, {})),
+            residual=m.residual_booked))
+        self.residual_level[s] = level
+        if red:
+            self.halt_scope("strategy", s)
+            m.out.append(HaltStrategy(s, m.did, msg))
 
     # -- helpers ---------------------------------------------------------------------------
     def _bad_input(self, where: str, detail: str, decision_id: str = "") -> None:
