@@ -73,8 +73,9 @@ def test_one_sigint_stops_a_running_xmc_run_cleanly_with_every_pair_resolved(tmp
     # Assert
     out = "".join(lines.seen) + lines.rest()
     err = proc.stderr.read()
-    assert rc == 0, out + err
-    assert "run 'cli-sigint' finished in" in out and "pairs by outcome" in out
+    assert rc == 130, out + err  # interrupted, said so by the exit code as shells expect
+    assert "run 'cli-sigint' was interrupted after" in out and "pairs by outcome" in out
+    assert "interrupted: stopping cleanly" in err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     states = last_pair_states(tmp_path / "ledger")
     assert states, "no pair traded before the signal"

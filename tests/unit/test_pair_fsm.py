@@ -815,3 +815,69 @@ def test_with_the_residual_book_off_a_sub_lot_residual_escalates_as_before() -> 
     book = PairBook(INSTRUMENTS, SimClock(), config=CoordinatorConfig(book_sub_lot_residuals=False))
     cmds = _copper("d1", book, a_fill=3)
     assert book.pairs["d1"].state is PairState.ESCALATED and only(cmds, HaltStrategy)
+
+
+class _RefuseUnwinds:
+    """A checker that refuses the first ``n`` risk-reducing orders with ``code``."""
+
+    def __init__(self, code: str, n: int) -> None:
+        self.code, self.left = code, n
+
+    def check_pair(self, intent, now_ns):  # noqa: ANN001, ANN201
+        return PreTradeResult(True)
+
+    def allows_order(self, strategy, venue, instrument, reduce_only, now_ns):  # noqa: ANN001, ANN201
+        if reduce_only and self.left > 0:
+            self.left -= 1
+            return Denial(self.code, "refused for the test")
+        return None
+
+    def on_order_done(self, *a):  # noqa: ANN002, ANN201
+        pass
+
+    def update_grant(self, grant):  # noqa: ANN001, ANN201
+        pass
+
+
+def test_an_unwind_refused_for_the_order_rate_is_tried_again_and_the_pair_rolls_back() -> None:
+    # Arrange: leg B is rejected for good, leg A fills; the first unwinds meet the order-rate
+    # throttle (as after a coordinator restart, before the risk guard's first grant)
+    chk = _RefuseUnwinds("ORDER_RATE_EXCEEDED", 2)
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": Behaviour(reject=1.0, reject_reasons=(RejectReason.LIMIT_LOCKED,))}, checker=chk)
+    # Act
+    h.submit(intent(mode=ExecutionMode.SPEED))
+    h.drain()
+    # Assert: unwound after the refusals passed, not escalated
+    m = h.book.pairs["d1"]
+    assert chk.left == 0
+    assert m.state is PairState.ROLLED_BACK, (m.state, m.reason)
+    assert [e for e in h.sink.events if e.kind is EventKind.RISK_DECISION and not e.payload.get("allowed", True)]
+
+
+def test_an_unwind_refused_because_trading_is_halted_is_escalated_at_once() -> None:
+    # a HALTED scope is final: nothing is retried
+    chk = _RefuseUnwinds("TRADING_HALTED", 100)
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": Behaviour(reject=1.0, reject_reasons=(RejectReason.LIMIT_LOCKED,))}, checker=chk)
+    h.submit(intent(mode=ExecutionMode.SPEED))
+    h.drain()
+    assert h.book.pairs["d1"].state is PairState.ESCALATED
+    assert chk.left == 99
+
+
+def test_a_fill_reported_twice_is_recorded_as_a_repeat_that_books_nothing() -> None:
+    # Arrange: a hedged pair whose leg A fill (trade T-A) the venue then reports again
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS})
+    h.submit(intent())
+    h.drain()
+    m = h.book.pairs["d1"]
+    assert m.state is PairState.HEDGED
+    a = m.legs[0].orders[0]
+    (tid,) = a.state.trade_ids
+    nets = [lg.net for lg in m.legs]
+    # Act
+    h.run(h.book.on_reports([fill(a.coid, a.state.request.qty, a.state.request.qty, tid)]))
+    h.drain()
+    # Assert: in the trail as a repeat with nothing booked; the pair unchanged
+    last = [e for e in h.sink.by_decision("d1") if e.kind is EventKind.ORDER_REPORT][-1]
+    assert last.payload["trade_id"] == tid and last.payload["repeat"] is True and last.payload["fill_qty"] == 0
+    assert [lg.net for lg in m.legs] == nets and m.state is PairState.HEDGED

@@ -261,3 +261,29 @@ def test_a_deployments_gateways_name_their_journals(scenario):
     # Assert
     assert [(s.venue, s.path.name) for s in sources] == [("LME", "gateway-LME.venue"), ("SHFE", "gateway-SHFE.venue")]
     assert len(without) == 2 and "COMEX" in without[0] and "fix" in without[1]
+
+
+def _ev(kind: EventKind, n: int, **payload) -> Event:
+    return Event(event_id=f"e{n:04d}", ts_ns=1_000 + n, kind=kind, venue="LME", decision_id="d1", payload=payload)
+
+
+def test_a_fill_known_to_the_coordinator_only_as_a_quantity_is_in_the_trail_through_the_drop_copy() -> None:
+    # Arrange: the venue made trade T1; its answer was lost, so the coordinator learned the
+    # order FILLED from a status answer (no trade id), and the gateway recorded the execution
+    # as the venue's drop copy, twice (a restarted gateway records it again)
+    from xmc_actors.ledger.venue_records import VenueFill, VenueOrder, VenueRecord
+
+    rec = VenueRecord(venue="LME", source="test",
+                      orders=[VenueOrder(venue="LME", client_order_id="d1:B:0", status="FILLED", filled_qty=3)],
+                      fills=[VenueFill(venue="LME", client_order_id="d1:B:0", trade_id="T1", qty=3, price="9800")])
+    drop = {"report": {"kind": "FILL", "venue": "LME", "client_order_id": "d1:B:0",
+                       "fill": {"trade_id": "T1", "qty": 3}}}
+    trail = [_ev(EventKind.ORDER_SENT, 1, client_order_id="d1:B:0"),
+             _ev(EventKind.ORDER_REPORT, 2, client_order_id="d1:B:0", status="FILLED", filled=3),
+             _ev(EventKind.VENUE_DROP_COPY, 3, **drop), _ev(EventKind.VENUE_DROP_COPY, 4, **drop)]
+    # Act
+    counts = compare_with_venues(trail, [rec]).counts()
+    # Assert: not missing, and the repeated drop copy is not a double booking
+    assert counts["missing_fills"] == 0 and counts["duplicate_fills"] == 0
+    # without the drop copy the fill is missing: the check is not blind
+    assert compare_with_venues(trail[:2], [rec]).counts()["missing_fills"] == 1

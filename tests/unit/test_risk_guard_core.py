@@ -390,3 +390,31 @@ def test_a_venue_position_that_is_not_a_number_leaves_that_venue_unverified_inst
     assert g2.book.account == {"cn": {"SHFE.cu": 1}, "us": {"LME.CA3M": -1}}
     assert rep.unverified_venues == ["SHFE"] and rep.mismatches == []
     assert len([e for e in sink2.events if e.kind is EventKind.BAD_INPUT]) == 1
+
+
+def test_a_venue_reduced_automatically_while_down_is_active_again_when_it_answers() -> None:
+    # Arrange: the venue's connection drops: orange alert, automatic REDUCING of the venue
+    g, sink, clock = core()
+    out = g.on_gateway_status("LME", {"state": "DOWN"})
+    assert g.states == {"venue:LME": TradingState.REDUCING}
+    assert (("venue", "LME", TradingState.REDUCING) in out.state_changes)
+    # Act: it answers again
+    clock.advance(1_000_000)
+    out = g.on_gateway_status("LME", {"state": "UP"})
+    # Assert: lifted by the monitor that set it, and recorded as such
+    assert g.states == {} and ("venue", "LME", TradingState.ACTIVE) in out.state_changes
+    ops = [e.payload for e in sink.events if e.kind is EventKind.OPERATOR]
+    assert ops[-1]["state"] == "ACTIVE" and ops[-1]["operator"] == "auto:venue_state" and ops[-1]["auto"] is True
+
+
+def test_an_operators_halt_of_a_venue_is_not_lifted_when_the_venue_answers_again() -> None:
+    # Arrange: down (automatic REDUCING), then an operator halts the venue
+    g, _, clock = core()
+    g.on_gateway_status("LME", {"state": "DOWN"})
+    g.set_trading_state("venue", "LME", TradingState.HALTED, "alice", "until the broker explains")
+    # Act
+    clock.advance(1_000_000)
+    g.on_gateway_status("LME", {"state": "UP"})
+    # Assert: the operator's decision stands
+    assert g.states == {"venue:LME": TradingState.HALTED}
+

@@ -106,6 +106,11 @@ def test_restarted_gateway_reconciles_recovered_orders_to_their_owner_and_the_le
     pushes = core.drain_pushes()
     (rep,) = pushes["coordinator"]
     assert rep.kind is ExecReportKind.STATUS and rep.status is OrderStatus.FILLED and rep.filled_qty == 3
+    # and the trail gets each execution the venue made, with its trade id, as the venue's drop
+    # copy: the previous life may have died holding them (the owner is not pushed them again)
+    venue_trades = {r["trade_id"] for r in again.drop_copy() if r["trade_id"]}
+    drop = [e for e in sink.events if e.kind is EventKind.VENUE_DROP_COPY]
+    assert venue_trades and {e.payload["report"]["fill"]["trade_id"] for e in drop} == venue_trades
     assert rep.avg_price == Decimal("72010") and rep.decision_id == "d9" and rep.leg == "B"
     rec = [e for e in sink.events if e.kind is EventKind.RECONCILE]
     assert rec[0].decision_id == "d9" and rec[0].payload["status"] == "FILLED" and rec[0].account == "us"
@@ -122,3 +127,32 @@ def test_a_gateway_without_venue_memory_reconciles_nothing(tmp_path):
 
     assert core.reconcile() == {"orders": 0, "live": 0, "with_fills": 0}
     assert sim.journal is None
+
+
+def test_a_status_answer_that_reveals_unheard_fills_brings_each_execution_with_its_trade_id(tmp_path):
+    # Arrange: the venue fills an order but its answer is lost (no_ack_next): the gateway knows
+    # nothing of the fill and the order is UNKNOWN to it
+    clock = SimClock(T0)
+    sim, _ = _sim(tmp_path, restart=False, clock=clock)
+    sink = MemorySink()
+    core = GatewayCore(venue("SHFE"), [instrument("SHFE.cu")], sim, clock, sink, name="gateway-SHFE")
+    _market(sim, clock, 72000, 72010, size=4)
+    sim.inject({"kind": "no_ack_next"})
+    first, _ = core.place(order("SHFE.cu", "BUY", 3, "72010", decision_id="d7", leg="A", order_type=OrderType.IOC,
+                                tif=TimeInForce.IOC, owner="coordinator"))
+    assert first[0].kind is ExecReportKind.STATUS and first[0].status is OrderStatus.UNKNOWN
+    core.drain_pushes()
+    # Act: the owner asks the venue
+    status = core.query("d7:A:0")
+    # Assert: the answer says FILLED, and the owner is pushed each execution with its trade id,
+    # which the trail records as the venue's drop copy
+    assert status.status is OrderStatus.FILLED and status.filled_qty == 3
+    fills = core.drain_pushes()["coordinator"]
+    venue_trades = {r["trade_id"] for r in sim.drop_copy() if r["trade_id"]}
+    assert {f.fill.trade_id for f in fills} == venue_trades and sum(f.fill.qty for f in fills) == 3
+    core.flush_drop_copy()
+    assert {e.payload["report"]["fill"]["trade_id"] for e in sink.events
+            if e.kind is EventKind.VENUE_DROP_COPY and e.payload["report"]["kind"] == "FILL"} == venue_trades
+    # asking again brings nothing twice
+    core.query("d7:A:0")
+    assert core.drain_pushes().get("coordinator", []) == []

@@ -114,6 +114,7 @@ class PairCoordinator:
             pass
         self.recovered: dict[str, Any] | None = None  # what a restart recovered (status())
         self._recover_lock = asyncio.Lock()
+        self._recover_task: asyncio.Task[None] | None = None
         self.health = VenueHealth([], self.clock, sink=self.sink)
         self.health.subscribe(self._on_venue_change)
         self._health_task: asyncio.Task[None] | None = None
@@ -321,7 +322,15 @@ class PairCoordinator:
 
     async def on_risk_grant(self, grant: Any) -> Any:
         """From the RiskGuard: hand the grant to the checker; returns the checker's ack."""
+        self._kick_recover()
         return self.book.on_risk_grant(grant)
+
+    def _kick_recover(self) -> None:
+        """A restarted coordinator recovers on its first call of any kind, not only on a submit or
+        a report: its strategies may be waiting, without a word, for the outcome of a pair the
+        crash cut off (only the recovery pushes it again)."""
+        if self.reconstructed and self.recovered is None and (self._recover_task is None or self._recover_task.done()):
+            self._recover_task = asyncio.get_running_loop().create_task(self._ensure_registered())
 
     async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str = "") -> dict[str, Any]:
         """From the RiskGuard / operator: applied before any further order is sent.
@@ -342,6 +351,7 @@ class PairCoordinator:
 
     # -- views -----------------------------------------------------------------------------
     async def status(self) -> dict[str, Any]:
+        self._kick_recover()
         out = self.book.status()
         out["name"] = self.name
         out["gateways"] = sorted(self.gateways)

@@ -143,6 +143,13 @@ class GatewayCore:
         out = []
         offset_ns = None  # one estimate for the reports of one answer
         for r in reps:
+            if r.fill is not None:
+                st = self.orders.get(r.client_order_id)
+                if st is not None and r.fill.trade_id in st.trade_ids:
+                    # the venue's repeat of an execution this gateway already recorded (a
+                    # delayed report of a trade recovered from the venue): nothing to pass on
+                    self.counters["repeated_executions"] += 1
+                    continue
             if offset_ns is None and r.venue_ts_ns:
                 offset_ns = round(self.offset().offset_ns)
             r = self._stamp(r, offset_ns)
@@ -288,6 +295,12 @@ class GatewayCore:
             self.orders[req.client_order_id] = st
             rep = self._stamp(rep)
             self._pushes[req.owner].append(rep)
+            if rep.filled_qty:
+                # the drop copies of its fills may have died with the previous life: the trail
+                # gets each execution again as the venue's word. Not pushed: the owner has the
+                # STATUS, and a pair it has already finished (or forgotten) must not take a fill
+                # it booked once as a new one
+                self.recover_executions(req.client_order_id, rep.filled_qty, push=False)
             live += rep.status.is_live
             filled += rep.filled_qty > 0
             self.sink.emit(self.events.make(
@@ -302,6 +315,43 @@ class GatewayCore:
                                         reason="gateway restarted: venue state reconciled", **out))
         return out
 
+    def recover_executions(self, client_order_id: str, venue_filled: int, push: bool = True) -> int:
+        """The venue says the order has ``venue_filled`` lots filled; if this gateway recorded
+        fewer (the answer that carried them was lost, or this process restarted), fetch the
+        venue's executions of the order (adapter ``executions``, when it has one) and record
+        each one not seen yet (its drop copy, trade id and price) and push it to the order's
+        owner (``push``), so that the trail holds every execution, not only a cumulative
+        quantity. The owner de-duplicates by trade id. Returns how many executions were recovered."""
+        fetch = getattr(self.adapter, "executions", None)
+        st = self.orders.get(client_order_id)
+        if fetch is None or venue_filled <= 0:
+            return 0
+        seen = set(st.trade_ids) if st is not None else set()
+        if st is not None and st.filled_qty >= venue_filled and len(seen) > 0:
+            return 0
+        got = [r for r in fetch(client_order_id) if r.fill is not None and r.fill.trade_id not in seen]
+        if not got:
+            return 0
+        self.counters["executions_recovered"] += len(got)
+        out = []
+        for r in got:
+            # recorded as the venue's word (drop copy) without replaying them through our order
+            # state, which the status answer already moved to where the venue has it
+            r = self._stamp(r)
+            if st is not None:
+                st.trade_ids.add(r.fill.trade_id)  # type: ignore[union-attr]
+            acct = st.request.account if st is not None else ""
+            if self.defer_drop_copy:
+                self._drop_pending.append((r, acct, r.ts_ns or self.clock.now_ns()))
+            else:
+                self._drop_copy(r, acct, r.ts_ns or None)
+            out.append(r)
+        if st is not None:
+            st.filled_qty = max(st.filled_qty, venue_filled)
+        if push:
+            self._queue_push(out)
+        return len(out)
+
     def query(self, client_order_id: str) -> ExecutionReport | None:
         """STATUS of an order as the venue knows it; None if the venue never saw it."""
         if self.adapter.connected():
@@ -315,6 +365,7 @@ class GatewayCore:
                     st.transition(rep.status)
                 except Exception:  # noqa: BLE001
                     pass
+            self.recover_executions(client_order_id, rep.filled_qty)
             return rep
         st = self.orders.get(client_order_id)
         if st is None:

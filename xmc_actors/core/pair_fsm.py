@@ -71,6 +71,12 @@ PAIR_TRANSITIONS: Final[dict[PairState, frozenset[PairState]]] = {
 BPS = Decimal(10_000)
 
 
+
+#: denials that pass by themselves: an unwind refused for one of these is tried again after
+#: UNWIND_RETRY_NS instead of being escalated (HALTED and the like are final)
+TRANSIENT_DENIALS = frozenset({"ORDER_RATE_EXCEEDED", "NO_GRANT", "GRANT_EXPIRED"})
+UNWIND_RETRY_NS = 200_000_000
+
 class CoordinatorConfig(BaseModel):
     """Timers and retry bounds of the pair coordinator.
 
@@ -344,6 +350,7 @@ class PairMachine:
         self.ended_ns = 0
         self.deadline_ns = intent.deadline_ns or (now_ns + book.config.default_deadline_ms * 1_000_000)
         self.winding_down = ""          # reason the pair stopped trying to complete
+        self.last_denial: Denial | None = None  # the gate's answer to the last order tried
         self.rollback_started_ns = 0
         self.reason = ""
         self.residual: dict[str, Any] | None = None
@@ -456,7 +463,7 @@ class PairMachine:
         )
 
     def _send(self, leg: Leg, req: OrderRequest, unwind: bool) -> bool:
-        denial = self.book.gate(self.intent.strategy, leg, req.reduce_only)
+        denial = self.last_denial = self.book.gate(self.intent.strategy, leg, req.reduce_only)
         if denial is not None:
             self._emit(EventKind.RISK_DECISION, leg=leg, reason=str(denial), allowed=False,
                        client_order_id=req.client_order_id, unwind=unwind)
@@ -524,6 +531,9 @@ class PairMachine:
             return
         leg, order = found
         before_status, before_filled = order.state.status, order.filled
+        # a fill whose trade id this order already booked (the venue or a recovery said it
+        # twice): recorded as what it is, a repeat that books nothing
+        repeat = rep.fill is not None and rep.fill.trade_id in order.state.trade_ids
         latency = None
         if rep.kind in (ExecReportKind.ACK, ExecReportKind.REJECTED) and order.coid not in self.acked_ns:
             self.acked_ns[order.coid] = self.book.clock.now_ns()
@@ -551,7 +561,8 @@ class PairMachine:
                    status=order.state.status.value, prior=before_status.value, filled=order.filled,
                    late_fill=order.late_filled > 0 and order.filled > before_filled and
                    before_status in (OrderStatus.CANCELED, OrderStatus.EXPIRED),
-                   trade_id=rep.fill.trade_id if rep.fill else "", fill_qty=rep.fill.qty if rep.fill else 0,
+                   trade_id=rep.fill.trade_id if rep.fill else "",
+                   fill_qty=rep.fill.qty if rep.fill and not repeat else 0, repeat=repeat,
                    fill_price=str(rep.fill.price) if rep.fill else "", text=rep.text,
                    # the ledger's slippage convention: price (average fill) against ref_price
                    # (the trigger), by side; an unwind has no trigger to be measured against
@@ -683,6 +694,10 @@ class PairMachine:
             if self.state in (PairState.WORKING, PairState.REPLENISHING) and not self.winding_down:
                 acted = "wind down"
                 self._wind_down("DEADLINE")
+        elif kind == "unwind_retry":
+            if self.state is PairState.ROLLING_BACK:
+                acted = "unwind again"
+                self._drive_rollback()
         elif kind == "rollback":
             if self.state is PairState.ROLLING_BACK:
                 if self._sub_lot_residual():
@@ -899,6 +914,13 @@ class PairMachine:
                        side=side.value, price=str(px), attempt=leg.unwinds, slippage_ticks=ticks,
                        latency_us=None)
             if not self._send(leg, req, unwind=True):
+                if self.last_denial is not None and self.last_denial.code in TRANSIENT_DENIALS:
+                    # a passing refusal (no grant yet after a restart, the order rate): the unwind
+                    # is tried again shortly, without spending an attempt; the rollback time
+                    # budget still bounds it (its timer escalates or books the residual)
+                    leg.unwinds -= 1
+                    self._timer("unwind_retry", UNWIND_RETRY_NS)
+                    return
                 if self._sub_lot_residual():
                     self._book_residual(f"leg {leg.name}: unwind order denied")
                 else:

@@ -48,6 +48,14 @@ LIMIT_SECTIONS = ("default_limits", "instruments", "strategies", "max_account_po
                   "daily_counts", "occupancy", "monitors", "risk")
 
 
+
+#: monitors whose automatic REDUCE/HALT is lifted when their alert resolves, provided nobody
+#: changed the scope's state since: a venue whose gateway or connection was down and answers
+#: again (``venue_state``). Other automatic actions (unhedged exposure, reject ratio, occupancy,
+#: slippage) hold until an operator resumes: their cause is a judgement, not a link.
+SELF_CLEARING_MONITORS = frozenset({"venue_state"})
+
+
 @dataclass(slots=True)
 class GuardOutput:
     """What the actor must do after feeding the core: send alerts, push states, re-grant."""
@@ -127,6 +135,8 @@ class RiskGuardCore:
         self.capital = CapitalPool(accounts, self.instruments, fx, base_currency)
         self.leases = LeaseBook()
         self.states: dict[str, TradingState] = {}
+        # who set each state that is not ACTIVE ("auto:<monitor>" for an automatic action)
+        self.state_setter: dict[str, str] = {}
         self.throttled: dict[str, str] = {}        # scope key -> monitor that throttled it
         self.monitors = MonitorSet(config.monitors)
         self.alerts = AlertManager(config, self.maker.new_id)
@@ -328,6 +338,16 @@ class RiskGuardCore:
                 if self.throttled.get(sk) == f"{a.monitor}:{a.scope}:{a.key}":
                     del self.throttled[sk]
                     out.regrant = True
+                if a.monitor in SELF_CLEARING_MONITORS and sk in self.states \
+                        and self.state_setter.get(sk) == f"auto:{a.monitor}":
+                    # the condition that set it is gone (the venue answers again) and nobody has
+                    # changed the state since: lifted by the same monitor; an operator's own
+                    # change of the scope is never undone automatically
+                    scope, _, key = sk.partition(":")
+                    self._set_state(scope, key or None, TradingState.ACTIVE, f"auto:{a.monitor}",
+                                    f"alert {a.alert_id} resolved: {a.message}", auto=True)
+                    out.state_changes.append((scope, key or None, TradingState.ACTIVE))
+                    out.regrant = True
                 continue
             if a.action is AlertAction.THROTTLE and sk not in self.throttled:
                 self.throttled[sk] = f"{a.monitor}:{a.scope}:{a.key}"
@@ -362,10 +382,12 @@ class RiskGuardCore:
         prev = self.states.get(sk, TradingState.ACTIVE)
         if st is TradingState.ACTIVE:
             self.states.pop(sk, None)
+            self.state_setter.pop(sk, None)
             # resuming lifts automatic throttles on the scope too
             self.throttled.pop(sk, None)
         else:
             self.states[sk] = st
+            self.state_setter[sk] = op
         ev = self.maker.make(EventKind.OPERATOR, reason=f"{st.value} {sk}", strategy=(key or "") if scope == "strategy" else "",
                              venue=(key or "") if scope == "venue" else "", action="trading_state", scope=scope,
                              key=key, state=st.value, previous=prev.value, operator=op, note=reason, auto=auto)
@@ -552,9 +574,11 @@ class RiskGuardCore:
                 st = TradingState(p["state"])
                 if st is TradingState.ACTIVE:
                     self.states.pop(sk, None)
+                    self.state_setter.pop(sk, None)
                     self.throttled.pop(sk, None)
                 else:
                     self.states[sk] = st
+                    self.state_setter[sk] = str(p.get("operator", ""))
             elif p.get("action") == "set_limit":
                 new, _ = _apply_limit(self.cfg, p["section"], p.get("key"), p.get("field"), p.get("value"))
                 self._install(new)

@@ -52,6 +52,10 @@ FxProvider = Callable[[str, str], "Decimal | None"]
 ReferenceProvider = Callable[[str], "tuple[Decimal, int] | None"]
 
 
+
+#: orders a second a coordinator without a grant may still send (risk-reducing ones only)
+NO_GRANT_REDUCE_ONLY_RATE_PER_S = 10
+
 class DenialCode(str, Enum):
     """Every reason a pair or an order is refused locally. One enum for the whole product."""
 
@@ -1050,7 +1054,10 @@ class PreTradeChecker:
         return d
 
     def _count_order(self, g: RiskGrant | None, strategy: str, venue: str, instrument: str, reduce_only: bool, now_ns: int) -> Denial | None:
-        rate = g.order_rate_per_s if g is not None else 1
+        # without a grant (a restarted coordinator before the risk guard's first), only
+        # risk-reducing orders get here; a rate of one a second escalated unwinds that a
+        # recovery sends together
+        rate = g.order_rate_per_s if g is not None else NO_GRANT_REDUCE_ONLY_RATE_PER_S
         windows = [(GLOBAL, rate)]
         if g is not None and g.throttled and not reduce_only:
             frac = g.config.throttle.throttled_fraction

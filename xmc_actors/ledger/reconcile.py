@@ -327,7 +327,20 @@ def compare_with_venues(trail: Iterable[Event], records: Iterable[VenueRecord], 
             fs.setdefault((f.client_order_id, f.trade_id), f)
     venue_of_order = {oid: code for code, os_ in v_orders.items() for oid in os_}
 
+    trail = list(trail)
     events = [e for e in trail if e.kind in (EventKind.ORDER_SENT, EventKind.ORDER_REPORT)]
+    # the gateways' drop copies: the venue's word as the gateway recorded it. A fill recorded
+    # there is in the trail even when the coordinator only learned it as a cumulative quantity
+    # (a status answer after the fill's own answer was lost); repeats of a drop copy (a restarted
+    # gateway records the venue's executions again) are not double bookings
+    dropped: set[tuple[str, str, str]] = set()
+    for e in trail:
+        if e.kind is EventKind.VENUE_DROP_COPY:
+            rep = e.payload.get("report")
+            fill = rep.get("fill") if isinstance(rep, Mapping) else None
+            if isinstance(fill, Mapping) and fill.get("trade_id"):
+                dropped.add((str(rep.get("venue") or e.venue), str(rep.get("client_order_id") or ""),
+                             str(fill["trade_id"])))
     sent: set[str] = set()
     first_ts: dict[str, int] = {}
     last_status: dict[str, tuple[int, str]] = {}
@@ -347,7 +360,11 @@ def compare_with_venues(trail: Iterable[Event], records: Iterable[VenueRecord], 
         if st and (oid not in last_status or e.ts_ns >= last_status[oid][0]):
             last_status[oid] = (e.ts_ns, str(st))
         tid = _trade_id(e)
-        if tid:
+        if tid and e.payload.get("repeat"):
+            # a report of a trade the coordinator had already booked, recorded as a repeat
+            # (fill_qty 0): present in the trail, not a second booking
+            dropped.add((venue_of_order.get(oid) or e.venue, oid, tid))
+        elif tid:
             venue = venue_of_order.get(oid) or e.venue
             fills_by_key.setdefault((venue, oid, tid), []).append(
                 TrailFill(venue, oid, tid, _fill_qty(e), e.event_id, e.ts_ns))
@@ -373,6 +390,7 @@ def compare_with_venues(trail: Iterable[Event], records: Iterable[VenueRecord], 
                 vr.duplicate_fills.append((oid, tid, len({f.event_id for f in tfs})))
             if (oid, tid) not in fills:
                 vr.unknown_fills.append(first)
+        trail_keys |= {(oid, tid) for venue, oid, tid in dropped if venue == code}
         vr.missing_fills = sorted((f for k, f in fills.items() if k not in trail_keys),
                                   key=lambda f: (f.ts_ns, f.client_order_id, f.trade_id))
         vr.orders_without_sent = sorted((o for o in orders.values() if o.client_order_id not in sent),

@@ -55,4 +55,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from .cli import main as xmc
 
         xmc(["audit", "trace", example, "--ledger", str(ledger)])
-    return 0
+    from .cmd_run import run_exit_code
+
+    return run_exit_code(summary)

@@ -111,7 +111,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         for line in summary.lines():
             print(line)
-    return 0
+    return run_exit_code(summary)
+
+
+def run_exit_code(summary: Any) -> int:
+    """0: the run ended as configured; 130: interrupted (Ctrl-C); 4: an actor fault ended it early."""
+    if any(str(f).startswith("run ended") for f in summary.faults):
+        return 4
+    return 130 if summary.interrupted else 0
 
 
 def _check_reachable(address: str | None, timeout_s: float = 3.0) -> None:

@@ -725,6 +725,11 @@ def install_sigint(stop_event: threading.Event) -> None:
         if stop_event.is_set():
             signal.default_int_handler(signum, frame)
         stop_event.set()
+        import sys
+
+        sys.stderr.write("\ninterrupted: stopping cleanly (open pairs finish or wind down, the ledger is flushed); "
+                         "Ctrl-C again aborts at once\n")
+        sys.stderr.flush()
 
     signal.signal(signal.SIGINT, handler)
 

@@ -524,6 +524,29 @@ class SimExchange:
         o = self.orders.get(client_order_id)
         return None if o is None else self._report(o, ExecReportKind.STATUS)
 
+    def executions(self, client_order_id: str) -> list[ExecutionReport]:
+        """Every fill the venue made for an order, as FILL reports in venue order (what a venue's
+        trade query or drop copy gives): the gateway asks when a status answer reveals fills it
+        never heard of (their answer was lost), so that each one reaches the trail with its
+        trade id, not only as a cumulative quantity."""
+        o = self.orders.get(client_order_id)
+        if o is None:
+            return []
+        req, out = o.req, []
+        for row in self.drop_copy_log:
+            if row.get("client_order_id") != client_order_id or not row.get("trade_id"):
+                continue
+            fill = Fill(trade_id=row["trade_id"], client_order_id=client_order_id, venue_order_id=o.venue_order_id,
+                        instrument=req.instrument, side=req.side, qty=int(row["fill_qty"]),
+                        price=Decimal(row["fill_price"]), ts_ns=int(row.get("venue_ts_ns") or row["ts_ns"]))
+            out.append(ExecutionReport(
+                kind=ExecReportKind.FILL, client_order_id=client_order_id, venue_order_id=o.venue_order_id,
+                venue=self.venue.code, instrument=req.instrument, status=OrderStatus(row["status"]),
+                filled_qty=int(row["filled_qty"]), leaves_qty=int(row["leaves_qty"]), fill=fill,
+                text="execution recovered from the venue", venue_ts_ns=int(row.get("venue_ts_ns") or 0),
+                decision_id=req.decision_id, leg=req.leg))
+        return out
+
     def recovered_orders(self) -> list[tuple[OrderRequest, ExecutionReport]]:
         """Every order the venue holds from before a restart (:meth:`restore`), with its STATUS,
         in the order the venue received them."""
