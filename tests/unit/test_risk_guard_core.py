@@ -81,12 +81,20 @@ def test_rebuild_restores_positions_states_limits_alerts_and_open_reservations_f
     g1.set_limit("default_limits", None, "max_order_qty", "7", "alice")
     # Act: a new guard rebuilds; the venue says cn holds 2 SHFE cu (one more than the ledger)
     g2, sink2, _ = core()
-    rep = g2.rebuild(list(reversed(sink.events)), {"cn": {"SHFE.cu": 2}, "us": {"LME.CA3M": -1}})
+    venue = {"cn": {"SHFE.cu": 2}, "us": {"LME.CA3M": -1}}
+    rep = g2.rebuild(list(reversed(sink.events)), venue)
     # Assert
     assert rep.booked_pairs == 1
     assert g2.book.strategy["s1"] == {"SHFE.cu": 1, "LME.CA3M": -1}
+    # d2 was in flight on cn: its fills may be what the venue holds beyond the ledger, so the
+    # difference waits until d2 is booked instead of being booked to nobody now
+    assert rep.in_flight == ["d2"] and rep.mismatches == []
+    assert rep.deferred == [{"account": "cn", "instrument": "SHFE.cu", "ledger": 1, "venue": 2}]
+    assert "venue:SHFE" not in g2.states
+    # d2 ends without a fill (the actor then checks again): the difference is a mismatch
+    vrep = g2.verify_positions(venue)
     assert g2.book.account["cn"]["SHFE.cu"] == 2 and g2.book.strategy["__unattributed__"] == {"SHFE.cu": 1}
-    assert rep.mismatches == [{"account": "cn", "instrument": "SHFE.cu", "ledger": 1, "venue": 2, "difference": 1}]
+    assert vrep.mismatches == [{"account": "cn", "instrument": "SHFE.cu", "ledger": 1, "venue": 2, "difference": 1}]
     # the mismatch is an orange alert on the account, whose action (REDUCING) applies to its venue
     assert g2.states == {"strategy:s9": TradingState.REDUCING, "venue:SHFE": TradingState.REDUCING}
     assert [(a.monitor, a.key, a.level.value) for a in g2.alerts.open_alerts() if a.monitor == "position_mismatch"] == [
@@ -95,7 +103,7 @@ def test_rebuild_restores_positions_states_limits_alerts_and_open_reservations_f
     assert g2.throttled == {"strategy:s1": "slippage:strategy:s1"}
     assert rep.open_reservations == {"c1": {"account:cn": Decimal("36000.0"), "account:us": Decimal("24500.0")}}
     assert g2.leases.counted["c1"]["account:cn"] == Decimal("36000.0")
-    assert [e.reason for e in sink2.events if e.kind is EventKind.RECONCILE] == ["POSITION_MISMATCH"]
+    assert [e.reason for e in sink2.events if e.kind is EventKind.RECONCILE] == ["POSITION_MISMATCH", "POSITIONS_VERIFIED"]
     # booking the same pair again after the rebuild changes nothing
     g2.on_pair_done(summary("d1"))
     assert g2.book.strategy["s1"] == {"SHFE.cu": 1, "LME.CA3M": -1}
@@ -418,3 +426,23 @@ def test_an_operators_halt_of_a_venue_is_not_lifted_when_the_venue_answers_again
     # Assert: the operator's decision stands
     assert g.states == {"venue:LME": TradingState.HALTED}
 
+
+
+def test_a_difference_that_a_pair_in_flight_at_the_crash_explains_is_no_mismatch_once_it_is_booked() -> None:
+    # Arrange: d1 accepted and in flight when the guard died; the venue already holds its fills
+    g1, sink, clock = core()
+    chk = PreTradeChecker(tk.instruments(), {c: tk.venue(c) for c in ("SHFE", "LME")}, g1.capital.fx,
+                          name="c1", sink=sink, clock=clock)
+    g1.on_grant_ack(g := g1.make_grant("c1"), chk.update_grant(g))
+    assert chk.check_pair(tk.pair_intent("d1"), clock.now_ns()).allowed
+    g2, sink2, _ = core()
+    venue = {"cn": {"SHFE.cu": 1}, "us": {"LME.CA3M": -1}}
+    rep = g2.rebuild(list(sink.events), venue)
+    assert rep.in_flight == ["d1"] and rep.mismatches == [] and len(rep.deferred) == 2
+    # Act: its summary arrives (the coordinator finished it), then the positions are checked again
+    g2.on_pair_done(summary("d1"))
+    rep = g2.verify_positions(venue)
+    # Assert: nothing booked to nobody, no alert, no state change
+    assert rep.mismatches == [] and "__unattributed__" not in g2.book.strategy
+    assert g2.book.account["cn"]["SHFE.cu"] == 1 and g2.states == {}
+    assert not [a for a in g2.alerts.open_alerts() if a.monitor == "position_mismatch"]

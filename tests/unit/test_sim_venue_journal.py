@@ -156,3 +156,23 @@ def test_a_status_answer_that_reveals_unheard_fills_brings_each_execution_with_i
     # asking again brings nothing twice
     core.query("d7:A:0")
     assert core.drain_pushes().get("coordinator", []) == []
+
+
+def test_a_cancel_reject_that_says_filled_brings_the_executions_whose_answer_was_lost(tmp_path):
+    # Arrange: the venue fills a resting order but the answer is lost; the gateway then tries to
+    # cancel it and the venue answers TOO_LATE_TO_CANCEL, FILLED (no execution in that answer)
+    clock = SimClock(T0)
+    sim, _ = _sim(tmp_path, restart=False, clock=clock)
+    sink = MemorySink()
+    core = GatewayCore(venue("SHFE"), [instrument("SHFE.cu")], sim, clock, sink, name="gateway-SHFE")
+    _market(sim, clock, 72000, 72010, size=4)
+    sim.inject({"kind": "no_ack_next"})
+    core.place(order("SHFE.cu", "BUY", 3, "72010", decision_id="d8", leg="A", owner="coordinator"))
+    core.drain_pushes()
+    # Act
+    rep, _ = core.cancel("d8:A:0")
+    # Assert: the reject, and the lost execution pushed to the owner with its trade id
+    assert rep.kind is ExecReportKind.CANCEL_REJECTED and rep.filled_qty == 3
+    fills = core.drain_pushes()["coordinator"]
+    venue_trades = {r["trade_id"] for r in sim.drop_copy() if r["trade_id"]}
+    assert venue_trades and {f.fill.trade_id for f in fills} == venue_trades

@@ -455,10 +455,31 @@ class RiskGuard:
             self._ensure_loop()
             out.regrant = True
             await self._handle(out)
+            if rep.deferred:
+                # differences on accounts with pairs still open: checked again once they are booked
+                self._verify_task = asyncio.get_running_loop().create_task(self._verify_later(list(rep.in_flight)))
             return self.last_rebuild
         except Exception as e:  # noqa: BLE001 - never trade on a half-built picture
             log.exception("risk guard rebuild failed")
             return await self._fail_rebuild(f"{type(e).__name__}: {e}", t0)
+
+    async def _verify_later(self, in_flight: list[str], wait_s: float = 30.0) -> None:
+        """After a rebuild that found differences on accounts with pairs in flight: wait until
+        those pairs are booked (their summaries arrive as they finish; at most ``wait_s``),
+        then compare positions with the venues again; what still differs is a mismatch."""
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and not set(in_flight) <= self.core.booked:
+            await asyncio.sleep(0.25)
+        try:
+            gws, errors = self._find_gateways()
+            positions, venues_ok = await self._venue_positions(gws, errors)
+            rep = self.core.verify_positions(positions, venues_ok)
+            self.last_rebuild = {**(self.last_rebuild or {}), "verified": {
+                "mismatches": rep.mismatches, "unverified_venues": rep.unverified_venues,
+                "waited_for": sorted(set(in_flight) - self.core.booked) or "all booked"}}
+            await self._handle(rep.output)
+        except Exception:  # noqa: BLE001 - the positions stay as rebuilt; the next restart checks again
+            log.exception("risk guard: verifying positions after the rebuild failed")
 
     def _install_rebuilt(self, old: RiskGuardCore, new: RiskGuardCore, live: bool) -> None:
         """Swap in the rebuilt core, keeping what the running guard knows better than the ledger."""

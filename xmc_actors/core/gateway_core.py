@@ -84,6 +84,9 @@ class GatewayCore:
         #: does it after replying, so the JSON dump and the event are off the order's path)
         self.defer_drop_copy = False
         self._drop_pending: list[tuple[ExecutionReport, str, int]] = []
+        # lots of each order's executions this gateway recorded (each trade id once): a venue
+        # answer whose cumulative quantity is larger reveals executions whose answer was lost
+        self._fill_lots: dict[str, int] = {}
 
     # ------------------------------------------------------------------ helpers
     def offset(self) -> OffsetEstimate:
@@ -106,6 +109,8 @@ class GatewayCore:
     def _record(self, rep: ExecutionReport) -> None:
         """Apply to our view of the order and write the drop copy (VENUE_DROP_COPY)."""
         st = self.orders.get(rep.client_order_id)
+        if rep.fill is not None and (st is None or rep.fill.trade_id not in st.trade_ids):
+            self._fill_lots[rep.client_order_id] = self._fill_lots.get(rep.client_order_id, 0) + rep.fill.qty
         if st is not None and rep.kind is not ExecReportKind.STATUS:
             try:
                 st.apply(rep)
@@ -141,6 +146,7 @@ class GatewayCore:
 
     def _from_venue(self, reps: Iterable[ExecutionReport]) -> list[ExecutionReport]:
         out = []
+        gaps: list[tuple[str, int]] = []
         offset_ns = None  # one estimate for the reports of one answer
         for r in reps:
             if r.fill is not None:
@@ -155,6 +161,12 @@ class GatewayCore:
             r = self._stamp(r, offset_ns)
             self._record(r)
             out.append(r)
+            if r.fill is None and r.filled_qty > self._fill_lots.get(r.client_order_id, 0):
+                # the venue's cumulative quantity (a cancel reject, a status) says more filled
+                # than the executions this gateway heard of: their answer was lost
+                gaps.append((r.client_order_id, r.filled_qty))
+        for coid, filled in gaps:
+            self.recover_executions(coid, filled)
         return out
 
     def _local(self, st: OrderState, kind: ExecReportKind, status: OrderStatus, *,
@@ -327,7 +339,7 @@ class GatewayCore:
         if fetch is None or venue_filled <= 0:
             return 0
         seen = set(st.trade_ids) if st is not None else set()
-        if st is not None and st.filled_qty >= venue_filled and len(seen) > 0:
+        if self._fill_lots.get(client_order_id, 0) >= venue_filled:
             return 0
         got = [r for r in fetch(client_order_id) if r.fill is not None and r.fill.trade_id not in seen]
         if not got:
@@ -340,6 +352,7 @@ class GatewayCore:
             r = self._stamp(r)
             if st is not None:
                 st.trade_ids.add(r.fill.trade_id)  # type: ignore[union-attr]
+            self._fill_lots[client_order_id] = self._fill_lots.get(client_order_id, 0) + r.fill.qty  # type: ignore[union-attr]
             acct = st.request.account if st is not None else ""
             if self.defer_drop_copy:
                 self._drop_pending.append((r, acct, r.ts_ns or self.clock.now_ns()))

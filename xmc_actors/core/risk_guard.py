@@ -88,6 +88,8 @@ class RebuildReport:
     skipped_events: list[dict[str, str]] = field(default_factory=list)  # the first of them: event_id, kind, error
     coordinator_alerts: int = 0                                      # coordinators' alerts (escalations): not the guard's
     other_alerts: int = 0                                            # strategies' / gateways' free-form alerts
+    in_flight: list[str] = field(default_factory=list)               # accepted, not booked: pairs still open
+    deferred: list[dict[str, Any]] = field(default_factory=list)     # differences their fills may explain
     output: GuardOutput = field(default_factory=GuardOutput)        # alerts / state changes to send on
 
     def as_dict(self) -> dict[str, Any]:
@@ -98,7 +100,8 @@ class RebuildReport:
                 "open_reservations": {c: {p: str(v) for p, v in r.items()} for c, r in self.open_reservations.items()},
                 "coordinators": {c: str(w) for c, w in self.coordinators.items()}, "caught_up": self.caught_up,
                 "skipped": self.skipped, "skipped_events": list(self.skipped_events),
-                "coordinator_alerts": self.coordinator_alerts, "other_alerts": self.other_alerts}
+                "coordinator_alerts": self.coordinator_alerts, "other_alerts": self.other_alerts,
+                "in_flight": list(self.in_flight), "deferred": list(self.deferred)}
 
 
 def check_operator(operator: object) -> str:
@@ -512,7 +515,22 @@ class RiskGuardCore:
             rep.output.extend(self.on_pair_done(sm))
             if len(self.booked_lots) > n or self.counters.get("revised_summary", 0) > revised:
                 rep.caught_up += 1
-        # the venues are the truth for account positions (of the venues that answered)
+        # pairs still open (accepted, not booked): the venues may already hold some of their
+        # fills, which no summary has booked yet. A difference on an account they trade is not a
+        # mismatch yet: it is checked again once they are booked (verify_positions)
+        in_flight = {did: res for did, (_, res) in accepted.items() if did not in self.booked}
+        rep.in_flight = sorted(in_flight)
+        busy = {pool.split(":", 1)[1] for res in in_flight.values() for pool in res if pool.startswith("account:")}
+        self._compare_positions(venue_positions, venues, rep, defer_accounts=busy)
+        rep.states = dict(self.states)
+        self.sink.emit(self.maker.make(EventKind.RISK_DECISION, reason="REBUILT", **rep.as_dict()))
+        return rep
+
+    def _compare_positions(self, venue_positions: Mapping[str, Mapping[str, int]], venues: Iterable[str] | None,
+                           rep: RebuildReport, defer_accounts: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        """The venues are the truth for account positions (of the venues that answered): each
+        difference is recorded, set to the venue's and alerted; on ``defer_accounts`` (pairs in
+        flight) it is only noted in ``rep.deferred``."""
         verified = None if venues is None else set(venues)
 
         def venue_of(inst: str) -> str:
@@ -543,6 +561,9 @@ class RiskGuardCore:
                     if a:
                         unverified.add(venue_of(inst))
                     continue
+                if a != b and acc in defer_accounts:
+                    rep.deferred.append({"account": acc, "instrument": inst, "ledger": a, "venue": b})
+                    continue
                 if a != b:
                     diff = b - a
                     m = {"account": acc, "instrument": inst, "ledger": a, "venue": b, "difference": diff}
@@ -558,8 +579,15 @@ class RiskGuardCore:
             rep.output.extend(self._observe(Condition("position_mismatch", "account", acc, AlertLevel.ORANGE, float(len(ms)), 1.0,
                                     f"after a restart, account {acc} positions differ from the venue: {text} "
                                     f"(set to the venue's, difference booked to {UNATTRIBUTED})"), now))
-        rep.states = dict(self.states)
-        self.sink.emit(self.maker.make(EventKind.RISK_DECISION, reason="REBUILT", **rep.as_dict()))
+
+    def verify_positions(self, venue_positions: Mapping[str, Mapping[str, int]],
+                         venues: Iterable[str] | None = None) -> RebuildReport:
+        """Compare positions with the venues again (after a rebuild deferred it for pairs that
+        were in flight): what still differs is recorded and alerted as in :meth:`rebuild`."""
+        rep = RebuildReport()
+        self._compare_positions(venue_positions, venues, rep)
+        self.sink.emit(self.maker.make(EventKind.RECONCILE, reason="POSITIONS_VERIFIED",
+                                       mismatches=list(rep.mismatches), unverified_venues=list(rep.unverified_venues)))
         return rep
 
     def _replay(self, ev: Event, rep: RebuildReport, accepted: dict[str, tuple[str, dict[str, Decimal]]]) -> None:
