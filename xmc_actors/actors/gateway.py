@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import time
 from typing import Any, Mapping
 
@@ -43,6 +44,7 @@ from ..model.quotes import Quote
 
 _MS = 1_000_000
 _IDLE_TICK_S = 0.010  # gateway housekeeping period when nothing is due (was a fixed 2 ms)
+_VENUE_THREADS = 32  # a blocking adapter's calls in flight at once per session (each waits <= ack_timeout_ms)
 
 
 def find_gateway(deployment: DeploymentConfig, gateway: str) -> GatewayConfig:
@@ -119,6 +121,15 @@ class _Session:
         self.reconciled: dict[str, int] | None = self.core.reconcile() if reconstructed else None
         self.push_errors = 0
         self._arrivals = arrivals
+        # an adapter whose calls wait on a network (FIX): place answers, cancels and status
+        # queries run on this session's threads, never on the event loop the other sessions,
+        # pushes and the timer share; the simulated venue answers inline, as before
+        self.blocking = self.core.blocking
+        # an adapter that waited for its answer for real (on a socket) reports how long it took;
+        # sleeping it again, as the simulated venue's latency is slept, would wait twice
+        self.real_latency = bool(getattr(self.core.adapter, "real_latency", False))
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.closed = False
 
     # ------------------------------------------------------------------ plumbing
     def _ensure_timer(self) -> None:
@@ -196,8 +207,37 @@ class _Session:
             asyncio.get_running_loop().call_later(0.0002, self.core.flush_drop_copy)
 
     async def wait(self, latency_ns: int) -> None:
-        if latency_ns > 0 and not self.sim_clock:
+        """Sleep the simulated venue's answer latency (live clock); an adapter that already
+        waited on its socket (``real_latency``) is not waited for twice."""
+        if latency_ns > 0 and not self.sim_clock and not self.real_latency:
             await asyncio.sleep(latency_ns / 1e9)
+
+    async def off_loop(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` on this session's venue threads (a blocking adapter's call)."""
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(_VENUE_THREADS, thread_name_prefix=f"{self.name}-venue")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def close(self) -> None:
+        """The gateway stops: feed and timer stopped, the venue session closed (a FIX adapter's
+        Logout; its store keeps the sequence numbers). Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        self.stop_feed()
+        if self._timer_task is not None:
+            self._timer_task.cancel()
+            self._timer_task = None
+        try:
+            self.core.flush_drop_copy()
+        except Exception:  # noqa: BLE001 - closing goes on
+            pass
+        try:
+            self.core.close()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
 
     # ------------------------------------------------------------------ order entry
     def decode_order(self, data: bytes, what: str) -> OrderRequest:
@@ -229,19 +269,40 @@ class _Session:
         self._flush()
         return reps, latency
 
+    async def answer_async(self, sent: tuple[Any, ...]) -> tuple[list[ExecutionReport], int]:
+        """:meth:`answer`; a blocking adapter waits for its answer on a venue thread."""
+        if self.blocking:
+            sent = await self.off_loop(self.core.place_wait, sent)
+        return self.answer(sent)
+
     async def place(self, req: OrderRequest) -> list[ExecutionReport]:
-        reps, latency = self.answer(self.send(self.prepare(req)))
+        if self.blocking:
+            reps, latency = await self.answer_async(self.send(self.prepare(req)))
+        else:
+            reps, latency = self.answer(self.send(self.prepare(req)))
         await self.wait(latency)
         self.after_reply()
         return reps
 
     async def cancel(self, client_order_id: str) -> ExecutionReport:
         self._ensure_timer()
-        rep, latency = self.core.cancel(client_order_id)
+        if self.blocking:
+            answer = await self.off_loop(self.core.cancel_call, client_order_id)
+            rep, latency = self.core.cancel_done(client_order_id, answer)
+        else:
+            rep, latency = self.core.cancel(client_order_id)
         self._flush()
         await self.wait(latency)
         self.after_reply()
         return rep
+
+    async def query(self, client_order_id: str) -> ExecutionReport | None:
+        if self.blocking:
+            answer = await self.off_loop(self.core.query_call, client_order_id)
+            rep = self.core.query_done(client_order_id, answer)
+            self._flush()  # executions it recovered go to their owner
+            return rep
+        return self.core.query(client_order_id)
 
     def register_owner(self, owner: str, handle: Any) -> None:
         self._ensure_timer()
@@ -612,7 +673,7 @@ class VenueGateway:
                 continue
             s, token = x
             try:
-                reps, latency = s.answer(token)
+                reps, latency = await s.answer_async(token) if s.blocking else s.answer(token)
             except Exception as e:  # noqa: BLE001 - sent, answer unread: the coordinator queries it
                 results.append(f"{type(e).__name__}: {e}")
                 continue
@@ -635,7 +696,7 @@ class VenueGateway:
 
     async def query(self, client_order_id: str, gateway: str | None = None) -> ExecutionReport | None:
         """STATUS report of the order as the venue knows it; None if the venue never saw it."""
-        return self._s(gateway).core.query(client_order_id)
+        return await self._s(gateway).query(client_order_id)
 
     async def open_orders(self, gateway: str | None = None) -> list[ExecutionReport]:
         core = self._s(gateway).core
@@ -773,13 +834,42 @@ class VenueGateway:
         return any(started)
 
     async def stop_feed(self, gateway: str | None = None) -> None:
+        """Stop the feed; the venue session stays open (the coordinator's shutdown may still
+        cancel and query orders): :meth:`close` ends it."""
         for s in self._all(gateway):
             s.stop_feed()
+
+    async def close(self, gateway: str | None = None) -> None:
+        """The gateway stops: feeds and timers stopped, drop copies written, every venue
+        session closed (``adapter.close()``: a FIX session logs out and keeps its sequence
+        numbers in its store). Idempotent. Also run when Ray ends the actor gracefully
+        (``__ray_shutdown__``), and by the FIX adapter's own atexit hook as a last resort."""
+        for s in self._all(gateway):
+            try:
+                s.close()
+            except Exception:  # noqa: BLE001 - every session is closed whatever one does
+                s.core.counters["close_errors"] += 1
+        for s in self._all(gateway):
+            try:
+                await s.flush_sink()
+            except Exception:  # noqa: BLE001 - a sink already gone: nothing more to write
+                s.core.counters["close_errors"] += 1
+
+    def __ray_shutdown__(self) -> None:
+        """Ray ends this actor gracefully (every handle gone, or ``__ray_terminate__``): close
+        each venue session that is still open (not awaited: no event loop here)."""
+        for s in self.sessions.values():
+            if not s.closed:
+                s.closed = True
+                try:
+                    s.core.close()
+                except Exception:  # noqa: BLE001
+                    pass
 
 
 async def _wait_max(placed: list[tuple[_Session, list[ExecutionReport], int]]) -> None:
     """Wait the longest of the venues' answer latencies (live clocks only)."""
-    live = [lat for s, _, lat in placed if lat > 0 and not s.sim_clock]
+    live = [lat for s, _, lat in placed if lat > 0 and not s.sim_clock and not s.real_latency]
     if live:
         await asyncio.sleep(max(live) / 1e9)
 

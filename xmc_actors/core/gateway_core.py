@@ -37,7 +37,10 @@ class GatewayCore:
         What the venue is and lists.
     adapter
         The venue connection (:class:`~xmc_actors.venues.sim.SimExchange` or another adapter
-        with the same methods).
+        with the same methods). An adapter whose calls wait on a network (``blocking = True``,
+        the FIX adapter) has each such call split into a waiting half that touches only the
+        adapter (:meth:`place_wait`, :meth:`cancel_call`, :meth:`query_call`: the actor runs
+        them off its event loop) and a half that applies the answer here.
     clock
         Our clock (``now_ns``).
     sink
@@ -61,6 +64,8 @@ class GatewayCore:
         self.venue = venue
         self.instruments = {i.id: i for i in instruments}
         self.adapter = adapter
+        #: the adapter's calls wait on a network: the actor runs their waiting halves in threads
+        self.blocking = bool(getattr(adapter, "blocking", False))
         self.clock = clock
         self.sink = sink
         self.name = name or f"gateway-{venue.code}"
@@ -87,6 +92,8 @@ class GatewayCore:
         # lots of each order's executions this gateway recorded (each trade id once): a venue
         # answer whose cumulative quantity is larger reveals executions whose answer was lost
         self._fill_lots: dict[str, int] = {}
+        self._drain_bad = getattr(adapter, "drain_bad_input", None)
+        self._session_status = getattr(adapter, "status", None)
 
     # ------------------------------------------------------------------ helpers
     def offset(self) -> OffsetEstimate:
@@ -111,7 +118,17 @@ class GatewayCore:
         st = self.orders.get(rep.client_order_id)
         if rep.fill is not None and (st is None or rep.fill.trade_id not in st.trade_ids):
             self._fill_lots[rep.client_order_id] = self._fill_lots.get(rep.client_order_id, 0) + rep.fill.qty
-        if st is not None and rep.kind is not ExecReportKind.STATUS:
+        if st is not None and rep.kind is ExecReportKind.STATUS:
+            self._resolve_unknown(st, rep)
+        elif st is not None and rep.kind is ExecReportKind.FILL and st.status is OrderStatus.FILLED \
+                and rep.fill is not None:
+            # a fill recovered (resent after a reconnect) for an order a venue status already
+            # showed FILLED: counted once by trade id, the order stays FILLED
+            if rep.fill.trade_id not in st.trade_ids:
+                st.trade_ids.add(rep.fill.trade_id)
+                st.filled_qty += rep.fill.qty
+                st.notional_filled += rep.fill.price * rep.fill.qty
+        elif st is not None:
             try:
                 st.apply(rep)
             except Exception as e:  # noqa: BLE001 - the venue's word is recorded even if it surprises us
@@ -127,6 +144,21 @@ class GatewayCore:
             self._drop_pending.append((rep, acct, rep.ts_ns or self.clock.now_ns()))
         else:
             self._drop_copy(rep, acct, rep.ts_ns or None)
+
+    def _resolve_unknown(self, st: OrderState, rep: ExecutionReport) -> bool:
+        """A venue STATUS of an order whose outcome we did not know (a pushed one: the answer
+        to a status request a FIX adapter sends on logon again, or a query's): the order takes
+        the venue's status. Its fills are recorded by their own reports (each trade id once)."""
+        if st.status is not OrderStatus.UNKNOWN or rep.status is OrderStatus.UNKNOWN:
+            return False
+        try:
+            st.transition(rep.status)
+        except Exception:  # noqa: BLE001 - the venue's word is recorded even if it surprises us
+            return False
+        if rep.venue_order_id:
+            st.venue_order_id = rep.venue_order_id
+        self.counters["unknown_resolved"] += 1
+        return True
 
     def _drop_copy(self, rep: ExecutionReport, acct: str, ts_ns: int | None) -> None:
         self.sink.emit(self.events.make(
@@ -207,6 +239,8 @@ class GatewayCore:
         existing = self.orders.get(req.client_order_id)
         if existing is not None:
             self.counters["duplicate_places"] += 1
+            if self.blocking:  # the venue is asked in place_wait, off the event loop
+                return ("duplicate", existing)
             return ("answered", [self._status_of(existing, "duplicate client order id: existing order")], 0)
         st = OrderState(request=req)
         st.transition(OrderStatus.SUBMITTED)
@@ -217,9 +251,9 @@ class GatewayCore:
     def place_send(self, prepared: tuple[Any, ...]) -> tuple[Any, ...]:
         """The order is handed to its venue (the adapter's ``send``; an adapter without one
         answers at once with ``place``), and nothing else is done."""
-        from ..venues.sim import VenueDisconnected
+        from ..model.errors import VenueDisconnected
 
-        if prepared[0] == "answered":
+        if prepared[0] != "ready":
             return prepared
         st = prepared[1]
         send = getattr(self.adapter, "send", None)
@@ -235,19 +269,36 @@ class GatewayCore:
         self._record(rep)
         return rep
 
-    def place_done(self, sent: tuple[Any, ...]) -> tuple[list[ExecutionReport], int]:
-        """The venue's answer to :meth:`place_send`, read: the reports for the sender and how
-        long the answer took (ns)."""
-        from ..venues.sim import VenueDisconnected
+    def place_wait(self, sent: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The waiting half of reading an answer: the adapter's ``answer`` (or, for a repeated
+        client order id, the venue's status of the existing order). Touches only the adapter,
+        so the actor runs it in a thread for a ``blocking`` adapter; :meth:`place_done` applies
+        what it returns."""
+        from ..model.errors import VenueDisconnected
 
-        if sent[0] == "answered":
-            return sent[1], sent[2]
-        kind, st, reply = sent
+        kind = sent[0]
         if kind == "sent":
             try:
-                reply = self.adapter.answer(reply)
+                return ("replied", sent[1], self.adapter.answer(sent[2]))
             except VenueDisconnected as e:  # gone between the two halves: it never got the order
-                return [self._not_sent(st, e)], 0
+                return ("gone", sent[1], e)
+        if kind == "duplicate":
+            return ("duplicate_status", sent[1], self.adapter.query(sent[1].request.client_order_id)
+                    if self.adapter.connected() else None)
+        return sent
+
+    def place_done(self, sent: tuple[Any, ...]) -> tuple[list[ExecutionReport], int]:
+        """The venue's answer to :meth:`place_send`, read (:meth:`place_wait`, unless the actor
+        already ran it): the reports for the sender and how long the answer took (ns)."""
+        if sent[0] == "answered":
+            return sent[1], sent[2]
+        if sent[0] in ("sent", "duplicate"):
+            sent = self.place_wait(sent)
+        kind, st, reply = sent
+        if kind == "gone":
+            return [self._not_sent(st, reply)], 0
+        if kind == "duplicate_status":
+            return [self._status_from(st, reply, "duplicate client order id: existing order")], 0
         if reply.lost:
             st.transition(OrderStatus.UNKNOWN)
             self.counters["no_ack"] += 1
@@ -259,18 +310,30 @@ class GatewayCore:
 
     def cancel(self, client_order_id: str) -> tuple[ExecutionReport, int]:
         """Cancel an order: CANCELED, or CANCEL_REJECTED (UNKNOWN_ORDER / TOO_LATE_TO_CANCEL / VENUE_ERROR)."""
-        from ..venues.sim import VenueDisconnected
+        return self.cancel_done(client_order_id, self.cancel_call(client_order_id))
 
-        st = self.orders.get(client_order_id)
+    def cancel_call(self, client_order_id: str) -> Any:
+        """The waiting half of a cancel: the adapter's ``cancel`` (its answer, or the
+        :class:`VenueDisconnected` it raised). Touches only the adapter (see :meth:`place_wait`)."""
+        from ..model.errors import VenueDisconnected
+
         try:
-            rep, latency = self.adapter.cancel(client_order_id)
+            return self.adapter.cancel(client_order_id)
         except VenueDisconnected as e:
+            return e
+
+    def cancel_done(self, client_order_id: str, answer: Any) -> tuple[ExecutionReport, int]:
+        """Apply :meth:`cancel_call`'s answer."""
+        st = self.orders.get(client_order_id)
+        if isinstance(answer, Exception):
+            e = answer
             rep = ExecutionReport(kind=ExecReportKind.CANCEL_REJECTED, client_order_id=client_order_id,
                                   venue=self.venue.code, instrument=st.request.instrument if st else "",
                                   status=st.status if st else OrderStatus.UNKNOWN, reason=RejectReason.VENUE_ERROR,
                                   text=f"{e}: cancel not sent", ts_ns=self.clock.now_ns(),
                                   decision_id=st.request.decision_id if st else "", leg=st.request.leg if st else "")
             return rep, 0
+        rep, latency = answer
         if rep is None:
             rep = ExecutionReport(kind=ExecReportKind.CANCEL_REJECTED, client_order_id=client_order_id,
                                   venue=self.venue.code, instrument=st.request.instrument if st else "",
@@ -284,6 +347,9 @@ class GatewayCore:
         venue_rep = None
         if self.adapter.connected():
             venue_rep = self.adapter.query(st.request.client_order_id)
+        return self._status_from(st, venue_rep, text)
+
+    def _status_from(self, st: OrderState, venue_rep: ExecutionReport | None, text: str = "") -> ExecutionReport:
         if venue_rep is not None:
             return self._stamp(venue_rep.model_copy(update={"text": text or venue_rep.text}))
         return self._local(st, ExecReportKind.STATUS, st.status, text=text or "gateway's last known state")
@@ -367,17 +433,25 @@ class GatewayCore:
 
     def query(self, client_order_id: str) -> ExecutionReport | None:
         """STATUS of an order as the venue knows it; None if the venue never saw it."""
+        return self.query_done(client_order_id, self.query_call(client_order_id))
+
+    def query_call(self, client_order_id: str) -> tuple[bool, ExecutionReport | None]:
+        """The waiting half of a query: (connected, the adapter's answer). Touches only the
+        adapter (see :meth:`place_wait`)."""
         if self.adapter.connected():
-            rep = self.adapter.query(client_order_id)
+            return True, self.adapter.query(client_order_id)
+        return False, None
+
+    def query_done(self, client_order_id: str, answer: tuple[bool, ExecutionReport | None]) -> ExecutionReport | None:
+        """Apply :meth:`query_call`'s answer."""
+        connected, rep = answer
+        if connected:
             if rep is None:
                 return None
             rep = self._stamp(rep)
             st = self.orders.get(client_order_id)
-            if st is not None and st.status is OrderStatus.UNKNOWN:
-                try:
-                    st.transition(rep.status)
-                except Exception:  # noqa: BLE001
-                    pass
+            if st is not None:
+                self._resolve_unknown(st, rep)
             self.recover_executions(client_order_id, rep.filled_qty)
             return rep
         st = self.orders.get(client_order_id)
@@ -439,11 +513,29 @@ class GatewayCore:
         self.conflator.offer(q)
 
     def _bad(self, bad: BadInput, msg: Any) -> None:
-        self.bad_input[bad.reason.value] += 1
+        self._bad_event(bad.reason.value, bad.field, bad.detail, bad.instrument, msg)
+
+    def _bad_event(self, reason: str, field: str, detail: str, instrument: str, msg: Any) -> None:
+        """Count ``reason`` (``status()["bad_input"]``) and write a BAD_INPUT event."""
+        self.bad_input[reason] += 1
         self.counters["bad_input"] += 1
         self.sink.emit(self.events.make(
-            EventKind.BAD_INPUT, venue=self.venue.code, instrument=bad.instrument, reason=bad.reason.value,
-            field=bad.field, detail=bad.detail, message=repr(msg)[:200]))
+            EventKind.BAD_INPUT, venue=self.venue.code, instrument=instrument, reason=reason,
+            field=field, detail=detail, message=repr(msg)[:200]))
+
+    def drain_adapter_bad_input(self) -> int:
+        """Malformed input the adapter met on its own (a FIX session's rejected or garbled
+        messages: ``drain_bad_input()``, dicts with ``reason``, ``detail``, ``tag``), each
+        recorded as BAD_INPUT and counted by its reason. Returns how many."""
+        drain = getattr(self.adapter, "drain_bad_input", None)
+        if drain is None:
+            return 0
+        got = drain()
+        for b in got:
+            tag = b.get("tag") or 0
+            self._bad_event(str(b.get("reason") or "VENUE_BAD_INPUT"), f"tag {tag}" if tag else "session",
+                            str(b.get("detail") or ""), str(b.get("instrument") or ""), b)
+        return len(got)
 
     def _gap_closed(self, gap: Any) -> None:
         self.sink.emit(self.events.make(
@@ -470,6 +562,8 @@ class GatewayCore:
         """Housekeeping, called often: delayed reports, clock probes, link state, stale feeds."""
         now = self.clock.now_ns()
         connected = self.adapter.connected()
+        if self._drain_bad is not None:
+            self.drain_adapter_bad_input()
         if connected != self.up:
             self.up = connected
             self.counters["disconnects" if not connected else "reconnects"] += 1
@@ -513,4 +607,12 @@ class GatewayCore:
             "gaps": len(self.gaps.gaps), "stale": sorted(self.gaps.needs_snapshot()),
             "open_orders": sum(1 for s in self.orders.values() if s.status.is_live),
             "subscribers": self.conflator.stats(),
+            **({"session": self._session_status()} if self._session_status is not None else {}),
         }
+
+    def close(self) -> None:
+        """The gateway stops: close the venue session (``adapter.close()``, when it has one:
+        a FIX adapter logs out and keeps its sequence numbers in its store)."""
+        close = getattr(self.adapter, "close", None)
+        if close is not None:
+            close()
