@@ -261,10 +261,10 @@ def test_malformed_input_is_counted_answered_and_the_session_keeps_trading(excha
 
     if kind == "missing_tag":
         wait_until(lambda: exchange.counters.get("rejects_in"), 5, "a session Reject comes back")
-        assert adapter.bad_input[-1]["reason"] == "SESSION_REJECT_SENT" and adapter.bad_input[-1]["tag"] == 39
+        assert adapter.bad_input_recent[-1]["reason"] == "SESSION_REJECT_SENT" and adapter.bad_input_recent[-1]["tag"] == 39
     elif kind == "unknown_order":
-        wait_until(lambda: adapter.bad_input, 5, "the stray report is counted")
-        assert adapter.bad_input[-1]["reason"] == "UNKNOWN_ORDER"
+        wait_until(lambda: adapter.bad_input_recent, 5, "the stray report is counted")
+        assert adapter.bad_input_recent[-1]["reason"] == "UNKNOWN_ORDER"
     else:
         time.sleep(0.2)  # garbled input is ignored by the engine (FIX: no Reject, no sequence number)
     reps, _ = core.place(order(INST, "BUY", 1, "9801", order_type=OrderType.IOC, tif=TimeInForce.IOC))

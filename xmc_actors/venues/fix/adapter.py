@@ -25,6 +25,7 @@ Outcomes:
 from __future__ import annotations
 
 import atexit
+import collections
 import json
 import os
 import socket
@@ -142,6 +143,12 @@ class _App(fix.Application):
 class FixAdapter:
     """A venue reached over one FIX 4.4 session. See the module docstring."""
 
+    #: place answers, cancels and status requests wait on the socket (up to ``ack_timeout_ms``):
+    #: the gateway runs them off its event loop
+    blocking = True
+    #: the latency a call reports was waited for on the socket: the gateway must not sleep it
+    real_latency = True
+
     def __init__(self, params: FixVenueParams, venue: Venue, instruments: Sequence[Instrument], clock: Clock, *,
                  gateway: str = "", restart: bool = False) -> None:
         self.p = params
@@ -162,10 +169,10 @@ class FixAdapter:
         self._n_cancel = 0
         self.drop_copy_log: list[dict[str, Any]] = []
         self.counters: dict[str, int] = {}
-        self.bad_input: list[dict[str, Any]] = []
+        self.bad_input: list[dict[str, Any]] = []       # not yet drained by the gateway
+        self.bad_input_recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
         self.logged_on = False
         self.last_answer_ns = 0
-        self._bad_drained = 0
         self.last_logout_text = ""
         self.last_heartbeat_ns = 0
         self._probe_out: dict[str, int] = {}
@@ -201,12 +208,18 @@ class FixAdapter:
             return self.cv.wait_for(lambda: self.logged_on, timeout=timeout_s)
 
     def close(self) -> None:
-        """Stop the session (no Logout wait); the store keeps the sequence numbers."""
+        """Stop the session: a Logout when logged on (the engine waits for the venue's, at most
+        its LogoutTimeout), else at once; the store keeps the sequence numbers. Idempotent;
+        the gateway calls it when it stops, atexit is the backstop."""
         if self._closed:
             return
         self._closed = True
         try:
-            self.initiator.stop(True)
+            atexit.unregister(self.close)
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            self.initiator.stop(not self.logged_on)
         except Exception:  # noqa: BLE001
             pass
         # the engine keeps a session registered until its initiator is destroyed: drop ours so
@@ -232,7 +245,11 @@ class FixAdapter:
 
     def _bad(self, reason: str, detail: str, tag: int = 0) -> None:
         self._count("bad_input")
-        self.bad_input.append({"reason": reason, "detail": detail, "tag": tag, "ts_ns": self.clock.now_ns()})
+        b = {"reason": reason, "detail": detail, "tag": tag, "ts_ns": self.clock.now_ns()}
+        with self.cv:
+            self.bad_input.append(b)
+            self.bad_input_recent.append(b)
+            del self.bad_input[:-10_000]  # a gateway that never drains cannot grow it without end
 
     # ------------------------------------------------------------------ journal (our orders, for a restart)
     def _journal(self, rec: list[Any]) -> None:
@@ -508,8 +525,7 @@ class FixAdapter:
             w = self._places.pop(coid)
             w.done = True
             reps = list(w.reports)
-        self.last_answer_ns = time.monotonic_ns() - t0
-        latency = 0  # already waited for real: the gateway must not sleep it again (it does for sim)
+        self.last_answer_ns = latency = time.monotonic_ns() - t0  # waited for real (real_latency)
         if reps and reps[0].reason is RejectReason.DUPLICATE_ORDER:
             st = self.query(coid)
             return PlaceReply([st.model_copy(update={"text": "duplicate client order id: existing order"})]
@@ -545,8 +561,7 @@ class FixAdapter:
             with self.cv:
                 self._cancels.pop(cid, None)
                 w.done = True
-        self.last_answer_ns = time.monotonic_ns() - t0
-        latency = 0  # already waited for real
+        self.last_answer_ns = latency = time.monotonic_ns() - t0  # waited for real (real_latency)
         if not w.reports:
             raise VenueDisconnected(f"{self.venue.code}: no answer to the cancel within {self.p.ack_timeout_ms:.0f} ms")
         if w.unknown:
@@ -627,17 +642,26 @@ class FixAdapter:
 
     def drain_bad_input(self) -> list[dict[str, Any]]:
         """Malformed input seen since the last call (for the gateway to record as BAD_INPUT)."""
+        if not self.bad_input:
+            return []
         with self.cv:
-            out = self.bad_input[self._bad_drained:]
-            self._bad_drained = len(self.bad_input)
+            out, self.bad_input = self.bad_input, []
         return out
 
     def status(self) -> dict[str, Any]:
+        """The FIX session as ``xmc status`` shows it (``status()["session"]`` of the gateway)."""
         out, exp = self.seq_nums()
-        return {"logged_on": self.logged_on, "next_sender_seq": out, "next_target_seq": exp,
+        with self.cv:
+            unknown = sum(1 for st in self.views.values() if st.status is OrderStatus.UNKNOWN)
+            recent = list(self.bad_input_recent)
+        return {"kind": "fix", "session_id": self.session_id.toString(),
+                "endpoint": f"{self.p.host}:{self.p.port}",
+                "state": "CLOSED" if self._closed else ("LOGGED_ON" if self.logged_on else "DISCONNECTED"),
+                "logged_on": self.logged_on, "next_sender_seq": out, "next_target_seq": exp,
                 "last_answer_us": self.last_answer_ns / 1000,
                 "last_heartbeat_ns": self.last_heartbeat_ns, "last_logout_text": self.last_logout_text,
-                "counters": dict(self.counters), "bad_input": list(self.bad_input[-20:])}
+                "orders": len(self.orders), "unknown_orders": unknown, "store": str(self.store_dir),
+                "counters": dict(self.counters), "bad_input": recent}
 
     # ------------------------------------------------------------------ clock and market data
     def clock_probe(self) -> tuple[int, int, int, int]:
@@ -666,12 +690,18 @@ class FixAdapter:
 
     def on_market(self, quote: Any) -> tuple[list[ExecutionReport], list[dict[str, Any]]]:
         """A feed quote: forwarded to a loopback exchange's control channel when configured
-        (so it trades against the same market); a real venue has its own market."""
-        if self.p.exchange_control:
-            try:
-                self._control({"cmd": "market", "quotes": [quote.model_dump(mode="json")]})
-            except (OSError, RuntimeError, ValueError):
-                self._count("control_errors")
+        (so it trades against the same market), and with ``loopback_quotes`` what that exchange
+        publishes for it comes back as this gateway's market data (wire messages); a real venue
+        has its own market (and no market data over FIX yet: nothing)."""
+        if not self.p.exchange_control:
+            return [], []
+        try:
+            if self.p.loopback_quotes:
+                got = self._control({"cmd": "market", "quotes": [quote.model_dump(mode="json")], "wire": True})
+                return [], list(got.get("wire") or []) if isinstance(got, dict) else []
+            self._control({"cmd": "market", "quotes": [quote.model_dump(mode="json")]})
+        except (OSError, RuntimeError, ValueError):
+            self._count("control_errors")
         return [], []
 
     def inject(self, fault: dict[str, Any]) -> None:

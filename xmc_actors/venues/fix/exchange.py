@@ -236,16 +236,25 @@ class FixExchange:
         with self.lock:
             self.sim.inject(fault)
 
-    def market(self, quotes: Iterable[Quote]) -> int:
-        """Feed market quotes to the book; resting orders that trade are reported. Returns reports sent."""
+    def market(self, quotes: Iterable[Quote], wire: list[dict[str, Any]] | None = None) -> int:
+        """Feed market quotes to the book; resting orders that trade are reported. Returns reports
+        sent. ``wire``: gets what the venue publishes for them (the simulated venue's market-data
+        messages, its clock and sequence numbers), which a loopback gateway takes as its quotes."""
         n = 0
         with self.lock:
             for q in quotes:
-                reps, _ = self.sim.on_market(q)
+                reps, msgs = self.sim.on_market(q)
                 for r in reps:
                     self._send_report(r)
                     n += 1
+                if wire is not None:
+                    wire.extend(msgs)
         return n
+
+    def received(self) -> list[str]:
+        """Every NewOrderSingle ClOrdID received, in order, duplicates and PossDup resends included."""
+        with self.lock:
+            return list(self.received_orders)
 
     def order_count(self, client_order_id: str | None = None) -> int:
         """Orders the venue holds (with that ClOrdID)."""
@@ -619,8 +628,9 @@ class FixExchange:
 
     def command(self, cmd: dict[str, Any]) -> Any:
         """One control command: ``{"cmd": "drop" | "stall" (ms) | "restart" | "skip_seq" (n) |
-        "malformed" (kind) | "duplicate_next" (n) | "inject" (fault) | "market" (quotes) |
-        "status" | "order_count" (client_order_id) | "stop"}``."""
+        "malformed" (kind) | "duplicate_next" (n) | "inject" (fault) | "market" (quotes; with
+        ``"wire": true`` also the venue's market-data messages) | "status" | "order_count"
+        (client_order_id) | "received_orders" | "stop"}``."""
         c = cmd.get("cmd")
         if c == "drop":
             return self.drop()
@@ -637,7 +647,13 @@ class FixExchange:
         if c == "inject":
             return self.inject(dict(cmd["fault"]))
         if c == "market":
-            return self.market(Quote.model_validate(q) for q in cmd["quotes"])
+            quotes = [Quote.model_validate(q) for q in cmd["quotes"]]
+            if cmd.get("wire"):
+                wire: list[dict[str, Any]] = []
+                return {"reports": self.market(quotes, wire), "wire": wire}
+            return self.market(quotes)
+        if c == "received_orders":
+            return self.received()
         if c == "status":
             return self.status()
         if c == "order_count":
@@ -669,25 +685,44 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--control-port", type=int, default=0, help="control channel port (0: a free one)")
     ap.add_argument("--sim-params", default="{}", help="SimVenueParams as JSON (matching rules, faults)")
     a = ap.parse_args(argv)
-    from ...actors.gateway import find_gateway
     from ...runtime.config import load_config
+
+    ex = exchange_for(load_config(a.config), a.gateway, port=a.port, control_port=a.control_port,
+                      sim_params=json.loads(a.sim_params))
+    serve(ex)
+    return 0
+
+
+def exchange_for(dep: Any, gateway: str, *, port: int | None = None, control_port: int | None = 0,
+                 sim_params: dict[str, Any] | None = None) -> FixExchange:
+    """A (not yet started) loopback exchange for the venue of ``gateway`` in deployment ``dep``:
+    its instruments, the gateway's CompIDs (ours is its TargetCompID), symbols and price
+    factors. ``port`` None: the gateway's configured ``params.port``; 0: a free one."""
+    from ...actors.gateway import find_gateway
     from .params import FixVenueParams
 
-    dep = load_config(a.config)
-    g = find_gateway(dep, a.gateway)
+    g = find_gateway(dep, gateway)
+    if g.adapter != "fix":
+        raise ValueError(f"gateway {g.actor_name} has adapter {g.adapter!r}, not fix")
     fp = FixVenueParams.model_validate(g.params)
-    ex = FixExchange(dep.venue(g.venue), [i for i in dep.instruments if i.venue == g.venue], json.loads(a.sim_params),
-                     port=fp.port if a.port is None else a.port, comp_id=fp.target_comp_id,
-                     control_port=a.control_port, symbols=fp.symbols, price_factor=fp.price_factor)
+    return FixExchange(dep.venue(g.venue), [i for i in dep.instruments if i.venue == g.venue], sim_params or {},
+                       port=fp.port if port is None else port, comp_id=fp.target_comp_id,
+                       control_port=control_port, symbols=fp.symbols, price_factor=fp.price_factor)
+
+
+def serve(ex: FixExchange, out: Any = None) -> None:
+    """Start ``ex``, print ``{"port": P, "control_port": C}`` (one JSON line) and run until it is
+    told to ``stop`` or interrupted (Ctrl-C); then stop it."""
     ex.start()
-    print(json.dumps({"port": ex.port, "control_port": ex.control_port}), flush=True)
+    print(json.dumps({"host": ex.host, "port": ex.port, "control_port": ex.control_port}),
+          file=out or sys.stdout, flush=True)
     try:
         while not ex._stop.is_set():
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass
-    ex.stop()
-    return 0
+    finally:
+        ex.stop()
 
 
 if __name__ == "__main__":

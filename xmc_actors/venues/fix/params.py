@@ -64,6 +64,10 @@ class FixVenueParams(BaseModel):
     (:mod:`xmc_actors.venues.fix.exchange`): the gateway's feed quotes are forwarded there so
     the simulated exchange trades against the same market, and ``inject`` reaches it. Never
     set for a real venue."""
+    loopback_quotes: bool = True
+    """With ``exchange_control``: the loopback exchange's market-data messages for each
+    forwarded feed quote come back on the control channel and are the gateway's quotes (its
+    normaliser, gap tracking and calibration apply), until market data over FIX (V/W/X) exists."""
 
     @model_validator(mode="after")
     def _check(self) -> "FixVenueParams":
