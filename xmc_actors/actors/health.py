@@ -1,5 +1,8 @@
 """Probing venue gateways on a Ray cluster and feeding :class:`~xmc_actors.core.venue_health.VenueHealth`.
 
+The coordinator (an actor) probes its gateways with it, so it sits with the actors; the
+runtime's placement checks use :func:`actor_state` from here.
+
 The runtime calls :func:`probe_gateways` periodically (every second or so) from the driver,
 or :func:`probe_gateways_async` from an async supervisor actor. One probe is one
 ``status()`` call per gateway, all concurrent, bounded by ``timeout_s``.
@@ -10,9 +13,24 @@ import asyncio
 from typing import Any, Mapping
 
 from ..core.venue_health import VenueChange, VenueHealth
-from .placement import _actor_state
 
-__all__ = ["probe_gateways", "probe_gateways_async"]
+__all__ = ["probe_gateways", "probe_gateways_async", "actor_state"]
+
+
+def actor_state(handle: Any) -> tuple[str | None, str]:
+    """The actor's state and death cause from the GCS; works without the dashboard."""
+    try:
+        import ray._private.state as gcs_state
+
+        info = gcs_state.actors(handle._actor_id.hex())
+    except Exception:  # noqa: BLE001 - private API; diagnosis is best-effort
+        return None, ""
+    if not isinstance(info, dict):
+        return None, ""
+    return info.get("State"), str(info.get("DeathCause") or "").strip()
+
+
+_actor_state = actor_state
 
 
 # A restartable gateway whose node died is RESTARTING (or pending creation on no node):

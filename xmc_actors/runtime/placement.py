@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
+from ..actors.health import actor_state as _actor_state
 from ..model.config import GatewayConfig
 
 __all__ = [
@@ -312,19 +313,6 @@ def cluster_nodes() -> list[NodeView]:
     import ray
 
     return [NodeView.from_ray(row) for row in ray.nodes()]
-
-
-def _actor_state(handle: Any) -> tuple[str | None, str]:
-    """The actor's state and death cause from the GCS; works without the dashboard."""
-    try:
-        import ray._private.state as gcs_state
-
-        info = gcs_state.actors(handle._actor_id.hex())
-    except Exception:  # noqa: BLE001 - private API; diagnosis is best-effort
-        return None, ""
-    if not isinstance(info, dict):
-        return None, ""
-    return info.get("State"), str(info.get("DeathCause") or "").strip()
 
 
 def wait_ready(
