@@ -11,7 +11,8 @@ commands find it by that name). Contract (docs/architecture.md, "Risk guard"):
   pushed to every coordinator as ``set_trading_state(scope, key, state, operator)``; the
   call returns once they have all acknowledged (or the timeout passed), with per-coordinator
   results and the elapsed time.
-* ``set_limit(section, key, field, value, operator)``, ``status()``, ``rebuild(events, venue_positions)``.
+* ``set_limit(section, key, field, value, operator)``, ``status()``, ``rebuild(events, venue_positions)``,
+  ``resolve(decision_id, operator, note)`` (an escalated pair dealt with by a person).
 * Restart: when Ray reconstructs the actor (``max_restarts``), it rebuilds before granting
   anything: the ledger trail read through the shard actors (``ledger-<n>``), the coordinators'
   latest pair summaries, and each gateway's ``positions()``; ``rebuild_from_ledger()`` does the
@@ -31,7 +32,7 @@ import ray
 
 from ..core.alerts import Alert, CallbackAlertSink, sinks_from_config
 from ..core.clock import Clock, SystemClock
-from ..core.risk_guard import GuardOutput, RiskGuardCore
+from ..core.risk_guard import GuardOutput, RiskGuardCore, check_operator
 from ..core.risk_rules import FxProvider, GrantAck, fx_from_book, scope_key
 from ..core.sink import EventSink, MemorySink
 from ..ledger.reader import read_trail
@@ -99,7 +100,7 @@ class RiskGuard:
         self.memory = MemorySink() if sink is None else None
         self.sink = sink or self.memory
         if fx is None:
-            from ..core.pricing import fx_book_from_config
+            from ..feeds.fx import fx_book_from_config
 
             fx = fx_from_book(fx_book_from_config(dep.fx, max_lag_days=7), self.clock)
         self.fx = fx
@@ -286,6 +287,59 @@ class RiskGuard:
     async def resume(self, scope: str = "global", key: str | None = None, operator: str = "", reason: str = "") -> dict[str, Any]:
         return await self.set_trading_state(scope, key, TradingState.ACTIVE.value, operator, reason)
 
+    async def resolve(self, decision_id: str, operator: str, note: str, timeout_s: float = 10.0) -> dict[str, Any]:
+        """A person dealt with an escalated pair's residual (``xmc resolve``): record it (an
+        ``OPERATOR`` event under the decision id: who, the note, the residual as the ledger's
+        ``ESCALATION`` event recorded it), then resume the strategy the escalation halted, once
+        none of its escalations is left unresolved (a resume of the strategy scope, which the
+        coordinators forward to the strategy's host). Refused: a decision id that is not
+        escalated or is already resolved, no operator, no note, a guard still rebuilding."""
+        if self.rebuilding:
+            return {"ok": False, "error": "risk guard is rebuilding after a restart: retry in a few seconds"}
+        try:
+            check_operator(operator)
+            if not isinstance(note, str) or not note.strip():
+                raise ValueError("note: say how the residual was dealt with (--note TEXT); it is recorded")
+            esc = self.core.check_resolvable(decision_id)
+        except ValueError as e:
+            return {"ok": False, "error": str(e)}
+        did = decision_id.strip()
+        residual, source = await self._ledger_residual(did, timeout_s)
+        try:  # checked again: a resolve of the same id may have run while the ledger was read
+            ev, last = self.core.resolve(did, operator, note, residual, source)
+        except ValueError as e:
+            return {"ok": False, "error": str(e)}
+        strategy = esc["strategy"]
+        out: dict[str, Any] = {"ok": True, "decision_id": did, "strategy": strategy, "event_id": ev.event_id,
+                               "residual": ev.payload.get("residual"), "residual_source": source,
+                               "unresolved": self.core.unresolved_escalations(strategy), "resumed": False}
+        if not last:
+            out["note"] = (f"strategy {strategy} stays halted: {len(out['unresolved'])} more escalation(s) to resolve: "
+                           + ", ".join(out["unresolved"]))
+            return out
+        setter = self.core.state_setter.get(scope_key("strategy", strategy), "")
+        if setter and not setter.startswith("auto:"):
+            out["note"] = (f"strategy {strategy} stays {self.core.states[scope_key('strategy', strategy)].value}: "
+                           f"{setter} set it; `xmc resume --strategy {strategy}` lifts that")
+            return out
+        res = await self.set_trading_state("strategy", strategy, TradingState.ACTIVE.value, operator.strip(),
+                                           f"escalation {did} resolved: {note.strip()}")
+        out.update(resumed="event_id" in res, resume=res)
+        return out
+
+    async def _ledger_residual(self, did: str, timeout_s: float) -> tuple[Any, str]:
+        """The residual the last ``ESCALATION`` event of ``did`` recorded, and where it came from."""
+        try:
+            shards = self._find_ledger()
+            events = await read_trail(shards, kinds=["ESCALATION"], decision_ids=[did], timeout_s=timeout_s)
+        except Exception as e:  # noqa: BLE001 - the pair summary's residual is recorded instead, and says so
+            log.warning("resolve %s: ESCALATION not read from the ledger: %s", did, e)
+            return None, f"pair summary (ledger not read: {type(e).__name__})"
+        for ev in reversed(events):
+            if "residual" in ev.payload:
+                return ev.payload["residual"], f"ESCALATION {ev.event_id}"
+        return None, "pair summary (no ESCALATION event in the ledger)"
+
     async def set_limit(self, section: str, key: str | None, field: str | None, value: Any, operator: str) -> dict[str, Any]:
         if self.rebuilding:
             return {"ok": False, "error": "risk guard is rebuilding after a restart: retry in a few seconds"}
@@ -305,6 +359,7 @@ class RiskGuard:
         st["rebuilding"] = self.rebuilding
         st["last_rebuild"] = self.last_rebuild
         st["grants_skipped"] = self.grants_skipped
+        st.setdefault("known", {})["strategies"] = sorted(s.name for s in self.dep.strategies)
         return st
 
     async def events(self, kind: str | None = None) -> list[Event]:

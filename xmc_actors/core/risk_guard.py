@@ -155,6 +155,11 @@ class RiskGuardCore:
         self.booked_state: dict[str, str] = {}
         self.booked_trades: set[tuple[str, str]] = set()  # (decision id, trade id) of incremental bookings
         self.counters: dict[str, int] = {}
+        # escalated pairs whose residual no person has dealt with yet (``xmc resolve``): decision
+        # id -> strategy, reason, residual, ts_ns; the strategy resumes only once none is left
+        self.escalations: dict[str, dict[str, Any]] = {}
+        self.resolved: dict[str, dict[str, Any]] = {}   # decision id -> operator, note, ts_ns
+        self._escalation_detail: dict[str, tuple[str, Any]] = {}  # rebuild: reason, residual from the coordinator's alert
 
     # -- coordinators and grants -----------------------------------------------------------
     def register_coordinator(self, name: str, weight: Decimal = Decimal(1)) -> None:
@@ -227,6 +232,12 @@ class RiskGuardCore:
             return out
         now = self.clock.now_ns()
         did = s.decision_id
+        if s.state == "ESCALATED":
+            raw = summary if isinstance(summary, dict) else {}
+            # a late fill on a pair already resolved is new exposure nobody has dealt with: open again
+            fresh = s.incremental and bool(s.trade_id) and (did, s.trade_id) not in self.booked_trades
+            self._note_escalation(did, s.strategy, str(raw.get("reason", "")), raw.get("residual"),
+                                  s.ts_ns or now, reopen=fresh)
         # what this summary says the pair left in the book, per account and instrument
         total: dict[tuple[str, str], int] = {}
         price: dict[tuple[str, str], Decimal | None] = {}
@@ -378,7 +389,73 @@ class RiskGuardCore:
         """Halt / reduce / resume a strategy, a venue or everything; recorded as an OPERATOR event."""
         op = check_operator(operator)
         st = TradingState(state)
+        if st is TradingState.ACTIVE and scope == "strategy" and key:
+            open_ = self.unresolved_escalations(key)
+            if open_:
+                raise ValueError(
+                    f"strategy {key} is halted by {len(open_)} escalated pair(s) whose residual nobody has dealt "
+                    f"with: {', '.join(open_)}; deal with each residual, then `xmc resolve DECISION_ID --operator "
+                    f"NAME --note TEXT` (the strategy resumes when the last one is resolved)")
         return self._set_state(scope, key, st, op, reason)
+
+    # -- escalations -------------------------------------------------------------------------------
+    def _note_escalation(self, did: str, strategy: str, reason: str, residual: Any, ts_ns: int,
+                         reopen: bool = False) -> None:
+        if did in self.resolved:
+            if not reopen:
+                return  # a summary of a pair already dealt with, booked again
+            del self.resolved[did]
+        cur = self.escalations.get(did)
+        if not reason and residual is None and did in self._escalation_detail:
+            reason, residual = self._escalation_detail[did]
+        self.escalations[did] = {"strategy": strategy, "reason": reason or (cur or {}).get("reason", ""),
+                                 "residual": residual if residual is not None else (cur or {}).get("residual"),
+                                 "ts_ns": (cur or {}).get("ts_ns", ts_ns)}
+
+    def unresolved_escalations(self, strategy: str | None = None) -> list[str]:
+        """Decision ids of escalated pairs not yet resolved (of ``strategy``, or all), oldest first."""
+        return [d for d, e in sorted(self.escalations.items(), key=lambda kv: (kv[1]["ts_ns"], kv[0]))
+                if strategy is None or e["strategy"] == strategy]
+
+    def check_resolvable(self, decision_id: str) -> dict[str, Any]:
+        """The open escalation of ``decision_id``; ValueError if it is not escalated or already resolved."""
+        if not isinstance(decision_id, str) or not decision_id.strip():
+            raise ValueError("decision_id: which escalated pair? (xmc resolve DECISION_ID)")
+        did = decision_id.strip()
+        if did in self.resolved:
+            r = self.resolved[did]
+            raise ValueError(f"decision {did} is already resolved (by {r['operator'] or '?'}: {r['note'] or 'no note'})")
+        if did not in self.escalations:
+            state = self.booked_state.get(did)
+            open_ = self.unresolved_escalations()
+            known = f"; unresolved escalations: {', '.join(open_)}" if open_ else "; no escalation is unresolved"
+            raise ValueError(f"decision {did} is not an escalated pair"
+                             f"{' (it ended ' + state + ')' if state else ' this risk guard knows of'}{known}")
+        return dict(self.escalations[did])
+
+    def resolve(self, decision_id: str, operator: str, note: str, residual: Any = None,
+                residual_source: str = "") -> tuple[Event, bool]:
+        """A person dealt with an escalated pair's residual: record who, how (``note``) and the
+        residual as the ledger recorded it (an ``OPERATOR`` event under the decision id, action
+        ``resolve``). Returns the event and whether its strategy has no unresolved escalation
+        left (then the caller resumes it). ValueError: not escalated, already resolved, no
+        operator or no note."""
+        op = check_operator(operator)
+        if not isinstance(note, str) or not note.strip():
+            raise ValueError("note: say how the residual was dealt with (--note TEXT); it is recorded")
+        esc = self.check_resolvable(decision_id)
+        did = decision_id.strip()
+        if residual is None:
+            residual, residual_source = esc.get("residual"), residual_source or "pair summary"
+        ev = self.maker.make(EventKind.OPERATOR, decision_id=did, strategy=esc["strategy"], reason=f"resolve {did}",
+                             action="resolve", operator=op, note=note.strip(),
+                             residual=_jsonable(residual), residual_source=residual_source,
+                             escalation_reason=esc.get("reason", ""))
+        self.sink.emit(ev)
+        del self.escalations[did]
+        self.resolved[did] = {"operator": op, "note": note.strip(), "ts_ns": ev.ts_ns, "strategy": esc["strategy"]}
+        log.warning("escalation %s of strategy %s resolved by %s: %s", did, esc["strategy"], op, note.strip())
+        return ev, not self.unresolved_escalations(esc["strategy"])
 
     def _set_state(self, scope: str, key: str | None, st: TradingState, op: str, reason: str, auto: bool = False) -> Event:
         sk = scope_key(scope, key)
@@ -436,6 +513,10 @@ class RiskGuardCore:
             "positions": {"accounts": acct_pos, "strategies": strat_pos},
             "limits": self.cfg.model_dump(mode="json"),
             "counters": dict(self.counters),
+            "unresolved_escalations": {d: {**e, "residual": _jsonable(e.get("residual"))}
+                                       for d, e in self.escalations.items()},
+            "known": {"venues": sorted(self.venues), "instruments": sorted(self.instruments),
+                      "accounts": sorted(self.capital.accounts)},
         }
 
     # -- restart ----------------------------------------------------------------------------------
@@ -611,6 +692,13 @@ class RiskGuardCore:
                 new, _ = _apply_limit(self.cfg, p["section"], p.get("key"), p.get("field"), p.get("value"))
                 self._install(new)
                 rep.limit_changes += 1
+            elif p.get("action") == "resolve":
+                did = ev.decision_id
+                if not did:
+                    raise ValueError("decision_id: a resolve record needs one")
+                self.escalations.pop(did, None)
+                self.resolved[did] = {"operator": str(p.get("operator", "")), "note": str(p.get("note", "")),
+                                      "ts_ns": ev.ts_ns, "strategy": ev.strategy}
         elif ev.kind is EventKind.RISK_DECISION and ev.reason == "BOOKED":
             # each BOOKED record carries the lots it added (the whole pair, or a revision's difference)
             did = ev.decision_id
@@ -643,6 +731,9 @@ class RiskGuardCore:
                 booked[(acc, inst)] = booked.get((acc, inst), 0) + lots
             self.booked_ts[did] = max(self.booked_ts.get(did, 0), summary_ts)
             self.booked_state[did] = str(p.get("state", ""))
+            if p.get("state") == "ESCALATED":
+                fresh = bool(trade_id) and (did, trade_id) not in self.booked_trades
+                self._note_escalation(did, ev.strategy, "", None, summary_ts or ev.ts_ns, reopen=fresh)
             if trade_id:
                 self.booked_trades.add((did, trade_id))
             accepted.pop(did, None)
@@ -665,8 +756,14 @@ class RiskGuardCore:
             if origin == "coordinator":
                 # a coordinator's own alert about a pair (an escalation): what the guard did about
                 # that pair is in its own records (the summary's BOOKED, its ``unhedged`` alert and
-                # the state that alert set), replayed for themselves; this one is not the guard's
+                # the state that alert set), replayed for themselves; this one is not the guard's.
+                # Its reason and residual describe the escalation the BOOKED record opens
                 rep.coordinator_alerts += 1
+                if ev.decision_id and str(p.get("alert_id", "")).endswith(":escalated"):
+                    detail = (str(p.get("message") or ev.reason or ""), p.get("residual"))
+                    self._escalation_detail[ev.decision_id] = detail
+                    if ev.decision_id in self.escalations:
+                        self.escalations[ev.decision_id].update(reason=detail[0], residual=detail[1])
                 return
             if origin == "other":
                 rep.other_alerts += 1   # a strategy's or a gateway's free-form alert
