@@ -251,6 +251,12 @@ class FixExchange:
                     wire.extend(msgs)
         return n
 
+    def fills(self) -> list[dict[str, Any]]:
+        """Every execution the venue made (its own record): client order id, trade id, lots, price."""
+        with self.lock:
+            return [{"client_order_id": d["client_order_id"], "trade_id": d["trade_id"], "qty": d["fill_qty"],
+                     "price": d["fill_price"]} for d in self.sim.drop_copy_log if d.get("trade_id")]
+
     def received(self) -> list[str]:
         """Every NewOrderSingle ClOrdID received, in order, duplicates and PossDup resends included."""
         with self.lock:
@@ -630,7 +636,7 @@ class FixExchange:
         """One control command: ``{"cmd": "drop" | "stall" (ms) | "restart" | "skip_seq" (n) |
         "malformed" (kind) | "duplicate_next" (n) | "inject" (fault) | "market" (quotes; with
         ``"wire": true`` also the venue's market-data messages) | "status" | "order_count"
-        (client_order_id) | "received_orders" | "stop"}``."""
+        (client_order_id) | "received_orders" | "fills" | "stop"}``."""
         c = cmd.get("cmd")
         if c == "drop":
             return self.drop()
@@ -654,6 +660,8 @@ class FixExchange:
             return self.market(quotes)
         if c == "received_orders":
             return self.received()
+        if c == "fills":
+            return self.fills()
         if c == "status":
             return self.status()
         if c == "order_count":
