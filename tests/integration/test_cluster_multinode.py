@@ -210,7 +210,7 @@ def test_in_flight_pairs_resolve_and_strategies_stop_when_a_venue_node_is_lost(c
     from xmc_actors.actors.coordinator import PairCoordinator
     from xmc_actors.actors.gateway import VenueGateway
     from xmc_actors.actors.strategy import StrategyHost
-    from xmc_actors.core.pricing import fx_book_from_config
+    from xmc_actors.feeds.fx import fx_book_from_config
     from xmc_actors.model import Quote
     from xmc_actors.strategies.base import build_strategy
 

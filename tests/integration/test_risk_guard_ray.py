@@ -29,7 +29,7 @@ FX = (FxPair(base="USD", quote="CNY", rate=Decimal("7.1")),)
 class StandInCoordinator:
     def __init__(self, name: str, instruments: dict[str, Any], fx_pairs: tuple[FxPair, ...]) -> None:
         from xmc_actors.core.clock import SystemClock
-        from xmc_actors.core.pricing import fx_book_from_config
+        from xmc_actors.feeds.fx import fx_book_from_config
         from xmc_actors.core.risk_rules import PreTradeChecker, fx_from_book
 
         self.clock = SystemClock()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from xmc_actors.bench import cluster as bench
 from xmc_actors.core.clock import SystemClock
-from xmc_actors.core.pricing import fx_book_from_config
+from xmc_actors.feeds.fx import fx_book_from_config
 from xmc_actors.core.sink import EventMaker
 from xmc_actors.strategies.base import build_strategy
 from xmc_actors.strategies.host import StrategyHostCore

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from testkit import data_dir, instrument, quote
+from xmc_actors.feeds.fx import fx_book_from_config, load_daily_fx_csv
 from xmc_actors.core.pricing import (
-    CostModel, DailySeries, FxBook, LiveRate, ParityEngine, ParityUnavailable, StaticRate, fx_book_from_config,
-    load_daily_fx_csv, quote_is_stale, resolve_hedge_ratio, size_pair,
+    CostModel, DailySeries, FxBook, LiveRate, ParityEngine, ParityUnavailable, StaticRate,
+    quote_is_stale, resolve_hedge_ratio, size_pair,
 )
 from xmc_actors.model import FxPair, QuoteStatus, convert_price
 from xmc_actors.model.errors import CurrencyError

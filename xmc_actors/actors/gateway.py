@@ -564,7 +564,7 @@ class VenueGateway:
         is running (a replayed feed is driven by the replay driver, which re-synchronises it).
         Each venue session records a LIFECYCLE event and a yellow ALERT saying so.
         """
-        from ..runtime.session import REGISTRY_NAME
+        from ..model.names import REGISTRY_NAME
 
         ns = ray.get_runtime_context().namespace
         info = await ray.get_actor(REGISTRY_NAME, namespace=ns).describe.remote()

@@ -200,7 +200,7 @@ class StrategyHostActor:
     async def _resubscribe(self) -> None:
         """Subscribe again to every gateway of the deployment (found by name through its
         registry) for the instruments this host's strategies trade."""
-        from ..runtime.session import REGISTRY_NAME
+        from ..model.names import REGISTRY_NAME
         from .gateway import find_gateway_view
 
         ns = ray.get_runtime_context().namespace
@@ -212,7 +212,7 @@ class StrategyHostActor:
 
     async def _restore(self, names: list[str]) -> None:
         from ..ledger.reader import read_trail
-        from ..runtime.deploy import RISK_GUARD_NAME
+        from ..model.names import RISK_GUARD_NAME
         from ..strategies.base import decision_id, decision_seq_of
 
         shards = getattr(self.sink, "shard_handles", None)
@@ -238,7 +238,7 @@ class StrategyHostActor:
         # states (an escalation, an operator's halt, an automatic action) survive this host
         stopped: dict[str, str] = {}
         if ready:
-            from ..runtime.deploy import COORDINATOR_NAME
+            from ..model.names import COORDINATOR_NAME
 
             cstat: dict[str, Any] = {}
             try:

@@ -340,7 +340,7 @@ def measure_core(cfg: DeploymentConfig, quotes: int, warmup: int = MAX_WINDOW + 
     """µs per instance per quote of the same instances in one :class:`StrategyHostCore`, in
     this process (no Ray, no actor): what the strategy code itself costs."""
     from ..core.clock import SystemClock
-    from ..core.pricing import fx_book_from_config
+    from ..feeds.fx import fx_book_from_config
     from ..core.sink import EventMaker
     from ..strategies.base import build_strategy
     from ..strategies.host import StrategyHostCore

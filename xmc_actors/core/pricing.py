@@ -25,7 +25,7 @@ the tick grid (see :mod:`xmc_actors.strategies.base`).
 
 Sizing: :func:`size_pair` turns leg-A lots into whole leg-B lots as close as possible to the
 hedge ratio and reports the residual mismatch; :func:`resolve_hedge_ratio` computes ``auto``
-with :func:`xmc_actors.runtime.config.auto_hedge_ratio` (COMEX GC 100 oz vs SHFE au 1000 g:
+with :func:`xmc_actors.model.units.auto_hedge_ratio` (COMEX GC 100 oz vs SHFE au 1000 g:
 3.11 au lots per GC lot).
 """
 from __future__ import annotations
@@ -35,14 +35,13 @@ import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import Enum
-from pathlib import Path
 from typing import Any, Literal, Mapping, NamedTuple, Protocol, Sequence
 from zoneinfo import ZoneInfo
 
 from ..model.errors import CurrencyError, XmcError
-from ..model.market import FxPair, Instrument
+from ..model.market import Instrument
 from ..model.quotes import Quote, QuoteStatus
-from ..model.units import normalise_currency, normalise_unit, unit_factor
+from ..model.units import auto_hedge_ratio, normalise_currency, normalise_unit, unit_factor
 
 _NS_PER_DAY = 86_400 * 1_000_000_000
 
@@ -195,49 +194,6 @@ class FxBook:
     def has_path(self, base: str, quote: str) -> bool:
         pairs = set(self.providers) | {(q, b) for b, q in self.providers}
         return base == quote or (base, quote) in pairs or ((base, self.pivot) in pairs and (self.pivot, quote) in pairs)
-
-
-def load_daily_fx_csv(path: str | Path) -> tuple[dict[dt.date, float], list[str]]:
-    """Read a ``date,rate`` CSV (FRED layout: header row, ``.`` or blank for no fixing).
-
-    Returns the rows and a list of what was skipped and why (line number and reason); a file
-    without a single usable row is an error naming the file. The parsing is the replay
-    loader's (:func:`xmc_actors.feeds.replay.load_fred_fx`): one reader of the FRED layout.
-    """
-    from ..feeds.replay import load_fred_fx
-
-    p = Path(path)
-    try:
-        series, report = load_fred_fx(p)
-    except (OSError, ValueError) as e:
-        raise CurrencyError(f"{p}: cannot read FX rates: {e}") from None
-    rows = {day: float(rate) for day, rate in series}
-    skipped = [f"{p.name}:{line}: {why}" for line, why in report.skipped]
-    if not rows:
-        raise CurrencyError(f"{p}: no usable FX row (skipped {len(skipped)})")
-    return rows, skipped
-
-
-def fx_book_from_config(pairs: Sequence[FxPair], *, pivot: str = "USD", tz: str = "UTC",
-                        max_lag_days: int = 0, live_max_age_ms: int = 60_000) -> FxBook:
-    """Build an :class:`FxBook` from a deployment's ``fx`` section.
-
-    ``source: static`` -> :class:`StaticRate`; ``source: file`` -> :class:`DailySeries` read
-    with :func:`load_daily_fx_csv`; any other source (``live``, a gateway) -> :class:`LiveRate`
-    fed through :meth:`FxBook.update`.
-    """
-    book = FxBook(pivot=pivot)
-    for fp in pairs:
-        if fp.source == "static":
-            assert fp.rate is not None
-            book.add(fp.base, fp.quote, StaticRate(float(fp.rate), source=f"static:{fp.id}"))
-        elif fp.source == "file":
-            assert fp.file is not None
-            rows, _ = load_daily_fx_csv(fp.file)
-            book.add(fp.base, fp.quote, DailySeries(rows, tz=tz, max_lag_days=max_lag_days if fp.max_lag_days is None else fp.max_lag_days, source=f"{fp.id}@{Path(fp.file).name}"))
-        else:
-            book.add(fp.base, fp.quote, LiveRate(max_age_ms=live_max_age_ms, source=f"{fp.source}:{fp.id}"))
-    return book
 
 
 # =========================================================================== parity
@@ -424,8 +380,6 @@ def resolve_hedge_ratio(spec: Decimal | str, a: Instrument, b: Instrument) -> De
     if isinstance(spec, str):
         if spec != "auto":
             raise ValueError(f"hedge_ratio: expected a positive number or 'auto', got {spec!r}")
-        from ..runtime.config import auto_hedge_ratio
-
         return auto_hedge_ratio(a.multiplier, a.price_unit, b.multiplier, b.price_unit)
     return spec
 
@@ -462,7 +416,7 @@ def size_pair(qty_a: int, hedge_ratio: Decimal | float, a: Instrument, b: Instru
 
 
 __all__ = [
-    "FxObservation", "RateProvider", "StaticRate", "DailySeries", "LiveRate", "FxBook", "load_daily_fx_csv",
-    "fx_book_from_config", "Direction", "ParityUnavailable", "CostModel", "Parity", "ParityEngine",
+    "FxObservation", "RateProvider", "StaticRate", "DailySeries", "LiveRate", "FxBook",
+    "Direction", "ParityUnavailable", "CostModel", "Parity", "ParityEngine",
     "quote_is_stale", "PairSizing", "resolve_hedge_ratio", "hedge_lots", "size_pair",
 ]

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from ..model.config import FeedConfig
 from ..model.market import Instrument, Venue
-from ..runtime.registry import FEEDS
+from ..model.registry import FEEDS
 from .config import NoFeedParams, ReplayParams, SyntheticParams
 from .replay import LoadReport, load_fred_fx, load_replay_file
 from .source import FeedSource

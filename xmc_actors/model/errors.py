@@ -26,5 +26,13 @@ class IllegalTransition(XmcError):
         super().__init__(msg + (f" ({detail})" if detail else ""))
 
 
+class VenueDisconnected(Exception):
+    """The venue cannot be reached: nothing was sent (a definitive, local outcome).
+
+    Raised by a venue adapter (:mod:`xmc_actors.venues`), caught by the gateway core
+    (:mod:`xmc_actors.core.gateway_core`): it lives here, below both.
+    """
+
+
 class PriceError(XmcError, ValueError):
     """A price that is not finite, not positive where it must be, or off the tick grid."""

@@ -93,6 +93,15 @@ def convert_quantity(qty: Decimal | float, from_unit: str, to_unit: str) -> Deci
     return Decimal(str(qty)) / unit_factor(from_unit, to_unit)
 
 
+def auto_hedge_ratio(a_mult: Decimal, a_unit: str, b_mult: Decimal, b_unit: str) -> Decimal:
+    """Leg-B lots per leg-A lot that carry the same quantity of goods (or index exposure).
+
+    One A lot is ``a_mult`` ``a_unit``; in ``b_unit`` that is ``a_mult / unit_factor(a_unit, b_unit)``;
+    divided by B's multiplier it is B lots (COMEX GC 100 troy_oz vs SHFE au 1000 g: 3.11).
+    """
+    return a_mult / unit_factor(a_unit, b_unit) / b_mult
+
+
 def convert_price(
     price: Decimal | float,
     *,

@@ -31,8 +31,8 @@ import yaml
 from pydantic import ValidationError
 
 from ..model.config import DeploymentConfig
-from ..model.units import dimension
-from .registry import ADAPTERS, FEEDS, STRATEGIES
+from ..model.registry import ADAPTERS, FEEDS, STRATEGIES
+from ..model.units import auto_hedge_ratio, dimension
 
 LIST_KEYS = ("venues", "instruments", "fx", "accounts", "gateways", "strategies")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -686,7 +686,7 @@ def _check_data_files(cfg: DeploymentConfig, add: Any) -> bool:
 def _check_strategies_build(cfg: DeploymentConfig, add: Any, reported: list[str], load_fx: bool = True) -> None:
     """Build every strategy as the runtime will (sizes, hedge ratio, FX): what cannot trade is
     reported here, at its path, not when the deployment starts."""
-    from ..core.pricing import fx_book_from_config
+    from ..feeds.fx import fx_book_from_config
     from ..strategies.base import build_strategy
 
     if not load_fx:
@@ -859,15 +859,6 @@ def describe(cfg: DeploymentConfig) -> list[str]:
     lines.append(f"  ledger      {cfg.ledger.path} ({cfg.ledger.shards} shard(s) by {cfg.ledger.shard_by})")
     lines.append(f"  ray         {'embedded' if cfg.ray.address is None else cfg.ray.address}, namespace {cfg.ray.namespace!r}")
     return lines
-
-
-def auto_hedge_ratio(a_mult: Decimal, a_unit: str, b_mult: Decimal, b_unit: str) -> Decimal:
-    """Leg-B lots per leg-A lot that carry the same quantity of goods (or index exposure)."""
-    from ..model.units import unit_factor
-
-    # one A lot = a_mult * a_unit; expressed in b_unit: a_mult / unit_factor(a_unit -> b_unit)
-    a_in_b_units = a_mult / unit_factor(a_unit, b_unit)
-    return a_in_b_units / b_mult
 
 
 __all__ = ["ConfigError", "ConfigIssue", "load_config", "describe", "format_path", "auto_hedge_ratio",

@@ -34,12 +34,10 @@ import ray
 
 from ..core.stats import percentile
 from ..model.config import DeploymentConfig, LedgerConfig
-from .session import REGISTRY_NAME, DeploymentRegistry, forget_embedded, start_ray
+from ..model.names import COORDINATOR_NAME, HOST_PREFIX, METRICS_HUB_NAME, REGISTRY_NAME, RISK_GUARD_NAME
+from .session import DeploymentRegistry, forget_embedded, start_ray
 
 log = logging.getLogger(__name__)
-COORDINATOR_NAME = "coordinator"
-RISK_GUARD_NAME = "risk-guard"
-HOST_PREFIX = "strategy-host-"
 
 
 @dataclasses.dataclass
@@ -148,8 +146,8 @@ def check_inline_size(deployment: dict[str, Any], limit: int = INLINE_ARGS_LIMIT
 
 def build_checker(deployment: dict[str, Any], *, instruments: Any, sink: Any, clock: Any, name: str) -> Any:
     """The coordinator's in-process pre-trade checker (built inside the coordinator's process)."""
-    from ..core.pricing import fx_book_from_config
     from ..core.risk_rules import PreTradeChecker, fx_from_book
+    from ..feeds.fx import fx_book_from_config
 
     dep = DeploymentConfig.model_validate(deployment)
     fx = fx_from_book(fx_book_from_config(dep.fx, max_lag_days=7), clock)
@@ -303,7 +301,7 @@ class Deployment:
         from ..actors.gateway import GatewayView, VenueGateway
         from ..actors.risk_guard import RiskGuard
         from ..actors.strategy import StrategyHost
-        from ..core.pricing import fx_book_from_config
+        from ..feeds.fx import fx_book_from_config
         from ..ledger.actor import start_ledger
         from ..ledger.client import LedgerClient
         from ..strategies.base import build_strategy
@@ -419,11 +417,10 @@ class Deployment:
         return ready
 
     def _start_metrics(self) -> None:
-        from ..ops.metrics import hub_fetcher, start_metrics_endpoint
-        from ..ops import metrics as m
+        from .metrics import MetricsHub, hub_fetcher, start_metrics_endpoint
 
-        hub = m.MetricsHub.options(name="metrics-hub", namespace=self.namespace, get_if_exists=True).remote()
-        self.handles["metrics-hub"] = hub
+        hub = MetricsHub.options(name=METRICS_HUB_NAME, namespace=self.namespace, get_if_exists=True).remote()
+        self.handles[METRICS_HUB_NAME] = hub
         self.metrics_endpoint = start_metrics_endpoint(self.cfg.ray.metrics_port, hub_fetcher(hub))
 
     # ------------------------------------------------------------------ run
@@ -505,7 +502,7 @@ class Deployment:
 
     def _unanswered(self, timeout_s: float) -> list[str]:
         """Actors of the deployment that do not answer ``ready()`` within ``timeout_s``."""
-        names = [n for n in self.handles if n != "metrics-hub"]
+        names = [n for n in self.handles if n != METRICS_HUB_NAME]
         refs = {}
         for n in names:
             try:

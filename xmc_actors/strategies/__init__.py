@@ -3,7 +3,7 @@
 Importing this package registers ``band``, ``zscore``, ``basis_monitor`` and ``calendar_roll``
 (see :mod:`xmc_actors.strategies.base` for writing a new one).
 """
-from ..runtime.registry import STRATEGIES
+from ..model.registry import STRATEGIES
 from .params import BUILTIN_PARAMS
 
 for _name, _params in BUILTIN_PARAMS.items():

@@ -23,7 +23,7 @@ A new strategy is one subclass that implements :meth:`Strategy.decide`::
         def decide(self, snap: Snapshot) -> Decision | None:
             ...
 
-The class keyword arguments register it in :data:`xmc_actors.runtime.registry.STRATEGIES`
+The class keyword arguments register it in :data:`xmc_actors.model.registry.STRATEGIES`
 (parameters checked by ``xmc validate``; the class is the entry's factory).
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ from ..model.events import Event, EventKind
 from ..model.market import Instrument, Side, Venue
 from ..model.pairs import LegIntent, LegSpec, PairIntent, PairState
 from ..model.quotes import Quote
-from ..runtime.registry import STRATEGIES
+from ..model.registry import STRATEGIES
 from .params import Guards
 
 _MS = 1_000_000

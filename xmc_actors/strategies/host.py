@@ -39,7 +39,7 @@ class HostSpec:
     decision_seqs: dict[str, int] = field(default_factory=dict)
 
     def build(self) -> list[Strategy]:
-        from ..core.pricing import fx_book_from_config
+        from ..feeds.fx import fx_book_from_config
         from ..model.config import DeploymentConfig
         from .base import build_strategy
 

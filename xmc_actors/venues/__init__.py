@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from ..core.clock import Clock
 from ..model.market import Instrument, Venue
-from ..runtime.registry import ADAPTERS
+from ..model.registry import ADAPTERS
 from .journal import VenueJournal, journal_path
 from .sim import SimExchange, VenueDisconnected
 from .sim_config import SimVenueParams

@@ -39,6 +39,7 @@ from typing import Any, Iterable
 
 from ..core.calendar import instrument_session_state
 from ..core.clock import Clock
+from ..model.errors import VenueDisconnected
 from ..model.market import Instrument, Side, Venue
 from ..model.orders import (
     ExecReportKind, ExecutionReport, Fill, OrderRequest, OrderState, OrderStatus, OrderType,
@@ -49,10 +50,6 @@ from .journal import VenueJournal
 from .sim_config import LatencyModel, SimVenueParams
 
 _MS = 1_000_000
-
-
-class VenueDisconnected(Exception):
-    """The venue cannot be reached: nothing was sent (a definitive, local outcome)."""
 
 
 class VenueClock:
