@@ -74,6 +74,10 @@ def deployment() -> Any:
         name="risk-test", fx=FX, instruments=tuple(tk.instruments().values()), venues=(tk.venue("SHFE"), tk.venue("LME")),
         accounts=(Account(id="cn", broker="sim", venues=("SHFE",), currency="CNY", capital=Decimal(10_000_000)),),
         risk={"check_sessions": False, "throttle": {"max_orders_per_s": 10_000}, "grant_refresh_ms": 200},
+        # the strategies the operator commands name (they refuse a name the deployment does not have)
+        strategies=[{"name": n, "class": "band", "legs": [{"instrument": "SHFE.cu", "account": "cn"},
+                                                          {"instrument": "LME.CA3M", "account": "cn"}]}
+                    for n in ("s1", "s7")],
     )
     guard = RiskGuard.options(name=ACTOR_NAME, namespace=NS).remote(dep)
     coords = {n: StandInCoordinator.remote(n, tk.instruments(), FX) for n in ("c1", "c2")}

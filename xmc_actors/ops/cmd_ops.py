@@ -1,7 +1,16 @@
-"""Kill switch and limits: ``xmc halt|reduce|resume``, ``xmc limits set|show``, ``xmc risk-status``.
+"""Kill switch and limits: ``xmc halt|reduce|resume``, ``xmc limits set|show``, ``xmc resolve``,
+``xmc risk-status``.
 
 Every action needs ``--operator NAME`` and is recorded in the ledger (kind OPERATOR) by the
-running RiskGuard, found by name (``risk-guard``) in the deployment's namespace.
+running RiskGuard, found by name (``risk-guard``) in the deployment's namespace. Every command
+joins the deployment through :func:`join` (``runtime.session.connect``: ``--address``, else the
+deployment's own address file, its token, a fast failure on a dead address). Strategy, venue,
+instrument and account names are checked against the running deployment before anything is
+changed: a typo on a kill switch is an error that lists the valid names.
+
+Exit codes: 0 done; 1 done, but not every coordinator acknowledged; 2 refused (a wrong name, a
+bad value, an escalation to resolve first: nothing changed); 3 no deployment to talk to (not
+running, unreachable, authentication refused); 4 the risk guard did not answer in time.
 """
 from __future__ import annotations
 
@@ -15,9 +24,25 @@ GUARD_NAME = "risk-guard"
 
 
 def _connection_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--address", default=None, help="Ray cluster address (default: auto, the local cluster)")
-    p.add_argument("--namespace", default="xmc", help="the deployment's Ray namespace (default: xmc)")
+    p.add_argument("--address", default=None,
+                   help="Ray address HOST:PORT of a deployment on a cluster (default: the deployment's own "
+                        "address file, written by `xmc run` on this machine)")
+    p.add_argument("--namespace", default=None,
+                   help="the deployment's Ray namespace (ray.namespace; default: the one deployment running "
+                        "on this machine, else xmc)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the RiskGuard's answer")
+
+
+def join(args: argparse.Namespace) -> str:
+    """Join the deployment (the one way every command does: ``runtime.session.connect``); sets
+    and returns ``args.namespace``. CliError with exit code 3 naming the cause otherwise."""
+    from ..runtime.session import ConnectError, connect
+
+    try:
+        args.namespace = connect(getattr(args, "address", None), getattr(args, "namespace", None))
+    except ConnectError as e:
+        raise CliError(str(e), code=e.code) from None
+    return args.namespace
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -32,6 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         p.add_argument("--reason", default="", help="why (recorded)")
         _connection_args(p)
         p.set_defaults(func=cmd_state, state={"halt": "HALTED", "reduce": "REDUCING", "resume": "ACTIVE"}[name])
+
+    r = sub.add_parser("resolve", help="an escalated pair's residual was dealt with: record it and resume its strategy")
+    r.add_argument("decision_id", metavar="DECISION_ID", help="the escalated pair (xmc status lists them)")
+    r.add_argument("--operator", help="who dealt with it (required; recorded in the ledger)")
+    r.add_argument("--note", help="how the residual was dealt with (required; recorded)")
+    _connection_args(r)
+    r.set_defaults(func=cmd_resolve)
 
     lim = sub.add_parser("limits", help="show or change risk limits of the running deployment")
     lsub = lim.add_subparsers(dest="limits_command", metavar="ACTION")
@@ -57,20 +89,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     st.set_defaults(func=cmd_status)
 
 
-def find_guard(address: str | None, namespace: str) -> Any:
+def find_guard(address: str | None, namespace: str | None) -> Any:
     """The running RiskGuard's handle, or a CliError that says what is missing."""
     import ray
 
-    if not ray.is_initialized():
-        try:
-            ray.init(address=address or "auto", namespace=namespace, logging_level="ERROR", log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            raise CliError(f"no running deployment: cannot reach a Ray cluster at {address or 'auto'} ({e}); "
-                           "start one (xmc demo / scripts/demo) or pass --address", code=3) from None
+    args = argparse.Namespace(address=address, namespace=namespace)
+    ns = join(args)
     try:
-        return ray.get_actor(GUARD_NAME, namespace=namespace)
+        return ray.get_actor(GUARD_NAME, namespace=ns)
     except ValueError:
-        raise CliError(f"no running deployment: no actor {GUARD_NAME!r} in namespace {namespace!r}"
+        raise CliError(f"no running deployment: no actor {GUARD_NAME!r} in namespace {ns!r}"
                        f"{' at ' + address if address else ''} (is the deployment started? right --namespace?)",
                        code=3) from None
 
@@ -83,6 +111,23 @@ def _call(args: argparse.Namespace, method: str, *a: Any) -> Any:
         return ray.get(getattr(guard, method).remote(*a), timeout=args.timeout)
     except ray.exceptions.GetTimeoutError:
         raise CliError(f"the RiskGuard did not answer {method} within {args.timeout:.0f} s", code=4) from None
+    except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
+        raise CliError(f"the RiskGuard is not available ({type(e).__name__}); it restarts by itself: retry in a "
+                       "few seconds", code=4) from None
+
+
+def check_name(status: dict[str, Any], kind: str, name: str) -> None:
+    """``name`` must be one of the running deployment's ``kind`` (strategies, venues, instruments,
+    accounts), as the risk guard knows them; CliError listing them otherwise (nothing changed)."""
+    known = (status.get("known") or {}).get(kind)
+    if known is None:
+        raise CliError(f"this risk guard does not list its {kind}: cannot check {name!r}; nothing changed")
+    if name not in known:
+        singular = kind[:-1] if not kind.endswith("ies") else kind[:-3] + "y"
+        near = [k for k in known if k.lower() == name.lower()]
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise CliError(f"unknown {singular} {name!r}{hint}: nothing changed; the deployment's {kind}: "
+                       f"{', '.join(known) or 'none'}")
 
 
 def _operator(args: argparse.Namespace) -> str:
@@ -95,6 +140,8 @@ def _operator(args: argparse.Namespace) -> str:
 def cmd_state(args: argparse.Namespace) -> int:
     op = _operator(args)
     scope, key = ("strategy", args.strategy) if args.strategy else ("venue", args.venue) if args.venue else ("global", None)
+    if key is not None:
+        check_name(_call(args, "status"), "strategies" if scope == "strategy" else "venues", key)
     res = _call(args, "set_trading_state", scope, key, args.state, op, args.reason)
     if "error" in res:
         raise CliError(res["error"])
@@ -126,11 +173,37 @@ def cmd_limits_set(args: argparse.Namespace) -> int:
         section, key = "daily_counts", args.venue
     else:
         section, key = args.section or "default_limits", None
+    if key is not None:
+        kind = {"instruments": "instruments", "strategies": "strategies", "max_account_position": "accounts",
+                "daily_counts": "venues"}[section]
+        check_name(_call(args, "status"), kind, key)
     res = _call(args, "set_limit", section, key, field, value, op)
     if not res.get("ok"):
         raise CliError(res.get("error", "refused"))
     print(f"{section}{'.' + key if key else ''}{'.' + field if field else ''} = {value} by {op}; "
           f"coordinators re-granted: {res['acks']}")
+    return 0
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    op = _operator(args)
+    note = (args.note or "").strip()
+    if not note:
+        raise CliError("--note TEXT is required: say how the residual was dealt with (it is recorded)")
+    res = _call(args, "resolve", args.decision_id, op, note, max(1.0, args.timeout / 2))
+    if not res.get("ok"):
+        raise CliError(res.get("error", "refused"))
+    print(f"{res['decision_id']}: resolved by {op} (event {res['event_id']}); residual {json.dumps(res['residual'], default=str)} "
+          f"(from {res['residual_source']})")
+    if res.get("resumed"):
+        acks = (res.get("resume") or {}).get("acks", {})
+        print(f"strategy {res['strategy']}: ACTIVE by {op}" + (f"; coordinators: {', '.join(f'{k} {v}' for k, v in sorted(acks.items()))}" if acks else ""))
+        if not (res.get("resume") or {}).get("ok", True):
+            print("warning: not every coordinator acknowledged the resume; retry `xmc resume --strategy "
+                  f"{res['strategy']} --operator {op}`")
+            return 1
+    elif res.get("note"):
+        print(res["note"])
     return 0
 
 
@@ -157,5 +230,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"open alerts: {len(st['open_alerts'])}")
     for a in st["open_alerts"]:
         print(f"  [{a['level'].upper()}] {a['monitor']} {a['scope']}={a['key']}: {a['message']} -> {a['action']}")
+    esc = st.get("unresolved_escalations") or {}
+    if esc:
+        print(f"unresolved escalations: {len(esc)} (xmc resolve DECISION_ID --operator NAME --note TEXT)")
+        for did, e in sorted(esc.items(), key=lambda kv: kv[1].get("ts_ns", 0)):
+            print(f"  {did}  strategy {e.get('strategy')}: {e.get('reason') or 'escalated'}; residual "
+                  f"{json.dumps(e.get('residual'), default=str)}")
     print(f"coordinators: {', '.join(st['registered']) or 'none'}")
     return 0

@@ -27,8 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=cmd_run)
 
     s = sub.add_parser("status", help="actors, strategies, positions, occupancy and open alerts of a running deployment")
-    s.add_argument("--address", help="Ray address (default: the cluster on this machine)")
-    s.add_argument("--namespace", default="xmc", help="the deployment's namespace (ray.namespace; default xmc)")
+    s.add_argument("--address", help="Ray address HOST:PORT of a deployment on a cluster (default: the "
+                                      "deployment's own address file, written by `xmc run` on this machine)")
+    s.add_argument("--namespace", default=None, help="the deployment's namespace (ray.namespace; default: the one "
+                                                     "deployment running on this machine, else xmc)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_status)
 
@@ -43,9 +45,12 @@ def _load(path: str) -> Any:
 def run_deployment(cfg: Any, *, address: str | None, duration: float | None, ledger: str | None, report: str | None,
                    per_host: int, show_progress: bool) -> Any:
     """Start, run and stop ``cfg``; returns the :class:`RunSummary` (used by ``xmc demo`` too)."""
+    from ..ledger.store import LedgerError
     from ..runtime.deploy import Deployment, install_sigint
     from ..runtime.placement import ActorsNotReady
+    from ..runtime.session import ConnectError
 
+    preflight(cfg, ledger)
     stop = threading.Event()
     install_sigint(stop)
     dep = Deployment(cfg, address=address, ledger_path=ledger, strategies_per_host=per_host)
@@ -57,6 +62,10 @@ def run_deployment(cfg: Any, *, address: str | None, duration: float | None, led
             dep.start()
         except ActorsNotReady as e:
             raise CliError(f"deployment {cfg.name!r} did not start:\n{e}", code=3) from None
+        except ConnectError as e:  # --address: nobody listens, or the cluster refused our token
+            raise CliError(f"deployment {cfg.name!r} did not start: {e}", code=3) from None
+        except LedgerError as e:  # a damaged shard: one line naming the file and why
+            raise CliError(f"deployment {cfg.name!r} did not start: {e}", code=3) from None
         except (KeyError, ValueError) as e:  # a strategy that cannot be built: say which, no traceback
             raise CliError(f"deployment {cfg.name!r} did not start: {e.args[0] if e.args else e}", code=3) from None
         print(f"all actors ready in {time.monotonic() - dep.started_at:.1f} s; namespace {dep.namespace!r} "
@@ -73,6 +82,32 @@ def run_deployment(cfg: Any, *, address: str | None, duration: float | None, led
         return summary
     finally:
         dep.shutdown_ray()
+
+
+def preflight(cfg: Any, ledger: str | None) -> None:
+    """What refuses a run before anything starts (no Ray, nothing written): a catalogue rather
+    than a deployment, a credential a live adapter will read that is not set, a damaged ledger
+    shard. CliError naming the cause."""
+    from ..ledger.store import LedgerError, inspect_shard
+    from ..runtime.config import is_catalogue, missing_credentials
+
+    if is_catalogue(cfg):
+        raise CliError(f"{cfg.name!r} is a catalogue (venues and instruments for deployments to include), not a "
+                       "deployment: it has no strategies, accounts or gateways to run; include it from a deployment "
+                       "file (see configs/demo.yaml)", code=1)
+    missing = [(path, env) for path, env, needed in missing_credentials(cfg) if needed]
+    if missing:
+        raise CliError("credentials a live venue adapter reads are not set in this shell: "
+                       + "; ".join(f"environment variable {env} ({path})" for path, env in missing)
+                       + "; set them (or check with `xmc validate --require-credentials CONFIG`)", code=1)
+    root = Path(ledger or cfg.ledger.path)
+    if root.is_dir():
+        for shard in sorted(root.glob("*.duckdb")):
+            try:
+                inspect_shard(shard)
+            except LedgerError as e:
+                raise CliError(f"ledger: {e} (nothing started; see docs/operations.md, \"A damaged ledger file\")",
+                               code=3) from None
 
 
 def _progress(p: dict[str, Any]) -> None:
@@ -122,67 +157,137 @@ def run_exit_code(summary: Any) -> int:
 
 
 def _check_reachable(address: str | None, timeout_s: float = 3.0) -> None:
-    """Fail fast on a ``host:port`` nobody listens on (``ray.init`` would retry for minutes)."""
-    import socket
+    """Fail fast on a ``host:port`` nobody listens on (``runtime.session.check_reachable``, which
+    every operator command's :func:`~xmc_actors.runtime.session.connect` runs)."""
+    from ..runtime.session import ConnectError, check_reachable
 
-    if not address or address == "auto" or "://" in address or ":" not in address:
+    if not address:
         return
-    host, _, port = address.rpartition(":")
     try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except (OSError, ValueError) as e:
-        raise CliError(f"no Ray cluster answers at {address}: {e}", code=3) from None
+        check_reachable(address, timeout_s)
+    except ConnectError as e:
+        raise CliError(str(e), code=e.code) from None
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     import ray
 
     from ..runtime.deploy import collect_status
-    from ..runtime.session import find_registry, get_actor
+    from ..runtime.session import REGISTRY_NAME, get_actor
+    from .cmd_ops import join
 
-    _check_reachable(args.address)
+    ns = join(args)  # the one way every command joins: address file, token, fast failure
     try:
-        registry = find_registry(args.address, args.namespace)
+        try:
+            registry = ray.get_actor(REGISTRY_NAME, namespace=ns)
+        except ValueError:
+            raise LookupError(f"no deployment is running in namespace {ns!r}"
+                              f"{' at ' + args.address if args.address else ''} (start one with `xmc run CONFIG`, "
+                              "or pass --namespace)") from None
         info = ray.get(registry.describe.remote(), timeout=10)
-        handles = {n: get_actor(n, args.namespace) for n in info.get("actors", []) if n != "deployment"}
+        handles = {}
+        for n in info.get("actors", []):
+            if n == REGISTRY_NAME:
+                continue
+            try:
+                handles[n] = get_actor(n, ns)
+            except LookupError:
+                handles[n] = None  # registered, not found: dead, or its restart has not come back
     except LookupError as e:
         raise CliError(str(e), code=3) from None
-    status = collect_status(handles)
+    except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError) as e:
+        raise CliError(f"the deployment registry of namespace {ns!r} did not answer ({type(e).__name__})", code=4) from None
+    status = collect_status({n: h for n, h in handles.items() if h is not None})
+    for n, h in handles.items():
+        if h is None:
+            status[n] = {"error": f"actor {n!r} is not running in namespace {ns!r}"}
     if args.json:
         print(json.dumps({"deployment": info, "actors": status}, indent=2, default=str))
         return 0
-    print(f"deployment {info['name']!r} in namespace {info['namespace']!r}: {info['state']}")
-    print(f"  ledger {info.get('ledger', '?')}")
-    print("  actors")
+    for line in status_lines(info, status):
+        print(line)
+    return 0
+
+
+def _session_line(sess: dict[str, Any]) -> str:
+    """A gateway's venue session (``status()["session"]``, e.g. FIX) in one line."""
+    import time as _time
+
+    parts = [str(sess.get("kind", "session")).upper()]
+    if sess.get("session_id"):
+        parts.append(str(sess["session_id"]))
+    parts.append(str(sess.get("state", "?")))
+    if "next_sender_seq" in sess or "next_target_seq" in sess:
+        parts.append(f"seq out {sess.get('next_sender_seq', '?')} in {sess.get('next_target_seq', '?')}")
+    hb = sess.get("last_heartbeat_ns")
+    if hb:
+        parts.append(f"last heartbeat {max(0.0, (_time.time_ns() - int(hb)) / 1e9):.1f} s ago")
+    elif "last_heartbeat_ns" in sess:
+        parts.append("no heartbeat yet")
+    if sess.get("endpoint"):
+        parts.append(f"({sess['endpoint']})")
+    if sess.get("last_logout_text"):
+        parts.append(f"last logout: {sess['last_logout_text']}")
+    return " ".join(parts)
+
+
+def status_lines(info: dict[str, Any], status: dict[str, Any]) -> list[str]:
+    """``xmc status`` as text: actors (an actor without a status says so), strategies (a halted
+    one with its reason), venue sessions, occupancy, trading states, unresolved escalations,
+    open alerts, pairs."""
+    out = [f"deployment {info.get('name', '?')!r} in namespace {info.get('namespace', '?')!r}: {info.get('state', '?')}",
+           f"  ledger {info.get('ledger', '?')}", "  actors"]
     for name, st in sorted(status.items()):
-        state = "DEAD/UNREACHABLE: " + st["error"] if "error" in st else st.get("state", "UP")
-        if "sessions" in st:  # a gateway group: each venue session's own state
-            state += " (" + ", ".join(f"{s.get('venue', n)} {s.get('state', '?')}" for n, s in st["sessions"].items()) + ")"
-        print(f"    {name:<28} {state}")
+        if not isinstance(st, dict):
+            st = {"state": str(st)}
+        if "error" in st:
+            state = "DEAD/UNREACHABLE: " + str(st["error"])
+        elif st.get("no_status"):
+            state = f"(no status: {st['no_status']})"
+        else:
+            state = str(st.get("state", "UP"))
+        if isinstance(st.get("sessions"), dict):  # a gateway group: each venue session's own state
+            state += " (" + ", ".join(f"{s.get('venue', n)} {s.get('state', '?')}" for n, s in st["sessions"].items()
+                                      if isinstance(s, dict)) + ")"
+        out.append(f"    {name:<28} {state}")
+        sessions = [(name, st)] if isinstance(st.get("session"), dict) else []
+        if isinstance(st.get("sessions"), dict):
+            sessions += [(f"{name}/{n}", s) for n, s in st["sessions"].items()
+                         if isinstance(s, dict) and isinstance(s.get("session"), dict)]
+        for who, s in sessions:
+            out.append(f"      {'session' if who == name else who + ' session'}: {_session_line(s['session'])}")
     for name, st in sorted(status.items()):
-        if name.startswith("strategy-host-") and "strategies" in st:
+        if name.startswith("strategy-host-") and isinstance(st, dict) and isinstance(st.get("strategies"), dict):
             for sname, s in sorted(st["strategies"].items()):
                 counters = s.get("counters", {})
-                print(f"  strategy {sname:<24} {s.get('state', '?'):<8} position {s.get('position', 0):>4}  "
-                      f"evaluations {counters.get('evaluations', 0)}  intents {counters.get('intents', 0)}  "
-                      f"errors {len(s.get('errors', []))}")
-    risk = status.get("risk-guard", {})
+                line = (f"  strategy {sname:<24} {s.get('state', '?'):<8} position {s.get('position', 0):>4}  "
+                        f"evaluations {counters.get('evaluations', 0)}  intents {counters.get('intents', 0)}  "
+                        f"errors {len(s.get('errors', []))}")
+                if s.get("state") not in (None, "ACTIVE", "RUNNING") and s.get("reason"):
+                    line += f"\n      {s.get('state')}: {s['reason']}"
+                out.append(line)
+    risk = status.get("risk-guard", {}) if isinstance(status.get("risk-guard"), dict) else {}
     occ = risk.get("occupancy", {})
     if occ:
-        print("  capital occupancy (资金占用)")
+        out.append("  capital occupancy (资金占用)")
         for acc, v in sorted(occ.items()):
-            print(f"    {acc:<28} {v['ratio'] * 100:6.2f}%  used {v['used']} of {v['equity']} {v['currency']}"
-                  f"{'  [' + v['level'] + ']' if v.get('level') else ''}")
+            out.append(f"    {acc:<28} {v['ratio'] * 100:6.2f}%  used {v['used']} of {v['equity']} {v['currency']}"
+                       f"{'  [' + v['level'] + ']' if v.get('level') else ''}")
     states = risk.get("trading_states", {})
     if states:
-        print("  trading states " + ", ".join(f"{k}={v}" for k, v in sorted(states.items())))
+        out.append("  trading states " + ", ".join(f"{k}={v}" for k, v in sorted(states.items())))
+    esc = risk.get("unresolved_escalations") or {}
+    if esc:
+        out.append(f"  unresolved escalations {len(esc)} (xmc resolve DECISION_ID --operator NAME --note TEXT)")
+        for did, e in sorted(esc.items(), key=lambda kv: kv[1].get("ts_ns", 0)):
+            out.append(f"    {did}  strategy {e.get('strategy')}: {e.get('reason') or 'escalated'}")
     alerts = risk.get("open_alerts", [])
-    print(f"  open alerts {len(alerts)}")
+    out.append(f"  open alerts {len(alerts)}")
     for a in alerts[:20]:
-        print(f"    [{a.get('level', '?')}] {a.get('key', '')} {a.get('message', '')}")
+        out.append(f"    [{a.get('level', '?')}] {a.get('key', '')} {a.get('message', '')}")
     coord = status.get("coordinator", {})
-    if coord and "error" not in coord:
+    if isinstance(coord, dict) and coord and "error" not in coord:
         in_flight = coord.get("in_flight", {})
-        print(f"  pairs in flight {sum(in_flight.values())}; by outcome "
-              + (", ".join(f"{k} {v}" for k, v in sorted(coord.get("outcomes", {}).items())) or "none yet"))
-    return 0
+        out.append(f"  pairs in flight {sum(in_flight.values())}; by outcome "
+                   + (", ".join(f"{k} {v}" for k, v in sorted(coord.get("outcomes", {}).items())) or "none yet"))
+    return out

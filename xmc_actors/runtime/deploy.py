@@ -703,10 +703,18 @@ def alerts_by_level(ledger_dir: str) -> dict[str, int]:
 
 
 def collect_status(handles: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:
-    """Ask every actor of a deployment for its status; an actor that does not answer says so."""
+    """Ask every actor of a deployment for its status; an actor that does not answer says so,
+    and one that has no status to give (the ``metrics-hub``) is listed as such
+    (``{"no_status": why}``), not asked."""
     names = [n for n in handles if n != REGISTRY_NAME]
-    refs = {n: handles[n].status.remote() if not n.startswith("ledger-") else handles[n].stats.remote() for n in names}
     out: dict[str, Any] = {}
+    refs: dict[str, Any] = {}
+    for n in names:
+        method = "stats" if n.startswith("ledger-") else "status"
+        try:
+            refs[n] = getattr(handles[n], method).remote()
+        except AttributeError:  # an actor class without that method
+            out[n] = {"no_status": "serves /metrics" if n == "metrics-hub" else f"it has no {method}()"}
     for n, ref in refs.items():
         try:
             out[n] = ray.get(ref, timeout=timeout_s)
