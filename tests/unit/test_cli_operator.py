@@ -254,10 +254,12 @@ def test_run_refuses_a_damaged_ledger_shard_with_one_line_and_exit_3(tmp_path, c
     assert "starting" not in captured.out and len(captured.err.strip().splitlines()) == 1
 
 
-def test_run_refuses_a_missing_credential_a_live_adapter_needs(monkeypatch, capsys):
+def test_run_refuses_a_missing_credential_a_live_adapter_needs(tmp_path, monkeypatch):
+    from runtime_kit import copper_config
+
     from xmc_actors.runtime.config import load_config
 
-    cfg = load_config(ROOT / "configs" / "demo.yaml")
+    cfg = load_config(copper_config(tmp_path, "creds", "test-cli-operator-creds"))
     monkeypatch.setattr("xmc_actors.runtime.config.missing_credentials",
                         lambda c: [("accounts[0].credentials.password", "XMC_LME_PASSWORD", True)])
     with pytest.raises(Exception) as e:
