@@ -325,6 +325,16 @@ class PairCoordinator:
         self._kick_recover()
         return self.book.on_risk_grant(grant)
 
+    async def recover_from_ledger(self) -> dict[str, Any] | None:
+        """Recover pairs from the ledger now, as a restarted coordinator does: what a deployment
+        started on an existing ledger calls before it trades (pairs a crashed run left open are
+        wound down from the venues' state; every decision id is known again). Returns what was
+        recovered (also in ``status()["recovered"]``)."""
+        self.reconstructed = True
+        self.recovered = None
+        await self._ensure_registered()
+        return self.recovered
+
     def _kick_recover(self) -> None:
         """A restarted coordinator recovers on its first call of any kind, not only on a submit or
         a report: its strategies may be waiting, without a word, for the outcome of a pair the

@@ -165,6 +165,21 @@ class StrategyHostActor:
             await asyncio.wait(list(self._tasks), timeout=timeout_s)
         return len(self._tasks)
 
+    async def restore_from_ledger(self, timeout_s: float = 60.0) -> dict[str, str]:
+        """Take each strategy's position and decision counter from the risk guard and the ledger
+        now, as a restarted host does: what a deployment started on an existing ledger calls
+        once the risk guard has rebuilt. The strategies are halted meanwhile and resume by
+        themselves when nothing holds them stopped. Returns how each was restored."""
+        now = self._now()
+        for n, st in self.core.strategies.items():
+            st.restore_needed = "restoring position and decision counter from the ledger"
+            self._emit(self.core.halt(n, "deployment started on an existing ledger: restoring", now))
+        self.restarted = True
+        if self._restore_task is None or self._restore_task.done():
+            self._restore_task = asyncio.get_running_loop().create_task(self._restore_loop(pause_s=0.5))
+        await asyncio.wait([self._restore_task], timeout=timeout_s)
+        return dict(self.restored)
+
     # ------------------------------------------------------------------ restart
     def _kick_restore(self) -> None:
         if self.restarted and self._restore_task is None:

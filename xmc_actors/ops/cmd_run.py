@@ -72,8 +72,9 @@ def run_deployment(cfg: Any, *, address: str | None, duration: float | None, led
               f"(`xmc status --namespace {dep.namespace}` from another shell); Ctrl-C stops cleanly", flush=True)
         if dep.decision_seqs:
             went_on = ", ".join(f"{k} after {v}" for k, v in sorted(dep.decision_seqs.items()))
-            print(f"the ledger holds earlier decisions: decision ids go on ({went_on}); positions start flat",
-                  flush=True)
+            print(f"the ledger holds earlier decisions: decision ids go on ({went_on})", flush=True)
+            for line in resume_lines(dep.resumed or {}):
+                print(line, flush=True)
         summary = dep.run(duration_s=duration, progress=_progress if show_progress else None, stop_event=stop)
         if show_progress:
             sys.stdout.write("\n")
@@ -82,6 +83,26 @@ def run_deployment(cfg: Any, *, address: str | None, duration: float | None, led
         return summary
     finally:
         dep.shutdown_ray()
+
+
+def resume_lines(r: dict[str, Any]) -> list[str]:
+    """What a start on an existing ledger restored, for the console."""
+    out = []
+    for acc, pos in sorted((r.get("positions") or {}).items()):
+        held = ", ".join(f"{i} {q:+d}" for i, q in sorted(pos.items()) if q) or "flat"
+        out.append(f"  positions from the ledger, checked against the venues: {acc} {held}")
+    for m in r.get("mismatches", []):
+        out.append(f"  MISMATCH {m['account']} {m['instrument']}: ledger {m['ledger']}, venue {m['venue']} "
+                   f"(set to the venue's; the account's venues are REDUCING until an operator resumes them: "
+                   f"xmc resume --venue VENUE --operator NAME)")
+    if r.get("unverified_venues"):
+        out.append(f"  not checked (the venue did not answer): {', '.join(r['unverified_venues'])}")
+    for name, how in sorted((r.get("strategies") or {}).items()):
+        out.append(f"  strategy {name}: {how}")
+    rp = r.get("recovered_pairs") or {}
+    if any(rp.values()):
+        out.append("  pairs recovered: " + ", ".join(f"{k} {v}" for k, v in sorted(rp.items()) if v))
+    return out
 
 
 def preflight(cfg: Any, ledger: str | None) -> None:

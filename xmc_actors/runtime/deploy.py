@@ -265,6 +265,7 @@ class Deployment:
         self.started_at = 0.0
         self._stopped = False
         self.faults: list[str] = []  # actor faults met while running or stopping, and what came of them
+        self.resumed: dict[str, Any] | None = None  # what a start on an existing ledger restored
         self.interrupted = False
 
     # ------------------------------------------------------------------ start
@@ -413,8 +414,34 @@ class Deployment:
         if cfg.ray.metrics_port:
             self._start_metrics()
         ray.get(registry.update.remote(actors=sorted(self.handles), hosts=self.host_strategies))
+        if self.decision_seqs:
+            self.resumed = self._resume_from_ledger()
         ray.get(registry.set_state.remote("RUNNING"))
         return ready
+
+    def _resume_from_ledger(self) -> dict[str, Any]:
+        """The ledger holds an earlier run: go on from it instead of starting flat. The
+        coordinator recovers its pairs (any a crashed run left open are wound down from the
+        venues' state), the risk guard rebuilds positions, states, limits and alerts from the
+        ledger and checks them against the venues' positions, and each strategy takes its
+        position from the risk guard and its decision counter from the ledger. A difference
+        from a venue is recorded, alerted (orange ``position_mismatch``) and sets the account's
+        venues REDUCING: no new entry until an operator has looked and resumes them."""
+        timeout = self.cfg.ray.ready_timeout_s
+        coord, risk = self.handles[COORDINATOR_NAME], self.handles[RISK_GUARD_NAME]
+        recovered = ray.get(coord.recover_from_ledger.remote(), timeout=timeout) or {}
+        rebuilt = ray.get(risk.rebuild_from_ledger.remote(), timeout=timeout) or {}
+        restored: dict[str, str] = {}
+        for h in self.hosts.values():
+            restored.update(ray.get(h.restore_from_ledger.remote(timeout), timeout=timeout + 10) or {})
+        status = ray.get(risk.status.remote(), timeout=timeout)
+        return {"recovered_pairs": {k: v for k, v in recovered.items() if isinstance(v, int)},
+                "positions": status.get("positions", {}).get("accounts", {}),
+                "mismatches": list(rebuilt.get("mismatches", [])) + list((rebuilt.get("verified") or {}).get("mismatches", [])),
+                "deferred": list(rebuilt.get("deferred", [])),
+                "unverified_venues": list(rebuilt.get("unverified_venues", [])),
+                "trading_states": dict(status.get("trading_states", {})), "strategies": restored,
+                "ok": bool(rebuilt.get("ok", False))}
 
     def _start_metrics(self) -> None:
         from .metrics import MetricsHub, hub_fetcher, start_metrics_endpoint

@@ -22,7 +22,8 @@ def build_sim(params: SimVenueParams, venue: Venue, instruments: Sequence[Instru
     reopens it and gets the venue's orders and fills back."""
     journal = None
     if params.state_dir:
-        journal = VenueJournal(journal_path(params.state_dir, gateway or venue.code), fresh=not restart)
+        journal = VenueJournal(journal_path(params.state_dir, gateway or venue.code),
+                               fresh=not (restart or params.keep_state))
     return SimExchange(venue, instruments, params, clock, journal=journal)
 
 

@@ -58,4 +58,10 @@ class SimVenueParams(BaseModel):
     """Where the simulated venue keeps its memory (orders, fills, drop copy) so that it outlives
     the gateway process, as a real venue does: a journal ``<state_dir>/<gateway>.venue``. A
     gateway that Ray restarts (its node came back) reopens it and reconciles; a fresh start
-    begins a new journal. None (the default): the venue's memory dies with the gateway."""
+    begins a new journal (unless ``keep_state``). None (the default): the venue's memory dies
+    with the gateway."""
+    keep_state: bool = False
+    """With ``state_dir``: the venue's memory also outlives the deployment, as a real venue's
+    does: a new deployment on the same ``state_dir`` finds the venue's orders, fills and
+    positions of the earlier one (what a deployment started on an existing ledger is
+    reconciled against)."""
