@@ -288,3 +288,13 @@ def test_an_operator_command_against_a_dead_address_fails_fast_and_clearly(argv)
     assert f"no Ray cluster answers at 127.0.0.1:{port}" in out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert elapsed < 15, elapsed
+
+
+def test_the_progress_line_says_which_scopes_are_not_active_and_counts_actor_faults(capsys) -> None:
+    # a strategy halted automatically 4 s into the demo used to show only as "alerts red 2"
+    from xmc_actors.ops.cmd_run import _progress
+
+    _progress({"elapsed_s": 4.0, "replay_ns": None, "by_outcome": {"HEDGED": 3}, "in_flight": 1,
+               "halted": ["strategy:copper-shfe-lme"], "faults": 1})
+    out = capsys.readouterr().out
+    assert "NOT ACTIVE: strategy:copper-shfe-lme" in out and "actor faults 1" in out and "HEDGED=3" in out

@@ -138,7 +138,11 @@ def _progress(p: dict[str, Any]) -> None:
     replay = ""
     if p.get("replay_ns"):
         replay = " replay " + dt.datetime.fromtimestamp(p["replay_ns"] / 1e9, dt.timezone.utc).strftime("%Y-%m-%d")
-    sys.stdout.write(f"\r  {p['elapsed_s']:6.1f}s{replay}  in flight {p['in_flight']:3d}  {outcomes}   ")
+    halted = p.get("halted") or []
+    extra = f"  NOT ACTIVE: {', '.join(halted)}" if halted else ""
+    if p.get("faults"):
+        extra += f"  actor faults {p['faults']}"
+    sys.stdout.write(f"\r  {p['elapsed_s']:6.1f}s{replay}  in flight {p['in_flight']:3d}  {outcomes}{extra}   ")
     sys.stdout.flush()
 
 
