@@ -413,7 +413,8 @@ class Deployment:
 
         if cfg.ray.metrics_port:
             self._start_metrics()
-        ray.get(registry.update.remote(actors=sorted(self.handles), hosts=self.host_strategies))
+        # the deployment as plain data: what `xmc stop` attaches with once the driver is gone
+        ray.get(registry.update.remote(actors=sorted(self.handles), hosts=self.host_strategies, config=dep))
         if self.decision_seqs:
             self.resumed = self._resume_from_ledger()
         ray.get(registry.set_state.remote("RUNNING"))
@@ -626,13 +627,18 @@ class Deployment:
             self._attempt(f"{n} flush", lambda n=n: ray.get(self.handles[n].flush.remote(), timeout=60), retry=True)
             self._attempt(f"{n} checkpoint", lambda n=n: ray.get(self.handles[n].checkpoint.remote(), timeout=60),
                           retry=True)
-        summary.alerts_by_level = alerts_by_level(self.ledger_cfg.path)
-        # the trail, not the coordinator's memory (a restart empties it), says what the pairs came to
-        counts = ledger_pair_counts(self.ledger_cfg.path)
-        summary.pairs_by_outcome = counts["pairs_by_outcome"]
-        summary.replenished, summary.rolled_back = counts["replenished"], counts["rolled_back"]
-        summary.escalated = counts["escalated"]
-        summary.examples = counts["examples"]
+        try:
+            summary.alerts_by_level = alerts_by_level(self.ledger_cfg.path)
+            # the trail, not the coordinator's memory (a restart empties it), says what the pairs came to
+            counts = ledger_pair_counts(self.ledger_cfg.path)
+        except Exception as e:  # noqa: BLE001 - a ledger on another machine (xmc stop of a cluster deployment)
+            self.faults.append(f"ledger {self.ledger_cfg.path} not readable here ({type(e).__name__}: "
+                               f"{str(e).splitlines()[0] if str(e) else ''}); pair counts not shown")
+        else:
+            summary.pairs_by_outcome = counts["pairs_by_outcome"]
+            summary.replenished, summary.rolled_back = counts["replenished"], counts["rolled_back"]
+            summary.escalated = counts["escalated"]
+            summary.examples = counts["examples"]
         summary.faults = list(self.faults)
         summary.interrupted = self.interrupted
         return summary
@@ -668,6 +674,44 @@ class Deployment:
             strategy_errors=errors, ledger_path=str(Path(self.ledger_cfg.path)), examples={},
             per_strategy=per_strategy, halted=halted,
         )
+
+    @classmethod
+    def attach(cls, namespace: str) -> "Deployment":
+        """The running deployment of ``namespace`` (Ray already joined), rebuilt from its
+        registry: what ``xmc stop`` stops once the driver that started a detached deployment is
+        gone. Its ledger client is a new client of the named shards."""
+        from ..actors.gateway import GatewayView
+        from ..ledger.client import LedgerClient
+        from .session import find_registry
+
+        info = ray.get(find_registry(None, namespace).describe.remote(), timeout=30)
+        if not info.get("config"):
+            raise LookupError(f"deployment in namespace {namespace!r} was started by an older version: "
+                              f"its registry has no configuration to stop it with")
+        cfg = DeploymentConfig.model_validate(info["config"])
+        dep = cls(cfg, address="attached", ledger_path=info.get("ledger") or None)
+        dep.namespace = namespace
+        dep.started_at = time.monotonic() - (time.time_ns() - int(info.get("started_ns", time.time_ns()))) / 1e9
+        for n in info.get("actors", []):
+            try:
+                dep.handles[n] = ray.get_actor(n, namespace=namespace)
+            except ValueError:
+                dep.faults.append(f"{n}: not running when attached")
+        dep.hosts = {n: dep.handles[n] for n in info.get("hosts", {}) if n in dep.handles}
+        dep.host_strategies = dict(info.get("hosts", {}))
+        for g in cfg.gateways:
+            h = dep.handles.get(g.process_name)
+            if h is None:
+                continue
+            view = dep.gateways[g.venue] = GatewayView(h, g.actor_name)
+            is_replay_max = g.feed.kind == "replay" and g.feed.params.get("speed", "max") == "max"
+            (dep.replay_gateways if is_replay_max else dep.live_gateways)[g.venue] = view
+        dep.sink = LedgerClient.named(dep.ledger_cfg, namespace, actor="xmc-stop")
+        return dep
+
+    def remove(self) -> None:
+        """Kill every actor of the deployment (after :meth:`stop`): what ends a detached one."""
+        self._abandon()
 
     def shutdown_ray(self) -> None:
         if self.metrics_endpoint is not None:
