@@ -11,7 +11,7 @@ import importlib
 import os
 import pkgutil
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 
 class CliError(Exception):
@@ -20,6 +20,27 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = 2) -> None:
         super().__init__(message)
         self.code = code
+
+
+def _number(kind: type, name: str, lo: float | None, hi: float | None, what: str) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if v != v or v in (float("inf"), float("-inf")) or (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return v
+    parse.__name__ = name
+    return parse
+
+
+#: argument types that refuse what makes no sense (a negative duration, zero strategies per host,
+#: a port past 65535, nan) with the argument's name and the reason, before anything starts
+positive_float = _number(float, "seconds", 1e-9, 1e9, "a positive number")
+positive_int = _number(int, "count", 1, 1_000_000, "a positive whole number")
+non_negative_int = _number(int, "count", 0, 10**12, "a whole number >= 0")
+port_number = _number(int, "port", 0, 65535, "a port number (0 to 65535)")
 
 
 def build_parser() -> argparse.ArgumentParser:

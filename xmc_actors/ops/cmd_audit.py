@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .cli import CliError
+from .cli import CliError, non_negative_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     common(q)
     filters(q)
     q.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    q.add_argument("--limit", type=int, default=200, help="rows (0: all)")
+    q.add_argument("--limit", type=non_negative_int, default=200, help="rows (0: all)")
     q.set_defaults(func=cmd_query)
 
     e = asub.add_parser("export", help="export events to csv, parquet or json (lines)")

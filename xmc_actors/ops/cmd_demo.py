@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from ..runtime.config import PROJECT_ROOT, ConfigError, describe, load_config
-from .cli import CliError
+from .cli import CliError, positive_float
 
 DEMO_CONFIG = PROJECT_ROOT / "configs" / "demo.yaml"
 
@@ -20,7 +20,7 @@ DEMO_CONFIG = PROJECT_ROOT / "configs" / "demo.yaml"
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("demo", help="run the demo deployment on the embedded Ray")
     p.add_argument("--config", default=str(DEMO_CONFIG), help="deployment file (default: configs/demo.yaml)")
-    p.add_argument("--duration", type=float, default=25.0, help="seconds of synthetic copper trading (default 25)")
+    p.add_argument("--duration", type=positive_float, default=25.0, help="seconds of synthetic copper trading (default 25)")
     p.add_argument("--out", default=str(PROJECT_ROOT / "var" / "demo"), help="where the ledger and report go")
     p.add_argument("--validate-only", action="store_true", help="only check and describe the configuration")
     p.set_defaults(func=cmd_demo)

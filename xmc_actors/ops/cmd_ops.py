@@ -18,7 +18,7 @@ import argparse
 import json
 from typing import Any
 
-from .cli import CliError
+from .cli import CliError, positive_float
 
 GUARD_NAME = "risk-guard"
 
@@ -30,7 +30,7 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--namespace", default=None,
                    help="the deployment's Ray namespace (ray.namespace; default: the one deployment running "
                         "on this machine, else xmc)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the RiskGuard's answer")
+    p.add_argument("--timeout", type=positive_float, default=10.0, help="seconds to wait for the RiskGuard's answer")
 
 
 def join(args: argparse.Namespace) -> str:

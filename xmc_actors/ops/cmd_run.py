@@ -10,18 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from ..runtime.config import ConfigError, load_config
-from .cli import CliError
+from .cli import CliError, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("run", help="start a deployment (embedded Ray by default) and run it")
     p.add_argument("config", help="deployment YAML file")
     p.add_argument("--address", help="join this Ray cluster instead of starting an embedded one ('auto': this machine's)")
-    p.add_argument("--duration", type=float, default=None,
+    p.add_argument("--duration", type=positive_float, default=None,
                    help="seconds to run live feeds (default: until replays end; with no replay, until Ctrl-C)")
     p.add_argument("--ledger", help="ledger directory (overrides ledger.path)")
     p.add_argument("--report", help="write the HTML audit report here at the end")
-    p.add_argument("--per-host", type=int, default=25, help="strategy instances per strategy-host actor")
+    p.add_argument("--per-host", type=positive_int, default=25, help="strategy instances per strategy-host actor")
     p.add_argument("--no-progress", action="store_true", help="no progress line while running")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_run)

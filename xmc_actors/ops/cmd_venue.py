@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .cli import port_number
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("venue", help="venue tools: run a loopback FIX exchange for a gateway (xmc venue serve)")
@@ -18,9 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.add_argument("config", help="deployment YAML file")
     s.add_argument("--gateway", required=True,
                    help="the gateway (name, actor name or venue) it serves; it must have adapter: fix")
-    s.add_argument("--port", type=int, default=None,
+    s.add_argument("--port", type=port_number, default=None,
                    help="FIX port (0: a free one; default: the gateway's params.port)")
-    s.add_argument("--control-port", type=int, default=0, help="control channel port (0: a free one)")
+    s.add_argument("--control-port", type=port_number, default=0, help="control channel port (0: a free one)")
     s.add_argument("--sim-params", default="{}",
                    help="the simulated venue's parameters as JSON (matching rules, faults, seed)")
     s.set_defaults(func=cmd_venue_serve)
