@@ -323,7 +323,7 @@ class Harness:
             elif isinstance(c, CancelTimers):
                 self.timers_cancelled += sorted(self.armed.pop(c.decision_id, {}).values())
             elif isinstance(c, NotifyDone):
-                self.done.append(c.summary)
+                self.done.append(c.summary.to_wire())  # as it travels over Ray
             elif isinstance(c, HaltStrategy):
                 self.halts.append(c)
             else:  # pragma: no cover

@@ -7,8 +7,9 @@ from typing import Any
 
 from testkit import instrument, quote, venue
 from xmc_actors.core.clock import SimClock
+from xmc_actors.core.pair_fsm import leg_summary, pair_summary
 from xmc_actors.core.pricing import FxBook, StaticRate, resolve_hedge_ratio
-from xmc_actors.model import LegSpec
+from xmc_actors.model import LegSpec, PairState
 from xmc_actors.model.config import ExecutionConfig
 from xmc_actors.strategies.base import Emit, StrategyContext, Submit
 
@@ -46,8 +47,23 @@ def events(actions: list, kind: str | None = None) -> list:
     return [a.event for a in actions if isinstance(a, Emit) and (kind is None or a.event.kind.value == kind)]
 
 
-def done(intent: Any, state: str = "HEDGED", fill_a: int | None = None, fill_b: int | None = None) -> dict:
-    la, lb = intent.legs
-    return {"decision_id": intent.decision_id, "strategy": intent.strategy, "state": state,
-            "legs": {"A": {"side": la.side.value, "filled_qty": la.qty if fill_a is None else fill_a, "avg_price": str(la.limit_price)},
-                     "B": {"side": lb.side.value, "filled_qty": lb.qty if fill_b is None else fill_b, "avg_price": str(lb.limit_price)}}}
+def done(intent: Any, state: str = "HEDGED", fill_a: int | None = None, fill_b: int | None = None, *,
+         net_a: int | None = None, net_b: int | None = None, ts_ns: int = 0) -> dict:
+    """A pair summary as the coordinator sends it (made by ``pair_fsm.pair_summary``, dumped for
+    Ray): ``fill_x`` lots filled on leg x (default: the intent's), ``net_x`` lots still held in
+    the leg's own direction after its rollback (default: all of ``fill_x``)."""
+    legs = []
+    for li, fill, net in zip(intent.legs, (fill_a, fill_b), (net_a, net_b)):
+        filled = li.qty if fill is None else fill
+        legs.append(leg_summary(li.leg, li.instrument, li.account, li.side, filled=filled,
+                                net=filled if net is None else net, intended_qty=li.qty, avg_price=li.limit_price))
+    return pair_summary(intent.decision_id, intent.strategy, "coordinator", PairState(state), legs=legs,
+                        ts_ns=ts_ns).to_wire()
+
+
+def late_fill(intent: Any, leg: str, qty: int, trade_id: str = "T-late") -> dict:
+    """The incremental summary of a fill on ``leg`` (its own side) after the coordinator forgot the pair."""
+    li = next(x for x in intent.legs if x.leg == leg)
+    return pair_summary(intent.decision_id, intent.strategy, "coordinator", PairState.ESCALATED, ts_ns=0,
+                        incremental=True, trade_id=trade_id,
+                        legs=[leg_summary(li.leg, li.instrument, li.account, li.side, filled=qty, net=qty)]).to_wire()

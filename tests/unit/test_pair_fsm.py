@@ -15,6 +15,7 @@ from xmc_actors.model import (
     EventKind, ExecReportKind, ExecutionMode, ExecutionReport, Fill, OrderStatus, OrderType, PairState,
     RejectReason, ReplenishBudget, RollbackPolicy, Side,
 )
+from xmc_actors.model.pairs import PairSummary
 
 INSTRUMENTS = {"SHFE.cu": testkit.instrument("SHFE.cu"), "LME.CA3M": testkit.instrument("LME.CA3M")}
 FILLS = Behaviour()  # ack and fill everything at once
@@ -266,7 +267,7 @@ def test_escalated_pair_learns_the_unknown_orders_outcome_from_a_reconciled_stat
     legs = m.residual["legs"]
     assert legs["B"]["unknown_orders"] == [] and legs["B"]["net"] == 2 and legs["A"]["residual"] == 0
     [done] = only(cmds, NotifyDone)
-    assert leg(done.summary, "B")["filled_qty"] == 2 and done.summary["state"] == "ESCALATED"
+    assert done.summary.leg("B").filled_qty == 2 and done.summary.state == "ESCALATED"
     [restated] = [e for e in (c.resolve(h.book.events) for c in only(cmds, Emit)) if e.kind is EventKind.ESCALATION]
     assert restated.reason == "residual changed" and restated.payload["residual"] == m.residual
     assert not only(cmds, Place)  # nothing is sent on an escalated pair
@@ -301,7 +302,7 @@ def test_an_intent_whose_deadline_has_passed_is_refused_before_any_order() -> No
     res, cmds = book.submit(intent("late", deadline_ns=clock.now_ns() - 3_000_000))
     assert res["accepted"] is False and res["state"] == "REFUSED"
     assert res["reason"].startswith("DEADLINE_PASSED: the intent's deadline was 3.0 ms before")
-    assert not only(cmds, Place) and only(cmds, NotifyDone)[0].summary["state"] == "REFUSED"
+    assert not only(cmds, Place) and only(cmds, NotifyDone)[0].summary.state == "REFUSED"
     res, cmds = book.submit(intent("fresh", deadline_ns=clock.now_ns() + 1))
     assert res["accepted"] is True and len(only(cmds, Place)) == 2
 
@@ -334,9 +335,9 @@ def test_a_fill_for_a_forgotten_pair_escalates_it_and_pushes_its_lots_once() -> 
     pushed = h.done[done_before:]
     assert len(pushed) == 1 and pushed[0]["incremental"] is True and pushed[0]["state"] == "ESCALATED"
     assert pushed[0]["trade_id"] == "T-late"
-    assert pushed[0]["legs"] == [{"leg": "A", "instrument": "SHFE.cu", "account": pushed[0]["legs"][0]["account"],
-                                  "side": "BUY", "filled_qty": 1, "rollback_qty": 0, "avg_price": "72000",
-                                  "rollback_avg_price": None, "net_qty": 1}]
+    [lg] = PairSummary.model_validate(pushed[0]).legs
+    assert (lg.leg, lg.instrument, lg.side, lg.filled_qty, lg.rollback_qty, lg.avg_price, lg.rollback_avg_price,
+            lg.net_qty) == ("A", "SHFE.cu", Side.BUY, 1, 0, Decimal("72000"), None, 1)
     # every report is on the pair's trail, none of them is bad input
     reports = [e for e in evs if e.kind is EventKind.ORDER_REPORT and e.payload.get("forgotten")]
     assert [(e.payload["report_kind"], e.payload["late_fill"]) for e in reports] == [
@@ -465,7 +466,7 @@ def test_risk_denial_refuses_the_pair_and_tells_the_strategy() -> None:
     assert res["state"] == "REFUSED" and "NOTIONAL_EXCEEDS_MAX" in res["reason"]
     assert not only(cmds, Place)
     done = only(cmds, NotifyDone)
-    assert done and done[0].summary["state"] == "REFUSED"
+    assert done and done[0].summary.state == "REFUSED"
 
 
 def test_every_order_is_checked_including_replenish_and_rollback() -> None:
@@ -599,11 +600,11 @@ def test_a_restart_pushes_each_strategys_latest_finished_pair_again_from_the_tra
     counts, cmds = book.recover(list(h.sink.events))
     pushed = only(cmds, NotifyDone)
     # Assert: one push per strategy, its latest pair, with the lots its legs ended with
-    assert counts["summaries"] == 2 and sorted((p.strategy, p.summary["decision_id"]) for p in pushed) == [
+    assert counts["summaries"] == 2 and sorted((p.strategy, p.summary.decision_id) for p in pushed) == [
         ("s1", "d2"), ("s2", "d3")]
     s = next(p.summary for p in pushed if p.strategy == "s1")
-    assert s["recovered"] is True and s["state"] == "HEDGED"
-    assert [(lg["leg"], lg["net_qty"]) for lg in s["legs"]] == [("A", 2), ("B", -2)]
+    assert s.recovered is True and s.state == "HEDGED"
+    assert [(lg.leg, lg.net_qty) for lg in s.legs] == [("A", 2), ("B", -2)]
     # the risk guard, which had them, changes nothing; one that never had d3 books it
     for p in pushed:
         guard.on_pair_done(p.summary)
@@ -615,7 +616,7 @@ def test_a_restart_pushes_each_strategys_latest_finished_pair_again_from_the_tra
     # escalates it, as for a forgotten pair, instead of being bad input
     late = book.on_reports([fill("d1:A:0", 1, 3, "T-late")])
     assert [x.strategy for x in only(late, HaltStrategy)] == ["s1"]
-    assert only(late, NotifyDone)[0].summary["incremental"] is True and book.bad_inputs == {}
+    assert only(late, NotifyDone)[0].summary.incremental is True and book.bad_inputs == {}
     assert book.pairs["d1"].state is PairState.ESCALATED
     assert book.submit(intent("d1", strategy="s1"))[0]["duplicate"] is True
 
@@ -747,9 +748,9 @@ def test_sub_lot_residual_after_leg_b_final_reject_is_booked_yellow_not_escalate
     assert alert.payload["book_b_lots"] == "-0.6" and alert.payload["source"] == "coordinator"
     [done] = only(cmds, NotifyDone)
     s = done.summary
-    assert s["state"] == "HEDGED" and s["complete"] is False
-    assert s["residual_booked"]["imbalance_b_lots"] == "-0.6" and s["residual_booked"]["book_b_lots"] == "-0.6"
-    assert (leg(s, "A")["net_qty"], leg(s, "B")["net_qty"]) == (3, 0)
+    assert s.state == "HEDGED" and s.complete is False
+    assert s.residual_booked["imbalance_b_lots"] == "-0.6" and s.residual_booked["book_b_lots"] == "-0.6"
+    assert (s.leg("A").net_qty, s.leg("B").net_qty) == (3, 0)
     assert ("strategy", "s1") not in book.trading      # the strategy trades on
     res, _ = book.submit(intent("d2", a=CU_A, b=CU_B, hedge_ratio=Decimal("0.2")))
     assert res["accepted"] is True

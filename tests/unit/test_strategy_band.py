@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 import testkit
-from strategy_kit import MS, T0, A, B, ctx, done, events, intents, pair_quotes
+from strategy_kit import MS, T0, A, B, ctx, done, events, intents, late_fill, pair_quotes
 from testkit import quote
 from xmc_actors.core.clock import SimClock
 from xmc_actors.core.pair_fsm import PairBook
@@ -138,8 +138,7 @@ def test_band_target_hysteresis_table():
 def test_partial_fill_and_rollback_update_the_position_by_what_really_filled():
     s = band(clip=2)
     [o] = intents(step(s, 1.02, T0))
-    s.on_pair_done({"decision_id": o.decision_id, "state": "ROLLED_BACK",
-                    "legs": {"A": {"side": "SELL", "filled_qty": 2, "rolled_back_qty": 2}, "B": {"net_qty": 0}}}, T0 + 1)
+    s.on_pair_done(done(o, "ROLLED_BACK", fill_a=2, net_a=0, fill_b=0), T0 + 1)
     assert (s.position, s.position_b) == (0, 0)
     [o2] = intents(step(s, 1.02, T0 + 10 * MS))
     s.on_pair_done(done(o2, fill_a=1, fill_b=5), T0 + 11 * MS)
@@ -275,8 +274,7 @@ def test_a_late_fill_on_a_forgotten_pair_adds_its_lots_to_the_position_and_halts
     s.on_pair_done(done(o), T0 + 1)
     before = (s.position, s.position_b)
     # Act: the coordinator pushes an incremental summary: one more lot sold on leg A
-    late = {"decision_id": o.decision_id, "state": "ESCALATED", "incremental": True,
-            "legs": [{"leg": "A", "side": "SELL", "filled_qty": 1, "net_qty": -1}]}
+    late = late_fill(o, "A", 1)
     acts = s.on_pair_done(late, T0 + 2)
     # Assert: the position holds what the venue holds, and the strategy stops
     assert (s.position, s.position_b) == (before[0] - 1, before[1])
@@ -309,12 +307,11 @@ def test_a_revised_pair_summary_moves_the_position_by_the_difference():
     # Arrange: the pair hedged (A -1, B +5); a late fill on leg A, the pair still balanced
     s = band()
     [o] = intents(step(s, 1.02, T0))
-    first = {"decision_id": o.decision_id, "state": "HEDGED",
-             "legs": [{"leg": "A", "net_qty": -1}, {"leg": "B", "net_qty": 5}]}
+    first = done(o, fill_a=1, fill_b=5)
     s.on_pair_done(first, T0 + 1)
     before = (s.position, s.position_b)
     # Act: the coordinator pushes the summary again with A at -2, then the same again
-    revised = {**first, "legs": [{"leg": "A", "net_qty": -2}, {"leg": "B", "net_qty": 5}]}
+    revised = done(o, fill_a=2, fill_b=5)
     acts = s.on_pair_done(revised, T0 + 2)
     again = s.on_pair_done(revised, T0 + 3)
     # Assert: moved once, by the difference, recorded; the strategy keeps trading
@@ -326,11 +323,10 @@ def test_a_pair_summary_older_than_the_one_applied_is_ignored():
     # Arrange: applied at ts 5, revised at ts 9 (A -1 -> -2)
     s = band()
     [o] = intents(step(s, 1.02, T0))
-    legs = lambda a: [{"leg": "A", "net_qty": a}, {"leg": "B", "net_qty": 5}]  # noqa: E731
-    s.on_pair_done({"decision_id": o.decision_id, "state": "HEDGED", "ts_ns": 5, "legs": legs(-1)}, T0 + 1)
-    s.on_pair_done({"decision_id": o.decision_id, "state": "HEDGED", "ts_ns": 9, "legs": legs(-2)}, T0 + 2)
+    s.on_pair_done(done(o, fill_a=1, fill_b=5, ts_ns=5), T0 + 1)
+    s.on_pair_done(done(o, fill_a=2, fill_b=5, ts_ns=9), T0 + 2)
     # Act: a restarted coordinator pushes what the trail said at ts 7
-    stale = s.on_pair_done({"decision_id": o.decision_id, "state": "HEDGED", "ts_ns": 7, "legs": legs(-1)}, T0 + 3)
+    stale = s.on_pair_done(done(o, fill_a=1, fill_b=5, ts_ns=7), T0 + 3)
     # Assert
     assert stale == [] and s.position == -2
 
@@ -436,7 +432,7 @@ def test_a_residual_no_pair_can_take_back_blocks_the_move_with_the_reason():
 def test_a_refusal_by_trading_state_pauses_entries_instead_of_resubmitting_every_cooldown():
     s = band()
     [o] = intents(step(s, 1.02, T0))
-    s.on_pair_done({"decision_id": o.decision_id, "state": "REFUSED",
+    s.on_pair_done({"decision_id": o.decision_id, "strategy": o.strategy, "state": "REFUSED",
                     "reason": "TRADING_HALTED: LME.CA3M for cu: trading state HALTED"}, T0 + 1)
     assert intents(step(s, 1.02, T0 + 1_000 * MS)) == []          # within the back-off
     assert s.status()["blocked"].startswith("TRADING_STATE")

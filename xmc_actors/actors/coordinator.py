@@ -410,7 +410,8 @@ class PairCoordinator:
             await asyncio.sleep(0.0005)
 
     async def summaries(self) -> list[dict[str, Any]]:
-        """The latest summary of every finished pair (run reports)."""
+        """The latest summary of every finished pair (run reports, a rebuilding risk guard), as
+        sent: ``PairSummary.model_dump(mode="json")``."""
         return list(self._summaries.values())
 
     async def shutdown(self, timeout_s: float = 20.0) -> dict[str, Any]:
@@ -492,11 +493,12 @@ class PairCoordinator:
                 for h in self._timers.pop(c.decision_id, {}).values():
                     h.cancel()
             elif isinstance(c, NotifyDone):
-                did = c.summary.get("decision_id", "")
+                did = c.summary.decision_id
+                wire = c.summary.to_wire()  # over Ray as plain data; receivers model_validate it
                 # an increment (a late fill on a pair no longer held) is kept beside the pair's
                 # summary, not over it (summaries() feeds a rebuilding risk guard)
-                key = f"{did}#{c.summary['trade_id']}" if c.summary.get("incremental") else did
-                self._summaries[key] = c.summary
+                key = f"{did}#{c.summary.trade_id}" if c.summary.incremental else did
+                self._summaries[key] = wire
                 self._summaries.move_to_end(key)
                 if len(self._summaries) > self.config.keep_finished_pairs:
                     self._summaries.popitem(last=False)
@@ -505,9 +507,9 @@ class PairCoordinator:
                     ev.set()
                 h = self.strategies.get(c.strategy)
                 if h is not None:
-                    h.on_pair_done.remote(c.summary)
+                    h.on_pair_done.remote(wire)
                 if self.risk_guard is not None:
-                    self.risk_guard.on_pair_done.remote(c.summary)
+                    self.risk_guard.on_pair_done.remote(wire)
             elif isinstance(c, HaltStrategy):
                 h = self.strategies.get(c.strategy)
                 if h is not None and hasattr(h, "halt"):

@@ -21,7 +21,7 @@ import ray
 from ..core.clock import Clock, SystemClock
 from ..core.sink import EventMaker, EventSink, MemorySink
 from ..model.events import Event, EventKind
-from ..model.pairs import PairIntent
+from ..model.pairs import PairIntent, PairState, PairSummary
 from ..model.quotes import Quote
 from ..strategies.base import Strategy
 from ..strategies.host import HostSpec, StrategyHostCore
@@ -111,7 +111,8 @@ class StrategyHostActor:
             self._spawn(self._submit(self._wall_deadline(intent)))
 
     async def on_pair_done(self, summary: dict[str, Any]) -> None:
-        """A pair's outcome pushed by the coordinator."""
+        """A pair's outcome pushed by the coordinator: a ``PairSummary.model_dump(mode="json")``,
+        validated back into the model by the host core (an unreadable one halts its strategy)."""
         intents, events = self.core.on_pair_done(summary, self._now())
         self._emit(events)
         for intent in intents:
@@ -355,9 +356,9 @@ class StrategyHostActor:
             state = getattr(result, "state", None)
         state = getattr(state, "value", state)
         if state == "REFUSED":
-            summary = dict(result) if isinstance(result, dict) else {"state": "REFUSED"}
-            summary.setdefault("decision_id", intent.decision_id)
-            summary["state"] = "REFUSED"
+            reason = result.get("reason") if isinstance(result, dict) else getattr(result, "reason", "")
+            summary = PairSummary(decision_id=intent.decision_id, strategy=intent.strategy,
+                                  state=PairState.REFUSED.value, reason=str(reason or ""))
             _, events = self.core.on_pair_done(summary, self._now())
             self._emit(events)
 

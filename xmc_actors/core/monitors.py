@@ -1,7 +1,8 @@
 """Live monitors: slippage, ack latency, reject ratio, unhedged exposure time, venue state.
 
-The RiskGuard feeds them the pair summaries coordinators push (:class:`PairSummary`, the
-contract in docs/architecture.md "Risk guard") and gateway statuses. Each observation yields
+The RiskGuard feeds them the pair summaries coordinators push
+(:class:`~xmc_actors.model.pairs.PairSummary`, the contract in docs/architecture.md "Risk
+guard"; re-exported here) and gateway statuses. Each observation yields
 a :class:`Condition`: a level (yellow / orange / red, or None when within threshold) for one
 monitor and one scope key. :class:`~xmc_actors.core.alerts.AlertManager` turns conditions
 into de-duplicated, escalating alerts.
@@ -16,65 +17,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterable
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
-
-from ..model.market import Side
+from ..model.pairs import LegSummary, PairSummary  # PairSummary re-exported: core.risk_guard takes it from here
 from ..model.risk import AlertLevel, Monitors
 
 LEVELS = (AlertLevel.YELLOW, AlertLevel.ORANGE, AlertLevel.RED)
-
-
-class LegSummary(BaseModel):
-    """One leg of a finished pair, as the coordinator reports it."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-    leg: str
-    instrument: str
-    account: str
-    side: Side
-    intended_qty: NonNegativeInt = 0
-    filled_qty: NonNegativeInt = 0          # lots filled by the leg's own orders (first send + replenish)
-    avg_price: Decimal | None = None        # average price of those fills
-    rollback_qty: NonNegativeInt = 0        # lots unwound by rollback orders (opposite side)
-    rollback_avg_price: Decimal | None = None
-    trigger_price: Decimal | None = None
-    slippage_pct: float | None = None       # adverse slippage vs trigger, 0.01 = 1%; computed when absent
-    orders: NonNegativeInt = 0              # orders sent on this leg (first, replenish, rollback)
-    rejects: NonNegativeInt = 0             # definitive venue rejections among them
-    ack_latencies_ms: list[float] = Field(default_factory=list)
-
-    @property
-    def venue(self) -> str:
-        return self.instrument.split(".", 1)[0]
-
-    @property
-    def net_lots(self) -> int:
-        """Signed lots this leg left in the book (after rollback)."""
-        return (self.filled_qty - self.rollback_qty) * self.side.sign
-
-    def adverse_slippage(self) -> float | None:
-        if self.slippage_pct is not None:
-            return self.slippage_pct
-        if self.avg_price is None or not self.trigger_price or not self.filled_qty:
-            return None
-        return float((self.avg_price - self.trigger_price) / self.trigger_price) * self.side.sign
-
-
-class PairSummary(BaseModel):
-    """What a coordinator pushes to the RiskGuard after each pair (``on_pair_done``)."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
-    decision_id: str = Field(min_length=1)
-    strategy: str = Field(min_length=1)
-    coordinator: str = ""
-    state: str = Field(alias="outcome")   # HEDGED, ROLLED_BACK, ESCALATED, REFUSED
-    ts_ns: int = 0
-    unhedged_ms: float = Field(default=0.0, ge=0)  # time with a net unhedged position
-    legs: list[LegSummary] = Field(default_factory=list)
-    # the legs are what to add to what is booked for the pair (a late fill on a pair the
-    # coordinator no longer holds), not the pair's totals
-    incremental: bool = False
-    trade_id: str = ""  # of an incremental summary: the late fill it books (booked once)
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,7 @@ from ..model.orders import (
     ExecReportKind, ExecutionReport, OrderRequest, OrderState, OrderStatus, OrderType, RejectReason,
     TimeInForce, client_order_id, split_client_order_id,
 )
-from ..model.pairs import ExecutionMode, LegIntent, PairIntent, PairState
+from ..model.pairs import ExecutionMode, LegIntent, LegSummary, PairIntent, PairState, PairSummary
 from ..model.risk import TradingState
 from .alerts import PAIR_ESCALATION, RESIDUAL_BOOK, coordinator_alert
 from .clock import Clock
@@ -224,7 +224,7 @@ class NotifyDone:
     """Push ``summary`` to the strategy (and the risk guard): ``on_pair_done(summary)``."""
 
     strategy: str
-    summary: dict[str, Any]
+    summary: PairSummary
 
 
 @dataclass(frozen=True, slots=True)
@@ -1043,8 +1043,8 @@ class PairMachine:
             self._notify_done()
 
     # -- views -----------------------------------------------------------------------------
-    def summary(self) -> dict[str, Any]:
-        """The pair's outcome, in the shape the strategy and the RiskGuard read (``PairSummary``)."""
+    def summary(self) -> PairSummary:
+        """The pair's outcome (:class:`~xmc_actors.model.pairs.PairSummary`)."""
         legs = []
         for leg in self.legs:
             avg = leg.avg_entry_price()
@@ -1056,27 +1056,20 @@ class PairMachine:
             rb_q = sum(o.filled for o in unwinds)
             rb_n = sum((o.avg_price or 0) * o.filled for o in unwinds if o.filled)
             lat = [(self.acked_ns[o.coid] - o.state.request.sent_ns) / 1e6 for o in leg.orders if o.coid in self.acked_ns]
-            legs.append({
-                "leg": leg.name, "instrument": leg.spec.instrument, "account": leg.spec.account,
-                "side": leg.spec.side.value, "intended_qty": leg.spec.qty, "target_qty": leg.target,
-                "filled_qty": leg.entry_filled, "avg_price": str(avg) if avg is not None else None,
-                "rollback_qty": max(leg.entry_filled - leg.net, 0),
-                "rollback_avg_price": str(rb_n / rb_q) if rb_q else None,
-                "net_qty": leg.spec.side.sign * leg.net, "trigger_price": str(trig) if trig else None,
-                "slippage_pct": slip, "orders": len(leg.orders), "replenishes": leg.replenishes,
-                "rejects": sum(1 for o in leg.orders if o.state.status is OrderStatus.REJECTED
-                               and o.state.reject_reason is not RejectReason.VENUE_ERROR),
-                "ack_latencies_ms": lat,
-            })
-        return {
-            "decision_id": self.did, "strategy": self.intent.strategy, "coordinator": self.book.owner,
-            "mode": self.intent.mode.value, "state": self.state.value, "outcome": self.state.value,
-            "reason": self.reason, "ts_ns": self.book.clock.now_ns(),
-            "complete": all(lg.net == lg.target for lg in self.legs) and self.state is PairState.HEDGED,
-            "unhedged_ms": self.unhedged_ns() / 1e6, "legs": legs, "residual": self.residual,
-            "residual_booked": self.residual_booked,
-            "started_ns": self.started_ns, "ended_ns": self.ended_ns,
-        }
+            legs.append(leg_summary(
+                leg.name, leg.spec.instrument, leg.spec.account, leg.spec.side, filled=leg.entry_filled, net=leg.net,
+                intended_qty=leg.spec.qty, target_qty=leg.target, avg_price=avg,
+                rollback_avg_price=rb_n / rb_q if rb_q else None, trigger_price=trig or None,
+                slippage_pct=slip, orders=len(leg.orders), replenishes=leg.replenishes,
+                rejects=sum(1 for o in leg.orders if o.state.status is OrderStatus.REJECTED
+                            and o.state.reject_reason is not RejectReason.VENUE_ERROR),
+                ack_latencies_ms=lat))
+        return pair_summary(
+            self.did, self.intent.strategy, self.book.owner, self.state, legs=legs, ts_ns=self.book.clock.now_ns(),
+            mode=self.intent.mode, reason=self.reason,
+            complete=all(lg.net == lg.target for lg in self.legs) and self.state is PairState.HEDGED,
+            unhedged_ms=self.unhedged_ns() / 1e6, residual=self.residual, residual_booked=self.residual_booked,
+            started_ns=self.started_ns, ended_ns=self.ended_ns)
 
     def unhedged_ns(self) -> int:
         extra = (self.book.clock.now_ns() - self.unhedged_since) if self.unhedged_since else 0
@@ -1460,15 +1453,13 @@ class PairBook:
         self.halt_scope("strategy", t.strategy)
         self.out.append(HaltStrategy(t.strategy, did, reason))
         entry = fill.side is side
-        self.out.append(NotifyDone(t.strategy, {
-            "decision_id": did, "strategy": t.strategy, "coordinator": self.owner, "state": "ESCALATED",
-            "outcome": "ESCALATED", "reason": reason, "ts_ns": now, "complete": False, "incremental": True,
-            "trade_id": fill.trade_id,
-            "unhedged_ms": 0.0, "residual": residual,
-            "legs": [{"leg": name, "instrument": inst, "account": account, "side": side.value,
-                      "filled_qty": fill.qty if entry else 0, "rollback_qty": 0 if entry else fill.qty,
-                      "avg_price": str(fill.price) if entry else None,
-                      "rollback_avg_price": None if entry else str(fill.price), "net_qty": signed}]}))
+        self.out.append(NotifyDone(t.strategy, pair_summary(
+            did, t.strategy, self.owner, PairState.ESCALATED, ts_ns=now, reason=reason, residual=residual,
+            incremental=True, trade_id=fill.trade_id,
+            legs=[leg_summary(name, inst, account, side, filled=fill.qty if entry else 0,
+                              net=fill.qty if entry else -fill.qty,
+                              avg_price=fill.price if entry else None,
+                              rollback_avg_price=None if entry else fill.price)])))
 
     def on_place_result(self, coid: str, reports: list[ExecutionReport]) -> list[Command]:
         m = self._machine_for(coid, "place")
@@ -1671,7 +1662,7 @@ class PairBook:
         m = self.pairs.get(decision_id)
         if m is None:
             return None
-        out = m.summary()
+        out = m.summary().to_wire()
         out["orders"] = [
             {"client_order_id": o.coid, "leg": lg.name, "unwind": o.unwind, "side": o.state.request.side.value,
              "qty": o.state.request.qty, "price": str(o.state.request.price), "status": o.state.status.value,
@@ -1693,7 +1684,7 @@ def escalation_alert(decision_id: str, strategy: str, reason: str, now_ns: int, 
                              opened_ns=now_ns, **extra)
 
 
-def _trail_summary(m: PairMachine, end: Event) -> dict[str, Any] | None:
+def _trail_summary(m: PairMachine, end: Event) -> PairSummary | None:
     """The summary of a pair that finished before a restart, from its last ``PAIR_STATE``: each
     leg's net lots (in the leg's own direction) at the end, stamped with that event's time."""
     nets = end.payload.get("nets") or {}
@@ -1703,16 +1694,32 @@ def _trail_summary(m: PairMachine, end: Event) -> dict[str, Any] | None:
             net = int(nets[leg.name])
         except (KeyError, TypeError, ValueError):
             return None
-        legs.append({"leg": leg.name, "instrument": leg.spec.instrument, "account": leg.spec.account,
-                     "side": leg.spec.side.value, "intended_qty": leg.spec.qty, "target_qty": leg.target,
-                     "filled_qty": max(net, 0), "rollback_qty": max(-net, 0), "avg_price": None,
-                     "rollback_avg_price": None, "net_qty": leg.spec.side.sign * net, "trigger_price": None,
-                     "orders": 0, "rejects": 0, "ack_latencies_ms": []})
-    return {"decision_id": m.did, "strategy": m.intent.strategy, "coordinator": m.book.owner,
-            "mode": m.intent.mode.value, "state": m.state.value, "outcome": m.state.value,
-            "reason": str(end.reason or ""), "ts_ns": end.ts_ns, "recovered": True,
-            "complete": m.state is PairState.HEDGED, "unhedged_ms": 0.0, "legs": legs, "residual": None,
-            "started_ns": m.started_ns, "ended_ns": end.ts_ns}
+        legs.append(leg_summary(leg.name, leg.spec.instrument, leg.spec.account, leg.spec.side,
+                                filled=max(net, 0), net=net, intended_qty=leg.spec.qty, target_qty=leg.target))
+    return pair_summary(m.did, m.intent.strategy, m.book.owner, m.state, legs=legs, ts_ns=end.ts_ns,
+                        mode=m.intent.mode, reason=str(end.reason or ""), recovered=True,
+                        complete=m.state is PairState.HEDGED, started_ns=m.started_ns, ended_ns=end.ts_ns)
+
+
+def leg_summary(leg: str, instrument: str, account: str, side: Side, *, filled: int, net: int,
+                **extra: Any) -> LegSummary:
+    """One leg of a pair summary: ``filled`` lots by the leg's own orders, ``net`` lots held in
+    the leg's own direction once its unwinds are counted. ``rollback_qty`` and the signed
+    ``net_qty`` are derived from them here, so the two can never disagree (lots bought back on
+    the leg's own side count as filled)."""
+    filled = max(filled, net)
+    return LegSummary(leg=leg, instrument=instrument, account=account, side=side, filled_qty=filled,
+                      rollback_qty=filled - net, net_qty=side.sign * net, **extra)
+
+
+def pair_summary(decision_id: str, strategy: str, coordinator: str, state: PairState, *,
+                 legs: list[LegSummary], ts_ns: int, **extra: Any) -> PairSummary:
+    """Every pair summary the coordinator pushes is made here: a finished or revised pair
+    (:meth:`PairMachine.summary`), one recovered from the ledger after a restart
+    (``recovered=True``) and a late fill on a pair no longer held (``incremental=True``,
+    ``trade_id``). See :class:`~xmc_actors.model.pairs.PairSummary` for the fields."""
+    return PairSummary(decision_id=decision_id, strategy=strategy, coordinator=coordinator, state=state.value,
+                       legs=legs, ts_ns=ts_ns, **extra)
 
 
 def _placeholder(lg: LegIntent) -> Instrument:

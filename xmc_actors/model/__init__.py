@@ -7,7 +7,8 @@ from .orders import (
     RejectReason, TimeInForce, check_transition, client_order_id,
 )
 from .pairs import (
-    ExecutionMode, LegIntent, LegSpec, PairIntent, PairSpec, PairState, ReplenishBudget, RollbackPolicy,
+    ExecutionMode, LegIntent, LegSpec, LegSummary, PairIntent, PairSpec, PairState, PairSummary, ReplenishBudget,
+    RollbackPolicy,
 )
 from .quotes import Level, Quote, QuoteStatus
 from .units import convert_price, convert_quantity, unit_factor

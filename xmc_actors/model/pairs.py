@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import (
+    AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator,
+)
 
 from .market import Side
 from .orders import Price
@@ -109,6 +111,108 @@ class PairIntent(BaseModel):
         if self.legs[0].leg == self.legs[1].leg:
             raise ValueError(f"legs: both legs are named {self.legs[0].leg!r}")
         return self
+
+
+
+# --------------------------------------------------------------------------- pair summary
+def _pair_state_name(v: str) -> str:
+    PairState(v)  # a ValueError names the bad state
+    return v
+
+
+class LegSummary(BaseModel):
+    """One leg of a pair's outcome. Quantities are lots; ``filled_qty`` and ``rollback_qty`` are
+    unsigned (the leg's own side, and the opposite side for the unwinds), ``net_qty`` is signed
+    (+ bought, - sold) and, when given, must agree with them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    leg: str = Field(min_length=1)
+    instrument: str
+    account: str
+    side: Side
+    intended_qty: NonNegativeInt = 0        # the intent's lots
+    target_qty: NonNegativeInt | None = None  # after sizing to lots and liquidity
+    filled_qty: NonNegativeInt = 0          # lots filled by the leg's own orders (first send + replenish)
+    avg_price: Decimal | None = None        # average price of those fills
+    rollback_qty: NonNegativeInt = 0        # lots unwound by rollback orders (opposite side)
+    rollback_avg_price: Decimal | None = None
+    net_qty: int | None = None              # signed lots the leg left in the book
+    trigger_price: Decimal | None = None
+    slippage_pct: float | None = None       # adverse slippage vs trigger, 0.01 = 1%; computed when absent
+    orders: NonNegativeInt = 0              # orders sent on this leg (first, replenish, rollback)
+    replenishes: NonNegativeInt = 0
+    rejects: NonNegativeInt = 0             # definitive venue rejections among them
+    ack_latencies_ms: list[float] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _agree(self) -> "LegSummary":
+        if self.net_qty is not None and self.net_qty != self.side.sign * (self.filled_qty - self.rollback_qty):
+            raise ValueError(f"leg {self.leg}: net_qty {self.net_qty} is not {self.side.value} "
+                             f"filled_qty {self.filled_qty} - rollback_qty {self.rollback_qty}")
+        return self
+
+    @property
+    def venue(self) -> str:
+        return self.instrument.split(".", 1)[0]
+
+    @property
+    def net_lots(self) -> int:
+        """Signed lots this leg left in the book (after rollback)."""
+        return (self.filled_qty - self.rollback_qty) * self.side.sign
+
+    def adverse_slippage(self) -> float | None:
+        if self.slippage_pct is not None:
+            return self.slippage_pct
+        if self.avg_price is None or not self.trigger_price or not self.filled_qty:
+            return None
+        return float((self.avg_price - self.trigger_price) / self.trigger_price) * self.side.sign
+
+
+class PairSummary(BaseModel):
+    """A pair's outcome: what the coordinator pushes to the strategy and the risk guard
+    (``on_pair_done``) when a pair ends, again when a late fill revises it, after a restart
+    (``recovered``), and for a fill on a pair it no longer holds (``incremental``).
+
+    Built by one function, :func:`xmc_actors.core.pair_fsm.pair_summary` (and
+    ``incremental_summary`` for the late-fill case); it travels over Ray as
+    ``model_dump(mode="json")`` and every reader takes it back with ``model_validate``.
+    Unknown keys are refused: a misspelt key is an error, not a silent zero.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    decision_id: str = Field(min_length=1)
+    strategy: str
+    coordinator: str = ""
+    mode: ExecutionMode | None = None
+    # a PairState name; "outcome" is accepted on input (older hand-written summaries)
+    state: Annotated[str, AfterValidator(_pair_state_name)] = Field(
+        validation_alias=AliasChoices("state", "outcome"))
+    reason: str = ""
+    ts_ns: int = 0                          # when the summary was made (a newer one supersedes)
+    complete: bool = False                  # HEDGED with every leg at its target
+    unhedged_ms: float = Field(default=0.0, ge=0)  # time with a net unhedged position
+    legs: list[LegSummary] = Field(default_factory=list)
+    residual: dict[str, Any] | None = None  # an escalated pair's residual (what no order hedges)
+    residual_booked: dict[str, Any] | None = None  # a sub-lot residual held in the strategy's book
+    started_ns: int | None = None
+    ended_ns: int | None = None
+    # pushed again by a restarted coordinator from the ledger (nets only, no prices)
+    recovered: bool = False
+    # the legs are what to add to what is booked for the pair (a late fill on a pair the
+    # coordinator no longer holds), not the pair's totals
+    incremental: bool = False
+    trade_id: str = ""  # of an incremental summary: the late fill it books (booked once)
+
+    @property
+    def pair_state(self) -> PairState:
+        return PairState(self.state)
+
+    def leg(self, name: str) -> LegSummary | None:
+        return next((lg for lg in self.legs if lg.leg == name), None)
+
+    def to_wire(self) -> dict[str, Any]:
+        """What travels over Ray and is kept by the coordinator: plain JSON types."""
+        return self.model_dump(mode="json")
 
 
 # Compact pickling across Ray calls (strategy -> coordinator): see model/fastpickle.py.

@@ -35,6 +35,7 @@ import ray
 from ..core.stats import percentile
 from ..model.config import DeploymentConfig, LedgerConfig
 from ..model.names import COORDINATOR_NAME, HOST_PREFIX, METRICS_HUB_NAME, REGISTRY_NAME, RISK_GUARD_NAME
+from ..model.pairs import PairSummary
 from .session import DeploymentRegistry, forget_embedded, start_ray
 
 log = logging.getLogger(__name__)
@@ -647,10 +648,11 @@ class Deployment:
         """What the actors still remember: slippage, exposure and per-strategy counters (the
         pair counts are replaced by the ledger's in :meth:`stop`)."""
         coord = self.handles[COORDINATOR_NAME]
-        done = self._attempt("coordinator summaries", lambda: ray.get(coord.summaries.remote(), timeout=30)) or []
+        raw = self._attempt("coordinator summaries", lambda: ray.get(coord.summaries.remote(), timeout=30)) or []
+        done = [PairSummary.model_validate(s) for s in raw]
         cstat = self._attempt("coordinator status", lambda: ray.get(coord.status.remote(), timeout=30)) or {}
-        slip = [float(l["slippage_pct"]) * 1e4 for s in done for l in s.get("legs", []) if l.get("slippage_pct") is not None]
-        expo = [float(s["unhedged_ms"]) for s in done if s.get("unhedged_ms") is not None]
+        slip = [lg.slippage_pct * 1e4 for s in done for lg in s.legs if lg.slippage_pct is not None]
+        expo = [s.unhedged_ms for s in done]
         per_strategy: dict[str, dict[str, Any]] = {}
         quotes = intents = errors = 0
         for hname, h in self.hosts.items():

@@ -33,7 +33,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Mapping
 
 from pydantic import BaseModel, ValidationError
 
@@ -47,7 +47,7 @@ from ..core.sink import EventMaker
 from ..model.config import DeploymentConfig, ExecutionConfig, StrategyConfig
 from ..model.events import Event, EventKind
 from ..model.market import Instrument, Side, Venue
-from ..model.pairs import LegIntent, LegSpec, PairIntent, PairState
+from ..model.pairs import LegIntent, LegSpec, PairIntent, PairState, PairSummary
 from ..model.quotes import Quote
 from ..model.registry import STRATEGIES
 from .params import Guards
@@ -254,7 +254,7 @@ class Strategy:
         """Return the target position for this snapshot, or None to hold. Must be deterministic."""
         raise NotImplementedError
 
-    def on_result(self, summary: dict[str, Any]) -> None:
+    def on_result(self, summary: PairSummary) -> None:
         """Called after the position was updated from a pair summary (optional)."""
 
     # ------------------------------------------------------------------ helpers for subclasses
@@ -294,18 +294,23 @@ class Strategy:
         self._evaluate(now_ns)
         return self._flush()
 
-    def on_pair_done(self, summary: dict[str, Any], now_ns: int) -> list[Action]:
+    def on_pair_done(self, summary: PairSummary | Mapping[str, Any], now_ns: int) -> list[Action]:
         """Apply the coordinator's outcome of a pair to the position.
 
-        ``summary`` keys: ``decision_id``; ``state`` (a :class:`PairState` name; ``outcome``
-        is accepted too); ``legs``: ``{"A": {...}, "B": {...}}`` (or a list of dicts with
-        ``leg``), each with either a signed ``net_qty`` or ``filled_qty`` (in the intent's side)
-        minus an optional ``rolled_back_qty``; ``avg_price`` is optional. A summary this
-        strategy cannot read is recorded as BAD_INPUT and halts the strategy: its position is
-        then unknown and it must not trade on a guess.
+        ``summary`` is a :class:`~xmc_actors.model.pairs.PairSummary` (or its ``model_dump``, as
+        it arrives over Ray). Each leg's signed ``net_qty`` (``filled_qty`` minus
+        ``rollback_qty`` in the leg's direction) moves the position. A summary this strategy
+        cannot read is recorded as BAD_INPUT and halts the strategy: its position is then
+        unknown and it must not trade on a guess.
         """
-        did = str(summary.get("decision_id", ""))
-        if summary.get("incremental") is True:
+        if not isinstance(summary, PairSummary):
+            try:
+                summary = PairSummary.model_validate(summary)
+            except (ValidationError, TypeError) as e:
+                raw = summary.get("decision_id", "") if isinstance(summary, Mapping) else ""
+                return self._unreadable_summary("pair summary", str(raw), e, now_ns)
+        did = summary.decision_id
+        if summary.incremental:
             return self._on_late_fill(did, summary, now_ns)
         if did in self._done:
             return self._on_revision(did, summary, now_ns)
@@ -317,28 +322,27 @@ class Strategy:
                 reason=f"pair summary for a decision this strategy has not pending ({did!r}; pending: {self.pending_decision!r})")))
             return self._flush()
         try:
-            state_s = str(summary.get("state", summary.get("outcome", "")))
-            state = PairState(state_s)
+            state = summary.pair_state
             if not state.is_terminal:
-                raise ValueError(f"state: {state_s!r} is not a terminal pair state")
+                raise ValueError(f"state: {state.value!r} is not a terminal pair state")
             net_a, net_b = self._net_fills(summary, pend.intent)
         except (ValueError, TypeError, KeyError) as e:
             return self._unreadable_summary("pair summary", did, e, now_ns)
         self.position += net_a
         self.position_b += net_b
         self._pending = None
-        self._done[did] = (net_a, net_b, _ts(summary))
+        self._done[did] = (net_a, net_b, summary.ts_ns)
         while len(self._done) > 1024:
             self._done.popitem(last=False)
         self.last_decision_ns = max(self.last_decision_ns or 0, now_ns)
         self.counters["pairs_done"] += 1
         if state is PairState.ESCALATED:
             self._halt(f"pair {did} ESCALATED: residual recorded by the coordinator", now_ns, StrategyState.HALTED)
-        elif state is PairState.REFUSED and "TRADING_" in str(summary.get("reason", "")):
+        elif state is PairState.REFUSED and "TRADING_" in summary.reason:
             # halted or reducing by the risk guard or an operator: do not re-submit every
             # cool-down; try again after TRADING_STATE_BACKOFF (a resume then takes effect)
             self.backoff_until_ns = now_ns + TRADING_STATE_BACKOFF_NS
-            self._set_blocked("TRADING_STATE", f"pair {did} refused: {summary.get('reason')}", now_ns)
+            self._set_blocked("TRADING_STATE", f"pair {did} refused: {summary.reason}", now_ns)
         self.on_result(summary)
         return self._flush()
 
@@ -595,22 +599,19 @@ class Strategy:
             EventKind.BAD_INPUT, ts_ns=now_ns, strategy=self.name, decision_id=did, reason=f"malformed {what}: {e}")))
         return self._flush()
 
-    def _on_revision(self, did: str, summary: dict[str, Any], now_ns: int) -> list[Action]:
+    def _on_revision(self, did: str, summary: PairSummary, now_ns: int) -> list[Action]:
         """A decision already applied, summarised again: the same push twice changes nothing; a
         revision (a late fill on a finished pair, an escalated pair's residual restated) moves
         the position by the difference, so it stays what the venues hold. One older (``ts_ns``)
         than the summary applied is stale (a restarted coordinator's push) and ignored."""
         a0, b0, ts0 = self._done[did]
-        ts = _ts(summary)
+        ts = summary.ts_ns
         if ts and ts < ts0:
             return []
-        try:
-            by_name = _legs_by_name(summary.get("legs"))
-            if by_name is None or not all("net_qty" in (by_name.get(n) or {}) for n in ("A", "B")):
-                return []  # no signed nets to compare: a plain repeat
-            now = (int(by_name["A"]["net_qty"]), int(by_name["B"]["net_qty"]))
-        except (ValueError, TypeError, KeyError):
-            return []
+        la, lb = summary.leg("A"), summary.leg("B")
+        if la is None or lb is None:
+            return []  # no legs to compare (a refusal applied at once, then pushed): a plain repeat
+        now = (la.net_lots, lb.net_lots)
         if now == (a0, b0):
             return []  # a repeated push: already applied
         da, db = now[0] - a0, now[1] - b0
@@ -622,22 +623,20 @@ class Strategy:
                     decision_id=did, position=self.position, position_b=self.position_b)
         return self._flush()
 
-    def _on_late_fill(self, did: str, summary: dict[str, Any], now_ns: int) -> list[Action]:
+    def _on_late_fill(self, did: str, summary: PairSummary, now_ns: int) -> list[Action]:
         """An incremental summary: a fill that arrived after the coordinator forgot pair ``did``
-        (``legs`` lists only what to add, each with its signed ``net_qty``). The lots go into the
-        position (it is what the venue holds) and the strategy halts: the coordinator escalated
-        the pair and an operator decides what to do with the unhedged lots."""
+        (``legs`` lists only what to add). The lots go into the position (it is what the venue
+        holds) and the strategy halts: the coordinator escalated the pair and an operator
+        decides what to do with the unhedged lots."""
         try:
-            legs = summary.get("legs")
-            if not isinstance(legs, (list, tuple)) or not legs:
+            if not summary.legs:
                 raise ValueError("legs: missing")
             add = {"A": 0, "B": 0}
-            for d in legs:
-                name = str(d["leg"])
-                if name not in add:
-                    raise ValueError(f"legs: unknown leg {name!r}")
-                add[name] += int(d["net_qty"])
-        except (ValueError, TypeError, KeyError) as e:
+            for lg in summary.legs:
+                if lg.leg not in add:
+                    raise ValueError(f"legs: unknown leg {lg.leg!r}")
+                add[lg.leg] += lg.net_lots
+        except ValueError as e:
             return self._unreadable_summary("late-fill summary", did, e, now_ns)
         self.position += add["A"]
         self.position_b += add["B"]
@@ -650,28 +649,18 @@ class Strategy:
         return self._flush()
 
     @staticmethod
-    def _net_fills(summary: dict[str, Any], intent: PairIntent) -> tuple[int, int]:
-        legs = summary.get("legs")
-        if legs is None and str(summary.get("state", summary.get("outcome"))) == PairState.REFUSED.value:
+    def _net_fills(summary: PairSummary, intent: PairIntent) -> tuple[int, int]:
+        if not summary.legs and summary.pair_state is PairState.REFUSED:
             return 0, 0  # refused before any order: nothing filled
-        by_name = _legs_by_name(legs)
-        if by_name is None:
-            raise ValueError("legs: missing (expected {'A': {...}, 'B': {...}})")
         out = []
         for li in intent.legs:
-            d = by_name.get(li.leg)
-            if not isinstance(d, dict):
+            lg = summary.leg(li.leg)
+            if lg is None:
                 raise ValueError(f"legs.{li.leg}: missing")
-            if "net_qty" in d:
-                net = int(d["net_qty"])
-            else:
-                filled = int(d.get("filled_qty", 0))
-                back = int(d.get("rolled_back_qty", 0))
-                side = Side(d.get("side", li.side.value))
-                if filled < 0 or back < 0:
-                    raise ValueError(f"legs.{li.leg}: negative quantity (filled_qty={filled}, rolled_back_qty={back})")
-                net = side.sign * (filled - back)
-            out.append(net)
+            if lg.instrument != li.instrument or lg.side is not li.side:
+                raise ValueError(f"legs.{li.leg}: {lg.side.value} {lg.instrument} is not the intent's "
+                                 f"{li.side.value} {li.instrument}")
+            out.append(lg.net_lots)
         return out[0], out[1]
 
 
@@ -684,24 +673,6 @@ def decision_seq_of(strategy: str, did: str) -> int | None:
     """The sequence number in ``did`` if it is one of ``strategy``'s decision ids, else None."""
     tail = did[len(strategy) + 1:] if did.startswith(f"{strategy}-") else ""
     return int(tail) if tail.isdigit() else None
-
-
-def _legs_by_name(legs: Any) -> dict[str, Any] | None:
-    """A summary's ``legs`` by leg name, whether given as ``{"A": {...}}`` or as a list of dicts
-    with ``"leg"``; None if it is neither (``KeyError`` for a list item without ``"leg"``)."""
-    if isinstance(legs, dict):
-        return {str(k): v for k, v in legs.items()}
-    if isinstance(legs, (list, tuple)):
-        return {str(d["leg"]): d for d in legs}
-    return None
-
-
-def _ts(summary: dict[str, Any]) -> int:
-    """A summary's ``ts_ns`` (0 if it has none or it is unreadable)."""
-    try:
-        return int(summary.get("ts_ns") or 0)
-    except (TypeError, ValueError):
-        return 0
 
 
 # =========================================================================== band logic

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
+
+from pydantic import ValidationError
 
 from ..core.sink import EventMaker
 from ..model.events import Event, EventKind
-from ..model.pairs import PairIntent
+from ..model.pairs import PairIntent, PairSummary
 from ..model.quotes import Quote
 from .base import Action, Emit, Strategy, Submit
 
@@ -107,9 +109,21 @@ class StrategyHostCore:
             self._run(s, "on_quotes", lambda s=s: s.on_quotes(quotes, now_ns), now_ns, intents, events)
         return intents, events
 
-    def on_pair_done(self, summary: dict[str, Any], now_ns: int) -> tuple[list[PairIntent], list[Event]]:
-        did = str(summary.get("decision_id", "")) if isinstance(summary, dict) else ""
-        name = self.decisions.get(did) or (summary.get("strategy") if isinstance(summary, dict) else None)
+    def on_pair_done(self, summary: PairSummary | Mapping[str, Any], now_ns: int) -> tuple[list[PairIntent], list[Event]]:
+        """Route a pair summary to its strategy (by decision id, else by its ``strategy``); the
+        strategy reads it (:meth:`Strategy.on_pair_done` validates a dict as a PairSummary)."""
+        if not isinstance(summary, PairSummary):
+            try:
+                summary = PairSummary.model_validate(summary)  # as it arrives over Ray
+            except (ValidationError, TypeError):
+                pass  # routed by what it says, it is its strategy's bad input (and halts it)
+        if isinstance(summary, PairSummary):
+            did, name = summary.decision_id, self.decisions.get(summary.decision_id) or summary.strategy
+        elif isinstance(summary, Mapping):
+            did = str(summary.get("decision_id", ""))
+            name = self.decisions.get(did) or summary.get("strategy")
+        else:
+            did, name = "", None
         s = self.strategies.get(str(name)) if name else None
         if s is None:
             self.bad_input += 1
