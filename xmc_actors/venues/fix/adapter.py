@@ -114,10 +114,16 @@ class _App(fix.Application):
         pass
 
     def onLogon(self, sid: Any) -> None:  # noqa: N802
-        self.a._on_logon()
+        try:
+            self.a._on_logon()
+        except Exception as e:  # noqa: BLE001
+            self.a._callback_error(e)
 
     def onLogout(self, sid: Any) -> None:  # noqa: N802
-        self.a._on_logout()
+        try:
+            self.a._on_logout()
+        except Exception as e:  # noqa: BLE001
+            self.a._callback_error(e)
 
     def toAdmin(self, msg: Any, sid: Any) -> None:  # noqa: N802
         try:
@@ -137,7 +143,12 @@ class _App(fix.Application):
             raise fix.DoNotSend()
 
     def fromApp(self, msg: Any, sid: Any) -> None:  # noqa: N802
-        self.a._from_app(msg)
+        try:
+            self.a._from_app(msg)
+        except fix.FIXException:
+            raise  # the engine answers it (session Reject, BusinessMessageReject)
+        except Exception as e:  # noqa: BLE001 - any other exception would abort the process in the engine's thread
+            self.a._callback_error(e)
 
 
 class FixAdapter:
@@ -242,6 +253,15 @@ class FixAdapter:
 
     def _count(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
+
+    def _callback_error(self, e: BaseException) -> None:
+        """A bug met in an engine callback: counted and kept as bad input, never raised into
+        the engine (a Python exception that is not the engine's own aborts the process there)."""
+        import traceback
+
+        self._count("callback_errors")
+        self._bad("CALLBACK_ERROR", f"{type(e).__name__}: {e}"[:300])
+        traceback.print_exception(e)  # the worker's log: where the bug is
 
     def _bad(self, reason: str, detail: str, tag: int = 0) -> None:
         self._count("bad_input")
