@@ -69,7 +69,7 @@ def test_repeated_cumulative_push_does_not_double_count():
     m.flush()
     m.flush()
 
-    assert hub.collect()["alerts"][("strategy", "s1", "", "", "", "red")] == 1.0
+    assert hub.collect()["alerts"][("strategy", "s1", "", "", "", "red", "")] == 1.0  # level, monitor
 
 
 def test_gauges_of_a_silent_source_are_dropped_but_its_counters_stay():

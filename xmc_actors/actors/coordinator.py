@@ -38,6 +38,7 @@ from ..model.fastpickle import from_wire, to_wire
 from ..model.market import Instrument
 from ..model.orders import ExecutionReport, split_client_order_id
 from ..model.pairs import ExecutionMode, PairIntent
+from ..runtime.metrics import Metrics, record_order, record_pair, sample_coordinator, start_flush_loop
 from .health import probe_gateways_async
 from .gateway import actor_of, find_gateway_view
 
@@ -118,6 +119,9 @@ class PairCoordinator:
         self.health = VenueHealth([], self.clock, sink=self.sink)
         self.health.subscribe(self._on_venue_change)
         self._health_task: asyncio.Task[None] | None = None
+        # pairs, orders, leg latency, slippage (docs/operations.md "Metrics"); flushed by its timer
+        self.metrics = Metrics("coordinator", {}, auto_flush=False)
+        self._metrics_task = start_flush_loop(self.metrics, sample=lambda: sample_coordinator(self.metrics, self.book))
 
     # -- wiring ----------------------------------------------------------------------------
     async def _ensure_registered(self) -> None:
@@ -493,6 +497,7 @@ class PairCoordinator:
                 for h in self._timers.pop(c.decision_id, {}).values():
                     h.cancel()
             elif isinstance(c, NotifyDone):
+                self._metric_pair(c.summary)  # self.metrics: its first summary only
                 did = c.summary.decision_id
                 wire = c.summary.to_wire()  # over Ray as plain data; receivers model_validate it
                 # an increment (a late fill on a pair no longer held) is kept beside the pair's
@@ -576,6 +581,8 @@ class PairCoordinator:
             self._answered(coid)
         if why is not None:
             self._execute(self.book.on_call_failed(coid, call, why))
+            if call == "place":
+                record_order(self.metrics, self.book, coid, None, failed=True)
         elif call == "place":
             self._act_on_answer(*self._read_answer(coid, result))
         elif call == "cancel":
@@ -594,6 +601,7 @@ class PairCoordinator:
         if why is not None:
             for coid in coids:
                 self._execute(self.book.on_call_failed(coid, "place", why))
+                record_order(self.metrics, self.book, coid, None, failed=True)
             return
         # every answer is read (and its ack timed) before the first is acted on
         read = [self._read_answer(coid, r) if not isinstance(r, str) else (coid, [], f"gateway: {r}")
@@ -624,6 +632,14 @@ class PairCoordinator:
     def _act_on_answer(self, coid: str, reports: list[ExecutionReport], why: str | None) -> None:
         self._execute(self.book.on_call_failed(coid, "place", why) if why is not None
                       else self.book.on_place_result(coid, reports))
+        record_order(self.metrics, self.book, coid, reports, failed=why is not None)  # after: off the legs' path
+
+    def _metric_pair(self, summary: Any) -> None:
+        """``pairs``, ``leg_latency_ms``, ``slippage_bps`` of a pair's first summary (a revised
+        one of a pair whose summary is still kept is not counted again)."""
+        did = summary.get("decision_id") if isinstance(summary, dict) else getattr(summary, "decision_id", None)
+        if did not in self._summaries:
+            record_pair(self.metrics, summary)
 
     def _mark_ack(self, coid: str, reports: Any) -> None:
         did, leg, rest = split_client_order_id(coid)

@@ -41,6 +41,7 @@ from ..model.events import Event
 from ..model.fastpickle import from_wire, to_wire
 from ..model.orders import ExecutionReport, OrderRequest
 from ..model.quotes import Quote
+from ..runtime.metrics import Metrics, sample_gateway, start_flush_loop
 
 _MS = 1_000_000
 _IDLE_TICK_S = 0.010  # gateway housekeeping period when nothing is due (was a fixed 2 ms)
@@ -535,6 +536,10 @@ class VenueGateway:
         self._only = next(iter(self.sessions.values())) if len(self.sessions) == 1 else None
         self._rewire_task: asyncio.Task[None] | None = None
         self.rewired: dict[str, Any] | None = None  # what a restarted process took back (status())
+        # quotes and bad input per venue, read from the cores' counters by its timer (docs/operations.md "Metrics")
+        self.metrics = Metrics("gateway", {}, auto_flush=False)
+        self._metrics_task = start_flush_loop(self.metrics, sample=lambda: sample_gateway(self.metrics, self.sessions.values()),
+                                              want_hub=bool(dep.ray.metrics_port))
 
     # ------------------------------------------------------------------ restart
     def _kick_rewire(self) -> None:

@@ -40,6 +40,7 @@ from ..model.config import DeploymentConfig
 from ..model.events import Event
 from ..model.quotes import Quote
 from ..model.risk import TradingState
+from ..runtime.metrics import Metrics, start_flush_loop
 from .gateway import GatewayView
 
 ACTOR_NAME = "risk-guard"
@@ -53,13 +54,8 @@ async def _await(ref: Any) -> Any:
     return await ref
 
 
-def _metrics() -> Any:
-    try:
-        from ray.util.metrics import Counter
-
-        return Counter("xmc_risk_alerts", description="alerts raised by the risk guard", tag_keys=("level", "monitor"))
-    except Exception:  # noqa: BLE001 - metrics are optional outside a Ray worker
-        return None
+#: an alert's scope that is also a metric tag (``xmc_alerts_total{strategy=...}``)
+_SCOPE_TAGS = {"strategy": "strategy", "venue": "venue", "instrument": "instrument", "account": "account"}
 
 
 @ray.remote(num_cpus=0, max_concurrency=1000)
@@ -104,7 +100,8 @@ class RiskGuard:
 
             fx = fx_from_book(fx_book_from_config(dep.fx, max_lag_days=7), self.clock)
         self.fx = fx
-        self._counter = _metrics()
+        # alerts as they are raised; occupancy and reject ratio read from the core by its timer
+        self.metrics = Metrics("risk_guard", {}, auto_flush=False)
         self.core = self._new_core()
         self.remote_sinks = sinks_from_config(dep.risk.sinks)
         self._ledger_shards = list(ledger_shards) if ledger_shards is not None else None
@@ -135,6 +132,8 @@ class RiskGuard:
                 self._rebuild_task = asyncio.get_running_loop().create_task(self._rebuild_on_start())
             except RuntimeError:
                 pass  # no loop (constructed outside Ray): ready() starts it
+        self._metrics_task = start_flush_loop(self.metrics, sample=self._sample_metrics, want_hub=bool(dep.ray.metrics_port),
+                                              namespace=self.namespace)
 
     def _new_core(self) -> RiskGuardCore:
         dep = self.dep
@@ -143,11 +142,26 @@ class RiskGuard:
                              sinks=[CallbackAlertSink(self._metric)])
 
     def _metric(self, a: Alert) -> None:
-        if self._counter is not None:
-            try:
-                self._counter.inc(1, tags={"level": a.level.value, "monitor": a.monitor})
-            except Exception:  # noqa: BLE001
-                pass
+        """``xmc_alerts_total{level, monitor}`` (and the alert's scope as a tag): every alert
+        raised or escalated; a resolution is not an alert."""
+        if a.resolved:
+            return
+        tag = _SCOPE_TAGS.get(a.scope)
+        if tag is not None:
+            self.metrics.count("alerts", 1, level=a.level.value, monitor=a.monitor, **{tag: a.key})
+        else:
+            self.metrics.count("alerts", 1, level=a.level.value, monitor=a.monitor)
+
+    def _sample_metrics(self) -> None:
+        """Gauges, once a second: occupancy per account, reject ratio per venue (the monitor's window)."""
+        core = self.core
+        per, _ = core.capital.occupancy(core.book, core.cfg.occupancy, core.leases.in_flight())
+        for acc, o in per.items():
+            self.metrics.set("occupancy", float(o.ratio), account=acc)
+        for key, w in list(core.monitors.rejects.items()):
+            scope, _, venue = key.partition(":")
+            if scope == "venue" and w:
+                self.metrics.set("reject_ratio", sum(w) / len(w), venue=venue)
 
     # -- coordinators and grants ----------------------------------------------------------------
     async def register_coordinator(self, name: str, handle: Any, weight: float = 1.0) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from ..model.pairs import PairIntent, PairState, PairSummary
 from ..model.quotes import Quote
 from ..strategies.base import Strategy
 from ..strategies.host import HostSpec, StrategyHostCore
+from ..runtime.metrics import Metrics, sample_strategy_host, start_flush_loop
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,9 @@ class StrategyHostActor:
                 self._emit(self.core.halt(n, "host restarted: restoring position and decision counter", now))
         self._emit([self.maker.make(EventKind.LIFECYCLE, ts_ns=now, reason="strategy host started",
                                     strategies=sorted(self.core.strategies), restarted=restarted)])
+        # evaluations, triggers, bad input per strategy, read from their counters by its timer
+        self.metrics = Metrics("strategy", {}, auto_flush=False)
+        self._metrics_task = start_flush_loop(self.metrics, sample=lambda: sample_strategy_host(self.metrics, self.core))
 
     # ------------------------------------------------------------------ remote API
     async def on_quotes(self, quotes: list[Quote]) -> None:

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Literal, Mapping
 
 from ..core.clock import Clock, SystemClock
+from ..model.names import METRICS_HUB_NAME
+from ..model.orders import split_client_order_id
 
 __all__ = [
     "MetricSpec",
@@ -53,6 +55,8 @@ __all__ = [
     "HubCollector",
     "MetricsEndpoint",
     "start_metrics_endpoint",
+    "start_flush_loop",
+    "find_hub",
     "PREFIX",
 ]
 
@@ -66,12 +70,14 @@ SLIPPAGE_BPS_BUCKETS = (-20, -10, -5, -2, -1, 0, 1, 2, 5, 10, 20, 50, 100)
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """One metric: its kind, help text, its own tag keys and (histograms) bucket bounds."""
+    """One metric: its kind, help text, its own tag keys, (histograms) bucket bounds, and which
+    actor kinds record it (docs/operations.md "Metrics" lists the same)."""
 
     kind: Kind
     help: str
     tags: tuple[str, ...] = ()
     buckets: tuple[float, ...] = ()
+    recorded_by: tuple[str, ...] = ()
 
     @property
     def tag_keys(self) -> tuple[str, ...]:
@@ -79,16 +85,27 @@ class MetricSpec:
 
 
 SPECS: dict[str, MetricSpec] = {
-    "quotes": MetricSpec("counter", "Quotes received (after conflation)."),
-    "triggers": MetricSpec("counter", "Strategy triggers that produced a pair intent."),
-    "pairs": MetricSpec("counter", "Pairs reaching a terminal state, by outcome (HEDGED, ROLLED_BACK, ESCALATED, REFUSED).", ("outcome",)),
-    "orders": MetricSpec("counter", "Orders sent, by outcome (ACK, REJECTED, FILLED, CANCELED, UNKNOWN).", ("outcome", "leg")),
-    "leg_latency_ms": MetricSpec("histogram", "Order send to first venue report, per leg, in milliseconds.", ("leg",), LATENCY_MS_BUCKETS),
-    "slippage_bps": MetricSpec("histogram", "Fill price versus trigger price, in basis points (positive: worse).", ("leg",), SLIPPAGE_BPS_BUCKETS),
-    "reject_ratio": MetricSpec("gauge", "Rejected orders / orders sent over the risk guard's window."),
-    "occupancy": MetricSpec("gauge", "Capital occupancy: margin used / capital (0..1)."),
-    "alerts": MetricSpec("counter", "Alerts raised, by level (info, yellow, orange, red).", ("level",)),
-    "bad_input": MetricSpec("counter", "Inputs refused as bad (BAD_INPUT events), by reason.", ("reason",)),
+    "quotes": MetricSpec("counter", "Quotes a gateway accepted from its venue (normalised, before conflation), per venue.",
+                         recorded_by=("gateway",)),
+    "evaluations": MetricSpec("counter", "Quote batches a strategy evaluated (its quotes changed), per strategy.",
+                              recorded_by=("strategy",)),
+    "triggers": MetricSpec("counter", "Strategy triggers that produced a pair intent, per strategy.", recorded_by=("strategy",)),
+    "pairs": MetricSpec("counter", "Pairs reaching a terminal state, by outcome (HEDGED, ROLLED_BACK, ESCALATED, REFUSED).",
+                        ("outcome",), recorded_by=("coordinator",)),
+    "orders": MetricSpec("counter", "Orders sent, by the venue's answer to the send (ACK: resting, PARTIALLY_FILLED, "
+                         "FILLED, CANCELED, EXPIRED, REJECTED, UNKNOWN: no answer) and leg.", ("outcome", "leg"),
+                         recorded_by=("coordinator",)),
+    "leg_latency_ms": MetricSpec("histogram", "Order send to the venue's first answer, per leg, in milliseconds.", ("leg",),
+                                 LATENCY_MS_BUCKETS, recorded_by=("coordinator",)),
+    "slippage_bps": MetricSpec("histogram", "Average entry fill price versus trigger price, in basis points (positive: worse).",
+                               ("leg",), SLIPPAGE_BPS_BUCKETS, recorded_by=("coordinator",)),
+    "reject_ratio": MetricSpec("gauge", "Rejected orders / orders sent over the risk guard's window, per venue.",
+                               recorded_by=("risk_guard",)),
+    "occupancy": MetricSpec("gauge", "Capital occupancy: margin used / capital (0..1), per account.", recorded_by=("risk_guard",)),
+    "alerts": MetricSpec("counter", "Alerts raised or escalated by the risk guard, by level (yellow, orange, red) and monitor.",
+                         ("level", "monitor"), recorded_by=("risk_guard",)),
+    "bad_input": MetricSpec("counter", "Inputs refused as bad (BAD_INPUT events), by reason.", ("reason",),
+                            recorded_by=("gateway", "coordinator", "strategy")),
 }
 
 #: Raw histogram observations kept per series between flushes for Ray's histogram (beyond
@@ -132,6 +149,10 @@ class Metrics:
         Injected clock (only decides when to flush).
     to_ray
         Also record through ``ray.util.metrics`` (needs a Ray worker or driver).
+    auto_flush
+        Flush from a record call once ``flush_interval_s`` has passed. Actors pass ``False``
+        and flush from a timer (:func:`start_flush_loop`): a record is then only the local
+        dictionary update, never a clock read or a push.
 
     Examples
     --------
@@ -150,6 +171,7 @@ class Metrics:
         clock: Clock | None = None,
         to_ray: bool = True,
         source: str | None = None,
+        auto_flush: bool = True,
     ) -> None:
         self.actor_kind = actor_kind
         self.base = {k: str(v) for k, v in (tags or {}).items()}
@@ -160,6 +182,8 @@ class Metrics:
         self._interval_ns = int(flush_interval_s * 1e9)
         self._next_flush_ns = self._clock.now_ns() + self._interval_ns
         self._to_ray = to_ray
+        self._auto = auto_flush
+        self._totals: dict[tuple[str, tuple[str, ...]], float] = {}  # count_total: last raw total seen
         self._values: dict[tuple[str, tuple[str, ...]], float] = {}
         self._hists: dict[tuple[str, tuple[str, ...]], _Hist] = {}
         self._sent_to_ray: dict[tuple[str, tuple[str, ...]], float] = {}
@@ -171,11 +195,13 @@ class Metrics:
     # -- hot path ------------------------------------------------------------------------
     def _key(self, name: str, spec: MetricSpec, tags: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
         base = self.base
-        return name, tuple(str(tags[k]) if k in tags else base.get(k, "") for k in spec.tag_keys)
+        if not tags:
+            return name, tuple([base.get(k, "") for k in spec.tag_keys])
+        return name, tuple([str(tags[k]) if k in tags else base.get(k, "") for k in spec.tag_keys])
 
     def count(self, name: str, n: float = 1, **tags: Any) -> None:
         """Add ``n`` (>= 0) to counter ``name``."""
-        spec = _spec(name)
+        spec = SPECS.get(name) or _spec(name)
         if spec.kind != "counter":
             raise ValueError(f"metrics: {name!r} is a {spec.kind}, not a counter")
         if n < 0:
@@ -183,22 +209,37 @@ class Metrics:
         key = self._key(name, spec, tags)
         with self._lock:
             self._values[key] = self._values.get(key, 0.0) + n
-        self._maybe_flush()
+        if self._auto:
+            self._maybe_flush()
+
+    def count_total(self, name: str, total: float, **tags: Any) -> None:
+        """Counter ``name`` follows a cumulative count kept elsewhere (a core's own counters,
+        read by the actor's flush timer): adds what it grew by since the last call. A total
+        that went down (its owner was rebuilt) counts from zero again."""
+        spec = SPECS.get(name) or _spec(name)
+        key = self._key(name, spec, tags)
+        last = self._totals.get(key, 0.0)
+        total = float(total)
+        self._totals[key] = total
+        grew = total - last if total >= last else total
+        if grew > 0 or key not in self._values:
+            self.count(name, grew, **tags)
 
     def set(self, name: str, value: float, **tags: Any) -> None:
         """Set gauge ``name`` to ``value``."""
-        spec = _spec(name)
+        spec = SPECS.get(name) or _spec(name)
         if spec.kind != "gauge":
             raise ValueError(f"metrics: {name!r} is a {spec.kind}, not a gauge")
         key = self._key(name, spec, tags)
         with self._lock:
             self._values[key] = float(value)
             self._dirty_gauges.add(key)
-        self._maybe_flush()
+        if self._auto:
+            self._maybe_flush()
 
     def observe(self, name: str, value: float, **tags: Any) -> None:
         """Record one observation of histogram ``name``."""
-        spec = _spec(name)
+        spec = SPECS.get(name) or _spec(name)
         if spec.kind != "histogram":
             raise ValueError(f"metrics: {name!r} is a {spec.kind}, not a histogram")
         key = self._key(name, spec, tags)
@@ -212,11 +253,20 @@ class Metrics:
             h.count += 1
             if self._to_ray and len(h.pending) < RAY_HISTOGRAM_REPLAY_CAP:
                 h.pending.append(v)
-        self._maybe_flush()
+        if self._auto:
+            self._maybe_flush()
 
     def _maybe_flush(self) -> None:
         if self._clock.now_ns() >= self._next_flush_ns:
             self.flush()
+
+    @property
+    def hub(self) -> Any:
+        return self._hub
+
+    def set_hub(self, hub: Any) -> None:
+        """Push snapshots to ``hub`` from now on (found after this recorder was made)."""
+        self._hub = hub
 
     # -- reading -------------------------------------------------------------------------
     def value(self, name: str, **tags: Any) -> float:
@@ -311,6 +361,152 @@ def _ray_metric(name: str) -> Any:
                 m = rm.Histogram(full, description=spec.help, boundaries=list(spec.buckets), tag_keys=spec.tag_keys)
             _RAY_METRICS[name] = m
     return m
+
+
+# -- an actor's flush timer -------------------------------------------------------------------
+HUB_NAME = METRICS_HUB_NAME  # runtime.deploy starts it when ray.metrics_port is set
+#: without a known ``ray.metrics_port`` (want_hub None), the hub is looked for after 1, 2, 4 ... s,
+#: then every this many seconds
+HUB_LOOKUP_MAX_S = 30.0
+
+
+def find_hub(namespace: str | None) -> Any:
+    """The ``metrics-hub`` actor of ``namespace``, or None (no hub: Ray metrics only)."""
+    try:
+        import ray
+
+        return ray.get_actor(HUB_NAME, namespace=namespace)
+    except Exception:  # noqa: BLE001 - not started (ray.metrics_port unset) or not yet
+        return None
+
+
+def actor_namespace() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().namespace
+    except Exception:  # noqa: BLE001 - not inside Ray
+        return None
+
+
+def start_flush_loop(metrics: Metrics, *, sample: Callable[[], None] | None = None, want_hub: bool | None = None,
+                     namespace: str | None = None, interval_s: float = 1.0) -> Any:
+    """Run an actor's metrics timer on its event loop; returns the task (None without a running
+    loop: an actor class used directly in a test records, nothing flushes).
+
+    Every ``interval_s``: ``sample()`` (the actor reads the counters and gauges its core keeps
+    anyway into ``metrics``: nothing of that is on the hot path), then :meth:`Metrics.flush`.
+    The hub is found by name in the actor's namespace: every tick until found when
+    ``want_hub`` (``ray.metrics_port`` set), never when ``False``, and with a growing pause
+    (1, 2, 4 ... :data:`HUB_LOOKUP_MAX_S` s) when the actor does not know (``None``).
+    """
+    import asyncio
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    ns = namespace if namespace is not None else actor_namespace()
+
+    async def run() -> None:
+        pause, next_lookup = 1.0, 0.0
+        while True:
+            await asyncio.sleep(interval_s)
+            if sample is not None:
+                try:
+                    sample()
+                except Exception:  # noqa: BLE001 - metrics must never take an actor down
+                    metrics.flush_errors += 1
+            if metrics.hub is None and want_hub is not False and loop.time() >= next_lookup:
+                hub = await asyncio.to_thread(find_hub, ns)  # a GCS round trip: off the event loop
+                if hub is not None:
+                    metrics.set_hub(hub)
+                elif want_hub is None:
+                    next_lookup = loop.time() + pause
+                    pause = min(pause * 2, HUB_LOOKUP_MAX_S)
+            metrics.flush()
+
+    return loop.create_task(run())
+
+
+# -- what each actor reads into its Metrics on its timer ------------------------------------------
+# Counters the cores keep anyway (a gateway's quotes and bad input, a strategy's evaluations and
+# intents, the pair book's bad input) are read once a second here instead of being recorded a
+# second time on the hot path.
+def sample_gateway(metrics: Metrics, sessions: Iterable[Any]) -> None:
+    """A gateway process: per venue session, quotes accepted and bad input by reason."""
+    for s in sessions:
+        core = s.core
+        venue = core.venue.code
+        metrics.count_total("quotes", core.counters.get("quotes", 0), venue=venue)
+        for reason, n in list(core.bad_input.items()):
+            metrics.count_total("bad_input", n, venue=venue, reason=reason)
+
+
+def sample_strategy_host(metrics: Metrics, core: Any) -> None:
+    """A strategy host: per strategy, evaluations, triggers (intents) and bad input."""
+    for name, st in list(core.strategies.items()):
+        c = st.counters
+        metrics.count_total("evaluations", c.get("evaluations", 0), strategy=name)
+        metrics.count_total("triggers", c.get("intents", 0), strategy=name)
+        if c.get("bad_input"):
+            metrics.count_total("bad_input", c["bad_input"], strategy=name, reason="UNREADABLE_SUMMARY")
+    if core.bad_input:
+        metrics.count_total("bad_input", core.bad_input, reason="NOT_A_QUOTE")
+
+
+def sample_coordinator(metrics: Metrics, book: Any) -> None:
+    """A coordinator: bad input by reason (pairs, orders and latencies are recorded as they happen)."""
+    for reason, n in list(getattr(book, "bad_inputs", {}).items()):
+        metrics.count_total("bad_input", n, reason=str(reason))
+
+
+def _get(o: Any, k: str) -> Any:
+    return o.get(k) if isinstance(o, Mapping) else getattr(o, k, None)
+
+
+def record_pair(metrics: Metrics, summary: Any) -> None:
+    """A coordinator finished a pair (its first summary; not a revision, a late fill's
+    increment nor a restarted coordinator's recovered one): pairs by outcome, and per leg the
+    ack latencies and the slippage. ``summary`` is a ``PairSummary`` or its dict."""
+    if _get(summary, "incremental") or _get(summary, "recovered"):
+        return
+    strategy = str(_get(summary, "strategy") or "")
+    metrics.count("pairs", 1, strategy=strategy, outcome=str(_get(summary, "state") or _get(summary, "outcome") or ""))
+    for leg in _get(summary, "legs") or ():
+        inst = str(_get(leg, "instrument") or "")
+        tags = {"strategy": strategy, "leg": str(_get(leg, "leg") or ""), "instrument": inst,
+                "venue": inst.split(".", 1)[0], "account": str(_get(leg, "account") or "")}
+        for ms in _get(leg, "ack_latencies_ms") or ():
+            metrics.observe("leg_latency_ms", float(ms), **tags)
+        slip = _get(leg, "slippage_pct")
+        if slip is not None:
+            metrics.observe("slippage_bps", float(slip) * 1e4, **tags)
+
+
+#: an order's outcome in ``xmc_orders_total``: the status the venue's answer to the send left it in
+_ORDER_OUTCOME = {"ACCEPTED": "ACK", "SUBMITTED": "ACK", "NEW": "ACK"}
+
+
+def record_order(metrics: Metrics, book: Any, coid: str, reports: Any, failed: bool = False) -> None:
+    """A coordinator's order was answered (or its send failed: UNKNOWN): ``orders`` by outcome,
+    tagged with the pair's strategy and the leg's instrument, venue and account."""
+    did, leg, _ = split_client_order_id(coid)
+    if failed or not reports:
+        outcome = "UNKNOWN"
+    else:
+        st = getattr(reports[-1].status, "value", str(reports[-1].status))
+        outcome = _ORDER_OUTCOME.get(st, st)
+    tags = {"leg": leg, "outcome": outcome}
+    m = getattr(book, "pairs", {}).get(did)
+    if m is not None:
+        tags["strategy"] = m.intent.strategy
+        lg = m.by_name.get(leg)
+        if lg is not None:
+            tags["instrument"] = lg.spec.instrument
+            tags["venue"] = lg.inst.venue
+            tags["account"] = lg.spec.account
+    metrics.count("orders", 1, **tags)
 
 
 # -- the hub -------------------------------------------------------------------------------
