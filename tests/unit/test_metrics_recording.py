@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from xmc_actors.core.clock import SimClock
 from xmc_actors.model.orders import OrderStatus
 from xmc_actors.ops.metrics import Metrics, MetricsHubCore
-from xmc_actors.runtime.metrics import record_order, record_pair, sample_gateway
+from xmc_actors.actors.metrics import record_order, record_pair, sample_gateway
 
 S = 1_000_000_000
 

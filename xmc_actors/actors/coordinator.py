@@ -38,7 +38,7 @@ from ..model.fastpickle import from_wire, to_wire
 from ..model.market import Instrument
 from ..model.orders import ExecutionReport, split_client_order_id
 from ..model.pairs import ExecutionMode, PairIntent
-from ..runtime.metrics import Metrics, record_order, record_pair, sample_coordinator, start_flush_loop
+from .metrics import Metrics, record_order, record_pair, sample_coordinator, start_flush_loop
 from .health import probe_gateways_async
 from .gateway import actor_of, find_gateway_view
 

@@ -41,7 +41,7 @@ from ..model.events import Event
 from ..model.fastpickle import from_wire, to_wire
 from ..model.orders import ExecutionReport, OrderRequest
 from ..model.quotes import Quote
-from ..runtime.metrics import Metrics, sample_gateway, start_flush_loop
+from .metrics import Metrics, sample_gateway, start_flush_loop
 
 _MS = 1_000_000
 _IDLE_TICK_S = 0.010  # gateway housekeeping period when nothing is due (was a fixed 2 ms)

@@ -40,7 +40,7 @@ from ..model.config import DeploymentConfig
 from ..model.events import Event
 from ..model.quotes import Quote
 from ..model.risk import TradingState
-from ..runtime.metrics import Metrics, start_flush_loop
+from .metrics import Metrics, start_flush_loop
 from .gateway import GatewayView
 
 ACTOR_NAME = "risk-guard"

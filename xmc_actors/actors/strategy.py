@@ -25,7 +25,7 @@ from ..model.pairs import PairIntent, PairState, PairSummary
 from ..model.quotes import Quote
 from ..strategies.base import Strategy
 from ..strategies.host import HostSpec, StrategyHostCore
-from ..runtime.metrics import Metrics, sample_strategy_host, start_flush_loop
+from .metrics import Metrics, sample_strategy_host, start_flush_loop
 
 log = logging.getLogger(__name__)
 

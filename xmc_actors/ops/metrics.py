@@ -1,6 +1,6 @@
-"""Moved to :mod:`xmc_actors.runtime.metrics` (the runtime starts the hub and the endpoint);
+"""Moved to :mod:`xmc_actors.actors.metrics` (every actor records; the runtime starts the hub and the endpoint);
 re-exported here for existing imports."""
-from ..runtime.metrics import (
+from ..actors.metrics import (
     BASE_TAGS, PREFIX, SPECS, HubCollector, Metrics, MetricsEndpoint, MetricsHub, MetricsHubCore, MetricSpec,
     hub_fetcher, start_metrics_endpoint,
 )

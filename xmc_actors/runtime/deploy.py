@@ -446,7 +446,7 @@ class Deployment:
                 "ok": bool(rebuilt.get("ok", False))}
 
     def _start_metrics(self) -> None:
-        from .metrics import MetricsHub, hub_fetcher, start_metrics_endpoint
+        from ..actors.metrics import MetricsHub, hub_fetcher, start_metrics_endpoint
 
         hub = MetricsHub.options(name=METRICS_HUB_NAME, namespace=self.namespace, get_if_exists=True).remote()
         self.handles[METRICS_HUB_NAME] = hub
