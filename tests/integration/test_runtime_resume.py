@@ -67,11 +67,13 @@ def setup(tmp_path_factory):
 
 
 def _traded(dep) -> bool:
+    """cu finished a few pairs and holds a position with nothing in flight (so a stop now
+    leaves the position at the venues)."""
     try:
         st = ray.get(dep.hosts["strategy-host-0"].status.remote(), timeout=5)["strategies"]["cu"]
     except Exception:  # noqa: BLE001
         return False
-    return st["counters"]["pairs_done"] >= 3 and st["position"] != 0
+    return st["counters"]["pairs_done"] >= 3 and st["position"] != 0 and not st["pending"]
 
 
 def test_a_deployment_started_again_on_its_ledger_goes_on_with_the_positions_the_venues_report(setup):
@@ -100,8 +102,9 @@ def test_a_deployment_started_again_on_its_ledger_goes_on_with_the_positions_the
 
 
 def test_a_start_on_a_ledger_the_venues_disagree_with_shows_it_and_blocks_new_entries(setup):
-    # Arrange: the venues forgot everything (a new account, a wiped simulator): they hold nothing
-    # while the ledger says the strategy holds a position
+    # Arrange: a run that ends holding a position, then the venues forget everything (a new
+    # account, a wiped simulator): they hold nothing while the ledger says the strategy holds it
+    _run(setup["cfg"], 60, until=_traded)
     shutil.rmtree(setup["state"])
     # Act
     third, _ = _run(setup["cfg"], 8)

@@ -446,3 +446,22 @@ def test_a_difference_that_a_pair_in_flight_at_the_crash_explains_is_no_mismatch
     assert rep.mismatches == [] and "__unattributed__" not in g2.book.strategy
     assert g2.book.account["cn"]["SHFE.cu"] == 1 and g2.states == {}
     assert not [a for a in g2.alerts.open_alerts() if a.monitor == "position_mismatch"]
+
+
+def test_a_rebuild_while_the_deployment_trades_only_notes_differences_until_they_are_checked_again() -> None:
+    # Arrange: the ledger says cn holds 1 SHFE cu; the venue, read a moment later, says 2 (a pair
+    # accepted and filled between the two reads would look exactly like this)
+    g1, sink, clock = core()
+    g1.on_pair_done(summary("d1"))
+    g2, sink2, _ = core()
+    venue = {"cn": {"SHFE.cu": 2}, "us": {"LME.CA3M": -1}}
+    # Act
+    rep = g2.rebuild(list(sink.events), venue, defer_all=True)
+    # Assert: noted, not acted on: no mismatch, nothing booked to nobody, no alert, no state
+    assert rep.mismatches == [] and rep.deferred == [{"account": "cn", "instrument": "SHFE.cu", "ledger": 1, "venue": 2}]
+    assert "__unattributed__" not in g2.book.strategy and g2.states == {}
+    # a dry check lists it and records nothing; the check that acts makes it a mismatch
+    dry = g2.verify_positions(venue, act=False)
+    assert dry.deferred == rep.deferred and not [e for e in sink2.events if e.kind is EventKind.RECONCILE]
+    assert g2.verify_positions(venue).mismatches[0]["difference"] == 1
+    assert g2.states == {"venue:SHFE": TradingState.REDUCING}

@@ -508,7 +508,7 @@ class RiskGuard:
             gws, venue_errors = self._find_gateways()
             positions, venues_ok = await self._venue_positions(gws, venue_errors)
             old, new = self.core, self._new_core()
-            rep = new.rebuild(events, positions, venues=venues_ok, summaries=summaries)
+            rep = new.rebuild(events, positions, venues=venues_ok, summaries=summaries, defer_all=True)
             self._install_rebuilt(old, new, live)
             out = rep.output
             for sm in self._held_summaries:
@@ -532,16 +532,36 @@ class RiskGuard:
             log.exception("risk guard rebuild failed")
             return await self._fail_rebuild(f"{type(e).__name__}: {e}", t0)
 
-    async def _verify_later(self, in_flight: list[str], wait_s: float = 30.0) -> None:
-        """After a rebuild that found differences on accounts with pairs in flight: wait until
-        those pairs are booked (their summaries arrive as they finish; at most ``wait_s``),
-        then compare positions with the venues again; what still differs is a mismatch."""
+    async def _verify_later(self, in_flight: list[str], wait_s: float = 30.0, checks: int = 3) -> None:
+        """After a rebuild that found differences from the venues: the ledger, the summaries and
+        the venues were read one after the other while pairs may have been trading, so a
+        difference is only a candidate. Wait until the pairs open at the rebuild are booked
+        (their summaries arrive as they finish; at most ``wait_s``), then compare the guard's
+        book with the venues again while the coordinators are idle, up to ``checks`` times: a
+        difference that is still there, the same, every time is a mismatch (recorded, set to
+        the venue's, alerted); one that goes away was a pair in flight."""
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline and not set(in_flight) <= self.core.booked:
             await asyncio.sleep(0.25)
         try:
             gws, errors = self._find_gateways()
-            positions, venues_ok = await self._venue_positions(gws, errors)
+            prev: list[dict[str, Any]] | None = None
+            stable = False
+            for attempt in range(checks):
+                await self._coordinators_idle(5.0)
+                positions, venues_ok = await self._venue_positions(gws, dict(errors))
+                seen = self.core.verify_positions(positions, venues_ok, act=False).deferred
+                if not seen:
+                    break
+                if seen == prev:
+                    stable = True
+                    break
+                prev = seen
+                if attempt + 1 < checks:
+                    await asyncio.sleep(1.0)
+            if seen and not stable:
+                return  # still moving: the deployment trades on; the next rebuild checks again
+            # nothing differs (POSITIONS_VERIFIED is recorded), or the same difference twice: a mismatch
             rep = self.core.verify_positions(positions, venues_ok)
             self.last_rebuild = {**(self.last_rebuild or {}), "verified": {
                 "mismatches": rep.mismatches, "unverified_venues": rep.unverified_venues,
@@ -549,6 +569,25 @@ class RiskGuard:
             await self._handle(rep.output)
         except Exception:  # noqa: BLE001 - the positions stay as rebuilt; the next restart checks again
             log.exception("risk guard: verifying positions after the rebuild failed")
+
+    async def await_verified(self, timeout_s: float = 60.0) -> dict[str, Any] | None:
+        """Wait (at most ``timeout_s``) for the check against the venues that a rebuild
+        deferred; returns the last rebuild's report (``verified`` holds that check's result)."""
+        task = getattr(self, "_verify_task", None)
+        if task is not None and not task.done():
+            await asyncio.wait([task], timeout=timeout_s)
+        return self.last_rebuild
+
+    async def _coordinators_idle(self, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) until every coordinator has no pair in flight."""
+        refs = []
+        for h in list(self.handles.values()):
+            try:
+                refs.append(asyncio.wait_for(_await(h.await_idle.remote(timeout_s)), timeout_s + 2))
+            except Exception:  # noqa: BLE001 - a coordinator without await_idle or gone: do not wait on it
+                pass
+        if refs:
+            await asyncio.gather(*refs, return_exceptions=True)
 
     def _install_rebuilt(self, old: RiskGuardCore, new: RiskGuardCore, live: bool) -> None:
         """Swap in the rebuilt core, keeping what the running guard knows better than the ledger."""

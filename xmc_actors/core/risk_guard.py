@@ -521,7 +521,8 @@ class RiskGuardCore:
 
     # -- restart ----------------------------------------------------------------------------------
     def rebuild(self, events: Iterable[Event], venue_positions: Mapping[str, Mapping[str, int]],
-                venues: Iterable[str] | None = None, summaries: Iterable[dict[str, Any]] = ()) -> RebuildReport:
+                venues: Iterable[str] | None = None, summaries: Iterable[dict[str, Any]] = (),
+                defer_all: bool = False) -> RebuildReport:
         """Rebuild positions, reservations, trading states, limits and open alerts after a restart.
 
         Call it on a fresh core (nothing booked yet): it adds what the ledger says to what the
@@ -549,6 +550,12 @@ class RiskGuardCore:
             the ledger is replayed and before the venues are compared: a summary pushed while
             the guard was down is booked now; one already booked changes nothing (only a
             difference is booked). Counted in ``caught_up``.
+        defer_all
+            Note every difference from the venues in ``deferred`` instead of acting on it: the
+            ledger, the summaries and the venues' positions are read one after the other while
+            the deployment may still trade (a pair accepted and filled in between is in the
+            venues' positions and nowhere else). The actor then checks again once quiet
+            (:meth:`verify_positions`).
 
         Returns
         -------
@@ -602,7 +609,7 @@ class RiskGuardCore:
         in_flight = {did: res for did, (_, res) in accepted.items() if did not in self.booked}
         rep.in_flight = sorted(in_flight)
         busy = {pool.split(":", 1)[1] for res in in_flight.values() for pool in res if pool.startswith("account:")}
-        self._compare_positions(venue_positions, venues, rep, defer_accounts=busy)
+        self._compare_positions(venue_positions, venues, rep, defer_accounts={"*"} if defer_all else busy)
         rep.states = dict(self.states)
         self.sink.emit(self.maker.make(EventKind.RISK_DECISION, reason="REBUILT", **rep.as_dict()))
         return rep
@@ -642,7 +649,7 @@ class RiskGuardCore:
                     if a:
                         unverified.add(venue_of(inst))
                     continue
-                if a != b and acc in defer_accounts:
+                if a != b and (acc in defer_accounts or "*" in defer_accounts):
                     rep.deferred.append({"account": acc, "instrument": inst, "ledger": a, "venue": b})
                     continue
                 if a != b:
@@ -662,10 +669,14 @@ class RiskGuardCore:
                                     f"(set to the venue's, difference booked to {UNATTRIBUTED})"), now))
 
     def verify_positions(self, venue_positions: Mapping[str, Mapping[str, int]],
-                         venues: Iterable[str] | None = None) -> RebuildReport:
+                         venues: Iterable[str] | None = None, *, act: bool = True) -> RebuildReport:
         """Compare positions with the venues again (after a rebuild deferred it for pairs that
-        were in flight): what still differs is recorded and alerted as in :meth:`rebuild`."""
+        were in flight): what still differs is recorded and alerted as in :meth:`rebuild`.
+        ``act=False``: only list the differences (``rep.deferred``), change and record nothing."""
         rep = RebuildReport()
+        if not act:
+            self._compare_positions(venue_positions, venues, rep, defer_accounts={"*"})
+            return rep
         self._compare_positions(venue_positions, venues, rep)
         self.sink.emit(self.maker.make(EventKind.RECONCILE, reason="POSITIONS_VERIFIED",
                                        mismatches=list(rep.mismatches), unverified_venues=list(rep.unverified_venues)))

@@ -433,6 +433,8 @@ class Deployment:
         coord, risk = self.handles[COORDINATOR_NAME], self.handles[RISK_GUARD_NAME]
         recovered = ray.get(coord.recover_from_ledger.remote(), timeout=timeout) or {}
         rebuilt = ray.get(risk.rebuild_from_ledger.remote(), timeout=timeout) or {}
+        if rebuilt.get("deferred"):  # differences checked again against the venues once quiet
+            rebuilt = ray.get(risk.await_verified.remote(timeout), timeout=timeout + 10) or rebuilt
         restored: dict[str, str] = {}
         for h in self.hosts.values():
             restored.update(ray.get(h.restore_from_ledger.remote(timeout), timeout=timeout + 10) or {})
