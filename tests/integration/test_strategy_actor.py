@@ -83,8 +83,10 @@ def test_host_submits_intents_to_the_coordinator_and_applies_the_pushed_outcome(
     assert wall0 <= signal.ts_ns <= time.time_ns() and signal.payload["market_ts_ns"] == T0
     assert all(wall0 <= e.ts_ns for e in evs)
     # the coordinator pushes the outcome
-    ray.get(host.on_pair_done.remote({"decision_id": intent.decision_id, "state": "HEDGED",
-                                      "legs": {"A": {"filled_qty": 1}, "B": {"filled_qty": 5}}}))
+    legs = [{"leg": lg.leg, "instrument": lg.instrument, "account": lg.account, "side": lg.side.value,
+             "intended_qty": lg.qty, "filled_qty": lg.qty} for lg in intent.legs]
+    ray.get(host.on_pair_done.remote({"decision_id": intent.decision_id, "strategy": intent.strategy,
+                                      "state": "HEDGED", "legs": legs}))
     st = ray.get(host.status.remote())["strategies"]["g1"]
     assert (st["position"], st["position_b"], st["pending"]) == (-1, 5, None)
 
