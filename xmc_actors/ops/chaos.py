@@ -385,7 +385,6 @@ def check_run(ledger_dir: str | Path, state_dir: str | Path, acked: Iterable[str
     from ..ledger.audit import AuditReader
     from ..ledger.reconcile import reconcile_against_venues
     from ..ledger.venue_records import journal_sources
-    from ..runtime.config import load_config  # noqa: F401 - catalogue below
     from ..runtime.deploy import ledger_pair_counts
 
     pc = ledger_pair_counts(ledger_dir)
@@ -506,11 +505,15 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--faults: unknown {', '.join(bad)} (known: {', '.join(FAULT_KINDS)})")
     if a.pairs <= 0 or a.rounds <= 0:
         ap.error("--pairs and --rounds must be positive")
-    reports = []
+    reports, failed = [], []
     for layout in (LAYOUTS if a.layout == "both" else (a.layout,)):
         work = Path(a.out) / f"{layout}-{a.seed}-{int(time.time())}"
-        reports.append(run_chaos(work, layout=layout, seed=a.seed, pairs=a.pairs, kinds=kinds, rounds=a.rounds,
-                                 max_s=a.max_s, min_s=30.0, echo=lambda s: print(s, flush=True)))
+        try:
+            reports.append(run_chaos(work, layout=layout, seed=a.seed, pairs=a.pairs, kinds=kinds, rounds=a.rounds,
+                                     max_s=a.max_s, min_s=30.0, echo=lambda s: print(s, flush=True)))
+        except Exception as e:  # noqa: BLE001 - a run that could not be checked is a failure, said plainly
+            failed.append(f"[{layout}] the run could not be completed or checked: {type(e).__name__}: {e}")
+            print(failed[-1], flush=True)
     print()
     print(table(reports))
     Path(a.out).mkdir(parents=True, exist_ok=True)
@@ -518,7 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in reports:
         for f in r.run_faults:
             print(f"  [{r.layout}] {f}")
-    ok = all(r.ok for r in reports)
+    for f in failed:
+        print(f"  {f}")
+    ok = bool(reports) and all(r.ok for r in reports) and not failed
     print("\nall loss and duplicate columns are zero" if ok else "\nLOSS OR DUPLICATES FOUND: see chaos.json")
     return 0 if ok else 1
 
