@@ -386,7 +386,8 @@ class Deployment:
                 # restarted by Ray if its process dies: it re-subscribes, restores its strategies'
                 # positions and decision counters, and holds them HALTED until an operator resumes
                 spec = HostSpec(dep, tuple(i.name for i in chunk),
-                                {i.name: self.decision_seqs[i.name] for i in chunk if i.name in self.decision_seqs})
+                                {i.name: self.decision_seqs[i.name] for i in chunk if i.name in self.decision_seqs},
+                                HostSpec.user_classes(s.class_ for s in cfg.strategies if s.name in {i.name for i in chunk}))
                 h = StrategyHost.options(name=name, namespace=ns, max_restarts=-1, **spl.options, **lifetime).remote(
                     spec, COORDINATOR_NAME, self.sink, name=name, time_source=time_source)
                 self.hosts[name] = self.handles[name] = h

@@ -33,17 +33,39 @@ class HostSpec:
     strategies were gone for the rest of the run.
 
     ``deployment`` is :meth:`DeploymentConfig.model_dump` (``mode="json", by_alias=True``);
-    ``decision_seqs`` each strategy's last decision sequence number in the ledger at start.
+    ``decision_seqs`` each strategy's last decision sequence number in the ledger at start;
+    ``classes`` the strategy classes registered in the starting process outside this package
+    (a user's, defined by the script that starts the deployment): name -> (factory, parameter
+    model), registered in the host's process before it builds. Classes travel as code (a few
+    kB), unlike built instances.
     """
 
     deployment: dict[str, Any]
     strategies: tuple[str, ...]
     decision_seqs: dict[str, int] = field(default_factory=dict)
+    classes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    @staticmethod
+    def user_classes(names: Iterable[str]) -> dict[str, tuple[Any, Any]]:
+        """The registered strategy classes among ``names`` that are not this package's own."""
+        from ..model.registry import STRATEGIES
+
+        out: dict[str, tuple[Any, Any]] = {}
+        for n in set(names):
+            e = STRATEGIES.get(n)
+            if e.factory is not None and not str(getattr(e.factory, "__module__", "")).startswith("xmc_actors."):
+                out[n] = (e.factory, e.params)
+        return out
 
     def build(self) -> list[Strategy]:
         from ..feeds.fx import fx_book_from_config
         from ..model.config import DeploymentConfig
+        from ..model.registry import STRATEGIES
         from .base import build_strategy
+
+        for name, (factory, params) in self.classes.items():
+            if name not in STRATEGIES.names():
+                STRATEGIES.register(name, params, factory)
 
         dep = DeploymentConfig.model_validate(self.deployment)
         fx = fx_book_from_config(dep.fx, max_lag_days=7)
