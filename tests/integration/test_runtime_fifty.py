@@ -38,7 +38,7 @@ def test_fifty_strategies_on_two_cores_all_evaluate_and_nothing_crashes(tmp_path
     assert set(per) == names
     idle = sorted(n for n, s in per.items() if s["counters"]["evaluations"] == 0)
     assert idle == [], f"strategies that never evaluated a quote: {idle}"
-    assert summary.strategy_errors == 0
+    assert summary.strategy_errors == 0, {n: s["errors"] for n, s in per.items() if s.get("errors")}
     assert {s["state"] for s in per.values()} <= {"ACTIVE", "HALTED"}
     assert not any("error" in st for st in status.values()), {n: st for n, st in status.items() if "error" in st}
     states = last_pair_states(tmp_path / "ledger")
