@@ -129,19 +129,24 @@ def test_a_gateway_without_venue_memory_reconciles_nothing(tmp_path):
     assert sim.journal is None
 
 
-def test_a_status_answer_that_reveals_unheard_fills_brings_each_execution_with_its_trade_id(tmp_path):
-    # Arrange: the venue fills an order but its answer is lost (no_ack_next): the gateway knows
-    # nothing of the fill and the order is UNKNOWN to it
+def _lost_fill_answer(tmp_path, did: str, **kw):
+    """A gateway core over a journalled venue that filled 3 lots of ``did``'s leg A while the
+    answer was lost (no_ack_next): the gateway knows nothing of the fill."""
     clock = SimClock(T0)
     sim, _ = _sim(tmp_path, restart=False, clock=clock)
     sink = MemorySink()
     core = GatewayCore(venue("SHFE"), [instrument("SHFE.cu")], sim, clock, sink, name="gateway-SHFE")
     _market(sim, clock, 72000, 72010, size=4)
     sim.inject({"kind": "no_ack_next"})
-    first, _ = core.place(order("SHFE.cu", "BUY", 3, "72010", decision_id="d7", leg="A", order_type=OrderType.IOC,
-                                tif=TimeInForce.IOC, owner="coordinator"))
-    assert first[0].kind is ExecReportKind.STATUS and first[0].status is OrderStatus.UNKNOWN
+    first, _ = core.place(order("SHFE.cu", "BUY", 3, "72010", decision_id=did, leg="A", owner="coordinator", **kw))
     core.drain_pushes()
+    return sim, sink, core, first
+
+
+def test_a_status_answer_that_reveals_unheard_fills_brings_each_execution_with_its_trade_id(tmp_path):
+    # Arrange: the order is UNKNOWN to the gateway
+    sim, sink, core, first = _lost_fill_answer(tmp_path, "d7", order_type=OrderType.IOC, tif=TimeInForce.IOC)
+    assert first[0].kind is ExecReportKind.STATUS and first[0].status is OrderStatus.UNKNOWN
     # Act: the owner asks the venue
     status = core.query("d7:A:0")
     # Assert: the answer says FILLED, and the owner is pushed each execution with its trade id,
@@ -159,16 +164,9 @@ def test_a_status_answer_that_reveals_unheard_fills_brings_each_execution_with_i
 
 
 def test_a_cancel_reject_that_says_filled_brings_the_executions_whose_answer_was_lost(tmp_path):
-    # Arrange: the venue fills a resting order but the answer is lost; the gateway then tries to
+    # Arrange: the venue filled the order but the answer is lost; the gateway then tries to
     # cancel it and the venue answers TOO_LATE_TO_CANCEL, FILLED (no execution in that answer)
-    clock = SimClock(T0)
-    sim, _ = _sim(tmp_path, restart=False, clock=clock)
-    sink = MemorySink()
-    core = GatewayCore(venue("SHFE"), [instrument("SHFE.cu")], sim, clock, sink, name="gateway-SHFE")
-    _market(sim, clock, 72000, 72010, size=4)
-    sim.inject({"kind": "no_ack_next"})
-    core.place(order("SHFE.cu", "BUY", 3, "72010", decision_id="d8", leg="A", owner="coordinator"))
-    core.drain_pushes()
+    sim, _, core, _ = _lost_fill_answer(tmp_path, "d8")
     # Act
     rep, _ = core.cancel("d8:A:0")
     # Assert: the reject, and the lost execution pushed to the owner with its trade id

@@ -457,17 +457,21 @@ class RiskGuardCore:
         log.warning("escalation %s of strategy %s resolved by %s: %s", did, esc["strategy"], op, note.strip())
         return ev, not self.unresolved_escalations(esc["strategy"])
 
-    def _set_state(self, scope: str, key: str | None, st: TradingState, op: str, reason: str, auto: bool = False) -> Event:
-        sk = scope_key(scope, key)
-        prev = self.states.get(sk, TradingState.ACTIVE)
+    def _put_state(self, sk: str, st: TradingState, op: str) -> None:
+        """The one place a scope's trading state (and who set it) changes; ACTIVE also lifts
+        automatic throttles on the scope."""
         if st is TradingState.ACTIVE:
             self.states.pop(sk, None)
             self.state_setter.pop(sk, None)
-            # resuming lifts automatic throttles on the scope too
             self.throttled.pop(sk, None)
         else:
             self.states[sk] = st
             self.state_setter[sk] = op
+
+    def _set_state(self, scope: str, key: str | None, st: TradingState, op: str, reason: str, auto: bool = False) -> Event:
+        sk = scope_key(scope, key)
+        prev = self.states.get(sk, TradingState.ACTIVE)
+        self._put_state(sk, st, op)
         ev = self.maker.make(EventKind.OPERATOR, reason=f"{st.value} {sk}", strategy=(key or "") if scope == "strategy" else "",
                              venue=(key or "") if scope == "venue" else "", action="trading_state", scope=scope,
                              key=key, state=st.value, previous=prev.value, operator=op, note=reason, auto=auto)
@@ -690,15 +694,8 @@ class RiskGuardCore:
             raise TypeError(f"payload: expected a mapping, got {type(p).__name__}")
         if ev.kind is EventKind.OPERATOR:
             if p.get("action") == "trading_state":
-                sk = scope_key(str(p["scope"]), p.get("key"))
-                st = TradingState(p["state"])
-                if st is TradingState.ACTIVE:
-                    self.states.pop(sk, None)
-                    self.state_setter.pop(sk, None)
-                    self.throttled.pop(sk, None)
-                else:
-                    self.states[sk] = st
-                    self.state_setter[sk] = str(p.get("operator", ""))
+                self._put_state(scope_key(str(p["scope"]), p.get("key")), TradingState(p["state"]),
+                                str(p.get("operator", "")))
             elif p.get("action") == "set_limit":
                 new, _ = _apply_limit(self.cfg, p["section"], p.get("key"), p.get("field"), p.get("value"))
                 self._install(new)
