@@ -432,10 +432,12 @@ class Deployment:
         venues REDUCING: no new entry until an operator has looked and resumes them."""
         timeout = self.cfg.ray.ready_timeout_s
         coord, risk = self.handles[COORDINATOR_NAME], self.handles[RISK_GUARD_NAME]
-        recovered = ray.get(coord.recover_from_ledger.remote(), timeout=timeout) or {}
+        # the risk guard first: the coordinator's recovery pushes each strategy's latest summary
+        # again, which a guard that has not read the ledger yet would book a second time
         rebuilt = ray.get(risk.rebuild_from_ledger.remote(), timeout=timeout) or {}
         if rebuilt.get("deferred"):  # differences checked again against the venues once quiet
             rebuilt = ray.get(risk.await_verified.remote(timeout), timeout=timeout + 10) or rebuilt
+        recovered = ray.get(coord.recover_from_ledger.remote(), timeout=timeout) or {}
         restored: dict[str, str] = {}
         for h in self.hosts.values():
             restored.update(ray.get(h.restore_from_ledger.remote(timeout), timeout=timeout + 10) or {})
