@@ -362,21 +362,14 @@ class FixAdapter:
 
     def _from_app(self, msg: Any) -> None:
         mt = C.msg_type(msg)
-        if mt == "8":
+        if mt in ("8", "9"):
             try:
-                with self.cv:
-                    parsed = C.parse_execution_report(msg, self.smap, self._cancel_of)
-            except C.FixDecodeError as e:
-                self._bad("MALFORMED_REPORT", str(e), e.tag)
-                if e.tag:
-                    raise fix.IncorrectTagValue(e.tag)
-                return
-            self._on_report(parsed)
-        elif mt == "9":
-            try:
-                orig = C.need(msg, C.ORIG_CL_ORD_ID)
-                req = self.orders.get(orig)
-                parsed = C.parse_cancel_reject(msg, self.smap, req.instrument if req else "")
+                if mt == "8":
+                    with self.cv:
+                        parsed = C.parse_execution_report(msg, self.smap, self._cancel_of)
+                else:
+                    req = self.orders.get(C.need(msg, C.ORIG_CL_ORD_ID))
+                    parsed = C.parse_cancel_reject(msg, self.smap, req.instrument if req else "")
             except C.FixDecodeError as e:
                 self._bad("MALFORMED_REPORT", str(e), e.tag)
                 if e.tag:
