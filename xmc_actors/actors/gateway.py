@@ -130,12 +130,21 @@ class _Session:
         # sleeping it again, as the simulated venue's latency is slept, would wait twice
         self.real_latency = bool(getattr(self.core.adapter, "real_latency", False))
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._wake: asyncio.Event | None = None
         self.closed = False
 
     # ------------------------------------------------------------------ plumbing
     def _ensure_timer(self) -> None:
         if self._timer_task is None and not self.sim_clock:
-            self._timer_task = asyncio.get_running_loop().create_task(self._timer())
+            loop = asyncio.get_running_loop()
+            set_waker = getattr(self.core.adapter, "set_waker", None)
+            if set_waker is not None:
+                # an adapter with its own threads (FIX) wakes the housekeeping when market data or
+                # a pushed report arrives, rather than leaving it for the next period
+                self._wake = asyncio.Event()
+                wake = self._wake
+                set_waker(lambda: loop.call_soon_threadsafe(wake.set))
+            self._timer_task = loop.create_task(self._timer())
 
     async def _timer(self) -> None:
         while True:
@@ -145,7 +154,18 @@ class _Session:
                 self._flush()
             except Exception:  # noqa: BLE001 - the timer must survive anything
                 self.core.counters["timer_errors"] += 1
-            await asyncio.sleep(self._timer_delay_s())
+            if self._wake is None:
+                await asyncio.sleep(self._timer_delay_s())
+                continue
+            self._wake.clear()
+            delay = self._timer_delay_s()
+            if delay <= 0.0005:  # something already due: go round after the shortest pause
+                await asyncio.sleep(delay)
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
 
     def _timer_delay_s(self) -> float:
         """Housekeeping runs every ``_IDLE_TICK_S`` when nothing is due, sooner when the venue
@@ -464,9 +484,9 @@ class _Session:
         return len(pending)
 
     def start_feed(self) -> bool:
+        self._ensure_timer()  # also without a feed: a venue's own market data is drained by it
         if self.feed is None:
             return False
-        self._ensure_timer()
         if self._feed_task is None or self._feed_task.done():
             self._feed_task = asyncio.get_running_loop().create_task(self._run_feed())
         return True

@@ -93,6 +93,7 @@ class GatewayCore:
         # answer whose cumulative quantity is larger reveals executions whose answer was lost
         self._fill_lots: dict[str, int] = {}
         self._drain_bad = getattr(adapter, "drain_bad_input", None)
+        self._poll_market = getattr(adapter, "poll_market", None)
         self._session_status = getattr(adapter, "status", None)
 
     # ------------------------------------------------------------------ helpers
@@ -577,6 +578,11 @@ class GatewayCore:
         due = self.adapter.poll(now)
         if due:
             self._queue_push(self._from_venue(due))
+        if self._poll_market is not None:
+            # market data the adapter received on its own (a FIX session's W/X), stamped with
+            # when each arrived
+            for msg, recv_ns in self._poll_market():
+                self.on_wire(msg, recv_ns)
         if self._last_probe_ns is None or now - self._last_probe_ns >= self.probe_interval_ns:
             self.probe()
         if self.stale_after_ns:

@@ -75,7 +75,7 @@ def session_settings(p: FixVenueParams, store_dir: Path) -> str:
         f"FileLogPath={store_dir / 'log'}", "StartTime=00:00:00", "EndTime=00:00:00",
         f"HeartBtInt={p.heartbeat_s}", f"ReconnectInterval={p.reconnect_interval_s}",
         f"ResetOnLogon={'Y' if p.reset_on_logon else 'N'}", "ResetOnLogout=N", "ResetOnDisconnect=N",
-        "PersistMessages=Y", "TimestampPrecision=6", "SocketNodelay=Y", "LogonTimeout=5", "LogoutTimeout=2",
+        "PersistMessages=Y", "TimestampPrecision=6", "PreserveMessageFieldsOrder=Y", "SocketNodelay=Y", "LogonTimeout=5", "LogoutTimeout=2",
         f"UseDataDictionary={'Y' if p.validate_messages else 'N'}",
         "ValidateUserDefinedFields=N", "ValidateFieldsOutOfOrder=N", "AllowUnknownMsgFields=Y",
         f"SocketConnectHost={p.host}", f"SocketConnectPort={p.port}",
@@ -176,6 +176,16 @@ class FixAdapter:
         self._cancel_of: dict[str, str] = {}       # cancel ClOrdID -> order
         self._queries: dict[str, _Wait] = {}
         self._pushed: list[ExecutionReport] = []
+        # market data over the session (V/W/X): one book per instrument, the wire messages made
+        # from it for the gateway (with when each arrived), a local sequence per instrument that
+        # jumps where updates may have been lost (the gateway's gap tracking then marks the
+        # instrument STALE until a snapshot), and when a snapshot was last asked for
+        self._md_books = {i.id: C.MdBook(i.id) for i in instruments}
+        self._md_seq: dict[str, int] = {i.id: 0 for i in instruments}
+        self._md_out: list[tuple[dict[str, Any], int]] = []
+        self._snap_asked: dict[str, int] = {}
+        self._md_req_n = 0
+        self._waker: Any = None
         self._exec_ids: set[str] = set()
         self._n_cancel = 0
         self.drop_copy_log: list[dict[str, Any]] = []
@@ -312,6 +322,11 @@ class FixAdapter:
         # orders whose outcome a drop made unknown: ask (answers are pushed as STATUS reports)
         for coid in unknown:
             self._send_status_request(coid)
+        if self.p.market_data == "fix":
+            # a venue's subscriptions end with the session: subscribe again; the snapshot (W)
+            # that answers it replaces whatever the books missed while we were away
+            self._md_loss(list(self._md_books), ask=False)
+            self._md_request(list(self._md_books), C.MD_SUBSCRIBE)
 
     def _on_logout(self) -> None:
         with self.cv:
@@ -357,6 +372,10 @@ class FixAdapter:
             self._bad("SESSION_REJECT_RECEIVED", C.get(msg, C.TEXT) or "", int(C.get(msg, C.REF_TAG_ID) or 0))
         elif mt == "4":
             self._count("gap_fills_received" if C.get(msg, 123) == "Y" else "seq_resets_received")
+            if self.p.market_data == "fix" and self.logged_on:
+                # messages the venue would not resend (its market data, as venues do): the books
+                # may have missed updates; a snapshot of each is asked for
+                self._md_loss(list(self._md_books), ask=True)
         elif mt == "2":
             self._count("resend_requests_received")
 
@@ -378,9 +397,108 @@ class FixAdapter:
             self._on_report(parsed)
         elif mt == "j":
             self._on_business_reject(msg)
+        elif mt in ("W", "X"):
+            self._on_md(msg)
+        elif mt == "Y":
+            self._count("md_request_rejects")
+            self._bad("MD_REQUEST_REJECTED", f"MarketDataRequest {C.get(msg, C.MD_REQ_ID)}: "
+                      f"{C.get(msg, C.TEXT) or C.get(msg, C.MD_REQ_REJ_REASON) or 'rejected'}", C.MD_REQ_REJ_REASON)
         else:
             self._bad("UNSUPPORTED_MESSAGE", f"message type {mt!r}")
             raise fix.UnsupportedMessageType()
+
+    # ------------------------------------------------------------------ market data
+    def set_waker(self, fn: Any) -> None:
+        """``fn()`` is called (from the engine's thread) when market data or a pushed report
+        arrives with nothing queued before it: the gateway's housekeeping wakes at once
+        instead of at its next period."""
+        self._waker = fn
+
+    def _wake(self) -> None:
+        fn = self._waker
+        if fn is not None:
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - a closed loop: the next period drains it
+                self._count("wake_errors")
+
+    def _md_request(self, instruments: list[str], kind: str) -> bool:
+        self._md_req_n += 1
+        rid = f"{self.name}-md{self._md_req_n}"
+        try:
+            self._send_app(C.md_request(rid, [self.smap.symbol(i) for i in instruments], kind, self.p.market_depth))
+        except VenueDisconnected:
+            return False
+        self._count("md_requests")
+        if kind == C.MD_SNAPSHOT:
+            now = self.clock.now_ns()
+            with self.cv:
+                for i in instruments:
+                    self._snap_asked[i] = now
+        return True
+
+    def _md_loss(self, instruments: list[str], *, ask: bool) -> None:
+        """Updates of ``instruments`` may have been lost: their next message shows the gateway a
+        sequence gap (STALE until a snapshot); with ``ask``, a snapshot is asked for now."""
+        with self.cv:
+            for i in instruments:
+                self._md_seq[i] += 1
+        self._count("md_losses")
+        if ask:
+            self._md_request(instruments, C.MD_SNAPSHOT)
+
+    def _on_md(self, msg: Any) -> None:
+        now = self.clock.now_ns()
+        try:
+            # groups read from the text (the session keeps the wire order of fields)
+            entries = C.parse_md(msg.toString(), self.smap)
+        except Exception as e:  # noqa: BLE001 - the engine's parse errors too: never raised into it
+            tag = getattr(e, "tag", 0) if isinstance(e, C.FixDecodeError) else 0
+            self._bad("MALFORMED_MARKET_DATA", str(e)[:200], tag)
+            self._md_loss(list(self._md_books), ask=True)
+            return
+        sent = C.get_header(msg, C.SENDING_TIME)
+        sent_ns = C.parse_utc_timestamp(sent) if sent else now
+        full = C.msg_type(msg) == "W"
+        touched: dict[str, int] = {}
+        with self.cv:
+            if full:
+                inst = entries[0].instrument if entries else self.smap.instrument(C.need(msg, C.SYMBOL))
+                book = self._md_books.get(inst)
+                if book is None:
+                    self._bad("UNKNOWN_INSTRUMENT", f"market data for {inst!r}, not one of this session's", C.SYMBOL)
+                    return
+                book.replace(entries)
+                touched[inst] = book.ts_ns or sent_ns
+                self._snap_asked.pop(inst, None)
+                self._count("md_snapshots")
+            else:
+                for e in entries:
+                    book = self._md_books.get(e.instrument)
+                    if book is None:
+                        self._bad("UNKNOWN_INSTRUMENT", f"market data for {e.instrument!r}, not one of this session's",
+                                  C.SYMBOL)
+                        continue
+                    book.apply(e)
+                    touched[e.instrument] = max(touched.get(e.instrument, 0), e.ts_ns or sent_ns)
+                self._count("md_updates")
+            was_empty = not self._md_out and not self._pushed
+            for inst, ts in touched.items():
+                self._md_seq[inst] += 1
+                self._md_out.append((self._md_books[inst].wire(self._md_seq[inst], "snapshot" if full else "quote", ts),
+                                     now))
+            del self._md_out[:-10_000]  # a gateway that never drains cannot grow it without end
+        if touched and was_empty:
+            self._wake()
+
+    def poll_market(self) -> list[tuple[dict[str, Any], int]]:
+        """Market-data messages (the gateway's wire format) that arrived since the last call,
+        each with the local time it arrived."""
+        if not self._md_out:
+            return []
+        with self.cv:
+            out, self._md_out = self._md_out, []
+        return out
 
     # ------------------------------------------------------------------ routing
     def _on_report(self, pr: C.ParsedReport) -> None:
@@ -408,6 +526,7 @@ class FixAdapter:
                     self.cv.notify_all()
                 elif not pr.unknown_order:
                     self._pushed.append(rep)
+                    self._wake()
                 self._note_status(rep)
                 return
             if rep.kind is ExecReportKind.REJECTED and rep.reason is RejectReason.DUPLICATE_ORDER:
@@ -432,6 +551,7 @@ class FixAdapter:
                 self.cv.notify_all()
                 return
             self._pushed.append(rep)
+            self._wake()
 
     def _on_business_reject(self, msg: Any) -> None:
         ref = C.get(msg, C.BUSINESS_REJECT_REF_ID) or ""
@@ -651,7 +771,7 @@ class FixAdapter:
         return out
 
     def next_due_ns(self) -> int | None:
-        return self.clock.now_ns() if self._pushed else None
+        return self.clock.now_ns() if self._pushed or self._md_out else None
 
     def drain_bad_input(self) -> list[dict[str, Any]]:
         """Malformed input seen since the last call (for the gateway to record as BAD_INPUT)."""
@@ -674,6 +794,7 @@ class FixAdapter:
                 "last_answer_us": self.last_answer_ns / 1000,
                 "last_heartbeat_ns": self.last_heartbeat_ns, "last_logout_text": self.last_logout_text,
                 "orders": len(self.orders), "unknown_orders": unknown, "store": str(self.store_dir),
+                "market_data": self.p.market_data, "md_awaiting_snapshot": sorted(self._snap_asked),
                 "counters": dict(self.counters), "bad_input": recent}
 
     # ------------------------------------------------------------------ clock and market data
@@ -699,17 +820,26 @@ class FixAdapter:
         return now, now, now, now - 1
 
     def snapshot(self, instrument: str) -> dict[str, Any] | None:
-        return None  # market data over FIX (V/W/X) is not implemented yet
+        """Gap repair by re-request: a snapshot MarketDataRequest goes out (at most once per
+        ``snapshot_retry_ms`` per instrument) and None is returned; the venue's W arrives
+        later through :meth:`poll_market` as a snapshot message, which closes the gap."""
+        if self.p.market_data != "fix" or not self.logged_on or instrument not in self._md_books:
+            return None
+        asked = self._snap_asked.get(instrument)
+        if asked is None or self.clock.now_ns() - asked >= self.p.snapshot_retry_ms * _MS:
+            self._md_request([instrument], C.MD_SNAPSHOT)
+        return None
 
     def on_market(self, quote: Any) -> tuple[list[ExecutionReport], list[dict[str, Any]]]:
         """A feed quote: forwarded to a loopback exchange's control channel when configured
-        (so it trades against the same market), and with ``loopback_quotes`` what that exchange
-        publishes for it comes back as this gateway's market data (wire messages); a real venue
-        has its own market (and no market data over FIX yet: nothing)."""
+        (so it trades against the same market). With ``market_data: control`` what that
+        exchange publishes for it comes back here as this gateway's market data; with ``fix``
+        it comes over the session (:meth:`poll_market`); a real venue has its own market and
+        takes no quotes from us (nothing)."""
         if not self.p.exchange_control:
             return [], []
         try:
-            if self.p.loopback_quotes:
+            if self.p.market_data == "control":
                 got = self._control({"cmd": "market", "quotes": [quote.model_dump(mode="json")], "wire": True})
                 return [], list(got.get("wire") or []) if isinstance(got, dict) else []
             self._control({"cmd": "market", "quotes": [quote.model_dump(mode="json")]})
@@ -719,12 +849,13 @@ class FixAdapter:
 
     def inject(self, fault: dict[str, Any]) -> None:
         """Faults reach a loopback exchange (``exchange_control``): its session faults
-        (``drop``, ``stall``, ``restart``, ``skip_seq``, ``malformed``, ``duplicate_next``) by
+        (``drop``, ``stall``, ``restart``, ``skip_seq``, ``malformed``, ``duplicate_next``,
+        ``lose_market_data``) by
         name, anything else as a simulated-venue fault."""
         if not self.p.exchange_control:
             raise ValueError("inject: this FIX session has no exchange_control (a real venue takes no faults)")
         kind = fault.get("kind")
-        if kind in ("drop", "stall", "restart", "skip_seq", "malformed", "duplicate_next"):
+        if kind in ("drop", "stall", "restart", "skip_seq", "malformed", "duplicate_next", "lose_market_data"):
             self._control({"cmd": kind, **{k: v for k, v in fault.items() if k != "kind"}})
         else:
             self._control({"cmd": "inject", "fault": fault})

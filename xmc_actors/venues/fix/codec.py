@@ -417,3 +417,323 @@ def cancel_reject(cl_ord_id: str, orig_cl_ord_id: str, rep: ExecutionReport | No
         m.setField(TEXT, f"{(rep.reason or RejectReason.OTHER).value}: {rep.text}")
     m.setField(TRANSACT_TIME, utc_timestamp(now_ns))
     return m
+
+
+# --------------------------------------------------------------------------- market data (V, W, X, Y)
+MD_REQ_ID, SUB_REQ_TYPE, MARKET_DEPTH, MD_UPDATE_TYPE, MD_REQ_REJ_REASON = 262, 263, 264, 265, 281
+NO_MD_ENTRY_TYPES, NO_RELATED_SYM, NO_MD_ENTRIES = 267, 146, 268
+MD_ENTRY_TYPE, MD_ENTRY_PX, MD_ENTRY_SIZE, MD_ENTRY_DATE, MD_ENTRY_TIME = 269, 270, 271, 272, 273
+MD_UPDATE_ACTION, MD_ENTRY_POSITION_NO = 279, 290
+MD_BID, MD_OFFER, MD_TRADE, MD_SETTLE = "0", "1", "2", "6"
+MD_NEW, MD_CHANGE, MD_DELETE = "0", "1", "2"
+#: SubscriptionRequestType (263)
+MD_SNAPSHOT, MD_SUBSCRIBE, MD_UNSUBSCRIBE = "0", "1", "2"
+
+
+@dataclass(frozen=True)
+class MdEntry:
+    """One market-data entry of a W (``action`` "") or an X (New/Change/Delete): a price level
+    (``position`` 1 = best) of the bids (``type`` "0") or offers ("1"), the last trade ("2") or
+    the settlement price ("6"), with the venue's time of it when the venue gave one."""
+
+    instrument: str
+    type: str
+    action: str = ""
+    price: Decimal | None = None
+    size: int = 0
+    position: int = 0
+    ts_ns: int | None = None
+
+
+def _md_time(ns: int) -> tuple[str, str]:
+    s, rem = divmod(ns, 1_000_000_000)
+    t = time.gmtime(s)
+    return time.strftime("%Y%m%d", t), time.strftime("%H:%M:%S", t) + f".{rem // 1000:06d}"
+
+
+def _md_ts(date: str | None, tm: str | None) -> int | None:
+    if not date or not tm:
+        return None
+    return parse_utc_timestamp(f"{date}-{tm}")
+
+
+def md_request(req_id: str, symbols: list[str], kind: str = MD_SUBSCRIBE, depth: int = 5) -> Any:
+    """MarketDataRequest (V): bids, offers, trades and settlement of ``symbols``; ``kind``
+    snapshot (0), subscribe to snapshot and incremental updates (1) or unsubscribe (2)."""
+    m = new_message("V")
+    m.setField(MD_REQ_ID, req_id)
+    m.setField(SUB_REQ_TYPE, kind)
+    m.setField(MARKET_DEPTH, str(depth))
+    if kind == MD_SUBSCRIBE:
+        m.setField(MD_UPDATE_TYPE, "1")  # incremental refresh
+    for t in (MD_BID, MD_OFFER, MD_TRADE, MD_SETTLE):
+        g = fix.Group(NO_MD_ENTRY_TYPES, MD_ENTRY_TYPE)
+        g.setField(MD_ENTRY_TYPE, t)
+        m.addGroup(g)
+    for s in symbols:
+        g = fix.Group(NO_RELATED_SYM, SYMBOL)
+        g.setField(SYMBOL, s)
+        m.addGroup(g)
+    return m
+
+
+class RawFields:
+    """A message's fields in the order they came on the wire, for its repeating groups.
+
+    Groups are read here, from the text, rather than with the engine's ``getGroup``: that
+    call's C++ exception on a malformed group is not turned into a Python one by the wheel and
+    aborts the process; and a message the engine parsed without a dictionary has no group
+    structure at all. ``raw`` must keep the wire order (``PreserveMessageFieldsOrder=Y``)."""
+
+    def __init__(self, raw: str) -> None:
+        self.pairs: list[tuple[int, str]] = []
+        for part in raw.split("\x01"):
+            if not part:
+                continue
+            tag, eq, value = part.partition("=")
+            if not eq or not tag.isdigit():
+                raise FixDecodeError(f"{part[:20]!r} is not tag=value")
+            self.pairs.append((int(tag), value))
+
+    def get(self, tag: int) -> str | None:
+        for t, v in self.pairs:
+            if t == tag:
+                return v
+        return None
+
+    def groups(self, count_tag: int, delim: int, stop: frozenset[int] = frozenset()) -> list[dict[int, str]]:
+        """The entries of repeating group ``count_tag`` (each starting at ``delim``): every
+        field up to the next ``delim``, the trailer, or a tag in ``stop``. Raises naming the
+        tag when the count and the entries disagree."""
+        idx = next((i for i, (t, _) in enumerate(self.pairs) if t == count_tag), None)
+        if idx is None:
+            return []
+        n = _qty(self.pairs[idx][1], count_tag)
+        out: list[dict[int, str]] = []
+        for t, v in self.pairs[idx + 1:]:
+            if t == 10 or t in stop or (len(out) >= n and t == delim):
+                break
+            if t == delim:
+                out.append({t: v})
+            elif not out:
+                raise FixDecodeError(f"repeating group {count_tag}: tag {t} before its first {delim}", count_tag)
+            else:
+                out[-1].setdefault(t, v)
+        if len(out) != n:
+            raise FixDecodeError(f"repeating group {count_tag}: {n} entries announced, {len(out)} found", count_tag)
+        return out
+
+
+class _Entry:
+    """One repeating-group entry read by :class:`RawFields` (the getters ``need`` uses)."""
+
+    def __init__(self, fields: dict[int, str]) -> None:
+        self.f = fields
+
+    def isSetField(self, tag: int) -> bool:  # noqa: N802 - the engine's names, so get/need work
+        return tag in self.f
+
+    def getField(self, tag: int) -> str:  # noqa: N802
+        return self.f[tag]
+
+
+_V_STOP = frozenset({NO_RELATED_SYM, NO_MD_ENTRY_TYPES, 386, 815, 812})
+
+
+def parse_md_request(raw: str) -> tuple[str, str, int, list[str]]:
+    """(MDReqID, SubscriptionRequestType, MarketDepth, symbols) of a V's wire text."""
+    msg = RawFields(raw)
+    req_id = msg.get(MD_REQ_ID)
+    if not req_id:
+        raise FixDecodeError(f"required tag {MD_REQ_ID} missing", MD_REQ_ID)
+    kind = msg.get(SUB_REQ_TYPE) or ""
+    if kind not in (MD_SNAPSHOT, MD_SUBSCRIBE, MD_UNSUBSCRIBE):
+        raise FixDecodeError(f"tag {SUB_REQ_TYPE}: {kind!r} is not 0, 1 or 2", SUB_REQ_TYPE)
+    depth = _qty(msg.get(MARKET_DEPTH) or "", MARKET_DEPTH)
+    symbols = [need(_Entry(g), SYMBOL) for g in msg.groups(NO_RELATED_SYM, SYMBOL, _V_STOP)]
+    if not symbols:
+        raise FixDecodeError(f"tag {NO_RELATED_SYM}: no instrument requested", NO_RELATED_SYM)
+    return req_id, kind, depth, symbols
+
+
+def _md_fields(g: Any, e: MdEntry, smap: SymbolMap) -> None:
+    g.setField(MD_ENTRY_TYPE, e.type)
+    if e.price is not None:
+        g.setField(MD_ENTRY_PX, smap.price_out(e.instrument, e.price))
+    if e.type in (MD_BID, MD_OFFER, MD_TRADE) and e.action != MD_DELETE:
+        g.setField(MD_ENTRY_SIZE, str(e.size))
+    if e.ts_ns is not None:
+        d, t = _md_time(e.ts_ns)
+        g.setField(MD_ENTRY_DATE, d)
+        g.setField(MD_ENTRY_TIME, t)
+    if e.position:
+        g.setField(MD_ENTRY_POSITION_NO, str(e.position))
+
+
+def md_snapshot(req_id: str, instrument: str, entries: list[MdEntry], smap: SymbolMap) -> Any:
+    """MarketDataSnapshotFullRefresh (W) of one instrument."""
+    m = new_message("W")
+    if req_id:
+        m.setField(MD_REQ_ID, req_id)
+    m.setField(SYMBOL, smap.symbol(instrument))
+    for e in entries:
+        g = fix.Group(NO_MD_ENTRIES, MD_ENTRY_TYPE)
+        _md_fields(g, e, smap)
+        m.addGroup(g)
+    return m
+
+
+def md_incremental(req_id: str, entries: list[MdEntry], smap: SymbolMap) -> Any:
+    """MarketDataIncrementalRefresh (X): New / Change / Delete of levels, trades, settlement."""
+    m = new_message("X")
+    if req_id:
+        m.setField(MD_REQ_ID, req_id)
+    for e in entries:
+        g = fix.Group(NO_MD_ENTRIES, MD_UPDATE_ACTION)
+        g.setField(MD_UPDATE_ACTION, e.action or MD_CHANGE)
+        g.setField(SYMBOL, smap.symbol(e.instrument))
+        _md_fields(g, e, smap)
+        m.addGroup(g)
+    return m
+
+
+def _md_entry(g: Any, instrument: str, action: str, smap: SymbolMap) -> MdEntry:
+    t = need(g, MD_ENTRY_TYPE)
+    px = get(g, MD_ENTRY_PX)
+    size = get(g, MD_ENTRY_SIZE)
+    pos = get(g, MD_ENTRY_POSITION_NO)
+    if t in (MD_BID, MD_OFFER) and action != MD_DELETE and px is None:
+        raise FixDecodeError(f"tag {MD_ENTRY_PX}: a {'bid' if t == MD_BID else 'offer'} level without a price", MD_ENTRY_PX)
+    return MdEntry(instrument=instrument, type=t, action=action,
+                   price=smap.price_in(instrument, px, MD_ENTRY_PX) if px is not None else None,
+                   size=_qty(size, MD_ENTRY_SIZE) if size is not None else 0,
+                   position=_qty(pos, MD_ENTRY_POSITION_NO) if pos is not None else 0,
+                   ts_ns=_md_ts(get(g, MD_ENTRY_DATE), get(g, MD_ENTRY_TIME)))
+
+
+_MD_STOP = frozenset({813, 814})
+
+
+def parse_md(raw: str, smap: SymbolMap) -> list[MdEntry]:
+    """The entries of a W's or an X's wire text. Raises :class:`FixDecodeError` naming the tag."""
+    msg = RawFields(raw)
+    mt = msg.get(MSG_TYPE)
+    if mt == "W":
+        sym = msg.get(SYMBOL)
+        if not sym:
+            raise FixDecodeError(f"required tag {SYMBOL} missing", SYMBOL)
+        inst = smap.instrument(sym)
+        return [_md_entry(_Entry(g), inst, "", smap) for g in msg.groups(NO_MD_ENTRIES, MD_ENTRY_TYPE, _MD_STOP)]
+    if mt == "X":
+        out = []
+        for fields in msg.groups(NO_MD_ENTRIES, MD_UPDATE_ACTION, _MD_STOP):
+            g = _Entry(fields)
+            action = need(g, MD_UPDATE_ACTION)
+            if action not in (MD_NEW, MD_CHANGE, MD_DELETE):
+                raise FixDecodeError(f"tag {MD_UPDATE_ACTION}: {action!r} is not 0, 1 or 2", MD_UPDATE_ACTION)
+            out.append(_md_entry(g, smap.instrument(need(g, SYMBOL)), action, smap))
+        return out
+    raise FixDecodeError(f"message type {mt!r} is not market data", MSG_TYPE)
+
+
+def md_reject(req_id: str, reason: str, text: str) -> Any:
+    """MarketDataRequestReject (Y): 281 0 unknown symbol, 5 unsupported MarketDepth..."""
+    m = new_message("Y")
+    m.setField(MD_REQ_ID, req_id)
+    m.setField(MD_REQ_REJ_REASON, reason)
+    m.setField(TEXT, text)
+    return m
+
+
+class MdBook:
+    """The book of one instrument as a FIX market-data subscriber keeps it: price levels by
+    position (MDEntryPositionNo), the last trade and the settlement price, replaced by a W and
+    changed by an X's New / Change / Delete (a New or a Delete at a position shifts the levels
+    below it, as FIX's price-level books do)."""
+
+    def __init__(self, instrument: str) -> None:
+        self.instrument = instrument
+        self.bids: list[tuple[Decimal, int]] = []
+        self.asks: list[tuple[Decimal, int]] = []
+        self.last: Decimal | None = None
+        self.settlement: Decimal | None = None
+        self.ts_ns: int | None = None
+
+    def _side(self, t: str) -> list[tuple[Decimal, int]]:
+        return self.bids if t == MD_BID else self.asks
+
+    def apply(self, e: MdEntry) -> None:
+        if e.ts_ns is not None:
+            self.ts_ns = e.ts_ns if self.ts_ns is None else max(self.ts_ns, e.ts_ns)
+        if e.type == MD_TRADE:
+            if e.price is not None:
+                self.last = e.price
+            return
+        if e.type == MD_SETTLE:
+            self.settlement = e.price
+            return
+        if e.type not in (MD_BID, MD_OFFER):
+            return  # entry types we did not ask for: ignored
+        levels = self._side(e.type)
+        i = max(e.position, 1) - 1
+        if e.action == MD_DELETE:
+            if i < len(levels):
+                del levels[i]
+            return
+        assert e.price is not None
+        lvl = (e.price, e.size)
+        if e.action == MD_NEW or e.action == "":
+            levels.insert(min(i, len(levels)), lvl)
+        elif i < len(levels):
+            levels[i] = lvl
+        else:
+            levels.append(lvl)
+
+    def replace(self, entries: list[MdEntry]) -> None:
+        """A full refresh (W): the book is what it says."""
+        self.bids, self.asks, self.last, self.settlement, self.ts_ns = [], [], None, None, None
+        for e in sorted(entries, key=lambda x: x.position):
+            self.apply(e)
+
+    def wire(self, seq: int, kind: str, ts_ns: int) -> dict[str, Any]:
+        """The book in the gateway's wire format (what its normaliser parses)."""
+        b, a = self.bids, self.asks
+        return {"type": kind, "instrument": self.instrument, "seq": seq, "ts": ts_ns,
+                "bid": b[0][0] if b else None, "bid_size": b[0][1] if b else 0,
+                "ask": a[0][0] if a else None, "ask_size": a[0][1] if a else 0,
+                "last": self.last, "settlement": self.settlement,
+                "bids": list(b) if len(b) > 1 else None, "asks": list(a) if len(a) > 1 else None}
+
+
+def book_entries(instrument: str, bids: list[tuple[Decimal, int]], asks: list[tuple[Decimal, int]],
+                 last: Decimal | None, settlement: Decimal | None, ts_ns: int) -> list[MdEntry]:
+    """A W's entries for a book (the venue side)."""
+    out = [MdEntry(instrument, MD_BID, "", p, s, i + 1, ts_ns) for i, (p, s) in enumerate(bids)]
+    out += [MdEntry(instrument, MD_OFFER, "", p, s, i + 1, ts_ns) for i, (p, s) in enumerate(asks)]
+    if last is not None:
+        out.append(MdEntry(instrument, MD_TRADE, "", last, 0, 0, ts_ns))
+    if settlement is not None:
+        out.append(MdEntry(instrument, MD_SETTLE, "", settlement, 0, 0, ts_ns))
+    return out
+
+
+def book_changes(instrument: str, old: tuple[list[tuple[Decimal, int]], list[tuple[Decimal, int]], Decimal | None],
+                 new: tuple[list[tuple[Decimal, int]], list[tuple[Decimal, int]], Decimal | None],
+                 ts_ns: int) -> list[MdEntry]:
+    """An X's entries taking a subscriber from ``old`` (bids, asks, last) to ``new``: Change where
+    a level differs, New where the book got deeper, Delete (from the bottom) where it got
+    shallower, a trade where the last price moved."""
+    out: list[MdEntry] = []
+    for t, o, n in ((MD_BID, old[0], new[0]), (MD_OFFER, old[1], new[1])):
+        for i in range(max(len(o), len(n))):
+            if i >= len(n):
+                continue
+            if i >= len(o):
+                out.append(MdEntry(instrument, t, MD_NEW, n[i][0], n[i][1], i + 1, ts_ns))
+            elif o[i] != n[i]:
+                out.append(MdEntry(instrument, t, MD_CHANGE, n[i][0], n[i][1], i + 1, ts_ns))
+        for i in range(len(o) - 1, len(n) - 1, -1):
+            out.append(MdEntry(instrument, t, MD_DELETE, None, 0, i + 1, ts_ns))
+    if new[2] is not None and new[2] != old[2]:
+        out.append(MdEntry(instrument, MD_TRADE, MD_NEW, new[2], 0, 0, ts_ns))
+    return out

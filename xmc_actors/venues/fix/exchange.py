@@ -134,11 +134,17 @@ class FixExchange:
         # faults
         self._stall_until = 0.0
         self._duplicate_next = 0
+        self._lose_md = 0
         self._exec_seq = 0
         # what it saw: counters and every NewOrderSingle ClOrdID received (duplicates included)
         self.counters: dict[str, int] = {}
         self.received_orders: list[str] = []
         self.logons = 0
+        # market data: subscriptions of this session (symbol -> (MDReqID, depth)), ended with it,
+        # and what each subscriber was last told (the base of the next incremental refresh)
+        self.md_subs: dict[str, tuple[str, int]] = {}
+        self._md_sent: dict[str, tuple[list[tuple[Decimal, int]], list[tuple[Decimal, int]], Decimal | None]] = {}
+        self._raw_in = ""  # the wire text of the message being handled (its groups are read from it)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> int:
@@ -191,6 +197,8 @@ class FixExchange:
         with self.lock:
             c, self._conn = self._conn, None
             self.logged_on = False
+            self.md_subs.clear()  # a venue's market-data subscriptions end with the session
+            self._md_sent.clear()
         if c is not None:
             try:
                 c.shutdown(socket.SHUT_RDWR)
@@ -220,11 +228,19 @@ class FixExchange:
     def malformed(self, kind: str) -> None:
         """Send one malformed message: ``bad_checksum``, ``bad_body_length``, ``missing_tag``
         (an ExecutionReport without OrdStatus), ``unknown_order`` (a report for a ClOrdID
-        never sent), ``garbage`` (bytes that are no FIX)."""
-        if kind not in ("bad_checksum", "bad_body_length", "missing_tag", "unknown_order", "garbage"):
+        never sent), ``garbage`` (bytes that are no FIX), ``bad_market_data`` (an incremental
+        refresh whose bid level has no price)."""
+        if kind not in ("bad_checksum", "bad_body_length", "missing_tag", "unknown_order", "garbage", "bad_market_data"):
             raise ValueError(f"malformed: unknown kind {kind!r}")
         with self.lock:
             self._send_malformed(kind)
+
+    def lose_market_data(self, n: int = 1) -> None:
+        """The next ``n`` market-data messages are numbered but never arrive (lost on the
+        way): the peer sees a sequence gap, and the resend it asks for is a gap fill
+        (market data is not resent), so its book must be repaired by a snapshot."""
+        with self.lock:
+            self._lose_md += int(n)
 
     def duplicate_next(self, n: int = 1) -> None:
         """The next ``n`` execution reports are each sent twice, the copy under a new sequence
@@ -249,6 +265,8 @@ class FixExchange:
                     n += 1
                 if wire is not None:
                     wire.extend(msgs)
+                if msgs:
+                    self._md_publish(q.instrument)
         return n
 
     def fills(self) -> list[dict[str, Any]]:
@@ -293,15 +311,21 @@ class FixExchange:
         except OSError:
             self._count("send_errors")
 
-    def _send(self, m: Any, *, app: bool) -> int:
+    def _send(self, m: Any, *, app: bool, store: bool = True) -> int:
         """Stamp, store (application messages, for resends) and write one message; it is stored
-        and numbered even while nobody is connected, so a returning peer recovers it."""
+        and numbered even while nobody is connected, so a returning peer recovers it.
+        ``store=False`` (market data): never resent; a resend request gets a gap fill for it,
+        as venues do, and the subscriber asks for a snapshot."""
         seq = self.next_out
         self.next_out += 1
         self._header(m, seq)
         raw = m.toString()
-        if app:
+        if app and store:
             self.store[seq] = raw
+        if not store and self._lose_md > 0:
+            self._lose_md -= 1  # numbered, never written: lost on the way
+            self._count("md_lost")
+            return seq
         if self.logged_on or not app:
             self._write(raw)
         return seq
@@ -340,6 +364,17 @@ class FixExchange:
             return
         if kind == "garbage":
             self._write("this is not FIX\x01\x01\x01" * 2)
+            return
+        if kind == "bad_market_data":
+            m = C.new_message("X")
+            g = fix.Group(C.NO_MD_ENTRIES, C.MD_UPDATE_ACTION)
+            g.setField(C.MD_UPDATE_ACTION, C.MD_CHANGE)
+            g.setField(C.SYMBOL, next(iter(self.smap.symbols.values())))
+            g.setField(C.MD_ENTRY_TYPE, C.MD_BID)
+            g.setField(C.MD_ENTRY_SIZE, "3")
+            g.setField(C.MD_ENTRY_POSITION_NO, "1")
+            m.addGroup(g)
+            self._send(m, app=True, store=False)
             return
         # a Heartbeat whose checksum or body length is wrong: it must be ignored, and since it
         # does not consume a sequence number, the next good message follows without a gap
@@ -396,7 +431,8 @@ class FixExchange:
                     self._last_recv = time.monotonic()
                     self._test_req_out = False
                     try:
-                        self._on_message(fix.Message(raw.decode("latin-1"), False))
+                        self._raw_in = raw.decode("latin-1")
+                        self._on_message(fix.Message(self._raw_in, False))
                     except Exception:  # noqa: BLE001 - a bad message never kills the session thread
                         self._count("handler_errors")
         with self.lock:
@@ -448,9 +484,9 @@ class FixExchange:
             self.drop()
         elif mt == "3":
             self._count("rejects_in")
-        elif mt in ("D", "F", "H"):
+        elif mt in ("D", "F", "H", "V"):
             try:
-                {"D": self._on_new_order, "F": self._on_cancel, "H": self._on_status}[mt](m)
+                {"D": self._on_new_order, "F": self._on_cancel, "H": self._on_status, "V": self._on_md_request}[mt](m)
             except C.FixDecodeError as e:
                 self._session_reject(seq, mt, e.tag, str(e))
         else:
@@ -594,6 +630,58 @@ class FixExchange:
         self._send_report(rep)
 
     # ------------------------------------------------------------------ timers and control
+    # ------------------------------------------------------------------ market data
+    def _book(self, iid: str, depth: int) -> tuple[list[tuple[Decimal, int]], list[tuple[Decimal, int]], Decimal | None]:
+        b = self.sim.books.get(iid)
+        if b is None or b.quote is None:
+            return [], [], None
+        cut = depth or None  # MarketDepth 0: the full book
+        return ([(Decimal(p), int(z)) for p, z in b.bids[:cut]], [(Decimal(p), int(z)) for p, z in b.asks[:cut]], b.last)
+
+    def _md_snapshot(self, req_id: str, iid: str, depth: int) -> bool:
+        bids, asks, last = self._book(iid, depth)
+        if not bids and not asks and last is None:
+            return False  # nothing to say yet; the first update will be a full book of News
+        b = self.sim.books[iid]
+        ts = self.sim.venue_clock.now_ns()
+        self._send(C.md_snapshot(req_id, iid, C.book_entries(iid, bids, asks, last, b.settlement, ts), self.smap),
+                   app=True, store=False)
+        self._count("md_snapshots")
+        return True
+
+    def _on_md_request(self, m: Any) -> None:
+        req_id, kind, depth, symbols = C.parse_md_request(self._raw_in)
+        self._count("md_requests")
+        known = {s: iid for iid, s in self.smap.symbols.items()}
+        unknown = [s for s in symbols if s not in known]
+        if unknown:
+            self._send(C.md_reject(req_id, "0", f"unknown symbol {unknown[0]!r}"), app=True)
+            self._count("md_rejects")
+            return
+        for sym in symbols:
+            iid = known[sym]
+            if kind == C.MD_UNSUBSCRIBE:
+                self.md_subs.pop(iid, None)
+                self._md_sent.pop(iid, None)
+                continue
+            if kind == C.MD_SUBSCRIBE:
+                self.md_subs[iid] = (req_id, depth)
+            sent = self._md_snapshot(req_id, iid, depth)
+            if kind == C.MD_SUBSCRIBE:
+                self._md_sent[iid] = self._book(iid, depth) if sent else ([], [], None)
+
+    def _md_publish(self, iid: str) -> None:
+        sub = self.md_subs.get(iid)
+        if sub is None or not self.logged_on:
+            return
+        req_id, depth = sub
+        new = self._book(iid, depth)
+        changes = C.book_changes(iid, self._md_sent.get(iid, ([], [], None)), new, self.sim.venue_clock.now_ns())
+        self._md_sent[iid] = new
+        if changes:
+            self._send(C.md_incremental(req_id, changes, self.smap), app=True, store=False)
+            self._count("md_updates")
+
     def _timer_loop(self) -> None:
         while not self._stop.wait(0.05):
             now = time.monotonic()
@@ -634,7 +722,7 @@ class FixExchange:
 
     def command(self, cmd: dict[str, Any]) -> Any:
         """One control command: ``{"cmd": "drop" | "stall" (ms) | "restart" | "skip_seq" (n) |
-        "malformed" (kind) | "duplicate_next" (n) | "inject" (fault) | "market" (quotes; with
+        "malformed" (kind) | "duplicate_next" (n) | "lose_market_data" (n) | "inject" (fault) | "market" (quotes; with
         ``"wire": true`` also the venue's market-data messages) | "status" | "order_count"
         (client_order_id) | "received_orders" | "fills" | "stop"}``."""
         c = cmd.get("cmd")
@@ -650,6 +738,8 @@ class FixExchange:
             return self.malformed(str(cmd["kind"]))
         if c == "duplicate_next":
             return self.duplicate_next(int(cmd.get("n", 1)))
+        if c == "lose_market_data":
+            return self.lose_market_data(int(cmd.get("n", 1)))
         if c == "inject":
             return self.inject(dict(cmd["fault"]))
         if c == "market":

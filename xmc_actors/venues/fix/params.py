@@ -5,7 +5,7 @@ No engine import here: ``xmc validate`` checks these without loading QuickFIX.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -64,13 +64,22 @@ class FixVenueParams(BaseModel):
     (:mod:`xmc_actors.venues.fix.exchange`): the gateway's feed quotes are forwarded there so
     the simulated exchange trades against the same market, and ``inject`` reaches it. Never
     set for a real venue."""
-    loopback_quotes: bool = True
-    """With ``exchange_control``: the loopback exchange's market-data messages for each
-    forwarded feed quote come back on the control channel and are the gateway's quotes (its
-    normaliser, gap tracking and calibration apply), until market data over FIX (V/W/X) exists."""
+    market_data: Literal["fix", "control", "off"] = "fix"
+    """Where the gateway's quotes come from. ``fix``: a MarketDataRequest (V) on every logon
+    subscribes to the session's instruments (snapshot W, then incremental X); a loss (a
+    resend answered with a gap fill, a reconnect) re-requests a snapshot. ``control``: with
+    ``exchange_control``, the loopback exchange's market-data messages for each forwarded feed
+    quote come back on the control channel (no market-data traffic on the session). ``off``:
+    none from this session (quotes from another source, or an order-entry-only session)."""
+    market_depth: Annotated[int, Field(ge=0, le=50)] = 5
+    """MarketDepth (264) asked for: levels per side (0: the full book)."""
+    snapshot_retry_ms: PosF = 1000.0
+    """A snapshot asked for after a loss is asked again if none came within this."""
 
     @model_validator(mode="after")
     def _check(self) -> "FixVenueParams":
         if self.sender_comp_id == self.target_comp_id:
             raise ValueError("sender_comp_id and target_comp_id must differ")
+        if self.market_data == "control" and not self.exchange_control:
+            raise ValueError("market_data: 'control' needs exchange_control (a loopback exchange's control channel)")
         return self
