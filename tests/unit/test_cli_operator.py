@@ -208,7 +208,9 @@ def test_status_skips_an_actor_without_status_and_shows_halted_strategies_and_se
         "metrics-hub": {"no_status": "serves /metrics"},
         "gateway-LME": {"state": "UP", "session": {"kind": "fix", "session_id": "FIX.4.4:XMC->LME", "state": "LOGGED_ON",
                                                     "next_sender_seq": 12, "next_target_seq": 9,
-                                                    "last_heartbeat_ns": now - 2_000_000_000, "endpoint": "127.0.0.1:9876"}},
+                                                    "last_heartbeat_ns": now - 2_000_000_000, "endpoint": "127.0.0.1:9876",
+                                                    "unknown_orders": 2, "market_data": "fix",
+                                                    "md_awaiting_snapshot": ["LME.CA3M"]}},
         "strategy-host-0": {"strategies": {"copper-shfe-lme": {"state": "HALTED", "position": 1, "counters": {},
                                                                "reason": "pair copper-shfe-lme-00000003 escalated: rollback budget spent"}}},
         "risk-guard": {"unresolved_escalations": {"copper-shfe-lme-00000003": {"strategy": "copper-shfe-lme",
@@ -220,6 +222,7 @@ def test_status_skips_an_actor_without_status_and_shows_halted_strategies_and_se
     # Assert
     assert "metrics-hub                  (no status: serves /metrics)" in text
     assert "session: FIX FIX.4.4:XMC->LME LOGGED_ON seq out 12 in 9 last heartbeat" in text and "(127.0.0.1:9876)" in text
+    assert "orders of unknown outcome 2" in text and "market data fix (awaiting snapshot: LME.CA3M)" in text
     assert "HALTED: pair copper-shfe-lme-00000003 escalated: rollback budget spent" in text
     assert "unresolved escalations 1" in text and "copper-shfe-lme-00000003  strategy copper-shfe-lme" in text
 

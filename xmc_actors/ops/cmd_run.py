@@ -249,6 +249,11 @@ def _session_line(sess: dict[str, Any]) -> str:
         parts.append(f"last heartbeat {max(0.0, (_time.time_ns() - int(hb)) / 1e9):.1f} s ago")
     elif "last_heartbeat_ns" in sess:
         parts.append("no heartbeat yet")
+    if sess.get("unknown_orders"):
+        parts.append(f"orders of unknown outcome {sess['unknown_orders']}")
+    if sess.get("market_data"):
+        waiting = sess.get("md_awaiting_snapshot") or []
+        parts.append(f"market data {sess['market_data']}" + (f" (awaiting snapshot: {', '.join(waiting)})" if waiting else ""))
     if sess.get("endpoint"):
         parts.append(f"({sess['endpoint']})")
     if sess.get("last_logout_text"):
