@@ -158,7 +158,14 @@ def test_pairs_complete_over_a_real_fix_session_then_survive_a_dropped_connectio
     wait_until(lambda: _lme_status()["session"]["counters"].get("logons", 0) > logons_before
                and _lme_status()["session"]["logged_on"], 30, "logged on again")
     wait_until(lambda: _lme_status()["counters"].get("unknown_resolved", 0) >= 1, 30, "UNKNOWN orders resolved")
-    wait_until(lambda: sum(_outcomes(run).values()) >= done_before + 3, 90, "pairs go on after the reconnect")
+    try:
+        wait_until(lambda: sum(_outcomes(run).values()) >= done_before + 3, 90, "pairs go on after the reconnect")
+    except AssertionError:
+        s_ = _lme_status()
+        guard = ray.get(ray.get_actor("risk-guard", namespace=NS).status.remote(), timeout=20)
+        raise AssertionError(f"pairs stopped after the reconnect: {run['dep'].progress()} stale={s_['stale']} "
+                             f"counters={s_['counters']} session={s_['session']} "
+                             f"states={guard.get('trading_states')} alerts={guard.get('open_alerts')}") from None
     wait_until(lambda: _lme_status()["session"]["unknown_orders"] == 0, 30, "no order left UNKNOWN")
     st = _lme_status()
     assert "CALLBACK_ERROR" not in st["bad_input"], st["session"]["bad_input"]

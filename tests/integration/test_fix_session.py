@@ -213,6 +213,27 @@ def test_a_sequence_gap_from_the_venue_is_filled_by_resend_request(exchange, gat
     assert adapter.connected()
 
 
+def test_a_venue_asking_for_our_messages_again_gets_gap_fills_never_a_stale_order(exchange, gateway):
+    """The venue asks us to resend from 1 (it lost what it read): our orders and cancels are
+    never sent again (the engine keeps none and gap-fills them), and the session goes on.
+    Raising DoNotSend from toApp instead aborted the whole process here."""
+    core, adapter = gateway
+    _market(exchange, "9799", "9801")
+    core.place(order(INST, "BUY", 1, "9790"))
+    core.cancel("d1:A:0")
+    before = list(exchange.received())
+
+    exchange.ask_resend(1)
+
+    wait_until(lambda: exchange.next_in > 3 and adapter.counters.get("resend_requests_received"), 5,
+               "the adapter answers the resend request")
+    assert exchange.received() == before == ["d1:A:0"], "no NewOrderSingle reached the venue twice"
+    assert exchange.order_count("d1:A:0") == 1
+    reps, _ = core.place(order(INST, "BUY", 1, "9791", decision_id="d2"))
+    assert reps and reps[0].kind is ExecReportKind.ACK, "the session goes on"
+    assert adapter.connected() and exchange.counters.get("rejects_out", 0) == 0
+
+
 def test_sequence_numbers_survive_an_adapter_restart_and_orders_are_recovered(exchange, tmp_path):
     p = _params(exchange, tmp_path)
     a1 = FixAdapter(p, venue("LME"), [instrument(INST)], SystemClock(), gateway="gw")

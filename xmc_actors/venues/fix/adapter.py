@@ -17,9 +17,9 @@ Outcomes:
 * no answer within ``ack_timeout_ms``, or the session drops while waiting: the place is
   ``lost`` (the gateway reports UNKNOWN); later reports still arrive (pushed), a status
   request resolves the rest;
-* an order the engine would *re-send* after a reconnect (PossDup NewOrderSingle, answering
-  the venue's ResendRequest) is never re-sent: it is replaced by a gap fill, so a stale order
-  never reaches the venue late; the venue never saw it, and a status request says so.
+* our messages are never re-sent: the engine keeps none (``PersistMessages=N``) and answers
+  the venue's ResendRequest with a gap fill, so a stale order or cancel never reaches the
+  venue late; the venue never saw it, and a status request says so.
 * reports are de-duplicated by ExecID (a PossDup resend, a PossResend copy).
 """
 from __future__ import annotations
@@ -75,7 +75,7 @@ def session_settings(p: FixVenueParams, store_dir: Path) -> str:
         f"FileLogPath={store_dir / 'log'}", "StartTime=00:00:00", "EndTime=00:00:00",
         f"HeartBtInt={p.heartbeat_s}", f"ReconnectInterval={p.reconnect_interval_s}",
         f"ResetOnLogon={'Y' if p.reset_on_logon else 'N'}", "ResetOnLogout=N", "ResetOnDisconnect=N",
-        "PersistMessages=Y", "TimestampPrecision=6", "PreserveMessageFieldsOrder=Y", "SocketNodelay=Y", "LogonTimeout=5", "LogoutTimeout=2",
+        "PersistMessages=N", "TimestampPrecision=6", "PreserveMessageFieldsOrder=Y", "SocketNodelay=Y", "LogonTimeout=5", "LogoutTimeout=2",
         f"UseDataDictionary={'Y' if p.validate_messages else 'N'}",
         "ValidateUserDefinedFields=N", "ValidateFieldsOutOfOrder=N", "AllowUnknownMsgFields=Y",
         f"SocketConnectHost={p.host}", f"SocketConnectPort={p.port}",
@@ -104,7 +104,7 @@ class _Wait:
 
 class _App(fix.Application):
     """QuickFIX callbacks, handed to the adapter; nothing here may raise into the engine
-    except the engine's own exceptions (they make it answer with a Reject / DoNotSend)."""
+    except the engine's own exceptions from ``fromApp`` (they make it answer with a Reject)."""
 
     def __init__(self, adapter: "FixAdapter") -> None:
         super().__init__()
@@ -138,9 +138,12 @@ class _App(fix.Application):
             self.a._count("callback_errors")
 
     def toApp(self, msg: Any, sid: Any) -> None:  # noqa: N802
-        if C.get_header(msg, C.POSS_DUP) == "Y" and C.msg_type(msg) in ("D", "H"):
-            self.a._count("stale_resends_suppressed")
-            raise fix.DoNotSend()
+        # Never raise here (not even the engine's DoNotSend): when the engine answers the
+        # venue's ResendRequest, a DoNotSend from this callback escapes its handler in this
+        # wheel and aborts the process (seen as a gateway restarting in a loop under Ray). Our
+        # messages are not kept for resending at all (PersistMessages=N): the engine answers
+        # every resend request with a gap fill, so a stale order never reaches a venue late.
+        pass
 
     def fromApp(self, msg: Any, sid: Any) -> None:  # noqa: N802
         try:
@@ -850,12 +853,13 @@ class FixAdapter:
     def inject(self, fault: dict[str, Any]) -> None:
         """Faults reach a loopback exchange (``exchange_control``): its session faults
         (``drop``, ``stall``, ``restart``, ``skip_seq``, ``malformed``, ``duplicate_next``,
-        ``lose_market_data``) by
+        ``lose_market_data``, ``ask_resend``) by
         name, anything else as a simulated-venue fault."""
         if not self.p.exchange_control:
             raise ValueError("inject: this FIX session has no exchange_control (a real venue takes no faults)")
         kind = fault.get("kind")
-        if kind in ("drop", "stall", "restart", "skip_seq", "malformed", "duplicate_next", "lose_market_data"):
+        if kind in ("drop", "stall", "restart", "skip_seq", "malformed", "duplicate_next", "lose_market_data",
+                    "ask_resend"):
             self._control({"cmd": kind, **{k: v for k, v in fault.items() if k != "kind"}})
         else:
             self._control({"cmd": "inject", "fault": fault})

@@ -235,6 +235,13 @@ class FixExchange:
         with self.lock:
             self._send_malformed(kind)
 
+    def ask_resend(self, begin: int = 1) -> None:
+        """Ask the peer to resend everything from ``begin`` (a venue that lost what it read):
+        the peer must answer with gap fills, never with stale orders."""
+        with self.lock:
+            self.next_in = int(begin)
+            self._resend_request()
+
     def lose_market_data(self, n: int = 1) -> None:
         """The next ``n`` market-data messages are numbered but never arrive (lost on the
         way): the peer sees a sequence gap, and the resend it asks for is a gap fill
@@ -722,7 +729,7 @@ class FixExchange:
 
     def command(self, cmd: dict[str, Any]) -> Any:
         """One control command: ``{"cmd": "drop" | "stall" (ms) | "restart" | "skip_seq" (n) |
-        "malformed" (kind) | "duplicate_next" (n) | "lose_market_data" (n) | "inject" (fault) | "market" (quotes; with
+        "malformed" (kind) | "duplicate_next" (n) | "lose_market_data" (n) | "ask_resend" (begin) | "inject" (fault) | "market" (quotes; with
         ``"wire": true`` also the venue's market-data messages) | "status" | "order_count"
         (client_order_id) | "received_orders" | "fills" | "stop"}``."""
         c = cmd.get("cmd")
@@ -738,6 +745,8 @@ class FixExchange:
             return self.malformed(str(cmd["kind"]))
         if c == "duplicate_next":
             return self.duplicate_next(int(cmd.get("n", 1)))
+        if c == "ask_resend":
+            return self.ask_resend(int(cmd.get("begin", 1)))
         if c == "lose_market_data":
             return self.lose_market_data(int(cmd.get("n", 1)))
         if c == "inject":
