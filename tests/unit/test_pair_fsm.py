@@ -4,6 +4,7 @@ from __future__ import annotations
 import heapq
 from decimal import Decimal
 
+import pytest
 import testkit
 from pair_harness import MS, Behaviour, Harness
 from xmc_actors.core.clock import SimClock
@@ -532,17 +533,22 @@ def test_filled_order_reports_carry_price_and_trigger_for_the_ledgers_slippage()
 
 
 # -- coordinator restart: recover from the trail -----------------------------------------------
-def crash_and_recover(h: Harness, at_ms: float) -> tuple[PairBook, dict]:
+def crash_and_recover(h: Harness, at_ms: float, *, unwritten: tuple[str, ...] = (),
+                      ask_gateways: bool = False) -> tuple[PairBook, dict]:
     """Run ``h`` until ``at_ms``, then lose the coordinator: what it had in flight is dropped,
-    the venues keep their orders, and a new book recovers from the events written so far."""
+    the venues keep their orders, and a new book recovers from the events written so far.
+    ``unwritten``: orders whose ORDER_SENT the crash kept out of the trail; ``ask_gateways``:
+    the new book gets the orders the gateways hold for its open decisions."""
     while h.queue and h.queue[0][0] <= h.t0 + int(at_ms * 1_000_000):
         t, _, fn = heapq.heappop(h.queue)
         h.clock.set(max(t, h.clock.now_ns()))
         fn()
     h.queue.clear()  # the old actor's calls and timers die with it
-    trail = list(h.sink.events)
+    trail = [e for e in h.sink.events
+             if not (e.kind is EventKind.ORDER_SENT and e.payload.get("client_order_id") in unwritten)]
     h.book = PairBook(INSTRUMENTS, h.clock, config=h.config, owner="coord", event_node=2)
-    counts, cmds = h.book.recover(trail)
+    held = [req for _, req in h.placed if req.decision_id in h.book.open_decisions(trail)] if ask_gateways else []
+    counts, cmds = h.book.recover(trail, held)
     h.run(cmds)
     h.drain()
     return h.book, counts
@@ -556,7 +562,8 @@ def test_a_pair_open_when_the_coordinator_died_is_wound_down_from_the_venues_sta
     # Act
     book, counts = crash_and_recover(h, at_ms=15)
     # Assert: recovered, queried, both legs filled at the venues -> HEDGED, strategy told
-    assert counts == {"decisions": 1, "finished": 0, "reopened": 1, "orders": 2, "unreadable": 0, "summaries": 0}
+    assert counts == {"decisions": 1, "finished": 0, "reopened": 1, "orders": 2, "unreadable": 0, "summaries": 0,
+                      "adopted": 0}
     m = book.pairs["d1"]
     assert m.state is PairState.HEDGED and [lg.net for lg in m.legs] == [2, 2]
     assert [d["decision_id"] for d in h.done] == ["d1"] and h.done[-1]["state"] == "HEDGED"
@@ -567,6 +574,36 @@ def test_a_pair_open_when_the_coordinator_died_is_wound_down_from_the_venues_sta
     assert h.submit(intent("d1", mode=ExecutionMode.SPEED))["duplicate"] is True
     h.drain()
     assert len(h.placed) == placed
+
+
+@pytest.mark.parametrize("ask_gateways", [True, False])
+def test_an_order_sent_just_before_the_crash_but_not_in_the_trail_is_taken_from_its_gateway(ask_gateways) -> None:
+    """Found by the chaos suite: the coordinator sends, then writes ORDER_SENT on its next loop
+    turn; killed in between, its trail does not name an order the venue filled. Asked, the
+    gateways name it and the pair ends HEDGED; not asked, the pair unwinds a leg that was in
+    fact hedged and the venue holds a fill the pair never counted (what the chaos run saw)."""
+    # Arrange: SHFE fills at once; LME fills at 10 ms, its answer would be back at 20 ms; the
+    # coordinator dies at 15 ms and the ORDER_SENT of the LME order was never written
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": Behaviour(latency_ms=(10.0, 10.0))})
+    h.submit(intent("d1", mode=ExecutionMode.SPEED))
+    # Act
+    book, counts = crash_and_recover(h, at_ms=15, unwritten=("d1:B:0",), ask_gateways=ask_gateways)
+    m = book.pairs["d1"]
+    lme_filled = sum(o.filled for o in m.by_name["B"].orders)
+    # Assert
+    if ask_gateways:
+        assert counts["adopted"] == 1 and counts["orders"] == 1
+        assert m.state is PairState.HEDGED and [lg.net for lg in m.legs] == [2, 2]
+        adopt = [e for e in h.sink.by_decision("d1") if e.kind is EventKind.ORDER_SENT and e.payload.get("adopted")]
+        assert [e.payload["client_order_id"] for e in adopt] == ["d1:B:0"]
+        # the trail names it now: a second restart rebuilds it from the trail alone
+        again = PairBook(INSTRUMENTS, h.clock, config=h.config, owner="coord", event_node=3)
+        again.recover([e for e in h.sink.events if e.decision_id != "d1" or e.kind is not EventKind.PAIR_STATE
+                       or e.payload.get("to") != "HEDGED"])
+        assert "d1:B:0" in again.index
+    else:  # the damage the adoption prevents: the LME fill is not the pair's
+        assert counts["adopted"] == 0 and lme_filled == 0
+        assert m.state is not PairState.HEDGED
 
 
 def test_a_recovered_pair_with_one_leg_missing_at_its_venue_unwinds_the_other() -> None:

@@ -106,6 +106,21 @@ def test_the_lme_fills_lost_with_the_gateway_are_found_in_the_venues_journal(sce
     assert {e.strategy for e in backfilled} == {"s1"}  # from the trail, so the shard is the one the client uses
 
 
+def test_fills_the_gateways_drop_copies_recorded_are_not_missing_when_read_from_the_ledger_files(scenario, tmp_path):
+    """Found by the chaos suite: the coordinator was killed before writing its fill reports,
+    the gateways' drop copies have them. Read from the shard files (what ``scripts/chaos`` and
+    ``xmc audit reconcile`` do), those fills are in the trail: nothing is missing."""
+    # Arrange: the coordinator's LME fill reports lost, the drop copies kept
+    trail = [e for e in scenario.trail
+             if not (e.venue == "LME" and e.kind is EventKind.ORDER_REPORT and e.payload.get("trade_id"))]
+    led = _ledger(tmp_path / "ledger", trail)
+    # Act
+    report = reconcile_against_venues(led, [JournalRecordSource(scenario.journal("LME"), venue="LME"),
+                                            JournalRecordSource(scenario.journal("SHFE"), venue="SHFE")])
+    # Assert
+    assert report.counts()["missing_fills"] == 0 and report.venues["LME"].ok
+
+
 def test_the_old_trail_only_check_would_have_said_nothing_was_missing(scenario):
     # Arrange: the same loss; the trail-only check reads the trail's own drop copies
     trail = scenario.lme_fills_lost()

@@ -243,9 +243,22 @@ class PairCoordinator:
                     risk.register_coordinator.remote(self.name, me)  # a fresh grant; refused until it lands
                 except Exception as e:  # noqa: BLE001 - without a grant the checker refuses: safe
                     log.warning("%s: risk guard not found after restart: %s", self.name, e)
-            counts, cmds = self.book.recover(trail)
+            # orders sent just before the crash may have no ORDER_SENT in the trail yet: the
+            # gateways hold every order they were handed, so each is asked for those of the
+            # pairs left open
+            open_dids = sorted(self.book.open_decisions(trail))
+            venue_orders: list[Any] = []
+            unanswered: list[str] = []
+            if open_dids:
+                for venue, h in sorted(self.gateways.items()):
+                    try:
+                        venue_orders += await asyncio.wait_for(h.orders_of.remote(open_dids, self.name), 10.0)
+                    except Exception as e:  # noqa: BLE001 - its trail orders are still queried
+                        unanswered.append(venue)
+                        log.warning("%s: gateway of %s did not list its orders for recovery: %s", self.name, venue, e)
+            counts, cmds = self.book.recover(trail, venue_orders)
             self.recovered = {**counts, "events_read": len(trail), "gateways": sorted(self.gateways),
-                              "strategies": len(self.strategies)}
+                              "strategies": len(self.strategies), "gateways_unanswered": unanswered}
             self._execute(cmds)
 
     async def ready(self) -> bool:

@@ -714,6 +714,11 @@ class VenueGateway:
                 r[0].after_reply()
         return out
 
+    async def orders_of(self, decision_ids: list[str], owner: str | None = None,
+                        gateway: str | None = None) -> list[OrderRequest]:
+        """The orders this session holds for ``decision_ids`` (:meth:`GatewayCore.orders_of`)."""
+        return self._s(gateway).core.orders_of(decision_ids, owner)
+
     @ray.method(max_task_retries=0)
     async def cancel(self, client_order_id: str, gateway: str | None = None) -> ExecutionReport:
         """CANCELED, or CANCEL_REJECTED with UNKNOWN_ORDER / TOO_LATE_TO_CANCEL / VENUE_ERROR."""

@@ -1519,7 +1519,26 @@ class PairBook:
                 out.extend(m.flush())
         return out
 
-    def recover(self, events: Iterable[Event]) -> tuple[dict[str, int], list[Command]]:
+    def open_decisions(self, events: Iterable[Event]) -> set[str]:
+        """The decisions of this coordinator's trail that were still open when it stopped (an
+        INTENT, no terminal PAIR_STATE): whose orders a restarted coordinator asks its gateways
+        about before :meth:`recover`."""
+        seen: set[str] = set()
+        done: set[str] = set()
+        for e in events:
+            if not e.decision_id or e.actor not in ("", self.owner):
+                continue
+            if e.kind is EventKind.INTENT:
+                seen.add(e.decision_id)
+            elif e.kind is EventKind.PAIR_STATE:
+                try:
+                    if PairState(str(e.payload.get("to") or e.payload.get("state"))).is_terminal:
+                        done.add(e.decision_id)
+                except ValueError:
+                    pass
+        return seen - done
+
+    def recover(self, events: Iterable[Event], venue_orders: Iterable[OrderRequest] = ()) -> tuple[dict[str, int], list[Command]]:
         """After a restart: rebuild this coordinator's pairs from its own trail (the ledger).
 
         ``events`` are this coordinator's events (``actor == owner``; others are skipped), in
@@ -1532,6 +1551,11 @@ class PairBook:
         if that fails: the same unknown-outcome path as a failed gateway call. Returns counts
         and the commands (queries) to execute.
 
+        ``venue_orders``: the orders the gateways hold for the open decisions
+        (:meth:`open_decisions`). An order sent just before the crash may have no ORDER_SENT in
+        the trail (events are written after the orders leave); the gateway's word adds it to its
+        pair, so that its fills count (``counts["adopted"]``).
+
         The summary of each strategy's latest finished pair is pushed again (``recovered:
         True``), built from the legs' net lots its last ``PAIR_STATE`` recorded: the push the
         crash may have cut off is the one a strategy could still be waiting for. A strategy
@@ -1543,7 +1567,12 @@ class PairBook:
             if e.decision_id and e.kind in (EventKind.INTENT, EventKind.PAIR_STATE, EventKind.ORDER_SENT) \
                     and e.actor in ("", self.owner):
                 by_did.setdefault(e.decision_id, []).append(e)
-        counts = {"decisions": 0, "finished": 0, "reopened": 0, "orders": 0, "unreadable": 0, "summaries": 0}
+        counts = {"decisions": 0, "finished": 0, "reopened": 0, "orders": 0, "unreadable": 0, "summaries": 0,
+                  "adopted": 0}
+        from_venues: dict[str, list[OrderRequest]] = {}
+        for req in venue_orders:
+            if isinstance(req, OrderRequest):
+                from_venues.setdefault(req.decision_id, []).append(req)
         out: list[Command] = []
         latest: dict[str, tuple[int, PairMachine, Event]] = {}  # strategy -> its latest finished pair
         for did, evs in by_did.items():
@@ -1596,12 +1625,21 @@ class PairBook:
                     counts["unreadable"] += 1
                     self._bad_input("recover", f"order in {did}: trail unreadable ({exc})", did)
                     continue
-                order = LegOrder(OrderState(request=req, status=OrderStatus.UNKNOWN), unwind=bool(p.get("unwind")))
-                leg.orders.append(order)
-                leg.next_attempt = max(leg.next_attempt, req.attempt + 1)
-                leg.unwinds += order.unwind
-                self.index[req.client_order_id] = did
+                self._recovered_order(m, leg, req, bool(p.get("unwind")))
                 counts["orders"] += 1
+            for req in sorted(from_venues.get(did, ()), key=lambda r: (r.leg, r.attempt)):
+                leg = m.by_name.get(req.leg)
+                if leg is None or any(o.coid == req.client_order_id for o in leg.orders):
+                    continue
+                # sent, but the crash came before its ORDER_SENT was written: the gateway has it
+                self._recovered_order(m, leg, req.model_copy(update={"owner": self.owner}), req.side is not leg.spec.side)
+                counts["adopted"] += 1
+                # written now, so that the trail names it (a later restart, the reconciliation)
+                m._emit(EventKind.ORDER_SENT, leg=leg, client_order_id=req.client_order_id, leg_name=leg.name,
+                        attempt=req.attempt, side=req.side.value, qty=req.qty, price=str(req.price),
+                        order_type=req.order_type.value, tif=req.tif.value, reduce_only=req.reduce_only,
+                        unwind=req.side is not leg.spec.side, adopted=True,
+                        reason="sent before the coordinator restarted, not in its trail: recorded from its gateway")
             if intent.mode is ExecutionMode.QUANTITY:  # sized at submit: the first entry order carries it
                 for leg in legs:
                     first = next((o for o in leg.orders if not o.unwind), None)
@@ -1631,6 +1669,13 @@ class PairBook:
         self.out.append(Emit(self.events.make(EventKind.RECONCILE, reason="coordinator restarted: pairs recovered "
                                               "from the ledger", **counts)))
         return counts, self._flush() + out
+
+    def _recovered_order(self, m: "PairMachine", leg: Leg, req: OrderRequest, unwind: bool) -> None:
+        order = LegOrder(OrderState(request=req, status=OrderStatus.UNKNOWN), unwind=unwind)
+        leg.orders.append(order)
+        leg.next_attempt = max(leg.next_attempt, req.attempt + 1)
+        leg.unwinds += order.unwind
+        self.index[req.client_order_id] = m.did
 
     def set_venue_state(self, venue: str, up: bool, reason: str = "") -> None:
         """A venue went DOWN (new pairs with a leg on it are refused ``VENUE_DOWN``, nothing new is

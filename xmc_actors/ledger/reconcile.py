@@ -334,9 +334,14 @@ def compare_with_venues(trail: Iterable[Event], records: Iterable[VenueRecord], 
     # (a status answer after the fill's own answer was lost); repeats of a drop copy (a restarted
     # gateway records the venue's executions again) are not double bookings
     dropped: set[tuple[str, str, str]] = set()
+    drop_status: dict[str, tuple[int, str]] = {}  # the venue's last word on each order, as the gateway recorded it
     for e in trail:
         if e.kind is EventKind.VENUE_DROP_COPY:
             rep = e.payload.get("report")
+            if isinstance(rep, Mapping) and rep.get("client_order_id") and rep.get("status"):
+                oid_ = str(rep["client_order_id"])
+                if oid_ not in drop_status or e.ts_ns >= drop_status[oid_][0]:
+                    drop_status[oid_] = (e.ts_ns, str(rep["status"]))
             fill = rep.get("fill") if isinstance(rep, Mapping) else None
             if isinstance(fill, Mapping) and fill.get("trade_id"):
                 dropped.add((str(rep.get("venue") or e.venue), str(rep.get("client_order_id") or ""),
@@ -368,6 +373,10 @@ def compare_with_venues(trail: Iterable[Event], records: Iterable[VenueRecord], 
             venue = venue_of_order.get(oid) or e.venue
             fills_by_key.setdefault((venue, oid, tid), []).append(
                 TrailFill(venue, oid, tid, _fill_qty(e), e.event_id, e.ts_ns))
+
+    for oid, (ts, st) in drop_status.items():
+        if oid not in last_status or ts >= last_status[oid][0]:
+            last_status[oid] = (ts, st)
 
     backfill: list[Event] = []
     for code, vr in sorted(merged.items()):
@@ -488,5 +497,5 @@ def reconcile_against_venues(ledger_dir: str | Path, venue_records: Iterable[Ven
 
     records = [r if isinstance(r, VenueRecord) else r.load() for r in venue_records]
     with AuditReader(ledger_dir) as reader:
-        trail = reader.events(kinds=["ORDER_SENT", "ORDER_REPORT"])
+        trail = reader.events(kinds=["ORDER_SENT", "ORDER_REPORT", "VENUE_DROP_COPY"])
     return compare_with_venues(trail, records, since_ns=since_ns, now_ns=now_ns, actor=actor)

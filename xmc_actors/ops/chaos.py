@@ -307,6 +307,7 @@ def run_chaos(workdir: str | Path, *, layout: str = "group", seed: int = 1, pair
     dep = Deployment(cfg, strategies_per_host=2)
     t0 = time.monotonic()
     dep.start()
+    held: dict[str, str] = {}
     try:
         actors = {
             "kill_gateway": sorted({g.process_name for g in cfg.gateways}),
@@ -349,6 +350,7 @@ def run_chaos(workdir: str | Path, *, layout: str = "group", seed: int = 1, pair
                     and time.monotonic() - t_last >= 5.0:
                 break
             time.sleep(1.0)
+        held = _held_states(dep)  # what the risk guard still holds, before the stop changes anything
         stop.set()
         th.join(300)
         probe.stop()
@@ -360,10 +362,23 @@ def run_chaos(workdir: str | Path, *, layout: str = "group", seed: int = 1, pair
         dep.shutdown_ray() if ray.is_initialized() else None
     last_fault_ns = max((r.wall_ns for r in results if r.applied), default=0)
     counts, details = check_run(work / "ledger", work / "venues", probe.acked, after_ns=last_fault_ns)
+    details["held_at_end"] = held
     counts["acked_unconfirmed"] = probe.unacked
     return ChaosReport(layout=layout, seed=seed, pairs=details["pairs"], by_outcome=details["by_outcome"],
                        faults=results, counts=counts, details=details, wall_s=time.monotonic() - t0,
                        ledger=str(work / "ledger"), run_faults=run_faults)
+
+
+def _held_states(dep: Any) -> dict[str, str]:
+    """Scopes not ACTIVE at the end of the run (strategies halted by an escalation, venues held
+    REDUCING by an alert): why a run that stopped trading did, in its report."""
+    import ray
+
+    try:
+        st = ray.get(dep.handles["risk-guard"].status.remote(), timeout=10)
+        return {k: str(v) for k, v in (st.get("trading_states") or {}).items() if str(v) != "ACTIVE"}
+    except Exception as e:  # noqa: BLE001 - the report says it could not tell
+        return {"?": f"risk guard did not answer: {type(e).__name__}"}
 
 
 def _finished_pairs(dep: Any) -> int:
@@ -486,6 +501,13 @@ def table(reports: list[ChaosReport]) -> str:
             by[f.fault.kind].append(f"{f.recovery_s:.1f}" if f.recovery_s is not None else (f.note or "applied"))
         for kind, vals in sorted(by.items()):
             out.append(f"  {r.layout:<10} {kind:<17} {', '.join(vals)}")
+    held = [(r.layout, r.details.get("held_at_end") or {}) for r in reports]
+    if any(h for _, h in held):
+        out.append("")
+        out.append("not ACTIVE at the end (halted by an escalation, held by an alert):")
+        for layout, h in held:
+            for scope, state in sorted(h.items()):
+                out.append(f"  {layout:<10} {scope:<24} {state}")
     return "\n".join(out)
 
 

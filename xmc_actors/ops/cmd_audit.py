@@ -257,7 +257,7 @@ def _reconcile_venues(args: argparse.Namespace, sources: list, without: list[str
         raise CliError(str(e), code=1) from None
     with _open(args) as reader:
         files = list(reader.files)
-        trail = reader.events(kinds=["ORDER_SENT", "ORDER_REPORT"])
+        trail = reader.events(kinds=["ORDER_SENT", "ORDER_REPORT", "VENUE_DROP_COPY"])
     rep = compare_with_venues(trail, records, since_ns=since, now_ns=time.time_ns(), actor="xmc audit reconcile")
     stored = _backfill(args, files, rep.backfill) if rep.backfill and args.write else 0
     left = rep.unrepairable() if args.write else {k: n for k, n in rep.counts().items() if n}

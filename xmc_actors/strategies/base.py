@@ -473,7 +473,9 @@ class Strategy:
         except ParityUnavailable as e:
             self._set_blocked("NO_PARITY", e.reason, now_ns)
             return
-        if self.blocked is not None:
+        # paused entries (a refusal by trading state) stay blocked until the pause ends: recording
+        # "unblocked" on every quote, then "blocked" again, wrote a pair of events per tick
+        if self.blocked is not None and not (self.blocked[0] == "TRADING_STATE" and now_ns < self.backoff_until_ns):
             self.record(EventKind.SIGNAL, "unblocked", now_ns, was=self.blocked[0])
             self.blocked = None
         self.counters["evaluations"] += 1
