@@ -127,18 +127,33 @@ def test_cancel_is_confirmed_and_a_second_cancel_is_rejected_too_late(exchange, 
     assert never.kind is ExecReportKind.CANCEL_REJECTED and never.reason is RejectReason.UNKNOWN_ORDER
 
 
-def test_a_lost_answer_is_unknown_and_a_status_request_resolves_it(exchange, gateway, tmp_path):
-    core, adapter = gateway
-    _market(exchange, "9799", "9801")
-    exchange.inject({"kind": "no_ack_next"})
+def test_a_lost_answer_is_unknown_a_status_request_resolves_it_and_its_resend_books_nothing_twice(exchange, tmp_path):
+    """The venue's answer is lost on the way (the no-ack fault): the place is UNKNOWN after
+    ack_timeout_ms, a status request says FILLED; the session then sees the gap, asks for a
+    resend and gets the lost reports as PossDup: the fill is not counted a second time."""
+    adapter = FixAdapter(_params(exchange, tmp_path, ack_timeout_ms=200, market_data="off"), venue("LME"),
+                         [instrument(INST)], SystemClock(), gateway="gateway-LME")
+    core = GatewayCore(venue("LME"), [instrument(INST)], adapter, SystemClock(), MemorySink(), name="gateway-LME")
+    try:
+        _market(exchange, "9799", "9801")
+        exchange.inject({"kind": "no_ack_next"})
 
-    reps, _ = core.place(order(INST, "BUY", 1, "9801"))
-    assert reps[0].status is OrderStatus.UNKNOWN
+        reps, _ = core.place(order(INST, "BUY", 1, "9801"))
+        assert reps[0].status is OrderStatus.UNKNOWN
 
-    st = core.query("d1:A:0")
-    assert st.kind is ExecReportKind.STATUS and st.status is OrderStatus.FILLED and st.filled_qty == 1
-    assert core.orders["d1:A:0"].status is OrderStatus.FILLED
-    assert core.query("never-sent:A:0") is None
+        st = core.query("d1:A:0")
+        assert st.kind is ExecReportKind.STATUS and st.status is OrderStatus.FILLED and st.filled_qty == 1
+        assert core.orders["d1:A:0"].status is OrderStatus.FILLED
+        assert core.query("never-sent:A:0") is None
+        # the lost reports come back by resend (the next heartbeat shows the gap)
+        wait_until(lambda: (core.tick(), adapter.counters.get("recovered_reports", 0))[1] >= 1, 10,
+                   "the lost reports recovered by resend")
+        core.tick()
+        core.drain_pushes()
+        assert exchange.counters.get("reports_lost", 0) >= 1
+        assert core.orders["d1:A:0"].filled_qty == 1 and core.orders["d1:A:0"].status is OrderStatus.FILLED
+    finally:
+        adapter.close()
 
 
 def test_a_duplicate_client_order_id_is_refused_by_the_venue_and_no_second_order_exists(exchange, gateway):

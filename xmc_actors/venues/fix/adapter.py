@@ -584,7 +584,10 @@ class FixAdapter:
 
     def _apply(self, rep: ExecutionReport, exec_id: str) -> None:
         st = self.views.get(rep.client_order_id)
-        if st is not None:
+        if st is not None and st.status is OrderStatus.UNKNOWN:
+            # an answer we had given up on (a resent report after ack_timeout_ms): the venue's word
+            self._note_status(rep)
+        elif st is not None:
             try:
                 st.apply(rep)
             except Exception:  # noqa: BLE001 - the venue's word is recorded even if it surprises us

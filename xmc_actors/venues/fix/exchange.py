@@ -318,7 +318,7 @@ class FixExchange:
         except OSError:
             self._count("send_errors")
 
-    def _send(self, m: Any, *, app: bool, store: bool = True) -> int:
+    def _send(self, m: Any, *, app: bool, store: bool = True, lost: bool = False) -> int:
         """Stamp, store (application messages, for resends) and write one message; it is stored
         and numbered even while nobody is connected, so a returning peer recovers it.
         ``store=False`` (market data): never resent; a resend request gets a gap fill for it,
@@ -333,6 +333,9 @@ class FixExchange:
             self._lose_md -= 1  # numbered, never written: lost on the way
             self._count("md_lost")
             return seq
+        if lost:
+            self._count("reports_lost")
+            return seq
         if self.logged_on or not app:
             self._write(raw)
         return seq
@@ -341,13 +344,14 @@ class FixExchange:
         self._exec_seq += 1
         return f"{self.sim.venue.code}-X{self._exec_seq}"
 
-    def _send_report(self, rep: ExecutionReport, cl_ord_id: str | None = None, orig: str | None = None) -> None:
+    def _send_report(self, rep: ExecutionReport, cl_ord_id: str | None = None, orig: str | None = None,
+                     lost: bool = False) -> None:
         o = self.sim.orders.get(rep.client_order_id)
         if o is None:
             return
         exec_id = rep.fill.trade_id if rep.fill is not None else self._exec_id()
         m = C.execution_report(rep, o.req, self.smap, exec_id, cl_ord_id=cl_ord_id, orig_cl_ord_id=orig)
-        self._send(m, app=True)
+        self._send(m, app=True, lost=lost)
         if self._duplicate_next > 0 and rep.kind is not ExecReportKind.STATUS:
             self._duplicate_next -= 1
             m.getHeader().setField(97, "Y")
@@ -606,10 +610,12 @@ class FixExchange:
             self._send(msg, app=True)
             return
         reply = self.sim.place(req)
-        if reply.lost or reply.unseen:
-            return  # the fault says the answer never comes
+        if reply.unseen:
+            return  # the fault says the order never reached the venue
         for r in reply.reports:
-            self._send_report(r)
+            # ``lost`` (the no-ack fault): the venue sends its answer and it is lost on the way;
+            # numbered and kept like any report, the peer recovers it by resend request
+            self._send_report(r, lost=reply.lost)
 
     def _on_cancel(self, m: Any) -> None:
         cl = C.need(m, C.CL_ORD_ID)
