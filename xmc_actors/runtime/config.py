@@ -826,12 +826,14 @@ def missing_credentials(cfg: DeploymentConfig, env: dict[str, str] | None = None
     """(path, env var, needed) of every credential whose environment variable is not set.
 
     ``needed``: a gateway of one of the account's venues has an adapter that is not simulated,
-    so it will read the credential when it connects. The simulated adapter reads none.
+    so it will read the credential when it connects. The simulated adapter reads none, nor does
+    a FIX gateway to a loopback exchange the runtime serves (``serve_loopback``).
     """
     env = env if env is not None else dict(os.environ)
     adapters: dict[str, set[str]] = {}
     for g in cfg.gateways:
-        adapters.setdefault(g.venue, set()).add(g.adapter)
+        loopback = g.adapter == "fix" and bool((g.params or {}).get("serve_loopback"))
+        adapters.setdefault(g.venue, set()).add("sim" if loopback else g.adapter)
     out = []
     for n, a in enumerate(cfg.accounts):
         live = any(ad not in SIMULATED_ADAPTERS for v in a.venues for ad in adapters.get(v, ()))

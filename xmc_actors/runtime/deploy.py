@@ -268,6 +268,7 @@ class Deployment:
         self.faults: list[str] = []  # actor faults met while running or stopping, and what came of them
         self.resumed: dict[str, Any] | None = None  # what a start on an existing ledger restored
         self.interrupted = False
+        self.loopbacks: Any = None  # loopback FIX exchange processes (gateways with serve_loopback)
 
     # ------------------------------------------------------------------ start
     def start(self) -> dict[str, dict]:
@@ -297,6 +298,14 @@ class Deployment:
                 pass
         self.handles.clear()
         self.hosts.clear()
+        self._stop_loopbacks()
+
+    def _stop_loopbacks(self) -> None:
+        if self.loopbacks is not None:
+            try:
+                self.loopbacks.stop()
+            except Exception as e:  # noqa: BLE001 - a stop must go on
+                self.faults.append(f"loopback FIX exchange: did not stop cleanly ({type(e).__name__}: {e})")
 
     def _start(self) -> dict[str, dict]:
         from ..actors.coordinator import PairCoordinator
@@ -312,6 +321,14 @@ class Deployment:
 
         cfg, ns = self.cfg, self.namespace
         self.started_at = time.monotonic()
+        from ..venues.fix.loopback import LoopbackExchanges, needs_loopback
+
+        if needs_loopback(cfg):
+            if self.address is not None:
+                raise ValueError(f"gateways {', '.join(needs_loopback(cfg))}: serve_loopback runs the FIX exchange on "
+                                 "this machine's loopback: embedded mode only (no ray.address)")
+            self.loopbacks = LoopbackExchanges()
+            self.cfg = cfg = self.loopbacks.start(cfg)
         start_ray(self.address, ns, num_cpus=cfg.ray.num_cpus, dashboard=cfg.ray.dashboard, quiet=self.quiet)
         embedded = self.address is None
         info = {"name": cfg.name, "namespace": ns, "ledger": str(Path(self.ledger_cfg.path).resolve()),
@@ -723,6 +740,7 @@ class Deployment:
     def shutdown_ray(self) -> None:
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.close()
+        self._stop_loopbacks()
         if self.address is None and ray.is_initialized():
             ray.shutdown()
             forget_embedded(self.namespace)

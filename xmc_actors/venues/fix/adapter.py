@@ -165,6 +165,9 @@ class FixAdapter:
 
     def __init__(self, params: FixVenueParams, venue: Venue, instruments: Sequence[Instrument], clock: Clock, *,
                  gateway: str = "", restart: bool = False) -> None:
+        if params.port is None:
+            raise ValueError(f"{gateway or venue.code}: params.port is not set (serve_loopback: the runtime starts the "
+                             "loopback exchange and sets it; outside a deployment give the port)")
         self.p = params
         self.venue = venue
         self.clock = clock

@@ -819,7 +819,7 @@ def exchange_for(dep: Any, gateway: str, *, port: int | None = None, control_por
         raise ValueError(f"gateway {g.actor_name} has adapter {g.adapter!r}, not fix")
     fp = FixVenueParams.model_validate(g.params)
     return FixExchange(dep.venue(g.venue), [i for i in dep.instruments if i.venue == g.venue], sim_params or {},
-                       port=fp.port if port is None else port, comp_id=fp.target_comp_id,
+                       port=(fp.port or 0) if port is None else port, comp_id=fp.target_comp_id,
                        control_port=control_port, symbols=fp.symbols, price_factor=fp.price_factor)
 
 

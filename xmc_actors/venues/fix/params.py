@@ -5,7 +5,7 @@ No engine import here: ``xmc validate`` checks these without loading QuickFIX.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -29,7 +29,8 @@ class FixVenueParams(BaseModel):
 
     model_config = STRICT
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)]
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    """Required, unless ``serve_loopback`` (the runtime then sets it)."""
     sender_comp_id: CompId
     target_comp_id: CompId
     account: str = ""
@@ -76,8 +77,19 @@ class FixVenueParams(BaseModel):
     snapshot_retry_ms: PosF = 1000.0
     """A snapshot asked for after a loss is asked again if none came within this."""
 
+    serve_loopback: bool = False
+    """The runtime starts a loopback FIX exchange process (``xmc venue serve``) for this gateway
+    on a free port of 127.0.0.1 before the deployment, points the gateway at it (``port``,
+    ``exchange_control``) and stops it with the deployment: the demo and rehearsals. Embedded
+    mode only (the exchange listens on the driver's loopback). Never for a real venue."""
+    loopback_sim: dict[str, Any] = Field(default_factory=dict)
+    """With ``serve_loopback``: the loopback exchange's simulated-venue parameters
+    (``SimVenueParams``: seed, faults, matching rules)."""
+
     @model_validator(mode="after")
     def _check(self) -> "FixVenueParams":
+        if self.port is None and not self.serve_loopback:
+            raise ValueError("port: required (the broker's FIX port), unless serve_loopback is set")
         if self.sender_comp_id == self.target_comp_id:
             raise ValueError("sender_comp_id and target_comp_id must differ")
         if self.market_data == "control" and not self.exchange_control:
