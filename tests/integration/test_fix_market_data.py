@@ -23,22 +23,13 @@ from xmc_actors.venues.fix.adapter import FixAdapter
 from xmc_actors.venues.fix.exchange import FixExchange
 from xmc_actors.venues.fix.params import FixVenueParams
 
+from test_fix_session import INST, _params, exchange  # noqa: F401 - the loopback exchange fixture
+
 pytestmark = pytest.mark.timeout(60)
-INST = "LME.CA3M"
-
-
-@pytest.fixture
-def exchange():
-    ex = FixExchange(venue("LME"), [instrument(INST)], comp_id="EXCH", control_port=0)
-    ex.start()
-    yield ex
-    ex.stop()
 
 
 def _gateway(ex: FixExchange, tmp_path, **kw):
-    base = dict(port=ex.port, sender_comp_id="GW", target_comp_id="EXCH", heartbeat_s=1,
-                store_path=str(tmp_path / "fix"), reconnect_interval_s=1, ack_timeout_ms=1500)
-    p = FixVenueParams.model_validate({**base, **kw})
+    p = _params(ex, tmp_path, **kw)
     sink = MemorySink()
     adapter = FixAdapter(p, venue("LME"), [instrument(INST)], SystemClock(), gateway="gateway-LME")
     core = GatewayCore(venue("LME"), [instrument(INST)], adapter, SystemClock(), sink, name="gateway-LME")
@@ -137,7 +128,7 @@ def test_dropped_connection_resubscribes_and_the_snapshot_replaces_the_book(exch
     q = _published(core, "9780", "9782", timeout=15)
 
     assert adapter.counters.get("logons", 0) >= 2
-    assert exchange.md_subs.get(INST), "subscribed again on the new logon"
+    wait_until(lambda: exchange.md_subs.get(INST), 5, "subscribed again on the new logon")
     assert q.bid_size == 5
 
 
