@@ -167,6 +167,16 @@ def test_duplicate_strategy_names(tmp_path, demo):
     assert messages(tmp_path, demo) == ["strategies[2]: duplicate strategy 'gold-sge-comex' (first at strategies[0])"]
 
 
+def test_a_second_gateway_on_a_venue_is_refused_rather_than_silently_replacing_the_first(tmp_path, demo):
+    second = copy.deepcopy(demo["gateways"][2])
+    second.update(name="gateway-SHFE-broker2")
+    second.pop("group", None)
+    demo["gateways"].append(second)
+    assert messages(tmp_path, demo) == [
+        "gateways[4].venue: venue 'SHFE' already has a gateway (gateways[2]): one gateway per venue is supported "
+        "today (a second broker or account on one venue is not yet)"]
+
+
 def test_unset_environment_variable(tmp_path, demo):
     demo["gateways"][0]["feed"]["params"]["files"][0]["path"] = "${XMC_NOT_SET_ANYWHERE}/sge.csv"
     assert messages(tmp_path, demo) == [

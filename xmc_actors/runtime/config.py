@@ -572,6 +572,15 @@ def _check_references(cfg: DeploymentConfig, add: Any, reported: list[str]) -> N
     dupes("fx", [f.id for f in cfg.fx], "FX pair")
     dupes("accounts", [a.id for a in cfg.accounts], "account")
     dupes("gateways", [g.actor_name for g in cfg.gateways], "gateway")
+    # the coordinator routes a venue's orders to one gateway: a second gateway on a venue (another
+    # broker or account) would silently take the first one's place, so it is refused for now
+    first_on: dict[str, int] = {}
+    for n, g in enumerate(cfg.gateways):
+        if g.venue in first_on:
+            add(["gateways", n, "venue"], f"venue {g.venue!r} already has a gateway (gateways[{first_on[g.venue]}]): "
+                "one gateway per venue is supported today (a second broker or account on one venue is not yet)")
+        else:
+            first_on[g.venue] = n
     dupes("strategies", [s.name for s in cfg.strategies], "strategy")
 
     venues = {v.code for v in cfg.venues}
