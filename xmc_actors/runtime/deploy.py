@@ -644,6 +644,12 @@ class Deployment:
         for name, h in self.handles.items():
             if hasattr(h, "flush_sink"):
                 self._attempt(f"{name} flush", lambda h=h: ray.get(h.flush_sink.remote(), timeout=60), retry=True)
+        # venue sessions end cleanly (a FIX session logs out, its sequence numbers kept in its
+        # store) while the ledger can still take what closing writes
+        for proc in self.cfg.gateway_processes():
+            h = self.handles.get(proc)
+            if h is not None:
+                self._attempt(f"{proc} close", lambda h=h: ray.get(h.close.remote(), timeout=30))
         self.sink.close()
         shards = [n for n in self.handles if n.startswith("ledger-")]
         for n in shards:
