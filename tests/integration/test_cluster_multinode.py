@@ -46,7 +46,12 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def deployment():
-    return load_config(os.path.join(ROOT, "configs", "demo.yaml"))
+    """The demo's venues with simulated gateways (the demo's LME leg is on a loopback FIX
+    exchange the runtime serves, which placing a bare gateway on a node does not start)."""
+    cfg = load_config(os.path.join(ROOT, "configs", "demo.yaml"))
+    sim = tuple(g if g.adapter == "sim" else g.model_copy(update={"adapter": "sim", "params": {"seed": 22}})
+                for g in cfg.gateways)
+    return cfg.model_copy(update={"gateways": sim})
 
 
 def node_of(handle) -> str:

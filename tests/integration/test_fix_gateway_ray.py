@@ -29,7 +29,7 @@ from xmc_actors.venues.fix.exchange import control
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 NS = "test-fix-gateway-ray"
-FIX_PARAMS = {"sender_comp_id": "XMCGW", "target_comp_id": "LMEX", "heartbeat_s": 1, "reconnect_interval_s": 1,
+FIX_PARAMS = {"sender_comp_id": "XMCGW", "target_comp_id": "LMEX", "heartbeat_s": 2, "reconnect_interval_s": 1,
               "ack_timeout_ms": 1000, "logon_timeout_s": 10}
 
 
@@ -161,7 +161,7 @@ def test_pairs_complete_over_a_real_fix_session_then_survive_a_dropped_connectio
     wait_until(lambda: _lme_status()["session"]["counters"].get("logons", 0) > logons_before
                and _lme_status()["session"]["logged_on"], 30, "logged on again")
     try:
-        wait_until(lambda: _lme_status()["session"]["unknown_orders"] == 0, 30, "no order left UNKNOWN")
+        wait_until(lambda: _lme_status()["session"]["unknown_orders"] == 0, 60, "no order left UNKNOWN")
     except AssertionError:
         s_ = _lme_status()
         raise AssertionError(f"an order left UNKNOWN: counters={s_['counters']} session={s_['session']}") from None

@@ -128,7 +128,10 @@ def test_dropped_connection_resubscribes_and_the_snapshot_replaces_the_book(exch
     q = _published(core, "9780", "9782", timeout=15)
 
     assert adapter.counters.get("logons", 0) >= 2
-    wait_until(lambda: exchange.md_subs.get(INST), 5, "subscribed again on the new logon")
+    try:
+        wait_until(lambda: (core.tick(), exchange.md_subs.get(INST))[1], 5, "subscribed again on the new logon")
+    except AssertionError:
+        raise AssertionError(f"not subscribed again: adapter {adapter.counters} exchange {exchange.status()}") from None
     assert q.bid_size == 5
 
 
@@ -177,3 +180,23 @@ def test_market_data_off_sends_no_request(exchange, tmp_path):
 def test_market_data_control_needs_an_exchange_control_channel():
     with pytest.raises(ValueError, match="exchange_control"):
         FixVenueParams.model_validate(dict(port=1, sender_comp_id="A", target_comp_id="B", market_data="control"))
+
+
+def test_requests_a_resend_gap_fills_away_are_made_again(exchange, gateway):
+    """The venue asks us to resend from 1 after losing what it read, including our market-data
+    subscription: the engine gap-fills (it keeps nothing to resend), and the adapter makes the
+    logon's requests again (subscription, status of unknown orders), never an order. Without
+    that, a subscription sent right after a logon that raced a resend request was lost."""
+    core, adapter, _ = gateway
+    wait_until(lambda: exchange.md_subs.get(INST), 5, "subscribed")
+    with exchange.lock:
+        exchange.md_subs.clear()  # what the venue lost with the messages it asks for
+    received = list(exchange.received())
+
+    exchange.ask_resend(1)
+
+    wait_until(lambda: (core.tick(), exchange.md_subs.get(INST))[1], 5, "subscribed again after the gap fill")
+    assert adapter.counters.get("requests_reissued", 0) >= 1
+    assert exchange.received() == received, "no order was sent again"
+    _market(exchange, "9777", "9779")
+    _published(core, "9777", "9779")

@@ -191,6 +191,7 @@ class FixAdapter:
         self._md_out: list[tuple[dict[str, Any], int]] = []
         self._snap_asked: dict[str, int] = {}
         self._md_req_n = 0
+        self._reissue_at = 0
         self._waker: Any = None
         self._exec_ids: set[str] = set()
         self._n_cancel = 0
@@ -324,8 +325,13 @@ class FixAdapter:
             self.logged_on = True
             self._count("logons")
             self.cv.notify_all()
+        self._logon_requests()
+
+    def _logon_requests(self) -> None:
+        """What a logon asks: the status of every order left UNKNOWN (answers are pushed as
+        STATUS reports) and the market-data subscription."""
+        with self.cv:
             unknown = [c for c, st in self.views.items() if st.status is OrderStatus.UNKNOWN]
-        # orders whose outcome a drop made unknown: ask (answers are pushed as STATUS reports)
         for coid in unknown:
             self._send_status_request(coid)
         if self.p.market_data == "fix":
@@ -384,6 +390,11 @@ class FixAdapter:
                 self._md_loss(list(self._md_books), ask=True)
         elif mt == "2":
             self._count("resend_requests_received")
+            # the engine answers with a gap fill (we keep no messages to resend): whatever we
+            # sent in that range is gone, including the requests a logon makes (status of orders
+            # left UNKNOWN, the market-data subscription). Those are safe to repeat: they are
+            # sent again shortly after (from poll, once the gap fill is out; never orders)
+            self._reissue_at = now + 200 * _MS
 
     def _from_app(self, msg: Any) -> None:
         mt = C.msg_type(msg)
@@ -775,6 +786,10 @@ class FixAdapter:
 
     def poll(self, now_ns: int | None = None) -> list[ExecutionReport]:
         """Reports that arrived with nobody waiting (fills of resting orders, recovered reports)."""
+        if self._reissue_at and self.logged_on and self.clock.now_ns() >= self._reissue_at:
+            self._reissue_at = 0
+            self._count("requests_reissued")
+            self._logon_requests()
         with self.cv:
             out, self._pushed = self._pushed, []
         return out
