@@ -698,16 +698,24 @@ def _immediate(req: OrderRequest) -> bool:
         TimeInForce.IOC, TimeInForce.FOK)
 
 
-def wire_quote(book: Book, venue_ts_ns: int) -> dict[str, Any]:
-    """The venue's wire format for a quote (what the gateway's normaliser parses)."""
-    q = book.quote
+def wire_message(kind: str, instrument: str, seq: int, ts_ns: int, bids: Any, asks: Any, last: Any,
+                 settlement: Any) -> dict[str, Any]:
+    """A book in the gateway's wire format (what its normaliser parses): ``kind`` quote or
+    snapshot, levels best first as (price, size)."""
     return {
-        "type": "quote", "instrument": book.inst.id, "seq": book.seq, "ts": venue_ts_ns,
-        "bid": book.bids[0][0] if book.bids else None, "bid_size": book.bids[0][1] if book.bids else 0,
-        "ask": book.asks[0][0] if book.asks else None, "ask_size": book.asks[0][1] if book.asks else 0,
-        "last": book.last, "settlement": book.settlement,
+        "type": kind, "instrument": instrument, "seq": seq, "ts": ts_ns,
+        "bid": bids[0][0] if bids else None, "bid_size": bids[0][1] if bids else 0,
+        "ask": asks[0][0] if asks else None, "ask_size": asks[0][1] if asks else 0,
+        "last": last, "settlement": settlement,
         # depth only when there is more than the top level
-        "bids": [(p, s) for p, s in book.bids] if len(book.bids) > 1 else None,
-        "asks": [(p, s) for p, s in book.asks] if len(book.asks) > 1 else None,
-        "src_ts": q.ts_ns if q is not None else 0,
+        "bids": [(p, s) for p, s in bids] if len(bids) > 1 else None,
+        "asks": [(p, s) for p, s in asks] if len(asks) > 1 else None,
     }
+
+
+def wire_quote(book: Book, venue_ts_ns: int) -> dict[str, Any]:
+    """The simulated venue's wire message for its book."""
+    q = book.quote
+    msg = wire_message("quote", book.inst.id, book.seq, venue_ts_ns, book.bids, book.asks, book.last, book.settlement)
+    msg["src_ts"] = q.ts_ns if q is not None else 0
+    return msg

@@ -20,6 +20,7 @@ from ...model.orders import (
     ExecReportKind, ExecutionReport, Fill, OrderRequest, OrderStatus, OrderType, RejectReason, TimeInForce,
     split_client_order_id,
 )
+from ..sim import wire_message
 
 # --------------------------------------------------------------------------- tags
 ACCOUNT, AVG_PX, CL_ORD_ID, CUM_QTY, EXEC_ID, LAST_PX, LAST_QTY, MSG_TYPE = 1, 6, 11, 14, 17, 31, 32, 35
@@ -697,12 +698,7 @@ class MdBook:
 
     def wire(self, seq: int, kind: str, ts_ns: int) -> dict[str, Any]:
         """The book in the gateway's wire format (what its normaliser parses)."""
-        b, a = self.bids, self.asks
-        return {"type": kind, "instrument": self.instrument, "seq": seq, "ts": ts_ns,
-                "bid": b[0][0] if b else None, "bid_size": b[0][1] if b else 0,
-                "ask": a[0][0] if a else None, "ask_size": a[0][1] if a else 0,
-                "last": self.last, "settlement": self.settlement,
-                "bids": list(b) if len(b) > 1 else None, "asks": list(a) if len(a) > 1 else None}
+        return wire_message(kind, self.instrument, seq, ts_ns, self.bids, self.asks, self.last, self.settlement)
 
 
 def book_entries(instrument: str, bids: list[tuple[Decimal, int]], asks: list[tuple[Decimal, int]],
