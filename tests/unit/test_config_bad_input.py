@@ -382,6 +382,42 @@ def test_a_key_given_twice_in_one_mapping_is_refused_with_both_lines(tmp_path):
     assert issue.line == first + 1
 
 
+def test_validate_names_the_file_line_and_key_of_every_duplicate_in_a_file(tmp_path, capsys):
+    # Arrange: two duplicates in the deployment file
+    text = DEMO.read_text().replace("      entry: 0.012\n", "      entry: 0.012\n      entry: 0.5\n", 1)
+    text = text.replace("name: demo\n", "name: demo\nname: demo2\n", 1)
+    path = write_text(tmp_path, text)
+    entry_line = text.splitlines().index("      entry: 0.5") + 1
+    name_line = text.splitlines().index("name: demo2") + 1
+
+    # Act
+    code = xmc(["validate", str(path)])
+
+    # Assert: both reported in one run (not only the first one met), each as file:line: path: reason
+    err = capsys.readouterr().err
+    assert code == 1
+    assert (f"{path}:{name_line}: name: duplicate key 'name' (first at line {name_line - 1}, again at line "
+            f"{name_line})") in err
+    assert (f"{path}:{entry_line}: strategies[0].params.entry: duplicate key 'entry' "
+            f"(first at line {entry_line - 1}, again at line {entry_line})") in err
+    assert f"{path}: 2 problems found" in err
+
+
+def test_a_duplicate_in_an_included_file_names_that_file(tmp_path, capsys):
+    path = write_text(tmp_path, DEMO.read_text())
+    cat = (tmp_path / "catalogue.yaml").read_text()
+    cat = cat.replace("    timezone: Asia/Shanghai\n", "    timezone: Asia/Shanghai\n    timezone: Europe/London\n", 1)
+    (tmp_path / "catalogue.yaml").write_text(cat)
+    tz_line = cat.splitlines().index("    timezone: Europe/London") + 1
+
+    code = xmc(["validate", str(path)])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert (f"{tmp_path / 'catalogue.yaml'}:{tz_line}: venues[0].timezone: duplicate key 'timezone' "
+            f"(first at line {tz_line - 1}, again at line {tz_line})") in err
+
+
 def test_a_key_given_twice_on_one_line_is_refused(tmp_path):
     (msg,) = refused(write_text(tmp_path, "run: {a: 1, a: 2}\n"))
 
