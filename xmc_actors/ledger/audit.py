@@ -41,12 +41,32 @@ def _translating(fn: _F) -> _F:
             raise self.explain(e) from None
     return run  # type: ignore[return-value]
 
+# A pair's outcome is the state its coordinator's last PAIR_STATE gave it (ties on the clock
+# broken by the time-ordered event id); only terminal ones here. Not RISK_DECISION: the risk
+# guard's BOOKED record repeats the pair's state (lifted into the same column) milliseconds
+# later, in another process, and taking its time as the pair's end added that delay to every
+# "first fill to terminal state" the report measured.
 PAIR_OUTCOME_SQL = f"""
-SELECT decision_id, arg_max(outcome, ts_ns) AS outcome, max(ts_ns) AS done_ns
-FROM events
-WHERE kind IN ('PAIR_STATE', 'RISK_DECISION') AND outcome IN {TERMINAL_OUTCOMES!r}
-GROUP BY decision_id
+SELECT decision_id, outcome, done_ns FROM (
+  SELECT decision_id, arg_max(outcome, (ts_ns, event_id)) AS outcome, max(ts_ns) AS done_ns
+  FROM events
+  WHERE kind = 'PAIR_STATE' AND decision_id != ''
+  GROUP BY decision_id)
+WHERE outcome IN {TERMINAL_OUTCOMES!r}
 """
+
+#: ``ts_ns`` as ``fmt_ns`` writes it, in SQL (UTC, microseconds)
+TIME_UTC_SQL = "strftime(make_timestamp(ts_ns // 1000), '%Y-%m-%d %H:%M:%S.%f')"
+#: rows per Arrow batch an export streams from DuckDB to its writer
+EXPORT_BATCH_ROWS = 65_536
+#: an export sorts the ledger in time slices, one after the other, of about one event per this
+#: many bytes of the reader's memory limit (131k events for 256 MB): DuckDB's own sort of
+#: everything at once needs memory that grows with the number of rows (10M events did not fit
+#: in 128 MB), a slice's does not
+EXPORT_SLICE_BYTES_PER_ROW = 2048
+#: DuckDB's working memory for a reader; a sort or aggregate beyond it spills to a temporary
+#: directory of the reader's own (an export of any size stays within a bounded footprint)
+READER_MEMORY_LIMIT = "256MB"
 
 
 def parse_time(text: str | int | None) -> int | None:
@@ -178,8 +198,9 @@ class AuditReader:
         Directory of ``shard-<n>.duckdb`` files (or one ``.duckdb`` file).
     """
 
-    def __init__(self, ledger_dir: str | Path) -> None:
+    def __init__(self, ledger_dir: str | Path, *, memory_limit: str = READER_MEMORY_LIMIT) -> None:
         root = Path(ledger_dir)
+        self.root = root
         if root.is_file():
             files = [root]
         elif root.is_dir():
@@ -195,6 +216,10 @@ class AuditReader:
         self.con = duckdb.connect(":memory:", config={"threads": 2})
         self.con.execute("SET enable_progress_bar = false")
         try:
+            self._tmp = Path(tempfile.mkdtemp(prefix="xmc-audit-"))
+            self.memory_limit_bytes = parse_size(memory_limit)
+            self.con.execute(f"SET memory_limit = '{self.memory_limit_bytes}B'")
+            self.con.execute(f"SET temp_directory = '{_q(self._tmp / 'spill')}'")
             for i, f in enumerate(files):
                 self._attach(i, f)
         except BaseException:
@@ -213,8 +238,7 @@ class AuditReader:
             if not is_lock_error(str(e)):
                 raise open_error(f, e) from None
             # A live writer holds it: read a consistent snapshot copy instead.
-            if self._tmp is None:
-                self._tmp = Path(tempfile.mkdtemp(prefix="xmc-audit-"))
+            assert self._tmp is not None
             actual = snapshot_copy(f, self._tmp / f"s{i}")
             self.snapshots.append(f)
             try:
@@ -331,40 +355,74 @@ class AuditReader:
         return t
 
     @_translating
-    def export(self, out: Path, fmt: str, filters: Filters = Filters(), payload: str = "auto") -> int:
-        """Write matching events to ``out`` as csv, parquet or json (lines); returns the row count.
+    def export(self, out: Path, fmt: str, filters: Filters = Filters(), payload: str = "auto",
+               progress: Callable[[int, int], None] | None = None, batch_rows: int = EXPORT_BATCH_ROWS,
+               slice_rows: int | None = None) -> int:
+        """Write matching events to ``out`` as csv, parquet or json (lines), oldest first; returns
+        the row count.
+
+        Streams, so memory does not grow with the ledger: the events are cut into time slices of
+        about ``slice_rows`` (approximate quantiles of ``ts_ns``; an event is in exactly one
+        half-open slice), each sorted by DuckDB (within the reader's memory limit, spilling
+        beyond it) and handed over as Arrow batches of ``batch_rows``, each decoded and written
+        before the next is read. ``progress(done, total)`` is called before the first batch
+        (``done`` 0) and after each one.
 
         Parquet keeps the payload as msgpack bytes unless ``payload="json"`` (JSON text, slower);
-        CSV and JSON always carry it as JSON text.
+        CSV and JSON always carry it as JSON text, with a ``time_utc`` column after ``event_id``.
         """
         if fmt not in ("csv", "parquet", "json"):
             raise ValueError(f"format {fmt!r}: expected csv, parquet or json")
+        if slice_rows is None:
+            slice_rows = max(10_000, self.memory_limit_bytes // EXPORT_SLICE_BYTES_PER_ROW)
         where, params = filters.where()
+        total = int(self.con.execute(f"SELECT count(*) FROM events{where}", params).fetchall()[0][0])
+        if progress is not None:
+            progress(0, total)
+        decode = not (fmt == "parquet" and payload != "json")
+        cols = f"event_id, {TIME_UTC_SQL} AS time_utc, * EXCLUDE (event_id)" if decode else "*"
+        and_ = " AND " if where else " WHERE "
         out.parent.mkdir(parents=True, exist_ok=True)
         # written beside, then renamed: a failed export (a damaged shard) leaves no partial file
         part = out.with_name(f".{out.name}.partial-{os.getpid()}")
+        writer: _BatchWriter | None = None
+        n = 0
         try:
-            if fmt == "parquet" and payload != "json":
-                sql = f"SELECT * FROM events{where} ORDER BY ts_ns, event_id"
-                self.con.execute(f"COPY ({sql}) TO '{_q(part)}' (FORMAT parquet, COMPRESSION zstd)", params).fetchall()
-                n = int(self.con.execute(f"SELECT count(*) FROM events{where}", params).fetchall()[0][0])
-            else:
-                t = self.query(filters, limit=None, decode=True)
-                n = t.num_rows
-                if fmt == "parquet":
-                    import pyarrow.parquet as pq
-                    pq.write_table(t, part)
-                elif fmt == "csv":
-                    import pyarrow.csv as pcsv
-                    pcsv.write_csv(t, part)
-                else:
-                    with open(part, "w", encoding="utf-8") as fh:
-                        for row in t.to_pylist():
-                            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            for lo, hi in self._time_slices(where, params, total, slice_rows):
+                cut = "" if lo is None else f"{and_}ts_ns >= {lo}"
+                cut += "" if hi is None else f"{' AND ' if (where or cut) else ' WHERE '}ts_ns < {hi}"
+                sql = f"SELECT {cols} FROM events{where}{cut} ORDER BY ts_ns, event_id"
+                batches = self.con.sql(sql, params=params).to_arrow_reader(batch_rows)
+                if writer is None:
+                    schema = _json_payload_schema(batches.schema) if decode else batches.schema
+                    writer = _BatchWriter(part, fmt, schema)
+                for batch in batches:
+                    writer.write(_json_payload(batch, schema) if decode else batch)
+                    n += batch.num_rows
+                    if progress is not None:
+                        progress(n, total)
+            assert writer is not None
+            writer.close()
+            writer = None
             os.replace(part, out)
         finally:
+            if writer is not None:
+                writer.close(failed=True)
             part.unlink(missing_ok=True)
         return n
+
+    def _time_slices(self, where: str, params: list[Any], total: int,
+                     slice_rows: int) -> list[tuple[int | None, int | None]]:
+        """Half-open ``[lo, hi)`` ranges of ``ts_ns`` (``None``: open) covering every event, of
+        about ``slice_rows`` matching events each (one pass: approximate quantiles)."""
+        k = -(-total // max(slice_rows, 1))
+        if k <= 1:
+            return [(None, None)]
+        qs = [i / k for i in range(1, k)]
+        row = self.con.execute(f"SELECT approx_quantile(ts_ns, {qs!r}) FROM events{where}", params).fetchall()[0][0]
+        edges: list[int | None] = sorted({int(b) for b in (row or [])})
+        bounds = [None, *edges, None]
+        return list(zip(bounds[:-1], bounds[1:]))
 
     @_translating
     def pair_outcomes(self, since_ns: int | None = None, until_ns: int | None = None) -> dict[str, int]:
@@ -376,6 +434,71 @@ class AuditReader:
                "SELECT coalesce(o.outcome, 'OPEN') AS outcome, count(*) FROM d LEFT JOIN o USING (decision_id) "
                "GROUP BY 1 ORDER BY 2 DESC")
         return {k: int(v) for k, v in self.con.execute(sql, params).fetchall()}
+
+
+def parse_size(size: str) -> int:
+    """Bytes of a DuckDB size setting such as ``256MB``, ``1.5GB`` or ``512MiB``."""
+    import re
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B\s*", size, re.IGNORECASE)
+    if m is None:
+        raise ValueError(f"memory limit {size!r}: expected a size like 256MB or 1GB")
+    base = 1024 if m.group(3) else 1000
+    return int(float(m.group(1)) * base ** "BKMGT".index(m.group(2).upper() or "B"))
+
+
+def _json_payload_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with the payload as JSON text instead of msgpack bytes."""
+    i = schema.get_field_index("payload")
+    return schema.set(i, pa.field("payload", pa.string()))
+
+
+def _json_payload(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """One exported batch with its msgpack payloads as JSON text."""
+    i = batch.schema.get_field_index("payload")
+    text = pa.array([payload_json(b) for b in batch.column(i).to_pylist()], pa.string())
+    cols = batch.columns
+    cols[i] = text
+    return pa.RecordBatch.from_arrays(cols, schema=schema)
+
+
+class _BatchWriter:
+    """Appends Arrow batches to one file as csv, parquet or JSON lines (one object per event)."""
+
+    def __init__(self, path: Path, fmt: str, schema: pa.Schema) -> None:
+        self.fmt = fmt
+        self._json: Any = None
+        if fmt == "csv":
+            import pyarrow.csv as pcsv
+            self._w: Any = pcsv.CSVWriter(str(path), schema)
+        elif fmt == "parquet":
+            import pyarrow.parquet as pq
+            self._w = pq.ParquetWriter(str(path), schema, compression="zstd")
+        else:
+            self._w = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+            # DuckDB renders each row as a JSON object (to_json of the row): C++ speed, the
+            # same values json.dumps gives
+            self._json = duckdb.connect(":memory:", config={"threads": 1})
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._json is None:
+            self._w.write_batch(batch)
+            return
+        self._json.register("_xmc_batch", batch)
+        lines = self._json.sql("SELECT to_json(_xmc_row)::VARCHAR FROM _xmc_batch _xmc_row").fetchall()
+        self._json.unregister("_xmc_batch")
+        if lines:
+            self._w.write("\n".join(line for (line,) in lines))
+            self._w.write("\n")
+
+    def close(self, failed: bool = False) -> None:
+        try:
+            self._w.close()
+        except Exception:  # noqa: BLE001 - closing a file an error already abandoned
+            if not failed:
+                raise
+        finally:
+            if self._json is not None:
+                self._json.close()
 
 
 def _decode_payload(t: pa.Table) -> pa.Table:

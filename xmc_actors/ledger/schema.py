@@ -94,10 +94,16 @@ def unpack_payload(blob: bytes | None) -> dict[str, Any]:
     return msgpack.unpackb(blob, raw=False, strict_map_key=False)
 
 
+_to_json = json.JSONEncoder(default=lambda b: b.hex() if isinstance(b, bytes) else str(b), ensure_ascii=False,
+                            separators=(",", ":")).encode
+
+
 def payload_json(blob: bytes | None) -> str:
-    """The payload as a JSON string (bytes shown as hex)."""
-    return json.dumps(unpack_payload(blob), default=lambda b: b.hex() if isinstance(b, bytes) else str(b),
-                      ensure_ascii=False, separators=(",", ":"))
+    """The payload as a JSON string (bytes shown as hex). Called once per event by an export:
+    the encoder is built once."""
+    if not blob:
+        return "{}"
+    return _to_json(msgpack.unpackb(blob, raw=False, strict_map_key=False))
 
 
 def lift(kind: str, payload: Mapping[str, Any]) -> tuple[str, str]:

@@ -51,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     e.add_argument("--format", choices=("csv", "parquet", "json"), required=True)
     e.add_argument("--out", "-o", required=True, help="output file")
     e.add_argument("--payload-json", action="store_true", help="parquet: payload as JSON text (default: msgpack bytes)")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    e.add_argument("--memory-limit", default=None, metavar="SIZE",
+                   help="DuckDB's working memory while sorting, e.g. 256MB (the default); beyond it, it spills to a "
+                        "temporary directory")
     e.set_defaults(func=cmd_export)
 
     r = asub.add_parser("report", help="one self-contained HTML report for a time range")
@@ -99,15 +103,25 @@ def _ledger_dir(args: argparse.Namespace) -> Path:
 def _open(args: argparse.Namespace) -> Iterator[Any]:
     """The ledger, read-only, for the ``with`` block. A shard that cannot be read — on opening,
     or met by a query in the block — ends the command with ``xmc: <file>: <reason>``, exit 1."""
-    from ..ledger.audit import AuditReader
+    import duckdb
+
+    from ..ledger.audit import READER_MEMORY_LIMIT, AuditReader, parse_size
     from ..ledger.store import LedgerError
+    limit = getattr(args, "memory_limit", None) or READER_MEMORY_LIMIT
     try:
-        with AuditReader(_ledger_dir(args)) as reader:
+        parse_size(limit)
+    except ValueError as e:
+        raise CliError(f"--memory-limit: {e}") from None
+    try:
+        with AuditReader(_ledger_dir(args), memory_limit=limit) as reader:
             for f in reader.snapshots:
                 print(f"note: {f} is held by a running writer; reading a snapshot copy", file=sys.stderr)
             yield reader
     except LedgerError as e:
         raise CliError(f"{e}\n(see docs/operations.md, section 6: a damaged ledger file)", code=1) from None
+    except duckdb.OutOfMemoryException as e:
+        raise CliError(f"DuckDB ran out of its working memory ({limit}; {str(e).splitlines()[0]}): give it more "
+                       "with --memory-limit", code=1) from None
 
 
 def _filters(args: argparse.Namespace):  # noqa: ANN202
@@ -189,11 +203,37 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """Streams (bounded memory, any ledger size), with a progress bar on stderr."""
     f = _filters(args)
-    with _open(args) as reader:
-        n = reader.export(Path(args.out), args.format, f, payload="json" if args.payload_json else "auto")
-    print(f"{args.out}: {n} events ({args.format})")
+    with _open(args) as reader, _progress_bar(f"export {args.format}", not args.no_progress) as progress:
+        n = reader.export(Path(args.out), args.format, f, payload="json" if args.payload_json else "auto",
+                          progress=progress)
+    print(f"{args.out}: {n:,} events ({args.format})")
     return 0
+
+
+@contextmanager
+def _progress_bar(what: str, enabled: bool = True) -> Iterator[Any]:
+    """A rich progress bar on stderr for the ``with`` block; yields ``update(done, total)``
+    (``None`` when not ``enabled``). Before the first rows arrive (``done`` 0) it says that
+    the ledger is being read and sorted. On a stderr that is not a terminal rich draws it once,
+    at the end."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True)) as bar:
+        task = bar.add_task(what, total=None)
+
+        def update(done: int, total: int) -> None:
+            phase = "reading and sorting" if done == 0 and total else "writing"
+            bar.update(task, completed=done, total=total, description=f"{what}: {phase}")
+        yield update
 
 
 def cmd_report(args: argparse.Namespace) -> int:
