@@ -74,6 +74,25 @@ def test_both_legs_filled_hedges_and_sends_both_legs_in_one_batch() -> None:
     assert h.done[-1]["complete"] is True and leg(h.done[-1], "B")["filled_qty"] == 2
 
 
+@pytest.mark.parametrize("lme", [FILLS, Behaviour(latency_ms=(5.0, 5.0)),
+                                 Behaviour(reject=1.0, reject_reasons=(RejectReason.MARKET_CLOSED,))],
+                         ids=["hedged", "b-late", "rolled-back"])
+def test_the_terminal_pair_state_records_the_unhedged_time_the_summary_reports(lme) -> None:
+    # Arrange: leg B answers at once, late, or never fills (leg A is unwound)
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": lme})
+    # Act
+    h.submit(intent(mode=ExecutionMode.SPEED))
+    h.drain()
+    # Assert: the ledger carries the coordinator's own measure, once, on the terminal state
+    pair_states = [e for e in h.sink.by_decision("d1") if e.kind is EventKind.PAIR_STATE]
+    terminal = [e for e in pair_states if "unhedged_ms" in e.payload]
+    assert [e.payload["to"] for e in terminal] == [pair_states[-1].payload["to"]]
+    assert pair_states[-1].payload["to"] in ("HEDGED", "ROLLED_BACK")
+    assert terminal[0].payload["unhedged_ms"] == h.done[-1]["unhedged_ms"]
+    if lme is not FILLS:  # leg A held alone for a while
+        assert terminal[0].payload["unhedged_ms"] > 0
+
+
 def test_same_intent_sent_twice_executes_once() -> None:
     h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS})
     first = h.submit(intent())

@@ -384,10 +384,13 @@ class PairMachine:
         self.state = target
         if target.is_terminal and not before.is_terminal:
             self.book._finished(self.did)
-        # "state" is the ledger's convention (lifted into its outcome column); from/to for readers
+        # "state" is the ledger's convention (lifted into its outcome column); from/to for readers.
+        # A terminal state carries the pair's unhedged time as this machine measured it (legs off
+        # their ratio), so the run summary and the report read one figure from the ledger
+        extra = {"unhedged_ms": self.unhedged_ns() / 1e6} if target.is_terminal else {}
         self._emit(EventKind.PAIR_STATE, reason=reason, **{"from": before.value, "to": target.value,
                                                           "state": target.value,
-                                                          "nets": {lg.name: lg.net for lg in self.legs}})
+                                                          "nets": {lg.name: lg.net for lg in self.legs}}, **extra)
 
     def _timer(self, key: str, delay_ns: int) -> None:
         self.out.append(StartTimer(self.did, key, self.book.clock.now_ns() + max(delay_ns, 0)))
