@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -76,9 +77,9 @@ def test_status_finds_the_deployment_by_its_address_file_and_token_and_skips_the
     # Assert
     for out in (by_ns, only_one):
         assert out.returncode == 0, out.stderr
-        assert f"deployment 'operator-cli' in namespace '{NS}'" in out.stdout
-        assert "metrics-hub" in out.stdout and "(no status" in out.stdout
-        assert "strategy cu" in out.stdout
+        assert re.search(rf"^operator-cli +{NS} +RUNNING", out.stdout, re.M), out.stdout
+        assert re.search(r"^metrics-hub +no status: serves /metrics", out.stdout, re.M), out.stdout
+        assert re.search(r"^cu +strategy-host-\d+ +[A-Z]+", out.stdout, re.M), out.stdout
         assert "InvalidAuthToken" not in out.stderr and "Traceback" not in out.stderr
     assert elapsed < 30
 

@@ -8,6 +8,8 @@ in flight, every pair terminal and the summary equal to the ledger.
 """
 from __future__ import annotations
 
+import csv
+import io
 import re
 import subprocess
 import sys
@@ -90,21 +92,28 @@ def test_xmc_status_from_another_process_lists_actors_strategies_and_occupancy(r
     wait_until(lambda: ray.get(host.status.remote())["strategies"]["boom"]["state"] == "ERROR", 30, "boom in ERROR")
     address = ray.get_runtime_context().gcs_address
     # Act
-    out = subprocess.run([XMC, "status", "--namespace", NS, "--address", address], capture_output=True,
-                         text=True, timeout=60, env=subprocess_env())
+    out = subprocess.run([XMC, "status", "--namespace", NS, "--address", address, "--format", "csv"],
+                         capture_output=True, text=True, timeout=60, env=subprocess_env())
     # Assert
     assert out.returncode == 0, out.stderr
-    text = out.stdout
-    assert f"deployment 'runtime-it' in namespace '{NS}': RUNNING" in text
-    for actor in ("coordinator", "gateway-LME", "gateway-SHFE", "ledger-0", "risk-guard", "strategy-host-0"):
-        assert f"    {actor}" in text, actor
-    assert "DEAD/UNREACHABLE" not in text
-    lines = {ln.split()[1]: ln for ln in text.splitlines() if ln.startswith("  strategy ")}
-    assert set(lines) == {"cu", "boom"}
-    assert "ACTIVE" in lines["cu"] and " intents 0 " not in lines["cu"] + " "  # it has traded
-    assert "ERROR" in lines["boom"] and lines["boom"].endswith("errors 1")
-    assert re.search(r"pairs in flight \d+; by outcome .*HEDGED \d+", text), text
-    assert "capital occupancy" in text and "cn-main" in text and "us-main" in text
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    table = lambda name: [r for r in rows if r["table"] == name]  # noqa: E731
+    assert [(r["deployment"], r["namespace"], r["state"]) for r in table("deployment")] == [("runtime-it", NS, "RUNNING")]
+    actors = {r["actor"]: r for r in table("actors")}
+    assert {"coordinator", "gateway-LME", "gateway-SHFE", "ledger-0", "risk-guard", "strategy-host-0"} <= set(actors)
+    assert not [a for a, r in actors.items() if r["state"] == "DEAD/UNREACHABLE"]
+    strategies = {r["strategy"]: r for r in table("strategies")}
+    assert set(strategies) == {"cu", "boom"}
+    assert strategies["cu"]["state"] == "ACTIVE" and int(strategies["cu"]["intents"]) > 0  # it has traded
+    assert strategies["boom"]["state"] == "ERROR" and strategies["boom"]["errors"] == "1"
+    pairs = {r["pairs"]: int(r["count"]) for r in table("pairs")}
+    assert "in flight" in pairs and pairs.get("HEDGED", 0) > 0
+    assert {r["account"] for r in table("occupancy")} >= {"cn-main", "us-main"}
+    # the same, as people read it
+    text = subprocess.run([XMC, "status", "--namespace", NS, "--address", address], capture_output=True,
+                          text=True, timeout=60, env=subprocess_env()).stdout
+    assert re.search(r"^runtime-it +" + re.escape(NS) + r" +RUNNING", text, re.M), text
+    assert re.search(r"^boom +strategy-host-0 +ERROR", text, re.M) and "capital occupancy" in text
     assert "Traceback" not in out.stderr
 
 

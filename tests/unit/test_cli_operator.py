@@ -7,6 +7,8 @@ listens on, which must fail in seconds.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 import socket
@@ -134,9 +136,13 @@ def test_resolve_of_a_pair_that_is_not_escalated_is_refused(guard, capsys):
 def test_risk_status_lists_unresolved_escalations(guard, capsys):
     guard.unresolved = {"d7": {"strategy": "copper-shfe-lme", "reason": "rollback budget spent",
                                "residual": {"A": 1}, "ts_ns": 1}}
+    assert main(["risk-status", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    esc = [r for r in rows if r["table"] == "unresolved_escalations"]
+    assert [(r["decision_id"], r["strategy"], r["reason"]) for r in esc] == [("d7", "copper-shfe-lme", "rollback budget spent")]
     assert main(["risk-status"]) == 0
     out = capsys.readouterr().out
-    assert "unresolved escalations: 1" in out and "d7  strategy copper-shfe-lme: rollback budget spent" in out
+    assert "unresolved escalations" in out and "d7" in out and "rollback budget spent" in out
 
 
 # -- finding the deployment ------------------------------------------------------------------------------
@@ -218,13 +224,18 @@ def test_status_skips_an_actor_without_status_and_shows_halted_strategies_and_se
                        "open_alerts": []},
     }
     # Act
-    text = "\n".join(cmd_run.status_lines(info, status))
+    tables = {t.name: t for t in cmd_run.status_tables(info, status)}
     # Assert
-    assert "metrics-hub                  (no status: serves /metrics)" in text
-    assert "session: FIX FIX.4.4:XMC->LME LOGGED_ON seq out 12 in 9 last heartbeat" in text and "(127.0.0.1:9876)" in text
-    assert "orders of unknown outcome 2" in text and "market data fix (awaiting snapshot: LME.CA3M)" in text
-    assert "HALTED: pair copper-shfe-lme-00000003 escalated: rollback budget spent" in text
-    assert "unresolved escalations 1" in text and "copper-shfe-lme-00000003  strategy copper-shfe-lme" in text
+    actors = {r[0]: r for r in tables["actors"].rows}
+    assert actors["metrics-hub"] == ("metrics-hub", "", "no status: serves /metrics")
+    session = actors["  session"]
+    assert session[1] == "LOGGED_ON"
+    assert "FIX FIX.4.4:XMC->LME LOGGED_ON seq out 12 in 9 last heartbeat" in session[2] and "(127.0.0.1:9876)" in session[2]
+    assert "orders of unknown outcome 2" in session[2] and "market data fix (awaiting snapshot: LME.CA3M)" in session[2]
+    (strategy,) = tables["strategies"].rows
+    assert strategy[:3] == ("copper-shfe-lme", "strategy-host-0", "HALTED")
+    assert strategy[-1] == "pair copper-shfe-lme-00000003 escalated: rollback budget spent"
+    assert tables["unresolved_escalations"].rows == [("copper-shfe-lme-00000003", "copper-shfe-lme", "rollback budget spent")]
 
 
 def test_collect_status_does_not_ask_an_actor_that_has_no_status():

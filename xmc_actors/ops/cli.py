@@ -43,11 +43,40 @@ non_negative_int = _number(int, "count", 0, 10**12, "a whole number >= 0")
 port_number = _number(int, "port", 0, 65535, "a port number (0 to 65535)")
 
 
+def version_text() -> str:
+    """``xmc --version``: this package's installed version, Ray's and Python's (read from the
+    installed distributions' metadata: nothing is imported, so it answers at once)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"xmc {of('xmc-actors')} (ray {of('ray')}, python {platform.python_version()})"
+
+
+class _VersionAction(argparse.Action):
+    """Like argparse's ``version`` action, but the text is worked out only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kw: Any) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0,
+                         help="print the versions of xmc-actors, Ray and Python, and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xmc",
         description="xmc-actors: cross-market pair execution on Ray.",
     )
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from . import __path__ as ops_path
 

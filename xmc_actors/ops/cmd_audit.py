@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .cli import CliError, non_negative_int
+from .output import Table, add_format_argument, emit, output_format, render_tables
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     t = asub.add_parser("trace", help="the whole chain of one decision, with per-hop latency")
     t.add_argument("decision_id")
-    t.add_argument("--json", action="store_true", help="machine-readable output")
+    add_format_argument(t, json_alias=True)
     t.add_argument("--payload", action="store_true", help="show each event's payload")
     common(t)
     t.set_defaults(func=cmd_trace)
@@ -139,17 +140,22 @@ def _filters(args: argparse.Namespace):  # noqa: ANN202
                    kind=kinds, decision=args.decision, since_ns=since, until_ns=until, outcome=args.outcome)
 
 
+TRACE_CSV = ("event_id", "parent_id", "ts_ns", "time_utc", "clock", "hop_us", "latency_us", "kind", "actor", "venue",
+             "instrument", "order_id", "outcome", "reason", "payload")
+
+
 def cmd_trace(args: argparse.Namespace) -> int:
     from ..ledger.audit import fmt_ns
+    fmt = output_format(args)
     with _open(args) as reader:
         tr = reader.trace(args.decision_id)
     if not tr.hops:
         raise CliError(f"decision {args.decision_id!r}: no events in the ledger", code=1)
-    if args.json:
-        json.dump({"decision_id": tr.decision_id, "outcome": tr.outcome, "total_us": tr.total_us,
+    if fmt != "table":  # json: the whole trace; csv: one row per event (payload as JSON)
+        emit(fmt, {"decision_id": tr.decision_id, "outcome": tr.outcome, "total_us": tr.total_us,
                    "mixed_clocks": tr.mixed_clocks, "events": [h.__dict__ for h in tr.hops]},
-                  sys.stdout, default=str, indent=1)
-        print()
+             [Table("trace", TRACE_CSV, [tuple(fmt_ns(h.ts_ns) if c == "time_utc" else getattr(h, c) for c in TRACE_CSV)
+                                         for h in tr.hops])])
         return 0
     if tr.mixed_clocks:
         market = sum(h.clock == "market" for h in tr.hops)
@@ -171,7 +177,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if tr.mixed_clocks:
         head = (*head, "clock")
         rows = [(*r, h.clock) for r, h in zip(rows, tr.hops)]
-    _print_table(head, rows)
+    render_tables([Table("trace", head, rows, title=f"{tr.decision_id}, hop by hop")])
     if args.payload:
         for h in tr.hops:
             print(f"{h.event_id} {h.kind}: {json.dumps(h.payload, default=str)}")
@@ -183,10 +189,13 @@ def cmd_query(args: argparse.Namespace) -> int:
     with _open(args) as reader:
         t = reader.query(f, limit=args.limit or None)
     rows = t.to_pylist()
-    if args.format == "json":
-        for r in rows:
+    if args.format == "json":  # one JSON array (json.loads reads it whole), one event per line
+        out = sys.stdout
+        out.write("[")
+        for i, r in enumerate(rows):
             r["payload"] = json.loads(r["payload"])
-            print(json.dumps(r, ensure_ascii=False, default=str))
+            out.write(("\n" if i == 0 else ",\n") + json.dumps(r, ensure_ascii=False, default=str))
+        out.write("\n]\n")
     elif args.format == "csv":
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=t.column_names)
@@ -196,8 +205,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     else:
         cols = ("time_utc", "kind", "decision_id", "strategy", "account", "venue", "instrument", "order_id",
                 "outcome", "latency_us", "reason")
-        _print_table(cols, [tuple("" if r[c] is None else (f"{r[c]:.0f}" if c == "latency_us" else r[c])
-                                  for c in cols) for r in rows])
+        render_tables([Table("events", cols, [tuple("" if r[c] is None else (f"{r[c]:.0f}" if c == "latency_us" else r[c])
+                                                   for c in cols) for r in rows])], empty="no events match")
         print(f"({len(rows)} rows{'; --limit reached' if args.limit and len(rows) == args.limit else ''})")
     return 0
 

@@ -19,6 +19,7 @@ import json
 from typing import Any
 
 from .cli import CliError, positive_float
+from .output import Table, add_format_argument, emit, key_value_table, output_format
 
 GUARD_NAME = "risk-guard"
 
@@ -80,11 +81,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _connection_args(s)
     s.set_defaults(func=cmd_limits_set)
     sh = lsub.add_parser("show", help="print the limits in force")
+    add_format_argument(sh, default="json")
     _connection_args(sh)
     sh.set_defaults(func=cmd_limits_show)
 
     st = sub.add_parser("risk-status", help="trading states, capital occupancy and open alerts of the running deployment")
-    st.add_argument("--json", action="store_true", help="print the raw status as JSON")
+    add_format_argument(st, json_alias=True)  # json: everything the risk guard reports
     _connection_args(st)
     st.set_defaults(func=cmd_status)
 
@@ -208,33 +210,40 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 
 
 def cmd_limits_show(args: argparse.Namespace) -> int:
+    fmt = output_format(args)
     st = _call(args, "status")
-    print(json.dumps(st["limits"], indent=2, default=str))
+    emit(fmt, st["limits"], [key_value_table("limits", st["limits"], columns=("limit", "value"),
+                                             title="limits in force")])
     return 0
 
 
+def risk_status_tables(st: dict[str, Any]) -> list[Table]:
+    """``xmc risk-status`` as tables: trading states (and throttled scopes), capital occupancy,
+    open alerts, unresolved escalations, registered coordinators."""
+    states = dict(st.get("trading_states") or {}) or {"global": "ACTIVE"}
+    rows = [(k, v) for k, v in sorted(states.items())] + [(k, "THROTTLED") for k in st.get("throttled") or []]
+    occ = [(acc, round(o["ratio"] * 100, 2), o["used"], o["equity"], o["currency"], o.get("level"))
+           for acc, o in sorted((st.get("occupancy") or {}).items())]
+    if st.get("overall"):
+        o = st["overall"]
+        occ.append(("overall", round(o["ratio"] * 100, 2), o["used"], o["equity"], o["currency"], o.get("level")))
+    alerts = [(a.get("level"), a.get("monitor"), a.get("scope"), a.get("key"), a.get("message"), a.get("action"))
+              for a in st.get("open_alerts") or []]
+    esc = [(did, e.get("strategy"), e.get("reason") or "escalated", e.get("residual"))
+           for did, e in sorted((st.get("unresolved_escalations") or {}).items(), key=lambda kv: kv[1].get("ts_ns", 0))]
+    return [
+        Table("trading_states", ("scope", "state"), rows, title="trading states"),
+        Table("occupancy", ("account", "occupancy_pct", "used", "equity", "currency", "level"), occ,
+              title="capital occupancy"),
+        Table("open_alerts", ("level", "monitor", "scope", "key", "message", "action"), alerts, title="open alerts"),
+        Table("unresolved_escalations", ("decision_id", "strategy", "reason", "residual"), esc,
+              title="unresolved escalations (xmc resolve DECISION_ID --operator NAME --note TEXT)"),
+        Table("coordinators", ("coordinator",), [(c,) for c in st.get("registered") or []], title="coordinators"),
+    ]
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    fmt = output_format(args)
     st = _call(args, "status")
-    if args.json:
-        print(json.dumps(st, indent=2, default=str))
-        return 0
-    states = st["trading_states"] or {"global": "ACTIVE"}
-    print("trading states: " + ", ".join(f"{k}={v}" for k, v in sorted(states.items())))
-    if st["throttled"]:
-        print("throttled: " + ", ".join(st["throttled"]))
-    print("occupancy:")
-    for acc, o in sorted(st["occupancy"].items()):
-        print(f"  {acc:<12} {o['ratio'] * 100:6.1f}%  used {o['used']} / {o['equity']} {o['currency']}  {o['level'] or ''}")
-    o = st["overall"]
-    print(f"  {'overall':<12} {o['ratio'] * 100:6.1f}%  used {o['used']} / {o['equity']} {o['currency']}  {o['level'] or ''}")
-    print(f"open alerts: {len(st['open_alerts'])}")
-    for a in st["open_alerts"]:
-        print(f"  [{a['level'].upper()}] {a['monitor']} {a['scope']}={a['key']}: {a['message']} -> {a['action']}")
-    esc = st.get("unresolved_escalations") or {}
-    if esc:
-        print(f"unresolved escalations: {len(esc)} (xmc resolve DECISION_ID --operator NAME --note TEXT)")
-        for did, e in sorted(esc.items(), key=lambda kv: kv[1].get("ts_ns", 0)):
-            print(f"  {did}  strategy {e.get('strategy')}: {e.get('reason') or 'escalated'}; residual "
-                  f"{json.dumps(e.get('residual'), default=str)}")
-    print(f"coordinators: {', '.join(st['registered']) or 'none'}")
+    emit(fmt, st, risk_status_tables(st))
     return 0

@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..runtime.config import ConfigError, load_config
 from .cli import CliError, positive_float, positive_int
+from .output import Table, add_format_argument, emit, key_value_table, output_format
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--report", help="write the HTML audit report here at the end")
     p.add_argument("--per-host", type=positive_int, default=25, help="strategy instances per strategy-host actor")
     p.add_argument("--no-progress", action="store_true", help="no progress line while running")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_format_argument(p, json_alias=True)  # json/csv: the summary only on stdout, the rest on stderr
     p.set_defaults(func=cmd_run)
 
     s = sub.add_parser("status", help="actors, strategies, positions, occupancy and open alerts of a running deployment")
@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                       "deployment's own address file, written by `xmc run` on this machine)")
     s.add_argument("--namespace", default=None, help="the deployment's namespace (ray.namespace; default: the one "
                                                      "deployment running on this machine, else xmc)")
-    s.add_argument("--json", action="store_true")
+    add_format_argument(s, json_alias=True)
     s.set_defaults(func=cmd_status)
 
 
@@ -43,8 +43,10 @@ def _load(path: str) -> Any:
 
 
 def run_deployment(cfg: Any, *, address: str | None, duration: float | None, ledger: str | None, report: str | None,
-                   per_host: int, show_progress: bool) -> Any:
-    """Start, run and stop ``cfg``; returns the :class:`RunSummary` (used by ``xmc demo`` too)."""
+                   per_host: int, show_progress: bool, out: IO[str] | None = None) -> Any:
+    """Start, run and stop ``cfg``; returns the :class:`RunSummary` (used by ``xmc demo`` too).
+    What it says while running (and the progress line) goes to ``out`` (default stdout)."""
+    out = out or sys.stdout
     from ..ledger.store import LedgerError
     from ..runtime.deploy import Deployment, install_sigint
     from ..runtime.placement import ActorsNotReady
@@ -57,7 +59,7 @@ def run_deployment(cfg: Any, *, address: str | None, duration: float | None, led
     try:
         print(f"starting {cfg.name!r}: {len(cfg.gateways)} gateways, {len(cfg.strategies)} strategies, "
               f"{'embedded Ray' if (address or cfg.ray.address) is None else 'cluster ' + str(address or cfg.ray.address)}",
-              flush=True)
+              file=out, flush=True)
         try:
             dep.start()
         except ActorsNotReady as e:
@@ -69,15 +71,16 @@ def run_deployment(cfg: Any, *, address: str | None, duration: float | None, led
         except (KeyError, ValueError) as e:  # a strategy that cannot be built: say which, no traceback
             raise CliError(f"deployment {cfg.name!r} did not start: {e.args[0] if e.args else e}", code=3) from None
         print(f"all actors ready in {time.monotonic() - dep.started_at:.1f} s; namespace {dep.namespace!r} "
-              f"(`xmc status --namespace {dep.namespace}` from another shell); Ctrl-C stops cleanly", flush=True)
+              f"(`xmc status --namespace {dep.namespace}` from another shell); Ctrl-C stops cleanly", file=out, flush=True)
         if dep.decision_seqs:
             went_on = ", ".join(f"{k} after {v}" for k, v in sorted(dep.decision_seqs.items()))
-            print(f"the ledger holds earlier decisions: decision ids go on ({went_on})", flush=True)
+            print(f"the ledger holds earlier decisions: decision ids go on ({went_on})", file=out, flush=True)
             for line in resume_lines(dep.resumed or {}):
-                print(line, flush=True)
-        summary = dep.run(duration_s=duration, progress=_progress if show_progress else None, stop_event=stop)
+                print(line, file=out, flush=True)
+        progress = (lambda p: _progress(p, out)) if show_progress else None
+        summary = dep.run(duration_s=duration, progress=progress, stop_event=stop)
         if show_progress:
-            sys.stdout.write("\n")
+            out.write("\n")
         if report:
             summary.report_path = write_report(summary.ledger_path, report)
         return summary
@@ -131,7 +134,7 @@ def preflight(cfg: Any, ledger: str | None) -> None:
                                code=3) from None
 
 
-def _progress(p: dict[str, Any]) -> None:
+def _progress(p: dict[str, Any], out: IO[str] | None = None) -> None:
     import datetime as dt
 
     outcomes = " ".join(f"{k}={v}" for k, v in sorted(p["by_outcome"].items())) or "no pairs yet"
@@ -142,8 +145,9 @@ def _progress(p: dict[str, Any]) -> None:
     extra = f"  NOT ACTIVE: {', '.join(halted)}" if halted else ""
     if p.get("faults"):
         extra += f"  actor faults {p['faults']}"
-    sys.stdout.write(f"\r  {p['elapsed_s']:6.1f}s{replay}  in flight {p['in_flight']:3d}  {outcomes}{extra}   ")
-    sys.stdout.flush()
+    out = out or sys.stdout
+    out.write(f"\r  {p['elapsed_s']:6.1f}s{replay}  in flight {p['in_flight']:3d}  {outcomes}{extra}   ")
+    out.flush()
 
 
 def write_report(ledger_dir: str, out: str) -> str:
@@ -161,17 +165,26 @@ def write_report(ledger_dir: str, out: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    fmt = output_format(args)
     cfg = _load(args.config)
     summary = run_deployment(cfg, address=args.address, duration=args.duration, ledger=args.ledger,
-                             report=args.report, per_host=args.per_host, show_progress=not args.no_progress)
-    if args.json:
-        import dataclasses
+                             report=args.report, per_host=args.per_host, show_progress=not args.no_progress,
+                             out=sys.stdout if fmt == "table" else sys.stderr)
+    print_summary(summary, fmt)
+    return run_exit_code(summary)
 
-        print(json.dumps(dataclasses.asdict(summary), indent=2, default=str))
-    else:
+
+def print_summary(summary: Any, fmt: str) -> None:
+    """A run's summary (``xmc run``, ``xmc stop``): its lines for people; json: the whole
+    :class:`RunSummary`; csv: its fields flattened, one ``field,value`` row each."""
+    import dataclasses
+
+    data = dataclasses.asdict(summary)
+    if fmt == "table":
         for line in summary.lines():
             print(line)
-    return run_exit_code(summary)
+    else:
+        emit(fmt, data, [key_value_table("summary", data)])
 
 
 def run_exit_code(summary: Any) -> int:
@@ -196,6 +209,8 @@ def _check_reachable(address: str | None, timeout_s: float = 3.0) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     import ray
+
+    fmt = output_format(args)
 
     from ..runtime.deploy import collect_status
     from ..runtime.session import REGISTRY_NAME, get_actor
@@ -226,11 +241,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for n, h in handles.items():
         if h is None:
             status[n] = {"error": f"actor {n!r} is not running in namespace {ns!r}"}
-    if args.json:
-        print(json.dumps({"deployment": info, "actors": status}, indent=2, default=str))
-        return 0
-    for line in status_lines(info, status):
-        print(line)
+    emit(fmt, {"deployment": info, "actors": status}, status_tables(info, status))
     return 0
 
 
@@ -261,63 +272,63 @@ def _session_line(sess: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def status_lines(info: dict[str, Any], status: dict[str, Any]) -> list[str]:
-    """``xmc status`` as text: actors (an actor without a status says so), strategies (a halted
-    one with its reason), venue sessions, occupancy, trading states, unresolved escalations,
-    open alerts, pairs."""
-    out = [f"deployment {info.get('name', '?')!r} in namespace {info.get('namespace', '?')!r}: {info.get('state', '?')}",
-           f"  ledger {info.get('ledger', '?')}", "  actors"]
+def status_tables(info: dict[str, Any], status: dict[str, Any]) -> list[Table]:
+    """``xmc status`` as tables: the deployment; its actors (an actor without a status says so,
+    a venue session in a line of its own); strategies (a halted one with its reason); capital
+    occupancy; trading states; unresolved escalations; open alerts; pairs."""
+    dep = Table("deployment", ("deployment", "namespace", "state", "ledger"),
+                [(info.get("name", "?"), info.get("namespace", "?"), info.get("state", "?"), info.get("ledger", "?"))])
+    actors = []
     for name, st in sorted(status.items()):
         if not isinstance(st, dict):
             st = {"state": str(st)}
         if "error" in st:
-            state = "DEAD/UNREACHABLE: " + str(st["error"])
+            state, detail = "DEAD/UNREACHABLE", str(st["error"])
         elif st.get("no_status"):
-            state = f"(no status: {st['no_status']})"
+            state, detail = "", f"no status: {st['no_status']}"
         else:
-            state = str(st.get("state", "UP"))
+            state, detail = str(st.get("state", "UP")), ""
+        sessions = [("", st)] if isinstance(st.get("session"), dict) else []
         if isinstance(st.get("sessions"), dict):  # a gateway group: each venue session's own state
-            state += " (" + ", ".join(f"{s.get('venue', n)} {s.get('state', '?')}" for n, s in st["sessions"].items()
-                                      if isinstance(s, dict)) + ")"
-        out.append(f"    {name:<28} {state}")
-        sessions = [(name, st)] if isinstance(st.get("session"), dict) else []
-        if isinstance(st.get("sessions"), dict):
-            sessions += [(f"{name}/{n}", s) for n, s in st["sessions"].items()
+            detail = ", ".join(f"{s.get('venue', n)} {s.get('state', '?')}" for n, s in st["sessions"].items()
+                               if isinstance(s, dict))
+            sessions += [(n, s) for n, s in st["sessions"].items()
                          if isinstance(s, dict) and isinstance(s.get("session"), dict)]
+        actors.append((name, state, detail))
         for who, s in sessions:
-            out.append(f"      {'session' if who == name else who + ' session'}: {_session_line(s['session'])}")
+            actors.append((f"  {who + ' ' if who else ''}session", s["session"].get("state", "?"),
+                           _session_line(s["session"])))
+    strategies = []
     for name, st in sorted(status.items()):
         if name.startswith("strategy-host-") and isinstance(st, dict) and isinstance(st.get("strategies"), dict):
             for sname, s in sorted(st["strategies"].items()):
-                counters = s.get("counters", {})
-                line = (f"  strategy {sname:<24} {s.get('state', '?'):<8} position {s.get('position', 0):>4}  "
-                        f"evaluations {counters.get('evaluations', 0)}  intents {counters.get('intents', 0)}  "
-                        f"errors {len(s.get('errors', []))}")
-                if s.get("state") not in (None, "ACTIVE", "RUNNING") and s.get("reason"):
-                    line += f"\n      {s.get('state')}: {s['reason']}"
-                out.append(line)
+                c = s.get("counters", {})
+                reason = s.get("reason") if s.get("state") not in (None, "ACTIVE", "RUNNING") else ""
+                strategies.append((sname, name, s.get("state", "?"), s.get("position", 0), c.get("evaluations", 0),
+                                   c.get("intents", 0), len(s.get("errors", [])), reason or ""))
     risk = status.get("risk-guard", {}) if isinstance(status.get("risk-guard"), dict) else {}
-    occ = risk.get("occupancy", {})
-    if occ:
-        out.append("  capital occupancy (资金占用)")
-        for acc, v in sorted(occ.items()):
-            out.append(f"    {acc:<28} {v['ratio'] * 100:6.2f}%  used {v['used']} of {v['equity']} {v['currency']}"
-                       f"{'  [' + v['level'] + ']' if v.get('level') else ''}")
-    states = risk.get("trading_states", {})
-    if states:
-        out.append("  trading states " + ", ".join(f"{k}={v}" for k, v in sorted(states.items())))
-    esc = risk.get("unresolved_escalations") or {}
-    if esc:
-        out.append(f"  unresolved escalations {len(esc)} (xmc resolve DECISION_ID --operator NAME --note TEXT)")
-        for did, e in sorted(esc.items(), key=lambda kv: kv[1].get("ts_ns", 0)):
-            out.append(f"    {did}  strategy {e.get('strategy')}: {e.get('reason') or 'escalated'}")
-    alerts = risk.get("open_alerts", [])
-    out.append(f"  open alerts {len(alerts)}")
-    for a in alerts[:20]:
-        out.append(f"    [{a.get('level', '?')}] {a.get('key', '')} {a.get('message', '')}")
+    occ = [(acc, round(v["ratio"] * 100, 2), v["used"], v["equity"], v["currency"], v.get("level"))
+           for acc, v in sorted((risk.get("occupancy") or {}).items())]
+    states = [(k, v) for k, v in sorted((risk.get("trading_states") or {}).items())]
+    esc = [(did, e.get("strategy"), e.get("reason") or "escalated")
+           for did, e in sorted((risk.get("unresolved_escalations") or {}).items(), key=lambda kv: kv[1].get("ts_ns", 0))]
+    alerts = [(a.get("level", "?"), a.get("monitor", ""), a.get("key", ""), a.get("message", ""))
+              for a in risk.get("open_alerts", [])]
+    pairs = []
     coord = status.get("coordinator", {})
     if isinstance(coord, dict) and coord and "error" not in coord:
-        in_flight = coord.get("in_flight", {})
-        out.append(f"  pairs in flight {sum(in_flight.values())}; by outcome "
-                   + (", ".join(f"{k} {v}" for k, v in sorted(coord.get("outcomes", {}).items())) or "none yet"))
-    return out
+        pairs.append(("in flight", sum((coord.get("in_flight") or {}).values())))
+        pairs += [(k, v) for k, v in sorted((coord.get("outcomes") or {}).items())]
+    return [
+        dep,
+        Table("actors", ("actor", "state", "detail"), actors),
+        Table("strategies", ("strategy", "host", "state", "position", "evaluations", "intents", "errors", "reason"),
+              strategies),
+        Table("occupancy", ("account", "occupancy_pct", "used", "equity", "currency", "level"), occ,
+              title="capital occupancy (资金占用)"),
+        Table("trading_states", ("scope", "state"), states, title="trading states (none: all ACTIVE)"),
+        Table("unresolved_escalations", ("decision_id", "strategy", "reason"), esc,
+              title="unresolved escalations (xmc resolve DECISION_ID --operator NAME --note TEXT)"),
+        Table("open_alerts", ("level", "monitor", "key", "message"), alerts, title="open alerts"),
+        Table("pairs", ("pairs", "count"), pairs, title="pairs (in flight, then by outcome)"),
+    ]

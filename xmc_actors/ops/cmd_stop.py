@@ -11,19 +11,18 @@ Exit codes: 0 stopped; 3 no deployment to talk to; 4 stopped, but an actor fault
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 
 from .cli import CliError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from .cmd_ops import _connection_args
+    from .output import add_format_argument
 
     p = sub.add_parser("stop", help="stop a running deployment (also a detached one whose driver is gone) and remove its actors")
     p.add_argument("--operator", help="who stops it (required; recorded in the ledger)")
     p.add_argument("--keep-actors", action="store_true", help="stop trading and flush, but leave the actors running")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_format_argument(p, json_alias=True)
     _connection_args(p)
     p.set_defaults(func=cmd_stop)
 
@@ -32,7 +31,10 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from ..model.events import EventKind
     from ..runtime.deploy import Deployment
     from .cmd_ops import join
+    from .cmd_run import print_summary
+    from .output import output_format
 
+    fmt = output_format(args)
     if not (args.operator or "").strip():
         raise CliError("--operator: an operator name is required (it is recorded in the ledger)", code=2)
     ns = join(args)
@@ -48,10 +50,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     summary = dep.stop()
     if not args.keep_actors:
         dep.remove()
-    if args.json:
-        print(json.dumps(dataclasses.asdict(summary), indent=2, default=str))
-    else:
-        for line in summary.lines():
-            print(line)
+    print_summary(summary, fmt)
+    if fmt == "table":
         print(f"  actors {'left running' if args.keep_actors else 'removed'}")
     return 4 if summary.faults else 0

@@ -852,25 +852,46 @@ def missing_credentials(cfg: DeploymentConfig, env: dict[str, str] | None = None
     return out
 
 
+def deployment_summary(cfg: DeploymentConfig) -> dict[str, Any]:
+    """What a deployment consists of, as plain data (``xmc validate --format json``; the lines of
+    :func:`describe` are made from it)."""
+    procs = cfg.gateway_processes()
+    return {
+        "name": cfg.name, "description": cfg.description,
+        "venues": [v.code for v in cfg.venues], "instruments": len(cfg.instruments),
+        "accounts": [{"id": a.id, "currency": a.currency, "capital": a.capital} for a in cfg.accounts],
+        "gateways": [{"name": g.actor_name, "venue": g.venue, "adapter": g.adapter, "feed": g.feed.kind,
+                      "process": g.process_name, "shares_process_with": [o.venue for o in procs[g.process_name] if o is not g]}
+                     for g in cfg.gateways],
+        "strategies": [{"name": s.name, "class": s.class_, "leg_a": s.legs[0].instrument, "leg_b": s.legs[1].instrument,
+                        "priority": s.execution.mode.value, "enabled": s.enabled} for s in cfg.strategies],
+        "ledger": {"path": cfg.ledger.path, "shards": cfg.ledger.shards, "shard_by": cfg.ledger.shard_by},
+        "ray": {"address": cfg.ray.address, "namespace": cfg.ray.namespace, "dashboard": cfg.ray.dashboard,
+                "metrics_port": cfg.ray.metrics_port},
+    }
+
+
 def describe(cfg: DeploymentConfig) -> list[str]:
-    """A short human description of a deployment (used by ``xmc validate`` and the demo)."""
-    lines = [f"deployment {cfg.name!r}: {cfg.description}".rstrip(": ")]
-    lines.append(f"  venues      {len(cfg.venues):>3}  {', '.join(v.code for v in cfg.venues)}")
-    lines.append(f"  instruments {len(cfg.instruments):>3}")
-    lines.append(f"  accounts    {len(cfg.accounts):>3}  " + ", ".join(f"{a.id} ({a.currency} {a.capital:,})" for a in cfg.accounts))
-    lines.append(f"  gateways    {len(cfg.gateways):>3}  " + ", ".join(f"{g.venue}/{g.adapter}/{g.feed.kind}" for g in cfg.gateways))
+    """A short human description of a deployment (used by the demo)."""
+    d = deployment_summary(cfg)
+    lines = [f"deployment {d['name']!r}: {d['description']}".rstrip(": ")]
+    lines.append(f"  venues      {len(d['venues']):>3}  {', '.join(d['venues'])}")
+    lines.append(f"  instruments {d['instruments']:>3}")
+    lines.append(f"  accounts    {len(d['accounts']):>3}  " + ", ".join(f"{a['id']} ({a['currency']} {a['capital']:,})" for a in d["accounts"]))
+    lines.append(f"  gateways    {len(d['gateways']):>3}  " + ", ".join(f"{g['venue']}/{g['adapter']}/{g['feed']}" for g in d["gateways"]))
     for proc, members in cfg.gateway_processes().items():
         if len(members) > 1:
             lines.append(f"    - {proc}: one process for {', '.join(g.venue for g in members)}")
-    lines.append(f"  strategies  {len(cfg.strategies):>3}")
-    for s in cfg.strategies[:12]:
-        lines.append(f"    - {s.name}: {s.class_} {s.legs[0].instrument} / {s.legs[1].instrument} ({s.execution.mode.value} priority)")
-    if len(cfg.strategies) > 12:
-        lines.append(f"    ... and {len(cfg.strategies) - 12} more")
-    lines.append(f"  ledger      {cfg.ledger.path} ({cfg.ledger.shards} shard(s) by {cfg.ledger.shard_by})")
+    lines.append(f"  strategies  {len(d['strategies']):>3}")
+    for st in d["strategies"][:12]:
+        lines.append(f"    - {st['name']}: {st['class']} {st['leg_a']} / {st['leg_b']} ({st['priority']} priority)")
+    if len(d["strategies"]) > 12:
+        lines.append(f"    ... and {len(d['strategies']) - 12} more")
+    led = d["ledger"]
+    lines.append(f"  ledger      {led['path']} ({led['shards']} shard(s) by {led['shard_by']})")
     lines.append(f"  ray         {'embedded' if cfg.ray.address is None else cfg.ray.address}, namespace {cfg.ray.namespace!r}")
     return lines
 
 
-__all__ = ["ConfigError", "ConfigIssue", "load_config", "describe", "format_path", "auto_hedge_ratio",
+__all__ = ["ConfigError", "ConfigIssue", "load_config", "describe", "deployment_summary", "format_path", "auto_hedge_ratio",
            "is_catalogue", "missing_credentials", "iter_secret_refs"]
