@@ -36,6 +36,7 @@ from ..core.venue_health import VenueChange, VenueHealth, VenueState
 from ..model.events import Event
 from ..model.fastpickle import from_wire, to_wire
 from ..model.market import Instrument
+from ..model.names import actor_repr
 from ..model.orders import ExecutionReport, split_client_order_id
 from ..model.pairs import ExecutionMode, PairIntent
 from .metrics import Metrics, record_order, record_pair, sample_coordinator, start_flush_loop
@@ -122,6 +123,18 @@ class PairCoordinator:
         # pairs, orders, leg latency, slippage (docs/operations.md "Metrics"); flushed by its timer
         self.metrics = Metrics("coordinator", {}, auto_flush=False)
         self._metrics_task = start_flush_loop(self.metrics, sample=lambda: sample_coordinator(self.metrics, self.book))
+
+    def __repr__(self) -> str:
+        """The dashboard's Repr column: ``PairCoordinator(coordinator: 12 instruments, venues SHFE LME,
+        3 pairs)``; ``restarted`` after a restart, ``closing`` once shutting down."""
+        book = getattr(self, "book", None)
+        return actor_repr(
+            "PairCoordinator", getattr(self, "name", "coordinator"),
+            f"{len(book.instruments)} instruments" if book is not None and hasattr(book, "instruments") else "",
+            "venues " + " ".join(sorted(self.gateways)) if getattr(self, "gateways", None) else "",
+            f"{len(book.pairs)} pairs" if book is not None and book.pairs else "",
+            "restarted" if getattr(self, "reconstructed", False) else "",
+            "closing" if getattr(self, "closing", False) else "")
 
     # -- wiring ----------------------------------------------------------------------------
     async def _ensure_registered(self) -> None:

@@ -39,6 +39,7 @@ from ..core.sink import EventSink, MemorySink
 from ..model.config import DeploymentConfig, GatewayConfig
 from ..model.events import Event
 from ..model.fastpickle import from_wire, to_wire
+from ..model.names import actor_repr
 from ..model.orders import ExecutionReport, OrderRequest
 from ..model.quotes import Quote
 from .metrics import Metrics, sample_gateway, start_flush_loop
@@ -560,6 +561,17 @@ class VenueGateway:
         self.metrics = Metrics("gateway", {}, auto_flush=False)
         self._metrics_task = start_flush_loop(self.metrics, sample=lambda: sample_gateway(self.metrics, self.sessions.values()),
                                               want_hub=bool(dep.ray.metrics_port))
+
+    def __repr__(self) -> str:
+        """The dashboard's Repr column: ``VenueGateway(gateways-copper: SHFE sim UP, LME fix UP)``
+        (process, then each venue session's venue, adapter and state; ``restarted`` after a restart)."""
+        sessions = getattr(self, "sessions", None) or {}
+        by_name = {g.actor_name: g for g in self.deployment.gateways} if hasattr(self, "deployment") else {}
+        first = by_name.get(next(iter(sessions), ""))
+        parts = [f"{s.venue} {by_name[n].adapter if n in by_name else '?'} {'UP' if s.core.up else 'DOWN'}"
+                 for n, s in sessions.items()]
+        return actor_repr("VenueGateway", first.process_name if first else "gateway", *parts,
+                          "restarted" if getattr(self, "reconstructed", False) else "")
 
     # ------------------------------------------------------------------ restart
     def _kick_rewire(self) -> None:

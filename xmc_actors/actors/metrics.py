@@ -582,6 +582,13 @@ def _make_hub_actor() -> Any:
         def ready(self) -> dict:
             return {"actor": "metrics-hub", "sources": len(self.core.sources())}
 
+        def __repr__(self) -> str:
+            """The dashboard's Repr column: ``MetricsHub(metrics-hub: 6 sources)``."""
+            from ..model.names import actor_repr
+
+            core = getattr(self, "core", None)
+            return actor_repr("MetricsHub", HUB_NAME, f"{len(core._sources)} sources" if core is not None else "")
+
         def push(self, source: str, snapshot: dict) -> None:
             self.core.push(source, snapshot)
 

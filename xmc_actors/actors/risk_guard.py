@@ -38,6 +38,7 @@ from ..core.sink import EventSink, MemorySink
 from ..ledger.reader import read_trail
 from ..model.config import DeploymentConfig
 from ..model.events import Event
+from ..model.names import RISK_GUARD_NAME, actor_repr
 from ..model.quotes import Quote
 from ..model.risk import TradingState
 from .metrics import Metrics, start_flush_loop
@@ -134,6 +135,19 @@ class RiskGuard:
                 pass  # no loop (constructed outside Ray): ready() starts it
         self._metrics_task = start_flush_loop(self.metrics, sample=self._sample_metrics, want_hub=bool(dep.ray.metrics_port),
                                               namespace=self.namespace)
+
+    def __repr__(self) -> str:
+        """The dashboard's Repr column: ``RiskGuard(risk-guard: all ACTIVE, accounts cn-main us-main,
+        8 venues)``; first ``rebuilding`` while a restarted guard reads the ledger (nothing granted)
+        and the scopes not ACTIVE."""
+        dep, core = getattr(self, "dep", None), getattr(self, "core", None)
+        held = [f"{k} {v.value}" for k, v in sorted(core.states.items()) if v is not TradingState.ACTIVE] if core else []
+        return actor_repr(
+            "RiskGuard", RISK_GUARD_NAME,
+            "rebuilding" if getattr(self, "rebuilding", False) else "",
+            ("not ACTIVE: " + " ".join(held)) if held else "all ACTIVE" if core is not None else "",
+            "accounts " + " ".join(a.id for a in dep.accounts) if dep is not None and dep.accounts else "",
+            f"{len(dep.venues)} venues" if dep is not None else "")
 
     def _new_core(self) -> RiskGuardCore:
         dep = self.dep

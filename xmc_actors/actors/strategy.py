@@ -21,6 +21,7 @@ import ray
 from ..core.clock import Clock, SystemClock
 from ..core.sink import EventMaker, EventSink, MemorySink
 from ..model.events import Event, EventKind
+from ..model.names import actor_repr
 from ..model.pairs import PairIntent, PairState, PairSummary
 from ..model.quotes import Quote
 from ..strategies.base import Strategy
@@ -100,6 +101,15 @@ class StrategyHostActor:
         # evaluations, triggers, bad input per strategy, read from their counters by its timer
         self.metrics = Metrics("strategy", {}, auto_flush=False)
         self._metrics_task = start_flush_loop(self.metrics, sample=lambda: sample_strategy_host(self.metrics, self.core))
+
+    def __repr__(self) -> str:
+        """The dashboard's Repr column: ``StrategyHost(strategy-host-0: gold-sge-comex, copper-shfe-lme)``;
+        a strategy not ACTIVE with its state (``copper-shfe-lme HALTED``), ``restarted`` after a restart."""
+        core = getattr(self, "core", None)
+        parts = [n if st.state.value == "ACTIVE" else f"{n} {st.state.value}"
+                 for n, st in (core.strategies.items() if core is not None else ())]
+        return actor_repr("StrategyHost", getattr(self, "name", "strategy-host"), *parts,
+                          "restarted" if getattr(self, "restarted", False) else "")
 
     # ------------------------------------------------------------------ remote API
     async def on_quotes(self, quotes: list[Quote]) -> None:

@@ -23,6 +23,7 @@ import ray
 
 from ..model.config import LedgerConfig
 from ..model.events import Event
+from ..model.names import actor_repr
 from .reader import check_filters, query_events
 from .schema import ARROW_SCHEMA, batch_from_wire
 from .store import LedgerStore
@@ -69,6 +70,15 @@ class LedgerShard:
         self._writer: asyncio.Task | None = None
         self.commits = 0
         self.commit_errors = 0
+
+    def __repr__(self) -> str:
+        """The dashboard's Repr column: ``LedgerShard(ledger-0: /…/var/demo/ledger/shard-0.duckdb)``."""
+        store = getattr(self, "store", None)
+        path = str(store.path) if store is not None else ""
+        path = path if len(path) <= 60 else "..." + path[-57:]
+        return actor_repr("LedgerShard", f"ledger-{getattr(self, 'shard', '?')}", path,
+                          "restarted" if getattr(self, "reconstructed", False) else "",
+                          f"{self.commit_errors} commit errors" if getattr(self, "commit_errors", 0) else "")
 
     # ------------------------------------------------------------------------------- remote
     async def ready(self) -> dict[str, Any]:

@@ -23,15 +23,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--duration", type=positive_float, default=25.0, help="seconds of synthetic copper trading (default 25)")
     p.add_argument("--out", default=str(PROJECT_ROOT / "var" / "demo"), help="where the ledger and report go")
     p.add_argument("--validate-only", action="store_true", help="only check and describe the configuration")
+    from .cmd_run import look_options
+
+    look_options(p)
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .cmd_run import run_deployment
+    from .cmd_run import run_deployment, with_look_options
 
     path = Path(args.config)
     try:
-        cfg = load_config(path)
+        cfg = with_look_options(load_config(path), args)
     except ConfigError as e:
         raise CliError(f"the demo configuration is not valid:\n{e}", code=1) from None
     for line in describe(cfg):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..runtime.config import ConfigError, load_config
-from .cli import CliError, positive_float, positive_int
+from .cli import CliError, port_number, positive_float, positive_int
 from .output import Table, add_format_argument, emit, key_value_table, output_format
 
 
@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--report", help="write the HTML audit report here at the end")
     p.add_argument("--per-host", type=positive_int, default=25, help="strategy instances per strategy-host actor")
     p.add_argument("--no-progress", action="store_true", help="no progress line while running")
+    look_options(p)
     add_format_argument(p, json_alias=True)  # json/csv: the summary only on stdout, the rest on stderr
     p.set_defaults(func=cmd_run)
 
@@ -33,6 +34,58 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                                      "deployment running on this machine, else xmc)")
     add_format_argument(s, json_alias=True)
     s.set_defaults(func=cmd_status)
+
+
+def look_options(p: argparse.ArgumentParser) -> None:
+    """``--dashboard`` and ``--metrics-port``: what ``ray.dashboard`` and ``ray.metrics_port`` say,
+    for this run (``xmc run``, ``xmc demo``)."""
+    p.add_argument("--dashboard", action="store_true",
+                   help="start the Ray dashboard with the embedded Ray (as ray.dashboard: true); its URL is printed")
+    p.add_argument("--metrics-port", type=port_number, default=None, metavar="PORT",
+                   help="serve /metrics on 127.0.0.1:PORT (as ray.metrics_port; 0: off)")
+
+
+def with_look_options(cfg: Any, args: argparse.Namespace) -> Any:
+    """``cfg`` with ``--dashboard`` / ``--metrics-port`` applied."""
+    update: dict[str, Any] = {}
+    if getattr(args, "dashboard", False):
+        update["dashboard"] = True
+    if getattr(args, "metrics_port", None) is not None:
+        update["metrics_port"] = args.metrics_port
+    return cfg.model_copy(update={"ray": cfg.ray.model_copy(update=update)}) if update else cfg
+
+
+def access_lines(a: dict[str, Any]) -> list[str]:
+    """Where to look at a running deployment, printed by ``xmc run`` at start (from
+    ``Deployment.access_info()``): the Ray dashboard and how to sign in to it, the ``/metrics``
+    endpoint, Ray's own metrics export."""
+    out = []
+    url = a.get("dashboard_url") or ""
+    if url:
+        out.append(f"Ray dashboard  {url if '://' in url else 'http://' + url}  (Cluster > Actors: the Repr column names "
+                   "each actor's venues or strategies; Logs; Metrics)")
+        auth = a.get("auth") or {}
+        if auth.get("auth_mode") == "token":
+            if auth.get("token_source") == "env":
+                out.append("  it asks for an authentication token: paste the value of RAY_AUTH_TOKEN of the shell "
+                           "that started this run")
+            else:
+                path = auth.get("token_path") or "~/.ray/auth_token"
+                out.append(f"  it asks for an authentication token: paste the contents of {path} (`cat {path}` "
+                           "prints it); the browser keeps it for 30 days")
+    elif a.get("embedded"):
+        out.append("Ray dashboard  off (xmc run --dashboard, or `ray: {dashboard: true}` in the deployment file)")
+    else:
+        out.append("Ray dashboard  the cluster's, on its head node (port 8265 unless the head set another)")
+    if a.get("metrics_url"):
+        out.append(f"metrics        {a['metrics_url']}  (xmc_* series; Prometheus and Grafana: docs/operations.md, Metrics)")
+    else:
+        out.append("metrics        no /metrics endpoint (xmc run --metrics-port PORT, or ray.metrics_port)")
+    nodes = list(a.get("ray_metrics") or [])
+    if nodes:
+        more = f" and {len(nodes) - 3} more nodes" if len(nodes) > 3 else ""
+        out.append(f"Ray metrics    {', '.join(f'http://{n}/metrics' for n in nodes[:3])}{more}  (ray_xmc_* series)")
+    return out
 
 
 def _load(path: str) -> Any:
@@ -72,6 +125,8 @@ def run_deployment(cfg: Any, *, address: str | None, duration: float | None, led
             raise CliError(f"deployment {cfg.name!r} did not start: {e.args[0] if e.args else e}", code=3) from None
         print(f"all actors ready in {time.monotonic() - dep.started_at:.1f} s; namespace {dep.namespace!r} "
               f"(`xmc status --namespace {dep.namespace}` from another shell); Ctrl-C stops cleanly", file=out, flush=True)
+        for line in access_lines(dep.access_info()):
+            print(line, file=out, flush=True)
         if dep.decision_seqs:
             went_on = ", ".join(f"{k} after {v}" for k, v in sorted(dep.decision_seqs.items()))
             print(f"the ledger holds earlier decisions: decision ids go on ({went_on})", file=out, flush=True)
@@ -166,7 +221,7 @@ def write_report(ledger_dir: str, out: str) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     fmt = output_format(args)
-    cfg = _load(args.config)
+    cfg = with_look_options(_load(args.config), args)
     summary = run_deployment(cfg, address=args.address, duration=args.duration, ledger=args.ledger,
                              report=args.report, per_host=args.per_host, show_progress=not args.no_progress,
                              out=sys.stdout if fmt == "table" else sys.stderr)

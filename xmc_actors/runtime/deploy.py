@@ -269,6 +269,7 @@ class Deployment:
         self.resumed: dict[str, Any] | None = None  # what a start on an existing ledger restored
         self.interrupted = False
         self.loopbacks: Any = None  # loopback FIX exchange processes (gateways with serve_loopback)
+        self.ray_info: dict[str, Any] = {}  # what start_ray said: the GCS address, the dashboard's URL
 
     # ------------------------------------------------------------------ start
     def start(self) -> dict[str, dict]:
@@ -329,7 +330,8 @@ class Deployment:
                                  "this machine's loopback: embedded mode only (no ray.address)")
             self.loopbacks = LoopbackExchanges()
             self.cfg = cfg = self.loopbacks.start(cfg)
-        start_ray(self.address, ns, num_cpus=cfg.ray.num_cpus, dashboard=cfg.ray.dashboard, quiet=self.quiet)
+        self.ray_info = start_ray(self.address, ns, num_cpus=cfg.ray.num_cpus, dashboard=cfg.ray.dashboard,
+                                  quiet=self.quiet)
         embedded = self.address is None
         info = {"name": cfg.name, "namespace": ns, "ledger": str(Path(self.ledger_cfg.path).resolve()),
                 "gateways": [g.actor_name for g in cfg.gateways],
@@ -466,6 +468,23 @@ class Deployment:
                 "unverified_venues": list(rebuilt.get("unverified_venues", [])),
                 "trading_states": dict(status.get("trading_states", {})), "strategies": restored,
                 "ok": bool(rebuilt.get("ok", False))}
+
+    def access_info(self) -> dict[str, Any]:
+        """How to look at the running deployment (``xmc run`` prints it at start): the Ray
+        dashboard's URL ("" when it is off), how this driver authenticates to Ray (the token's
+        file, never the token: ``session.auth_record``), the embedded ``/metrics`` URL ("" without
+        ``ray.metrics_port``), and each alive node's Ray metrics export address (``ray_xmc_*``)."""
+        from .session import auth_record
+
+        try:
+            nodes = [f"{n['NodeManagerAddress']}:{n['MetricsExportPort']}" for n in ray.nodes()
+                     if n.get("Alive") and n.get("MetricsExportPort")]
+        except Exception:  # noqa: BLE001 - informative only
+            nodes = []
+        return {"dashboard_url": self.ray_info.get("dashboard_url", ""), "dashboard": bool(self.cfg.ray.dashboard),
+                "embedded": self.address is None, "auth": auth_record(),
+                "metrics_url": self.metrics_endpoint.url if self.metrics_endpoint is not None else "",
+                "ray_metrics": sorted(nodes)}
 
     def _start_metrics(self) -> None:
         from ..actors.metrics import MetricsHub, hub_fetcher, start_metrics_endpoint

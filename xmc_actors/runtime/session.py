@@ -358,6 +358,14 @@ class DeploymentRegistry:
     def ready(self) -> dict[str, Any]:
         return {"actor": REGISTRY_NAME, "state": self.state}
 
+    def __repr__(self) -> str:
+        """The dashboard's Repr column: ``DeploymentRegistry(deployment: demo in xmc-demo, STARTING)``."""
+        from ..model.names import actor_repr
+
+        info = getattr(self, "info", {})
+        return actor_repr("DeploymentRegistry", REGISTRY_NAME, f"{info.get('name', '?')} in {info.get('namespace', '?')}",
+                          getattr(self, "state", ""))
+
     def describe(self) -> dict[str, Any]:
         return {**self.info, "state": self.state}
 
