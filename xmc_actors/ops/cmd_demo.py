@@ -37,13 +37,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cfg = with_look_options(load_config(path), args)
     except ConfigError as e:
         raise CliError(f"the demo configuration is not valid:\n{e}", code=1) from None
+    out = Path(args.out)
+    ledger = out / "ledger"
+    # the demo writes its ledger under --out whatever the file says: the description names
+    # the path the run actually writes (it named the file's ledger.path before)
+    cfg = cfg.model_copy(update={"ledger": cfg.ledger.model_copy(update={"path": str(ledger)})})
     for line in describe(cfg):
         print(line)
     if args.validate_only:
         print(f"{path}: valid")
         return 0
-    out = Path(args.out)
-    ledger = out / "ledger"
     if ledger.exists():
         shutil.rmtree(ledger)  # each demo run starts a fresh trail
     summary = run_deployment(cfg, address=None, duration=args.duration, ledger=str(ledger),
