@@ -201,14 +201,15 @@ def test_trace_of_a_pair_replayed_on_one_time_axis_names_its_market_time(tmp_pat
     assert "market time (replayed): 2020-01-03 07:29:00.000000 to 2020-01-03 07:30:00.000000 UTC, on 2 of the events" in out
 
 
-def test_report_is_self_contained_html_with_the_five_charts(tmp_path):
+def test_report_is_self_contained_html_with_its_charts(tmp_path):
     _write(tmp_path / "shard-0.duckdb", list(synthetic_session(300, seed=5))).close()
     with AuditReader(tmp_path) as r:
         page = build_report(r)
     assert page.startswith("<!DOCTYPE html>")
-    for title in ("Pair outcomes", "Slippage of fills", "latency per venue", "Unhedged exposure time", "Alert timeline"):
+    for title in ("Pairs by outcome", "Slippage vs trigger per leg", "latency per venue", "Unhedged exposure per traded pair",
+                  "Pairs over time", "Alerts over time", "Order round-trip latency (a sample of"):
         assert title in page
-    assert page.count("<svg") >= 5
+    assert page.count("<svg") >= 7 and "no data in this range" not in page
     assert "<script" not in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
 
 

@@ -40,7 +40,7 @@ from ..ledger.schema import ARROW_SCHEMA, SCHEMA_VERSION, encode_events
 from ..ledger.store import LedgerStore
 from ..ledger.synthetic import synthetic_session
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: terminal PAIR_STATEs carry unhedged_ms
 TEMPLATE_DECISIONS = 3_000
 CHUNK_ROWS = 1_000_000
 START_NS = 1_767_000_000_000_000_000

@@ -41,6 +41,15 @@ def _translating(fn: _F) -> _F:
             raise self.explain(e) from None
     return run  # type: ignore[return-value]
 
+
+def _translating_call(reader: "AuditReader", fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, a DuckDB failure caused by a damaged shard of ``reader`` raised as the
+    :class:`LedgerFileError` naming it (what :func:`_translating` does for methods)."""
+    try:
+        return fn(*args)
+    except duckdb.Error as e:
+        raise reader.explain(e) from None
+
 # A pair's outcome is the state its coordinator's last PAIR_STATE gave it (ties on the clock
 # broken by the time-ordered event id); only terminal ones here. Not RISK_DECISION: the risk
 # guard's BOOKED record repeats the pair's state (lifted into the same column) milliseconds

@@ -59,7 +59,7 @@ def synthetic_session(n_pairs: int, *, seed: int = 7, start_ns: int = 1_767_000_
             yield m_r.make(EventKind.RISK_DECISION, decision_id=dec, parent_id=intent.event_id, strategy=strat,
                            reason="NOTIONAL_EXCEEDS_MAX: notional=1.2e6 max=1.0e6", decision="REFUSED",
                            latency_us=rng.uniform(20, 60))
-            yield m_c.make(EventKind.PAIR_STATE, decision_id=dec, strategy=strat, state="REFUSED")
+            yield m_c.make(EventKind.PAIR_STATE, decision_id=dec, strategy=strat, state="REFUSED", unhedged_ms=0.0)
             continue
         risk = m_r.make(EventKind.RISK_DECISION, decision_id=dec, parent_id=intent.event_id, strategy=strat,
                         decision="ACCEPTED", latency_us=rng.uniform(20, 60))
@@ -88,8 +88,11 @@ def synthetic_session(n_pairs: int, *, seed: int = 7, start_ns: int = 1_767_000_
                                   side=side, price=fpx, ref_price=px, qty=intent.payload["qty"],
                                   trade_id=f"T{n}{leg}", latency_us=lat,
                                   slippage_bps=float(slip_ticks * tick / px * 10_000)))
+        filled_at: list[int] = []  # when each leg filled: the pair is unhedged from the first
         for f in sorted(fills, key=lambda e: e.latency_us or 0):
             at((f.latency_us or 0) / 1000 / 2)
+            if f.payload.get("status") == "FILLED":
+                filled_at.append(clock.now_ns())
             yield f.model_copy(update={"ts_ns": clock.now_ns()})
             if f.payload.get("status") == "FILLED":
                 yield m_g.make(EventKind.VENUE_DROP_COPY, decision_id=dec, venue=f.venue, instrument=f.instrument,
@@ -104,7 +107,8 @@ def synthetic_session(n_pairs: int, *, seed: int = 7, start_ns: int = 1_767_000_
             yield m_g.make(EventKind.ORDER_REPORT, decision_id=dec, strategy=strat, venue=a[0], instrument=a[1],
                            client_order_id=f"{dec}:A:rb1", status="FILLED", trade_id=f"T{n}Arb",
                            latency_us=BASE_LATENCY_US[a[0]])
-            yield m_c.make(EventKind.PAIR_STATE, decision_id=dec, strategy=strat, state="ROLLED_BACK")
+            yield m_c.make(EventKind.PAIR_STATE, decision_id=dec, strategy=strat, state="ROLLED_BACK",
+                           unhedged_ms=(clock.now_ns() - filled_at[0]) / 1e6 if filled_at else 0.0)
             yield m_r.make(EventKind.ALERT, decision_id=dec, strategy=strat, reason="pair rolled back",
                            level="yellow")
         elif roll < 0.2:
@@ -112,7 +116,8 @@ def synthetic_session(n_pairs: int, *, seed: int = 7, start_ns: int = 1_767_000_
             yield m_c.make(EventKind.PAIR_STATE, decision_id=dec, strategy=strat, state="ROLLING_BACK")
             yield m_c.make(EventKind.ESCALATION, decision_id=dec, strategy=strat, reason="rollback budget spent",
                            residual_qty=intent.payload["qty"], instrument_residual=a[1])
-            yield m_c.make(EventKind.PAIR_STATE, decision_id=dec, strategy=strat, state="ESCALATED")
+            yield m_c.make(EventKind.PAIR_STATE, decision_id=dec, strategy=strat, state="ESCALATED",
+                           unhedged_ms=(clock.now_ns() - filled_at[0]) / 1e6 if filled_at else 0.0)
             yield m_r.make(EventKind.ALERT, decision_id=dec, strategy=strat, reason="unhedged exposure escalated",
                            level="red")
         else:
@@ -121,7 +126,8 @@ def synthetic_session(n_pairs: int, *, seed: int = 7, start_ns: int = 1_767_000_
                 yield m_c.make(EventKind.REPLENISH, decision_id=dec, strategy=strat, venue=b[0], instrument=b[1],
                                client_order_id=f"{dec}:B:1", attempt=1, chase_ticks=1)
                 at(BASE_LATENCY_US[b[0]] / 1000)
-            yield m_c.make(EventKind.PAIR_STATE, decision_id=dec, strategy=strat, state="HEDGED")
+            yield m_c.make(EventKind.PAIR_STATE, decision_id=dec, strategy=strat, state="HEDGED",
+                           unhedged_ms=(filled_at[-1] - filled_at[0]) / 1e6 if filled_at else 0.0)
             if rng.random() < 0.03:
                 yield m_r.make(EventKind.ALERT, decision_id=dec, strategy=strat, reason="slippage above 10 bps",
                                level=rng.choice(("info", "yellow", "orange")))

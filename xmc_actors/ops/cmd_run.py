@@ -137,7 +137,7 @@ def run_deployment(cfg: Any, *, address: str | None, duration: float | None, led
         if show_progress:
             out.write("\n")
         if report:
-            summary.report_path = write_report(summary.ledger_path, report)
+            summary.report_path = write_report(summary.ledger_path, report, since_ns=summary.since_ns)
         return summary
     finally:
         dep.shutdown_ray()
@@ -205,13 +205,15 @@ def _progress(p: dict[str, Any], out: IO[str] | None = None) -> None:
     out.flush()
 
 
-def write_report(ledger_dir: str, out: str) -> str:
+def write_report(ledger_dir: str, out: str, since_ns: int | None = None) -> str:
+    """The run's HTML report: the run's range of the ledger (from ``since_ns``), so its figures
+    are the summary's."""
     from ..ledger.audit import AuditReader
     from ..ledger.report import build_report
 
     reader = AuditReader(ledger_dir)
     try:
-        html = build_report(reader, title="xmc-actors run report")
+        html = build_report(reader, since_ns, title="xmc-actors run report")
     finally:
         reader.close()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -331,6 +333,8 @@ def status_tables(info: dict[str, Any], status: dict[str, Any]) -> list[Table]:
     """``xmc status`` as tables: the deployment; its actors (an actor without a status says so,
     a venue session in a line of its own); strategies (a halted one with its reason); capital
     occupancy; trading states; unresolved escalations; open alerts; pairs."""
+    from ..ledger.figures import LABELS, OUTCOMES, alert_name
+
     dep = Table("deployment", ("deployment", "namespace", "state", "ledger"),
                 [(info.get("name", "?"), info.get("namespace", "?"), info.get("state", "?"), info.get("ledger", "?"))])
     actors = []
@@ -367,13 +371,13 @@ def status_tables(info: dict[str, Any], status: dict[str, Any]) -> list[Table]:
     states = [(k, v) for k, v in sorted((risk.get("trading_states") or {}).items())]
     esc = [(did, e.get("strategy"), e.get("reason") or "escalated")
            for did, e in sorted((risk.get("unresolved_escalations") or {}).items(), key=lambda kv: kv[1].get("ts_ns", 0))]
-    alerts = [(a.get("level", "?"), a.get("monitor", ""), a.get("key", ""), a.get("message", ""))
-              for a in risk.get("open_alerts", [])]
+    alerts = [(a.get("level", "?"), alert_name(a), a.get("message", "")) for a in risk.get("open_alerts", [])]
     pairs = []
     coord = status.get("coordinator", {})
     if isinstance(coord, dict) and coord and "error" not in coord:
         pairs.append(("in flight", sum((coord.get("in_flight") or {}).values())))
-        pairs += [(k, v) for k, v in sorted((coord.get("outcomes") or {}).items())]
+        done = coord.get("outcomes") or {}  # the outcomes' order and names of the summary and the report
+        pairs += [(k, done[k]) for k in [*OUTCOMES, *sorted(set(done) - set(OUTCOMES))] if k in done]
     return [
         dep,
         Table("actors", ("actor", "state", "detail"), actors),
@@ -384,6 +388,6 @@ def status_tables(info: dict[str, Any], status: dict[str, Any]) -> list[Table]:
         Table("trading_states", ("scope", "state"), states, title="trading states (none: all ACTIVE)"),
         Table("unresolved_escalations", ("decision_id", "strategy", "reason"), esc,
               title="unresolved escalations (xmc resolve DECISION_ID --operator NAME --note TEXT)"),
-        Table("open_alerts", ("level", "monitor", "key", "message"), alerts, title="open alerts"),
-        Table("pairs", ("pairs", "count"), pairs, title="pairs (in flight, then by outcome)"),
+        Table("open_alerts", ("level", "alert", "message"), alerts, title="open alerts"),
+        Table("pairs", ("pairs", "count"), pairs, title=f"pairs (in flight, then {LABELS['pairs_by_outcome']})"),
     ]

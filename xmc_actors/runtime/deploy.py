@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import signal
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,7 +30,6 @@ import logging
 
 import ray
 
-from ..core.stats import percentile
 from ..model.config import DeploymentConfig, LedgerConfig
 from ..model.names import COORDINATOR_NAME, HOST_PREFIX, METRICS_HUB_NAME, REGISTRY_NAME, RISK_GUARD_NAME
 from ..model.pairs import PairSummary
@@ -43,7 +40,13 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class RunSummary:
-    """What a run did, for the console and for tests."""
+    """What a run did, for the console and for tests.
+
+    The pairs' figures come from the ledger through :func:`~xmc_actors.ledger.figures.ledger_figures`
+    for the run's own range (``since_ns``, the wall time it started), the function the HTML report
+    uses: ``figure_rows`` are the report's "Figures" rows, label for label. ``rolled_back`` counts
+    the pairs that unwound a filled leg (回滚), whatever they ended as; pairs that *ended*
+    ROLLED_BACK are in ``pairs_by_outcome``."""
 
     name: str
     wall_s: float
@@ -64,47 +67,42 @@ class RunSummary:
     faults: list[str] = dataclasses.field(default_factory=list)  # actors that died or stayed away, and what came of it
     interrupted: bool = False  # stopped early (Ctrl-C, stop_event) rather than at its end
     halted: dict[str, str] = dataclasses.field(default_factory=dict)  # strategy -> why, for those not ACTIVE at the end
+    since_ns: int | None = None  # the run's range in the ledger starts here (wall clock)
+    figure_rows: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (label, text), as the report's
+    market_span: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)  # replayed strategies
+
+    def apply_figures(self, fig: Any) -> None:
+        """Take every shared figure from ``fig`` (a :class:`~xmc_actors.ledger.figures.RunFigures`)."""
+        self.pairs_by_outcome = dict(fig.pairs_by_outcome)
+        self.replenished, self.rolled_back, self.escalated = fig.replenished, fig.unwound, fig.escalated
+        self.slippage_bps, self.exposure_ms = fig.slippage_bps.summary(), fig.unhedged_ms.summary()
+        self.alerts_by_level = dict(fig.alerts_by_level)
+        self.examples = dict(fig.examples)
+        self.market_span = dict(fig.market_span)
+        self.figure_rows = fig.rows()
 
     def lines(self) -> list[str]:
+        from ..ledger.figures import pad
+
         how = "was interrupted after" if self.interrupted else "finished in"
         out = [f"run {self.name!r} {how} {self.wall_s:.1f} s"]
-        out.append(f"  strategy evaluations (quotes)   {self.quotes:,}")
-        out.append(f"  pair intents                    {self.intents:,}")
-        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(self.pairs_by_outcome.items())) or "none"
-        out.append(f"  pairs by outcome                {outcomes}")
-        out.append(f"  pairs that replenished (补单)   {self.replenished}")
-        out.append(f"  pairs rolled back (回滚)        {self.rolled_back}")
-        out.append(f"  pairs escalated                 {self.escalated}")
-        if self.slippage_bps:
-            s = self.slippage_bps
-            out.append(f"  slippage vs trigger (bps)       p50 {s.get('p50', 0):.2f}  p95 {s.get('p95', 0):.2f}  max {s.get('max', 0):.2f}")
-        if self.exposure_ms:
-            e = self.exposure_ms
-            out.append(f"  unhedged exposure (ms)          p50 {e.get('p50', 0):.1f}  p95 {e.get('p95', 0):.1f}  max {e.get('max', 0):.1f}")
-        alerts = ", ".join(f"{k} {v}" for k, v in sorted(self.alerts_by_level.items())) or "none"
-        out.append(f"  alerts                          {alerts}")
+        out.append(f"  {pad('strategy evaluations (quotes)', 40)}{self.quotes:,}")
+        out.append(f"  {pad('pair intents', 40)}{self.intents:,}")
+        out += [f"  {pad(label, 40)}{text}" for label, text in self.figure_rows]
         if self.strategy_errors:
-            out.append(f"  strategy errors (isolated)      {self.strategy_errors}")
+            out.append(f"  {pad('strategy errors (isolated)', 40)}{self.strategy_errors}")
         for name, why in sorted(self.halted.items()):
             out.append(f"  strategy {name} ended {why}")
         if self.faults:
-            out.append(f"  actor faults                    {len(self.faults)}")
+            out.append(f"  {pad('actor faults', 40)}{len(self.faults)}")
             for f in self.faults[:20]:
                 out.append(f"    {f}")
         for label, did in self.examples.items():
-            out.append(f"  e.g. {label:<27} xmc audit trace {did} --ledger {self.ledger_path}")
-        out.append(f"  ledger                          {self.ledger_path}")
+            out.append(f"  e.g. {label:<35}xmc audit trace {did} --ledger {self.ledger_path}")
+        out.append(f"  {pad('ledger', 40)}{self.ledger_path}")
         if self.report_path:
-            out.append(f"  HTML report                     {self.report_path}")
+            out.append(f"  {pad('HTML report', 40)}{self.report_path}")
         return out
-
-
-def _pct(values: list[float], q: float) -> float:
-    return percentile(values, q, empty=0.0)
-
-
-def _dist(values: list[float]) -> dict[str, float]:
-    return {"p50": _pct(values, 0.5), "p95": _pct(values, 0.95), "max": max(values) if values else 0.0} if values else {}
 
 
 def last_decision_seqs(ledger_path: str | Path) -> dict[str, int]:
@@ -264,6 +262,7 @@ class Deployment:
         self.decision_seqs: dict[str, int] = {}  # strategy -> last decision seq found in the ledger at start
         self.metrics_endpoint: Any = None
         self.started_at = 0.0
+        self.started_ns: int | None = None  # wall clock: where this run's range of the ledger starts
         self._stopped = False
         self.faults: list[str] = []  # actor faults met while running or stopping, and what came of them
         self.resumed: dict[str, Any] | None = None  # what a start on an existing ledger restored
@@ -322,6 +321,7 @@ class Deployment:
 
         cfg, ns = self.cfg, self.namespace
         self.started_at = time.monotonic()
+        self.started_ns = time.time_ns()
         from ..venues.fix.loopback import LoopbackExchanges, needs_loopback
 
         if needs_loopback(cfg):
@@ -676,17 +676,15 @@ class Deployment:
             self._attempt(f"{n} checkpoint", lambda n=n: ray.get(self.handles[n].checkpoint.remote(), timeout=60),
                           retry=True)
         try:
-            summary.alerts_by_level = alerts_by_level(self.ledger_cfg.path)
-            # the trail, not the coordinator's memory (a restart empties it), says what the pairs came to
-            counts = ledger_pair_counts(self.ledger_cfg.path)
+            # the trail, not the coordinator's memory (a restart empties it), says what the pairs
+            # came to: the figures the report shows, for this run's range of the ledger
+            fig = run_figures(self.ledger_cfg.path, self.started_ns)
         except Exception as e:  # noqa: BLE001 - a ledger on another machine (xmc stop of a cluster deployment)
             self.faults.append(f"ledger {self.ledger_cfg.path} not readable here ({type(e).__name__}: "
-                               f"{str(e).splitlines()[0] if str(e) else ''}); pair counts not shown")
+                               f"{str(e).splitlines()[0] if str(e) else ''}); pair counts not shown, slippage and "
+                               "exposure from the coordinator's memory")
         else:
-            summary.pairs_by_outcome = counts["pairs_by_outcome"]
-            summary.replenished, summary.rolled_back = counts["replenished"], counts["rolled_back"]
-            summary.escalated = counts["escalated"]
-            summary.examples = counts["examples"]
+            summary.apply_figures(fig)
         summary.faults = list(self.faults)
         summary.interrupted = self.interrupted
         return summary
@@ -699,7 +697,7 @@ class Deployment:
         done = [PairSummary.model_validate(s) for s in raw]
         cstat = self._attempt("coordinator status", lambda: ray.get(coord.status.remote(), timeout=30)) or {}
         slip = [lg.slippage_pct * 1e4 for s in done for lg in s.legs if lg.slippage_pct is not None]
-        expo = [s.unhedged_ms for s in done]
+        expo = [s.unhedged_ms for s in done if any(lg.filled_qty for lg in s.legs)]  # traded pairs, as the ledger's
         per_strategy: dict[str, dict[str, Any]] = {}
         quotes = intents = errors = 0
         for hname, h in self.hosts.items():
@@ -715,13 +713,18 @@ class Deployment:
             scope, _, name = str(key).partition(":")
             if scope == "strategy" and state != "ACTIVE" and name not in halted:
                 halted[name] = str(state)
+        from ..ledger.figures import LABELS, Dist
+        slip_d, expo_d = Dist.of(slip), Dist.of(expo)
         return RunSummary(
             name=self.cfg.name, wall_s=time.monotonic() - self.started_at,
             pairs_by_outcome={}, quotes=quotes, intents=intents,
-            alerts_by_level={}, slippage_bps=_dist(slip), exposure_ms=_dist(expo),
+            alerts_by_level={}, slippage_bps=slip_d.summary(), exposure_ms=expo_d.summary(),
             replenished=0, rolled_back=0, escalated=0,
             strategy_errors=errors, ledger_path=str(Path(self.ledger_cfg.path)), examples={},
-            per_strategy=per_strategy, halted=halted,
+            per_strategy=per_strategy, halted=halted, since_ns=self.started_ns,
+            # replaced by the ledger's figures in stop(); these, from the coordinator's memory,
+            # stay when the ledger cannot be read here
+            figure_rows=[(LABELS["slippage_bps"], slip_d.text(2)), (LABELS["unhedged_ms"], expo_d.text(1))],
         )
 
     @classmethod
@@ -741,6 +744,7 @@ class Deployment:
         dep = cls(cfg, address="attached", ledger_path=info.get("ledger") or None)
         dep.namespace = namespace
         dep.started_at = time.monotonic() - (time.time_ns() - int(info.get("started_ns", time.time_ns()))) / 1e9
+        dep.started_ns = int(info["started_ns"]) if info.get("started_ns") else None
         for n in info.get("actors", []):
             try:
                 dep.handles[n] = ray.get_actor(n, namespace=namespace)
@@ -774,53 +778,25 @@ class Deployment:
 TERMINAL_STATES = ("HEDGED", "ROLLED_BACK", "ESCALATED", "REFUSED")
 
 
-def ledger_pair_counts(ledger_dir: str | Path) -> dict[str, Any]:
-    """What the run's pairs came to, as the ledger recorded it (not any actor's memory, which a
-    restart empties): pairs by their last state, how many replenished (补单), unwound a leg
-    (回滚) or were escalated, and the first decision id of each kind, to trace."""
+def run_figures(ledger_dir: str | Path, since_ns: int | None = None, until_ns: int | None = None) -> Any:
+    """:func:`~xmc_actors.ledger.figures.ledger_figures` of the ledger at ``ledger_dir``: what the
+    run summary and the report show for the same range."""
     from ..ledger.audit import AuditReader
+    from ..ledger.figures import ledger_figures
 
     with AuditReader(ledger_dir) as r:
-        last = r.con.execute(
-            "SELECT decision_id, arg_max(outcome, event_id) FROM events WHERE kind = 'PAIR_STATE' "
-            "AND decision_id != '' GROUP BY decision_id").fetchall()
-        kinds = r.con.execute(
-            "SELECT kind, decision_id FROM events WHERE kind IN ('REPLENISH', 'ROLLBACK', 'ESCALATION') "
-            "AND decision_id != '' GROUP BY kind, decision_id ORDER BY min(event_id)").fetchall()
-    state = {str(d): str(o) for d, o in last}
-    by_kind: dict[str, list[str]] = {}
-    for kind, did in kinds:
-        by_kind.setdefault(str(kind), []).append(str(did))
-    escalated = {d for d, o in state.items() if o == "ESCALATED"}
-    examples: dict[str, str] = {}
-    rolled = by_kind.get("ROLLBACK", [])
-    if rolled:
-        examples["a rolled-back pair"] = rolled[0]
-    replenished = [d for d in by_kind.get("REPLENISH", []) if state.get(d) == "HEDGED"]
-    if replenished:
-        examples["a replenished pair"] = replenished[0]
-    for d, o in sorted(state.items()):
-        for label, cond in (("a hedged pair", o == "HEDGED" and d not in set(by_kind.get("REPLENISH", []))),
-                            ("a rolled-back pair", o == "ROLLED_BACK"), ("an escalated pair", o == "ESCALATED")):
-            if cond and label not in examples:
-                examples[label] = d
-    return {"pairs_by_outcome": dict(Counter(state.values())), "replenished": len(by_kind.get("REPLENISH", [])),
-            "rolled_back": len(set(rolled) | {d for d, o in state.items() if o == "ROLLED_BACK"}),
-            "escalated": len(escalated | set(by_kind.get("ESCALATION", []))),
-            "non_terminal": sorted(d for d, o in state.items() if o not in TERMINAL_STATES),
-            "examples": examples}
+        return ledger_figures(r, since_ns, until_ns)
 
 
-def alerts_by_level(ledger_dir: str) -> dict[str, int]:
-    """Every alert the run raised, by level, as the ledger recorded them."""
-    from ..ledger.audit import AuditReader, Filters
-
-    reader = AuditReader(ledger_dir)
-    try:
-        t = reader.query(Filters(kind=("ALERT",)), limit=None, decode=True)
-    finally:
-        reader.close()
-    return dict(Counter(str(json.loads(p or "{}").get("level", "?")) for p in t.column("payload").to_pylist()))
+def ledger_pair_counts(ledger_dir: str | Path) -> dict[str, Any]:
+    """What the ledger's pairs came to (the whole ledger), as :func:`run_figures` counts them:
+    pairs by outcome (``OPEN``: a pair whose last state is not terminal), how many replenished
+    (补单), unwound a filled leg (回滚, ``rolled_back``) or ended escalated, the open pairs and
+    one decision id of each kind, to trace."""
+    fig = run_figures(ledger_dir)
+    return {"pairs_by_outcome": dict(fig.pairs_by_outcome), "replenished": fig.replenished,
+            "rolled_back": fig.unwound, "escalated": fig.escalated, "non_terminal": list(fig.open_pairs),
+            "examples": dict(fig.examples)}
 
 
 def collect_status(handles: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:
@@ -860,4 +836,4 @@ def install_sigint(stop_event: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-__all__ = ["ACTOR_FAULTS", "Deployment", "DeploymentFault", "ReplayDriver", "RunSummary", "ledger_pair_counts", "build_checker", "collect_status", "install_sigint"]
+__all__ = ["ACTOR_FAULTS", "Deployment", "DeploymentFault", "ReplayDriver", "RunSummary", "ledger_pair_counts", "run_figures", "build_checker", "collect_status", "install_sigint"]
