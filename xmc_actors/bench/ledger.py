@@ -23,6 +23,14 @@ Metrics (all measured in the same run):
   costs the store's write path (same batches as ``ledger_ingest_events_per_s``).
 - ``ledger_export_parquet_s_1m`` (``_200k`` in quick mode): ``AuditReader.export(..., "parquet")``,
   the path of ``xmc audit export --format parquet`` (payload kept as msgpack bytes).
+- ``ledger_export_{csv,parquet}_events_per_s_10m`` and ``ledger_export_{csv,parquet}_peak_rss_mb_10m``
+  (``_1m`` in quick mode): the ``xmc audit export`` command itself, in its own process, on the
+  large ledger: events written per second and the process's peak resident memory (the export
+  streams; the target is under 1 GB for 10M events, ``ledger_export_rss_target_mb``; it built
+  the whole file in memory before, 7.4 GB for a 10M CSV). CSV decodes every payload to JSON.
+- ``ledger_report_s_10m``, ``ledger_report_kib_10m``, ``ledger_report_peak_rss_mb_10m``: ``xmc audit
+  report`` of the same ledger: time, size of the HTML (aggregated: under 2 MB for any ledger) and
+  peak memory.
 
 The large ledgers are built by :mod:`xmc_actors.bench.ledger_data`: the seeded synthetic
 session's decisions encoded once by the real codec, replicated column-wise in Arrow with fresh
@@ -203,6 +211,45 @@ def _snapshot_trace_ms(ledger_dir: Path, decisions: list[str]) -> tuple[float, f
     return statistics.median(totals), statistics.median(copies)
 
 
+def _cli_peak(args: list[str], timeout_s: float = 1800) -> tuple[float, float, str]:
+    """``xmc ARGS`` in its own process: (seconds, peak RSS in MB, its output). The child's peak
+    is read with ``getrusage(RUSAGE_CHILDREN)`` in a fresh parent that runs only it."""
+    code = ("import resource, subprocess, sys, time\n"
+            "t0 = time.perf_counter()\n"
+            f"r = subprocess.run([sys.executable, '-m', 'xmc_actors.ops.cli', *{args!r}], capture_output=True, text=True)\n"
+            "print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)\n"
+            "print(r.stdout + r.stderr)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s,
+                         cwd=str(PROJECT_ROOT))
+    head, _, text = out.stdout.partition("\n")
+    secs, rss_kb, rc = head.split()
+    if out.returncode != 0 or rc != "0":
+        raise RuntimeError(f"xmc {' '.join(args)} failed: {text}{out.stderr}")
+    return float(secs), int(rss_kb) / 1024, text
+
+
+def _export_and_report(ledger_dir: Path, tmp: Path, n: int, tag: str) -> dict[str, float]:
+    """``xmc audit export`` (csv, parquet) and ``xmc audit report`` of a large ledger, each in its
+    own process: rate or time, and peak memory."""
+    out: dict[str, float] = {}
+    for fmt in ("csv", "parquet"):
+        target = tmp / f"export.{fmt}"
+        secs, rss, text = _cli_peak(["audit", "export", "--ledger", str(ledger_dir), "--format", fmt, "-o", str(target),
+                                     "--no-progress"])
+        assert f"{n:,} events" in text, text
+        out[f"ledger_export_{fmt}_events_per_s_{tag}"] = n / secs
+        out[f"ledger_export_{fmt}_peak_rss_mb_{tag}"] = rss
+        target.unlink(missing_ok=True)
+    page = tmp / "report.html"
+    secs, rss, _ = _cli_peak(["audit", "report", "--ledger", str(ledger_dir), "-o", str(page)])
+    out[f"ledger_report_s_{tag}"] = secs
+    out[f"ledger_report_kib_{tag}"] = page.stat().st_size / 1024
+    out[f"ledger_report_peak_rss_mb_{tag}"] = rss
+    out["ledger_export_rss_target_mb"] = 1024.0
+    out["ledger_report_kib_target"] = 2048.0
+    return out
+
+
 def _indexed_copy(src_dir: Path, dst_dir: Path) -> float:
     """A copy of a ledger with an ART index on ``decision_id``; returns the index build time (s)."""
     dst_dir.mkdir(parents=True, exist_ok=True)
@@ -262,6 +309,7 @@ def run(quick: bool) -> dict[str, float]:
         out[f"ledger_trace_cold_ms_{tag}_art_index"] = _cold_trace_ms(idx_dir, decs[1])
         shutil.rmtree(idx_dir, ignore_errors=True)
         out["ledger_trace_target_ms"] = 50.0
+        out.update(_export_and_report(big, tmp, size, tag))
 
         n_exp, etag = (200_000, "200k") if quick else (1_000_000, "1m")
         exp_src = tmp / "exp"
