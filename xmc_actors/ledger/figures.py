@@ -97,8 +97,9 @@ class Dist:
     def text(self, digits: int) -> str:
         if not self.n:
             return "none"
-        return (f"p50 {self.p50:.{digits}f}  p95 {self.p95:.{digits}f}  max {self.max:.{digits}f}  "
-                f"(n {self.n:,})")
+        def num(x: float) -> str:  # a value that rounds to zero is 0, not -0
+            return f"{round(x, digits) + 0.0:.{digits}f}"
+        return f"p50 {num(self.p50)}  p95 {num(self.p95)}  max {num(self.max)}  (n {self.n:,})"
 
 
 @dataclass
