@@ -48,6 +48,7 @@ from ..model.orders import split_client_order_id
 __all__ = [
     "MetricSpec",
     "SPECS",
+    "ENDPOINT_SERIES",
     "BASE_TAGS",
     "Metrics",
     "MetricsHubCore",
@@ -107,6 +108,9 @@ SPECS: dict[str, MetricSpec] = {
     "bad_input": MetricSpec("counter", "Inputs refused as bad (BAD_INPUT events), by reason.", ("reason",),
                             recorded_by=("gateway", "coordinator", "strategy")),
 }
+
+#: Series the ``/metrics`` endpoint adds beside :data:`SPECS` (full name -> kind): whether the hub answered the scrape.
+ENDPOINT_SERIES: dict[str, Kind] = {PREFIX + "metrics_hub_up": "gauge"}
 
 #: Raw histogram observations kept per series between flushes for Ray's histogram (beyond
 #: this many, Ray sees a sample; the hub and /metrics always see every observation).
@@ -319,18 +323,28 @@ class Metrics:
                 if h.pending:
                     hists.append((k, h.pending))
                     h.pending = []
+        # one series that Ray refuses must not keep the others from it (each is tried on its own)
         for key, total in counters:
             delta = total - self._sent_to_ray.get(key, 0.0)
             if delta > 0:
-                _ray_metric(key[0]).inc(delta, tags=_tags(key))
-                self._sent_to_ray[key] = total
+                try:
+                    _ray_metric(key[0]).inc(delta, tags=_tags(key))
+                    self._sent_to_ray[key] = total
+                except Exception:  # noqa: BLE001 - counted; tried again with the next flush
+                    self.flush_errors += 1
         for key, v in gauges:
-            _ray_metric(key[0]).set(v, tags=_tags(key))
+            try:
+                _ray_metric(key[0]).set(v, tags=_tags(key))
+            except Exception:  # noqa: BLE001
+                self.flush_errors += 1
         for key, values in hists:
-            m = _ray_metric(key[0])
-            t = _tags(key)
-            for v in values:
-                m.observe(v, tags=t)
+            try:
+                m = _ray_metric(key[0])
+                t = _tags(key)
+                for v in values:
+                    m.observe(v, tags=t)
+            except Exception:  # noqa: BLE001 - these observations are lost to Ray only (the hub has them)
+                self.flush_errors += 1
 
 
 _RAY_METRICS: dict[str, Any] = {}
@@ -339,6 +353,14 @@ _RAY_LOCK = threading.Lock()
 
 def _tags(key: tuple[str, tuple[str, ...]]) -> dict[str, str]:
     return dict(zip(SPECS[key[0]].tag_keys, key[1]))
+
+
+def ray_buckets(spec: MetricSpec) -> list[float]:
+    """A histogram's bucket bounds for ``ray.util.metrics``, which takes positive bounds only:
+    ``slippage_bps`` loses its negative ones there, so on Ray's export every observation at or
+    below its first positive bound (1 bps: all improvements) is in that first bucket (counts and
+    sums stay whole; the hub and the embedded ``/metrics`` keep every bound)."""
+    return [float(b) for b in spec.buckets if b > 0]
 
 
 def _ray_metric(name: str) -> Any:
@@ -358,7 +380,7 @@ def _ray_metric(name: str) -> Any:
             elif spec.kind == "gauge":
                 m = rm.Gauge(full, description=spec.help, tag_keys=spec.tag_keys)
             else:
-                m = rm.Histogram(full, description=spec.help, boundaries=list(spec.buckets), tag_keys=spec.tag_keys)
+                m = rm.Histogram(full, description=spec.help, boundaries=ray_buckets(spec), tag_keys=spec.tag_keys)
             _RAY_METRICS[name] = m
     return m
 
@@ -637,7 +659,7 @@ class HubCollector:
         except Exception:  # noqa: BLE001 - a scrape must answer even if the hub is away
             self.scrape_errors += 1
             merged, ok = {}, False
-        up = GaugeMetricFamily(PREFIX + "metrics_hub_up", "1 if the metrics hub answered this scrape.")
+        up = GaugeMetricFamily(next(iter(ENDPOINT_SERIES)), "1 if the metrics hub answered this scrape.")
         up.add_metric([], 1.0 if ok else 0.0)
         yield up
         for name, series in sorted(merged.items()):
