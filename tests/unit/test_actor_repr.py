@@ -1,5 +1,5 @@
 """Every actor of a deployment has a readable ``repr``: Ray shows it in the dashboard's Repr
-column (Cluster > Actors), beside the actor's log lines and in its tasks' names.
+column (Actors tab), beside the actor's log lines and in its tasks' names.
 
 The actor classes are used here as plain Python (no Ray): their ``__repr__`` must be cheap and
 safe, reading only the actor's own attributes.

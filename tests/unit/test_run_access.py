@@ -18,7 +18,7 @@ TOKEN_FILE = {"auth_mode": "token", "token_source": "file", "token_path": "/home
 def test_the_dashboard_url_and_where_its_token_is():
     lines = access_lines({"dashboard_url": "127.0.0.1:8265", "embedded": True, "auth": TOKEN_FILE,
                           "metrics_url": "http://127.0.0.1:9100/metrics", "ray_metrics": ["10.0.0.5:40621"]})
-    assert lines[0].startswith("Ray dashboard  http://127.0.0.1:8265  (Cluster > Actors: the Repr column")
+    assert lines[0].startswith("Ray dashboard  http://127.0.0.1:8265  (Actors tab: the Repr column")
     assert "paste the contents of /home/alice/.ray/auth_token (`cat /home/alice/.ray/auth_token` prints it)" in lines[1]
     assert lines[2].startswith("metrics        http://127.0.0.1:9100/metrics  (xmc_* series")
     assert lines[3] == "Ray metrics    http://10.0.0.5:40621/metrics  (ray_xmc_* series)"

@@ -24,7 +24,7 @@ def actor_repr(kind: str, name: str, *details: str) -> str:
     """An actor's ``__repr__``: ``Kind(name: detail, detail)``, at most :data:`MAX_REPR` characters.
 
     Ray takes it once the actor's constructor has returned (again after each restart) and shows
-    it in the dashboard's Repr column (Cluster > Actors), beside the actor's log lines and in its
+    it in the dashboard's Repr column (its Actors tab), beside the actor's log lines and in its
     tasks' names; so it says what the actor is (venues, strategies) and how it started, not
     live figures. Empty details are left out."""
     d = ", ".join(x for x in details if x)

@@ -62,7 +62,7 @@ def access_lines(a: dict[str, Any]) -> list[str]:
     out = []
     url = a.get("dashboard_url") or ""
     if url:
-        out.append(f"Ray dashboard  {url if '://' in url else 'http://' + url}  (Cluster > Actors: the Repr column names "
+        out.append(f"Ray dashboard  {url if '://' in url else 'http://' + url}  (Actors tab: the Repr column names "
                    "each actor's venues or strategies; Logs; Metrics)")
         auth = a.get("auth") or {}
         if auth.get("auth_mode") == "token":
