@@ -198,6 +198,27 @@ def test_reports_missed_while_disconnected_are_recovered_once_on_logon_again(exc
     assert exchange.order_count() == 1, "the order refused while down never reached the venue"
 
 
+def test_a_venue_that_stays_down_is_retried_with_growing_pauses_and_rejoined_when_it_is_back(exchange, tmp_path):
+    adapter = FixAdapter(_params(exchange, tmp_path, reconnect_interval_s=1, reconnect_max_s=4), venue("LME"),
+                         [instrument(INST)], SystemClock(), gateway="gw")
+    try:
+        assert adapter.connected()
+        t0 = time.monotonic()
+        exchange.refuse(9000)  # down for 9 s: every connection is closed as it is accepted
+        wait_until(lambda: time.monotonic() - t0 > 9, 12, "the venue's down time")
+        tries = [t for t in exchange.connects if t >= t0]
+        gaps = [b - a for a, b in zip(tries, tries[1:])]
+        assert len(tries) >= 3, f"it kept trying: {tries}"
+        # the engine alone retries every second (about 9 attempts); paused 1, 2, 4 s (+/-20%) in between
+        assert len(tries) <= 7 and max(gaps) >= 2.5, f"attempts at {[round(t - t0, 2) for t in tries]}"
+        assert adapter.backoff.failures >= 2 and adapter.counters.get("reconnect_pauses", 0) >= 2
+        assert adapter.status()["reconnect"]["recent_pauses_s"]
+        wait_until(adapter.connected, 10, "logon once the venue is back")
+        assert adapter.status()["reconnect"] == {**adapter.status()["reconnect"], "state": "CONNECTED", "failures": 0}
+    finally:
+        adapter.close()
+
+
 def test_a_report_sent_twice_under_new_sequence_numbers_is_booked_once(exchange, gateway):
     core, adapter = gateway
     _market(exchange, "9799", "9801")

@@ -32,6 +32,7 @@ import socket
 import tempfile
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -45,7 +46,8 @@ from ...model.orders import (
 )
 from ..sim import PlaceReply, VenueDisconnected
 from . import codec as C
-from .params import FixVenueParams
+from .backoff import ReconnectBackoff
+from .params import SESSION_FAULTS, FixVenueParams
 
 _MS = 1_000_000
 
@@ -73,7 +75,9 @@ def session_settings(p: FixVenueParams, store_dir: Path) -> str:
     lines = [
         "[DEFAULT]", "ConnectionType=initiator", f"FileStorePath={store_dir / 'store'}",
         f"FileLogPath={store_dir / 'log'}", "StartTime=00:00:00", "EndTime=00:00:00",
-        f"HeartBtInt={p.heartbeat_s}", f"ReconnectInterval={p.reconnect_interval_s}",
+        # the engine retries every second while the session is enabled; the adapter's
+        # backoff (FixAdapter._supervise) disables it between attempt windows
+        f"HeartBtInt={p.heartbeat_s}", "ReconnectInterval=1",
         f"ResetOnLogon={'Y' if p.reset_on_logon else 'N'}", "ResetOnLogout=N", "ResetOnDisconnect=N",
         "PersistMessages=N", "TimestampPrecision=6", "PreserveMessageFieldsOrder=Y", "SocketNodelay=Y", "LogonTimeout=5", "LogoutTimeout=2",
         f"UseDataDictionary={'Y' if p.validate_messages else 'N'}",
@@ -226,14 +230,45 @@ class FixAdapter:
         self.initiator = fix.SocketInitiator(self._app, self._store, self._settings, self._log)
         self._sess = self.initiator.getSession(self.session_id)
         self._closed = False
+        # the engine session is only touched under this lock once it runs: close() destroys it
+        self._engine_lock = threading.Lock()
+        self.backoff = ReconnectBackoff(base_s=float(params.reconnect_interval_s), max_s=float(params.reconnect_max_s),
+                                        seed=zlib.crc32(self.session_id.toString().encode()))
         self.initiator.start()
         atexit.register(self.close)
+        self._supervisor = threading.Thread(target=self._supervise, name=f"fix-reconnect-{self.name}", daemon=True)
+        self._supervisor.start()
         self.wait_logon(params.logon_timeout_s)
 
     # ------------------------------------------------------------------ lifecycle
     def wait_logon(self, timeout_s: float) -> bool:
         with self.cv:
             return self.cv.wait_for(lambda: self.logged_on, timeout=timeout_s)
+
+    def _supervise(self) -> None:
+        """Reconnect backoff (:mod:`.backoff`): hold the engine's session disabled between
+        attempt windows, enable it when the next one opens."""
+        while not self._closed:
+            with self._engine_lock:
+                s = self._sess
+                if s is None or self._closed:
+                    return
+                try:
+                    in_flight = bool(s.sentLogon() and not s.receivedLogon())
+                    act = self.backoff.step(time.monotonic_ns(), self.logged_on, in_flight)
+                    # never disable a session that logged on since the step (a logon in between)
+                    if act == "disable" and not self.logged_on:
+                        s.logout("reconnect backoff")
+                        self._count("reconnect_pauses")
+                    elif act == "enable":
+                        s.logon()
+                        self._count("reconnect_windows")
+                except Exception:  # noqa: BLE001 - the supervisor must outlive any engine error
+                    self._count("supervisor_errors")
+            with self.cv:
+                due = self.backoff.due_ns()
+                wait = 0.5 if due is None else min(0.5, max(0.01, (due - time.monotonic_ns()) / 1e9))
+                self.cv.wait_for(lambda: self._closed, timeout=wait)
 
     def close(self) -> None:
         """Stop the session: a Logout when logged on (the engine waits for the venue's, at most
@@ -242,18 +277,21 @@ class FixAdapter:
         if self._closed:
             return
         self._closed = True
+        with self.cv:
+            self.cv.notify_all()  # the supervisor stops
         try:
             atexit.unregister(self.close)
         except Exception:  # noqa: BLE001
             pass
-        try:
-            self.initiator.stop(not self.logged_on)
-        except Exception:  # noqa: BLE001
-            pass
-        # the engine keeps a session registered until its initiator is destroyed: drop ours so
-        # that a new adapter (a restart in this process) can open the same session
-        self._sess = None
-        self.initiator = None
+        with self._engine_lock:
+            try:
+                self.initiator.stop(not self.logged_on)
+            except Exception:  # noqa: BLE001
+                pass
+            # the engine keeps a session registered until its initiator is destroyed: drop ours
+            # so that a new adapter (a restart in this process) can open the same session
+            self._sess = None
+            self.initiator = None
         with self.cv:
             self.logged_on = False
             self.cv.notify_all()
@@ -819,6 +857,8 @@ class FixAdapter:
                 "last_heartbeat_ns": self.last_heartbeat_ns, "last_logout_text": self.last_logout_text,
                 "orders": len(self.orders), "unknown_orders": unknown, "store": str(self.store_dir),
                 "market_data": self.p.market_data, "md_awaiting_snapshot": sorted(self._snap_asked),
+                "reconnect": {"state": self.backoff.state, "failures": self.backoff.failures,
+                              "recent_pauses_s": list(self.backoff.delays[-5:])},
                 "counters": dict(self.counters), "bad_input": recent}
 
     # ------------------------------------------------------------------ clock and market data
@@ -873,14 +913,11 @@ class FixAdapter:
 
     def inject(self, fault: dict[str, Any]) -> None:
         """Faults reach a loopback exchange (``exchange_control``): its session faults
-        (``drop``, ``stall``, ``restart``, ``skip_seq``, ``malformed``, ``duplicate_next``,
-        ``lose_market_data``, ``ask_resend``) by
-        name, anything else as a simulated-venue fault."""
+        (:data:`~.params.SESSION_FAULTS`) by name, anything else as a simulated-venue fault."""
         if not self.p.exchange_control:
             raise ValueError("inject: this FIX session has no exchange_control (a real venue takes no faults)")
         kind = fault.get("kind")
-        if kind in ("drop", "stall", "restart", "skip_seq", "malformed", "duplicate_next", "lose_market_data",
-                    "ask_resend"):
+        if kind in SESSION_FAULTS:
             self._control({"cmd": kind, **{k: v for k, v in fault.items() if k != "kind"}})
         else:
             self._control({"cmd": "inject", "fault": fault})

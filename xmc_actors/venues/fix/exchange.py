@@ -140,6 +140,8 @@ class FixExchange:
         self.counters: dict[str, int] = {}
         self.received_orders: list[str] = []
         self.logons = 0
+        self.connects: list[float] = []   # time.monotonic() of every TCP connection accepted
+        self._refuse_until = 0.0
         # market data: subscriptions of this session (symbol -> (MDReqID, depth)), ended with it,
         # and what each subscriber was last told (the base of the next incremental refresh)
         self.md_subs: dict[str, tuple[str, int]] = {}
@@ -209,6 +211,13 @@ class FixExchange:
     def stall(self, ms: float) -> None:
         """Read nothing and send nothing (not even heartbeats) for ``ms``."""
         self._stall_until = time.monotonic() + ms / 1000
+
+    def refuse(self, ms: float) -> None:
+        """Drop the session and, for ``ms``, close every new connection as soon as it is
+        accepted (a venue that is down): the peer's reconnection attempts are counted in
+        ``connects``."""
+        self._refuse_until = time.monotonic() + ms / 1000
+        self.drop()
 
     def restart(self) -> None:
         """Drop the connection and forget the session: sequence numbers back to 1, sent
@@ -408,6 +417,13 @@ class FixExchange:
             try:
                 conn, _ = self._listener.accept()
             except (socket.timeout, OSError):
+                continue
+            with self.lock:
+                self.connects.append(time.monotonic())
+                del self.connects[:-1000]
+            if time.monotonic() < self._refuse_until:
+                self._count("connections_refused")
+                conn.close()
                 continue
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.drop()  # one session: a new connection replaces the old one
@@ -734,7 +750,7 @@ class FixExchange:
                 f.flush()
 
     def command(self, cmd: dict[str, Any]) -> Any:
-        """One control command: ``{"cmd": "drop" | "stall" (ms) | "restart" | "skip_seq" (n) |
+        """One control command: ``{"cmd": "drop" | "stall" (ms) | "refuse" (ms) | "restart" | "skip_seq" (n) |
         "malformed" (kind) | "duplicate_next" (n) | "lose_market_data" (n) | "ask_resend" (begin) | "inject" (fault) | "market" (quotes; with
         ``"wire": true`` also the venue's market-data messages) | "status" | "order_count"
         (client_order_id) | "received_orders" | "fills" | "stop"}``."""
@@ -745,6 +761,8 @@ class FixExchange:
             return self.stall(float(cmd["ms"]))
         if c == "restart":
             return self.restart()
+        if c == "refuse":
+            return self.refuse(float(cmd["ms"]))
         if c == "skip_seq":
             return self.skip_seq(int(cmd.get("n", 1)))
         if c == "malformed":

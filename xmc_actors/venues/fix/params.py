@@ -12,6 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ...model.market import SecretRef
 
 STRICT = ConfigDict(frozen=True, extra="forbid")
+
+#: faults of a loopback FIX exchange's session (control commands of
+#: :class:`~xmc_actors.venues.fix.exchange.FixExchange`); any other fault is the simulated venue's
+SESSION_FAULTS = ("drop", "stall", "refuse", "restart", "skip_seq", "malformed", "duplicate_next",
+                  "lose_market_data", "ask_resend")
 CompId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
 PosF = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
@@ -42,8 +47,12 @@ class FixVenueParams(BaseModel):
     """Send ResetSeqNumFlag (141=Y) on every logon: both sides start again at 1 (what many
     brokers ask for at the start of a trading day). False: sequence numbers continue from the
     store, and what was missed is recovered by ResendRequest."""
-    reconnect_interval_s: Annotated[int, Field(ge=1, le=3600)] = 2
-    """The engine reconnects at this fixed interval after a drop (QuickFIX has no backoff)."""
+    reconnect_interval_s: Annotated[int, Field(ge=1, le=3600)] = 1
+    """After a drop the session tries to connect again at once; each attempt that does not end
+    in a logon is followed by a pause that starts at this many seconds and doubles (+/- 20%
+    jitter) up to ``reconnect_max_s``; a logon resets it (:mod:`.backoff`)."""
+    reconnect_max_s: Annotated[int, Field(ge=1, le=3600)] = 30
+    """The longest pause between reconnection attempts."""
     logon_timeout_s: PosF = 5.0
     """How long the adapter waits for the first logon when it starts (orders before it are refused)."""
     ack_timeout_ms: PosF = 1000.0
@@ -92,6 +101,9 @@ class FixVenueParams(BaseModel):
             raise ValueError("port: required (the broker's FIX port), unless serve_loopback is set")
         if self.sender_comp_id == self.target_comp_id:
             raise ValueError("sender_comp_id and target_comp_id must differ")
+        if self.reconnect_max_s < self.reconnect_interval_s:
+            raise ValueError(f"reconnect_max_s ({self.reconnect_max_s}) must be >= reconnect_interval_s "
+                             f"({self.reconnect_interval_s})")
         if self.market_data == "control" and not self.exchange_control:
             raise ValueError("market_data: 'control' needs exchange_control (a loopback exchange's control channel)")
         return self
