@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 import pyarrow as pa
+import ray
 
 from ..model.config import LedgerConfig
 from ..model.events import Event
@@ -294,6 +295,8 @@ class LedgerClient:
             b.wire = batch_to_wire(b.encoded.table)
         b.attempts += 1
         try:
+            if not ray.is_initialized():  # the cluster went away under us: keep the batch, retry later
+                raise LedgerError("ray is not connected")
             ref = self._shards[i].handle.append.remote(b.wire, b.urgent or bool(b.acks))
         except Exception as e:  # noqa: BLE001 - submission itself failed; keep the batch
             self._done(i, b, e)

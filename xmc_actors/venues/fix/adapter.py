@@ -268,7 +268,9 @@ class FixAdapter:
             with self.cv:
                 due = self.backoff.due_ns()
                 wait = 0.5 if due is None else min(0.5, max(0.01, (due - time.monotonic_ns()) / 1e9))
-                self.cv.wait_for(lambda: self._closed, timeout=wait)
+                # a logon or a drop wakes it at once (the state it reports follows the session)
+                was = self.logged_on
+                self.cv.wait_for(lambda: self._closed or self.logged_on != was, timeout=wait)
 
     def close(self) -> None:
         """Stop the session: a Logout when logged on (the engine waits for the venue's, at most
