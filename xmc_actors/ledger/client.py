@@ -295,9 +295,11 @@ class LedgerClient:
             b.wire = batch_to_wire(b.encoded.table)
         b.attempts += 1
         try:
-            if not ray.is_initialized():  # the cluster went away under us: keep the batch, retry later
+            h = self._shards[i].handle
+            if isinstance(h, ray.actor.ActorHandle) and not ray.is_initialized():
+                # the cluster went away under us: keep the batch (retried), never start a Ray
                 raise LedgerError("ray is not connected")
-            ref = self._shards[i].handle.append.remote(b.wire, b.urgent or bool(b.acks))
+            ref = h.append.remote(b.wire, b.urgent or bool(b.acks))
         except Exception as e:  # noqa: BLE001 - submission itself failed; keep the batch
             self._done(i, b, e)
             return
