@@ -167,14 +167,51 @@ def test_duplicate_strategy_names(tmp_path, demo):
     assert messages(tmp_path, demo) == ["strategies[2]: duplicate strategy 'gold-sge-comex' (first at strategies[0])"]
 
 
-def test_a_second_gateway_on_a_venue_is_refused_rather_than_silently_replacing_the_first(tmp_path, demo):
+def _second_shfe_gateway(demo, **extra):
     second = copy.deepcopy(demo["gateways"][2])
-    second.update(name="gateway-SHFE-broker2")
+    second.update(name="gateway-SHFE-broker2", **extra)
     second.pop("group", None)
     demo["gateways"].append(second)
+    return second
+
+
+def test_a_second_default_gateway_on_a_venue_is_refused_rather_than_silently_replacing_the_first(tmp_path, demo):
+    _second_shfe_gateway(demo)
     assert messages(tmp_path, demo) == [
-        "gateways[4].venue: venue 'SHFE' already has a gateway (gateways[2]): one gateway per venue is supported "
-        "today (a second broker or account on one venue is not yet)"]
+        "gateways[4].accounts: venue 'SHFE' already has a default gateway (gateways[2], no accounts): "
+        "list the accounts each further gateway on the venue carries"]
+
+
+def test_a_second_gateway_on_a_venue_carries_the_accounts_it_lists(tmp_path, demo):
+    demo["accounts"].append({"id": "cn-broker2", "broker": "b2", "venues": ["SHFE"], "currency": "CNY",
+                             "capital": 1000000})
+    _second_shfe_gateway(demo, accounts=["cn-broker2"])
+    cfg = load_config(write(tmp_path, demo))
+    assert [g.route_keys for g in cfg.gateways if g.venue == "SHFE"] == [("SHFE",), ("SHFE/cn-broker2",)]
+    # the first gateway on a venue is its quote source
+    assert cfg.quote_sources()["SHFE"].actor_name == cfg.gateways[2].actor_name
+
+
+def test_gateway_accounts_must_exist_trade_the_venue_and_be_carried_once(tmp_path, demo):
+    demo["accounts"].append({"id": "cn-broker2", "broker": "b2", "venues": ["SHFE"], "currency": "CNY",
+                             "capital": 1000000})
+    _second_shfe_gateway(demo, accounts=["nosuch", "us-main", "cn-broker2"])
+    third = copy.deepcopy(demo["gateways"][4])
+    third.update(name="gateway-SHFE-broker3", accounts=["cn-broker2"])
+    demo["gateways"].append(third)
+    assert messages(tmp_path, demo) == [
+        "gateways[4].accounts[0]: unknown account 'nosuch'",
+        "gateways[4].accounts[1]: account 'us-main' does not trade on venue 'SHFE' (its venues: COMEX, LME)",
+        "gateways[5].accounts[0]: account 'cn-broker2' on 'SHFE' is already carried by gateways[4]"]
+
+
+def test_a_leg_whose_account_no_gateway_on_its_venue_carries_is_refused(tmp_path, demo):
+    demo["accounts"].append({"id": "cn-broker2", "broker": "b2", "venues": ["SHFE"], "currency": "CNY",
+                             "capital": 1000000})
+    demo["gateways"][2]["accounts"] = ["cn-broker2"]  # the only SHFE gateway: cn-main has no way there
+    msgs = messages(tmp_path, demo)
+    assert msgs and all("no gateway on 'SHFE' carries account 'cn-main'" in m for m in msgs), msgs
+    assert msgs[0].startswith("strategies[1].legs[0].account: ")
 
 
 def test_unset_environment_variable(tmp_path, demo):

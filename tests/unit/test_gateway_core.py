@@ -132,3 +132,22 @@ def test_a_venue_that_drops_between_send_and_answer_never_got_the_order():
 
     assert reps[0].kind is ExecReportKind.REJECTED and reps[0].reason is RejectReason.VENUE_ERROR
     assert "order not sent" in reps[0].text and core.adapter.orders == {}
+
+
+def test_an_order_for_an_account_the_gateway_does_not_carry_is_refused_and_never_sent():
+    clock, sink = SimClock(T0), MemorySink()
+    sim = SimExchange(venue("SHFE"), [instrument("SHFE.cu")], SimVenueParams(seed=5, enforce_sessions=False), clock)
+    core = GatewayCore(venue("SHFE"), [instrument("SHFE.cu")], sim, clock, sink, name="gateway-SHFE-b2",
+                       accounts=["cn-b2"])
+    clock.advance(1_000)
+    core.on_market(quote("SHFE.cu", 72000, 72010, bid_size=5, ask_size=5, ts_ns=clock.now_ns()))
+
+    wrong, _ = core.place(order("SHFE.cu", "BUY", 1, "72010", decision_id="d1", account="cn"))
+    right, _ = core.place(order("SHFE.cu", "BUY", 1, "72010", decision_id="d2", account="cn-b2"))
+
+    assert wrong[0].kind is ExecReportKind.REJECTED and "'cn' is not carried by gateway-SHFE-b2" in wrong[0].text
+    assert [r.kind for r in right][0] is ExecReportKind.ACK
+    assert len(sim.orders) == 1 and core.counters["wrong_account"] == 1
+    # the refusal is in the drop copy like any reject
+    assert any(e.kind is EventKind.VENUE_DROP_COPY and e.payload["report"]["client_order_id"] == "d1:A:0"
+               and e.payload["report"]["kind"] == "REJECTED" for e in sink.events)

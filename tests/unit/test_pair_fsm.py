@@ -393,6 +393,29 @@ def test_new_pairs_on_a_venue_that_is_down_are_refused_and_accepted_once_it_is_u
     assert res["accepted"] is True and len(only(cmds, Place)) == 2
 
 
+def test_a_gateway_carrying_an_account_routes_its_legs_and_only_its_outage_refuses_them() -> None:
+    # Arrange: LME has a default gateway and one carrying account "us-2"
+    book = PairBook(INSTRUMENTS, SimClock())
+    book.account_routes.add("LME/us-2")
+    assert book.route_of("LME", "us-2") == "LME/us-2" and book.route_of("LME", "us") == "LME"
+    # Act: the us-2 gateway is down
+    book.set_venue_state("LME/us-2", False, "session lost")
+    refused, _ = book.submit(intent("d1", accounts=("cn", "us-2")))
+    accepted, cmds = book.submit(intent("d2", accounts=("cn", "us")))
+    # Assert: only pairs through that gateway are refused, by its key
+    assert refused["accepted"] is False and refused["reason"] == "VENUE_DOWN: LME/us-2 (session lost)"
+    assert accepted["accepted"] is True and [c.req.account for c in only(cmds, Place)] == ["cn", "us"]
+
+
+def test_cancels_and_queries_carry_the_legs_account_so_they_reach_the_gateway_that_has_the_order() -> None:
+    book = PairBook(INSTRUMENTS, SimClock())
+    book.submit(intent(accounts=("cn", "us-2")))
+    book.on_place_result("d1:A:0", [rep("d1:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED), fill("d1:A:0", 2, 2, "t1")])
+    book.on_place_result("d1:B:0", [rep("d1:B:0", ExecReportKind.ACK, OrderStatus.ACCEPTED, "LME", "LME.CA3M")])
+    cmds = book.set_trading_state("global", "", "HALTED", operator="ops")
+    assert [(c.venue, c.account) for c in only(cmds, Cancel)] == [("LME", "us-2")]
+
+
 def test_halt_mid_pair_cancels_working_orders_and_escalates_the_residual() -> None:
     book = PairBook(INSTRUMENTS, SimClock())
     book.submit(intent())

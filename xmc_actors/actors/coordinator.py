@@ -33,6 +33,7 @@ from ..core.pair_fsm import (
 from ..core.pretrade import PreTradeCheck
 from ..core.sink import EventSink, MemorySink
 from ..core.venue_health import VenueChange, VenueHealth, VenueState
+from ..model.config import pick_route
 from ..model.events import Event
 from ..model.fastpickle import from_wire, to_wire
 from ..model.market import Instrument
@@ -91,7 +92,8 @@ class PairCoordinator:
         cfg = config if isinstance(config, CoordinatorConfig) or config is None else CoordinatorConfig(**config)
         self.config = cfg or CoordinatorConfig()
         self.book = PairBook(insts, self.clock, checker=checker, config=self.config, owner=name)
-        self.gateways: dict[str, Any] = {}
+        self.gateways: dict[str, Any] = {}  # routing key (VENUE or VENUE/ACCOUNT) -> gateway
+        self._venues_seen_down: dict[str, bool] = {}  # venue -> DOWN as last told to strategies/risk
         self.strategies: dict[str, Any] = {}
         self.risk_guard: Any = None
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -146,8 +148,12 @@ class PairCoordinator:
                 await self.register_gateway(venue, handle)
 
     async def register_gateway(self, venue: str, handle: Any) -> None:
-        """Use ``handle`` for orders on ``venue`` and receive its pushed reports."""
+        """Use ``handle`` for orders on ``venue`` and receive its pushed reports. ``venue`` is a
+        routing key (:func:`~xmc_actors.model.config.route_key`): ``VENUE`` for the venue's
+        default gateway, ``VENUE/ACCOUNT`` for a gateway that carries that account."""
         self.gateways[venue] = handle
+        if "/" in venue:
+            self.book.account_routes.add(venue)
         self.health.track(venue)
         me = ray.get_runtime_context().current_actor
         await handle.register_owner.remote(self.name, me)
@@ -178,6 +184,16 @@ class PairCoordinator:
             # knows where our orders' reports go and hands over what it reconciled
             me = ray.get_runtime_context().current_actor
             gw.register_owner.remote(self.name, me)
+        # change.venue is a routing key (VENUE, or VENUE/ACCOUNT for a further gateway on the
+        # venue): the strategies and the risk guard hear of the venue, DOWN while any of its
+        # gateways is, and only when that changes
+        venue = change.venue.split("/", 1)[0]
+        down = any(k.split("/", 1)[0] == venue for k in self.book.venues_down)
+        if down == self._venues_seen_down.get(venue, False):
+            return
+        self._venues_seen_down[venue] = down
+        if change.venue != venue:
+            change = VenueChange(venue, change.old, change.new, change.ts_ns, f"{change.venue}: {change.reason}")
         sent: set[Any] = set()
         for h in self.strategies.values():
             key = getattr(h, "_actor_id", id(h))
@@ -230,7 +246,8 @@ class PairCoordinator:
                 try:
                     h = find_gateway_view(gname, ns, info.get("gateway_processes"))
                     venue = (await h.status.remote())["venue"]
-                    self._pending_gateways.setdefault(venue, h)
+                    for key in (info.get("gateway_routes") or {}).get(gname) or [venue]:
+                        self._pending_gateways.setdefault(key, h)
                 except Exception as e:  # noqa: BLE001 - its venue will show DOWN in the health probes
                     log.warning("%s: gateway %s not found after restart: %s", self.name, gname, e)
             for hname, strategies in (info.get("hosts") or {}).items():
@@ -263,7 +280,11 @@ class PairCoordinator:
             venue_orders: list[Any] = []
             unanswered: list[str] = []
             if open_dids:
+                asked: set[int] = set()
                 for venue, h in sorted(self.gateways.items()):
+                    if id(h) in asked:  # one gateway under several routing keys (its accounts)
+                        continue
+                    asked.add(id(h))
                     try:
                         venue_orders += await asyncio.wait_for(h.orders_of.remote(open_dids, self.name), 10.0)
                     except Exception as e:  # noqa: BLE001 - its trail orders are still queried
@@ -332,7 +353,7 @@ class PairCoordinator:
                 out[leg.leg] = leg.visible_qty
                 continue
             inst = self.book.instruments.get(leg.instrument)
-            gw = self.gateways.get(inst.venue) if inst else None
+            gw = pick_route(self.gateways, inst.venue, leg.account) if inst else None
             if gw is None:
                 continue
             try:
@@ -489,7 +510,7 @@ class PairCoordinator:
             if isinstance(c, Place):
                 if c.req.reduce_only and c.decision_id in self.timings:
                     self.timings[c.decision_id].setdefault("unwind_sent", time.perf_counter_ns())
-                gw = self.gateways.get(c.venue)
+                gw = pick_route(self.gateways, c.venue, c.req.account)
                 if id(c) in grouped:
                     group = grouped[id(c)]
                     if group is not None:
@@ -500,10 +521,10 @@ class PairCoordinator:
                     calls.append(("place", c.req.client_order_id,
                                   gw.place_wire.remote(to_wire(c.req)) if gw is not None else None))
             elif isinstance(c, Cancel):
-                gw = self.gateways.get(c.venue)
+                gw = pick_route(self.gateways, c.venue, c.account)
                 calls.append(("cancel", c.client_order_id, gw.cancel.remote(c.client_order_id) if gw else None))
             elif isinstance(c, Query):
-                gw = self.gateways.get(c.venue)
+                gw = pick_route(self.gateways, c.venue, c.account)
                 calls.append(("query", c.client_order_id, gw.query.remote(c.client_order_id) if gw else None))
         if places:
             t = self.timings.get(places[0].decision_id)
@@ -560,7 +581,7 @@ class PairCoordinator:
         name)]`` and ``id(each other order of the group) -> None``; lone orders are absent."""
         by_actor: dict[Any, list[tuple[Place, str | None]]] = {}
         for c in places:
-            gw = self.gateways.get(c.venue)
+            gw = pick_route(self.gateways, c.venue, c.req.account)
             if gw is not None:
                 actor, gname = actor_of(gw)
                 by_actor.setdefault(getattr(actor, "_actor_id", id(actor)), []).append((c, gname))

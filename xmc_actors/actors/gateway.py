@@ -91,7 +91,8 @@ def build_core(deployment: DeploymentConfig | dict[str, Any], gateway: str, sink
                        probe_interval_ns=int(params.probe_interval_ms * _MS),
                        max_past_ns=(10 ** 20 if mode == "sim" else 600_000 * _MS),
                        # a replay's events go on the trail in wall time, beside every other actor's
-                       wall_clock=SystemClock() if mode == "sim" else None)
+                       wall_clock=SystemClock() if mode == "sim" else None,
+                       accounts=gcfg.accounts)
     return core, feed, clock
 
 
@@ -108,6 +109,10 @@ class _Session:
                                                       restart=reconstructed)
         self.name = self.core.name
         self.venue = self.core.venue.code
+        # the venue's first gateway feeds the strategies and the risk guard; a further session
+        # on the venue (another broker or account) carries orders only
+        src = deployment.quote_sources().get(self.venue)
+        self.quote_source = src is None or src.actor_name == self.name
         self.sim_clock = isinstance(self.clock, SimClock)
         # live: reply to place/cancel first, write their drop copies just after (timer / next call)
         self.core.defer_drop_copy = not self.sim_clock
@@ -357,7 +362,8 @@ class _Session:
         s.update(push_errors=self.push_errors, feed_running=self._feed_task is not None and not self._feed_task.done(),
                  feed_remaining=self.feed.remaining() if self.feed is not None else 0,
                  clock_mode="sim" if self.sim_clock else "system", now_ns=self.clock.now_ns(),
-                 reconstructed=self.reconstructed, reconciled=self.reconciled)
+                 reconstructed=self.reconstructed, reconciled=self.reconciled,
+                 subscribers=len(self._subs), quote_source=self.quote_source, accounts=sorted(self.core.accounts))
         return s
 
     def events(self, kind: str | None) -> list[Event]:
@@ -613,12 +619,13 @@ class VenueGateway:
         done: dict[str, Any] = {"subscribed": 0, "feeds_started": []}
         for sess in self.sessions.values():
             sess.register_owner(coord_name, coord)
-            sess.subscribe(risk, None, "on_quotes")
-            for hname, h in hosts.items():
+            for hname, h in (hosts.items() if sess.quote_source else ()):
                 mine = [i for i in wanted[hname] if i.split(".", 1)[0] == sess.venue]
                 if mine:
                     sess.subscribe(h, mine, "on_quotes")
                     done["subscribed"] += 1
+            if sess.quote_source:
+                sess.subscribe(risk, None, "on_quotes")
             if info.get("state") == "RUNNING" and not sess.sim_clock and sess.start_feed():
                 done["feeds_started"].append(sess.name)
             sess.lifecycle("gateway restarted: subscribers, report owner and feed restored", level="yellow",

@@ -35,6 +35,8 @@ class GatewayCore:
     ----------
     venue, instruments
         What the venue is and lists.
+    accounts
+        The accounts whose orders this gateway carries (``gateways[].accounts``); empty: any.
     adapter
         The venue connection (:class:`~xmc_actors.venues.sim.SimExchange` or another adapter
         with the same methods). An adapter whose calls wait on a network (``blocking = True``,
@@ -60,8 +62,10 @@ class GatewayCore:
                  sink: EventSink, *, name: str = "", ack_timeout_ns: int = 1_000 * _MS,
                  stale_after_ns: int = 0, probe_interval_ns: int = 100 * _MS,
                  max_future_ns: int = 2_000 * _MS, max_past_ns: int = 600_000 * _MS,
-                 wall_clock: Clock | None = None) -> None:
+                 wall_clock: Clock | None = None, accounts: Iterable[str] = ()) -> None:
         self.venue = venue
+        #: the accounts this gateway carries (empty: any); another account's order is refused here
+        self.accounts = frozenset(accounts)
         self.instruments = {i.id: i for i in instruments}
         self.adapter = adapter
         #: the adapter's calls wait on a network: the actor runs their waiting halves in threads
@@ -247,6 +251,14 @@ class GatewayCore:
         st.transition(OrderStatus.SUBMITTED)
         self.orders[req.client_order_id] = st
         self.counters["orders"] += 1
+        if self.accounts and req.account not in self.accounts:
+            # routed to the wrong session (a configuration or routing fault): never sent
+            self.counters["wrong_account"] += 1
+            rep = self._local(st, ExecReportKind.REJECTED, OrderStatus.REJECTED, reason=RejectReason.OTHER,
+                              text=f"account {req.account!r} is not carried by {self.name} "
+                                   f"(it carries {', '.join(sorted(self.accounts))}): order not sent")
+            self._record(rep)
+            return ("answered", [rep], 0)
         return ("ready", st)
 
     def place_send(self, prepared: tuple[Any, ...]) -> tuple[Any, ...]:

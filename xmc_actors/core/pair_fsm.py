@@ -161,6 +161,7 @@ class Cancel:
     decision_id: str
     venue: str
     client_order_id: str
+    account: str = ""  # with the venue, picks the gateway (model.config.pick_route)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +169,7 @@ class Query:
     decision_id: str
     venue: str
     client_order_id: str
+    account: str = ""  # with the venue, picks the gateway (model.config.pick_route)
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,7 +513,7 @@ class PairMachine:
         order.cancel_wanted = True
         order.state.transition(OrderStatus.PENDING_CANCEL)
         self._emit(EventKind.CANCEL_SENT, leg=leg, reason=why, client_order_id=order.coid)
-        self.out.append(Cancel(self.did, leg.inst.venue, order.coid))
+        self.out.append(Cancel(self.did, leg.inst.venue, order.coid, leg.spec.account))
         self._timer(f"cancel:{order.coid}", self.book.config.cancel_timeout_ms * 1_000_000)
 
     def _query(self, leg: Leg, order: LegOrder, why: str) -> None:
@@ -519,7 +521,7 @@ class PairMachine:
             return
         order.querying = True
         self._emit(EventKind.RECONCILE, leg=leg, reason=why, client_order_id=order.coid, action="query")
-        self.out.append(Query(self.did, leg.inst.venue, order.coid))
+        self.out.append(Query(self.did, leg.inst.venue, order.coid, leg.spec.account))
 
     # -- inputs ----------------------------------------------------------------------------
     def on_reports(self, reports: Iterable[ExecutionReport], source: str) -> None:
@@ -1123,7 +1125,9 @@ class PairBook:
         self.pairs: dict[str, PairMachine] = {}
         self.index: dict[str, str] = {}  # client order id -> decision id
         self.trading: dict[tuple[str, str], TradingState] = {}
-        self.venues_down: dict[str, str] = {}  # venue -> why (from the venue health probes)
+        self.venues_down: dict[str, str] = {}  # route key -> why (from the venue health probes)
+        # "VENUE/ACCOUNT" keys of gateways that carry named accounts (model.config.route_key)
+        self.account_routes: set[str] = set()
         self._finish_order: deque[str] = deque()  # decision ids in the order their pairs finished
         # tombstones: finished pairs evicted from memory, and those a restart recovered as finished
         # (their orders are not rebuilt); a fill for one of their orders escalates
@@ -1302,8 +1306,11 @@ class PairBook:
             problem = (f"DEADLINE_PASSED: the intent's deadline was {(now - intent.deadline_ns) / 1e6:.1f} ms "
                        "before it reached the coordinator")
         if not problem:
-            down = [f"{lg.inst.venue} ({self.venues_down[lg.inst.venue]})" for lg in legs
-                    if lg.inst.venue in self.venues_down]
+            down = []
+            for lg in legs:  # the gateway the leg goes through: its account's, else the venue's default
+                key = self.route_of(lg.inst.venue, lg.spec.account)
+                if key in self.venues_down:
+                    down.append(f"{key} ({self.venues_down[key]})")
             if down:
                 problem = f"VENUE_DOWN: {', '.join(down)}"
         if not problem:
@@ -1679,6 +1686,12 @@ class PairBook:
         leg.next_attempt = max(leg.next_attempt, req.attempt + 1)
         leg.unwinds += order.unwind
         self.index[req.client_order_id] = m.did
+
+    def route_of(self, venue: str, account: str) -> str:
+        """The routing key of an order on ``venue`` through ``account``: the gateway that lists
+        the account (``VENUE/ACCOUNT``), else the venue's default gateway (``VENUE``)."""
+        key = f"{venue}/{account}"
+        return key if key in self.account_routes else venue
 
     def set_venue_state(self, venue: str, up: bool, reason: str = "") -> None:
         """A venue went DOWN (new pairs with a leg on it are refused ``VENUE_DOWN``, nothing new is

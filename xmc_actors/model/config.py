@@ -26,6 +26,22 @@ class FeedConfig(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+def route_key(venue: str, account: str = "") -> str:
+    """Where an order goes: ``VENUE/ACCOUNT`` for a gateway that lists its accounts, ``VENUE``
+    for a venue's default gateway. :func:`pick_route` resolves an order's venue and account."""
+    return f"{venue}/{account}" if account else venue
+
+
+def pick_route(routes: Any, venue: str, account: str = "") -> Any:
+    """The gateway (a value of ``routes``, a mapping keyed by :func:`route_key`) for an order on
+    ``venue`` through ``account``: the gateway that lists the account, else the venue's default."""
+    if account:
+        hit = routes.get(f"{venue}/{account}")
+        if hit is not None:
+            return hit
+    return routes.get(venue)
+
+
 class GatewayConfig(BaseModel):
     """A venue gateway actor: which venue, which adapter, which market-data feed."""
 
@@ -39,6 +55,14 @@ class GatewayConfig(BaseModel):
     # gateways of one group share one process (actor ``gateways-<group>``): both legs of a pair
     # on two of its venues leave in one call, placed back to back (docs/architecture.md)
     group: Name | None = None
+    # the accounts whose orders this gateway carries (a second broker or account on a venue has
+    # a gateway of its own); empty: every account on the venue that no other gateway lists
+    accounts: tuple[str, ...] = ()
+
+    @property
+    def route_keys(self) -> tuple[str, ...]:
+        """The coordinator's routing keys for this gateway (:func:`route_key`)."""
+        return tuple(route_key(self.venue, a) for a in self.accounts) if self.accounts else (self.venue,)
 
     @property
     def actor_name(self) -> str:
@@ -114,6 +138,14 @@ class DeploymentConfig(BaseModel):
             if i.id == inst_id:
                 return i
         raise KeyError(f"unknown instrument {inst_id!r}")
+
+    def quote_sources(self) -> dict[str, GatewayConfig]:
+        """Venue -> the gateway whose quotes the strategies and the risk guard receive: the first
+        gateway on the venue in the file (a venue has one market, however many sessions reach it)."""
+        out: dict[str, GatewayConfig] = {}
+        for g in self.gateways:
+            out.setdefault(g.venue, g)
+        return out
 
     def gateway_processes(self) -> dict[str, list[GatewayConfig]]:
         """Gateway actors to start: process name -> the gateways it hosts, in configuration order."""

@@ -572,15 +572,32 @@ def _check_references(cfg: DeploymentConfig, add: Any, reported: list[str]) -> N
     dupes("fx", [f.id for f in cfg.fx], "FX pair")
     dupes("accounts", [a.id for a in cfg.accounts], "account")
     dupes("gateways", [g.actor_name for g in cfg.gateways], "gateway")
-    # the coordinator routes a venue's orders to one gateway: a second gateway on a venue (another
-    # broker or account) would silently take the first one's place, so it is refused for now
-    first_on: dict[str, int] = {}
+    # several gateways on one venue (brokers, accounts): each order goes to the gateway that
+    # lists its account, else to the venue's one default gateway (no `accounts`); an account is
+    # carried by one gateway per venue, so no order could go two ways
+    default_on: dict[str, int] = {}
+    carried: dict[tuple[str, str], int] = {}
+    acc_by_id = {a.id: a for a in cfg.accounts}
     for n, g in enumerate(cfg.gateways):
-        if g.venue in first_on:
-            add(["gateways", n, "venue"], f"venue {g.venue!r} already has a gateway (gateways[{first_on[g.venue]}]): "
-                "one gateway per venue is supported today (a second broker or account on one venue is not yet)")
-        else:
-            first_on[g.venue] = n
+        if not g.accounts:
+            if g.venue in default_on:
+                add(["gateways", n, "accounts"],
+                    f"venue {g.venue!r} already has a default gateway (gateways[{default_on[g.venue]}], no accounts): "
+                    "list the accounts each further gateway on the venue carries")
+            else:
+                default_on[g.venue] = n
+        for k, a in enumerate(g.accounts):
+            acc = acc_by_id.get(a)
+            if acc is None:
+                add(["gateways", n, "accounts", k], f"unknown account {a!r}")
+            elif g.venue not in acc.venues:
+                add(["gateways", n, "accounts", k], f"account {a!r} does not trade on venue {g.venue!r} "
+                                                    f"(its venues: {', '.join(acc.venues)})")
+            if (g.venue, a) in carried:
+                add(["gateways", n, "accounts", k], f"account {a!r} on {g.venue!r} is already carried by "
+                                                    f"gateways[{carried[(g.venue, a)]}]")
+            else:
+                carried[(g.venue, a)] = n
     dupes("strategies", [s.name for s in cfg.strategies], "strategy")
 
     venues = {v.code for v in cfg.venues}
@@ -631,6 +648,11 @@ def _check_references(cfg: DeploymentConfig, add: Any, reported: list[str]) -> N
             elif inst is not None and inst.venue not in acc.venues:
                 add(["strategies", n, "legs", k, "account"],
                     f"account {acc.id!r} does not trade on venue {inst.venue!r} (it trades: {', '.join(acc.venues)})")
+            elif inst is not None and inst.venue in gw_venues and inst.venue not in default_on \
+                    and (inst.venue, acc.id) not in carried:
+                add(["strategies", n, "legs", k, "account"],
+                    f"no gateway on {inst.venue!r} carries account {acc.id!r}: list it under a gateway's accounts, "
+                    "or give the venue a default gateway (one without accounts)")
         if len(resolved) == 2:
             a, b = resolved
             if a.id == b.id:

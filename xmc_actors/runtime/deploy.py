@@ -253,7 +253,14 @@ class Deployment:
         self.strategies_per_host = max(1, strategies_per_host)
         self.quiet = quiet
         self.handles: dict[str, Any] = {}
+        # venue -> its quote-source gateway (the first in the file; the one strategies and the
+        # risk guard subscribe to); every gateway by actor name; routing key -> gateway (what
+        # the coordinator is given: VENUE, or VENUE/ACCOUNT for a gateway that lists accounts)
         self.gateways: dict[str, Any] = {}
+        self.all_gateways: dict[str, Any] = {}
+        self.routes: dict[str, Any] = {}
+        # replayed at max speed (driven by the replay driver) / live; keyed by venue for a
+        # venue's quote source, by actor name for a further gateway on it
         self.replay_gateways: dict[str, Any] = {}
         self.live_gateways: dict[str, Any] = {}
         self.hosts: dict[str, Any] = {}
@@ -309,7 +316,7 @@ class Deployment:
 
     def _start(self) -> dict[str, dict]:
         from ..actors.coordinator import PairCoordinator
-        from ..actors.gateway import GatewayView, VenueGateway
+        from ..actors.gateway import VenueGateway
         from ..actors.risk_guard import RiskGuard
         from ..actors.strategy import StrategyHost
         from ..feeds.fx import fx_book_from_config
@@ -336,6 +343,7 @@ class Deployment:
         info = {"name": cfg.name, "namespace": ns, "ledger": str(Path(self.ledger_cfg.path).resolve()),
                 "gateways": [g.actor_name for g in cfg.gateways],
                 "gateway_processes": {g.actor_name: g.process_name for g in cfg.gateways},
+                "gateway_routes": {g.actor_name: list(g.route_keys) for g in cfg.gateways},
                 "strategies": [s.name for s in cfg.strategies], "coordinator": COORDINATOR_NAME, "risk_guard": RISK_GUARD_NAME}
         registry = DeploymentRegistry.options(name=REGISTRY_NAME, namespace=ns, lifetime="detached" if cfg.ray.detached else None).remote(info)
         self.handles[REGISTRY_NAME] = registry
@@ -370,9 +378,7 @@ class Deployment:
                 dep, [g.actor_name for g in members], self.sink)
             self.handles[proc] = h
             for g in members:
-                view = self.gateways[g.venue] = GatewayView(h, g.actor_name)
-                is_replay_max = g.feed.kind == "replay" and g.feed.params.get("speed", "max") == "max"
-                (self.replay_gateways if is_replay_max else self.live_gateways)[g.venue] = view
+                self._index_gateway(g, h)
 
         cpl = coordinator_placement()
         # the gateways are registered after readiness (below): the coordinator's ready() awaits
@@ -393,7 +399,7 @@ class Deployment:
         spl = strategy_placement(spread=not embedded, num_cpus=cfg.ray.strategy_cpus)
         # A strategy whose legs are both on replayed venues lives on replayed time (the quotes'
         # own stamps); the others on the wall clock. The two never share a host.
-        replayed = set(self.replay_gateways)
+        replayed = set(self.replay_gateways) & set(self.gateways)  # venues whose quotes are replayed
         on_replay = [i for i in instances if {cfg.instrument(x).venue for x in i.instrument_ids} <= replayed]
         on_clock = [i for i in instances if i not in on_replay]
         n_host = 0
@@ -416,8 +422,8 @@ class Deployment:
 
         # wiring (after readiness, so a pending actor is reported by wait_ready, not hung on here)
         calls = []
-        for venue, gw in self.gateways.items():
-            calls.append(coord.register_gateway.remote(venue, gw))  # orders go there; it pushes reports back
+        for key, gw in self.routes.items():
+            calls.append(coord.register_gateway.remote(key, gw))  # orders go there; it pushes reports back
         for hname, h in self.hosts.items():
             insts = ray.get(h.instruments.remote())
             for venue, gw in self.gateways.items():
@@ -493,12 +499,26 @@ class Deployment:
         self.handles[METRICS_HUB_NAME] = hub
         self.metrics_endpoint = start_metrics_endpoint(self.cfg.ray.metrics_port, hub_fetcher(hub))
 
+    def _index_gateway(self, g: Any, process: Any) -> None:
+        """Record gateway ``g`` (hosted by actor ``process``) in the gateway maps."""
+        from ..actors.gateway import GatewayView
+
+        view = GatewayView(process, g.actor_name)
+        self.all_gateways[g.actor_name] = view
+        source = self.cfg.quote_sources()[g.venue].actor_name == g.actor_name
+        if source:
+            self.gateways[g.venue] = view
+        for key in g.route_keys:
+            self.routes[key] = view
+        is_replay_max = g.feed.kind == "replay" and g.feed.params.get("speed", "max") == "max"
+        (self.replay_gateways if is_replay_max else self.live_gateways)[g.venue if source else g.actor_name] = view
+
     # ------------------------------------------------------------------ run
     def settle(self, timeout_s: float = 10.0) -> None:
         """Wait until quotes pushed so far are processed, the risk guard re-granted, and no pair
         is in flight (the settle loop of a replay)."""
         deadline = time.monotonic() + timeout_s
-        ray.get([g.quiesce.remote() for g in self.gateways.values()])
+        ray.get([g.quiesce.remote() for g in self.all_gateways.values()])
         # the risk guard's reaction to the data is part of what a step caused: fresh reference
         # prices (the collar) and limits reach the coordinator before the next step
         ray.get(self.handles[RISK_GUARD_NAME].regrant_all.remote())
@@ -555,7 +575,7 @@ class Deployment:
         while time.monotonic() < deadline:
             missing = self._unanswered(min(5.0, max(0.5, deadline - time.monotonic())))
             if not missing:
-                gws = {v.handle._actor_id: v.handle for v in self.gateways.values()}
+                gws = {v.handle._actor_id: v.handle for v in self.all_gateways.values()}
                 try:
                     ray.get([h.rewire_done.remote(max(1.0, deadline - time.monotonic())) for h in gws.values()],
                             timeout=max(1.0, deadline - time.monotonic()))
@@ -732,7 +752,6 @@ class Deployment:
         """The running deployment of ``namespace`` (Ray already joined), rebuilt from its
         registry: what ``xmc stop`` stops once the driver that started a detached deployment is
         gone. Its ledger client is a new client of the named shards."""
-        from ..actors.gateway import GatewayView
         from ..ledger.client import LedgerClient
         from .session import find_registry
 
@@ -756,9 +775,7 @@ class Deployment:
             h = dep.handles.get(g.process_name)
             if h is None:
                 continue
-            view = dep.gateways[g.venue] = GatewayView(h, g.actor_name)
-            is_replay_max = g.feed.kind == "replay" and g.feed.params.get("speed", "max") == "max"
-            (dep.replay_gateways if is_replay_max else dep.live_gateways)[g.venue] = view
+            dep._index_gateway(g, h)
         dep.sink = LedgerClient.named(dep.ledger_cfg, namespace, actor="xmc-stop")
         return dep
 
