@@ -216,7 +216,9 @@ def test_status_skips_an_actor_without_status_and_shows_halted_strategies_and_se
                                                     "next_sender_seq": 12, "next_target_seq": 9,
                                                     "last_heartbeat_ns": now - 2_000_000_000, "endpoint": "127.0.0.1:9876",
                                                     "unknown_orders": 2, "market_data": "fix",
-                                                    "md_awaiting_snapshot": ["LME.CA3M"]}},
+                                                    "md_awaiting_snapshot": ["LME.CA3M"],
+                                                    "reconnect": {"state": "WAITING", "failures": 3,
+                                                                  "recent_pauses_s": [1.1, 1.9, 4.2]}}},
         "strategy-host-0": {"strategies": {"copper-shfe-lme": {"state": "HALTED", "position": 1, "counters": {},
                                                                "reason": "pair copper-shfe-lme-00000003 escalated: rollback budget spent"}}},
         "risk-guard": {"unresolved_escalations": {"copper-shfe-lme-00000003": {"strategy": "copper-shfe-lme",
@@ -231,6 +233,7 @@ def test_status_skips_an_actor_without_status_and_shows_halted_strategies_and_se
     session = actors["  session"]
     assert session[1] == "LOGGED_ON"
     assert "FIX FIX.4.4:XMC->LME LOGGED_ON seq out 12 in 9 last heartbeat" in session[2] and "(127.0.0.1:9876)" in session[2]
+    assert "reconnecting (waiting, 3 failed, last pause 4.2 s)" in session[2]
     assert "orders of unknown outcome 2" in session[2] and "market data fix (awaiting snapshot: LME.CA3M)" in session[2]
     (strategy,) = tables["strategies"].rows
     assert strategy[:3] == ("copper-shfe-lme", "strategy-host-0", "HALTED")

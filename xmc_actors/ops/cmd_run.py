@@ -317,6 +317,11 @@ def _session_line(sess: dict[str, Any]) -> str:
         parts.append(f"last heartbeat {max(0.0, (_time.time_ns() - int(hb)) / 1e9):.1f} s ago")
     elif "last_heartbeat_ns" in sess:
         parts.append("no heartbeat yet")
+    rc = sess.get("reconnect") or {}
+    if rc.get("state") and rc["state"] != "CONNECTED":
+        pauses = rc.get("recent_pauses_s") or []
+        parts.append(f"reconnecting ({str(rc['state']).lower()}, {rc.get('failures', 0)} failed"
+                     + (f", last pause {pauses[-1]:.1f} s" if pauses else "") + ")")
     if sess.get("unknown_orders"):
         parts.append(f"orders of unknown outcome {sess['unknown_orders']}")
     if sess.get("market_data"):
