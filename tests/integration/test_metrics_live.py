@@ -15,6 +15,7 @@ writes for Prometheus and the actors' Repr column are checked too.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -28,6 +29,7 @@ import yaml
 import ray
 from prometheus_client.parser import text_string_to_metric_families
 
+from prom_kit import HAVE_PROMETHEUS, WHY_NOT, prometheus
 from runtime_kit import ROOT, band, copper_config
 
 pytestmark = pytest.mark.ray
@@ -82,6 +84,11 @@ def live(tmp_path_factory):
     stop = threading.Event()
     th = threading.Thread(target=lambda: dep.run(duration_s=None, stop_event=stop), daemon=True)
     th.start()
+    # a real Prometheus scraping both sources from the start (the dashboard's rate() windows)
+    stack = contextlib.ExitStack()
+    prom = stack.enter_context(prometheus(tmp / "prometheus", {"xmc": [f"127.0.0.1:{port}"],
+                                                               "ray": list(dep.access_info()["ray_metrics"])})) \
+        if HAVE_PROMETHEUS else None
     dep.gateways["SHFE"].push_wire.remote(["this is not a quote"])  # one BAD_INPUT
     samples: list = []
     deadline = time.monotonic() + 120
@@ -117,7 +124,8 @@ def live(tmp_path_factory):
                                                       limit=100)}
     yield {"samples": samples, "port": port, "access": access, "node_port": node_port, "ray_samples": ray_samples,
            "ray_error": ray_error, "discovery": json.loads(discovery.read_text()) if discovery.exists() else None,
-           "reprs": reprs}
+           "reprs": reprs, "prom": prom}
+    stack.close()
     stop.set()
     th.join(60)
     dep.shutdown_ray()
@@ -207,3 +215,18 @@ def test_the_dashboard_repr_column_names_each_actor(live):
     assert r["ledger-0"].startswith("LedgerShard(ledger-0: ") and r["ledger-0"].endswith("shard-0.duckdb)")
     assert r["metrics-hub"].startswith("MetricsHub(metrics-hub")
     assert r["deployment"].startswith("DeploymentRegistry(deployment: metrics-live in " + NS)
+
+
+@pytest.mark.skipif(not HAVE_PROMETHEUS, reason=WHY_NOT)
+def test_every_dashboard_query_returns_data_in_a_real_prometheus_from_both_sources(live):
+    """Each Grafana panel's query, as Grafana sends it with "All" selected, for the embedded
+    endpoint (prefix empty) and for Ray's export (prefix ray_), returns at least one series."""
+    prom = live["prom"]
+    prom.wait("both scrape targets up", lambda: {r["metric"]["job"] for r in prom.query("up == 1")} >= {"xmc", "ray"})
+    exprs = [t["expr"] for p in json.loads(DASHBOARD.read_text())["panels"] for t in p["targets"]]
+    for prefix in ("", "ray_"):
+        for e in exprs:
+            if "xmc_reject_ratio" in e:  # only once a venue has a full window of orders (see above)
+                continue
+            q = e.replace("${prefix}", prefix).replace('"$strategy"', '".*"').replace('"$venue"', '".*"')
+            prom.wait(f"data for {q}", lambda q=q: prom.query(q), timeout_s=30)
