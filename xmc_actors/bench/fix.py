@@ -185,17 +185,10 @@ def run(quick: bool = False) -> dict[str, float]:
                          venue_ts_ns=now, recv_ts_ns=now, ts_ns=now, seq=seq).model_dump(mode="json")
 
         control(ctl, {"cmd": "market", "quotes": [quote(9799, 1)]})
-        rtt = []
-        for k in range(n + 50):
-            req = _order(k, "9700")
-            t0 = time.perf_counter_ns()
-            reps, _ = core.place(req)
-            rtt.append((time.perf_counter_ns() - t0) / 1000)
-            if not reps or reps[0].kind.value != "ACK":
-                raise RuntimeError(f"bench fix: order {k} was not acknowledged: {reps}")
-        rtt = rtt[50:]
-
-        # market data in: a burst of book changes, each one incremental refresh
+        # market data in: a burst of book changes, each one incremental refresh; first, while
+        # the book holds none of our orders (the simulated venue checks every resting order
+        # against each quote: with the round trips' 3,000 orders resting it measured that
+        # matching, ~190 quotes/s, not the session)
         while adapter.poll_market():
             pass
         before = adapter.counters.get("md_updates", 0)
@@ -207,6 +200,16 @@ def run(quick: bool = False) -> dict[str, float]:
             time.sleep(0.0005)
         md_s = time.perf_counter() - t0
         got_md = adapter.counters.get("md_updates", 0) - before
+
+        rtt = []
+        for k in range(n + 50):
+            req = _order(k, "9700")
+            t0 = time.perf_counter_ns()
+            reps, _ = core.place(req)
+            rtt.append((time.perf_counter_ns() - t0) / 1000)
+            if not reps or reps[0].kind.value != "ACK":
+                raise RuntimeError(f"bench fix: order {k} was not acknowledged: {reps}")
+        rtt = rtt[50:]
 
         # orders out, answers not awaited
         k0 = n + 1000
