@@ -2,7 +2,9 @@
 the drop copies the trail holds itself: the chaos run's lost LME fills (3 and 4 lots) are found."""
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -212,6 +214,12 @@ def test_reconcile_cli_against_venue_state_lists_then_backfills_once(scenario, t
     assert out.count("fill at the venue, not in the trail") == 2 and "missing fills" in out
     with AuditReader(led) as r:
         assert r.count() == before
+    # the same as CSV: one row per venue, one per mismatch, each under its table's name
+    assert main([*args, "--format", "csv"]) == 1
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0][:3] == ["table", "venue", "orders"]
+    assert {r[0] for r in rows[1:]} == {"venues", "mismatches"}
+    assert sum(1 for r in rows if "fill at the venue, not in the trail" in r) == 2
     # Act 2: write, then check again
     rc_write = main([*args, "--write"])
     capsys.readouterr()

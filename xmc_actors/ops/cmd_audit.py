@@ -79,7 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     rc.add_argument("--until", help="--trail-only: drop-copy rows until, exclusive")
     rc.add_argument("--write", action="store_true",
                     help="store the missing events in the ledger (needs the deployment stopped; idempotent)")
-    rc.add_argument("--json", action="store_true", help="machine-readable output")
+    add_format_argument(rc, json_alias=True)
     rc.set_defaults(func=cmd_reconcile)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
@@ -297,7 +297,6 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 def _reconcile_venues(args: argparse.Namespace, sources: list, without: list[str], since: int | None) -> int:
     import time
 
-    from ..ledger.audit import fmt_ns
     from ..ledger.reconcile import compare_with_venues
     from ..ledger.venue_records import VenueRecordError
     try:
@@ -312,27 +311,24 @@ def _reconcile_venues(args: argparse.Namespace, sources: list, without: list[str
     left = rep.unrepairable() if args.write else {k: n for k, n in rep.counts().items() if n}
     for w in without:
         print(f"xmc: warning: not checked: {w}", file=sys.stderr)
-    if args.json:
+    fmt = output_format(args)
+    if fmt == "json":
         json.dump({**rep.to_dict(), "stored": stored, "not_checked": without}, sys.stdout, indent=1,
                   ensure_ascii=False, default=str)
         print()
         return 1 if left else 0
-    print(f"{len(records)} venue records checked against {rep.trail_events} order events of the trail:")
     head = ("venue", "orders", "fills", "trail fills", "missing fills", "unknown fills", "stored twice",
             "no ORDER_SENT", "dup order ids", "status differs", "source")
-    _print_table(head, [(v.venue, v.orders, v.fills, v.trail_fills, *v.counts().values(), "; ".join(v.sources))
-                        for v in rep.venues.values()])
-    rows = []
+    per_venue = [(v.venue, v.orders, v.fills, v.trail_fills, *v.counts().values(), "; ".join(v.sources))
+                 for v in rep.venues.values()]
+    rows = _mismatch_rows(rep)
+    if fmt == "csv":
+        emit("csv", None, [Table("venues", head, per_venue),
+                           Table("mismatches", ("venue", "what", "order", "trade", "qty", "price", "time (UTC)"), rows)])
+        return 1 if left else 0
+    print(f"{len(records)} venue records checked against {rep.trail_events} order events of the trail:")
+    _print_table(head, per_venue)
     for v in rep.venues.values():
-        rows += [(v.venue, "fill at the venue, not in the trail", f.client_order_id, f.trade_id, f.qty, f.price,
-                  fmt_ns(f.ts_ns)) for f in v.missing_fills]
-        rows += [(v.venue, "fill in the trail, unknown to the venue", f.client_order_id, f.trade_id, f.qty, "",
-                  fmt_ns(f.ts_ns)) for f in v.unknown_fills]
-        rows += [(v.venue, f"fill stored {n} times in the trail", o, t, "", "", "") for o, t, n in v.duplicate_fills]
-        rows += [(v.venue, "order at the venue, no ORDER_SENT", o.client_order_id, "", o.qty, o.price or "",
-                  fmt_ns(o.ts_ns)) for o in v.orders_without_sent]
-        rows += [(v.venue, "client order id held twice at the venue", o, "", "", "", "") for o in v.duplicate_order_ids]
-        rows += [(v.venue, f"venue status {a}, trail {b or 'none'}", o, "", "", "", "") for o, a, b in v.status_differs]
         if v.out_of_scope_fills:
             print(f"{v.venue}: {v.out_of_scope_fills} trail fills of orders the venue's record does not hold, from "
                   "before it begins (an earlier run), not compared")
@@ -355,6 +351,24 @@ def _reconcile_venues(args: argparse.Namespace, sources: list, without: list[str
     return 1 if left else 0
 
 
+def _mismatch_rows(rep: Any) -> list[tuple[Any, ...]]:
+    """Every difference between the trail and the venues' records, one row each."""
+    from ..ledger.audit import fmt_ns
+
+    rows: list[tuple[Any, ...]] = []
+    for v in rep.venues.values():
+        rows += [(v.venue, "fill at the venue, not in the trail", f.client_order_id, f.trade_id, f.qty, f.price,
+                  fmt_ns(f.ts_ns)) for f in v.missing_fills]
+        rows += [(v.venue, "fill in the trail, unknown to the venue", f.client_order_id, f.trade_id, f.qty, "",
+                  fmt_ns(f.ts_ns)) for f in v.unknown_fills]
+        rows += [(v.venue, f"fill stored {n} times in the trail", o, t, "", "", "") for o, t, n in v.duplicate_fills]
+        rows += [(v.venue, "order at the venue, no ORDER_SENT", o.client_order_id, "", o.qty, o.price or "",
+                  fmt_ns(o.ts_ns)) for o in v.orders_without_sent]
+        rows += [(v.venue, "client order id held twice at the venue", o, "", "", "", "") for o in v.duplicate_order_ids]
+        rows += [(v.venue, f"venue status {a}, trail {b or 'none'}", o, "", "", "", "") for o, a, b in v.status_differs]
+    return rows
+
+
 def _reconcile_trail_only(args: argparse.Namespace, since: int | None, until: int | None) -> int:
     import time
 
@@ -369,7 +383,12 @@ def _reconcile_trail_only(args: argparse.Namespace, since: int | None, until: in
     stored = 0
     if missing and args.write:
         stored = _backfill(args, files, missing)
-    if args.json:
+    fmt = output_format(args)
+    missing_rows = [(fmt_ns(e.ts_ns), e.kind.value, e.decision_id, e.venue, str(e.payload.get("client_order_id", "")),
+                     e.reason) for e in missing]
+    if fmt == "csv":
+        emit("csv", None, [Table("missing", ("time (UTC)", "kind", "decision", "venue", "order", "reason"), missing_rows)])
+    elif fmt == "json":
         json.dump({"mode": "trail-only", "drop_copy_rows": len(drop), "trail_orders_events": len(trail),
                    "missing": len(missing), "stored": stored, "events": [e.model_dump(mode="json") for e in missing]},
                   sys.stdout, indent=1, ensure_ascii=False)
@@ -378,9 +397,7 @@ def _reconcile_trail_only(args: argparse.Namespace, since: int | None, until: in
         print(f"trail only: {len(drop)} drop-copy rows checked against {len(trail)} order events of the trail: "
               f"{len(missing)} missing" + (f", {stored} stored" if args.write else ""))
         if missing:
-            _print_table(("time (UTC)", "kind", "decision", "venue", "order", "reason"),
-                         [(fmt_ns(e.ts_ns), e.kind.value, e.decision_id, e.venue,
-                           str(e.payload.get("client_order_id", "")), e.reason) for e in missing])
+            _print_table(("time (UTC)", "kind", "decision", "venue", "order", "reason"), missing_rows)
             if not args.write:
                 print("run again with --write, with the deployment stopped, to store them")
     return 0 if not missing or args.write else 1
