@@ -180,9 +180,12 @@ def test_the_address_file_records_how_to_authenticate_but_never_the_token(tmp_pa
 def test_the_recorded_token_mode_is_used_unless_this_shell_says_otherwise(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(session, "_set_token_mode", lambda: calls.append(os.environ.get("RAY_AUTH_TOKEN_PATH")))
-    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
-    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
-    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
+    # _apply_record_auth writes os.environ itself: set each name through monkeypatch first, so
+    # that teardown restores it (a delenv of an unset name records nothing, and the token path
+    # set here leaked into every later Ray test of the same session)
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     session._apply_record_auth({"auth_mode": "token", "token_source": "file", "token_path": str(tmp_path / "t")})
     assert calls == [str(tmp_path / "t")]
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # set by hand: respected
