@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import socket
 import threading
 import time
 import urllib.request
@@ -29,19 +28,13 @@ import yaml
 import ray
 from prometheus_client.parser import text_string_to_metric_families
 
-from prom_kit import HAVE_PROMETHEUS, WHY_NOT, prometheus
+from prom_kit import HAVE_PROMETHEUS, WHY_NOT, free_port, prometheus
 from runtime_kit import ROOT, band, copper_config
 
 pytestmark = pytest.mark.ray
 RAY_EXPORT_WAIT_S = 60
 NS = "test-metrics-live"
 DASHBOARD = ROOT / "cluster" / "grafana" / "xmc-dashboard.json"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scrape(port: int | str) -> list:

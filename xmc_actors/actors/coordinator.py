@@ -33,7 +33,7 @@ from ..core.pair_fsm import (
 from ..core.pretrade import PreTradeCheck
 from ..core.sink import EventSink, MemorySink
 from ..core.venue_health import VenueChange, VenueHealth, VenueState
-from ..model.config import pick_route
+from ..model.config import route_venue
 from ..model.events import Event
 from ..model.fastpickle import from_wire, to_wire
 from ..model.market import Instrument
@@ -152,13 +152,17 @@ class PairCoordinator:
         routing key (:func:`~xmc_actors.model.config.route_key`): ``VENUE`` for the venue's
         default gateway, ``VENUE/ACCOUNT`` for a gateway that carries that account."""
         self.gateways[venue] = handle
-        if "/" in venue:
+        if route_venue(venue) != venue:  # a gateway carrying that account
             self.book.account_routes.add(venue)
         self.health.track(venue)
         me = ray.get_runtime_context().current_actor
         await handle.register_owner.remote(self.name, me)
         if self._health_task is None and self.config.health_interval_ms:
             self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
+
+    def _gateway(self, venue: str, account: str) -> Any:
+        """The gateway an order on ``venue`` through ``account`` goes to (None: none registered)."""
+        return self.gateways.get(self.book.route_of(venue, account))
 
     # -- venue health ------------------------------------------------------------------------
     async def _health_loop(self) -> None:
@@ -187,8 +191,8 @@ class PairCoordinator:
         # change.venue is a routing key (VENUE, or VENUE/ACCOUNT for a further gateway on the
         # venue): the strategies and the risk guard hear of the venue, DOWN while any of its
         # gateways is, and only when that changes
-        venue = change.venue.split("/", 1)[0]
-        down = any(k.split("/", 1)[0] == venue for k in self.book.venues_down)
+        venue = route_venue(change.venue)
+        down = any(route_venue(k) == venue for k in self.book.venues_down)
         if down == self._venues_seen_down.get(venue, False):
             return
         self._venues_seen_down[venue] = down
@@ -353,7 +357,7 @@ class PairCoordinator:
                 out[leg.leg] = leg.visible_qty
                 continue
             inst = self.book.instruments.get(leg.instrument)
-            gw = pick_route(self.gateways, inst.venue, leg.account) if inst else None
+            gw = self._gateway(inst.venue, leg.account) if inst else None
             if gw is None:
                 continue
             try:
@@ -510,7 +514,7 @@ class PairCoordinator:
             if isinstance(c, Place):
                 if c.req.reduce_only and c.decision_id in self.timings:
                     self.timings[c.decision_id].setdefault("unwind_sent", time.perf_counter_ns())
-                gw = pick_route(self.gateways, c.venue, c.req.account)
+                gw = self._gateway(c.venue, c.req.account)
                 if id(c) in grouped:
                     group = grouped[id(c)]
                     if group is not None:
@@ -521,10 +525,10 @@ class PairCoordinator:
                     calls.append(("place", c.req.client_order_id,
                                   gw.place_wire.remote(to_wire(c.req)) if gw is not None else None))
             elif isinstance(c, Cancel):
-                gw = pick_route(self.gateways, c.venue, c.account)
+                gw = self._gateway(c.venue, c.account)
                 calls.append(("cancel", c.client_order_id, gw.cancel.remote(c.client_order_id) if gw else None))
             elif isinstance(c, Query):
-                gw = pick_route(self.gateways, c.venue, c.account)
+                gw = self._gateway(c.venue, c.account)
                 calls.append(("query", c.client_order_id, gw.query.remote(c.client_order_id) if gw else None))
         if places:
             t = self.timings.get(places[0].decision_id)
@@ -581,7 +585,7 @@ class PairCoordinator:
         name)]`` and ``id(each other order of the group) -> None``; lone orders are absent."""
         by_actor: dict[Any, list[tuple[Place, str | None]]] = {}
         for c in places:
-            gw = pick_route(self.gateways, c.venue, c.req.account)
+            gw = self._gateway(c.venue, c.req.account)
             if gw is not None:
                 actor, gname = actor_of(gw)
                 by_actor.setdefault(getattr(actor, "_actor_id", id(actor)), []).append((c, gname))

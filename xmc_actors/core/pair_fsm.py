@@ -41,6 +41,7 @@ from typing import Any, Callable, Final, Iterable, Mapping, Union
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt, ValidationError
 
+from ..model.config import route_key
 from ..model.errors import IllegalTransition
 from ..model.events import Event, EventKind
 from ..model.market import Instrument, Side
@@ -161,7 +162,7 @@ class Cancel:
     decision_id: str
     venue: str
     client_order_id: str
-    account: str = ""  # with the venue, picks the gateway (model.config.pick_route)
+    account: str = ""  # with the venue, picks the gateway (PairBook.route_of)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +170,7 @@ class Query:
     decision_id: str
     venue: str
     client_order_id: str
-    account: str = ""  # with the venue, picks the gateway (model.config.pick_route)
+    account: str = ""  # with the venue, picks the gateway (PairBook.route_of)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1690,7 +1691,7 @@ class PairBook:
     def route_of(self, venue: str, account: str) -> str:
         """The routing key of an order on ``venue`` through ``account``: the gateway that lists
         the account (``VENUE/ACCOUNT``), else the venue's default gateway (``VENUE``)."""
-        key = f"{venue}/{account}"
+        key = route_key(venue, account)
         return key if key in self.account_routes else venue
 
     def set_venue_state(self, venue: str, up: bool, reason: str = "") -> None:

@@ -28,18 +28,13 @@ class FeedConfig(BaseModel):
 
 def route_key(venue: str, account: str = "") -> str:
     """Where an order goes: ``VENUE/ACCOUNT`` for a gateway that lists its accounts, ``VENUE``
-    for a venue's default gateway. :func:`pick_route` resolves an order's venue and account."""
+    for a venue's default gateway. ``PairBook.route_of`` resolves an order's venue and account."""
     return f"{venue}/{account}" if account else venue
 
 
-def pick_route(routes: Any, venue: str, account: str = "") -> Any:
-    """The gateway (a value of ``routes``, a mapping keyed by :func:`route_key`) for an order on
-    ``venue`` through ``account``: the gateway that lists the account, else the venue's default."""
-    if account:
-        hit = routes.get(f"{venue}/{account}")
-        if hit is not None:
-            return hit
-    return routes.get(venue)
+def route_venue(key: str) -> str:
+    """The venue of a routing key (:func:`route_key`)."""
+    return key.split("/", 1)[0]
 
 
 class GatewayConfig(BaseModel):

@@ -577,7 +577,7 @@ def _check_references(cfg: DeploymentConfig, add: Any, reported: list[str]) -> N
     # carried by one gateway per venue, so no order could go two ways
     default_on: dict[str, int] = {}
     carried: dict[tuple[str, str], int] = {}
-    acc_by_id = {a.id: a for a in cfg.accounts}
+    accounts = {a.id: a for a in cfg.accounts}
     for n, g in enumerate(cfg.gateways):
         if not g.accounts:
             if g.venue in default_on:
@@ -587,7 +587,7 @@ def _check_references(cfg: DeploymentConfig, add: Any, reported: list[str]) -> N
             else:
                 default_on[g.venue] = n
         for k, a in enumerate(g.accounts):
-            acc = acc_by_id.get(a)
+            acc = accounts.get(a)
             if acc is None:
                 add(["gateways", n, "accounts", k], f"unknown account {a!r}")
             elif g.venue not in acc.venues:
@@ -602,7 +602,6 @@ def _check_references(cfg: DeploymentConfig, add: Any, reported: list[str]) -> N
 
     venues = {v.code for v in cfg.venues}
     instruments = {i.id: i for i in cfg.instruments}
-    accounts = {a.id: a for a in cfg.accounts}
     gw_venues = {g.venue for g in cfg.gateways}
     for n, inst in enumerate(cfg.instruments):
         if inst.venue not in venues:
