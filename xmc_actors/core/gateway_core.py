@@ -489,6 +489,10 @@ class GatewayCore:
         if reps:
             self._queue_push(self._from_venue(reps))
         out = []
+        if quote.origin is not None:  # a replayed close or a synthetic bridge quote stays marked as such
+            for m in msgs:
+                if isinstance(m, dict):
+                    m["origin"] = quote.origin
         for m in msgs:
             q = self.on_wire(m)
             if q is not None:

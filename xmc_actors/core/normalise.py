@@ -21,7 +21,7 @@ from enum import Enum
 from typing import Any, Mapping
 
 from ..model.market import Instrument
-from ..model.quotes import Level, Quote, QuoteStatus
+from ..model.quotes import ORIGIN_BRIDGE, ORIGIN_CLOSE, Level, Quote, QuoteStatus
 
 
 class BadInputReason(str, Enum):
@@ -86,6 +86,11 @@ def _price(value: Any, field: str, inst: Instrument, *, optional: bool) -> Decim
     if d % inst.tick_size:
         raise _Bad(BadInput(BadInputReason.OFF_TICK, field, f"{d} is not a multiple of tick {inst.tick_size}", inst.id))
     return d
+
+
+def _origin(value: Any) -> str | None:
+    """A replayed quote's ``origin`` tag (``Quote.origin``), as the gateway put it on the venue's message."""
+    return value if value in (ORIGIN_CLOSE, ORIGIN_BRIDGE) else None
 
 
 def _size(value: Any, field: str, inst: Instrument) -> int:
@@ -182,4 +187,4 @@ class Normaliser:
             raise _Bad(BadInput(BadInputReason.STALE_TS, "ts", f"{(recv_ns - cal) / 1e9:.1f} s in the past", inst_id))
         return Quote(instrument=inst_id, bid=bid, ask=ask, bid_size=bid_size, ask_size=ask_size, bids=bids,
                      asks=asks, last=last, venue_ts_ns=ts, recv_ts_ns=recv_ns, ts_ns=cal, seq=seq,
-                     status=QuoteStatus.OK, settlement=settlement)
+                     status=QuoteStatus.OK, settlement=settlement, origin=_origin(msg.get("origin")))

@@ -1,9 +1,10 @@
 """Parameters of the market-data feeds a gateway can be given."""
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 STRICT = ConfigDict(frozen=True, extra="forbid")
 
@@ -12,11 +13,120 @@ class NoFeedParams(BaseModel):
     model_config = STRICT
 
 
+Column = Annotated[str, Field(min_length=1, max_length=200)] | Annotated[int, Field(ge=0, le=10_000)]
+"""A CSV column: its header (matched after stripping spaces, case-insensitive) or its 0-based index."""
+
+_PRICE_ROLES = ("open", "high", "low", "close", "bid", "ask", "last", "settlement")
+
+
+class CsvColumns(BaseModel):
+    """Which column of a mapped CSV (``format: csv``) holds what (docs/configuration.md,
+    "Bring your own data"). ``date`` is required; then ``close`` (daily or minute bars, with
+    optional ``open``/``high``/``low``/``volume``/``settlement``), or ``bid`` and ``ask`` (one
+    quote per row, optional ``last`` and sizes), or ``last`` alone (trades)."""
+
+    model_config = STRICT
+    date: Column
+    time: Column | None = None
+    open: Column | None = None
+    high: Column | None = None
+    low: Column | None = None
+    close: Column | None = None
+    volume: Column | None = None
+    settlement: Column | None = None
+    bid: Column | None = None
+    ask: Column | None = None
+    last: Column | None = None
+    bid_size: Column | None = None
+    ask_size: Column | None = None
+
+    @model_validator(mode="after")
+    def _prices(self) -> "CsvColumns":
+        if (self.bid is None) != (self.ask is None):
+            raise ValueError("bid and ask: map both (one quote per row) or neither")
+        if self.close is None and self.bid is None and self.last is None:
+            raise ValueError("map a price: close (bars), bid and ask (quotes), or last (trades)")
+        if self.bid is not None and (self.close is not None or self.open is not None):
+            raise ValueError("a file is either bars (close, open/high/low) or quotes (bid/ask), not both")
+        return self
+
+    def mapped(self) -> dict[str, str | int]:
+        """Role -> column, for the roles that are mapped."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class BridgeParams(BaseModel):
+    """Synthetic intraday paths between daily closes (a seeded Brownian bridge; every quote it
+    makes is marked ``origin: bridge``). See :mod:`xmc_actors.feeds.csv_source`."""
+
+    model_config = STRICT
+    steps_per_day: Annotated[int, Field(ge=2, le=100_000)]
+    """Quotes per trading day: ``steps_per_day - 1`` synthetic ones spread over the day's sessions, then the close."""
+    seed: int = 0
+    vol_bps: Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False)] | None = None
+    """Standard deviation of one day's log move, in bps; None: estimated from the file's closes."""
+
+
 class ReplayFile(BaseModel):
+    """One replayed file. ``format: csv`` is a CSV of any layout, read through ``columns`` and
+    the options below it (docs/configuration.md, "Bring your own data"); the other formats have
+    fixed layouts (:mod:`xmc_actors.feeds.replay`)."""
+
     model_config = STRICT
     instrument: str
     path: str
-    format: Literal["sge_daily", "comex_daily", "fred_fx", "ohlc_csv", "quotes_csv", "quotes_parquet"] = "ohlc_csv"
+    format: Literal["sge_daily", "comex_daily", "fred_fx", "ohlc_csv", "quotes_csv", "quotes_parquet", "csv"] = "ohlc_csv"
+    # ---- format: csv only
+    columns: CsvColumns | None = None
+    date_format: Annotated[str, Field(min_length=1, max_length=100)] = "iso"
+    """``iso`` (2024-03-01, 2024-03-01T09:30:00), a strptime format (``%d/%m/%y``), or
+    ``epoch_s`` / ``epoch_ms`` / ``epoch_us`` / ``epoch_ns``."""
+    time_format: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    """strptime format of a separate ``time`` column (default: ``%H:%M:%S``, or ``%H:%M``)."""
+    timezone: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    """IANA zone of the stamps in the file (default: the venue's). Daily bars are stamped at the venue's close."""
+    frequency: Literal["auto", "daily", "intraday"] = "auto"
+    """``daily``: one bar per trading day (stamped at the venue's close); ``intraday``: each row at its own
+    stamp; ``auto``: daily when no row carries a time of day."""
+    scale: Annotated[Decimal, Field(gt=0, le=Decimal("1e9"), allow_inf_nan=False)] = Decimal(1)
+    """Every price is multiplied by this (0.01: the file is in cents)."""
+    blanks: Literal["skip", "carry_forward"] = "skip"
+    """A blank price cell (close, or bid/ask/last): skip the row, or use the previous row's value."""
+    missing_ohl: Literal["close", "skip"] = "close"
+    """A bar with a close but a blank open, high or low: use the close for them, or skip the row."""
+    thousands: Literal[",", ".", " ", "'", "_", ""] = ","
+    decimal: Literal[".", ","] = "."
+    delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
+    header_line: Annotated[int, Field(ge=1, le=1000)] = 1
+    """The line holding the column names (lines above it, such as a title, are ignored)."""
+    bridge: BridgeParams | None = None
+
+    @model_validator(mode="after")
+    def _csv(self) -> "ReplayFile":
+        if self.format == "csv":
+            if self.columns is None:
+                raise ValueError("format csv needs columns: which column holds the date and the prices")
+            if self.thousands == self.decimal:
+                raise ValueError(f"thousands and decimal separators are both {self.decimal!r}")
+            if self.timezone is not None:
+                from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+                try:
+                    ZoneInfo(self.timezone)
+                except (ZoneInfoNotFoundError, ValueError):
+                    raise ValueError(f"timezone {self.timezone!r} is not an IANA time zone (e.g. Asia/Shanghai)") from None
+            if self.bridge is not None and self.columns.close is None:
+                raise ValueError("bridge: needs daily closes (columns.close)")
+            if self.date_format not in ("iso", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns") and "%" not in self.date_format:
+                raise ValueError(f"date_format {self.date_format!r}: iso, epoch_s/ms/us/ns, or a strptime format such as %d/%m/%y")
+        else:
+            extra = [k for k in ("columns", "bridge") if getattr(self, k) is not None]
+            extra += [k for k in ("date_format", "time_format", "timezone", "frequency", "scale", "blanks",
+                                  "missing_ohl", "thousands", "decimal", "delimiter", "header_line")
+                      if k in self.model_fields_set]
+            if extra:
+                raise ValueError(f"{', '.join(extra)}: only for format csv (a mapped CSV), not {self.format}")
+        return self
 
 
 class ReplayParams(BaseModel):

@@ -28,8 +28,13 @@ settlement, or its close when the file has none.
 ``min(open, close)``, is clipped to that body and reported as adjusted. A row whose OHLC is
 inconsistent (high < low, close outside [low, high] after clipping), not a positive number,
 not a date, or a date not after the previous row is skipped, and so is a flat placeholder bar
-(high == low, as COMEX prints on 25 December); an open or close outside [low, high] (SGE's close
-is a weighted average) widens the range and is reported as adjusted.
+(high == low with no volume and the previous close repeated, as COMEX prints on 25 December; a
+flat bar with volume or at a new price, such as a limit-locked day, is kept); an open or close
+outside [low, high] (SGE's close is a weighted average) widens the range and is reported as
+adjusted. A valid close with a blank open, high or low is kept, the close standing for the blanks
+(reported as adjusted). Every quote made from a bar is marked ``origin="close"``.
+
+``csv``: a CSV of any layout read through a column mapping (:mod:`xmc_actors.feeds.csv_source`).
 """
 from __future__ import annotations
 
@@ -42,7 +47,7 @@ from typing import Any, Iterable
 
 from ..core.calendar import session_window
 from ..model.market import Instrument, Venue
-from ..model.quotes import Quote
+from ..model.quotes import ORIGIN_CLOSE, Quote
 
 _NS = 1_000_000_000
 
@@ -112,6 +117,62 @@ def _read(path: str | Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]
     return header, rows
 
 
+def ohlc_or_close(line: int, day: object, o: Decimal | None, h: Decimal | None, lo: Decimal | None,
+                  c: Decimal, rep: LoadReport, *, use_close: bool = True) -> tuple[Decimal, Decimal, Decimal] | None:
+    """A bar with a close and a blank open, high or low: the close stands for the blanks
+    (reported as adjusted), or, with ``use_close=False``, the row is skipped. A trading day with a
+    valid close is a trading day: dropping it would open a hole in both legs' history."""
+    if o is not None and h is not None and lo is not None:
+        return o, h, lo
+    blank = ",".join(k for k, v in (("open", o), ("high", h), ("low", lo)) if v is None)
+    if not use_close:
+        rep.skip(line, f"blank {blank} (missing_ohl: skip): {day}")
+        return None
+    rep.adjusted.append((line, f"blank {blank} on {day}: the close {c} used for {'it' if ',' not in blank else 'them'}"))
+    return (c if o is None else o), (c if h is None else h), (c if lo is None else lo)
+
+
+def check_bar(line: int, day: object, o: Decimal, h: Decimal, lo: Decimal, c: Decimal, rep: LoadReport, *,
+              volume: Decimal | None = None, prev_close: Decimal | None = None,
+              odd_print_pct: Decimal = Decimal("0.03"), has_range: bool = True
+              ) -> tuple[Decimal, Decimal, Decimal, Decimal] | None:
+    """The bar rules of this module's docstring for one row: the (possibly clipped or widened)
+    ``open, high, low, close``, or None when the row is skipped (the reason is in ``rep``).
+    ``has_range=False``: a close-only file (open, high and low are the close): never a placeholder."""
+    if min(o, h, lo, c) <= 0:
+        rep.skip(line, f"non-positive price: {day}")
+        return None
+    body_hi, body_lo = max(o, c), min(o, c)
+    if h > body_hi * (1 + odd_print_pct):
+        rep.adjusted.append((line, f"odd print {day}: high {h} is {(h / body_hi - 1) * 100:.1f}% above "
+                                   f"max(open, close) {body_hi}; clipped"))
+        h = body_hi
+    if lo < body_lo * (1 - odd_print_pct):
+        rep.adjusted.append((line, f"odd print {day}: low {lo} is {(1 - lo / body_lo) * 100:.1f}% below "
+                                   f"min(open, close) {body_lo}; clipped"))
+        lo = body_lo
+    if h == lo and has_range and not (volume is not None and volume > 0) and (
+            prev_close is not None and abs(c - prev_close) <= prev_close * FLAT_REPEAT):
+        # no range, no volume and the previous close again: what COMEX prints on 25 December. A
+        # flat bar with volume, or at a new price (a limit-locked day), is a real trading day
+        rep.skip(line, f"flat placeholder bar (no range, no volume, the previous close repeated; a holiday): "
+                       f"{day} {o}/{h}/{lo}/{c}")
+        return None
+    if h < lo:
+        rep.skip(line, f"inconsistent OHLC: {day} high {h} below low {lo}")
+        return None
+    if not (lo <= c <= h) or not (lo <= o <= h):
+        # SGE's close is a weighted average and can sit outside the day's range
+        rep.adjusted.append((line, f"open/close outside low/high on {day} (open {o} close {c} "
+                                   f"low {lo} high {h}); range widened"))
+        h, lo = max(h, o, c), min(lo, o, c)
+    return o, h, lo, c
+
+
+#: a flat bar whose close is within this fraction of the previous close repeats it (a placeholder)
+FLAT_REPEAT = Decimal("0.0001")
+
+
 def load_bars(path: str | Path, fmt: str = "ohlc_csv", *, odd_print_pct: Decimal = Decimal("0.03")) -> tuple[list[Bar], LoadReport]:
     """Load daily OHLC bars (``sge_daily``, ``comex_daily`` or ``ohlc_csv``)."""
     header, rows = _read(path)
@@ -131,38 +192,24 @@ def load_bars(path: str | Path, fmt: str = "ohlc_csv", *, odd_print_pct: Decimal
             rep.skip(line, f"bad date: {row['date']!r}")
             continue
         o, h, lo, c = (_num(row[k]) for k in ("open", "high", "low", "close"))
-        if None in (o, h, lo, c):
-            rep.skip(line, f"missing or non-numeric price: {day}")
+        if c is None:
+            rep.skip(line, f"missing or non-numeric close: {day}")
             continue
-        assert o is not None and h is not None and lo is not None and c is not None
-        if min(o, h, lo, c) <= 0:
-            rep.skip(line, f"non-positive price: {day}")
+        bad = [k for k, v in (("open", o), ("high", h), ("low", lo)) if v is None and row[k].strip() not in ("", ".")]
+        if bad:
+            rep.skip(line, f"missing or non-numeric price: {day} {','.join(bad)} not a number")
             continue
+        ohl = ohlc_or_close(line, day, o, h, lo, c, rep)
+        assert ohl is not None
         if prev is not None and day <= prev:
             rep.skip(line, f"date not after previous row: {day} after {prev}")
             continue
-        body_hi, body_lo = max(o, c), min(o, c)
-        if h > body_hi * (1 + odd_print_pct):
-            rep.adjusted.append((line, f"odd print {day}: high {h} is {(h / body_hi - 1) * 100:.1f}% above "
-                                       f"max(open, close) {body_hi}; clipped"))
-            h = body_hi
-        if lo < body_lo * (1 - odd_print_pct):
-            rep.adjusted.append((line, f"odd print {day}: low {lo} is {(1 - lo / body_lo) * 100:.1f}% below "
-                                       f"min(open, close) {body_lo}; clipped"))
-            lo = body_lo
-        if h == lo:
-            rep.skip(line, f"flat placeholder bar (no range; a holiday or no trading): {day} {o}/{h}/{lo}/{c}")
+        checked = check_bar(line, day, *ohl, c, rep, volume=_num(row.get("volume")),
+                            prev_close=bars[-1].close if bars else None, odd_print_pct=odd_print_pct)
+        if checked is None:
             continue
-        if h < lo:
-            rep.skip(line, f"inconsistent OHLC: {day} high {h} below low {lo}")
-            continue
-        if not (lo <= c <= h) or not (lo <= o <= h):
-            # SGE's close is a weighted average and can sit outside the day's range
-            rep.adjusted.append((line, f"open/close outside low/high on {day} (open {o} close {c} "
-                                       f"low {lo} high {h}); range widened"))
-            h, lo = max(h, o, c), min(lo, o, c)
         settle = _num(row.get("settlement"))
-        bars.append(Bar(day, o, h, lo, c, settle if settle and settle > 0 else None))
+        bars.append(Bar(day, *checked, settle if settle and settle > 0 else None))
         prev = day
     rep.kept = len(bars)
     return bars, rep
@@ -215,7 +262,7 @@ def close_stamp_ns(venue: Venue | None, day: dt.date) -> int:
 
 
 def bars_to_quotes(bars: Iterable[Bar], inst: Instrument, venue: Venue | None, *, spread_ticks: int = 2,
-                   size: int = 50, report: LoadReport | None = None) -> list[Quote]:
+                   size: int = 50, report: LoadReport | None = None, origin: str | None = ORIGIN_CLOSE) -> list[Quote]:
     """Apply the bar -> quote rule of this module's docstring.
 
     A bar dated on one of the venue's holidays (COMEX prints on US holidays it trades
@@ -235,7 +282,7 @@ def bars_to_quotes(bars: Iterable[Bar], inst: Instrument, venue: Venue | None, *
         bid = inst.round_price(c - below * inst.tick_size)
         ask = inst.round_price(bid + spread_ticks * inst.tick_size)
         out.append(Quote(instrument=inst.id, bid=bid, ask=ask, bid_size=size, ask_size=size, last=c,
-                         venue_ts_ns=ts, recv_ts_ns=ts, ts_ns=ts, settlement=settle))
+                         venue_ts_ns=ts, recv_ts_ns=ts, ts_ns=ts, settlement=settle, origin=origin))
         settle = inst.round_price(b.settlement) if b.settlement is not None else c
     return out
 
@@ -308,8 +355,16 @@ def _ts(v: Any) -> int | None:
 
 
 def load_replay_file(path: str | Path, fmt: str, inst: Instrument, venue: Venue | None, *,
-                     spread_ticks: int = 2, size: int = 50) -> tuple[list[Quote], LoadReport]:
-    """Load one replay file of any supported format as quotes for ``inst``."""
+                     spread_ticks: int = 2, size: int = 50, spec: Any = None) -> tuple[list[Quote], LoadReport]:
+    """Load one replay file of any supported format as quotes for ``inst``. ``spec``: the
+    :class:`~xmc_actors.feeds.config.ReplayFile` (needed by ``csv``, a mapped CSV: its columns,
+    stamp and number options, bridge)."""
+    if fmt == "csv":
+        from .csv_source import load_mapped_csv
+
+        if spec is None or getattr(spec, "columns", None) is None:
+            raise ValueError(f"{path}: format csv needs its ReplayFile (the column mapping)")
+        return load_mapped_csv(path, spec, inst, venue, spread_ticks=spread_ticks, size=size)
     if fmt in ("sge_daily", "comex_daily", "ohlc_csv"):
         bars, rep = load_bars(path, fmt)
         return bars_to_quotes(bars, inst, venue, spread_ticks=spread_ticks, size=size, report=rep), rep

@@ -14,6 +14,11 @@ class QuoteStatus(str, Enum):
     STALE = "STALE"  # a sequence gap or a silent feed: no trigger may fire on it
 
 
+#: ``Quote.origin`` of a replayed daily bar's close / of a synthetic quote bridging two closes
+ORIGIN_CLOSE = "close"
+ORIGIN_BRIDGE = "bridge"
+
+
 class Level(BaseModel):
     model_config = FROZEN
     price: Decimal
@@ -43,6 +48,14 @@ class Quote(BaseModel):
     seq: NonNegativeInt = 0
     status: QuoteStatus = QuoteStatus.OK
     settlement: Decimal | None = Field(default=None, description="previous settlement, for price limits")
+    origin: str | None = Field(default=None, description=(
+        "what the quote stands for when it is not a venue's live book: 'close' (a daily bar's close, "
+        "replayed), 'bridge' (synthetic: a seeded Brownian bridge between two daily closes); None otherwise"))
+
+    @property
+    def synthetic(self) -> bool:
+        """Made up by the product (a bridge between daily closes), not recorded from a market."""
+        return self.origin == ORIGIN_BRIDGE
 
     @property
     def mid(self) -> Decimal | None:

@@ -707,9 +707,19 @@ def _check_data_files(cfg: DeploymentConfig, add: Any) -> bool:
         except ValidationError:
             continue  # reported by the feed's parameter check
         for k, f in enumerate(params.files):
+            where = ["gateways", n, "feed", "params", "files", k]
+            if f.format == "csv":  # a mapped CSV: every row read, each bad cell with its line
+                if _ENV.search(f.path):
+                    continue
+                from ..feeds.csv_source import check_mapped_csv
+
+                venue = next((v for v in cfg.venues if v.code == g.venue), None)
+                for field, why in check_mapped_csv(f.path, f, venue):
+                    add([*where, field], f"replay file: {why}")
+                continue
             why = probe(f.path, f.format)
             if why is not None:
-                add(["gateways", n, "feed", "params", "files", k, "path"], f"replay file: {why}")
+                add([*where, "path"], f"replay file: {why}")
     return fx_ok
 
 
