@@ -99,7 +99,7 @@ class RiskGuard:
         if fx is None:
             from ..feeds.fx import fx_book_from_config
 
-            fx = fx_from_book(fx_book_from_config(dep.fx, max_lag_days=7), self.clock)
+            fx = fx_from_book(fx_book_from_config(dep.fx), self.clock)
         self.fx = fx
         # alerts as they are raised; occupancy and reject ratio read from the core by its timer
         self.metrics = Metrics("risk_guard", {}, auto_flush=False)

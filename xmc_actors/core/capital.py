@@ -102,14 +102,27 @@ class CapitalPool:
         self.fx = fx
         self.base = base_currency
 
-    def rate(self, a: str, b: str) -> Decimal | None:
+    def rate(self, a: str, b: str, at_ns: int | None = None) -> Decimal | None:
+        """Units of ``b`` per ``a``; at the market time ``at_ns`` (a mark's stamp) when the
+        provider can be told the time (``MarketTimeFx.at``), else at its clock's time."""
         if a == b:
             return Decimal(1)
+        at = getattr(self.fx, "at", None) if at_ns else None
         try:
+            if at is not None:
+                at(at_ns)
             r = self.fx(a, b)
         except Exception:
             return None
+        finally:
+            if at is not None:
+                at(None)
         return r if r is not None and r > 0 else None
+
+    @staticmethod
+    def market_ns(book: PositionBook) -> int | None:
+        """The market time of the book: its latest mark's stamp (None without marks)."""
+        return max((m[1] for m in book.marks.values()), default=None)
 
     def set_equity(self, account: str, amount: Decimal) -> None:
         if account not in self.accounts:
@@ -124,7 +137,7 @@ class CapitalPool:
         m = marks.get(instrument)
         if inst is None or m is None or not lots:
             return ZERO if not lots else None
-        r = self.rate(inst.currency, currency)
+        r = self.rate(inst.currency, currency, m[1])
         if r is None:
             return None
         return inst.notional(m[0], abs(lots)) * inst.margin_rate * r
@@ -157,12 +170,13 @@ class CapitalPool:
         used = self.used_by_account(book)
         per: dict[str, Occupancy] = {}
         tot_used = tot_eq = ZERO
+        at = self.market_ns(book)
         for acc_id, acc in self.accounts.items():
             u = used.get(acc_id, ZERO) + (in_flight or {}).get(account_pool(acc_id), ZERO)
             eq = self.equity[acc_id]
             ratio = u / eq
             per[acc_id] = Occupancy(u, eq, ratio, occupancy_level(ratio, levels), acc.currency)
-            r = self.rate(acc.currency, self.base)
+            r = self.rate(acc.currency, self.base, at)
             if r is not None:
                 tot_used += u * r
                 tot_eq += eq * r

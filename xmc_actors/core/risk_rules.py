@@ -520,10 +520,17 @@ class PreTradeChecker:
         reference: ReferenceProvider | None = None,
         checks: tuple[Check, ...] = DEFAULT_CHECKS,
         fast_path: bool = True,
+        market_time_strategies: Iterable[str] = (),
     ) -> None:
         self.instruments = dict(instruments)
         self.venues = dict(venues)
         self.fx = fx
+        # FX at the market time of each pair (its created_ns: the stamp of the quotes it was
+        # decided on), when the provider can be told the time (MarketTimeFx)
+        self._fx_at: Callable[[int | None], None] | None = getattr(fx, "at", None)
+        # strategies on replayed quotes: sessions are judged at the pair's market time too
+        self.market_time_strategies = frozenset(market_time_strategies)
+        self._market_sessions: dict[str, tuple[int, bool, str, dt.date | None]] = {}
         self.name = name
         self.sink = sink
         self._events = EventMaker(clock or SystemClock(), f"risk-check:{name}") if sink is not None else None
@@ -633,6 +640,8 @@ class PreTradeChecker:
         prior = self._res.get(intent.decision_id)
         if prior is not None and prior.result is not None:
             return prior.result
+        if self._fx_at is not None:
+            self._fx_at(intent.created_ns if intent.created_ns > 0 else now_ns)
         g = self.grant
         if g is None:
             d = deny(DenialCode.NO_GRANT, f"coordinator={self.name} holds no grant from the RiskGuard")
@@ -652,7 +661,8 @@ class PreTradeChecker:
         gross = self._gross
         if gross is None:
             gross = self._gross = self._acct_gross(g)
-        ctx = CheckContext(intent, now_ns, g, legs, self._states, lambda i: self._session(i, now_ns),
+        at, cache = self._session_time(intent, now_ns)
+        ctx = CheckContext(intent, now_ns, g, legs, self._states, lambda i: self._session(i, at, cache),
                            self._usage, gross, reducing)
         for chk in self.checks:
             r = chk(ctx)
@@ -681,7 +691,8 @@ class PreTradeChecker:
                 st = states.get(sk)
                 if st is TradingState.HALTED or st is TradingState.REDUCING:
                     return None
-        sessions = self._sessions if self._check_sessions else None
+        session_ns, session_cache = self._session_time(intent, now_ns)
+        sessions = session_cache if self._check_sessions else None
         base_ccy = g.base_currency
         pool_sp = sp.pool if sp.with_pool else None
         net = ZERO if sp.max_net is not None else None     # the pair's net exposure, when a budget caps it
@@ -707,8 +718,8 @@ class PreTradeChecker:
                     return None
             if sessions is not None:
                 sc = sessions.get(p.session_key)
-                if sc is None or now_ns >= sc[0]:
-                    sc = self._session_state(p.inst, now_ns)
+                if sc is None or session_ns >= sc[0]:
+                    sc = self._session_state(p.inst, session_ns, sessions)
                 if not sc[1]:
                     return None
             r = None if self.reference is None else self.reference(iid)
@@ -918,16 +929,28 @@ class PreTradeChecker:
             out[acc] = sum(abs(v) for v in pos.values())
         return out
 
-    def _session(self, inst: Instrument, now_ns: int) -> tuple[bool, str]:
-        st = self._session_state(inst, now_ns)
+    def _session_time(self, intent: PairIntent, now_ns: int) -> tuple[int, dict[str, tuple[int, bool, str, dt.date | None]]]:
+        """When a pair's sessions are judged, and the cache for that time line: a strategy on
+        replayed quotes at its pair's market time (``created_ns``), any other at ``now_ns``."""
+        if intent.created_ns > 0 and intent.strategy in self.market_time_strategies:
+            return intent.created_ns, self._market_sessions
+        return now_ns, self._sessions
+
+    def _session(self, inst: Instrument, now_ns: int,
+                 cache: dict[str, tuple[int, bool, str, dt.date | None]] | None = None) -> tuple[bool, str]:
+        st = self._session_state(inst, now_ns, cache)
         return st[1], st[2]
 
-    def _session_state(self, inst: Instrument, now_ns: int) -> tuple[int, bool, str, dt.date | None]:
+    def _session_state(self, inst: Instrument, now_ns: int,
+                       cache: dict[str, tuple[int, bool, str, dt.date | None]] | None = None
+                       ) -> tuple[int, bool, str, dt.date | None]:
         """(valid_until_ns, open, why, trading_day), cached until the session ends (or 1 s if closed)."""
+        if cache is None:
+            cache = self._sessions
         key = self._inst_keys.get(id(inst))
         if key is None or self.instruments.get(key) is not inst:
             key = inst.id
-        c = self._sessions.get(key)
+        c = cache.get(key)
         if c is not None and now_ns < c[0]:
             return c
         venue = self.venues.get(inst.venue)
@@ -944,7 +967,7 @@ class PreTradeChecker:
                             until = int(win[1].timestamp()) * NS_PER_S
                         break
             out = (until, st.open, st.reason, st.trading_day)
-        self._sessions[key] = out
+        cache[key] = out
         return out
 
     def _decide(self, intent: PairIntent, now_ns: int, denials: tuple[Denial, ...], legs: tuple[LegView, LegView] | None) -> PreTradeResult:
@@ -1251,11 +1274,28 @@ def _dec(x: Any) -> Decimal | None:
         return None
 
 
-def fx_from_book(book: Any, clock: Clock) -> FxProvider:
-    """An :data:`FxProvider` over ``core.pricing.FxBook`` at the clock's time (None if no usable rate)."""
+class MarketTimeFx:
+    """An :data:`FxProvider` over ``core.pricing.FxBook`` at the **market time** of what is being
+    checked: the time :meth:`at` set (the stamp of the quotes a pair was decided on, a mark's
+    stamp), else the clock's time. A replay of 2019 thus converts at 2019's rates, under the
+    series' own ``max_lag_days``, whatever the wall-clock date. None if no usable rate."""
 
-    def fx(a: str, b: str) -> Decimal | None:
-        o = book.rate(a, b, clock.now_ns())
+    __slots__ = ("book", "clock", "at_ns")
+
+    def __init__(self, book: Any, clock: Clock) -> None:
+        self.book, self.clock = book, clock
+        self.at_ns: int | None = None
+
+    def at(self, ts_ns: int | None) -> None:
+        """Look rates up at ``ts_ns`` from now on (None or 0: at the clock's time again)."""
+        self.at_ns = ts_ns or None
+
+    def __call__(self, a: str, b: str) -> Decimal | None:
+        o = self.book.rate(a, b, self.at_ns if self.at_ns is not None else self.clock.now_ns())
         return None if o is None else Decimal(repr(o.rate))
 
-    return fx
+
+def fx_from_book(book: Any, clock: Clock) -> MarketTimeFx:
+    """An :data:`FxProvider` over ``core.pricing.FxBook``: at the market time set with
+    :meth:`MarketTimeFx.at` (the checker sets it from each pair's ``created_ns``), else the clock's."""
+    return MarketTimeFx(book, clock)

@@ -35,8 +35,17 @@ def load_daily_fx_csv(path: str | Path) -> tuple[dict[dt.date, float], list[str]
     return rows, skipped
 
 
+#: How many calendar days back a ``source: file`` series looks for a row when a date has none,
+#: unless its ``fx[].max_lag_days`` says otherwise: 0, a date without a row gives no rate (no
+#: parity, no signal, and the pre-trade check refuses with FX_UNAVAILABLE). Every part of a
+#: deployment (strategies, the pre-trade check, the risk guard, ``xmc validate``) uses this one
+#: default, and looks the rate up at the market time of the data (a replay of 2019 at 2019's
+#: rates), so a replay never needs a lag to reach its own dates.
+DEFAULT_FX_MAX_LAG_DAYS = 0
+
+
 def fx_book_from_config(pairs: Sequence[FxPair], *, pivot: str = "USD", tz: str = "UTC",
-                        max_lag_days: int = 0, live_max_age_ms: int = 60_000) -> FxBook:
+                        max_lag_days: int = DEFAULT_FX_MAX_LAG_DAYS, live_max_age_ms: int = 60_000) -> FxBook:
     """Build an :class:`FxBook` from a deployment's ``fx`` section.
 
     ``source: static`` -> :class:`StaticRate`; ``source: file`` -> :class:`DailySeries` read
@@ -57,4 +66,4 @@ def fx_book_from_config(pairs: Sequence[FxPair], *, pivot: str = "USD", tz: str 
     return book
 
 
-__all__ = ["load_daily_fx_csv", "fx_book_from_config"]
+__all__ = ["DEFAULT_FX_MAX_LAG_DAYS", "load_daily_fx_csv", "fx_book_from_config"]

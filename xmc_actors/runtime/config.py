@@ -732,7 +732,7 @@ def _check_strategies_build(cfg: DeploymentConfig, add: Any, reported: list[str]
     if not load_fx:
         return  # the FX files are reported at their paths; the strategies need their rates
     try:
-        fx = fx_book_from_config(cfg.fx, max_lag_days=7)
+        fx = fx_book_from_config(cfg.fx)
     except (OSError, ValueError, ArithmeticError) as e:
         add(["fx"], f"cannot load FX rates: {e}")
         return

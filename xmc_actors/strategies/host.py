@@ -68,7 +68,7 @@ class HostSpec:
                 STRATEGIES.register(name, params, factory)
 
         dep = DeploymentConfig.model_validate(self.deployment)
-        fx = fx_book_from_config(dep.fx, max_lag_days=7)
+        fx = fx_book_from_config(dep.fx)
         by_name = {s.name: s for s in dep.strategies}
         missing = [n for n in self.strategies if n not in by_name]
         if missing:
