@@ -479,6 +479,45 @@ def test_lead_lag_sends_the_less_liquid_leg_first_and_hedges_each_fill() -> None
     assert book.pairs["d1"].state is PairState.HEDGED
 
 
+def test_sequential_sends_leg_a_alone_and_leg_b_only_once_a_is_filled_in_full() -> None:
+    """The lab's baseline (分端操作): A first, whatever the liquidity; B waits for all of A."""
+    book = PairBook(INSTRUMENTS, SimClock())
+    it = testkit.pair_intent("d1", a=A, b=B, mode=ExecutionMode.SEQUENTIAL)
+    it = it.model_copy(update={"legs": (it.legs[0].model_copy(update={"visible_qty": 50}),
+                                        it.legs[1].model_copy(update={"visible_qty": 4}))})
+    _, cmds = book.submit(it)
+    first = only(cmds, Place)
+    assert [(p.req.leg, p.req.qty, p.req.order_type) for p in first] == [("A", 2, OrderType.LIMIT)]
+    # a partial fill of A sends nothing on B (lead-lag would hedge it at once)
+    cmds = book.on_place_result("d1:A:0", [
+        rep("d1:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED),
+        fill("d1:A:0", 1, 1, "t1", status=OrderStatus.PARTIALLY_FILLED)])
+    assert not only(cmds, Place)
+    # A complete: B goes, for the whole hedge, as an IOC at the slippage cap
+    cmds = book.on_reports([fill("d1:A:0", 1, 2, "t2")])
+    hedge = only(cmds, Place)
+    assert [(p.req.leg, p.req.qty, p.req.order_type) for p in hedge] == [("B", 2, OrderType.IOC)]
+    coid = hedge[0].req.client_order_id
+    book.on_place_result(coid, [rep(coid, ExecReportKind.ACK, OrderStatus.ACCEPTED, "LME", "LME.CA3M"),
+                                fill(coid, 2, 2, "t3", "LME", "LME.CA3M", price="9800")])
+    assert book.pairs["d1"].state is PairState.HEDGED
+
+
+def test_sequential_never_hedges_a_first_leg_that_did_not_fill_and_rolls_back_a_partial() -> None:
+    clock = SimClock()
+    book = PairBook(INSTRUMENTS, clock)
+    _, cmds = book.submit(testkit.pair_intent("d1", a=A, b=B, mode=ExecutionMode.SEQUENTIAL, deadline_ns=clock.now_ns() + 1_000 * MS))
+    assert [p.req.leg for p in only(cmds, Place)] == ["A"]
+    book.on_place_result("d1:A:0", [rep("d1:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED),
+                                    fill("d1:A:0", 1, 1, "t1", status=OrderStatus.PARTIALLY_FILLED)])
+    clock.advance(1_000 * MS)
+    cmds = book.on_timer("d1", "deadline")
+    assert [c.client_order_id for c in only(cmds, Cancel)] == ["d1:A:0"] and not only(cmds, Place)
+    cmds = book.on_cancel_result("d1:A:0", rep("d1:A:0", ExecReportKind.CANCELED, OrderStatus.CANCELED, filled=1))
+    unwind = only(cmds, Place)
+    assert [(p.req.leg, p.req.side.value, p.req.qty) for p in unwind] == [("A", "SELL", 1)]  # undone, never hedged
+
+
 def test_bad_intent_is_refused_recorded_and_sends_nothing() -> None:
     book = PairBook(INSTRUMENTS, SimClock())
     res, cmds = book.submit(intent(a=("SHFE.cu", "BUY", 2, "72005")))  # off the 10-yuan tick

@@ -75,12 +75,34 @@ def session_window(venue: Venue, trading_day: dt.date, s: TradingSession) -> tup
     return start, end
 
 
+#: the open session each (venue, sessions) was last found in: ``(venue, sessions, start_ns,
+#: end_ns, state)``. Strategies (guards), the simulated venues and the risk checks ask on every
+#: quote; within one session the answer does not change, so it is read back without building a
+#: zoned datetime. Keyed by identity (a pydantic model's hash walks all its fields); the entry
+#: holds the objects it was made for, so a reused id never answers for another venue.
+_OPEN_CACHE: dict[tuple[int, int], tuple[Venue, object, int, int, SessionState]] = {}
+
+
 def session_state(venue: Venue, ts_ns: int, sessions: tuple[TradingSession, ...] | None = None) -> SessionState:
     """Whether ``venue`` trades at ``ts_ns`` (UTC), in which session and for which trading day.
 
     ``sessions`` overrides the venue's (an instrument's own hours, e.g. SHFE cu's night ends at
     01:00 while au's runs to 02:30).
     """
+    key = (id(venue), id(sessions))
+    c = _OPEN_CACHE.get(key)
+    if c is not None and c[0] is venue and c[1] is sessions and c[2] <= ts_ns < c[3]:
+        return c[4]
+    st, win = _session_state(venue, ts_ns, sessions)
+    if win is not None:
+        if len(_OPEN_CACHE) > 4096:
+            _OPEN_CACHE.clear()
+        _OPEN_CACHE[key] = (venue, sessions, int(win[0].timestamp()) * _NS, int(win[1].timestamp()) * _NS, st)
+    return st
+
+
+def _session_state(venue: Venue, ts_ns: int, sessions: tuple[TradingSession, ...] | None
+                   ) -> tuple[SessionState, tuple[dt.datetime, dt.datetime] | None]:
     when = dt.datetime.fromtimestamp(ts_ns / _NS, tz=venue.tz)
     local = when.date()
     candidates = {local, local + dt.timedelta(days=1), local + dt.timedelta(days=2),
@@ -91,11 +113,12 @@ def session_state(venue: Venue, ts_ns: int, sessions: tuple[TradingSession, ...]
         for s in (sessions or venue.sessions):
             win = session_window(venue, td, s)
             if win and win[0] <= when < win[1]:
-                return SessionState(True, td, s.name, "open")
+                return SessionState(True, td, s.name, "open"), win
     if not is_business_day(venue, local):
         why = "holiday" if local in _holidays(venue) else "weekend"
-        return SessionState(False, None, None, f"{venue.code} closed: {why} ({local.isoformat()})")
-    return SessionState(False, None, None, f"{venue.code} closed: outside sessions or in a break at {when.strftime('%H:%M')} local")
+        return SessionState(False, None, None, f"{venue.code} closed: {why} ({local.isoformat()})"), None
+    return SessionState(False, None, None,
+                        f"{venue.code} closed: outside sessions or in a break at {when.strftime('%H:%M')} local"), None
 
 
 def is_open(venue: Venue, ts_ns: int, sessions: tuple[TradingSession, ...] | None = None) -> bool:

@@ -413,16 +413,23 @@ class PairMachine:
     def start(self) -> None:
         self._to(PairState.WORKING, "risk ok")
         self._timer("deadline", self.deadline_ns - self.book.clock.now_ns())
-        if self.intent.mode is ExecutionMode.LEAD_LAG:
-            a, b = self.legs
-            va = a.spec.visible_qty if a.spec.visible_qty is not None else 0
-            vb = b.spec.visible_qty if b.spec.visible_qty is not None else 0
-            self.lead = b if vb < va else a
+        if self.intent.mode in (ExecutionMode.LEAD_LAG, ExecutionMode.SEQUENTIAL):
+            self.lead = self._choose_lead()
             self._send_entry(self.lead, self.lead.target, chase=0)
         else:
             for leg in self.legs:  # both legs in one batch: the actor sends them concurrently
                 self._send_entry(leg, leg.target, chase=0)
         self._settle()
+
+    def _choose_lead(self) -> Leg:
+        """The leg sent first: leg A in SEQUENTIAL mode (what a desk legging by hand does); in
+        LEAD_LAG the one with less visible liquidity (the harder fill), A when unknown or equal."""
+        a, b = self.legs
+        if self.intent.mode is ExecutionMode.SEQUENTIAL:
+            return a
+        va = a.spec.visible_qty if a.spec.visible_qty is not None else 0
+        vb = b.spec.visible_qty if b.spec.visible_qty is not None else 0
+        return b if vb < va else a
 
     # -- pricing ---------------------------------------------------------------------------
     def _aggressive(self, leg: Leg) -> Decimal:
@@ -771,6 +778,9 @@ class PairMachine:
     def _lag_goal(self, leg: Leg) -> int:
         assert self.lead is not None
         lead, ratio = self.lead, self.intent.hedge_ratio
+        if self.intent.mode is ExecutionMode.SEQUENTIAL and (lead.live_order() is not None
+                                                             or lead.entry_filled < lead.target):
+            return 0  # the other leg waits until the first is filled in full
         if leg is self.legs[1]:
             goal = round_to_lot(Decimal(lead.entry_filled) * ratio, leg.inst.lot_size, "nearest")
         else:

@@ -298,6 +298,10 @@ class ParityEngine:
         # price per from_unit x unit_factor(from, to) = price per to_unit (raises on mixed dimensions)
         self._ua = float(unit_factor(a.price_unit, self.unit))
         self._ub = float(unit_factor(b.price_unit, self.unit))
+        # each leg's last quote and its float sides: one leg changes per quote, so the other's
+        # Decimal-to-float conversion and checks are not done again
+        self._last_a: tuple[Quote, float, float] | None = None
+        self._last_b: tuple[Quote, float, float] | None = None
 
     def _fx(self, ccy: str, ts_ns: int) -> FxObservation:
         o = self.fx.rate(ccy, self.currency, ts_ns)
@@ -314,8 +318,17 @@ class ParityEngine:
             A one-sided or non-positive book, or no FX rate at that time.
         """
         t = ts_ns if ts_ns is not None else max(qa.ts_ns, qb.ts_ns)
-        a_bid, a_ask = _sides(qa)
-        b_bid, b_ask = _sides(qb)
+        la, lb = self._last_a, self._last_b
+        if la is not None and la[0] is qa:
+            a_bid, a_ask = la[1], la[2]
+        else:
+            a_bid, a_ask = _sides(qa)
+            self._last_a = (qa, a_bid, a_ask)
+        if lb is not None and lb[0] is qb:
+            b_bid, b_ask = lb[1], lb[2]
+        else:
+            b_bid, b_ask = _sides(qb)
+            self._last_b = (qb, b_bid, b_ask)
         fa = self._fx(self.a.currency, t)
         fb = self._fx(self.b.currency, t)
         ka, kb = self._ua * fa.rate, self._ub * fb.rate

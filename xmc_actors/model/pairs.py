@@ -20,6 +20,7 @@ class ExecutionMode(str, Enum):
     SPEED = "speed"        # IOC at an aggressive price capped by max slippage
     QUANTITY = "quantity"  # size to the smaller visible liquidity
     LEAD_LAG = "lead_lag"  # the less liquid leg first, hedge the other on each fill
+    SEQUENTIAL = "sequential"  # 分端操作: leg A first; leg B only once A is filled (the lab's baseline)
 
 
 class PairState(str, Enum):

@@ -78,6 +78,23 @@ class VenueClock:
         return self.at(self.clock.now_ns())
 
 
+_LOGNORMAL: dict[int, tuple[LatencyModel, float, float]] = {}
+
+
+def _lognormal(model: LatencyModel) -> tuple[float, float]:
+    """(mu, sigma) of a lognormal with the model's mean and standard deviation (cached: the
+    execution lab draws several per quote)."""
+    c = _LOGNORMAL.get(id(model))
+    if c is not None and c[0] is model:
+        return c[1], c[2]
+    sigma = math.sqrt(math.log(1 + (model.jitter_ms / model.mean_ms) ** 2)) if model.jitter_ms else 0.0
+    mu = math.log(model.mean_ms) - sigma * sigma / 2
+    if len(_LOGNORMAL) > 1024:
+        _LOGNORMAL.clear()
+    _LOGNORMAL[id(model)] = (model, mu, sigma)
+    return mu, sigma
+
+
 def sample_latency_ns(model: LatencyModel, rng: random.Random) -> int:
     """One draw of a latency model, in nanoseconds (never negative)."""
     if model.kind == "const":
@@ -88,9 +105,10 @@ def sample_latency_ns(model: LatencyModel, rng: random.Random) -> int:
         if model.mean_ms <= 0:
             ms = 0.0
         else:
-            sigma = math.sqrt(math.log(1 + (model.jitter_ms / model.mean_ms) ** 2)) if model.jitter_ms else 0.0
-            mu = math.log(model.mean_ms) - sigma * sigma / 2
+            mu, sigma = _lognormal(model)
             ms = rng.lognormvariate(mu, sigma)
+    if model.burst_prob and rng.random() < model.burst_prob:
+        ms += model.burst_ms
     return max(int(ms * _MS), 0)
 
 
@@ -100,6 +118,7 @@ class SimOrder:
     venue_order_id: str
     priority: int
     trading_day: Any = None
+    queue_ahead: int = 0  # queue model: lots ahead of it at its price (the market's, visible)
 
     @property
     def req(self) -> OrderRequest:
@@ -108,14 +127,62 @@ class SimOrder:
 
 @dataclass
 class Book:
+    """The market's visible liquidity of one instrument, levels ``[price, size]`` best first.
+
+    A market quote replaces the levels lazily: :meth:`replace` keeps the quote, and the levels
+    are built from it the first time they are read (most quotes of a backtest are never traded
+    against: building their levels was a third of the venue's cost per quote)."""
+
     inst: Instrument
-    bids: list[list[Any]] = field(default_factory=list)  # [price, size], best first
-    asks: list[list[Any]] = field(default_factory=list)
+    _bids: list[list[Any]] = field(default_factory=list)
+    _asks: list[list[Any]] = field(default_factory=list)
     last: Decimal | None = None
     settlement: Decimal | None = None
     seq: int = 0
     quote: Quote | None = None
     resting: list[SimOrder] = field(default_factory=list)
+    _pending: Quote | None = None
+    _depth: int = 0
+
+    def replace(self, q: Quote, default_depth: int) -> None:
+        self._pending, self._depth = q, default_depth
+
+    def _load(self) -> None:
+        q, d = self._pending, self._depth
+        self._pending = None
+        assert q is not None
+        if q.bids:
+            self._bids = [[lv.price, lv.size or d] for lv in q.bids]
+        else:
+            self._bids = [[q.bid, q.bid_size or d]] if q.bid is not None else []
+        if q.asks:
+            self._asks = [[lv.price, lv.size or d] for lv in q.asks]
+        else:
+            self._asks = [[q.ask, q.ask_size or d]] if q.ask is not None else []
+
+    @property
+    def bids(self) -> list[list[Any]]:
+        if self._pending is not None:
+            self._load()
+        return self._bids
+
+    @bids.setter
+    def bids(self, levels: list[list[Any]]) -> None:
+        if self._pending is not None:
+            self._load()
+        self._bids = levels
+
+    @property
+    def asks(self) -> list[list[Any]]:
+        if self._pending is not None:
+            self._load()
+        return self._asks
+
+    @asks.setter
+    def asks(self, levels: list[list[Any]]) -> None:
+        if self._pending is not None:
+            self._load()
+        self._asks = levels
 
 
 @dataclass
@@ -429,6 +496,9 @@ class SimExchange:
                 o.state.transition(OrderStatus.CANCELED)
                 after.append(self._report(o, ExecReportKind.CANCELED, text="IOC remainder"))
             else:
+                if self.params.queue_model == "queue" and req.price is not None:
+                    own = book.bids if req.side is Side.BUY else book.asks
+                    o.queue_ahead = sum(sz for p, sz in own if p == req.price)  # joins the back
                 book.resting.append(o)
         delay = self._take_injection("delay_fills", req.instrument)
         if delay is not None and after:
@@ -574,31 +644,27 @@ class SimExchange:
         return [d for d in self.drop_copy_log if d["ts_ns"] >= since_ns]
 
     # ------------------------------------------------------------------ market data
-    def on_market(self, q: Quote) -> tuple[list[ExecutionReport], list[dict[str, Any]]]:
+    def on_market(self, q: Quote, *, publish: bool = True) -> tuple[list[ExecutionReport], list[dict[str, Any]]]:
         """Apply one market quote (true time). Returns resting-order reports and wire messages.
 
         The wire messages are what the venue publishes (dicts, see :func:`wire_quote`): none
         when dropped or disconnected, two when a held-back (reordered) message is released.
+        ``publish=False``: the book and the resting orders only, no wire message (the execution
+        lab delivers the quote itself, after its own market-data latency).
         """
         book = self.books.get(q.instrument)
         if book is None:
             return [], []
-        d = self.params.default_depth
-        if q.bids:
-            book.bids = [[lv.price, lv.size or d] for lv in q.bids]
-        else:
-            book.bids = [[q.bid, q.bid_size or d]] if q.bid is not None else []
-        if q.asks:
-            book.asks = [[lv.price, lv.size or d] for lv in q.asks]
-        else:
-            book.asks = [[q.ask, q.ask_size or d]] if q.ask is not None else []
+        book.replace(q, self.params.default_depth)
         if q.last is not None:
             book.last = q.last
         if q.settlement is not None:
             book.settlement = q.settlement
         book.quote = q
-        reports = self._expire(book) + self._match_resting(book)
+        reports = self._expire(book) + self._match_resting(book) if book.resting else []
         book.seq += 1
+        if not publish:
+            return self._deliver(reports), []
         # the venue published this a network latency ago: the gateway receives it "now"
         sent = self.clock.now_ns() - sample_latency_ns(self.params.network_latency, self._rng_md)
         msg = wire_quote(book, self.venue_clock.at(sent))
@@ -673,6 +739,13 @@ class SimExchange:
                 px = o.req.price
                 if px is None:
                     continue
+                if self.params.queue_model == "queue":
+                    rep = self._match_queued(book, o, side, px)
+                    if rep is not None:
+                        out.append(rep)
+                        if o.state.status is OrderStatus.FILLED:
+                            book.resting.remove(o)
+                    continue
                 last = book.quote.last if book.quote is not None else None
                 through = last is not None and (last < px if side is Side.BUY else last > px)
                 avail = self._available(book, side, px)
@@ -690,6 +763,54 @@ class SimExchange:
                 if o.state.status is OrderStatus.FILLED:
                     book.resting.remove(o)
         return out
+
+
+    def _match_queued(self, book: Book, o: SimOrder, side: Side, px: Decimal) -> ExecutionReport | None:
+        """Queue model: one resting order against the market quote just applied.
+
+        The feed is the market without us, so our order's place in the queue at its price is
+        read from what the market shows there (conservatively: a level that shrinks shrank ahead
+        of us, one that grows grew behind us):
+
+        * the queue ahead of it can only shrink: to what the market still shows at its price on
+          its side (trades and cancellations ahead), to nothing when that level is gone;
+        * the market trading through its price (``last`` beyond it) fills it whole;
+        * opposite liquidity strictly better than its price trades with it;
+        * opposite liquidity *at* its price (the queue there used up, or a locked market) trades
+          with what is left of the queue ahead first, and only the rest reaches this order.
+        """
+        buy = side is Side.BUY
+        own = book.bids if buy else book.asks
+        opp = book.asks if buy else book.bids
+        shown = sum(sz for p, sz in own if p == px)
+        o.queue_ahead = min(o.queue_ahead, shown)
+        leaves = o.state.leaves_qty
+        last = book.quote.last if book.quote is not None else None
+        if last is not None and (last < px if buy else last > px):
+            qty = leaves
+        else:
+            qty = 0
+            for lvl in opp:
+                better = lvl[0] < px if buy else lvl[0] > px
+                if better:
+                    n = min(leaves - qty, lvl[1])
+                    lvl[1] -= n
+                    qty += n
+                elif lvl[0] == px:
+                    eaten = min(o.queue_ahead, lvl[1])
+                    o.queue_ahead -= eaten
+                    lvl[1] -= eaten
+                    n = min(leaves - qty, lvl[1])
+                    lvl[1] -= n
+                    qty += n
+                else:
+                    break
+                if qty >= leaves:
+                    break
+            opp[:] = [lvl for lvl in opp if lvl[1] > 0]
+        if qty <= 0:
+            return None
+        return self._fill(o, qty, px)
 
 
 def _immediate(req: OrderRequest) -> bool:

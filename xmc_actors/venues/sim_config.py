@@ -5,20 +5,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
+from ..model.latency import LatencyModel
 from ..model.orders import RejectReason
 
 STRICT = ConfigDict(frozen=True, extra="forbid")
 Prob = Annotated[float, Field(ge=0, le=1)]
 NonNegF = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-
-
-class LatencyModel(BaseModel):
-    """Ack latency: ``const`` (mean_ms), ``uniform`` (mean_ms +/- jitter_ms) or ``lognormal``."""
-
-    model_config = STRICT
-    kind: Literal["const", "uniform", "lognormal"] = "const"
-    mean_ms: NonNegF = 0.0
-    jitter_ms: NonNegF = 0.0
 
 
 class Disconnect(BaseModel):
@@ -46,6 +38,11 @@ class SimVenueParams(BaseModel):
     ack_latency: LatencyModel = LatencyModel()
     faults: FaultConfig = FaultConfig()
     default_depth: NonNegativeInt = 50  # lots shown at top of book when a feed gives no size
+    queue_model: Literal["touch", "queue"] = "touch"
+    """How a resting limit order fills. ``touch``: when the market's opposite side reaches its
+    price (liquidity at the limit is ours). ``queue``: it joins the back of the visible queue at
+    its price and fills only once the volume traded at that price has used up the queue ahead of
+    it, or when the market trades through its price (``docs/lab.md``, "Queue position")."""
     enforce_sessions: bool = True
     enforce_price_limits: bool = True
     network_latency: LatencyModel = LatencyModel(kind="uniform", mean_ms=0.3, jitter_ms=0.2)
