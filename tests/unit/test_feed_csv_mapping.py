@@ -93,10 +93,13 @@ def test_shfe_file_as_published_loads_by_its_own_headers_keeping_every_trading_d
     assert closes == [Decimal(x) for x in ("47670", "47380", "47900", "48000", "48420", "48650")]
     # the blank open/high/low took the close; the limit-locked day (High = Low, 5,000 lots) is kept
     assert any(line == 4 and "blank open,high,low" in why for line, why in rep.adjusted)
-    # one quote per day at the close (14:59 Shanghai), marked as a close, previous close as settlement
+    # one quote per day at the close (14:59 Shanghai), marked as a close
     first = dt.datetime.fromtimestamp(quotes[0].ts_ns / 1e9, venue_tz("Asia/Shanghai"))
     assert (first.hour, first.minute) == (14, 59)
     assert all(q.origin == "close" and not q.synthetic for q in quotes)
+    # the file has no settlement column: no price-limit reference is invented from the close
+    assert all(q.settlement is None for q in quotes)
+    quotes, _ = load_mapped_csv(s.path, s, instrument("SHFE.cu"), venue("SHFE"), limit_reference="previous_close")
     assert quotes[1].settlement == Decimal("47670")
 
 

@@ -28,7 +28,8 @@ def build_replay(params: ReplayParams, venue: Venue | None, instruments: Sequenc
         if f.instrument not in by_id:
             raise KeyError(f"replay file {f.path}: instrument {f.instrument!r} is not listed on this venue")
         quotes, rep = load_replay_file(f.path, f.format, by_id[f.instrument], venue,
-                                       spread_ticks=params.spread_ticks, size=params.size, spec=f)
+                                       spread_ticks=params.spread_ticks, size=params.size, spec=f,
+                                       limit_reference=params.limit_reference)
         if start or end:
             tz = venue.tz if venue is not None else dt.timezone.utc
             def _day(q: Any) -> dt.date:

@@ -139,6 +139,10 @@ class ReplayParams(BaseModel):
     end: str | None = None
     spread_ticks: PositiveInt = 2       # bars -> quotes: bid/ask this many ticks apart around the price
     size: PositiveInt = 50
+    limit_reference: Literal["settlement", "previous_close"] = "settlement"
+    """Daily bars: the reference of the venue's price limits on each quote: the previous day's
+    settlement from the file (none when the file has no settlement column: no limit is checked),
+    or ``previous_close`` (the previous bar's close when the file gives no settlement)."""
 
 
 class SyntheticParams(BaseModel):

@@ -445,7 +445,8 @@ def bridge_quotes(closes: list[Quote], bars: list[Bar], inst: Instrument, venue:
 
 
 def load_mapped_csv(path: str | Path, spec: ReplayFile, inst: Instrument, venue: Venue | None, *,
-                    spread_ticks: int = 2, size: int = 50) -> tuple[list[Quote], LoadReport]:
+                    spread_ticks: int = 2, size: int = 50,
+                    limit_reference: str = "settlement") -> tuple[list[Quote], LoadReport]:
     """Load a mapped CSV as quotes for ``inst`` (this module's docstring); every skipped row is in
     the report with its line and reason. :class:`CsvLayoutError` when the file cannot be read as
     mapped at all (a missing column: named, with what the header holds)."""
@@ -453,7 +454,8 @@ def load_mapped_csv(path: str | Path, spec: ReplayFile, inst: Instrument, venue:
     rows = parse_rows(path, spec, venue, rep)
     if spec.columns is not None and spec.columns.close is not None and _daily(rows, spec):
         bars = _bars(rows, spec, rep)
-        quotes = bars_to_quotes(bars, inst, venue, spread_ticks=spread_ticks, size=size, report=rep, origin=ORIGIN_CLOSE)
+        quotes = bars_to_quotes(bars, inst, venue, spread_ticks=spread_ticks, size=size, report=rep, origin=ORIGIN_CLOSE,
+                                close_as_settlement=limit_reference == "previous_close")
         if spec.bridge is not None:
             quotes = bridge_quotes(quotes, bars, inst, venue, spec, spread_ticks=spread_ticks, size=size)
         rep.kept = len(bars)

@@ -21,7 +21,12 @@ minute before the end of the last session of that trading day in the venue's tim
 The quote's price is the close on the tick grid; ``bid = close - floor(spread_ticks/2)``
 ticks and ``ask = bid + spread_ticks`` ticks; sizes are ``size`` lots each side; ``last`` is
 the close; ``settlement`` (the reference of daily price limits) is the previous bar's
-settlement, or its close when the file has none.
+settlement. A replay feed (``limit_reference`` of its parameters) takes it from the file's
+settlement column only, by default: most published daily files have none, and a limit invented
+from the previous *close* refuses real moves (a close 3.2% from the last close can be 2.9% from
+the settlement the exchange's limit is set from), so such a replay carries no reference and the
+simulated venue checks no limit; ``limit_reference: previous_close`` restores the close as the
+reference (what :func:`bars_to_quotes` does by default).
 
 **Odd prints**: a high more than ``odd_print_pct`` (default 3%) above ``max(open, close)``
 (SGE 2017-04-13: high 300.0 against a close of 286.69), or a low as far below
@@ -71,6 +76,14 @@ class LoadReport:
             key = r.split(":")[0]
             out[key] = out.get(key, 0) + 1
         return out
+
+    def as_dict(self, examples: int = 5) -> dict[str, Any]:
+        """Plain data (what the gateway records in the ledger and the run summary shows): rows
+        read, kept, skipped (count, by reason, the first ``examples`` with their lines), adjusted."""
+        return {"path": self.path, "rows": self.rows, "kept": self.kept, "skipped": len(self.skipped),
+                "skipped_by_reason": self.by_reason(),
+                "first_skipped": [f"line {line}: {why}" for line, why in self.skipped[:examples]],
+                "adjusted": len(self.adjusted)}
 
     def summary(self) -> str:
         parts = [f"{self.path}: {self.rows} rows, {self.kept} kept, {len(self.skipped)} skipped"]
@@ -262,7 +275,8 @@ def close_stamp_ns(venue: Venue | None, day: dt.date) -> int:
 
 
 def bars_to_quotes(bars: Iterable[Bar], inst: Instrument, venue: Venue | None, *, spread_ticks: int = 2,
-                   size: int = 50, report: LoadReport | None = None, origin: str | None = ORIGIN_CLOSE) -> list[Quote]:
+                   size: int = 50, report: LoadReport | None = None, origin: str | None = ORIGIN_CLOSE,
+                   close_as_settlement: bool = True) -> list[Quote]:
     """Apply the bar -> quote rule of this module's docstring.
 
     A bar dated on one of the venue's holidays (COMEX prints on US holidays it trades
@@ -283,7 +297,7 @@ def bars_to_quotes(bars: Iterable[Bar], inst: Instrument, venue: Venue | None, *
         ask = inst.round_price(bid + spread_ticks * inst.tick_size)
         out.append(Quote(instrument=inst.id, bid=bid, ask=ask, bid_size=size, ask_size=size, last=c,
                          venue_ts_ns=ts, recv_ts_ns=ts, ts_ns=ts, settlement=settle, origin=origin))
-        settle = inst.round_price(b.settlement) if b.settlement is not None else c
+        settle = inst.round_price(b.settlement) if b.settlement is not None else (c if close_as_settlement else None)
     return out
 
 
@@ -355,19 +369,23 @@ def _ts(v: Any) -> int | None:
 
 
 def load_replay_file(path: str | Path, fmt: str, inst: Instrument, venue: Venue | None, *,
-                     spread_ticks: int = 2, size: int = 50, spec: Any = None) -> tuple[list[Quote], LoadReport]:
+                     spread_ticks: int = 2, size: int = 50, spec: Any = None,
+                     limit_reference: str = "settlement") -> tuple[list[Quote], LoadReport]:
     """Load one replay file of any supported format as quotes for ``inst``. ``spec``: the
     :class:`~xmc_actors.feeds.config.ReplayFile` (needed by ``csv``, a mapped CSV: its columns,
-    stamp and number options, bridge)."""
+    stamp and number options, bridge). ``limit_reference``: ``settlement`` (the file's settlement
+    column only) or ``previous_close`` (else the previous bar's close): see the module docstring."""
     if fmt == "csv":
         from .csv_source import load_mapped_csv
 
         if spec is None or getattr(spec, "columns", None) is None:
             raise ValueError(f"{path}: format csv needs its ReplayFile (the column mapping)")
-        return load_mapped_csv(path, spec, inst, venue, spread_ticks=spread_ticks, size=size)
+        return load_mapped_csv(path, spec, inst, venue, spread_ticks=spread_ticks, size=size,
+                               limit_reference=limit_reference)
     if fmt in ("sge_daily", "comex_daily", "ohlc_csv"):
         bars, rep = load_bars(path, fmt)
-        return bars_to_quotes(bars, inst, venue, spread_ticks=spread_ticks, size=size, report=rep), rep
+        return bars_to_quotes(bars, inst, venue, spread_ticks=spread_ticks, size=size, report=rep,
+                              close_as_settlement=limit_reference == "previous_close"), rep
     if fmt == "fred_fx":
         series, rep = load_fred_fx(path)
         bars = [Bar(d, r, r, r, r) for d, r in series]

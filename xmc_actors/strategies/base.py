@@ -4,8 +4,9 @@ A strategy sees the latest quote of each of its two legs, asks the parity engine
 (:mod:`xmc_actors.core.pricing`) for both legs in common terms, and decides a **target
 position** in signed leg-A lots (+ is long A / short B). The base class does everything else:
 
-- guards: a quote flagged STALE or older than ``stale_ms``; the two legs' calibrated
-  timestamps more than ``max_skew_ms`` apart; a closed session on either venue (unless
+- guards: a quote flagged STALE or older than ``stale_ms`` (``close_stale_ms`` for a replayed
+  daily close); the two legs' calibrated timestamps more than ``max_skew_ms`` apart
+  (``close_skew_ms`` when a leg's quote is a daily close); a closed session on either venue (unless
   ``require_sessions_open`` is false); a one-sided book or no FX rate (no parity);
 - one pair in flight at a time; a cool-down after each decision;
 - the transition from the position to the target (open, add, reduce, close, reverse) as one
@@ -439,12 +440,18 @@ class Strategy:
             venue, why = next(iter(self.venues_down.items()))
             return "VENUE_DOWN", f"{venue}: {why}"
         for q in (qa, qb):
-            if quote_is_stale(q, now_ns, g.stale_ms):
+            daily = q.origin is not None  # a daily close, or a bridge between two: one price a day
+            limit = g.close_stale_ms if daily else g.stale_ms
+            if quote_is_stale(q, now_ns, limit):
                 age = (now_ns - q.ts_ns) / _MS
-                return "STALE", f"{q.instrument} quote is {q.status.value}, {age:.0f} ms old (stale_ms={g.stale_ms})"
+                name = "close_stale_ms" if daily else "stale_ms"
+                return "STALE", f"{q.instrument} quote is {q.status.value}, {age:.0f} ms old ({name}={limit})"
         skew = abs(qa.ts_ns - qb.ts_ns) / _MS
-        if skew > g.max_skew_ms:
-            return "SKEW", f"legs' calibrated times are {skew:.0f} ms apart (max_skew_ms={g.max_skew_ms})"
+        daily = qa.origin is not None or qb.origin is not None
+        max_skew = max(g.max_skew_ms, g.close_skew_ms) if daily else g.max_skew_ms
+        if skew > max_skew:
+            name = "close_skew_ms" if daily else "max_skew_ms"
+            return "SKEW", f"legs' calibrated times are {skew:.0f} ms apart ({name}={max_skew})"
         if g.require_sessions_open:
             for inst, venue in zip(self.ctx.instruments, self.ctx.venues):
                 st = instrument_session_state(venue, inst, now_ns)

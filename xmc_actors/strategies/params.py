@@ -26,6 +26,11 @@ class Guards(BaseModel):
     stale_ms: PositiveInt = 5_000
     max_skew_ms: PositiveInt = 2_000          # calibrated-time distance allowed between the two legs' quotes
     require_sessions_open: bool = True
+    # a quote replayed from a daily bar (Quote.origin "close", or "bridge" between two closes)
+    # is one price a day: judged by these instead (a weekend and a holiday; venues closing in
+    # different time zones on the same day)
+    close_stale_ms: PositiveInt = 345_600_000   # 4 days
+    close_skew_ms: PositiveInt = 86_400_000     # 1 day
 
 
 class BandParams(BaseModel):
