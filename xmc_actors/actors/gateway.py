@@ -138,6 +138,13 @@ class _Session:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._wake: asyncio.Event | None = None
         self.closed = False
+        # what the replay loaders read, kept and skipped (with reasons), per file: in the ledger
+        # (a LIFECYCLE event per file) and, through feed_reports(), in the run's summary
+        self.feed_reports: list[dict[str, Any]] = [r.as_dict() for r in getattr(self.feed, "reports", None) or []]
+        for r in self.feed_reports:
+            reasons = ", ".join(f"{n} x {k}" for k, n in sorted(r["skipped_by_reason"].items()))
+            self.lifecycle(f"replay file {r['path']}: {r['rows']} rows, {r['kept']} kept, {r['skipped']} skipped"
+                           + (f" ({reasons})" if reasons else ""), feed_report=r)
 
     # ------------------------------------------------------------------ plumbing
     def _ensure_timer(self) -> None:
@@ -801,6 +808,11 @@ class VenueGateway:
         if self._rewire_task is not None:
             await asyncio.wait([self._rewire_task], timeout=timeout_s)
         return self.rewired
+
+    async def feed_reports(self) -> list[dict[str, Any]]:
+        """Per replayed file of the hosted sessions: rows read, kept, skipped by reason (the
+        loaders' :class:`~xmc_actors.feeds.replay.LoadReport`), with the gateway's name."""
+        return [{"gateway": s.name, **r} for s in self.sessions.values() for r in s.feed_reports]
 
     async def hosted(self) -> list[str]:
         """The gateways (venue sessions) this process hosts."""

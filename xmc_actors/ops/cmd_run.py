@@ -245,10 +245,16 @@ def print_summary(summary: Any, fmt: str) -> None:
 
 
 def run_exit_code(summary: Any) -> int:
-    """0: the run ended as configured; 130: interrupted (Ctrl-C); 4: an actor fault ended it early."""
+    """0: the run ended as configured; 130: interrupted (Ctrl-C); 4: an actor fault ended it
+    early; 5: it replayed files but no strategy evaluated a single quote (every row skipped, or
+    none reached a strategy: the summary says what the loaders skipped and why)."""
     if any(str(f).startswith("run ended") for f in summary.faults):
         return 4
-    return 130 if summary.interrupted else 0
+    if summary.interrupted:
+        return 130
+    if getattr(summary, "feed_reports", None) and getattr(summary, "nothing_evaluated", ""):
+        return 5
+    return 0
 
 
 def _check_reachable(address: str | None, timeout_s: float = 3.0) -> None:

@@ -70,6 +70,20 @@ class RunSummary:
     since_ns: int | None = None  # the run's range in the ledger starts here (wall clock)
     figure_rows: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (label, text), as the report's
     market_span: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)  # replayed strategies
+    # per replayed file: gateway, path, rows read, kept, skipped (by reason, first lines), adjusted
+    feed_reports: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    @property
+    def nothing_evaluated(self) -> str:
+        """Why the run is suspect when no strategy evaluated a quote ("" otherwise)."""
+        if self.quotes or self.interrupted or not self.per_strategy:
+            return ""
+        if self.feed_reports:
+            kept = sum(int(r.get("kept", 0)) for r in self.feed_reports)
+            skipped = sum(int(r.get("skipped", 0)) for r in self.feed_reports)
+            return (f"no strategy evaluated a quote: the replayed files kept {kept:,} rows and skipped {skipped:,} "
+                    "(see 'replayed files' above; `xmc validate` names each bad cell by its line)")
+        return "no strategy evaluated a quote (no market data reached them; is the feed running?)"
 
     def apply_figures(self, fig: Any) -> None:
         """Take every shared figure from ``fig`` (a :class:`~xmc_actors.ledger.figures.RunFigures`)."""
@@ -89,6 +103,20 @@ class RunSummary:
         out.append(f"  {pad('strategy evaluations (quotes)', 40)}{self.quotes:,}")
         out.append(f"  {pad('pair intents', 40)}{self.intents:,}")
         out += [f"  {pad(label, 40)}{text}" for label, text in self.figure_rows]
+        if self.feed_reports:
+            rows = sum(int(r.get("rows", 0)) for r in self.feed_reports)
+            skipped = sum(int(r.get("skipped", 0)) for r in self.feed_reports)
+            out.append(f"  {pad('replayed files: rows read, skipped', 40)}{rows:,} read, {skipped:,} skipped")
+            for r in self.feed_reports:
+                if r.get("skipped") or not r.get("kept"):
+                    reasons = ", ".join(f"{n} x {k}" for k, n in sorted((r.get("skipped_by_reason") or {}).items()))
+                    out.append(f"    {r.get('gateway', '')}: {r.get('path')}: {r.get('rows', 0):,} rows, "
+                               f"{r.get('kept', 0):,} kept, {r.get('skipped', 0):,} skipped"
+                               + (f" ({reasons})" if reasons else ""))
+                    for ex in (r.get("first_skipped") or [])[:3]:
+                        out.append(f"      e.g. {ex}")
+        if self.nothing_evaluated:
+            out.append(f"  WARNING: {self.nothing_evaluated}")
         if self.strategy_errors:
             out.append(f"  {pad('strategy errors (isolated)', 40)}{self.strategy_errors}")
         for name, why in sorted(self.halted.items()):
@@ -143,14 +171,36 @@ def check_inline_size(deployment: dict[str, Any], limit: int = INLINE_ARGS_LIMIT
                          f"split it into several deployments")
 
 
+def replayed_venues(cfg: DeploymentConfig) -> set[str]:
+    """Venues whose quotes are replayed as fast as possible (by the replay driver, in replayed
+    time): the quote source of the venue is a ``replay`` feed without a ``speed``."""
+    out = set()
+    for venue, g in cfg.quote_sources().items():
+        if g.feed.kind == "replay" and g.feed.params.get("speed", "max") == "max":
+            out.add(venue)
+    return out
+
+
+def replayed_strategies(cfg: DeploymentConfig) -> set[str]:
+    """Strategies whose two legs are on replayed venues: they live on the quotes' own time
+    (their host's ``time_source="quotes"``), and so does the pre-trade check of their pairs."""
+    venues = replayed_venues(cfg)
+    return {s.name for s in cfg.strategies if {cfg.instrument(leg.instrument).venue for leg in s.legs} <= venues}
+
+
 def build_checker(deployment: dict[str, Any], *, instruments: Any, sink: Any, clock: Any, name: str) -> Any:
-    """The coordinator's in-process pre-trade checker (built inside the coordinator's process)."""
+    """The coordinator's in-process pre-trade checker (built inside the coordinator's process).
+
+    Market time: FX is looked up at each pair's ``created_ns`` (the stamp of the quotes it was
+    decided on), and the sessions of a replayed strategy's pairs are judged then too, so a
+    replay of 2019 trades at 2019's rates and hours, whatever the wall clock says."""
     from ..core.risk_rules import PreTradeChecker, fx_from_book
     from ..feeds.fx import fx_book_from_config
 
     dep = DeploymentConfig.model_validate(deployment)
-    fx = fx_from_book(fx_book_from_config(dep.fx, max_lag_days=7), clock)
-    return PreTradeChecker(instruments, {v.code: v for v in dep.venues}, fx, name=name, sink=sink, clock=clock)
+    fx = fx_from_book(fx_book_from_config(dep.fx), clock)
+    return PreTradeChecker(instruments, {v.code: v for v in dep.venues}, fx, name=name, sink=sink, clock=clock,
+                           market_time_strategies=replayed_strategies(dep))
 
 
 class DeploymentFault(RuntimeError):
@@ -276,6 +326,7 @@ class Deployment:
         self.interrupted = False
         self.loopbacks: Any = None  # loopback FIX exchange processes (gateways with serve_loopback)
         self.ray_info: dict[str, Any] = {}  # what start_ray said: the GCS address, the dashboard's URL
+        self.feed_reports: list[dict[str, Any]] = []  # per replayed file: rows read, kept, skipped by reason
 
     # ------------------------------------------------------------------ start
     def start(self) -> dict[str, dict]:
@@ -391,7 +442,7 @@ class Deployment:
 
         # built here to fail early (a strategy that cannot be built stops the start, by name); the
         # hosts build their own instances from a HostSpec, which restarts need nothing else for
-        fx = fx_book_from_config(cfg.fx, max_lag_days=7)
+        fx = fx_book_from_config(cfg.fx)
         instances = []
         for s in cfg.strategies:
             if s.enabled:
@@ -419,6 +470,9 @@ class Deployment:
                 self.host_strategies[name] = [i.name for i in chunk]
 
         ready = wait_ready(self.handles, cfg.ray.ready_timeout_s, placements=placements)
+        # what each replay loader read, kept and skipped (also in the ledger, from each gateway)
+        self.feed_reports = [r for reps in ray.get([self.handles[p].feed_reports.remote()
+                                                    for p in cfg.gateway_processes()], timeout=60) for r in reps]
 
         # wiring (after readiness, so a pending actor is reported by wait_ready, not hung on here)
         calls = []
@@ -707,6 +761,7 @@ class Deployment:
             summary.apply_figures(fig)
         summary.faults = list(self.faults)
         summary.interrupted = self.interrupted
+        summary.feed_reports = list(self.feed_reports)
         return summary
 
     def _summary(self) -> RunSummary:
@@ -853,4 +908,5 @@ def install_sigint(stop_event: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-__all__ = ["ACTOR_FAULTS", "Deployment", "DeploymentFault", "ReplayDriver", "RunSummary", "ledger_pair_counts", "run_figures", "build_checker", "collect_status", "install_sigint"]
+__all__ = ["ACTOR_FAULTS", "Deployment", "DeploymentFault", "ReplayDriver", "RunSummary", "ledger_pair_counts", "run_figures", "build_checker", "collect_status", "install_sigint",
+           "replayed_strategies", "replayed_venues"]

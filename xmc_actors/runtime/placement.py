@@ -315,6 +315,26 @@ def cluster_nodes() -> list[NodeView]:
     return [NodeView.from_ray(row) for row in ray.nodes()]
 
 
+_EXC_LINE = re.compile(r"^\s*((?:[A-Za-z_][A-Za-z0-9_]*\.)*[A-Za-z_][A-Za-z0-9_]*(?:Error|Exception|Exit|Fault)): (.+)$")
+
+
+def creation_error(exc: BaseException) -> str:
+    """Why an actor died while starting, in one line: the exception its constructor raised
+    (``ValueError: .../shfe.csv: no such column ...``), taken from the traceback Ray wraps in
+    the error (which otherwise says only that the creation task failed, the reason being in a
+    worker's log); else the error's first line."""
+    text = str(exc)
+    found = None
+    for line in text.splitlines():
+        m = _EXC_LINE.match(line)
+        if m and not m.group(1).startswith(("ray.", "Ray")):
+            found = f"{m.group(1).rsplit('.', 1)[-1]}: {m.group(2).strip()}"
+    if found is not None:
+        return found[:1000]
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return re.sub(r"\x1b\[[0-9;]*m", "", first)
+
+
 def wait_ready(
     handles_by_name: Mapping[str, Any],
     timeout_s: float,
@@ -358,7 +378,7 @@ def wait_ready(
                 else:
                     ready[name] = answer if isinstance(answer, dict) else {"ready": answer}
             except RayActorError as exc:
-                failed[name] = f"died while starting: {str(exc).splitlines()[0]}"
+                failed[name] = f"died while starting: {creation_error(exc)}"
             except Exception as exc:  # noqa: BLE001 - a raising ready() is a not-ready actor
                 failed[name] = f"ready() raised {type(exc).__name__}: {exc}"
     if not pending and not failed:
