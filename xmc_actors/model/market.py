@@ -219,8 +219,9 @@ class FxPair(BaseModel):
     rate: PositiveDecimal | None = None
     file: str | None = None
     max_lag_days: Annotated[int, Field(ge=0, le=3660)] | None = None
-    """A file source: how many days after its last row a rate is still used (None: the
-    deployment's default). Dates a series has no row for never produce a spread beyond it."""
+    """A file source: how many calendar days back a date without a row may take the latest row
+    (None: the deployment default, ``feeds.fx.DEFAULT_FX_MAX_LAG_DAYS``, 0: a date without a row
+    gives no rate). Looked up at the market time of the data, not the wall clock."""
 
     @field_validator("base", "quote")
     @classmethod
