@@ -1,6 +1,6 @@
 """The package's layers run one way, and its packages import each other without a cycle.
 
-    model → core → strategies · venues · feeds · ledger → actors → runtime → ops      (bench: anything)
+    model → core → strategies · venues · feeds · ledger → actors · lab → runtime → ops      (bench: anything)
 
 A module may import its own layer or any layer below it, never one above. Every import
 counts: at module level, inside a function (a lazy import is still a dependency), relative or
@@ -26,7 +26,7 @@ LAYERS: dict[str, int] = {
     "model": 0,
     "core": 1,
     "strategies": 2, "venues": 2, "feeds": 2, "ledger": 2,
-    "actors": 3,
+    "actors": 3, "lab": 3,  # lab: the discrete-event shell around the same cores (xmc backtest)
     "runtime": 4,
     "ops": 5,
     "bench": 6,  # benchmarks may import anything; nothing imports them

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-SUITES = ("gateway", "coordinator", "risk", "ledger", "runtime", "cluster", "fix")
+SUITES = ("gateway", "coordinator", "risk", "ledger", "runtime", "cluster", "fix", "execution")
 
 
 def _available() -> list[str]:
