@@ -188,3 +188,30 @@ def test_load_market_is_time_ordered_and_bounded():
     ts = [t for t, _, _ in market]
     assert ts == sorted(ts) and ts[-1] - ts[0] <= 60e9
     assert {v for _, v, _ in market} == {"SHFE", "LME"}
+
+
+def test_a_configured_venue_disconnect_happens_at_its_time_in_the_market_and_the_pairs_survive_it():
+    cfg = _copper(300.0)
+    gws = []
+    for g in cfg.gateways:
+        if g.venue == "LME":
+            g = g.model_copy(update={"params": {**g.params, "faults": {"disconnects": [{"at_s": 60, "duration_s": 30}]}}})
+        gws.append(g)
+    cfg = cfg.model_copy(update={"gateways": tuple(gws)})
+    run = LabRun(cfg, policy="speed", seed=4).run()
+    lme = run.exchanges["LME"]
+    t0 = run.first_ns
+    assert lme._disconnects == [(t0 + 60 * 10**9, t0 + 90 * 10**9)]
+    # found DOWN at the next probe: the venue reduced by the risk guard, the strategy blocked,
+    # nothing reaches the venue while it is away; UP again after it
+    kinds = [(e.kind.value, e.reason) for e in run.sink.events]
+    assert ("OPERATOR", "trading state venue:LME -> REDUCING") in kinds
+    assert ("OPERATOR", "trading state venue:LME -> ACTIVE") in kinds
+    assert any(e.kind.value == "SIGNAL" and e.reason == "blocked: VENUE_DOWN" for e in run.sink.events)
+    assert not [d for d in lme.drop_copy() if t0 + 61 * 10**9 <= d["ts_ns"] < t0 + 90 * 10**9]
+    assert [d for d in lme.drop_copy() if d["ts_ns"] >= t0 + 92 * 10**9]  # trading again
+    for rec in run.records.values():
+        assert rec.summary is not None and rec.summary.pair_state.is_terminal
+    strat = run.strategies["copper-shfe-lme"]
+    held = {i: q for ex in run.exchanges.values() for pos in ex.positions().values() for i, q in pos.items()}
+    assert (held.get("SHFE.cu", 0), held.get("LME.CA3M", 0)) == (strat.position, strat.position_b)

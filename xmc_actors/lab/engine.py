@@ -210,6 +210,7 @@ class LabRun:
         self.guard = RiskGuardCore(cfg.risk, self.instruments, self.venues, cfg.accounts, self.fx, clock=self.clock,
                                    sink=self.sink, base_currency=cfg.base_currency)
         self._next_tick_ns: int | None = None
+        self._down: set[str] = set()  # venues found not answering
         self.started = False
 
     def _build_strategies(self) -> None:
@@ -337,7 +338,28 @@ class LabRun:
         if self.latest:
             self.guard.on_quotes(self.latest.values())
         self._handle_guard(self.guard.tick(), regrant=True)
+        self._venue_health()
         self._next_tick_ns = nxt + step if t - nxt < step else t + step
+
+    def _venue_health(self) -> None:
+        """What the coordinator's gateway probes find, at the guard's cadence: a venue that does
+        not answer is DOWN to the pair book (new pairs on it refused), its strategies (no trigger)
+        and the risk guard (alert, configured action); UP again when it answers."""
+        now = self.clock.now_ns()
+        for venue, ex in self.exchanges.items():
+            up = ex.connected(now)
+            if up == (venue not in self._down):
+                continue
+            reason = "answers again" if up else "not answering (disconnected)"
+            if up:
+                self._down.discard(venue)
+            else:
+                self._down.add(venue)
+            self.book.set_venue_state(venue, up, reason)
+            state = "UP" if up else "DOWN"
+            for strat in self.strategies.values():
+                self._strategy_actions(strat.on_venue_state(venue, up, reason, now))
+            self._handle_guard(self.guard.on_gateway_status(venue, {"state": state, "reason": reason}), regrant=False)
 
     # -- market data -----------------------------------------------------------------------
     def _on_market(self, venue: str, q: Quote) -> None:
@@ -592,6 +614,8 @@ class LabRun:
         self.started = True
         if t0_ns > self.clock.now_ns():
             self.clock.set(t0_ns)
+        for ex in self.exchanges.values():
+            ex.rebase(t0_ns)  # configured disconnects count from the market's start
         self.guard.register_coordinator(COORDINATOR)
         self._handle_guard(GuardOutput(), regrant=True)
 

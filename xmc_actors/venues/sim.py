@@ -250,6 +250,16 @@ class SimExchange:
         if journal is not None and journal.records:
             self.restored = self.restore(journal.records)
 
+    def rebase(self, start_ns: int) -> None:
+        """Start the venue's life at ``start_ns`` instead of its construction: the configured
+        disconnect windows (``at_s`` after the start) and the venue clock's drift move with it.
+        For a simulated clock set to the market's first moment after the venue was built
+        (the execution lab)."""
+        shift = start_ns - self._start_ns
+        self._start_ns = start_ns
+        self._disconnects = [(a + shift, b + shift) for a, b in self._disconnects]
+        self.venue_clock.t0 = start_ns
+
     # ------------------------------------------------------------------ injections / state
     def inject(self, fault: dict[str, Any]) -> None:
         """Add a deterministic fault. See docs/architecture.md, "Simulated venue"."""
