@@ -211,6 +211,8 @@ class LabRun:
                                    sink=self.sink, base_currency=cfg.base_currency)
         self._next_tick_ns: int | None = None
         self._down: set[str] = set()  # venues found not answering
+        self._open: set[str] = set()  # decisions in flight
+        self._owed = False            # the guard's periodic work skipped over a quiet gap
         self.started = False
 
     def _build_strategies(self) -> None:
@@ -323,8 +325,12 @@ class LabRun:
 
     def _tick_until(self, t: int) -> None:
         """The risk guard's periodic work (marks, checks, grant renewal) every
-        ``risk.grant_refresh_ms`` of simulated time, as the live guard's timer does, up to ``t``;
-        once for a long gap (a night, a weekend between daily bars)."""
+        ``risk.grant_refresh_ms`` of simulated time, as the live guard's timer does, up to ``t``.
+
+        Across a long gap with nothing in flight (a night between daily bars, ten minutes
+        between bridged quotes) the work is owed, not done: it runs before the next pair is
+        checked (:meth:`_submit`), so every pair meets a grant and monitors as fresh as a live
+        run's, and a quiet history does not pay a tick per quote."""
         step = int(self.cfg.risk.grant_refresh_ms * _MS)
         nxt = self._next_tick_ns
         if nxt is None:
@@ -332,14 +338,23 @@ class LabRun:
             return
         if t < nxt:
             return
-        at = nxt if t - nxt < step else t  # after a long gap: now (a grant made hours ago has expired)
+        dense = t - nxt < step
+        if dense or self._open:
+            self._tick(nxt if dense else t)
+            self._next_tick_ns = nxt + step if dense else t + step
+            return
+        self._owed = True
+        self._venue_health()
+        self._next_tick_ns = t + step
+
+    def _tick(self, at: int) -> None:
         if at > self.clock.now_ns():
             self.clock.set(at)
+        self._owed = False
         if self.latest:
             self.guard.on_quotes(self.latest.values())
         self._handle_guard(self.guard.tick(), regrant=True)
         self._venue_health()
-        self._next_tick_ns = nxt + step if t - nxt < step else t + step
 
     def _venue_health(self) -> None:
         """What the coordinator's gateway probes find, at the guard's cadence: a venue that does
@@ -400,7 +415,10 @@ class LabRun:
 
     def _submit(self, intent: PairIntent) -> None:
         now = self.clock.now_ns()
+        if self._owed:
+            self._tick(now)  # the guard's work owed since a quiet gap, before this pair is checked
         did = intent.decision_id
+        self._open.add(did)
         self.records[did] = PairRecord(did, intent.strategy, intent, self._last_edge.get(intent.strategy), now)
         liquidity = self._liquidity(intent) if intent.mode is ExecutionMode.QUANTITY else None
         res, cmds = self.book.submit(intent, liquidity)
@@ -450,6 +468,8 @@ class LabRun:
         if rec is not None and not summary.incremental:
             rec.summary = summary
             rec.ended_ns = self.clock.now_ns()
+        if summary.pair_state.is_terminal:
+            self._open.discard(did)
         self._at(self.clock.now_ns() + self._hop(), self._done_arrives, summary)
 
     def _done_arrives(self, summary: PairSummary) -> None:
