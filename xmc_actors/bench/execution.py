@@ -1,6 +1,7 @@
 """Execution lab benchmark: the shipped scenarios, every policy against the sequential baseline.
 
 For each scenario in ``configs/lab/`` (``copper``: synthetic intraday SHFE vs LME, LME about
+150 ms away; ``copper_london``: the same from London, SHFE, the leg sent first by the baseline,
 150 ms away; ``gold``: the real SGE/COMEX daily closes with FRED USD/CNY), every policy plays
 the same market with the same seed (:func:`xmc_actors.lab.compare.backtest`). Written:
 
@@ -63,13 +64,13 @@ def run(quick: bool = False) -> dict[str, float]:
 
     os.environ.setdefault("XMC_DATA_DIR", str(Path(__file__).resolve().parents[3] / "shared" / "data"))
     out: dict[str, float] = {}
-    for scenario in ("copper", "gold"):
-        cfg = load_config(CONFIGS / f"{scenario}.yaml")
+    for scenario in ("copper", "copper_london", "gold"):
+        cfg = load_config(CONFIGS / f"{scenario.replace('_', '-')}.yaml")
         start = end = None
         if quick:
             if scenario == "gold":
                 start, end = parse_time("2024-01-01"), parse_time("2025-01-01")
-            else:
+            else:  # the copper scenarios: ten minutes of the session
                 cfg = cfg.model_copy(update={"lab": cfg.lab.model_copy(update={"max_duration_s": 600.0})})
         t = time.perf_counter()
         result = backtest(cfg, list(cfg.lab.policies), seed=1, start_ns=start, end_ns=end)

@@ -80,9 +80,6 @@ class PairRecord:
     rollback_start_ns: int | None = None
     ended_ns: int | None = None
     summary: PairSummary | None = None
-    exposure_base_s: float = 0.0      # unhedged notional x time, base currency x seconds
-    _exp_last_ns: int = 0
-    _exp_value: float = 0.0
 
 
 @dataclass(slots=True)
@@ -96,9 +93,11 @@ class Opportunity:
 
 @dataclass(slots=True)
 class LabFill:
-    ts_ns: int
+    ts_ns: int              # when the pair book heard of it
+    venue_ts_ns: int        # when the venue made it (the market risk starts there)
     strategy: str
     decision_id: str
+    leg: str
     instrument: str
     side: Side
     qty: int
@@ -568,8 +567,8 @@ class LabRun:
             if r.fill is not None:
                 f = r.fill
                 strat = rec.strategy if rec is not None else ""
-                self.fills.append(LabFill(self.clock.now_ns(), strat, r.decision_id, f.instrument, f.side, f.qty,
-                                          f.price, f.fee))
+                self.fills.append(LabFill(self.clock.now_ns(), f.ts_ns, strat, r.decision_id, r.leg, f.instrument,
+                                          f.side, f.qty, f.price, f.fee))
                 if rec is not None:
                     rec.fees += f.fee
                     inst = self.instruments[f.instrument]
@@ -586,7 +585,7 @@ class LabRun:
         return o.rate if o is not None else float("nan")
 
     def _observe(self, did: str) -> None:
-        """After each input to a pair: leg completion times, state milestones, unhedged notional."""
+        """After each input to a pair: leg completion times, state milestones."""
         rec = self.records.get(did)
         m = self.book.pairs.get(did)
         if rec is None or m is None:
@@ -601,14 +600,6 @@ class LabRun:
             rec.exception_seen_ns = now  # the pair book acted on a venue's exception
         if rec.rollback_start_ns is None and st is PairState.ROLLING_BACK:
             rec.rollback_start_ns = now
-        # unhedged notional: leg B lots not matched by leg A's fills at the pair's ratio, valued
-        # at leg B's trigger price in the base currency (piecewise constant between inputs)
-        a, b = m.legs
-        if rec._exp_last_ns:
-            rec.exposure_base_s += rec._exp_value * (now - rec._exp_last_ns) / 1e9
-        u = abs(Decimal(a.net) * m.intent.hedge_ratio - Decimal(b.net))
-        rec._exp_value = float(b.inst.notional(b.ref_price, 1) * u) * self._fx(b.inst.currency) if u else 0.0
-        rec._exp_last_ns = now
 
     # -- the risk guard --------------------------------------------------------------------
     def _handle_guard(self, out: GuardOutput, *, regrant: bool) -> None:

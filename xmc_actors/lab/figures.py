@@ -17,8 +17,9 @@ Definitions (``docs/lab.md`` has them with examples):
   trigger price, bps of the trigger price; per pair, the sum of its two legs' (what the traded
   spread or ratio lost against the one that triggered);
 * **legging exposure**: unhedged notional x time, base currency x seconds: leg B lots not
-  matched by leg A's fills at the pair's hedge ratio, valued at leg B's trigger price, integrated
-  over the pair's life;
+  matched by leg A's fills at the pair's hedge ratio, valued at leg B's trigger price, from the
+  venues' own fill times (market risk starts when a venue fills, not when we hear of it) to the
+  pair's end;
 * **opportunity capture**: edge realised / edge available, both in bps x leg-A lots: the sum
   over pairs that ended HEDGED of (edge at their trigger - pair slippage) x leg-A lots they
   kept, over the sum of the opportunities' edges x lots wanted (an opportunity no pair was sent
@@ -76,6 +77,7 @@ def run_figures(run: LabRun) -> dict[str, Any]:
     rb_cost = 0.0
     fees = 0.0
     refused = 0
+    by_pair_exposure = legging_exposure(run)
     for rec in run.records.values():
         s = rec.summary
         if s is None:
@@ -88,7 +90,7 @@ def run_figures(run: LabRun) -> dict[str, Any]:
             continue
         attempted += 1
         fees += rec.fees_base
-        exposure.append(rec.exposure_base_s)
+        exposure.append(by_pair_exposure.get(rec.decision_id, 0.0))
         la, lb = s.leg("A"), s.leg("B")
         unwound = any(lg.rollback_qty for lg in s.legs)
         replen += sum(lg.replenishes for lg in s.legs)
@@ -167,6 +169,42 @@ def run_figures(run: LabRun) -> dict[str, Any]:
              "time_to_hedge_ms": to_hedge, "legging_exposure_base_s": exposure,
              "exception_detection_ms": detect, "rollback_time_ms": rb_time}
     return {"figures": fig, "distributions": dists, "pnl_by_strategy": pnl_by_strategy}
+
+
+def legging_exposure(run: LabRun) -> dict[str, float]:
+    """Per decision, unhedged notional x time (base currency x seconds), from the venues' own
+    fill times: leg-B lots not matched by leg A's fills at the pair's hedge ratio, valued at leg
+    B's trigger price, from the pair's first fill to its end. A fill is market risk from the
+    moment the venue made it, whenever the coordinator hears of it."""
+    fills: dict[str, list[Any]] = {}
+    for f in run.fills:
+        fills.setdefault(f.decision_id, []).append(f)
+    out: dict[str, float] = {}
+    for did, fs in fills.items():
+        rec = run.records.get(did)
+        if rec is None or rec.summary is None:
+            continue
+        legs = {lg.leg: lg for lg in rec.intent.legs}
+        b = legs.get("B")
+        if b is None or "A" not in legs:
+            continue
+        inst_b = run.instruments[b.instrument]
+        per_lot = float(inst_b.notional(b.trigger_price or b.limit_price, 1)) * run._fx(inst_b.currency)
+        ratio = rec.intent.hedge_ratio
+        net = {"A": Decimal(0), "B": Decimal(0)}
+        total, last_t, u = 0.0, None, Decimal(0)
+        for f in sorted(fs, key=lambda x: (x.venue_ts_ns, x.leg)):
+            if last_t is not None:
+                total += float(u) * per_lot * (f.venue_ts_ns - last_t) / 1e9
+            own = legs[f.leg].side if f.leg in legs else f.side
+            net[f.leg] = net.get(f.leg, Decimal(0)) + (f.qty if f.side is own else -f.qty)
+            u = abs(net["A"] * ratio - net["B"])
+            last_t = f.venue_ts_ns
+        end = rec.ended_ns
+        if last_t is not None and end is not None and end > last_t:
+            total += float(u) * per_lot * (end - last_t) / 1e9
+        out[did] = total
+    return out
 
 
 def _rollback_cost(run: LabRun, s: Any) -> float:

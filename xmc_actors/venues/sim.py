@@ -17,7 +17,9 @@ shows ``default_depth`` lots). Our orders trade against that liquidity:
 * resting orders fill at their own limit when a later market quote trades through them (a buy
   at P fills against asks at or below P, or fully when the last trade printed below P);
   when several resting orders compete, the best price fills first, then the oldest
-  (price-time priority). Simulated orders never trade with each other.
+  (price-time priority). Simulated orders never trade with each other. With
+  ``queue_model: queue`` a resting order also waits for the visible queue ahead of it at its
+  price to be used up (:meth:`SimExchange._match_queued`);
 * DAY orders expire when the instrument's trading day changes (only with ``enforce_sessions``).
 
 Exchange rules, checked in this order: unknown instrument, quantity (positive, a multiple of
