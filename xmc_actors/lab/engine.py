@@ -103,6 +103,7 @@ class LabFill:
     qty: int
     price: Decimal
     fee: Decimal
+    kind: str = "entry"     # entry (a leg's first order), replenish (补单), unwind (回滚)
 
 
 # ------------------------------------------------------------------------------ the run
@@ -567,8 +568,13 @@ class LabRun:
             if r.fill is not None:
                 f = r.fill
                 strat = rec.strategy if rec is not None else ""
+                kind = "entry"
+                if rec is not None:
+                    own = next((lg.side for lg in rec.intent.legs if lg.leg == r.leg), f.side)
+                    attempt = split_client_order_id(r.client_order_id)[2]
+                    kind = "unwind" if f.side is not own else ("entry" if attempt in ("0", "") else "replenish")
                 self.fills.append(LabFill(self.clock.now_ns(), f.ts_ns, strat, r.decision_id, r.leg, f.instrument,
-                                          f.side, f.qty, f.price, f.fee))
+                                          f.side, f.qty, f.price, f.fee, kind))
                 if rec is not None:
                     rec.fees += f.fee
                     inst = self.instruments[f.instrument]

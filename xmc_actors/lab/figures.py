@@ -25,8 +25,9 @@ Definitions (``docs/lab.md`` has them with examples):
   kept, over the sum of the opportunities' edges x lots wanted (an opportunity no pair was sent
   for, or one refused, adds to the denominator only; a fill better than its trigger can take a
   pair above its edge);
-* **replenishments**, **rollbacks** (pairs with any unwind) and **rollback cost** (what the
-  unwinds lost against the entries they undid, with their fees, base currency);
+* **replenishments** and their **cost** (what the replenish orders' fills paid against their
+  legs' trigger prices), **rollbacks** (pairs with any unwind) and their **cost** (what the
+  unwinds lost against the entries they undid), base currency, + a loss;
 * **exception detection**: from the venue's time of a pair's first exception (reject, expiry,
   IOC remainder) to the pair book acting on it (leaving WORKING); **rollback time**: from
   entering ROLLING_BACK to the pair ending;
@@ -48,7 +49,7 @@ from .engine import LabRun
 #: figures compared with the sequential baseline (``*_vs_sequential_ratio``)
 RATIO_FIGURES = ("opportunities", "pairs_attempted", "sync_fill_rate", "success_rate", "failure_rate",
                  "slippage_pair_bps_mean", "slippage_pair_bps_p95", "legging_exposure_base_s",
-                 "opportunity_capture", "replenishments", "rollbacks", "rollback_cost_base",
+                 "opportunity_capture", "replenishments", "replenish_cost_base", "rollbacks", "rollback_cost_base",
                  "time_to_hedge_ms_p50", "time_to_hedge_ms_p95", "pnl_after_fees_base")
 
 
@@ -124,6 +125,7 @@ def run_figures(run: LabRun) -> dict[str, Any]:
         if rec.rollback_start_ns is not None and rec.ended_ns is not None:
             rb_time.append((rec.ended_ns - rec.rollback_start_ns) / 1e6)
     available = sum(o.edge_bps * o.lots for o in run.opportunities if o.edge_bps is not None)
+    replen_cost = _replenish_cost(run)
     pnl, pnl_by_strategy = _pnl(run)
 
     def rate(n: int) -> float:
@@ -153,6 +155,7 @@ def run_figures(run: LabRun) -> dict[str, Any]:
         "opportunity_capture": realised / available if available > 0 else 0.0,
         "edge_realised_bps_lots": realised,
         "replenishments": replen,
+        "replenish_cost_base": replen_cost,
         "rollbacks": rollbacks,
         "rollback_cost_base": rb_cost,
         "exception_detection_ms_p50": _pct(detect, 0.5),
@@ -205,6 +208,23 @@ def legging_exposure(run: LabRun) -> dict[str, float]:
             total += float(u) * per_lot * (end - last_t) / 1e9
         out[did] = total
     return out
+
+
+def _replenish_cost(run: LabRun) -> float:
+    """What the replenish orders' fills (补单, chased prices) cost against their legs' trigger
+    prices (base currency; + a loss)."""
+    cost = 0.0
+    for f in run.fills:
+        if f.kind != "replenish":
+            continue
+        rec = run.records.get(f.decision_id)
+        leg = next((lg for lg in rec.intent.legs if lg.leg == f.leg), None) if rec is not None else None
+        ref = leg.trigger_price or leg.limit_price if leg is not None else None
+        if ref is None:
+            continue
+        inst = run.instruments[f.instrument]
+        cost += float(inst.notional((f.price - ref) * f.side.sign, f.qty)) * run._fx(inst.currency)
+    return cost
 
 
 def _rollback_cost(run: LabRun, s: Any) -> float:

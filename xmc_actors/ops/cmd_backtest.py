@@ -18,7 +18,7 @@ from .cli import CliError
 
 HEADLINE = ("opportunities", "pairs_attempted", "pairs_refused", "sync_fill_rate", "success_rate", "failure_rate",
             "slippage_pair_bps_mean", "slippage_pair_bps_p95", "legging_exposure_base_s", "opportunity_capture",
-            "replenishments", "rollbacks", "rollback_cost_base", "exception_detection_ms_p50",
+            "replenishments", "replenish_cost_base", "rollbacks", "rollback_cost_base", "exception_detection_ms_p50",
             "rollback_time_ms_p50", "time_to_hedge_ms_p50", "time_to_hedge_ms_p95", "fees_base",
             "pnl_after_fees_base")
 
