@@ -29,3 +29,26 @@ xmc_install() {
 export PATH="$ROOT/.venv/bin:$PATH"
 export XMC_DATA_DIR="${XMC_DATA_DIR:-$(cd "$ROOT/.." && pwd)/shared/data}"
 export RAY_USAGE_STATS_ENABLED=0
+# The CTP API binding (openctp-ctp, `adapter: ctp`) needs the zh_CN.GB18030 locale: without
+# it its import aborts the process. Make it once: the system's locale archive when we may
+# write it (root), otherwise a private copy in .venv/locale that the adapter points glibc at
+# (XMC_CTP_LOCPATH). Only a machine without localedef (Debian: package `locales`) goes without;
+# the CTP tests then skip and say why.
+xmc_ctp_locale() {
+  if locale -a 2>/dev/null | grep -ix 'zh_CN\.gb18030' >/dev/null; then return 0; fi
+  if ! command -v localedef >/dev/null 2>&1; then
+    echo "warning: no localedef (Debian: apt-get install locales): the CTP adapter and its tests need the zh_CN.GB18030 locale" >&2
+    return 0
+  fi
+  if localedef -i zh_CN -f GB18030 zh_CN.GB18030 >/dev/null 2>&1 \
+      && locale -a 2>/dev/null | grep -ix 'zh_CN\.gb18030' >/dev/null; then
+    return 0
+  fi
+  local dir="$ROOT/.venv/locale"
+  if [ -d "$dir/zh_CN.GB18030" ] || { mkdir -p "$dir" && localedef -i zh_CN -f GB18030 "$dir/zh_CN.GB18030" >/dev/null 2>&1; }; then
+    export XMC_CTP_LOCPATH="$dir"
+    return 0
+  fi
+  echo "warning: could not create the zh_CN.GB18030 locale: the CTP adapter and its tests need it" >&2
+}
+xmc_ctp_locale
