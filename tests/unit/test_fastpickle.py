@@ -95,5 +95,5 @@ def test_wire_refuses_unknown_models_and_wrong_field_counts() -> None:
     short = msgpack.packb(msgpack.ExtType(42, msgpack.packb(("OrderRequest", ("d1:A:0",), 1))))
     with pytest.raises(ValueError, match="'Nope' is not a wire model"):
         from_wire(unknown)
-    with pytest.raises(ValueError, match="OrderRequest: expected 14 field values"):
+    with pytest.raises(ValueError, match="OrderRequest: expected 15 field values"):
         from_wire(short)

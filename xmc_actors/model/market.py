@@ -93,6 +93,12 @@ class Venue(BaseModel):
     holidays: tuple[dt.date, ...] = ()
     night_anchor: Literal["previous_business_day", "previous_calendar_day"] = "previous_business_day"
     night_before_holiday: bool = False
+    offsets: Literal["none", "close", "today_yesterday"] = "none"
+    """How orders say open or close (``core/positions.py``): ``none`` (a netting venue: no
+    offset), ``close`` (OPEN or a plain CLOSE applied in ``close_order``: DCE, CZCE, CFFEX),
+    ``today_yesterday`` (OPEN, CLOSE_TODAY, CLOSE_YESTERDAY: SHFE, INE)."""
+    close_order: Literal["yesterday_first", "today_first"] = "yesterday_first"
+    """Which lots a plain CLOSE takes first (``offsets: close``)."""
     source: str = ""
 
     @field_validator("timezone")
@@ -107,6 +113,30 @@ class Venue(BaseModel):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+class Fee(BaseModel):
+    """A fee: ``per_lot`` (currency per lot) plus ``rate`` (a fraction of the turnover)."""
+
+    model_config = FROZEN
+    per_lot: Annotated[Decimal, Field(ge=0, le=Decimal("1e6"), allow_inf_nan=False)] = Decimal("0")
+    rate: Annotated[Decimal, Field(ge=0, le=Decimal("0.1"), allow_inf_nan=False)] = Decimal("0")
+
+
+class FeeSchedule(BaseModel):
+    """A domestic contract's fees by offset: open, close (yesterday's lots), close-today
+    (平今, often dearer; free on some contracts). ``source``: where the numbers come from."""
+
+    model_config = FROZEN
+    open: Fee = Fee()
+    close: Fee = Fee()
+    close_today: Fee = Fee()
+    source: str = ""
+
+    @property
+    def close_today_dearer(self) -> bool:
+        """Whether closing today's lots costs more than yesterday's (per lot, or per turnover)."""
+        return (self.close_today.per_lot, self.close_today.rate) > (self.close.per_lot, self.close.rate)
 
 
 class PriceLimitRule(BaseModel):
@@ -151,6 +181,7 @@ class Instrument(BaseModel):
     margin_rate: Rate = Decimal("0.10")
     fee_per_lot: NonNegDecimal = Decimal("0")
     fee_rate: Rate = Decimal("0")
+    fees: "FeeSchedule | None" = None  # by offset (open / close / close-today); replaces the two above
     sessions: tuple[TradingSession, ...] | None = None  # overrides the venue's (night hours differ by product)
     source: str = ""
 
@@ -202,6 +233,17 @@ class Instrument(BaseModel):
     def notional(self, price: Decimal, qty: int) -> Decimal:
         """Contract value in ``currency``: price x multiplier x lots."""
         return price * self.multiplier * qty
+
+    def fee(self, price: Decimal, qty: int, offset: str | None = None) -> Decimal:
+        """The venue's fee for ``qty`` lots at ``price`` (``currency``): by the order's offset
+        (``OPEN``, ``CLOSE``, ``CLOSE_TODAY``, ``CLOSE_YESTERDAY``: a close of yesterday's lots
+        pays the close fee) when the instrument has a schedule, else ``fee_per_lot`` and
+        ``fee_rate``."""
+        if self.fees is not None:
+            f = self.fees.close_today if offset == "CLOSE_TODAY" else (
+                self.fees.close if offset in ("CLOSE", "CLOSE_YESTERDAY") else self.fees.open)
+            return f.per_lot * qty + f.rate * self.notional(price, qty)
+        return self.fee_per_lot * qty + self.fee_rate * self.notional(price, qty)
 
     def round_qty_down(self, qty: float | int) -> int:
         """Largest whole multiple of ``lot_size`` not above ``qty`` (never negative)."""

@@ -119,6 +119,8 @@ class RejectReason(str, Enum):
     VENUE_ERROR = "VENUE_ERROR"
     UNKNOWN_ORDER = "UNKNOWN_ORDER"
     TOO_LATE_TO_CANCEL = "TOO_LATE_TO_CANCEL"
+    OFFSET_NOT_ALLOWED = "OFFSET_NOT_ALLOWED"          # an offset the venue's rule cannot take
+    POSITION_INSUFFICIENT = "POSITION_INSUFFICIENT"    # a close of more than the available position
     OTHER = "OTHER"
 
     @property
@@ -128,7 +130,21 @@ class RejectReason(str, Enum):
 
 
 FINAL_REJECTS: Final = frozenset({RejectReason.MARKET_CLOSED, RejectReason.LIMIT_LOCKED, RejectReason.HALTED,
-                                  RejectReason.UNKNOWN_INSTRUMENT, RejectReason.INSUFFICIENT_MARGIN})
+                                  RejectReason.UNKNOWN_INSTRUMENT, RejectReason.INSUFFICIENT_MARGIN,
+                                  RejectReason.OFFSET_NOT_ALLOWED})
+# POSITION_INSUFFICIENT is curable: the replenish chooses its offset again (OPEN once the lots
+# to close have gone)
+
+
+class Offset(str, Enum):
+    """Whether an order opens or closes (开/平), and at SHFE and INE which lots it closes
+    (平今 today's, 平昨 yesterday's). ``None`` on an order to a netting (foreign) venue. The rule
+    of each venue is ``Venue.offsets``; :mod:`xmc_actors.core.positions` applies it."""
+
+    OPEN = "OPEN"
+    CLOSE = "CLOSE"
+    CLOSE_TODAY = "CLOSE_TODAY"
+    CLOSE_YESTERDAY = "CLOSE_YESTERDAY"
 
 Price = Annotated[Decimal, Field(allow_inf_nan=False, gt=0)]
 
@@ -151,6 +167,7 @@ class OrderRequest(BaseModel):
     reduce_only: bool = False
     owner: str = ""
     sent_ns: int = 0
+    offset: Offset | None = None  # OPEN / CLOSE...: two-sided (Chinese) venues; None: netting venues
 
     @model_validator(mode="after")
     def _check(self) -> "OrderRequest":
