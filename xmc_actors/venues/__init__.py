@@ -44,5 +44,8 @@ def build_adapter(name: str, params: dict[str, Any], venue: Venue, instruments: 
 ADAPTERS.register("sim", SimVenueParams, build_sim, doc="simulated exchange with seeded fault injection")
 from .fix import FixVenueParams, build_fix  # noqa: E402
 ADAPTERS.register("fix", FixVenueParams, build_fix, doc="FIX 4.4 session (QuickFIX initiator); docs/fix.md")
+from .ctp import CtpVenueParams, build_ctp  # noqa: E402
+ADAPTERS.register("ctp", CtpVenueParams, build_ctp,
+                  doc="CTP trader session (openctp-ctp) to a broker's front; docs/operations.md")
 
 __all__ = ["SimExchange", "SimVenueParams", "VenueDisconnected", "build_adapter"]
