@@ -6,7 +6,8 @@ account) and refuses a wrong one with the field and the reason (:class:`PlanErro
 (:func:`xmc_actors.actors.gateway.build_core`, without Ray, without any other actor) and goes
 through seven steps, each timed:
 
-1. ``connect``: the adapter is built and reports itself connected (a FIX session: logged on);
+1. ``connect``: the adapter is built and reports itself connected (a FIX session: logged on; a
+   CTP session: logged in, settlement confirmed);
 2. ``quote``: one quote of the instrument, from the gateway's feed through the adapter, or from
    the adapter's own market data (a FIX session's MarketDataRequest);
 3. ``place``: a LIMIT DAY BUY of the instrument's minimum quantity, far below the bid but inside
@@ -17,10 +18,10 @@ through seven steps, each timed:
 7. ``close``: the session closed (a FIX Logout), a loopback exchange started for it stopped.
 
 Only the adapter interface the gateway core uses is touched (``connected``, ``status`` when the
-adapter has one, ``close``), so any adapter works. Nothing is written to the ledger unless
-asked (:func:`record`). A simulated venue's journal (``params.state_dir``) is kept in a
-temporary directory, so the venue memory a deployment and ``xmc audit reconcile`` read is not
-replaced.
+adapter has one, ``close``), so any adapter works (sim, fix, ctp). Nothing is written to the
+ledger unless asked (:func:`record`). An adapter's ``params.state_dir`` (the simulated venue's
+journal, a CTP session's order journal) is a temporary directory for the test, so what a
+deployment and ``xmc audit reconcile`` read is not replaced.
 """
 from __future__ import annotations
 
@@ -327,9 +328,10 @@ class _Runner:
         notes = []
         try:
             params = dict(g.params)
-            if params.get("state_dir"):
-                # the venue's memory of this test goes to a directory of its own, not over the
-                # journal a deployment (and xmc audit reconcile) reads
+            if "state_dir" in _param_fields(g.adapter):
+                # what an adapter keeps in its state_dir (the simulated venue's journal, a CTP
+                # session's order journal, which a fresh start begins anew) goes to a directory
+                # of the test's own, not over what a deployment and xmc audit reconcile read
                 self.tmp = tempfile.mkdtemp(prefix="xmc-connect-test-")
                 params["state_dir"] = self.tmp
             dep = dep.model_copy(update={"gateways": tuple(
@@ -355,6 +357,9 @@ class _Runner:
             why = f"not connected after {p.timeout_s:g} s ({what})"
             if session.get("last_logout_text"):
                 why += f"; the venue's last logout: {session['last_logout_text']}"
+            for k in ("last_error", "last_disconnect"):
+                if session.get(k):
+                    why += f"; {k.replace('_', ' ')}: {session[k]}"
             return self.done(st, "failed", t0, "; ".join(notes + [why]), **extra)
         return self.done(st, "ok", t0, "; ".join(notes + [what]), **extra)
 
@@ -603,6 +608,15 @@ def _s(x: Any) -> str | None:
     return None if x is None else str(x)
 
 
+def _param_fields(adapter: str) -> set[str]:
+    from ..model.registry import ADAPTERS
+
+    try:
+        return set(getattr(ADAPTERS.get(adapter).params, "model_fields", {}))
+    except Exception:  # noqa: BLE001 - an unknown adapter fails when it is built, with its reason
+        return set()
+
+
 def _session(adapter: Any) -> dict[str, Any]:
     fn = getattr(adapter, "status", None)
     if not callable(fn):
@@ -611,8 +625,11 @@ def _session(adapter: Any) -> dict[str, Any]:
         s = fn()
     except Exception:  # noqa: BLE001
         return {}
+    # what says where the session goes and how it stands (FIX: CompIDs, endpoint, sequence
+    # numbers; CTP: fronts, broker, trading day, the last error); never a credential
     keep = ("kind", "state", "session_id", "endpoint", "logged_on", "next_sender_seq", "next_target_seq",
-            "last_logout_text", "market_data")
+            "last_logout_text", "market_data", "fronts", "broker_id", "front_id", "trading_day", "last_error",
+            "last_disconnect")
     return {k: s[k] for k in keep if isinstance(s, dict) and k in s}
 
 
@@ -625,6 +642,10 @@ def _describe_session(adapter: str, s: dict[str, Any], connected: bool) -> str:
         parts.append(f"session {s['session_id']}")
     if s.get("endpoint"):
         parts.append(f"at {s['endpoint']}")
+    if s.get("fronts"):
+        parts.append(f"front {', '.join(map(str, s['fronts']))}" + (f", broker {s['broker_id']}" if s.get("broker_id") else ""))
+    if s.get("trading_day"):
+        parts.append(f"trading day {s['trading_day']}")
     if s.get("next_sender_seq"):
         parts.append(f"next seq out {s['next_sender_seq']} / in {s.get('next_target_seq')}")
     return ", ".join(parts)
