@@ -4,6 +4,7 @@ fake (tests/unit/ctp_fake.py). No CTP front is reachable from these machines."""
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -498,3 +499,35 @@ def test_the_feed_is_published_as_the_venues_market(tmp_path):
     assert b.on_market(q) == ([], [])
     with pytest.raises(ValueError):
         a.inject({"kind": "reject_next"})
+
+
+def test_a_logon_into_the_next_trading_day_expires_the_orders_left_working(tmp_path):
+    a, api = adapter(tmp_path)
+    _resting(a, api, 1, sys_id="880070")
+    t = a.send(request(2))
+    a.spi.OnFrontDisconnected(0x1001)
+    assert a.answer(t).lost  # UNKNOWN: stays so, its day's fills cannot be asked for any more
+    api.trading_day = "20261208"
+    a.spi.OnFrontConnected()
+    pushed = a.poll()
+    assert kinds(pushed) == [(ExecReportKind.EXPIRED, OrderStatus.EXPIRED)] and pushed[0].client_order_id == "dec1:A:0"
+    assert a.status()["unknown_orders"] == 1
+    # today's list cannot say whether yesterday's order reached the front: still unknown, not absent
+    rep = a.query("dec2:A:0")
+    assert rep is not None and rep.status is OrderStatus.UNKNOWN
+
+
+def test_reports_from_the_apis_own_thread_reach_a_waiting_place_and_cancel(tmp_path):
+    a, api = adapter(tmp_path, ack_timeout_ms=2000)
+
+    def later(fn, *args):
+        threading.Timer(0.05, fn, args).start()
+
+    api.on_insert = lambda inp: later(a.spi.OnRtnOrder, rtn_order(inp, api, sys_id="880080", submit="3", status="3"))
+    t0 = time.monotonic()
+    reply = a.place(request())
+    assert kinds(reply.reports) == [(ExecReportKind.ACK, OrderStatus.ACCEPTED)] and 0.04 < time.monotonic() - t0 < 1.5
+    inp = _sent(api)
+    api.on_action = lambda f: later(a.spi.OnRtnOrder, rtn_order(inp, api, sys_id="880080", submit="3", status="5"))
+    rep, latency = a.cancel("dec1:A:0")
+    assert rep.kind is ExecReportKind.CANCELED and latency >= 40_000_000

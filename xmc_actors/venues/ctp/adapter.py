@@ -105,6 +105,7 @@ class _Order:
     restored: bool = False             # from the journal of a previous life, not yet handed back
     cancel_pending: bool = False
     sent_ns: int = 0                   # monotonic
+    trading_day: str = ""              # the front's trading day when it was sent
     venue_filled: int = 0              # VolumeTraded in the front's last word
     venue_status: OrderStatus | None = None
     trades: list[ExecutionReport] = field(default_factory=list)
@@ -284,7 +285,7 @@ class CtpAdapter:
             o = _Order(req=req, view=OrderState(request=req, status=OrderStatus.UNKNOWN), key=key, ref=e.order_ref,
                        exchange_id=e.exchange_id or self.exchange_id,
                        symbol=self.symbols.get(req.instrument, req.instrument.split(".")[-1]), restored=True,
-                       sys_id=e.order_sys_id)
+                       sys_id=e.order_sys_id, trading_day=e.trading_day)
             self.orders[coid] = o
             self._by_key[key] = o
             if o.sys_id:
@@ -418,6 +419,7 @@ class CtpAdapter:
                 self._next_ref = max(self._next_ref, int(mx) + 1)
             self.logins += 1
             self._count("logins")
+            self._expire_past_days()
         if self.p.confirm_settlement:
             c = self.td.CThostFtdcSettlementInfoConfirmField()
             c.BrokerID = self.p.broker_id
@@ -427,6 +429,21 @@ class CtpAdapter:
             self._req("ReqSettlementInfoConfirm", c)
         else:
             self._session_ready()
+
+    def _expire_past_days(self) -> None:
+        """A logon into a later trading day: the exchanges dropped every order of an earlier
+        one at its close without a report (CTP sends none, and its queries list only the
+        current day). Those we knew to be working are EXPIRED; one left UNKNOWN stays so (its
+        last day's fills cannot be asked for any more: the desk resolves it)."""
+        for o in self.orders.values():
+            if o.trading_day and self.trading_day and o.trading_day < self.trading_day and not o.final \
+                    and o.view.status in (OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED) \
+                    and not o.absent:
+                o.final = True
+                self._count("expired_at_day_end")
+                self._emit(o, self._report(o, ExecReportKind.EXPIRED, OrderStatus.EXPIRED,
+                                           text=f"day order of trading day {o.trading_day}: gone at its close "
+                                                f"(logon into {self.trading_day})"))
 
     def _on_rsp_settlement_confirm(self, err: tuple[int, str] | None) -> None:
         if err is not None:
@@ -775,6 +792,8 @@ class CtpAdapter:
                 continue
             if o.sent_ns and o.sent_ns >= sw.started_ns:
                 continue  # sent after the query went out: not a question it answered
+            if o.trading_day and self.trading_day and o.trading_day < self.trading_day:
+                continue  # of an earlier trading day: the front lists only today's
             if o.view.status in (OrderStatus.UNKNOWN, OrderStatus.SUBMITTED) and coid not in self._places:
                 o.absent = True
                 self._count("orders_absent")
@@ -838,7 +857,8 @@ class CtpAdapter:
             f.OrderRef = ref
             key = (self.front_id, self.session_id, M.norm_ref(ref))
             o = _Order(req=req, view=OrderState(request=req, status=OrderStatus.SUBMITTED), key=key, ref=ref,
-                       exchange_id=self.exchange_id, symbol=symbol, sent_ns=time.monotonic_ns())
+                       exchange_id=self.exchange_id, symbol=symbol, sent_ns=time.monotonic_ns(),
+                       trading_day=self.trading_day)
             # on disk before it leaves: a restart must know every order the front may have
             self.journal.order(req, self.front_id, self.session_id, ref, self.trading_day)
             self.orders[coid] = o
