@@ -33,8 +33,12 @@ def _catalogue() -> tuple[dict[str, Venue], dict[str, Instrument]]:
     return venues, insts
 
 
-def venue(code: str) -> Venue:
-    return _catalogue()[0][code]
+def venue(code: str, *, offsets: bool = False) -> Venue:
+    """A catalogue venue. Without ``offsets`` its orders take no offset (``offsets: none``), so
+    tests of matching, sessions, faults place plain orders; ``offsets=True``: the catalogue's
+    rule (SHFE and INE: today/yesterday), which the offset tests check."""
+    v = _catalogue()[0][code]
+    return v if offsets else v.model_copy(update={"offsets": "none"})
 
 
 def instrument(inst_id: str, **overrides: Any) -> Instrument:

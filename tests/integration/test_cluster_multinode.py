@@ -237,7 +237,7 @@ def test_in_flight_pairs_resolve_and_strategies_stop_when_a_venue_node_is_lost(c
             dep, g.actor_name)
     coord = PairCoordinator.options(name="coordinator", namespace=ns, max_restarts=0, **_on_node(head)).remote(
         list(cfg.instruments), gws, config={"ack_timeout_ms": 8000, "call_timeout_ms": 1500, "query_retries": 2},
-        name="coordinator")
+        name="coordinator", venues=list(cfg.venues))
     fx = fx_book_from_config(cfg.fx)
     host = StrategyHost.options(name="strategy-host-0", namespace=ns, **_on_node(head)).remote(
         [build_strategy(s, cfg, fx, actor=s.name) for s in cfg.strategies], coord, name="strategy-host-0")

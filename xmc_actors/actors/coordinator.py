@@ -36,7 +36,7 @@ from ..core.venue_health import VenueChange, VenueHealth, VenueState
 from ..model.config import route_venue
 from ..model.events import Event
 from ..model.fastpickle import from_wire, to_wire
-from ..model.market import Instrument
+from ..model.market import Instrument, Venue
 from ..model.names import actor_repr
 from ..model.orders import ExecutionReport, split_client_order_id
 from ..model.pairs import ExecutionMode, PairIntent
@@ -77,12 +77,16 @@ class PairCoordinator:
         Timers and retry bounds (:class:`~xmc_actors.core.pair_fsm.CoordinatorConfig`).
     name
         The owner name registered with the gateways and written on every event.
+    venues
+        The venues (their ``offsets`` rule): orders to a two-sided venue get an offset chosen
+        from the positions this coordinator's fills made (``core/positions.py``).
     """
 
     def __init__(self, instruments: Mapping[str, Instrument] | Iterable[Instrument],
                  gateways: Mapping[str, Any] | None = None, *, checker: CheckerArg = None,
                  sink: EventSink | None = None, config: CoordinatorConfig | dict | None = None,
-                 name: str = "coordinator", clock: Clock | None = None) -> None:
+                 name: str = "coordinator", clock: Clock | None = None,
+                 venues: Iterable[Venue | dict[str, Any]] | None = None) -> None:
         self.name = name
         self.clock = clock or SystemClock()
         self.sink: EventSink = sink if sink is not None else MemorySink()
@@ -91,7 +95,8 @@ class PairCoordinator:
             checker = checker(instruments=insts, sink=self.sink, clock=self.clock, name=name)
         cfg = config if isinstance(config, CoordinatorConfig) or config is None else CoordinatorConfig(**config)
         self.config = cfg or CoordinatorConfig()
-        self.book = PairBook(insts, self.clock, checker=checker, config=self.config, owner=name)
+        vs = [v if isinstance(v, Venue) else Venue.model_validate(v) for v in (venues or ())]
+        self.book = PairBook(insts, self.clock, checker=checker, config=self.config, owner=name, venues=vs)
         self.gateways: dict[str, Any] = {}  # routing key (VENUE or VENUE/ACCOUNT) -> gateway
         self._venues_seen_down: dict[str, bool] = {}  # venue -> DOWN as last told to strategies/risk
         self.strategies: dict[str, Any] = {}

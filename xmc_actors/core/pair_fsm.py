@@ -44,15 +44,17 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegative
 from ..model.config import route_key
 from ..model.errors import IllegalTransition
 from ..model.events import Event, EventKind
-from ..model.market import Instrument, Side
+from ..model.market import Instrument, Side, Venue
 from ..model.orders import (
-    ExecReportKind, ExecutionReport, OrderRequest, OrderState, OrderStatus, OrderType, RejectReason,
+    ExecReportKind, ExecutionReport, Offset, OrderRequest, OrderState, OrderStatus, OrderType, RejectReason,
     TimeInForce, client_order_id, split_client_order_id,
 )
 from ..model.pairs import ExecutionMode, LegIntent, LegSummary, PairIntent, PairState, PairSummary
 from ..model.risk import TradingState
 from .alerts import PAIR_ESCALATION, RESIDUAL_BOOK, coordinator_alert
+from .calendar import instrument_session_state
 from .clock import Clock
+from .positions import OffsetError, Preference, TwoSidedBook, choose_offset
 from .pretrade import AllowAll, Denial, PreTradeCheck
 from .sink import EventMaker
 from .sizing import balanced_size, is_balanced, round_to_lot
@@ -129,9 +131,16 @@ class CoordinatorConfig(BaseModel):
         A strategy's residual book past this many leg-B lots (absolute, summed over its pairs
         with a booked residual since its last pair that filled both legs in full) is red: the
         strategy is halted, as for an escalated pair.
+    offset_preference
+        How an order to a two-sided (Chinese) venue chooses its offset (``core/positions.py``
+        :func:`~xmc_actors.core.positions.choose_offset`): ``auto`` closes yesterday's lots first
+        where the contract's close-today fee is dearer (today's first otherwise),
+        ``close_yesterday_first``, ``close_today_first``, or ``lock`` (always open: the opposite
+        position is held beside the old one).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    offset_preference: Preference = "auto"
     book_sub_lot_residuals: bool = True
     max_residual_lots_b: Decimal = Field(Decimal(2), gt=0)
     ack_timeout_ms: PositiveInt = 500
@@ -257,6 +266,7 @@ class LegOrder:
     cancel_wanted: bool = False
     cancels: int = 0
     stale_armed: bool = False
+    pos_applied: int = 0            # lots of it applied to the two-sided positions
 
     @property
     def coid(self) -> str:
@@ -360,6 +370,7 @@ class PairMachine:
         self.residual_booked: dict[str, Any] | None = None  # a sub-lot residual carried in the strategy's book
         self.pushed_nets: tuple[int, ...] | None = None  # the legs' nets in the last summary pushed
         self.lead: Leg | None = None
+        self.offset_reason = ""  # why the last order made got its offset (ORDER_SENT)
         self.out: list[Command] = []
         self.timer_seq = 0
         self.acked_ns: dict[str, int] = {}
@@ -468,11 +479,13 @@ class PairMachine:
                      reduce_only: bool) -> OrderRequest:
         attempt = leg.next_attempt
         leg.next_attempt += 1
+        offset, self.offset_reason = self.book.choose_offset(leg.spec.account, leg.inst, side, qty,
+                                                             self.intent.created_ns)
         return OrderRequest(
             client_order_id=client_order_id(self.did, leg.name, attempt), decision_id=self.did, leg=leg.name,
             attempt=attempt, account=leg.spec.account, instrument=leg.spec.instrument, side=side, qty=qty,
             order_type=otype, price=price, tif=tif, reduce_only=reduce_only, owner=self.book.owner,
-            sent_ns=self.book.clock.now_ns(),
+            sent_ns=self.book.clock.now_ns(), offset=offset,
         )
 
     def _send(self, leg: Leg, req: OrderRequest, unwind: bool) -> bool:
@@ -485,9 +498,11 @@ class PairMachine:
         order.state.transition(OrderStatus.SUBMITTED)
         leg.orders.append(order)
         self.book.index[req.client_order_id] = self.did
+        self.book.reserve(req, self.intent.created_ns)
         self._emit(EventKind.ORDER_SENT, leg=leg, client_order_id=req.client_order_id, leg_name=leg.name,
                    attempt=req.attempt, side=req.side.value, qty=req.qty, price=str(req.price),
-                   order_type=req.order_type.value, tif=req.tif.value, reduce_only=req.reduce_only, unwind=unwind)
+                   order_type=req.order_type.value, tif=req.tif.value, reduce_only=req.reduce_only, unwind=unwind,
+                   **({"offset": req.offset.value, "offset_reason": self.offset_reason} if req.offset else {}))
         self.out.append(Place(self.did, leg.inst.venue, req))
         self._timer(f"ack:{req.client_order_id}", self.book.config.ack_timeout_ms * 1_000_000)
         return True
@@ -591,6 +606,7 @@ class PairMachine:
         if rep.kind is ExecReportKind.CANCEL_REJECTED and order.live:
             # too late (filled or done) or unknown to the venue: learn the order's real state first
             self._query(leg, order, f"cancel rejected: {rep.reason.value if rep.reason else 'no reason'}")
+        self.book.position_fill(self, order)
         self._order_done_check(leg, order)
 
     def _apply_status(self, order: LegOrder, rep: ExecutionReport) -> None:
@@ -620,6 +636,15 @@ class PairMachine:
     def _order_done_check(self, leg: Leg, order: LegOrder) -> None:
         if not order.live and not order.done_reported:
             order.done_reported = True
+            self.book.position_fill(self, order)
+            self.book.positions.release(order.coid)
+            if order.state.reject_reason is RejectReason.POSITION_INSUFFICIENT:
+                req = order.state.request
+                gone = self.book.positions.exhaust(req.account, req.instrument, req.side, req.offset)
+                self._emit(EventKind.RECONCILE, leg=leg, client_order_id=order.coid, action="position",
+                           reason=f"{leg.inst.venue} holds fewer lots to {req.offset.value if req.offset else 'close'} "
+                                  f"than this coordinator's book: {gone} taken out; the next order chooses again",
+                           lots=gone)
             signed = order.filled if order.state.request.side is leg.spec.side else -order.filled
             self.book.checker.on_order_done(self.intent, leg.name, signed, order.avg_price)
             if not order.unwind and order.filled < order.state.request.qty:
@@ -1126,8 +1151,13 @@ class PairBook:
 
     def __init__(self, instruments: Mapping[str, Instrument], clock: Clock, *, checker: PreTradeCheck | None = None,
                  config: CoordinatorConfig | None = None, owner: str = "coordinator",
-                 event_node: int | None = None) -> None:
+                 event_node: int | None = None, venues: Mapping[str, Venue] | Iterable[Venue] | None = None) -> None:
         self.instruments = dict(instruments)
+        vs = venues.values() if isinstance(venues, Mapping) else (venues or ())
+        self.venues: dict[str, Venue] = {v.code: v for v in vs}
+        # the accounts' two-sided positions at venues that hold long and short apart, as this
+        # coordinator's own fills made them: where an order's offset is chosen from
+        self.positions = TwoSidedBook()
         self.clock = clock
         self.checker: PreTradeCheck = checker if checker is not None else AllowAll()
         self.config = config or CoordinatorConfig()
@@ -1698,6 +1728,56 @@ class PairBook:
         leg.unwinds += order.unwind
         self.index[req.client_order_id] = m.did
 
+    # -- two-sided positions and offsets ---------------------------------------------------
+    def _two_sided(self, inst: Instrument) -> Venue | None:
+        v = self.venues.get(inst.venue)
+        return v if v is not None and v.offsets != "none" else None
+
+    def _trading_day(self, venue: Venue, inst: Instrument, at_ns: int | None = None) -> Any:
+        """The venue's trading day at the market time of the pair (``PairIntent.created_ns``, the
+        stamp of the quotes it was decided on: a replay's, not the wall clock's), or now."""
+        return instrument_session_state(venue, inst, at_ns or self.clock.now_ns()).trading_day
+
+    def choose_offset(self, account: str, inst: Instrument, side: Side, qty: int,
+                      at_ns: int | None = None) -> tuple[Offset | None, str]:
+        """The offset of a new order and why (``core/positions.choose_offset`` on the lots this
+        coordinator's fills left available, with ``CoordinatorConfig.offset_preference``)."""
+        venue = self._two_sided(inst)
+        if venue is None:
+            return None, ""
+        pos = self.positions.get(account, inst.id, self._trading_day(venue, inst, at_ns))
+        dearer = inst.fees.close_today_dearer if inst.fees is not None else True
+        return choose_offset(venue, pos, side, qty, self.config.offset_preference, dearer)
+
+    def reserve(self, req: OrderRequest, at_ns: int | None = None) -> None:
+        """A close order sent: the lots it may take are frozen until it is done."""
+        inst = self.instruments.get(req.instrument)
+        venue = self._two_sided(inst) if inst is not None else None
+        if venue is None or req.offset in (None, Offset.OPEN):
+            return
+        try:
+            self.positions.freeze(venue, req.client_order_id, req.account, req.instrument, req.side, req.offset,
+                                  req.qty, self._trading_day(venue, inst, at_ns))
+        except OffsetError as e:  # the choice was made on these positions: only a bug gets here
+            self._bad_input("positions", f"{req.client_order_id}: {e}", req.decision_id)
+
+    def position_fill(self, m: "PairMachine", order: "LegOrder") -> None:
+        """What an order filled since last time, applied to the two-sided positions."""
+        delta = order.filled - order.pos_applied
+        if delta <= 0:
+            return
+        order.pos_applied = order.filled
+        req = order.state.request
+        inst = self.instruments.get(req.instrument)
+        venue = self._two_sided(inst) if inst is not None else None
+        if venue is None:
+            return
+        try:
+            self.positions.fill(venue, req.client_order_id, req.account, req.instrument, req.side, req.offset, delta,
+                                self._trading_day(venue, inst, m.intent.created_ns))
+        except OffsetError as e:  # the venue filled a close we do not hold: our view is behind the venue's
+            self._bad_input("positions", f"fill of {req.client_order_id}: {e}", m.did)
+
     def route_of(self, venue: str, account: str) -> str:
         """The routing key of an order on ``venue`` through ``account``: the gateway that lists
         the account (``VENUE/ACCOUNT``), else the venue's default gateway (``VENUE``)."""
@@ -1728,7 +1808,8 @@ class PairBook:
                 in_flight[m.state.value] = in_flight.get(m.state.value, 0) + 1
         return {"in_flight": in_flight, "outcomes": outcomes, "pairs": len(self.pairs),
                 "bad_input": dict(self.bad_inputs), "venues_down": dict(self.venues_down),
-                "trading_states": {f"{s}:{k}": v.value for (s, k), v in self.trading.items()}}
+                "trading_states": {f"{s}:{k}": v.value for (s, k), v in self.trading.items()},
+                "two_sided_positions": self.positions.snapshot()}
 
     def pair(self, decision_id: str) -> dict[str, Any] | None:
         m = self.pairs.get(decision_id)

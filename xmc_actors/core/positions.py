@@ -224,6 +224,24 @@ class TwoSidedBook:
         pos.frozen_today -= td
         pos.frozen_yesterday -= yd
 
+    def exhaust(self, account: str, instrument: str, side: Side, offset: Offset | None) -> int:
+        """The venue refused a close for want of lots our book showed: what it would have
+        closed is not there (another terminal, a trade by phone). The bucket(s) it named are
+        taken down to what working closes reserve, so that the next order opens instead of
+        failing the same way. Returns the lots removed (to record)."""
+        p = self.positions.get((account, instrument))
+        if p is None or offset in (None, Offset.OPEN):
+            return 0
+        pos = p.closing(side)
+        gone = 0
+        if offset in (Offset.CLOSE_TODAY, Offset.CLOSE):
+            gone += pos.today - pos.frozen_today
+            pos.today = pos.frozen_today
+        if offset in (Offset.CLOSE_YESTERDAY, Offset.CLOSE):
+            gone += pos.yesterday - pos.frozen_yesterday
+            pos.yesterday = pos.frozen_yesterday
+        return gone
+
     def snapshot(self) -> dict[str, dict[str, object]]:
         """``{"ACCOUNT/INSTRUMENT": {long, short, net, trading_day}}`` of every non-flat position."""
         return {f"{a}/{i}": p.as_dict() for (a, i), p in sorted(self.positions.items())

@@ -206,7 +206,8 @@ class LabRun:
         self.checker = PreTradeChecker(self.instruments, self.venues, self.fx, name=COORDINATOR, sink=self.sink,
                                        clock=self.clock)
         self.book = PairBook(self.instruments, self.clock, checker=self.checker,
-                             config=CoordinatorConfig(health_interval_ms=0), owner=COORDINATOR, event_node=_seed(self.seed, "coord"))
+                             config=CoordinatorConfig(health_interval_ms=0), owner=COORDINATOR,
+                             event_node=_seed(self.seed, "coord"), venues=self.venues)
         self.guard = RiskGuardCore(cfg.risk, self.instruments, self.venues, cfg.accounts, self.fx, clock=self.clock,
                                    sink=self.sink, base_currency=cfg.base_currency)
         self._next_tick_ns: int | None = None

@@ -1,9 +1,9 @@
 """Pydantic domain model: units, venues, instruments, orders, quotes, pairs, events, config."""
 from .errors import CurrencyError, IllegalTransition, PriceError, UnitError, XmcError
 from .events import Event, EventKind
-from .market import Account, FxPair, Instrument, PriceLimitRule, SecretRef, Side, TradingSession, Venue
+from .market import Account, Fee, FeeSchedule, FxPair, Instrument, PriceLimitRule, SecretRef, Side, TradingSession, Venue
 from .orders import (
-    ExecReportKind, ExecutionReport, Fill, OrderRequest, OrderState, OrderStatus, OrderType,
+    ExecReportKind, ExecutionReport, Fill, Offset, OrderRequest, OrderState, OrderStatus, OrderType,
     RejectReason, TimeInForce, check_transition, client_order_id,
 )
 from .pairs import (

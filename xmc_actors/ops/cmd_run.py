@@ -343,7 +343,7 @@ def _session_line(sess: dict[str, Any]) -> str:
 def status_tables(info: dict[str, Any], status: dict[str, Any]) -> list[Table]:
     """``xmc status`` as tables: the deployment; its actors (an actor without a status says so,
     a venue session in a line of its own); strategies (a halted one with its reason); capital
-    occupancy; trading states; unresolved escalations; open alerts; pairs."""
+    occupancy; trading states; unresolved escalations; open alerts; pairs; two-sided positions."""
     from ..ledger.figures import LABELS, OUTCOMES, alert_name
 
     dep = Table("deployment", ("deployment", "namespace", "state", "ledger"),
@@ -384,8 +384,15 @@ def status_tables(info: dict[str, Any], status: dict[str, Any]) -> list[Table]:
            for did, e in sorted((risk.get("unresolved_escalations") or {}).items(), key=lambda kv: kv[1].get("ts_ns", 0))]
     alerts = [(a.get("level", "?"), alert_name(a), a.get("message", "")) for a in risk.get("open_alerts", [])]
     pairs = []
+    two_sided = []
     coord = status.get("coordinator", {})
     if isinstance(coord, dict) and coord and "error" not in coord:
+        for key, p in sorted((coord.get("two_sided_positions") or {}).items()):
+            acc, _, inst = key.partition("/")
+            lg, sh = p.get("long", {}), p.get("short", {})
+            frozen = sum(int(x.get("frozen_today", 0)) + int(x.get("frozen_yesterday", 0)) for x in (lg, sh))
+            two_sided.append((acc, inst, lg.get("today", 0), lg.get("yesterday", 0), sh.get("today", 0),
+                              sh.get("yesterday", 0), frozen, p.get("net", 0), p.get("trading_day") or ""))
         pairs.append(("in flight", sum((coord.get("in_flight") or {}).values())))
         done = coord.get("outcomes") or {}  # the outcomes' order and names of the summary and the report
         pairs += [(k, done[k]) for k in [*OUTCOMES, *sorted(set(done) - set(OUTCOMES))] if k in done]
@@ -401,4 +408,7 @@ def status_tables(info: dict[str, Any], status: dict[str, Any]) -> list[Table]:
               title="unresolved escalations (xmc resolve DECISION_ID --operator NAME --note TEXT)"),
         Table("open_alerts", ("level", "alert", "message"), alerts, title="open alerts"),
         Table("pairs", ("pairs", "count"), pairs, title=f"pairs (in flight, then {LABELS['pairs_by_outcome']})"),
+        Table("two_sided_positions", ("account", "instrument", "long_today", "long_yesterday", "short_today",
+                                      "short_yesterday", "frozen", "net", "trading_day"), two_sided,
+              title="two-sided positions at SHFE/INE-style venues (双向持仓: the coordinator's fills; frozen by working closes)"),
     ]

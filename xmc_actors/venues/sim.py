@@ -41,6 +41,7 @@ from typing import Any, Iterable
 
 from ..core.calendar import instrument_session_state
 from ..core.clock import Clock
+from ..core.positions import OffsetError, TwoSidedBook, check_offset
 from ..model.errors import VenueDisconnected
 from ..model.market import Instrument, Side, Venue
 from ..model.orders import (
@@ -247,6 +248,8 @@ class SimExchange:
             (self._start_ns + int(d.at_s * 1e9), self._start_ns + int((d.at_s + d.duration_s) * 1e9))
             for d in f.disconnects
         ]
+        # the venue's own two-sided positions (venues whose rule is not "none"): what it lets close
+        self.two_sided = TwoSidedBook()
         self.journal = journal
         self.restored: dict[str, int] = {}
         if journal is not None and journal.records:
@@ -325,6 +328,8 @@ class SimExchange:
             reason=reason, text=text, venue_ts_ns=self.venue_clock.now_ns() if venue_ts is None else venue_ts,
             decision_id=st.request.decision_id, leg=st.request.leg,
         )
+        if st.status.is_terminal:
+            self.two_sided.release(st.request.client_order_id)  # an unused close reservation ends
         if kind is not ExecReportKind.STATUS:
             row = {
                 "ts_ns": self.clock.now_ns(), "venue_ts_ns": rep.venue_ts_ns, "kind": kind.value,
@@ -334,7 +339,7 @@ class SimExchange:
                 "leaves_qty": rep.leaves_qty, "trade_id": fill.trade_id if fill else "",
                 "fill_qty": fill.qty if fill else 0, "fill_price": str(fill.price) if fill else "",
                 "reason": reason.value if reason else "", "decision_id": st.request.decision_id,
-                "leg": st.request.leg,
+                "leg": st.request.leg, "offset": st.request.offset.value if st.request.offset else "",
             }
             self.drop_copy_log.append(row)
             if self.journal is not None:
@@ -344,7 +349,12 @@ class SimExchange:
     def _fill(self, o: SimOrder, qty: int, price: Decimal) -> ExecutionReport:
         self._trade_seq += 1
         inst = self.books[o.req.instrument].inst
-        fee = inst.fee_per_lot * qty + inst.fee_rate * inst.notional(price, qty)
+        off = o.req.offset
+        fee = inst.fee(price, qty, off.value if off is not None else None)
+        if self.venue.offsets != "none":
+            r = o.req
+            self.two_sided.fill(self.venue, r.client_order_id, r.account, r.instrument, r.side, off, qty,
+                                o.trading_day)
         f = Fill(trade_id=f"{self.venue.code}-T{self._trade_seq}", client_order_id=o.req.client_order_id,
                  venue_order_id=o.venue_order_id, instrument=o.req.instrument, side=o.req.side, qty=qty,
                  price=price, ts_ns=self.venue_clock.now_ns(), fee=fee)
@@ -406,6 +416,18 @@ class SimExchange:
             if p and self._rng_orders.random() < p:
                 return reason, f"injected {reason.value} (p={p})"
         return None
+
+    def _check_offset(self, req: OrderRequest, book: Book) -> tuple[RejectReason, str] | None:
+        """The venue's offset rule (``Venue.offsets``), then its position: a close of more than
+        the account holds (less what working closes reserve) is refused, as CTP refuses it."""
+        why = check_offset(self.venue, req.offset)
+        if why is not None:
+            return RejectReason.OFFSET_NOT_ALLOWED, why
+        if self.venue.offsets == "none":
+            return None
+        why = self.two_sided.check(self.venue, req.account, req.instrument, req.side, req.offset, req.qty,
+                                   self._trading_day(book.inst))
+        return (RejectReason.POSITION_INSUFFICIENT, why) if why is not None else None
 
     @staticmethod
     def _crosses(side: Side, limit: Decimal | None, level_px: Decimal) -> bool:
@@ -475,6 +497,8 @@ class SimExchange:
             self.params.faults.no_ack_prob and self._rng_orders.random() < self.params.faults.no_ack_prob)
         inj = self._take_injection("reject_next", req.instrument) if book else None
         bad = (RejectReason(inj.get("reason", "VENUE_ERROR")), "injected reject") if inj else self._check(req, book)
+        if bad is None and book is not None:
+            bad = self._check_offset(req, book)
         if bad is not None:
             o.state.reject_reason = bad[0]
             o.state.transition(OrderStatus.REJECTED)
@@ -492,6 +516,9 @@ class SimExchange:
             return PlaceReply([self._report(o, ExecReportKind.REJECTED, reason=RejectReason.FOK_UNFILLABLE,
                                             text=f"only {avail} of {req.qty} available at {req.price}")], latency, lost)
         o.state.transition(OrderStatus.ACCEPTED)
+        if self.venue.offsets != "none":  # a close reserves the lots it may take
+            self.two_sided.freeze(self.venue, req.client_order_id, req.account, req.instrument, req.side, req.offset,
+                                  req.qty, o.trading_day)
         reports = [self._report(o, ExecReportKind.ACK)]
         after: list[ExecutionReport] = []
         want = req.qty
@@ -591,6 +618,8 @@ class SimExchange:
                     counts["unreadable"] += 1
             except (KeyError, IndexError, TypeError, ValueError):
                 counts["unreadable"] += 1
+        if self.venue.offsets != "none":
+            self._restore_positions(counts)
         for o in sorted(self.orders.values(), key=lambda o: o.priority):
             if o.state.status.is_live and o.state.leaves_qty > 0:
                 counts["live"] += 1
@@ -598,6 +627,32 @@ class SimExchange:
                 if book is not None and not _immediate(o.req):
                     book.resting.append(o)
         return counts
+
+    def _restore_positions(self, counts: dict[str, int]) -> None:
+        """Two-sided positions from the restored fills, in the order they happened, then the
+        reservations of the close orders still working."""
+        for row in self.drop_copy_log:
+            o = self.orders.get(row.get("client_order_id", ""))
+            if o is None or not row.get("fill_qty"):
+                continue
+            r = o.req
+            try:
+                self.two_sided.fill(self.venue, None, r.account, r.instrument, r.side, r.offset, int(row["fill_qty"]),
+                                    o.trading_day)
+            except OffsetError:
+                counts["unreadable"] += 1
+        for o in sorted(self.orders.values(), key=lambda o: o.priority):
+            r = o.req
+            if o.state.status.is_live and o.state.leaves_qty > 0:
+                try:
+                    self.two_sided.freeze(self.venue, r.client_order_id, r.account, r.instrument, r.side, r.offset,
+                                          o.state.leaves_qty, o.trading_day)
+                except OffsetError:
+                    counts["unreadable"] += 1
+
+    def two_sided_positions(self) -> dict[str, dict[str, object]]:
+        """The venue's own long/short, today/yesterday, frozen per account and instrument."""
+        return self.two_sided.snapshot()
 
     def query(self, client_order_id: str) -> ExecutionReport | None:
         o = self.orders.get(client_order_id)

@@ -1,0 +1,140 @@
+"""The coordinator's offsets against the simulated exchange's own two-sided book (no Ray).
+
+The pair book (core) and a real ``SimExchange`` with the catalogue's SHFE and LME, driven in
+one loop: what the pair book sends is placed at the venue and the venue's answers come back.
+A rollback of a leg opened today at SHFE must be a close-today in the trail; a replenish whose
+close finds the lots gone (closed from another terminal) must switch to open; the venue refuses
+what its rule or its position cannot take.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import testkit
+from testkit import ROOT
+from xmc_actors.core.clock import SimClock
+from xmc_actors.core.pair_fsm import Cancel, CoordinatorConfig, PairBook, Place, Query, StartTimer
+from xmc_actors.model import EventKind, ExecutionMode, Offset, PairState, RejectReason
+from xmc_actors.model.quotes import Quote
+from xmc_actors.runtime.config import load_config
+from xmc_actors.venues.sim import SimExchange
+from xmc_actors.venues.sim_config import SimVenueParams
+
+CAT = load_config(ROOT / "configs" / "catalogue.yaml")
+VENUES = {v.code: v for v in CAT.venues}
+INSTS = {i.id: i for i in CAT.instruments}
+T0 = int(dt.datetime(2025, 1, 6, 2, 0, tzinfo=dt.timezone.utc).timestamp()) * 10**9  # Monday 10:00 Shanghai
+
+
+class Loop:
+    def __init__(self, mode: ExecutionMode = ExecutionMode.SPEED) -> None:
+        self.clock = SimClock(T0)
+        self.book = PairBook(INSTS, self.clock, config=CoordinatorConfig(), venues=VENUES)
+        self.mode = mode
+        self.venues = {
+            code: SimExchange(VENUES[code], [i for i in CAT.instruments if i.venue == code],
+                              SimVenueParams(seed=1), self.clock)
+            for code in ("SHFE", "LME")}
+        self.timers: list[tuple[int, str, str]] = []
+        self.events = []
+        for code, px, size in (("SHFE", 72000, 50), ("LME", 10000, 50)):
+            inst = "SHFE.cu" if code == "SHFE" else "LME.CA3M"
+            tick = INSTS[inst].tick_size
+            self.venues[code].on_market(Quote(instrument=inst, bid=Decimal(px) - tick, ask=Decimal(px), bid_size=size,
+                                              ask_size=size, venue_ts_ns=T0, ts_ns=T0))
+
+    def run(self, cmds: list) -> None:
+        queue = list(cmds)
+        while queue:
+            c = queue.pop(0)
+            if isinstance(c, Place):
+                reply = self.venues[c.venue].place(c.req)
+                queue += self.book.on_place_result(c.req.client_order_id, reply.reports)
+            elif isinstance(c, Cancel):
+                rep, _ = self.venues[c.venue].cancel(c.client_order_id)
+                queue += self.book.on_cancel_result(c.client_order_id, rep)
+            elif isinstance(c, Query):
+                queue += self.book.on_query_result(c.client_order_id, self.venues[c.venue].query(c.client_order_id))
+            elif isinstance(c, StartTimer):
+                self.timers.append((c.at_ns, c.decision_id, c.key))
+            elif hasattr(c, "resolve"):
+                ev = c.resolve(self.book.events)
+                if ev is not None:
+                    self.events.append(ev)
+
+    def submit(self, did: str, side_a: str, qty_a: int, **kw) -> None:
+        it = testkit.pair_intent(did, a=("SHFE.cu", side_a, qty_a, "72000" if side_a == "BUY" else "71990"),
+                                 b=("LME.CA3M", "SELL" if side_a == "BUY" else "BUY", qty_a // 5,
+                                    "9999.5" if side_a == "BUY" else "10000"),
+                                 mode=self.mode, accounts=("cn", "us"), hedge_ratio=Decimal("0.2"), **kw)
+        res, cmds = self.book.submit(it)
+        assert res["accepted"], res
+        self.run(cmds)
+
+    def sent(self, did: str) -> list[dict]:
+        return [e.payload | {"instrument": e.instrument} for e in self.events
+                if e.kind is EventKind.ORDER_SENT and e.decision_id == did]
+
+
+def test_a_rollback_of_a_leg_opened_today_at_shfe_is_a_close_today_in_the_trail():
+    lp = Loop()
+    lp.venues["LME"].inject({"kind": "reject_next", "reason": "LIMIT_LOCKED"})  # leg B refused for good
+    lp.submit("d1", "BUY", 5)
+    m = lp.book.pairs["d1"]
+    assert m.state is PairState.ROLLED_BACK
+    shfe = [s for s in lp.sent("d1") if s["instrument"] == "SHFE.cu"]
+    assert [(s["side"], s["offset"], s["unwind"]) for s in shfe] == [("BUY", "OPEN", False), ("SELL", "CLOSE_TODAY", True)]
+    assert "today 5" in shfe[1]["offset_reason"]
+    # the venue took it (it holds those lots as today's) and both books are flat again
+    venue_pos = lp.venues["SHFE"].two_sided_positions()
+    assert venue_pos == {} and lp.book.positions.snapshot() == {}
+    rows = [(d["kind"], d["offset"]) for d in lp.venues["SHFE"].drop_copy() if d["kind"] in ("ACK", "FILL")]
+    assert ("ACK", "CLOSE_TODAY") in rows and ("FILL", "CLOSE_TODAY") in rows
+
+
+def test_closing_prefers_yesterdays_lots_and_the_next_day_sees_todays_as_yesterdays():
+    lp = Loop()
+    lp.submit("d1", "BUY", 5)  # opens 5 today
+    lp.clock.set(T0 + 24 * 3600 * 10**9)  # Tuesday: those 5 are yesterday's now
+    for v in lp.venues.values():
+        for book in v.books.values():
+            if book.quote is not None:
+                q = book.quote.model_copy(update={"ts_ns": lp.clock.now_ns(), "venue_ts_ns": lp.clock.now_ns()})
+                v.on_market(q)
+    lp.submit("d2", "SELL", 5)
+    shfe = [s for s in lp.sent("d2") if s["instrument"] == "SHFE.cu"]
+    assert [(s["side"], s["offset"]) for s in shfe] == [("SELL", "CLOSE_YESTERDAY")]
+    assert lp.book.pairs["d2"].state is PairState.HEDGED
+    assert lp.venues["SHFE"].two_sided_positions() == {} == lp.book.positions.snapshot()
+
+
+def test_a_replenish_switches_from_close_to_open_when_the_lots_to_close_have_gone():
+    lp = Loop()
+    lp.book.positions.set("cn", "SHFE.cu", long_yesterday=5, trading_day=dt.date(2025, 1, 6))
+    lp.venues["SHFE"].two_sided.set("cn", "SHFE.cu", long_yesterday=3, trading_day=dt.date(2025, 1, 6))  # 2 closed by phone
+    lp.submit("d1", "SELL", 5, replenish={"max_attempts": 2, "max_chase_ticks": 2, "max_time_ms": 5000})
+    shfe = [s for s in lp.sent("d1") if s["instrument"] == "SHFE.cu"]
+    assert [(s["offset"], s["qty"]) for s in shfe] == [("CLOSE_YESTERDAY", 5), ("OPEN", 5)]
+    assert "not covered" in shfe[1]["offset_reason"]
+    rec = [e for e in lp.events if e.kind is EventKind.RECONCILE and e.payload.get("action") == "position"]
+    assert rec and rec[0].payload["lots"] == 5
+    rej = [d for d in lp.venues["SHFE"].drop_copy() if d["kind"] == "REJECTED"]
+    assert [d["reason"] for d in rej] == [RejectReason.POSITION_INSUFFICIENT.value]
+    assert lp.book.pairs["d1"].state is PairState.HEDGED
+    # the venue: 3 long yesterday untouched beside the 5 short opened (a lock)
+    p = lp.venues["SHFE"].two_sided.get("cn", "SHFE.cu")
+    assert (p.long.yesterday, p.short.today) == (3, 5)
+
+
+def test_the_venue_refuses_orders_its_rule_or_its_position_cannot_take():
+    lp = Loop()
+    sim = lp.venues["SHFE"]
+    for offset, why in ((None, "must say OPEN or CLOSE"), (Offset.CLOSE, "not a plain CLOSE")):
+        r = sim.place(testkit.order("SHFE.cu", "SELL", 1, "72000", account="cn", offset=offset,
+                                    decision_id=f"x{why[:3]}"))
+        assert r.reports[0].reason is RejectReason.OFFSET_NOT_ALLOWED and why in r.reports[0].text
+    r = sim.place(testkit.order("SHFE.cu", "SELL", 1, "72000", account="cn", offset=Offset.CLOSE_TODAY, decision_id="y"))
+    assert r.reports[0].reason is RejectReason.POSITION_INSUFFICIENT and "only 0 of today's lots" in r.reports[0].text
+    r = lp.venues["LME"].place(testkit.order("LME.CA3M", "SELL", 1, "10000", account="us", offset=Offset.OPEN))
+    assert r.reports[0].reason is RejectReason.OFFSET_NOT_ALLOWED and "nets positions" in r.reports[0].text
