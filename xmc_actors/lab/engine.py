@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator
 
 from ..core.clock import SimClock
 from ..core.pair_fsm import (
-    Cancel, CancelTimers, Command, CoordinatorConfig, Emit, HaltStrategy, NotifyDone, PairBook, Place, Query, StartTimer,
+    Cancel, CancelTimers, Command, Emit, HaltStrategy, NotifyDone, PairBook, Place, Query, StartTimer,
 )
 from ..core.risk_guard import GuardOutput, RiskGuardCore
 from ..core.risk_rules import PreTradeChecker, fx_from_book
@@ -206,7 +206,7 @@ class LabRun:
         self.checker = PreTradeChecker(self.instruments, self.venues, self.fx, name=COORDINATOR, sink=self.sink,
                                        clock=self.clock)
         self.book = PairBook(self.instruments, self.clock, checker=self.checker,
-                             config=CoordinatorConfig(health_interval_ms=0), owner=COORDINATOR,
+                             config=cfg.coordinator.model_copy(update={"health_interval_ms": 0}), owner=COORDINATOR,
                              event_node=_seed(self.seed, "coord"), venues=self.venues)
         self.guard = RiskGuardCore(cfg.risk, self.instruments, self.venues, cfg.accounts, self.fx, clock=self.clock,
                                    sink=self.sink, base_currency=cfg.base_currency)

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .coordinator import CoordinatorConfig
 from .lab import LabConfig
 from .market import Account, FxPair, Instrument, Venue
 from .pairs import ExecutionMode, LegSpec, ReplenishBudget, RollbackPolicy
@@ -126,6 +127,7 @@ class DeploymentConfig(BaseModel):
     risk: RiskConfig = RiskConfig()
     ledger: LedgerConfig = LedgerConfig()
     ray: RayConfig = RayConfig()
+    coordinator: CoordinatorConfig = CoordinatorConfig()  # timers, retries, offsets (docs/configuration.md)
     lab: LabConfig = LabConfig()  # xmc backtest only: venue latencies, queue model (docs/lab.md)
     run: dict[str, Any] = Field(default_factory=dict)
 

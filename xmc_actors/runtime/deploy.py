@@ -437,7 +437,7 @@ class Deployment:
         # as a blocked coordinator instead of as itself
         coord = PairCoordinator.options(name=COORDINATOR_NAME, namespace=ns, max_restarts=-1, **cpl.options, **lifetime).remote(
             list(cfg.instruments), {}, checker=functools.partial(build_checker, dep), sink=self.sink,
-            name=COORDINATOR_NAME, venues=list(cfg.venues))
+            name=COORDINATOR_NAME, venues=list(cfg.venues), config=cfg.coordinator)
         self.handles[COORDINATOR_NAME] = coord
 
         # built here to fail early (a strategy that cannot be built stops the start, by name); the
