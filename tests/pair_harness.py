@@ -233,14 +233,15 @@ class Harness:
     """Drives a :class:`PairBook` with two fake venues; executes its commands like the actor does."""
 
     def __init__(self, instruments: dict, behaviours: dict[str, Behaviour], seed: int = 0,
-                 config: CoordinatorConfig | None = None, checker: Any = None) -> None:
+                 config: CoordinatorConfig | None = None, checker: Any = None, venues: Any = None) -> None:
         self.rng = random.Random(seed)
         self.clock = SimClock()
         self.t0 = self.clock.now_ns()
         self.sink = MemorySink()
         self.config = config or CoordinatorConfig(call_timeout_ms=50, ack_timeout_ms=20, cancel_timeout_ms=20,
                                                   query_backoff_ms=5)
-        self.book = PairBook(instruments, self.clock, checker=checker, config=self.config, owner="coord", event_node=1)
+        self.book = PairBook(instruments, self.clock, checker=checker, config=self.config, owner="coord", event_node=1,
+                             venues=venues)
         self.venues = {v: FakeVenue(v, random.Random(self.rng.random()), b, self) for v, b in behaviours.items()}
         self.queue: list[tuple[int, int, Callable[[], None]]] = []
         self.seq = itertools.count()

@@ -33,6 +33,9 @@ INSTRUMENTS = {
     "LME.CA2": testkit.instrument("LME.CA3M", symbol="CA2", lot_size=2),
 }
 VENUE_OF = {k: v.venue for k, v in INSTRUMENTS.items()}
+# SHFE with its real rule (long and short apart, close-today / close-yesterday): every SHFE
+# order of the property runs carries an offset the coordinator chose from its own positions
+VENUES = [testkit.venue("SHFE", offsets=True), testkit.venue("LME")]
 
 PROBS = (0.0, 0.0, 0.05, 0.2, 0.5, 1.0)
 
@@ -170,6 +173,24 @@ def check_invariants(h: Harness, intent: PairIntent) -> None:
     #    (orders whose outcome stayed unknown aside): the last full summary, plus any increments
     if m.state is not PairState.REFUSED and not any(o.state.status.value == "UNKNOWN" for lg in m.legs for o in lg.orders):
         assert booked_lots(h, did) == {lg.name: lg.spec.side.sign * true_net[lg.name] for lg in m.legs}, h.done
+    # 8. offsets: every SHFE order said open or close; the coordinator's two-sided book holds what
+    #    its fills made (signed, as the venue's truth) and nothing stays frozen once no order
+    #    works. The fake venue may late-fill a close beyond what is held, or refuse a close
+    #    POSITION_INSUFFICIENT at random, which no real venue does: the book records the first as
+    #    BAD_INPUT (never raises) and takes its view down on the second (a RECONCILE event); the
+    #    net check is then skipped
+    if h.book.venues:
+        shfe = [req for _, req in h.placed if req.decision_id == did and req.instrument == "SHFE.cu"]
+        assert all(req.offset is not None for req in shfe), [r.offset for r in shfe]
+        told_down = any(e.kind is EventKind.RECONCILE and e.payload.get("action") == "position"
+                        for e in h.sink.by_decision(did))
+        known = not any(o.state.status.value == "UNKNOWN" for lg in m.legs for o in lg.orders) and \
+            not h.book.bad_inputs.get("positions") and not told_down
+        if m.state.is_terminal and known and not any(o.live for lg in m.legs for o in lg.orders):
+            leg_a = m.legs[0]
+            p = h.book.positions.get(leg_a.spec.account, "SHFE.cu")
+            assert p.net == leg_a.spec.side.sign * true_net["A"], (p.as_dict(), true_net)
+            assert not (p.long.frozen_today or p.long.frozen_yesterday or p.short.frozen_today or p.short.frozen_yesterday)
 
 
 def booked_lots(h: Harness, did: str) -> dict[str, int]:
@@ -192,7 +213,7 @@ def booked_lots(h: Harness, did: str) -> dict[str, int]:
 def test_pair_invariants_hold_under_random_venue_behaviour(case: tuple) -> None:
     # Arrange
     intent, beh_a, beh_b, seed = case
-    h = Harness(INSTRUMENTS, {"SHFE": beh_a, "LME": beh_b}, seed=seed)
+    h = Harness(INSTRUMENTS, {"SHFE": beh_a, "LME": beh_b}, seed=seed, venues=VENUES)
     # Act
     h.submit(intent)
     h.drain()

@@ -111,19 +111,25 @@ def check_offset(venue: Venue, offset: Offset | None) -> str | None:
     return None
 
 
-def _buckets(venue: Venue, offset: Offset, pos: SidePosition, qty: int) -> tuple[int, int]:
-    """(from today, from yesterday) that a close of ``qty`` takes; raises when it cannot."""
+def _buckets(venue: Venue, offset: Offset, pos: SidePosition, qty: int, *, held: bool = False) -> tuple[int, int]:
+    """(from today, from yesterday) that a close of ``qty`` takes; raises when it cannot. From
+    what is available (held less what working closes reserve), or with ``held`` from all that is
+    held (an execution that happened: a fill reported after its order's cancel takes real lots,
+    whatever another order has reserved)."""
+    td_have = pos.today if held else pos.available_today
+    yd_have = pos.yesterday if held else pos.available_yesterday
+    what = "held" if held else "available"
     if offset is Offset.CLOSE_TODAY:
-        if pos.available_today < qty:
-            raise OffsetError(f"close-today {qty}: only {pos.available_today} of today's lots available")
+        if td_have < qty:
+            raise OffsetError(f"close-today {qty}: only {td_have} of today's lots {what}")
         return qty, 0
     if offset is Offset.CLOSE_YESTERDAY:
-        if pos.available_yesterday < qty:
-            raise OffsetError(f"close-yesterday {qty}: only {pos.available_yesterday} of yesterday's lots available")
+        if yd_have < qty:
+            raise OffsetError(f"close-yesterday {qty}: only {yd_have} of yesterday's lots {what}")
         return 0, qty
-    avail_td, avail_yd = pos.available_today, pos.available_yesterday
+    avail_td, avail_yd = td_have, yd_have
     if avail_td + avail_yd < qty:
-        raise OffsetError(f"close {qty}: only {avail_td + avail_yd} lots available")
+        raise OffsetError(f"close {qty}: only {avail_td + avail_yd} lots {what}")
     if venue.close_order == "today_first":
         td = min(qty, avail_td)
         return td, qty - td
@@ -191,8 +197,8 @@ class TwoSidedBook:
             return
         pos = p.closing(side)
         held = self.frozen.get(coid or "")
-        if held is None:  # a close we did not reserve for (another owner's order, a venue's record)
-            td, yd = _buckets(venue, offset, pos, qty)
+        if held is None:  # a close not (or no longer) reserved: a late fill, a venue's record
+            td, yd = _buckets(venue, offset, pos, qty, held=True)
             pos.today -= td
             pos.yesterday -= yd
             return
@@ -210,7 +216,7 @@ class TwoSidedBook:
         pos.yesterday -= use_yd
         rest = qty - use_td - use_yd
         if rest:  # filled beyond its reservation (a venue that over-fills): from what is held
-            td2, yd2 = _buckets(venue, Offset.CLOSE, pos, rest)
+            td2, yd2 = _buckets(venue, Offset.CLOSE, pos, rest, held=True)
             pos.today -= td2
             pos.yesterday -= yd2
 
