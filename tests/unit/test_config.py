@@ -309,3 +309,17 @@ def test_a_clip_that_cannot_hedge_one_lot_is_reported_by_validate(tmp_path, demo
         "strategies[0].params.clip: 1 lot(s) of SGE.AU9999 hedge 0.3215 lot(s) of COMEX.GC, which rounds to 0; "
         "trade at least 2 lot(s) of SGE.AU9999 (hedge ratio 0.3215)"
     ]
+
+
+def test_env_references_in_a_gateways_adapter_params_are_checked_like_account_credentials(tmp_path):
+    from xmc_actors.runtime.config import iter_secret_refs, missing_credentials
+
+    cfg = load_config(ROOT / "configs" / "demo.yaml")
+    gws = list(cfg.gateways)
+    gws[0] = gws[0].model_copy(update={"adapter": "ctp", "params": {"password": {"env": "XMC_TEST_CTP_PASSWORD"},
+                                                                     "fronts": ["tcp://127.0.0.1:1"]}})
+    cfg = cfg.model_copy(update={"gateways": tuple(gws)})
+    assert ("gateways[0].params.password", "XMC_TEST_CTP_PASSWORD") in list(iter_secret_refs(cfg))
+    missing = missing_credentials(cfg, env={})
+    assert ("gateways[0].params.password", "XMC_TEST_CTP_PASSWORD", True) in missing
+    assert not [m for m in missing_credentials(cfg, env={"XMC_TEST_CTP_PASSWORD": "x"}) if m[1] == "XMC_TEST_CTP_PASSWORD"]

@@ -850,11 +850,28 @@ def _check_minimum(cfg: DeploymentConfig, add: Any) -> None:
         add(["strategies"], f"all {len(cfg.strategies)} strategies are disabled (enabled: false): nothing would trade")
 
 
+def _param_env_refs(params: Any, path: str) -> Iterator[tuple[str, str]]:
+    """``{env: NAME}`` references inside a gateway's adapter parameters (a CTP password, a FIX
+    password), with their paths."""
+    if isinstance(params, dict):
+        if set(params) == {"env"} and isinstance(params["env"], str):
+            yield path, params["env"]
+            return
+        for k, v in params.items():
+            yield from _param_env_refs(v, f"{path}.{k}")
+    elif isinstance(params, (list, tuple)):
+        for i, v in enumerate(params):
+            yield from _param_env_refs(v, f"{path}[{i}]")
+
+
 def iter_secret_refs(cfg: DeploymentConfig) -> Iterator[tuple[str, str]]:
-    """(path, env var name) of every credential reference, for a set-up check."""
+    """(path, env var name) of every credential reference, for a set-up check: the accounts'
+    credentials and the ``{env: NAME}`` values in gateways' adapter parameters."""
     for n, a in enumerate(cfg.accounts):
         for k, ref in a.credentials.items():
             yield f"accounts[{n}].credentials.{k}", ref.env
+    for n, g in enumerate(cfg.gateways):
+        yield from _param_env_refs(g.params or {}, f"gateways[{n}].params")
 
 
 SIMULATED_ADAPTERS = frozenset({"sim"})
@@ -880,6 +897,12 @@ def missing_credentials(cfg: DeploymentConfig, env: dict[str, str] | None = None
         for k, ref in a.credentials.items():
             if not env.get(ref.env):
                 out.append((f"accounts[{n}].credentials.{k}", ref.env, live))
+    for n, g in enumerate(cfg.gateways):
+        loopback = g.adapter == "fix" and bool((g.params or {}).get("serve_loopback"))
+        live = g.adapter not in SIMULATED_ADAPTERS and not loopback
+        for path, name in _param_env_refs(g.params or {}, f"gateways[{n}].params"):
+            if not env.get(name):
+                out.append((path, name, live))
     return out
 
 
