@@ -175,6 +175,12 @@ class OrderRequest(BaseModel):
             raise ValueError(f"{self.order_type.value} order {self.client_order_id}: price is required")
         return self
 
+    @property
+    def immediate(self) -> bool:
+        """Fills what it can at once and never rests (IOC, FOK, MARKET)."""
+        return self.order_type in (OrderType.IOC, OrderType.FOK, OrderType.MARKET) or self.tif in (
+            TimeInForce.IOC, TimeInForce.FOK)
+
 
 class Fill(BaseModel):
     """One execution. ``trade_id`` is unique per venue; applying a fill twice is a no-op."""

@@ -507,7 +507,7 @@ class SimExchange:
         o.trading_day = self._trading_day(book.inst)
         if self.journal is not None and o.trading_day is not None:
             self.journal.append(["D", req.client_order_id, o.trading_day.isoformat()])
-        immediate = _immediate(req)
+        immediate = req.immediate
         fok = req.order_type is OrderType.FOK or req.tif is TimeInForce.FOK
         if fok and self._available(book, req.side, req.price) < req.qty:
             o.state.reject_reason = RejectReason.FOK_UNFILLABLE
@@ -624,7 +624,7 @@ class SimExchange:
             if o.state.status.is_live and o.state.leaves_qty > 0:
                 counts["live"] += 1
                 book = self.books.get(o.req.instrument)
-                if book is not None and not _immediate(o.req):
+                if book is not None and not o.req.immediate:
                     book.resting.append(o)
         return counts
 
@@ -879,11 +879,6 @@ class SimExchange:
             return None
         return self._fill(o, qty, px)
 
-
-def _immediate(req: OrderRequest) -> bool:
-    """Fills what it can at once and never rests (IOC, FOK, MARKET)."""
-    return req.order_type in (OrderType.IOC, OrderType.FOK, OrderType.MARKET) or req.tif in (
-        TimeInForce.IOC, TimeInForce.FOK)
 
 
 def wire_message(kind: str, instrument: str, seq: int, ts_ns: int, bids: Any, asks: Any, last: Any,

@@ -49,7 +49,7 @@ from typing import Any, Callable, Sequence
 from ...core.clock import Clock
 from ...model.market import Instrument, Venue
 from ...model.orders import (
-    ExecReportKind, ExecutionReport, Fill, OrderRequest, OrderState, OrderStatus, OrderType, RejectReason, TimeInForce,
+    ExecReportKind, ExecutionReport, Fill, OrderRequest, OrderState, OrderStatus, RejectReason,
 )
 from ..sim import PlaceReply, VenueDisconnected, wire_message
 from . import mapping as M
@@ -72,10 +72,6 @@ def default_state_root() -> Path:
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "ctp"
 
-
-def _immediate(req: OrderRequest) -> bool:
-    return req.order_type in (OrderType.IOC, OrderType.FOK, OrderType.MARKET) or req.tif in (
-        TimeInForce.IOC, TimeInForce.FOK)
 
 
 @dataclass
@@ -886,7 +882,7 @@ class CtpAdapter:
             return t0
         with self.cv:
             o = self.orders[coid]
-        immediate = _immediate(o.req)
+        immediate = o.req.immediate
         deadline = t0 + int(self.p.ack_timeout_ms * _MS)
 
         def ready() -> bool:

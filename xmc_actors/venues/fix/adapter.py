@@ -42,7 +42,7 @@ import quickfix as fix
 from ...core.clock import Clock
 from ...model.market import Instrument, Venue
 from ...model.orders import (
-    ExecReportKind, ExecutionReport, OrderRequest, OrderState, OrderStatus, OrderType, RejectReason, TimeInForce,
+    ExecReportKind, ExecutionReport, OrderRequest, OrderState, OrderStatus, RejectReason,
 )
 from ..sim import PlaceReply, VenueDisconnected
 from . import codec as C
@@ -90,10 +90,6 @@ def session_settings(p: FixVenueParams, store_dir: Path) -> str:
               f"TargetCompID={p.target_comp_id}", ""]
     return "\n".join(lines)
 
-
-def _immediate(req: OrderRequest) -> bool:
-    return req.order_type in (OrderType.IOC, OrderType.FOK, OrderType.MARKET) or req.tif in (
-        TimeInForce.IOC, TimeInForce.FOK)
 
 
 @dataclass
@@ -701,7 +697,7 @@ class FixAdapter:
         every report up to the order's end; ``lost`` if none came within ``ack_timeout_ms``."""
         coid, t0 = ticket
         req = self.orders[coid]
-        immediate = _immediate(req)
+        immediate = req.immediate
         deadline = t0 + int(self.p.ack_timeout_ms * _MS)
 
         def ready() -> bool:
