@@ -138,3 +138,18 @@ def test_the_venue_refuses_orders_its_rule_or_its_position_cannot_take():
     assert r.reports[0].reason is RejectReason.POSITION_INSUFFICIENT and "only 0 of today's lots" in r.reports[0].text
     r = lp.venues["LME"].place(testkit.order("LME.CA3M", "SELL", 1, "10000", account="us", offset=Offset.OPEN))
     assert r.reports[0].reason is RejectReason.OFFSET_NOT_ALLOWED and "nets positions" in r.reports[0].text
+
+
+def test_a_gateway_refuses_an_order_its_venue_cannot_take_before_it_leaves():
+    from xmc_actors.core.gateway_core import GatewayCore
+    from xmc_actors.core.sink import MemorySink
+
+    lp = Loop()
+    sim = lp.venues["SHFE"]
+    gw = GatewayCore(VENUES["SHFE"], [INSTS["SHFE.cu"]], sim, lp.clock, MemorySink(), name="gateway-SHFE")
+    reps, _ = gw.place(testkit.order("SHFE.cu", "BUY", 1, "72000", account="cn", offset=Offset.CLOSE))
+    assert [(r.kind.value, r.reason) for r in reps] == [("REJECTED", RejectReason.OFFSET_NOT_ALLOWED)]
+    assert "not a plain CLOSE" in reps[0].text and "order not sent" in reps[0].text
+    assert sim.drop_copy() == []  # the venue never saw it
+    ok, _ = gw.place(testkit.order("SHFE.cu", "BUY", 1, "72000", account="cn", offset=Offset.OPEN, decision_id="d2"))
+    assert ok[0].kind.value == "ACK"

@@ -20,6 +20,7 @@ from ..model.orders import (
 from ..model.quotes import Quote, QuoteStatus
 from .calibration import ClockCalibrator, OffsetEstimate
 from .clock import Clock
+from .positions import check_offset
 from .conflation import Conflator
 from .gaps import GapTracker, SeqVerdict
 from .normalise import BadInput, BadInputReason, Normaliser
@@ -257,6 +258,14 @@ class GatewayCore:
             rep = self._local(st, ExecReportKind.REJECTED, OrderStatus.REJECTED, reason=RejectReason.OTHER,
                               text=f"account {req.account!r} is not carried by {self.name} "
                                    f"(it carries {', '.join(sorted(self.accounts))}): order not sent")
+            self._record(rep)
+            return ("answered", [rep], 0)
+        why = check_offset(self.venue, req.offset)
+        if why is not None:
+            # an offset this venue cannot take (or none where it needs one): refused before it leaves
+            self.counters["offset_refused"] += 1
+            rep = self._local(st, ExecReportKind.REJECTED, OrderStatus.REJECTED, reason=RejectReason.OFFSET_NOT_ALLOWED,
+                              text=f"{why}: order not sent")
             self._record(rep)
             return ("answered", [rep], 0)
         return ("ready", st)
