@@ -218,3 +218,11 @@ def test_a_configured_venue_disconnect_happens_at_its_time_in_the_market_and_the
     strat = run.strategies["copper-shfe-lme"]
     held = {i: q for ex in run.exchanges.values() for pos in ex.positions().values() for i, q in pos.items()}
     assert (held.get("SHFE.cu", 0), held.get("LME.CA3M", 0)) == (strat.position, strat.position_b)
+
+
+def test_validate_names_a_lab_latency_for_a_venue_the_file_does_not_have(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"include: [{COPPER}]\nname: bad\nlab:\n  venues:\n    SHFX: {{}}\n")
+    assert main(["validate", str(bad)]) == 1
+    err = capsys.readouterr()
+    assert "lab.venues.SHFX" in err.out + err.err and "unknown venue 'SHFX'" in err.out + err.err

@@ -572,6 +572,10 @@ def _check_references(cfg: DeploymentConfig, add: Any, reported: list[str]) -> N
     dupes("fx", [f.id for f in cfg.fx], "FX pair")
     dupes("accounts", [a.id for a in cfg.accounts], "account")
     dupes("gateways", [g.actor_name for g in cfg.gateways], "gateway")
+    venue_codes = {v.code for v in cfg.venues}
+    for code in cfg.lab.venues:
+        if code not in venue_codes:
+            add(["lab", "venues", code], f"unknown venue {code!r} (the file's venues: {', '.join(sorted(venue_codes))})")
     # several gateways on one venue (brokers, accounts): each order goes to the gateway that
     # lists its account, else to the venue's one default gateway (no `accounts`); an account is
     # carried by one gateway per venue, so no order could go two ways
