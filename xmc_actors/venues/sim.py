@@ -250,6 +250,7 @@ class SimExchange:
         ]
         # the venue's own two-sided positions (venues whose rule is not "none"): what it lets close
         self.two_sided = TwoSidedBook()
+        self.position_errors = 0
         self.journal = journal
         self.restored: dict[str, int] = {}
         if journal is not None and journal.records:
@@ -353,8 +354,11 @@ class SimExchange:
         fee = inst.fee(price, qty, off.value if off is not None else None)
         if self.venue.offsets != "none":
             r = o.req
-            self.two_sided.fill(self.venue, r.client_order_id, r.account, r.instrument, r.side, off, qty,
-                                o.trading_day)
+            try:
+                self.two_sided.fill(self.venue, r.client_order_id, r.account, r.instrument, r.side, off, qty,
+                                    o.trading_day)
+            except OffsetError:  # checked and reserved at acceptance: only a bug gets here; never fail a fill
+                self.position_errors += 1
         f = Fill(trade_id=f"{self.venue.code}-T{self._trade_seq}", client_order_id=o.req.client_order_id,
                  venue_order_id=o.venue_order_id, instrument=o.req.instrument, side=o.req.side, qty=qty,
                  price=price, ts_ns=self.venue_clock.now_ns(), fee=fee)
