@@ -153,3 +153,23 @@ def test_a_gateway_refuses_an_order_its_venue_cannot_take_before_it_leaves():
     assert sim.drop_copy() == []  # the venue never saw it
     ok, _ = gw.place(testkit.order("SHFE.cu", "BUY", 1, "72000", account="cn", offset=Offset.OPEN, decision_id="d2"))
     assert ok[0].kind.value == "ACK"
+
+
+def test_a_starting_coordinator_takes_the_venues_two_sided_positions_and_closes_from_them():
+    lp = Loop()
+    lp.venues["SHFE"].two_sided.set("cn", "SHFE.cu", long_yesterday=5, short_today=2, trading_day=dt.date(2025, 1, 6))
+    n = lp.book.load_positions("SHFE", lp.venues["SHFE"].two_sided_positions())
+    assert n == 1
+    p = lp.book.positions.get("cn", "SHFE.cu")
+    assert (p.long.yesterday, p.short.today) == (5, 2)
+    lp.run(lp.book._flush())
+    loaded = [e for e in lp.events if e.kind is EventKind.RECONCILE and e.payload.get("action") == "positions_loaded"]
+    assert loaded and loaded[0].payload["positions"] == 1
+    lp.submit("d1", "SELL", 5)  # closes yesterday's long, as the venue holds it
+    shfe = [s for s in lp.sent("d1") if s["instrument"] == "SHFE.cu"]
+    assert [(s["offset"]) for s in shfe] == ["CLOSE_YESTERDAY"]
+    assert lp.book.pairs["d1"].state is PairState.HEDGED
+    assert lp.venues["SHFE"].two_sided_positions() == lp.book.positions.snapshot()
+    # a malformed answer is recorded, never raised
+    assert lp.book.load_positions("SHFE", {"cn/SHFE.cu": {"long": {"today": "x"}}}) == 0
+    assert lp.book.bad_inputs["positions"] == 1

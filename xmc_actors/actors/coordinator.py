@@ -48,6 +48,10 @@ CheckerArg = PreTradeCheck | Callable[..., PreTradeCheck] | None
 log = logging.getLogger("xmc.coordinator")
 
 
+async def _await_ref(ref: Any) -> Any:
+    return await asyncio.wrap_future(ref.future())
+
+
 def _instruments(arg: Mapping[str, Instrument] | Iterable[Instrument]) -> dict[str, Instrument]:
     if isinstance(arg, Mapping):
         return {k: (v if isinstance(v, Instrument) else Instrument.model_validate(v)) for k, v in arg.items()}
@@ -156,14 +160,35 @@ class PairCoordinator:
         """Use ``handle`` for orders on ``venue`` and receive its pushed reports. ``venue`` is a
         routing key (:func:`~xmc_actors.model.config.route_key`): ``VENUE`` for the venue's
         default gateway, ``VENUE/ACCOUNT`` for a gateway that carries that account."""
+        first = venue not in self.gateways
         self.gateways[venue] = handle
         if route_venue(venue) != venue:  # a gateway carrying that account
             self.book.account_routes.add(venue)
         self.health.track(venue)
         me = ray.get_runtime_context().current_actor
         await handle.register_owner.remote(self.name, me)
+        if first:
+            await self._load_positions(venue, handle)
         if self._health_task is None and self.config.health_interval_ms:
             self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
+
+    async def _load_positions(self, key: str, handle: Any) -> None:
+        """A two-sided venue's positions, as its gateway reports them, once per gateway and
+        process life (at start and after a restart): offsets are chosen from what the accounts
+        hold. A gateway that cannot answer leaves the book as it is (recorded)."""
+        venue = route_venue(key)
+        v = self.book.venues.get(venue)
+        if v is None or v.offsets == "none":
+            return
+        try:
+            snap = await asyncio.wait_for(_await_ref(handle.two_sided_positions.remote()),
+                                          self.config.call_timeout_ms / 1000)
+        except (RayError, asyncio.TimeoutError, AttributeError) as e:
+            self.book._bad_input("positions", f"{key}: two-sided positions not read: {type(e).__name__}: {e}")
+            self._execute(self.book._flush())
+            return
+        self.book.load_positions(venue, snap or {})
+        self._execute(self.book._flush())
 
     def _gateway(self, venue: str, account: str) -> Any:
         """The gateway an order on ``venue`` through ``account`` goes to (None: none registered)."""

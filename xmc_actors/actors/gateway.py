@@ -793,6 +793,13 @@ class VenueGateway:
         what a restarted RiskGuard reconciles the ledger's positions against."""
         return self._s(gateway).core.adapter.positions()
 
+    async def two_sided_positions(self, gateway: str | None = None) -> dict[str, dict[str, Any]]:
+        """Long and short, today's and yesterday's lots per ``ACCOUNT/INSTRUMENT`` as the venue
+        holds them (venues that hold them apart; an adapter that cannot say answers ``{}``): what a
+        coordinator chooses offsets from when it starts."""
+        fn = getattr(self._s(gateway).core.adapter, "two_sided_positions", None)
+        return fn() if fn is not None else {}
+
     async def events(self, kind: str | None = None, gateway: str | None = None) -> list[Event]:
         """Events recorded when no sink was given (tests)."""
         return [e for s in self._all(gateway) for e in s.events(kind)]

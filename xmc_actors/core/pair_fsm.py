@@ -1674,6 +1674,38 @@ class PairBook:
         dearer = inst.fees.close_today_dearer if inst.fees is not None else True
         return choose_offset(venue, pos, side, qty, self.config.offset_preference, dearer)
 
+    def load_positions(self, venue_code: str, snapshot: Mapping[str, Any]) -> int:
+        """The venue's word on its two-sided positions (``{"ACCOUNT/INSTRUMENT": {long: {today,
+        yesterday}, short: {...}, trading_day}}``, what a gateway's ``two_sided_positions``
+        answers) replaces this book's for that venue's instruments: a coordinator that starts
+        (or restarts) chooses offsets from what the accounts hold, not from an empty book.
+        Returns how many positions were loaded; recorded as a RECONCILE event."""
+        import datetime as _dt
+
+        mine = {i for i, inst in self.instruments.items() if inst.venue == venue_code}
+        for key in [k for k in self.positions.positions if k[1] in mine]:
+            del self.positions.positions[key]
+        n = 0
+        for key, p in snapshot.items():
+            acc, _, inst = str(key).partition("/")
+            if inst not in mine or not isinstance(p, Mapping):
+                continue
+            lg, sh = p.get("long") or {}, p.get("short") or {}
+            day = p.get("trading_day")
+            try:
+                self.positions.set(acc, inst, long_today=int(lg.get("today", 0)), long_yesterday=int(lg.get("yesterday", 0)),
+                                   short_today=int(sh.get("today", 0)), short_yesterday=int(sh.get("yesterday", 0)),
+                                   trading_day=_dt.date.fromisoformat(day) if day else None)
+            except (TypeError, ValueError) as e:
+                self._bad_input("positions", f"{venue_code} position {key!r}: {e}")
+                continue
+            n += 1
+        self.out.append(Emit(self.events.make(EventKind.RECONCILE, reason=f"two-sided positions loaded from {venue_code}",
+                                              venue=venue_code, action="positions_loaded", positions=n,
+                                              snapshot={k: v for k, v in self.positions.snapshot().items()
+                                                        if k.split("/", 1)[1] in mine})))
+        return n
+
     def reserve(self, req: OrderRequest, at_ns: int | None = None) -> None:
         """A close order sent: the lots it may take are frozen until it is done."""
         inst = self.instruments.get(req.instrument)
