@@ -21,7 +21,7 @@ A, B = "LME.CA3M", "SHFE.cu"  # A: USD/t, 25 t a lot; B: CNY/t, 5 t a lot -> hed
 
 def ctx(name: str = "cu", *, a: str = A, b: str = B, fx: float = 7.0, execution: ExecutionConfig | None = None,
         hedge_ratio: Decimal | None = None) -> StrategyContext:
-    ia, ib = instrument(a), instrument(b)
+    ia, ib = instrument(a, fees=None), instrument(b, fees=None)  # round parities: no exchange fees folded in
     return StrategyContext(
         name=name, legs=(LegSpec(instrument=a, account="us-main"), LegSpec(instrument=b, account="cn-main")),
         instruments=(ia, ib), venues=(venue(ia.venue), venue(ib.venue)),

@@ -76,8 +76,27 @@ def test_fx_book_from_config_reads_static_and_file_sources():
 
 # ------------------------------------------------------------------ parity on hand-computed values
 def _engine(costs: CostModel | None = None, price: str = "executable", fx: float = 7.0, **kw) -> ParityEngine:
+    # hand-computed conversions: the venues' own fees (venue_fees, tested below) left out
     return ParityEngine(instrument("LME.CA3M"), instrument("SHFE.cu"), FxBook({("USD", "CNY"): StaticRate(fx)}),
-                        costs, price, **kw)
+                        costs or CostModel(venue_fees=False), price, **kw)
+
+
+def test_each_legs_exchange_fee_to_open_is_folded_into_its_executable_values():
+    # SHFE cu: 0.5 per 10,000 of turnover (the catalogue's schedule); LME: none catalogued
+    e = ParityEngine(instrument("LME.CA3M"), instrument("SHFE.cu"), FxBook({("USD", "CNY"): StaticRate(7.0)}))
+    p = e.compute(quote("LME.CA3M", 10000, 10001), quote("SHFE.cu", 70000, 70070))
+    assert p.b_buy == pytest.approx(10000.0 * (1 - 0.00005))
+    assert p.b_sell == pytest.approx(10010.0 * (1 + 0.00005))
+    assert p.a_buy == pytest.approx(10001.0) and p.a_sell == pytest.approx(10000.0)
+    # a per-lot fee (SHFE au: CNY 10 a lot of 1,000 g) is a fraction of the lot's value at the price
+    g = ParityEngine(instrument("SHFE.au"), instrument("SHFE.au"), FxBook({}))
+    q = g.compute(quote("SHFE.au", 600, 600.02), quote("SHFE.au", 600, 600.02))
+    frac = 10 / (600.01 * 1000)
+    assert q.a_buy == pytest.approx(600.02 * (1 + frac)) and q.b_buy == pytest.approx(600 * (1 - frac))
+    # a strategy that already counts fees in its own costs turns this off
+    off = ParityEngine(instrument("LME.CA3M"), instrument("SHFE.cu"), FxBook({("USD", "CNY"): StaticRate(7.0)}),
+                       CostModel(venue_fees=False))
+    assert off.compute(quote("LME.CA3M", 10000, 10001), quote("SHFE.cu", 70000, 70070)).b_buy == pytest.approx(10000.0)
 
 
 def test_leg_b_is_expressed_in_leg_a_currency_and_unit_on_executable_prices():
@@ -93,7 +112,7 @@ def test_leg_b_is_expressed_in_leg_a_currency_and_unit_on_executable_prices():
 
 
 def test_costs_fold_fees_and_financing_against_the_trade_and_vat_grosses_up_the_other_leg():
-    costs = CostModel(fee=0.001, financing=0.002, vat_factor=1.13, vat_leg="B")
+    costs = CostModel(fee=0.001, financing=0.002, vat_factor=1.13, vat_leg="B", venue_fees=False)
     p = _engine(costs, price="mid").compute(quote("LME.CA3M", 10000, 10000), quote("SHFE.cu", 70000, 70000))
     # VAT on leg B (domestic): leg A grossed up to 11300; buying A pays fee+financing, selling B loses the fee
     assert p.a_mid == pytest.approx(11300.0)

@@ -220,6 +220,7 @@ class CostModel:
     financing: float = 0.0   # on the bought leg, for the expected holding period
     vat_factor: float = 1.0
     vat_leg: Literal["A", "B"] = "A"
+    venue_fees: bool = True  # add each leg's exchange fee to open (Instrument.fees) on top of ``fee``
 
     @classmethod
     def from_params(cls, costs: Any | None) -> "CostModel":
@@ -227,7 +228,17 @@ class CostModel:
         if costs is None:
             return cls()
         return cls(fee=costs.fee_bps / 1e4, financing=costs.financing_bps_per_day * costs.holding_days / 1e4,
-                   vat_factor=costs.vat_factor, vat_leg=costs.vat_leg)
+                   vat_factor=costs.vat_factor, vat_leg=costs.vat_leg,
+                   venue_fees=bool(getattr(costs, "venue_fees", True)))
+
+
+def _open_fee(inst: Instrument) -> tuple[float, float]:
+    """(rate, per lot / multiplier) of the instrument's fee to open a position (its schedule's
+    ``open``, else ``fee_rate``/``fee_per_lot``): the fraction at price P is ``rate + k / P``."""
+    if inst.fees is not None:
+        f = inst.fees.open
+        return float(f.rate), float(f.per_lot / inst.multiplier)
+    return float(inst.fee_rate), float(inst.fee_per_lot / inst.multiplier)
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +313,9 @@ class ParityEngine:
         # Decimal-to-float conversion and checks are not done again
         self._last_a: tuple[Quote, float, float] | None = None
         self._last_b: tuple[Quote, float, float] | None = None
+        # the venues' own fees by leg (the trigger pays them too): (rate, per-lot part per price unit)
+        self._fee_a = _open_fee(a) if self.costs.venue_fees else (0.0, 0.0)
+        self._fee_b = _open_fee(b) if self.costs.venue_fees else (0.0, 0.0)
 
     def _fx(self, ccy: str, ts_ns: int) -> FxObservation:
         o = self.fx.rate(ccy, self.currency, ts_ns)
@@ -331,6 +345,7 @@ class ParityEngine:
             self._last_b = (qb, b_bid, b_ask)
         fa = self._fx(self.a.currency, t)
         fb = self._fx(self.b.currency, t)
+        native_a, native_b = (a_bid + a_ask) / 2, (b_bid + b_ask) / 2  # in each leg's own price terms
         ka, kb = self._ua * fa.rate, self._ub * fb.rate
         a_bid, a_ask, b_bid, b_ask = a_bid * ka, a_ask * ka, b_bid * kb, b_ask * kb
         c = self.costs
@@ -343,13 +358,17 @@ class ParityEngine:
         if self.price == "mid":
             a_bid = a_ask = a_mid
             b_bid = b_ask = b_mid
-        up, down = 1.0 + c.fee + c.financing, 1.0 - c.fee
+        # each leg's exchange fee to open, as a fraction of its price (a per-lot fee at this price)
+        fa_ = self._fee_a[0] + (self._fee_a[1] / native_a if self._fee_a[1] else 0.0)
+        fb_ = self._fee_b[0] + (self._fee_b[1] / native_b if self._fee_b[1] else 0.0)
+        up_a, down_a = 1.0 + c.fee + fa_ + c.financing, 1.0 - c.fee - fa_
+        up_b, down_b = 1.0 + c.fee + fb_ + c.financing, 1.0 - c.fee - fb_
         # the FX that matters to a reader: B's currency in A's (e.g. CNY per USD)
         fx_show = fb.rate / fa.rate
         src = fb.source if self.b.currency != self.currency else fa.source
         return Parity(ts_ns=t, currency=self.currency, unit=self.unit, fx=fx_show, fx_source=src,
-                      a_mid=a_mid, b_mid=b_mid, a_buy=a_ask * up, b_buy=b_bid * down,
-                      a_sell=a_bid * down, b_sell=b_ask * up)
+                      a_mid=a_mid, b_mid=b_mid, a_buy=a_ask * up_a, b_buy=b_bid * down_b,
+                      a_sell=a_bid * down_a, b_sell=b_ask * up_b)
 
 
 def _sides(q: Quote) -> tuple[float, float]:

@@ -19,6 +19,7 @@ class Costs(BaseModel):
     vat_leg: Literal["A", "B"] = "A"
     financing_bps_per_day: Annotated[float, Field(ge=0, le=100)] = 0.0
     holding_days: Annotated[float, Field(ge=0)] = 0.0
+    venue_fees: bool = True   # also each leg's exchange fee to open (its instrument's fee schedule)
 
 
 class Guards(BaseModel):
