@@ -296,6 +296,8 @@ class LabRun:
         n = 0
         for t, venue, q in self._quotes():
             while heap and heap[0][0] <= t:
+                if self._open:  # pairs working between quotes meet grants as fresh as live
+                    self._tick_until(heap[0][0])
                 self._pop()
             if self.first_ns is None:
                 self.first_ns = t
