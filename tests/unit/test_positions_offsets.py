@@ -78,3 +78,25 @@ def test_the_coordinator_chooses_the_offset_from_what_is_available_and_says_why(
     # what is frozen by a working close is not available to the next
     book.freeze(SHFE, "c1", "cn", "SHFE.cu", Side.SELL, Offset.CLOSE_YESTERDAY, 3, D1)
     assert choose_offset(SHFE, p, Side.SELL, 3)[0] is Offset.CLOSE_TODAY
+
+
+def test_auto_locks_instead_of_closing_today_where_the_fee_schedule_makes_a_lock_cheaper():
+    from xmc_actors.core.positions import lock_is_cheaper
+    from testkit import instrument
+
+    cu, index = instrument("SHFE.cu"), instrument("CFFEX.IF")
+    # SHFE cu: close-today 1 per 10,000 < open 0.5 + 2 closes of 0.5: close today
+    assert not lock_is_cheaper(cu.fees, 72000, cu.multiplier)
+    # CSI 300 futures: close-today ten times the open fee: the lock is cheaper
+    assert lock_is_cheaper(index.fees, 3900, index.multiplier)
+    book = TwoSidedBook()
+    p = book.set("cn", "CFFEX.IF", long_today=2, trading_day=D1)
+    off, why = choose_offset(DCE, p, Side.SELL, 2, "auto", lock_cheaper=True)
+    assert off is Offset.OPEN and "lock costs less" in why
+    assert choose_offset(DCE, p, Side.SELL, 2, "close_today_first", lock_cheaper=True)[0] is Offset.CLOSE
+    q = book.set("cn", "SHFE.cu", long_today=2, trading_day=D1)
+    assert choose_offset(SHFE, q, Side.SELL, 2, "auto", lock_cheaper=True)[0] is Offset.OPEN
+    assert choose_offset(SHFE, q, Side.SELL, 2, "auto", lock_cheaper=False)[0] is Offset.CLOSE_TODAY
+    # yesterday's lots are closed whatever: no close-today fee to save
+    r = book.set("cn", "SHFE.cu", long_yesterday=2, trading_day=D1)
+    assert choose_offset(SHFE, r, Side.SELL, 2, "auto", lock_cheaper=True)[0] is Offset.CLOSE_YESTERDAY

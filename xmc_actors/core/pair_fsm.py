@@ -55,7 +55,7 @@ from ..model.risk import TradingState
 from .alerts import PAIR_ESCALATION, RESIDUAL_BOOK, coordinator_alert
 from .calendar import instrument_session_state
 from .clock import Clock
-from .positions import OffsetError, TwoSidedBook, choose_offset
+from .positions import OffsetError, TwoSidedBook, choose_offset, lock_is_cheaper
 from .pretrade import AllowAll, Denial, PreTradeCheck
 from .sink import EventMaker
 from .sizing import balanced_size, is_balanced, round_to_lot
@@ -405,7 +405,7 @@ class PairMachine:
         attempt = leg.next_attempt
         leg.next_attempt += 1
         offset, self.offset_reason = self.book.choose_offset(leg.spec.account, leg.inst, side, qty,
-                                                             self.intent.created_ns)
+                                                             self.intent.created_ns, price)
         return OrderRequest(
             client_order_id=client_order_id(self.did, leg.name, attempt), decision_id=self.did, leg=leg.name,
             attempt=attempt, account=leg.spec.account, instrument=leg.spec.instrument, side=side, qty=qty,
@@ -1664,7 +1664,7 @@ class PairBook:
         return instrument_session_state(venue, inst, at_ns or self.clock.now_ns()).trading_day
 
     def choose_offset(self, account: str, inst: Instrument, side: Side, qty: int,
-                      at_ns: int | None = None) -> tuple[Offset | None, str]:
+                      at_ns: int | None = None, price: Decimal | None = None) -> tuple[Offset | None, str]:
         """The offset of a new order and why (``core/positions.choose_offset`` on the lots this
         coordinator's fills left available, with ``CoordinatorConfig.offset_preference``)."""
         venue = self._two_sided(inst)
@@ -1672,7 +1672,8 @@ class PairBook:
             return None, ""
         pos = self.positions.get(account, inst.id, self._trading_day(venue, inst, at_ns))
         dearer = inst.fees.close_today_dearer if inst.fees is not None else True
-        return choose_offset(venue, pos, side, qty, self.config.offset_preference, dearer)
+        lock = price is not None and lock_is_cheaper(inst.fees, price, inst.multiplier)
+        return choose_offset(venue, pos, side, qty, self.config.offset_preference, dearer, lock)
 
     def load_positions(self, venue_code: str, snapshot: Mapping[str, Any]) -> int:
         """The venue's word on its two-sided positions (``{"ACCOUNT/INSTRUMENT": {long: {today,

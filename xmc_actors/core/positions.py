@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from ..model.market import Side, Venue
 from ..model.orders import Offset
@@ -254,15 +254,31 @@ class TwoSidedBook:
                 if p.long.total or p.short.total}
 
 
+def lock_is_cheaper(fees: Any, price: Any, multiplier: Any) -> bool:
+    """Whether locking today's lots (open the opposite side now, close both sides as yesterday's
+    lots later) costs less than closing them today, by the contract's fee schedule at ``price``:
+    ``open + 2 x close < close_today`` (per lot). True for a contract whose close-today fee is
+    punitive (CSI 300 futures: ten times the open fee), false for most commodities."""
+    if fees is None:
+        return False
+
+    def per_lot(f: Any) -> float:
+        return float(f.per_lot) + float(f.rate) * float(price) * float(multiplier)
+
+    return per_lot(fees.open) + 2 * per_lot(fees.close) < per_lot(fees.close_today)
+
+
 def choose_offset(venue: Venue, pos: TwoSided, side: Side, qty: int, preference: Preference = "auto",
-                  close_today_dearer: bool = True) -> tuple[Offset | None, str]:
+                  close_today_dearer: bool = True, lock_cheaper: bool = False) -> tuple[Offset | None, str]:
     """The offset of an order of ``qty`` lots of ``side``, and why (the reason goes to the trail).
 
     A close is chosen when one bucket (or, where the venue closes in its own order, the two
     together) covers the whole order; otherwise the order opens: on a two-sided venue that holds
     the opposite position beside it (a lock, 锁仓) rather than closing part of it. ``lock``
     always opens. ``auto`` closes yesterday's lots first when close-today costs more than a
-    close (``close_today_dearer``: from the fee schedule), else today's first.
+    close (``close_today_dearer``: from the fee schedule), else today's first; and where only
+    today's lots could be closed and a lock costs less than a close-today
+    (``lock_cheaper``: :func:`lock_is_cheaper`), it opens instead.
     """
     if venue.offsets == "none":
         return None, "netting venue: no offset"
@@ -273,6 +289,9 @@ def choose_offset(venue: Venue, pos: TwoSided, side: Side, qty: int, preference:
         return Offset.OPEN, f"OPEN: lock preferred ({have})"
     if venue.offsets == "close":
         if closing.available_today + closing.available_yesterday >= qty:
+            takes_today = venue.close_order == "today_first" or closing.available_yesterday < qty
+            if preference == "auto" and lock_cheaper and takes_today and closing.available_today:
+                return Offset.OPEN, f"OPEN: the close would take today's lots and a lock costs less than a close-today ({have})"
             return Offset.CLOSE, f"CLOSE: {have}; {venue.code} closes {venue.close_order.replace('_', ' ')}"
         return Offset.OPEN, f"OPEN: {qty} not covered ({have})"
     yesterday_first = preference == "close_yesterday_first" or (preference == "auto" and close_today_dearer)
@@ -281,6 +300,8 @@ def choose_offset(venue: Venue, pos: TwoSided, side: Side, qty: int, preference:
         order = order[::-1]
     for off, avail in order:
         if avail >= qty:
+            if off is Offset.CLOSE_TODAY and preference == "auto" and lock_cheaper:
+                return Offset.OPEN, f"OPEN: a lock costs less than a close-today here (open + 2 closes < close-today; {have})"
             why = "close-today costs more" if preference == "auto" and close_today_dearer else preference.replace("_", " ")
             return off, f"{off.value}: {have} ({why})"
     if closing.available_today + closing.available_yesterday >= qty:
