@@ -84,10 +84,13 @@ def live(tmp_path_factory):
         if HAVE_PROMETHEUS else None
     dep.gateways["SHFE"].push_wire.remote(["this is not a quote"])  # one BAD_INPUT
     samples: list = []
+    occupancy_seen = 0.0  # a gauge: the band strategy's position comes and goes between scrapes
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # a few pairs hedged, an alert raised, both flushed (1 s timers)
         samples = scrape(port)
-        if total(samples, "xmc_pairs_total", outcome="HEDGED") >= 3 and total(samples, "xmc_alerts_total") > 0:
+        occupancy_seen = max(occupancy_seen, total(samples, "xmc_occupancy", account="cn-main"))
+        if (total(samples, "xmc_pairs_total", outcome="HEDGED") >= 3 and total(samples, "xmc_alerts_total") > 0
+                and occupancy_seen > 0):
             break
         time.sleep(1.0)
     # Ray's own export: the node's metrics export port, as the deployment reports it
@@ -117,7 +120,7 @@ def live(tmp_path_factory):
                                                       limit=100)}
     yield {"samples": samples, "port": port, "access": access, "node_port": node_port, "ray_samples": ray_samples,
            "ray_error": ray_error, "discovery": json.loads(discovery.read_text()) if discovery.exists() else None,
-           "reprs": reprs, "prom": prom}
+           "reprs": reprs, "prom": prom, "occupancy_seen": occupancy_seen}
     stack.close()
     stop.set()
     th.join(60)
@@ -142,7 +145,7 @@ def test_the_series_the_dashboard_queries_have_data(live):
     assert total(s, "xmc_alerts_total", level="yellow", monitor="occupancy") > 0
     assert total(s, "xmc_bad_input_total", actor_kind="gateway", venue="SHFE") >= 1
     assert {x.labels["account"] for x in s if x.name == "xmc_occupancy"} >= {"cn-main", "us-main"}
-    assert total(s, "xmc_occupancy", account="cn-main") > 0
+    assert live["occupancy_seen"] > 0, "cn-main's occupancy gauge moved off 0 while the strategy held a position"
 
 
 def test_every_metric_the_dashboard_queries_is_on_the_endpoint_with_its_labels(live):
