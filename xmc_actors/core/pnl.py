@@ -1,0 +1,397 @@
+"""Profit and loss (损益): realised and unrealised, per leg, pair, strategy and account.
+
+Pure and deterministic: no Ray, no clock of its own (every trade and mark carries its stamp).
+The risk guard keeps one :class:`PnlBook`, fed by the pairs it books and the marks it takes
+from quotes; the simulated exchange can keep one per account to give a broker-style account
+reading.
+
+Keys
+----
+A **leg** is one instrument held by one strategy for one pair in one account:
+``(account, strategy, pair, instrument)``; ``pair`` names the pair the strategy trades, the
+sorted instrument ids of its legs joined by ``/`` (``LME.CA3M/SHFE.cu``). Figures add up from
+legs to pairs (``strategy|pair``), strategies and accounts.
+
+Cost method: average cost (加权平均持仓成本)
+--------------------------------------------
+Each side of a leg holds its lots and their average price. A trade that closes lots realises
+``(price - average) x lots x multiplier`` for a long (the opposite for a short) and leaves the
+average of the lots still held unchanged; a trade that opens lots moves the average. We chose
+average cost over FIFO because it is what a futures account statement shows per position
+(持仓均价) and because the realised figure of a partial close does not depend on which lots a
+venue's own close order (today's or yesterday's) took. Total P&L does not depend on the method.
+
+Two-sided positions (双向持仓): where the venue holds long and short apart, a trade says OPEN
+(adds to its own side) or CLOSE / CLOSE_TODAY / CLOSE_YESTERDAY (takes from the other side: a
+sell closes long). A locked position (long and short at once) realises nothing until a side is
+closed. Where the venue nets (``offset`` None) a trade first reduces the opposite side, then
+opens the rest. A close for more lots than the leg holds on that side (the account-level close
+took another strategy's lots) closes what the leg has and opens the rest: a strategy's P&L is
+that of its own lots.
+
+Fees are the venue's, by the trade's offset (:meth:`Instrument.fee`: open, close, close-today
+schedules where the contract has one), unless the trade gives its own.
+
+Currencies and FX P&L
+---------------------
+Everything is first computed in the instrument's currency (local). In the base currency:
+
+* a realised amount (and each fee) counts at the FX rate of the moment it was realised (the
+  rate is recorded with the trade): ``price P&L realised (base) = sum(r_i x fx_i)``;
+* unrealised P&L counts at the rate of the mark (recorded with the mark);
+* **FX P&L** is what the local money already realised gained or lost since, from the rate
+  moving: ``(realised - fees) x fx_now - sum((r_i - f_i) x fx_i)``.
+
+So ``total (base) = (realised - fees + unrealised) x fx_now = price P&L (base) + FX P&L``, and
+price P&L is what the trades made at the rates of their day. A rate the provider cannot give
+falls back to the last rate it gave for that currency; a leg that never had one shows no base
+figures (``fx_missing``) rather than a wrong one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Callable, Iterable, Mapping
+
+from ..model.market import Instrument, Side
+
+ZERO = Decimal(0)
+FxRate = Callable[[str, str], "Decimal | None"]
+LegKey = tuple[str, str, str, str]   # account, strategy, pair, instrument
+LEVELS = ("leg", "pair", "strategy", "account")
+
+
+def pair_name(instruments: Iterable[str]) -> str:
+    """The pair a set of legs trades: their sorted instrument ids joined by ``/``."""
+    return "/".join(sorted(set(instruments)))
+
+
+@dataclass(slots=True)
+class SideLots:
+    """Lots held on one side and what they cost (sum of price x lots, in price units)."""
+
+    lots: int = 0
+    cost: Decimal = ZERO
+
+    @property
+    def avg(self) -> Decimal | None:
+        return self.cost / self.lots if self.lots else None
+
+
+@dataclass(slots=True)
+class Leg:
+    """One leg's position and money, in the instrument's currency."""
+
+    instrument: Instrument
+    long: SideLots = field(default_factory=SideLots)
+    short: SideLots = field(default_factory=SideLots)
+    realised: Decimal = ZERO          # gross of fees
+    fees: Decimal = ZERO
+    flows_base: Decimal = ZERO        # sum of (realised_i - fee_i) x fx_i: price P&L realised, in base
+    fx_missing: bool = False          # a realised amount had no rate: base figures unknown
+    trades: int = 0
+
+    @property
+    def net(self) -> int:
+        return self.long.lots - self.short.lots
+
+    def unrealised(self, mark: Decimal | None) -> Decimal | None:
+        if not self.long.lots and not self.short.lots:
+            return ZERO
+        if mark is None:
+            return None
+        m = self.instrument.multiplier
+        return (mark * self.long.lots - self.long.cost) * m + (self.short.cost - mark * self.short.lots) * m
+
+
+@dataclass(frozen=True, slots=True)
+class TradePnl:
+    """What one trade did: lots it closed and opened, what it realised and paid (local), the
+    rate used to count them in base (None: unknown)."""
+
+    closed: int
+    opened: int
+    realised: Decimal
+    fee: Decimal
+    fx: Decimal | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"closed": self.closed, "opened": self.opened, "realised": str(self.realised), "fee": str(self.fee),
+                "fx": None if self.fx is None else str(self.fx)}
+
+
+@dataclass(slots=True)
+class Figures:
+    """P&L of a leg or of a group of legs.
+
+    Local figures (``currency`` set) exist for a leg; a group of legs in several currencies
+    has base figures only. ``total_base == price_base + fx_base``.
+    """
+
+    realised: Decimal | None = ZERO
+    unrealised: Decimal | None = ZERO
+    fees: Decimal | None = ZERO
+    currency: str | None = None
+    realised_base: Decimal = ZERO     # realised less fees, each at the rate of its trade
+    unrealised_base: Decimal = ZERO
+    fees_base: Decimal = ZERO
+    fx_base: Decimal = ZERO
+    total_base: Decimal = ZERO
+    fx: Decimal | None = None         # the rate the leg is marked at (instrument currency -> base)
+    mark: Decimal | None = None
+    net: int = 0
+    long: int = 0
+    short: int = 0
+    unmarked: int = 0                 # legs holding lots without a mark (their unrealised is left out)
+    fx_missing: int = 0               # legs without any rate (left out of base figures)
+
+    @property
+    def price_base(self) -> Decimal:
+        return self.realised_base + self.unrealised_base
+
+    @property
+    def total_local(self) -> Decimal | None:
+        if self.realised is None or self.unrealised is None or self.fees is None:
+            return None
+        return self.realised - self.fees + self.unrealised
+
+    def add(self, o: "Figures") -> None:
+        """Add another leg's or group's base figures (local ones only where the currency agrees)."""
+        same = self.currency is not None and self.currency == o.currency
+        for f in ("realised", "unrealised", "fees"):
+            a, b = getattr(self, f), getattr(o, f)
+            setattr(self, f, (a + b) if same and a is not None and b is not None else None)
+        if not same:
+            self.currency = None
+        for f in ("realised_base", "unrealised_base", "fees_base", "fx_base", "total_base"):
+            setattr(self, f, getattr(self, f) + getattr(o, f))
+        self.net += o.net
+        self.long += o.long
+        self.short += o.short
+        self.unmarked += o.unmarked
+        self.fx_missing += o.fx_missing
+
+    def as_dict(self, places: str = "0.01") -> dict[str, Any]:
+        q = Decimal(places)
+
+        def s(v: Decimal | None) -> str | None:
+            return None if v is None else str(v.quantize(q))
+
+        out: dict[str, Any] = {
+            "realised_base": s(self.realised_base), "unrealised_base": s(self.unrealised_base),
+            "fees_base": s(self.fees_base), "price_base": s(self.price_base), "fx_base": s(self.fx_base),
+            "total_base": s(self.total_base), "net": self.net, "long": self.long, "short": self.short}
+        if self.currency is not None:
+            out.update(currency=self.currency, realised=s(self.realised), unrealised=s(self.unrealised),
+                       fees=s(self.fees), total=s(self.total_local))
+        if self.fx is not None:
+            out["fx"] = str(self.fx)
+        if self.mark is not None:
+            out["mark"] = str(self.mark)
+        if self.unmarked:
+            out["unmarked"] = self.unmarked
+        if self.fx_missing:
+            out["fx_missing"] = self.fx_missing
+        return out
+
+
+class PnlBook:
+    """Average-cost P&L of every leg, marked to the latest price.
+
+    Parameters
+    ----------
+    instruments
+        Multipliers, currencies and fee schedules.
+    fx
+        ``fx(from, to)``: units of ``to`` per one ``from`` (None or an exception: not known now).
+    base_currency
+        The currency P&L is added up in.
+    """
+
+    def __init__(self, instruments: Mapping[str, Instrument], fx: FxRate, base_currency: str = "USD") -> None:
+        self.instruments = dict(instruments)
+        self.fx = fx
+        self.base = base_currency
+        self.legs: dict[LegKey, Leg] = {}
+        self.marks: dict[str, tuple[Decimal, int]] = {}
+        self.mark_fx: dict[str, Decimal] = {}        # instrument -> rate to base at its latest mark
+        self._last_rate: dict[tuple[str, str], Decimal] = {}
+        self.counters: dict[str, int] = {}
+
+    # -- rates ----------------------------------------------------------------------------------
+    def rate(self, ccy: str, to: str | None = None) -> Decimal | None:
+        """Units of ``to`` (base by default) per one ``ccy``: now, else the last rate known."""
+        to = to or self.base
+        if ccy == to:
+            return Decimal(1)
+        try:
+            r = self.fx(ccy, to)
+        except Exception:  # noqa: BLE001 - a provider that cannot answer: the last rate it gave
+            r = None
+        if r is not None and r > 0:
+            r = Decimal(r)
+            self._last_rate[(ccy, to)] = r
+            return r
+        self._count("fx_fallback")
+        return self._last_rate.get((ccy, to))
+
+    # -- inputs --------------------------------------------------------------------------------
+    def trade(self, *, account: str, strategy: str, pair: str, instrument: str, side: Side | str, qty: int,
+              price: Decimal, offset: str | None = None, fee: Decimal | None = None) -> TradePnl:
+        """Apply one execution of ``qty`` lots at ``price``. ValueError naming the field for input
+        that cannot be a trade (nothing changes)."""
+        inst = self.instruments.get(instrument)
+        if inst is None:
+            raise ValueError(f"instrument: {instrument!r} is not in the catalogue this book knows")
+        sd = Side(side)
+        if isinstance(qty, bool) or not isinstance(qty, int) or qty <= 0:
+            raise ValueError(f"qty: {qty!r} is not a positive whole number of lots")
+        px = Decimal(price) if not isinstance(price, Decimal) else price
+        if not px.is_finite() or px <= 0:
+            raise ValueError(f"price: {price!r} is not a positive price")
+        off = offset.value if hasattr(offset, "value") else offset  # an Offset enum or its name
+        if off not in (None, "OPEN", "CLOSE", "CLOSE_TODAY", "CLOSE_YESTERDAY"):
+            raise ValueError(f"offset: {offset!r} is not OPEN, CLOSE, CLOSE_TODAY or CLOSE_YESTERDAY")
+        f = inst.fee(px, qty, off) if fee is None else Decimal(fee)
+        if not f.is_finite() or f < 0:
+            raise ValueError(f"fee: {fee!r} is not a fee")
+        leg = self.legs.get((account, strategy, pair, instrument))
+        if leg is None:
+            leg = self.legs[(account, strategy, pair, instrument)] = Leg(inst)
+        own = leg.long if sd is Side.BUY else leg.short
+        other = leg.short if sd is Side.BUY else leg.long
+        closing = qty if off in (None, "CLOSE", "CLOSE_TODAY", "CLOSE_YESTERDAY") else 0
+        closed = min(closing, other.lots)
+        realised = ZERO
+        if closed:
+            avg_cost = other.cost * closed / other.lots
+            gain = (px * closed - avg_cost) if other is leg.long else (avg_cost - px * closed)
+            realised = gain * inst.multiplier
+            other.cost -= avg_cost
+            other.lots -= closed
+            if not other.lots:
+                other.cost = ZERO
+        opened = qty - closed
+        if opened:
+            own.lots += opened
+            own.cost += px * opened
+        leg.realised += realised
+        leg.fees += f
+        leg.trades += 1
+        r = self.rate(inst.currency)
+        if r is None:
+            leg.fx_missing = True
+            self._count("fx_missing")
+        else:
+            leg.flows_base += (realised - f) * r
+        return TradePnl(closed, opened, realised, f, r)
+
+    def mark(self, instrument: str, price: Decimal, ts_ns: int) -> bool:
+        """The latest price of ``instrument`` (a mid); older stamps are ignored. Returns whether it was taken."""
+        if price is None or not price.is_finite() or price <= 0:
+            return False
+        last = self.marks.get(instrument)
+        if last is not None and ts_ns < last[1]:
+            return False
+        self.marks[instrument] = (price, ts_ns)
+        inst = self.instruments.get(instrument)
+        if inst is not None:
+            r = self.rate(inst.currency)
+            if r is not None:
+                self.mark_fx[instrument] = r
+        return True
+
+    # -- figures -------------------------------------------------------------------------------
+    def leg_figures(self, key: LegKey) -> Figures:
+        leg = self.legs[key]
+        inst = leg.instrument
+        m = self.marks.get(inst.id)
+        mark = m[0] if m else None
+        u = leg.unrealised(mark)
+        fx = self.mark_fx.get(inst.id) if m is not None else None
+        if fx is None:
+            fx = self.rate(inst.currency)
+        f = Figures(realised=leg.realised, unrealised=u, fees=leg.fees, currency=inst.currency, fx=fx, mark=mark,
+                    net=leg.net, long=leg.long.lots, short=leg.short.lots)
+        if u is None:
+            f.unmarked = 1
+            u = ZERO
+        if fx is None or leg.fx_missing:
+            f.fx_missing = 1
+            return f
+        f.realised_base = leg.flows_base
+        f.unrealised_base = u * fx
+        f.fees_base = leg.fees * fx
+        f.total_base = (leg.realised - leg.fees + u) * fx
+        f.fx_base = f.total_base - f.realised_base - f.unrealised_base
+        return f
+
+    def figures(self, level: str = "account") -> dict[str, Figures]:
+        """Figures per ``leg`` (``account|strategy|pair|instrument``), ``pair``
+        (``strategy|pair``), ``strategy`` or ``account``."""
+        if level not in LEVELS:
+            raise ValueError(f"level: {level!r} is not one of {', '.join(LEVELS)}")
+        out: dict[str, Figures] = {}
+        for key in sorted(self.legs):
+            acc, strat, pair, inst = key
+            name = {"leg": "|".join(key), "pair": f"{strat}|{pair}", "strategy": strat, "account": acc}[level]
+            lf = self.leg_figures(key)
+            cur = out.get(name)
+            if cur is None:
+                out[name] = lf if level == "leg" else _copy(lf)
+            else:
+                cur.add(lf)
+        return out
+
+    def total(self) -> Figures:
+        t = Figures(currency=None, realised=None, unrealised=None, fees=None)
+        for f in self.figures("account").values():
+            t.add(f)
+        return t
+
+    def account_pnl(self, account: str, currency: str) -> tuple[Decimal, int]:
+        """Total P&L (realised - fees + unrealised) of ``account`` in ``currency`` at today's
+        rates (what its equity moved by), and how many legs could not be counted (no mark
+        for held lots, or no rate)."""
+        total, missing = ZERO, 0
+        for key, leg in self.legs.items():
+            if key[0] != account:
+                continue
+            m = self.marks.get(leg.instrument.id)
+            u = leg.unrealised(m[0] if m else None)
+            if u is None:
+                missing += 1
+                u = ZERO
+            r = self.rate(leg.instrument.currency, currency)
+            if r is None:
+                missing += 1
+                continue
+            total += (leg.realised - leg.fees + u) * r
+        return total, missing
+
+    def positions(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(account, instrument) -> (long lots, short lots), over strategies and pairs."""
+        out: dict[tuple[str, str], tuple[int, int]] = {}
+        for (acc, _, _, inst), leg in self.legs.items():
+            lg, sh = out.get((acc, inst), (0, 0))
+            out[(acc, inst)] = (lg + leg.long.lots, sh + leg.short.lots)
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-friendly: the base currency, each level's figures, the marks and rates used."""
+        return {"base_currency": self.base, "total": self.total().as_dict(),
+                **{lvl + "s" if lvl != "strategy" else "strategies": {k: f.as_dict() for k, f in self.figures(lvl).items()}
+                   for lvl in ("account", "strategy", "pair", "leg")},
+                "marks": {i: str(p) for i, (p, _) in sorted(self.marks.items())},
+                "fx": {i: str(r) for i, r in sorted(self.mark_fx.items())}}
+
+    def _count(self, k: str) -> None:
+        self.counters[k] = self.counters.get(k, 0) + 1
+
+
+def _copy(f: Figures) -> Figures:
+    g = Figures(realised=f.realised, unrealised=f.unrealised, fees=f.fees, currency=f.currency,
+                realised_base=f.realised_base, unrealised_base=f.unrealised_base, fees_base=f.fees_base,
+                fx_base=f.fx_base, total_base=f.total_base, net=f.net, long=f.long, short=f.short,
+                unmarked=f.unmarked, fx_missing=f.fx_missing)
+    return g
