@@ -23,7 +23,48 @@ class SessionState:
 
 
 def is_business_day(venue: Venue, day: dt.date) -> bool:
-    return day.weekday() in venue.weekdays and day not in _holidays(venue)
+    """A weekday of the venue that is not one of its holidays, and that its calendar covers: a
+    day its calendar does not cover (after its end; before its start unless history is
+    ``weekends_only``) is never taken as a trading day (fail closed, see :func:`coverage_gap`)."""
+    return day.weekday() in venue.weekdays and day not in _holidays(venue) and _known(venue, day)
+
+
+def _known(venue: Venue, day: dt.date) -> bool:
+    cal = venue.calendar
+    if cal is None or cal.start <= day <= cal.end:
+        return True
+    return day < cal.start and cal.before == "weekends_only"
+
+
+def covered(venue: Venue, day: dt.date) -> bool:
+    """Whether ``venue``'s calendar answers for ``day`` (listed holidays, or declared history).
+    A venue that declares no calendar covers nothing (:func:`coverage_gap` says so)."""
+    return venue.calendar is not None and _known(venue, day)
+
+
+def coverage_gap(venue: Venue, first: dt.date, last: dt.date | None = None, *, what: str = "") -> str | None:
+    """Why ``venue``'s calendar does not cover the days ``first``..``last``, or None if it does.
+
+    The message names the venue, the days asked for (``what``: for what, e.g. "today" or
+    "replayed data") and the range the calendar covers, so an operator knows which notice to
+    add. A venue without a declared ``calendar`` covers no day.
+    """
+    last = first if last is None else last
+    days = f"{first.isoformat()}" if first == last else f"{first.isoformat()} to {last.isoformat()}"
+    for_ = f" ({what})" if what else ""
+    cal = venue.calendar
+    if cal is None:
+        return (f"venue {venue.code}: no calendar declared (calendar: {{start, end, source}} with its holidays), "
+                f"so its trading days are unknown for {days}{for_}")
+    bad = [d for d in (first, last) if not _known(venue, d)]
+    if not bad:
+        return None
+    after = last > cal.end
+    fix = (f"add the exchange's holidays after {cal.end.isoformat()} to the catalogue and extend calendar.end"
+           if after else "list the earlier holidays and move calendar.start, or declare before: weekends_only")
+    return (f"venue {venue.code}: its calendar covers {cal.describe()}; {days}{for_} is "
+            f"{'after its end' if after else 'before its start'}: refusing rather than trading on unknown "
+            f"holidays ({fix})")
 
 
 @lru_cache(maxsize=256)
@@ -61,7 +102,10 @@ def session_window(venue: Venue, trading_day: dt.date, s: TradingSession) -> tup
     tz = venue.tz
     if s.night:
         if venue.night_anchor == "previous_business_day":
-            anchor = previous_business_day(venue, trading_day)
+            try:
+                anchor = previous_business_day(venue, trading_day)
+            except ValueError:
+                return None  # the evening before lies outside the calendar: no session known
             if not venue.night_before_holiday and anchor != _previous_weekday(venue, trading_day):
                 return None  # a holiday lies between: no night session (Chinese rule)
         else:
@@ -115,6 +159,9 @@ def _session_state(venue: Venue, ts_ns: int, sessions: tuple[TradingSession, ...
             if win and win[0] <= when < win[1]:
                 return SessionState(True, td, s.name, "open"), win
     if not is_business_day(venue, local):
+        if not _known(venue, local):
+            return SessionState(False, None, None, f"{venue.code} closed: {local.isoformat()} is outside its calendar "
+                                                   f"({venue.calendar.describe() if venue.calendar else ''})"), None
         why = "holiday" if local in _holidays(venue) else "weekend"
         return SessionState(False, None, None, f"{venue.code} closed: {why} ({local.isoformat()})"), None
     return SessionState(False, None, None,

@@ -70,6 +70,39 @@ class TradingSession(BaseModel):
         return self
 
 
+class CalendarCoverage(BaseModel):
+    """The range of days for which a venue's holiday list is complete, and what a day outside it is.
+
+    ``start``..``end`` (inclusive): every holiday in it is listed (from the exchange's yearly
+    notice, cited in ``source``). A day after ``end`` is never guessed: the venue counts as
+    closed then (``core/calendar.py``) and a deployment that would run, replay or backtest on
+    it refuses to start, naming the venue and this range. A day before ``start`` is what
+    ``before`` says: ``refuse`` (the same as after ``end``) or ``weekends_only`` (history:
+    every weekday is a trading day, holidays unknown; declared for replaying exchange data,
+    which has no rows on the exchange's holidays).
+    """
+
+    model_config = FROZEN
+    start: dt.date
+    end: dt.date
+    before: Literal["refuse", "weekends_only"] = "refuse"
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> "CalendarCoverage":
+        if self.end < self.start:
+            raise ValueError(f"calendar: end ({self.end}) is before start ({self.start})")
+        return self
+
+    def covers(self, day: dt.date) -> bool:
+        """Whether ``day`` is in the listed range (holidays known)."""
+        return self.start <= day <= self.end
+
+    def describe(self) -> str:
+        hist = "; before it weekdays only (holidays unknown)" if self.before == "weekends_only" else ""
+        return f"{self.start.isoformat()} to {self.end.isoformat()}{hist}"
+
+
 class Venue(BaseModel):
     """An exchange (or an OTC venue) with its calendar.
 
@@ -99,7 +132,20 @@ class Venue(BaseModel):
     ``today_yesterday`` (OPEN, CLOSE_TODAY, CLOSE_YESTERDAY: SHFE, INE)."""
     close_order: Literal["yesterday_first", "today_first"] = "yesterday_first"
     """Which lots a plain CLOSE takes first (``offsets: close``)."""
+    calendar: CalendarCoverage | None = None
+    """The days ``holidays`` is complete for (None: not declared; a deployment that uses this
+    venue's calendar refuses to start, see ``runtime/config.py``)."""
     source: str = ""
+
+    @model_validator(mode="after")
+    def _check_calendar(self) -> "Venue":
+        if self.calendar is not None:
+            out = sorted(d for d in self.holidays if not self.calendar.covers(d))
+            if out:
+                raise ValueError(f"holidays {', '.join(d.isoformat() for d in out[:3])}"
+                                 f"{' ...' if len(out) > 3 else ''} lie outside calendar "
+                                 f"{self.calendar.start}..{self.calendar.end}: widen the range or drop them")
+        return self
 
     @field_validator("timezone")
     @classmethod

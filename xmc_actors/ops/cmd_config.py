@@ -47,6 +47,10 @@ def check(config: str, *, require_credentials: bool = False) -> dict[str, Any]:
         else:
             notes.append(f"{path} refers to ${env}, which is not set in this shell "
                          "(only simulated adapters use this account: not needed now)")
+    if not is_catalogue(cfg):  # a live venue calendar that is about to end
+        from ..runtime.calendars import calendar_notes
+
+        notes.extend(calendar_notes(cfg))
     return {"file": config, "valid": not problems, "kind": "catalogue" if is_catalogue(cfg) else "deployment",
             "problems": problems, "notes": notes, "deployment": deployment_summary(cfg)}
 

@@ -823,6 +823,11 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
     _check_references(cfg, add, reported)
     if not _is_catalogue_doc(origins.main.data):
         _check_minimum(cfg, add)
+        if not issues:  # every venue calendar it uses covers the days it runs on (runtime/calendars.py)
+            from .calendars import calendar_problems
+
+            for parts, why in calendar_problems(cfg):
+                add(list(parts), why)
     if issues:
         raise ConfigError(issues)
     return cfg

@@ -378,6 +378,11 @@ class Deployment:
         from .placement import cluster_nodes, coordinator_placement, gateway_placement, strategy_placement, wait_ready
 
         cfg, ns = self.cfg, self.namespace
+        # a venue calendar that does not cover the days this run trades on stops it here, before
+        # any actor exists (validated files are checked again: a file may be started days later)
+        from .calendars import require_covered
+
+        require_covered(cfg)
         self.started_at = time.monotonic()
         self.started_ns = time.time_ns()
         from ..venues.fix.loopback import LoopbackExchanges, needs_loopback
