@@ -16,6 +16,7 @@ from .lab import LabConfig
 from .market import Account, FxPair, Instrument, Venue
 from .pairs import ExecutionMode, LegSpec, ReplenishBudget, RollbackPolicy
 from .risk import RiskConfig
+from .stages import AcceptanceConfig, CanaryConfig, DemoteConfig, Stage, StageGates, StressConfig
 from .units import Count, Factor
 
 FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -89,6 +90,12 @@ class StrategyConfig(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     execution: ExecutionConfig = ExecutionConfig()
     enabled: bool = True
+    # rollout stage (shadow | canary | live), its canary limits, the gates into each stage and
+    # the automatic demotion (model/stages.py, docs/configuration.md "Stages")
+    stage: Stage = "live"
+    canary: CanaryConfig = CanaryConfig()
+    gates: StageGates = StageGates()
+    demote: DemoteConfig = DemoteConfig()
 
 
 class LedgerConfig(BaseModel):
@@ -129,6 +136,8 @@ class DeploymentConfig(BaseModel):
     ray: RayConfig = RayConfig()
     coordinator: CoordinatorConfig = CoordinatorConfig()  # timers, retries, offsets (docs/configuration.md)
     lab: LabConfig = LabConfig()  # xmc backtest only: venue latencies, queue model (docs/lab.md)
+    acceptance: AcceptanceConfig = AcceptanceConfig()  # xmc audit acceptance: targets (model/stages.py)
+    stress: StressConfig = StressConfig()  # xmc stress: duration, extreme markets, thresholds
     run: dict[str, Any] = Field(default_factory=dict)
 
     # -- look-ups --------------------------------------------------------------------------

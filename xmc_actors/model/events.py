@@ -27,6 +27,8 @@ class EventKind(str, Enum):
     RECONCILE = "RECONCILE"
     STRATEGY_ERROR = "STRATEGY_ERROR"
     LIFECYCLE = "LIFECYCLE"
+    STAGE = "STAGE"      # a strategy's rollout stage changed, or a promotion gate decided
+    SHADOW = "SHADOW"    # what a strategy in shadow would have sent, priced against the book
 
 
 class Event(BaseModel):

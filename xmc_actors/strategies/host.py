@@ -16,9 +16,10 @@ from pydantic import ValidationError
 
 from ..core.sink import EventMaker
 from ..model.events import Event, EventKind
-from ..model.pairs import PairIntent, PairSummary
+from ..model.pairs import PairIntent, PairState, PairSummary
 from ..model.quotes import Quote
 from .base import Action, Emit, Strategy, Submit
+from .stages import StageKeeper, StageSettings
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,13 @@ class HostSpec:
         return [build_strategy(by_name[n], dep, fx, actor=n, decision_seq=self.decision_seqs.get(n, 0))
                 for n in self.strategies]
 
+    def stage_settings(self) -> dict[str, StageSettings]:
+        """Each hosted strategy's rollout stage settings (``stage``, ``canary``, ``gates``, ``demote``)."""
+        from ..model.config import DeploymentConfig
+
+        dep = DeploymentConfig.model_validate(self.deployment)
+        return {c.name: StageSettings.of(c) for c in dep.strategies if c.name in self.strategies}
+
 
 class StrategyHostCore:
     """Hosts strategy instances; returns ``(intents, events)`` from every entry point.
@@ -86,9 +94,15 @@ class StrategyHostCore:
         The instances (unique names).
     events
         Event maker for the host's own events (BAD_INPUT on an unroutable message).
+    stages
+        Each strategy's rollout stage settings (:class:`~xmc_actors.strategies.stages.StageSettings`);
+        a strategy not named is live. Its intents pass through the
+        :class:`~xmc_actors.strategies.stages.StageKeeper` (shadow: recorded, not sent; canary:
+        resized and capped).
     """
 
-    def __init__(self, strategies: Iterable[Strategy], events: EventMaker) -> None:
+    def __init__(self, strategies: Iterable[Strategy], events: EventMaker,
+                 stages: Mapping[str, StageSettings] | None = None) -> None:
         self.strategies: dict[str, Strategy] = {}
         for s in strategies:
             if s.name in self.strategies:
@@ -101,6 +115,9 @@ class StrategyHostCore:
                 self.by_instrument[inst].append(s)
         self.decisions: dict[str, str] = {}  # decision id -> strategy name
         self.bad_input = 0
+        self.stages = StageKeeper({n: st for n, st in (stages or {}).items() if n in self.strategies}, events)
+        for s in self.strategies.values():
+            self.stages.start(s, 0)
 
     def instruments(self) -> list[str]:
         """Instrument ids to subscribe to (one subscription per gateway covers every instance)."""
@@ -147,6 +164,8 @@ class StrategyHostCore:
         else:
             did, name = "", None
         s = self.strategies.get(str(name)) if name else None
+        if s is not None and isinstance(summary, PairSummary):
+            self.stages.on_real_summary(s.name, summary)
         if s is None:
             self.bad_input += 1
             return [], [self.events.make(EventKind.BAD_INPUT, ts_ns=now_ns, decision_id=did,
@@ -154,6 +173,10 @@ class StrategyHostCore:
         intents: list[PairIntent] = []
         events: list[Event] = []
         self._run(s, "on_pair_done", lambda: s.on_pair_done(summary, now_ns), now_ns, intents, events)
+        if (isinstance(summary, PairSummary) and summary.pair_state is PairState.ESCALATED
+                and self.stages.stage(s.name) != "shadow" and self.stages.state(s.name).settings.demote.on_red_alert):
+            events += self.set_stage(s.name, "shadow", now_ns, operator="auto", action="auto-demote",
+                                     reason=f"red alert: pair {summary.decision_id} ESCALATED (demote.on_red_alert)")
         return intents, events
 
     def on_submit_failed(self, decision_id: str, error: str, now_ns: int, *, final: bool) -> list[Event]:
@@ -183,7 +206,24 @@ class StrategyHostCore:
         return events
 
     def status(self) -> dict[str, dict[str, Any]]:
-        return {n: s.status() for n, s in self.strategies.items()}
+        return {n: {**s.status(), **self.stages.status(n)} for n, s in self.strategies.items()}
+
+    def stage(self, name: str) -> str:
+        self._strategy(name)
+        return self.stages.stage(name)
+
+    def set_stage(self, name: str, stage: str, now_ns: int, *, operator: str, reason: str = "",
+                  action: str = "set", gate: dict[str, Any] | None = None) -> list[Event]:
+        """Move strategy ``name`` to ``stage`` (a promotion, a demotion, an automatic demotion);
+        returns the STAGE event. ``KeyError`` for a strategy not hosted, ``ValueError`` for a
+        stage that is none."""
+        return self.stages.set_stage(self._strategy(name), stage, now_ns, operator=operator, reason=reason,
+                                     action=action, gate=gate)
+
+    def refuse_promotion(self, name: str, to: str, now_ns: int, *, operator: str, reason: str,
+                         gate: dict[str, Any]) -> list[Event]:
+        self._strategy(name)
+        return self.stages.record_refusal(name, to, now_ns, operator=operator, reason=reason, gate=gate)
 
     # ------------------------------------------------------------------ internals
     def _update_fx(self, q: Quote, events: list[Event], now_ns: int) -> None:
@@ -199,10 +239,14 @@ class StrategyHostCore:
             self.bad_input += 1
             events.append(self.events.make(EventKind.BAD_INPUT, ts_ns=now_ns, instrument=q.instrument, reason=str(e)))
 
-    def _control(self, name: str, fn: Callable[[Strategy], list[Action]], now_ns: int) -> list[Event]:
+    def _strategy(self, name: str) -> Strategy:
         s = self.strategies.get(name)
         if s is None:
             raise KeyError(f"no strategy named {name!r} in this host (hosted: {', '.join(sorted(self.strategies))})")
+        return s
+
+    def _control(self, name: str, fn: Callable[[Strategy], list[Action]], now_ns: int) -> list[Event]:
+        s = self._strategy(name)
         intents: list[PairIntent] = []
         events: list[Event] = []
         self._run(s, "control", lambda: fn(s), now_ns, intents, events)
@@ -217,6 +261,12 @@ class StrategyHostCore:
         for a in actions:
             if isinstance(a, Submit):
                 self.decisions[a.intent.decision_id] = s.name
-                intents.append(a.intent)
+                routed = self.stages.route(s, a.intent, now_ns)
+                events.extend(routed.events)
+                if routed.send is not None:
+                    intents.append(routed.send)
+                if routed.summary is not None:  # not sent: the strategy hears what it came to at once
+                    summary = routed.summary
+                    self._run(s, "stage", lambda: s.on_pair_done(summary, now_ns), now_ns, intents, events)
             elif isinstance(a, Emit):
                 events.append(a.event)
