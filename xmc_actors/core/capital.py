@@ -4,6 +4,10 @@
   with the last mark per instrument; fed by booked pair summaries and rebuilt on restart.
 * :class:`CapitalPool`: accounts at several brokers in several currencies; used margin,
   equity and occupancy per account and overall (in the base currency); occupancy levels.
+  Equity follows P&L (the risk guard sets it from :class:`~xmc_actors.core.pnl.PnlBook`, or
+  from the broker's own account reading when an adapter gives one). Margin follows each
+  venue's rule (``Venue.margin_rule``): at a venue holding long and short apart, ``gross``
+  charges both sides of a locked position, ``larger_side`` only the larger (单向大边).
 * :class:`LeaseBook`: splits each pool's free margin into disjoint slices (leases), one per
   coordinator, so two coordinators never spend the same margin twice. A slice is counted at
   the larger of what was granted and what the coordinator says it uses, and a shrink is only
@@ -15,9 +19,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable, Iterable, Mapping
 
-from ..model.market import Account, Instrument
+from ..model.market import Account, Instrument, Venue
 from ..model.risk import AlertLevel, OccupancyLevels, RiskConfig
 from .risk_rules import ZERO, account_pool, strategy_pool
+
+#: a ratio shown for an account whose equity is gone (zero or below): beyond every level
+NO_EQUITY_RATIO = Decimal(100)
 
 FxRate = Callable[[str, str], "Decimal | None"]
 
@@ -95,12 +102,19 @@ class CapitalPool:
         The currency overall occupancy and strategy budgets are expressed in.
     """
 
-    def __init__(self, accounts: Iterable[Account], instruments: Mapping[str, Instrument], fx: FxRate, base_currency: str = "USD") -> None:
+    def __init__(self, accounts: Iterable[Account], instruments: Mapping[str, Instrument], fx: FxRate, base_currency: str = "USD",
+                 venues: Mapping[str, Venue] | None = None) -> None:
         self.accounts = {a.id: a for a in accounts}
         self.equity: dict[str, Decimal] = {a.id: a.capital for a in self.accounts.values()}
         self.instruments = dict(instruments)
         self.fx = fx
         self.base = base_currency
+        self.venues = dict(venues or {})
+        #: (account, instrument) -> (long lots, short lots) at venues that hold them apart; set
+        #: by the risk guard from its two-sided book. Margin of these follows the venue's rule
+        self.two_sided: Mapping[tuple[str, str], tuple[int, int]] = {}
+        #: account -> margin the broker says the account uses (its currency): wins over ours
+        self.broker_margin: dict[str, Decimal] = {}
 
     def rate(self, a: str, b: str, at_ns: int | None = None) -> Decimal | None:
         """Units of ``b`` per ``a``; at the market time ``at_ns`` (a mark's stamp) when the
@@ -124,12 +138,33 @@ class CapitalPool:
         """The market time of the book: its latest mark's stamp (None without marks)."""
         return max((m[1] for m in book.marks.values()), default=None)
 
-    def set_equity(self, account: str, amount: Decimal) -> None:
+    def set_equity(self, account: str, amount: Decimal, *, allow_loss: bool = False) -> None:
+        """The account's equity now (its currency). ``allow_loss``: equity that P&L took to
+        zero or below is taken as it is (occupancy is then beyond every level), not refused."""
         if account not in self.accounts:
             raise KeyError(f"account: unknown account {account!r}")
-        if amount <= 0:
+        if not isinstance(amount, Decimal) or not amount.is_finite():
+            raise ValueError(f"equity of {account}: {amount!r} is not an amount")
+        if amount <= 0 and not allow_loss:
             raise ValueError(f"equity of {account}: must be positive, got {amount}")
         self.equity[account] = amount
+
+    def margin_lots(self, account: str, instrument: str, net: int) -> int:
+        """Lots ``instrument`` is charged margin on in ``account``: the net position at a
+        netting venue; at a two-sided venue, by its rule: both sides (``gross``), the larger
+        side (``larger_side``), or the net (``net``)."""
+        sides = self.two_sided.get((account, instrument))
+        inst = self.instruments.get(instrument)
+        venue = self.venues.get(inst.venue) if inst is not None else None
+        if sides is None or venue is None or venue.offsets == "none":
+            return abs(net)
+        long, short = sides
+        rule = getattr(venue, "margin_rule", "gross")
+        if rule == "larger_side":
+            return max(long, short)
+        if rule == "net":
+            return abs(long - short)
+        return long + short
 
     def margin_of(self, instrument: str, lots: int, marks: Mapping[str, tuple[Decimal, int]], currency: str) -> Decimal | None:
         """Margin ``lots`` (absolute) of ``instrument`` use at its mark, in ``currency``."""
@@ -142,16 +177,29 @@ class CapitalPool:
             return None
         return inst.notional(m[0], abs(lots)) * inst.margin_rate * r
 
-    def used_by_account(self, book: PositionBook) -> dict[str, Decimal]:
+    def computed_margin(self, book: PositionBook) -> dict[str, Decimal]:
+        """Margin per account by our own figures: each position by its venue's rule at its mark."""
         out: dict[str, Decimal] = {}
         for acc_id, acc in self.accounts.items():
             total = ZERO
-            for inst, lots in book.account.get(acc_id, {}).items():
-                m = self.margin_of(inst, lots, book.marks, acc.currency)
-                if m is None:  # unknown mark or rate: count the position at a conservative zero? no: at its notional
+            held = dict(book.account.get(acc_id, {}))
+            for (a, inst), _ in self.two_sided.items():
+                if a == acc_id:
+                    held.setdefault(inst, 0)
+            for inst, lots in held.items():
+                m = self.margin_of(inst, self.margin_lots(acc_id, inst, lots), book.marks, acc.currency)
+                if m is None:  # unknown mark or rate: not counted (a position without any price yet)
                     continue
                 total += m
             out[acc_id] = total
+        return out
+
+    def used_by_account(self, book: PositionBook) -> dict[str, Decimal]:
+        """Margin per account: the broker's reading where there is one, else ours."""
+        out = self.computed_margin(book)
+        for acc_id, m in self.broker_margin.items():
+            if acc_id in out:
+                out[acc_id] = m
         return out
 
     def used_by_strategy(self, book: PositionBook) -> dict[str, Decimal]:
@@ -174,7 +222,7 @@ class CapitalPool:
         for acc_id, acc in self.accounts.items():
             u = used.get(acc_id, ZERO) + (in_flight or {}).get(account_pool(acc_id), ZERO)
             eq = self.equity[acc_id]
-            ratio = u / eq
+            ratio = u / eq if eq > 0 else NO_EQUITY_RATIO
             per[acc_id] = Occupancy(u, eq, ratio, occupancy_level(ratio, levels), acc.currency)
             r = self.rate(acc.currency, self.base, at)
             if r is not None:
@@ -186,7 +234,7 @@ class CapitalPool:
     def capacities(self, book: PositionBook, cfg: RiskConfig) -> dict[str, tuple[Decimal, Decimal]]:
         """Per pool: (capacity, used by booked positions). An account may be used up to its red level."""
         used = self.used_by_account(book)
-        out = {account_pool(a): (self.equity[a] * cfg.occupancy.red, used.get(a, ZERO)) for a in self.accounts}
+        out = {account_pool(a): (max(self.equity[a], ZERO) * cfg.occupancy.red, used.get(a, ZERO)) for a in self.accounts}
         s_used = self.used_by_strategy(book)
         for name, budget in cfg.strategies.items():
             if budget.max_margin is not None:

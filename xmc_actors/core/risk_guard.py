@@ -17,7 +17,15 @@ Ledger records written here (all through the EventSink):
 * ``RISK_DECISION`` with reason ``REBUILT`` / ``REBUILD_FAILED`` – what a restart rebuilt (events
   read, pairs booked, reservations in flight, each mismatch with the venues), or why it could not;
 * ``BAD_INPUT`` – a summary or status that could not be read, or a ledger event a rebuild
-  skipped because it could not be read (counted, never raised).
+  skipped because it could not be read (counted, never raised);
+* ``PNL`` with reason ``TRADE`` – one per execution booked (a leg's fills, its rollback, a late
+  fill): the offset the guard takes it to have, the lots it closed and opened, what it realised
+  and paid in the instrument's currency and the FX rate used; with reason ``MARK`` – every
+  ``pnl_interval_ms``: per account capital, P&L, equity (and whether the broker's reading or our
+  figures), margin and available funds; P&L per strategy and per pair in the base currency
+  (realised, unrealised, fees, FX); the marks and the rates they were counted at;
+* ``RECONCILE`` with reason ``ACCOUNT_MISMATCH`` – a broker's account reading (equity or
+  margin) differs from ours beyond the tolerance (an ``account_mismatch`` alert is raised too).
 """
 from __future__ import annotations
 
@@ -29,13 +37,16 @@ from typing import Any, Callable, Iterable, Mapping
 from pydantic import ValidationError
 
 from ..model.events import Event, EventKind
-from ..model.market import Account, Instrument, Venue
+from ..model.market import Account, Instrument, Side, Venue
 from ..model.quotes import Quote
 from ..model.risk import AlertAction, AlertLevel, RiskConfig, TradingState
 from .alerts import Alert, AlertDispatcher, alert_origin, AlertManager, AlertSinkProtocol, LedgerAlertSink, LogAlertSink, _Open
+from .calendar import instrument_session_state
 from .capital import CapitalPool, LeaseBook, PositionBook
 from .clock import Clock
 from .monitors import Condition, MonitorSet, PairSummary
+from .pnl import PnlBook, pair_name
+from .positions import OffsetError, TwoSidedBook, choose_offset, lock_is_cheaper
 from .risk_rules import GLOBAL, ZERO, GrantAck, RiskGrant, scope_key, worst_state
 from .sink import EventMaker, EventSink
 
@@ -126,7 +137,27 @@ class RiskGuardCore:
         base_currency: str = "USD",
         name: str = "risk-guard",
         sinks: Iterable[AlertSinkProtocol] = (),
+        pnl_interval_ms: int = 5_000,
+        offset_preference: str = "auto",
+        account_tolerance: Decimal = Decimal("0.005"),
+        account_reading_max_age_ms: int = 60_000,
     ) -> None:
+        """
+        Parameters (beyond the obvious)
+        -------------------------------
+        pnl_interval_ms
+            How often :meth:`tick` records a ``PNL`` ``MARK`` event (0: every tick).
+        offset_preference
+            The coordinators' ``offset_preference``: how the guard takes a booked fill at a
+            two-sided venue to have opened or closed (it chooses as the coordinator does, on
+            its own two-sided book; the venue's own positions replace it when a gateway can
+            say, :meth:`load_two_sided`).
+        account_tolerance
+            A broker's equity or margin reading that differs from ours by more than this
+            fraction of our equity raises an ``account_mismatch`` alert.
+        account_reading_max_age_ms
+            A broker reading older than this no longer wins over our own figures.
+        """
         self.cfg = config
         self.instruments = dict(instruments)
         self.venues = dict(venues)
@@ -135,7 +166,20 @@ class RiskGuardCore:
         self.maker = EventMaker(clock, name)
         self.base = base_currency
         self.book = PositionBook()
-        self.capital = CapitalPool(accounts, self.instruments, fx, base_currency)
+        self.capital = CapitalPool(accounts, self.instruments, fx, base_currency, self.venues)
+        # P&L (core/pnl.py) and two-sided positions (long/short, today/yesterday) at the venues
+        # that hold them apart, both fed by the pairs booked
+        self.pnl = PnlBook(self.instruments, fx, base_currency)
+        self.sides = TwoSidedBook()
+        self.pnl_interval_ns = int(pnl_interval_ms) * 1_000_000
+        self._last_pnl_ns: int | None = None
+        self.offset_preference = offset_preference
+        self.account_tolerance = Decimal(account_tolerance)
+        self.account_reading_max_age_ns = int(account_reading_max_age_ms) * 1_000_000
+        self.account_readings: dict[str, dict[str, Any]] = {}     # account -> the broker's last reading
+        self.computed_equity: dict[str, Decimal] = {a.id: a.capital for a in self.capital.accounts.values()}
+        # decision id -> leg name -> (filled lots, their notional, rollback lots, their notional) booked
+        self.booked_fills: dict[str, dict[str, tuple[int, Decimal, int, Decimal]]] = {}
         self.leases = LeaseBook()
         self.states: dict[str, TradingState] = {}
         # who set each state that is not ACTIVE ("auto:<monitor>" for an automatic action)
@@ -288,10 +332,12 @@ class RiskGuardCore:
             booked[k] = booked.get(k, 0) + lots
             legs.append({"account": acc, "instrument": inst, "lots": lots, "total": booked[k],
                          "price": None if px is None else str(px)})
+        trades = self._book_trades(s, now)
         self.sink.emit(self.maker.make(EventKind.RISK_DECISION, decision_id=did, strategy=s.strategy,
                                        reason="BOOKED", coordinator=s.coordinator, state=s.state, legs=legs,
                                        revision=prev is not None, incremental=s.incremental, trade_id=s.trade_id,
-                                       summary_ts_ns=s.ts_ns))
+                                       summary_ts_ns=s.ts_ns, trades=trades))
+        self._refresh_equity()
         targets = [s.coordinator] if s.coordinator in self.booked_pending else list(self.booked_pending)
         for c in targets:
             if did not in self.booked_pending[c]:
@@ -322,11 +368,17 @@ class RiskGuardCore:
             m = q.mid
             if m is not None and m > 0:
                 self.book.mark(q.instrument, m, q.ts_ns)
+                self.pnl.mark(q.instrument, m, q.ts_ns)
 
     def tick(self) -> GuardOutput:
-        """Periodic: occupancy per account and overall."""
+        """Periodic: equity from P&L, occupancy per account and overall, the ``PNL`` ``MARK``
+        record every ``pnl_interval_ms``."""
         out = GuardOutput()
         now = self.clock.now_ns()
+        self._refresh_equity()
+        if self._last_pnl_ns is None or now - self._last_pnl_ns >= self.pnl_interval_ns:
+            self._last_pnl_ns = now
+            self._pnl_mark_event(now)
         per, overall = self.capital.occupancy(self.book, self.cfg.occupancy, self.leases.in_flight())
         lv = self.cfg.occupancy
         for acc, o in per.items():
@@ -337,6 +389,246 @@ class RiskGuardCore:
                                            f"overall occupancy {overall.ratio * 100:.1f}% (used {overall.used:.0f} / "
                                            f"equity {overall.equity:.0f} {overall.currency})"), now))
         return out
+
+    # -- P&L, two-sided positions, equity ------------------------------------------------------
+    def _book_trades(self, s: PairSummary, now: int) -> list[dict[str, Any]]:
+        """The executions a summary adds to what is booked for its decision (per leg: its own
+        fills, then its rollback), applied to the two-sided book and the P&L; each recorded as a
+        ``PNL`` ``TRADE`` event. Returns them for the ``BOOKED`` record (a rebuild replays them)."""
+        pair = pair_name(leg.instrument for leg in s.legs)
+        seen = self.booked_fills.setdefault(s.decision_id, {})
+        out: list[dict[str, Any]] = []
+        for leg in s.legs:
+            f_qty, f_not = leg.filled_qty, (leg.avg_price or ZERO) * leg.filled_qty
+            r_qty, r_not = leg.rollback_qty, (leg.rollback_avg_price or ZERO) * leg.rollback_qty
+            if s.incremental:
+                add = [(leg.side, f_qty, f_not), (leg.side.opposite, r_qty, r_not)]
+            else:
+                p_f, p_fn, p_r, p_rn = seen.get(leg.leg, (0, ZERO, 0, ZERO))
+                add = [(leg.side, f_qty - p_f, f_not - p_fn), (leg.side.opposite, r_qty - p_r, r_not - p_rn)]
+                if f_qty < p_f or r_qty < p_r:
+                    self._count("pnl_fills_shrank")   # a summary with fewer fills than booked: keep the booked
+                    add = [a for a in add if a[1] > 0]
+                seen[leg.leg] = (max(f_qty, p_f), max(f_not, p_fn) if f_qty >= p_f else p_fn,
+                                 max(r_qty, p_r), max(r_not, p_rn) if r_qty >= p_r else p_rn)
+            for side, qty, notional in add:
+                if qty <= 0:
+                    continue
+                if notional <= 0:
+                    self._count("pnl_fill_without_price")
+                    continue
+                t = self._apply_trade(leg.account, s.strategy, pair, leg.instrument, side, qty, notional / qty,
+                                      None, s, now)
+                if t is not None:
+                    t.update(leg=leg.leg, unwind=side is not leg.side)
+                    out.append(t)
+        return out
+
+    def _apply_trade(self, account: str, strategy: str, pair: str, instrument: str, side: Side, qty: int,
+                     price: Decimal, offset: str | None, s: PairSummary | None, now: int,
+                     decision_id: str = "", emit: bool = True) -> dict[str, Any] | None:
+        """One execution into the two-sided book (its offset chosen as the coordinator does,
+        unless given) and the P&L book; a ``PNL`` ``TRADE`` event unless ``emit`` is False."""
+        inst = self.instruments.get(instrument)
+        venue = self.venues.get(inst.venue) if inst is not None else None
+        if inst is None:
+            self._count("pnl_unknown_instrument")
+            return None
+        why = ""
+        if venue is not None and venue.offsets != "none":
+            day = self._trading_day(venue, inst, s)
+            if offset is None:
+                pos = self.sides.get(account, instrument, day)
+                dearer = inst.fees.close_today_dearer if inst.fees is not None else True
+                off, why = choose_offset(venue, pos, side, qty, self.offset_preference,  # type: ignore[arg-type]
+                                         dearer, lock_is_cheaper(inst.fees, price, inst.multiplier))
+                offset = off.value if off is not None else None
+            try:
+                from ..model.orders import Offset
+                self.sides.fill(venue, None, account, instrument, side, Offset(offset) if offset else None, qty, day)
+            except (OffsetError, ValueError) as e:   # the guard's view is behind the venue's: open instead
+                self._count("two_sided_behind")
+                why = f"{why}; {e}: taken as OPEN"
+                offset = "OPEN"
+                self.sides.fill(venue, None, account, instrument, side, None, qty, day)
+        else:
+            offset = None
+        try:
+            t = self.pnl.trade(account=account, strategy=strategy, pair=pair, instrument=instrument, side=side,
+                               qty=qty, price=price, offset=offset)
+        except ValueError as e:
+            self._bad_input("pnl trade", e, {"instrument": instrument, "qty": qty, "price": str(price)})
+            return None
+        rec = {"account": account, "instrument": instrument, "pair": pair, "side": side.value, "qty": qty,
+               "price": str(price), "offset": offset, **t.as_dict()}
+        if emit:
+            self.sink.emit(self.maker.make(EventKind.PNL, reason="TRADE", decision_id=decision_id or (s.decision_id if s else ""),
+                                           strategy=strategy, account=account, venue=inst.venue, instrument=instrument,
+                                           offset_reason=why, currency=inst.currency, base_currency=self.base,
+                                           **{k: v for k, v in rec.items() if k not in ("account", "instrument")}))
+        return rec
+
+    def _trading_day(self, venue: Venue, inst: Instrument, s: PairSummary | None) -> Any:
+        """The venue's trading day of a booked fill, at the market time of the instrument's
+        latest mark (a replay's, not the wall clock's), else of the summary."""
+        m = self.book.marks.get(inst.id)
+        at = m[1] if m else ((s.started_ns or s.ts_ns) if s is not None else 0) or self.clock.now_ns()
+        try:
+            return instrument_session_state(venue, inst, at).trading_day
+        except Exception:  # noqa: BLE001 - a calendar that cannot say: no roll
+            return None
+
+    def load_two_sided(self, venue_code: str, snapshot: Mapping[str, Any]) -> int:
+        """The venue's word on its two-sided positions (``{"ACCOUNT/INSTRUMENT": {long: {today,
+        yesterday}, short: {...}, trading_day}}``, a gateway's ``two_sided_positions()``) replaces
+        the guard's for that venue's instruments (margin and status then follow the venue).
+        Returns how many positions were taken; a position that cannot be read is a BAD_INPUT."""
+        import datetime as _dt
+
+        mine = {i for i, inst in self.instruments.items() if inst.venue == venue_code}
+        new = TwoSidedBook()
+        n = 0
+        for key, p in snapshot.items():
+            acc, _, inst = str(key).partition("/")
+            if inst not in mine or not isinstance(p, Mapping):
+                continue
+            lg, sh = p.get("long") or {}, p.get("short") or {}
+            day = p.get("trading_day")
+            try:
+                new.set(acc, inst, long_today=int(lg.get("today", 0)), long_yesterday=int(lg.get("yesterday", 0)),
+                        short_today=int(sh.get("today", 0)), short_yesterday=int(sh.get("yesterday", 0)),
+                        trading_day=_dt.date.fromisoformat(day) if day else None)
+            except (TypeError, ValueError, AttributeError) as e:
+                self._bad_input("two_sided_positions", ValueError(f"{venue_code} position {key!r}: {e}"), p)
+                continue
+            n += 1
+        for k in [k for k in self.sides.positions if k[1] in mine]:
+            del self.sides.positions[k]
+        self.sides.positions.update(new.positions)
+        self._sync_sides()
+        return n
+
+    def _sync_sides(self) -> None:
+        self.capital.two_sided = {k: (p.long.total, p.short.total) for k, p in self.sides.positions.items()
+                                  if p.long.total or p.short.total}
+
+    def _refresh_equity(self) -> None:
+        """Equity follows P&L: capital + P&L of the account (its currency, at today's rates), or
+        the broker's reading while it is fresh. Margin too: the broker's, else ours."""
+        self._sync_sides()
+        now = self.clock.now_ns()
+        for acc_id, acc in self.capital.accounts.items():
+            pnl, _ = self.pnl.account_pnl(acc_id, acc.currency)
+            self.computed_equity[acc_id] = acc.capital + pnl
+            r = self.account_readings.get(acc_id)
+            fresh = r is not None and now - r["received_ns"] <= self.account_reading_max_age_ns
+            self.capital.set_equity(acc_id, r["equity"] if fresh else acc.capital + pnl, allow_loss=True)  # type: ignore[index]
+            if fresh and r.get("margin") is not None:  # type: ignore[union-attr]
+                self.capital.broker_margin[acc_id] = r["margin"]  # type: ignore[index]
+            else:
+                self.capital.broker_margin.pop(acc_id, None)
+
+    def on_account_reading(self, account: str, reading: Mapping[str, Any]) -> GuardOutput:
+        """A broker's account reading (``equity``, and optionally ``margin``, ``available``,
+        ``currency``, ``ts_ns``) from an adapter that can read it: it wins over our figures
+        (equity, margin) while fresh; a difference from ours beyond ``account_tolerance`` of our
+        equity is a yellow ``account_mismatch`` alert (resolved when they agree again) and a
+        ``RECONCILE`` ``ACCOUNT_MISMATCH`` record. Bad input is recorded, never raised."""
+        out = GuardOutput()
+        now = self.clock.now_ns()
+        try:
+            acc = self.capital.accounts.get(account)
+            if acc is None:
+                raise ValueError(f"account: {account!r} is not an account of this deployment")
+            if not isinstance(reading, Mapping):
+                raise TypeError(f"reading: expected a mapping, got {type(reading).__name__}")
+            vals: dict[str, Any] = {}
+            for f in ("equity", "margin", "available"):
+                v = reading.get(f)
+                if v is None:
+                    if f == "equity":
+                        raise ValueError("equity: the reading has none")
+                    vals[f] = None
+                    continue
+                d = Decimal(str(v))
+                if not d.is_finite():
+                    raise ValueError(f"{f}: {v!r} is not an amount")
+                vals[f] = d
+            ccy = reading.get("currency")
+            if ccy and str(ccy).upper() != acc.currency:
+                raise ValueError(f"currency: the reading is in {ccy}, account {account} in {acc.currency}")
+        except (ValueError, TypeError, ArithmeticError) as e:
+            self._bad_input("on_account_reading", e, reading)
+            return out
+        self._refresh_equity()   # ours, before the reading wins
+        ours_eq = self.computed_equity[account]
+        ours_margin = self.capital.computed_margin(self.book).get(account, ZERO)
+        self.account_readings[account] = {**vals, "received_ns": now, "ts_ns": int(reading.get("ts_ns") or now)}
+        base = max(abs(ours_eq), Decimal(1))
+        d_eq = abs(vals["equity"] - ours_eq)
+        d_m = abs(vals["margin"] - ours_margin) if vals["margin"] is not None else ZERO
+        worst = max(d_eq, d_m) / base
+        off = worst > self.account_tolerance
+        if off:
+            self.sink.emit(self.maker.make(EventKind.RECONCILE, reason="ACCOUNT_MISMATCH", account=account,
+                                           broker={k: None if v is None else str(v) for k, v in vals.items()},
+                                           ours={"equity": str(ours_eq), "margin": str(ours_margin)},
+                                           difference={"equity": str(d_eq), "margin": str(d_m)},
+                                           tolerance=str(self.account_tolerance)))
+        msg = (f"account {account}: broker equity {vals['equity']:.2f} vs ours {ours_eq:.2f}"
+               + (f", margin {vals['margin']:.2f} vs ours {ours_margin:.2f}" if vals["margin"] is not None else "")
+               + f" {acc.currency} (tolerance {self.account_tolerance * 100:.2f}% of equity; the broker's figures are used)")
+        out.extend(self._observe(Condition("account_mismatch", "account", account, AlertLevel.YELLOW if off else None,
+                                           float(worst), float(self.account_tolerance), msg), now))
+        self._refresh_equity()
+        out.regrant = True
+        return out
+
+    def accounts_status(self) -> dict[str, dict[str, Any]]:
+        """Per account: capital, P&L, equity (and where it comes from), margin (ours and the
+        broker's), available funds, in the account's currency."""
+        ours = self.capital.computed_margin(self.book)
+        used = self.capital.used_by_account(self.book)
+        now = self.clock.now_ns()
+        out: dict[str, dict[str, Any]] = {}
+        q = Decimal("0.01")
+        for acc_id, acc in self.capital.accounts.items():
+            r = self.account_readings.get(acc_id)
+            fresh = r is not None and now - r["received_ns"] <= self.account_reading_max_age_ns
+            eq = self.capital.equity[acc_id]
+            out[acc_id] = {
+                "currency": acc.currency, "capital": str(acc.capital),
+                "pnl": str((self.computed_equity[acc_id] - acc.capital).quantize(q)),
+                "equity": str(eq.quantize(q)), "computed_equity": str(self.computed_equity[acc_id].quantize(q)),
+                "equity_source": "broker" if fresh else "computed",
+                "margin": str(used[acc_id].quantize(q)), "computed_margin": str(ours[acc_id].quantize(q)),
+                "available": str((r["available"] if fresh and r.get("available") is not None  # type: ignore[union-attr]
+                                  else eq - used[acc_id]).quantize(q)),
+                "broker": None if r is None else {k: (str(v) if isinstance(v, Decimal) else v) for k, v in r.items()},
+            }
+        return out
+
+    def pnl_status(self) -> dict[str, Any]:
+        """P&L in the base currency per account, strategy and pair (legs too), with the marks
+        and rates used (``PnlBook.snapshot``)."""
+        return self.pnl.snapshot()
+
+    def _pnl_mark_event(self, now: int) -> None:
+        snap = self.pnl.snapshot()
+        per, overall = self.capital.occupancy(self.book, self.cfg.occupancy, self.leases.in_flight())
+        accts = self.accounts_status()
+        for a, o in per.items():
+            accts[a]["occupancy"] = float(o.ratio)
+        eq_base = ZERO
+        for a, acc in self.capital.accounts.items():
+            r = self.capital.rate(acc.currency, self.base)
+            if r is not None:
+                eq_base += self.capital.equity[a] * r
+        self.sink.emit(self.maker.make(
+            EventKind.PNL, reason="MARK", base_currency=self.base, accounts=accts, total=snap["total"],
+            equity_base=str(eq_base.quantize(Decimal("0.01"))), occupancy=float(overall.ratio),
+            strategies=snap["strategies"], pairs=snap["pairs"], marks=snap["marks"], fx=snap["fx"],
+            market_ns=self.capital.market_ns(self.book)))
 
     # -- alerts and automatic actions -------------------------------------------------------
     def _observe(self, c: Condition, now: int) -> GuardOutput:
@@ -497,6 +789,7 @@ class RiskGuardCore:
 
     # -- status ---------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
+        self._refresh_equity()
         per, overall = self.capital.occupancy(self.book, self.cfg.occupancy, self.leases.in_flight())
 
         def occ(o: Any) -> dict[str, Any]:
@@ -515,6 +808,9 @@ class RiskGuardCore:
                                  "usage": {p: str(v) for p, v in self.leases.reported.get(c, {}).items()}}
                              for c in self.leases.weights},
             "positions": {"accounts": acct_pos, "strategies": strat_pos},
+            "two_sided": self.sides.snapshot(),
+            "accounts": self.accounts_status(),
+            "pnl": self.pnl_status(),
             "limits": self.cfg.model_dump(mode="json"),
             "counters": dict(self.counters),
             "unresolved_escalations": {d: {**e, "residual": _jsonable(e.get("residual"))}
@@ -728,6 +1024,21 @@ class RiskGuardCore:
                 legs.append((acc, inst, _whole_lots(leg["lots"], f"legs[{i}].lots"), price))
             summary_ts = int(p.get("summary_ts_ns") or 0)
             trade_id = str(p["trade_id"]) if p.get("incremental") and p.get("trade_id") else ""
+            raw_trades = p.get("trades") or []
+            if not isinstance(raw_trades, (list, tuple)):
+                raise TypeError(f"trades: expected a list, got {type(raw_trades).__name__}")
+            trades: list[tuple[str, str, str, Side, int, Decimal, str | None]] = []
+            for i, t in enumerate(raw_trades):
+                if not isinstance(t, Mapping):
+                    raise TypeError(f"trades[{i}]: expected a mapping, got {type(t).__name__}")
+                tp = Decimal(str(t["price"]))
+                if not tp.is_finite() or tp <= 0:
+                    raise ValueError(f"trades[{i}].price: {t['price']!r} is not a price")
+                off = t.get("offset")
+                if off not in (None, "OPEN", "CLOSE", "CLOSE_TODAY", "CLOSE_YESTERDAY"):
+                    raise ValueError(f"trades[{i}].offset: {off!r}")
+                trades.append((str(t["account"]), str(t["instrument"]), str(t.get("pair", "")), Side(t["side"]),
+                               _whole_lots(t["qty"], f"trades[{i}].qty"), tp, off))
             # read: now apply
             if did not in self.booked:
                 rep.booked_pairs += 1
@@ -737,6 +1048,14 @@ class RiskGuardCore:
             for acc, inst, lots, price in legs:
                 self.book.apply_fill(acc, ev.strategy, inst, lots, price, ev.ts_ns)
                 booked[(acc, inst)] = booked.get((acc, inst), 0) + lots
+            fills = self.booked_fills.setdefault(did, {})
+            for (acc, inst, pair, side, qty, tp, off), t in zip(trades, raw_trades):   # P&L and two-sided positions
+                self._apply_trade(acc, ev.strategy, pair, inst, side, qty, tp, off, None, ev.ts_ns,
+                                  decision_id=did, emit=False)
+                if t.get("leg") and not (p.get("incremental") and trade_id):
+                    f_q, f_n, r_q, r_n = fills.get(str(t["leg"]), (0, ZERO, 0, ZERO))
+                    fills[str(t["leg"])] = (f_q, f_n, r_q + qty, r_n + tp * qty) if t.get("unwind") \
+                        else (f_q + qty, f_n + tp * qty, r_q, r_n)
             self.booked_ts[did] = max(self.booked_ts.get(did, 0), summary_ts)
             self.booked_state[did] = str(p.get("state", ""))
             if p.get("state") == "ESCALATED":

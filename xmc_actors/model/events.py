@@ -27,6 +27,7 @@ class EventKind(str, Enum):
     RECONCILE = "RECONCILE"
     STRATEGY_ERROR = "STRATEGY_ERROR"
     LIFECYCLE = "LIFECYCLE"
+    PNL = "PNL"          # P&L: one per execution booked (TRADE), and per mark interval (MARK) by the risk guard
     STAGE = "STAGE"      # a strategy's rollout stage changed, or a promotion gate decided
     SHADOW = "SHADOW"    # what a strategy in shadow would have sent, priced against the book
 

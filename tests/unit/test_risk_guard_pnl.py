@@ -1,0 +1,181 @@
+"""The risk guard's money: P&L from the pairs it books, equity that follows it, margin by each
+venue's rule on two-sided positions, and a broker's account reading that wins (and alerts)."""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import testkit as tk
+from test_monitor_alerts import OPEN_NS, summary
+
+from xmc_actors.core.clock import SimClock
+from xmc_actors.core.risk_guard import RiskGuardCore
+from xmc_actors.core.sink import MemorySink
+from xmc_actors.model import Account
+from xmc_actors.model.events import EventKind
+from xmc_actors.model.risk import RiskConfig
+
+RATE = Decimal("7")
+S = 1_000_000_000
+
+
+def core(margin_rule: str = "gross", **kw: Any) -> tuple[RiskGuardCore, MemorySink, SimClock]:
+    clock, sink = SimClock(OPEN_NS), MemorySink()
+    accs = [Account(id="cn", broker="sim", venues=("SHFE",), currency="CNY", capital=Decimal(10_000_000)),
+            Account(id="us", broker="sim", venues=("LME",), currency="USD", capital=Decimal(2_000_000))]
+    fx = lambda a, b: {("CNY", "USD"): 1 / RATE, ("USD", "CNY"): RATE}.get((a, b))  # noqa: E731
+    venues = {"SHFE": tk.venue("SHFE", offsets=True).model_copy(update={"margin_rule": margin_rule}),
+              "LME": tk.venue("LME")}
+    g = RiskGuardCore(RiskConfig(), tk.instruments(), venues, accs, fx, clock=clock, sink=sink, **kw)
+    g.register_coordinator("c1")
+    return g, sink, clock
+
+
+def one_leg(did: str, side: str, qty: int, price: str, *, inst: str = "SHFE.cu", account: str = "cn",
+            strategy: str = "s1") -> dict:
+    return {"decision_id": did, "strategy": strategy, "coordinator": "c1", "outcome": "HEDGED", "unhedged_ms": 0.0,
+            "legs": [{"leg": "A", "instrument": inst, "account": account, "side": side, "intended_qty": qty,
+                      "filled_qty": qty, "avg_price": price, "trigger_price": price, "orders": 1, "rejects": 0,
+                      "ack_latencies_ms": [1.0]}]}
+
+
+def mark(g: RiskGuardCore, clock: SimClock, inst: str, px: str) -> None:
+    g.on_quotes([tk.quote(inst, Decimal(px) - 10 if inst == "SHFE.cu" else Decimal(px) - Decimal("0.5"),
+                          Decimal(px) + 10 if inst == "SHFE.cu" else Decimal(px) + Decimal("0.5"), ts_ns=clock.now_ns())])
+
+
+def test_a_booked_pair_records_each_execution_with_its_offset_and_fee() -> None:
+    g, sink, _ = core()
+    g.on_pair_done(summary("d1"))
+    trades = [e for e in sink.events if e.kind is EventKind.PNL and e.reason == "TRADE"]
+    assert [(e.instrument, e.payload["side"], e.payload["offset"]) for e in trades] == [
+        ("SHFE.cu", "BUY", "OPEN"), ("LME.CA3M", "SELL", None)]
+    cu = tk.instrument("SHFE.cu")
+    assert Decimal(trades[0].payload["fee"]) == cu.fee(Decimal(72000), 1, "OPEN")
+    assert trades[0].decision_id == "d1" and trades[0].payload["pair"] == "LME.CA3M/SHFE.cu"
+    booked = [e for e in sink.events if e.kind is EventKind.RISK_DECISION and e.reason == "BOOKED"][-1]
+    assert len(booked.payload["trades"]) == 2
+    assert g.status()["two_sided"]["cn/SHFE.cu"]["long"]["today"] == 1
+
+
+def test_equity_follows_pnl_and_occupancy_moves_with_it() -> None:
+    g, sink, clock = core()
+    g.on_pair_done(one_leg("d1", "BUY", 10, "72000"))
+    fee = tk.instrument("SHFE.cu").fee(Decimal(72000), 10, "OPEN")
+    mark(g, clock, "SHFE.cu", "72000")
+    g.tick()
+    occ0 = g.status()["occupancy"]["cn"]["ratio"]
+    clock.advance(10 * S)
+    mark(g, clock, "SHFE.cu", "73000")           # +1000 x 5 t x 10 lots
+    g.tick()
+    st = g.status()
+    acc = st["accounts"]["cn"]
+    assert Decimal(acc["equity"]) == Decimal(10_000_000) + 50_000 - fee.quantize(Decimal("0.01"))
+    assert acc["equity_source"] == "computed"
+    assert st["occupancy"]["cn"]["ratio"] != occ0
+    marks = [e for e in sink.events if e.kind is EventKind.PNL and e.reason == "MARK"]
+    assert len(marks) == 2
+    assert Decimal(marks[-1].payload["accounts"]["cn"]["equity"]) > Decimal(marks[0].payload["accounts"]["cn"]["equity"])
+    assert marks[-1].payload["strategies"]["s1"]["unrealised_base"] == str((Decimal(50_000) / RATE).quantize(Decimal("0.01")))
+    assert marks[-1].payload["fx"]["SHFE.cu"] == str(1 / RATE)
+
+
+def test_a_close_after_a_trading_day_roll_is_a_close_yesterday_and_realises() -> None:
+    g, sink, clock = core()
+    g.on_pair_done(one_leg("d1", "BUY", 2, "72000"))
+    clock.advance(24 * 3600 * S)                # the next trading day
+    mark(g, clock, "SHFE.cu", "72500")
+    g.on_pair_done(one_leg("d2", "SELL", 2, "72500"))
+    t = [e for e in sink.events if e.kind is EventKind.PNL and e.reason == "TRADE"][-1]
+    assert t.payload["offset"] == "CLOSE_YESTERDAY" and Decimal(t.payload["realised"]) == Decimal(500 * 5 * 2)
+    assert "cn/SHFE.cu" not in g.status()["two_sided"]
+
+
+def test_a_locked_position_is_charged_on_both_sides_or_the_larger_by_the_venues_rule() -> None:
+    used = {}
+    for rule in ("gross", "larger_side"):
+        g, _, clock = core(margin_rule=rule, offset_preference="lock")
+        mark(g, clock, "SHFE.cu", "72000")
+        g.on_pair_done(one_leg("d1", "BUY", 3, "72000"))
+        g.on_pair_done(one_leg("d2", "SELL", 2, "72000"))   # a lock: long 3, short 2
+        assert g.status()["two_sided"]["cn/SHFE.cu"]["short"]["today"] == 2
+        used[rule] = Decimal(g.status()["occupancy"]["cn"]["used"])
+    one_lot = tk.instrument("SHFE.cu").notional(Decimal(72000), 1) * tk.instrument("SHFE.cu").margin_rate
+    assert used["gross"] == 5 * one_lot and used["larger_side"] == 3 * one_lot
+
+
+def test_a_broker_reading_wins_and_a_difference_beyond_the_tolerance_is_an_alert() -> None:
+    g, sink, clock = core()
+    g.on_pair_done(one_leg("d1", "BUY", 1, "72000"))
+    mark(g, clock, "SHFE.cu", "72000")
+    g.tick()
+    ours = Decimal(g.status()["accounts"]["cn"]["computed_equity"])
+    # within tolerance: taken, no alert
+    out = g.on_account_reading("cn", {"equity": str(ours + 10), "margin": "36000", "available": "9000000"})
+    assert not out.alerts
+    acc = g.status()["accounts"]["cn"]
+    assert acc["equity_source"] == "broker" and Decimal(acc["equity"]) == (ours + 10).quantize(Decimal("0.01"))
+    assert acc["available"] == "9000000.00" and acc["margin"] == "36000.00"
+    # beyond: a yellow account_mismatch alert and a RECONCILE record; the broker's figure is used
+    out = g.on_account_reading("cn", {"equity": str(ours - 200_000), "currency": "CNY"})
+    assert [(a.monitor, a.key, a.level.value) for a in out.alerts] == [("account_mismatch", "cn", "yellow")]
+    assert [e.reason for e in sink.events if e.kind is EventKind.RECONCILE] == ["ACCOUNT_MISMATCH"]
+    assert Decimal(g.status()["occupancy"]["cn"]["equity"]) == ours - 200_000
+    # agreeing again resolves it
+    out = g.on_account_reading("cn", {"equity": str(ours)})
+    assert [a.resolved for a in out.alerts] == [True]
+
+
+def test_a_stale_broker_reading_gives_way_to_our_figures() -> None:
+    g, _, clock = core(account_reading_max_age_ms=1_000)
+    g.on_account_reading("cn", {"equity": "9000000"})
+    assert g.status()["accounts"]["cn"]["equity_source"] == "broker"
+    clock.advance(5 * S)
+    assert g.status()["accounts"]["cn"]["equity_source"] == "computed"
+
+
+def test_a_bad_account_reading_is_recorded_and_changes_nothing() -> None:
+    g, sink, _ = core()
+    for acc, r in (("cn", {"margin": "1"}), ("cn", {"equity": "NaN"}), ("xx", {"equity": "1"}),
+                   ("cn", {"equity": "1", "currency": "USD"}), ("cn", "nonsense")):
+        g.on_account_reading(acc, r)  # type: ignore[arg-type]
+    bad = [e.reason for e in sink.events if e.kind is EventKind.BAD_INPUT]
+    assert len(bad) == 5 and any("equity" in b for b in bad) and any("currency" in b for b in bad)
+    assert g.status()["accounts"]["cn"]["equity_source"] == "computed"
+
+
+def test_the_venues_two_sided_positions_replace_the_guards_view() -> None:
+    g, _, clock = core()
+    mark(g, clock, "SHFE.cu", "72000")
+    g.on_pair_done(one_leg("d1", "BUY", 1, "72000"))
+    n = g.load_two_sided("SHFE", {"cn/SHFE.cu": {"long": {"today": 0, "yesterday": 1}, "short": {"today": 4, "yesterday": 0},
+                                                 "trading_day": "2025-01-07"}, "cn/LME.CA3M": {"long": {"today": 9}},
+                                  "cn/SHFE.al": "nonsense"})
+    assert n == 1
+    p = g.status()["two_sided"]["cn/SHFE.cu"]
+    assert (p["long"]["yesterday"], p["short"]["today"]) == (1, 4)
+    one_lot = tk.instrument("SHFE.cu").notional(Decimal(72000), 1) * tk.instrument("SHFE.cu").margin_rate
+    assert Decimal(g.status()["occupancy"]["cn"]["used"]) == 5 * one_lot   # gross: both sides
+
+
+def test_a_rebuild_restores_pnl_and_two_sided_positions_and_the_same_summary_again_adds_nothing() -> None:
+    g, sink, clock = core()
+    g.on_pair_done(one_leg("d1", "BUY", 2, "72000"))
+    g.on_pair_done(one_leg("d2", "SELL", 1, "72400"))
+    before = g.pnl.snapshot()["total"]
+    g2, _, _ = core()
+    g2.rebuild(sink.events, {"cn": {"SHFE.cu": 1}})
+    assert g2.pnl.snapshot()["total"] == before
+    assert g2.status()["two_sided"] == g.status()["two_sided"]
+    g2.on_pair_done(one_leg("d2", "SELL", 1, "72400"))
+    assert g2.pnl.snapshot()["total"] == before
+
+
+def test_a_revised_summary_books_only_the_new_fills_at_their_own_price() -> None:
+    g, sink, _ = core()
+    g.on_pair_done(one_leg("d1", "BUY", 1, "72000"))
+    rev = one_leg("d1", "BUY", 3, "72100")      # two more lots: average 72100 over 3 -> 72150 each
+    rev["ts_ns"] = 5
+    g.on_pair_done(rev)
+    t = [e for e in sink.events if e.kind is EventKind.PNL and e.reason == "TRADE"][-1]
+    assert (t.payload["qty"], Decimal(t.payload["price"])) == (2, Decimal(72150))
