@@ -179,3 +179,31 @@ def test_a_revised_summary_books_only_the_new_fills_at_their_own_price() -> None
     g.on_pair_done(rev)
     t = [e for e in sink.events if e.kind is EventKind.PNL and e.reason == "TRADE"][-1]
     assert (t.payload["qty"], Decimal(t.payload["price"])) == (2, Decimal(72150))
+
+
+def test_the_report_and_the_summary_rows_show_pnl_by_strategy_and_pair_and_a_moving_equity(tmp_path) -> None:
+    from xmc_actors.ledger.audit import AuditReader
+    from xmc_actors.ledger.figures import LABELS, ledger_figures
+    from xmc_actors.ledger.report import build_report
+    from xmc_actors.ledger.schema import encode_events
+    from xmc_actors.ledger.store import LedgerStore
+
+    g, sink, clock = core(pnl_interval_ms=1_000)
+    g.on_pair_done(summary("d1"))
+    g.on_pair_done(one_leg("d2", "BUY", 4, "72000", strategy="s2"))
+    for i, px in enumerate(("72000", "72300", "72600", "72200")):
+        clock.advance(2 * S)
+        mark(g, clock, "SHFE.cu", px)
+        g.tick()
+    s = LedgerStore(tmp_path / "ledger")
+    s.append(encode_events(list(sink.events)).table, stored_ns=1)
+    s.close()
+    with AuditReader(tmp_path / "ledger") as r:
+        fig = ledger_figures(r)
+        page = build_report(r, figures=fig)
+    rows = dict(fig.rows())
+    assert fig.pnl_trades == 3 and len(fig.equity_curve) == 4
+    assert rows[LABELS["pnl"]].endswith("3 trades") and "USD" in rows[LABELS["pnl"]]
+    assert fig.equity_curve[0][1] != fig.equity_curve[-1][1] and LABELS["equity"] in rows
+    assert set(fig.pnl_by_strategy) == {"s1", "s2"} and "s1|LME.CA3M/SHFE.cu" in fig.pnl_by_pair
+    assert "Equity and P&amp;L" in page and "P&amp;L by strategy" in page and "<polyline" in page

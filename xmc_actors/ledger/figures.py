@@ -26,7 +26,12 @@ Definitions (events in ``[since_ns, until_ns)`` of the ledger's ``ts_ns``, the w
 * **alerts by level**: ``ALERT`` events by their level; each alert's **name** is its monitor and
   scope (:func:`alert_name`);
 * **market time (replayed)**: per strategy, the span of the market time its decisions were
-  taken at (``market_ts_ns`` of a decision's first ``SIGNAL``, when it is not the wall clock).
+  taken at (``market_ts_ns`` of a decision's first ``SIGNAL``, when it is not the wall clock);
+* **P&L** (base currency): the risk guard's last ``PNL`` ``MARK`` record of the range (total,
+  realised less fees, unrealised, FX; per strategy and per pair), and **equity** (base
+  currency, all accounts) from its first to its last ``MARK`` record; the equity curve is at
+  most :data:`EQUITY_POINTS` points (the last record of each time bin); trades are the
+  ``PNL`` ``TRADE`` records.
 
 Every query streams or aggregates in DuckDB; Python holds a histogram per distribution, not the
 values, so a ledger of any size gives figures of the same size.
@@ -58,7 +63,10 @@ LABELS = {
     "unhedged_ms": "unhedged exposure per traded pair (ms)",
     "alerts_by_level": "alerts by level",
     "market_time": "market time (replayed)",
+    "pnl": "P&L",
+    "equity": "equity (all accounts)",
 }
+EQUITY_POINTS = 240
 HIST_BINS = 30
 # an event whose market time is within this of its wall time was not replayed (as audit.Trace)
 _SLACK_NS = 3_600 * 1_000_000_000
@@ -122,6 +130,13 @@ class RunFigures:
     wall_span: tuple[int, int] | None = None  # first and last event of the range (ns, wall clock)
     open_pairs: list[str] = field(default_factory=list)  # at most 1000, oldest first
     examples: dict[str, str] = field(default_factory=dict)  # "a rolled-back pair" -> decision id
+    base_currency: str = ""
+    #: the last PNL MARK's total (base): realised_base, unrealised_base, fees_base, fx_base, total_base...
+    pnl_total: dict[str, Any] = field(default_factory=dict)
+    pnl_by_strategy: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pnl_by_pair: dict[str, dict[str, Any]] = field(default_factory=dict)   # "strategy|pair" -> figures
+    equity_curve: list[tuple[int, float]] = field(default_factory=list)      # (ts_ns, equity in base)
+    pnl_trades: int = 0
 
     @property
     def pairs(self) -> int:
@@ -147,6 +162,11 @@ class RunFigures:
                (LABELS["alerts_by_level"], levels_text(self.alerts_by_level))]
         if self.market_span:
             out.append((LABELS["market_time"], market_text(self.market_span)))
+        if self.pnl_total or self.pnl_trades:
+            out.append((LABELS["pnl"], pnl_text(self.pnl_total, self.base_currency, self.pnl_trades)))
+        if self.equity_curve:
+            a, b = self.equity_curve[0][1], self.equity_curve[-1][1]
+            out.append((LABELS["equity"], f"{a:,.2f} to {b:,.2f} {self.base_currency} ({b - a:+,.2f})"))
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -164,6 +184,19 @@ def outcomes_text(counts: dict[str, int]) -> str:
     """``HEDGED 247, ROLLED_BACK 8, REFUSED 1``: outcomes in :data:`OUTCOMES` order, then others."""
     keys = [k for k in OUTCOMES if counts.get(k)] + sorted(k for k in counts if k not in OUTCOMES and counts[k])
     return ", ".join(f"{k} {counts[k]:,}" for k in keys) or "none"
+
+
+def pnl_text(total: dict[str, Any], ccy: str, trades: int) -> str:
+    """``+1,234.50 USD (realised less fees +1,000.00, unrealised +300.00, FX -65.50; fees 12.00), 18 trades``."""
+    def n(k: str) -> str:
+        try:
+            return f"{float(total.get(k) or 0):+,.2f}"
+        except (TypeError, ValueError):
+            return "?"
+    if not total:
+        return f"no mark recorded yet, {trades:,} trades"
+    return (f"{n('total_base')} {ccy} (realised less fees {n('realised_base')}, unrealised {n('unrealised_base')}, "
+            f"FX {n('fx_base')}; fees {n('fees_base').lstrip('+')}), {trades:,} trades")
 
 
 def levels_text(counts: dict[str, int]) -> str:
@@ -239,7 +272,43 @@ def _figures(con: Any, since_ns: int | None, until_ns: int | None) -> RunFigures
     fig.unhedged_ms = Dist.of(_unhedged(con, until))
     _alerts(con, rng, fig)
     _market(con, until, fig)
+    _pnl(con, rng, fig)
     return fig
+
+
+def _pnl(con: Any, rng: str, fig: RunFigures) -> None:
+    """The P&L figures and the equity curve from the risk guard's ``PNL`` records."""
+    fig.pnl_trades = int(con.execute(f"SELECT count(*) FROM events WHERE kind = 'PNL' AND reason = 'TRADE' AND {rng}")
+                         .fetchall()[0][0])
+    lo, hi, n = con.execute(f"SELECT min(ts_ns), max(ts_ns), count(*) FROM events WHERE kind = 'PNL' "
+                            f"AND reason = 'MARK' AND {rng}").fetchall()[0]
+    if not n:
+        return
+    width = max((int(hi) - int(lo)) // EQUITY_POINTS, 1)
+    points: dict[int, tuple[int, float]] = {}
+    last: tuple[int, dict[str, Any]] | None = None
+    first: tuple[int, float] | None = None
+    for b in _batches(con, f"SELECT ts_ns, payload FROM events WHERE kind = 'PNL' AND reason = 'MARK' AND {rng} "
+                           "ORDER BY ts_ns, event_id"):
+        for ts, blob in zip(b.column(0).to_pylist(), b.column(1).to_pylist()):
+            p = unpack_payload(blob)
+            try:
+                eq = float(p.get("equity_base"))
+            except (TypeError, ValueError):
+                continue
+            k = (int(ts) - int(lo)) // width
+            if first is None:
+                first = (int(ts), eq)
+            points[k] = (int(ts), eq)   # the last record of each bin
+            last = (int(ts), p)
+    if first is not None:
+        fig.equity_curve = [first] + [points[k] for k in sorted(points) if points[k] != first]
+    if last is not None:
+        p = last[1]
+        fig.base_currency = str(p.get("base_currency") or "")
+        fig.pnl_total = dict(p.get("total") or {})
+        fig.pnl_by_strategy = {str(k): dict(v) for k, v in (p.get("strategies") or {}).items()}
+        fig.pnl_by_pair = {str(k): dict(v) for k, v in (p.get("pairs") or {}).items()}
 
 
 def _examples(con: Any, until: str) -> dict[str, str]:
@@ -384,4 +453,4 @@ def _market(con: Any, until: str, fig: RunFigures) -> None:
 
 
 __all__ = ["Dist", "LABELS", "OUTCOMES", "LEVELS", "RunFigures", "alert_level", "alert_name", "ledger_figures",
-           "levels_text", "market_text", "outcomes_text", "pad"]
+           "levels_text", "market_text", "outcomes_text", "pad", "pnl_text"]

@@ -2,7 +2,8 @@
 size does not grow with the ledger.
 
 Everything drawn is aggregated in DuckDB or bounded: the figures every view shares
-(:mod:`.figures`, the same rows the run summary prints), pair outcomes, histograms of slippage
+(:mod:`.figures`, the same rows the run summary prints), equity over time and P&L by strategy
+and by pair (the risk guard's ``PNL`` records), pair outcomes, histograms of slippage
 and unhedged exposure (fixed bins), order latency per venue (quantiles), pairs and alerts over
 time in at most :data:`TIME_BINS` bins, a scatter of at most :data:`SCATTER_POINTS` sampled
 order latencies, the :data:`TOP_ALERT_NAMES` most frequent alert names and at most
@@ -203,6 +204,87 @@ def scatter(points: Sequence[tuple[int, float, str]], t0: int, t1: int, *, title
     return "".join(out)
 
 
+def line_chart(points: Sequence[tuple[int, float]], *, title: str, unit: str = "", width: int = 900,
+               height: int = 220) -> str:
+    """A line over time (``(ts_ns, value)``, already bounded by the caller), with its first and
+    last values and the time axis in UTC."""
+    if not points:
+        return _empty(title, width)
+    left, top, bottom = 90, 30, 30
+    w, h = width - left - 10, height - top - bottom
+    t0, t1 = points[0][0], points[-1][0]
+    lo, hi = min(v for _, v in points), max(v for _, v in points)
+    span_t, span_v = max(t1 - t0, 1), (hi - lo) or max(abs(hi), 1.0) * 1e-6
+
+    def xy(t: int, v: float) -> str:
+        return f"{left + w * (t - t0) / span_t:.1f},{top + h - h * (v - lo) / span_v:.1f}"
+
+    out = [_svg(width, height, title),
+           f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="none" stroke="#ccc"/>',
+           f'<text x="{left - 4}" y="{top + 10}" font-size="11" text-anchor="end">{hi:,.0f}</text>',
+           f'<text x="{left - 4}" y="{top + h}" font-size="11" text-anchor="end">{lo:,.0f}</text>',
+           f'<polyline fill="none" stroke="#1565c0" stroke-width="1.5" points="{" ".join(xy(t, v) for t, v in points)}"/>',
+           f'<text x="{left}" y="{height - 8}" font-size="11">{_e(fmt_ns(t0))}</text>',
+           f'<text x="{left + w}" y="{height - 8}" font-size="11" text-anchor="end">{_e(fmt_ns(t1))}</text>',
+           f'<text x="{left + w / 2:.0f}" y="{height - 8}" font-size="11" text-anchor="middle">'
+           f'{points[0][1]:,.2f} to {points[-1][1]:,.2f} {_e(unit)} ({points[-1][1] - points[0][1]:+,.2f})</text>',
+           "</svg>"]
+    return "".join(out)
+
+
+def signed_bars(items: Sequence[tuple[str, float]], *, title: str, unit: str = "", width: int = 560,
+                bar_h: int = 22) -> str:
+    """Horizontal bars around zero: gains to the right (green), losses to the left (red)."""
+    if not items:
+        return _empty(title, width)
+    top = max(abs(v) for _, v in items) or 1.0
+    label_w, half = 200, (width - 200 - 110) / 2
+    mid = label_w + half
+    out = [_svg(width, 30 + bar_h * len(items) + 10, title),
+           f'<line x1="{mid:.1f}" y1="26" x2="{mid:.1f}" y2="{30 + bar_h * len(items)}" stroke="#999"/>']
+    for i, (label, v) in enumerate(items):
+        y = 30 + i * bar_h
+        bw = half * abs(v) / top
+        x = mid if v >= 0 else mid - bw
+        out.append(f'<text x="0" y="{y + 15}" font-size="12">{_e(label[:32])}</text>'
+                   f'<rect x="{x:.1f}" y="{y + 3}" width="{bw:.1f}" height="{bar_h - 6}" fill="{"#2e7d32" if v >= 0 else "#c62828"}"/>'
+                   f'<text x="{width - 105}" y="{y + 15}" font-size="12">{v:+,.2f} {_e(unit)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _pnl_items(d: dict[str, dict[str, Any]]) -> list[tuple[str, float]]:
+    out = []
+    for k, v in d.items():
+        try:
+            out.append((k, float(v.get("total_base") or 0)))
+        except (TypeError, ValueError):
+            continue
+    return sorted(out, key=lambda kv: -abs(kv[1]))[:40]
+
+
+def _pnl_section(fig: RunFigures) -> list[str]:
+    """Equity over time, P&L by strategy and by pair (the risk guard's PNL records)."""
+    ccy = fig.base_currency
+    if not fig.equity_curve and not fig.pnl_by_strategy:
+        return ["<section><h2>Equity and P&amp;L</h2><p>No P&amp;L recorded in this range (the risk guard records "
+                "a PNL event per trade and per mark interval).</p></section>"]
+    t = fig.pnl_total
+    rows = [("total", t.get("total_base")), ("realised less fees", t.get("realised_base")),
+            ("unrealised", t.get("unrealised_base")), ("FX", t.get("fx_base")), ("fees", t.get("fees_base"))]
+    out = ["<section><h2>Equity and P&amp;L</h2>",
+           f"<p>In {_e(ccy)}, at the last mark of the range; price P&amp;L counts each realised amount at the "
+           "FX rate of its trade, FX P&amp;L is what the rate moved since.</p><table>",
+           *(f"<tr><th>{_e(k)}</th><td class='num'>{_e(v if v is not None else '—')}</td></tr>" for k, v in rows),
+           "</table>",
+           line_chart(fig.equity_curve, title=f"Equity, all accounts ({ccy})", unit=ccy),
+           "<div class='grid'>",
+           f"<section>{signed_bars(_pnl_items(fig.pnl_by_strategy), title='P&L by strategy', unit=ccy)}</section>",
+           f"<section>{signed_bars(_pnl_items(fig.pnl_by_pair), title='P&L by pair (strategy|pair)', unit=ccy)}</section>",
+           "</div></section>"]
+    return out
+
+
 def trace_command(decision_id: str, ledger: str) -> str:
     """The ``xmc audit trace`` of one decision on this ledger, quoted to work as pasted."""
     return f"xmc audit trace {shlex.quote(decision_id)} --ledger {shlex.quote(ledger)}"
@@ -317,6 +399,7 @@ def _build(reader: AuditReader, fig: RunFigures, since_ns: int | None, until_ns:
         f"<section>{latency_chart(lat, title='Order round-trip latency per venue')}</section>",
         f"<section>{histogram(fig.unhedged_ms, title=LABELS['unhedged_ms'].capitalize(), xlabel='legs off their ratio (ms)')}</section>",
         "</div>",
+        *_pnl_section(fig),
         f"<section>{stacked_timeline(tl['pairs'], OUTCOMES, OUTCOME_COLOURS, tl['t0'], tl['t1'], title='Pairs over time, by outcome', axis=tl['axis'])}</section>",
         f"<section>{alert_heat(tl['alerts'], tl['t0'], tl['t1'], title=f'Alerts over time, by level ({n_alerts:,})', axis=tl['axis'])}</section>",
         f"<section>{scatter(tl['points'], tl['t0'], tl['t1'], title=sample_title, axis=tl['axis'], ylabel='ms')}</section>",
