@@ -800,6 +800,13 @@ class VenueGateway:
         fn = getattr(self._s(gateway).core.adapter, "two_sided_positions", None)
         return fn() if fn is not None else {}
 
+    async def account_reading(self, gateway: str | None = None) -> dict[str, dict[str, Any]]:
+        """The broker's own figures per account (``{account: {equity, margin, available,
+        currency}}``) from an adapter that can read them (``adapter.account_reading()``); ``{}``
+        from one that cannot. The risk guard polls it: a reading wins over its own figures."""
+        fn = getattr(self._s(gateway).core.adapter, "account_reading", None)
+        return fn() if fn is not None else {}
+
     async def events(self, kind: str | None = None, gateway: str | None = None) -> list[Event]:
         """Events recorded when no sink was given (tests)."""
         return [e for s in self._all(gateway) for e in s.events(kind)]

@@ -28,7 +28,8 @@ totals stay in the hub, so sums stay right; gauges of a source silent for
 ``stale_after_s`` are dropped.
 
 Metric catalogue (:data:`SPECS`): quotes, triggers, pairs (by outcome), orders (by outcome),
-leg_latency_ms, slippage_bps, reject_ratio, occupancy, alerts (by level), bad_input (by
+leg_latency_ms, slippage_bps, reject_ratio, occupancy, equity, margin_used, pnl (by strategy and
+component), alerts (by level), bad_input (by
 reason). Every series carries the tags ``actor_kind, strategy, venue, instrument, account``
 plus the metric's own (``outcome``, ``level``, ``leg``, ``reason``); unset tags are ``""``.
 """
@@ -102,7 +103,13 @@ SPECS: dict[str, MetricSpec] = {
                                ("leg",), SLIPPAGE_BPS_BUCKETS, recorded_by=("coordinator",)),
     "reject_ratio": MetricSpec("gauge", "Rejected orders / orders sent over the risk guard's window, per venue.",
                                recorded_by=("risk_guard",)),
-    "occupancy": MetricSpec("gauge", "Capital occupancy: margin used / capital (0..1), per account.", recorded_by=("risk_guard",)),
+    "occupancy": MetricSpec("gauge", "Capital occupancy: margin used / equity (0..1), per account.", recorded_by=("risk_guard",)),
+    "equity": MetricSpec("gauge", "Account equity in the account's currency: capital + P&L, or the broker's reading "
+                         "while fresh, per account.", recorded_by=("risk_guard",)),
+    "margin_used": MetricSpec("gauge", "Margin the account's positions use (its currency), by each venue's rule, or "
+                              "the broker's reading, per account.", recorded_by=("risk_guard",)),
+    "pnl": MetricSpec("gauge", "P&L in the base currency per strategy, by component (total, realised: less fees, "
+                      "unrealised, fx, fees).", ("component",), recorded_by=("risk_guard",)),
     "alerts": MetricSpec("counter", "Alerts raised or escalated by the risk guard, by level (yellow, orange, red) and monitor.",
                          ("level", "monitor"), recorded_by=("risk_guard",)),
     "bad_input": MetricSpec("counter", "Inputs refused as bad (BAD_INPUT events), by reason.", ("reason",),

@@ -11,6 +11,10 @@ commands find it by that name). Contract (docs/architecture.md, "Risk guard"):
   pushed to every coordinator as ``set_trading_state(scope, key, state, operator)``; the
   call returns once they have all acknowledged (or the timeout passed), with per-coordinator
   results and the elapsed time.
+* ``poll_venues()`` (every ``account_poll_s``): the venues' two-sided positions and the brokers'
+  account readings (equity, margin, available) from the gateways that can give them; a reading
+  wins over the guard's figures, a difference beyond the tolerance is an ``account_mismatch``
+  alert. ``on_account_reading(account, reading)`` takes one pushed.
 * ``set_limit(section, key, field, value, operator)``, ``status()``, ``rebuild(events, venue_positions)``,
   ``resolve(decision_id, operator, note)`` (an escalated pair dealt with by a person).
 * Restart: when Ray reconstructs the actor (``max_restarts``), it rebuilds before granting
@@ -67,7 +71,7 @@ class RiskGuard:
                  fx: FxProvider | None = None, clock: Clock | None = None, push_timeout_s: float = 2.0,
                  refresh: bool = True, ledger_shards: Sequence[Any] | None = None,
                  gateways: Mapping[str, Any] | None = None, rebuild_on_start: bool | None = None,
-                 rebuild_timeout_s: float = 20.0, namespace: str | None = None) -> None:
+                 rebuild_timeout_s: float = 20.0, namespace: str | None = None, account_poll_s: float = 5.0) -> None:
         """
         Parameters
         ----------
@@ -90,6 +94,9 @@ class RiskGuard:
         rebuild_timeout_s
             How long a rebuild retries reading the ledger (shards restarting too) before it
             gives up into global REDUCING.
+        account_poll_s
+            How often the venues' two-sided positions and the brokers' account readings are
+            read from the gateways (:meth:`poll_venues`); 0: never.
         """
         dep = deployment if isinstance(deployment, DeploymentConfig) else DeploymentConfig.model_validate(deployment)
         self.dep = dep
@@ -117,6 +124,8 @@ class RiskGuard:
         self.grants_skipped = 0
         self.handles: dict[str, Any] = {}
         self.push_timeout_s = push_timeout_s
+        #: how often the guard asks the gateways for two-sided positions and account readings (0: never)
+        self.account_poll_s = account_poll_s
         self._locks: dict[str, asyncio.Lock] = {}
         self._refresh = refresh
         self._loop_task: asyncio.Task[None] | None = None
@@ -172,6 +181,12 @@ class RiskGuard:
         per, _ = core.capital.occupancy(core.book, core.cfg.occupancy, core.leases.in_flight())
         for acc, o in per.items():
             self.metrics.set("occupancy", float(o.ratio), account=acc)
+            self.metrics.set("equity", float(o.equity), account=acc)
+            self.metrics.set("margin_used", float(o.used), account=acc)
+        for strat, f in core.pnl.figures("strategy").items():
+            for comp, v in (("total", f.total_base), ("realised", f.realised_base), ("unrealised", f.unrealised_base),
+                            ("fx", f.fx_base), ("fees", f.fees_base)):
+                self.metrics.set("pnl", float(v), strategy=strat, component=comp)
         for key, w in list(core.monitors.rejects.items()):
             scope, _, venue = key.partition(":")
             if scope == "venue" and w:
@@ -225,15 +240,52 @@ class RiskGuard:
             self._loop_task = asyncio.get_event_loop().create_task(self._refresh_loop())
 
     async def _refresh_loop(self) -> None:
+        next_poll = 0.0
         while True:
             await asyncio.sleep(self.core.cfg.grant_refresh_ms / 1000)
             if self.rebuilding:
                 continue
             try:
+                if self.account_poll_s and time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + self.account_poll_s
+                    await self.poll_venues()
                 await self._handle(self.core.tick())
                 await self.regrant_all()
             except Exception:  # noqa: BLE001 - the loop must outlive any one failure
                 log.exception("risk guard refresh failed")
+
+    async def poll_venues(self) -> dict[str, Any]:
+        """Ask every gateway for the venue's two-sided positions (venues that hold long and short
+        apart: they replace the guard's inferred view) and for the broker's account reading
+        (``account_reading()``: ``{account: {equity, margin, available, currency}}``, from an
+        adapter that can read it; ``{}`` otherwise): a reading wins over our figures and a
+        difference beyond the tolerance raises ``account_mismatch``. What answered is returned;
+        a gateway that cannot answer is skipped (its venue keeps the guard's own figures)."""
+        gws, _ = self._find_gateways()
+        two_sided = {v for v in gws if (vv := self.core.venues.get(v)) is not None and vv.offsets != "none"}
+        calls = [(v, "two_sided", h.two_sided_positions.remote()) for v, hs in gws.items() if v in two_sided for h in hs]
+        calls += [(v, "account", h.account_reading.remote()) for v, hs in gws.items() for h in hs]
+        res = await asyncio.gather(*(asyncio.wait_for(_await(r), self.push_timeout_s) for _, _, r in calls),
+                                   return_exceptions=True)
+        out: dict[str, Any] = {"two_sided": {}, "accounts": {}}
+        alerts = GuardOutput()
+        for (venue, what, _), r in zip(calls, res):
+            if isinstance(r, BaseException) or not isinstance(r, dict):
+                continue
+            if what == "two_sided":
+                out["two_sided"][venue] = self.core.load_two_sided(venue, r)
+            else:
+                for acc, reading in r.items():
+                    alerts.extend(self.core.on_account_reading(str(acc), reading))
+                    out["accounts"][str(acc)] = venue
+        await self._handle(alerts)
+        return out
+
+    async def on_account_reading(self, account: str, reading: dict[str, Any]) -> int:
+        """A broker's account reading pushed by an adapter or an operator's tool. Returns the alerts raised."""
+        out = self.core.on_account_reading(account, reading)
+        await self._handle(out)
+        return len(out.alerts)
 
     # -- inputs -----------------------------------------------------------------------------------
     async def on_pair_done(self, summary: dict[str, Any]) -> int:

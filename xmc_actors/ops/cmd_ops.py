@@ -217,6 +217,39 @@ def cmd_limits_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def money_tables(st: dict[str, Any]) -> list[Table]:
+    """The risk guard's money as tables (``xmc risk-status`` and ``xmc status``): accounts
+    (capital, P&L, equity and where it comes from, margin, available), P&L per strategy and per
+    pair in the base currency, and the two-sided positions the guard charges margin on."""
+    accts = [(a, v.get("currency"), v.get("capital"), v.get("pnl"), v.get("equity"), v.get("equity_source"),
+              v.get("margin"), v.get("available"))
+             for a, v in sorted((st.get("accounts") or {}).items())]
+    pnl = st.get("pnl") or {}
+    ccy = pnl.get("base_currency", "")
+
+    def rows(d: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return [(k, f.get("total_base"), f.get("realised_base"), f.get("unrealised_base"), f.get("fx_base"),
+                 f.get("fees_base"), f.get("net"), f.get("long"), f.get("short")) for k, f in sorted(d.items())]
+
+    cols = ("total", "realised_less_fees", "unrealised", "fx", "fees", "net", "long", "short")
+    sides = []
+    for key, p in sorted((st.get("two_sided") or {}).items()):
+        acc, _, inst = key.partition("/")
+        lg, sh = p.get("long", {}), p.get("short", {})
+        sides.append((acc, inst, lg.get("today", 0), lg.get("yesterday", 0), sh.get("today", 0), sh.get("yesterday", 0),
+                      p.get("net", 0)))
+    return [
+        Table("accounts", ("account", "currency", "capital", "pnl", "equity", "equity_source", "margin", "available"),
+              accts, title="accounts (equity follows P&L; a broker's reading wins while fresh)"),
+        Table("pnl_by_strategy", ("strategy", *cols), rows(pnl.get("strategies") or {}),
+              title=f"P&L by strategy ({ccy}; FX apart from price P&L)"),
+        Table("pnl_by_pair", ("strategy|pair", *cols), rows(pnl.get("pairs") or {}), title=f"P&L by pair ({ccy})"),
+        Table("risk_two_sided", ("account", "instrument", "long_today", "long_yesterday", "short_today",
+                                 "short_yesterday", "net"), sides,
+              title="two-sided positions the risk guard charges margin on (双向持仓)"),
+    ]
+
+
 def risk_status_tables(st: dict[str, Any]) -> list[Table]:
     """``xmc risk-status`` as tables: trading states (and throttled scopes), capital occupancy,
     open alerts, unresolved escalations, registered coordinators."""
@@ -239,6 +272,7 @@ def risk_status_tables(st: dict[str, Any]) -> list[Table]:
         Table("unresolved_escalations", ("decision_id", "strategy", "reason", "residual"), esc,
               title="unresolved escalations (xmc resolve DECISION_ID --operator NAME --note TEXT)"),
         Table("coordinators", ("coordinator",), [(c,) for c in st.get("registered") or []], title="coordinators"),
+        *money_tables(st),
     ]
 
 
