@@ -207,3 +207,40 @@ def test_the_report_and_the_summary_rows_show_pnl_by_strategy_and_pair_and_a_mov
     assert fig.equity_curve[0][1] != fig.equity_curve[-1][1] and LABELS["equity"] in rows
     assert set(fig.pnl_by_strategy) == {"s1", "s2"} and "s1|LME.CA3M/SHFE.cu" in fig.pnl_by_pair
     assert "Equity and P&amp;L" in page and "P&amp;L by strategy" in page and "<polyline" in page
+
+
+# -- a broker's account reading, from the simulated venue ----------------------------------------------
+def test_the_simulated_venue_reads_out_the_account_as_the_guard_computes_it_and_a_skew_is_caught() -> None:
+    import datetime as dt
+
+    from xmc_actors.model.orders import Offset
+    from xmc_actors.venues.sim import SimExchange
+    from xmc_actors.venues.sim_config import SimVenueParams
+
+    start = int(dt.datetime(2025, 1, 2, 2, 0, tzinfo=dt.timezone.utc).timestamp()) * S  # SHFE morning session
+    clock = SimClock(start)
+    shfe = tk.venue("SHFE", offsets=True).model_copy(update={"margin_rule": "larger_side"})
+    sim = SimExchange(shfe, [tk.instrument("SHFE.cu")], SimVenueParams.model_validate(
+        {"seed": 1, "accounts": {"cn": {"capital": "10000000", "currency": "CNY"}}}), clock)
+    clock.advance(S)
+    sim.on_market(tk.quote("SHFE.cu", 72000, 72010, bid_size=50, ask_size=50, ts_ns=clock.now_ns()))
+    sim.place(tk.order("SHFE.cu", "BUY", 3, "72010", account="cn", decision_id="d1", offset=Offset.OPEN))
+    sim.place(tk.order("SHFE.cu", "SELL", 2, "72000", account="cn", decision_id="d2", offset=Offset.OPEN))
+    clock.advance(S)
+    sim.on_market(tk.quote("SHFE.cu", 72400, 72420, bid_size=50, ask_size=50, ts_ns=clock.now_ns()))
+    reading = sim.account_reading()["cn"]
+    cu = tk.instrument("SHFE.cu")
+    fees = cu.fee(Decimal(72010), 3, "OPEN") + cu.fee(Decimal(72000), 2, "OPEN")
+    # long 3 at 72010, short 2 at 72000, mid 72410: +400 x 5 x 3 - 410 x 5 x 2
+    assert Decimal(reading["equity"]) == Decimal(10_000_000) + 6000 - 4100 - fees
+    assert Decimal(reading["margin"]) == cu.notional(Decimal(72410), 3) * cu.margin_rate   # the larger side only
+    # the guard, fed the same fills, agrees; then a skew beyond the tolerance is an alert
+    g, _, gclock = core(margin_rule="larger_side", offset_preference="lock")
+    g.on_quotes([tk.quote("SHFE.cu", 72400, 72420, ts_ns=clock.now_ns())])
+    g.on_pair_done(one_leg("d1", "BUY", 3, "72010"))
+    g.on_pair_done(one_leg("d2", "SELL", 2, "72000"))
+    assert not g.on_account_reading("cn", reading).alerts
+    assert Decimal(g.status()["accounts"]["cn"]["computed_equity"]) == Decimal(reading["equity"]).quantize(Decimal("0.01"))
+    sim.inject({"kind": "account_skew", "account": "cn", "amount": "-80000"})
+    out = g.on_account_reading("cn", sim.account_reading()["cn"])
+    assert [(a.monitor, a.level.value) for a in out.alerts] == [("account_mismatch", "yellow")]

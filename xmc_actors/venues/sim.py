@@ -41,6 +41,7 @@ from typing import Any, Iterable
 
 from ..core.calendar import instrument_session_state
 from ..core.clock import Clock
+from ..core.pnl import PnlBook
 from ..core.positions import OffsetError, TwoSidedBook, check_offset
 from ..model.errors import VenueDisconnected
 from ..model.market import Instrument, Side, Venue
@@ -251,6 +252,7 @@ class SimExchange:
         # the venue's own two-sided positions (venues whose rule is not "none"): what it lets close
         self.two_sided = TwoSidedBook()
         self.position_errors = 0
+        self._account_skew: dict[str, Decimal] = {}
         self.journal = journal
         self.restored: dict[str, int] = {}
         if journal is not None and journal.records:
@@ -288,6 +290,14 @@ class SimExchange:
             return
         if kind == "clear":
             self._injections.clear()
+            return
+        if kind == "account_skew":
+            # the broker's account reading of ``account`` differs from the truth by ``amount``
+            # (equity and available): what the risk guard's account_mismatch check must catch
+            acc = fault.get("account")
+            if acc not in self.params.accounts:
+                raise ValueError(f"inject account_skew: account {acc!r} is not in this venue's params.accounts")
+            self._account_skew[acc] = Decimal(str(fault.get("amount", 0)))
             return
         if kind == "reject_next":
             RejectReason(fault.get("reason", "VENUE_ERROR"))
@@ -653,6 +663,47 @@ class SimExchange:
                                           o.state.leaves_qty, o.trading_day)
                 except OffsetError:
                     counts["unreadable"] += 1
+
+    def account_reading(self) -> dict[str, dict[str, Any]]:
+        """The venue's figures per account of ``params.accounts``, as a broker reads them out:
+        ``equity`` (capital + the P&L of every fill here, average cost, marked at the book's mid,
+        less the venue's fees), ``margin`` (each position's notional at the mid times its margin
+        rate, on the lots ``Venue.margin_rule`` charges), ``available`` (equity - margin) and
+        ``currency``. An ``account_skew`` injection offsets equity and available. ``{}`` when
+        no account is listed."""
+        accs = self.params.accounts
+        if not accs:
+            return {}
+        pnl = PnlBook({i: b.inst for i, b in self.books.items()}, lambda a, b: None, "XXX")
+        for row in self.drop_copy_log:
+            o = self.orders.get(row.get("client_order_id", ""))
+            if o is None or not row.get("trade_id") or o.req.account not in accs:
+                continue
+            r = o.req
+            pnl.trade(account=r.account, strategy="", pair="", instrument=r.instrument, side=r.side,
+                      qty=int(row["fill_qty"]), price=Decimal(row["fill_price"]), offset=row.get("offset") or None)
+        mids: dict[str, Decimal] = {}
+        for i, b in self.books.items():
+            q = b.quote
+            if q is not None and q.mid is not None and q.mid > 0:
+                mids[i] = q.mid
+                pnl.mark(i, q.mid, 0)
+        held = pnl.positions()
+        out: dict[str, dict[str, Any]] = {}
+        for acc, a in accs.items():
+            total, _ = pnl.account_pnl(acc, a.currency)
+            margin = Decimal(0)
+            for (ac, inst_id), (long, short) in held.items():
+                inst = self.books[inst_id].inst
+                if ac != acc or inst_id not in mids or inst.currency != a.currency:
+                    continue
+                rule = getattr(self.venue, "margin_rule", "gross") if self.venue.offsets != "none" else "net"
+                lots = max(long, short) if rule == "larger_side" else abs(long - short) if rule == "net" else long + short
+                margin += inst.notional(mids[inst_id], lots) * inst.margin_rate
+            equity = a.capital + total + self._account_skew.get(acc, Decimal(0))
+            out[acc] = {"equity": str(equity), "margin": str(margin), "available": str(equity - margin),
+                        "currency": a.currency, "ts_ns": self.clock.now_ns()}
+        return out
 
     def two_sided_positions(self) -> dict[str, dict[str, object]]:
         """The venue's own long/short, today/yesterday, frozen per account and instrument."""

@@ -1,6 +1,7 @@
 """Parameters of the simulated venue: its matching rules and its seeded fault injection."""
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
@@ -30,6 +31,14 @@ class FaultConfig(BaseModel):
     clock_jitter_ms: NonNegF = 0.0
     md_drop_prob: Prob = 0.0
     md_reorder_prob: Prob = 0.0
+
+
+class SimAccount(BaseModel):
+    """An account the simulated venue reads out like a broker (``account_reading``)."""
+
+    model_config = STRICT
+    capital: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
 
 
 class SimVenueParams(BaseModel):
@@ -62,3 +71,9 @@ class SimVenueParams(BaseModel):
     does: a new deployment on the same ``state_dir`` finds the venue's orders, fills and
     positions of the earlier one (what a deployment started on an existing ledger is
     reconciled against)."""
+    accounts: dict[str, SimAccount] = Field(default_factory=dict)
+    """Accounts whose figures the venue gives like a broker (``account_reading()``: equity =
+    capital + the P&L of its fills here marked at its own mids, less fees; margin by the venue's
+    ``margin_rule``; available = equity - margin), which the risk guard compares with its own.
+    List an account only when all its positions are at this venue and in its currency (a
+    broker's reading covers the whole account). Empty: the venue gives no reading."""
