@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .contracts import ContractRules
 from .errors import PriceError
 from .units import Amount, Count, Dimension, Factor, NonNegAmount, dimension, normalise_currency, normalise_unit
 
@@ -132,6 +133,12 @@ class Venue(BaseModel):
     ``today_yesterday`` (OPEN, CLOSE_TODAY, CLOSE_YESTERDAY: SHFE, INE)."""
     close_order: Literal["yesterday_first", "today_first"] = "yesterday_first"
     """Which lots a plain CLOSE takes first (``offsets: close``)."""
+    margin_rule: Literal["gross", "larger_side", "net"] = "gross"
+    """Margin of a position held long and short at once (a lock, 锁仓) at a two-sided venue
+    (``core/capital.py``): ``gross`` charges both sides, ``larger_side`` only the larger side
+    (单向大边), ``net`` the net. A netting venue holds only a net position: the rule changes
+    nothing there. ``margin_source``: where the rule is documented."""
+    margin_source: str = ""
     calendar: CalendarCoverage | None = None
     """The days ``holidays`` is complete for (None: not declared; a deployment that uses this
     venue's calendar refuses to start, see ``runtime/config.py``)."""
@@ -229,6 +236,12 @@ class Instrument(BaseModel):
     fee_rate: Rate = Decimal("0")
     fees: "FeeSchedule | None" = None  # by offset (open / close / close-today); replaces the two above
     sessions: tuple[TradingSession, ...] | None = None  # overrides the venue's (night hours differ by product)
+    contract: "ContractRules | None" = None
+    """On a futures *product* (``SHFE.cu``, ``COMEX.GC``: "the main contract of"): its contract
+    months, expiry and deadline rules (``model/contracts.py``); ``core/contracts.py`` resolves the
+    product to a concrete contract for a date. None: not a dated product (spot, or a contract)."""
+    product: str | None = None
+    """On a concrete contract (``SHFE.cu2602``): the symbol of its product (``cu``)."""
     source: str = ""
 
     @field_validator("currency")
