@@ -232,13 +232,13 @@ def line_chart(points: Sequence[tuple[int, float]], *, title: str, unit: str = "
     return "".join(out)
 
 
-def signed_bars(items: Sequence[tuple[str, float]], *, title: str, unit: str = "", width: int = 560,
+def signed_bars(items: Sequence[tuple[str, float]], *, title: str, unit: str = "", width: int = 820,
                 bar_h: int = 22) -> str:
     """Horizontal bars around zero: gains to the right (green), losses to the left (red)."""
     if not items:
         return _empty(title, width)
     top = max(abs(v) for _, v in items) or 1.0
-    label_w, half = 200, (width - 200 - 110) / 2
+    label_w, half = 300, (width - 300 - 170) / 2
     mid = label_w + half
     out = [_svg(width, 30 + bar_h * len(items) + 10, title),
            f'<line x1="{mid:.1f}" y1="26" x2="{mid:.1f}" y2="{30 + bar_h * len(items)}" stroke="#999"/>']
@@ -246,11 +246,18 @@ def signed_bars(items: Sequence[tuple[str, float]], *, title: str, unit: str = "
         y = 30 + i * bar_h
         bw = half * abs(v) / top
         x = mid if v >= 0 else mid - bw
-        out.append(f'<text x="0" y="{y + 15}" font-size="12">{_e(label[:32])}</text>'
+        out.append(f'<text x="0" y="{y + 15}" font-size="12">{_e(label[:48])}</text>'
                    f'<rect x="{x:.1f}" y="{y + 3}" width="{bw:.1f}" height="{bar_h - 6}" fill="{"#2e7d32" if v >= 0 else "#c62828"}"/>'
-                   f'<text x="{width - 105}" y="{y + 15}" font-size="12">{v:+,.2f} {_e(unit)}</text>')
+                   f'<text x="{width - 165}" y="{y + 15}" font-size="12">{v:+,.2f} {_e(unit)}</text>')
     out.append("</svg>")
     return "".join(out)
+
+
+def _money(v: Any) -> str:
+    try:
+        return f"{float(v):,.2f}"
+    except (TypeError, ValueError):
+        return "—"
 
 
 def _pnl_items(d: dict[str, dict[str, Any]]) -> list[tuple[str, float]]:
@@ -275,13 +282,12 @@ def _pnl_section(fig: RunFigures) -> list[str]:
     out = ["<section><h2>Equity and P&amp;L</h2>",
            f"<p>In {_e(ccy)}, at the last mark of the range; price P&amp;L counts each realised amount at the "
            "FX rate of its trade, FX P&amp;L is what the rate moved since.</p><table>",
-           *(f"<tr><th>{_e(k)}</th><td class='num'>{_e(v if v is not None else '—')}</td></tr>" for k, v in rows),
+           *(f"<tr><th>{_e(k)}</th><td class='num'>{_e(_money(v))}</td></tr>" for k, v in rows),
            "</table>",
            line_chart(fig.equity_curve, title=f"Equity, all accounts ({ccy})", unit=ccy),
-           "<div class='grid'>",
            f"<section>{signed_bars(_pnl_items(fig.pnl_by_strategy), title='P&L by strategy', unit=ccy)}</section>",
            f"<section>{signed_bars(_pnl_items(fig.pnl_by_pair), title='P&L by pair (strategy|pair)', unit=ccy)}</section>",
-           "</div></section>"]
+           "</section>"]
     return out
 
 
