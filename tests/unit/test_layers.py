@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "strategies": 2, "venues": 2, "feeds": 2, "ledger": 2,
     "actors": 3, "lab": 3,  # lab: the discrete-event shell around the same cores (xmc backtest)
     "runtime": 4,
+    "api": 4,  # the operator API on Ray Serve (a shell around core.operator_api); runtime.deploy starts it
     "ops": 5,
     "bench": 6,  # benchmarks may import anything; nothing imports them
 }

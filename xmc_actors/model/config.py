@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .api import ApiConfig
 from .coordinator import CoordinatorConfig
 from .lab import LabConfig
 from .market import Account, FxPair, Instrument, Venue
@@ -138,6 +139,7 @@ class DeploymentConfig(BaseModel):
     lab: LabConfig = LabConfig()  # xmc backtest only: venue latencies, queue model (docs/lab.md)
     acceptance: AcceptanceConfig = AcceptanceConfig()  # xmc audit acceptance: targets (model/stages.py)
     stress: StressConfig = StressConfig()  # xmc stress: duration, extreme markets, thresholds
+    api: ApiConfig = ApiConfig()  # the operator API and console (model/api.py, docs/operations.md)
     run: dict[str, Any] = Field(default_factory=dict)
 
     # -- look-ups --------------------------------------------------------------------------

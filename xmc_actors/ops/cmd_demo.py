@@ -42,6 +42,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # the demo writes its ledger under --out whatever the file says: the description names
     # the path the run actually writes (it named the file's ledger.path before)
     cfg = cfg.model_copy(update={"ledger": cfg.ledger.model_copy(update={"path": str(ledger)})})
+    if not cfg.api.tokens and not cfg.api.tokens_file:
+        # the console's buttons need a token: the demo makes its own (hashed in the file it names)
+        from .cmd_api import demo_token
+
+        tokens_file, token_path = demo_token(out)
+        cfg = cfg.model_copy(update={"api": cfg.api.model_copy(update={"tokens_file": str(tokens_file)})})
+        print(f"console sign-in: the demo's admin token is in {token_path} (paste it into the console)")
     for line in describe(cfg):
         print(line)
     if args.validate_only:

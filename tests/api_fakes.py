@@ -1,0 +1,90 @@
+"""A backend for the operator API's app without Ray: the risk guard's answers from memory, the
+desk as a plain :class:`DeskService` writing to a MemorySink. What every call reached is kept
+in ``calls`` so a test can say nothing was executed (or executed once)."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from xmc_actors.api.desk import DeskService, raise_if_error
+from xmc_actors.core.clock import SimClock
+from xmc_actors.core.operator_api import hash_token, new_token
+from xmc_actors.core.sink import MemorySink
+from xmc_actors.model.api import ApiConfig, ConfirmConfig, TokenEntry
+
+ROLES = ("viewer", "trader", "risk_officer", "admin")
+
+BASE_STATUS: dict[str, Any] = {
+    "trading_states": {},
+    "throttled": [],
+    "occupancy": {"A": {"used": "100.00", "equity": "1000000", "ratio": 0.0001, "level": None, "currency": "USD"}},
+    "overall": {"used": "100.00", "equity": "1000000", "ratio": 0.0001, "level": None, "currency": "USD"},
+    "open_alerts": [
+        {"alert_id": "al-red", "monitor": "slippage", "scope": "strategy", "key": "gold", "level": "red",
+         "action": "halt", "value": 50.0, "threshold": 30.0, "message": "slippage 50 bps", "opened_ns": 1, "ts_ns": 2},
+        {"alert_id": "al-yel", "monitor": "latency", "scope": "venue", "key": "LME", "level": "yellow",
+         "action": "none", "value": 9.0, "threshold": 5.0, "message": "latency", "opened_ns": 1, "ts_ns": 3},
+    ],
+    "positions": {"accounts": {"A": {"SHFE.cu": 2, "LME.CA": -2}}, "strategies": {"copper": {"SHFE.cu": 2}}},
+    "limits": {"instruments": {"SHFE.cu": {"max_position": 10}}, "default_limits": {"max_order_qty": 5},
+               "strategies": {"copper": {"max_position": 20}}, "max_account_position": {"A": 100}},
+    "unresolved_escalations": {},
+    "known": {"strategies": ["copper", "gold"], "venues": ["LME", "SHFE"], "accounts": ["A", "B"],
+              "instruments": ["LME.CA", "SHFE.cu"]},
+}
+
+
+class FakeBackend:
+    def __init__(self, clock: SimClock | None = None, confirm: ConfirmConfig | None = None) -> None:
+        self.status = copy.deepcopy(BASE_STATUS)
+        self.calls: list[tuple[Any, ...]] = []
+        self.sink = MemorySink()
+        self.svc = DeskService(confirm or ConfirmConfig(), 3600.0, self.sink, clock)
+
+    async def describe(self) -> dict[str, Any]:
+        return {"name": "fake", "namespace": "xmc", "state": "RUNNING", "strategies": ["copper", "gold"]}
+
+    async def risk_status(self) -> dict[str, Any]:
+        return copy.deepcopy(self.status)
+
+    async def coordinator_status(self) -> dict[str, Any]:
+        return {"in_flight": {"WORKING": 1}, "outcomes": {"HEDGED": 3}, "venues_down": {},
+                "two_sided_positions": {"A/SHFE.cu": {"long": {"today": 2, "yesterday": 0},
+                                                      "short": {"today": 0, "yesterday": 0}}}}
+
+    async def summaries(self) -> list[dict[str, Any]]:
+        return [{"decision_id": f"d{i}", "outcome": "HEDGED", "done_ns": i} for i in range(5)]
+
+    async def strategies(self) -> dict[str, Any]:
+        return {"copper": {"state": "ACTIVE", "host": "h0"}, "gold": {"state": "ACTIVE", "host": "h0"}}
+
+    async def venues(self) -> dict[str, Any]:
+        return {"gateway-LME": {"state": "UP"}, "gateway-SHFE": {"state": "UP"}}
+
+    async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str, reason: str) -> dict[str, Any]:
+        self.calls.append(("set_trading_state", scope, key, state, operator, reason))
+        self.status["trading_states"][f"{scope}:{key}" if key else "global"] = state
+        return {"ok": True, "event_id": f"ev{len(self.calls)}", "scope": scope, "key": key, "state": state,
+                "acks": {"coordinator": "ok"}, "elapsed_ms": 1.0}
+
+    async def set_limit(self, section: str, key: str | None, field: str | None, value: Any, operator: str) -> dict[str, Any]:
+        self.calls.append(("set_limit", section, key, field, value, operator))
+        return {"ok": True, "acks": {"coordinator": 1}}
+
+    async def desk(self, method: str, *args: Any) -> Any:
+        return raise_if_error(self.svc.call(method, *args))
+
+
+def make_tokens(roles: tuple[str, ...] = ROLES) -> tuple[list[TokenEntry], dict[str, str]]:
+    """One token per role, operator named after it (and a second risk officer, ``risk_officer2``)."""
+    entries, toks = [], {}
+    for role in list(roles) + ["risk_officer"]:
+        op = role if role not in toks else f"{role}2"
+        tok, kid = new_token()
+        entries.append(TokenEntry(operator=op, role=role, id=kid, hash=hash_token(tok, n=2 ** 8)))
+        toks[op] = tok
+    return entries, toks
+
+
+def api_config(**kw: Any) -> ApiConfig:
+    return ApiConfig(enabled=True, **kw)

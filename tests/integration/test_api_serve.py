@@ -1,0 +1,172 @@
+"""The operator API on Ray Serve in front of a real deployment (embedded Ray): started with the
+deployment (``api.enabled: true``), what it costs at start, reads from the real actors, a halt
+through HTTP that reaches the coordinator and is recorded with its operator in the ledger, a
+second operator's confirmation, a refused call that changes nothing; and the live console in a
+real headless Chromium (Debian's /usr/bin/chromium), a halt pressed on the page reaching the
+coordinator. One Ray for the whole module."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from runtime_kit import band, copper_config, events
+
+pytestmark = pytest.mark.ray
+NS = "test-api-serve"
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+
+
+def _free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def call(url: str, token: str | None, method: str = "GET", body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    import yaml
+
+    from xmc_actors.core.operator_api import hash_token, new_token
+    from xmc_actors.runtime.config import load_config
+    from xmc_actors.runtime.deploy import Deployment
+
+    tmp = tmp_path_factory.mktemp("api")
+    tokens, entries = {}, []
+    for op, role in (("vera", "viewer"), ("tom", "trader"), ("rita", "risk_officer"), ("adam", "admin")):
+        tok, kid = new_token()
+        tokens[op] = tok
+        entries.append({"operator": op, "role": role, "id": kid, "hash": hash_token(tok)})
+    env_tok, _ = new_token()
+    os.environ["XMC_TEST_API_TOKEN"] = env_tok
+    tokens["erp"] = env_tok
+    entries.append({"operator": "erp", "role": "trader", "token": {"env": "XMC_TEST_API_TOKEN"}})
+    (tmp / "tokens.yaml").write_text(yaml.safe_dump({"tokens": entries}))
+    port = _free_port()
+    path = copper_config(tmp, "api-it", NS, strategies=[band("cu", entry=0.5), band("cu2", entry=0.5)])
+    doc = yaml.safe_load(path.read_text())
+    doc["api"] = {"enabled": True, "port": port, "tokens_file": str(tmp / "tokens.yaml"),
+                  "confirm": {"limit_raise_pct": 20, "window_s": 120}}
+    path.write_text(yaml.safe_dump(doc))
+    cfg = load_config(path)
+    dep = Deployment(cfg)
+    t0 = time.monotonic()
+    dep.start()
+    start_s = time.monotonic() - t0
+    stop = threading.Event()
+    th = threading.Thread(target=lambda: dep.run(duration_s=None, stop_event=stop), daemon=True)
+    th.start()
+    yield {"dep": dep, "url": dep.api_info["url"], "tokens": tokens, "start_s": start_s, "tmp": tmp,
+           "ledger": str(tmp / "ledger")}
+    stop.set()
+    th.join(90)
+    dep.shutdown_ray()
+
+
+def test_started_with_the_deployment_and_what_it_costs(run):
+    info = run["dep"].api_info
+    assert info["url"].startswith("http://127.0.0.1:") and info["console"].endswith("/console/")
+    assert run["dep"].access_info()["api"]["url"] == info["url"]
+    print(f"\nAPI start-up {info['startup_s']:.2f} s of a deployment start of {run['start_s']:.2f} s")
+    assert info["startup_s"] < 60
+    code, spec = call(info["openapi"], None)
+    assert code == 200 and "/v1/halt" in spec["paths"]
+
+
+def test_reads_from_the_real_actors(run):
+    url, tok = run["url"], run["tokens"]["vera"]
+    code, st = call(f"{url}/v1/status", tok)
+    assert code == 200, st
+    assert st["deployment"]["namespace"] == NS and set(st["deployment"]["strategies"]) == {"cu", "cu2"}
+    code, ss = call(f"{url}/v1/strategies", tok)
+    assert code == 200 and set(ss) == {"cu", "cu2"}
+    code, pos = call(f"{url}/v1/positions/cn-main", tok)
+    assert code == 200 and pos["account"] == "cn-main" and pos["occupancy"]["currency"] == "CNY"
+    code, vs = call(f"{url}/v1/venues", tok)
+    assert code == 200 and {v["state"] for v in vs["gateways"].values()} == {"UP"}
+    for p in ("/v1/occupancy", "/v1/pairs/open", "/v1/outcomes", "/v1/alerts", "/v1/limits", "/v1/confirmations"):
+        code, res = call(f"{url}{p}", tok)
+        assert code == 200, (p, res)
+    assert call(f"{url}/v1/status", None)[0] == 401
+
+
+def test_halt_reaches_the_coordinator_and_names_its_operator_in_the_ledger(run):
+    import ray
+
+    url = run["url"]
+    code, res = call(f"{url}/v1/halt", run["tokens"]["erp"], "POST",
+                     {"strategy": "cu2", "reason": "erp test", "request_id": "erp-42"})
+    assert code == 200, res
+    assert res["ok"] and res["state"] == "HALTED" and res["operator"] == "erp" and res["acks"] == {"coordinator": "ok"}
+    coord = ray.get_actor("coordinator", namespace=NS)
+    assert ray.get(coord.status.remote())["trading_states"]["strategy:cu2"] == "HALTED"
+    code, again = call(f"{url}/v1/halt", run["tokens"]["erp"], "POST",
+                       {"strategy": "cu2", "reason": "erp test", "request_id": "erp-42"})
+    assert code == 200 and again["replayed"] and again["event_id"] == res["event_id"]
+    code, res = call(f"{url}/v1/resume", run["tokens"]["tom"], "POST", {"strategy": "cu2"})
+    assert code == 200 and ray.get(coord.status.remote())["trading_states"].get("strategy:cu2", "ACTIVE") == "ACTIVE"
+    # a viewer's halt is refused and changes nothing
+    code, res = call(f"{url}/v1/halt", run["tokens"]["vera"], "POST", {})
+    assert code == 403 and res["field"] == "role"
+    assert ray.get(coord.status.remote())["trading_states"].get("global", "ACTIVE") == "ACTIVE"
+    ray.get(ray.get_actor("risk-guard", namespace=NS).flush_sink.remote())
+    ops = [e for e in events(run["ledger"], "OPERATOR") if e["payload"].get("state") == "HALTED"]
+    assert any(e["payload"].get("operator") == "erp" or "erp" in json.dumps(e) for e in ops), ops
+
+
+def test_limit_raise_needs_a_second_operator(run):
+    import ray
+
+    url, t = run["url"], run["tokens"]
+    guard = ray.get_actor("risk-guard", namespace=NS)
+    assert ray.get(guard.status.remote())["limits"]["default_limits"]["max_order_qty"] == 50
+    code, res = call(f"{url}/v1/limits", t["rita"], "POST", {"section": "default_limits", "field": "max_order_qty",
+                                                              "value": 60})
+    assert code == 200 and res["operator"] == "rita", res  # +20%: not more than the threshold
+    code, res = call(f"{url}/v1/limits", t["rita"], "POST", {"section": "default_limits", "field": "max_order_qty",
+                                                              "value": 1000})
+    assert code == 202 and "1566.7%" in res["why"], res
+    assert ray.get(guard.status.remote())["limits"]["default_limits"]["max_order_qty"] == 60
+    assert call(f"{url}/v1/confirmations/{res['confirmation_id']}", t["rita"], "POST", {})[0] == 403
+    code, done = call(f"{url}/v1/confirmations/{res['confirmation_id']}", t["adam"], "POST", {})
+    assert code == 200 and done["confirmed_by"] == "adam" and done["operator"] == "rita"
+    assert ray.get(guard.status.remote())["limits"]["default_limits"]["max_order_qty"] == 1000
+
+
+def test_no_token_in_the_ledger_or_logs(run):
+    import ray
+
+    ray.get(ray.get_actor("api-desk", namespace=NS).flush_sink.remote())
+    blob = json.dumps(events(run["ledger"], "OPERATOR") + events(run["ledger"], "BAD_INPUT"), default=str)
+    logs = Path("/tmp/ray/session_latest/logs")
+    for f in logs.glob("*serve*") if logs.is_dir() else []:
+        try:
+            blob += f.read_text(errors="ignore")
+        except OSError:
+            pass
+    for tok in run["tokens"].values():
+        assert tok.split(".")[2] not in blob

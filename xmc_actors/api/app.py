@@ -1,0 +1,375 @@
+"""The operator API as a FastAPI application: :func:`build_app`. The Serve deployment
+(``api/serve.py``) builds one per replica around a :class:`~xmc_actors.api.backend.RayBackend`;
+a unit test builds one around a fake backend and drives it with FastAPI's TestClient.
+
+Every rule (tokens, roles, rate limit, request ids, second-operator confirmation, name checks)
+is in ``core/operator_api.py``; this module maps HTTP onto it:
+
+* ``Authorization: Bearer xmc.<id>.<secret>`` -> the operator and role (401 without one);
+* the permission matrix -> 403 with the role and the action;
+* a body over ``api.max_body_bytes`` -> 413; malformed JSON -> 400 (field ``body``); a wrong
+  type or a missing or unknown field -> 422 naming it; an unknown strategy, venue, instrument
+  or account -> 404 naming the field and listing the valid names; a used ``request_id`` -> the
+  first answer again, or 409; too many requests for one token -> 429 with ``Retry-After``;
+* every refusal is answered ``{"error": why, "field": field}``, counted and recorded
+  (BAD_INPUT in the ledger); nothing is sent to the risk guard.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from fastapi import Depends, FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from ..core.clock import Clock, SystemClock
+from ..core.operator_api import (ANONYMOUS, Action, ApiError, Principal, RateLimiter, TokenBook, authorise, bearer,
+                                 check_known, fingerprint, needs_confirmation)
+from ..model.api import ApiConfig
+from .backend import Backend, BackendUnavailable
+from .desk import principal_wire
+from .models import (AckRequest, AckResult, ConfirmRequest, ErrorBody, LimitChange, LimitResult, PendingResult,
+                     StateChange, StateResult, Whoami)
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).resolve().parent / "static"
+STATES = {"halt": "HALTED", "reduce": "REDUCING", "resume": "ACTIVE"}
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorBody} for s in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes is answered 413 before the app reads
+    it (by its Content-Length, or counted as it arrives when there is none)."""
+
+    def __init__(self, app: Any, limit: int, on_refuse: Callable[[str], None]) -> None:
+        self.app, self.limit, self.on_refuse = app, limit, on_refuse
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        too_big = False
+        if declared is not None:
+            try:
+                too_big = int(declared) > self.limit
+            except ValueError:
+                too_big = True
+        body, more = b"", True
+        if not too_big and scope.get("method") in ("POST", "PUT", "PATCH"):
+            while more:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    return
+                body += msg.get("body", b"")
+                more = msg.get("more_body", False)
+                if len(body) > self.limit:
+                    too_big = True
+                    break
+        if too_big:
+            self.on_refuse(scope.get("path", ""))
+            err = ApiError(413, f"request body over {self.limit} bytes (api.max_body_bytes)", "body")
+            resp = JSONResponse(err.body(), status_code=413)
+            return await resp(scope, receive, send)
+        if scope.get("method") not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+
+def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clock | None = None,
+              title: str = "xmc operator API") -> FastAPI:
+    clock = clock or SystemClock()
+    limiter = RateLimiter(cfg.rate_per_s, cfg.burst, clock)
+    open_reads = len(tokens) == 0 and cfg.host in LOOPBACK
+    counters: dict[str, int] = {}
+    bg: set[asyncio.Task[Any]] = set()
+
+    def count(what: str) -> None:
+        counters[what] = counters.get(what, 0) + 1
+
+    def record_refusal(status: int, reason: str, field: str | None, path: str, who: Principal | None) -> None:
+        count(f"refused_{status}")
+
+        async def send() -> None:
+            try:
+                await backend.desk("refused", status, reason, field, path, principal_wire(who) if who else None)
+            except Exception as e:  # noqa: BLE001 - recording a refusal must never fail the answer
+                log.warning("refusal not recorded: %s", type(e).__name__)
+
+        try:
+            t = asyncio.get_running_loop().create_task(send())
+            bg.add(t)
+            t.add_done_callback(bg.discard)
+        except RuntimeError:
+            pass
+
+    app = FastAPI(title=title, version="1", openapi_url="/v1/openapi.json", docs_url="/v1/docs", redoc_url=None,
+                  description="Read the running deployment and act on it (halt, reduce, resume, limits, "
+                              "acknowledge) through the same risk guard methods as the xmc commands. "
+                              "Authorization: Bearer <token> (xmc api-token new).")
+    app.state.counters = counters
+    app.state.limiter = limiter
+    app.state.bg = bg
+    app.add_middleware(BodyLimit, limit=cfg.max_body_bytes,
+                       on_refuse=lambda path: record_refusal(413, "body too large", "body", path, None))
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, e: ApiError) -> JSONResponse:
+        record_refusal(e.status, e.reason, e.field, request.url.path, getattr(request.state, "principal", None))
+        headers = {"Retry-After": str(max(1, int(e.extra.get("retry_after_s", 1) + 0.999)))} if e.status == 429 else None
+        if e.status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
+        return JSONResponse(e.body(), status_code=e.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        errs = e.errors()
+        first = errs[0] if errs else {"loc": ("body",), "msg": "invalid", "type": ""}
+        if first.get("type") == "json_invalid":
+            status, field = 400, "body"
+            reason = f"malformed JSON: {first.get('msg')} ({(first.get('ctx') or {}).get('error', '')})"
+        else:
+            status, field = 422, _field_of(first.get("loc", ()))
+            reason = f"{field}: {first.get('msg')}"
+        record_refusal(status, reason, field, request.url.path, getattr(request.state, "principal", None))
+        detail = [{"field": _field_of(x.get("loc", ())), "error": x.get("msg"), "type": x.get("type")} for x in errs]
+        return JSONResponse({"error": reason, "field": field, "errors": detail}, status_code=status)
+
+    @app.exception_handler(BackendUnavailable)
+    async def _unavailable(request: Request, e: BackendUnavailable) -> JSONResponse:
+        count("unavailable")
+        return JSONResponse({"error": str(e), "field": None}, status_code=503)
+
+    # -- who is calling ---------------------------------------------------------------------
+    def identify(token: str | None, client: str) -> Principal:
+        if token is None and open_reads:
+            p = ANONYMOUS
+            limiter.take(f"anon:{client}")
+            return p
+        p = tokens.authenticate(token)
+        limiter.take(p.key_id)
+        return p
+
+    async def principal(request: Request) -> Principal:
+        p = identify(bearer(request.headers.get("authorization")), request.client.host if request.client else "")
+        request.state.principal = p
+        return p
+
+    def reader(p: Principal = Depends(principal)) -> Principal:
+        authorise(p, Action.READ)
+        return p
+
+    def may(action: Action) -> Callable[..., Principal]:
+        def dep(p: Principal = Depends(principal)) -> Principal:
+            authorise(p, action)
+            return p
+        return dep
+
+    # -- the change path: request id, second operator, the risk guard -------------------------
+    async def run_change(p: Principal, action: str, params: dict[str, Any], request_id: str | None,
+                         do: Callable[[], Awaitable[dict[str, Any]]], status: dict[str, Any]) -> dict[str, Any]:
+        rid = f"{p.operator}:{request_id}" if request_id else None
+        if rid:
+            first = await backend.desk("begin", rid, p.operator, fingerprint(action, params))
+            if first is not None:
+                count("replayed")
+                return first
+        try:
+            why = needs_confirmation(cfg.confirm, action, params, status)
+            if why:
+                pend = await backend.desk("propose", action, params, principal_wire(p), why)
+                out = PendingResult(confirmation_id=pend["confirmation_id"], action=action, why=why,
+                                    proposer=p.operator, expires_ns=pend["expires_ns"]).model_dump()
+            else:
+                out = await do()
+        except BaseException:
+            if rid:
+                await backend.desk("abort", rid)
+            raise
+        if rid:
+            await backend.desk("finish", rid, out)
+        count(action)
+        return out
+
+    async def do_state(action: str, scope: str, key: str | None, reason: str, operator: str) -> dict[str, Any]:
+        res = await backend.set_trading_state(scope, key, STATES[action], operator, reason)
+        if "error" in res and "event_id" not in res:
+            raise ApiError(409, res["error"], "state")
+        return StateResult(ok=bool(res.get("ok")), scope=scope, key=key, state=STATES[action], operator=operator,
+                           event_id=res.get("event_id"), acks=res.get("acks") or {}).model_dump()
+
+    async def do_limit(section: str, key: str | None, field: str | None, value: Any, operator: str) -> dict[str, Any]:
+        res = await backend.set_limit(section, key, field, value, operator)
+        if not res.get("ok"):
+            raise ApiError(422, res.get("error", "refused"), "value")
+        return LimitResult(ok=True, section=section, key=key, field=field, value=value, operator=operator,
+                           acks=res.get("acks") or {}).model_dump()
+
+    def state_route(action: str) -> None:
+        act = Action(action)
+
+        async def change(body: StateChange, p: Principal = Depends(may(act))) -> Any:
+            scope, key = body.scope()
+            st = await backend.risk_status()
+            if key is not None:
+                check_known(st, "strategies" if scope == "strategy" else "venues", key, scope)
+            reason = f"[api] {body.reason}".strip()
+            params = {"scope": scope, "key": key, "reason": reason}
+            out = await run_change(p, action, params, body.request_id,
+                                   lambda: do_state(action, scope, key, reason, p.operator), st)
+            return JSONResponse(out, status_code=202 if out.get("pending") else 200)
+
+        app.post(f"/v1/{action}", response_model=StateResult | PendingResult, responses=ERRORS,
+                 summary=f"{action} trading (a strategy, a venue or everything)", name=action)(change)
+
+    for a in STATES:
+        state_route(a)
+
+    @app.post("/v1/limits", response_model=LimitResult | PendingResult, responses=ERRORS, summary="change one risk limit")
+    async def set_limit(body: LimitChange, p: Principal = Depends(may(Action.LIMITS))) -> Any:
+        section, key, field, kind = body.target()
+        st = await backend.risk_status()
+        if key is not None and kind is not None:
+            check_known(st, kind, key, {"instruments": "instrument", "strategies": "strategy", "accounts": "account",
+                                        "venues": "venue"}[kind])
+        value = body.value if body.value is not None else "none"
+        params = {"section": section, "key": key, "field": field, "value": str(value)}
+        out = await run_change(p, "limits", params, body.request_id,
+                               lambda: do_limit(section, key, field, str(value), p.operator), st)
+        return JSONResponse(out, status_code=202 if out.get("pending") else 200)
+
+    @app.post("/v1/alerts/{alert_id}/acknowledge", response_model=AckResult, responses=ERRORS,
+              summary="acknowledge an open alert (recorded with the operator)")
+    async def acknowledge(alert_id: str, body: AckRequest, p: Principal = Depends(may(Action.ACKNOWLEDGE))) -> Any:
+        st = await backend.risk_status()
+        params = {"alert_id": alert_id, "note": body.note}
+
+        async def do() -> dict[str, Any]:
+            return await backend.desk("acknowledge", alert_id, principal_wire(p), body.note, st.get("open_alerts") or [])
+
+        return await run_change(p, "acknowledge", params, body.request_id, do, {})
+
+    @app.post("/v1/confirmations/{confirmation_id}", response_model=StateResult | LimitResult, responses=ERRORS,
+              summary="confirm another operator's change (二次确认); it runs now, recorded with both names")
+    async def confirm(confirmation_id: str, body: ConfirmRequest | None = None,
+                      p: Principal = Depends(may(Action.CONFIRM))) -> Any:
+        pend = await backend.desk("confirm", confirmation_id, principal_wire(p))
+        prm, who = pend["params"], pend["proposer"]
+        note = f" (confirmed by {p.operator}, {confirmation_id})"
+        if pend["action"] in STATES:
+            out = await do_state(pend["action"], prm["scope"], prm["key"], (prm.get("reason") or "") + note, who)
+        else:
+            out = await do_limit(prm["section"], prm["key"], prm["field"], prm["value"], who)
+        out["confirmed_by"] = p.operator
+        return out
+
+    @app.get("/v1/confirmations", responses=ERRORS, summary="changes waiting for a second operator")
+    async def confirmations(p: Principal = Depends(reader)) -> Any:
+        return await backend.desk("pending")
+
+    # -- reads ----------------------------------------------------------------------------------
+    @app.get("/v1/whoami", response_model=Whoami, responses=ERRORS)
+    async def whoami(p: Principal = Depends(principal)) -> Any:
+        return p.public()
+
+    @app.get("/v1/status", responses=ERRORS, summary="the deployment: its actors, trading states, occupancy, counts")
+    async def status(p: Principal = Depends(reader)) -> Any:
+        info, st, co = await asyncio.gather(backend.describe(), backend.risk_status(), backend.coordinator_status())
+        return {"deployment": info, "trading_states": st.get("trading_states") or {"global": "ACTIVE"},
+                "throttled": st.get("throttled") or [], "overall": st.get("overall"),
+                "open_alerts": len(st.get("open_alerts") or []), "rebuilding": st.get("rebuilding", False),
+                "pairs": {"in_flight": co.get("in_flight") or {}, "outcomes": co.get("outcomes") or {}},
+                "unresolved_escalations": sorted(st.get("unresolved_escalations") or {}),
+                "api": {"counters": dict(counters), "rate_limited": limiter.refused}}
+
+    @app.get("/v1/strategies", responses=ERRORS, summary="each strategy: state, position, last signal, counters")
+    async def strategies(p: Principal = Depends(reader)) -> Any:
+        ss, st = await asyncio.gather(backend.strategies(), backend.risk_status())
+        states = st.get("trading_states") or {}
+        return {n: {**s, "trading_state": states.get(f"strategy:{n}", "ACTIVE")} for n, s in sorted(ss.items())}
+
+    @app.get("/v1/positions", responses=ERRORS, summary="positions per account (net) and two-sided where the venue holds them so")
+    async def positions(p: Principal = Depends(reader)) -> Any:
+        st, co = await asyncio.gather(backend.risk_status(), backend.coordinator_status())
+        return {"accounts": (st.get("positions") or {}).get("accounts") or {},
+                "strategies": (st.get("positions") or {}).get("strategies") or {},
+                "two_sided": co.get("two_sided_positions") or {}}
+
+    @app.get("/v1/positions/{account}", responses=ERRORS, summary="one account's positions")
+    async def account_positions(account: str, p: Principal = Depends(reader)) -> Any:
+        st, co = await asyncio.gather(backend.risk_status(), backend.coordinator_status())
+        check_known(st, "accounts", account, "account")
+        two = {k: v for k, v in (co.get("two_sided_positions") or {}).items() if k.split("/", 1)[0] == account}
+        return {"account": account, "net": ((st.get("positions") or {}).get("accounts") or {}).get(account, {}),
+                "two_sided": two, "occupancy": (st.get("occupancy") or {}).get(account)}
+
+    @app.get("/v1/occupancy", responses=ERRORS, summary="capital occupancy per account and overall")
+    async def occupancy(p: Principal = Depends(reader)) -> Any:
+        st = await backend.risk_status()
+        return {"accounts": st.get("occupancy") or {}, "overall": st.get("overall")}
+
+    @app.get("/v1/pairs/open", responses=ERRORS, summary="pairs in flight by state, and escalations nobody resolved yet")
+    async def open_pairs(p: Principal = Depends(reader)) -> Any:
+        st, co = await asyncio.gather(backend.risk_status(), backend.coordinator_status())
+        return {"in_flight": co.get("in_flight") or {}, "unresolved_escalations": st.get("unresolved_escalations") or {}}
+
+    @app.get("/v1/outcomes", responses=ERRORS, summary="the latest finished pairs, newest first")
+    async def outcomes(limit: int = 50, p: Principal = Depends(reader)) -> Any:
+        if not 1 <= limit <= 1000:
+            raise ApiError(422, "limit: between 1 and 1000", "limit")
+        ss = await backend.summaries()
+        ss = sorted(ss, key=lambda s: s.get("done_ns") or s.get("ts_ns") or 0, reverse=True)[:limit]
+        return {"count": len(ss), "pairs": ss}
+
+    @app.get("/v1/alerts", responses=ERRORS, summary="open alerts, by level, with who acknowledged them")
+    async def alerts(p: Principal = Depends(reader)) -> Any:
+        st, acks = await asyncio.gather(backend.risk_status(), backend.desk("acks"))
+        rank = {"red": 0, "orange": 1, "yellow": 2, "info": 3}
+        out = sorted(st.get("open_alerts") or [], key=lambda a: (rank.get(a.get("level"), 9), -(a.get("ts_ns") or 0)))
+        return {"open": [{**a, "acknowledged": acks.get(a.get("alert_id"))} for a in out]}
+
+    @app.get("/v1/venues", responses=ERRORS, summary="each gateway: state, session, clock, counters")
+    async def venues(p: Principal = Depends(reader)) -> Any:
+        vs, co = await asyncio.gather(backend.venues(), backend.coordinator_status())
+        return {"gateways": vs, "venues_down": co.get("venues_down") or {}}
+
+    @app.get("/v1/limits", responses=ERRORS, summary="the limits in force")
+    async def limits(p: Principal = Depends(reader)) -> Any:
+        return (await backend.risk_status()).get("limits") or {}
+
+    # -- the console ------------------------------------------------------------------------------
+    if STATIC.is_dir():
+        app.mount("/console/static", StaticFiles(directory=STATIC), name="static")
+
+        @app.get("/", include_in_schema=False)
+        async def root() -> Any:
+            return RedirectResponse("/console/")
+
+        @app.get("/console/", include_in_schema=False)
+        async def console() -> Any:
+            return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    app.state.identify = identify
+    app.state.started = time.time()
+    _ = (json, WebSocket)
+    return app

@@ -1,0 +1,105 @@
+"""What the API reads from and acts on: :class:`RayBackend` finds the deployment's actors by
+name in its namespace (the risk guard, the coordinator, the strategy hosts and gateways listed
+by the deployment's registry, the ``api-desk``) and awaits their answers; the act methods call
+the RiskGuard's ``set_trading_state`` and ``set_limit``, the methods ``xmc halt|reduce|resume``
+and ``xmc limits set`` call. A test gives the app another object with the same methods.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+from ..model.names import COORDINATOR_NAME, REGISTRY_NAME, RISK_GUARD_NAME
+from .desk import DESK_NAME, raise_if_error
+
+
+class Backend(Protocol):
+    async def describe(self) -> dict[str, Any]: ...
+    async def risk_status(self) -> dict[str, Any]: ...
+    async def coordinator_status(self) -> dict[str, Any]: ...
+    async def summaries(self) -> list[dict[str, Any]]: ...
+    async def strategies(self) -> dict[str, Any]: ...
+    async def venues(self) -> dict[str, Any]: ...
+    async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str, reason: str) -> dict[str, Any]: ...
+    async def set_limit(self, section: str, key: str | None, field: str | None, value: Any, operator: str) -> dict[str, Any]: ...
+    async def desk(self, method: str, *args: Any) -> Any: ...
+
+
+class BackendUnavailable(RuntimeError):
+    """An actor the API needs is not there or did not answer (503)."""
+
+
+class RayBackend:
+    def __init__(self, namespace: str, timeout_s: float = 10.0) -> None:
+        self.namespace = namespace
+        self.timeout_s = timeout_s
+        self._handles: dict[str, Any] = {}
+
+    def _actor(self, name: str) -> Any:
+        import ray
+
+        h = self._handles.get(name)
+        if h is None:
+            try:
+                h = ray.get_actor(name, namespace=self.namespace)
+            except ValueError:
+                raise BackendUnavailable(f"no actor {name!r} in namespace {self.namespace!r}: is the deployment running?") from None
+            self._handles[name] = h
+        return h
+
+    async def _call(self, name: str, method: str, *a: Any, timeout_s: float | None = None, **kw: Any) -> Any:
+        import ray
+
+        try:
+            ref = getattr(self._actor(name), method).remote(*a, **kw)
+            return await asyncio.wait_for(ref, timeout_s or self.timeout_s)
+        except asyncio.TimeoutError:
+            raise BackendUnavailable(f"{name} did not answer {method} within {timeout_s or self.timeout_s:g} s") from None
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
+            self._handles.pop(name, None)
+            raise BackendUnavailable(f"{name} is not available ({type(e).__name__}); it restarts by itself: retry") from None
+
+    async def describe(self) -> dict[str, Any]:
+        info = await self._call(REGISTRY_NAME, "describe")
+        return {k: v for k, v in info.items() if k != "config"}
+
+    async def risk_status(self) -> dict[str, Any]:
+        return await self._call(RISK_GUARD_NAME, "status")
+
+    async def coordinator_status(self) -> dict[str, Any]:
+        return await self._call(COORDINATOR_NAME, "status")
+
+    async def summaries(self) -> list[dict[str, Any]]:
+        return await self._call(COORDINATOR_NAME, "summaries")
+
+    async def strategies(self) -> dict[str, Any]:
+        info = await self._call(REGISTRY_NAME, "describe")
+        hosts = list((info.get("hosts") or {}).keys())
+        res = await asyncio.gather(*(self._call(h, "status") for h in hosts), return_exceptions=True)
+        out: dict[str, Any] = {}
+        for h, r in zip(hosts, res):
+            if isinstance(r, BaseException):
+                for s in (info.get("hosts") or {}).get(h, []):
+                    out[s] = {"host": h, "error": str(r)}
+                continue
+            for s, st in (r.get("strategies") or {}).items():
+                out[s] = {**st, "host": h}
+        return out
+
+    async def venues(self) -> dict[str, Any]:
+        info = await self._call(REGISTRY_NAME, "describe")
+        procs: dict[str, str] = info.get("gateway_processes") or {g: g for g in info.get("gateways", [])}
+        names = list(procs)
+        res = await asyncio.gather(*(self._call(procs[g], "status", gateway=g) for g in names), return_exceptions=True)
+        return {g: ({"error": str(r)} if isinstance(r, BaseException) else r) for g, r in zip(names, res)}
+
+    async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str, reason: str) -> dict[str, Any]:
+        return await self._call(RISK_GUARD_NAME, "set_trading_state", scope, key, state, operator, reason,
+                                timeout_s=self.timeout_s * 3)
+
+    async def set_limit(self, section: str, key: str | None, field: str | None, value: Any, operator: str) -> dict[str, Any]:
+        return await self._call(RISK_GUARD_NAME, "set_limit", section, key, field, value, operator,
+                                timeout_s=self.timeout_s * 3)
+
+    async def desk(self, method: str, *args: Any) -> Any:
+        return raise_if_error(await self._call(DESK_NAME, "call", method, *args))

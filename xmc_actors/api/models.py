@@ -1,0 +1,140 @@
+"""The API's request and answer models: what its OpenAPI schema (``/v1/openapi.json``) shows."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+RequestId = Field(default=None, pattern=r"^[A-Za-z0-9_.:\-]{1,64}$",
+                  description="the caller's id of this request: a repeat with the same id and body answers the "
+                              "first answer again (replayed: true) and changes nothing")
+NameStr = Field(default=None, min_length=1, max_length=64)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StateChange(_Body):
+    """Halt, reduce or resume: a strategy, a venue, or everything (neither given)."""
+
+    strategy: str | None = NameStr
+    venue: str | None = NameStr
+    reason: str = Field(default="", max_length=500)
+    request_id: str | None = RequestId
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> "StateChange":
+        if self.strategy and self.venue:
+            raise ValueError("give strategy or venue, not both (neither: everything)")
+        return self
+
+    def scope(self) -> tuple[str, str | None]:
+        if self.strategy:
+            return "strategy", self.strategy
+        if self.venue:
+            return "venue", self.venue
+        return "global", None
+
+
+LimitSection = Literal["default_limits", "throttle", "occupancy", "monitors", "risk"]
+
+
+class LimitChange(_Body):
+    """One limit, as ``xmc limits set``: per instrument, strategy, account (max_position only)
+    or venue (daily counts), else a global section. ``value`` "none" clears the limit."""
+
+    instrument: str | None = NameStr
+    strategy: str | None = NameStr
+    account: str | None = NameStr
+    venue: str | None = NameStr
+    section: LimitSection | None = None
+    field: str = Field(min_length=1, max_length=64, pattern=r"^[a-z_][a-z0-9_]*$")
+    value: str | int | float | None
+    request_id: str | None = RequestId
+
+    @model_validator(mode="after")
+    def _one_place(self) -> "LimitChange":
+        given = [k for k in ("instrument", "strategy", "account", "venue", "section") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(f"give one of instrument, strategy, account, venue, section (got {', '.join(given)})")
+        if self.account and self.field != "max_position":
+            raise ValueError(f"an account takes field max_position (max gross lots), not {self.field!r}")
+        return self
+
+    def target(self) -> tuple[str, str | None, str | None, str | None]:
+        """(section, key, field, kind of key) as the risk guard's set_limit takes them."""
+        if self.instrument:
+            return "instruments", self.instrument, self.field, "instruments"
+        if self.strategy:
+            return "strategies", self.strategy, self.field, "strategies"
+        if self.account:
+            return "max_account_position", self.account, None, "accounts"
+        if self.venue:
+            return "daily_counts", self.venue, self.field, "venues"
+        return self.section or "default_limits", None, self.field, None
+
+
+class AckRequest(_Body):
+    note: str = Field(default="", max_length=500)
+    request_id: str | None = RequestId
+
+
+class ConfirmRequest(_Body):
+    request_id: str | None = RequestId
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="why, in words")
+    field: str | None = Field(description="the field (or header) the refusal concerns")
+
+
+class StateResult(BaseModel):
+    ok: bool
+    scope: str
+    key: str | None
+    state: str
+    operator: str
+    event_id: str | None = None
+    acks: dict[str, str] = {}
+    confirmed_by: str | None = None  # the second operator, for a change that needed one
+    replayed: bool = False
+
+
+class LimitResult(BaseModel):
+    ok: bool
+    section: str
+    key: str | None
+    field: str | None
+    value: Any
+    operator: str
+    acks: dict[str, Any] = {}
+    confirmed_by: str | None = None
+    replayed: bool = False
+
+
+class PendingResult(BaseModel):
+    """The change needs a second operator: ``POST /v1/confirmations/{confirmation_id}`` by
+    another operator with the confirm right, before ``expires_ns``."""
+
+    pending: Literal[True] = True
+    confirmation_id: str
+    action: str
+    why: str
+    proposer: str
+    expires_ns: int
+    replayed: bool = False
+
+
+class AckResult(BaseModel):
+    ok: bool
+    alert_id: str
+    operator: str
+    event_id: str
+    replayed: bool = False
+
+
+class Whoami(BaseModel):
+    operator: str
+    role: str
+    may: list[str]
