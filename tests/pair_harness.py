@@ -322,7 +322,7 @@ class Harness:
                 self.armed.setdefault(c.decision_id, {})[tok] = c.key
                 self.at(max(c.at_ns, self.clock.now_ns()), _TimerFire(self, c.decision_id, c.key, tok))
             elif isinstance(c, CancelTimers):
-                self.timers_cancelled += sorted(self.armed.pop(c.decision_id, {}).values())
+                self.timers_cancelled += sorted(str(k) for k in self.armed.pop(c.decision_id, {}).values())
             elif isinstance(c, NotifyDone):
                 self.done.append(c.summary.to_wire())  # as it travels over Ray
             elif isinstance(c, HaltStrategy):

@@ -140,7 +140,7 @@ def test_final_reject_on_leg_b_after_leg_a_filled_rolls_back_leg_a() -> None:
     assert len(unwind) == 1 and unwind[0].side is Side.SELL and unwind[0].qty == 2
     assert unwind[0].order_type is OrderType.IOC
     assert h.venues["SHFE"].net("d1", "A", Side.BUY) == 0
-    assert states(h) == ["NEW", "WORKING", "ROLLING_BACK", "ROLLED_BACK"]
+    assert states(h) == ["NEW", "WORKING", "WINDING_DOWN", "ROLLING_BACK", "ROLLED_BACK"]
     assert not [r for _, r in h.placed if r.leg == "B" and r.attempt > 0]  # final: no replenish
 
 

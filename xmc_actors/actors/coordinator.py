@@ -1,4 +1,4 @@
-"""The PairCoordinator Ray actor: a thin async shell around :class:`~xmc_actors.core.pair_fsm.PairBook`.
+"""The PairCoordinator Ray actor: a thin async shell around :class:`~xmc_actors.core.pair.PairBook`.
 
 Every input (an intent, a gateway answer or failure, a pushed report, a timer, a trading-state
 change) goes to the pure core; the commands it returns are executed here: gateway calls are
@@ -27,8 +27,9 @@ import ray
 from ray.exceptions import GetTimeoutError, RayError
 
 from ..core.clock import Clock, SystemClock
-from ..core.pair_fsm import (
+from ..core.pair import (
     Cancel, CancelTimers, Command, CoordinatorConfig, Emit, HaltStrategy, NotifyDone, PairBook, Place, Query, StartTimer,
+    TimerKey,
 )
 from ..core.pretrade import PreTradeCheck
 from ..core.sink import EventSink, MemorySink
@@ -78,7 +79,7 @@ class PairCoordinator:
     sink
         Where events go (``MemorySink`` if None; :meth:`events` reads it).
     config
-        Timers and retry bounds (:class:`~xmc_actors.core.pair_fsm.CoordinatorConfig`).
+        Timers and retry bounds (:class:`~xmc_actors.model.coordinator.CoordinatorConfig`).
     name
         The owner name registered with the gateways and written on every event.
     venues
@@ -635,7 +636,7 @@ class PairCoordinator:
         maker = self.book.events
         self.sink.emit_many([e.resolve(maker) for e in emits])
 
-    def _fire(self, decision_id: str, key: str, tok: int) -> None:
+    def _fire(self, decision_id: str, key: TimerKey, tok: int) -> None:
         armed = self._timers.get(decision_id)
         if armed is not None:
             armed.pop(tok, None)

@@ -1,7 +1,7 @@
 """The execution lab: the product's own cores in simulated time (``xmc backtest``, ``docs/lab.md``).
 
 :class:`~xmc_actors.lab.engine.LabRun` drives a deployment's strategies
-(:mod:`xmc_actors.strategies`), pair state machine (:class:`~xmc_actors.core.pair_fsm.PairBook`),
+(:mod:`xmc_actors.strategies`), pair state machine (:class:`~xmc_actors.core.pair.PairBook`),
 pre-trade rules and risk guard (:mod:`xmc_actors.core.risk_rules`,
 :class:`~xmc_actors.core.risk_guard.RiskGuardCore`) and simulated venues
 (:class:`~xmc_actors.venues.sim.SimExchange`) on one discrete-event clock, with the latency of

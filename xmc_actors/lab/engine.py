@@ -33,8 +33,8 @@ from decimal import Decimal
 from typing import Any, Callable, Iterator
 
 from ..core.clock import SimClock
-from ..core.pair_fsm import (
-    Cancel, CancelTimers, Command, Emit, HaltStrategy, NotifyDone, PairBook, Place, Query, StartTimer,
+from ..core.pair import (
+    Cancel, CancelTimers, Command, Emit, HaltStrategy, NotifyDone, PairBook, Place, Query, StartTimer, TimerKey,
 )
 from ..core.risk_guard import GuardOutput, RiskGuardCore
 from ..core.risk_rules import PreTradeChecker, fx_from_book
@@ -482,7 +482,7 @@ class LabRun:
             self._strategy_actions(strat.on_pair_done(summary, now))
         self._handle_guard(self.guard.on_pair_done(summary), regrant=False)
 
-    def _timer(self, did: str, key: str, tok: int) -> None:
+    def _timer(self, did: str, key: TimerKey, tok: int) -> None:
         armed = self._timer_tokens.get(did)
         if armed is None or tok not in armed:
             return
@@ -605,7 +605,7 @@ class LabRun:
                 rec.leg_done_ns[leg.name] = now
         st = m.state
         if rec.exception_seen_ns is None and rec.exception_venue_ns is not None and (
-                st in (PairState.REPLENISHING, PairState.ROLLING_BACK) or m.winding_down):
+                st in (PairState.REPLENISHING, PairState.WINDING_DOWN, PairState.ROLLING_BACK)):
             rec.exception_seen_ns = now  # the pair book acted on a venue's exception
         if rec.rollback_start_ns is None and st is PairState.ROLLING_BACK:
             rec.rollback_start_ns = now

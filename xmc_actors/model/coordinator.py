@@ -1,7 +1,7 @@
 """The pair coordinator's settings (the ``coordinator:`` section of a deployment file).
 
 Timers, retry bounds, the residual book and how domestic orders choose their offsets; the pair
-state machine (:mod:`xmc_actors.core.pair_fsm`) reads them. A leaf of the model so that the
+state machine (:mod:`xmc_actors.core.pair`) reads them. A leaf of the model so that the
 deployment file's schema can hold it.
 """
 from __future__ import annotations

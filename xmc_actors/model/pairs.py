@@ -27,6 +27,7 @@ class PairState(str, Enum):
     NEW = "NEW"
     WORKING = "WORKING"
     REPLENISHING = "REPLENISHING"
+    WINDING_DOWN = "WINDING_DOWN"  # stopped trying to complete: cancelling what works, then settle or unwind
     ROLLING_BACK = "ROLLING_BACK"
     HEDGED = "HEDGED"
     ROLLED_BACK = "ROLLED_BACK"
@@ -174,7 +175,7 @@ class PairSummary(BaseModel):
     (``on_pair_done``) when a pair ends, again when a late fill revises it, after a restart
     (``recovered``), and for a fill on a pair it no longer holds (``incremental``).
 
-    Built by one function, :func:`xmc_actors.core.pair_fsm.pair_summary` (and
+    Built by one function, :func:`xmc_actors.core.pair.summary.pair_summary` (and
     ``incremental_summary`` for the late-fill case); it travels over Ray as
     ``model_dump(mode="json")`` and every reader takes it back with ``model_validate``.
     Unknown keys are refused: a misspelt key is an error, not a silent zero.

@@ -1,0 +1,185 @@
+"""A restarted coordinator rebuilds its pairs from its own trail (mixed into :class:`~.book.PairBook`)."""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Iterable, Mapping
+
+from pydantic import ValidationError
+
+from ...model.events import Event, EventKind
+from ...model.market import Side
+from ...model.orders import (
+    OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce,
+)
+from ...model.pairs import ExecutionMode, PairIntent, PairState
+from .commands import Command, Emit, NotifyDone, TimerKey, TimerKind
+from .legs import Forgotten, Leg, LegOrder
+from .machine import PairMachine
+from .summary import _placeholder, _trail_summary
+from .table import Trigger
+
+if TYPE_CHECKING:
+    pass
+
+class Recovery:
+    """:meth:`open_decisions` and :meth:`recover`; see their docstrings."""
+
+    def open_decisions(self, events: Iterable[Event]) -> set[str]:
+        """The decisions of this coordinator's trail that were still open when it stopped (an
+        INTENT, no terminal PAIR_STATE): whose orders a restarted coordinator asks its gateways
+        about before :meth:`recover`."""
+        seen: set[str] = set()
+        done: set[str] = set()
+        for e in events:
+            if not e.decision_id or e.actor not in ("", self.owner):
+                continue
+            if e.kind is EventKind.INTENT:
+                seen.add(e.decision_id)
+            elif e.kind is EventKind.PAIR_STATE:
+                try:
+                    if PairState(str(e.payload.get("to") or e.payload.get("state"))).is_terminal:
+                        done.add(e.decision_id)
+                except ValueError:
+                    pass
+        return seen - done
+
+    def recover(self, events: Iterable[Event], venue_orders: Iterable[OrderRequest] = ()) -> tuple[dict[str, int], list[Command]]:
+        """After a restart: rebuild this coordinator's pairs from its own trail (the ledger).
+
+        ``events`` are this coordinator's events (``actor == owner``; others are skipped), in
+        time order; only ``INTENT``, ``PAIR_STATE`` and ``ORDER_SENT`` are read. Every decision
+        id becomes known again (a re-sent intent is a duplicate). A pair that had finished
+        stays finished. A pair that was still open is **wound down, not resumed**: its orders
+        are rebuilt as UNKNOWN and queried at their venues (the venue's word, not our memory,
+        says what filled), live ones are cancelled, and the pair ends HEDGED if its legs are
+        balanced, ROLLED_BACK after unwinding the excess, or ESCALATED with the exact residual
+        if that fails: the same unknown-outcome path as a failed gateway call. Returns counts
+        and the commands (queries) to execute.
+
+        ``venue_orders``: the orders the gateways hold for the open decisions
+        (:meth:`open_decisions`). An order sent just before the crash may have no ORDER_SENT in
+        the trail (events are written after the orders leave); the gateway's word adds it to its
+        pair, so that its fills count (``counts["adopted"]``).
+
+        The summary of each strategy's latest finished pair is pushed again (``recovered:
+        True``), built from the legs' net lots its last ``PAIR_STATE`` recorded: the push the
+        crash may have cut off is the one a strategy could still be waiting for. A strategy
+        that had it ignores a repeated decision id; the risk guard ignores a summary older
+        than the one it booked, and books it if it never had it.
+        """
+        by_did: dict[str, list[Event]] = {}
+        for e in events:
+            if e.decision_id and e.kind in (EventKind.INTENT, EventKind.PAIR_STATE, EventKind.ORDER_SENT) \
+                    and e.actor in ("", self.owner):
+                by_did.setdefault(e.decision_id, []).append(e)
+        counts = {"decisions": 0, "finished": 0, "reopened": 0, "orders": 0, "unreadable": 0, "summaries": 0,
+                  "adopted": 0}
+        from_venues: dict[str, list[OrderRequest]] = {}
+        for req in venue_orders:
+            if isinstance(req, OrderRequest):
+                from_venues.setdefault(req.decision_id, []).append(req)
+        out: list[Command] = []
+        latest: dict[str, tuple[int, PairMachine, Event]] = {}  # strategy -> its latest finished pair
+        for did, evs in by_did.items():
+            if did in self.pairs or did in self.forgotten:
+                continue
+            intent_ev = next((e for e in evs if e.kind is EventKind.INTENT), None)
+            try:
+                if intent_ev is None:
+                    raise ValueError("no INTENT event")
+                intent = PairIntent.model_validate(intent_ev.payload["intent"])
+                last = [str(e.payload.get("to") or e.payload.get("state")) for e in evs if e.kind is EventKind.PAIR_STATE]
+                state = PairState(last[-1]) if last else PairState.NEW
+            except (KeyError, TypeError, ValueError, ValidationError) as exc:
+                counts["unreadable"] += 1
+                self._bad_input("recover", f"decision {did}: trail unreadable ({exc})", did)
+                continue
+            counts["decisions"] += 1
+            legs = tuple(Leg(spec=lg, inst=self.instruments.get(lg.instrument) or _placeholder(lg), target=lg.qty)
+                         for lg in intent.legs)
+            m = PairMachine(self, intent, legs, intent_ev.ts_ns)  # type: ignore[arg-type]
+            m._restore(state)
+            self.pairs[did] = m
+            if state.is_terminal:
+                m.reason = "finished before the coordinator restarted"
+                counts["finished"] += 1
+                # its orders are not rebuilt: a fill still arriving for one goes the forgotten way
+                self.forgotten[did] = Forgotten(intent.strategy, state, tuple(
+                    (lg.leg, lg.instrument, lg.account, lg.side) for lg in intent.legs))
+                end = [e for e in evs if e.kind is EventKind.PAIR_STATE][-1]
+                if isinstance(end.payload.get("nets"), Mapping) and end.ts_ns >= latest.get(intent.strategy, (-1,))[0]:
+                    latest[intent.strategy] = (end.ts_ns, m, end)
+                self._finished(did)
+                continue
+            for e in evs:
+                p = e.payload
+                if e.kind is not EventKind.ORDER_SENT or "qty" not in p:
+                    continue  # a re-send under the same id adds no order
+                leg = m.by_name.get(str(p.get("leg_name")))
+                if leg is None or any(o.coid == p.get("client_order_id") for o in leg.orders):
+                    continue
+                try:
+                    req = OrderRequest(
+                        client_order_id=p["client_order_id"], decision_id=did, leg=leg.name, attempt=int(p["attempt"]),
+                        account=leg.spec.account, instrument=leg.spec.instrument, side=Side(p["side"]),
+                        qty=int(p["qty"]), order_type=OrderType(p["order_type"]),
+                        price=None if p.get("price") in (None, "None") else Decimal(str(p["price"])),
+                        tif=TimeInForce(p["tif"]), reduce_only=bool(p.get("reduce_only")), owner=self.owner,
+                        sent_ns=e.ts_ns)
+                except (KeyError, TypeError, ValueError, ArithmeticError, ValidationError) as exc:
+                    counts["unreadable"] += 1
+                    self._bad_input("recover", f"order in {did}: trail unreadable ({exc})", did)
+                    continue
+                self._recovered_order(m, leg, req, bool(p.get("unwind")))
+                counts["orders"] += 1
+            for req in sorted(from_venues.get(did, ()), key=lambda r: (r.leg, r.attempt)):
+                leg = m.by_name.get(req.leg)
+                if leg is None or any(o.coid == req.client_order_id for o in leg.orders):
+                    continue
+                # sent, but the crash came before its ORDER_SENT was written: the gateway has it
+                self._recovered_order(m, leg, req.model_copy(update={"owner": self.owner}), req.side is not leg.spec.side)
+                counts["adopted"] += 1
+                # written now, so that the trail names it (a later restart, the reconciliation)
+                m._emit(EventKind.ORDER_SENT, leg=leg, client_order_id=req.client_order_id, leg_name=leg.name,
+                        attempt=req.attempt, side=req.side.value, qty=req.qty, price=str(req.price),
+                        order_type=req.order_type.value, tif=req.tif.value, reduce_only=req.reduce_only,
+                        unwind=req.side is not leg.spec.side, adopted=True,
+                        reason="sent before the coordinator restarted, not in its trail: recorded from its gateway")
+            if intent.mode is ExecutionMode.QUANTITY:  # sized at submit: the first entry order carries it
+                for leg in legs:
+                    first = next((o for o in leg.orders if not o.unwind), None)
+                    if first is not None:
+                        leg.target = first.state.request.qty
+            counts["reopened"] += 1
+            why = "RECOVERED: the coordinator restarted mid-pair; winding down from the venues' state"
+            if m.state is PairState.NEW:
+                m._to(PairState.WORKING, Trigger.RECOVERED, "recovered")
+            if m.state in (PairState.WORKING, PairState.REPLENISHING):
+                m._wind_down(why)  # its orders are UNKNOWN: the queries below settle them first
+            m.wind_reason = m.wind_reason or why
+            m.reason = m.reason or why
+            m._emit(EventKind.RECONCILE, reason=why, action="recover", state=m.state.value,
+                    orders=[o.coid for lg in legs for o in lg.orders])
+            if m.state is PairState.ROLLING_BACK:
+                m.rollback_started_ns = self.clock.now_ns()
+                m._timer(TimerKey(TimerKind.ROLLBACK), intent.rollback.max_time_ms * 1_000_000)
+            for leg in legs:
+                for o in leg.orders:
+                    m._query(leg, o, "coordinator restarted: the venue says what happened")
+            m._settle()
+            out.extend(m.flush())
+        for _, m, end in latest.values():
+            summary = _trail_summary(m, end)
+            if summary is not None:
+                counts["summaries"] += 1
+                out.append(NotifyDone(m.intent.strategy, summary))
+        self.out.append(Emit(self.events.make(EventKind.RECONCILE, reason="coordinator restarted: pairs recovered "
+                                              "from the ledger", **counts)))
+        return counts, self._flush() + out
+
+    def _recovered_order(self, m: "PairMachine", leg: Leg, req: OrderRequest, unwind: bool) -> None:
+        order = LegOrder(OrderState(request=req, status=OrderStatus.UNKNOWN), unwind=unwind)
+        leg.orders.append(order)
+        leg.next_attempt = max(leg.next_attempt, req.attempt + 1)
+        leg.unwinds += order.unwind
+        self.index[req.client_order_id] = m.did
