@@ -194,3 +194,20 @@ def test_stage_order_and_book_pricing_helpers():
     assert (bp.filled, bp.short, bp.avg_price) == (3, 2, Decimal(101))
     assert price_against_book(None, Side.SELL, 2).filled == 0
     assert slippage_bps(Side.SELL, Decimal(99), Decimal(100)) == pytest.approx(100.0)
+
+
+def test_a_canary_fraction_too_small_to_hedge_a_whole_b_lot_sends_the_fewest_lots_that_do():
+    from strategy_kit import ctx as mk
+
+    # leg A SHFE (5 t) against leg B LME (25 t): a B lot hedges five A lots, three round to it
+    s = BandStrategy(mk(a=B, b=A), {**BASE, "clip": 10, "max_position": 20})
+    core = StrategyHostCore([s], EventMaker(SimClock(T0), "host"),
+                            {"cu": StageSettings(stage="canary", canary=CanaryConfig(size_fraction=0.1, max_open_lots=20))})
+    qs = [quote(B, 70000, 70000, ts_ns=T0), quote(A, 10200, 10200, ts_ns=T0)]
+    [it], _ = core.on_quotes(qs, T0)
+    assert (it.legs[0].qty, it.legs[1].qty) == (3, 1)  # 1 and 2 lots hedge 0.2 and 0.4 of a B lot: none
+    core2 = StrategyHostCore([BandStrategy(mk(a=B, b=A), {**BASE, "clip": 10, "max_position": 20})],
+                             EventMaker(SimClock(T0), "host"),
+                             {"cu": StageSettings(stage="canary", canary=CanaryConfig(size_fraction=0.1, max_open_lots=2))})
+    intents, events = core2.on_quotes(qs, T0)
+    assert intents == [] and "cannot be hedged" in kinds(events, "STAGE")[0].reason

@@ -26,9 +26,16 @@ from ..model.pairs import PairIntent, PairState, PairSummary
 from ..model.quotes import Quote
 from ..strategies.base import Strategy
 from ..strategies.host import HostSpec, StrategyHostCore
+from ..core.stages import check_stage, evaluate_gate, next_stage, previous_stage, rank
+from ..ledger.stage_figures import stage_figures, stage_since
+from ..model.stages import STAGES
+from ..strategies.stages import StageSettings
 from .metrics import Metrics, sample_strategy_host, start_flush_loop
 
 log = logging.getLogger(__name__)
+
+#: what a gate's figures are read from
+FIGURE_KINDS = ["PAIR_STATE", "ORDER_SENT", "ORDER_REPORT", "ROLLBACK", "ALERT", "SHADOW", "STAGE"]
 
 
 class StrategyHostActor:
@@ -53,16 +60,20 @@ class StrategyHostActor:
         (replays at full speed, where the wall clock would make every quote stale).
     submit_retries
         Re-submissions of an intent whose ``submit`` call failed (its outcome is unknown).
+    stages
+        Each strategy's rollout stage settings when ``strategies`` are built instances (a
+        :class:`HostSpec` carries them in its deployment); a strategy not named is live.
     """
 
     def __init__(self, strategies: list[Strategy] | HostSpec, coordinator: Any = None, sink: EventSink | None = None, *,
                  name: str = "strategy-host", clock: Clock | None = None,
                  time_source: Literal["clock", "quotes"] = "clock", submit_retries: int = 3,
-                 retry_delay_s: float = 0.2) -> None:
+                 retry_delay_s: float = 0.2, stages: dict[str, StageSettings] | None = None) -> None:
         self.name = name
         self.clock = clock or SystemClock()
         self.time_source = time_source
         if isinstance(strategies, HostSpec):
+            stages = strategies.stage_settings()
             strategies = strategies.build()
         # following quote time (a replay), the trail is still stamped in wall time, beside every
         # other actor's; the quote time each event was decided at goes in as market_ts_ns
@@ -73,7 +84,9 @@ class StrategyHostActor:
                 ev = getattr(s, "events", None)
                 if isinstance(ev, EventMaker):
                     s.events = EventMaker(ev.clock, ev.actor, wall=wall)
-        self.core = StrategyHostCore(strategies, self.maker)
+        self.core = StrategyHostCore(strategies, self.maker, stages)
+        self._wall = wall or self.clock
+        self._watch_task: asyncio.Task[None] | None = None
         self.coordinator = coordinator
         self.sink: EventSink = sink if sink is not None else MemorySink()
         self.submit_retries = submit_retries
@@ -115,6 +128,7 @@ class StrategyHostActor:
     async def on_quotes(self, quotes: list[Quote]) -> None:
         """A conflated quote batch from a gateway (fire-and-forget)."""
         self._kick_restore()
+        self._kick_stage_watch()
         if self.time_source == "quotes":
             for q in quotes if isinstance(quotes, (list, tuple)) else ():
                 if isinstance(q, Quote) and q.ts_ns > self._quote_now:
@@ -154,6 +168,7 @@ class StrategyHostActor:
     async def ready(self) -> dict[str, Any]:
         """Cheap readiness probe (runtime.placement.wait_ready)."""
         self._kick_restore()
+        self._kick_stage_watch()
         return {"actor": self.name, "strategies": sorted(self.core.strategies)}
 
     async def instruments(self) -> list[str]:
@@ -173,6 +188,154 @@ class StrategyHostActor:
         aflush = getattr(self.sink, "aflush", None)
         if aflush is not None:
             await aflush()
+
+    # ------------------------------------------------------------------ rollout stages
+    async def stages(self) -> dict[str, dict[str, Any]]:
+        """Each hosted strategy's stage, since when, its canary limits and counters."""
+        return {n: self.core.stages.status(n) for n in self.core.strategies}
+
+    async def promote(self, name: str, operator: str, reason: str = "", to: str | None = None) -> dict[str, Any]:
+        """Promote ``name`` one stage up (shadow -> canary -> live) if its figures in the stage it
+        leaves meet the gate of the stage it enters (``gates.<stage>`` in its deployment entry).
+        Every decision, passed or refused, is a STAGE event with the figures. Returns ``ok``,
+        ``from``, ``to``, ``gate`` (its checks and figures) and ``event_id``; ``error`` when the
+        request itself is wrong (nothing recorded)."""
+        op = (operator or "").strip()
+        if not op:
+            return {"ok": False, "error": "an operator name is required: every stage change is recorded with who did it"}
+        try:
+            cur = self.core.stage(name)
+            target = check_stage(to, "to") if to else next_stage(cur)
+        except (KeyError, ValueError) as e:
+            return {"ok": False, "error": str(e).strip('"')}
+        if target is None or rank(target) <= rank(cur):
+            return {"ok": False, "error": f"{name} is {cur}: a promotion leads up ({' -> '.join(STAGES)}); "
+                                          "use demote to go down"}
+        if rank(target) != rank(cur) + 1:
+            return {"ok": False, "error": f"{name} is {cur}: promote one stage at a time ({cur} -> {next_stage(cur)}), "
+                                          "each through its gate"}
+        gate_cfg = getattr(self.core.stages.state(name).settings.gates, target)
+        try:
+            gate = await self._gate(name, cur, target, gate_cfg)
+        except Exception as e:  # noqa: BLE001 - no figures: refused, recorded, said why
+            gate = {"passed": False, "gate": f"{cur}->{target}", "reason": f"figures unavailable: {type(e).__name__}: {e}",
+                    "checks": [], "figures": {}}
+        now = self._now()
+        if not gate["passed"]:
+            events = self.core.refuse_promotion(name, target, now, operator=op, reason=reason, gate=gate)
+            self._emit(events)
+            return {"ok": False, "refused": True, "from": cur, "to": target, "gate": gate,
+                    "event_id": events[0].event_id, "stage": cur}
+        events = self.core.set_stage(name, target, now, operator=op, reason=reason, action="promote", gate=gate)
+        self._emit(events)
+        return {"ok": True, "from": cur, "to": target, "gate": gate, "event_id": events[0].event_id, "stage": target}
+
+    async def demote(self, name: str, operator: str, reason: str = "", to: str | None = None) -> dict[str, Any]:
+        """Demote ``name`` (default one stage down; ``to="shadow"`` straight to shadow). No gate:
+        going down is always allowed. A STAGE event records it."""
+        op = (operator or "").strip()
+        if not op:
+            return {"ok": False, "error": "an operator name is required: every stage change is recorded with who did it"}
+        try:
+            cur = self.core.stage(name)
+            target = check_stage(to, "to") if to else previous_stage(cur)
+        except (KeyError, ValueError) as e:
+            return {"ok": False, "error": str(e).strip('"')}
+        if target is None or rank(target) >= rank(cur):
+            return {"ok": False, "error": f"{name} is {cur}: a demotion leads down ({' -> '.join(reversed(STAGES))}); "
+                                          "use promote to go up"}
+        events = self.core.set_stage(name, target, self._now(), operator=op, reason=reason, action="demote")
+        self._emit(events)
+        return {"ok": True, "from": cur, "to": target, "event_id": events[0].event_id, "stage": target}
+
+    async def stage_figures(self, name: str, window_s: float = 86_400.0) -> dict[str, Any]:
+        """The figures a gate would read now for ``name`` in its current stage (``xmc stages``)."""
+        cur = self.core.stage(name)
+        fig, since = await self._figures(name, cur, window_s, 500.0)
+        return {"stage": cur, "since_ns": since, **fig.as_dict()}
+
+    async def _figures(self, name: str, stage: str, window_s: float, sync_window_ms: float) -> tuple[Any, int]:
+        now = self._wall.now_ns()
+        start = now - int(window_s * 1e9)
+        stage_trail = await self._trail(["STAGE"], None)
+        since = max(start, stage_since(stage_trail, name) or 0)
+        trail = await self._trail(FIGURE_KINDS, since)
+        return stage_figures(trail, name, stage=stage, since_ns=since, until_ns=now + 1,
+                             sync_window_ms=sync_window_ms), since
+
+    async def _gate(self, name: str, cur: str, target: str, gate_cfg: Any, *, breach: bool = False) -> dict[str, Any]:
+        label = f"{cur}->{target}" if not breach else f"{cur} (breach check)"
+        if gate_cfg is None:
+            return {**evaluate_gate(None, {}, name=label).as_dict()}
+        fig, since = await self._figures(name, cur, gate_cfg.window_s, gate_cfg.sync_window_ms)
+        out = evaluate_gate(gate_cfg, fig.gate_values(), name=label, breach=breach).as_dict()
+        out["window"] = {"since_ns": since, "window_s": gate_cfg.window_s, "stage": cur}
+        out["counts"] = {"orders": fig.orders, "rejects": fig.rejects, "red_alerts": fig.red_alerts,
+                         "pairs_by_outcome": fig.pairs_by_outcome}
+        return out
+
+    async def _trail(self, kinds: list[str], since_ns: int | None) -> list[Event]:
+        """This deployment's trail (every shard), after what this host emitted is in it."""
+        from ..ledger.reader import read_trail
+
+        aflush = getattr(self.sink, "aflush", None)
+        if aflush is not None:
+            await aflush()
+        shards = getattr(self.sink, "shard_handles", None)
+        if shards:
+            return await read_trail(list(shards), kinds=kinds, since_ns=since_ns)
+        if isinstance(self.sink, MemorySink):
+            return [e for e in self.sink.events if e.kind.value in kinds and (since_ns is None or e.ts_ns >= since_ns)]
+        raise RuntimeError("no ledger to read the figures from")
+
+    def _kick_stage_watch(self) -> None:
+        if self._watch_task is not None:
+            return
+        watched = [st.settings.demote for st in self.core.stages.states.values()
+                   if st.settings.demote.on_red_alert or st.settings.demote.on_gate_breach]
+        if watched:
+            every = min(d.check_every_s for d in watched)
+            self._watch_task = asyncio.get_running_loop().create_task(self._stage_watch(every))
+
+    async def _stage_watch(self, every_s: float) -> None:
+        """The configured automatic demotion: a strategy in canary or live goes to shadow on a
+        red alert about it (``demote.on_red_alert``) or when its stage's gate no longer holds
+        over the gate's window (``demote.on_gate_breach``)."""
+        last = self._wall.now_ns()
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                last = await self.check_demotions(last)
+            except Exception as e:  # noqa: BLE001 - tried again next time; said why
+                log.warning("%s: stage watch: %s: %s", self.name, type(e).__name__, e)
+
+    async def check_demotions(self, since_ns: int = 0) -> int:
+        """One pass of the automatic demotion over alerts since ``since_ns`` (wall clock);
+        returns the time it looked up to (the next pass starts there)."""
+        now = self._wall.now_ns()
+        alerts: list[Event] | None = None
+        for name, st in self.core.stages.states.items():
+            d = st.settings.demote
+            if st.stage == "shadow" or name not in self.core.strategies or not (d.on_red_alert or d.on_gate_breach):
+                continue
+            why, gate = "", None
+            if d.on_red_alert:
+                if alerts is None:
+                    alerts = await self._trail(["ALERT"], since_ns)
+                red = [e for e in alerts if e.payload.get("level") == "red" and e.ts_ns >= st.since_ns
+                       and (e.strategy == name or (e.payload.get("scope") == "strategy" and e.payload.get("key") == name))]
+                if red:
+                    why = f"red alert: {red[0].reason} (demote.on_red_alert)"
+            if not why and d.on_gate_breach:
+                gate_cfg = getattr(st.settings.gates, st.stage)
+                if gate_cfg is not None:
+                    gate = await self._gate(name, st.stage, st.stage, gate_cfg, breach=True)
+                    if not gate["passed"]:
+                        why = f"gate breached while {st.stage}: {gate['reason']} (demote.on_gate_breach)"
+            if why:
+                self._emit(self.core.set_stage(name, "shadow", self._now(), operator="auto", reason=why,
+                                               action="auto-demote", gate=gate))
+        return now
 
     async def drain(self, timeout_s: float = 5.0) -> int:
         """Wait for in-flight submissions to settle; returns how many are still running."""
@@ -251,9 +414,11 @@ class StrategyHostActor:
         ns = ray.get_runtime_context().namespace
         risk = ray.get_actor(RISK_GUARD_NAME, namespace=ns)
         seqs = dict.fromkeys(names, 0)
-        for e in await read_trail(list(shards), kinds=["INTENT"]):
+        shadow_seqs = dict.fromkeys(names, 0)  # decisions a shadow recorded: never sent, never booked
+        for e in await read_trail(list(shards), kinds=["INTENT", "SHADOW"]):
             if e.strategy in seqs and (seq := decision_seq_of(e.strategy, e.decision_id)) is not None:
-                seqs[e.strategy] = max(seqs[e.strategy], seq)
+                into = shadow_seqs if e.kind is EventKind.SHADOW else seqs
+                into[e.strategy] = max(into[e.strategy], seq)
         last = {n: decision_id(n, seq) for n, seq in seqs.items() if seq}
         # a position must include its last decision's outcome: restore only the booked ones
         booked: dict[str, list[Event]] = {}
@@ -284,7 +449,9 @@ class StrategyHostActor:
             st = self.core.strategies[name]
             lots = positions.get(name, {})
             st.position, st.position_b = int(lots.get(st.a.id, 0)), int(lots.get(st.b.id, 0))
-            st.decision_seq = max(st.decision_seq, seqs[name])
+            if self.core.stages.stage(name) == "shadow":  # what it really holds, kept apart in shadow
+                self.core.stages.state(name).real = (st.position, st.position_b)
+            st.decision_seq = max(st.decision_seq, seqs[name], shadow_seqs[name])
             if name in last:  # its summary, if it still comes, is then a repeat
                 evs = booked[last[name]]
                 totals = {str(leg.get("instrument")): int(leg.get("total", 0)) for e in evs

@@ -161,10 +161,12 @@ class StageKeeper:
         reduces = abs(target) < abs(pos) and target * pos >= 0
         qty = la.qty if reduces else max(1, int(la.qty * cfg.size_fraction))
         new_target = pos + sign * qty
+        room = la.qty  # the most leg-A lots the canary may send for this intent
         if not reduces:
             cap = cfg.max_open_lots
             new_target = max(-cap, min(cap, new_target))
             qty = abs(new_target - pos)
+            room = abs(max(-cap, min(cap, target)) - pos)
             day = now_ns // _DAY_NS
             if day != st.canary_day:
                 st.canary_day, st.canary_pairs_today = day, 0
@@ -178,9 +180,16 @@ class StageKeeper:
         events: list[Event] = []
         out = intent
         if qty != la.qty:
-            sizing, why = s._sizing(qty, new_target)
+            # the fewest leg-A lots from the fraction up that hedge whole leg-B lots (a 1-lot SHFE
+            # move hedges 0.2 of an LME lot: the canary then sends the 5 lots that hedge one)
+            sizing, why = None, ""
+            for q in range(qty, max(room, qty) + 1):
+                sizing, why = s._sizing(q, pos + sign * q)
+                if sizing is not None:
+                    break
             if sizing is None:
                 return self._canary_refused(s, st, intent, now_ns, f"a {qty}-lot canary move cannot be hedged: {why}")
+            new_target = pos + sign * sizing.qty_a
             ratio = s.ctx.hedge_ratio
             if sizing.qty_b != abs(s._hedge_b(sizing.qty_a)):
                 ratio = Decimal(sizing.qty_b) / Decimal(sizing.qty_a)
