@@ -244,3 +244,23 @@ def test_the_simulated_venue_reads_out_the_account_as_the_guard_computes_it_and_
     sim.inject({"kind": "account_skew", "account": "cn", "amount": "-80000"})
     out = g.on_account_reading("cn", sim.account_reading()["cn"])
     assert [(a.monitor, a.level.value) for a in out.alerts] == [("account_mismatch", "yellow")]
+
+
+def test_the_larger_side_is_compared_in_money_over_the_contracts_of_one_product() -> None:
+    """SHFE charges a client's two-sided positions in one product (all months) on the side whose
+    margin is larger: long 2 lots of one month against short 2 of another at a higher price
+    is charged the short side."""
+    from xmc_actors.core.capital import CapitalPool, PositionBook
+
+    near = tk.instrument("SHFE.cu").model_copy(update={"symbol": "cu2601", "product": "cu"})
+    far = tk.instrument("SHFE.cu").model_copy(update={"symbol": "cu2603", "product": "cu"})
+    insts = {near.id: near, far.id: far}
+    shfe = tk.venue("SHFE", offsets=True).model_copy(update={"margin_rule": "larger_side"})
+    acc = Account(id="cn", broker="sim", venues=("SHFE",), currency="CNY", capital=Decimal(10_000_000))
+    pool = CapitalPool([acc], insts, lambda a, b: None, "CNY", {"SHFE": shfe})
+    book = PositionBook()
+    book.mark(near.id, Decimal(72000), 1)
+    book.mark(far.id, Decimal(73000), 1)
+    pool.two_sided = {("cn", near.id): (2, 0), ("cn", far.id): (0, 2)}
+    short_side = far.notional(Decimal(73000), 2) * far.margin_rate
+    assert pool.computed_margin(book)["cn"] == short_side

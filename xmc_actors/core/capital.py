@@ -178,7 +178,11 @@ class CapitalPool:
         return inst.notional(m[0], abs(lots)) * inst.margin_rate * r
 
     def computed_margin(self, book: PositionBook) -> dict[str, Decimal]:
-        """Margin per account by our own figures: each position by its venue's rule at its mark."""
+        """Margin per account by our own figures, each position at its mark. At a two-sided
+        venue whose rule is ``larger_side`` the exchanges compare the two sides of a product
+        (all its contract months) in money and charge the larger (单向大边): the sides are
+        added up per product (``Instrument.product`` where the instrument has one, else its
+        symbol) and the larger sum counted."""
         out: dict[str, Decimal] = {}
         for acc_id, acc in self.accounts.items():
             total = ZERO
@@ -186,12 +190,26 @@ class CapitalPool:
             for (a, inst), _ in self.two_sided.items():
                 if a == acc_id:
                     held.setdefault(inst, 0)
+            sides: dict[tuple[str, str], list[Decimal]] = {}   # (venue, product) -> [long margin, short margin]
             for inst, lots in held.items():
+                two = self.two_sided.get((acc_id, inst))
+                ins = self.instruments.get(inst)
+                venue = self.venues.get(ins.venue) if ins is not None else None
+                if two is not None and ins is not None and venue is not None and venue.offsets != "none" \
+                        and getattr(venue, "margin_rule", "gross") == "larger_side":
+                    ml = self.margin_of(inst, two[0], book.marks, acc.currency)
+                    ms = self.margin_of(inst, two[1], book.marks, acc.currency)
+                    if ml is None or ms is None:
+                        continue
+                    slot = sides.setdefault((ins.venue, getattr(ins, "product", None) or ins.symbol), [ZERO, ZERO])
+                    slot[0] += ml
+                    slot[1] += ms
+                    continue
                 m = self.margin_of(inst, self.margin_lots(acc_id, inst, lots), book.marks, acc.currency)
                 if m is None:  # unknown mark or rate: not counted (a position without any price yet)
                     continue
                 total += m
-            out[acc_id] = total
+            out[acc_id] = total + sum((max(lg, sh) for lg, sh in sides.values()), ZERO)
         return out
 
     def used_by_account(self, book: PositionBook) -> dict[str, Decimal]:

@@ -41,10 +41,11 @@ from typing import Any, Iterable
 
 from ..core.calendar import instrument_session_state
 from ..core.clock import Clock
+from ..core.capital import CapitalPool, PositionBook
 from ..core.pnl import PnlBook
 from ..core.positions import OffsetError, TwoSidedBook, check_offset
 from ..model.errors import VenueDisconnected
-from ..model.market import Instrument, Side, Venue
+from ..model.market import Account, Instrument, Side, Venue
 from ..model.orders import (
     ExecReportKind, ExecutionReport, Fill, OrderRequest, OrderState, OrderStatus, OrderType,
     RejectReason, TimeInForce,
@@ -689,17 +690,22 @@ class SimExchange:
                 mids[i] = q.mid
                 pnl.mark(i, q.mid, 0)
         held = pnl.positions()
+        # margin as the risk guard counts it (core/capital.py): the venue's rule, at its mids
+        pool = CapitalPool([Account(id=acc, broker="sim", venues=(self.venue.code,), currency=a.currency, capital=a.capital)
+                            for acc, a in accs.items()], {i: b.inst for i, b in self.books.items()},
+                           lambda x, y: None, "XXX", {self.venue.code: self.venue})
+        marks = PositionBook()
+        for i, m in mids.items():
+            marks.mark(i, m, 0)
+        for (acc, inst_id), (long, short) in held.items():
+            marks.account.setdefault(acc, {})[inst_id] = long - short
+        if self.venue.offsets != "none":
+            pool.two_sided = {k: v for k, v in held.items() if v[0] or v[1]}
+        margins = pool.computed_margin(marks)
         out: dict[str, dict[str, Any]] = {}
         for acc, a in accs.items():
             total, _ = pnl.account_pnl(acc, a.currency)
-            margin = Decimal(0)
-            for (ac, inst_id), (long, short) in held.items():
-                inst = self.books[inst_id].inst
-                if ac != acc or inst_id not in mids or inst.currency != a.currency:
-                    continue
-                rule = getattr(self.venue, "margin_rule", "gross") if self.venue.offsets != "none" else "net"
-                lots = max(long, short) if rule == "larger_side" else abs(long - short) if rule == "net" else long + short
-                margin += inst.notional(mids[inst_id], lots) * inst.margin_rate
+            margin = margins.get(acc, Decimal(0))
             equity = a.capital + total + self._account_skew.get(acc, Decimal(0))
             out[acc] = {"equity": str(equity), "margin": str(margin), "available": str(equity - margin),
                         "currency": a.currency, "ts_ns": self.clock.now_ns()}
