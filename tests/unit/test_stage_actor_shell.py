@@ -1,0 +1,96 @@
+"""The strategy host actor's stage methods, run without Ray on its in-memory sink: a promotion
+reads the gate's figures from the trail, a refusal and a pass are both recorded; the configured
+automatic demotion acts on a red alert and on a breached gate."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from strategy_kit import ctx
+from testkit import ROOT
+from xmc_actors.actors.strategy import StrategyHostActor
+from xmc_actors.lab.engine import LabRun
+from xmc_actors.model.events import Event, EventKind
+from xmc_actors.model.stages import DemoteConfig, GateConfig, StageGates
+from xmc_actors.runtime.config import load_config
+from xmc_actors.strategies import BandStrategy
+from xmc_actors.strategies.stages import StageSettings
+
+NAME = "copper-shfe-lme"
+BASE = dict(signal="ratio", price="mid", center=1.0, entry=0.01, exit=0.003, clip=1, max_position=3, cooldown_ms=0)
+
+
+@pytest.fixture(scope="module")
+def trail():
+    """A lab run's trail of the strategy (price policy: 65% success), moved to the last minutes."""
+    cfg = load_config(ROOT / "configs" / "lab" / "copper.yaml")
+    cfg = cfg.model_copy(update={"lab": cfg.lab.model_copy(update={"max_duration_s": 600})})
+    ev = LabRun(cfg, policy="price", seed=5).run().sink.events
+    shift = time.time_ns() - 60 * 1_000_000_000 - max(e.ts_ns for e in ev)
+    return [e.model_copy(update={"ts_ns": e.ts_ns + shift}) for e in ev]
+
+
+def actor(stage, gates=None, demote=None, events=()):
+    s = BandStrategy(ctx(NAME), BASE)
+    a = StrategyHostActor([s], None, stages={NAME: StageSettings(stage=stage, gates=gates or StageGates(),
+                                                                 demote=demote or DemoteConfig())})
+    a.sink.events.extend(events)
+    return a
+
+
+def stage_events(a):
+    return [e for e in a.sink.events if e.kind is EventKind.STAGE]
+
+
+def test_promotion_is_refused_with_the_figures_then_passes_a_gate_they_meet(trail):
+    async def go():
+        strict = StageGates(live=GateConfig(min_pairs=10, min_success_rate=0.9, window_s=3600))
+        a = actor("canary", strict, events=trail)
+        res = await a.promote(NAME, "alice", "looks good")
+        assert not res["ok"] and res["refused"] and res["stage"] == "canary"
+        [miss] = [c for c in res["gate"]["checks"] if not c["met"]]
+        assert miss["bound"] == "min_success_rate" and miss["value"] == pytest.approx(15 / 23)
+        [ev] = stage_events(a)
+        assert ev.payload["outcome"] == "REFUSED" and ev.payload["gate"]["passed"] is False
+        assert "success rate 0.6522 misses >= 0.9" in ev.reason and ev.payload["operator"] == "alice"
+        loose = actor("canary", StageGates(live=GateConfig(min_pairs=10, min_success_rate=0.6, window_s=3600)),
+                      events=trail)
+        ok = await loose.promote(NAME, "alice")
+        assert ok["ok"] and (ok["from"], ok["to"]) == ("canary", "live")
+        assert stage_events(loose)[-1].payload["outcome"] == "CHANGED"
+        # nothing to promote to, no operator, a jump: refused before any record
+        assert "promotion leads up" in (await loose.promote(NAME, "alice"))["error"]
+        assert "operator" in (await loose.promote(NAME, " "))["error"]
+        assert "one stage at a time" in (await actor("shadow").promote(NAME, "x", to="live"))["error"]
+    asyncio.run(go())
+
+
+def test_a_breached_gate_while_live_demotes_to_shadow_when_configured(trail):
+    async def go():
+        gates = StageGates(live=GateConfig(min_pairs=5, min_success_rate=0.9, window_s=3600))
+        a = actor("live", gates, DemoteConfig(on_gate_breach=True), events=trail)
+        await a.check_demotions(0)
+        [ev] = stage_events(a)
+        assert ev.payload["action"] == "auto-demote" and ev.payload["to"] == "shadow"
+        assert "gate breached while live" in ev.reason and a.core.stage(NAME) == "shadow"
+        untouched = actor("live", gates, DemoteConfig(on_gate_breach=False), events=trail)
+        await untouched.check_demotions(0)
+        assert untouched.core.stage(NAME) == "live"
+    asyncio.run(go())
+
+
+def test_a_red_alert_about_the_strategy_demotes_it_when_configured():
+    async def go():
+        red = Event(event_id="a1", ts_ns=time.time_ns(), kind=EventKind.ALERT, reason="unhedged 9 s",
+                    payload={"level": "red", "scope": "strategy", "key": NAME})
+        other = Event(event_id="a2", ts_ns=time.time_ns(), kind=EventKind.ALERT, reason="x",
+                      payload={"level": "red", "scope": "strategy", "key": "someone-else"})
+        a = actor("canary", demote=DemoteConfig(on_red_alert=True), events=[other])
+        await a.check_demotions(0)
+        assert a.core.stage(NAME) == "canary"
+        a.sink.events.append(red)
+        await a.check_demotions(0)
+        assert a.core.stage(NAME) == "shadow" and "red alert: unhedged 9 s" in stage_events(a)[-1].reason
+    asyncio.run(go())
