@@ -49,8 +49,10 @@ def check(config: str, *, require_credentials: bool = False) -> dict[str, Any]:
                          "(only simulated adapters use this account: not needed now)")
     if not is_catalogue(cfg):  # a live venue calendar that is about to end
         from ..runtime.calendars import calendar_notes
+        from ..runtime.contract_checks import contract_checks
 
         notes.extend(calendar_notes(cfg))
+        notes.extend(contract_checks(cfg)[1])
     return {"file": config, "valid": not problems, "kind": "catalogue" if is_catalogue(cfg) else "deployment",
             "problems": problems, "notes": notes, "deployment": deployment_summary(cfg)}
 

@@ -812,6 +812,10 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
         issues.append(ConfigIssue("", f"refused: nested too deeply (at most {MAX_DEPTH} levels)"))
         raise ConfigError(issues) from None
 
+    # a concrete contract the catalogue does not list (SHFE.cu2703) is its product's terms under its own id
+    from .contract_checks import with_concrete_contracts
+
+    cfg = with_concrete_contracts(cfg)
     reported: list[str] = []
 
     def add(parts: list[Any], message: str) -> None:
@@ -827,6 +831,11 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
             from .calendars import calendar_problems
 
             for parts, why in calendar_problems(cfg):
+                add(list(parts), why)
+            # its concrete contracts are alive, its calendar rolls before the venue's deadline
+            from .contract_checks import contract_checks
+
+            for parts, why in contract_checks(cfg)[0]:
                 add(list(parts), why)
     if issues:
         raise ConfigError(issues)
