@@ -170,3 +170,28 @@ def test_no_token_in_the_ledger_or_logs(run):
             pass
     for tok in run["tokens"].values():
         assert tok.split(".")[2] not in blob
+
+
+def test_console_in_chromium_a_halt_pressed_on_the_page_reaches_the_coordinator(run):
+    import ray
+
+    from api_browser import launch, need_browser, sign_in
+
+    path = need_browser()
+    from playwright.sync_api import sync_playwright
+
+    coord = ray.get_actor("coordinator", namespace=NS)
+    with sync_playwright() as p:
+        browser = launch(p, path)
+        page = browser.new_page()
+        page.goto(run["dep"].api_info["console"])
+        sign_in(page, run["tokens"]["tom"])
+        page.wait_for_function("document.getElementById('who').textContent.includes('tom (trader)')")
+        page.wait_for_selector("#strategies tr[data-strategy='cu'] button[data-action='halt']:not([disabled])",
+                               timeout=30_000)
+        assert "cn-main" in page.inner_text("#occupancy")
+        page.click("#strategies tr[data-strategy='cu'] button[data-action='halt']")
+        page.wait_for_function("document.getElementById('msg').textContent.includes('HALTED by tom')", timeout=30_000)
+        assert ray.get(coord.status.remote())["trading_states"]["strategy:cu"] == "HALTED"
+        page.wait_for_selector("#states .state-HALTED", timeout=10_000)
+        browser.close()
