@@ -159,7 +159,7 @@ class CapitalPool:
         if sides is None or venue is None or venue.offsets == "none":
             return abs(net)
         long, short = sides
-        rule = getattr(venue, "margin_rule", "gross")
+        rule = venue.margin_rule
         if rule == "larger_side":
             return max(long, short)
         if rule == "net":
@@ -196,7 +196,7 @@ class CapitalPool:
                 ins = self.instruments.get(inst)
                 venue = self.venues.get(ins.venue) if ins is not None else None
                 if two is not None and ins is not None and venue is not None and venue.offsets != "none" \
-                        and getattr(venue, "margin_rule", "gross") == "larger_side":
+                        and venue.margin_rule == "larger_side":
                     ml = self.margin_of(inst, two[0], book.marks, acc.currency)
                     ms = self.margin_of(inst, two[1], book.marks, acc.currency)
                     if ml is None or ms is None:
