@@ -264,3 +264,19 @@ def test_the_larger_side_is_compared_in_money_over_the_contracts_of_one_product(
     pool.two_sided = {("cn", near.id): (2, 0), ("cn", far.id): (0, 2)}
     short_side = far.notional(Decimal(73000), 2) * far.margin_rate
     assert pool.computed_margin(book)["cn"] == short_side
+
+
+def test_risk_status_shows_accounts_pnl_by_strategy_and_pair_and_two_sided_positions() -> None:
+    from xmc_actors.ops.cmd_ops import money_tables, risk_status_tables
+
+    g, _, clock = core()
+    mark(g, clock, "SHFE.cu", "72100")
+    g.on_pair_done(summary("d1"))
+    st = g.status()
+    tables = {t.name: t for t in money_tables(st)}
+    assert [r[0] for r in tables["accounts"].rows] == ["cn", "us"]
+    assert tables["accounts"].rows[0][5] == "computed"
+    assert [r[0] for r in tables["pnl_by_strategy"].rows] == ["s1"]
+    assert [r[0] for r in tables["pnl_by_pair"].rows] == ["s1|LME.CA3M/SHFE.cu"]
+    assert tables["risk_two_sided"].rows == [("cn", "SHFE.cu", 1, 0, 0, 0, 1)]
+    assert "pnl_by_strategy" in {t.name for t in risk_status_tables(st)}
