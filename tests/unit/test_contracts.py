@@ -201,3 +201,16 @@ def test_a_roll_whose_deadline_lies_after_the_calendar_refuses_by_name():
         plan_roll([Holding(instrument("SHFE.cu"), v["SHFE"], 0)], D(2026, 3, 10))
     with pytest.raises(ContractDateError, match="nothing to roll"):
         plan_roll([Holding(instrument("SGE.AU9999"), v["SGE"], 3)], D(2026, 3, 10))
+
+
+def test_roll_times_give_a_calendar_roll_its_roll_at_inside_the_window():
+    from xmc_actors.core.contracts import roll_times
+
+    v = _venues()
+    plan = plan_roll([Holding(instrument("SHFE.cu"), v["SHFE"], 10, "SHFE.cu2701"),
+                      Holding(instrument("COMEX.HG"), v["COMEX"], -2, "COMEX.HGH7")], D(2026, 12, 6))
+    # SHFE's day opens 09:00 Shanghai (01:00 UTC); COMEX has only its evening Globex session
+    assert roll_times(plan, [v["SHFE"], v["COMEX"]]) == ["2026-12-30T01:15:00Z"]
+    assert roll_times(plan, [v["SHFE"], v["COMEX"]], days=2) == ["2026-12-29T01:15:00Z", "2026-12-30T01:15:00Z"]
+    with pytest.raises(ContractDateError, match="fewer than 9 business days"):
+        roll_times(plan, [v["SHFE"], v["COMEX"]], days=9)

@@ -493,3 +493,30 @@ def plan_roll(holdings: Sequence[Holding], day: D, *, window_business_days: int 
     if status == "overdue":
         reason = f"OVERDUE on {day}: " + reason
     return RollPlan(tuple(legs), tuple(orders), roll_from, roll_by, deadline, binding, status, reason)
+
+
+def roll_times(plan: RollPlan, venues: Sequence[Venue], *, after_open_minutes: int = 15, days: int = 1) -> list[str]:
+    """``calendar_roll``'s ``roll_at`` for ``plan``: on the last ``days`` business days of the
+    window (common to ``venues``, ending at ``roll_by``), ``after_open_minutes`` after the latest
+    of the venues' first day-session opens, as UTC ISO times (``2026-12-29T01:45:00Z``). With
+    ``days`` > 1 the position moves in as many steps (``qty`` = lots / ``days``)."""
+    if days < 1:
+        raise ValueError("roll_times: days must be at least 1")
+    out: list[dt.datetime] = []
+    d = plan.roll_by
+    while len(out) < days:
+        if d < plan.roll_from:
+            raise ContractDateError(f"roll_times: the window {plan.roll_from}..{plan.roll_by} has fewer than "
+                                    f"{days} business days common to {', '.join(v.code for v in venues)}")
+        if all(_bday(v, d, "roll time") for v in venues):
+            opens = []
+            for v in venues:
+                day_sessions = [s for s in v.sessions if not s.night]
+                if day_sessions:
+                    first = min(day_sessions, key=lambda s: s.start_time)
+                    opens.append(dt.datetime.combine(d, first.start_time, v.tz))
+            if not opens:  # Globex-style venues only: their session opens the evening before
+                opens = [dt.datetime.combine(d, dt.time(9, 0), venues[0].tz)]
+            out.append(max(opens) + dt.timedelta(minutes=after_open_minutes))
+        d -= dt.timedelta(days=1)
+    return [t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") for t in sorted(out)]
