@@ -31,7 +31,9 @@ Definitions (events in ``[since_ns, until_ns)`` of the ledger's ``ts_ns``, the w
   realised less fees, unrealised, FX; per strategy and per pair), and **equity** (base
   currency, all accounts) from its first to its last ``MARK`` record; the equity curve is at
   most :data:`EQUITY_POINTS` points (the last record of each time bin); trades are the
-  ``PNL`` ``TRADE`` records.
+  ``PNL`` ``TRADE`` records;
+* **capital occupancy (overall)**: margin over equity, all accounts in the base currency, its
+  lowest, highest and last value over the range's ``MARK`` records.
 
 Every query streams or aggregates in DuckDB; Python holds a histogram per distribution, not the
 values, so a ledger of any size gives figures of the same size.
@@ -65,6 +67,7 @@ LABELS = {
     "market_time": "market time (replayed)",
     "pnl": "P&L",
     "equity": "equity (all accounts)",
+    "occupancy": "capital occupancy (overall)",
 }
 EQUITY_POINTS = 240
 HIST_BINS = 30
@@ -137,6 +140,7 @@ class RunFigures:
     pnl_by_pair: dict[str, dict[str, Any]] = field(default_factory=dict)   # "strategy|pair" -> figures
     equity_curve: list[tuple[int, float]] = field(default_factory=list)      # (ts_ns, equity in base)
     pnl_trades: int = 0
+    occupancy: tuple[float, float, float] | None = None   # (min, max, last) overall, from the MARK records
 
     @property
     def pairs(self) -> int:
@@ -167,6 +171,10 @@ class RunFigures:
         if self.equity_curve:
             a, b = self.equity_curve[0][1], self.equity_curve[-1][1]
             out.append((LABELS["equity"], f"{a:,.2f} to {b:,.2f} {self.base_currency} ({b - a:+,.2f})"))
+        if self.occupancy is not None:
+            lo, hi, last = self.occupancy
+            out.append((LABELS["occupancy"], f"min {lo * 100:.2f}%, max {hi * 100:.2f}%, last {last * 100:.2f}% "
+                                             "(margin / equity)"))
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -288,6 +296,7 @@ def _pnl(con: Any, rng: str, fig: RunFigures) -> None:
     points: dict[int, tuple[int, float]] = {}
     last: tuple[int, dict[str, Any]] | None = None
     first: tuple[int, float] | None = None
+    occ: tuple[float, float, float] | None = None
     for b in _batches(con, f"SELECT ts_ns, payload FROM events WHERE kind = 'PNL' AND reason = 'MARK' AND {rng} "
                            "ORDER BY ts_ns, event_id"):
         for ts, blob in zip(b.column(0).to_pylist(), b.column(1).to_pylist()):
@@ -301,8 +310,12 @@ def _pnl(con: Any, rng: str, fig: RunFigures) -> None:
                 first = (int(ts), eq)
             points[k] = (int(ts), eq)   # the last record of each bin
             last = (int(ts), p)
+            o = p.get("occupancy")
+            if isinstance(o, (int, float)) and not isinstance(o, bool) and math.isfinite(o):
+                occ = (min(occ[0], o), max(occ[1], o), o) if occ else (o, o, o)
     if first is not None:
         fig.equity_curve = [first] + [points[k] for k in sorted(points) if points[k] != first]
+    fig.occupancy = occ
     if last is not None:
         p = last[1]
         fig.base_currency = str(p.get("base_currency") or "")
