@@ -6,6 +6,8 @@ from decimal import Decimal
 from typing import Any
 
 import testkit as tk
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_monitor_alerts import OPEN_NS, summary
 
 from xmc_actors.core.clock import SimClock
@@ -282,3 +284,31 @@ def test_risk_status_shows_accounts_pnl_by_strategy_and_pair_and_two_sided_posit
     assert [r[0] for r in tables["pnl_by_pair"].rows] == ["s1|LME.CA3M/SHFE.cu"]
     assert tables["risk_two_sided"].rows == [("cn", "SHFE.cu", 1, 0, 0, 0, 1)]
     assert "pnl_by_strategy" in {t.name for t in risk_status_tables(st)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["BUY", "SELL"]), st.integers(1, 4), st.integers(71000, 73000),
+                          st.booleans()), min_size=1, max_size=12),
+       st.integers(70000, 74000), st.sampled_from(["auto", "lock"]))
+def test_whatever_is_booked_equity_is_capital_plus_the_mark_to_market_less_fees(trades, mark_px, pref) -> None:
+    """Any sequence of fills at SHFE (offsets chosen by the guard, days rolling): the two-sided
+    book nets to the booked position, and the account's equity is its capital plus cash from the
+    trades plus the position at the mark, less the fees by each trade's offset."""
+    g, sink, clock = core(offset_preference=pref)
+    cu = tk.instrument("SHFE.cu")
+    cash = Decimal(0)
+    for i, (side, qty, px, next_day) in enumerate(trades):
+        if next_day:
+            clock.advance(24 * 3600 * S)
+        mark(g, clock, "SHFE.cu", str(px))
+        g.on_pair_done(one_leg(f"d{i}", side, qty, str(px)))
+        cash -= (1 if side == "BUY" else -1) * qty * Decimal(px) * cu.multiplier
+    clock.advance(S)
+    mark(g, clock, "SHFE.cu", str(mark_px))
+    g.tick()
+    fees = sum(Decimal(e.payload["fee"]) for e in sink.events if e.kind is EventKind.PNL and e.reason == "TRADE")
+    net = g.book.account.get("cn", {}).get("SHFE.cu", 0)
+    p = g.sides.positions.get(("cn", "SHFE.cu"))
+    assert (p.net if p else 0) == net
+    expected = Decimal(10_000_000) + cash + net * Decimal(mark_px) * cu.multiplier - fees
+    assert abs(g.capital.equity["cn"] - expected) < Decimal("1e-6")
