@@ -208,6 +208,7 @@ def test_the_report_and_the_summary_rows_show_pnl_by_strategy_and_pair_and_a_mov
     assert rows[LABELS["pnl"]].endswith("3 trades") and "USD" in rows[LABELS["pnl"]]
     assert fig.equity_curve[0][1] != fig.equity_curve[-1][1] and LABELS["equity"] in rows
     assert set(fig.pnl_by_strategy) == {"s1", "s2"} and "s1|LME.CA3M/SHFE.cu" in fig.pnl_by_pair
+    assert rows[LABELS["pnl_by_strategy"]].startswith(("s1 ", "s2 "))
     lo, hi, last = fig.occupancy
     assert 0 < lo < hi and LABELS["occupancy"] in rows
     assert "Equity and P&amp;L" in page and "P&amp;L by strategy" in page and "<polyline" in page

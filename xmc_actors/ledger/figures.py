@@ -66,6 +66,7 @@ LABELS = {
     "alerts_by_level": "alerts by level",
     "market_time": "market time (replayed)",
     "pnl": "P&L",
+    "pnl_by_strategy": "P&L by strategy",
     "equity": "equity (all accounts)",
     "occupancy": "capital occupancy (overall)",
 }
@@ -168,6 +169,14 @@ class RunFigures:
             out.append((LABELS["market_time"], market_text(self.market_span)))
         if self.pnl_total or self.pnl_trades:
             out.append((LABELS["pnl"], pnl_text(self.pnl_total, self.base_currency, self.pnl_trades)))
+        if self.pnl_by_strategy:
+            def tot(f: dict[str, Any]) -> float:
+                try:
+                    return float(f.get("total_base") or 0)
+                except (TypeError, ValueError):
+                    return 0.0
+            out.append((LABELS["pnl_by_strategy"], ", ".join(
+                f"{k} {tot(v):+,.2f}" for k, v in sorted(self.pnl_by_strategy.items(), key=lambda kv: -abs(tot(kv[1]))))))
         if self.equity_curve:
             a, b = self.equity_curve[0][1], self.equity_curve[-1][1]
             out.append((LABELS["equity"], f"{a:,.2f} to {b:,.2f} {self.base_currency} ({b - a:+,.2f})"))
