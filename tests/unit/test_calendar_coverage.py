@@ -23,6 +23,14 @@ UTC = dt.timezone.utc
 D = dt.date
 
 
+@pytest.fixture(autouse=True)
+def _today_is_7_december_2026(monkeypatch):
+    """The checks judge "today" by the wall clock: pinned, so these tests do not expire."""
+    from xmc_actors.runtime import calendars
+
+    monkeypatch.setattr(calendars, "now_utc", lambda: dt.datetime(2026, 12, 7, 12, tzinfo=dt.timezone.utc))
+
+
 def ns(y, mo, d, h, mi, tz):
     return int(dt.datetime(y, mo, d, h, mi, tzinfo=tz).timestamp() * 1_000_000_000)
 
@@ -159,7 +167,7 @@ def test_a_live_run_on_a_day_past_the_calendar_is_refused_naming_the_venue_and_r
 
 
 def test_load_config_and_xmc_validate_refuse_a_deployment_whose_calendar_ended(tmp_path):
-    path = _deployment(tmp_path, shfe_end="2025-12-31")  # today (the wall clock) is after 2025
+    path = _deployment(tmp_path, shfe_end="2025-12-31")  # today (pinned here; the CLI: the wall clock) is after 2025
     with pytest.raises(ConfigError) as e:
         load_config(path)
     msg = "\n".join(e.value.messages)

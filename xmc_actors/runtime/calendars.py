@@ -40,6 +40,11 @@ class CalendarSpan:
     path: tuple[Any, ...]
 
 
+def now_utc() -> dt.datetime:
+    """The wall clock the checks judge "today" by (one place, so a test can pin it)."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
 def _today(venue: Venue, now: dt.datetime) -> dt.date:
     return now.astimezone(venue.tz).date()
 
@@ -96,7 +101,7 @@ def calendar_spans(cfg: Any, now: dt.datetime | None = None) -> list[CalendarSpa
     """The days each gateway of ``cfg`` runs its venue on (only gateways that use its calendar)."""
     from ..feeds.config import ReplayParams, SyntheticParams
 
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or now_utc()
     venues = {v.code: v for v in cfg.venues}
     out: list[CalendarSpan] = []
     for n, g in enumerate(cfg.gateways):
@@ -151,7 +156,7 @@ def calendar_problems(cfg: Any, now: dt.datetime | None = None) -> list[tuple[tu
 
 def calendar_notes(cfg: Any, now: dt.datetime | None = None, warn_days: int = 30) -> list[str]:
     """A note for each venue a live gateway uses whose calendar ends within ``warn_days`` days."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or now_utc()
     venues = {v.code: v for v in cfg.venues}
     notes = []
     for code in sorted({sp.venue for sp in calendar_spans(cfg, now) if sp.what.startswith("today")}):

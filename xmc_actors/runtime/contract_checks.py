@@ -19,6 +19,7 @@ import datetime as dt
 from typing import Any
 
 from ..core.contracts import Contract, ContractDateError
+from . import calendars
 from .calendars import calendar_spans
 
 _NS = 1_000_000_000
@@ -44,7 +45,7 @@ def _concrete(cfg: Any, inst_id: str, day: dt.date) -> Contract | None:
 
 def contract_checks(cfg: Any, now: dt.datetime | None = None) -> tuple[list[tuple[tuple[Any, ...], str]], list[str]]:
     """``(problems, notes)``: problems as ``(path, message)``, notes as text."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or calendars.now_utc()
     last_day: dict[str, dt.date] = {}
     for sp in calendar_spans(cfg, now):
         last_day[sp.venue] = max(last_day.get(sp.venue, sp.last), sp.last)
@@ -133,7 +134,7 @@ def with_concrete_contracts(cfg: Any) -> Any:
     listed = {i.id for i in cfg.instruments}
     insts = {i.id: i for i in cfg.instruments}
     venues = {v.code: v for v in cfg.venues}
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = calendars.now_utc().date()
     added = []
     for inst_id in referenced_instruments(cfg):
         venue, _, symbol = inst_id.partition(".")
