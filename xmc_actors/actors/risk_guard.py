@@ -162,7 +162,9 @@ class RiskGuard:
         dep = self.dep
         return RiskGuardCore(dep.risk, {i.id: i for i in dep.instruments}, {v.code: v for v in dep.venues},
                              dep.accounts, self.fx, clock=self.clock, sink=self.sink, base_currency=dep.base_currency,
-                             sinks=[CallbackAlertSink(self._metric)])
+                             sinks=[CallbackAlertSink(self._metric)],
+                             # a booked fill's offset is taken as the coordinators choose it
+                             offset_preference=dep.coordinator.offset_preference)
 
     def _metric(self, a: Alert) -> None:
         """``xmc_alerts_total{level, monitor}`` (and the alert's scope as a tag): every alert
