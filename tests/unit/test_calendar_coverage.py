@@ -235,3 +235,14 @@ def test_validate_notes_a_live_calendar_about_to_end(tmp_path):
     assert notes == ["venue SHFE: its calendar ends on 2026-12-31 (21 days from today): a run after that day "
                      "will refuse to start until the next year's holidays are added"]
     assert calendar_notes(cfg, at(2026, 6, 1)) == []
+
+
+def test_a_bounded_synthetic_feed_is_checked_over_the_days_it_runs(tmp_path):
+    path = _deployment(tmp_path)
+    doc = yaml.safe_load(path.read_text())
+    start = int(dt.datetime(2026, 12, 30, 2, tzinfo=UTC).timestamp()) * 1_000_000_000
+    # one instrument at 1 quote a second: 3 x 86,400 quotes are three days of market time
+    doc["gateways"][0]["feed"]["params"].update({"start_ns": start, "count": 3 * 86_400, "ticks_per_s": 1})
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"2026-12-30 to 2027-01-02 \(the synthetic feed's start_ns\) is after its end"):
+        load_config(path)

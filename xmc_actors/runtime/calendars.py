@@ -136,7 +136,13 @@ def calendar_spans(cfg: Any, now: dt.datetime | None = None) -> list[CalendarSpa
                 sp = None
             if sp is not None and sp.start_ns is not None:
                 day = dt.datetime.fromtimestamp(sp.start_ns / _NS, venue.tz).date()
-                out.append(CalendarSpan(g.venue, day, day, "the synthetic feed's start_ns",
+                # a bounded feed (count quotes in all, ticks_per_s per instrument, in market time)
+                # runs about this long (longer with respect_sessions: a day past the calendar
+                # then still counts as closed, core/calendar.py)
+                rate = sp.ticks_per_s * max(len(sp.instruments), 1)
+                end_ns = sp.start_ns + int(sp.count / rate * _NS) if sp.count else sp.start_ns
+                last = dt.datetime.fromtimestamp(end_ns / _NS, venue.tz).date()
+                out.append(CalendarSpan(g.venue, day, last, "the synthetic feed's start_ns",
                                         (*path, "feed", "params", "start_ns")))
                 continue
         out.append(CalendarSpan(g.venue, _today(venue, now), _today(venue, now), "today, a live run", path))
