@@ -65,6 +65,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     r.add_argument("--out", "-o", default="audit-report.html")
     r.add_argument("--title", default="xmc-actors audit report")
     r.set_defaults(func=cmd_report)
+    ac = asub.add_parser("acceptance", help="the acceptance report (验收): each strategy's execution figures against "
+                                            "the deployment's targets, stage history, stress result; HTML and JSON")
+    common(ac)
+    ac.add_argument("--strategy", action="append", default=[], help="a strategy to report (repeatable; default: all)")
+    ac.add_argument("--since", help="from (ns or ISO time, UTC)")
+    ac.add_argument("--until", help="until, exclusive (ns or ISO time, UTC)")
+    ac.add_argument("--targets", metavar="CONFIG", default=None,
+                    help="deployment file whose acceptance: targets to use (default: --config's; none: the defaults)")
+    ac.add_argument("--stress", metavar="FILE", default=None, help="a stress report to attach (xmc stress --json FILE)")
+    ac.add_argument("--out", "-o", default="acceptance.html", help="the HTML report (default acceptance.html)")
+    ac.add_argument("--json", dest="json_file", metavar="FILE", default=None,
+                    help="the report as JSON (default: the HTML file's name with .json)")
+    ac.set_defaults(func=cmd_acceptance)
     rc = asub.add_parser("reconcile", help="check the trail against the venues' own records; --write backfills "
                                            "what it lacks (deployment stopped)")
     common(rc)
@@ -259,6 +272,57 @@ def cmd_report(args: argparse.Namespace) -> int:
     out.write_text(page, encoding="utf-8")
     print(f"{out}: report written ({len(page) / 1024:.0f} KiB)")
     return 0
+
+
+def cmd_acceptance(args: argparse.Namespace) -> int:
+    """``xmc audit acceptance``: exit 0 accepted, 1 not accepted (the report says why)."""
+    import json
+
+    from ..ledger.acceptance import build_html, read_acceptance
+    from ..ledger.audit import parse_time
+    try:
+        since, until = parse_time(args.since), parse_time(args.until)
+    except ValueError as e:
+        raise CliError(f"--since/--until: {e}") from None
+    cfg = None
+    if args.targets or args.config:
+        from ..runtime.config import ConfigError, load_config
+        try:
+            cfg = load_config(args.targets or args.config)
+        except ConfigError as e:
+            raise CliError(f"{args.targets or args.config}: configuration not valid:\n{e}", code=1) from None
+    stress = None
+    if args.stress:
+        try:
+            stress = json.loads(Path(args.stress).read_text())
+        except (OSError, ValueError) as e:
+            raise CliError(f"--stress {args.stress}: not a stress report ({e})") from None
+        if not isinstance(stress, dict) or "passed" not in stress:
+            raise CliError(f"--stress {args.stress}: not a stress report (no 'passed'; write one with xmc stress --json)")
+    known = {s.name for s in cfg.strategies} if cfg is not None else None
+    if known is not None:
+        bad = [s for s in args.strategy if s not in known]
+        if bad:
+            raise CliError(f"--strategy {bad[0]!r}: not in {args.targets or args.config} ({', '.join(sorted(known))})")
+    with _open(args) as reader:
+        doc = read_acceptance(reader, strategies=args.strategy or None, since_ns=since, until_ns=until,
+                              config=cfg.acceptance if cfg is not None else None,
+                              stages={s.name: s.stage for s in cfg.strategies} if cfg is not None else None,
+                              stress=stress, title=f"acceptance: {cfg.name}" if cfg is not None else "acceptance")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(build_html(doc), encoding="utf-8")
+    js = Path(args.json_file) if args.json_file else out.with_suffix(".json")
+    js.write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+    print(f"{'ACCEPTED' if doc['accepted'] else 'NOT ACCEPTED'}: {out} and {js} written")
+    for name, s in doc["strategies"].items():
+        print(f"  {name}: {'accepted' if s['accepted'] else 'not accepted'}: {s['why']}")
+    if doc["stress"] is not None:
+        print(f"  stress: {'passed' if doc['stress']['passed'] else 'FAILED'}")
+    for r in doc["reasons"]:
+        if ":" not in r:
+            print(f"  {r}")
+    return 0 if doc["accepted"] else 1
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
