@@ -56,7 +56,13 @@ class FakeBackend:
         return [{"decision_id": f"d{i}", "outcome": "HEDGED", "done_ns": i} for i in range(5)]
 
     async def strategies(self) -> dict[str, Any]:
-        return {"copper": {"state": "ACTIVE", "host": "h0"}, "gold": {"state": "ACTIVE", "host": "h0"}}
+        sig = {"reason": "hold", "signal_mid": 1.0001, "center": 1.0, "entry": 0.0004, "exit": 0.0001}
+        return {"copper": {"state": "ACTIVE", "host": "h0", "position": 2, "last_signal": sig},
+                "gold": {"state": "ACTIVE", "host": "h0", "position": 0, "last_signal": {"reason": "hold"}}}
+
+    async def quotes(self) -> dict[str, Any]:
+        return {"SHFE.cu": {"bid": "72000", "ask": "72010", "last": None, "status": "OK", "ts_ns": 1},
+                "LME.CA": {"bid": "10140", "ask": "10141", "last": None, "status": "OK", "ts_ns": 1}}
 
     async def venues(self) -> dict[str, Any]:
         return {"gateway-LME": {"state": "UP"}, "gateway-SHFE": {"state": "UP"}}

@@ -195,3 +195,29 @@ def test_console_in_chromium_a_halt_pressed_on_the_page_reaches_the_coordinator(
         assert ray.get(coord.status.remote())["trading_states"]["strategy:cu"] == "HALTED"
         page.wait_for_selector("#states .state-HALTED", timeout=10_000)
         browser.close()
+
+
+def test_websocket_stream_through_serve(run):
+    import asyncio
+
+    import websockets
+
+    url = run["url"].replace("http://", "ws://") + "/v1/stream"
+
+    async def main():
+        async with websockets.connect(url, max_size=None) as ws:
+            await ws.send(json.dumps({"token": run["tokens"]["vera"], "topics": ["quotes", "spreads", "states"], "hz": 4}))
+            hello = json.loads(await asyncio.wait_for(ws.recv(), 30))["hello"]
+            got, t0 = {}, time.monotonic()
+            n = 0
+            while time.monotonic() - t0 < 6:
+                m = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                got.update(m)
+                n += 1
+            return hello, got, n / (time.monotonic() - t0)
+
+    hello, got, rate = asyncio.run(main())
+    assert hello["hz"] == 4
+    assert {"SHFE.cu", "LME.CA3M"} <= set(got["quotes"]) and got["quotes"]["SHFE.cu"]["bid"]
+    assert set(got["spreads"]) == {"cu", "cu2"} and "global" in got["states"]["trading_states"] or got["states"]
+    assert rate <= 4.5, rate

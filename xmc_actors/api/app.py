@@ -34,6 +34,7 @@ from ..core.operator_api import (ANONYMOUS, Action, ApiError, Principal, RateLim
 from ..model.api import ApiConfig
 from .backend import Backend, BackendUnavailable
 from .desk import principal_wire
+from .stream import StreamHub
 from .models import (AckRequest, AckResult, ConfirmRequest, ErrorBody, LimitChange, LimitResult, PendingResult,
                      StateChange, StateResult, Whoami)
 
@@ -369,7 +370,58 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
         async def console() -> Any:
             return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
+    # -- live streams (item 2): conflated, at most api.stream_hz messages a second per client ------
+    hub = StreamHub(backend, cfg.stream_hz, clock=None if isinstance(clock, SystemClock) else clock)
+    app.state.hub = hub
+
+    @app.websocket("/v1/stream")
+    async def stream(ws: WebSocket) -> None:
+        """Authenticate by the ``Authorization`` header (topics and hz as query parameters) or by
+        a first message ``{"token", "topics", "hz"}``; a refusal closes with 4000 + the HTTP
+        status (4401, 4403, 4422, 4429) and the reason."""
+        await ws.accept()
+        who: Principal | None = None
+        try:
+            header = ws.headers.get("authorization")
+            token = bearer(header) if header else None
+            topics: Any = ws.query_params.get("topics")
+            topics = topics.split(",") if topics else None
+            hz: Any = ws.query_params.get("hz")
+            if token is None:
+                try:
+                    hello = json.loads(await asyncio.wait_for(ws.receive_text(), 10.0))
+                except (asyncio.TimeoutError, ValueError, KeyError, TypeError):
+                    raise ApiError(422, "first message: expected JSON {\"token\": ..., \"topics\": [...], \"hz\": N} "
+                                        "within 10 s", "body") from None
+                if not isinstance(hello, dict):
+                    raise ApiError(422, "first message: expected a JSON object", "body")
+                token, topics, hz = hello.get("token"), hello.get("topics", topics), hello.get("hz", hz)
+                if token is not None and not isinstance(token, str):
+                    raise ApiError(422, "token: expected a string", "token")
+                if topics is not None and (not isinstance(topics, list) or not all(isinstance(t, str) for t in topics)):
+                    raise ApiError(422, "topics: expected a list of names", "topics")
+            who = identify(token, ws.client.host if ws.client else "")
+            authorise(who, Action.READ)
+            try:
+                hz = None if hz is None else float(hz)
+            except (TypeError, ValueError):
+                raise ApiError(422, f"hz: expected a number, got {hz!r}", "hz") from None
+            try:
+                await hub.serve(ws, topics, hz, who.operator)
+            except ValueError as e:
+                raise ApiError(422, str(e), str(e).split(":", 1)[0]) from None
+        except ApiError as e:
+            record_refusal(e.status, e.reason, e.field, "/v1/stream", who)
+            try:
+                await ws.send_text(json.dumps(e.body()))
+                await ws.close(code=4000 + e.status, reason=e.reason[:120])
+            except Exception:  # noqa: BLE001 - it went away
+                pass
+
+    @app.get("/v1/streams", responses=ERRORS, summary="the live streams of this replica: clients, sent, conflated, dropped")
+    async def streams(p: Principal = Depends(reader)) -> Any:
+        return hub.stats()
+
     app.state.identify = identify
     app.state.started = time.time()
-    _ = (json, WebSocket)
     return app

@@ -23,6 +23,7 @@ class Backend(Protocol):
     async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str, reason: str) -> dict[str, Any]: ...
     async def set_limit(self, section: str, key: str | None, field: str | None, value: Any, operator: str) -> dict[str, Any]: ...
     async def desk(self, method: str, *args: Any) -> Any: ...
+    async def quotes(self) -> dict[str, Any]: ...
 
 
 class BackendUnavailable(RuntimeError):
@@ -34,6 +35,7 @@ class RayBackend:
         self.namespace = namespace
         self.timeout_s = timeout_s
         self._handles: dict[str, Any] = {}
+        self._legs: list[tuple[str, str, dict[str, str]]] | None = None
 
     def _actor(self, name: str) -> Any:
         import ray
@@ -92,6 +94,30 @@ class RayBackend:
         names = list(procs)
         res = await asyncio.gather(*(self._call(procs[g], "status", gateway=g) for g in names), return_exceptions=True)
         return {g: ({"error": str(r)} if isinstance(r, BaseException) else r) for g, r in zip(names, res)}
+
+    async def quotes(self) -> dict[str, Any]:
+        """The latest quote of every instrument a strategy trades, from its venue's gateway
+        (``snapshot``): instrument -> {bid, ask, last, status, ts_ns} (prices as strings)."""
+        if self._legs is None:
+            info = await self._call(REGISTRY_NAME, "describe")
+            from ..model.config import DeploymentConfig
+
+            cfg = DeploymentConfig.model_validate(info.get("config") or {})
+            procs: dict[str, str] = {g.actor_name: g.process_name for g in cfg.gateways}
+            by_venue: dict[str, str] = {}
+            for g in cfg.gateways:  # a venue's quote source: its first gateway
+                by_venue.setdefault(g.venue, g.actor_name)
+            legs = sorted({lg.instrument for s in cfg.strategies for lg in s.legs})
+            self._legs = [(i, by_venue.get(cfg.instrument(i).venue, ""), procs) for i in legs]
+        pairs = [(i, g, procs.get(g, g)) for i, g, procs in self._legs if g]
+        res = await asyncio.gather(*(self._call(p, "snapshot", i, gateway=g) for i, g, p in pairs), return_exceptions=True)
+        out: dict[str, Any] = {}
+        for (i, _, _), q in zip(pairs, res):
+            if q is None or isinstance(q, BaseException):
+                continue
+            out[i] = {"bid": None if q.bid is None else str(q.bid), "ask": None if q.ask is None else str(q.ask),
+                      "last": None if q.last is None else str(q.last), "status": q.status.value, "ts_ns": q.ts_ns}
+        return out
 
     async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str, reason: str) -> dict[str, Any]:
         return await self._call(RISK_GUARD_NAME, "set_trading_state", scope, key, state, operator, reason,
