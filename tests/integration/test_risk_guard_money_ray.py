@@ -24,7 +24,7 @@ class StandInGateway:
         self.reading: dict[str, Any] = {}
 
     async def two_sided_positions(self, gateway: str | None = None) -> dict[str, Any]:
-        return {"cn/SHFE.cu": {"long": {"today": 0, "yesterday": 2}, "short": {"today": 1, "yesterday": 0},
+        return {"cn/SHFE.cu": {"long": {"today": 1, "yesterday": 2}, "short": {"today": 1, "yesterday": 0},
                                "trading_day": "2025-01-07"}}
 
     async def account_reading(self, gateway: str | None = None) -> dict[str, Any]:
@@ -66,6 +66,7 @@ def test_a_booked_pair_shows_pnl_and_the_gateways_readings_replace_the_guards_vi
     assert polled == {"two_sided": {"SHFE": 1}, "accounts": {"cn": "SHFE"}}
     st = ray.get(g.status.remote())
     assert (st["two_sided"]["cn/SHFE.cu"]["long"]["yesterday"], st["two_sided"]["cn/SHFE.cu"]["short"]["today"]) == (2, 1)
+    # (the venue's net, long 3 - short 1, agrees with the 2 lots booked: its split is taken)
     assert st["accounts"]["cn"]["equity_source"] == "broker"
     assert Decimal(st["accounts"]["cn"]["equity"]) == ours - 300_000
     assert [(a["monitor"], a["key"]) for a in st["open_alerts"]] == [("account_mismatch", "cn")]

@@ -146,18 +146,22 @@ def test_a_bad_account_reading_is_recorded_and_changes_nothing() -> None:
     assert g.status()["accounts"]["cn"]["equity_source"] == "computed"
 
 
-def test_the_venues_two_sided_positions_replace_the_guards_view() -> None:
+def test_the_venues_two_sided_positions_replace_the_guards_view_where_the_nets_agree() -> None:
     g, _, clock = core()
     mark(g, clock, "SHFE.cu", "72000")
-    g.on_pair_done(one_leg("d1", "BUY", 1, "72000"))
-    n = g.load_two_sided("SHFE", {"cn/SHFE.cu": {"long": {"today": 0, "yesterday": 1}, "short": {"today": 4, "yesterday": 0},
-                                                 "trading_day": "2025-01-07"}, "cn/LME.CA3M": {"long": {"today": 9}},
-                                  "cn/SHFE.al": "nonsense"})
-    assert n == 1
+    g.on_pair_done(one_leg("d1", "BUY", 1, "72000"))      # the guard: long 1 today
+    snap = {"cn/SHFE.cu": {"long": {"today": 0, "yesterday": 3}, "short": {"today": 2, "yesterday": 0},
+                           "trading_day": "2025-01-07"}, "cn/LME.CA3M": {"long": {"today": 9}},
+            "cn/SHFE.al": "nonsense", "other/SHFE.cu": {"long": {"today": 5}}}
+    assert g.load_two_sided("SHFE", snap) == 1
     p = g.status()["two_sided"]["cn/SHFE.cu"]
-    assert (p["long"]["yesterday"], p["short"]["today"]) == (1, 4)
+    assert (p["long"]["yesterday"], p["short"]["today"]) == (3, 2)
     one_lot = tk.instrument("SHFE.cu").notional(Decimal(72000), 1) * tk.instrument("SHFE.cu").margin_rate
     assert Decimal(g.status()["occupancy"]["cn"]["used"]) == 5 * one_lot   # gross: both sides
+    # a fill the venue has and the guard has not booked yet: the guard keeps its own view
+    snap["cn/SHFE.cu"]["long"]["today"] = 1
+    assert g.load_two_sided("SHFE", snap) == 0 and g.counters["two_sided_in_flight"] == 1
+    assert g.status()["two_sided"]["cn/SHFE.cu"]["long"]["today"] == 0
 
 
 def test_a_rebuild_restores_pnl_and_two_sided_positions_and_the_same_summary_again_adds_nothing() -> None:
@@ -313,3 +317,14 @@ def test_whatever_is_booked_equity_is_capital_plus_the_mark_to_market_less_fees(
     assert (p.net if p else 0) == net
     expected = Decimal(10_000_000) + cash + net * Decimal(mark_px) * cu.multiplier - fees
     assert abs(g.capital.equity["cn"] - expected) < Decimal("1e-6")
+
+
+def test_a_summary_without_prices_is_booked_into_pnl_at_the_mark() -> None:
+    g, sink, clock = core()
+    mark(g, clock, "SHFE.cu", "72100")
+    s = one_leg("d1", "BUY", 2, "72000")
+    s["legs"][0]["avg_price"] = None
+    g.on_pair_done(s)
+    t = [e for e in sink.events if e.kind is EventKind.PNL and e.reason == "TRADE"][-1]
+    assert (t.payload["qty"], Decimal(t.payload["price"])) == (2, Decimal(72100))
+    assert g.pnl.figures("leg")["cn|s1|SHFE.cu|SHFE.cu"].long == 2

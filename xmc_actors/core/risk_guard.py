@@ -414,13 +414,20 @@ class RiskGuardCore:
             for side, qty, notional in add:
                 if qty <= 0:
                     continue
+                price_source = "fills"
                 if notional <= 0:
-                    self._count("pnl_fill_without_price")
-                    continue
+                    # a summary without prices (a restarted coordinator's, nets only): at the mark,
+                    # so that P&L holds the lots the book holds; its realised figure is the mark's
+                    m = self.book.marks.get(leg.instrument)
+                    if m is None:
+                        self._count("pnl_fill_without_price")
+                        continue
+                    self._count("pnl_fill_at_mark")
+                    notional, price_source = m[0] * qty, "mark"
                 t = self._apply_trade(leg.account, s.strategy, pair, leg.instrument, side, qty, notional / qty,
                                       None, s, now)
                 if t is not None:
-                    t.update(leg=leg.leg, unwind=side is not leg.side)
+                    t.update(leg=leg.leg, unwind=side is not leg.side, price_source=price_source)
                     out.append(t)
         return out
 
@@ -481,8 +488,11 @@ class RiskGuardCore:
     def load_two_sided(self, venue_code: str, snapshot: Mapping[str, Any]) -> int:
         """The venue's word on its two-sided positions (``{"ACCOUNT/INSTRUMENT": {long: {today,
         yesterday}, short: {...}, trading_day}}``, a gateway's ``two_sided_positions()``) replaces
-        the guard's for that venue's instruments (margin and status then follow the venue).
-        Returns how many positions were taken; a position that cannot be read is a BAD_INPUT."""
+        the guard's for that venue's instruments (margin and status then follow the venue),
+        position by position where the venue's net agrees with the guard's booked net: where it
+        does not, a pair is in flight (filled at the venue, not booked yet) and the guard's view
+        is kept until a later reading agrees (counted as ``two_sided_in_flight``). Returns how
+        many positions were taken; a position that cannot be read is a BAD_INPUT."""
         import datetime as _dt
 
         mine = {i for i, inst in self.instruments.items() if inst.venue == venue_code}
@@ -501,10 +511,19 @@ class RiskGuardCore:
             except (TypeError, ValueError, AttributeError) as e:
                 self._bad_input("two_sided_positions", ValueError(f"{venue_code} position {key!r}: {e}"), p)
                 continue
-            n += 1
-        for k in [k for k in self.sides.positions if k[1] in mine]:
-            del self.sides.positions[k]
-        self.sides.positions.update(new.positions)
+        ours = {k for k, p in self.sides.positions.items() if k[1] in mine and (p.long.total or p.short.total)}
+        for k in set(new.positions) | ours:
+            if k[0] not in self.capital.accounts:
+                continue   # another deployment's account at the venue: not ours to count
+            venue_net = new.positions[k].net if k in new.positions else 0
+            if venue_net != self.book.account.get(k[0], {}).get(k[1], 0):
+                self._count("two_sided_in_flight")
+                continue
+            if k in new.positions:
+                self.sides.positions[k] = new.positions[k]
+                n += 1
+            else:
+                del self.sides.positions[k]
         self._sync_sides()
         return n
 
