@@ -80,6 +80,8 @@ def test_equity_follows_pnl_and_occupancy_moves_with_it() -> None:
     assert Decimal(marks[-1].payload["accounts"]["cn"]["equity"]) > Decimal(marks[0].payload["accounts"]["cn"]["equity"])
     assert marks[-1].payload["strategies"]["s1"]["unrealised_base"] == str((Decimal(50_000) / RATE).quantize(Decimal("0.01")))
     assert marks[-1].payload["fx"]["SHFE.cu"] == str(1 / RATE)
+    leg = marks[-1].payload["legs"]["cn|s1|SHFE.cu|SHFE.cu"]
+    assert (leg["currency"], leg["unrealised"], leg["mark"]) == ("CNY", "50000.00", "73000")
 
 
 def test_a_close_after_a_trading_day_roll_is_a_close_yesterday_and_realises() -> None:

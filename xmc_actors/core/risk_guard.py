@@ -23,7 +23,8 @@ Ledger records written here (all through the EventSink):
   and paid in the instrument's currency and the FX rate used; with reason ``MARK`` – every
   ``pnl_interval_ms``: per account capital, P&L, equity (and whether the broker's reading or our
   figures), margin and available funds; P&L per strategy and per pair in the base currency
-  (realised, unrealised, fees, FX); the marks and the rates they were counted at;
+  (realised, unrealised, fees, FX), per leg also in the instrument's currency; the marks and
+  the rates they were counted at;
 * ``RECONCILE`` with reason ``ACCOUNT_MISMATCH`` – a broker's account reading (equity or
   margin) differs from ours beyond the tolerance (an ``account_mismatch`` alert is raised too).
 """
@@ -646,7 +647,7 @@ class RiskGuardCore:
         self.sink.emit(self.maker.make(
             EventKind.PNL, reason="MARK", base_currency=self.base, accounts=accts, total=snap["total"],
             equity_base=str(eq_base.quantize(Decimal("0.01"))), occupancy=float(overall.ratio),
-            strategies=snap["strategies"], pairs=snap["pairs"], marks=snap["marks"], fx=snap["fx"],
+            strategies=snap["strategies"], pairs=snap["pairs"], legs=snap["legs"], marks=snap["marks"], fx=snap["fx"],
             market_ns=self.capital.market_ns(self.book)))
 
     # -- alerts and automatic actions -------------------------------------------------------
