@@ -146,3 +146,33 @@ def test_realised_plus_unrealised_less_fees_is_the_mark_to_market_change(tr, mar
     assert abs(f.total_base - f.total_local * rate) < eps
     assert abs(f.price_base + f.fx_base - f.total_base) < eps
     assert f.fees == fees
+
+
+class TimedFx:
+    """A provider that can be told the market time (as ``MarketTimeFx``): CNY 0.14 USD before
+    ``switch_ns``, 0.15 from it; the wall clock sits far later (0.20)."""
+
+    def __init__(self, switch_ns: int) -> None:
+        self.switch, self.at_ns = switch_ns, None
+
+    def at(self, ts_ns):  # noqa: ANN001, ANN201
+        self.at_ns = ts_ns or None
+
+    def __call__(self, a: str, b: str):  # noqa: ANN204
+        if (a, b) != ("CNY", "USD"):
+            return None
+        if self.at_ns is None:
+            return Decimal("0.20")
+        return Decimal("0.14") if self.at_ns < self.switch else Decimal("0.15")
+
+
+def test_a_replay_counts_at_the_rates_of_its_market_time_and_the_fx_pnl_follows_them() -> None:
+    b = PnlBook(cu_no_fees(), TimedFx(switch_ns=100), "USD")
+    kw = dict(account="cn", strategy="s", pair="p", instrument="SHFE.cu")
+    b.trade(**kw, side="BUY", qty=1, price=Decimal(72000), at_ns=10)
+    t = b.trade(**kw, side="SELL", qty=1, price=Decimal(73000), at_ns=20)   # +5000 CNY at 0.14
+    assert t.fx == Decimal("0.14")
+    b.mark("SHFE.cu", Decimal(73000), 200)                                  # the market moved on: 0.15
+    f = b.leg_figures(("cn", "s", "p", "SHFE.cu"))
+    assert (f.realised_base, f.fx_base, f.total_base, f.fx) == (Decimal(700), Decimal(50), Decimal(750), Decimal("0.15"))
+    assert b.account_pnl("cn", "USD", at_ns=200)[0] == Decimal(750)

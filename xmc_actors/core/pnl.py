@@ -219,15 +219,23 @@ class PnlBook:
         self.counters: dict[str, int] = {}
 
     # -- rates ----------------------------------------------------------------------------------
-    def rate(self, ccy: str, to: str | None = None) -> Decimal | None:
-        """Units of ``to`` (base by default) per one ``ccy``: now, else the last rate known."""
+    def rate(self, ccy: str, to: str | None = None, at_ns: int | None = None) -> Decimal | None:
+        """Units of ``to`` (base by default) per one ``ccy``: at the market time ``at_ns`` when
+        given and the provider can be told the time (``MarketTimeFx.at``: a replay of 2019
+        counts at 2019's rates), else now; failing that, the last rate known."""
         to = to or self.base
         if ccy == to:
             return Decimal(1)
+        at = getattr(self.fx, "at", None) if at_ns else None
         try:
+            if at is not None:
+                at(at_ns)
             r = self.fx(ccy, to)
         except Exception:  # noqa: BLE001 - a provider that cannot answer: the last rate it gave
             r = None
+        finally:
+            if at is not None:
+                at(None)
         if r is not None and r > 0:
             r = Decimal(r)
             self._last_rate[(ccy, to)] = r
@@ -237,9 +245,11 @@ class PnlBook:
 
     # -- inputs --------------------------------------------------------------------------------
     def trade(self, *, account: str, strategy: str, pair: str, instrument: str, side: Side | str, qty: int,
-              price: Decimal, offset: str | None = None, fee: Decimal | None = None) -> TradePnl:
-        """Apply one execution of ``qty`` lots at ``price``. ValueError naming the field for input
-        that cannot be a trade (nothing changes)."""
+              price: Decimal, offset: str | None = None, fee: Decimal | None = None,
+              at_ns: int | None = None) -> TradePnl:
+        """Apply one execution of ``qty`` lots at ``price`` (``at_ns``: its market time, for the
+        FX rate it is counted at). ValueError naming the field for input that cannot be a
+        trade (nothing changes)."""
         inst = self.instruments.get(instrument)
         if inst is None:
             raise ValueError(f"instrument: {instrument!r} is not in the catalogue this book knows")
@@ -278,7 +288,7 @@ class PnlBook:
         leg.realised += realised
         leg.fees += f
         leg.trades += 1
-        r = self.rate(inst.currency)
+        r = self.rate(inst.currency, at_ns=at_ns)
         if r is None:
             leg.fx_missing = True
             self._count("fx_missing")
@@ -296,7 +306,7 @@ class PnlBook:
         self.marks[instrument] = (price, ts_ns)
         inst = self.instruments.get(instrument)
         if inst is not None:
-            r = self.rate(inst.currency)
+            r = self.rate(inst.currency, at_ns=ts_ns)
             if r is not None:
                 self.mark_fx[instrument] = r
         return True
@@ -349,10 +359,10 @@ class PnlBook:
             t.add(f)
         return t
 
-    def account_pnl(self, account: str, currency: str) -> tuple[Decimal, int]:
-        """Total P&L (realised - fees + unrealised) of ``account`` in ``currency`` at today's
-        rates (what its equity moved by), and how many legs could not be counted (no mark
-        for held lots, or no rate)."""
+    def account_pnl(self, account: str, currency: str, at_ns: int | None = None) -> tuple[Decimal, int]:
+        """Total P&L (realised - fees + unrealised) of ``account`` in ``currency`` at the rates
+        of the market time ``at_ns`` (else now): what its equity moved by; and how many legs
+        could not be counted (no mark for held lots, or no rate)."""
         total, missing = ZERO, 0
         for key, leg in self.legs.items():
             if key[0] != account:
@@ -362,7 +372,7 @@ class PnlBook:
             if u is None:
                 missing += 1
                 u = ZERO
-            r = self.rate(leg.instrument.currency, currency)
+            r = self.rate(leg.instrument.currency, currency, at_ns)
             if r is None:
                 missing += 1
                 continue

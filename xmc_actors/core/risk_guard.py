@@ -462,8 +462,9 @@ class RiskGuardCore:
         else:
             offset = None
         try:
+            m = self.book.marks.get(instrument)
             t = self.pnl.trade(account=account, strategy=strategy, pair=pair, instrument=instrument, side=side,
-                               qty=qty, price=price, offset=offset)
+                               qty=qty, price=price, offset=offset, at_ns=m[1] if m else None)
         except ValueError as e:
             self._bad_input("pnl trade", e, {"instrument": instrument, "qty": qty, "price": str(price)})
             return None
@@ -537,8 +538,9 @@ class RiskGuardCore:
         the broker's reading while it is fresh. Margin too: the broker's, else ours."""
         self._sync_sides()
         now = self.clock.now_ns()
+        at = self.capital.market_ns(self.book)   # the market time of the marks: a replay's rates
         for acc_id, acc in self.capital.accounts.items():
-            pnl, _ = self.pnl.account_pnl(acc_id, acc.currency)
+            pnl, _ = self.pnl.account_pnl(acc_id, acc.currency, at)
             self.computed_equity[acc_id] = acc.capital + pnl
             r = self.account_readings.get(acc_id)
             fresh = r is not None and now - r["received_ns"] <= self.account_reading_max_age_ns
@@ -640,8 +642,9 @@ class RiskGuardCore:
         for a, o in per.items():
             accts[a]["occupancy"] = float(o.ratio)
         eq_base = ZERO
+        at = self.capital.market_ns(self.book)
         for a, acc in self.capital.accounts.items():
-            r = self.capital.rate(acc.currency, self.base)
+            r = self.capital.rate(acc.currency, self.base, at)
             if r is not None:
                 eq_base += self.capital.equity[a] * r
         self.sink.emit(self.maker.make(
