@@ -86,6 +86,7 @@ def start_api(cfg: ApiConfig, namespace: str, ledger: dict[str, Any] | None, *, 
     from .desk import get_or_create_desk
 
     t0 = time.monotonic()
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # its INFO lines would go to the run's terminal
     entries = load_token_entries(cfg)
     refs = env_refs(entries)
     TokenBook(entries, {**refs})  # fails here, by entry, before anything starts

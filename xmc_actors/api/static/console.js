@@ -80,11 +80,16 @@
     return `<svg class="spark" viewBox="0 0 220 40">${bands}<polyline fill="none" stroke="#1d4ed8" points="${pts}"/></svg>`;
   }
 
+  function money(v) {
+    const n = Number(v);
+    return isFinite(n) ? n.toLocaleString("en-US", {minimumFractionDigits: 2, maximumFractionDigits: 2}) : esc(v);
+  }
   function fmt(v) { return typeof v === "number" ? v.toPrecision(6) : esc(v); }
 
   async function refresh() {
     const [st, ss, pos, occ, outc, al, cf] = await Promise.all(["/v1/status", "/v1/strategies", "/v1/positions", "/v1/occupancy", "/v1/outcomes?limit=15", "/v1/alerts", "/v1/confirmations"].map((p) => api(p)));
     if (st.status !== 200) { say(`cannot read: ${st.data ? st.data.error : st.status}`, false); return; }
+    if ($("msg").className === "err" && $("msg").textContent.startsWith("cannot read")) say("", true);
     $("depname").textContent = `· ${st.data.deployment.name || ""} (${st.data.deployment.namespace || ""})`;
     $("states").innerHTML = Object.entries(st.data.trading_states).map(([k, v]) => `<span class="state state-${esc(v)}" data-scope="${esc(k)}">${esc(k)}: ${esc(v)}</span>`).join("")
       + (st.data.throttled || []).map((k) => `<span class="state state-REDUCING">${esc(k)}: THROTTLED</span>`).join("");
@@ -109,7 +114,7 @@
     }
     if (occ.status === 200) {
       const all = Object.entries(occ.data.accounts).concat(occ.data.overall ? [["overall", occ.data.overall]] : []);
-      $("occupancy").tBodies[0].innerHTML = all.map(([a, o]) => `<tr class="${o.level ? "level-" + esc(o.level) : ""}"><td>${esc(a)}</td><td class="num">${(o.ratio * 100).toFixed(2)}%</td><td class="num">${esc(o.used)}</td><td class="num">${esc(o.equity)} ${esc(o.currency)}</td><td>${esc(o.level || "")}</td></tr>`).join("");
+      $("occupancy").tBodies[0].innerHTML = all.map(([a, o]) => `<tr class="${o.level ? "level-" + esc(o.level) : ""}"><td>${esc(a)}</td><td class="num">${(o.ratio * 100).toFixed(2)}%</td><td class="num">${money(o.used)}</td><td class="num">${money(o.equity)} ${esc(o.currency)}</td><td>${esc(o.level || "")}</td></tr>`).join("");
     }
     $("pairs").innerHTML = `in flight: ${esc(JSON.stringify(st.data.pairs.in_flight))} · outcomes: ${esc(JSON.stringify(st.data.pairs.outcomes))}`
       + (st.data.unresolved_escalations.length ? ` · <b>unresolved escalations: ${esc(st.data.unresolved_escalations.join(", "))}</b>` : "");
