@@ -144,6 +144,7 @@ class Figures:
     short: int = 0
     unmarked: int = 0                 # legs holding lots without a mark (their unrealised is left out)
     fx_missing: int = 0               # legs without any rate (left out of base figures)
+    instrument: str | None = None     # one instrument's figures (lots are only added up within one)
 
     @property
     def price_base(self) -> Decimal:
@@ -165,6 +166,8 @@ class Figures:
             self.currency = None
         for f in ("realised_base", "unrealised_base", "fees_base", "fx_base", "total_base"):
             setattr(self, f, getattr(self, f) + getattr(o, f))
+        if self.instrument != o.instrument:
+            self.instrument = None
         self.net += o.net
         self.long += o.long
         self.short += o.short
@@ -180,7 +183,9 @@ class Figures:
         out: dict[str, Any] = {
             "realised_base": s(self.realised_base), "unrealised_base": s(self.unrealised_base),
             "fees_base": s(self.fees_base), "price_base": s(self.price_base), "fx_base": s(self.fx_base),
-            "total_base": s(self.total_base), "net": self.net, "long": self.long, "short": self.short}
+            "total_base": s(self.total_base)}
+        if self.instrument is not None:   # lots of one instrument; across instruments they mean nothing
+            out.update(instrument=self.instrument, net=self.net, long=self.long, short=self.short)
         if self.currency is not None:
             out.update(currency=self.currency, realised=s(self.realised), unrealised=s(self.unrealised),
                        fees=s(self.fees), total=s(self.total_local))
@@ -322,7 +327,7 @@ class PnlBook:
         if fx is None:
             fx = self.rate(inst.currency)
         f = Figures(realised=leg.realised, unrealised=u, fees=leg.fees, currency=inst.currency, fx=fx, mark=mark,
-                    net=leg.net, long=leg.long.lots, short=leg.short.lots)
+                    net=leg.net, long=leg.long.lots, short=leg.short.lots, instrument=inst.id)
         if u is None:
             f.unmarked = 1
             u = ZERO
@@ -403,5 +408,5 @@ def _copy(f: Figures) -> Figures:
     g = Figures(realised=f.realised, unrealised=f.unrealised, fees=f.fees, currency=f.currency,
                 realised_base=f.realised_base, unrealised_base=f.unrealised_base, fees_base=f.fees_base,
                 fx_base=f.fx_base, total_base=f.total_base, net=f.net, long=f.long, short=f.short,
-                unmarked=f.unmarked, fx_missing=f.fx_missing)
+                unmarked=f.unmarked, fx_missing=f.fx_missing, instrument=f.instrument)
     return g

@@ -816,7 +816,8 @@ class RiskGuardCore:
         per, overall = self.capital.occupancy(self.book, self.cfg.occupancy, self.leases.in_flight())
 
         def occ(o: Any) -> dict[str, Any]:
-            return {"used": str(o.used.quantize(Decimal("0.01"))), "equity": str(o.equity), "ratio": float(o.ratio),
+            return {"used": str(o.used.quantize(Decimal("0.01"))), "equity": str(o.equity.quantize(Decimal("0.01"))),
+                    "ratio": float(o.ratio),
                     "level": o.level.value if o.level else None, "currency": o.currency}
 
         acct_pos, strat_pos = self.book.snapshot()

@@ -229,9 +229,9 @@ def money_tables(st: dict[str, Any]) -> list[Table]:
 
     def rows(d: dict[str, Any]) -> list[tuple[Any, ...]]:
         return [(k, f.get("total_base"), f.get("realised_base"), f.get("unrealised_base"), f.get("fx_base"),
-                 f.get("fees_base"), f.get("net"), f.get("long"), f.get("short")) for k, f in sorted(d.items())]
+                 f.get("fees_base")) for k, f in sorted(d.items())]
 
-    cols = ("total", "realised_less_fees", "unrealised", "fx", "fees", "net", "long", "short")
+    cols = ("total", "realised_less_fees", "unrealised", "fx", "fees")
     sides = []
     for key, p in sorted((st.get("two_sided") or {}).items()):
         acc, _, inst = key.partition("/")
