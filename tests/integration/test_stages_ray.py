@@ -40,6 +40,10 @@ def run(tmp_path_factory):
         env.pop(k, None)
     env["XMC_RUN_DIR"] = str(tmp / "run")
     cfg = copper_config(tmp, "stages", NS, strategies=_strategies())
+    # acceptance targets (xmc audit acceptance): one pair and no escalation; the canary's own asks
+    # for far more pairs than a minute of trading makes, so its report says it is not accepted
+    cfg.write_text(cfg.read_text() + "acceptance:\n  targets: {min_pairs: 1, max_escalations: 10}\n"
+                   "  strategies:\n    cu-canary: {min_pairs: 100000}\n")
     proc = subprocess.Popen([XMC, "run", str(cfg), "--duration", "900", "--no-progress"], env=env,
                             stdout=open(tmp / "run.out", "w"), stderr=open(tmp / "run.err", "w"))
     deadline = time.monotonic() + 180
@@ -52,7 +56,7 @@ def run(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("deployment not ready: " + (tmp / "run.err").read_text()[-2000:])
-    box = {"env": env, "tmp": tmp, "cfg": cfg}
+    box = {"env": env, "tmp": tmp, "cfg": cfg, "proc": proc}
     yield box
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
@@ -126,3 +130,23 @@ def test_every_stage_change_and_gate_decision_is_in_the_trail(run):
                  and "CANARY_LIMIT" not in str(r.get("reason", ""))]
     assert ("cu-canary", "REFUSED") in decisions and ("cu-shadow", "CHANGED") in decisions
     assert decisions.count(("cu-canary", "CHANGED")) == 1
+
+
+def test_the_acceptance_report_of_the_run_says_which_strategy_is_accepted_and_why(run):
+    env, tmp, proc = run["env"], run["tmp"], run["proc"]
+    proc.send_signal(signal.SIGINT)  # stop the deployment: the ledger is read whole
+    proc.wait(120)
+    out = tmp / "acceptance.html"
+    res = _xmc(env, "audit", "acceptance", "--config", str(run["cfg"]), "--out", str(out))
+    assert res.returncode == 1, res.stdout + res.stderr  # not accepted: the canary missed its target
+    assert "NOT ACCEPTED" in res.stdout and "cu-canary: not accepted: gate refused: pairs" in res.stdout
+    doc = json.loads(out.with_suffix(".json").read_text())
+    canary, shadow = doc["strategies"]["cu-canary"], doc["strategies"]["cu-shadow"]
+    [miss] = [t for t in canary["targets"] if not t["met"]]
+    assert miss["bound"] == "min_pairs" and miss["limit"] == 100_000 and miss["value"] > 0
+    assert canary["counts"]["pairs_by_stage"].get("canary", 0) > 0 and "shadow" not in canary["counts"]["pairs_by_stage"]
+    assert [(h["action"], h["outcome"]) for h in canary["stage_history"]] == [("promote", "REFUSED"), ("demote", "CHANGED")]
+    assert [(h["action"], h["outcome"], h["to"]) for h in shadow["stage_history"]] == [("promote", "CHANGED", "canary")]
+    assert shadow["counts"]["shadow_intents"] >= 4 and shadow["stage_at_end"] == "canary"
+    page = out.read_text()
+    assert "NOT ACCEPTED" in page and "min_pairs" in page and "shadow" in page
