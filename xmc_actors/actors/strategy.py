@@ -100,6 +100,7 @@ class StrategyHostActor:
             restarted = False
         now = self._now()
         self.restarted = restarted
+        self._reconstructed = restarted  # a crash: the stage changed at run time is taken back from the trail
         self._restore_task: asyncio.Task[None] | None = None
         self.restored: dict[str, str] = {}  # strategy -> how a restart restored it (status())
         if restarted:
@@ -445,10 +446,22 @@ class StrategyHostActor:
                 for k, v in states.items():
                     if v != "ACTIVE":
                         stopped[str(k).rstrip(":")] = f"{who}: {str(k).rstrip(':')} {v}"
+        stage_now: dict[str, str] = {}
+        if self._reconstructed and ready:
+            # the stage each strategy was moved to at run time (its last STAGE change) outlives this host
+            for e in await read_trail(list(shards), kinds=["STAGE"]):
+                if e.strategy in seqs and e.payload.get("outcome") == "CHANGED" and e.payload.get("to"):
+                    stage_now[e.strategy] = str(e.payload["to"])
         for name in ready:
             st = self.core.strategies[name]
             lots = positions.get(name, {})
             st.position, st.position_b = int(lots.get(st.a.id, 0)), int(lots.get(st.b.id, 0))
+            if name in stage_now and stage_now[name] != self.core.stages.stage(name):
+                keep = self.core.stages.state(name)
+                self._emit([self.maker.make(EventKind.LIFECYCLE, ts_ns=self._now(), strategy=name,
+                                            reason=f"stage {stage_now[name]} taken back from the trail after a restart "
+                                                   f"(the file says {keep.stage})", stage=stage_now[name])])
+                keep.stage, keep.real = stage_now[name], None
             if self.core.stages.stage(name) == "shadow":  # what it really holds, kept apart in shadow
                 self.core.stages.state(name).real = (st.position, st.position_b)
             st.decision_seq = max(st.decision_seq, seqs[name], shadow_seqs[name])
