@@ -1,6 +1,6 @@
 """A deployment started with one strategy in shadow and one in canary, from other processes as
 an operator types it: the shadow sends nothing and records what it would have sent, the canary
-trades a fraction of its size; ``xmc promote`` takes the shadow to canary through a gate its
+trades a fraction of its size beside its shadow twin at full size; ``xmc promote`` takes the shadow to canary through a gate its
 figures meet and refuses the canary's promotion to live on a gate they miss, printing the
 figures; every stage change and gate decision is in the trail; ``xmc audit acceptance`` of the
 run says which targets were met and why.
@@ -27,7 +27,8 @@ def _strategies():
     shadow.update(stage="shadow", gates={"canary": {"min_pairs": 3, "min_sync_fill_rate": 0.5,
                                                     "max_slippage_p95_bps": 50, "window_s": 600}})
     canary = band("cu-canary", clip=10, max_position=20)
-    canary.update(stage="canary", canary={"size_fraction": 0.3, "max_open_lots": 6, "max_pairs_per_day": 1000},
+    canary.update(stage="canary", canary={"size_fraction": 0.3, "max_open_lots": 6, "max_pairs_per_day": 1000,
+                          "shadow_twin": True},
                   gates={"live": {"min_pairs": 100_000, "max_reject_ratio": 0.5, "window_s": 600}})
     return [shadow, canary]
 
@@ -84,6 +85,7 @@ def test_status_shows_each_strategys_stage(run):
     strategies = {n: s for st in doc["actors"].values() if isinstance(st, dict)
                   for n, s in (st.get("strategies") or {}).items()}
     assert strategies["cu-shadow"]["stage"] == "shadow" and strategies["cu-canary"]["stage"] == "canary"
+    assert strategies["cu-canary.twin"]["stage"] == "shadow"  # the canary's twin, full size
 
 
 def test_shadow_records_what_it_would_send_and_canary_trades_within_its_limits_then_the_gates_decide(run):
@@ -148,5 +150,9 @@ def test_the_acceptance_report_of_the_run_says_which_strategy_is_accepted_and_wh
     assert [(h["action"], h["outcome"]) for h in canary["stage_history"]] == [("promote", "REFUSED"), ("demote", "CHANGED")]
     assert [(h["action"], h["outcome"], h["to"]) for h in shadow["stage_history"]] == [("promote", "CHANGED", "canary")]
     assert shadow["counts"]["shadow_intents"] >= 4 and shadow["stage_at_end"] == "canary"
+    # the canary's shadow twin decided at full size on the same quotes, beside its real pairs
+    assert "cu-canary.twin" not in doc["strategies"] and canary["twin"]["twin"] == "cu-canary.twin"
+    assert canary["twin"]["twin_full_size"]["pairs"] > 0 and canary["twin"]["real"]["pairs"] > 0
+    assert canary["twin"]["twin_full_size"]["mean_lots_a"] > canary["twin"]["real"]["mean_lots_a"]
     page = out.read_text()
     assert "NOT ACCEPTED" in page and "min_pairs" in page and "shadow" in page

@@ -18,9 +18,9 @@ import time
 from typing import Any, Iterable
 
 from ..core.stages import evaluate_gate
-from ..model.stages import AcceptanceConfig, AcceptanceTargets
+from ..model.stages import AcceptanceConfig, AcceptanceTargets, twin_name
 from .audit import fmt_ns
-from .stage_figures import stage_figures, stage_history
+from .stage_figures import stage_figures, stage_history, twin_comparison
 
 #: what the figures are read from
 KINDS = ["PAIR_STATE", "ORDER_SENT", "ORDER_REPORT", "ROLLBACK", "ALERT", "SHADOW", "STAGE"]
@@ -53,6 +53,8 @@ def acceptance(events: Iterable[Any], *, strategies: Iterable[str] | None = None
     history_all = stage_history(events)
     names = sorted(set(strategies) if strategies is not None else
                    {e.strategy for e in events if e.strategy and e.kind.value in ("PAIR_STATE", "SHADOW", "STAGE")})
+    twins = {twin_name(n) for n in names}
+    names = [n for n in names if n not in twins]  # a twin is reported beside its strategy
     out_strategies: dict[str, Any] = {}
     for name in names:
         targets: AcceptanceTargets = cfg.targets_for(name)
@@ -74,6 +76,10 @@ def acceptance(events: Iterable[Any], *, strategies: Iterable[str] | None = None
                 by_stage[st] = by_stage.get(st, 0) + 1
         shadow = stage_figures(events, name, stage="shadow", since_ns=since_ns, until_ns=until_ns)
         why = decision.reason() if decision.checks else "no targets set"
+        twin = twin_name(name)
+        twin_part = (twin_comparison(events, name, twin, since_ns=since_ns, until_ns=until_ns,
+                                     sync_window_ms=targets.sync_window_ms)
+                     if any(e.strategy == twin and e.kind.value == "SHADOW" for e in events) else None)
         out_strategies[name] = {
             "accepted": decision.passed, "why": why,
             "targets": [c.as_dict() for c in decision.checks],
@@ -84,6 +90,7 @@ def acceptance(events: Iterable[Any], *, strategies: Iterable[str] | None = None
             "stage_at_start": _stage_at(history_all, name, since_ns, initial) if since_ns is not None else initial,
             "stage_at_end": _stage_at(history_all, name, until_ns if until_ns is not None else 2**63 - 1, initial),
             "stage_history": history,
+            "twin": twin_part,
         }
     stress_part = None
     if stress is not None:
@@ -156,6 +163,20 @@ def build_html(doc: dict[str, Any]) -> str:
             out.append(f"<tr><td>{_e(t['figure'])}</td><td>{_e(t['bound'])} {_num(t['limit'])}</td>"
                        f"<td>{_num(t['value'])}</td><td class='{'met' if t['met'] else 'miss'}'>"
                        f"{'met' if t['met'] else 'NOT MET'}</td></tr>")
+        tw = s.get("twin")
+        if tw:
+            r, t, cn = tw["real"], tw["twin_full_size"], tw["twin_could_not"]
+            out.append(f"</table><h3>beside its shadow twin ({_e(tw['twin'])}: full size, same quotes)</h3>"
+                       "<table><tr><th></th><th>pairs / intents</th><th>mean leg-A lots</th><th>filled in full</th>"
+                       "<th>slippage p50 (bps)</th><th>slippage p95 (bps)</th></tr>"
+                       f"<tr><td>{_e(name)} (real)</td><td>{_num(r['pairs'])}</td><td>{_num(r['mean_lots_a'])}</td>"
+                       f"<td>{_num(r['sync_fill_rate'])} (venues, within the sync window)</td>"
+                       f"<td>{_num(r['slippage_p50_bps'])}</td><td>{_num(r['slippage_p95_bps'])}</td></tr>"
+                       f"<tr><td>{_e(tw['twin'])} (shadow)</td><td>{_num(t['pairs'])}</td><td>{_num(t['mean_lots_a'])}</td>"
+                       f"<td>{_num(t['book_fill_rate'])} (the visible book)</td>"
+                       f"<td>{_num(t['slippage_p50_bps'])}</td><td>{_num(t['slippage_p95_bps'])}</td></tr></table>"
+                       f"<p>what full size could not have done: {cn['intents']} intent(s) the book could not fill "
+                       f"in full, {cn['lots_short']} lot(s) short</p><table>")
         out.append("</table><h3>stage history</h3><table><tr><th>time (UTC)</th><th>action</th><th>outcome</th>"
                    "<th>from</th><th>to</th><th>operator</th><th>why</th></tr>")
         for h in s["stage_history"] or []:

@@ -188,6 +188,50 @@ def _shadow(fig: StageFigures, shadows: list[Event]) -> StageFigures:
     return fig
 
 
+def twin_comparison(events: Iterable[Event], strategy: str, twin: str, *, since_ns: int | None = None,
+                    until_ns: int | None = None, sync_window_ms: float = 500.0) -> dict[str, Any]:
+    """A strategy's real pairs (canary or live) beside its shadow twin's records at full size, on
+    the same quotes: how many each made, at what size, how they filled (the real pairs' venue
+    fills; the twin's book), the slippage of each, and what the twin could not have done (its
+    intents the visible book could not fill in full, with the lots short)."""
+    events = list(events)
+    real = stage_figures(events, strategy, stage="live", since_ns=since_ns, until_ns=until_ns,
+                         sync_window_ms=sync_window_ms)
+    shadow = stage_figures(events, twin, stage="shadow", since_ns=since_ns, until_ns=until_ns)
+    sent_a: list[int] = []
+    for e in events:
+        if (e.strategy == strategy and e.kind is EventKind.ORDER_SENT and _in(e, since_ns, until_ns)
+                and str(e.payload.get("client_order_id", "")).endswith(":A:0")):
+            sent_a.append(int(e.payload.get("qty") or 0))
+    twin_a: list[int] = []
+    short: list[dict[str, Any]] = []
+    for e in events:
+        if e.strategy == twin and e.kind is EventKind.SHADOW and _in(e, since_ns, until_ns):
+            legs = e.payload.get("legs") or []
+            for lg in legs:
+                if lg.get("leg") == "A":
+                    twin_a.append(int(lg.get("qty") or 0))
+            gaps = {str(lg.get("leg")): int(lg.get("short") or 0) for lg in legs if int(lg.get("short") or 0)}
+            if gaps:
+                short.append({"decision_id": e.decision_id, "ts_ns": e.ts_ns, "short_lots": gaps})
+
+    def mean(v: list[int]) -> float | None:
+        return sum(v) / len(v) if v else None
+
+    def side(f: StageFigures, lots: list[int], fill_label: str) -> dict[str, Any]:
+        return {"pairs": f.pairs, "mean_lots_a": mean(lots), fill_label: f.sync_fill_rate,
+                "slippage_p50_bps": f.slippage_bps.p50 if f.slippage_bps.n else None,
+                "slippage_p95_bps": f.slippage_bps.p95 if f.slippage_bps.n else None}
+
+    return {"strategy": strategy, "twin": twin,
+            "real": {**side(real, sent_a, "sync_fill_rate"), "success_rate": real.success_rate,
+                     "reject_ratio": real.reject_ratio, "escalations": real.escalations},
+            "twin_full_size": side(shadow, twin_a, "book_fill_rate"),
+            "twin_could_not": {"intents": len(short),
+                               "lots_short": sum(sum(x["short_lots"].values()) for x in short),
+                               "examples": short[:20]}}
+
+
 def stage_since(events: Iterable[Event], strategy: str) -> int | None:
     """When ``strategy`` last changed stage in the trail (its last STAGE event that changed it);
     None if it never did (it has been in its configured stage since the trail began)."""
@@ -216,4 +260,4 @@ def stage_history(events: Iterable[Event], strategies: Iterable[str] | None = No
     return out
 
 
-__all__ = ["StageFigures", "stage_figures", "stage_history", "stage_since"]
+__all__ = ["StageFigures", "stage_figures", "stage_history", "stage_since", "twin_comparison"]

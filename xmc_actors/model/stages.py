@@ -31,12 +31,16 @@ Seconds = Annotated[float, Field(gt=0, le=366 * 86_400, allow_inf_nan=False)]
 class CanaryConfig(BaseModel):
     """What a canary may do: a fraction of each move's size (whole lots, at least one), at most
     ``max_pairs_per_day`` pairs that add to what it holds per UTC day, and at most
-    ``max_open_lots`` leg-A lots held. Moves that only reduce what it holds always pass."""
+    ``max_open_lots`` leg-A lots held. Moves that only reduce what it holds always pass.
+    ``shadow_twin`` also runs the strategy at full size in shadow beside it."""
 
     model_config = FROZEN
     size_fraction: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.25
     max_pairs_per_day: Annotated[int, Field(ge=0, le=1_000_000)] = 20
     max_open_lots: Annotated[int, Field(gt=0, le=1_000_000)] = 2
+    #: run a shadow twin beside the strategy (``<name>.twin``, always in shadow, full size, on the
+    #: same quotes): what full size would have done, compared in the acceptance report
+    shadow_twin: bool = False
 
 
 class GateConfig(BaseModel):
@@ -143,5 +147,10 @@ class StressConfig(BaseModel):
     thresholds: StressThresholds = StressThresholds()
 
 
-__all__ = ["STAGES", "Stage", "CanaryConfig", "GateConfig", "StageGates", "DemoteConfig", "AcceptanceTargets",
+def twin_name(strategy: str) -> str:
+    """The name of a strategy's shadow twin (``canary.shadow_twin``): ``<strategy>.twin``."""
+    return f"{strategy}.twin"
+
+
+__all__ = ["twin_name", "STAGES", "Stage", "CanaryConfig", "GateConfig", "StageGates", "DemoteConfig", "AcceptanceTargets",
            "AcceptanceConfig", "StressScenario", "StressThresholds", "StressConfig"]

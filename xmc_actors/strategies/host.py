@@ -19,6 +19,7 @@ from ..model.events import Event, EventKind
 from ..model.pairs import PairIntent, PairState, PairSummary
 from ..model.quotes import Quote
 from .base import Action, Emit, Strategy, Submit
+from ..model.stages import twin_name
 from .stages import StageKeeper, StageSettings
 
 
@@ -74,15 +75,25 @@ class HostSpec:
         missing = [n for n in self.strategies if n not in by_name]
         if missing:
             raise ValueError(f"strategy host: {', '.join(missing)} not in the deployment")
-        return [build_strategy(by_name[n], dep, fx, actor=n, decision_seq=self.decision_seqs.get(n, 0))
-                for n in self.strategies]
+        built = [build_strategy(by_name[n], dep, fx, actor=n, decision_seq=self.decision_seqs.get(n, 0))
+                 for n in self.strategies]
+        for n in self.strategies:  # a canary's shadow twin: the same strategy at full size, in shadow
+            if by_name[n].canary.shadow_twin:
+                tw = twin_name(n)
+                built.append(build_strategy(by_name[n].model_copy(update={"name": tw}), dep, fx, actor=tw,
+                                            decision_seq=self.decision_seqs.get(tw, 0)))
+        return built
 
     def stage_settings(self) -> dict[str, StageSettings]:
         """Each hosted strategy's rollout stage settings (``stage``, ``canary``, ``gates``, ``demote``)."""
         from ..model.config import DeploymentConfig
 
         dep = DeploymentConfig.model_validate(self.deployment)
-        return {c.name: StageSettings.of(c) for c in dep.strategies if c.name in self.strategies}
+        out = {c.name: StageSettings.of(c) for c in dep.strategies if c.name in self.strategies}
+        for c in dep.strategies:
+            if c.name in self.strategies and c.canary.shadow_twin:
+                out[twin_name(c.name)] = StageSettings(stage="shadow")
+        return out
 
 
 class StrategyHostCore:
