@@ -83,3 +83,23 @@ def test_xmc_stress_refuses_a_bad_file_and_a_work_directory_that_holds_a_ledger(
     (tmp_path / "w" / "ledger" / "shard-0.duckdb").write_bytes(b"")
     assert main(["stress", str(STRESS), "--short", "--workdir", str(tmp_path / "w")]) == 2
     assert "already holds a ledger" in capsys.readouterr().err
+
+
+def test_names_the_stage_acceptance_and_stress_settings_do_not_have_are_refused_with_the_path(tmp_path):
+    from xmc_actors.runtime.config import ConfigError
+
+    text = STRESS.read_text().replace("include: [catalogue.yaml]", f"include: [{ROOT / 'configs' / 'catalogue.yaml'}]")
+    text = text.replace("venue: LME, duration_s: 10}", "venue: CME, duration_s: 10}")
+    text = text.replace("instrument: SHFE.cu, duration_s: 5}", "instrument: SHFE.zz, duration_s: 5}")
+    text += "acceptance:\n  strategies:\n    nope: {min_pairs: 1}\n"
+    text = text.replace("  - {<<: *band, name: cu-2}", "  - {<<: *band, name: cu-2, canary: {shadow_twin: true}}\n"
+                                                       "  - {<<: *band, name: cu-2.twin}")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(bad)
+    got = {i.path: i.message for i in e.value.issues}
+    assert "unknown venue 'CME'" in got["stress.scenarios[1].venue"]
+    assert "unknown instrument 'SHFE.zz'" in got["stress.scenarios[4].instrument"]
+    assert "unknown strategy 'nope'" in got["acceptance.strategies.nope"]
+    assert "is another strategy's" in got["strategies[1].canary.shadow_twin"]

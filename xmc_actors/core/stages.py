@@ -131,6 +131,43 @@ def evaluate_gate(gate: GateConfig | AcceptanceTargets | None, figures: Mapping[
     return GateDecision(all(c.met for c in checks), tuple(checks), name, "", dict(figures))
 
 
+# ------------------------------------------------------------------------------- the file
+def reference_problems(cfg: Any) -> list[tuple[list[Any], str]]:
+    """What a deployment's stage, acceptance and stress settings name that it does not have:
+    ``(path, message)`` for :func:`xmc_actors.runtime.config.load_config` to report."""
+    from ..model.stages import twin_name
+
+    out: list[tuple[list[Any], str]] = []
+    names = {s.name for s in cfg.strategies}
+    venues = {v.code for v in cfg.venues}
+    instruments = {i.id: i for i in cfg.instruments}
+    for n, s in enumerate(cfg.strategies):
+        if s.canary.shadow_twin:
+            tw = twin_name(s.name)
+            if tw in names:
+                out.append((["strategies", n, "canary", "shadow_twin"],
+                            f"the twin's name {tw!r} is another strategy's: rename one"))
+            if len(tw) > 64:
+                out.append((["strategies", n, "canary", "shadow_twin"],
+                            f"the twin's name {tw!r} is longer than 64 characters: shorten the strategy's name"))
+    for name in cfg.acceptance.strategies:
+        if name not in names:
+            out.append((["acceptance", "strategies", name],
+                        f"unknown strategy {name!r} (the file's strategies: {', '.join(sorted(names)) or 'none'})"))
+    for n, sc in enumerate(cfg.stress.scenarios):
+        if sc.venue is not None and sc.venue not in venues:
+            out.append((["stress", "scenarios", n, "venue"],
+                        f"unknown venue {sc.venue!r} (the file's venues: {', '.join(sorted(venues))})"))
+        if sc.instrument is not None:
+            inst = instruments.get(sc.instrument)
+            if inst is None:
+                out.append((["stress", "scenarios", n, "instrument"], f"unknown instrument {sc.instrument!r}"))
+            elif sc.venue is not None and inst.venue != sc.venue:
+                out.append((["stress", "scenarios", n, "instrument"],
+                            f"{sc.instrument} is not on venue {sc.venue!r}"))
+    return out
+
+
 # ------------------------------------------------------------------------------- shadow prices
 @dataclass(frozen=True)
 class BookPrice:
@@ -186,4 +223,4 @@ def slippage_bps(side: Side, price: Decimal | None, trigger: Decimal | None) -> 
 
 
 __all__ = ["BOUNDS", "BookPrice", "Check", "GateDecision", "check_stage", "evaluate_gate", "next_stage",
-           "previous_stage", "price_against_book", "rank", "slippage_bps"]
+           "previous_stage", "price_against_book", "rank", "reference_problems", "slippage_bps"]

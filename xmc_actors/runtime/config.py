@@ -680,6 +680,9 @@ def _check_references(cfg: DeploymentConfig, add: Any, reported: list[str]) -> N
     for a in cfg.risk.max_account_position:
         if a not in accounts:
             add(["risk", "max_account_position", a], f"unknown account {a!r}")
+    from ..core.stages import reference_problems  # stages, acceptance targets, stress scenarios
+    for where, message in reference_problems(cfg):
+        add(where, message)
 
 
 def _check_data_files(cfg: DeploymentConfig, add: Any) -> bool:
