@@ -75,9 +75,9 @@ def test_bearer_header():
 
 EXPECTED = {  # the permission matrix as docs/operations.md shows it
     "viewer": {"read"},
-    "trader": {"read", "halt", "reduce", "resume", "acknowledge"},
-    "risk_officer": {"read", "halt", "reduce", "resume", "limits", "acknowledge", "confirm"},
-    "admin": {"read", "halt", "reduce", "resume", "limits", "acknowledge", "confirm"},
+    "trader": {"read", "halt", "reduce", "resume", "acknowledge", "order"},
+    "risk_officer": {"read", "halt", "reduce", "resume", "limits", "acknowledge", "confirm", "order"},
+    "admin": {"read", "halt", "reduce", "resume", "limits", "acknowledge", "confirm", "order"},
 }
 
 

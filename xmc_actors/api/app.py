@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -35,7 +36,7 @@ from ..model.api import ApiConfig
 from .backend import Backend, BackendUnavailable
 from .desk import principal_wire
 from .stream import StreamHub
-from .models import (AckRequest, AckResult, ConfirmRequest, ErrorBody, LimitChange, LimitResult, PendingResult,
+from .models import (AckRequest, AckResult, BatchRequest, ConfirmRequest, ErrorBody, LimitChange, LimitResult, PendingResult,
                      StateChange, StateResult, Whoami)
 
 log = logging.getLogger(__name__)
@@ -287,6 +288,68 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
     @app.get("/v1/confirmations", responses=ERRORS, summary="changes waiting for a second operator")
     async def confirmations(p: Principal = Depends(reader)) -> Any:
         return await backend.desk("pending")
+
+    # -- batch orders across accounts (item 4) -------------------------------------------------
+    @app.post("/v1/batches", responses=ERRORS, summary="one instruction split into one pair per account and executed")
+    async def batch(body: BatchRequest, p: Principal = Depends(may(Action.ORDER))) -> Any:
+        from ..core.batch import AccountPair, plan_batch
+        from ..model.config import DeploymentConfig
+        from ..model.market import Side
+
+        st, raw = await asyncio.gather(backend.risk_status(), backend.config())
+        dep = DeploymentConfig.model_validate(raw)
+        names = [s.name for s in dep.strategies]
+        if body.strategy not in names:
+            check_known({"known": {"strategies": names}}, "strategies", body.strategy, "strategy")
+        scfg = next(s for s in dep.strategies if s.name == body.strategy)
+        inst_a, inst_b = dep.instrument(scfg.legs[0].instrument), dep.instrument(scfg.legs[1].instrument)
+        for i, acc in enumerate(body.accounts):
+            for leg, name, inst in (("a", acc.a, inst_a), ("b", acc.b, inst_b)):
+                check_known(st, "accounts", name, f"accounts.{i}.{leg}")
+                venues = next((a.venues for a in dep.accounts if a.id == name), ())
+                if inst.venue not in venues:
+                    raise ApiError(422, f"accounts.{i}.{leg}: account {name!r} does not trade on {inst.venue} "
+                                        f"({inst.id}); it trades on {', '.join(venues)}", f"accounts.{i}.{leg}")
+        params = body.model_dump(mode="json")
+        rid = f"batch:{body.instruction_id}"
+        first = await backend.desk("begin", rid, p.operator, fingerprint("batch", params))
+        if first is not None:
+            count("replayed")
+            return first
+        try:
+            ss, qs = await asyncio.gather(backend.strategies(), backend.quotes())
+            ratio = Decimal(str((ss.get(body.strategy) or {}).get("hedge_ratio") or scfg.hedge_ratio))
+            plan = plan_batch(instruction_id=body.instruction_id, strategy=scfg, inst_a=inst_a, inst_b=inst_b,
+                              side_a=Side.BUY if body.side == "buy" else Side.SELL, quantity=body.quantity,
+                              unit=body.unit, pairs=[AccountPair(a.a, a.b) for a in body.accounts],
+                              rule=body.allocation, weights=body.weights, occupancy=st.get("occupancy") or {},
+                              hedge_ratio=ratio, quotes=qs, now_ns=clock.now_ns())
+        except BaseException:
+            await backend.desk("abort", rid)
+            raise
+        submitted = []
+        for intent in plan.intents:  # past this point the instruction id is spent: pairs may be out
+            try:
+                r = await backend.submit(intent)
+            except BackendUnavailable as e:
+                r = {"decision_id": intent.decision_id, "accepted": False, "state": "UNKNOWN", "reason": str(e)}
+            submitted.append({k: r.get(k) for k in ("decision_id", "accepted", "state", "reason", "duplicate")})
+        public = plan.public()
+        await backend.desk("batch_put", public, principal_wire(p), submitted)
+        out = {**public, "operator": p.operator, "submitted": submitted,
+               "report": f"/v1/batches/{body.instruction_id}", "replayed": False}
+        await backend.desk("finish", rid, out)
+        count("batch")
+        return out
+
+    @app.get("/v1/batches/{instruction_id}", responses=ERRORS, summary="a batch per account and in total")
+    async def batch_report_route(instruction_id: str, p: Principal = Depends(reader)) -> Any:
+        from ..core.batch import batch_report
+
+        plan = await backend.desk("batch_get", instruction_id)
+        dids = [x["decision_id"] for x in plan["parts"] if x.get("decision_id")]
+        got = await asyncio.gather(*(backend.pair(d) for d in dids), return_exceptions=True)
+        return batch_report(plan, {d: (None if isinstance(g, BaseException) else g) for d, g in zip(dids, got)})
 
     # -- reads ----------------------------------------------------------------------------------
     @app.get("/v1/whoami", response_model=Whoami, responses=ERRORS)

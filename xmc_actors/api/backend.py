@@ -24,6 +24,9 @@ class Backend(Protocol):
     async def set_limit(self, section: str, key: str | None, field: str | None, value: Any, operator: str) -> dict[str, Any]: ...
     async def desk(self, method: str, *args: Any) -> Any: ...
     async def quotes(self) -> dict[str, Any]: ...
+    async def config(self) -> dict[str, Any]: ...
+    async def submit(self, intent: Any) -> dict[str, Any]: ...
+    async def pair(self, decision_id: str) -> dict[str, Any] | None: ...
 
 
 class BackendUnavailable(RuntimeError):
@@ -118,6 +121,17 @@ class RayBackend:
             out[i] = {"bid": None if q.bid is None else str(q.bid), "ask": None if q.ask is None else str(q.ask),
                       "last": None if q.last is None else str(q.last), "status": q.status.value, "ts_ns": q.ts_ns}
         return out
+
+    async def config(self) -> dict[str, Any]:
+        """The running deployment's configuration (the registry's copy)."""
+        return (await self._call(REGISTRY_NAME, "describe")).get("config") or {}
+
+    async def submit(self, intent: Any) -> dict[str, Any]:
+        """A pair to the coordinator (``submit``: its risk checks, idempotent on the decision id)."""
+        return await self._call(COORDINATOR_NAME, "submit", intent, timeout_s=self.timeout_s * 3)
+
+    async def pair(self, decision_id: str) -> dict[str, Any] | None:
+        return await self._call(COORDINATOR_NAME, "pairs", decision_id)
 
     async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str, reason: str) -> dict[str, Any]:
         return await self._call(RISK_GUARD_NAME, "set_trading_state", scope, key, state, operator, reason,

@@ -31,6 +31,7 @@ class DeskService:
                  clock: Clock | None = None) -> None:
         self.core = OperatorDesk(clock or SystemClock(), confirm, ttl_s)
         self.sink = sink
+        self.batches: dict[str, dict[str, Any]] = {}
 
     def _emit(self, ev: Any) -> None:
         if self.sink is not None:
@@ -69,6 +70,19 @@ class DeskService:
         ack, ev = self.core.acknowledge(alert_id, principal_from(who), note, open_alerts)
         self._emit(ev)
         return {"ok": True, "alert_id": alert_id, "operator": ack.operator, "event_id": ev.event_id}
+
+    def batch_put(self, plan: dict[str, Any], who: Any, submitted: list[dict[str, Any]]) -> None:
+        p = principal_from(who)
+        self.batches[plan["instruction_id"]] = plan
+        self.core.count("batches")
+        self._emit(self.core.operator_event("batch", p, instruction_id=plan["instruction_id"], plan=plan,
+                                            submitted=submitted))
+
+    def batch_get(self, instruction_id: str) -> dict[str, Any]:
+        plan = self.batches.get(instruction_id)
+        if plan is None:
+            raise ApiError(404, f"no batch {instruction_id!r} (this desk's memory: since the API started)", "instruction_id")
+        return plan
 
     def acks(self) -> dict[str, dict[str, Any]]:
         return self.core.acks_public()

@@ -1,6 +1,7 @@
 """The API's request and answer models: what its OpenAPI schema (``/v1/openapi.json``) shows."""
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -82,6 +83,25 @@ class AckRequest(_Body):
 
 class ConfirmRequest(_Body):
     request_id: str | None = RequestId
+
+
+class BatchAccount(_Body):
+    a: str = Field(min_length=1, max_length=64, description="leg A's account")
+    b: str = Field(min_length=1, max_length=64, description="leg B's account")
+
+
+class BatchRequest(_Body):
+    """One instruction split into one pair per account (core/batch.py: the allocation rule)."""
+
+    instruction_id: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,40}$",
+                                description="the caller's id: the batch runs once; a repeat answers the first answer")
+    strategy: str = Field(min_length=1, max_length=64, description="a configured strategy: its legs, hedge ratio and execution")
+    side: Literal["buy", "sell"] = Field(description="leg A's side (leg B takes the other)")
+    quantity: Decimal = Field(gt=0, max_digits=20, decimal_places=6)
+    unit: str = Field(default="lots", max_length=16, description="lots, or leg A's price unit (t, kg, troy_oz...)")
+    accounts: list[BatchAccount] = Field(min_length=1, max_length=50)
+    allocation: Literal["capital_share", "equal", "weights"] = "capital_share"
+    weights: dict[str, float] | None = None
 
 
 class ErrorBody(BaseModel):

@@ -65,14 +65,15 @@ class Action(str, Enum):
     LIMITS = "limits"        # change a risk limit
     ACKNOWLEDGE = "acknowledge"  # acknowledge an alert
     CONFIRM = "confirm"      # be the second operator of a change that needs one
+    ORDER = "order"          # send a batch of pairs across accounts (POST /v1/batches)
 
 
 # The permission matrix (docs/operations.md shows it): a desk's traders may stop and restart
-# trading and acknowledge alerts; limits and confirming another's change are the risk
+# trading, send batch orders and acknowledge alerts; limits and confirming another's change are the risk
 # officer's; the admin may do everything. A viewer only reads.
 PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.VIEWER: frozenset({Action.READ}),
-    Role.TRADER: frozenset({Action.READ, Action.HALT, Action.REDUCE, Action.RESUME, Action.ACKNOWLEDGE}),
+    Role.TRADER: frozenset({Action.READ, Action.HALT, Action.REDUCE, Action.RESUME, Action.ACKNOWLEDGE, Action.ORDER}),
     Role.RISK_OFFICER: frozenset(set(Action)),
     Role.ADMIN: frozenset(set(Action)),
 }
