@@ -99,6 +99,11 @@ def test_shadow_records_what_it_would_send_and_canary_trades_within_its_limits_t
         time.sleep(2)
     else:
         pytest.fail(f"not enough decisions: {st}")
+    # what a gate would read now: the shadow's figures come from its SHADOW records
+    fig = _xmc(env, "stages", "--figures", "cu-shadow", "--namespace", NS, "--format", "json")
+    assert fig.returncode == 0, fig.stderr
+    gv = json.loads(fig.stdout)["figures"]["gate_values"]
+    assert gv["pairs"] >= 4 and gv["success_rate"] is None and 0 <= gv["sync_fill_rate"] <= 1
     # a promotion without an operator changes nothing
     no_op = _xmc(env, "promote", "cu-shadow", "--namespace", NS)
     assert no_op.returncode == 2 and "--operator" in no_op.stderr
