@@ -94,3 +94,55 @@ def test_a_red_alert_about_the_strategy_demotes_it_when_configured():
         await a.check_demotions(0)
         assert a.core.stage(NAME) == "shadow" and "red alert: unhedged 9 s" in stage_events(a)[-1].reason
     asyncio.run(go())
+
+
+def test_a_host_restarted_after_a_crash_takes_each_strategys_stage_back_from_the_trail(monkeypatch):
+    """Ray restarts a crashed host with its constructor's (the file's) stages; the stage an
+    operator set at run time is in the trail and comes back, the shadow's real position with it."""
+    import types
+
+    import ray
+
+    import xmc_actors.ledger.reader as reader
+    from xmc_actors.core.clock import SystemClock
+    from xmc_actors.core.sink import EventMaker
+
+    mk = EventMaker(SystemClock(), "strategy-host-0")
+    trail = [mk.make(EventKind.SHADOW, strategy=NAME, decision_id=f"{NAME}-00000007", reason="would send"),
+             mk.make(EventKind.STAGE, strategy=NAME, reason="promote: shadow -> canary", outcome="CHANGED",
+                     action="promote", stage="canary", **{"from": "shadow", "to": "canary"})]
+
+    async def read_trail(shards, kinds=None, decision_ids=None, **kw):
+        return [e for e in trail if kinds is None or e.kind.value in kinds]
+
+    class Remote:
+        def __init__(self, answer):
+            self.answer = answer
+
+        def remote(self):
+            async def get():
+                return self.answer
+            return get()
+
+    guard = types.SimpleNamespace(status=Remote({"positions": {"strategies": {NAME: {"LME.CA3M": -2, "SHFE.cu": 10}}},
+                                                 "trading_states": {}}))
+    coord = types.SimpleNamespace(status=Remote({"trading_states": {}}))
+    monkeypatch.setattr(reader, "read_trail", read_trail)
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: types.SimpleNamespace(namespace="ns"))
+    monkeypatch.setattr(ray, "get_actor", lambda name, namespace=None: guard if name == "risk-guard" else coord)
+
+    async def go():
+        a = actor("shadow")
+        a.sink.shard_handles = ["shard"]
+        a._reconstructed = True
+        await a._restore([NAME])
+        st = a.core.strategies[NAME]
+        assert a.core.stage(NAME) == "canary" and a.core.stages.state(NAME).real is None
+        assert (st.position, st.position_b) == (-2, 10) and st.decision_seq == 7
+        assert any("stage canary taken back from the trail" in e.reason for e in a.sink.events)
+        # a host that did not crash (a deployment started again from its file) keeps the file's stage
+        b = actor("shadow")
+        b.sink.shard_handles = ["shard"]
+        await b._restore([NAME])
+        assert b.core.stage(NAME) == "shadow" and b.core.stages.state(NAME).real == (-2, 10)
+    asyncio.run(go())
