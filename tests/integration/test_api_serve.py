@@ -69,6 +69,7 @@ def run(tmp_path_factory):
     port = _free_port()
     path = copper_config(tmp, "api-it", NS, strategies=[band("cu", entry=0.5), band("cu2", entry=0.5)])
     doc = yaml.safe_load(path.read_text())
+    doc["accounts"] += [{"id": "cn-b", "broker": "sim", "venues": ["SHFE"], "currency": "CNY", "capital": 100_000_000}]
     doc["api"] = {"enabled": True, "port": port, "tokens_file": str(tmp / "tokens.yaml"),
                   "confirm": {"limit_raise_pct": 20, "window_s": 120}}
     path.write_text(yaml.safe_dump(doc))
@@ -221,3 +222,28 @@ def test_websocket_stream_through_serve(run):
     assert {"SHFE.cu", "LME.CA3M"} <= set(got["quotes"]) and got["quotes"]["SHFE.cu"]["bid"]
     assert set(got["spreads"]) == {"cu", "cu2"} and "global" in got["states"]["trading_states"] or got["states"]
     assert rate <= 4.5, rate
+
+
+def test_batch_across_accounts_through_the_coordinator(run):
+    url, tok = run["url"], run["tokens"]["tom"]
+    body = {"instruction_id": "IT-BATCH-1", "strategy": "cu", "side": "buy", "quantity": 75, "unit": "t",
+            "accounts": [{"a": "cn-main", "b": "us-main"}, {"a": "cn-b", "b": "us-main"}]}
+    code, res = call(f"{url}/v1/batches", tok, "POST", body)
+    assert code == 200, res
+    assert [(p["lots_a"], p["lots_b"]) for p in res["parts"]] == [(10, 2), (5, 1)]  # 15 lots by capital 2:1
+    assert all(s["accepted"] for s in res["submitted"]), res["submitted"]
+    code, again = call(f"{url}/v1/batches", tok, "POST", body)
+    assert code == 200 and again["replayed"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        code, rep = call(f"{url}/v1/batches/IT-BATCH-1", tok)
+        assert code == 200, rep
+        if rep["complete"]:
+            break
+        time.sleep(0.5)
+    assert rep["complete"], rep
+    assert rep["total"]["pairs"] == 2 and sum(rep["total"]["by_outcome"].values()) == 2
+    for a in rep["accounts"]:
+        assert a["state"] in ("HEDGED", "ROLLED_BACK", "ESCALATED", "REFUSED")
+        if a["state"] == "HEDGED":
+            assert a["filled_a"] == a["lots_a"]
