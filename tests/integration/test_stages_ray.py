@@ -94,7 +94,8 @@ def test_shadow_records_what_it_would_send_and_canary_trades_within_its_limits_t
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         st = _stages(env)
-        if st["cu-shadow"]["counters"]["shadow_intents"] >= 4 and st["cu-canary"]["counters"]["canary_resized"] >= 2:
+        if (st["cu-shadow"]["stage_counters"]["shadow_intents"] >= 4
+                and st["cu-canary"]["stage_counters"]["canary_resized"] >= 2):
             break
         time.sleep(2)
     else:

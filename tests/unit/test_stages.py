@@ -40,7 +40,10 @@ def test_a_strategy_without_a_stage_is_live_and_its_intent_goes_as_decided():
     intents, events = core.on_quotes(pair_quotes(1.02), T0)
     [it] = intents
     assert (it.legs[0].qty, it.legs[1].qty) == (1, 5)
-    assert core.status()["cu"]["stage"] == "live" and not kinds(events, "SHADOW")
+    st = core.status()["cu"]
+    assert st["stage"] == "live" and not kinds(events, "SHADOW")
+    # the stage's keys sit beside the strategy's own status, never over them
+    assert st["counters"]["intents"] == 1 and st["stage_counters"]["shadow_intents"] == 0
 
 
 # ------------------------------------------------------------------ shadow

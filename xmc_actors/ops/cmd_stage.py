@@ -125,7 +125,7 @@ def cmd_stages(args: argparse.Namespace) -> int:
             c = st.get("canary") or {}
             rows.append((name, host, st["stage"], c.get("size_fraction", ""), c.get("max_open_lots", ""),
                          f"{c.get('pairs_today', '')}/{c.get('max_pairs_per_day', '')}" if c else "",
-                         st.get("counters", {}).get("shadow_intents", 0)))
+                         st.get("stage_counters", {}).get("shadow_intents", 0)))
     tables = [Table("stages", ("strategy", "host", "stage", "size_fraction", "max_open_lots", "pairs_today",
                                "shadow_intents"), rows, title="rollout stages")]
     if args.figures:

@@ -263,7 +263,8 @@ class StageKeeper:
 
     def status(self, name: str) -> dict[str, Any]:
         st = self.state(name)
-        out: dict[str, Any] = {"stage": st.stage, "since_ns": st.since_ns, "counters": dict(st.counters)}
+        # merged into the strategy's own status: every key says it is the stage's
+        out: dict[str, Any] = {"stage": st.stage, "stage_since_ns": st.since_ns, "stage_counters": dict(st.counters)}
         if st.stage == "canary":
             c = st.settings.canary
             out["canary"] = {"size_fraction": c.size_fraction, "max_pairs_per_day": c.max_pairs_per_day,
