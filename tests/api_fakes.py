@@ -94,3 +94,53 @@ def make_tokens(roles: tuple[str, ...] = ROLES) -> tuple[list[TokenEntry], dict[
 
 def api_config(**kw: Any) -> ApiConfig:
     return ApiConfig(enabled=True, **kw)
+
+
+def batch_deployment(tmp):  # noqa: ANN001, ANN201
+    """A copper deployment file (the catalogue's SHFE.cu vs LME.CA3M, strategy ``cu``) with more
+    accounts: cn-main, cn-b, cn-c on SHFE (CNY 200m, 100m, 50m), us-main, us-b on LME."""
+    import yaml
+
+    from runtime_kit import band, copper_config
+    from xmc_actors.runtime.config import load_config
+
+    path = copper_config(tmp, "batch", "t-batch", strategies=[band("cu")])
+    doc = yaml.safe_load(path.read_text())
+    doc["accounts"] += [{"id": "cn-b", "broker": "sim", "venues": ["SHFE"], "currency": "CNY", "capital": 100_000_000},
+                        {"id": "cn-c", "broker": "sim", "venues": ["SHFE"], "currency": "CNY", "capital": 50_000_000},
+                        {"id": "us-b", "broker": "sim", "venues": ["LME"], "currency": "USD", "capital": 20_000_000}]
+    path.write_text(yaml.safe_dump(doc))
+    return load_config(path)
+
+
+class BatchBackend(FakeBackend):
+    def __init__(self, dep) -> None:  # noqa: ANN001
+        super().__init__()
+        self.dep = dep
+        self.status["known"]["accounts"] = sorted(a.id for a in dep.accounts)
+        self.status["known"]["strategies"] = ["cu"]
+        self.status["occupancy"] = {a.id: {"equity": str(a.capital), "currency": a.currency, "used": "0", "ratio": 0,
+                                           "level": None} for a in dep.accounts}
+        self.submitted: dict[str, dict] = {}
+
+    async def config(self):
+        return self.dep.model_dump(mode="json", by_alias=True)
+
+    async def strategies(self):
+        return {"cu": {"state": "ACTIVE", "hedge_ratio": 0.2, "last_signal": {}}}
+
+    async def quotes(self):
+        return {"SHFE.cu": {"bid": "72000", "ask": "72010", "status": "OK"},
+                "LME.CA3M": {"bid": "10140", "ask": "10140.5", "status": "OK"}}
+
+    async def submit(self, intent):
+        dup = intent.decision_id in self.submitted
+        self.submitted.setdefault(intent.decision_id, intent)
+        self.calls.append(("submit", intent.decision_id))
+        return {"decision_id": intent.decision_id, "accepted": not dup, "state": "WORKING", "duplicate": dup}
+
+    async def pair(self, did):
+        i = self.submitted.get(did)
+        if i is None:
+            return None
+        return {"state": "HEDGED", "legs": [{"leg": "A", "net_qty": i.legs[0].qty}, {"leg": "B", "net_qty": -i.legs[1].qty}]}

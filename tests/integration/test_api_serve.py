@@ -47,6 +47,25 @@ def call(url: str, token: str | None, method: str = "GET", body: dict | None = N
         return e.code, json.loads(e.read() or b"null")
 
 
+def _receiver(received: list):
+    """An ERP's webhook receiver on loopback: keeps each post's headers and raw body."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class H(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):  # noqa: ANN002
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     import yaml
@@ -67,11 +86,19 @@ def run(tmp_path_factory):
     entries.append({"operator": "erp", "role": "trader", "token": {"env": "XMC_TEST_API_TOKEN"}})
     (tmp / "tokens.yaml").write_text(yaml.safe_dump({"tokens": entries}))
     port = _free_port()
+    received: list[tuple[dict, bytes]] = []
+    hook = _receiver(received)
+    os.environ["XMC_TEST_HOOK_SECRET"] = "hook-secret-1"
     path = copper_config(tmp, "api-it", NS, strategies=[band("cu", entry=0.5), band("cu2", entry=0.5)])
     doc = yaml.safe_load(path.read_text())
     doc["accounts"] += [{"id": "cn-b", "broker": "sim", "venues": ["SHFE"], "currency": "CNY", "capital": 100_000_000}]
     doc["api"] = {"enabled": True, "port": port, "tokens_file": str(tmp / "tokens.yaml"),
-                  "confirm": {"limit_raise_pct": 20, "window_s": 120}}
+                  "confirm": {"limit_raise_pct": 20, "window_s": 120},
+                  "webhooks": [{"name": "erp", "url": f"http://127.0.0.1:{hook.server_port}/hook",
+                                "secret": {"env": "XMC_TEST_HOOK_SECRET"}},
+                               {"name": "down", "url": f"http://127.0.0.1:{_free_port()}/hook",
+                                "secret": {"env": "XMC_TEST_HOOK_SECRET"}, "max_attempts": 2, "backoff_s": 0.2,
+                                "timeout_s": 1}]}
     path.write_text(yaml.safe_dump(doc))
     cfg = load_config(path)
     dep = Deployment(cfg)
@@ -82,7 +109,8 @@ def run(tmp_path_factory):
     th = threading.Thread(target=lambda: dep.run(duration_s=None, stop_event=stop), daemon=True)
     th.start()
     yield {"dep": dep, "url": dep.api_info["url"], "tokens": tokens, "start_s": start_s, "tmp": tmp,
-           "ledger": str(tmp / "ledger")}
+           "ledger": str(tmp / "ledger"), "received": received}
+    hook.shutdown()
     stop.set()
     th.join(90)
     dep.shutdown_ray()
@@ -247,3 +275,37 @@ def test_batch_across_accounts_through_the_coordinator(run):
         assert a["state"] in ("HEDGED", "ROLLED_BACK", "ESCALATED", "REFUSED")
         if a["state"] == "HEDGED":
             assert a["filled_a"] == a["lots_a"]
+
+
+def test_erp_hedge_with_a_signed_webhook_and_a_dead_letter(run):
+    from xmc_actors.core.webhook import verify
+
+    url, tok = run["url"], run["tokens"]["erp"]
+    hedge = {"hedge_id": "PO-1", "commodity": "SHFE.cu", "quantity": 25, "unit": "t", "direction": "buy",
+             "account": "cn-main", "strategy": "cu", "period": {"start": "2026-12-01", "end": "2027-02-28"}, "webhook": "erp"}
+    code, res = call(f"{url}/v1/hedges", tok, "POST", hedge)
+    assert code == 200, res
+    assert res["parts"][0]["lots_a"] == 5 and res["parts"][0]["lots_b"] == 1
+    code, down = call(f"{url}/v1/hedges", tok, "POST", {**hedge, "hedge_id": "PO-2", "webhook": "down"})
+    assert code == 200, down
+    deadline = time.monotonic() + 60
+    done = None
+    while time.monotonic() < deadline and done is None:
+        for headers, body in list(run["received"]):
+            ev = json.loads(body)
+            if ev["type"] == "completed" and ev["ref"] == "hedge-PO-1":
+                done = (headers, body, ev)
+        time.sleep(0.3)
+    assert done is not None, run["received"]
+    headers, body, ev = done
+    assert verify(b"hook-secret-1", headers["x-xmc-signature"], body, int(time.time()))
+    assert headers["x-xmc-event-id"] == ev["event_id"] and ev["pairs"] == 1
+    assert any(json.loads(b)["type"] == "fill" for _, b in run["received"])
+    while time.monotonic() < deadline:
+        code, st = call(f"{url}/v1/webhooks", tok)
+        if st["down"]["dead"] >= 1:
+            break
+        time.sleep(0.3)
+    assert st["down"]["dead"] >= 1 and st["down"]["dead_letters"][0]["attempts"] == 2, st
+    assert st["erp"]["delivered"] >= 2
+    assert "hook-secret-1" not in json.dumps(st)

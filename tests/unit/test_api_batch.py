@@ -7,10 +7,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-import yaml
 
-from api_fakes import FakeBackend, api_config, make_tokens
-from runtime_kit import band, copper_config
+from api_fakes import BatchBackend, api_config, batch_deployment, make_tokens
 from xmc_actors.core.batch import AccountPair, allocate, batch_report, lots_of, plan_batch
 from xmc_actors.core.operator_api import ApiError
 from xmc_actors.model.market import Side
@@ -39,16 +37,7 @@ def test_allocate_largest_remainder_adds_up():
 
 @pytest.fixture(scope="module")
 def dep(tmp_path_factory):
-    from xmc_actors.runtime.config import load_config
-
-    tmp = tmp_path_factory.mktemp("batch")
-    path = copper_config(tmp, "batch", "t-batch", strategies=[band("cu")])
-    doc = yaml.safe_load(path.read_text())
-    doc["accounts"] += [{"id": "cn-b", "broker": "sim", "venues": ["SHFE"], "currency": "CNY", "capital": 100_000_000},
-                        {"id": "cn-c", "broker": "sim", "venues": ["SHFE"], "currency": "CNY", "capital": 50_000_000},
-                        {"id": "us-b", "broker": "sim", "venues": ["LME"], "currency": "USD", "capital": 20_000_000}]
-    path.write_text(yaml.safe_dump(doc))
-    return load_config(path)
+    return batch_deployment(tmp_path_factory.mktemp("batch"))
 
 
 def test_lots_and_plan(dep):
@@ -88,39 +77,6 @@ def test_lots_and_plan(dep):
         {"leg": "A", "net_qty": 34}, {"leg": "B", "net_qty": -7}]}, "batch-i1-2": None})
     assert rep["accounts"][0]["state"] == "HEDGED" and rep["accounts"][1]["state"] == "WORKING"
     assert rep["total"]["filled_a"] == 34 and rep["total"]["filled_b"] == 7 and not rep["complete"]
-
-
-class BatchBackend(FakeBackend):
-    def __init__(self, dep) -> None:  # noqa: ANN001
-        super().__init__()
-        self.dep = dep
-        self.status["known"]["accounts"] = sorted(a.id for a in dep.accounts)
-        self.status["known"]["strategies"] = ["cu"]
-        self.status["occupancy"] = {a.id: {"equity": str(a.capital), "currency": a.currency, "used": "0", "ratio": 0,
-                                           "level": None} for a in dep.accounts}
-        self.submitted: dict[str, dict] = {}
-
-    async def config(self):
-        return self.dep.model_dump(mode="json", by_alias=True)
-
-    async def strategies(self):
-        return {"cu": {"state": "ACTIVE", "hedge_ratio": 0.2, "last_signal": {}}}
-
-    async def quotes(self):
-        return {"SHFE.cu": {"bid": "72000", "ask": "72010", "status": "OK"},
-                "LME.CA3M": {"bid": "10140", "ask": "10140.5", "status": "OK"}}
-
-    async def submit(self, intent):
-        dup = intent.decision_id in self.submitted
-        self.submitted.setdefault(intent.decision_id, intent)
-        self.calls.append(("submit", intent.decision_id))
-        return {"decision_id": intent.decision_id, "accepted": not dup, "state": "WORKING", "duplicate": dup}
-
-    async def pair(self, did):
-        i = self.submitted.get(did)
-        if i is None:
-            return None
-        return {"state": "HEDGED", "legs": [{"leg": "A", "net_qty": i.legs[0].qty}, {"leg": "B", "net_qty": -i.legs[1].qty}]}
 
 
 def _client(dep):

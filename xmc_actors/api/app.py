@@ -36,7 +36,7 @@ from ..model.api import ApiConfig
 from .backend import Backend, BackendUnavailable
 from .desk import principal_wire
 from .stream import StreamHub
-from .models import (AckRequest, AckResult, BatchRequest, ConfirmRequest, ErrorBody, LimitChange, LimitResult, PendingResult,
+from .models import (AckRequest, AckResult, BatchAccount, BatchRequest, HedgeRequest, ConfirmRequest, ErrorBody, LimitChange, LimitResult, PendingResult,
                      StateChange, StateResult, Whoami)
 
 log = logging.getLogger(__name__)
@@ -292,6 +292,38 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
     # -- batch orders across accounts (item 4) -------------------------------------------------
     @app.post("/v1/batches", responses=ERRORS, summary="one instruction split into one pair per account and executed")
     async def batch(body: BatchRequest, p: Principal = Depends(may(Action.ORDER))) -> Any:
+        return await run_batch(body, p, "batch", {})
+
+    @app.post("/v1/hedges", responses=ERRORS,
+              summary="an ERP's hedging need (commodity, quantity in physical units, direction, account) executed as a pair")
+    async def hedge(body: HedgeRequest, p: Principal = Depends(may(Action.ORDER))) -> Any:
+        from ..model.config import DeploymentConfig
+
+        dep = DeploymentConfig.model_validate(await backend.config())
+        fits = [s for s in dep.strategies if s.legs[0].instrument == body.commodity
+                and (body.strategy is None or s.name == body.strategy)]
+        if not fits:
+            known = sorted({s.legs[0].instrument for s in dep.strategies})
+            raise ApiError(404, f"commodity {body.commodity!r}: no configured pair trades it as its leg A"
+                                f"{' under strategy ' + repr(body.strategy) if body.strategy else ''}; these do: "
+                                f"{', '.join(known) or 'none'}", "commodity", known=known)
+        if len(fits) > 1:
+            raise ApiError(422, f"commodity {body.commodity!r}: pairs {', '.join(s.name for s in fits)} trade it: "
+                                "name one as strategy", "strategy")
+        s = fits[0]
+        b = BatchRequest(instruction_id=f"hedge-{body.hedge_id}", strategy=s.name, side=body.direction,
+                         quantity=body.quantity, unit=body.unit,
+                         accounts=[BatchAccount(a=body.account, b=body.account_b or s.legs[1].account)],
+                         allocation="equal", webhook=body.webhook)
+        extra = {"hedge_id": body.hedge_id, "commodity": body.commodity,
+                 "period": body.period.model_dump() if body.period else None, "roll": body.roll}
+        return await run_batch(b, p, "hedge", extra)
+
+    @app.get("/v1/webhooks", responses=ERRORS, summary="each webhook: deliveries by state, dead letters")
+    async def webhooks(p: Principal = Depends(reader)) -> Any:
+        return await backend.desk("webhooks_status")
+
+    async def run_batch(body: BatchRequest, p: Principal, kind: str, extra: dict[str, Any]) -> Any:
         from ..core.batch import AccountPair, plan_batch
         from ..model.config import DeploymentConfig
         from ..model.market import Side
@@ -310,7 +342,8 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
                 if inst.venue not in venues:
                     raise ApiError(422, f"accounts.{i}.{leg}: account {name!r} does not trade on {inst.venue} "
                                         f"({inst.id}); it trades on {', '.join(venues)}", f"accounts.{i}.{leg}")
-        params = body.model_dump(mode="json")
+        await backend.desk("check_webhook", body.webhook)
+        params = {**body.model_dump(mode="json"), **extra}
         rid = f"batch:{body.instruction_id}"
         first = await backend.desk("begin", rid, p.operator, fingerprint("batch", params))
         if first is not None:
@@ -334,8 +367,11 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
             except BackendUnavailable as e:
                 r = {"decision_id": intent.decision_id, "accepted": False, "state": "UNKNOWN", "reason": str(e)}
             submitted.append({k: r.get(k) for k in ("decision_id", "accepted", "state", "reason", "duplicate")})
-        public = plan.public()
+        public = {**plan.public(), "kind": kind, **extra, "webhook": body.webhook}
         await backend.desk("batch_put", public, principal_wire(p), submitted)
+        if body.webhook:
+            await backend.desk("watch", kind, body.instruction_id, body.webhook,
+                               [x["decision_id"] for x in plan.parts if x.get("decision_id")])
         out = {**public, "operator": p.operator, "submitted": submitted,
                "report": f"/v1/batches/{body.instruction_id}", "replayed": False}
         await backend.desk("finish", rid, out)

@@ -8,14 +8,21 @@ data (``{"__api_error__": ...}``) and are raised again on the caller's side.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import os
+import time
 
 from ..core.clock import Clock, SystemClock
 from ..core.operator_api import ApiError, OperatorDesk, Principal, Role
 from ..core.sink import EventSink
-from ..model.api import ConfirmConfig
+from ..core.webhook import Outbox, Watch, sign
+from ..model.api import ConfirmConfig, WebhookConfig
+from ..model.events import EventKind
 
 DESK_NAME = "api-desk"
+log = logging.getLogger(__name__)
 
 
 def principal_wire(p: Principal) -> tuple[str, str, str]:
@@ -28,10 +35,18 @@ def principal_from(w: tuple[str, str, str] | list[str]) -> Principal:
 
 class DeskService:
     def __init__(self, confirm: ConfirmConfig, ttl_s: float, sink: EventSink | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, webhooks: tuple[WebhookConfig, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
         self.core = OperatorDesk(clock or SystemClock(), confirm, ttl_s)
         self.sink = sink
         self.batches: dict[str, dict[str, Any]] = {}
+        self.webhooks = {w.name: w for w in webhooks}
+        env = os.environ if env is None else env
+        # the HMAC keys, read from the environment once; never returned, logged or recorded
+        self._secrets = {w.name: env.get(w.secret.env, "").encode() for w in webhooks}
+        self.outboxes = {w.name: Outbox(self.core.clock, max_attempts=w.max_attempts, backoff_s=w.backoff_s,
+                                        max_backoff_s=w.max_backoff_s) for w in webhooks}
+        self.watches: dict[str, Watch] = {}
 
     def _emit(self, ev: Any) -> None:
         if self.sink is not None:
@@ -84,6 +99,59 @@ class DeskService:
             raise ApiError(404, f"no batch {instruction_id!r} (this desk's memory: since the API started)", "instruction_id")
         return plan
 
+    # -- webhooks: progress of a batch or a hedge, signed, retried, dead letters kept -------------
+    def check_webhook(self, name: str | None) -> None:
+        if name is None:
+            return
+        if name not in self.webhooks:
+            raise ApiError(404, f"unknown webhook {name!r}; the deployment's webhooks (api.webhooks): "
+                                f"{', '.join(self.webhooks) or 'none'}", "webhook")
+        if not self._secrets.get(name):
+            raise ApiError(503, f"webhook {name!r}: its secret ({self.webhooks[name].secret.env}) is not set in the "
+                                "API's environment", "webhook")
+
+    def watch(self, kind: str, ref: str, webhook: str, decision_ids: list[str]) -> None:
+        self.check_webhook(webhook)
+        if ref not in self.watches:
+            self.watches[ref] = Watch(kind, ref, webhook, list(decision_ids))
+
+    def watched_ids(self) -> list[str]:
+        return sorted({d for w in self.watches.values() if not w.completed for d in w.decision_ids})
+
+    def observe(self, summaries: dict[str, Any]) -> int:
+        n = 0
+        for w in self.watches.values():
+            for eid, ev in w.observe(summaries):
+                n += self.outboxes[w.webhook].add(eid, w.webhook, {**ev, "ts_ns": self.core.clock.now_ns()})
+        return n
+
+    def due(self) -> list[tuple[str, str, str, bytes, dict[str, str], float]]:
+        """(webhook, event id, url, body, headers, timeout) of each post to make now."""
+        out = []
+        for name, box in self.outboxes.items():
+            w = self.webhooks[name]
+            for d in box.due():
+                sig = sign(self._secrets[name], self.core.clock.now_ns() // 1_000_000_000, d.body)
+                out.append((name, d.event_id, w.url, d.body, {"Content-Type": "application/json",
+                                                              "X-XMC-Signature": sig, "X-XMC-Event-Id": d.event_id},
+                            w.timeout_s))
+        return out
+
+    def result(self, webhook: str, event_id: str, ok: bool, error: str = "") -> str:
+        d = self.outboxes[webhook].result(event_id, ok, error)
+        if d.state == "DEAD":
+            self.core.count("webhook_dead")
+            self._emit(self.core.maker.make(EventKind.LIFECYCLE, reason="webhook dead letter", webhook=webhook,
+                                            event_id=event_id, attempts=d.attempts, error=d.last_error,
+                                            event=d.public()["event"], via="api"))
+        elif d.state == "DELIVERED":
+            self.core.count("webhook_delivered")
+        return d.state
+
+    def webhooks_status(self) -> dict[str, Any]:
+        return {n: {"url": self.webhooks[n].url, **box.stats(),
+                    "dead_letters": [d.public() for d in box.dead[-50:]]} for n, box in self.outboxes.items()}
+
     def acks(self) -> dict[str, dict[str, Any]]:
         return self.core.acks_public()
 
@@ -111,6 +179,22 @@ def raise_if_error(res: Any) -> Any:
     return res
 
 
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[bool, str]:
+    """POST; (True, "") on a 2xx answer, else (False, why)."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    t0 = time.monotonic()
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return (200 <= r.status < 300), f"HTTP {r.status}"
+    except urllib.error.HTTPError as e:
+        return False, f"HTTP {e.code}"
+    except (OSError, ValueError) as e:
+        return False, f"{type(e).__name__} after {time.monotonic() - t0:.1f} s"
+
+
 def _actor_class() -> Any:
     import ray
 
@@ -118,7 +202,8 @@ def _actor_class() -> Any:
     class ApiDesk:
         """One per deployment (``api-desk``): the desk every API replica shares."""
 
-        def __init__(self, confirm: dict[str, Any], ttl_s: float, ledger: dict[str, Any] | None, namespace: str) -> None:
+        def __init__(self, confirm: dict[str, Any], ttl_s: float, ledger: dict[str, Any] | None, namespace: str,
+                     webhooks: list[dict[str, Any]] | None = None) -> None:
             sink = None
             if ledger is not None:
                 from ..ledger.client import LedgerClient
@@ -128,10 +213,46 @@ def _actor_class() -> Any:
                     sink = LedgerClient.named(LedgerConfig.model_validate(ledger), namespace, actor="api")
                 except ValueError:  # no ledger shards (a test's deployment without one): nothing recorded
                     sink = None
-            self.svc = DeskService(ConfirmConfig.model_validate(confirm), ttl_s, sink)
+            self.svc = DeskService(ConfirmConfig.model_validate(confirm), ttl_s, sink,
+                                   webhooks=tuple(WebhookConfig.model_validate(w) for w in webhooks or ()))
+            self.namespace = namespace
+            self._pump: Any = None
 
-        def call(self, method: str, *args: Any) -> Any:
-            return self.svc.call(method, *args)
+        async def call(self, method: str, *args: Any) -> Any:
+            out = self.svc.call(method, *args)
+            if method == "watch" and self._pump is None:
+                import asyncio
+
+                self._pump = asyncio.get_running_loop().create_task(self._pump_loop())
+            return out
+
+        async def _pump_loop(self) -> None:
+            """Follow the watched pairs at the coordinator and post what changed to the webhooks."""
+            import asyncio
+
+            from ..model.names import COORDINATOR_NAME
+
+            busy: set[Any] = set()
+            while True:
+                try:
+                    ids = self.svc.watched_ids()
+                    if ids:
+                        coord = ray.get_actor(COORDINATOR_NAME, namespace=self.namespace)
+                        got = await asyncio.gather(*(coord.pairs.remote(d) for d in ids), return_exceptions=True)
+                        self.svc.observe({d: g for d, g in zip(ids, got) if isinstance(g, dict)})
+                    for name, eid, url, body, headers, timeout in self.svc.due():
+                        t = asyncio.get_running_loop().create_task(self._post(name, eid, url, body, headers, timeout))
+                        busy.add(t)
+                        t.add_done_callback(busy.discard)
+                except Exception as e:  # noqa: BLE001 - the pump goes on; the next round tries again
+                    log.warning("webhook pump: %s", type(e).__name__)
+                await asyncio.sleep(0.2)
+
+        async def _post(self, name: str, eid: str, url: str, body: bytes, headers: dict[str, str], timeout: float) -> None:
+            import asyncio
+
+            ok, err = await asyncio.to_thread(post, url, body, headers, timeout)
+            self.svc.result(name, eid, ok, err)
 
         def flush_sink(self) -> None:
             if self.svc.sink is not None and hasattr(self.svc.sink, "flush"):
@@ -144,8 +265,12 @@ def _actor_class() -> Any:
 
 
 def get_or_create_desk(namespace: str, confirm: ConfirmConfig, ttl_s: float, ledger: dict[str, Any] | None,
-                       detached: bool = False) -> Any:
-    """The desk's handle: keep it (a named actor whose handles are all gone is destroyed)."""
-    return _actor_class().options(name=DESK_NAME, namespace=namespace, get_if_exists=True,
-                                  **({"lifetime": "detached"} if detached else {})).remote(
-        confirm.model_dump(mode="json"), ttl_s, ledger, namespace)
+                       detached: bool = False, webhooks: tuple[WebhookConfig, ...] = ()) -> Any:
+    """The desk's handle: keep it (a named actor whose handles are all gone is destroyed). The
+    webhooks' secrets reach it in its environment (only the variables they name)."""
+    env = {w.secret.env: os.environ[w.secret.env] for w in webhooks if w.secret.env in os.environ}
+    opts: dict[str, Any] = {"lifetime": "detached"} if detached else {}
+    if env:
+        opts["runtime_env"] = {"env_vars": env}
+    return _actor_class().options(name=DESK_NAME, namespace=namespace, get_if_exists=True, **opts).remote(
+        confirm.model_dump(mode="json"), ttl_s, ledger, namespace, [w.model_dump(mode="json") for w in webhooks])

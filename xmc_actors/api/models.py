@@ -102,6 +102,29 @@ class BatchRequest(_Body):
     accounts: list[BatchAccount] = Field(min_length=1, max_length=50)
     allocation: Literal["capital_share", "equal", "weights"] = "capital_share"
     weights: dict[str, float] | None = None
+    webhook: str | None = Field(default=None, max_length=40, description="an api.webhooks name: progress posted there")
+
+
+class HedgePeriod(_Body):
+    start: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    end: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+
+
+class HedgeRequest(_Body):
+    """An ERP's hedging need: a commodity (an instrument a configured pair trades as its leg A),
+    a quantity in physical units, a direction and the account; executed as a batch of one."""
+
+    hedge_id: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,40}$", description="the ERP's id: the hedge runs once")
+    commodity: str = Field(min_length=1, max_length=64, description="leg A's instrument, e.g. SHFE.cu")
+    quantity: Decimal = Field(gt=0, max_digits=20, decimal_places=6)
+    unit: str = Field(default="t", max_length=16)
+    direction: Literal["buy", "sell"]
+    account: str = Field(min_length=1, max_length=64, description="leg A's account")
+    account_b: str | None = Field(default=None, max_length=64, description="leg B's account (default: the pair's)")
+    strategy: str | None = Field(default=None, max_length=64, description="which configured pair, if several trade the commodity")
+    period: HedgePeriod | None = None
+    roll: str | None = Field(default=None, max_length=64, description="the roll rule's name (recorded)")
+    webhook: str | None = Field(default=None, max_length=40)
 
 
 class ErrorBody(BaseModel):

@@ -45,6 +45,19 @@ class ConfirmConfig(BaseModel):
     resume_after_red: bool = True
 
 
+class WebhookConfig(BaseModel):
+    """Where batch and hedge progress is posted (HMAC-signed; core/webhook.py)."""
+
+    model_config = FROZEN
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,40}$")]
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    secret: SecretRef  # {env: NAME}: the HMAC key, never written in the file
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 8
+    backoff_s: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 1.0
+    max_backoff_s: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = 60.0
+    timeout_s: Annotated[float, Field(gt=0, le=120, allow_inf_nan=False)] = 5.0
+
+
 class ApiConfig(BaseModel):
     """``api:`` in the deployment file."""
 
@@ -65,4 +78,5 @@ class ApiConfig(BaseModel):
     stream_hz: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] = 4.0  # WebSocket updates per client
     request_id_ttl_s: Annotated[float, Field(gt=0, le=7 * 86_400, allow_inf_nan=False)] = 86_400.0
     confirm: ConfirmConfig = ConfirmConfig()
+    webhooks: tuple[WebhookConfig, ...] = ()  # batch and hedge progress to an ERP (operations.md §15)
     startup_timeout_s: Annotated[float, Field(gt=0, le=600, allow_inf_nan=False)] = 60.0
