@@ -34,7 +34,7 @@ def _venue_positions(state_dir) -> dict[str, dict[str, int]]:
         for f in rec.fills:
             side, acc, inst = sides[f.client_order_id]
             out[acc][inst] += f.qty if side == "BUY" else -f.qty
-    return {a: {i: q for i, q in p.items() if q} for a, p in out.items()}
+    return {a: {i: q for i, q in p.items() if q} for a, p in out.items() if any(p.values())}
 
 
 def _run(cfg_path, seconds: float, until=None):
@@ -99,6 +99,58 @@ def test_a_deployment_started_again_on_its_ledger_goes_on_with_the_positions_the
     assert ids[-1] > last and len(ids) == len(set(ids))
     restored = [e for e in events(setup["ledger"], "LIFECYCLE") if e["reason"].startswith("restored after a restart")]
     assert restored and "resumes" in restored[-1]["reason"]
+
+
+def test_a_new_ledger_on_venues_that_hold_positions_is_held_until_an_operator_accepts_them(setup):
+    """The first morning: a new ledger (flat) on venues that hold yesterday's positions. The
+    deployment starts holding new entries (global REDUCING, the differences on record) until
+    `xmc accept-positions` accepts the venues' word; the acceptance names the operator."""
+    from xmc_actors.runtime.deploy import Deployment
+    from xmc_actors.runtime.start_of_day import accept
+
+    for _ in range(3):  # the venues must hold something
+        if setup["state"].is_dir() and _venue_positions(setup["state"]):
+            break
+        _run(setup["cfg"], 60, until=_traded)
+    held = _venue_positions(setup["state"])
+    assert held, "no run ended holding a position"
+    doc = setup["cfg"].read_text().replace(str(setup["ledger"]), str(setup["tmp"] / "ledger-new"))
+    cfg = setup["tmp"] / "new-ledger.yaml"
+    cfg.write_text(doc)
+
+    dep = Deployment(load_config(cfg))
+    dep.start()
+    try:
+        # Assert: held, with every difference named (the ledger has nothing, the venues the lots)
+        gate = dep.start_of_day
+        assert gate.engaged, gate.as_dict()
+        assert {(d["account"], d["instrument"], d["venue"]) for d in gate.differences} == {
+            (a, i, q) for a, p in held.items() for i, q in p.items()}
+        st = ray.get(dep.handles["risk-guard"].status.remote(), timeout=10)
+        assert st["trading_states"].get("global") == "REDUCING"
+        info = ray.get(dep.handles["deployment"].describe.remote(), timeout=10)
+        assert info["start_of_day"]["engaged"] and info["start_of_day"]["differences"]
+        # a wrong acceptance changes nothing
+        with pytest.raises(ValueError, match="note: required"):
+            accept(dep.namespace, "alice", "  ")
+        assert ray.get(dep.handles["risk-guard"].status.remote(), timeout=10)["trading_states"].get("global") == "REDUCING"
+        # Act
+        res = accept(dep.namespace, "alice", "yesterday's lots, confirmed with the broker")
+        # Assert: ACTIVE again, recorded with who and why; a second acceptance has nothing to accept
+        assert res["ok"] and "global" in res["resumed"]
+        st = ray.get(dep.handles["risk-guard"].status.remote(), timeout=10)
+        assert st["trading_states"].get("global", "ACTIVE") == "ACTIVE"
+        with pytest.raises(ValueError, match="nothing to accept"):
+            accept(dep.namespace, "bob", "again")
+        ray.get(dep.handles["risk-guard"].flush_sink.remote(), timeout=10)
+    finally:
+        dep.shutdown_ray()
+    ops = [e["payload"] for e in events(setup["tmp"] / "ledger-new", "OPERATOR")]
+    held_by = [p for p in ops if p.get("operator") == "start-of-day" and p.get("state") == "REDUCING"]
+    assert held_by and "position(s) differ from the venues" in held_by[0]["note"], ops
+    accepted = [p for p in ops if "start-of-day differences accepted" in str(p.get("note"))]
+    assert accepted and accepted[-1]["operator"] == "alice" and accepted[-1]["state"] == "ACTIVE", ops
+    assert "confirmed with the broker" in accepted[-1]["note"]
 
 
 def test_a_start_on_a_ledger_the_venues_disagree_with_shows_it_and_blocks_new_entries(setup):

@@ -47,3 +47,20 @@ def test_deployment_file_api_section():
         DeploymentConfig.model_validate({"api": {"tokenz": []}})
     with pytest.raises(Exception, match="token"):  # a token in clear is refused: a hash or {env: NAME}
         DeploymentConfig.model_validate({"api": {"tokens": [{"operator": "a", "role": "admin", "token": "xmc.a.b"}]}})
+
+
+def test_a_taken_port_is_refused_by_name():
+    import socket
+
+    from xmc_actors.api.serve import ApiStartError, _check_port_free
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    port = s.getsockname()[1]
+    try:
+        with pytest.raises(ApiStartError, match=f"127.0.0.1:{port} is taken"):
+            _check_port_free(ApiConfig(port=port))
+    finally:
+        s.close()
+    _check_port_free(ApiConfig(port=port))  # free again

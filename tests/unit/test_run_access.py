@@ -21,7 +21,16 @@ def test_the_dashboard_url_and_where_its_token_is():
     assert lines[0].startswith("Ray dashboard  http://127.0.0.1:8265  (Actors tab: the Repr column")
     assert "paste the contents of /home/alice/.ray/auth_token (`cat /home/alice/.ray/auth_token` prints it)" in lines[1]
     assert lines[2].startswith("metrics        http://127.0.0.1:9100/metrics  (xmc_* series")
-    assert lines[3] == "Ray metrics    http://10.0.0.5:40621/metrics  (ray_xmc_* series)"
+    assert lines[3].startswith("console        off (api: {enabled: true}")  # not started in this run
+    assert lines[4] == "Ray metrics    http://10.0.0.5:40621/metrics  (ray_xmc_* series)"
+
+
+def test_the_console_url_or_why_it_is_off():
+    url = "http://127.0.0.1:8765"
+    on = access_lines({"api": {"url": url, "console": f"{url}/console/"}})
+    assert any(line.startswith(f"console        {url}/console/  (operator API {url}/v1/") for line in on)
+    failed = access_lines({"api": {"error": "api: 127.0.0.1:8765 is taken (Address already in use)"}})
+    assert "console        off: api: 127.0.0.1:8765 is taken (Address already in use)" in failed
 
 
 def test_a_token_from_the_environment_is_named_never_shown():
@@ -39,7 +48,8 @@ def test_without_token_authentication_no_sign_in_line():
 def test_what_is_off_says_how_to_turn_it_on():
     lines = access_lines({"dashboard_url": "", "embedded": True, "auth": TOKEN_FILE, "metrics_url": "", "ray_metrics": []})
     assert lines == ["Ray dashboard  off (xmc run --dashboard, or `ray: {dashboard: true}` in the deployment file)",
-                     "metrics        no /metrics endpoint (xmc run --metrics-port PORT, or ray.metrics_port)"]
+                     "metrics        no /metrics endpoint (xmc run --metrics-port PORT, or ray.metrics_port)",
+                     "console        off (api: {enabled: true} in the deployment file, or XMC_API=on)"]
     on_cluster = access_lines({"dashboard_url": "", "embedded": False})
     assert on_cluster[0].startswith("Ray dashboard  the cluster's, on its head node")
 

@@ -90,6 +90,7 @@ def start_api(cfg: ApiConfig, namespace: str, ledger: dict[str, Any] | None, *, 
     entries = load_token_entries(cfg)
     refs = env_refs(entries)
     TokenBook(entries, {**refs})  # fails here, by entry, before anything starts
+    _check_port_free(cfg)
     desk = get_or_create_desk(namespace, cfg.confirm, cfg.request_id_ttl_s, ledger, detached, cfg.webhooks)
     ray.get(desk.ready.remote(), timeout=cfg.startup_timeout_s)
     try:
@@ -107,8 +108,55 @@ def start_api(cfg: ApiConfig, namespace: str, ledger: dict[str, Any] | None, *, 
     host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::") else cfg.host
     port = _bound_port(cfg)
     url = f"http://{host}:{port}"
+    _check_answers(url, cfg.startup_timeout_s)
     return {"url": url, "console": f"{url}/console/", "openapi": f"{url}/v1/openapi.json",
             "startup_s": round(time.monotonic() - t0, 2), "tokens": len(entries), "desk": desk}
+
+
+def _check_port_free(cfg: ApiConfig) -> None:
+    """Serve's proxy would fail to bind a taken port quietly (and the URL we print would be
+    another program's): refuse here, naming the port. A Serve already running in this Ray
+    (a second start) is left alone."""
+    import socket
+
+    import ray
+
+    if ray.is_initialized():
+        from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+        try:
+            ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+            return  # Serve already runs in this Ray: its proxy holds the port
+        except ValueError:
+            pass
+    if not cfg.port:
+        return
+    s = socket.socket()
+    try:
+        s.bind((cfg.host, cfg.port))
+    except OSError as e:
+        raise ApiStartError(f"api: {cfg.host}:{cfg.port} is taken ({e.strerror}): set api.port to a free port, "
+                            "or api.enabled: false") from None
+    finally:
+        s.close()
+
+
+def _check_answers(url: str, timeout_s: float) -> None:
+    """The URL answers with this API's schema (not another program's), within ``timeout_s``."""
+    import json
+    import urllib.request
+
+    end, why = time.monotonic() + timeout_s, ""
+    while time.monotonic() < end:
+        try:
+            with urllib.request.urlopen(f"{url}/v1/openapi.json", timeout=5) as r:
+                if json.loads(r.read()).get("info", {}).get("title") == "xmc operator API":
+                    return
+                why = "another program answers there"
+        except Exception as e:  # noqa: BLE001 - not up yet
+            why = f"{type(e).__name__}"
+        time.sleep(0.2)
+    raise ApiStartError(f"api: {url} does not answer as the operator API ({why})")
 
 
 def _bound_port(cfg: ApiConfig) -> int:

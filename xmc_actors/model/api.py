@@ -78,5 +78,5 @@ class ApiConfig(BaseModel):
     stream_hz: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] = 4.0  # WebSocket updates per client
     request_id_ttl_s: Annotated[float, Field(gt=0, le=7 * 86_400, allow_inf_nan=False)] = 86_400.0
     confirm: ConfirmConfig = ConfirmConfig()
-    webhooks: tuple[WebhookConfig, ...] = ()  # batch and hedge progress to an ERP (operations.md §15)
+    webhooks: tuple[WebhookConfig, ...] = ()  # batch and hedge progress to an ERP (operations.md §16)
     startup_timeout_s: Annotated[float, Field(gt=0, le=600, allow_inf_nan=False)] = 60.0

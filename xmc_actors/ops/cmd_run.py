@@ -81,6 +81,14 @@ def access_lines(a: dict[str, Any]) -> list[str]:
         out.append(f"metrics        {a['metrics_url']}  (xmc_* series; Prometheus and Grafana: docs/operations.md, Metrics)")
     else:
         out.append("metrics        no /metrics endpoint (xmc run --metrics-port PORT, or ray.metrics_port)")
+    api = a.get("api") or {}
+    if api.get("url"):
+        out.append(f"console        {api['console']}  (operator API {api['url']}/v1/..., schema {api['url']}/v1/docs; "
+                   "tokens: xmc api-token new; docs/operations.md, The operator API)")
+    elif api.get("error"):
+        out.append(f"console        off: {api['error']}")
+    else:
+        out.append("console        off (api: {enabled: true} in the deployment file, or XMC_API=on)")
     nodes = list(a.get("ray_metrics") or [])
     if nodes:
         more = f" and {len(nodes) - 3} more nodes" if len(nodes) > 3 else ""
@@ -108,7 +116,8 @@ def run_deployment(cfg: Any, *, address: str | None, duration: float | None, led
     preflight(cfg, ledger)
     stop = threading.Event()
     install_sigint(stop)
-    dep = Deployment(cfg, address=address, ledger_path=ledger, strategies_per_host=per_host)
+    dep = Deployment(cfg, address=address, ledger_path=ledger, strategies_per_host=per_host,
+                     api_default=True)  # the operator API and console, unless api.enabled says otherwise
     try:
         print(f"starting {cfg.name!r}: {len(cfg.gateways)} gateways, {len(cfg.strategies)} strategies, "
               f"{'embedded Ray' if (address or cfg.ray.address) is None else 'cluster ' + str(address or cfg.ray.address)}",
@@ -345,6 +354,7 @@ def status_tables(info: dict[str, Any], status: dict[str, Any]) -> list[Table]:
     a venue session in a line of its own); strategies (a halted one with its reason); capital
     occupancy; trading states; unresolved escalations; open alerts; pairs; two-sided positions."""
     from ..ledger.figures import LABELS, OUTCOMES, alert_name
+    from .cmd_ops import money_tables
 
     dep = Table("deployment", ("deployment", "namespace", "state", "ledger"),
                 [(info.get("name", "?"), info.get("namespace", "?"), info.get("state", "?"), info.get("ledger", "?"))])
@@ -374,7 +384,8 @@ def status_tables(info: dict[str, Any], status: dict[str, Any]) -> list[Table]:
             for sname, s in sorted(st["strategies"].items()):
                 c = s.get("counters", {})
                 reason = s.get("reason") if s.get("state") not in (None, "ACTIVE", "RUNNING") else ""
-                strategies.append((sname, name, s.get("state", "?"), s.get("position", 0), c.get("evaluations", 0),
+                stage = s.get("stage", "live")  # rollout stage (xmc promote / demote)
+                strategies.append((sname, name, s.get("state", "?"), stage, s.get("position", 0), c.get("evaluations", 0),
                                    c.get("intents", 0), len(s.get("errors", [])), reason or ""))
     risk = status.get("risk-guard", {}) if isinstance(status.get("risk-guard"), dict) else {}
     occ = [(acc, round(v["ratio"] * 100, 2), v["used"], v["equity"], v["currency"], v.get("level"))
@@ -396,10 +407,19 @@ def status_tables(info: dict[str, Any], status: dict[str, Any]) -> list[Table]:
         pairs.append(("in flight", sum((coord.get("in_flight") or {}).values())))
         done = coord.get("outcomes") or {}  # the outcomes' order and names of the summary and the report
         pairs += [(k, done[k]) for k in [*OUTCOMES, *sorted(set(done) - set(OUTCOMES))] if k in done]
+    sod = info.get("start_of_day") or {}
+    sod_rows = [(d.get("account"), d.get("instrument"), d.get("ledger"), d.get("venue"), d.get("difference"))
+                for d in sod.get("differences", [])] + [("", f"venue {v}: positions not reported", "", "", "")
+                                                         for v in sod.get("unverified_venues", [])]
+    sod_title = ("start of day: positions agree with the venues" if not sod_rows and not sod.get("engaged") else
+                 "start of day: HELD, no new entry until `xmc accept-positions --operator NAME --note TEXT`"
+                 if sod.get("engaged") else f"start of day: differences accepted by {sod.get('accepted_by')}"
+                                            f" ({sod.get('accepted_note', '')})")
     return [
         dep,
+        Table("start_of_day", ("account", "instrument", "ledger", "venue", "difference"), sod_rows, title=sod_title),
         Table("actors", ("actor", "state", "detail"), actors),
-        Table("strategies", ("strategy", "host", "state", "position", "evaluations", "intents", "errors", "reason"),
+        Table("strategies", ("strategy", "host", "state", "stage", "position", "evaluations", "intents", "errors", "reason"),
               strategies),
         Table("occupancy", ("account", "occupancy_pct", "used", "equity", "currency", "level"), occ,
               title="capital occupancy (资金占用)"),
@@ -411,4 +431,5 @@ def status_tables(info: dict[str, Any], status: dict[str, Any]) -> list[Table]:
         Table("two_sided_positions", ("account", "instrument", "long_today", "long_yesterday", "short_today",
                                       "short_yesterday", "frozen", "net", "trading_day"), two_sided,
               title="two-sided positions at SHFE/INE-style venues (双向持仓: the coordinator's fills; frozen by working closes)"),
+        *[t for t in money_tables(risk) if t.name != "risk_two_sided"],
     ]

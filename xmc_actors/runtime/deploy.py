@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import signal
 import threading
 import time
@@ -143,8 +144,8 @@ def last_decision_seqs(ledger_path: str | Path) -> dict[str, int]:
     if not root.is_dir() or not any(root.glob("*.duckdb")):
         return {}
     with AuditReader(root) as r:
-        rows = r.con.execute("SELECT strategy, max(decision_id) FROM events WHERE kind = 'INTENT' "
-                             "AND strategy != '' GROUP BY strategy").fetchall()
+        rows = r.con.execute("SELECT strategy, max(decision_id) FROM events WHERE kind IN ('INTENT', 'SHADOW') "
+                             "AND strategy != '' GROUP BY strategy").fetchall()  # a shadow's decisions too
     out: dict[str, int] = {}
     for strategy, did in rows:
         seq = decision_seq_of(str(strategy), str(did))
@@ -294,8 +295,12 @@ class Deployment:
     """
 
     def __init__(self, cfg: DeploymentConfig, *, address: str | None = None, ledger_path: str | None = None,
-                 strategies_per_host: int = 25, quiet: bool = True) -> None:
+                 strategies_per_host: int = 25, quiet: bool = True, api_default: bool = False) -> None:
         self.cfg = cfg
+        # the operator API (cfg.api): `enabled: null` means api_default, which `xmc run` and `xmc
+        # demo` set in the embedded mode; a program's Deployment (tests' kits) leaves it off
+        self.api_default = api_default
+        self.api_info: dict[str, Any] = {}
         self.address = address if address is not None else cfg.ray.address
         self.namespace = cfg.ray.namespace
         ledger = cfg.ledger if ledger_path is None else cfg.ledger.model_copy(update={"path": ledger_path})
@@ -323,6 +328,7 @@ class Deployment:
         self._stopped = False
         self.faults: list[str] = []  # actor faults met while running or stopping, and what came of them
         self.resumed: dict[str, Any] | None = None  # what a start on an existing ledger restored
+        self.start_of_day: Any = None  # core.start_of_day.StartOfDay: the gate of this start
         self.interrupted = False
         self.loopbacks: Any = None  # loopback FIX exchange processes (gateways with serve_loopback)
         self.ray_info: dict[str, Any] = {}  # what start_ray said: the GCS address, the dashboard's URL
@@ -499,10 +505,20 @@ class Deployment:
 
         if cfg.ray.metrics_port:
             self._start_metrics()
+        if self.api_on():
+            self._start_api()
         # the deployment as plain data: what `xmc stop` attaches with once the driver is gone
         ray.get(registry.update.remote(actors=sorted(self.handles), hosts=self.host_strategies, config=dep))
         if self.decision_seqs:
             self.resumed = self._resume_from_ledger()
+        # the start-of-day gate: positions the deployment starts from against the venues' (a
+        # new ledger too: the venues may hold yesterday's positions); a difference holds new
+        # entries until an operator accepts it (xmc accept-positions)
+        from .start_of_day import check as start_of_day_check
+
+        self.start_of_day = start_of_day_check(self.handles[RISK_GUARD_NAME], registry, self.resumed,
+                                               {i.id: i.venue for i in cfg.instruments},
+                                               cfg.ray.ready_timeout_s)
         ray.get(registry.set_state.remote("RUNNING"))
         return ready
 
@@ -549,7 +565,40 @@ class Deployment:
         return {"dashboard_url": self.ray_info.get("dashboard_url", ""), "dashboard": bool(self.cfg.ray.dashboard),
                 "embedded": self.address is None, "auth": auth_record(),
                 "metrics_url": self.metrics_endpoint.url if self.metrics_endpoint is not None else "",
+                "api": dict(self.api_info),
                 "ray_metrics": sorted(nodes)}
+
+    def api_on(self) -> bool:
+        """``api.enabled``; when it is not set: on for ``xmc run``/``xmc demo`` in the embedded
+        mode (``api_default``), unless the environment says ``XMC_API=off`` (or ``on``)."""
+        if self.cfg.api.enabled is not None:
+            return self.cfg.api.enabled
+        env = os.environ.get("XMC_API", "").strip().lower()
+        if env in ("on", "off"):
+            return env == "on"
+        return self.api_default and self.address is None
+
+    def _start_api(self) -> None:
+        """The operator API on Serve (api/serve.py). Asked for in the file (``enabled: true``), a
+        failure stops the start; on by default only, it is recorded and the deployment runs without."""
+        from ..api.serve import ApiStartError, start_api
+
+        try:
+            self.api_info = start_api(self.cfg.api, self.namespace, self.ledger_cfg.model_dump(mode="json"),
+                                      detached=self.cfg.ray.detached)
+            self.handles["api-desk"] = self.api_info.pop("desk")  # stopped, flushed and killed with the rest
+        except (ApiStartError, ValueError) as e:
+            if self.cfg.api.enabled:
+                raise
+            self.faults.append(f"operator API not started: {e}")
+            self.api_info = {"error": str(e)}
+
+    def _stop_api(self) -> None:
+        if self.api_info.get("url") or "api-desk" in self.handles:  # started here, or attached by `xmc stop`
+            from ..api.serve import stop_api
+
+            stop_api(self.namespace)
+            self.api_info = {}
 
     def _start_metrics(self) -> None:
         from ..actors.metrics import MetricsHub, hub_fetcher, start_metrics_endpoint
@@ -841,9 +890,11 @@ class Deployment:
 
     def remove(self) -> None:
         """Kill every actor of the deployment (after :meth:`stop`): what ends a detached one."""
+        self._stop_api()
         self._abandon()
 
     def shutdown_ray(self) -> None:
+        self._stop_api()
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.close()
         self._stop_loopbacks()

@@ -1,0 +1,174 @@
+"""The start-of-day gate's logic, and a broker's settlement statement against a ledger DuckDB wrote."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+import testkit
+from xmc_actors.core.clock import SimClock
+from xmc_actors.core.sink import EventMaker
+from xmc_actors.core.start_of_day import StartOfDay, assess
+from xmc_actors.ledger.schema import encode_events
+from xmc_actors.ledger.settlement import SettlementError, read_statement, reconcile_statement
+from xmc_actors.ledger.store import LedgerStore
+from xmc_actors.model.events import EventKind
+from xmc_actors.ops.cli import main
+
+VENUE_OF = {"SHFE.cu": "SHFE", "LME.CA3M": "LME"}
+
+
+def test_positions_that_agree_leave_the_gate_open():
+    gate = assess({"ok": True, "mismatches": [], "unverified_venues": []}, VENUE_OF)
+    assert not gate.engaged and "agree" in gate.reason()
+    with pytest.raises(ValueError, match="nothing to accept"):
+        gate.accept("alice", "checked", 1)
+
+
+def test_a_difference_holds_the_gate_names_it_and_needs_an_operator_and_a_note():
+    rebuilt = {"ok": True, "mismatches": [{"account": "cn-main", "instrument": "SHFE.cu", "ledger": 0, "venue": 3,
+                                           "difference": 3}],
+               "verified": {"mismatches": [{"account": "cn-main", "instrument": "SHFE.cu", "ledger": 0, "venue": 3}],
+                            "unverified_venues": ["LME"]}}
+    gate = assess(rebuilt, VENUE_OF)
+    assert gate.engaged and gate.venues == ["SHFE"] and gate.unverified_venues == ["LME"]
+    assert len(gate.differences) == 1  # the same difference twice (rebuild, then its check) is one
+    assert "cn-main SHFE.cu ledger 0 venue 3" in gate.reason() and "LME" in gate.reason()
+    assert "xmc accept-positions" in gate.reason()
+    with pytest.raises(ValueError, match="operator: required"):
+        gate.accept(" ", "note", 1)
+    with pytest.raises(ValueError, match="note: required"):
+        gate.accept("alice", "", 1)
+    assert gate.engaged
+    why = gate.accept("alice", "confirmed with the broker", 42)
+    assert not gate.engaged and gate.accepted_by == "alice" and gate.accepted_ns == 42
+    assert "SHFE.cu 0->3" in why and "confirmed with the broker" in why and "unverified venues LME" in why
+    back = StartOfDay.from_dict(gate.as_dict())
+    assert back.accepted_by == "alice" and not back.engaged and back.differences == gate.differences
+
+
+def test_a_rebuild_that_failed_holds_the_gate():
+    gate = assess({"ok": False, "error": "ledger not readable after 3 attempt(s)"}, VENUE_OF)
+    assert gate.engaged and "could not be checked (ledger not readable" in gate.reason()
+
+
+# ------------------------------------------------------------------------------ settlement
+def _ledger(tmp_path: Path) -> Path:
+    """cn-main bought 3 SHFE.cu (open) then sold 1 (close today) on 2026-03-02; LME sold 1 (net)."""
+    mk = EventMaker(SimClock(start_ns=0), "coordinator")
+    t0 = int(dt.datetime(2026, 3, 2, 2, 0, tzinfo=dt.timezone.utc).timestamp() * 1e9)
+    next_day = t0 + 86_400 * 10**9
+    trail = [
+        mk.make(EventKind.ORDER_SENT, ts_ns=t0, decision_id="d1", account="cn-main", instrument="SHFE.cu",
+                client_order_id="d1:A:0", side="BUY", qty=3, offset="OPEN"),
+        mk.make(EventKind.ORDER_REPORT, ts_ns=t0 + 1, decision_id="d1", account="cn-main", instrument="SHFE.cu",
+                client_order_id="d1:A:0", filled=2, fill_qty=2, trade_id="T1"),
+        mk.make(EventKind.ORDER_REPORT, ts_ns=t0 + 2, decision_id="d1", account="cn-main", instrument="SHFE.cu",
+                client_order_id="d1:A:0", filled=3, fill_qty=1, trade_id="T2"),
+        mk.make(EventKind.ORDER_REPORT, ts_ns=t0 + 3, decision_id="d1", account="cn-main", instrument="SHFE.cu",
+                client_order_id="d1:A:0", filled=3, fill_qty=0, trade_id="T2", repeat=True),
+        mk.make(EventKind.ORDER_SENT, ts_ns=t0 + 4, decision_id="d2", account="cn-main", instrument="SHFE.cu",
+                client_order_id="d2:A:0", side="SELL", qty=1, offset="CLOSE_TODAY"),
+        mk.make(EventKind.ORDER_REPORT, ts_ns=t0 + 5, decision_id="d2", account="cn-main", instrument="SHFE.cu",
+                client_order_id="d2:A:0", filled=1, fill_qty=1, trade_id="T3"),
+        mk.make(EventKind.ORDER_SENT, ts_ns=t0 + 6, decision_id="d1", account="us-main", instrument="LME.CA3M",
+                client_order_id="d1:B:0", side="SELL", qty=1),
+        mk.make(EventKind.ORDER_REPORT, ts_ns=t0 + 7, decision_id="d1", account="us-main", instrument="LME.CA3M",
+                client_order_id="d1:B:0", filled=1, fill_qty=1, trade_id="L1"),
+        # the next day: not in the 2 March statement
+        mk.make(EventKind.ORDER_SENT, ts_ns=next_day, decision_id="d3", account="cn-main", instrument="SHFE.cu",
+                client_order_id="d3:A:0", side="BUY", qty=5, offset="OPEN"),
+        mk.make(EventKind.ORDER_REPORT, ts_ns=next_day + 1, decision_id="d3", account="cn-main", instrument="SHFE.cu",
+                client_order_id="d3:A:0", filled=5, fill_qty=5, trade_id="T9"),
+        mk.make(EventKind.RECONCILE, ts_ns=t0 + 8, account="cn-main", reason="account reading", equity="1000100.00",
+                margin="50000"),
+    ]
+    led = tmp_path / "ledger"
+    store = LedgerStore(led / "shard-0.duckdb")
+    store.append(encode_events(trail).table, stored_ns=1)
+    store.close()
+    return led
+
+
+def _statement(tmp_path: Path, body: str) -> Path:
+    p = tmp_path / "statement.csv"
+    p.write_text("record,trading_day,account,instrument,long,short,field,value\n" + body)
+    return p
+
+
+def test_a_statement_that_matches_the_ledgers_fills_agrees(tmp_path):
+    led = _ledger(tmp_path)
+    st = _statement(tmp_path, "position,2026-03-02,cn-main,SHFE.cu,2,0,,\n"
+                              "position,2026-03-02,us-main,LME.CA3M,0,1,,\n"
+                              "funds,2026-03-02,cn-main,,,,equity,1000100.004\n")
+    rep = reconcile_statement(st, led)
+    assert rep["agree"], rep
+    assert {(r["instrument"], r["side"], r["ledger"]) for r in rep["positions"]} == {("SHFE.cu", "long", 2),
+                                                                                     ("LME.CA3M", "short", 1)}
+    assert rep["funds"][0]["ledger"] == "1000100.00"
+
+
+def test_a_statement_that_differs_is_shown_line_by_line_and_the_command_exits_1(tmp_path, capsys):
+    led = _ledger(tmp_path)
+    st = _statement(tmp_path, "position,2026-03-02,cn-main,SHFE.cu,3,0,,\n"
+                              "funds,2026-03-02,cn-main,,,,equity,999000\n"
+                              "funds,2026-03-02,cn-main,,,,available,5\n")
+    rep = reconcile_statement(st, led)
+    assert not rep["positions_agree"] and not rep["funds_agree"]
+    cu = [r for r in rep["positions"] if r["instrument"] == "SHFE.cu"][0]
+    assert (cu["statement"], cu["ledger"], cu["difference"]) == (3, 2, -1)
+    # us-main is not in the statement: its ledger position is not compared against nothing
+    assert not [r for r in rep["positions"] if r["account"] == "us-main"]
+    assert rep["funds_unverified"] == ["cn-main available"]
+    assert main(["settlement", str(st), "--ledger", str(led), "--format", "json"]) == 1
+    out = capsys.readouterr().out
+    assert '"positions_agree": false' in out
+
+
+@pytest.mark.parametrize("body, message", [
+    ("position,2026-02-30,cn-main,SHFE.cu,1,0,,\n", "line 2 column trading_day: '2026-02-30' is not a date"),
+    ("position,2026-03-02,cn-main,SHFE.cu,-1,0,,\n", "line 2 column long: '-1' is not a whole number"),
+    ("position,2026-03-02,cn-main,,1,0,,\n", "line 2 column instrument: empty"),
+    ("funds,2026-03-02,cn-main,,,,equity,lots\n", "line 2 column value: 'lots' is not a number"),
+    ("trade,2026-03-02,cn-main,SHFE.cu,1,0,,\n", "line 2 column record: 'trade' (position or funds)"),
+])
+def test_a_statement_that_cannot_be_read_names_the_line_and_column(tmp_path, body, message):
+    with pytest.raises(SettlementError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        read_statement(_statement(tmp_path, body))
+
+
+def test_the_settlement_command_refuses_a_bad_statement_with_exit_2(tmp_path, capsys):
+    led = _ledger(tmp_path)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("when,who\n2026-03-02,cn-main\n")
+    assert main(["settlement", str(bad), "--ledger", str(led)]) == 2
+    assert "no column record, trading_day, account" in capsys.readouterr().err
+
+
+def test_accept_positions_needs_an_operator_and_a_note_before_it_looks_for_a_deployment(capsys):
+    assert main(["accept-positions", "--note", "x"]) == 2
+    assert "--operator NAME is required" in capsys.readouterr().err
+    assert main(["accept-positions", "--operator", "alice"]) == 2
+    assert "--note TEXT is required" in capsys.readouterr().err
+
+
+def test_trading_day_of_a_night_session_fill_is_the_venues_next_day(tmp_path):
+    """With the deployment's venues, a SHFE fill at 21:30 Shanghai on Friday 27 Feb belongs to the
+    trading day of Monday 2 March."""
+    cu, shfe = testkit.instrument("SHFE.cu"), testkit.venue("SHFE")
+    mk = EventMaker(SimClock(start_ns=0), "coordinator")
+    t = int(dt.datetime(2026, 2, 27, 13, 30, tzinfo=dt.timezone.utc).timestamp() * 1e9)  # 21:30 in Shanghai
+    trail = [mk.make(EventKind.ORDER_SENT, ts_ns=t, account="cn-main", instrument="SHFE.cu", client_order_id="n:A:0",
+                     decision_id="n", side="BUY", qty=1, offset="OPEN"),
+             mk.make(EventKind.ORDER_REPORT, ts_ns=t + 1, account="cn-main", instrument="SHFE.cu",
+                     client_order_id="n:A:0", decision_id="n", filled=1, fill_qty=1, trade_id="N1")]
+    led = tmp_path / "ledger"
+    store = LedgerStore(led / "shard-0.duckdb")
+    store.append(encode_events(trail).table, stored_ns=1)
+    store.close()
+    st = _statement(tmp_path, "position,2026-02-27,cn-main,SHFE.cu,0,0,,\nposition,2026-03-02,cn-main,SHFE.cu,1,0,,\n")
+    rep = reconcile_statement(st, led, venues=[shfe], instruments=[cu])
+    assert rep["positions_agree"], rep["positions"]
+    # without the venues, the fill counts on its UTC date (27 Feb): the 27 Feb line differs
+    assert not reconcile_statement(st, led)["positions_agree"]

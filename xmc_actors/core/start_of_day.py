@@ -1,0 +1,104 @@
+"""The start-of-day gate (开盘前核对): no new entry until the positions the deployment starts
+from agree with what the venues hold, or an operator has accepted the differences.
+
+At every start the risk guard compares its positions (rebuilt from the ledger: flat on a new
+ledger) with each venue's (``positions()``): the same comparison, in the same code
+(``RiskGuardCore.rebuild``), as after a restart of the risk guard. Where they differ the venue is
+the truth (its lots are booked to ``__unattributed__``), the account's venues go REDUCING
+(orange ``position_mismatch``) and this gate holds the whole deployment REDUCING (operator
+``start-of-day``): reduce-only orders pass, so a pair a crash left open can still be unwound,
+but nothing new is entered. ``xmc accept-positions --operator NAME --note TEXT`` lifts it, and
+the acceptance, with the differences it accepted, is in the ledger. A venue that did not answer
+(its positions unverified) holds the gate too: an unknown is not an agreement.
+
+:func:`assess` is the pure part: from the rebuild's report to the gate's state and its words.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+#: the operator name the gate's own trading-state changes carry
+GATE_OPERATOR = "start-of-day"
+
+
+@dataclass(slots=True)
+class StartOfDay:
+    """The gate of one start: ``engaged`` while differences wait for an operator."""
+
+    differences: list[dict[str, Any]] = field(default_factory=list)  # account, instrument, ledger, venue, difference
+    unverified_venues: list[str] = field(default_factory=list)
+    venues: list[str] = field(default_factory=list)                  # venues of the differing instruments
+    rebuild_ok: bool = True
+    error: str = ""
+    engaged: bool = False
+    accepted_by: str = ""
+    accepted_note: str = ""
+    accepted_ns: int = 0
+
+    def reason(self) -> str:
+        """One line for the trading-state change and the operator's screen."""
+        if not self.engaged:
+            return "start of day: positions agree with the venues"
+        parts = []
+        if not self.rebuild_ok:
+            parts.append(f"positions could not be checked ({self.error or 'rebuild failed'})")
+        if self.differences:
+            shown = "; ".join(f"{d['account']} {d['instrument']} ledger {d['ledger']} venue {d['venue']}"
+                              for d in self.differences[:5])
+            more = f" and {len(self.differences) - 5} more" if len(self.differences) > 5 else ""
+            parts.append(f"{len(self.differences)} position(s) differ from the venues: {shown}{more}")
+        if self.unverified_venues:
+            parts.append(f"venues that did not report their positions: {', '.join(self.unverified_venues)}")
+        return ("start of day: " + "; ".join(parts)
+                + " — no new entry until `xmc accept-positions --operator NAME --note TEXT`")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"engaged": self.engaged, "differences": list(self.differences),
+                "unverified_venues": list(self.unverified_venues), "venues": list(self.venues),
+                "rebuild_ok": self.rebuild_ok, "error": self.error, "reason": self.reason(),
+                "accepted_by": self.accepted_by, "accepted_note": self.accepted_note, "accepted_ns": self.accepted_ns}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "StartOfDay":
+        keys = ("differences", "unverified_venues", "venues", "rebuild_ok", "error", "engaged", "accepted_by",
+                "accepted_note", "accepted_ns")
+        return cls(**{k: d[k] for k in keys if k in d})
+
+    def accept(self, operator: str, note: str, now_ns: int) -> str:
+        """Lift the gate; returns the reason recorded with the resume. ValueError (naming what
+        is missing) when there is nothing to accept, or no operator or note."""
+        if not self.engaged:
+            raise ValueError("nothing to accept: the start-of-day check found no difference"
+                             + (f" (accepted by {self.accepted_by})" if self.accepted_by else ""))
+        if not operator.strip():
+            raise ValueError("operator: required (the acceptance is recorded with who accepted it)")
+        if not note.strip():
+            raise ValueError("note: required (say why the venues' positions are right)")
+        self.engaged = False
+        self.accepted_by, self.accepted_note, self.accepted_ns = operator.strip(), note.strip(), now_ns
+        acc = "; ".join(f"{d['account']} {d['instrument']} {d['ledger']}->{d['venue']}" for d in self.differences)
+        unv = f"; unverified venues {', '.join(self.unverified_venues)}" if self.unverified_venues else ""
+        return f"start-of-day differences accepted ({acc or 'none'}{unv}): {self.accepted_note}"[:1000]
+
+
+def assess(rebuilt: Mapping[str, Any], instrument_venue: Mapping[str, str]) -> StartOfDay:
+    """The gate from a rebuild's report (``RiskGuard.rebuild_from_ledger``, with its deferred
+    check's ``verified`` part when there was one). ``instrument_venue``: instrument id -> venue
+    code, to name the venues the differences are on."""
+    verified = rebuilt.get("verified") or {}
+    diffs: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for m in list(rebuilt.get("mismatches") or []) + list(verified.get("mismatches") or []):
+        key = (str(m.get("account", "")), str(m.get("instrument", "")))
+        if key in seen:
+            continue
+        seen.add(key)
+        diffs.append({"account": key[0], "instrument": key[1], "ledger": m.get("ledger"), "venue": m.get("venue"),
+                      "difference": m.get("difference")})
+    unverified = sorted(set(rebuilt.get("unverified_venues") or []) | set(verified.get("unverified_venues") or []))
+    ok = bool(rebuilt.get("ok", False))
+    venues = sorted({instrument_venue.get(d["instrument"], d["instrument"].split(".", 1)[0]) for d in diffs})
+    return StartOfDay(differences=diffs, unverified_venues=unverified, venues=venues, rebuild_ok=ok,
+                      error="" if ok else str(rebuilt.get("error") or rebuilt.get("reason") or "rebuild failed"),
+                      engaged=bool(diffs or unverified or not ok))
