@@ -142,6 +142,18 @@ def test_a_new_ledger_on_venues_that_hold_positions_is_held_until_an_operator_ac
         assert st["trading_states"].get("global", "ACTIVE") == "ACTIVE"
         with pytest.raises(ValueError, match="nothing to accept"):
             accept(dep.namespace, "bob", "again")
+        # a venue's next trading day checks again, through the same gate: the accepted lots agree now
+        import datetime as dt
+
+        seen = dict(dep.day_gate.watch.seen)
+        assert set(seen) == {"SHFE", "LME"}  # both venues' days recorded at start
+        dep.day_gate.watch.trading_day = lambda venue, now_ns: dt.date(2099, 1, 3) if venue == "SHFE" else seen[venue]
+        dep.day_gate._next = 0.0
+        again = dep.day_gate.poll()
+        assert again is not None and again.trigger == "trading day SHFE 2099-01-03" and not again.engaged, again
+        info = ray.get(dep.handles["deployment"].describe.remote(), timeout=10)
+        assert info["start_of_day"]["trigger"] == "trading day SHFE 2099-01-03"
+        assert ray.get(dep.handles["risk-guard"].status.remote(), timeout=10)["trading_states"].get("global", "ACTIVE") == "ACTIVE"
         ray.get(dep.handles["risk-guard"].flush_sink.remote(), timeout=10)
     finally:
         dep.shutdown_ray()

@@ -465,3 +465,19 @@ def test_a_rebuild_while_the_deployment_trades_only_notes_differences_until_they
     assert dry.deferred == rep.deferred and not [e for e in sink2.events if e.kind is EventKind.RECONCILE]
     assert g2.verify_positions(venue).mismatches[0]["difference"] == 1
     assert g2.states == {"venue:SHFE": TradingState.REDUCING}
+
+
+def test_a_position_set_to_the_venues_is_replayed_so_the_next_rebuild_agrees() -> None:
+    # Arrange: a life whose ledger said 1 lot while the venue held 3: set to the venue's
+    g1, sink, _ = core()
+    g1.on_pair_done(summary("d1"))
+    venue = {"cn": {"SHFE.cu": 3}, "us": {"LME.CA3M": -1}}
+    g2, sink2, _ = core()
+    first = g2.rebuild(list(sink.events), venue)
+    assert [m["difference"] for m in first.mismatches] == [2]
+    # Act: the next life reads both trails (the POSITION_MISMATCH record among them)
+    g3, _, _ = core()
+    again = g3.rebuild(list(sink.events) + list(sink2.events), venue)
+    # Assert: the earlier setting is replayed; the venue agrees; the lots are nobody's still
+    assert again.mismatches == [] and again.corrections == 1
+    assert g3.book.account["cn"]["SHFE.cu"] == 3 and g3.book.strategy["__unattributed__"]["SHFE.cu"] == 2

@@ -9,7 +9,7 @@ import pytest
 import testkit
 from xmc_actors.core.clock import SimClock
 from xmc_actors.core.sink import EventMaker
-from xmc_actors.core.start_of_day import StartOfDay, assess
+from xmc_actors.core.start_of_day import StartOfDay, TradingDayWatch, assess, funds_differences
 from xmc_actors.ledger.schema import encode_events
 from xmc_actors.ledger.settlement import SettlementError, read_statement, reconcile_statement
 from xmc_actors.ledger.store import LedgerStore
@@ -51,6 +51,51 @@ def test_a_difference_holds_the_gate_names_it_and_needs_an_operator_and_a_note()
 def test_a_rebuild_that_failed_holds_the_gate():
     gate = assess({"ok": False, "error": "ledger not readable after 3 attempt(s)"}, VENUE_OF)
     assert gate.engaged and "could not be checked (ledger not readable" in gate.reason()
+
+
+def test_a_broker_reading_that_differs_holds_the_gate_until_accepted():
+    alerts = [{"monitor": "account_mismatch", "key": "cn-main", "level": "yellow",
+               "message": "account cn-main: broker equity 990000.00 vs ours 1000000.00 CNY"},
+              {"monitor": "account_mismatch", "key": "us-main", "level": None, "message": "resolved"},
+              {"monitor": "slippage", "key": "s1", "level": "yellow", "message": "x"}]
+    funds = funds_differences(alerts)
+    assert funds == [{"account": "cn-main", "message": alerts[0]["message"]}]
+    gate = assess({"ok": True, "mismatches": []}, VENUE_OF, funds)
+    assert gate.engaged and gate.venues == [] and "broker equity 990000.00" in gate.reason()
+    why = gate.accept("alice", "the broker booked a fee we did not", 7)
+    assert "funds of cn-main" in why and StartOfDay.from_dict(gate.as_dict()).funds == funds
+
+
+def test_a_venues_new_trading_day_is_seen_once_and_the_first_look_only_records():
+    days = {"SHFE": dt.date(2026, 3, 2), "LME": dt.date(2026, 3, 2)}
+    watch = TradingDayWatch(["SHFE", "LME", "NOPE"], lambda v, now: days.get(v))
+    assert watch.changed(0) == {}            # today's days, recorded
+    assert watch.changed(1) == {}
+    days["SHFE"] = dt.date(2026, 3, 3)       # SHFE's night session opens the next trading day
+    assert watch.changed(2) == {"SHFE": dt.date(2026, 3, 3)}
+    assert watch.changed(3) == {}
+    gate = assess({"ok": True, "mismatches": [{"account": "cn-main", "instrument": "SHFE.cu", "ledger": 2, "venue": 3}]},
+                  VENUE_OF, trigger="trading day SHFE 2026-03-03")
+    assert gate.reason().startswith("start of day (trading day SHFE 2026-03-03): 1 position(s) differ")
+
+
+def test_a_calendar_that_cannot_answer_is_not_a_day_change():
+    def broken(v, now):
+        raise ValueError("no calendar")
+    watch = TradingDayWatch(["SHFE"], broken)
+    assert watch.changed(0) == {} and watch.changed(1) == {}
+
+
+def test_a_venue_closed_at_start_changes_day_when_it_opens_and_a_break_keeps_its_day():
+    day: dict[str, dt.date | None] = {"SHFE": None}   # started on a Sunday
+    watch = TradingDayWatch(["SHFE"], lambda v, now: day[v])
+    assert watch.changed(0) == {}
+    day["SHFE"] = dt.date(2026, 12, 7)
+    assert watch.changed(1) == {"SHFE": dt.date(2026, 12, 7)}
+    day["SHFE"] = None                                # the lunch break, then the afternoon
+    assert watch.changed(2) == {}
+    day["SHFE"] = dt.date(2026, 12, 7)
+    assert watch.changed(3) == {}
 
 
 # ------------------------------------------------------------------------------ settlement

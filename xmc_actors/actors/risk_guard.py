@@ -51,7 +51,7 @@ from .gateway import GatewayView
 ACTOR_NAME = "risk-guard"
 COORDINATOR_NAME = "coordinator"  # runtime.deploy.COORDINATOR_NAME (not imported: deploy imports this module)
 #: what a rebuild reads from the ledger (the rest of the trail is not the guard's business)
-REBUILD_KINDS = ["OPERATOR", "RISK_DECISION", "ALERT", "LIFECYCLE"]
+REBUILD_KINDS = ["OPERATOR", "RISK_DECISION", "ALERT", "LIFECYCLE", "RECONCILE"]  # RECONCILE: POSITION_MISMATCH settings
 log = logging.getLogger("xmc.risk")
 
 

@@ -102,6 +102,7 @@ class RebuildReport:
     other_alerts: int = 0                                            # strategies' / gateways' free-form alerts
     in_flight: list[str] = field(default_factory=list)               # accepted, not booked: pairs still open
     deferred: list[dict[str, Any]] = field(default_factory=list)     # differences their fills may explain
+    corrections: int = 0                                             # earlier POSITION_MISMATCH settings replayed
     output: GuardOutput = field(default_factory=GuardOutput)        # alerts / state changes to send on
 
     def as_dict(self) -> dict[str, Any]:
@@ -113,7 +114,7 @@ class RebuildReport:
                 "coordinators": {c: str(w) for c, w in self.coordinators.items()}, "caught_up": self.caught_up,
                 "skipped": self.skipped, "skipped_events": list(self.skipped_events),
                 "coordinator_alerts": self.coordinator_alerts, "other_alerts": self.other_alerts,
-                "in_flight": list(self.in_flight), "deferred": list(self.deferred)}
+                "in_flight": list(self.in_flight), "deferred": list(self.deferred), "corrections": self.corrections}
 
 
 def check_operator(operator: object) -> str:
@@ -1097,6 +1098,14 @@ class RiskGuardCore:
                 if not all(a.is_finite() for a in amounts.values()):
                     raise ValueError(f"reservation: {dict(res)!r} holds a non-finite amount")
                 accepted[ev.decision_id] = (str(p.get("coordinator", "")), amounts)
+        elif ev.kind is EventKind.RECONCILE and ev.reason == "POSITION_MISMATCH":
+            # an earlier life set a position to the venue's (booked to __unattributed__): the
+            # same lots again, or every later rebuild would find the difference afresh
+            if not ev.account or not ev.instrument:
+                raise ValueError("account, instrument: a POSITION_MISMATCH record needs both")
+            diff = int(p["difference"])
+            self.book.apply_fill(ev.account, UNATTRIBUTED, ev.instrument, diff, None)
+            rep.corrections += 1
         elif ev.kind is EventKind.LIFECYCLE and ev.reason == "COORDINATOR_REGISTERED" and p.get("coordinator"):
             w = Decimal(str(p.get("weight", "1")))
             if not w.is_finite() or w <= 0:

@@ -15,8 +15,9 @@ the acceptance, with the differences it accepted, is in the ledger. A venue that
 """
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 #: the operator name the gate's own trading-state changes carry
 GATE_OPERATOR = "start-of-day"
@@ -27,6 +28,7 @@ class StartOfDay:
     """The gate of one start: ``engaged`` while differences wait for an operator."""
 
     differences: list[dict[str, Any]] = field(default_factory=list)  # account, instrument, ledger, venue, difference
+    funds: list[dict[str, Any]] = field(default_factory=list)        # account, message: broker's reading vs ours
     unverified_venues: list[str] = field(default_factory=list)
     venues: list[str] = field(default_factory=list)                  # venues of the differing instruments
     rebuild_ok: bool = True
@@ -35,6 +37,7 @@ class StartOfDay:
     accepted_by: str = ""
     accepted_note: str = ""
     accepted_ns: int = 0
+    trigger: str = "start"   # "start", or "trading day <date> at <venues>" for a check at a day's change
 
     def reason(self) -> str:
         """One line for the trading-state change and the operator's screen."""
@@ -50,19 +53,24 @@ class StartOfDay:
             parts.append(f"{len(self.differences)} position(s) differ from the venues: {shown}{more}")
         if self.unverified_venues:
             parts.append(f"venues that did not report their positions: {', '.join(self.unverified_venues)}")
-        return ("start of day: " + "; ".join(parts)
+        if self.funds:
+            parts.append(f"{len(self.funds)} account(s) whose broker reading differs from ours: "
+                         + "; ".join(str(f.get("message") or f.get("account")) for f in self.funds[:3]))
+        when = "" if self.trigger == "start" else f" ({self.trigger})"
+        return (f"start of day{when}: " + "; ".join(parts)
                 + " — no new entry until `xmc accept-positions --operator NAME --note TEXT`")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"engaged": self.engaged, "differences": list(self.differences),
+        return {"engaged": self.engaged, "differences": list(self.differences), "funds": list(self.funds),
+                "trigger": self.trigger,
                 "unverified_venues": list(self.unverified_venues), "venues": list(self.venues),
                 "rebuild_ok": self.rebuild_ok, "error": self.error, "reason": self.reason(),
                 "accepted_by": self.accepted_by, "accepted_note": self.accepted_note, "accepted_ns": self.accepted_ns}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "StartOfDay":
-        keys = ("differences", "unverified_venues", "venues", "rebuild_ok", "error", "engaged", "accepted_by",
-                "accepted_note", "accepted_ns")
+        keys = ("differences", "funds", "unverified_venues", "venues", "rebuild_ok", "error", "engaged",
+                "accepted_by", "accepted_note", "accepted_ns", "trigger")
         return cls(**{k: d[k] for k in keys if k in d})
 
     def accept(self, operator: str, note: str, now_ns: int) -> str:
@@ -79,13 +87,23 @@ class StartOfDay:
         self.accepted_by, self.accepted_note, self.accepted_ns = operator.strip(), note.strip(), now_ns
         acc = "; ".join(f"{d['account']} {d['instrument']} {d['ledger']}->{d['venue']}" for d in self.differences)
         unv = f"; unverified venues {', '.join(self.unverified_venues)}" if self.unverified_venues else ""
-        return f"start-of-day differences accepted ({acc or 'none'}{unv}): {self.accepted_note}"[:1000]
+        fnd = f"; funds of {', '.join(str(f.get('account')) for f in self.funds)}" if self.funds else ""
+        return f"start-of-day differences accepted ({acc or 'none'}{unv}{fnd}): {self.accepted_note}"[:1000]
 
 
-def assess(rebuilt: Mapping[str, Any], instrument_venue: Mapping[str, str]) -> StartOfDay:
+def funds_differences(open_alerts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The accounts whose broker reading (equity, margin) differs from the guard's beyond its
+    tolerance: the open ``account_mismatch`` alerts of the risk guard's status."""
+    return [{"account": str(a.get("key", "")), "message": str(a.get("message", ""))}
+            for a in open_alerts if a.get("monitor") == "account_mismatch" and a.get("level")]
+
+
+def assess(rebuilt: Mapping[str, Any], instrument_venue: Mapping[str, str],
+           funds: Iterable[Mapping[str, Any]] = (), trigger: str = "start") -> StartOfDay:
     """The gate from a rebuild's report (``RiskGuard.rebuild_from_ledger``, with its deferred
     check's ``verified`` part when there was one). ``instrument_venue``: instrument id -> venue
-    code, to name the venues the differences are on."""
+    code, to name the venues the differences are on. ``funds``: :func:`funds_differences`
+    (the broker's reading is used whatever happens; a difference still waits for an operator)."""
     verified = rebuilt.get("verified") or {}
     diffs: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
@@ -99,6 +117,35 @@ def assess(rebuilt: Mapping[str, Any], instrument_venue: Mapping[str, str]) -> S
     unverified = sorted(set(rebuilt.get("unverified_venues") or []) | set(verified.get("unverified_venues") or []))
     ok = bool(rebuilt.get("ok", False))
     venues = sorted({instrument_venue.get(d["instrument"], d["instrument"].split(".", 1)[0]) for d in diffs})
-    return StartOfDay(differences=diffs, unverified_venues=unverified, venues=venues, rebuild_ok=ok,
+    fund_rows = [dict(f) for f in funds]
+    return StartOfDay(differences=diffs, funds=fund_rows, unverified_venues=unverified, venues=venues, rebuild_ok=ok,
                       error="" if ok else str(rebuilt.get("error") or rebuilt.get("reason") or "rebuild failed"),
-                      engaged=bool(diffs or unverified or not ok))
+                      engaged=bool(diffs or unverified or fund_rows or not ok), trigger=trigger)
+
+
+class TradingDayWatch:
+    """Which venues' trading day has changed since it last looked (the gate is checked again
+    then: a venue's new day is a start of day too). ``trading_day(venue, now_ns)`` gives a
+    venue's trading day, None while it is closed (or when it cannot be told). The first look
+    only records, a closed venue included: the first day it opens on afterwards is a change; a
+    closed spell between sessions keeps the day it had."""
+
+    def __init__(self, venues: Iterable[str], trading_day: Callable[[str, int], dt.date | None]) -> None:
+        self.venues = sorted(set(venues))
+        self.trading_day = trading_day
+        self.seen: dict[str, dt.date | None] = {}
+
+    def changed(self, now_ns: int) -> dict[str, dt.date]:
+        """venue -> its new trading day, for the venues whose day moved since the last call."""
+        out: dict[str, dt.date] = {}
+        for v in self.venues:
+            try:
+                day = self.trading_day(v, now_ns)
+            except Exception:  # noqa: BLE001 - a calendar that cannot answer: not a day change
+                day = None
+            if v not in self.seen:
+                self.seen[v] = day
+            elif day is not None and day != self.seen[v]:
+                self.seen[v] = day
+                out[v] = day
+        return out

@@ -410,9 +410,11 @@ def status_tables(info: dict[str, Any], status: dict[str, Any]) -> list[Table]:
     sod = info.get("start_of_day") or {}
     sod_rows = [(d.get("account"), d.get("instrument"), d.get("ledger"), d.get("venue"), d.get("difference"))
                 for d in sod.get("differences", [])] + [("", f"venue {v}: positions not reported", "", "", "")
-                                                         for v in sod.get("unverified_venues", [])]
-    sod_title = ("start of day: positions agree with the venues" if not sod_rows and not sod.get("engaged") else
-                 "start of day: HELD, no new entry until `xmc accept-positions --operator NAME --note TEXT`"
+                                                         for v in sod.get("unverified_venues", [])] + [
+        (f.get("account"), "funds", "", "", f.get("message")) for f in sod.get("funds", [])]
+    when = f" ({sod['trigger']})" if sod.get("trigger") not in (None, "start") else ""
+    sod_title = (f"start of day{when}: positions agree with the venues" if not sod_rows and not sod.get("engaged") else
+                 f"start of day{when}: HELD, no new entry until `xmc accept-positions --operator NAME --note TEXT`"
                  if sod.get("engaged") else f"start of day: differences accepted by {sod.get('accepted_by')}"
                                             f" ({sod.get('accepted_note', '')})")
     return [

@@ -329,6 +329,7 @@ class Deployment:
         self.faults: list[str] = []  # actor faults met while running or stopping, and what came of them
         self.resumed: dict[str, Any] | None = None  # what a start on an existing ledger restored
         self.start_of_day: Any = None  # core.start_of_day.StartOfDay: the gate of this start
+        self.day_gate: Any = None      # runtime.start_of_day.DayGate: the gate at each trading-day change
         self.interrupted = False
         self.loopbacks: Any = None  # loopback FIX exchange processes (gateways with serve_loopback)
         self.ray_info: dict[str, Any] = {}  # what start_ray said: the GCS address, the dashboard's URL
@@ -514,11 +515,14 @@ class Deployment:
         # the start-of-day gate: positions the deployment starts from against the venues' (a
         # new ledger too: the venues may hold yesterday's positions); a difference holds new
         # entries until an operator accepts it (xmc accept-positions)
-        from .start_of_day import check as start_of_day_check
+        from .start_of_day import DayGate, check as start_of_day_check
 
         self.start_of_day = start_of_day_check(self.handles[RISK_GUARD_NAME], registry, self.resumed,
                                                {i.id: i.venue for i in cfg.instruments},
                                                cfg.ray.ready_timeout_s)
+        # and again at each live venue's trading-day change (run() polls it)
+        self.day_gate = DayGate(self.handles[RISK_GUARD_NAME], registry, cfg,
+                                {g.venue for g in cfg.gateways if g.feed.kind != "replay"}, cfg.ray.ready_timeout_s)
         ray.get(registry.set_state.remote("RUNNING"))
         return ready
 
@@ -661,6 +665,8 @@ class Deployment:
                     if duration_s is not None and time.monotonic() - t0 >= duration_s:
                         break
                     time.sleep(0.05)
+                if self.day_gate is not None and (gate := self.day_gate.poll()) is not None:
+                    self.start_of_day = gate
                 if progress is not None and time.monotonic() - last_progress > 0.5:
                     last_progress = time.monotonic()
                     progress(self.progress(replay_ns=driver.now_ns))
