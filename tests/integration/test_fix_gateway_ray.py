@@ -138,6 +138,9 @@ def test_pairs_complete_over_a_real_fix_session_then_survive_a_dropped_connectio
     st = _lme_status()
     assert st["counters"].get("quotes", 0) > 0, "the gateway publishes the exchange's quotes"
     assert st["session"]["next_sender_seq"] > 1 and st["session"]["last_heartbeat_ns"] > 0
+    # the session's fills are not the broker's positions: a rebuild must count LME unverified
+    with pytest.raises(Exception, match="not the broker's position keeping"):
+        ray.get(run["dep"].gateways["LME"].positions.remote(), timeout=20)
 
     # answers lost: the exchange processes the next two orders and their reports are lost on the
     # way (numbered and kept, never written); the session sees the gap and recovers them by

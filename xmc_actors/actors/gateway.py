@@ -49,6 +49,10 @@ _IDLE_TICK_S = 0.010  # gateway housekeeping period when nothing is due (was a f
 _VENUE_THREADS = 32  # a blocking adapter's calls in flight at once per session (each waits <= ack_timeout_ms)
 
 
+class PositionsUnavailable(RuntimeError):
+    """A gateway cannot give the venue's own positions (see ``GatewayActor.positions``)."""
+
+
 def find_gateway(deployment: DeploymentConfig, gateway: str) -> GatewayConfig:
     """The gateway of ``deployment`` named ``gateway`` (its actor name, name or venue code)."""
     for g in deployment.gateways:
@@ -790,8 +794,16 @@ class VenueGateway:
 
     async def positions(self, gateway: str | None = None) -> dict[str, dict[str, int]]:
         """The venue's net position per account and instrument (lots, BUY +), as the venue reports it:
-        what a restarted RiskGuard reconciles the ledger's positions against."""
-        return self._s(gateway).core.adapter.positions()
+        what a restarted RiskGuard reconciles the ledger's positions against. An adapter whose
+        ``positions_source`` is not ``"venue"`` (it knows only this session's fills) raises
+        :class:`PositionsUnavailable`: the guard counts the venue unverified rather than take
+        a session's fills for the broker's positions."""
+        adapter = self._s(gateway).core.adapter
+        source = getattr(adapter, "positions_source", "venue")
+        if source != "venue":
+            raise PositionsUnavailable(f"{getattr(adapter, 'name', gateway or 'gateway')}: positions are {source} "
+                                       "(this session's), not the broker's position keeping")
+        return adapter.positions()
 
     async def two_sided_positions(self, gateway: str | None = None) -> dict[str, dict[str, Any]]:
         """Long and short, today's and yesterday's lots per ``ACCOUNT/INSTRUMENT`` as the venue

@@ -222,6 +222,10 @@ class CtpAdapter:
 
     blocking = True
     real_latency = True
+    #: positions() are the fills this session reported, not the broker's position keeping: a
+    #: restarted deployment cannot verify its ledger against them (the risk guard counts the
+    #: venue unverified and the start-of-day gate waits for an operator)
+    positions_source = "session fills"
 
     def __init__(self, params: CtpVenueParams, venue: Venue, instruments: Sequence[Instrument], clock: Clock, *,
                  gateway: str = "", restart: bool = False, api_factory: Callable[[str], Any] | None = None) -> None:

@@ -162,6 +162,10 @@ class FixAdapter:
     blocking = True
     #: the latency a call reports was waited for on the socket: the gateway must not sleep it
     real_latency = True
+    #: positions() are the fills this session reported, not the broker's position keeping: a
+    #: restarted deployment cannot verify its ledger against them (the risk guard counts the
+    #: venue unverified and the start-of-day gate waits for an operator)
+    positions_source = "session fills"
 
     def __init__(self, params: FixVenueParams, venue: Venue, instruments: Sequence[Instrument], clock: Clock, *,
                  gateway: str = "", restart: bool = False) -> None:
