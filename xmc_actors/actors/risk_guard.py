@@ -697,13 +697,18 @@ class RiskGuard:
         return self.last_rebuild
 
     def _resubscribe(self, gws: dict[str, list[Any]]) -> None:
-        """Quotes (marks) again: a gateway drops a subscriber whose push failed (this actor, while down)."""
+        """Quotes (marks) again: a gateway drops a subscriber whose push failed (this actor, while
+        down). Only from each venue's quote source (its first gateway), as at start: a second
+        session on the venue carries the same market."""
         try:
             me = ray.get_runtime_context().current_actor
         except Exception:  # noqa: BLE001 - not inside an actor
             return
+        sources = {g.actor_name for g in self.dep.quote_sources().values()} if self._gateways is None else None
         for hs in gws.values():
             for h in hs:
+                if sources is not None and getattr(h, "gateway", None) not in sources:
+                    continue
                 try:
                     h.subscribe.remote(me, None)
                 except Exception as e:  # noqa: BLE001
