@@ -168,6 +168,20 @@ def _session_state(venue: Venue, ts_ns: int, sessions: tuple[TradingSession, ...
                         f"{venue.code} closed: outside sessions or in a break at {when.strftime('%H:%M')} local"), None
 
 
+def open_window_ns(venue: Venue, ts_ns: int, sessions: tuple[TradingSession, ...] | None = None
+                   ) -> tuple[int, int] | None:
+    """The [start, end) in ns of the open session ``ts_ns`` lies in, or None when the venue is
+    closed then: a caller that asks on every quote can keep it and skip the calendar until
+    ``end``."""
+    st = session_state(venue, ts_ns, sessions)
+    if not st.open:
+        return None
+    c = _OPEN_CACHE.get((id(venue), id(sessions)))
+    if c is not None and c[0] is venue and c[1] is sessions and c[2] <= ts_ns < c[3]:
+        return c[2], c[3]
+    return None
+
+
 def is_open(venue: Venue, ts_ns: int, sessions: tuple[TradingSession, ...] | None = None) -> bool:
     return session_state(venue, ts_ns, sessions).open
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import Enum
 from typing import Any, Literal, Mapping, NamedTuple, Protocol, Sequence
@@ -271,8 +271,14 @@ class Parity:
 
     def value(self, signal: Literal["spread", "ratio"], side: Literal["mid", "buy_a", "sell_a"]) -> float:
         """The spread or ratio for ``side`` (``mid``, or the direction's executable prices)."""
-        a, b = {"mid": (self.a_mid, self.b_mid), "buy_a": (self.a_buy, self.b_buy),
-                "sell_a": (self.a_sell, self.b_sell)}[side]
+        if side == "mid":  # plain branches: strategies ask three times per quote
+            a, b = self.a_mid, self.b_mid
+        elif side == "buy_a":
+            a, b = self.a_buy, self.b_buy
+        elif side == "sell_a":
+            a, b = self.a_sell, self.b_sell
+        else:
+            raise KeyError(side)
         return a - b if signal == "spread" else a / b
 
     def payload(self) -> dict[str, Any]:
@@ -316,6 +322,9 @@ class ParityEngine:
         # the venues' own fees by leg (the trigger pays them too): (rate, per-lot part per price unit)
         self._fee_a = _open_fee(a) if self.costs.venue_fees else (0.0, 0.0)
         self._fee_b = _open_fee(b) if self.costs.venue_fees else (0.0, 0.0)
+        # a leg already in the terms' currency: FxBook.rate answers 1.0 ("identity") at any time
+        self._same_a = type(fx) is FxBook and a.currency == self.currency
+        self._same_b = type(fx) is FxBook and b.currency == self.currency
 
     def _fx(self, ccy: str, ts_ns: int) -> FxObservation:
         o = self.fx.rate(ccy, self.currency, ts_ns)
@@ -343,8 +352,8 @@ class ParityEngine:
         else:
             b_bid, b_ask = _sides(qb)
             self._last_b = (qb, b_bid, b_ask)
-        fa = self._fx(self.a.currency, t)
-        fb = self._fx(self.b.currency, t)
+        fa = _IDENTITY if self._same_a else self._fx(self.a.currency, t)
+        fb = _IDENTITY if self._same_b else self._fx(self.b.currency, t)
         native_a, native_b = (a_bid + a_ask) / 2, (b_bid + b_ask) / 2  # in each leg's own price terms
         ka, kb = self._ua * fa.rate, self._ub * fb.rate
         a_bid, a_ask, b_bid, b_ask = a_bid * ka, a_ask * ka, b_bid * kb, b_ask * kb
@@ -366,9 +375,31 @@ class ParityEngine:
         # the FX that matters to a reader: B's currency in A's (e.g. CNY per USD)
         fx_show = fb.rate / fa.rate
         src = fb.source if self.b.currency != self.currency else fa.source
-        return Parity(ts_ns=t, currency=self.currency, unit=self.unit, fx=fx_show, fx_source=src,
-                      a_mid=a_mid, b_mid=b_mid, a_buy=a_ask * up_a, b_buy=b_bid * down_b,
-                      a_sell=a_bid * down_a, b_sell=b_ask * up_b)
+        return _new_parity(t, self.currency, self.unit, fx_show, src, a_mid, b_mid, a_ask * up_a, b_bid * down_b,
+                           a_bid * down_a, b_ask * up_b)
+
+
+_PARITY_FIELDS = ("ts_ns", "currency", "unit", "fx", "fx_source", "a_mid", "b_mid", "a_buy", "b_buy", "a_sell", "b_sell")
+# a field added to Parity must be added here too (and to _new_parity): fail at import, not with a half-made parity
+if tuple(f.name for f in fields(Parity)) != _PARITY_FIELDS:  # pragma: no cover - a developer's slip
+    raise ImportError("Parity's fields changed: update _PARITY_FIELDS and _new_parity")
+_PARITY_SLOTS = tuple(Parity.__dict__[f].__set__ for f in _PARITY_FIELDS)
+
+
+def _new_parity(ts_ns: int, currency: str, unit: str, fx: float, fx_source: str, a_mid: float, b_mid: float,
+                a_buy: float, b_buy: float, a_sell: float, b_sell: float) -> Parity:
+    """``Parity(...)`` with the same fields, made once per quote: a frozen dataclass's own
+    ``__init__`` sets each field through ``object.__setattr__`` (about 1 us of the ~2 us a
+    parity costs); this writes the slots directly. Same object, same equality."""
+    p = object.__new__(Parity)
+    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10 = _PARITY_SLOTS
+    s0(p, ts_ns); s1(p, currency); s2(p, unit); s3(p, fx); s4(p, fx_source); s5(p, a_mid)  # noqa: E702
+    s6(p, b_mid); s7(p, a_buy); s8(p, b_buy); s9(p, a_sell); s10(p, b_sell)  # noqa: E702
+    return p
+
+
+#: what FxBook.rate answers for a currency in itself (only its rate and source are read here)
+_IDENTITY = FxObservation(1.0, 0, "identity")
 
 
 def _sides(q: Quote) -> tuple[float, float]:

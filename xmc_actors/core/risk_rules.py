@@ -539,6 +539,7 @@ class PreTradeChecker:
         self._fast = fast_path and checks is DEFAULT_CHECKS
         self.grant: RiskGrant | None = None
         self._limits: dict[str, InstrumentLimits] = {}
+        self._plans_cfg: RiskConfig | None = None  # the config _limits and _plans were made from
         self._res: dict[str, _Reservation] = {}
         self._usage: dict[str, Decimal] = {}
         self._acct_delta: dict[tuple[str, str], int] = {}
@@ -570,8 +571,10 @@ class PreTradeChecker:
         if self.grant is None or grant.seq > self.grant.seq:
             self.grant = grant
             cfg = grant.config
-            self._limits = {i: _merge_limits(cfg.default_limits, cfg.instruments.get(i)) for i in self.instruments}
-            self._plans = {i: self._plan(i, lim) for i, lim in self._limits.items()}
+            if cfg is not self._plans_cfg:  # a guard renews its grant every refresh with the same (frozen) config
+                self._limits = {i: _merge_limits(cfg.default_limits, cfg.instruments.get(i)) for i in self.instruments}
+                self._plans = {i: self._plan(i, lim) for i, lim in self._limits.items()}
+                self._plans_cfg = cfg
             self._max_age_ns = cfg.max_reference_age_ms * NS_PER_MS
             self._check_sessions = cfg.check_sessions
             self._strat_plans = {}

@@ -200,6 +200,9 @@ class LabRun:
                 self.feeds.append((g.venue, iter(src.next, None)))
                 self.feed_reports.extend(getattr(src, "reports", []) or [])
         self.rng_internal = random.Random(_seed(self.seed, "lab-internal"))
+        # (venue, hop) -> its latency model and the venue's generator: a draw per quote at least
+        self._models = {(v, which): (getattr(lat, which), self.rng[v]) for v, lat in self.latency.items()
+                        for which in VenueLatency.model_fields}
 
     def _build_risk(self) -> None:
         cfg = self.cfg
@@ -263,7 +266,8 @@ class LabRun:
         heapq.heappush(self._heap, (t_ns, next(self._seq), fn, args))
 
     def _draw(self, venue: str, which: str) -> int:
-        return sample_latency_ns(getattr(self.latency[venue], which), self.rng[venue])
+        model, rng = self._models[venue, which]
+        return sample_latency_ns(model, rng)
 
     def _hop(self) -> int:
         return sample_latency_ns(self.lab.internal, self.rng_internal)
@@ -293,18 +297,23 @@ class LabRun:
     def run(self, progress: Callable[[int, int], None] | None = None, progress_every: int = 5_000) -> "LabRun":
         """Play every quote, then let what is in flight finish (at most ``drain`` simulated s)."""
         heap = self._heap
+        clock = self.clock
+        pop, on_market, tick_until = self._pop, self._on_market, self._tick_until
         n = 0
         for t, venue, q in self._quotes():
             while heap and heap[0][0] <= t:
                 if self._open:  # pairs working between quotes meet grants as fresh as live
-                    self._tick_until(heap[0][0])
-                self._pop()
+                    tick_until(heap[0][0])
+                pop()
             if self.first_ns is None:
                 self.first_ns = t
                 self.start(t)
-            self._tick_until(t)
-            self.clock.set(max(t, self.clock.now_ns()))
-            self._on_market(venue, q)
+            nxt = self._next_tick_ns
+            if nxt is None or t >= nxt:  # _tick_until does nothing before the next tick is due
+                tick_until(t)
+            if t > clock.now_ns():
+                clock.set(t)
+            on_market(venue, q)
             n += 1
             if progress is not None and n % progress_every == 0:
                 progress(n, t)

@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Literal, Mapping
 
 from pydantic import BaseModel, ValidationError
 
-from ..core.calendar import instrument_session_state
+from ..core.calendar import instrument_session_state, open_window_ns
 from ..core.clock import Clock, SystemClock
 from ..core.pricing import (
     CostModel, FxBook, PairSizing, Parity, ParityEngine, ParityUnavailable, hedge_lots, quote_is_stale,
@@ -207,6 +207,10 @@ class Strategy:
         self.params: Any = params
         self.name = ctx.name
         self.a, self.b = ctx.instruments
+        self._a_id, self._b_id = self.a.id, self.b.id  # Instrument.id formats a string on each read
+        # the guards' session check per leg: (instrument, venue, open from, open until); within
+        # an open session the answer cannot change, so a quote inside it asks the calendar nothing
+        self._sessions = [[inst, venue, 0, 0] for inst, venue in zip(ctx.instruments, ctx.venues)]
         self.guards: Guards = getattr(params, "guards", None) or Guards()
         self.cooldown_ns = int(getattr(params, "cooldown_ms", 0)) * _MS
         self.backoff_until_ns = 0  # a refusal by trading state (HALTED/REDUCING) pauses new entries
@@ -281,8 +285,9 @@ class Strategy:
     def on_quotes(self, quotes: list[Quote], now_ns: int) -> list[Action]:
         """Take a (conflated) quote batch; return the intents to submit and events to write."""
         changed = False
+        a_id, b_id = self._a_id, self._b_id
         for q in quotes:
-            if q.instrument == self.a.id or q.instrument == self.b.id:
+            if q.instrument == a_id or q.instrument == b_id:
                 old = self.quotes.get(q.instrument)
                 if old is None or q.ts_ns >= old.ts_ns:
                     self.quotes[q.instrument] = q
@@ -453,10 +458,16 @@ class Strategy:
             name = "close_skew_ms" if daily else "max_skew_ms"
             return "SKEW", f"legs' calibrated times are {skew:.0f} ms apart ({name}={max_skew})"
         if g.require_sessions_open:
-            for inst, venue in zip(self.ctx.instruments, self.ctx.venues):
+            for leg in self._sessions:
+                if leg[2] <= now_ns < leg[3]:
+                    continue
+                inst, venue = leg[0], leg[1]
                 st = instrument_session_state(venue, inst, now_ns)
                 if not st.open:
                     return "SESSION", f"{inst.id}: {st.reason}"
+                win = open_window_ns(venue, now_ns, inst.sessions)
+                if win is not None:
+                    leg[2], leg[3] = win
         return None
 
     def _set_blocked(self, code: str, detail: str, now_ns: int) -> None:
@@ -466,7 +477,7 @@ class Strategy:
         self.blocked = (code, detail)
 
     def _evaluate(self, now_ns: int) -> None:
-        qa, qb = self.quotes.get(self.a.id), self.quotes.get(self.b.id)
+        qa, qb = self.quotes.get(self._a_id), self.quotes.get(self._b_id)
         if qa is None or qb is None:
             missing = self.a.id if qa is None else self.b.id
             self._set_blocked("NO_QUOTE", f"no quote yet for {missing}", now_ns)
