@@ -76,8 +76,10 @@ def test_bearer_header():
 EXPECTED = {  # the permission matrix as docs/operations.md shows it
     "viewer": {"read"},
     "trader": {"read", "halt", "reduce", "resume", "acknowledge", "order"},
-    "risk_officer": {"read", "halt", "reduce", "resume", "limits", "acknowledge", "confirm", "order"},
-    "admin": {"read", "halt", "reduce", "resume", "limits", "acknowledge", "confirm", "order"},
+    "risk_officer": {"read", "halt", "reduce", "resume", "limits", "acknowledge", "confirm", "order", "resolve",
+                     "accept_positions", "stage"},
+    "admin": {"read", "halt", "reduce", "resume", "limits", "acknowledge", "confirm", "order", "resolve",
+              "accept_positions", "stage", "stop"},
 }
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from xmc_actors.ops import cmd_ops, cmd_run
+from xmc_actors.ops import cmd_ops, cmd_run, operator_auth
 from xmc_actors.ops.cli import main
 from xmc_actors.runtime import session
 from xmc_actors.runtime.session import ConnectError, auth_record, record_embedded, resolve_target
@@ -63,6 +63,7 @@ class FakeGuard:
 def guard(monkeypatch: pytest.MonkeyPatch) -> FakeGuard:
     g = FakeGuard()
     monkeypatch.setattr(cmd_ops, "_call", g.call)
+    monkeypatch.setattr(operator_auth, "locate_desk", lambda args: None)  # no operator API runs
     return g
 
 

@@ -15,7 +15,7 @@ import os
 import time
 
 from ..core.clock import Clock, SystemClock
-from ..core.operator_api import ApiError, OperatorDesk, Principal, Role
+from ..core.operator_api import ApiError, OperatorDesk, Principal, Role, TokenBook
 from ..core.sink import EventSink
 from ..core.webhook import Outbox, Watch, sign
 from ..model.api import ConfirmConfig, WebhookConfig
@@ -36,9 +36,12 @@ def principal_from(w: tuple[str, str, str] | list[str]) -> Principal:
 class DeskService:
     def __init__(self, confirm: ConfirmConfig, ttl_s: float, sink: EventSink | None = None,
                  clock: Clock | None = None, webhooks: tuple[WebhookConfig, ...] = (),
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, tokens: TokenBook | None = None) -> None:
         self.core = OperatorDesk(clock or SystemClock(), confirm, ttl_s)
         self.sink = sink
+        # the API's tokens, for the CLI's acting commands (ops/operator_auth.py): the same book
+        # the replicas load, so a token means the same operator and role on both paths
+        self.tokens = tokens
         self.batches: dict[str, dict[str, Any]] = {}
         self.webhooks = {w.name: w for w in webhooks}
         env = os.environ if env is None else env
@@ -77,6 +80,15 @@ class DeskService:
         self._emit(self.core.operator_event("confirm", p, confirmation_id=confirmation_id, change=pend.action,
                                             params=pend.params, proposer=pend.proposer, why=pend.why))
         return pend.public()
+
+    def authenticate(self, token: str) -> tuple[str, str, str]:
+        """The token's (operator, role, key id) for ``xmc`` (401 as the API answers otherwise)."""
+        if self.tokens is None:
+            raise ApiError(503, "this desk has no token book: the CLI's authorisation cannot be checked", "token")
+        return principal_wire(self.tokens.authenticate(token))
+
+    def confirm_config(self) -> dict[str, Any]:
+        return self.core.confirm_cfg.model_dump(mode="json")
 
     def pending(self) -> list[dict[str, Any]]:
         return [p.public() for p in self.core.confirmations.pending()]
@@ -203,7 +215,10 @@ def _actor_class() -> Any:
         """One per deployment (``api-desk``): the desk every API replica shares."""
 
         def __init__(self, confirm: dict[str, Any], ttl_s: float, ledger: dict[str, Any] | None, namespace: str,
-                     webhooks: list[dict[str, Any]] | None = None) -> None:
+                     webhooks: list[dict[str, Any]] | None = None,
+                     entries: list[dict[str, Any]] | None = None) -> None:
+            from ..model.api import TokenEntry
+
             sink = None
             if ledger is not None:
                 from ..ledger.client import LedgerClient
@@ -213,8 +228,10 @@ def _actor_class() -> Any:
                     sink = LedgerClient.named(LedgerConfig.model_validate(ledger), namespace, actor="api")
                 except ValueError:  # no ledger shards (a test's deployment without one): nothing recorded
                     sink = None
+            tokens = TokenBook([TokenEntry.model_validate(e) for e in entries or ()], os.environ)
             self.svc = DeskService(ConfirmConfig.model_validate(confirm), ttl_s, sink,
-                                   webhooks=tuple(WebhookConfig.model_validate(w) for w in webhooks or ()))
+                                   webhooks=tuple(WebhookConfig.model_validate(w) for w in webhooks or ()),
+                                   tokens=tokens)
             self.namespace = namespace
             self._pump: Any = None
 
@@ -265,12 +282,17 @@ def _actor_class() -> Any:
 
 
 def get_or_create_desk(namespace: str, confirm: ConfirmConfig, ttl_s: float, ledger: dict[str, Any] | None,
-                       detached: bool = False, webhooks: tuple[WebhookConfig, ...] = ()) -> Any:
+                       detached: bool = False, webhooks: tuple[WebhookConfig, ...] = (),
+                       entries: list[Any] | tuple[Any, ...] = ()) -> Any:
     """The desk's handle: keep it (a named actor whose handles are all gone is destroyed). The
-    webhooks' secrets reach it in its environment (only the variables they name)."""
+    webhooks' secrets and the tokens' environment references reach it in its environment (only
+    the variables they name); ``entries`` are the API's token entries (TokenEntry)."""
     env = {w.secret.env: os.environ[w.secret.env] for w in webhooks if w.secret.env in os.environ}
+    env.update({e.token.env: os.environ[e.token.env] for e in entries
+                if e.token is not None and e.token.env in os.environ})
     opts: dict[str, Any] = {"lifetime": "detached"} if detached else {}
     if env:
         opts["runtime_env"] = {"env_vars": env}
     return _actor_class().options(name=DESK_NAME, namespace=namespace, get_if_exists=True, **opts).remote(
-        confirm.model_dump(mode="json"), ttl_s, ledger, namespace, [w.model_dump(mode="json") for w in webhooks])
+        confirm.model_dump(mode="json"), ttl_s, ledger, namespace, [w.model_dump(mode="json") for w in webhooks],
+        [e.model_dump(mode="json") for e in entries])

@@ -91,7 +91,7 @@ def start_api(cfg: ApiConfig, namespace: str, ledger: dict[str, Any] | None, *, 
     refs = env_refs(entries)
     TokenBook(entries, {**refs})  # fails here, by entry, before anything starts
     _check_port_free(cfg)
-    desk = get_or_create_desk(namespace, cfg.confirm, cfg.request_id_ttl_s, ledger, detached, cfg.webhooks)
+    desk = get_or_create_desk(namespace, cfg.confirm, cfg.request_id_ttl_s, ledger, detached, cfg.webhooks, entries)
     ray.get(desk.ready.remote(), timeout=cfg.startup_timeout_s)
     try:
         serve.start(http_options={"host": cfg.host, "port": cfg.port}, detached=detached)

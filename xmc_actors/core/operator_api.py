@@ -66,15 +66,21 @@ class Action(str, Enum):
     ACKNOWLEDGE = "acknowledge"  # acknowledge an alert
     CONFIRM = "confirm"      # be the second operator of a change that needs one
     ORDER = "order"          # send a batch of pairs across accounts (POST /v1/batches)
+    # the CLI's other acting commands (authorised the same way while an operator API runs)
+    RESOLVE = "resolve"      # xmc resolve: an escalated pair's residual was dealt with (and its strategy resumed)
+    ACCEPT_POSITIONS = "accept_positions"  # xmc accept-positions: the venues' positions stand (start of day)
+    STAGE = "stage"          # xmc promote / demote: a strategy's rollout stage
+    STOP = "stop"            # xmc stop: stop the deployment
 
 
 # The permission matrix (docs/operations.md shows it): a desk's traders may stop and restart
-# trading, send batch orders and acknowledge alerts; limits and confirming another's change are the risk
-# officer's; the admin may do everything. A viewer only reads.
+# trading, send batch orders and acknowledge alerts; limits, confirming another's change,
+# resolving an escalation, accepting the venues' positions and moving a strategy's stage are the
+# risk officer's; stopping the deployment is the admin's, who may do everything. A viewer only reads.
 PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.VIEWER: frozenset({Action.READ}),
     Role.TRADER: frozenset({Action.READ, Action.HALT, Action.REDUCE, Action.RESUME, Action.ACKNOWLEDGE, Action.ORDER}),
-    Role.RISK_OFFICER: frozenset(set(Action)),
+    Role.RISK_OFFICER: frozenset(set(Action) - {Action.STOP}),
     Role.ADMIN: frozenset(set(Action)),
 }
 
@@ -102,6 +108,31 @@ def authorise(p: Principal, action: Action) -> None:
         allowed = sorted(r.value for r, acts in PERMISSIONS.items() if action in acts)
         raise ApiError(403, f"operator {p.operator!r} (role {p.role.value}) may not {action.value}: "
                             f"that needs the role {' or '.join(allowed)}", "role")
+
+
+# ------------------------------------------------------------------ the CLI's acting commands
+#: each acting ``xmc`` command and the action of the permission matrix it needs while an
+#: operator API runs (ops/operator_auth.py asks the deployment's ``api-desk`` for the token's operator)
+CLI_COMMANDS: dict[str, Action] = {
+    "halt": Action.HALT, "reduce": Action.REDUCE, "resume": Action.RESUME, "limits set": Action.LIMITS,
+    "resolve": Action.RESOLVE, "accept-positions": Action.ACCEPT_POSITIONS, "promote": Action.STAGE,
+    "demote": Action.STAGE, "stop": Action.STOP, "confirm": Action.CONFIRM,
+}
+
+
+def authorise_command(p: Principal, command: str, operator: str | None) -> str:
+    """The operator to record for ``xmc <command>`` run with a token naming ``p``: the token's
+    operator. 403 when ``p``'s role may not do the command's action, or when ``--operator`` names
+    someone else (a token acts only for the operator it names)."""
+    action = CLI_COMMANDS.get(command)
+    if action is None:
+        raise ValueError(f"xmc {command}: not an acting command ({', '.join(sorted(CLI_COMMANDS))})")
+    given = (operator or "").strip()
+    if given and given != p.operator:
+        raise ApiError(403, f"--operator {given!r} does not match the token's operator {p.operator!r}: a token acts "
+                            f"only for the operator it names (leave --operator out, or use {given}'s token)", "operator")
+    authorise(p, action)
+    return p.operator
 
 
 # --------------------------------------------------------------------------------- tokens

@@ -8,9 +8,16 @@ deployment's own address file, its token, a fast failure on a dead address). Str
 instrument and account names are checked against the running deployment before anything is
 changed: a typo on a kill switch is an error that lists the valid names.
 
+While the deployment runs its operator API, the acting commands (halt, reduce, resume, limits
+set, resolve, confirm) go through its authorisation (ops/operator_auth.py): a token from the
+environment (``XMC_API_TOKEN`` or ``--token-env NAME``), a role that may, the token's operator
+recorded; a change the API would hold for a second operator is held here too.
+
 Exit codes: 0 done; 1 done, but not every coordinator acknowledged; 2 refused (a wrong name, a
 bad value, an escalation to resolve first: nothing changed); 3 no deployment to talk to (not
-running, unreachable, authentication refused); 4 the risk guard did not answer in time.
+running, unreachable, authentication refused); 4 the risk guard did not answer in time; 5 refused
+by the operator API's authorisation (no token, unknown token, a role that may not, --operator
+not the token's: nothing changed); 6 proposed: a second operator must confirm (nothing changed yet).
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ import json
 from typing import Any
 
 from .cli import CliError, positive_float
+from .operator_auth import Authorised, add_token_argument, authorise_cli
 from .output import Table, add_format_argument, emit, key_value_table, output_format
 
 GUARD_NAME = "risk-guard"
@@ -54,15 +62,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         g = p.add_mutually_exclusive_group()
         g.add_argument("--strategy", help="only this strategy")
         g.add_argument("--venue", help="only this venue")
-        p.add_argument("--operator", help="who does this (required; recorded in the ledger)")
+        p.add_argument("--operator", help="who does this (required; recorded in the ledger; with an operator API "
+                                          "running: the token's operator, which it may only repeat)")
         p.add_argument("--reason", default="", help="why (recorded)")
+        add_token_argument(p)
         _connection_args(p)
         p.set_defaults(func=cmd_state, state={"halt": "HALTED", "reduce": "REDUCING", "resume": "ACTIVE"}[name])
 
     r = sub.add_parser("resolve", help="an escalated pair's residual was dealt with: record it and resume its strategy")
     r.add_argument("decision_id", metavar="DECISION_ID", help="the escalated pair (xmc status lists them)")
-    r.add_argument("--operator", help="who dealt with it (required; recorded in the ledger)")
+    r.add_argument("--operator", help="who dealt with it (required; recorded in the ledger; with an operator API "
+                                      "running: the token's operator)")
     r.add_argument("--note", help="how the residual was dealt with (required; recorded)")
+    add_token_argument(r)
     _connection_args(r)
     r.set_defaults(func=cmd_resolve)
 
@@ -77,13 +89,23 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     where.add_argument("--section", choices=["default_limits", "throttle", "occupancy", "monitors", "risk"],
                        help="a global section")
     s.add_argument("assignment", help="FIELD=VALUE (VALUE 'none' clears a limit)")
-    s.add_argument("--operator", help="who does this (required; recorded in the ledger)")
+    s.add_argument("--operator", help="who does this (required; recorded in the ledger; with an operator API "
+                                      "running: the token's operator)")
+    add_token_argument(s)
     _connection_args(s)
     s.set_defaults(func=cmd_limits_set)
     sh = lsub.add_parser("show", help="print the limits in force")
     add_format_argument(sh, default="json")
     _connection_args(sh)
     sh.set_defaults(func=cmd_limits_show)
+
+    c = sub.add_parser("confirm", help="confirm another operator's change that waits for a second operator "
+                                       "(二次确认; needs the operator API and your token); it runs now")
+    c.add_argument("confirmation_id", metavar="CONFIRMATION_ID", nargs="?",
+                   help="what `xmc halt|resume|limits set` or the API printed (omitted: list what waits)")
+    add_token_argument(c)
+    _connection_args(c)
+    c.set_defaults(func=cmd_confirm)
 
     st = sub.add_parser("risk-status", help="trading states, capital occupancy and open alerts of the running deployment")
     add_format_argument(st, json_alias=True)  # json: everything the risk guard reports
@@ -132,18 +154,20 @@ def check_name(status: dict[str, Any], kind: str, name: str) -> None:
                        f"{', '.join(known) or 'none'}")
 
 
-def _operator(args: argparse.Namespace) -> str:
-    op = (args.operator or "").strip()
-    if not op:
-        raise CliError("--operator NAME is required: every operator action is recorded with who did it")
-    return op
+def _operator(args: argparse.Namespace, command: str) -> Authorised:
+    """Who acts: the token's operator while an operator API runs (authorised), else --operator."""
+    return authorise_cli(args, command)
 
 
 def cmd_state(args: argparse.Namespace) -> int:
-    op = _operator(args)
+    command = {"HALTED": "halt", "REDUCING": "reduce", "ACTIVE": "resume"}[args.state]
+    auth = _operator(args, command)
+    op = auth.operator
     scope, key = ("strategy", args.strategy) if args.strategy else ("venue", args.venue) if args.venue else ("global", None)
+    st = _call(args, "status") if key is not None or auth.desk is not None else {}
     if key is not None:
-        check_name(_call(args, "status"), "strategies" if scope == "strategy" else "venues", key)
+        check_name(st, "strategies" if scope == "strategy" else "venues", key)
+    auth.confirmation(command, {"scope": scope, "key": key, "reason": args.reason}, st)
     res = _call(args, "set_trading_state", scope, key, args.state, op, args.reason)
     if "error" in res:
         raise CliError(res["error"])
@@ -158,7 +182,6 @@ def cmd_state(args: argparse.Namespace) -> int:
 
 
 def cmd_limits_set(args: argparse.Namespace) -> int:
-    op = _operator(args)
     field, sep, value = args.assignment.partition("=")
     if not sep or not field.strip():
         raise CliError(f"assignment: expected FIELD=VALUE, got {args.assignment!r}")
@@ -175,10 +198,14 @@ def cmd_limits_set(args: argparse.Namespace) -> int:
         section, key = "daily_counts", args.venue
     else:
         section, key = args.section or "default_limits", None
+    auth = _operator(args, "limits set")
+    op = auth.operator
+    st = _call(args, "status") if key is not None or auth.desk is not None else {}
     if key is not None:
         kind = {"instruments": "instruments", "strategies": "strategies", "max_account_position": "accounts",
                 "daily_counts": "venues"}[section]
-        check_name(_call(args, "status"), kind, key)
+        check_name(st, kind, key)
+    auth.confirmation("limits", {"section": section, "key": key, "field": field, "value": value}, st)
     res = _call(args, "set_limit", section, key, field, value, op)
     if not res.get("ok"):
         raise CliError(res.get("error", "refused"))
@@ -188,10 +215,10 @@ def cmd_limits_set(args: argparse.Namespace) -> int:
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
-    op = _operator(args)
     note = (args.note or "").strip()
     if not note:
         raise CliError("--note TEXT is required: say how the residual was dealt with (it is recorded)")
+    op = _operator(args, "resolve").operator
     res = _call(args, "resolve", args.decision_id, op, note, max(1.0, args.timeout / 2))
     if not res.get("ok"):
         raise CliError(res.get("error", "refused"))
@@ -206,6 +233,46 @@ def cmd_resolve(args: argparse.Namespace) -> int:
             return 1
     elif res.get("note"):
         print(res["note"])
+    return 0
+
+
+def cmd_confirm(args: argparse.Namespace) -> int:
+    """Be the second operator of a change proposed through the CLI or the API: the desk checks
+    the window, that it is another operator and that the role may confirm; the change then runs
+    on the risk guard with the proposer recorded as its operator (as the API's confirm does)."""
+    from ..api.desk import principal_wire
+
+    auth = authorise_cli(args, "confirm", required_operator=False)
+    if auth.desk is None:
+        raise CliError("no operator API runs in this deployment: nothing waits for a second operator "
+                       "(changes run at once)", code=2)
+    if not args.confirmation_id:
+        for p in auth.call("pending"):
+            print(f"{p['confirmation_id']}\t{p['action']}\t{json.dumps(p['params'], default=str)}\tby {p['proposer']}"
+                  f"\t{p['why']}")
+        return 0
+    from ..core.operator_api import ApiError
+
+    try:
+        pend = auth.call("confirm", args.confirmation_id, principal_wire(auth.principal))
+    except ApiError as e:
+        from .operator_auth import EXIT_UNAUTHORISED
+
+        raise CliError(f"xmc confirm: {e.reason}; nothing changed", code=EXIT_UNAUTHORISED if e.status in (401, 403)
+                       else 2) from None
+    prm, who, note = pend["params"], pend["proposer"], f" (confirmed by {auth.operator}, {args.confirmation_id})"
+    if pend["action"] in ("halt", "reduce", "resume"):
+        state = {"halt": "HALTED", "reduce": "REDUCING", "resume": "ACTIVE"}[pend["action"]]
+        res = _call(args, "set_trading_state", prm["scope"], prm["key"], state, who, (prm.get("reason") or "") + note)
+        if "error" in res:
+            raise CliError(res["error"])
+        print(f"{prm['scope']} {prm['key'] or ''}: {state} by {who}, confirmed by {auth.operator} (event {res['event_id']})")
+        return 0 if res.get("ok") else 1
+    res = _call(args, "set_limit", prm["section"], prm["key"], prm["field"], prm["value"], who)
+    if not res.get("ok"):
+        raise CliError(res.get("error", "refused"))
+    print(f"{prm['section']}{'.' + prm['key'] if prm['key'] else ''}{'.' + prm['field'] if prm['field'] else ''} = "
+          f"{prm['value']} by {who}, confirmed by {auth.operator}; coordinators re-granted: {res['acks']}")
     return 0
 
 

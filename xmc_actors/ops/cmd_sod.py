@@ -11,7 +11,8 @@ differences) until an operator accepts the venues' word:
 Exit codes: 0 accepted (or the statement agrees); 1 accepted, but a coordinator did not
 acknowledge the resume (or the statement differs); 2 refused: nothing to accept, no operator or
 note, a statement that cannot be read (nothing changed); 3 no deployment to talk to; 4 the
-deployment did not answer in time.
+deployment did not answer in time; 5 refused by the operator API's authorisation (while one runs:
+a token from XMC_API_TOKEN or --token-env whose role may accept positions; ops/operator_auth.py).
 """
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                             "the venues' (the venues' word stands), and let the deployment enter new positions")
     p.add_argument("--operator", help="who accepts (required; recorded in the ledger)")
     p.add_argument("--note", help="why the venues' positions are right (required; recorded)")
+    from .operator_auth import add_token_argument
+
+    add_token_argument(p)
     add_format_argument(p, json_alias=True)
     _connection_args(p)
     p.set_defaults(func=cmd_accept_positions)
@@ -52,12 +56,13 @@ def cmd_accept_positions(args: argparse.Namespace) -> int:
     from .cmd_ops import join
     from .output import output_format
 
+    from .operator_auth import authorise_cli
+
     fmt = output_format(args)
     op, note = (args.operator or "").strip(), (args.note or "").strip()
-    if not op:
-        raise CliError("--operator NAME is required: the acceptance is recorded with who accepted it", code=2)
     if not note:
         raise CliError("--note TEXT is required: say why the venues' positions are right (it is recorded)", code=2)
+    op = authorise_cli(args, "accept-positions").operator
     ns = join(args)
     try:
         res = accept(ns, op, note, args.timeout)

@@ -8,7 +8,9 @@ as STAGE events by the strategy's host (found through the deployment's registry)
 operator, the reason and the gate's figures. ``xmc stages`` lists each strategy's stage.
 
 Exit codes: 0 done; 2 refused (by the gate, or a wrong name: nothing changed); 3 no deployment
-to talk to; 4 the strategy's host did not answer in time.
+to talk to; 4 the strategy's host did not answer in time; 5 refused by the operator API's
+authorisation (while one runs: a token from XMC_API_TOKEN or --token-env whose role may move a
+stage; ops/operator_auth.py).
 """
 from __future__ import annotations
 
@@ -36,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         p.add_argument("--reason", default="", help="why (recorded)")
         p.add_argument("--to", choices=["shadow", "canary", "live"], default=None,
                        help="the stage to go to (default: the next one up, or down)")
+        from .operator_auth import add_token_argument
+
+        add_token_argument(p)
         add_format_argument(p, json_alias=True)
         _connection(p)
         p.set_defaults(func=cmd_move, action=name)
@@ -89,9 +94,9 @@ def gate_table(gate: dict[str, Any]) -> Table:
 
 
 def cmd_move(args: argparse.Namespace) -> int:
-    op = (args.operator or "").strip()
-    if not op:
-        raise CliError("--operator NAME is required: every stage change is recorded with who did it")
+    from .operator_auth import authorise_cli
+
+    op = authorise_cli(args, args.action).operator
     ray, where = _hosts(args)
     host = where.get(args.strategy)
     if host is None:

@@ -6,7 +6,8 @@ gone: the deployment is found through its registry (``Deployment.attach``), stop
 client flushed, the shards checkpointed), its summary printed, and every actor removed.
 
 Exit codes: 0 stopped; 3 no deployment to talk to; 4 stopped, but an actor fault got in the way
-(the summary lists it).
+(the summary lists it); 5 refused by the operator API's authorisation (while one runs: a token
+from XMC_API_TOKEN or --token-env whose role may stop the deployment, admin; ops/operator_auth.py).
 """
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("stop", help="stop a running deployment (also a detached one whose driver is gone) and remove its actors")
     p.add_argument("--operator", help="who stops it (required; recorded in the ledger)")
     p.add_argument("--keep-actors", action="store_true", help="stop trading and flush, but leave the actors running")
+    from .operator_auth import add_token_argument
+
+    add_token_argument(p)
     add_format_argument(p, json_alias=True)
     _connection_args(p)
     p.set_defaults(func=cmd_stop)
@@ -34,9 +38,10 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from .cmd_run import print_summary
     from .output import output_format
 
+    from .operator_auth import authorise_cli
+
     fmt = output_format(args)
-    if not (args.operator or "").strip():
-        raise CliError("--operator: an operator name is required (it is recorded in the ledger)", code=2)
+    operator = authorise_cli(args, "stop").operator
     ns = join(args)
     try:
         dep = Deployment.attach(ns)
@@ -46,7 +51,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from ..core.sink import EventMaker
 
     dep.sink.emit(EventMaker(SystemClock(), "xmc-stop").make(
-        EventKind.OPERATOR, reason=f"stop deployment {dep.cfg.name}", action="stop", operator=args.operator.strip()))
+        EventKind.OPERATOR, reason=f"stop deployment {dep.cfg.name}", action="stop", operator=operator))
     summary = dep.stop()
     if not args.keep_actors:
         dep.remove()
