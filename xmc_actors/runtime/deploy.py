@@ -15,10 +15,14 @@ gateways on the wall clock. *Replay as fast as possible* of several gateways is 
 in lock step (:class:`ReplayDriver`): all replay gateways advance to the same replayed time,
 then the run settles (quotes delivered, pairs finished) before the next step, so that two
 venues' histories never drift apart and a hedge lands at the time of the data that caused it.
+
+The parts live in their own modules and are re-exported here under their old names: the actor
+names in :mod:`xmc_actors.model.names`, the run summary in :mod:`.run_summary`, the replay driver
+in :mod:`.replay_driver` and what the actors are handed (inline-size limit, pre-trade checker) in
+:mod:`.actor_args`. This module keeps :class:`Deployment` and the driver's status and Ctrl-C helpers.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import signal
@@ -34,249 +38,12 @@ import ray
 from ..model.config import DeploymentConfig, LedgerConfig
 from ..model.names import COORDINATOR_NAME, HOST_PREFIX, METRICS_HUB_NAME, REGISTRY_NAME, RISK_GUARD_NAME
 from ..model.pairs import PairSummary
+from .actor_args import INLINE_ARGS_LIMIT, build_checker, check_inline_size
+from .replay_driver import ACTOR_FAULTS, DeploymentFault, ReplayDriver, replayed_strategies, replayed_venues
+from .run_summary import TERMINAL_STATES, RunSummary, last_decision_seqs, ledger_pair_counts, run_figures
 from .session import DeploymentRegistry, forget_embedded, start_ray
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class RunSummary:
-    """What a run did, for the console and for tests.
-
-    The pairs' figures come from the ledger through :func:`~xmc_actors.ledger.figures.ledger_figures`
-    for the run's own range (``since_ns``, the wall time it started), the function the HTML report
-    uses: ``figure_rows`` are the report's "Figures" rows, label for label. ``rolled_back`` counts
-    the pairs that unwound a filled leg (回滚), whatever they ended as; pairs that *ended*
-    ROLLED_BACK are in ``pairs_by_outcome``."""
-
-    name: str
-    wall_s: float
-    pairs_by_outcome: dict[str, int]
-    quotes: int
-    intents: int
-    alerts_by_level: dict[str, int]
-    slippage_bps: dict[str, float]
-    exposure_ms: dict[str, float]
-    replenished: int
-    rolled_back: int
-    escalated: int
-    strategy_errors: int
-    ledger_path: str
-    report_path: str = ""
-    examples: dict[str, str] = dataclasses.field(default_factory=dict)
-    per_strategy: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    faults: list[str] = dataclasses.field(default_factory=list)  # actors that died or stayed away, and what came of it
-    interrupted: bool = False  # stopped early (Ctrl-C, stop_event) rather than at its end
-    halted: dict[str, str] = dataclasses.field(default_factory=dict)  # strategy -> why, for those not ACTIVE at the end
-    since_ns: int | None = None  # the run's range in the ledger starts here (wall clock)
-    figure_rows: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (label, text), as the report's
-    market_span: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)  # replayed strategies
-    # per replayed file: gateway, path, rows read, kept, skipped (by reason, first lines), adjusted
-    feed_reports: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-
-    @property
-    def nothing_evaluated(self) -> str:
-        """Why the run is suspect when no strategy evaluated a quote ("" otherwise)."""
-        if self.quotes or self.interrupted or not self.per_strategy:
-            return ""
-        if self.feed_reports:
-            kept = sum(int(r.get("kept", 0)) for r in self.feed_reports)
-            skipped = sum(int(r.get("skipped", 0)) for r in self.feed_reports)
-            return (f"no strategy evaluated a quote: the replayed files kept {kept:,} rows and skipped {skipped:,} "
-                    "(see 'replayed files' above; `xmc validate` names each bad cell by its line)")
-        return "no strategy evaluated a quote (no market data reached them; is the feed running?)"
-
-    def apply_figures(self, fig: Any) -> None:
-        """Take every shared figure from ``fig`` (a :class:`~xmc_actors.ledger.figures.RunFigures`)."""
-        self.pairs_by_outcome = dict(fig.pairs_by_outcome)
-        self.replenished, self.rolled_back, self.escalated = fig.replenished, fig.unwound, fig.escalated
-        self.slippage_bps, self.exposure_ms = fig.slippage_bps.summary(), fig.unhedged_ms.summary()
-        self.alerts_by_level = dict(fig.alerts_by_level)
-        self.examples = dict(fig.examples)
-        self.market_span = dict(fig.market_span)
-        self.figure_rows = fig.rows()
-
-    def lines(self) -> list[str]:
-        from ..ledger.figures import pad
-
-        how = "was interrupted after" if self.interrupted else "finished in"
-        out = [f"run {self.name!r} {how} {self.wall_s:.1f} s"]
-        out.append(f"  {pad('strategy evaluations (quotes)', 40)}{self.quotes:,}")
-        out.append(f"  {pad('pair intents', 40)}{self.intents:,}")
-        out += [f"  {pad(label, 40)}{text}" for label, text in self.figure_rows]
-        if self.feed_reports:
-            rows = sum(int(r.get("rows", 0)) for r in self.feed_reports)
-            skipped = sum(int(r.get("skipped", 0)) for r in self.feed_reports)
-            out.append(f"  {pad('replayed files: rows read, skipped', 40)}{rows:,} read, {skipped:,} skipped")
-            for r in self.feed_reports:
-                if r.get("skipped") or not r.get("kept"):
-                    reasons = ", ".join(f"{n} x {k}" for k, n in sorted((r.get("skipped_by_reason") or {}).items()))
-                    out.append(f"    {r.get('gateway', '')}: {r.get('path')}: {r.get('rows', 0):,} rows, "
-                               f"{r.get('kept', 0):,} kept, {r.get('skipped', 0):,} skipped"
-                               + (f" ({reasons})" if reasons else ""))
-                    for ex in (r.get("first_skipped") or [])[:3]:
-                        out.append(f"      e.g. {ex}")
-        if self.nothing_evaluated:
-            out.append(f"  WARNING: {self.nothing_evaluated}")
-        if self.strategy_errors:
-            out.append(f"  {pad('strategy errors (isolated)', 40)}{self.strategy_errors}")
-        for name, why in sorted(self.halted.items()):
-            out.append(f"  strategy {name} ended {why}")
-        if self.faults:
-            out.append(f"  {pad('actor faults', 40)}{len(self.faults)}")
-            for f in self.faults[:20]:
-                out.append(f"    {f}")
-        for label, did in self.examples.items():
-            out.append(f"  e.g. {label:<35}xmc audit trace {did} --ledger {self.ledger_path}")
-        out.append(f"  {pad('ledger', 40)}{self.ledger_path}")
-        if self.report_path:
-            out.append(f"  {pad('HTML report', 40)}{self.report_path}")
-        return out
-
-
-def last_decision_seqs(ledger_path: str | Path) -> dict[str, int]:
-    """Per strategy, the sequence number of its last decision in the ledger at ``ledger_path``
-    (decision ids are ``{strategy}-{seq:08d}``); empty when there is no ledger there yet."""
-    from ..ledger.audit import AuditReader
-    from ..strategies.base import decision_seq_of
-
-    root = Path(ledger_path)
-    if not root.is_dir() or not any(root.glob("*.duckdb")):
-        return {}
-    with AuditReader(root) as r:
-        rows = r.con.execute("SELECT strategy, max(decision_id) FROM events WHERE kind IN ('INTENT', 'SHADOW') "
-                             "AND strategy != '' GROUP BY strategy").fetchall()  # a shadow's decisions too
-    out: dict[str, int] = {}
-    for strategy, did in rows:
-        seq = decision_seq_of(str(strategy), str(did))
-        if seq is not None:
-            out[str(strategy)] = seq
-    return out
-
-
-# Ray keeps an actor's constructor arguments inline in its creation task up to 100 kB (its
-# max_direct_call_object_size); larger ones go to the object store, owned by the driver, and a
-# restart after the driver released them fails. Every actor of a deployment gets the
-# deployment as plain data, so it must stay under that with room to spare.
-INLINE_ARGS_LIMIT = 80_000
-
-
-def check_inline_size(deployment: dict[str, Any], limit: int = INLINE_ARGS_LIMIT) -> None:
-    """Refuse a deployment too large to travel inline in its actors' creation tasks."""
-    import pickle
-
-    n = len(pickle.dumps(deployment, protocol=5))
-    if n > limit:
-        raise ValueError(f"deployment: the resolved configuration is {n:,} bytes, more than the {limit:,} that an "
-                         f"actor's constructor arguments may take for Ray to restart it without its driver; "
-                         f"split it into several deployments")
-
-
-def replayed_venues(cfg: DeploymentConfig) -> set[str]:
-    """Venues whose quotes are replayed as fast as possible (by the replay driver, in replayed
-    time): the quote source of the venue is a ``replay`` feed without a ``speed``."""
-    out = set()
-    for venue, g in cfg.quote_sources().items():
-        if g.feed.kind == "replay" and g.feed.params.get("speed", "max") == "max":
-            out.add(venue)
-    return out
-
-
-def replayed_strategies(cfg: DeploymentConfig) -> set[str]:
-    """Strategies whose two legs are on replayed venues: they live on the quotes' own time
-    (their host's ``time_source="quotes"``), and so does the pre-trade check of their pairs."""
-    venues = replayed_venues(cfg)
-    return {s.name for s in cfg.strategies if {cfg.instrument(leg.instrument).venue for leg in s.legs} <= venues}
-
-
-def build_checker(deployment: dict[str, Any], *, instruments: Any, sink: Any, clock: Any, name: str) -> Any:
-    """The coordinator's in-process pre-trade checker (built inside the coordinator's process).
-
-    Market time: FX is looked up at each pair's ``created_ns`` (the stamp of the quotes it was
-    decided on), and the sessions of a replayed strategy's pairs are judged then too, so a
-    replay of 2019 trades at 2019's rates and hours, whatever the wall clock says."""
-    from ..core.risk_rules import PreTradeChecker, fx_from_book
-    from ..feeds.fx import fx_book_from_config
-
-    dep = DeploymentConfig.model_validate(deployment)
-    fx = fx_from_book(fx_book_from_config(dep.fx), clock)
-    return PreTradeChecker(instruments, {v.code: v for v in dep.venues}, fx, name=name, sink=sink, clock=clock,
-                           market_time_strategies=replayed_strategies(dep))
-
-
-class DeploymentFault(RuntimeError):
-    """An actor of the deployment stayed unavailable past the time allowed for its restart."""
-
-
-# what a call to an actor that died or is restarting raises (its outcome is unknown)
-ACTOR_FAULTS: tuple[type[BaseException], ...] = (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError)
-
-
-class ReplayDriver:
-    """Steps every replay gateway through one merged timeline, settling after each step.
-
-    Each step advances all replay gateways to the earliest next event among them (so events
-    of different venues interleave in true time order), then waits until what that event
-    caused has happened (quotes delivered, pairs finished) before the next one: the settle
-    loop of a deterministic replay.
-
-    An actor that dies during a step is a fault to recover from, not the end of the run
-    (``recover``): the driver waits for Ray to restart it, brings every replay gateway back to
-    the replayed time the step had reached (a restarted one starts its file again and passes
-    over what was already replayed: :meth:`VenueGateway.skip_to`), and goes on.
-    """
-
-    def __init__(self, gateways: dict[str, Any], settle: Callable[[], None],
-                 recover: Callable[[str, BaseException], None] | None = None) -> None:
-        self.gateways = gateways
-        self.settle = settle
-        self.recover = recover
-        self.now_ns: int | None = None
-        self.done = not gateways
-        self.events = 0
-        self.resyncs = 0
-        self._next: dict[str, int | None] | None = None
-
-    def step(self) -> int:
-        """One step; returns how many feed events the gateways processed."""
-        if self.done:
-            return 0
-        try:
-            return self._step()
-        except ACTOR_FAULTS as e:
-            if self.recover is None:
-                raise
-            self.recover("replay step", e)  # waits until the deployment answers again, or raises
-            self.resync()
-            return 0
-
-    def resync(self) -> None:
-        """Bring every replay gateway to the replayed time reached so far (after a restart)."""
-        self.resyncs += 1
-        self._next = None
-        if self.now_ns is None:
-            return
-        names = list(self.gateways)
-        results = ray.get([self.gateways[n].skip_to.remote(self.now_ns) for n in names], timeout=60)
-        self._next = {n: nxt for n, (_, nxt) in zip(names, results)}
-        self.settle()
-
-    def _step(self) -> int:
-        if self._next is None:
-            names = list(self.gateways)
-            self._next = dict(zip(names, ray.get([self.gateways[n].next_ts.remote() for n in names], timeout=60)))
-        pending = [t for t in self._next.values() if t is not None]
-        if not pending:
-            self.done = True
-            return 0
-        target = self.now_ns = min(pending)
-        names = list(self.gateways)
-        results = ray.get([self.gateways[n].advance_to.remote(target) for n in names], timeout=60)
-        self._next = {n: nxt for n, (_, nxt) in zip(names, results)}
-        count = sum(c for c, _ in results)
-        self.events += count
-        self.settle()
-        return count
 
 
 class Deployment:
@@ -909,30 +676,6 @@ class Deployment:
             forget_embedded(self.namespace)
 
 
-TERMINAL_STATES = ("HEDGED", "ROLLED_BACK", "ESCALATED", "REFUSED")
-
-
-def run_figures(ledger_dir: str | Path, since_ns: int | None = None, until_ns: int | None = None) -> Any:
-    """:func:`~xmc_actors.ledger.figures.ledger_figures` of the ledger at ``ledger_dir``: what the
-    run summary and the report show for the same range."""
-    from ..ledger.audit import AuditReader
-    from ..ledger.figures import ledger_figures
-
-    with AuditReader(ledger_dir) as r:
-        return ledger_figures(r, since_ns, until_ns)
-
-
-def ledger_pair_counts(ledger_dir: str | Path) -> dict[str, Any]:
-    """What the ledger's pairs came to (the whole ledger), as :func:`run_figures` counts them:
-    pairs by outcome (``OPEN``: a pair whose last state is not terminal), how many replenished
-    (补单), unwound a filled leg (回滚, ``rolled_back``) or ended escalated, the open pairs and
-    one decision id of each kind, to trace."""
-    fig = run_figures(ledger_dir)
-    return {"pairs_by_outcome": dict(fig.pairs_by_outcome), "replenished": fig.replenished,
-            "rolled_back": fig.unwound, "escalated": fig.escalated, "non_terminal": list(fig.open_pairs),
-            "examples": dict(fig.examples)}
-
-
 def collect_status(handles: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:
     """Ask every actor of a deployment for its status; an actor that does not answer says so,
     and one that has no status to give (the ``metrics-hub``) is listed as such
@@ -970,5 +713,7 @@ def install_sigint(stop_event: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-__all__ = ["ACTOR_FAULTS", "Deployment", "DeploymentFault", "ReplayDriver", "RunSummary", "ledger_pair_counts", "run_figures", "build_checker", "collect_status", "install_sigint",
-           "replayed_strategies", "replayed_venues"]
+__all__ = ["ACTOR_FAULTS", "COORDINATOR_NAME", "Deployment", "DeploymentFault", "HOST_PREFIX", "INLINE_ARGS_LIMIT",
+           "METRICS_HUB_NAME", "REGISTRY_NAME", "RISK_GUARD_NAME", "ReplayDriver", "RunSummary", "TERMINAL_STATES",
+           "build_checker", "check_inline_size", "collect_status", "install_sigint", "last_decision_seqs",
+           "ledger_pair_counts", "replayed_strategies", "replayed_venues", "run_figures"]
