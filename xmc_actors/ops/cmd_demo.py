@@ -48,7 +48,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         tokens_file, token_path = demo_token(out)
         cfg = cfg.model_copy(update={"api": cfg.api.model_copy(update={"tokens_file": str(tokens_file)})})
-        print(f"console sign-in: the demo's admin token is in {token_path} (paste it into the console)")
+        print(f"console sign-in: the demo's admin token is in {token_path} (paste it into the console; for xmc halt, "
+              f"limits, stop ... from another shell: export XMC_API_TOKEN=$(cat {token_path}))")
     for line in describe(cfg):
         print(line)
     if args.validate_only:
