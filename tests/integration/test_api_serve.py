@@ -186,6 +186,42 @@ def test_limit_raise_needs_a_second_operator(run):
     assert ray.get(guard.status.remote())["limits"]["default_limits"]["max_order_qty"] == 1000
 
 
+def test_cli_acting_commands_need_a_token_while_the_api_runs(run, monkeypatch, capsys):
+    """`xmc halt|resume|limits set` against the real desk: no token or a viewer's token exit 5
+    and change nothing; a trader's token acts as its operator; a big raise waits for a second
+    operator, who confirms with `xmc confirm`."""
+    import ray
+
+    from xmc_actors.ops.cli import main
+
+    coord = ray.get_actor("coordinator", namespace=NS)
+    guard = ray.get_actor("risk-guard", namespace=NS)
+    monkeypatch.delenv("XMC_API_TOKEN", raising=False)
+    assert main(["halt", "--strategy", "cu2", "--operator", "tom", "--namespace", NS]) == 5
+    monkeypatch.setenv("XMC_API_TOKEN", run["tokens"]["vera"])
+    assert main(["halt", "--strategy", "cu2", "--namespace", NS]) == 5
+    assert "role viewer" in capsys.readouterr().err
+    assert ray.get(coord.status.remote())["trading_states"].get("strategy:cu2", "ACTIVE") == "ACTIVE"
+    monkeypatch.setenv("XMC_API_TOKEN", run["tokens"]["tom"])
+    assert main(["halt", "--strategy", "cu2", "--namespace", NS]) == 0
+    assert "HALTED by tom" in capsys.readouterr().out
+    assert ray.get(coord.status.remote())["trading_states"]["strategy:cu2"] == "HALTED"
+    assert main(["resume", "--strategy", "cu2", "--namespace", NS]) == 0
+    before = ray.get(guard.status.remote())["limits"]["default_limits"]["max_order_qty"]
+    monkeypatch.setenv("XMC_API_TOKEN", run["tokens"]["rita"])
+    code = main(["limits", "set", "--section", "default_limits", f"max_order_qty={int(before) * 3}", "--namespace", NS])
+    err = capsys.readouterr().err
+    assert code == 6 and "xmc confirm cf-" in err, err  # +200%: waits for a second operator
+    assert ray.get(guard.status.remote())["limits"]["default_limits"]["max_order_qty"] == before
+    cid = err.split("xmc confirm ")[1].split("`")[0]
+    monkeypatch.setenv("XMC_API_TOKEN", run["tokens"]["adam"])
+    assert main(["confirm", cid, "--namespace", NS]) == 0
+    assert "confirmed by adam" in capsys.readouterr().out
+    assert ray.get(guard.status.remote())["limits"]["default_limits"]["max_order_qty"] == int(before) * 3
+    out_err = "".join(capsys.readouterr())
+    assert not any(t in out_err for t in run["tokens"].values())
+
+
 def test_no_token_in_the_ledger_or_logs(run):
     import ray
 
