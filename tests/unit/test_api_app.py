@@ -74,6 +74,23 @@ def test_permission_matrix_over_http(role: str, action: str):
         assert be.calls == []
 
 
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("action", ["confirm", "order"])
+def test_permission_matrix_over_http_confirm_and_order(role: str, action: str):
+    """The two actions the matrix above leaves out: the role is checked before anything else
+    (a role that may gets past it to the next check: no such confirmation, an empty batch body)."""
+    from xmc_actors.core.operator_api import PERMISSIONS, Action, Role
+
+    c, be = client()
+    path = "/v1/confirmations/cf-none" if action == "confirm" else "/v1/batches"
+    r = c.post(path, headers=auth(role), json={})
+    if Action(action) in PERMISSIONS[Role(role)]:
+        assert r.status_code == (404 if action == "confirm" else 422), r.text
+    else:
+        assert r.status_code == 403 and r.json()["field"] == "role" and role in r.json()["error"], r.text
+    assert be.calls == []
+
+
 @pytest.mark.parametrize("path", ["/v1/status", "/v1/halt"])
 def test_no_or_bad_token_is_401(path: str):
     c, be = client()
