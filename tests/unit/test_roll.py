@@ -1,0 +1,105 @@
+"""The calendar roll as one decision (core/roll.py): children, refusals, outcome, deadline."""
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from testkit import instrument, venue
+from xmc_actors.core.contracts import Holding, plan_roll
+from xmc_actors.core.roll import RollInputError, RollTracker, build_roll, child_id, roll_by_ns
+
+D = dt.date
+PRICES = {"SHFE.cu2701": 72000, "SHFE.cu2702": 72100, "COMEX.HGH7": "4.50", "COMEX.HGK7": "4.55"}
+ACCOUNTS = {"SHFE": "cn", "COMEX": "us"}
+
+
+def _plan(day=D(2026, 12, 6)):
+    return plan_roll([Holding(instrument("SHFE.cu"), venue("SHFE"), 10, "SHFE.cu2701"),
+                      Holding(instrument("COMEX.HG"), venue("COMEX"), -2, "COMEX.HGH7")], day)
+
+
+def _req(**kw):
+    plan = kw.pop("plan", None) or _plan()
+    args = dict(decision_id="roll-cu-1", strategy="cu_pair", accounts=ACCOUNTS, prices=PRICES,
+                deadline_ns=roll_by_ns(plan, "Asia/Shanghai"), now_ns=1)
+    args.update(kw)
+    return build_roll(plan, **args)
+
+
+def test_a_copper_roll_is_one_decision_with_one_calendar_spread_per_venue():
+    req = _req()
+    assert [c.decision_id for c in req.children] == ["roll-cu-1.rollA", "roll-cu-1.rollB"]
+    a, b = req.children
+    assert [(lg.leg, lg.instrument, lg.side.value, lg.qty, lg.account, lg.limit_price) for lg in a.legs] == [
+        ("N", "SHFE.cu2701", "SELL", 10, "cn", Decimal(72000)), ("F", "SHFE.cu2702", "BUY", 10, "cn", Decimal(72100))]
+    assert [(lg.instrument, lg.side.value, lg.qty) for lg in b.legs] == [
+        ("COMEX.HGH7", "BUY", 2), ("COMEX.HGK7", "SELL", 2)]
+    assert all(c.strategy == "cu_pair" and c.deadline_ns == req.deadline_ns for c in req.children)
+    p = req.payload()
+    assert p["roll_children"] == ["roll-cu-1.rollA", "roll-cu-1.rollB"] and p["roll_by"] == "2026-12-30"
+    assert p["legs"][0] == {"leg": "A", "venue": "SHFE", "near": "SHFE.cu2701", "far": "SHFE.cu2702", "qty": 10,
+                            "roll_by": "2026-12-30"}
+
+
+def test_the_deadline_is_the_end_of_roll_by_in_the_venue_time_zone():
+    # 31 Dec 2026 00:00 in Shanghai is 30 Dec 16:00 UTC
+    assert roll_by_ns(_plan(), "Asia/Shanghai") == int(
+        dt.datetime(2026, 12, 30, 16, tzinfo=dt.timezone.utc).timestamp()) * 10**9
+
+
+@pytest.mark.parametrize("kw, field", [
+    ({"decision_id": "bad id!"}, "decision_id"),
+    ({"decision_id": "x" * 71}, "decision_id"),
+    ({"strategy": " "}, "strategy"),
+    ({"accounts": {"SHFE": "cn"}}, "accounts[COMEX]"),
+    ({"prices": {k: v for k, v in PRICES.items() if k != "SHFE.cu2702"}}, "prices[SHFE.cu2702]"),
+    ({"prices": {**PRICES, "COMEX.HGK7": "abc"}}, "prices[COMEX.HGK7]"),
+    ({"prices": {**PRICES, "COMEX.HGK7": -1}}, "prices[COMEX.HGK7]"),
+    ({"deadline_ns": 0}, "deadline_ns"),
+])
+def test_bad_input_is_refused_naming_the_field(kw, field):
+    with pytest.raises(RollInputError) as e:
+        _req(**kw)
+    assert e.value.field == field and str(e.value).startswith(field + ":")
+
+
+def test_a_roll_after_its_deadline_needs_an_operator():
+    with pytest.raises(RollInputError, match="^operator: .*only an operator"):
+        _req(deadline_ns=10, now_ns=11)
+    assert _req(deadline_ns=10, now_ns=11, operator=" alice ").operator == "alice"
+
+
+def _summary(did, state="HEDGED", complete=True):
+    return {"decision_id": did, "state": state, "complete": complete,
+            "legs": [{"instrument": "X.near", "net_qty": -1}, {"instrument": "X.far", "net_qty": 1}]}
+
+
+def test_the_roll_is_rolled_once_every_child_is_hedged_and_complete():
+    tr = RollTracker(_req())
+    assert tr.on_child(_summary("other")) is None
+    assert tr.on_child(_summary(child_id("roll-cu-1", "A"))) is None
+    out = tr.on_child(_summary(child_id("roll-cu-1", "B")))
+    assert out["state"] == "ROLLED" and "SHFE.cu2701->SHFE.cu2702" in out["reason"]
+    assert out["children"]["roll-cu-1.rollA"]["net"] == {"X.near": -1, "X.far": 1}
+    assert tr.on_deadline(10**30) is None  # decided once
+
+
+def test_one_venue_rolled_and_the_other_not_is_escalated_as_mismatched_months():
+    tr = RollTracker(_req())
+    tr.on_child(_summary("roll-cu-1.rollA"))
+    out = tr.on_child(_summary("roll-cu-1.rollB", state="ROLLED_BACK", complete=False))
+    assert out["state"] == "ESCALATED"
+    assert out["reason"].startswith("roll-cu-1.rollB ended without a complete roll; roll-cu-1.rollA rolled")
+    assert "mismatched months" in out["reason"]
+
+
+def test_the_deadline_passing_before_the_children_end_escalates():
+    req = _req()
+    tr = RollTracker(req)
+    tr.on_child(_summary("roll-cu-1.rollA"))
+    assert tr.on_deadline(req.deadline_ns - 1) is None
+    out = tr.on_deadline(req.deadline_ns)
+    assert out["state"] == "ESCALATED" and "roll-cu-1.rollB not rolled by its deadline (end of 2026-12-30)" in out["reason"]
+    assert out["children"]["roll-cu-1.rollB"]["state"] == "WORKING"

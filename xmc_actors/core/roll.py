@@ -1,0 +1,195 @@
+"""A position's calendar roll executed as one decision (issue 19 item 1; docs/contracts.md).
+
+Pure and deterministic: no Ray, no clock of its own. :func:`build_roll` turns a
+:class:`~xmc_actors.core.contracts.RollPlan` into a :class:`RollRequest`: one parent decision id
+and, per rolled leg (venue), one child pair intent that is a calendar spread on that venue
+(near contract closed + far contract opened, same lots), so each child keeps the coordinator's
+pair guarantees (both orders leave together, replenish within budget, rollback of the filled side
+when the other cannot be done). :class:`RollTracker` follows the children to the roll's outcome:
+``ROLLED`` once every child is HEDGED and complete, ``ESCALATED`` (a red alert) when one ends
+otherwise or when the deadline (the end of the plan's ``roll_by`` day) passes first.
+
+Bad input raises :class:`RollInputError` naming the field and the reason; nothing is sent then.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo
+
+from ..model.market import Side
+from ..model.pairs import LegIntent, PairIntent, ReplenishBudget, RollbackPolicy
+from .contracts import RollPlan
+
+NEAR_LEG = "N"   # a child pair's near leg (the close)
+FAR_LEG = "F"    # a child pair's far leg (the open)
+_ID = re.compile(r"^[A-Za-z0-9_\-]{1,70}$")
+
+
+class RollInputError(ValueError):
+    """A roll refused before anything is sent: ``field`` and ``reason``."""
+
+    def __init__(self, field_name: str, reason: str) -> None:
+        super().__init__(f"{field_name}: {reason}")
+        self.field = field_name
+        self.reason = reason
+
+
+def child_id(decision_id: str, leg: str) -> str:
+    """The child pair of leg ``leg`` (``A``/``B``) of roll ``decision_id``: ``{id}.roll{leg}``."""
+    return f"{decision_id}.roll{leg}"
+
+
+def roll_by_ns(plan: RollPlan, timezone: str) -> int:
+    """The roll's deadline: the end of the plan's ``roll_by`` day in ``timezone`` (the binding
+    venue's), in UTC nanoseconds."""
+    end = dt.datetime.combine(plan.roll_by + dt.timedelta(days=1), dt.time(0), ZoneInfo(timezone))
+    return int(end.timestamp()) * 1_000_000_000
+
+
+@dataclass(frozen=True)
+class RollRequest:
+    """A roll ready to submit: the parent decision, the plan, and one child pair per leg."""
+
+    decision_id: str
+    strategy: str
+    operator: str
+    deadline_ns: int
+    plan: RollPlan
+    children: tuple[PairIntent, ...]
+
+    def payload(self) -> dict[str, Any]:
+        """What the parent decision's INTENT event carries (``xmc audit trace`` shows it and
+        follows ``roll_children`` to the children's events)."""
+        return {
+            "roll": True,
+            "roll_children": [c.decision_id for c in self.children],
+            "operator": self.operator,
+            "deadline_ns": self.deadline_ns,
+            "roll_from": self.plan.roll_from.isoformat(),
+            "roll_by": self.plan.roll_by.isoformat(),
+            "venue_deadline": self.plan.deadline.isoformat(),
+            "binding": self.plan.binding,
+            "plan_status": self.plan.status,
+            "legs": [{"leg": lg.leg, "venue": lg.near.venue, "near": lg.near.id, "far": lg.far.id, "qty": lg.qty,
+                      "roll_by": lg.roll_by.isoformat()} for lg in self.plan.legs],
+            "reason": self.plan.reason,
+        }
+
+
+def _price(prices: Mapping[str, Any], inst: str) -> Decimal:
+    if inst not in prices:
+        raise RollInputError(f"prices[{inst}]", "missing: every near and far contract needs a limit price")
+    try:
+        p = Decimal(str(prices[inst]))
+    except (InvalidOperation, ValueError):
+        raise RollInputError(f"prices[{inst}]", f"{prices[inst]!r} is not a number") from None
+    if not p.is_finite() or p <= 0:
+        raise RollInputError(f"prices[{inst}]", f"{p} is not a positive price")
+    return p
+
+
+def build_roll(plan: RollPlan, *, decision_id: str, strategy: str, accounts: Mapping[str, str],
+               prices: Mapping[str, Any], deadline_ns: int, now_ns: int, operator: str = "",
+               replenish: ReplenishBudget | None = None, rollback: RollbackPolicy | None = None) -> RollRequest:
+    """The roll of ``plan`` as one decision ``decision_id`` with one child pair per rolled leg.
+
+    ``accounts``: the account per venue; ``prices``: a limit price per near and far contract;
+    ``deadline_ns``: when the roll must be done (:func:`roll_by_ns`). A roll is refused after its
+    deadline unless an ``operator`` orders it (the venue may already be forcing the position out).
+    Children carry the deadline, so the coordinator does not keep working them past it.
+    """
+    if not isinstance(decision_id, str) or not _ID.match(decision_id):
+        raise RollInputError("decision_id", f"{decision_id!r}: 1-70 letters, digits, '_' or '-'")
+    if not isinstance(strategy, str) or not strategy.strip():
+        raise RollInputError("strategy", "empty: the roll is booked to a strategy")
+    if not plan.legs:
+        raise RollInputError("plan", "no dated leg to roll")
+    if not isinstance(deadline_ns, int) or deadline_ns <= 0:
+        raise RollInputError("deadline_ns", f"{deadline_ns!r} is not a positive time")
+    if now_ns >= deadline_ns and not (operator or "").strip():
+        raise RollInputError("operator", f"the roll's deadline (end of {plan.roll_by}) has passed: only an "
+                                         "operator may order a late roll (--operator NAME)")
+    children = []
+    for lg in plan.legs:
+        venue = lg.near.venue
+        acc = accounts.get(venue)
+        if not acc:
+            raise RollInputError(f"accounts[{venue}]", "missing: the account holding the position is needed")
+        if lg.qty == 0:
+            raise RollInputError(f"plan.legs[{lg.leg}].qty", "zero lots: nothing to roll")
+        close_side, open_side = (Side.SELL, Side.BUY) if lg.qty > 0 else (Side.BUY, Side.SELL)
+        pn, pf = _price(prices, lg.near.id), _price(prices, lg.far.id)
+        near = LegIntent(leg=NEAR_LEG, instrument=lg.near.id, account=acc, side=close_side, qty=abs(lg.qty),
+                         limit_price=pn, trigger_price=pn)
+        far = LegIntent(leg=FAR_LEG, instrument=lg.far.id, account=acc, side=open_side, qty=abs(lg.qty),
+                        limit_price=pf, trigger_price=pf)
+        kw: dict[str, Any] = {}
+        if replenish is not None:
+            kw["replenish"] = replenish
+        if rollback is not None:
+            kw["rollback"] = rollback
+        children.append(PairIntent(decision_id=child_id(decision_id, lg.leg), strategy=strategy, legs=(near, far),
+                                   deadline_ns=deadline_ns, created_ns=now_ns, **kw))
+    return RollRequest(decision_id, strategy, (operator or "").strip(), deadline_ns, plan, tuple(children))
+
+
+@dataclass
+class RollTracker:
+    """Follows a roll's children to its outcome. ``on_child(summary)`` with each child's pair
+    summary (a dict as the coordinator pushes it); ``on_deadline(now_ns)`` when the deadline
+    timer fires. Each returns None, or the outcome once (``ROLLED`` / ``ESCALATED``, a reason,
+    and per child its state and net lots per contract)."""
+
+    request: RollRequest
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outcome: dict[str, Any] | None = None
+
+    def _children(self) -> dict[str, Any]:
+        out = {}
+        for c in self.request.children:
+            s = self.summaries.get(c.decision_id)
+            out[c.decision_id] = {
+                "state": s.get("state", "?") if s else "WORKING",
+                "complete": bool(s and s.get("complete")),
+                "net": {lg["instrument"]: lg.get("net_qty") for lg in (s or {}).get("legs", [])},
+            }
+        return out
+
+    def _finish(self, state: str, reason: str) -> dict[str, Any]:
+        self.outcome = {"state": state, "reason": reason, "children": self._children()}
+        return self.outcome
+
+    def on_child(self, summary: Mapping[str, Any]) -> dict[str, Any] | None:
+        did = summary.get("decision_id")
+        if self.outcome is not None or did not in {c.decision_id for c in self.request.children}:
+            return None
+        self.summaries[did] = dict(summary)
+        if len(self.summaries) < len(self.request.children):
+            return None
+        bad = [d for d, s in self.summaries.items() if not (s.get("state") == "HEDGED" and s.get("complete"))]
+        if not bad:
+            return self._finish("ROLLED", "every leg is on its far contract: " + ", ".join(
+                f"{lg.near.id}->{lg.far.id}" for lg in self.request.plan.legs))
+        return self._finish("ESCALATED", _mismatch(self.request, bad, "ended without a complete roll"))
+
+    def on_deadline(self, now_ns: int) -> dict[str, Any] | None:
+        if self.outcome is not None or now_ns < self.request.deadline_ns:
+            return None
+        missing = [c.decision_id for c in self.request.children
+                   if not (self.summaries.get(c.decision_id, {}).get("state") == "HEDGED"
+                           and self.summaries[c.decision_id].get("complete"))]
+        return self._finish("ESCALATED", _mismatch(self.request, missing,
+                                                   f"not rolled by its deadline (end of {self.request.plan.roll_by})"))
+
+
+def _mismatch(req: RollRequest, bad: list[str], what: str) -> str:
+    ok = [c.decision_id for c in req.children if c.decision_id not in bad]
+    msg = f"{', '.join(sorted(bad))} {what}"
+    if ok:
+        msg += (f"; {', '.join(ok)} rolled: the cross-market hedge still holds its lots but on mismatched "
+                "months until the rest is rolled by hand")
+    return msg
