@@ -31,9 +31,9 @@ from .cli import CliError
 EXIT_UNAUTHORISED = 5  # the operator API's authorisation refused the command: nothing changed
 EXIT_PENDING = 6       # the change waits for a second operator's confirmation: nothing changed yet
 TOKEN_ENV_DEFAULT = "XMC_API_TOKEN"
-EXIT_CODES_HELP = (f"while an operator API runs: exit {EXIT_UNAUTHORISED} when its authorisation refuses (no token, "
-                   f"unknown token, a role that may not, --operator not the token's), {EXIT_PENDING} when a second "
-                   "operator must confirm")
+EXIT_CODES_HELP = (f"Exit {EXIT_UNAUTHORISED}: its authorisation refused (no token, an unknown token, a role that may "
+                   f"not, --operator not the token's); exit {EXIT_PENDING}: a second operator must confirm "
+                   "(xmc confirm ID); nothing changed either way")
 
 
 def add_token_argument(p: argparse.ArgumentParser) -> None:
