@@ -65,3 +65,12 @@ def test_check_catches_a_missing_field() -> None:
     # a key named only as part of a longer word does not count as documented
     removed = re.sub(r"(?<![\w.-])grant_refresh_ms(?![\w-])", "grant_refresh_msX", doc)
     assert "risk.grant_refresh_ms" in undocumented(removed)
+
+
+def test_every_top_level_section_has_a_row_in_the_sections_table() -> None:
+    doc = DOC.read_text(encoding="utf-8")
+    table = doc.split("## Sections", 1)[1]
+    rows = [ln.split("|")[1] for ln in table.splitlines() if ln.startswith("| `")]
+    missing = [k for k in DeploymentConfig.model_fields
+               if not any(re.search(rf"`{re.escape(k)}(\[\])?`", first) for first in rows)]
+    assert not missing, f"docs/configuration.md, 'Sections': no row for {missing}"
