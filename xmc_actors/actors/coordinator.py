@@ -26,16 +26,18 @@ from typing import Any, Callable, Iterable, Mapping
 import ray
 from ray.exceptions import GetTimeoutError, RayError
 
+from ..core.alerts import coordinator_alert
 from ..core.clock import Clock, SystemClock
 from ..core.pair import (
     Cancel, CancelTimers, Command, CoordinatorConfig, Emit, HaltStrategy, NotifyDone, PairBook, Place, Query, StartTimer,
     TimerKey,
 )
 from ..core.pretrade import PreTradeCheck
+from ..core.roll import RollRequest, RollTracker
 from ..core.sink import EventSink, MemorySink
 from ..core.venue_health import VenueChange, VenueHealth, VenueState
 from ..model.config import route_venue
-from ..model.events import Event
+from ..model.events import Event, EventKind
 from ..model.fastpickle import from_wire, to_wire
 from ..model.market import Instrument, Venue
 from ..model.names import actor_repr
@@ -121,6 +123,9 @@ class PairCoordinator:
         self._timer_seq = itertools.count()
         self._emit_scheduled = False
         self.closing = False  # set by shutdown(): new intents are refused
+        self._rolls: dict[str, RollTracker] = {}   # roll decision id -> its tracker (core/roll.py)
+        self._roll_of: dict[str, str] = {}         # child pair id -> its roll's decision id
+        self._roll_timers: dict[str, asyncio.TimerHandle] = {}
         self.reconstructed = False
         try:
             self.reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
@@ -380,6 +385,75 @@ class PairCoordinator:
         m = self.book.pairs.get(did)
         return {**res, "state": m.state.value if m is not None else res["state"], "legs_answered": answered.is_set()}
 
+    # -- calendar rolls (core/roll.py, docs/contracts.md "Rolling a position") -----------------
+    async def submit_roll(self, request: RollRequest) -> dict[str, Any]:
+        """Execute a position's roll as one decision: record it (an ``OPERATOR`` event, action
+        ``roll``, under the roll's decision id, with the plan and its child pair ids), submit
+        every child calendar spread at once (each a pair under the usual guarantees: both
+        orders together, offsets chosen here, replenish and rollback), then decide the roll:
+        ``ROLLED`` when every child is HEDGED and complete, else ``ESCALATED`` with a red ALERT,
+        also when the deadline (end of ``roll_by``) passes first. Idempotent on the decision id.
+
+        Returns ``{decision_id, accepted, children: [submit answers], reason}``."""
+        if not isinstance(request, RollRequest):  # built by core.roll.build_roll, which checks the fields
+            self.book._bad_input("roll", f"request: a {type(request).__name__}, not a RollRequest (core.roll.build_roll)")
+            self._execute(self.book._flush())
+            return {"decision_id": "", "accepted": False, "reason": "request: not a RollRequest"}
+        did = request.decision_id
+        if did in self._rolls:
+            return {"decision_id": did, "accepted": False, "duplicate": True, "reason": "duplicate roll"}
+        if self.closing:
+            return {"decision_id": did, "accepted": False, "reason": "coordinator is shutting down"}
+        await self._ensure_registered()
+        tracker = RollTracker(request)
+        self._rolls[did] = tracker
+        for c in request.children:
+            self._roll_of[c.decision_id] = did
+        self._flush_emits()
+        self.sink.emit(self.book.events.make(
+            EventKind.OPERATOR, decision_id=did, strategy=request.strategy, reason=f"roll {did}", action="roll",
+            **request.payload()))
+        answers = await asyncio.gather(*(self.submit(c) for c in request.children))
+        for c, a in zip(request.children, answers):
+            if not a.get("accepted"):  # refused before any order: that child is done, unrolled
+                self._roll_step(did, lambda t, c=c, a=a: t.on_child(
+                    {"decision_id": c.decision_id, "state": a.get("state", "REFUSED"), "complete": False,
+                     "reason": a.get("reason", "")}))
+        if tracker.outcome is None:
+            delay = max(request.deadline_ns - self.clock.now_ns(), 0) / 1e9
+            self._roll_timers[did] = asyncio.get_running_loop().call_later(
+                delay, lambda: self._roll_step(did, lambda t: t.on_deadline(self.clock.now_ns())))
+        return {"decision_id": did, "accepted": any(a.get("accepted") for a in answers),
+                "children": answers, "reason": request.plan.reason}
+
+    def _roll_step(self, did: str, step: Callable[[RollTracker], dict[str, Any] | None]) -> None:
+        """Feed the roll's tracker; once it decides, record the outcome (``LIFECYCLE``
+        ``ROLL_DONE``; an escalation also a red ``ALERT`` under the roll's decision id)."""
+        t = self._rolls.get(did)
+        if t is None:
+            return
+        out = step(t)
+        if out is None:
+            return
+        h = self._roll_timers.pop(did, None)
+        if h is not None:
+            h.cancel()
+        self._flush_emits()
+        req = t.request
+        mk = self.book.events.make
+        self.sink.emit(mk(EventKind.LIFECYCLE, decision_id=did, strategy=req.strategy, reason="ROLL_DONE",
+                          roll_state=out["state"], message=out["reason"], children=out["children"]))
+        if out["state"] != "ROLLED":
+            self.sink.emit(mk(EventKind.ALERT, decision_id=did, strategy=req.strategy, reason=out["reason"][:500],
+                              **coordinator_alert(alert_id=f"{did}:roll", monitor="calendar_roll", strategy=req.strategy,
+                                                  level="red", action="none", message=out["reason"], value=1.0,
+                                                  threshold=0.0, opened_ns=self.clock.now_ns())))
+
+    async def roll_outcome(self, decision_id: str) -> dict[str, Any] | None:
+        """A roll's outcome once decided (``state`` ROLLED/ESCALATED, ``reason``, ``children``), else None."""
+        t = self._rolls.get(decision_id)
+        return None if t is None else t.outcome
+
     async def _liquidity(self, intent: PairIntent) -> dict[str, int] | None:
         """Visible lots per leg: from the intent, else from the gateways' latest quotes."""
         out: dict[str, int] = {}
@@ -592,6 +666,8 @@ class PairCoordinator:
                 ev = self._done.pop(did, None)
                 if ev is not None:
                     ev.set()
+                if did in self._roll_of and not c.summary.incremental:
+                    self._roll_step(self._roll_of[did], lambda t, w=wire: t.on_child(w))
                 h = self.strategies.get(c.strategy)
                 if h is not None:
                     h.on_pair_done.remote(wire)

@@ -76,7 +76,7 @@ class RollRequest:
             "plan_status": self.plan.status,
             "legs": [{"leg": lg.leg, "venue": lg.near.venue, "near": lg.near.id, "far": lg.far.id, "qty": lg.qty,
                       "roll_by": lg.roll_by.isoformat()} for lg in self.plan.legs],
-            "reason": self.plan.reason,
+            "plan_reason": self.plan.reason,
         }
 
 

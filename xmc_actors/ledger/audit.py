@@ -332,10 +332,15 @@ class AuditReader:
     @_translating
     def trace(self, decision_id: str) -> Trace:
         """Every event of ``decision_id`` in time order; hop latency from the parent (or previous) event."""
-        rows = self.con.execute(
-            "SELECT ts_ns, kind, actor, venue, instrument, order_id, outcome, reason, latency_us, event_id, "
-            "parent_id, payload, stored_ns FROM events WHERE decision_id = ? ORDER BY ts_ns, event_id",
-            [decision_id]).fetchall()
+        sql = ("SELECT ts_ns, kind, actor, venue, instrument, order_id, outcome, reason, latency_us, event_id, "
+               "parent_id, payload, stored_ns FROM events WHERE decision_id IN ({}) ORDER BY ts_ns, event_id")
+        rows = self.con.execute(sql.format("?"), [decision_id]).fetchall()
+        # a calendar roll (core/roll.py): its OPERATOR event names its child pairs, traced with it
+        children = [c for r in rows if r[1] == "OPERATOR" for c in (unpack_payload(r[11]) or {}).get("roll_children") or ()
+                    if isinstance(c, str)]
+        if children:
+            ids = [decision_id, *children]
+            rows = self.con.execute(sql.format(", ".join("?" * len(ids))), ids).fetchall()
         tr = Trace(decision_id)
         by_id: dict[str, tuple[int, str]] = {}
         prev: dict[str, int] = {}  # the previous event's time, per clock
@@ -351,6 +356,11 @@ class AuditReader:
             prev[clock] = ts
             if kind in ("PAIR_STATE", "RISK_DECISION") and outcome in TERMINAL_OUTCOMES:
                 tr.outcome = outcome
+            elif kind == "LIFECYCLE" and reason == "ROLL_DONE":
+                tr.outcome = str(tr.hops[-1].payload.get("roll_state") or tr.outcome)
+        if children:  # a roll ends when its outcome is decided, whatever its children's states
+            ends = [h for h in tr.hops if h.kind == "LIFECYCLE" and h.reason == "ROLL_DONE"]
+            tr.outcome = str(ends[-1].payload.get("roll_state")) if ends else "OPEN"
         return tr
 
     @_translating

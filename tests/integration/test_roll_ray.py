@@ -1,0 +1,124 @@
+"""A copper position rolled from one month to the next as one traced decision (issue 19 item 1):
+PairCoordinator on Ray against simulated SHFE and COMEX gateways; the trail read back with
+``AuditReader.trace`` (what ``xmc audit trace`` prints)."""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from decimal import Decimal
+
+import pytest
+import ray
+
+import testkit
+from testkit import wait_until
+from xmc_actors.actors.coordinator import PairCoordinator
+from xmc_actors.actors.gateway import VenueGateway
+from xmc_actors.core.contracts import Holding, concrete_instrument, parse_contract, plan_roll
+from xmc_actors.core.roll import build_roll, roll_by_ns
+from xmc_actors.ledger.audit import AuditReader
+from xmc_actors.ledger.schema import encode_events
+from xmc_actors.ledger.store import LedgerStore
+from xmc_actors.model.config import DeploymentConfig, FeedConfig, GatewayConfig
+from xmc_actors.model.pairs import LegIntent, PairIntent
+from xmc_actors.model.market import Side
+
+pytestmark = pytest.mark.ray
+DAY = dt.date(2026, 12, 6)
+VENUES = {"SHFE": testkit.venue("SHFE", offsets=True), "COMEX": testkit.venue("COMEX")}
+CU, HG = testkit.instrument("SHFE.cu"), testkit.instrument("COMEX.HG")
+IDS = ("SHFE.cu2701", "SHFE.cu2702", "COMEX.HGH7", "COMEX.HGK7")
+PX = {"SHFE.cu2701": 72000, "SHFE.cu2702": 72100, "COMEX.HGH7": Decimal("4.5"), "COMEX.HGK7": Decimal("4.55")}
+CFG = {"ack_timeout_ms": 300, "cancel_timeout_ms": 300, "call_timeout_ms": 800, "query_backoff_ms": 20}
+
+
+def _concrete(inst_id: str):
+    product = CU if inst_id.startswith("SHFE") else HG
+    venue = VENUES[inst_id.split(".")[0]]
+    return concrete_instrument(product, parse_contract(product, venue, inst_id, DAY))
+
+
+INSTS = [_concrete(i) for i in IDS]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_instance():
+    ray.init(num_cpus=2, include_dashboard=False, namespace="roll-test", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_a_copper_position_rolls_to_the_next_month_as_one_traced_decision(tmp_path):
+    params = {"seed": 1, "enforce_sessions": False, "enforce_price_limits": False, "ack_timeout_ms": 200,
+              "network_latency": {"kind": "const", "mean_ms": 0.0}}
+    dep = DeploymentConfig(name="rolltest", venues=tuple(VENUES.values()), instruments=tuple(INSTS),
+                           gateways=tuple(GatewayConfig(venue=v, params=params, feed=FeedConfig()) for v in VENUES))
+    gws = {v: VenueGateway.options(num_cpus=0).remote(dep, v, clock_mode="system") for v in VENUES}
+    ray.get([g.ready.remote() for g in gws.values()], timeout=60)
+    for i in IDS:
+        p = Decimal(str(PX[i]))
+        tick = Decimal("10") if i.startswith("SHFE") else Decimal("0.0005")
+        ray.get(gws[i.split(".")[0]].push_market.remote([testkit.quote(i, p - tick, p + tick, bid_size=50, ask_size=50)]))
+    coord = PairCoordinator.options(num_cpus=0).remote(INSTS, gws, config=CFG, name="coord-roll",
+                                                       venues=list(VENUES.values()))
+    ray.get(coord.ready.remote(), timeout=60)
+
+    # the position: long 2 SHFE cu2701 against short 2 COMEX HGH7
+    legs = (LegIntent(leg="A", instrument="SHFE.cu2701", account="cn", side=Side.BUY, qty=2,
+                      limit_price=Decimal(72010), trigger_price=Decimal(72010)),
+            LegIntent(leg="B", instrument="COMEX.HGH7", account="us", side=Side.SELL, qty=2,
+                      limit_price=Decimal("4.4995"), trigger_price=Decimal("4.4995")))
+    ray.get(coord.submit.remote(PairIntent(decision_id="open-1", strategy="cu_pair", legs=legs)), timeout=30)
+    opened = ray.get(coord.await_pair.remote("open-1", 20), timeout=30)
+    assert opened["state"] == "HEDGED" and opened["complete"], opened
+
+    plan = plan_roll([Holding(CU, VENUES["SHFE"], 2, "SHFE.cu2701"), Holding(HG, VENUES["COMEX"], -2, "COMEX.HGH7")],
+                     DAY)
+    deadline = roll_by_ns(plan, VENUES["SHFE"].timezone)
+    # marketable limits: the near close and far open cross the spread
+    prices = {"SHFE.cu2701": 71990, "SHFE.cu2702": 72110, "COMEX.HGH7": "4.5005", "COMEX.HGK7": "4.5495"}
+    req = build_roll(plan, decision_id="roll-cu-1", strategy="cu_pair", accounts={"SHFE": "cn", "COMEX": "us"},
+                     prices=prices, deadline_ns=deadline, now_ns=time.time_ns(), operator="alice")
+    ans = ray.get(coord.submit_roll.remote(req), timeout=30)
+    assert ans["accepted"] and [a["accepted"] for a in ans["children"]] == [True, True], ans
+    out = wait_until(lambda: ray.get(coord.roll_outcome.remote("roll-cu-1")), timeout=30, what="roll outcome")
+    assert out["state"] == "ROLLED", out
+    assert out["children"]["roll-cu-1.rollA"]["net"] == {"SHFE.cu2701": -2, "SHFE.cu2702": 2}
+    assert out["children"]["roll-cu-1.rollB"]["net"] == {"COMEX.HGH7": 2, "COMEX.HGK7": -2}
+    # a duplicate is refused, nothing sent
+    assert ray.get(coord.submit_roll.remote(req), timeout=30)["duplicate"]
+
+    # positions as the venues hold them: all on the far months
+    shfe = ray.get(gws["SHFE"].positions.remote(), timeout=30)
+    comex = ray.get(gws["COMEX"].positions.remote(), timeout=30)
+    assert {k: v for k, v in shfe["cn"].items() if v} == {"SHFE.cu2702": 2}, shfe
+    assert {k: v for k, v in comex["us"].items() if v} == {"COMEX.HGK7": -2}, comex
+
+    # the trail, written to a ledger shard and traced as `xmc audit trace roll-cu-1` does
+    events = ray.get(coord.events.remote(), timeout=30)
+    led = tmp_path / "ledger"
+    led.mkdir()
+    store = LedgerStore(led / "shard-0.duckdb")
+    store.append(encode_events(events).table, stored_ns=time.time_ns())
+    store.close()
+    with AuditReader(led) as r:
+        tr = r.trace("roll-cu-1")
+    assert tr.outcome == "ROLLED"
+    kinds = [h.kind for h in tr.hops]
+    assert kinds[0] == "OPERATOR" and tr.hops[0].payload["roll_children"] == ["roll-cu-1.rollA", "roll-cu-1.rollB"]
+    assert tr.hops[0].payload["operator"] == "alice" and tr.hops[0].payload["roll_by"] == "2026-12-30"
+    sent = [h for h in tr.hops if h.kind == "ORDER_SENT"]
+    assert sorted(h.instrument for h in sent) == sorted(IDS)
+    # the SHFE near sell closes (offsets chosen by the coordinator from the position it opened)
+    near = next(h for h in sent if h.instrument == "SHFE.cu2701")
+    assert "CLOSE" in str(near.payload.get("offset")), near.payload
+    filled = {h.instrument for h in tr.hops if h.kind == "ORDER_REPORT" and "FILL" in str(h.payload.get("report_kind"))}
+    assert filled == set(IDS), [(h.instrument, h.payload) for h in tr.hops if h.kind == "ORDER_REPORT"]
+    assert kinds[-1] == "LIFECYCLE" and tr.hops[-1].reason == "ROLL_DONE"
+    # nothing of the opening pair is in the roll's trace
+    assert not [h for h in tr.hops if h.order_id.startswith("open-1")]
+    # bad input is refused and counted, the actor carries on
+    bad = ray.get(coord.submit_roll.remote({"decision_id": "roll-x"}), timeout=30)
+    assert not bad["accepted"] and bad["reason"].startswith("request:")
+    assert ray.get(coord.status.remote(), timeout=30)["bad_input"].get("roll") == 1
+    ray.get(coord.shutdown.remote(), timeout=60)
