@@ -72,6 +72,9 @@ class FakeTraderApi:
         self.on_action: Callable[[Any], None] | None = None
         self.auth_error: tuple[int, str] | None = None
         self.login_error: tuple[int, str] | None = None
+        self.positions: list[Any] = []      # CThostFtdcInvestorPositionField rows ReqQryInvestorPosition answers
+        self.accounts: list[Any] = [account_row()]  # CThostFtdcTradingAccountField rows ReqQryTradingAccount answers
+        self.query_errors: dict[str, tuple[int, str]] = {}  # "position"/"account": the next answer is this error
         self.hold_queries = False
         self.held: list[tuple[str, Any, int]] = []
         self.spi: Any = None
@@ -148,7 +151,32 @@ class FakeTraderApi:
             (self.held.append(("trade", f, rid)) if self.hold_queries else self.answer_query("trade", f, rid))
         return r
 
+    def ReqQryInvestorPosition(self, f: Any, rid: int) -> int:  # noqa: N802
+        r = self._rec("ReqQryInvestorPosition", f, rid)
+        if r == 0:
+            (self.held.append(("position", f, rid)) if self.hold_queries else self.answer_query("position", f, rid))
+        return r
+
+    def ReqQryTradingAccount(self, f: Any, rid: int) -> int:  # noqa: N802
+        r = self._rec("ReqQryTradingAccount", f, rid)
+        if r == 0:
+            (self.held.append(("account", f, rid)) if self.hold_queries else self.answer_query("account", f, rid))
+        return r
+
     def answer_query(self, kind: str, f: Any, rid: int) -> None:
+        if kind in ("position", "account"):
+            cb = self.spi.OnRspQryInvestorPosition if kind == "position" else self.spi.OnRspQryTradingAccount
+            err = self.query_errors.pop(kind, None)
+            if err is not None:
+                cb(None, rsp_info(*err), rid, True)
+                return
+            rows = self.positions if kind == "position" else self.accounts
+            if not rows:
+                cb(None, None, rid, True)
+            for i, x in enumerate(rows):
+                cb(x, rsp_info(0), rid, i == len(rows) - 1)
+            return
+
         rows = [x for x in (self.orders if kind == "order" else self.trades)
                 if not f.InstrumentID or x.InstrumentID == f.InstrumentID]
         cb = self.spi.OnRspQryOrder if kind == "order" else self.spi.OnRspQryTrade
@@ -204,6 +232,30 @@ def rtn_trade(inp: Any, *, sys_id: str, trade_id: str, price: float, volume: int
     t.Price, t.Volume = price, volume
     t.TradeDate, t.TradeTime, t.TradingDay = "20261207", "21:00:02", "20261207"
     return t
+
+
+def position_row(symbol: str, direction: str, *, position: int, today: int | None = None, yd: int = 0,
+                 date: str = tdapi.THOST_FTDC_PSD_Today, long_frozen: int = 0, short_frozen: int = 0,
+                 exchange: str = "SHFE", investor: str = "000123", trading_day: str = "20261207") -> Any:
+    """One CThostFtdcInvestorPositionField row of a ReqQryInvestorPosition reply."""
+    r = tdapi.CThostFtdcInvestorPositionField()
+    r.BrokerID, r.InvestorID, r.InstrumentID, r.ExchangeID = "9999", investor, symbol, exchange
+    r.PosiDirection, r.HedgeFlag, r.PositionDate = direction, tdapi.THOST_FTDC_HF_Speculation, date
+    r.Position, r.YdPosition = position, yd
+    r.TodayPosition = (position if date == tdapi.THOST_FTDC_PSD_Today else 0) if today is None else today
+    r.LongFrozen, r.ShortFrozen = long_frozen, short_frozen
+    r.TradingDay = trading_day
+    r.UseMargin = 7000.0 * position
+    return r
+
+
+def account_row(*, balance: float = 1_000_000.0, margin: float = 70_000.0, available: float = 930_000.0,
+                currency: str = "CNY") -> Any:
+    """The CThostFtdcTradingAccountField of a ReqQryTradingAccount reply."""
+    r = tdapi.CThostFtdcTradingAccountField()
+    r.BrokerID, r.AccountID, r.CurrencyID, r.TradingDay = "9999", "000123", currency, "20261207"
+    r.Balance, r.CurrMargin, r.Available, r.PreBalance = balance, margin, available, balance
+    return r
 
 
 def params(tmp_path: Any, **over: Any) -> CtpVenueParams:

@@ -18,7 +18,8 @@ if not _ok:
     pytest.skip(f"the CTP binding cannot load here: {_why}", allow_module_level=True)
 
 from ctp_fake import (  # noqa: E402 - after the locale check: the binding's import aborts without it
-    AUTH_CODE, PASSWORD, FakeTraderApi, adapter, instrument, request, rsp_info, rtn_order, rtn_trade, venue,
+    AUTH_CODE, PASSWORD, FakeTraderApi, account_row, adapter, instrument, position_row, request, rsp_info, rtn_order,
+    rtn_trade, venue,
 )
 from openctp_ctp import tdapi  # noqa: E402
 
@@ -50,7 +51,8 @@ def _sent(api):
 def test_logon_authenticates_logs_in_confirms_settlement_then_queries_the_day(tmp_path):
     a, api = adapter(tmp_path)
     names = [n for n, _, _ in api.calls]
-    assert names == ["ReqAuthenticate", "ReqUserLogin", "ReqSettlementInfoConfirm", "ReqQryOrder", "ReqQryTrade"]
+    assert names == ["ReqAuthenticate", "ReqUserLogin", "ReqSettlementInfoConfirm", "ReqQryOrder", "ReqQryTrade",
+                     "ReqQryInvestorPosition", "ReqQryTradingAccount"]
     auth, login, confirm = api.calls[0][1], api.calls[1][1], api.calls[2][1]
     assert (auth.BrokerID, auth.UserID, auth.AppID, auth.AuthCode) == ("9999", "000123", "simnow_client_test", AUTH_CODE)
     assert (login.BrokerID, login.UserID, login.Password) == ("9999", "000123", PASSWORD)
@@ -191,7 +193,7 @@ def test_ack_then_trade(tmp_path):
     assert f2.price == Decimal("70120") and pushed[1].filled_qty == 2 and pushed[1].leaves_qty == 0
     assert pushed[1].avg_price == Decimal("70115")
     assert a.counters["duplicate_trades"] == 1
-    assert a.positions() == {"acct-cn": {"SHFE.cu": 2}}
+    assert a.session_positions() == {"acct-cn": {"SHFE.cu": 2}}
     assert [d["kind"] for d in a.drop_copy()] == ["ACK", "FILL", "FILL"]
     assert a.drop_copy()[0]["ctp"]["offset"] == "OPEN"
 
@@ -353,7 +355,8 @@ def test_a_disconnect_between_insert_and_ack_leaves_it_unknown_and_the_reconnect
     api.session_id = 0x5A02
     api.max_order_ref = "3"  # a front that restarted its counter: ours goes on above the journal's
     a.spi.OnFrontConnected()
-    assert a.connected() and [n for n, _, _ in api.calls][-2:] == ["ReqQryOrder", "ReqQryTrade"]
+    assert a.connected() and [n for n, _, _ in api.calls][-4:] == ["ReqQryOrder", "ReqQryTrade", "ReqQryInvestorPosition",
+                                                                    "ReqQryTradingAccount"]
     pushed = a.poll()
     assert kinds(pushed) == [(ExecReportKind.STATUS, OrderStatus.PARTIALLY_FILLED),
                              (ExecReportKind.FILL, OrderStatus.PARTIALLY_FILLED)]
@@ -531,3 +534,191 @@ def test_reports_from_the_apis_own_thread_reach_a_waiting_place_and_cancel(tmp_p
     api.on_action = lambda f: later(a.spi.OnRtnOrder, rtn_order(inp, api, sys_id="880080", submit="3", status="5"))
     rep, latency = a.cancel("dec1:A:0")
     assert rep.kind is ExecReportKind.CANCELED and latency >= 40_000_000
+
+
+# --------------------------------------------------------------------------- the broker's figures
+LONG, SHORT, NET = tdapi.THOST_FTDC_PD_Long, tdapi.THOST_FTDC_PD_Short, tdapi.THOST_FTDC_PD_Net
+TODAY, HISTORY = tdapi.THOST_FTDC_PSD_Today, tdapi.THOST_FTDC_PSD_History
+
+
+def _release(api, kinds_=("order", "trade", "position", "account")):
+    """Answer the held queries, in the order they were asked (each answer may send the next)."""
+    while api.held and api.held[0][0] in kinds_:
+        kind, f, rid = api.held.pop(0)
+        api.answer_query(kind, f, rid)
+
+
+def _shfe_rows():
+    # SHFE answers a today row and a history row per direction: long 2 today (1 frozen by a
+    # working sell close-today) + 3 yesterday (2 frozen), short 1 yesterday
+    return [position_row("cu2502", LONG, position=2, date=TODAY, short_frozen=1),
+            position_row("cu2502", LONG, position=3, yd=3, date=HISTORY, short_frozen=2),
+            position_row("cu2502", SHORT, position=1, yd=1, date=HISTORY)]
+
+
+def test_shfe_today_and_history_rows_are_read_after_logon_and_summed(tmp_path):
+    api = FakeTraderApi()
+    api.hold_queries = True
+    api.positions = _shfe_rows()
+    api.accounts = [account_row(balance=1_012_345.5, margin=120_000.0, available=892_345.5)]
+    a, _ = adapter(tmp_path, api, account="acct-cn")
+    # logged on, the day's queries waiting: nothing from the broker yet
+    assert a.positions_source == "session fills" and a.two_sided_positions() == {} and a.account_reading() == {}
+    _release(api)
+    names = [n for n, _, _ in api.calls]
+    assert names[-4:] == ["ReqQryOrder", "ReqQryTrade", "ReqQryInvestorPosition", "ReqQryTradingAccount"]
+    q = api.requests("ReqQryInvestorPosition")[0]
+    assert (q.BrokerID, q.InvestorID, q.InstrumentID) == ("9999", "000123", "")
+    assert a.positions_source == "venue"
+    assert a.positions() == {"acct-cn": {"SHFE.cu": 4}}
+    two = a.two_sided_positions()
+    assert set(two) == {"acct-cn/SHFE.cu"}
+    p = two["acct-cn/SHFE.cu"]
+    assert p["long"] == {"today": 2, "yesterday": 3, "frozen_today": 1, "frozen_yesterday": 2}
+    assert p["short"] == {"today": 0, "yesterday": 1, "frozen_today": 0, "frozen_yesterday": 0}
+    assert p["net"] == 4 and p["trading_day"] == "2026-12-07" and p["read_ns"] > 0
+    r = a.account_reading()["acct-cn"]
+    assert (r["equity"], r["margin"], r["available"], r["currency"]) == ("1012345.5", "120000.0", "892345.5", "CNY")
+    assert Decimal(r["equity"]) - Decimal(r["margin"]) == Decimal(r["available"]) and r["ts_ns"] > 0
+    fresh = a.status()["broker_figures"]
+    assert fresh["positions_source"] == "venue" and fresh["positions_age_ms"] >= 0 and fresh["account_age_ms"] >= 0
+    assert a.counters["position_replies"] == 1 and a.counters["account_replies"] == 1 and not a.drain_bad_input()
+
+
+def test_the_reading_loads_into_the_guards_two_sided_book_shape(tmp_path):
+    from xmc_actors.core.positions import TwoSidedBook
+    api = FakeTraderApi()
+    api.positions = _shfe_rows()
+    a, _ = adapter(tmp_path, api, account="acct-cn")
+    p = a.two_sided_positions()["acct-cn/SHFE.cu"]
+    import datetime as dt
+    b = TwoSidedBook()
+    got = b.set("acct-cn", "SHFE.cu", long_today=p["long"]["today"], long_yesterday=p["long"]["yesterday"],
+                short_today=p["short"]["today"], short_yesterday=p["short"]["yesterday"],
+                trading_day=dt.date.fromisoformat(p["trading_day"]))
+    assert got.net == p["net"] == a.positions()["acct-cn"]["SHFE.cu"]
+
+
+def test_a_locked_position_long_and_short_at_dce_in_one_row_per_side(tmp_path):
+    api = FakeTraderApi()
+    # DCE answers one row per direction (PositionDate today): TodayPosition is the part opened today
+    api.positions = [position_row("m2605", LONG, position=3, today=1, yd=2, exchange="DCE"),
+                     position_row("m2605", SHORT, position=3, today=3, exchange="DCE", long_frozen=1)]
+    v = venue("DCE", "close")
+    a, _ = adapter(tmp_path, api, v=v, insts=[instrument("DCE", "m", "1", 10)], symbols={"DCE.m": "m2605"},
+                   account="acct-cn")
+    assert a.positions_source == "venue"
+    assert a.positions() == {}   # locked: net flat
+    p = a.two_sided_positions()["acct-cn/DCE.m"]
+    assert p["long"] == {"today": 1, "yesterday": 2, "frozen_today": 0, "frozen_yesterday": 0}
+    # the working buy close of the short side: against yesterday's lots first (it has none)
+    assert p["short"] == {"today": 3, "yesterday": 0, "frozen_today": 1, "frozen_yesterday": 0}
+    assert p["net"] == 0
+
+
+def test_the_account_defaults_to_the_investor_and_a_net_row_keeps_its_sign(tmp_path):
+    api = FakeTraderApi()
+    api.positions = [position_row("cu2502", NET, position=-2, today=-2)]
+    a, _ = adapter(tmp_path, api)
+    assert a.positions() == {"000123": {"SHFE.cu": -2}}
+    assert a.two_sided_positions()["000123/SHFE.cu"]["short"]["today"] == 2
+
+
+def test_a_reply_cut_by_a_disconnect_keeps_the_last_complete_one_and_the_next_logon_reads_again(tmp_path):
+    api = FakeTraderApi()
+    api.positions = _shfe_rows()
+    a, _ = adapter(tmp_path, api, account="acct-cn")
+    before = a.two_sided_positions()
+    assert a.positions_source == "venue"
+    # a refresh: the front answers two rows of three, then the line drops
+    api.hold_queries = True
+    a._next_query_ns = 0
+    a.positions()
+    kind, f, rid = api.held.pop(0)
+    assert kind == "position"
+    a.spi.OnRspQryInvestorPosition(position_row("cu2502", LONG, position=5, date=TODAY), rsp_info(0), rid, False)
+    a.spi.OnRspQryInvestorPosition(position_row("cu2502", LONG, position=0, yd=3, date=HISTORY), rsp_info(0), rid, False)
+    a.spi.OnFrontDisconnected(0x1001)
+    assert a.counters["position_replies_cut"] == 1
+    bad = a.drain_bad_input()
+    assert [b["reason"] for b in bad] == ["PARTIAL_REPLY"] and "2 row(s)" in bad[0]["detail"]
+    assert a.two_sided_positions() == before and a.positions() == {"acct-cn": {"SHFE.cu": 4}}
+    # a late row of the dead request is not taken either
+    a.spi.OnRspQryInvestorPosition(position_row("cu2502", SHORT, position=9, date=TODAY), rsp_info(0), rid, True)
+    assert a.two_sided_positions() == before and a.counters["stray_query_answers"] == 1
+    # the next logon: unverified until its own reply is complete (the last figures still shown)
+    api.held.clear()
+    api.positions = [position_row("cu2502", LONG, position=5, date=TODAY)]
+    a.spi.OnFrontConnected()
+    assert a.connected() and a.positions_source == "session fills" and a.two_sided_positions() == before
+    _release(api)
+    assert a.positions_source == "venue" and a.positions() == {"acct-cn": {"SHFE.cu": 5}}
+
+
+def test_an_error_reply_is_recorded_and_the_last_good_figures_kept(tmp_path):
+    api = FakeTraderApi()
+    api.query_errors["position"] = (90, "CTP:query not ready, try again")
+    api.query_errors["account"] = (90, "CTP:query not ready, try again")
+    a, _ = adapter(tmp_path, api, account="acct-cn")
+    # the logon's reply was an error: never verified, nothing to show
+    assert a.counters["position_replies_refused"] == 1 and a.counters["account_replies_refused"] == 1
+    bad = a.drain_bad_input()
+    assert {b["reason"] for b in bad} == {"QUERY_ERROR"} and all("CTP error 90" in b["detail"] for b in bad)
+    a._next_query_ns = time.monotonic_ns() + 10**12   # the front's pace: the refresh waits
+    assert a.positions_source == "session fills" and a.two_sided_positions() == {} and a.account_reading() == {}
+    # the refresh (queued by the calls above) answers
+    api.positions = _shfe_rows()
+    a._next_query_ns = 0
+    a.poll()
+    assert a.positions_source == "venue" and a.positions() == {"acct-cn": {"SHFE.cu": 4}}
+    good_acct = a.account_reading()
+    assert good_acct["acct-cn"]["equity"] == "1000000.0"
+    # a later error: counted, the good figures stay
+    api.query_errors["position"] = (90, "CTP:query not ready, try again")
+    api.accounts = [account_row(balance=1.7976931348623157e308)]  # the API's "no value"
+    a.refresh_broker_figures()
+    assert a.counters["position_replies_refused"] == 2 and a.counters["account_replies_refused"] == 2
+    assert a.positions() == {"acct-cn": {"SHFE.cu": 4}} and a.positions_source == "venue"
+    assert a.account_reading()["acct-cn"]["equity"] == "1000000.0"
+    assert "Balance" in " ".join(b["detail"] for b in a.drain_bad_input())
+
+
+def test_an_unreadable_row_refuses_the_whole_reply(tmp_path):
+    api = FakeTraderApi()
+    api.positions = _shfe_rows()
+    a, _ = adapter(tmp_path, api, account="acct-cn")
+    api.positions = [position_row("cu2502", LONG, position=2, today=5, date=TODAY)]  # today > total
+    a.refresh_broker_figures()
+    assert a.counters["position_replies_refused"] == 1 and a.positions() == {"acct-cn": {"SHFE.cu": 4}}
+    assert "TodayPosition 5 > Position 2" in a.drain_bad_input()[0]["detail"]
+
+
+def test_unknown_instruments_are_recorded_once_and_other_exchanges_skipped(tmp_path):
+    api = FakeTraderApi()
+    api.positions = _shfe_rows() + [position_row("ag2606", LONG, position=4, date=TODAY),
+                                    position_row("m2605", LONG, position=7, today=0, exchange="DCE")]
+    a, _ = adapter(tmp_path, api, account="acct-cn")
+    assert a.positions() == {"acct-cn": {"SHFE.cu": 4}} and a.positions_source == "venue"
+    a.refresh_broker_figures()  # the same rows again
+    n = a.counters["position_replies"]
+    assert n >= 2 and a.counters["position_unknown_instruments"] == n and a.counters["positions_other_exchange"] == n
+    bad = a.drain_bad_input()
+    assert [b["reason"] for b in bad] == ["UNKNOWN_INSTRUMENT"] and "'ag2606'" in bad[0]["detail"]
+
+
+def test_on_demand_refreshes_wait_for_the_fronts_pace_and_are_not_duplicated(tmp_path):
+    api = FakeTraderApi()
+    api.positions = _shfe_rows()
+    a, _ = adapter(tmp_path, api, account="acct-cn")
+    n = len(api.requests("ReqQryInvestorPosition"))
+    a._next_query_ns = time.monotonic_ns() + 10**12   # the front's pace: not yet
+    for _ in range(3):
+        a.positions()
+        a.two_sided_positions()
+        a.account_reading()
+    assert len(api.requests("ReqQryInvestorPosition")) == n
+    assert [s.phase for s in a._sweeps] == ["position", "account"]
+    a._next_query_ns = 0
+    a.poll()
+    a.poll()
+    assert len(api.requests("ReqQryInvestorPosition")) == n + 1 and len(a._sweeps) == 0

@@ -39,6 +39,12 @@ def test_every_field_value_is_the_bindings_own_constant():
         t.THOST_FTDC_CC_Immediately, t.THOST_FTDC_FCC_NotForceClose, t.THOST_FTDC_AF_Delete)
     assert M.HEDGE_FLAGS == {"speculation": t.THOST_FTDC_HF_Speculation, "arbitrage": t.THOST_FTDC_HF_Arbitrage,
                              "hedge": t.THOST_FTDC_HF_Hedge}
+    assert (M.PD_NET, M.PD_LONG, M.PD_SHORT) == (t.THOST_FTDC_PD_Net, t.THOST_FTDC_PD_Long, t.THOST_FTDC_PD_Short)
+    assert (M.PSD_TODAY, M.PSD_HISTORY) == (t.THOST_FTDC_PSD_Today, t.THOST_FTDC_PSD_History)
+    # every field the adapter copies exists on the binding's structures
+    for names, struct in ((M.POSITION_FIELDS, t.CThostFtdcInvestorPositionField),
+                          (M.ACCOUNT_FIELDS, t.CThostFtdcTradingAccountField)):
+        assert all(hasattr(struct(), n) for n in names), struct
     assert (M.OSS_INSERT_SUBMITTED, M.OSS_CANCEL_SUBMITTED, M.OSS_ACCEPTED, M.OSS_INSERT_REJECTED,
             M.OSS_CANCEL_REJECTED) == (t.THOST_FTDC_OSS_InsertSubmitted, t.THOST_FTDC_OSS_CancelSubmitted,
                                        t.THOST_FTDC_OSS_Accepted, t.THOST_FTDC_OSS_InsertRejected,

@@ -12,6 +12,16 @@ ReqSettlementInfoConfirm; only then are orders sent. Then a query of the day's o
 trades (ReqQryOrder, ReqQryTrade, one at a time: fronts allow about one query a second)
 resolves every order whose outcome was left UNKNOWN.
 
+The broker's own figures: after each logon (and settlement confirmation), and again whenever
+the gateway asks for ``positions()`` / ``two_sided_positions()`` / ``account_reading()``,
+ReqQryInvestorPosition and ReqQryTradingAccount are queued behind those queries (same pace).
+The views answer from the last complete reply (``read_ns`` says when it completed) and queue
+a refresh. Once a complete position reply has arrived since the logon, ``positions_source``
+is ``"venue"``; before, ``"session fills"`` (the gateway then refuses ``positions()`` and the
+risk guard counts the venue unverified). A reply with an error, one cut by a disconnect, a
+row of an instrument this gateway does not carry: counted and recorded (``bad_input``), the
+last good figures kept.
+
 Orders: ReqOrderInsert with an OrderRef of ours (FrontID / SessionID / OrderRef name an
 order in CTP), written to the order journal before it leaves (:mod:`.journal`). Reports:
 
@@ -43,6 +53,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -120,6 +131,13 @@ class _Sweep:
     done: bool = False
     error: str = ""
     login: bool = False                # the one a logon makes
+    rows: list[dict[str, Any]] = field(default_factory=list)  # position / account rows so far
+
+
+#: the phases of a sweep that reads the broker's figures (one request each), their request
+#: and query-field names
+_BROKER_QUERIES = {"position": ("ReqQryInvestorPosition", "CThostFtdcQryInvestorPositionField"),
+                   "account": ("ReqQryTradingAccount", "CThostFtdcQryTradingAccountField")}
 
 
 def _spi_class(td: Any) -> type:
@@ -199,7 +217,27 @@ def _spi_class(td: Any) -> type:
             row = M.fields(pTrade, M.TRADE_FIELDS) if pTrade is not None else None
             self._do(self.a._on_query_rows, "trade", row, _err(pRspInfo), nRequestID, bIsLast)
 
+        def OnRspQryInvestorPosition(self, pInvestorPosition: Any, pRspInfo: Any, nRequestID: int,  # noqa: N802, N803
+                                     bIsLast: bool) -> None:
+            row = M.fields(pInvestorPosition, M.POSITION_FIELDS) if pInvestorPosition is not None else None
+            self._do(self.a._on_query_rows, "position", row, _err(pRspInfo), nRequestID, bIsLast)
+
+        def OnRspQryTradingAccount(self, pTradingAccount: Any, pRspInfo: Any, nRequestID: int,  # noqa: N802, N803
+                                   bIsLast: bool) -> None:
+            row = M.fields(pTradingAccount, M.ACCOUNT_FIELDS) if pTradingAccount is not None else None
+            self._do(self.a._on_query_rows, "account", row, _err(pRspInfo), nRequestID, bIsLast)
+
     return CtpTraderSpi
+
+
+#: CTP fills a money field it has no value for with DBL_MAX: anything this large is none
+_NOT_AN_AMOUNT = Decimal("1e15")
+
+
+def _iso_day(day: str) -> str | None:
+    """CTP's ``YYYYMMDD`` as ``YYYY-MM-DD`` (None when it is not a date)."""
+    day = day.strip()
+    return f"{day[:4]}-{day[4:6]}-{day[6:8]}" if len(day) == 8 and day.isdigit() else None
 
 
 def _err(info: Any) -> tuple[int, str] | None:
@@ -222,10 +260,13 @@ class CtpAdapter:
 
     blocking = True
     real_latency = True
-    #: positions() are the fills this session reported, not the broker's position keeping: a
-    #: restarted deployment cannot verify its ledger against them (the risk guard counts the
-    #: venue unverified and the start-of-day gate waits for an operator)
-    positions_source = "session fills"
+    @property
+    def positions_source(self) -> str:
+        """``"venue"`` once a complete ReqQryInvestorPosition reply has arrived since the
+        current logon (positions() are then the broker's); before, ``"session fills"``: the
+        gateway refuses positions() and the risk guard counts the venue unverified rather
+        than take this session's fills for the broker's position keeping."""
+        return "venue" if self._positions_verified else "session fills"
 
     def __init__(self, params: CtpVenueParams, venue: Venue, instruments: Sequence[Instrument], clock: Clock, *,
                  gateway: str = "", restart: bool = False, api_factory: Callable[[str], Any] | None = None) -> None:
@@ -256,6 +297,15 @@ class CtpAdapter:
         self._inflight: tuple[int, _Sweep] | None = None
         self._next_query_ns = 0
         self._md_seq: dict[str, int] = {}
+        # the broker's figures: the last complete replies, when they completed (clock ns)
+        self.account = params.account or params.investor
+        self._by_symbol = {sym: iid for iid, sym in self.symbols.items()}
+        self._positions_verified = False   # a complete position reply since this logon
+        self._broker_two_sided: dict[tuple[str, str], dict[str, Any]] | None = None
+        self._positions_read_ns = 0
+        self._account: dict[str, Any] | None = None
+        self._account_read_ns = 0
+        self._unknown_symbols: set[str] = set()
         self._waker: Any = None
         self.counters: dict[str, int] = {}
         self.bad_input: list[dict[str, Any]] = []
@@ -419,6 +469,7 @@ class CtpAdapter:
                 self._next_ref = max(self._next_ref, int(mx) + 1)
             self.logins += 1
             self._count("logins")
+            self._positions_verified = False  # this logon's own reply must come first
             self._expire_past_days()
         if self.p.confirm_settlement:
             c = self.td.CThostFtdcSettlementInfoConfirmField()
@@ -461,6 +512,8 @@ class CtpAdapter:
             # every logon asks the front for the day's orders and trades: whatever was left
             # UNKNOWN (an insert whose answer the drop took, a restart) is resolved by it
             self._sweeps.appendleft(_Sweep(login=True))
+            # then the broker's positions and funds (start of day, after a reconnect)
+            self._queue_broker_reads()
             self.cv.notify_all()
             self._pump()
 
@@ -477,11 +530,21 @@ class CtpAdapter:
             if self._inflight is not None:
                 # the front will not answer it: the query goes again after the next logon
                 _, sw = self._inflight
-                sw.phase, sw.orders, sw.trades, sw.started_ns = "order", [], [], 0
+                if sw.phase in _BROKER_QUERIES:
+                    if sw.rows:
+                        self._count(f"{sw.phase}_replies_cut")
+                        self._bad("PARTIAL_REPLY", f"{_BROKER_QUERIES[sw.phase][0]}: the front went away after "
+                                                   f"{len(sw.rows)} row(s) (disconnect 0x{int(reason):04x}); "
+                                                   "the last complete reply is kept")
+                    sw.rows, sw.started_ns = [], 0
+                else:
+                    sw.phase, sw.orders, sw.trades, sw.started_ns = "order", [], [], 0
                 self._inflight = None
-            # the logon sweep of a session that is gone is replaced by the next logon's
+            # the logon sweep of a session that is gone is replaced by the next logon's (and
+            # so are its reads of the broker's figures)
             if was:
-                self._sweeps = collections.deque(s for s in self._sweeps if not s.login)
+                self._sweeps = collections.deque(s for s in self._sweeps
+                                                 if not s.login and s.phase not in _BROKER_QUERIES)
             self.cv.notify_all()
 
     def _on_rsp_error(self, err: tuple[int, str] | None, req_id: int) -> None:
@@ -725,7 +788,13 @@ class CtpAdapter:
         if now < self._next_query_ns:
             return
         sw = self._sweeps[0]
-        if sw.phase == "order":
+        if sw.phase in _BROKER_QUERIES:
+            name, struct = _BROKER_QUERIES[sw.phase]
+            f = getattr(self.td, struct)()
+            # every instrument of the investor (the rows of other exchanges are skipped:
+            # their gateways read them); funds in the account's currency
+            sw.rows = []
+        elif sw.phase == "order":
             f = self.td.CThostFtdcQryOrderField()
             name = "ReqQryOrder"
         else:
@@ -733,7 +802,7 @@ class CtpAdapter:
             name = "ReqQryTrade"
         f.BrokerID = self.p.broker_id
         f.InvestorID = self.p.investor
-        if sw.instrument:
+        if sw.instrument:  # (a read of the broker's figures names none: all of them)
             f.InstrumentID = sw.instrument
         if sw.exchange_id:
             f.ExchangeID = sw.exchange_id
@@ -754,6 +823,9 @@ class CtpAdapter:
                 self._count("stray_query_answers")
                 return
             sw = self._inflight[1]
+            if kind in _BROKER_QUERIES:
+                self._on_broker_rows(sw, kind, row, err, last)
+                return
             if err is not None:
                 sw.error = self._error_text(f"ReqQry{kind.title()}", err)
             elif row is not None:
@@ -772,6 +844,147 @@ class CtpAdapter:
                 self._sweeps.remove(sw)
                 self._sweep_done(sw)
             self._pump()
+
+    # ------------------------------------------------------------------ the broker's figures
+    def _queue_broker_reads(self) -> None:
+        """Queue ReqQryInvestorPosition and ReqQryTradingAccount (each once: one already
+        waiting or in flight serves), behind the queries already waiting. Under the lock."""
+        for phase in _BROKER_QUERIES:
+            if not any(s.phase == phase for s in self._sweeps):
+                self._sweeps.append(_Sweep(phase=phase))
+
+    def refresh_broker_figures(self) -> None:
+        """Ask the front again for positions and funds (sent when the pace allows)."""
+        with self.cv:
+            if self._closed:
+                return
+            self._queue_broker_reads()
+            self._pump()
+
+    def _on_broker_rows(self, sw: _Sweep, kind: str, row: dict[str, Any] | None, err: tuple[int, str] | None,
+                        last: bool) -> None:
+        """A row (or the error) of a position / account reply; the figures change only when
+        the reply is complete and every row of it could be read. Under the lock."""
+        if err is not None:
+            sw.error = sw.error or self._error_text(_BROKER_QUERIES[kind][0], err)
+        elif row is not None:
+            sw.rows.append(row)
+        if not last:
+            return
+        self._inflight = None
+        if sw in self._sweeps:
+            self._sweeps.remove(sw)
+        sw.done = True
+        try:
+            if sw.error:
+                raise ValueError(sw.error)
+            if kind == "position":
+                self._take_positions(sw.rows)
+            else:
+                self._take_account(sw.rows)
+        except ValueError as e:
+            self._count(f"{kind}_replies_refused")
+            self._bad("QUERY_ERROR" if sw.error else "BAD_REPLY", f"{e}; the last complete reply is kept"[:300])
+        finally:
+            sw.rows = []
+            self.cv.notify_all()
+            self._pump()
+
+    def _take_positions(self, rows: list[dict[str, Any]]) -> None:
+        """A complete ReqQryInvestorPosition reply: per instrument of ours, long and short, each
+        today's and yesterday's lots and the part frozen by working closes. SHFE / INE answer a
+        today row and a history row per direction (summed); the other exchanges one row whose
+        TodayPosition is the part opened today. A long row's closes are sells (ShortFrozen), a
+        short row's buys (LongFrozen). Raises ValueError (nothing taken) on a row it cannot read."""
+        now = self.clock.now_ns()
+        book: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in rows:
+            sym = str(row.get("InstrumentID") or "").strip()
+            ex = str(row.get("ExchangeID") or "").strip()
+            if ex and ex != self.exchange_id:
+                self._count("positions_other_exchange")  # another gateway's exchange
+                continue
+            iid = self._by_symbol.get(sym)
+            if iid is None:
+                self._count("position_unknown_instruments")
+                if sym not in self._unknown_symbols:
+                    self._unknown_symbols.add(sym)
+                    self._bad("UNKNOWN_INSTRUMENT", f"ReqQryInvestorPosition: InstrumentID {sym!r} ({ex or '?'}) is "
+                                                    f"not one of {self.name}'s instruments (params.symbols): not counted")
+                continue
+            try:
+                pos, today = int(row["Position"]), int(row["TodayPosition"] or 0)
+                frozen_l, frozen_s = int(row["LongFrozen"] or 0), int(row["ShortFrozen"] or 0)
+            except (TypeError, ValueError, KeyError) as e:
+                raise ValueError(f"ReqQryInvestorPosition: {sym}: Position/TodayPosition/Frozen unreadable: {e}") from None
+            d, pd = str(row.get("PosiDirection") or ""), str(row.get("PositionDate") or "")
+            if d == M.PD_NET:
+                side = "long" if pos >= 0 else "short"
+                pos, today = abs(pos), abs(today)
+            elif d in (M.PD_LONG, M.PD_SHORT):
+                side = "long" if d == M.PD_LONG else "short"
+            else:
+                raise ValueError(f"ReqQryInvestorPosition: {sym}: PosiDirection {d!r} is not net/long/short (1/2/3)")
+            if pd not in (M.PSD_TODAY, M.PSD_HISTORY):
+                raise ValueError(f"ReqQryInvestorPosition: {sym}: PositionDate {pd!r} is not today/history (1/2)")
+            if pos < 0 or today < 0 or frozen_l < 0 or frozen_s < 0:
+                raise ValueError(f"ReqQryInvestorPosition: {sym} {side}: negative lots (Position {pos}, "
+                                 f"TodayPosition {today}, LongFrozen {frozen_l}, ShortFrozen {frozen_s})")
+            frozen = frozen_s if side == "long" else frozen_l
+            if frozen > pos:
+                self._count("position_frozen_clamped")
+                frozen = pos
+            e = book.setdefault((self.account, iid), {
+                "long": dict.fromkeys(("today", "yesterday", "frozen_today", "frozen_yesterday"), 0),
+                "short": dict.fromkeys(("today", "yesterday", "frozen_today", "frozen_yesterday"), 0),
+                "trading_day": _iso_day(str(row.get("TradingDay") or "") or self.trading_day)})
+            b = e[side]
+            if pd == M.PSD_HISTORY:
+                b["yesterday"] += pos
+                b["frozen_yesterday"] += frozen
+            else:
+                if today > pos:
+                    raise ValueError(f"ReqQryInvestorPosition: {sym} {side}: TodayPosition {today} > Position {pos}")
+                yd = pos - today
+                b["today"] += today
+                b["yesterday"] += yd
+                # one row for both days (DCE, CZCE, CFFEX...): frozen closes counted against
+                # yesterday's lots first
+                b["frozen_yesterday"] += min(frozen, yd)
+                b["frozen_today"] += frozen - min(frozen, yd)
+        for e in book.values():
+            e["net"] = (e["long"]["today"] + e["long"]["yesterday"]) - (e["short"]["today"] + e["short"]["yesterday"])
+            e["read_ns"] = now
+        self._broker_two_sided = {k: v for k, v in book.items()
+                                  if any(v[s][b] for s in ("long", "short") for b in ("today", "yesterday"))}
+        self._positions_read_ns = now
+        self._positions_verified = True
+        self._count("position_replies")
+
+    def _take_account(self, rows: list[dict[str, Any]]) -> None:
+        """A complete ReqQryTradingAccount reply: Balance (dynamic equity), CurrMargin,
+        Available and CurrencyID of the investor's account (the first row in its currency;
+        CNY when the front leaves CurrencyID empty)."""
+        if not rows:
+            raise ValueError("ReqQryTradingAccount: the reply has no account")
+        row = rows[0]
+        vals: dict[str, Decimal] = {}
+        for name, key in (("equity", "Balance"), ("margin", "CurrMargin"), ("available", "Available")):
+            v = row.get(key)
+            try:
+                d = Decimal(repr(float(v)))
+            except (TypeError, ValueError, ArithmeticError):
+                raise ValueError(f"ReqQryTradingAccount: {key} {v!r} is not an amount") from None
+            if not d.is_finite() or abs(d) >= _NOT_AN_AMOUNT:
+                raise ValueError(f"ReqQryTradingAccount: {key} {v!r} is not an amount (the API's 'no value')")
+            vals[name] = d
+        now = self.clock.now_ns()
+        self._account = {"equity": str(vals["equity"]), "margin": str(vals["margin"]),
+                         "available": str(vals["available"]),
+                         "currency": str(row.get("CurrencyID") or "").strip() or "CNY",
+                         "trading_day": _iso_day(str(row.get("TradingDay") or "") or self.trading_day), "ts_ns": now}
+        self._account_read_ns = now
+        self._count("account_replies")
 
     def _sweep_done(self, sw: _Sweep) -> None:
         """A query answered in full: its orders as the front's word on each (UNKNOWN ones
@@ -1043,8 +1256,22 @@ class CtpAdapter:
             return [self._status_report(o) for o in self.orders.values() if o.view.status.is_live and not o.absent]
 
     def positions(self) -> dict[str, dict[str, int]]:
-        """Net filled lots per account and instrument from the fills this session reported (not
-        CTP's position keeping: ReqQryInvestorPosition is not used yet)."""
+        """Net lots per account and instrument (BUY +): the broker's, from the last complete
+        ReqQryInvestorPosition reply (``positions_source`` says whether one came since this
+        logon; ``status()["broker_figures"]`` how old it is), a refresh queued. Before any
+        reply: the fills this session reported."""
+        self.refresh_broker_figures()
+        with self.cv:
+            if self._broker_two_sided is not None:
+                out2: dict[str, dict[str, int]] = {}
+                for (acc, iid), e in self._broker_two_sided.items():
+                    if e["net"]:
+                        out2.setdefault(acc, {})[iid] = e["net"]
+                return out2
+        return self.session_positions()
+
+    def session_positions(self) -> dict[str, dict[str, int]]:
+        """Net filled lots per account and instrument from the fills this session reported."""
         out: dict[str, dict[str, int]] = {}
         with self.cv:
             for o in self.orders.values():
@@ -1052,6 +1279,27 @@ class CtpAdapter:
                     acc = out.setdefault(o.req.account, {})
                     acc[o.req.instrument] = acc.get(o.req.instrument, 0) + o.view.filled_qty * o.req.side.sign
         return {a: {i: q for i, q in p.items() if q} for a, p in out.items() if any(p.values())}
+
+    def two_sided_positions(self) -> dict[str, dict[str, Any]]:
+        """``{"ACCOUNT/INSTRUMENT": {long: {today, yesterday, frozen_today, frozen_yesterday},
+        short: {...}, net, trading_day, read_ns}}`` from the last complete position reply (the
+        simulated venue's shape; ``read_ns``: when the reply completed), a refresh queued;
+        ``{}`` before any reply."""
+        self.refresh_broker_figures()
+        with self.cv:
+            if not self._broker_two_sided:
+                return {}
+            return {f"{a}/{i}": {"long": dict(e["long"]), "short": dict(e["short"]), "net": e["net"],
+                                 "trading_day": e["trading_day"], "read_ns": e["read_ns"]}
+                    for (a, i), e in sorted(self._broker_two_sided.items())}
+
+    def account_reading(self) -> dict[str, dict[str, Any]]:
+        """``{account: {equity, margin, available, currency, trading_day, ts_ns}}`` from the last
+        complete ReqQryTradingAccount reply (Balance, CurrMargin, Available, CurrencyID;
+        ``ts_ns`` when it completed), a refresh queued; ``{}`` before any reply."""
+        self.refresh_broker_figures()
+        with self.cv:
+            return {self.account: dict(self._account)} if self._account is not None else {}
 
     def drop_copy(self, since_ns: int = 0) -> list[dict[str, Any]]:
         with self.cv:
@@ -1100,7 +1348,18 @@ class CtpAdapter:
                     "held_trades": sum(len(v) for v in self._held_trades.values()),
                     "queries_waiting": len(self._sweeps), "journal": str(self.journal.path),
                     "last_answer_us": self.last_answer_ns / 1000,
+                    "broker_figures": self._freshness(),
                     "counters": dict(self.counters), "bad_input": list(self.bad_input_recent)}
+
+    def _freshness(self) -> dict[str, Any]:
+        now = self.clock.now_ns()
+
+        def age(ns: int) -> float | None:
+            return round((now - ns) / _MS, 1) if ns else None
+        return {"account": self.account, "positions_source": self.positions_source,
+                "positions_read_ns": self._positions_read_ns, "positions_age_ms": age(self._positions_read_ns),
+                "positions": len(self._broker_two_sided or {}),
+                "account_read_ns": self._account_read_ns, "account_age_ms": age(self._account_read_ns)}
 
     # ------------------------------------------------------------------ clock and market data
     def clock_probe(self) -> tuple[int, int, int, int]:

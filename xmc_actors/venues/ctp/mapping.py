@@ -230,3 +230,16 @@ INPUT_ORDER_FIELDS = ("BrokerID", "InvestorID", "InstrumentID", "ExchangeID", "O
                       "CombOffsetFlag", "LimitPrice", "VolumeTotalOriginal", "UserID")
 ACTION_FIELDS = ("BrokerID", "InvestorID", "InstrumentID", "ExchangeID", "OrderRef", "FrontID", "SessionID",
                  "OrderSysID", "OrderActionRef")
+
+# The broker's own figures (ReqQryInvestorPosition / ReqQryTradingAccount)
+# PosiDirection (THOST_FTDC_PD_*): net, long, short
+PD_NET, PD_LONG, PD_SHORT = "1", "2", "3"
+# PositionDate (THOST_FTDC_PSD_*): today's row, history (yesterday's) row; SHFE and INE answer
+# one row of each per direction, the other exchanges one row (PositionDate today) whose
+# TodayPosition is the part opened today
+PSD_TODAY, PSD_HISTORY = "1", "2"
+POSITION_FIELDS = ("BrokerID", "InvestorID", "InstrumentID", "ExchangeID", "PosiDirection", "HedgeFlag",
+                   "PositionDate", "YdPosition", "Position", "TodayPosition", "LongFrozen", "ShortFrozen",
+                   "TradingDay", "UseMargin")
+ACCOUNT_FIELDS = ("BrokerID", "AccountID", "Balance", "CurrMargin", "Available", "CurrencyID", "TradingDay",
+                  "PreBalance", "FrozenMargin", "CloseProfit", "PositionProfit", "Commission")

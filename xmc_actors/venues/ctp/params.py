@@ -47,6 +47,10 @@ class CtpVenueParams(BaseModel):
     user_id: Annotated[str, Field(pattern=_ID)]
     investor_id: Annotated[str, Field(pattern=_ID)] | None = None
     """InvestorID on orders and queries; unset: ``user_id`` (the usual case: one user, one account)."""
+    account: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    """The deployment's account (``accounts[].id``) whose positions and funds this investor
+    holds at the broker: the broker's figures (ReqQryInvestorPosition, ReqQryTradingAccount)
+    are reported under it. Unset: the investor id."""
     password: SecretRef
     app_id: Annotated[str, Field(min_length=1, max_length=32)] | None = None
     auth_code: SecretRef | None = None
