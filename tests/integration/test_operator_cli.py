@@ -40,6 +40,10 @@ def run(tmp_path_factory):
     for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"):
         env.pop(k, None)
     env["XMC_RUN_DIR"] = str(tmp / "run")
+    # the commands as they are without an operator API (with one, they need a token: that path is
+    # tests/integration/test_api_serve.py and tests/unit/test_cli_authorisation.py)
+    env["XMC_API"] = "off"
+    env.pop("XMC_API_TOKEN", None)
     cfg = copper_config(tmp, "operator-cli", NS, strategies=[band("cu", entry=0.5)],  # few or no pairs
                         ray_extra={"metrics_port": _free_port()})
     proc = subprocess.Popen([XMC, "run", str(cfg), "--duration", "900", "--no-progress"], env=env,
