@@ -62,6 +62,15 @@ def find_gateway(deployment: DeploymentConfig, gateway: str) -> GatewayConfig:
     raise KeyError(f"gateway {gateway!r} is not in deployment {deployment.name!r} (known: {known})")
 
 
+def carried_accounts(deployment: DeploymentConfig, g: GatewayConfig) -> list[str]:
+    """The deployment's accounts whose orders gateway ``g`` carries: those it lists, else every
+    account trading its venue that no other gateway of the venue lists."""
+    if g.accounts:
+        return list(g.accounts)
+    listed = {a for o in deployment.gateways if o.venue == g.venue and o is not g for a in o.accounts}
+    return [a.id for a in deployment.accounts if g.venue in a.venues and a.id not in listed]
+
+
 def build_core(deployment: DeploymentConfig | dict[str, Any], gateway: str, sink: EventSink,
                clock_mode: str | None = None, *, restart: bool = False) -> tuple[GatewayCore, Any, Clock]:
     """Build the core, its feed and its clock from configuration (no Ray).
@@ -90,6 +99,10 @@ def build_core(deployment: DeploymentConfig | dict[str, Any], gateway: str, sink
             feed.rebase(clock.now_ns())
     adapter, params = build_adapter(gcfg.adapter, gcfg.params, venue, insts, clock, gateway=gcfg.actor_name,
                                     restart=restart)
+    set_accounts = getattr(adapter, "set_position_accounts", None)
+    if set_accounts is not None:
+        # an adapter that asks the broker for positions per account (FIX RequestForPositions)
+        set_accounts(carried_accounts(dep, gcfg))
     core = GatewayCore(venue, insts, adapter, clock, sink, name=gcfg.actor_name,
                        ack_timeout_ns=int(params.ack_timeout_ms * _MS),
                        probe_interval_ns=int(params.probe_interval_ms * _MS),

@@ -162,10 +162,14 @@ class FixAdapter:
     blocking = True
     #: the latency a call reports was waited for on the socket: the gateway must not sleep it
     real_latency = True
-    #: positions() are the fills this session reported, not the broker's position keeping: a
-    #: restarted deployment cannot verify its ledger against them (the risk guard counts the
-    #: venue unverified and the start-of-day gate waits for an operator)
-    positions_source = "session fills"
+    @property
+    def positions_source(self) -> str:
+        """``venue`` once a complete PositionReport snapshot (RequestForPositions) has come since
+        the current logon: positions() is then the broker's position keeping, which the risk
+        guard verifies its ledger against. Otherwise ``session fills``: the fills this session
+        reported, which a restarted deployment cannot verify against (the venue counts
+        unverified and the start-of-day gate waits for an operator)."""
+        return "venue" if self._pos_ok_since_logon and self._pos_snapshot is not None else "session fills"
 
     def __init__(self, params: FixVenueParams, venue: Venue, instruments: Sequence[Instrument], clock: Clock, *,
                  gateway: str = "", restart: bool = False) -> None:
@@ -211,6 +215,19 @@ class FixAdapter:
         self._probe_done: list[tuple[int, int, int, int]] = []
         self._probe_n = 0
         self._ctl: Any = None
+        # broker positions (AN -> AO + AP): the last complete snapshot, when it was asked for,
+        # the round in flight (PosReqID -> what came), why the session stays at session fills
+        self._pos_accounts: list[str] = list(params.positions_accounts)
+        self._pos_snapshot: dict[str, dict[str, int]] | None = None
+        self._pos_as_of_ns = 0          # our clock when the complete snapshot's round was sent
+        self._pos_done_ns = 0           # our clock when it completed
+        self._pos_ok_since_logon = False
+        self._pos_round: dict[str, dict[str, Any]] = {}
+        self._pos_round_t0 = 0          # time.monotonic_ns() the round was sent (0: none in flight)
+        self._pos_round_n = 0
+        self._pos_round_as_of = 0
+        self._pos_off = "" if params.positions_query else "positions_query is false"
+        self._pos_reason = self._pos_off or "no complete snapshot yet"
         base = Path(params.store_path) if params.store_path else default_store_root()
         self.store_dir = base / self.name
         self.store_dir.mkdir(parents=True, exist_ok=True)
@@ -238,7 +255,24 @@ class FixAdapter:
         atexit.register(self.close)
         self._supervisor = threading.Thread(target=self._supervise, name=f"fix-reconnect-{self.name}", daemon=True)
         self._supervisor.start()
-        self.wait_logon(params.logon_timeout_s)
+        if self.wait_logon(params.logon_timeout_s) and not self._pos_off and self._position_accounts():
+            # the snapshot that the logon asked for: a deployment's start-up check sees "venue"
+            with self.cv:
+                self.cv.wait_for(lambda: self._pos_off or self._pos_ok_since_logon or
+                                 (self._pos_round_n > 0 and not self._pos_round_t0),
+                                 timeout=params.positions_timeout_ms / 1000)
+            self._check_positions_timeout()
+
+    def set_position_accounts(self, accounts: Sequence[str]) -> None:
+        """The accounts of the deployment this gateway carries (the gateway hands them over at
+        start): they are asked about besides ``positions_accounts`` and the orders' accounts;
+        a new snapshot is asked for and waited for (at most ``positions_timeout_ms``)."""
+        with self.cv:
+            new = [a for a in accounts if a and a not in self._pos_accounts]
+            self._pos_accounts.extend(new)
+        if new and self.logged_on:
+            self.refresh_positions(force=True)
+            self.wait_positions(self.p.positions_timeout_ms / 1000)
 
     # ------------------------------------------------------------------ lifecycle
     def wait_logon(self, timeout_s: float) -> bool:
@@ -374,6 +408,7 @@ class FixAdapter:
             unknown = [c for c, st in self.views.items() if st.status is OrderStatus.UNKNOWN]
         for coid in unknown:
             self._send_status_request(coid)
+        self.refresh_positions(force=True)
         if self.p.market_data == "fix":
             # a venue's subscriptions end with the session: subscribe again; the snapshot (W)
             # that answers it replaces whatever the books missed while we were away
@@ -388,6 +423,11 @@ class FixAdapter:
                 self._count("logouts")
             for w in list(self._places.values()) + list(self._cancels.values()) + list(self._queries.values()):
                 w.dropped = True
+            # a snapshot speaks for the session it came on: the next logon asks again
+            self._pos_ok_since_logon = False
+            self._pos_round, self._pos_round_t0 = {}, 0
+            if not self._pos_off:
+                self._pos_reason = "session down: a snapshot is asked for on the next logon"
             self.cv.notify_all()
 
     def _to_admin(self, msg: Any) -> None:
@@ -421,6 +461,8 @@ class FixAdapter:
             self._count("logouts_received")
         elif mt == "3":
             self._count("session_rejects_received")
+            if C.get(msg, C.REF_MSG_TYPE) == "AN":
+                self._positions_unsupported(f"session Reject of RequestForPositions: {C.get(msg, C.TEXT) or ''}")
             self._bad("SESSION_REJECT_RECEIVED", C.get(msg, C.TEXT) or "", int(C.get(msg, C.REF_TAG_ID) or 0))
         elif mt == "4":
             self._count("gap_fills_received" if C.get(msg, 123) == "Y" else "seq_resets_received")
@@ -453,7 +495,14 @@ class FixAdapter:
                 return
             self._on_report(parsed)
         elif mt == "j":
+            if C.get(msg, C.REF_MSG_TYPE) == "AN":
+                self._count("position_requests_rejected")
+                self._bad("BUSINESS_REJECT", f"AN: {C.get(msg, C.TEXT) or 'business message reject'}")
+                self._positions_unsupported(f"BusinessMessageReject of RequestForPositions: {C.get(msg, C.TEXT) or ''}")
+                return
             self._on_business_reject(msg)
+        elif mt in ("AO", "AP"):
+            self._on_position_message(mt, msg)
         elif mt in ("W", "X"):
             self._on_md(msg)
         elif mt == "Y":
@@ -463,6 +512,179 @@ class FixAdapter:
         else:
             self._bad("UNSUPPORTED_MESSAGE", f"message type {mt!r}")
             raise fix.UnsupportedMessageType()
+
+    # ------------------------------------------------------------------ broker positions (AN, AO, AP)
+    def _position_accounts(self) -> list[tuple[str, str]]:
+        """(our account, the broker's Account (1) to ask) pairs. With ``account`` set every order
+        goes out under it: the broker's position can be attributed only when exactly one of our
+        accounts trades through the session; otherwise none (the reason is kept)."""
+        with self.cv:
+            ours = list(dict.fromkeys(self._pos_accounts + [st.request.account for st in self.views.values()
+                                                             if st.request.account]))
+        if self.p.account:
+            if len(ours) > 1:
+                self._pos_reason = (f"account {self.p.account!r} carries {len(ours)} of our accounts "
+                                    f"({', '.join(ours)}): the broker's position cannot be split between them")
+                return []
+            return [(ours[0] if ours else self.p.account, self.p.account)]
+        return [(a, a) for a in ours]
+
+    def refresh_positions(self, *, force: bool = False) -> bool:
+        """Ask the broker for a snapshot of its positions (one AN per account), unless a round is
+        in flight (``force``: a new round replaces it), the query is off or the broker refused
+        it. Returns whether a round was sent."""
+        if self._pos_off or not self.logged_on:
+            return False
+        now = time.monotonic_ns()
+        with self.cv:
+            if self._pos_round_t0 and not force and now - self._pos_round_t0 < self.p.positions_timeout_ms * _MS:
+                return False
+        accounts = self._position_accounts()
+        if not accounts:
+            if not self.p.account:
+                self._pos_reason = "no account to ask about (set positions_accounts)"
+            return False
+        with self.cv:
+            self._pos_round_n += 1
+            rnd = self._pos_round_n
+            self._pos_round = {f"{self.name}-pos{rnd}-{k}": {"account": ours, "broker": broker, "total": None,
+                                                              "lines": {}, "n": 0, "acked": False}
+                               for k, (ours, broker) in enumerate(accounts)}
+            self._pos_round_t0 = now
+            self._pos_round_as_of = self.clock.now_ns()
+            reqs = [(rid, r["broker"]) for rid, r in self._pos_round.items()]
+        try:
+            for rid, broker in reqs:
+                self._send_app(C.position_request(rid, broker, self.clock.now_ns()))
+        except VenueDisconnected:
+            with self.cv:
+                self._pos_round, self._pos_round_t0 = {}, 0
+            return False
+        self._count("position_requests")
+        return True
+
+    def wait_positions(self, timeout_s: float) -> bool:
+        """Wait until the round in flight ends (complete, refused or malformed); True when a
+        complete snapshot has come since the logon."""
+        with self.cv:
+            self.cv.wait_for(lambda: not self._pos_round_t0, timeout=timeout_s)
+        self._check_positions_timeout()
+        return self.positions_source == "venue"
+
+    def _check_positions_timeout(self) -> None:
+        with self.cv:
+            t0 = self._pos_round_t0
+            if not t0 or time.monotonic_ns() - t0 < self.p.positions_timeout_ms * _MS:
+                return
+            self._pos_round, self._pos_round_t0 = {}, 0
+            self._count("position_timeouts")
+            why = f"no complete answer to RequestForPositions within {self.p.positions_timeout_ms:.0f} ms"
+            self._pos_reason = why if self._pos_snapshot is None or not self._pos_ok_since_logon else \
+                f"last refresh: {why} (the snapshot shown is older)"
+            self.cv.notify_all()
+
+    def _positions_unsupported(self, why: str) -> None:
+        """The broker refused RequestForPositions: never asked again in this session's life;
+        positions stay the session's fills."""
+        with self.cv:
+            self._pos_off = self._pos_reason = why[:300]
+            self._pos_ok_since_logon = False
+            self._pos_snapshot = None
+            self._pos_round, self._pos_round_t0 = {}, 0
+            self.cv.notify_all()
+        self._count("position_requests_refused")
+
+    def _pos_bad(self, why: str, tag: int) -> None:
+        """A malformed AO/AP: counted as bad input; the round it belongs to cannot complete (the
+        last complete snapshot stays); positions() asks again."""
+        self._bad("MALFORMED_POSITION_REPORT", why[:300], tag)
+        with self.cv:
+            if self._pos_round:
+                self._pos_round, self._pos_round_t0 = {}, 0
+                self._pos_reason = f"last refresh: a malformed position report ({why[:200]})"
+            self.cv.notify_all()
+
+    def _on_position_message(self, mt: str, msg: Any) -> None:
+        try:
+            raw = msg.toString()
+            if mt == "AO":
+                ack = C.parse_position_ack(raw)
+                rid = ack.req_id
+            else:
+                line = C.parse_position_report(raw, self.smap)
+                rid = line.req_id
+        except Exception as e:  # noqa: BLE001 - never raised into the engine or the gateway
+            self._pos_bad(f"{mt}: {e}", getattr(e, "tag", 0) if isinstance(e, C.FixDecodeError) else 0)
+            return
+        with self.cv:
+            r = self._pos_round.get(rid)
+            if r is None:
+                self._count("position_reports_unrequested")  # an old round's, or unsolicited
+                return
+            if mt == "AO":
+                self._count("position_acks")
+                if ack.status == C.POS_STATUS_REJECTED or ack.result not in (C.POS_VALID, C.POS_NONE_FOUND):
+                    refused = True
+                else:
+                    refused = False
+                    r["acked"] = True
+                    r["total"] = 0 if ack.result == C.POS_NONE_FOUND else ack.total
+            else:
+                self._count("position_reports")
+                refused = False
+                if line.result not in (C.POS_VALID,):
+                    r = None
+                else:
+                    if line.account and line.account != self._pos_round[rid]["broker"]:
+                        r = None
+                    else:
+                        r["lines"][line.instrument] = r["lines"].get(line.instrument, 0) + line.net
+                        r["n"] += 1
+                        if line.total is not None:
+                            r["total"] = line.total
+        if mt == "AO" and refused:
+            self._positions_unsupported(f"RequestForPositionsAck PosReqResult {ack.result} PosReqStatus {ack.status}: "
+                                        f"{ack.text}")
+            return
+        if r is None:
+            self._pos_bad(f"AP for {rid}: PosReqResult {line.result} or Account {line.account!r} is not what was asked",
+                          C.POS_REQ_RESULT if line.result != C.POS_VALID else C.ACCOUNT)
+            return
+        self._pos_maybe_complete()
+
+    def _pos_maybe_complete(self) -> None:
+        with self.cv:
+            rnd = self._pos_round
+            if not rnd or any(r["total"] is None or r["n"] < r["total"] or (r["total"] == 0 and not r["acked"])
+                              for r in rnd.values()):
+                return
+            snap: dict[str, dict[str, int]] = {}
+            for r in rnd.values():
+                held = {i: q for i, q in r["lines"].items() if q}
+                if held:
+                    acc = snap.setdefault(r["account"], {})
+                    for i, q in held.items():
+                        acc[i] = acc.get(i, 0) + q
+            self._pos_snapshot = snap
+            self._pos_as_of_ns = self._pos_round_as_of
+            self._pos_done_ns = self.clock.now_ns()
+            self._pos_ok_since_logon = True
+            self._pos_round, self._pos_round_t0 = {}, 0
+            self._pos_reason = ""
+            self.cv.notify_all()
+        self._count("position_snapshots")
+
+    def positions_status(self) -> dict[str, Any]:
+        """How fresh the positions are: their source, when the last complete snapshot was asked
+        for (``as_of_ns``, our clock) and its age, whether a refresh is in flight, and why the
+        session is at ``session fills`` when it is."""
+        with self.cv:
+            now = self.clock.now_ns()
+            return {"source": self.positions_source, "query": not self._pos_off,
+                    "as_of_ns": self._pos_as_of_ns or None,
+                    "age_ms": (now - self._pos_as_of_ns) / _MS if self._pos_as_of_ns else None,
+                    "refreshing": bool(self._pos_round_t0), "reason": self._pos_reason,
+                    "accounts": list(self._pos_accounts)}
 
     # ------------------------------------------------------------------ market data
     def set_waker(self, fn: Any) -> None:
@@ -810,8 +1032,20 @@ class FixAdapter:
             return [self._status_report(st) for st in self.views.values() if st.status.is_live]
 
     def positions(self) -> dict[str, dict[str, int]]:
-        """Net filled lots per account and instrument from the fills reported on this session
-        (not the broker's position keeping: RequestForPositions is not used)."""
+        """Net lots per account and instrument. With ``positions_source`` ``venue``: the broker's
+        last complete PositionReport snapshot (as of ``positions_status()["as_of_ns"]``; fills
+        after it are not in it), and a refresh is asked for (unless one is in flight), so the
+        next call answers from a newer one. Otherwise: the net of the fills reported on this
+        session (and a snapshot is asked for when the query is on)."""
+        self._check_positions_timeout()
+        self.refresh_positions()
+        with self.cv:
+            if self.positions_source == "venue" and self._pos_snapshot is not None:
+                return {a: dict(p) for a, p in self._pos_snapshot.items()}
+        return self.session_positions()
+
+    def session_positions(self) -> dict[str, dict[str, int]]:
+        """Net filled lots per account and instrument from the fills reported on this session."""
         out: dict[str, dict[str, int]] = {}
         with self.cv:
             for st in self.views.values():
@@ -830,6 +1064,8 @@ class FixAdapter:
             self._reissue_at = 0
             self._count("requests_reissued")
             self._logon_requests()
+        if self._pos_round_t0:
+            self._check_positions_timeout()
         with self.cv:
             out, self._pushed = self._pushed, []
         return out
@@ -861,6 +1097,7 @@ class FixAdapter:
                 "market_data": self.p.market_data, "md_awaiting_snapshot": sorted(self._snap_asked),
                 "reconnect": {"state": self.backoff.state, "failures": self.backoff.failures,
                               "recent_pauses_s": list(self.backoff.delays[-5:])},
+                "positions": self.positions_status(),
                 "counters": dict(self.counters), "bad_input": recent}
 
     # ------------------------------------------------------------------ clock and market data

@@ -733,3 +733,161 @@ def book_changes(instrument: str, old: tuple[list[tuple[Decimal, int]], list[tup
     if new[2] is not None and new[2] != old[2]:
         out.append(MdEntry(instrument, MD_TRADE, MD_NEW, new[2], 0, 0, ts_ns))
     return out
+
+
+# --------------------------------------------------------------------------- positions (AN, AO, AP)
+POS_REQ_ID, POS_MAINT_RPT_ID, POS_REQ_TYPE, TOTAL_NUM_POS_REPORTS = 710, 721, 724, 727
+POS_REQ_RESULT, POS_REQ_STATUS, CLEARING_BUSINESS_DATE, ACCOUNT_TYPE = 728, 729, 715, 581
+SETTL_PRICE, SETTL_PRICE_TYPE, PRIOR_SETTL_PRICE, UNSOLICITED_INDICATOR = 730, 731, 734, 325
+NO_POSITIONS, POS_TYPE, LONG_QTY, SHORT_QTY, NO_POS_AMT = 702, 703, 704, 705, 753
+#: PosReqType (724) 0: positions
+POS_REQ_POSITIONS = "0"
+#: PosReqResult (728)
+POS_VALID, POS_INVALID, POS_NONE_FOUND, POS_NOT_AUTHORIZED, POS_NOT_SUPPORTED = "0", "1", "2", "3", "4"
+#: PosReqStatus (729)
+POS_STATUS_COMPLETED, POS_STATUS_WARNINGS, POS_STATUS_REJECTED = "0", "1", "2"
+#: PosType (703) of the total position; other entries are summed only when no TOT is given
+POS_TYPE_TOTAL = "TOT"
+
+
+def _business_date(now_ns: int) -> str:
+    return time.strftime("%Y%m%d", time.gmtime(now_ns // 1_000_000_000))
+
+
+def position_request(req_id: str, account: str, now_ns: int) -> Any:
+    """RequestForPositions (AN): a snapshot (SubscriptionRequestType 0) of the positions
+    (PosReqType 0) of ``account``, with the fields FIX 4.4 requires."""
+    m = new_message("AN")
+    m.setField(POS_REQ_ID, req_id)
+    m.setField(POS_REQ_TYPE, POS_REQ_POSITIONS)
+    m.setField(SUB_REQ_TYPE, MD_SNAPSHOT)
+    m.setField(ACCOUNT, account)
+    m.setField(ACCOUNT_TYPE, "1")  # carried on the customer side of the books
+    m.setField(CLEARING_BUSINESS_DATE, _business_date(now_ns))
+    m.setField(TRANSACT_TIME, utc_timestamp(now_ns))
+    return m
+
+
+def parse_position_request(raw: str) -> tuple[str, str, str, str]:
+    """(PosReqID, Account, PosReqType, SubscriptionRequestType) of an AN's wire text."""
+    msg = RawFields(raw)
+    out = []
+    for tag in (POS_REQ_ID, ACCOUNT, POS_REQ_TYPE):
+        v = msg.get(tag)
+        if not v:
+            raise FixDecodeError(f"required tag {tag} missing", tag)
+        out.append(v)
+    return out[0], out[1], out[2], msg.get(SUB_REQ_TYPE) or MD_SNAPSHOT
+
+
+def position_ack(req_id: str, rpt_id: str, account: str, result: str, status: str, total: int,
+                 text: str = "") -> Any:
+    """RequestForPositionsAck (AO)."""
+    m = new_message("AO")
+    m.setField(POS_MAINT_RPT_ID, rpt_id)
+    m.setField(POS_REQ_ID, req_id)
+    m.setField(TOTAL_NUM_POS_REPORTS, str(total))
+    m.setField(POS_REQ_RESULT, result)
+    m.setField(POS_REQ_STATUS, status)
+    m.setField(ACCOUNT, account)
+    m.setField(ACCOUNT_TYPE, "1")
+    if text:
+        m.setField(TEXT, text)
+    return m
+
+
+def position_report(req_id: str, rpt_id: str, account: str, instrument: str, long_qty: int, short_qty: int,
+                    total: int, smap: SymbolMap, now_ns: int, *, quantities: bool = True) -> Any:
+    """PositionReport (AP) of one instrument: one NoPositions entry, PosType TOT, with LongQty
+    and ShortQty (``quantities=False``: neither, a malformed report for tests)."""
+    m = new_message("AP")
+    m.setField(POS_MAINT_RPT_ID, rpt_id)
+    m.setField(POS_REQ_ID, req_id)
+    m.setField(POS_REQ_TYPE, POS_REQ_POSITIONS)
+    m.setField(SUB_REQ_TYPE, MD_SNAPSHOT)
+    m.setField(TOTAL_NUM_POS_REPORTS, str(total))
+    m.setField(POS_REQ_RESULT, POS_VALID)
+    m.setField(CLEARING_BUSINESS_DATE, _business_date(now_ns))
+    m.setField(ACCOUNT, account)
+    m.setField(ACCOUNT_TYPE, "1")
+    m.setField(SYMBOL, smap.symbol(instrument))
+    m.setField(SECURITY_EXCHANGE, smap.security_exchange)
+    m.setField(SETTL_PRICE, "0")
+    m.setField(SETTL_PRICE_TYPE, "1")
+    m.setField(PRIOR_SETTL_PRICE, "0")
+    g = fix.Group(NO_POSITIONS, POS_TYPE)
+    g.setField(POS_TYPE, POS_TYPE_TOTAL)
+    if quantities:
+        g.setField(LONG_QTY, str(long_qty))
+        g.setField(SHORT_QTY, str(short_qty))
+    m.addGroup(g)
+    return m
+
+
+@dataclass(frozen=True)
+class PositionAck:
+    """What a RequestForPositionsAck (AO) says."""
+
+    req_id: str
+    result: str
+    status: str
+    total: int | None
+    text: str
+
+
+@dataclass(frozen=True)
+class PositionLine:
+    """One PositionReport (AP): the net lots (long - short) of one instrument."""
+
+    req_id: str
+    account: str
+    instrument: str
+    net: int
+    total: int | None
+    result: str
+
+
+def parse_position_ack(raw: str) -> PositionAck:
+    msg = RawFields(raw)
+    req_id = msg.get(POS_REQ_ID) or ""
+    result = msg.get(POS_REQ_RESULT)
+    if not result:
+        raise FixDecodeError(f"required tag {POS_REQ_RESULT} missing", POS_REQ_RESULT)
+    tot = msg.get(TOTAL_NUM_POS_REPORTS)
+    return PositionAck(req_id, result, msg.get(POS_REQ_STATUS) or "", _qty(tot, TOTAL_NUM_POS_REPORTS)
+                       if tot is not None else None, msg.get(TEXT) or "")
+
+
+_AP_STOP = frozenset({NO_POS_AMT, 753, 58, 354, 355, 539, 555, 711, 751})
+
+
+def parse_position_report(raw: str, smap: SymbolMap) -> PositionLine:
+    """An AP's wire text -> :class:`PositionLine`. The instrument is read through the symbol
+    map (a Symbol it does not map is refused naming tag 55); the net is LongQty - ShortQty of
+    the PosType TOT entries, else of every entry. Raises :class:`FixDecodeError` naming the tag."""
+    msg = RawFields(raw)
+    req_id = msg.get(POS_REQ_ID)
+    if not req_id:
+        raise FixDecodeError(f"required tag {POS_REQ_ID} missing", POS_REQ_ID)
+    result = msg.get(POS_REQ_RESULT)
+    if not result:
+        raise FixDecodeError(f"required tag {POS_REQ_RESULT} missing", POS_REQ_RESULT)
+    tot = msg.get(TOTAL_NUM_POS_REPORTS)
+    total = _qty(tot, TOTAL_NUM_POS_REPORTS) if tot is not None else None
+    sym = msg.get(SYMBOL)
+    if not sym:
+        raise FixDecodeError(f"required tag {SYMBOL} missing", SYMBOL)
+    inst = next((iid for iid, s in smap.symbols.items() if s == sym), None)
+    if inst is None:
+        raise FixDecodeError(f"tag {SYMBOL}: {sym!r} is not an instrument of this session", SYMBOL)
+    entries = msg.groups(NO_POSITIONS, POS_TYPE, _AP_STOP)
+    if not entries:
+        raise FixDecodeError(f"tag {NO_POSITIONS}: no position entry", NO_POSITIONS)
+    tot_entries = [e for e in entries if e.get(POS_TYPE) == POS_TYPE_TOTAL] or entries
+    net = 0
+    for e in tot_entries:
+        if LONG_QTY not in e and SHORT_QTY not in e:
+            raise FixDecodeError(f"tag {LONG_QTY}: a position entry ({e.get(POS_TYPE)}) without LongQty or ShortQty",
+                                 LONG_QTY)
+        net += _qty(e.get(LONG_QTY, "0"), LONG_QTY) - _qty(e.get(SHORT_QTY, "0"), SHORT_QTY)
+    return PositionLine(req_id, msg.get(ACCOUNT) or "", inst, net, total, result)

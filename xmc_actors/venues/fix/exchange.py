@@ -147,6 +147,10 @@ class FixExchange:
         self.md_subs: dict[str, tuple[str, int]] = {}
         self._md_sent: dict[str, tuple[list[tuple[Decimal, int]], list[tuple[Decimal, int]], Decimal | None]] = {}
         self._raw_in = ""  # the wire text of the message being handled (its groups are read from it)
+        # RequestForPositions (AN): how it is answered (see :meth:`positions_mode`)
+        self._pos_mode = "answer"
+        self._pos_malformed = 0
+        self._pos_rpt = 0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> int:
@@ -511,18 +515,28 @@ class FixExchange:
             self.drop()
         elif mt == "3":
             self._count("rejects_in")
-        elif mt in ("D", "F", "H", "V"):
+        elif mt == "AN" and self._pos_mode in ("business_reject", "ignore"):
+            self._count("position_requests")
+            if self._pos_mode == "business_reject":
+                self._business_reject(seq, mt, C.get(m, C.POS_REQ_ID) or "", "RequestForPositions is not supported")
+        elif mt in ("D", "F", "H", "V", "AN"):
             try:
-                {"D": self._on_new_order, "F": self._on_cancel, "H": self._on_status, "V": self._on_md_request}[mt](m)
+                {"D": self._on_new_order, "F": self._on_cancel, "H": self._on_status, "V": self._on_md_request,
+                 "AN": self._on_position_request}[mt](m)
             except C.FixDecodeError as e:
                 self._session_reject(seq, mt, e.tag, str(e))
         else:
-            r = C.new_message("j")
-            r.setField(45, str(seq))
-            r.setField(372, mt)
-            r.setField(380, "3")
-            r.setField(58, f"message type {mt!r} is not supported")
-            self._send(r, app=True)
+            self._business_reject(seq, mt, "", f"message type {mt!r} is not supported")
+
+    def _business_reject(self, seq: int, mt: str, ref_id: str, text: str) -> None:
+        r = C.new_message("j")
+        r.setField(45, str(seq))
+        r.setField(372, mt)
+        if ref_id:
+            r.setField(379, ref_id)
+        r.setField(380, "3")  # unsupported message type
+        r.setField(58, text)
+        self._send(r, app=True)
 
     def _on_logon(self, m: Any, seq: int) -> None:
         self.peer = C.get_header(m, 49) or "PEER"
@@ -658,6 +672,55 @@ class FixExchange:
             return
         self._send_report(rep)
 
+    # ------------------------------------------------------------------ positions (AN -> AO + AP)
+    def positions_mode(self, mode: str, n: int = 1) -> None:
+        """How RequestForPositions (AN) is answered: ``answer`` (default: an AO then one AP per
+        instrument held, from the simulated venue's own positions), ``business_reject`` (j),
+        ``session_reject`` (3), ``unsupported`` (AO PosReqResult 4, PosReqStatus rejected),
+        ``ignore`` (no answer), ``malformed`` (the next ``n`` answers: their first AP has a
+        position entry without LongQty or ShortQty; then ``answer`` again)."""
+        if mode not in ("answer", "business_reject", "session_reject", "unsupported", "ignore", "malformed"):
+            raise ValueError(f"positions_mode: unknown mode {mode!r}")
+        with self.lock:
+            if mode == "malformed":
+                self._pos_mode, self._pos_malformed = "answer", int(n)
+            else:
+                self._pos_mode = mode
+
+    def positions(self) -> dict[str, dict[str, int]]:
+        """The simulated venue's own net lots per account and instrument (what AP reports)."""
+        with self.lock:
+            return self.sim.positions()
+
+    def _on_position_request(self, m: Any) -> None:
+        seq = int(C.get_header(m, 34) or 0)
+        req_id, account, req_type, _sub = C.parse_position_request(self._raw_in)
+        self._count("position_requests")
+        self._pos_rpt += 1
+        rpt = f"{self.sim.venue.code}-P{self._pos_rpt}"
+        now = time.time_ns()
+        if self._pos_mode == "session_reject":
+            self._session_reject(seq, "AN", 0, "RequestForPositions is not supported (session reject)")
+            return
+        if self._pos_mode == "unsupported" or req_type != C.POS_REQ_POSITIONS:
+            self._send(C.position_ack(req_id, rpt, account, C.POS_NOT_SUPPORTED, C.POS_STATUS_REJECTED, 0,
+                                      f"PosReqType {req_type!r} is not supported" if req_type != C.POS_REQ_POSITIONS
+                                      else "positions are not supported"), app=True)
+            return
+        held = {i: q for i, q in self.sim.positions().get(account, {}).items() if q and i in self.smap.symbols}
+        if not held:
+            self._send(C.position_ack(req_id, rpt, account, C.POS_NONE_FOUND, C.POS_STATUS_COMPLETED, 0), app=True)
+            return
+        self._send(C.position_ack(req_id, rpt, account, C.POS_VALID, C.POS_STATUS_COMPLETED, len(held)), app=True)
+        bad = self._pos_malformed > 0
+        if bad:
+            self._pos_malformed -= 1
+            self._count("position_reports_malformed")
+        for k, (iid, q) in enumerate(sorted(held.items())):
+            self._send(C.position_report(req_id, f"{rpt}.{k + 1}", account, iid, max(q, 0), max(-q, 0), len(held),
+                                         self.smap, now, quantities=not (bad and k == 0)), app=True)
+            self._count("position_reports")
+
     # ------------------------------------------------------------------ timers and control
     # ------------------------------------------------------------------ market data
     def _book(self, iid: str, depth: int) -> tuple[list[tuple[Decimal, int]], list[tuple[Decimal, int]], Decimal | None]:
@@ -751,7 +814,7 @@ class FixExchange:
 
     def command(self, cmd: dict[str, Any]) -> Any:
         """One control command: ``{"cmd": "drop" | "stall" (ms) | "refuse" (ms) | "restart" | "skip_seq" (n) |
-        "malformed" (kind) | "duplicate_next" (n) | "lose_market_data" (n) | "ask_resend" (begin) | "inject" (fault) | "market" (quotes; with
+        "malformed" (kind) | "positions_mode" (mode, n) | "positions" | "duplicate_next" (n) | "lose_market_data" (n) | "ask_resend" (begin) | "inject" (fault) | "market" (quotes; with
         ``"wire": true`` also the venue's market-data messages) | "status" | "order_count"
         (client_order_id) | "received_orders" | "fills" | "stop"}``."""
         c = cmd.get("cmd")
@@ -775,6 +838,10 @@ class FixExchange:
             return self.lose_market_data(int(cmd.get("n", 1)))
         if c == "inject":
             return self.inject(dict(cmd["fault"]))
+        if c == "positions_mode":
+            return self.positions_mode(str(cmd["mode"]), int(cmd.get("n", 1)))
+        if c == "positions":
+            return self.positions()
         if c == "market":
             quotes = [Quote.model_validate(q) for q in cmd["quotes"]]
             if cmd.get("wire"):

@@ -86,6 +86,20 @@ class FixVenueParams(BaseModel):
     snapshot_retry_ms: PosF = 1000.0
     """A snapshot asked for after a loss is asked again if none came within this."""
 
+    positions_query: bool = True
+    """Ask the broker for its positions (RequestForPositions AN, PosReqType 0, a snapshot per
+    account) after every logon and on demand (each ``positions()`` call asks again; it answers
+    from the last complete snapshot). Once a complete snapshot has come since the logon,
+    ``positions_source`` is ``venue`` and the risk guard can verify the ledger against it. A
+    broker that rejects AN (Reject, BusinessMessageReject, an ack saying not supported) or
+    does not answer within ``positions_timeout_ms`` leaves the session at ``session fills``
+    (the reason in ``status()["positions"]``). False: never ask (``session fills``)."""
+    positions_timeout_ms: PosF = 2000.0
+    """How long a positions request waits for its ack and every report it announces."""
+    positions_accounts: list[str] = Field(default_factory=list)
+    """Our account ids to ask the broker's positions for; empty: the deployment's accounts
+    that this gateway carries (the gateway hands them over) and those of the orders sent."""
+
     serve_loopback: bool = False
     """The runtime starts a loopback FIX exchange process (``xmc venue serve``) for this gateway
     on a free port of 127.0.0.1 before the deployment, points the gateway at it (``port``,
