@@ -40,6 +40,10 @@ def run(tmp_path_factory):
     for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"):
         env.pop(k, None)
     env["XMC_RUN_DIR"] = str(tmp / "run")
+    # promote/demote as they are without an operator API (with one they need a token whose role
+    # may: tests/unit/test_cli_authorisation.py)
+    env["XMC_API"] = "off"
+    env.pop("XMC_API_TOKEN", None)
     cfg = copper_config(tmp, "stages", NS, strategies=_strategies())
     # acceptance targets (xmc audit acceptance): one pair and no escalation; the canary's own asks
     # for far more pairs than a minute of trading makes, so its report says it is not accepted
