@@ -48,22 +48,23 @@ def ray_instance():
     ray.shutdown()
 
 
-def test_a_copper_position_rolls_to_the_next_month_as_one_traced_decision(tmp_path):
+def _setup(name: str, quotes: dict | None = None):
+    """Simulated SHFE and COMEX gateways quoting the four contracts, a coordinator, and the
+    position the roll starts from: long 2 SHFE cu2701 against short 2 COMEX HGH7."""
     params = {"seed": 1, "enforce_sessions": False, "enforce_price_limits": False, "ack_timeout_ms": 200,
               "network_latency": {"kind": "const", "mean_ms": 0.0}}
-    dep = DeploymentConfig(name="rolltest", venues=tuple(VENUES.values()), instruments=tuple(INSTS),
+    dep = DeploymentConfig(name=name, venues=tuple(VENUES.values()), instruments=tuple(INSTS),
                            gateways=tuple(GatewayConfig(venue=v, params=params, feed=FeedConfig()) for v in VENUES))
     gws = {v: VenueGateway.options(num_cpus=0).remote(dep, v, clock_mode="system") for v in VENUES}
     ray.get([g.ready.remote() for g in gws.values()], timeout=60)
     for i in IDS:
         p = Decimal(str(PX[i]))
         tick = Decimal("10") if i.startswith("SHFE") else Decimal("0.0005")
-        ray.get(gws[i.split(".")[0]].push_market.remote([testkit.quote(i, p - tick, p + tick, bid_size=50, ask_size=50)]))
-    coord = PairCoordinator.options(num_cpus=0).remote(INSTS, gws, config=CFG, name="coord-roll",
+        bid, ask = (quotes or {}).get(i, (p - tick, p + tick))
+        ray.get(gws[i.split(".")[0]].push_market.remote([testkit.quote(i, bid, ask, bid_size=50, ask_size=50)]))
+    coord = PairCoordinator.options(num_cpus=0).remote(INSTS, gws, config=CFG, name=name,
                                                        venues=list(VENUES.values()))
     ray.get(coord.ready.remote(), timeout=60)
-
-    # the position: long 2 SHFE cu2701 against short 2 COMEX HGH7
     legs = (LegIntent(leg="A", instrument="SHFE.cu2701", account="cn", side=Side.BUY, qty=2,
                       limit_price=Decimal(72010), trigger_price=Decimal(72010)),
             LegIntent(leg="B", instrument="COMEX.HGH7", account="us", side=Side.SELL, qty=2,
@@ -71,6 +72,23 @@ def test_a_copper_position_rolls_to_the_next_month_as_one_traced_decision(tmp_pa
     ray.get(coord.submit.remote(PairIntent(decision_id="open-1", strategy="cu_pair", legs=legs)), timeout=30)
     opened = ray.get(coord.await_pair.remote("open-1", 20), timeout=30)
     assert opened["state"] == "HEDGED" and opened["complete"], opened
+    return coord, gws
+
+
+def _trace(coord, tmp_path, decision_id: str):
+    """The coordinator's trail written to a ledger shard and traced as `xmc audit trace` does."""
+    events = ray.get(coord.events.remote(), timeout=30)
+    led = tmp_path / "ledger"
+    led.mkdir()
+    store = LedgerStore(led / "shard-0.duckdb")
+    store.append(encode_events(events).table, stored_ns=time.time_ns())
+    store.close()
+    with AuditReader(led) as r:
+        return r.trace(decision_id)
+
+
+def test_a_copper_position_rolls_to_the_next_month_as_one_traced_decision(tmp_path):
+    coord, gws = _setup("coord-roll")
 
     plan = plan_roll([Holding(CU, VENUES["SHFE"], 2, "SHFE.cu2701"), Holding(HG, VENUES["COMEX"], -2, "COMEX.HGH7")],
                      DAY)
@@ -94,15 +112,7 @@ def test_a_copper_position_rolls_to_the_next_month_as_one_traced_decision(tmp_pa
     assert {k: v for k, v in shfe["cn"].items() if v} == {"SHFE.cu2702": 2}, shfe
     assert {k: v for k, v in comex["us"].items() if v} == {"COMEX.HGK7": -2}, comex
 
-    # the trail, written to a ledger shard and traced as `xmc audit trace roll-cu-1` does
-    events = ray.get(coord.events.remote(), timeout=30)
-    led = tmp_path / "ledger"
-    led.mkdir()
-    store = LedgerStore(led / "shard-0.duckdb")
-    store.append(encode_events(events).table, stored_ns=time.time_ns())
-    store.close()
-    with AuditReader(led) as r:
-        tr = r.trace("roll-cu-1")
+    tr = _trace(coord, tmp_path, "roll-cu-1")
     assert tr.outcome == "ROLLED"
     kinds = [h.kind for h in tr.hops]
     assert kinds[0] == "OPERATOR" and tr.hops[0].payload["roll_children"] == ["roll-cu-1.rollA", "roll-cu-1.rollB"]
@@ -121,4 +131,32 @@ def test_a_copper_position_rolls_to_the_next_month_as_one_traced_decision(tmp_pa
     bad = ray.get(coord.submit_roll.remote({"decision_id": "roll-x"}), timeout=30)
     assert not bad["accepted"] and bad["reason"].startswith("request:")
     assert ray.get(coord.status.remote(), timeout=30)["bad_input"].get("roll") == 1
+    ray.get(coord.shutdown.remote(), timeout=60)
+
+
+def test_a_venue_that_does_not_roll_by_the_deadline_raises_a_red_alert_naming_mismatched_months(tmp_path):
+    # nobody bids for COMEX HGK7 near the roll's limit: COMEX cannot open its far month
+    coord, gws = _setup("coord-roll-late", quotes={"COMEX.HGK7": (Decimal("4.0"), Decimal("4.6"))})
+    plan = plan_roll([Holding(CU, VENUES["SHFE"], 2, "SHFE.cu2701"), Holding(HG, VENUES["COMEX"], -2, "COMEX.HGH7")],
+                     DAY)
+    now = time.time_ns()
+    prices = {"SHFE.cu2701": 71990, "SHFE.cu2702": 72110, "COMEX.HGH7": "4.5005", "COMEX.HGK7": "4.5495"}
+    req = build_roll(plan, decision_id="roll-cu-2", strategy="cu_pair", accounts={"SHFE": "cn", "COMEX": "us"},
+                     prices=prices, deadline_ns=now + 3_000_000_000, now_ns=now)
+    assert ray.get(coord.submit_roll.remote(req), timeout=30)["accepted"]
+    out = wait_until(lambda: ray.get(coord.roll_outcome.remote("roll-cu-2")), timeout=30, what="roll outcome")
+    assert out["state"] == "ESCALATED", out
+    assert "roll-cu-2.rollB" in out["reason"] and "mismatched months" in out["reason"], out
+    assert out["children"]["roll-cu-2.rollA"]["complete"] and not out["children"]["roll-cu-2.rollB"]["complete"]
+    # SHFE is on its far month; COMEX ends back on its near month (its near close rolled back)
+    wait_until(lambda: ray.get(coord.await_pair.remote("roll-cu-2.rollB", 1), timeout=30), timeout=30,
+               what="COMEX child ended")
+    shfe = ray.get(gws["SHFE"].positions.remote(), timeout=30)
+    comex = ray.get(gws["COMEX"].positions.remote(), timeout=30)
+    assert {k: v for k, v in shfe["cn"].items() if v} == {"SHFE.cu2702": 2}, shfe
+    assert {k: v for k, v in comex["us"].items() if v} == {"COMEX.HGH7": -2}, comex
+    tr = _trace(coord, tmp_path, "roll-cu-2")
+    assert tr.outcome == "ESCALATED"
+    alerts = [h for h in tr.hops if h.kind == "ALERT" and h.payload.get("monitor") == "calendar_roll"]
+    assert len(alerts) == 1 and alerts[0].payload["level"] == "red" and "mismatched months" in alerts[0].reason
     ray.get(coord.shutdown.remote(), timeout=60)
