@@ -74,7 +74,7 @@ class FakeTraderApi:
         self.login_error: tuple[int, str] | None = None
         self.positions: list[Any] = []      # CThostFtdcInvestorPositionField rows ReqQryInvestorPosition answers
         self.accounts: list[Any] = [account_row()]  # CThostFtdcTradingAccountField rows ReqQryTradingAccount answers
-        self.query_errors: dict[str, tuple[int, str]] = {}  # "position"/"account": the next answer is this error
+        self.query_errors: dict[str, list[tuple[int, str]]] = {}  # "position"/"account": the next answers are these errors
         self.hold_queries = False
         self.held: list[tuple[str, Any, int]] = []
         self.spi: Any = None
@@ -166,7 +166,8 @@ class FakeTraderApi:
     def answer_query(self, kind: str, f: Any, rid: int) -> None:
         if kind in ("position", "account"):
             cb = self.spi.OnRspQryInvestorPosition if kind == "position" else self.spi.OnRspQryTradingAccount
-            err = self.query_errors.pop(kind, None)
+            errs = self.query_errors.get(kind)
+            err = errs.pop(0) if errs else None
             if err is not None:
                 cb(None, rsp_info(*err), rid, True)
                 return

@@ -655,32 +655,50 @@ def test_a_reply_cut_by_a_disconnect_keeps_the_last_complete_one_and_the_next_lo
     assert a.positions_source == "venue" and a.positions() == {"acct-cn": {"SHFE.cu": 5}}
 
 
-def test_an_error_reply_is_recorded_and_the_last_good_figures_kept(tmp_path):
+NOT_READY = (90, "CTP:query not ready, try again")
+
+
+def test_an_error_reply_at_logon_is_asked_again_a_few_times_then_left_unverified(tmp_path):
     api = FakeTraderApi()
-    api.query_errors["position"] = (90, "CTP:query not ready, try again")
-    api.query_errors["account"] = (90, "CTP:query not ready, try again")
+    api.query_errors = {"position": [NOT_READY] * 10, "account": [NOT_READY] * 10}
     a, _ = adapter(tmp_path, api, account="acct-cn")
-    # the logon's reply was an error: never verified, nothing to show
-    assert a.counters["position_replies_refused"] == 1 and a.counters["account_replies_refused"] == 1
+    # the logon's reply and BROKER_RETRIES more (at the front's pace) all errors: never verified
+    assert a.counters["position_replies_refused"] == 4 and a.counters["account_replies_refused"] == 4
+    assert len(api.requests("ReqQryInvestorPosition")) == 4 and not a._sweeps
     bad = a.drain_bad_input()
     assert {b["reason"] for b in bad} == {"QUERY_ERROR"} and all("CTP error 90" in b["detail"] for b in bad)
     a._next_query_ns = time.monotonic_ns() + 10**12   # the front's pace: the refresh waits
     assert a.positions_source == "session fills" and a.two_sided_positions() == {} and a.account_reading() == {}
-    # the refresh (queued by the calls above) answers
+    # the refresh the calls above queued answers
+    api.query_errors = {}
     api.positions = _shfe_rows()
     a._next_query_ns = 0
     a.poll()
     assert a.positions_source == "venue" and a.positions() == {"acct-cn": {"SHFE.cu": 4}}
-    good_acct = a.account_reading()
-    assert good_acct["acct-cn"]["equity"] == "1000000.0"
-    # a later error: counted, the good figures stay
-    api.query_errors["position"] = (90, "CTP:query not ready, try again")
+
+
+def test_an_error_reply_is_recorded_and_the_last_good_figures_kept(tmp_path):
+    api = FakeTraderApi()
+    api.positions = _shfe_rows()
+    api.query_errors = {"position": [NOT_READY], "account": [NOT_READY]}
+    a, _ = adapter(tmp_path, api, account="acct-cn")
+    # the logon's reply was an error, asked again: the second reply is good
+    assert a.counters["position_replies_refused"] == 1 and a.counters["account_replies_refused"] == 1
+    assert a.positions_source == "venue" and a.positions() == {"acct-cn": {"SHFE.cu": 4}}
+    assert a.account_reading()["acct-cn"]["equity"] == "1000000.0"
+    assert {b["reason"] for b in a.drain_bad_input()} == {"QUERY_ERROR"}
+    # later errors: counted and recorded, the good figures stay, no retry (the next demand asks)
+    api.query_errors = {"position": [NOT_READY]}
     api.accounts = [account_row(balance=1.7976931348623157e308)]  # the API's "no value"
+    n = len(api.requests("ReqQryInvestorPosition"))
     a.refresh_broker_figures()
+    assert len(api.requests("ReqQryInvestorPosition")) == n + 1
     assert a.counters["position_replies_refused"] == 2 and a.counters["account_replies_refused"] == 2
+    a._next_query_ns = time.monotonic_ns() + 10**12   # hold the refreshes the views queue
     assert a.positions() == {"acct-cn": {"SHFE.cu": 4}} and a.positions_source == "venue"
     assert a.account_reading()["acct-cn"]["equity"] == "1000000.0"
-    assert "Balance" in " ".join(b["detail"] for b in a.drain_bad_input())
+    bad = a.drain_bad_input()
+    assert [b["reason"] for b in bad] == ["QUERY_ERROR", "BAD_REPLY"] and "Balance" in bad[1]["detail"]
 
 
 def test_an_unreadable_row_refuses_the_whole_reply(tmp_path):

@@ -70,6 +70,8 @@ from .params import CTP_EXCHANGES, CtpVenueParams
 
 _MS = 1_000_000
 #: what a nonzero return of a Req* call means (the API's documentation)
+#: how often a refused position / funds reply is asked again before one has been read since the logon
+BROKER_RETRIES = 3
 REQ_RETURNS = {-1: "network connection failed", -2: "too many requests waiting", -3: "requests per second exceeded"}
 
 
@@ -305,7 +307,9 @@ class CtpAdapter:
         self._positions_read_ns = 0
         self._account: dict[str, Any] | None = None
         self._account_read_ns = 0
+        self._login_ns = 0
         self._unknown_symbols: set[str] = set()
+        self._broker_retries: dict[str, int] = {}  # refused replies asked again, this logon
         self._waker: Any = None
         self.counters: dict[str, int] = {}
         self.bad_input: list[dict[str, Any]] = []
@@ -470,6 +474,8 @@ class CtpAdapter:
             self.logins += 1
             self._count("logins")
             self._positions_verified = False  # this logon's own reply must come first
+            self._broker_retries = {}
+            self._login_ns = self.clock.now_ns()
             self._expire_past_days()
         if self.p.confirm_settlement:
             c = self.td.CThostFtdcSettlementInfoConfirmField()
@@ -885,6 +891,13 @@ class CtpAdapter:
         except ValueError as e:
             self._count(f"{kind}_replies_refused")
             self._bad("QUERY_ERROR" if sw.error else "BAD_REPLY", f"{e}; the last complete reply is kept"[:300])
+            # nothing read yet since this logon (a front busy at logon answers "not ready"):
+            # asked again at the front's pace, a few times; later, the next demand asks
+            read = self._positions_verified if kind == "position" else self._account_read_ns > self._login_ns
+            tries = self._broker_retries.get(kind, 0)
+            if not read and tries < BROKER_RETRIES and not any(s.phase == kind for s in self._sweeps):
+                self._broker_retries[kind] = tries + 1
+                self._sweeps.append(_Sweep(phase=kind))
         finally:
             sw.rows = []
             self.cv.notify_all()
