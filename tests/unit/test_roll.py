@@ -103,3 +103,44 @@ def test_the_deadline_passing_before_the_children_end_escalates():
     out = tr.on_deadline(req.deadline_ns)
     assert out["state"] == "ESCALATED" and "roll-cu-1.rollB not rolled by its deadline (end of 2026-12-30)" in out["reason"]
     assert out["children"]["roll-cu-1.rollB"]["state"] == "WORKING"
+
+
+def _ledger(tmp_path, trail):
+    from xmc_actors.ledger.schema import encode_events
+    from xmc_actors.ledger.store import LedgerStore
+    led = tmp_path / "ledger"
+    store = LedgerStore(led / "shard-0.duckdb")
+    store.append(encode_events(trail).table, stored_ns=1)
+    store.close()
+    return led
+
+
+def test_xmc_audit_trace_of_a_roll_shows_its_children_and_its_outcome(tmp_path, capsys):
+    from xmc_actors.core.clock import SimClock
+    from xmc_actors.core.sink import EventMaker
+    from xmc_actors.ledger.audit import AuditReader
+    from xmc_actors.model.events import EventKind
+    from xmc_actors.ops.cli import main
+    clock = SimClock()
+    mk = EventMaker(clock, "test", node=1)
+    req = _req()
+
+    def ev(kind, did, **kw):
+        clock.advance(1000)
+        return mk.make(kind, decision_id=did, strategy="cu_pair", **kw)
+    trail = [ev(EventKind.OPERATOR, "roll-cu-1", reason="roll roll-cu-1", action="roll", **req.payload()),
+             ev(EventKind.ORDER_SENT, "other-1", instrument="SHFE.cu2701"),
+             *[ev(EventKind.ORDER_SENT, c.decision_id, instrument=lg.instrument) for c in req.children for lg in c.legs]]
+    led = _ledger(tmp_path / "open", trail)
+    with AuditReader(led) as r:
+        tr = r.trace("roll-cu-1")
+    assert tr.outcome == "OPEN"  # not decided yet, whatever the children's states
+    assert [h.instrument for h in tr.hops if h.kind == "ORDER_SENT"] == [
+        "SHFE.cu2701", "SHFE.cu2702", "COMEX.HGH7", "COMEX.HGK7"]  # the unrelated decision is not in it
+    trail.append(ev(EventKind.LIFECYCLE, "roll-cu-1", reason="ROLL_DONE", roll_state="ROLLED", message="done"))
+    led = _ledger(tmp_path / "done", trail)
+    assert main(["audit", "trace", "roll-cu-1", "--ledger", str(led)]) == 0
+    out = capsys.readouterr().out
+    assert "decision roll-cu-1: 6 events, outcome ROLLED" in out and "COMEX.HGK7" in out
+    with AuditReader(led) as r:  # a child alone is still its own trace
+        assert [h.instrument for h in r.trace("roll-cu-1.rollB").hops] == ["COMEX.HGH7", "COMEX.HGK7"]
