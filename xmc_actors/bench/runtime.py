@@ -27,6 +27,10 @@ the DuckDB ledger (one shard).
   (``floor_push_quiesce_us_p50``: the same two calls with no subscriber). The run checks that
   every instance evaluated every quote. ``fanout_50_vs_1_ratio``;
   ``fanout_per_strategy_us``: (p50 at 50 − p50 at 1) / 49.
+* ``chain3_*`` and ``compiled_*``: the same chain shape (gateway → strategy host → coordinator
+  → two gateways, wire-byte payloads) with ordinary ``.remote()`` calls and as a Ray Compiled
+  Graph, and what a restart of one of its actors does to the graph; see
+  :mod:`xmc_actors.bench.compiled_chain` (issue 22 item 2).
 """
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ import ray
 import yaml
 
 from ..core.stats import percentile as _pct
+from .compiled_chain import run_chain
 from ..model.orders import split_client_order_id
 from ..model.quotes import Quote
 from ..runtime.config import PROJECT_ROOT, load_config
@@ -331,6 +336,7 @@ def run(quick: bool) -> dict[str, float]:
         out["fanout_50_vs_1_ratio"] = out["fanout_quote_us_p50_50"] / out["fanout_quote_us_p50_1"]
         out["fanout_per_strategy_us"] = (out["fanout_quote_us_p50_50"] - out["fanout_quote_us_p50_1"]) / 49
         out["fanout_quotes_per_s_50"] = 1e6 / out["fanout_quote_us_p50_50"]
+        out.update(run_chain(200 if quick else 1000))  # remote vs compiled graph, and a restart
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
