@@ -740,3 +740,25 @@ def test_on_demand_refreshes_wait_for_the_fronts_pace_and_are_not_duplicated(tmp
     a.poll()
     a.poll()
     assert len(api.requests("ReqQryInvestorPosition")) == n + 1 and len(a._sweeps) == 0
+
+
+def test_the_gateway_refuses_positions_until_the_brokers_reply_and_then_serves_it(tmp_path):
+    """The venue gateway's own rule (actors/gateway.py) applied to this adapter: refused while
+    unverified, the broker's figures once a complete reply came since the logon."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from xmc_actors.actors.gateway import PositionsUnavailable, VenueGateway
+
+    cls = VenueGateway.__ray_metadata__.modified_class
+    api = FakeTraderApi()
+    api.hold_queries = True
+    api.positions = _shfe_rows()
+    a, _ = adapter(tmp_path, api, account="acct-cn")
+    gw = SimpleNamespace(_s=lambda gateway: SimpleNamespace(core=SimpleNamespace(adapter=a)))
+    with pytest.raises(PositionsUnavailable, match="session fills"):
+        asyncio.run(cls.positions(gw))
+    _release(api)
+    assert asyncio.run(cls.positions(gw)) == {"acct-cn": {"SHFE.cu": 4}}
+    assert asyncio.run(cls.two_sided_positions(gw))["acct-cn/SHFE.cu"]["net"] == 4
+    assert asyncio.run(cls.account_reading(gw))["acct-cn"]["currency"] == "CNY"
