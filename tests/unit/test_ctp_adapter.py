@@ -762,3 +762,16 @@ def test_the_gateway_refuses_positions_until_the_brokers_reply_and_then_serves_i
     assert asyncio.run(cls.positions(gw)) == {"acct-cn": {"SHFE.cu": 4}}
     assert asyncio.run(cls.two_sided_positions(gw))["acct-cn/SHFE.cu"]["net"] == 4
     assert asyncio.run(cls.account_reading(gw))["acct-cn"]["currency"] == "CNY"
+
+
+def test_xmc_status_says_whether_the_positions_are_the_brokers_and_how_old(tmp_path):
+    from xmc_actors.ops.cmd_run import _session_line
+
+    api = FakeTraderApi()
+    api.hold_queries = True
+    api.positions = _shfe_rows()
+    a, _ = adapter(tmp_path, api, account="acct-cn")
+    assert "positions session fills (not read yet)" in _session_line(a.status())
+    _release(api)
+    line = _session_line(a.status())
+    assert "positions venue (read " in line and " s ago)" in line

@@ -342,6 +342,12 @@ def _session_line(sess: dict[str, Any]) -> str:
     if sess.get("market_data"):
         waiting = sess.get("md_awaiting_snapshot") or []
         parts.append(f"market data {sess['market_data']}" + (f" (awaiting snapshot: {', '.join(waiting)})" if waiting else ""))
+    bf = sess.get("broker_figures")
+    if isinstance(bf, dict):
+        # the broker's own positions / funds (CTP): whether the positions are verified, how old
+        age = bf.get("positions_age_ms")
+        parts.append(f"positions {bf.get('positions_source', '?')}"
+                     + (f" (read {age / 1000:.1f} s ago)" if isinstance(age, (int, float)) else " (not read yet)"))
     if sess.get("endpoint"):
         parts.append(f"({sess['endpoint']})")
     if sess.get("last_logout_text"):
