@@ -37,7 +37,8 @@ import ray
 from ..core.alerts import Alert, CallbackAlertSink, sinks_from_config
 from ..core.clock import Clock, SystemClock
 from ..core.risk_guard import GuardOutput, RiskGuardCore, check_operator
-from ..core.risk_rules import FxProvider, GrantAck, fx_from_book, scope_key
+from ..core.risk_checker import fx_from_book
+from ..core.risk_types import FxProvider, GrantAck, scope_key
 from ..core.sink import EventSink, MemorySink
 from ..ledger.reader import read_trail
 from ..model.config import DeploymentConfig

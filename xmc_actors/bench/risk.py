@@ -17,7 +17,8 @@ import yaml
 
 from ..core.clock import SimClock
 from ..core.pretrade import AllowAll
-from ..core.risk_rules import PreTradeChecker, RiskGrant
+from ..core.risk_checker import PreTradeChecker
+from ..core.risk_types import RiskGrant
 from ..core.sink import NullSink
 from ..core.stats import percentile
 from ..model import Instrument, LegIntent, PairIntent, Side, Venue

@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Mapping
 
 from ..model.market import Account, Instrument, Venue
 from ..model.risk import AlertLevel, OccupancyLevels, RiskConfig
-from .risk_rules import ZERO, account_pool, strategy_pool
+from .risk_types import ZERO, account_pool, strategy_pool
 
 #: a ratio shown for an account whose equity is gone (zero or below): beyond every level
 NO_EQUITY_RATIO = Decimal(100)

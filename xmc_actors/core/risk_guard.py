@@ -52,7 +52,7 @@ from .clock import Clock
 from .monitors import Condition, MonitorSet, PairSummary
 from .pnl import PnlBook
 from .positions import TwoSidedBook
-from .risk_rules import GLOBAL, GrantAck, RiskGrant, scope_key, worst_state
+from .risk_types import GLOBAL, GrantAck, RiskGrant, scope_key, worst_state
 from .sink import EventMaker, EventSink
 from .risk_guard_books import MoneyBooks
 from .risk_guard_rebuild import Rebuild

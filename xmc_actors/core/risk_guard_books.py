@@ -17,7 +17,7 @@ from .calendar import instrument_session_state
 from .monitors import Condition, PairSummary
 from .pnl import pair_name
 from .positions import OffsetError, TwoSidedBook, choose_offset, lock_is_cheaper
-from .risk_rules import ZERO
+from .risk_types import ZERO
 from .risk_guard_types import GuardOutput
 
 class MoneyBooks:

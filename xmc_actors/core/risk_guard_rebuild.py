@@ -17,8 +17,8 @@ from ..model.market import Side
 from ..model.risk import AlertAction, AlertLevel, TradingState
 from .alerts import Alert, alert_origin, _Open
 from .monitors import Condition
-from .risk_rules import GLOBAL, ZERO, scope_key, worst_state
-from .risk_guard_types import _SKIPPED_KEPT, _UNREADABLE, UNATTRIBUTED, GuardOutput, RebuildReport, _apply_limit, _whole_lots
+from .risk_types import GLOBAL, ZERO, scope_key, worst_state
+from .risk_guard_types import UNATTRIBUTED, _SKIPPED_KEPT, _UNREADABLE, GuardOutput, RebuildReport, _apply_limit, _whole_lots
 
 log = logging.getLogger("xmc.risk")
 

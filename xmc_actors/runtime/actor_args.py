@@ -36,7 +36,7 @@ def build_checker(deployment: dict[str, Any], *, instruments: Any, sink: Any, cl
     Market time: FX is looked up at each pair's ``created_ns`` (the stamp of the quotes it was
     decided on), and the sessions of a replayed strategy's pairs are judged then too, so a
     replay of 2019 trades at 2019's rates and hours, whatever the wall clock says."""
-    from ..core.risk_rules import PreTradeChecker, fx_from_book
+    from ..core.risk_checker import PreTradeChecker, fx_from_book
     from ..feeds.fx import fx_book_from_config
 
     dep = DeploymentConfig.model_validate(deployment)
