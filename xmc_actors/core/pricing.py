@@ -326,8 +326,15 @@ class ParityEngine:
         self._same_a = type(fx) is FxBook and a.currency == self.currency
         self._same_b = type(fx) is FxBook and b.currency == self.currency
 
-    def _fx(self, ccy: str, ts_ns: int) -> FxObservation:
-        o = self.fx.rate(ccy, self.currency, ts_ns)
+    def _fx(self, ccy: str, ts_ns: int) -> FxObservation | StaticRate:
+        """The rate of ``ccy`` in the terms' currency at ``ts_ns`` (only ``rate`` and ``source``
+        are read)."""
+        fx = self.fx
+        if type(fx) is FxBook and ccy != self.currency:
+            p = fx.providers.get((ccy, self.currency))
+            if type(p) is StaticRate:  # what FxBook.rate would answer, without an observation per quote
+                return p
+        o = fx.rate(ccy, self.currency, ts_ns)
         if o is None:
             raise ParityUnavailable(f"no FX rate {ccy}->{self.currency} at {_iso(ts_ns)}")
         return o

@@ -298,13 +298,16 @@ class LabRun:
         """Play every quote, then let what is in flight finish (at most ``drain`` simulated s)."""
         heap = self._heap
         clock = self.clock
-        pop, on_market, tick_until = self._pop, self._on_market, self._tick_until
+        on_market, tick_until, heappop = self._on_market, self._tick_until, heapq.heappop
         n = 0
         for t, venue, q in self._quotes():
             while heap and heap[0][0] <= t:
                 if self._open:  # pairs working between quotes meet grants as fresh as live
                     tick_until(heap[0][0])
-                pop()
+                te, _, fn, args = heappop(heap)  # _pop, inline: at least one event per quote
+                if te > clock.now_ns():
+                    clock.set(te)
+                fn(*args)
             if self.first_ns is None:
                 self.first_ns = t
                 self.start(t)
@@ -395,15 +398,20 @@ class LabRun:
         now = self.clock.now_ns()
         if reports:
             self._at(now + self._draw(venue, "fill"), self._reports_arrive, reports)
-        self._schedule_poll(venue)
-        self._at(now + self._draw(venue, "market_data"), self._md_arrive, q)
+        due = ex.next_due_ns()  # _schedule_poll, once per quote
+        if due is not None:
+            self._at(max(due, now), self._poll, venue)
+        model, rng = self._models[venue, "market_data"]
+        heapq.heappush(self._heap, (now + sample_latency_ns(model, rng), next(self._seq), self._md_arrive, (q,)))
 
     def _md_arrive(self, q: Quote) -> None:
         self.counters["md_deliveries"] += 1
         self.latest[q.instrument] = q  # the risk guard marks the latest of each at its tick
         now = self.clock.now_ns()
         for strat in self.by_instrument.get(q.instrument, ()):
-            self._strategy_actions(strat.on_quotes([q], now))
+            actions = strat.on_quotes([q], now)
+            if actions:
+                self._strategy_actions(actions)
 
     def _strategy_actions(self, actions: list[Any]) -> None:
         for a in actions:

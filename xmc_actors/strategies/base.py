@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import traceback
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from enum import Enum
 from typing import Any, ClassVar, Literal, Mapping
@@ -123,6 +123,21 @@ class Snapshot:
     quote_b: Quote
     parity: Parity | None
     position: int
+
+
+_SNAP_FIELDS = ("now_ns", "quote_a", "quote_b", "parity", "position")
+if tuple(f.name for f in fields(Snapshot)) != _SNAP_FIELDS:  # pragma: no cover - a developer's slip
+    raise ImportError("Snapshot's fields changed: update _SNAP_FIELDS and _new_snapshot")
+_SNAP_SLOTS = tuple(Snapshot.__dict__[f].__set__ for f in _SNAP_FIELDS)
+
+
+def _new_snapshot(now_ns: int, quote_a: Quote, quote_b: Quote, parity: Parity | None, position: int) -> Snapshot:
+    """``Snapshot(...)``, made on every evaluation: written slot by slot (a frozen dataclass's
+    ``__init__`` goes through ``object.__setattr__`` per field). Same object, same equality."""
+    snap = object.__new__(Snapshot)
+    s0, s1, s2, s3, s4 = _SNAP_SLOTS
+    s0(snap, now_ns); s1(snap, quote_a); s2(snap, quote_b); s3(snap, parity); s4(snap, position)  # noqa: E702
+    return snap
 
 
 @dataclass(slots=True)
@@ -294,7 +309,8 @@ class Strategy:
                     changed = True
         if not changed:
             return []
-        self._check_overdue(now_ns)
+        if self._pending is not None:
+            self._check_overdue(now_ns)
         if self.state is not StrategyState.ACTIVE:
             return self._flush()
         self._evaluate(now_ns)
@@ -497,7 +513,7 @@ class Strategy:
             self.record(EventKind.SIGNAL, "unblocked", now_ns, was=self.blocked[0])
             self.blocked = None
         self.counters["evaluations"] += 1
-        snap = Snapshot(now_ns, qa, qb, parity, self.position)
+        snap = _new_snapshot(now_ns, qa, qb, parity, self.position)
         decision = self.decide(snap)
         if decision is None:
             return
