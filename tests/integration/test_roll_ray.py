@@ -15,7 +15,7 @@ from testkit import wait_until
 from xmc_actors.actors.coordinator import PairCoordinator
 from xmc_actors.actors.gateway import VenueGateway
 from xmc_actors.core.contracts import Holding, concrete_instrument, parse_contract, plan_roll
-from xmc_actors.core.roll import build_roll, roll_by_ns
+from xmc_actors.core.roll import build_roll, roll_by_ns, roll_request
 from xmc_actors.ledger.audit import AuditReader
 from xmc_actors.ledger.schema import encode_events
 from xmc_actors.ledger.store import LedgerStore
@@ -90,13 +90,12 @@ def _trace(coord, tmp_path, decision_id: str):
 def test_a_copper_position_rolls_to_the_next_month_as_one_traced_decision(tmp_path):
     coord, gws = _setup("coord-roll")
 
-    plan = plan_roll([Holding(CU, VENUES["SHFE"], 2, "SHFE.cu2701"), Holding(HG, VENUES["COMEX"], -2, "COMEX.HGH7")],
-                     DAY)
-    deadline = roll_by_ns(plan, VENUES["SHFE"].timezone)
-    # marketable limits: the near close and far open cross the spread
+    # the operator's request: plan, deadline (end of roll_by, SHFE's time zone) and children in one call
     prices = {"SHFE.cu2701": 71990, "SHFE.cu2702": 72110, "COMEX.HGH7": "4.5005", "COMEX.HGK7": "4.5495"}
-    req = build_roll(plan, decision_id="roll-cu-1", strategy="cu_pair", accounts={"SHFE": "cn", "COMEX": "us"},
-                     prices=prices, deadline_ns=deadline, now_ns=time.time_ns(), operator="alice")
+    req = roll_request([Holding(CU, VENUES["SHFE"], 2, "SHFE.cu2701"), Holding(HG, VENUES["COMEX"], -2, "COMEX.HGH7")],
+                       DAY, decision_id="roll-cu-1", strategy="cu_pair", accounts={"SHFE": "cn", "COMEX": "us"},
+                       prices=prices, now_ns=time.time_ns(), operator="alice")
+    assert req.deadline_ns == roll_by_ns(req.plan, "Asia/Shanghai")
     ans = ray.get(coord.submit_roll.remote(req), timeout=30)
     assert ans["accepted"] and [a["accepted"] for a in ans["children"]] == [True, True], ans
     out = wait_until(lambda: ray.get(coord.roll_outcome.remote("roll-cu-1")), timeout=30, what="roll outcome")

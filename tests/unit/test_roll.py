@@ -144,3 +144,15 @@ def test_xmc_audit_trace_of_a_roll_shows_its_children_and_its_outcome(tmp_path, 
     assert "decision roll-cu-1: 6 events, outcome ROLLED" in out and "COMEX.HGK7" in out
     with AuditReader(led) as r:  # a child alone is still its own trace
         assert [h.instrument for h in r.trace("roll-cu-1.rollB").hops] == ["COMEX.HGH7", "COMEX.HGK7"]
+
+
+def test_a_roll_request_is_planned_with_its_deadline_in_the_binding_venue_time_zone():
+    from xmc_actors.core.roll import roll_request
+    hold = [Holding(instrument("SHFE.cu"), venue("SHFE"), 10, "SHFE.cu2701"),
+            Holding(instrument("COMEX.HG"), venue("COMEX"), -2, "COMEX.HGH7")]
+    req = roll_request(hold, D(2026, 12, 6), decision_id="r1", strategy="s", accounts=ACCOUNTS, prices=PRICES, now_ns=1)
+    assert req.plan.binding == "A" and req.deadline_ns == roll_by_ns(req.plan, "Asia/Shanghai")
+    assert [c.decision_id for c in req.children] == ["r1.rollA", "r1.rollB"]
+    with pytest.raises(RollInputError, match=r"^prices\[COMEX.HGK7\]"):
+        roll_request(hold, D(2026, 12, 6), decision_id="r1", strategy="s", accounts=ACCOUNTS,
+                     prices={k: v for k, v in PRICES.items() if k != "COMEX.HGK7"}, now_ns=1)

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from ..model.market import Side
 from ..model.pairs import LegIntent, PairIntent, ReplenishBudget, RollbackPolicy
-from .contracts import RollPlan
+from .contracts import Holding, RollPlan, plan_roll
 
 NEAR_LEG = "N"   # a child pair's near leg (the close)
 FAR_LEG = "F"    # a child pair's far leg (the open)
@@ -135,6 +135,16 @@ def build_roll(plan: RollPlan, *, decision_id: str, strategy: str, accounts: Map
         children.append(PairIntent(decision_id=child_id(decision_id, lg.leg), strategy=strategy, legs=(near, far),
                                    deadline_ns=deadline_ns, created_ns=now_ns, **kw))
     return RollRequest(decision_id, strategy, (operator or "").strip(), deadline_ns, plan, tuple(children))
+
+
+def roll_request(holdings: list[Holding], day: dt.date, **kw: Any) -> RollRequest:
+    """What an operator's or a strategy's roll request comes down to: :func:`plan_roll` of
+    ``holdings`` on ``day``, its deadline at the end of ``roll_by`` in the binding venue's time
+    zone, and :func:`build_roll` with ``kw`` (``decision_id``, ``strategy``, ``accounts``,
+    ``prices``, ``now_ns``, ``operator``...). The result goes to ``PairCoordinator.submit_roll``."""
+    plan = plan_roll(holdings, day)
+    binding = holdings[ord(plan.binding) - ord("A")]  # plan_roll tags the holdings A, B, ... in order
+    return build_roll(plan, deadline_ns=roll_by_ns(plan, binding.venue.timezone), **kw)
 
 
 @dataclass
