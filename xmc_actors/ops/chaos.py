@@ -400,7 +400,7 @@ def check_run(ledger_dir: str | Path, state_dir: str | Path, acked: Iterable[str
     from ..ledger.audit import AuditReader
     from ..ledger.reconcile import reconcile_against_venues
     from ..ledger.venue_records import journal_sources
-    from ..runtime.deploy import ledger_pair_counts
+    from ..runtime.run_summary import ledger_pair_counts
 
     pc = ledger_pair_counts(ledger_dir)
     rec = reconcile_against_venues(ledger_dir, journal_sources(state_dir))
