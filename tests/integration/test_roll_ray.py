@@ -1,6 +1,8 @@
 """A copper position rolled from one month to the next as one traced decision (issue 19 item 1):
 PairCoordinator on Ray against simulated SHFE and COMEX gateways; the trail read back with
-``AuditReader.trace`` (what ``xmc audit trace`` prints)."""
+``AuditReader.trace`` (what ``xmc audit trace`` prints). Last, the operator's command ``xmc roll``
+against the same actors found by name in the namespace with a deployment registry, as a
+deployment started by ``xmc run`` has them."""
 from __future__ import annotations
 
 import datetime as dt
@@ -22,6 +24,8 @@ from xmc_actors.ledger.store import LedgerStore
 from xmc_actors.model.config import DeploymentConfig, FeedConfig, GatewayConfig
 from xmc_actors.model.pairs import LegIntent, PairIntent
 from xmc_actors.model.market import Side
+from xmc_actors.ops.cli import main
+from xmc_actors.runtime.session import REGISTRY_NAME, DeploymentRegistry
 
 pytestmark = pytest.mark.ray
 DAY = dt.date(2026, 12, 6)
@@ -48,12 +52,18 @@ def ray_instance():
     ray.shutdown()
 
 
-def _setup(name: str, quotes: dict | None = None):
+_KEEP: list = []
+
+
+def _setup(name: str, quotes: dict | None = None, registered: bool = False):
     """Simulated SHFE and COMEX gateways quoting the four contracts, a coordinator, and the
-    position the roll starts from: long 2 SHFE cu2701 against short 2 COMEX HGH7."""
+    position the roll starts from: long 2 SHFE cu2701 against short 2 COMEX HGH7. ``registered``:
+    the coordinator under its deployment name, with the products listed too and a deployment
+    registry holding the configuration (what ``xmc roll`` reads)."""
     params = {"seed": 1, "enforce_sessions": False, "enforce_price_limits": False, "ack_timeout_ms": 200,
               "network_latency": {"kind": "const", "mean_ms": 0.0}}
-    dep = DeploymentConfig(name=name, venues=tuple(VENUES.values()), instruments=tuple(INSTS),
+    insts = [CU, HG, *INSTS] if registered else INSTS
+    dep = DeploymentConfig(name=name, venues=tuple(VENUES.values()), instruments=tuple(insts),
                            gateways=tuple(GatewayConfig(venue=v, params=params, feed=FeedConfig()) for v in VENUES))
     gws = {v: VenueGateway.options(num_cpus=0).remote(dep, v, clock_mode="system") for v in VENUES}
     ray.get([g.ready.remote() for g in gws.values()], timeout=60)
@@ -62,8 +72,15 @@ def _setup(name: str, quotes: dict | None = None):
         tick = Decimal("10") if i.startswith("SHFE") else Decimal("0.0005")
         bid, ask = (quotes or {}).get(i, (p - tick, p + tick))
         ray.get(gws[i.split(".")[0]].push_market.remote([testkit.quote(i, bid, ask, bid_size=50, ask_size=50)]))
-    coord = PairCoordinator.options(num_cpus=0).remote(INSTS, gws, config=CFG, name=name,
-                                                       venues=list(VENUES.values()))
+    named = {"name": "coordinator"} if registered else {}
+    coord = PairCoordinator.options(num_cpus=0, **named).remote(insts, gws, config=CFG, name=name,
+                                                                venues=list(VENUES.values()))
+    if registered:
+        reg = DeploymentRegistry.options(name=REGISTRY_NAME).remote(
+            {"name": name, "namespace": "roll-test", "coordinator": "coordinator", "strategies": ["cu_pair"],
+             "config": dep.model_dump(mode="json", by_alias=True)})
+        ray.get(reg.ready.remote(), timeout=30)
+        _KEEP.append(reg)  # a named actor without a detached lifetime lives while a handle does
     ray.get(coord.ready.remote(), timeout=60)
     legs = (LegIntent(leg="A", instrument="SHFE.cu2701", account="cn", side=Side.BUY, qty=2,
                       limit_price=Decimal(72010), trigger_price=Decimal(72010)),
@@ -158,4 +175,36 @@ def test_a_venue_that_does_not_roll_by_the_deadline_raises_a_red_alert_naming_mi
     assert tr.outcome == "ESCALATED"
     alerts = [h for h in tr.hops if h.kind == "ALERT" and h.payload.get("monitor") == "calendar_roll"]
     assert len(alerts) == 1 and alerts[0].payload["level"] == "red" and "mismatched months" in alerts[0].reason
+    ray.get(coord.shutdown.remote(), timeout=60)
+
+
+def test_xmc_roll_rolls_the_running_deployments_position_and_waits_for_the_outcome(tmp_path, capsys):
+    coord, gws = _setup("coord-roll-cli", registered=True)
+    argv = ["roll", "--strategy", "cu_pair", "--long", "SHFE.cu2701:SHFE.cu2702=2", "--short", "COMEX.HGH7=2",
+            "--price", "SHFE.cu2701=71990", "--price", "SHFE.cu2702=72110", "--price", "COMEX.HGH7=4.5005",
+            "--price", "COMEX.HGK7=4.5495", "--account", "SHFE=cn", "--account", "COMEX=us",
+            "--operator", "alice", "--id", "roll-cli-1", "--wait", "30"]
+    before = len(ray.get(coord.events.remote(), timeout=30))
+
+    # a bad month is refused naming the leg, nothing reaches the coordinator
+    bad = list(argv)
+    bad[bad.index("--long") + 1] = "SHFE.cu2713=2"
+    assert main(bad) == 2
+    assert "--long SHFE.cu2713: 'cu2713': month 13 is not 01-12" in capsys.readouterr().err
+    assert len(ray.get(coord.events.remote(), timeout=30)) == before
+
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "roll-cli-1: submitted (xmc audit trace roll-cli-1)" in out, out
+    assert "ROLLED: every leg is on its far contract" in out, out
+    shfe = ray.get(gws["SHFE"].positions.remote(), timeout=30)
+    comex = ray.get(gws["COMEX"].positions.remote(), timeout=30)
+    assert {k: v for k, v in shfe["cn"].items() if v} == {"SHFE.cu2702": 2}, shfe
+    assert {k: v for k, v in comex["us"].items() if v} == {"COMEX.HGK7": -2}, comex
+    tr = _trace(coord, tmp_path, "roll-cli-1")
+    assert tr.outcome == "ROLLED" and tr.hops[0].payload["operator"] == "alice"
+
+    # the same id again: refused, nothing sent
+    assert main(argv) == 2
+    assert "--id roll-cli-1: a roll with this decision id was already submitted" in capsys.readouterr().err
     ray.get(coord.shutdown.remote(), timeout=60)

@@ -19,7 +19,7 @@ from xmc_actors.api.desk import DeskService, raise_if_error
 from xmc_actors.core.operator_api import (CLI_COMMANDS, PERMISSIONS, Action, ApiError, Principal, Role, TokenBook,
                                           authorise_command, hash_token, new_token, token_key_id)
 from xmc_actors.model.api import ConfirmConfig, TokenEntry
-from xmc_actors.ops import cmd_ops, cmd_stage, operator_auth
+from xmc_actors.ops import cmd_ops, cmd_roll, cmd_stage, operator_auth
 from xmc_actors.ops.cli import CliError, main
 from xmc_actors.ops.operator_auth import EXIT_PENDING, EXIT_UNAUTHORISED, decide
 
@@ -89,6 +89,21 @@ def dep(monkeypatch: pytest.MonkeyPatch) -> Deployment:
 
     monkeypatch.setattr(cmd_stage, "_hosts", hosts)
     monkeypatch.setattr(cmd_stage, "_host_call", host_call)
+
+    # xmc roll: the deployment's configuration as its registry hands it, a coordinator that records
+    from test_cli_roll import NOW, config as roll_config
+
+    monkeypatch.setattr(cmd_roll, "_deployment", lambda args: {
+        "config": roll_config().model_dump(mode="json", by_alias=True), "strategies": ["copper"]})
+    monkeypatch.setattr(cmd_roll, "_now_ns", lambda: NOW)
+
+    def coordinator(method: str, *a: Any) -> Any:
+        if method == "submit_roll":
+            d.changes.append((method, a[0].operator))
+            return {"decision_id": a[0].decision_id, "accepted": True, "children": []}
+        return None
+
+    monkeypatch.setattr(cmd_roll, "_coordinator", lambda args, info: coordinator)
     d.desk = desk  # type: ignore[attr-defined]
     return d
 
@@ -103,6 +118,9 @@ COMMANDS = {  # each acting command, as an operator would type it (without --ope
     "promote": ["promote", "copper"],
     "demote": ["demote", "copper"],
     "stop": ["stop"],
+    "roll": ["roll", "--strategy", "copper", "--long", "SHFE.cu2701=2", "--short", "COMEX.HGH7=2",
+             "--price", "SHFE.cu2701=71990", "--price", "SHFE.cu2702=72110", "--price", "COMEX.HGH7=4.5",
+             "--price", "COMEX.HGK7=4.55"],
 }
 
 

@@ -117,6 +117,7 @@ CLI_COMMANDS: dict[str, Action] = {
     "halt": Action.HALT, "reduce": Action.REDUCE, "resume": Action.RESUME, "limits set": Action.LIMITS,
     "resolve": Action.RESOLVE, "accept-positions": Action.ACCEPT_POSITIONS, "promote": Action.STAGE,
     "demote": Action.STAGE, "stop": Action.STOP, "confirm": Action.CONFIRM,
+    "roll": Action.ORDER,  # xmc roll sends orders (two calendar spreads), as a batch does
 }
 
 

@@ -2,7 +2,7 @@
 
 While a deployment runs its operator API (the ``api-desk`` actor exists in its namespace), ``xmc
 halt|reduce|resume``, ``xmc limits set``, ``xmc resolve``, ``xmc accept-positions``, ``xmc
-promote|demote``, ``xmc stop`` and ``xmc confirm`` need a token, exactly as the API does:
+promote|demote``, ``xmc roll``, ``xmc stop`` and ``xmc confirm`` need a token, exactly as the API does:
 
 * the token is read from the environment: ``--token-env NAME`` names the variable, else
   ``XMC_API_TOKEN``; there is no option that takes a token on the command line (it would stay in
