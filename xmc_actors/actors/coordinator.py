@@ -45,7 +45,8 @@ from ..model.orders import ExecutionReport, split_client_order_id
 from ..model.pairs import ExecutionMode, PairIntent
 from .metrics import Metrics, record_order, record_pair, sample_coordinator, start_flush_loop
 from .health import probe_gateways_async
-from .gateway import actor_of, find_gateway_view
+from .gateway import actor_of
+from .peers import Peers
 
 CheckerArg = PreTradeCheck | Callable[..., PreTradeCheck] | None
 log = logging.getLogger("xmc.coordinator")
@@ -276,24 +277,24 @@ class PairCoordinator:
             from ..ledger.reader import read_trail
 
             me = ray.get_runtime_context().current_actor
-            ns = ray.get_runtime_context().namespace
+            peers = Peers()
             info: dict[str, Any] = {}
             try:
-                info = await ray.get_actor("deployment", namespace=ns).describe.remote()
+                info = await peers.describe()
             except Exception as e:  # noqa: BLE001 - a bare coordinator (tests) has no registry
                 log.warning("%s restarted without a deployment registry: %s", self.name, e)
             for gname in info.get("gateways", []):
                 try:
-                    h = find_gateway_view(gname, ns, info.get("gateway_processes"))
+                    h = peers.gateway(gname, info)
                     venue = (await h.status.remote())["venue"]
                     for key in (info.get("gateway_routes") or {}).get(gname) or [venue]:
                         self._pending_gateways.setdefault(key, h)
                 except Exception as e:  # noqa: BLE001 - its venue will show DOWN in the health probes
                     log.warning("%s: gateway %s not found after restart: %s", self.name, gname, e)
+            hosts = peers.hosts(info)
             for hname, strategies in (info.get("hosts") or {}).items():
-                try:
-                    h = ray.get_actor(hname, namespace=ns)
-                except Exception:  # noqa: BLE001
+                h = hosts.get(hname)
+                if h is None:
                     continue
                 for sname in strategies:
                     self.strategies.setdefault(sname, h)
@@ -308,7 +309,7 @@ class PairCoordinator:
                 await self.register_gateway(venue, h)
             if info.get("risk_guard"):  # before the recovered summaries are pushed: it books them too
                 try:
-                    risk = ray.get_actor(info["risk_guard"], namespace=ns)
+                    risk = peers.risk_guard(info)
                     self.risk_guard = risk
                     risk.register_coordinator.remote(self.name, me)  # a fresh grant; refused until it lands
                 except Exception as e:  # noqa: BLE001 - without a grant the checker refuses: safe

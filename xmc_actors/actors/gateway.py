@@ -28,7 +28,7 @@ import asyncio
 import collections
 import concurrent.futures
 import time
-from typing import Any, Mapping
+from typing import Any
 
 import ray
 
@@ -43,6 +43,7 @@ from ..model.names import actor_repr
 from ..model.orders import ExecutionReport, OrderRequest
 from ..model.quotes import Quote
 from .metrics import Metrics, sample_gateway, start_flush_loop
+from .peers import GatewayView, Peers, actor_of, find_gateway_view  # noqa: F401 - re-exported: callers import them from here
 
 _MS = 1_000_000
 _IDLE_TICK_S = 0.010  # gateway housekeeping period when nothing is due (was a fixed 2 ms)
@@ -631,14 +632,11 @@ class VenueGateway:
         is running (a replayed feed is driven by the replay driver, which re-synchronises it).
         Each venue session records a LIFECYCLE event and a yellow ALERT saying so.
         """
-        from ..model.names import REGISTRY_NAME
-
-        ns = ray.get_runtime_context().namespace
-        info = await ray.get_actor(REGISTRY_NAME, namespace=ns).describe.remote()
-        coord_name, risk_name = info.get("coordinator", "coordinator"), info.get("risk_guard", "risk-guard")
-        coord = ray.get_actor(coord_name, namespace=ns)
-        risk = ray.get_actor(risk_name, namespace=ns)
-        hosts = {n: ray.get_actor(n, namespace=ns) for n in info.get("hosts", {})}
+        peers = Peers()
+        info = await peers.describe()
+        coord_name = str(info.get("coordinator") or "coordinator")
+        coord, risk = peers.coordinator(info), peers.risk_guard(info)
+        hosts = {n: peers.actor(n) for n in info.get("hosts", {})}
         wanted = dict(zip(hosts, await asyncio.gather(*(h.instruments.remote() for h in hosts.values()))))
         done: dict[str, Any] = {"subscribed": 0, "feeds_started": []}
         for sess in self.sessions.values():
@@ -974,60 +972,3 @@ async def _wait_max(placed: list[tuple[_Session, list[ExecutionReport], int]]) -
         await asyncio.sleep(max(live) / 1e9)
 
 
-class _BoundCall:
-    __slots__ = ("method", "gateway")
-
-    def __init__(self, method: Any, gateway: str) -> None:
-        self.method, self.gateway = method, gateway
-
-    def remote(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("gateway", self.gateway)
-        return self.method.remote(*args, **kwargs)
-
-    def options(self, **options: Any) -> "_BoundCall":
-        return _BoundCall(self.method.options(**options), self.gateway)
-
-
-class GatewayView:
-    """One gateway of a gateway process, used like an actor handle: ``view.place_wire.remote(b)``
-    calls ``handle.place_wire.remote(b, gateway=<name>)``. Picklable (it travels to actors like a
-    handle); ``view.handle`` is the process's actor handle, ``view.gateway`` the gateway's name,
-    and ``_actor_id`` is the process's (two views of one group share it)."""
-
-    __slots__ = ("handle", "gateway")
-
-    def __init__(self, handle: Any, gateway: str) -> None:
-        self.handle, self.gateway = handle, gateway
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        if name.startswith("_"):  # _actor_id and the like: the process's
-            return getattr(self.handle, name)
-        return _BoundCall(getattr(self.handle, name), self.gateway)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (GatewayView, (self.handle, self.gateway))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, GatewayView) and other.gateway == self.gateway and other.handle == self.handle
-
-    def __hash__(self) -> int:
-        return hash((self.gateway, self.handle._actor_id))
-
-    def __repr__(self) -> str:
-        return f"GatewayView({self.gateway!r} in actor {self.handle._actor_id.hex()[:12]})"
-
-
-def actor_of(handle: Any) -> tuple[Any, str | None]:
-    """``(actor handle, gateway name or None)`` for a handle or a :class:`GatewayView`."""
-    if isinstance(handle, GatewayView):
-        return handle.handle, handle.gateway
-    return handle, None
-
-
-def find_gateway_view(gateway: str, namespace: str, processes: Mapping[str, str] | None = None) -> GatewayView:
-    """A view of the running gateway ``gateway`` (its actor name), found by the name of the
-    process that hosts it: ``processes[gateway]`` (the deployment registry's
-    ``gateway_processes``), else the gateway's own name. Raises ``ValueError`` if no such actor."""
-    return GatewayView(ray.get_actor((processes or {}).get(gateway, gateway), namespace=namespace), gateway)

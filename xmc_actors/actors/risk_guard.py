@@ -47,7 +47,7 @@ from ..model.names import RISK_GUARD_NAME, actor_repr
 from ..model.quotes import Quote
 from ..model.risk import TradingState
 from .metrics import Metrics, start_flush_loop
-from .gateway import GatewayView
+from .peers import Peers
 
 ACTOR_NAME = "risk-guard"
 COORDINATOR_NAME = "coordinator"  # runtime.deploy.COORDINATOR_NAME (not imported: deploy imports this module)
@@ -490,8 +490,7 @@ class RiskGuard:
     def _find_ledger(self) -> list[Any]:
         if self._ledger_shards is not None:
             return self._ledger_shards
-        ns = self._namespace()
-        return [ray.get_actor(f"ledger-{i}", namespace=ns) for i in range(self.dep.ledger.shards)]
+        return Peers(self._namespace()).ledger_shards(self.dep.ledger.shards)
 
     def _find_gateways(self) -> tuple[dict[str, list[Any]], dict[str, str]]:
         """venue -> gateway handles, and venue -> why a gateway could not be found."""
@@ -499,20 +498,16 @@ class RiskGuard:
         errors: dict[str, str] = {}
         if self._gateways is not None:
             return {v: [h] for v, h in self._gateways.items()}, errors
-        ns = self._namespace()
+        peers = Peers(self._namespace())
         for g in self.dep.gateways:
-            try:
-                proc = ray.get_actor(g.process_name, namespace=ns)  # its own, or its group's
-                found.setdefault(g.venue, []).append(GatewayView(proc, g.actor_name))
+            try:  # in its own process, or its group's
+                found.setdefault(g.venue, []).append(peers.gateway(g.actor_name, process=g.process_name))
             except Exception as e:  # noqa: BLE001 - not found: its venue is not verified
                 errors[g.venue] = f"{g.actor_name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         return found, errors
 
     def _find_coordinator(self, name: str) -> Any:
-        try:
-            return ray.get_actor(name, namespace=self._namespace())
-        except Exception:  # noqa: BLE001 - gone, or not a named actor
-            return None
+        return Peers(self._namespace()).find(name)  # None: gone, or not a named actor
 
     async def _venue_positions(self, gws: dict[str, list[Any]], errors: dict[str, str]) -> tuple[dict[str, dict[str, int]], list[str]]:
         calls = [(v, h.positions.remote()) for v, hs in gws.items() for h in hs]
@@ -659,22 +654,9 @@ class RiskGuard:
             await asyncio.gather(*refs, return_exceptions=True)
 
     def _install_rebuilt(self, old: RiskGuardCore, new: RiskGuardCore, live: bool) -> None:
-        """Swap in the rebuilt core, keeping what the running guard knows better than the ledger."""
-        if live:  # the running guard's leases and acks are exact; the ledger has none
-            new.leases, new.acked = old.leases, dict(old.acked)
-            for c, pending in old.booked_pending.items():
-                mine = new.booked_pending.setdefault(c, [])
-                mine += [d for d in pending if d not in mine]
-        new.seq = max(new.seq, old.seq)
-        for name in self.handles:
-            if name not in new.leases.weights:
-                new.register_coordinator(name, old.leases.weights.get(name, Decimal(1)))
-        for scope, key, st in self._held_states:  # pushed while rebuilding: newer than what was read
-            sk = scope_key(scope, key)
-            if st is TradingState.ACTIVE:
-                new.states.pop(sk, None)
-            else:
-                new.states[sk] = st
+        """Swap in the rebuilt core (``RiskGuardCore.take_over_from`` keeps what the running
+        guard knows better than the ledger)."""
+        new.take_over_from(old, live=live, coordinators=list(self.handles), held_states=self._held_states)
         self._held_states = []
         self.core = new
 

@@ -31,6 +31,7 @@ from ..ledger.stage_figures import stage_figures, stage_since
 from ..model.stages import STAGES
 from ..strategies.stages import StageSettings
 from .metrics import Metrics, sample_strategy_host, start_flush_loop
+from .peers import Peers
 
 log = logging.getLogger(__name__)
 
@@ -394,32 +395,25 @@ class StrategyHostActor:
     async def _resubscribe(self) -> None:
         """Subscribe again to every gateway of the deployment (found by name through its
         registry) for the instruments this host's strategies trade."""
-        from ..model.names import REGISTRY_NAME
-        from .gateway import find_gateway_view
-
-        ns = ray.get_runtime_context().namespace
-        info = await ray.get_actor(REGISTRY_NAME, namespace=ns).describe.remote()
+        peers = Peers()
+        info = await peers.describe()
         me = ray.get_runtime_context().current_actor
         wanted = sorted(self.core.instruments())
         for gname in info.get("gateways", []):
-            await find_gateway_view(gname, ns, info.get("gateway_processes")).subscribe.remote(me, wanted)
+            await peers.gateway(gname, info).subscribe.remote(me, wanted)
 
     async def _restore(self, names: list[str]) -> None:
+        """Read what outlived the host (the trail's decision counters and bookings, the risk
+        guard's positions, the trading states, the stages) and hand each strategy to
+        ``StrategyHostCore.restore``; a strategy whose last decision is not booked yet waits."""
         from ..ledger.reader import read_trail
-        from ..model.names import RISK_GUARD_NAME
-        from ..strategies.base import decision_id, decision_seq_of
+        from ..strategies.base import decision_id
 
         shards = getattr(self.sink, "shard_handles", None)
         if not shards:
             raise RuntimeError("no ledger to read the decision counters from")
-        ns = ray.get_runtime_context().namespace
-        risk = ray.get_actor(RISK_GUARD_NAME, namespace=ns)
-        seqs = dict.fromkeys(names, 0)
-        shadow_seqs = dict.fromkeys(names, 0)  # decisions a shadow recorded: never sent, never booked
-        for e in await read_trail(list(shards), kinds=["INTENT", "SHADOW"]):
-            if e.strategy in seqs and (seq := decision_seq_of(e.strategy, e.decision_id)) is not None:
-                into = shadow_seqs if e.kind is EventKind.SHADOW else seqs
-                into[e.strategy] = max(into[e.strategy], seq)
+        peers = Peers()
+        seqs, shadow_seqs = self.core.decision_counters(await read_trail(list(shards), kinds=["INTENT", "SHADOW"]), names)
         last = {n: decision_id(n, seq) for n, seq in seqs.items() if seq}
         # a position must include its last decision's outcome: restore only the booked ones
         booked: dict[str, list[Event]] = {}
@@ -428,24 +422,19 @@ class StrategyHostActor:
                 if e.reason == "BOOKED":
                     booked.setdefault(e.decision_id, []).append(e)
         ready = [n for n in names if n not in last or last[n] in booked]
-        rstat = (await risk.status.remote()) if ready else {}
+        rstat = (await peers.risk_guard().status.remote()) if ready else {}
         positions = rstat.get("positions", {}).get("strategies", {}) or {}
         # who says a strategy must stay stopped: the risk guard's and the coordinator's trading
         # states (an escalation, an operator's halt, an automatic action) survive this host
         stopped: dict[str, str] = {}
         if ready:
-            from ..model.names import COORDINATOR_NAME
-
             cstat: dict[str, Any] = {}
             try:
-                cstat = await ray.get_actor(COORDINATOR_NAME, namespace=ns).status.remote()
+                cstat = await peers.coordinator().status.remote()
             except Exception as e:  # noqa: BLE001 - not knowing is a reason to stay halted
                 stopped["*"] = f"coordinator status unknown ({type(e).__name__})"
-            for who, states in (("risk guard", rstat.get("trading_states") or {}),
-                                ("coordinator", cstat.get("trading_states") or {})):
-                for k, v in states.items():
-                    if v != "ACTIVE":
-                        stopped[str(k).rstrip(":")] = f"{who}: {str(k).rstrip(':')} {v}"
+            stopped.update(self.core.stopped_scopes({"risk guard": rstat.get("trading_states") or {},
+                                                     "coordinator": cstat.get("trading_states") or {}}))
         stage_now: dict[str, str] = {}
         if self._reconstructed and ready:
             # the stage each strategy was moved to at run time (its last STAGE change) outlives this host
@@ -453,40 +442,12 @@ class StrategyHostActor:
                 if e.strategy in seqs and e.payload.get("outcome") == "CHANGED" and e.payload.get("to"):
                     stage_now[e.strategy] = str(e.payload["to"])
         for name in ready:
-            st = self.core.strategies[name]
-            lots = positions.get(name, {})
-            st.position, st.position_b = int(lots.get(st.a.id, 0)), int(lots.get(st.b.id, 0))
-            if name in stage_now and stage_now[name] != self.core.stages.stage(name):
-                keep = self.core.stages.state(name)
-                self._emit([self.maker.make(EventKind.LIFECYCLE, ts_ns=self._now(), strategy=name,
-                                            reason=f"stage {stage_now[name]} taken back from the trail after a restart "
-                                                   f"(the file says {keep.stage})", stage=stage_now[name])])
-                keep.stage, keep.real = stage_now[name], None
-            if self.core.stages.stage(name) == "shadow":  # what it really holds, kept apart in shadow
-                self.core.stages.state(name).real = (st.position, st.position_b)
-            st.decision_seq = max(st.decision_seq, seqs[name], shadow_seqs[name])
-            if name in last:  # its summary, if it still comes, is then a repeat
-                evs = booked[last[name]]
-                totals = {str(leg.get("instrument")): int(leg.get("total", 0)) for e in evs
-                          for leg in e.payload.get("legs") or []}
-                st._done[last[name]] = (totals.get(st.a.id, 0), totals.get(st.b.id, 0),
-                                        max(int(e.payload.get("summary_ts_ns") or 0) for e in evs))
-            st.restore_needed = ""
-            held = [why for k, why in stopped.items() if k in ("*", "global", f"strategy:{name}")]
-            st.state_reason = ("host restarted: position and decision counter restored; halted: " + "; ".join(held)
-                               if held else "host restarted: position and decision counter restored")
-            self._emit([self.maker.make(
-                EventKind.LIFECYCLE, ts_ns=self._now(), strategy=name,
-                reason=f"restored after a restart: position {st.position:+d}/{st.position_b:+d} from the risk guard, "
-                       f"decision ids go on after {last.get(name, 'none')}; "
-                       + (f"stays halted ({'; '.join(held)})" if held else "resumes: nothing holds it stopped"),
-                position=st.position, position_b=st.position_b, decision_seq=st.decision_seq)])
-            self.restored[name] = "halted: " + "; ".join(held) if held else "resumed"
-            if not held:
-                # the ledger, the risk guard and the coordinator agree on where it stands and
-                # nobody halted it: it goes on by itself (an escalated strategy does not: its
-                # HALTED scope is held until an operator resolves the residual)
-                self._emit(self.core.resume(name, "restored after a host restart", self._now()))
+            outcome, events = self.core.restore(
+                name, lots=positions.get(name, {}), decision_seq=max(seqs[name], shadow_seqs[name]),
+                last_decision=last.get(name), booked=booked.get(last.get(name, ""), ()), stage=stage_now.get(name),
+                stopped=stopped, now_ns=self._now())
+            self._emit(events)
+            self.restored[name] = outcome
         waiting = [last[n] for n in names if n not in ready]
         if waiting:
             raise RuntimeError(f"no outcome booked by the risk guard yet for {', '.join(waiting)}")
@@ -525,7 +486,7 @@ class StrategyHostActor:
             else:
                 try:
                     if isinstance(self.coordinator, str):  # a name: found in this actor's namespace
-                        self.coordinator = ray.get_actor(self.coordinator, namespace=ray.get_runtime_context().namespace)
+                        self.coordinator = Peers().actor(self.coordinator)
                     result = await self.coordinator.submit.remote(intent)
                 except Exception as exc:  # noqa: BLE001 - unknown outcome: re-submit (idempotent on decision_id)
                     err = f"{type(exc).__name__}: {exc}"

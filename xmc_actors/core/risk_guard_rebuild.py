@@ -338,6 +338,34 @@ class Rebuild:
             self._count("bad_input")
             log.error("rebuild: %s skipped: %s", what, e)
 
+    def take_over_from(self, old: Any, *, live: bool, coordinators: Iterable[str],
+                       held_states: Iterable[tuple[str, str | None, TradingState]] = ()) -> None:
+        """This core was just rebuilt from the ledger to replace ``old`` (the running guard's
+        core, or the empty one a restarted guard started with): keep what ``old`` knows better
+        than the ledger.
+
+        ``live``: ``old`` ran until now (an operator's live rebuild), so its leases and acks are
+        exact (the ledger has none) and its booked-but-not-yet-granted decisions are still owed
+        to their coordinators. The grant counter never goes back (a coordinator ignores a grant
+        older than the one it holds). Every coordinator in ``coordinators`` is registered (with
+        its old weight). ``held_states``: trading-state changes pushed to the guard while it was
+        rebuilding, newer than what the ledger held, applied last."""
+        if live:
+            self.leases, self.acked = old.leases, dict(old.acked)
+            for c, pending in old.booked_pending.items():
+                mine = self.booked_pending.setdefault(c, [])
+                mine += [d for d in pending if d not in mine]
+        self.seq = max(self.seq, old.seq)
+        for name in coordinators:
+            if name not in self.leases.weights:
+                self.register_coordinator(name, old.leases.weights.get(name, Decimal(1)))
+        for scope, key, st in held_states:
+            sk = scope_key(scope, key)
+            if st is TradingState.ACTIVE:
+                self.states.pop(sk, None)
+            else:
+                self.states[sk] = st
+
     def rebuild_failed(self, reason: str) -> GuardOutput:
         """The restart could not read the ledger or the venues: enter global REDUCING, raise a red alert.
 

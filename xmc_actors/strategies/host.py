@@ -18,7 +18,7 @@ from ..core.sink import EventMaker
 from ..model.events import Event, EventKind
 from ..model.pairs import PairIntent, PairState, PairSummary
 from ..model.quotes import Quote
-from .base import Action, Emit, Strategy, Submit
+from .base import Action, Emit, Strategy, Submit, decision_seq_of
 from ..model.stages import twin_name
 from .stages import StageKeeper, StageSettings
 
@@ -235,6 +235,78 @@ class StrategyHostCore:
                          gate: dict[str, Any]) -> list[Event]:
         self._strategy(name)
         return self.stages.record_refusal(name, to, now_ns, operator=operator, reason=reason, gate=gate)
+
+    # ------------------------------------------------------------------ restart
+    @staticmethod
+    def decision_counters(events: Iterable[Event], names: Iterable[str]) -> tuple[dict[str, int], dict[str, int]]:
+        """Each strategy's last decision number from its trail's ``INTENT`` events, and apart
+        from it the last one a shadow recorded (``SHADOW``: never sent, never booked)."""
+        seqs = dict.fromkeys(names, 0)
+        shadow = dict.fromkeys(seqs, 0)
+        for e in events:
+            if e.strategy in seqs and (seq := decision_seq_of(e.strategy, e.decision_id)) is not None:
+                into = shadow if e.kind is EventKind.SHADOW else seqs
+                into[e.strategy] = max(into[e.strategy], seq)
+        return seqs, shadow
+
+    @staticmethod
+    def stopped_scopes(states_by_source: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+        """Scope -> why, for every trading state that is not ACTIVE in the risk guard's and the
+        coordinator's ``status()['trading_states']`` (``{"risk guard": {...}, "coordinator": {...}}``):
+        a halt, an escalation or an automatic action outlives a host's restart."""
+        out: dict[str, str] = {}
+        for who, states in states_by_source.items():
+            for k, v in (states or {}).items():
+                if v != "ACTIVE":
+                    k = str(k).rstrip(":")
+                    out[k] = f"{who}: {k} {v}"
+        return out
+
+    def restore(self, name: str, *, lots: Mapping[str, int], decision_seq: int, last_decision: str | None,
+                booked: Iterable[Event], stage: str | None, stopped: Mapping[str, str], now_ns: int) -> tuple[str, list[Event]]:
+        """Take strategy ``name`` back after its host restarted, from what outlived the host.
+
+        ``lots``: what the risk guard booked for it, per instrument (its position); ``decision_seq``:
+        the last decision number in the trail (ids go on after it); ``last_decision`` and
+        ``booked``: that decision and the risk guard's ``BOOKED`` events of it (so its summary,
+        if it still comes, is a repeat); ``stage``: the stage it was last moved to at run time
+        (None: the file's); ``stopped``: scope -> why for the trading states that are not
+        ACTIVE (:meth:`stopped_scopes`; ``*`` when they could not be read). It resumes by itself
+        only when nothing holds it stopped. Returns ``("resumed" | "halted: why", events)``."""
+        st = self._strategy(name)
+        events: list[Event] = []
+        st.position, st.position_b = int(lots.get(st.a.id, 0)), int(lots.get(st.b.id, 0))
+        if stage is not None and stage != self.stages.stage(name):
+            keep = self.stages.state(name)
+            events.append(self.events.make(EventKind.LIFECYCLE, ts_ns=now_ns, strategy=name,
+                                           reason=f"stage {stage} taken back from the trail after a restart "
+                                                  f"(the file says {keep.stage})", stage=stage))
+            keep.stage, keep.real = stage, None
+        if self.stages.stage(name) == "shadow":  # what it really holds, kept apart in shadow
+            self.stages.state(name).real = (st.position, st.position_b)
+        st.decision_seq = max(st.decision_seq, decision_seq)
+        evs = list(booked)
+        if last_decision is not None and evs:
+            totals = {str(leg.get("instrument")): int(leg.get("total", 0)) for e in evs for leg in e.payload.get("legs") or []}
+            st._done[last_decision] = (totals.get(st.a.id, 0), totals.get(st.b.id, 0),
+                                       max(int(e.payload.get("summary_ts_ns") or 0) for e in evs))
+        st.restore_needed = ""
+        held = [why for k, why in stopped.items() if k in ("*", "global", f"strategy:{name}")]
+        base = "host restarted: position and decision counter restored"
+        st.state_reason = base + ("; halted: " + "; ".join(held) if held else "")
+        events.append(self.events.make(
+            EventKind.LIFECYCLE, ts_ns=now_ns, strategy=name,
+            reason=f"restored after a restart: position {st.position:+d}/{st.position_b:+d} from the risk guard, "
+                   f"decision ids go on after {last_decision or 'none'}; "
+                   + (f"stays halted ({'; '.join(held)})" if held else "resumes: nothing holds it stopped"),
+            position=st.position, position_b=st.position_b, decision_seq=st.decision_seq))
+        if held:
+            return "halted: " + "; ".join(held), events
+        # the ledger, the risk guard and the coordinator agree on where it stands and nobody
+        # halted it: it goes on by itself (an escalated strategy does not: its HALTED scope is
+        # held until an operator resolves the residual)
+        events += self.resume(name, "restored after a host restart", now_ns)
+        return "resumed", events
 
     # ------------------------------------------------------------------ internals
     def _update_fx(self, q: Quote, events: list[Event], now_ns: int) -> None:
