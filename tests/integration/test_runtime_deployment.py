@@ -206,3 +206,17 @@ def test_stop_with_pairs_in_flight_resolves_every_pair_and_the_summary_matches_t
     assert {e["strategy"] for e in errors} == {"boom"}
     assert summary.strategy_errors >= 1
     assert summary.per_strategy["cu"]["counters"]["intents"] > 0
+
+
+def test_the_runs_domestic_orders_carry_offsets_and_its_foreign_ones_none_in_the_ledger(run):
+    """Issue 18 done-when: the deployment's domestic legs carry offsets (read back by DuckDB
+    from what the run wrote); SHFE requires today/yesterday, so no plain CLOSE reaches it."""
+    assert not run["thread"].is_alive(), "runs after the stop test: the ledger is complete"
+    sent = events(run["ledger"], "ORDER_SENT")
+    shfe = [e for e in sent if e["venue"] == "SHFE"]
+    lme = [e for e in sent if e["venue"] == "LME"]
+    assert shfe and lme
+    offsets = {e["payload"].get("offset") for e in shfe}
+    assert offsets <= {"OPEN", "CLOSE_TODAY", "CLOSE_YESTERDAY"} and "OPEN" in offsets, offsets
+    assert all(e["payload"].get("offset_reason") for e in shfe)
+    assert not [e for e in lme if "offset" in e["payload"]]
