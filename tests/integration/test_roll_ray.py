@@ -2,7 +2,14 @@
 PairCoordinator on Ray against simulated SHFE and COMEX gateways; the trail read back with
 ``AuditReader.trace`` (what ``xmc audit trace`` prints). Last, the operator's command ``xmc roll``
 against the same actors found by name in the namespace with a deployment registry, as a
-deployment started by ``xmc run`` has them."""
+deployment started by ``xmc run`` has them.
+
+The coordinator and ``xmc roll`` keep time on the wall clock, so the position is in the contracts
+``plan_roll`` rolls on the day the test runs (``DAY``, today in UTC): the main contract of SHFE
+copper and of COMEX copper on that day (near) and the next active month of each (far); on
+6 Dec 2026 long SHFE cu2701 against short COMEX HGH7, rolled to cu2702 / HGK7. When a venue's
+calendar in the catalogue ends before a date the plan needs, the module is skipped naming that
+end (add the exchange's next holidays, docs/contracts.md "the yearly update")."""
 from __future__ import annotations
 
 import datetime as dt
@@ -16,7 +23,7 @@ import testkit
 from testkit import wait_until
 from xmc_actors.actors.coordinator import PairCoordinator
 from xmc_actors.actors.gateway import VenueGateway
-from xmc_actors.core.contracts import Holding, concrete_instrument, parse_contract, plan_roll
+from xmc_actors.core.contracts import Holding, concrete_instrument, main_contract, parse_contract, plan_roll
 from xmc_actors.core.roll import build_roll, roll_by_ns, roll_request
 from xmc_actors.ledger.audit import AuditReader
 from xmc_actors.ledger.schema import encode_events
@@ -28,11 +35,36 @@ from xmc_actors.ops.cli import main
 from xmc_actors.runtime.session import REGISTRY_NAME, DeploymentRegistry
 
 pytestmark = pytest.mark.ray
-DAY = dt.date(2026, 12, 6)
+DAY = dt.datetime.now(dt.timezone.utc).date()
 VENUES = {"SHFE": testkit.venue("SHFE", offsets=True), "COMEX": testkit.venue("COMEX")}
 CU, HG = testkit.instrument("SHFE.cu"), testkit.instrument("COMEX.HG")
-IDS = ("SHFE.cu2701", "SHFE.cu2702", "COMEX.HGH7", "COMEX.HGK7")
-PX = {"SHFE.cu2701": 72000, "SHFE.cu2702": 72100, "COMEX.HGH7": Decimal("4.5"), "COMEX.HGK7": Decimal("4.55")}
+
+
+def _calendar_gap(day: dt.date) -> str | None:
+    """Why the roll cannot be planned on ``day`` with the catalogue's calendars, or None: ``day``
+    after a venue's calendar end, or the hold deadline of the contract that is main on ``day``
+    after it (not known, never guessed)."""
+    for product, v in ((CU, VENUES["SHFE"]), (HG, VENUES["COMEX"])):
+        assert v.calendar is not None, f"{v.code} has no calendar in the catalogue"
+        end = f"{v.code}'s calendar end in the catalogue ({v.calendar.end})"
+        fix = f"add {v.code}'s holidays after it to configs/catalogue.yaml (docs/contracts.md, the yearly update)"
+        if day > v.calendar.end:
+            return f"today ({day}) is after {end}: {fix}"
+        near = main_contract(product, v, day)
+        if near.hold_deadline is None:
+            return f"the hold deadline of {near.id}, the contract to roll on {day}, lies after {end}: {fix}"
+    return None
+
+
+if (_GAP := _calendar_gap(DAY)) is not None:
+    pytest.skip(_GAP, allow_module_level=True)
+# what plan_roll rolls on DAY: each product's main contract (near) into its next active month (far)
+PLAN = plan_roll([Holding(CU, VENUES["SHFE"], 2), Holding(HG, VENUES["COMEX"], -2)], DAY)
+(CU_NEAR, CU_FAR), (HG_NEAR, HG_FAR) = ((lg.near.id, lg.far.id) for lg in PLAN.legs)
+BINDING_TZ = VENUES[PLAN.legs[ord(PLAN.binding) - ord("A")].near.venue].timezone
+IDS = (CU_NEAR, CU_FAR, HG_NEAR, HG_FAR)
+PX = {CU_NEAR: 72000, CU_FAR: 72100, HG_NEAR: Decimal("4.5"), HG_FAR: Decimal("4.55")}
+LIMITS = {CU_NEAR: 71990, CU_FAR: 72110, HG_NEAR: "4.5005", HG_FAR: "4.5495"}  # the roll's limit prices
 CFG = {"ack_timeout_ms": 300, "cancel_timeout_ms": 300, "call_timeout_ms": 800, "query_backoff_ms": 20}
 
 
@@ -57,7 +89,8 @@ _KEEP: list = []
 
 def _setup(name: str, quotes: dict | None = None, registered: bool = False):
     """Simulated SHFE and COMEX gateways quoting the four contracts, a coordinator, and the
-    position the roll starts from: long 2 SHFE cu2701 against short 2 COMEX HGH7. ``registered``:
+    position the roll starts from: long 2 SHFE copper against short 2 COMEX copper, both in their
+    near contract (CU_NEAR, HG_NEAR). ``registered``:
     the coordinator under its deployment name, with the products listed too and a deployment
     registry holding the configuration (what ``xmc roll`` reads)."""
     params = {"seed": 1, "enforce_sessions": False, "enforce_price_limits": False, "ack_timeout_ms": 200,
@@ -82,9 +115,9 @@ def _setup(name: str, quotes: dict | None = None, registered: bool = False):
         ray.get(reg.ready.remote(), timeout=30)
         _KEEP.append(reg)  # a named actor without a detached lifetime lives while a handle does
     ray.get(coord.ready.remote(), timeout=60)
-    legs = (LegIntent(leg="A", instrument="SHFE.cu2701", account="cn", side=Side.BUY, qty=2,
+    legs = (LegIntent(leg="A", instrument=CU_NEAR, account="cn", side=Side.BUY, qty=2,
                       limit_price=Decimal(72010), trigger_price=Decimal(72010)),
-            LegIntent(leg="B", instrument="COMEX.HGH7", account="us", side=Side.SELL, qty=2,
+            LegIntent(leg="B", instrument=HG_NEAR, account="us", side=Side.SELL, qty=2,
                       limit_price=Decimal("4.4995"), trigger_price=Decimal("4.4995")))
     ray.get(coord.submit.remote(PairIntent(decision_id="open-1", strategy="cu_pair", legs=legs)), timeout=30)
     opened = ray.get(coord.await_pair.remote("open-1", 20), timeout=30)
@@ -107,36 +140,37 @@ def _trace(coord, tmp_path, decision_id: str):
 def test_a_copper_position_rolls_to_the_next_month_as_one_traced_decision(tmp_path):
     coord, gws = _setup("coord-roll")
 
-    # the operator's request: plan, deadline (end of roll_by, SHFE's time zone) and children in one call
-    prices = {"SHFE.cu2701": 71990, "SHFE.cu2702": 72110, "COMEX.HGH7": "4.5005", "COMEX.HGK7": "4.5495"}
-    req = roll_request([Holding(CU, VENUES["SHFE"], 2, "SHFE.cu2701"), Holding(HG, VENUES["COMEX"], -2, "COMEX.HGH7")],
+    # the operator's request: plan, deadline (end of roll_by, the binding venue's time zone) and children in one call
+    now = time.time_ns()
+    req = roll_request([Holding(CU, VENUES["SHFE"], 2, CU_NEAR), Holding(HG, VENUES["COMEX"], -2, HG_NEAR)],
                        DAY, decision_id="roll-cu-1", strategy="cu_pair", accounts={"SHFE": "cn", "COMEX": "us"},
-                       prices=prices, now_ns=time.time_ns(), operator="alice")
-    assert req.deadline_ns == roll_by_ns(req.plan, "Asia/Shanghai")
+                       prices=LIMITS, now_ns=now, operator="alice")
+    assert [(lg.near.id, lg.far.id) for lg in req.plan.legs] == [(CU_NEAR, CU_FAR), (HG_NEAR, HG_FAR)]
+    assert req.deadline_ns == roll_by_ns(PLAN, BINDING_TZ) and req.deadline_ns > now  # not due to pass in the test
     ans = ray.get(coord.submit_roll.remote(req), timeout=30)
     assert ans["accepted"] and [a["accepted"] for a in ans["children"]] == [True, True], ans
     out = wait_until(lambda: ray.get(coord.roll_outcome.remote("roll-cu-1")), timeout=30, what="roll outcome")
     assert out["state"] == "ROLLED", out
-    assert out["children"]["roll-cu-1.rollA"]["net"] == {"SHFE.cu2701": -2, "SHFE.cu2702": 2}
-    assert out["children"]["roll-cu-1.rollB"]["net"] == {"COMEX.HGH7": 2, "COMEX.HGK7": -2}
+    assert out["children"]["roll-cu-1.rollA"]["net"] == {CU_NEAR: -2, CU_FAR: 2}
+    assert out["children"]["roll-cu-1.rollB"]["net"] == {HG_NEAR: 2, HG_FAR: -2}
     # a duplicate is refused, nothing sent
     assert ray.get(coord.submit_roll.remote(req), timeout=30)["duplicate"]
 
     # positions as the venues hold them: all on the far months
     shfe = ray.get(gws["SHFE"].positions.remote(), timeout=30)
     comex = ray.get(gws["COMEX"].positions.remote(), timeout=30)
-    assert {k: v for k, v in shfe["cn"].items() if v} == {"SHFE.cu2702": 2}, shfe
-    assert {k: v for k, v in comex["us"].items() if v} == {"COMEX.HGK7": -2}, comex
+    assert {k: v for k, v in shfe["cn"].items() if v} == {CU_FAR: 2}, shfe
+    assert {k: v for k, v in comex["us"].items() if v} == {HG_FAR: -2}, comex
 
     tr = _trace(coord, tmp_path, "roll-cu-1")
     assert tr.outcome == "ROLLED"
     kinds = [h.kind for h in tr.hops]
     assert kinds[0] == "OPERATOR" and tr.hops[0].payload["roll_children"] == ["roll-cu-1.rollA", "roll-cu-1.rollB"]
-    assert tr.hops[0].payload["operator"] == "alice" and tr.hops[0].payload["roll_by"] == "2026-12-30"
+    assert tr.hops[0].payload["operator"] == "alice" and tr.hops[0].payload["roll_by"] == PLAN.roll_by.isoformat()
     sent = [h for h in tr.hops if h.kind == "ORDER_SENT"]
     assert sorted(h.instrument for h in sent) == sorted(IDS)
     # the SHFE near sell closes (offsets chosen by the coordinator from the position it opened)
-    near = next(h for h in sent if h.instrument == "SHFE.cu2701")
+    near = next(h for h in sent if h.instrument == CU_NEAR)
     assert "CLOSE" in str(near.payload.get("offset")), near.payload
     filled = {h.instrument for h in tr.hops if h.kind == "ORDER_REPORT" and "FILL" in str(h.payload.get("report_kind"))}
     assert filled == set(IDS), [(h.instrument, h.payload) for h in tr.hops if h.kind == "ORDER_REPORT"]
@@ -151,14 +185,12 @@ def test_a_copper_position_rolls_to_the_next_month_as_one_traced_decision(tmp_pa
 
 
 def test_a_venue_that_does_not_roll_by_the_deadline_raises_a_red_alert_naming_mismatched_months(tmp_path):
-    # nobody bids for COMEX HGK7 near the roll's limit: COMEX cannot open its far month
-    coord, gws = _setup("coord-roll-late", quotes={"COMEX.HGK7": (Decimal("4.0"), Decimal("4.6"))})
-    plan = plan_roll([Holding(CU, VENUES["SHFE"], 2, "SHFE.cu2701"), Holding(HG, VENUES["COMEX"], -2, "COMEX.HGH7")],
-                     DAY)
-    now = time.time_ns()
-    prices = {"SHFE.cu2701": 71990, "SHFE.cu2702": 72110, "COMEX.HGH7": "4.5005", "COMEX.HGK7": "4.5495"}
+    # nobody bids for COMEX's far month near the roll's limit: COMEX cannot open it
+    coord, gws = _setup("coord-roll-late", quotes={HG_FAR: (Decimal("4.0"), Decimal("4.6"))})
+    plan = plan_roll([Holding(CU, VENUES["SHFE"], 2, CU_NEAR), Holding(HG, VENUES["COMEX"], -2, HG_NEAR)], DAY)
+    now = time.time_ns()  # a deadline 3 s from now, whatever the plan's roll_by
     req = build_roll(plan, decision_id="roll-cu-2", strategy="cu_pair", accounts={"SHFE": "cn", "COMEX": "us"},
-                     prices=prices, deadline_ns=now + 3_000_000_000, now_ns=now)
+                     prices=LIMITS, deadline_ns=now + 3_000_000_000, now_ns=now)
     assert ray.get(coord.submit_roll.remote(req), timeout=30)["accepted"]
     out = wait_until(lambda: ray.get(coord.roll_outcome.remote("roll-cu-2")), timeout=30, what="roll outcome")
     assert out["state"] == "ESCALATED", out
@@ -169,8 +201,8 @@ def test_a_venue_that_does_not_roll_by_the_deadline_raises_a_red_alert_naming_mi
                what="COMEX child ended")
     shfe = ray.get(gws["SHFE"].positions.remote(), timeout=30)
     comex = ray.get(gws["COMEX"].positions.remote(), timeout=30)
-    assert {k: v for k, v in shfe["cn"].items() if v} == {"SHFE.cu2702": 2}, shfe
-    assert {k: v for k, v in comex["us"].items() if v} == {"COMEX.HGH7": -2}, comex
+    assert {k: v for k, v in shfe["cn"].items() if v} == {CU_FAR: 2}, shfe
+    assert {k: v for k, v in comex["us"].items() if v} == {HG_NEAR: -2}, comex
     tr = _trace(coord, tmp_path, "roll-cu-2")
     assert tr.outcome == "ESCALATED"
     alerts = [h for h in tr.hops if h.kind == "ALERT" and h.payload.get("monitor") == "calendar_roll"]
@@ -180,10 +212,10 @@ def test_a_venue_that_does_not_roll_by_the_deadline_raises_a_red_alert_naming_mi
 
 def test_xmc_roll_rolls_the_running_deployments_position_and_waits_for_the_outcome(tmp_path, capsys):
     coord, gws = _setup("coord-roll-cli", registered=True)
-    argv = ["roll", "--strategy", "cu_pair", "--long", "SHFE.cu2701:SHFE.cu2702=2", "--short", "COMEX.HGH7=2",
-            "--price", "SHFE.cu2701=71990", "--price", "SHFE.cu2702=72110", "--price", "COMEX.HGH7=4.5005",
-            "--price", "COMEX.HGK7=4.5495", "--account", "SHFE=cn", "--account", "COMEX=us",
-            "--operator", "alice", "--id", "roll-cli-1", "--wait", "30"]
+    # xmc roll plans from the wall clock (its own day in SHFE's time zone, which may be DAY + 1)
+    argv = ["roll", "--strategy", "cu_pair", "--long", f"{CU_NEAR}:{CU_FAR}=2", "--short", f"{HG_NEAR}=2",
+            *(a for c, p in LIMITS.items() for a in ("--price", f"{c}={p}")), "--account", "SHFE=cn",
+            "--account", "COMEX=us", "--operator", "alice", "--id", "roll-cli-1", "--wait", "30"]
     before = len(ray.get(coord.events.remote(), timeout=30))
 
     # a bad month is refused naming the leg, nothing reaches the coordinator
@@ -199,8 +231,8 @@ def test_xmc_roll_rolls_the_running_deployments_position_and_waits_for_the_outco
     assert "ROLLED: every leg is on its far contract" in out, out
     shfe = ray.get(gws["SHFE"].positions.remote(), timeout=30)
     comex = ray.get(gws["COMEX"].positions.remote(), timeout=30)
-    assert {k: v for k, v in shfe["cn"].items() if v} == {"SHFE.cu2702": 2}, shfe
-    assert {k: v for k, v in comex["us"].items() if v} == {"COMEX.HGK7": -2}, comex
+    assert {k: v for k, v in shfe["cn"].items() if v} == {CU_FAR: 2}, shfe
+    assert {k: v for k, v in comex["us"].items() if v} == {HG_FAR: -2}, comex
     tr = _trace(coord, tmp_path, "roll-cli-1")
     assert tr.outcome == "ROLLED" and tr.hops[0].payload["operator"] == "alice"
 

@@ -3,8 +3,9 @@ each refusal naming the argument (exit 2); the request built against a deploymen
 configuration as the registry hands it; the outcome's exit codes against a fake coordinator.
 
 The deployment: simulated SHFE and COMEX with copper (``SHFE.cu``, ``COMEX.HG``) and the four
-contracts of the roll in tests/integration/test_roll_ray.py; "now" is fixed on 6 Dec 2026.
-"""
+contracts rolled on 6 Dec 2026 (what tests/integration/test_roll_ray.py rolls on that day); "now"
+is fixed on 6 Dec 2026 (``NOW`` handed to ``build_request``, ``cmd_roll._now_ns`` patched where the
+command runs): nothing here reads the wall clock."""
 from __future__ import annotations
 
 import datetime as dt
