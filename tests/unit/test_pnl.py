@@ -176,3 +176,22 @@ def test_a_replay_counts_at_the_rates_of_its_market_time_and_the_fx_pnl_follows_
     f = b.leg_figures(("cn", "s", "p", "SHFE.cu"))
     assert (f.realised_base, f.fx_base, f.total_base, f.fx) == (Decimal(700), Decimal(50), Decimal(750), Decimal("0.15"))
     assert b.account_pnl("cn", "USD", at_ns=200)[0] == Decimal(750)
+
+
+def test_the_snapshot_shows_at_each_level_what_figures_of_that_level_show() -> None:
+    # the snapshot walks the legs once for every level; each level must be what figures(level) is
+    b = book()
+    pair = pair_name(["SHFE.cu", "LME.CA3M"])
+    b.trade(account="cn", strategy="s1", pair=pair, instrument="SHFE.cu", side="BUY", qty=2, price=Decimal(72000), offset="OPEN")
+    b.trade(account="us", strategy="s1", pair=pair, instrument="LME.CA3M", side="SELL", qty=1, price=Decimal("9800"))
+    b.trade(account="cn", strategy="s2", pair="x", instrument="SHFE.cu", side="SELL", qty=1, price=Decimal(72000), offset="OPEN")
+    b.trade(account="us", strategy="s2", pair="x", instrument="LME.CA3M", side="BUY", qty=3, price=Decimal("9801"))
+    b.trade(account="cn", strategy="s1", pair=pair, instrument="SHFE.cu", side="SELL", qty=1, price=Decimal(72150), offset="CLOSE")
+    b.mark("SHFE.cu", Decimal(72100), 1)
+    b.mark("LME.CA3M", Decimal("9790.5"), 1)
+    snap = b.snapshot()
+    for level, name in (("account", "accounts"), ("strategy", "strategies"), ("pair", "pairs"), ("leg", "legs")):
+        want = {k: f.as_dict() for k, f in b.figures(level).items()}
+        assert snap[name] == want and list(snap[name]) == list(want)
+    assert snap["total"] == b.total().as_dict()
+    assert snap["accounts"]["cn"]["currency"] == "CNY" and "currency" not in snap["strategies"]["s1"]

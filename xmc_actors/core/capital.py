@@ -30,15 +30,23 @@ FxRate = Callable[[str, str], "Decimal | None"]
 
 
 class PositionBook:
-    """Net positions in lots, and the last mark per instrument (for margin)."""
+    """Net positions in lots, and the last mark per instrument (for margin).
+
+    ``version`` counts the changes made through :meth:`apply_fill` and :meth:`mark` (a mark
+    equal to the one held changes nothing): a figure computed from the book (margin,
+    occupancy) holds while it is unchanged. Code that writes ``account`` or ``marks``
+    directly must not rely on it.
+    """
 
     def __init__(self) -> None:
         self.account: dict[str, dict[str, int]] = {}
         self.strategy: dict[str, dict[str, int]] = {}
         self.marks: dict[str, tuple[Decimal, int]] = {}
         self._quote_ts: dict[str, int] = {}  # instrument -> stamp of the latest market quote marked
+        self.version = 0
 
     def apply_fill(self, account: str, strategy: str, instrument: str, signed_lots: int, price: Decimal | None, ts_ns: int = 0) -> None:
+        self.version += 1
         if signed_lots:
             a = self.account.setdefault(account, {})
             a[instrument] = a.get(instrument, 0) + signed_lots
@@ -55,7 +63,10 @@ class PositionBook:
         last = self._quote_ts.get(instrument)
         if last is None or ts_ns >= last:
             self._quote_ts[instrument] = ts_ns
-            self.marks[instrument] = (price, ts_ns)
+            m = (price, ts_ns)
+            if self.marks.get(instrument) != m:
+                self.marks[instrument] = m
+                self.version += 1
 
     def instrument_net(self, instrument: str) -> int:
         return sum(p.get(instrument, 0) for p in self.account.values())
@@ -115,6 +126,10 @@ class CapitalPool:
         self.two_sided: Mapping[tuple[str, str], tuple[int, int]] = {}
         #: account -> margin the broker says the account uses (its currency): wins over ours
         self.broker_margin: dict[str, Decimal] = {}
+        #: while a list: every rate :meth:`rate` looks up is appended as (from, to, at_ns, rate),
+        #: so that a caller keeping a figure can ask the same questions again and know whether
+        #: the answers (an FX update) changed it (:meth:`rates_unchanged`)
+        self.rate_trace: list[tuple[str, str, int | None, Decimal | None]] | None = None
 
     def rate(self, a: str, b: str, at_ns: int | None = None) -> Decimal | None:
         """Units of ``b`` per ``a``; at the market time ``at_ns`` (a mark's stamp) when the
@@ -127,11 +142,19 @@ class CapitalPool:
                 at(at_ns)
             r = self.fx(a, b)
         except Exception:
-            return None
+            r = None
         finally:
             if at is not None:
                 at(None)
-        return r if r is not None and r > 0 else None
+        r = r if r is not None and r > 0 else None
+        if self.rate_trace is not None:
+            self.rate_trace.append((a, b, at_ns, r))
+        return r
+
+    def rates_unchanged(self, trace: Iterable[tuple[str, str, int | None, Decimal | None]]) -> bool:
+        """Whether every rate of ``trace`` (what :meth:`rate` answered while tracing) is answered
+        the same now."""
+        return all(self.rate(a, b, at) == r for a, b, at, r in trace)
 
     @staticmethod
     def market_ns(book: PositionBook) -> int | None:
@@ -212,9 +235,10 @@ class CapitalPool:
             out[acc_id] = total + sum((max(lg, sh) for lg, sh in sides.values()), ZERO)
         return out
 
-    def used_by_account(self, book: PositionBook) -> dict[str, Decimal]:
-        """Margin per account: the broker's reading where there is one, else ours."""
-        out = self.computed_margin(book)
+    def used_by_account(self, book: PositionBook, computed: Mapping[str, Decimal] | None = None) -> dict[str, Decimal]:
+        """Margin per account: the broker's reading where there is one, else ours (``computed``:
+        :meth:`computed_margin` of ``book`` as it stands, when the caller has it)."""
+        out = self.computed_margin(book) if computed is None else dict(computed)
         for acc_id, m in self.broker_margin.items():
             if acc_id in out:
                 out[acc_id] = m
@@ -231,9 +255,12 @@ class CapitalPool:
             out[strat] = total
         return out
 
-    def occupancy(self, book: PositionBook, levels: OccupancyLevels, in_flight: Mapping[str, Decimal] | None = None) -> tuple[dict[str, Occupancy], Occupancy]:
-        """Occupancy per account and overall; ``in_flight`` adds coordinators' unbooked usage per pool."""
-        used = self.used_by_account(book)
+    def occupancy(self, book: PositionBook, levels: OccupancyLevels, in_flight: Mapping[str, Decimal] | None = None,
+                  used: Mapping[str, Decimal] | None = None) -> tuple[dict[str, Occupancy], Occupancy]:
+        """Occupancy per account and overall; ``in_flight`` adds coordinators' unbooked usage per
+        pool. ``used``: :meth:`used_by_account` of ``book`` as it stands, when the caller has it."""
+        if used is None:
+            used = self.used_by_account(book)
         per: dict[str, Occupancy] = {}
         tot_used = tot_eq = ZERO
         at = self.market_ns(book)
@@ -249,13 +276,18 @@ class CapitalPool:
         ratio = tot_used / tot_eq if tot_eq else ZERO
         return per, Occupancy(tot_used, tot_eq, ratio, occupancy_level(ratio, levels), self.base)
 
-    def capacities(self, book: PositionBook, cfg: RiskConfig) -> dict[str, tuple[Decimal, Decimal]]:
-        """Per pool: (capacity, used by booked positions). An account may be used up to its red level."""
-        used = self.used_by_account(book)
+    def capacities(self, book: PositionBook, cfg: RiskConfig,
+                   used: Mapping[str, Decimal] | None = None) -> dict[str, tuple[Decimal, Decimal]]:
+        """Per pool: (capacity, used by booked positions). An account may be used up to its red
+        level. ``used``: :meth:`used_by_account` of ``book`` as it stands, when the caller has it."""
+        if used is None:
+            used = self.used_by_account(book)
         out = {account_pool(a): (max(self.equity[a], ZERO) * cfg.occupancy.red, used.get(a, ZERO)) for a in self.accounts}
-        s_used = self.used_by_strategy(book)
+        s_used: dict[str, Decimal] | None = None   # only when a strategy has a margin budget
         for name, budget in cfg.strategies.items():
             if budget.max_margin is not None:
+                if s_used is None:
+                    s_used = self.used_by_strategy(book)
                 out[strategy_pool(name)] = (budget.max_margin, s_used.get(name, ZERO))
         return out
 

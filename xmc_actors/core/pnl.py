@@ -56,6 +56,7 @@ from typing import Any, Callable, Iterable, Mapping
 from ..model.market import Instrument, Side
 
 ZERO = Decimal(0)
+_PLACES = {"0.01": Decimal("0.01")}   # Figures.as_dict's default quantum, parsed once
 FxRate = Callable[[str, str], "Decimal | None"]
 LegKey = tuple[str, str, str, str]   # account, strategy, pair, instrument
 LEVELS = ("leg", "pair", "strategy", "account")
@@ -159,13 +160,21 @@ class Figures:
     def add(self, o: "Figures") -> None:
         """Add another leg's or group's base figures (local ones only where the currency agrees)."""
         same = self.currency is not None and self.currency == o.currency
-        for f in ("realised", "unrealised", "fees"):
-            a, b = getattr(self, f), getattr(o, f)
-            setattr(self, f, (a + b) if same and a is not None and b is not None else None)
-        if not same:
+        if same:   # attribute by attribute (no getattr loop): this runs for every leg of every snapshot
+            a, b = self.realised, o.realised
+            self.realised = a + b if a is not None and b is not None else None
+            a, b = self.unrealised, o.unrealised
+            self.unrealised = a + b if a is not None and b is not None else None
+            a, b = self.fees, o.fees
+            self.fees = a + b if a is not None and b is not None else None
+        else:
+            self.realised = self.unrealised = self.fees = None
             self.currency = None
-        for f in ("realised_base", "unrealised_base", "fees_base", "fx_base", "total_base"):
-            setattr(self, f, getattr(self, f) + getattr(o, f))
+        self.realised_base += o.realised_base
+        self.unrealised_base += o.unrealised_base
+        self.fees_base += o.fees_base
+        self.fx_base += o.fx_base
+        self.total_base += o.total_base
         if self.instrument != o.instrument:
             self.instrument = None
         self.net += o.net
@@ -175,15 +184,16 @@ class Figures:
         self.fx_missing += o.fx_missing
 
     def as_dict(self, places: str = "0.01") -> dict[str, Any]:
-        q = Decimal(places)
+        q = _PLACES.get(places) or Decimal(places)
 
         def s(v: Decimal | None) -> str | None:
             return None if v is None else str(v.quantize(q))
 
-        out: dict[str, Any] = {
-            "realised_base": s(self.realised_base), "unrealised_base": s(self.unrealised_base),
-            "fees_base": s(self.fees_base), "price_base": s(self.price_base), "fx_base": s(self.fx_base),
-            "total_base": s(self.total_base)}
+        rb, ub = self.realised_base, self.unrealised_base
+        out: dict[str, Any] = {   # base figures are never None: quantized inline (every snapshot, every leg)
+            "realised_base": str(rb.quantize(q)), "unrealised_base": str(ub.quantize(q)),
+            "fees_base": str(self.fees_base.quantize(q)), "price_base": str((rb + ub).quantize(q)),
+            "fx_base": str(self.fx_base.quantize(q)), "total_base": str(self.total_base.quantize(q))}
         if self.instrument is not None:   # lots of one instrument; across instruments they mean nothing
             out.update(instrument=self.instrument, net=self.net, long=self.long, short=self.short)
         if self.currency is not None:
@@ -392,10 +402,33 @@ class PnlBook:
             out[(acc, inst)] = (lg + leg.long.lots, sh + leg.short.lots)
         return out
 
+    def _all_figures(self) -> dict[str, dict[str, Figures]]:
+        """:meth:`figures` of every level from one walk over the legs (each leg's figures
+        computed once, added up in the same order as :meth:`figures` adds them)."""
+        acc_f: dict[str, Figures] = {}
+        strat_f: dict[str, Figures] = {}
+        pair_f: dict[str, Figures] = {}
+        leg_f: dict[str, Figures] = {}
+        for key in sorted(self.legs):
+            acc, strat, pair, _ = key
+            lf = self.leg_figures(key)
+            leg_f["|".join(key)] = lf
+            for out, name in ((acc_f, acc), (strat_f, strat), (pair_f, f"{strat}|{pair}")):
+                cur = out.get(name)
+                if cur is None:
+                    out[name] = _copy(lf)
+                else:
+                    cur.add(lf)
+        return {"account": acc_f, "strategy": strat_f, "pair": pair_f, "leg": leg_f}
+
     def snapshot(self) -> dict[str, Any]:
         """JSON-friendly: the base currency, each level's figures, the marks and rates used."""
-        return {"base_currency": self.base, "total": self.total().as_dict(),
-                **{lvl + "s" if lvl != "strategy" else "strategies": {k: f.as_dict() for k, f in self.figures(lvl).items()}
+        figs = self._all_figures()
+        total = Figures(currency=None, realised=None, unrealised=None, fees=None)
+        for f in figs["account"].values():
+            total.add(f)
+        return {"base_currency": self.base, "total": total.as_dict(),
+                **{lvl + "s" if lvl != "strategy" else "strategies": {k: f.as_dict() for k, f in figs[lvl].items()}
                    for lvl in ("account", "strategy", "pair", "leg")},
                 "marks": {i: str(p) for i, (p, _) in sorted(self.marks.items())},
                 "fx": {i: str(r) for i, r in sorted(self.mark_fx.items())}}

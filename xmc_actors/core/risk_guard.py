@@ -128,6 +128,7 @@ class RiskGuardCore(MoneyBooks, Rebuild):
         # decision id -> leg name -> (filled lots, their notional, rollback lots, their notional) booked
         self.booked_fills: dict[str, dict[str, tuple[int, Decimal, int, Decimal]]] = {}
         self.leases = LeaseBook()
+        self._occupancy_messages: dict[str, tuple[Any, str]] = {}   # tick(): who -> (figures, message)
         self.states: dict[str, TradingState] = {}
         # who set each state that is not ACTIVE ("auto:<monitor>" for an automatic action)
         self.state_setter: dict[str, str] = {}
@@ -169,12 +170,12 @@ class RiskGuardCore(MoneyBooks, Rebuild):
     def make_grant(self, coordinator: str) -> RiskGrant:
         """A fresh grant for ``coordinator``: its lease is counted against the pools at once."""
         now = self.clock.now_ns()
-        pools = self.capital.capacities(self.book, self.cfg)
+        pools = self.capital.capacities(self.book, self.cfg, self._margins()[1])
         leases = self.leases.plan(coordinator, pools)
         acct_pos, strat_pos = self.book.snapshot()
         total_w = sum(self.leases.weights.values())
         share = self.leases.weights[coordinator] / total_w
-        per, _ = self.capital.occupancy(self.book, self.cfg.occupancy, self.leases.in_flight())
+        per, _ = self._occupancy()   # the tick's, when it came just before (core/risk_guard_books.py)
         blocked = {a: f"occupancy={o.ratio * 100:.1f}% at or above red {self.cfg.occupancy.red * 100:.0f}%"
                    for a, o in per.items() if o.level is AlertLevel.RED}
         self.seq += 1
@@ -326,16 +327,26 @@ class RiskGuardCore(MoneyBooks, Rebuild):
         if self._last_pnl_ns is None or now - self._last_pnl_ns >= self.pnl_interval_ns:
             self._last_pnl_ns = now
             self._pnl_mark_event(now)
-        per, overall = self.capital.occupancy(self.book, self.cfg.occupancy, self.leases.in_flight())
-        lv = self.cfg.occupancy
+        per, overall = self._occupancy()
+        yellow = float(self.cfg.occupancy.yellow)
         for acc, o in per.items():
-            out.extend(self._observe(Condition("occupancy", "account", acc, o.level, float(o.ratio), float(lv.yellow),
-                                               f"account {acc} occupancy {o.ratio * 100:.1f}% (used {o.used:.0f} / "
-                                               f"equity {o.equity:.0f} {o.currency})"), now))
-        out.extend(self._observe(Condition("occupancy", "global", GLOBAL, overall.level, float(overall.ratio), float(lv.yellow),
-                                           f"overall occupancy {overall.ratio * 100:.1f}% (used {overall.used:.0f} / "
-                                           f"equity {overall.equity:.0f} {overall.currency})"), now))
+            out.extend(self._observe(Condition("occupancy", "account", acc, o.level, float(o.ratio), yellow,
+                                               self._occupancy_message(f"account {acc}", o)), now))
+        out.extend(self._observe(Condition("occupancy", "global", GLOBAL, overall.level, float(overall.ratio), yellow,
+                                           self._occupancy_message("overall", overall)), now))
         return out
+
+    def _occupancy_message(self, who: str, o: Any) -> str:
+        """``account X occupancy 12.3% (used U / equity E CCY)``; the same figures as the last
+        tick's give the same text without formatting the decimals again (most ticks)."""
+        key = (o.ratio, o.used, o.equity, o.currency,   # equal decimals format alike, but for a zero's sign
+               o.ratio.is_signed(), o.used.is_signed(), o.equity.is_signed())
+        last = self._occupancy_messages.get(who)
+        if last is not None and last[0] == key:
+            return last[1]
+        msg = f"{who} occupancy {o.ratio * 100:.1f}% (used {o.used:.0f} / equity {o.equity:.0f} {o.currency})"
+        self._occupancy_messages[who] = (key, msg)
+        return msg
     # -- alerts and automatic actions -------------------------------------------------------
     def _observe(self, c: Condition, now: int) -> GuardOutput:
         out = GuardOutput()
@@ -496,7 +507,7 @@ class RiskGuardCore(MoneyBooks, Rebuild):
     # -- status ---------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         self._refresh_equity()
-        per, overall = self.capital.occupancy(self.book, self.cfg.occupancy, self.leases.in_flight())
+        per, overall = self._occupancy()
 
         def occ(o: Any) -> dict[str, Any]:
             return {"used": str(o.used.quantize(Decimal("0.01"))), "equity": str(o.equity.quantize(Decimal("0.01"))),

@@ -21,7 +21,57 @@ from .risk_types import ZERO
 from .risk_guard_types import GuardOutput
 
 class MoneyBooks:
-    """P&L, two-sided positions and equity of :class:`RiskGuardCore` (a mixin; no state of its own)."""
+    """P&L, two-sided positions and equity of :class:`RiskGuardCore` (a mixin; no state of its
+    own but the two figures it shares between the callers of one instant, below)."""
+
+    #: (key, rates looked up, (our margin, margin used) per account): :meth:`_margins`
+    _margin_memo: tuple[Any, Any, tuple[dict[str, Decimal], dict[str, Decimal]]] | None = None
+    #: (key, rates looked up, (occupancy per account, overall)): :meth:`_occupancy`
+    _occupancy_memo: tuple[Any, Any, Any] | None = None
+
+    # -- margin and occupancy, computed once for every caller of the same inputs --------------
+    def _margins(self) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+        """Margin per account by our own figures and the margin used (the broker's reading where
+        there is one), as the book stands. A tick, the grant that follows it, the ``PNL``
+        ``MARK`` record and the status all ask at the same instant: computed once while the
+        inputs stay the same (the clock, the position book's ``version``, the two-sided
+        positions, the brokers' margins), and while every FX rate it used is answered the same
+        (an FX update at the same instant computes it again). Callers must not change the dicts."""
+        cap = self.capital
+        key = (self.clock.now_ns(), self.book, self.book.version, cap, dict(cap.two_sided), dict(cap.broker_margin))
+        memo = self._margin_memo
+        if memo is not None and memo[0] == key and cap.rates_unchanged(memo[1]):
+            return memo[2]
+        trace: list[Any] = []
+        cap.rate_trace = trace
+        try:
+            ours = cap.computed_margin(self.book)
+        finally:
+            cap.rate_trace = None
+        out = (ours, cap.used_by_account(self.book, ours))
+        self._margin_memo = (key, trace, out)
+        return out
+
+    def _occupancy(self) -> tuple[dict[str, Any], Any]:
+        """:meth:`CapitalPool.occupancy` of the book, the coordinators' usage in flight and the
+        configured levels, shared as :meth:`_margins` is (also keyed on equity, the usage in
+        flight and the levels)."""
+        cap = self.capital
+        _, used = self._margins()
+        in_flight = self.leases.in_flight()
+        levels = self.cfg.occupancy
+        key = (self.clock.now_ns(), self.book, self.book.version, cap, used, in_flight, dict(cap.equity), levels)
+        memo = self._occupancy_memo
+        if memo is not None and memo[0] == key and cap.rates_unchanged(memo[1]):
+            return memo[2]
+        trace: list[Any] = []
+        cap.rate_trace = trace
+        try:
+            out = cap.occupancy(self.book, levels, in_flight, used)
+        finally:
+            cap.rate_trace = None
+        self._occupancy_memo = (key, trace, out)
+        return out
 
     # -- P&L, two-sided positions, equity ------------------------------------------------------
     def _book_trades(self, s: PairSummary, now: int) -> list[dict[str, Any]]:
@@ -216,7 +266,7 @@ class MoneyBooks:
             return out
         self._refresh_equity()   # ours, before the reading wins
         ours_eq = self.computed_equity[account]
-        ours_margin = self.capital.computed_margin(self.book).get(account, ZERO)
+        ours_margin = self._margins()[0].get(account, ZERO)
         self.account_readings[account] = {**vals, "received_ns": now, "ts_ns": int(reading.get("ts_ns") or now)}
         base = max(abs(ours_eq), Decimal(1))
         d_eq = abs(vals["equity"] - ours_eq)
@@ -241,8 +291,7 @@ class MoneyBooks:
     def accounts_status(self) -> dict[str, dict[str, Any]]:
         """Per account: capital, P&L, equity (and where it comes from), margin (ours and the
         broker's), available funds, in the account's currency."""
-        ours = self.capital.computed_margin(self.book)
-        used = self.capital.used_by_account(self.book)
+        ours, used = self._margins()
         now = self.clock.now_ns()
         out: dict[str, dict[str, Any]] = {}
         q = Decimal("0.01")
@@ -269,7 +318,7 @@ class MoneyBooks:
 
     def _pnl_mark_event(self, now: int) -> None:
         snap = self.pnl.snapshot()
-        per, overall = self.capital.occupancy(self.book, self.cfg.occupancy, self.leases.in_flight())
+        per, overall = self._occupancy()
         accts = self.accounts_status()
         for a, o in per.items():
             accts[a]["occupancy"] = float(o.ratio)
