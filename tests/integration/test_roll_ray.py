@@ -238,5 +238,18 @@ def test_xmc_roll_rolls_the_running_deployments_position_and_waits_for_the_outco
 
     # the same id again: refused, nothing sent
     assert main(argv) == 2
-    assert "--id roll-cli-1: a roll with this decision id was already submitted" in capsys.readouterr().err
+    assert "roll-cli-1: a roll with this decision id was already submitted; nothing sent" in capsys.readouterr().err
+
+    # the near months are flat now: a roll of them (under a new id) would open instead of close,
+    # so the coordinator refuses it against the venues' positions and nothing is sent
+    again = list(argv)
+    again[again.index("--id") + 1] = "roll-cli-2"
+    sent = sum(1 for e in ray.get(coord.events.remote(), timeout=30) if e.kind.value == "ORDER_SENT")
+    assert main(again) == 2
+    err = capsys.readouterr().err
+    assert "roll refused: roll-cli-2.rollA: cn holds 0 lot(s) long of " + CU_NEAR in err, err
+    assert "roll-cli-2.rollB: us holds 0 lot(s) short of " + HG_NEAR in err, err
+    evs = ray.get(coord.events.remote(), timeout=30)
+    assert sum(1 for e in evs if e.kind.value == "ORDER_SENT") == sent
+    assert any(e.kind.value == "BAD_INPUT" and e.decision_id == "roll-cli-2" for e in evs)
     ray.get(coord.shutdown.remote(), timeout=60)

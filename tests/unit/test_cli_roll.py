@@ -73,13 +73,21 @@ def refused(argv: list[str], **kw: Any) -> str:
 
 def test_the_request_is_one_calendar_spread_per_venue_with_the_plans_deadline():
     req = request(ROLL)
-    assert req.decision_id == "roll-copper-20261206T020000" and req.operator == "alice"
+    assert req.decision_id.startswith("roll-copper-20261230-") and req.operator == "alice"
     a, b = req.children
     assert [(lg.instrument, lg.side.value, lg.qty, lg.account, lg.limit_price) for lg in a.legs] == [
         ("SHFE.cu2701", "SELL", 2, "cn-main", Decimal(71990)), ("SHFE.cu2702", "BUY", 2, "cn-main", Decimal(72110))]
     assert [(lg.instrument, lg.side.value, lg.qty, lg.account) for lg in b.legs] == [
         ("COMEX.HGH7", "BUY", 2, "us-main"), ("COMEX.HGK7", "SELL", 2, "us-main")]
     assert req.deadline_ns == roll_by_ns(req.plan, "Asia/Shanghai")  # end of 30 Dec in Shanghai (SHFE binds)
+
+
+def test_the_default_id_is_made_from_what_is_rolled_so_running_the_command_again_is_the_same_roll():
+    # a retry after a timeout, minutes later: the same decision (the coordinator refuses it as a duplicate)
+    assert request(ROLL).decision_id == request(ROLL, now=NOW + 600 * 10**9).decision_id
+    other = [a if a != "SHFE.cu2701=2" else "SHFE.cu2701=3" for a in ROLL]
+    other = [a if a != "COMEX.HGH7=2" else "COMEX.HGH7=3" for a in other]
+    assert request(other).decision_id != request(ROLL).decision_id  # other holdings: another roll
 
 
 def test_an_expected_far_an_id_an_account_and_a_deadline_are_taken():
@@ -223,7 +231,7 @@ def test_a_dry_run_sends_nothing(deployment, capsys):
 def test_a_duplicate_id_is_refused(deployment, capsys):
     deployment(FakeCoordinator(None, {"decision_id": "r1", "accepted": False, "duplicate": True}))
     assert main([*ROLL, "--id", "r1"]) == 2
-    assert "--id r1: a roll with this decision id was already submitted" in capsys.readouterr().err
+    assert "r1: a roll with this decision id was already submitted; nothing sent" in capsys.readouterr().err
 
 
 def test_without_an_operator_nothing_is_asked(deployment, capsys):

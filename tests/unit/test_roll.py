@@ -8,7 +8,7 @@ import pytest
 
 from testkit import instrument, venue
 from xmc_actors.core.contracts import Holding, plan_roll
-from xmc_actors.core.roll import RollInputError, RollTracker, build_roll, child_id, roll_by_ns
+from xmc_actors.core.roll import RollInputError, RollTracker, build_roll, child_id, roll_by_ns, unheld_near_legs
 
 D = dt.date
 PRICES = {"SHFE.cu2701": 72000, "SHFE.cu2702": 72100, "COMEX.HGH7": "4.50", "COMEX.HGK7": "4.55"}
@@ -43,6 +43,20 @@ def test_a_copper_roll_is_one_decision_with_one_calendar_spread_per_venue():
                             "roll_by": "2026-12-30"}
 
 
+def test_a_roll_is_refused_unless_each_near_leg_closes_lots_that_are_held():
+    req = _req()  # long 10 SHFE cu2701 (closed by a SELL), short 2 COMEX HGH7 (closed by a BUY)
+    held = {("cn", "SHFE.cu2701"): (10, 0), ("us", "COMEX.HGH7"): (0, 2)}
+    assert unheld_near_legs(req, lambda a, i: held.get((a, i))) == []
+    # the operator typed the wrong direction: the account is short, the roll would sell (open) more
+    wrong = {("cn", "SHFE.cu2701"): (0, 10), ("us", "COMEX.HGH7"): (0, 2)}
+    [msg] = unheld_near_legs(req, lambda a, i: wrong.get((a, i)))
+    assert msg.startswith("roll-cu-1.rollA: cn holds 0 lot(s) long of SHFE.cu2701") and "would close 10" in msg
+    # fewer lots than the roll closes, and a venue that cannot say
+    short = {("cn", "SHFE.cu2701"): (4, 0)}
+    problems = unheld_near_legs(req, lambda a, i: short.get((a, i)))
+    assert len(problems) == 2 and "holds 4 lot(s)" in problems[0] and "cannot be verified" in problems[1]
+
+
 def test_the_deadline_is_the_end_of_roll_by_in_the_venue_time_zone():
     # 31 Dec 2026 00:00 in Shanghai is 30 Dec 16:00 UTC
     assert roll_by_ns(_plan(), "Asia/Shanghai") == int(
@@ -65,10 +79,11 @@ def test_bad_input_is_refused_naming_the_field(kw, field):
     assert e.value.field == field and str(e.value).startswith(field + ":")
 
 
-def test_a_roll_after_its_deadline_needs_an_operator():
-    with pytest.raises(RollInputError, match="^operator: .*only an operator"):
-        _req(deadline_ns=10, now_ns=11)
-    assert _req(deadline_ns=10, now_ns=11, operator=" alice ").operator == "alice"
+def test_a_roll_is_never_built_with_its_deadline_passed_a_late_one_needs_a_new_deadline():
+    for op in ("", "alice"):  # an operator does not change it: the coordinator would refuse the children
+        with pytest.raises(RollInputError, match="^deadline_ns: .*has passed.*new deadline in the future"):
+            _req(deadline_ns=10, now_ns=11, operator=op)
+    assert _req(deadline_ns=12, now_ns=11, operator=" alice ").operator == "alice"
 
 
 def _summary(did, state="HEDGED", complete=True):

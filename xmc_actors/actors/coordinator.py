@@ -33,7 +33,7 @@ from ..core.pair import (
     TimerKey,
 )
 from ..core.pretrade import PreTradeCheck
-from ..core.roll import RollRequest, RollTracker
+from ..core.roll import NEAR_LEG, RollRequest, RollTracker, unheld_near_legs
 from ..core.sink import EventSink, MemorySink
 from ..core.venue_health import VenueChange, VenueHealth, VenueState
 from ..model.config import route_venue
@@ -127,6 +127,7 @@ class PairCoordinator:
         self._rolls: dict[str, RollTracker] = {}   # roll decision id -> its tracker (core/roll.py)
         self._roll_of: dict[str, str] = {}         # child pair id -> its roll's decision id
         self._roll_timers: dict[str, asyncio.TimerHandle] = {}
+        self._rolls_claimed: set[str] = set()       # roll ids being checked by a submit_roll call now
         self.reconstructed = False
         try:
             self.reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
@@ -401,31 +402,96 @@ class PairCoordinator:
             self._execute(self.book._flush())
             return {"decision_id": "", "accepted": False, "reason": "request: not a RollRequest"}
         did = request.decision_id
-        if did in self._rolls:
+        if did in self._rolls or did in self._rolls_claimed:
             return {"decision_id": did, "accepted": False, "duplicate": True, "reason": "duplicate roll"}
         if self.closing:
             return {"decision_id": did, "accepted": False, "reason": "coordinator is shutting down"}
-        await self._ensure_registered()
-        tracker = RollTracker(request)
-        self._rolls[did] = tracker
+        self._rolls_claimed.add(did)  # a second call with this id while this one awaits is a duplicate
+        try:
+            await self._ensure_registered()
+            # a child the book already knows (a roll sent before this coordinator restarted,
+            # recovered from the trail) is the same roll again: nothing is sent twice
+            known = [c.decision_id for c in request.children if self.book.knows(c.decision_id)]
+            if known:
+                return {"decision_id": did, "accepted": False, "duplicate": True,
+                        "reason": f"duplicate roll: {', '.join(known)} already submitted (see the ledger)"}
+            unheld = unheld_near_legs(request, await self._roll_holdings(request))
+            if unheld:  # refused before anything is recorded as a roll: counted, recorded, nothing sent
+                reason = "roll refused: " + "; ".join(unheld)
+                self.book._bad_input("roll", reason, decision_id=did)
+                self._execute(self.book._flush())
+                return {"decision_id": did, "accepted": False, "reason": reason}
+            tracker = RollTracker(request)
+            self._rolls[did] = tracker
+        finally:
+            self._rolls_claimed.discard(did)
         for c in request.children:
             self._roll_of[c.decision_id] = did
         self._flush_emits()
         self.sink.emit(self.book.events.make(
             EventKind.OPERATOR, decision_id=did, strategy=request.strategy, reason=f"roll {did}", action="roll",
             **request.payload()))
-        answers = await asyncio.gather(*(self.submit(c) for c in request.children))
-        for c, a in zip(request.children, answers):
-            if not a.get("accepted"):  # refused before any order: that child is done, unrolled
-                self._roll_step(did, lambda t, c=c, a=a: t.on_child(
-                    {"decision_id": c.decision_id, "state": a.get("state", "REFUSED"), "complete": False,
-                     "reason": a.get("reason", "")}))
-        if tracker.outcome is None:
-            delay = max(request.deadline_ns - self.clock.now_ns(), 0) / 1e9
-            self._roll_timers[did] = asyncio.get_running_loop().call_later(
-                delay, lambda: self._roll_step(did, lambda t: t.on_deadline(self.clock.now_ns())))
+        try:
+            answers = list(await asyncio.gather(*(self.submit(c) for c in request.children), return_exceptions=True))
+            for i, (c, a) in enumerate(zip(request.children, answers)):
+                if isinstance(a, BaseException):  # its fate unknown here: the deadline decides it
+                    log.error("%s: roll %s: submitting %s failed: %s", self.name, did, c.decision_id, a)
+                    answers[i] = {"decision_id": c.decision_id, "accepted": False,
+                                  "reason": f"submit failed: {type(a).__name__}: {a}"[:300]}
+                elif not a.get("accepted"):  # refused before any order: that child is done, unrolled
+                    self._roll_step(did, lambda t, c=c, a=a: t.on_child(
+                        {"decision_id": c.decision_id, "state": a.get("state", "REFUSED"), "complete": False,
+                         "reason": a.get("reason", "")}))
+        finally:
+            if tracker.outcome is None:
+                self._arm_roll_deadline(did, request.deadline_ns)
         return {"decision_id": did, "accepted": any(a.get("accepted") for a in answers),
                 "children": answers, "reason": request.plan.reason}
+
+    def _arm_roll_deadline(self, did: str, deadline_ns: int) -> None:
+        """Decide the roll at its deadline; a timer that fires early (the loop's clock is not the
+        wall clock the deadline is on) is armed again until the tracker decides."""
+        def fire() -> None:
+            self._roll_timers.pop(did, None)
+            self._roll_step(did, lambda t: t.on_deadline(self.clock.now_ns()))
+            t = self._rolls.get(did)
+            if t is not None and t.outcome is None:
+                self._arm_roll_deadline(did, deadline_ns)
+
+        delay = max(deadline_ns - self.clock.now_ns(), 0) / 1e9
+        self._roll_timers[did] = asyncio.get_running_loop().call_later(max(delay, 0.001), fire)
+
+    async def _roll_holdings(self, request: RollRequest) -> Callable[[str, str], tuple[int, int] | None]:
+        """``held(account, instrument)`` for the roll's near contracts: ``(long, short)`` lots
+        that may be closed now. At a two-sided venue from this coordinator's book (the venue's
+        positions loaded at start, then its fills, less working closes); at a netting venue
+        from its gateway's ``positions()`` (the venue's word; None when it cannot answer)."""
+        out: dict[tuple[str, str], tuple[int, int] | None] = {}
+        for c in request.children:
+            for lg in c.legs:
+                if lg.leg != NEAR_LEG:
+                    continue
+                inst = self.book.instruments.get(lg.instrument)
+                key = (lg.account, lg.instrument)
+                if inst is None:
+                    out[key] = None
+                    continue
+                venue = self.book._two_sided(inst)
+                if venue is not None:
+                    pos = self.book.positions.get(lg.account, inst.id, self.book._trading_day(venue, inst))
+                    out[key] = (pos.long.available_today + pos.long.available_yesterday,
+                                pos.short.available_today + pos.short.available_yesterday)
+                    continue
+                gw = self._gateway(inst.venue, lg.account)
+                try:
+                    r = await asyncio.wait_for(_await_ref(gw.positions.remote()), self.config.call_timeout_ms / 1000) \
+                        if gw is not None else None
+                    net = int((r or {}).get(lg.account, {}).get(inst.id, 0)) if isinstance(r, dict) else None
+                except Exception as e:  # noqa: BLE001 - the venue cannot say: the roll is refused, not guessed
+                    log.warning("%s: roll %s: positions of %s not read: %s", self.name, request.decision_id, inst.venue, e)
+                    net = None
+                out[key] = None if net is None else (max(net, 0), max(-net, 0))
+        return lambda account, instrument: out.get((account, instrument))
 
     def _roll_step(self, did: str, step: Callable[[RollTracker], dict[str, Any] | None]) -> None:
         """Feed the roll's tracker; once it decides, record the outcome (``LIFECYCLE``

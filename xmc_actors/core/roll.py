@@ -17,7 +17,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo
 
 from ..model.market import Side
@@ -98,8 +98,8 @@ def build_roll(plan: RollPlan, *, decision_id: str, strategy: str, accounts: Map
     """The roll of ``plan`` as one decision ``decision_id`` with one child pair per rolled leg.
 
     ``accounts``: the account per venue; ``prices``: a limit price per near and far contract;
-    ``deadline_ns``: when the roll must be done (:func:`roll_by_ns`). A roll is refused after its
-    deadline unless an ``operator`` orders it (the venue may already be forcing the position out).
+    ``deadline_ns``: when the roll must be done (:func:`roll_by_ns`), in the future: a late roll
+    is given a new deadline (before the venue's own) by an operator, never sent with one passed.
     Children carry the deadline, so the coordinator does not keep working them past it.
     """
     if not isinstance(decision_id, str) or not _ID.match(decision_id):
@@ -110,9 +110,10 @@ def build_roll(plan: RollPlan, *, decision_id: str, strategy: str, accounts: Map
         raise RollInputError("plan", "no dated leg to roll")
     if not isinstance(deadline_ns, int) or deadline_ns <= 0:
         raise RollInputError("deadline_ns", f"{deadline_ns!r} is not a positive time")
-    if now_ns >= deadline_ns and not (operator or "").strip():
-        raise RollInputError("operator", f"the roll's deadline (end of {plan.roll_by}) has passed: only an "
-                                         "operator may order a late roll (--operator NAME)")
+    if now_ns >= deadline_ns:  # the children carry it: the coordinator would refuse them (DEADLINE_PASSED)
+        raise RollInputError("deadline_ns", f"the roll's deadline has passed (the plan's roll_by is {plan.roll_by}): "
+                                            "a late roll needs a new deadline in the future, before the venue's own "
+                                            "(xmc roll --deadline WHEN)")
     children = []
     for lg in plan.legs:
         venue = lg.near.venue
@@ -145,6 +146,33 @@ def roll_request(holdings: list[Holding], day: dt.date, **kw: Any) -> RollReques
     plan = plan_roll(holdings, day)
     binding = holdings[ord(plan.binding) - ord("A")]  # plan_roll tags the holdings A, B, ... in order
     return build_roll(plan, deadline_ns=roll_by_ns(plan, binding.venue.timezone), **kw)
+
+
+def unheld_near_legs(request: RollRequest, held: Callable[[str, str], tuple[int, int] | None]) -> list[str]:
+    """What stops ``request`` from rolling a position that is really held: for each child, its
+    near order (the close) must close lots the account holds on the near contract, on the side
+    the order closes. ``held(account, instrument)`` answers ``(long, short)`` lots that may be
+    closed now (at a two-sided venue: held and not reserved by a working close), or None when
+    nobody can say. Returns one message per child that fails, naming the field; empty when
+    every near leg is covered. A roll of a position nobody holds would otherwise open the near
+    contract instead of closing it, fill both legs, and still be reported ROLLED."""
+    out: list[str] = []
+    for c in request.children:
+        near = next((lg for lg in c.legs if lg.leg == NEAR_LEG), None)
+        if near is None:
+            out.append(f"{c.decision_id}: no near leg")
+            continue
+        h = held(near.account, near.instrument)
+        side = "long" if near.side is Side.SELL else "short"
+        if h is None:
+            out.append(f"{c.decision_id}: the {side} position of {near.account} in {near.instrument} cannot be "
+                       "verified (the venue does not answer for its positions): nothing rolled")
+            continue
+        have = h[0] if near.side is Side.SELL else h[1]
+        if have < near.qty:
+            out.append(f"{c.decision_id}: {near.account} holds {have} lot(s) {side} of {near.instrument} that may be "
+                       f"closed, the roll would close {near.qty}: check the direction (--long/--short) and the lots")
+    return out
 
 
 @dataclass

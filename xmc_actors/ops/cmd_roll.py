@@ -194,9 +194,17 @@ def parse_args(args: argparse.Namespace) -> RollArgs:
 
 
 # ------------------------------------------------------- against the deployment (no Ray)
-def default_decision_id(strategy: str, now_ns: int) -> str:
-    stem = re.sub(r"[^A-Za-z0-9_\-]", "-", strategy)[:40]
-    return f"roll-{stem}-{dt.datetime.fromtimestamp(now_ns / _NS, dt.timezone.utc):%Y%m%dT%H%M%S}"
+def default_decision_id(strategy: str, plan: Any) -> str:
+    """The roll's id when ``--id`` is not given: made from what is rolled (the strategy, the
+    plan's roll_by, the near contracts and their lots), not from the time, so that running the
+    same command again (after a timeout, say) is the same decision, refused as a duplicate,
+    instead of a second roll of the same position. Another roll of the same holdings on the
+    same day needs its own ``--id``."""
+    import hashlib
+
+    stem = re.sub(r"[^A-Za-z0-9_\-]", "-", strategy)[:36]
+    what = ";".join(sorted(f"{lg.near.id}={lg.qty}" for lg in plan.legs))
+    return f"roll-{stem}-{plan.roll_by:%Y%m%d}-{hashlib.sha256(what.encode()).hexdigest()[:10]}"
 
 
 def _account(cfg: Any, ra: RollArgs, venue: str) -> str:
@@ -312,7 +320,7 @@ def build_request(ra: RollArgs, cfg: Any, strategies: Sequence[str], operator: s
         if deadline > latest:
             raise CliError(f"--deadline {ra.deadline.isoformat()}: after the end of {binding.code}'s deadline "
                            f"{plan.deadline} ({_utc(latest)}): the venue may force the position out by then")
-    did = ra.decision_id or default_decision_id(ra.strategy, now_ns)
+    did = ra.decision_id or default_decision_id(ra.strategy, plan)
     try:
         return build_roll(plan, decision_id=did, strategy=ra.strategy, accounts=accounts, prices=ra.prices,
                           deadline_ns=deadline, now_ns=now_ns, operator=operator)
@@ -366,6 +374,12 @@ def _deployment(args: argparse.Namespace) -> dict[str, Any]:
     return info
 
 
+#: after a submit that got no answer the roll may have been taken: say how to find out, and
+#: that running the same command again is safe (same holdings, same default id: a duplicate)
+_MAYBE = ("; the roll may have been taken: `xmc audit trace ID` shows it; running the same command "
+          "again is refused as a duplicate if it was (give the same --id if you gave one)")
+
+
 def _coordinator(args: argparse.Namespace, info: Mapping[str, Any]) -> Callable[..., Any]:
     """``call(method, *a)`` on the deployment's coordinator, its answer within ``--timeout``."""
     import ray
@@ -380,10 +394,9 @@ def _coordinator(args: argparse.Namespace, info: Mapping[str, Any]) -> Callable[
         try:
             return ray.get(getattr(coord, method).remote(*a), timeout=args.timeout)
         except ray.exceptions.GetTimeoutError:
-            raise CliError(f"the coordinator did not answer {method} within {args.timeout:.0f} s", code=4) from None
+            raise CliError(f"the coordinator did not answer {method} within {args.timeout:.0f} s{_MAYBE}", code=4) from None
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
-            raise CliError(f"the coordinator is not available ({type(e).__name__}); retry in a few seconds",
-                           code=4) from None
+            raise CliError(f"the coordinator is not available ({type(e).__name__}){_MAYBE}", code=4) from None
     return call
 
 
@@ -406,8 +419,9 @@ def cmd_roll(args: argparse.Namespace) -> int:
     ans = call("submit_roll", req)
     if not ans.get("accepted") and not ans.get("children"):  # refused as a whole: no child was submitted
         if ans.get("duplicate"):
-            raise CliError(f"--id {req.decision_id}: a roll with this decision id was already submitted; nothing "
-                           f"sent (`xmc audit trace {req.decision_id}` shows it)")
+            raise CliError(f"{req.decision_id}: a roll with this decision id was already submitted; nothing sent "
+                           f"(`xmc audit trace {req.decision_id}` shows it; a new roll of the same holdings "
+                           "needs its own --id)")
         raise CliError(f"the coordinator refused the roll: {ans.get('reason', '?')}; nothing sent")
     for c in ans.get("children") or []:
         if not c.get("accepted"):

@@ -211,6 +211,11 @@ class PairBook(Recovery, LateFills, Offsets):
         return ask(strategy, leg.inst.venue, leg.spec.instrument, self.clock.now_ns())
 
     # -- inputs ----------------------------------------------------------------------------
+    def knows(self, decision_id: str) -> bool:
+        """Whether a pair with this decision id was submitted here (held, or finished and
+        forgotten; also one recovered from the trail after a restart)."""
+        return decision_id in self.pairs or decision_id in self.forgotten
+
     def submit(self, intent: PairIntent | Mapping[str, Any], liquidity: Mapping[str, int] | None = None
                ) -> tuple[dict[str, Any], list[Command]]:
         """Accept or refuse a pair; idempotent on ``decision_id``.
