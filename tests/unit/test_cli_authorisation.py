@@ -24,6 +24,7 @@ from xmc_actors.ops.cli import CliError, main
 from xmc_actors.ops.operator_auth import EXIT_PENDING, EXIT_UNAUTHORISED, decide
 
 ROLES = [r.value for r in Role]
+_REAL_CALL = operator_auth.Authorised.call  # before any fixture replaces it
 TOKENS: dict[str, str] = {}
 ENTRIES = []
 for _role in ROLES:
@@ -164,6 +165,35 @@ def test_token_env_names_another_variable(dep, monkeypatch, capsys):
     assert TOKENS["trader"] not in "".join(capsys.readouterr())
 
 
+def test_a_token_given_as_the_variable_name_is_refused_and_never_repeated_or_recorded(dep, monkeypatch, capsys):
+    recorded: list = []
+    monkeypatch.setattr(operator_auth, "_record_refusal", lambda *a: recorded.append(a))
+    assert main(["halt", "--token-env", TOKENS["trader"]]) == 2
+    out = "".join(capsys.readouterr())
+    assert "--token-env: not the name of an environment variable" in out
+    assert TOKENS["trader"] not in out and recorded == [] and dep.changes == []
+
+
+def test_a_desk_that_does_not_answer_is_exit_4_and_changes_nothing(dep, monkeypatch, capsys):
+    """Authorised.call itself (the fixture replaces it): ray.get timing out on the desk's answer."""
+    import ray
+
+    class Remote:
+        def remote(self, *a):
+            return "ref"
+
+    def times_out(ref, timeout=None):
+        raise ray.exceptions.GetTimeoutError(f"{ref} not ready")
+
+    monkeypatch.setenv("XMC_API_TOKEN", TOKENS["trader"])
+    monkeypatch.setattr(operator_auth.Authorised, "call", _REAL_CALL)
+    monkeypatch.setattr(operator_auth, "locate_desk", lambda args: type("Desk", (), {"call": Remote()})())
+    monkeypatch.setattr(ray, "get", times_out)
+    assert main(["halt"]) == 4  # 1 would read as "done" to a script
+    err = capsys.readouterr().err
+    assert "desk did not answer (GetTimeoutError)" in err and "nothing changed" in err and dep.changes == []
+
+
 def test_an_unknown_token_is_refused_without_repeating_it(dep, monkeypatch, capsys):
     bogus, _ = new_token()
     monkeypatch.setenv("XMC_API_TOKEN", bogus)
@@ -252,3 +282,34 @@ def test_decide_refuses_no_token_and_a_mismatching_operator():
     assert e2.value.status == 403 and e2.value.field == "operator"
     with pytest.raises(ValueError):
         authorise_command(Principal("bob", Role.ADMIN, "k"), "status", None)
+
+
+@pytest.mark.parametrize("api, desk_there, expect", [(True, False, "refused"), (False, False, None), (True, True, "desk")])
+def test_a_deployment_running_its_api_without_its_desk_refuses_to_act(monkeypatch, api, desk_there, expect):
+    """locate_desk: no desk is 'no API' only when the registry says the deployment runs none."""
+    import ray
+
+    from xmc_actors.api.desk import DESK_NAME
+
+    class Registry:
+        class describe:  # noqa: N801 - stands for an actor method
+            @staticmethod
+            def remote():
+                return {"api": api}
+
+    def get_actor(name, namespace=None):
+        if name == DESK_NAME:
+            if desk_there:
+                return "desk"
+            raise ValueError(f"Failed to look up actor {name}")
+        return Registry()
+
+    monkeypatch.setattr(cmd_ops, "join", lambda args: "ns")
+    monkeypatch.setattr(ray, "get_actor", get_actor)
+    monkeypatch.setattr(ray, "get", lambda ref, timeout=None: ref)
+    if expect == "refused":
+        with pytest.raises(CliError) as e:
+            operator_auth.locate_desk(argparse.Namespace())
+        assert e.value.code == EXIT_UNAUTHORISED and "desk (api-desk) is not there" in str(e.value)
+    else:
+        assert operator_auth.locate_desk(argparse.Namespace()) == expect

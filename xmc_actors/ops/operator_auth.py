@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from typing import Any, Mapping
 
 from .cli import CliError
@@ -36,6 +37,9 @@ EXIT_CODES_HELP = (f"Exit {EXIT_UNAUTHORISED}: its authorisation refused (no tok
                    "(xmc confirm ID); nothing changed either way")
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
 def add_token_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token-env", metavar="NAME", default=None,
                    help=f"while the deployment runs its operator API: the environment variable holding your API "
@@ -46,6 +50,9 @@ def read_token(args: argparse.Namespace, env: Mapping[str, str] | None = None) -
     """(the token or None, the variable it was looked for in). Never prints it."""
     env = os.environ if env is None else env
     name = (getattr(args, "token_env", None) or TOKEN_ENV_DEFAULT).strip()
+    if not _ENV_NAME.match(name):  # a token pasted here must not be echoed, logged or recorded
+        raise CliError("--token-env: not the name of an environment variable (letters, digits and '_'): give the "
+                       "name of the variable that holds your token, never the token itself; nothing changed")
     tok = (env.get(name) or "").strip()
     return (tok or None), name
 
@@ -82,7 +89,13 @@ class Authorised:
 
         from ..api.desk import raise_if_error
 
-        return raise_if_error(ray.get(self.desk.call.remote(method, *a), timeout=self.timeout))
+        try:
+            answer = ray.get(self.desk.call.remote(method, *a), timeout=self.timeout)
+        except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
+            # not a refusal and not a success: a script must not read a failed halt as done
+            raise CliError(f"the operator API's desk did not answer ({type(e).__name__}) within {self.timeout:g} s; "
+                           "nothing changed", code=4) from None
+        return raise_if_error(answer)
 
     def confirmation(self, action: str, params: dict[str, Any], status: Mapping[str, Any]) -> None:
         """When the change needs a second operator (the API's rule, the desk's thresholds):
@@ -114,7 +127,19 @@ def locate_desk(args: argparse.Namespace) -> Any:
     try:
         return ray.get_actor(DESK_NAME, namespace=ns)
     except ValueError:
-        return None
+        pass
+    # no desk: fine when the deployment runs no operator API; when it says it does, the desk is
+    # gone (restarting, or stopped by hand) and acting without its authorisation is refused
+    from ..runtime.session import REGISTRY_NAME
+
+    try:
+        api = bool(ray.get(ray.get_actor(REGISTRY_NAME, namespace=ns).describe.remote(), timeout=10).get("api"))
+    except Exception:  # noqa: BLE001 - no registry (a bare actor): the command goes on as before
+        api = False
+    if api:
+        raise CliError("this deployment runs its operator API but its desk (api-desk) is not there: acting "
+                       "commands wait for it (retry shortly); nothing changed", code=EXIT_UNAUTHORISED)
+    return None
 
 
 def authorise_cli(args: argparse.Namespace, command: str, *, required_operator: bool = True) -> Authorised:

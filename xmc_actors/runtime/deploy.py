@@ -276,7 +276,9 @@ class Deployment:
         if self.api_on():
             self._start_api()
         # the deployment as plain data: what `xmc stop` attaches with once the driver is gone
-        ray.get(registry.update.remote(actors=sorted(self.handles), hosts=self.host_strategies, config=dep))
+        # api: whether an operator API runs (the CLI refuses to act without its desk then)
+        ray.get(registry.update.remote(actors=sorted(self.handles), hosts=self.host_strategies, config=dep,
+                                       api="api-desk" in self.handles))
         if self.decision_seqs:
             self.resumed = self._resume_from_ledger()
         # the start-of-day gate: positions the deployment starts from against the venues' (a
