@@ -53,6 +53,49 @@ def test_a_rebuild_that_failed_holds_the_gate():
     assert gate.engaged and "could not be checked (ledger not readable" in gate.reason()
 
 
+def test_a_venue_that_did_not_answer_holds_the_gate_even_where_the_ledger_is_flat():
+    # a new ledger: nothing to compare at LME, whose broker did not answer: it may hold yesterday's lots
+    gate = assess({"ok": True, "mismatches": [], "unverified_venues": [],
+                   "venue_errors": {"LME": "positions(): PositionsUnavailable: session fills"}}, VENUE_OF)
+    assert gate.engaged and gate.unverified_venues == ["LME"]
+    assert "venues that did not report their positions: LME" in gate.reason()
+
+
+def test_differences_noted_while_pairs_were_in_flight_hold_the_gate_until_a_check_settles_them():
+    deferred = [{"account": "cn-main", "instrument": "SHFE.cu", "ledger": 2, "venue": 3}]
+    # the later check never came (timed out, or the difference kept moving): held, marked unconfirmed
+    gate = assess({"ok": True, "mismatches": [], "deferred": deferred}, VENUE_OF)
+    assert gate.engaged and gate.differences[0]["difference"] == 1 and gate.differences[0]["unconfirmed"]
+    assert "not confirmed: pairs were in flight" in gate.reason()
+    # the check came and found they were pairs in flight: nothing holds the gate
+    settled = assess({"ok": True, "mismatches": [], "deferred": deferred,
+                      "verified": {"mismatches": [], "unverified_venues": []}}, VENUE_OF)
+    assert not settled.engaged
+
+
+def test_a_day_change_whose_check_failed_is_checked_again_at_the_next_poll(monkeypatch):
+    from xmc_actors.runtime import start_of_day as sod
+
+    days = iter([dt.date(2026, 3, 2), dt.date(2026, 3, 3), dt.date(2026, 3, 3), dt.date(2026, 3, 3)])
+    gate = object.__new__(sod.DayGate)
+    gate.risk = gate.registry = None
+    gate.timeout_s, gate.every_s, gate._next, gate.instrument_venue = 1.0, 0.0, 0.0, VENUE_OF
+    gate.watch = TradingDayWatch(["SHFE"], lambda v, now: next(days))
+    gate.watch.changed(0)  # 2 March recorded
+    calls: list[str] = []
+
+    def check(risk, registry, resumed, iv, timeout, trigger):
+        calls.append(trigger)
+        if len(calls) == 1:
+            raise TimeoutError("risk guard busy")
+        return StartOfDay(trigger=trigger)
+
+    monkeypatch.setattr(sod, "check", check)
+    assert gate.poll() is None                       # 3 March: the check failed
+    assert gate.poll().trigger == "trading day SHFE 2026-03-03"  # the same change, checked again
+    assert gate.poll() is None and len(calls) == 2   # done: not checked a third time
+
+
 def test_a_broker_reading_that_differs_holds_the_gate_until_accepted():
     alerts = [{"monitor": "account_mismatch", "key": "cn-main", "level": "yellow",
                "message": "account cn-main: broker equity 990000.00 vs ours 1000000.00 CNY"},
@@ -169,6 +212,21 @@ def test_a_statement_that_differs_is_shown_line_by_line_and_the_command_exits_1(
     assert main(["settlement", str(st), "--ledger", str(led), "--format", "json"]) == 1
     out = capsys.readouterr().out
     assert '"positions_agree": false' in out
+
+
+def test_rows_of_one_contract_are_added_up_and_an_account_listed_only_in_its_funds_is_compared(tmp_path):
+    led = _ledger(tmp_path)
+    # SHFE lists yesterday's and today's lots on rows of their own: 1 + 1 is the ledger's 2;
+    # us-main is in the statement by its funds only (the broker holds nothing): the ledger's short 1 differs
+    st = _statement(tmp_path, "position,2026-03-02,cn-main,SHFE.cu,1,0,,\n"
+                              "position,2026-03-02,cn-main,SHFE.cu,1,0,,\n"
+                              "funds,2026-03-02,us-main,,,,equity,5\n")
+    rep = reconcile_statement(st, led)
+    cu = [r for r in rep["positions"] if r["instrument"] == "SHFE.cu"][0]
+    assert (cu["statement"], cu["ledger"], cu["difference"]) == (2, 2, 0)
+    lme = [r for r in rep["positions"] if r["account"] == "us-main"]
+    assert [(r["side"], r["statement"], r["ledger"]) for r in lme] == [("short", 0, 1)]
+    assert not rep["positions_agree"]
 
 
 @pytest.mark.parametrize("body, message", [

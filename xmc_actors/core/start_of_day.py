@@ -48,6 +48,7 @@ class StartOfDay:
             parts.append(f"positions could not be checked ({self.error or 'rebuild failed'})")
         if self.differences:
             shown = "; ".join(f"{d['account']} {d['instrument']} ledger {d['ledger']} venue {d['venue']}"
+                              + (" (not confirmed: pairs were in flight)" if d.get("unconfirmed") else "")
                               for d in self.differences[:5])
             more = f" and {len(self.differences) - 5} more" if len(self.differences) > 5 else ""
             parts.append(f"{len(self.differences)} position(s) differ from the venues: {shown}{more}")
@@ -114,7 +115,22 @@ def assess(rebuilt: Mapping[str, Any], instrument_venue: Mapping[str, str],
         seen.add(key)
         diffs.append({"account": key[0], "instrument": key[1], "ledger": m.get("ledger"), "venue": m.get("venue"),
                       "difference": m.get("difference")})
-    unverified = sorted(set(rebuilt.get("unverified_venues") or []) | set(verified.get("unverified_venues") or []))
+    if rebuilt.get("deferred") and not verified:
+        # differences the rebuild only noted (pairs were in flight) and no later check confirmed
+        # or cleared (it timed out, or they kept moving): candidates still, so held for an operator
+        for m in rebuilt.get("deferred") or []:
+            key = (str(m.get("account", "")), str(m.get("instrument", "")))
+            if key in seen:
+                continue
+            seen.add(key)
+            led, ven = m.get("ledger"), m.get("venue")
+            diffs.append({"account": key[0], "instrument": key[1], "ledger": led, "venue": ven,
+                          "difference": ven - led if isinstance(led, int) and isinstance(ven, int) else None,
+                          "unconfirmed": True})
+    # a venue that did not answer is unverified whatever the ledger holds there: the venue may
+    # hold yesterday's lots on a ledger that is flat (an unknown is not an agreement)
+    unverified = sorted(set(rebuilt.get("unverified_venues") or []) | set(verified.get("unverified_venues") or [])
+                        | set((rebuilt.get("venue_errors") or {}).keys()))
     ok = bool(rebuilt.get("ok", False))
     venues = sorted({instrument_venue.get(d["instrument"], d["instrument"].split(".", 1)[0]) for d in diffs})
     fund_rows = [dict(f) for f in funds]

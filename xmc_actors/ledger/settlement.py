@@ -131,9 +131,18 @@ def compare(statement: tuple[list[dict[str, Any]], list[dict[str, Any]]], ledger
     """The statement against the ledger's positions per trading day and its account readings."""
     positions, funds = statement
     rows: list[dict[str, Any]] = []
-    for day in sorted({r["trading_day"] for r in positions}):
-        stated = {(r["account"], r["instrument"]): r for r in positions if r["trading_day"] == day}
-        accounts = {a for a, _ in stated}
+    for day in sorted({r["trading_day"] for r in positions} | {f["trading_day"] for f in funds}):
+        # rows of one account and instrument are added up (SHFE/INE statements list today's and
+        # yesterday's lots on rows of their own)
+        stated: dict[tuple[str, str], dict[str, int]] = {}
+        for r in positions:
+            if r["trading_day"] == day:
+                slot = stated.setdefault((r["account"], r["instrument"]), {"long": 0, "short": 0})
+                slot["long"] += r["long"]
+                slot["short"] += r["short"]
+        # every account the statement covers that day, one it lists only in its funds included:
+        # a broker that holds nothing for an account lists no position row for it
+        accounts = {a for a, _ in stated} | {f["account"] for f in funds if f["trading_day"] == day}
         held = {k: v for k, v in ledger.get(day, {}).items() if k[0] in accounts and (v["long"] or v["short"])}
         for acc, inst in sorted(set(stated) | set(held)):
             s = stated.get((acc, inst), {"long": 0, "short": 0})

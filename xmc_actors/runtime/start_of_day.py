@@ -33,8 +33,9 @@ def check(risk: Any, registry: Any, resumed: Mapping[str, Any] | None, instrumen
     try:
         ray.get(risk.poll_venues.remote(), timeout=timeout_s)
         funds = funds_differences((ray.get(risk.status.remote(), timeout=timeout_s) or {}).get("open_alerts", []))
-    except Exception as e:  # noqa: BLE001 - positions are the gate's first duty; say why funds were not read
+    except Exception as e:  # noqa: BLE001 - unread funds hold the gate too: an operator decides
         log.warning("start of day: the brokers' account readings were not taken: %s", e)
+        funds = [{"account": "*", "message": f"the brokers' account readings were not taken: {type(e).__name__}: {e}"[:300]}]
     gate = assess(rebuilt, instrument_venue, funds, trigger)
     before = (ray.get(registry.describe.remote(), timeout=timeout_s) or {}).get("start_of_day") or {}
     if not gate.engaged and before.get("engaged"):
@@ -76,14 +77,17 @@ class DayGate:
         if time.monotonic() < self._next:
             return None
         self._next = time.monotonic() + self.every_s
+        before = dict(self.watch.seen)
         changed = self.watch.changed(time.time_ns())
         if not changed:
             return None
         trigger = "trading day " + ", ".join(f"{v} {d.isoformat()}" for v, d in sorted(changed.items()))
         try:
             return check(self.risk, self.registry, None, self.instrument_venue, self.timeout_s, trigger)
-        except Exception as e:  # noqa: BLE001 - the deployment runs on; the next change checks again
-            log.error("start of day at %s: the check failed: %s", trigger, e)
+        except Exception as e:  # noqa: BLE001 - the deployment runs on; the change is checked again next poll
+            log.error("start of day at %s: the check failed (tried again in %.0f s): %s", trigger, self.every_s, e)
+            for v in changed:  # not seen yet: the next poll finds the same change and checks again
+                self.watch.seen[v] = before.get(v)
             return None
 
 
