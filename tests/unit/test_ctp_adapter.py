@@ -563,7 +563,9 @@ def test_shfe_today_and_history_rows_are_read_after_logon_and_summed(tmp_path):
     api.accounts = [account_row(balance=1_012_345.5, margin=120_000.0, available=892_345.5)]
     a, _ = adapter(tmp_path, api, account="acct-cn")
     # logged on, the day's queries waiting: nothing from the broker yet
-    assert a.positions_source == "session fills" and a.two_sided_positions() == {} and a.account_reading() == {}
+    assert a.positions_source == "session fills" and a.account_reading() == {}
+    with pytest.raises(RuntimeError, match="not been read since this logon"):  # not {}: that reads as flat
+        a.two_sided_positions()
     _release(api)
     names = [n for n, _, _ in api.calls]
     assert names[-4:] == ["ReqQryOrder", "ReqQryTrade", "ReqQryInvestorPosition", "ReqQryTradingAccount"]
@@ -642,17 +644,22 @@ def test_a_reply_cut_by_a_disconnect_keeps_the_last_complete_one_and_the_next_lo
     assert a.counters["position_replies_cut"] == 1
     bad = a.drain_bad_input()
     assert [b["reason"] for b in bad] == ["PARTIAL_REPLY"] and "2 row(s)" in bad[0]["detail"]
-    assert a.two_sided_positions() == before and a.positions() == {"acct-cn": {"SHFE.cu": 4}}
+    # the last complete figures are kept, but while disconnected they are not the venue's word:
+    # the gateway refuses positions() (source) and two-sided positions are refused, not guessed
+    assert a.positions_source == "session fills" and a.positions() == {"acct-cn": {"SHFE.cu": 4}}
+    with pytest.raises(RuntimeError, match="not been read since this logon \\(disconnected\\)"):
+        a.two_sided_positions()
     # a late row of the dead request is not taken either
     a.spi.OnRspQryInvestorPosition(position_row("cu2502", SHORT, position=9, date=TODAY), rsp_info(0), rid, True)
-    assert a.two_sided_positions() == before and a.counters["stray_query_answers"] == 1
+    assert a.positions() == {"acct-cn": {"SHFE.cu": 4}} and a.counters["stray_query_answers"] == 1
     # the next logon: unverified until its own reply is complete (the last figures still shown)
     api.held.clear()
     api.positions = [position_row("cu2502", LONG, position=5, date=TODAY)]
     a.spi.OnFrontConnected()
-    assert a.connected() and a.positions_source == "session fills" and a.two_sided_positions() == before
+    assert a.connected() and a.positions_source == "session fills" and a.positions() == {"acct-cn": {"SHFE.cu": 4}}
     _release(api)
     assert a.positions_source == "venue" and a.positions() == {"acct-cn": {"SHFE.cu": 5}}
+    assert a.two_sided_positions() != before and a.two_sided_positions()["acct-cn/SHFE.cu"]["net"] == 5
 
 
 NOT_READY = (90, "CTP:query not ready, try again")
@@ -668,7 +675,9 @@ def test_an_error_reply_at_logon_is_asked_again_a_few_times_then_left_unverified
     bad = a.drain_bad_input()
     assert {b["reason"] for b in bad} == {"QUERY_ERROR"} and all("CTP error 90" in b["detail"] for b in bad)
     a._next_query_ns = time.monotonic_ns() + 10**12   # the front's pace: the refresh waits
-    assert a.positions_source == "session fills" and a.two_sided_positions() == {} and a.account_reading() == {}
+    assert a.positions_source == "session fills" and a.account_reading() == {}
+    with pytest.raises(RuntimeError, match="not been read since this logon"):  # not {}: that reads as flat
+        a.two_sided_positions()
     # the refresh the calls above queued answers
     api.query_errors = {}
     api.positions = _shfe_rows()

@@ -50,6 +50,7 @@ from .peers import Peers
 
 CheckerArg = PreTradeCheck | Callable[..., PreTradeCheck] | None
 log = logging.getLogger("xmc.coordinator")
+_POSITION_LOAD_ATTEMPTS = 30  # a two-sided venue's positions asked for at most this often, 2 s apart
 
 
 async def _await_ref(ref: Any) -> Any:
@@ -180,10 +181,12 @@ class PairCoordinator:
         if self._health_task is None and self.config.health_interval_ms:
             self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
 
-    async def _load_positions(self, key: str, handle: Any) -> None:
+    async def _load_positions(self, key: str, handle: Any, attempt: int = 1) -> None:
         """A two-sided venue's positions, as its gateway reports them, once per gateway and
         process life (at start and after a restart): offsets are chosen from what the accounts
-        hold. A gateway that cannot answer leaves the book as it is (recorded)."""
+        hold. A gateway that cannot answer yet (a CTP session before the broker's first position
+        reply) is asked again every 2 s, up to 30 times; each failure is recorded, and the book
+        stays as it is meanwhile."""
         venue = route_venue(key)
         v = self.book.venues.get(venue)
         if v is None or v.offsets == "none":
@@ -192,8 +195,14 @@ class PairCoordinator:
             snap = await asyncio.wait_for(_await_ref(handle.two_sided_positions.remote()),
                                           self.config.call_timeout_ms / 1000)
         except (RayError, asyncio.TimeoutError, AttributeError) as e:
-            self.book._bad_input("positions", f"{key}: two-sided positions not read: {type(e).__name__}: {e}")
+            self.book._bad_input("positions", f"{key}: two-sided positions not read (attempt {attempt}): "
+                                              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500])
             self._execute(self.book._flush())
+            if attempt < _POSITION_LOAD_ATTEMPTS and not isinstance(e, AttributeError):
+                def again() -> None:
+                    if self.gateways.get(key) is handle:  # not replaced meanwhile (a restart re-registers)
+                        asyncio.ensure_future(self._load_positions(key, handle, attempt + 1))
+                asyncio.get_running_loop().call_later(2.0, again)
             return
         self.book.load_positions(venue, snap or {})
         self._execute(self.book._flush())

@@ -531,6 +531,9 @@ class CtpAdapter:
                 self.state = "DISCONNECTED"
             self.last_disconnect = f"0x{int(reason):04x}"
             self._count("disconnects")
+            # the broker's figures of the last logon may be moving without us: not the venue's
+            # word until the next logon's own reply (positions_source 'session fills' meanwhile)
+            self._positions_verified = False
             for w in list(self._places.values()) + list(self._cancels.values()):
                 w.dropped = True
             if self._inflight is not None:
@@ -1297,9 +1300,14 @@ class CtpAdapter:
         """``{"ACCOUNT/INSTRUMENT": {long: {today, yesterday, frozen_today, frozen_yesterday},
         short: {...}, net, trading_day, read_ns}}`` from the last complete position reply (the
         simulated venue's shape; ``read_ns``: when the reply completed), a refresh queued;
-        ``{}`` before any reply."""
+        ``{}`` when the broker holds nothing; RuntimeError before a reply since this logon (or
+        while disconnected), never an empty answer that would read as flat."""
         self.refresh_broker_figures()
         with self.cv:
+            if not self._positions_verified:
+                # "nothing" would be read as flat: closes of yesterday's lots would go out as opens
+                raise RuntimeError(f"{self.name}: the broker's positions have not been read since this logon "
+                                   f"({'connected' if self.ready else 'disconnected'}); asked again")
             if not self._broker_two_sided:
                 return {}
             return {f"{a}/{i}": {"long": dict(e["long"]), "short": dict(e["short"]), "net": e["net"],
