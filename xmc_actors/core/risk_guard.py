@@ -329,11 +329,15 @@ class RiskGuardCore(MoneyBooks, Rebuild):
             self._pnl_mark_event(now)
         per, overall = self._occupancy()
         yellow = float(self.cfg.occupancy.yellow)
+        open_ = self.alerts.open
         for acc, o in per.items():
+            if o.level is None and ("occupancy", "account", acc) not in open_:
+                continue   # below yellow with no alert open: the alert manager would answer nothing
             out.extend(self._observe(Condition("occupancy", "account", acc, o.level, float(o.ratio), yellow,
                                                self._occupancy_message(f"account {acc}", o)), now))
-        out.extend(self._observe(Condition("occupancy", "global", GLOBAL, overall.level, float(overall.ratio), yellow,
-                                           self._occupancy_message("overall", overall)), now))
+        if overall.level is not None or ("occupancy", "global", GLOBAL) in open_:
+            out.extend(self._observe(Condition("occupancy", "global", GLOBAL, overall.level, float(overall.ratio), yellow,
+                                               self._occupancy_message("overall", overall)), now))
         return out
 
     def _occupancy_message(self, who: str, o: Any) -> str:

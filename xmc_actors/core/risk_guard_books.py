@@ -322,12 +322,9 @@ class MoneyBooks:
         accts = self.accounts_status()
         for a, o in per.items():
             accts[a]["occupancy"] = float(o.ratio)
-        eq_base = ZERO
-        at = self.capital.market_ns(self.book)
-        for a, acc in self.capital.accounts.items():
-            r = self.capital.rate(acc.currency, self.base, at)
-            if r is not None:
-                eq_base += self.capital.equity[a] * r
+        # equity in the base currency: each account's at its rate at the market time, added up in
+        # the accounts' order: what the overall occupancy's equity is (CapitalPool.occupancy)
+        eq_base = overall.equity
         self.sink.emit(self.maker.make(
             EventKind.PNL, reason="MARK", base_currency=self.base, accounts=accts, total=snap["total"],
             equity_base=str(eq_base.quantize(Decimal("0.01"))), occupancy=float(overall.ratio),

@@ -149,12 +149,12 @@ class LabRun:
         self._build_venues(load_feeds=quotes is None)
         self.market = quotes
         self._build_risk()
+        self._holding: dict[str, tuple[int, int]] = {}  # strategy -> (direction, target) wanted
         self._build_strategies()
         self._timer_tokens: dict[str, set[int]] = {}
         self._timer_seq = itertools.count()
         self.records: dict[str, PairRecord] = {}
         self.opportunities: list[Opportunity] = []
-        self._holding: dict[str, tuple[int, int]] = {}  # strategy -> (direction, target) wanted
         self._last_edge: dict[str, float | None] = {}
         self.fills: list[LabFill] = []
         self.latest: dict[str, Quote] = {}
@@ -241,22 +241,25 @@ class LabRun:
         inner = strat.decide
         signal_kind = str(getattr(strat.params, "signal", "ratio"))
         name = strat.name
+        holding = self._holding
+        still = (0, 0)
 
         def decide(snap: Any) -> Any:
             d = inner(snap)
-            want, target = 0, snap.position
-            if d is not None:
-                target = d.target
-                if strat.max_position is not None:
-                    target = max(-strat.max_position, min(strat.max_position, target))
-                want = (target > snap.position) - (target < snap.position)
-            held = (want, target) if want else (0, 0)
+            if d is None:   # most evaluations: nothing wanted
+                holding[name] = still
+                return d
+            target = d.target
+            if strat.max_position is not None:
+                target = max(-strat.max_position, min(strat.max_position, target))
+            want = (target > snap.position) - (target < snap.position)
+            held = (want, target) if want else still
             if want:
                 edge = _edge_bps(d.signal, want, signal_kind, snap.parity)
                 self._last_edge[name] = edge
-                if held != self._holding.get(name):  # a new move wanted: a new opportunity
+                if held != holding.get(name):  # a new move wanted: a new opportunity
                     self.opportunities.append(Opportunity(name, snap.now_ns, edge, want, abs(target - snap.position)))
-            self._holding[name] = held
+            holding[name] = held
             return d
 
         strat.decide = decide  # type: ignore[method-assign]
@@ -298,7 +301,8 @@ class LabRun:
         """Play every quote, then let what is in flight finish (at most ``drain`` simulated s)."""
         heap = self._heap
         clock = self.clock
-        on_market, tick_until, heappop = self._on_market, self._tick_until, heapq.heappop
+        tick_until, heappop, heappush = self._tick_until, heapq.heappop, heapq.heappush
+        exchanges, models, seq, md_arrive = self.exchanges, self._models, self._seq, self._md_arrive
         n = 0
         for t, venue, q in self._quotes():
             while heap and heap[0][0] <= t:
@@ -316,7 +320,17 @@ class LabRun:
                 tick_until(t)
             if t > clock.now_ns():
                 clock.set(t)
-            on_market(venue, q)
+            # _on_market, inline (every quote): the venue's book, then the quote's delivery
+            ex = exchanges[venue]
+            reports, _ = ex.on_market(q, publish=False)
+            now = clock.now_ns()
+            if reports:
+                self._at(now + self._draw(venue, "fill"), self._reports_arrive, reports)
+            due = ex.next_due_ns()
+            if due is not None:
+                self._at(max(due, now), self._poll, venue)
+            model, rng = models[venue, "market_data"]
+            heappush(heap, (now + sample_latency_ns(model, rng), next(seq), md_arrive, (q,)))
             n += 1
             if progress is not None and n % progress_every == 0:
                 progress(n, t)
@@ -393,6 +407,8 @@ class LabRun:
 
     # -- market data -----------------------------------------------------------------------
     def _on_market(self, venue: str, q: Quote) -> None:
+        """A market quote changes the venue's book (filling resting orders) at its own time; the
+        strategies hear it one market-data latency later. :meth:`run` does the same inline."""
         ex = self.exchanges[venue]
         reports, _ = ex.on_market(q, publish=False)
         now = self.clock.now_ns()
