@@ -579,6 +579,8 @@ def test_shfe_today_and_history_rows_are_read_after_logon_and_summed(tmp_path):
     assert p["long"] == {"today": 2, "yesterday": 3, "frozen_today": 1, "frozen_yesterday": 2}
     assert p["short"] == {"today": 0, "yesterday": 1, "frozen_today": 0, "frozen_yesterday": 0}
     assert p["net"] == 4 and p["trading_day"] == "2026-12-07" and p["read_ns"] > 0
+    st = a.positions_status()  # what a verification's freshness is judged by: when the reply was asked for
+    assert st["source"] == "venue" and 0 < st["as_of_ns"] <= p["read_ns"]
     r = a.account_reading()["acct-cn"]
     assert (r["equity"], r["margin"], r["available"], r["currency"]) == ("1012345.5", "120000.0", "892345.5", "CNY")
     assert Decimal(r["equity"]) - Decimal(r["margin"]) == Decimal(r["available"]) and r["ts_ns"] > 0

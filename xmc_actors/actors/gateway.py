@@ -551,6 +551,32 @@ class _Session:
         self._flush()
 
 
+async def wait_fresh_positions(adapter: Any, name: str, after_ns: int, wait_s: float) -> None:
+    """Wait (at most ``wait_s``) for a broker snapshot asked for at or after ``after_ns``,
+    asking for one; PositionsUnavailable when none comes. An adapter that answers from the
+    venue's live book (no ``positions_status``: the simulated exchange) is always fresh."""
+    status = getattr(adapter, "positions_status", None)
+    if not callable(status):
+        return
+    deadline = time.monotonic() + wait_s
+    asked = False
+    while True:
+        st = status() or {}
+        if st.get("source", "venue") != "venue":
+            raise PositionsUnavailable(f"{name}: positions are {st.get('source')} while waiting for a fresh snapshot")
+        if int(st.get("as_of_ns") or 0) >= after_ns:
+            return
+        if not asked:
+            refresh = getattr(adapter, "refresh_positions", None)
+            if callable(refresh):
+                refresh(force=True)
+            asked = True
+        if time.monotonic() >= deadline:
+            raise PositionsUnavailable(f"{name}: no positions snapshot asked for after {after_ns} came within "
+                                       f"{wait_s:g} s (the last is as of {st.get('as_of_ns')}): not compared")
+        await asyncio.sleep(0.05)
+
+
 @ray.remote(num_cpus=0, max_concurrency=1000)
 class VenueGateway:
     """One venue (or venue account), or a group of them sharing one process: normalised quotes
@@ -803,17 +829,24 @@ class VenueGateway:
         """The venue's authoritative record of every order event and fill (for reconciliation)."""
         return self._s(gateway).core.adapter.drop_copy(since_ns)
 
-    async def positions(self, gateway: str | None = None) -> dict[str, dict[str, int]]:
+    async def positions(self, gateway: str | None = None, fresh_after_ns: int | None = None,
+                        wait_s: float = 5.0) -> dict[str, dict[str, int]]:
         """The venue's net position per account and instrument (lots, BUY +), as the venue reports it:
         what a restarted RiskGuard reconciles the ledger's positions against. An adapter whose
         ``positions_source`` is not ``"venue"`` (it knows only this session's fills) raises
         :class:`PositionsUnavailable`: the guard counts the venue unverified rather than take
-        a session's fills for the broker's positions."""
+        a session's fills for the broker's positions. ``fresh_after_ns`` (our clock): answer only
+        from a broker snapshot asked for at or after it, waiting up to ``wait_s`` for one (a
+        verification after pairs were booked must not compare with a snapshot older than their
+        fills), else PositionsUnavailable."""
         adapter = self._s(gateway).core.adapter
+        name = getattr(adapter, "name", gateway or "gateway")
         source = getattr(adapter, "positions_source", "venue")
         if source != "venue":
-            raise PositionsUnavailable(f"{getattr(adapter, 'name', gateway or 'gateway')}: positions are {source} "
-                                       "(this session's), not the broker's position keeping")
+            raise PositionsUnavailable(f"{name}: positions are {source} (this session's), not the broker's "
+                                       "position keeping")
+        if fresh_after_ns is not None:
+            await wait_fresh_positions(adapter, name, fresh_after_ns, wait_s)
         return adapter.positions()
 
     async def two_sided_positions(self, gateway: str | None = None) -> dict[str, dict[str, Any]]:

@@ -509,10 +509,17 @@ class RiskGuard:
     def _find_coordinator(self, name: str) -> Any:
         return Peers(self._namespace()).find(name)  # None: gone, or not a named actor
 
-    async def _venue_positions(self, gws: dict[str, list[Any]], errors: dict[str, str]) -> tuple[dict[str, dict[str, int]], list[str]]:
-        calls = [(v, h.positions.remote()) for v, hs in gws.items() for h in hs]
-        res = await asyncio.gather(*(asyncio.wait_for(_await(r), self.push_timeout_s * 2) for _, r in calls),
-                                   return_exceptions=True)
+    async def _venue_positions(self, gws: dict[str, list[Any]], errors: dict[str, str],
+                               fresh_after_ns: int | None = None) -> tuple[dict[str, dict[str, int]], list[str]]:
+        """Each venue's positions; ``fresh_after_ns``: only from broker snapshots asked for after
+        that moment (``VenueGateway.positions``), a venue without one counted unverified."""
+        wait_s = 5.0
+        if fresh_after_ns is None:
+            calls = [(v, h.positions.remote()) for v, hs in gws.items() for h in hs]
+        else:
+            calls = [(v, h.positions.remote(fresh_after_ns=fresh_after_ns, wait_s=wait_s)) for v, hs in gws.items() for h in hs]
+        res = await asyncio.gather(*(asyncio.wait_for(_await(r), self.push_timeout_s * 2 + (wait_s if fresh_after_ns else 0))
+                                     for _, r in calls), return_exceptions=True)
         out: dict[str, dict[str, int]] = {}
         failed: set[str] = set(errors)
         for (venue, _), r in zip(calls, res):
@@ -613,7 +620,9 @@ class RiskGuard:
             stable = False
             for attempt in range(checks):
                 await self._coordinators_idle(5.0)
-                positions, venues_ok = await self._venue_positions(gws, dict(errors))
+                # a broker snapshot older than this moment may miss fills the book already has:
+                # compared, it would "confirm" a difference that is only its age
+                positions, venues_ok = await self._venue_positions(gws, dict(errors), fresh_after_ns=time.time_ns())
                 seen = self.core.verify_positions(positions, venues_ok, act=False).deferred
                 if not seen:
                     break

@@ -305,6 +305,7 @@ class CtpAdapter:
         self._positions_verified = False   # a complete position reply since this logon
         self._broker_two_sided: dict[tuple[str, str], dict[str, Any]] | None = None
         self._positions_read_ns = 0
+        self._positions_asked_ns = 0          # our clock when the last complete position reply was asked for
         self._account: dict[str, Any] | None = None
         self._account_read_ns = 0
         self._login_ns = 0
@@ -889,6 +890,9 @@ class CtpAdapter:
                 raise ValueError(sw.error)
             if kind == "position":
                 self._take_positions(sw.rows)
+                # when the reply was asked for, on our clock: what it can hold (positions_status)
+                ago = time.monotonic_ns() - sw.started_ns if sw.started_ns else 0
+                self._positions_asked_ns = self.clock.now_ns() - max(ago, 0)
             else:
                 self._take_account(sw.rows)
         except ValueError as e:
@@ -1295,6 +1299,20 @@ class CtpAdapter:
                     acc = out.setdefault(o.req.account, {})
                     acc[o.req.instrument] = acc.get(o.req.instrument, 0) + o.view.filled_qty * o.req.side.sign
         return {a: {i: q for i, q in p.items() if q} for a, p in out.items() if any(p.values())}
+
+    def positions_status(self) -> dict[str, Any]:
+        """How fresh the positions are (the same shape as the FIX adapter's): their source and
+        when the last complete reply was asked for (``as_of_ns``, our clock): fills after it
+        may be missing from it."""
+        with self.cv:
+            now = self.clock.now_ns()
+            return {"source": self.positions_source, "as_of_ns": self._positions_asked_ns or None,
+                    "age_ms": (now - self._positions_asked_ns) / 1e6 if self._positions_asked_ns else None}
+
+    def refresh_positions(self, *, force: bool = False) -> bool:
+        """Ask the front for the positions again (at its pace); the FIX adapter's name for it."""
+        self.refresh_broker_figures()
+        return True
 
     def two_sided_positions(self) -> dict[str, dict[str, Any]]:
         """``{"ACCOUNT/INSTRUMENT": {long: {today, yesterday, frozen_today, frozen_yesterday},
