@@ -195,6 +195,22 @@ def test_position_report_parsing_names_the_field_at_fault(exchange):
     with pytest.raises(C.FixDecodeError) as e:
         C.parse_position_report(missing.toString(), smap)
     assert e.value.tag == C.LONG_QTY
+    # entries without a TOT: one is the position; several (SOD and FIN) cannot be added up
+    import quickfix as fix
+
+    one = C.position_report("r1", "p1", "acc", INST, 4, 1, 1, smap, time.time_ns())
+    one_txt = one.toString().replace(f"{C.POS_TYPE}={C.POS_TYPE_TOTAL}\x01", f"{C.POS_TYPE}=SOD\x01")
+    assert C.parse_position_report(one_txt, smap).net == 3
+    two = C.position_report("r1", "p1", "acc", INST, 4, 1, 1, smap, time.time_ns())
+    g = fix.Group(C.NO_POSITIONS, C.POS_TYPE)
+    g.setField(C.POS_TYPE, "FIN")
+    g.setField(C.LONG_QTY, "4")
+    g.setField(C.SHORT_QTY, "1")
+    two.addGroup(g)
+    two_txt = two.toString().replace(f"{C.POS_TYPE}={C.POS_TYPE_TOTAL}\x01", f"{C.POS_TYPE}=SOD\x01")
+    with pytest.raises(C.FixDecodeError, match="2 position entries \\(SOD, FIN\\)") as e:
+        C.parse_position_report(two_txt, smap)
+    assert e.value.tag == C.POS_TYPE
     unknown = good.toString().replace(f"55={smap.symbol(INST)}\x01", "55=ZZZ\x01")
     with pytest.raises(C.FixDecodeError) as e:
         C.parse_position_report(unknown, smap)

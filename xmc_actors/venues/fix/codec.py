@@ -864,7 +864,8 @@ _AP_STOP = frozenset({NO_POS_AMT, 753, 58, 354, 355, 539, 555, 711, 751})
 def parse_position_report(raw: str, smap: SymbolMap) -> PositionLine:
     """An AP's wire text -> :class:`PositionLine`. The instrument is read through the symbol
     map (a Symbol it does not map is refused naming tag 55); the net is LongQty - ShortQty of
-    the PosType TOT entries, else of every entry. Raises :class:`FixDecodeError` naming the tag."""
+    the PosType TOT entries, else of the only entry (several entries without a TOT are refused:
+    SOD and FIN, or a breakdown, would count the position twice). Raises :class:`FixDecodeError` naming the tag."""
     msg = RawFields(raw)
     req_id = msg.get(POS_REQ_ID)
     if not req_id:
@@ -883,7 +884,13 @@ def parse_position_report(raw: str, smap: SymbolMap) -> PositionLine:
     entries = msg.groups(NO_POSITIONS, POS_TYPE, _AP_STOP)
     if not entries:
         raise FixDecodeError(f"tag {NO_POSITIONS}: no position entry", NO_POSITIONS)
-    tot_entries = [e for e in entries if e.get(POS_TYPE) == POS_TYPE_TOTAL] or entries
+    tot_entries = [e for e in entries if e.get(POS_TYPE) == POS_TYPE_TOTAL]
+    if not tot_entries:
+        if len(entries) > 1:  # SOD + FIN, or a breakdown (IAS, IES...): their sum counts lots twice
+            kinds = ", ".join(str(e.get(POS_TYPE)) for e in entries)
+            raise FixDecodeError(f"tag {POS_TYPE}: {len(entries)} position entries ({kinds}) and none of PosType "
+                                 f"{POS_TYPE_TOTAL}: which one is the position cannot be told", POS_TYPE)
+        tot_entries = entries
     net = 0
     for e in tot_entries:
         if LONG_QTY not in e and SHORT_QTY not in e:
