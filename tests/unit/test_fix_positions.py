@@ -215,3 +215,21 @@ def test_position_report_parsing_names_the_field_at_fault(exchange):
     with pytest.raises(C.FixDecodeError) as e:
         C.parse_position_report(unknown, smap)
     assert e.value.tag == C.SYMBOL
+
+
+def test_a_broker_account_is_asked_about_only_once_it_stands_for_exactly_one_of_ours(exchange, tmp_path):
+    # the session's orders carry broker account 'acc'; no deployment account is known yet:
+    # nothing is asked (the broker's figures are never filed under its own account id)
+    a = _adapter(exchange, tmp_path, account="acc", positions_accounts=[])
+    try:
+        assert a.positions_source == "session fills" and a.counters.get("position_requests", 0) == 0
+        assert "no account of the deployment known yet" in a.positions_status()["reason"]
+        a.set_position_accounts(["us-a"])  # what the gateway hands over at start
+        wait_until(lambda: a.positions_source == "venue", 5, "a snapshot for us-a")
+        assert a.positions() == {}
+        # a second account carried by the same broker account: the snapshot cannot be split,
+        # so the one filed under us-a is not the venue's word any more
+        a.set_position_accounts(["us-b"])
+        assert a.positions_source == "session fills" and "cannot be split" in a.positions_status()["reason"]
+    finally:
+        a.close()

@@ -525,9 +525,23 @@ class FixAdapter:
             if len(ours) > 1:
                 self._pos_reason = (f"account {self.p.account!r} carries {len(ours)} of our accounts "
                                     f"({', '.join(ours)}): the broker's position cannot be split between them")
+                self._drop_snapshot()  # one filed under a single account before is not the venue's word now
                 return []
-            return [(ours[0] if ours else self.p.account, self.p.account)]
+            if not ours:  # never file the broker's figures under its own account id: not one of ours
+                self._pos_reason = (f"no account of the deployment known yet for broker account {self.p.account!r} "
+                                    "(the gateway hands them over at start, or set positions_accounts)")
+                return []
+            return [(ours[0], self.p.account)]
         return [(a, a) for a in ours]
+
+    def _drop_snapshot(self) -> None:
+        """Forget the broker's snapshot and any round in flight (its answers are then strays):
+        positions are the session's fills until a new one comes."""
+        with self.cv:
+            self._pos_ok_since_logon = False
+            self._pos_snapshot = None
+            self._pos_round, self._pos_round_t0 = {}, 0
+            self.cv.notify_all()
 
     def refresh_positions(self, *, force: bool = False) -> bool:
         """Ask the broker for a snapshot of its positions (one AN per account), unless a round is
