@@ -136,3 +136,31 @@ def test_the_position_book_counts_its_changes() -> None:
     assert b.version == v
     b.apply_fill("cn", "s1", "SHFE.cu", 1, Decimal(72000), 2)
     assert b.version > v
+
+
+def test_occupancy_is_kept_across_ticks_while_nothing_it_depends_on_moves_and_fx_at_the_new_market_time_counts() -> None:
+    rates = {("CNY", "USD"): Decimal("0.14"), ("USD", "CNY"): Decimal("7")}
+    g, clock, _ = core(rates)
+    calls = [0]
+    inner = g.capital.occupancy
+
+    def counted(*a: Any, **k: Any) -> Any:
+        calls[0] += 1
+        return inner(*a, **k)
+
+    g.capital.occupancy = counted  # type: ignore[method-assign]
+    mark(g, clock, "72000")
+    g.tick()
+    first = shared(g)[1]
+    assert calls[0] == 1
+    for _ in range(3):          # nothing held, nothing in flight: later ticks, new marks, the same occupancy
+        clock.advance(500_000_000)
+        mark(g, clock, "72100")
+        g.tick()
+        g.make_grant("c1")
+    assert calls[0] == 1 and shared(g)[1] is first
+    clock.advance(500_000_000)
+    rates[("CNY", "USD")] = Decimal("0.15")   # the rate at the new market time differs: hk's share of the total
+    mark(g, clock, "72200")
+    g.tick()
+    assert calls[0] == 2 and shared(g)[1] == fresh(g)[1] and shared(g)[1][1].equity != first[1].equity

@@ -53,17 +53,22 @@ class MoneyBooks:
         return out
 
     def _occupancy(self) -> tuple[dict[str, Any], Any]:
-        """:meth:`CapitalPool.occupancy` of the book, the coordinators' usage in flight and the
-        configured levels, shared as :meth:`_margins` is (also keyed on equity, the usage in
-        flight and the levels)."""
+        """:meth:`CapitalPool.occupancy` of the margin used (:meth:`_margins`), the coordinators'
+        usage in flight, equity and the configured levels: computed again when one of them
+        changes or when an FX rate it used (each account's currency into the base, at the
+        market time of the marks) is answered differently at the market time now; else the
+        figures already computed, at this instant or an earlier one (a tick with nothing held
+        and nothing in flight: the same occupancy as the last). Callers must not change them."""
         cap = self.capital
         _, used = self._margins()
         in_flight = self.leases.in_flight()
         levels = self.cfg.occupancy
-        key = (self.clock.now_ns(), self.book, self.book.version, cap, used, in_flight, dict(cap.equity), levels)
+        key = (cap, used, in_flight, dict(cap.equity), levels)
         memo = self._occupancy_memo
-        if memo is not None and memo[0] == key and cap.rates_unchanged(memo[1]):
-            return memo[2]
+        if memo is not None and memo[0] == key:
+            at = cap.market_ns(self.book)   # occupancy asks every rate at the market time
+            if all(cap.rate(a, b, at) == r for a, b, _, r in memo[1]):
+                return memo[2]
         trace: list[Any] = []
         cap.rate_trace = trace
         try:
