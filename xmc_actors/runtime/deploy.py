@@ -258,11 +258,6 @@ class Deployment:
         for key, gw in self.routes.items():
             calls.append(coord.register_gateway.remote(key, gw))  # orders go there; it pushes reports back
         for hname, h in self.hosts.items():
-            insts = ray.get(h.instruments.remote())
-            for venue, gw in self.gateways.items():
-                mine = [i for i in insts if i.split(".", 1)[0] == venue]
-                if mine:
-                    calls.append(gw.subscribe.remote(h, mine))
             for sname in self.host_strategies[hname]:
                 calls.append(coord.register_strategy.remote(sname, h))
         calls.append(coord.register_risk_guard.remote(risk))
@@ -289,6 +284,16 @@ class Deployment:
         self.start_of_day = start_of_day_check(self.handles[RISK_GUARD_NAME], registry, self.resumed,
                                                {i.id: i.venue for i in cfg.instruments},
                                                cfg.ray.ready_timeout_s)
+        # the strategies hear quotes only now: a venue whose session streams quotes from its
+        # logon (FIX market data) could otherwise trigger entries before the gate was checked
+        calls = []
+        for hname, h in self.hosts.items():
+            insts = ray.get(h.instruments.remote())
+            for venue, gw in self.gateways.items():
+                mine = [i for i in insts if i.split(".", 1)[0] == venue]
+                if mine:
+                    calls.append(gw.subscribe.remote(h, mine))
+        ray.get(calls)
         # and again at each live venue's trading-day change (run() polls it)
         self.day_gate = DayGate(self.handles[RISK_GUARD_NAME], registry, cfg,
                                 {g.venue for g in cfg.gateways if g.feed.kind != "replay"}, cfg.ray.ready_timeout_s)
