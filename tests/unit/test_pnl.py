@@ -195,3 +195,15 @@ def test_the_snapshot_shows_at_each_level_what_figures_of_that_level_show() -> N
         assert snap[name] == want and list(snap[name]) == list(want)
     assert snap["total"] == b.total().as_dict()
     assert snap["accounts"]["cn"]["currency"] == "CNY" and "currency" not in snap["strategies"]["s1"]
+
+
+def test_every_accounts_pnl_from_one_walk_is_each_accounts_own() -> None:
+    b = book()
+    b.trade(account="cn", strategy="s1", pair="p", instrument="SHFE.cu", side="BUY", qty=2, price=Decimal(72000), offset="OPEN")
+    b.trade(account="us", strategy="s1", pair="p", instrument="LME.CA3M", side="SELL", qty=1, price=Decimal("9800"))
+    b.trade(account="cn", strategy="s2", pair="q", instrument="LME.CA3M", side="BUY", qty=1, price=Decimal("9801"))
+    b.mark("SHFE.cu", Decimal(72100), 1)   # LME.CA3M has no mark: its legs count as missing
+    ccy = {"cn": "CNY", "us": "USD", "none": "USD"}
+    got = b.accounts_pnl(ccy, 1)
+    assert got == {a: b.account_pnl(a, c, 1) for a, c in ccy.items()}
+    assert got["cn"][1] == 1 and got["none"] == (0, 0)

@@ -394,6 +394,26 @@ class PnlBook:
             total += (leg.realised - leg.fees + u) * r
         return total, missing
 
+    def accounts_pnl(self, currencies: Mapping[str, str], at_ns: int | None = None) -> dict[str, tuple[Decimal, int]]:
+        """:meth:`account_pnl` of every account of ``currencies`` (account -> its currency) from
+        one walk over the legs (each account's legs added in the same order)."""
+        acc: dict[str, list[Any]] = {a: [ZERO, 0] for a in currencies}
+        for key, leg in self.legs.items():
+            slot = acc.get(key[0])
+            if slot is None:
+                continue
+            m = self.marks.get(leg.instrument.id)
+            u = leg.unrealised(m[0] if m else None)
+            if u is None:
+                slot[1] += 1
+                u = ZERO
+            r = self.rate(leg.instrument.currency, currencies[key[0]], at_ns)
+            if r is None:
+                slot[1] += 1
+                continue
+            slot[0] += (leg.realised - leg.fees + u) * r
+        return {a: (t, n) for a, (t, n) in acc.items()}
+
     def positions(self) -> dict[tuple[str, str], tuple[int, int]]:
         """(account, instrument) -> (long lots, short lots), over strategies and pairs."""
         out: dict[tuple[str, str], tuple[int, int]] = {}

@@ -226,8 +226,10 @@ class MoneyBooks:
         self._sync_sides()
         now = self.clock.now_ns()
         at = self.capital.market_ns(self.book)   # the market time of the marks: a replay's rates
-        for acc_id, acc in self.capital.accounts.items():
-            pnl, _ = self.pnl.account_pnl(acc_id, acc.currency, at)
+        accounts = self.capital.accounts
+        pnls = self.pnl.accounts_pnl({a: acc.currency for a, acc in accounts.items()}, at)   # one walk over the legs
+        for acc_id, acc in accounts.items():
+            pnl = pnls[acc_id][0]
             self.computed_equity[acc_id] = acc.capital + pnl
             r = self.account_readings.get(acc_id)
             fresh = r is not None and now - r["received_ns"] <= self.account_reading_max_age_ns
