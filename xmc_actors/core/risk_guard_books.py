@@ -22,14 +22,15 @@ from .risk_guard_types import GuardOutput
 
 class MoneyBooks:
     """P&L, two-sided positions and equity of :class:`RiskGuardCore` (a mixin; no state of its
-    own but the two figures it shares between the callers of one instant, below)."""
+    own but the margin and occupancy it shares between callers while their inputs are the same,
+    below)."""
 
     #: (key, rates looked up, (our margin, margin used) per account): :meth:`_margins`
     _margin_memo: tuple[Any, Any, tuple[dict[str, Decimal], dict[str, Decimal]]] | None = None
     #: (key, rates looked up, (occupancy per account, overall)): :meth:`_occupancy`
     _occupancy_memo: tuple[Any, Any, Any] | None = None
 
-    # -- margin and occupancy, computed once for every caller of the same inputs --------------
+    # -- margin and occupancy, computed once for every caller of the same inputs -------------
     def _margins(self) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
         """Margin per account by our own figures and the margin used (the broker's reading where
         there is one), as the book stands. A tick, the grant that follows it, the ``PNL``
