@@ -138,6 +138,17 @@ def test_a_stale_broker_reading_gives_way_to_our_figures() -> None:
     assert g.status()["accounts"]["cn"]["equity_source"] == "computed"
 
 
+def test_the_same_old_broker_reply_handed_back_again_is_stale_by_its_own_stamp() -> None:
+    # an adapter hands its last reply back on every poll; the broker answered it 5 s ago
+    g, _, clock = core(account_reading_max_age_ms=1_000)
+    answered = clock.now_ns()
+    clock.advance(5 * S)
+    g.on_account_reading("cn", {"equity": "9000000", "ts_ns": answered})  # received now, answered long ago
+    assert g.status()["accounts"]["cn"]["equity_source"] == "computed"
+    g.on_account_reading("cn", {"equity": "9000000", "ts_ns": clock.now_ns()})  # a fresh answer
+    assert g.status()["accounts"]["cn"]["equity_source"] == "broker"
+
+
 def test_a_bad_account_reading_is_recorded_and_changes_nothing() -> None:
     g, sink, _ = core()
     for acc, r in (("cn", {"margin": "1"}), ("cn", {"equity": "NaN"}), ("xx", {"equity": "1"}),

@@ -221,6 +221,12 @@ class MoneyBooks:
         self.capital.two_sided = {k: (p.long.total, p.short.total) for k, p in self.sides.positions.items()
                                   if p.long.total or p.short.total}
 
+    def _reading_fresh(self, r: Mapping[str, Any], now: int) -> bool:
+        """A broker reading is taken while the reading itself is young: by its own stamp
+        (``ts_ns``: when the broker answered), not when it reached us, since an adapter hands its
+        last reply back on every poll (CTP every 5 s) even after the broker stopped answering."""
+        return now - int(r.get("ts_ns") or r["received_ns"]) <= self.account_reading_max_age_ns
+
     def _refresh_equity(self) -> None:
         """Equity follows P&L: capital + P&L of the account (its currency, at today's rates), or
         the broker's reading while it is fresh. Margin too: the broker's, else ours."""
@@ -233,7 +239,7 @@ class MoneyBooks:
             pnl = pnls[acc_id][0]
             self.computed_equity[acc_id] = acc.capital + pnl
             r = self.account_readings.get(acc_id)
-            fresh = r is not None and now - r["received_ns"] <= self.account_reading_max_age_ns
+            fresh = r is not None and self._reading_fresh(r, now)
             self.capital.set_equity(acc_id, r["equity"] if fresh else acc.capital + pnl, allow_loss=True)  # type: ignore[index]
             if fresh and r.get("margin") is not None:  # type: ignore[union-attr]
                 self.capital.broker_margin[acc_id] = r["margin"]  # type: ignore[index]
@@ -305,7 +311,7 @@ class MoneyBooks:
         q = Decimal("0.01")
         for acc_id, acc in self.capital.accounts.items():
             r = self.account_readings.get(acc_id)
-            fresh = r is not None and now - r["received_ns"] <= self.account_reading_max_age_ns
+            fresh = r is not None and self._reading_fresh(r, now)
             eq = self.capital.equity[acc_id]
             out[acc_id] = {
                 "currency": acc.currency, "capital": str(acc.capital),
