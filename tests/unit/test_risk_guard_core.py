@@ -481,3 +481,20 @@ def test_a_position_set_to_the_venues_is_replayed_so_the_next_rebuild_agrees() -
     # Assert: the earlier setting is replayed; the venue agrees; the lots are nobody's still
     assert again.mismatches == [] and again.corrections == 1
     assert g3.book.account["cn"]["SHFE.cu"] == 3 and g3.book.strategy["__unattributed__"]["SHFE.cu"] == 2
+
+
+def test_an_accepted_start_of_day_is_recorded_with_its_operator_and_differences_and_replays_harmlessly() -> None:
+    g, sink, _ = core()
+    accepted = {"differences": [{"account": "cn", "instrument": "SHFE.cu", "ledger": 0, "venue": 3, "difference": 3}],
+                "unverified_venues": ["LME"], "funds": [], "accepted_note": "checked with the broker",
+                "trigger": "start"}
+    ev = g.record_acceptance("alice", "start-of-day differences accepted", accepted)
+    assert ev.kind is EventKind.OPERATOR and ev.payload["action"] == "accept_positions"
+    assert ev.payload["operator"] == "alice" and ev.payload["note"] == "checked with the broker"
+    assert ev.payload["differences"][0]["venue"] == 3 and ev.payload["unverified_venues"] == ["LME"]
+    with pytest.raises(ValueError):
+        g.record_acceptance(" ", "x", accepted)  # who accepted is required
+    g2, _, _ = core()
+    rep = g2.rebuild(sink.events, {})
+    assert rep.skipped == 0  # the acceptance is read back without complaint, and changes no state
+    assert g2.states == g.states

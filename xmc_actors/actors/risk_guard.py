@@ -361,6 +361,14 @@ class RiskGuard:
         return {"ok": all(v == "ok" for v in acks.values()), "event_id": ev.event_id, "scope": scope, "key": key,
                 "state": state, "acks": acks, "elapsed_ms": elapsed}
 
+    async def record_acceptance(self, operator: str, reason: str, accepted: dict[str, Any]) -> dict[str, Any]:
+        """Record an operator's acceptance of the start-of-day differences (``RiskGuardCore.record_acceptance``)."""
+        try:
+            ev = self.core.record_acceptance(operator, reason, accepted)
+        except ValueError as e:
+            return {"ok": False, "error": str(e)}
+        return {"ok": True, "event_id": ev.event_id}
+
     async def halt(self, scope: str = "global", key: str | None = None, operator: str = "", reason: str = "") -> dict[str, Any]:
         return await self.set_trading_state(scope, key, TradingState.HALTED.value, operator, reason)
 

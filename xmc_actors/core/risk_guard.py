@@ -470,6 +470,20 @@ class RiskGuardCore(MoneyBooks, Rebuild):
         log.warning("escalation %s of strategy %s resolved by %s: %s", did, esc["strategy"], op, note.strip())
         return ev, not self.unresolved_escalations(esc["strategy"])
 
+    def record_acceptance(self, operator: str, reason: str, accepted: Mapping[str, Any]) -> Event:
+        """An operator accepted the start-of-day differences (``xmc accept-positions``): an
+        ``OPERATOR`` event (action ``accept_positions``) naming the operator, the differences,
+        the unverified venues, the funds and the note, whatever the trading states were (an
+        operator may have resumed by hand before accepting)."""
+        op = check_operator(operator)
+        ev = self.maker.make(EventKind.OPERATOR, reason=str(reason)[:1000], action="accept_positions", operator=op,
+                             differences=_jsonable(list(accepted.get("differences") or [])),
+                             unverified_venues=list(accepted.get("unverified_venues") or []),
+                             funds=_jsonable(list(accepted.get("funds") or [])),
+                             note=str(accepted.get("accepted_note") or ""), trigger=str(accepted.get("trigger") or ""))
+        self.sink.emit(ev)
+        return ev
+
     def _put_state(self, sk: str, st: TradingState, op: str) -> None:
         """The one place a scope's trading state (and who set it) changes; ACTIVE also lifts
         automatic throttles on the scope."""

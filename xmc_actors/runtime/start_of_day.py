@@ -118,6 +118,8 @@ def accept(namespace: str, operator: str, note: str, timeout_s: float = 10.0) ->
             done[name] = res
         elif cur != "ACTIVE":
             skipped[name] = f"{cur}: left as it is (not the gate's; resume it yourself if it should go)"
+    # the acceptance itself, on the record whatever the states were (resumed by hand before?)
+    rec = ray.get(risk.record_acceptance.remote(operator.strip(), reason, gate.as_dict()), timeout=timeout_s)
     ray.get(registry.update.remote(start_of_day=gate.as_dict()), timeout=timeout_s)
-    return {"accepted": gate.as_dict(), "resumed": sorted(done), "skipped": skipped,
+    return {"accepted": gate.as_dict(), "recorded": rec, "resumed": sorted(done), "skipped": skipped,
             "ok": all(r.get("ok", True) for r in done.values() if isinstance(r, dict))}
