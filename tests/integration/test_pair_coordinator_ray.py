@@ -234,3 +234,34 @@ def test_halt_from_the_risk_guard_stops_the_next_pair(topology):
     ray.get(coord.set_trading_state.remote("strategy", "other", "ACTIVE", "alice"))  # not hosted here: nothing
     _, calls = wait_until(lambda: (r := ray.get(strat.get.remote()))[1][1:] and r)
     assert calls == [("s1", "trading state HALTED by ops"), ("s1", "resume: trading state ACTIVE by alice")]
+
+
+def test_a_decision_sent_before_a_restart_and_re_sent_is_adopted_from_the_venues_not_run_again():
+    """Found by the chaos suite: the coordinator sent a pair's orders and died before writing a
+    word of it; the strategy re-sent the decision (unknown outcome) to the restarted coordinator,
+    which ran it as new (refused for want of a grant: it could as well have doubled it). The
+    gateways hold every order they were handed: the pair is rebuilt from them and wound down."""
+    coord, gws, strat = _setup("coord-adopt")
+    intent = _intent("pre-1", created_ns=T0)  # decided before this coordinator's life began
+    # the previous life's orders, filled at the venues; nothing of them in any trail
+    for v, (inst, side, px) in {"SHFE": ("SHFE.cu", "BUY", "72010"), "LME": ("LME.CA3M", "SELL", "9800")}.items():
+        leg = "A" if v == "SHFE" else "B"
+        acc = "cn" if v == "SHFE" else "us"
+        req = testkit.order(inst, side, 2, px, decision_id="pre-1", leg=leg, account=acc, owner="coord-adopt",
+                            order_type=testkit.OrderType.IOC, tif=testkit.TimeInForce.IOC)
+        ray.get(gws[v].place.remote(req), timeout=30)
+    ray.get(coord.recover_from_ledger.remote(), timeout=30)  # what a restarted coordinator does first
+    # Act: the strategy sends the decision again
+    res = ray.get(coord.submit.remote(intent), timeout=30)
+    # Assert: adopted, not sent again; the pair ends from the venues' word with both legs' fills
+    assert res["accepted"] and res["duplicate"] and res["adopted"] == 2, res
+    s = _wait_done(strat, "pre-1")
+    assert s["state"] == "HEDGED", s
+    assert _net(gws["SHFE"], "pre-1", "A", Side.BUY) == 2 and _net(gws["LME"], "pre-1", "B", Side.SELL) == 2
+    evs = ray.get(coord.events.remote("pre-1"))
+    sent = [e for e in evs if e.kind is EventKind.ORDER_SENT]
+    assert sent and all(e.payload.get("adopted") for e in sent)  # recorded from the gateways, none new
+    # a decision made in this life is not looked for at the venues: it runs as usual
+    fresh = ray.get(coord.submit.remote(_intent("new-1", created_ns=time.time_ns())), timeout=30)
+    assert fresh["accepted"] and not fresh.get("duplicate")
+    ray.get(coord.shutdown.remote(), timeout=60)

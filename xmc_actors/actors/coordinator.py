@@ -42,7 +42,7 @@ from ..model.fastpickle import from_wire, to_wire
 from ..model.market import Instrument, Venue
 from ..model.names import actor_repr
 from ..model.orders import ExecutionReport, split_client_order_id
-from ..model.pairs import ExecutionMode, PairIntent
+from ..model.pairs import ExecutionMode, PairIntent, PairState
 from .metrics import Metrics, record_order, record_pair, sample_coordinator, start_flush_loop
 from .health import probe_gateways_async
 from .gateway import actor_of
@@ -129,6 +129,7 @@ class PairCoordinator:
         self._roll_of: dict[str, str] = {}         # child pair id -> its roll's decision id
         self._roll_timers: dict[str, asyncio.TimerHandle] = {}
         self._rolls_claimed: set[str] = set()       # roll ids being checked by a submit_roll call now
+        self._life_started_ns = time.time_ns()  # a decision made before this life may have orders out already
         self.reconstructed = False
         try:
             self.reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
@@ -346,6 +347,46 @@ class PairCoordinator:
                               "strategies": len(self.strategies), "gateways_unanswered": unanswered}
             self._execute(cmds)
 
+    async def _adopt_from_venues(self, intent: PairIntent) -> dict[str, Any] | None:
+        """A decision made before this coordinator's life, re-sent (unknown outcome) and unknown
+        to its trail: the previous life may have sent its orders and died before writing a word
+        of it. The gateways hold every order they were handed: if they hold some of this
+        decision, the pair is not run again (that would double it) nor refused (its fills would
+        belong to nobody); it is rebuilt from the intent and those orders, as a recovered pair,
+        and wound down from the venues' word (``PairBook.recover``). None: no order anywhere,
+        run it as new. A gateway that cannot say refuses the submit (the strategy sends again)."""
+        did = intent.decision_id
+        orders: list[Any] = []
+        asked: set[int] = set()
+        for venue, h in sorted(self.gateways.items()):
+            if id(h) in asked:
+                continue
+            asked.add(id(h))
+            try:
+                orders += await asyncio.wait_for(_await_ref(h.orders_of.remote([did], self.name)), 10.0)
+            except Exception as e:  # noqa: BLE001 - not knowing whether it was sent: do not send it again
+                return {"decision_id": did, "accepted": False, "state": "REFUSED", "duplicate": False,
+                        "reason": f"RECOVERING: the gateway of {venue} did not say whether it holds orders of {did} "
+                                  f"({type(e).__name__}); not sent, try again"}
+        if not orders:
+            return None
+        mk = self.book.events.make
+        found = [mk(EventKind.INTENT, decision_id=did, strategy=intent.strategy,
+                    reason="re-sent after the coordinator restarted; its orders were found at the venues",
+                    mode=intent.mode.value, intent=intent.model_dump(mode="json")),
+                 # its orders are out: it was working when the previous life died
+                 mk(EventKind.PAIR_STATE, decision_id=did, strategy=intent.strategy, to=PairState.WORKING.value,
+                    reason="orders found at the venues after the coordinator restarted")]
+        self.sink.emit_many(found)
+        counts, cmds = self.book.recover(found, orders)
+        self._execute(cmds)
+        m = self.book.pairs.get(did)
+        log.warning("%s: decision %s re-sent after a restart had %d order(s) at the venues: adopted (%s)",
+                    self.name, did, len(orders), counts)
+        return {"decision_id": did, "accepted": True, "state": m.state.value if m is not None else None,
+                "duplicate": True, "adopted": counts.get("adopted", 0),
+                "reason": "sent before the coordinator restarted: adopted from the venues' orders and wound down"}
+
     async def ready(self) -> bool:
         await self._ensure_registered()
         return True
@@ -367,6 +408,11 @@ class PairCoordinator:
             did = intent.decision_id if isinstance(intent, PairIntent) else str(dict(intent).get("decision_id", ""))
             return {"decision_id": did, "accepted": False, "state": "REFUSED",
                     "reason": "RECOVERING: the restarted coordinator cannot read its trail yet"}
+        if self.reconstructed and isinstance(intent, PairIntent) and not self.book.knows(intent.decision_id) \
+                and intent.created_ns < self._life_started_ns:
+            adopted = await self._adopt_from_venues(intent)
+            if adopted is not None:
+                return adopted
         liquidity = None
         if isinstance(intent, PairIntent) and intent.mode is ExecutionMode.QUANTITY:
             liquidity = await self._liquidity(intent)
