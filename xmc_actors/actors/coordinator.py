@@ -330,22 +330,32 @@ class PairCoordinator:
             # pairs left open
             open_dids = sorted(self.book.open_decisions(trail))
             venue_orders: list[Any] = []
-            unanswered: list[str] = []
-            if open_dids:
-                asked: set[int] = set()
-                for venue, h in sorted(self.gateways.items()):
-                    if id(h) in asked:  # one gateway under several routing keys (its accounts)
-                        continue
-                    asked.add(id(h))
-                    try:
-                        venue_orders += await asyncio.wait_for(h.orders_of.remote(open_dids, self.name), 10.0)
-                    except Exception as e:  # noqa: BLE001 - its trail orders are still queried
-                        unanswered.append(venue)
-                        log.warning("%s: gateway of %s did not list its orders for recovery: %s", self.name, venue, e)
+            unanswered: dict[str, str] = {}
+            if open_dids:  # an unanswered gateway's trail orders are still queried
+                venue_orders, unanswered = await self._orders_at_gateways(open_dids)
             counts, cmds = self.book.recover(trail, venue_orders)
             self.recovered = {**counts, "events_read": len(trail), "gateways": sorted(self.gateways),
-                              "strategies": len(self.strategies), "gateways_unanswered": unanswered}
+                              "strategies": len(self.strategies), "gateways_unanswered": sorted(unanswered)}
             self._execute(cmds)
+
+    async def _orders_at_gateways(self, decision_ids: list[str]) -> tuple[list[Any], dict[str, str]]:
+        """The orders every gateway holds for ``decision_ids`` (``VenueGateway.orders_of``), each
+        gateway asked once (one gateway may stand under several routing keys, its accounts);
+        and the venues whose gateway did not answer, with the error's type."""
+        orders: list[Any] = []
+        unanswered: dict[str, str] = {}
+        asked: set[int] = set()
+        for venue, h in sorted(self.gateways.items()):
+            if id(h) in asked:
+                continue
+            asked.add(id(h))
+            try:
+                orders += await asyncio.wait_for(_await_ref(h.orders_of.remote(decision_ids, self.name)), 10.0)
+            except Exception as e:  # noqa: BLE001 - the caller decides what not knowing means
+                unanswered[venue] = type(e).__name__
+                log.warning("%s: gateway of %s did not list its orders of %s: %s", self.name, venue,
+                            ", ".join(decision_ids[:3]), e)
+        return orders, unanswered
 
     async def _adopt_from_venues(self, intent: PairIntent) -> dict[str, Any] | None:
         """A decision made before this coordinator's life, re-sent (unknown outcome) and unknown
@@ -356,18 +366,12 @@ class PairCoordinator:
         and wound down from the venues' word (``PairBook.recover``). None: no order anywhere,
         run it as new. A gateway that cannot say refuses the submit (the strategy sends again)."""
         did = intent.decision_id
-        orders: list[Any] = []
-        asked: set[int] = set()
-        for venue, h in sorted(self.gateways.items()):
-            if id(h) in asked:
-                continue
-            asked.add(id(h))
-            try:
-                orders += await asyncio.wait_for(_await_ref(h.orders_of.remote([did], self.name)), 10.0)
-            except Exception as e:  # noqa: BLE001 - not knowing whether it was sent: do not send it again
-                return {"decision_id": did, "accepted": False, "state": "REFUSED", "duplicate": False,
-                        "reason": f"RECOVERING: the gateway of {venue} did not say whether it holds orders of {did} "
-                                  f"({type(e).__name__}); not sent, try again"}
+        orders, unanswered = await self._orders_at_gateways([did])
+        if unanswered:  # not knowing whether it was sent: do not send it again
+            venue, why = next(iter(sorted(unanswered.items())))
+            return {"decision_id": did, "accepted": False, "state": "REFUSED", "duplicate": False,
+                    "reason": f"RECOVERING: the gateway of {venue} did not say whether it holds orders of {did} "
+                              f"({why}); not sent, try again"}
         if not orders:
             return None
         mk = self.book.events.make
