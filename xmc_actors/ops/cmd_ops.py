@@ -54,6 +54,24 @@ def join(args: argparse.Namespace) -> str:
     return args.namespace
 
 
+def registry_info(args: argparse.Namespace, timeout: float = 10.0) -> tuple[str, dict[str, Any]]:
+    """Join the deployment (:func:`join`) and read its registry's description: ``(namespace,
+    info)``. CliError 3 when no deployment runs there, 4 when its registry does not answer."""
+    import ray
+
+    from ..runtime.session import REGISTRY_NAME
+
+    ns = join(args)
+    try:
+        registry = ray.get_actor(REGISTRY_NAME, namespace=ns)
+    except ValueError:
+        raise CliError(f"no deployment is running in namespace {ns!r} (start one with `xmc run CONFIG`)", code=3) from None
+    try:
+        return ns, ray.get(registry.describe.remote(), timeout=timeout)
+    except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError) as e:
+        raise CliError(f"the deployment registry of namespace {ns!r} did not answer ({type(e).__name__})", code=4) from None
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     for name, help_ in (("halt", "stop new orders (cancels still go out) for a strategy, a venue or everything"),
                         ("reduce", "allow only risk-reducing orders for a strategy, a venue or everything"),

@@ -354,20 +354,9 @@ def _now_ns() -> int:
 
 def _deployment(args: argparse.Namespace) -> dict[str, Any]:
     """The running deployment's registry description (joins it: ``cmd_ops.join``)."""
-    import ray
+    from .cmd_ops import registry_info
 
-    from ..runtime.session import REGISTRY_NAME
-    from .cmd_ops import join
-
-    ns = join(args)
-    try:
-        registry = ray.get_actor(REGISTRY_NAME, namespace=ns)
-    except ValueError:
-        raise CliError(f"no deployment is running in namespace {ns!r} (start one with `xmc run CONFIG`)", code=3) from None
-    try:
-        info = ray.get(registry.describe.remote(), timeout=args.timeout)
-    except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError) as e:
-        raise CliError(f"the deployment registry of namespace {ns!r} did not answer ({type(e).__name__})", code=4) from None
+    ns, info = registry_info(args, args.timeout)
     if not info.get("config"):
         raise CliError(f"the deployment in namespace {ns!r} has not finished starting, or was started by an older "
                        "version: its registry holds no configuration to check the roll against", code=3)

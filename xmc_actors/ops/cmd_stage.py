@@ -56,18 +56,9 @@ def _hosts(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
     """(ray, strategy -> host actor name) of the running deployment."""
     import ray
 
-    from ..runtime.session import REGISTRY_NAME
-    from .cmd_ops import join
+    from .cmd_ops import registry_info
 
-    ns = join(args)
-    try:
-        registry = ray.get_actor(REGISTRY_NAME, namespace=ns)
-    except ValueError:
-        raise CliError(f"no deployment is running in namespace {ns!r} (start one with `xmc run CONFIG`)", code=3) from None
-    try:
-        info = ray.get(registry.describe.remote(), timeout=10)
-    except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError) as e:
-        raise CliError(f"the deployment registry of namespace {ns!r} did not answer ({type(e).__name__})", code=4) from None
+    _, info = registry_info(args)
     where = {s: h for h, names in (info.get("hosts") or {}).items() for s in names}
     return ray, where
 
