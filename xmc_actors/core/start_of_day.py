@@ -106,27 +106,23 @@ def assess(rebuilt: Mapping[str, Any], instrument_venue: Mapping[str, str],
     code, to name the venues the differences are on. ``funds``: :func:`funds_differences`
     (the broker's reading is used whatever happens; a difference still waits for an operator)."""
     verified = rebuilt.get("verified") or {}
+    found = [(m, False) for m in list(rebuilt.get("mismatches") or []) + list(verified.get("mismatches") or [])]
+    if not verified:
+        # differences the rebuild only noted (pairs were in flight) and no later check confirmed
+        # or cleared (it timed out, or they kept moving): candidates still, so held for an operator
+        found += [(m, True) for m in rebuilt.get("deferred") or []]
     diffs: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
-    for m in list(rebuilt.get("mismatches") or []) + list(verified.get("mismatches") or []):
+    for m, unconfirmed in found:
         key = (str(m.get("account", "")), str(m.get("instrument", "")))
         if key in seen:
             continue
         seen.add(key)
-        diffs.append({"account": key[0], "instrument": key[1], "ledger": m.get("ledger"), "venue": m.get("venue"),
-                      "difference": m.get("difference")})
-    if rebuilt.get("deferred") and not verified:
-        # differences the rebuild only noted (pairs were in flight) and no later check confirmed
-        # or cleared (it timed out, or they kept moving): candidates still, so held for an operator
-        for m in rebuilt.get("deferred") or []:
-            key = (str(m.get("account", "")), str(m.get("instrument", "")))
-            if key in seen:
-                continue
-            seen.add(key)
-            led, ven = m.get("ledger"), m.get("venue")
-            diffs.append({"account": key[0], "instrument": key[1], "ledger": led, "venue": ven,
-                          "difference": ven - led if isinstance(led, int) and isinstance(ven, int) else None,
-                          "unconfirmed": True})
+        led, ven, diff = m.get("ledger"), m.get("venue"), m.get("difference")
+        if unconfirmed and diff is None and isinstance(led, int) and isinstance(ven, int):
+            diff = ven - led  # a deferred difference carries only the two figures
+        diffs.append({"account": key[0], "instrument": key[1], "ledger": led, "venue": ven, "difference": diff,
+                      **({"unconfirmed": True} if unconfirmed else {})})
     # a venue that did not answer is unverified whatever the ledger holds there: the venue may
     # hold yesterday's lots on a ledger that is flat (an unknown is not an agreement)
     unverified = sorted(set(rebuilt.get("unverified_venues") or []) | set(verified.get("unverified_venues") or [])
