@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import ray
@@ -25,10 +26,13 @@ from xmc_actors.actors.coordinator import PairCoordinator
 from xmc_actors.actors.gateway import VenueGateway
 from xmc_actors.core.contracts import Holding, concrete_instrument, main_contract, parse_contract, plan_roll
 from xmc_actors.core.roll import build_roll, roll_by_ns, roll_request
+from xmc_actors.ledger.actor import start_ledger
 from xmc_actors.ledger.audit import AuditReader
+from xmc_actors.ledger.client import LedgerClient
 from xmc_actors.ledger.schema import encode_events
 from xmc_actors.ledger.store import LedgerStore
-from xmc_actors.model.config import DeploymentConfig, FeedConfig, GatewayConfig
+from xmc_actors.model.config import DeploymentConfig, FeedConfig, GatewayConfig, LedgerConfig
+from xmc_actors.model.pairs import ReplenishBudget
 from xmc_actors.model.pairs import LegIntent, PairIntent
 from xmc_actors.model.market import Side
 from xmc_actors.ops.cli import main
@@ -87,12 +91,13 @@ def ray_instance():
 _KEEP: list = []
 
 
-def _setup(name: str, quotes: dict | None = None, registered: bool = False):
+def _setup(name: str, quotes: dict | None = None, registered: bool = False, ledger: Any = None):
     """Simulated SHFE and COMEX gateways quoting the four contracts, a coordinator, and the
     position the roll starts from: long 2 SHFE copper against short 2 COMEX copper, both in their
     near contract (CU_NEAR, HG_NEAR). ``registered``:
     the coordinator under its deployment name, with the products listed too and a deployment
-    registry holding the configuration (what ``xmc roll`` reads)."""
+    registry holding the configuration (what ``xmc roll`` reads). ``ledger``: a LedgerConfig;
+    the coordinator writes its trail there and Ray restarts it once (as a deployment's does)."""
     params = {"seed": 1, "enforce_sessions": False, "enforce_price_limits": False, "ack_timeout_ms": 200,
               "network_latency": {"kind": "const", "mean_ms": 0.0}}
     insts = [CU, HG, *INSTS] if registered else INSTS
@@ -105,8 +110,12 @@ def _setup(name: str, quotes: dict | None = None, registered: bool = False):
         tick = Decimal("10") if i.startswith("SHFE") else Decimal("0.0005")
         bid, ask = (quotes or {}).get(i, (p - tick, p + tick))
         ray.get(gws[i.split(".")[0]].push_market.remote([testkit.quote(i, bid, ask, bid_size=50, ask_size=50)]))
-    named = {"name": "coordinator"} if registered else {}
-    coord = PairCoordinator.options(num_cpus=0, **named).remote(insts, gws, config=CFG, name=name,
+    named: dict[str, Any] = {"name": "coordinator"} if registered else {}
+    sink = None
+    if ledger is not None:
+        sink = LedgerClient(start_ledger(ledger, "roll-test"), ledger)
+        named["max_restarts"] = 1
+    coord = PairCoordinator.options(num_cpus=0, **named).remote(insts, gws, config=CFG, name=name, sink=sink,
                                                                 venues=list(VENUES.values()))
     if registered:
         reg = DeploymentRegistry.options(name=REGISTRY_NAME).remote(
@@ -208,6 +217,55 @@ def test_a_venue_that_does_not_roll_by_the_deadline_raises_a_red_alert_naming_mi
     alerts = [h for h in tr.hops if h.kind == "ALERT" and h.payload.get("monitor") == "calendar_roll"]
     assert len(alerts) == 1 and alerts[0].payload["level"] == "red" and "mismatched months" in alerts[0].reason
     ray.get(coord.shutdown.remote(), timeout=60)
+
+
+def test_a_coordinator_killed_mid_roll_decides_the_roll_from_its_trail_and_the_venues(tmp_path):
+    """Issue 19 with the restart recovery: the roll's tracker lived only in the coordinator's
+    memory, so a coordinator killed mid-roll lost the roll: no outcome, no ROLL_DONE, no alert,
+    and the same roll could be sent again. The restarted coordinator reads the roll back from its
+    ledger, winds the open child down from the venues' word and decides the roll."""
+    # COMEX's far month has no bid near the roll's limit: its child rests, working, for up to a minute
+    coord, gws = _setup("coord-roll-kill", quotes={HG_FAR: (Decimal("4.0"), Decimal("4.6"))},
+                        ledger=LedgerConfig(path=str(tmp_path / "ledger"), shards=1, flush_ms=2))
+    plan = plan_roll([Holding(CU, VENUES["SHFE"], 2, CU_NEAR), Holding(HG, VENUES["COMEX"], -2, HG_NEAR)], DAY)
+    now = time.time_ns()
+    req = build_roll(plan, decision_id="roll-cu-3", strategy="cu_pair", accounts={"SHFE": "cn", "COMEX": "us"},
+                     prices=LIMITS, deadline_ns=now + 600 * 10**9, now_ns=now,
+                     replenish=ReplenishBudget(max_attempts=1, max_time_ms=60_000))
+    assert ray.get(coord.submit_roll.remote(req), timeout=30)["accepted"]
+    wait_until(lambda: ray.get(coord.await_pair.remote("roll-cu-3.rollA", 1), timeout=30), timeout=30,
+               what="SHFE child hedged")
+    assert ray.get(coord.roll_outcome.remote("roll-cu-3"), timeout=30) is None  # COMEX's far sell rests
+    ray.get(coord.flush_sink.remote(), timeout=30)  # what it wrote is in the ledger; then it dies
+    ray.kill(coord, no_restart=False)
+
+    # the restarted coordinator knows the roll, winds COMEX's child down and decides the roll
+    def outcome() -> Any:
+        try:
+            return ray.get(coord.roll_outcome.remote("roll-cu-3"), timeout=30)
+        except ray.exceptions.ActorUnavailableError:  # restarting
+            return None
+    out = wait_until(outcome, timeout=60, what="roll decided after the restart")
+    st = ray.get(coord.status.remote(), timeout=30)
+    assert st["reconstructed"] and st["recovered"]["rolls"] == 1 and st["recovered"]["rolls_open"] == 1, st
+    assert out["state"] == "ESCALATED" and "roll-cu-3.rollB" in out["reason"] and "mismatched months" in out["reason"]
+    assert out["children"]["roll-cu-3.rollA"]["complete"] and not out["children"]["roll-cu-3.rollB"]["complete"]
+    # sent again (the operator's retry after the crash): a duplicate, nothing sent
+    assert ray.get(coord.submit_roll.remote(req), timeout=30)["duplicate"]
+    # the venues: SHFE on its far month; COMEX's resting far sell cancelled, its near close unwound
+    wait_until(lambda: {k: v for k, v in ray.get(gws["COMEX"].positions.remote(), timeout=30)["us"].items() if v}
+               == {HG_NEAR: -2}, timeout=30, what="COMEX back on its near month")
+    shfe = ray.get(gws["SHFE"].positions.remote(), timeout=30)
+    assert {k: v for k, v in shfe["cn"].items() if v} == {CU_FAR: 2}, shfe
+    # the trail: one ROLL_DONE and one red alert, written by the restarted life
+    ray.get(coord.flush_sink.remote(), timeout=30)
+    ray.get(coord.shutdown.remote(), timeout=60)
+    with AuditReader(tmp_path / "ledger") as r:
+        tr = r.trace("roll-cu-3")
+    assert tr.outcome == "ESCALATED"
+    assert len([h for h in tr.hops if h.kind == "LIFECYCLE" and h.reason == "ROLL_DONE"]) == 1
+    alerts = [h for h in tr.hops if h.kind == "ALERT" and h.payload.get("monitor") == "calendar_roll"]
+    assert len(alerts) == 1 and alerts[0].payload["level"] == "red"
 
 
 def test_xmc_roll_rolls_the_running_deployments_position_and_waits_for_the_outcome(tmp_path, capsys):

@@ -171,3 +171,94 @@ def test_a_roll_request_is_planned_with_its_deadline_in_the_binding_venue_time_z
     with pytest.raises(RollInputError, match=r"^prices\[COMEX.HGK7\]"):
         roll_request(hold, D(2026, 12, 6), decision_id="r1", strategy="s", accounts=ACCOUNTS,
                      prices={k: v for k, v in PRICES.items() if k != "COMEX.HGK7"}, now_ns=1)
+
+
+# -- a coordinator restarted mid-roll (core.roll.recover_rolls) ---------------------------------
+def _roll_trail(req, *children_ends, done=None, owner="coordinator"):
+    """The trail a coordinator leaves of ``req``: its roll record, each child's INTENT and the
+    PAIR_STATE events in ``children_ends`` ((child id, to-state, nets)), and ``done`` (a
+    ROLL_DONE's roll_state) when the roll was decided."""
+    from xmc_actors.core.clock import SimClock
+    from xmc_actors.core.sink import EventMaker
+    from xmc_actors.model.events import EventKind
+    clock = SimClock()
+    mk = EventMaker(clock, owner, node=1)
+
+    def ev(kind, did, **kw):
+        clock.advance(1000)
+        return mk.make(kind, decision_id=did, strategy="cu_pair", **kw)
+    trail = [ev(EventKind.OPERATOR, req.decision_id, reason="roll", action="roll", **req.payload())]
+    trail += [ev(EventKind.INTENT, c.decision_id, intent=c.model_dump(mode="json")) for c in req.children
+              if any(e[0] == c.decision_id for e in children_ends)]
+    for did, to, nets in children_ends:
+        trail.append(ev(EventKind.PAIR_STATE, did, to=to, nets=nets))
+    if done:
+        trail.append(ev(EventKind.LIFECYCLE, req.decision_id, reason="ROLL_DONE", roll_state=done, message="m"))
+    return trail
+
+
+def test_a_restarted_coordinator_reads_back_an_undecided_roll_and_decides_it_from_the_trail():
+    from xmc_actors.core.roll import recover_rolls
+    req = _req()
+    # both children ended before the crash, the ROLL_DONE was never written: decided now
+    trail = _roll_trail(req, ("roll-cu-1.rollA", "WORKING", {"N": 0, "F": 0}),
+                        ("roll-cu-1.rollA", "HEDGED", {"N": 10, "F": 10}),
+                        ("roll-cu-1.rollB", "HEDGED", {"N": 2, "F": 2}))
+    rec = recover_rolls(trail, "coordinator")
+    t = rec.trackers["roll-cu-1"]
+    assert rec.decided_now == ["roll-cu-1"] and t.outcome["state"] == "ROLLED"
+    assert t.outcome["children"]["roll-cu-1.rollB"]["net"] == {"COMEX.HGH7": 2, "COMEX.HGK7": -2}
+    assert t.record.deadline_ns == req.deadline_ns and t.record.intents == req.children
+    # one child short of its lots: HEDGED but not complete, the roll is escalated
+    rec = recover_rolls(_roll_trail(req, ("roll-cu-1.rollA", "HEDGED", {"N": 7, "F": 7}),
+                                    ("roll-cu-1.rollB", "HEDGED", {"N": 2, "F": 2})), "coordinator")
+    assert rec.trackers["roll-cu-1"].outcome["state"] == "ESCALATED"
+    # one child still working at the crash: undecided (the pair book winds it down), deadline kept
+    rec = recover_rolls(_roll_trail(req, ("roll-cu-1.rollA", "HEDGED", {"N": 10, "F": 10}),
+                                    ("roll-cu-1.rollB", "WORKING", {})), "coordinator")
+    t = rec.trackers["roll-cu-1"]
+    assert t.outcome is None and rec.decided_now == [] and rec.unrecorded == {}
+    assert t.on_child({"decision_id": "roll-cu-1.rollB", "state": "HEDGED", "complete": True})["state"] == "ROLLED"
+
+
+def test_a_roll_decided_before_the_restart_is_not_decided_again_and_unrecorded_children_are_named():
+    from xmc_actors.core.roll import recover_rolls
+    req = _req()
+    rec = recover_rolls(_roll_trail(req, ("roll-cu-1.rollA", "HEDGED", {"N": 10, "F": 10}), done="ESCALATED"),
+                        "coordinator")
+    assert rec.decided_now == [] and rec.trackers["roll-cu-1"].outcome["state"] == "ESCALATED"
+    # the crash came right after the roll's record: no child in the trail, both looked for at the venues
+    rec = recover_rolls(_roll_trail(req), "coordinator")
+    assert [c.decision_id for c in rec.unrecorded["roll-cu-1"]] == ["roll-cu-1.rollA", "roll-cu-1.rollB"]
+    # another coordinator's rolls are not this one's
+    assert recover_rolls(_roll_trail(req), "coordinator-2").trackers == {}
+
+
+def test_an_unreadable_roll_record_is_named_not_followed():
+    from xmc_actors.core.roll import recover_rolls
+    req = _req()
+    [rec_ev] = _roll_trail(req)
+    bad = rec_ev.model_copy(update={"payload": {**rec_ev.payload, "deadline_ns": "soon"}})
+    rec = recover_rolls([bad], "coordinator")
+    assert rec.trackers == {} and rec.unreadable == [("roll-cu-1", "deadline_ns: 'soon' is not a positive time")]
+    bad = rec_ev.model_copy(update={"payload": {**rec_ev.payload, "child_intents": [{"decision_id": 5}]}})
+    [(did, why)] = recover_rolls([bad], "coordinator").unreadable
+    assert why.startswith("child_intents[0]: ")
+
+
+def test_a_roll_record_read_back_from_duckdb_is_the_roll_submitted(tmp_path):
+    """Written to a ledger shard and read back as a restarted coordinator reads its trail."""
+    from xmc_actors.core.roll import RollRecord, recover_rolls
+    from xmc_actors.ledger.reader import query_events
+    from xmc_actors.ledger.store import LedgerStore
+    req = _req()
+    led = _ledger(tmp_path, _roll_trail(req))
+    store = LedgerStore(led / "shard-0.duckdb")
+    try:  # what LedgerShard.read_events runs for a restarted coordinator's read_trail
+        events = query_events(store.con, ["OPERATOR", "LIFECYCLE", "INTENT", "PAIR_STATE"])
+    finally:
+        store.close()
+    rec = recover_rolls(events, "coordinator")
+    assert rec.trackers["roll-cu-1"].record == RollRecord(
+        "roll-cu-1", "cu_pair", "", req.deadline_ns, "2026-12-30", ("roll-cu-1.rollA", "roll-cu-1.rollB"),
+        ("SHFE.cu2701->SHFE.cu2702", "COMEX.HGH7->COMEX.HGK7"), req.children)

@@ -33,7 +33,7 @@ from ..core.pair import (
     TimerKey,
 )
 from ..core.pretrade import PreTradeCheck
-from ..core.roll import NEAR_LEG, RollRequest, RollTracker, unheld_near_legs
+from ..core.roll import NEAR_LEG, RollRequest, RollTracker, recover_rolls, unheld_near_legs
 from ..core.sink import EventSink, MemorySink
 from ..core.venue_health import VenueChange, VenueHealth, VenueState
 from ..model.config import route_venue
@@ -311,7 +311,8 @@ class PairCoordinator:
                     self.strategies.setdefault(sname, h)
             shards = getattr(self.sink, "shard_handles", None)  # the ledger client's shards
             try:
-                trail = await read_trail(list(shards), kinds=["INTENT", "PAIR_STATE", "ORDER_SENT"]) if shards else []
+                trail = await read_trail(list(shards), kinds=["INTENT", "PAIR_STATE", "ORDER_SENT", "OPERATOR",
+                                                              "LIFECYCLE"]) if shards else []
             except Exception as e:  # noqa: BLE001
                 log.error("%s: cannot read the ledger to recover: %s", self.name, e)
                 return
@@ -334,9 +335,50 @@ class PairCoordinator:
             if open_dids:  # an unanswered gateway's trail orders are still queried
                 venue_orders, unanswered = await self._orders_at_gateways(open_dids)
             counts, cmds = self.book.recover(trail, venue_orders)
+            rolls = recover_rolls(trail, self.name)  # installed before any await: a re-sent roll is a duplicate
+            self._install_rolls(rolls)
             self.recovered = {**counts, "events_read": len(trail), "gateways": sorted(self.gateways),
-                              "strategies": len(self.strategies), "gateways_unanswered": sorted(unanswered)}
+                              "strategies": len(self.strategies), "gateways_unanswered": sorted(unanswered),
+                              "rolls": len(rolls.trackers), "rolls_open": sum(
+                                  t.outcome is None for t in rolls.trackers.values())}
             self._execute(cmds)
+            await self._settle_unrecorded_children(rolls.unrecorded)
+
+    def _install_rolls(self, rolls: Any) -> None:
+        """A restart's rolls (:func:`core.roll.recover_rolls`): each tracker installed (so that
+        ``roll_outcome`` answers and a re-sent roll is a duplicate), the outcomes the trail's
+        finished children decide recorded now, the deadlines of the rest armed again. Their
+        children still open are wound down by the pair book's recovery and reach their tracker
+        as any finished pair does."""
+        for did, why in rolls.unreadable:
+            self.book._bad_input("recover", f"roll {did}: record unreadable ({why}); not followed", did)
+        self._execute(self.book._flush())
+        for did, t in rolls.trackers.items():
+            self._rolls[did] = t
+            for c in t.record.children:
+                self._roll_of[c] = did
+        for did in rolls.decided_now:
+            t = self._rolls[did]
+            self._record_roll_done(did, t, t.outcome)  # type: ignore[arg-type]
+        for did, t in rolls.trackers.items():
+            if t.outcome is None:
+                self._arm_roll_deadline(did, t.record.deadline_ns)
+
+    async def _settle_unrecorded_children(self, unrecorded: Mapping[str, list[PairIntent]]) -> None:
+        """Children of an undecided roll that the trail never recorded (the crash came between
+        the roll's record and theirs): orders the gateways hold for one are adopted and wound
+        down (:meth:`_adopt_from_venues`); a child with no order anywhere was never sent, and
+        its roll is decided without it. A gateway that cannot say leaves it to the deadline."""
+        for did, intents in unrecorded.items():
+            for intent in intents:
+                res = await self._adopt_from_venues(intent)
+                if res is None:
+                    self._roll_step(did, lambda t, c=intent.decision_id: t.on_child(
+                        {"decision_id": c, "state": "NOT_SENT", "complete": False,
+                         "reason": "never sent: the coordinator restarted before submitting it"}))
+                elif not res.get("accepted"):
+                    log.warning("%s: roll %s: child %s left to the roll's deadline: %s", self.name, did,
+                                intent.decision_id, res.get("reason"))
 
     async def _orders_at_gateways(self, decision_ids: list[str]) -> tuple[list[Any], dict[str, str]]:
         """The orders every gateway holds for ``decision_ids`` (``VenueGateway.orders_of``), each
@@ -480,7 +522,7 @@ class PairCoordinator:
                 self.book._bad_input("roll", reason, decision_id=did)
                 self._execute(self.book._flush())
                 return {"decision_id": did, "accepted": False, "reason": reason}
-            tracker = RollTracker(request)
+            tracker = RollTracker(request.record())
             self._rolls[did] = tracker
         finally:
             self._rolls_claimed.discard(did)
@@ -561,11 +603,16 @@ class PairCoordinator:
         out = step(t)
         if out is None:
             return
+        self._record_roll_done(did, t, out)
+
+    def _record_roll_done(self, did: str, t: RollTracker, out: dict[str, Any]) -> None:
+        """A roll's outcome written: ``LIFECYCLE`` ``ROLL_DONE``; an escalation also a red
+        ``ALERT`` under the roll's decision id."""
         h = self._roll_timers.pop(did, None)
         if h is not None:
             h.cancel()
         self._flush_emits()
-        req = t.request
+        req = t.record
         mk = self.book.events.make
         self.sink.emit(mk(EventKind.LIFECYCLE, decision_id=did, strategy=req.strategy, reason="ROLL_DONE",
                           roll_state=out["state"], message=out["reason"], children=out["children"]))
@@ -576,7 +623,10 @@ class PairCoordinator:
                                                   threshold=0.0, opened_ns=self.clock.now_ns())))
 
     async def roll_outcome(self, decision_id: str) -> dict[str, Any] | None:
-        """A roll's outcome once decided (``state`` ROLLED/ESCALATED, ``reason``, ``children``), else None."""
+        """A roll's outcome once decided (``state`` ROLLED/ESCALATED, ``reason``, ``children``), else None.
+        A restarted coordinator answers once it has read its rolls back from the ledger."""
+        if self.reconstructed and self.recovered is None:
+            await self._ensure_registered()
         t = self._rolls.get(decision_id)
         return None if t is None else t.outcome
 
@@ -628,14 +678,16 @@ class PairCoordinator:
         if self.reconstructed and self.recovered is None and (self._recover_task is None or self._recover_task.done()):
             self._recover_task = asyncio.get_running_loop().create_task(self._ensure_registered())
 
-    async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str = "") -> dict[str, Any]:
+    async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str = "",
+                                by: dict[str, Any] | None = None) -> dict[str, Any]:
         """From the RiskGuard / operator: applied before any further order is sent.
 
         A strategy's state also reaches the strategy itself in its host: HALTED halts it (it
         stops deciding), and ACTIVE set by an operator resumes it, which is how a strategy halted
         by an escalated pair trades again (``xmc resume --strategy S``). An automatic change
-        never resumes a strategy."""
-        self._execute(self.book.set_trading_state(scope, key or "", state, operator))
+        never resumes a strategy. ``by``: the operator's role and channel, as the risk guard
+        recorded them (core/attribution.py)."""
+        self._execute(self.book.set_trading_state(scope, key or "", state, operator, by))
         host = self.strategies.get(key or "") if scope == "strategy" else None
         if host is not None:
             why = f"trading state {state} by {operator or 'unknown'}"

@@ -21,7 +21,8 @@ from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo
 
 from ..model.market import Side
-from ..model.pairs import LegIntent, PairIntent, ReplenishBudget, RollbackPolicy
+from ..model.pairs import LegIntent, PairIntent, PairState, ReplenishBudget, RollbackPolicy
+from .attribution import UNKNOWN, attribution
 from .contracts import Holding, RollPlan, plan_roll
 
 NEAR_LEG = "N"   # a child pair's near leg (the close)
@@ -60,6 +61,8 @@ class RollRequest:
     deadline_ns: int
     plan: RollPlan
     children: tuple[PairIntent, ...]
+    role: str = "unknown"  # the operator's role and channel (core/attribution.py)
+    via: str = "unknown"
 
     def payload(self) -> dict[str, Any]:
         """What the parent decision's INTENT event carries (``xmc audit trace`` shows it and
@@ -68,6 +71,8 @@ class RollRequest:
             "roll": True,
             "roll_children": [c.decision_id for c in self.children],
             "operator": self.operator,
+            "role": self.role,
+            "via": self.via,
             "deadline_ns": self.deadline_ns,
             "roll_from": self.plan.roll_from.isoformat(),
             "roll_by": self.plan.roll_by.isoformat(),
@@ -77,7 +82,57 @@ class RollRequest:
             "legs": [{"leg": lg.leg, "venue": lg.near.venue, "near": lg.near.id, "far": lg.far.id, "qty": lg.qty,
                       "roll_by": lg.roll_by.isoformat()} for lg in self.plan.legs],
             "plan_reason": self.plan.reason,
+            # the child pairs as submitted: a coordinator restarted mid-roll finds at the
+            # gateways the orders of a child its trail never recorded (recover_rolls)
+            "child_intents": [c.model_dump(mode="json") for c in self.children],
         }
+
+    def record(self) -> "RollRecord":
+        """What the roll's tracker needs, and all a restarted coordinator can read back."""
+        return RollRecord(self.decision_id, self.strategy, self.operator, self.deadline_ns,
+                          self.plan.roll_by.isoformat(), tuple(c.decision_id for c in self.children),
+                          tuple(f"{lg.near.id}->{lg.far.id}" for lg in self.plan.legs), self.children)
+
+
+@dataclass(frozen=True)
+class RollRecord:
+    """A roll as its tracker follows it, built from a :class:`RollRequest` (``record()``) or,
+    after a restart, read back from the roll's ``OPERATOR`` event (:meth:`from_event`)."""
+
+    decision_id: str
+    strategy: str
+    operator: str
+    deadline_ns: int
+    roll_by: str                         # ISO date: the plan's last roll day
+    children: tuple[str, ...]            # the child pair ids
+    moves: tuple[str, ...]               # "near->far" per rolled leg
+    intents: tuple[PairIntent, ...] = ()  # the child pairs as submitted
+
+    @classmethod
+    def from_event(cls, event: Any) -> "RollRecord":
+        """The roll recorded by ``event`` (an ``OPERATOR`` event, action ``roll``, as
+        ``submit_roll`` writes it). Raises :class:`RollInputError` naming the field it cannot read."""
+        p = event.payload
+        children = p.get("roll_children")
+        if not isinstance(children, list) or not children or not all(isinstance(c, str) and c for c in children):
+            raise RollInputError("roll_children", f"{children!r}: a list of child pair ids is needed")
+        deadline = p.get("deadline_ns")
+        if not isinstance(deadline, int) or isinstance(deadline, bool) or deadline <= 0:
+            raise RollInputError("deadline_ns", f"{deadline!r} is not a positive time")
+        legs = p.get("legs")
+        if not isinstance(legs, list) or not all(isinstance(lg, dict) and "near" in lg and "far" in lg for lg in legs):
+            raise RollInputError("legs", "a list of {near, far} legs is needed")
+        intents: list[PairIntent] = []
+        for i, raw in enumerate(p.get("child_intents") or ()):  # absent in rolls recorded before it was
+            try:
+                intents.append(PairIntent.model_validate(raw))
+            except ValueError as e:
+                raise RollInputError(f"child_intents[{i}]", str(e).splitlines()[0]) from None
+        if intents and [c.decision_id for c in intents] != children:
+            raise RollInputError("child_intents", "their decision ids are not roll_children's")
+        return cls(event.decision_id, event.strategy, str(p.get("operator") or ""), deadline,
+                   str(p.get("roll_by") or "?"), tuple(children),
+                   tuple(f"{lg['near']}->{lg['far']}" for lg in legs), tuple(intents))
 
 
 def _price(prices: Mapping[str, Any], inst: str) -> Decimal:
@@ -94,14 +149,21 @@ def _price(prices: Mapping[str, Any], inst: str) -> Decimal:
 
 def build_roll(plan: RollPlan, *, decision_id: str, strategy: str, accounts: Mapping[str, str],
                prices: Mapping[str, Any], deadline_ns: int, now_ns: int, operator: str = "",
-               replenish: ReplenishBudget | None = None, rollback: RollbackPolicy | None = None) -> RollRequest:
+               replenish: ReplenishBudget | None = None, rollback: RollbackPolicy | None = None,
+               by: Mapping[str, Any] | None = None) -> RollRequest:
     """The roll of ``plan`` as one decision ``decision_id`` with one child pair per rolled leg.
 
     ``accounts``: the account per venue; ``prices``: a limit price per near and far contract;
     ``deadline_ns``: when the roll must be done (:func:`roll_by_ns`), in the future: a late roll
     is given a new deadline (before the venue's own) by an operator, never sent with one passed.
     Children carry the deadline, so the coordinator does not keep working them past it.
+    ``by``: the operator's role and channel (core/attribution.py), recorded with the roll.
     """
+    try:
+        who = attribution((operator or "").strip() or UNKNOWN, by)
+    except ValueError as e:
+        field_name, _, why = str(e).partition(": ")
+        raise RollInputError(field_name, why) from None
     if not isinstance(decision_id, str) or not _ID.match(decision_id):
         raise RollInputError("decision_id", f"{decision_id!r}: 1-70 letters, digits, '_' or '-'")
     if not isinstance(strategy, str) or not strategy.strip():
@@ -135,7 +197,8 @@ def build_roll(plan: RollPlan, *, decision_id: str, strategy: str, accounts: Map
             kw["rollback"] = rollback
         children.append(PairIntent(decision_id=child_id(decision_id, lg.leg), strategy=strategy, legs=(near, far),
                                    deadline_ns=deadline_ns, created_ns=now_ns, **kw))
-    return RollRequest(decision_id, strategy, (operator or "").strip(), deadline_ns, plan, tuple(children))
+    return RollRequest(decision_id, strategy, (operator or "").strip(), deadline_ns, plan, tuple(children),
+                       role=who["role"], via=who["via"])
 
 
 def roll_request(holdings: list[Holding], day: dt.date, **kw: Any) -> RollRequest:
@@ -180,17 +243,22 @@ class RollTracker:
     """Follows a roll's children to its outcome. ``on_child(summary)`` with each child's pair
     summary (a dict as the coordinator pushes it); ``on_deadline(now_ns)`` when the deadline
     timer fires. Each returns None, or the outcome once (``ROLLED`` / ``ESCALATED``, a reason,
-    and per child its state and net lots per contract)."""
+    and per child its state and net lots per contract). Built from a :class:`RollRecord` (a
+    :class:`RollRequest` is taken too: its record)."""
 
-    request: RollRequest
+    record: RollRecord
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     outcome: dict[str, Any] | None = None
 
+    def __post_init__(self) -> None:
+        if isinstance(self.record, RollRequest):
+            self.record = self.record.record()
+
     def _children(self) -> dict[str, Any]:
         out = {}
-        for c in self.request.children:
-            s = self.summaries.get(c.decision_id)
-            out[c.decision_id] = {
+        for c in self.record.children:
+            s = self.summaries.get(c)
+            out[c] = {
                 "state": s.get("state", "?") if s else "WORKING",
                 "complete": bool(s and s.get("complete")),
                 "net": {lg["instrument"]: lg.get("net_qty") for lg in (s or {}).get("legs", [])},
@@ -203,31 +271,116 @@ class RollTracker:
 
     def on_child(self, summary: Mapping[str, Any]) -> dict[str, Any] | None:
         did = summary.get("decision_id")
-        if self.outcome is not None or did not in {c.decision_id for c in self.request.children}:
+        if self.outcome is not None or did not in self.record.children:
             return None
         self.summaries[did] = dict(summary)
-        if len(self.summaries) < len(self.request.children):
+        if len(self.summaries) < len(self.record.children):
             return None
         bad = [d for d, s in self.summaries.items() if not (s.get("state") == "HEDGED" and s.get("complete"))]
         if not bad:
-            return self._finish("ROLLED", "every leg is on its far contract: " + ", ".join(
-                f"{lg.near.id}->{lg.far.id}" for lg in self.request.plan.legs))
-        return self._finish("ESCALATED", _mismatch(self.request, bad, "ended without a complete roll"))
+            return self._finish("ROLLED", "every leg is on its far contract: " + ", ".join(self.record.moves))
+        return self._finish("ESCALATED", _mismatch(self.record, bad, "ended without a complete roll"))
 
     def on_deadline(self, now_ns: int) -> dict[str, Any] | None:
-        if self.outcome is not None or now_ns < self.request.deadline_ns:
+        if self.outcome is not None or now_ns < self.record.deadline_ns:
             return None
-        missing = [c.decision_id for c in self.request.children
-                   if not (self.summaries.get(c.decision_id, {}).get("state") == "HEDGED"
-                           and self.summaries[c.decision_id].get("complete"))]
-        return self._finish("ESCALATED", _mismatch(self.request, missing,
-                                                   f"not rolled by its deadline (end of {self.request.plan.roll_by})"))
+        missing = [c for c in self.record.children
+                   if not (self.summaries.get(c, {}).get("state") == "HEDGED" and self.summaries[c].get("complete"))]
+        return self._finish("ESCALATED", _mismatch(self.record, missing,
+                                                   f"not rolled by its deadline (end of {self.record.roll_by})"))
 
 
-def _mismatch(req: RollRequest, bad: list[str], what: str) -> str:
-    ok = [c.decision_id for c in req.children if c.decision_id not in bad]
+def _mismatch(rec: RollRecord, bad: list[str], what: str) -> str:
+    ok = [c for c in rec.children if c not in bad]
     msg = f"{', '.join(sorted(bad))} {what}"
     if ok:
         msg += (f"; {', '.join(ok)} rolled: the cross-market hedge still holds its lots but on mismatched "
                 "months until the rest is rolled by hand")
     return msg
+
+
+# ----------------------------------------------------------------------- after a restart
+_TERMINAL = frozenset(s.value for s in PairState if s.is_terminal)
+
+
+@dataclass
+class RecoveredRolls:
+    """What a restarted coordinator learns of its rolls from its trail (:func:`recover_rolls`).
+
+    ``trackers``: one per roll the trail records, by decision id; a roll decided by the previous
+    life (its ``ROLL_DONE``) has its outcome set. ``decided_now``: rolls whose children had all
+    ended before the restart but whose ``ROLL_DONE`` was never written: the outcome is set and
+    must be recorded now. ``unrecorded``: per undecided roll, its child pairs with no ``INTENT``
+    in the trail (the crash came between the roll's record and the child's): their orders, if
+    any left, are at the gateways. ``unreadable``: ``(decision id, why)`` of roll records that
+    could not be read (recorded as bad input; such a roll is not followed)."""
+
+    trackers: dict[str, RollTracker] = field(default_factory=dict)
+    decided_now: list[str] = field(default_factory=list)
+    unrecorded: dict[str, list[PairIntent]] = field(default_factory=dict)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _child_end(intent: PairIntent | None, did: str, last_state: Any) -> dict[str, Any] | None:
+    """A child's end as its tracker reads a pushed summary, from its last ``PAIR_STATE`` event;
+    None while it was not finished. Complete: HEDGED with every leg's net at its lots."""
+    p = last_state.payload
+    state = str(p.get("to") or p.get("state") or "")
+    if state not in _TERMINAL:
+        return None
+    nets = p.get("nets") if isinstance(p.get("nets"), Mapping) else {}
+    legs, complete = [], state == PairState.HEDGED.value
+    for lg in (intent.legs if intent is not None else ()):
+        try:
+            net = int(nets[lg.leg])
+        except (KeyError, TypeError, ValueError):
+            complete = False
+            continue
+        complete = complete and net == lg.qty
+        legs.append({"leg": lg.leg, "instrument": lg.instrument, "net_qty": lg.side.sign * net})
+    return {"decision_id": did, "state": state, "complete": complete, "legs": legs, "recovered": True}
+
+
+def recover_rolls(events: Any, owner: str) -> RecoveredRolls:
+    """Rebuild the rolls of coordinator ``owner`` from its trail (``events`` in time order: its
+    ``OPERATOR`` roll records, ``LIFECYCLE`` ``ROLL_DONE`` outcomes, the children's ``INTENT``
+    and ``PAIR_STATE`` events; other events are skipped). Pure: the coordinator installs the
+    trackers, records the outcomes decided now, looks for the unrecorded children's orders at
+    the gateways, and arms the deadlines of the rest. A child still open in the trail is wound
+    down by the pair book's own recovery and reaches its tracker as any finished pair does."""
+    out = RecoveredRolls()
+    done: dict[str, Mapping[str, Any]] = {}
+    intents: set[str] = set()
+    last: dict[str, Any] = {}
+    for e in events:
+        if e.actor not in ("", owner):
+            continue
+        kind = getattr(e.kind, "value", e.kind)
+        if kind == "OPERATOR" and e.payload.get("action") == "roll" and e.decision_id not in out.trackers:
+            try:
+                out.trackers[e.decision_id] = RollTracker(RollRecord.from_event(e))
+            except RollInputError as err:
+                out.unreadable.append((e.decision_id, str(err)))
+        elif kind == "LIFECYCLE" and e.reason == "ROLL_DONE":
+            done.setdefault(e.decision_id, e.payload)
+        elif kind == "INTENT":
+            intents.add(e.decision_id)
+        elif kind == "PAIR_STATE":
+            last[e.decision_id] = e
+    for did, t in out.trackers.items():
+        if did in done:
+            p = done[did]
+            t.outcome = {"state": str(p.get("roll_state") or "?"), "reason": str(p.get("message") or ""),
+                         "children": p.get("children") or {}}
+            continue
+        by_id = {c.decision_id: c for c in t.record.intents}
+        for c in t.record.children:
+            if c in last:
+                end = _child_end(by_id.get(c), c, last[c])
+                if end is not None:
+                    t.on_child(end)
+            elif c not in intents and c in by_id:
+                out.unrecorded.setdefault(did, []).append(by_id[c])
+        if t.outcome is not None:
+            out.decided_now.append(did)
+    return out
