@@ -38,6 +38,7 @@ class FakeBackend:
     def __init__(self, clock: SimClock | None = None, confirm: ConfirmConfig | None = None) -> None:
         self.status = copy.deepcopy(BASE_STATUS)
         self.calls: list[tuple[Any, ...]] = []
+        self.bys: list[dict[str, Any] | None] = []  # the role and channel each change was sent with
         self.sink = MemorySink()
         self.svc = DeskService(confirm or ConfirmConfig(), 3600.0, self.sink, clock)
 
@@ -67,15 +68,33 @@ class FakeBackend:
     async def venues(self) -> dict[str, Any]:
         return {"gateway-LME": {"state": "UP"}, "gateway-SHFE": {"state": "UP"}}
 
-    async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str, reason: str) -> dict[str, Any]:
+    async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str, reason: str,
+                                by: dict[str, Any] | None = None) -> dict[str, Any]:
         self.calls.append(("set_trading_state", scope, key, state, operator, reason))
+        self.bys.append(by)
         self.status["trading_states"][f"{scope}:{key}" if key else "global"] = state
         return {"ok": True, "event_id": f"ev{len(self.calls)}", "scope": scope, "key": key, "state": state,
                 "acks": {"coordinator": "ok"}, "elapsed_ms": 1.0}
 
-    async def set_limit(self, section: str, key: str | None, field: str | None, value: Any, operator: str) -> dict[str, Any]:
+    async def set_limit(self, section: str, key: str | None, field: str | None, value: Any, operator: str,
+                        by: dict[str, Any] | None = None) -> dict[str, Any]:
         self.calls.append(("set_limit", section, key, field, value, operator))
+        self.bys.append(by)
         return {"ok": True, "acks": {"coordinator": 1}}
+
+    async def resolve(self, decision_id: str, operator: str, note: str, by: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.calls.append(("resolve", decision_id, operator, note))
+        self.bys.append(by)
+        esc = self.status["unresolved_escalations"].pop(decision_id, None)
+        if esc is None:
+            return {"ok": False, "error": f"decision {decision_id} is not an escalated pair"}
+        return {"ok": True, "decision_id": decision_id, "strategy": esc["strategy"], "event_id": "ev-resolve",
+                "resumed": True}
+
+    async def accept_positions(self, operator: str, note: str, by: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.calls.append(("accept_positions", operator, note))
+        self.bys.append(by)
+        return {"ok": True, "resumed": ["global"], "skipped": {}}
 
     async def desk(self, method: str, *args: Any) -> Any:
         return raise_if_error(self.svc.call(method, *args))

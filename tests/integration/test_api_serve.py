@@ -165,6 +165,10 @@ def test_halt_reaches_the_coordinator_and_names_its_operator_in_the_ledger(run):
     ray.get(ray.get_actor("risk-guard", namespace=NS).flush_sink.remote())
     ops = [e for e in events(run["ledger"], "OPERATOR") if e["payload"].get("state") == "HALTED"]
     assert any(e["payload"].get("operator") == "erp" or "erp" in json.dumps(e) for e in ops), ops
+    # the risk guard's record names the token's role and the channel (core/attribution.py)
+    guard_ops = [e["payload"] for e in ops if e["payload"].get("action") == "trading_state"
+                 and e["payload"].get("operator") == "erp"]
+    assert guard_ops and all((p["role"], p["via"]) == ("trader", "api") for p in guard_ops), guard_ops
 
 
 def test_limit_raise_needs_a_second_operator(run):
@@ -206,6 +210,10 @@ def test_cli_acting_commands_need_a_token_while_the_api_runs(run, monkeypatch, c
     assert main(["halt", "--strategy", "cu2", "--namespace", NS]) == 0
     assert "HALTED by tom" in capsys.readouterr().out
     assert ray.get(coord.status.remote())["trading_states"]["strategy:cu2"] == "HALTED"
+    ray.get(guard.flush_sink.remote())
+    mine = [e["payload"] for e in events(run["ledger"], "OPERATOR") if e["payload"].get("action") == "trading_state"
+            and e["payload"].get("operator") == "tom" and e["payload"].get("state") == "HALTED"]
+    assert mine and (mine[-1]["role"], mine[-1]["via"]) == ("trader", "cli"), mine
     assert main(["resume", "--strategy", "cu2", "--namespace", NS]) == 0
     before = ray.get(guard.status.remote())["limits"]["default_limits"]["max_order_qty"]
     monkeypatch.setenv("XMC_API_TOKEN", run["tokens"]["rita"])
@@ -260,6 +268,27 @@ def test_console_in_chromium_a_halt_pressed_on_the_page_reaches_the_coordinator(
         assert ray.get(coord.status.remote())["trading_states"]["strategy:cu"] == "HALTED"
         page.wait_for_selector("#states .state-HALTED", timeout=10_000)
         browser.close()
+    ray.get(ray.get_actor("risk-guard", namespace=NS).flush_sink.remote())
+    pressed = [e["payload"] for e in events(run["ledger"], "OPERATOR") if e["payload"].get("action") == "trading_state"
+               and e["payload"].get("key") == "cu" and e["payload"].get("state") == "HALTED"]
+    assert pressed and (pressed[-1]["operator"], pressed[-1]["role"], pressed[-1]["via"]) == ("tom", "trader", "console")
+
+
+def test_an_acceptance_proposed_by_the_cli_is_run_by_the_deployment_when_confirmed_through_the_api(run):
+    """The API's confirmation runs the deployment's own acceptance (runtime.start_of_day.accept,
+    handed to the Serve replicas when the API starts): this deployment's start found no
+    difference, so the acceptance is refused naming why (409), not left unrunnable (503)."""
+    import ray
+
+    from xmc_actors.api.desk import raise_if_error
+
+    desk = ray.get_actor("api-desk", namespace=NS)
+    pend = raise_if_error(ray.get(desk.call.remote("propose", "accept_positions", {"note": "broker agrees"},
+                                                   ("rita", "risk_officer", "k"), "red alert open", "cli")))
+    cid = pend["confirmation_id"]
+    assert call(f"{run['url']}/v1/confirmations/{cid}", run["tokens"]["rita"], "POST", {})[0] == 403  # her own
+    code, res = call(f"{run['url']}/v1/confirmations/{cid}", run["tokens"]["adam"], "POST", {})
+    assert code == 409 and "nothing to accept" in res["error"], res
 
 
 def test_websocket_stream_through_serve(run):

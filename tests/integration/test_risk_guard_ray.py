@@ -41,7 +41,9 @@ class StandInCoordinator:
     async def on_risk_grant(self, grant: RiskGrant) -> Any:
         return self.chk.update_grant(grant)
 
-    async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str) -> None:
+    async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str,
+                                by: dict[str, Any] | None = None) -> None:
+        self.by = by  # the operator's role and channel, as the risk guard recorded them
         self.chk.set_trading_state(scope, key, state)
 
     async def order_loop(self) -> None:

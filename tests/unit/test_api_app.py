@@ -303,3 +303,56 @@ def test_console_is_served_from_the_package():
     assert r.status_code == 200 and "<html" in r.text.lower()
     assert "http://" not in r.text and "https://" not in r.text  # nothing fetched from the internet
     assert c.get("/", follow_redirects=False).status_code in (302, 307)
+
+
+# -- who, in what role, through what: recorded with every change (core/attribution.py) ------------------
+def test_every_change_is_sent_with_the_tokens_role_and_the_channel():
+    c, be = client()
+    assert c.post("/v1/halt", headers=auth("trader"), json={"strategy": "copper"}).status_code == 200
+    assert c.post("/v1/reduce", headers={**auth("admin"), "X-XMC-Via": "console"}, json={"venue": "LME"}).status_code == 200
+    assert c.post("/v1/limits", headers=auth("risk_officer"),
+                  json={"instrument": "SHFE.cu", "field": "max_position", "value": 8}).status_code == 200
+    assert be.bys == [{"role": "trader", "via": "api"}, {"role": "admin", "via": "console"},
+                      {"role": "risk_officer", "via": "api"}]
+    r = c.post("/v1/alerts/al-yel/acknowledge", headers={**auth("trader"), "X-XMC-Via": "console"}, json={"note": "seen"})
+    assert r.status_code == 200, r.text
+    [ack] = [e for e in be.sink.events if e.kind.value == "OPERATOR"]
+    assert (ack.payload["operator"], ack.payload["role"], ack.payload["via"]) == ("trader", "trader", "console")
+
+
+def _cli_proposal(be: FakeBackend, action: str, params: dict, who: str = "risk_officer") -> str:
+    """A change ``xmc resolve`` / ``xmc accept-positions`` proposed to the desk (as ops/operator_auth does)."""
+    role = "risk_officer" if who.startswith("risk_officer") else who
+    return be.svc.propose(action, params, (who, role, "k"), "red", "cli")["confirmation_id"]
+
+
+def test_a_resolve_proposed_by_the_cli_runs_once_when_another_operator_confirms_it_through_the_api():
+    c, be = client(confirm=ConfirmConfig(window_s=60))
+    be.status["unresolved_escalations"] = {"d1": {"strategy": "copper", "reason": "x"}}
+    cid = _cli_proposal(be, "resolve", {"decision_id": "d1", "note": "flat"})
+    assert [p["action"] for p in c.get("/v1/confirmations", headers=auth("viewer")).json()] == ["resolve"]
+    r = c.post(f"/v1/confirmations/{cid}", headers=auth("risk_officer"))  # the proposer
+    assert r.status_code == 403 and "second" in r.json()["error"] and be.calls == []
+    r = c.post(f"/v1/confirmations/{cid}", headers={**auth("risk_officer2"), "X-XMC-Via": "console"})
+    assert r.status_code == 200, r.text
+    assert r.json()["operator"] == "risk_officer" and r.json()["confirmed_by"] == "risk_officer2"
+    assert be.calls == [("resolve", "d1", "risk_officer", f"flat (confirmed by risk_officer2, {cid})")]
+    assert be.bys == [{"role": "risk_officer", "via": "cli"}]  # the proposer's change, as they made it
+    assert c.post(f"/v1/confirmations/{cid}", headers=auth("admin")).status_code == 409 and len(be.calls) == 1
+    confirm = [e for e in be.sink.events if e.kind.value == "OPERATOR" and e.payload["action"] == "confirm"]
+    assert [(e.payload["operator"], e.payload["via"]) for e in confirm] == [("risk_officer2", "console")]
+
+
+def test_an_acceptance_proposed_by_the_cli_is_confirmed_through_the_api_or_expires():
+    c, be = client(confirm=ConfirmConfig(window_s=30))
+    cid = _cli_proposal(be, "accept_positions", {"note": "broker agrees"}, who="admin")
+    r = c.post(f"/v1/confirmations/{cid}", headers=auth("admin"))
+    assert r.status_code == 403 and be.calls == []
+    r = c.post(f"/v1/confirmations/{cid}", headers=auth("risk_officer"))
+    assert r.status_code == 200, r.text
+    assert be.calls == [("accept_positions", "admin", f"broker agrees (confirmed by risk_officer, {cid})")]
+    assert be.bys == [{"role": "admin", "via": "cli"}]
+    late = _cli_proposal(be, "accept_positions", {"note": "again"}, who="admin")
+    be.svc.core.clock.advance(31 * 1_000_000_000)
+    r = c.post(f"/v1/confirmations/{late}", headers=auth("risk_officer"))
+    assert r.status_code == 410 and r.json()["field"] == "confirmation_id" and len(be.calls) == 1

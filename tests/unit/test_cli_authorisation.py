@@ -44,11 +44,13 @@ class Deployment:
     def __init__(self) -> None:
         self.changes: list[tuple[Any, ...]] = []
         self.red = False
+        self.escalations: dict[str, Any] = {}  # the guard's unresolved escalations (decision id -> detail)
 
     def guard(self, args: argparse.Namespace, method: str, *a: Any) -> Any:
         if method == "status":
             alerts = [{"alert_id": "r1", "level": "red", "monitor": "pnl", "scope": "global", "key": None}] if self.red else []
-            return {"known": KNOWN, "limits": {"instruments": {"SHFE.cu": {"max_position": 10}}}, "open_alerts": alerts}
+            return {"known": KNOWN, "limits": {"instruments": {"SHFE.cu": {"max_position": 10}}}, "open_alerts": alerts,
+                    "unresolved_escalations": dict(self.escalations)}
         self.changes.append((method, *a))
         if method == "set_trading_state":
             return {"ok": True, "event_id": "e1", "elapsed_ms": 1.0, "acks": {"coordinator": "ok"}}
@@ -69,8 +71,8 @@ def dep(monkeypatch: pytest.MonkeyPatch) -> Deployment:
     monkeypatch.setattr(operator_auth, "locate_desk", lambda args: desk)
     monkeypatch.setattr(operator_auth.Authorised, "call", lambda self, m, *a: raise_if_error(desk.call(m, *a)))
 
-    def accept(ns: str, op: str, note: str, timeout: float) -> dict[str, Any]:
-        d.changes.append(("accept", op, note))
+    def accept(ns: str, op: str, note: str, timeout: float, by: Any = None) -> dict[str, Any]:
+        d.changes.append(("accept", op, note, by))
         return {"ok": True, "accepted": {"differences": [], "unverified_venues": []}, "resumed": [], "skipped": {}}
 
     monkeypatch.setattr("xmc_actors.runtime.start_of_day.accept", accept)
@@ -100,7 +102,7 @@ def dep(monkeypatch: pytest.MonkeyPatch) -> Deployment:
 
     def coordinator(method: str, *a: Any) -> Any:
         if method == "submit_roll":
-            d.changes.append((method, a[0].operator))
+            d.changes.append((method, a[0].operator, a[0].role, a[0].via))
             return {"decision_id": a[0].decision_id, "accepted": True, "children": []}
         return None
 
@@ -226,7 +228,9 @@ def test_a_limit_raised_past_the_threshold_waits_for_a_second_operator(dep, monk
     monkeypatch.setenv("XMC_API_TOKEN", RISK2_TOKEN)
     assert main(["confirm"]) == 0 and cid in capsys.readouterr().out  # lists what waits
     assert main(["confirm", cid]) == 0
-    assert dep.changes == [("set_limit", "instruments", "SHFE.cu", "max_position", "20", "op-risk_officer")]
+    # run under the proposer's name, role and channel
+    assert dep.changes == [("set_limit", "instruments", "SHFE.cu", "max_position", "20", "op-risk_officer",
+                            {"role": "risk_officer", "via": "cli"})]
     assert "confirmed by rita" in capsys.readouterr().out
     assert main(["confirm", cid]) == 2  # once
     # a raise within the threshold runs at once
@@ -313,3 +317,105 @@ def test_a_deployment_running_its_api_without_its_desk_refuses_to_act(monkeypatc
         assert e.value.code == EXIT_UNAUTHORISED and "desk (api-desk) is not there" in str(e.value)
     else:
         assert operator_auth.locate_desk(argparse.Namespace()) == expect
+
+
+# -- who acted, in what role, through what (core/attribution.py) ------------------------------------
+def test_the_cli_sends_the_tokens_role_and_via_cli_with_every_change(dep, monkeypatch):
+    monkeypatch.setenv("XMC_API_TOKEN", TOKENS["trader"])
+    assert main(["halt", "--strategy", "copper"]) == 0
+    assert dep.changes[-1] == ("set_trading_state", "strategy", "copper", "HALTED", "op-trader", "",
+                               {"role": "trader", "via": "cli"})
+    monkeypatch.setenv("XMC_API_TOKEN", TOKENS["admin"])
+    assert main(["resolve", "d9", "--note", "flat"]) == 0  # not escalated here: nothing to confirm
+    assert dep.changes[-1][1:3] == ("d9", "op-admin") and dep.changes[-1][-1] == {"role": "admin", "via": "cli"}
+    assert main(["accept-positions", "--note", "broker says so"]) == 0
+    assert dep.changes[-1] == ("accept", "op-admin", "broker says so", {"role": "admin", "via": "cli"})
+    assert main(["roll"] + COMMANDS["roll"][1:]) == 0
+    assert dep.changes[-1] == ("submit_roll", "op-admin", "admin", "cli")  # the roll's OPERATOR event carries them
+
+
+def test_without_an_operator_api_the_role_is_recorded_as_unauthenticated(monkeypatch):
+    d = Deployment()
+    monkeypatch.setattr(cmd_ops, "_call", d.guard)
+    monkeypatch.setattr(operator_auth, "locate_desk", lambda args: None)
+    monkeypatch.delenv("XMC_API_TOKEN", raising=False)
+    assert main(["halt", "--operator", "alice"]) == 0
+    assert main(["limits", "set", "--instrument", "SHFE.cu", "max_position=100", "--operator", "alice"]) == 0
+    assert [c[-1] for c in d.changes] == [{"role": "unauthenticated", "via": "cli"}] * 2
+
+
+# -- resolve and accept-positions resume trading: a second operator after red -----------------------
+def _pending_id(err: str) -> str:
+    return err.split("xmc confirm ")[1].split("`")[0]
+
+
+def test_resolving_an_escalation_waits_for_a_second_operator(dep, monkeypatch, capsys):
+    from xmc_actors.core.sink import MemorySink
+
+    sink = dep.desk.sink = MemorySink()  # type: ignore[attr-defined]
+    dep.escalations = {"d1": {"strategy": "copper", "reason": "leg B rejected", "ts_ns": 1}}
+    monkeypatch.setenv("XMC_API_TOKEN", TOKENS["risk_officer"])
+    assert main(["resolve", "d1", "--note", "flattened by hand"]) == EXIT_PENDING
+    err = capsys.readouterr().err
+    assert "red escalation" in err and "strategy copper" in err and "nothing changed yet" in err
+    assert dep.changes == []  # nothing resolved, nothing resumed
+    cid = _pending_id(err)
+    pend = dep.desk.pending()  # type: ignore[attr-defined]
+    assert [(p["action"], p["params"], p["proposer_role"], p["proposer_via"]) for p in pend] == [
+        ("resolve", {"decision_id": "d1", "note": "flattened by hand"}, "risk_officer", "cli")]
+    # the proposer may not confirm their own; another operator with the right does, once
+    assert main(["confirm", cid]) == EXIT_UNAUTHORISED
+    assert "a second, different operator must confirm" in capsys.readouterr().err and dep.changes == []
+    monkeypatch.setenv("XMC_API_TOKEN", RISK2_TOKEN)
+    assert main(["confirm", cid]) == 0
+    assert dep.changes == [("resolve", "d1", "op-risk_officer", f"flattened by hand (confirmed by rita, {cid})", 5.0,
+                            {"role": "risk_officer", "via": "cli"})]
+    assert "resolved by op-risk_officer, confirmed by rita" in capsys.readouterr().out
+    assert main(["confirm", cid]) == 2 and len(dep.changes) == 1  # not twice
+    # the desk's own record: the proposal and the confirmation, each with its operator, role and via
+    assert [(e.payload["action"], e.payload["operator"], e.payload["role"], e.payload["via"]) for e in sink.events] == [
+        ("propose", "op-risk_officer", "risk_officer", "cli"), ("confirm", "rita", "risk_officer", "cli")]
+
+
+def test_accepting_positions_while_a_red_alert_is_open_waits_for_a_second_operator(dep, monkeypatch, capsys):
+    monkeypatch.setenv("XMC_API_TOKEN", TOKENS["admin"])
+    dep.red = True
+    assert main(["accept-positions", "--note", "confirmed with the broker"]) == EXIT_PENDING
+    err = capsys.readouterr().err
+    assert "accept the start-of-day positions" in err and "red alert" in err and dep.changes == []
+    cid = _pending_id(err)
+    assert main(["confirm", cid]) == EXIT_UNAUTHORISED and dep.changes == []  # the admin proposed it
+    monkeypatch.setenv("XMC_API_TOKEN", RISK2_TOKEN)
+    assert main(["confirm", cid]) == 0
+    assert dep.changes == [("accept", "op-admin", f"confirmed with the broker (confirmed by rita, {cid})",
+                            {"role": "admin", "via": "cli"})]
+    assert "accepted by op-admin, confirmed by rita" in capsys.readouterr().out
+    # no red alert: accepted at once, as before
+    dep.red = False
+    monkeypatch.setenv("XMC_API_TOKEN", TOKENS["admin"])
+    assert main(["accept-positions", "--note", "again"]) == 0 and dep.changes[-1][:3] == ("accept", "op-admin", "again")
+
+
+def test_a_confirmation_after_its_window_is_refused_and_nothing_runs(dep, monkeypatch, capsys):
+    from xmc_actors.core.clock import SimClock
+
+    clock = SimClock()
+    dep.desk.core.confirmations.clock = clock  # type: ignore[attr-defined]
+    dep.escalations = {"d1": {"strategy": "copper", "reason": "x", "ts_ns": 1}}
+    monkeypatch.setenv("XMC_API_TOKEN", TOKENS["risk_officer"])
+    assert main(["resolve", "d1", "--note", "flat"]) == EXIT_PENDING
+    cid = _pending_id(capsys.readouterr().err)
+    clock.advance(301 * 1_000_000_000)  # the desk's window: 300 s
+    monkeypatch.setenv("XMC_API_TOKEN", RISK2_TOKEN)
+    assert main(["confirm", cid]) == 2
+    assert "expired" in capsys.readouterr().err and dep.changes == []
+
+
+def test_a_resolve_or_acceptance_with_confirmation_off_runs_at_once(dep, monkeypatch):
+    dep.desk.core.confirm_cfg = ConfirmConfig(resume_after_red=False)  # type: ignore[attr-defined]
+    dep.escalations = {"d1": {"strategy": "copper", "reason": "x", "ts_ns": 1}}
+    dep.red = True
+    monkeypatch.setenv("XMC_API_TOKEN", TOKENS["risk_officer"])
+    assert main(["resolve", "d1", "--note", "flat"]) == 0
+    assert main(["accept-positions", "--note", "ok"]) == 0
+    assert [c[0] for c in dep.changes] == ["resolve", "accept"]

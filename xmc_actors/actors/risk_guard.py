@@ -7,8 +7,9 @@ commands find it by that name). Contract (docs/architecture.md, "Risk guard"):
   at once and every ``grant_refresh_ms`` after; the coordinator answers with the
   :class:`~xmc_actors.core.risk_rules.GrantAck` its checker's ``update_grant`` returned.
 * ``on_pair_done(summary)``: books the pair, feeds the monitors, applies alert actions.
-* ``halt / reduce / resume(scope, key, operator)`` and ``set_trading_state``: recorded, then
-  pushed to every coordinator as ``set_trading_state(scope, key, state, operator)``; the
+* ``halt / reduce / resume(scope, key, operator, by=)`` and ``set_trading_state``: recorded (the
+  operator, and ``by``: their role and channel, core/attribution.py), then pushed to every
+  coordinator as ``set_trading_state(scope, key, state, operator, by=)``; the
   call returns once they have all acknowledged (or the timeout passed), with per-coordinator
   results and the elapsed time.
 * ``poll_venues()`` (every ``account_poll_s``): the venues' two-sided positions and the brokers'
@@ -36,7 +37,8 @@ import ray
 
 from ..core.alerts import Alert, CallbackAlertSink, sinks_from_config
 from ..core.clock import Clock, SystemClock
-from ..core.risk_guard import GuardOutput, RiskGuardCore, check_operator
+from ..core.attribution import attribution
+from ..core.risk_guard import GuardOutput, RiskGuardCore
 from ..core.risk_checker import fx_from_book
 from ..core.risk_types import FxProvider, GrantAck, scope_key
 from ..core.sink import EventSink, MemorySink
@@ -340,45 +342,54 @@ class RiskGuard:
         t.add_done_callback(self._bg.discard)
 
     # -- trading state (kill switch) --------------------------------------------------------------
-    async def _broadcast(self, scope: str, key: str | None, state: TradingState, operator: str) -> dict[str, str]:
+    async def _broadcast(self, scope: str, key: str | None, state: TradingState, operator: str,
+                         by: dict[str, Any] | None = None) -> dict[str, str]:
         names = list(self.handles)
-        refs = [self.handles[n].set_trading_state.remote(scope, key, state.value, operator) for n in names]
+        refs = [self.handles[n].set_trading_state.remote(scope, key, state.value, operator, by=by) for n in names]
         res = await asyncio.gather(*(asyncio.wait_for(_await(r), self.push_timeout_s) for r in refs), return_exceptions=True)
         return {n: ("ok" if not isinstance(r, BaseException) else f"error: {type(r).__name__}: {r}") for n, r in zip(names, res)}
 
-    async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str, reason: str = "") -> dict[str, Any]:
-        """Change a trading state, record it, push it to every coordinator and await their acks."""
+    async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str, reason: str = "",
+                                by: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Change a trading state, record it, push it to every coordinator and await their acks.
+        ``by``: the operator's role and channel (core/attribution.py), recorded with the name."""
         t0 = time.perf_counter()
         try:
-            ev = self.core.set_trading_state(scope, key, TradingState(state), operator, reason)
+            ev = self.core.set_trading_state(scope, key, TradingState(state), operator, reason, by=by)
         except ValueError as e:
             return {"ok": False, "error": str(e)}
         if self.rebuilding:  # pushed now, and applied again to the rebuilt core
             self._held_states.append((scope, key, TradingState(state)))
-        acks = await self._broadcast(scope, key, TradingState(state), operator)
+        acks = await self._broadcast(scope, key, TradingState(state), operator,
+                                     {"role": ev.payload["role"], "via": ev.payload["via"]})
         elapsed = (time.perf_counter() - t0) * 1000
         await self.regrant_all()  # a pushed state holds with the more severe grant state until a grant agrees
         return {"ok": all(v == "ok" for v in acks.values()), "event_id": ev.event_id, "scope": scope, "key": key,
                 "state": state, "acks": acks, "elapsed_ms": elapsed}
 
-    async def record_acceptance(self, operator: str, reason: str, accepted: dict[str, Any]) -> dict[str, Any]:
+    async def record_acceptance(self, operator: str, reason: str, accepted: dict[str, Any],
+                                by: dict[str, Any] | None = None) -> dict[str, Any]:
         """Record an operator's acceptance of the start-of-day differences (``RiskGuardCore.record_acceptance``)."""
         try:
-            ev = self.core.record_acceptance(operator, reason, accepted)
+            ev = self.core.record_acceptance(operator, reason, accepted, by=by)
         except ValueError as e:
             return {"ok": False, "error": str(e)}
         return {"ok": True, "event_id": ev.event_id}
 
-    async def halt(self, scope: str = "global", key: str | None = None, operator: str = "", reason: str = "") -> dict[str, Any]:
-        return await self.set_trading_state(scope, key, TradingState.HALTED.value, operator, reason)
+    async def halt(self, scope: str = "global", key: str | None = None, operator: str = "", reason: str = "",
+                   by: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await self.set_trading_state(scope, key, TradingState.HALTED.value, operator, reason, by=by)
 
-    async def reduce(self, scope: str = "global", key: str | None = None, operator: str = "", reason: str = "") -> dict[str, Any]:
-        return await self.set_trading_state(scope, key, TradingState.REDUCING.value, operator, reason)
+    async def reduce(self, scope: str = "global", key: str | None = None, operator: str = "", reason: str = "",
+                   by: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await self.set_trading_state(scope, key, TradingState.REDUCING.value, operator, reason, by=by)
 
-    async def resume(self, scope: str = "global", key: str | None = None, operator: str = "", reason: str = "") -> dict[str, Any]:
-        return await self.set_trading_state(scope, key, TradingState.ACTIVE.value, operator, reason)
+    async def resume(self, scope: str = "global", key: str | None = None, operator: str = "", reason: str = "",
+                   by: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await self.set_trading_state(scope, key, TradingState.ACTIVE.value, operator, reason, by=by)
 
-    async def resolve(self, decision_id: str, operator: str, note: str, timeout_s: float = 10.0) -> dict[str, Any]:
+    async def resolve(self, decision_id: str, operator: str, note: str, timeout_s: float = 10.0,
+                      by: dict[str, Any] | None = None) -> dict[str, Any]:
         """A person dealt with an escalated pair's residual (``xmc resolve``): record it (an
         ``OPERATOR`` event under the decision id: who, the note, the residual as the ledger's
         ``ESCALATION`` event recorded it), then resume the strategy the escalation halted, once
@@ -388,7 +399,7 @@ class RiskGuard:
         if self.rebuilding:
             return {"ok": False, "error": "risk guard is rebuilding after a restart: retry in a few seconds"}
         try:
-            check_operator(operator)
+            attribution(operator, by)
             if not isinstance(note, str) or not note.strip():
                 raise ValueError("note: say how the residual was dealt with (--note TEXT); it is recorded")
             esc = self.core.check_resolvable(decision_id)
@@ -397,7 +408,7 @@ class RiskGuard:
         did = decision_id.strip()
         residual, source = await self._ledger_residual(did, timeout_s)
         try:  # checked again: a resolve of the same id may have run while the ledger was read
-            ev, last = self.core.resolve(did, operator, note, residual, source)
+            ev, last = self.core.resolve(did, operator, note, residual, source, by=by)
         except ValueError as e:
             return {"ok": False, "error": str(e)}
         strategy = esc["strategy"]
@@ -414,7 +425,7 @@ class RiskGuard:
                            f"{setter} set it; `xmc resume --strategy {strategy}` lifts that")
             return out
         res = await self.set_trading_state("strategy", strategy, TradingState.ACTIVE.value, operator.strip(),
-                                           f"escalation {did} resolved: {note.strip()}")
+                                           f"escalation {did} resolved: {note.strip()}", by=by)
         out.update(resumed="event_id" in res, resume=res)
         return out
 
@@ -431,11 +442,12 @@ class RiskGuard:
                 return ev.payload["residual"], f"ESCALATION {ev.event_id}"
         return None, "pair summary (no ESCALATION event in the ledger)"
 
-    async def set_limit(self, section: str, key: str | None, field: str | None, value: Any, operator: str) -> dict[str, Any]:
+    async def set_limit(self, section: str, key: str | None, field: str | None, value: Any, operator: str,
+                        by: dict[str, Any] | None = None) -> dict[str, Any]:
         if self.rebuilding:
             return {"ok": False, "error": "risk guard is rebuilding after a restart: retry in a few seconds"}
         try:
-            self.core.set_limit(section, key, field, value, operator)
+            self.core.set_limit(section, key, field, value, operator, by=by)
         except ValueError as e:
             return {"ok": False, "error": str(e)}
         acks = await self.regrant_all()

@@ -12,7 +12,10 @@ is in ``core/operator_api.py``; this module maps HTTP onto it:
   or account -> 404 naming the field and listing the valid names; a used ``request_id`` -> the
   first answer again, or 409; too many requests for one token -> 429 with ``Retry-After``;
 * every refusal is answered ``{"error": why, "field": field}``, counted and recorded
-  (BAD_INPUT in the ledger); nothing is sent to the risk guard.
+  (BAD_INPUT in the ledger); nothing is sent to the risk guard;
+* every change is recorded with the operator, the token's role and the channel (``via``:
+  ``console`` when the request says ``X-XMC-Via: console``, as the console's page does, else
+  ``api``; core/attribution.py).
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from ..core.attribution import UNKNOWN, api_by
 from ..core.clock import Clock, SystemClock
 from ..core.operator_api import (ANONYMOUS, Action, ApiError, Principal, RateLimiter, TokenBook, authorise, bearer,
                                  check_known, fingerprint, needs_confirmation)
@@ -91,6 +95,13 @@ class BodyLimit:
             return await receive()
 
         return await self.app(scope, replay, send)
+
+
+def via_of(request: Request) -> str:
+    """The channel a change came through: ``console`` (the console's page says so with the
+    ``X-XMC-Via`` header) or ``api``. A label for the record, not a permission: the token decides
+    what the caller may do."""
+    return "console" if (request.headers.get("x-xmc-via") or "").strip().lower() == "console" else "api"
 
 
 def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -189,7 +200,8 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
 
     # -- the change path: request id, second operator, the risk guard -------------------------
     async def run_change(p: Principal, action: str, params: dict[str, Any], request_id: str | None,
-                         do: Callable[[], Awaitable[dict[str, Any]]], status: dict[str, Any]) -> dict[str, Any]:
+                         do: Callable[[], Awaitable[dict[str, Any]]], status: dict[str, Any],
+                         via: str = "api") -> dict[str, Any]:
         rid = f"{p.operator}:{request_id}" if request_id else None
         if rid:
             first = await backend.desk("begin", rid, p.operator, fingerprint(action, params))
@@ -199,7 +211,7 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
         try:
             why = needs_confirmation(cfg.confirm, action, params, status)
             if why:
-                pend = await backend.desk("propose", action, params, principal_wire(p), why)
+                pend = await backend.desk("propose", action, params, principal_wire(p), why, via)
                 out = PendingResult(confirmation_id=pend["confirmation_id"], action=action, why=why,
                                     proposer=p.operator, expires_ns=pend["expires_ns"]).model_dump()
             else:
@@ -213,15 +225,17 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
         count(action)
         return out
 
-    async def do_state(action: str, scope: str, key: str | None, reason: str, operator: str) -> dict[str, Any]:
-        res = await backend.set_trading_state(scope, key, STATES[action], operator, reason)
+    async def do_state(action: str, scope: str, key: str | None, reason: str, operator: str,
+                       by: dict[str, Any]) -> dict[str, Any]:
+        res = await backend.set_trading_state(scope, key, STATES[action], operator, reason, by)
         if "error" in res and "event_id" not in res:
             raise ApiError(409, res["error"], "state")
         return StateResult(ok=bool(res.get("ok")), scope=scope, key=key, state=STATES[action], operator=operator,
                            event_id=res.get("event_id"), acks=res.get("acks") or {}).model_dump()
 
-    async def do_limit(section: str, key: str | None, field: str | None, value: Any, operator: str) -> dict[str, Any]:
-        res = await backend.set_limit(section, key, field, value, operator)
+    async def do_limit(section: str, key: str | None, field: str | None, value: Any, operator: str,
+                       by: dict[str, Any]) -> dict[str, Any]:
+        res = await backend.set_limit(section, key, field, value, operator, by)
         if not res.get("ok"):
             raise ApiError(422, res.get("error", "refused"), "value")
         return LimitResult(ok=True, section=section, key=key, field=field, value=value, operator=operator,
@@ -230,7 +244,8 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
     def state_route(action: str) -> None:
         act = Action(action)
 
-        async def change(body: StateChange, p: Principal = Depends(may(act))) -> Any:
+        async def change(body: StateChange, request: Request, p: Principal = Depends(may(act))) -> Any:
+            via = via_of(request)
             scope, key = body.scope()
             st = await backend.risk_status()
             if key is not None:
@@ -238,7 +253,7 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
             reason = f"[api] {body.reason}".strip()
             params = {"scope": scope, "key": key, "reason": reason}
             out = await run_change(p, action, params, body.request_id,
-                                   lambda: do_state(action, scope, key, reason, p.operator), st)
+                                   lambda: do_state(action, scope, key, reason, p.operator, api_by(p, via)), st, via)
             return JSONResponse(out, status_code=202 if out.get("pending") else 200)
 
         app.post(f"/v1/{action}", response_model=StateResult | PendingResult, responses=ERRORS,
@@ -248,7 +263,8 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
         state_route(a)
 
     @app.post("/v1/limits", response_model=LimitResult | PendingResult, responses=ERRORS, summary="change one risk limit")
-    async def set_limit(body: LimitChange, p: Principal = Depends(may(Action.LIMITS))) -> Any:
+    async def set_limit(body: LimitChange, request: Request, p: Principal = Depends(may(Action.LIMITS))) -> Any:
+        via = via_of(request)
         section, key, field, kind = body.target()
         st = await backend.risk_status()
         if key is not None and kind is not None:
@@ -257,31 +273,49 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
         value = body.value if body.value is not None else "none"
         params = {"section": section, "key": key, "field": field, "value": str(value)}
         out = await run_change(p, "limits", params, body.request_id,
-                               lambda: do_limit(section, key, field, str(value), p.operator), st)
+                               lambda: do_limit(section, key, field, str(value), p.operator, api_by(p, via)), st, via)
         return JSONResponse(out, status_code=202 if out.get("pending") else 200)
 
     @app.post("/v1/alerts/{alert_id}/acknowledge", response_model=AckResult, responses=ERRORS,
               summary="acknowledge an open alert (recorded with the operator)")
-    async def acknowledge(alert_id: str, body: AckRequest, p: Principal = Depends(may(Action.ACKNOWLEDGE))) -> Any:
+    async def acknowledge(alert_id: str, body: AckRequest, request: Request,
+                          p: Principal = Depends(may(Action.ACKNOWLEDGE))) -> Any:
         st = await backend.risk_status()
         params = {"alert_id": alert_id, "note": body.note}
+        via = via_of(request)
 
         async def do() -> dict[str, Any]:
-            return await backend.desk("acknowledge", alert_id, principal_wire(p), body.note, st.get("open_alerts") or [])
+            return await backend.desk("acknowledge", alert_id, principal_wire(p), body.note, st.get("open_alerts") or [],
+                                      via)
 
         return await run_change(p, "acknowledge", params, body.request_id, do, {})
 
     @app.post("/v1/confirmations/{confirmation_id}", response_model=StateResult | LimitResult, responses=ERRORS,
               summary="confirm another operator's change (二次确认); it runs now, recorded with both names")
-    async def confirm(confirmation_id: str, body: ConfirmRequest | None = None,
+    async def confirm(confirmation_id: str, request: Request, body: ConfirmRequest | None = None,
                       p: Principal = Depends(may(Action.CONFIRM))) -> Any:
-        pend = await backend.desk("confirm", confirmation_id, principal_wire(p))
+        pend = await backend.desk("confirm", confirmation_id, principal_wire(p), via_of(request))
         prm, who = pend["params"], pend["proposer"]
+        # the change is the proposer's: recorded under their name, role and channel
+        by = {"role": pend.get("proposer_role") or UNKNOWN, "via": pend.get("proposer_via") or UNKNOWN}
         note = f" (confirmed by {p.operator}, {confirmation_id})"
         if pend["action"] in STATES:
-            out = await do_state(pend["action"], prm["scope"], prm["key"], (prm.get("reason") or "") + note, who)
-        else:
-            out = await do_limit(prm["section"], prm["key"], prm["field"], prm["value"], who)
+            out = await do_state(pend["action"], prm["scope"], prm["key"], (prm.get("reason") or "") + note, who, by)
+        elif pend["action"] == "limits":
+            out = await do_limit(prm["section"], prm["key"], prm["field"], prm["value"], who, by)
+        elif pend["action"] == "resolve":
+            res = await backend.resolve(prm["decision_id"], who, prm["note"] + note, by)
+            if not res.get("ok"):
+                raise ApiError(409, f"resolve {prm['decision_id']}: {res.get('error', 'refused')}", "decision_id")
+            return JSONResponse({**res, "operator": who, "confirmed_by": p.operator})
+        elif pend["action"] == "accept_positions":
+            try:
+                res = await backend.accept_positions(who, prm["note"] + note, by)
+            except ValueError as e:
+                raise ApiError(409, f"accept_positions: {e}", "confirmation_id") from None
+            return JSONResponse({**res, "operator": who, "confirmed_by": p.operator})
+        else:  # the desk proposes only the changes listed in core.operator_api.CONFIRMABLE
+            raise ApiError(422, f"confirmation {confirmation_id}: no way to run {pend['action']!r}", "confirmation_id")
         out["confirmed_by"] = p.operator
         return out
 
@@ -291,12 +325,12 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
 
     # -- batch orders across accounts (item 4) -------------------------------------------------
     @app.post("/v1/batches", responses=ERRORS, summary="one instruction split into one pair per account and executed")
-    async def batch(body: BatchRequest, p: Principal = Depends(may(Action.ORDER))) -> Any:
-        return await run_batch(body, p, "batch", {})
+    async def batch(body: BatchRequest, request: Request, p: Principal = Depends(may(Action.ORDER))) -> Any:
+        return await run_batch(body, p, "batch", {}, via_of(request))
 
     @app.post("/v1/hedges", responses=ERRORS,
               summary="an ERP's hedging need (commodity, quantity in physical units, direction, account) executed as a pair")
-    async def hedge(body: HedgeRequest, p: Principal = Depends(may(Action.ORDER))) -> Any:
+    async def hedge(body: HedgeRequest, request: Request, p: Principal = Depends(may(Action.ORDER))) -> Any:
         from ..model.config import DeploymentConfig
 
         dep = DeploymentConfig.model_validate(await backend.config())
@@ -317,13 +351,13 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
                          allocation="equal", webhook=body.webhook)
         extra = {"hedge_id": body.hedge_id, "commodity": body.commodity,
                  "period": body.period.model_dump() if body.period else None, "roll": body.roll}
-        return await run_batch(b, p, "hedge", extra)
+        return await run_batch(b, p, "hedge", extra, via_of(request))
 
     @app.get("/v1/webhooks", responses=ERRORS, summary="each webhook: deliveries by state, dead letters")
     async def webhooks(p: Principal = Depends(reader)) -> Any:
         return await backend.desk("webhooks_status")
 
-    async def run_batch(body: BatchRequest, p: Principal, kind: str, extra: dict[str, Any]) -> Any:
+    async def run_batch(body: BatchRequest, p: Principal, kind: str, extra: dict[str, Any], via: str = "api") -> Any:
         from ..core.batch import AccountPair, plan_batch
         from ..model.config import DeploymentConfig
         from ..model.market import Side
@@ -368,7 +402,7 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
                 r = {"decision_id": intent.decision_id, "accepted": False, "state": "UNKNOWN", "reason": str(e)}
             submitted.append({k: r.get(k) for k in ("decision_id", "accepted", "state", "reason", "duplicate")})
         public = {**plan.public(), "kind": kind, **extra, "webhook": body.webhook}
-        await backend.desk("batch_put", public, principal_wire(p), submitted)
+        await backend.desk("batch_put", public, principal_wire(p), submitted, via)
         if body.webhook:
             await backend.desk("watch", kind, body.instruction_id, body.webhook,
                                [x["decision_id"] for x in plan.parts if x.get("decision_id")])

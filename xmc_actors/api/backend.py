@@ -20,8 +20,12 @@ class Backend(Protocol):
     async def summaries(self) -> list[dict[str, Any]]: ...
     async def strategies(self) -> dict[str, Any]: ...
     async def venues(self) -> dict[str, Any]: ...
-    async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str, reason: str) -> dict[str, Any]: ...
-    async def set_limit(self, section: str, key: str | None, field: str | None, value: Any, operator: str) -> dict[str, Any]: ...
+    async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str, reason: str,
+                                by: dict[str, Any] | None = None) -> dict[str, Any]: ...
+    async def set_limit(self, section: str, key: str | None, field: str | None, value: Any, operator: str,
+                        by: dict[str, Any] | None = None) -> dict[str, Any]: ...
+    async def resolve(self, decision_id: str, operator: str, note: str, by: dict[str, Any] | None = None) -> dict[str, Any]: ...
+    async def accept_positions(self, operator: str, note: str, by: dict[str, Any] | None = None) -> dict[str, Any]: ...
     async def desk(self, method: str, *args: Any) -> Any: ...
     async def quotes(self) -> dict[str, Any]: ...
     async def config(self) -> dict[str, Any]: ...
@@ -34,8 +38,9 @@ class BackendUnavailable(RuntimeError):
 
 
 class RayBackend:
-    def __init__(self, namespace: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, namespace: str, timeout_s: float = 10.0, accept: Any = None) -> None:
         self.namespace = namespace
+        self._accept = accept  # runtime.start_of_day.accept, handed down by the runtime that starts the API
         self.timeout_s = timeout_s
         self._handles: dict[str, Any] = {}
         self._legs: list[tuple[str, str, dict[str, str]]] | None = None
@@ -133,13 +138,30 @@ class RayBackend:
     async def pair(self, decision_id: str) -> dict[str, Any] | None:
         return await self._call(COORDINATOR_NAME, "pairs", decision_id)
 
-    async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str, reason: str) -> dict[str, Any]:
-        return await self._call(RISK_GUARD_NAME, "set_trading_state", scope, key, state, operator, reason,
+    async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str, reason: str,
+                                by: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await self._call(RISK_GUARD_NAME, "set_trading_state", scope, key, state, operator, reason, by,
                                 timeout_s=self.timeout_s * 3)
 
-    async def set_limit(self, section: str, key: str | None, field: str | None, value: Any, operator: str) -> dict[str, Any]:
-        return await self._call(RISK_GUARD_NAME, "set_limit", section, key, field, value, operator,
+    async def set_limit(self, section: str, key: str | None, field: str | None, value: Any, operator: str,
+                        by: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await self._call(RISK_GUARD_NAME, "set_limit", section, key, field, value, operator, by,
                                 timeout_s=self.timeout_s * 3)
+
+    async def resolve(self, decision_id: str, operator: str, note: str, by: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The risk guard's ``resolve`` (what ``xmc resolve`` calls), run by a confirmation."""
+        return await self._call(RISK_GUARD_NAME, "resolve", decision_id, operator, note, self.timeout_s, by,
+                                timeout_s=self.timeout_s * 3)
+
+    async def accept_positions(self, operator: str, note: str, by: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``runtime.start_of_day.accept`` (what ``xmc accept-positions`` calls), run by a confirmation."""
+        if self._accept is None:
+            raise BackendUnavailable("this API was started without the deployment's start-of-day acceptance: "
+                                     "confirm it with `xmc confirm ID`; nothing changed")
+        try:
+            return await asyncio.to_thread(self._accept, self.namespace, operator, note, self.timeout_s, by)
+        except LookupError as e:
+            raise BackendUnavailable(str(e)) from None
 
     async def desk(self, method: str, *args: Any) -> Any:
         return raise_if_error(await self._call(DESK_NAME, "call", method, *args))

@@ -33,6 +33,16 @@ def principal_from(w: tuple[str, str, str] | list[str]) -> Principal:
     return Principal(w[0], Role(w[1]), w[2])
 
 
+DESK_VIAS = ("api", "console", "cli")
+
+
+def check_via(via: object) -> str:
+    """The channel a desk call came through (recorded with the operator); 422 naming ``via``."""
+    if via not in DESK_VIAS:
+        raise ApiError(422, f"via: {via!r} is not one of {', '.join(DESK_VIAS)}", "via")
+    return str(via)
+
+
 class DeskService:
     def __init__(self, confirm: ConfirmConfig, ttl_s: float, sink: EventSink | None = None,
                  clock: Clock | None = None, webhooks: tuple[WebhookConfig, ...] = (),
@@ -65,19 +75,20 @@ class DeskService:
     def abort(self, request_id: str) -> None:
         self.core.requests.abort(request_id)
 
-    def propose(self, action: str, params: dict[str, Any], who: Any, why: str) -> dict[str, Any]:
+    def propose(self, action: str, params: dict[str, Any], who: Any, why: str, via: str = "api") -> dict[str, Any]:
         p = principal_from(who)
-        pend = self.core.confirmations.propose(action, params, p, why)
+        pend = self.core.confirmations.propose(action, params, p, why, check_via(via))
         self.core.count("proposed")
-        self._emit(self.core.operator_event("propose", p, confirmation_id=pend.confirmation_id, change=action,
+        self._emit(self.core.operator_event("propose", p, via, confirmation_id=pend.confirmation_id, change=action,
                                             params=params, why=why, expires_ns=pend.expires_ns))
         return pend.public()
 
-    def confirm(self, confirmation_id: str, who: Any) -> dict[str, Any]:
+    def confirm(self, confirmation_id: str, who: Any, via: str = "api") -> dict[str, Any]:
         p = principal_from(who)
+        check_via(via)
         pend = self.core.confirmations.confirm(confirmation_id, p)
         self.core.count("confirmed")
-        self._emit(self.core.operator_event("confirm", p, confirmation_id=confirmation_id, change=pend.action,
+        self._emit(self.core.operator_event("confirm", p, via, confirmation_id=confirmation_id, change=pend.action,
                                             params=pend.params, proposer=pend.proposer, why=pend.why))
         return pend.public()
 
@@ -93,16 +104,17 @@ class DeskService:
     def pending(self) -> list[dict[str, Any]]:
         return [p.public() for p in self.core.confirmations.pending()]
 
-    def acknowledge(self, alert_id: str, who: Any, note: str, open_alerts: list[dict[str, Any]]) -> dict[str, Any]:
-        ack, ev = self.core.acknowledge(alert_id, principal_from(who), note, open_alerts)
+    def acknowledge(self, alert_id: str, who: Any, note: str, open_alerts: list[dict[str, Any]],
+                    via: str = "api") -> dict[str, Any]:
+        ack, ev = self.core.acknowledge(alert_id, principal_from(who), note, open_alerts, check_via(via))
         self._emit(ev)
         return {"ok": True, "alert_id": alert_id, "operator": ack.operator, "event_id": ev.event_id}
 
-    def batch_put(self, plan: dict[str, Any], who: Any, submitted: list[dict[str, Any]]) -> None:
-        p = principal_from(who)
+    def batch_put(self, plan: dict[str, Any], who: Any, submitted: list[dict[str, Any]], via: str = "api") -> None:
+        p, via = principal_from(who), check_via(via)
         self.batches[plan["instruction_id"]] = plan
         self.core.count("batches")
-        self._emit(self.core.operator_event("batch", p, instruction_id=plan["instruction_id"], plan=plan,
+        self._emit(self.core.operator_event("batch", p, via, instruction_id=plan["instruction_id"], plan=plan,
                                             submitted=submitted))
 
     def batch_get(self, instruction_id: str) -> dict[str, Any]:

@@ -59,13 +59,14 @@ def _deployment_class() -> Any:
 
     @serve.ingress()
     class OperatorApi:
-        def __init__(self, api: dict[str, Any], entries: list[dict[str, Any]], namespace: str) -> None:
+        def __init__(self, api: dict[str, Any], entries: list[dict[str, Any]], namespace: str,
+                     accept: Any = None) -> None:
             from ..core.operator_api import TokenBook
             from .backend import RayBackend
 
             self.cfg = ApiConfig.model_validate(api)
             self.tokens = TokenBook([TokenEntry.model_validate(e) for e in entries], os.environ)
-            self.backend = RayBackend(namespace)
+            self.backend = RayBackend(namespace, accept=accept)
 
         def __serve_build_asgi_app__(self) -> Any:
             from .app import build_app
@@ -75,10 +76,14 @@ def _deployment_class() -> Any:
     return OperatorApi
 
 
-def start_api(cfg: ApiConfig, namespace: str, ledger: dict[str, Any] | None, *, detached: bool = False) -> dict[str, Any]:
+def start_api(cfg: ApiConfig, namespace: str, ledger: dict[str, Any] | None, *, detached: bool = False,
+              accept: Any = None) -> dict[str, Any]:
     """Start Serve on ``cfg.host:cfg.port`` (once per Ray cluster), the desk, and the ingress;
     returns ``{"url", "console", "startup_s", "openapi", "tokens", "desk"}`` (``desk``: the desk's
-    handle, which the caller keeps). ApiStartError saying why otherwise."""
+    handle, which the caller keeps). ApiStartError saying why otherwise. ``accept``: how the
+    deployment accepts its start-of-day positions (``runtime.start_of_day.accept``, handed down by
+    the runtime that starts the API, a layer the API does not import), what a confirmed
+    ``accept_positions`` runs."""
     import ray
     from ray import serve
 
@@ -100,7 +105,7 @@ def start_api(cfg: ApiConfig, namespace: str, ledger: dict[str, Any] | None, *, 
     dep = serve.deployment(_deployment_class(), name="OperatorApi", num_replicas=cfg.replicas,
                            ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": refs}} if refs
                            else {"num_cpus": 0})
-    app = dep.bind(cfg.model_dump(mode="json"), [e.model_dump(mode="json") for e in entries], namespace)
+    app = dep.bind(cfg.model_dump(mode="json"), [e.model_dump(mode="json") for e in entries], namespace, accept)
     try:
         serve.run(app, name=APP_NAME, route_prefix="/")
     except Exception as e:  # noqa: BLE001

@@ -316,10 +316,13 @@ class Pending:
     expires_ns: int
     confirmed_by: str = ""
     state: str = "PENDING"  # PENDING, CONFIRMED, EXPIRED
+    proposer_role: str = ""  # the proposer's role and channel: the change runs under them (core/attribution.py)
+    proposer_via: str = "api"
 
     def public(self) -> dict[str, Any]:
         return {"confirmation_id": self.confirmation_id, "action": self.action, "params": self.params,
-                "proposer": self.proposer, "why": self.why, "opened_ns": self.opened_ns,
+                "proposer": self.proposer, "proposer_role": self.proposer_role, "proposer_via": self.proposer_via,
+                "why": self.why, "opened_ns": self.opened_ns,
                 "expires_ns": self.expires_ns, "confirmed_by": self.confirmed_by, "state": self.state}
 
 
@@ -343,8 +346,31 @@ def current_limit(limits: Mapping[str, Any], section: str, key: str | None, fiel
     return node
 
 
+def _open_reds(status: Mapping[str, Any], scope: Any, key: Any) -> list[Mapping[str, Any]]:
+    """The red alerts open on ``scope``/``key`` or on everything (all of them for a global scope)."""
+    return [a for a in status.get("open_alerts") or [] if a.get("level") == "red"
+            and (scope == "global" or a.get("scope") == "global" or (a.get("scope") == scope and a.get("key") == key))]
+
+
+def _reds_text(reds: list[Mapping[str, Any]]) -> str:
+    return ", ".join(f"{a.get('monitor')} {a.get('scope')}={a.get('key')}" for a in reds[:5])
+
+
+#: the changes a second operator may have to confirm (what a confirmation runs): the API's and
+#: ``xmc``'s trading states and limits, and ``xmc resolve`` / ``xmc accept-positions``, which
+#: resume trading too (an escalated strategy; the deployment held by the start-of-day gate)
+CONFIRMABLE = ("halt", "reduce", "resume", "limits", "resolve", "accept_positions")
+
+
 def needs_confirmation(cfg: ConfirmConfig, action: str, params: Mapping[str, Any], status: Mapping[str, Any]) -> str | None:
-    """Why this change needs a second operator (None: it does not)."""
+    """Why this change needs a second operator (None: it does not). ``status``: the risk guard's.
+
+    * ``limits``: raised by more than ``cfg.limit_raise_pct`` (or cleared);
+    * with ``cfg.resume_after_red``: ``resume`` while a red alert is open on the scope (or a
+      global one); ``resolve`` of an escalated pair (``params["decision_id"]`` among the guard's
+      unresolved escalations: an escalation is a red alert, ``pair_escalation``, that halted its
+      strategy, and resolving it resumes the strategy); ``accept_positions`` (it resumes
+      everything the start-of-day gate held) while any red alert is open, as a global resume."""
     if action == "limits":
         old = _num(current_limit(status.get("limits") or {}, params["section"], params.get("key"), params.get("field")))
         new = _num(params.get("value"))
@@ -356,13 +382,24 @@ def needs_confirmation(cfg: ConfirmConfig, action: str, params: Mapping[str, Any
         if pct > cfg.limit_raise_pct:
             return f"the limit is raised by {pct:.1f}% ({old} -> {new}), more than {cfg.limit_raise_pct:g}%"
         return None
-    if action == "resume" and cfg.resume_after_red:
-        scope, key = params.get("scope"), params.get("key")
-        reds = [a for a in status.get("open_alerts") or [] if a.get("level") == "red"
-                and (scope == "global" or a.get("scope") == "global" or (a.get("scope") == scope and a.get("key") == key))]
+    if not cfg.resume_after_red:
+        return None
+    if action == "resume":
+        reds = _open_reds(status, params.get("scope"), params.get("key"))
         if reds:
-            return (f"resume while {len(reds)} red alert(s) are open: "
-                    + ", ".join(f"{a.get('monitor')} {a.get('scope')}={a.get('key')}" for a in reds[:5]))
+            return f"resume while {len(reds)} red alert(s) are open: " + _reds_text(reds)
+    elif action == "resolve":
+        did = str(params.get("decision_id") or "").strip()
+        esc = (status.get("unresolved_escalations") or {}).get(did)
+        if esc is not None:  # not escalated (or resolved already): the risk guard refuses it, nothing to confirm
+            strategy = esc.get("strategy") if isinstance(esc, Mapping) else None
+            return (f"resolve {did}: it clears a red escalation (pair_escalation) that halted strategy {strategy}, "
+                    "which resumes once none of its escalations is left")
+    elif action == "accept_positions":
+        reds = _open_reds(status, "global", None)
+        if reds:
+            return (f"accept the start-of-day positions (trading resumes) while {len(reds)} red alert(s) are open: "
+                    + _reds_text(reds))
     return None
 
 
@@ -373,9 +410,13 @@ class ConfirmationBook:
         self.clock, self.window_ns, self.new_id = clock, int(window_s * NS_PER_S), new_id
         self.items: dict[str, Pending] = {}
 
-    def propose(self, action: str, params: dict[str, Any], proposer: Principal, why: str) -> Pending:
+    def propose(self, action: str, params: dict[str, Any], proposer: Principal, why: str, via: str = "api") -> Pending:
+        if action not in CONFIRMABLE:
+            raise ApiError(422, f"action {action!r}: not a change a confirmation can run ({', '.join(CONFIRMABLE)})",
+                           "action")
         now = self.clock.now_ns()
-        p = Pending(self.new_id(), action, dict(params), proposer.operator, why, now, now + self.window_ns)
+        p = Pending(self.new_id(), action, dict(params), proposer.operator, why, now, now + self.window_ns,
+                    proposer_role=proposer.role.value, proposer_via=via)
         self.items[p.confirmation_id] = p
         return p
 
@@ -452,16 +493,19 @@ class OperatorDesk:
     def count(self, what: str) -> None:
         self.counters[what] = self.counters.get(what, 0) + 1
 
-    def operator_event(self, action: str, p: Principal, **payload: Any) -> Event:
+    def operator_event(self, action: str, p: Principal, via: str = "api", **payload: Any) -> Event:
+        """An OPERATOR event of the desk's own (a proposal, a confirmation, an acknowledgement, a
+        batch) naming the operator, their role and the channel (``api``, ``console`` or ``cli``)."""
         return self.maker.make(EventKind.OPERATOR, reason=action, action=action, operator=p.operator,
-                               role=p.role.value, via="api", **payload)
+                               role=p.role.value, via=via, **payload)
 
     def refused_event(self, err: ApiError, path: str, who: Principal | None) -> Event:
         self.count(f"refused_{err.status}")
         return self.maker.make(EventKind.BAD_INPUT, reason=err.reason[:500], field=err.field or "", status=err.status,
                                path=path, operator=who.operator if who else "", via="api")
 
-    def acknowledge(self, alert_id: str, who: Principal, note: str, open_alerts: Iterable[Mapping[str, Any]]) -> tuple[Ack, Event]:
+    def acknowledge(self, alert_id: str, who: Principal, note: str, open_alerts: Iterable[Mapping[str, Any]],
+                    via: str = "api") -> tuple[Ack, Event]:
         authorise(who, Action.ACKNOWLEDGE)
         alert = next((a for a in open_alerts if a.get("alert_id") == alert_id), None)
         if alert is None:
@@ -471,7 +515,7 @@ class OperatorDesk:
             raise ApiError(409, f"alert {alert_id} was already acknowledged by {a.operator}", "alert_id")
         ack = Ack(alert_id, who.operator, note, self.clock.now_ns())
         self.acks[alert_id] = ack
-        ev = self.operator_event("acknowledge_alert", who, alert_id=alert_id, note=note, level=alert.get("level"),
+        ev = self.operator_event("acknowledge_alert", who, via, alert_id=alert_id, note=note, level=alert.get("level"),
                                  monitor=alert.get("monitor"), scope=alert.get("scope"), key=alert.get("key"))
         return ack, ev
 

@@ -52,6 +52,7 @@ from .clock import Clock
 from .monitors import Condition, MonitorSet, PairSummary
 from .pnl import PnlBook
 from .positions import TwoSidedBook
+from .attribution import attribution
 from .risk_types import GLOBAL, GrantAck, RiskGrant, scope_key, worst_state
 from .sink import EventMaker, EventSink
 from .risk_guard_books import MoneyBooks
@@ -398,9 +399,11 @@ class RiskGuardCore(MoneyBooks, Rebuild):
         return [scope_key(scope, key)]
 
     # -- operator actions ----------------------------------------------------------------------
-    def set_trading_state(self, scope: str, key: str | None, state: TradingState | str, operator: str, reason: str = "") -> Event:
-        """Halt / reduce / resume a strategy, a venue or everything; recorded as an OPERATOR event."""
-        op = check_operator(operator)
+    def set_trading_state(self, scope: str, key: str | None, state: TradingState | str, operator: str, reason: str = "",
+                          by: Mapping[str, Any] | None = None) -> Event:
+        """Halt / reduce / resume a strategy, a venue or everything; recorded as an OPERATOR event
+        naming the operator, their role and the channel (``by``: core/attribution.py)."""
+        who = attribution(operator, by)
         st = TradingState(state)
         if st is TradingState.ACTIVE and scope == "strategy" and key:
             open_ = self.unresolved_escalations(key)
@@ -409,7 +412,7 @@ class RiskGuardCore(MoneyBooks, Rebuild):
                     f"strategy {key} is halted by {len(open_)} escalated pair(s) whose residual nobody has dealt "
                     f"with: {', '.join(open_)}; deal with each residual, then `xmc resolve DECISION_ID --operator "
                     f"NAME --note TEXT` (the strategy resumes when the last one is resolved)")
-        return self._set_state(scope, key, st, op, reason)
+        return self._set_state(scope, key, st, who["operator"], reason, by=who)
 
     # -- escalations -------------------------------------------------------------------------------
     def _note_escalation(self, did: str, strategy: str, reason: str, residual: Any, ts_ns: int,
@@ -447,13 +450,14 @@ class RiskGuardCore(MoneyBooks, Rebuild):
         return dict(self.escalations[did])
 
     def resolve(self, decision_id: str, operator: str, note: str, residual: Any = None,
-                residual_source: str = "") -> tuple[Event, bool]:
+                residual_source: str = "", by: Mapping[str, Any] | None = None) -> tuple[Event, bool]:
         """A person dealt with an escalated pair's residual: record who, how (``note``) and the
         residual as the ledger recorded it (an ``OPERATOR`` event under the decision id, action
         ``resolve``). Returns the event and whether its strategy has no unresolved escalation
         left (then the caller resumes it). ValueError: not escalated, already resolved, no
-        operator or no note."""
-        op = check_operator(operator)
+        operator or no note, a wrong ``by`` (core/attribution.py)."""
+        who = attribution(operator, by)
+        op = who["operator"]
         if not isinstance(note, str) or not note.strip():
             raise ValueError("note: say how the residual was dealt with (--note TEXT); it is recorded")
         esc = self.check_resolvable(decision_id)
@@ -461,7 +465,7 @@ class RiskGuardCore(MoneyBooks, Rebuild):
         if residual is None:
             residual, residual_source = esc.get("residual"), residual_source or "pair summary"
         ev = self.maker.make(EventKind.OPERATOR, decision_id=did, strategy=esc["strategy"], reason=f"resolve {did}",
-                             action="resolve", operator=op, note=note.strip(),
+                             action="resolve", **who, note=note.strip(),
                              residual=_jsonable(residual), residual_source=residual_source,
                              escalation_reason=esc.get("reason", ""))
         self.sink.emit(ev)
@@ -470,13 +474,14 @@ class RiskGuardCore(MoneyBooks, Rebuild):
         log.warning("escalation %s of strategy %s resolved by %s: %s", did, esc["strategy"], op, note.strip())
         return ev, not self.unresolved_escalations(esc["strategy"])
 
-    def record_acceptance(self, operator: str, reason: str, accepted: Mapping[str, Any]) -> Event:
+    def record_acceptance(self, operator: str, reason: str, accepted: Mapping[str, Any],
+                          by: Mapping[str, Any] | None = None) -> Event:
         """An operator accepted the start-of-day differences (``xmc accept-positions``): an
         ``OPERATOR`` event (action ``accept_positions``) naming the operator, the differences,
         the unverified venues, the funds and the note, whatever the trading states were (an
         operator may have resumed by hand before accepting)."""
-        op = check_operator(operator)
-        ev = self.maker.make(EventKind.OPERATOR, reason=str(reason)[:1000], action="accept_positions", operator=op,
+        who = attribution(operator, by)
+        ev = self.maker.make(EventKind.OPERATOR, reason=str(reason)[:1000], action="accept_positions", **who,
                              differences=_jsonable(list(accepted.get("differences") or [])),
                              unverified_venues=list(accepted.get("unverified_venues") or []),
                              funds=_jsonable(list(accepted.get("funds") or [])),
@@ -495,26 +500,30 @@ class RiskGuardCore(MoneyBooks, Rebuild):
             self.states[sk] = st
             self.state_setter[sk] = op
 
-    def _set_state(self, scope: str, key: str | None, st: TradingState, op: str, reason: str, auto: bool = False) -> Event:
+    def _set_state(self, scope: str, key: str | None, st: TradingState, op: str, reason: str, auto: bool = False,
+                   by: Mapping[str, Any] | None = None) -> Event:
+        who = attribution(op, by if by is None else {"role": by["role"], "via": by["via"]})
         sk = scope_key(scope, key)
         prev = self.states.get(sk, TradingState.ACTIVE)
         self._put_state(sk, st, op)
         ev = self.maker.make(EventKind.OPERATOR, reason=f"{st.value} {sk}", strategy=(key or "") if scope == "strategy" else "",
                              venue=(key or "") if scope == "venue" else "", action="trading_state", scope=scope,
-                             key=key, state=st.value, previous=prev.value, operator=op, note=reason, auto=auto)
+                             key=key, state=st.value, previous=prev.value, **who, note=reason, auto=auto)
         self.sink.emit(ev)
         log.warning("trading state %s: %s -> %s by %s %s", sk, prev.value, st.value, op, reason)
         return ev
 
-    def set_limit(self, section: str, key: str | None, field_name: str | None, value: Any, operator: str) -> RiskConfig:
-        """Change one limit (``section`` / ``key`` / ``field``); validated, recorded as OPERATOR."""
-        op = check_operator(operator)
+    def set_limit(self, section: str, key: str | None, field_name: str | None, value: Any, operator: str,
+                  by: Mapping[str, Any] | None = None) -> RiskConfig:
+        """Change one limit (``section`` / ``key`` / ``field``); validated, recorded as OPERATOR
+        (with the operator's role and channel, ``by``)."""
+        who = attribution(operator, by)
         new, old_value = _apply_limit(self.cfg, section, key, field_name, value)
         self._install(new)
         self.sink.emit(self.maker.make(EventKind.OPERATOR, reason=f"set_limit {section}{'.' + key if key else ''}"
                                        f"{'.' + field_name if field_name else ''}", action="set_limit", section=section,
                                        key=key, field=field_name, value=_jsonable(value), previous=_jsonable(old_value),
-                                       operator=op))
+                                       **who))
         return new
 
     def _install(self, cfg: RiskConfig) -> None:

@@ -120,7 +120,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c = sub.add_parser("confirm", help="confirm another operator's change that waits for a second operator "
                                        "(二次确认; needs the operator API and your token); it runs now")
     c.add_argument("confirmation_id", metavar="CONFIRMATION_ID", nargs="?",
-                   help="what `xmc halt|resume|limits set` or the API printed (omitted: list what waits)")
+                   help="what `xmc halt|resume|limits set|resolve|accept-positions` or the API printed "
+                        "(omitted: list what waits)")
     add_token_argument(c)
     _connection_args(c)
     c.set_defaults(func=cmd_confirm)
@@ -186,7 +187,7 @@ def cmd_state(args: argparse.Namespace) -> int:
     if key is not None:
         check_name(st, "strategies" if scope == "strategy" else "venues", key)
     auth.confirmation(command, {"scope": scope, "key": key, "reason": args.reason}, st)
-    res = _call(args, "set_trading_state", scope, key, args.state, op, args.reason)
+    res = _call(args, "set_trading_state", scope, key, args.state, op, args.reason, auth.by())
     if "error" in res:
         raise CliError(res["error"])
     where = f"{scope} {key}" if key else "everything"
@@ -224,7 +225,7 @@ def cmd_limits_set(args: argparse.Namespace) -> int:
                 "daily_counts": "venues"}[section]
         check_name(st, kind, key)
     auth.confirmation("limits", {"section": section, "key": key, "field": field, "value": value}, st)
-    res = _call(args, "set_limit", section, key, field, value, op)
+    res = _call(args, "set_limit", section, key, field, value, op, auth.by())
     if not res.get("ok"):
         raise CliError(res.get("error", "refused"))
     print(f"{section}{'.' + key if key else ''}{'.' + field if field else ''} = {value} by {op}; "
@@ -236,22 +237,30 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     note = (args.note or "").strip()
     if not note:
         raise CliError("--note TEXT is required: say how the residual was dealt with (it is recorded)")
-    op = _operator(args, "resolve").operator
-    res = _call(args, "resolve", args.decision_id, op, note, max(1.0, args.timeout / 2))
+    auth = _operator(args, "resolve")
+    op = auth.operator
+    if auth.desk is not None:  # resolving lifts a red escalation's halt: a second operator, as a resume after red
+        auth.confirmation("resolve", {"decision_id": args.decision_id.strip(), "note": note}, _call(args, "status"))
+    res = _call(args, "resolve", args.decision_id, op, note, max(1.0, args.timeout / 2), auth.by())
     if not res.get("ok"):
         raise CliError(res.get("error", "refused"))
-    print(f"{res['decision_id']}: resolved by {op} (event {res['event_id']}); residual {json.dumps(res['residual'], default=str)} "
+    print_resolved(res, op)
+    return 1 if res.get("resumed") and not (res.get("resume") or {}).get("ok", True) else 0
+
+
+def print_resolved(res: dict[str, Any], op: str, confirmed_by: str = "") -> None:
+    """What ``xmc resolve`` (and ``xmc confirm`` of one) prints: the resolution and the resume."""
+    by = f"{op}, confirmed by {confirmed_by}" if confirmed_by else op
+    print(f"{res['decision_id']}: resolved by {by} (event {res['event_id']}); residual {json.dumps(res['residual'], default=str)} "
           f"(from {res['residual_source']})")
     if res.get("resumed"):
         acks = (res.get("resume") or {}).get("acks", {})
-        print(f"strategy {res['strategy']}: ACTIVE by {op}" + (f"; coordinators: {', '.join(f'{k} {v}' for k, v in sorted(acks.items()))}" if acks else ""))
+        print(f"strategy {res['strategy']}: ACTIVE by {by}" + (f"; coordinators: {', '.join(f'{k} {v}' for k, v in sorted(acks.items()))}" if acks else ""))
         if not (res.get("resume") or {}).get("ok", True):
             print("warning: not every coordinator acknowledged the resume; retry `xmc resume --strategy "
                   f"{res['strategy']} --operator {op}`")
-            return 1
     elif res.get("note"):
         print(res["note"])
-    return 0
 
 
 def cmd_confirm(args: argparse.Namespace) -> int:
@@ -272,21 +281,34 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     from ..core.operator_api import ApiError
 
     try:
-        pend = auth.call("confirm", args.confirmation_id, principal_wire(auth.principal))
+        pend = auth.call("confirm", args.confirmation_id, principal_wire(auth.principal), "cli")
     except ApiError as e:
         from .operator_auth import EXIT_UNAUTHORISED
 
         raise CliError(f"xmc confirm: {e.reason}; nothing changed", code=EXIT_UNAUTHORISED if e.status in (401, 403)
                        else 2) from None
     prm, who, note = pend["params"], pend["proposer"], f" (confirmed by {auth.operator}, {args.confirmation_id})"
+    # the change is the proposer's: recorded under their name, role and channel (core/attribution.py)
+    by = {"role": pend.get("proposer_role") or "unknown", "via": pend.get("proposer_via") or "unknown"}
+    if pend["action"] == "resolve":
+        res = _call(args, "resolve", prm["decision_id"], who, prm["note"] + note, max(1.0, args.timeout / 2), by)
+        if not res.get("ok"):
+            raise CliError(res.get("error", "refused"))
+        print_resolved(res, who, auth.operator)
+        return 1 if res.get("resumed") and not (res.get("resume") or {}).get("ok", True) else 0
+    if pend["action"] == "accept_positions":
+        from .cmd_sod import accept_and_print
+
+        return accept_and_print(args, who, prm["note"] + note, by, "table", confirmed_by=auth.operator)
     if pend["action"] in ("halt", "reduce", "resume"):
         state = {"halt": "HALTED", "reduce": "REDUCING", "resume": "ACTIVE"}[pend["action"]]
-        res = _call(args, "set_trading_state", prm["scope"], prm["key"], state, who, (prm.get("reason") or "") + note)
+        res = _call(args, "set_trading_state", prm["scope"], prm["key"], state, who, (prm.get("reason") or "") + note,
+                    by)
         if "error" in res:
             raise CliError(res["error"])
         print(f"{prm['scope']} {prm['key'] or ''}: {state} by {who}, confirmed by {auth.operator} (event {res['event_id']})")
         return 0 if res.get("ok") else 1
-    res = _call(args, "set_limit", prm["section"], prm["key"], prm["field"], prm["value"], who)
+    res = _call(args, "set_limit", prm["section"], prm["key"], prm["field"], prm["value"], who, by)
     if not res.get("ok"):
         raise CliError(res.get("error", "refused"))
     print(f"{prm['section']}{'.' + prm['key'] if prm['key'] else ''}{'.' + prm['field'] if prm['field'] else ''} = "

@@ -241,7 +241,8 @@ def _utc(ns: int) -> str:
     return dt.datetime.fromtimestamp(ns / _NS, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def build_request(ra: RollArgs, cfg: Any, strategies: Sequence[str], operator: str, now_ns: int) -> Any:
+def build_request(ra: RollArgs, cfg: Any, strategies: Sequence[str], operator: str, now_ns: int,
+                  by: Mapping[str, Any] | None = None) -> Any:
     """The :class:`~xmc_actors.core.roll.RollRequest` of ``ra`` on the deployment ``cfg``
     (a DeploymentConfig) at ``now_ns``; CliError (exit 2) naming the argument when anything is
     wrong. Pure: nothing is sent."""
@@ -323,7 +324,7 @@ def build_request(ra: RollArgs, cfg: Any, strategies: Sequence[str], operator: s
     did = ra.decision_id or default_decision_id(ra.strategy, plan)
     try:
         return build_roll(plan, decision_id=did, strategy=ra.strategy, accounts=accounts, prices=ra.prices,
-                          deadline_ns=deadline, now_ns=now_ns, operator=operator)
+                          deadline_ns=deadline, now_ns=now_ns, operator=operator, by=by)
     except RollInputError as e:
         raise CliError(f"{e.field}: {e.reason}; nothing sent") from None
 
@@ -398,7 +399,7 @@ def cmd_roll(args: argparse.Namespace) -> int:
     info = _deployment(args)
     cfg = DeploymentConfig.model_validate(info["config"])
     strategies = info.get("strategies") or [s.name for s in cfg.strategies]
-    req = build_request(ra, cfg, strategies, auth.operator, _now_ns())
+    req = build_request(ra, cfg, strategies, auth.operator, _now_ns(), auth.by())
     for line in describe(req):
         print(line)
     if args.dry_run:

@@ -12,7 +12,9 @@ Exit codes: 0 accepted (or the statement agrees); 1 accepted, but a coordinator 
 acknowledge the resume (or the statement differs); 2 refused: nothing to accept, no operator or
 note, a statement that cannot be read (nothing changed); 3 no deployment to talk to; 4 the
 deployment did not answer in time; 5 refused by the operator API's authorisation (while one runs:
-a token from XMC_API_TOKEN or --token-env whose role may accept positions; ops/operator_auth.py).
+a token from XMC_API_TOKEN or --token-env whose role may accept positions; ops/operator_auth.py);
+6 proposed, not done: accepting resumes trading, and while a red alert is open that needs a second
+operator (``api.confirm.resume_after_red``, as ``xmc resume``): ``xmc confirm ID`` (nothing changed yet).
 """
 from __future__ import annotations
 
@@ -50,22 +52,33 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_accept_positions(args: argparse.Namespace) -> int:
-    import ray
-
-    from ..runtime.start_of_day import accept
-    from .cmd_ops import join
+    from .cmd_ops import _call
     from .output import output_format
 
     from .operator_auth import authorise_cli
 
     fmt = output_format(args)
-    op, note = (args.operator or "").strip(), (args.note or "").strip()
+    note = (args.note or "").strip()
     if not note:
         raise CliError("--note TEXT is required: say why the venues' positions are right (it is recorded)", code=2)
-    op = authorise_cli(args, "accept-positions").operator
+    auth = authorise_cli(args, "accept-positions")
+    if auth.desk is not None:  # accepting resumes trading: after red, a second operator (as `xmc resume`)
+        auth.confirmation("accept_positions", {"note": note}, _call(args, "status"))
+    return accept_and_print(args, auth.operator, note, auth.by(), fmt)
+
+
+def accept_and_print(args: argparse.Namespace, op: str, note: str, by: dict[str, str], fmt: str,
+                     confirmed_by: str = "") -> int:
+    """Accept the start-of-day positions (``runtime.start_of_day.accept``) as ``op`` and print it:
+    ``xmc accept-positions``, and ``xmc confirm`` of one a second operator confirms."""
+    import ray
+
+    from ..runtime.start_of_day import accept
+    from .cmd_ops import join
+
     ns = join(args)
     try:
-        res = accept(ns, op, note, args.timeout)
+        res = accept(ns, op, note, args.timeout, by)
     except LookupError as e:
         raise CliError(str(e), code=3) from None
     except ValueError as e:
@@ -76,7 +89,8 @@ def cmd_accept_positions(args: argparse.Namespace) -> int:
         print(json.dumps(res, default=str, indent=2))
     else:
         acc = res["accepted"]
-        print(f"start-of-day differences accepted by {op}: {len(acc['differences'])} position(s)"
+        who = f"{op}, confirmed by {confirmed_by}" if confirmed_by else op
+        print(f"start-of-day differences accepted by {who}: {len(acc['differences'])} position(s)"
               + (f", unverified venues {', '.join(acc['unverified_venues'])}" if acc["unverified_venues"] else ""))
         for d in acc["differences"]:
             print(f"  {d['account']} {d['instrument']}: ledger {d['ledger']} -> venue {d['venue']}")

@@ -41,17 +41,19 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from .operator_auth import authorise_cli
 
     fmt = output_format(args)
-    operator = authorise_cli(args, "stop").operator
+    auth = authorise_cli(args, "stop")
+    operator = auth.operator
     ns = join(args)
     try:
         dep = Deployment.attach(ns)
     except LookupError as e:
         raise CliError(str(e), code=3) from None
+    from ..core.attribution import attribution
     from ..core.clock import SystemClock
     from ..core.sink import EventMaker
 
     dep.sink.emit(EventMaker(SystemClock(), "xmc-stop").make(
-        EventKind.OPERATOR, reason=f"stop deployment {dep.cfg.name}", action="stop", operator=operator))
+        EventKind.OPERATOR, reason=f"stop deployment {dep.cfg.name}", action="stop", **attribution(operator, auth.by())))
     summary = dep.stop()
     if not args.keep_actors:
         dep.remove()

@@ -12,9 +12,14 @@ promote|demote``, ``xmc roll``, ``xmc stop`` and ``xmc confirm`` need a token, e
   ``CLI_COMMANDS`` maps each command to its action); the operator recorded is the token's, and an
   ``--operator`` naming someone else is refused;
 * a change that needs a second operator in the API needs one here too (a limit raised above
-  ``api.confirm.limit_raise_pct``, a resume while a red alert is open): it is proposed to the
-  same desk and waits; another operator confirms it with ``xmc confirm ID`` or the API's
-  ``POST /v1/confirmations/ID`` (the console lists it).
+  ``api.confirm.limit_raise_pct``, a resume while a red alert is open, and with it ``xmc
+  resolve`` of an escalated pair and ``xmc accept-positions`` while a red alert is open:
+  ``core.operator_api.needs_confirmation``): it is proposed to the same desk and waits; another
+  operator confirms it with ``xmc confirm ID`` or the API's ``POST /v1/confirmations/ID`` (the
+  console lists it).
+
+Every event the command writes names the operator, their role (the token's; ``unauthenticated``
+without an operator API: ``--operator`` as typed) and ``via: cli`` (:meth:`Authorised.by`).
 
 A refusal names its reason, is recorded (BAD_INPUT, via ``cli``) and exits with
 :data:`EXIT_UNAUTHORISED` before anything changes; a proposal exits with :data:`EXIT_PENDING`.
@@ -84,6 +89,13 @@ class Authorised:
     def __init__(self, operator: str, principal: Any = None, desk: Any = None, timeout: float = 10.0) -> None:
         self.operator, self.principal, self.desk, self.timeout = operator, principal, desk, timeout
 
+    def by(self) -> dict[str, str]:
+        """The role and channel the command's events record (core/attribution.py): the token's
+        role, or ``unauthenticated`` when no operator API authorised it; ``via: cli``."""
+        from ..core.attribution import cli_by
+
+        return cli_by(self.principal)
+
     def call(self, method: str, *a: Any) -> Any:
         import ray
 
@@ -109,7 +121,7 @@ class Authorised:
         why = needs_confirmation(ConfirmConfig.model_validate(self.call("confirm_config")), action, params, status)
         if not why:
             return
-        pend = self.call("propose", action, params, principal_wire(self.principal), why)
+        pend = self.call("propose", action, params, principal_wire(self.principal), why, "cli")
         raise CliError(f"{why}: a second operator must confirm within {(pend['expires_ns'] - pend['opened_ns']) / 1e9:g} s "
                        f"(`xmc confirm {pend['confirmation_id']}` with their token, or POST /v1/confirmations/"
                        f"{pend['confirmation_id']}); nothing changed yet", code=EXIT_PENDING)

@@ -360,10 +360,11 @@ class Deployment:
         """The operator API on Serve (api/serve.py). Asked for in the file (``enabled: true``), a
         failure stops the start; on by default only, it is recorded and the deployment runs without."""
         from ..api.serve import ApiStartError, start_api
+        from .start_of_day import accept
 
         try:
             self.api_info = start_api(self.cfg.api, self.namespace, self.ledger_cfg.model_dump(mode="json"),
-                                      detached=self.cfg.ray.detached)
+                                      detached=self.cfg.ray.detached, accept=accept)
             self.handles["api-desk"] = self.api_info.pop("desk")  # stopped, flushed and killed with the rest
         except (ApiStartError, ValueError) as e:
             if self.cfg.api.enabled:

@@ -8,6 +8,7 @@ from typing import Any, Iterable, Mapping
 
 import ray
 
+from ..core.attribution import attribution
 from ..core.start_of_day import GATE_OPERATOR, StartOfDay, TradingDayWatch, assess, funds_differences
 from ..model.names import REGISTRY_NAME, RISK_GUARD_NAME
 
@@ -91,12 +92,15 @@ class DayGate:
             return None
 
 
-def accept(namespace: str, operator: str, note: str, timeout_s: float = 10.0) -> dict[str, Any]:
+def accept(namespace: str, operator: str, note: str, timeout_s: float = 10.0,
+           by: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Lift the gate of the deployment in ``namespace`` (the driver is connected to its Ray):
     the differences are accepted as the venues report them, the deployment (and the venues the
     differences were on) return to ACTIVE, the acceptance is recorded by the risk guard
     (OPERATOR, naming the operator, the differences and the note). ValueError when there is
-    nothing to accept or the operator or note is missing; LookupError without a deployment."""
+    nothing to accept or the operator or note is missing; LookupError without a deployment.
+    ``by``: the operator's role and channel, recorded with each event (core/attribution.py)."""
+    by = {k: v for k, v in attribution(operator, by).items() if k != "operator"}  # a wrong one: nothing done
     try:
         registry = ray.get_actor(REGISTRY_NAME, namespace=namespace)
         risk = ray.get_actor(RISK_GUARD_NAME, namespace=namespace)
@@ -114,12 +118,13 @@ def accept(namespace: str, operator: str, note: str, timeout_s: float = 10.0) ->
         name = "global" if key is None else f"venue:{key}"
         cur = states.get(name, "ACTIVE")
         if cur == "REDUCING":
-            res = ray.get(risk.set_trading_state.remote(scope, key, "ACTIVE", operator.strip(), reason), timeout=timeout_s)
+            res = ray.get(risk.set_trading_state.remote(scope, key, "ACTIVE", operator.strip(), reason, by),
+                          timeout=timeout_s)
             done[name] = res
         elif cur != "ACTIVE":
             skipped[name] = f"{cur}: left as it is (not the gate's; resume it yourself if it should go)"
     # the acceptance itself, on the record whatever the states were (resumed by hand before?)
-    rec = ray.get(risk.record_acceptance.remote(operator.strip(), reason, gate.as_dict()), timeout=timeout_s)
+    rec = ray.get(risk.record_acceptance.remote(operator.strip(), reason, gate.as_dict(), by), timeout=timeout_s)
     ray.get(registry.update.remote(start_of_day=gate.as_dict()), timeout=timeout_s)
     return {"accepted": gate.as_dict(), "recorded": rec, "resumed": sorted(done), "skipped": skipped,
             "ok": all(r.get("ok", True) for r in done.values() if isinstance(r, dict))}

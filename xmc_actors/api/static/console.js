@@ -21,7 +21,8 @@
     m.className = ok ? "ok" : "err";
   }
   async function api(path, method, body) {
-    const headers = {"Accept": "application/json"};
+    // X-XMC-Via: the ledger records a change made here as via "console" (the token decides what is allowed)
+    const headers = {"Accept": "application/json", "X-XMC-Via": "console"};
     if (token) headers["Authorization"] = "Bearer " + token;
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const r = await fetch(path, {method: method || "GET", headers, body: body === undefined ? undefined : JSON.stringify(body)});

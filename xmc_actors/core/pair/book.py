@@ -20,6 +20,7 @@ from ...model.orders import (
 from ...model.pairs import ExecutionMode, PairIntent, PairState
 from ...model.risk import TradingState
 from ..alerts import RESIDUAL_BOOK, coordinator_alert
+from ..attribution import UNKNOWN, attribution
 from ..clock import Clock
 from ..positions import TwoSidedBook
 from ..pretrade import AllowAll, Denial, PreTradeCheck
@@ -399,9 +400,12 @@ class PairBook(Recovery, LateFills, Offsets):
             m.on_timer(k)
         return self._flush(m)
 
-    def set_trading_state(self, scope: str, key: str, state: TradingState | str, operator: str = ""
-                          ) -> list[Command]:
-        """Set the trading state of a scope (global / strategy / venue / instrument / account)."""
+    def set_trading_state(self, scope: str, key: str, state: TradingState | str, operator: str = "",
+                          by: Mapping[str, Any] | None = None) -> list[Command]:
+        """Set the trading state of a scope (global / strategy / venue / instrument / account);
+        the OPERATOR event names the operator, their role and channel (``by``, as the risk guard
+        recorded them: core/attribution.py). A wrong ``by`` is recorded (BAD_INPUT) and the state
+        applied all the same, its role and channel ``unknown``: a halt is never lost to its label."""
         if scope not in SCOPES:
             self._bad_input("trading_state", f"scope: {scope!r} is not one of {', '.join(SCOPES)}")
             return self._flush()
@@ -410,12 +414,17 @@ class PairBook(Recovery, LateFills, Offsets):
         except ValueError:
             self._bad_input("trading_state", f"state: {state!r} is not one of ACTIVE, REDUCING, HALTED")
             return self._flush()
+        try:
+            who = {**attribution(operator or UNKNOWN, by), "operator": operator}
+        except ValueError as e:
+            self._bad_input("trading_state", f"{e} (the state is applied; who set it is recorded as unknown)")
+            who = {"operator": operator, "role": UNKNOWN, "via": UNKNOWN}
         self.trading[(scope, key)] = st
         setter = getattr(self.checker, "set_trading_state", None)
         if setter is not None and scope in ("global", "strategy", "venue"):
             setter(scope, key or None, st)
         self.out.append(Emit(self.events.make(EventKind.OPERATOR, reason=f"trading state {scope}:{key} -> {st.value}",
-                                              scope=scope, key=key, state=st.value, operator=operator)))
+                                              scope=scope, key=key, state=st.value, **who)))
         out = self._flush()
         if st is TradingState.ACTIVE:
             return out
