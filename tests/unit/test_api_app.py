@@ -356,3 +356,12 @@ def test_an_acceptance_proposed_by_the_cli_is_confirmed_through_the_api_or_expir
     be.svc.core.clock.advance(31 * 1_000_000_000)
     r = c.post(f"/v1/confirmations/{late}", headers=auth("risk_officer"))
     assert r.status_code == 410 and r.json()["field"] == "confirmation_id" and len(be.calls) == 1
+
+
+def test_a_refusal_on_the_console_is_recorded_as_via_console():
+    c, be = client()
+    r = c.post("/v1/limits", headers={**auth("trader"), "X-XMC-Via": "console"},
+               json={"instrument": "SHFE.cu", "field": "max_position", "value": 8})
+    assert r.status_code == 403 and be.calls == []
+    [ev] = [e for e in be.sink.events if e.kind.value == "BAD_INPUT"]
+    assert (ev.payload["operator"], ev.payload["via"]) == ("trader", "console")

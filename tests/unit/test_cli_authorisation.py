@@ -419,3 +419,13 @@ def test_a_resolve_or_acceptance_with_confirmation_off_runs_at_once(dep, monkeyp
     assert main(["resolve", "d1", "--note", "flat"]) == 0
     assert main(["accept-positions", "--note", "ok"]) == 0
     assert [c[0] for c in dep.changes] == ["resolve", "accept"]
+
+
+def test_a_refusal_of_the_cli_is_recorded_as_via_cli(dep, monkeypatch, capsys):
+    from xmc_actors.core.sink import MemorySink
+
+    sink = dep.desk.sink = MemorySink()  # type: ignore[attr-defined]
+    monkeypatch.setenv("XMC_API_TOKEN", TOKENS["trader"])
+    assert main(["limits", "set", "--instrument", "SHFE.cu", "max_position=11"]) == EXIT_UNAUTHORISED
+    [ev] = sink.events
+    assert (ev.kind.value, ev.payload["path"], ev.payload["via"]) == ("BAD_INPUT", "cli:xmc limits set", "cli")

@@ -120,12 +120,13 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
     def count(what: str) -> None:
         counters[what] = counters.get(what, 0) + 1
 
-    def record_refusal(status: int, reason: str, field: str | None, path: str, who: Principal | None) -> None:
+    def record_refusal(status: int, reason: str, field: str | None, path: str, who: Principal | None,
+                       via: str = "api") -> None:
         count(f"refused_{status}")
 
         async def send() -> None:
             try:
-                await backend.desk("refused", status, reason, field, path, principal_wire(who) if who else None)
+                await backend.desk("refused", status, reason, field, path, principal_wire(who) if who else None, via)
             except Exception as e:  # noqa: BLE001 - recording a refusal must never fail the answer
                 log.warning("refusal not recorded: %s", type(e).__name__)
 
@@ -148,7 +149,8 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, e: ApiError) -> JSONResponse:
-        record_refusal(e.status, e.reason, e.field, request.url.path, getattr(request.state, "principal", None))
+        record_refusal(e.status, e.reason, e.field, request.url.path, getattr(request.state, "principal", None),
+                       via_of(request))
         headers = {"Retry-After": str(max(1, int(e.extra.get("retry_after_s", 1) + 0.999)))} if e.status == 429 else None
         if e.status == 401:
             headers = {"WWW-Authenticate": "Bearer"}
@@ -164,7 +166,8 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
         else:
             status, field = 422, _field_of(first.get("loc", ()))
             reason = f"{field}: {first.get('msg')}"
-        record_refusal(status, reason, field, request.url.path, getattr(request.state, "principal", None))
+        record_refusal(status, reason, field, request.url.path, getattr(request.state, "principal", None),
+                       via_of(request))
         detail = [{"field": _field_of(x.get("loc", ())), "error": x.get("msg"), "type": x.get("type")} for x in errs]
         return JSONResponse({"error": reason, "field": field, "errors": detail}, status_code=status)
 

@@ -179,9 +179,11 @@ class DeskService:
     def acks(self) -> dict[str, dict[str, Any]]:
         return self.core.acks_public()
 
-    def refused(self, status: int, reason: str, field: str | None, path: str, who: Any | None) -> None:
+    def refused(self, status: int, reason: str, field: str | None, path: str, who: Any | None,
+                via: str = "api") -> None:
         err = ApiError(status, reason, field)
-        self._emit(self.core.refused_event(err, path, principal_from(who) if who else None))
+        self._emit(self.core.refused_event(err, path, principal_from(who) if who else None,
+                                           via if via in DESK_VIAS else "api"))
 
     def stats(self) -> dict[str, Any]:
         return {"counters": dict(self.core.counters), "replayed": self.core.requests.replayed,

@@ -499,10 +499,11 @@ class OperatorDesk:
         return self.maker.make(EventKind.OPERATOR, reason=action, action=action, operator=p.operator,
                                role=p.role.value, via=via, **payload)
 
-    def refused_event(self, err: ApiError, path: str, who: Principal | None) -> Event:
+    def refused_event(self, err: ApiError, path: str, who: Principal | None, via: str = "api") -> Event:
+        """The BAD_INPUT event of a refusal, with the channel it came through (``api``, ``console``, ``cli``)."""
         self.count(f"refused_{err.status}")
         return self.maker.make(EventKind.BAD_INPUT, reason=err.reason[:500], field=err.field or "", status=err.status,
-                               path=path, operator=who.operator if who else "", via="api")
+                               path=path, operator=who.operator if who else "", via=via)
 
     def acknowledge(self, alert_id: str, who: Principal, note: str, open_alerts: Iterable[Mapping[str, Any]],
                     via: str = "api") -> tuple[Ack, Event]:

@@ -187,6 +187,6 @@ def _record_refusal(auth: Authorised, command: str, reason: str, operator_arg: s
     """BAD_INPUT in the ledger, as the API records its refusals (best effort; never the token)."""
     try:
         auth.call("refused", 403, reason[:500], "authorization", f"cli:xmc {command}",
-                  None)
+                  None, "cli")
     except Exception:  # noqa: BLE001 - recording must not hide the refusal
         pass
