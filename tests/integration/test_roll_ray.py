@@ -146,8 +146,36 @@ def _trace(coord, tmp_path, decision_id: str):
         return r.trace(decision_id)
 
 
+def _host(coord):
+    """A strategy host holding the position the roll starts from: a band strategy ``cu_pair`` on
+    the near months, +2 / -2 lots (halted: it must not trade on the test's quotes)."""
+    import dataclasses
+
+    from xmc_actors.actors.strategy import StrategyHost
+    from xmc_actors.core.pricing import FxBook, StaticRate
+    from xmc_actors.model import LegSpec
+    from xmc_actors.strategies import BandStrategy
+    from xmc_actors.strategies.base import StrategyContext
+
+    by_id = {i.id: i for i in INSTS}
+    cx = StrategyContext(name="cu_pair", legs=(LegSpec(instrument=CU_NEAR, account="cn"),
+                                               LegSpec(instrument=HG_NEAR, account="us")),
+                         instruments=(by_id[CU_NEAR], by_id[HG_NEAR]), venues=(VENUES["SHFE"], VENUES["COMEX"]),
+                         fx=FxBook({("USD", "CNY"): StaticRate(7.0)}), hedge_ratio=Decimal(1))
+    far = dataclasses.replace(cx, name="far_months", legs=(LegSpec(instrument=CU_FAR, account="cn"),
+                                                             LegSpec(instrument=HG_FAR, account="us")),
+                              instruments=(by_id[CU_FAR], by_id[HG_FAR]))  # lists the far months in the host
+    params = dict(signal="ratio", price="mid", center=1.0, entry=0.01, exit=0.003, clip=1, max_position=4)
+    host = StrategyHost.options(num_cpus=0).remote([BandStrategy(cx, params, position=2, position_b=-2),
+                                                    BandStrategy(far, params)], coord)
+    ray.get(host.halt.remote("cu_pair", "test: holds the position, does not trade"), timeout=30)
+    ray.get(coord.register_strategy.remote("cu_pair", host), timeout=30)
+    return host
+
+
 def test_a_copper_position_rolls_to_the_next_month_as_one_traced_decision(tmp_path):
     coord, gws = _setup("coord-roll")
+    host = _host(coord)
 
     # the operator's request: plan, deadline (end of roll_by, the binding venue's time zone) and children in one call
     now = time.time_ns()
@@ -164,6 +192,13 @@ def test_a_copper_position_rolls_to_the_next_month_as_one_traced_decision(tmp_pa
     assert out["children"]["roll-cu-1.rollB"]["net"] == {HG_NEAR: 2, HG_FAR: -2}
     # a duplicate is refused, nothing sent
     assert ray.get(coord.submit_roll.remote(req), timeout=30)["duplicate"]
+    # the strategy's legs followed its lots to the far months, its position and state kept
+    def on_far() -> dict | None:
+        s = ray.get(host.status.remote(), timeout=30)["strategies"]["cu_pair"]
+        return s if s["instruments"] == [CU_FAR, HG_FAR] else None
+    st = wait_until(on_far, timeout=30, what="strategy on the far months")
+    assert (st["position"], st["position_b"], st["state"]) == (2, -2, "HALTED"), st
+    assert ray.get(host.status.remote(), timeout=30)["bad_input"] == 0  # the children were not pushed to it
 
     # positions as the venues hold them: all on the far months
     shfe = ray.get(gws["SHFE"].positions.remote(), timeout=30)

@@ -131,3 +131,91 @@ def test_a_restarted_guard_takes_over_an_empty_core_without_its_leases_but_past_
                        held_states=[("strategy", "s1", TradingState.ACTIVE)])
     assert new.leases is not old.leases and new.seq == 2
     assert "strategy:s1" not in new.states  # resumed while rebuilding: newer than the ledger's HALTED
+
+
+# -- a roll moves a strategy's legs to the far months ----------------------------------------------
+def _rolled_host():
+    """A band strategy on SHFE cu2701 against COMEX HGH7, holding +2/-2, in a host whose
+    deployment also lists the far months cu2702 and HGK7."""
+    import dataclasses
+    import datetime as dt
+
+    from testkit import instrument, venue
+    from xmc_actors.core.contracts import concrete_instrument, parse_contract
+    from xmc_actors.model import LegSpec
+
+    day = dt.date(2026, 12, 6)
+    cu, hg, shfe, comex = instrument("SHFE.cu"), instrument("COMEX.HG"), venue("SHFE"), venue("COMEX")
+    c = {i: concrete_instrument(p, parse_contract(p, v, i, day))
+         for p, v, ids in ((cu, shfe, ("SHFE.cu2701", "SHFE.cu2702")), (hg, comex, ("COMEX.HGH7", "COMEX.HGK7")))
+         for i in ids}
+    base = ctx()
+    cx = dataclasses.replace(base, legs=(LegSpec(instrument="SHFE.cu2701", account="cn"),
+                                         LegSpec(instrument="COMEX.HGH7", account="us")),
+                             instruments=(c["SHFE.cu2701"], c["COMEX.HGH7"]), venues=(shfe, comex))
+    s = BandStrategy(cx, {**BASE, "max_position": 10}, position=2, position_b=-2, decision_seq=5)
+    maker = EventMaker(SimClock(T0), "host")
+    return StrategyHostCore([s], maker, None, c), maker
+
+
+def _outcome(state="ROLLED", a=True, b=True):
+    return {"decision_id": "roll-1", "strategy": "cu", "roll_state": state,
+            "moves": [{"child": "roll-1.rollA", "near": "SHFE.cu2701", "far": "SHFE.cu2702", "rolled": a},
+                      {"child": "roll-1.rollB", "near": "COMEX.HGH7", "far": "COMEX.HGK7", "rolled": b}]}
+
+
+def test_a_rolled_position_moves_the_strategys_legs_to_the_far_months_keeping_its_state() -> None:
+    host, _ = _rolled_host()
+    old = host.strategies["cu"]
+    old.counters["pairs_done"] = 4
+    moved, events = host.on_roll_done(_outcome(), T0 + 1)
+    new = host.strategies["cu"]
+    assert moved and new is not old and new.instrument_ids == ("SHFE.cu2702", "COMEX.HGK7")
+    assert (new.position, new.position_b, new.decision_seq, new.counters["pairs_done"]) == (2, -2, 5, 4)
+    assert [lg.instrument for lg in new.ctx.legs] == ["SHFE.cu2702", "COMEX.HGK7"]
+    assert [lg.account for lg in new.ctx.legs] == ["cn", "us"]
+    assert host.instruments() == ["COMEX.HGK7", "SHFE.cu2702"]  # quotes of the near months no longer routed
+    [ev] = [e for e in events if e.payload.get("action") == "roll_legs"]
+    assert "trades SHFE.cu2702/COMEX.HGK7 from now (was SHFE.cu2701/COMEX.HGH7)" in ev.reason
+
+
+def test_a_roll_that_moved_one_leg_only_moves_that_leg_and_halts_the_strategy_naming_the_other() -> None:
+    host, _ = _rolled_host()
+    moved, events = host.on_roll_done(_outcome("ESCALATED", b=False), T0 + 1)
+    s = host.strategies["cu"]
+    assert moved and s.instrument_ids == ("SHFE.cu2702", "COMEX.HGH7")
+    assert s.state.value == "HALTED" and "COMEX.HGH7 not on the far month" in s.state_reason
+    # a roll of contracts it does not trade leaves it alone; one for nobody here is bad input
+    host2, _ = _rolled_host()
+    other = {**_outcome(), "moves": [{"near": "SHFE.ag2701", "far": "SHFE.ag2702", "rolled": True}]}
+    assert host2.on_roll_done(other, T0) == (False, [])
+    moved, [bad] = host2.on_roll_done({**_outcome(), "strategy": "nobody"}, T0)
+    assert not moved and bad.kind is EventKind.BAD_INPUT and host2.bad_input == 1
+
+
+def test_a_far_month_the_deployment_does_not_list_halts_instead_of_trading_the_wrong_month() -> None:
+    host, _ = _rolled_host()
+    del host.catalogue["COMEX.HGK7"]
+    moved, _ = host.on_roll_done(_outcome(), T0)
+    s = host.strategies["cu"]
+    assert not moved and s.instrument_ids == ("SHFE.cu2701", "COMEX.HGH7")
+    assert s.state.value == "HALTED" and "COMEX.HGK7 not among the deployment's instruments" in s.state_reason
+
+
+def test_a_restarted_host_replays_the_trails_rolls_and_stays_halted_on_lots_outside_its_legs() -> None:
+    host, maker = _rolled_host()
+    done = [maker.make(EventKind.LIFECYCLE, decision_id="roll-1", strategy="cu", reason="ROLL_DONE",
+                       roll_state="ESCALATED", moves=_outcome(b=False)["moves"])]
+    host.replay_rolls("cu", done, T0)
+    s = host.strategies["cu"]
+    assert s.instrument_ids == ("SHFE.cu2702", "COMEX.HGH7")
+    s.restore_needed = "restarting"
+    # the risk guard booked SHFE on the far month, COMEX still on the near one: consistent, resumes
+    outcome, _ = host.restore("cu", lots={"SHFE.cu2702": 2, "COMEX.HGH7": -2}, decision_seq=5, last_decision=None,
+                              booked=(), stage=None, stopped={}, now_ns=T0)
+    assert outcome == "resumed" and (s.position, s.position_b) == (2, -2)
+    # lots left on a month none of its legs trades: it stays halted, naming them
+    s.restore_needed = "restarting"
+    outcome, _ = host.restore("cu", lots={"SHFE.cu2702": 2, "SHFE.cu2701": 1, "COMEX.HGH7": -2}, decision_seq=5,
+                              last_decision=None, booked=(), stage=None, stopped={}, now_ns=T0)
+    assert outcome.startswith("halted: ") and "outside its legs SHFE.cu2701 +1" in outcome

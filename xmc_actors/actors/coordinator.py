@@ -615,7 +615,12 @@ class PairCoordinator:
         req = t.record
         mk = self.book.events.make
         self.sink.emit(mk(EventKind.LIFECYCLE, decision_id=did, strategy=req.strategy, reason="ROLL_DONE",
-                          roll_state=out["state"], message=out["reason"], children=out["children"]))
+                          roll_state=out["state"], message=out["reason"], children=out["children"],
+                          moves=out["moves"]))
+        h = self.strategies.get(req.strategy)
+        if h is not None:  # its legs follow the lots to the far months (a host that misses it reads the trail)
+            h.on_roll_done.remote({"decision_id": did, "strategy": req.strategy, "roll_state": out["state"],
+                                   "moves": out["moves"]})
         if out["state"] != "ROLLED":
             self.sink.emit(mk(EventKind.ALERT, decision_id=did, strategy=req.strategy, reason=out["reason"][:500],
                               **coordinator_alert(alert_id=f"{did}:roll", monitor="calendar_roll", strategy=req.strategy,
@@ -846,7 +851,8 @@ class PairCoordinator:
                     ev.set()
                 if did in self._roll_of and not c.summary.incremental:
                     self._roll_step(self._roll_of[did], lambda t, w=wire: t.on_child(w))
-                h = self.strategies.get(c.strategy)
+                # a roll's child is not a decision of its strategy: it hears of the roll as a whole
+                h = self.strategies.get(c.strategy) if did not in self._roll_of else None
                 if h is not None:
                     h.on_pair_done.remote(wire)
                 if self.risk_guard is not None:

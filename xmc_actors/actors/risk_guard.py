@@ -41,6 +41,7 @@ from ..core.attribution import attribution
 from ..core.risk_guard import GuardOutput, RiskGuardCore
 from ..core.risk_checker import fx_from_book
 from ..core.risk_types import FxProvider, GrantAck, scope_key
+from ..core.roll_watch import roll_watch_of
 from ..core.sink import EventSink, MemorySink
 from ..ledger.reader import read_trail
 from ..model.config import DeploymentConfig
@@ -74,7 +75,8 @@ class RiskGuard:
                  fx: FxProvider | None = None, clock: Clock | None = None, push_timeout_s: float = 2.0,
                  refresh: bool = True, ledger_shards: Sequence[Any] | None = None,
                  gateways: Mapping[str, Any] | None = None, rebuild_on_start: bool | None = None,
-                 rebuild_timeout_s: float = 20.0, namespace: str | None = None, account_poll_s: float = 5.0) -> None:
+                 rebuild_timeout_s: float = 20.0, namespace: str | None = None, account_poll_s: float = 5.0,
+                 roll_check_s: float = 30.0) -> None:
         """
         Parameters
         ----------
@@ -100,6 +102,9 @@ class RiskGuard:
         account_poll_s
             How often the venues' two-sided positions and the brokers' account readings are
             read from the gateways (:meth:`poll_venues`); 0: never.
+        roll_check_s
+            How often the calendar roll watch looks at the strategies' dated contracts
+            (:meth:`check_rolls`; ``strategies[].roll``); 0: never.
         """
         dep = deployment if isinstance(deployment, DeploymentConfig) else DeploymentConfig.model_validate(deployment)
         self.dep = dep
@@ -129,6 +134,7 @@ class RiskGuard:
         self.push_timeout_s = push_timeout_s
         #: how often the guard asks the gateways for two-sided positions and account readings (0: never)
         self.account_poll_s = account_poll_s
+        self.roll_check_s = roll_check_s
         self._locks: dict[str, asyncio.Lock] = {}
         self._refresh = refresh
         self._loop_task: asyncio.Task[None] | None = None
@@ -163,11 +169,13 @@ class RiskGuard:
 
     def _new_core(self) -> RiskGuardCore:
         dep = self.dep
-        return RiskGuardCore(dep.risk, {i.id: i for i in dep.instruments}, {v.code: v for v in dep.venues},
+        core = RiskGuardCore(dep.risk, {i.id: i for i in dep.instruments}, {v.code: v for v in dep.venues},
                              dep.accounts, self.fx, clock=self.clock, sink=self.sink, base_currency=dep.base_currency,
                              sinks=[CallbackAlertSink(self._metric)],
                              # a booked fill's offset is taken as the coordinators choose it
                              offset_preference=dep.coordinator.offset_preference)
+        core.set_roll_watch(roll_watch_of(dep))
+        return core
 
     def _metric(self, a: Alert) -> None:
         """``xmc_alerts_total{level, monitor}`` (and the alert's scope as a tag): every alert
@@ -245,7 +253,7 @@ class RiskGuard:
             self._loop_task = asyncio.get_event_loop().create_task(self._refresh_loop())
 
     async def _refresh_loop(self) -> None:
-        next_poll = 0.0
+        next_poll = next_roll_check = 0.0
         while True:
             await asyncio.sleep(self.core.cfg.grant_refresh_ms / 1000)
             if self.rebuilding:
@@ -254,10 +262,47 @@ class RiskGuard:
                 if self.account_poll_s and time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.account_poll_s
                     await self.poll_venues()
+                if self.roll_check_s and time.monotonic() >= next_roll_check:
+                    next_roll_check = time.monotonic() + self.roll_check_s
+                    await self.check_rolls()
                 await self._handle(self.core.tick())
                 await self.regrant_all()
             except Exception:  # noqa: BLE001 - the loop must outlive any one failure
                 log.exception("risk guard refresh failed")
+
+    async def check_rolls(self) -> dict[str, Any]:
+        """One pass of the calendar roll watch (``RiskGuardCore.watch_rolls``): its alerts
+        handled, each automatic roll handed to the coordinator (``submit_roll``; idempotent on
+        its decision id). Returns ``{sent: {decision id: the coordinator's answer or error}}``."""
+        watch = self.core.roll_watch
+        coord = next(iter(self.handles.values()), None)
+        if watch is not None and coord is not None:  # how the automatic rolls sent earlier ended
+            for did in list(watch.pending.values()):
+                try:
+                    o = await asyncio.wait_for(_await(coord.roll_outcome.remote(did)), self.push_timeout_s)
+                except Exception as e:  # noqa: BLE001 - asked again at the next check
+                    log.warning("%s: outcome of auto roll %s not read: %s", RISK_GUARD_NAME, did, e)
+                    continue
+                if isinstance(o, dict) and o.get("state"):
+                    watch.on_outcome(did, str(o["state"]), str(o.get("reason") or ""))
+        out, rolls = self.core.watch_rolls()
+        await self._handle(out)
+        sent: dict[str, Any] = {}
+        for req in rolls:
+            if coord is None:
+                sent[req.decision_id] = "no coordinator registered"
+                watch.forget(req.decision_id)  # type: ignore[union-attr]  # tried again at the next check
+                continue
+            try:
+                ans = await asyncio.wait_for(_await(coord.submit_roll.remote(req)), max(self.push_timeout_s, 30.0))
+                sent[req.decision_id] = ans
+                if isinstance(ans, dict) and not ans.get("accepted") and not ans.get("duplicate"):
+                    watch.on_outcome(req.decision_id, "REFUSED", str(ans.get("reason") or ""))  # type: ignore[union-attr]
+            except Exception as e:  # noqa: BLE001 - unknown: the id makes a second try a duplicate
+                sent[req.decision_id] = f"{type(e).__name__}: {e}"
+                watch.forget(req.decision_id)  # type: ignore[union-attr]
+            log.warning("%s: auto roll %s: %s", RISK_GUARD_NAME, req.decision_id, sent[req.decision_id])
+        return {"sent": sent}
 
     async def poll_venues(self) -> dict[str, Any]:
         """Ask every gateway for the venue's two-sided positions (venues that hold long and short

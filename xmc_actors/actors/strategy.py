@@ -21,6 +21,7 @@ import ray
 from ..core.clock import Clock, SystemClock
 from ..core.sink import EventMaker, EventSink, MemorySink
 from ..model.events import Event, EventKind
+from ..model.market import Instrument
 from ..model.names import actor_repr
 from ..model.pairs import PairIntent, PairState, PairSummary
 from ..model.quotes import Quote
@@ -73,9 +74,13 @@ class StrategyHostActor:
         self.name = name
         self.clock = clock or SystemClock()
         self.time_source = time_source
+        catalogue: dict[str, Instrument] = {}
         if isinstance(strategies, HostSpec):
             stages = strategies.stage_settings()
+            catalogue = strategies.instruments()
             strategies = strategies.build()
+        else:  # built instances: what they trade is what a roll can move them to
+            catalogue = {i.id: i for st in strategies for i in st.ctx.instruments}
         # following quote time (a replay), the trail is still stamped in wall time, beside every
         # other actor's; the quote time each event was decided at goes in as market_ts_ns
         wall = SystemClock() if time_source == "quotes" else None
@@ -85,7 +90,7 @@ class StrategyHostActor:
                 ev = getattr(s, "events", None)
                 if isinstance(ev, EventMaker):
                     s.events = EventMaker(ev.clock, ev.actor, wall=wall)
-        self.core = StrategyHostCore(strategies, self.maker, stages)
+        self.core = StrategyHostCore(strategies, self.maker, stages, catalogue)
         self._wall = wall or self.clock
         self._watch_task: asyncio.Task[None] | None = None
         self.coordinator = coordinator
@@ -147,6 +152,19 @@ class StrategyHostActor:
         self._emit(events)
         for intent in intents:
             self._spawn(self._submit(self._wall_deadline(intent)))
+
+    async def on_roll_done(self, outcome: dict[str, Any]) -> None:
+        """A roll of a hosted strategy's position was decided (pushed by the coordinator): its
+        legs follow the lots to the far months, or it is halted when they are on mismatched
+        months (``StrategyHostCore.on_roll_done``); the far contracts' quotes are subscribed."""
+        moved, events = self.core.on_roll_done(outcome, self._now())
+        self._emit(events)
+        if moved:
+            try:
+                await self._resubscribe()
+            except Exception as e:  # noqa: BLE001 - a bare host (tests) has no registry: subscribe by hand
+                log.warning("%s: far contracts not subscribed after roll %s: %s", self.name,
+                            outcome.get("decision_id"), e)
 
     async def status(self) -> dict[str, Any]:
         """Per strategy: state, position, pending decision, last signal, errors, counters."""
@@ -422,6 +440,11 @@ class StrategyHostActor:
                 if e.reason == "BOOKED":
                     booked.setdefault(e.decision_id, []).append(e)
         ready = [n for n in names if n not in last or last[n] in booked]
+        if ready:  # rolls decided while the host was away, or before: its legs follow the lots again
+            rolls = [e for e in await read_trail(list(shards), kinds=["LIFECYCLE"])
+                     if e.reason == "ROLL_DONE" and e.strategy in ready]
+            for name in ready:
+                self._emit(self.core.replay_rolls(name, rolls, self._now()))
         rstat = (await peers.risk_guard().status.remote()) if ready else {}
         positions = rstat.get("positions", {}).get("strategies", {}) or {}
         # who says a strategy must stay stopped: the risk guard's and the coordinator's trading

@@ -31,6 +31,9 @@ from .monitors import Condition
 from .sink import EventMaker, EventSink
 
 NS_PER_S = 1_000_000_000
+#: monitors whose alerts never act (halt, reduce, throttle) whatever their level: the roll
+#: watch's ``roll_due`` (core/roll_watch.py), since a halted strategy could not be rolled
+NO_ACTION_MONITORS = frozenset({"roll_due"})
 _UP = {AlertLevel.INFO: AlertLevel.YELLOW, AlertLevel.YELLOW: AlertLevel.ORANGE,
        AlertLevel.ORANGE: AlertLevel.RED, AlertLevel.RED: AlertLevel.RED}
 
@@ -81,6 +84,8 @@ class AlertManager:
         self.cfg = cfg
 
     def action_for(self, monitor: str, level: AlertLevel) -> AlertAction:
+        if monitor in NO_ACTION_MONITORS:
+            return AlertAction.NONE
         table = self.cfg.monitors.occupancy_actions if monitor == "occupancy" else self.cfg.actions
         return table.get(level, AlertAction.NONE)
 

@@ -509,14 +509,20 @@ def roll_times(plan: RollPlan, venues: Sequence[Venue], *, after_open_minutes: i
             raise ContractDateError(f"roll_times: the window {plan.roll_from}..{plan.roll_by} has fewer than "
                                     f"{days} business days common to {', '.join(v.code for v in venues)}")
         if all(_bday(v, d, "roll time") for v in venues):
-            opens = []
-            for v in venues:
-                day_sessions = [s for s in v.sessions if not s.night]
-                if day_sessions:
-                    first = min(day_sessions, key=lambda s: s.start_time)
-                    opens.append(dt.datetime.combine(d, first.start_time, v.tz))
-            if not opens:  # Globex-style venues only: their session opens the evening before
-                opens = [dt.datetime.combine(d, dt.time(9, 0), venues[0].tz)]
-            out.append(max(opens) + dt.timedelta(minutes=after_open_minutes))
+            out.append(roll_time_on(d, venues, after_open_minutes))
         d -= dt.timedelta(days=1)
     return [t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") for t in sorted(out)]
+
+
+def roll_time_on(day: D, venues: Sequence[Venue], after_open_minutes: int = 15) -> dt.datetime:
+    """When a roll may start on ``day``: ``after_open_minutes`` after the latest of the
+    venues' first day-session opens (every leg trades by then), as an aware datetime."""
+    opens = []
+    for v in venues:
+        day_sessions = [s for s in v.sessions if not s.night]
+        if day_sessions:
+            first = min(day_sessions, key=lambda s: s.start_time)
+            opens.append(dt.datetime.combine(day, first.start_time, v.tz))
+    if not opens:  # Globex-style venues only: their session opens the evening before
+        opens = [dt.datetime.combine(day, dt.time(9, 0), venues[0].tz)]
+    return max(opens) + dt.timedelta(minutes=after_open_minutes)

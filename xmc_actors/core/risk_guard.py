@@ -54,6 +54,8 @@ from .pnl import PnlBook
 from .positions import TwoSidedBook
 from .attribution import attribution
 from .risk_types import GLOBAL, GrantAck, RiskGrant, scope_key, worst_state
+from .roll import RollRequest
+from .roll_watch import RollWatch
 from .sink import EventMaker, EventSink
 from .risk_guard_books import MoneyBooks
 from .risk_guard_rebuild import Rebuild
@@ -153,6 +155,8 @@ class RiskGuardCore(MoneyBooks, Rebuild):
         self.escalations: dict[str, dict[str, Any]] = {}
         self.resolved: dict[str, dict[str, Any]] = {}   # decision id -> operator, note, ts_ns
         self._escalation_detail: dict[str, tuple[str, Any]] = {}  # rebuild: reason, residual from the coordinator's alert
+        self.roll_watch: RollWatch | None = None   # set_roll_watch: the strategies' dated contracts
+        self._dated: set[str] = set()
 
     # -- coordinators and grants -----------------------------------------------------------
     def register_coordinator(self, name: str, weight: Decimal = Decimal(1)) -> None:
@@ -312,12 +316,43 @@ class RiskGuardCore(MoneyBooks, Rebuild):
         return out
 
     def on_quotes(self, quotes: Iterable[Quote]) -> None:
-        """Latest mids become the marks (margin) and the reference prices (collar) grants carry."""
+        """Latest mids become the marks (margin) and the reference prices (collar) grants carry;
+        the roll watch keeps the touch of the dated contracts."""
+        watched = self.roll_watch.quotes if self.roll_watch is not None else None
         for q in quotes:
             m = q.mid
             if m is not None and m > 0:
                 self.book.mark(q.instrument, m, q.ts_ns)
                 self.pnl.mark(q.instrument, m, q.ts_ns)
+            if watched is not None and q.instrument in self._dated:
+                watched[q.instrument] = (q.bid, q.ask)
+
+    # -- the calendar roll watch (core/roll_watch.py) --------------------------------------------
+    def set_roll_watch(self, watch: RollWatch | None) -> None:
+        self.roll_watch = watch
+        self._dated = {i for i in self.instruments if watch is not None and watch.dated(i) is not None}
+
+    def watch_rolls(self) -> tuple[GuardOutput, list[RollRequest]]:
+        """One pass of the roll watch over the lots booked per strategy: its ``roll_due``
+        conditions observed as alerts (yellow due, red overdue or unplannable; their action is
+        always none: a halt would refuse the roll itself), why an automatic roll waits
+        (``LIFECYCLE``, once per reason) and the automatic rolls to send (``LIFECYCLE`` "auto
+        roll sent" under the roll's decision id; the coordinator records the roll itself)."""
+        out = GuardOutput()
+        if self.roll_watch is None:
+            return out, []
+        now = self.clock.now_ns()
+        w = self.roll_watch.check(now, self.book.snapshot()[1])
+        for c in w.conditions:
+            out.extend(self._observe(c, now))
+        for name, why in w.waiting:
+            self.sink.emit(self.maker.make(EventKind.LIFECYCLE, strategy=name, reason=f"auto roll waits: {why}",
+                                           action="roll_watch"))
+        for req in w.rolls:
+            self.sink.emit(self.maker.make(EventKind.LIFECYCLE, decision_id=req.decision_id, strategy=req.strategy,
+                                           reason=f"auto roll sent: {req.plan.reason}", action="roll_watch",
+                                           children=[c.decision_id for c in req.children]))
+        return out, w.rolls
 
     def tick(self) -> GuardOutput:
         """Periodic: equity from P&L, occupancy per account and overall, the ``PNL`` ``MARK``

@@ -356,6 +356,8 @@ class Rebuild:
                 mine = self.booked_pending.setdefault(c, [])
                 mine += [d for d in pending if d not in mine]
         self.seq = max(self.seq, old.seq)
+        if getattr(old, "roll_watch", None) is not None:  # its quotes and the rolls it sent go on
+            self.set_roll_watch(old.roll_watch)
         for name in coordinators:
             if name not in self.leases.weights:
                 self.register_coordinator(name, old.leases.weights.get(name, Decimal(1)))

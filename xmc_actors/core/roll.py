@@ -266,8 +266,20 @@ class RollTracker:
         return out
 
     def _finish(self, state: str, reason: str) -> dict[str, Any]:
-        self.outcome = {"state": state, "reason": reason, "children": self._children()}
+        children = self._children()
+        self.outcome = {"state": state, "reason": reason, "children": children, "moves": self.moves(children)}
         return self.outcome
+
+    def moves(self, children: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Per child its ``near`` and ``far`` contract and whether its lots moved (``rolled``:
+        HEDGED and complete): what the strategy's legs follow (``StrategyHostCore.on_roll_done``)."""
+        out = []
+        for c, mv in zip(self.record.children, self.record.moves):
+            near, _, far = mv.partition("->")
+            ch = children.get(c) or {}
+            out.append({"child": c, "near": near, "far": far,
+                        "rolled": ch.get("state") == "HEDGED" and bool(ch.get("complete"))})
+        return out
 
     def on_child(self, summary: Mapping[str, Any]) -> dict[str, Any] | None:
         did = summary.get("decision_id")
@@ -370,8 +382,9 @@ def recover_rolls(events: Any, owner: str) -> RecoveredRolls:
     for did, t in out.trackers.items():
         if did in done:
             p = done[did]
+            children = p.get("children") if isinstance(p.get("children"), Mapping) else {}
             t.outcome = {"state": str(p.get("roll_state") or "?"), "reason": str(p.get("message") or ""),
-                         "children": p.get("children") or {}}
+                         "children": children, "moves": p.get("moves") or t.moves(children)}
             continue
         by_id = {c.decision_id: c for c in t.record.intents}
         for c in t.record.children:

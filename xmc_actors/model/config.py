@@ -82,6 +82,18 @@ class ExecutionConfig(BaseModel):
     deadline_ms: Count = 10_000
 
 
+class RollPolicy(BaseModel):
+    """How the risk guard watches a strategy's position in dated contracts for its calendar roll
+    (core/roll_watch.py, docs/contracts.md "Watching for the roll")."""
+
+    model_config = FROZEN
+    mode: Literal["off", "alert", "auto"] = "alert"
+    window_business_days: Annotated[int, Field(ge=1, le=30)] = 5
+    safety_business_days: Annotated[int, Field(ge=0, le=10)] = 1
+    after_open_minutes: Annotated[int, Field(ge=0, le=600)] = 15
+    limit_ticks: Annotated[int, Field(ge=0, le=100)] = 2
+
+
 class StrategyConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
     name: Name
@@ -97,6 +109,7 @@ class StrategyConfig(BaseModel):
     canary: CanaryConfig = CanaryConfig()
     gates: StageGates = StageGates()
     demote: DemoteConfig = DemoteConfig()
+    roll: RollPolicy = RollPolicy()  # its position's calendar roll: alert, roll automatically, or off
 
 
 class LedgerConfig(BaseModel):

@@ -424,7 +424,8 @@ class Strategy:
     def status(self) -> dict[str, Any]:
         return {
             "name": self.name, "class": self.registry_name or type(self).__name__, "state": self.state.value,
-            "reason": self.state_reason, "position": self.position, "position_b": self.position_b,
+            "reason": self.state_reason, "instruments": list(self.instrument_ids),
+            "position": self.position, "position_b": self.position_b,
             "hedge_ratio": float(self.ctx.hedge_ratio), "pending": self.pending_decision,
             "decision_seq": self.decision_seq, "blocked": None if self.blocked is None else f"{self.blocked[0]}: {self.blocked[1]}",
             "last_signal": dict(self.last_signal), "errors": list(self.errors), "counters": dict(self.counters),

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from ..core.sink import EventMaker
 from ..model.events import Event, EventKind
+from ..model.market import Instrument
 from ..model.pairs import PairIntent, PairState, PairSummary
 from ..model.quotes import Quote
 from .base import Action, Emit, Strategy, Submit, decision_seq_of
@@ -84,6 +85,12 @@ class HostSpec:
                                             decision_seq=self.decision_seqs.get(tw, 0)))
         return built
 
+    def instruments(self) -> dict[str, Instrument]:
+        """The deployment's instruments by id (where a rolled strategy finds its far contracts)."""
+        from ..model.config import DeploymentConfig
+
+        return {i.id: i for i in DeploymentConfig.model_validate(self.deployment).instruments}
+
     def stage_settings(self) -> dict[str, StageSettings]:
         """Each hosted strategy's rollout stage settings (``stage``, ``canary``, ``gates``, ``demote``)."""
         from ..model.config import DeploymentConfig
@@ -113,7 +120,10 @@ class StrategyHostCore:
     """
 
     def __init__(self, strategies: Iterable[Strategy], events: EventMaker,
-                 stages: Mapping[str, StageSettings] | None = None) -> None:
+                 stages: Mapping[str, StageSettings] | None = None,
+                 instruments: Mapping[str, Instrument] | None = None) -> None:
+        #: the deployment's instruments: where a rolled strategy finds its far contracts
+        self.catalogue: dict[str, Instrument] = dict(instruments or {})
         self.strategies: dict[str, Strategy] = {}
         for s in strategies:
             if s.name in self.strategies:
@@ -292,6 +302,12 @@ class StrategyHostCore:
                                        max(int(e.payload.get("summary_ts_ns") or 0) for e in evs))
         st.restore_needed = ""
         held = [why for k, why in stopped.items() if k in ("*", "global", f"strategy:{name}")]
+        # lots booked on a contract that is not one of its legs (a roll that moved one leg and not
+        # the other, a month nobody followed): its orders would not close what it holds
+        outside = {i: q for i, q in lots.items() if int(q or 0) and i not in st.instrument_ids}
+        if outside:
+            held.append("it holds lots outside its legs " + ", ".join(f"{i} {int(q):+d}" for i, q in sorted(outside.items()))
+                        + f" (legs {'/'.join(st.instrument_ids)}): roll or settle them, then resume")
         base = "host restarted: position and decision counter restored"
         st.state_reason = base + ("; halted: " + "; ".join(held) if held else "")
         events.append(self.events.make(
@@ -307,6 +323,96 @@ class StrategyHostCore:
         # held until an operator resolves the residual)
         events += self.resume(name, "restored after a host restart", now_ns)
         return "resumed", events
+
+    # ------------------------------------------------------------------ calendar rolls
+    def on_roll_done(self, outcome: Mapping[str, Any], now_ns: int) -> tuple[bool, list[Event]]:
+        """A roll of a strategy's position has been decided (the coordinator's ``ROLL_DONE``:
+        ``decision_id``, ``strategy``, ``roll_state``, ``moves`` = one ``{child, near, far,
+        rolled}`` per rolled venue). The lots of each rolled move are on its far contract now:
+        the strategy's leg on that near contract moves to the far one (:meth:`roll_legs`), so
+        that its next order closes or adds to the lots it really holds. A move of one of its
+        legs that did not roll leaves its legs on mismatched months: it is halted, naming them,
+        until an operator rolls the rest (``xmc roll``) or settles it and resumes. Returns
+        whether any leg moved (the host then subscribes to the far contracts) and the events."""
+        name = str(outcome.get("strategy") or "")
+        did = str(outcome.get("decision_id") or "")
+        st = self.strategies.get(name)
+        moves = outcome.get("moves")
+        if st is None or not isinstance(moves, (list, tuple)):
+            self.bad_input += 1
+            why = "no hosted strategy" if st is None else "moves: a list of {near, far, rolled} is needed"
+            return False, [self.events.make(EventKind.BAD_INPUT, ts_ns=now_ns, decision_id=did, strategy=name,
+                                            reason=f"roll outcome {did!r}: {why}")]
+        legs = set(st.instrument_ids)
+        rolled = {str(m.get("near")): str(m.get("far")) for m in moves
+                  if isinstance(m, Mapping) and m.get("rolled") and m.get("near") in legs}
+        missed = sorted(str(m.get("near")) for m in moves
+                        if isinstance(m, Mapping) and not m.get("rolled") and m.get("near") in legs)
+        events: list[Event] = []
+        moved = False
+        if rolled:
+            try:
+                events += self.roll_legs(name, rolled, now_ns, reason=f"roll {did} {outcome.get('roll_state')}")
+                moved = True
+            except (KeyError, ValueError) as e:
+                missed.append(f"{', '.join(rolled)} (rolled, but the strategy cannot follow: {e})")
+        if missed:
+            events += self.halt(name, f"roll {did} {outcome.get('roll_state')}: {', '.join(missed)} not on the far "
+                                      "month: its legs are on mismatched months; roll the rest (xmc roll) or settle "
+                                      "it, then resume", now_ns)
+        return moved, events
+
+    def replay_rolls(self, name: str, events: Iterable[Event], now_ns: int) -> list[Event]:
+        """After a host restart (its strategies were rebuilt on the file's contracts): the legs
+        of ``name`` follow every roll of its position the trail has decided (``ROLL_DONE``
+        events, in time order), move by rolled move. A move that did not roll is not replayed
+        as a halt: :meth:`restore` halts a strategy whose booked lots lie outside its legs."""
+        out: list[Event] = []
+        for e in events:
+            if e.strategy != name or e.reason != "ROLL_DONE" or not isinstance(e.payload.get("moves"), list):
+                continue
+            legs = set(self._strategy(name).instrument_ids)
+            moves = {str(m.get("near")): str(m.get("far")) for m in e.payload["moves"]
+                     if isinstance(m, Mapping) and m.get("rolled") and m.get("near") in legs}
+            if moves:
+                try:
+                    out += self.roll_legs(name, moves, now_ns, reason=f"roll {e.decision_id} (from the trail)")
+                except (KeyError, ValueError) as err:
+                    out += self.halt(name, f"roll {e.decision_id}: cannot follow it after a restart ({err})", now_ns)
+        return out
+
+    def roll_legs(self, name: str, moves: Mapping[str, str], now_ns: int, *, reason: str) -> list[Event]:
+        """Strategy ``name`` trades the far contract of each ``near -> far`` in ``moves`` from now
+        on: rebuilt on them (same class, parameters, account and venue per leg; the far
+        contract's terms from the deployment's instruments), with its position, decision
+        counter, trading state, pending decision and applied outcomes carried over. What a
+        strategy computed from its quotes (a z-score's window) starts again, as after a
+        restart. Raises KeyError when a far contract is not one of the deployment's instruments."""
+        import dataclasses
+
+        old = self._strategy(name)
+        missing = [far for far in moves.values() if far not in self.catalogue]
+        if missing:
+            raise KeyError(f"{', '.join(missing)} not among the deployment's instruments")
+        legs = tuple(lg.model_copy(update={"instrument": moves.get(lg.instrument, lg.instrument)}) for lg in old.ctx.legs)
+        insts = tuple(self.catalogue[moves[i.id]] if i.id in moves else i for i in old.ctx.instruments)
+        ctx = dataclasses.replace(old.ctx, legs=legs, instruments=insts)
+        new = type(old)(ctx, old.params, position=old.position, position_b=old.position_b,
+                        decision_seq=old.decision_seq)
+        for k in ("state", "state_reason", "restore_needed", "backoff_until_ns", "last_decision_ns", "venues_down",
+                  "counters", "_pending", "_done", "errors"):
+            setattr(new, k, getattr(old, k))
+        if isinstance(getattr(old, "events", None), EventMaker):
+            new.events = old.events
+        self.strategies[name] = new
+        self.by_instrument = defaultdict(list)
+        for s in self.strategies.values():
+            for inst in set(s.instrument_ids):
+                self.by_instrument[inst].append(s)
+        return [self.events.make(EventKind.LIFECYCLE, ts_ns=now_ns, strategy=name,
+                                 reason=f"{reason}: trades {'/'.join(new.instrument_ids)} from now (was "
+                                        f"{'/'.join(old.instrument_ids)}); position {new.position:+d}/{new.position_b:+d}",
+                                 action="roll_legs", moves=dict(moves), instruments=list(new.instrument_ids))]
 
     # ------------------------------------------------------------------ internals
     def _update_fx(self, q: Quote, events: list[Event], now_ns: int) -> None:
