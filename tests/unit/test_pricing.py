@@ -111,6 +111,19 @@ def test_leg_b_is_expressed_in_leg_a_currency_and_unit_on_executable_prices():
     assert p.fx == pytest.approx(1 / 7.0)
 
 
+def test_a_computed_parity_is_an_ordinary_frozen_parity_and_values_reads_the_three_sides():
+    import dataclasses
+    from xmc_actors.core.pricing import Parity
+    p = _engine().compute(quote("LME.CA3M", 10000, 10001), quote("SHFE.cu", 70000, 70070))
+    assert type(p) is Parity
+    same = Parity(**{f.name: getattr(p, f.name) for f in dataclasses.fields(Parity)})
+    assert p == same and hash(p) == hash(same) and repr(p) == repr(same)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.a_mid = 1.0  # type: ignore[misc]
+    for signal in ("spread", "ratio"):
+        assert p.values(signal) == (p.value(signal, "sell_a"), p.value(signal, "buy_a"), p.value(signal, "mid"))
+
+
 def test_costs_fold_fees_and_financing_against_the_trade_and_vat_grosses_up_the_other_leg():
     costs = CostModel(fee=0.001, financing=0.002, vat_factor=1.13, vat_leg="B", venue_fees=False)
     p = _engine(costs, price="mid").compute(quote("LME.CA3M", 10000, 10000), quote("SHFE.cu", 70000, 70000))

@@ -190,6 +190,28 @@ def test_quote_older_than_stale_ms_blocks():
     assert intents(acts) == [] and s2.blocked[0] == "STALE"
 
 
+def test_a_stale_leg_b_blocks_and_the_detail_names_leg_b():
+    s = band(guards={"stale_ms": 1000, "max_skew_ms": 60_000})
+    qa, qb = pair_quotes(1.02, t=T0)
+    acts = s.on_quotes([qa.model_copy(update={"ts_ns": T0 + 1500 * MS}), qb], T0 + 1500 * MS)
+    assert intents(acts) == []
+    assert s.blocked == ("STALE", f"{B} quote is OK, 1500 ms old (stale_ms=1000)")
+
+
+def test_decide_sees_an_ordinary_frozen_snapshot():
+    import dataclasses
+    from xmc_actors.strategies.base import Snapshot
+    s, seen = band(), []
+    inner = s.decide
+    s.decide = lambda snap: (seen.append(snap), inner(snap))[1]  # type: ignore[method-assign]
+    step(s, 1.0, T0)
+    [snap] = seen
+    assert type(snap) is Snapshot and snap.position == 0 and snap.now_ns == T0
+    assert snap == Snapshot(snap.now_ns, snap.quote_a, snap.quote_b, snap.parity, snap.position)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snap.position = 1  # type: ignore[misc]
+
+
 def test_a_venue_pushed_down_blocks_triggers_until_it_is_up_again():
     # Arrange: LME (leg A) is reported DOWN by the coordinator's venue health
     s = band()

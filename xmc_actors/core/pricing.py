@@ -281,6 +281,13 @@ class Parity:
             raise KeyError(side)
         return a - b if signal == "spread" else a / b
 
+    def values(self, signal: Literal["spread", "ratio"]) -> tuple[float, float, float]:
+        """``(value(signal, "sell_a"), value(signal, "buy_a"), value(signal, "mid"))`` in one
+        call (a band strategy reads the three on every quote)."""
+        if signal == "spread":
+            return self.a_sell - self.b_sell, self.a_buy - self.b_buy, self.a_mid - self.b_mid
+        return self.a_sell / self.b_sell, self.a_buy / self.b_buy, self.a_mid / self.b_mid
+
     def payload(self) -> dict[str, Any]:
         """The numbers for a SIGNAL event (plain floats and strings)."""
         return {"terms": f"{self.currency}/{self.unit}", "fx": self.fx, "fx_source": self.fx_source,
@@ -325,6 +332,21 @@ class ParityEngine:
         # a leg already in the terms' currency: FxBook.rate answers 1.0 ("identity") at any time
         self._same_a = type(fx) is FxBook and a.currency == self.currency
         self._same_b = type(fx) is FxBook and b.currency == self.currency
+        # what compute reads on every quote, taken once (the same values, the same arithmetic)
+        self._ccy_a, self._ccy_b = a.currency, b.currency
+        self._show_a_source = b.currency == self.currency  # the FX source shown is A's when B is in terms
+        self._mid = price == "mid"
+        self._up_a, self._down_a = self._fee_factors(self._fee_a)
+        self._up_b, self._down_b = self._fee_factors(self._fee_b)
+
+    def _fee_factors(self, fee: tuple[float, float]) -> tuple[float | None, float | None]:
+        """``(1 + fee + exchange fee + financing, 1 - fee - exchange fee)`` of a leg whose
+        exchange fee is a rate only (the same whatever the price); ``(None, None)`` for one with
+        a per-lot part (its fraction depends on the price: :meth:`compute` works it out)."""
+        if fee[1]:
+            return None, None
+        c, f = self.costs, fee[0] + 0.0
+        return 1.0 + c.fee + f + c.financing, 1.0 - c.fee - f
 
     def _fx(self, ccy: str, ts_ns: int) -> FxObservation | StaticRate:
         """The rate of ``ccy`` in the terms' currency at ``ts_ns`` (only ``rate`` and ``source``
@@ -347,20 +369,26 @@ class ParityEngine:
         ParityUnavailable
             A one-sided or non-positive book, or no FX rate at that time.
         """
-        t = ts_ns if ts_ns is not None else max(qa.ts_ns, qb.ts_ns)
-        la, lb = self._last_a, self._last_b
+        if ts_ns is None:
+            t, tb = qa.ts_ns, qb.ts_ns
+            if tb > t:
+                t = tb
+        else:
+            t = ts_ns
+        la = self._last_a
         if la is not None and la[0] is qa:
             a_bid, a_ask = la[1], la[2]
         else:
             a_bid, a_ask = _sides(qa)
             self._last_a = (qa, a_bid, a_ask)
+        lb = self._last_b
         if lb is not None and lb[0] is qb:
             b_bid, b_ask = lb[1], lb[2]
         else:
             b_bid, b_ask = _sides(qb)
             self._last_b = (qb, b_bid, b_ask)
-        fa = _IDENTITY if self._same_a else self._fx(self.a.currency, t)
-        fb = _IDENTITY if self._same_b else self._fx(self.b.currency, t)
+        fa = _IDENTITY if self._same_a else self._fx(self._ccy_a, t)
+        fb = _IDENTITY if self._same_b else self._fx(self._ccy_b, t)
         native_a, native_b = (a_bid + a_ask) / 2, (b_bid + b_ask) / 2  # in each leg's own price terms
         ka, kb = self._ua * fa.rate, self._ub * fb.rate
         a_bid, a_ask, b_bid, b_ask = a_bid * ka, a_ask * ka, b_bid * kb, b_ask * kb
@@ -371,17 +399,21 @@ class ParityEngine:
             else:
                 a_bid, a_ask = a_bid * c.vat_factor, a_ask * c.vat_factor
         a_mid, b_mid = (a_bid + a_ask) / 2, (b_bid + b_ask) / 2
-        if self.price == "mid":
+        if self._mid:
             a_bid = a_ask = a_mid
             b_bid = b_ask = b_mid
         # each leg's exchange fee to open, as a fraction of its price (a per-lot fee at this price)
-        fa_ = self._fee_a[0] + (self._fee_a[1] / native_a if self._fee_a[1] else 0.0)
-        fb_ = self._fee_b[0] + (self._fee_b[1] / native_b if self._fee_b[1] else 0.0)
-        up_a, down_a = 1.0 + c.fee + fa_ + c.financing, 1.0 - c.fee - fa_
-        up_b, down_b = 1.0 + c.fee + fb_ + c.financing, 1.0 - c.fee - fb_
+        up_a, down_a = self._up_a, self._down_a
+        if up_a is None:
+            fa_ = self._fee_a[0] + self._fee_a[1] / native_a
+            up_a, down_a = 1.0 + c.fee + fa_ + c.financing, 1.0 - c.fee - fa_
+        up_b, down_b = self._up_b, self._down_b
+        if up_b is None:
+            fb_ = self._fee_b[0] + self._fee_b[1] / native_b
+            up_b, down_b = 1.0 + c.fee + fb_ + c.financing, 1.0 - c.fee - fb_
         # the FX that matters to a reader: B's currency in A's (e.g. CNY per USD)
         fx_show = fb.rate / fa.rate
-        src = fb.source if self.b.currency != self.currency else fa.source
+        src = fa.source if self._show_a_source else fb.source
         return _new_parity(t, self.currency, self.unit, fx_show, src, a_mid, b_mid, a_ask * up_a, b_bid * down_b,
                            a_bid * down_a, b_ask * up_b)
 
@@ -390,19 +422,34 @@ _PARITY_FIELDS = ("ts_ns", "currency", "unit", "fx", "fx_source", "a_mid", "b_mi
 # a field added to Parity must be added here too (and to _new_parity): fail at import, not with a half-made parity
 if tuple(f.name for f in fields(Parity)) != _PARITY_FIELDS:  # pragma: no cover - a developer's slip
     raise ImportError("Parity's fields changed: update _PARITY_FIELDS and _new_parity")
-_PARITY_SLOTS = tuple(Parity.__dict__[f].__set__ for f in _PARITY_FIELDS)
+
+
+class _ParityDraft:
+    """A :class:`Parity` being made: the same slots (so the same memory layout), writable. Its
+    fields are written as plain attributes, then the object becomes a ``Parity`` (``__class__``
+    assignment between two classes of identical slots): about 0.3 us where a frozen dataclass's
+    ``__init__`` (``object.__setattr__`` per field) takes about 1.2 us and writing its slots
+    through their descriptors about 0.8 us, once per quote of every strategy."""
+
+    __slots__ = Parity.__slots__
 
 
 def _new_parity(ts_ns: int, currency: str, unit: str, fx: float, fx_source: str, a_mid: float, b_mid: float,
                 a_buy: float, b_buy: float, a_sell: float, b_sell: float) -> Parity:
-    """``Parity(...)`` with the same fields, made once per quote: a frozen dataclass's own
-    ``__init__`` sets each field through ``object.__setattr__`` (about 1 us of the ~2 us a
-    parity costs); this writes the slots directly. Same object, same equality."""
-    p = object.__new__(Parity)
-    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10 = _PARITY_SLOTS
-    s0(p, ts_ns); s1(p, currency); s2(p, unit); s3(p, fx); s4(p, fx_source); s5(p, a_mid)  # noqa: E702
-    s6(p, b_mid); s7(p, a_buy); s8(p, b_buy); s9(p, a_sell); s10(p, b_sell)  # noqa: E702
-    return p
+    """``Parity(...)`` with the same fields (see :class:`_ParityDraft`). Same type, same
+    equality, frozen as any other."""
+    p = _ParityDraft()
+    p.ts_ns = ts_ns; p.currency = currency; p.unit = unit; p.fx = fx; p.fx_source = fx_source  # noqa: E702
+    p.a_mid = a_mid; p.b_mid = b_mid; p.a_buy = a_buy; p.b_buy = b_buy; p.a_sell = a_sell  # noqa: E702
+    p.b_sell = b_sell
+    p.__class__ = Parity  # type: ignore[assignment]
+    return p  # type: ignore[return-value]
+
+
+_probe = tuple(range(len(_PARITY_FIELDS)))
+if _new_parity(*_probe) != Parity(*_probe) or type(_new_parity(*_probe)) is not Parity:  # pragma: no cover
+    raise ImportError("_new_parity does not make the Parity(...) of the same fields: update it")
+del _probe
 
 
 #: what FxBook.rate answers for a currency in itself (only its rate and source are read here)

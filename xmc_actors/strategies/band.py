@@ -20,12 +20,15 @@ class BandStrategy(Strategy, name="band", params=BandParams):
     def decide(self, snap: Snapshot) -> Decision | None:
         p, par = self.params, snap.parity
         assert par is not None
-        sell, buy = par.value(p.signal, "sell_a"), par.value(p.signal, "buy_a")
-        numbers = {"signal_sell_a": sell, "signal_buy_a": buy, "signal_mid": par.value(p.signal, "mid"),
-                   "center": p.center, "entry": p.entry, "exit": p.exit}
-        self.last_signal = {"reason": "hold", **numbers}
-        r = band_target(snap.position, sell - p.center, buy - p.center, entry=p.entry, exit=p.exit, clip=p.clip,
+        sell, buy, mid = par.values(p.signal)
+        center, entry, exit_ = p.center, p.entry, p.exit
+        # every quote: the "hold" signal as one dict; the decision's numbers (the same, without
+        # the reason) only when there is a decision
+        self.last_signal = {"reason": "hold", "signal_sell_a": sell, "signal_buy_a": buy, "signal_mid": mid,
+                            "center": center, "entry": entry, "exit": exit_}
+        r = band_target(snap.position, sell - center, buy - center, entry=entry, exit=exit_, clip=p.clip,
                         max_position=p.max_position, scale_step=p.scale_step)
         if r is None:
             return None
-        return Decision(r[0], r[1], numbers)
+        return Decision(r[0], r[1], {"signal_sell_a": sell, "signal_buy_a": buy, "signal_mid": mid,
+                                     "center": center, "entry": entry, "exit": exit_})

@@ -49,11 +49,12 @@ from ..model.config import DeploymentConfig, ExecutionConfig, StrategyConfig
 from ..model.events import Event, EventKind
 from ..model.market import Instrument, Side, Venue
 from ..model.pairs import LegIntent, LegSpec, PairIntent, PairState, PairSummary
-from ..model.quotes import Quote
+from ..model.quotes import Quote, QuoteStatus
 from ..model.registry import STRATEGIES
 from .params import Guards
 
 _MS = 1_000_000
+_STALE = QuoteStatus.STALE
 
 
 # =========================================================================== value types
@@ -128,16 +129,28 @@ class Snapshot:
 _SNAP_FIELDS = ("now_ns", "quote_a", "quote_b", "parity", "position")
 if tuple(f.name for f in fields(Snapshot)) != _SNAP_FIELDS:  # pragma: no cover - a developer's slip
     raise ImportError("Snapshot's fields changed: update _SNAP_FIELDS and _new_snapshot")
-_SNAP_SLOTS = tuple(Snapshot.__dict__[f].__set__ for f in _SNAP_FIELDS)
+
+
+class _SnapshotDraft:
+    """A :class:`Snapshot` being made: the same slots, writable; it becomes a ``Snapshot`` once
+    written (as :class:`xmc_actors.core.pricing._ParityDraft` does for a parity)."""
+
+    __slots__ = Snapshot.__slots__
 
 
 def _new_snapshot(now_ns: int, quote_a: Quote, quote_b: Quote, parity: Parity | None, position: int) -> Snapshot:
-    """``Snapshot(...)``, made on every evaluation: written slot by slot (a frozen dataclass's
-    ``__init__`` goes through ``object.__setattr__`` per field). Same object, same equality."""
-    snap = object.__new__(Snapshot)
-    s0, s1, s2, s3, s4 = _SNAP_SLOTS
-    s0(snap, now_ns); s1(snap, quote_a); s2(snap, quote_b); s3(snap, parity); s4(snap, position)  # noqa: E702
-    return snap
+    """``Snapshot(...)``, made on every evaluation without a frozen dataclass's ``__init__``
+    (``object.__setattr__`` per field). Same type, same equality, frozen as any other."""
+    snap = _SnapshotDraft()
+    snap.now_ns = now_ns; snap.quote_a = quote_a; snap.quote_b = quote_b  # noqa: E702
+    snap.parity = parity; snap.position = position  # noqa: E702
+    snap.__class__ = Snapshot  # type: ignore[assignment]
+    return snap  # type: ignore[return-value]
+
+
+if _new_snapshot(1, 2, 3, 4, 5) != Snapshot(1, 2, 3, 4, 5) or \
+        type(_new_snapshot(1, 2, 3, 4, 5)) is not Snapshot:  # type: ignore[arg-type]  # pragma: no cover
+    raise ImportError("_new_snapshot does not make the Snapshot(...) of the same fields: update it")
 
 
 @dataclass(slots=True)
@@ -461,21 +474,26 @@ class Strategy:
         if self.venues_down:
             venue, why = next(iter(self.venues_down.items()))
             return "VENUE_DOWN", f"{venue}: {why}"
-        for q in (qa, qb):
-            daily = q.origin is not None  # a daily close, or a bridge between two: one price a day
-            limit = g.close_stale_ms if daily else g.stale_ms
-            if quote_is_stale(q, now_ns, limit):
-                age = (now_ns - q.ts_ns) / _MS
-                name = "close_stale_ms" if daily else "stale_ms"
-                return "STALE", f"{q.instrument} quote is {q.status.value}, {age:.0f} ms old ({name}={limit})"
-        skew = abs(qa.ts_ns - qb.ts_ns) / _MS
-        daily = qa.origin is not None or qb.origin is not None
+        ta, tb = qa.ts_ns, qb.ts_ns
+        daily_a, daily_b = qa.origin is not None, qb.origin is not None  # a daily close, or a bridge: one price a day
+        # quote_is_stale of each leg, written out (two calls a quote); the message is made only when stale
+        limit_a = g.close_stale_ms if daily_a else g.stale_ms
+        limit_b = g.close_stale_ms if daily_b else g.stale_ms
+        if (qa.status is _STALE or now_ns - ta > limit_a * _MS) or (qb.status is _STALE or now_ns - tb > limit_b * _MS):
+            for q, daily, limit in ((qa, daily_a, limit_a), (qb, daily_b, limit_b)):
+                if quote_is_stale(q, now_ns, limit):
+                    age = (now_ns - q.ts_ns) / _MS
+                    name = "close_stale_ms" if daily else "stale_ms"
+                    return "STALE", f"{q.instrument} quote is {q.status.value}, {age:.0f} ms old ({name}={limit})"
+        skew = (ta - tb if ta >= tb else tb - ta) / _MS
+        daily = daily_a or daily_b
         max_skew = max(g.max_skew_ms, g.close_skew_ms) if daily else g.max_skew_ms
         if skew > max_skew:
             name = "close_skew_ms" if daily else "max_skew_ms"
             return "SKEW", f"legs' calibrated times are {skew:.0f} ms apart ({name}={max_skew})"
-        if g.require_sessions_open:
-            for leg in self._sessions:
+        sa, sb = self._sessions
+        if g.require_sessions_open and not (sa[2] <= now_ns < sa[3] and sb[2] <= now_ns < sb[3]):
+            for leg in (sa, sb):
                 if leg[2] <= now_ns < leg[3]:
                     continue
                 inst, venue = leg[0], leg[1]
@@ -726,19 +744,16 @@ def band_target(position: int, dev_sell: float, dev_buy: float, *, entry: float,
     target is one clip at ``entry`` plus one per further ``scale_step`` (so the position is
     reduced as the deviation shrinks back towards entry).
     """
-    def level(dev: float) -> int:
-        if scale_step is None:
-            return 0
-        return min(max_position, clip * (1 + int((dev - entry) // scale_step)))
-
     if dev_sell >= entry:  # A rich: sell A / buy B
         if scale_step is not None:
-            return -level(dev_sell), f"A rich by {dev_sell:.6g} >= entry {entry:g} (scaled)"
+            return -_scaled_level(dev_sell, entry, clip, max_position, scale_step), \
+                f"A rich by {dev_sell:.6g} >= entry {entry:g} (scaled)"
         tgt = -clip if position > 0 else max(-max_position, position - clip)
         return tgt, f"A rich by {dev_sell:.6g} >= entry {entry:g}"
     if dev_buy <= -entry:  # A cheap: buy A / sell B
         if scale_step is not None:
-            return level(-dev_buy), f"A cheap by {-dev_buy:.6g} >= entry {entry:g} (scaled)"
+            return _scaled_level(-dev_buy, entry, clip, max_position, scale_step), \
+                f"A cheap by {-dev_buy:.6g} >= entry {entry:g} (scaled)"
         tgt = clip if position < 0 else min(max_position, position + clip)
         return tgt, f"A cheap by {-dev_buy:.6g} >= entry {entry:g}"
     if position < 0 and dev_buy <= exit:
@@ -746,6 +761,12 @@ def band_target(position: int, dev_sell: float, dev_buy: float, *, entry: float,
     if position > 0 and dev_sell >= -exit:
         return 0, f"long closes: sell deviation {dev_sell:.6g} >= -exit {-exit:g}"
     return None
+
+
+def _scaled_level(dev: float, entry: float, clip: int, max_position: int, scale_step: float) -> int:
+    """:func:`band_target`'s scaled target: one clip at ``entry``, one more per ``scale_step``
+    beyond it (a module function: a closure made on every call cost every quote)."""
+    return min(max_position, clip * (1 + int((dev - entry) // scale_step)))
 
 
 TRADING_STATE_BACKOFF_NS = 5_000 * _MS
