@@ -346,3 +346,56 @@ def test_xmc_roll_rolls_the_running_deployments_position_and_waits_for_the_outco
     assert sum(1 for e in evs if e.kind.value == "ORDER_SENT") == sent
     assert any(e.kind.value == "BAD_INPUT" and e.decision_id == "roll-cli-2" for e in evs)
     ray.get(coord.shutdown.remote(), timeout=60)
+
+
+def test_an_lme_prompt_leg_rolls_to_the_three_month_prompt_with_shfe_in_one_decision(tmp_path):
+    """Issue 19: an LME leg is a prompt date, not a month. Long SHFE copper against short LME
+    copper on a prompt about three weeks out: the roll carries the LME lots to the 3-month prompt
+    of the roll's first day and SHFE's to its next month, as one decision."""
+    from xmc_actors.core.calendar import is_business_day
+    from xmc_actors.core.contracts import lme_contract
+
+    lme_v, ca = testkit.venue("LME"), testkit.instrument("LME.CA3M")
+    d = DAY + dt.timedelta(days=21)
+    while not is_business_day(lme_v, d):  # a prompt is a London business day
+        d += dt.timedelta(days=1)
+    near_c = lme_contract(ca, lme_v, d)
+    venues = {"SHFE": VENUES["SHFE"], "LME": lme_v}
+    plan = plan_roll([Holding(CU, VENUES["SHFE"], 2, CU_NEAR), Holding(ca, lme_v, -2, f"LME.{near_c.symbol}")], DAY)
+    (cu_near, cu_far), (ca_near, ca_far) = ((lg.near.id, lg.far.id) for lg in plan.legs)
+    assert ca_near == f"LME.{near_c.symbol}" and ca_far.startswith("LME.CA-") and ca_far != ca_near
+    assert plan.legs[1].far.prompt > plan.legs[1].near.prompt  # carried forward to a later prompt
+    conc = {i.id: i for i in (concrete_instrument(CU, parse_contract(CU, VENUES["SHFE"], x, DAY))
+                              for x in (cu_near, cu_far))}
+    conc.update({c.id: concrete_instrument(ca, c) for c in (plan.legs[1].near, plan.legs[1].far)})
+    params = {"seed": 1, "enforce_sessions": False, "enforce_price_limits": False, "ack_timeout_ms": 200,
+              "network_latency": {"kind": "const", "mean_ms": 0.0}}
+    dep = DeploymentConfig(name="lme-roll", venues=tuple(venues.values()), instruments=tuple(conc.values()),
+                           gateways=tuple(GatewayConfig(venue=v, params=params, feed=FeedConfig()) for v in venues))
+    gws = {v: VenueGateway.options(num_cpus=0).remote(dep, v, clock_mode="system") for v in venues}
+    ray.get([g.ready.remote() for g in gws.values()], timeout=60)
+    px = {cu_near: (71990, 72010), cu_far: (72090, 72110), ca_near: ("9800", "9801"), ca_far: ("9850", "9851")}
+    for i, (b, a) in px.items():
+        ray.get(gws[i.split(".")[0]].push_market.remote([testkit.quote(i, b, a, bid_size=50, ask_size=50)]))
+    coord = PairCoordinator.options(num_cpus=0).remote(list(conc.values()), gws, config=CFG, name="coord-lme",
+                                                       venues=list(venues.values()))
+    ray.get(coord.ready.remote(), timeout=60)
+    legs = (LegIntent(leg="A", instrument=cu_near, account="cn", side=Side.BUY, qty=2, limit_price=Decimal(72010)),
+            LegIntent(leg="B", instrument=ca_near, account="us", side=Side.SELL, qty=2, limit_price=Decimal("9800")))
+    ray.get(coord.submit.remote(PairIntent(decision_id="open-lme", strategy="cu_lme", legs=legs)), timeout=30)
+    assert ray.get(coord.await_pair.remote("open-lme", 20), timeout=30)["state"] == "HEDGED"
+    # Act: the roll as an operator's request, prices inside each touch
+    req = roll_request([Holding(CU, VENUES["SHFE"], 2, cu_near), Holding(ca, lme_v, -2, ca_near)], DAY,
+                       decision_id="roll-lme-1", strategy="cu_lme", accounts={"SHFE": "cn", "LME": "us"},
+                       prices={cu_near: 71990, cu_far: 72110, ca_near: "9801", ca_far: "9850"}, now_ns=time.time_ns())
+    assert ray.get(coord.submit_roll.remote(req), timeout=30)["accepted"]
+    out = wait_until(lambda: ray.get(coord.roll_outcome.remote("roll-lme-1")), timeout=30, what="roll outcome")
+    # Assert: one decision, both venues on their far contract
+    assert out["state"] == "ROLLED", out
+    assert {m["near"]: (m["far"], m["rolled"]) for m in out["moves"]} == {cu_near: (cu_far, True),
+                                                                          ca_near: (ca_far, True)}
+    lme = ray.get(gws["LME"].positions.remote(), timeout=30)
+    assert {k: v for k, v in lme["us"].items() if v} == {ca_far: -2}, lme
+    shfe = ray.get(gws["SHFE"].positions.remote(), timeout=30)
+    assert {k: v for k, v in shfe["cn"].items() if v} == {cu_far: 2}, shfe
+    ray.get(coord.shutdown.remote(), timeout=60)
