@@ -158,6 +158,10 @@ class BatchBackend(FakeBackend):
         self.calls.append(("submit", intent.decision_id))
         return {"decision_id": intent.decision_id, "accepted": not dup, "state": "WORKING", "duplicate": dup}
 
+    async def watch_position(self, name, policy, accounts, decision_ids, book_as, operator):
+        self.calls.append(("watch_position", name, policy, accounts, list(decision_ids), book_as, operator))
+        return {"name": name, "mode": policy["mode"], "decision_ids": list(decision_ids)}
+
     async def pair(self, did):
         i = self.submitted.get(did)
         if i is None:

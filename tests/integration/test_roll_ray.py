@@ -399,3 +399,53 @@ def test_an_lme_prompt_leg_rolls_to_the_three_month_prompt_with_shfe_in_one_deci
     shfe = ray.get(gws["SHFE"].positions.remote(), timeout=30)
     assert {k: v for k, v in shfe["cn"].items() if v} == {cu_far: 2}, shfe
     ray.get(coord.shutdown.remote(), timeout=60)
+
+
+def test_the_risk_guards_roll_watch_rolls_a_due_position_by_itself_through_the_coordinator(tmp_path):
+    """strategies[].roll.mode auto: the risk guard, on a day inside the roll window (its clock is
+    set there; the coordinator keeps the wall clock, on which the roll's deadline is still ahead),
+    alerts roll_due, sends the roll once, and learns its outcome from the coordinator."""
+    from zoneinfo import ZoneInfo
+
+    from xmc_actors.actors.risk_guard import RiskGuard
+    from xmc_actors.core.clock import SimClock
+    from xmc_actors.model.market import Account
+
+    if PLAN.status == "overdue":
+        pytest.skip(f"the plan of {DAY} is overdue: the roll's deadline would be behind the coordinator's wall clock")
+    coord, gws = _setup("coord-roll-watch")
+    day = max(PLAN.roll_from, DAY)
+    sim = SimClock(int(dt.datetime.combine(day, dt.time(10, 0), ZoneInfo("Asia/Shanghai")).timestamp()) * 10**9)
+    dep = DeploymentConfig.model_validate({
+        "name": "roll-watch", "venues": [v.model_dump(mode="json") for v in VENUES.values()],
+        "instruments": [i.model_dump(mode="json") for i in (CU, HG, *INSTS)],
+        "accounts": [Account(id="cn", broker="sim", venues=("SHFE",), currency="CNY", capital=Decimal(10**8)).model_dump(mode="json"),
+                     Account(id="us", broker="sim", venues=("COMEX",), currency="USD", capital=Decimal(10**7)).model_dump(mode="json")],
+        "strategies": [{"name": "cu_pair", "class": "band", "legs": [{"instrument": CU_NEAR, "account": "cn"},
+                                                                      {"instrument": HG_NEAR, "account": "us"}],
+                        "hedge_ratio": 1, "roll": {"mode": "auto", "limit_ticks": 1}}]})
+    guard = RiskGuard.options(num_cpus=0).remote(dep, clock=sim, refresh=False, rebuild_on_start=False,
+                                                 account_poll_s=0, roll_check_s=0)
+    ray.get(guard.register_coordinator.remote("coord-roll-watch", coord), timeout=30)
+    # what the guard booked for the strategy: the opening pair's summary, as the coordinator pushes it
+    opened = next(s for s in ray.get(coord.summaries.remote(), timeout=30) if s["decision_id"] == "open-1")
+    ray.get(guard.on_pair_done.remote(opened), timeout=30)
+    ray.get(guard.on_quotes.remote([testkit.quote(i, b, a) for i, (b, a) in {
+        CU_NEAR: (71990, 72010), CU_FAR: (72090, 72110), HG_NEAR: ("4.4995", "4.5005"),
+        HG_FAR: ("4.5495", "4.5505")}.items()]), timeout=30)
+    # Act
+    sent = ray.get(guard.check_rolls.remote(), timeout=60)["sent"]
+    # Assert: one roll, accepted, executed and decided at the coordinator, the guard told
+    [(did, ans)] = sent.items()
+    assert did == f"autoroll-cu_pair-{CU_NEAR.replace('.', '_')}-{HG_NEAR.replace('.', '_')}", sent
+    assert ans["accepted"], ans
+    out = wait_until(lambda: ray.get(coord.roll_outcome.remote(did), timeout=30), timeout=30, what="roll outcome")
+    assert out["state"] == "ROLLED", out
+    assert ray.get(guard.check_rolls.remote(), timeout=60)["sent"] == {}  # not sent twice
+    st = ray.get(guard.roll_watch_status.remote(), timeout=30)["cu_pair"]
+    assert st["rolls"] == {did: "ROLLED"} and st["pending"] is None and st["suspended"] is None
+    alerts = [e for e in ray.get(guard.events.remote("ALERT"), timeout=30) if e.payload.get("monitor") == "roll_due"]
+    assert alerts and alerts[0].payload["level"] == "yellow" and alerts[0].payload["action"] == "none"
+    shfe = ray.get(gws["SHFE"].positions.remote(), timeout=30)
+    assert {k: v for k, v in shfe["cn"].items() if v} == {CU_FAR: 2}, shfe
+    ray.get(coord.shutdown.remote(), timeout=60)

@@ -114,7 +114,7 @@ def _client(dep):
 
 
 HEDGE = {"hedge_id": "PO-77", "commodity": "SHFE.cu", "quantity": 50, "unit": "t", "direction": "sell",
-         "account": "cn-b", "period": {"start": "2026-12-01", "end": "2027-03-31"}, "roll": "calendar", "webhook": "erp"}
+         "account": "cn-b", "period": {"start": "2026-12-01", "end": "2027-03-31"}, "roll": "auto", "webhook": "erp"}
 
 
 def test_hedge_over_http(dep):
@@ -130,6 +130,12 @@ def test_hedge_over_http(dep):
     assert c.post("/v1/hedges", headers=h, json=HEDGE).json()["replayed"] is True
     assert len(be.submitted) == 1
     assert "hedge-PO-77" in be.svc.watches
+    # roll "auto": the risk guard watches the hedge's own pairs for their roll, booked as batch pairs,
+    # and the desk reports its rolls to the same webhook
+    [w] = [c for c in be.calls if c[0] == "watch_position"]
+    assert w[1:] == ("hedge-PO-77", {"mode": "auto"}, {"SHFE": "cn-b", "LME": "us-main"},
+                     ["batch-hedge-PO-77-1"], "batch", out["operator"]), w
+    assert out["roll_watch"]["mode"] == "auto" and be.svc.followed_rolls() == ["hedge-PO-77"]
     rep = c.get("/v1/batches/hedge-PO-77", headers=h).json()
     assert rep["complete"] and rep["total"]["filled_a"] == 10
     assert c.get("/v1/webhooks", headers=h).json()["erp"]["url"] == "http://127.0.0.1:1/hook"
@@ -143,9 +149,25 @@ def test_hedge_over_http(dep):
     ({"direction": "up"}, 422, "direction"),
     ({"period": {"start": "soon", "end": "2027-01-01"}}, 422, "period.start"),
     ({"hedge_id": ""}, 422, "hedge_id"),
+    ({"roll": "calendar"}, 422, "roll"),
 ])
 def test_hedge_bad_input(dep, change, status, field):
     c, be = _client(dep)
     r = c.post("/v1/hedges", headers={"Authorization": f"Bearer {TOKENS['trader']}"}, json={**HEDGE, **change})
     assert r.status_code == status and r.json()["field"] == field, r.text
     assert be.submitted == {}
+
+
+def test_a_hedges_rolls_reach_its_webhook_once_per_state_and_a_stop_is_reported():
+    from xmc_actors.core.webhook import RollFollow
+
+    f = RollFollow("hedge-PO-77", "hedge-PO-77", "erp")
+    st = {"hedge-PO-77": {"mode": "auto", "pending": "autoroll-x", "suspended": None, "rolls": {"autoroll-x": "SENT"}}}
+    [(eid, ev)] = f.observe(st)
+    assert eid == "hedge-PO-77:roll:autoroll-x:SENT" and ev == {"type": "roll", "kind": "hedge", "ref": "hedge-PO-77",
+                                                                 "decision_id": "autoroll-x", "state": "SENT"}
+    assert f.observe(st) == [] and f.observe({"other": {}}) == []
+    st["hedge-PO-77"].update(rolls={"autoroll-x": "ESCALATED"}, suspended="auto roll autoroll-x ESCALATED: ...")
+    out = f.observe(st)
+    assert [e["type"] for _, e in out] == ["roll", "roll_stopped"] and out[0][1]["state"] == "ESCALATED"
+    assert f.observe(st) == []

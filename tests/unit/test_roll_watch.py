@@ -195,3 +195,36 @@ def test_a_deployment_watches_each_enabled_strategy_with_its_legs_accounts():
     assert dict(ws.accounts) == {"SHFE": "cn", "COMEX": "us"} and ws.policy.limit_ticks == 1
     with pytest.raises(ValueError, match="mode"):
         RollPolicy(mode="sometimes")
+
+
+def test_a_hedge_instructions_position_is_watched_by_its_own_pairs_and_rolled_as_batch_pairs():
+    """POST /v1/hedges with roll auto: the guard watches the lots its pairs booked (not a
+    strategy's book: batch pairs of every instruction share one), and the lots move with the
+    roll's children."""
+    g, sink, clock = _guard()
+    g.book = type(g.book)()  # no strategy position: only the hedge's
+    g.booked_lots = {"batch-hedge-PO-77-1": {("cn", "SHFE.cu2701"): 2, ("us", "COMEX.HGH7"): -2},
+                     "batch-other-1": {("cn", "SHFE.cu2701"): 5}}  # another instruction's: not this hedge's
+    with pytest.raises(ValueError, match=r"^policy\.mode: "):
+        g.watch_position("hedge-PO-77", {"mode": "sometimes"}, {"SHFE": "cn", "COMEX": "us"}, ["x"], "batch")
+    with pytest.raises(ValueError, match=r"^decision_ids: "):
+        g.watch_position("hedge-PO-77", {"mode": "auto"}, {"SHFE": "cn", "COMEX": "us"}, [], "batch")
+    ans = g.watch_position("hedge-PO-77", {"mode": "auto"}, {"SHFE": "cn", "COMEX": "us"},
+                           ["batch-hedge-PO-77-1"], "batch", operator="erp")
+    assert ans == {"name": "hedge-PO-77", "mode": "auto", "decision_ids": ["batch-hedge-PO-77-1"]}
+    assert any(e.payload.get("action") == "watch_position" for e in sink.events)
+    out, [req] = g.watch_rolls()
+    assert req.decision_id == "autoroll-hedge-PO-77-SHFE_cu2701-COMEX_HGH7" and req.strategy == "batch"
+    assert [(lg.instrument, lg.qty) for c in req.children for lg in c.legs if lg.leg == "N"] == [
+        ("SHFE.cu2701", 2), ("COMEX.HGH7", 2)]  # the hedge's 2 lots, not the other instruction's 5
+    st = g.roll_watch.status()["hedge-PO-77"]
+    assert st["pending"] == req.decision_id and st["rolls"] == {req.decision_id: "SENT"} and st["held"]
+    # the children booked: the hedge's lots are on the far months, and nothing is due any more
+    g.booked_lots["autoroll-hedge-PO-77-SHFE_cu2701-COMEX_HGH7.rollA"] = {("cn", "SHFE.cu2701"): -2,
+                                                                          ("cn", "SHFE.cu2702"): 2}
+    g.booked_lots["autoroll-hedge-PO-77-SHFE_cu2701-COMEX_HGH7.rollB"] = {("us", "COMEX.HGH7"): 2,
+                                                                          ("us", "COMEX.HGK7"): -2}
+    assert g.roll_watch.lots_of("hedge-PO-77", g.booked_lots) == {"SHFE.cu2702": 2, "COMEX.HGK7": -2}
+    g.roll_watch.on_outcome(req.decision_id, "ROLLED")
+    out, rolls = g.watch_rolls()
+    assert rolls == [] and g.roll_watch.status()["hedge-PO-77"]["rolls"] == {req.decision_id: "ROLLED"}

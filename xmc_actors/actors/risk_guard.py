@@ -270,6 +270,21 @@ class RiskGuard:
             except Exception:  # noqa: BLE001 - the loop must outlive any one failure
                 log.exception("risk guard refresh failed")
 
+    async def watch_position(self, name: str, policy: dict[str, Any], accounts: dict[str, str],
+                             decision_ids: list[str], book_as: str, operator: str = "") -> dict[str, Any]:
+        """Watch the position ``decision_ids`` make for its calendar roll (``RiskGuardCore.watch_position``);
+        bad input is answered ``{"error": ...}`` naming the field, nothing watched."""
+        try:
+            return self.core.watch_position(name, policy, accounts, decision_ids, book_as, operator)
+        except ValueError as e:
+            self.core._count("bad_input")
+            return {"error": str(e)}
+
+    async def roll_watch_status(self) -> dict[str, Any]:
+        """Every watched name: mode, the automatic roll pending, why stopped, each automatic roll's state."""
+        w = self.core.roll_watch
+        return w.status() if w is not None else {}
+
     async def check_rolls(self) -> dict[str, Any]:
         """One pass of the calendar roll watch (``RiskGuardCore.watch_rolls``): its alerts
         handled, each automatic roll handed to the coordinator (``submit_roll``; idempotent on

@@ -354,13 +354,19 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
                          allocation="equal", webhook=body.webhook)
         extra = {"hedge_id": body.hedge_id, "commodity": body.commodity,
                  "period": body.period.model_dump() if body.period else None, "roll": body.roll}
-        return await run_batch(b, p, "hedge", extra, via_of(request))
+        roll = None
+        if body.roll in ("auto", "alert"):  # the risk guard's roll watch follows the position's months
+            ia, ib = dep.instrument(s.legs[0].instrument), dep.instrument(s.legs[1].instrument)
+            roll = {"name": f"hedge-{body.hedge_id}", "policy": {"mode": body.roll},
+                    "accounts": {ia.venue: body.account, ib.venue: body.account_b or s.legs[1].account}}
+        return await run_batch(b, p, "hedge", extra, via_of(request), roll)
 
     @app.get("/v1/webhooks", responses=ERRORS, summary="each webhook: deliveries by state, dead letters")
     async def webhooks(p: Principal = Depends(reader)) -> Any:
         return await backend.desk("webhooks_status")
 
-    async def run_batch(body: BatchRequest, p: Principal, kind: str, extra: dict[str, Any], via: str = "api") -> Any:
+    async def run_batch(body: BatchRequest, p: Principal, kind: str, extra: dict[str, Any], via: str = "api",
+                        roll: dict[str, Any] | None = None) -> Any:
         from ..core.batch import AccountPair, plan_batch
         from ..model.config import DeploymentConfig
         from ..model.market import Side
@@ -411,6 +417,17 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
                                [x["decision_id"] for x in plan.parts if x.get("decision_id")])
         out = {**public, "operator": p.operator, "submitted": submitted,
                "report": f"/v1/batches/{body.instruction_id}", "replayed": False}
+        if roll is not None:  # after the pairs: their decision ids make the position watched
+            from ..core.batch import BATCH_STRATEGY
+
+            dids = [x["decision_id"] for x in plan.parts if x.get("decision_id")]
+            try:
+                out["roll_watch"] = await backend.watch_position(roll["name"], roll["policy"], roll["accounts"], dids,
+                                                                 BATCH_STRATEGY, p.operator)
+            except BackendUnavailable as e:
+                out["roll_watch"] = {"error": str(e)}
+            if body.webhook and "error" not in out["roll_watch"]:
+                await backend.desk("watch_rolls", roll["name"], body.instruction_id, body.webhook)
         await backend.desk("finish", rid, out)
         count("batch")
         return out

@@ -30,6 +30,8 @@ class Backend(Protocol):
     async def quotes(self) -> dict[str, Any]: ...
     async def config(self) -> dict[str, Any]: ...
     async def submit(self, intent: Any) -> dict[str, Any]: ...
+    async def watch_position(self, name: str, policy: dict[str, Any], accounts: dict[str, str],
+                             decision_ids: list[str], book_as: str, operator: str) -> dict[str, Any]: ...
     async def pair(self, decision_id: str) -> dict[str, Any] | None: ...
 
 
@@ -137,6 +139,12 @@ class RayBackend:
 
     async def pair(self, decision_id: str) -> dict[str, Any] | None:
         return await self._call(COORDINATOR_NAME, "pairs", decision_id)
+
+    async def watch_position(self, name: str, policy: dict[str, Any], accounts: dict[str, str],
+                             decision_ids: list[str], book_as: str, operator: str) -> dict[str, Any]:
+        """A hedge's position watched for its roll by the risk guard (``RiskGuard.watch_position``)."""
+        return await self._call(RISK_GUARD_NAME, "watch_position", name, policy, accounts, decision_ids, book_as,
+                                operator)
 
     async def set_trading_state(self, scope: str, key: str | None, state: str, operator: str, reason: str,
                                 by: dict[str, Any] | None = None) -> dict[str, Any]:

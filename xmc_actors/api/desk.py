@@ -17,7 +17,7 @@ import time
 from ..core.clock import Clock, SystemClock
 from ..core.operator_api import ApiError, OperatorDesk, Principal, Role, TokenBook
 from ..core.sink import EventSink
-from ..core.webhook import Outbox, Watch, sign
+from ..core.webhook import Outbox, RollFollow, Watch, sign
 from ..model.api import ConfirmConfig, WebhookConfig
 from ..model.events import EventKind
 
@@ -60,6 +60,7 @@ class DeskService:
         self.outboxes = {w.name: Outbox(self.core.clock, max_attempts=w.max_attempts, backoff_s=w.backoff_s,
                                         max_backoff_s=w.max_backoff_s) for w in webhooks}
         self.watches: dict[str, Watch] = {}
+        self.roll_follows: dict[str, RollFollow] = {}  # watched position name -> its rolls reported
 
     def _emit(self, ev: Any) -> None:
         if self.sink is not None:
@@ -138,6 +139,22 @@ class DeskService:
         self.check_webhook(webhook)
         if ref not in self.watches:
             self.watches[ref] = Watch(kind, ref, webhook, list(decision_ids))
+
+    def watch_rolls(self, name: str, ref: str, webhook: str) -> None:
+        """Report the automatic rolls of the watched position ``name`` to ``webhook``."""
+        self.check_webhook(webhook)
+        self.roll_follows.setdefault(name, RollFollow(name, ref, webhook))
+
+    def followed_rolls(self) -> list[str]:
+        return sorted(self.roll_follows)
+
+    def observe_rolls(self, status: dict[str, Any]) -> int:
+        """The risk guard's ``roll_watch_status``: new roll events queued for their webhooks."""
+        n = 0
+        for f in self.roll_follows.values():
+            for eid, ev in f.observe(status):
+                n += self.outboxes[f.webhook].add(eid, f.webhook, {**ev, "ts_ns": self.core.clock.now_ns()})
+        return n
 
     def watched_ids(self) -> list[str]:
         return sorted({d for w in self.watches.values() if not w.completed for d in w.decision_ids})
@@ -251,7 +268,7 @@ def _actor_class() -> Any:
 
         async def call(self, method: str, *args: Any) -> Any:
             out = self.svc.call(method, *args)
-            if method == "watch" and self._pump is None:
+            if method in ("watch", "watch_rolls") and self._pump is None:
                 import asyncio
 
                 self._pump = asyncio.get_running_loop().create_task(self._pump_loop())
@@ -263,7 +280,10 @@ def _actor_class() -> Any:
 
             from ..model.names import COORDINATOR_NAME
 
+            from ..model.names import RISK_GUARD_NAME
+
             busy: set[Any] = set()
+            rounds = 0
             while True:
                 try:
                     ids = self.svc.watched_ids()
@@ -271,6 +291,10 @@ def _actor_class() -> Any:
                         coord = ray.get_actor(COORDINATOR_NAME, namespace=self.namespace)
                         got = await asyncio.gather(*(coord.pairs.remote(d) for d in ids), return_exceptions=True)
                         self.svc.observe({d: g for d, g in zip(ids, got) if isinstance(g, dict)})
+                    rounds += 1
+                    if rounds % 10 == 0 and self.svc.followed_rolls():  # rolls: every 2 s is plenty
+                        guard = ray.get_actor(RISK_GUARD_NAME, namespace=self.namespace)
+                        self.svc.observe_rolls(await guard.roll_watch_status.remote())
                     for name, eid, url, body, headers, timeout in self.svc.due():
                         t = asyncio.get_running_loop().create_task(self._post(name, eid, url, body, headers, timeout))
                         busy.add(t)

@@ -123,7 +123,10 @@ class HedgeRequest(_Body):
     account_b: str | None = Field(default=None, max_length=64, description="leg B's account (default: the pair's)")
     strategy: str | None = Field(default=None, max_length=64, description="which configured pair, if several trade the commodity")
     period: HedgePeriod | None = None
-    roll: str | None = Field(default=None, max_length=64, description="the roll rule's name (recorded)")
+    roll: Literal["auto", "alert", "none"] | None = Field(
+        default=None, description="the position's calendar roll before each contract's deadline: auto (rolled by the "
+                                  "risk guard's roll watch, reported to the webhook), alert (roll_due alerts only), "
+                                  "none (default)")
     webhook: str | None = Field(default=None, max_length=40)
 
 

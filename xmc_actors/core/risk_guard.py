@@ -55,7 +55,7 @@ from .positions import TwoSidedBook
 from .attribution import attribution
 from .risk_types import GLOBAL, GrantAck, RiskGrant, scope_key, worst_state
 from .roll import RollRequest
-from .roll_watch import RollWatch
+from .roll_watch import RollWatch, WatchedStrategy
 from .sink import EventMaker, EventSink
 from .risk_guard_books import MoneyBooks
 from .risk_guard_rebuild import Rebuild
@@ -332,6 +332,32 @@ class RiskGuardCore(MoneyBooks, Rebuild):
         self.roll_watch = watch
         self._dated = {i for i in self.instruments if watch is not None and watch.dated(i) is not None}
 
+    def watch_position(self, name: str, policy: Mapping[str, Any], accounts: Mapping[str, str],
+                       decision_ids: Iterable[str], book_as: str, operator: str = "") -> dict[str, Any]:
+        """Watch, under ``name``, the position the pairs ``decision_ids`` make (an ERP hedge
+        instruction: ``POST /v1/hedges`` with ``roll``) for its calendar roll, as a strategy's
+        is watched; its rolls are booked to ``book_as``. Recorded (``LIFECYCLE`` "watch position").
+        Raises ValueError naming the field when ``policy`` is not a roll policy."""
+        from pydantic import ValidationError as _VE
+
+        from ..model.config import RollPolicy
+
+        if self.roll_watch is None:
+            raise ValueError("roll watch: not running in this risk guard")
+        try:
+            pol = RollPolicy.model_validate(dict(policy))
+        except _VE as e:
+            first = e.errors(include_url=False)[0]
+            raise ValueError(f"policy.{'.'.join(str(x) for x in first['loc'])}: {first['msg']}") from None
+        dids = [str(d) for d in decision_ids]
+        if not dids:
+            raise ValueError("decision_ids: at least one pair makes the position")
+        self.roll_watch.hold(WatchedStrategy(name, pol, dict(accounts), book_as), dids)
+        self.sink.emit(self.maker.make(EventKind.LIFECYCLE, strategy=book_as, reason=f"watch position {name} for its roll "
+                                       f"({pol.mode})", action="watch_position", name=name, decision_ids=dids,
+                                       accounts=dict(accounts), policy=pol.model_dump(mode="json"), operator=operator))
+        return {"name": name, "mode": pol.mode, "decision_ids": dids}
+
     def watch_rolls(self) -> tuple[GuardOutput, list[RollRequest]]:
         """One pass of the roll watch over the lots booked per strategy: its ``roll_due``
         conditions observed as alerts (yellow due, red overdue or unplannable; their action is
@@ -342,7 +368,10 @@ class RiskGuardCore(MoneyBooks, Rebuild):
         if self.roll_watch is None:
             return out, []
         now = self.clock.now_ns()
-        w = self.roll_watch.check(now, self.book.snapshot()[1])
+        positions = dict(self.book.snapshot()[1])
+        for name in self.roll_watch.held:  # a hedge's position: the lots its own pairs booked
+            positions[name] = self.roll_watch.lots_of(name, self.booked_lots)
+        w = self.roll_watch.check(now, positions)
         for c in w.conditions:
             out.extend(self._observe(c, now))
         for name, why in w.waiting:

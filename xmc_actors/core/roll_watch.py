@@ -28,7 +28,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from ..model.risk import AlertLevel
 from ..model.config import DeploymentConfig, RollPolicy
@@ -51,6 +51,7 @@ class WatchedStrategy:
     name: str
     policy: RollPolicy
     accounts: Mapping[str, str]   # venue -> account
+    book_as: str | None = None    # the strategy the roll's pairs are booked to (default: name)
 
 
 @dataclass
@@ -81,6 +82,10 @@ class RollWatch:
         self.quotes: dict[str, tuple[Decimal | None, Decimal | None]] = {}  # dated contracts' touch
         self.submitted: dict[str, str] = {}   # auto roll decision id -> strategy
         self.pending: dict[str, str] = {}     # strategy -> its auto roll not decided yet
+        self.history: dict[str, dict[str, str]] = {}  # name -> auto roll id -> SENT, then its outcome
+        #: positions watched by the decisions that make them (a hedge's pairs, then its rolls'
+        #: children), not by a strategy's book: name -> decision ids (``hold``)
+        self.held: dict[str, set[str]] = {}
         self.suspended: dict[str, str] = {}   # strategy -> why its auto rolls stopped (an escalated one)
         self._waiting: dict[str, str] = {}    # strategy -> the reason last reported
 
@@ -95,6 +100,27 @@ class RollWatch:
             return None
         return product, venue
 
+    def hold(self, ws: WatchedStrategy, decision_ids: Sequence[str]) -> None:
+        """Watch the position the pairs ``decision_ids`` made (a hedge instruction's), under
+        ``ws.name``: its lots are what the guard booked for those decisions and for the children
+        of the rolls this watch sends for it (``lots_of``)."""
+        self.strategies[ws.name] = ws
+        self.held.setdefault(ws.name, set()).update(decision_ids)
+
+    def lots_of(self, name: str, booked: Mapping[str, Mapping[tuple[str, str], int]]) -> dict[str, int]:
+        """A held position's lots per instrument from the guard's ``booked_lots``."""
+        out: dict[str, int] = {}
+        for did in self.held.get(name, ()):
+            for (_, inst), q in (booked.get(did) or {}).items():
+                out[inst] = out.get(inst, 0) + int(q)
+        return {i: q for i, q in out.items() if q}
+
+    def status(self) -> dict[str, Any]:
+        """Per watched name: its policy mode, the roll pending, why it is stopped, its automatic rolls."""
+        return {n: {"mode": ws.policy.mode, "pending": self.pending.get(n), "suspended": self.suspended.get(n),
+                    "rolls": dict(self.history.get(n, {})), "held": n in self.held}
+                for n, ws in sorted(self.strategies.items())}
+
     def on_outcome(self, decision_id: str, state: str, reason: str = "") -> None:
         """An automatic roll's outcome (``ROLLED`` / ``ESCALATED``, the coordinator's
         ``roll_outcome``). Anything but ROLLED stops the strategy's automatic rolls for this
@@ -104,6 +130,7 @@ class RollWatch:
         if name is None or self.pending.get(name) != decision_id:
             return
         del self.pending[name]
+        self.history.setdefault(name, {})[decision_id] = state
         if state != "ROLLED":
             self.suspended[name] = (f"auto roll {decision_id} {state}: automatic rolls stopped for {name}; roll the "
                                     f"rest by hand (xmc roll){': ' + reason[:200] if reason else ''}")
@@ -130,6 +157,9 @@ class RollWatch:
                 if req is not None:
                     self.submitted[req.decision_id] = name
                     self.pending[name] = req.decision_id
+                    self.history.setdefault(name, {})[req.decision_id] = "SENT"
+                    if name in self.held:  # its lots move with the roll's children
+                        self.held[name].update(c.decision_id for c in req.children)
                     self._waiting.pop(name, None)
                     out.rolls.append(req)
                 elif why and self._waiting.get(name) != why:
@@ -216,7 +246,7 @@ class RollWatch:
             deadline = int(dt.datetime.combine(last + dt.timedelta(days=1), dt.time(0), binding.tz).timestamp()) * 1_000_000_000
         accounts = {lg.near.venue: ws.accounts.get(lg.near.venue, "") for lg in plan.legs}
         try:
-            return build_roll(plan, decision_id=did, strategy=ws.name, accounts=accounts, prices=prices,
+            return build_roll(plan, decision_id=did, strategy=ws.book_as or ws.name, accounts=accounts, prices=prices,
                               deadline_ns=deadline, now_ns=now_ns, operator=OPERATOR), ""
         except RollInputError as e:
             return None, f"not sent: {e}"

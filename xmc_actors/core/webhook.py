@@ -153,3 +153,34 @@ class Watch:
                                                   "filled_a": sum(self.reported[d][1] for d in self.decision_ids),
                                                   "filled_b": sum(self.reported[d][2] for d in self.decision_ids)}))
         return out
+
+
+@dataclass
+class RollFollow:
+    """A hedge's calendar rolls followed for its webhook (the risk guard's roll watch sends them:
+    ``RiskGuard.roll_watch_status``): one ``roll`` event per automatic roll and state (``SENT``,
+    then ``ROLLED`` / ``ESCALATED`` / ``REFUSED``), and one ``roll_stopped`` when the watch stops
+    rolling it (an escalated roll: an operator rolls the rest)."""
+
+    name: str      # the watched position's name (``hedge-<hedge id>``)
+    ref: str       # the instruction id the webhook's other events carry
+    webhook: str
+    reported: dict[str, str] = field(default_factory=dict)   # roll decision id -> state reported
+    stopped: str = ""
+
+    def observe(self, status: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        st = status.get(self.name)
+        if not isinstance(st, Mapping):
+            return []
+        out: list[tuple[str, dict[str, Any]]] = []
+        for did, state in sorted((st.get("rolls") or {}).items()):
+            if self.reported.get(did) != state:
+                self.reported[did] = str(state)
+                out.append((f"{self.ref}:roll:{did}:{state}", {"type": "roll", "kind": "hedge", "ref": self.ref,
+                                                                "decision_id": did, "state": str(state)}))
+        why = str(st.get("suspended") or "")
+        if why and not self.stopped:
+            self.stopped = why
+            out.append((f"{self.ref}:roll_stopped", {"type": "roll_stopped", "kind": "hedge", "ref": self.ref,
+                                                     "reason": why}))
+        return out
