@@ -179,6 +179,17 @@ def test_a_rolled_position_moves_the_strategys_legs_to_the_far_months_keeping_it
     assert "trades SHFE.cu2702/COMEX.HGK7 from now (was SHFE.cu2701/COMEX.HGH7)" in ev.reason
 
 
+def test_a_canarys_shadow_twin_follows_the_roll_of_the_strategy_it_shadows() -> None:
+    import dataclasses
+
+    host, maker = _rolled_host()
+    s = host.strategies["cu"]
+    twin = BandStrategy(dataclasses.replace(s.ctx, name="cu.twin"), {**BASE, "max_position": 10})
+    host2 = StrategyHostCore([s, twin], maker, None, host.catalogue)
+    moved, _ = host2.on_roll_done(_outcome(), T0)
+    assert moved and host2.strategies["cu.twin"].instrument_ids == ("SHFE.cu2702", "COMEX.HGK7")
+
+
 def test_a_roll_that_moved_one_leg_only_moves_that_leg_and_halts_the_strategy_naming_the_other() -> None:
     host, _ = _rolled_host()
     moved, events = host.on_roll_done(_outcome("ESCALATED", b=False), T0 + 1)

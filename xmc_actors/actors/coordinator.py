@@ -357,9 +357,11 @@ class PairCoordinator:
             self._rolls[did] = t
             for c in t.record.children:
                 self._roll_of[c] = did
-        for did in rolls.decided_now:
-            t = self._rolls[did]
-            self._record_roll_done(did, t, t.outcome)  # type: ignore[arg-type]
+        for did, t in rolls.trackers.items():
+            if did in rolls.decided_now:
+                self._record_roll_done(did, t, t.outcome)  # type: ignore[arg-type]
+            elif t.outcome is not None:  # decided by the previous life, which may have died before telling the host
+                self._push_roll_done(did, t.record.strategy, t.outcome)
         for did, t in rolls.trackers.items():
             if t.outcome is None:
                 self._arm_roll_deadline(did, t.record.deadline_ns)
@@ -617,15 +619,21 @@ class PairCoordinator:
         self.sink.emit(mk(EventKind.LIFECYCLE, decision_id=did, strategy=req.strategy, reason="ROLL_DONE",
                           roll_state=out["state"], message=out["reason"], children=out["children"],
                           moves=out["moves"]))
-        h = self.strategies.get(req.strategy)
-        if h is not None:  # its legs follow the lots to the far months (a host that misses it reads the trail)
-            h.on_roll_done.remote({"decision_id": did, "strategy": req.strategy, "roll_state": out["state"],
-                                   "moves": out["moves"]})
+        self._push_roll_done(did, req.strategy, out)
         if out["state"] != "ROLLED":
             self.sink.emit(mk(EventKind.ALERT, decision_id=did, strategy=req.strategy, reason=out["reason"][:500],
                               **coordinator_alert(alert_id=f"{did}:roll", monitor="calendar_roll", strategy=req.strategy,
                                                   level="red", action="none", message=out["reason"], value=1.0,
                                                   threshold=0.0, opened_ns=self.clock.now_ns())))
+
+    def _push_roll_done(self, did: str, strategy: str, out: Mapping[str, Any]) -> None:
+        """The strategy's host hears the roll's outcome: its legs follow the lots to the far
+        months (``StrategyHost.on_roll_done``, idempotent: a move whose near month is no longer
+        one of its legs does nothing; a host that misses it replays the trail when it restarts)."""
+        host = self.strategies.get(strategy)
+        if host is not None:
+            host.on_roll_done.remote({"decision_id": did, "strategy": strategy, "roll_state": out.get("state"),
+                                      "moves": out.get("moves") or []})
 
     async def roll_outcome(self, decision_id: str) -> dict[str, Any] | None:
         """A roll's outcome once decided (``state`` ROLLED/ESCALATED, ``reason``, ``children``), else None.

@@ -356,6 +356,11 @@ class StrategyHostCore:
                 moved = True
             except (KeyError, ValueError) as e:
                 missed.append(f"{', '.join(rolled)} (rolled, but the strategy cannot follow: {e})")
+            twin = twin_name(name)  # a canary's shadow twin prices the same legs
+            twin_moves = {n: f for n, f in rolled.items()
+                          if twin in self.strategies and n in self.strategies[twin].instrument_ids}
+            if moved and twin_moves:
+                events += self.roll_legs(twin, twin_moves, now_ns, reason=f"roll {did} of {name}")
         if missed:
             events += self.halt(name, f"roll {did} {outcome.get('roll_state')}: {', '.join(missed)} not on the far "
                                       "month: its legs are on mismatched months; roll the rest (xmc roll) or settle "
