@@ -1000,3 +1000,32 @@ def test_a_fill_reported_twice_is_recorded_as_a_repeat_that_books_nothing() -> N
     last = [e for e in h.sink.by_decision("d1") if e.kind is EventKind.ORDER_REPORT][-1]
     assert last.payload["trade_id"] == tid and last.payload["repeat"] is True and last.payload["fill_qty"] == 0
     assert [lg.net for lg in m.legs] == nets and m.state is PairState.HEDGED
+
+
+def test_a_pair_whose_trail_holds_only_its_intent_is_recovered_and_wound_down_from_the_venues() -> None:
+    """Found reading the recovery: the crash came after the INTENT was written and before any
+    PAIR_STATE. Restoring its state NEW was a NEW -> NEW transition the table refuses, so the
+    whole recovery raised and the restarted coordinator refused every intent (RECOVERING) for
+    good. The pair is recovered as any open one: its orders, found at the gateways, settle it."""
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS})
+    h.submit(intent("d1", mode=ExecutionMode.SPEED))
+    h.drain()
+    trail = [e for e in h.sink.events if e.decision_id != "d1" or e.kind is EventKind.INTENT]
+    assert [e.kind for e in trail if e.decision_id == "d1"] == [EventKind.INTENT]
+    h.book = PairBook(INSTRUMENTS, h.clock, config=h.config, owner="coord", event_node=2)
+    held = [req for _, req in h.placed if req.decision_id == "d1"]  # what the gateways hold
+    counts, cmds = h.book.recover(trail, held)
+    h.run(cmds)
+    h.drain()
+    m = h.book.pairs["d1"]
+    assert counts["reopened"] == 1 and counts["adopted"] == 2 and counts["unreadable"] == 0
+    assert m.state is PairState.HEDGED and [lg.net for lg in m.legs] == [2, 2], m.reason
+    # and without any order anywhere (the crash came before they left): it ends with nothing to undo
+    h2 = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS})
+    h2.submit(intent("d2", mode=ExecutionMode.SPEED))
+    h2.drain()
+    h2.book = PairBook(INSTRUMENTS, h2.clock, config=h2.config, owner="coord", event_node=2)
+    counts, cmds = h2.book.recover([e for e in h2.sink.events if e.kind is EventKind.INTENT])
+    h2.run(cmds)
+    h2.drain()
+    assert h2.book.pairs["d2"].state.is_terminal and counts["reopened"] == 1

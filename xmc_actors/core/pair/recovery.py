@@ -98,7 +98,8 @@ class Recovery:
             legs = tuple(Leg(spec=lg, inst=self.instruments.get(lg.instrument) or _placeholder(lg), target=lg.qty)
                          for lg in intent.legs)
             m = PairMachine(self, intent, legs, intent_ev.ts_ns)  # type: ignore[arg-type]
-            m._restore(state)
+            if state is not PairState.NEW:  # an INTENT alone (the crash came before its first PAIR_STATE) stays NEW
+                m._restore(state)
             self.pairs[did] = m
             if state.is_terminal:
                 m.reason = "finished before the coordinator restarted"
