@@ -275,3 +275,35 @@ def test_trading_day_of_a_night_session_fill_is_the_venues_next_day(tmp_path):
     assert rep["positions_agree"], rep["positions"]
     # without the venues, the fill counts on its UTC date (27 Feb): the 27 Feb line differs
     assert not reconcile_statement(st, led)["positions_agree"]
+
+
+def test_an_account_reading_speaks_for_the_trading_day_of_its_venue_not_its_utc_date(tmp_path):
+    """cn-main is read at 16:00 Shanghai on Friday 27 Feb (after the close: Friday's settlement)
+    and at 21:30 (in the night session, which belongs to Monday's trading day; still Friday in
+    UTC). Friday's statement is compared with the 16:00 figure. On UTC dates the night reading
+    was filed under Friday and hid it."""
+    from xmc_actors.ledger.settlement import reading_day
+    from xmc_actors.model.market import Account
+
+    shfe = testkit.venue("SHFE")
+    sh = dt.timezone(dt.timedelta(hours=8))
+
+    def at(*a):
+        return int(dt.datetime(*a, tzinfo=sh).timestamp() * 1e9)
+    assert reading_day(shfe, at(2026, 2, 27, 10, 30)) == dt.date(2026, 2, 27)  # in session
+    assert reading_day(shfe, at(2026, 2, 27, 12, 0)) == dt.date(2026, 2, 27)   # the lunch break
+    assert reading_day(shfe, at(2026, 2, 27, 16, 0)) == dt.date(2026, 2, 27)   # after the close
+    assert reading_day(shfe, at(2026, 2, 27, 21, 30)) == dt.date(2026, 3, 2)   # the night session: Monday's
+    assert reading_day(shfe, at(2026, 2, 28, 12, 0)) == dt.date(2026, 3, 2)    # the weekend, after it
+    mk = EventMaker(SimClock(start_ns=0), "risk-guard")
+    trail = [mk.make(EventKind.RECONCILE, ts_ns=at(2026, 2, 27, 16, 0), account="cn-main", equity="100"),
+             mk.make(EventKind.RECONCILE, ts_ns=at(2026, 2, 27, 21, 30), account="cn-main", equity="250")]
+    led = tmp_path / "ledger"
+    store = LedgerStore(led / "shard-0.duckdb")
+    store.append(encode_events(trail).table, stored_ns=1)
+    store.close()
+    st = _statement(tmp_path, "funds,2026-02-27,cn-main,,,,equity,100\n")
+    acc = Account(id="cn-main", broker="sim", venues=("SHFE",), currency="CNY", capital=1)
+    rep = reconcile_statement(st, led, venues=[shfe], instruments=[], accounts=[acc])
+    assert rep["funds_agree"], rep["funds"]
+    assert not reconcile_statement(st, led)["funds_agree"]  # UTC dates: the night's 250 taken for Friday

@@ -16,8 +16,11 @@ fills made: every order's last cumulative ``filled`` (``ORDER_REPORT``) up to th
 trading day, long and short kept apart by the order's offset where it has one (an order
 without an offset nets). A fill's trading day is its venue's (night sessions count for the
 next day) when the deployment file is given, its UTC date otherwise. Funds are compared with the
-last account reading the ledger holds for the account (a ``RECONCILE`` event with ``equity``,
-``margin``… in its payload, which a venue's account reading writes), when there is one.
+last account reading the ledger holds for the account and that trading day (a ``RECONCILE`` event
+with ``equity``, ``margin``… in its payload, which a venue's account reading writes), when there is
+one; a reading's trading day is its account's venue's (:func:`reading_day`: one taken after the
+close and before the next session speaks for the day that closed; in a night session, for the next
+day) with the deployment file, its UTC date otherwise.
 """
 from __future__ import annotations
 
@@ -164,10 +167,30 @@ def compare(statement: tuple[list[dict[str, Any]], list[dict[str, Any]]], ledger
             "funds_unverified": [f"{r['account']} {r['field']}" for r in frows if r["ledger"] is None]}
 
 
+def reading_day(venue: Any, ts_ns: int) -> dt.date:
+    """The trading day an account reading taken at ``ts_ns`` speaks for, on ``venue``: the
+    latest trading day whose first session had begun by then (in session, in a break, or after
+    its close until the next day's first session opens: a night session belongs to the next
+    day), else the venue's local date."""
+    from ..core.calendar import is_business_day, session_window
+
+    when = dt.datetime.fromtimestamp(ts_ns / 1e9, dt.timezone.utc).astimezone(venue.tz)
+    day = when.date() + dt.timedelta(days=10)  # a night session opens the next trading day, past weekends and holidays
+    for _ in range(25):
+        if is_business_day(venue, day):
+            starts = [w[0] for w in (session_window(venue, day, x) for x in venue.sessions) if w]
+            if starts and min(starts) <= when:
+                return day
+        day -= dt.timedelta(days=1)
+    return when.date()
+
+
 def reconcile_statement(statement_path: str | Path, ledger_dir: str | Path, *, venues: Any = None,
-                        instruments: Any = None, tolerance: float = 0.01) -> dict[str, Any]:
+                        instruments: Any = None, accounts: Any = None, tolerance: float = 0.01) -> dict[str, Any]:
     """Read the statement and the ledger and compare them (``xmc settlement``). ``venues`` and
-    ``instruments`` (of the deployment file) give each fill its venue's trading day."""
+    ``instruments`` (of the deployment file) give each fill its venue's trading day;
+    ``accounts`` too give each account reading its venue's trading day (:func:`reading_day`:
+    the account's first venue); without them, UTC dates."""
     from ..core.calendar import instrument_session_state
     from .audit import AuditReader
 
@@ -182,6 +205,7 @@ def reconcile_statement(statement_path: str | Path, ledger_dir: str | Path, *, v
         return instrument_session_state(vs[inst.venue], inst, ts_ns).trading_day
 
     trading_day = venue_day if insts else None
+    acc_venue = {a.id: a.venues[0] for a in accounts or () if a.venues}
     ledger_path = Path(ledger_dir)
     if not ledger_path.exists():
         raise SettlementError(f"ledger {ledger_path}: no such directory")
@@ -196,7 +220,9 @@ def reconcile_statement(statement_path: str | Path, ledger_dir: str | Path, *, v
     for e in events:
         if e.kind.value != "RECONCILE" or not e.account or "equity" not in e.payload:
             continue
-        day = dt.datetime.fromtimestamp(e.ts_ns / 1e9, dt.timezone.utc).date()
+        venue = vs.get(acc_venue.get(e.account, ""))
+        day = reading_day(venue, e.ts_ns) if venue is not None else \
+            dt.datetime.fromtimestamp(e.ts_ns / 1e9, dt.timezone.utc).date()
         vals = {}
         for k, v in e.payload.items():
             try:

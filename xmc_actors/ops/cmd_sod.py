@@ -105,7 +105,7 @@ def cmd_settlement(args: argparse.Namespace) -> int:
     from .output import Table, emit, output_format
 
     fmt = output_format(args)
-    venues = instruments = None
+    venues = instruments = accounts = None
     if args.config:
         from ..runtime.config import ConfigError, load_config
 
@@ -113,10 +113,10 @@ def cmd_settlement(args: argparse.Namespace) -> int:
             cfg = load_config(args.config)
         except (ConfigError, OSError) as e:
             raise CliError(f"--config: {e}", code=2) from None
-        venues, instruments = cfg.venues, cfg.instruments
+        venues, instruments, accounts = cfg.venues, cfg.instruments, cfg.accounts
     try:
         rep = reconcile_statement(args.statement, args.ledger, venues=venues, instruments=instruments,
-                                  tolerance=args.tolerance)
+                                  accounts=accounts, tolerance=args.tolerance)
     except (SettlementError, FileNotFoundError) as e:
         raise CliError(str(e), code=2) from None
     rows = [(d["trading_day"], d["account"], d["instrument"], d["side"], d["statement"], d["ledger"], d["difference"])
