@@ -84,3 +84,23 @@ def test_the_risk_guard_converts_a_margin_at_its_mark_s_stamp():
     assert pool.rate("CNY", "USD") is None                                 # at the clock's: none
     _, overall = pool.occupancy(book, RiskConfig().occupancy)
     assert overall.equity > Decimal(2_000_000)                             # the CNY account counted, at 2019's rate
+
+
+def test_market_time_fx_answers_the_decimal_the_rate_prints_as_from_any_book():
+    clock = SimClock(MARKET_NS)
+    book = usdcny_book()
+    fx = fx_from_book(book, clock)
+    o = book.rate("USD", "CNY", MARKET_NS)
+    for _ in range(2):  # the second answer is the remembered one: the same decimal
+        d = fx("USD", "CNY")
+        assert d == Decimal(repr(o.rate)) and str(d) == repr(o.rate)
+    assert fx("CNY", "USD") == Decimal(repr(book.rate("CNY", "USD", MARKET_NS).rate))
+    fx.at(JULY_4_NS)
+    assert fx("USD", "CNY") is None  # no fixing that day (the default lag: none)
+
+    class RatesOnly:  # a book with rate() alone (no rate_value): answered through its observations
+        def rate(self, a, b, ts):
+            return book.rate(a, b, ts)
+
+    other = fx_from_book(RatesOnly(), clock)
+    assert other("USD", "CNY") == fx_from_book(book, clock)("USD", "CNY")

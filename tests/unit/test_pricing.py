@@ -40,6 +40,19 @@ def test_fx_book_inverts_a_pair_and_crosses_through_the_pivot():
     assert book.rate("EUR", "CNY", 0) is None
 
 
+def test_rate_value_is_the_rate_of_the_observation_for_every_kind_of_path():
+    live = LiveRate(max_age_ms=1_000)
+    live.update(1.1, 0)
+    book = FxBook({("USD", "CNY"): StaticRate(7.2), ("USD", "HKD"): StaticRate(7.8), ("EUR", "USD"): live,
+                   ("USD", "JPY"): DailySeries({dt.date(1970, 1, 1): 150.0})})
+    for base, quote, ts in [("USD", "CNY", 0), ("CNY", "USD", 0), ("HKD", "CNY", 0), ("CNY", "CNY", 0),
+                            ("EUR", "USD", 0), ("USD", "EUR", 0), ("EUR", "CNY", 0), ("EUR", "USD", 5 * 10**9),
+                            ("JPY", "USD", 0), ("JPY", "USD", 3 * 86_400 * 10**9), ("GBP", "CNY", 0)]:
+        o = book.rate(base, quote, ts)
+        assert book.rate_value(base, quote, ts) == (None if o is None else o.rate), (base, quote, ts)
+    assert book.rate_value("CNY", "USD", 0) == 1.0 / 7.2 and book.rate_value("GBP", "CNY", 0) is None
+
+
 def test_daily_series_gives_no_rate_on_a_date_without_a_row_unless_a_lag_is_allowed():
     rows = {dt.date(2025, 7, 3): 7.1684}
     strict = DailySeries(rows)

@@ -107,6 +107,33 @@ def test_lognormal_latency_has_the_stated_mean():
     assert min(draws) > 80
 
 
+def test_latency_draws_are_the_models_formula_on_the_same_seed_whatever_was_drawn_before():
+    import math
+    models = [LatencyModel(kind="const", mean_ms=3, burst_prob=0.2, burst_ms=40),
+              LatencyModel(kind="uniform", mean_ms=5, jitter_ms=2),
+              LatencyModel(kind="lognormal", mean_ms=150, jitter_ms=20, burst_prob=0.05, burst_ms=300),
+              LatencyModel(kind="lognormal", mean_ms=0)]
+
+    def formula(m, r):
+        if m.kind == "const":
+            ms = m.mean_ms
+        elif m.kind == "uniform":
+            ms = r.uniform(m.mean_ms - m.jitter_ms, m.mean_ms + m.jitter_ms)
+        elif m.mean_ms <= 0:
+            ms = 0.0
+        else:
+            sigma = math.sqrt(math.log(1 + (m.jitter_ms / m.mean_ms) ** 2))
+            ms = r.lognormvariate(math.log(m.mean_ms) - sigma * sigma / 2, sigma)
+        if m.burst_prob and r.random() < m.burst_prob:
+            ms += m.burst_ms
+        return max(int(ms * 1_000_000), 0)
+
+    rng, ref = random.Random(5), random.Random(5)
+    for k in range(4_000):  # interleaved: each model's parameters are remembered, never mixed up
+        m = models[k % len(models)]
+        assert sample_latency_ns(m, rng) == formula(m, ref), (k, m)
+
+
 def test_cached_session_state_agrees_with_a_fresh_computation_across_breaks_and_dst():
     from xmc_actors.core import calendar
 

@@ -191,6 +191,21 @@ class FxBook:
             return None
         return FxObservation(o1.rate * o2.rate, min(o1.ts_ns, o2.ts_ns), f"{o1.source} x {o2.source}")
 
+    def rate_value(self, base: str, quote: str, ts_ns: int) -> float | None:
+        """``rate(base, quote, ts_ns).rate``, or None when there is no usable rate: without the
+        observation objects (and the inverted one's source text) for a fixed rate, direct or
+        inverted, which the risk guard asks for several times a tick."""
+        if base != quote:
+            p = self.providers.get((base, quote))
+            if type(p) is StaticRate:
+                return p.rate
+            if p is None:
+                p = self.providers.get((quote, base))
+                if type(p) is StaticRate:
+                    return 1.0 / p.rate
+        o = self.rate(base, quote, ts_ns)
+        return None if o is None else o.rate
+
     def has_path(self, base: str, quote: str) -> bool:
         pairs = set(self.providers) | {(q, b) for b, q in self.providers}
         return base == quote or (base, quote) in pairs or ((base, self.pivot) in pairs and (self.pivot, quote) in pairs)

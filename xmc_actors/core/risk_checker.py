@@ -654,19 +654,43 @@ class MarketTimeFx:
     stamp), else the clock's time. A replay of 2019 thus converts at 2019's rates, under the
     series' own ``max_lag_days``, whatever the wall-clock date. None if no usable rate."""
 
-    __slots__ = ("book", "clock", "at_ns")
+    __slots__ = ("book", "clock", "at_ns", "_value")
 
     def __init__(self, book: Any, clock: Clock) -> None:
         self.book, self.clock = book, clock
         self.at_ns: int | None = None
+        # FxBook.rate_value: the rate alone (any other book: its rate(...).rate)
+        self._value = getattr(book, "rate_value", None)
 
     def at(self, ts_ns: int | None) -> None:
         """Look rates up at ``ts_ns`` from now on (None or 0: at the clock's time again)."""
         self.at_ns = ts_ns or None
 
     def __call__(self, a: str, b: str) -> Decimal | None:
-        o = self.book.rate(a, b, self.at_ns if self.at_ns is not None else self.clock.now_ns())
-        return None if o is None else Decimal(repr(o.rate))
+        ts = self.at_ns if self.at_ns is not None else self.clock.now_ns()
+        if self._value is not None:
+            r = self._value(a, b, ts)
+        else:
+            o = self.book.rate(a, b, ts)
+            r = None if o is None else o.rate
+        return None if r is None else _decimal_of(r)
+
+
+_DECIMALS: dict[float, Decimal] = {}
+
+
+def _decimal_of(x: float) -> Decimal:
+    """``Decimal(repr(x))``: the decimal a float rate prints as, remembered for positive floats
+    (a fixed or daily rate is converted again and again; the conversion does not depend on the
+    decimal context)."""
+    if type(x) is not float or not x > 0:
+        return Decimal(repr(x))
+    d = _DECIMALS.get(x)
+    if d is None:
+        if len(_DECIMALS) >= 4096:
+            _DECIMALS.clear()
+        d = _DECIMALS[x] = Decimal(repr(x))
+    return d
 
 
 def fx_from_book(book: Any, clock: Clock) -> MarketTimeFx:

@@ -302,7 +302,8 @@ class LabRun:
         heap = self._heap
         clock = self.clock
         tick_until, heappop, heappush = self._tick_until, heapq.heappop, heapq.heappush
-        exchanges, models, seq, md_arrive = self.exchanges, self._models, self._seq, self._md_arrive
+        exchanges, seq, md_arrive = self.exchanges, self._seq, self._md_arrive
+        md_models = {v: m for (v, which), m in self._models.items() if which == "market_data"}  # by venue
         n = 0
         for t, venue, q in self._quotes():
             while heap and heap[0][0] <= t:
@@ -329,7 +330,7 @@ class LabRun:
             due = ex.next_due_ns()
             if due is not None:
                 self._at(max(due, now), self._poll, venue)
-            model, rng = models[venue, "market_data"]
+            model, rng = md_models[venue]
             heappush(heap, (now + sample_latency_ns(model, rng), next(seq), md_arrive, (q,)))
             n += 1
             if progress is not None and n % progress_every == 0:

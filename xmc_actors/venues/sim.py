@@ -83,37 +83,46 @@ class VenueClock:
         return self.at(self.clock.now_ns())
 
 
-_LOGNORMAL: dict[int, tuple[LatencyModel, float, float]] = {}
+_LATENCY: dict[int, tuple[Any, ...]] = {}
+_CONST, _UNIFORM, _LOGN, _ZERO = 0, 1, 2, 3
 
 
-def _lognormal(model: LatencyModel) -> tuple[float, float]:
-    """(mu, sigma) of a lognormal with the model's mean and standard deviation (cached: the
-    execution lab draws several per quote)."""
-    c = _LOGNORMAL.get(id(model))
-    if c is not None and c[0] is model:
-        return c[1], c[2]
-    sigma = math.sqrt(math.log(1 + (model.jitter_ms / model.mean_ms) ** 2)) if model.jitter_ms else 0.0
-    mu = math.log(model.mean_ms) - sigma * sigma / 2
-    if len(_LOGNORMAL) > 1024:
-        _LOGNORMAL.clear()
-    _LOGNORMAL[id(model)] = (model, mu, sigma)
-    return mu, sigma
+def _latency_plan(model: LatencyModel) -> tuple[Any, ...]:
+    """``(model, kind, a, b, burst_prob, burst_ms)`` of a (frozen) latency model, remembered by
+    the model's id: the draw's parameters worked out once, not on every draw (the execution lab
+    draws one or more per quote). ``a, b``: the const value; the uniform's bounds; the
+    lognormal's (mu, sigma) for its mean and standard deviation."""
+    if model.kind == "const":
+        kind, a, b = _CONST, model.mean_ms, 0.0
+    elif model.kind == "uniform":
+        kind, a, b = _UNIFORM, model.mean_ms - model.jitter_ms, model.mean_ms + model.jitter_ms
+    elif model.mean_ms <= 0:
+        kind, a, b = _ZERO, 0.0, 0.0
+    else:
+        sigma = math.sqrt(math.log(1 + (model.jitter_ms / model.mean_ms) ** 2)) if model.jitter_ms else 0.0
+        kind, a, b = _LOGN, math.log(model.mean_ms) - sigma * sigma / 2, sigma
+    if len(_LATENCY) > 1024:
+        _LATENCY.clear()
+    c = _LATENCY[id(model)] = (model, kind, a, b, model.burst_prob, model.burst_ms)
+    return c  # the model is kept in it: an id reused by another model is not mistaken for it
 
 
 def sample_latency_ns(model: LatencyModel, rng: random.Random) -> int:
     """One draw of a latency model, in nanoseconds (never negative)."""
-    if model.kind == "const":
-        ms = model.mean_ms
-    elif model.kind == "uniform":
-        ms = rng.uniform(model.mean_ms - model.jitter_ms, model.mean_ms + model.jitter_ms)
-    else:  # lognormal with the given mean and a spread of jitter_ms
-        if model.mean_ms <= 0:
-            ms = 0.0
-        else:
-            mu, sigma = _lognormal(model)
-            ms = math.exp(rng.normalvariate(mu, sigma))  # rng.lognormvariate, one call fewer
-    if model.burst_prob and rng.random() < model.burst_prob:
-        ms += model.burst_ms
+    c = _LATENCY.get(id(model))
+    if c is None or c[0] is not model:
+        c = _latency_plan(model)
+    _, kind, a, b, burst_prob, burst_ms = c
+    if kind == _LOGN:  # lognormal with the given mean and a spread of jitter_ms
+        ms = math.exp(rng.normalvariate(a, b))  # rng.lognormvariate, one call fewer
+    elif kind == _CONST:
+        ms = a
+    elif kind == _UNIFORM:
+        ms = rng.uniform(a, b)
+    else:
+        ms = 0.0
+    if burst_prob and rng.random() < burst_prob:
+        ms += burst_ms
     return max(int(ms * _MS), 0)
 
 
