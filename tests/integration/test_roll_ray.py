@@ -430,14 +430,14 @@ def test_the_risk_guards_roll_watch_rolls_a_due_position_by_itself_through_the_c
     # what the guard booked for the strategy: the opening pair's summary, as the coordinator pushes it
     opened = next(s for s in ray.get(coord.summaries.remote(), timeout=30) if s["decision_id"] == "open-1")
     ray.get(guard.on_pair_done.remote(opened), timeout=30)
-    ray.get(guard.on_quotes.remote([testkit.quote(i, b, a) for i, (b, a) in {
+    ray.get(guard.on_quotes.remote([testkit.quote(i, b, a, ts_ns=sim.now_ns()) for i, (b, a) in {
         CU_NEAR: (71990, 72010), CU_FAR: (72090, 72110), HG_NEAR: ("4.4995", "4.5005"),
         HG_FAR: ("4.5495", "4.5505")}.items()]), timeout=30)
     # Act
     sent = ray.get(guard.check_rolls.remote(), timeout=60)["sent"]
     # Assert: one roll, accepted, executed and decided at the coordinator, the guard told
     [(did, ans)] = sent.items()
-    assert did == f"autoroll-cu_pair-{CU_NEAR.replace('.', '_')}-{HG_NEAR.replace('.', '_')}", sent
+    assert did == f"autoroll-cu_pair-{CU_NEAR.replace('.', '_')}_2-{HG_NEAR.replace('.', '_')}_m2", sent
     assert ans["accepted"], ans
     out = wait_until(lambda: ray.get(coord.roll_outcome.remote(did), timeout=30), timeout=30, what="roll outcome")
     assert out["state"] == "ROLLED", out

@@ -127,8 +127,6 @@ def test_hedge_over_http(dep):
     assert out["parts"] == [{"a": "cn-b", "b": "us-main", "lots_a": 10, "lots_b": 2, "decision_id": "batch-hedge-PO-77-1"}]
     i = be.submitted["batch-hedge-PO-77-1"]
     assert i.legs[0].side.value == "SELL" and i.legs[1].side.value == "BUY"
-    assert c.post("/v1/hedges", headers=h, json=HEDGE).json()["replayed"] is True
-    assert len(be.submitted) == 1
     assert "hedge-PO-77" in be.svc.watches
     # roll "auto": the risk guard watches the hedge's own pairs for their roll, booked as batch pairs,
     # and the desk reports its rolls to the same webhook
@@ -136,6 +134,10 @@ def test_hedge_over_http(dep):
     assert w[1:] == ("hedge-PO-77", {"mode": "auto"}, {"SHFE": "cn-b", "LME": "us-main"},
                      ["batch-hedge-PO-77-1"], "batch", out["operator"]), w
     assert out["roll_watch"]["mode"] == "auto" and be.svc.followed_rolls() == ["hedge-PO-77"]
+    # the same hedge sent again (after a risk guard restart, say): a replay that watches it again
+    again = c.post("/v1/hedges", headers=h, json=HEDGE).json()
+    assert again["replayed"] is True and again["roll_watch"]["mode"] == "auto"
+    assert len([c for c in be.calls if c[0] == "watch_position"]) == 2 and len(be.submitted) == 1
     rep = c.get("/v1/batches/hedge-PO-77", headers=h).json()
     assert rep["complete"] and rep["total"]["filled_a"] == 10
     assert c.get("/v1/webhooks", headers=h).json()["erp"]["url"] == "http://127.0.0.1:1/hook"

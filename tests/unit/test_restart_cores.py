@@ -158,10 +158,12 @@ def _rolled_host():
     return StrategyHostCore([s], maker, None, c), maker
 
 
-def _outcome(state="ROLLED", a=True, b=True):
+def _outcome(state="ROLLED", a=True, b=True, lots=2, clean=True):
     return {"decision_id": "roll-1", "strategy": "cu", "roll_state": state,
-            "moves": [{"child": "roll-1.rollA", "near": "SHFE.cu2701", "far": "SHFE.cu2702", "rolled": a},
-                      {"child": "roll-1.rollB", "near": "COMEX.HGH7", "far": "COMEX.HGK7", "rolled": b}]}
+            "moves": [{"child": "roll-1.rollA", "near": "SHFE.cu2701", "far": "SHFE.cu2702", "lots": lots, "rolled": a,
+                       "clean": not a and clean},
+                      {"child": "roll-1.rollB", "near": "COMEX.HGH7", "far": "COMEX.HGK7", "lots": lots, "rolled": b,
+                       "clean": not b and clean}]}
 
 
 def test_a_rolled_position_moves_the_strategys_legs_to_the_far_months_keeping_its_state() -> None:
@@ -195,13 +197,45 @@ def test_a_roll_that_moved_one_leg_only_moves_that_leg_and_halts_the_strategy_na
     moved, events = host.on_roll_done(_outcome("ESCALATED", b=False), T0 + 1)
     s = host.strategies["cu"]
     assert moved and s.instrument_ids == ("SHFE.cu2702", "COMEX.HGH7")
-    assert s.state.value == "HALTED" and "COMEX.HGH7 not on the far month" in s.state_reason
+    assert s.state.value == "HALTED" and "COMEX.HGH7 not rolled while SHFE.cu2701 did: mismatched months" in s.state_reason
     # a roll of contracts it does not trade leaves it alone; one for nobody here is bad input
     host2, _ = _rolled_host()
     other = {**_outcome(), "moves": [{"near": "SHFE.ag2701", "far": "SHFE.ag2702", "rolled": True}]}
     assert host2.on_roll_done(other, T0) == (False, [])
     moved, [bad] = host2.on_roll_done({**_outcome(), "strategy": "nobody"}, T0)
     assert not moved and bad.kind is EventKind.BAD_INPUT and host2.bad_input == 1
+
+
+def test_a_roll_of_fewer_lots_than_the_strategy_holds_does_not_move_its_legs_and_halts_it() -> None:
+    """Found in review: an operator rolled 2 of the 10 lots a strategy held; its leg moved
+    whole, and its next exit would have sold 10 of the far month against 2 held."""
+    host, _ = _rolled_host()
+    moved, _ = host.on_roll_done(_outcome(lots=1), T0)
+    s = host.strategies["cu"]
+    assert not moved and s.instrument_ids == ("SHFE.cu2701", "COMEX.HGH7")
+    assert s.state.value == "HALTED" and "SHFE.cu2701: 1 lot(s) rolled to SHFE.cu2702, the strategy holds 2" in s.state_reason
+
+
+def test_a_roll_that_changed_nothing_leaves_the_strategy_alone_and_an_uncertain_one_halts_it() -> None:
+    host, _ = _rolled_host()
+    moved, events = host.on_roll_done(_outcome("ESCALATED", a=False, b=False), T0)  # both refused: nothing moved
+    s = host.strategies["cu"]
+    assert not moved and events == [] and s.state.value == "ACTIVE"
+    moved, _ = host.on_roll_done(_outcome("ESCALATED", a=False, b=False, clean=False), T0)  # lots left somewhere
+    assert s.state.value == "HALTED" and "ended with lots changed but not rolled (position uncertain)" in s.state_reason
+
+
+def test_an_outcome_retold_after_a_coordinator_restart_moves_what_rolled_and_halts_nothing_again() -> None:
+    """Found in review: every coordinator restart re-told old escalated rolls, and a strategy an
+    operator had resumed was halted again."""
+    host, _ = _rolled_host()
+    host.on_roll_done(_outcome("ESCALATED", b=False, clean=False), T0)
+    s = host.strategies["cu"]
+    assert s.state.value == "HALTED"
+    host.resume("cu", "operator: settled by hand", T0 + 1)
+    assert host.strategies["cu"].state.value == "ACTIVE"
+    moved, events = host.on_roll_done({**_outcome("ESCALATED", b=False, clean=False), "retold": True}, T0 + 2)
+    assert not moved and host.strategies["cu"].state.value == "ACTIVE"
 
 
 def test_a_far_month_the_deployment_does_not_list_halts_instead_of_trading_the_wrong_month() -> None:

@@ -45,9 +45,12 @@ def ns(y, m, d, hh=10, mm=0, tz=SH) -> int:
 def watch(mode="auto", quotes=QUOTES, **policy) -> RollWatch:
     w = RollWatch([WatchedStrategy("cu_pair", RollPolicy(mode=mode, **policy), {"SHFE": "cn", "COMEX": "us"})],
                   INSTS, VENUES)
-    for i, (b, a) in quotes.items():
-        w.on_quote(i, Decimal(b), Decimal(a))
+    for i, (b, a) in quotes.items():  # stamped as of the last check these tests make: fresh for each
+        w.on_quote(i, Decimal(b), Decimal(a), FRESH)
     return w
+
+
+FRESH = ns(2027, 1, 1, 0, 0)
 
 
 def test_early_then_due_then_overdue_as_the_venues_deadline_nears():
@@ -69,8 +72,8 @@ def test_an_automatic_roll_is_sent_once_after_the_open_with_limits_through_the_t
     assert before.rolls == [] and before.waiting[0][1].startswith("waiting for 2026-12-23T01:15Z")
     out = w.check(ns(2026, 12, 23, 10, 0), HELD)
     [req] = out.rolls
-    assert req.decision_id == auto_roll_id("cu_pair", ["SHFE.cu2701", "COMEX.HGH7"]) \
-        == "autoroll-cu_pair-SHFE_cu2701-COMEX_HGH7"
+    assert req.decision_id == auto_roll_id("cu_pair", [("SHFE.cu2701", 2), ("COMEX.HGH7", -2)]) \
+        == "autoroll-cu_pair-SHFE_cu2701_2-COMEX_HGH7_m2"
     assert req.operator == "auto:roll_watch" and req.strategy == "cu_pair"
     a, b = req.children
     # long SHFE: sell the near 2 ticks (10 CNY) under its bid, buy the far 2 ticks over its ask
@@ -96,8 +99,13 @@ def test_an_escalated_automatic_roll_stops_the_strategys_automatic_rolls_instead
     # again by the watch, whatever its position now says is due
     w.on_outcome(req.decision_id, "ESCALATED", "roll-x.rollB ended without a complete roll")
     out = w.check(ns(2026, 12, 28, 11, 0), HELD)
-    assert out.rolls == [] and "automatic rolls stopped for cu_pair; roll the rest by hand" in out.waiting[0][1]
+    assert out.rolls == [] and "automatic rolls stopped for cu_pair until its position changes" in out.waiting[0][1]
     assert out.conditions[0].level is AlertLevel.YELLOW  # the alert goes on
+    assert w.check(ns(2026, 12, 28, 11, 30), HELD).rolls == []  # the same lots: still stopped
+    # an operator settles it by hand (here: one lot less on each leg): the watch takes over again
+    fixed = {"cu_pair": {"SHFE.cu2701": 1, "COMEX.HGH7": -1}}
+    [again] = w.check(ns(2026, 12, 28, 14, 0), fixed).rolls
+    assert again.decision_id == "autoroll-cu_pair-SHFE_cu2701_1-COMEX_HGH7_m1" and again.children[0].legs[0].qty == 1
     # a ROLLED one frees the strategy for its next roll; a send that failed is tried again
     w2 = watch()
     [r2] = w2.check(ns(2026, 12, 23, 10, 0), HELD).rolls
@@ -112,8 +120,18 @@ def test_an_automatic_roll_waits_for_a_quote_of_every_contract_and_says_why_once
     out = w.check(ns(2026, 12, 23, 10, 0), HELD)
     assert out.rolls == [] and out.waiting == [("cu_pair", "no ask for SHFE.cu2702")]
     assert w.check(ns(2026, 12, 23, 10, 1), HELD).waiting == []  # the same reason is not repeated
-    w.on_quote("SHFE.cu2702", Decimal("72100"), Decimal("72110"))
+    w.on_quote("SHFE.cu2702", Decimal("72100"), Decimal("72110"), FRESH)
     assert len(w.check(ns(2026, 12, 23, 10, 2), HELD).rolls) == 1
+
+
+def test_a_stale_quote_is_no_price_to_roll_at():
+    w = RollWatch([WatchedStrategy("cu_pair", RollPolicy(mode="auto", max_quote_age_s=30), {"SHFE": "cn", "COMEX": "us"})],
+                  INSTS, VENUES)
+    now = ns(2026, 12, 23, 10, 0)
+    for i, (b, a) in QUOTES.items():
+        w.on_quote(i, Decimal(b), Decimal(a), now - (120 * 10**9 if i == "COMEX.HGK7" else 0))
+    out = w.check(now, HELD)
+    assert out.rolls == [] and out.waiting == [("cu_pair", "the quote of COMEX.HGK7 is 120 s old (max_quote_age_s 30)")]
 
 
 def test_overdue_rolls_by_the_end_of_today_never_past_the_venues_deadline_and_not_in_a_closed_session():
@@ -158,7 +176,7 @@ def _guard(mode="auto"):
     fx = lambda a, b: {("CNY", "USD"): 1 / Decimal("7.1"), ("USD", "CNY"): Decimal("7.1")}.get((a, b))  # noqa: E731
     g = RiskGuardCore(RiskConfig(), INSTS, VENUES, accs, fx, clock=clock, sink=sink)
     g.set_roll_watch(watch(mode=mode, quotes={}))
-    g.on_quotes([tk.quote(i, b, a) for i, (b, a) in QUOTES.items()])
+    g.on_quotes([tk.quote(i, b, a, ts_ns=clock.now_ns()) for i, (b, a) in QUOTES.items()])
     g.book.apply_fill("cn", "cu_pair", "SHFE.cu2701", 2, Decimal(72000), clock.now_ns())
     g.book.apply_fill("us", "cu_pair", "COMEX.HGH7", -2, Decimal("4.5"), clock.now_ns())
     return g, sink, clock
@@ -169,7 +187,7 @@ def test_in_the_risk_guard_a_due_roll_raises_an_alert_that_never_halts_and_the_r
     out, rolls = g.watch_rolls()
     [a] = out.alerts
     assert a.monitor == "roll_due" and a.level is AlertLevel.YELLOW and a.action is AlertAction.NONE
-    assert [r.decision_id for r in rolls] == ["autoroll-cu_pair-SHFE_cu2701-COMEX_HGH7"]
+    assert [r.decision_id for r in rolls] == ["autoroll-cu_pair-SHFE_cu2701_2-COMEX_HGH7_m2"]
     sent = [e for e in sink.events if e.kind is EventKind.LIFECYCLE and e.payload.get("action") == "roll_watch"]
     assert sent[0].decision_id == rolls[0].decision_id and sent[0].reason.startswith("auto roll sent: roll ")
     # overdue is red, and still no halt: the roll itself must stay possible
@@ -214,17 +232,33 @@ def test_a_hedge_instructions_position_is_watched_by_its_own_pairs_and_rolled_as
     assert ans == {"name": "hedge-PO-77", "mode": "auto", "decision_ids": ["batch-hedge-PO-77-1"]}
     assert any(e.payload.get("action") == "watch_position" for e in sink.events)
     out, [req] = g.watch_rolls()
-    assert req.decision_id == "autoroll-hedge-PO-77-SHFE_cu2701-COMEX_HGH7" and req.strategy == "batch"
+    assert req.decision_id == "autoroll-hedge-PO-77-SHFE_cu2701_2-COMEX_HGH7_m2" and req.strategy == "batch"
     assert [(lg.instrument, lg.qty) for c in req.children for lg in c.legs if lg.leg == "N"] == [
         ("SHFE.cu2701", 2), ("COMEX.HGH7", 2)]  # the hedge's 2 lots, not the other instruction's 5
     st = g.roll_watch.status()["hedge-PO-77"]
     assert st["pending"] == req.decision_id and st["rolls"] == {req.decision_id: "SENT"} and st["held"]
     # the children booked: the hedge's lots are on the far months, and nothing is due any more
-    g.booked_lots["autoroll-hedge-PO-77-SHFE_cu2701-COMEX_HGH7.rollA"] = {("cn", "SHFE.cu2701"): -2,
+    g.booked_lots["autoroll-hedge-PO-77-SHFE_cu2701_2-COMEX_HGH7_m2.rollA"] = {("cn", "SHFE.cu2701"): -2,
                                                                           ("cn", "SHFE.cu2702"): 2}
-    g.booked_lots["autoroll-hedge-PO-77-SHFE_cu2701-COMEX_HGH7.rollB"] = {("us", "COMEX.HGH7"): 2,
+    g.booked_lots["autoroll-hedge-PO-77-SHFE_cu2701_2-COMEX_HGH7_m2.rollB"] = {("us", "COMEX.HGH7"): 2,
                                                                           ("us", "COMEX.HGK7"): -2}
     assert g.roll_watch.lots_of("hedge-PO-77", g.booked_lots) == {"SHFE.cu2702": 2, "COMEX.HGK7": -2}
     g.roll_watch.on_outcome(req.decision_id, "ROLLED")
     out, rolls = g.watch_rolls()
     assert rolls == [] and g.roll_watch.status()["hedge-PO-77"]["rolls"] == {req.decision_id: "ROLLED"}
+
+
+def test_a_restarted_risk_guard_watches_a_hedge_again_from_its_trail():
+    """Found in review: the hedge's watch lived only in the guard's memory."""
+    g, sink, clock = _guard()
+    g.book = type(g.book)()
+    g.booked_lots = {"batch-hedge-PO-77-1": {("cn", "SHFE.cu2701"): 2, ("us", "COMEX.HGH7"): -2}}
+    g.watch_position("hedge-PO-77", {"mode": "auto"}, {"SHFE": "cn", "COMEX": "us"}, ["batch-hedge-PO-77-1"],
+                     "batch", operator="erp")
+    _, [req] = g.watch_rolls()
+    # Act: a new core rebuilt from what the first one wrote
+    g2, _, _ = _guard()
+    g2.rebuild([e for e in sink.events], {}, venues=[])
+    # Assert: the hedge is watched again, its roll's children counted in its lots
+    assert g2.roll_watch.held["hedge-PO-77"] == {"batch-hedge-PO-77-1", *(c.decision_id for c in req.children)}
+    assert g2.roll_watch.strategies["hedge-PO-77"].book_as == "batch"

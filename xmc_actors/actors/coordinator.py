@@ -361,7 +361,7 @@ class PairCoordinator:
             if did in rolls.decided_now:
                 self._record_roll_done(did, t, t.outcome)  # type: ignore[arg-type]
             elif t.outcome is not None:  # decided by the previous life, which may have died before telling the host
-                self._push_roll_done(did, t.record.strategy, t.outcome)
+                self._push_roll_done(did, t.record.strategy, t.outcome, retold=True)
         for did, t in rolls.trackers.items():
             if t.outcome is None:
                 self._arm_roll_deadline(did, t.record.deadline_ns)
@@ -461,10 +461,11 @@ class PairCoordinator:
             adopted = await self._adopt_from_venues(intent)
             if adopted is not None:
                 return adopted
+        rolling = (self._rolling(intent) or "") if isinstance(intent, PairIntent) and self._rolls else ""
         liquidity = None
         if isinstance(intent, PairIntent) and intent.mode is ExecutionMode.QUANTITY:
             liquidity = await self._liquidity(intent)
-        res, cmds = self.book.submit(intent, liquidity)
+        res, cmds = self.book.submit(intent, liquidity, refuse=rolling)
         did = res.get("decision_id")
         fresh = did and not res.get("duplicate")
         if fresh:
@@ -508,22 +509,31 @@ class PairCoordinator:
         if did in self._rolls or did in self._rolls_claimed:
             return {"decision_id": did, "accepted": False, "duplicate": True, "reason": "duplicate roll"}
         if self.closing:
-            return {"decision_id": did, "accepted": False, "reason": "coordinator is shutting down"}
+            return {"decision_id": did, "accepted": False, "transient": True, "reason": "coordinator is shutting down"}
         self._rolls_claimed.add(did)  # a second call with this id while this one awaits is a duplicate
         try:
             await self._ensure_registered()
+            if self.reconstructed and self.recovered is None:  # its rolls and pairs not read back yet
+                return {"decision_id": did, "accepted": False, "transient": True,
+                        "reason": "RECOVERING: the restarted coordinator cannot read its trail yet; send it again"}
             # a child the book already knows (a roll sent before this coordinator restarted,
             # recovered from the trail) is the same roll again: nothing is sent twice
             known = [c.decision_id for c in request.children if self.book.knows(c.decision_id)]
             if known:
                 return {"decision_id": did, "accepted": False, "duplicate": True,
                         "reason": f"duplicate roll: {', '.join(known)} already submitted (see the ledger)"}
+            busy = self._pairs_in_flight(request.strategy, {lg.instrument for c in request.children for lg in c.legs})
+            if busy:  # its lots are moving: the roll is sized on lots that may not be there when it lands
+                return {"decision_id": did, "accepted": False, "transient": True,
+                        "reason": f"IN_FLIGHT: {', '.join(busy[:3])} of {request.strategy} still working on these "
+                                  "contracts; send the roll again once they are done"}
             unheld = unheld_near_legs(request, await self._roll_holdings(request))
             if unheld:  # refused before anything is recorded as a roll: counted, recorded, nothing sent
                 reason = "roll refused: " + "; ".join(unheld)
                 self.book._bad_input("roll", reason, decision_id=did)
                 self._execute(self.book._flush())
-                return {"decision_id": did, "accepted": False, "reason": reason}
+                return {"decision_id": did, "accepted": False, "reason": reason,
+                        "transient": all("cannot be verified" in u for u in unheld)}
             tracker = RollTracker(request.record())
             self._rolls[did] = tracker
         finally:
@@ -550,6 +560,29 @@ class PairCoordinator:
                 self._arm_roll_deadline(did, request.deadline_ns)
         return {"decision_id": did, "accepted": any(a.get("accepted") for a in answers),
                 "children": answers, "reason": request.plan.reason}
+
+    def _pairs_in_flight(self, strategy: str, instruments: set[str], *, but: str = "") -> list[str]:
+        """Decision ids of ``strategy``'s pairs still open on any of ``instruments`` (a roll's own
+        children and ``but``'s excepted)."""
+        out = []
+        for did, m in self.book.pairs.items():
+            if m.state.is_terminal or did in self._roll_of or did == but or m.intent.strategy != strategy:
+                continue
+            if any(lg.instrument in instruments for lg in m.intent.legs):
+                out.append(did)
+        return sorted(out)
+
+    def _rolling(self, intent: PairIntent) -> str | None:
+        """Why ``intent`` must wait: its strategy's roll of these contracts is not decided yet (its
+        orders would trade lots the roll is moving). None for the roll's own children."""
+        if intent.decision_id in self._roll_of:
+            return None
+        insts = {lg.instrument for lg in intent.legs}
+        for rid, t in self._rolls.items():
+            if t.outcome is None and t.record.strategy == intent.strategy and any(
+                    any(x in insts for x in mv.split("->")) for mv in t.record.moves):
+                return f"ROLLING: roll {rid} of {intent.strategy} is moving these lots; decided first"
+        return None
 
     def _arm_roll_deadline(self, did: str, deadline_ns: int) -> None:
         """Decide the roll at its deadline; a timer that fires early (the loop's clock is not the
@@ -626,14 +659,15 @@ class PairCoordinator:
                                                   level="red", action="none", message=out["reason"], value=1.0,
                                                   threshold=0.0, opened_ns=self.clock.now_ns())))
 
-    def _push_roll_done(self, did: str, strategy: str, out: Mapping[str, Any]) -> None:
+    def _push_roll_done(self, did: str, strategy: str, out: Mapping[str, Any], retold: bool = False) -> None:
         """The strategy's host hears the roll's outcome: its legs follow the lots to the far
-        months (``StrategyHost.on_roll_done``, idempotent: a move whose near month is no longer
-        one of its legs does nothing; a host that misses it replays the trail when it restarts)."""
+        months (``StrategyHost.on_roll_done``; a host that misses it replays the trail when it
+        restarts). ``retold``: told again by a restarted coordinator: the host applies the
+        rolled moves that still apply and halts nothing."""
         host = self.strategies.get(strategy)
         if host is not None:
             host.on_roll_done.remote({"decision_id": did, "strategy": strategy, "roll_state": out.get("state"),
-                                      "moves": out.get("moves") or []})
+                                      "moves": out.get("moves") or [], "retold": retold})
 
     async def roll_outcome(self, decision_id: str) -> dict[str, Any] | None:
         """A roll's outcome once decided (``state`` ROLLED/ESCALATED, ``reason``, ``children``), else None.

@@ -311,7 +311,9 @@ class RiskGuard:
             try:
                 ans = await asyncio.wait_for(_await(coord.submit_roll.remote(req)), max(self.push_timeout_s, 30.0))
                 sent[req.decision_id] = ans
-                if isinstance(ans, dict) and not ans.get("accepted") and not ans.get("duplicate"):
+                if isinstance(ans, dict) and ans.get("transient"):  # recovering, pairs in flight, a venue silent
+                    watch.forget(req.decision_id)  # type: ignore[union-attr]  # sent again at a later check
+                elif isinstance(ans, dict) and not ans.get("accepted") and not ans.get("duplicate"):
                     watch.on_outcome(req.decision_id, "REFUSED", str(ans.get("reason") or ""))  # type: ignore[union-attr]
             except Exception as e:  # noqa: BLE001 - unknown: the id makes a second try a duplicate
                 sent[req.decision_id] = f"{type(e).__name__}: {e}"

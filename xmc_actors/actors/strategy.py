@@ -443,8 +443,13 @@ class StrategyHostActor:
         if ready:  # rolls decided while the host was away, or before: its legs follow the lots again
             rolls = [e for e in await read_trail(list(shards), kinds=["LIFECYCLE"])
                      if e.reason == "ROLL_DONE" and e.strategy in ready]
+            moved = False
             for name in ready:
-                self._emit(self.core.replay_rolls(name, rolls, self._now()))
+                evs = self.core.replay_rolls(name, rolls, self._now())
+                moved = moved or any(e.payload.get("action") == "roll_legs" for e in evs)
+                self._emit(evs)
+            if moved:  # subscribed above to the file's contracts: the far ones are traded now
+                await self._resubscribe()
         rstat = (await peers.risk_guard().status.remote()) if ready else {}
         positions = rstat.get("positions", {}).get("strategies", {}) or {}
         # who says a strategy must stay stopped: the risk guard's and the coordinator's trading

@@ -365,6 +365,22 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
     async def webhooks(p: Principal = Depends(reader)) -> Any:
         return await backend.desk("webhooks_status")
 
+    async def watch_roll(roll: dict[str, Any], answer: dict[str, Any], webhook: str | None, operator: str) -> Any:
+        """The risk guard watches the position a hedge's pairs made for its roll (idempotent:
+        a hedge sent again watches it again, as a restarted guard needs), and the desk reports
+        its rolls to the hedge's webhook."""
+        from ..core.batch import BATCH_STRATEGY
+
+        dids = [x["decision_id"] for x in answer.get("parts") or () if x.get("decision_id")]
+        try:
+            res = await backend.watch_position(roll["name"], roll["policy"], roll["accounts"], dids, BATCH_STRATEGY,
+                                               operator)
+        except BackendUnavailable as e:
+            return {"error": str(e)}
+        if webhook and "error" not in res:
+            await backend.desk("watch_rolls", roll["name"], answer.get("instruction_id"), webhook)
+        return res
+
     async def run_batch(body: BatchRequest, p: Principal, kind: str, extra: dict[str, Any], via: str = "api",
                         roll: dict[str, Any] | None = None) -> Any:
         from ..core.batch import AccountPair, plan_batch
@@ -391,6 +407,8 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
         first = await backend.desk("begin", rid, p.operator, fingerprint("batch", params))
         if first is not None:
             count("replayed")
+            if roll is not None and first.get("submitted"):  # a restarted risk guard is given the watch again
+                first = {**first, "roll_watch": await watch_roll(roll, first, body.webhook, p.operator)}
             return first
         try:
             ss, qs = await asyncio.gather(backend.strategies(), backend.quotes())
@@ -418,16 +436,7 @@ def build_app(cfg: ApiConfig, tokens: TokenBook, backend: Backend, *, clock: Clo
         out = {**public, "operator": p.operator, "submitted": submitted,
                "report": f"/v1/batches/{body.instruction_id}", "replayed": False}
         if roll is not None:  # after the pairs: their decision ids make the position watched
-            from ..core.batch import BATCH_STRATEGY
-
-            dids = [x["decision_id"] for x in plan.parts if x.get("decision_id")]
-            try:
-                out["roll_watch"] = await backend.watch_position(roll["name"], roll["policy"], roll["accounts"], dids,
-                                                                 BATCH_STRATEGY, p.operator)
-            except BackendUnavailable as e:
-                out["roll_watch"] = {"error": str(e)}
-            if body.webhook and "error" not in out["roll_watch"]:
-                await backend.desk("watch_rolls", roll["name"], body.instruction_id, body.webhook)
+            out["roll_watch"] = await watch_roll(roll, out, body.webhook, p.operator)
         await backend.desk("finish", rid, out)
         count("batch")
         return out

@@ -325,7 +325,7 @@ class RiskGuardCore(MoneyBooks, Rebuild):
                 self.book.mark(q.instrument, m, q.ts_ns)
                 self.pnl.mark(q.instrument, m, q.ts_ns)
             if watched is not None and q.instrument in self._dated:
-                watched[q.instrument] = (q.bid, q.ask)
+                watched[q.instrument] = (q.bid, q.ask, q.ts_ns)
 
     # -- the calendar roll watch (core/roll_watch.py) --------------------------------------------
     def set_roll_watch(self, watch: RollWatch | None) -> None:
@@ -378,9 +378,10 @@ class RiskGuardCore(MoneyBooks, Rebuild):
             self.sink.emit(self.maker.make(EventKind.LIFECYCLE, strategy=name, reason=f"auto roll waits: {why}",
                                            action="roll_watch"))
         for req in w.rolls:
+            name = self.roll_watch.submitted.get(req.decision_id, req.strategy)
             self.sink.emit(self.maker.make(EventKind.LIFECYCLE, decision_id=req.decision_id, strategy=req.strategy,
                                            reason=f"auto roll sent: {req.plan.reason}", action="roll_watch",
-                                           children=[c.decision_id for c in req.children]))
+                                           name=name, children=[c.decision_id for c in req.children]))
         return out, w.rolls
 
     def tick(self) -> GuardOutput:

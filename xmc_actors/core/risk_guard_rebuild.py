@@ -293,6 +293,13 @@ class Rebuild:
             if not w.is_finite() or w <= 0:
                 raise ValueError(f"weight: {p.get('weight')!r} is not a positive weight")
             rep.coordinators[str(p["coordinator"])] = w
+        elif ev.kind is EventKind.LIFECYCLE and p.get("action") == "watch_position" and self.roll_watch is not None:
+            # an ERP hedge's position watched for its roll (watch_position): watched again
+            self.roll_watch.restore_held(str(p["name"]), p.get("policy") or {}, p.get("accounts") or {},
+                                         list(p.get("decision_ids") or ()), ev.strategy or None)
+        elif ev.kind is EventKind.LIFECYCLE and p.get("action") == "roll_watch" and p.get("children") \
+                and self.roll_watch is not None and str(p.get("name", "")) in self.roll_watch.held:
+            self.roll_watch.held[str(p["name"])].update(str(c) for c in p["children"])  # its lots moved with them
         elif ev.kind is EventKind.ALERT:
             origin = alert_origin(p)
             if origin == "coordinator":

@@ -271,14 +271,21 @@ class RollTracker:
         return self.outcome
 
     def moves(self, children: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Per child its ``near`` and ``far`` contract and whether its lots moved (``rolled``:
-        HEDGED and complete): what the strategy's legs follow (``StrategyHostCore.on_roll_done``)."""
+        """Per child: its ``near`` and ``far`` contract, the ``lots`` it rolls (None when the
+        record does not say), whether they moved (``rolled``: HEDGED and complete) and, when
+        they did not, whether nothing changed either (``clean``: no lot left on either contract,
+        e.g. refused or both orders rejected). What the strategy's legs follow
+        (``StrategyHostCore.on_roll_done``)."""
+        lots = {i.decision_id: i.legs[0].qty for i in self.record.intents}
         out = []
         for c, mv in zip(self.record.children, self.record.moves):
             near, _, far = mv.partition("->")
             ch = children.get(c) or {}
-            out.append({"child": c, "near": near, "far": far,
-                        "rolled": ch.get("state") == "HEDGED" and bool(ch.get("complete"))})
+            rolled = ch.get("state") == "HEDGED" and bool(ch.get("complete"))
+            nets = ch.get("net") if isinstance(ch.get("net"), Mapping) else {}
+            clean = not rolled and ch.get("state") in ("REFUSED", "NOT_SENT", "ROLLED_BACK") \
+                and not any(int(v or 0) for v in nets.values())
+            out.append({"child": c, "near": near, "far": far, "lots": lots.get(c), "rolled": rolled, "clean": clean})
         return out
 
     def on_child(self, summary: Mapping[str, Any]) -> dict[str, Any] | None:

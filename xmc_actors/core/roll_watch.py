@@ -61,11 +61,14 @@ class WatchOutput:
     waiting: list[tuple[str, str]] = field(default_factory=list)   # (strategy, why), new reasons only
 
 
-def auto_roll_id(strategy: str, nears: Sequence[str]) -> str:
-    """The decision id of the automatic roll of ``strategy`` out of ``nears``: the same
-    position's roll always has the same id (``autoroll-cu_pair-SHFE_cu2701-COMEX_HGH7``; a
-    digest when that is over 70 characters)."""
-    did = "autoroll-" + "-".join(_UNSAFE.sub("_", x) for x in (strategy, *nears))
+def auto_roll_id(strategy: str, nears: Sequence[tuple[str, int]]) -> str:
+    """The decision id of the automatic roll of ``strategy``'s lots in ``nears`` (contract,
+    signed lots): the same position's roll always has the same id
+    (``autoroll-cu_pair-SHFE_cu2701_2-COMEX_HGH7_m2``; a digest when that is over 70
+    characters), so a restarted guard sending it again is a duplicate, and a position an
+    operator has changed since is a new roll."""
+    parts = [_UNSAFE.sub("_", strategy)] + [f"{_UNSAFE.sub('_', c)}_{'m' if q < 0 else ''}{abs(q)}" for c, q in nears]
+    did = "autoroll-" + "-".join(parts)
     if len(did) <= 70:
         return did
     return "autoroll-" + hashlib.sha256(did.encode()).hexdigest()[:40]
@@ -79,7 +82,7 @@ class RollWatch:
         self.strategies = {s.name: s for s in strategies if s.policy.mode != "off"}
         self.instruments = dict(instruments)
         self.venues = dict(venues)
-        self.quotes: dict[str, tuple[Decimal | None, Decimal | None]] = {}  # dated contracts' touch
+        self.quotes: dict[str, tuple[Decimal | None, Decimal | None, int]] = {}  # dated contracts' touch, its ts_ns
         self.submitted: dict[str, str] = {}   # auto roll decision id -> strategy
         self.pending: dict[str, str] = {}     # strategy -> its auto roll not decided yet
         self.history: dict[str, dict[str, str]] = {}  # name -> auto roll id -> SENT, then its outcome
@@ -87,6 +90,7 @@ class RollWatch:
         #: children), not by a strategy's book: name -> decision ids (``hold``)
         self.held: dict[str, set[str]] = {}
         self.suspended: dict[str, str] = {}   # strategy -> why its auto rolls stopped (an escalated one)
+        self._suspended_at: dict[str, dict[str, int] | None] = {}  # strategy -> its lots when stopped
         self._waiting: dict[str, str] = {}    # strategy -> the reason last reported
 
     def dated(self, inst_id: str) -> tuple[Instrument, Venue] | None:
@@ -106,6 +110,13 @@ class RollWatch:
         of the rolls this watch sends for it (``lots_of``)."""
         self.strategies[ws.name] = ws
         self.held.setdefault(ws.name, set()).update(decision_ids)
+
+    def restore_held(self, name: str, policy: Mapping[str, Any], accounts: Mapping[str, str],
+                     decision_ids: Sequence[str], book_as: str | None) -> None:
+        """A held position read back from the guard's trail after a restart (its ``watch
+        position`` record). Raises ValueError naming the field when the record cannot be read."""
+        self.hold(WatchedStrategy(name, RollPolicy.model_validate(dict(policy)), dict(accounts), book_as),
+                  [str(d) for d in decision_ids])
 
     def lots_of(self, name: str, booked: Mapping[str, Mapping[tuple[str, str], int]]) -> dict[str, int]:
         """A held position's lots per instrument from the guard's ``booked_lots``."""
@@ -132,8 +143,10 @@ class RollWatch:
         del self.pending[name]
         self.history.setdefault(name, {})[decision_id] = state
         if state != "ROLLED":
-            self.suspended[name] = (f"auto roll {decision_id} {state}: automatic rolls stopped for {name}; roll the "
-                                    f"rest by hand (xmc roll){': ' + reason[:200] if reason else ''}")
+            self.suspended[name] = (f"auto roll {decision_id} {state}: automatic rolls stopped for {name} until its "
+                                    f"position changes; roll the rest by hand (xmc roll)"
+                                    f"{': ' + reason[:200] if reason else ''}")
+            self._suspended_at[name] = None  # the lots it held then: taken at the next check
 
     def forget(self, decision_id: str) -> None:
         """An automatic roll that did not reach the coordinator: tried again at the next check."""
@@ -141,15 +154,22 @@ class RollWatch:
         if name is not None and self.pending.get(name) == decision_id:
             del self.pending[name]
 
-    def on_quote(self, inst_id: str, bid: Decimal | None, ask: Decimal | None) -> None:
+    def on_quote(self, inst_id: str, bid: Decimal | None, ask: Decimal | None, ts_ns: int) -> None:
         if inst_id in self.instruments and self.instruments[inst_id].product:
-            self.quotes[inst_id] = (bid, ask)
+            self.quotes[inst_id] = (bid, ask, ts_ns)
 
     # ------------------------------------------------------------------ the check
     def check(self, now_ns: int, positions: Mapping[str, Mapping[str, int]]) -> WatchOutput:
         """One pass over every watched strategy's booked lots (``{strategy: {instrument: lots}}``)."""
         out = WatchOutput()
         for name, ws in sorted(self.strategies.items()):
+            lots = {i: int(q) for i, q in (positions.get(name) or {}).items() if int(q or 0)}
+            if name in self._suspended_at:  # stopped after a roll that did not complete: until an operator moves it
+                if self._suspended_at[name] is None:
+                    self._suspended_at[name] = lots
+                elif self._suspended_at[name] != lots:
+                    del self._suspended_at[name]
+                    self.suspended.pop(name, None)
             level, value, message, plan, holdings = self._assess(ws, now_ns, positions.get(name) or {})
             out.conditions.append(Condition(MONITOR, "strategy", name, level, value, 0.0, message))
             if ws.policy.mode == "auto" and plan is not None and plan.status != "early":
@@ -215,7 +235,7 @@ class RollWatch:
             return None, self.suspended[ws.name]
         if ws.name in self.pending:
             return None, f"auto roll {self.pending[ws.name]} is still working"
-        did = auto_roll_id(ws.name, [lg.near.id for lg in plan.legs])
+        did = auto_roll_id(ws.name, [(lg.near.id, lg.qty) for lg in plan.legs])
         if did in self.submitted:  # decided ROLLED, and the lots not booked on the far months yet
             return None, ""
         p = ws.policy
@@ -234,10 +254,12 @@ class RollWatch:
                 st = instrument_session_state(self.venues[inst.venue], inst, now_ns)
                 if not st.open:
                     return None, f"{inst_id}: session closed ({st.reason})"
-                bid, ask = self.quotes.get(inst_id, (None, None))
+                bid, ask, ts = self.quotes.get(inst_id, (None, None, 0))
                 touch = bid if side is Side.SELL else ask
                 if touch is None or touch <= 0:
                     return None, f"no {'bid' if side is Side.SELL else 'ask'} for {inst_id}"
+                if now_ns - ts > p.max_quote_age_s * 1e9:  # a feed that died: its touch is no price to roll at
+                    return None, f"the quote of {inst_id} is {(now_ns - ts) / 1e9:.0f} s old (max_quote_age_s {p.max_quote_age_s:g})"
                 prices[inst_id] = _through(touch, side, p.limit_ticks, inst.tick_size)
         binding = self.venues[next(lg.near.venue for lg in plan.legs if lg.leg == plan.binding)]
         deadline = roll_by_ns(plan, binding.timezone)

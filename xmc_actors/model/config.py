@@ -92,6 +92,7 @@ class RollPolicy(BaseModel):
     safety_business_days: Annotated[int, Field(ge=0, le=10)] = 1
     after_open_minutes: Annotated[int, Field(ge=0, le=600)] = 15
     limit_ticks: Annotated[int, Field(ge=0, le=100)] = 2
+    max_quote_age_s: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = 30.0
 
 
 class StrategyConfig(BaseModel):

@@ -373,9 +373,10 @@ class Strategy:
         self.counters["pairs_done"] += 1
         if state is PairState.ESCALATED:
             self._halt(f"pair {did} ESCALATED: residual recorded by the coordinator", now_ns, StrategyState.HALTED)
-        elif state is PairState.REFUSED and "TRADING_" in summary.reason:
-            # halted or reducing by the risk guard or an operator: do not re-submit every
-            # cool-down; try again after TRADING_STATE_BACKOFF (a resume then takes effect)
+        elif state is PairState.REFUSED and ("TRADING_" in summary.reason or summary.reason.startswith("ROLLING:")):
+            # halted or reducing by the risk guard or an operator, or its position being rolled:
+            # do not re-submit every cool-down; try again after TRADING_STATE_BACKOFF (a resume,
+            # or the roll's outcome, then takes effect)
             self.backoff_until_ns = now_ns + TRADING_STATE_BACKOFF_NS
             self._set_blocked("TRADING_STATE", f"pair {did} refused: {summary.reason}", now_ns)
         self.on_result(summary)

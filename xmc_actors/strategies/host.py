@@ -327,12 +327,16 @@ class StrategyHostCore:
     # ------------------------------------------------------------------ calendar rolls
     def on_roll_done(self, outcome: Mapping[str, Any], now_ns: int) -> tuple[bool, list[Event]]:
         """A roll of a strategy's position has been decided (the coordinator's ``ROLL_DONE``:
-        ``decision_id``, ``strategy``, ``roll_state``, ``moves`` = one ``{child, near, far,
-        rolled}`` per rolled venue). The lots of each rolled move are on its far contract now:
-        the strategy's leg on that near contract moves to the far one (:meth:`roll_legs`), so
-        that its next order closes or adds to the lots it really holds. A move of one of its
-        legs that did not roll leaves its legs on mismatched months: it is halted, naming them,
-        until an operator rolls the rest (``xmc roll``) or settles it and resumes. Returns
+        ``decision_id``, ``strategy``, ``roll_state``, ``moves`` = one ``{child, near, far, lots,
+        rolled, clean}`` per rolled venue; ``retold`` when a restarted coordinator tells it
+        again). The lots of each rolled move are on its far contract now: when they are all the
+        strategy holds on that leg, the leg moves to the far contract (:meth:`roll_legs`), so that
+        its next order closes or adds to the lots it really holds. The strategy is halted, naming
+        why, when its legs would not match what it holds: a move that rolled fewer lots than it
+        holds, a leg that moved while the other did not (mismatched months), a child that ended
+        with lots changed but not rolled (its position is then uncertain). A roll that changed
+        nothing (refused, rejected) leaves it alone. A retold outcome applies its rolled moves only
+        (idempotent: a near month that is no longer a leg is skipped) and halts nothing. Returns
         whether any leg moved (the host then subscribes to the far contracts) and the events."""
         name = str(outcome.get("strategy") or "")
         did = str(outcome.get("decision_id") or "")
@@ -343,11 +347,25 @@ class StrategyHostCore:
             why = "no hosted strategy" if st is None else "moves: a list of {near, far, rolled} is needed"
             return False, [self.events.make(EventKind.BAD_INPUT, ts_ns=now_ns, decision_id=did, strategy=name,
                                             reason=f"roll outcome {did!r}: {why}")]
-        legs = set(st.instrument_ids)
-        rolled = {str(m.get("near")): str(m.get("far")) for m in moves
-                  if isinstance(m, Mapping) and m.get("rolled") and m.get("near") in legs}
-        missed = sorted(str(m.get("near")) for m in moves
-                        if isinstance(m, Mapping) and not m.get("rolled") and m.get("near") in legs)
+        held = {st.a.id: abs(st.position), st.b.id: abs(st.position_b)}
+        rolled: dict[str, str] = {}
+        problems: list[str] = []
+        not_rolled: list[str] = []
+        for m in moves:
+            if not isinstance(m, Mapping) or m.get("near") not in held:
+                continue
+            near, far = str(m.get("near")), str(m.get("far"))
+            if m.get("rolled"):
+                lots = m.get("lots")
+                if lots is not None and int(lots) == held[near]:
+                    rolled[near] = far
+                else:
+                    problems.append(f"{near}: {lots if lots is not None else 'an unknown number of'} lot(s) rolled to "
+                                    f"{far}, the strategy holds {held[near]}")
+            elif m.get("clean"):
+                not_rolled.append(near)
+            else:
+                problems.append(f"{near}: its roll to {far} ended with lots changed but not rolled (position uncertain)")
         events: list[Event] = []
         moved = False
         if rolled:
@@ -355,16 +373,17 @@ class StrategyHostCore:
                 events += self.roll_legs(name, rolled, now_ns, reason=f"roll {did} {outcome.get('roll_state')}")
                 moved = True
             except (KeyError, ValueError) as e:
-                missed.append(f"{', '.join(rolled)} (rolled, but the strategy cannot follow: {e})")
+                problems.append(f"{', '.join(rolled)} rolled, but the strategy cannot follow: {e}")
             twin = twin_name(name)  # a canary's shadow twin prices the same legs
             twin_moves = {n: f for n, f in rolled.items()
                           if twin in self.strategies and n in self.strategies[twin].instrument_ids}
             if moved and twin_moves:
                 events += self.roll_legs(twin, twin_moves, now_ns, reason=f"roll {did} of {name}")
-        if missed:
-            events += self.halt(name, f"roll {did} {outcome.get('roll_state')}: {', '.join(missed)} not on the far "
-                                      "month: its legs are on mismatched months; roll the rest (xmc roll) or settle "
-                                      "it, then resume", now_ns)
+        if moved and not_rolled:
+            problems.append(f"{', '.join(not_rolled)} not rolled while {', '.join(rolled)} did: mismatched months")
+        if problems and not outcome.get("retold"):
+            events += self.halt(name, f"roll {did} {outcome.get('roll_state')}: " + "; ".join(problems)
+                                + "; roll or settle it (xmc roll), then resume", now_ns)
         return moved, events
 
     def replay_rolls(self, name: str, events: Iterable[Event], now_ns: int) -> list[Event]:
@@ -384,6 +403,10 @@ class StrategyHostCore:
                     out += self.roll_legs(name, moves, now_ns, reason=f"roll {e.decision_id} (from the trail)")
                 except (KeyError, ValueError) as err:
                     out += self.halt(name, f"roll {e.decision_id}: cannot follow it after a restart ({err})", now_ns)
+                    continue
+                twin = self.strategies.get(twin_name(name))
+                if twin is not None and (tm := {n: f for n, f in moves.items() if n in twin.instrument_ids}):
+                    out += self.roll_legs(twin.name, tm, now_ns, reason=f"roll {e.decision_id} of {name} (from the trail)")
         return out
 
     def roll_legs(self, name: str, moves: Mapping[str, str], now_ns: int, *, reason: str) -> list[Event]:

@@ -217,10 +217,12 @@ class PairBook(Recovery, LateFills, Offsets):
         forgotten; also one recovered from the trail after a restart)."""
         return decision_id in self.pairs or decision_id in self.forgotten
 
-    def submit(self, intent: PairIntent | Mapping[str, Any], liquidity: Mapping[str, int] | None = None
-               ) -> tuple[dict[str, Any], list[Command]]:
+    def submit(self, intent: PairIntent | Mapping[str, Any], liquidity: Mapping[str, int] | None = None,
+               refuse: str = "") -> tuple[dict[str, Any], list[Command]]:
         """Accept or refuse a pair; idempotent on ``decision_id``.
 
+        ``refuse``: a reason the shell already has to refuse it (its strategy's roll of these
+        contracts is undecided: ``ROLLING``), refused and recorded as any refusal.
         Returns ``({"decision_id", "accepted", "state", "reason", "duplicate"}, commands)``.
         """
         if not isinstance(intent, PairIntent):
@@ -243,7 +245,7 @@ class PairBook(Recovery, LateFills, Offsets):
                                 intent.decision_id)
             return {"decision_id": intent.decision_id, "accepted": existing.state is not PairState.REFUSED,
                     "state": existing.state.value, "reason": existing.reason, "duplicate": True}, self._flush()
-        problem = self._validate(intent, liquidity)
+        problem = refuse or self._validate(intent, liquidity)
         legs: tuple[Leg, Leg] | None = None
         if not problem:
             legs, problem = self._size(intent, liquidity)
