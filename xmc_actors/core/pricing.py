@@ -467,14 +467,18 @@ if _new_parity(*_probe) != Parity(*_probe) or type(_new_parity(*_probe)) is not 
 del _probe
 
 
+_INF = float("inf")
 #: what FxBook.rate answers for a currency in itself (only its rate and source are read here)
 _IDENTITY = FxObservation(1.0, 0, "identity")
 
 
 def _sides(q: Quote) -> tuple[float, float]:
-    if q.bid is None or q.ask is None:
+    b, a = q.bid, q.ask
+    if b is None or a is None:
         raise ParityUnavailable(f"{q.instrument}: one-sided book (bid={q.bid}, ask={q.ask})")
-    bid, ask = float(q.bid), float(q.ask)
+    bid, ask = float(b), float(a)
+    if 0.0 < bid <= ask < _INF:  # every quote a strategy can use: positive, finite, not crossed (NaN fails)
+        return bid, ask
     if not (bid > 0 and ask > 0 and math.isfinite(bid) and math.isfinite(ask)):
         raise ParityUnavailable(f"{q.instrument}: non-positive price (bid={q.bid}, ask={q.ask})")
     if bid > ask:
