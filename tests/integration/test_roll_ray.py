@@ -271,6 +271,11 @@ def test_a_coordinator_killed_mid_roll_decides_the_roll_from_its_trail_and_the_v
     wait_until(lambda: ray.get(coord.await_pair.remote("roll-cu-3.rollA", 1), timeout=30), timeout=30,
                what="SHFE child hedged")
     assert ray.get(coord.roll_outcome.remote("roll-cu-3"), timeout=30) is None  # COMEX's far sell rests
+    # while it works, the strategy's own pairs on these contracts wait: they would trade the lots it moves
+    legs = (LegIntent(leg="A", instrument=CU_NEAR, account="cn", side=Side.SELL, qty=2, limit_price=Decimal(71990)),
+            LegIntent(leg="B", instrument=HG_NEAR, account="us", side=Side.BUY, qty=2, limit_price=Decimal("4.5005")))
+    exit_ = ray.get(coord.submit.remote(PairIntent(decision_id="exit-1", strategy="cu_pair", legs=legs)), timeout=30)
+    assert not exit_["accepted"] and exit_["reason"].startswith("ROLLING: roll roll-cu-3 of cu_pair"), exit_
     ray.get(coord.flush_sink.remote(), timeout=30)  # what it wrote is in the ledger; then it dies
     ray.kill(coord, no_restart=False)
 

@@ -110,14 +110,24 @@ def test_one_venue_rolled_and_the_other_not_is_escalated_as_mismatched_months():
     assert "mismatched months" in out["reason"]
 
 
-def test_the_deadline_passing_before_the_children_end_escalates():
+def test_at_the_deadline_a_child_never_sent_ends_the_roll_and_a_working_one_is_waited_for():
     req = _req()
     tr = RollTracker(req)
     tr.on_child(_summary("roll-cu-1.rollA"))
-    assert tr.on_deadline(req.deadline_ns - 1) is None
-    out = tr.on_deadline(req.deadline_ns)
-    assert out["state"] == "ESCALATED" and "roll-cu-1.rollB not rolled by its deadline (end of 2026-12-30)" in out["reason"]
-    assert out["children"]["roll-cu-1.rollB"]["state"] == "WORKING"
+    assert tr.on_deadline(req.deadline_ns - 1) is None and not tr.late
+    # rollB is still working at the venues: the roll waits for it (late), never decided on a guess
+    assert tr.on_deadline(req.deadline_ns, open_children={"roll-cu-1.rollB"}) is None and tr.late
+    # wound down by its own deadline, both legs had filled: the roll is done, late but ROLLED
+    assert tr.on_child(_summary("roll-cu-1.rollB"))["state"] == "ROLLED"
+    # a child that never became a pair (its submit failed) ends the roll at the deadline
+    tr2 = RollTracker(req)
+    tr2.on_child(_summary("roll-cu-1.rollA"))
+    out = tr2.on_deadline(req.deadline_ns, open_children=set())
+    assert out["state"] == "ESCALATED" and out["children"]["roll-cu-1.rollB"]["state"] == "NOT_SENT"
+    assert "roll-cu-1.rollB ended without a complete roll (not all done by its deadline, the end of 2026-12-30)" \
+        in out["reason"]
+    assert out["moves"][1] == {"child": "roll-cu-1.rollB", "near": "COMEX.HGH7", "far": "COMEX.HGK7", "lots": 2,
+                               "rolled": False, "clean": True}  # never sent: nothing changed
 
 
 def _ledger(tmp_path, trail):

@@ -589,10 +589,25 @@ class PairCoordinator:
         wall clock the deadline is on) is armed again until the tracker decides."""
         def fire() -> None:
             self._roll_timers.pop(did, None)
-            self._roll_step(did, lambda t: t.on_deadline(self.clock.now_ns()))
             t = self._rolls.get(did)
-            if t is not None and t.outcome is None:
+            if t is None or t.outcome is not None:
+                return
+            was_late = t.late
+            working = {c for c in t.record.children
+                       if (m := self.book.pairs.get(c)) is not None and not m.state.is_terminal}
+            self._roll_step(did, lambda t: t.on_deadline(self.clock.now_ns(), working))
+            if t.outcome is None and not t.late:  # early: the loop's clock is not the wall clock the deadline is on
                 self._arm_roll_deadline(did, deadline_ns)
+            elif t.outcome is None and not was_late:  # late, children still working: said once, decided when they end
+                self._flush_emits()
+                msg = (f"roll {did} not done by its deadline (end of {t.record.roll_by}): "
+                       f"{', '.join(sorted(working))} still working, wound down by their own deadline; "
+                       "the roll is decided when they end")
+                self.sink.emit(self.book.events.make(
+                    EventKind.ALERT, decision_id=did, strategy=t.record.strategy, reason=msg[:500],
+                    **coordinator_alert(alert_id=f"{did}:roll_late", monitor="calendar_roll", strategy=t.record.strategy,
+                                        level="red", action="none", message=msg, value=float(len(working)),
+                                        threshold=0.0, opened_ns=self.clock.now_ns())))
 
         delay = max(deadline_ns - self.clock.now_ns(), 0) / 1e9
         self._roll_timers[did] = asyncio.get_running_loop().call_later(max(delay, 0.001), fire)

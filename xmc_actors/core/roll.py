@@ -17,7 +17,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Collection, Mapping
 from zoneinfo import ZoneInfo
 
 from ..model.market import Side
@@ -249,6 +249,7 @@ class RollTracker:
     record: RollRecord
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     outcome: dict[str, Any] | None = None
+    late: bool = False   # its deadline passed with a child still working
 
     def __post_init__(self) -> None:
         if isinstance(self.record, RollRequest):
@@ -293,20 +294,30 @@ class RollTracker:
         if self.outcome is not None or did not in self.record.children:
             return None
         self.summaries[did] = dict(summary)
+        return self._decide()
+
+    def _decide(self) -> dict[str, Any] | None:
         if len(self.summaries) < len(self.record.children):
             return None
         bad = [d for d, s in self.summaries.items() if not (s.get("state") == "HEDGED" and s.get("complete"))]
         if not bad:
             return self._finish("ROLLED", "every leg is on its far contract: " + ", ".join(self.record.moves))
-        return self._finish("ESCALATED", _mismatch(self.record, bad, "ended without a complete roll"))
+        late = f" (not all done by its deadline, the end of {self.record.roll_by})" if self.late else ""
+        return self._finish("ESCALATED", _mismatch(self.record, bad, "ended without a complete roll" + late))
 
-    def on_deadline(self, now_ns: int) -> dict[str, Any] | None:
+    def on_deadline(self, now_ns: int, open_children: Collection[str] = ()) -> dict[str, Any] | None:
+        """The deadline has come: a child that never became a pair (``open_children`` are those
+        still working) ends as NOT_SENT. The roll is decided once every child has ended, never
+        before: a child still working is wound down by its own deadline, and what its venues
+        then say (a complete roll, late) is the roll's outcome; meanwhile ``late`` is set (the
+        coordinator raises its red alert once)."""
         if self.outcome is not None or now_ns < self.record.deadline_ns:
             return None
-        missing = [c for c in self.record.children
-                   if not (self.summaries.get(c, {}).get("state") == "HEDGED" and self.summaries[c].get("complete"))]
-        return self._finish("ESCALATED", _mismatch(self.record, missing,
-                                                   f"not rolled by its deadline (end of {self.record.roll_by})"))
+        for c in self.record.children:
+            if c not in self.summaries and c not in open_children:
+                self.summaries[c] = {"decision_id": c, "state": "NOT_SENT", "complete": False}
+        self.late = True
+        return self._decide()
 
 
 def _mismatch(rec: RollRecord, bad: list[str], what: str) -> str:
