@@ -64,6 +64,9 @@ class StrategyState(str, Enum):
     ERROR = "ERROR"    # the strategy's own code raised; halted until resumed
 
 
+_ACTIVE = StrategyState.ACTIVE  # read on every quote (an enum member's lookup costs more than a global's)
+
+
 class Transition(str, Enum):
     OPEN = "open"
     ADD = "add"
@@ -313,21 +316,22 @@ class Strategy:
     def on_quotes(self, quotes: list[Quote], now_ns: int) -> list[Action]:
         """Take a (conflated) quote batch; return the intents to submit and events to write."""
         changed = False
-        a_id, b_id = self._a_id, self._b_id
+        a_id, b_id, held = self._a_id, self._b_id, self.quotes
         for q in quotes:
-            if q.instrument == a_id or q.instrument == b_id:
-                old = self.quotes.get(q.instrument)
+            inst = q.instrument
+            if inst == a_id or inst == b_id:
+                old = held.get(inst)
                 if old is None or q.ts_ns >= old.ts_ns:
-                    self.quotes[q.instrument] = q
+                    held[inst] = q
                     changed = True
         if not changed:
             return []
         if self._pending is not None:
             self._check_overdue(now_ns)
-        if self.state is not StrategyState.ACTIVE:
-            return self._flush()
-        self._evaluate(now_ns)
-        return self._flush()
+        if self.state is _ACTIVE:
+            self._evaluate(now_ns)
+        out, self._outbox = self._outbox, []  # _flush, written out (every quote)
+        return out
 
     def on_pair_done(self, summary: PairSummary | Mapping[str, Any], now_ns: int) -> list[Action]:
         """Apply the coordinator's outcome of a pair to the position.
