@@ -644,7 +644,7 @@ def test_a_pair_open_when_the_coordinator_died_is_wound_down_from_the_venues_sta
     book, counts = crash_and_recover(h, at_ms=15)
     # Assert: recovered, queried, both legs filled at the venues -> HEDGED, strategy told
     assert counts == {"decisions": 1, "finished": 0, "reopened": 1, "orders": 2, "unreadable": 0, "summaries": 0,
-                      "adopted": 0}
+                      "adopted": 0, "deferred": 0}
     m = book.pairs["d1"]
     assert m.state is PairState.HEDGED and [lg.net for lg in m.legs] == [2, 2]
     assert [d["decision_id"] for d in h.done] == ["d1"] and h.done[-1]["state"] == "HEDGED"
@@ -1029,3 +1029,21 @@ def test_a_pair_whose_trail_holds_only_its_intent_is_recovered_and_wound_down_fr
     h2.run(cmds)
     h2.drain()
     assert h2.book.pairs["d2"].state.is_terminal and counts["reopened"] == 1
+
+
+def test_a_pair_known_by_its_intent_alone_whose_venue_did_not_answer_is_left_for_the_venue_to_say() -> None:
+    """Found in review: with nothing after its INTENT and a gateway that did not answer at the
+    restart, the pair had no order to query and was ended ROLLED_BACK at once, while its orders
+    could be working at that venue. It is deferred: the coordinator asks that gateway again."""
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS})
+    h.submit(intent("d1", mode=ExecutionMode.SPEED))
+    h.drain()
+    trail = [e for e in h.sink.events if e.kind is EventKind.INTENT]
+    book = PairBook(INSTRUMENTS, h.clock, config=h.config, owner="coord", event_node=2)
+    counts, cmds = book.recover(trail, [], unanswered_venues={"LME"})
+    assert counts["deferred"] == 1 and counts["reopened"] == 0 and not book.knows("d1")
+    assert list(book.recovery_deferred) == ["d1"] and not only(cmds, NotifyDone)  # nothing ended
+    # every venue answered (and none holds an order of it): ended with nothing to undo
+    book2 = PairBook(INSTRUMENTS, h.clock, config=h.config, owner="coord", event_node=3)
+    counts, _ = book2.recover(trail, [], unanswered_venues=set())
+    assert counts["deferred"] == 0 and counts["reopened"] == 1 and book2.knows("d1")

@@ -334,7 +334,7 @@ class PairCoordinator:
             unanswered: dict[str, str] = {}
             if open_dids:  # an unanswered gateway's trail orders are still queried
                 venue_orders, unanswered = await self._orders_at_gateways(open_dids)
-            counts, cmds = self.book.recover(trail, venue_orders)
+            counts, cmds = self.book.recover(trail, venue_orders, {k.split("/", 1)[0] for k in unanswered})
             rolls = recover_rolls(trail, self.name)  # installed before any await: a re-sent roll is a duplicate
             self._install_rolls(rolls)
             self.recovered = {**counts, "events_read": len(trail), "gateways": sorted(self.gateways),
@@ -342,7 +342,11 @@ class PairCoordinator:
                               "rolls": len(rolls.trackers), "rolls_open": sum(
                                   t.outcome is None for t in rolls.trackers.values())}
             self._execute(cmds)
-            await self._settle_unrecorded_children(rolls.unrecorded)
+            unsettled = dict(getattr(self.book, "recovery_deferred", {}))
+            for intents in rolls.unrecorded.values():
+                unsettled.update({i.decision_id: i for i in intents})
+            if unsettled:  # their venues are asked what they hold until they answer
+                self._spawn(self._settle_from_venues(unsettled))
 
     def _install_rolls(self, rolls: Any) -> None:
         """A restart's rolls (:func:`core.roll.recover_rolls`): each tracker installed (so that
@@ -366,21 +370,32 @@ class PairCoordinator:
             if t.outcome is None:
                 self._arm_roll_deadline(did, t.record.deadline_ns)
 
-    async def _settle_unrecorded_children(self, unrecorded: Mapping[str, list[PairIntent]]) -> None:
-        """Children of an undecided roll that the trail never recorded (the crash came between
-        the roll's record and theirs): orders the gateways hold for one are adopted and wound
-        down (:meth:`_adopt_from_venues`); a child with no order anywhere was never sent, and
-        its roll is decided without it. A gateway that cannot say leaves it to the deadline."""
-        for did, intents in unrecorded.items():
-            for intent in intents:
+    async def _settle_from_venues(self, intents: dict[str, PairIntent], pause_s: float = 2.0) -> None:
+        """Decisions a restart could not settle from the trail alone (an INTENT with nothing
+        after it while its venue did not answer; a roll's child the trail never recorded): their
+        gateways are asked, again every ``pause_s`` until they answer. Orders found are adopted
+        and wound down (:meth:`_adopt_from_venues`). None anywhere: the decision was never sent,
+        and it ends (ROLLED_BACK, nothing to undo: its trail is terminal, a roll's child counts as
+        not rolled, a strategy sending it again gets that answer)."""
+        left = dict(intents)
+        while left and not self.closing:
+            for did, intent in list(left.items()):
+                if self.book.knows(did):  # re-sent meanwhile and adopted on that path
+                    left.pop(did)
+                    continue
                 res = await self._adopt_from_venues(intent)
-                if res is None:
-                    self._roll_step(did, lambda t, c=intent.decision_id: t.on_child(
-                        {"decision_id": c, "state": "NOT_SENT", "complete": False,
-                         "reason": "never sent: the coordinator restarted before submitting it"}))
-                elif not res.get("accepted"):
-                    log.warning("%s: roll %s: child %s left to the roll's deadline: %s", self.name, did,
-                                intent.decision_id, res.get("reason"))
+                if res is not None and not res.get("accepted"):
+                    continue  # a gateway still cannot say: asked again
+                left.pop(did)
+                if res is None:  # no order anywhere: it ends with nothing to undo, and its trail says so
+                    intent_ev = self.book.events.make(EventKind.INTENT, decision_id=did, strategy=intent.strategy,
+                                                      intent=intent.model_dump(mode="json"))  # not written: read
+                    counts, cmds = self.book.recover([intent_ev], [])
+                    self._execute(cmds)
+            if left:
+                log.warning("%s: %d decision(s) not settled yet, their venues do not answer: %s", self.name,
+                            len(left), ", ".join(sorted(left)[:5]))
+                await asyncio.sleep(pause_s)
 
     async def _orders_at_gateways(self, decision_ids: list[str]) -> tuple[list[Any], dict[str, str]]:
         """The orders every gateway holds for ``decision_ids`` (``VenueGateway.orders_of``), each

@@ -43,7 +43,8 @@ class Recovery:
                     pass
         return seen - done
 
-    def recover(self, events: Iterable[Event], venue_orders: Iterable[OrderRequest] = ()) -> tuple[dict[str, int], list[Command]]:
+    def recover(self, events: Iterable[Event], venue_orders: Iterable[OrderRequest] = (),
+                unanswered_venues: Iterable[str] = ()) -> tuple[dict[str, int], list[Command]]:
         """After a restart: rebuild this coordinator's pairs from its own trail (the ledger).
 
         ``events`` are this coordinator's events (``actor == owner``; others are skipped), in
@@ -73,7 +74,12 @@ class Recovery:
                     and e.actor in ("", self.owner):
                 by_did.setdefault(e.decision_id, []).append(e)
         counts = {"decisions": 0, "finished": 0, "reopened": 0, "orders": 0, "unreadable": 0, "summaries": 0,
-                  "adopted": 0}
+                  "adopted": 0, "deferred": 0}
+        silent = set(unanswered_venues)
+        #: pairs the trail knows by their INTENT alone whose venue could not say what it holds: not
+        #: rebuilt (nothing known would end them flat while orders may be working there); the shell
+        #: asks their gateways again (``PairCoordinator._adopt_from_venues``)
+        self.recovery_deferred: dict[str, PairIntent] = {}
         from_venues: dict[str, list[OrderRequest]] = {}
         for req in venue_orders:
             if isinstance(req, OrderRequest):
@@ -93,6 +99,12 @@ class Recovery:
             except (KeyError, TypeError, ValueError, ValidationError) as exc:
                 counts["unreadable"] += 1
                 self._bad_input("recover", f"decision {did}: trail unreadable ({exc})", did)
+                continue
+            if state is PairState.NEW and silent and not from_venues.get(did) \
+                    and not any(e.kind is EventKind.ORDER_SENT for e in evs) \
+                    and any((self.instruments.get(lg.instrument) or _placeholder(lg)).venue in silent for lg in intent.legs):
+                counts["deferred"] += 1
+                self.recovery_deferred[did] = intent
                 continue
             counts["decisions"] += 1
             legs = tuple(Leg(spec=lg, inst=self.instruments.get(lg.instrument) or _placeholder(lg), target=lg.qty)
