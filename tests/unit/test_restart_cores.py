@@ -221,8 +221,14 @@ def test_a_roll_that_changed_nothing_leaves_the_strategy_alone_and_an_uncertain_
     moved, events = host.on_roll_done(_outcome("ESCALATED", a=False, b=False), T0)  # both refused: nothing moved
     s = host.strategies["cu"]
     assert not moved and events == [] and s.state.value == "ACTIVE"
-    moved, _ = host.on_roll_done(_outcome("ESCALATED", a=False, b=False, clean=False), T0)  # lots left somewhere
-    assert s.state.value == "HALTED" and "ended with lots changed but not rolled (position uncertain)" in s.state_reason
+    # COMEX's child closed the near month and could neither open the far one nor undo the close
+    # (escalated with a residual): the strategy's count on HGH7 follows the lots really traded
+    bad = _outcome("ESCALATED", a=False, b=False, clean=False)
+    bad["moves"][1]["net"] = {"COMEX.HGH7": 2, "COMEX.HGK7": 0}
+    moved, _ = host.on_roll_done(bad, T0)
+    assert s.state.value == "HALTED" and "COMEX.HGH7: its roll to COMEX.HGK7 ended with lots changed but not " \
+        "rolled (+2 on COMEX.HGH7, now +2/+0)" in s.state_reason
+    assert (s.position, s.position_b) == (2, 0)
 
 
 def test_an_outcome_retold_after_a_coordinator_restart_moves_what_rolled_and_halts_nothing_again() -> None:

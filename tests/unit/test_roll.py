@@ -127,7 +127,7 @@ def test_at_the_deadline_a_child_never_sent_ends_the_roll_and_a_working_one_is_w
     assert "roll-cu-1.rollB ended without a complete roll (not all done by its deadline, the end of 2026-12-30)" \
         in out["reason"]
     assert out["moves"][1] == {"child": "roll-cu-1.rollB", "near": "COMEX.HGH7", "far": "COMEX.HGK7", "lots": 2,
-                               "rolled": False, "clean": True}  # never sent: nothing changed
+                               "rolled": False, "clean": True, "net": {}}  # never sent: nothing changed
 
 
 def _ledger(tmp_path, trail):

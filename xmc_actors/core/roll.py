@@ -286,7 +286,8 @@ class RollTracker:
             nets = ch.get("net") if isinstance(ch.get("net"), Mapping) else {}
             clean = not rolled and ch.get("state") in ("REFUSED", "NOT_SENT", "ROLLED_BACK") \
                 and not any(int(v or 0) for v in nets.values())
-            out.append({"child": c, "near": near, "far": far, "lots": lots.get(c), "rolled": rolled, "clean": clean})
+            out.append({"child": c, "near": near, "far": far, "lots": lots.get(c), "rolled": rolled, "clean": clean,
+                        "net": {str(k): int(v or 0) for k, v in nets.items()}})
         return out
 
     def on_child(self, summary: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -365,7 +365,19 @@ class StrategyHostCore:
             elif m.get("clean"):
                 not_rolled.append(near)
             else:
-                problems.append(f"{near}: its roll to {far} ended with lots changed but not rolled (position uncertain)")
+                # the lots the child left traded on the near contract are the strategy's: its
+                # count follows them (those on the far one lie outside its legs: halted below)
+                nets = m.get("net") if isinstance(m.get("net"), Mapping) else {}
+                moved_near = int(nets.get(near, 0) or 0) if not outcome.get("retold") else 0
+                if moved_near and near == st.a.id:
+                    st.position += moved_near
+                elif moved_near and near == st.b.id:
+                    st.position_b += moved_near
+                problems.append(f"{near}: its roll to {far} ended with lots changed but not rolled"
+                                + (f" ({moved_near:+d} on {near}, now {st.position:+d}/{st.position_b:+d})"
+                                   if moved_near else "")
+                                + (f", {int(nets.get(far, 0) or 0):+d} on {far} outside its legs"
+                                   if int(nets.get(far, 0) or 0) else ""))
         events: list[Event] = []
         moved = False
         if rolled:
