@@ -1047,3 +1047,16 @@ def test_a_pair_known_by_its_intent_alone_whose_venue_did_not_answer_is_left_for
     book2 = PairBook(INSTRUMENTS, h.clock, config=h.config, owner="coord", event_node=3)
     counts, _ = book2.recover(trail, [], unanswered_venues=set())
     assert counts["deferred"] == 0 and counts["reopened"] == 1 and book2.knows("d1")
+
+
+def test_a_restart_pushes_the_strategys_own_latest_pair_not_a_later_roll_child() -> None:
+    """Found in review: the push a strategy may still be waiting for after a restart was its
+    latest finished pair, which could be a calendar roll's child (not its decision): its own
+    latest outcome was then never pushed again."""
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS})
+    for did in ("d1", "roll-9.rollA"):
+        h.submit(intent(did, strategy="s1"))
+        h.drain()
+    book = PairBook(INSTRUMENTS, h.clock, config=h.config, owner="coord", event_node=2)
+    _, cmds = book.recover(list(h.sink.events))
+    assert [p.summary.decision_id for p in only(cmds, NotifyDone)] == ["d1"]

@@ -1,6 +1,7 @@
 """A restarted coordinator rebuilds its pairs from its own trail (mixed into :class:`~.book.PairBook`)."""
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import TYPE_CHECKING, Iterable, Mapping
 
@@ -17,6 +18,8 @@ from .legs import Forgotten, Leg, LegOrder
 from .machine import PairMachine
 from .summary import _placeholder, _trail_summary
 from .table import Trigger
+
+_ROLL_CHILD = re.compile(r"\.roll[A-Z]$")  # core.roll.child_id: a calendar roll's child pair
 
 if TYPE_CHECKING:
     pass
@@ -120,7 +123,10 @@ class Recovery:
                 self.forgotten[did] = Forgotten(intent.strategy, state, tuple(
                     (lg.leg, lg.instrument, lg.account, lg.side) for lg in intent.legs))
                 end = [e for e in evs if e.kind is EventKind.PAIR_STATE][-1]
-                if isinstance(end.payload.get("nets"), Mapping) and end.ts_ns >= latest.get(intent.strategy, (-1,))[0]:
+                # a calendar roll's child (``<roll id>.rollA``, core/roll.py) is not a decision of its
+                # strategy: the strategy's own latest pair is the one it may be waiting for
+                if isinstance(end.payload.get("nets"), Mapping) and not _ROLL_CHILD.search(did) \
+                        and end.ts_ns >= latest.get(intent.strategy, (-1,))[0]:
                     latest[intent.strategy] = (end.ts_ns, m, end)
                 self._finished(did)
                 continue
