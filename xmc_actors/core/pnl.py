@@ -185,20 +185,26 @@ class Figures:
 
     def as_dict(self, places: str = "0.01") -> dict[str, Any]:
         q = _PLACES.get(places) or Decimal(places)
-
-        def s(v: Decimal | None) -> str | None:
-            return None if v is None else str(v.quantize(q))
-
         rb, ub = self.realised_base, self.unrealised_base
         out: dict[str, Any] = {   # base figures are never None: quantized inline (every snapshot, every leg)
             "realised_base": str(rb.quantize(q)), "unrealised_base": str(ub.quantize(q)),
             "fees_base": str(self.fees_base.quantize(q)), "price_base": str((rb + ub).quantize(q)),
             "fx_base": str(self.fx_base.quantize(q)), "total_base": str(self.total_base.quantize(q))}
+        # the keys below are written one by one in this order (no keyword update, no helper per
+        # call): the P&L record formats seven of these every few ticks of the risk guard
         if self.instrument is not None:   # lots of one instrument; across instruments they mean nothing
-            out.update(instrument=self.instrument, net=self.net, long=self.long, short=self.short)
+            out["instrument"] = self.instrument
+            out["net"] = self.net
+            out["long"] = self.long
+            out["short"] = self.short
         if self.currency is not None:
-            out.update(currency=self.currency, realised=s(self.realised), unrealised=s(self.unrealised),
-                       fees=s(self.fees), total=s(self.total_local))
+            r, u, f = self.realised, self.unrealised, self.fees
+            out["currency"] = self.currency
+            out["realised"] = None if r is None else str(r.quantize(q))
+            out["unrealised"] = None if u is None else str(u.quantize(q))
+            out["fees"] = None if f is None else str(f.quantize(q))
+            t = self.total_local
+            out["total"] = None if t is None else str(t.quantize(q))
         if self.fx is not None:
             out["fx"] = str(self.fx)
         if self.mark is not None:
