@@ -95,8 +95,9 @@ class PairCoordinator:
                  gateways: Mapping[str, Any] | None = None, *, checker: CheckerArg = None,
                  sink: EventSink | None = None, config: CoordinatorConfig | dict | None = None,
                  name: str = "coordinator", clock: Clock | None = None,
-                 venues: Iterable[Venue | dict[str, Any]] | None = None) -> None:
+                 venues: Iterable[Venue | dict[str, Any]] | None = None, namespace: str | None = None) -> None:
         self.name = name
+        self.namespace = namespace  # the deployment's actors' (None: this job's), found by name after a restart
         self.clock = clock or SystemClock()
         self.sink: EventSink = sink if sink is not None else MemorySink()
         insts = _instruments(instruments)
@@ -288,7 +289,7 @@ class PairCoordinator:
             from ..ledger.reader import read_trail
 
             me = ray.get_runtime_context().current_actor
-            peers = Peers()
+            peers = Peers(self.namespace)
             info: dict[str, Any] = {}
             try:
                 info = await peers.describe()

@@ -592,7 +592,8 @@ class VenueGateway:
     """
 
     def __init__(self, deployment: DeploymentConfig | dict[str, Any], gateway: str | list[str] | tuple[str, ...],
-                 sink: EventSink | None = None, clock_mode: str | None = None) -> None:
+                 sink: EventSink | None = None, clock_mode: str | None = None, namespace: str | None = None) -> None:
+        self.namespace = namespace  # the deployment's actors' (None: this job's), found by name after a restart
         self.reconstructed = False
         try:
             self.reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
@@ -658,7 +659,7 @@ class VenueGateway:
         is running (a replayed feed is driven by the replay driver, which re-synchronises it).
         Each venue session records a LIFECYCLE event and a yellow ALERT saying so.
         """
-        peers = Peers()
+        peers = Peers(self.namespace)
         info = await peers.describe()
         coord_name = str(info.get("coordinator") or "coordinator")
         coord, risk = peers.coordinator(info), peers.risk_guard(info)

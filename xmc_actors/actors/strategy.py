@@ -75,7 +75,11 @@ class StrategyHostActor:
         self.clock = clock or SystemClock()
         self.time_source = time_source
         catalogue: dict[str, Instrument] = {}
+        #: where the deployment's actors are: its own namespace (a driver may run in another one;
+        #: an actor's runtime context gives the driver's), else this job's
+        self.namespace: str | None = None
         if isinstance(strategies, HostSpec):
+            self.namespace = (strategies.deployment.get("ray") or {}).get("namespace")
             stages = strategies.stage_settings()
             catalogue = strategies.instruments()
             strategies = strategies.build()
@@ -413,7 +417,7 @@ class StrategyHostActor:
     async def _resubscribe(self) -> None:
         """Subscribe again to every gateway of the deployment (found by name through its
         registry) for the instruments this host's strategies trade."""
-        peers = Peers()
+        peers = Peers(self.namespace)
         info = await peers.describe()
         me = ray.get_runtime_context().current_actor
         wanted = sorted(self.core.instruments())
@@ -430,7 +434,7 @@ class StrategyHostActor:
         shards = getattr(self.sink, "shard_handles", None)
         if not shards:
             raise RuntimeError("no ledger to read the decision counters from")
-        peers = Peers()
+        peers = Peers(self.namespace)
         seqs, shadow_seqs = self.core.decision_counters(await read_trail(list(shards), kinds=["INTENT", "SHADOW"]), names)
         last = {n: decision_id(n, seq) for n, seq in seqs.items() if seq}
         # a position must include its last decision's outcome: restore only the booked ones
@@ -514,7 +518,7 @@ class StrategyHostActor:
             else:
                 try:
                     if isinstance(self.coordinator, str):  # a name: found in this actor's namespace
-                        self.coordinator = Peers().actor(self.coordinator)
+                        self.coordinator = Peers(self.namespace).actor(self.coordinator)
                     result = await self.coordinator.submit.remote(intent)
                 except Exception as exc:  # noqa: BLE001 - unknown outcome: re-submit (idempotent on decision_id)
                     err = f"{type(exc).__name__}: {exc}"

@@ -205,7 +205,7 @@ class Deployment:
                                    num_cpus=cfg.ray.gateway_cpus)
             placements[proc] = pl
             h = VenueGateway.options(name=proc, namespace=ns, max_restarts=-1, **pl.options, **lifetime).remote(
-                dep, [g.actor_name for g in members], self.sink)
+                dep, [g.actor_name for g in members], self.sink, namespace=ns)
             self.handles[proc] = h
             for g in members:
                 self._index_gateway(g, h)
@@ -216,7 +216,7 @@ class Deployment:
         # as a blocked coordinator instead of as itself
         coord = PairCoordinator.options(name=COORDINATOR_NAME, namespace=ns, max_restarts=-1, **cpl.options, **lifetime).remote(
             list(cfg.instruments), {}, checker=functools.partial(build_checker, dep), sink=self.sink,
-            name=COORDINATOR_NAME, venues=list(cfg.venues), config=cfg.coordinator)
+            name=COORDINATOR_NAME, venues=list(cfg.venues), config=cfg.coordinator, namespace=ns)
         self.handles[COORDINATOR_NAME] = coord
 
         # built here to fail early (a strategy that cannot be built stops the start, by name); the
