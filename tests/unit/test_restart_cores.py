@@ -13,7 +13,7 @@ from xmc_actors.model.events import EventKind
 from xmc_actors.model.risk import TradingState
 from xmc_actors.strategies import BandStrategy
 from xmc_actors.strategies.base import decision_id
-from xmc_actors.strategies.host import StrategyHostCore
+from xmc_actors.strategies.host import RESTART_SEQ_GAP, StrategyHostCore
 from xmc_actors.strategies.stages import StageSettings
 
 BASE = dict(signal="ratio", price="mid", center=1.0, entry=0.01, exit=0.003, clip=1, max_position=3, cooldown_ms=0)
@@ -63,7 +63,8 @@ def test_a_restored_strategy_takes_its_booked_position_goes_on_after_its_last_de
     # Assert
     st = host.status()["cu"]
     assert outcome == "resumed" and st["state"] == "ACTIVE"
-    assert (st["position"], st["position_b"], st["decision_seq"]) == (2, -10, 12)
+    # decision ids go on past a gap: one sent before the crash, never recorded, is never reused
+    assert (st["position"], st["position_b"], st["decision_seq"]) == (2, -10, 12 + RESTART_SEQ_GAP)
     assert s.restore_needed == ""
     restored = [e for e in events if e.reason.startswith("restored after a restart")]
     assert restored and restored[0].payload["position"] == 2 and did in restored[0].reason

@@ -24,6 +24,10 @@ from ..model.stages import twin_name
 from .stages import StageKeeper, StageSettings
 
 
+#: decision numbers skipped when a strategy is restored from the trail (StrategyHostCore.restore)
+RESTART_SEQ_GAP = 1000
+
+
 @dataclass(frozen=True)
 class HostSpec:
     """What a strategy host builds its instances from, inside its own process.
@@ -294,7 +298,12 @@ class StrategyHostCore:
             keep.stage, keep.real = stage, None
         if self.stages.stage(name) == "shadow":  # what it really holds, kept apart in shadow
             self.stages.state(name).real = (st.position, st.position_b)
-        st.decision_seq = max(st.decision_seq, decision_seq)
+        # decision ids go on past a gap: a decision sent just before the crash may have reached the
+        # venues without its INTENT reaching the trail; taking its number again would give a new
+        # pair the client order ids of orders still at the venues (a gateway answers an id it
+        # has seen with that order: the new pair would take the old one's fills)
+        last = max(st.decision_seq, decision_seq)
+        st.decision_seq = last + RESTART_SEQ_GAP if last else 0
         evs = list(booked)
         if last_decision is not None and evs:
             totals = {str(leg.get("instrument")): int(leg.get("total", 0)) for e in evs for leg in e.payload.get("legs") or []}
