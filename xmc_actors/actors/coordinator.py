@@ -144,7 +144,8 @@ class PairCoordinator:
         self._health_task: asyncio.Task[None] | None = None
         # pairs, orders, leg latency, slippage (docs/operations.md "Metrics"); flushed by its timer
         self.metrics = Metrics("coordinator", {}, auto_flush=False)
-        self._metrics_task = start_flush_loop(self.metrics, sample=lambda: sample_coordinator(self.metrics, self.book))
+        self._metrics_task = start_flush_loop(self.metrics, sample=lambda: sample_coordinator(self.metrics, self.book),
+                                              namespace=self.namespace)
 
     def __repr__(self) -> str:
         """The dashboard's Repr column: ``PairCoordinator(coordinator: 12 instruments, venues SHFE LME,

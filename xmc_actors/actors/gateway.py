@@ -618,7 +618,7 @@ class VenueGateway:
         # quotes and bad input per venue, read from the cores' counters by its timer (docs/operations.md "Metrics")
         self.metrics = Metrics("gateway", {}, auto_flush=False)
         self._metrics_task = start_flush_loop(self.metrics, sample=lambda: sample_gateway(self.metrics, self.sessions.values()),
-                                              want_hub=bool(dep.ray.metrics_port))
+                                              want_hub=bool(dep.ray.metrics_port), namespace=self.namespace)
 
     def __repr__(self) -> str:
         """The dashboard's Repr column: ``VenueGateway(gateways-copper: SHFE sim UP, LME fix UP)``

@@ -124,7 +124,8 @@ class StrategyHostActor:
                                     strategies=sorted(self.core.strategies), restarted=restarted)])
         # evaluations, triggers, bad input per strategy, read from their counters by its timer
         self.metrics = Metrics("strategy", {}, auto_flush=False)
-        self._metrics_task = start_flush_loop(self.metrics, sample=lambda: sample_strategy_host(self.metrics, self.core))
+        self._metrics_task = start_flush_loop(self.metrics, sample=lambda: sample_strategy_host(self.metrics, self.core),
+                                              namespace=self.namespace)
 
     def __repr__(self) -> str:
         """The dashboard's Repr column: ``StrategyHost(strategy-host-0: gold-sge-comex, copper-shfe-lme)``;
