@@ -262,3 +262,12 @@ def test_a_restarted_risk_guard_watches_a_hedge_again_from_its_trail():
     # Assert: the hedge is watched again, its roll's children counted in its lots
     assert g2.roll_watch.held["hedge-PO-77"] == {"batch-hedge-PO-77-1", *(c.decision_id for c in req.children)}
     assert g2.roll_watch.strategies["hedge-PO-77"].book_as == "batch"
+
+
+def test_xmc_risk_status_shows_each_watched_position_and_its_automatic_rolls():
+    from xmc_actors.ops.cmd_ops import risk_status_tables
+
+    g, _, _ = _guard()
+    _, [req] = g.watch_rolls()
+    tables = {t.name: t for t in risk_status_tables(g.status())}
+    assert tables["rolls"].rows == [("cu_pair", "auto", req.decision_id, "", f"{req.decision_id} SENT")]

@@ -570,6 +570,9 @@ class RiskGuardCore(MoneyBooks, Rebuild, RollWatching):
                                        for d, e in self.escalations.items()},
             "known": {"venues": sorted(self.venues), "instruments": sorted(self.instruments),
                       "accounts": sorted(self.capital.accounts)},
+            # the calendar roll watch: per strategy or held hedge, its mode, the automatic roll
+            # working, why automatic rolls stopped, each automatic roll's state
+            "rolls": self.roll_watch.status() if self.roll_watch is not None else {},
         }
     # -- helpers ------------------------------------------------------------------------------------
     def _bad_input(self, where: str, e: Exception, raw: object) -> None:

@@ -379,6 +379,11 @@ def risk_status_tables(st: dict[str, Any]) -> list[Table]:
         Table("unresolved_escalations", ("decision_id", "strategy", "reason", "residual"), esc,
               title="unresolved escalations (xmc resolve DECISION_ID --operator NAME --note TEXT)"),
         Table("coordinators", ("coordinator",), [(c,) for c in st.get("registered") or []], title="coordinators"),
+        Table("rolls", ("position", "mode", "working", "stopped", "automatic_rolls"), [
+            (n, r.get("mode"), r.get("pending") or "", r.get("suspended") or "",
+             ", ".join(f"{d} {v}" for d, v in sorted((r.get("rolls") or {}).items())))
+            for n, r in sorted((st.get("rolls") or {}).items())],
+            title="calendar rolls (strategies[].roll; docs/contracts.md \"Watching for the roll\")"),
         *money_tables(st),
     ]
 
