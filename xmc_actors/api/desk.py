@@ -150,20 +150,22 @@ class DeskService:
 
     def observe_rolls(self, status: dict[str, Any]) -> int:
         """The risk guard's ``roll_watch_status``: new roll events queued for their webhooks."""
-        n = 0
-        for f in self.roll_follows.values():
-            for eid, ev in f.observe(status):
-                n += self.outboxes[f.webhook].add(eid, f.webhook, {**ev, "ts_ns": self.core.clock.now_ns()})
-        return n
+        return self._queue(self.roll_follows.values(), status)
 
     def watched_ids(self) -> list[str]:
         return sorted({d for w in self.watches.values() if not w.completed for d in w.decision_ids})
 
     def observe(self, summaries: dict[str, Any]) -> int:
+        """The watched pairs' summaries: new fill and completion events queued for their webhooks."""
+        return self._queue(self.watches.values(), summaries)
+
+    def _queue(self, followers: Any, state: dict[str, Any]) -> int:
+        """What each of ``followers`` (a :class:`Watch` or :class:`RollFollow`) makes of
+        ``state``, queued on its webhook's outbox; how many events were new."""
         n = 0
-        for w in self.watches.values():
-            for eid, ev in w.observe(summaries):
-                n += self.outboxes[w.webhook].add(eid, w.webhook, {**ev, "ts_ns": self.core.clock.now_ns()})
+        for f in followers:
+            for eid, ev in f.observe(state):
+                n += self.outboxes[f.webhook].add(eid, f.webhook, {**ev, "ts_ns": self.core.clock.now_ns()})
         return n
 
     def due(self) -> list[tuple[str, str, str, bytes, dict[str, str], float]]:
