@@ -10,11 +10,11 @@ answers
   yellow once the window has begun (the plan's reason names the contracts, the window and the
   venue's deadline), red when it is overdue, when it cannot be planned (a calendar that ends
   before the deadline) or when the position is split across months of one product;
-* in ``auto`` mode (``strategies[].roll.mode``), once per near month, the roll itself as a
+* in ``auto`` mode (``strategies[].roll.mode``), once per position, the roll itself as a
   :class:`~.roll.RollRequest` (what ``xmc roll`` sends, operator ``auto:roll_watch``): when the
   window of every rolled leg has begun, ``after_open_minutes`` after the day-session opens, in
-  an open session of every contract, with a quote for each; limit prices ``limit_ticks`` ticks
-  through the touch; decision id derived from the strategy and its near months, so that a
+  an open session of every contract, with a fresh quote for each; limit prices ``limit_ticks``
+  ticks through the touch; decision id derived from the strategy, its near months and lots, so that a
   restarted guard sending it again is a duplicate at the coordinator, never a second roll;
 * why an automatic roll waits (``waiting``), each reason once while it lasts.
 
@@ -134,9 +134,9 @@ class RollWatch:
 
     def on_outcome(self, decision_id: str, state: str, reason: str = "") -> None:
         """An automatic roll's outcome (``ROLLED`` / ``ESCALATED``, the coordinator's
-        ``roll_outcome``). Anything but ROLLED stops the strategy's automatic rolls for this
-        guard's life: its legs may be on mismatched months, and rolling again would roll the
-        leg that did move once more (a loop); an operator rolls the rest (``xmc roll``)."""
+        ``roll_outcome``). Anything but ROLLED stops the strategy's automatic rolls until its
+        position changes (an operator rolls or settles the rest: ``xmc roll``): its legs may be
+        on mismatched months, and rolling again would roll the leg that did move once more."""
         name = self.submitted.get(decision_id)
         if name is None or self.pending.get(name) != decision_id:
             return
