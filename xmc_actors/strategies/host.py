@@ -134,10 +134,8 @@ class StrategyHostCore:
                 raise ValueError(f"strategy name {s.name!r} is hosted twice")
             self.strategies[s.name] = s
         self.events = events
-        self.by_instrument: dict[str, list[Strategy]] = defaultdict(list)
-        for s in self.strategies.values():
-            for inst in set(s.instrument_ids):
-                self.by_instrument[inst].append(s)
+        self.by_instrument: dict[str, list[Strategy]] = {}
+        self._index()
         self.decisions: dict[str, str] = {}  # decision id -> strategy name
         self.bad_input = 0
         self.stages = StageKeeper({n: st for n, st in (stages or {}).items() if n in self.strategies}, events)
@@ -395,11 +393,6 @@ class StrategyHostCore:
                 moved = True
             except (KeyError, ValueError) as e:
                 problems.append(f"{', '.join(rolled)} rolled, but the strategy cannot follow: {e}")
-            twin = twin_name(name)  # a canary's shadow twin prices the same legs
-            twin_moves = {n: f for n, f in rolled.items()
-                          if twin in self.strategies and n in self.strategies[twin].instrument_ids}
-            if moved and twin_moves:
-                events += self.roll_legs(twin, twin_moves, now_ns, reason=f"roll {did} of {name}")
         if moved and not_rolled:
             problems.append(f"{', '.join(not_rolled)} not rolled while {', '.join(rolled)} did: mismatched months")
         if problems and not outcome.get("retold"):
@@ -424,10 +417,6 @@ class StrategyHostCore:
                     out += self.roll_legs(name, moves, now_ns, reason=f"roll {e.decision_id} (from the trail)")
                 except (KeyError, ValueError) as err:
                     out += self.halt(name, f"roll {e.decision_id}: cannot follow it after a restart ({err})", now_ns)
-                    continue
-                twin = self.strategies.get(twin_name(name))
-                if twin is not None and (tm := {n: f for n, f in moves.items() if n in twin.instrument_ids}):
-                    out += self.roll_legs(twin.name, tm, now_ns, reason=f"roll {e.decision_id} of {name} (from the trail)")
         return out
 
     def roll_legs(self, name: str, moves: Mapping[str, str], now_ns: int, *, reason: str) -> list[Event]:
@@ -436,7 +425,8 @@ class StrategyHostCore:
         contract's terms from the deployment's instruments), with its position, decision
         counter, trading state, pending decision and applied outcomes carried over. What a
         strategy computed from its quotes (a z-score's window) starts again, as after a
-        restart. Raises KeyError when a far contract is not one of the deployment's instruments."""
+        restart. A canary's shadow twin on the same legs follows. Raises KeyError when a far
+        contract is not one of the deployment's instruments."""
         import dataclasses
 
         old = self._strategy(name)
@@ -454,16 +444,24 @@ class StrategyHostCore:
         if isinstance(getattr(old, "events", None), EventMaker):
             new.events = old.events
         self.strategies[name] = new
-        self.by_instrument = defaultdict(list)
-        for s in self.strategies.values():
-            for inst in set(s.instrument_ids):
-                self.by_instrument[inst].append(s)
-        return [self.events.make(EventKind.LIFECYCLE, ts_ns=now_ns, strategy=name,
+        self._index()
+        out = [self.events.make(EventKind.LIFECYCLE, ts_ns=now_ns, strategy=name,
                                  reason=f"{reason}: trades {'/'.join(new.instrument_ids)} from now (was "
                                         f"{'/'.join(old.instrument_ids)}); position {new.position:+d}/{new.position_b:+d}",
                                  action="roll_legs", moves=dict(moves), instruments=list(new.instrument_ids))]
+        twin = self.strategies.get(twin_name(name))  # a canary's shadow twin prices the same legs
+        if twin is not None and (tm := {n: f for n, f in moves.items() if n in twin.instrument_ids}):
+            out += self.roll_legs(twin.name, tm, now_ns, reason=f"{reason} of {name}")
+        return out
 
     # ------------------------------------------------------------------ internals
+    def _index(self) -> None:
+        """Which hosted strategies trade each instrument (quotes are routed by it)."""
+        self.by_instrument = defaultdict(list)
+        for st in self.strategies.values():
+            for inst in set(st.instrument_ids):
+                self.by_instrument[inst].append(st)
+
     def _update_fx(self, q: Quote, events: list[Event], now_ns: int) -> None:
         """A live FX quote ``FX.USDCNY`` (quote currency per base): its mid feeds every FX book."""
         sym = q.instrument[3:]
