@@ -7,6 +7,7 @@ import textwrap
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pytest
 
@@ -105,6 +106,27 @@ def test_a_batch_sent_as_arrow_ipc_bytes_is_stored_and_bytes_that_are_no_batch_a
     assert batch_from_wire(wire).num_rows == 3
     with pytest.raises(ValueError, match="expected the bytes of an Arrow IPC stream, got str"):
         batch_from_wire("not bytes")  # type: ignore[arg-type]
+
+
+def test_one_commit_of_several_batches_keeps_each_good_row_and_refuses_each_bad_one(tmp_path, mk):
+    # Arrange: what a shard commits at once: two writers' batches (wire bytes and a table),
+    # bytes that are no batch, a foreign schema, and a batch with one bad row among good ones
+    a = [mk.make(EventKind.ORDER_SENT, decision_id="d1", client_order_id=f"d1:A:{i}") for i in range(3)]
+    b = [mk.make(EventKind.ALERT, decision_id="d2") for _ in range(2)]
+    rows = encode_events(b).table.to_pylist()
+    rows[1] = {**rows[1], "event_id": "x1", "kind": "TELEPORT"}
+    mixed = pa.Table.from_pylist(rows, schema=encode_events(b).table.schema)
+    store = LedgerStore(tmp_path / "s.duckdb")
+    # Act
+    res = store.append([batch_to_wire(encode_events(a).table), b"\x00garbage", pa.table({"foo": [1]}), mixed,
+                        encode_events(a[:1]).table], stored_ns=3)
+    kinds = sorted(k for (k,) in store.con.execute("SELECT kind FROM events").fetchall())
+    store.close()
+    # Assert: every good row once (a re-sent row within the commit is a duplicate), each refusal
+    # with its field, recorded in the same commit
+    assert sorted(r.field for r in res.refused) == ["batch", "batch", "kind"]
+    assert kinds == ["ALERT"] + ["BAD_INPUT"] * 3 + ["ORDER_SENT"] * 3
+    assert res.stored == 4 + 3 and res.duplicates == 1
 
 
 def test_a_file_that_is_not_duckdb_gets_a_clear_error(tmp_path):
@@ -277,3 +299,16 @@ def test_a_deployment_started_on_a_ledger_goes_on_from_each_strategys_last_decis
     # Act / Assert: the last INTENT per strategy; an id not in the strategy's format is not guessed
     assert last_decision_seqs(tmp_path / "l") == {"gold": 12, "gold-x": 3}
     assert last_decision_seqs(tmp_path / "none") == {} and last_decision_seqs(tmp_path) == {}
+
+
+def test_a_store_that_commits_on_one_thread_reads_with_more_and_goes_back(tmp_path, mk):
+    store = LedgerStore(tmp_path / "s.duckdb", threads=1, read_threads=2)
+    store.append(encode_events([mk.make(EventKind.ALERT, decision_id="d1")]).table, stored_ns=1)
+    threads = lambda con: con.execute("SELECT current_setting('threads')").fetchone()[0]  # noqa: E731
+    assert threads(store.con) == 1
+    assert store.read(lambda con: (threads(con), con.execute("SELECT count(*) FROM events").fetchone()[0])) == (2, 1)
+    assert threads(store.con) == 1
+    with pytest.raises(duckdb.Error):
+        store.read(lambda con: con.execute("SELECT * FROM no_such_table"))
+    assert threads(store.con) == 1  # also after a failed read
+    store.close()

@@ -5,6 +5,10 @@ Metrics (all measured in the same run):
   ``batch_size`` events validated, de-duplicated against the table (``event_id`` anti-join) and
   committed (WAL synced) one transaction per batch. This is what a shard sustains; encoding is
   done by the writers in their own processes.
+- ``ledger_small_commit_cpu_us_threads_{1,2}``: CPU of one commit of a 15-event batch (what a
+  shard commits when the desk is quiet), all of the process's threads counted, on a store of
+  100k events with one and with two DuckDB threads; ``ledger_small_commit_threads_1_vs_2_ratio``.
+  A commit costs milliseconds whatever its size: why a shard gathers ``commit_ms``.
 - ``ledger_encode_events_per_s``: the writer-side codec (Event → msgpack payload + Arrow).
 - ``ledger_encode_append_events_per_s``: codec and store in one thread, one after the other.
 - ``floor_duckdb_append_events_per_s``: plain ``INSERT`` of the same Arrow batches into a table
@@ -279,6 +283,28 @@ def _ingest_with_index(tmp: Path, events: list, batch_size: int) -> float:
     return len(events) / secs
 
 
+def _small_commits(tmp: Path, events: list, n: int = 300, rows: int = 15) -> dict[str, float]:
+    """CPU (all the process's threads: DuckDB's own included) per commit of a small batch, what a
+    shard commits when the desk is quiet, on a store of 100k events, with one DuckDB thread and
+    with two: both measured here, commits alternating between the two stores."""
+    stores = {t: LedgerStore(tmp / f"small-{t}.duckdb", threads=t) for t in (1, 2)}
+    for st in stores.values():
+        for i in range(0, 100_000, 5_000):
+            st.append(encode_events(events[i:i + 5_000]).table, stored_ns=1)
+    batches = [encode_events(events[100_000 + i * rows:100_000 + (i + 1) * rows]).table for i in range(n)]
+    cpu = {1: 0.0, 2: 0.0}
+    for b in batches:
+        for t, st in stores.items():
+            c = time.process_time()
+            st.append(b, stored_ns=2)
+            cpu[t] += time.process_time() - c
+    for st in stores.values():
+        st.close()
+    return {"ledger_small_commit_cpu_us_threads_1": cpu[1] / n * 1e6,
+            "ledger_small_commit_cpu_us_threads_2": cpu[2] / n * 1e6,
+            "ledger_small_commit_threads_1_vs_2_ratio": cpu[1] / cpu[2]}
+
+
 def run(quick: bool) -> dict[str, float]:
     """Run the ledger benchmark; ``quick`` uses a 1M-event ledger and a 200k export (names say so)."""
     out: dict[str, float] = {}
@@ -287,6 +313,7 @@ def run(quick: bool) -> dict[str, float]:
         n_ingest = 200_000 if quick else 1_000_000
         events = _events(n_ingest)
         out.update(_ingest(tmp, events, 5_000))
+        out.update(_small_commits(tmp, events))
         out["ledger_ingest_ratio"] = out["ledger_ingest_events_per_s"] / out["floor_duckdb_append_events_per_s"]
         out["ledger_ingest_events_per_s_art_index"] = _ingest_with_index(tmp, events, 5_000)
         out["ledger_ingest_art_index_ratio"] = out["ledger_ingest_events_per_s_art_index"] / out["ledger_ingest_events_per_s"]

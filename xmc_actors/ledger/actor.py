@@ -2,7 +2,7 @@
 
 Group commit: ``append`` calls queue their batch and wait; a writer task commits everything
 queued as one transaction when the queue reaches ``batch_size`` rows, when a caller asked for
-an urgent (durable) write, or ``flush_ms`` after the oldest queued batch arrived. Each call
+an urgent (durable) write, or ``commit_ms`` after the oldest queued batch arrived. Each call
 returns (its *acknowledgement*) only after the transaction holding its rows has committed, i.e.
 after DuckDB synced its write-ahead log. A call that fails (the actor died, the commit failed)
 is not acknowledged; the client keeps the batch and sends it again, and ``event_id`` makes that
@@ -43,22 +43,24 @@ class LedgerShard:
         The shard's DuckDB file.
     shard
         Shard number (used in names and stats).
-    flush_ms
-        Longest wait before queued batches are committed.
+    commit_ms
+        Longest wait before queued batches are committed (``LedgerConfig.commit_ms``).
     batch_size
         Queued rows that trigger a commit at once.
     """
 
-    def __init__(self, path: str, shard: int, flush_ms: float = 5.0, batch_size: int = 5_000) -> None:
+    def __init__(self, path: str, shard: int, commit_ms: float = 25.0, batch_size: int = 5_000) -> None:
         self.shard = shard
-        self.flush_s = flush_ms / 1000.0
+        self.flush_s = commit_ms / 1000.0
         self.batch_size = batch_size
         try:
             self.reconstructed = bool(ray.get_runtime_context().was_current_actor_reconstructed)
         except Exception:  # noqa: BLE001 - not inside Ray (plain construction in a test)
             self.reconstructed = False
         # A restarted shard reopens its file: DuckDB replays the WAL, so every acknowledged row is there.
-        self.store = LedgerStore(path, actor=f"ledger-{shard}")
+        # one DuckDB thread for the commits (a second one costs a small commit more CPU than it
+        # saves: docs/benchmarks.md "The ledger's commit window"); reads take two
+        self.store = LedgerStore(path, actor=f"ledger-{shard}", threads=1)
         self._exec = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ledger-{shard}")
         # (batch, its caller's acknowledgement); a batch is a table, or bytes that were no batch
         # (kept as sent: the store refuses them, with the reason, as a BAD_INPUT event)
@@ -114,7 +116,7 @@ class LedgerShard:
         if urgent or self._rows >= self.batch_size:
             self._wake.set()  # type: ignore[union-attr]
         elif len(self._queue) == 1:
-            self._wake.set()  # type: ignore[union-attr]  # start the flush_ms timer
+            self._wake.set()  # type: ignore[union-attr]  # start the commit_ms timer
         await fut
         return rows
 
@@ -159,7 +161,7 @@ class LedgerShard:
         await self.flush()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._exec, lambda: query_events(self.store.con, kinds, since_ns, decision_ids, limit))
+            self._exec, lambda: self.store.read(lambda con: query_events(con, kinds, since_ns, decision_ids, limit)))
 
     async def stats(self) -> dict[str, Any]:
         s = asdict(self.store.stats)
@@ -242,7 +244,7 @@ def start_ledger(cfg: LedgerConfig, namespace: str | None = None, *, max_restart
             opts["namespace"] = namespace
         if detached:
             opts["lifetime"] = "detached"
-        handles.append(LedgerShardActor.options(**opts).remote(str(shard_path(cfg, i)), i, cfg.flush_ms, cfg.batch_size))
+        handles.append(LedgerShardActor.options(**opts).remote(str(shard_path(cfg, i)), i, cfg.commit_ms, cfg.batch_size))
     refs = [h.ready.remote() for h in handles]
     ready, pending = ray.wait(refs, num_returns=len(refs), timeout=ready_timeout_s)
     if pending:

@@ -22,7 +22,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -33,6 +33,8 @@ from .schema import (
     ARROW_SCHEMA, COLUMN_NAMES, DDL, KINDS, META_DDL, SCHEMA_VERSION, TABLE, Refusal, bad_input_event,
     batch_from_wire, encode_events,
 )
+
+T = TypeVar("T")
 
 DUCKDB_MAGIC = b"DUCK"
 # Built once, and typed: pyarrow infers the type of an untyped list or Python scalar by trying
@@ -282,11 +284,15 @@ class LedgerStore:
     actor
         Name recorded on ``BAD_INPUT`` events this store writes.
     threads
-        DuckDB worker threads (2 suits a 2-core machine shared with the runtime).
+        DuckDB worker threads for commits (the shard actor uses 1).
+    read_threads
+        DuckDB worker threads while :meth:`read` runs a query (2 suits a 2-core machine shared
+        with the runtime).
     """
 
-    def __init__(self, path: str | Path, *, actor: str = "ledger", threads: int = 2) -> None:
+    def __init__(self, path: str | Path, *, actor: str = "ledger", threads: int = 2, read_threads: int = 2) -> None:
         self.path = Path(path)
+        self.threads, self.read_threads = threads, read_threads
         self.actor = actor
         self.stats = StoreStats()
         self._last_ckpt = time.monotonic()
@@ -320,6 +326,17 @@ class LedgerStore:
             self.con.close()
             raise LedgerFileError(f"{self.path}: cannot use ledger file: {str(e).splitlines()[0]}") from None
 
+    def read(self, query: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run ``query`` on this store's connection with ``read_threads`` DuckDB threads (a store
+        that commits with one thread scans with more), and return what it returns."""
+        if self.read_threads == self.threads:
+            return query(self.con)
+        self.con.execute(f"SET threads = {int(self.read_threads)}")
+        try:
+            return query(self.con)
+        finally:
+            self.con.execute(f"SET threads = {int(self.threads)}")
+
     # ------------------------------------------------------------------------------ writing
     def append(self, table: pa.Table | bytes | list[pa.Table | bytes], *, stored_ns: int) -> AppendResult:
         """Store a batch (or several, as one transaction): a table, or its wire bytes
@@ -331,9 +348,17 @@ class LedgerStore:
         """
         tables = table if isinstance(table, list) else [table]
         res = AppendResult()
-        good: list[pa.Table] = []
+        # each batch read and checked against the schema, then the rows of all checked at once
+        # (the row checks cost the same for one row as for thousands: one pass per commit)
+        shaped: list[pa.Table] = []
         for t in tables:
-            ok, refused = self._validate(t)
+            ok, refused = self._shape(t)
+            res.refused.extend(refused)
+            if ok.num_rows:
+                shaped.append(ok)
+        good: list[pa.Table] = []
+        if shaped:
+            ok, refused = self._check_rows(shaped[0] if len(shaped) == 1 else pa.concat_tables(shaped))
             res.refused.extend(refused)
             if ok.num_rows:
                 good.append(ok)
@@ -391,7 +416,9 @@ class LedgerStore:
         for r in res.refused:
             s.refused_by_field[r.field] = s.refused_by_field.get(r.field, 0) + 1
 
-    def _validate(self, t: pa.Table | bytes) -> tuple[pa.Table, list[Refusal]]:
+    def _shape(self, t: pa.Table | bytes) -> tuple[pa.Table, list[Refusal]]:
+        """A batch as a table in the ledger's schema (decoded from wire bytes, its columns cast),
+        or empty with the refusal of the whole batch (field ``batch``)."""
         if not isinstance(t, pa.Table):
             try:
                 t = batch_from_wire(t)
@@ -406,6 +433,11 @@ class LedgerStore:
                 return ARROW_SCHEMA.empty_table(), [
                     Refusal("", "batch", f"schema does not match the ledger's ({str(e).splitlines()[0]}); "
                                          f"{t.num_rows} rows refused", raw)]
+        return t, []
+
+    def _check_rows(self, t: pa.Table) -> tuple[pa.Table, list[Refusal]]:
+        """Rows of a batch in the ledger's schema with an unusable ``event_id``, ``ts_ns`` or
+        ``kind`` are refused, each with its field and reason; the rest are returned."""
         if t.num_rows == 0:
             return t, []
         ids, ts, kind = t.column("event_id"), t.column("ts_ns"), t.column("kind")

@@ -118,7 +118,14 @@ class LedgerConfig(BaseModel):
     path: str = "var/ledger"
     shards: Annotated[int, Field(gt=0, le=1024)] = 1
     shard_by: Literal["strategy", "venue", "none"] = "strategy"
+    # writers (the ledger client in each actor) send what they buffered after flush_ms: the
+    # most an actor killed mid-run can take with it
     flush_ms: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)] = 5.0
+    # a shard commits what it queued commit_ms after the oldest batch arrived (group commit):
+    # the most an acknowledgement waits; nothing is lost while it waits (the writer keeps the
+    # batch until then). Each commit costs a shard about 4 ms of CPU whatever its size, so this
+    # bounds the ledger's share of the machine (docs/benchmarks.md "The ledger's commit window")
+    commit_ms: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)] = 25.0
     batch_size: Annotated[int, Field(gt=0, le=10_000_000)] = 5_000
 
 
