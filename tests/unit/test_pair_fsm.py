@@ -796,8 +796,10 @@ def test_a_rollback_timer_of_a_pairs_first_life_does_not_fire_into_a_life_reopen
     h.clock.set(h.t0 + 990 * MS)
     shfe = h.venues["SHFE"]
     shfe.b = Behaviour(silent_after_ms=0.0)
+    assert h.book.in_flight_count() == 0
     h.run(h.book.on_reports(shfe._late(shfe.orders["d1:A:0"])))
     assert m.state is PairState.ROLLING_BACK
+    assert h.book.in_flight_count() == 1  # a reopened pair is open again (a replay's settle waits for it)
     h.drain()
     # Assert: no rollback timer acted before the new life's own budget (990 + 1000 ms)
     acted = [e for e in h.sink.by_decision("d1") if e.kind is EventKind.TIMER and e.payload["key"] == "rollback"]

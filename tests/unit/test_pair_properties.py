@@ -95,8 +95,10 @@ def check_invariants(h: Harness, intent: PairIntent) -> None:
     did = intent.decision_id
     m = h.book.pairs[did]
     a, b = intent.legs
-    # 1. the pair ends
+    # 1. the pair ends, and the book's open count (what a replay's settle waits on) agrees with
+    #    the states of every pair it holds
     assert m.state.is_terminal, f"pair not finished: {m.state}"
+    assert h.book.in_flight_count() == sum(h.book.status()["in_flight"].values())
     # 2. every pair-state change is an edge of the table, and all are in the trail
     changes = [e for e in h.sink.by_decision(did) if e.kind is EventKind.PAIR_STATE and e.payload.get("from")]
     for e in changes:

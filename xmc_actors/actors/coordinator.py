@@ -821,7 +821,7 @@ class PairCoordinator:
         """Return once no pair is in flight (replay settle); returns how many still are."""
         end = time.monotonic() + timeout_s
         while True:
-            n = sum(self.book.status()["in_flight"].values())
+            n = self.book.in_flight_count()
             if n == 0 or time.monotonic() >= end:
                 return n
             await asyncio.sleep(0.0005)
@@ -839,7 +839,7 @@ class PairCoordinator:
         end = time.monotonic() + timeout_s
         halted = False
         while time.monotonic() < end:
-            if not self.book.status()["in_flight"]:
+            if not self.book.in_flight_count():
                 break
             if not halted and time.monotonic() > end - timeout_s / 2:
                 self._execute(self.book.set_trading_state("global", "", "HALTED", "shutdown"))

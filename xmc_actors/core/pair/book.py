@@ -78,6 +78,9 @@ class PairBook(Recovery, LateFills, Offsets):
         # "VENUE/ACCOUNT" keys of gateways that carry named accounts (model.config.route_key)
         self.account_routes: set[str] = set()
         self._finish_order: deque[str] = deque()  # decision ids in the order their pairs finished
+        # decision ids of pairs that may be open: every pair that took a non-terminal state; the
+        # finished (or forgotten) ones are dropped when in_flight_count() next looks
+        self._open: set[str] = set()
         # tombstones: finished pairs evicted from memory, and those a restart recovered as finished
         # (their orders are not rebuilt); a fill for one of their orders escalates
         self.forgotten: dict[str, Forgotten] = {}
@@ -458,6 +461,18 @@ class PairBook(Recovery, LateFills, Offsets):
         return self.checker.update_grant(grant)
 
     # -- views -----------------------------------------------------------------------------
+    def in_flight_count(self) -> int:
+        """How many pairs are open (not in a terminal state): what ``status()["in_flight"]``
+        adds up to, in time proportional to the open pairs, not to every pair held (a replay's
+        settle asks after every step)."""
+        pairs, done = self.pairs, []
+        for did in self._open:
+            m = pairs.get(did)
+            if m is None or m.state.is_terminal:
+                done.append(did)
+        self._open.difference_update(done)
+        return len(self._open)
+
     def status(self) -> dict[str, Any]:
         in_flight: dict[str, int] = {}
         outcomes: dict[str, int] = {}

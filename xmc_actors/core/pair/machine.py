@@ -36,6 +36,7 @@ class PairMachine(Endings):
         self.legs = legs
         self.by_name = {leg.name: leg for leg in legs}
         self.state = PairState.NEW
+        book._open.add(intent.decision_id)
         self.started_ns = now_ns
         self.ended_ns = 0
         self.deadline_ns = intent.deadline_ns or (now_ns + book.config.default_deadline_ms * 1_000_000)
@@ -74,6 +75,8 @@ class PairMachine(Endings):
         self.state = transition(before, trigger, target, f"pair {self.did}", reason)
         if target.is_terminal and not before.is_terminal:
             self.book._finished(self.did)
+        elif not target.is_terminal:
+            self.book._open.add(self.did)  # reopened (a late fill on a finished pair)
         # "state" is the ledger's convention (lifted into its outcome column); from/to for readers.
         # A terminal state carries the pair's unhedged time as this machine measured it (legs off
         # their ratio), so the run summary and the report read one figure from the ledger
@@ -86,11 +89,15 @@ class PairMachine(Endings):
         """A pair rebuilt from its trail takes the state its last PAIR_STATE recorded (no event:
         nothing changed); the table's ``recovered`` rows say which states it may take."""
         self.state = transition(self.state, Trigger.RECOVERED, state, f"pair {self.did}", "restored from the trail")
+        if not state.is_terminal:
+            self.book._open.add(self.did)
 
     def _mark(self, trigger: Trigger, target: PairState, reason: str) -> None:
         """Change the state without writing the event: for a pair whose event its book writes
         (a recovered finished pair escalated by a late fill, :mod:`.late_fills`)."""
         self.state = transition(self.state, trigger, target, f"pair {self.did}", reason)
+        if not target.is_terminal:
+            self.book._open.add(self.did)
         self.reason = reason
 
     def _timer(self, key: TimerKey, delay_ns: int) -> None:
