@@ -89,3 +89,23 @@ def test_a_session_crossing_midnight_must_be_marked_night():
 def test_an_unknown_time_zone_is_refused():
     with pytest.raises(ValidationError, match="unknown time zone 'Asia/Shangai'"):
         Venue(code="X1", timezone="Asia/Shangai", sessions=[TradingSession(start="09:00", end="10:00")])
+
+
+def test_a_closed_answer_read_back_within_its_minute_never_hides_the_open():
+    # A venue asked on every quote in its break gets the closed answer read back (the calendar
+    # keeps it for the rest of that minute); the open comes exactly at the session's first ns.
+    shfe = venue("SHFE")
+    open_at = ns(2025, 3, 12, 10, 30, SH)  # the morning break ends at 10:30
+    first = session_state(shfe, open_at - 30 * 10**9)
+    assert not first.open and "10:29" in first.reason
+    assert session_state(shfe, open_at - 1) is first  # same minute: read back
+    st = session_state(shfe, open_at)
+    assert st.open and st.trading_day == dt.date(2025, 3, 12)
+    # and back: the break starts at 10:15; the last ns before it is open, 10:15 itself closed
+    brk = ns(2025, 3, 12, 10, 15, SH)
+    assert session_state(shfe, brk - 1).open
+    assert not session_state(shfe, brk).open
+    assert not session_state(shfe, brk + 59 * 10**9).open
+    # a holiday read after a closed minute of the day before names its own reason
+    assert session_state(shfe, ns(2025, 9, 30, 15, 30, SH)).reason.endswith("15:30 local")
+    assert "holiday" in session_state(shfe, ns(2025, 10, 1, 15, 30, SH)).reason

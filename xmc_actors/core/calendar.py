@@ -12,6 +12,8 @@ from functools import lru_cache
 from ..model.market import Instrument, TradingSession, Venue
 
 _NS = 1_000_000_000
+_MINUTE_NS = 60 * _NS
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +121,8 @@ def session_window(venue: Venue, trading_day: dt.date, s: TradingSession) -> tup
     return start, end
 
 
-#: the open session each (venue, sessions) was last found in: ``(venue, sessions, start_ns,
-#: end_ns, state)``. Strategies (guards), the simulated venues and the risk checks ask on every
+#: the open session each (venue, sessions) was last found in, or the minute it was last found
+#: closed in: ``(venue, sessions, start_ns, end_ns, state)``. Strategies (guards), the simulated venues and the risk checks ask on every
 #: quote; within one session the answer does not change, so it is read back without building a
 #: zoned datetime. Keyed by identity (a pydantic model's hash walks all its fields); the entry
 #: holds the objects it was made for, so a reused id never answers for another venue.
@@ -138,16 +140,23 @@ def session_state(venue: Venue, ts_ns: int, sessions: tuple[TradingSession, ...]
     if c is not None and c[0] is venue and c[1] is sessions and c[2] <= ts_ns < c[3]:
         return c[4]
     st, win = _session_state(venue, ts_ns, sessions)
+    if len(_OPEN_CACHE) > 4096:
+        _OPEN_CACHE.clear()
     if win is not None:
-        if len(_OPEN_CACHE) > 4096:
-            _OPEN_CACHE.clear()
         _OPEN_CACHE[key] = (venue, sessions, int(win[0].timestamp()) * _NS, int(win[1].timestamp()) * _NS, st)
+    else:
+        # closed: the answer holds for the rest of this minute (sessions start and end on a
+        # local minute, zone offsets are whole minutes, and the reason names the minute); a
+        # venue in its break or at night is asked as often as an open one
+        start = ts_ns - ts_ns % _MINUTE_NS
+        _OPEN_CACHE[key] = (venue, sessions, start, start + _MINUTE_NS, st)
     return st
 
 
 def _session_state(venue: Venue, ts_ns: int, sessions: tuple[TradingSession, ...] | None
                    ) -> tuple[SessionState, tuple[dt.datetime, dt.datetime] | None]:
-    when = dt.datetime.fromtimestamp(ts_ns / _NS, tz=venue.tz)
+    # floored to the µs, exactly (a float of the seconds rounds the last ns of a minute into the next)
+    when = (_EPOCH + dt.timedelta(microseconds=ts_ns // 1000)).astimezone(venue.tz)
     local = when.date()
     candidates = {local, local + dt.timedelta(days=1), local + dt.timedelta(days=2),
                   local + dt.timedelta(days=3), local + dt.timedelta(days=4)}
