@@ -13,6 +13,10 @@ the DuckDB ledger (one shard).
   monotonic clock is shared by the processes of one host). The quotes alternate between a wide book (the band strategy opens a short-A pair)
   and the normal book (it closes it), so every quote is a trigger; the run settles between
   quotes (one pair at a time, as in a replay).
+* ``tick_to_order_cpu_ms_per_tick`` (and ``_gateways``, ``_strategy_host``, ``_coordinator``,
+  ``_risk_guard``, ``_ledger``): CPU milliseconds the deployment's actor processes used per
+  step of that run (a quote, its pair, the settle), from ``/proc``. On a 2-core host the hot
+  path waits for whatever else holds the cores, so this is where latency is won or lost.
 * ``cohosted_tick_to_order_*``: the same with both venues' gateways in one process (a
   gateway group: the coordinator sends both legs in one call), and its ratio to the same floor.
 * ``floor_three_hop_p50_us``: the same shape with trivial async actors — a gateway-like actor
@@ -47,9 +51,14 @@ import yaml
 
 from ..core.stats import percentile as _pct
 from .compiled_chain import run_chain
+from .coordinator import _actor_cpu_s
 from ..model.orders import split_client_order_id
 from ..model.quotes import Quote
 from ..runtime.config import PROJECT_ROOT, load_config
+
+#: the deployment's actor classes whose CPU the tick-to-order run reports, and their metric names
+_CPU_CLASSES = {"VenueGateway": "gateways", "StrategyHostActor": "strategy_host", "PairCoordinator": "coordinator",
+                "RiskGuard": "risk_guard", "LedgerShard": "ledger"}
 
 #: normal book: executable ratios within the band; wide book: SHFE 0.4 % rich (the band sells A).
 NORMAL_A = (Decimal(71990), Decimal(72000))
@@ -227,11 +236,14 @@ def _tick_to_order(tmp: Path, n: int, group: str | None = None) -> dict[str, Any
     try:
         gw_a, gw_b = dep.gateways["SHFE"], dep.gateways["LME"]
         coord = dep.handles["coordinator"]
+        cpu0: dict[str, float] = {}
         for i in range(n + 10):
             if i == 10:  # warm-up done
                 ray.get([gw_a.arrival_stamps.remote(True), gw_b.arrival_stamps.remote(True)])
+                cpu0 = {c: _actor_cpu_s(c) for c in _CPU_CLASSES}
             ray.get(gw_a.push_market.remote([stamped_quote("SHFE.cu", WIDE_A if i % 2 == 0 else NORMAL_A)]))
             dep.settle()
+        cpu = {c: (_actor_cpu_s(c) - cpu0[c]) / n * 1e3 for c in _CPU_CLASSES}
         sa, sb = ray.get([gw_a.arrival_stamps.remote(), gw_b.arrival_stamps.remote()])
         if group:  # one process: its stamps cover both venues
             sb = []
@@ -261,7 +273,7 @@ def _tick_to_order(tmp: Path, n: int, group: str | None = None) -> dict[str, Any
             in_coord.append((ct["sent"] - ct["received"]) / 1e3)
             to_legs.append((last - ct["sent"]) / 1e3)
     return {"total": total, "to_coord": to_coord, "in_coord": in_coord, "to_legs": to_legs, "ticks": len(ticks),
-            "outcomes": outcomes}
+            "outcomes": outcomes, "cpu_ms_per_tick": cpu}
 
 
 # -------------------------------------------------------------------------------- fan-out
@@ -317,6 +329,11 @@ def run(quick: bool) -> dict[str, float]:
         out["tick_to_coordinator_p50_us"] = _pct(t2o["to_coord"], 0.5)
         out["coordinator_received_to_sent_p50_us"] = _pct(t2o["in_coord"], 0.5)
         out["coordinator_sent_to_legs_arrived_p50_us"] = _pct(t2o["to_legs"], 0.5)
+        # CPU of the deployment's actors per step (a quote, its pair, the replay's settle): on a
+        # small host the hot path waits for whatever else holds its cores
+        for c, ms in t2o["cpu_ms_per_tick"].items():
+            out[f"tick_to_order_cpu_ms_per_tick_{_CPU_CLASSES[c]}"] = ms
+        out["tick_to_order_cpu_ms_per_tick"] = sum(t2o["cpu_ms_per_tick"].values())
         out["samples_tick_to_order"] = float(len(t2o["total"]))
         out["samples_ticks"] = float(t2o["ticks"])
         for k, v in sorted(t2o["outcomes"].items()):
