@@ -17,6 +17,13 @@ the DuckDB ledger (one shard).
   ``_risk_guard``, ``_ledger``): CPU milliseconds the deployment's actor processes used per
   step of that run (a quote, its pair, the settle), from ``/proc``. On a 2-core host the hot
   path waits for whatever else holds the cores, so this is where latency is won or lost.
+* ``quiet_tick_to_order_*``, ``quiet_tick_to_coordinator_p50_us``, ``quiet_coordinator_*`` and,
+  with a gateway group, ``quiet_cohosted_tick_to_order_*``: the same runs with the replay's
+  settle 30 ms after each quote instead of at once. The settle's calls (the gateways'
+  ``quiesce``, the risk guard's ``regrant_all``, which pushes fresh grants to the coordinator,
+  the hosts' ``drain``) otherwise land while the quote is on its way; a live deployment has no
+  settle. Both are reported, each against the same floor: the first is a replay's path, this
+  one a live quote's.
 * ``cohosted_tick_to_order_*``: the same with both venues' gateways in one process (a
   gateway group: the coordinator sends both legs in one call), and its ratio to the same floor.
 * ``floor_three_hop_p50_us``: the same shape with trivial async actors — a gateway-like actor
@@ -231,8 +238,12 @@ def _floor_push_quiesce(n: int) -> list[float]:
 
 
 # ---------------------------------------------------------------------------- tick to order
-def _tick_to_order(tmp: Path, n: int, group: str | None = None) -> dict[str, Any]:
-    dep = _start(_config(tmp, f"t2o-{group}" if group else "t2o", 1, trigger=True, group=group))
+def _tick_to_order(tmp: Path, n: int, group: str | None = None, quiet_s: float = 0.0) -> dict[str, Any]:
+    """Quotes one at a time, each followed by the replay's settle; with ``quiet_s``, the settle
+    only after that long, so that its calls (quiesce, regrant, drain) do not run during the
+    quote's path."""
+    name = (f"t2o-{group}" if group else "t2o") + ("-quiet" if quiet_s else "")
+    dep = _start(_config(tmp, name, 1, trigger=True, group=group))
     try:
         gw_a, gw_b = dep.gateways["SHFE"], dep.gateways["LME"]
         coord = dep.handles["coordinator"]
@@ -242,6 +253,8 @@ def _tick_to_order(tmp: Path, n: int, group: str | None = None) -> dict[str, Any
                 ray.get([gw_a.arrival_stamps.remote(True), gw_b.arrival_stamps.remote(True)])
                 cpu0 = {c: _actor_cpu_s(c) for c in _CPU_CLASSES}
             ray.get(gw_a.push_market.remote([stamped_quote("SHFE.cu", WIDE_A if i % 2 == 0 else NORMAL_A)]))
+            if quiet_s:
+                time.sleep(quiet_s)
             dep.settle()
         cpu = {c: (_actor_cpu_s(c) - cpu0[c]) / n * 1e3 for c in _CPU_CLASSES}
         sa, sb = ray.get([gw_a.arrival_stamps.remote(), gw_b.arrival_stamps.remote()])
@@ -338,12 +351,24 @@ def run(quick: bool) -> dict[str, float]:
         out["samples_ticks"] = float(t2o["ticks"])
         for k, v in sorted(t2o["outcomes"].items()):
             out[f"tick_to_order_pairs_{k.lower()}"] = float(v)
+        # the same with nothing of the harness on the path: the settle 30 ms after each quote
+        t2o_q = _tick_to_order(tmp, n_t2o, quiet_s=0.03)
+        out["quiet_tick_to_order_p50_us"] = _pct(t2o_q["total"], 0.5)
+        out["quiet_tick_to_order_p99_us"] = _pct(t2o_q["total"], 0.99)
+        out["quiet_tick_to_order_ratio"] = out["quiet_tick_to_order_p50_us"] / out["floor_three_hop_p50_us"]
+        out["quiet_tick_to_coordinator_p50_us"] = _pct(t2o_q["to_coord"], 0.5)
+        out["quiet_coordinator_received_to_sent_p50_us"] = _pct(t2o_q["in_coord"], 0.5)
+        out["quiet_coordinator_sent_to_legs_arrived_p50_us"] = _pct(t2o_q["to_legs"], 0.5)
         # the same with both venues in one gateway process (a gateway group)
         t2o_g = _tick_to_order(tmp, n_t2o, group="copper")
         out["cohosted_tick_to_order_p50_us"] = _pct(t2o_g["total"], 0.5)
         out["cohosted_tick_to_order_p99_us"] = _pct(t2o_g["total"], 0.99)
         out["cohosted_tick_to_order_ratio"] = out["cohosted_tick_to_order_p50_us"] / out["floor_three_hop_p50_us"]
         out["cohosted_coordinator_sent_to_legs_arrived_p50_us"] = _pct(t2o_g["to_legs"], 0.5)
+        t2o_gq = _tick_to_order(tmp, n_t2o, group="copper", quiet_s=0.03)
+        out["quiet_cohosted_tick_to_order_p50_us"] = _pct(t2o_gq["total"], 0.5)
+        out["quiet_cohosted_tick_to_order_p99_us"] = _pct(t2o_gq["total"], 0.99)
+        out["quiet_cohosted_tick_to_order_ratio"] = out["quiet_cohosted_tick_to_order_p50_us"] / out["floor_three_hop_p50_us"]
         fan = {k: _fanout(tmp, k, n_fan) for k in (1, 10, 50)}
         pq = _floor_push_quiesce(n_fan)
         for k, xs in fan.items():
