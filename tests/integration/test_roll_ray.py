@@ -236,8 +236,15 @@ def test_a_venue_that_does_not_roll_by_the_deadline_raises_a_red_alert_naming_mi
     req = build_roll(plan, decision_id="roll-cu-2", strategy="cu_pair", accounts={"SHFE": "cn", "COMEX": "us"},
                      prices=LIMITS, deadline_ns=now + 3_000_000_000, now_ns=now)
     assert ray.get(coord.submit_roll.remote(req), timeout=30)["accepted"]
+    # a second roll of the same position (another id: a restarted risk guard's) while this one
+    # is still moving the lots: refused, to be sent again once the first is decided
+    again = ray.get(coord.submit_roll.remote(build_roll(
+        plan, decision_id="roll-cu-3", strategy="cu_pair", accounts={"SHFE": "cn", "COMEX": "us"}, prices=LIMITS,
+        deadline_ns=now + 3_000_000_000, now_ns=now)), timeout=30)
+    assert not again["accepted"] and again["transient"] and again["reason"].startswith("ROLLING: roll roll-cu-2"), again
     out = wait_until(lambda: ray.get(coord.roll_outcome.remote("roll-cu-2")), timeout=30, what="roll outcome")
     assert out["state"] == "ESCALATED", out
+    assert ray.get(coord.roll_outcome.remote("roll-cu-3")) is None  # nothing of it was recorded or sent
     assert "roll-cu-2.rollB" in out["reason"] and "mismatched months" in out["reason"], out
     assert out["children"]["roll-cu-2.rollA"]["complete"] and not out["children"]["roll-cu-2.rollB"]["complete"]
     # SHFE is on its far month; COMEX ends back on its near month (its near close rolled back)

@@ -272,3 +272,18 @@ def test_a_roll_record_read_back_from_duckdb_is_the_roll_submitted(tmp_path):
     assert rec.trackers["roll-cu-1"].record == RollRecord(
         "roll-cu-1", "cu_pair", "", req.deadline_ns, "2026-12-30", ("roll-cu-1.rollA", "roll-cu-1.rollB"),
         ("SHFE.cu2701->SHFE.cu2702", "COMEX.HGH7->COMEX.HGK7"), req.children)
+
+
+def test_an_undecided_roll_holds_its_strategys_orders_and_a_second_roll_of_its_contracts():
+    from xmc_actors.core.roll import rolls_moving
+    t = RollTracker(_req())  # moves SHFE.cu2701->SHFE.cu2702 and COMEX.HGH7->COMEX.HGK7, undecided
+    rolls = {"roll-cu-1": t}
+    # the near and the far contracts both count; another strategy's or other contracts do not
+    assert rolls_moving(rolls, "cu_pair", ["SHFE.cu2702"]) == ["roll-cu-1"]
+    assert rolls_moving(rolls, "cu_pair", ["COMEX.HGH7", "SHFE.al2701"]) == ["roll-cu-1"]
+    assert rolls_moving(rolls, "other", ["SHFE.cu2701"]) == []
+    assert rolls_moving(rolls, "cu_pair", ["SHFE.cu2703"]) == []
+    # decided (either way): it holds nothing any more
+    t.on_child({"decision_id": "roll-cu-1.rollA", "state": "HEDGED", "complete": True})
+    t.on_child({"decision_id": "roll-cu-1.rollB", "state": "ROLLED_BACK", "complete": False})
+    assert t.outcome is not None and rolls_moving(rolls, "cu_pair", ["SHFE.cu2701"]) == []

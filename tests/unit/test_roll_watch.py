@@ -264,6 +264,42 @@ def test_a_restarted_risk_guard_watches_a_hedge_again_from_its_trail():
     assert g2.roll_watch.strategies["hedge-PO-77"].book_as == "batch"
 
 
+def test_a_restarted_risk_guard_waits_for_its_previous_lifes_automatic_roll_and_stays_stopped_after_it_escalated():
+    """Found in review: the stop after an escalated automatic roll lived in the guard's memory, so
+    a guard restarted after a half-done roll sent another roll of the half-rolled position."""
+    g, sink, _ = _guard()
+    _, [req] = g.watch_rolls()
+    # Act: a new core rebuilt from the first one's trail
+    g2, sink2, clock2 = _guard()
+    g2.rebuild(list(sink.events), {}, venues=[])
+    # Assert: the roll is pending again; nothing else is sent while its outcome is not known
+    assert g2.roll_watch.pending == {"cu_pair": req.decision_id}
+    assert g2.watch_rolls()[1] == []
+    # the coordinator answers ESCALATED: SHFE rolled, COMEX did not (the position is half-rolled)
+    g2.roll_watch.on_outcome(req.decision_id, "ESCALATED", "roll.rollB ended without a complete roll")
+    t = clock2.now_ns()
+    g2.book.apply_fill("cn", "cu_pair", "SHFE.cu2701", -2, Decimal(72000), t)
+    g2.book.apply_fill("cn", "cu_pair", "SHFE.cu2702", 2, Decimal(72100), t)
+    clock2.set(ns(2026, 12, 23, 11, 0))
+    assert g2.watch_rolls()[1] == [] and "automatic rolls stopped" in g2.roll_watch.status()["cu_pair"]["suspended"]
+    # a third life, rebuilt from both trails, is stopped too (the stop is derived from the same roll)
+    g3, _, _ = _guard()
+    g3.rebuild(list(sink.events) + list(sink2.events), {}, venues=[])
+    assert g3.roll_watch.pending == {"cu_pair": req.decision_id}
+    # an operator settles COMEX by hand: the position changes, the automatic rolls resume, and
+    # that is recorded, so a life rebuilt afterwards does not stop on the old roll again
+    g2.book.apply_fill("us", "cu_pair", "COMEX.HGH7", 2, Decimal("4.5"), t)
+    g2.book.apply_fill("us", "cu_pair", "COMEX.HGK7", -2, Decimal("4.55"), t)
+    clock2.set(ns(2026, 12, 23, 11, 30))
+    g2.watch_rolls()
+    assert g2.roll_watch.status()["cu_pair"]["suspended"] is None
+    resumed = [e for e in sink2.events if e.kind is EventKind.LIFECYCLE and e.payload.get("resumed")]
+    assert [(e.decision_id, e.payload["name"]) for e in resumed] == [(req.decision_id, "cu_pair")]
+    g4, _, _ = _guard()
+    g4.rebuild(list(sink.events) + list(sink2.events), {}, venues=[])
+    assert g4.roll_watch.pending == {} and g4.roll_watch.status()["cu_pair"]["suspended"] is None
+
+
 def test_xmc_risk_status_shows_each_watched_position_and_its_automatic_rolls():
     from xmc_actors.ops.cmd_ops import risk_status_tables
 

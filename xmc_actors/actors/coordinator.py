@@ -33,7 +33,7 @@ from ..core.pair import (
     TimerKey,
 )
 from ..core.pretrade import PreTradeCheck
-from ..core.roll import NEAR_LEG, RollRequest, RollTracker, recover_rolls, unheld_near_legs
+from ..core.roll import NEAR_LEG, RollRequest, RollTracker, recover_rolls, rolls_moving, unheld_near_legs
 from ..core.sink import EventSink, MemorySink
 from ..core.venue_health import VenueChange, VenueHealth, VenueState
 from ..model.config import route_venue
@@ -539,7 +539,13 @@ class PairCoordinator:
             if known:
                 return {"decision_id": did, "accepted": False, "duplicate": True,
                         "reason": f"duplicate roll: {', '.join(known)} already submitted (see the ledger)"}
-            busy = self._pairs_in_flight(request.strategy, {lg.instrument for c in request.children for lg in c.legs})
+            moving = {lg.instrument for c in request.children for lg in c.legs}
+            undecided = rolls_moving(self._rolls, request.strategy, moving)
+            if undecided:  # sized on lots that roll is still moving: a second roll would move them twice
+                return {"decision_id": did, "accepted": False, "transient": True,
+                        "reason": f"ROLLING: roll {undecided[0]} of {request.strategy} is still moving these contracts; "
+                                  "send the roll again once it is decided"}
+            busy = self._pairs_in_flight(request.strategy, moving)
             if busy:  # its lots are moving: the roll is sized on lots that may not be there when it lands
                 return {"decision_id": did, "accepted": False, "transient": True,
                         "reason": f"IN_FLIGHT: {', '.join(busy[:3])} of {request.strategy} still working on these "
@@ -594,11 +600,8 @@ class PairCoordinator:
         orders would trade lots the roll is moving). None for the roll's own children."""
         if intent.decision_id in self._roll_of:
             return None
-        insts = {lg.instrument for lg in intent.legs}
-        for rid, t in self._rolls.items():
-            if t.outcome is None and t.record.strategy == intent.strategy and any(
-                    any(x in insts for x in mv.split("->")) for mv in t.record.moves):
-                return f"ROLLING: roll {rid} of {intent.strategy} is moving these lots; decided first"
+        for rid in rolls_moving(self._rolls, intent.strategy, (lg.instrument for lg in intent.legs)):
+            return f"ROLLING: roll {rid} of {intent.strategy} is moving these lots; decided first"
         return None
 
     def _arm_roll_deadline(self, did: str, deadline_ns: int) -> None:
@@ -708,6 +711,17 @@ class PairCoordinator:
             await self._ensure_registered()
         t = self._rolls.get(decision_id)
         return None if t is None else t.outcome
+
+    async def roll_state(self, decision_id: str) -> dict[str, Any]:
+        """A roll's outcome once decided (as :meth:`roll_outcome`), else ``{"state": "WORKING"}``
+        while it is, or ``{"state": "UNKNOWN"}`` for a roll this coordinator never recorded (its
+        sender may send it again: the same id is never executed twice)."""
+        if self.reconstructed and self.recovered is None:
+            await self._ensure_registered()
+        t = self._rolls.get(decision_id)
+        if t is None:
+            return {"state": "WORKING" if decision_id in self._rolls_claimed else "UNKNOWN", "decision_id": decision_id}
+        return t.outcome if t.outcome is not None else {"state": "WORKING", "decision_id": decision_id}
 
     async def _liquidity(self, intent: PairIntent) -> dict[str, int] | None:
         """Visible lots per leg: from the intent, else from the gateways' latest quotes."""

@@ -294,12 +294,15 @@ class RiskGuard:
         if watch is not None and coord is not None:  # how the automatic rolls sent earlier ended
             for did in list(watch.pending.values()):
                 try:
-                    o = await asyncio.wait_for(_await(coord.roll_outcome.remote(did)), self.push_timeout_s)
+                    o = await asyncio.wait_for(_await(coord.roll_state.remote(did)), self.push_timeout_s)
                 except Exception as e:  # noqa: BLE001 - asked again at the next check
                     log.warning("%s: outcome of auto roll %s not read: %s", RISK_GUARD_NAME, did, e)
                     continue
-                if isinstance(o, dict) and o.get("state"):
-                    watch.on_outcome(did, str(o["state"]), str(o.get("reason") or ""))
+                state = str(o.get("state") or "") if isinstance(o, dict) else ""
+                if state == "UNKNOWN":  # never recorded (sent before a crash that lost it): planned again
+                    watch.forget(did)
+                elif state and state != "WORKING":
+                    watch.on_outcome(did, state, str(o.get("reason") or ""))
         out, rolls = self.core.watch_rolls()
         await self._handle(out)
         sent: dict[str, Any] = {}

@@ -297,9 +297,15 @@ class Rebuild:
             # an ERP hedge's position watched for its roll (watch_position): watched again
             self.roll_watch.restore_held(str(p["name"]), p.get("policy") or {}, p.get("accounts") or {},
                                          list(p.get("decision_ids") or ()), ev.strategy or None)
-        elif ev.kind is EventKind.LIFECYCLE and p.get("action") == "roll_watch" and p.get("children") \
-                and self.roll_watch is not None and str(p.get("name", "")) in self.roll_watch.held:
-            self.roll_watch.held[str(p["name"])].update(str(c) for c in p["children"])  # its lots moved with them
+        elif ev.kind is EventKind.LIFECYCLE and p.get("action") == "roll_watch" and p.get("name") \
+                and ev.decision_id and self.roll_watch is not None:
+            name = str(p["name"])
+            if p.get("resumed"):  # the position changed after that roll stopped the automatic ones
+                self.roll_watch.restore_resumed(name, ev.decision_id)
+            elif p.get("children"):  # an automatic roll sent: its outcome is asked for again
+                self.roll_watch.restore_sent(name, ev.decision_id)
+                if name in self.roll_watch.held:
+                    self.roll_watch.held[name].update(str(c) for c in p["children"])  # its lots moved with them
         elif ev.kind is EventKind.ALERT:
             origin = alert_origin(p)
             if origin == "coordinator":

@@ -78,6 +78,10 @@ class RollWatching:
         for name, why in w.waiting:
             self.sink.emit(self.maker.make(EventKind.LIFECYCLE, strategy=name, reason=f"auto roll waits: {why}",
                                            action="roll_watch"))
+        for name, did in w.resumed:  # read back by a restarted guard: that roll stops nothing again
+            self.sink.emit(self.maker.make(EventKind.LIFECYCLE, decision_id=did, strategy=name, action="roll_watch",
+                                           reason=f"automatic rolls resume for {name}: its position changed",
+                                           name=name, resumed=True))
         for req in w.rolls:
             name = self.roll_watch.submitted.get(req.decision_id, req.strategy)
             self.sink.emit(self.maker.make(EventKind.LIFECYCLE, decision_id=req.decision_id, strategy=req.strategy,

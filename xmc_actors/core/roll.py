@@ -17,7 +17,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Collection, Mapping
+from typing import Any, Callable, Collection, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
 from ..model.market import Side
@@ -209,6 +209,16 @@ def roll_request(holdings: list[Holding], day: dt.date, **kw: Any) -> RollReques
     plan = plan_roll(holdings, day)
     binding = holdings[ord(plan.binding) - ord("A")]  # plan_roll tags the holdings A, B, ... in order
     return build_roll(plan, deadline_ns=roll_by_ns(plan, binding.venue.timezone), **kw)
+
+
+def rolls_moving(trackers: Mapping[str, "RollTracker"], strategy: str, instruments: Iterable[str]) -> list[str]:
+    """Ids of ``strategy``'s rolls not decided yet that move any of ``instruments`` (near or
+    far): an order of that strategy on them, or a second roll of them, would trade lots a roll
+    is still moving."""
+    insts = set(instruments)
+    return [rid for rid, t in trackers.items()
+            if t.outcome is None and t.record.strategy == strategy
+            and any(x in insts for mv in t.record.moves for x in mv.split("->"))]
 
 
 def unheld_near_legs(request: RollRequest, held: Callable[[str, str], tuple[int, int] | None]) -> list[str]:

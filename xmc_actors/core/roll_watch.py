@@ -59,6 +59,7 @@ class WatchOutput:
     conditions: list[Condition] = field(default_factory=list)
     rolls: list[RollRequest] = field(default_factory=list)
     waiting: list[tuple[str, str]] = field(default_factory=list)   # (strategy, why), new reasons only
+    resumed: list[tuple[str, str]] = field(default_factory=list)   # (strategy, the roll that had stopped it)
 
 
 def auto_roll_id(strategy: str, nears: Sequence[tuple[str, int]]) -> str:
@@ -91,6 +92,7 @@ class RollWatch:
         self.held: dict[str, set[str]] = {}
         self.suspended: dict[str, str] = {}   # strategy -> why its auto rolls stopped (an escalated one)
         self._suspended_at: dict[str, dict[str, int] | None] = {}  # strategy -> its lots when stopped
+        self._suspended_by: dict[str, str] = {}  # strategy -> the auto roll that stopped it
         self._waiting: dict[str, str] = {}    # strategy -> the reason last reported
 
     def dated(self, inst_id: str) -> tuple[Instrument, Venue] | None:
@@ -117,6 +119,24 @@ class RollWatch:
         position`` record). Raises ValueError naming the field when the record cannot be read."""
         self.hold(WatchedStrategy(name, RollPolicy.model_validate(dict(policy)), dict(accounts), book_as),
                   [str(d) for d in decision_ids])
+
+    def restore_sent(self, name: str, decision_id: str) -> None:
+        """An automatic roll this watch's previous life sent (its "auto roll sent" record, read
+        back after a restart): pending again, so that its outcome is asked for before anything
+        else is sent for ``name``, and an escalated one stops the automatic rolls again."""
+        if name in self.strategies and decision_id:
+            self.submitted[decision_id] = name
+            self.pending[name] = decision_id
+            self.history.setdefault(name, {})[decision_id] = "SENT"
+
+    def restore_resumed(self, name: str, decision_id: str) -> None:
+        """The previous life's automatic rolls had resumed after ``decision_id`` stopped them
+        (the position changed since): that roll's outcome stops nothing again."""
+        if self.pending.get(name) == decision_id:
+            del self.pending[name]
+        self.submitted.pop(decision_id, None)
+        if name in self.history and decision_id in self.history[name]:
+            self.history[name][decision_id] = "RESUMED"
 
     def lots_of(self, name: str, booked: Mapping[str, Mapping[tuple[str, str], int]]) -> dict[str, int]:
         """A held position's lots per instrument from the guard's ``booked_lots``."""
@@ -147,6 +167,7 @@ class RollWatch:
                                     f"position changes; roll the rest by hand (xmc roll)"
                                     f"{': ' + reason[:200] if reason else ''}")
             self._suspended_at[name] = None  # the lots it held then: taken at the next check
+            self._suspended_by[name] = decision_id
 
     def forget(self, decision_id: str) -> None:
         """An automatic roll that did not reach the coordinator: tried again at the next check."""
@@ -170,6 +191,7 @@ class RollWatch:
                 elif self._suspended_at[name] != lots:
                     del self._suspended_at[name]
                     self.suspended.pop(name, None)
+                    out.resumed.append((name, self._suspended_by.pop(name, "")))
             level, value, message, plan, holdings = self._assess(ws, now_ns, positions.get(name) or {})
             out.conditions.append(Condition(MONITOR, "strategy", name, level, value, 0.0, message))
             if ws.policy.mode == "auto" and plan is not None and plan.status != "early":
