@@ -122,9 +122,9 @@ def session_window(venue: Venue, trading_day: dt.date, s: TradingSession) -> tup
 
 
 #: the open session each (venue, sessions) was last found in, or the minute it was last found
-#: closed in: ``(venue, sessions, start_ns, end_ns, state)``. Strategies (guards), the simulated venues and the risk checks ask on every
-#: quote; within one session the answer does not change, so it is read back without building a
-#: zoned datetime. Keyed by identity (a pydantic model's hash walks all its fields); the entry
+#: closed in: ``(venue, sessions, start_ns, end_ns, state)``. Strategies (guards), the simulated
+#: venues and the risk checks ask on every quote; within one session (or one closed minute) the
+#: answer does not change, so it is read back without building a zoned datetime. Keyed by identity (a pydantic model's hash walks all its fields); the entry
 #: holds the objects it was made for, so a reused id never answers for another venue.
 _OPEN_CACHE: dict[tuple[int, int], tuple[Venue, object, int, int, SessionState]] = {}
 

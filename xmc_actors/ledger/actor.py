@@ -59,7 +59,7 @@ class LedgerShard:
             self.reconstructed = False
         # A restarted shard reopens its file: DuckDB replays the WAL, so every acknowledged row is there.
         # one DuckDB thread for the commits (a second one costs a small commit more CPU than it
-        # saves: docs/benchmarks.md "The ledger's commit window"); reads take two
+        # saves: docs/benchmarks.md "Where a deployment's CPU goes"); reads take two
         self.store = LedgerStore(path, actor=f"ledger-{shard}", threads=1)
         self._exec = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ledger-{shard}")
         # (batch, its caller's acknowledgement); a batch is a table, or bytes that were no batch

@@ -123,8 +123,8 @@ class LedgerConfig(BaseModel):
     flush_ms: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)] = 5.0
     # a shard commits what it queued commit_ms after the oldest batch arrived (group commit):
     # the most an acknowledgement waits; nothing is lost while it waits (the writer keeps the
-    # batch until then). Each commit costs a shard about 4 ms of CPU whatever its size, so this
-    # bounds the ledger's share of the machine (docs/benchmarks.md "The ledger's commit window")
+    # batch until then). Each commit costs a shard about 4.5 ms of CPU whatever its size, so this
+    # bounds the ledger's share of the machine (docs/benchmarks.md "Where a deployment's CPU goes")
     commit_ms: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)] = 25.0
     batch_size: Annotated[int, Field(gt=0, le=10_000_000)] = 5_000
 
