@@ -108,6 +108,22 @@ def test_a_locked_position_is_charged_on_both_sides_or_the_larger_by_the_venues_
     assert used["gross"] == 5 * one_lot and used["larger_side"] == 3 * one_lot
 
 
+def test_each_accounts_reading_is_recorded_with_its_venue_at_most_once_a_minute() -> None:
+    # what xmc settlement compares a statement's funds with (on the venue's trading day)
+    g, sink, clock = core()
+    g.on_account_reading("cn", {"equity": "1000000", "margin": "36000", "available": "964000"}, venue="SHFE")
+    clock.advance(30 * 10**9)
+    g.on_account_reading("cn", {"equity": "1000500"}, venue="SHFE")  # half a minute later: not recorded
+    clock.advance(31 * 10**9)
+    g.on_account_reading("cn", {"equity": "1000700"}, venue="SHFE")
+    g.on_account_reading("cn", {"equity": "nonsense"}, venue="SHFE")  # refused: never recorded as a reading
+    recs = [e for e in sink.events if e.kind is EventKind.RECONCILE and e.reason == "account reading"]
+    assert [(e.account, e.venue, e.payload["equity"]) for e in recs] == [("cn", "SHFE", "1000000"),
+                                                                          ("cn", "SHFE", "1000700")]
+    assert recs[0].payload == {"currency": "CNY", "equity": "1000000", "margin": "36000", "available": "964000"}
+    assert recs[1].payload["margin"] is None
+
+
 def test_a_broker_reading_wins_and_a_difference_beyond_the_tolerance_is_an_alert() -> None:
     g, sink, clock = core()
     g.on_pair_done(one_leg("d1", "BUY", 1, "72000"))
@@ -123,7 +139,8 @@ def test_a_broker_reading_wins_and_a_difference_beyond_the_tolerance_is_an_alert
     # beyond: a yellow account_mismatch alert and a RECONCILE record; the broker's figure is used
     out = g.on_account_reading("cn", {"equity": str(ours - 200_000), "currency": "CNY"})
     assert [(a.monitor, a.key, a.level.value) for a in out.alerts] == [("account_mismatch", "cn", "yellow")]
-    assert [e.reason for e in sink.events if e.kind is EventKind.RECONCILE] == ["ACCOUNT_MISMATCH"]
+    # (the first reading was recorded as it came; this one, within the minute, only as the mismatch)
+    assert [e.reason for e in sink.events if e.kind is EventKind.RECONCILE] == ["account reading", "ACCOUNT_MISMATCH"]
     assert Decimal(g.status()["occupancy"]["cn"]["equity"]) == ours - 200_000
     # agreeing again resolves it
     out = g.on_account_reading("cn", {"equity": str(ours)})

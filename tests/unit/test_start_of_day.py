@@ -307,3 +307,24 @@ def test_an_account_reading_speaks_for_the_trading_day_of_its_venue_not_its_utc_
     rep = reconcile_statement(st, led, venues=[shfe], instruments=[], accounts=[acc])
     assert rep["funds_agree"], rep["funds"]
     assert not reconcile_statement(st, led)["funds_agree"]  # UTC dates: the night's 250 taken for Friday
+
+
+def test_an_account_on_two_venues_files_each_reading_under_the_trading_day_of_the_venue_it_came_from(tmp_path):
+    """Found in review: a reading took the account's first venue's trading day. At 21:30 Shanghai
+    on Friday 27 Feb SHFE trades Monday's night session, while COMEX (08:30 New York) is in
+    Friday's; a reading the COMEX gateway gave is Friday's."""
+    from xmc_actors.model.market import Account
+
+    shfe, comex = testkit.venue("SHFE"), testkit.venue("COMEX")
+    at = int(dt.datetime(2026, 2, 27, 21, 30, tzinfo=dt.timezone(dt.timedelta(hours=8))).timestamp() * 1e9)
+    mk = EventMaker(SimClock(start_ns=0), "risk-guard")
+    trail = [mk.make(EventKind.RECONCILE, ts_ns=at, account="both", venue="COMEX", reason="account reading",
+                     equity="300")]
+    led = tmp_path / "ledger"
+    store = LedgerStore(led / "shard-0.duckdb")
+    store.append(encode_events(trail).table, stored_ns=1)
+    store.close()
+    acc = Account(id="both", broker="sim", venues=("SHFE", "COMEX"), currency="USD", capital=1)
+    friday = _statement(tmp_path, "funds,2026-02-27,both,,,,equity,300\n")
+    rep = reconcile_statement(friday, led, venues=[shfe, comex], instruments=[], accounts=[acc])
+    assert rep["funds_agree"] and not rep["funds_unverified"], rep["funds"]

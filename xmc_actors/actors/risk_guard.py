@@ -346,7 +346,7 @@ class RiskGuard:
                 out["two_sided"][venue] = self.core.load_two_sided(venue, r)
             else:
                 for acc, reading in r.items():
-                    alerts.extend(self.core.on_account_reading(str(acc), reading))
+                    alerts.extend(self.core.on_account_reading(str(acc), reading, venue=venue))
                     out["accounts"][str(acc)] = venue
         await self._handle(alerts)
         return out

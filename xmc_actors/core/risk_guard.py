@@ -127,6 +127,7 @@ class RiskGuardCore(MoneyBooks, Rebuild, RollWatching):
         self.account_tolerance = Decimal(account_tolerance)
         self.account_reading_max_age_ns = int(account_reading_max_age_ms) * 1_000_000
         self.account_readings: dict[str, dict[str, Any]] = {}     # account -> the broker's last reading
+        self.readings_recorded_ns: dict[str, int] = {}             # account -> when a reading was last recorded
         self.computed_equity: dict[str, Decimal] = {a.id: a.capital for a in self.capital.accounts.values()}
         # decision id -> leg name -> (filled lots, their notional, rollback lots, their notional) booked
         self.booked_fills: dict[str, dict[str, tuple[int, Decimal, int, Decimal]]] = {}

@@ -20,6 +20,12 @@ from .positions import OffsetError, TwoSidedBook, choose_offset, lock_is_cheaper
 from .risk_types import ZERO
 from .risk_guard_types import GuardOutput
 
+
+#: an account reading is recorded at most this often per account (the guard polls every few
+#: seconds; a statement is compared with the day's last recorded one, taken after the close)
+READING_RECORD_NS = 60 * 1_000_000_000
+
+
 class MoneyBooks:
     """P&L, two-sided positions and equity of :class:`RiskGuardCore` (a mixin; no state of its
     own but the margin and occupancy it shares between callers while their inputs are the same,
@@ -246,12 +252,15 @@ class MoneyBooks:
             else:
                 self.capital.broker_margin.pop(acc_id, None)
 
-    def on_account_reading(self, account: str, reading: Mapping[str, Any]) -> GuardOutput:
+    def on_account_reading(self, account: str, reading: Mapping[str, Any], venue: str | None = None) -> GuardOutput:
         """A broker's account reading (``equity``, and optionally ``margin``, ``available``,
         ``currency``, ``ts_ns``) from an adapter that can read it: it wins over our figures
         (equity, margin) while fresh; a difference from ours beyond ``account_tolerance`` of our
         equity is a yellow ``account_mismatch`` alert (resolved when they agree again) and a
-        ``RECONCILE`` ``ACCOUNT_MISMATCH`` record. Bad input is recorded, never raised."""
+        ``RECONCILE`` ``ACCOUNT_MISMATCH`` record. The reading itself is recorded (``RECONCILE``
+        "account reading", with ``venue``, the gateway's it came from) at most once a minute
+        per account: what ``xmc settlement`` compares a statement's funds with, on that venue's
+        trading day. Bad input is recorded, never raised."""
         out = GuardOutput()
         now = self.clock.now_ns()
         try:
@@ -282,6 +291,12 @@ class MoneyBooks:
         ours_eq = self.computed_equity[account]
         ours_margin = self._margins()[0].get(account, ZERO)
         self.account_readings[account] = {**vals, "received_ns": now, "ts_ns": int(reading.get("ts_ns") or now)}
+        last = self.readings_recorded_ns.get(account)
+        if last is None or now - last >= READING_RECORD_NS:
+            self.readings_recorded_ns[account] = now
+            self.sink.emit(self.maker.make(EventKind.RECONCILE, reason="account reading", account=account,
+                                           venue=venue or "", currency=acc.currency,
+                                           **{k: None if v is None else str(v) for k, v in vals.items()}))
         base = max(abs(ours_eq), Decimal(1))
         d_eq = abs(vals["equity"] - ours_eq)
         d_m = abs(vals["margin"] - ours_margin) if vals["margin"] is not None else ZERO

@@ -190,7 +190,7 @@ def reconcile_statement(statement_path: str | Path, ledger_dir: str | Path, *, v
     """Read the statement and the ledger and compare them (``xmc settlement``). ``venues`` and
     ``instruments`` (of the deployment file) give each fill its venue's trading day;
     ``accounts`` too give each account reading its venue's trading day (:func:`reading_day`:
-    the account's first venue); without them, UTC dates."""
+    the venue the reading came from, else the account's first venue); without them, UTC dates."""
     from ..core.calendar import instrument_session_state
     from .audit import AuditReader
 
@@ -220,7 +220,7 @@ def reconcile_statement(statement_path: str | Path, ledger_dir: str | Path, *, v
     for e in events:
         if e.kind.value != "RECONCILE" or not e.account or "equity" not in e.payload:
             continue
-        venue = vs.get(acc_venue.get(e.account, ""))
+        venue = vs.get(e.venue or "") or vs.get(acc_venue.get(e.account, ""))  # the venue it was read from
         day = reading_day(venue, e.ts_ns) if venue is not None else \
             dt.datetime.fromtimestamp(e.ts_ns / 1e9, dt.timezone.utc).date()
         vals = {}
