@@ -99,11 +99,15 @@ def test_two_checkers_reserving_concurrently_against_one_guard_never_exceed_the_
     for n in chks:
         g.register_coordinator(n)
     lock = threading.Lock()
+    # one checker is driven by one thread at a time, as its coordinator's event loop drives it;
+    # the two checkers (and the guard's grants) run concurrently
+    turn = {n: threading.Lock() for n in chks}
 
     def regrant(n: str) -> None:  # the guard's side: plan, push, ack
         with lock:
             grant = g.make_grant(n)
-        ack = chks[n].update_grant(grant)
+        with turn[n]:
+            ack = chks[n].update_grant(grant)
         with lock:
             g.on_grant_ack(grant, ack)
 
@@ -115,12 +119,13 @@ def test_two_checkers_reserving_concurrently_against_one_guard_never_exceed_the_
     def trade(n: str) -> None:
         for i in range(400):
             did = f"{n}-{i}"
-            r = chks[n].check_pair(tk.pair_intent(did), OPEN_NS)
-            if r.allowed:
-                accepted[n].append(did)
-                if i % 3 == 0:  # some pairs end unfilled: margin released and reused
-                    chks[n].close_pair(did)
-                    accepted[n].remove(did)
+            with turn[n]:
+                r = chks[n].check_pair(tk.pair_intent(did), OPEN_NS)
+                if r.allowed:
+                    accepted[n].append(did)
+                    if i % 3 == 0:  # some pairs end unfilled: margin released and reused
+                        chks[n].close_pair(did)
+                        accepted[n].remove(did)
             if i % 7 == 0:
                 regrant(n)
 
