@@ -71,12 +71,9 @@ class PairMachine(Endings):
 
     def _to(self, target: PairState, trigger: Trigger, reason: str) -> None:
         """Move along a row of :data:`~.table.TABLE` and write the PAIR_STATE event."""
-        before = self.state
-        self.state = transition(before, trigger, target, f"pair {self.did}", reason)
+        before = self._move(trigger, target, reason)
         if target.is_terminal and not before.is_terminal:
             self.book._finished(self.did)
-        elif not target.is_terminal:
-            self.book._open.add(self.did)  # reopened (a late fill on a finished pair)
         # "state" is the ledger's convention (lifted into its outcome column); from/to for readers.
         # A terminal state carries the pair's unhedged time as this machine measured it (legs off
         # their ratio), so the run summary and the report read one figure from the ledger
@@ -85,19 +82,25 @@ class PairMachine(Endings):
                                                           "state": target.value,
                                                           "nets": {lg.name: lg.net for lg in self.legs}}, **extra)
 
+    def _move(self, trigger: Trigger, target: PairState, reason: str) -> PairState:
+        """The one step along a row of :data:`~.table.TABLE` that ``_to``, ``_restore`` and
+        ``_mark`` share; an open state (one a late fill reopened, too) is counted by the book's
+        ``in_flight_count``. Returns the state before."""
+        before = self.state
+        self.state = transition(before, trigger, target, f"pair {self.did}", reason)
+        if not target.is_terminal:
+            self.book._open.add(self.did)
+        return before
+
     def _restore(self, state: PairState) -> None:
         """A pair rebuilt from its trail takes the state its last PAIR_STATE recorded (no event:
         nothing changed); the table's ``recovered`` rows say which states it may take."""
-        self.state = transition(self.state, Trigger.RECOVERED, state, f"pair {self.did}", "restored from the trail")
-        if not state.is_terminal:
-            self.book._open.add(self.did)
+        self._move(Trigger.RECOVERED, state, "restored from the trail")
 
     def _mark(self, trigger: Trigger, target: PairState, reason: str) -> None:
         """Change the state without writing the event: for a pair whose event its book writes
         (a recovered finished pair escalated by a late fill, :mod:`.late_fills`)."""
-        self.state = transition(self.state, trigger, target, f"pair {self.did}", reason)
-        if not target.is_terminal:
-            self.book._open.add(self.did)
+        self._move(trigger, target, reason)
         self.reason = reason
 
     def _timer(self, key: TimerKey, delay_ns: int) -> None:
