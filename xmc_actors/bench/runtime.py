@@ -289,6 +289,13 @@ def _tick_to_order(tmp: Path, n: int, group: str | None = None, quiet_s: float =
             "outcomes": outcomes, "cpu_ms_per_tick": cpu}
 
 
+def _t2o_figures(prefix: str, t2o: dict[str, Any], floor_p50_us: float) -> dict[str, float]:
+    """``{prefix}tick_to_order_p50_us``, ``_p99_us`` and ``_ratio`` (p50 over the floor's) of one run."""
+    p50 = _pct(t2o["total"], 0.5)
+    return {f"{prefix}tick_to_order_p50_us": p50, f"{prefix}tick_to_order_p99_us": _pct(t2o["total"], 0.99),
+            f"{prefix}tick_to_order_ratio": p50 / floor_p50_us}
+
+
 # -------------------------------------------------------------------------------- fan-out
 def _fanout(tmp: Path, n_strategies: int, n_quotes: int) -> list[float]:
     dep = _start(_config(tmp, f"fan{n_strategies}", n_strategies, trigger=False))
@@ -333,11 +340,9 @@ def run(quick: bool) -> dict[str, float]:
         out: dict[str, float] = {}
         floor = _floor_three_hop(n_t2o)
         t2o = _tick_to_order(tmp, n_t2o)
-        out["tick_to_order_p50_us"] = _pct(t2o["total"], 0.5)
-        out["tick_to_order_p99_us"] = _pct(t2o["total"], 0.99)
         out["floor_three_hop_p50_us"] = _pct(floor, 0.5)
         out["floor_three_hop_p99_us"] = _pct(floor, 0.99)
-        out["tick_to_order_ratio"] = out["tick_to_order_p50_us"] / out["floor_three_hop_p50_us"]
+        out.update(_t2o_figures("", t2o, out["floor_three_hop_p50_us"]))
         # where the time goes (same clock): tick -> coordinator.submit entry -> legs sent -> legs at gateways
         out["tick_to_coordinator_p50_us"] = _pct(t2o["to_coord"], 0.5)
         out["coordinator_received_to_sent_p50_us"] = _pct(t2o["in_coord"], 0.5)
@@ -353,22 +358,16 @@ def run(quick: bool) -> dict[str, float]:
             out[f"tick_to_order_pairs_{k.lower()}"] = float(v)
         # the same with nothing of the harness on the path: the settle 30 ms after each quote
         t2o_q = _tick_to_order(tmp, n_t2o, quiet_s=0.03)
-        out["quiet_tick_to_order_p50_us"] = _pct(t2o_q["total"], 0.5)
-        out["quiet_tick_to_order_p99_us"] = _pct(t2o_q["total"], 0.99)
-        out["quiet_tick_to_order_ratio"] = out["quiet_tick_to_order_p50_us"] / out["floor_three_hop_p50_us"]
+        out.update(_t2o_figures("quiet_", t2o_q, out["floor_three_hop_p50_us"]))
         out["quiet_tick_to_coordinator_p50_us"] = _pct(t2o_q["to_coord"], 0.5)
         out["quiet_coordinator_received_to_sent_p50_us"] = _pct(t2o_q["in_coord"], 0.5)
         out["quiet_coordinator_sent_to_legs_arrived_p50_us"] = _pct(t2o_q["to_legs"], 0.5)
         # the same with both venues in one gateway process (a gateway group)
         t2o_g = _tick_to_order(tmp, n_t2o, group="copper")
-        out["cohosted_tick_to_order_p50_us"] = _pct(t2o_g["total"], 0.5)
-        out["cohosted_tick_to_order_p99_us"] = _pct(t2o_g["total"], 0.99)
-        out["cohosted_tick_to_order_ratio"] = out["cohosted_tick_to_order_p50_us"] / out["floor_three_hop_p50_us"]
+        out.update(_t2o_figures("cohosted_", t2o_g, out["floor_three_hop_p50_us"]))
         out["cohosted_coordinator_sent_to_legs_arrived_p50_us"] = _pct(t2o_g["to_legs"], 0.5)
         t2o_gq = _tick_to_order(tmp, n_t2o, group="copper", quiet_s=0.03)
-        out["quiet_cohosted_tick_to_order_p50_us"] = _pct(t2o_gq["total"], 0.5)
-        out["quiet_cohosted_tick_to_order_p99_us"] = _pct(t2o_gq["total"], 0.99)
-        out["quiet_cohosted_tick_to_order_ratio"] = out["quiet_cohosted_tick_to_order_p50_us"] / out["floor_three_hop_p50_us"]
+        out.update(_t2o_figures("quiet_cohosted_", t2o_gq, out["floor_three_hop_p50_us"]))
         fan = {k: _fanout(tmp, k, n_fan) for k in (1, 10, 50)}
         pq = _floor_push_quiesce(n_fan)
         for k, xs in fan.items():
