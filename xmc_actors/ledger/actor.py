@@ -51,7 +51,7 @@ class LedgerShard:
 
     def __init__(self, path: str, shard: int, commit_ms: float = 25.0, batch_size: int = 5_000) -> None:
         self.shard = shard
-        self.flush_s = commit_ms / 1000.0
+        self.commit_s = commit_ms / 1000.0
         self.batch_size = batch_size
         try:
             self.reconstructed = bool(ray.get_runtime_context().was_current_actor_reconstructed)
@@ -190,7 +190,7 @@ class LedgerShard:
             if not self._queue:
                 continue
             if not self._urgent and self._rows < self.batch_size:
-                remaining = self.flush_s - (time.monotonic() - self._oldest)
+                remaining = self.commit_s - (time.monotonic() - self._oldest)
                 if remaining > 0:
                     try:
                         await asyncio.wait_for(self._wake.wait(), remaining)
