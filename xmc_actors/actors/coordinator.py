@@ -707,10 +707,8 @@ class PairCoordinator:
     async def roll_outcome(self, decision_id: str) -> dict[str, Any] | None:
         """A roll's outcome once decided (``state`` ROLLED/ESCALATED, ``reason``, ``children``), else None.
         A restarted coordinator answers once it has read its rolls back from the ledger."""
-        if self.reconstructed and self.recovered is None:
-            await self._ensure_registered()
-        t = self._rolls.get(decision_id)
-        return None if t is None else t.outcome
+        o = await self.roll_state(decision_id)
+        return None if o["state"] in ("WORKING", "UNKNOWN") else o
 
     async def roll_state(self, decision_id: str) -> dict[str, Any]:
         """A roll's outcome once decided (as :meth:`roll_outcome`), else ``{"state": "WORKING"}``
