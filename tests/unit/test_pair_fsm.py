@@ -256,6 +256,24 @@ def test_query_saying_the_venue_never_saw_the_order_resends_it_under_the_same_id
     assert [p.req.client_order_id for p in only(cmds, Place)] == ["d1:A:0"]
 
 
+def test_a_not_found_answer_to_a_query_overtaken_by_the_orders_fill_keeps_the_fill() -> None:
+    # the ack timed out and the order was queried; its place answer (ACK, FILL) then came in, and
+    # only after it the query's answer, "never saw it": stale, the fill stands and nothing is re-sent
+    from xmc_actors.core.pair.commands import TimerKey, TimerKind
+    book = PairBook(INSTRUMENTS, SimClock())
+    book.submit(intent())
+    cmds = book.on_timer("d1", TimerKey(TimerKind.ACK, "d1:A:0"))
+    assert [q.client_order_id for q in only(cmds, Query)] == ["d1:A:0"]
+    book.on_place_result("d1:A:0", [rep("d1:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED), fill("d1:A:0", 2, 2, "t1")])
+    book.on_place_result("d1:B:0", [rep("d1:B:0", ExecReportKind.ACK, OrderStatus.ACCEPTED, "LME", "LME.CA3M"),
+                                    fill("d1:B:0", 2, 2, "t2", "LME", "LME.CA3M")])
+    cmds = book.on_query_result("d1:A:0", None)
+    assert not only(cmds, Place)
+    assert book.pairs["d1"].state is PairState.HEDGED and leg(book.pair("d1"), "A")["net_qty"] == 2
+    stale = [e for e in (c.resolve(book.events) for c in only(cmds, Emit)) if e.kind is EventKind.RECONCILE]
+    assert stale and stale[-1].payload["action"] == "stale_not_found" and stale[-1].payload["status"] == "FILLED"
+
+
 def test_silent_venue_escalates_with_the_unknown_order_in_the_residual() -> None:
     h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": Behaviour(silent_after_ms=0.0)})
     h.submit(intent(mode=ExecutionMode.SPEED))

@@ -399,6 +399,14 @@ class PairMachine(Endings):
             return
         order.querying = False
         order.query_failures = 0
+        if order.state.status.is_terminal:
+            # an answer overtaken by the order's own reports (the query left on an ack timeout,
+            # then the place answer came in): what the venue said since stands, nothing is re-sent
+            self._emit(EventKind.RECONCILE, leg=leg, client_order_id=coid, action="stale_not_found",
+                       status=order.state.status.value,
+                       reason="a query's answer 'never saw the order' came after the order had ended: stale, ignored")
+            self._settle()
+            return
         self._emit(EventKind.RECONCILE, leg=leg, reason="venue never saw the order", client_order_id=coid,
                    action="not_found")
         if order.state.status is OrderStatus.PENDING_CANCEL and order.state.prev_status in (
