@@ -148,6 +148,30 @@ def test_an_accepted_pair_is_answered_once_its_legs_are_and_never_waits_on_a_sil
     assert _wait_done(strat, "unanswered")["state"] in ("HEDGED", "ROLLED_BACK")
 
 
+def test_a_host_asking_for_it_hears_a_pair_that_ends_during_the_hold_in_the_answer_not_a_push(topology):
+    # Arrange: venues that fill at once, a hold long enough for both answers
+    coord, gws, strat = _setup("c-fold", topology, submit_reply_hold_ms=2_000)
+    # Act
+    res = ray.get(coord.submit.remote(_intent("fold"), summary_in_reply=True))
+    # Assert: the summary rode in the answer, and no push went to the strategy for it
+    assert res["accepted"] and res["state"] == "HEDGED"
+    assert [w["decision_id"] for w in res["summaries"]] == ["fold"] and res["summaries"][0]["state"] == "HEDGED"
+    time.sleep(0.2)
+    assert [d["decision_id"] for d in ray.get(strat.get.remote())[0]] == []
+    # a host that re-sends (its first call failed) gets the outcome again, with the duplicate
+    again = ray.get(coord.submit.remote(_intent("fold"), summary_in_reply=True))
+    assert again["duplicate"] is True and again["summaries"][0]["decision_id"] == "fold"
+    # a pair still working when the answer leaves is pushed as before
+    coord2, gws2, strat2 = _setup("c-fold-late", topology)
+    ray.get(gws2["LME"].inject.remote({"kind": "no_ack_next"}))
+    late = ray.get(coord2.submit.remote(_intent("late"), summary_in_reply=True))
+    assert late["state"] == "WORKING" and "summaries" not in late
+    assert _wait_done(strat2, "late")["state"] in ("HEDGED", "ROLLED_BACK")
+    # without asking, the push goes as it always did
+    plain = ray.get(coord.submit.remote(_intent("plain")))
+    assert "summaries" not in plain and _wait_done(strat, "plain")["state"] == "HEDGED"
+
+
 def test_reject_on_leg_b_then_replenished_hedges(topology):
     coord, gws, strat = _setup("c-repl", topology)
     ray.get(gws["LME"].inject.remote({"kind": "reject_next", "reason": "PRICE_OUT_OF_LIMIT"}))

@@ -26,19 +26,30 @@ PARAMS = {"signal": "ratio", "price": "mid", "center": 1.0, "entry": 0.01, "exit
 class RecordingCoordinator:
     """Records intents; refuses decision ids listed in ``refuse``; fails the first ``fail_first`` calls."""
 
-    def __init__(self, refuse: tuple[str, ...] = (), fail_first: int = 0) -> None:
+    def __init__(self, refuse: tuple[str, ...] = (), fail_first: int = 0, fill_in_reply: bool = False) -> None:
         self.intents: list = []
         self.refuse = set(refuse)
         self.fail_left = fail_first
+        self.fill_in_reply = fill_in_reply  # answer as the coordinator does when the pair hedged while held
+        self.asked: list = []
 
-    async def submit(self, intent):
+    async def submit(self, intent, summary_in_reply=False):
         if self.fail_left > 0:
             self.fail_left -= 1
             raise RuntimeError("coordinator busy")
         self.intents.append(intent)
+        self.asked.append(summary_in_reply)
         if intent.decision_id in self.refuse:
             return {"decision_id": intent.decision_id, "state": "REFUSED", "reason": "MAX_POSITION"}
+        if self.fill_in_reply and summary_in_reply:
+            legs = [{"leg": lg.leg, "instrument": lg.instrument, "account": lg.account, "side": lg.side.value,
+                     "intended_qty": lg.qty, "filled_qty": lg.qty} for lg in intent.legs]
+            return {"decision_id": intent.decision_id, "accepted": True, "state": "HEDGED", "summaries": [
+                {"decision_id": intent.decision_id, "strategy": intent.strategy, "state": "HEDGED", "legs": legs}]}
         return {"decision_id": intent.decision_id, "state": "WORKING"}
+
+    async def asked_for_summaries(self):
+        return self.asked
 
     async def recorded(self):
         return self.intents
@@ -89,6 +100,20 @@ def test_host_submits_intents_to_the_coordinator_and_applies_the_pushed_outcome(
                                       "state": "HEDGED", "legs": legs}))
     st = ray.get(host.status.remote())["strategies"]["g1"]
     assert (st["position"], st["position_b"], st["pending"]) == (-1, 5, None)
+
+
+def test_a_pair_that_ended_while_the_submit_was_held_is_applied_from_the_answer():
+    # Arrange: a coordinator answering as the real one does when both legs filled during the hold
+    coord = RecordingCoordinator.remote(fill_in_reply=True)
+    host = StrategyHost.remote([BandStrategy(ctx("f1"), PARAMS)], coord, time_source="quotes")
+    # Act
+    ray.get(host.on_quotes.remote(pair_quotes(1.02, t=T0)))
+    ray.get(host.drain.remote())
+    # Assert: the host asked for it, and its strategy holds the pair's lots with no push at all
+    assert ray.get(coord.asked_for_summaries.remote()) == [True]
+    st = ray.get(host.status.remote())["strategies"]["f1"]
+    assert (st["position"], st["position_b"], st["pending"]) == (-1, 5, None)
+    assert st["counters"]["pairs_done"] == 1
 
 
 def test_refused_submit_frees_the_strategy_and_a_failing_submit_is_retried_with_the_same_decision_id():

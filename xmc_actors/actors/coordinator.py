@@ -120,6 +120,9 @@ class PairCoordinator:
         # decision id -> (orders of its submit not answered yet, set when none is left): what a
         # held submit answer waits for (CoordinatorConfig.submit_reply_hold_ms)
         self._unanswered: dict[str, tuple[set[str], asyncio.Event]] = {}
+        # decision id -> its strategy's summaries to answer a held submit with, instead of
+        # pushing them (submit(summary_in_reply=True)), until that answer leaves
+        self._in_reply: dict[str, list[dict[str, Any]]] = {}
         self._summaries: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._emits: list[Emit] = []   # events to build once the orders of a batch have left
         self._timers: dict[str, dict[int, asyncio.TimerHandle]] = {}  # armed per pair, until fired or cancelled
@@ -457,13 +460,22 @@ class PairCoordinator:
         return True
 
     # -- inputs ----------------------------------------------------------------------------
-    async def submit(self, intent: PairIntent | dict) -> dict[str, Any]:
+    async def submit(self, intent: PairIntent | dict, summary_in_reply: bool = False) -> dict[str, Any]:
         """Accept or refuse a pair (idempotent on ``decision_id``); the outcome is pushed later.
 
         Returns ``{decision_id, accepted, state, reason, duplicate}``. A refusal or a duplicate
         is answered at once; an accepted pair once the venues have answered its orders, or
         after ``submit_reply_hold_ms``, with ``state`` as the pair stands then and
-        ``legs_answered`` (whether they had)."""
+        ``legs_answered`` (whether they had).
+
+        ``summary_in_reply`` (a strategy host submitting its own strategy's intent): the
+        summaries the pair ends with while its answer is held travel in that answer
+        (``summaries``: wire dicts, in order) instead of an ``on_pair_done`` push to the
+        strategy, one Ray call fewer per pair on the common path (IOC legs answered filled);
+        a summary made after the answer left is pushed as usual. A duplicate of a finished pair
+        carries its latest summary, so a host that re-sends after a failed call still hears
+        the outcome. The risk guard's push is unchanged. The caller applies these exactly as
+        a push (applying a summary twice is a no-op)."""
         t0 = time.perf_counter_ns()
         if self.closing:
             did = intent.decision_id if isinstance(intent, PairIntent) else str(dict(intent).get("decision_id", ""))
@@ -485,6 +497,8 @@ class PairCoordinator:
         res, cmds = self.book.submit(intent, liquidity, refuse=rolling)
         did = res.get("decision_id")
         fresh = did and not res.get("duplicate")
+        if summary_in_reply and did and res.get("duplicate") and did in self._summaries:
+            res = {**res, "summaries": [self._summaries[did]]}  # the caller may not have heard it
         if fresh:
             self.timings[did] = {"received": t0}
             if len(self.timings) > self.config.keep_finished_pairs:
@@ -498,15 +512,27 @@ class PairCoordinator:
         # Registered before they leave; their answers are read on later loop turns.
         answered = asyncio.Event()
         self._unanswered[did] = (sent, answered)
+        if summary_in_reply:
+            self._in_reply[did] = []  # NotifyDone puts the strategy's summaries here meanwhile
         try:
             self._execute(cmds)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(answered.wait(), self.config.submit_reply_hold_ms / 1000)
+        except BaseException:  # cancelled: this answer will not leave, so its summaries are pushed
+            h = self.strategies.get(intent.strategy) if isinstance(intent, PairIntent) else None
+            for wire in self._in_reply.pop(did, None) or ():
+                if h is not None:
+                    h.on_pair_done.remote(wire)
+            raise
         finally:
             self._unanswered.pop(did, None)
+            folded = self._in_reply.pop(did, None)
         # the pair as it stands now (HEDGED already, when both venues filled at once)
         m = self.book.pairs.get(did)
-        return {**res, "state": m.state.value if m is not None else res["state"], "legs_answered": answered.is_set()}
+        out = {**res, "state": m.state.value if m is not None else res["state"], "legs_answered": answered.is_set()}
+        if folded:
+            out["summaries"] = folded
+        return out
 
     # -- calendar rolls (core/roll.py, docs/contracts.md "Rolling a position") -----------------
     async def submit_roll(self, request: RollRequest) -> dict[str, Any]:
@@ -939,7 +965,10 @@ class PairCoordinator:
                     self._roll_step(self._roll_of[did], lambda t, w=wire: t.on_child(w))
                 # a roll's child is not a decision of its strategy: it hears of the roll as a whole
                 h = self.strategies.get(c.strategy) if did not in self._roll_of else None
-                if h is not None:
+                folded = self._in_reply.get(did) if h is not None else None
+                if folded is not None:  # its held submit answer carries it to the strategy's host
+                    folded.append(wire)
+                elif h is not None:
                     h.on_pair_done.remote(wire)
                 if self.risk_guard is not None:
                     self.risk_guard.on_pair_done.remote(wire)

@@ -5,7 +5,9 @@ a few hosts: one quote subscription, one batch evaluated by every instance that 
 Gateways push conflated quote batches to :meth:`StrategyHostActor.on_quotes`; intents go to
 the coordinator with ``coordinator.submit.remote(intent)`` without waiting on the hot path
 (each call is watched by a task that logs a failure and re-submits: ``submit`` is idempotent on
-``decision_id``); the coordinator pushes outcomes to :meth:`StrategyHostActor.on_pair_done`.
+``decision_id``); the coordinator pushes outcomes to :meth:`StrategyHostActor.on_pair_done`, or
+returns them in the submit's answer when the pair ended while that answer was held
+(``submit(..., summary_in_reply=True)``: one Ray call fewer per pair).
 Events go through an :class:`~xmc_actors.core.sink.EventSink` (fire-and-forget).
 
 The actor is async: nothing blocks its event loop (object refs are awaited, never ``ray.get``).
@@ -520,7 +522,8 @@ class StrategyHostActor:
                 try:
                     if isinstance(self.coordinator, str):  # a name: found in this actor's namespace
                         self.coordinator = Peers(self.namespace).actor(self.coordinator)
-                    result = await self.coordinator.submit.remote(intent)
+                    # a pair that ends while the answer is held comes back in it (no push)
+                    result = await self.coordinator.submit.remote(intent, summary_in_reply=True)
                 except Exception as exc:  # noqa: BLE001 - unknown outcome: re-submit (idempotent on decision_id)
                     err = f"{type(exc).__name__}: {exc}"
                 else:
@@ -535,8 +538,16 @@ class StrategyHostActor:
             await asyncio.sleep(self.retry_delay_s * (attempt + 1))
 
     def _on_submit_result(self, intent: PairIntent, result: Any) -> None:
-        # The outcome is pushed through on_pair_done; a refusal returned here is applied at once
-        # too (applying a summary twice is a no-op), so a strategy never waits on a refused pair.
+        # The outcome is pushed through on_pair_done, or comes back in this answer when the pair
+        # ended while it was held (``summaries``, in order: applied as pushes would be); a
+        # refusal returned here is applied at once too (applying a summary twice is a no-op),
+        # so a strategy never waits on a refused pair.
+        folded = result.get("summaries") if isinstance(result, dict) else None
+        for summary in folded if isinstance(folded, list) else ():
+            intents, events = self.core.on_pair_done(summary, self._now())
+            self._emit(events)
+            for nxt in intents:
+                self._spawn(self._submit(self._wall_deadline(nxt)))
         state = None
         if isinstance(result, dict):
             state = result.get("state") or result.get("outcome")

@@ -6,7 +6,8 @@ measured in alternating blocks of 50 so that their ratio compares the same minut
 * ``floor_gather2_*``: an async actor gathering two concurrent calls to two trivial actors;
 * ``pair_latency_*``: intent received by the coordinator to both legs acknowledged, against
   zero-latency simulated venues (VenueGateway actors); one pair at a time, the driver acting as
-  the pair's strategy (it waits for the ``on_pair_done`` push, so no benchmark call reaches the
+  the pair's strategy (it waits for the pair's summary, in the held ``submit`` answer or the
+  ``on_pair_done`` push as a strategy host does, so no benchmark call reaches the
   coordinator while a pair is measured);
 * ``leg_skew_*``: difference of the two legs' arrival times at their gateways, beside
   ``floor_leg_skew_*``: the same difference for the floor's two trivial calls (what Ray and the
@@ -16,7 +17,13 @@ measured in alternating blocks of 50 so that their ratio compares the same minut
   ``compensation_reaction_p99_us``, from the moment the coordinator knew both the reject and
   the other leg's fill (it cannot unwind a fill it has not heard of yet), and
   ``compensation_waited_for_fill_share``, the share of pairs whose reject came first;
-* ``pairs_per_s_inflight_{1,10,50}``: finished pairs per second with that many in flight;
+* ``pairs_per_s_inflight_{1,10,50}``: finished pairs per second with that many in flight, each
+  pair's end heard as a strategy host hears it (its summary in the held ``submit`` answer, else
+  the ``on_pair_done`` push; before 7 December 2026 the driver polled ``await_pair`` instead,
+  one more incoming call per pair); beside it ``floor_pair_hops_pairs_per_s_inflight_50``, the
+  coordinator's message pattern alone under the same load, and the CPU both spend per pair then
+  (``*_cpu_us_per_pair_inflight_50``), and ``*_pushed``: the same load with every summary pushed
+  (a caller that does not ask for it in the answer) to show what the answer saves;
 * ``sequential_pair_latency_*``: leg B sent after leg A's ack, straight to the same gateways;
 * decomposition of the gap to the floor, same run: ``floor_gather2_payload_*`` (trivial actors
   echoing a real place answer for a real OrderRequest: serialisation alone),
@@ -40,7 +47,9 @@ measured in alternating blocks of 50 so that their ratio compares the same minut
 * ``*_cpu_us_per_pair``: CPU time (user + system) the coordinator and the two gateway processes
   spend per pair during (b), read from the OS: unlike latencies on a shared, loaded machine,
   it moves only when the code does (it includes the gateways' housekeeping timer, every 10 ms
-  when idle).
+  when idle); ``floor_pair_hops_cpu_us_per_pair`` is what the message pattern alone costs its
+  actor, so ``coordinator_own_cpu_us_per_pair`` (the difference) is the coordinator's own code
+  and ``coordinator_cpu_vs_hops_ratio`` how far above Ray's share it runs.
 """
 from __future__ import annotations
 
@@ -125,7 +134,7 @@ class _PairHops:
     async def register_strategy(self, name: str, handle: Any) -> None:
         self.strategy = handle
 
-    async def submit(self, intent: PairIntent) -> dict[str, Any]:
+    async def submit(self, intent: PairIntent, summary_in_reply: bool = False) -> dict[str, Any]:
         t0 = time.perf_counter_ns()
         did = intent.decision_id
         ra, rb = _reqs(did)
@@ -135,6 +144,7 @@ class _PairHops:
             refs = (self.a.f.remote(to_wire(ra)), self.b.f.remote(to_wire(rb)))
 
         answered = asyncio.Event()
+        held = True
 
         async def answers() -> None:
             for x in await asyncio.gather(*refs):
@@ -142,7 +152,8 @@ class _PairHops:
                     from_wire(y)
             self.timings[did] = time.perf_counter_ns() - t0
             answered.set()
-            self.strategy.on_pair_done.remote({"decision_id": did})
+            if not (summary_in_reply and held):  # else it rides in the held answer, as the coordinator's
+                self.strategy.on_pair_done.remote({"decision_id": did})
 
         t = asyncio.get_running_loop().create_task(answers())
         self._bg.add(t)
@@ -152,7 +163,11 @@ class _PairHops:
             await asyncio.wait_for(answered.wait(), 0.005)
         except asyncio.TimeoutError:
             pass
-        return {"decision_id": did, "accepted": True}
+        held = False
+        out: dict[str, Any] = {"decision_id": did, "accepted": True}
+        if summary_in_reply and answered.is_set():
+            out["summaries"] = [{"decision_id": did}]
+        return out
 
     async def take_timings(self) -> dict[str, int]:
         out, self.timings = self.timings, {}
@@ -164,9 +179,10 @@ class _Driver:
     """Floors, sequential baseline and the in-flight load generator, measured inside an async actor.
 
     For the pair latency it is also the pair's strategy: it submits one intent and waits for
-    the coordinator's ``on_pair_done`` push, as a strategy host does, so that nothing but the
-    product's own traffic reaches the coordinator while a pair is measured (polling with
-    ``await_pair`` would put a second incoming call into every measured window)."""
+    the pair's summary (in the submit's answer or the ``on_pair_done`` push), as a strategy
+    host does, so that nothing but the product's own traffic reaches the coordinator while a
+    pair is measured (polling with ``await_pair`` would put a second incoming call into every
+    measured window)."""
 
     def __init__(self) -> None:
         self._done: dict[str, asyncio.Event] = {}
@@ -176,13 +192,21 @@ class _Driver:
         if ev is not None:
             ev.set()
 
+    def _heard(self, answer: dict) -> None:
+        """A submit's answer: the summaries of a pair that ended while it was held ride in it
+        (``summary_in_reply``, as a strategy host asks), instead of a push."""
+        for summary in answer.get("summaries") or ():
+            ev = self._done.get(summary.get("decision_id", ""))
+            if ev is not None:
+                ev.set()
+
     async def pairs(self, coord: Any, prefix: str, n: int) -> int:
         """One pair at a time; returns how many finished within their 10 s."""
         ok = 0
         for i in range(n):
             did = f"{prefix}{i}"
             ev = self._done[did] = asyncio.Event()
-            await coord.submit.remote(_intent(did))
+            self._heard(await coord.submit.remote(_intent(did), summary_in_reply=True))
             try:
                 await asyncio.wait_for(ev.wait(), 10.0)
                 ok += 1
@@ -225,14 +249,21 @@ class _Driver:
             out.append((time.perf_counter_ns() - t) / 1e3)
         return out
 
-    async def load(self, coord: Any, prefix: str, total: int, inflight: int) -> float:
+    async def load(self, coord: Any, prefix: str, total: int, inflight: int, fold: bool = True) -> float:
+        """Pairs per second with ``inflight`` submitted at a time, each one's end heard as a
+        strategy host hears it (in the submit's answer or the push): the product's own calls per pair,
+        no polling call added (``await_pair`` would add one incoming call to every pair)."""
         seq = iter(range(total))
 
         async def worker() -> None:
             for i in seq:
                 did = f"{prefix}{i}"
-                await coord.submit.remote(_intent(did))
-                await coord.await_pair.remote(did, 10.0)
+                ev = self._done[did] = asyncio.Event()
+                try:
+                    self._heard(await coord.submit.remote(_intent(did), summary_in_reply=fold))
+                    await asyncio.wait_for(ev.wait(), 10.0)
+                finally:
+                    self._done.pop(did, None)
 
         t = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(inflight)))
@@ -364,14 +395,16 @@ def run(quick: bool) -> dict[str, float]:
         payload_floor: list[float] = []
         hops_lat: list[float] = []
         hops1_lat: list[float] = []
-        cpu_coord_s = cpu_gw_s = 0.0
+        cpu_coord_s = cpu_gw_s = cpu_hops_s = 0.0
         block = 50
         for k in range(0, n, block):
             fl, fs = ray.get(drv.floor.remote(a, b, min(block, n - k)))
             floor += fl
             floor_skew += fs
             payload_floor += ray.get(drv.gather_orders.remote(pa, pb, "f", f"pf{k}-", min(block, n - k)))
+            cpu0h = _actor_cpu_s("_PairHops")
             ray.get(drv.pairs.remote(hops, f"h{k}-", min(block, n - k)))
+            cpu_hops_s += _actor_cpu_s("_PairHops") - cpu0h
             hops_lat += [ns / 1e3 for ns in ray.get(hops.take_timings.remote()).values()]
             cpu0 = (_actor_cpu_s("PairCoordinator"), _actor_cpu_s("VenueGateway"))
             ray.get(drv.pairs.remote(coord, f"p{k}-", min(block, n - k)))
@@ -380,7 +413,7 @@ def run(quick: bool) -> dict[str, float]:
             ray.get(drv.pairs.remote(hops1, f"h1{k}-", min(block, n - k)))
             hops1_lat += [ns / 1e3 for ns in ray.get(hops1.take_timings.remote()).values()]
             ray.get(drv.pairs.remote(coord_g, f"g{k}-", min(block, n - k)))
-        cpu_coord, cpu_gw = cpu_coord_s / n * 1e6, cpu_gw_s / n * 1e6
+        cpu_coord, cpu_gw, cpu_hops = cpu_coord_s / n * 1e6, cpu_gw_s / n * 1e6, cpu_hops_s / n * 1e6
         pair_ids = [f"p{k}-{i}" for k in range(0, n, block) for i in range(min(block, n - k))]
         timings = ray.get(coord.get_timings.remote())
         # when each order was handed to its venue (perf_counter_ns: one clock for the host)
@@ -401,11 +434,22 @@ def run(quick: bool) -> dict[str, float]:
         comp, react, waited = _compensation(coord, gws["BB"], m)
         comp_g, react_g, waited_g = _compensation(coord_g, views["BB"], m)
 
-        # (e) throughput with 1, 10, 50 pairs in flight
+        # (e) throughput with 1, 10, 50 pairs in flight; at 50 also the message pattern alone
+        # (the hops actor against echoing actors) and the CPU both spend per pair under load
         tput = {}
         for k in (1, 10, 50):
             total = max(k * 4, n // 2)
+            cpu0 = _actor_cpu_s("PairCoordinator")
             tput[k] = ray.get(drv.load.remote(coord, f"l{k}-", total, k))
+            if k == 50:
+                load_cpu = (_actor_cpu_s("PairCoordinator") - cpu0) / total * 1e6
+        total = max(200, n // 2)
+        cpu0 = _actor_cpu_s("PairCoordinator")
+        tput_pushed = ray.get(drv.load.remote(coord, "lu-", total, 50, False))
+        load_cpu_pushed = (_actor_cpu_s("PairCoordinator") - cpu0) / total * 1e6
+        cpu0h = _actor_cpu_s("_PairHops")
+        tput_hops = ray.get(drv.load.remote(hops, "lh-", total, 50))
+        load_cpu_hops = (_actor_cpu_s("_PairHops") - cpu0h) / total * 1e6
 
         # (f) sequential baseline: leg B after leg A's ack
         seq = ray.get(drv.sequential.remote(gws["BA"], gws["BB"], n))
@@ -428,6 +472,13 @@ def run(quick: bool) -> dict[str, float]:
             "place_answer_reports": float(len(from_wire(answer))),
             "coordinator_intent_to_legs_sent_p50_us": _pct(core_us, 0.5),
             "coordinator_cpu_us_per_pair": cpu_coord, "gateways_cpu_us_per_pair": cpu_gw,
+            "floor_pair_hops_cpu_us_per_pair": cpu_hops,
+            "coordinator_cpu_us_per_pair_inflight_50": load_cpu,
+            "floor_pair_hops_cpu_us_per_pair_inflight_50": load_cpu_hops,
+            "floor_pair_hops_pairs_per_s_inflight_50": tput_hops,
+            # every summary pushed (no summary_in_reply): one Ray call more per pair
+            "pairs_per_s_inflight_50_pushed": tput_pushed,
+            "coordinator_cpu_us_per_pair_inflight_50_pushed": load_cpu_pushed,
             "samples_pairs": float(len(lat)), "samples_compensation": float(len(comp)),
             "cohosted_pair_latency_p50_us": _pct(lat_g, 0.5), "cohosted_pair_latency_p99_us": _pct(lat_g, 0.99),
             "cohosted_leg_skew_p50_us": _pct(skew_g, 0.5), "cohosted_leg_skew_p99_us": _pct(skew_g, 0.99),
@@ -448,6 +499,10 @@ def run(quick: bool) -> dict[str, float]:
         out["pair_vs_hops_ratio"] = out["pair_latency_p50_us"] / out["floor_pair_hops_p50_us"]
         out["leg_skew_p99_vs_floor_ratio"] = out["leg_skew_p99_us"] / out["floor_leg_skew_p99_us"]
         out["sequential_vs_pair_latency_ratio"] = out["sequential_pair_latency_p50_us"] / out["pair_latency_p50_us"]
+        # the coordinator's CPU against its message pattern's (the same Ray calls, none of its code)
+        out["coordinator_cpu_vs_hops_ratio"] = cpu_coord / cpu_hops if cpu_hops else float("nan")
+        out["coordinator_own_cpu_us_per_pair"] = cpu_coord - cpu_hops
+        out["pairs_per_s_inflight_50_vs_hops_ratio"] = tput[50] / tput_hops
         out["pair_latency_target_ratio"] = 1.5
         out["leg_skew_p99_target_us"] = 1000.0
         out["compensation_p99_target_us"] = 5000.0
