@@ -23,7 +23,8 @@ measured in alternating blocks of 50 so that their ratio compares the same minut
   one more incoming call per pair); beside it ``floor_pair_hops_pairs_per_s_inflight_50``, the
   coordinator's message pattern alone under the same load, and the CPU both spend per pair then
   (``*_cpu_us_per_pair_inflight_50``), and ``*_pushed``: the same load with every summary pushed
-  (a caller that does not ask for it in the answer) to show what the answer saves;
+  (a caller that does not ask for it in the answer) to show what the answer saves. These three
+  run in three alternating rounds (the median round's pairs per second, the CPU over all);
 * ``sequential_pair_latency_*``: leg B sent after leg A's ack, straight to the same gateways;
 * decomposition of the gap to the floor, same run: ``floor_gather2_payload_*`` (trivial actors
   echoing a real place answer for a real OrderRequest: serialisation alone),
@@ -434,22 +435,27 @@ def run(quick: bool) -> dict[str, float]:
         comp, react, waited = _compensation(coord, gws["BB"], m)
         comp_g, react_g, waited_g = _compensation(coord_g, views["BB"], m)
 
-        # (e) throughput with 1, 10, 50 pairs in flight; at 50 also the message pattern alone
-        # (the hops actor against echoing actors) and the CPU both spend per pair under load
+        # (e) throughput with 1, 10, 50 pairs in flight. At 50, three loads in alternating
+        # rounds so that they compare the same minutes: the coordinator as a host uses it
+        # (outcome in the held answer), the coordinator with every outcome pushed, and its
+        # message pattern alone (the hops actor against echoing actors); the median of the
+        # rounds' pairs per second, and the CPU each spent per pair over all rounds
         tput = {}
-        for k in (1, 10, 50):
-            total = max(k * 4, n // 2)
-            cpu0 = _actor_cpu_s("PairCoordinator")
-            tput[k] = ray.get(drv.load.remote(coord, f"l{k}-", total, k))
-            if k == 50:
-                load_cpu = (_actor_cpu_s("PairCoordinator") - cpu0) / total * 1e6
-        total = max(200, n // 2)
-        cpu0 = _actor_cpu_s("PairCoordinator")
-        tput_pushed = ray.get(drv.load.remote(coord, "lu-", total, 50, False))
-        load_cpu_pushed = (_actor_cpu_s("PairCoordinator") - cpu0) / total * 1e6
-        cpu0h = _actor_cpu_s("_PairHops")
-        tput_hops = ray.get(drv.load.remote(hops, "lh-", total, 50))
-        load_cpu_hops = (_actor_cpu_s("_PairHops") - cpu0h) / total * 1e6
+        for k in (1, 10):
+            tput[k] = ray.get(drv.load.remote(coord, f"l{k}-", max(k * 4, n // 2), k))
+        per_round = max(100, n // 6)
+        runs: dict[str, list[float]] = {"fold": [], "pushed": [], "hops": []}
+        cpu_s = {"fold": 0.0, "pushed": 0.0, "hops": 0.0}
+        for r in range(3):
+            for key, target, cls, fold in (("fold", coord, "PairCoordinator", True),
+                                           ("pushed", coord, "PairCoordinator", False),
+                                           ("hops", hops, "_PairHops", True)):
+                c0 = _actor_cpu_s(cls)
+                runs[key].append(ray.get(drv.load.remote(target, f"l{key}{r}-", per_round, 50, fold)))
+                cpu_s[key] += _actor_cpu_s(cls) - c0
+        tput[50], tput_pushed, tput_hops = (_pct(runs[key], 0.5) for key in ("fold", "pushed", "hops"))
+        load_cpu, load_cpu_pushed, load_cpu_hops = (cpu_s[key] / (3 * per_round) * 1e6
+                                                     for key in ("fold", "pushed", "hops"))
 
         # (f) sequential baseline: leg B after leg A's ack
         seq = ray.get(drv.sequential.remote(gws["BA"], gws["BB"], n))
