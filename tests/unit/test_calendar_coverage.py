@@ -24,11 +24,8 @@ D = dt.date
 
 
 @pytest.fixture(autouse=True)
-def _today_is_7_december_2026(monkeypatch):
-    """The checks judge "today" by the wall clock: pinned, so these tests do not expire."""
-    from xmc_actors.runtime import calendars
-
-    monkeypatch.setattr(calendars, "now_utc", lambda: dt.datetime(2026, 12, 7, 12, tzinfo=dt.timezone.utc))
+def _today_is_7_december_2026(covered_today):
+    """The checks judge "today" by the wall clock: pinned (conftest), so these tests do not expire."""
 
 
 def ns(y, mo, d, h, mi, tz):

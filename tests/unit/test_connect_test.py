@@ -24,7 +24,8 @@ from xmc_actors.ops import connect_check
 from xmc_actors.ops.cli import main
 from xmc_actors.runtime.config import load_config
 
-pytestmark = pytest.mark.timeout(120)
+# live deployments: "today" pinned to a day the catalogue's calendars cover (conftest)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("covered_today")]
 STEP_NAMES = ["connect", "quote", "place", "query", "cancel", "query-canceled", "close"]
 
 

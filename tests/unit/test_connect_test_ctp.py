@@ -28,7 +28,8 @@ from testkit import CATALOGUE  # noqa: E402
 from xmc_actors.ops.cli import main  # noqa: E402
 from xmc_actors.venues.ctp import adapter as ctp_adapter  # noqa: E402
 
-pytestmark = pytest.mark.timeout(60)
+# live deployments: "today" pinned to a day the catalogue's calendars cover (conftest)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("covered_today")]
 PASSWORD = "ctp-pass-789"
 
 

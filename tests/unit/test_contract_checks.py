@@ -14,11 +14,8 @@ UTC = dt.timezone.utc
 
 
 @pytest.fixture(autouse=True)
-def _today_is_7_december_2026(monkeypatch):
-    """The checks judge "today" by the wall clock: pinned, so these tests do not expire."""
-    from xmc_actors.runtime import calendars
-
-    monkeypatch.setattr(calendars, "now_utc", lambda: dt.datetime(2026, 12, 7, 12, tzinfo=dt.timezone.utc))
+def _today_is_7_december_2026(covered_today):
+    """The checks judge "today" by the wall clock: pinned (conftest), so these tests do not expire."""
 
 
 def _deployment(tmp: Path, legs: tuple[str, str], *, cls: str = "band", params: dict | None = None) -> Path:

@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Iterable
 
 import quickfix as fix
@@ -882,11 +883,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=None, help="FIX port (0: a free one; default: the gateway's params.port)")
     ap.add_argument("--control-port", type=int, default=0, help="control channel port (0: a free one)")
     ap.add_argument("--sim-params", default="{}", help="SimVenueParams as JSON (matching rules, faults)")
+    ap.add_argument("--checked", action="store_true",
+                    help="--config is a deployment the runtime has already loaded and checked, dumped as JSON "
+                         "(serve_loopback): read as it is, not judged again")
     a = ap.parse_args(argv)
-    from ...runtime.config import load_config
+    if a.checked:  # the runtime judged it (calendars, contracts) before starting anything
+        from ...model.config import DeploymentConfig
 
-    ex = exchange_for(load_config(a.config), a.gateway, port=a.port, control_port=a.control_port,
-                      sim_params=json.loads(a.sim_params))
+        dep = DeploymentConfig.model_validate_json(Path(a.config).read_text())
+    else:
+        from ...runtime.config import load_config
+
+        dep = load_config(a.config)
+    ex = exchange_for(dep, a.gateway, port=a.port, control_port=a.control_port, sim_params=json.loads(a.sim_params))
     serve(ex)
     return 0
 

@@ -54,7 +54,7 @@ class LoopbackExchanges:
         sim = json.dumps(g.params.get("loopback_sim") or {})
         proc = subprocess.Popen(
             [sys.executable, "-m", "xmc_actors.venues.fix.exchange", "--config", str(path), "--gateway", g.actor_name,
-             "--port", "0", "--control-port", "0", "--sim-params", sim],
+             "--port", "0", "--control-port", "0", "--sim-params", sim, "--checked"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         box: dict[str, str] = {}
         reader = threading.Thread(target=lambda: box.update(line=proc.stdout.readline() if proc.stdout else ""),
