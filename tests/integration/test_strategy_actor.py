@@ -1,7 +1,6 @@
 """The strategy host actor on Ray with a stand-in coordinator that records intents."""
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from pathlib import Path
