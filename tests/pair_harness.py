@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from xmc_actors.core.clock import SimClock
 from xmc_actors.core.pair_fsm import (
-    Cancel, CancelTimers, CoordinatorConfig, Emit, HaltStrategy, NotifyDone, PairBook, Place, Query, StartTimer,
+    Cancel, CancelTimers, CoordinatorConfig, HaltStrategy, NotifyDone, PairBook, Place, Query, StartTimer,
 )
 from xmc_actors.core.sink import MemorySink
 from xmc_actors.model import (
@@ -241,7 +241,7 @@ class Harness:
         self.config = config or CoordinatorConfig(call_timeout_ms=50, ack_timeout_ms=20, cancel_timeout_ms=20,
                                                   query_backoff_ms=5)
         self.book = PairBook(instruments, self.clock, checker=checker, config=self.config, owner="coord", event_node=1,
-                             venues=venues)
+                             venues=venues, sink=self.sink)
         self.venues = {v: FakeVenue(v, random.Random(self.rng.random()), b, self) for v, b in behaviours.items()}
         self.queue: list[tuple[int, int, Callable[[], None]]] = []
         self.seq = itertools.count()
@@ -300,9 +300,7 @@ class Harness:
     def run(self, commands: list) -> None:
         b = self.book
         for c in commands:
-            if isinstance(c, Emit):
-                self.sink.emit(c.resolve(self.book.events))
-            elif isinstance(c, Place):
+            if isinstance(c, Place):
                 v, req = self.venues[c.venue], c.req
                 self.call(v, lambda v=v, req=req: v.place(req),
                           lambda r, coid=req.client_order_id: b.on_place_result(coid, r),

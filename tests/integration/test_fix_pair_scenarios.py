@@ -21,7 +21,7 @@ from testkit import instrument, quote, venue
 from xmc_actors.core.clock import SystemClock
 from xmc_actors.core.gateway_core import GatewayCore
 from xmc_actors.core.pair_fsm import (
-    PAIR_TRANSITIONS, Cancel, CancelTimers, CoordinatorConfig, Emit, HaltStrategy, NotifyDone, PairBook, Place, Query,
+    PAIR_TRANSITIONS, Cancel, CancelTimers, CoordinatorConfig, HaltStrategy, NotifyDone, PairBook, Place, Query,
     StartTimer,
 )
 from xmc_actors.core.sink import MemorySink
@@ -51,7 +51,7 @@ class Driver:
         self.sink = MemorySink()
         self.config = CoordinatorConfig(call_timeout_ms=3000, ack_timeout_ms=1500, cancel_timeout_ms=1500,
                                         query_backoff_ms=100)
-        self.book = PairBook(INSTRUMENTS, self.clock, config=self.config, owner="coord")
+        self.book = PairBook(INSTRUMENTS, self.clock, config=self.config, owner="coord", sink=self.sink)
         self.cores = cores
         self.timers: list[tuple[int, int, str, str]] = []
         self.seq = itertools.count()
@@ -62,9 +62,7 @@ class Driver:
     def run(self, cmds: list) -> None:
         b = self.book
         for c in cmds:
-            if isinstance(c, Emit):
-                self.sink.emit(c.resolve(b.events))
-            elif isinstance(c, Place):
+            if isinstance(c, Place):
                 coid = c.req.client_order_id
                 try:
                     reps, _ = self.cores[c.venue].place(c.req)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 from test_monitor_alerts import core
-from test_pair_fsm import INSTRUMENTS, only
+from test_pair_fsm import INSTRUMENTS
 from test_risk_guard_resolve import _escalated
 from test_roll import _req
 
@@ -17,7 +17,7 @@ from xmc_actors.core.attribution import (ROLES, SYSTEM, UNAUTHENTICATED, UNKNOWN
                                          cli_by)
 from xmc_actors.core.clock import SimClock
 from xmc_actors.core.operator_api import ApiError, Principal, Role, needs_confirmation
-from xmc_actors.core.pair_fsm import Emit, PairBook
+from xmc_actors.core.pair_fsm import PairBook
 from xmc_actors.core.roll import RollInputError
 from xmc_actors.core.sink import EventMaker, MemorySink
 from xmc_actors.model.api import ConfirmConfig
@@ -101,16 +101,16 @@ def test_a_resolution_and_an_acceptance_are_recorded_with_role_and_via():
 # -- a coordinator's copy of a trading state ----------------------------------------------------------
 def test_a_coordinator_records_the_state_with_the_role_and_via_the_guard_sent():
     book = PairBook(INSTRUMENTS, SimClock())
-    cmds = book.set_trading_state("strategy", "s1", "HALTED", "alice", {"role": "trader", "via": "console"})
-    [ev] = [c.resolve(book.events) for c in only(cmds, Emit)]
+    book.set_trading_state("strategy", "s1", "HALTED", "alice", {"role": "trader", "via": "console"})
+    [ev] = book.sink.events
     assert ev.kind is EventKind.OPERATOR
     assert {"operator": "alice", "role": "trader", "via": "console", "state": "HALTED"}.items() <= ev.payload.items()
 
 
 def test_a_coordinator_applies_a_state_with_a_wrong_attribution_and_records_both():
     book = PairBook(INSTRUMENTS, SimClock())
-    cmds = book.set_trading_state("global", "", "HALTED", "alice", {"role": "trader", "via": "pigeon"})
-    evs = [c.resolve(book.events) for c in only(cmds, Emit)]
+    book.set_trading_state("global", "", "HALTED", "alice", {"role": "trader", "via": "pigeon"})
+    evs = book.sink.events
     assert [e.kind for e in evs] == [EventKind.BAD_INPUT, EventKind.OPERATOR]
     assert "by.via" in evs[0].reason
     assert (evs[1].payload["role"], evs[1].payload["via"]) == ("unknown", "unknown")

@@ -9,7 +9,7 @@ import testkit
 from pair_harness import MS, Behaviour, Harness
 from xmc_actors.core.clock import SimClock
 from xmc_actors.core.pair_fsm import (
-    Cancel, CoordinatorConfig, Emit, HaltStrategy, NotifyDone, PairBook, Place, Query,
+    Cancel, CoordinatorConfig, HaltStrategy, NotifyDone, PairBook, Place, Query,
 )
 from xmc_actors.core.pretrade import Denial, PreTradeResult
 from xmc_actors.model import (
@@ -270,7 +270,7 @@ def test_a_not_found_answer_to_a_query_overtaken_by_the_orders_fill_keeps_the_fi
     cmds = book.on_query_result("d1:A:0", None)
     assert not only(cmds, Place)
     assert book.pairs["d1"].state is PairState.HEDGED and leg(book.pair("d1"), "A")["net_qty"] == 2
-    stale = [e for e in (c.resolve(book.events) for c in only(cmds, Emit)) if e.kind is EventKind.RECONCILE]
+    stale = [e for e in book.sink.events if e.kind is EventKind.RECONCILE]
     assert stale and stale[-1].payload["action"] == "stale_not_found" and stale[-1].payload["status"] == "FILLED"
 
 
@@ -297,6 +297,7 @@ def test_escalated_pair_learns_the_unknown_orders_outcome_from_a_reconciled_stat
     h.drain()
     assert h.book.pairs["d1"].residual["legs"]["B"]["unknown_orders"] == ["d1:B:0"]
     # Act: the restarted gateway pushes the venue's word: B was filled (2 lots)
+    n = len(h.sink.events)
     cmds = h.book.on_reports([rep("d1:B:0", ExecReportKind.STATUS, OrderStatus.FILLED, "LME", "LME.CA3M",
                                   filled=2, avg_price=Decimal("9800"))])
     # Assert: still ESCALATED (an operator closes it), residual restated, exposure re-published
@@ -306,7 +307,7 @@ def test_escalated_pair_learns_the_unknown_orders_outcome_from_a_reconciled_stat
     assert legs["B"]["unknown_orders"] == [] and legs["B"]["net"] == 2 and legs["A"]["residual"] == 0
     [done] = only(cmds, NotifyDone)
     assert done.summary.leg("B").filled_qty == 2 and done.summary.state == "ESCALATED"
-    [restated] = [e for e in (c.resolve(h.book.events) for c in only(cmds, Emit)) if e.kind is EventKind.ESCALATION]
+    [restated] = [e for e in h.sink.events[n:] if e.kind is EventKind.ESCALATION]
     assert restated.reason == "residual changed" and restated.payload["residual"] == m.residual
     assert not only(cmds, Place)  # nothing is sent on an escalated pair
 
@@ -541,7 +542,7 @@ def test_bad_intent_is_refused_recorded_and_sends_nothing() -> None:
     res, cmds = book.submit(intent(a=("SHFE.cu", "BUY", 2, "72005")))  # off the 10-yuan tick
     assert res["accepted"] is False and "legs[0].limit_price" in res["reason"]
     assert not only(cmds, Place)
-    bad = [c.event for c in only(cmds, Emit) if c.event is not None and c.event.kind is EventKind.BAD_INPUT]
+    bad = [e for e in book.sink.events if e.kind is EventKind.BAD_INPUT]
     assert bad and "tick" in bad[0].reason
     res, cmds = book.submit({"decision_id": "x", "strategy": "s", "legs": []})
     assert res["accepted"] is False and res["reason"].startswith("BAD_INPUT legs")
@@ -594,8 +595,8 @@ def test_every_order_is_checked_including_replenish_and_rollback() -> None:
 
 def test_report_for_an_unknown_order_is_bad_input_and_changes_nothing() -> None:
     book = PairBook(INSTRUMENTS, SimClock())
-    cmds = book.on_reports([rep("nope:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED)])
-    assert [c.event.kind for c in only(cmds, Emit)] == [EventKind.BAD_INPUT]
+    assert book.on_reports([rep("nope:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED)]) == []
+    assert [e.kind for e in book.sink.events] == [EventKind.BAD_INPUT]
     assert book.status()["bad_input"] == {"report": 1}
 
 
@@ -645,7 +646,7 @@ def crash_and_recover(h: Harness, at_ms: float, *, unwritten: tuple[str, ...] = 
     h.queue.clear()  # the old actor's calls and timers die with it
     trail = [e for e in h.sink.events
              if not (e.kind is EventKind.ORDER_SENT and e.payload.get("client_order_id") in unwritten)]
-    h.book = PairBook(INSTRUMENTS, h.clock, config=h.config, owner="coord", event_node=2)
+    h.book = PairBook(INSTRUMENTS, h.clock, config=h.config, owner="coord", event_node=2, sink=h.sink)
     held = [req for _, req in h.placed if req.decision_id in h.book.open_decisions(trail)] if ask_gateways else []
     counts, cmds = h.book.recover(trail, held)
     h.run(cmds)
@@ -863,8 +864,9 @@ def _copper(did: str, book: PairBook, *, a_fill: int, b_fill: int = 0, unwind: s
     return cmds
 
 
-def _events(book: PairBook, cmds: list, did: str) -> list:
-    return [e for e in (c.resolve(book.events) for c in only(cmds, Emit)) if e.decision_id == did]
+def _events(book: PairBook, did: str) -> list:
+    """What the book wrote under decision ``did`` (to its own sink)."""
+    return book.sink.by_decision(did)
 
 
 def test_sub_lot_residual_after_leg_b_final_reject_is_booked_yellow_not_escalated() -> None:
@@ -878,7 +880,7 @@ def test_sub_lot_residual_after_leg_b_final_reject_is_booked_yellow_not_escalate
     assert m.state is PairState.HEDGED and [lg.net for lg in m.legs] == [3, 0]
     assert m.reason.startswith("SUB_LOT_RESIDUAL: leg A: rollback attempts spent")
     assert book.residual_book == {"s1": {"d1": Decimal("-0.6")}}
-    evs = _events(book, cmds, "d1")
+    evs = _events(book, "d1")
     kinds_ = [e.kind for e in evs]
     assert EventKind.ESCALATION not in kinds_ and not only(cmds, HaltStrategy)
     [alert] = [e for e in evs if e.kind is EventKind.ALERT]
@@ -896,9 +898,9 @@ def test_sub_lot_residual_after_leg_b_final_reject_is_booked_yellow_not_escalate
 
 def test_a_sub_lot_residual_that_unwinds_ends_rolled_back_with_nothing_booked() -> None:
     book = PairBook(INSTRUMENTS, SimClock())
-    cmds = _copper("d1", book, a_fill=2, unwind="fill")
+    _copper("d1", book, a_fill=2, unwind="fill")
     assert book.pairs["d1"].state is PairState.ROLLED_BACK and book.residual_book == {}
-    assert not [e for e in _events(book, cmds, "d1") if e.kind is EventKind.ALERT]
+    assert not [e for e in _events(book, "d1") if e.kind is EventKind.ALERT]
 
 
 def test_residual_book_past_limit_goes_red_and_halts() -> None:
@@ -911,7 +913,7 @@ def test_residual_book_past_limit_goes_red_and_halts() -> None:
     # Assert: the pair itself is HEDGED within tolerance; the book (1.2 LME lots) is red, the strategy halted
     assert book.pairs["d2"].state is PairState.HEDGED
     assert book.residual_total("s1") == Decimal("-1.2")
-    [alert] = [e for e in _events(book, cmds, "d2") if e.kind is EventKind.ALERT]
+    [alert] = [e for e in _events(book, "d2") if e.kind is EventKind.ALERT]
     assert (alert.payload["level"], alert.payload["action"], alert.payload["pairs"]) == ("red", "halt", ["d1", "d2"])
     assert "past its limit of 1" in alert.payload["message"]
     assert [(h.strategy, h.decision_id) for h in only(cmds, HaltStrategy)] == [("s1", "d2")]
@@ -925,10 +927,10 @@ def test_a_pair_that_fills_both_legs_in_full_takes_the_residual_book_back() -> N
     book = PairBook(INSTRUMENTS, SimClock())
     _copper("d1", book, a_fill=3)
     # Act: the strategy's next move, sized against its holding, fills both legs in full
-    cmds = _copper("d2", book, a_fill=5, b_fill=1)
+    _copper("d2", book, a_fill=5, b_fill=1)
     # Assert: the book is empty and its alert closed
     assert book.pairs["d2"].state is PairState.HEDGED and book.residual_book == {}
-    [closed] = [e for e in _events(book, cmds, "d2") if e.kind is EventKind.ALERT]
+    [closed] = [e for e in _events(book, "d2") if e.kind is EventKind.ALERT]
     assert closed.payload["resolved"] is True and closed.payload["pairs"] == ["d1"]
 
 
@@ -1032,7 +1034,7 @@ def test_a_pair_whose_trail_holds_only_its_intent_is_recovered_and_wound_down_fr
     h.drain()
     trail = [e for e in h.sink.events if e.decision_id != "d1" or e.kind is EventKind.INTENT]
     assert [e.kind for e in trail if e.decision_id == "d1"] == [EventKind.INTENT]
-    h.book = PairBook(INSTRUMENTS, h.clock, config=h.config, owner="coord", event_node=2)
+    h.book = PairBook(INSTRUMENTS, h.clock, config=h.config, owner="coord", event_node=2, sink=h.sink)
     held = [req for _, req in h.placed if req.decision_id == "d1"]  # what the gateways hold
     counts, cmds = h.book.recover(trail, held)
     h.run(cmds)
@@ -1044,7 +1046,7 @@ def test_a_pair_whose_trail_holds_only_its_intent_is_recovered_and_wound_down_fr
     h2 = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS})
     h2.submit(intent("d2", mode=ExecutionMode.SPEED))
     h2.drain()
-    h2.book = PairBook(INSTRUMENTS, h2.clock, config=h2.config, owner="coord", event_node=2)
+    h2.book = PairBook(INSTRUMENTS, h2.clock, config=h2.config, owner="coord", event_node=2, sink=h2.sink)
     counts, cmds = h2.book.recover([e for e in h2.sink.events if e.kind is EventKind.INTENT])
     h2.run(cmds)
     h2.drain()

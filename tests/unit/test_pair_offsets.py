@@ -14,6 +14,7 @@ from decimal import Decimal
 import testkit
 from testkit import ROOT
 from xmc_actors.core.clock import SimClock
+from xmc_actors.core.sink import MemorySink
 from xmc_actors.core.pair_fsm import Cancel, CoordinatorConfig, PairBook, Place, Query, StartTimer
 from xmc_actors.model import EventKind, ExecutionMode, Offset, PairState, RejectReason
 from xmc_actors.model.quotes import Quote
@@ -30,14 +31,15 @@ T0 = int(dt.datetime(2025, 1, 6, 2, 0, tzinfo=dt.timezone.utc).timestamp()) * 10
 class Loop:
     def __init__(self, mode: ExecutionMode = ExecutionMode.SPEED) -> None:
         self.clock = SimClock(T0)
-        self.book = PairBook(INSTS, self.clock, config=CoordinatorConfig(), venues=VENUES)
+        self.sink = MemorySink()
+        self.book = PairBook(INSTS, self.clock, config=CoordinatorConfig(), venues=VENUES, sink=self.sink)
+        self.events = self.sink.events  # what the book wrote, in order
         self.mode = mode
         self.venues = {
             code: SimExchange(VENUES[code], [i for i in CAT.instruments if i.venue == code],
                               SimVenueParams(seed=1), self.clock)
             for code in ("SHFE", "LME")}
         self.timers: list[tuple[int, str, str]] = []
-        self.events = []
         for code, px, size in (("SHFE", 72000, 50), ("LME", 10000, 50)):
             inst = "SHFE.cu" if code == "SHFE" else "LME.CA3M"
             tick = INSTS[inst].tick_size
@@ -58,10 +60,6 @@ class Loop:
                 queue += self.book.on_query_result(c.client_order_id, self.venues[c.venue].query(c.client_order_id))
             elif isinstance(c, StartTimer):
                 self.timers.append((c.at_ns, c.decision_id, c.key))
-            elif hasattr(c, "resolve"):
-                ev = c.resolve(self.book.events)
-                if ev is not None:
-                    self.events.append(ev)
 
     def submit(self, did: str, side_a: str, qty_a: int, **kw) -> None:
         it = testkit.pair_intent(did, a=("SHFE.cu", side_a, qty_a, "72000" if side_a == "BUY" else "71990"),

@@ -29,12 +29,12 @@ from ray.exceptions import GetTimeoutError, RayError
 from ..core.alerts import coordinator_alert
 from ..core.clock import Clock, SystemClock
 from ..core.pair import (
-    Cancel, CancelTimers, Command, CoordinatorConfig, Emit, HaltStrategy, NotifyDone, PairBook, Place, Query, StartTimer,
+    Cancel, CancelTimers, Command, CoordinatorConfig, HaltStrategy, NotifyDone, PairBook, Place, Query, StartTimer,
     TimerKey,
 )
 from ..core.pretrade import PreTradeCheck
 from ..core.roll import NEAR_LEG, RollRequest, RollTracker, recover_rolls, rolls_moving, unheld_near_legs
-from ..core.sink import EventSink, MemorySink
+from ..core.sink import EventSink, HeldSink, MemorySink
 from ..core.venue_health import VenueChange, VenueHealth, VenueState
 from ..model.config import route_venue
 from ..model.events import Event, EventKind
@@ -106,7 +106,10 @@ class PairCoordinator:
         cfg = config if isinstance(config, CoordinatorConfig) or config is None else CoordinatorConfig(**config)
         self.config = cfg or CoordinatorConfig()
         vs = [v if isinstance(v, Venue) else Venue.model_validate(v) for v in (venues or ())]
-        self.book = PairBook(insts, self.clock, checker=checker, config=self.config, owner=name, venues=vs)
+        # the book's events wait in `held` until the batch's orders have left (_execute, _flush_emits)
+        self.held = HeldSink(self.sink)
+        self.book = PairBook(insts, self.clock, checker=checker, config=self.config, owner=name, venues=vs,
+                             sink=self.held)
         self.gateways: dict[str, Any] = {}  # routing key (VENUE or VENUE/ACCOUNT) -> gateway
         self._venues_seen_down: dict[str, bool] = {}  # venue -> DOWN as last told to strategies/risk
         self.strategies: dict[str, Any] = {}
@@ -124,7 +127,6 @@ class PairCoordinator:
         # pushing them (submit(summary_in_reply=True)), until that answer leaves
         self._in_reply: dict[str, list[dict[str, Any]]] = {}
         self._summaries: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._emits: list[Emit] = []   # events to build once the orders of a batch have left
         self._timers: dict[str, dict[int, asyncio.TimerHandle]] = {}  # armed per pair, until fired or cancelled
         self._timer_seq = itertools.count()
         self._emit_scheduled = False
@@ -937,9 +939,7 @@ class PairCoordinator:
         # 2. then the rest, in order; events are built on the next loop turn (after this
         #    call's answer, and after answers already waiting), in the order they were made
         for c in cmds:
-            if isinstance(c, Emit):
-                self._emits.append(c)
-            elif isinstance(c, StartTimer):
+            if isinstance(c, StartTimer):
                 delay = max(c.at_ns - self.clock.now_ns(), 0) / 1e9
                 tok = next(self._timer_seq)
                 self._timers.setdefault(c.decision_id, {})[tok] = asyncio.get_running_loop().call_later(
@@ -980,7 +980,7 @@ class PairCoordinator:
             self._spawn(self._await_call(call, coid, ref))
         for coids, ref in batches:
             self._spawn(self._await_places(coids, ref))
-        if self._emits and not self._emit_scheduled:
+        if len(self.held) and not self._emit_scheduled:
             self._emit_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_emits)
 
@@ -1005,11 +1005,7 @@ class PairCoordinator:
     def _flush_emits(self) -> None:
         """Build and write the queued events (in order); called on the loop turn after ``_execute``."""
         self._emit_scheduled = False
-        if not self._emits:
-            return
-        emits, self._emits = self._emits, []
-        maker = self.book.events
-        self.sink.emit_many([e.resolve(maker) for e in emits])
+        self.held.release()
 
     def _fire(self, decision_id: str, key: TimerKey, tok: int) -> None:
         armed = self._timers.get(decision_id)

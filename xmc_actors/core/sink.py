@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from typing import Any, Iterable, Protocol, runtime_checkable
+from typing import Any, Callable, Iterable, Mapping, Protocol, runtime_checkable
 
 from ..model.events import Event, EventKind, trusted_event
 from .clock import Clock, EventIdGenerator
@@ -61,6 +61,74 @@ class NullSink:
 
     def emit_many(self, events: Iterable[Event]) -> None:
         pass
+
+
+class Deferred:
+    """A payload value computed only when its event is built (a :class:`HeldSink` builds it
+    after the orders of the batch have left)."""
+
+    __slots__ = ("fn", "args", "kwargs")
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+
+    def __call__(self) -> Any:
+        return self.fn(*self.args, **self.kwargs)
+
+
+def build_event(maker: "EventMaker", spec: Mapping[str, Any]) -> Event:
+    """The event an event spec describes (``kind`` and :meth:`EventMaker.make`'s keywords; a
+    :class:`Deferred` value is computed now)."""
+    spec = dict(spec)
+    for k, v in spec.items():
+        if type(v) is Deferred:
+            spec[k] = v()
+    return maker.make(spec.pop("kind"), **spec)
+
+
+class HeldSink:
+    """An :class:`EventSink` that holds what a core writes until its shell calls :meth:`release`.
+
+    The pair coordinator's core writes its events while it decides; the coordinator sends the
+    batch's orders first and releases the events on the next loop turn, so building them (ids,
+    pydantic, a ``Deferred`` intent dump) is not on the orders' path. :meth:`emit_spec` holds an
+    event not built yet (:func:`write_spec` picks it when the sink is a HeldSink). Order is kept:
+    events reach ``into`` in the order they were written."""
+
+    __slots__ = ("into", "_held")
+
+    def __init__(self, into: EventSink) -> None:
+        self.into = into
+        self._held: list[Event | tuple["EventMaker", Mapping[str, Any]]] = []
+
+    def emit(self, event: Event) -> None:
+        self._held.append(event)
+
+    def emit_many(self, events: Iterable[Event]) -> None:
+        self._held.extend(events)
+
+    def emit_spec(self, maker: "EventMaker", spec: Mapping[str, Any]) -> None:
+        self._held.append((maker, spec))
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def release(self) -> int:
+        """Build what is held and write it to ``into``, in order; returns how many events."""
+        if not self._held:
+            return 0
+        held, self._held = self._held, []
+        self.into.emit_many([e if type(e) is not tuple else build_event(e[0], e[1]) for e in held])
+        return len(held)
+
+
+def write_spec(sink: EventSink, maker: "EventMaker", spec: Mapping[str, Any]) -> None:
+    """Write the event ``spec`` describes to ``sink``: held unbuilt by a :class:`HeldSink`,
+    built now for any other sink."""
+    if type(sink) is HeldSink:
+        sink.emit_spec(maker, spec)
+    else:
+        sink.emit(build_event(maker, spec))
 
 
 class EventMaker:

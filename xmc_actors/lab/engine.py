@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator
 
 from ..core.clock import SimClock
 from ..core.pair import (
-    Cancel, CancelTimers, Command, Emit, HaltStrategy, NotifyDone, PairBook, Place, Query, StartTimer, TimerKey,
+    Cancel, CancelTimers, Command, HaltStrategy, NotifyDone, PairBook, Place, Query, StartTimer, TimerKey,
 )
 from ..core.risk_guard import GuardOutput, RiskGuardCore
 from ..core.risk_rules import PreTradeChecker, fx_from_book
@@ -210,7 +210,7 @@ class LabRun:
                                        clock=self.clock)
         self.book = PairBook(self.instruments, self.clock, checker=self.checker,
                              config=cfg.coordinator.model_copy(update={"health_interval_ms": 0}), owner=COORDINATOR,
-                             event_node=_seed(self.seed, "coord"), venues=self.venues)
+                             event_node=_seed(self.seed, "coord"), venues=self.venues, sink=self.sink)
         self.guard = RiskGuardCore(cfg.risk, self.instruments, self.venues, cfg.accounts, self.fx, clock=self.clock,
                                    sink=self.sink, base_currency=cfg.base_currency)
         self._next_tick_ns: int | None = None
@@ -484,8 +484,6 @@ class LabRun:
             elif isinstance(c, Query):
                 self.counters["queries"] += 1
                 self._at(now + self._draw(c.venue, "order_entry"), self._query_arrives, c.venue, c.client_order_id)
-            elif isinstance(c, Emit):
-                self.sink.emit(c.resolve(self.book.events))
             elif isinstance(c, StartTimer):
                 tok = next(self._timer_seq)
                 self._timer_tokens.setdefault(c.decision_id, set()).add(tok)

@@ -11,7 +11,9 @@ states, the pre-trade checker and the client-order-id index. Neither knows Ray o
 :class:`~xmc_actors.actors.coordinator.PairCoordinator` actor feeds them inputs (an intent, the
 result or failure of a gateway call, a pushed report, a timer that fired, a trading-state change)
 and executes the commands they return (:class:`Place`, :class:`Cancel`, :class:`Query`,
-:class:`StartTimer`, :class:`CancelTimers`, :class:`Emit`, :class:`NotifyDone`, :class:`HaltStrategy`).
+:class:`StartTimer`, :class:`CancelTimers`, :class:`NotifyDone`, :class:`HaltStrategy`). Their
+events go to the book's injected sink as they are made (a :class:`~xmc_actors.core.sink.HeldSink`
+in the coordinator, released after the batch's orders have left).
 
 Lifecycle (``PairState``)::
 
@@ -39,9 +41,10 @@ blocks a leg; a definitive venue reject is replenished (curable reasons) or bloc
 UNKNOWN and is resolved by :class:`Query` before anything else is sent for that leg.
 """
 from ...model.coordinator import CoordinatorConfig
+from ..sink import Deferred
 from .book import SCOPES, PairBook
 from .commands import (
-    Cancel, CancelTimers, Command, Deferred, Emit, HaltStrategy, NotifyDone, Place, Query, StartTimer, TimerKey, TimerKind,
+    Cancel, CancelTimers, Command, HaltStrategy, NotifyDone, Place, Query, StartTimer, TimerKey, TimerKind,
 )
 from .legs import Forgotten, Leg, LegOrder
 from .machine import PairMachine
@@ -51,7 +54,7 @@ from .unwind import BPS, TRANSIENT_DENIALS, UNWIND_RETRY_NS
 
 __all__ = [
     "BPS", "PAIR_TRANSITIONS", "SCOPES", "TABLE", "TRANSIENT_DENIALS", "UNWIND_RETRY_NS", "Cancel", "CancelTimers",
-    "Command", "CoordinatorConfig", "Deferred", "Emit", "Forgotten", "HaltStrategy", "Leg", "LegOrder", "NotifyDone",
+    "Command", "CoordinatorConfig", "Deferred", "Forgotten", "HaltStrategy", "Leg", "LegOrder", "NotifyDone",
     "PairBook", "PairMachine", "Place", "Query", "StartTimer", "TimerKey", "TimerKind", "Transition", "Trigger",
     "escalation_alert", "leg_summary", "markdown_table", "pair_summary", "transition",
 ]

@@ -24,9 +24,9 @@ from ..attribution import UNKNOWN, attribution
 from ..clock import Clock
 from ..positions import TwoSidedBook
 from ..pretrade import AllowAll, Denial, PreTradeCheck
-from ..sink import EventMaker
+from ..sink import Deferred, EventMaker, EventSink, MemorySink, write_spec
 from ..sizing import balanced_size, is_balanced
-from .commands import Command, Deferred, Emit, HaltStrategy, NotifyDone, TimerKey
+from .commands import Command, HaltStrategy, NotifyDone, TimerKey
 from .legs import Forgotten, Leg
 from .late_fills import LateFills
 from .machine import PairMachine
@@ -55,11 +55,16 @@ class PairBook(Recovery, LateFills, Offsets):
         Timers and retry bounds.
     owner
         Name the coordinator registers with the gateways (``OrderRequest.owner``).
+    sink
+        Where the book writes its events, as it makes them (its own :class:`MemorySink` if
+        None: tests read ``book.sink.events``). The coordinator passes a
+        :class:`~xmc_actors.core.sink.HeldSink`, released once the batch's orders have left.
     """
 
     def __init__(self, instruments: Mapping[str, Instrument], clock: Clock, *, checker: PreTradeCheck | None = None,
                  config: CoordinatorConfig | None = None, owner: str = "coordinator",
-                 event_node: int | None = None, venues: Mapping[str, Venue] | Iterable[Venue] | None = None) -> None:
+                 event_node: int | None = None, venues: Mapping[str, Venue] | Iterable[Venue] | None = None,
+                 sink: EventSink | None = None) -> None:
         self.instruments = dict(instruments)
         vs = venues.values() if isinstance(venues, Mapping) else (venues or ())
         self.venues: dict[str, Venue] = {v.code: v for v in vs}
@@ -71,6 +76,7 @@ class PairBook(Recovery, LateFills, Offsets):
         self.config = config or CoordinatorConfig()
         self.owner = owner
         self.events = EventMaker(clock, owner, event_node)
+        self.sink: EventSink = sink if sink is not None else MemorySink()
         self.pairs: dict[str, PairMachine] = {}
         self.index: dict[str, str] = {}  # client order id -> decision id
         self.trading: dict[tuple[str, str], TradingState] = {}
@@ -149,9 +155,13 @@ class PairBook(Recovery, LateFills, Offsets):
             m.out.append(HaltStrategy(s, m.did, msg))
 
     # -- helpers ---------------------------------------------------------------------------
+    def _write_spec(self, spec: dict[str, Any]) -> None:
+        """Write the event ``spec`` describes (built when the sink releases it, if it holds)."""
+        write_spec(self.sink, self.events, spec)
+
     def _bad_input(self, where: str, detail: str, decision_id: str = "") -> None:
         self.bad_inputs[where] = self.bad_inputs.get(where, 0) + 1
-        self.out.append(Emit(self.events.make(EventKind.BAD_INPUT, decision_id=decision_id, reason=f"{where}: {detail}")))
+        self.sink.emit(self.events.make(EventKind.BAD_INPUT, decision_id=decision_id, reason=f"{where}: {detail}"))
 
     def _finished(self, decision_id: str) -> None:
         """A pair reached a terminal state: keep the newest ``keep_finished_pairs`` whole."""
@@ -428,8 +438,8 @@ class PairBook(Recovery, LateFills, Offsets):
         setter = getattr(self.checker, "set_trading_state", None)
         if setter is not None and scope in ("global", "strategy", "venue"):
             setter(scope, key or None, st)
-        self.out.append(Emit(self.events.make(EventKind.OPERATOR, reason=f"trading state {scope}:{key} -> {st.value}",
-                                              scope=scope, key=key, state=st.value, **who)))
+        self.sink.emit(self.events.make(EventKind.OPERATOR, reason=f"trading state {scope}:{key} -> {st.value}",
+                                              scope=scope, key=key, state=st.value, **who))
         out = self._flush()
         if st is TradingState.ACTIVE:
             return out

@@ -1,17 +1,18 @@
-"""What the pair core asks its shell to do: the commands :class:`~.book.PairBook` returns."""
+"""What the pair core asks its shell to do: the commands :class:`~.book.PairBook` returns.
+
+Its events are not commands: the book writes them to its injected sink while it decides
+(docs/architecture.md, "How a core acts")."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, Final, Union
+from typing import Final, Union
 
 
-from ...model.events import Event
 from ...model.orders import (
     OrderRequest,
 )
 from ...model.pairs import PairSummary
-from ..sink import EventMaker
 
 # ------------------------------------------------------------------------------------ commands
 @dataclass(frozen=True, slots=True)
@@ -108,36 +109,6 @@ class CancelTimers:
     decision_id: str
 
 
-class Deferred:
-    """A payload value computed only when its event is built (after the orders have left)."""
-
-    __slots__ = ("fn", "args", "kwargs")
-
-    def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        self.fn, self.args, self.kwargs = fn, args, kwargs
-
-    def __call__(self) -> Any:
-        return self.fn(*self.args, **self.kwargs)
-
-
-@dataclass(frozen=True, slots=True)
-class Emit:
-    """Write an event. ``spec`` defers building it (ids, pydantic) until the orders are on their way;
-    a :class:`Deferred` value in it is computed then too."""
-
-    event: Event | None = None
-    spec: dict[str, Any] | None = None
-
-    def resolve(self, maker: EventMaker) -> Event:
-        if self.event is not None:
-            return self.event
-        spec = dict(self.spec or {})
-        for k, v in spec.items():
-            if type(v) is Deferred:
-                spec[k] = v()
-        return maker.make(spec.pop("kind"), **spec)
-
-
 @dataclass(frozen=True, slots=True)
 class NotifyDone:
     """Push ``summary`` to the strategy (and the risk guard): ``on_pair_done(summary)``."""
@@ -153,4 +124,4 @@ class HaltStrategy:
     reason: str
 
 
-Command = Union[Place, Cancel, Query, StartTimer, CancelTimers, Emit, NotifyDone, HaltStrategy]
+Command = Union[Place, Cancel, Query, StartTimer, CancelTimers, NotifyDone, HaltStrategy]

@@ -10,7 +10,7 @@ from ...model.orders import (
     ExecReportKind, ExecutionReport,
 )
 from ...model.pairs import PairState
-from .commands import Emit, HaltStrategy, NotifyDone
+from .commands import HaltStrategy, NotifyDone
 from .summary import escalation_alert, leg_summary, pair_summary
 from .table import Trigger, transition
 
@@ -32,13 +32,13 @@ class LateFills:
         fill = rep.fill if rep.kind is ExecReportKind.FILL else None
         leg = next((lg for lg in t.legs if lg[0] == leg_name and lg[1] == rep.instrument), None)
         fresh = fill is not None and leg is not None and fill.trade_id not in (t.trades or ())
-        self.out.append(Emit(spec=dict(
+        self._write_spec(dict(
             kind=EventKind.ORDER_REPORT, decision_id=did, strategy=t.strategy, account=leg[2] if leg else "",
             venue=rep.venue, instrument=rep.instrument, ts_ns=self.clock.now_ns(),
             reason="report for a pair no longer held in memory", source="push", client_order_id=coid,
             report_kind=rep.kind.value, status=rep.status.value, forgotten=True, late_fill=fresh,
             trade_id=fill.trade_id if fill else "", fill_qty=fill.qty if fill else 0,
-            fill_price=str(fill.price) if fill else "")))
+            fill_price=str(fill.price) if fill else ""))
         if fill is None:
             return
         if leg is None:
@@ -64,14 +64,14 @@ class LateFills:
         if t.state is not PairState.ESCALATED:
             before = t.state
             t.state = transition(before, Trigger.LATE_FILL_FORGOTTEN, PairState.ESCALATED, f"pair {did}", reason)
-            self.out.append(Emit(spec=dict(common, kind=EventKind.PAIR_STATE, state=PairState.ESCALATED.value,
-                                           to=PairState.ESCALATED.value, **{"from": before.value})))
+            self._write_spec(dict(common, kind=EventKind.PAIR_STATE, state=PairState.ESCALATED.value,
+                                           to=PairState.ESCALATED.value, **{"from": before.value}))
         shell = self.pairs.get(did)  # a pair recovered as finished keeps an order-less machine: it says so too
         if shell is not None and shell.state is not PairState.ESCALATED:
             shell._mark(Trigger.LATE_FILL_FORGOTTEN, PairState.ESCALATED, reason)
-        self.out.append(Emit(spec=dict(common, kind=EventKind.ALERT, **escalation_alert(
-            did, t.strategy, reason, now, sum(abs(v) for v in residual.values()), residual=residual))))
-        self.out.append(Emit(spec=dict(common, kind=EventKind.ESCALATION, residual=residual)))
+        self._write_spec(dict(common, kind=EventKind.ALERT, **escalation_alert(
+            did, t.strategy, reason, now, sum(abs(v) for v in residual.values()), residual=residual)))
+        self._write_spec(dict(common, kind=EventKind.ESCALATION, residual=residual))
         self.halt_scope("strategy", t.strategy)
         self.out.append(HaltStrategy(t.strategy, did, reason))
         entry = fill.side is side

@@ -22,7 +22,7 @@ from ...model.pairs import ExecutionMode, PairIntent, PairState
 from ...model.risk import TradingState
 from ..pretrade import Denial
 from ..sizing import round_to_lot
-from .commands import Cancel, Command, Emit, Place, Query, StartTimer, TimerKey, TimerKind
+from .commands import Cancel, Command, Place, Query, StartTimer, TimerKey, TimerKind
 from .legs import Leg, LegOrder
 from .table import Trigger, transition
 from .unwind import BPS, Endings
@@ -71,7 +71,7 @@ class PairMachine(Endings):
                     account=leg.spec.account if leg else "", venue=leg.inst.venue if leg else "",
                     instrument=leg.spec.instrument if leg else "", reason=reason, latency_us=latency_us,
                     ts_ns=self.book.clock.now_ns())
-        self.out.append(Emit(spec=spec))
+        self.book._write_spec(spec)
 
     def _to(self, target: PairState, trigger: Trigger, reason: str) -> None:
         """Move along a row of :data:`~.table.TABLE` and write the PAIR_STATE event."""

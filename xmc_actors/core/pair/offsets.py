@@ -12,7 +12,6 @@ from ...model.orders import (
 )
 from ..calendar import instrument_session_state
 from ..positions import OffsetError, choose_offset, lock_is_cheaper
-from .commands import Emit
 from .legs import LegOrder
 
 if TYPE_CHECKING:
@@ -69,10 +68,10 @@ class Offsets:
                 self._bad_input("positions", f"{venue_code} position {key!r}: {e}")
                 continue
             n += 1
-        self.out.append(Emit(self.events.make(EventKind.RECONCILE, reason=f"two-sided positions loaded from {venue_code}",
+        self.sink.emit(self.events.make(EventKind.RECONCILE, reason=f"two-sided positions loaded from {venue_code}",
                                               venue=venue_code, action="positions_loaded", positions=n,
                                               snapshot={k: v for k, v in self.positions.snapshot().items()
-                                                        if k.split("/", 1)[1] in mine})))
+                                                        if k.split("/", 1)[1] in mine}))
         return n
 
     def reserve(self, req: OrderRequest, at_ns: int | None = None) -> None:

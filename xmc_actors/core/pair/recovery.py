@@ -13,7 +13,7 @@ from ...model.orders import (
     OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce,
 )
 from ...model.pairs import ExecutionMode, PairIntent, PairState
-from .commands import Command, Emit, NotifyDone, TimerKey, TimerKind
+from .commands import Command, NotifyDone, TimerKey, TimerKind
 from .legs import Forgotten, Leg, LegOrder
 from .machine import PairMachine
 from .summary import _placeholder, _trail_summary
@@ -192,8 +192,8 @@ class Recovery:
             if summary is not None:
                 counts["summaries"] += 1
                 out.append(NotifyDone(m.intent.strategy, summary))
-        self.out.append(Emit(self.events.make(EventKind.RECONCILE, reason="coordinator restarted: pairs recovered "
-                                              "from the ledger", **counts)))
+        self.sink.emit(self.events.make(EventKind.RECONCILE, reason="coordinator restarted: pairs recovered "
+                                              "from the ledger", **counts))
         return counts, self._flush() + out
 
     def _recovered_order(self, m: "PairMachine", leg: Leg, req: OrderRequest, unwind: bool) -> None:
