@@ -67,3 +67,12 @@ def late_fill(intent: Any, leg: str, qty: int, trade_id: str = "T-late") -> dict
     return pair_summary(intent.decision_id, intent.strategy, "coordinator", PairState.ESCALATED, ts_ns=0,
                         incremental=True, trade_id=trade_id,
                         legs=[leg_summary(li.leg, li.instrument, li.account, li.side, filled=qty, net=qty)]).to_wire()
+
+
+def written(core: Any, method: str, *args: Any, **kwargs: Any) -> tuple[Any, list]:
+    """Call ``core.method(*args, **kwargs)`` on a strategy host core; returns what it returned
+    and the events it wrote to its sink meanwhile (a core writes its events, it does not
+    return them)."""
+    n = len(core.sink.events)
+    out = getattr(core, method)(*args, **kwargs)
+    return out, core.sink.events[n:]

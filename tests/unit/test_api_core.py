@@ -187,7 +187,9 @@ def test_confirmation_by_a_second_operator_within_the_window():
 def test_acknowledge_records_the_operator():
     desk = OperatorDesk(SimClock(), ConfirmConfig())
     tom = Principal("tom", Role.TRADER, "k3")
-    ack, ev = desk.acknowledge("a1", tom, "looking", STATUS["open_alerts"])
+    ack = desk.acknowledge("a1", tom, "looking", STATUS["open_alerts"])
+    [ev] = desk.sink.events  # the core writes the event that records it; the ack names its id
+    assert ack.event_id == ev.event_id and ack.operator == "tom"
     assert ev.kind is EventKind.OPERATOR and ev.payload["operator"] == "tom" and ev.payload["alert_id"] == "a1"
     assert ev.payload["role"] == "trader" and ev.payload["via"] == "api"
     with pytest.raises(ApiError) as e:

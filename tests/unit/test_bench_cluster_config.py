@@ -44,7 +44,7 @@ def test_bench_quotes_after_warmup_run_full_zscore_in_every_instance_and_never_t
     # Act
     intents = []
     for i in range(20):
-        got, _ = core.on_quotes([bench.quote("SHFE.cu", bench.BOOKS_A[i % 2])], clock.now_ns())
+        got = core.on_quotes([bench.quote("SHFE.cu", bench.BOOKS_A[i % 2])], clock.now_ns())
         intents += got
     # Assert
     status = core.status()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from strategy_kit import T0, ctx
+from strategy_kit import T0, ctx, written
 from test_monitor_alerts import core as guard_core
 from xmc_actors.core.clock import SimClock
 from xmc_actors.core.sink import EventMaker
@@ -57,7 +57,7 @@ def test_a_restored_strategy_takes_its_booked_position_goes_on_after_its_last_de
     host, s, maker = restarted_host()
     did = decision_id("cu", 12)
     # Act
-    outcome, events = host.restore("cu", lots={s.a.id: 2, s.b.id: -10}, decision_seq=12, last_decision=did,
+    outcome, events = written(host, "restore", "cu", lots={s.a.id: 2, s.b.id: -10}, decision_seq=12, last_decision=did,
                                    booked=booked(maker, did, s.a.id, s.b.id, 2, -10), stage=None, stopped={},
                                    now_ns=T0 + 1)
     # Assert
@@ -74,7 +74,7 @@ def test_a_restored_strategy_takes_its_booked_position_goes_on_after_its_last_de
 
 def test_a_strategy_a_halt_still_holds_is_restored_but_stays_halted_with_the_reason() -> None:
     host, s, _ = restarted_host()
-    outcome, events = host.restore("cu", lots={}, decision_seq=0, last_decision=None, booked=(), stage=None,
+    outcome, events = written(host, "restore", "cu", lots={}, decision_seq=0, last_decision=None, booked=(), stage=None,
                                    stopped={"strategy:cu": "risk guard: strategy:cu HALTED", "venue:LME": "x"},
                                    now_ns=T0 + 1)
     st = host.status()["cu"]
@@ -86,14 +86,14 @@ def test_a_strategy_a_halt_still_holds_is_restored_but_stays_halted_with_the_rea
 
 def test_unknown_trading_states_keep_every_strategy_halted() -> None:
     host, _, _ = restarted_host()
-    outcome, _ = host.restore("cu", lots={}, decision_seq=0, last_decision=None, booked=(), stage=None,
+    outcome = host.restore("cu", lots={}, decision_seq=0, last_decision=None, booked=(), stage=None,
                               stopped={"*": "coordinator status unknown (RayActorError)"}, now_ns=T0 + 1)
     assert outcome.startswith("halted: coordinator status unknown") and host.status()["cu"]["state"] == "HALTED"
 
 
 def test_a_stage_changed_at_run_time_is_taken_back_and_a_shadow_keeps_the_real_position_apart() -> None:
     host, s, _ = restarted_host(stage="live")
-    outcome, events = host.restore("cu", lots={s.a.id: 1, s.b.id: -5}, decision_seq=3, last_decision=None,
+    outcome, events = written(host, "restore", "cu", lots={s.a.id: 1, s.b.id: -5}, decision_seq=3, last_decision=None,
                                    booked=(), stage="shadow", stopped={}, now_ns=T0 + 1)
     assert host.stage("cu") == "shadow"
     assert host.stages.state("cu").real == (1, -5)
@@ -171,7 +171,7 @@ def test_a_rolled_position_moves_the_strategys_legs_to_the_far_months_keeping_it
     host, _ = _rolled_host()
     old = host.strategies["cu"]
     old.counters["pairs_done"] = 4
-    moved, events = host.on_roll_done(_outcome(), T0 + 1)
+    moved, events = written(host, "on_roll_done", _outcome(), T0 + 1)
     new = host.strategies["cu"]
     assert moved and new is not old and new.instrument_ids == ("SHFE.cu2702", "COMEX.HGK7")
     assert (new.position, new.position_b, new.decision_seq, new.counters["pairs_done"]) == (2, -2, 5, 4)
@@ -189,21 +189,21 @@ def test_a_canarys_shadow_twin_follows_the_roll_of_the_strategy_it_shadows() -> 
     s = host.strategies["cu"]
     twin = BandStrategy(dataclasses.replace(s.ctx, name="cu.twin"), {**BASE, "max_position": 10})
     host2 = StrategyHostCore([s, twin], maker, None, host.catalogue)
-    moved, _ = host2.on_roll_done(_outcome(), T0)
+    moved = host2.on_roll_done(_outcome(), T0)
     assert moved and host2.strategies["cu.twin"].instrument_ids == ("SHFE.cu2702", "COMEX.HGK7")
 
 
 def test_a_roll_that_moved_one_leg_only_moves_that_leg_and_halts_the_strategy_naming_the_other() -> None:
     host, _ = _rolled_host()
-    moved, events = host.on_roll_done(_outcome("ESCALATED", b=False), T0 + 1)
+    moved, events = written(host, "on_roll_done", _outcome("ESCALATED", b=False), T0 + 1)
     s = host.strategies["cu"]
     assert moved and s.instrument_ids == ("SHFE.cu2702", "COMEX.HGH7")
     assert s.state.value == "HALTED" and "COMEX.HGH7 not rolled while SHFE.cu2701 did: mismatched months" in s.state_reason
     # a roll of contracts it does not trade leaves it alone; one for nobody here is bad input
     host2, _ = _rolled_host()
     other = {**_outcome(), "moves": [{"near": "SHFE.ag2701", "far": "SHFE.ag2702", "rolled": True}]}
-    assert host2.on_roll_done(other, T0) == (False, [])
-    moved, [bad] = host2.on_roll_done({**_outcome(), "strategy": "nobody"}, T0)
+    assert written(host2, "on_roll_done", other, T0) == (False, [])
+    moved, [bad] = written(host2, "on_roll_done", {**_outcome(), "strategy": "nobody"}, T0)
     assert not moved and bad.kind is EventKind.BAD_INPUT and host2.bad_input == 1
 
 
@@ -211,7 +211,7 @@ def test_a_roll_of_fewer_lots_than_the_strategy_holds_does_not_move_its_legs_and
     """Found in review: an operator rolled 2 of the 10 lots a strategy held; its leg moved
     whole, and its next exit would have sold 10 of the far month against 2 held."""
     host, _ = _rolled_host()
-    moved, _ = host.on_roll_done(_outcome(lots=1), T0)
+    moved = host.on_roll_done(_outcome(lots=1), T0)
     s = host.strategies["cu"]
     assert not moved and s.instrument_ids == ("SHFE.cu2701", "COMEX.HGH7")
     assert s.state.value == "HALTED" and "SHFE.cu2701: 1 lot(s) rolled to SHFE.cu2702, the strategy holds 2" in s.state_reason
@@ -219,14 +219,14 @@ def test_a_roll_of_fewer_lots_than_the_strategy_holds_does_not_move_its_legs_and
 
 def test_a_roll_that_changed_nothing_leaves_the_strategy_alone_and_an_uncertain_one_halts_it() -> None:
     host, _ = _rolled_host()
-    moved, events = host.on_roll_done(_outcome("ESCALATED", a=False, b=False), T0)  # both refused: nothing moved
+    moved, events = written(host, "on_roll_done", _outcome("ESCALATED", a=False, b=False), T0)  # both refused: nothing moved
     s = host.strategies["cu"]
     assert not moved and events == [] and s.state.value == "ACTIVE"
     # COMEX's child closed the near month and could neither open the far one nor undo the close
     # (escalated with a residual): the strategy's count on HGH7 follows the lots really traded
     bad = _outcome("ESCALATED", a=False, b=False, clean=False)
     bad["moves"][1]["net"] = {"COMEX.HGH7": 2, "COMEX.HGK7": 0}
-    moved, _ = host.on_roll_done(bad, T0)
+    moved = host.on_roll_done(bad, T0)
     assert s.state.value == "HALTED" and "COMEX.HGH7: its roll to COMEX.HGK7 ended with lots changed but not " \
         "rolled (+2 on COMEX.HGH7, now +2/+0)" in s.state_reason
     assert (s.position, s.position_b) == (2, 0)
@@ -241,14 +241,14 @@ def test_an_outcome_retold_after_a_coordinator_restart_moves_what_rolled_and_hal
     assert s.state.value == "HALTED"
     host.resume("cu", "operator: settled by hand", T0 + 1)
     assert host.strategies["cu"].state.value == "ACTIVE"
-    moved, events = host.on_roll_done({**_outcome("ESCALATED", b=False, clean=False), "retold": True}, T0 + 2)
+    moved, events = written(host, "on_roll_done", {**_outcome("ESCALATED", b=False, clean=False), "retold": True}, T0 + 2)
     assert not moved and host.strategies["cu"].state.value == "ACTIVE"
 
 
 def test_a_far_month_the_deployment_does_not_list_halts_instead_of_trading_the_wrong_month() -> None:
     host, _ = _rolled_host()
     del host.catalogue["COMEX.HGK7"]
-    moved, _ = host.on_roll_done(_outcome(), T0)
+    moved = host.on_roll_done(_outcome(), T0)
     s = host.strategies["cu"]
     assert not moved and s.instrument_ids == ("SHFE.cu2701", "COMEX.HGH7")
     assert s.state.value == "HALTED" and "COMEX.HGK7 not among the deployment's instruments" in s.state_reason
@@ -263,11 +263,11 @@ def test_a_restarted_host_replays_the_trails_rolls_and_stays_halted_on_lots_outs
     assert s.instrument_ids == ("SHFE.cu2702", "COMEX.HGH7")
     s.restore_needed = "restarting"
     # the risk guard booked SHFE on the far month, COMEX still on the near one: consistent, resumes
-    outcome, _ = host.restore("cu", lots={"SHFE.cu2702": 2, "COMEX.HGH7": -2}, decision_seq=5, last_decision=None,
+    outcome = host.restore("cu", lots={"SHFE.cu2702": 2, "COMEX.HGH7": -2}, decision_seq=5, last_decision=None,
                               booked=(), stage=None, stopped={}, now_ns=T0)
     assert outcome == "resumed" and (s.position, s.position_b) == (2, -2)
     # lots left on a month none of its legs trades: it stays halted, naming them
     s.restore_needed = "restarting"
-    outcome, _ = host.restore("cu", lots={"SHFE.cu2702": 2, "SHFE.cu2701": 1, "COMEX.HGH7": -2}, decision_seq=5,
+    outcome = host.restore("cu", lots={"SHFE.cu2702": 2, "SHFE.cu2701": 1, "COMEX.HGH7": -2}, decision_seq=5,
                               last_decision=None, booked=(), stage=None, stopped={}, now_ns=T0)
     assert outcome.startswith("halted: ") and "outside its legs SHFE.cu2701 +1" in outcome

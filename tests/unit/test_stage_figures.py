@@ -67,13 +67,13 @@ def test_shadow_figures_come_from_the_shadow_records_and_stage_changes_are_histo
     s = BandStrategy(ctx(), dict(signal="ratio", price="mid", center=1.0, entry=0.01, exit=0.003, clip=1,
                                  max_position=3, cooldown_ms=0))
     core = StrategyHostCore([s], EventMaker(SimClock(T0), "host"), {"cu": StageSettings(stage="shadow")})
-    events = []
     for i, r in enumerate((1.02, 1.0, 1.02, 1.0)):
-        events += core.on_quotes(pair_quotes(r, t=T0 + i), T0 + i)[1]
+        core.on_quotes(pair_quotes(r, t=T0 + i), T0 + i)
+    events = core.sink.events  # what the host wrote (its core writes to its sink)
     fig = stage_figures(events, "cu", stage="shadow")
     assert fig.pairs == 4 and fig.sync_fill_rate == 1.0 and fig.success_rate is None
     assert fig.slippage_bps.n == 8 and fig.slippage_bps.p95 == 0.0
-    events += core.set_stage("cu", "canary", T0 + 10, operator="alice", action="promote")
+    core.set_stage("cu", "canary", T0 + 10, operator="alice", action="promote")
     assert stage_since(events, "cu") == T0 + 10
     [h] = stage_history(events)
     assert (h["from"], h["to"], h["operator"], h["outcome"]) == ("shadow", "canary", "alice", "CHANGED")

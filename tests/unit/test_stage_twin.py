@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from strategy_kit import T0, ctx, pair_quotes
+from strategy_kit import T0, ctx, pair_quotes, written
 from testkit import ROOT, quote
 from xmc_actors.core.clock import SimClock
 from xmc_actors.core.sink import EventMaker
@@ -48,7 +48,7 @@ def test_the_twin_decides_full_size_on_the_same_quotes_while_the_canary_sends_it
     qa = quote("LME.CA3M", 10200, 10200, bid_size=3, ask_size=3, ts_ns=T0,
                bids=(Level(price=Decimal(10200), size=3),))
     qb = quote("SHFE.cu", 70000, 70000, bid_size=100, ask_size=100, ts_ns=T0)
-    intents, events = core.on_quotes([qa, qb], T0)
+    intents, events = written(core, "on_quotes", [qa, qb], T0)
     [sent] = intents
     assert sent.strategy == "cu" and sent.legs[0].qty == 1
     [sh] = [e for e in events if e.kind.value == "SHADOW"]
@@ -67,9 +67,9 @@ def test_the_acceptance_report_sets_the_real_pairs_beside_the_twin():
     twin = BandStrategy(ctx(twin_name(NAME)), {**BASE, "clip": 1})
     core = StrategyHostCore([twin], EventMaker(SimClock(T0), "host"), {twin_name(NAME): StageSettings(stage="shadow")})
     t = min(e.ts_ns for e in real)
-    shadow = []
     for i, r in enumerate((1.02, 1.0, 1.02)):
-        shadow += core.on_quotes(pair_quotes(r, t=t + i), t + i)[1]
+        core.on_quotes(pair_quotes(r, t=t + i), t + i)
+    shadow = core.sink.events
     doc = acceptance(real + shadow, config=AcceptanceConfig())
     assert list(doc["strategies"]) == [NAME]  # the twin is reported beside its strategy, not as one
     tw = doc["strategies"][NAME]["twin"]

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from strategy_kit import MS, T0, A, B, ctx, done, pair_quotes
+from strategy_kit import MS, T0, A, B, ctx, done, pair_quotes, written
 from testkit import quote
 from xmc_actors.core.clock import SimClock
 from xmc_actors.core.sink import EventMaker
@@ -37,7 +37,7 @@ def kinds(events, kind):
 # ------------------------------------------------------------------ live
 def test_a_strategy_without_a_stage_is_live_and_its_intent_goes_as_decided():
     core = StrategyHostCore([BandStrategy(ctx(), BASE)], EventMaker(SimClock(T0), "host"))
-    intents, events = core.on_quotes(pair_quotes(1.02), T0)
+    intents, events = written(core, "on_quotes", pair_quotes(1.02), T0)
     [it] = intents
     assert (it.legs[0].qty, it.legs[1].qty) == (1, 5)
     st = core.status()["cu"]
@@ -49,7 +49,7 @@ def test_a_strategy_without_a_stage_is_live_and_its_intent_goes_as_decided():
 # ------------------------------------------------------------------ shadow
 def test_shadow_sends_nothing_records_the_intent_priced_against_the_book_and_holds_a_virtual_position():
     core, s = host("shadow")
-    intents, events = core.on_quotes(pair_quotes(1.02), T0)
+    intents, events = written(core, "on_quotes", pair_quotes(1.02), T0)
     assert intents == []
     [sh] = kinds(events, "SHADOW")
     assert sh.decision_id == "cu-00000001" and sh.strategy == "cu"
@@ -60,7 +60,7 @@ def test_shadow_sends_nothing_records_the_intent_priced_against_the_book_and_hol
     # the strategy goes on as it would live: it holds the shadow position and decides to close later
     assert (s.position, s.position_b) == (-1, 5) and s.pending_decision is None
     assert core.status()["cu"]["real_position"] == [0, 0]
-    intents, events = core.on_quotes(pair_quotes(1.0, t=T0 + MS), T0 + MS)
+    intents, events = written(core, "on_quotes", pair_quotes(1.0, t=T0 + MS), T0 + MS)
     assert intents == [] and kinds(events, "SHADOW")[0].payload["legs"][0]["side"] == "BUY"
     assert s.position == 0
 
@@ -70,7 +70,7 @@ def test_shadow_says_when_the_book_could_not_fill_every_lot_and_prices_the_level
     qa = quote(A, 10200, 10200, bid_size=1, ask_size=1, ts_ns=T0,
                bids=(Level(price=Decimal(10200), size=1), Level(price=Decimal(10190), size=1)))
     qb = quote(B, 70000, 70000, ts_ns=T0, bid_size=100, ask_size=100)
-    _, events = core.on_quotes([qa, qb], T0)
+    _, events = written(core, "on_quotes", [qa, qb], T0)
     [sh] = kinds(events, "SHADOW")
     la = sh.payload["legs"][0]
     assert la["qty"] == 3 and la["fillable"] == 2 and la["short"] == 1 and la["price"] == "10195"
@@ -82,7 +82,9 @@ def test_promotion_out_of_shadow_gives_the_strategy_back_what_it_really_holds():
     core, s = host("shadow")
     core.on_quotes(pair_quotes(1.02), T0)
     assert s.position == -1
-    [ev] = core.set_stage("cu", "canary", T0 + MS, operator="alice", reason="gate passed", action="promote")
+    receipt, [ev] = written(core, "set_stage", "cu", "canary", T0 + MS, operator="alice", reason="gate passed",
+                            action="promote")
+    assert receipt is ev  # what it wrote is what it returns (an operator's answer cites its id)
     assert ev.kind is EventKind.STAGE and ev.payload["from"] == "shadow" and ev.payload["to"] == "canary"
     assert ev.payload["operator"] == "alice" and ev.payload["virtual_position"] == [-1, 5]
     assert (s.position, s.position_b) == (0, 0) and core.stage("cu") == "canary"
@@ -90,7 +92,7 @@ def test_promotion_out_of_shadow_gives_the_strategy_back_what_it_really_holds():
 
 def test_a_real_pair_that_ends_after_a_demotion_to_shadow_counts_in_the_real_position():
     core, s = host("live")
-    [it], _ = core.on_quotes(pair_quotes(1.02), T0)
+    [it] = core.on_quotes(pair_quotes(1.02), T0)
     core.set_stage("cu", "shadow", T0 + 1, operator="bob", action="demote")
     core.on_pair_done(done(it), T0 + 2)
     assert core.status()["cu"]["real_position"] == [-1, 5]
@@ -103,7 +105,7 @@ def test_a_real_pair_that_ends_after_a_demotion_to_shadow_counts_in_the_real_pos
 # ------------------------------------------------------------------ canary
 def test_canary_sends_a_fraction_of_the_size_with_leg_b_resized_and_records_why():
     core, s = host("canary", clip=4, max_position=8, canary=CanaryConfig(size_fraction=0.25, max_open_lots=3))
-    [it], events = core.on_quotes(pair_quotes(1.02), T0)
+    [it], events = written(core, "on_quotes", pair_quotes(1.02), T0)
     assert (it.legs[0].qty, it.legs[1].qty) == (1, 5) and it.hedge_ratio == Decimal(5)
     [st] = kinds(events, "STAGE")
     assert st.payload["action"] == "resize" and st.payload["qty_a"] == [4, 1] and st.payload["qty_b"] == [20, 5]
@@ -117,36 +119,36 @@ def test_canary_caps_open_lots_and_pairs_per_day_but_always_lets_a_reduction_thr
     core, s = host("canary", clip=1, max_position=5,
                    canary=CanaryConfig(size_fraction=1.0, max_open_lots=2, max_pairs_per_day=5))
     for n in (1, 2):
-        [it], _ = core.on_quotes(pair_quotes(1.02, t=T0 + n * MS), T0 + n * MS)
+        [it] = core.on_quotes(pair_quotes(1.02, t=T0 + n * MS), T0 + n * MS)
         core.on_pair_done(done(it), T0 + n * MS + 1)
     assert s.position == -2
-    intents, events = core.on_quotes(pair_quotes(1.03, t=T0 + 10 * MS), T0 + 10 * MS)
+    intents, events = written(core, "on_quotes", pair_quotes(1.03, t=T0 + 10 * MS), T0 + 10 * MS)
     assert intents == []
     [st] = kinds(events, "STAGE")
     assert st.payload["outcome"] == "REFUSED" and "max_open_lots is 2" in st.reason
     assert s.pending_decision is None and s.blocked[0] == "TRADING_STATE"  # paused, not re-deciding every quote
     # a close reduces: it goes whatever the caps (after the pause a trading-state refusal sets)
     later = T0 + 10 * MS + 6_000 * MS
-    [close], _ = core.on_quotes(pair_quotes(1.0, t=later), later)
+    [close] = core.on_quotes(pair_quotes(1.0, t=later), later)
     assert close.legs[0].side is Side.BUY and close.legs[0].qty == 2
 
 
 def test_canary_pairs_per_day_cap_refuses_the_next_opening_pair_and_resets_the_next_day():
     core, s = host("canary", canary=CanaryConfig(size_fraction=1.0, max_open_lots=5, max_pairs_per_day=1))
-    [it], _ = core.on_quotes(pair_quotes(1.02), T0)
+    [it] = core.on_quotes(pair_quotes(1.02), T0)
     core.on_pair_done(done(it), T0 + 1)
-    intents, events = core.on_quotes(pair_quotes(1.03, t=T0 + MS), T0 + MS)
+    intents, events = written(core, "on_quotes", pair_quotes(1.03, t=T0 + MS), T0 + MS)
     assert intents == [] and "max_pairs_per_day 1" in kinds(events, "STAGE")[0].reason
     day = T0 + 86_400 * 1_000 * MS
-    [again], _ = core.on_quotes(pair_quotes(1.03, t=day), day)
+    [again] = core.on_quotes(pair_quotes(1.03, t=day), day)
     assert again.legs[0].side is Side.SELL
 
 
 # ------------------------------------------------------------------ automatic demotion
 def test_an_escalated_pair_demotes_a_live_strategy_to_shadow_when_configured():
     core, s = host("live", demote=DemoteConfig(on_red_alert=True))
-    [it], _ = core.on_quotes(pair_quotes(1.02), T0)
-    _, events = core.on_pair_done(done(it, "ESCALATED", fill_a=1, fill_b=0), T0 + 1)
+    [it] = core.on_quotes(pair_quotes(1.02), T0)
+    _, events = written(core, "on_pair_done", done(it, "ESCALATED", fill_a=1, fill_b=0), T0 + 1)
     [st] = kinds(events, "STAGE")
     assert st.payload["action"] == "auto-demote" and st.payload["to"] == "shadow" and "ESCALATED" in st.reason
     assert core.stage("cu") == "shadow"
@@ -154,8 +156,8 @@ def test_an_escalated_pair_demotes_a_live_strategy_to_shadow_when_configured():
 
 def test_without_the_configured_action_an_escalation_leaves_the_stage_alone():
     core, s = host("live")
-    [it], _ = core.on_quotes(pair_quotes(1.02), T0)
-    _, events = core.on_pair_done(done(it, "ESCALATED", fill_a=1, fill_b=0), T0 + 1)
+    [it] = core.on_quotes(pair_quotes(1.02), T0)
+    _, events = written(core, "on_pair_done", done(it, "ESCALATED", fill_a=1, fill_b=0), T0 + 1)
     assert not kinds(events, "STAGE") and core.stage("cu") == "live"
 
 
@@ -207,10 +209,10 @@ def test_a_canary_fraction_too_small_to_hedge_a_whole_b_lot_sends_the_fewest_lot
     core = StrategyHostCore([s], EventMaker(SimClock(T0), "host"),
                             {"cu": StageSettings(stage="canary", canary=CanaryConfig(size_fraction=0.1, max_open_lots=20))})
     qs = [quote(B, 70000, 70000, ts_ns=T0), quote(A, 10200, 10200, ts_ns=T0)]
-    [it], _ = core.on_quotes(qs, T0)
+    [it] = core.on_quotes(qs, T0)
     assert (it.legs[0].qty, it.legs[1].qty) == (3, 1)  # 1 and 2 lots hedge 0.2 and 0.4 of a B lot: none
     core2 = StrategyHostCore([BandStrategy(mk(a=B, b=A), {**BASE, "clip": 10, "max_position": 20})],
                              EventMaker(SimClock(T0), "host"),
                              {"cu": StageSettings(stage="canary", canary=CanaryConfig(size_fraction=0.1, max_open_lots=2))})
-    intents, events = core2.on_quotes(qs, T0)
+    intents, events = written(core2, "on_quotes", qs, T0)
     assert intents == [] and "cannot be hedged" in kinds(events, "STAGE")[0].reason

@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from strategy_kit import MS, T0, ctx, done, events, intents, pair_quotes
+from strategy_kit import MS, T0, ctx, done, events, intents, pair_quotes, written
 from testkit import quote
 from xmc_actors.core.clock import SimClock
 from xmc_actors.core.sink import EventMaker
@@ -146,12 +146,12 @@ def test_a_raising_strategy_is_halted_with_strategy_error_while_the_other_keeps_
     t = T0
     for _ in range(3):
         t += MS
-        intents_, evs = host.on_quotes(pair_quotes(1.0, t=t), t)
+        intents_, evs = written(host, "on_quotes", pair_quotes(1.0, t=t), t)
         assert intents_ == []
     [err] = [e for e in evs if e.kind.value == "STRATEGY_ERROR"]
     assert err.strategy == "bad" and "ZeroDivisionError: bug in user code" in err.reason
     assert bad.state is StrategyState.ERROR and good.state is StrategyState.ACTIVE
-    intents_, evs = host.on_quotes(pair_quotes(1.02, t=t + MS), t + MS)
+    intents_, evs = written(host, "on_quotes", pair_quotes(1.02, t=t + MS), t + MS)
     assert [i.strategy for i in intents_] == ["good"]
     assert not [e for e in evs if e.kind.value == "STRATEGY_ERROR"]  # a halted one is not re-run
     st = host.status()
@@ -164,13 +164,13 @@ def test_pair_summaries_route_by_decision_id_and_an_unknown_one_is_bad_input():
     params = {"center": 1.0, "entry": 0.01, "exit": 0.003, "cooldown_ms": 0, "price": "mid"}
     a, b = BandStrategy(ctx("a"), params), BandStrategy(ctx("b"), params)
     host = StrategyHostCore([a, b], EventMaker(SimClock(T0), "host"))
-    its, _ = host.on_quotes(pair_quotes(1.02), T0)
+    its = host.on_quotes(pair_quotes(1.02), T0)
     assert sorted(i.decision_id for i in its) == ["a-00000001", "b-00000001"]
     host.on_pair_done(done(its[1]), T0 + 1)
     assert its[1].strategy == "b" and (a.position, b.position) == (0, -1)
-    _, evs = host.on_pair_done({"decision_id": "zz-1", "state": "HEDGED"}, T0 + 2)
+    _, evs = written(host, "on_pair_done", {"decision_id": "zz-1", "state": "HEDGED"}, T0 + 2)
     assert [e.kind.value for e in evs] == ["BAD_INPUT"] and host.bad_input == 1
-    _, evs = host.on_quotes(["not a quote", *pair_quotes(1.0, t=T0 + 3)], T0 + 3)
+    _, evs = written(host, "on_quotes", ["not a quote", *pair_quotes(1.0, t=T0 + 3)], T0 + 3)
     assert any(e.kind.value == "BAD_INPUT" and "not Quote" in e.reason for e in evs)
 
 
@@ -216,11 +216,11 @@ def test_live_fx_quotes_feed_the_hosts_fx_book_and_a_bad_one_is_bad_input():
     c = c.__class__(**{**c.__dict__, "fx": FxBook({("USD", "CNY"): LiveRate(max_age_ms=60_000)})})
     s = BandStrategy(c, {"center": 1.0, "entry": 0.01, "exit": 0.003, "cooldown_ms": 0, "price": "mid"})
     host = StrategyHostCore([s], EventMaker(SimClock(T0), "host"))
-    its, _ = host.on_quotes(pair_quotes(1.02), T0)
+    its = host.on_quotes(pair_quotes(1.02), T0)
     assert its == [] and s.blocked[0] == "NO_PARITY"
     # USDCNY 7.07: SHFE 70000 CNY/t is 9900.99 USD/t, so LME at 10200 is rich by 3 %
-    its, evs = host.on_quotes([quote("FX.USDCNY", "7.0699", "7.0701", ts_ns=T0 + 1), *pair_quotes(1.02, t=T0 + 1)], T0 + 1)
+    its, evs = written(host, "on_quotes", [quote("FX.USDCNY", "7.0699", "7.0701", ts_ns=T0 + 1), *pair_quotes(1.02, t=T0 + 1)], T0 + 1)
     assert len(its) == 1
     assert s.last_signal["signal_mid"] == pytest.approx(10200 / (70000 / 7.07), rel=1e-9)
-    _, evs = host.on_quotes([quote("FX.USDCNY", "-1", "-1", ts_ns=T0 + 2)], T0 + 2)
+    _, evs = written(host, "on_quotes", [quote("FX.USDCNY", "-1", "-1", ts_ns=T0 + 2)], T0 + 2)
     assert [e.kind.value for e in evs] == ["BAD_INPUT"] and "positive" in evs[0].reason

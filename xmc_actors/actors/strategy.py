@@ -21,7 +21,7 @@ from typing import Any, Iterable, Literal
 import ray
 
 from ..core.clock import Clock, SystemClock
-from ..core.sink import EventMaker, EventSink, MemorySink
+from ..core.sink import EventMaker, EventSink, GuardedSink, MemorySink
 from ..model.events import Event, EventKind
 from ..model.market import Instrument
 from ..model.names import actor_repr
@@ -96,11 +96,13 @@ class StrategyHostActor:
                 ev = getattr(s, "events", None)
                 if isinstance(ev, EventMaker):
                     s.events = EventMaker(ev.clock, ev.actor, wall=wall)
-        self.core = StrategyHostCore(strategies, self.maker, stages, catalogue)
+        self.sink: EventSink = sink if sink is not None else MemorySink()
+        # the core writes its events as it makes them; the ledger client failing must not stop it
+        self._out = GuardedSink(self.sink, name)
+        self.core = StrategyHostCore(strategies, self.maker, stages, catalogue, sink=self._out)
         self._wall = wall or self.clock
         self._watch_task: asyncio.Task[None] | None = None
         self.coordinator = coordinator
-        self.sink: EventSink = sink if sink is not None else MemorySink()
         self.submit_retries = submit_retries
         self.retry_delay_s = retry_delay_s
         self._quote_now = 0
@@ -121,7 +123,7 @@ class StrategyHostActor:
             # resumable until restored (see _restore), then halted until an operator resumes.
             for n, st in self.core.strategies.items():
                 st.restore_needed = "host restarted: position and decision counter not restored yet"
-                self._emit(self.core.halt(n, "host restarted: restoring position and decision counter", now))
+                self.core.halt(n, "host restarted: restoring position and decision counter", now)
         self._emit([self.maker.make(EventKind.LIFECYCLE, ts_ns=now, reason="strategy host started",
                                     strategies=sorted(self.core.strategies), restarted=restarted)])
         # evaluations, triggers, bad input per strategy, read from their counters by its timer
@@ -147,16 +149,14 @@ class StrategyHostActor:
             for q in quotes if isinstance(quotes, (list, tuple)) else ():
                 if isinstance(q, Quote) and q.ts_ns > self._quote_now:
                     self._quote_now = q.ts_ns
-        intents, events = self.core.on_quotes(quotes, self._now())
-        self._emit(events)
+        intents = self.core.on_quotes(quotes, self._now())
         for intent in intents:
             self._spawn(self._submit(self._wall_deadline(intent)))
 
     async def on_pair_done(self, summary: dict[str, Any]) -> None:
         """A pair's outcome pushed by the coordinator: a ``PairSummary.model_dump(mode="json")``,
         validated back into the model by the host core (an unreadable one halts its strategy)."""
-        intents, events = self.core.on_pair_done(summary, self._now())
-        self._emit(events)
+        intents = self.core.on_pair_done(summary, self._now())
         for intent in intents:
             self._spawn(self._submit(self._wall_deadline(intent)))
 
@@ -164,8 +164,7 @@ class StrategyHostActor:
         """A roll of a hosted strategy's position was decided (pushed by the coordinator): its
         legs follow the lots to the far months, or it is halted when they are on mismatched
         months (``StrategyHostCore.on_roll_done``); the far contracts' quotes are subscribed."""
-        moved, events = self.core.on_roll_done(outcome, self._now())
-        self._emit(events)
+        moved = self.core.on_roll_done(outcome, self._now())
         if moved:
             try:
                 await self._resubscribe()
@@ -181,16 +180,16 @@ class StrategyHostActor:
                 "restarted": self.restarted, "restored": dict(self.restored)}
 
     async def halt(self, name: str, reason: str = "operator") -> dict[str, Any]:
-        self._emit(self.core.halt(name, reason, self._now()))
+        self.core.halt(name, reason, self._now())
         return self.core.strategies[name].status()
 
     async def resume(self, name: str, reason: str = "operator") -> dict[str, Any]:
-        self._emit(self.core.resume(name, reason, self._now()))
+        self.core.resume(name, reason, self._now())
         return self.core.strategies[name].status()
 
     async def on_venue_state(self, venue: str, state: str, reason: str = "") -> None:
         """Pushed by the coordinator's venue health: strategies on a DOWN venue stop triggering."""
-        self._emit(self.core.on_venue_state(venue, state, reason, self._now()))
+        self.core.on_venue_state(venue, state, reason, self._now())
 
     async def ready(self) -> dict[str, Any]:
         """Cheap readiness probe (runtime.placement.wait_ready)."""
@@ -249,13 +248,11 @@ class StrategyHostActor:
                     "checks": [], "figures": {}}
         now = self._now()
         if not gate["passed"]:
-            events = self.core.refuse_promotion(name, target, now, operator=op, reason=reason, gate=gate)
-            self._emit(events)
+            event_id = self.core.refuse_promotion(name, target, now, operator=op, reason=reason, gate=gate).event_id
             return {"ok": False, "refused": True, "from": cur, "to": target, "gate": gate,
-                    "event_id": events[0].event_id, "stage": cur}
-        events = self.core.set_stage(name, target, now, operator=op, reason=reason, action="promote", gate=gate)
-        self._emit(events)
-        return {"ok": True, "from": cur, "to": target, "gate": gate, "event_id": events[0].event_id, "stage": target}
+                    "event_id": event_id, "stage": cur}
+        event_id = self.core.set_stage(name, target, now, operator=op, reason=reason, action="promote", gate=gate).event_id
+        return {"ok": True, "from": cur, "to": target, "gate": gate, "event_id": event_id, "stage": target}
 
     async def demote(self, name: str, operator: str, reason: str = "", to: str | None = None) -> dict[str, Any]:
         """Demote ``name`` (default one stage down; ``to="shadow"`` straight to shadow). No gate:
@@ -271,9 +268,8 @@ class StrategyHostActor:
         if target is None or rank(target) >= rank(cur):
             return {"ok": False, "error": f"{name} is {cur}: a demotion leads down ({' -> '.join(reversed(STAGES))}); "
                                           "use promote to go up"}
-        events = self.core.set_stage(name, target, self._now(), operator=op, reason=reason, action="demote")
-        self._emit(events)
-        return {"ok": True, "from": cur, "to": target, "event_id": events[0].event_id, "stage": target}
+        event_id = self.core.set_stage(name, target, self._now(), operator=op, reason=reason, action="demote").event_id
+        return {"ok": True, "from": cur, "to": target, "event_id": event_id, "stage": target}
 
     async def stage_figures(self, name: str, window_s: float = 86_400.0) -> dict[str, Any]:
         """The figures a gate would read now for ``name`` in its current stage (``xmc stages``)."""
@@ -360,8 +356,8 @@ class StrategyHostActor:
                     if not gate["passed"]:
                         why = f"gate breached while {st.stage}: {gate['reason']} (demote.on_gate_breach)"
             if why:
-                self._emit(self.core.set_stage(name, "shadow", self._now(), operator="auto", reason=why,
-                                               action="auto-demote", gate=gate))
+                self.core.set_stage(name, "shadow", self._now(), operator="auto", reason=why,
+                                    action="auto-demote", gate=gate)
         return now
 
     async def drain(self, timeout_s: float = 5.0) -> int:
@@ -378,7 +374,7 @@ class StrategyHostActor:
         now = self._now()
         for n, st in self.core.strategies.items():
             st.restore_needed = "restoring position and decision counter from the ledger"
-            self._emit(self.core.halt(n, "deployment started on an existing ledger: restoring", now))
+            self.core.halt(n, "deployment started on an existing ledger: restoring", now)
         self.restarted = True
         if self._restore_task is None or self._restore_task.done():
             self._restore_task = asyncio.get_running_loop().create_task(self._restore_loop(pause_s=0.5))
@@ -452,9 +448,7 @@ class StrategyHostActor:
                      if e.reason == "ROLL_DONE" and e.strategy in ready]
             moved = False
             for name in ready:
-                evs = self.core.replay_rolls(name, rolls, self._now())
-                moved = moved or any(e.payload.get("action") == "roll_legs" for e in evs)
-                self._emit(evs)
+                moved = self.core.replay_rolls(name, rolls, self._now()) or moved
             if moved:  # subscribed above to the file's contracts: the far ones are traded now
                 await self._resubscribe()
         rstat = (await peers.risk_guard().status.remote()) if ready else {}
@@ -477,11 +471,10 @@ class StrategyHostActor:
                 if e.strategy in seqs and e.payload.get("outcome") == "CHANGED" and e.payload.get("to"):
                     stage_now[e.strategy] = str(e.payload["to"])
         for name in ready:
-            outcome, events = self.core.restore(
+            outcome = self.core.restore(
                 name, lots=positions.get(name, {}), decision_seq=max(seqs[name], shadow_seqs[name]),
                 last_decision=last.get(name), booked=booked.get(last.get(name, ""), ()), stage=stage_now.get(name),
                 stopped=stopped, now_ns=self._now())
-            self._emit(events)
             self.restored[name] = outcome
         waiting = [last[n] for n in names if n not in ready]
         if waiting:
@@ -501,12 +494,8 @@ class StrategyHostActor:
         return self._quote_now if self.time_source == "quotes" and self._quote_now else self.clock.now_ns()
 
     def _emit(self, events: Iterable[Event]) -> None:
-        events = list(events)
-        if events:
-            try:
-                self.sink.emit_many(events)
-            except Exception:  # noqa: BLE001 - the ledger client's failure must not stop trading logic
-                log.exception("%s: could not write %d event(s)", self.name, len(events))
+        """Write the actor's own events (its lifecycle), as the core writes its."""
+        self._out.emit_many(events)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -532,7 +521,7 @@ class StrategyHostActor:
             self.submit_failures += 1
             final = attempt == self.submit_retries
             log.warning("%s: submit %s failed (attempt %d): %s", self.name, did, attempt + 1, err)
-            self._emit(self.core.on_submit_failed(did, err, self._now(), final=final))
+            self.core.on_submit_failed(did, err, self._now(), final=final)
             if final:
                 return
             await asyncio.sleep(self.retry_delay_s * (attempt + 1))
@@ -544,9 +533,7 @@ class StrategyHostActor:
         # so a strategy never waits on a refused pair.
         folded = result.get("summaries") if isinstance(result, dict) else None
         for summary in folded if isinstance(folded, list) else ():
-            intents, events = self.core.on_pair_done(summary, self._now())
-            self._emit(events)
-            for nxt in intents:
+            for nxt in self.core.on_pair_done(summary, self._now()):
                 self._spawn(self._submit(self._wall_deadline(nxt)))
         state = None
         if isinstance(result, dict):
@@ -558,8 +545,7 @@ class StrategyHostActor:
             reason = result.get("reason") if isinstance(result, dict) else getattr(result, "reason", "")
             summary = PairSummary(decision_id=intent.decision_id, strategy=intent.strategy,
                                   state=PairState.REFUSED.value, reason=str(reason or ""))
-            _, events = self.core.on_pair_done(summary, self._now())
-            self._emit(events)
+            self.core.on_pair_done(summary, self._now())
 
 
 #: The Ray actor class. ``num_cpus=0``: hosts are I/O-light; place many on a small machine.

@@ -16,10 +16,9 @@ import time
 
 from ..core.clock import Clock, SystemClock
 from ..core.operator_api import ApiError, OperatorDesk, Principal, Role, TokenBook
-from ..core.sink import EventSink
+from ..core.sink import EventSink, NullSink
 from ..core.webhook import Outbox, RollFollow, Watch, sign
 from ..model.api import ConfirmConfig, WebhookConfig
-from ..model.events import EventKind
 
 DESK_NAME = "api-desk"
 log = logging.getLogger(__name__)
@@ -47,6 +46,7 @@ class DeskService:
     def __init__(self, confirm: ConfirmConfig, ttl_s: float, sink: EventSink | None = None,
                  clock: Clock | None = None, webhooks: tuple[WebhookConfig, ...] = (),
                  env: dict[str, str] | None = None, tokens: TokenBook | None = None) -> None:
+        # the desk's core writes its OPERATOR and BAD_INPUT events to the deployment's ledger
         self.core = OperatorDesk(clock or SystemClock(), confirm, ttl_s)
         self.sink = sink
         # the API's tokens, for the CLI's acting commands (ops/operator_auth.py): the same book
@@ -62,9 +62,15 @@ class DeskService:
         self.watches: dict[str, Watch] = {}
         self.roll_follows: dict[str, RollFollow] = {}  # watched position name -> its rolls reported
 
-    def _emit(self, ev: Any) -> None:
-        if self.sink is not None:
-            self.sink.emit(ev)
+    @property
+    def sink(self) -> EventSink | None:
+        return self._sink
+
+    @sink.setter
+    def sink(self, sink: EventSink | None) -> None:
+        """Where the desk's records go (None: nowhere); its core writes there."""
+        self._sink = sink
+        self.core.sink = sink if sink is not None else NullSink()
 
     # every method takes and returns plain data (it travels through Ray)
     def begin(self, request_id: str, operator: str, fp: str) -> dict[str, Any] | None:
@@ -80,8 +86,8 @@ class DeskService:
         p = principal_from(who)
         pend = self.core.confirmations.propose(action, params, p, why, check_via(via))
         self.core.count("proposed")
-        self._emit(self.core.operator_event("propose", p, via, confirmation_id=pend.confirmation_id, change=action,
-                                            params=params, why=why, expires_ns=pend.expires_ns))
+        self.core.record("propose", p, via, confirmation_id=pend.confirmation_id, change=action,
+                         params=params, why=why, expires_ns=pend.expires_ns)
         return pend.public()
 
     def confirm(self, confirmation_id: str, who: Any, via: str = "api") -> dict[str, Any]:
@@ -89,8 +95,8 @@ class DeskService:
         check_via(via)
         pend = self.core.confirmations.confirm(confirmation_id, p)
         self.core.count("confirmed")
-        self._emit(self.core.operator_event("confirm", p, via, confirmation_id=confirmation_id, change=pend.action,
-                                            params=pend.params, proposer=pend.proposer, why=pend.why))
+        self.core.record("confirm", p, via, confirmation_id=confirmation_id, change=pend.action,
+                         params=pend.params, proposer=pend.proposer, why=pend.why)
         return pend.public()
 
     def authenticate(self, token: str) -> tuple[str, str, str]:
@@ -107,16 +113,14 @@ class DeskService:
 
     def acknowledge(self, alert_id: str, who: Any, note: str, open_alerts: list[dict[str, Any]],
                     via: str = "api") -> dict[str, Any]:
-        ack, ev = self.core.acknowledge(alert_id, principal_from(who), note, open_alerts, check_via(via))
-        self._emit(ev)
-        return {"ok": True, "alert_id": alert_id, "operator": ack.operator, "event_id": ev.event_id}
+        ack = self.core.acknowledge(alert_id, principal_from(who), note, open_alerts, check_via(via))
+        return {"ok": True, "alert_id": alert_id, "operator": ack.operator, "event_id": ack.event_id}
 
     def batch_put(self, plan: dict[str, Any], who: Any, submitted: list[dict[str, Any]], via: str = "api") -> None:
         p, via = principal_from(who), check_via(via)
         self.batches[plan["instruction_id"]] = plan
         self.core.count("batches")
-        self._emit(self.core.operator_event("batch", p, via, instruction_id=plan["instruction_id"], plan=plan,
-                                            submitted=submitted))
+        self.core.record("batch", p, via, instruction_id=plan["instruction_id"], plan=plan, submitted=submitted)
 
     def batch_get(self, instruction_id: str) -> dict[str, Any]:
         plan = self.batches.get(instruction_id)
@@ -183,10 +187,7 @@ class DeskService:
     def result(self, webhook: str, event_id: str, ok: bool, error: str = "") -> str:
         d = self.outboxes[webhook].result(event_id, ok, error)
         if d.state == "DEAD":
-            self.core.count("webhook_dead")
-            self._emit(self.core.maker.make(EventKind.LIFECYCLE, reason="webhook dead letter", webhook=webhook,
-                                            event_id=event_id, attempts=d.attempts, error=d.last_error,
-                                            event=d.public()["event"], via="api"))
+            self.core.record_dead_letter(webhook, event_id, d.attempts, d.last_error, d.public()["event"])
         elif d.state == "DELIVERED":
             self.core.count("webhook_delivered")
         return d.state
@@ -201,8 +202,7 @@ class DeskService:
     def refused(self, status: int, reason: str, field: str | None, path: str, who: Any | None,
                 via: str = "api") -> None:
         err = ApiError(status, reason, field)
-        self._emit(self.core.refused_event(err, path, principal_from(who) if who else None,
-                                           via if via in DESK_VIAS else "api"))
+        self.core.record_refusal(err, path, principal_from(who) if who else None, via if via in DESK_VIAS else "api")
 
     def stats(self) -> dict[str, Any]:
         return {"counters": dict(self.core.counters), "replayed": self.core.requests.replayed,

@@ -341,21 +341,21 @@ def measure_core(cfg: DeploymentConfig, quotes: int, warmup: int = MAX_WINDOW + 
     this process (no Ray, no actor): what the strategy code itself costs."""
     from ..core.clock import SystemClock
     from ..feeds.fx import fx_book_from_config
-    from ..core.sink import EventMaker
+    from ..core.sink import EventMaker, NullSink
     from ..strategies.base import build_strategy
     from ..strategies.host import StrategyHostCore
 
     fx = fx_book_from_config(cfg.fx, max_lag_days=7)
     clock = SystemClock()
     core = StrategyHostCore([build_strategy(s, cfg, fx, actor=s.name) for s in cfg.strategies],
-                            EventMaker(clock, "bench-core"))
+                            EventMaker(clock, "bench-core"), sink=NullSink())
     core.on_quotes([quote("LME.CA3M", BOOK_B)], clock.now_ns())
     for i in range(warmup):
         core.on_quotes([quote("SHFE.cu", BOOKS_A[i % 2])], clock.now_ns())
     batches = [[quote("SHFE.cu", BOOKS_A[i % 2])] for i in range(quotes)]
     t = time.perf_counter()
     for b in batches:
-        intents, _ = core.on_quotes(b, clock.now_ns())
+        intents = core.on_quotes(b, clock.now_ns())
         if intents:
             raise RuntimeError("core: a strategy triggered; entry_z was meant to be out of reach")
     return (time.perf_counter() - t) * 1e6 / quotes / len(cfg.strategies)

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Mapping
 from ..model.api import ConfirmConfig, TokenEntry
 from ..model.events import Event, EventKind
 from .clock import Clock
-from .sink import EventMaker
+from .sink import EventMaker, EventSink, MemorySink
 
 NS_PER_S = 1_000_000_000
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1
@@ -470,17 +470,20 @@ class Ack:
     operator: str
     note: str
     ts_ns: int
+    event_id: str = ""  # the OPERATOR event that records it
 
 
 @dataclass
 class OperatorDesk:
     """The API's shared state (one per deployment, in the ``api-desk`` actor): request ids,
-    confirmations, acknowledgements; and the OPERATOR events that record them."""
+    confirmations, acknowledgements; and the OPERATOR events that record them, written to
+    ``sink`` (its own :class:`MemorySink` unless given)."""
 
     clock: Clock
     confirm_cfg: ConfirmConfig = field(default_factory=ConfirmConfig)
     ttl_s: float = 86_400.0
     actor: str = "api"
+    sink: EventSink = field(default_factory=MemorySink)
 
     def __post_init__(self) -> None:
         self.maker = EventMaker(self.clock, self.actor)
@@ -493,20 +496,30 @@ class OperatorDesk:
     def count(self, what: str) -> None:
         self.counters[what] = self.counters.get(what, 0) + 1
 
-    def operator_event(self, action: str, p: Principal, via: str = "api", **payload: Any) -> Event:
-        """An OPERATOR event of the desk's own (a proposal, a confirmation, an acknowledgement, a
-        batch) naming the operator, their role and the channel (``api``, ``console`` or ``cli``)."""
-        return self.maker.make(EventKind.OPERATOR, reason=action, action=action, operator=p.operator,
-                               role=p.role.value, via=via, **payload)
+    def record(self, action: str, p: Principal, via: str = "api", **payload: Any) -> Event:
+        """Write an OPERATOR event of the desk's own (a proposal, a confirmation, an
+        acknowledgement, a batch) naming the operator, their role and the channel (``api``,
+        ``console`` or ``cli``); returns it (the receipt)."""
+        ev = self.maker.make(EventKind.OPERATOR, reason=action, action=action, operator=p.operator,
+                             role=p.role.value, via=via, **payload)
+        self.sink.emit(ev)
+        return ev
 
-    def refused_event(self, err: ApiError, path: str, who: Principal | None, via: str = "api") -> Event:
-        """The BAD_INPUT event of a refusal, with the channel it came through (``api``, ``console``, ``cli``)."""
+    def record_refusal(self, err: ApiError, path: str, who: Principal | None, via: str = "api") -> None:
+        """Count a refusal and write its BAD_INPUT event, with the channel it came through
+        (``api``, ``console``, ``cli``)."""
         self.count(f"refused_{err.status}")
-        return self.maker.make(EventKind.BAD_INPUT, reason=err.reason[:500], field=err.field or "", status=err.status,
-                               path=path, operator=who.operator if who else "", via=via)
+        self.sink.emit(self.maker.make(EventKind.BAD_INPUT, reason=err.reason[:500], field=err.field or "",
+                                       status=err.status, path=path, operator=who.operator if who else "", via=via))
+
+    def record_dead_letter(self, webhook: str, event_id: str, attempts: int, error: str, event: Any) -> None:
+        """A webhook delivery given up: counted, and a LIFECYCLE event says which and why."""
+        self.count("webhook_dead")
+        self.sink.emit(self.maker.make(EventKind.LIFECYCLE, reason="webhook dead letter", webhook=webhook,
+                                       event_id=event_id, attempts=attempts, error=error, event=event, via="api"))
 
     def acknowledge(self, alert_id: str, who: Principal, note: str, open_alerts: Iterable[Mapping[str, Any]],
-                    via: str = "api") -> tuple[Ack, Event]:
+                    via: str = "api") -> Ack:
         authorise(who, Action.ACKNOWLEDGE)
         alert = next((a for a in open_alerts if a.get("alert_id") == alert_id), None)
         if alert is None:
@@ -514,11 +527,10 @@ class OperatorDesk:
         if alert_id in self.acks:
             a = self.acks[alert_id]
             raise ApiError(409, f"alert {alert_id} was already acknowledged by {a.operator}", "alert_id")
-        ack = Ack(alert_id, who.operator, note, self.clock.now_ns())
-        self.acks[alert_id] = ack
-        ev = self.operator_event("acknowledge_alert", who, via, alert_id=alert_id, note=note, level=alert.get("level"),
-                                 monitor=alert.get("monitor"), scope=alert.get("scope"), key=alert.get("key"))
-        return ack, ev
+        ev = self.record("acknowledge_alert", who, via, alert_id=alert_id, note=note, level=alert.get("level"),
+                          monitor=alert.get("monitor"), scope=alert.get("scope"), key=alert.get("key"))
+        ack = self.acks[alert_id] = Ack(alert_id, who.operator, note, self.clock.now_ns(), ev.event_id)
+        return ack
 
     def acks_public(self) -> dict[str, dict[str, Any]]:
         return {k: {"operator": a.operator, "note": a.note, "ts_ns": a.ts_ns} for k, a in self.acks.items()}

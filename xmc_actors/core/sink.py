@@ -7,12 +7,15 @@ ledger client (``xmc_actors.ledger``) batches them to DuckDB ledger actors.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Mapping, Protocol, runtime_checkable
 
 from ..model.events import Event, EventKind, trusted_event
 from .clock import Clock, EventIdGenerator
+
+_log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -84,6 +87,35 @@ def build_event(maker: "EventMaker", spec: Mapping[str, Any]) -> Event:
         if type(v) is Deferred:
             spec[k] = v()
     return maker.make(spec.pop("kind"), **spec)
+
+
+class GuardedSink:
+    """Writes to ``into``; a failure of ``into`` is logged and counted, never raised into the
+    core that wrote (an actor's ledger client failing must not stop its trading logic)."""
+
+    __slots__ = ("into", "who", "failures")
+
+    def __init__(self, into: EventSink, who: str) -> None:
+        self.into = into
+        self.who = who
+        self.failures = 0
+
+    def emit(self, event: Event) -> None:
+        try:
+            self.into.emit(event)
+        except Exception:  # noqa: BLE001 - see the class docstring
+            self.failures += 1
+            _log.exception("%s: could not write an event (%s)", self.who, getattr(event, "kind", "?"))
+
+    def emit_many(self, events: Iterable[Event]) -> None:
+        events = list(events)
+        if not events:
+            return
+        try:
+            self.into.emit_many(events)
+        except Exception:  # noqa: BLE001 - see the class docstring
+            self.failures += 1
+            _log.exception("%s: could not write %d event(s)", self.who, len(events))
 
 
 class HeldSink:

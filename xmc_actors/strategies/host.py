@@ -4,7 +4,7 @@
 trade those instruments, routes pair summaries by decision id, and wraps every call into an
 instance so that an exception halts *that* instance only (state ERROR, a STRATEGY_ERROR
 event) while the others keep running. The Ray actor (:mod:`xmc_actors.actors.strategy`) owns
-one and sends what it returns.
+one, gives it the actor's event sink and sends the intents it returns.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from pydantic import ValidationError
 
-from ..core.sink import EventMaker
+from ..core.sink import EventMaker, EventSink, MemorySink
 from ..model.events import Event, EventKind
 from ..model.market import Instrument
 from ..model.pairs import PairIntent, PairState, PairSummary
@@ -108,7 +108,9 @@ class HostSpec:
 
 
 class StrategyHostCore:
-    """Hosts strategy instances; returns ``(intents, events)`` from every entry point.
+    """Hosts strategy instances. Every entry point writes its events (the strategies', the
+    stages', the host's own) to ``sink`` as they are made, and returns only what the actor
+    must do: the intents to send, whether legs moved, the receipt of a stage change.
 
     Parameters
     ----------
@@ -116,6 +118,8 @@ class StrategyHostCore:
         The instances (unique names).
     events
         Event maker for the host's own events (BAD_INPUT on an unroutable message).
+    sink
+        Where every event goes (its own :class:`MemorySink` if None: tests read ``core.sink``).
     stages
         Each strategy's rollout stage settings (:class:`~xmc_actors.strategies.stages.StageSettings`);
         a strategy not named is live. Its intents pass through the
@@ -125,7 +129,7 @@ class StrategyHostCore:
 
     def __init__(self, strategies: Iterable[Strategy], events: EventMaker,
                  stages: Mapping[str, StageSettings] | None = None,
-                 instruments: Mapping[str, Instrument] | None = None) -> None:
+                 instruments: Mapping[str, Instrument] | None = None, sink: EventSink | None = None) -> None:
         #: the deployment's instruments: where a rolled strategy finds its far contracts
         self.catalogue: dict[str, Instrument] = dict(instruments or {})
         self.strategies: dict[str, Strategy] = {}
@@ -134,11 +138,13 @@ class StrategyHostCore:
                 raise ValueError(f"strategy name {s.name!r} is hosted twice")
             self.strategies[s.name] = s
         self.events = events
+        self.sink: EventSink = sink if sink is not None else MemorySink()
         self.by_instrument: dict[str, list[Strategy]] = {}
         self._index()
         self.decisions: dict[str, str] = {}  # decision id -> strategy name
         self.bad_input = 0
-        self.stages = StageKeeper({n: st for n, st in (stages or {}).items() if n in self.strategies}, events)
+        self.stages = StageKeeper({n: st for n, st in (stages or {}).items() if n in self.strategies}, events,
+                                  self.sink)
         for s in self.strategies.values():
             self.stages.start(s, 0)
 
@@ -147,31 +153,30 @@ class StrategyHostCore:
         return sorted(self.by_instrument)
 
     # ------------------------------------------------------------------ entry points
-    def on_quotes(self, quotes: list[Quote], now_ns: int) -> tuple[list[PairIntent], list[Event]]:
+    def on_quotes(self, quotes: list[Quote], now_ns: int) -> list[PairIntent]:
         touched: dict[str, Strategy] = {}
-        events: list[Event] = []
         if not isinstance(quotes, (list, tuple)):
             quotes = [quotes]  # type: ignore[list-item]
         good = [q for q in quotes if isinstance(q, Quote)]
         if len(good) != len(quotes):
             bad = next(q for q in quotes if not isinstance(q, Quote))
             self.bad_input += len(quotes) - len(good)
-            events.append(self.events.make(
+            self.sink.emit(self.events.make(
                 EventKind.BAD_INPUT, ts_ns=now_ns,
                 reason=f"quotes: {len(quotes) - len(good)} item(s) are not Quote objects (first: {type(bad).__name__}); skipped"))
             quotes = good
         for q in quotes:
             if q.instrument.startswith("FX."):
-                self._update_fx(q, events, now_ns)
+                self._update_fx(q, now_ns)
                 continue
             for s in self.by_instrument.get(q.instrument, ()):
                 touched[s.name] = s
         intents: list[PairIntent] = []
         for s in touched.values():
-            self._run(s, "on_quotes", lambda s=s: s.on_quotes(quotes, now_ns), now_ns, intents, events)
-        return intents, events
+            self._run(s, "on_quotes", lambda s=s: s.on_quotes(quotes, now_ns), now_ns, intents)
+        return intents
 
-    def on_pair_done(self, summary: PairSummary | Mapping[str, Any], now_ns: int) -> tuple[list[PairIntent], list[Event]]:
+    def on_pair_done(self, summary: PairSummary | Mapping[str, Any], now_ns: int) -> list[PairIntent]:
         """Route a pair summary to its strategy (by decision id, else by its ``strategy``); the
         strategy reads it (:meth:`Strategy.on_pair_done` validates a dict as a PairSummary)."""
         if not isinstance(summary, PairSummary):
@@ -191,42 +196,35 @@ class StrategyHostCore:
             self.stages.on_real_summary(s.name, summary)
         if s is None:
             self.bad_input += 1
-            return [], [self.events.make(EventKind.BAD_INPUT, ts_ns=now_ns, decision_id=did,
-                                         reason=f"pair summary for no hosted strategy (decision_id={did!r}, strategy={name!r})")]
-        intents: list[PairIntent] = []
-        events: list[Event] = []
-        self._run(s, "on_pair_done", lambda: s.on_pair_done(summary, now_ns), now_ns, intents, events)
-        if (isinstance(summary, PairSummary) and summary.pair_state is PairState.ESCALATED
-                and self.stages.stage(s.name) != "shadow" and self.stages.state(s.name).settings.demote.on_red_alert):
-            events += self.set_stage(s.name, "shadow", now_ns, operator="auto", action="auto-demote",
-                                     reason=f"red alert: pair {summary.decision_id} ESCALATED (demote.on_red_alert)")
-        return intents, events
-
-    def on_submit_failed(self, decision_id: str, error: str, now_ns: int, *, final: bool) -> list[Event]:
-        s = self.strategies.get(self.decisions.get(decision_id, ""))
-        if s is None:
+            self.sink.emit(self.events.make(EventKind.BAD_INPUT, ts_ns=now_ns, decision_id=did,
+                                            reason=f"pair summary for no hosted strategy (decision_id={did!r}, strategy={name!r})"))
             return []
         intents: list[PairIntent] = []
-        events: list[Event] = []
+        self._run(s, "on_pair_done", lambda: s.on_pair_done(summary, now_ns), now_ns, intents)
+        if (isinstance(summary, PairSummary) and summary.pair_state is PairState.ESCALATED
+                and self.stages.stage(s.name) != "shadow" and self.stages.state(s.name).settings.demote.on_red_alert):
+            self.set_stage(s.name, "shadow", now_ns, operator="auto", action="auto-demote",
+                           reason=f"red alert: pair {summary.decision_id} ESCALATED (demote.on_red_alert)")
+        return intents
+
+    def on_submit_failed(self, decision_id: str, error: str, now_ns: int, *, final: bool) -> None:
+        s = self.strategies.get(self.decisions.get(decision_id, ""))
+        if s is None:
+            return
         self._run(s, "on_submit_failed", lambda: s.on_submit_failed(decision_id, error, now_ns, final=final),
-                  now_ns, intents, events)
-        return events
+                  now_ns, [])
 
-    def halt(self, name: str, reason: str, now_ns: int) -> list[Event]:
-        return self._control(name, lambda s: s.halt(reason, now_ns), now_ns)
+    def halt(self, name: str, reason: str, now_ns: int) -> None:
+        self._control(name, lambda s: s.halt(reason, now_ns), now_ns)
 
-    def resume(self, name: str, reason: str, now_ns: int) -> list[Event]:
-        return self._control(name, lambda s: s.resume(reason, now_ns), now_ns)
+    def resume(self, name: str, reason: str, now_ns: int) -> None:
+        self._control(name, lambda s: s.resume(reason, now_ns), now_ns)
 
-    def on_venue_state(self, venue: str, state: str, reason: str, now_ns: int) -> list[Event]:
+    def on_venue_state(self, venue: str, state: str, reason: str, now_ns: int) -> None:
         """A venue went DOWN or came back UP: every hosted strategy trading on it hears it."""
         up = str(state).upper() == "UP"
-        events: list[Event] = []
-        intents: list[PairIntent] = []
         for s in self.strategies.values():
-            self._run(s, "on_venue_state", lambda s=s: s.on_venue_state(venue, up, reason, now_ns), now_ns,
-                      intents, events)
-        return events
+            self._run(s, "on_venue_state", lambda s=s: s.on_venue_state(venue, up, reason, now_ns), now_ns, [])
 
     def status(self) -> dict[str, dict[str, Any]]:
         return {n: {**s.status(), **self.stages.status(n)} for n, s in self.strategies.items()}
@@ -236,15 +234,16 @@ class StrategyHostCore:
         return self.stages.stage(name)
 
     def set_stage(self, name: str, stage: str, now_ns: int, *, operator: str, reason: str = "",
-                  action: str = "set", gate: dict[str, Any] | None = None) -> list[Event]:
+                  action: str = "set", gate: dict[str, Any] | None = None) -> Event:
         """Move strategy ``name`` to ``stage`` (a promotion, a demotion, an automatic demotion);
-        returns the STAGE event. ``KeyError`` for a strategy not hosted, ``ValueError`` for a
-        stage that is none."""
+        writes the STAGE event and returns it (the receipt). ``KeyError`` for a strategy not hosted,
+        ``ValueError`` for a stage that is none."""
         return self.stages.set_stage(self._strategy(name), stage, now_ns, operator=operator, reason=reason,
                                      action=action, gate=gate)
 
     def refuse_promotion(self, name: str, to: str, now_ns: int, *, operator: str, reason: str,
-                         gate: dict[str, Any]) -> list[Event]:
+                         gate: dict[str, Any]) -> Event:
+        """Record a promotion the gate refused; returns the STAGE event it wrote (the receipt)."""
         self._strategy(name)
         return self.stages.record_refusal(name, to, now_ns, operator=operator, reason=reason, gate=gate)
 
@@ -275,7 +274,7 @@ class StrategyHostCore:
         return out
 
     def restore(self, name: str, *, lots: Mapping[str, int], decision_seq: int, last_decision: str | None,
-                booked: Iterable[Event], stage: str | None, stopped: Mapping[str, str], now_ns: int) -> tuple[str, list[Event]]:
+                booked: Iterable[Event], stage: str | None, stopped: Mapping[str, str], now_ns: int) -> str:
         """Take strategy ``name`` back after its host restarted, from what outlived the host.
 
         ``lots``: what the risk guard booked for it, per instrument (its position); ``decision_seq``:
@@ -284,15 +283,14 @@ class StrategyHostCore:
         if it still comes, is a repeat); ``stage``: the stage it was last moved to at run time
         (None: the file's); ``stopped``: scope -> why for the trading states that are not
         ACTIVE (:meth:`stopped_scopes`; ``*`` when they could not be read). It resumes by itself
-        only when nothing holds it stopped. Returns ``("resumed" | "halted: why", events)``."""
+        only when nothing holds it stopped. Returns ``"resumed"`` or ``"halted: why"``."""
         st = self._strategy(name)
-        events: list[Event] = []
         st.position, st.position_b = int(lots.get(st.a.id, 0)), int(lots.get(st.b.id, 0))
         if stage is not None and stage != self.stages.stage(name):
             keep = self.stages.state(name)
-            events.append(self.events.make(EventKind.LIFECYCLE, ts_ns=now_ns, strategy=name,
-                                           reason=f"stage {stage} taken back from the trail after a restart "
-                                                  f"(the file says {keep.stage})", stage=stage))
+            self.sink.emit(self.events.make(EventKind.LIFECYCLE, ts_ns=now_ns, strategy=name,
+                                            reason=f"stage {stage} taken back from the trail after a restart "
+                                                   f"(the file says {keep.stage})", stage=stage))
             keep.stage, keep.real = stage, None
         if self.stages.stage(name) == "shadow":  # what it really holds, kept apart in shadow
             self.stages.state(name).real = (st.position, st.position_b)
@@ -317,22 +315,22 @@ class StrategyHostCore:
                         + f" (legs {'/'.join(st.instrument_ids)}): roll or settle them, then resume")
         base = "host restarted: position and decision counter restored"
         st.state_reason = base + ("; halted: " + "; ".join(held) if held else "")
-        events.append(self.events.make(
+        self.sink.emit(self.events.make(
             EventKind.LIFECYCLE, ts_ns=now_ns, strategy=name,
             reason=f"restored after a restart: position {st.position:+d}/{st.position_b:+d} from the risk guard, "
                    f"decision ids go on after {last_decision or 'none'}; "
                    + (f"stays halted ({'; '.join(held)})" if held else "resumes: nothing holds it stopped"),
             position=st.position, position_b=st.position_b, decision_seq=st.decision_seq))
         if held:
-            return "halted: " + "; ".join(held), events
+            return "halted: " + "; ".join(held)
         # the ledger, the risk guard and the coordinator agree on where it stands and nobody
         # halted it: it goes on by itself (an escalated strategy does not: its HALTED scope is
         # held until an operator resolves the residual)
-        events += self.resume(name, "restored after a host restart", now_ns)
-        return "resumed", events
+        self.resume(name, "restored after a host restart", now_ns)
+        return "resumed"
 
     # ------------------------------------------------------------------ calendar rolls
-    def on_roll_done(self, outcome: Mapping[str, Any], now_ns: int) -> tuple[bool, list[Event]]:
+    def on_roll_done(self, outcome: Mapping[str, Any], now_ns: int) -> bool:
         """A roll of a strategy's position has been decided (the coordinator's ``ROLL_DONE``:
         ``decision_id``, ``strategy``, ``roll_state``, ``moves`` = one ``{child, near, far, lots,
         rolled, clean}`` per rolled venue; ``retold`` when a restarted coordinator tells it
@@ -344,7 +342,7 @@ class StrategyHostCore:
         with lots changed but not rolled (its position is then uncertain). A roll that changed
         nothing (refused, rejected) leaves it alone. A retold outcome applies its rolled moves only
         (idempotent: a near month that is no longer a leg is skipped) and halts nothing. Returns
-        whether any leg moved (the host then subscribes to the far contracts) and the events."""
+        whether any leg moved (the host then subscribes to the far contracts)."""
         name = str(outcome.get("strategy") or "")
         did = str(outcome.get("decision_id") or "")
         st = self.strategies.get(name)
@@ -352,8 +350,9 @@ class StrategyHostCore:
         if st is None or not isinstance(moves, (list, tuple)):
             self.bad_input += 1
             why = "no hosted strategy" if st is None else "moves: a list of {near, far, rolled} is needed"
-            return False, [self.events.make(EventKind.BAD_INPUT, ts_ns=now_ns, decision_id=did, strategy=name,
-                                            reason=f"roll outcome {did!r}: {why}")]
+            self.sink.emit(self.events.make(EventKind.BAD_INPUT, ts_ns=now_ns, decision_id=did, strategy=name,
+                                            reason=f"roll outcome {did!r}: {why}"))
+            return False
         held = {st.a.id: abs(st.position), st.b.id: abs(st.position_b)}
         rolled: dict[str, str] = {}
         problems: list[str] = []
@@ -385,27 +384,27 @@ class StrategyHostCore:
                                    if moved_near else "")
                                 + (f", {int(nets.get(far, 0) or 0):+d} on {far} outside its legs"
                                    if int(nets.get(far, 0) or 0) else ""))
-        events: list[Event] = []
         moved = False
         if rolled:
             try:
-                events += self.roll_legs(name, rolled, now_ns, reason=f"roll {did} {outcome.get('roll_state')}")
+                self.roll_legs(name, rolled, now_ns, reason=f"roll {did} {outcome.get('roll_state')}")
                 moved = True
             except (KeyError, ValueError) as e:
                 problems.append(f"{', '.join(rolled)} rolled, but the strategy cannot follow: {e}")
         if moved and not_rolled:
             problems.append(f"{', '.join(not_rolled)} not rolled while {', '.join(rolled)} did: mismatched months")
         if problems and not outcome.get("retold"):
-            events += self.halt(name, f"roll {did} {outcome.get('roll_state')}: " + "; ".join(problems)
-                                + "; roll or settle it (xmc roll), then resume", now_ns)
-        return moved, events
+            self.halt(name, f"roll {did} {outcome.get('roll_state')}: " + "; ".join(problems)
+                      + "; roll or settle it (xmc roll), then resume", now_ns)
+        return moved
 
-    def replay_rolls(self, name: str, events: Iterable[Event], now_ns: int) -> list[Event]:
+    def replay_rolls(self, name: str, events: Iterable[Event], now_ns: int) -> bool:
         """After a host restart (its strategies were rebuilt on the file's contracts): the legs
         of ``name`` follow every roll of its position the trail has decided (``ROLL_DONE``
         events, in time order), move by rolled move. A move that did not roll is not replayed
-        as a halt: :meth:`restore` halts a strategy whose booked lots lie outside its legs."""
-        out: list[Event] = []
+        as a halt: :meth:`restore` halts a strategy whose booked lots lie outside its legs. Returns
+        whether any leg moved (the host then subscribes to the far contracts)."""
+        moved = False
         for e in events:
             if e.strategy != name or e.reason != "ROLL_DONE" or not isinstance(e.payload.get("moves"), list):
                 continue
@@ -414,12 +413,13 @@ class StrategyHostCore:
                      if isinstance(m, Mapping) and m.get("rolled") and m.get("near") in legs}
             if moves:
                 try:
-                    out += self.roll_legs(name, moves, now_ns, reason=f"roll {e.decision_id} (from the trail)")
+                    self.roll_legs(name, moves, now_ns, reason=f"roll {e.decision_id} (from the trail)")
+                    moved = True
                 except (KeyError, ValueError) as err:
-                    out += self.halt(name, f"roll {e.decision_id}: cannot follow it after a restart ({err})", now_ns)
-        return out
+                    self.halt(name, f"roll {e.decision_id}: cannot follow it after a restart ({err})", now_ns)
+        return moved
 
-    def roll_legs(self, name: str, moves: Mapping[str, str], now_ns: int, *, reason: str) -> list[Event]:
+    def roll_legs(self, name: str, moves: Mapping[str, str], now_ns: int, *, reason: str) -> None:
         """Strategy ``name`` trades the far contract of each ``near -> far`` in ``moves`` from now
         on: rebuilt on them (same class, parameters, account and venue per leg; the far
         contract's terms from the deployment's instruments), with its position, decision
@@ -445,14 +445,14 @@ class StrategyHostCore:
             new.events = old.events
         self.strategies[name] = new
         self._index()
-        out = [self.events.make(EventKind.LIFECYCLE, ts_ns=now_ns, strategy=name,
-                                 reason=f"{reason}: trades {'/'.join(new.instrument_ids)} from now (was "
-                                        f"{'/'.join(old.instrument_ids)}); position {new.position:+d}/{new.position_b:+d}",
-                                 action="roll_legs", moves=dict(moves), instruments=list(new.instrument_ids))]
+        self.sink.emit(self.events.make(
+            EventKind.LIFECYCLE, ts_ns=now_ns, strategy=name,
+            reason=f"{reason}: trades {'/'.join(new.instrument_ids)} from now (was "
+                   f"{'/'.join(old.instrument_ids)}); position {new.position:+d}/{new.position_b:+d}",
+            action="roll_legs", moves=dict(moves), instruments=list(new.instrument_ids)))
         twin = self.strategies.get(twin_name(name))  # a canary's shadow twin prices the same legs
         if twin is not None and (tm := {n: f for n, f in moves.items() if n in twin.instrument_ids}):
-            out += self.roll_legs(twin.name, tm, now_ns, reason=f"{reason} of {name}")
-        return out
+            self.roll_legs(twin.name, tm, now_ns, reason=f"{reason} of {name}")
 
     # ------------------------------------------------------------------ internals
     def _index(self) -> None:
@@ -462,7 +462,7 @@ class StrategyHostCore:
             for inst in set(st.instrument_ids):
                 self.by_instrument[inst].append(st)
 
-    def _update_fx(self, q: Quote, events: list[Event], now_ns: int) -> None:
+    def _update_fx(self, q: Quote, now_ns: int) -> None:
         """A live FX quote ``FX.USDCNY`` (quote currency per base): its mid feeds every FX book."""
         sym = q.instrument[3:]
         try:
@@ -473,7 +473,7 @@ class StrategyHostCore:
                 book.update(sym[:3], sym[3:], float(q.mid), q.ts_ns)
         except ValueError as e:
             self.bad_input += 1
-            events.append(self.events.make(EventKind.BAD_INPUT, ts_ns=now_ns, instrument=q.instrument, reason=str(e)))
+            self.sink.emit(self.events.make(EventKind.BAD_INPUT, ts_ns=now_ns, instrument=q.instrument, reason=str(e)))
 
     def _strategy(self, name: str) -> Strategy:
         s = self.strategies.get(name)
@@ -481,15 +481,13 @@ class StrategyHostCore:
             raise KeyError(f"no strategy named {name!r} in this host (hosted: {', '.join(sorted(self.strategies))})")
         return s
 
-    def _control(self, name: str, fn: Callable[[Strategy], list[Action]], now_ns: int) -> list[Event]:
+    def _control(self, name: str, fn: Callable[[Strategy], list[Action]], now_ns: int) -> None:
         s = self._strategy(name)
-        intents: list[PairIntent] = []
-        events: list[Event] = []
-        self._run(s, "control", lambda: fn(s), now_ns, intents, events)
-        return events
+        self._run(s, "control", lambda: fn(s), now_ns, [])
 
     def _run(self, s: Strategy, where: str, call: Callable[[], list[Action]], now_ns: int,
-             intents: list[PairIntent], events: list[Event]) -> None:
+             intents: list[PairIntent]) -> None:
+        """Call into ``s``; its intents go to ``intents`` (through its stage), its events to the sink."""
         try:
             actions = call()
         except Exception as exc:  # noqa: BLE001 - isolation is the point: one strategy's bug halts it alone
@@ -498,11 +496,10 @@ class StrategyHostCore:
             if isinstance(a, Submit):
                 self.decisions[a.intent.decision_id] = s.name
                 routed = self.stages.route(s, a.intent, now_ns)
-                events.extend(routed.events)
                 if routed.send is not None:
                     intents.append(routed.send)
                 if routed.summary is not None:  # not sent: the strategy hears what it came to at once
                     summary = routed.summary
-                    self._run(s, "stage", lambda: s.on_pair_done(summary, now_ns), now_ns, intents, events)
+                    self._run(s, "stage", lambda: s.on_pair_done(summary, now_ns), now_ns, intents)
             elif isinstance(a, Emit):
-                events.append(a.event)
+                self.sink.emit(a.event)

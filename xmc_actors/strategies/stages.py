@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..core.pair_fsm import leg_summary, pair_summary
-from ..core.sink import EventMaker
+from ..core.sink import EventMaker, EventSink
 from ..core.stages import check_stage, price_against_book, slippage_bps
 from ..model.config import StrategyConfig
 from ..model.events import Event, EventKind
@@ -70,19 +70,20 @@ class StageState:
 
 @dataclass(frozen=True)
 class Routed:
-    """What the keeper made of one intent: ``send`` it (maybe resized), and ``events`` to write;
-    ``summary`` for the strategy at once (a shadow's virtual fill, a canary refusal)."""
+    """What the keeper made of one intent: ``send`` it (maybe resized); ``summary`` for the
+    strategy at once (a shadow's virtual fill, a canary refusal). Its events are written."""
 
     send: PairIntent | None
-    events: tuple[Event, ...] = ()
     summary: PairSummary | None = None
 
 
 class StageKeeper:
-    """Stages of the hosted strategies; :meth:`route` applies one to an intent."""
+    """Stages of the hosted strategies; :meth:`route` applies one to an intent. Its events
+    (SHADOW, STAGE) go to ``sink`` as they are made."""
 
-    def __init__(self, settings: dict[str, StageSettings], events: EventMaker) -> None:
+    def __init__(self, settings: dict[str, StageSettings], events: EventMaker, sink: EventSink) -> None:
         self.events = events
+        self.sink = sink
         self.states: dict[str, StageState] = {n: StageState(s, check_stage(s.stage, f"strategies[{n}].stage"))
                                               for n, s in settings.items()}
 
@@ -95,13 +96,12 @@ class StageKeeper:
     def stage(self, name: str) -> str:
         return self.state(name).stage
 
-    def start(self, s: Strategy, now_ns: int) -> list[Event]:
+    def start(self, s: Strategy, now_ns: int) -> None:
         """A strategy starts in its configured stage: shadow keeps its real position aside."""
         st = self.state(s.name)
         st.since_ns = now_ns
         if st.stage == "shadow":
             st.real = (s.position, s.position_b)
-        return []
 
     # ------------------------------------------------------------------ intents
     def route(self, s: Strategy, intent: PairIntent, now_ns: int) -> Routed:
@@ -141,16 +141,16 @@ class StageKeeper:
         if len(st.shadow_decisions) > 4096:
             st.shadow_decisions.pop()
         st.counters["shadow_intents"] += 1
-        ev = self.events.make(
+        self.sink.emit(self.events.make(
             EventKind.SHADOW, ts_ns=now_ns, decision_id=intent.decision_id, strategy=s.name,
             reason=("would send; the book could fill both legs" if full
                     else "would send; the book could not fill every lot: " + ", ".join(
                         f"{lg['leg']} short {lg['short']}" for lg in legs_out if lg["short"])),
             stage="shadow", outcome="FILLABLE" if full else "SHORT", fillable=full, legs=legs_out,
-            intent=intent.model_dump(mode="json"), mode=intent.mode.value if intent.mode else None)
+            intent=intent.model_dump(mode="json"), mode=intent.mode.value if intent.mode else None))
         summary = pair_summary(intent.decision_id, s.name, "shadow", PairState.HEDGED, legs=legs, ts_ns=now_ns,
                                reason="shadow: not sent", started_ns=now_ns, ended_ns=now_ns)
-        return Routed(None, (ev,), summary)
+        return Routed(None, summary)
 
     def _canary(self, s: Strategy, st: StageState, intent: PairIntent, now_ns: int) -> Routed:
         cfg = st.settings.canary
@@ -177,7 +177,6 @@ class StageKeeper:
         if adds and st.canary_pairs_today >= cfg.max_pairs_per_day:
             return self._canary_refused(s, st, intent, now_ns,
                                         f"{st.canary_pairs_today} pairs today, max_pairs_per_day {cfg.max_pairs_per_day}")
-        events: list[Event] = []
         out = intent
         if qty != la.qty:
             # the fewest leg-A lots from the fraction up that hedge whole leg-B lots (a 1-lot SHFE
@@ -202,7 +201,7 @@ class StageKeeper:
             if pend is not None and pend.intent.decision_id == intent.decision_id:
                 pend.intent = out
             st.counters["canary_resized"] += 1
-            events.append(self.events.make(
+            self.sink.emit(self.events.make(
                 EventKind.STAGE, ts_ns=now_ns, decision_id=intent.decision_id, strategy=s.name,
                 reason=f"canary: {la.qty}/{lb.qty} lots sized to {sizing.qty_a}/{sizing.qty_b} "
                        f"(size_fraction {cfg.size_fraction:g}, max_open_lots {cfg.max_open_lots})",
@@ -210,29 +209,32 @@ class StageKeeper:
                 qty_a=[la.qty, sizing.qty_a], qty_b=[lb.qty, sizing.qty_b]))
         if adds:
             st.canary_pairs_today += 1
-        return Routed(out, tuple(events))
+        return Routed(out)
 
     def _canary_refused(self, s: Strategy, st: StageState, intent: PairIntent, now_ns: int, why: str) -> Routed:
         st.counters["canary_refused"] += 1
         reason = f"{CANARY_LIMIT}: {why} (not sent; entries paused as for TRADING_STATE)"
-        ev = self.events.make(EventKind.STAGE, ts_ns=now_ns, decision_id=intent.decision_id, strategy=s.name,
-                              reason=reason, stage="canary", action="limit", outcome="REFUSED")
+        self.sink.emit(self.events.make(EventKind.STAGE, ts_ns=now_ns, decision_id=intent.decision_id,
+                                        strategy=s.name, reason=reason, stage="canary", action="limit",
+                                        outcome="REFUSED"))
         summary = PairSummary(decision_id=intent.decision_id, strategy=s.name, state=PairState.REFUSED.value,
                               reason=reason, ts_ns=now_ns)
-        return Routed(None, (ev,), summary)
+        return Routed(None, summary)
 
     # ------------------------------------------------------------------ stage changes
     def set_stage(self, s: Strategy, stage: str, now_ns: int, *, operator: str, reason: str,
-                  action: str, gate: dict[str, Any] | None = None) -> list[Event]:
-        """Move ``s`` to ``stage``; the STAGE event says from, to, who and why. Leaving shadow
-        gives the strategy back what it really holds; entering it keeps that aside."""
+                  action: str, gate: dict[str, Any] | None = None) -> Event:
+        """Move ``s`` to ``stage``; the STAGE event says from, to, who and why (written, and
+        returned as the receipt). Leaving shadow gives the strategy back what it really holds; entering it
+        keeps that aside."""
         new = check_stage(stage)
         st = self.state(s.name)
         old = st.stage
         if new == old:
-            return [self.events.make(EventKind.STAGE, ts_ns=now_ns, strategy=s.name, operator=operator,
-                                     reason=f"already {new}: nothing changed ({reason})" if reason else f"already {new}",
-                                     stage=new, action=action, outcome="UNCHANGED", **({"gate": gate} if gate else {}))]
+            return self._write(self.events.make(
+                EventKind.STAGE, ts_ns=now_ns, strategy=s.name, operator=operator,
+                reason=f"already {new}: nothing changed ({reason})" if reason else f"already {new}",
+                stage=new, action=action, outcome="UNCHANGED", **({"gate": gate} if gate else {})))
         extra: dict[str, Any] = {}
         if new == "shadow":
             st.real = (s.position, s.position_b)
@@ -246,20 +248,25 @@ class StageKeeper:
         rec = {"ts_ns": now_ns, "from": old, "to": new, "operator": operator, "action": action, "reason": reason}
         st.history.append(rec)
         del st.history[:-100]
-        return [self.events.make(EventKind.STAGE, ts_ns=now_ns, strategy=s.name, operator=operator,
-                                 reason=f"{action}: {old} -> {new}" + (f" ({reason})" if reason else ""),
-                                 stage=new, action=action, outcome="CHANGED", **{"from": old, "to": new},
-                                 **extra, **({"gate": gate} if gate else {}))]
+        return self._write(self.events.make(
+            EventKind.STAGE, ts_ns=now_ns, strategy=s.name, operator=operator,
+            reason=f"{action}: {old} -> {new}" + (f" ({reason})" if reason else ""),
+            stage=new, action=action, outcome="CHANGED", **{"from": old, "to": new},
+            **extra, **({"gate": gate} if gate else {})))
 
     def record_refusal(self, name: str, to: str, now_ns: int, *, operator: str, reason: str,
-                       gate: dict[str, Any]) -> list[Event]:
-        """A promotion the gate refused: a STAGE event with the figures, nothing changed."""
+                       gate: dict[str, Any]) -> Event:
+        """A promotion the gate refused: a STAGE event with the figures (written, and returned
+        as the receipt), nothing changed."""
         st = self.state(name)
-        return [self.events.make(EventKind.STAGE, ts_ns=now_ns, strategy=name, operator=operator,
-                                 reason=f"promote: {st.stage} -> {to} refused: {gate.get('reason', '')}"
-                                        + (f" ({reason})" if reason else ""),
-                                 stage=st.stage, action="promote", outcome="REFUSED",
-                                 **{"from": st.stage, "to": to}, gate=gate)]
+        return self._write(self.events.make(
+            EventKind.STAGE, ts_ns=now_ns, strategy=name, operator=operator,
+            reason=f"promote: {st.stage} -> {to} refused: {gate.get('reason', '')}" + (f" ({reason})" if reason else ""),
+            stage=st.stage, action="promote", outcome="REFUSED", **{"from": st.stage, "to": to}, gate=gate))
+
+    def _write(self, ev: Event) -> Event:
+        self.sink.emit(ev)
+        return ev
 
     def status(self, name: str) -> dict[str, Any]:
         st = self.state(name)
