@@ -72,3 +72,18 @@ def test_no_command_of_the_pair_core_carries_an_event() -> None:
     for k in kinds:
         for f in dataclasses.fields(k):
             assert "Event" not in str(f.type), f"{k.__name__}.{f.name}: {f.type}"
+
+
+def test_no_shell_reaches_into_its_core() -> None:
+    """Restart bookkeeping and bad input a shell meets go through the core's public methods
+    (``PairBook.refuse_input``, ``StrategyHostCore.hold_for_restore``, ``GatewayCore.refuse``,
+    ...), never through its private members."""
+    import pathlib
+
+    root = pathlib.Path(core_pkg.__file__).resolve().parents[1]
+    private = re.compile(r"\bself\.(?:core|book)\._[a-z]\w*")
+    hits = [f"{p.relative_to(root)}:{n}: {line.strip()}"
+            for d in ("actors", "api", "runtime", "lab") for p in sorted((root / d).glob("*.py"))
+            for n, line in enumerate(p.read_text().splitlines(), 1) if private.search(line)]
+    assert private.search("self.book._flush()") and not private.search("self.book.refuse_input(")
+    assert not hits, "shells touching their core's private members:\n" + "\n".join(hits)

@@ -600,6 +600,14 @@ def test_report_for_an_unknown_order_is_bad_input_and_changes_nothing() -> None:
     assert book.status()["bad_input"] == {"report": 1}
 
 
+def test_bad_input_the_shell_met_is_counted_and_recorded_as_the_books_own() -> None:
+    book = PairBook(INSTRUMENTS, SimClock())
+    assert book.refuse_input("roll", "request: a dict, not a RollRequest", "r1") == []
+    [ev] = book.sink.events
+    assert ev.kind is EventKind.BAD_INPUT and ev.decision_id == "r1" and ev.reason.startswith("roll: request: a dict")
+    assert book.status()["bad_input"] == {"roll": 1}
+
+
 def test_trail_holds_every_state_change_order_and_report_under_the_decision_id() -> None:
     h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS})
     h.submit(intent())

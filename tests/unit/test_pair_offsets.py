@@ -94,6 +94,9 @@ def test_a_rollback_of_a_leg_opened_today_at_shfe_is_a_close_today_in_the_trail(
 def test_closing_prefers_yesterdays_lots_and_the_next_day_sees_todays_as_yesterdays():
     lp = Loop()
     lp.submit("d1", "BUY", 5)  # opens 5 today
+    # what a close (a roll's) may take, as the coordinator asks it: long 5 at SHFE; LME nets
+    assert lp.book.closable("cn", INSTS["SHFE.cu"]) == (5, 0)
+    assert lp.book.closable("us", INSTS["LME.CA3M"]) is None
     lp.clock.set(T0 + 24 * 3600 * 10**9)  # Tuesday: those 5 are yesterday's now
     for v in lp.venues.values():
         for book in v.books.values():

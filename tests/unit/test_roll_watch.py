@@ -227,6 +227,9 @@ def test_a_hedge_instructions_position_is_watched_by_its_own_pairs_and_rolled_as
         g.watch_position("hedge-PO-77", {"mode": "sometimes"}, {"SHFE": "cn", "COMEX": "us"}, ["x"], "batch")
     with pytest.raises(ValueError, match=r"^decision_ids: "):
         g.watch_position("hedge-PO-77", {"mode": "auto"}, {"SHFE": "cn", "COMEX": "us"}, [], "batch")
+    # each refusal counted and recorded, naming the field; nothing watched
+    assert g.counters["bad_input"] == 2 and "hedge-PO-77" not in g.roll_watch.status()
+    assert [e.reason.split(": ")[1] for e in sink.events if e.kind.value == "BAD_INPUT"] == ["policy.mode", "decision_ids"]
     ans = g.watch_position("hedge-PO-77", {"mode": "auto"}, {"SHFE": "cn", "COMEX": "us"},
                            ["batch-hedge-PO-77-1"], "batch", operator="erp")
     assert ans == {"name": "hedge-PO-77", "mode": "auto", "decision_ids": ["batch-hedge-PO-77-1"]}

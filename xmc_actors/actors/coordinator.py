@@ -203,9 +203,9 @@ class PairCoordinator:
             snap = await asyncio.wait_for(_await_ref(handle.two_sided_positions.remote()),
                                           self.config.call_timeout_ms / 1000)
         except (RayError, asyncio.TimeoutError, AttributeError) as e:
-            self.book._bad_input("positions", f"{key}: two-sided positions not read (attempt {attempt}): "
-                                              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500])
-            self._execute(self.book._flush())
+            self._execute(self.book.refuse_input(
+                "positions", f"{key}: two-sided positions not read (attempt {attempt}): "
+                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]))
             if attempt < _POSITION_LOAD_ATTEMPTS and not isinstance(e, AttributeError):
                 def again() -> None:
                     if self.gateways.get(key) is handle:  # not replaced meanwhile (a restart re-registers)
@@ -213,7 +213,7 @@ class PairCoordinator:
                 asyncio.get_running_loop().call_later(2.0, again)
             return
         self.book.load_positions(venue, snap or {})
-        self._execute(self.book._flush())
+        self._execute([])  # no command: its RECONCILE event is released on the next loop turn
 
     def _gateway(self, venue: str, account: str) -> Any:
         """The gateway an order on ``venue`` through ``account`` goes to (None: none registered)."""
@@ -362,8 +362,7 @@ class PairCoordinator:
         children still open are wound down by the pair book's recovery and reach their tracker
         as any finished pair does."""
         for did, why in rolls.unreadable:
-            self.book._bad_input("recover", f"roll {did}: record unreadable ({why}); not followed", did)
-        self._execute(self.book._flush())
+            self._execute(self.book.refuse_input("recover", f"roll {did}: record unreadable ({why}); not followed", did))
         for did, t in rolls.trackers.items():
             self._rolls[did] = t
             for c in t.record.children:
@@ -547,8 +546,8 @@ class PairCoordinator:
 
         Returns ``{decision_id, accepted, children: [submit answers], reason}``."""
         if not isinstance(request, RollRequest):  # built by core.roll.build_roll, which checks the fields
-            self.book._bad_input("roll", f"request: a {type(request).__name__}, not a RollRequest (core.roll.build_roll)")
-            self._execute(self.book._flush())
+            self._execute(self.book.refuse_input(
+                "roll", f"request: a {type(request).__name__}, not a RollRequest (core.roll.build_roll)"))
             return {"decision_id": "", "accepted": False, "reason": "request: not a RollRequest"}
         did = request.decision_id
         if did in self._rolls or did in self._rolls_claimed:
@@ -581,8 +580,7 @@ class PairCoordinator:
             unheld = unheld_near_legs(request, await self._roll_holdings(request))
             if unheld:  # refused before anything is recorded as a roll: counted, recorded, nothing sent
                 reason = "roll refused: " + "; ".join(unheld)
-                self.book._bad_input("roll", reason, decision_id=did)
-                self._execute(self.book._flush())
+                self._execute(self.book.refuse_input("roll", reason, decision_id=did))
                 return {"decision_id": did, "accepted": False, "reason": reason,
                         "transient": all("cannot be verified" in u for u in unheld)}
             tracker = RollTracker(request.record())
@@ -675,11 +673,9 @@ class PairCoordinator:
                 if inst is None:
                     out[key] = None
                     continue
-                venue = self.book._two_sided(inst)
-                if venue is not None:
-                    pos = self.book.positions.get(lg.account, inst.id, self.book._trading_day(venue, inst))
-                    out[key] = (pos.long.available_today + pos.long.available_yesterday,
-                                pos.short.available_today + pos.short.available_yesterday)
+                held = self.book.closable(lg.account, inst)
+                if held is not None:
+                    out[key] = held
                     continue
                 gw = self._gateway(inst.venue, lg.account)
                 try:

@@ -255,7 +255,7 @@ class _Session:
 
     def after_reply(self) -> None:
         """Drop copies of this call are written once its answer is on its way (next loop turn)."""
-        if self.core._drop_pending:
+        if self.core.drop_copy_pending:
             asyncio.get_running_loop().call_later(0.0002, self.core.flush_drop_copy)
 
     async def wait(self, latency_ns: int) -> None:
@@ -300,7 +300,7 @@ class _Session:
             if not isinstance(req, OrderRequest):
                 raise ValueError(f"expected an OrderRequest, got {type(req).__name__}")
         except ValueError as e:
-            self.core._bad(BadInput(BadInputReason.GARBAGE, what, str(e)), data)
+            self.core.refuse(BadInput(BadInputReason.GARBAGE, what, str(e)), data)
             raise ValueError(f"{what}: {e}") from None
         return req
 

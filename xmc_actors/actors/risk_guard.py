@@ -276,8 +276,7 @@ class RiskGuard:
         bad input is answered ``{"error": ...}`` naming the field, nothing watched."""
         try:
             return self.core.watch_position(name, policy, accounts, decision_ids, book_as, operator)
-        except ValueError as e:
-            self.core._count("bad_input")
+        except ValueError as e:  # counted by the core
             return {"error": str(e)}
 
     async def roll_watch_status(self) -> dict[str, Any]:

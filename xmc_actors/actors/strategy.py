@@ -121,9 +121,7 @@ class StrategyHostActor:
             # positions and decision counters in the constructor arguments are those of the first
             # start: trading on them could double a position or reuse a decision id. Halted, not
             # resumable until restored (see _restore), then halted until an operator resumes.
-            for n, st in self.core.strategies.items():
-                st.restore_needed = "host restarted: position and decision counter not restored yet"
-                self.core.halt(n, "host restarted: restoring position and decision counter", now)
+            self.core.hold_for_restore("host restarted: position and decision counter not restored yet", now)
         self._emit([self.maker.make(EventKind.LIFECYCLE, ts_ns=now, reason="strategy host started",
                                     strategies=sorted(self.core.strategies), restarted=restarted)])
         # evaluations, triggers, bad input per strategy, read from their counters by its timer
@@ -372,9 +370,8 @@ class StrategyHostActor:
         once the risk guard has rebuilt. The strategies are halted meanwhile and resume by
         themselves when nothing holds them stopped. Returns how each was restored."""
         now = self._now()
-        for n, st in self.core.strategies.items():
-            st.restore_needed = "restoring position and decision counter from the ledger"
-            self.core.halt(n, "deployment started on an existing ledger: restoring", now)
+        self.core.hold_for_restore("deployment started on an existing ledger: restoring position and "
+                                   "decision counter", now)
         self.restarted = True
         if self._restore_task is None or self._restore_task.done():
             self._restore_task = asyncio.get_running_loop().create_task(self._restore_loop(pause_s=0.5))
@@ -394,7 +391,7 @@ class StrategyHostActor:
         then stay HALTED until an operator resumes them (``xmc resume --strategy S``)."""
         subscribed = False
         for attempt in range(attempts):
-            pending = [n for n, st in self.core.strategies.items() if st.restore_needed]
+            pending = self.core.awaiting_restore()
             if not pending and subscribed:
                 return
             try:
@@ -407,9 +404,7 @@ class StrategyHostActor:
             except Exception as e:  # noqa: BLE001 - recorded; the strategies stay halted and unresumable
                 why = f"restore attempt {attempt + 1}/{attempts} failed: {type(e).__name__}: {e}"
                 log.warning("%s: %s", self.name, why)
-                still = [n for n in pending if self.core.strategies[n].restore_needed]  # others were restored
-                for n in still:
-                    self.core.strategies[n].restore_needed = f"host restarted: position not restored ({why})"
+                still = self.core.restore_failed(pending, why)  # others were restored meanwhile
                 self._emit([self.maker.make(EventKind.LIFECYCLE, ts_ns=self._now(), reason=why, strategies=still)])
             await asyncio.sleep(pause_s)
 

@@ -557,6 +557,16 @@ class GatewayCore:
     def _bad(self, bad: BadInput, msg: Any) -> None:
         self._bad_event(bad.reason.value, bad.field, bad.detail, bad.instrument, msg)
 
+    def refuse(self, bad: BadInput, msg: Any) -> None:
+        """Bad input the shell met on the core's behalf (bytes that are not an order): counted
+        and recorded as BAD_INPUT, as the core's own is."""
+        self._bad(bad, msg)
+
+    @property
+    def drop_copy_pending(self) -> bool:
+        """Drop copies are queued (``defer_drop_copy``) for :meth:`flush_drop_copy`."""
+        return bool(self._drop_pending)
+
     def _bad_event(self, reason: str, field: str, detail: str, instrument: str, msg: Any) -> None:
         """Count ``reason`` (``status()["bad_input"]``) and write a BAD_INPUT event."""
         self.bad_input[reason] += 1

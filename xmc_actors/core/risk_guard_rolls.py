@@ -38,7 +38,16 @@ class RollWatching:
         """Watch, under ``name``, the position the pairs ``decision_ids`` make (an ERP hedge
         instruction: ``POST /v1/hedges`` with ``roll``) for its calendar roll, as a strategy's
         is watched; its rolls are booked to ``book_as``. Recorded (``LIFECYCLE`` "watch position").
-        Raises ValueError naming the field when ``policy`` is not a roll policy."""
+        Raises ValueError naming the field when ``policy`` is not a roll policy (counted in
+        ``bad_input`` and recorded as BAD_INPUT; nothing watched)."""
+        try:
+            return self._watch_position(name, policy, accounts, decision_ids, book_as, operator)
+        except ValueError as e:
+            self._bad_input(f"watch_position {name}", e, {"policy": policy, "decision_ids": decision_ids})
+            raise
+
+    def _watch_position(self, name: str, policy: Mapping[str, Any], accounts: Mapping[str, str],
+                        decision_ids: Iterable[str], book_as: str, operator: str) -> dict[str, Any]:
         from pydantic import ValidationError as _VE
 
         from ..model.config import RollPolicy

@@ -273,6 +273,26 @@ class StrategyHostCore:
                     out[k] = f"{who}: {k} {v}"
         return out
 
+    def hold_for_restore(self, why: str, now_ns: int) -> None:
+        """Every hosted strategy is halted and cannot be resumed until :meth:`restore` takes
+        it back (its position and decision counter are not known yet: a restarted host, a
+        deployment started on an existing ledger)."""
+        for n, st in self.strategies.items():
+            st.restore_needed = why
+            self.halt(n, why, now_ns)
+
+    def awaiting_restore(self) -> list[str]:
+        """Strategies :meth:`restore` has not taken back yet."""
+        return [n for n, st in self.strategies.items() if st.restore_needed]
+
+    def restore_failed(self, names: Iterable[str], why: str) -> list[str]:
+        """A restore attempt failed: those of ``names`` still waiting stay halted and unresumable,
+        saying ``why``. Returns them."""
+        still = [n for n in names if self.strategies[n].restore_needed]
+        for n in still:
+            self.strategies[n].restore_needed = f"host restarted: position not restored ({why})"
+        return still
+
     def restore(self, name: str, *, lots: Mapping[str, int], decision_seq: int, last_decision: str | None,
                 booked: Iterable[Event], stage: str | None, stopped: Mapping[str, str], now_ns: int) -> str:
         """Take strategy ``name`` back after its host restarted, from what outlived the host.

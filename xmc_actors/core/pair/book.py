@@ -159,6 +159,13 @@ class PairBook(Recovery, LateFills, Offsets):
         """Write the event ``spec`` describes (built when the sink releases it, if it holds)."""
         write_spec(self.sink, self.events, spec)
 
+    def refuse_input(self, where: str, detail: str, decision_id: str = "") -> list[Command]:
+        """Bad input the shell met on the book's behalf (an answer it could not read, a request
+        of the wrong type): counted in ``status()["bad_input"]`` and recorded as BAD_INPUT, as
+        the book's own is. Returns the commands pending."""
+        self._bad_input(where, detail, decision_id)
+        return self._flush()
+
     def _bad_input(self, where: str, detail: str, decision_id: str = "") -> None:
         self.bad_inputs[where] = self.bad_inputs.get(where, 0) + 1
         self.sink.emit(self.events.make(EventKind.BAD_INPUT, decision_id=decision_id, reason=f"{where}: {detail}"))

@@ -25,6 +25,17 @@ class Offsets:
         v = self.venues.get(inst.venue)
         return v if v is not None and v.offsets != "none" else None
 
+    def closable(self, account: str, inst: Instrument) -> tuple[int, int] | None:
+        """Lots a close order of ``account`` can take now on ``inst``: ``(long, short)``
+        available, today's and earlier days' together, from the two-sided book; None when its
+        venue does not hold long and short apart (the caller asks the venue for a net)."""
+        venue = self._two_sided(inst)
+        if venue is None:
+            return None
+        pos = self.positions.get(account, inst.id, self._trading_day(venue, inst))
+        return (pos.long.available_today + pos.long.available_yesterday,
+                pos.short.available_today + pos.short.available_yesterday)
+
     def _trading_day(self, venue: Venue, inst: Instrument, at_ns: int | None = None) -> Any:
         """The venue's trading day at the market time of the pair (``PairIntent.created_ns``, the
         stamp of the quotes it was decided on: a replay's, not the wall clock's), or now."""
