@@ -105,7 +105,8 @@ class GuardedSink:
             self.into.emit(event)
         except Exception:  # noqa: BLE001 - see the class docstring
             self.failures += 1
-            _log.exception("%s: could not write an event (%s)", self.who, getattr(event, "kind", "?"))
+            _log.exception("%s: could not write an event (%s)", self.who,
+                           getattr(getattr(event, "kind", None), "value", "?"))
 
     def emit_many(self, events: Iterable[Event]) -> None:
         events = list(events)

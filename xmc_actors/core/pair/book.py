@@ -446,7 +446,7 @@ class PairBook(Recovery, LateFills, Offsets):
         if setter is not None and scope in ("global", "strategy", "venue"):
             setter(scope, key or None, st)
         self.sink.emit(self.events.make(EventKind.OPERATOR, reason=f"trading state {scope}:{key} -> {st.value}",
-                                              scope=scope, key=key, state=st.value, **who))
+                                        scope=scope, key=key, state=st.value, **who))
         out = self._flush()
         if st is TradingState.ACTIVE:
             return out

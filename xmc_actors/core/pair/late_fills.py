@@ -65,7 +65,7 @@ class LateFills:
             before = t.state
             t.state = transition(before, Trigger.LATE_FILL_FORGOTTEN, PairState.ESCALATED, f"pair {did}", reason)
             self._write_spec(dict(common, kind=EventKind.PAIR_STATE, state=PairState.ESCALATED.value,
-                                           to=PairState.ESCALATED.value, **{"from": before.value}))
+                                  to=PairState.ESCALATED.value, **{"from": before.value}))
         shell = self.pairs.get(did)  # a pair recovered as finished keeps an order-less machine: it says so too
         if shell is not None and shell.state is not PairState.ESCALATED:
             shell._mark(Trigger.LATE_FILL_FORGOTTEN, PairState.ESCALATED, reason)
