@@ -262,6 +262,14 @@ def test_in_flight_pairs_resolve_and_strategies_stop_when_a_venue_node_is_lost(c
     ray.get(gws["SHFE"].push_market.remote([q("SHFE.cu", "72100", "72110")]))
     did = wait_until(lambda: strategies()["cu"]["pending"], 20, "cu submits a pair")
     wait_until(lambda: ray.get(coord.status.remote())["in_flight"], 10, "the pair in flight")
+    # the LME venue has taken the order (it is in the venue's journal) before its node goes:
+    # only the answer is lost. On a loaded host the place call could still be on its way when
+    # the node was removed, and the venue then rightly had nothing to reconcile.
+    from xmc_actors.venues.journal import VenueJournal
+
+    def lme_took_it() -> bool:
+        return any(f"{did}:B:0" in str(VenueJournal.read(p)[0]) for p in (tmp_path / "venues").glob("*.venue"))
+    wait_until(lme_took_it, 10, "the LME venue took the order")
 
     # Act 1: the LME node goes away with the LME leg unanswered
     c.remove_node(nodes["LME"])

@@ -731,7 +731,7 @@ class VenueGateway:
             try:
                 s = self._s(gateway)
             except ValueError as e:  # recorded on the process's first session: it has a sink
-                next(iter(self.sessions.values())).core._bad(
+                next(iter(self.sessions.values())).core.refuse(
                     BadInput(BadInputReason.GARBAGE, "place_many_wire.gateway", str(e)), gateway)
                 reqs.append(f"ValueError: {e}")
                 continue
