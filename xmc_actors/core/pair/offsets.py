@@ -80,9 +80,9 @@ class Offsets:
                 continue
             n += 1
         self.sink.emit(self.events.make(EventKind.RECONCILE, reason=f"two-sided positions loaded from {venue_code}",
-                                              venue=venue_code, action="positions_loaded", positions=n,
-                                              snapshot={k: v for k, v in self.positions.snapshot().items()
-                                                        if k.split("/", 1)[1] in mine}))
+                                        venue=venue_code, action="positions_loaded", positions=n,
+                                        snapshot={k: v for k, v in self.positions.snapshot().items()
+                                                  if k.split("/", 1)[1] in mine}))
         return n
 
     def reserve(self, req: OrderRequest, at_ns: int | None = None) -> None:

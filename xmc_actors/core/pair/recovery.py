@@ -193,7 +193,7 @@ class Recovery:
                 counts["summaries"] += 1
                 out.append(NotifyDone(m.intent.strategy, summary))
         self.sink.emit(self.events.make(EventKind.RECONCILE, reason="coordinator restarted: pairs recovered "
-                                              "from the ledger", **counts))
+                                        "from the ledger", **counts))
         return counts, self._flush() + out
 
     def _recovered_order(self, m: "PairMachine", leg: Leg, req: OrderRequest, unwind: bool) -> None:
