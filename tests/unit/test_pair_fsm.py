@@ -640,6 +640,115 @@ def test_filled_order_reports_carry_price_and_trigger_for_the_ledgers_slippage()
         assert p["price"] is not None and p["ref_price"] is not None and p["side"] in ("BUY", "SELL")
 
 
+# -- an order the venue holds but never acknowledged; the wind-down's bound ---------------------
+def _a_filled_b_unknown_winding_down(config: CoordinatorConfig | None = None):  # noqa: ANN202
+    """A filled; B's place call died with its gateway (UNKNOWN, queried); the deadline passes."""
+    from xmc_actors.core.pair.commands import TimerKey, TimerKind
+    book = PairBook(INSTRUMENTS, clock := SimClock(), config=config or CoordinatorConfig())
+    book.submit(intent())
+    book.on_place_result("d1:A:0", [rep("d1:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED), fill("d1:A:0", 2, 2, "t1")])
+    cmds = book.on_call_failed("d1:B:0", "place", "ActorDiedError")
+    assert [q.client_order_id for q in only(cmds, Query)] == ["d1:B:0"]
+    clock.advance(6_000 * MS)
+    cmds = book.on_timer("d1", TimerKey(TimerKind.DEADLINE))
+    assert book.pairs["d1"].state is PairState.WINDING_DOWN
+    return book, clock, cmds
+
+
+def test_a_query_answering_submitted_while_winding_down_cancels_the_order_and_rolls_back() -> None:
+    """Found by the chaos suite (per-venue, seed 12): the LME gateway died before its ack; the
+    restarted gateway found the order in the venue's journal, never acknowledged, and answered
+    SUBMITTED. UNKNOWN -> SUBMITTED was not an edge: every answer was refused as bad input, the
+    order stayed UNKNOWN and the pair stayed open and one-legged, never escalated."""
+    book, _, _ = _a_filled_b_unknown_winding_down()
+    # Act: the venue holds B, unacknowledged
+    cmds = book.on_query_result("d1:B:0", rep("d1:B:0", ExecReportKind.STATUS, OrderStatus.SUBMITTED, "LME",
+                                              "LME.CA3M"))
+    # Assert: live again and cancelled (a live order is never left resting in a wind-down)
+    assert [c.client_order_id for c in only(cmds, Cancel)] == ["d1:B:0"]
+    assert not [e for e in book.sink.events if e.kind is EventKind.BAD_INPUT]
+    book.on_cancel_result("d1:B:0", rep("d1:B:0", ExecReportKind.CANCELED, OrderStatus.CANCELED, "LME", "LME.CA3M"))
+    m = book.pairs["d1"]
+    assert m.state is PairState.ROLLING_BACK
+    unwind = [o for o in m.by_name["A"].orders if o.unwind]
+    assert [(o.state.request.side, o.state.request.qty) for o in unwind] == [(Side.SELL, 2)]
+
+
+def test_a_query_answering_submitted_while_working_asks_again_when_no_ack_comes() -> None:
+    from xmc_actors.core.pair.commands import TimerKind
+    from xmc_actors.core.pair_fsm import StartTimer
+    book = PairBook(INSTRUMENTS, SimClock())
+    book.submit(intent())
+    book.on_call_failed("d1:B:0", "place", "ActorDiedError")
+    cmds = book.on_query_result("d1:B:0", rep("d1:B:0", ExecReportKind.STATUS, OrderStatus.SUBMITTED, "LME",
+                                              "LME.CA3M"))
+    assert book.pair("d1")["orders"][1]["status"] == "SUBMITTED"
+    assert [(t.key.kind, t.key.coid) for t in only(cmds, StartTimer)] == [(TimerKind.ACK, "d1:B:0")]
+    cmds = book.on_timer("d1", "ack:d1:B:0")
+    assert [q.client_order_id for q in only(cmds, Query)] == ["d1:B:0"]
+
+
+def test_an_answer_that_cannot_be_applied_counts_as_a_failed_query_and_ends_escalated() -> None:
+    from xmc_actors.core.pair.commands import TimerKind
+    from xmc_actors.core.pair_fsm import StartTimer
+    book, _, _ = _a_filled_b_unknown_winding_down()
+    bad = rep("d1:B:0", ExecReportKind.STATUS, OrderStatus.NEW, "LME", "LME.CA3M")  # UNKNOWN -> NEW: no edge
+    retries = book.config.query_retries
+    for n in range(1, retries):
+        cmds = book.on_query_result("d1:B:0", bad)
+        # recorded as bad input, and the order is asked about again after a backoff
+        assert [(t.key.kind, t.key.n) for t in only(cmds, StartTimer)] == [(TimerKind.QUERY, n)]
+        assert [q.client_order_id for q in only(book.on_timer("d1", f"query:d1:B:0:{n}"), Query)] == ["d1:B:0"]
+    book.on_query_result("d1:B:0", bad)
+    m = book.pairs["d1"]
+    assert m.state is PairState.ESCALATED and "outcome unknown" in m.reason
+    assert len([e for e in book.sink.events if e.kind is EventKind.BAD_INPUT]) == retries
+
+
+def test_a_pair_still_winding_down_at_its_bound_is_escalated_naming_the_order() -> None:
+    from xmc_actors.core.pair.commands import TimerKey, TimerKind
+    from xmc_actors.core.pair_fsm import StartTimer
+    config = CoordinatorConfig(wind_down_timeout_ms=7_000)
+    book, clock, cmds = _a_filled_b_unknown_winding_down(config)
+    # the bound is armed as the wind-down begins
+    [bound] = [t for t in only(cmds, StartTimer) if t.key.kind is TimerKind.WIND_DOWN]
+    assert bound.at_ns == clock.now_ns() + 7_000 * MS
+    # Act: B's query never comes back; the bound passes
+    clock.set(bound.at_ns)
+    cmds = book.on_timer("d1", TimerKey(TimerKind.WIND_DOWN))
+    # Assert
+    m = book.pairs["d1"]
+    assert m.state is PairState.ESCALATED
+    assert m.reason == "wind-down not finished after 7000 ms: d1:B:0 UNKNOWN"
+    assert [h.strategy for h in only(cmds, HaltStrategy)] == ["s1"]
+    esc = [e for e in book.sink.by_decision("d1") if e.kind is EventKind.ESCALATION][-1]
+    assert esc.payload["residual"]["legs"]["B"]["unknown_orders"] == ["d1:B:0"]
+
+
+def test_a_wind_down_that_finishes_in_time_ignores_its_bound() -> None:
+    from xmc_actors.core.pair.commands import TimerKey, TimerKind
+    book, clock, _ = _a_filled_b_unknown_winding_down()
+    book.on_query_result("d1:B:0", None)  # never saw it: the pair unwinds A
+    m = book.pairs["d1"]
+    [u] = [o for o in m.by_name["A"].orders if o.unwind]
+    book.on_place_result(u.coid, [rep(u.coid, ExecReportKind.ACK, OrderStatus.ACCEPTED), fill(u.coid, 2, 2, "t9")])
+    assert m.state is PairState.ROLLED_BACK
+    clock.advance(20_000 * MS)
+    book.on_timer("d1", TimerKey(TimerKind.WIND_DOWN))
+    assert m.state is PairState.ROLLED_BACK
+
+
+def test_a_pair_recovered_in_winding_down_has_its_bound_armed_again() -> None:
+    from xmc_actors.core.pair.commands import TimerKind
+    from xmc_actors.core.pair_fsm import StartTimer
+    book, clock, _ = _a_filled_b_unknown_winding_down()
+    again = PairBook(INSTRUMENTS, clock, config=book.config, owner=book.owner, event_node=2)
+    _, cmds = again.recover(list(book.sink.events))
+    assert again.pairs["d1"].state is PairState.WINDING_DOWN
+    bounds = [t for t in only(cmds, StartTimer) if t.key.kind is TimerKind.WIND_DOWN and t.decision_id == "d1"]
+    assert [t.at_ns for t in bounds] == [clock.now_ns() + book.config.wind_down_timeout_ms * MS]
+
+
 # -- coordinator restart: recover from the trail -----------------------------------------------
 def crash_and_recover(h: Harness, at_ms: float, *, unwritten: tuple[str, ...] = (),
                       ask_gateways: bool = False) -> tuple[PairBook, dict]:

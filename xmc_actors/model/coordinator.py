@@ -32,6 +32,11 @@ class CoordinatorConfig(BaseModel):
         order id (so a late original is de-duplicated) this many times before calling it lost.
     default_deadline_ms
         Deadline of a pair whose intent has none.
+    wind_down_timeout_ms
+        A pair that stopped trying to complete (WINDING_DOWN) waits for every order to be
+        confirmed dead. Cancels and queries each have their own bounds; this bounds the whole:
+        a pair still winding down this long after it began is escalated (red alert, strategy
+        halted) with each order still live named, never left open unwatched.
     health_interval_ms
         The coordinator probes its gateways this often (venue health: a lost or silent gateway
         makes its venue DOWN, pushed to the strategies and the risk guard); 0 turns it off.
@@ -82,6 +87,7 @@ class CoordinatorConfig(BaseModel):
     query_backoff_ms: PositiveInt = 20
     replace_retries: NonNegativeInt = 1
     default_deadline_ms: PositiveInt = 5_000
+    wind_down_timeout_ms: PositiveInt = 15_000
     health_interval_ms: NonNegativeInt = 1_000
     health_timeout_ms: PositiveInt = 1_000
     keep_finished_pairs: PositiveInt = 50_000

@@ -77,7 +77,9 @@ ORDER_TRANSITIONS: Final[dict[OrderStatus, frozenset[OrderStatus]]] = {
     S.EXPIRED: frozenset({S.PARTIALLY_FILLED, S.FILLED}),
     S.REJECTED: frozenset(),
     S.FILLED: frozenset(),
-    S.UNKNOWN: frozenset({S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELED,
+    # SUBMITTED: the venue holds the order but never acknowledged it (a venue or gateway that
+    # restarted between the order's arrival and its ack answers a query so): live, cancellable
+    S.UNKNOWN: frozenset({S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELED,
                           S.REJECTED, S.EXPIRED}),
 }
 

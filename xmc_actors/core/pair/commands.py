@@ -48,6 +48,7 @@ class TimerKind(str, Enum):
     STALE = "stale"                # a resting order behind the other leg: cancel it to replenish
     ROLLBACK = "rollback"          # the rollback time budget: book the residual or escalate
     UNWIND_RETRY = "unwind_retry"  # an unwind refused for a passing reason: try it again
+    WIND_DOWN = "wind_down"        # the wind-down's bound: escalate a pair still WINDING_DOWN
 
 
 _PER_ORDER: Final = frozenset({TimerKind.ACK, TimerKind.CANCEL, TimerKind.QUERY, TimerKind.STALE})

@@ -393,12 +393,24 @@ class PairMachine(Endings):
             self.on_call_failed(coid, "query", "the venue's answer is still UNKNOWN")
             return
         if report is not None:
+            failures = order.query_failures
             self.on_reports([report], "query")
-            if order.state.status in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED) and \
-                    self.state in (PairState.WINDING_DOWN, PairState.ROLLING_BACK):
+            st = order.state.status
+            if st is OrderStatus.UNKNOWN and not order.querying:
+                # an answer that could not be applied (recorded as BAD_INPUT): the outcome is
+                # still unknown, so it counts as a failed query (retried, then escalated); an
+                # order is never left UNKNOWN with nothing watching it
+                order.query_failures = failures
+                self.on_call_failed(coid, "query", f"the venue's answer ({report.status.value}) left the outcome unknown")
+                return
+            working = (OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)
+            if st in working and self.state in (PairState.WINDING_DOWN, PairState.ROLLING_BACK):
                 self._cancel(leg, order, "query: order still working")
-            elif order.cancel_wanted and order.state.status in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED):
+            elif order.cancel_wanted and st in working:
                 self._cancel(leg, order, "query: cancel did not take")
+            elif st is OrderStatus.SUBMITTED:
+                # at the venue, never acknowledged: ask again if no ack comes
+                self._timer(TimerKey(TimerKind.ACK, coid), self.book.config.ack_timeout_ms * 1_000_000)
             self._settle()
             return
         order.querying = False
@@ -441,6 +453,10 @@ class PairMachine(Endings):
             if self.state in (PairState.WORKING, PairState.REPLENISHING):
                 acted = "wind down"
                 self._wind_down("DEADLINE")
+        elif kind is K.WIND_DOWN:
+            if self.state is PairState.WINDING_DOWN:
+                acted = "escalate"
+                self._escalate(self._wind_down_overdue())
         elif kind is K.UNWIND_RETRY:
             if self.state is PairState.ROLLING_BACK:
                 acted = "unwind again"
@@ -526,10 +542,20 @@ class PairMachine(Endings):
         self.wind_reason = reason
         self.reason = self.reason or reason
         self._to(PairState.WINDING_DOWN, Trigger.STOP, reason)
+        self._arm_wind_down()
         for leg in self.legs:
             o = leg.live_order()
             if o is not None and not o.unwind:
                 self._cancel(leg, o, reason)
+
+    def _arm_wind_down(self) -> None:
+        """WINDING_DOWN is bounded: past ``wind_down_timeout_ms`` the pair is escalated."""
+        self._timer(TimerKey(TimerKind.WIND_DOWN), self.book.config.wind_down_timeout_ms * 1_000_000)
+
+    def _wind_down_overdue(self) -> str:
+        stuck = [f"{o.coid} {o.state.status.value}" for lg in self.legs for o in lg.orders if o.live]
+        return (f"wind-down not finished after {self.book.config.wind_down_timeout_ms} ms: "
+                f"{', '.join(stuck) if stuck else 'no order live'}")
 
     def _settle(self) -> None:
         if self.state is PairState.REFUSED:
@@ -615,5 +641,6 @@ class PairMachine(Endings):
             if self._needs_unwind():  # over-filled: unwind the excess (the reason stays the first one)
                 self.wind_reason = "OVERFILL"
                 self._to(PairState.WINDING_DOWN, Trigger.STOP, "OVERFILL")
+                self._arm_wind_down()
             else:
                 self._finish("both legs filled")

@@ -175,6 +175,8 @@ class Recovery:
                 m._to(PairState.WORKING, Trigger.RECOVERED, "recovered")
             if m.state in (PairState.WORKING, PairState.REPLENISHING):
                 m._wind_down(why)  # its orders are UNKNOWN: the queries below settle them first
+            elif m.state is PairState.WINDING_DOWN:
+                m._arm_wind_down()  # its bound counts again from the restart
             m.wind_reason = m.wind_reason or why
             m.reason = m.reason or why
             m._emit(EventKind.RECONCILE, reason=why, action="recover", state=m.state.value,
