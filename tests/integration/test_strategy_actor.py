@@ -25,10 +25,12 @@ PARAMS = {"signal": "ratio", "price": "mid", "center": 1.0, "entry": 0.01, "exit
 class RecordingCoordinator:
     """Records intents; refuses decision ids listed in ``refuse``; fails the first ``fail_first`` calls."""
 
-    def __init__(self, refuse: tuple[str, ...] = (), fail_first: int = 0, fill_in_reply: bool = False) -> None:
+    def __init__(self, refuse: tuple[str, ...] = (), fail_first: int = 0, fill_in_reply: bool = False,
+                 recovering_first: int = 0) -> None:
         self.intents: list = []
         self.refuse = set(refuse)
         self.fail_left = fail_first
+        self.recovering_left = recovering_first  # answered as a restarted coordinator still reading its trail
         self.fill_in_reply = fill_in_reply  # answer as the coordinator does when the pair hedged while held
         self.asked: list = []
 
@@ -36,6 +38,10 @@ class RecordingCoordinator:
         if self.fail_left > 0:
             self.fail_left -= 1
             raise RuntimeError("coordinator busy")
+        if self.recovering_left > 0:
+            self.recovering_left -= 1
+            return {"decision_id": intent.decision_id, "accepted": False, "state": "REFUSED", "transient": True,
+                    "reason": "RECOVERING: the restarted coordinator cannot read its trail yet; send it again"}
         self.intents.append(intent)
         self.asked.append(summary_in_reply)
         if intent.decision_id in self.refuse:
@@ -132,6 +138,44 @@ def test_refused_submit_frees_the_strategy_and_a_failing_submit_is_retried_with_
     assert intent.decision_id == "r2-00000001"
     status = ray.get(host2.status.remote())
     assert status["submit_failures"] == 2 and status["strategies"]["r2"]["pending"] == "r2-00000001"
+
+
+def test_a_restarting_coordinators_transient_refusal_is_not_an_outcome_and_the_intent_is_sent_again():
+    # a restarted coordinator answers RECOVERING until it has read its trail; taken as a
+    # refusal, the strategy forgot a pair whose orders the venues had filled (chaos, seed 31)
+    coord = RecordingCoordinator.remote(recovering_first=3)
+    host = StrategyHost.remote([BandStrategy(ctx("t1"), PARAMS)], coord, time_source="quotes", retry_delay_s=0.01)
+    ray.get(host.on_quotes.remote(pair_quotes(1.02, t=T0)))
+    assert wait_until(lambda: ray.get(coord.recorded.remote()))
+    ray.get(host.drain.remote())
+    [intent] = ray.get(coord.recorded.remote())
+    status = ray.get(host.status.remote())
+    # still pending on the same decision (its outcome comes from the coordinator), not freed as refused
+    assert intent.decision_id == "t1-00000001"
+    assert status["submit_failures"] == 3 and status["strategies"]["t1"]["pending"] == "t1-00000001"
+    assert status["strategies"]["t1"]["counters"]["pairs_done"] == 0
+
+
+def test_an_accepted_intent_whose_outcome_never_comes_is_sent_again_until_it_does():
+    # the coordinator accepted it and died before writing a word of it: no push will ever come
+    coord = RecordingCoordinator.remote()
+    host = StrategyHost.remote([BandStrategy(ctx("w1"), PARAMS)], coord, time_source="quotes", reask_after_s=0.3)
+    ray.get(host.on_quotes.remote(pair_quotes(1.02, t=T0)))
+    assert wait_until(lambda: len(ray.get(coord.recorded.remote())) >= 3, timeout=10)
+    assert {i.decision_id for i in ray.get(coord.recorded.remote())} == {"w1-00000001"}
+    status = ray.get(host.status.remote())
+    assert status["reasked"] >= 2 and status["awaiting_outcome"] == ["w1-00000001"]
+    # the outcome comes: never sent again
+    intent = ray.get(coord.recorded.remote())[0]
+    legs = [{"leg": lg.leg, "instrument": lg.instrument, "account": lg.account, "side": lg.side.value,
+             "intended_qty": lg.qty, "filled_qty": lg.qty} for lg in intent.legs]
+    ray.get(host.on_pair_done.remote({"decision_id": intent.decision_id, "strategy": intent.strategy,
+                                      "state": "HEDGED", "legs": legs}))
+    time.sleep(0.3)
+    n = len(ray.get(coord.recorded.remote()))
+    time.sleep(1.0)
+    assert len(ray.get(coord.recorded.remote())) == n
+    assert ray.get(host.status.remote())["awaiting_outcome"] == []
 
 
 def test_halt_and_resume_through_the_actor_and_bad_input_does_not_kill_it():

@@ -271,3 +271,42 @@ def test_a_restarted_host_replays_the_trails_rolls_and_stays_halted_on_lots_outs
     outcome = host.restore("cu", lots={"SHFE.cu2702": 2, "SHFE.cu2701": 1, "COMEX.HGH7": -2}, decision_seq=5,
                               last_decision=None, booked=(), stage=None, stopped={}, now_ns=T0)
     assert outcome.startswith("halted: ") and "outside its legs SHFE.cu2701 +1" in outcome
+
+
+# -- an outcome that never comes: the intent is sent again -----------------------------------------
+def test_an_intent_whose_outcome_never_came_is_sent_again_until_it_comes() -> None:
+    """Found by the chaos suite (seed 31): the coordinator accepted a pair, sent its orders and
+    died before writing a word of it; its restart knew nothing of the pair, the strategy waited
+    for ever and the venues held fills nobody counted. Sent again, the restarted coordinator
+    adopts what the venues hold for it."""
+    from strategy_kit import done, pair_quotes
+    s = BandStrategy(ctx(), BASE)
+    host = StrategyHostCore([s], EventMaker(SimClock(T0), "host"))
+    [intent] = host.on_quotes(pair_quotes(1.02), T0)
+    sec = 1_000_000_000
+    host.sending(intent, T0)
+    assert host.awaiting() == [intent.decision_id]
+    # not yet: the pair may still be working
+    assert host.overdue(T0 + 9 * sec, 10 * sec) == []
+    # Act / Assert: past the bound it is returned once, then again only after another bound
+    assert host.overdue(T0 + 10 * sec, 10 * sec) == [intent]
+    assert host.overdue(T0 + 15 * sec, 10 * sec) == []
+    assert host.overdue(T0 + 20 * sec, 10 * sec) == [intent]
+    # the outcome comes: no longer awaited, and a late re-send of it does not await it again
+    host.on_pair_done(done(intent), T0 + 21 * sec)
+    host.sending(intent, T0 + 21 * sec)
+    assert host.awaiting() == [] and host.overdue(T0 + 60 * sec, 10 * sec) == []
+    assert s.position != 0
+
+
+def test_a_refused_or_shadow_intent_is_not_awaited() -> None:
+    from strategy_kit import done, pair_quotes
+    s = BandStrategy(ctx(), BASE)
+    host = StrategyHostCore([s], EventMaker(SimClock(T0), "host"))
+    [intent] = host.on_quotes(pair_quotes(1.02), T0)
+    host.sending(intent, T0)
+    host.on_pair_done(done(intent, "REFUSED", 0, 0), T0 + 1)
+    assert host.awaiting() == []
+    shadow = StrategyHostCore([BandStrategy(ctx(), BASE)], EventMaker(SimClock(T0), "host"),
+                              {"cu": StageSettings(stage="shadow")})
+    assert shadow.on_quotes(pair_quotes(1.02), T0) == [] and shadow.awaiting() == []

@@ -38,6 +38,12 @@ from .peers import Peers
 
 log = logging.getLogger(__name__)
 
+#: the longest wait between two re-submissions of an intent whose outcome is unknown
+SUBMIT_RETRY_CAP_S = 5.0
+#: an intent accepted (or sent) this long ago whose outcome never came is sent again: the
+#: coordinator answers its outcome, or, restarted, adopts what the venues hold for it
+REASK_AFTER_S = 10.0
+
 #: what a gate's figures are read from
 FIGURE_KINDS = ["PAIR_STATE", "ORDER_SENT", "ORDER_REPORT", "ROLLBACK", "ALERT", "SHADOW", "STAGE"]
 
@@ -63,7 +69,15 @@ class StrategyHostActor:
         Time source; ``time_source="quotes"`` instead follows the latest calibrated quote time
         (replays at full speed, where the wall clock would make every quote stale).
     submit_retries
-        Re-submissions of an intent whose ``submit`` call failed (its outcome is unknown).
+        Re-submissions of an intent whose ``submit`` call failed or was refused as
+        ``transient`` (a restarting coordinator): its outcome is unknown. The waits double from
+        ``retry_delay_s`` up to :data:`SUBMIT_RETRY_CAP_S`; the defaults keep re-sending for
+        about 20 s, longer than a coordinator's restart, which adopts a decision the venues hold
+        (the strategy then hears its outcome; giving up earlier left it pending while its
+        orders filled).
+    reask_after_s
+        An intent whose outcome has not come this long after it was last sent is sent again
+        (default :data:`REASK_AFTER_S`).
     stages
         Each strategy's rollout stage settings when ``strategies`` are built instances (a
         :class:`HostSpec` carries them in its deployment); a strategy not named is live.
@@ -71,8 +85,9 @@ class StrategyHostActor:
 
     def __init__(self, strategies: list[Strategy] | HostSpec, coordinator: Any = None, sink: EventSink | None = None, *,
                  name: str = "strategy-host", clock: Clock | None = None,
-                 time_source: Literal["clock", "quotes"] = "clock", submit_retries: int = 3,
-                 retry_delay_s: float = 0.2, stages: dict[str, StageSettings] | None = None) -> None:
+                 time_source: Literal["clock", "quotes"] = "clock", submit_retries: int = 8,
+                 retry_delay_s: float = 0.2, stages: dict[str, StageSettings] | None = None,
+                 reask_after_s: float = REASK_AFTER_S) -> None:
         self.name = name
         self.clock = clock or SystemClock()
         self.time_source = time_source
@@ -102,9 +117,12 @@ class StrategyHostActor:
         self.core = StrategyHostCore(strategies, self.maker, stages, catalogue, sink=self._out)
         self._wall = wall or self.clock
         self._watch_task: asyncio.Task[None] | None = None
+        self._reask_task: asyncio.Task[None] | None = None
+        self.reasked = 0
         self.coordinator = coordinator
         self.submit_retries = submit_retries
         self.retry_delay_s = retry_delay_s
+        self.reask_after_s = reask_after_s
         self._quote_now = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.submit_failures = 0
@@ -143,6 +161,8 @@ class StrategyHostActor:
         """A conflated quote batch from a gateway (fire-and-forget)."""
         self._kick_restore()
         self._kick_stage_watch()
+        if self._reask_task is None:
+            self._reask_task = asyncio.get_running_loop().create_task(self._reask_loop())
         if self.time_source == "quotes":
             for q in quotes if isinstance(quotes, (list, tuple)) else ():
                 if isinstance(q, Quote) and q.ts_ns > self._quote_now:
@@ -174,6 +194,7 @@ class StrategyHostActor:
         """Per strategy: state, position, pending decision, last signal, errors, counters."""
         self._kick_restore()
         return {"host": self.name, "strategies": self.core.status(), "submit_failures": self.submit_failures,
+                "awaiting_outcome": self.core.awaiting(), "reasked": self.reasked,
                 "bad_input": self.core.bad_input, "in_flight_submits": len(self._tasks),
                 "restarted": self.restarted, "restored": dict(self.restored)}
 
@@ -329,6 +350,17 @@ class StrategyHostActor:
                 last = await self.check_demotions(last)
             except Exception as e:  # noqa: BLE001 - tried again next time; said why
                 log.warning("%s: stage watch: %s: %s", self.name, type(e).__name__, e)
+
+    async def _reask_loop(self) -> None:
+        """Send again every intent whose outcome has not come ``reask_after_s`` after it was
+        last sent (:meth:`StrategyHostCore.overdue`)."""
+        while True:
+            await asyncio.sleep(min(1.0, self.reask_after_s / 2))
+            for intent in self.core.overdue(self._wall.now_ns(), int(self.reask_after_s * 1e9)):
+                self.reasked += 1
+                log.warning("%s: no outcome for %s %.1f s after it was sent: sending it again", self.name,
+                            intent.decision_id, self.reask_after_s)
+                self._spawn(self._submit(intent))
 
     async def check_demotions(self, since_ns: int = 0) -> int:
         """One pass of the automatic demotion over alerts since ``since_ns`` (wall clock);
@@ -500,6 +532,7 @@ class StrategyHostActor:
     async def _submit(self, intent: PairIntent) -> None:
         did = intent.decision_id
         for attempt in range(self.submit_retries + 1):
+            self.core.sending(intent, self._wall.now_ns())  # not asked again while this call is out
             if self.coordinator is None:
                 err = "no coordinator handle set"
             else:
@@ -511,15 +544,19 @@ class StrategyHostActor:
                 except Exception as exc:  # noqa: BLE001 - unknown outcome: re-submit (idempotent on decision_id)
                     err = f"{type(exc).__name__}: {exc}"
                 else:
-                    self._on_submit_result(intent, result)
-                    return
+                    if not (isinstance(result, dict) and result.get("transient")):
+                        self._on_submit_result(intent, result)
+                        return
+                    # a restarting coordinator cannot say yet whether it sent this decision:
+                    # not an outcome (taken as a refusal, the strategy forgot a pair the venues filled)
+                    err = str(result.get("reason") or "transient refusal")
             self.submit_failures += 1
             final = attempt == self.submit_retries
             log.warning("%s: submit %s failed (attempt %d): %s", self.name, did, attempt + 1, err)
             self.core.on_submit_failed(did, err, self._now(), final=final)
             if final:
                 return
-            await asyncio.sleep(self.retry_delay_s * (attempt + 1))
+            await asyncio.sleep(min(self.retry_delay_s * 2 ** attempt, SUBMIT_RETRY_CAP_S))
 
     def _on_submit_result(self, intent: PairIntent, result: Any) -> None:
         # The outcome is pushed through on_pair_done, or comes back in this answer when the pair

@@ -8,7 +8,7 @@ one, gives it the actor's event sink and sends the intents it returns.
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -142,6 +142,10 @@ class StrategyHostCore:
         self.by_instrument: dict[str, list[Strategy]] = {}
         self._index()
         self.decisions: dict[str, str] = {}  # decision id -> strategy name
+        # intents sent to the coordinator whose outcome has not come back: (intent as sent,
+        # wall time it was last sent); and the latest decisions whose outcome came (bounded)
+        self._awaiting: dict[str, tuple[PairIntent, int]] = {}
+        self._answered: OrderedDict[str, None] = OrderedDict()
         self.bad_input = 0
         self.stages = StageKeeper({n: st for n, st in (stages or {}).items() if n in self.strategies}, events,
                                   self.sink)
@@ -192,6 +196,11 @@ class StrategyHostCore:
         else:
             did, name = "", None
         s = self.strategies.get(str(name)) if name else None
+        if isinstance(summary, PairSummary) and summary.pair_state.is_terminal:
+            self._awaiting.pop(did, None)
+            self._answered[did] = None
+            if len(self._answered) > 10_000:
+                self._answered.popitem(last=False)
         if s is not None and isinstance(summary, PairSummary):
             self.stages.on_real_summary(s.name, summary)
         if s is None:
@@ -206,6 +215,27 @@ class StrategyHostCore:
             self.set_stage(s.name, "shadow", now_ns, operator="auto", action="auto-demote",
                            reason=f"red alert: pair {summary.decision_id} ESCALATED (demote.on_red_alert)")
         return intents
+
+    def sending(self, intent: PairIntent, wall_ns: int) -> None:
+        """``intent`` is (re-)sent to the coordinator at ``wall_ns``: awaited until its outcome
+        comes (a pair already answered is not awaited again)."""
+        did = intent.decision_id
+        if did not in self._answered:
+            self._awaiting[did] = (intent, wall_ns)
+
+    def overdue(self, wall_ns: int, after_ns: int) -> list[PairIntent]:
+        """Intents sent at least ``after_ns`` ago whose outcome has not come: to send again
+        (idempotent on the decision id). A coordinator that died after accepting one may have
+        sent its orders without writing a word of it; sent again, the restarted coordinator
+        adopts what the venues hold for it, or answers its outcome. Each is marked as sent now."""
+        out = [i for i, at in self._awaiting.values() if wall_ns - at >= after_ns]
+        for i in out:
+            self._awaiting[i.decision_id] = (i, wall_ns)
+        return out
+
+    def awaiting(self) -> list[str]:
+        """Decision ids sent whose outcome has not come back."""
+        return sorted(self._awaiting)
 
     def on_submit_failed(self, decision_id: str, error: str, now_ns: int, *, final: bool) -> None:
         s = self.strategies.get(self.decisions.get(decision_id, ""))
