@@ -8,6 +8,8 @@ one-legged, every killed actor must restore itself, and trading must go on after
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from xmc_actors.ops.chaos import FAULT_KINDS, LOSS_COLUMNS, run_chaos, table
@@ -32,3 +34,27 @@ def test_every_actor_killed_while_pairs_are_in_flight_loses_nothing_and_leaves_n
     assert report.details["venue_fills"] > 0 and report.details["acked"] > 0
     # pairs kept finishing after the last fault: the deployment did not just stop safely
     assert report.details["pairs_after_faults"] > 0, report.details
+
+
+def test_a_coordinator_killed_with_a_second_of_its_events_unwritten_leaves_no_order_unnamed(tmp_path):
+    """The ledger writers flush once a second, so each kill takes up to a second of the
+    coordinator's events with it: pairs whose orders the venues hold and whose every event
+    (INTENT, ORDER_SENT, PAIR_STATE) is gone. The restart must name every such order, rebuild
+    each pair from its strategy's signal and end it from the venues' word."""
+    from xmc_actors.ledger.audit import AuditReader, Filters
+
+    report = run_chaos(tmp_path, layout="per-venue", seed=5, pairs=30, kinds=("kill_coordinator",), rounds=2,
+                       max_s=120, min_s=30, echo=print, flush_ms=1000)
+    print(table([report]))
+    assert all(f.recovery_s is not None for f in report.faults), report.faults
+    assert {k: report.counts[k] for k in LOSS_COLUMNS} == dict.fromkeys(LOSS_COLUMNS, 0), report.details
+    # the window was really hit: orders were found with nothing of their decision in the trail,
+    # and those pairs were rebuilt and ended
+    with AuditReader(report.ledger) as r:
+        rec = r.query(Filters(kind=("RECONCILE",)), limit=None, decode=True).to_pylist()
+        intents = r.query(Filters(kind=("INTENT",)), limit=None, decode=True).to_pylist()
+    orphans = {e["decision_id"] for e in rec if json.loads(e.get("payload") or "{}").get("action") == "orphan"}
+    rebuilt = {e["decision_id"] for e in intents if "SIGNAL" in (e.get("reason") or "")}
+    assert orphans, "no kill fell in the window: the test proved nothing"
+    assert rebuilt == orphans
+    assert report.details["pairs_after_faults"] > 0

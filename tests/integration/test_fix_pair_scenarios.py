@@ -214,17 +214,24 @@ def _run(v: dict, intent: PairIntent, before=None, after_place=None) -> Driver: 
     if after_place is not None:
         after_place(v)
     drv.until_finished(intent.decision_id)
-    # what the FIX venue did reaches the book only through a live session: after a drop, the
-    # logon (reconnect_interval_s) and what it resends must land before the venue's record is
-    # compared (on a loaded host the fixed settle ended first once: "booked 0, executed 1")
-    end = time.monotonic() + 15
-    if not v["adapter"].connected():
-        while time.monotonic() < end and not v["adapter"].connected():
-            drv.turn()
-            time.sleep(0.005)
-        drv.until_finished(intent.decision_id, settle_s=1.0)
+    _after_logon(drv, v, intent.decision_id)
     check_invariants(drv, v, intent)
     return drv
+
+
+def _after_logon(drv: Driver, v: dict, did: str, within_s: float = 30.0) -> None:
+    """What the FIX venue did reaches the book only through a live session: after a drop, the
+    logon (reconnect_interval_s) and what it resends must land before the venue's record is
+    compared. The pair may well finish while the session is down (its queries fail, it
+    escalates); on a loaded host the logon then came after a fixed settle: "booked 0,
+    executed 1", and "the session logged on again" false, in CI twice."""
+    if v["adapter"].connected():
+        return
+    end = time.monotonic() + within_s
+    while time.monotonic() < end and not v["adapter"].connected():
+        drv.turn()
+        time.sleep(0.005)
+    drv.until_finished(did, settle_s=1.0)
 
 
 # ----------------------------------------------------------------------------------- scenarios
@@ -278,8 +285,9 @@ def test_a_connection_dropped_while_the_fix_leg_rests_ends_the_pair_with_the_ven
     drv.run(cmds)
     rest_then_drop(venues)
     drv.until_finished("d1", timeout_s=40, settle_s=2.0)
-    check_invariants(drv, venues, intent)
+    _after_logon(drv, venues, "d1")
     assert venues["adapter"].connected(), "the session logged on again"
+    check_invariants(drv, venues, intent)
 
 
 # ------------------------------------------------------------------------------- property run

@@ -12,6 +12,7 @@ from xmc_actors.core.pair_fsm import (
     Cancel, CoordinatorConfig, HaltStrategy, NotifyDone, PairBook, Place, Query,
 )
 from xmc_actors.core.pretrade import Denial, PreTradeResult
+from xmc_actors.core.sink import MemorySink
 from xmc_actors.model import (
     EventKind, ExecReportKind, ExecutionMode, ExecutionReport, Fill, OrderStatus, OrderType, PairState,
     RejectReason, ReplenishBudget, RollbackPolicy, Side,
@@ -780,7 +781,7 @@ def test_a_pair_open_when_the_coordinator_died_is_wound_down_from_the_venues_sta
     book, counts = crash_and_recover(h, at_ms=15)
     # Assert: recovered, queried, both legs filled at the venues -> HEDGED, strategy told
     assert counts == {"decisions": 1, "finished": 0, "reopened": 1, "orders": 2, "unreadable": 0, "summaries": 0,
-                      "adopted": 0, "deferred": 0}
+                      "adopted": 0, "deferred": 0, "orphans_known": 0}
     m = book.pairs["d1"]
     assert m.state is PairState.HEDGED and [lg.net for lg in m.legs] == [2, 2]
     assert [d["decision_id"] for d in h.done] == ["d1"] and h.done[-1]["state"] == "HEDGED"
@@ -1199,3 +1200,68 @@ def test_a_restart_pushes_the_strategys_own_latest_pair_not_a_later_roll_child()
     book = PairBook(INSTRUMENTS, h.clock, config=h.config, owner="coord", event_node=2)
     _, cmds = book.recover(list(h.sink.events))
     assert [p.summary.decision_id for p in only(cmds, NotifyDone)] == ["d1"]
+
+
+def test_orders_of_a_decision_the_trail_never_named_are_recorded_as_orphans_once_then_adopted() -> None:
+    """Found by the chaos suite (ledger flush 1 s, coordinator killed): pairs whose orders left
+    and whose every event died with the coordinator; the venues held orders the trail never
+    named. A restart records them; a later re-send of the decision adopts them without a second
+    ORDER_SENT."""
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": Behaviour(latency_ms=(10.0, 10.0))})
+    h.submit(intent("d1", mode=ExecutionMode.SPEED))
+    h.drain()
+    placed = [req for _, req in h.placed]
+    # Act: a new life whose trail holds nothing of d1
+    book = PairBook(INSTRUMENTS, h.clock, config=h.config, owner=h.book.owner, event_node=2,
+                    sink=(sink := MemorySink()))
+    book.recover([])
+    orphans = book.record_orphans(placed, named=())
+    # Assert: each order named once, the decision reconciled, nothing sent
+    assert orphans == ["d1"]
+    sent = [e for e in sink.events if e.kind is EventKind.ORDER_SENT]
+    assert sorted(e.payload["client_order_id"] for e in sent) == ["d1:A:0", "d1:B:0"]
+    assert all(e.payload["orphan"] and e.payload["adopted"] and e.decision_id == "d1" for e in sent)
+    assert {e.venue for e in sent} == {"SHFE", "LME"}
+    assert [e.payload["action"] for e in sink.by_decision("d1") if e.kind is EventKind.RECONCILE] == ["orphan"]
+    assert book.record_orphans(placed, named=()) == []  # a second sweep records nothing again
+    # a third life reads those ORDER_SENTs back: not an unreadable pair, and not recorded again
+    third = PairBook(INSTRUMENTS, h.clock, config=h.config, owner=h.book.owner, event_node=3, sink=(sink3 := MemorySink()))
+    counts, _ = third.recover(list(sink.events))
+    assert counts["orphans_known"] == 1 and counts["unreadable"] == 0
+    assert not [e for e in sink3.events if e.kind is EventKind.BAD_INPUT]
+    named = [e.payload["client_order_id"] for e in sink.events if e.kind is EventKind.ORDER_SENT]
+    assert third.record_orphans(placed, named=named) == []
+    # an order of a decision the trail knows, or another coordinator's, is not an orphan
+    other = placed[0].model_copy(update={"owner": "someone-else", "decision_id": "d9", "client_order_id": "d9:A:0"})
+    assert book.record_orphans([other], named=()) == []
+    # the strategy sends d1 again: adopted, wound down, and no second ORDER_SENT
+    found = [book.events.make(EventKind.INTENT, decision_id="d1", strategy="s1",
+                              intent=intent("d1", mode=ExecutionMode.SPEED).model_dump(mode="json"))]
+    counts, _ = book.recover(found, placed)
+    assert counts["adopted"] == 2
+    assert len([e for e in sink.events if e.kind is EventKind.ORDER_SENT]) == 2
+
+
+def test_an_orphan_decisions_intent_is_rebuilt_from_its_strategys_signal() -> None:
+    from xmc_actors.core.sink import EventMaker
+    mk = EventMaker(SimClock(), "cu/cu")
+    legs = [{"leg": "A", "instrument": "SHFE.cu", "account": "cn", "side": "BUY", "qty": 5, "limit": "72000"},
+            {"leg": "B", "instrument": "LME.CA3M", "account": "us", "side": "SELL", "qty": 1, "limit": "9800"}]
+    sig = mk.make(EventKind.SIGNAL, decision_id="cu-00000007", strategy="cu", legs=legs, pair_hedge_ratio="0.2",
+                  mode="speed", reduce_only=False)
+    it = PairBook.orphan_intent(sig)
+    assert (it.decision_id, it.strategy, it.mode, it.hedge_ratio) == ("cu-00000007", "cu", ExecutionMode.SPEED,
+                                                                      Decimal("0.2"))
+    assert [(lg.leg, lg.instrument, lg.account, lg.side, lg.qty, lg.limit_price) for lg in it.legs] == [
+        ("A", "SHFE.cu", "cn", Side.BUY, 5, Decimal("72000")), ("B", "LME.CA3M", "us", Side.SELL, 1, Decimal("9800"))]
+    # a signal written before it carried accounts takes a leg's account from that leg's order
+    old = mk.make(EventKind.SIGNAL, decision_id="cu-00000007", strategy="cu",
+                  legs=[{k: v for k, v in lg.items() if k != "account"} for lg in legs], pair_hedge_ratio="0.2")
+    orders = [testkit.order("SHFE.cu", "BUY", 5, "72000", decision_id="cu-00000007", leg="A", account="cn-x"),
+              testkit.order("LME.CA3M", "SELL", 1, "9800", decision_id="cu-00000007", leg="B", account="us-x")]
+    assert [lg.account for lg in PairBook.orphan_intent(old, orders).legs] == ["cn-x", "us-x"]
+    # and without an order for that leg it names what is missing
+    with pytest.raises(ValueError, match="leg 'B' has no account and no order"):
+        PairBook.orphan_intent(old, orders[:1])
+    with pytest.raises(ValueError, match="1 legs, a pair has 2"):
+        PairBook.orphan_intent(mk.make(EventKind.SIGNAL, decision_id="x-1", strategy="x", legs=legs[:1]))

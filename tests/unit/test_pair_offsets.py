@@ -174,3 +174,27 @@ def test_a_starting_coordinator_takes_the_venues_two_sided_positions_and_closes_
     # a malformed answer is recorded, never raised
     assert lp.book.load_positions("SHFE", {"cn/SHFE.cu": {"long": {"today": "x"}}}) == 0
     assert lp.book.bad_inputs["positions"] == 1
+
+
+def test_a_restart_does_not_count_a_recovered_orders_fills_on_top_of_the_venues_positions():
+    """Found by the chaos suite: a restarted coordinator loads the venue's positions (which hold
+    what the previous life's orders filled), then rebuilds those orders and learns their fills
+    from the venue again; applied a second time, a close-today of 10 lots came to "only 0 held"."""
+    lp = Loop()
+    lp.submit("d1", "BUY", 5)  # opens 5 today at SHFE
+    assert lp.book.pairs["d1"].state is PairState.HEDGED
+    venue_says = lp.venues["SHFE"].two_sided_positions()
+    # Act: a new life loads the venue's positions, then adopts d1's orders from the venues
+    it = lp.book.pairs["d1"].intent
+    orders = [o.state.request for lg in lp.book.pairs["d1"].legs for o in lg.orders]
+    lp.book = PairBook(INSTS, lp.clock, config=CoordinatorConfig(), venues=VENUES, sink=lp.sink, event_node=2)
+    lp.book.load_positions("SHFE", venue_says)
+    found = [lp.book.events.make(EventKind.INTENT, decision_id="d1", strategy=it.strategy,
+                                 intent=it.model_dump(mode="json")),
+             lp.book.events.make(EventKind.PAIR_STATE, decision_id="d1", strategy=it.strategy, to="WORKING")]
+    _, cmds = lp.book.recover(found, orders)
+    lp.run(cmds)
+    # Assert: the pair ends from the venues' word and the book still holds what the venue holds
+    assert lp.book.pairs["d1"].state is PairState.HEDGED
+    assert lp.book.positions.snapshot() == venue_says
+    assert not [e for e in lp.events if e.kind is EventKind.BAD_INPUT]

@@ -344,7 +344,9 @@ class PairCoordinator:
             counts, cmds = self.book.recover(trail, venue_orders, {k.split("/", 1)[0] for k in unanswered})
             rolls = recover_rolls(trail, self.name)  # installed before any await: a re-sent roll is a duplicate
             self._install_rolls(rolls)
-            self.recovered = {**counts, "events_read": len(trail), "gateways": sorted(self.gateways),
+            orphans = await self._record_orphans(trail)
+            self.recovered = {**counts, "orphans": len(orphans), "events_read": len(trail),
+                              "gateways": sorted(self.gateways),
                               "strategies": len(self.strategies), "gateways_unanswered": sorted(unanswered),
                               "rolls": len(rolls.trackers), "rolls_open": sum(
                                   t.outcome is None for t in rolls.trackers.values())}
@@ -354,6 +356,54 @@ class PairCoordinator:
                 unsettled.update({i.decision_id: i for i in intents})
             if unsettled:  # their venues are asked what they hold until they answer
                 self._spawn(self._settle_from_venues(unsettled))
+
+    async def _record_orphans(self, trail: list[Event], margin_s: float = 120.0) -> list[str]:
+        """Orders the gateways hold for this coordinator, sent since shortly before its last
+        event in the trail, of decisions the trail does not know at all: their ORDER_SENT is
+        written now (``PairBook.record_orphans``), so the trail names every order the venues
+        hold. A gateway that does not answer is skipped (its orders stay unnamed; logged)."""
+        mine = [e.ts_ns for e in trail if e.actor == self.name]
+        since = max(mine) - int(margin_s * 1e9) if mine else 0
+        orders, unanswered = await self._orders_at_gateways(None, since_ns=since)
+        named = {str(e.payload.get("client_order_id")) for e in trail if e.kind is EventKind.ORDER_SENT}
+        orphans = self.book.record_orphans(orders, named)
+        if orphans:
+            log.warning("%s: %d decision(s) had orders at the venues and nothing in the trail: recorded (%s)",
+                        self.name, len(orphans), ", ".join(orphans[:5]))
+            await self._adopt_orphans(orphans, orders)
+        if unanswered:
+            log.warning("%s: gateways of %s did not list their orders: any order of theirs the trail lacks "
+                        "stays unnamed", self.name, ", ".join(sorted(unanswered)))
+        return orphans
+
+    async def _adopt_orphans(self, orphans: list[str], orders: list[Any]) -> None:
+        """Each orphan decision is rebuilt from its strategy's ``SIGNAL`` (which names both
+        legs: ``PairBook.orphan_intent``) and adopted like a re-sent decision: wound down from
+        the venues' word, so its trail ends in a terminal ``PAIR_STATE`` even when its strategy
+        heard it end before the crash and will never send it again. One whose signal cannot be
+        read is left to its strategy's re-send (BAD_INPUT names why)."""
+        from ..ledger.reader import read_trail
+
+        shards = getattr(self.sink, "shard_handles", None)
+        try:
+            signals = await read_trail(list(shards), kinds=["SIGNAL"], decision_ids=orphans) if shards else []
+        except Exception as e:  # noqa: BLE001 - the strategies' re-sends remain
+            log.error("%s: cannot read the orphans' signals: %s", self.name, e)
+            return
+        by_did = {e.decision_id: e for e in signals if e.decision_id}
+        for did in orphans:
+            sig = by_did.get(did)
+            try:
+                if sig is None:
+                    raise ValueError("no SIGNAL of it in the ledger")
+                intent = self.book.orphan_intent(sig, orders)
+            except (ValueError, KeyError, TypeError) as e:
+                self._execute(self.book.refuse_input(
+                    "recover", f"orphan decision {did}: not rebuilt ({e}); left to its strategy's re-send", did))
+                continue
+            self._adopt(intent, [o for o in orders if o.decision_id == did],
+                        "rebuilt from its strategy's SIGNAL after the coordinator restarted: its orders were at "
+                        "the venues and nothing of it in the trail")
 
     def _install_rolls(self, rolls: Any) -> None:
         """A restart's rolls (:func:`core.roll.recover_rolls`): each tracker installed (so that
@@ -403,8 +453,10 @@ class PairCoordinator:
                             len(left), ", ".join(sorted(left)[:5]))
                 await asyncio.sleep(pause_s)
 
-    async def _orders_at_gateways(self, decision_ids: list[str]) -> tuple[list[Any], dict[str, str]]:
-        """The orders every gateway holds for ``decision_ids`` (``VenueGateway.orders_of``), each
+    async def _orders_at_gateways(self, decision_ids: list[str] | None,
+                                  since_ns: int = 0) -> tuple[list[Any], dict[str, str]]:
+        """The orders every gateway holds for ``decision_ids`` (None: every decision of this
+        coordinator sent since ``since_ns``; ``VenueGateway.orders_of``), each
         gateway asked once (one gateway may stand under several routing keys, its accounts);
         and the venues whose gateway did not answer, with the error's type."""
         orders: list[Any] = []
@@ -415,11 +467,12 @@ class PairCoordinator:
                 continue
             asked.add(id(h))
             try:
-                orders += await asyncio.wait_for(_await_ref(h.orders_of.remote(decision_ids, self.name)), 10.0)
+                orders += await asyncio.wait_for(_await_ref(h.orders_of.remote(decision_ids, self.name,
+                                                                               since_ns=since_ns)), 10.0)
             except Exception as e:  # noqa: BLE001 - the caller decides what not knowing means
                 unanswered[venue] = type(e).__name__
                 log.warning("%s: gateway of %s did not list its orders of %s: %s", self.name, venue,
-                            ", ".join(decision_ids[:3]), e)
+                            ", ".join(decision_ids[:3]) if decision_ids is not None else "any decision", e)
         return orders, unanswered
 
     async def _adopt_from_venues(self, intent: PairIntent) -> dict[str, Any] | None:
@@ -434,14 +487,23 @@ class PairCoordinator:
         orders, unanswered = await self._orders_at_gateways([did])
         if unanswered:  # not knowing whether it was sent: do not send it again
             venue, why = next(iter(sorted(unanswered.items())))
-            return {"decision_id": did, "accepted": False, "state": "REFUSED", "duplicate": False,
+            return {"decision_id": did, "accepted": False, "state": "REFUSED", "duplicate": False, "transient": True,
                     "reason": f"RECOVERING: the gateway of {venue} did not say whether it holds orders of {did} "
                               f"({why}); not sent, try again"}
         if not orders:
             return None
+        counts = self._adopt(intent, orders, "re-sent after the coordinator restarted; its orders were found at the venues")
+        m = self.book.pairs.get(did)
+        return {"decision_id": did, "accepted": True, "state": m.state.value if m is not None else None,
+                "duplicate": True, "adopted": counts.get("adopted", 0),
+                "reason": "sent before the coordinator restarted: adopted from the venues' orders and wound down"}
+
+    def _adopt(self, intent: PairIntent, orders: list[Any], why: str) -> dict[str, int]:
+        """Rebuild ``intent``'s pair from its ``orders`` at the venues, as a recovered pair (its
+        ``INTENT`` and a ``PAIR_STATE`` WORKING written now), and wind it down."""
+        did = intent.decision_id
         mk = self.book.events.make
-        found = [mk(EventKind.INTENT, decision_id=did, strategy=intent.strategy,
-                    reason="re-sent after the coordinator restarted; its orders were found at the venues",
+        found = [mk(EventKind.INTENT, decision_id=did, strategy=intent.strategy, reason=why,
                     mode=intent.mode.value, intent=intent.model_dump(mode="json")),
                  # its orders are out: it was working when the previous life died
                  mk(EventKind.PAIR_STATE, decision_id=did, strategy=intent.strategy, to=PairState.WORKING.value,
@@ -449,12 +511,8 @@ class PairCoordinator:
         self.sink.emit_many(found)
         counts, cmds = self.book.recover(found, orders)
         self._execute(cmds)
-        m = self.book.pairs.get(did)
-        log.warning("%s: decision %s re-sent after a restart had %d order(s) at the venues: adopted (%s)",
-                    self.name, did, len(orders), counts)
-        return {"decision_id": did, "accepted": True, "state": m.state.value if m is not None else None,
-                "duplicate": True, "adopted": counts.get("adopted", 0),
-                "reason": "sent before the coordinator restarted: adopted from the venues' orders and wound down"}
+        log.warning("%s: decision %s had %d order(s) at the venues: adopted (%s)", self.name, did, len(orders), counts)
+        return counts
 
     async def ready(self) -> bool:
         await self._ensure_registered()
@@ -465,7 +523,9 @@ class PairCoordinator:
         """Accept or refuse a pair (idempotent on ``decision_id``); the outcome is pushed later.
 
         Returns ``{decision_id, accepted, state, reason, duplicate}``. A refusal or a duplicate
-        is answered at once; an accepted pair once the venues have answered its orders, or
+        is answered at once; a refusal with ``transient`` (``RECOVERING``: a restarted
+        coordinator not ready to say whether the decision was sent) is not an outcome, and the
+        caller sends the same intent again; an accepted pair once the venues have answered its orders, or
         after ``submit_reply_hold_ms``, with ``state`` as the pair stands then and
         ``legs_answered`` (whether they had).
 
@@ -484,8 +544,8 @@ class PairCoordinator:
         await self._ensure_registered()
         if self.reconstructed and self.recovered is None:
             did = intent.decision_id if isinstance(intent, PairIntent) else str(dict(intent).get("decision_id", ""))
-            return {"decision_id": did, "accepted": False, "state": "REFUSED",
-                    "reason": "RECOVERING: the restarted coordinator cannot read its trail yet"}
+            return {"decision_id": did, "accepted": False, "state": "REFUSED", "transient": True,
+                    "reason": "RECOVERING: the restarted coordinator cannot read its trail yet; send it again"}
         if self.reconstructed and isinstance(intent, PairIntent) and not self.book.knows(intent.decision_id) \
                 and intent.created_ns < self._life_started_ns:
             adopted = await self._adopt_from_venues(intent)

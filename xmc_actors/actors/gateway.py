@@ -782,10 +782,11 @@ class VenueGateway:
                 r[0].after_reply()
         return out
 
-    async def orders_of(self, decision_ids: list[str], owner: str | None = None,
-                        gateway: str | None = None) -> list[OrderRequest]:
-        """The orders this session holds for ``decision_ids`` (:meth:`GatewayCore.orders_of`)."""
-        return self._s(gateway).core.orders_of(decision_ids, owner)
+    async def orders_of(self, decision_ids: list[str] | None, owner: str | None = None,
+                        gateway: str | None = None, since_ns: int = 0) -> list[OrderRequest]:
+        """The orders this session holds for ``decision_ids`` (None: every decision) sent since
+        ``since_ns`` (:meth:`GatewayCore.orders_of`)."""
+        return self._s(gateway).core.orders_of(decision_ids, owner, since_ns)
 
     @ray.method(max_task_retries=0)
     async def cancel(self, client_order_id: str, gateway: str | None = None) -> ExecutionReport:

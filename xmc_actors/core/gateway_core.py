@@ -422,14 +422,16 @@ class GatewayCore:
                                         reason="gateway restarted: venue state reconciled", **out))
         return out
 
-    def orders_of(self, decision_ids: Iterable[str], owner: str | None = None) -> list[OrderRequest]:
+    def orders_of(self, decision_ids: Iterable[str] | None, owner: str | None = None,
+                  since_ns: int = 0) -> list[OrderRequest]:
         """Every order this gateway was handed (or took back from its venue after a restart)
-        for ``decision_ids`` (of ``owner``, when given): what a restarted coordinator asks so
-        that an order it sent just before it died, whose ORDER_SENT never reached the ledger,
-        is not forgotten."""
-        want = set(decision_ids)
+        for ``decision_ids`` (every decision when None) of ``owner`` (when given) sent at or
+        after ``since_ns``: what a restarted coordinator asks so that an order it sent just
+        before it died, whose ORDER_SENT never reached the ledger, is not forgotten."""
+        want = None if decision_ids is None else set(decision_ids)
         return [st.request for st in self.orders.values()
-                if st.request.decision_id in want and (owner is None or st.request.owner == owner)]
+                if (want is None or st.request.decision_id in want) and (owner is None or st.request.owner == owner)
+                and st.request.sent_ns >= since_ns]
 
     def recover_executions(self, client_order_id: str, venue_filled: int, push: bool = True) -> int:
         """The venue says the order has ``venue_filled`` lots filled; if this gateway recorded

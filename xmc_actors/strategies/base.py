@@ -608,11 +608,14 @@ class Strategy:
         self._pending = _Pending(intent, snap.now_ns)
         self.last_decision_ns = snap.now_ns
         self.counters["intents"] += 1
-        legs = [{"leg": leg.leg, "instrument": leg.instrument, "side": leg.side.value, "qty": leg.qty,
-                 "limit": str(leg.limit_price)} for leg in intent.legs]
+        # the legs as the intent has them (a restarted coordinator that lost the pair's every
+        # event rebuilds the intent from this: PairBook.orphan_intent)
+        legs = [{"leg": leg.leg, "instrument": leg.instrument, "account": leg.account, "side": leg.side.value,
+                 "qty": leg.qty, "limit": str(leg.limit_price)} for leg in intent.legs]
         self._outbox.append(Emit(self.events.make(
             EventKind.SIGNAL, ts_ns=snap.now_ns, decision_id=did, strategy=self.name, reason=decision.reason,
-            transition=move.value, position=self.position, target=target, legs=legs,
+            transition=move.value, position=self.position, target=target, legs=legs, mode=intent.mode.value,
+            reduce_only=intent.reduce_only,
             hedge_ratio=float(self.ctx.hedge_ratio), pair_hedge_ratio=str(intent.hedge_ratio),
             residual_b_lots=sizing.residual_b_lots,
             residual_pct=sizing.residual_pct, signal=dict(decision.signal), parity=parity.payload())))

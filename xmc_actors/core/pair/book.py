@@ -90,6 +90,7 @@ class PairBook(Recovery, LateFills, Offsets):
         # tombstones: finished pairs evicted from memory, and those a restart recovered as finished
         # (their orders are not rebuilt); a fill for one of their orders escalates
         self.forgotten: dict[str, Forgotten] = {}
+        self._orphan_sent: set[str] = set()  # orders a restart recorded without their decision (record_orphans)
         self.bad_inputs: dict[str, int] = {}
         # per strategy: decision id -> the sub-lot residual (leg-B lots off the hedge) its pair
         # ended with and carried in the book (see CoordinatorConfig.book_sub_lot_residuals)

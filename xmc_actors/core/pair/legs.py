@@ -30,6 +30,9 @@ class LegOrder:
     cancels: int = 0
     stale_armed: bool = False
     pos_applied: int = 0            # lots of it applied to the two-sided positions
+    # rebuilt by a restart (from the trail or the gateways): what it filled before the venue's
+    # positions were loaded is in them already; its fills are not applied to them again
+    recovered: bool = False
 
     @property
     def coid(self) -> str:

@@ -103,6 +103,12 @@ class Offsets:
         if delta <= 0:
             return
         order.pos_applied = order.filled
+        if order.recovered:
+            # a restart loaded the venue's positions before it rebuilt this order: they hold what
+            # it filled (applied again, a close-today of 5 lots came to "only 0 held"). A fill it
+            # makes after that load is missed here until the venue's next reading; a close it
+            # then over-asks is refused POSITION_INSUFFICIENT and the lots are taken out (exhaust)
+            return
         req = order.state.request
         inst = self.instruments.get(req.instrument)
         venue = self._two_sided(inst) if inst is not None else None

@@ -12,7 +12,7 @@ from ...model.market import Side
 from ...model.orders import (
     OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce,
 )
-from ...model.pairs import ExecutionMode, PairIntent, PairState
+from ...model.pairs import ExecutionMode, LegIntent, PairIntent, PairState
 from .commands import Command, NotifyDone, TimerKey, TimerKind
 from .legs import Forgotten, Leg, LegOrder
 from .machine import PairMachine
@@ -77,7 +77,7 @@ class Recovery:
                     and e.actor in ("", self.owner):
                 by_did.setdefault(e.decision_id, []).append(e)
         counts = {"decisions": 0, "finished": 0, "reopened": 0, "orders": 0, "unreadable": 0, "summaries": 0,
-                  "adopted": 0, "deferred": 0}
+                  "adopted": 0, "deferred": 0, "orphans_known": 0}
         silent = set(unanswered_venues)
         #: pairs the trail knows by their INTENT alone whose venue could not say what it holds: not
         #: rebuilt (nothing known would end them flat while orders may be working there); the shell
@@ -93,6 +93,13 @@ class Recovery:
             if did in self.pairs or did in self.forgotten:
                 continue
             intent_ev = next((e for e in evs if e.kind is EventKind.INTENT), None)
+            if intent_ev is None and evs and all(e.kind is EventKind.ORDER_SENT and e.payload.get("orphan")
+                                                 for e in evs):
+                # orders an earlier restart recorded without their decision (record_orphans):
+                # still not a pair here; the decision is taken up when its strategy sends it again
+                self._orphan_sent.update(str(e.payload.get("client_order_id")) for e in evs)
+                counts["orphans_known"] += 1
+                continue
             try:
                 if intent_ev is None:
                     raise ValueError("no INTENT event")
@@ -149,7 +156,10 @@ class Recovery:
                     counts["unreadable"] += 1
                     self._bad_input("recover", f"order in {did}: trail unreadable ({exc})", did)
                     continue
-                self._recovered_order(m, leg, req, bool(p.get("unwind")))
+                # an orphan's ORDER_SENT (record_orphans) was written before its pair was known: its
+                # side says whether it unwinds
+                unwind = bool(p["unwind"]) if "unwind" in p else req.side is not leg.spec.side
+                self._recovered_order(m, leg, req, unwind)
                 counts["orders"] += 1
             for req in sorted(from_venues.get(did, ()), key=lambda r: (r.leg, r.attempt)):
                 leg = m.by_name.get(req.leg)
@@ -158,6 +168,8 @@ class Recovery:
                 # sent, but the crash came before its ORDER_SENT was written: the gateway has it
                 self._recovered_order(m, leg, req.model_copy(update={"owner": self.owner}), req.side is not leg.spec.side)
                 counts["adopted"] += 1
+                if req.client_order_id in self._orphan_sent:
+                    continue  # its ORDER_SENT was written when the restart recorded it (record_orphans)
                 # written now, so that the trail names it (a later restart, the reconciliation)
                 m._emit(EventKind.ORDER_SENT, leg=leg, client_order_id=req.client_order_id, leg_name=leg.name,
                         attempt=req.attempt, side=req.side.value, qty=req.qty, price=str(req.price),
@@ -198,8 +210,75 @@ class Recovery:
                                         "from the ledger", **counts))
         return counts, self._flush() + out
 
+    def record_orphans(self, venue_orders: Iterable[OrderRequest], named: Iterable[str]) -> list[str]:
+        """After :meth:`recover`: the orders the gateways hold for this coordinator whose
+        decision it does not know at all (the previous life sent them and died before a word of
+        the pair reached the ledger; ``named``: the client order ids the trail already names).
+        Each gets its ``ORDER_SENT`` now (``adopted``, ``orphan``), so the trail names every
+        order a venue holds, and each decision a ``RECONCILE`` (``orphan``). Nothing is sent or
+        cancelled: the pair is taken up when its strategy sends the decision again (it does
+        while it has no outcome; the restarted coordinator then adopts these orders and winds
+        the pair down), and one whose strategy heard it end before the crash is finished.
+        Returns the decision ids."""
+        named = set(named)
+        by_did: dict[str, list[OrderRequest]] = {}
+        for req in venue_orders:
+            if req.owner not in ("", self.owner) or self.knows(req.decision_id) or \
+                    req.client_order_id in named or req.client_order_id in self._orphan_sent:
+                continue
+            by_did.setdefault(req.decision_id, []).append(req)
+        mk = self.events.make
+        for did, reqs in sorted(by_did.items()):
+            reqs.sort(key=lambda r: (r.leg, r.attempt))
+            for req in reqs:
+                inst = self.instruments.get(req.instrument)
+                self._orphan_sent.add(req.client_order_id)
+                self.sink.emit(mk(
+                    EventKind.ORDER_SENT, decision_id=did, account=req.account, instrument=req.instrument,
+                    venue=inst.venue if inst is not None else req.instrument.split(".", 1)[0],
+                    client_order_id=req.client_order_id, leg_name=req.leg, attempt=req.attempt,
+                    side=req.side.value, qty=req.qty, price=str(req.price), order_type=req.order_type.value,
+                    tif=req.tif.value, reduce_only=req.reduce_only, adopted=True, orphan=True,
+                    reason="sent before the coordinator restarted; no event of its decision reached the trail: "
+                           "recorded from its gateway"))
+            self.sink.emit(mk(EventKind.RECONCILE, decision_id=did, action="orphan",
+                              orders=[r.client_order_id for r in reqs],
+                              reason="orders at the venues of a decision this coordinator's trail does not know "
+                                     "(it died before writing it): recorded; taken up when its strategy sends it again"))
+        return sorted(by_did)
+
+    @staticmethod
+    def orphan_intent(signal: Event, venue_orders: Iterable[OrderRequest] = ()) -> PairIntent:
+        """The intent of an orphan decision (:meth:`record_orphans`) as its strategy's ``SIGNAL``
+        recorded it: both legs (instrument, account, side, lots, limit), the pair's hedge ratio,
+        mode and ``reduce_only``. Budgets and the deadline are the defaults: the pair is only
+        wound down from the venues' word, never worked. A leg's account the signal lacks (a
+        trail written before it carried one) is taken from that leg's order at its venue.
+        ``ValueError`` names what is missing or wrong."""
+        p = signal.payload
+        by_leg = {r.leg: r for r in venue_orders if r.decision_id == signal.decision_id}
+        legs = []
+        for lg in p.get("legs") or ():
+            name = str(lg.get("leg", ""))
+            account = lg.get("account") or (by_leg[name].account if name in by_leg else None)
+            if not account:
+                raise ValueError(f"signal of {signal.decision_id}: leg {name!r} has no account and no order")
+            limit = lg.get("limit")
+            px = Decimal(limit) if limit not in (None, "", "None") else None
+            legs.append(LegIntent(leg=name, instrument=str(lg["instrument"]), account=str(account),
+                                  side=Side(lg["side"]), qty=int(lg["qty"]), limit_price=px, trigger_price=px))
+        if len(legs) != 2:
+            raise ValueError(f"signal of {signal.decision_id}: {len(legs)} legs, a pair has 2")
+        try:
+            return PairIntent(decision_id=signal.decision_id, strategy=signal.strategy, legs=(legs[0], legs[1]),
+                              hedge_ratio=Decimal(str(p.get("pair_hedge_ratio") or "1")),
+                              mode=ExecutionMode(p.get("mode") or ExecutionMode.PRICE.value),
+                              reduce_only=bool(p.get("reduce_only")), created_ns=signal.ts_ns)
+        except ValidationError as exc:
+            raise ValueError(f"signal of {signal.decision_id}: {exc.errors()[0].get('msg')}") from None
+
     def _recovered_order(self, m: "PairMachine", leg: Leg, req: OrderRequest, unwind: bool) -> None:
-        order = LegOrder(OrderState(request=req, status=OrderStatus.UNKNOWN), unwind=unwind)
+        order = LegOrder(OrderState(request=req, status=OrderStatus.UNKNOWN), unwind=unwind, recovered=True)
         leg.orders.append(order)
         leg.next_attempt = max(leg.next_attempt, req.attempt + 1)
         leg.unwinds += order.unwind
