@@ -216,10 +216,10 @@ class Recovery:
         the pair reached the ledger; ``named``: the client order ids the trail already names).
         Each gets its ``ORDER_SENT`` now (``adopted``, ``orphan``), so the trail names every
         order a venue holds, and each decision a ``RECONCILE`` (``orphan``). Nothing is sent or
-        cancelled: the pair is taken up when its strategy sends the decision again (it does
-        while it has no outcome; the restarted coordinator then adopts these orders and winds
-        the pair down), and one whose strategy heard it end before the crash is finished.
-        Returns the decision ids."""
+        cancelled here: the shell then rebuilds each pair from its strategy's ``SIGNAL``
+        (:meth:`orphan_intent`) and adopts it; one it cannot rebuild is adopted when its
+        strategy sends the decision again (it does while it has no outcome). Returns the
+        decision ids."""
         named = set(named)
         by_did: dict[str, list[OrderRequest]] = {}
         for req in venue_orders:
