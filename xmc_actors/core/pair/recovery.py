@@ -24,6 +24,14 @@ _ROLL_CHILD = re.compile(r"\.roll[A-Z]$")  # core.roll.child_id: a calendar roll
 if TYPE_CHECKING:
     pass
 
+
+def _sent_fields(req: OrderRequest) -> dict[str, object]:
+    """The order's fields an ``ORDER_SENT`` a restart writes from its gateway carries (the
+    pair's own send writes the same names, on the hot path, inline)."""
+    return {"client_order_id": req.client_order_id, "leg_name": req.leg, "attempt": req.attempt,
+            "side": req.side.value, "qty": req.qty, "price": str(req.price), "order_type": req.order_type.value,
+            "tif": req.tif.value, "reduce_only": req.reduce_only}
+
 class Recovery:
     """:meth:`open_decisions` and :meth:`recover`; see their docstrings."""
 
@@ -171,10 +179,8 @@ class Recovery:
                 if req.client_order_id in self._orphan_sent:
                     continue  # its ORDER_SENT was written when the restart recorded it (record_orphans)
                 # written now, so that the trail names it (a later restart, the reconciliation)
-                m._emit(EventKind.ORDER_SENT, leg=leg, client_order_id=req.client_order_id, leg_name=leg.name,
-                        attempt=req.attempt, side=req.side.value, qty=req.qty, price=str(req.price),
-                        order_type=req.order_type.value, tif=req.tif.value, reduce_only=req.reduce_only,
-                        unwind=req.side is not leg.spec.side, adopted=True,
+                m._emit(EventKind.ORDER_SENT, leg=leg, **_sent_fields(req), unwind=req.side is not leg.spec.side,
+                        adopted=True,
                         reason="sent before the coordinator restarted, not in its trail: recorded from its gateway")
             if intent.mode is ExecutionMode.QUANTITY:  # sized at submit: the first entry order carries it
                 for leg in legs:
@@ -236,9 +242,7 @@ class Recovery:
                 self.sink.emit(mk(
                     EventKind.ORDER_SENT, decision_id=did, account=req.account, instrument=req.instrument,
                     venue=inst.venue if inst is not None else req.instrument.split(".", 1)[0],
-                    client_order_id=req.client_order_id, leg_name=req.leg, attempt=req.attempt,
-                    side=req.side.value, qty=req.qty, price=str(req.price), order_type=req.order_type.value,
-                    tif=req.tif.value, reduce_only=req.reduce_only, adopted=True, orphan=True,
+                    **_sent_fields(req), adopted=True, orphan=True,
                     reason="sent before the coordinator restarted; no event of its decision reached the trail: "
                            "recorded from its gateway"))
             self.sink.emit(mk(EventKind.RECONCILE, decision_id=did, action="orphan",
