@@ -78,8 +78,6 @@ class PairMachine(Endings):
         before = self._move(trigger, target, reason)
         if target.is_terminal and not before.is_terminal:
             self.book._finished(self.did)
-        if target is PairState.WINDING_DOWN:
-            self._arm_wind_down()  # however it was entered
         # "state" is the ledger's convention (lifted into its outcome column); from/to for readers.
         # A terminal state carries the pair's unhedged time as this machine measured it (legs off
         # their ratio), so the run summary and the report read one figure from the ledger
@@ -277,7 +275,6 @@ class PairMachine(Endings):
         try:
             if rep.kind is ExecReportKind.STATUS:
                 self._apply_status(order, rep)
-                order.query_failures = 0  # an answer applied (one that raised stays a failed query)
             elif rep.kind is ExecReportKind.FILL and rep.fill is not None:
                 late = order.state.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED)
                 if order.state.apply(rep) and late:
@@ -315,6 +312,7 @@ class PairMachine(Endings):
 
     def _apply_status(self, order: LegOrder, rep: ExecutionReport) -> None:
         order.querying = False
+        order.query_failures = 0
         if rep.filled_qty > order.reported_filled:
             order.reported_filled = rep.filled_qty
             order.reported_avg = rep.avg_price
@@ -395,12 +393,14 @@ class PairMachine(Endings):
             self.on_call_failed(coid, "query", "the venue's answer is still UNKNOWN")
             return
         if report is not None:
+            failures = order.query_failures
             self.on_reports([report], "query")
             st = order.state.status
             if st is OrderStatus.UNKNOWN and not order.querying:
                 # an answer that could not be applied (recorded as BAD_INPUT): the outcome is
                 # still unknown, so it counts as a failed query (retried, then escalated); an
                 # order is never left UNKNOWN with nothing watching it
+                order.query_failures = failures
                 self.on_call_failed(coid, "query", f"the venue's answer ({report.status.value}) left the outcome unknown")
                 return
             working = (OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)
@@ -542,6 +542,7 @@ class PairMachine(Endings):
         self.wind_reason = reason
         self.reason = self.reason or reason
         self._to(PairState.WINDING_DOWN, Trigger.STOP, reason)
+        self._arm_wind_down()
         for leg in self.legs:
             o = leg.live_order()
             if o is not None and not o.unwind:
@@ -640,5 +641,6 @@ class PairMachine(Endings):
             if self._needs_unwind():  # over-filled: unwind the excess (the reason stays the first one)
                 self.wind_reason = "OVERFILL"
                 self._to(PairState.WINDING_DOWN, Trigger.STOP, "OVERFILL")
+                self._arm_wind_down()
             else:
                 self._finish("both legs filled")
