@@ -236,7 +236,8 @@ def test_in_flight_pairs_resolve_and_strategies_stop_when_a_venue_node_is_lost(c
         gws[g.venue] = VenueGateway.options(name=g.actor_name, namespace=ns, max_restarts=-1, **pl.options).remote(
             dep, g.actor_name)
     coord = PairCoordinator.options(name="coordinator", namespace=ns, max_restarts=0, **_on_node(head)).remote(
-        list(cfg.instruments), gws, config={"ack_timeout_ms": 8000, "call_timeout_ms": 1500, "query_retries": 2},
+        list(cfg.instruments), gws, config={"ack_timeout_ms": 8000, "call_timeout_ms": 1500, "query_retries": 2,
+                                                     "query_window_ms": 3000},
         name="coordinator", venues=list(cfg.venues))
     fx = fx_book_from_config(cfg.fx)
     host = StrategyHost.options(name="strategy-host-0", namespace=ns, **_on_node(head)).remote(

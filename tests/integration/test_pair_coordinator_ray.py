@@ -17,7 +17,8 @@ from xmc_actors.model.config import DeploymentConfig, FeedConfig, GatewayConfig
 pytestmark = pytest.mark.ray
 T0 = 1_735_808_400_000_000_000
 INSTS = [testkit.instrument("SHFE.cu"), testkit.instrument("LME.CA3M")]
-CFG = {"ack_timeout_ms": 300, "cancel_timeout_ms": 300, "call_timeout_ms": 800, "query_backoff_ms": 20}
+CFG = {"ack_timeout_ms": 300, "cancel_timeout_ms": 300, "call_timeout_ms": 800, "query_backoff_ms": 20,
+       "query_window_ms": 1000}
 
 
 def _deployment() -> DeploymentConfig:

@@ -104,7 +104,8 @@ def test_read_trail_with_a_shard_down_raises_naming_it_instead_of_returning_part
 
 # -- a RiskGuard killed and reconstructed by Ray, in a hand-built deployment ---------------------
 T0 = 1_735_808_400_000_000_000
-CFG = {"ack_timeout_ms": 300, "cancel_timeout_ms": 300, "call_timeout_ms": 800, "query_backoff_ms": 20}
+CFG = {"ack_timeout_ms": 300, "cancel_timeout_ms": 300, "call_timeout_ms": 800, "query_backoff_ms": 20,
+       "query_window_ms": 1000}
 
 
 @ray.remote(num_cpus=0)

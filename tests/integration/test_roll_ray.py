@@ -69,7 +69,8 @@ BINDING_TZ = VENUES[PLAN.legs[ord(PLAN.binding) - ord("A")].near.venue].timezone
 IDS = (CU_NEAR, CU_FAR, HG_NEAR, HG_FAR)
 PX = {CU_NEAR: 72000, CU_FAR: 72100, HG_NEAR: Decimal("4.5"), HG_FAR: Decimal("4.55")}
 LIMITS = {CU_NEAR: 71990, CU_FAR: 72110, HG_NEAR: "4.5005", HG_FAR: "4.5495"}  # the roll's limit prices
-CFG = {"ack_timeout_ms": 300, "cancel_timeout_ms": 300, "call_timeout_ms": 800, "query_backoff_ms": 20}
+CFG = {"ack_timeout_ms": 300, "cancel_timeout_ms": 300, "call_timeout_ms": 800, "query_backoff_ms": 20,
+       "query_window_ms": 1000}
 
 
 def _concrete(inst_id: str):

@@ -692,7 +692,8 @@ def test_a_query_answering_submitted_while_working_asks_again_when_no_ack_comes(
 def test_an_answer_that_cannot_be_applied_counts_as_a_failed_query_and_ends_escalated() -> None:
     from xmc_actors.core.pair.commands import TimerKind
     from xmc_actors.core.pair_fsm import StartTimer
-    book, _, _ = _a_filled_b_unknown_winding_down()
+    config = CoordinatorConfig(query_retries=3, query_window_ms=0)
+    book, clock, _ = _a_filled_b_unknown_winding_down(config)
     bad = rep("d1:B:0", ExecReportKind.STATUS, OrderStatus.NEW, "LME", "LME.CA3M")  # UNKNOWN -> NEW: no edge
     retries = book.config.query_retries
     for n in range(1, retries):
@@ -704,6 +705,51 @@ def test_an_answer_that_cannot_be_applied_counts_as_a_failed_query_and_ends_esca
     m = book.pairs["d1"]
     assert m.state is PairState.ESCALATED and "outcome unknown" in m.reason
     assert len([e for e in book.sink.events if e.kind is EventKind.BAD_INPUT]) == retries
+
+
+def _fail_queries_until(book, clock, coid: str, until_ns: int) -> int:
+    """The gateway is unreachable: every query of ``coid`` fails, each retry is run when its
+    timer falls due, until ``until_ns`` or the pair ends; returns how many failed."""
+    from xmc_actors.core.pair_fsm import StartTimer
+    n = 0
+    cmds = book.on_call_failed(coid, "query", "ActorUnavailableError")
+    while True:
+        n += 1
+        timers = [t for t in only(cmds, StartTimer) if t.key.coid == coid]
+        if not timers or timers[-1].at_ns > until_ns:
+            return n
+        clock.set(timers[-1].at_ns)
+        assert [q.client_order_id for q in only(book.on_timer("d1", timers[-1].key), Query)] == [coid]
+        cmds = book.on_call_failed(coid, "query", "ActorUnavailableError")
+
+
+def test_a_gateway_away_for_less_than_the_query_window_escalates_nothing_and_its_answer_ends_the_pair() -> None:
+    config = CoordinatorConfig(query_retries=3, query_backoff_ms=20, query_backoff_max_ms=2_000, query_window_ms=12_000)
+    book, clock, _ = _a_filled_b_unknown_winding_down(config)
+    t0 = clock.now_ns()
+    # Act: B's gateway restarts for 8 s; every query meanwhile fails (more than query_retries)
+    failed = _fail_queries_until(book, clock, "d1:B:0", t0 + 8_000 * MS)
+    # Assert: many failures, still not escalated, and never a wait longer than the cap
+    assert failed > config.query_retries
+    assert book.pairs["d1"].state is PairState.WINDING_DOWN
+    # the venue's word, once the gateway is back: B was never filled, the pair rolls A back
+    book.on_query_result("d1:B:0", rep("d1:B:0", ExecReportKind.STATUS, OrderStatus.CANCELED, "LME", "LME.CA3M"))
+    assert book.pairs["d1"].state is not PairState.ESCALATED
+    assert book.pairs["d1"]._find("d1:B:0")[1].query_failed_since_ns is None
+
+
+def test_a_gateway_away_past_the_query_window_escalates_the_pair_naming_how_long_it_tried() -> None:
+    from xmc_actors.core.pair_fsm import StartTimer
+    config = CoordinatorConfig(query_retries=3, query_backoff_ms=20, query_backoff_max_ms=2_000, query_window_ms=12_000,
+                               wind_down_timeout_ms=60_000)
+    book, clock, _ = _a_filled_b_unknown_winding_down(config)
+    t0 = clock.now_ns()
+    failed = _fail_queries_until(book, clock, "d1:B:0", t0 + 60_000 * MS)
+    m = book.pairs["d1"]
+    assert m.state is PairState.ESCALATED
+    assert f"outcome unknown after {failed} failed queries over" in m.reason
+    # it gave up at the window's end, not before and not a backoff cap later
+    assert 12_000 * MS <= clock.now_ns() - t0 < (12_000 + 2_000) * MS
 
 
 def test_a_pair_still_winding_down_at_its_bound_is_escalated_naming_the_order() -> None:

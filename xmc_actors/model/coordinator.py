@@ -24,9 +24,17 @@ class CoordinatorConfig(BaseModel):
     call_timeout_ms
         The actor gives up waiting on a gateway call after this long (outcome unknown).
     query_retries
-        Status queries that may fail in a row before the pair is escalated.
+        Status queries that may fail in a row before the pair is escalated (and
+        ``query_window_ms`` must have passed too).
     query_backoff_ms
-        Delay before re-trying a failed query (doubles each time).
+        Delay before re-trying a failed query (doubles each time, up to ``query_backoff_max_ms``).
+    query_backoff_max_ms
+        The longest wait between two queries of one order.
+    query_window_ms
+        How long an order's failed queries are retried before its pair is escalated ("outcome
+        unknown"), counted from the first failure in a row: longer than a gateway actor's
+        restart (4–8 s measured on a loaded two-core host), so a restart that comes back with
+        the venue's word does not escalate a pair whose orders the venue simply held.
     replace_retries
         When a query says the venue never saw an order, re-send it under the *same* client
         order id (so a late original is de-duplicated) this many times before calling it lost.
@@ -85,9 +93,11 @@ class CoordinatorConfig(BaseModel):
     call_timeout_ms: PositiveInt = 2_000
     query_retries: PositiveInt = 3
     query_backoff_ms: PositiveInt = 20
+    query_backoff_max_ms: PositiveInt = 2_000
+    query_window_ms: NonNegativeInt = 12_000
     replace_retries: NonNegativeInt = 1
     default_deadline_ms: PositiveInt = 5_000
-    wind_down_timeout_ms: PositiveInt = 15_000
+    wind_down_timeout_ms: PositiveInt = 30_000
     health_interval_ms: NonNegativeInt = 1_000
     health_timeout_ms: PositiveInt = 1_000
     keep_finished_pairs: PositiveInt = 50_000

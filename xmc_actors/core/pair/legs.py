@@ -23,6 +23,7 @@ class LegOrder:
     reported_avg: Decimal | None = None
     late_filled: int = 0            # quantity filled after the venue confirmed the cancel
     query_failures: int = 0
+    query_failed_since_ns: int | None = None   # when the first of the failed queries in a row failed
     replaces: int = 0
     querying: bool = False
     done_reported: bool = False

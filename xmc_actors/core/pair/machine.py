@@ -313,6 +313,7 @@ class PairMachine(Endings):
     def _apply_status(self, order: LegOrder, rep: ExecutionReport) -> None:
         order.querying = False
         order.query_failures = 0
+        order.query_failed_since_ns = None
         if rep.filled_qty > order.reported_filled:
             order.reported_filled = rep.filled_qty
             order.reported_avg = rep.avg_price
@@ -371,10 +372,18 @@ class PairMachine(Endings):
         if call == "query":
             order.querying = False
             order.query_failures += 1
-            if order.query_failures >= self.book.config.query_retries:
-                self._escalate(f"order {coid}: outcome unknown after {order.query_failures} failed queries")
+            cfg = self.book.config
+            now = self.book.clock.now_ns()
+            if order.query_failed_since_ns is None:
+                order.query_failed_since_ns = now
+            waited_ms = (now - order.query_failed_since_ns) // 1_000_000
+            # both bounds: `query_retries` answers, and `query_window_ms` of trying (a gateway
+            # that is restarting answers nothing for seconds; its venue still holds the order)
+            if order.query_failures >= cfg.query_retries and waited_ms >= cfg.query_window_ms:
+                self._escalate(f"order {coid}: outcome unknown after {order.query_failures} failed queries "
+                               f"over {waited_ms} ms")
             else:
-                backoff = self.book.config.query_backoff_ms * (2 ** (order.query_failures - 1))
+                backoff = min(cfg.query_backoff_ms * (2 ** min(order.query_failures - 1, 30)), cfg.query_backoff_max_ms)
                 self._timer(TimerKey(TimerKind.QUERY, coid, order.query_failures), backoff * 1_000_000)
             self._settle()
             return
@@ -393,14 +402,14 @@ class PairMachine(Endings):
             self.on_call_failed(coid, "query", "the venue's answer is still UNKNOWN")
             return
         if report is not None:
-            failures = order.query_failures
+            failures, since = order.query_failures, order.query_failed_since_ns
             self.on_reports([report], "query")
             st = order.state.status
             if st is OrderStatus.UNKNOWN and not order.querying:
                 # an answer that could not be applied (recorded as BAD_INPUT): the outcome is
                 # still unknown, so it counts as a failed query (retried, then escalated); an
                 # order is never left UNKNOWN with nothing watching it
-                order.query_failures = failures
+                order.query_failures, order.query_failed_since_ns = failures, since
                 self.on_call_failed(coid, "query", f"the venue's answer ({report.status.value}) left the outcome unknown")
                 return
             working = (OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)
@@ -415,6 +424,7 @@ class PairMachine(Endings):
             return
         order.querying = False
         order.query_failures = 0
+        order.query_failed_since_ns = None
         if order.state.status.is_terminal:
             # an answer overtaken by the order's own reports (the query left on an ack timeout,
             # then the place answer came in): what the venue said since stands, nothing is re-sent

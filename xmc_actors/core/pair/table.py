@@ -94,7 +94,7 @@ def _rows() -> tuple[Transition, ...]:
     for s in _LIVE + (P.HEDGED, P.ROLLED_BACK):
         rows.append(Transition(s, Trigger.ESCALATE, P.ESCALATED,
                                "rollback attempts or time spent, an unwind denied (HALTED), an outcome still unknown "
-                               "after `query_retries`, cancels never confirmed (unless the residual is booked), "
+                               "after `query_retries` failed queries and `query_window_ms`, cancels never confirmed (unless the residual is booked), "
                                "a wind-down not finished within `wind_down_timeout_ms`",
                                "red ALERT and ESCALATION with the exact residual; strategy HALTED (HaltStrategy); "
                                "live orders cancelled"))
