@@ -39,6 +39,7 @@ from ..core.alerts import Alert, CallbackAlertSink, sinks_from_config
 from ..core.clock import Clock, SystemClock
 from ..core.attribution import attribution
 from ..core.risk_guard import GuardOutput, RiskGuardCore
+from ..core.risk_guard_rebuild import DifferenceConfirmation
 from ..core.risk_checker import fx_from_book
 from ..core.risk_types import FxProvider, GrantAck, scope_key
 from ..core.roll_watch import roll_watch_of
@@ -687,38 +688,32 @@ class RiskGuard:
             log.exception("risk guard rebuild failed")
             return await self._fail_rebuild(f"{type(e).__name__}: {e}", t0)
 
-    async def _verify_later(self, in_flight: list[str], wait_s: float = 30.0, checks: int = 3) -> None:
+    async def _verify_later(self, in_flight: list[str], wait_s: float = 30.0, checks: int = 6) -> None:
         """After a rebuild that found differences from the venues: the ledger, the summaries and
         the venues were read one after the other while pairs may have been trading, so a
         difference is only a candidate. Wait until the pairs open at the rebuild are booked
         (their summaries arrive as they finish; at most ``wait_s``), then compare the guard's
-        book with the venues again while the coordinators are idle, up to ``checks`` times: a
-        difference that is still there, the same, every time is a mismatch (recorded, set to
-        the venue's, alerted); one that goes away was a pair in flight."""
+        book with the venues again, at most ``checks`` times, until
+        :class:`~xmc_actors.core.risk_guard_rebuild.DifferenceConfirmation` confirms a mismatch
+        (recorded, set to the venue's, alerted), finds nothing different, or gives up."""
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline and not set(in_flight) <= self.core.booked:
             await asyncio.sleep(0.25)
         try:
             gws, errors = self._find_gateways()
-            prev: list[dict[str, Any]] | None = None
-            stable = False
-            for attempt in range(checks):
-                await self._coordinators_idle(5.0)
+            rule = DifferenceConfirmation(checks)
+            while True:
+                idle = await self._coordinators_idle(5.0)
                 # a broker snapshot older than this moment may miss fills the book already has:
                 # compared, it would "confirm" a difference that is only its age
                 positions, venues_ok = await self._venue_positions(gws, dict(errors), fresh_after_ns=time.time_ns())
-                seen = self.core.verify_positions(positions, venues_ok, act=False).deferred
-                if not seen:
+                verdict = rule.observe(idle, self.core.verify_positions(positions, venues_ok, act=False).deferred)
+                if verdict == "moving":
+                    return  # still moving: the deployment trades on; the next rebuild checks again
+                if verdict != "again":
                     break
-                if seen == prev:
-                    stable = True
-                    break
-                prev = seen
-                if attempt + 1 < checks:
-                    await asyncio.sleep(1.0)
-            if seen and not stable:
-                return  # still moving: the deployment trades on; the next rebuild checks again
-            # nothing differs (POSITIONS_VERIFIED is recorded), or the same difference twice: a mismatch
+                await asyncio.sleep(1.0)
+            # nothing differs (POSITIONS_VERIFIED is recorded), or the same difference twice while idle: a mismatch
             rep = self.core.verify_positions(positions, venues_ok)
             self.last_rebuild = {**(self.last_rebuild or {}), "verified": {
                 "mismatches": rep.mismatches, "unverified_venues": rep.unverified_venues,
@@ -735,16 +730,14 @@ class RiskGuard:
             await asyncio.wait([task], timeout=timeout_s)
         return self.last_rebuild
 
-    async def _coordinators_idle(self, timeout_s: float) -> None:
-        """Wait (at most ``timeout_s``) until every coordinator has no pair in flight."""
-        refs = []
-        for h in list(self.handles.values()):
-            try:
-                refs.append(asyncio.wait_for(_await(h.await_idle.remote(timeout_s)), timeout_s + 2))
-            except Exception:  # noqa: BLE001 - a coordinator without await_idle or gone: do not wait on it
-                pass
-        if refs:
-            await asyncio.gather(*refs, return_exceptions=True)
+    async def _coordinators_idle(self, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) until every coordinator has no pair in flight; True when
+        each one answered that none was (False: one was busy at the end, or did not answer)."""
+        async def one(h: Any) -> Any:
+            return await asyncio.wait_for(_await(h.await_idle.remote(timeout_s)), timeout_s + 2)
+
+        answers = await asyncio.gather(*(one(h) for h in list(self.handles.values())), return_exceptions=True)
+        return all(a == 0 and not isinstance(a, BaseException) for a in answers)
 
     def _install_rebuilt(self, old: RiskGuardCore, new: RiskGuardCore, live: bool) -> None:
         """Swap in the rebuilt core (``RiskGuardCore.take_over_from`` keeps what the running

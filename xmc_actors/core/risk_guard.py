@@ -553,6 +553,8 @@ class RiskGuardCore(MoneyBooks, Rebuild, RollWatching):
         acct_pos, strat_pos = self.book.snapshot()
         return {
             "trading_states": {k: v.value for k, v in self.states.items()},
+            # who set each state: an operator, or ``auto:MONITOR`` (the alert that acted)
+            "state_set_by": dict(self.state_setter),
             "throttled": sorted(self.throttled),
             "occupancy": {a: occ(o) for a, o in per.items()},
             "overall": occ(overall),

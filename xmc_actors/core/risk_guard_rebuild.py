@@ -418,3 +418,36 @@ class Rebuild:
             self.dispatcher.dispatch(a)
             out.alerts.append(a)
         return out
+
+
+class DifferenceConfirmation:
+    """When a difference between the guard's book and the venues, found at a restart while pairs
+    traded, becomes a mismatch: the rule the restarted guard's deferred check applies, one
+    comparison at a time (``observe``), pure so that it is tested without Ray.
+
+    A difference is confirmed when two comparisons in a row, each made while every coordinator
+    was idle (no pair in flight), see the same difference. A comparison made while a pair was in
+    flight neither confirms nor clears: a stalled venue holds a pair, and its unbooked fills, for
+    seconds, and two such comparisons alike once turned a pair in flight into an orange mismatch
+    that held its venue REDUCING for the rest of the run (chaos, group seed 11). No difference at
+    all ends the check ("clear"). After ``checks`` comparisons without either, the check gives
+    up ("moving"): nothing is alerted, and the next restart checks again.
+    """
+
+    def __init__(self, checks: int = 6) -> None:
+        self.checks = checks
+        self.made = 0
+        self.prev: list[dict[str, Any]] | None = None
+
+    def observe(self, idle: bool, seen: list[dict[str, Any]]) -> str:
+        """One comparison; returns "clear", "confirmed", "moving" (given up) or "again"."""
+        self.made += 1
+        if not seen:
+            return "clear"
+        if not idle:
+            self.prev = None
+        elif seen == self.prev:
+            return "confirmed"
+        else:
+            self.prev = list(seen)
+        return "moving" if self.made >= self.checks else "again"

@@ -382,7 +382,9 @@ def _held_states(dep: Any) -> dict[str, str]:
 
     try:
         st = ray.get(dep.handles["risk-guard"].status.remote(), timeout=10)
-        return {k: str(v) for k, v in (st.get("trading_states") or {}).items() if str(v) != "ACTIVE"}
+        by = st.get("state_set_by") or {}
+        return {k: f"{v} (set by {by.get(k, '?')})" for k, v in (st.get("trading_states") or {}).items()
+                if str(v) != "ACTIVE"}
     except Exception as e:  # noqa: BLE001 - the report says it could not tell
         return {"?": f"risk guard did not answer: {type(e).__name__}"}
 
