@@ -187,6 +187,10 @@ def test_a_killed_risk_guard_is_rebuilt_from_the_ledger_and_the_venues_and_grant
     manual = testkit.order("SHFE.cu", "BUY", 1, "72010", decision_id="manual", account="cn2",
                            order_type=OrderType.IOC, tif=TimeInForce.IOC)
     ray.get(gws["SHFE"].place.remote(manual))
+    # the guard last heard that LME was DOWN (automatic REDUCING); the UP that followed went to
+    # nobody, as when a gateway comes back while the guard is dead (chaos, group seed 11)
+    ray.get(guard.on_gateway_status.remote("LME", {"state": "DOWN", "reason": "connection lost"}))
+    assert ray.get(guard.status.remote())["trading_states"] == {"venue:LME": "REDUCING"}
     ray.get(guard.regrant_all.remote())
     before = ray.get(guard.status.remote())
     seq_before = _held_grant(coord)
@@ -230,6 +234,10 @@ def test_a_killed_risk_guard_is_rebuilt_from_the_ledger_and_the_venues_and_grant
     assert rep["verified"]["mismatches"] == [
         {"account": "cn2", "instrument": "SHFE.cu", "ledger": 0, "venue": 1, "difference": 1}]
     assert after["positions"]["strategies"]["s1"] == before["positions"]["strategies"]["s1"]
+    # the rebuilt guard asked the coordinator for the venues' state: LME is UP, its REDUCING
+    # lifted; SHFE is REDUCING by the real mismatch of cn2 (below) until an operator looks
+    assert after["trading_states"] == {"venue:SHFE": "REDUCING"}
+    assert after["state_set_by"] == {"venue:SHFE": "auto:position_mismatch"}
     assert after["positions"]["accounts"] == {**before["positions"]["accounts"], "cn2": {"SHFE.cu": 1}}
     # margin is valued at the marks: the fills' prices until the re-subscribed quotes arrive again
     same = wait_until(lambda: (lambda st: st if all(st["occupancy"][a] == before["occupancy"][a] for a in ("cn", "us"))

@@ -415,6 +415,24 @@ def test_a_venue_reduced_automatically_while_down_is_active_again_when_it_answer
     assert ops[-1]["state"] == "ACTIVE" and ops[-1]["operator"] == "auto:venue_state" and ops[-1]["auto"] is True
 
 
+def test_a_guard_rebuilt_while_a_venue_was_down_lifts_its_reducing_when_told_the_venue_is_up() -> None:
+    """Found by the chaos suite (group, seed 11, in CI): the gateway came back while the risk
+    guard was dead, so the guard never heard UP, and SHFE stayed REDUCING for the rest of the
+    run. A rebuilt guard asks the coordinators for each venue's state (actor shell); this is
+    the core half: the rebuilt alert and state are lifted by that answer."""
+    # Arrange: LME down (automatic REDUCING); the guard dies; a new one is rebuilt from the trail
+    g1, sink, clock = core()
+    g1.on_gateway_status("LME", {"state": "DOWN"})
+    g2, sink2, clock2 = core()
+    g2.rebuild(list(sink.events), {})
+    assert g2.states == {"venue:LME": TradingState.REDUCING}
+    # Act: the state the coordinator's probes see now
+    clock2.advance(5_000_000_000)
+    out = g2.on_gateway_status("LME", {"state": "UP"})
+    # Assert
+    assert g2.states == {} and ("venue", "LME", TradingState.ACTIVE) in out.state_changes
+
+
 def test_an_operators_halt_of_a_venue_is_not_lifted_when_the_venue_answers_again() -> None:
     # Arrange: down (automatic REDUCING), then an operator halts the venue
     g, _, clock = core()

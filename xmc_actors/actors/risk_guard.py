@@ -40,6 +40,7 @@ from ..core.clock import Clock, SystemClock
 from ..core.attribution import attribution
 from ..core.risk_guard import GuardOutput, RiskGuardCore
 from ..core.risk_guard_rebuild import DifferenceConfirmation
+from ..model.config import route_venue
 from ..core.risk_checker import fx_from_book
 from ..core.risk_types import FxProvider, GrantAck, scope_key
 from ..core.roll_watch import roll_watch_of
@@ -631,6 +632,31 @@ class RiskGuard:
                 out += [x for x in r if isinstance(x, dict)]
         return sorted(out, key=lambda x: int(x.get("ts_ns") or 0))
 
+    async def _venue_states_now(self) -> GuardOutput:
+        """Tell the core each venue's state as the coordinators' health probes see it now (a
+        venue DOWN while any of its gateways is DOWN; UNKNOWN and unanswered ones are left out)."""
+        names = list(self.handles)
+        res = await asyncio.gather(*(asyncio.wait_for(_await(self.handles[n].venue_health.remote()), self.push_timeout_s * 2)
+                                     for n in names), return_exceptions=True)
+        states: dict[str, str] = {}
+        for n, r in zip(names, res):
+            if not isinstance(r, dict):
+                log.warning("rebuild: venue health of coordinator %s not read: %s", n, r)
+                continue
+            for key, h in r.items():
+                st = str(h.get("state", "UNKNOWN")).upper() if isinstance(h, dict) else "UNKNOWN"
+                if st == "UNKNOWN":
+                    continue
+                venue = route_venue(str(key))
+                if st != "UP":
+                    states[venue] = "DOWN"
+                else:
+                    states.setdefault(venue, "UP")
+        out = GuardOutput()
+        for venue, st in sorted(states.items()):
+            out.extend(self.core.on_gateway_status(venue, {"state": st, "reason": "as the coordinators see it at the risk guard's restart"}))
+        return out
+
     async def _run_rebuild(self, live: bool) -> dict[str, Any]:
         t0 = time.perf_counter()
         try:
@@ -667,6 +693,9 @@ class RiskGuard:
             rep = new.rebuild(events, positions, venues=venues_ok, summaries=summaries, defer_all=True)
             self._install_rebuilt(old, new, live)
             out = rep.output
+            # the venues' state now: a venue that came back while this guard was dead was never
+            # heard UP here, and its automatic REDUCING would hold for the rest of the day
+            out.extend(await self._venue_states_now())
             for sm in self._held_summaries:
                 out.extend(new.on_pair_done(sm))
             self._held_summaries = []
