@@ -11,6 +11,7 @@ harmless.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,8 @@ from ..model.names import actor_repr
 from .reader import check_filters, query_events
 from .schema import ARROW_SCHEMA, batch_from_wire
 from .store import LedgerStore
+
+log = logging.getLogger("xmc.ledger")
 
 
 def shard_path(cfg: LedgerConfig, shard: int) -> Path:
@@ -84,9 +87,17 @@ class LedgerShard:
 
     # ------------------------------------------------------------------------------- remote
     async def ready(self) -> dict[str, Any]:
-        """Readiness probe: the file is open. Returns pid, path and whether this is a restart."""
+        """Readiness probe: the file is open. Returns pid, path and whether this is a restart.
+
+        The row count is read on the writer thread, like every other use of the connection: a
+        DuckDB connection refuses a second caller while it is busy, and a probe that took it in
+        the middle of a group commit left that commit's transaction open, so that every later
+        commit of the shard failed while the probe said "ready" (chaos, group seed 11: a
+        restarted shard, probed while its clients re-sent, wrote nothing for the rest of the run)."""
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(self._exec, self.store.count)
         return {"shard": self.shard, "pid": os.getpid(), "path": str(self.store.path),
-                "reconstructed": self.reconstructed, "rows": self.store.count()}
+                "reconstructed": self.reconstructed, "rows": rows}
 
     async def append(self, table: pa.Table | bytes, urgent: bool = False) -> int:
         """Queue a batch for the next group commit; returns its row count once committed.
@@ -204,6 +215,9 @@ class LedgerShard:
                     await loop.run_in_executor(self._exec, self._commit, tables)
             except Exception as e:  # noqa: BLE001 - the callers get the error and re-send
                 self.commit_errors += 1
+                if self.commit_errors == 1 or self.commit_errors % 100 == 0:
+                    log.error("ledger-%s: commit failed (%d so far; the clients re-send): %s: %s",
+                              self.shard, self.commit_errors, type(e).__name__, e)
                 for _, f in batch:
                     if not f.done():
                         f.set_exception(e)

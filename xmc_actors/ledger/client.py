@@ -74,6 +74,7 @@ class _Shard:
     since: float = 0.0
     retry: deque = field(default_factory=deque)
     in_flight: int = 0
+    errors_in_a_row: int = 0        # failed sends since the last acknowledged one
 
 
 def shard_index(event: Event, shard_by: str, shards: int) -> int:
@@ -315,12 +316,20 @@ class LedgerClient:
             s.in_flight -= 1
             self._outstanding -= len(b.events)
             if err is None:
+                s.errors_in_a_row = 0
                 self.counters["acked_events"] += len(b.events)
                 for f in b.acks:
                     if not f.done():
                         f.set_result(None)
             else:
                 self.counters["send_errors"] += 1
+                s.errors_in_a_row += 1
+                if s.errors_in_a_row in (20, 200) or s.errors_in_a_row % 2000 == 0:
+                    # a shard that fails every send (restarting is a few; this many is not):
+                    # the batches are kept and re-sent, but somebody must look
+                    log.error("ledger client %s: %d sends in a row to shard %d failed, the last: %s: %s",
+                              self.actor, s.errors_in_a_row, i, type(err).__name__, str(err).splitlines()[0][:300]
+                              if str(err) else "")
                 b.retry_at = time.monotonic() + min(0.05 * 2 ** min(b.attempts - 1, 5), 1.0)
                 s.retry.appendleft(b)
             self._cond.notify_all()

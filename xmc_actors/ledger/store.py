@@ -14,6 +14,7 @@ write-ahead log and then the database file, so the copy is the database as of so
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import shutil
@@ -33,6 +34,8 @@ from .schema import (
     ARROW_SCHEMA, COLUMN_NAMES, DDL, KINDS, META_DDL, SCHEMA_VERSION, TABLE, Refusal, bad_input_event,
     batch_from_wire, encode_events,
 )
+
+log = logging.getLogger("xmc.ledger")
 
 T = TypeVar("T")
 
@@ -376,8 +379,8 @@ class LedgerStore:
         stamp = pa.array([stored_ns] * batch.num_rows, pa.int64())
         batch = batch.append_column("stored_ns", stamp)
         con = self.con
-        con.execute("BEGIN TRANSACTION")
         try:
+            self._begin(con)
             con.register("_batch", batch)
             n = con.execute(
                 f"INSERT INTO {TABLE} SELECT * FROM _batch b WHERE NOT EXISTS ("
@@ -395,6 +398,18 @@ class LedgerStore:
         res.duplicates = batch.num_rows - res.stored + dup_in_batch
         self._count(res)
         return res
+
+    @staticmethod
+    def _begin(con: duckdb.DuckDBPyConnection) -> None:
+        """Begin a transaction. One left open by an earlier failure (its ROLLBACK refused, say)
+        is rolled back first: left as it is, it would make every later commit of the shard
+        fail, and its rows were never acknowledged to anyone."""
+        try:
+            con.execute("BEGIN TRANSACTION")
+        except duckdb.TransactionException:
+            log.error("ledger store: a transaction left open by an earlier failure is rolled back")
+            con.execute("ROLLBACK")
+            con.execute("BEGIN TRANSACTION")
 
     def append_events(self, events: list, *, stored_ns: int) -> AppendResult:
         """Encode and store events (``Event`` objects or mappings); see :meth:`append`."""
