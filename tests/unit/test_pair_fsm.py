@@ -1256,7 +1256,9 @@ def test_orders_of_a_decision_the_trail_never_named_are_recorded_as_orphans_once
     h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": Behaviour(latency_ms=(10.0, 10.0))})
     h.submit(intent("d1", mode=ExecutionMode.SPEED))
     h.drain()
-    placed = [req for _, req in h.placed]
+    from xmc_actors.model.orders import Offset
+    # SHFE's order as a two-sided venue takes it, with its offset
+    placed = [req.model_copy(update={"offset": Offset.OPEN}) if req.leg == "A" else req for _, req in h.placed]
     # Act: a new life whose trail holds nothing of d1
     book = PairBook(INSTRUMENTS, h.clock, config=h.config, owner=h.book.owner, event_node=2,
                     sink=(sink := MemorySink()))
@@ -1268,6 +1270,10 @@ def test_orders_of_a_decision_the_trail_never_named_are_recorded_as_orphans_once
     assert sorted(e.payload["client_order_id"] for e in sent) == ["d1:A:0", "d1:B:0"]
     assert all(e.payload["orphan"] and e.payload["adopted"] and e.decision_id == "d1" for e in sent)
     assert {e.venue for e in sent} == {"SHFE", "LME"}
+    # each carries the order's offset as the venue took it (SHFE's OPEN), as the pair's own send does
+    by_id = {req.client_order_id: req for req in placed}
+    assert all(e.payload.get("offset") == (by_id[e.payload["client_order_id"]].offset.value
+                                           if by_id[e.payload["client_order_id"]].offset else None) for e in sent)
     assert [e.payload["action"] for e in sink.by_decision("d1") if e.kind is EventKind.RECONCILE] == ["orphan"]
     assert book.record_orphans(placed, named=()) == []  # a second sweep records nothing again
     # a third life reads those ORDER_SENTs back: not an unreadable pair, and not recorded again

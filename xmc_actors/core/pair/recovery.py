@@ -30,7 +30,8 @@ def _sent_fields(req: OrderRequest) -> dict[str, object]:
     pair's own send writes the same names, on the hot path, inline)."""
     return {"client_order_id": req.client_order_id, "leg_name": req.leg, "attempt": req.attempt,
             "side": req.side.value, "qty": req.qty, "price": str(req.price), "order_type": req.order_type.value,
-            "tif": req.tif.value, "reduce_only": req.reduce_only}
+            "tif": req.tif.value, "reduce_only": req.reduce_only,
+            **({"offset": req.offset.value} if req.offset else {})}
 
 class Recovery:
     """:meth:`open_decisions` and :meth:`recover`; see their docstrings."""
