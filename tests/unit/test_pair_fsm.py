@@ -1317,3 +1317,65 @@ def test_an_orphan_decisions_intent_is_rebuilt_from_its_strategys_signal() -> No
         PairBook.orphan_intent(old, orders[:1])
     with pytest.raises(ValueError, match="1 legs, a pair has 2"):
         PairBook.orphan_intent(mk.make(EventKind.SIGNAL, decision_id="x-1", strategy="x", legs=legs[:1]))
+
+
+def test_an_unwind_the_venue_rejects_for_a_passing_reason_is_sent_again_without_spending_an_attempt() -> None:
+    """Found by the chaos suite (per-venue, seed 23): LME's session had just dropped; the three
+    unwinds of a filled leg were rejected VENUE_ERROR within 160 ms and the pair escalated,
+    though one more try a moment later would have rolled it back."""
+    from xmc_actors.core.pair.commands import TimerKind
+    from xmc_actors.core.pair_fsm import StartTimer
+    book = PairBook(INSTRUMENTS, clock := SimClock())
+    book.submit(intent())
+    book.on_place_result("d1:A:0", [rep("d1:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED), fill("d1:A:0", 2, 2, "t1")])
+    cmds = book.on_place_result("d1:B:0", [rep("d1:B:0", ExecReportKind.REJECTED, OrderStatus.REJECTED, "LME", "LME.CA3M",
+                                               reason=RejectReason.MARKET_CLOSED)])
+    [unwind] = only(cmds, Place)
+    assert unwind.req.leg == "A" and unwind.req.reduce_only
+    attempts = book.pairs["d1"].intent.rollback.max_attempts
+    # Act: the venue rejects every unwind with VENUE_ERROR, more times than the attempts allow
+    coid = unwind.req.client_order_id
+    for n in range(attempts + 2):
+        cmds = book.on_place_result(coid, [rep(coid, ExecReportKind.REJECTED, OrderStatus.REJECTED,
+                                               reason=RejectReason.VENUE_ERROR)])
+        # Assert: nothing sent at once; a retry timer instead, and the pair still rolling back
+        assert not only(cmds, Place)
+        [t] = [t for t in only(cmds, StartTimer) if t.key.kind is TimerKind.UNWIND_RETRY]
+        assert book.pairs["d1"].state is PairState.ROLLING_BACK
+        clock.set(t.at_ns)
+        [again] = only(book.on_timer("d1", t.key), Place)
+        assert again.req.leg == "A" and again.req.price == unwind.req.price  # the same step of the chase
+        coid = again.req.client_order_id
+    # the venue takes the next one: rolled back
+    book.on_place_result(coid, [rep(coid, ExecReportKind.ACK, OrderStatus.ACCEPTED),
+                                fill(coid, 2, 2, "t9", status=OrderStatus.FILLED)])
+    assert book.pairs["d1"].state is PairState.ROLLED_BACK
+    retries = [e for e in book.sink.by_decision("d1") if e.kind is EventKind.RECONCILE
+               and e.payload.get("action") == "unwind_retry"]
+    assert len(retries) == attempts + 2
+
+
+def test_unwinds_rejected_for_a_passing_reason_until_the_rollback_budget_ends_escalate() -> None:
+    from xmc_actors.core.pair.commands import TimerKey, TimerKind
+    from xmc_actors.core.pair_fsm import StartTimer
+    book = PairBook(INSTRUMENTS, clock := SimClock())
+    t0 = clock.now_ns()
+    book.submit(intent())
+    book.on_place_result("d1:A:0", [rep("d1:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED), fill("d1:A:0", 2, 2, "t1")])
+    cmds = book.on_place_result("d1:B:0", [rep("d1:B:0", ExecReportKind.REJECTED, OrderStatus.REJECTED, "LME", "LME.CA3M",
+                                               reason=RejectReason.MARKET_CLOSED)])
+    [bound] = [t for t in only(cmds, StartTimer) if t.key.kind is TimerKind.ROLLBACK]
+    coid = only(cmds, Place)[0].req.client_order_id
+    while True:
+        cmds = book.on_place_result(coid, [rep(coid, ExecReportKind.REJECTED, OrderStatus.REJECTED,
+                                               reason=RejectReason.VENUE_ERROR)])
+        [t] = [t for t in only(cmds, StartTimer) if t.key.kind is TimerKind.UNWIND_RETRY]
+        if t.at_ns >= bound.at_ns:
+            break
+        clock.set(t.at_ns)
+        coid = only(book.on_timer("d1", t.key), Place)[0].req.client_order_id
+    clock.set(bound.at_ns)
+    book.on_timer("d1", TimerKey(TimerKind.ROLLBACK))
+    m = book.pairs["d1"]
+    assert m.state is PairState.ESCALATED and m.reason == "rollback time budget spent"
+    assert clock.now_ns() - t0 >= m.intent.rollback.max_time_ms * MS

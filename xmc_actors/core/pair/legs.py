@@ -34,6 +34,7 @@ class LegOrder:
     # rebuilt by a restart (from the trail or the gateways): what it filled before the venue's
     # positions were loaded is in them already; its fills are not applied to them again
     recovered: bool = False
+    retry_counted: bool = False     # an unwind rejected for a passing reason: its attempt was given back
 
     @property
     def coid(self) -> str:
