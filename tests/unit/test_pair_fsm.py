@@ -1379,3 +1379,20 @@ def test_unwinds_rejected_for_a_passing_reason_until_the_rollback_budget_ends_es
     m = book.pairs["d1"]
     assert m.state is PairState.ESCALATED and m.reason == "rollback time budget spent"
     assert clock.now_ns() - t0 >= m.intent.rollback.max_time_ms * MS
+
+
+def test_a_decision_re_sent_with_other_budgets_is_a_duplicate_and_with_another_trade_is_bad_input() -> None:
+    """A restart rebuilds an orphan decision from its SIGNAL with default budgets; the strategy
+    then re-sends its own intent. Chaos (per-venue, seed 23) recorded that as BAD_INPUT."""
+    book = PairBook(INSTRUMENTS, SimClock())
+    book.submit(intent())
+    # Act 1: the same trade, other budgets
+    res, _ = book.submit(intent(replenish=ReplenishBudget(max_attempts=1, max_time_ms=900)))
+    # Assert 1
+    assert res["duplicate"] and not [e for e in book.sink.events if e.kind is EventKind.BAD_INPUT]
+    # Act 2: another trade under the same id
+    res, _ = book.submit(intent(a=("SHFE.cu", "BUY", 3, "72000")))
+    # Assert 2
+    assert res["duplicate"]
+    [bad] = [e for e in book.sink.events if e.kind is EventKind.BAD_INPUT]
+    assert "re-used with a different intent" in bad.reason

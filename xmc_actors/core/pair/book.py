@@ -261,7 +261,9 @@ class PairBook(Recovery, LateFills, Offsets):
                 self._flush()
         existing = self.pairs.get(intent.decision_id)
         if existing is not None:
-            if existing.intent != intent:
+            if existing.intent != intent and _trade_of(existing.intent) != _trade_of(intent):
+                # the same trade with other budgets is the strategy re-sending a decision that a
+                # restart rebuilt from its SIGNAL (default budgets): a duplicate, not bad input
                 self._bad_input("intent", f"decision_id {intent.decision_id} re-used with a different intent",
                                 intent.decision_id)
             return {"decision_id": intent.decision_id, "accepted": existing.state is not PairState.REFUSED,
@@ -517,3 +519,10 @@ class PairBook(Recovery, LateFills, Offsets):
             for lg in m.legs for o in lg.orders
         ]
         return out
+
+
+def _trade_of(intent: PairIntent) -> tuple:
+    """What a decision trades: its strategy, hedge ratio and each leg's instrument, account,
+    side and lots (not its budgets, deadline or prices)."""
+    return (intent.strategy, intent.hedge_ratio,
+            tuple((lg.leg, lg.instrument, lg.account, lg.side, lg.qty) for lg in intent.legs))
