@@ -428,8 +428,9 @@ class DifferenceConfirmation:
     A difference is confirmed when two comparisons in a row, each made while every coordinator
     was idle (no pair in flight), see the same difference. A comparison made while a pair was in
     flight neither confirms nor clears: a stalled venue holds a pair, and its unbooked fills, for
-    seconds, and two such comparisons alike once turned a pair in flight into an orange mismatch
-    that held its venue REDUCING for the rest of the run (chaos, group seed 11). No difference at
+    seconds, and two such comparisons alike would turn a pair in flight into an orange mismatch
+    that holds its venue REDUCING until an operator resumes it (before this rule, a comparison
+    counted even when the wait for idle coordinators had timed out). No difference at
     all ends the check ("clear"). After ``checks`` comparisons without either, the check gives
     up ("moving"): nothing is alerted, and the next restart checks again.
     """
