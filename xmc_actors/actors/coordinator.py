@@ -35,7 +35,7 @@ from ..core.pair import (
 from ..core.pretrade import PreTradeCheck
 from ..core.roll import NEAR_LEG, RollRequest, RollTracker, recover_rolls, rolls_moving, unheld_near_legs
 from ..core.sink import EventSink, HeldSink, MemorySink
-from ..core.venue_health import VenueChange, VenueHealth, VenueState
+from ..core.venue_health import VenueChange, VenueHealth, VenueNotices, VenueState
 from ..model.config import route_venue
 from ..model.events import Event, EventKind
 from ..model.fastpickle import from_wire, to_wire
@@ -111,7 +111,6 @@ class PairCoordinator:
         self.book = PairBook(insts, self.clock, checker=checker, config=self.config, owner=name, venues=vs,
                              sink=self.held)
         self.gateways: dict[str, Any] = {}  # routing key (VENUE or VENUE/ACCOUNT) -> gateway
-        self._venues_seen_down: dict[str, bool] = {}  # venue -> DOWN as last told to strategies/risk
         self.strategies: dict[str, Any] = {}
         self.risk_guard: Any = None
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -141,6 +140,9 @@ class PairCoordinator:
             self.reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
         except Exception:  # noqa: BLE001 - not inside an actor
             pass
+        # what the strategies and the risk guard were last told of each venue (a restarted life
+        # tells each venue's first state: its previous life may have told them DOWN)
+        self._venue_notices = VenueNotices(restarted=self.reconstructed)
         self.recovered: dict[str, Any] | None = None  # what a restart recovered (status())
         self._recover_lock = asyncio.Lock()
         self._recover_task: asyncio.Task[None] | None = None
@@ -235,10 +237,11 @@ class PairCoordinator:
         stop triggering on it) and the risk guard (alert, configured action)."""
         up = change.new is VenueState.UP
         self.book.set_venue_state(change.venue, up, change.reason)
-        if change.old is VenueState.UNKNOWN and up:
+        first = change.old is VenueState.UNKNOWN
+        if first and up and not self._venue_notices.restarted:
             return  # the first answer: nothing changed for anyone
         gw = self.gateways.get(change.venue)
-        if up and gw is not None:
+        if up and gw is not None and not first:
             # a gateway that came back may be a restarted instance: register again so that it
             # knows where our orders' reports go and hands over what it reconciled
             me = ray.get_runtime_context().current_actor
@@ -248,9 +251,8 @@ class PairCoordinator:
         # gateways is, and only when that changes
         venue = route_venue(change.venue)
         down = any(route_venue(k) == venue for k in self.book.venues_down)
-        if down == self._venues_seen_down.get(venue, False):
+        if not self._venue_notices.tell(venue, down):
             return
-        self._venues_seen_down[venue] = down
         if change.venue != venue:
             change = VenueChange(venue, change.old, change.new, change.ts_ns, f"{change.venue}: {change.reason}")
         sent: set[Any] = set()

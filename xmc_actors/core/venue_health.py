@@ -27,7 +27,7 @@ from ..model.events import EventKind
 from .clock import Clock
 from .sink import EventMaker, EventSink
 
-__all__ = ["VenueState", "VenueChange", "VenueHealth"]
+__all__ = ["VenueState", "VenueChange", "VenueHealth", "VenueNotices"]
 
 
 class VenueState(str, Enum):
@@ -154,3 +154,28 @@ class VenueHealth:
             except Exception:  # noqa: BLE001 - one bad subscriber must not hide the change from others
                 self.subscriber_errors += 1
         return change
+
+
+class VenueNotices:
+    """Which venue states a coordinator's strategies and risk guard must be told: each venue's
+    state when it changes from what they were last told (``tell(venue, down)`` is True then).
+
+    A first life tells nothing of a venue's first answer (UP: they assume UP). A restarted
+    coordinator does not know what its previous life told them: a strategy and the risk guard
+    may still hold a DOWN it sent, the venue having come back while this coordinator was dead
+    (its automatic REDUCING, the strategy's VENUE_DOWN block, would hold for the rest of the
+    day). So a restarted one tells each venue's first state, whatever it is; UP where they
+    already hold UP changes nothing for them."""
+
+    def __init__(self, restarted: bool = False) -> None:
+        self.restarted = restarted
+        self.told: dict[str, bool] = {}   # venue -> DOWN as last told
+
+    def tell(self, venue: str, down: bool) -> bool:
+        prev = self.told.get(venue)
+        if prev is None and not self.restarted:
+            prev = False
+        if prev == down:
+            return False
+        self.told[venue] = down
+        return True
