@@ -49,8 +49,10 @@ class Driver:
     def __init__(self, cores: dict[str, GatewayCore]) -> None:
         self.clock = SystemClock()
         self.sink = MemorySink()
+        # bounds well inside until_finished's 30 s: a pair that cannot finish is escalated, and
+        # its escalation checked, before the driver stops waiting
         self.config = CoordinatorConfig(call_timeout_ms=3000, ack_timeout_ms=1500, cancel_timeout_ms=1500,
-                                        query_backoff_ms=100)
+                                        query_backoff_ms=100, query_window_ms=6000, wind_down_timeout_ms=15000)
         self.book = PairBook(INSTRUMENTS, self.clock, config=self.config, owner="coord", sink=self.sink)
         self.cores = cores
         self.timers: list[tuple[int, int, str, str]] = []
