@@ -182,21 +182,39 @@ def test_pairs_complete_over_a_real_fix_session_then_survive_a_dropped_connectio
     except AssertionError:
         s_ = _lme_status()
         raise AssertionError(f"an order left UNKNOWN: counters={s_['counters']} session={s_['session']}") from None
-    # a pair whose LME answer was still unknown when its queries ran out is ESCALATED and its
-    # strategy halted (the venue was stalled); its late fill revises the residual. A desk
-    # resolves it as `xmc resolve` does, and the strategy trades again
+    # the stall may stop the strategy, as it should: a pair whose LME answer was still unknown
+    # when its queries ran out is ESCALATED (its late fill revises the residual), or a pair
+    # that waited out the stall ends unhedged for longer than the monitor allows (red
+    # `unhedged`: automatic halt). A desk deals with each as `xmc resolve` and `xmc resume`
+    # do, and the strategy trades again
     guard = ray.get_actor("risk-guard", namespace=NS)
-    for did in sorted((ray.get(guard.status.remote(), timeout=20).get("unresolved_escalations") or {})):
-        res = ray.get(guard.resolve.remote(did, "test-desk", "late LME fill checked at the venue", 10.0), timeout=30)
-        assert res.get("ok"), res
+    desk: list[str] = []
+
+    def desk_steps() -> None:
+        g = ray.get(guard.status.remote(), timeout=20)
+        for did in sorted(g.get("unresolved_escalations") or {}):
+            res = ray.get(guard.resolve.remote(did, "test-desk", "late LME fill checked at the venue", 10.0), timeout=30)
+            assert res.get("ok"), res
+            desk.append(f"resolved {did}")
+        by = g.get("state_set_by") or {}
+        for sk, state in (g.get("trading_states") or {}).items():
+            if sk.startswith("strategy:") and state == "HALTED" and str(by.get(sk, "")).startswith("auto:unhedged"):
+                ray.get(guard.resume.remote("strategy", sk.split(":", 1)[1], "test-desk",
+                                            "unhedged time after the stall checked"), timeout=30)
+                desk.append(f"resumed {sk}")
+
+    def more_pairs() -> bool:
+        desk_steps()
+        return _completed(run) >= done_before + 3
+
     try:
-        wait_until(lambda: _completed(run) >= done_before + 3, 90, "three more pairs complete after the reconnect")
+        wait_until(more_pairs, 90, "three more pairs complete after the reconnect", every=0.5)
     except AssertionError:
         s_ = _lme_status()
         g = ray.get(guard.status.remote(), timeout=20)
         raise AssertionError(f"pairs stopped after the reconnect: {run['dep'].progress()} stale={s_['stale']} "
                              f"counters={s_['counters']} session={s_['session']} "
-                             f"states={g.get('trading_states')} alerts={g.get('open_alerts')}") from None
+                             f"states={g.get('trading_states')} alerts={g.get('open_alerts')} desk={desk}") from None
     st = _lme_status()
     assert "CALLBACK_ERROR" not in st["bad_input"], st["session"]["bad_input"]
 
