@@ -1323,7 +1323,7 @@ def test_an_unwind_the_venue_rejects_for_a_passing_reason_is_sent_again_without_
     """Found by the chaos suite (per-venue, seed 23): LME's session had just dropped; the three
     unwinds of a filled leg were rejected VENUE_ERROR within 160 ms and the pair escalated,
     though one more try a moment later would have rolled it back."""
-    from xmc_actors.core.pair.commands import TimerKind
+    from xmc_actors.core.pair.commands import TimerKey, TimerKind
     from xmc_actors.core.pair_fsm import StartTimer
     book = PairBook(INSTRUMENTS, clock := SimClock())
     book.submit(intent())
@@ -1342,6 +1342,11 @@ def test_an_unwind_the_venue_rejects_for_a_passing_reason_is_sent_again_without_
         assert not only(cmds, Place)
         [t] = [t for t in only(cmds, StartTimer) if t.key.kind is TimerKind.UNWIND_RETRY]
         assert book.pairs["d1"].state is PairState.ROLLING_BACK
+        # nothing else sends it before its wait is over: another timer of the pair (the
+        # deadline), or an older retry timer of the same key firing meanwhile
+        clock.set(t.at_ns - 150 * MS)
+        assert not only(book.on_timer("d1", TimerKey(TimerKind.DEADLINE)), Place)
+        assert not only(book.on_timer("d1", t.key), Place)
         clock.set(t.at_ns)
         [again] = only(book.on_timer("d1", t.key), Place)
         assert again.req.leg == "A" and again.req.price == unwind.req.price  # the same step of the chase
@@ -1396,3 +1401,22 @@ def test_a_decision_re_sent_with_other_budgets_is_a_duplicate_and_with_another_t
     assert res["duplicate"]
     [bad] = [e for e in book.sink.events if e.kind is EventKind.BAD_INPUT]
     assert "re-used with a different intent" in bad.reason
+
+
+def test_an_unwind_the_venue_says_it_never_saw_spends_its_attempt() -> None:
+    """A gateway that lost its order map answers "never seen" for an IOC it did send, which may
+    have executed: that unwind is not retried for free as a VENUE_ERROR reject is."""
+    book = PairBook(INSTRUMENTS, SimClock())
+    book.submit(intent())
+    book.on_place_result("d1:A:0", [rep("d1:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED), fill("d1:A:0", 2, 2, "t1")])
+    cmds = book.on_place_result("d1:B:0", [rep("d1:B:0", ExecReportKind.REJECTED, OrderStatus.REJECTED, "LME", "LME.CA3M",
+                                               reason=RejectReason.MARKET_CLOSED)])
+    coid = only(cmds, Place)[0].req.client_order_id
+    book.on_call_failed(coid, "place", "ActorDiedError")
+    # Act: the query's answer: the venue never saw it
+    cmds = book.on_query_result(coid, None)
+    # Assert: the next unwind is sent at once, its attempt spent (no free retry)
+    [again] = only(cmds, Place)
+    assert again.req.attempt > 1 and book.pairs["d1"].by_name["A"].unwinds == 2
+    assert not [e for e in book.sink.by_decision("d1") if e.kind is EventKind.RECONCILE
+                and e.payload.get("action") == "unwind_retry"]

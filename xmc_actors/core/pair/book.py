@@ -522,7 +522,8 @@ class PairBook(Recovery, LateFills, Offsets):
 
 
 def _trade_of(intent: PairIntent) -> tuple:
-    """What a decision trades: its strategy, hedge ratio and each leg's instrument, account,
-    side and lots (not its budgets, deadline or prices)."""
-    return (intent.strategy, intent.hedge_ratio,
+    """What a decision trades: its strategy, hedge ratio, mode, ``reduce_only`` and each leg's
+    instrument, account, side and lots (not its budgets, deadline or prices; a SIGNAL records
+    all of these, so a decision rebuilt from it compares equal to its strategy's own intent)."""
+    return (intent.strategy, intent.hedge_ratio, intent.mode, intent.reduce_only,
             tuple((lg.leg, lg.instrument, lg.account, lg.side, lg.qty) for lg in intent.legs))

@@ -25,7 +25,7 @@ from ..sizing import round_to_lot
 from .commands import Cancel, Command, Place, Query, StartTimer, TimerKey, TimerKind
 from .legs import Leg, LegOrder
 from .table import Trigger, transition
-from .unwind import BPS, Endings
+from .unwind import BPS, UNWIND_RETRY_SLACK_NS, Endings
 
 if TYPE_CHECKING:
     from .book import PairBook
@@ -47,6 +47,7 @@ class PairMachine(Endings):
         self.wind_reason = ""           # why the pair stopped trying to complete (WINDING_DOWN)
         self.last_denial: Denial | None = None  # the gate's answer to the last order tried
         self.rollback_started_ns = 0
+        self.unwind_retry_at_ns = 0   # no unwind is sent before this (an unwind retry's wait)
         self.reason = ""
         self.residual: dict[str, Any] | None = None
         self.residual_booked: dict[str, Any] | None = None  # a sub-lot residual carried in the strategy's book
@@ -453,6 +454,9 @@ class PairMachine(Endings):
                 order.state.transition(OrderStatus.UNKNOWN)
             order.state.reject_reason = RejectReason.VENUE_ERROR
             order.state.transition(OrderStatus.REJECTED)
+            # an unwind "never seen" spends its attempt: a gateway that lost its order map
+            # answers so for an IOC it did send, which may have executed
+            order.retry_counted = order.unwind
             self._order_done_check(leg, order)
         self._settle()
 
@@ -468,8 +472,12 @@ class PairMachine(Endings):
                 acted = "escalate"
                 self._escalate(self._wind_down_overdue())
         elif kind is K.UNWIND_RETRY:
-            if self.state is PairState.ROLLING_BACK:
+            # an older retry timer (timers of one key are not replaced) is ignored while a later
+            # retry's wait runs; the slack keeps a timer firing a hair early from being lost
+            if self.state is PairState.ROLLING_BACK and \
+                    self.book.clock.now_ns() + UNWIND_RETRY_SLACK_NS >= self.unwind_retry_at_ns:
                 acted = "unwind again"
+                self.unwind_retry_at_ns = 0
                 self._drive_rollback()
         elif kind is K.ROLLBACK:
             if self.state is PairState.ROLLING_BACK:

@@ -34,6 +34,7 @@ TRANSIENT_DENIALS = frozenset({"ORDER_RATE_EXCEEDED", "NO_GRANT", "GRANT_EXPIRED
 #: that one more try a moment later would have rolled back (chaos, per-venue seed 23)
 TRANSIENT_REJECTS = frozenset({RejectReason.VENUE_ERROR, RejectReason.THROTTLED})
 UNWIND_RETRY_NS = 200_000_000
+UNWIND_RETRY_SLACK_NS = 20_000_000
 
 
 class Endings:
@@ -59,6 +60,8 @@ class Endings:
     def _drive_rollback(self) -> None:
         if any(lg.live_order() for lg in self.legs):
             return
+        if self.book.clock.now_ns() < self.unwind_retry_at_ns:
+            return  # an unwind retry's wait: its timer drives the rollback on
         targets = self._rollback_targets()
         if not self._needs_unwind():
             self._finish(self.reason or "rolled back")
@@ -84,7 +87,7 @@ class Endings:
                 self._emit(EventKind.RECONCILE, leg=leg, client_order_id=last.coid, action="unwind_retry",
                            reason=f"unwind rejected {last.state.reject_reason.value}: sent again in "
                                   f"{UNWIND_RETRY_NS // 1_000_000} ms, no attempt spent")
-                self._timer(TimerKey(TimerKind.UNWIND_RETRY), UNWIND_RETRY_NS)
+                self._unwind_retry_later()
                 return
             if leg.unwinds >= policy.max_attempts:
                 self._escalate(f"leg {leg.name}: rollback attempts spent, {delta} lots left to unwind")
@@ -105,13 +108,19 @@ class Endings:
                     # is tried again shortly, without spending an attempt; the rollback time
                     # budget still bounds it (its timer escalates or books the residual)
                     leg.unwinds -= 1
-                    self._timer(TimerKey(TimerKind.UNWIND_RETRY), UNWIND_RETRY_NS)
+                    self._unwind_retry_later()
                     return
                 if self._sub_lot_residual():
                     self._book_residual(f"leg {leg.name}: unwind order denied")
                 else:
                     self._escalate(f"leg {leg.name}: unwind order denied")
                 return
+
+    def _unwind_retry_later(self) -> None:
+        """No unwind before UNWIND_RETRY_NS from now, whatever else drives the rollback meanwhile;
+        the UNWIND_RETRY timer then drives it on."""
+        self.unwind_retry_at_ns = self.book.clock.now_ns() + UNWIND_RETRY_NS
+        self._timer(TimerKey(TimerKind.UNWIND_RETRY), UNWIND_RETRY_NS)
 
     # -- endings ---------------------------------------------------------------------------
     def _finish(self, reason: str, trigger: Trigger | None = None) -> None:
