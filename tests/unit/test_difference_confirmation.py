@@ -32,3 +32,15 @@ def test_a_difference_that_changes_is_still_moving_and_none_at_all_clears() -> N
     rule = DifferenceConfirmation(checks=3)
     assert [rule.observe(True, DIFF), rule.observe(True, OTHER), rule.observe(True, DIFF)] == ["again", "again", "moving"]
     assert DifferenceConfirmation().observe(False, []) == "clear"
+
+
+def test_a_check_that_gives_up_records_what_it_saw_for_an_operator() -> None:
+    from xmc_actors.core.clock import SimClock
+    from xmc_actors.core.risk_guard_rebuild import unconfirmed_event
+    from xmc_actors.core.sink import EventMaker
+    from xmc_actors.model.events import EventKind
+    rule = DifferenceConfirmation(checks=2)
+    assert [rule.observe(False, DIFF), rule.observe(False, OTHER)] == ["again", "moving"]
+    ev = unconfirmed_event(EventMaker(SimClock(), "risk-guard"), rule.last, rule.made)
+    assert ev.kind is EventKind.RECONCILE and ev.reason == "POSITIONS_UNCONFIRMED"
+    assert ev.payload["differences"] == OTHER and ev.payload["checks"] == 2

@@ -333,6 +333,11 @@ class PairCoordinator:
                     risk = peers.risk_guard(info)
                     self.risk_guard = risk
                     risk.register_coordinator.remote(self.name, me)  # a fresh grant; refused until it lands
+                    # the gateways were registered (and probed) before it was known: what the
+                    # strategies were told of each venue meanwhile, the risk guard hears now
+                    for venue, down in sorted(self._venue_notices.told.items()):
+                        risk.on_gateway_status.remote(venue, {"state": "DOWN" if down else "UP",
+                                                              "reason": "as this restarted coordinator found it"})
                 except Exception as e:  # noqa: BLE001 - without a grant the checker refuses: safe
                     log.warning("%s: risk guard not found after restart: %s", self.name, e)
             # orders sent just before the crash may have no ORDER_SENT in the trail yet: the

@@ -39,7 +39,7 @@ from ..core.alerts import Alert, CallbackAlertSink, sinks_from_config
 from ..core.clock import Clock, SystemClock
 from ..core.attribution import attribution
 from ..core.risk_guard import GuardOutput, RiskGuardCore
-from ..core.risk_guard_rebuild import DifferenceConfirmation
+from ..core.risk_guard_rebuild import DifferenceConfirmation, unconfirmed_event
 from ..model.config import route_venue
 from ..core.risk_checker import fx_from_book
 from ..core.risk_types import FxProvider, GrantAck, scope_key
@@ -127,6 +127,10 @@ class RiskGuard:
         self.rebuild_timeout_s = rebuild_timeout_s
         self.namespace = namespace or dep.ray.namespace
         self.rebuilding = False
+        # venue -> gateway states pushed to this guard, and the last one: newer than what a
+        # rebuild asks the coordinators for while they arrive
+        self._status_pushes: dict[str, int] = {}
+        self._last_status: dict[str, Any] = {}
         self.last_rebuild: dict[str, Any] | None = None
         self._rebuild_task: asyncio.Task[Any] | None = None
         self._held_summaries: list[dict[str, Any]] = []
@@ -369,6 +373,8 @@ class RiskGuard:
         return len(out.alerts)
 
     async def on_gateway_status(self, venue: str, status: dict[str, Any]) -> int:
+        self._status_pushes[venue] = self._status_pushes.get(venue, 0) + 1
+        self._last_status[venue] = status
         out = self.core.on_gateway_status(venue, status)
         await self._handle(out)
         return len(out.alerts)
@@ -632,9 +638,11 @@ class RiskGuard:
                 out += [x for x in r if isinstance(x, dict)]
         return sorted(out, key=lambda x: int(x.get("ts_ns") or 0))
 
-    async def _venue_states_now(self) -> GuardOutput:
-        """Tell the core each venue's state as the coordinators' health probes see it now (a
-        venue DOWN while any of its gateways is DOWN; UNKNOWN and unanswered ones are left out)."""
+    async def _venue_states_now(self, pushed: dict[str, int]) -> GuardOutput:
+        """Tell the (rebuilt) core each venue's state as the coordinators' health probes see it
+        now (a venue DOWN while any of its gateways is DOWN; UNKNOWN and unanswered ones are left
+        out). A state pushed since ``pushed`` (the push counts when the rebuild began) went to
+        the core being replaced and is newer than the snapshot: it is the one told."""
         names = list(self.handles)
         res = await asyncio.gather(*(asyncio.wait_for(_await(self.handles[n].venue_health.remote()), self.push_timeout_s * 2)
                                      for n in names), return_exceptions=True)
@@ -653,12 +661,17 @@ class RiskGuard:
                 else:
                     states.setdefault(venue, "UP")
         out = GuardOutput()
-        for venue, st in sorted(states.items()):
-            out.extend(self.core.on_gateway_status(venue, {"state": st, "reason": "as the coordinators see it at the risk guard's restart"}))
+        why = "as the coordinators see it at the risk guard's restart"
+        newer = {v for v, n in self._status_pushes.items() if n != pushed.get(v, 0)}
+        for venue in sorted(set(states) | newer):
+            # a state a coordinator pushed while the snapshot was asked for is newer than it
+            status = self._last_status[venue] if venue in newer else {"state": states[venue], "reason": why}
+            out.extend(self.core.on_gateway_status(venue, status))
         return out
 
     async def _run_rebuild(self, live: bool) -> dict[str, Any]:
         t0 = time.perf_counter()
+        pushed = dict(self._status_pushes)
         try:
             if live:
                 try:
@@ -695,7 +708,7 @@ class RiskGuard:
             out = rep.output
             # the venues' state now: a venue that came back while this guard was dead was never
             # heard UP here, and its automatic REDUCING would hold for the rest of the day
-            out.extend(await self._venue_states_now())
+            out.extend(await self._venue_states_now(pushed))
             for sm in self._held_summaries:
                 out.extend(new.on_pair_done(sm))
             self._held_summaries = []
@@ -738,7 +751,12 @@ class RiskGuard:
                 positions, venues_ok = await self._venue_positions(gws, dict(errors), fresh_after_ns=time.time_ns())
                 verdict = rule.observe(idle, self.core.verify_positions(positions, venues_ok, act=False).deferred)
                 if verdict == "moving":
-                    return  # still moving: the deployment trades on; the next rebuild checks again
+                    # still moving: the deployment trades on; recorded, and the next rebuild checks again
+                    log.warning("risk guard: position differences neither confirmed nor cleared after %d checks: %s",
+                                rule.made, rule.last)
+                    self.core.sink.emit(unconfirmed_event(self.core.maker, rule.last, rule.made))
+                    self.last_rebuild = {**(self.last_rebuild or {}), "verified": {"unconfirmed": rule.last}}
+                    return
                 if verdict != "again":
                     break
                 await asyncio.sleep(1.0)

@@ -420,6 +420,14 @@ class Rebuild:
         return out
 
 
+def unconfirmed_event(maker: Any, differences: list[dict[str, Any]], checks: int) -> Event:
+    """The ``RECONCILE`` ``POSITIONS_UNCONFIRMED`` a restarted guard records when its deferred
+    check gives up (pairs in flight at every look): the differences it saw, left for an operator
+    (``xmc audit reconcile``) or the next restart, never silently dropped."""
+    return maker.make(EventKind.RECONCILE, reason="POSITIONS_UNCONFIRMED", differences=list(differences),
+                      checks=checks, note="pairs were in flight at every comparison: neither confirmed nor cleared")
+
+
 class DifferenceConfirmation:
     """When a difference between the guard's book and the venues, found at a restart while pairs
     traded, becomes a mismatch: the rule the restarted guard's deferred check applies, one
@@ -439,10 +447,12 @@ class DifferenceConfirmation:
         self.checks = checks
         self.made = 0
         self.prev: list[dict[str, Any]] | None = None
+        self.last: list[dict[str, Any]] = []   # what the last comparison saw
 
     def observe(self, idle: bool, seen: list[dict[str, Any]]) -> str:
         """One comparison; returns "clear", "confirmed", "moving" (given up) or "again"."""
         self.made += 1
+        self.last = list(seen)
         if not seen:
             return "clear"
         if not idle:

@@ -562,7 +562,9 @@ class Deployment:
         for gw in self.live_gateways.values():
             self._attempt("stop feed", lambda gw=gw: ray.get(gw.stop_feed.remote(), timeout=10))
         coord = self.handles[COORDINATOR_NAME]
-        self._attempt("coordinator shutdown", lambda: ray.get(coord.shutdown.remote(timeout_s=min(timeout_s, 20.0)),
+        # the whole of timeout_s: an order whose gateway stopped answering is queried for
+        # CoordinatorConfig.query_window_ms (12 s) before its pair escalates
+        self._attempt("coordinator shutdown", lambda: ray.get(coord.shutdown.remote(timeout_s=timeout_s),
                                                                timeout=timeout_s + 30), retry=True)
         for h in self.hosts.values():
             self._attempt("strategy host drain", lambda h=h: ray.get(h.drain.remote(2.0), timeout=30))
