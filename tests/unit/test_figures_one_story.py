@@ -249,3 +249,34 @@ def test_the_demo_describes_the_ledger_it_writes(tmp_path, capsys):
     assert main(["demo", "--validate-only", "--out", str(tmp_path)]) == 0
     said = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("ledger")]
     assert said and said[0].split()[1] == str(tmp_path / "ledger")
+
+
+def test_the_rolled_back_example_is_a_pair_that_unwound_and_ended_rolled_back(tmp_path):
+    # Arrange: the first pair to unwind a leg ended HEDGED (its unwind left a sub-lot residual the
+    # replenishment covered); a later one unwound and ended ROLLED_BACK
+    m = EventMaker(SimClock(), "coordinator", node=1)
+    t = 1_000_000_000
+    events = [
+        m.make(EventKind.ROLLBACK, decision_id="d-hedged", strategy="s", ts_ns=t),
+        m.make(EventKind.PAIR_STATE, decision_id="d-hedged", strategy="s", state="HEDGED", ts_ns=t + 10),
+        m.make(EventKind.ROLLBACK, decision_id="d-rolled", strategy="s", ts_ns=t + 20),
+        m.make(EventKind.PAIR_STATE, decision_id="d-rolled", strategy="s", state="ROLLED_BACK", ts_ns=t + 30),
+    ]
+    _write(tmp_path / "shard-0.duckdb", events)
+    # Act
+    with AuditReader(tmp_path) as r:
+        examples = ledger_figures(r).examples
+    # Assert
+    assert examples["a rolled-back pair"] == "d-rolled"
+    assert examples["a hedged pair"] == "d-hedged"
+
+
+def test_without_a_rolled_back_pair_the_example_is_the_first_pair_that_unwound(tmp_path):
+    m = EventMaker(SimClock(), "coordinator", node=1)
+    events = [
+        m.make(EventKind.ROLLBACK, decision_id="d-hedged", strategy="s", ts_ns=1_000),
+        m.make(EventKind.PAIR_STATE, decision_id="d-hedged", strategy="s", state="HEDGED", ts_ns=2_000),
+    ]
+    _write(tmp_path / "shard-0.duckdb", events)
+    with AuditReader(tmp_path) as r:
+        assert ledger_figures(r).examples["a rolled-back pair"] == "d-hedged"

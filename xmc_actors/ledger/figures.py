@@ -334,11 +334,20 @@ def _pnl(con: Any, rng: str, fig: RunFigures) -> None:
 
 
 def _examples(con: Any, until: str) -> dict[str, str]:
-    """One decision id of each kind of pair worth tracing, the first of its kind."""
+    """One decision id of each kind of pair worth tracing, the first of its kind.
+
+    "A rolled-back pair" is the first pair that sent an unwind and ended ``ROLLED_BACK``; only when
+    there is none, the first that sent an unwind whatever its end (a sub-lot residual can still
+    end a pair that unwound ``HEDGED``), then the first that ended ``ROLLED_BACK``.
+    """
     first = {k: d for k, d in con.execute(
         "SELECT kind, arg_min(decision_id, ts_ns) FROM events WHERE kind IN ('ROLLBACK', 'REPLENISH') "
         f"AND {until} AND decision_id IN (SELECT decision_id FROM _xmc_pairs WHERE outcome != 'OPEN') "
         "GROUP BY kind").fetchall()}
+    unwound_rolled_back = con.execute(
+        "SELECT arg_min(decision_id, ts_ns) FROM events WHERE kind = 'ROLLBACK' "
+        f"AND {until} AND decision_id IN (SELECT decision_id FROM _xmc_pairs WHERE outcome = 'ROLLED_BACK')"
+    ).fetchone()[0]
     rows = con.execute(
         "SELECT outcome, arg_min(decision_id, done_ns) FILTER (WHERE NOT replenished), "
         "arg_min(decision_id, done_ns) FILTER (WHERE replenished) FROM (SELECT p.*, r.decision_id IS NOT NULL "
@@ -346,7 +355,9 @@ def _examples(con: Any, until: str) -> dict[str, str]:
         f"'REPLENISH' AND {until}) r USING (decision_id)) GROUP BY outcome").fetchall()
     by = {o: (plain, repl) for o, plain, repl in rows}
     out: dict[str, str] = {}
-    if first.get("ROLLBACK"):
+    if unwound_rolled_back:
+        out["a rolled-back pair"] = unwound_rolled_back
+    elif first.get("ROLLBACK"):
         out["a rolled-back pair"] = first["ROLLBACK"]
     elif by.get("ROLLED_BACK"):
         out["a rolled-back pair"] = by["ROLLED_BACK"][0] or by["ROLLED_BACK"][1]
