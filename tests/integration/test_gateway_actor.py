@@ -245,13 +245,14 @@ def test_synthetic_feed_runs_in_the_background_and_reaches_subscribers_stale_fre
     assert batches and all(q.status.value == "OK" for b in batches for q in b)
 
 
-def _group():
+def _group(clock_mode: str = "sim", lme: dict | None = None):
     """Two venues' sessions in one gateway process (a gateway group)."""
     dep = DeploymentConfig(
         name="gwgroup", venues=(venue("SHFE"), venue("LME")), instruments=(instrument("SHFE.cu"), instrument("LME.CA3M")),
         gateways=(GatewayConfig(venue="SHFE", params={"seed": 1, "enforce_sessions": False}, feed=FeedConfig(), group="g"),
-                  GatewayConfig(venue="LME", params={"seed": 2, "enforce_sessions": False}, feed=FeedConfig(), group="g")))
-    gw = VenueGateway.options(num_cpus=0).remote(dep, ["gateway-SHFE", "gateway-LME"], clock_mode="sim")
+                  GatewayConfig(venue="LME", params={"seed": 2, "enforce_sessions": False, **(lme or {})},
+                                feed=FeedConfig(), group="g")))
+    gw = VenueGateway.options(num_cpus=0).remote(dep, ["gateway-SHFE", "gateway-LME"], clock_mode=clock_mode)
     ray.get(gw.push_market.remote([quote("SHFE.cu", 72000, 72010, ask_size=5, ts_ns=T0)], gateway="SHFE"))
     ray.get(gw.push_market.remote([quote("LME.CA3M", 9800, 9800.5, bid_size=5, ts_ns=T0)], gateway="LME"))
     return gw
@@ -267,7 +268,7 @@ def test_a_gateway_group_places_both_legs_in_one_call_each_on_its_own_venue():
     answers = ray.get(gw.place_many_wire.remote([("gateway-SHFE", to_wire(a)), ("gateway-LME", to_wire(b))]))
     views = {v: GatewayView(gw, f"gateway-{v}") for v in ("SHFE", "LME")}
     # Assert: each order reached its own venue, and each venue knows only its own
-    ra, rb = (from_wire(x) for x in answers)
+    ra, rb = (from_wire(x[0]) for x in answers)
     assert [r.kind for r in ra] == [ExecReportKind.ACK, ExecReportKind.FILL] and ra[-1].venue == "SHFE"
     assert [r.kind for r in rb] == [ExecReportKind.ACK, ExecReportKind.FILL] and rb[-1].venue == "LME"
     assert [d["client_order_id"] for d in ray.get(views["SHFE"].drop_copy.remote()) if d["kind"] == "FILL"] == ["p:A:0"]
@@ -282,6 +283,24 @@ def test_a_gateway_group_places_both_legs_in_one_call_each_on_its_own_venue():
         ray.get(gw.query.remote("p:A:0", gateway="gateway-CME"))
 
 
+def test_a_group_call_says_how_long_it_held_each_answer_for_the_slower_venue():
+    from xmc_actors.model.fastpickle import from_wire, to_wire
+
+    # Arrange: SHFE answers at once, LME after 60 ms, on the live clock
+    gw = _group("system", lme={"ack_latency": {"kind": "const", "mean_ms": 60},
+                               "network_latency": {"kind": "const", "mean_ms": 0}})
+    a, b = order("SHFE.cu", "BUY", 2, "72010", decision_id="h", leg="A"), order("LME.CA3M", "SELL", 2, "9800", decision_id="h", leg="B")
+    # Act
+    t0 = time.perf_counter()
+    answers = ray.get(gw.place_many_wire.remote([("gateway-SHFE", to_wire(a)), ("gateway-LME", to_wire(b))]))
+    took_ms = (time.perf_counter() - t0) * 1000
+    # Assert: one reply after the slower venue; SHFE's answer was held about LME's latency, LME's hardly
+    (wa, held_a), (wb, held_b) = answers
+    assert from_wire(wa)[0].kind is ExecReportKind.ACK and from_wire(wb)[0].kind is ExecReportKind.ACK
+    assert took_ms >= 60
+    assert 45e6 <= held_a <= took_ms * 1e6 and 0 <= held_b < 15e6
+
+
 def test_a_bad_order_in_a_group_call_is_refused_and_recorded_and_the_others_still_go():
     from xmc_actors.model.fastpickle import from_wire, to_wire
 
@@ -293,7 +312,7 @@ def test_a_bad_order_in_a_group_call_is_refused_and_recorded_and_the_others_stil
     # Assert: each refusal says why; the good order was placed; both refusals counted and recorded
     assert isinstance(answers[0], str) and "place_many_wire: from_wire: undecodable" in answers[0]
     assert isinstance(answers[1], str) and "'gateway-CME' is not hosted here" in answers[1]
-    assert [r.kind for r in from_wire(answers[2])] == [ExecReportKind.ACK, ExecReportKind.FILL]
+    assert [r.kind for r in from_wire(answers[2][0])] == [ExecReportKind.ACK, ExecReportKind.FILL]
     shfe = ray.get(gw.status.remote(gateway="SHFE"))
     assert shfe["bad_input"]["GARBAGE"] == 2 and shfe["counters"].get("orders", 0) == 0
     bad = ray.get(gw.events.remote("BAD_INPUT", gateway="SHFE"))

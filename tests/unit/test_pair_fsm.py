@@ -1420,3 +1420,27 @@ def test_an_unwind_the_venue_says_it_never_saw_spends_its_attempt() -> None:
     assert again.req.attempt > 1 and book.pairs["d1"].by_name["A"].unwinds == 2
     assert not [e for e in book.sink.by_decision("d1") if e.kind is EventKind.RECONCILE
                 and e.payload.get("action") == "unwind_retry"]
+
+
+def test_an_ack_held_at_a_gateway_group_for_the_other_venue_is_timed_as_its_own_venue_answered() -> None:
+    # Arrange: both legs go out together; the one reply of the group comes back 40 ms later, SHFE's
+    # answer having waited 37 ms there for LME's
+    book = PairBook(INSTRUMENTS, clock := SimClock(), sink=(sink := MemorySink()))
+    book.submit(intent(mode=ExecutionMode.SPEED))
+    clock.advance(40_000_000)
+    # Act
+    book.on_place_result("d1:A:0", [rep("d1:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED), fill("d1:A:0", 2, 2, "t1")],
+                         held_ns=37_000_000)
+    book.on_place_result("d1:B:0", [rep("d1:B:0", ExecReportKind.ACK, OrderStatus.ACCEPTED, "LME", "LME.CA3M"),
+                                    fill("d1:B:0", 2, 2, "t2", "LME", "LME.CA3M", price="9800")])
+    # Assert: SHFE answered in 3 ms, LME in 40; the trail and the pair's summary say so
+    lat = {e.payload["client_order_id"]: e.latency_us for e in sink.by_decision("d1")
+           if e.kind is EventKind.ORDER_REPORT and e.latency_us is not None}
+    assert lat == {"d1:A:0": 3_000.0, "d1:B:0": 40_000.0}
+    s = book.pair("d1")
+    assert leg(s, "A")["ack_latencies_ms"] == [3.0] and leg(s, "B")["ack_latencies_ms"] == [40.0]
+    # a hold longer than the whole wait (a confused clock) never makes a latency negative
+    book.submit(intent("d2", mode=ExecutionMode.SPEED))
+    clock.advance(1_000_000)
+    book.on_place_result("d2:A:0", [rep("d2:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED)], held_ns=5_000_000)
+    assert leg(book.pair("d2"), "A")["ack_latencies_ms"] == [0.0]

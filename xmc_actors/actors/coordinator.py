@@ -1119,11 +1119,18 @@ class PairCoordinator:
                 self._execute(self.book.on_call_failed(coid, "place", why))
                 record_order(self.metrics, self.book, coid, None, failed=True)
             return
-        # every answer is read (and its ack timed) before the first is acted on
-        read = [self._read_answer(coid, r) if not isinstance(r, str) else (coid, [], f"gateway: {r}")
-                for coid, r in zip(coids, results)]
-        for answer in read:
-            self._act_on_answer(*answer)
+        # every answer is read (and its ack timed) before the first is acted on; each comes with
+        # how long the gateway held it for the others (``place_many_wire``)
+        read: list[tuple[tuple[str, list[ExecutionReport], str | None], int]] = []
+        for coid, r in zip(coids, results):
+            if isinstance(r, str):
+                read.append(((coid, [], f"gateway: {r}"), 0))
+                continue
+            data, held = r if isinstance(r, (tuple, list)) and len(r) == 2 else (r, 0)
+            held = held if isinstance(held, int) and not isinstance(held, bool) and held > 0 else 0
+            read.append((self._read_answer(coid, data), held))
+        for answer, held in read:
+            self._act_on_answer(*answer, held_ns=held)
 
     def _answered(self, coid: str) -> None:
         """A place call came back (answer or failure): a submit held for it may answer."""
@@ -1145,9 +1152,9 @@ class PairCoordinator:
         self._mark_ack(coid, reports)
         return coid, reports, None
 
-    def _act_on_answer(self, coid: str, reports: list[ExecutionReport], why: str | None) -> None:
+    def _act_on_answer(self, coid: str, reports: list[ExecutionReport], why: str | None, held_ns: int = 0) -> None:
         self._execute(self.book.on_call_failed(coid, "place", why) if why is not None
-                      else self.book.on_place_result(coid, reports))
+                      else self.book.on_place_result(coid, reports, held_ns))
         record_order(self.metrics, self.book, coid, reports, failed=why is not None)  # after: off the legs' path
 
     def _metric_pair(self, summary: Any) -> None:

@@ -716,13 +716,15 @@ class VenueGateway:
         return to_wire(await s.place(s.decode_order(data, "place_wire")))
 
     @ray.method(max_task_retries=0)
-    async def place_many_wire(self, orders: list[tuple[str | None, bytes]]) -> list[bytes | str]:
+    async def place_many_wire(self, orders: list[tuple[str | None, bytes]]) -> list[tuple[bytes, int] | str]:
         """Place several encoded orders, each on its session (``(gateway, bytes)``), and answer
         for all of them at once: all are decoded and prepared, then handed to their venues back
         to back, in this order, then the answers are read. The two legs of a pair whose venues
         share this process reach them microseconds apart, in one Ray call.
 
-        Returns, per order, its answer as wire bytes (as :meth:`place_wire`), or a string saying
+        Returns, per order, ``(answer, held_ns)``: its answer as wire bytes (as :meth:`place_wire`)
+        and how long this call held it after its venue had answered, waiting for the others' answers
+        (the coordinator leaves that out of the venue's ack latency); or a string saying
         why it could not be placed (bytes that are not one order: BAD_INPUT on the session, field
         ``place_many_wire``; a session not hosted here: BAD_INPUT on the first session, field
         ``place_many_wire.gateway``); one bad order does not stop the others."""
@@ -750,35 +752,30 @@ class VenueGateway:
                 prepared.append((r[0], r[0].prepare(r[1])))
             except Exception as e:  # noqa: BLE001 - not sent (a bug): the coordinator queries it
                 prepared.append(f"{type(e).__name__}: {e}")
-        sent: list[tuple[_Session, tuple[Any, ...]] | str] = []
+        sent: list[tuple[_Session, tuple[Any, ...], int] | str] = []
         for x in prepared:
             if isinstance(x, str):
                 sent.append(x)
                 continue
             try:
-                sent.append((x[0], x[0].send(x[1])))
+                sent.append((x[0], x[0].send(x[1]), time.perf_counter_ns()))
             except Exception as e:  # noqa: BLE001 - not sent (a bug): the coordinator queries it
                 sent.append(f"{type(e).__name__}: {e}")
-        results: list[tuple[_Session, list[ExecutionReport], int] | str] = []
-        for x in sent:
-            if isinstance(x, str):
-                results.append(x)
-                continue
-            s, token = x
-            try:
-                reps, latency = await s.answer_async(token) if s.blocking else s.answer(token)
-            except Exception as e:  # noqa: BLE001 - sent, answer unread: the coordinator queries it
-                results.append(f"{type(e).__name__}: {e}")
-                continue
-            results.append((s, reps, latency))
+        # the answers read side by side (a blocking venue's on its own thread), each timed: when
+        # it was there (a simulated venue's: sent + its latency, slept below)
+        if any(not isinstance(x, str) and x[0].blocking for x in sent):
+            results = await asyncio.gather(*(_read_answer(x) for x in sent))
+        else:  # simulated venues answer at once (their latency is slept below): no tasks needed
+            results = [await _read_answer(x) for x in sent]
         # each venue answers after its own latency; the one reply carries all the answers
-        await _wait_max([r for r in results if not isinstance(r, str)])
-        out: list[bytes | str] = []
+        await _wait_max([r[:3] for r in results if not isinstance(r, str)])
+        done = time.perf_counter_ns()
+        out: list[tuple[bytes, int] | str] = []
         for r in results:
             if isinstance(r, str):
                 out.append(r)
             else:
-                out.append(to_wire(r[1]))
+                out.append((to_wire(r[1]), max(done - r[3], 0)))
                 r[0].after_reply()
         return out
 
@@ -998,6 +995,22 @@ class VenueGateway:
                     s.core.close()
                 except Exception:  # noqa: BLE001
                     pass
+
+
+async def _read_answer(x: tuple[_Session, tuple[Any, ...], int] | str) -> tuple[_Session, list[ExecutionReport], int, int] | str:
+    """One order's answer in a ``place_many_wire`` call: ``(session, reports, latency ns, when the
+    answer was there, perf_counter ns)``, or why it cannot be read (the coordinator queries it)."""
+    if isinstance(x, str):
+        return x
+    s, token, sent_at = x
+    try:
+        reps, latency = await s.answer_async(token) if s.blocking else s.answer(token)
+    except Exception as e:  # noqa: BLE001 - sent, answer unread: the coordinator queries it
+        return f"{type(e).__name__}: {e}"
+    there = time.perf_counter_ns()
+    if latency > 0 and not s.sim_clock and not s.real_latency:
+        there = max(there, sent_at + latency)  # a simulated venue answers after its latency
+    return s, reps, latency, there
 
 
 async def _wait_max(placed: list[tuple[_Session, list[ExecutionReport], int]]) -> None:

@@ -388,10 +388,12 @@ class PairBook(Recovery, LateFills, Offsets):
             out.extend(m.flush())
         return out
 
-    def on_place_result(self, coid: str, reports: list[ExecutionReport]) -> list[Command]:
+    def on_place_result(self, coid: str, reports: list[ExecutionReport], held_ns: int = 0) -> list[Command]:
+        """A place call's answer. ``held_ns``: how long the gateway held it after the venue had
+        answered (a gateway group answers its orders together); the ack's latency leaves it out."""
         m = self._machine_for(coid, "place")
         if m is not None:
-            m.on_place_result(coid, [r for r in reports if isinstance(r, ExecutionReport)])
+            m.on_place_result(coid, [r for r in reports if isinstance(r, ExecutionReport)], max(int(held_ns), 0))
         return self._flush(m)
 
     def on_cancel_result(self, coid: str, report: ExecutionReport | None) -> list[Command]:

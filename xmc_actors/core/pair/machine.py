@@ -249,12 +249,12 @@ class PairMachine(Endings):
         self.out.append(Query(self.did, leg.inst.venue, order.coid, leg.spec.account))
 
     # -- inputs ----------------------------------------------------------------------------
-    def on_reports(self, reports: Iterable[ExecutionReport], source: str) -> None:
+    def on_reports(self, reports: Iterable[ExecutionReport], source: str, held_ns: int = 0) -> None:
         for rep in reports:
-            self._apply(rep, source)
+            self._apply(rep, source, held_ns)
         self._settle()
 
-    def _apply(self, rep: ExecutionReport, source: str) -> None:
+    def _apply(self, rep: ExecutionReport, source: str, held_ns: int = 0) -> None:
         found = self._find(rep.client_order_id)
         if found is None:
             self.book._bad_input("report", f"report for unknown order {rep.client_order_id}", self.did)
@@ -266,8 +266,12 @@ class PairMachine(Endings):
         repeat = rep.fill is not None and rep.fill.trade_id in order.state.trade_ids
         latency = None
         if rep.kind in (ExecReportKind.ACK, ExecReportKind.REJECTED) and order.coid not in self.acked_ns:
-            self.acked_ns[order.coid] = self.book.clock.now_ns()
-            latency = (self.book.clock.now_ns() - order.state.request.sent_ns) / 1_000
+            # the ack's time less what the answer waited at the gateway for another venue's answer
+            # (a gateway group answers all of a call's orders at once): each venue's own latency
+            sent = order.state.request.sent_ns
+            acked = max(self.book.clock.now_ns() - held_ns, sent)
+            self.acked_ns[order.coid] = acked
+            latency = (acked - sent) / 1_000
         if rep.kind is not ExecReportKind.STATUS and rep.filled_qty > order.reported_filled:
             # every report carries the venue's cumulative filled quantity: a lower bound of the truth
             # that reveals fills whose own report was lost (a place answer that never came back)
@@ -353,14 +357,16 @@ class PairMachine(Endings):
             if not order.unwind and order.filled < order.state.request.qty:
                 leg.last_entry_short = True
 
-    def on_place_result(self, coid: str, reports: list[ExecutionReport]) -> None:
+    def on_place_result(self, coid: str, reports: list[ExecutionReport], held_ns: int = 0) -> None:
+        """The answer of the place call; ``held_ns``: how long the gateway held it after the venue
+        answered, waiting for the other orders of the same call (not the venue's latency)."""
         found = self._find(coid)
         if found is None:
             return
         if not reports:
             self._emit(EventKind.ORDER_REPORT, leg=found[0], client_order_id=coid, report_kind="NONE",
                        status=found[1].state.status.value, source="place", reason="no ack in the place answer")
-        self.on_reports(reports, "place")
+        self.on_reports(reports, "place", held_ns)
 
     def on_call_failed(self, coid: str, call: str, error: str) -> None:
         """A gateway call failed (actor died or unavailable, timeout): the outcome is unknown."""
