@@ -9,7 +9,7 @@ import testkit
 from pair_harness import MS, Behaviour, Harness
 from xmc_actors.core.clock import SimClock
 from xmc_actors.core.pair_fsm import (
-    Cancel, CoordinatorConfig, HaltStrategy, NotifyDone, PairBook, Place, Query,
+    Cancel, CoordinatorConfig, HaltStrategy, NotifyDone, PairBook, Place, Query, StartTimer,
 )
 from xmc_actors.core.pretrade import Denial, PreTradeResult
 from xmc_actors.core.sink import MemorySink
@@ -1444,3 +1444,59 @@ def test_an_ack_held_at_a_gateway_group_for_the_other_venue_is_timed_as_its_own_
     clock.advance(1_000_000)
     book.on_place_result("d2:A:0", [rep("d2:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED)], held_ns=5_000_000)
     assert leg(book.pair("d2"), "A")["ack_latencies_ms"] == [0.0]
+
+
+def _rolling_back_after_an_unfilled_unwind(rollback: RollbackPolicy):  # noqa: ANN202
+    """A fills 2, B is refused for good: the pair unwinds A; the first unwind's IOC goes unfilled."""
+    book = PairBook(INSTRUMENTS, clock := SimClock())
+    book.submit(intent(mode=ExecutionMode.SPEED, replenish=ReplenishBudget(max_attempts=0), rollback=rollback))
+    book.on_place_result("d1:A:0", [rep("d1:A:0", ExecReportKind.ACK, OrderStatus.ACCEPTED), fill("d1:A:0", 2, 2, "t1")])
+    cmds = book.on_place_result("d1:B:0", [rep("d1:B:0", ExecReportKind.REJECTED, OrderStatus.REJECTED, "LME", "LME.CA3M",
+                                               reason=RejectReason.MARKET_CLOSED)])
+    first = only(cmds, Place)
+    assert [(p.req.leg, p.req.side, p.req.qty) for p in first] == [("A", Side.SELL, 2)]
+    coid = first[0].req.client_order_id
+    clock.advance(3_000_000)
+    cmds = book.on_place_result(coid, [rep(coid, ExecReportKind.ACK, OrderStatus.ACCEPTED),
+                                       rep(coid, ExecReportKind.CANCELED, OrderStatus.CANCELED)])
+    return book, clock, coid, cmds
+
+
+def test_an_unwind_that_left_lots_waits_for_the_book_to_refill_before_the_next() -> None:
+    # Arrange + Act: the first unwind's IOC was cancelled unfilled
+    book, clock, _, cmds = _rolling_back_after_an_unfilled_unwind(RollbackPolicy(retry_after_ms=100))
+    # Assert: no unwind at once; a timer 100 ms on, then the second unwind, further through the book
+    assert not only(cmds, Place)
+    (timer,) = [c for c in only(cmds, StartTimer) if c.key.kind.value == "unwind_retry"]
+    assert timer.at_ns == clock.now_ns() + 100_000_000
+    clock.advance(50_000_000)
+    assert not only(book.on_timer("d1", timer.key), Place)  # an early fire sends nothing
+    clock.set(timer.at_ns)
+    second = only(book.on_timer("d1", timer.key), Place)
+    assert [(p.req.leg, p.req.side, p.req.qty, p.req.attempt) for p in second] == [("A", Side.SELL, 2, 2)]
+    assert book.pairs["d1"].state is PairState.ROLLING_BACK
+
+
+def test_the_waits_between_unwinds_leave_each_attempt_its_share_of_the_time_budget() -> None:
+    # a 90 ms budget, 3 attempts: after the first (3 ms in), the wait is (90 - 3) / 3 ms, not 100
+    book, clock, _, cmds = _rolling_back_after_an_unfilled_unwind(RollbackPolicy(retry_after_ms=100, max_time_ms=90))
+    (timer,) = [c for c in only(cmds, StartTimer) if c.key.kind.value == "unwind_retry"]
+    assert timer.at_ns - clock.now_ns() == 87_000_000 // 3
+    # retry_after_ms 0: the next unwind goes at once, as before
+    book, clock, _, cmds = _rolling_back_after_an_unfilled_unwind(RollbackPolicy(retry_after_ms=0))
+    assert [p.req.attempt for p in only(cmds, Place)] == [2]
+
+
+def test_a_late_fill_during_an_unwinds_wait_ends_the_pair_rolled_back() -> None:
+    # Arrange: waiting to send the second unwind
+    book, clock, coid, cmds = _rolling_back_after_an_unfilled_unwind(RollbackPolicy(retry_after_ms=100, max_time_ms=50))
+    # Act: the cancelled unwind's fill arrives late (the venue filled it before the cancel)
+    book.on_reports([fill(coid, 2, 2, "t9", price="71990")])
+    # Assert: flat: ROLLED_BACK now, without waiting for the timer, and no second unwind
+    assert book.pairs["d1"].state is PairState.ROLLED_BACK
+    assert leg(book.pair("d1"), "A")["net_qty"] == 0
+    # the rollback budget's timer and the retry's, firing later, change nothing
+    clock.advance(200_000_000)
+    for key in ("rollback", "unwind_retry"):
+        assert not only(book.on_timer("d1", key), Place)
+    assert book.pairs["d1"].state is PairState.ROLLED_BACK

@@ -78,6 +78,10 @@ class RollbackPolicy(BaseModel):
     max_slippage_bps: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] = Decimal("50")
     max_attempts: PositiveInt = 3
     max_time_ms: PositiveInt = 5_000
+    #: after an unwind that left lots undone (its IOC remainder cancelled, or refused for its price),
+    #: the leg's next unwind waits this long for the book to refill; 0 sends it at once. Three IOCs
+    #: a few milliseconds apart meet the same emptied book (demo, chaos: escalated pairs)
+    retry_after_ms: NonNegativeInt = 100
 
 
 class LegIntent(BaseModel):

@@ -47,7 +47,7 @@ class TimerKind(str, Enum):
     QUERY = "query"                # a failed query, retried after a backoff
     STALE = "stale"                # a resting order behind the other leg: cancel it to replenish
     ROLLBACK = "rollback"          # the rollback time budget: book the residual or escalate
-    UNWIND_RETRY = "unwind_retry"  # an unwind refused for a passing reason: try it again
+    UNWIND_RETRY = "unwind_retry"  # the next unwind: after one refused for a passing reason, or one that left lots
     WIND_DOWN = "wind_down"        # the wind-down's bound: escalate a pair still WINDING_DOWN
 
 

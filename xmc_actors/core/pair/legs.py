@@ -35,6 +35,7 @@ class LegOrder:
     # positions were loaded is in them already; its fills are not applied to them again
     recovered: bool = False
     retry_counted: bool = False     # an unwind rejected for a passing reason: its attempt was given back
+    paced: bool = False             # an unwind that left lots: the leg's next one waited rollback.retry_after_ms
 
     @property
     def coid(self) -> str:

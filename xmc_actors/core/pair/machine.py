@@ -487,7 +487,10 @@ class PairMachine(Endings):
                 self._drive_rollback()
         elif kind is K.ROLLBACK:
             if self.state is PairState.ROLLING_BACK:
-                if self._sub_lot_residual():
+                if not self._needs_unwind() and not any(lg.live_order() for lg in self.legs):
+                    acted = "finish"  # done meanwhile (a late fill during an unwind's wait)
+                    self._finish(self.reason or "rolled back")
+                elif self._sub_lot_residual():
                     acted = "book the sub-lot residual"
                     self._book_residual("rollback time budget spent")
                 else:

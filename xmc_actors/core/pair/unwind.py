@@ -60,12 +60,12 @@ class Endings:
     def _drive_rollback(self) -> None:
         if any(lg.live_order() for lg in self.legs):
             return
-        if self.book.clock.now_ns() < self.unwind_retry_at_ns:
-            return  # an unwind retry's wait: its timer drives the rollback on
         targets = self._rollback_targets()
-        if not self._needs_unwind():
+        if not self._needs_unwind():  # a late fill may have done it during an unwind's wait
             self._finish(self.reason or "rolled back")
             return
+        if self.book.clock.now_ns() < self.unwind_retry_at_ns:
+            return  # an unwind retry's wait: its timer drives the rollback on
         policy = self.intent.rollback
         spent = [(leg, leg.net - t) for leg, t in zip(self.legs, targets)
                  if leg.net != t and leg.unwinds >= policy.max_attempts]
@@ -92,6 +92,16 @@ class Endings:
             if leg.unwinds >= policy.max_attempts:
                 self._escalate(f"leg {leg.name}: rollback attempts spent, {delta} lots left to unwind")
                 return
+            wait = self._unwind_pace_ns(leg) if last is not None and last.unwind and not last.paced \
+                and not last.retry_counted else 0
+            if wait > 0:
+                # the leg's last unwind left lots undone: the next waits for the book to refill
+                # (an IOC sent at once meets the book the last one emptied)
+                for lg in self.legs:
+                    if lg.orders and lg.orders[-1].unwind:
+                        lg.orders[-1].paced = True
+                self._unwind_retry_later(wait)
+                return
             leg.unwinds += 1
             side = leg.spec.side.opposite if delta > 0 else leg.spec.side
             ticks = math.ceil(leg.unwinds * policy.max_slippage_ticks / policy.max_attempts)
@@ -116,11 +126,22 @@ class Endings:
                     self._escalate(f"leg {leg.name}: unwind order denied")
                 return
 
-    def _unwind_retry_later(self) -> None:
-        """No unwind before UNWIND_RETRY_NS from now, whatever else drives the rollback meanwhile;
+    def _unwind_pace_ns(self, leg: Any) -> int:
+        """The wait before ``leg``'s next unwind: ``rollback.retry_after_ms``, but never more than
+        an even share of what is left of the rollback's time budget, so that the waits leave each
+        remaining attempt its turn."""
+        policy = self.intent.rollback
+        if not policy.retry_after_ms:
+            return 0
+        left = self.rollback_started_ns + policy.max_time_ms * 1_000_000 - self.book.clock.now_ns()
+        attempts_left = max(policy.max_attempts - leg.unwinds, 0)
+        return max(min(policy.retry_after_ms * 1_000_000, left // (attempts_left + 1)), 0)
+
+    def _unwind_retry_later(self, wait_ns: int = UNWIND_RETRY_NS) -> None:
+        """No unwind before ``wait_ns`` from now, whatever else drives the rollback meanwhile;
         the UNWIND_RETRY timer then drives it on."""
-        self.unwind_retry_at_ns = self.book.clock.now_ns() + UNWIND_RETRY_NS
-        self._timer(TimerKey(TimerKind.UNWIND_RETRY), UNWIND_RETRY_NS)
+        self.unwind_retry_at_ns = self.book.clock.now_ns() + wait_ns
+        self._timer(TimerKey(TimerKind.UNWIND_RETRY), wait_ns)
 
     # -- endings ---------------------------------------------------------------------------
     def _finish(self, reason: str, trigger: Trigger | None = None) -> None:
