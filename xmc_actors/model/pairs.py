@@ -79,9 +79,13 @@ class RollbackPolicy(BaseModel):
     max_attempts: PositiveInt = 3
     max_time_ms: PositiveInt = 5_000
     #: after an unwind that left lots undone (its IOC remainder cancelled, or refused for its price),
-    #: the leg's next unwind waits this long for the book to refill; 0 sends it at once. Three IOCs
-    #: a few milliseconds apart meet the same emptied book (demo, chaos: escalated pairs)
-    retry_after_ms: NonNegativeInt = 100
+    #: the leg's next unwind waits this long (at most an even share of what is left of
+    #: ``max_time_ms``) for a thin book to refill; 0 (the default) sends it at once. Unwinds are
+    #: priced from the trigger price, so a wait helps where the touch empties and refills (three
+    #: IOCs a few milliseconds apart meet the book the first emptied) and costs where the market
+    #: runs away (the price drifts further from the trigger while it waits): measured in the
+    #: chaos suite's fast synthetic market, it escalated more pairs, not fewer
+    retry_after_ms: NonNegativeInt = 0
 
 
 class LegIntent(BaseModel):
