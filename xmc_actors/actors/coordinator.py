@@ -35,7 +35,7 @@ from ..core.pair import (
 from ..core.pretrade import PreTradeCheck
 from ..core.roll import NEAR_LEG, RollRequest, RollTracker, recover_rolls, rolls_moving, unheld_near_legs
 from ..core.sink import EventSink, HeldSink, MemorySink
-from ..core.venue_health import VenueChange, VenueHealth, VenueNotices, VenueState
+from ..core.venue_health import VenueChange, VenueHealth, VenueNotices, VenueState, venue_states
 from ..model.config import route_venue
 from ..model.events import Event, EventKind
 from ..model.fastpickle import from_wire, to_wire
@@ -250,7 +250,7 @@ class PairCoordinator:
         # venue): the strategies and the risk guard hear of the venue, DOWN while any of its
         # gateways is, and only when that changes
         venue = route_venue(change.venue)
-        down = any(route_venue(k) == venue for k in self.book.venues_down)
+        down = venue_states(self.health.snapshot()).get(venue) == VenueState.DOWN.value
         if not self._venue_notices.tell(venue, down):
             return
         if change.venue != venue:
@@ -270,6 +270,13 @@ class PairCoordinator:
                 self.risk_guard.on_gateway_status.remote(change.venue, {"state": change.new.value, "reason": change.reason})
             except Exception:  # noqa: BLE001
                 log.warning("%s: could not tell the risk guard that %s is %s", self.name, change.venue, change.new.value)
+
+    def _retell_guard(self, risk: Any) -> None:
+        """Tell ``risk`` (the risk guard found after a restart) each venue's state as the
+        strategies were last told it."""
+        for venue, down in sorted(self._venue_notices.told.items()):
+            risk.on_gateway_status.remote(venue, {"state": "DOWN" if down else "UP",
+                                                  "reason": "as this restarted coordinator found it"})
 
     async def venue_health(self) -> dict[str, dict[str, str]]:
         """Each venue's state as this coordinator sees it (UNKNOWN / UP / DOWN, with the reason)."""
@@ -335,9 +342,7 @@ class PairCoordinator:
                     risk.register_coordinator.remote(self.name, me)  # a fresh grant; refused until it lands
                     # the gateways were registered (and probed) before it was known: what the
                     # strategies were told of each venue meanwhile, the risk guard hears now
-                    for venue, down in sorted(self._venue_notices.told.items()):
-                        risk.on_gateway_status.remote(venue, {"state": "DOWN" if down else "UP",
-                                                              "reason": "as this restarted coordinator found it"})
+                    self._retell_guard(risk)
                 except Exception as e:  # noqa: BLE001 - without a grant the checker refuses: safe
                     log.warning("%s: risk guard not found after restart: %s", self.name, e)
             # orders sent just before the crash may have no ORDER_SENT in the trail yet: the

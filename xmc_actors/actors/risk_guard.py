@@ -40,11 +40,11 @@ from ..core.clock import Clock, SystemClock
 from ..core.attribution import attribution
 from ..core.risk_guard import GuardOutput, RiskGuardCore
 from ..core.risk_guard_rebuild import DifferenceConfirmation, unconfirmed_event
-from ..model.config import route_venue
 from ..core.risk_checker import fx_from_book
 from ..core.risk_types import FxProvider, GrantAck, scope_key
 from ..core.roll_watch import roll_watch_of
 from ..core.sink import EventSink, MemorySink
+from ..core.venue_health import venue_states
 from ..ledger.reader import read_trail
 from ..model.config import DeploymentConfig
 from ..model.events import Event
@@ -129,8 +129,8 @@ class RiskGuard:
         self.rebuilding = False
         # venue -> gateway states pushed to this guard, and the last one: newer than what a
         # rebuild asks the coordinators for while they arrive
-        self._status_pushes: dict[str, int] = {}
-        self._last_status: dict[str, Any] = {}
+        # each venue's state pushed by a coordinator: how many pushes so far, and the last one
+        self._pushed: dict[str, tuple[int, dict[str, Any]]] = {}
         self.last_rebuild: dict[str, Any] | None = None
         self._rebuild_task: asyncio.Task[Any] | None = None
         self._held_summaries: list[dict[str, Any]] = []
@@ -373,8 +373,7 @@ class RiskGuard:
         return len(out.alerts)
 
     async def on_gateway_status(self, venue: str, status: dict[str, Any]) -> int:
-        self._status_pushes[venue] = self._status_pushes.get(venue, 0) + 1
-        self._last_status[venue] = status
+        self._pushed[venue] = (self._pushed.get(venue, (0, {}))[0] + 1, status)
         out = self.core.on_gateway_status(venue, status)
         await self._handle(out)
         return len(out.alerts)
@@ -640,38 +639,28 @@ class RiskGuard:
 
     async def _venue_states_now(self, pushed: dict[str, int]) -> GuardOutput:
         """Tell the (rebuilt) core each venue's state as the coordinators' health probes see it
-        now (a venue DOWN while any of its gateways is DOWN; UNKNOWN and unanswered ones are left
+        now (:func:`~xmc_actors.core.venue_health.venue_states`; unanswered coordinators are left
         out). A state pushed since ``pushed`` (the push counts when the rebuild began) went to
         the core being replaced and is newer than the snapshot: it is the one told."""
         names = list(self.handles)
         res = await asyncio.gather(*(asyncio.wait_for(_await(self.handles[n].venue_health.remote()), self.push_timeout_s * 2)
                                      for n in names), return_exceptions=True)
-        states: dict[str, str] = {}
         for n, r in zip(names, res):
             if not isinstance(r, dict):
                 log.warning("rebuild: venue health of coordinator %s not read: %s", n, r)
-                continue
-            for key, h in r.items():
-                st = str(h.get("state", "UNKNOWN")).upper() if isinstance(h, dict) else "UNKNOWN"
-                if st == "UNKNOWN":
-                    continue
-                venue = route_venue(str(key))
-                if st != "UP":
-                    states[venue] = "DOWN"
-                else:
-                    states.setdefault(venue, "UP")
+        states = venue_states(*(r for r in res if isinstance(r, dict)))
         out = GuardOutput()
         why = "as the coordinators see it at the risk guard's restart"
-        newer = {v for v, n in self._status_pushes.items() if n != pushed.get(v, 0)}
-        for venue in sorted(set(states) | newer):
+        newer = {v: st for v, (n, st) in self._pushed.items() if n != pushed.get(v, 0)}
+        for venue in sorted(set(states) | set(newer)):
             # a state a coordinator pushed while the snapshot was asked for is newer than it
-            status = self._last_status[venue] if venue in newer else {"state": states[venue], "reason": why}
+            status = newer[venue] if venue in newer else {"state": states[venue], "reason": why}
             out.extend(self.core.on_gateway_status(venue, status))
         return out
 
     async def _run_rebuild(self, live: bool) -> dict[str, Any]:
         t0 = time.perf_counter()
-        pushed = dict(self._status_pushes)
+        pushed = {v: n for v, (n, _) in self._pushed.items()}
         try:
             if live:
                 try:

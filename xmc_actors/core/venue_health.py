@@ -21,13 +21,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
+from ..model.config import route_venue
 from ..model.events import EventKind
 from .clock import Clock
 from .sink import EventMaker, EventSink
 
-__all__ = ["VenueState", "VenueChange", "VenueHealth", "VenueNotices"]
+__all__ = ["VenueState", "VenueChange", "VenueHealth", "VenueNotices", "venue_states"]
 
 
 class VenueState(str, Enum):
@@ -179,3 +180,21 @@ class VenueNotices:
             return False
         self.told[venue] = down
         return True
+
+
+def venue_states(*snapshots: Mapping[str, Any]) -> dict[str, str]:
+    """Each venue's state as strategies and the risk guard are told it, from gateway health
+    snapshots (:meth:`VenueHealth.snapshot`: routing key, ``VENUE`` or ``VENUE/ACCOUNT``, to
+    ``{"state": ...}``) of one coordinator or several: ``DOWN`` while any of the venue's
+    gateways is DOWN in any of them, ``UP`` once one has answered and none is DOWN. A venue none
+    of whose gateways has answered yet (``UNKNOWN``), and an unreadable entry, is left out."""
+    out: dict[str, str] = {}
+    for snap in snapshots:
+        for key, h in snap.items():
+            st = str(h.get("state", "")).upper() if isinstance(h, Mapping) else ""
+            if st not in (VenueState.UP.value, VenueState.DOWN.value):
+                continue
+            venue = route_venue(str(key))
+            if st == VenueState.DOWN.value or venue not in out:
+                out[venue] = st
+    return out
