@@ -127,9 +127,8 @@ class RiskGuard:
         self.rebuild_timeout_s = rebuild_timeout_s
         self.namespace = namespace or dep.ray.namespace
         self.rebuilding = False
-        # venue -> gateway states pushed to this guard, and the last one: newer than what a
-        # rebuild asks the coordinators for while they arrive
-        # each venue's state pushed by a coordinator: how many pushes so far, and the last one
+        # venue -> (how many gateway states coordinators pushed, the last one): a push that
+        # arrives while a rebuild asks the coordinators is newer than their answer
         self._pushed: dict[str, tuple[int, dict[str, Any]]] = {}
         self.last_rebuild: dict[str, Any] | None = None
         self._rebuild_task: asyncio.Task[Any] | None = None
