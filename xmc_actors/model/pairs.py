@@ -83,8 +83,9 @@ class RollbackPolicy(BaseModel):
     #: ``max_time_ms``) for a thin book to refill; 0 (the default) sends it at once. Unwinds are
     #: priced from the trigger price, so a wait helps where the touch empties and refills (three
     #: IOCs a few milliseconds apart meet the book the first emptied) and costs where the market
-    #: runs away (the price drifts further from the trigger while it waits): measured in the
-    #: chaos suite's fast synthetic market, it escalated more pairs, not fewer
+    #: runs away (the price drifts further from the trigger while it waits): in one run of the
+    #: chaos suite's fast synthetic market it escalated more pairs, not fewer
+    #: (docs/architecture.md, "Prices")
     retry_after_ms: NonNegativeInt = 0
 
 
