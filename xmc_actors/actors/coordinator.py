@@ -1132,7 +1132,7 @@ class PairCoordinator:
                 read.append(((coid, [], f"gateway: {r}"), 0))
                 continue
             data, held = r if isinstance(r, (tuple, list)) and len(r) == 2 else (r, 0)
-            held = held if isinstance(held, int) and not isinstance(held, bool) and held > 0 else 0
+            held = held if isinstance(held, int) and not isinstance(held, bool) else 0  # the book clamps it
             read.append((self._read_answer(coid, data), held))
         for answer, held in read:
             self._act_on_answer(*answer, held_ns=held)

@@ -127,9 +127,9 @@ class RiskGuard:
         self.rebuild_timeout_s = rebuild_timeout_s
         self.namespace = namespace or dep.ray.namespace
         self.rebuilding = False
-        # venue -> (how many gateway states coordinators pushed, the last one): a push that
-        # arrives while a rebuild asks the coordinators is newer than their answer
-        self._pushed: dict[str, tuple[int, dict[str, Any]]] = {}
+        # venue -> the last gateway state a coordinator pushed since the last rebuild began: newer
+        # than what that rebuild asks the coordinators for
+        self._pushed_since_rebuild: dict[str, dict[str, Any]] = {}
         self.last_rebuild: dict[str, Any] | None = None
         self._rebuild_task: asyncio.Task[Any] | None = None
         self._held_summaries: list[dict[str, Any]] = []
@@ -372,7 +372,7 @@ class RiskGuard:
         return len(out.alerts)
 
     async def on_gateway_status(self, venue: str, status: dict[str, Any]) -> int:
-        self._pushed[venue] = (self._pushed.get(venue, (0, {}))[0] + 1, status)
+        self._pushed_since_rebuild[venue] = status
         out = self.core.on_gateway_status(venue, status)
         await self._handle(out)
         return len(out.alerts)
@@ -636,11 +636,11 @@ class RiskGuard:
                 out += [x for x in r if isinstance(x, dict)]
         return sorted(out, key=lambda x: int(x.get("ts_ns") or 0))
 
-    async def _venue_states_now(self, pushed: dict[str, int]) -> GuardOutput:
+    async def _venue_states_now(self) -> GuardOutput:
         """Tell the (rebuilt) core each venue's state as the coordinators' health probes see it
         now (:func:`~xmc_actors.core.venue_health.venue_states`; unanswered coordinators are left
-        out). A state pushed since ``pushed`` (the push counts when the rebuild began) went to
-        the core being replaced and is newer than the snapshot: it is the one told."""
+        out). A state pushed since the rebuild began went to the core being replaced and is newer
+        than the snapshot: it is the one told."""
         names = list(self.handles)
         res = await asyncio.gather(*(asyncio.wait_for(_await(self.handles[n].venue_health.remote()), self.push_timeout_s * 2)
                                      for n in names), return_exceptions=True)
@@ -650,7 +650,7 @@ class RiskGuard:
         states = venue_states(*(r for r in res if isinstance(r, dict)))
         out = GuardOutput()
         why = "as the coordinators see it at the risk guard's restart"
-        newer = {v: st for v, (n, st) in self._pushed.items() if n != pushed.get(v, 0)}
+        newer = self._pushed_since_rebuild
         for venue in sorted(set(states) | set(newer)):
             # a state a coordinator pushed while the snapshot was asked for is newer than it
             status = newer[venue] if venue in newer else {"state": states[venue], "reason": why}
@@ -659,7 +659,7 @@ class RiskGuard:
 
     async def _run_rebuild(self, live: bool) -> dict[str, Any]:
         t0 = time.perf_counter()
-        pushed = {v: n for v, (n, _) in self._pushed.items()}
+        self._pushed_since_rebuild = {}
         try:
             if live:
                 try:
@@ -696,7 +696,7 @@ class RiskGuard:
             out = rep.output
             # the venues' state now: a venue that came back while this guard was dead was never
             # heard UP here, and its automatic REDUCING would hold for the rest of the day
-            out.extend(await self._venue_states_now(pushed))
+            out.extend(await self._venue_states_now())
             for sm in self._held_summaries:
                 out.extend(new.on_pair_done(sm))
             self._held_summaries = []

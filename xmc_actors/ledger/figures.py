@@ -340,14 +340,9 @@ def _examples(con: Any, until: str) -> dict[str, str]:
     there is none, the first that sent an unwind whatever its end (a sub-lot residual can still
     end a pair that unwound ``HEDGED``), then the first that ended ``ROLLED_BACK``.
     """
-    first = {k: d for k, d in con.execute(
-        "SELECT kind, arg_min(decision_id, ts_ns) FROM events WHERE kind IN ('ROLLBACK', 'REPLENISH') "
-        f"AND {until} AND decision_id IN (SELECT decision_id FROM _xmc_pairs WHERE outcome != 'OPEN') "
-        "GROUP BY kind").fetchall()}
-    unwound_rolled_back = con.execute(
-        "SELECT arg_min(decision_id, ts_ns) FROM events WHERE kind = 'ROLLBACK' "
-        f"AND {until} AND decision_id IN (SELECT decision_id FROM _xmc_pairs WHERE outcome = 'ROLLED_BACK')"
-    ).fetchone()[0]
+    unwound = con.execute(
+        "SELECT e.decision_id FROM events e JOIN _xmc_pairs p USING (decision_id) WHERE e.kind = 'ROLLBACK' "
+        f"AND {until} AND p.outcome != 'OPEN' ORDER BY p.outcome != 'ROLLED_BACK', e.ts_ns LIMIT 1").fetchone()
     rows = con.execute(
         "SELECT outcome, arg_min(decision_id, done_ns) FILTER (WHERE NOT replenished), "
         "arg_min(decision_id, done_ns) FILTER (WHERE replenished) FROM (SELECT p.*, r.decision_id IS NOT NULL "
@@ -355,10 +350,8 @@ def _examples(con: Any, until: str) -> dict[str, str]:
         f"'REPLENISH' AND {until}) r USING (decision_id)) GROUP BY outcome").fetchall()
     by = {o: (plain, repl) for o, plain, repl in rows}
     out: dict[str, str] = {}
-    if unwound_rolled_back:
-        out["a rolled-back pair"] = unwound_rolled_back
-    elif first.get("ROLLBACK"):
-        out["a rolled-back pair"] = first["ROLLBACK"]
+    if unwound:
+        out["a rolled-back pair"] = unwound[0]
     elif by.get("ROLLED_BACK"):
         out["a rolled-back pair"] = by["ROLLED_BACK"][0] or by["ROLLED_BACK"][1]
     if by.get("HEDGED", (None, None))[1]:
