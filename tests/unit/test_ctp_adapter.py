@@ -370,6 +370,31 @@ def test_a_disconnect_between_insert_and_ack_leaves_it_unknown_and_the_reconnect
     assert int(_sent(api).OrderRef) == int(inp.OrderRef) + 1
 
 
+def test_the_position_reading_carries_each_orders_fills_as_of_that_reply(tmp_path):
+    """What a restarted coordinator counts a rebuilt order's later fills from: the lots each
+    order had filled when the position reply completed, not when the reading is asked for."""
+    a, api = adapter(tmp_path, account="acct-cn")
+    ticket = a.send(request(qty=2))
+    inp = _sent(api)
+    a.spi.OnFrontDisconnected(0x1001)
+    assert a.answer(ticket).lost
+    api.orders.append(rtn_order(inp, api, sys_id="880020", submit="3", status="1", traded=1))
+    api.trades.append(rtn_trade(inp, sys_id="880020", trade_id="8001", price=70090.0, volume=1))
+    api.positions = [position_row("cu2502", LONG, position=1, date=TODAY)]
+    a.spi.OnFrontConnected()  # the logon's order and trade sweep goes before its position query
+    r = a.two_sided_reading()
+    assert r["order_fills"] == {"dec1:A:0": 1} and r["accounts"] == ["acct-cn"]
+    assert r["positions"]["acct-cn/SHFE.cu"]["long"]["today"] == 1
+    # the second lot trades; the broker's next position reply has not come yet
+    api.hold_queries = True
+    a.spi.OnRtnTrade(rtn_trade(inp, sys_id="880020", trade_id="8002", price=70100.0, volume=1))
+    assert a.two_sided_reading()["order_fills"] == {"dec1:A:0": 1}
+    api.positions = [position_row("cu2502", LONG, position=2, date=TODAY)]
+    _release(api)
+    r = a.two_sided_reading()
+    assert r["order_fills"] == {"dec1:A:0": 2} and r["positions"]["acct-cn/SHFE.cu"]["long"]["today"] == 2
+
+
 def test_an_order_lost_with_the_connection_is_absent_after_the_reconnect_query(tmp_path):
     a, api = adapter(tmp_path)
     ticket = a.send(request())

@@ -198,3 +198,100 @@ def test_a_restart_does_not_count_a_recovered_orders_fills_on_top_of_the_venues_
     assert lp.book.pairs["d1"].state is PairState.HEDGED
     assert lp.book.positions.snapshot() == venue_says
     assert not [e for e in lp.events if e.kind is EventKind.BAD_INPUT]
+
+
+def _restart(lp: Loop, did: str) -> tuple[list, list]:
+    """A new coordinator life: what the trail holds of ``did`` and the orders its venues hold."""
+    it = lp.book.pairs[did].intent
+    orders = [o.state.request for lg in lp.book.pairs[did].legs for o in lg.orders]
+    lp.book = PairBook(INSTS, lp.clock, config=CoordinatorConfig(), venues=VENUES, sink=lp.sink, event_node=2)
+    found = [lp.book.events.make(EventKind.INTENT, decision_id=did, strategy=it.strategy,
+                                 intent=it.model_dump(mode="json")),
+             lp.book.events.make(EventKind.PAIR_STATE, decision_id=did, strategy=it.strategy, to="WORKING")]
+    return found, orders
+
+
+def _close_resting_after_4_of_10() -> Loop:
+    """cn holds 10 lots of SHFE copper from yesterday; a pair sells them, the bid takes 4 and
+    the other 6 rest at the venue as a working close."""
+    lp = Loop(ExecutionMode.PRICE)
+    shfe = lp.venues["SHFE"]
+    shfe.two_sided.set("cn", "SHFE.cu", long_yesterday=10, trading_day=dt.date(2025, 1, 6))
+    lp.book.load_positions("SHFE", shfe.two_sided_positions())
+    shfe.on_market(Quote(instrument="SHFE.cu", bid=Decimal(71990), ask=Decimal(72000), bid_size=4, ask_size=50,
+                         venue_ts_ns=T0, ts_ns=T0))
+    lp.submit("d1", "SELL", 10)
+    a = lp.book.pairs["d1"].by_name["A"].orders[0]
+    assert (a.state.request.offset, a.filled, a.live) == (Offset.CLOSE_YESTERDAY, 4, True)
+    return lp
+
+
+def test_a_recovered_close_that_fills_after_the_position_reading_takes_those_lots_off():
+    """A restarted coordinator reads the venue's positions with each order's lots filled at that
+    moment: the 6 lots its rebuilt close fills afterwards come off the loaded position (before,
+    they were missed: the book kept 6 lots the account no longer held)."""
+    lp = _close_resting_after_4_of_10()
+    found, orders = _restart(lp, "d1")
+    reading = lp.venues["SHFE"].two_sided_reading()
+    coid = next(r.client_order_id for r in orders if r.instrument == "SHFE.cu")
+    assert reading["order_fills"][coid] == 4 and "cn" in reading["accounts"]
+    lp.book.load_positions("SHFE", reading["positions"], reading["order_fills"], reading["accounts"])
+    _, cmds = lp.book.recover(found, orders)
+    # the rebuilt close reserves the 6 lots it may still take, as the venue does
+    assert lp.book.positions.snapshot() == lp.venues["SHFE"].two_sided_positions()
+    assert lp.book.positions.get("cn", "SHFE.cu").long.frozen_yesterday == 6
+    # the market trades through the resting 6 before the restart's query reaches the venue
+    lp.venues["SHFE"].on_market(Quote(instrument="SHFE.cu", bid=Decimal(71995), ask=Decimal(72000), bid_size=20,
+                                      ask_size=50, venue_ts_ns=T0 + 1, ts_ns=T0 + 1))
+    lp.run(cmds)
+    assert lp.book.pairs["d1"].by_name["A"].orders[0].filled == 10
+    assert lp.venues["SHFE"].two_sided_positions() == {}
+    assert lp.book.positions.snapshot() == {}  # flat, as the venue holds it
+    assert not [e for e in lp.events if e.kind is EventKind.BAD_INPUT]
+    loaded = [e for e in lp.events if e.kind is EventKind.RECONCILE and e.payload.get("action") == "positions_loaded"]
+    assert loaded[-1].payload["orders_based"] == 0  # read before the rebuild: the rebuild based it
+
+
+def test_a_reading_after_the_rebuild_bases_the_orders_and_applies_what_they_filled_since():
+    """The other order of events: the restart rebuilds the pair and learns its fills before the
+    venue's positions arrive; a reading taken before the last fills counts them once."""
+    lp = _close_resting_after_4_of_10()
+    found, orders = _restart(lp, "d1")
+    reading = lp.venues["SHFE"].two_sided_reading()  # read now: 4 filled, 6 long
+    lp.venues["SHFE"].on_market(Quote(instrument="SHFE.cu", bid=Decimal(71995), ask=Decimal(72000), bid_size=20,
+                                      ask_size=50, venue_ts_ns=T0 + 1, ts_ns=T0 + 1))
+    _, cmds = lp.book.recover(found, orders)
+    lp.run(cmds)  # the queries say 10 filled; nothing loaded yet
+    lp.book.load_positions("SHFE", reading["positions"], reading["order_fills"], reading["accounts"])
+    assert lp.book.positions.snapshot() == {} == lp.venues["SHFE"].two_sided_positions()
+    loaded = [e for e in lp.events if e.kind is EventKind.RECONCILE and e.payload.get("action") == "positions_loaded"]
+    assert loaded[-1].payload["orders_based"] >= 1
+    assert not [e for e in lp.events if e.kind is EventKind.BAD_INPUT]
+
+
+def test_a_reading_for_one_account_leaves_another_accounts_positions_alone():
+    lp = Loop()
+    lp.book.positions.set("cn2", "SHFE.cu", long_today=3)
+    lp.venues["SHFE"].two_sided.set("cn", "SHFE.cu", short_yesterday=2, trading_day=dt.date(2025, 1, 6))
+    reading = lp.venues["SHFE"].two_sided_reading()
+    assert reading["accounts"] == ["cn"]
+    lp.book.load_positions("SHFE", reading["positions"], reading["order_fills"], reading["accounts"])
+    assert lp.book.positions.get("cn2", "SHFE.cu").long.today == 3
+    assert lp.book.positions.get("cn", "SHFE.cu").short.yesterday == 2
+    lp.book.load_positions("SHFE", {})  # a reading that names no accounts speaks for all of them
+    assert lp.book.positions.snapshot() == {}
+
+
+def test_order_fills_that_cannot_be_read_are_recorded_and_taken_as_not_given():
+    lp = _close_resting_after_4_of_10()
+    found, orders = _restart(lp, "d1")
+    reading = lp.venues["SHFE"].two_sided_reading()
+    bad = dict(reading["order_fills"]) | {"x-1": -3}
+    lp.book.load_positions("SHFE", reading["positions"], bad, reading["accounts"])
+    assert lp.book.bad_inputs["positions"] == 1
+    assert "x-1: -3 lots filled" in [e for e in lp.events if e.kind is EventKind.BAD_INPUT][-1].reason
+    assert lp.book.order_fills == {}
+    _, cmds = lp.book.recover(found, orders)
+    lp.run(cmds)
+    # as before the reading carried fills: the rebuilt order adds nothing, the loaded 6 stay
+    assert lp.book.positions.get("cn", "SHFE.cu").long.yesterday == 6

@@ -196,14 +196,15 @@ class PairCoordinator:
         process life (at start and after a restart): offsets are chosen from what the accounts
         hold. A gateway that cannot answer yet (a CTP session before the broker's first position
         reply) is asked again every 2 s, up to 30 times; each failure is recorded, and the book
-        stays as it is meanwhile."""
+        stays as it is meanwhile. The reading carries each order's lots filled as it holds them:
+        an order rebuilt by a restart adds to the positions what it fills after the reading."""
         venue = route_venue(key)
         v = self.book.venues.get(venue)
         if v is None or v.offsets == "none":
             return
         try:
-            snap = await asyncio.wait_for(_await_ref(handle.two_sided_positions.remote()),
-                                          self.config.call_timeout_ms / 1000)
+            reading = await asyncio.wait_for(_await_ref(handle.two_sided_reading.remote()),
+                                             self.config.call_timeout_ms / 1000)
         except (RayError, asyncio.TimeoutError, AttributeError) as e:
             self._execute(self.book.refuse_input(
                 "positions", f"{key}: two-sided positions not read (attempt {attempt}): "
@@ -214,7 +215,12 @@ class PairCoordinator:
                         asyncio.ensure_future(self._load_positions(key, handle, attempt + 1))
                 asyncio.get_running_loop().call_later(2.0, again)
             return
-        self.book.load_positions(venue, snap or {})
+        if not isinstance(reading, dict):
+            self._execute(self.book.refuse_input("positions", f"{key}: the position reading is a "
+                                                              f"{type(reading).__name__}, not a mapping"))
+            return
+        self.book.load_positions(venue, reading.get("positions") or {}, reading.get("order_fills"),
+                                 reading.get("accounts"))
         self._execute([])  # no command: its RECONCILE event is released on the next loop turn
 
     def _gateway(self, venue: str, account: str) -> Any:

@@ -726,6 +726,16 @@ class SimExchange:
         """The venue's own long/short, today/yesterday, frozen per account and instrument."""
         return self.two_sided.snapshot()
 
+    def two_sided_reading(self) -> dict[str, Any]:
+        """The positions (:meth:`two_sided_positions`) with, read at the same moment, the lots
+        filled of every order that works or has filled (``order_fills``) and the accounts the
+        reading speaks for: a restarted coordinator counts each order's later fills from there."""
+        fills = {c: o.state.filled_qty for c, o in self.orders.items()
+                 if o.state.filled_qty or o.state.status.is_live}
+        accounts = set(self.params.accounts) | {o.req.account for o in self.orders.values()} | \
+            {a for a, _ in self.two_sided.positions}
+        return {"positions": self.two_sided.snapshot(), "order_fills": fills, "accounts": sorted(accounts)}
+
     def query(self, client_order_id: str) -> ExecutionReport | None:
         o = self.orders.get(client_order_id)
         return None if o is None else self._report(o, ExecReportKind.STATUS)

@@ -71,6 +71,8 @@ class PairBook(Recovery, LateFills, Offsets):
         # the accounts' two-sided positions at venues that hold long and short apart, as this
         # coordinator's own fills made them: where an order's offset is chosen from
         self.positions = TwoSidedBook()
+        # venue -> client order id -> lots filled, as the venue's position reading held them
+        self.order_fills: dict[str, dict[str, int]] = {}
         self.clock = clock
         self.checker: PreTradeCheck = checker if checker is not None else AllowAll()
         self.config = config or CoordinatorConfig()

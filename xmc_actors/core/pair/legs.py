@@ -32,8 +32,10 @@ class LegOrder:
     stale_armed: bool = False
     pos_applied: int = 0            # lots of it applied to the two-sided positions
     # rebuilt by a restart (from the trail or the gateways): what it filled before the venue's
-    # positions were loaded is in them already; its fills are not applied to them again
+    # positions were read is in them already. Unless the venue's reading said how much that was
+    # (``pos_based``), its fills are not applied to them again
     recovered: bool = False
+    pos_based: bool = False         # pos_applied set from the fills a venue's position reading holds
     retry_counted: bool = False     # an unwind rejected for a passing reason: its attempt was given back
     paced: bool = False             # an unwind that left lots: the leg's next one waited rollback.retry_after_ms
 

@@ -288,3 +288,5 @@ class Recovery:
         leg.next_attempt = max(leg.next_attempt, req.attempt + 1)
         leg.unwinds += order.unwind
         self.index[req.client_order_id] = m.did
+        # the venue's positions were read before this rebuild: count its fills from that reading
+        self.base_order(m, order, self.order_fills.get(leg.inst.venue))

@@ -305,6 +305,7 @@ class CtpAdapter:
         self._positions_verified = False   # a complete position reply since this logon
         self._broker_two_sided: dict[tuple[str, str], dict[str, Any]] | None = None
         self._positions_read_ns = 0
+        self._fills_at_read: dict[str, int] = {}  # client order id -> lots filled, at the last position reply
         self._positions_asked_ns = 0          # our clock when the last complete position reply was asked for
         self._account: dict[str, Any] | None = None
         self._account_read_ns = 0
@@ -979,6 +980,10 @@ class CtpAdapter:
                                   if any(v[s][b] for s in ("long", "short") for b in ("today", "yesterday"))}
         self._positions_read_ns = now
         self._positions_verified = True
+        # each order's lots filled as this session had heard them when the reply completed (the
+        # logon's order and trade sweep goes before its position query): what the reading holds
+        self._fills_at_read = {c: max(o.view.filled_qty, o.venue_filled) for c, o in self.orders.items()
+                               if not o.absent and (o.view.filled_qty or o.venue_filled or o.view.status.is_live)}
         self._count("position_replies")
 
     def _take_account(self, rows: list[dict[str, Any]]) -> None:
@@ -1331,6 +1336,14 @@ class CtpAdapter:
             return {f"{a}/{i}": {"long": dict(e["long"]), "short": dict(e["short"]), "net": e["net"],
                                  "trading_day": e["trading_day"], "read_ns": e["read_ns"]}
                     for (a, i), e in sorted(self._broker_two_sided.items())}
+
+    def two_sided_reading(self) -> dict[str, Any]:
+        """:meth:`two_sided_positions` with ``order_fills``, each order's lots filled as this
+        session had heard them when that reply completed, and the one account it speaks for
+        (the gateway's ``two_sided_reading``). Raises as :meth:`two_sided_positions` does."""
+        with self.cv:  # re-entrant: the positions and the fills of one reply
+            return {"positions": self.two_sided_positions(), "order_fills": dict(self._fills_at_read),
+                    "accounts": [self.account]}
 
     def account_reading(self) -> dict[str, dict[str, Any]]:
         """``{account: {equity, margin, available, currency, trading_day, ts_ns}}`` from the last
