@@ -89,6 +89,8 @@ def test_host_submits_intents_to_the_coordinator_and_applies_the_pushed_outcome(
     assert intent.decision_id == "g1-00000001" and intent.legs[0].qty == 1 and intent.legs[1].qty == 5
     # decided in quote time (2025), its deadline leaves on the wall clock the coordinator enforces
     assert intent.created_ns == T0 and wall0 < intent.deadline_ns < time.time_ns() + 3600 * 10**9
+    # and so does its start-by, the same distance before the deadline as in quote time
+    assert intent.deadline_ns - intent.start_by_ns == (10_000 - 2_000) * 1_000_000
     st = ray.get(host.status.remote())["strategies"]
     assert st["flaky"]["state"] == "ERROR" and st["g1"]["pending"] == "g1-00000001"
     evs = ray.get(host.events.remote())

@@ -347,6 +347,25 @@ def test_an_intent_whose_deadline_has_passed_is_refused_before_any_order() -> No
     assert res["accepted"] is True and len(only(cmds, Place)) == 2
 
 
+def test_an_intent_held_up_past_its_start_by_is_refused_stale_and_a_known_one_is_answered() -> None:
+    """Found by the chaos suite: a submit in flight when the coordinator was killed reached the
+    restarted one 3.7 s after its signal and ran on those prices (leg B filled, leg A missed,
+    leg B's unwinds capped from the stale trigger: escalated)."""
+    clock = SimClock()
+    book = PairBook(INSTRUMENTS, clock)
+    res, cmds = book.submit(intent("held", start_by_ns=clock.now_ns() - 1_700_000_000,
+                                   deadline_ns=clock.now_ns() + 6_000_000_000))
+    assert res["accepted"] is False and res["state"] == "REFUSED"
+    assert res["reason"].startswith("STALE_DECISION: its orders were to leave by 1700.0 ms ago")
+    assert not only(cmds, Place) and only(cmds, NotifyDone)[0].summary.state == "REFUSED"
+    res, cmds = book.submit(intent("fresh", start_by_ns=clock.now_ns() + 1))
+    assert res["accepted"] is True and len(only(cmds, Place)) == 2
+    # the same decision sent again once its start-by has passed: answered, not refused
+    clock.advance(5 * 1_000_000)
+    res, cmds = book.submit(intent("fresh", start_by_ns=clock.now_ns() - 4_000_000))
+    assert res["duplicate"] is True and res["accepted"] is True and not only(cmds, Place)
+
+
 def test_a_fill_for_a_forgotten_pair_escalates_it_and_pushes_its_lots_once() -> None:
     # Arrange: keep 1 finished pair; d1 hedges, then d2 hedges and d1 leaves memory
     h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": FILLS},

@@ -266,7 +266,12 @@ def test_intent_limits_are_on_the_tick_grid_at_the_executable_prices_with_execut
     assert lb.side is Side.BUY and lb.limit_price == Decimal("70010")                       # B's ask
     assert it.mode is ExecutionMode.SPEED and it.max_slippage_bps == Decimal("12")
     assert it.deadline_ns == T0 + 3000 * MS and it.created_ns == T0
+    assert it.start_by_ns == T0 + 2000 * MS  # execution.start_within_ms, by default
     assert it.hedge_ratio == Decimal(5)
+    # start_within_ms 0: no start-by
+    s = band(price="executable", execution=exe.model_copy(update={"start_within_ms": 0}))
+    [it] = intents(s.on_quotes([qa, qb], T0))
+    assert it.start_by_ns is None
 
 
 def test_a_clip_that_hedges_zero_lots_of_leg_b_is_a_clear_error_naming_clip():

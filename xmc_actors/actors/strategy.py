@@ -509,13 +509,14 @@ class StrategyHostActor:
 
     # ------------------------------------------------------------------ internals
     def _wall_deadline(self, intent: PairIntent) -> PairIntent:
-        """Following quote time, a strategy sets its intent's deadline in market time; the
-        coordinator enforces deadlines on the wall clock (and refuses one already past). The
-        deadline leaves here as the same distance from now, on the wall clock."""
-        if self.time_source != "quotes" or intent.deadline_ns is None or not self._quote_now:
+        """Following quote time, a strategy sets its intent's deadline and start-by in market
+        time; the coordinator enforces them on the wall clock (and refuses one already past).
+        They leave here as the same distance from now, on the wall clock."""
+        if self.time_source != "quotes" or not self._quote_now:
             return intent
-        left = intent.deadline_ns - self._quote_now
-        return intent.model_copy(update={"deadline_ns": self.clock.now_ns() + left})
+        now, wall = self._quote_now, self.clock.now_ns()
+        update = {k: wall + (v - now) for k in ("deadline_ns", "start_by_ns") if (v := getattr(intent, k)) is not None}
+        return intent.model_copy(update=update) if update else intent
 
     def _now(self) -> int:
         return self._quote_now if self.time_source == "quotes" and self._quote_now else self.clock.now_ns()

@@ -18,7 +18,7 @@ from .market import Account, FxPair, Instrument, Venue
 from .pairs import ExecutionMode, LegSpec, ReplenishBudget, RollbackPolicy
 from .risk import RiskConfig
 from .stages import AcceptanceConfig, CanaryConfig, DemoteConfig, Stage, StageGates, StressConfig
-from .units import Count, Factor
+from .units import Count, Factor, NonNegCount
 
 FROZEN = ConfigDict(frozen=True, extra="forbid")
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")]
@@ -80,6 +80,11 @@ class ExecutionConfig(BaseModel):
     rollback: RollbackPolicy = RollbackPolicy()
     max_slippage_bps: Annotated[Decimal, Field(ge=0, le=10_000, allow_inf_nan=False)] = Decimal("30")
     deadline_ms: Count = 10_000
+    #: a decision's first orders must leave within this long of the quotes it was made on, or
+    #: the coordinator refuses it (``STALE_DECISION``) rather than send those prices: a decision
+    #: held up by a restart (a call in flight when the coordinator died, a host's re-send) is
+    #: made again on fresh quotes if it still holds. 0: no such limit
+    start_within_ms: NonNegCount = 2_000
 
 
 class RollPolicy(BaseModel):

@@ -111,6 +111,10 @@ class PairIntent(BaseModel):
     hedge_ratio: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] = Decimal("1")
     mode: ExecutionMode = ExecutionMode.PRICE
     deadline_ns: int | None = None
+    #: the latest moment (the coordinator's clock) its first orders may leave: its prices were
+    #: decided on quotes of then. Past it, an intent the coordinator does not know is refused
+    #: ``STALE_DECISION``. None: no limit
+    start_by_ns: int | None = None
     replenish: ReplenishBudget = ReplenishBudget()
     rollback: RollbackPolicy = RollbackPolicy()
     max_slippage_bps: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] = Decimal("30")

@@ -286,6 +286,11 @@ class PairBook(Recovery, LateFills, Offsets):
             # stale: the opportunity it was decided on is gone (or its deadline is on another clock)
             problem = (f"DEADLINE_PASSED: the intent's deadline was {(now - intent.deadline_ns) / 1e6:.1f} ms "
                        "before it reached the coordinator")
+        if not problem and intent.start_by_ns is not None and intent.start_by_ns <= now:
+            # held up (a call in flight across a restart, a re-send): its prices are of quotes
+            # long gone; the strategy decides again on fresh ones if the opportunity holds
+            problem = (f"STALE_DECISION: its orders were to leave by {(now - intent.start_by_ns) / 1e6:.1f} ms ago "
+                       "(start_within_ms of the quotes it was decided on); not sent on those prices")
         if not problem:
             down = []
             for lg in legs:  # the gateway the leg goes through: its account's, else the venue's default
