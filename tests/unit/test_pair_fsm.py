@@ -291,6 +291,21 @@ def test_silent_venue_escalates_with_the_unknown_order_in_the_residual() -> None
     assert res["accepted"] is False and "HALTED" in res["reason"]
 
 
+def test_a_late_unknown_status_of_an_order_already_settled_changes_nothing() -> None:
+    """Seen in the chaos suite: a place call timed out, its query said CANCELED, then the
+    call's own answer came back UNKNOWN; it was counted as bad input (illegal transition)."""
+    h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": Behaviour(reject=1.0, reject_reasons=(RejectReason.LIMIT_LOCKED,))})
+    h.submit(intent(mode=ExecutionMode.SPEED))
+    h.drain()
+    m = h.book.pairs["d1"]
+    b0 = m.by_name["B"].orders[0]
+    assert b0.state.status is OrderStatus.REJECTED
+    n = len(h.sink.events)
+    h.book.on_reports([rep("d1:B:0", ExecReportKind.STATUS, OrderStatus.UNKNOWN, "LME", "LME.CA3M")])
+    assert b0.state.status is OrderStatus.REJECTED and not h.book.bad_inputs
+    assert [e.kind for e in h.sink.events[n:]] == [EventKind.ORDER_REPORT]  # recorded as it came
+
+
 def test_escalated_pair_learns_the_unknown_orders_outcome_from_a_reconciled_status() -> None:
     # Arrange: leg B's venue went silent, the pair is escalated with d1:B:0 unknown
     h = Harness(INSTRUMENTS, {"SHFE": FILLS, "LME": Behaviour(silent_after_ms=0.0)})
