@@ -860,12 +860,10 @@ class VenueGateway:
         filled as the same reading holds them (``None`` from an adapter that cannot say) and the
         accounts it speaks for (``None``: all). What a coordinator loads when it starts or
         restarts, so that an order it rebuilds adds exactly what it fills after the reading."""
-        adapter = self._s(gateway).core.adapter
-        fn = getattr(adapter, "two_sided_reading", None)
+        fn = getattr(self._s(gateway).core.adapter, "two_sided_reading", None)
         if fn is not None:
             return fn()
-        two = getattr(adapter, "two_sided_positions", None)
-        return {"positions": two() if two is not None else {}, "order_fills": None, "accounts": None}
+        return {"positions": await self.two_sided_positions(gateway), "order_fills": None, "accounts": None}
 
     async def account_reading(self, gateway: str | None = None) -> dict[str, dict[str, Any]]:
         """The broker's own figures per account (``{account: {equity, margin, available,

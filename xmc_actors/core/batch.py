@@ -153,7 +153,7 @@ def plan_batch(*, instruction_id: str, strategy: Any, inst_a: Instrument, inst_b
                               limit_price=px[inst_b.id], trigger_price=px[inst_b.id]))
             intents.append(PairIntent(decision_id=did, strategy=BATCH_STRATEGY, legs=legs, hedge_ratio=hedge_ratio,
                                       mode=ExecutionMode(ex.mode), deadline_ns=now_ns + ex.deadline_ms * MS,
-                                      start_by_ns=now_ns + ex.start_within_ms * MS if ex.start_within_ms else None,
+                                      start_by_ns=ex.start_by_ns(now_ns),
                                       replenish=ex.replenish, rollback=ex.rollback,
                                       max_slippage_bps=ex.max_slippage_bps, created_ns=now_ns))
             part.update(lots_b=qb, decision_id=did)

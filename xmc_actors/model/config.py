@@ -86,6 +86,10 @@ class ExecutionConfig(BaseModel):
     #: made again on fresh quotes if it still holds. 0: no such limit
     start_within_ms: NonNegCount = 2_000
 
+    def start_by_ns(self, decided_ns: int) -> int | None:
+        """The start-by of an intent decided at ``decided_ns`` (None: no limit)."""
+        return decided_ns + self.start_within_ms * 1_000_000 if self.start_within_ms else None
+
 
 class RollPolicy(BaseModel):
     """How the risk guard watches a strategy's position in dated contracts for its calendar roll

@@ -650,7 +650,7 @@ class Strategy:
         return PairIntent(
             decision_id=did, strategy=self.name, legs=(legs[0], legs[1]), hedge_ratio=ratio,
             mode=ex.mode, deadline_ns=snap.now_ns + ex.deadline_ms * _MS, replenish=ex.replenish,
-            start_by_ns=snap.now_ns + ex.start_within_ms * _MS if ex.start_within_ms else None,
+            start_by_ns=ex.start_by_ns(snap.now_ns),
             rollback=ex.rollback, max_slippage_bps=ex.max_slippage_bps, reduce_only=reduce_only,
             created_ns=snap.now_ns,
         )

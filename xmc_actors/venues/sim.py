@@ -734,7 +734,7 @@ class SimExchange:
                  if o.state.filled_qty or o.state.status.is_live}
         accounts = set(self.params.accounts) | {o.req.account for o in self.orders.values()} | \
             {a for a, _ in self.two_sided.positions}
-        return {"positions": self.two_sided.snapshot(), "order_fills": fills, "accounts": sorted(accounts)}
+        return {"positions": self.two_sided_positions(), "order_fills": fills, "accounts": sorted(accounts)}
 
     def query(self, client_order_id: str) -> ExecutionReport | None:
         o = self.orders.get(client_order_id)

@@ -140,29 +140,22 @@ class Offsets:
             base = 0
         order.pos_applied = base
         order.pos_based = True
-        req = order.state.request
-        if order.live and req.offset not in (None, Offset.OPEN) and req.qty > base:
-            inst = self.instruments.get(req.instrument)
-            venue = self._two_sided(inst) if inst is not None else None
-            if venue is not None:
-                try:
-                    self.positions.freeze(venue, req.client_order_id, req.account, req.instrument, req.side,
-                                          req.offset, req.qty - base, self._trading_day(venue, inst, m.intent.created_ns))
-                except OffsetError as e:  # the venue holds less than the order may still close
-                    self._bad_input("positions", f"{req.client_order_id} after the position reading: {e}", m.did)
+        if order.live and order.state.request.qty > base:
+            self.reserve(order.state.request, m.intent.created_ns, order.state.request.qty - base)
         self.position_fill(m, order)
         return 1
 
-    def reserve(self, req: OrderRequest, at_ns: int | None = None) -> None:
-        """A close order sent: the lots it may take are frozen until it is done."""
+    def reserve(self, req: OrderRequest, at_ns: int | None = None, qty: int | None = None) -> None:
+        """A close order sent: the lots it may take (``qty``, default all of it) are frozen until
+        it is done."""
         inst = self.instruments.get(req.instrument)
         venue = self._two_sided(inst) if inst is not None else None
         if venue is None or req.offset in (None, Offset.OPEN):
             return
         try:
             self.positions.freeze(venue, req.client_order_id, req.account, req.instrument, req.side, req.offset,
-                                  req.qty, self._trading_day(venue, inst, at_ns))
-        except OffsetError as e:  # the choice was made on these positions: only a bug gets here
+                                  req.qty if qty is None else qty, self._trading_day(venue, inst, at_ns))
+        except OffsetError as e:  # chosen on these positions (or the venue's reading): only a bug gets here
             self._bad_input("positions", f"{req.client_order_id}: {e}", req.decision_id)
 
     def position_fill(self, m: "PairMachine", order: "LegOrder") -> None:
